@@ -1,0 +1,43 @@
+# Two commands set everything up on a fresh clone: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+EXAMPLE := examples/youth-vote
+
+.PHONY: demo test lint fmt bench clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@echo "Installing Rally and its dependencies into $(VENV) (about a minute the first time)..."
+	@$(BIN)/python -m pip install -qq --disable-pip-version-check -e '.[dev]'
+	@touch $(STAMP)
+
+## demo: apply the example campaign to the local store and show it
+demo: $(STAMP)
+	@$(BIN)/rally campaign apply $(EXAMPLE)/campaign.yaml
+	@$(BIN)/rally campaign show first-vote-pa-2027
+
+## test: lint, type-check and run the whole test suite
+test: $(STAMP) lint
+	@$(BIN)/pytest
+
+lint: $(STAMP)
+	@$(BIN)/ruff check .
+	@$(BIN)/ruff format --check .
+	@$(BIN)/mypy
+
+fmt: $(STAMP)
+	@$(BIN)/ruff format .
+	@$(BIN)/ruff check --fix .
+
+## bench: run the speed benchmarks
+bench: $(STAMP)
+	@for b in benchmarks/*.py; do $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) .rally .mypy_cache .ruff_cache .pytest_cache *.egg-info
+
+## migration: draft the next store migration, e.g. make migration m="add video table"
+migration: $(STAMP)
+	@$(BIN)/python -c 'import sys; from store.db import write_migration; print(write_migration(sys.argv[1]))' "$(m)"

@@ -1,0 +1,1 @@
+"""The `rally` command line. Store commands never import Prefect, so they answer fast."""

@@ -1,0 +1,56 @@
+"""`rally audit`: check and export the hash-chained audit log."""
+
+import sys
+from pathlib import Path
+
+import typer
+
+from cli.common import JSON_OPTION, console, print_json, store
+from config.errors import RallyError
+from store import audit
+from store.db import transaction
+
+app = typer.Typer(help="The audit log: verify the chain, export it.", no_args_is_help=True)
+
+
+@app.command("verify")
+def verify(json_output: bool = JSON_OPTION) -> None:
+    """Check every entry; exit non-zero naming the first entry edited, deleted or reordered."""
+    _, engine = store()
+    with transaction(engine, write=False) as session:
+        result = audit.verify(session)
+    if json_output:
+        print_json(
+            {
+                "ok": result.ok,
+                "entries": result.entries,
+                "first_bad": result.first_bad,
+                "problem": result.problem,
+            }
+        )
+        if not result.ok:
+            raise SystemExit(1)
+        return
+    if not result.ok:
+        raise RallyError(f"audit log broken at entry {result.first_bad}: {result.problem}")
+    console.print(f"Audit log intact: {result.entries} entries, each linked to the one before.")
+
+
+@app.command("export")
+def export(
+    output: Path | None = typer.Option(
+        None, "--output", "-o", help="Write to this file instead of stdout."
+    ),
+    since: int = typer.Option(0, "--since", help="Only entries after this sequence number."),
+) -> None:
+    """Write the audit log as JSON lines (one entry per line, oldest first)."""
+    _, engine = store()
+    with transaction(engine, write=False) as session:
+        if output is None:
+            written = audit.export(session, sys.stdout, since=since)
+        else:
+            with output.open("w", encoding="utf-8") as out:
+                written = audit.export(session, out, since=since)
+    print(
+        f"{written} audit entries exported" + (f" to {output}" if output else ""), file=sys.stderr
+    )

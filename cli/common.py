@@ -1,0 +1,55 @@
+"""What every command shares: the store, JSON output, and human-friendly numbers."""
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from sqlalchemy import Engine
+
+from config.settings import Settings, get_settings
+from store.db import open_store
+
+console = Console(highlight=False, soft_wrap=True)
+JSON_OPTION = typer.Option(False, "--json", help="Print JSON for scripts instead of tables.")
+
+
+def store() -> tuple[Settings, Engine]:
+    """Settings and a ready store (an empty store is created on first use)."""
+    settings = get_settings()
+    return settings, open_store(settings)
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+
+
+def shown_path(path: Path) -> str:
+    """A path as short as it can be: relative to the working directory when inside it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def money(cents: int | None, currency: str = "USD") -> str:
+    if cents is None:
+        return "-"
+    symbol = {"USD": "$", "EUR": "€", "GBP": "£"}.get(currency, "")
+    amount = f"{cents / 100:,.2f}".removesuffix(".00")
+    return f"{symbol}{amount}" if symbol else f"{amount} {currency}"
+
+
+def count(n: int | None) -> str:
+    if n is None:
+        return "-"
+    for limit, suffix in ((1_000_000, "M"), (1_000, "K")):
+        if n >= limit:
+            return f"{n / limit:.1f}".removesuffix(".0") + suffix
+    return str(n)
+
+
+def percent(rate: float | None) -> str:
+    return "-" if rate is None else f"{rate * 100:.3g}%"

@@ -1,0 +1,113 @@
+"""`rally creators`: import and list a campaign's roster."""
+
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from cli.common import JSON_OPTION, console, count, money, print_json, shown_path, store
+from config.campaign import CampaignSpec
+from config.errors import RallyError
+from store.db import transaction
+from tasks.campaigns import get_campaign, roster
+from tasks.roster import RosterChange, RowProblem, import_roster, read_roster
+
+app = typer.Typer(help="A campaign's creators: import a roster CSV, list it.", no_args_is_help=True)
+
+
+def roster_report(
+    file: Path, change: RosterChange, problems: list[RowProblem]
+) -> dict[str, object]:
+    """Print what an import did; fail (after the good rows are saved) if any row was skipped."""
+    skipped = problems + change.problems
+    return {
+        "file": shown_path(file),
+        "added": change.added,
+        "updated": change.updated,
+        "unchanged": change.unchanged,
+        "skipped": [
+            {"row": p.row, "handle": p.handle, "field": p.field, "message": p.message}
+            for p in skipped
+        ],
+    }
+
+
+def print_roster_report(report: dict[str, object]) -> None:
+    skipped = report["skipped"]
+    assert isinstance(skipped, list)
+    console.print(
+        f"Roster {report['file']}: {report['added']} added, {report['updated']} updated, "
+        f"{report['unchanged']} unchanged"
+        + (f", {len(skipped)} row problem(s):" if skipped else ".")
+    )
+    for p in skipped:
+        who = f" (@{p['handle']})" if p["handle"] else ""
+        console.print(
+            f"  {report['file']}: row {p['row']}{who}: {p['field']}: {p['message']}", markup=False
+        )
+
+
+def fail_on_skipped(report: dict[str, object]) -> None:
+    skipped = report["skipped"]
+    assert isinstance(skipped, list)
+    if skipped:
+        rows = len({p["row"] for p in skipped})
+        raise RallyError(
+            f"{rows} roster row(s) not imported: fix them and import again "
+            "(the other rows are saved; importing them again changes nothing)"
+        )
+
+
+@app.command("import")
+def import_command(slug: str, csv_file: Path, json_output: bool = JSON_OPTION) -> None:
+    """Add or update creators from a roster CSV (an upsert on platform and handle)."""
+    settings, engine = store()
+    with transaction(engine) as session:
+        campaign = get_campaign(session, slug)
+        spec = CampaignSpec.model_validate(campaign.spec)
+        rows, problems = read_roster(csv_file, spec)
+        change = import_roster(session, campaign, spec, rows, actor=settings.actor)
+    report = roster_report(csv_file, change, problems)
+    print_json(report) if json_output else print_roster_report(report)
+    fail_on_skipped(report)
+
+
+@app.command("list")
+def list_command(slug: str, json_output: bool = JSON_OPTION) -> None:
+    """List a campaign's creators with their terms, codes and links."""
+    settings, engine = store()
+    with transaction(engine, write=False) as session:
+        campaign = get_campaign(session, slug)
+        rows = roster(session, campaign, public_url=settings.public_url)
+        currency = campaign.spec["budget"]["currency"]
+    if json_output:
+        print_json(rows)
+        return
+    console.print(roster_table(rows, currency, settings.public_url))
+
+
+def roster_table(rows: list[dict[str, Any]], currency: str, public_url: str) -> Table:
+    table = Table(
+        title=f"Roster ({len(rows)} creators)",
+        title_justify="left",
+        caption=f"Links are on {public_url} (RALLY_PUBLIC_URL); rates marked * are the tier's.",
+        caption_justify="left",
+    )
+    for name in ("Creator", "Name", "Segment", "Tier", "Followers", "Rate", "Code", "Link"):
+        table.add_column(name, justify="right" if name in ("Followers", "Rate") else "left")
+    for r in rows:
+        handle = f"@{r['handle']}" + ("" if r["platform"] == "tiktok" else f" ({r['platform']})")
+        rate = money(r["rate_cents"], currency) + ("*" if r["rate_from"] == "tier" else "")
+        link = str(r["tracking_link"]).removeprefix(public_url)
+        table.add_row(
+            handle,
+            r["name"] or "-",
+            r["segment"] or "-",
+            r["tier"] or "-",
+            count(r["followers"]),
+            rate,
+            r["source_code"],
+            link,
+        )
+    return table

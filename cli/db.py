@@ -1,0 +1,38 @@
+"""`rally db`: the store's schema."""
+
+import typer
+
+from cli.common import JSON_OPTION, console, print_json
+from config.settings import get_settings
+from store.db import current_revision, engine_for, head_revision, masked, upgrade
+
+app = typer.Typer(help="The store's schema: status and upgrades.", no_args_is_help=True)
+
+
+@app.command("upgrade")
+def upgrade_command() -> None:
+    """Apply pending migrations to the store (an empty store is created)."""
+    done = upgrade(engine_for(get_settings().store_url))
+    if done.before == done.after:
+        console.print(f"Store {done.url} is up to date (revision {done.after}).")
+    else:
+        console.print(
+            f"Store {done.url} upgraded from {done.before or 'empty'} to revision {done.after}."
+        )
+
+
+@app.command("status")
+def status(json_output: bool = JSON_OPTION) -> None:
+    """Show where the store is and whether its schema is current."""
+    url = get_settings().store_url
+    revision, head = current_revision(engine_for(url)), head_revision()
+    info = {"url": masked(url), "revision": revision, "head": head, "current": revision == head}
+    if json_output:
+        print_json(info)
+        return
+    state = (
+        "current"
+        if revision == head
+        else ("empty" if revision is None else f"behind ({head} available)")
+    )
+    console.print(f"Store {info['url']}: revision {revision or '-'}, {state}.")

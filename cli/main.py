@@ -1,0 +1,58 @@
+"""`rally`: the entry point. Errors are one clear line and a non-zero exit; --debug shows more."""
+
+import sys
+import traceback
+
+import typer
+
+from cli import audit, campaign, creators, db
+from config.errors import RallyError
+
+app = typer.Typer(
+    name="rally",
+    help="Rally runs creator campaigns: briefs, compliance review, follow-ups, lead sync, reports.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(campaign.app, name="campaign")
+app.add_typer(creators.app, name="creators")
+app.add_typer(audit.app, name="audit")
+app.add_typer(db.app, name="db")
+
+_debug = False
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(
+        False, "--debug", help="Show the full traceback when something fails."
+    ),
+) -> None:
+    global _debug
+    _debug = debug
+
+
+def main(argv: list[str] | None = None) -> None:
+    global _debug
+    _debug = False
+    try:
+        app(args=argv, prog_name="rally")
+    except RallyError as exc:
+        if _debug:
+            traceback.print_exc()
+        for line in str(exc).splitlines():
+            print(f"error: {line}", file=sys.stderr)
+        raise SystemExit(1) from None
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        raise SystemExit(130) from None
+    except Exception as exc:
+        if _debug:
+            raise
+        print(f"error: {type(exc).__name__}: {exc} (run with --debug for details)", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+if __name__ == "__main__":
+    main()

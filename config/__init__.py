@@ -1,0 +1,1 @@
+"""Rally's configuration: settings from the environment, campaign files, default rules."""

@@ -1,0 +1,367 @@
+"""Campaign as code: the schema of `campaign.yaml` and its loader.
+
+Every problem in a file is reported at once, one line each, as
+``campaign.yaml: kpis.engagement_rate: must be between 0 and 1 (got 1.5)``.
+"""
+
+import difflib
+import hashlib
+import json
+import re
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+
+from config.errors import RallyError
+
+# --- field types ----------------------------------------------------------------------------
+
+
+def _rate(value: float) -> float:
+    if not 0 <= value <= 1:
+        raise ValueError("must be between 0 and 1")
+    return value
+
+
+def _slug(value: str) -> str:
+    if not re.fullmatch(r"[a-z0-9][a-z0-9-]{1,63}", value):
+        raise ValueError("must be 2-64 lowercase letters, digits and dashes")
+    return value
+
+
+def _identifier(value: str) -> str:
+    if not re.fullmatch(r"[a-z][a-z0-9_]{0,47}", value):
+        raise ValueError(
+            "must be lowercase letters, digits and underscores, starting with a letter"
+        )
+    return value
+
+
+def _timezone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"unknown time zone {value!r} (use an IANA name such as America/New_York)"
+        ) from None
+    return value
+
+
+def _web_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError("must be a full http(s) URL")
+    return value
+
+
+def _hashtag(value: str) -> str:
+    if not re.fullmatch(r"#\w+", value):
+        raise ValueError("must start with # and contain only letters, digits and underscores")
+    return value
+
+
+def _length(value: str) -> str:
+    if not re.fullmatch(r"\d+(-\d+)?\s*s", value):
+        raise ValueError("must be seconds such as '15-30s' or '60s'")
+    return value
+
+
+Rate = Annotated[float, AfterValidator(_rate)]
+Money = Annotated[float, Field(ge=0)]
+Share = Annotated[float, Field(ge=0, le=1)]
+Slug = Annotated[str, AfterValidator(_slug)]
+Identifier = Annotated[str, AfterValidator(_identifier)]
+Text = Annotated[str, Field(min_length=1)]
+Week = Annotated[int, Field(ge=1, le=52)]
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, frozen=True)
+
+
+# --- the campaign file ----------------------------------------------------------------------
+
+
+class Committee(Model):
+    name: Text
+    paid_for_by: Text
+
+
+class PhaseSpec(Model):
+    key: Identifier
+    name: Text
+    first_week: Week
+    last_week: Week
+
+
+class MilestoneSpec(Model):
+    key: Identifier
+    name: Text
+    week: Week
+    check: Identifier = "manual"
+    params: dict[str, Any] = {}
+
+
+class Sprint(Model):
+    start: date
+    weeks: Week = 12
+    phases: list[PhaseSpec] | None = None
+    milestones: list[MilestoneSpec] | None = None
+
+
+class Kpis(Model):
+    """Targets; any may be left out. Rates are fractions (0.06 is 6%), money is per result."""
+
+    views: Annotated[int, Field(ge=0)] | None = None
+    engagement_rate: Rate | None = None
+    watch_through_rate: Rate | None = None
+    click_through_rate: Rate | None = None
+    conversion_rate: Rate | None = None
+    signups: Annotated[int, Field(ge=0)] | None = None
+    cpa: Money | None = None
+    cost_per_engaged_user: Money | None = None
+
+
+class BudgetSplit(Model):
+    creators: Share = 0
+    paid: Share = 0
+    production: Share = 0
+    tools: Share = 0
+
+
+class Budget(Model):
+    total: Money
+    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "USD"
+    split: BudgetSplit
+
+
+class Segment(Model):
+    id: Identifier
+    name: Text
+    description: str = ""
+    benchmarks: Kpis = Kpis()
+
+
+class Tier(Model):
+    rate: Money
+    description: str = ""
+
+
+class Deliverables(Model):
+    count: Annotated[int, Field(ge=1, le=100)] = 3
+    length: Annotated[str, AfterValidator(_length)] = "15-30s"
+    format: Text = "vertical video, 9:16"
+
+
+DEFAULT_GUIDELINES = (
+    "Hook the viewer in the first 3 seconds.",
+    "Use a trending sound where it fits the message.",
+    "Keep it personal and unpolished: user-generated style, in your own words.",
+    "End with one clear call to action.",
+)
+
+
+class BriefSpec(Model):
+    template: Text = "default"
+    key_message: Text
+    call_to_action: Text
+    hashtags: list[Annotated[str, AfterValidator(_hashtag)]] = []
+    guidelines: list[Text] = list(DEFAULT_GUIDELINES)
+    deliverables: Deliverables = Deliverables()
+    draft_due_week: Week = 3
+    posting_weeks: tuple[Week, Week] = (4, 9)
+
+
+class Tracking(Model):
+    landing_url: Annotated[str, AfterValidator(_web_url)]
+    utm_medium: Text = "creator"
+
+
+DestinationType = Literal[
+    "csv", "jsonl", "webhook", "action_network", "hubspot", "mobilize", "nationbuilder", "ngpvan"
+]
+
+
+class Destination(Model):
+    name: Identifier
+    type: DestinationType
+    enabled: bool = True
+    mapping: dict[str, str] = {}
+    tags: list[str] = []
+    options: dict[str, Any] = {}
+
+
+class CampaignSpec(Model):
+    name: Text
+    slug: Slug
+    objective: Text
+    political: bool
+    paid: bool
+    committee: Committee | None = None
+    jurisdiction: Text
+    timezone: Annotated[str, AfterValidator(_timezone)]
+    sprint: Sprint
+    kpis: Kpis
+    budget: Budget
+    segments: Annotated[list[Segment], Field(min_length=1)]
+    tiers: dict[Identifier, Tier] = {}
+    brief: BriefSpec
+    tracking: Tracking
+    policy: Text = "default"
+    followups: Text = "default"
+    destinations: list[Destination] = [Destination(name="export", type="csv")]
+    roster: str | None = None
+
+    def segment_ids(self) -> set[str]:
+        return {segment.id for segment in self.segments}
+
+    def spec_hash(self) -> str:
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _cross_checks(spec: CampaignSpec) -> list[tuple[str, str]]:
+    """Rules that span fields; each names the field to fix."""
+    problems: list[tuple[str, str]] = []
+    if spec.political and spec.committee is None:
+        problems.append(("committee", "required for a political campaign (name and paid_for_by)"))
+    if spec.committee and spec.committee.name.lower() not in spec.committee.paid_for_by.lower():
+        problems.append(
+            ("committee.paid_for_by", f"must name the committee {spec.committee.name!r}")
+        )
+    split = spec.budget.split
+    total = split.creators + split.paid + split.production + split.tools
+    if abs(total - 1) > 0.001:
+        problems.append(("budget.split", f"shares must add up to 1 (they add up to {total:g})"))
+    for label, keys in (
+        ("segments", [s.id for s in spec.segments]),
+        ("destinations", [d.name for d in spec.destinations]),
+    ):
+        seen: set[str] = set()
+        for index, key in enumerate(keys):
+            if key in seen:
+                problems.append((f"{label}[{index}]", f"duplicate {label[:-1]} {key!r}"))
+            seen.add(key)
+    weeks = spec.sprint.weeks
+    week_fields: list[tuple[str, int]] = [
+        ("brief.draft_due_week", spec.brief.draft_due_week),
+        ("brief.posting_weeks[0]", spec.brief.posting_weeks[0]),
+        ("brief.posting_weeks[1]", spec.brief.posting_weeks[1]),
+    ]
+    for i, phase in enumerate(spec.sprint.phases or []):
+        week_fields += [(f"sprint.phases[{i}].first_week", phase.first_week)]
+        week_fields += [(f"sprint.phases[{i}].last_week", phase.last_week)]
+        if phase.last_week < phase.first_week:
+            problems.append((f"sprint.phases[{i}].last_week", "must not come before first_week"))
+    for i, milestone in enumerate(spec.sprint.milestones or []):
+        week_fields.append((f"sprint.milestones[{i}].week", milestone.week))
+    problems += [
+        (path, f"week {week} is after the sprint's {weeks} weeks")
+        for path, week in week_fields
+        if week > weeks
+    ]
+    if spec.brief.posting_weeks[1] < spec.brief.posting_weeks[0]:
+        problems.append(("brief.posting_weeks", "the last week must not come before the first"))
+    return problems
+
+
+# --- loading --------------------------------------------------------------------------------
+
+
+class CampaignFileError(RallyError):
+    """A campaign file that does not hold; `problems` are (field path, message) pairs."""
+
+    def __init__(self, file: str, problems: list[tuple[str, str]]) -> None:
+        self.file, self.problems = file, problems
+        super().__init__(
+            "\n".join(
+                f"{file}: {path}: {message}" if path else f"{file}: {message}"
+                for path, message in problems
+            )
+        )
+
+
+_MESSAGES = {
+    "missing": "required",
+    "int_parsing": "must be a whole number",
+    "int_from_float": "must be a whole number",
+    "float_parsing": "must be a number",
+    "bool_parsing": "must be true or false",
+    "date_parsing": "must be a date (YYYY-MM-DD)",
+    "date_from_datetime_parsing": "must be a date (YYYY-MM-DD)",
+    "string_type": "must be text",
+    "list_type": "must be a list",
+    "dict_type": "must be a mapping of fields",
+    "model_type": "must be a mapping of fields",
+    "greater_than_equal": "must be at least {ge}",
+    "less_than_equal": "must be at most {le}",
+    "string_pattern_mismatch": "has the wrong form",
+    "literal_error": "must be one of {expected}",
+}
+
+
+def _known_fields() -> list[str]:
+    return sorted({name for model in Model.__subclasses__() for name in model.model_fields})
+
+
+def _describe(error: Any) -> tuple[str, str]:
+    path = ""
+    for part in error["loc"]:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    kind, ctx = error["type"], error.get("ctx", {})
+    if kind == "extra_forbidden":
+        close = difflib.get_close_matches(str(error["loc"][-1]), _known_fields(), n=1, cutoff=0.75)
+        return path, "unknown field" + (f" (did you mean {close[0]!r}?)" if close else "")
+    if kind == "string_too_short" and ctx.get("min_length") == 1:
+        message = "must not be empty"
+    elif kind == "too_short":
+        message = f"must have at least {ctx.get('min_length')} item(s)"
+    elif kind in _MESSAGES:
+        message = _MESSAGES[kind].format(
+            **{k: f"{v:g}" if isinstance(v, float) else v for k, v in ctx.items()}
+        )
+    else:
+        message = str(error["msg"]).removeprefix("Value error, ")
+        message = message[:1].lower() + message[1:]
+    value = error.get("input")
+    shown = kind != "missing" and value is not None and not isinstance(value, dict | list)
+    if shown and repr(value) not in message:
+        message += f" (got {value!r})"
+    return path, message
+
+
+def parse_campaign(data: Any, *, file: str) -> CampaignSpec:
+    """Validate already-parsed YAML data; raise `CampaignFileError` listing every problem."""
+    if not isinstance(data, dict):
+        raise CampaignFileError(file, [("", "must be a mapping of campaign fields")])
+    try:
+        spec = CampaignSpec.model_validate(data)
+    except ValidationError as exc:
+        raise CampaignFileError(file, [_describe(e) for e in exc.errors()]) from None
+    problems = _cross_checks(spec)
+    if problems:
+        raise CampaignFileError(file, problems)
+    return spec
+
+
+def load_campaign(path: Path) -> CampaignSpec:
+    """Read and validate a `campaign.yaml`; names in errors are the path as given."""
+    import yaml
+
+    file = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise RallyError(f"{file}: cannot read: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise CampaignFileError(file, [("", f"{where}not valid YAML: {problem}")]) from None
+    return parse_campaign(data, file=file)

@@ -1,0 +1,81 @@
+"""Settings: one object read from the environment and `.env`, built on first use.
+
+Every setting is named ``RALLY_<FIELD>`` in the environment; `.env.example` lists them.
+"""
+
+import getpass
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="RALLY_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    home: Path = Field(Path(".rally"), description="Folder for the local store, mail, exports")
+    database_url: SecretStr = Field(
+        SecretStr(""), description="SQLAlchemy URL of the store; empty means SQLite in home"
+    )
+    test_database_url: SecretStr = Field(
+        SecretStr("postgresql+psycopg://postgres@127.0.0.1:5432/postgres"),
+        description="PostgreSQL server the tests create their throwaway databases on",
+    )
+    actor: str = Field("", description="Name recorded in the audit log for CLI changes")
+    public_url: str = Field(
+        "http://127.0.0.1:8000", description="Base URL creators and the public reach Rally at"
+    )
+
+    @model_validator(mode="after")
+    def _derive_defaults(self) -> "Settings":
+        self.home = self.home.expanduser().resolve()
+        if not self.database_url.get_secret_value():
+            self.database_url = SecretStr(f"sqlite:///{self.home / 'rally.db'}")
+        if not self.actor:
+            self.actor = f"cli:{_login_name()}"
+        self.public_url = self.public_url.rstrip("/")
+        return self
+
+    @property
+    def store_url(self) -> str:
+        return normalize_database_url(self.database_url.get_secret_value())
+
+    @property
+    def prefect_home(self) -> Path:
+        return self.home / "prefect"
+
+
+def normalize_database_url(url: str) -> str:
+    """Accept plain `postgresql://` URLs and use the psycopg 3 driver Rally ships with."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def _login_name() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once on first use (tests call `cache_clear()`)."""
+    return Settings()
+
+
+def use_rally_prefect_home(settings: Settings | None = None) -> Path:
+    """Point Prefect at ``$RALLY_HOME/prefect`` unless the user already chose a PREFECT_HOME.
+
+    Must run before `prefect` is imported: Prefect reads its home when it loads.
+    """
+    default = (settings or get_settings()).prefect_home
+    home = Path(os.environ.setdefault("PREFECT_HOME", str(default)))
+    home.mkdir(parents=True, exist_ok=True)
+    return home

@@ -1,0 +1,157 @@
+"""The append-only, hash-chained audit log.
+
+Each entry's hash covers its own fields and the previous entry's hash, so editing, deleting or
+reordering any entry breaks the chain at that entry. The one-row `audit_head` names the last
+entry: appenders lock it (on PostgreSQL; SQLite has one writer at a time), which keeps the chain
+linear under concurrent writers, and `verify` compares it so that deleting the newest entries
+is caught too.
+"""
+
+import hashlib
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, TextIO
+
+from pydantic_core import to_jsonable_python
+from sqlmodel import Session, col, select
+
+from store.models import AuditEvent, AuditHead
+from store.types import utcnow
+
+GENESIS = "0" * 64
+
+
+@dataclass(frozen=True)
+class Change:
+    """A state change to record: who did what to which entity, and what changed."""
+
+    actor: str
+    action: str
+    entity_type: str
+    entity_id: str | int
+    summary: str
+    changes: dict[str, Any] = field(default_factory=dict)
+
+
+def entry_hash(
+    *,
+    seq: int,
+    at: datetime,
+    actor: str,
+    action: str,
+    entity_type: str,
+    entity_id: str,
+    summary: str,
+    changes: dict[str, Any],
+    prev_hash: str,
+) -> str:
+    body = [seq, at.isoformat(), actor, action, entity_type, entity_id, summary, changes, prev_hash]
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _hash_of(event: AuditEvent) -> str:
+    return entry_hash(
+        seq=event.seq,
+        at=event.at,
+        actor=event.actor,
+        action=event.action,
+        entity_type=event.entity_type,
+        entity_id=event.entity_id,
+        summary=event.summary,
+        changes=event.changes,
+        prev_hash=event.prev_hash,
+    )
+
+
+def record(session: Session, changes: Iterable[Change]) -> list[AuditEvent]:
+    """Append entries for `changes` in the caller's transaction; they commit with it."""
+    pending = list(changes)
+    if not pending:
+        return []
+    head = session.exec(select(AuditHead).where(AuditHead.id == 1).with_for_update()).one()
+    at = utcnow()
+    events = []
+    for change in pending:
+        event = AuditEvent(
+            seq=head.seq + 1,
+            at=at,
+            actor=change.actor,
+            action=change.action,
+            entity_type=change.entity_type,
+            entity_id=str(change.entity_id),
+            summary=change.summary,
+            changes=to_jsonable_python(change.changes),
+            prev_hash=head.hash,
+            hash="",
+        )
+        event.hash = _hash_of(event)
+        head.seq, head.hash = event.seq, event.hash
+        events.append(event)
+    session.add_all(events)
+    session.add(head)
+    return events
+
+
+@dataclass(frozen=True)
+class Verification:
+    entries: int
+    first_bad: int | None = None
+    problem: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.first_bad is None
+
+
+def _entries(session: Session, *, after: int = 0) -> Iterator[AuditEvent]:
+    query = select(AuditEvent).where(AuditEvent.seq > after).order_by(col(AuditEvent.seq))
+    yield from session.exec(query.execution_options(yield_per=1000))
+
+
+def verify(session: Session) -> Verification:
+    """Walk the chain from the first entry; report the first entry that does not hold."""
+    expected, prev_hash, count = 1, GENESIS, 0
+    for event in _entries(session):
+        what = f"{event.action} on {event.entity_type} {event.entity_id}"
+        if event.seq != expected:
+            gap = (
+                "deleted"
+                if event.seq == expected + 1
+                else f"deleted with entries up to {event.seq - 1}"
+            )
+            return Verification(count, expected, f"missing: {gap}")
+        if event.prev_hash != prev_hash:
+            return Verification(
+                count,
+                event.seq,
+                f"{what} does not follow the entry before it: replaced or reordered",
+            )
+        if _hash_of(event) != event.hash:
+            return Verification(
+                count, event.seq, f"{what} does not match its hash: edited after it was written"
+            )
+        expected, prev_hash, count = event.seq + 1, event.hash, count + 1
+    head = session.get(AuditHead, 1)
+    if head is None:
+        return Verification(count, expected, "the audit head row is missing: deleted")
+    if head.seq > count:
+        return Verification(
+            count, expected, f"missing: deleted with entries up to {head.seq}, the newest"
+        )
+    if head.seq != count or head.hash != prev_hash:
+        return Verification(
+            count, head.seq, "the audit head does not match the newest entry: edited"
+        )
+    return Verification(count)
+
+
+def export(session: Session, out: TextIO, *, since: int = 0) -> int:
+    """Write entries after `since` as JSON lines; return how many were written."""
+    written = 0
+    for event in _entries(session, after=since):
+        out.write(json.dumps(event.model_dump(mode="json"), ensure_ascii=False) + "\n")
+        written += 1
+    return written

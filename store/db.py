@@ -1,0 +1,154 @@
+"""Engines, transactions and the schema check every store-using command makes first.
+
+The check reads the store's revision with one plain query and compares it with the newest
+migration file's name, so a command that only reads the store never imports alembic.
+"""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
+from sqlmodel import Session
+
+from config.errors import RallyError
+from config.settings import Settings, get_settings, normalize_database_url
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def masked(url: str) -> str:
+    """The URL with any password hidden, for messages and logs."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+@lru_cache(maxsize=8)
+def engine_for(url: str) -> Engine:
+    """One engine per store URL. SQLite gets WAL, foreign keys and a busy timeout."""
+    url = normalize_database_url(url)
+    if url.startswith("sqlite"):
+        database = make_url(url).database
+        if database and database != ":memory:":
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 30})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin)
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.isolation_level = None  # SQLAlchemy emits BEGIN itself (_sqlite_begin)
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def _sqlite_begin(connection: Connection) -> None:
+    """Writers take SQLite's write lock up front, so concurrent writers queue on the busy
+    timeout instead of failing when a deferred transaction tries to upgrade its lock."""
+    write = connection.get_execution_options().get("rally_write", False)
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+@contextmanager
+def transaction(engine: Engine, *, write: bool = True) -> Iterator[Session]:
+    """A session whose work commits on success and rolls back on any error.
+
+    Pass `write=False` for read-only work: on SQLite it then does not wait for other writers.
+    """
+    bind = engine.execution_options(rally_write=write)
+    with Session(bind, expire_on_commit=False) as session, session.begin():
+        yield session
+
+
+def head_revision() -> str:
+    """The newest migration: files are named `NNNN_what.py` and revision ids are `NNNN`."""
+    names = sorted(p.name for p in (MIGRATIONS / "versions").glob("[0-9][0-9][0-9][0-9]_*.py"))
+    return names[-1][:4]
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The store's revision, or None for an empty store."""
+    try:
+        with engine.connect() as conn:
+            if not inspect(conn).has_table("alembic_version"):
+                return None
+            return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    except OperationalError as exc:
+        raise RallyError(f"cannot open the store at {masked(str(engine.url))}: {exc.orig}") from exc
+
+
+@dataclass(frozen=True)
+class Upgrade:
+    url: str
+    before: str | None
+    after: str
+
+
+def upgrade(engine: Engine) -> Upgrade:
+    """Apply every pending migration (alembic is imported only here)."""
+    from alembic import command
+    from alembic.config import Config
+
+    before = current_revision(engine)
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "head")
+    return Upgrade(url=masked(str(engine.url)), before=before, after=head_revision())
+
+
+def open_store(settings: Settings | None = None) -> Engine:
+    """The store's engine, ready to use: an empty store is created on the spot.
+
+    A store behind this version of Rally is not changed silently; the user is asked to run
+    `rally db upgrade`, so migrating real data is always a deliberate step.
+    """
+    settings = settings or get_settings()
+    engine = engine_for(settings.store_url)
+    revision, head = current_revision(engine), head_revision()
+    if revision is None:
+        upgrade(engine)
+    elif revision != head:
+        if revision > head:
+            raise RallyError(
+                f"the store is at revision {revision}, newer than this Rally ({head}): "
+                "upgrade Rally"
+            )
+        raise RallyError(
+            f"the store is at revision {revision} and this Rally needs {head}: "
+            "run `rally db upgrade`"
+        )
+    return engine
+
+
+def write_migration(message: str) -> Path:
+    """Draft the next migration from the models' difference to head (for developers).
+
+    Review the draft before committing: keep plain SQLAlchemy types in it, never model code.
+    """
+    import tempfile
+
+    from alembic import command
+    from alembic.config import Config
+
+    number = f"{int(head_revision()) + 1:04d}"
+    with tempfile.TemporaryDirectory() as scratch:
+        engine = create_engine(f"sqlite:///{scratch}/draft.db")
+        upgrade(engine)
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        with engine.begin() as conn:
+            config.attributes["connection"] = conn
+            command.revision(config, message=message, autogenerate=True, rev_id=number)
+        engine.dispose()
+    return next((MIGRATIONS / "versions").glob(f"{number}_*.py"))

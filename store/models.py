@@ -1,0 +1,476 @@
+"""Rally's data model: every table, in one place, in the order a campaign meets them.
+
+campaign -> roster (creators) -> sprint plan -> briefs -> creatives and drafts -> policy findings
+and review tasks -> engagement events -> contacts and consent -> follow-ups -> outbox ->
+metric snapshots; timers and the hash-chained audit log sit beside them all.
+
+Conventions: times are aware UTC (`UTCDateTime`); money is integer cents; status and kind
+columns are plain strings whose values are the `StrEnum`s below; free-form structure is JSON.
+"""
+
+from datetime import date, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, Index, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from store.types import UTCDateTime, utcnow
+
+
+def _created() -> Any:
+    return Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+def _when(*, index: bool = False) -> Any:
+    return Field(default=None, sa_type=UTCDateTime, index=index)
+
+
+# --- campaign and roster --------------------------------------------------------------------
+
+
+class Campaign(SQLModel, table=True):
+    """A campaign as applied from its `campaign.yaml`; `spec` keeps the whole validated file."""
+
+    __tablename__ = "campaigns"
+
+    id: int | None = Field(default=None, primary_key=True)
+    slug: str = Field(unique=True, max_length=64)
+    name: str
+    objective: str
+    political: bool
+    paid: bool
+    committee_name: str | None = None
+    paid_for_by: str | None = None
+    jurisdiction: str
+    timezone: str
+    start_date: date
+    weeks: int
+    spec: dict[str, Any] = Field(sa_type=JSON)
+    spec_hash: str = Field(max_length=64)
+    source_path: str | None = None
+    created_at: datetime = _created()
+    updated_at: datetime = _created()
+
+
+class Creator(SQLModel, table=True):
+    """A person on a platform; the same creator may work on several campaigns."""
+
+    __tablename__ = "creators"
+    __table_args__ = (UniqueConstraint("platform", "handle"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    platform: str = Field(max_length=32)
+    handle: str = Field(max_length=64)
+    name: str | None = None
+    email: str | None = None
+    phone: str | None = None
+    followers: int | None = None
+    attributes: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    created_at: datetime = _created()
+    updated_at: datetime = _created()
+
+
+class RosterStatus(StrEnum):
+    ACTIVE = "active"
+    REMOVED = "removed"
+
+
+class RosterMember(SQLModel, table=True):
+    """A creator's place on one campaign: segment, tier, rate and their own codes."""
+
+    __tablename__ = "roster_members"
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "creator_id"),
+        UniqueConstraint("campaign_id", "source_code"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    campaign_id: int = Field(foreign_key="campaigns.id", index=True)
+    creator_id: int = Field(foreign_key="creators.id", index=True)
+    segment: str | None = None
+    tier: str | None = None
+    rate_cents: int | None = None
+    tracking_code: str = Field(unique=True, max_length=32)
+    source_code: str = Field(max_length=32)
+    holdout: bool = False
+    status: str = Field(default=RosterStatus.ACTIVE, max_length=16)
+    created_at: datetime = _created()
+    updated_at: datetime = _created()
+
+
+class SprintPhase(SQLModel, table=True):
+    __tablename__ = "sprint_phases"
+    __table_args__ = (UniqueConstraint("campaign_id", "key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    campaign_id: int = Field(foreign_key="campaigns.id", index=True)
+    key: str = Field(max_length=32)
+    name: str
+    first_week: int
+    last_week: int
+    starts_on: date
+    ends_on: date
+
+
+class MilestoneStatus(StrEnum):
+    PENDING = "pending"
+    MET = "met"
+    MISSED = "missed"
+
+
+class Milestone(SQLModel, table=True):
+    __tablename__ = "milestones"
+    __table_args__ = (UniqueConstraint("campaign_id", "key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    campaign_id: int = Field(foreign_key="campaigns.id", index=True)
+    key: str = Field(max_length=48)
+    name: str
+    week: int
+    due_on: date
+    check: str = Field(max_length=48)
+    params: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    status: str = Field(default=MilestoneStatus.PENDING, max_length=16)
+    outcome: dict[str, Any] | None = Field(default=None, sa_type=JSON)
+    evaluated_at: datetime | None = _when()
+
+
+# --- briefs, creatives and review -----------------------------------------------------------
+
+
+class Brief(SQLModel, table=True):
+    """One rendered version of a creator's brief; a new version only when its inputs change."""
+
+    __tablename__ = "briefs"
+    __table_args__ = (UniqueConstraint("member_id", "version"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    campaign_id: int = Field(foreign_key="campaigns.id", index=True)
+    member_id: int = Field(foreign_key="roster_members.id", index=True)
+    version: int
+    inputs_hash: str = Field(max_length=64)
+    inputs: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    content_markdown: str
+    content_html: str
+    content_text: str
+    token: str = Field(unique=True, max_length=64)
+    token_expires_at: datetime = Field(sa_type=UTCDateTime)
+    created_at: datetime = _created()
+    sent_at: datetime | None = _when()
+    acknowledged_at: datetime | None = _when()
+    reminder_sent_at: datetime | None = _when()
+
+
+class CreativeStatus(StrEnum):
+    DRAFT = "draft"
+    IN_REVIEW = "in_review"
+    CHANGES_REQUESTED = "changes_requested"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    POSTED = "posted"
+
+
+class Creative(SQLModel, table=True):
+    """A piece of content a creator makes for a campaign; its drafts are the versions."""
+
+    __tablename__ = "creatives"
+
+    id: int | None = Field(default=None, primary_key=True)
+    campaign_id: int = Field(foreign_key="campaigns.id", index=True)
+    member_id: int = Field(foreign_key="roster_members.id", index=True)
+    title: str
+    status: str = Field(default=CreativeStatus.DRAFT, max_length=24, index=True)
+    current_version: int = 0
+    platform_video_id: str | None = Field(default=None, index=True)
+    posted_url: str | None = None
+    posted_at: datetime | None = _when()
+    created_at: datetime = _created()
+    updated_at: datetime = _created()
+
+
+class CreativeDraft(SQLModel, table=True):
+    """One submitted version of a creative; every version is kept."""
+
+    __tablename__ = "creative_drafts"
+    __table_args__ = (UniqueConstraint("creative_id", "version"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    creative_id: int = Field(foreign_key="creatives.id", index=True)
+    version: int
+    brief_id: int | None = Field(default=None, foreign_key="briefs.id")
+    caption: str
+    script: str | None = None
+    video_url: str | None = None
+    duration_seconds: float | None = None
+    paid: bool = False
+    ai_generated: bool = False
+    submitted_by: str
+    submitted_at: datetime = _created()
+    status: str = Field(default=CreativeStatus.IN_REVIEW, max_length=24)
+
+
+class Severity(StrEnum):
+    BLOCK = "block"
+    WARN = "warn"
+
+
+class PolicyFinding(SQLModel, table=True):
+    """What one policy rule said about one draft, under the policy version it ran."""
+
+    __tablename__ = "policy_findings"
+
+    id: int | None = Field(default=None, primary_key=True)
+    draft_id: int = Field(foreign_key="creative_drafts.id", index=True)
+    rule_id: str = Field(max_length=64)
+    severity: str = Field(max_length=8)
+    passed: bool
+    message: str
+    policy_version: str = Field(max_length=64)
+    created_at: datetime = _created()
+
+
+class ReviewStatus(StrEnum):
+    WAITING = "waiting"  # an earlier tier has not decided yet
+    OPEN = "open"
+    APPROVED = "approved"
+    CHANGES_REQUESTED = "changes_requested"
+    REJECTED = "rejected"
+    CANCELLED = "cancelled"
+
+
+class ReviewTask(SQLModel, table=True):
+    """One tier's review of one draft, owned by an approver group, with its deadline."""
+
+    __tablename__ = "review_tasks"
+    __table_args__ = (
+        UniqueConstraint("draft_id", "tier"),
+        Index("ix_review_tasks_status_due", "status", "due_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    draft_id: int = Field(foreign_key="creative_drafts.id", index=True)
+    tier: str = Field(max_length=32)
+    position: int
+    approver_group: str = Field(max_length=64)
+    status: str = Field(default=ReviewStatus.WAITING, max_length=24)
+    due_at: datetime | None = _when()
+    reminded_at: datetime | None = _when()
+    escalated_at: datetime | None = _when()
+    escalated_to: str | None = None
+    decided_by: str | None = None
+    decided_at: datetime | None = _when()
+    note: str | None = None
+    checklist: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    policy_version: str = Field(max_length=64)
+    created_at: datetime = _created()
+
+
+# --- engagement, contacts and follow-ups ----------------------------------------------------
+
+
+class EngagementEvent(SQLModel, table=True):
+    """One thing the public did (comment, click, signup...), from any source, stored once."""
+
+    __tablename__ = "engagement_events"
+    __table_args__ = (
+        UniqueConstraint("source", "external_id"),
+        Index("ix_engagement_events_campaign_time", "campaign_id", "occurred_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    source: str = Field(max_length=32)
+    external_id: str = Field(max_length=128)
+    type: str = Field(max_length=24)
+    campaign_id: int | None = Field(default=None, foreign_key="campaigns.id")
+    member_id: int | None = Field(default=None, foreign_key="roster_members.id")
+    contact_id: int | None = Field(default=None, foreign_key="contacts.id", index=True)
+    actor: str | None = None
+    video_id: str | None = None
+    text: str | None = None
+    occurred_at: datetime = Field(sa_type=UTCDateTime)
+    received_at: datetime = _created()
+    deliveries: int = 1
+    payload: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    processed_at: datetime | None = _when(index=True)
+
+
+class Contact(SQLModel, table=True):
+    """A lead: one person, deduplicated on normalized email and phone, with first/last touch."""
+
+    __tablename__ = "contacts"
+
+    id: int | None = Field(default=None, primary_key=True)
+    email: str | None = None
+    email_normalized: str | None = Field(default=None, unique=True)
+    phone: str | None = None
+    phone_normalized: str | None = Field(default=None, unique=True)
+    given_name: str | None = None
+    family_name: str | None = None
+    postal_code: str | None = None
+    platform: str | None = None
+    handle: str | None = Field(default=None, index=True)
+    timezone: str | None = None
+    first_source_code: str | None = None
+    last_source_code: str | None = None
+    first_member_id: int | None = Field(default=None, foreign_key="roster_members.id")
+    last_member_id: int | None = Field(default=None, foreign_key="roster_members.id")
+    created_at: datetime = _created()
+    updated_at: datetime = _created()
+    erased_at: datetime | None = _when()
+
+
+class ConsentStatus(StrEnum):
+    GRANTED = "granted"
+    REVOKED = "revoked"
+
+
+class ContactConsent(SQLModel, table=True):
+    """Consent per person and channel; no row means no consent."""
+
+    __tablename__ = "contact_consents"
+    __table_args__ = (UniqueConstraint("contact_id", "channel"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    contact_id: int = Field(foreign_key="contacts.id", index=True)
+    channel: str = Field(max_length=16)
+    status: str = Field(max_length=16)
+    source: str
+    changed_at: datetime = _created()
+
+
+class FollowUpStatus(StrEnum):
+    SCHEDULED = "scheduled"
+    QUEUED = "queued"
+    WITHHELD = "withheld"
+    CANCELLED = "cancelled"
+
+
+class FollowUp(SQLModel, table=True):
+    """A follow-up a rule decided on; `reason` says why one was withheld."""
+
+    __tablename__ = "followups"
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "rule_id", "contact_id"),
+        Index("ix_followups_status_due", "status", "due_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    campaign_id: int = Field(foreign_key="campaigns.id")
+    rule_id: str = Field(max_length=64)
+    event_id: int = Field(foreign_key="engagement_events.id", index=True)
+    contact_id: int = Field(foreign_key="contacts.id", index=True)
+    channel: str = Field(max_length=16)
+    status: str = Field(default=FollowUpStatus.SCHEDULED, max_length=16)
+    reason: str | None = None
+    due_at: datetime = Field(sa_type=UTCDateTime)
+    outbox_id: int | None = Field(default=None, foreign_key="outbox.id")
+    created_at: datetime = _created()
+    updated_at: datetime = _created()
+
+
+# --- side effects, time and measurement -----------------------------------------------------
+
+
+class OutboxStatus(StrEnum):
+    PENDING = "pending"
+    SENT = "sent"
+    DEAD = "dead"
+
+
+class OutboxMessage(SQLModel, table=True):
+    """A side effect to deliver (email, DM, SMS, CRM upsert), written with the change behind it.
+
+    `idempotency_key` makes a second enqueue of the same effect a no-op; the drain delivers,
+    records `remote_id`, and parks permanent failures as `dead` with the remote's message.
+    """
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_ready", "status", "channel", "available_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    channel: str = Field(max_length=32)
+    destination: str = Field(max_length=64)
+    idempotency_key: str = Field(unique=True, max_length=200)
+    subject_type: str = Field(max_length=32)
+    subject_id: str = Field(max_length=64)
+    payload: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    status: str = Field(default=OutboxStatus.PENDING, max_length=16)
+    attempts: int = 0
+    available_at: datetime = _created()
+    locked_until: datetime | None = _when()
+    last_error: str | None = None
+    remote_id: str | None = None
+    created_at: datetime = _created()
+    sent_at: datetime | None = _when()
+
+
+class Timer(SQLModel, table=True):
+    """A persisted deadline (review SLA, follow-up delay, brief reminder); survives restarts."""
+
+    __tablename__ = "timers"
+    __table_args__ = (
+        UniqueConstraint("kind", "entity_type", "entity_id"),
+        Index("ix_timers_due", "fired_at", "due_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=48)
+    entity_type: str = Field(max_length=32)
+    entity_id: str = Field(max_length=64)
+    due_at: datetime = Field(sa_type=UTCDateTime)
+    fired_at: datetime | None = _when()
+    payload: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    created_at: datetime = _created()
+
+
+class MetricSnapshot(SQLModel, table=True):
+    """A video's counters at one moment; KPIs and scorecards are computed from these."""
+
+    __tablename__ = "metric_snapshots"
+    __table_args__ = (UniqueConstraint("campaign_id", "video_id", "captured_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    campaign_id: int = Field(foreign_key="campaigns.id", index=True)
+    member_id: int | None = Field(default=None, foreign_key="roster_members.id")
+    creative_id: int | None = Field(default=None, foreign_key="creatives.id")
+    video_id: str = Field(max_length=64)
+    captured_at: datetime = Field(sa_type=UTCDateTime)
+    views: int = 0
+    reach: int = 0
+    likes: int = 0
+    comments: int = 0
+    shares: int = 0
+    clicks: int = 0
+    signups: int = 0
+    full_watch_rate: float | None = None
+    average_watch_seconds: float | None = None
+    spend_cents: int = 0
+
+
+class AuditEvent(SQLModel, table=True):
+    """One entry of the append-only audit log; `hash` covers the entry and `prev_hash`."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (Index("ix_audit_events_entity", "entity_type", "entity_id"),)
+
+    seq: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    at: datetime = Field(sa_type=UTCDateTime)
+    actor: str
+    action: str = Field(max_length=64)
+    entity_type: str = Field(max_length=32)
+    entity_id: str = Field(max_length=64)
+    summary: str
+    changes: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    prev_hash: str = Field(max_length=64)
+    hash: str = Field(max_length=64)
+
+
+class AuditHead(SQLModel, table=True):
+    """The single row naming the last audit entry: appenders lock it, `verify` checks it."""
+
+    __tablename__ = "audit_head"
+
+    id: int = Field(default=1, primary_key=True, sa_column_kwargs={"autoincrement": False})
+    seq: int
+    hash: str = Field(max_length=64)

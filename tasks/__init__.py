@@ -1,0 +1,1 @@
+"""The service layer: plain functions taking their collaborators (session, settings, clock)."""

@@ -1,0 +1,145 @@
+"""Fixtures: a fresh store per test on SQLite and on PostgreSQL, and a way to run `rally`.
+
+PostgreSQL tests use the server at RALLY_TEST_DATABASE_URL (default: 127.0.0.1:5432, user
+postgres) and a throwaway database per test session. When no server answers they are skipped,
+unless RALLY_REQUIRE_POSTGRES=1 (as in CI), which turns the skip into a failure.
+"""
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+from sqlalchemy import Engine, text
+from sqlalchemy.engine import make_url
+from sqlmodel import SQLModel
+
+import store.models  # noqa: F401
+from config.settings import Settings, get_settings
+from store.audit import GENESIS
+from store.db import engine_for, head_revision, open_store, upgrade
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "examples" / "youth-vote"
+
+
+def _server_url() -> str:
+    return Settings().test_database_url.get_secret_value()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str | None]:
+    """A throwaway PostgreSQL database for this session, migrated to head; None if no server."""
+    server = make_url(_server_url()).set(drivername="postgresql")
+    try:
+        admin = psycopg.connect(
+            server.render_as_string(hide_password=False), autocommit=True, connect_timeout=3
+        )
+    except psycopg.OperationalError as exc:
+        if os.environ.get("RALLY_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"PostgreSQL required but not reachable at {server}: {exc}")
+        yield None
+        return
+    name = f"rally_test_{uuid.uuid4().hex[:10]}"
+    admin.execute(f'CREATE DATABASE "{name}"')
+    url = server.set(drivername="postgresql+psycopg", database=name).render_as_string(
+        hide_password=False
+    )
+    upgrade(engine_for(url))
+    yield url
+    engine_for(url).dispose()
+    admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    admin.close()
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite store that each test copies (faster than migrating each time)."""
+    path = tmp_path_factory.mktemp("template") / "rally.db"
+    engine = engine_for(f"sqlite:///{path}")
+    upgrade(engine)
+    engine.dispose()
+    return path
+
+
+def _empty_postgres(url: str) -> None:
+    tables = ", ".join(f'"{t.name}"' for t in SQLModel.metadata.sorted_tables)
+    with engine_for(url).begin() as conn:
+        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+        conn.execute(
+            text("INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, :h)"), {"h": GENESIS}
+        )
+        conn.execute(text("UPDATE alembic_version SET version_num = :r"), {"r": head_revision()})
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(
+    request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path, postgres_url: str | None
+) -> Iterator[str]:
+    """The URL of an empty, migrated store: once on SQLite, once on PostgreSQL."""
+    if request.param == "sqlite":
+        path = tmp_path / "store" / "rally.db"
+        path.parent.mkdir()
+        shutil.copy(sqlite_template, path)
+        url = f"sqlite:///{path}"
+        yield url
+        engine_for(url).dispose()
+        return
+    if postgres_url is None:
+        pytest.skip("no PostgreSQL server at RALLY_TEST_DATABASE_URL")
+    _empty_postgres(postgres_url)
+    yield postgres_url
+
+
+@pytest.fixture
+def settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, store_url: str) -> Iterator[Settings]:
+    """Settings for one test: its own RALLY_HOME and store, nothing read from the user's .env."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RALLY_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("RALLY_DATABASE_URL", store_url)
+    monkeypatch.setenv("RALLY_ACTOR", "staff:test")
+    get_settings.cache_clear()
+    yield get_settings()
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def engine(settings: Settings) -> Engine:
+    return open_store(settings)
+
+
+@dataclass
+class Run:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def rally(settings: Settings, capsys: pytest.CaptureFixture[str]):  # type: ignore[no-untyped-def]
+    """Run the `rally` CLI in-process, as a user would type it; returns code, stdout, stderr."""
+    from cli.main import main
+
+    def run(*args: str) -> Run:
+        capsys.readouterr()
+        try:
+            main([str(a) for a in args])
+            code = 0
+        except SystemExit as exit_:
+            code = exit_.code if isinstance(exit_.code, int) else 1
+        captured = capsys.readouterr()
+        return Run(code, captured.out, captured.err)
+
+    return run
+
+
+@pytest.fixture
+def example(tmp_path: Path) -> Path:
+    """A private copy of the example campaign folder that a test may edit."""
+    target = tmp_path / "example"
+    shutil.copytree(EXAMPLE, target)
+    return target

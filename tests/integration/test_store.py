@@ -1,0 +1,93 @@
+"""The store's schema: created on first use, in step with the models, guarded against drift."""
+
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.config import Config
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, text
+from sqlmodel import SQLModel, select
+
+from config.errors import RallyError
+from config.settings import Settings
+from store.db import MIGRATIONS, engine_for, head_revision, open_store, transaction
+from store.models import Campaign, Timer
+
+
+def test_the_migrations_build_exactly_the_models(engine: Engine) -> None:
+    with engine.connect() as conn:
+        diff = compare_metadata(
+            MigrationContext.configure(conn, opts={"compare_type": True}), SQLModel.metadata
+        )
+    assert diff == []
+
+
+def test_the_fast_head_check_agrees_with_alembic() -> None:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    assert ScriptDirectory.from_config(config).get_heads() == [head_revision()]
+
+
+def test_an_empty_store_is_created_on_first_use(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    settings = Settings(home=tmp_path / "fresh")
+    engine = open_store(settings)
+    with engine.connect() as conn:
+        assert (
+            conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+            == head_revision()
+        )
+    assert (tmp_path / "fresh" / "rally.db").exists()
+    engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("revision", "message"), [("0000", "run `rally db upgrade`"), ("9999", "upgrade Rally")]
+)
+def test_a_store_at_another_revision_is_not_touched(
+    engine: Engine, settings: Settings, revision: str, message: str
+) -> None:
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = :r"), {"r": revision})
+    with pytest.raises(RallyError, match=message):
+        open_store(settings)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == revision
+
+
+def test_an_unreachable_store_is_one_clear_error(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    settings = Settings(database_url="postgresql://rally:secret@127.0.0.1:1/nowhere")  # type: ignore[arg-type]
+    with pytest.raises(RallyError) as caught:
+        open_store(settings)
+    assert str(caught.value).startswith(
+        "cannot open the store at postgresql+psycopg://rally:***@127.0.0.1:1/nowhere"
+    )
+    assert "secret" not in str(caught.value)
+    engine_for(settings.store_url).dispose()
+
+
+def test_times_come_back_as_the_same_instant_in_utc(engine: Engine) -> None:
+    due = datetime(2027, 3, 1, 9, 30, 15, 123456, tzinfo=timezone(timedelta(hours=-5)))
+    with transaction(engine) as session:
+        session.add(Timer(kind="review.due", entity_type="review_task", entity_id="1", due_at=due))
+    with transaction(engine, write=False) as session:
+        stored = session.exec(select(Timer)).one().due_at
+    assert stored == due
+    assert stored.tzinfo == UTC and stored.hour == 14
+
+
+def test_a_time_without_a_zone_is_refused(engine: Engine) -> None:
+    with pytest.raises(Exception, match="naive datetime"), transaction(engine) as session:
+        session.add(Timer(kind="k", entity_type="e", entity_id="1", due_at=datetime(2027, 3, 1)))
+        session.flush()
+
+
+def test_a_failed_transaction_leaves_nothing_behind(engine: Engine) -> None:
+    with pytest.raises(ZeroDivisionError), transaction(engine) as session:
+        session.add(Timer(kind="k", entity_type="e", entity_id="1", due_at=datetime.now(UTC)))
+        session.flush()
+        _ = 1 / 0
+    with transaction(engine, write=False) as session:
+        assert session.exec(select(Timer)).all() == []
+        assert session.exec(select(Campaign)).all() == []

@@ -1,0 +1,146 @@
+"""Campaign as code: the example loads, and every kind of mistake is named by file and field."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from config.campaign import CampaignFileError, load_campaign
+from tasks.campaigns import resolve_references
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "youth-vote" / "campaign.yaml"
+
+
+def write(tmp_path: Path, change: dict | None = None, drop: tuple[str, ...] = ()) -> Path:
+    """The example campaign with some fields replaced or removed, as `campaign.yaml`."""
+    data = yaml.safe_load(EXAMPLE.read_text())
+    for dotted, value in (change or {}).items():
+        *parents, leaf = dotted.split(".")
+        node = data
+        for key in parents:
+            node = node[int(key)] if isinstance(node, list) else node[key]
+        node[leaf] = value
+    for key in drop:
+        del data[key]
+    path = tmp_path / "campaign.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def problems(path: Path) -> list[str]:
+    with pytest.raises(CampaignFileError) as caught:
+        load_campaign(path)
+    return str(caught.value).splitlines()
+
+
+def test_the_example_campaign_is_valid_and_uses_the_defaults() -> None:
+    spec = load_campaign(EXAMPLE)
+    assert spec.slug == "first-vote-pa-2027"
+    assert spec.political and not spec.paid
+    assert spec.committee and "Keystone Youth Vote Fund" in spec.committee.paid_for_by
+    assert spec.sprint.weeks == 12
+    assert spec.brief.deliverables.length == "15-30s"
+    assert {s.id for s in spec.segments} == {"gen_z", "suburban", "recruitment"}
+
+
+def test_a_rate_out_of_range_names_the_file_and_the_field_path(tmp_path: Path) -> None:
+    path = write(tmp_path, {"kpis.engagement_rate": 1.5})
+    assert problems(path) == [f"{path}: kpis.engagement_rate: must be between 0 and 1 (got 1.5)"]
+
+
+def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        {
+            "timezone": "America/NewYork",
+            "sprint.start": "next monday",
+            "segments.1.id": "Suburban Parents",
+            "budget.total": -5,
+        },
+        drop=("slug",),
+    )
+    found = problems(path)
+    assert f"{path}: slug: required" in found
+    assert any(
+        p.startswith(f"{path}: timezone: unknown time zone 'America/NewYork'") for p in found
+    )
+    assert f"{path}: sprint.start: must be a date (YYYY-MM-DD) (got 'next monday')" in found
+    assert any(p.startswith(f"{path}: segments[1].id: must be lowercase letters") for p in found)
+    assert f"{path}: budget.total: must be at least 0 (got -5)" in found
+    assert len(found) == 5
+
+
+def test_a_misspelt_field_is_unknown_and_the_right_name_is_suggested(tmp_path: Path) -> None:
+    path = write(tmp_path, {"kpis.engagment_rate": 0.05})
+    assert problems(path) == [
+        f"{path}: kpis.engagment_rate: unknown field (did you mean 'engagement_rate'?)"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("change", "drop", "expected"),
+    [
+        ({}, ("committee",), "committee: required for a political campaign"),
+        (
+            {"committee.paid_for_by": "Paid for by Someone Else"},
+            (),
+            "committee.paid_for_by: must name the committee",
+        ),
+        (
+            {"budget.split.tools": 0.2},
+            (),
+            "budget.split: shares must add up to 1 (they add up to 1.08)",
+        ),
+        ({"segments.2.id": "gen_z"}, (), "segments[2]: duplicate segment 'gen_z'"),
+        (
+            {"brief.posting_weeks": [4, 14]},
+            (),
+            "brief.posting_weeks[1]: week 14 is after the sprint's 12 weeks",
+        ),
+        ({"brief.hashtags": ["#ok", "no hash"]}, (), "brief.hashtags[1]: must start with #"),
+        (
+            {"tracking.landing_url": "firstvotepa.example.org"},
+            (),
+            "tracking.landing_url: must be a full http(s) URL",
+        ),
+        (
+            {"destinations": [{"name": "crm", "type": "salesforce"}]},
+            (),
+            "destinations[0].type: must be one of",
+        ),
+    ],
+)
+def test_rules_across_fields_name_the_field_to_fix(
+    tmp_path: Path, change: dict, drop: tuple[str, ...], expected: str
+) -> None:
+    path = write(tmp_path, change, drop)
+    assert any(p.startswith(f"{path}: {expected}") for p in problems(path)), problems(path)
+
+
+def test_broken_yaml_names_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "campaign.yaml"
+    path.write_text("name: Test\nslug: [unclosed\nobjective: x\n")
+    (message,) = problems(path)
+    assert message.startswith(f"{path}: line 3, column 10: not valid YAML")
+
+
+def test_a_file_that_is_not_a_mapping_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "campaign.yaml"
+    path.write_text("- just\n- a list\n")
+    assert problems(path) == [f"{path}: must be a mapping of campaign fields"]
+
+
+def test_referenced_files_are_resolved_next_to_the_campaign_file(tmp_path: Path) -> None:
+    (tmp_path / "policy.yaml").write_text("rules: []\n")
+    path = write(
+        tmp_path, {"policy": "policy.yaml", "followups": "rules/missing.yaml"}, drop=("roster",)
+    )
+    with pytest.raises(CampaignFileError) as caught:
+        resolve_references(load_campaign(path), tmp_path, file=str(path))
+    assert str(caught.value) == (
+        f"{path}: followups: no such file: rules/missing.yaml (looked in {tmp_path / 'rules'})"
+    )
+    ok = write(tmp_path, {"policy": "policy.yaml"}, drop=("roster",))
+    spec = resolve_references(load_campaign(ok), tmp_path, file=str(ok))
+    assert spec.policy == str(tmp_path / "policy.yaml")
+    assert spec.followups == "default"

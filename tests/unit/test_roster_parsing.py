@@ -1,0 +1,154 @@
+"""Roster CSV parsing: bad rows are named by row and field; every good row survives."""
+
+from pathlib import Path
+
+import pytest
+
+from config.campaign import CampaignSpec, load_campaign
+from config.errors import RallyError
+from tasks.roster import parse_roster, read_roster, tracking_code, tracking_url
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "youth-vote"
+
+
+@pytest.fixture(scope="module")
+def spec() -> CampaignSpec:
+    return load_campaign(EXAMPLE / "campaign.yaml")
+
+
+def row(**fields: str) -> dict[str, str]:
+    base = {
+        "handle": "maya.votes",
+        "platform": "tiktok",
+        "name": "Maya",
+        "email": "maya@example.org",
+        "followers": "12000",
+        "segment": "gen_z",
+        "tier": "micro",
+        "rate": "",
+    }
+    return {**base, **fields}
+
+
+def test_the_example_roster_reads_clean(spec: CampaignSpec) -> None:
+    rows, problems = read_roster(EXAMPLE / "roster.csv", spec)
+    assert problems == []
+    assert len(rows) == 50
+    assert all(10_000 <= (r.followers or 0) <= 500_000 for r in rows)
+    assert all(r.email.endswith("@example.org") for r in rows)
+    assert rows[0].attributes.keys() == {"city", "zip"}
+
+
+def test_values_are_read_the_way_people_write_them(spec: CampaignSpec) -> None:
+    (parsed,), problems = parse_roster(
+        [
+            row(
+                handle="@Maya.Votes",
+                platform="TikTok",
+                email="Maya@Example.org",
+                followers="12.3K",
+                rate="$1,250.50",
+            )
+        ],
+        spec,
+    )
+    assert problems == []
+    assert (parsed.handle, parsed.platform, parsed.email) == (
+        "maya.votes",
+        "tiktok",
+        "maya@example.org",
+    )
+    assert parsed.followers == 12_300
+    assert parsed.rate_cents == 125_050
+
+
+@pytest.mark.parametrize(
+    ("fields", "field", "message"),
+    [
+        ({"handle": ""}, "handle", "required"),
+        ({"handle": "has space"}, "handle", "must be 2-30 letters"),
+        ({"platform": "myspace"}, "platform", "must be one of tiktok"),
+        ({"email": "maya@"}, "email", "not an email address (got 'maya@')"),
+        ({"email": ""}, "email", "required"),
+        ({"followers": "lots"}, "followers", "must be a whole number"),
+        ({"followers": "-5"}, "followers", "must be a whole number"),
+        (
+            {"segment": "boomers"},
+            "segment",
+            "must be one of gen_z, recruitment, suburban (got 'boomers')",
+        ),
+        ({"tier": "mega"}, "tier", "must be one of micro, mid, macro (got 'mega')"),
+        ({"rate": "free"}, "rate", "must be an amount"),
+        ({"source_code": "a b"}, "source_code", "must be 3-32 letters"),
+    ],
+)
+def test_each_bad_field_is_named_and_the_other_rows_are_kept(
+    spec: CampaignSpec, fields: dict[str, str], field: str, message: str
+) -> None:
+    records = [row(handle="first.ok"), row(**fields), row(handle="third.ok")]
+    rows, problems = parse_roster(records, spec)
+    assert [r.handle for r in rows] == ["first.ok", "third.ok"]
+    (problem,) = problems
+    assert (problem.row, problem.field) == (3, field)
+    assert problem.message.startswith(message)
+    assert str(problem).startswith("row 3")
+
+
+def test_a_row_with_several_bad_fields_reports_each(spec: CampaignSpec) -> None:
+    _, problems = parse_roster([row(email="nope", segment="", followers="x")], spec)
+    assert [p.field for p in problems] == ["email", "segment", "followers"]
+    assert str(problems[0]) == "row 2 (@maya.votes): email: not an email address (got 'nope')"
+
+
+def test_a_creator_listed_twice_is_reported_at_the_repeat(spec: CampaignSpec) -> None:
+    rows, problems = parse_roster(
+        [row(), row(name="Other"), row(handle="maya.votes", platform="youtube")], spec
+    )
+    assert [(r.platform, r.handle) for r in rows] == [
+        ("tiktok", "maya.votes"),
+        ("youtube", "maya.votes"),
+    ]
+    assert [str(p) for p in problems] == ["row 3 (@maya.votes): handle: repeats row 2"]
+
+
+def test_a_file_missing_a_required_column_is_refused_whole(
+    tmp_path: Path, spec: CampaignSpec
+) -> None:
+    path = tmp_path / "roster.csv"
+    path.write_text("handle,emial,segment\nmaya,maya@example.org,gen_z\n")
+    with pytest.raises(
+        RallyError, match=r"missing column email \(columns found: handle, emial, segment\)"
+    ):
+        read_roster(path, spec)
+
+
+def test_headers_are_matched_loosely_and_excel_bom_is_accepted(
+    tmp_path: Path, spec: CampaignSpec
+) -> None:
+    path = tmp_path / "roster.csv"
+    path.write_text(
+        "\ufeffUsername, Email ,Segment,Tier,Promo Code,Favourite Snack\nmaya,m@example.org,gen_z,mid,maya10,chips\n"
+    )
+    (parsed,), problems = read_roster(path, spec)
+    assert problems == []
+    assert (parsed.handle, parsed.email, parsed.tier, parsed.source_code) == (
+        "maya",
+        "m@example.org",
+        "mid",
+        "MAYA10",
+    )
+    assert parsed.attributes == {"favourite_snack": "chips"}
+
+
+def test_tracking_links_carry_the_creator_in_utm_content(spec: CampaignSpec) -> None:
+    url = tracking_url(spec, "tiktok", "maya.votes")
+    assert url == (
+        "https://firstvotepa.example.org/register?utm_source=tiktok&utm_medium=creator"
+        "&utm_campaign=first-vote-pa-2027&utm_content=maya.votes"
+    )
+    assert tracking_code(spec.slug, "tiktok", "maya.votes") == tracking_code(
+        spec.slug, "tiktok", "maya.votes"
+    )
+    assert tracking_code(spec.slug, "tiktok", "maya.votes") != tracking_code(
+        spec.slug, "youtube", "maya.votes"
+    )
