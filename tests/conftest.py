@@ -120,7 +120,7 @@ class Run:
 
 
 @pytest.fixture
-def rally(settings: Settings, capsys: pytest.CaptureFixture[str]):  # type: ignore[no-untyped-def]
+def rally(settings: Settings, capsys: pytest.CaptureFixture[str]):
     """Run the `rally` CLI in-process, as a user would type it; returns code, stdout, stderr."""
     from cli.main import main
 

@@ -12,7 +12,7 @@ from config.settings import Settings
 
 
 @pytest.fixture
-def applied(rally, example: Path) -> Path:  # type: ignore[no-untyped-def]
+def applied(rally, example: Path) -> Path:
     run = rally("campaign", "apply", example / "campaign.yaml")
     assert run.code == 0, run.err
     return example
@@ -31,7 +31,7 @@ def raw_sql(settings: Settings, statement: str) -> None:
             conn.execute(statement)
 
 
-def test_show_json_has_the_campaign_plan_and_roster(rally, applied: Path) -> None:  # type: ignore[no-untyped-def]
+def test_show_json_has_the_campaign_plan_and_roster(rally, applied: Path) -> None:
     run = rally("campaign", "show", "first-vote-pa-2027", "--json")
     assert run.code == 0
     data = json.loads(run.out)
@@ -58,14 +58,14 @@ def test_show_json_has_the_campaign_plan_and_roster(rally, applied: Path) -> Non
     assert (jordan["rate_cents"], jordan["rate_from"]) == (30000, "tier")
 
 
-def test_show_for_people_prints_the_terms_plan_and_roster(rally, applied: Path) -> None:  # type: ignore[no-untyped-def]
+def test_show_for_people_prints_the_terms_plan_and_roster(rally, applied: Path) -> None:
     out = rally("campaign", "show", "first-vote-pa-2027").out
     assert "First Vote PA 2027" in out and "Keystone Youth Vote Fund" in out
     assert "Budget: $48,000 (creators $33,600, production $8,640, tools $5,760)" in out
     assert "Roster (50 creators)" in out and "80% of KPI targets" in out
 
 
-def test_list_commands_answer_in_json_too(rally, applied: Path) -> None:  # type: ignore[no-untyped-def]
+def test_list_commands_answer_in_json_too(rally, applied: Path) -> None:
     (campaign,) = json.loads(rally("campaign", "list", "--json").out)
     assert (campaign["slug"], campaign["creators"]) == ("first-vote-pa-2027", 50)
     creators = json.loads(rally("creators", "list", "first-vote-pa-2027", "--json").out)
@@ -76,12 +76,12 @@ def test_list_commands_answer_in_json_too(rally, applied: Path) -> None:  # type
     }
 
 
-def test_an_empty_store_says_how_to_start(rally) -> None:  # type: ignore[no-untyped-def]
+def test_an_empty_store_says_how_to_start(rally) -> None:
     assert "rally campaign apply" in rally("campaign", "list").out
     assert json.loads(rally("campaign", "list", "--json").out) == []
 
 
-def test_a_mistake_is_one_line_and_a_nonzero_exit(rally, applied: Path) -> None:  # type: ignore[no-untyped-def]
+def test_a_mistake_is_one_line_and_a_nonzero_exit(rally, applied: Path) -> None:
     run = rally("campaign", "show", "first-vote-pa-2026")
     assert run.code == 1
     assert run.err == "error: no campaign 'first-vote-pa-2026' (campaigns: first-vote-pa-2027)\n"
@@ -91,7 +91,7 @@ def test_a_mistake_is_one_line_and_a_nonzero_exit(rally, applied: Path) -> None:
 
 def test_an_invalid_campaign_file_lists_its_problems_and_changes_nothing(
     rally, example: Path
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     path = example / "campaign.yaml"
     path.write_text(path.read_text().replace("engagement_rate: 0.06", "engagement_rate: 6"))
     run = rally("campaign", "apply", path)
@@ -100,7 +100,7 @@ def test_an_invalid_campaign_file_lists_its_problems_and_changes_nothing(
     assert json.loads(rally("campaign", "list", "--json").out) == []
 
 
-def test_a_missing_file_is_a_clear_error(rally, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_a_missing_file_is_a_clear_error(rally, tmp_path: Path) -> None:
     run = rally("campaign", "apply", tmp_path / "nope.yaml")
     assert run.code == 1 and run.err.startswith(f"error: {tmp_path / 'nope.yaml'}: cannot read")
 
@@ -115,7 +115,7 @@ def test_a_missing_file_is_a_clear_error(rally, tmp_path: Path) -> None:  # type
         ("DELETE FROM audit_events WHERE seq = 12", "entry 12: missing: deleted"),
     ],
 )
-def test_audit_verify_names_an_entry_changed_with_a_sql_client(  # type: ignore[no-untyped-def]
+def test_audit_verify_names_an_entry_changed_with_a_sql_client(
     rally, applied: Path, settings: Settings, statement: str, named: str
 ) -> None:
     ok = rally("audit", "verify")
@@ -128,7 +128,7 @@ def test_audit_verify_names_an_entry_changed_with_a_sql_client(  # type: ignore[
     assert as_json["ok"] is False and f"entry {as_json['first_bad']}" in named
 
 
-def test_audit_export_writes_json_lines(rally, applied: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_audit_export_writes_json_lines(rally, applied: Path, tmp_path: Path) -> None:
     run = rally("audit", "export")
     lines = [json.loads(line) for line in run.out.splitlines()]
     assert len(lines) == 102 and lines[0]["action"] == "campaign.created"
@@ -138,7 +138,7 @@ def test_audit_export_writes_json_lines(rally, applied: Path, tmp_path: Path) ->
     assert [json.loads(line)["seq"] for line in target.read_text().splitlines()] == [101, 102]
 
 
-def test_db_status_and_upgrade_report_the_revision(rally, settings: Settings) -> None:  # type: ignore[no-untyped-def]
+def test_db_status_and_upgrade_report_the_revision(rally, settings: Settings) -> None:
     status = json.loads(rally("db", "status", "--json").out)
     assert status["current"] is True and status["revision"] == status["head"]
     assert "is up to date" in rally("db", "upgrade").out

@@ -26,7 +26,9 @@ def run(args: list[str], env: dict[str, str], cwd: Path = ROOT) -> subprocess.Co
     return subprocess.run(args, env=env, cwd=cwd, capture_output=True, text=True, timeout=300)
 
 
-def test_store_commands_never_load_prefect_or_alembic(rally, example: Path, settings: Settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_store_commands_never_load_prefect_or_alembic(
+    rally, example: Path, settings: Settings, tmp_path: Path
+) -> None:
     assert rally("campaign", "apply", example / "campaign.yaml").code == 0
     probe = (
         "import sys, io, contextlib\n"
@@ -45,11 +47,21 @@ def test_store_commands_never_load_prefect_or_alembic(rally, example: Path, sett
 def test_settings_come_from_dotenv_and_the_environment_wins(tmp_path: Path) -> None:
     project = tmp_path / "project"
     project.mkdir()
-    (project / ".env").write_text("RALLY_PUBLIC_URL=https://rally.example.org/\nRALLY_ACTOR=staff:dotenv\n")
+    (project / ".env").write_text(
+        "RALLY_PUBLIC_URL=https://rally.example.org/\nRALLY_ACTOR=staff:dotenv\n"
+    )
     env = clean_env(tmp_path, RALLY_ACTOR="staff:shell")
-    code = "from config.settings import get_settings as g; s = g(); print(s.public_url, s.actor, s.home)"
+    code = (
+        "from config.settings import get_settings\n"
+        "s = get_settings()\n"
+        "print(s.public_url, s.actor, s.home)"
+    )
     result = run([sys.executable, "-c", code], env, cwd=project)
-    assert result.stdout.split() == ["https://rally.example.org", "staff:shell", str(project / ".rally")]
+    assert result.stdout.split() == [
+        "https://rally.example.org",
+        "staff:shell",
+        str(project / ".rally"),
+    ]
 
 
 def test_secrets_in_the_store_url_are_never_printed(tmp_path: Path) -> None:
@@ -62,7 +74,11 @@ def test_secrets_in_the_store_url_are_never_printed(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_prefect_keeps_its_files_under_rally_home_unless_told_otherwise(tmp_path: Path) -> None:
-    code = "import flows\nfrom prefect.settings import get_current_settings\nprint(get_current_settings().home)"
+    code = (
+        "import flows\n"
+        "from prefect.settings import get_current_settings\n"
+        "print(get_current_settings().home)"
+    )
     rally_home = tmp_path / "rally-home"
     result = run([sys.executable, "-c", code], clean_env(tmp_path, RALLY_HOME=str(rally_home)))
     assert result.stdout.strip() == str(rally_home / "prefect"), result.stderr

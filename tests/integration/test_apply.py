@@ -53,7 +53,7 @@ def edit_roster(path: Path, change: Any) -> None:
 
 def test_applying_the_example_creates_campaign_plan_roster_and_audit(
     rally, engine: Engine, example: Path
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     run = rally("campaign", "apply", example / "campaign.yaml", "--json")
     assert run.code == 0, run.err
     report = json.loads(run.out)
@@ -67,7 +67,7 @@ def test_applying_the_example_creates_campaign_plan_roster_and_audit(
 
 def test_applying_the_same_files_twice_changes_nothing_and_says_so(
     rally, engine: Engine, example: Path
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     assert rally("campaign", "apply", example / "campaign.yaml").code == 0
     before = snapshot(engine)
     again = rally("campaign", "apply", example / "campaign.yaml")
@@ -79,7 +79,7 @@ def test_applying_the_same_files_twice_changes_nothing_and_says_so(
 
 def test_a_changed_target_updates_the_campaign_and_audits_old_and_new(
     rally, engine: Engine, example: Path
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     rally("campaign", "apply", example / "campaign.yaml")
     edit_yaml(example / "campaign.yaml", kpis__signups=5000)
     run = rally("campaign", "apply", example / "campaign.yaml", "--json")
@@ -99,7 +99,7 @@ def test_a_changed_target_updates_the_campaign_and_audits_old_and_new(
 
 def test_moving_the_start_date_moves_the_plan_and_keeps_milestone_outcomes(
     rally, engine: Engine, example: Path
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     rally("campaign", "apply", example / "campaign.yaml")
     with transaction(engine) as session:
         strategy = session.exec(select(Milestone).where(Milestone.key == "strategy")).one()
@@ -114,7 +114,7 @@ def test_moving_the_start_date_moves_the_plan_and_keeps_milestone_outcomes(
 
 def test_three_bad_rows_are_named_and_every_other_row_is_imported(
     rally, engine: Engine, example: Path
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     def spoil(rows: list[dict[str, str]]) -> list[dict[str, str]]:
         rows[4]["email"] = "not-an-email"
         rows[9]["segment"] = "retirees"
@@ -130,8 +130,8 @@ def test_three_bad_rows_are_named_and_every_other_row_is_imported(
         in run.out
     )
     assert (
-        "roster.csv: row 11 (@liamoconnor.mp4): segment: must be one of gen_z, recruitment, suburban (got 'retirees')"
-        in run.out
+        "roster.csv: row 11 (@liamoconnor.mp4): segment: "
+        "must be one of gen_z, recruitment, suburban (got 'retirees')" in run.out
     )
     assert "roster.csv: row 22 (@nia.robinson): followers: must be a whole number" in run.out
     assert "error: 3 roster row(s) not imported" in run.err
@@ -139,7 +139,7 @@ def test_three_bad_rows_are_named_and_every_other_row_is_imported(
         assert len(session.exec(select(RosterMember)).all()) == 47
 
 
-def test_reimporting_updates_only_what_changed(rally, engine: Engine, example: Path) -> None:  # type: ignore[no-untyped-def]
+def test_reimporting_updates_only_what_changed(rally, engine: Engine, example: Path) -> None:
     rally("campaign", "apply", example / "campaign.yaml")
 
     def move(rows: list[dict[str, str]]) -> list[dict[str, str]]:
@@ -163,7 +163,7 @@ def test_reimporting_updates_only_what_changed(rally, engine: Engine, example: P
 
 def test_a_promo_code_already_held_by_another_creator_is_a_row_problem(
     rally, engine: Engine, example: Path
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     rally("campaign", "apply", example / "campaign.yaml")
     roster = example / "late.csv"
     roster.write_text(
@@ -178,7 +178,7 @@ def test_a_promo_code_already_held_by_another_creator_is_a_row_problem(
 
 def test_the_same_creator_on_two_campaigns_is_one_creator(
     rally, engine: Engine, example: Path
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     rally("campaign", "apply", example / "campaign.yaml")
     edit_yaml(example / "campaign.yaml", slug="first-vote-pa-fall", name="First Vote PA Fall")
     assert rally("campaign", "apply", example / "campaign.yaml").code == 0

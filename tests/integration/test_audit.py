@@ -22,7 +22,7 @@ def append(engine: Engine, count: int, actor: str = "staff:test") -> None:
             )
 
 
-def check(engine: Engine):  # type: ignore[no-untyped-def]
+def check(engine: Engine):
     with transaction(engine, write=False) as session:
         return verify(session)
 
@@ -111,7 +111,7 @@ def test_concurrent_writers_keep_one_unbroken_chain(engine: Engine) -> None:
     assert result.ok and result.entries == 75
 
 
-def test_export_writes_one_json_line_per_entry(engine: Engine, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_export_writes_one_json_line_per_entry(engine: Engine, tmp_path) -> None:
     import json
 
     append(engine, 4)

@@ -30,7 +30,7 @@ def test_the_fast_head_check_agrees_with_alembic() -> None:
     assert ScriptDirectory.from_config(config).get_heads() == [head_revision()]
 
 
-def test_an_empty_store_is_created_on_first_use(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_an_empty_store_is_created_on_first_use(tmp_path, monkeypatch) -> None:
     settings = Settings(home=tmp_path / "fresh")
     engine = open_store(settings)
     with engine.connect() as conn:
@@ -56,8 +56,8 @@ def test_a_store_at_another_revision_is_not_touched(
         assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == revision
 
 
-def test_an_unreachable_store_is_one_clear_error(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    settings = Settings(database_url="postgresql://rally:secret@127.0.0.1:1/nowhere")  # type: ignore[arg-type]
+def test_an_unreachable_store_is_one_clear_error(tmp_path) -> None:
+    settings = Settings(database_url="postgresql://rally:secret@127.0.0.1:1/nowhere")
     with pytest.raises(RallyError) as caught:
         open_store(settings)
     assert str(caught.value).startswith(

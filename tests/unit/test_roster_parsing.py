@@ -127,7 +127,8 @@ def test_headers_are_matched_loosely_and_excel_bom_is_accepted(
 ) -> None:
     path = tmp_path / "roster.csv"
     path.write_text(
-        "\ufeffUsername, Email ,Segment,Tier,Promo Code,Favourite Snack\nmaya,m@example.org,gen_z,mid,maya10,chips\n"
+        "\ufeffUsername, Email ,Segment,Tier,Promo Code,Favourite Snack\n"
+        "maya,m@example.org,gen_z,mid,maya10,chips\n"
     )
     (parsed,), problems = read_roster(path, spec)
     assert problems == []
