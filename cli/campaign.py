@@ -11,7 +11,8 @@ from cli.creators import fail_on_skipped, print_roster_report, roster_report, ro
 from config.campaign import load_campaign
 from store.db import transaction
 from tasks.campaigns import apply_campaign, campaign_overview, list_campaigns, resolve_references
-from tasks.roster import import_roster, read_roster
+from tasks.roster import read_roster
+from tasks.roster_import import import_roster
 
 app = typer.Typer(
     help="Campaigns as code: apply a campaign.yaml, list, show.", no_args_is_help=True

@@ -11,7 +11,8 @@ from config.campaign import CampaignSpec
 from config.errors import RallyError
 from store.db import transaction
 from tasks.campaigns import get_campaign, roster
-from tasks.roster import RosterChange, RowProblem, import_roster, read_roster
+from tasks.roster import RowProblem, read_roster
+from tasks.roster_import import RosterChange, import_roster
 
 app = typer.Typer(help="A campaign's creators: import a roster CSV, list it.", no_args_is_help=True)
 

@@ -9,12 +9,12 @@ is caught too.
 
 import hashlib
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, TextIO
 
 from pydantic_core import to_jsonable_python
+from sqlalchemy import insert, update
 from sqlmodel import Session, col, select
 
 from store.models import AuditEvent, AuditHead
@@ -35,64 +35,57 @@ class Change:
     changes: dict[str, Any] = field(default_factory=dict)
 
 
-def entry_hash(
-    *,
-    seq: int,
-    at: datetime,
-    actor: str,
-    action: str,
-    entity_type: str,
-    entity_id: str,
-    summary: str,
-    changes: dict[str, Any],
-    prev_hash: str,
-) -> str:
-    body = [seq, at.isoformat(), actor, action, entity_type, entity_id, summary, changes, prev_hash]
+HASHED = (
+    "seq",
+    "at",
+    "actor",
+    "action",
+    "entity_type",
+    "entity_id",
+    "summary",
+    "changes",
+    "prev_hash",
+)
+
+
+def entry_hash(entry: Mapping[str, Any]) -> str:
+    """The hash of an entry: its fields and the previous hash, in canonical JSON."""
+    body = [entry[name] for name in HASHED]
+    body[1] = body[1].isoformat()
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def _hash_of(event: AuditEvent) -> str:
-    return entry_hash(
-        seq=event.seq,
-        at=event.at,
-        actor=event.actor,
-        action=event.action,
-        entity_type=event.entity_type,
-        entity_id=event.entity_id,
-        summary=event.summary,
-        changes=event.changes,
-        prev_hash=event.prev_hash,
-    )
+def record(session: Session, changes: Iterable[Change]) -> int:
+    """Append entries for `changes` in the caller's transaction; they commit with it.
 
-
-def record(session: Session, changes: Iterable[Change]) -> list[AuditEvent]:
-    """Append entries for `changes` in the caller's transaction; they commit with it."""
+    Written with one bulk insert, so auditing a batch of ten thousand changes stays cheap.
+    """
     pending = list(changes)
     if not pending:
-        return []
-    head = session.exec(select(AuditHead).where(AuditHead.id == 1).with_for_update()).one()
+        return 0
+    lock = select(AuditHead.seq, AuditHead.hash).where(AuditHead.id == 1).with_for_update()
+    seq, prev_hash = session.execute(lock).one()
     at = utcnow()
-    events = []
+    entries = []
     for change in pending:
-        event = AuditEvent(
-            seq=head.seq + 1,
-            at=at,
-            actor=change.actor,
-            action=change.action,
-            entity_type=change.entity_type,
-            entity_id=str(change.entity_id),
-            summary=change.summary,
-            changes=to_jsonable_python(change.changes),
-            prev_hash=head.hash,
-            hash="",
-        )
-        event.hash = _hash_of(event)
-        head.seq, head.hash = event.seq, event.hash
-        events.append(event)
-    session.add_all(events)
-    session.add(head)
-    return events
+        seq += 1
+        entry = {
+            "seq": seq,
+            "at": at,
+            "actor": change.actor,
+            "action": change.action,
+            "entity_type": change.entity_type,
+            "entity_id": str(change.entity_id),
+            "summary": change.summary,
+            "changes": to_jsonable_python(change.changes),
+            "prev_hash": prev_hash,
+        }
+        entry["hash"] = prev_hash = entry_hash(entry)
+        entries.append(entry)
+    session.execute(insert(AuditEvent.__table__), entries)  # type: ignore[attr-defined]
+    session.execute(update(AuditHead).where(col(AuditHead.id) == 1).values(seq=seq, hash=prev_hash))
+    return len(entries)
 
 
 @dataclass(frozen=True)
@@ -129,7 +122,7 @@ def verify(session: Session) -> Verification:
                 event.seq,
                 f"{what} does not follow the entry before it: replaced or reordered",
             )
-        if _hash_of(event) != event.hash:
+        if entry_hash({name: getattr(event, name) for name in HASHED}) != event.hash:
             return Verification(
                 count, event.seq, f"{what} does not match its hash: edited after it was written"
             )

@@ -12,8 +12,8 @@ from config.errors import RallyError
 from store.audit import Change, record
 from store.models import Campaign, Creator, Milestone, RosterMember, RosterStatus, SprintPhase
 from store.types import utcnow
-from tasks.roster import tracking_url
 from tasks.sprint_plan import plan_milestones, plan_phases
+from tasks.tracking import tracking_url
 
 BUILTIN = "default"
 

@@ -1,27 +1,18 @@
-"""The creator roster: read a CSV, report bad rows by row and field, upsert the good ones.
+"""The creator roster: read a CSV, check every row, report bad rows by row and field.
 
 Rows are numbered as a spreadsheet shows them: the header is row 1, the first creator row 2.
 Columns beyond the known ones are kept on the creator as `attributes` for templates.
 """
 
-import base64
 import csv
-import hashlib
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlencode, urlsplit, urlunsplit
-
-from sqlmodel import Session, col, select
 
 from config.campaign import CampaignSpec
 from config.errors import RallyError
-from store.audit import Change, record
-from store.models import Campaign, Creator, RosterMember, RosterStatus
-from store.types import utcnow
 
 PLATFORMS = ("tiktok", "instagram", "youtube", "snapchat", "facebook", "x", "twitch")
 KNOWN_COLUMNS = {
@@ -205,196 +196,3 @@ def read_roster(path: Path, spec: CampaignSpec) -> tuple[list[RosterRow], list[R
 def _column(name: str) -> str:
     key = re.sub(r"\s+", "_", name.strip().lower())
     return COLUMN_ALIASES.get(key, key)
-
-
-# --- codes and links ------------------------------------------------------------------------
-
-
-def tracking_code(slug: str, platform: str, handle: str) -> str:
-    """A stable, short, URL-safe code for the creator's `/t/<code>` link."""
-    digest = hashlib.sha256(f"{slug}:{platform}:{handle}".encode()).digest()
-    return base64.b32encode(digest).decode()[:10].lower()
-
-
-def tracking_url(spec: CampaignSpec, platform: str, handle: str) -> str:
-    """The landing page with the creator's UTM tags (content = their handle)."""
-    parts = urlsplit(spec.tracking.landing_url)
-    utm = urlencode(
-        {
-            "utm_source": platform,
-            "utm_medium": spec.tracking.utm_medium,
-            "utm_campaign": spec.slug,
-            "utm_content": handle,
-        }
-    )
-    query = f"{parts.query}&{utm}" if parts.query else utm
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
-
-
-def _source_code(handle: str, taken: set[str]) -> str:
-    base = re.sub(r"[^A-Z0-9]", "", handle.upper())[:12] or "CREATOR"
-    code, n = base, 1
-    while code in taken:
-        n += 1
-        code = f"{base}{n}"
-    return code
-
-
-# --- import ---------------------------------------------------------------------------------
-
-
-@dataclass
-class RosterChange:
-    added: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    problems: list[RowProblem] = field(default_factory=list)
-
-    @property
-    def changed(self) -> bool:
-        return bool(self.added or self.updated)
-
-
-def _diff(obj: Any, values: Mapping[str, Any]) -> dict[str, list[Any]]:
-    return {k: [getattr(obj, k), v] for k, v in values.items() if getattr(obj, k) != v}
-
-
-def _apply(obj: Any, diff: Mapping[str, list[Any]]) -> None:
-    for key, (_, new) in diff.items():
-        setattr(obj, key, new)
-    obj.updated_at = utcnow()
-
-
-def _existing_creators(session: Session, rows: list[RosterRow]) -> dict[tuple[str, str], Creator]:
-    found: dict[tuple[str, str], Creator] = {}
-    for platform in {r.platform for r in rows}:
-        handles = [r.handle for r in rows if r.platform == platform]
-        for start in range(0, len(handles), 500):
-            chunk = handles[start : start + 500]
-            query = select(Creator).where(
-                Creator.platform == platform, col(Creator.handle).in_(chunk)
-            )
-            found.update({(c.platform, c.handle): c for c in session.exec(query)})
-    return found
-
-
-class _RosterImport:
-    """One import run: the campaign's current roster in memory, changes collected for audit."""
-
-    def __init__(
-        self, session: Session, campaign: Campaign, spec: CampaignSpec, actor: str
-    ) -> None:
-        assert campaign.id is not None
-        self.session, self.campaign_id, self.spec, self.actor = session, campaign.id, spec, actor
-        query = select(RosterMember).where(RosterMember.campaign_id == campaign.id)
-        self.members = {m.creator_id: m for m in session.exec(query)}
-        self.codes = {m.source_code: m.creator_id for m in self.members.values()}
-        self.changes: list[Change] = []
-        self.result = RosterChange()
-
-    def creator(self, row: RosterRow, creator: Creator | None) -> tuple[Creator, bool]:
-        fields: dict[str, Any] = {
-            "name": row.name,
-            "email": row.email,
-            "phone": row.phone,
-            "followers": row.followers,
-            "attributes": row.attributes,
-        }
-        if creator is None:
-            creator = Creator(platform=row.platform, handle=row.handle, **fields)
-            self.session.add(creator)
-            self.session.flush()
-            summary = f"new creator @{row.handle} on {row.platform}"
-            self.changes.append(
-                Change(self.actor, "creator.created", "creator", creator.id or 0, summary, fields)
-            )
-            return creator, True
-        diff = _diff(creator, fields)
-        if diff:
-            _apply(creator, diff)
-            summary = f"@{row.handle}: {', '.join(diff)} changed"
-            self.changes.append(
-                Change(self.actor, "creator.updated", "creator", creator.id or 0, summary, diff)
-            )
-        return creator, bool(diff)
-
-    def member(self, row: RosterRow, creator_id: int) -> str:
-        """Add or update the creator's place on the campaign; say which it was."""
-        member = self.members.get(creator_id)
-        terms: dict[str, Any] = {
-            "segment": row.segment,
-            "tier": row.tier,
-            "rate_cents": row.rate_cents,
-            "status": RosterStatus.ACTIVE.value,
-        }
-        if row.source_code:
-            terms["source_code"] = row.source_code
-        if member is None:
-            terms.setdefault("source_code", _source_code(row.handle, set(self.codes)))
-            code = tracking_code(self.spec.slug, row.platform, row.handle)
-            member = RosterMember(
-                campaign_id=self.campaign_id, creator_id=creator_id, tracking_code=code, **terms
-            )
-            self.session.add(member)
-            self.session.flush()
-            self.members[creator_id] = member
-            self.codes[member.source_code] = creator_id
-            summary = (
-                f"@{row.handle} joined {self.spec.slug} ({row.segment}, {row.tier or 'no tier'})"
-            )
-            self.changes.append(
-                Change(
-                    self.actor,
-                    "roster.added",
-                    "roster_member",
-                    member.id or 0,
-                    summary,
-                    {**terms, "creator_id": creator_id},
-                )
-            )
-            return "added"
-        diff = _diff(member, terms)
-        if not diff:
-            return "unchanged"
-        _apply(member, diff)
-        self.codes[member.source_code] = creator_id
-        summary = f"@{row.handle} on {self.spec.slug}: {', '.join(diff)} changed"
-        self.changes.append(
-            Change(self.actor, "roster.updated", "roster_member", member.id or 0, summary, diff)
-        )
-        return "updated"
-
-    def code_taken(self, row: RosterRow, creator: Creator | None) -> bool:
-        holder = self.codes.get(row.source_code or "")
-        return holder is not None and (creator is None or holder != creator.id)
-
-
-def import_roster(
-    session: Session, campaign: Campaign, spec: CampaignSpec, rows: list[RosterRow], *, actor: str
-) -> RosterChange:
-    """Upsert creators on (platform, handle) and their place on the campaign; audit each change."""
-    run = _RosterImport(session, campaign, spec, actor)
-    existing = _existing_creators(session, rows)
-    for row in rows:
-        found = existing.get((row.platform, row.handle))
-        if run.code_taken(row, found):
-            run.result.problems.append(
-                RowProblem(
-                    row.row,
-                    row.handle,
-                    "source_code",
-                    f"{row.source_code} already belongs to another creator on {spec.slug}",
-                )
-            )
-            continue
-        creator, creator_changed = run.creator(row, found)
-        assert creator.id is not None
-        outcome = run.member(row, creator.id)
-        if outcome == "added":
-            run.result.added += 1
-        elif outcome == "updated" or creator_changed:
-            run.result.updated += 1
-        else:
-            run.result.unchanged += 1
-    record(session, run.changes)
-    return run.result

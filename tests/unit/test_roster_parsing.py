@@ -6,7 +6,8 @@ import pytest
 
 from config.campaign import CampaignSpec, load_campaign
 from config.errors import RallyError
-from tasks.roster import parse_roster, read_roster, tracking_code, tracking_url
+from tasks.roster import parse_roster, read_roster
+from tasks.tracking import tracking_code, tracking_url
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "youth-vote"
 
