@@ -26,6 +26,7 @@ def verify(json_output: bool = JSON_OPTION) -> None:
                 "entries": result.entries,
                 "first_bad": result.first_bad,
                 "problem": result.problem,
+                "last_hash": result.last_hash if result.ok else None,
             }
         )
         if not result.ok:
@@ -34,6 +35,10 @@ def verify(json_output: bool = JSON_OPTION) -> None:
     if not result.ok:
         raise RallyError(f"audit log broken at entry {result.first_bad}: {result.problem}")
     console.print(f"Audit log intact: {result.entries} entries, each linked to the one before.")
+    console.print(
+        f"Newest entry {result.entries} has hash {result.last_hash}: note it somewhere else to "
+        "check later that no one rewrote the log, hashes and all."
+    )
 
 
 @app.command("export")

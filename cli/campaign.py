@@ -10,7 +10,7 @@ from cli.common import JSON_OPTION, console, count, money, percent, print_json, 
 from cli.creators import fail_on_skipped, print_roster_report, roster_report, roster_table
 from config.campaign import load_campaign
 from store.db import transaction
-from tasks.campaigns import apply_campaign, campaign_overview, list_campaigns, resolve_references
+from tasks.campaigns import apply_campaign, campaign_overview, check_references, list_campaigns
 from tasks.roster import read_roster
 from tasks.roster_import import import_roster
 
@@ -28,8 +28,9 @@ def apply(
     json_output: bool = JSON_OPTION,
 ) -> None:
     """Create or update a campaign from its file; applying the same files again changes nothing."""
-    spec = resolve_references(load_campaign(file), file.parent, file=str(file))
-    roster_path = roster_file or (Path(spec.roster) if spec.roster else None)
+    spec = load_campaign(file)
+    check_references(spec, file.parent, file=str(file))
+    roster_path = roster_file or (file.parent / spec.roster if spec.roster else None)
     rows, problems = read_roster(roster_path, spec) if roster_path else ([], [])
     settings, engine = store()
     with transaction(engine) as session:

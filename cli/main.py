@@ -50,8 +50,19 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:
         if _debug:
             raise
-        print(f"error: {type(exc).__name__}: {exc} (run with --debug for details)", file=sys.stderr)
+        print(f"error: {describe(exc)} (run with --debug for details)", file=sys.stderr)
         raise SystemExit(1) from None
+
+
+def describe(exc: Exception) -> str:
+    """One line for an unexpected failure. A database error shows the database's own first
+    line only: the full text repeats the SQL and its parameters, which may be personal data."""
+    from sqlalchemy.exc import DBAPIError
+
+    if isinstance(exc, DBAPIError):
+        first = (str(exc.orig).strip().splitlines() or [type(exc.orig).__name__])[0]
+        return f"database error: {first}"
+    return f"{type(exc).__name__}: {exc}"
 
 
 if __name__ == "__main__":

@@ -44,7 +44,7 @@ def _identifier(value: str) -> str:
 def _timezone(value: str) -> str:
     try:
         ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         raise ValueError(
             f"unknown time zone {value!r} (use an IANA name such as America/New_York)"
         ) from None
@@ -80,7 +80,9 @@ Week = Annotated[int, Field(ge=1, le=52)]
 
 
 class Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, frozen=True)
+    model_config = ConfigDict(
+        extra="forbid", str_strip_whitespace=True, frozen=True, allow_inf_nan=False
+    )
 
 
 # --- the campaign file ----------------------------------------------------------------------
@@ -301,6 +303,7 @@ _MESSAGES = {
     "less_than_equal": "must be at most {le}",
     "string_pattern_mismatch": "has the wrong form",
     "literal_error": "must be one of {expected}",
+    "finite_number": "must be a finite number",
 }
 
 
@@ -334,10 +337,32 @@ def _describe(error: Any) -> tuple[str, str]:
     return path, message
 
 
+def _control_characters(value: Any, path: str = "") -> list[tuple[str, str]]:
+    """Text with NUL or other control characters (tabs and newlines aside), by field path."""
+    if isinstance(value, str):
+        bad = re.search(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]", value)
+        return [(path, f"contains a control character ({bad.group()!r})")] if bad else []
+    items: Any = (
+        value.items()
+        if isinstance(value, dict)
+        else enumerate(value)
+        if isinstance(value, list)
+        else ()
+    )
+    found = []
+    for key, item in items:
+        found += _control_characters(
+            item, f"{path}[{key}]" if isinstance(key, int) else f"{path}.{key}".lstrip(".")
+        )
+    return found
+
+
 def parse_campaign(data: Any, *, file: str) -> CampaignSpec:
     """Validate already-parsed YAML data; raise `CampaignFileError` listing every problem."""
     if not isinstance(data, dict):
         raise CampaignFileError(file, [("", "must be a mapping of campaign fields")])
+    if problems := _control_characters(data):
+        raise CampaignFileError(file, problems)
     try:
         spec = CampaignSpec.model_validate(data)
     except ValidationError as exc:
@@ -348,17 +373,34 @@ def parse_campaign(data: Any, *, file: str) -> CampaignSpec:
     return spec
 
 
-def load_campaign(path: Path) -> CampaignSpec:
-    """Read and validate a `campaign.yaml`; names in errors are the path as given."""
+def _loader() -> type:
+    """YAML's safe loader, except that dates stay text for the schema to check: PyYAML would
+    fail on `2027-02-30` with an error that names no field."""
     import yaml
 
+    class CampaignLoader(yaml.SafeLoader):
+        pass
+
+    CampaignLoader.yaml_implicit_resolvers = {
+        first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+    return CampaignLoader
+
+
+def load_campaign(path: Path) -> CampaignSpec:
+    """Read and validate a `campaign.yaml`; names in errors are the path as given."""
     file = str(path)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise RallyError(f"{file}: cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise RallyError(f"{file}: cannot read: not UTF-8 text (save it as UTF-8)") from None
+    import yaml
+
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_loader())
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""

@@ -17,6 +17,7 @@ from pydantic_core import to_jsonable_python
 from sqlalchemy import insert, update
 from sqlmodel import Session, col, select
 
+from config.errors import RallyError
 from store.models import AuditEvent, AuditHead
 from store.types import utcnow
 
@@ -93,21 +94,39 @@ class Verification:
     entries: int
     first_bad: int | None = None
     problem: str | None = None
+    last_hash: str = GENESIS
 
     @property
     def ok(self) -> bool:
         return self.first_bad is None
 
 
-def _entries(session: Session, *, after: int = 0) -> Iterator[AuditEvent]:
-    query = select(AuditEvent).where(AuditEvent.seq > after).order_by(col(AuditEvent.seq))
-    yield from session.exec(query.execution_options(yield_per=1000))
+def _entries(session: Session, *, after: int = 0) -> Iterator[AuditEvent | int]:
+    """Entries in order, a page at a time; an entry whose stored values can no longer be read
+    (a time or JSON edited into nonsense) comes as its bare sequence number instead."""
+    seq = col(AuditEvent.seq)
+    while seqs := session.exec(select(seq).where(seq > after).order_by(seq).limit(1000)).all():
+        try:
+            yield from session.exec(select(AuditEvent).where(seq.in_(seqs)).order_by(seq)).all()
+        except (ValueError, TypeError):  # JSONDecodeError is a ValueError
+            for number in seqs:
+                try:
+                    yield session.exec(select(AuditEvent).where(seq == number)).one()
+                except (ValueError, TypeError):
+                    yield number
+        after = seqs[-1]
 
 
 def verify(session: Session) -> Verification:
     """Walk the chain from the first entry; report the first entry that does not hold."""
     expected, prev_hash, count = 1, GENESIS, 0
     for event in _entries(session):
+        if isinstance(event, int):
+            if event == expected:
+                return Verification(
+                    count, event, "cannot be read (a stored value is malformed): edited"
+                )
+            return Verification(count, expected, "missing: deleted")
         what = f"{event.action} on {event.entity_type} {event.entity_id}"
         if event.seq != expected:
             gap = (
@@ -138,13 +157,15 @@ def verify(session: Session) -> Verification:
         return Verification(
             count, head.seq, "the audit head does not match the newest entry: edited"
         )
-    return Verification(count)
+    return Verification(count, last_hash=prev_hash)
 
 
 def export(session: Session, out: TextIO, *, since: int = 0) -> int:
     """Write entries after `since` as JSON lines; return how many were written."""
     written = 0
     for event in _entries(session, after=since):
+        if isinstance(event, int):
+            raise RallyError(f"audit entry {event} cannot be read: run `rally audit verify`")
         out.write(json.dumps(event.model_dump(mode="json"), ensure_ascii=False) + "\n")
         written += 1
     return written

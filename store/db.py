@@ -4,8 +4,9 @@ The check reads the store's revision with one plain query and compares it with t
 migration file's name, so a command that only reads the store never imports alembic.
 """
 
+import sqlite3
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -20,6 +21,7 @@ from config.errors import RallyError
 from config.settings import Settings, get_settings, normalize_database_url
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+MIGRATION_LOCK = 0x52414C4C59  # PostgreSQL advisory lock key held while migrating ("RALLY")
 
 
 def masked(url: str) -> str:
@@ -45,7 +47,10 @@ def engine_for(url: str) -> Engine:
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     dbapi_connection.isolation_level = None  # SQLAlchemy emits BEGIN itself (_sqlite_begin)
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
+    if cursor.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+        # Another connection may be switching this new file to WAL right now; the mode persists.
+        with suppress(sqlite3.OperationalError):
+            cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
@@ -62,10 +67,15 @@ def _sqlite_begin(connection: Connection) -> None:
 def transaction(engine: Engine, *, write: bool = True) -> Iterator[Session]:
     """A session whose work commits on success and rolls back on any error.
 
-    Pass `write=False` for read-only work: on SQLite it then does not wait for other writers.
+    Writers take turns from their first statement: SQLite's write lock (BEGIN IMMEDIATE), and
+    on PostgreSQL the audit head row that every audited change locks anyway. So a writer never
+    acts on what it read before another writer's commit. Pass `write=False` for read-only work,
+    which never waits.
     """
     bind = engine.execution_options(rally_write=write)
     with Session(bind, expire_on_commit=False) as session, session.begin():
+        if write and engine.dialect.name == "postgresql":
+            session.execute(text("SELECT 1 FROM audit_head WHERE id = 1 FOR UPDATE"))
         yield session
 
 
@@ -75,13 +85,17 @@ def head_revision() -> str:
     return names[-1][:4]
 
 
+def _revision(conn: Connection) -> str | None:
+    if not inspect(conn).has_table("alembic_version"):
+        return None
+    return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+
+
 def current_revision(engine: Engine) -> str | None:
     """The store's revision, or None for an empty store."""
     try:
         with engine.connect() as conn:
-            if not inspect(conn).has_table("alembic_version"):
-                return None
-            return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+            return _revision(conn)
     except OperationalError as exc:
         raise RallyError(f"cannot open the store at {masked(str(engine.url))}: {exc.orig}") from exc
 
@@ -98,10 +112,12 @@ def upgrade(engine: Engine) -> Upgrade:
     from alembic import command
     from alembic.config import Config
 
-    before = current_revision(engine)
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as conn:
+    with engine.execution_options(rally_write=True).begin() as conn:
+        if conn.dialect.name == "postgresql":  # one migrator at a time; SQLite: BEGIN IMMEDIATE
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
+        before = _revision(conn)
         config.attributes["connection"] = conn
         command.upgrade(config, "head")
     return Upgrade(url=masked(str(engine.url)), before=before, after=head_revision())

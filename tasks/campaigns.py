@@ -18,11 +18,13 @@ from tasks.tracking import tracking_url
 BUILTIN = "default"
 
 
-def resolve_references(spec: CampaignSpec, base: Path, *, file: str) -> CampaignSpec:
-    """Make the relative paths (template, policy, rules, roster) absolute; check they exist."""
+def check_references(spec: CampaignSpec, base: Path, *, file: str) -> None:
+    """Check that the files the campaign names (template, policy, rules, roster) exist.
+
+    The spec keeps them as written, relative to the campaign file, so the same files applied
+    from another checkout are the same campaign.
+    """
     problems: list[tuple[str, str]] = []
-    updates: dict[str, Any] = {}
-    brief: dict[str, str] = {}
     for path, value, kind in (
         ("brief.template", spec.brief.template, "folder"),
         ("policy", spec.policy, "file"),
@@ -32,18 +34,10 @@ def resolve_references(spec: CampaignSpec, base: Path, *, file: str) -> Campaign
         if value is None or value == BUILTIN:
             continue
         target = (base / value).resolve()
-        exists = target.is_dir() if kind == "folder" else target.is_file()
-        if not exists:
+        if not (target.is_dir() if kind == "folder" else target.is_file()):
             problems.append((path, f"no such {kind}: {value} (looked in {target.parent})"))
-        elif path == "brief.template":
-            brief["template"] = str(target)
-        else:
-            updates[path] = str(target)
     if problems:
         raise CampaignFileError(file, problems)
-    if brief:
-        updates["brief"] = spec.brief.model_copy(update=brief)
-    return spec.model_copy(update=updates)
 
 
 def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
@@ -123,7 +117,7 @@ def apply_campaign(
         )
         result = CampaignChange(campaign, "created")
     elif campaign.spec_hash == values["spec_hash"] and campaign.source_path == source_path:
-        return CampaignChange(campaign, "unchanged")
+        result = CampaignChange(campaign, "unchanged")
     else:
         diff = spec_changes(campaign.spec, values["spec"])
         if campaign.source_path != source_path:

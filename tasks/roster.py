@@ -62,21 +62,25 @@ class RowProblem:
 # --- parsing --------------------------------------------------------------------------------
 
 
+MAX_FOLLOWERS = 2_000_000_000  # the store keeps 32-bit integers
+MAX_RATE_CENTS = 2_000_000_000  # $20 million
+
+
 def _count(text: str) -> int:
     """Follower counts as people write them: 12300, 12,300, 12.3K, 1.2M."""
     cleaned = text.replace(",", "").replace("_", "").strip().upper()
     scale = {"K": 1_000, "M": 1_000_000}.get(cleaned[-1:], 1)
-    number = Decimal(cleaned[:-1] if scale > 1 else cleaned)
-    if number < 0 or (scale == 1 and number != number.to_integral_value()):
+    number = Decimal(cleaned[:-1] if scale > 1 else cleaned) * scale
+    if not number.is_finite() or not 0 <= number <= MAX_FOLLOWERS or number != int(number):
         raise InvalidOperation
-    return int(number * scale)
+    return int(number)
 
 
 def _cents(text: str) -> int:
-    number = Decimal(text.replace("$", "").replace(",", "").strip())
-    if number < 0:
+    number = Decimal(text.replace("$", "").replace(",", "").strip()) * 100
+    if not number.is_finite() or not 0 <= number <= MAX_RATE_CENTS:
         raise InvalidOperation
-    return int((number * 100).to_integral_value())
+    return int(number.to_integral_value())
 
 
 def _parse_row(
@@ -88,6 +92,12 @@ def _parse_row(
 
     def bad(column: str, message: str) -> None:
         problems.append(RowProblem(number, handle or None, column, message))
+
+    for column, value in values.items():
+        if control := re.search(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]", value):
+            bad(column, f"contains a control character ({control.group()!r})")
+    if problems:
+        return None, problems
 
     if not handle:
         bad("handle", "required")
@@ -119,12 +129,16 @@ def _parse_row(
     except (InvalidOperation, ValueError):
         bad(
             "followers",
-            f"must be a whole number such as 12300 or 12.3K (got {values['followers']!r})",
+            f"must be a whole number from 0 to 2 billion, such as 12300 or 12.3K "
+            f"(got {values['followers']!r})",
         )
     try:
         rate = _cents(values["rate"]) if values.get("rate") else None
     except (InvalidOperation, ValueError):
-        bad("rate", f"must be an amount such as 400 or 1,250.50 (got {values['rate']!r})")
+        bad(
+            "rate",
+            f"must be an amount up to 20 million, such as 400 or 1,250.50 (got {values['rate']!r})",
+        )
     code = values.get("source_code", "").upper() or None
     if code and not re.fullmatch(r"[A-Z0-9_-]{3,32}", code):
         bad("source_code", f"must be 3-32 letters, digits, dashes or underscores (got {code!r})")

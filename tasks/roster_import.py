@@ -41,13 +41,23 @@ def _profile(row: RosterRow) -> dict[str, Any]:
     }
 
 
+def _known(values: dict[str, Any], creator: Creator | None = None) -> dict[str, Any]:
+    """Only what the row says: an empty cell or a missing column never erases what Rally
+    knows (another campaign's roster may have filled it). Attributes are merged."""
+    known = {k: v for k, v in values.items() if v is not None and k != "attributes"}
+    if creator is not None and values.get("attributes"):
+        known["attributes"] = {**creator.attributes, **values["attributes"]}
+    return known
+
+
 def _terms(row: RosterRow) -> dict[str, Any]:
     terms: dict[str, Any] = {
         "segment": row.segment,
         "tier": row.tier,
-        "rate_cents": row.rate_cents,
         "status": RosterStatus.ACTIVE.value,
     }
+    if row.rate_cents is not None:
+        terms["rate_cents"] = row.rate_cents
     if row.source_code:
         terms["source_code"] = row.source_code
     return terms
@@ -86,6 +96,7 @@ def import_roster(
     query = select(RosterMember).where(RosterMember.campaign_id == campaign.id)
     members = {m.creator_id: m for m in session.exec(query)}
     codes = {m.source_code: m.creator_id for m in members.values()}
+    reserved = set(codes) | {row.source_code for row in rows if row.source_code}
 
     accepted: list[tuple[RosterRow, int | None, str]] = []  # creator id (None: new), state
     for row in rows:
@@ -96,7 +107,7 @@ def import_roster(
             result.problems.append(RowProblem(row.row, row.handle, "source_code", message))
         elif creator is None:
             accepted.append((row, None, "new"))
-        elif diff := _update(creator, _profile(row)):
+        elif diff := _update(creator, _known(_profile(row), creator)):
             summary = f"@{row.handle}: {', '.join(diff)} changed"
             changes.append(
                 Change(actor, "creator.updated", "creator", creator.id or 0, summary, diff)
@@ -126,7 +137,9 @@ def import_roster(
         creator_id = known_id or new_ids[(row.platform, row.handle)]
         member, terms = members.get(creator_id), _terms(row)
         if member is None:
-            terms.setdefault("source_code", source_code(row.handle, codes))
+            if "source_code" not in terms:
+                terms["source_code"] = source_code(row.handle, reserved)
+                reserved.add(terms["source_code"])
             codes[terms["source_code"]] = creator_id
             code = tracking_code(spec.slug, row.platform, row.handle)
             joining.append(

@@ -8,7 +8,7 @@ unless RALLY_REQUIRE_POSTGRES=1 (as in CI), which turns the skip into a failure.
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,8 +32,8 @@ def _server_url() -> str:
 
 
 @pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str | None]:
-    """A throwaway PostgreSQL database for this session, migrated to head; None if no server."""
+def postgres_server() -> Iterator[Callable[[], str] | None]:
+    """A maker of throwaway PostgreSQL databases (dropped at the end); None if no server."""
     server = make_url(_server_url()).set(drivername="postgresql")
     try:
         admin = psycopg.connect(
@@ -44,16 +44,46 @@ def postgres_url() -> Iterator[str | None]:
             pytest.fail(f"PostgreSQL required but not reachable at {server}: {exc}")
         yield None
         return
-    name = f"rally_test_{uuid.uuid4().hex[:10]}"
-    admin.execute(f'CREATE DATABASE "{name}"')
-    url = server.set(drivername="postgresql+psycopg", database=name).render_as_string(
-        hide_password=False
-    )
-    upgrade(engine_for(url))
-    yield url
-    engine_for(url).dispose()
-    admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    made: list[str] = []
+
+    def make() -> str:
+        name = f"rally_test_{uuid.uuid4().hex[:10]}"
+        admin.execute(f'CREATE DATABASE "{name}"')
+        made.append(name)
+        url = server.set(drivername="postgresql+psycopg", database=name)
+        return url.render_as_string(hide_password=False)
+
+    yield make
+    for name in made:
+        engine_for(
+            server.set(drivername="postgresql+psycopg", database=name).render_as_string(
+                hide_password=False
+            )
+        ).dispose()
+        admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
     admin.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres_server: Callable[[], str] | None) -> str | None:
+    """A PostgreSQL database for this session, migrated to head; None if no server."""
+    if postgres_server is None:
+        return None
+    url = postgres_server()
+    upgrade(engine_for(url))
+    return url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_store_url(
+    request: pytest.FixtureRequest, tmp_path: Path, postgres_server: Callable[[], str] | None
+) -> str:
+    """The URL of a store never used: no tables at all."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'empty' / 'rally.db'}"
+    if postgres_server is None:
+        pytest.skip("no PostgreSQL server at RALLY_TEST_DATABASE_URL")
+    return postgres_server()
 
 
 @pytest.fixture(scope="session")

@@ -110,6 +110,8 @@ def test_audit_verify_names_an_entry_edited_with_a_sql_client(
 ) -> None:
     ok = rally("audit", "verify")
     assert ok.code == 0 and "Audit log intact: 102 entries" in ok.out
+    newest = json.loads(rally("audit", "export", "--since", "101").out)
+    assert f"Newest entry 102 has hash {newest['hash']}" in ok.out
     entry = json.loads(rally("audit", "export").out.splitlines()[6])
     raw_sql(settings, "UPDATE audit_events SET summary = 'nothing to see' WHERE seq = 7")
     broken = rally("audit", "verify")
@@ -132,6 +134,31 @@ def test_audit_verify_names_an_entry_deleted_with_a_sql_client(
         1,
         "error: audit log broken at entry 12: missing: deleted\n",
     )
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE audit_events SET at = 'yesterday' WHERE seq = 3",
+        "UPDATE audit_events SET changes = '{bad' WHERE seq = 3",
+    ],
+)
+def test_audit_verify_names_an_entry_whose_values_were_garbled(
+    rally, applied: Path, settings: Settings, statement: str
+) -> None:
+    try:
+        raw_sql(settings, statement)
+    except psycopg.Error:
+        pytest.skip("PostgreSQL refuses this edit itself")
+    broken = rally("audit", "verify")
+    assert broken.code == 1
+    assert broken.err.startswith("error: audit log broken at entry 3: ")
+    if "cannot be read" in broken.err:
+        export = rally("audit", "export")
+        assert (export.code, export.err) == (
+            1,
+            "error: audit entry 3 cannot be read: run `rally audit verify`\n",
+        )
 
 
 def test_audit_export_writes_json_lines(rally, applied: Path, tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 import csv
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -189,3 +190,75 @@ def test_the_same_creator_on_two_campaigns_is_one_creator(
             text("SELECT count(DISTINCT tracking_code) FROM roster_members")
         ).scalar()
     assert codes == 100
+
+
+def test_a_code_asked_for_in_the_file_is_never_generated_for_another_row(
+    rally, engine: Engine, example: Path
+) -> None:
+    rally("campaign", "apply", example / "campaign.yaml")
+    roster = example / "late.csv"
+    roster.write_text(
+        "handle,email,segment,tier,source_code\n"
+        "sam.votes,sam@example.org,gen_z,micro,\n"
+        "samantha,samantha@example.org,gen_z,micro,SAMVOTES\n"
+    )
+    run = rally("creators", "import", "first-vote-pa-2027", roster, "--json")
+    assert run.code == 0, run.out + run.err
+    assert json.loads(run.out)["added"] == 2
+    codes = {
+        c["handle"]: c["source_code"]
+        for c in json.loads(rally("creators", "list", "first-vote-pa-2027", "--json").out)
+    }
+    assert codes["samantha"] == "SAMVOTES" and codes["sam.votes"] == "SAMVOTES2"
+
+
+def test_a_roster_with_fewer_columns_never_erases_what_is_known(
+    rally, engine: Engine, example: Path
+) -> None:
+    rally("campaign", "apply", example / "campaign.yaml")
+    edit_yaml(
+        example / "campaign.yaml", slug="first-vote-pa-fall", name="First Vote PA Fall", roster=None
+    )
+    rally("campaign", "apply", example / "campaign.yaml")
+    minimal = example / "minimal.csv"
+    minimal.write_text(
+        "handle,email,segment,tier,rate,pronouns\nmaya.votes.pa,maya.thompson@example.org,gen_z,macro,,she/her\n"
+    )
+    run = rally("creators", "import", "first-vote-pa-fall", minimal, "--json")
+    assert (run.code, json.loads(run.out)["added"]) == (0, 1)
+    again = rally("creators", "import", "first-vote-pa-2027", minimal, "--json")
+    assert (again.code, json.loads(again.out)["unchanged"]) == (0, 1)
+    before = {
+        c["handle"]: c
+        for c in json.loads(rally("creators", "list", "first-vote-pa-2027", "--json").out)
+    }
+    maya = before["maya.votes.pa"]
+    assert (maya["name"], maya["followers"]) == ("Maya Thompson", 223900)
+    assert maya["attributes"] == {"city": "Philadelphia", "zip": "19121", "pronouns": "she/her"}
+    assert (maya["rate_cents"], maya["rate_from"]) == (240000, "roster"), (
+        "an empty rate cell keeps the rate"
+    )
+
+
+def test_the_same_files_from_another_checkout_only_move_the_campaign(
+    rally, engine: Engine, example: Path, tmp_path: Path
+) -> None:
+    rally("campaign", "apply", example / "campaign.yaml")
+    elsewhere = tmp_path / "other-checkout"
+    shutil.copytree(example, elsewhere)
+    run = rally("campaign", "apply", elsewhere / "campaign.yaml", "--json")
+    report = json.loads(run.out)
+    assert (report["outcome"], report["changed"], report["plan_changed"]) == (
+        "updated",
+        ["source_path"],
+        False,
+    )
+    assert report["roster"]["unchanged"] == 50
+    with transaction(engine, write=False) as session:
+        last = session.exec(select(AuditEvent).order_by(AuditEvent.seq.desc())).first()  # type: ignore[attr-defined]
+    assert last is not None and last.changes == {
+        "source_path": [
+            str((example / "campaign.yaml").resolve()),
+            str((elsewhere / "campaign.yaml").resolve()),
+        ]
+    }

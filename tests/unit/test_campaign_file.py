@@ -6,7 +6,8 @@ import pytest
 import yaml
 
 from config.campaign import CampaignFileError, load_campaign
-from tasks.campaigns import resolve_references
+from config.errors import RallyError
+from tasks.campaigns import check_references
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "youth-vote" / "campaign.yaml"
 
@@ -130,17 +131,48 @@ def test_a_file_that_is_not_a_mapping_is_refused(tmp_path: Path) -> None:
     assert problems(path) == [f"{path}: must be a mapping of campaign fields"]
 
 
-def test_referenced_files_are_resolved_next_to_the_campaign_file(tmp_path: Path) -> None:
+def test_referenced_files_must_exist_next_to_the_campaign_file(tmp_path: Path) -> None:
     (tmp_path / "policy.yaml").write_text("rules: []\n")
     path = write(
         tmp_path, {"policy": "policy.yaml", "followups": "rules/missing.yaml"}, drop=("roster",)
     )
     with pytest.raises(CampaignFileError) as caught:
-        resolve_references(load_campaign(path), tmp_path, file=str(path))
+        check_references(load_campaign(path), tmp_path, file=str(path))
     assert str(caught.value) == (
         f"{path}: followups: no such file: rules/missing.yaml (looked in {tmp_path / 'rules'})"
     )
     ok = write(tmp_path, {"policy": "policy.yaml"}, drop=("roster",))
-    spec = resolve_references(load_campaign(ok), tmp_path, file=str(ok))
-    assert spec.policy == str(tmp_path / "policy.yaml")
-    assert spec.followups == "default"
+    spec = load_campaign(ok)
+    check_references(spec, tmp_path, file=str(ok))
+    assert spec.policy == "policy.yaml", "kept as written, so another checkout is the same campaign"
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (
+            {"sprint.start": "2027-02-30"},
+            "sprint.start: must be a date (YYYY-MM-DD) (got '2027-02-30')",
+        ),
+        ({"timezone": "America"}, "timezone: unknown time zone 'America'"),
+        ({"budget.total": float("inf")}, "budget.total: must be a finite number"),
+        ({"kpis.cpa": float("nan")}, "kpis.cpa: must be a finite number"),
+        ({"name": "First\x00Vote"}, "name: contains a control character ('\\x00')"),
+        (
+            {"brief.hashtags": ["#ok", "#bad\x1b"]},
+            "brief.hashtags[1]: contains a control character",
+        ),
+    ],
+)
+def test_values_no_store_could_keep_are_named_by_field(
+    tmp_path: Path, change: dict, expected: str
+) -> None:
+    path = write(tmp_path, change)
+    assert any(p.startswith(f"{path}: {expected}") for p in problems(path)), problems(path)
+
+
+def test_a_file_in_another_encoding_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "campaign.yaml"
+    path.write_text(EXAMPLE.read_text(), encoding="utf-16")
+    with pytest.raises(RallyError, match="not UTF-8 text"):
+        load_campaign(path)

@@ -73,6 +73,12 @@ def test_values_are_read_the_way_people_write_them(spec: CampaignSpec) -> None:
         ({"email": ""}, "email", "required"),
         ({"followers": "lots"}, "followers", "must be a whole number"),
         ({"followers": "-5"}, "followers", "must be a whole number"),
+        ({"followers": "3000000000"}, "followers", "must be a whole number from 0 to 2 billion"),
+        ({"followers": "1e30"}, "followers", "must be a whole number"),
+        ({"followers": "inf"}, "followers", "must be a whole number"),
+        ({"rate": "25,000,000"}, "rate", "must be an amount up to 20 million"),
+        ({"rate": "NaN"}, "rate", "must be an amount"),
+        ({"name": "Maya\x00"}, "name", "contains a control character ('\\x00')"),
         (
             {"segment": "boomers"},
             "segment",

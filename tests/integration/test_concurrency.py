@@ -1,0 +1,75 @@
+"""Several commands at once: nothing fails, nothing is written twice, the chain stays whole."""
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, text
+from sqlmodel import select
+
+from config.campaign import load_campaign
+from config.settings import Settings
+from store.audit import verify
+from store.db import head_revision, open_store, transaction
+from store.models import AuditEvent
+from tasks.campaigns import apply_campaign
+from tasks.roster import read_roster
+from tasks.roster_import import import_roster
+
+
+def at_once(work: list[Callable[[], Any]]) -> list[Any]:
+    """Run every callable in its own thread, released together; re-raise the first failure."""
+    start = threading.Barrier(len(work))
+    results: list[Any] = [None] * len(work)
+
+    def run(index: int) -> None:
+        start.wait()
+        try:
+            results[index] = work[index]()
+        except BaseException as exc:
+            results[index] = exc
+
+    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(len(work))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not any(t.is_alive() for t in threads), "writers still waiting after 60 s: deadlock"
+    failures = [r for r in results if isinstance(r, BaseException)]
+    assert failures == [], failures
+    return results
+
+
+def test_commands_starting_together_on_an_empty_store_create_it_once(
+    empty_store_url: str, tmp_path: Path
+) -> None:
+    settings = Settings(home=tmp_path / "home", database_url=empty_store_url, _env_file=None)
+    at_once([lambda: open_store(settings)] * 4)
+    with open_store(settings).connect() as conn:
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == [
+            head_revision()
+        ]
+
+
+def test_the_same_new_campaign_applied_at_once_is_created_once(
+    engine: Engine, example: Path
+) -> None:
+    spec = load_campaign(example / "campaign.yaml")
+    rows, _ = read_roster(example / "roster.csv", spec)
+    fall = spec.model_copy(update={"slug": "first-vote-pa-fall"})
+
+    def apply(which: Any) -> str:
+        with transaction(engine) as session:
+            change = apply_campaign(session, which, source_path=None, actor="staff:test")
+            import_roster(session, change.campaign, which, rows, actor="staff:test")
+            return change.outcome
+
+    outcomes = at_once([lambda: apply(spec), lambda: apply(spec), lambda: apply(fall)])
+    assert sorted(outcomes) == ["created", "created", "unchanged"]
+    with transaction(engine, write=False) as session:
+        assert verify(session).ok
+        actions = session.exec(select(AuditEvent.action)).all()
+    assert actions.count("campaign.created") == 2
+    assert actions.count("creator.created") == 50, "creators shared by both campaigns, made once"
+    assert actions.count("roster.added") == 100
