@@ -20,7 +20,8 @@ from pathlib import Path
 
 from sqlalchemy import Engine, insert
 
-from config.campaign import CampaignSpec, load_campaign
+from config.campaign import CampaignSpec
+from config.campaign_file import load_campaign
 from config.settings import Settings
 from store.db import engine_for, transaction, upgrade
 from store.models import Campaign, Creator, RosterMember

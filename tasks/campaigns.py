@@ -7,7 +7,8 @@ from typing import Any, Literal
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from config.campaign import CampaignFileError, CampaignSpec
+from config.campaign import CampaignSpec
+from config.campaign_file import CampaignFileError
 from config.errors import RallyError
 from store.audit import Change, record
 from store.models import Campaign, Creator, Milestone, RosterMember, RosterStatus, SprintPhase
@@ -102,18 +103,9 @@ def apply_campaign(
         session.add(campaign)
         session.flush()
         summary = f"created campaign {spec.slug}: {spec.name}"
+        created = {"spec": values["spec"]}
         record(
-            session,
-            [
-                Change(
-                    actor,
-                    "campaign.created",
-                    "campaign",
-                    spec.slug,
-                    summary,
-                    {"spec": values["spec"]},
-                )
-            ],
+            session, [Change(actor, "campaign.created", "campaign", spec.slug, summary, created)]
         )
         result = CampaignChange(campaign, "created")
     elif campaign.spec_hash == values["spec_hash"] and campaign.source_path == source_path:

@@ -146,10 +146,11 @@ def test_audit_verify_names_an_entry_deleted_with_a_sql_client(
 def test_audit_verify_names_an_entry_whose_values_were_garbled(
     rally, applied: Path, settings: Settings, statement: str
 ) -> None:
-    try:
-        raw_sql(settings, statement)
-    except psycopg.Error:
-        pytest.skip("PostgreSQL refuses this edit itself")
+    if "changes" in statement and settings.store_url.startswith("postgresql"):
+        with pytest.raises(psycopg.errors.InvalidTextRepresentation):
+            raw_sql(settings, statement)  # its json type refuses the edit: nothing to detect
+        return
+    raw_sql(settings, statement)
     broken = rally("audit", "verify")
     assert broken.code == 1
     assert broken.err.startswith("error: audit log broken at entry 3: ")

@@ -31,6 +31,11 @@ def actions(engine: Engine) -> list[str]:
         return [e.action for e in session.exec(select(AuditEvent).order_by(AuditEvent.seq))]  # type: ignore[arg-type]
 
 
+def newest_entry(engine: Engine) -> AuditEvent | None:
+    with transaction(engine, write=False) as session:
+        return session.exec(select(AuditEvent).order_by(AuditEvent.seq.desc())).first()  # type: ignore[attr-defined]
+
+
 def edit_yaml(path: Path, **changes: Any) -> None:
     data = yaml.safe_load(path.read_text())
     for dotted, value in changes.items():
@@ -91,8 +96,7 @@ def test_a_changed_target_updates_the_campaign_and_audits_old_and_new(
         False,
     )
     assert report["roster"]["unchanged"] == 50
-    with transaction(engine, write=False) as session:
-        last = session.exec(select(AuditEvent).order_by(AuditEvent.seq.desc())).first()  # type: ignore[attr-defined]
+    last = newest_entry(engine)
     assert last is not None and last.action == "campaign.updated"
     assert last.changes == {"kpis.signups": [4000, 5000]}
     assert last.actor == "staff:test"
@@ -254,8 +258,7 @@ def test_the_same_files_from_another_checkout_only_move_the_campaign(
         False,
     )
     assert report["roster"]["unchanged"] == 50
-    with transaction(engine, write=False) as session:
-        last = session.exec(select(AuditEvent).order_by(AuditEvent.seq.desc())).first()  # type: ignore[attr-defined]
+    last = newest_entry(engine)
     assert last is not None and last.changes == {
         "source_path": [
             str((example / "campaign.yaml").resolve()),

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import Engine, text
 from sqlmodel import select
 
-from config.campaign import load_campaign
+from config.campaign_file import load_campaign
 from config.settings import Settings
 from store.audit import verify
 from store.db import head_revision, open_store, transaction

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from config.campaign import CampaignFileError, load_campaign
+from config.campaign_file import CampaignFileError, load_campaign
 from config.errors import RallyError
 from tasks.campaigns import check_references
 

@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from config.campaign import CampaignSpec, load_campaign
+from config.campaign import CampaignSpec
+from config.campaign_file import load_campaign
 from config.errors import RallyError
 from tasks.roster import parse_roster, read_roster
 from tasks.tracking import tracking_code, tracking_url
