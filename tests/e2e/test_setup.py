@@ -102,3 +102,21 @@ def test_make_demo_applies_and_shows_the_example_then_changes_nothing(tmp_path: 
     assert (tmp_path / "demo-home" / "rally.db").exists()
     listing = run([str(RALLY), "campaign", "list", "--json"], env)
     assert [c["creators"] for c in json.loads(listing.stdout)] == [50]
+
+
+def test_output_cut_short_by_the_reader_ends_quietly(
+    rally, example: Path, settings: Settings, tmp_path: Path
+) -> None:
+    """As in `rally ... | head`: the reader is gone before the first write."""
+    assert rally("campaign", "apply", example / "campaign.yaml").code == 0
+    env = clean_env(tmp_path, RALLY_HOME=str(settings.home), RALLY_DATABASE_URL=settings.store_url)
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        args = [str(RALLY), "creators", "list", "first-vote-pa-2027", "--json"]
+        result = subprocess.run(
+            args, env=env, stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=60
+        )
+    finally:
+        os.close(write_end)
+    assert (result.returncode, result.stderr) == (1, ""), "no traceback, no error line"
