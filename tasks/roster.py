@@ -84,7 +84,7 @@ def _cents(text: str) -> int:
 
 
 def _parse_row(
-    number: int, raw: Mapping[str, str], spec: CampaignSpec
+    number: int, raw: Mapping[str, str], spec: CampaignSpec, segments: list[str]
 ) -> tuple[RosterRow | None, list[RowProblem]]:
     values = {k: (v or "").strip() for k, v in raw.items() if k}
     handle = values.get("handle", "").lstrip("@").lower()
@@ -111,7 +111,6 @@ def _parse_row(
         bad("email", "required")
     elif not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", email):
         bad("email", f"not an email address (got {email!r})")
-    segments = sorted(spec.segment_ids())
     segment = values.get("segment") or None
     if segment not in segments:
         bad(
@@ -169,8 +168,9 @@ def parse_roster(
     problems: list[RowProblem] = []
     seen: dict[tuple[str, str], int] = {}
     codes: dict[str, int] = {}
+    segments = sorted(spec.segment_ids())
     for number, record_ in enumerate(records, start=2):
-        row, row_problems = _parse_row(number, record_, spec)
+        row, row_problems = _parse_row(number, record_, spec, segments)
         if row is not None:
             if (first := seen.get((row.platform, row.handle))) is not None:
                 row_problems = [RowProblem(number, row.handle, "handle", f"repeats row {first}")]

@@ -26,10 +26,6 @@ class RosterChange:
     unchanged: int = 0
     problems: list[RowProblem] = field(default_factory=list)
 
-    @property
-    def changed(self) -> bool:
-        return bool(self.added or self.updated)
-
 
 def _profile(row: RosterRow) -> dict[str, Any]:
     return {
@@ -41,11 +37,11 @@ def _profile(row: RosterRow) -> dict[str, Any]:
     }
 
 
-def _known(values: dict[str, Any], creator: Creator | None = None) -> dict[str, Any]:
+def _known(values: dict[str, Any], creator: Creator) -> dict[str, Any]:
     """Only what the row says: an empty cell or a missing column never erases what Rally
     knows (another campaign's roster may have filled it). Attributes are merged."""
     known = {k: v for k, v in values.items() if v is not None and k != "attributes"}
-    if creator is not None and values.get("attributes"):
+    if values["attributes"]:
         known["attributes"] = {**creator.attributes, **values["attributes"]}
     return known
 
