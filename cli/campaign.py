@@ -6,11 +6,12 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from cli.common import JSON_OPTION, console, count, money, percent, print_json, store
+from cli.common import JSON_OPTION, console, count, percent, print_json, store
 from cli.creators import fail_on_skipped, print_roster_report, roster_report, roster_table
 from config.campaign_file import load_campaign
 from store.db import transaction
 from tasks.campaigns import apply_campaign, campaign_overview, check_references, list_campaigns
+from tasks.formats import money
 from tasks.roster import read_roster
 from tasks.roster_import import import_roster
 

@@ -34,14 +34,6 @@ def shown_path(path: Path) -> str:
         return str(path)
 
 
-def money(cents: int | None, currency: str = "USD") -> str:
-    if cents is None:
-        return "-"
-    symbol = {"USD": "$", "EUR": "€", "GBP": "£"}.get(currency, "")
-    amount = f"{cents / 100:,.2f}".removesuffix(".00")
-    return f"{symbol}{amount}" if symbol else f"{amount} {currency}"
-
-
 def count(n: int | None) -> str:
     if n is None:
         return "-"

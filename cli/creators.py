@@ -6,11 +6,12 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from cli.common import JSON_OPTION, console, count, money, print_json, shown_path, store
+from cli.common import JSON_OPTION, console, count, print_json, shown_path, store
 from config.campaign import CampaignSpec
 from config.errors import RallyError
 from store.db import transaction
 from tasks.campaigns import get_campaign, roster
+from tasks.formats import money
 from tasks.roster import RowProblem, read_roster
 from tasks.roster_import import RosterChange, import_roster
 

@@ -5,7 +5,7 @@ import traceback
 
 import typer
 
-from cli import audit, campaign, creators, db
+from cli import audit, briefs, campaign, creators, db, serve
 from config.errors import RallyError
 
 app = typer.Typer(
@@ -17,8 +17,10 @@ app = typer.Typer(
 )
 app.add_typer(campaign.app, name="campaign")
 app.add_typer(creators.app, name="creators")
+app.add_typer(briefs.app, name="briefs")
 app.add_typer(audit.app, name="audit")
 app.add_typer(db.app, name="db")
+app.command("serve")(serve.serve_command)
 
 _debug = False
 

@@ -168,6 +168,7 @@ class BriefSpec(Model):
     deliverables: Deliverables = Deliverables()
     draft_due_week: Week = 3
     posting_weeks: tuple[Week, Week] = (4, 9)
+    reminder_after_days: Annotated[int, Field(ge=0, le=60)] = 3  # 0: no reminder
 
 
 class Tracking(Model):

@@ -7,6 +7,7 @@ import getpass
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -30,6 +31,20 @@ class Settings(BaseSettings):
         "http://127.0.0.1:8000", description="Base URL creators and the public reach Rally at"
     )
 
+    mail_from: str = Field(
+        "Rally <rally@localhost>", description="From address of briefs and reminders"
+    )
+    smtp_host: str = Field("", description="SMTP server; empty writes mail to home/mailbox")
+    smtp_port: int = Field(587, description="SMTP port (587 STARTTLS, 465 implicit TLS)")
+    smtp_security: Literal["starttls", "ssl", "none"] = Field(
+        "starttls", description="starttls, ssl (implicit TLS) or none (local relays only)"
+    )
+    smtp_username: str = Field("", description="SMTP login; empty sends without logging in")
+    smtp_password: SecretStr = Field(SecretStr(""), description="SMTP password")
+    smtp_ca_file: str = Field(
+        "", description="CA bundle to trust for the SMTP server; empty uses the system's"
+    )
+
     @model_validator(mode="after")
     def _derive_defaults(self) -> "Settings":
         self.home = self.home.expanduser().resolve()
@@ -43,6 +58,10 @@ class Settings(BaseSettings):
     @property
     def store_url(self) -> str:
         return normalize_database_url(self.database_url.get_secret_value())
+
+    @property
+    def mailbox(self) -> Path:
+        return self.home / "mailbox"
 
     @property
     def prefect_home(self) -> Path:
@@ -77,5 +96,9 @@ def use_rally_prefect_home(settings: Settings | None = None) -> Path:
     """
     default = (settings or get_settings()).prefect_home
     home = Path(os.environ.setdefault("PREFECT_HOME", str(default)))
+    # A fresh local home takes about 35 s to migrate on first start; Prefect gives up at 20 s.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    # No usage telemetry from campaign machines (it also races the local server's SQLite).
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     home.mkdir(parents=True, exist_ok=True)
     return home

@@ -1,0 +1,158 @@
+"""`rally briefs`: generate, send, show, follow and compare creators' briefs."""
+
+import os
+import sys
+from collections import defaultdict
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from cli.common import JSON_OPTION, console, print_json, store
+from config.errors import RallyError
+from store.db import transaction
+from tasks.brief_status import brief_diff, brief_status, find_brief
+
+app = typer.Typer(
+    help="Creators' briefs: generate and send them, see who acknowledged, compare versions.",
+    no_args_is_help=True,
+)
+FORMATS = {"md": "content_markdown", "html": "content_html", "text": "content_text"}
+
+
+@app.command("generate")
+def generate_command(
+    slug: str,
+    creators: list[str] = typer.Option(
+        [], "--creator", help="Only this creator's brief (repeat for several)."
+    ),
+    send: bool = typer.Option(False, "--send", help="Email each brief that was not sent yet."),
+    json_output: bool = JSON_OPTION,
+) -> None:
+    """Render every creator's brief; a new version only where the campaign or creator changed."""
+    store()  # a clear error now if the store is missing or outdated, before Prefect starts
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    from flows.briefs import generate_briefs
+    from tasks.progress import listening
+
+    quiet = json_output or not sys.stderr.isatty()
+    err = Console(stderr=True, highlight=False)
+    if not quiet:
+        err.print("Starting the flow (Prefect's first start on this machine takes ~30 s)...")
+    bar = Progress(
+        TextColumn("Briefs"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+        disable=quiet,
+    )
+    task = bar.add_task("briefs", total=None)
+    with bar, listening(lambda _what, done, total: bar.update(task, completed=done, total=total)):
+        summary = generate_briefs(slug, handles=creators or None, send=send)
+    print_json(summary) if json_output else print_summary(summary)
+    if summary["failed"]:
+        raise RallyError(
+            f"{len(summary['failed'])} brief(s) not generated: fix the values named above "
+            "and generate again (the other briefs are saved)"
+        )
+
+
+def print_summary(summary: dict[str, Any]) -> None:
+    console.print(
+        f"Briefs for {summary['campaign']}: {summary['rendered']} new or updated, "
+        f"{summary['unchanged']} unchanged, {len(summary['failed'])} failed, "
+        f"{summary['queued']} queued to send."
+    )
+    grouped: dict[str, list[str]] = defaultdict(list)
+    for problem in summary["failed"]:
+        grouped[problem["message"]].append("@" + problem["handle"])
+    for message, handles in grouped.items():
+        console.print(f"  {message}: {', '.join(handles)}", markup=False)
+    delivery = summary.get("delivery")
+    if delivery and (delivery["sent"] or delivery["errors"]):
+        console.print(
+            f"Email: {delivery['sent']} sent, {delivery['retrying']} to retry, "
+            f"{delivery['dead']} failed."
+        )
+        for error in delivery["errors"][:10]:
+            console.print(f"  {error}", markup=False)
+        if delivery["stopped"]:
+            console.print(f"  Stopped: {delivery['stopped']}", markup=False)
+        settings, _ = store()
+        if not settings.smtp_host and delivery["sent"]:
+            console.print(f"No SMTP server is set (RALLY_SMTP_HOST): mail is in {settings.mailbox}")
+
+
+@app.command("show")
+def show_command(
+    slug: str,
+    handle: str,
+    format: str = typer.Option("md", "--format", help="md, html or text."),
+    version: int | None = typer.Option(None, "--version", help="An earlier version."),
+) -> None:
+    """Print a creator's brief as it was rendered and stored."""
+    if format not in FORMATS:
+        raise RallyError(f"--format must be one of {', '.join(FORMATS)} (got {format!r})")
+    _, engine = store()
+    with transaction(engine, write=False) as session:
+        brief = find_brief(session, slug, handle, version)
+    sys.stdout.write(getattr(brief, FORMATS[format]))
+
+
+@app.command("status")
+def status_command(slug: str, json_output: bool = JSON_OPTION) -> None:
+    """Per creator: brief version, email, acknowledgement and reminder."""
+    settings, engine = store()
+    with transaction(engine, write=False) as session:
+        rows = brief_status(session, slug, public_url=settings.public_url)
+    if json_output:
+        print_json(rows)
+        return
+    acknowledged = sum(1 for r in rows if r["acknowledged_at"])
+    table = Table(
+        title=f"Briefs of {slug}: {acknowledged} of {len(rows)} acknowledged",
+        title_justify="left",
+    )
+    for name in ("Creator", "Version", "Email", "Acknowledged", "Reminder"):
+        table.add_column(name)
+    for r in rows:
+        table.add_row(
+            f"@{r['handle']}",
+            str(r["version"] or "-"),
+            r["email_status"] + (f" ({r['email_error']})" if r["email_error"] else ""),
+            _day(r["acknowledged_at"]),
+            _day(r["reminder_sent_at"]),
+        )
+    console.print(table)
+
+
+def _day(value: str | None) -> str:
+    return value[:16].replace("T", " ") + " UTC" if value else "-"
+
+
+@app.command("diff")
+def diff_command(
+    slug: str,
+    handle: str,
+    old: int | None = typer.Option(None, "--from", help="Older version (default: the one before)."),
+    new: int | None = typer.Option(None, "--to", help="Newer version (default: the newest)."),
+    json_output: bool = JSON_OPTION,
+) -> None:
+    """What changed in a creator's brief between two versions: inputs, then the text."""
+    _, engine = store()
+    with transaction(engine, write=False) as session:
+        diff = brief_diff(session, slug, handle, old=old, new=new)
+    if json_output:
+        print_json(diff)
+        return
+    console.print(f"@{handle.removeprefix('@')}: brief v{diff['from']} -> v{diff['to']}")
+    for path, (before, after) in diff["inputs"].items():
+        console.print(f"  {path}: {before!r} -> {after!r}", markup=False)
+    console.print()
+    for line in diff["markdown_diff"]:
+        style = "green" if line.startswith("+") else "red" if line.startswith("-") else None
+        console.print(line, style=style, markup=False)

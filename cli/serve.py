@@ -1,0 +1,41 @@
+"""`rally serve`: the long-running process: web pages, and the timers and outbox on a tick."""
+
+import logging
+
+import typer
+
+from cli.common import console, store
+
+
+def tick() -> None:
+    """Fire due timers (brief reminders) and deliver what the outbox holds."""
+    from store.types import utcnow
+    from tasks.brief_mail import deliver_email, send_reminders
+
+    settings, engine = store()
+    send_reminders(engine, settings, now=utcnow())
+    deliver_email(engine, settings, now=utcnow)
+
+
+def serve_command(
+    host: str = typer.Option("127.0.0.1", help="Address to listen on."),
+    port: int = typer.Option(8000, help="Port to listen on."),
+    every: int = typer.Option(60, "--every", help="Seconds between timer and outbox ticks."),
+) -> None:
+    """Serve brief pages and run the timers and outbox (reminders, email) every minute."""
+    import uvicorn
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    from web.app import create_app
+
+    settings, _ = store()
+    web = create_app(settings)
+    scheduler = BackgroundScheduler(timezone="UTC")
+    scheduler.add_job(tick, "interval", seconds=every, max_instances=1, coalesce=True)
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    console.print(f"Rally serving on http://{host}:{port} (links use {settings.public_url})")
+    scheduler.start()
+    try:
+        uvicorn.run(web, host=host, port=port, log_level="warning")
+    finally:
+        scheduler.shutdown(wait=False)

@@ -1,0 +1,18 @@
+"""The errors every adapter raises, so the outbox drain can decide what to do with a message."""
+
+
+class IntegrationError(Exception):
+    """Delivering to an outside system failed."""
+
+
+class TransientError(IntegrationError):
+    """Worth retrying: a timeout, a 429 or 5xx, a temporary refusal (SMTP 4xx)."""
+
+
+class UnavailableError(TransientError):
+    """The system as a whole cannot take messages now (down, or refusing our login): stop this
+    pass and leave the remaining messages pending instead of failing each one."""
+
+
+class PermanentError(IntegrationError):
+    """This message can never succeed as it is (an invalid address, a 4xx other than 429)."""

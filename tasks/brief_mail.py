@@ -1,0 +1,142 @@
+"""Delivering brief emails and reminders, and what a delivery changes in the store.
+
+When a brief's email is sent, the brief is marked sent, the send is audited, and a reminder
+timer is set for `brief.reminder_after_days` later (one per creator). When the timer fires and
+the creator still has not acknowledged, the reminder email is queued; both go out through the
+outbox like every other side effect.
+"""
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, insert, update
+from sqlmodel import Session, col, select
+
+from config.campaign import CampaignSpec
+from config.settings import Settings
+from integrations.email import build_message, sender_for
+from store.audit import Change, record
+from store.bulk import with_defaults
+from store.db import transaction
+from store.models import Brief, Campaign, Creator, OutboxMessage, RosterMember, Timer
+from tasks.brief_inputs import as_context
+from tasks.briefs import REMINDER_TEMPLATES, campaign_templates, email_payload, latest_briefs
+from tasks.outbox import DrainReport, drain, enqueue
+
+REMINDER = "brief.reminder"
+
+
+def _brief_and_handle(session: Session, brief_id: int) -> tuple[Brief, str, Campaign]:
+    row = session.exec(
+        select(Brief, Creator.handle, Campaign)
+        .join(RosterMember, col(RosterMember.id) == col(Brief.member_id))
+        .join(Creator, col(Creator.id) == col(RosterMember.creator_id))
+        .join(Campaign, col(Campaign.id) == col(Brief.campaign_id))
+        .where(Brief.id == brief_id)
+    ).one()
+    return row[0], row[1], row[2]
+
+
+def on_sent(session: Session, message: OutboxMessage, at: datetime) -> None:
+    """Record what a delivered message means, in the transaction that marks it sent."""
+    if message.subject_type not in ("brief", "brief_reminder"):
+        return
+    brief, handle, campaign = _brief_and_handle(session, int(message.subject_id))
+    who = f"@{handle} on {campaign.slug}"
+    if message.subject_type == "brief_reminder":
+        session.execute(update(Brief).where(col(Brief.id) == brief.id).values(reminder_sent_at=at))
+        summary = f"reminder to acknowledge brief v{brief.version} sent to {who}"
+        action = "brief.reminded"
+    else:
+        session.execute(update(Brief).where(col(Brief.id) == brief.id).values(sent_at=at))
+        summary = f"brief v{brief.version} emailed to {who}"
+        action = "brief.sent"
+        _set_reminder(session, campaign, brief, at)
+    details = {"to": message.payload.get("to"), "message_id": message.remote_id}
+    record(session, [Change("rally", action, "brief", brief.id or 0, summary, details)])
+
+
+def _set_reminder(session: Session, campaign: Campaign, brief: Brief, sent_at: datetime) -> None:
+    days = CampaignSpec.model_validate(campaign.spec).brief.reminder_after_days
+    if not days or brief.acknowledged_at is not None:
+        return
+    exists = session.exec(
+        select(Timer.id).where(
+            Timer.kind == REMINDER,
+            Timer.entity_type == "roster_member",
+            Timer.entity_id == str(brief.member_id),
+        )
+    ).first()
+    if exists is None:
+        row = {
+            "kind": REMINDER,
+            "entity_type": "roster_member",
+            "entity_id": str(brief.member_id),
+            "due_at": sent_at + timedelta(days=days),
+        }
+        session.execute(insert(Timer.__table__), [with_defaults(Timer, row)])  # type: ignore[attr-defined]
+
+
+def queue_due_reminders(session: Session, *, now: datetime, public_url: str) -> int:
+    """Fire due reminder timers: queue a reminder for each creator who has not acknowledged."""
+    timers = list(
+        session.exec(
+            select(Timer)
+            .where(Timer.kind == REMINDER, col(Timer.fired_at).is_(None), col(Timer.due_at) <= now)
+            .order_by(col(Timer.due_at))
+            .limit(500)
+        )
+    )
+    latest = latest_briefs(session, [int(t.entity_id) for t in timers])
+    messages: list[dict[str, Any]] = []
+    templates: dict[int, Any] = {}
+    for timer in timers:
+        timer.fired_at = now
+        brief = latest.get(int(timer.entity_id))
+        if brief is None or brief.acknowledged_at is not None:
+            timer.payload = {"outcome": "acknowledged before the reminder"}
+            continue
+        campaign = session.get(Campaign, brief.campaign_id)
+        assert campaign is not None
+        if campaign.id not in templates:
+            spec = CampaignSpec.model_validate(campaign.spec)
+            templates[brief.campaign_id] = campaign_templates(campaign, spec)
+        context = {key: as_context(value, key) for key, value in brief.inputs.items()}
+        payload = email_payload(
+            templates[brief.campaign_id], REMINDER_TEMPLATES, context, brief, public_url=public_url
+        )
+        timer.payload = {"outcome": "reminder queued", "brief_version": brief.version}
+        messages.append(
+            {
+                "channel": "email",
+                "destination": "creator",
+                "idempotency_key": f"brief-reminder:{brief.member_id}",
+                "subject_type": "brief_reminder",
+                "subject_id": str(brief.id),
+                "payload": payload,
+            }
+        )
+    return enqueue(session, messages)
+
+
+def deliver_email(
+    engine: Engine, settings: Settings, *, now: Callable[[], datetime], limit: int | None = None
+) -> DrainReport:
+    """Send every ready email in the outbox over the configured sender."""
+    with sender_for(settings) as sender:
+
+        def deliver(message: OutboxMessage) -> str:
+            email = build_message(
+                message.payload, sender=settings.mail_from, key=message.idempotency_key
+            )
+            return sender.send(email)
+
+        return drain(
+            engine, channel="email", deliver=deliver, on_sent=on_sent, now=now, limit=limit
+        )
+
+
+def send_reminders(engine: Engine, settings: Settings, *, now: datetime) -> int:
+    with transaction(engine) as session:
+        return queue_due_reminders(session, now=now, public_url=settings.public_url)

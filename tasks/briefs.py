@@ -1,0 +1,332 @@
+"""Generating briefs: each creator's brief rendered, stored as a new version only when its
+inputs changed, and (with `send`) its email queued in the outbox in the same transaction.
+
+A creator whose brief cannot render (a missing value, a template error) is reported with the
+field and skipped; everyone else's brief is still made.
+"""
+
+import html
+import re
+import secrets
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from jinja2 import TemplateError, TemplateNotFound, TemplateSyntaxError
+from markupsafe import Markup
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+
+from briefs.environment import BriefTemplates, Fields, MissingField
+from config.campaign import CampaignSpec
+from config.errors import RallyError
+from store.audit import Change, record
+from store.bulk import insert_rows
+from store.models import Brief, Campaign, Creator, OutboxMessage, RosterMember, RosterStatus
+from tasks.brief_inputs import (
+    HINTS,
+    as_context,
+    brief_inputs,
+    campaign_end,
+    campaign_part,
+    creator_part,
+    inputs_hash,
+)
+from tasks.campaigns import BUILTIN, get_campaign, spec_changes
+from tasks.outbox import enqueue
+
+BRIEF_TEMPLATES = ("brief.md.j2", "brief.html.j2")
+EMAIL_TEMPLATES = ("email_subject.txt.j2", "email.txt.j2", "email.html.j2")
+REMINDER_TEMPLATES = ("reminder_subject.txt.j2", "reminder.txt.j2", "reminder.html.j2")
+
+
+@dataclass(frozen=True)
+class BriefProblem:
+    handle: str
+    field: str
+    message: str
+
+
+@dataclass
+class GenerationReport:
+    rendered: int = 0
+    unchanged: int = 0
+    queued: int = 0
+    failed: list[BriefProblem] = field(default_factory=list)
+
+    def add(self, other: "GenerationReport") -> None:
+        self.rendered += other.rendered
+        self.unchanged += other.unchanged
+        self.queued += other.queued
+        self.failed += other.failed
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "failed": [asdict(p) for p in self.failed]}
+
+
+def campaign_templates(campaign: Campaign, spec: CampaignSpec) -> BriefTemplates:
+    """The campaign's templates, checked: its folder (relative to its file) over the defaults."""
+    folder: Path | None = None
+    if spec.brief.template != BUILTIN:
+        base = Path(campaign.source_path).parent if campaign.source_path else Path.cwd()
+        folder = (base / spec.brief.template).resolve()
+        if not folder.is_dir():
+            raise RallyError(
+                f"campaign {campaign.slug}: brief.template: no such folder {folder} "
+                "(re-apply the campaign from where its files are)"
+            )
+    templates = BriefTemplates(folder)
+    try:
+        templates.check(BRIEF_TEMPLATES + EMAIL_TEMPLATES + REMINDER_TEMPLATES)
+    except TemplateSyntaxError as exc:
+        where = exc.filename or exc.name or "template"
+        raise RallyError(f"{where}:{exc.lineno}: {exc.message}") from None
+    except TemplateNotFound as exc:
+        raise RallyError(f"brief template not found: {exc.message}") from None
+    return templates
+
+
+@dataclass
+class BriefRun:
+    """What every batch of one generation shares, prepared once per batch task."""
+
+    campaign: Campaign
+    spec: CampaignSpec
+    templates: BriefTemplates
+    campaign_inputs: dict[str, Any]
+    campaign_context: Fields
+    fingerprint: str
+    public_url: str
+    expires_at: datetime
+
+
+def prepare(session: Session, slug: str, *, public_url: str) -> BriefRun:
+    campaign = get_campaign(session, slug)
+    spec = CampaignSpec.model_validate(campaign.spec)
+    templates = campaign_templates(campaign, spec)
+    part = campaign_part(spec)
+    return BriefRun(
+        campaign=campaign,
+        spec=spec,
+        templates=templates,
+        campaign_inputs=part,
+        campaign_context=as_context(part, "campaign"),
+        fingerprint=templates.fingerprint(),
+        public_url=public_url,
+        expires_at=campaign_end(spec),
+    )
+
+
+def select_members(session: Session, campaign: Campaign, handles: Sequence[str] = ()) -> list[int]:
+    """The active roster's member ids, or just those of `handles` (each must be on it)."""
+    query = (
+        select(RosterMember.id, Creator.handle)
+        .join(Creator, col(RosterMember.creator_id) == col(Creator.id))
+        .where(RosterMember.campaign_id == campaign.id, RosterMember.status == RosterStatus.ACTIVE)
+        .order_by(col(Creator.handle))
+    )
+    rows = [(member_id, handle) for member_id, handle in session.exec(query) if member_id]
+    if not handles:
+        return [member_id for member_id, _ in rows]
+    wanted = {h.removeprefix("@") for h in handles}
+    unknown = sorted(wanted - {handle for _, handle in rows})
+    if unknown:
+        raise RallyError(
+            f"not on the roster of {campaign.slug}: {', '.join('@' + h for h in unknown)}"
+        )
+    return [member_id for member_id, handle in rows if handle in wanted]
+
+
+def latest_briefs(session: Session, member_ids: Sequence[int]) -> dict[int, Brief]:
+    newest = (
+        select(Brief.member_id, func.max(Brief.version).label("version"))
+        .where(col(Brief.member_id).in_(member_ids))
+        .group_by(col(Brief.member_id))
+        .subquery()
+    )
+    query = select(Brief).join(
+        newest,
+        (col(Brief.member_id) == newest.c.member_id) & (col(Brief.version) == newest.c.version),
+    )
+    return {brief.member_id: brief for brief in session.exec(query)}
+
+
+def html_to_text(markup: str) -> str:
+    """The plain-text form of a rendered brief: tags dropped, entities (and so any text that
+    came from a user) restored exactly."""
+    text = re.sub(r"<li[^>]*>", "- ", markup)
+    text = re.sub(r"</h[1-6]>", "\n", text)
+    text = re.sub(r"<[^>]+>", "", text)
+    lines = (line.strip() for line in html.unescape(text).splitlines())
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip() + "\n"
+
+
+def _problem(handle: str, exc: Exception) -> BriefProblem:
+    if isinstance(exc, MissingField):
+        hint = HINTS.get(exc.field)
+        message = f"{exc.field} is missing" + (f": {hint}" if hint else "")
+        return BriefProblem(handle, exc.field, message)
+    return BriefProblem(handle, "template", f"{type(exc).__name__}: {exc}")
+
+
+def generate_batch(
+    session: Session,
+    run: BriefRun,
+    member_ids: Sequence[int],
+    *,
+    actor: str,
+    send: bool,
+    now: datetime,
+) -> GenerationReport:
+    """Render and store the briefs of `member_ids` (one batch, one transaction)."""
+    report = GenerationReport()
+    query = (
+        select(RosterMember, Creator)
+        .join(Creator, col(RosterMember.creator_id) == col(Creator.id))
+        .where(col(RosterMember.id).in_(member_ids))
+    )
+    pairs = list(session.exec(query))
+    latest = latest_briefs(session, member_ids)
+    new_rows: list[dict[str, Any]] = []
+    contexts: dict[int, dict[str, Any]] = {}
+    audits: dict[int, tuple[str, list[str]]] = {}
+    for member, creator in pairs:
+        assert member.id is not None
+        part = creator_part(run.spec, member, creator, public_url=run.public_url)
+        inputs = brief_inputs(run.campaign_inputs, part, templates=run.fingerprint)
+        digest = inputs_hash(inputs)
+        context = {
+            "campaign": run.campaign_context,
+            "creator": as_context(part["creator"], "creator"),
+            "tracking": as_context(part["tracking"], "tracking"),
+        }
+        previous = latest.get(member.id)
+        if previous is not None and previous.inputs_hash == digest:
+            report.unchanged += 1
+            contexts[member.id] = context
+            continue
+        try:
+            markdown = run.templates.render("brief.md.j2", context)
+            page = run.templates.render("brief.html.j2", context)
+        except (TemplateError, ArithmeticError, TypeError, ValueError) as exc:
+            report.failed.append(_problem(creator.handle, exc))
+            continue
+        version = previous.version + 1 if previous else 1
+        changed = spec_changes(previous.inputs, inputs) if previous else {}
+        audits[member.id] = (creator.handle, list(changed))
+        contexts[member.id] = context
+        new_rows.append(
+            {
+                "campaign_id": run.campaign.id,
+                "member_id": member.id,
+                "version": version,
+                "inputs_hash": digest,
+                "inputs": inputs,
+                "content_markdown": markdown,
+                "content_html": page,
+                "content_text": html_to_text(page),
+                "token": secrets.token_urlsafe(24),
+                "token_expires_at": run.expires_at,
+                "created_at": now,
+            }
+        )
+    ids = insert_rows(session, Brief, new_rows, key=("member_id", "version"))
+    report.rendered = len(new_rows)
+    record(session, _audit_entries(run, new_rows, ids, audits, actor))
+    if send:
+        report.queued = queue_emails(session, run, member_ids, contexts)
+    return report
+
+
+def _audit_entries(
+    run: BriefRun,
+    rows: list[dict[str, Any]],
+    ids: dict[tuple[Any, ...], int],
+    audits: dict[int, tuple[str, list[str]]],
+    actor: str,
+) -> list[Change]:
+    entries = []
+    for row in rows:
+        handle, changed = audits[row["member_id"]]
+        version = row["version"]
+        what = f"; changed: {', '.join(changed)}" if changed else ""
+        entries.append(
+            Change(
+                actor,
+                "brief.generated",
+                "brief",
+                ids[(row["member_id"], version)],
+                f"brief v{version} for @{handle} on {run.campaign.slug}{what}",
+                {"version": version, "inputs_hash": row["inputs_hash"], "changed": changed},
+            )
+        )
+    return entries
+
+
+def brief_link(public_url: str, token: str) -> str:
+    return f"{public_url}/briefs/{token}"
+
+
+def email_payload(
+    templates: BriefTemplates,
+    names: tuple[str, str, str],
+    context: dict[str, Any],
+    brief: Brief,
+    *,
+    public_url: str,
+) -> dict[str, Any]:
+    """Subject, text and HTML of an email about `brief`, rendered from `names`' templates."""
+    full = {
+        **context,
+        "brief": {
+            "link": brief_link(public_url, brief.token),
+            "version": brief.version,
+            "markdown": brief.content_markdown,
+            "html": Markup(brief.content_html),  # rendered by the sandbox with autoescaping
+        },
+    }
+    subject, text, page = (templates.render(name, full) for name in names)
+    creator = context["creator"]
+    return {
+        "to": creator["email"],
+        "to_name": creator.get("name", ""),
+        "subject": subject,
+        "text": text,
+        "html": page,
+    }
+
+
+def queue_emails(
+    session: Session, run: BriefRun, member_ids: Sequence[int], contexts: dict[int, dict[str, Any]]
+) -> int:
+    """Queue the email of each member's newest brief, unless that brief was queued before."""
+    latest = latest_briefs(session, member_ids)
+    keys = {f"brief:{b.id}:email": b for b in latest.values() if b.member_id in contexts}
+    already = set(
+        session.exec(
+            select(OutboxMessage.idempotency_key).where(
+                col(OutboxMessage.idempotency_key).in_(list(keys))
+            )
+        )
+    )
+    messages = [
+        {
+            "channel": "email",
+            "destination": "creator",
+            "idempotency_key": key,
+            "subject_type": "brief",
+            "subject_id": str(brief.id),
+            "payload": email_payload(
+                run.templates,
+                EMAIL_TEMPLATES,
+                contexts[brief.member_id],
+                brief,
+                public_url=run.public_url,
+            ),
+        }
+        for key, brief in keys.items()
+        if key not in already
+    ]
+    return enqueue(session, messages)

@@ -1,0 +1,205 @@
+"""The outbox: side effects written with the change behind them, delivered by a drain.
+
+A message is claimed with a lease (so concurrent drains skip it), delivered, and completed in
+its own transaction together with the change its delivery implies (`on_sent`). Transient
+failures are retried a few times at once (tenacity) and then later with a growing delay;
+permanent ones are parked as `dead` with the remote's message, ready to redrive.
+
+A crash after the remote accepted a message but before its completion commits means the
+message is delivered again once the lease ends; email carries a stable Message-ID so that
+mail systems can recognise the repeat, and the mailbox folder simply rewrites the same file.
+"""
+
+import random
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, insert, or_, update
+from sqlmodel import Session, col, select
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+from tenacity.wait import wait_base
+
+from integrations.errors import PermanentError, TransientError, UnavailableError
+from store.bulk import with_defaults
+from store.db import transaction
+from store.models import OutboxMessage, OutboxStatus
+
+MAX_ATTEMPTS = 8
+LEASE = timedelta(minutes=5)
+
+Deliver = Callable[[OutboxMessage], str | None]
+OnSent = Callable[[Session, OutboxMessage, datetime], None]
+
+
+def enqueue(session: Session, messages: Sequence[Mapping[str, Any]]) -> int:
+    """Add messages whose idempotency key is new; return how many were added."""
+    if not messages:
+        return 0
+    keys = [m["idempotency_key"] for m in messages]
+    existing = set(
+        session.exec(
+            select(OutboxMessage.idempotency_key).where(
+                col(OutboxMessage.idempotency_key).in_(keys)
+            )
+        )
+    )
+    fresh = [
+        with_defaults(OutboxMessage, m) for m in messages if m["idempotency_key"] not in existing
+    ]
+    if fresh:
+        session.execute(insert(OutboxMessage.__table__), fresh)  # type: ignore[attr-defined]
+    return len(fresh)
+
+
+def claim(engine: Engine, *, channel: str, limit: int, now: datetime) -> list[OutboxMessage]:
+    """Lease up to `limit` ready messages. On PostgreSQL, rows another drain holds are skipped;
+    on SQLite the write lock taken up front makes drains take turns."""
+    postgres = engine.dialect.name == "postgresql"
+    with transaction(engine, write=not postgres) as session:
+        query = (
+            select(OutboxMessage)
+            .where(
+                OutboxMessage.status == OutboxStatus.PENDING,
+                OutboxMessage.channel == channel,
+                col(OutboxMessage.available_at) <= now,
+                or_(
+                    col(OutboxMessage.locked_until).is_(None),
+                    col(OutboxMessage.locked_until) < now,
+                ),
+            )
+            .order_by(col(OutboxMessage.id))
+            .limit(limit)
+        )
+        if postgres:
+            query = query.with_for_update(skip_locked=True)
+        rows = list(session.exec(query))
+        for row in rows:
+            row.locked_until = now + LEASE
+    return rows
+
+
+@dataclass
+class DrainReport:
+    sent: int = 0
+    retrying: int = 0
+    dead: int = 0
+    errors: list[str] = field(default_factory=list)
+    stopped: str | None = None
+
+    def add(self, other: "DrainReport") -> None:
+        self.sent += other.sent
+        self.retrying += other.retrying
+        self.dead += other.dead
+        self.errors += other.errors
+        self.stopped = other.stopped or self.stopped
+
+
+def retry_delay(attempts: int) -> timedelta:
+    """1, 2, 4 ... minutes up to an hour, with jitter so retries do not arrive together."""
+    minutes = min(60.0, 2.0 ** (attempts - 1))
+    return timedelta(minutes=minutes * random.uniform(0.8, 1.2))
+
+
+def drain(
+    engine: Engine,
+    *,
+    channel: str,
+    deliver: Deliver,
+    on_sent: OnSent,
+    now: Callable[[], datetime],
+    batch: int = 100,
+    limit: int | None = None,
+    wait: wait_base | None = None,
+) -> DrainReport:
+    """Deliver ready messages of `channel` until none are left (or `limit` were tried)."""
+    report = DrainReport()
+    tried = 0
+    while limit is None or tried < limit:
+        size = batch if limit is None else min(batch, limit - tried)
+        rows = claim(engine, channel=channel, limit=size, now=now())
+        if not rows:
+            break
+        tried += len(rows)
+        for index, row in enumerate(rows):
+            outcome = _deliver_one(engine, row, deliver, on_sent, now, wait)
+            report.add(outcome)
+            if outcome.stopped:
+                _release(engine, [r.id for r in rows[index + 1 :] if r.id is not None])
+                return report
+    return report
+
+
+def _deliver_one(
+    engine: Engine,
+    row: OutboxMessage,
+    deliver: Deliver,
+    on_sent: OnSent,
+    now: Callable[[], datetime],
+    wait: wait_base | None,
+) -> DrainReport:
+    retrying = Retrying(
+        retry=retry_if_exception_type(TransientError),
+        stop=stop_after_attempt(3),
+        wait=wait or wait_exponential_jitter(initial=0.5, max=5),
+        reraise=True,
+    )
+    try:
+        remote_id = retrying(deliver, row)
+    except PermanentError as exc:
+        _fail(engine, row, f"{exc}", now(), dead=True)
+        return DrainReport(dead=1, errors=[f"message {row.id} to {row.destination}: {exc}"])
+    except TransientError as exc:
+        dead = row.attempts + 1 >= MAX_ATTEMPTS
+        _fail(engine, row, f"{exc}", now(), dead=dead)
+        stopped = str(exc) if isinstance(exc, UnavailableError) else None
+        return DrainReport(
+            retrying=0 if dead else 1,
+            dead=1 if dead else 0,
+            errors=[f"message {row.id} to {row.destination}: {exc}"],
+            stopped=stopped,
+        )
+    with transaction(engine) as session:
+        at = now()
+        session.execute(
+            update(OutboxMessage)
+            .where(col(OutboxMessage.id) == row.id)
+            .values(
+                status=OutboxStatus.SENT,
+                sent_at=at,
+                remote_id=remote_id,
+                attempts=row.attempts + 1,
+                locked_until=None,
+                last_error=None,
+            )
+        )
+        on_sent(session, row, at)
+    return DrainReport(sent=1)
+
+
+def _fail(engine: Engine, row: OutboxMessage, error: str, at: datetime, *, dead: bool) -> None:
+    attempts = row.attempts + 1
+    values: dict[str, Any] = {
+        "attempts": attempts,
+        "last_error": error[:1000],
+        "locked_until": None,
+    }
+    if dead:
+        values["status"] = OutboxStatus.DEAD
+    else:
+        values["available_at"] = at + retry_delay(attempts)
+    with transaction(engine) as session:
+        session.execute(
+            update(OutboxMessage).where(col(OutboxMessage.id) == row.id).values(**values)
+        )
+
+
+def _release(engine: Engine, ids: list[int]) -> None:
+    if ids:
+        with transaction(engine) as session:
+            session.execute(
+                update(OutboxMessage)
+                .where(col(OutboxMessage.id).in_(ids))
+                .values(locked_until=None)
+            )

@@ -1,0 +1,87 @@
+"""Rally's web pages: the creator's brief at `/briefs/<token>`, where they acknowledge it.
+
+The token in the link is the creator's only credential, so pages never leak it: no referrer
+leaves the page, nothing is cached or indexed, and an unknown or expired token gets the same
+plain 404 as any other missing page.
+"""
+
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from markupsafe import Markup
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from config.settings import Settings, get_settings
+from store.db import open_store, transaction
+from store.types import utcnow
+from tasks.brief_status import BriefPage, acknowledge, open_brief
+
+TEMPLATES = Jinja2Templates(directory=Path(__file__).parent / "templates")
+HEADERS = {
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+    "X-Robots-Tag": "noindex, nofollow",
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
+    "img-src https: data:; form-action 'self'; frame-ancestors 'none'",
+}
+
+
+def create_app(
+    settings: Settings | None = None, *, clock: Callable[[], datetime] = utcnow
+) -> FastAPI:
+    settings = settings or get_settings()
+    engine = open_store(settings)
+    app = FastAPI(title="Rally", docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.middleware("http")
+    async def private_headers(request: Request, call_next: Any) -> Response:
+        response: Response = await call_next(request)
+        response.headers.update(HEADERS)
+        return response
+
+    @app.exception_handler(StarletteHTTPException)
+    async def plain_error(request: Request, exc: StarletteHTTPException) -> Response:
+        return _page(request, "not_found.html", {}, status_code=exc.status_code)
+
+    @app.get("/healthz")
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/briefs/{token}", response_class=HTMLResponse)
+    def brief_page(request: Request, token: str) -> Response:
+        with transaction(engine, write=False) as session:
+            page = open_brief(session, token, now=clock())
+        return _brief(request, page)
+
+    @app.post("/briefs/{token}/acknowledge")
+    def acknowledge_brief(request: Request, token: str, version: int = Form(...)) -> Response:
+        with transaction(engine) as session:
+            page = acknowledge(session, token, version=version, now=clock())
+        if page is None:
+            return _brief(request, None)
+        return RedirectResponse(f"/briefs/{token}", status_code=303)
+
+    return app
+
+
+def _brief(request: Request, page: BriefPage | None) -> Response:
+    if page is None:
+        return _page(request, "not_found.html", {}, status_code=404)
+    context = {
+        "page": page,
+        "brief": page.brief,
+        "content": Markup(page.brief.content_html),  # rendered by the sandbox, autoescaped
+    }
+    return _page(request, "brief.html", context)
+
+
+def _page(
+    request: Request, name: str, context: dict[str, Any], *, status_code: int = 200
+) -> Response:
+    return TEMPLATES.TemplateResponse(request, name, context, status_code=status_code)
