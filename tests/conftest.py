@@ -173,3 +173,14 @@ def example(tmp_path: Path) -> Path:
     target = tmp_path / "example"
     shutil.copytree(EXAMPLE, target)
     return target
+
+
+SLUG = "first-vote-pa-2027"
+
+
+@pytest.fixture
+def applied(rally, example: Path) -> Path:
+    """The example campaign (50 creators) applied to this test's store; its folder."""
+    run = rally("campaign", "apply", example / "campaign.yaml")
+    assert run.code == 0, run.err
+    return example

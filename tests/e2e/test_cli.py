@@ -11,13 +11,6 @@ from sqlalchemy.engine import make_url
 from config.settings import Settings
 
 
-@pytest.fixture
-def applied(rally, example: Path) -> Path:
-    run = rally("campaign", "apply", example / "campaign.yaml")
-    assert run.code == 0, run.err
-    return example
-
-
 def raw_sql(settings: Settings, statement: str) -> None:
     """Run SQL through the database's own driver, as someone with a plain SQL client would."""
     url = make_url(settings.store_url)
