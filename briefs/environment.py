@@ -148,19 +148,9 @@ class BriefTemplates:
     def render(self, name: str, context: Mapping[str, Any]) -> str:
         return self.get(name).render(context)
 
-    def source_of(self, name: str) -> str:
-        loader = self.environment.loader
-        assert loader is not None
-        return loader.get_source(self.environment, name)[0]
-
     def fingerprint(self) -> str:
         """A hash of every template in effect, so that editing one makes new brief versions."""
-        loader = self.environment.loader
-        assert loader is not None
-        digest = hashlib.sha256()
-        for name in sorted(loader.list_templates()):
-            digest.update(name.encode() + b"\0" + self.source_of(name).encode() + b"\0")
-        return digest.hexdigest()[:16]
+        return fingerprint(self.folders)
 
     def check(self, names: tuple[str, ...]) -> None:
         """Load (and so compile) every template up front: a syntax error is reported once,
@@ -173,3 +163,28 @@ class BriefTemplates:
 
     def _where(self) -> str:
         return ", ".join(str(folder) for folder in self.folders)
+
+
+def fingerprint(folders: list[Path]) -> str:
+    """A hash of the templates in effect: each name from the first folder that has it."""
+    effective: dict[str, Path] = {}
+    for folder in reversed(folders):
+        for path in folder.rglob("*"):
+            if path.is_file():
+                effective[path.relative_to(folder).as_posix()] = path
+    digest = hashlib.sha256()
+    for name in sorted(effective):
+        digest.update(name.encode() + b"\0" + effective[name].read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+_loaded: dict[tuple[Path | None, str], BriefTemplates] = {}
+
+
+def load_templates(custom_folder: Path | None = None) -> BriefTemplates:
+    """The templates of a folder, compiled once per process for as long as no file changes."""
+    folders = [custom_folder, BUILTIN_TEMPLATES] if custom_folder else [BUILTIN_TEMPLATES]
+    key = (custom_folder, fingerprint(folders))
+    if key not in _loaded:
+        _loaded[key] = BriefTemplates(custom_folder)
+    return _loaded[key]

@@ -14,12 +14,14 @@ from cli.common import JSON_OPTION, console, print_json, store
 from config.errors import RallyError
 from store.db import transaction
 from tasks.brief_status import brief_diff, brief_status, find_brief
+from tasks.briefs import prepare, select_members
+from tasks.formats import html_to_text
 
 app = typer.Typer(
     help="Creators' briefs: generate and send them, see who acknowledged, compare versions.",
     no_args_is_help=True,
 )
-FORMATS = {"md": "content_markdown", "html": "content_html", "text": "content_text"}
+FORMATS = ("md", "html", "text")
 
 
 @app.command("generate")
@@ -32,7 +34,10 @@ def generate_command(
     json_output: bool = JSON_OPTION,
 ) -> None:
     """Render every creator's brief; a new version only where the campaign or creator changed."""
-    store()  # a clear error now if the store is missing or outdated, before Prefect starts
+    settings, engine = store()
+    with transaction(engine, write=False) as session:  # mistakes are named before Prefect starts
+        run = prepare(session, slug, public_url=settings.public_url)
+        select_members(session, run.campaign, creators)
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     from flows.briefs import generate_briefs
     from tasks.progress import listening
@@ -71,7 +76,7 @@ def print_summary(summary: dict[str, Any]) -> None:
     for problem in summary["failed"]:
         grouped[problem["message"]].append("@" + problem["handle"])
     for message, handles in grouped.items():
-        console.print(f"  {message}: {', '.join(handles)}", markup=False)
+        console.print(f"  {message}: {', '.join(sorted(handles))}", markup=False)
     delivery = summary.get("delivery")
     if delivery and (delivery["sent"] or delivery["errors"]):
         console.print(
@@ -100,7 +105,8 @@ def show_command(
     _, engine = store()
     with transaction(engine, write=False) as session:
         brief = find_brief(session, slug, handle, version)
-    sys.stdout.write(getattr(brief, FORMATS[format]))
+    shown = {"md": brief.content_markdown, "html": brief.content_html}
+    sys.stdout.write(shown[format] if format in shown else html_to_text(brief.content_html))
 
 
 @app.command("status")

@@ -152,8 +152,7 @@ class Brief(SQLModel, table=True):
     inputs_hash: str = Field(max_length=64)
     inputs: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
     content_markdown: str
-    content_html: str
-    content_text: str
+    content_html: str  # the plain-text form is derived from it when asked for
     token: str = Field(unique=True, max_length=64)
     token_expires_at: datetime = Field(sa_type=UTCDateTime)
     created_at: datetime = _created()

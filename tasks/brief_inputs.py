@@ -8,9 +8,14 @@ field's name instead of printing a blank.
 
 import hashlib
 import json
+from collections.abc import Sequence
 from datetime import date, datetime, time, timedelta
-from typing import Any
+from typing import Any, Protocol
+from urllib.parse import quote_plus
 from zoneinfo import ZoneInfo
+
+from sqlalchemy import select as sa_select
+from sqlmodel import Session, col
 
 from briefs.environment import Fields
 from config.campaign import CampaignSpec
@@ -94,34 +99,90 @@ def campaign_part(spec: CampaignSpec) -> dict[str, Any]:
     return part
 
 
-def creator_part(
-    spec: CampaignSpec, member: RosterMember, creator: Creator, *, public_url: str
-) -> dict[str, Any]:
-    segment = next(s for s in spec.segments if s.id == member.segment)
-    tier = spec.tiers.get(member.tier or "")
-    part: dict[str, Any] = {
-        "handle": creator.handle,
-        "platform": creator.platform,
-        "greeting": creator.name.split()[0] if creator.name else f"@{creator.handle}",
-        "email": creator.email,
-        "segment": {"id": segment.id, "name": segment.name, "description": segment.description},
-        "attributes": dict(creator.attributes),
-    }
-    if creator.name:
-        part["name"] = creator.name
-    if tier:
-        part["tier"] = {"id": member.tier, "description": tier.description}
-    rate = member.rate_cents if member.rate_cents is not None else None
-    if rate is None and tier:
-        rate = round(tier.rate * 100)
-    if rate is not None:
-        part["compensation"] = money(rate, spec.budget.currency)
-    tracking = {
-        "url": tracking_url(spec, creator.platform, creator.handle),
-        "short_link": f"{public_url}/t/{member.tracking_code}",
-        "source_code": member.source_code,
-    }
-    return {"creator": part, "tracking": tracking}
+class CreatorRow(Protocol):
+    """The roster columns a brief needs (one row of `MEMBER_COLUMNS`)."""
+
+    member_id: int
+    segment: str | None
+    tier: str | None
+    rate_cents: int | None
+    tracking_code: str
+    source_code: str
+    handle: str
+    platform: str
+    name: str | None
+    email: str | None
+    attributes: dict[str, Any]
+
+
+MEMBER_COLUMNS: tuple[Any, ...] = (
+    col(RosterMember.id).label("member_id"),
+    RosterMember.segment,
+    RosterMember.tier,
+    RosterMember.rate_cents,
+    RosterMember.tracking_code,
+    RosterMember.source_code,
+    Creator.handle,
+    Creator.platform,
+    Creator.name,
+    Creator.email,
+    Creator.attributes,
+)
+
+
+def creator_rows(session: Session, *where: Any) -> Sequence[Any]:
+    """The `CreatorRow`s of the roster members matching `where`, as plain rows (no ORM)."""
+    query = (
+        sa_select(*MEMBER_COLUMNS)
+        .join(Creator, col(RosterMember.creator_id) == col(Creator.id))
+        .where(*where)
+    )
+    return session.execute(query).all()
+
+
+class CreatorParts:
+    """Builds each creator's part of the inputs; the campaign's lookups are made once."""
+
+    def __init__(self, spec: CampaignSpec, *, public_url: str) -> None:
+        self.spec, self.public_url = spec, public_url
+        self.segments = {
+            s.id: {"id": s.id, "name": s.name, "description": s.description} for s in spec.segments
+        }
+        self._links: dict[str, tuple[str, str]] = {}
+
+    def _tracking_url(self, platform: str, handle: str) -> str:
+        """`tracking_url`, with the campaign's part of the URL built once per platform."""
+        if platform not in self._links:
+            prefix, _, suffix = tracking_url(self.spec, platform, "\0").partition("%00")
+            self._links[platform] = (prefix, suffix)
+        prefix, suffix = self._links[platform]
+        return prefix + quote_plus(handle) + suffix
+
+    def __call__(self, row: CreatorRow) -> dict[str, Any]:
+        tier = self.spec.tiers.get(row.tier or "")
+        part: dict[str, Any] = {
+            "handle": row.handle,
+            "platform": row.platform,
+            "greeting": row.name.split()[0] if row.name else f"@{row.handle}",
+            "email": row.email,
+            "segment": self.segments[row.segment or ""],
+            "attributes": row.attributes,
+        }
+        if row.name:
+            part["name"] = row.name
+        if tier:
+            part["tier"] = {"id": row.tier, "description": tier.description}
+        rate = row.rate_cents
+        if rate is None and tier:
+            rate = round(tier.rate * 100)
+        if rate is not None:
+            part["compensation"] = money(rate, self.spec.budget.currency)
+        tracking = {
+            "url": self._tracking_url(row.platform, row.handle),
+            "short_link": f"{self.public_url}/t/{row.tracking_code}",
+            "source_code": row.source_code,
+        }
+        return {"creator": part, "tracking": tracking}
 
 
 def brief_inputs(
@@ -130,17 +191,33 @@ def brief_inputs(
     return {"campaign": campaign, **creator, "templates": templates}
 
 
-def inputs_hash(inputs: dict[str, Any]) -> str:
-    canonical = json.dumps(inputs, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+def canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def as_context(value: Any, path: str = "") -> Any:
+def inputs_hash(campaign_digest: str, creator: dict[str, Any], templates: str) -> str:
+    """The hash of a brief's inputs; the campaign's part is hashed once per run."""
+    body = f"{campaign_digest}\0{templates}\0{canonical(creator)}"
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+def campaign_digest(campaign: dict[str, Any]) -> str:
+    return hashlib.sha256(canonical(campaign).encode()).hexdigest()
+
+
+def as_context(value: Any, path: str) -> Any:
     """Inputs as the templates see them: every mapping a `Fields` that knows its path."""
     if isinstance(value, dict):
         return Fields(
-            path, {k: as_context(v, f"{path}.{k}" if path else k) for k, v in value.items()}
+            path,
+            {
+                k: as_context(v, f"{path}.{k}") if isinstance(v, dict | list) else v
+                for k, v in value.items()
+            },
         )
     if isinstance(value, list):
-        return [as_context(item, f"{path}[{i}]") for i, item in enumerate(value)]
+        return [
+            as_context(v, f"{path}[{i}]") if isinstance(v, dict | list) else v
+            for i, v in enumerate(value)
+        ]
     return value

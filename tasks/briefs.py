@@ -5,8 +5,6 @@ A creator whose brief cannot render (a missing value, a template error) is repor
 field and skipped; everyone else's brief is still made.
 """
 
-import html
-import re
 import secrets
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -15,11 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from jinja2 import TemplateError, TemplateNotFound, TemplateSyntaxError
+from jinja2.sandbox import SecurityError
 from markupsafe import Markup
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from briefs.environment import BriefTemplates, Fields, MissingField
+from briefs.environment import BriefTemplates, Fields, MissingField, load_templates
 from config.campaign import CampaignSpec
 from config.errors import RallyError
 from store.audit import Change, record
@@ -27,11 +26,13 @@ from store.bulk import insert_rows
 from store.models import Brief, Campaign, Creator, OutboxMessage, RosterMember, RosterStatus
 from tasks.brief_inputs import (
     HINTS,
+    CreatorParts,
     as_context,
     brief_inputs,
+    campaign_digest,
     campaign_end,
     campaign_part,
-    creator_part,
+    creator_rows,
     inputs_hash,
 )
 from tasks.campaigns import BUILTIN, get_campaign, spec_changes
@@ -77,7 +78,7 @@ def campaign_templates(campaign: Campaign, spec: CampaignSpec) -> BriefTemplates
                 f"campaign {campaign.slug}: brief.template: no such folder {folder} "
                 "(re-apply the campaign from where its files are)"
             )
-    templates = BriefTemplates(folder)
+    templates = load_templates(folder)
     try:
         templates.check(BRIEF_TEMPLATES + EMAIL_TEMPLATES + REMINDER_TEMPLATES)
     except TemplateSyntaxError as exc:
@@ -85,6 +86,8 @@ def campaign_templates(campaign: Campaign, spec: CampaignSpec) -> BriefTemplates
         raise RallyError(f"{where}:{exc.lineno}: {exc.message}") from None
     except TemplateNotFound as exc:
         raise RallyError(f"brief template not found: {exc.message}") from None
+    except SecurityError as exc:
+        raise RallyError(f"brief templates of {campaign.slug}: {exc}") from None
     return templates
 
 
@@ -96,7 +99,9 @@ class BriefRun:
     spec: CampaignSpec
     templates: BriefTemplates
     campaign_inputs: dict[str, Any]
+    campaign_digest: str
     campaign_context: Fields
+    creator_part: CreatorParts
     fingerprint: str
     public_url: str
     expires_at: datetime
@@ -112,7 +117,9 @@ def prepare(session: Session, slug: str, *, public_url: str) -> BriefRun:
         spec=spec,
         templates=templates,
         campaign_inputs=part,
+        campaign_digest=campaign_digest(part),
         campaign_context=as_context(part, "campaign"),
+        creator_part=CreatorParts(spec, public_url=public_url),
         fingerprint=templates.fingerprint(),
         public_url=public_url,
         expires_at=campaign_end(spec),
@@ -153,16 +160,6 @@ def latest_briefs(session: Session, member_ids: Sequence[int]) -> dict[int, Brie
     return {brief.member_id: brief for brief in session.exec(query)}
 
 
-def html_to_text(markup: str) -> str:
-    """The plain-text form of a rendered brief: tags dropped, entities (and so any text that
-    came from a user) restored exactly."""
-    text = re.sub(r"<li[^>]*>", "- ", markup)
-    text = re.sub(r"</h[1-6]>", "\n", text)
-    text = re.sub(r"<[^>]+>", "", text)
-    lines = (line.strip() for line in html.unescape(text).splitlines())
-    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip() + "\n"
-
-
 def _problem(handle: str, exc: Exception) -> BriefProblem:
     if isinstance(exc, MissingField):
         hint = HINTS.get(exc.field)
@@ -182,51 +179,45 @@ def generate_batch(
 ) -> GenerationReport:
     """Render and store the briefs of `member_ids` (one batch, one transaction)."""
     report = GenerationReport()
-    query = (
-        select(RosterMember, Creator)
-        .join(Creator, col(RosterMember.creator_id) == col(Creator.id))
-        .where(col(RosterMember.id).in_(member_ids))
-    )
-    pairs = list(session.exec(query))
+    rows = creator_rows(session, col(RosterMember.id).in_(member_ids))
     latest = latest_briefs(session, member_ids)
     new_rows: list[dict[str, Any]] = []
     contexts: dict[int, dict[str, Any]] = {}
     audits: dict[int, tuple[str, list[str]]] = {}
-    for member, creator in pairs:
-        assert member.id is not None
-        part = creator_part(run.spec, member, creator, public_url=run.public_url)
+    for row in rows:
+        member_id, handle = row.member_id, row.handle
+        part = run.creator_part(row)
         inputs = brief_inputs(run.campaign_inputs, part, templates=run.fingerprint)
-        digest = inputs_hash(inputs)
+        digest = inputs_hash(run.campaign_digest, part, run.fingerprint)
         context = {
             "campaign": run.campaign_context,
             "creator": as_context(part["creator"], "creator"),
             "tracking": as_context(part["tracking"], "tracking"),
         }
-        previous = latest.get(member.id)
+        previous = latest.get(member_id)
         if previous is not None and previous.inputs_hash == digest:
             report.unchanged += 1
-            contexts[member.id] = context
+            contexts[member_id] = context
             continue
         try:
             markdown = run.templates.render("brief.md.j2", context)
             page = run.templates.render("brief.html.j2", context)
         except (TemplateError, ArithmeticError, TypeError, ValueError) as exc:
-            report.failed.append(_problem(creator.handle, exc))
+            report.failed.append(_problem(handle, exc))
             continue
         version = previous.version + 1 if previous else 1
         changed = spec_changes(previous.inputs, inputs) if previous else {}
-        audits[member.id] = (creator.handle, list(changed))
-        contexts[member.id] = context
+        audits[member_id] = (handle, list(changed))
+        contexts[member_id] = context
         new_rows.append(
             {
                 "campaign_id": run.campaign.id,
-                "member_id": member.id,
+                "member_id": member_id,
                 "version": version,
                 "inputs_hash": digest,
                 "inputs": inputs,
                 "content_markdown": markdown,
                 "content_html": page,
-                "content_text": html_to_text(page),
                 "token": secrets.token_urlsafe(24),
                 "token_expires_at": run.expires_at,
                 "created_at": now,

@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import Engine, insert, or_, update
 from sqlmodel import Session, col, select
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 from tenacity.wait import wait_base
 
 from integrations.errors import PermanentError, TransientError, UnavailableError
@@ -96,6 +96,11 @@ class DrainReport:
         self.stopped = other.stopped or self.stopped
 
 
+def _worth_retrying_now(exc: BaseException) -> bool:
+    """A passing failure of one message; not a service that is down or refuses our login."""
+    return isinstance(exc, TransientError) and not isinstance(exc, UnavailableError)
+
+
 def retry_delay(attempts: int) -> timedelta:
     """1, 2, 4 ... minutes up to an hour, with jitter so retries do not arrive together."""
     minutes = min(60.0, 2.0 ** (attempts - 1))
@@ -126,7 +131,7 @@ def drain(
             outcome = _deliver_one(engine, row, deliver, on_sent, now, wait)
             report.add(outcome)
             if outcome.stopped:
-                _release(engine, [r.id for r in rows[index + 1 :] if r.id is not None])
+                _release(engine, [r.id for r in rows[index:] if r.id is not None])
                 return report
     return report
 
@@ -140,25 +145,26 @@ def _deliver_one(
     wait: wait_base | None,
 ) -> DrainReport:
     retrying = Retrying(
-        retry=retry_if_exception_type(TransientError),
+        retry=retry_if_exception(_worth_retrying_now),
         stop=stop_after_attempt(3),
-        wait=wait or wait_exponential_jitter(initial=0.5, max=5),
+        wait=wait or wait_exponential_jitter(multiplier=0.5, max=5, jitter=0.5),
         reraise=True,
     )
+    who = f"message {row.id} to {row.payload.get('to') or row.destination}"
     try:
         remote_id = retrying(deliver, row)
+    except UnavailableError as exc:
+        # The service is down or refuses our login: no fault of this message. It is released
+        # with the rest of the pass, its attempts untouched.
+        return DrainReport(errors=[f"{row.destination}: {exc}"], stopped=str(exc))
     except PermanentError as exc:
         _fail(engine, row, f"{exc}", now(), dead=True)
-        return DrainReport(dead=1, errors=[f"message {row.id} to {row.destination}: {exc}"])
+        return DrainReport(dead=1, errors=[f"{who}: {exc}"])
     except TransientError as exc:
         dead = row.attempts + 1 >= MAX_ATTEMPTS
         _fail(engine, row, f"{exc}", now(), dead=dead)
-        stopped = str(exc) if isinstance(exc, UnavailableError) else None
         return DrainReport(
-            retrying=0 if dead else 1,
-            dead=1 if dead else 0,
-            errors=[f"message {row.id} to {row.destination}: {exc}"],
-            stopped=stopped,
+            retrying=0 if dead else 1, dead=1 if dead else 0, errors=[f"{who}: {exc}"]
         )
     with transaction(engine) as session:
         at = now()

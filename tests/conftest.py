@@ -26,6 +26,13 @@ from store.db import engine_for, head_revision, open_store, upgrade
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "youth-vote"
 
+# Flows run in-process against one local Prefect home for the whole session (its first start
+# migrates a database for about 30 s; later sessions on this checkout reuse it), quietly.
+os.environ.setdefault("PREFECT_HOME", str(ROOT / ".pytest_cache" / "rally-prefect"))
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+os.environ.setdefault("PREFECT_LOGGING_TO_API_ENABLED", "false")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
 
 def _server_url() -> str:
     return Settings().test_database_url.get_secret_value()
@@ -182,5 +189,21 @@ SLUG = "first-vote-pa-2027"
 def applied(rally, example: Path) -> Path:
     """The example campaign (50 creators) applied to this test's store; its folder."""
     run = rally("campaign", "apply", example / "campaign.yaml")
+    assert run.code == 0, run.err
+    return example
+
+
+@pytest.fixture
+def running(rally, example: Path) -> Path:
+    """The example campaign moved to start this week, so its links are live whatever today's
+    date: for tests of what creators do with real time (opening and acknowledging briefs)."""
+    from datetime import date, timedelta
+
+    monday = date.today() - timedelta(days=date.today().weekday())
+    campaign = example / "campaign.yaml"
+    text = campaign.read_text()
+    assert "start: 2027-02-01" in text
+    campaign.write_text(text.replace("start: 2027-02-01", f"start: {monday.isoformat()}"))
+    run = rally("campaign", "apply", campaign)
     assert run.code == 0, run.err
     return example

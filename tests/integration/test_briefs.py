@@ -1,0 +1,226 @@
+"""Briefs as creators and staff meet them: complete, correct per creator, versioned, and never
+silently wrong (a missing value names the creator and field; user text stays data)."""
+
+import json
+from pathlib import Path
+
+import pytest
+from sqlmodel import col, select
+
+from config.errors import RallyError
+from store.db import transaction
+from store.models import AuditEvent, Brief
+from tests.conftest import SLUG
+from tests.helpers import generate
+
+INJECTIONS = ("{{ ''.__class__.__mro__ }}", "{% for x in range(10**9) %}x{% endfor %}")
+
+
+def roster_by_handle(rally) -> dict[str, dict]:
+    run = rally("creators", "list", SLUG, "--json")
+    assert run.code == 0, run.err
+    return {row["handle"]: row for row in json.loads(run.out)}
+
+
+def briefs(engine) -> list[Brief]:
+    with transaction(engine, write=False) as session:
+        return list(session.exec(select(Brief).order_by(col(Brief.member_id), col(Brief.version))))
+
+
+def audit_actions(engine) -> list[str]:
+    with transaction(engine, write=False) as session:
+        return list(session.exec(select(AuditEvent.action).order_by(col(AuditEvent.seq))))
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text, f"{old!r} not in {path}"
+    path.write_text(text.replace(old, new))
+
+
+def test_every_creator_gets_a_complete_brief_of_their_own(settings, engine, rally, applied):
+    report = generate(settings, engine, SLUG)
+    assert (report.rendered, report.unchanged, report.failed) == (50, 0, [])
+    creators = roster_by_handle(rally)
+    maya = creators["maya.votes.pa"]
+    shown = rally("briefs", "show", SLUG, "maya.votes.pa")
+    assert shown.code == 0, shown.err
+    brief = shown.out
+    for expected in (
+        "First Vote PA 2027",
+        "Register 4,000 first-time voters",  # objective
+        "Gen Z first-time voters",  # the creator's segment
+        "Registering takes two minutes, and your first vote in May counts.",
+        "Hook the viewer in the first 3 seconds.",
+        "trending sound",
+        "3 videos, 15-30s each, vertical video, 9:16",
+        "Drafts due by Sunday, February 21, 2027",  # end of week 3 from Monday, Feb 1
+        "Monday, February 22, 2027 to Sunday, April 11, 2027",  # weeks 4 to 10
+        "$2,400",  # the roster's own rate beats the macro tier's $2,000
+        "#FirstVotePA #RegisterToVote",
+        "#ad",
+        "Paid for by Keystone Youth Vote Fund (keystoneyouthvote.example.org).",
+        maya["tracking_url"],
+        "utm_content=maya.votes.pa",
+        maya["tracking_link"],
+        maya["source_code"],
+        "Contract clauses",
+    ):
+        assert expected in brief, expected
+    # A creator on the tier's rate gets the tier's compensation, and their own links only.
+    jordan = rally("briefs", "show", SLUG, "@jordanreyes_phl").out
+    assert "$300 for the deliverables above (micro tier)" in jordan
+    assert creators["jordanreyes_phl"]["tracking_url"] in jordan
+    assert maya["tracking_url"] not in jordan
+
+
+def test_the_three_formats_say_the_same_thing(settings, engine, rally, applied):
+    generate(settings, engine, SLUG, handles=["maya.votes.pa"])
+    html = rally("briefs", "show", SLUG, "maya.votes.pa", "--format", "html").out
+    text = rally("briefs", "show", SLUG, "maya.votes.pa", "--format", "text").out
+    assert html.lstrip().startswith("<article")
+    assert "<" not in text and "Candidate's committee".lower() in text.lower()
+    for fmt in ("md", "html", "text"):
+        out = rally("briefs", "show", SLUG, "maya.votes.pa", "--format", fmt).out
+        assert "Keystone Youth Vote Fund" in out and "MAYAVOTESPA" in out
+    wrong = rally("briefs", "show", SLUG, "maya.votes.pa", "--format", "pdf")
+    assert wrong.code == 1 and "--format must be one of md, html, text" in wrong.err
+
+
+def test_same_inputs_make_nothing_new_and_changes_make_a_new_version(
+    settings, engine, rally, applied
+):
+    generate(settings, engine, SLUG)
+    audited = len(audit_actions(engine))
+    again = generate(settings, engine, SLUG)
+    assert (again.rendered, again.unchanged) == (0, 50)
+    assert len(briefs(engine)) == 50 and len(audit_actions(engine)) == audited
+
+    # One creator's rate changes: only their brief gets version 2.
+    roster = applied / "roster.csv"
+    edit(
+        roster,
+        "jordan.reyes@example.org,26200,gen_z,micro,,",
+        "jordan.reyes@example.org,26200,gen_z,micro,450,",
+    )
+    assert rally("creators", "import", SLUG, roster).code == 0
+    one = generate(settings, engine, SLUG)
+    assert (one.rendered, one.unchanged) == (1, 49)
+    diff = rally("briefs", "diff", SLUG, "jordanreyes_phl", "--json")
+    assert diff.code == 0, diff.err
+    changes = json.loads(diff.out)
+    assert (changes["from"], changes["to"]) == (1, 2)
+    assert changes["inputs"] == {"creator.compensation": ["$300", "$450"]}
+    assert "-$300 for the deliverables above (micro tier)." in changes["markdown_diff"]
+    assert "+$450 for the deliverables above (micro tier)." in changes["markdown_diff"]
+
+    # The campaign's key message changes: everyone gets a new version, and the diff says why.
+    edit(applied / "campaign.yaml", "your first vote in May counts.", "your vote in May counts.")
+    assert rally("campaign", "apply", applied / "campaign.yaml").code == 0
+    everyone = generate(settings, engine, SLUG)
+    assert (everyone.rendered, everyone.unchanged) == (50, 0)
+    shown = rally("briefs", "diff", SLUG, "maya.votes.pa")
+    assert "campaign.key_message" in shown.out and "v1 -> v2" in shown.out
+    versions = {(b.member_id, b.version) for b in briefs(engine)}
+    assert len(versions) == 101
+    assert audit_actions(engine).count("brief.generated") == 101
+    older = rally("briefs", "show", SLUG, "maya.votes.pa", "--version", "1").out
+    assert "your first vote in May counts." in older
+
+
+def test_an_edited_template_makes_new_versions(settings, engine, rally, applied):
+    folder = applied / "brief-templates"
+    folder.mkdir()
+    edit(applied / "campaign.yaml", "template: default", "template: brief-templates")
+    (folder / "brief.md.j2").write_text("# {{ campaign.name }} for @{{ creator.handle }}\n")
+    assert rally("campaign", "apply", applied / "campaign.yaml").code == 0
+    generate(settings, engine, SLUG)
+    md = rally("briefs", "show", SLUG, "maya.votes.pa").out
+    html = rally("briefs", "show", SLUG, "maya.votes.pa", "--format", "html").out
+    assert md == "# First Vote PA 2027 for @maya.votes.pa\n"
+    assert "Contract clauses" in html  # files the campaign does not override come from the defaults
+    (folder / "brief.md.j2").write_text("# {{ campaign.name }}, @{{ creator.handle }}\n")
+    assert generate(settings, engine, SLUG).rendered == 50
+
+
+def test_missing_values_name_each_creator_and_field_and_spare_the_others(
+    settings, engine, rally, example
+):
+    campaign = example / "campaign.yaml"
+    text = campaign.read_text()
+    start, end = text.index("tiers:"), text.index("brief:")
+    campaign.write_text(text[:start] + text[end:])  # no tier rates: the roster's rate is all
+    header, *rows = (example / "roster.csv").read_text().splitlines()
+    priced = [
+        row.replace(",micro,,", ",micro,300,").replace(",mid,,", ",mid,800,") for row in rows[:6]
+    ]
+    priced[2] = rows[2]  # aaliyahbrooks: no rate
+    priced[4] = rows[4]  # sofi.on.campus: no rate
+    (example / "roster.csv").write_text("\n".join([header, *priced]) + "\n")
+    assert rally("campaign", "apply", campaign).code == 0
+
+    report = generate(settings, engine, SLUG)
+    assert report.rendered == 4
+    assert {(p.handle, p.field) for p in report.failed} == {
+        ("aaliyahbrooks", "creator.compensation"),
+        ("sofi.on.campus", "creator.compensation"),
+    }
+    assert all("give the creator a rate in the roster" in p.message for p in report.failed)
+    status = {
+        row["handle"]: row for row in json.loads(rally("briefs", "status", SLUG, "--json").out)
+    }
+    assert status["aaliyahbrooks"]["version"] is None
+    assert status["maya.votes.pa"]["version"] == 1
+
+
+@pytest.mark.parametrize("injection", INJECTIONS)
+def test_text_from_people_is_printed_never_run(settings, engine, rally, applied, injection):
+    edit(applied / "roster.csv", "Maya Thompson", f"Maya {injection}")
+    message = "Registering takes two minutes, and your first vote in May counts."
+    edit(applied / "campaign.yaml", message, json.dumps(f"{injection} {message}"))
+    edit(applied / "campaign.yaml", "name: First Vote PA 2027", f"name: {json.dumps(injection)}")
+    assert rally("campaign", "apply", applied / "campaign.yaml").code == 0, "apply"
+    report = generate(settings, engine, SLUG)
+    assert report.failed == [] and report.rendered == 50
+    md = rally("briefs", "show", SLUG, "maya.votes.pa").out
+    text = rally("briefs", "show", SLUG, "maya.votes.pa", "--format", "text").out
+    html = rally("briefs", "show", SLUG, "maya.votes.pa", "--format", "html").out
+    assert f"{injection} Registering" in md and f"{injection} Registering" in text
+    assert f"# {injection}: your creator brief" in md
+    assert "Hi Maya," in md  # the greeting is the first name; the rest is in the roster
+    assert "&#39;" in html or "10**9" in html  # escaped for HTML, not evaluated
+    assert "<class" not in md + text + html and "xxxxxxxx" not in md + text + html
+
+
+def test_templates_cannot_reach_outside_their_folder_or_into_python(
+    settings, engine, rally, applied, tmp_path
+):
+    folder = applied / "brief-templates"
+    folder.mkdir()
+    edit(applied / "campaign.yaml", "template: default", "template: brief-templates")
+    assert rally("campaign", "apply", applied / "campaign.yaml").code == 0
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOP SECRET")
+
+    (folder / "brief.md.j2").symlink_to(secret)
+    with pytest.raises(RallyError, match="points outside"):
+        generate(settings, engine, SLUG)
+
+    (folder / "brief.md.j2").unlink()
+    for source, says in (
+        ('{% include "../../secret.txt" %}', "TemplateNotFound"),
+        ("{{ creator.__class__.__mro__ }}", "unsafe"),
+        ("{{ campaign.name.__class__.__init__.__globals__ }}", "unsafe"),
+        ("{% for x in range(10**9) %}x{% endfor %}", "Range too big"),
+        ("{{ 9 ** 99999999 }}", "exponent"),
+        ("{{ 'x' * 100000000 }}", "repeating"),
+    ):
+        (folder / "brief.md.j2").write_text(source)
+        report = generate(settings, engine, SLUG, handles=["maya.votes.pa"])
+        assert report.rendered == 0 and len(report.failed) == 1, source
+        assert says in report.failed[0].message, (source, report.failed[0].message)
+        assert "TOP SECRET" not in report.failed[0].message
+
+    (folder / "brief.md.j2").write_text("{% if %}")
+    with pytest.raises(RallyError, match=r"brief\.md\.j2:1: "):
+        generate(settings, engine, SLUG)
