@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 EXAMPLE := examples/youth-vote
 
-.PHONY: demo test lint fmt bench clean
+.PHONY: demo test lint fmt bench clean browser
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -13,14 +13,27 @@ $(STAMP): pyproject.toml
 	@$(BIN)/python -m pip install -qq --disable-pip-version-check -e '.[dev]'
 	@touch $(STAMP)
 
-## demo: apply the example campaign to the local store and show it
+## demo: apply the example campaign, show it, then generate and send its creators' briefs
 demo: $(STAMP)
 	@$(BIN)/rally campaign apply $(EXAMPLE)/campaign.yaml
 	@$(BIN)/rally campaign show first-vote-pa-2027
+	@$(BIN)/rally briefs generate first-vote-pa-2027 --send
+	@echo "Brief pages: run '$(BIN)/rally serve' and open a link from '$(BIN)/rally briefs status first-vote-pa-2027 --json'."
 
 ## test: lint, type-check and run the whole test suite
-test: $(STAMP) lint
+test: $(STAMP) lint browser
 	@$(BIN)/pytest
+
+## browser: Debian's chromium for the brief page tests (Playwright cannot download browsers)
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    echo "Installing Debian's chromium for the browser tests (once)..."; \
+	    apt-get install -y -qq chromium >/dev/null 2>&1 || \
+	      { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }; \
+	  else \
+	    echo "chromium not found: browser tests will skip (install Debian's chromium)"; \
+	  fi; }
 
 lint: $(STAMP)
 	@$(BIN)/ruff check .

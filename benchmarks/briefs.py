@@ -32,7 +32,7 @@ from config.campaign_file import load_campaign
 from store.db import engine_for, transaction, upgrade
 from store.models import RosterMember
 from store.types import utcnow
-from tasks.brief_inputs import brief_inputs, campaign_part, creator_rows
+from tasks.brief_inputs import campaign_part, creator_rows
 from tasks.briefs import BRIEF_TEMPLATES, BriefRun, generate_batch, prepare, select_members
 from tasks.campaigns import apply_campaign
 from tasks.roster import read_roster
@@ -92,7 +92,7 @@ def plain_contexts(engine: Engine, run: BriefRun) -> list[dict[str, Any]]:
     with transaction(engine, write=False) as session:
         rows = creator_rows(session, RosterMember.campaign_id == run.campaign.id)
     campaign = campaign_part(run.spec)
-    return [brief_inputs(campaign, run.creator_part(row), templates="") for row in rows]
+    return [{"campaign": campaign, **run.creator_part(row)} for row in rows]
 
 
 def bare_jinja(contexts: list[dict[str, Any]]) -> float:

@@ -139,8 +139,23 @@ class Milestone(SQLModel, table=True):
 # --- briefs, creatives and review -----------------------------------------------------------
 
 
+class BriefCampaignInputs(SQLModel, table=True):
+    """The campaign's part of its briefs' inputs, kept once per version of it (by hash)
+    rather than in each of thousands of briefs; `rally briefs diff` reads old ones back."""
+
+    __tablename__ = "brief_campaign_inputs"
+
+    digest: str = Field(primary_key=True, max_length=64)
+    campaign_id: int = Field(foreign_key="campaigns.id", index=True)
+    inputs: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    created_at: datetime = _created()
+
+
 class Brief(SQLModel, table=True):
-    """One rendered version of a creator's brief; a new version only when its inputs change."""
+    """One rendered version of a creator's brief; a new version only when its inputs change.
+
+    `inputs` holds the creator's part and `campaign_digest`, the key of the campaign's part.
+    """
 
     __tablename__ = "briefs"
     __table_args__ = (UniqueConstraint("member_id", "version"),)

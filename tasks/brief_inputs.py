@@ -148,6 +148,15 @@ class CreatorParts:
         self.segments = {
             s.id: {"id": s.id, "name": s.name, "description": s.description} for s in spec.segments
         }
+        self.tiers = {
+            key: {"id": key, "description": tier.description} for key, tier in spec.tiers.items()
+        }
+        # The same values as the templates see them, built once and shared (the sandbox is
+        # immutable, so no template can change them for the next creator).
+        self._segment_context = {
+            k: as_context(v, "creator.segment") for k, v in self.segments.items()
+        }
+        self._tier_context = {k: as_context(v, "creator.tier") for k, v in self.tiers.items()}
         self._links: dict[str, tuple[str, str]] = {}
 
     def _tracking_url(self, platform: str, handle: str) -> str:
@@ -171,7 +180,7 @@ class CreatorParts:
         if row.name:
             part["name"] = row.name
         if tier:
-            part["tier"] = {"id": row.tier, "description": tier.description}
+            part["tier"] = self.tiers[row.tier or ""]
         rate = row.rate_cents
         if rate is None and tier:
             rate = round(tier.rate * 100)
@@ -184,11 +193,17 @@ class CreatorParts:
         }
         return {"creator": part, "tracking": tracking}
 
-
-def brief_inputs(
-    campaign: dict[str, Any], creator: dict[str, Any], *, templates: str
-) -> dict[str, Any]:
-    return {"campaign": campaign, **creator, "templates": templates}
+    def context(self, part: dict[str, Any]) -> dict[str, Any]:
+        """`part` as the templates see it (see `as_context`), reusing the shared pieces."""
+        creator = dict(part["creator"])
+        creator["segment"] = self._segment_context[creator["segment"]["id"]]
+        if "tier" in creator:
+            creator["tier"] = self._tier_context[creator["tier"]["id"]]
+        creator["attributes"] = Fields("creator.attributes", creator["attributes"])
+        return {
+            "creator": Fields("creator", creator),
+            "tracking": Fields("tracking", part["tracking"]),
+        }
 
 
 def canonical(value: Any) -> str:

@@ -21,7 +21,13 @@ from store.bulk import with_defaults
 from store.db import transaction
 from store.models import Brief, Campaign, Creator, OutboxMessage, RosterMember, Timer
 from tasks.brief_inputs import as_context
-from tasks.briefs import REMINDER_TEMPLATES, campaign_templates, email_payload, latest_briefs
+from tasks.briefs import (
+    REMINDER_TEMPLATES,
+    campaign_templates,
+    email_payload,
+    full_inputs,
+    latest_briefs,
+)
 from tasks.outbox import DrainReport, drain, enqueue
 
 REMINDER = "brief.reminder"
@@ -102,7 +108,8 @@ def queue_due_reminders(session: Session, *, now: datetime, public_url: str) -> 
         if campaign.id not in templates:
             spec = CampaignSpec.model_validate(campaign.spec)
             templates[brief.campaign_id] = campaign_templates(campaign, spec)
-        context = {key: as_context(value, key) for key, value in brief.inputs.items()}
+        inputs = full_inputs(session, brief)
+        context = {key: as_context(value, key) for key, value in inputs.items()}
         payload = email_payload(
             templates[brief.campaign_id], REMINDER_TEMPLATES, context, brief, public_url=public_url
         )

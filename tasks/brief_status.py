@@ -10,7 +10,7 @@ from sqlmodel import Session, col, select
 from config.errors import RallyError
 from store.audit import Change, record
 from store.models import Brief, Campaign, Creator, OutboxMessage, RosterMember, RosterStatus
-from tasks.briefs import brief_link, latest_briefs
+from tasks.briefs import brief_link, full_inputs, latest_briefs
 from tasks.campaigns import get_campaign, spec_changes
 
 
@@ -108,7 +108,7 @@ def brief_diff(
     return {
         "from": before.version,
         "to": after.version,
-        "inputs": spec_changes(before.inputs, after.inputs),
+        "inputs": spec_changes(full_inputs(session, before), full_inputs(session, after)),
         "markdown_diff": list(lines),
     }
 

@@ -15,20 +15,26 @@ from typing import Any
 from jinja2 import TemplateError, TemplateNotFound, TemplateSyntaxError
 from jinja2.sandbox import SecurityError
 from markupsafe import Markup
-from sqlalchemy import func
+from sqlalchemy import func, insert
 from sqlmodel import Session, col, select
 
 from briefs.environment import BriefTemplates, Fields, MissingField, load_templates
 from config.campaign import CampaignSpec
 from config.errors import RallyError
 from store.audit import Change, record
-from store.bulk import insert_rows
-from store.models import Brief, Campaign, Creator, OutboxMessage, RosterMember, RosterStatus
+from store.models import (
+    Brief,
+    BriefCampaignInputs,
+    Campaign,
+    Creator,
+    OutboxMessage,
+    RosterMember,
+    RosterStatus,
+)
 from tasks.brief_inputs import (
     HINTS,
     CreatorParts,
     as_context,
-    brief_inputs,
     campaign_digest,
     campaign_end,
     campaign_part,
@@ -177,23 +183,19 @@ def generate_batch(
     send: bool,
     now: datetime,
 ) -> GenerationReport:
-    """Render and store the briefs of `member_ids` (one batch, one transaction)."""
+    """Render and store the briefs of `member_ids` (one batch, one transaction, one audit
+    entry listing each new version with the hash of its inputs)."""
     report = GenerationReport()
     rows = creator_rows(session, col(RosterMember.id).in_(member_ids))
     latest = latest_briefs(session, member_ids)
     new_rows: list[dict[str, Any]] = []
     contexts: dict[int, dict[str, Any]] = {}
-    audits: dict[int, tuple[str, list[str]]] = {}
+    made: list[dict[str, Any]] = []
     for row in rows:
         member_id, handle = row.member_id, row.handle
         part = run.creator_part(row)
-        inputs = brief_inputs(run.campaign_inputs, part, templates=run.fingerprint)
         digest = inputs_hash(run.campaign_digest, part, run.fingerprint)
-        context = {
-            "campaign": run.campaign_context,
-            "creator": as_context(part["creator"], "creator"),
-            "tracking": as_context(part["tracking"], "tracking"),
-        }
+        context = {"campaign": run.campaign_context, **run.creator_part.context(part)}
         previous = latest.get(member_id)
         if previous is not None and previous.inputs_hash == digest:
             report.unchanged += 1
@@ -205,10 +207,17 @@ def generate_batch(
         except (TemplateError, ArithmeticError, TypeError, ValueError) as exc:
             report.failed.append(_problem(handle, exc))
             continue
+        inputs = {"campaign_digest": run.campaign_digest, **part, "templates": run.fingerprint}
         version = previous.version + 1 if previous else 1
-        changed = spec_changes(previous.inputs, inputs) if previous else {}
-        audits[member_id] = (handle, list(changed))
         contexts[member_id] = context
+        made.append(
+            {"handle": handle, "version": version, "inputs_hash": digest}
+            | (
+                {"changed": changed_fields(session, previous.inputs, inputs, run.campaign_inputs)}
+                if previous
+                else {}
+            )
+        )
         new_rows.append(
             {
                 "campaign_id": run.campaign.id,
@@ -223,37 +232,52 @@ def generate_batch(
                 "created_at": now,
             }
         )
-    ids = insert_rows(session, Brief, new_rows, key=("member_id", "version"))
-    report.rendered = len(new_rows)
-    record(session, _audit_entries(run, new_rows, ids, audits, actor))
+    if new_rows:
+        keep_campaign_inputs(session, run)
+        session.execute(insert(Brief.__table__), new_rows)  # type: ignore[attr-defined]
+        report.rendered = len(new_rows)
+        summary = f"{len(made)} brief version(s) generated on {run.campaign.slug}"
+        details = {"campaign_digest": run.campaign_digest, "briefs": made}
+        record(
+            session,
+            [Change(actor, "briefs.generated", "campaign", run.campaign.slug, summary, details)],
+        )
     if send:
         report.queued = queue_emails(session, run, member_ids, contexts)
     return report
 
 
-def _audit_entries(
-    run: BriefRun,
-    rows: list[dict[str, Any]],
-    ids: dict[tuple[Any, ...], int],
-    audits: dict[int, tuple[str, list[str]]],
-    actor: str,
-) -> list[Change]:
-    entries = []
-    for row in rows:
-        handle, changed = audits[row["member_id"]]
-        version = row["version"]
-        what = f"; changed: {', '.join(changed)}" if changed else ""
-        entries.append(
-            Change(
-                actor,
-                "brief.generated",
-                "brief",
-                ids[(row["member_id"], version)],
-                f"brief v{version} for @{handle} on {run.campaign.slug}{what}",
-                {"version": version, "inputs_hash": row["inputs_hash"], "changed": changed},
+def keep_campaign_inputs(session: Session, run: BriefRun) -> None:
+    """Store the campaign's part of the inputs once per version of it."""
+    if session.get(BriefCampaignInputs, run.campaign_digest) is None:
+        session.add(
+            BriefCampaignInputs(
+                digest=run.campaign_digest,
+                campaign_id=run.campaign.id or 0,
+                inputs=run.campaign_inputs,
             )
         )
-    return entries
+        session.flush()
+
+
+def full_inputs(session: Session, brief: Brief) -> dict[str, Any]:
+    """A brief's inputs whole: its own part with the campaign's part put back."""
+    inputs = dict(brief.inputs)
+    kept = session.get(BriefCampaignInputs, inputs.pop("campaign_digest"))
+    return {"campaign": kept.inputs if kept else {}, **inputs}
+
+
+def changed_fields(
+    session: Session, before: dict[str, Any], after: dict[str, Any], campaign: dict[str, Any]
+) -> list[str]:
+    """The input fields that differ between a brief's inputs and the next ones (whose campaign
+    part is `campaign`), campaign fields by their name."""
+    own = {k: v for k, v in before.items() if k != "campaign_digest"}
+    changed = list(spec_changes(own, {k: v for k, v in after.items() if k != "campaign_digest"}))
+    if before.get("campaign_digest") != after.get("campaign_digest"):
+        kept = session.get(BriefCampaignInputs, before.get("campaign_digest"))
+        changed += [f"campaign.{p}" for p in spec_changes(kept.inputs if kept else {}, campaign)]
+    return changed
 
 
 def brief_link(public_url: str, token: str) -> str:

@@ -90,15 +90,22 @@ def test_prefect_keeps_its_files_under_rally_home_unless_told_otherwise(tmp_path
 
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
-def test_make_demo_applies_and_shows_the_example_then_changes_nothing(tmp_path: Path) -> None:
-    env = clean_env(tmp_path, RALLY_HOME=str(tmp_path / "demo-home"), COLUMNS="160")
+def test_make_demo_applies_the_example_and_briefs_its_creators_then_changes_nothing(
+    tmp_path: Path,
+) -> None:
+    home = tmp_path / "demo-home"
+    env = clean_env(tmp_path, RALLY_HOME=str(home), COLUMNS="160")
     first = run(["make", "-s", "demo"], env)
     assert first.returncode == 0, first.stdout + first.stderr
     assert "Campaign first-vote-pa-2027 (First Vote PA 2027): created" in first.stdout
     assert "50 added" in first.stdout and "Roster (50 creators)" in first.stdout
     assert "@maya.votes.pa" in first.stdout and "Keystone Youth Vote Fund" in first.stdout
+    assert "50 new or updated, 0 unchanged, 0 failed, 50 queued to send." in first.stdout
+    assert "Email: 50 sent" in first.stdout and len(list((home / "mailbox").glob("*.eml"))) == 50
     second = run(["make", "-s", "demo"], env)
     assert "Nothing changed: the store already matches these files." in second.stdout
+    assert "0 new or updated, 50 unchanged, 0 failed, 0 queued to send." in second.stdout
+    assert len(list((home / "mailbox").glob("*.eml"))) == 50
     assert (tmp_path / "demo-home" / "rally.db").exists()
     listing = run([str(RALLY), "campaign", "list", "--json"], env)
     assert [c["creators"] for c in json.loads(listing.stdout)] == [50]
