@@ -2,14 +2,14 @@
 templates with the same values in the same run.
 
 Rally builds each creator's inputs, hashes them, renders the Markdown and HTML brief in the
-sandbox with strict undefined values, derives the plain text, and stores each version with its
-audit entry, in batches of 500 (one transaction each, as the flow's batch task does). The
-baseline renders the same two templates with a plain `jinja2.Environment` and stores nothing.
-Goal: Rally's rate is at least half of bare Jinja's. A second figure renders 10,000 creators
-whose names are template injections and compares it with plain names: the goal is no slower
-(within 20%, the noise of this machine), since user text is only ever data.
+sandbox with strict undefined values, and stores each version, in batches of 500 with one
+transaction and one audit entry each, as the flow's batch task does. The baseline renders the
+same two templates with a plain `jinja2.Environment` and stores nothing. Goal: Rally's rate is
+at least half of bare Jinja's. A second figure renders creators whose names are template
+injections beside plain names: the goal is no slower (within 20%, this machine's noise), since
+user text is only ever data. Each figure is the best of three rounds.
 
-    .venv/bin/python benchmarks/briefs.py [--creators 10000]
+    .venv/bin/python benchmarks/briefs.py [--creators 10000] [--rounds 3]
 """
 
 import argparse
@@ -43,6 +43,7 @@ GOAL_SHARE = 0.5
 GOAL_INJECTION_RATIO = 1.2
 BATCH = 500
 PUBLIC_URL = "https://rally.example.org"
+SLUG = "first-vote-pa-2027"
 INJECTIONS = ("{{ ''.__class__.__mro__ }}", "{% for x in range(10**9) %}x{% endfor %}")
 
 
@@ -111,67 +112,83 @@ def bare_jinja(contexts: list[dict[str, Any]]) -> float:
     return time.perf_counter() - start
 
 
-def run_once(scratch: Path, count: int, *, injected: bool) -> dict[str, float | int]:
-    label = "injected" if injected else "plain"
-    roster = scratch / f"{label}.csv"
-    write_roster(roster, count, injected=injected)
+def rally_render(run: BriefRun, contexts: list[dict[str, Any]]) -> float:
+    """Rally's rendering alone (the sandbox, the context as templates see it), no store."""
+    prepared = [{"campaign": run.campaign_context, **run.creator_part.context(c)} for c in contexts]
+    start = time.perf_counter()
+    for context in prepared:
+        for name in BRIEF_TEMPLATES:
+            run.templates.render(name, context)
+    return time.perf_counter() - start
+
+
+def fresh(scratch: Path, roster: Path, label: str) -> tuple[Engine, BriefRun]:
     engine = store_with_roster(f"sqlite:///{scratch}/{label}.db", roster)
     with transaction(engine, write=False) as session:
-        run = prepare(session, "first-vote-pa-2027", public_url=PUBLIC_URL)
-    contexts = plain_contexts(engine, run)
-    bare = bare_jinja(contexts)
-    seconds, made = rally_generate(engine, "first-vote-pa-2027")
-    engine.dispose()
+        return engine, prepare(session, SLUG, public_url=PUBLIC_URL)
+
+
+def measure(scratch: Path, count: int, rounds: int) -> dict[str, Any]:
+    """Each figure is the best of `rounds` (the least disturbed by whatever else this machine
+    is doing); bare Jinja and Rally alternate, each Rally round on a fresh store."""
+    rosters = {}
+    for label in ("plain", "injected"):
+        rosters[label] = scratch / f"{label}.csv"
+        write_roster(rosters[label], count, injected=label == "injected")
+    bare: list[float] = []
+    rally: list[float] = []
+    render: dict[str, list[float]] = {"plain": [], "injected": []}
+    stored = 0
+    for n in range(rounds):
+        engine, run = fresh(scratch, rosters["plain"], f"plain{n}")
+        contexts = plain_contexts(engine, run)
+        bare.append(bare_jinja(contexts))
+        seconds, stored = rally_generate(engine, SLUG)
+        rally.append(seconds)
+        render["plain"].append(rally_render(run, contexts))
+        engine.dispose()
+        engine, run = fresh(scratch, rosters["injected"], f"injected{n}")
+        render["injected"].append(rally_render(run, plain_contexts(engine, run)))
+        engine.dispose()
+        print(
+            f"  round {n + 1}: bare Jinja {bare[-1]:.2f} s, Rally {rally[-1]:.2f} s "
+            f"(rendering plain names {render['plain'][-1]:.2f} s, "
+            f"injected names {render['injected'][-1]:.2f} s)"
+        )
     return {
-        "rally_briefs_per_s": round(count / seconds),
-        "bare_jinja_briefs_per_s": round(count / bare),
-        "share_of_bare": round(bare / seconds, 3),
-        "rally_seconds": round(seconds, 2),
-        "stored": made,
+        "rally_briefs_per_s": round(count / min(rally)),
+        "bare_jinja_briefs_per_s": round(count / min(bare)),
+        "share_of_bare": round(min(bare) / min(rally), 3),
+        "stored": stored,
+        "injected_time_ratio": round(min(render["injected"]) / min(render["plain"]), 3),
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--creators", type=int, default=10_000)
-    count = parser.parse_args().creators
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    count = args.creators
     print(f"Briefs for {count:,} creators (SQLite store), against bare Jinja, same templates:")
     with tempfile.TemporaryDirectory() as scratch:
-        plain = run_once(Path(scratch), count, injected=False)
-        injected = run_once(Path(scratch), count, injected=True)
-    for label, r in (("plain names", plain), ("injected names", injected)):
-        print(
-            f"  {label:<15} Rally {r['rally_briefs_per_s']:>6,} briefs/s "
-            f"({r['rally_seconds']:.2f} s, {r['stored']:,} stored) | bare Jinja "
-            f"{r['bare_jinja_briefs_per_s']:>6,} briefs/s | share {r['share_of_bare']:.2f}"
-        )
-    ratio = round(float(plain["rally_briefs_per_s"]) / float(injected["rally_briefs_per_s"]), 3)
+        r = measure(Path(scratch), count, args.rounds)
+    print(
+        f"  best: Rally {r['rally_briefs_per_s']:,} briefs/s rendered and stored | bare Jinja "
+        f"{r['bare_jinja_briefs_per_s']:,} briefs/s rendered | share {r['share_of_bare']:.2f}\n"
+        f"  injected names take {r['injected_time_ratio']:.2f}x the time of plain names"
+    )
     met = (
-        plain["share_of_bare"] >= GOAL_SHARE
-        and plain["stored"] == count == injected["stored"]
-        and ratio <= GOAL_INJECTION_RATIO
+        r["share_of_bare"] >= GOAL_SHARE
+        and r["stored"] == count
+        and r["injected_time_ratio"] <= GOAL_INJECTION_RATIO
     )
     print(
-        f"  injected names take {ratio:.2f}x the time of plain names\n"
         f"Goal: at least {GOAL_SHARE} of bare Jinja's rate, every brief stored, injected names "
         f"no slower than {GOAL_INJECTION_RATIO}x: {'met' if met else 'MISSED'}"
     )
-    print(
-        json.dumps(
-            {
-                "benchmark": "briefs",
-                "creators": count,
-                "plain": plain,
-                "injected": injected,
-                "injected_time_ratio": ratio,
-                "goal": {
-                    "share_of_bare": GOAL_SHARE,
-                    "injected_time_ratio": GOAL_INJECTION_RATIO,
-                },
-                "met": met,
-            }
-        )
-    )
+    goal = {"share_of_bare": GOAL_SHARE, "injected_time_ratio": GOAL_INJECTION_RATIO}
+    print(json.dumps({"benchmark": "briefs", "creators": count, **r, "goal": goal, "met": met}))
 
 
 if __name__ == "__main__":

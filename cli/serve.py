@@ -1,6 +1,7 @@
 """`rally serve`: the long-running process: web pages, and the timers and outbox on a tick."""
 
 import logging
+from datetime import UTC, datetime
 
 import typer
 
@@ -13,8 +14,15 @@ def tick() -> None:
     from tasks.brief_mail import deliver_email, send_reminders
 
     settings, engine = store()
-    send_reminders(engine, settings, now=utcnow())
-    deliver_email(engine, settings, now=utcnow)
+    reminders = send_reminders(engine, settings, now=utcnow())
+    email = deliver_email(engine, settings, now=utcnow)
+    if reminders or email.sent or email.errors:
+        console.print(
+            f"{utcnow():%H:%M:%S} {reminders} reminder(s) queued; email: {email.sent} sent, "
+            f"{email.retrying} to retry, {email.dead} failed"
+            + (f" ({email.stopped})" if email.stopped else ""),
+            markup=False,
+        )
 
 
 def serve_command(
@@ -31,7 +39,14 @@ def serve_command(
     settings, _ = store()
     web = create_app(settings)
     scheduler = BackgroundScheduler(timezone="UTC")
-    scheduler.add_job(tick, "interval", seconds=every, max_instances=1, coalesce=True)
+    scheduler.add_job(
+        tick,
+        "interval",
+        seconds=every,
+        max_instances=1,
+        coalesce=True,
+        next_run_time=datetime.now(UTC),  # catch up at once on what came due while stopped
+    )
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     console.print(f"Rally serving on http://{host}:{port} (links use {settings.public_url})")
     scheduler.start()

@@ -130,6 +130,8 @@ def open_brief(session: Session, token: str, *, now: datetime) -> BriefPage | No
     if linked is None or linked.token_expires_at <= now:
         return None
     brief = latest_briefs(session, [linked.member_id])[linked.member_id]
+    if brief.token_expires_at <= now:  # the campaign was shortened since this link was sent
+        return None
     campaign = session.get(Campaign, brief.campaign_id)
     member = session.get(RosterMember, brief.member_id)
     if campaign is None or member is None or member.status != RosterStatus.ACTIVE:

@@ -197,13 +197,9 @@ def applied(rally, example: Path) -> Path:
 def running(rally, example: Path) -> Path:
     """The example campaign moved to start this week, so its links are live whatever today's
     date: for tests of what creators do with real time (opening and acknowledging briefs)."""
-    from datetime import date, timedelta
+    from tests.helpers import start_this_week
 
-    monday = date.today() - timedelta(days=date.today().weekday())
-    campaign = example / "campaign.yaml"
-    text = campaign.read_text()
-    assert "start: 2027-02-01" in text
-    campaign.write_text(text.replace("start: 2027-02-01", f"start: {monday.isoformat()}"))
-    run = rally("campaign", "apply", campaign)
+    start_this_week(example)
+    run = rally("campaign", "apply", example / "campaign.yaml")
     assert run.code == 0, run.err
     return example

@@ -1,7 +1,8 @@
 """Shortcuts the brief tests share: generating briefs the way the flow's batch task does."""
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import date, datetime, timedelta
+from pathlib import Path
 
 from sqlalchemy import Engine
 
@@ -27,3 +28,13 @@ def generate(
         return generate_batch(
             session, run, members, actor=settings.actor, send=send, now=now or utcnow()
         )
+
+
+def start_this_week(campaign_folder: Path) -> None:
+    """Move the example campaign's sprint to start this Monday, so its brief links are live
+    whatever today's date (they expire when the campaign ends)."""
+    monday = date.today() - timedelta(days=date.today().weekday())
+    campaign = campaign_folder / "campaign.yaml"
+    text = campaign.read_text()
+    assert "start: 2027-02-01" in text
+    campaign.write_text(text.replace("start: 2027-02-01", f"start: {monday.isoformat()}"))

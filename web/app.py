@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Form, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -47,7 +48,14 @@ def create_app(
 
     @app.exception_handler(StarletteHTTPException)
     async def plain_error(request: Request, exc: StarletteHTTPException) -> Response:
-        return _page(request, "not_found.html", {}, status_code=exc.status_code)
+        if exc.status_code == 404:
+            return _page(request, "not_found.html", {}, status_code=404)
+        return PlainTextResponse(str(exc.detail), status_code=exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_form(request: Request, exc: RequestValidationError) -> Response:
+        """A form not as Rally sent it: a plain answer that repeats nothing of what was sent."""
+        return PlainTextResponse("This request is not one Rally understands.", status_code=400)
 
     @app.get("/healthz")
     def health() -> dict[str, str]:

@@ -1,0 +1,56 @@
+"""The brief page's answers beyond the happy path: private headers, odd forms, shortened
+campaigns (the browser test covers reading and acknowledging)."""
+
+import json
+
+from fastapi.testclient import TestClient
+from sqlalchemy import update
+
+from store.db import transaction
+from store.models import Brief
+from tests.conftest import SLUG
+from tests.helpers import generate
+from web.app import create_app
+
+
+def links(rally) -> dict[str, str]:
+    rows = json.loads(rally("briefs", "status", SLUG, "--json").out)
+    return {r["handle"]: r["link"].split("/briefs/")[1] for r in rows if r["link"]}
+
+
+def test_the_page_keeps_its_link_private_and_refuses_odd_forms(settings, engine, rally, running):
+    generate(settings, engine, SLUG)
+    token = links(rally)["maya.votes.pa"]
+    client = TestClient(create_app(settings))
+
+    page = client.get(f"/briefs/{token}")
+    assert page.status_code == 200 and "Maya" in page.text
+    assert page.headers["referrer-policy"] == "no-referrer"  # the token never leaks onward
+    assert page.headers["cache-control"] == "no-store"
+    assert "noindex" in page.headers["x-robots-tag"]
+
+    odd = client.post(f"/briefs/{token}/acknowledge", data={"version": "<script>"})
+    assert odd.status_code == 400 and "<script>" not in odd.text
+    missing = client.post(f"/briefs/{token}/acknowledge", data={})
+    assert missing.status_code == 400
+    assert json.loads(rally("briefs", "status", SLUG, "--json").out)[0]["acknowledged_at"] is None
+
+    wrong_method = client.delete(f"/briefs/{token}")
+    assert wrong_method.status_code == 405 and token not in wrong_method.text
+
+
+def test_an_old_link_closes_when_the_newest_brief_has_expired(settings, engine, rally, running):
+    generate(settings, engine, SLUG, handles=["maya.votes.pa"])
+    old = links(rally)["maya.votes.pa"]
+    campaign = running / "campaign.yaml"
+    campaign.write_text(campaign.read_text().replace("in May counts.", "in May matters."))
+    assert rally("campaign", "apply", campaign).code == 0
+    generate(settings, engine, SLUG, handles=["maya.votes.pa"])
+    client = TestClient(create_app(settings))
+    assert "in May matters." in client.get(f"/briefs/{old}").text  # the old link shows v2
+
+    with transaction(engine) as session:  # v2 expires (its campaign was cut short, say)
+        session.execute(
+            update(Brief).where(Brief.version == 2).values(token_expires_at=Brief.created_at)
+        )
+    assert client.get(f"/briefs/{old}").status_code == 404
