@@ -5,6 +5,7 @@ import json
 
 from fastapi.testclient import TestClient
 from sqlalchemy import update
+from sqlmodel import col
 
 from store.db import transaction
 from store.models import Brief
@@ -51,6 +52,6 @@ def test_an_old_link_closes_when_the_newest_brief_has_expired(settings, engine, 
 
     with transaction(engine) as session:  # v2 expires (its campaign was cut short, say)
         session.execute(
-            update(Brief).where(Brief.version == 2).values(token_expires_at=Brief.created_at)
+            update(Brief).where(col(Brief.version) == 2).values(token_expires_at=Brief.created_at)
         )
     assert client.get(f"/briefs/{old}").status_code == 404
