@@ -331,37 +331,7 @@ def right_password(monkeypatch: pytest.MonkeyPatch) -> Settings:
     return get_settings()
 
 
-def test_a_wrong_password_stops_the_pass_and_once_fixed_everything_goes_out_once(
-    smtp: SmtpServer,
-    engine: Engine,
-    applied: Path,
-    rally: Callable[..., Any],
-    monkeypatch: pytest.MonkeyPatch,
-    no_retry_wait: None,
-) -> None:
-    creators = a_few(rally)
-    wrong = wrong_password(monkeypatch)
-    generate_for(wrong, engine, creators)
-    start = utcnow()
-
-    report = deliver_email(engine, wrong, now=clock(start))
-
-    assert report.stopped is not None and "login" in report.stopped
-    assert (report.sent, report.dead) == (0, 0)
-    assert smtp.inbox.received == []
-    assert False in smtp.inbox.logins and True not in smtp.inbox.logins
-    assert "failed" not in {row["email_status"] for row in status(engine, wrong).values()}
-
-    fixed = right_password(monkeypatch)
-    first = deliver_email(engine, fixed, now=clock(start + timedelta(minutes=1)))
-
-    assert first.stopped is None and first.errors == []
-    assert (first.sent, first.dead) == (len(creators), 0)
-    assert sorted(smtp.inbox.recipients()) == sorted(c["email"] for c in creators)
-    assert {row["email_status"] for row in status(engine, fixed).values()} == {"sent"}
-
-
-def test_a_login_refusal_is_not_held_against_any_email(
+def test_a_wrong_password_stops_each_pass_costs_no_email_and_once_fixed_all_go_out_once(
     smtp: SmtpServer,
     engine: Engine,
     applied: Path,
@@ -374,14 +344,20 @@ def test_a_login_refusal_is_not_held_against_any_email(
     generate_for(wrong, engine, creators)
     at = utcnow()
     for _ in range(tasks.outbox.MAX_ATTEMPTS + 1):  # hourly passes while the password is wrong
-        assert deliver_email(engine, wrong, now=clock(at)).dead == 0
+        report = deliver_email(engine, wrong, now=clock(at))
+        assert report.stopped is not None and "login" in report.stopped
+        assert (report.sent, report.dead) == (0, 0)
         at += timedelta(hours=1)
+    assert smtp.inbox.received == []
+    assert False in smtp.inbox.logins and True not in smtp.inbox.logins
     assert {row["email_status"] for row in status(engine, wrong).values()} == {"queued"}
 
     fixed = deliver_email(engine, right_password(monkeypatch), now=clock(at))
 
+    assert fixed.stopped is None and fixed.errors == []
     assert (fixed.sent, fixed.dead) == (len(creators), 0)
     assert sorted(smtp.inbox.recipients()) == sorted(c["email"] for c in creators)
+    assert {row["email_status"] for row in status(engine, wrong).values()} == {"sent"}
 
 
 def test_without_smtp_settings_mail_lands_in_the_mailbox_folder_once(
