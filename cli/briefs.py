@@ -158,6 +158,11 @@ def diff_command(
     console.print(f"@{handle.removeprefix('@')}: brief v{diff['from']} -> v{diff['to']}")
     for path, (before, after) in diff["inputs"].items():
         console.print(f"  {path}: {before!r} -> {after!r}", markup=False)
+    if not diff["inputs"]:
+        console.print("  No input changed.")
+    if not diff["markdown_diff"]:
+        console.print("  The text is the same.")
+        return
     console.print()
     for line in diff["markdown_diff"]:
         style = "green" if line.startswith("+") else "red" if line.startswith("-") else None

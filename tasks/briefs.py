@@ -263,7 +263,10 @@ def keep_campaign_inputs(session: Session, run: BriefRun) -> None:
 def full_inputs(session: Session, brief: Brief) -> dict[str, Any]:
     """A brief's inputs whole: its own part with the campaign's part put back."""
     inputs = dict(brief.inputs)
-    kept = session.get(BriefCampaignInputs, inputs.pop("campaign_digest"))
+    digest = inputs.pop("campaign_digest", None)
+    if digest is None:  # kept whole
+        return inputs
+    kept = session.get(BriefCampaignInputs, digest)
     return {"campaign": kept.inputs if kept else {}, **inputs}
 
 
