@@ -7,7 +7,7 @@ transaction and one audit entry each, as the flow's batch task does. The baselin
 same two templates with a plain `jinja2.Environment` and stores nothing. Goal: Rally's rate is
 at least half of bare Jinja's. A second figure renders creators whose names are template
 injections beside plain names: the goal is no slower (within 20%, this machine's noise), since
-user text is only ever data. Each figure is the best of three rounds.
+user text is only ever data. Each figure is the best of several rounds.
 
     .venv/bin/python benchmarks/briefs.py [--creators 10000] [--rounds 3]
 """
@@ -128,6 +128,26 @@ def fresh(scratch: Path, roster: Path, label: str) -> tuple[Engine, BriefRun]:
         return engine, prepare(session, SLUG, public_url=PUBLIC_URL)
 
 
+def injection_rounds(
+    scratch: Path, rosters: dict[str, Path], *, rounds: int, sample: int
+) -> dict[str, list[float]]:
+    """Rendering `sample` creators with plain and with injected names, alternately."""
+    sets = {}
+    for label, roster in rosters.items():
+        engine, run = fresh(scratch, roster, f"render-{label}")
+        sets[label] = (run, plain_contexts(engine, run)[:sample])
+        engine.dispose()
+    times: dict[str, list[float]] = {label: [] for label in sets}
+    for _ in range(rounds):
+        for label, (run, contexts) in sets.items():
+            times[label].append(rally_render(run, contexts))
+    print(
+        f"  rendering {sample:,} creators, best of {rounds}: plain names "
+        f"{min(times['plain']):.2f} s, injected names {min(times['injected']):.2f} s"
+    )
+    return times
+
+
 def measure(scratch: Path, count: int, rounds: int) -> dict[str, Any]:
     """Each figure is the best of `rounds` (the least disturbed by whatever else this machine
     is doing); bare Jinja and Rally alternate, each Rally round on a fresh store."""
@@ -137,24 +157,15 @@ def measure(scratch: Path, count: int, rounds: int) -> dict[str, Any]:
         write_roster(rosters[label], count, injected=label == "injected")
     bare: list[float] = []
     rally: list[float] = []
-    render: dict[str, list[float]] = {"plain": [], "injected": []}
     stored = 0
     for n in range(rounds):
         engine, run = fresh(scratch, rosters["plain"], f"plain{n}")
-        contexts = plain_contexts(engine, run)
-        bare.append(bare_jinja(contexts))
+        bare.append(bare_jinja(plain_contexts(engine, run)))
         seconds, stored = rally_generate(engine, SLUG)
         rally.append(seconds)
-        render["plain"].append(rally_render(run, contexts))
         engine.dispose()
-        engine, run = fresh(scratch, rosters["injected"], f"injected{n}")
-        render["injected"].append(rally_render(run, plain_contexts(engine, run)))
-        engine.dispose()
-        print(
-            f"  round {n + 1}: bare Jinja {bare[-1]:.2f} s, Rally {rally[-1]:.2f} s "
-            f"(rendering plain names {render['plain'][-1]:.2f} s, "
-            f"injected names {render['injected'][-1]:.2f} s)"
-        )
+        print(f"  round {n + 1}: bare Jinja {bare[-1]:.2f} s, Rally {rally[-1]:.2f} s")
+    render = injection_rounds(scratch, rosters, rounds=7, sample=2_000)
     return {
         "rally_briefs_per_s": round(count / min(rally)),
         "bare_jinja_briefs_per_s": round(count / min(bare)),

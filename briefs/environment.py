@@ -1,6 +1,7 @@
 """The sandbox briefs render in: Jinja's immutable sandbox, strict about missing values.
 
-Templates come from the built-in folder and, file by file, from a campaign's own folder.
+Templates (`*.j2` files) come from the built-in folder and, file by file, from a campaign's own
+folder.
 Values (names, captions, campaign text) are only ever data in a context, never template source,
 so `{{ ... }}` inside a creator's name prints as written. A template cannot read files outside
 its folders (symlinks included), reach private attributes, or ask for huge ranges or powers.
@@ -85,6 +86,8 @@ class FolderLoader(FileSystemLoader):
     def get_source(
         self, environment: Environment, template: str
     ) -> tuple[str, str, Callable[[], bool]]:
+        if not template.endswith(".j2"):  # templates only: never `{% include ".env" %}`
+            raise TemplateNotFound(template)
         source, filename, uptodate = super().get_source(environment, template)
         if not Path(filename).resolve().is_relative_to(self.folder):
             raise SecurityError(f"template {template!r} points outside {self.folder}")
@@ -169,7 +172,7 @@ def fingerprint(folders: list[Path]) -> str:
     """A hash of the templates in effect: each name from the first folder that has it."""
     effective: dict[str, Path] = {}
     for folder in reversed(folders):
-        for path in folder.rglob("*"):
+        for path in folder.rglob("*.j2"):
             if path.is_file():
                 effective[path.relative_to(folder).as_posix()] = path
     digest = hashlib.sha256()

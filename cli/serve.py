@@ -14,8 +14,10 @@ def tick() -> None:
     from tasks.brief_mail import deliver_email, send_reminders
 
     settings, engine = store()
-    reminders = send_reminders(engine, settings, now=utcnow())
-    email = deliver_email(engine, settings, now=utcnow)
+    try:
+        reminders = send_reminders(engine, settings, now=utcnow())
+    finally:  # whatever happened to the reminders, what is queued still goes out
+        email = deliver_email(engine, settings, now=utcnow)
     if reminders or email.sent or email.errors:
         console.print(
             f"{utcnow():%H:%M:%S} {reminders} reminder(s) queued; email: {email.sent} sent, "

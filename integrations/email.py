@@ -7,6 +7,7 @@ recognisably the same message, and the mailbox folder writes it to the same file
 
 import contextlib
 import hashlib
+import ipaddress
 import os
 import smtplib
 import ssl
@@ -92,6 +93,11 @@ class SmtpSender:
 
     def _connect(self) -> smtplib.SMTP:
         where = f"SMTP server {self.host}:{self.port}"
+        if self.username and self.security == "none" and not _loopback(self.host):
+            raise UnavailableError(
+                f"refusing to send the SMTP password unencrypted to {self.host}: "
+                "set RALLY_SMTP_SECURITY to starttls or ssl"
+            )
         try:
             if self.security == "ssl":
                 smtp: smtplib.SMTP = smtplib.SMTP_SSL(
@@ -140,6 +146,15 @@ class SmtpSender:
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _by_code(code: int, text: bytes | str) -> Exception:

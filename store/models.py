@@ -390,6 +390,7 @@ class OutboxStatus(StrEnum):
     PENDING = "pending"
     SENT = "sent"
     DEAD = "dead"
+    CANCELLED = "cancelled"  # withdrawn before it was sent (a newer message replaced it)
 
 
 class OutboxMessage(SQLModel, table=True):

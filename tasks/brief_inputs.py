@@ -10,6 +10,7 @@ import hashlib
 import json
 from collections.abc import Sequence
 from datetime import date, datetime, time, timedelta
+from functools import lru_cache, partial
 from typing import Any, Protocol
 from urllib.parse import quote_plus
 from zoneinfo import ZoneInfo
@@ -158,6 +159,7 @@ class CreatorParts:
         }
         self._tier_context = {k: as_context(v, "creator.tier") for k, v in self.tiers.items()}
         self._links: dict[str, tuple[str, str]] = {}
+        self._money = lru_cache(maxsize=256)(partial(money, currency=spec.budget.currency))
 
     def _tracking_url(self, platform: str, handle: str) -> str:
         """`tracking_url`, with the campaign's part of the URL built once per platform."""
@@ -175,7 +177,7 @@ class CreatorParts:
             "greeting": row.name.split()[0] if row.name else f"@{row.handle}",
             "email": row.email,
             "segment": self.segments[row.segment or ""],
-            "attributes": row.attributes,
+            "attributes": dict(sorted(row.attributes.items())),  # one order, one hash
         }
         if row.name:
             part["name"] = row.name
@@ -185,7 +187,7 @@ class CreatorParts:
         if rate is None and tier:
             rate = round(tier.rate * 100)
         if rate is not None:
-            part["compensation"] = money(rate, self.spec.budget.currency)
+            part["compensation"] = self._money(rate)
         tracking = {
             "url": self._tracking_url(row.platform, row.handle),
             "short_link": f"{self.public_url}/t/{row.tracking_code}",
@@ -211,8 +213,9 @@ def canonical(value: Any) -> str:
 
 
 def inputs_hash(campaign_digest: str, creator: dict[str, Any], templates: str) -> str:
-    """The hash of a brief's inputs; the campaign's part is hashed once per run."""
-    body = f"{campaign_digest}\0{templates}\0{canonical(creator)}"
+    """The hash of a brief's inputs; the campaign's part is hashed once per run. The creator's
+    part is built in one fixed key order (attributes sorted), so it needs no sorting here."""
+    body = f"{campaign_digest}\0{templates}\0{json.dumps(creator, ensure_ascii=False)}"
     return hashlib.sha256(body.encode()).hexdigest()
 
 

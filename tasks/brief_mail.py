@@ -8,14 +8,17 @@ outbox like every other side effect.
 
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from email.errors import HeaderParseError
 from typing import Any
 
 from sqlalchemy import Engine, insert, update
 from sqlmodel import Session, col, select
 
 from config.campaign import CampaignSpec
+from config.errors import RallyError
 from config.settings import Settings
 from integrations.email import build_message, sender_for
+from integrations.errors import PermanentError
 from store.audit import Change, record
 from store.bulk import with_defaults
 from store.db import transaction
@@ -23,6 +26,7 @@ from store.models import Brief, Campaign, Creator, OutboxMessage, RosterMember, 
 from tasks.brief_inputs import as_context
 from tasks.briefs import (
     REMINDER_TEMPLATES,
+    RENDER_ERRORS,
     campaign_templates,
     email_payload,
     full_inputs,
@@ -64,28 +68,28 @@ def on_sent(session: Session, message: OutboxMessage, at: datetime) -> None:
 
 
 def _set_reminder(session: Session, campaign: Campaign, brief: Brief, sent_at: datetime) -> None:
+    """One reminder per brief version, `reminder_after_days` after its email went out."""
     days = CampaignSpec.model_validate(campaign.spec).brief.reminder_after_days
     if not days or brief.acknowledged_at is not None:
         return
     exists = session.exec(
         select(Timer.id).where(
-            Timer.kind == REMINDER,
-            Timer.entity_type == "roster_member",
-            Timer.entity_id == str(brief.member_id),
+            Timer.kind == REMINDER, Timer.entity_type == "brief", Timer.entity_id == str(brief.id)
         )
     ).first()
     if exists is None:
         row = {
             "kind": REMINDER,
-            "entity_type": "roster_member",
-            "entity_id": str(brief.member_id),
+            "entity_type": "brief",
+            "entity_id": str(brief.id),
             "due_at": sent_at + timedelta(days=days),
         }
         session.execute(insert(Timer.__table__), [with_defaults(Timer, row)])  # type: ignore[attr-defined]
 
 
 def queue_due_reminders(session: Session, *, now: datetime, public_url: str) -> int:
-    """Fire due reminder timers: queue a reminder for each creator who has not acknowledged."""
+    """Fire due reminder timers: queue a reminder for each brief not yet acknowledged. Each
+    timer's outcome (queued, acknowledged, superseded, or why it failed) is kept on it."""
     timers = list(
         session.exec(
             select(Timer)
@@ -94,37 +98,45 @@ def queue_due_reminders(session: Session, *, now: datetime, public_url: str) -> 
             .limit(500)
         )
     )
-    latest = latest_briefs(session, [int(t.entity_id) for t in timers])
+    briefs = {
+        str(b.id): b
+        for b in session.exec(
+            select(Brief).where(col(Brief.id).in_([int(t.entity_id) for t in timers]))
+        )
+    }
+    latest = latest_briefs(session, list({b.member_id for b in briefs.values()}))
     messages: list[dict[str, Any]] = []
-    templates: dict[int, Any] = {}
     for timer in timers:
         timer.fired_at = now
-        brief = latest.get(int(timer.entity_id))
+        brief = briefs.get(timer.entity_id)
         if brief is None or brief.acknowledged_at is not None:
             timer.payload = {"outcome": "acknowledged before the reminder"}
-            continue
-        campaign = session.get(Campaign, brief.campaign_id)
-        assert campaign is not None
-        if campaign.id not in templates:
-            spec = CampaignSpec.model_validate(campaign.spec)
-            templates[brief.campaign_id] = campaign_templates(campaign, spec)
-        inputs = full_inputs(session, brief)
-        context = {key: as_context(value, key) for key, value in inputs.items()}
-        payload = email_payload(
-            templates[brief.campaign_id], REMINDER_TEMPLATES, context, brief, public_url=public_url
-        )
-        timer.payload = {"outcome": "reminder queued", "brief_version": brief.version}
-        messages.append(
-            {
-                "channel": "email",
-                "destination": "creator",
-                "idempotency_key": f"brief-reminder:{brief.member_id}",
-                "subject_type": "brief_reminder",
-                "subject_id": str(brief.id),
-                "payload": payload,
-            }
-        )
+        elif latest[brief.member_id].id != brief.id:
+            timer.payload = {"outcome": "a newer version replaced this brief"}
+        else:
+            try:
+                messages.append(_reminder(session, brief, public_url))
+                timer.payload = {"outcome": "reminder queued"}
+            except (*RENDER_ERRORS, RallyError) as exc:
+                timer.payload = {"outcome": "failed", "error": f"{type(exc).__name__}: {exc}"}
     return enqueue(session, messages)
+
+
+def _reminder(session: Session, brief: Brief, public_url: str) -> dict[str, Any]:
+    campaign = session.get(Campaign, brief.campaign_id)
+    assert campaign is not None
+    templates = campaign_templates(campaign, CampaignSpec.model_validate(campaign.spec))
+    inputs = full_inputs(session, brief)
+    context = {key: as_context(value, key) for key, value in inputs.items()}
+    payload = email_payload(templates, REMINDER_TEMPLATES, context, brief, public_url=public_url)
+    return {
+        "channel": "email",
+        "destination": "creator",
+        "idempotency_key": f"brief-reminder:{brief.id}",
+        "subject_type": "brief_reminder",
+        "subject_id": str(brief.id),
+        "payload": payload,
+    }
 
 
 def deliver_email(
@@ -134,9 +146,12 @@ def deliver_email(
     with sender_for(settings) as sender:
 
         def deliver(message: OutboxMessage) -> str:
-            email = build_message(
-                message.payload, sender=settings.mail_from, key=message.idempotency_key
-            )
+            try:
+                email = build_message(
+                    message.payload, sender=settings.mail_from, key=message.idempotency_key
+                )
+            except (ValueError, TypeError, KeyError, HeaderParseError) as exc:
+                raise PermanentError(f"cannot make an email of it: {exc}") from None
             return sender.send(email)
 
         return drain(

@@ -7,7 +7,7 @@ field and skipped; everyone else's brief is still made.
 
 import secrets
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from store.models import (
     Campaign,
     Creator,
     OutboxMessage,
+    OutboxStatus,
     RosterMember,
     RosterStatus,
 )
@@ -42,7 +43,7 @@ from tasks.brief_inputs import (
     inputs_hash,
 )
 from tasks.campaigns import BUILTIN, get_campaign, spec_changes
-from tasks.outbox import enqueue
+from tasks.outbox import cancel, enqueue
 
 BRIEF_TEMPLATES = ("brief.md.j2", "brief.html.j2")
 EMAIL_TEMPLATES = ("email_subject.txt.j2", "email.txt.j2", "email.html.j2")
@@ -77,8 +78,13 @@ def campaign_templates(campaign: Campaign, spec: CampaignSpec) -> BriefTemplates
     """The campaign's templates, checked: its folder (relative to its file) over the defaults."""
     folder: Path | None = None
     if spec.brief.template != BUILTIN:
-        base = Path(campaign.source_path).parent if campaign.source_path else Path.cwd()
+        base = (Path(campaign.source_path).parent if campaign.source_path else Path.cwd()).resolve()
         folder = (base / spec.brief.template).resolve()
+        if not folder.is_relative_to(base) or folder == base:
+            raise RallyError(
+                f"campaign {campaign.slug}: brief.template must be a folder inside {base} "
+                f"(got {spec.brief.template!r})"
+            )
         if not folder.is_dir():
             raise RallyError(
                 f"campaign {campaign.slug}: brief.template: no such folder {folder} "
@@ -204,7 +210,7 @@ def generate_batch(
         try:
             markdown = run.templates.render("brief.md.j2", context)
             page = run.templates.render("brief.html.j2", context)
-        except (TemplateError, ArithmeticError, TypeError, ValueError) as exc:
+        except RENDER_ERRORS as exc:
             report.failed.append(_problem(handle, exc))
             continue
         inputs = {"campaign_digest": run.campaign_digest, **part, "templates": run.fingerprint}
@@ -243,7 +249,8 @@ def generate_batch(
             [Change(actor, "briefs.generated", "campaign", run.campaign.slug, summary, details)],
         )
     if send:
-        report.queued = queue_emails(session, run, member_ids, contexts)
+        report.queued, problems = queue_emails(session, run, member_ids, contexts)
+        report.failed += problems
     return report
 
 
@@ -316,10 +323,14 @@ def email_payload(
     }
 
 
+RENDER_ERRORS = (TemplateError, ArithmeticError, TypeError, ValueError)
+
+
 def queue_emails(
     session: Session, run: BriefRun, member_ids: Sequence[int], contexts: dict[int, dict[str, Any]]
-) -> int:
-    """Queue the email of each member's newest brief, unless that brief was queued before."""
+) -> tuple[int, list[BriefProblem]]:
+    """Queue the email of each member's newest brief, unless that brief was queued before; an
+    older version's email still waiting to go is withdrawn, so no creator gets stale terms."""
     latest = latest_briefs(session, member_ids)
     keys = {f"brief:{b.id}:email": b for b in latest.values() if b.member_id in contexts}
     already = set(
@@ -329,22 +340,52 @@ def queue_emails(
             )
         )
     )
-    messages = [
-        {
-            "channel": "email",
-            "destination": "creator",
-            "idempotency_key": key,
-            "subject_type": "brief",
-            "subject_id": str(brief.id),
-            "payload": email_payload(
-                run.templates,
-                EMAIL_TEMPLATES,
-                contexts[brief.member_id],
-                brief,
-                public_url=run.public_url,
-            ),
-        }
-        for key, brief in keys.items()
-        if key not in already
-    ]
-    return enqueue(session, messages)
+    messages, problems, queued_ids = [], [], []
+    for key, brief in keys.items():
+        if key in already:
+            continue
+        context = contexts[brief.member_id]
+        try:
+            payload = email_payload(
+                run.templates, EMAIL_TEMPLATES, context, brief, public_url=run.public_url
+            )
+        except RENDER_ERRORS as exc:
+            problem = _problem(context["creator"]["handle"], exc)
+            problems.append(replace(problem, message=f"email: {problem.message}"))
+            continue
+        messages.append(
+            {
+                "channel": "email",
+                "destination": "creator",
+                "idempotency_key": key,
+                "subject_type": "brief",
+                "subject_id": str(brief.id),
+                "payload": payload,
+            }
+        )
+        queued_ids.append(brief.id or 0)
+    queued = enqueue(session, messages)
+    _withdraw_older(session, queued_ids)
+    return queued, problems
+
+
+def _withdraw_older(session: Session, brief_ids: list[int]) -> None:
+    """Cancel the pending emails and reminders of earlier versions of these briefs."""
+    if not brief_ids:
+        return
+    newest = select(Brief.member_id, Brief.version).where(col(Brief.id).in_(brief_ids)).subquery()
+    older = select(Brief.id).join(
+        newest,
+        (col(Brief.member_id) == newest.c.member_id) & (col(Brief.version) < newest.c.version),
+    )
+    older_ids = [str(i) for i in session.exec(older)]
+    if not older_ids:
+        return
+    pending = session.exec(
+        select(OutboxMessage.id).where(
+            col(OutboxMessage.subject_type).in_(("brief", "brief_reminder")),
+            col(OutboxMessage.subject_id).in_(older_ids),
+            OutboxMessage.status == OutboxStatus.PENDING,
+        )
+    )
+    cancel(session, [i for i in pending if i is not None], "replaced by a newer version")

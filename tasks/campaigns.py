@@ -35,7 +35,13 @@ def check_references(spec: CampaignSpec, base: Path, *, file: str) -> None:
         if value is None or value == BUILTIN:
             continue
         target = (base / value).resolve()
-        if not (target.is_dir() if kind == "folder" else target.is_file()):
+        if kind == "folder" and (
+            target == base.resolve() or not target.is_relative_to(base.resolve())
+        ):
+            problems.append(
+                (path, f"must be a folder inside the campaign's folder (got {value!r})")
+            )
+        elif not (target.is_dir() if kind == "folder" else target.is_file()):
             problems.append((path, f"no such {kind}: {value} (looked in {target.parent})"))
     if problems:
         raise CampaignFileError(file, problems)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, insert, or_, update
+from sqlalchemy import Engine, and_, insert, or_, update
 from sqlmodel import Session, col, select
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 from tenacity.wait import wait_base
@@ -127,13 +127,49 @@ def drain(
         if not rows:
             break
         tried += len(rows)
-        for index, row in enumerate(rows):
-            outcome = _deliver_one(engine, row, deliver, on_sent, now, wait)
-            report.add(outcome)
-            if outcome.stopped:
-                _release(engine, [r.id for r in rows[index:] if r.id is not None])
-                return report
+        report.add(
+            deliver_claimed(engine, rows, deliver=deliver, on_sent=on_sent, now=now, wait=wait)
+        )
+        if report.stopped:
+            break
     return report
+
+
+def deliver_claimed(
+    engine: Engine,
+    rows: list[OutboxMessage],
+    *,
+    deliver: Deliver,
+    on_sent: OnSent,
+    now: Callable[[], datetime],
+    wait: wait_base | None = None,
+) -> DrainReport:
+    """Deliver messages this drain claimed, one by one, each only while its lease holds."""
+    report = DrainReport()
+    for index, row in enumerate(rows):
+        outcome = _deliver_one(engine, row, deliver, on_sent, now, wait)
+        report.add(outcome)
+        if outcome.stopped:
+            _release(engine, rows[index:])
+            break
+    return report
+
+
+def _held(row: OutboxMessage) -> Any:
+    """The row, still pending and still under the lease this drain took (`locked_until` is the
+    lease's token): another drain that took the row over after the lease ran out has changed it."""
+    return and_(
+        col(OutboxMessage.id) == row.id,
+        col(OutboxMessage.status) == OutboxStatus.PENDING,
+        col(OutboxMessage.locked_until) == row.locked_until,
+    )
+
+
+def _update_held(engine: Engine, row: OutboxMessage, **values: Any) -> bool:
+    postgres = engine.dialect.name == "postgresql"
+    with transaction(engine, write=not postgres) as session:
+        result = session.execute(update(OutboxMessage).where(_held(row)).values(**values))
+        return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
 def _deliver_one(
@@ -144,6 +180,12 @@ def _deliver_one(
     now: Callable[[], datetime],
     wait: wait_base | None,
 ) -> DrainReport:
+    # Renew the lease right before sending: a message whose lease ran out while earlier ones
+    # were slow to send may have been taken by another drain, and then this one leaves it.
+    lease = now() + LEASE
+    if not _update_held(engine, row, locked_until=lease):
+        return DrainReport()
+    row.locked_until = lease
     retrying = Retrying(
         retry=retry_if_exception(_worth_retrying_now),
         stop=stop_after_attempt(3),
@@ -168,9 +210,9 @@ def _deliver_one(
         )
     with transaction(engine) as session:
         at = now()
-        session.execute(
+        done = session.execute(
             update(OutboxMessage)
-            .where(col(OutboxMessage.id) == row.id)
+            .where(_held(row))
             .values(
                 status=OutboxStatus.SENT,
                 sent_at=at,
@@ -180,7 +222,8 @@ def _deliver_one(
                 last_error=None,
             )
         )
-        on_sent(session, row, at)
+        if done.rowcount:  # type: ignore[attr-defined]
+            on_sent(session, row, at)
     return DrainReport(sent=1)
 
 
@@ -195,17 +238,22 @@ def _fail(engine: Engine, row: OutboxMessage, error: str, at: datetime, *, dead:
         values["status"] = OutboxStatus.DEAD
     else:
         values["available_at"] = at + retry_delay(attempts)
-    with transaction(engine) as session:
-        session.execute(
-            update(OutboxMessage).where(col(OutboxMessage.id) == row.id).values(**values)
-        )
+    _update_held(engine, row, **values)
 
 
-def _release(engine: Engine, ids: list[int]) -> None:
-    if ids:
-        with transaction(engine) as session:
-            session.execute(
-                update(OutboxMessage)
-                .where(col(OutboxMessage.id).in_(ids))
-                .values(locked_until=None)
-            )
+def _release(engine: Engine, rows: list[OutboxMessage]) -> None:
+    for row in rows:
+        _update_held(engine, row, locked_until=None)
+
+
+def cancel(session: Session, ids: Sequence[int], reason: str) -> int:
+    """Withdraw pending messages (a newer one replaces them); one being sent right now is left
+    to its drain, which finds the message no longer pending only if it has not sent it yet."""
+    if not ids:
+        return 0
+    result = session.execute(
+        update(OutboxMessage)
+        .where(col(OutboxMessage.id).in_(ids), col(OutboxMessage.status) == OutboxStatus.PENDING)
+        .values(status=OutboxStatus.CANCELLED, last_error=reason, locked_until=None)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]

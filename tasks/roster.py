@@ -9,6 +9,8 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
+from email.errors import HeaderParseError
+from email.headerregistry import Address
 from pathlib import Path
 
 from config.campaign import CampaignSpec
@@ -83,6 +85,17 @@ def _cents(text: str) -> int:
     return int(number.to_integral_value())
 
 
+def _sendable(email: str) -> bool:
+    """A plain ASCII address with a dotted domain, as the email adapter will accept it."""
+    if not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", email):
+        return False
+    try:
+        Address(addr_spec=email)
+    except (ValueError, HeaderParseError):
+        return False
+    return True
+
+
 def _parse_row(
     number: int, raw: Mapping[str, str], spec: CampaignSpec, segments: list[str]
 ) -> tuple[RosterRow | None, list[RowProblem]]:
@@ -109,8 +122,8 @@ def _parse_row(
     email = values.get("email", "")
     if not email:
         bad("email", "required")
-    elif not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", email):
-        bad("email", f"not an email address (got {email!r})")
+    elif not _sendable(email):
+        bad("email", f"not an email address Rally can send to (got {email!r})")
     segment = values.get("segment") or None
     if segment not in segments:
         bad(

@@ -131,8 +131,8 @@ def test_three_bad_rows_are_named_and_every_other_row_is_imported(
     assert run.code == 1
     assert "47 added, 0 updated, 0 unchanged, 3 row problem(s):" in run.out
     assert (
-        "roster.csv: row 6 (@sofi.on.campus): email: not an email address (got 'not-an-email')"
-        in run.out
+        "roster.csv: row 6 (@sofi.on.campus): email: "
+        "not an email address Rally can send to (got 'not-an-email')" in run.out
     )
     assert (
         "roster.csv: row 11 (@liamoconnor.mp4): segment: "

@@ -2,6 +2,7 @@
 silently wrong (a missing value names the creator and field; user text stays data)."""
 
 import json
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,9 @@ from sqlmodel import col, select
 
 from config.errors import RallyError
 from store.db import transaction
-from store.models import AuditEvent, Brief
+from store.models import AuditEvent, Brief, OutboxMessage, Timer
+from store.types import utcnow
+from tasks.brief_mail import deliver_email, send_reminders
 from tests.conftest import SLUG
 from tests.helpers import generate
 
@@ -236,3 +239,67 @@ def test_templates_cannot_reach_outside_their_folder_or_into_python(
     (folder / "brief.md.j2").write_text("{% if %}")
     with pytest.raises(RallyError, match=r"brief\.md\.j2:1: "):
         generate(settings, engine, SLUG)
+
+
+def test_a_template_folder_must_sit_with_the_campaign(rally, applied):
+    edit(applied / "campaign.yaml", "template: default", "template: ..")
+    run = rally("campaign", "apply", applied / "campaign.yaml")
+    assert run.code == 1
+    assert "brief.template: must be a folder inside the campaign's folder (got '..')" in run.err
+
+
+def test_an_email_that_cannot_render_spares_the_brief_and_the_other_emails(
+    settings, engine, rally, example
+):
+    folder = example / "brief-templates"
+    folder.mkdir()
+    (folder / "email_subject.txt.j2").write_text("{{ creator.name }}, your brief")
+    edit(example / "campaign.yaml", "template: default", "template: brief-templates")
+    edit(example / "roster.csv", "Maya Thompson", "")
+    assert rally("campaign", "apply", example / "campaign.yaml").code == 0
+    report = generate(settings, engine, SLUG, send=True)
+    assert (report.rendered, report.queued) == (50, 49)
+    (problem,) = report.failed
+    assert (problem.handle, problem.field) == ("maya.votes.pa", "creator.name")
+    assert problem.message.startswith("email: creator.name is missing")
+    status = {r["handle"]: r for r in json.loads(rally("briefs", "status", SLUG, "--json").out)}
+    assert status["maya.votes.pa"]["version"] == 1
+    assert status["maya.votes.pa"]["email_status"] == "not queued"
+
+
+def test_a_newer_version_withdraws_the_older_email_still_waiting(settings, engine, rally, applied):
+    generate(settings, engine, SLUG, send=True, handles=["maya.votes.pa"])  # not delivered yet
+    edit(applied / "campaign.yaml", "your first vote in May counts.", "your vote counts.")
+    assert rally("campaign", "apply", applied / "campaign.yaml").code == 0
+    generate(settings, engine, SLUG, send=True, handles=["maya.votes.pa"])
+    report = deliver_email(engine, settings, now=utcnow)
+    assert report.sent == 1
+    (mail,) = settings.mailbox.glob("*.eml")
+    assert "Updated brief" in mail.read_text() and "your vote counts." in mail.read_text()
+    with transaction(engine, write=False) as session:
+        statuses = sorted(session.exec(select(OutboxMessage.status)))
+    assert statuses == ["cancelled", "sent"]
+
+
+def test_a_reminder_that_cannot_render_is_recorded_and_the_others_go(
+    settings, engine, rally, example
+):
+    folder = example / "brief-templates"
+    folder.mkdir()
+    (folder / "reminder_subject.txt.j2").write_text("{{ creator.name }}, a reminder")
+    edit(example / "campaign.yaml", "template: default", "template: brief-templates")
+    edit(example / "roster.csv", "Maya Thompson", "")
+    assert rally("campaign", "apply", example / "campaign.yaml").code == 0
+    generate(settings, engine, SLUG, send=True)
+    start = utcnow()
+    assert deliver_email(engine, settings, now=lambda: start).sent == 50
+
+    due = start + timedelta(days=3, minutes=1)
+    assert send_reminders(engine, settings, now=due) == 49
+    assert deliver_email(engine, settings, now=lambda: due).sent == 49
+    with transaction(engine, write=False) as session:
+        outcomes = [t.payload for t in session.exec(select(Timer))]
+    failed = [o for o in outcomes if o["outcome"] == "failed"]
+    assert len(outcomes) == 50 and len(failed) == 1
+    assert "creator.name" in failed[0]["error"]
+    assert send_reminders(engine, settings, now=due + timedelta(days=1)) == 0

@@ -70,7 +70,9 @@ def test_values_are_read_the_way_people_write_them(spec: CampaignSpec) -> None:
         ({"handle": ""}, "handle", "required"),
         ({"handle": "has space"}, "handle", "must be 2-30 letters"),
         ({"platform": "myspace"}, "platform", "must be one of tiktok"),
-        ({"email": "maya@"}, "email", "not an email address (got 'maya@')"),
+        ({"email": "maya@"}, "email", "not an email address Rally can send to (got 'maya@')"),
+        ({"email": "maya,jo@example.org"}, "email", "not an email address Rally can send to"),
+        ({"email": "maya..t@example.org"}, "email", "not an email address Rally can send to"),
         ({"email": ""}, "email", "required"),
         ({"followers": "lots"}, "followers", "must be a whole number"),
         ({"followers": "-5"}, "followers", "must be a whole number"),
@@ -105,7 +107,10 @@ def test_each_bad_field_is_named_and_the_other_rows_are_kept(
 def test_a_row_with_several_bad_fields_reports_each(spec: CampaignSpec) -> None:
     _, problems = parse_roster([row(email="nope", segment="", followers="x")], spec)
     assert [p.field for p in problems] == ["email", "segment", "followers"]
-    assert str(problems[0]) == "row 2 (@maya.votes): email: not an email address (got 'nope')"
+    assert (
+        str(problems[0])
+        == "row 2 (@maya.votes): email: not an email address Rally can send to (got 'nope')"
+    )
 
 
 def test_a_creator_listed_twice_is_reported_at_the_repeat(spec: CampaignSpec) -> None:
