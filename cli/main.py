@@ -5,7 +5,7 @@ import traceback
 
 import typer
 
-from cli import audit, briefs, campaign, creators, db, serve
+from cli import audit, briefs, campaign, creatives, creators, db, review, serve
 from config.errors import RallyError
 
 app = typer.Typer(
@@ -18,6 +18,8 @@ app = typer.Typer(
 app.add_typer(campaign.app, name="campaign")
 app.add_typer(creators.app, name="creators")
 app.add_typer(briefs.app, name="briefs")
+app.add_typer(creatives.app, name="creatives")
+app.add_typer(review.app, name="review")
 app.add_typer(audit.app, name="audit")
 app.add_typer(db.app, name="db")
 app.command("serve")(serve.serve_command)

@@ -56,6 +56,12 @@ def _hashtag(value: str) -> str:
     return value
 
 
+def _email(value: str) -> str:
+    if not re.fullmatch(r"[^@\s,;<>]+@[^@\s,;<>]+\.[^@\s,;<>]+", value):
+        raise ValueError("must be an email address")
+    return value.lower()
+
+
 def _length(value: str) -> str:
     if not re.fullmatch(r"\d+(-\d+)?\s*s", value):
         raise ValueError("must be seconds such as '15-30s' or '60s'")
@@ -63,6 +69,7 @@ def _length(value: str) -> str:
 
 
 Rate = Annotated[float, AfterValidator(_rate)]
+Email = Annotated[str, AfterValidator(_email)]
 Money = Annotated[float, Field(ge=0)]
 Share = Annotated[float, Field(ge=0, le=1)]
 Slug = Annotated[str, AfterValidator(_slug)]
@@ -207,6 +214,7 @@ class CampaignSpec(Model):
     brief: BriefSpec
     tracking: Tracking
     policy: Text = "default"
+    approvers: dict[Identifier, list[Email]] = {}  # approver group -> its members' emails
     followups: Text = "default"
     destinations: list[Destination] = [Destination(name="export", type="csv")]
     roster: str | None = None

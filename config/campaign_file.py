@@ -150,7 +150,7 @@ def parse_campaign(data: Any, *, file: str) -> CampaignSpec:
     try:
         spec = CampaignSpec.model_validate(data)
     except ValidationError as exc:
-        raise CampaignFileError(file, [_describe(e) for e in exc.errors()]) from None
+        raise CampaignFileError(file, validation_problems(exc)) from None
     problems = _cross_checks(spec)
     if problems:
         raise CampaignFileError(file, problems)
@@ -172,8 +172,8 @@ def _loader() -> type:
     return CampaignLoader
 
 
-def load_campaign(path: Path) -> CampaignSpec:
-    """Read and validate a `campaign.yaml`; names in errors are the path as given."""
+def read_yaml(path: Path) -> Any:
+    """A YAML file's data; an unreadable or malformed file is one clear `CampaignFileError`."""
     file = str(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -190,4 +190,14 @@ def load_campaign(path: Path) -> CampaignSpec:
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise CampaignFileError(file, [("", f"{where}not valid YAML: {problem}")]) from None
-    return parse_campaign(data, file=file)
+    return data
+
+
+def validation_problems(exc: ValidationError) -> list[tuple[str, str]]:
+    """A pydantic error as (field path, message) pairs, worded as campaign files are."""
+    return [_describe(e) for e in exc.errors()]
+
+
+def load_campaign(path: Path) -> CampaignSpec:
+    """Read and validate a `campaign.yaml`; names in errors are the path as given."""
+    return parse_campaign(read_yaml(path), file=str(path))

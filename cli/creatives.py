@@ -1,0 +1,107 @@
+"""`rally creatives`: submit drafts for review, record posts, print the chain of custody."""
+
+from typing import Any
+
+import typer
+
+from cli.common import JSON_OPTION, console, print_json, store
+from store.db import transaction
+from store.types import utcnow
+from tasks.creatives import Submission, posted, submit
+from tasks.review_views import history
+
+app = typer.Typer(
+    help="Creatives: submit a draft (checked, then routed to review), record its post.",
+    no_args_is_help=True,
+)
+
+
+@app.command("submit")
+def submit_command(
+    slug: str,
+    handle: str,
+    caption: str = typer.Option(..., "--caption", help="The caption, as it will be posted."),
+    script: str = typer.Option("", "--script", help="Script or transcript."),
+    video: str | None = typer.Option(None, "--video", help="Link to the video file or draft."),
+    duration: float | None = typer.Option(None, "--duration", help="Length in seconds."),
+    paid: bool = typer.Option(False, "--paid", help="A paid placement or boosted post."),
+    ai: bool = typer.Option(False, "--ai", help="Contains AI-generated or altered media."),
+    creative: int | None = typer.Option(None, "--creative", help="Resubmit this creative."),
+    title: str | None = typer.Option(None, "--title", help="A name for a new creative."),
+    by: str | None = typer.Option(None, "--by", help="Who submits (default: the creator)."),
+    json_output: bool = JSON_OPTION,
+) -> None:
+    """Submit a draft: the policy checks it, then it goes to review or back to the creator."""
+    _, engine = store()
+    draft = Submission(caption, script, video, duration, paid, ai, title)
+    with transaction(engine) as session:
+        result = submit(
+            session,
+            slug=slug,
+            handle=handle,
+            submission=draft,
+            submitted_by=by or f"creator:@{handle.removeprefix('@')}",
+            now=utcnow(),
+            creative_id=creative,
+        )
+    report: dict[str, Any] = {
+        "creative": result.creative_id,
+        "version": result.version,
+        "outcome": "changes_requested" if result.blocked else "in_review",
+        "tiers": result.tiers,
+        "policy_version": result.policy_version,
+        "findings": [vars(f) for f in result.findings],
+    }
+    if json_output:
+        print_json(report)
+        return
+    where = (
+        "sent back to the creator" if result.blocked else "in review: " + " -> ".join(result.tiers)
+    )
+    console.print(f"Creative {result.creative_id} version {result.version}: {where}.")
+    for f in result.findings:
+        mark = "ok  " if f.passed else ("BLOCK" if f.severity == "block" else "warn")
+        console.print(f"  {mark:5} {f.rule_id}: {f.message}", markup=False)
+
+
+@app.command("posted")
+def posted_command(creative: int, url: str) -> None:
+    """Record where a creative was posted (flagged if it was not approved)."""
+    settings, engine = store()
+    with transaction(engine) as session:
+        approved = posted(
+            session, creative_id=creative, url=url, actor=settings.actor, now=utcnow()
+        )
+    if approved:
+        console.print(f"Creative {creative} posted at {url}.")
+    else:
+        console.print(f"Creative {creative} was posted BEFORE APPROVAL; recorded and flagged.")
+        raise typer.Exit(1)
+
+
+@app.command("history")
+def history_command(creative: int, json_output: bool = JSON_OPTION) -> None:
+    """The chain of custody: brief, every draft, findings, decisions, post."""
+    _, engine = store()
+    with transaction(engine, write=False) as session:
+        chain = history(session, creative)
+    if json_output:
+        print_json(chain)
+        return
+    console.print(f"Creative {chain['creative']} ({chain['title']}): {chain['status']}")
+    for v in chain["versions"]:
+        brief = f"brief v{v['brief_version']}" if v["brief_version"] else "no brief"
+        console.print(
+            f"  v{v['version']} by {v['submitted_by']} ({brief}): {v['status']}", markup=False
+        )
+        for f in v["findings"]:
+            if not f["passed"]:
+                console.print(f"    {f['severity']} {f['rule']}: {f['message']}", markup=False)
+        for r in v["reviews"]:
+            who = f" by {r['decided_by']}" if r["decided_by"] else ""
+            console.print(f"    {r['tier']}: {r['status']}{who}", markup=False)
+    if chain["posted_url"]:
+        console.print(f"  posted {chain['posted_at']} at {chain['posted_url']}", markup=False)
+    console.print("Audit log:")
+    for e in chain["audit"]:
+        console.print(f"  #{e['seq']} {e['at'][:19]} {e['actor']}: {e['summary']}", markup=False)

@@ -1,0 +1,117 @@
+"""`rally review`: the review queue and an approver's decisions."""
+
+import typer
+
+from cli.common import JSON_OPTION, console, print_json, store
+from config.errors import RallyError
+from store.db import transaction
+from store.models import Campaign, Creative, CreativeDraft, ReviewTask
+from store.types import utcnow
+from tasks.creatives import policy_for
+from tasks.review import decide
+from tasks.review_views import review_queue, task_view
+
+app = typer.Typer(help="Review creatives: the queue, one task, decisions.", no_args_is_help=True)
+AS = typer.Option(..., "--as", help="Your email, as listed in the campaign's approvers.")
+NOTE = typer.Option("", "--note", help="What must change, or anything unchecked and why.")
+
+
+@app.command("queue")
+def queue_command(
+    tier: str | None = typer.Option(None, "--tier", help="Only this tier."),
+    overdue: bool = typer.Option(False, "--overdue", help="Only tasks past their deadline."),
+    approver: str | None = typer.Option(None, "--as", help="Only tasks this approver may decide."),
+    json_output: bool = JSON_OPTION,
+) -> None:
+    """Open review tasks, overdue first."""
+    _, engine = store()
+    with transaction(engine, write=False) as session:
+        rows = review_queue(session, approver=approver, tier=tier, overdue=overdue, now=utcnow())
+    if json_output:
+        print_json(rows)
+        return
+    if not rows:
+        console.print("No review tasks waiting.")
+    for r in rows:
+        late = "OVERDUE " if r["overdue"] else ""
+        console.print(
+            f"{late}task {r['task']}: {r['tier']} of creative {r['creative']} v{r['version']} "
+            f"({r['campaign']}), due {r['due_at'][:16]}",
+            markup=False,
+        )
+
+
+@app.command("show")
+def show_command(task: int, json_output: bool = JSON_OPTION) -> None:
+    """A review task: the draft, its findings with the rules' explanations, the checklist."""
+    _, engine = store()
+    with transaction(engine, write=False) as session:
+        data = task_view(session, task)
+    if json_output:
+        print_json(data)
+        return
+    t = data["task"]
+    console.print(
+        f"Task {task}: {t['tier']} review of creative {data['creative']} v{data['version']} "
+        f"({t['status']})"
+    )
+    console.print(f"Caption: {data['caption']}", markup=False)
+    for f in data["findings"]:
+        mark = "ok" if f["passed"] else f["severity"]
+        console.print(f"  [{mark}] {f['rule']}: {f['message']}", markup=False)
+    console.print("Checklist: " + ", ".join(i["id"] for i in data["checklist"]))
+
+
+def _decide(task: int, decision: str, approver: str, note: str, unchecked: list[str]) -> None:
+    _, engine = store()
+    with transaction(engine) as session:
+        row = session.get(ReviewTask, task)
+        draft = session.get(CreativeDraft, row.draft_id) if row else None
+        creative = session.get(Creative, draft.creative_id) if draft else None
+        campaign = session.get(Campaign, creative.campaign_id) if creative else None
+        if campaign is None:
+            raise RallyError(f"no review task {task}")
+        policy = policy_for(campaign)
+        checklist = {i.id: i.id not in unchecked for i in policy.spec.checklist}
+        result = decide(
+            session,
+            task_id=task,
+            decision=decision,
+            approver=approver,
+            now=utcnow(),
+            note=note,
+            checklist=checklist,
+            policy=policy,
+        )
+    if not result.applied:
+        console.print(f"Task {task} already had this decision; nothing changed.")
+    elif result.next_tier:
+        console.print(f"Task {task}: approved; the {result.next_tier} review is open now.")
+    else:
+        creative = result.creative
+        console.print(
+            f"Task {task}: {result.task.status}; creative {creative.id} is {creative.status}."
+        )
+
+
+@app.command("approve")
+def approve_command(
+    task: int,
+    approver: str = AS,
+    note: str = NOTE,
+    unchecked: list[str] = typer.Option([], "--unchecked", help="A checklist item not confirmed."),
+) -> None:
+    """Approve: the next tier opens, or the creative is approved for posting."""
+    _decide(task, "approve", approver, note, unchecked)
+
+
+@app.command("request-changes")
+def request_changes_command(task: int, approver: str = AS, note: str = NOTE) -> None:
+    """Send the draft back with notes; the next version starts at the first tier."""
+    _decide(task, "request_changes", approver, note, [])
+
+
+@app.command("reject")
+def reject_command(task: int, approver: str = AS, note: str = NOTE) -> None:
+    """Reject the creative for good."""
+    _decide(task, "reject", approver, note, [])

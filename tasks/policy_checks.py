@@ -1,0 +1,154 @@
+"""The automated checks a policy's rules name, run on every draft before any human sees it.
+
+Each check takes the draft's facts and the rule's parameters and returns whether it passed and
+a message a creator can act on. `evaluate` runs the rules that apply to a draft.
+"""
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from config.policy import Policy, Rule
+
+HASHTAG = re.compile(r"#\w+")
+
+
+@dataclass(frozen=True)
+class DraftFacts:
+    """Everything the checks need to know about one draft and its context."""
+
+    caption: str
+    script: str
+    duration_seconds: float | None
+    paid: bool
+    ai_generated: bool
+    sponsored: bool  # the creator is paid for this content
+    political: bool
+    platform: str
+    committee_name: str | None
+    tracking_markers: tuple[str, ...]  # the creator's short link code, promo code, UTM handle
+    deliverable_length: str  # "15-30s"
+
+
+@dataclass(frozen=True)
+class Finding:
+    rule_id: str
+    severity: str
+    passed: bool
+    message: str
+
+
+def _lower(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+def disclosure(d: DraftFacts, params: dict[str, Any]) -> tuple[bool, str]:
+    caption = d.caption.lower()
+    found = [(caption.find(m.lower()), m) for m in params.get("markers", ["#ad"])]
+    found = [(at, m) for at, m in found if at >= 0 and _whole(caption, at, m)]
+    if not found:
+        return False, "no sponsorship disclosure: start the caption with #ad or #sponsored"
+    at, marker = min(found)
+    before = len(HASHTAG.findall(d.caption[:at]))
+    if before > params.get("max_hashtags_before", 2) or at > params.get("within_characters", 150):
+        return False, f"{marker} is buried ({before} hashtags before it): move it to the start"
+    return True, f"{marker} is up front"
+
+
+def _whole(text: str, at: int, marker: str) -> bool:
+    """`#ad` must not match inside `#adventure`."""
+    end = at + len(marker)
+    return end >= len(text) or not (text[end].isalnum() or text[end] == "_")
+
+
+def paid_for_by(d: DraftFacts, params: dict[str, Any]) -> tuple[bool, str]:
+    committee = d.committee_name or ""
+    if f"paid for by {committee.lower()}" in _lower(d.caption):
+        return True, f'"Paid for by {committee}" is in the caption'
+    return False, f'the caption must say "Paid for by {committee}"'
+
+
+def platform_ban(d: DraftFacts, params: dict[str, Any]) -> tuple[bool, str]:
+    return False, (
+        f"{d.platform} does not allow paid political ads or paid political branded content: "
+        "post it organically (not as a paid placement), or choose another platform"
+    )
+
+
+def prohibited_claims(d: DraftFacts, params: dict[str, Any]) -> tuple[bool, str]:
+    text = _lower(f"{d.caption} {d.script}")
+    hits = [p for p in params.get("phrases", []) if p.lower() in text]
+    hits += [m.group(0) for p in params.get("patterns", []) if (m := re.search(p, text))]
+    if hits:
+        return False, "prohibited claim: " + "; ".join(f'"{h}"' for h in hits)
+    return True, "no prohibited claims"
+
+
+def synthetic_label(d: DraftFacts, params: dict[str, Any]) -> tuple[bool, str]:
+    caption = d.caption.lower()
+    if any(m.lower() in caption for m in params.get("markers", ["#aigenerated"])):
+        return True, "AI-generated media is labelled"
+    return False, "AI-generated media needs a label: turn on the AI label or add #AIgenerated"
+
+
+def tracking_link(d: DraftFacts, params: dict[str, Any]) -> tuple[bool, str]:
+    text = f"{d.caption} {d.script}".lower()
+    if any(marker.lower() in text for marker in d.tracking_markers if marker):
+        return True, "points to the creator's own link or code"
+    return False, "mention your own link or promo code, so the campaign credits your results"
+
+
+def caption_limits(d: DraftFacts, params: dict[str, Any]) -> tuple[bool, str]:
+    length, tags = len(d.caption), len(HASHTAG.findall(d.caption))
+    most_chars, most_tags = params.get("max_characters", 2200), params.get("max_hashtags", 8)
+    if length > most_chars:
+        return False, f"caption is {length} characters; the limit is {most_chars}"
+    if tags > most_tags:
+        return False, f"{tags} hashtags; use at most {most_tags}"
+    return True, f"{length} characters, {tags} hashtags"
+
+
+def duration(d: DraftFacts, params: dict[str, Any]) -> tuple[bool, str]:
+    low, _, high = d.deliverable_length.rstrip("s ").partition("-")
+    shortest, longest = float(low), float(high or low)
+    if d.duration_seconds is None:
+        return False, f"give the video's duration (the brief asks for {d.deliverable_length})"
+    if not shortest <= d.duration_seconds <= longest:
+        return False, f"{d.duration_seconds:g} s is outside the brief's {d.deliverable_length}"
+    return True, f"{d.duration_seconds:g} s is within {d.deliverable_length}"
+
+
+CHECKS: dict[str, Callable[[DraftFacts, dict[str, Any]], tuple[bool, str]]] = {
+    "disclosure": disclosure,
+    "paid_for_by": paid_for_by,
+    "platform_ban": platform_ban,
+    "prohibited_claims": prohibited_claims,
+    "synthetic_label": synthetic_label,
+    "tracking_link": tracking_link,
+    "caption_limits": caption_limits,
+    "duration": duration,
+}
+
+
+def applies(rule: Rule, d: DraftFacts) -> bool:
+    when = rule.when
+    facts = {
+        "paid": d.paid,
+        "political": d.political,
+        "sponsored": d.sponsored,
+        "ai_generated": d.ai_generated,
+    }
+    if any(getattr(when, k) is not None and getattr(when, k) != v for k, v in facts.items()):
+        return False
+    return when.platforms is None or d.platform in when.platforms
+
+
+def evaluate(policy: Policy, d: DraftFacts) -> list[Finding]:
+    """The findings of every rule that applies to the draft, in the policy's order."""
+    findings = []
+    for rule in policy.spec.rules:
+        if applies(rule, d):
+            passed, message = CHECKS[rule.check](d, rule.params)
+            findings.append(Finding(rule.id, rule.severity, passed, message))
+    return findings

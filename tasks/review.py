@@ -1,0 +1,397 @@
+"""Human review of creatives: routing a checked draft to the policy's tiers, the decisions
+approvers make, and the deadlines (reminder, then escalation; never approval by timeout).
+
+A review is a state machine in the store: each tier of a draft is a `ReviewTask` that waits,
+opens, and is decided. A decision takes effect in the caller's transaction: the next tier's
+task opens, its timers are set and its approvers' emails are queued, all at once.
+"""
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from config.campaign import CampaignSpec
+from config.errors import RallyError
+from config.policy import Policy, TierSpec
+from store.audit import Change, record
+from store.models import (
+    Campaign,
+    Creative,
+    CreativeDraft,
+    CreativeStatus,
+    Creator,
+    ReviewStatus,
+    ReviewTask,
+    RosterMember,
+    Timer,
+)
+from tasks.outbox import enqueue
+from tasks.policy_checks import DraftFacts, Finding
+
+REMINDER, ESCALATION = "review.reminder", "review.escalation"
+DECISIONS = {
+    "approve": ReviewStatus.APPROVED,
+    "request_changes": ReviewStatus.CHANGES_REQUESTED,
+    "reject": ReviewStatus.REJECTED,
+}
+
+
+class ReviewRefused(RallyError):
+    """A decision Rally will not record, with the reason the approver needs."""
+
+
+def in_sample(policy: Policy, key: str, rate: float) -> bool:
+    """A reproducible draw: the same creative under the same policy is always in or out."""
+    digest = hashlib.sha256(f"{policy.version}:{key}".encode()).hexdigest()
+    return int(digest[:8], 16) / 0x1_0000_0000 < rate
+
+
+def route(policy: Policy, facts: DraftFacts, findings: list[Finding], key: str) -> list[TierSpec]:
+    """The tiers this draft goes through, in the policy's order."""
+    warned = any(not f.passed and f.severity == "warn" for f in findings)
+    flags = {
+        "always": True,
+        "paid": facts.paid,
+        "political": facts.political,
+        "sponsored": facts.sponsored,
+        "ai_generated": facts.ai_generated,
+        "warning": warned,
+    }
+    return [
+        tier
+        for tier in policy.spec.tiers
+        if any(flags.get(reason, False) for reason in tier.when)
+        or ("sample" in tier.when and in_sample(policy, key, tier.sample_rate))
+    ]
+
+
+def group_members(spec: CampaignSpec, group: str | None) -> list[str]:
+    return list(spec.approvers.get(group or "", []))
+
+
+def open_task(
+    session: Session, task: ReviewTask, tier: TierSpec, spec: CampaignSpec, *, now: datetime
+) -> None:
+    """Open a tier's task: its deadline, its reminder and escalation timers, its emails."""
+    task.status = ReviewStatus.OPEN
+    task.due_at = now + timedelta(hours=tier.deadline_hours)
+    session.add(task)
+    session.flush()
+    reminder_at = task.due_at - timedelta(hours=tier.reminder_before_hours)
+    for kind, due in ((REMINDER, reminder_at), (ESCALATION, task.due_at)):
+        if kind == REMINDER and (tier.reminder_before_hours == 0 or reminder_at <= now):
+            continue
+        session.add(Timer(kind=kind, entity_type="review_task", entity_id=str(task.id), due_at=due))
+    notify(
+        session,
+        group_members(spec, tier.group),
+        key=f"review:{task.id}:assigned",
+        subject=f"Review needed: {tier.name} of creative {task.draft_id}",
+        text=(
+            f"A draft waits for your {tier.name.lower()}, due {task.due_at:%Y-%m-%d %H:%M} UTC.\n"
+            f"Review it with: rally review show {task.id}\n"
+        ),
+    )
+
+
+def notify(session: Session, to: list[str], *, key: str, subject: str, text: str) -> int:
+    """Queue one plain email per recipient through the outbox (idempotent per key)."""
+    return enqueue(
+        session,
+        [
+            {
+                "channel": "email",
+                "destination": "reviewer",
+                "idempotency_key": f"{key}:{address}",
+                "subject_type": "review",
+                "subject_id": key,
+                "payload": {"to": address, "subject": subject, "text": text, "html": ""},
+            }
+            for address in to
+        ],
+    )
+
+
+@dataclass
+class Decision:
+    task: ReviewTask
+    creative: Creative
+    applied: bool  # False when the same decision had already been recorded
+    next_tier: str | None = None
+
+
+def _context(session: Session, task: ReviewTask) -> tuple[CreativeDraft, Creative, CampaignSpec]:
+    draft = session.get(CreativeDraft, task.draft_id)
+    assert draft is not None
+    creative = session.get(Creative, draft.creative_id)
+    assert creative is not None
+    campaign = session.get(Campaign, creative.campaign_id)
+    assert campaign is not None
+    return draft, creative, CampaignSpec.model_validate(campaign.spec)
+
+
+def _check_may_decide(
+    task: ReviewTask, draft: CreativeDraft, creative: Creative, spec: CampaignSpec, **ask: Any
+) -> None:
+    approver, version = ask["approver"], ask["version"]
+    allowed = group_members(spec, task.approver_group)
+    if task.escalated_to:
+        allowed += group_members(spec, task.escalated_to)
+    if approver not in allowed:
+        raise ReviewRefused(
+            f"{approver} is not in the {task.approver_group} group, which decides task {task.id}"
+        )
+    if approver == draft.submitted_by.lower():
+        raise ReviewRefused(f"{approver} submitted this draft: someone else must review it")
+    current = creative.current_version
+    if draft.version != current:
+        raise ReviewRefused(
+            f"task {task.id} is for version {draft.version} of creative {creative.id}, which is "
+            f"outdated: version {current} was submitted since; review that one"
+        )
+    if version is not None and version != draft.version:
+        raise ReviewRefused(
+            f"version {version} is not the one in review: task {task.id} is for version "
+            f"{draft.version} of creative {creative.id}"
+        )
+    if task.status == ReviewStatus.WAITING:
+        raise ReviewRefused(f"task {task.id} waits for an earlier tier to approve first")
+
+
+def decide(
+    session: Session,
+    *,
+    task_id: int,
+    decision: str,
+    approver: str,
+    now: datetime,
+    note: str = "",
+    checklist: dict[str, bool] | None = None,
+    version: int | None = None,
+    policy: Policy,
+) -> Decision:
+    """Record an approver's decision and advance the creative; refusals say why."""
+    task = session.get(ReviewTask, task_id)
+    if task is None:
+        raise ReviewRefused(f"no review task {task_id}")
+    draft, creative, spec = _context(session, task)
+    approver = approver.strip().lower()
+    wanted = DECISIONS[decision]
+    if task.status not in (ReviewStatus.OPEN, ReviewStatus.WAITING):
+        if task.status == wanted and task.decided_by == approver:
+            return Decision(task, creative, applied=False)
+        if task.status == ReviewStatus.CANCELLED or draft.version != creative.current_version:
+            raise ReviewRefused(
+                f"task {task.id} is for an outdated version of creative {creative.id}: "
+                f"review version {creative.current_version} instead"
+            )
+        raise ReviewRefused(
+            f"task {task.id} was already decided: {task.status} by {task.decided_by}"
+        )
+    _check_may_decide(task, draft, creative, spec, approver=approver, version=version)
+    checklist = checklist or {}
+    unchecked = [i.id for i in policy.spec.checklist if not checklist.get(i.id)]
+    if decision == "approve" and unchecked and not note.strip():
+        raise ReviewRefused(
+            f"confirm the checklist ({', '.join(unchecked)}) or say in a note why not"
+        )
+    if decision != "approve" and not note.strip():
+        raise ReviewRefused("say what must change (or why it is rejected) in a note")
+    task.status, task.decided_by, task.decided_at = wanted, approver, now
+    task.note, task.checklist = note.strip() or None, checklist
+    _close_timers(session, task, now)
+    result = Decision(task, creative, applied=True)
+    if decision == "approve":
+        result.next_tier = _advance(session, draft, creative, spec, policy, now=now)
+    else:
+        _stop(session, draft, creative, wanted, now=now)
+    if result.next_tier is None:
+        _tell_creator(session, creative, draft, task)
+    summary = (
+        f"{task.tier} review of creative {creative.id} v{draft.version}: "
+        f"{wanted.value.replace('_', ' ')} by {approver}"
+    )
+    details = {
+        "tier": task.tier,
+        "version": draft.version,
+        "note": task.note,
+        "checklist": checklist,
+        "policy_version": policy.version,
+        "next_tier": result.next_tier,
+    }
+    record(
+        session,
+        [Change(approver, f"review.{wanted.value}", "review_task", task.id or 0, summary, details)],
+    )
+    return result
+
+
+def _tell_creator(
+    session: Session, creative: Creative, draft: CreativeDraft, task: ReviewTask
+) -> None:
+    """The creator hears the outcome: cleared to post, changes wanted (with the notes), or no."""
+    member = session.get(RosterMember, creative.member_id)
+    creator = session.get(Creator, member.creator_id) if member else None
+    if creator is None or not creator.email:
+        return
+    said = {
+        ReviewStatus.APPROVED: ("is approved: you may post it as submitted", ""),
+        ReviewStatus.CHANGES_REQUESTED: (
+            "needs changes",
+            "Submit a new version with these changes.",
+        ),
+        ReviewStatus.REJECTED: ("was not approved and will not run", ""),
+    }[ReviewStatus(task.status)]
+    note = f"\nNotes from the {task.tier} review:\n{task.note}\n" if task.note else ""
+    notify(
+        session,
+        [creator.email],
+        key=f"draft:{draft.id}:{task.status}",
+        subject=f"Your draft (creative {creative.id}, version {draft.version}) {said[0]}",
+        text=f"Hi @{creator.handle},{note}\n{said[1]}\n",
+    )
+
+
+def _advance(
+    session: Session,
+    draft: CreativeDraft,
+    creative: Creative,
+    spec: CampaignSpec,
+    policy: Policy,
+    *,
+    now: datetime,
+) -> str | None:
+    waiting = session.exec(
+        select(ReviewTask)
+        .where(ReviewTask.draft_id == draft.id, ReviewTask.status == ReviewStatus.WAITING)
+        .order_by(col(ReviewTask.position))
+    ).first()
+    if waiting is not None:
+        tier = next(t for t in policy.spec.tiers if t.id == waiting.tier)
+        open_task(session, waiting, tier, spec, now=now)
+        return waiting.tier
+    draft.status = creative.status = CreativeStatus.APPROVED
+    creative.updated_at = now
+    session.add_all([draft, creative])
+    return None
+
+
+def _stop(
+    session: Session,
+    draft: CreativeDraft,
+    creative: Creative,
+    outcome: ReviewStatus,
+    *,
+    now: datetime,
+) -> None:
+    """A change request or rejection: the rest of this draft's tiers will not be needed."""
+    status = (
+        CreativeStatus.REJECTED
+        if outcome == ReviewStatus.REJECTED
+        else CreativeStatus.CHANGES_REQUESTED
+    )
+    draft.status = creative.status = status
+    creative.updated_at = now
+    session.add_all([draft, creative])
+    cancel_tasks(session, draft.id or 0, now=now)
+
+
+def cancel_tasks(session: Session, draft_id: int, *, now: datetime) -> None:
+    for task in session.exec(
+        select(ReviewTask).where(
+            ReviewTask.draft_id == draft_id,
+            col(ReviewTask.status).in_((ReviewStatus.OPEN, ReviewStatus.WAITING)),
+        )
+    ):
+        task.status = ReviewStatus.CANCELLED
+        session.add(task)
+        _close_timers(session, task, now)
+
+
+def _close_timers(session: Session, task: ReviewTask, now: datetime) -> None:
+    for timer in session.exec(
+        select(Timer).where(
+            Timer.entity_type == "review_task",
+            Timer.entity_id == str(task.id),
+            col(Timer.fired_at).is_(None),
+        )
+    ):
+        timer.fired_at, timer.payload = now, {"outcome": f"task {task.status}"}
+        session.add(timer)
+
+
+def fire_review_timers(session: Session, *, now: datetime, policy_for: Any) -> dict[str, int]:
+    """Due reminders and escalations. An overdue task is escalated to its backup group and
+    stays open: no tier ever approves by timeout."""
+    done = {"reminded": 0, "escalated": 0}
+    timers = session.exec(
+        select(Timer)
+        .where(
+            col(Timer.kind).in_((REMINDER, ESCALATION)),
+            col(Timer.fired_at).is_(None),
+            col(Timer.due_at) <= now,
+        )
+        .order_by(col(Timer.due_at))
+        .limit(500)
+    ).all()
+    for timer in timers:
+        timer.fired_at = now
+        session.add(timer)
+        task = session.get(ReviewTask, int(timer.entity_id))
+        if task is None or task.status != ReviewStatus.OPEN:
+            timer.payload = {"outcome": "decided before it was due"}
+            continue
+        _, _, spec = _context(session, task)
+        due = f"{task.due_at:%Y-%m-%d %H:%M} UTC"
+        if timer.kind == REMINDER:
+            task.reminded_at = now
+            notify(
+                session,
+                group_members(spec, task.approver_group),
+                key=f"review:{task.id}:reminder",
+                subject=f"Reminder: review task {task.id} is due {due}",
+                text=f"Review it with: rally review show {task.id}\n",
+            )
+            done["reminded"] += 1
+        else:
+            _escalate(session, task, spec, policy_for(task), now=now)
+            done["escalated"] += 1
+        timer.payload = {"outcome": timer.kind.split(".")[1] + " sent"}
+    return done
+
+
+def _escalate(
+    session: Session, task: ReviewTask, spec: CampaignSpec, policy: Policy, *, now: datetime
+) -> None:
+    tier = next((t for t in policy.spec.tiers if t.id == task.tier), None)
+    backup = tier.backup_group if tier else None
+    task.escalated_at, task.escalated_to = now, backup
+    session.add(task)
+    notify(
+        session,
+        group_members(spec, backup) + group_members(spec, task.approver_group),
+        key=f"review:{task.id}:escalated",
+        subject=f"Overdue: review task {task.id} ({task.tier}) is escalated",
+        text=(
+            f"Task {task.id} passed its deadline without a decision. The creative stays blocked "
+            f"until someone in {task.approver_group} or {backup or 'no backup group'} decides.\n"
+            f"Review it with: rally review show {task.id}\n"
+        ),
+    )
+    summary = f"{task.tier} review task {task.id} overdue: escalated to {backup or 'nobody'}"
+    record(
+        session,
+        [
+            Change(
+                "rally",
+                "review.escalated",
+                "review_task",
+                task.id or 0,
+                summary,
+                {"backup_group": backup},
+            )
+        ],
+    )

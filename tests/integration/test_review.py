@@ -1,0 +1,206 @@
+"""Tiered review as approvers and creators live it: routing, decisions and refusals, deadlines on
+a clock the test controls, change requests and new versions, and the chain of custody."""
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlmodel import col, select
+
+from store.db import transaction
+from store.models import OutboxMessage, ReviewTask
+from tasks.campaigns import get_campaign
+from tasks.creatives import Submission, policy_for, submit
+from tasks.review import ReviewRefused, decide, fire_review_timers
+from tests.conftest import SLUG
+
+T0 = datetime(2027, 2, 15, 14, 0, tzinfo=UTC)
+DANA = "dana.okafor@keystoneyouthvote.example.org"  # internal
+LI = "li.chen@keystoneyouthvote.example.org"  # internal
+COUNSEL = "counsel@keystoneyouthvote.example.org"  # legal
+OUTSIDE = "outside.counsel@lawfirm.example.com"  # legal's backup
+GOOD = "#ad Paid for by Keystone Youth Vote Fund. Register in two minutes, code MAYAVOTESPA"
+
+
+def send(engine, caption=GOOD, *, creative=None, by="creator:@maya.votes.pa", at=T0, **extra):
+    with transaction(engine) as session:
+        return submit(
+            session,
+            slug=SLUG,
+            handle="maya.votes.pa",
+            submission=Submission(caption, duration_seconds=extra.pop("duration", 20), **extra),
+            submitted_by=by,
+            now=at,
+            creative_id=creative,
+        )
+
+
+def open_tasks(engine) -> list[ReviewTask]:
+    with transaction(engine, write=False) as session:
+        return list(
+            session.exec(
+                select(ReviewTask).where(ReviewTask.status == "open").order_by(col(ReviewTask.id))
+            )
+        )
+
+
+def rule(engine, task_id, decision, who, *, at=T0, note="", version=None, checked=True):
+    with transaction(engine) as session:
+        policy = policy_for(get_campaign(session, SLUG))
+        checklist = {i.id: checked for i in policy.spec.checklist}
+        return decide(
+            session,
+            task_id=task_id,
+            decision=decision,
+            approver=who,
+            now=at,
+            note=note,
+            checklist=checklist,
+            version=version,
+            policy=policy,
+        )
+
+
+def emails_to(engine, address: str) -> list[str]:
+    with transaction(engine, write=False) as session:
+        rows = session.exec(select(OutboxMessage).where(OutboxMessage.channel == "email"))
+        return [m.payload["subject"] for m in rows if m.payload["to"] == address]
+
+
+def test_a_blocking_finding_goes_straight_back_to_the_creator(engine, applied):
+    result = send(engine, "Register today! #FirstVotePA")
+    assert result.blocked and result.tiers == []
+    assert open_tasks(engine) == []  # no reviewer's time taken
+    failed = {f.rule_id for f in result.findings if not f.passed}
+    assert {"sponsorship_disclosure", "paid_for_by"} <= failed
+    (subject,) = emails_to(engine, "maya.thompson@example.org")
+    assert "needs changes" in subject
+
+
+def test_internal_then_legal_approve_and_the_creative_is_cleared(engine, applied, rally):
+    result = send(engine)
+    assert result.tiers == ["internal", "legal"] and not result.blocked
+    (internal,) = open_tasks(engine)
+    assert internal.due_at == T0 + timedelta(hours=24)
+    assert emails_to(engine, DANA) and emails_to(engine, LI)  # the whole group is told
+    step = rule(engine, internal.id, "approve", DANA)
+    assert step.next_tier == "legal"
+    (legal,) = open_tasks(engine)
+    assert legal.tier == "legal" and emails_to(engine, COUNSEL)
+    done = rule(engine, legal.id, "approve", COUNSEL)
+    assert done.next_tier is None and done.creative.status == "approved"
+
+    posted = rally("creatives", "posted", result.creative_id, "https://tiktok.com/@maya/video/1")
+    assert posted.code == 0
+    chain = json.loads(rally("creatives", "history", result.creative_id, "--json").out)
+    summaries = [e["summary"] for e in chain["audit"]]
+    assert "submitted creative" in summaries[0] and "approved by " + DANA in summaries[1]
+    assert (
+        "approved by " + COUNSEL in summaries[2] and "posted at https://tiktok.com" in summaries[3]
+    )
+    assert chain["versions"][0]["brief_version"] is None  # no brief was generated in this test
+
+
+def test_the_four_refusals(engine, applied):
+    send(engine, by=DANA)  # staff submitted on the creator's behalf
+    (task,) = open_tasks(engine)
+    with pytest.raises(ReviewRefused, match="is not in the internal group"):
+        rule(engine, task.id, "approve", COUNSEL)
+    with pytest.raises(ReviewRefused, match="submitted this draft: someone else must review it"):
+        rule(engine, task.id, "approve", DANA)
+    with pytest.raises(ReviewRefused, match="version 2 is not the one in review"):
+        rule(engine, task.id, "approve", LI, version=2)
+    first = rule(engine, task.id, "approve", LI)
+    again = rule(engine, task.id, "approve", LI)  # the same decision sent twice
+    assert first.applied and not again.applied
+    assert len(open_tasks(engine)) == 1  # legal opened once, not twice
+    with pytest.raises(ReviewRefused, match="already decided: approved by " + LI):
+        rule(engine, task.id, "reject", LI, note="changed my mind")
+
+
+def test_approval_needs_the_checklist_or_a_reason_and_changes_need_notes(engine, applied):
+    send(engine)
+    (task,) = open_tasks(engine)
+    with pytest.raises(ReviewRefused, match="confirm the checklist"):
+        rule(engine, task.id, "approve", DANA, checked=False)
+    with pytest.raises(ReviewRefused, match="say what must change"):
+        rule(engine, task.id, "request_changes", DANA)
+    assert rule(engine, task.id, "approve", DANA, checked=False, note="no KPI yet, fine").applied
+
+
+def test_a_change_request_then_a_new_version_starts_again_at_the_first_tier(engine, applied):
+    first = send(engine)
+    (internal,) = open_tasks(engine)
+    rule(engine, internal.id, "approve", DANA)
+    (legal,) = open_tasks(engine)
+    back = rule(engine, legal.id, "request_changes", COUNSEL, note="Say 'by May 3' precisely")
+    assert back.creative.status == "changes_requested" and open_tasks(engine) == []
+    assert any("needs changes" in s for s in emails_to(engine, "maya.thompson@example.org"))
+
+    second = send(
+        engine, GOOD + " by May 3", creative=first.creative_id, at=T0 + timedelta(hours=2)
+    )
+    assert (second.creative_id, second.version) == (first.creative_id, 2)
+    (fresh,) = open_tasks(engine)
+    assert fresh.tier == "internal"
+    with pytest.raises(ReviewRefused, match="outdated"):  # a decision on version 1 is refused
+        rule(engine, legal.id, "approve", COUNSEL)
+
+
+def test_deadlines_remind_then_escalate_and_never_approve(engine, applied):
+    send(engine)
+    (internal,) = open_tasks(engine)
+    rule(engine, internal.id, "approve", DANA)
+    (legal,) = open_tasks(engine)
+
+    def tick(at):
+        with transaction(engine) as session:
+            campaign = get_campaign(session, SLUG)
+            policy = policy_for(campaign)
+            return fire_review_timers(session, now=at, policy_for=lambda _task: policy)
+
+    assert tick(T0 + timedelta(hours=19)) == {"reminded": 0, "escalated": 0}
+    assert tick(T0 + timedelta(hours=20, minutes=1)) == {"reminded": 1, "escalated": 0}
+    assert tick(T0 + timedelta(hours=24, minutes=1)) == {"reminded": 0, "escalated": 1}
+    assert tick(T0 + timedelta(days=30)) == {"reminded": 0, "escalated": 0}
+    (still,) = open_tasks(engine)
+    assert still.id == legal.id and still.escalated_to == "legal_backup"  # blocked, not approved
+    assert any("escalated" in s for s in emails_to(engine, OUTSIDE))
+    done = rule(engine, legal.id, "approve", OUTSIDE, at=T0 + timedelta(days=30))
+    assert done.creative.status == "approved"
+
+
+def test_posting_before_approval_is_recorded_and_flagged(engine, applied, rally):
+    result = send(engine)
+    run = rally("creatives", "posted", result.creative_id, "https://tiktok.com/@maya/video/9")
+    assert run.code == 1 and "BEFORE APPROVAL" in run.out
+    chain = json.loads(rally("creatives", "history", result.creative_id, "--json").out)
+    assert chain["status"] == "in_review" and chain["posted_url"].endswith("/9")
+    assert "BEFORE APPROVAL" in chain["audit"][-1]["summary"]
+
+
+def test_the_cli_queue_show_and_decide(engine, applied, rally):
+    submitted = rally(
+        "creatives",
+        "submit",
+        SLUG,
+        "maya.votes.pa",
+        "--caption",
+        GOOD,
+        "--duration",
+        "20",
+        "--json",
+    )
+    assert submitted.code == 0, submitted.err
+    assert json.loads(submitted.out)["tiers"] == ["internal", "legal"]
+    queue = json.loads(rally("review", "queue", "--as", DANA, "--json").out)
+    assert [t["tier"] for t in queue] == ["internal"]
+    assert json.loads(rally("review", "queue", "--as", COUNSEL, "--json").out) == []
+    task = queue[0]["task"]
+    shown = json.loads(rally("review", "show", task, "--json").out)
+    assert {f["rule"] for f in shown["findings"]} >= {"sponsorship_disclosure", "paid_for_by"}
+    assert all(f["explanation"] for f in shown["findings"])
+    refused = rally("review", "approve", task, "--as", COUNSEL)
+    assert refused.code == 1 and "is not in the internal group" in refused.err
+    ok = rally("review", "approve", task, "--as", DANA)
+    assert ok.code == 0 and "the legal review is open now" in ok.out
