@@ -12,11 +12,13 @@ def tick() -> None:
     """Fire due timers (brief reminders) and deliver what the outbox holds."""
     from store.types import utcnow
     from tasks.brief_mail import deliver_email, send_reminders
+    from tasks.review_sweep import sweep_reviews
 
     settings, engine = store()
     try:
         reminders = send_reminders(engine, settings, now=utcnow())
-    finally:  # whatever happened to the reminders, what is queued still goes out
+        sweep_reviews(engine, now=utcnow())
+    finally:  # whatever happened to the timers, what is queued still goes out
         email = deliver_email(engine, settings, now=utcnow)
     if reminders or email.sent or email.errors:
         console.print(

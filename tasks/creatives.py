@@ -58,6 +58,7 @@ class Submitted:
     blocked: bool
     tiers: list[str] = field(default_factory=list)
     policy_version: str = ""
+    open_task: int | None = None  # the first tier's task, now open
 
 
 def _member(session: Session, campaign: Campaign, handle: str) -> tuple[RosterMember, Creator]:
@@ -196,6 +197,7 @@ def submit(
         session.add_all(tasks)
         session.flush()
         open_task(session, tasks[0], tiers[0], spec, now=now)
+        result.open_task = tasks[0].id
     session.add_all([draft, creative])
     _audit_submission(session, campaign, creator, draft, creative, result, submitted_by)
     return result

@@ -324,9 +324,9 @@ def _close_timers(session: Session, task: ReviewTask, now: datetime) -> None:
 
 
 def fire_review_timers(session: Session, *, now: datetime, policy_for: Any) -> dict[str, int]:
-    """Due reminders and escalations. An overdue task is escalated to its backup group and
-    stays open: no tier ever approves by timeout."""
-    done = {"reminded": 0, "escalated": 0}
+    """Up to 500 due reminders and escalations (`closed`: timers whose task was decided). An
+    overdue task is escalated to its backup group and stays open: no tier approves by timeout."""
+    done = {"reminded": 0, "escalated": 0, "closed": 0}
     timers = session.exec(
         select(Timer)
         .where(
@@ -343,6 +343,7 @@ def fire_review_timers(session: Session, *, now: datetime, policy_for: Any) -> d
         task = session.get(ReviewTask, int(timer.entity_id))
         if task is None or task.status != ReviewStatus.OPEN:
             timer.payload = {"outcome": "decided before it was due"}
+            done["closed"] += 1
             continue
         _, _, spec = _context(session, task)
         due = f"{task.due_at:%Y-%m-%d %H:%M} UTC"

@@ -11,7 +11,8 @@ from store.db import transaction
 from store.models import OutboxMessage, ReviewTask
 from tasks.campaigns import get_campaign
 from tasks.creatives import Submission, policy_for, submit
-from tasks.review import ReviewRefused, decide, fire_review_timers
+from tasks.review import ReviewRefused, decide
+from tasks.review_sweep import sweep_reviews
 from tests.conftest import SLUG
 
 T0 = datetime(2027, 2, 15, 14, 0, tzinfo=UTC)
@@ -154,15 +155,12 @@ def test_deadlines_remind_then_escalate_and_never_approve(engine, applied):
     (legal,) = open_tasks(engine)
 
     def tick(at):
-        with transaction(engine) as session:
-            campaign = get_campaign(session, SLUG)
-            policy = policy_for(campaign)
-            return fire_review_timers(session, now=at, policy_for=lambda _task: policy)
+        return sweep_reviews(engine, now=at)  # what `rally serve` and the sweep flow run
 
-    assert tick(T0 + timedelta(hours=19)) == {"reminded": 0, "escalated": 0}
-    assert tick(T0 + timedelta(hours=20, minutes=1)) == {"reminded": 1, "escalated": 0}
-    assert tick(T0 + timedelta(hours=24, minutes=1)) == {"reminded": 0, "escalated": 1}
-    assert tick(T0 + timedelta(days=30)) == {"reminded": 0, "escalated": 0}
+    assert tick(T0 + timedelta(hours=19)) == {"reminded": 0, "escalated": 0, "closed": 0}
+    assert tick(T0 + timedelta(hours=20, minutes=1)) == {"reminded": 1, "escalated": 0, "closed": 0}
+    assert tick(T0 + timedelta(hours=24, minutes=1)) == {"reminded": 0, "escalated": 1, "closed": 0}
+    assert tick(T0 + timedelta(days=30)) == {"reminded": 0, "escalated": 0, "closed": 0}
     (still,) = open_tasks(engine)
     assert still.id == legal.id and still.escalated_to == "legal_backup"  # blocked, not approved
     assert any("escalated" in s for s in emails_to(engine, OUTSIDE))

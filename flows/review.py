@@ -1,0 +1,31 @@
+"""`review_sweep`: due review reminders and escalations in batches, then the emails they queued.
+
+Submissions are checked and routed when they arrive, and decisions take effect when they are
+made; the sweep only does what time makes due.
+"""
+
+from typing import Any
+
+from prefect import flow, task
+
+from config.settings import get_settings
+from store.db import open_store
+from store.types import utcnow
+from tasks.brief_mail import deliver_email
+from tasks.review_sweep import sweep_reviews
+
+
+@task(name="fire-review-timers")
+def fire_timers() -> dict[str, int]:
+    return sweep_reviews(open_store(get_settings()), now=utcnow())
+
+
+@task(name="deliver-review-email")
+def deliver() -> dict[str, Any]:
+    settings = get_settings()
+    return vars(deliver_email(open_store(settings), settings, now=utcnow))
+
+
+@flow(name="review-sweep")
+def review_sweep() -> dict[str, Any]:
+    return {"timers": fire_timers(), "email": deliver()}
