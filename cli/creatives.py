@@ -32,7 +32,7 @@ def submit_command(
     json_output: bool = JSON_OPTION,
 ) -> None:
     """Submit a draft: the policy checks it, then it goes to review or back to the creator."""
-    _, engine = store()
+    settings, engine = store()
     draft = Submission(caption, script, video, duration, paid, ai, title)
     with transaction(engine) as session:
         result = submit(
@@ -43,6 +43,7 @@ def submit_command(
             submitted_by=by or f"creator:@{handle.removeprefix('@')}",
             now=utcnow(),
             creative_id=creative,
+            public_url=settings.public_url,
         )
     report: dict[str, Any] = {
         "creative": result.creative_id,

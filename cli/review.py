@@ -63,7 +63,7 @@ def show_command(task: int, json_output: bool = JSON_OPTION) -> None:
 
 
 def _decide(task: int, decision: str, approver: str, note: str, unchecked: list[str]) -> None:
-    _, engine = store()
+    settings, engine = store()
     with transaction(engine) as session:
         row = session.get(ReviewTask, task)
         draft = session.get(CreativeDraft, row.draft_id) if row else None
@@ -82,6 +82,7 @@ def _decide(task: int, decision: str, approver: str, note: str, unchecked: list[
             note=note,
             checklist=checklist,
             policy=policy,
+            public_url=settings.public_url,
         )
     if not result.applied:
         console.print(f"Task {task} already had this decision; nothing changed.")

@@ -17,7 +17,7 @@ def tick() -> None:
     settings, engine = store()
     try:
         reminders = send_reminders(engine, settings, now=utcnow())
-        sweep_reviews(engine, now=utcnow())
+        sweep_reviews(engine, now=utcnow(), public_url=settings.public_url)
     finally:  # whatever happened to the timers, what is queued still goes out
         email = deliver_email(engine, settings, now=utcnow)
     if reminders or email.sent or email.errors:

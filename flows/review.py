@@ -17,7 +17,8 @@ from tasks.review_sweep import sweep_reviews
 
 @task(name="fire-review-timers")
 def fire_timers() -> dict[str, int]:
-    return sweep_reviews(open_store(get_settings()), now=utcnow())
+    settings = get_settings()
+    return sweep_reviews(open_store(settings), now=utcnow(), public_url=settings.public_url)
 
 
 @task(name="deliver-review-email")

@@ -280,6 +280,20 @@ class ReviewTask(SQLModel, table=True):
     created_at: datetime = _created()
 
 
+class ApproverCredential(SQLModel, table=True):
+    """How an approver proves who they are: a single-use sign-in link sent by email, the web
+    session it opens, or an API token. Only a hash of the secret is kept."""
+
+    __tablename__ = "approver_credentials"
+
+    secret_hash: str = Field(primary_key=True, max_length=64)
+    email: str = Field(index=True)
+    kind: str = Field(max_length=16)  # link, session or api
+    expires_at: datetime = Field(sa_type=UTCDateTime)
+    used_at: datetime | None = _when()
+    created_at: datetime = _created()
+
+
 # --- engagement, contacts and follow-ups ----------------------------------------------------
 
 

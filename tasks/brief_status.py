@@ -120,6 +120,7 @@ def brief_diff(
 class BriefPage:
     brief: Brief
     campaign_name: str
+    campaign_slug: str
     handle: str
     newer_than_link: bool  # the link was for an older version; this is the newest
 
@@ -138,7 +139,7 @@ def open_brief(session: Session, token: str, *, now: datetime) -> BriefPage | No
         return None
     creator = session.get(Creator, member.creator_id)
     assert creator is not None
-    return BriefPage(brief, campaign.name, creator.handle, brief.id != linked.id)
+    return BriefPage(brief, campaign.name, campaign.slug, creator.handle, brief.id != linked.id)
 
 
 def acknowledge(session: Session, token: str, *, version: int, now: datetime) -> BriefPage | None:

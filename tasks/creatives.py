@@ -128,6 +128,7 @@ def submit(
     submitted_by: str,
     now: datetime,
     creative_id: int | None = None,
+    public_url: str = "",
 ) -> Submitted:
     """Check a draft against the policy, then route it to review or back to the creator."""
     campaign = get_campaign(session, slug)
@@ -196,7 +197,7 @@ def submit(
         ]
         session.add_all(tasks)
         session.flush()
-        open_task(session, tasks[0], tiers[0], spec, now=now)
+        open_task(session, tasks[0], tiers[0], spec, now=now, public_url=public_url)
         result.open_task = tasks[0].id
     session.add_all([draft, creative])
     _audit_submission(session, campaign, creator, draft, creative, result, submitted_by)

@@ -73,7 +73,13 @@ def group_members(spec: CampaignSpec, group: str | None) -> list[str]:
 
 
 def open_task(
-    session: Session, task: ReviewTask, tier: TierSpec, spec: CampaignSpec, *, now: datetime
+    session: Session,
+    task: ReviewTask,
+    tier: TierSpec,
+    spec: CampaignSpec,
+    *,
+    now: datetime,
+    public_url: str = "",
 ) -> None:
     """Open a tier's task: its deadline, its reminder and escalation timers, its emails."""
     task.status = ReviewStatus.OPEN
@@ -85,15 +91,15 @@ def open_task(
         if kind == REMINDER and (tier.reminder_before_hours == 0 or reminder_at <= now):
             continue
         session.add(Timer(kind=kind, entity_type="review_task", entity_id=str(task.id), due_at=due))
-    notify(
+    notify_approvers(
         session,
         group_members(spec, tier.group),
+        task,
         key=f"review:{task.id}:assigned",
         subject=f"Review needed: {tier.name} of creative {task.draft_id}",
-        text=(
-            f"A draft waits for your {tier.name.lower()}, due {task.due_at:%Y-%m-%d %H:%M} UTC.\n"
-            f"Review it with: rally review show {task.id}\n"
-        ),
+        text=f"A draft waits for your {tier.name.lower()}, due {task.due_at:%Y-%m-%d %H:%M} UTC.",
+        now=now,
+        public_url=public_url,
     )
 
 
@@ -113,6 +119,34 @@ def notify(session: Session, to: list[str], *, key: str, subject: str, text: str
             for address in to
         ],
     )
+
+
+def notify_approvers(
+    session: Session,
+    to: list[str],
+    task: ReviewTask,
+    *,
+    key: str,
+    subject: str,
+    text: str,
+    now: datetime,
+    public_url: str,
+) -> None:
+    """One email per approver, each with their own single-use sign-in link to the task."""
+    from tasks.approver_auth import sign_in_link
+
+    for address in to:
+        how = f"Review it with: rally review show {task.id}"
+        if public_url:
+            link = sign_in_link(
+                session,
+                address,
+                public_url=public_url,
+                now=now,
+                next_path=f"/review/tasks/{task.id}",
+            )
+            how = f"Open it (the link signs you in once): {link}\nOr: rally review show {task.id}"
+        notify(session, [address], key=key, subject=subject, text=f"{text}\n{how}\n")
 
 
 @dataclass
@@ -172,6 +206,7 @@ def decide(
     checklist: dict[str, bool] | None = None,
     version: int | None = None,
     policy: Policy,
+    public_url: str = "",
 ) -> Decision:
     """Record an approver's decision and advance the creative; refusals say why."""
     task = session.get(ReviewTask, task_id)
@@ -205,7 +240,9 @@ def decide(
     _close_timers(session, task, now)
     result = Decision(task, creative, applied=True)
     if decision == "approve":
-        result.next_tier = _advance(session, draft, creative, spec, policy, now=now)
+        result.next_tier = _advance(
+            session, draft, creative, spec, policy, now=now, public_url=public_url
+        )
     else:
         _stop(session, draft, creative, wanted, now=now)
     if result.next_tier is None:
@@ -263,6 +300,7 @@ def _advance(
     policy: Policy,
     *,
     now: datetime,
+    public_url: str,
 ) -> str | None:
     waiting = session.exec(
         select(ReviewTask)
@@ -271,7 +309,7 @@ def _advance(
     ).first()
     if waiting is not None:
         tier = next(t for t in policy.spec.tiers if t.id == waiting.tier)
-        open_task(session, waiting, tier, spec, now=now)
+        open_task(session, waiting, tier, spec, now=now, public_url=public_url)
         return waiting.tier
     draft.status = creative.status = CreativeStatus.APPROVED
     creative.updated_at = now
@@ -323,7 +361,9 @@ def _close_timers(session: Session, task: ReviewTask, now: datetime) -> None:
         session.add(timer)
 
 
-def fire_review_timers(session: Session, *, now: datetime, policy_for: Any) -> dict[str, int]:
+def fire_review_timers(
+    session: Session, *, now: datetime, policy_for: Any, public_url: str = ""
+) -> dict[str, int]:
     """Up to 500 due reminders and escalations (`closed`: timers whose task was decided). An
     overdue task is escalated to its backup group and stays open: no tier approves by timeout."""
     done = {"reminded": 0, "escalated": 0, "closed": 0}
@@ -349,38 +389,49 @@ def fire_review_timers(session: Session, *, now: datetime, policy_for: Any) -> d
         due = f"{task.due_at:%Y-%m-%d %H:%M} UTC"
         if timer.kind == REMINDER:
             task.reminded_at = now
-            notify(
+            notify_approvers(
                 session,
                 group_members(spec, task.approver_group),
+                task,
                 key=f"review:{task.id}:reminder",
                 subject=f"Reminder: review task {task.id} is due {due}",
-                text=f"Review it with: rally review show {task.id}\n",
+                text=f"Task {task.id} ({task.tier}) still needs a decision.",
+                now=now,
+                public_url=public_url,
             )
             done["reminded"] += 1
         else:
-            _escalate(session, task, spec, policy_for(task), now=now)
+            _escalate(session, task, spec, policy_for(task), now=now, public_url=public_url)
             done["escalated"] += 1
         timer.payload = {"outcome": timer.kind.split(".")[1] + " sent"}
     return done
 
 
 def _escalate(
-    session: Session, task: ReviewTask, spec: CampaignSpec, policy: Policy, *, now: datetime
+    session: Session,
+    task: ReviewTask,
+    spec: CampaignSpec,
+    policy: Policy,
+    *,
+    now: datetime,
+    public_url: str,
 ) -> None:
     tier = next((t for t in policy.spec.tiers if t.id == task.tier), None)
     backup = tier.backup_group if tier else None
     task.escalated_at, task.escalated_to = now, backup
     session.add(task)
-    notify(
+    notify_approvers(
         session,
         group_members(spec, backup) + group_members(spec, task.approver_group),
+        task,
         key=f"review:{task.id}:escalated",
         subject=f"Overdue: review task {task.id} ({task.tier}) is escalated",
         text=(
             f"Task {task.id} passed its deadline without a decision. The creative stays blocked "
-            f"until someone in {task.approver_group} or {backup or 'no backup group'} decides.\n"
-            f"Review it with: rally review show {task.id}\n"
+            f"until someone in {task.approver_group} or {backup or 'no backup group'} decides."
         ),
+        now=now,
+        public_url=public_url,
     )
     summary = f"{task.tier} review task {task.id} overdue: escalated to {backup or 'nobody'}"
     record(

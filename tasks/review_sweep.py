@@ -12,7 +12,7 @@ from tasks.creatives import policy_for
 from tasks.review import fire_review_timers
 
 
-def sweep_reviews(engine: Engine, *, now: datetime) -> dict[str, int]:
+def sweep_reviews(engine: Engine, *, now: datetime, public_url: str = "") -> dict[str, int]:
     """Fire every due review timer; each batch is one transaction."""
     total = {"reminded": 0, "escalated": 0, "closed": 0}
     while True:
@@ -30,7 +30,9 @@ def sweep_reviews(engine: Engine, *, now: datetime) -> dict[str, int]:
                 assert creative is not None
                 return policy_of(creative.campaign_id)
 
-            done = fire_review_timers(session, now=now, policy_for=policy_for_task)
+            done = fire_review_timers(
+                session, now=now, policy_for=policy_for_task, public_url=public_url
+            )
         for key, value in done.items():
             total[key] += value
         if sum(done.values()) < 500:

@@ -1,0 +1,135 @@
+"""What the browser tests share: Debian's chromium through Playwright, and `rally serve` in
+its own process on this test's store.
+
+Without chromium these tests are skipped, unless RALLY_REQUIRE_BROWSER=1 (as in CI), which
+turns the skip into a failure.
+"""
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from config.settings import get_settings
+from tests.conftest import ROOT
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+# --- the browser and the server ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.exists():
+        message = f"no Chromium at {CHROMIUM}: apt-get install chromium"
+        if os.environ.get("RALLY_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"a browser is required (RALLY_REQUIRE_BROWSER=1) but {message}")
+        pytest.skip(message)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+class Server:
+    """`rally serve` in its own process; `ready()` waits until it answers."""
+
+    def __init__(self, url: str, process: subprocess.Popen, log: Path) -> None:
+        self.url, self.process, self.log = url, process, log
+        self.up = False
+
+    def ready(self) -> str:
+        deadline = time.monotonic() + 30
+        while not self.up:
+            if self.process.poll() is not None:
+                pytest.fail(f"rally serve exited with {self.process.returncode}:\n{self.output()}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"rally serve did not answer /healthz in 30 s:\n{self.output()}")
+            with contextlib.suppress(httpx.TransportError):
+                self.up = httpx.get(f"{self.url}/healthz", timeout=0.5).status_code == 200
+            if not self.up:
+                time.sleep(0.05)
+        return self.url
+
+    def output(self) -> str:
+        return self.log.read_text(encoding="utf-8", errors="replace")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def server(settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Server]:
+    """`rally serve` on a free port and this test's store; briefs made afterwards link to it.
+
+    It starts without waiting (it takes a second or two to import): tests ask for it before
+    the campaign, which is applied meanwhile, and opening a tab waits until it answers.
+    """
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    monkeypatch.setenv("RALLY_PUBLIC_URL", url)
+    get_settings.cache_clear()
+    path = [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "cli.main", "serve", "--port", str(port), "--every", "3600"],
+            cwd=tmp_path,
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(path)},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    yield Server(url, process, log)
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+class Tab:
+    """A browser tab that records every dialog (alert, confirm) a page tried to open."""
+
+    def __init__(self, context) -> None:
+        self.page = context.new_page()
+        self.dialogs: list[str] = []
+
+        def seen(dialog) -> None:
+            self.dialogs.append(dialog.message)
+            dialog.dismiss()
+
+        self.page.on("dialog", seen)
+
+
+@pytest.fixture
+def tabs(browser, server: Server):
+    """A fresh browser profile; calling it opens a new tab, once the server answers."""
+    context = browser.new_context()
+    context.set_default_timeout(10_000)
+
+    def open_tab() -> Tab:
+        server.ready()
+        return Tab(context)
+
+    yield open_tab
+    context.close()
