@@ -4,6 +4,7 @@ import typer
 
 from cli.common import JSON_OPTION, console, print_json, store
 from config.errors import RallyError
+from store.audit import Change, record
 from store.db import transaction
 from store.models import Campaign, Creative, CreativeDraft, ReviewTask
 from store.types import utcnow
@@ -116,3 +117,33 @@ def request_changes_command(task: int, approver: str = AS, note: str = NOTE) -> 
 def reject_command(task: int, approver: str = AS, note: str = NOTE) -> None:
     """Reject the creative for good."""
     _decide(task, "reject", approver, note, [])
+
+
+@app.command("token")
+def token_command(
+    email: str,
+    days: int = typer.Option(90, "--days", min=1, max=365, help="How long it is valid."),
+) -> None:
+    """Issue an API token for an approver's scripts (shown once; only its hash is kept)."""
+    from datetime import timedelta
+
+    from tasks.approver_auth import issue
+
+    settings, engine = store()
+    with transaction(engine) as session:
+        secret = issue(session, email, kind="api", lifetime=timedelta(days=days), now=utcnow())
+        record(
+            session,
+            [
+                Change(
+                    settings.actor,
+                    "approver.token_issued",
+                    "approver",
+                    email.lower(),
+                    f"API token for {email.lower()}, valid {days} days",
+                    {"days": days},
+                )
+            ],
+        )
+    console.print(f"API token for {email} (valid {days} days; shown only now):")
+    print(secret)

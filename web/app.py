@@ -25,6 +25,7 @@ from store.types import utcnow
 from tasks.brief_status import BriefPage, acknowledge, open_brief
 from tasks.creatives import Submission, submit
 from tasks.review_views import creator_drafts
+from web.api import add_api_routes
 from web.review import add_review_routes
 
 TEMPLATES = Jinja2Templates(directory=Path(__file__).parent / "templates")
@@ -121,6 +122,7 @@ def create_app(
         return RedirectResponse(f"/briefs/{token}", status_code=303)
 
     add_review_routes(app, engine, settings, clock)
+    add_api_routes(app, engine, settings, clock)
     return app
 
 

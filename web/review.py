@@ -76,7 +76,7 @@ def add_review_routes(
         try:
             version = int(str(form.get("version", "")))
             with transaction(engine) as session:
-                policy = _policy_of(session, task_id)
+                policy = policy_of_task(session, task_id)
                 checklist = {i.id: f"check_{i.id}" in form for i in policy.spec.checklist}
                 decide(
                     session,
@@ -111,7 +111,7 @@ def add_review_routes(
         return page_response(request, "review_task.html", context, status_code=status_code)
 
 
-def _policy_of(session: Any, task_id: int) -> Any:
+def policy_of_task(session: Any, task_id: int) -> Any:
     task = session.get(ReviewTask, task_id)
     draft = session.get(CreativeDraft, task.draft_id) if task else None
     creative = session.get(Creative, draft.creative_id) if draft else None

@@ -54,3 +54,28 @@ def test_generate_send_again_and_fail_by_name(rally, applied, settings):
     assert f"{named} or a tier with a rate: {', '.join('@' + h for h in unpriced)}" in failed.out
     assert not any(f"@{handle}" in failed.out for handle in priced)
     assert f"{len(unpriced)} brief(s) not generated" in failed.err
+
+
+def test_the_review_sweep_flow_escalates_what_is_overdue(rally, applied, engine):
+    from datetime import timedelta
+
+    from flows.review import review_sweep
+    from store.db import transaction
+    from store.types import utcnow
+    from tasks.creatives import Submission, submit
+
+    caption = "#ad Paid for by Keystone Youth Vote Fund. Register now, code MAYAVOTESPA"
+    with transaction(engine) as session:  # submitted two days ago: the 24 h deadline has passed
+        submit(
+            session,
+            slug=SLUG,
+            handle="maya.votes.pa",
+            submission=Submission(caption, duration_seconds=20),
+            submitted_by="creator:@maya.votes.pa",
+            now=utcnow() - timedelta(days=2),
+        )
+    summary = review_sweep()
+    assert summary["timers"] == {"reminded": 1, "escalated": 1, "closed": 0}
+    assert summary["email"]["sent"] >= 3  # the group's reminder and escalation emails
+    queue = json.loads(rally("review", "queue", "--overdue", "--json").out)
+    assert [(t["tier"], t["escalated_to"]) for t in queue] == [("internal", "internal_backup")]

@@ -1,0 +1,65 @@
+"""The HTTP API: a creator's draft with their brief link's token, an approver's decision with
+an API token; each refusal a clear JSON error."""
+
+import json
+
+from fastapi.testclient import TestClient
+from sqlmodel import select
+
+from store.db import transaction
+from store.models import AuditEvent
+from tests.conftest import SLUG
+from tests.helpers import generate
+from web.app import create_app
+
+INTERNAL = "dana.okafor@keystoneyouthvote.example.org"
+LEGAL = "counsel@keystoneyouthvote.example.org"
+CAPTION = "#ad Paid for by Keystone Youth Vote Fund. Register now, code MAYAVOTESPA"
+
+
+def token_for(rally, email: str) -> str:
+    run = rally("review", "token", email)
+    assert run.code == 0, run.err
+    return run.out.strip().splitlines()[-1]
+
+
+def test_submit_and_decide_over_http(settings, engine, rally, running):
+    generate(settings, engine, SLUG, handles=["maya.votes.pa"])
+    rows = json.loads(rally("briefs", "status", SLUG, "--json").out)
+    brief_token = next(r["link"] for r in rows if r["handle"] == "maya.votes.pa").rsplit("/", 1)[1]
+    client = TestClient(create_app(settings))
+
+    draft = {"caption": CAPTION, "duration_seconds": 20}
+    made = client.post(f"/api/briefs/{brief_token}/drafts", json=draft)
+    assert made.status_code == 201 and made.json()["tiers"] == ["internal", "legal"]
+    assert client.post("/api/briefs/not-a-token/drafts", json=draft).status_code == 404
+    assert client.post(f"/api/briefs/{brief_token}/drafts", json={"caption": ""}).status_code == 400
+
+    queue = json.loads(rally("review", "queue", "--json").out)
+    task = queue[0]["task"]
+    decision = {
+        "decision": "approve",
+        "version": 1,
+        "checklist": {"message_alignment": True},
+        "note": "ok",
+    }
+    anonymous = client.post(f"/api/review/tasks/{task}/decisions", json=decision)
+    assert anonymous.status_code == 401 and "API token" in anonymous.json()["error"]
+
+    wrong = {"Authorization": f"Bearer {token_for(rally, LEGAL)}"}
+    refused = client.post(f"/api/review/tasks/{task}/decisions", json=decision, headers=wrong)
+    assert refused.status_code == 409 and "not in the internal group" in refused.json()["error"]
+
+    right = {"Authorization": f"Bearer {token_for(rally, INTERNAL)}"}
+    first = client.post(f"/api/review/tasks/{task}/decisions", json=decision, headers=right)
+    assert first.status_code == 200
+    assert (first.json()["applied"], first.json()["next_tier"]) == (True, "legal")
+    again = client.post(f"/api/review/tasks/{task}/decisions", json=decision, headers=right)
+    assert again.json()["applied"] is False
+    with transaction(engine, write=False) as session:
+        issued = session.exec(
+            select(AuditEvent).where(AuditEvent.action == "approver.token_issued")
+        ).all()
+    assert sorted(e.entity_id for e in issued) == sorted([LEGAL, INTERNAL])
+    secrets = [wrong["Authorization"][7:], right["Authorization"][7:]]
+    assert not any(s in json.dumps(e.changes) + e.summary for e in issued for s in secrets)

@@ -1,0 +1,119 @@
+"""Rally's HTTP API for scripts: a creator's draft submitted with their brief link's token, and
+an approver's decision with an API token (`rally review token EMAIL`). JSON in and out; errors
+are `{"error": "..."}` with a 4xx status."""
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Literal
+
+from fastapi import FastAPI, Header, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from sqlalchemy import Engine
+
+from config.errors import RallyError
+from config.settings import Settings
+from store.db import transaction
+from tasks.approver_auth import who
+from tasks.brief_status import open_brief
+from tasks.creatives import Submission, submit
+from tasks.review import decide
+from web.review import policy_of_task
+
+
+class DraftIn(BaseModel):
+    caption: str = Field(min_length=1, max_length=5000)
+    script: str = Field("", max_length=20000)
+    video_url: str | None = Field(None, max_length=2000)
+    duration_seconds: float | None = Field(None, ge=0, le=3600)
+    paid: bool = False
+    ai_generated: bool = False
+    creative: int | None = None
+    title: str | None = Field(None, max_length=200)
+
+
+class DecisionIn(BaseModel):
+    decision: Literal["approve", "request_changes", "reject"]
+    version: int
+    note: str = Field("", max_length=5000)
+    checklist: dict[str, bool] = {}
+
+
+def _error(message: str, status: int) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def add_api_routes(
+    app: FastAPI, engine: Engine, settings: Settings, clock: Callable[[], datetime]
+) -> None:
+    @app.post("/api/briefs/{token}/drafts")
+    def api_submit(token: str, draft: DraftIn) -> JSONResponse:
+        try:
+            with transaction(engine) as session:
+                page = open_brief(session, token, now=clock())
+                if page is None:
+                    return _error("not found", 404)
+                result = submit(
+                    session,
+                    slug=page.campaign_slug,
+                    handle=page.handle,
+                    submission=Submission(
+                        draft.caption,
+                        draft.script,
+                        draft.video_url,
+                        draft.duration_seconds,
+                        draft.paid,
+                        draft.ai_generated,
+                        draft.title,
+                    ),
+                    submitted_by=f"creator:@{page.handle}",
+                    now=clock(),
+                    creative_id=draft.creative,
+                    public_url=settings.public_url,
+                )
+        except RallyError as exc:
+            return _error(str(exc), 409)
+        return JSONResponse(
+            {
+                "creative": result.creative_id,
+                "version": result.version,
+                "outcome": "changes_requested" if result.blocked else "in_review",
+                "tiers": result.tiers,
+                "findings": [vars(f) for f in result.findings],
+            },
+            status_code=201,
+        )
+
+    @app.post("/api/review/tasks/{task_id}/decisions")
+    def api_decide(
+        request: Request, task_id: int, body: DecisionIn, authorization: str = Header("")
+    ) -> JSONResponse:
+        token = authorization.removeprefix("Bearer ").strip()
+        try:
+            with transaction(engine) as session:
+                approver = who(session, token, kinds=("api",), now=clock())
+                if approver is None:
+                    return _error("a valid API token is required (rally review token EMAIL)", 401)
+                result = decide(
+                    session,
+                    task_id=task_id,
+                    decision=body.decision,
+                    approver=approver,
+                    now=clock(),
+                    note=body.note,
+                    checklist=body.checklist,
+                    version=body.version,
+                    policy=policy_of_task(session, task_id),
+                    public_url=settings.public_url,
+                )
+        except RallyError as exc:
+            return _error(str(exc), 409)
+        return JSONResponse(
+            {
+                "task": task_id,
+                "status": result.task.status,
+                "applied": result.applied,
+                "next_tier": result.next_tier,
+                "creative_status": result.creative.status,
+            }
+        )
