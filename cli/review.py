@@ -63,7 +63,7 @@ def show_command(task: int, json_output: bool = JSON_OPTION) -> None:
     console.print("Checklist: " + ", ".join(i["id"] for i in data["checklist"]))
 
 
-def _decide(task: int, decision: str, approver: str, note: str, unchecked: list[str]) -> None:
+def _decide(task: int, decision: str, approver: str, note: str, confirmed: list[str]) -> None:
     settings, engine = store()
     with transaction(engine) as session:
         row = session.get(ReviewTask, task)
@@ -73,7 +73,11 @@ def _decide(task: int, decision: str, approver: str, note: str, unchecked: list[
         if campaign is None:
             raise RallyError(f"no review task {task}")
         policy = policy_for(campaign)
-        checklist = {i.id: i.id not in unchecked for i in policy.spec.checklist}
+        items = [i.id for i in policy.spec.checklist]
+        unknown = sorted(set(confirmed) - set(items) - {"all"})
+        if unknown:
+            raise RallyError(f"no checklist item {', '.join(unknown)} (items: {', '.join(items)})")
+        checklist = {i: "all" in confirmed or i in confirmed for i in items}
         result = decide(
             session,
             task_id=task,
@@ -101,10 +105,12 @@ def approve_command(
     task: int,
     approver: str = AS,
     note: str = NOTE,
-    unchecked: list[str] = typer.Option([], "--unchecked", help="A checklist item not confirmed."),
+    confirm: list[str] = typer.Option(
+        [], "--confirm", help="A checklist item you confirm (repeat), or 'all'."
+    ),
 ) -> None:
     """Approve: the next tier opens, or the creative is approved for posting."""
-    _decide(task, "approve", approver, note, unchecked)
+    _decide(task, "approve", approver, note, confirm)
 
 
 @app.command("request-changes")

@@ -7,6 +7,7 @@ deadline. The version is a hash of the file's content, recorded with every findi
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -97,6 +98,12 @@ def _cross_checks(spec: PolicySpec) -> list[tuple[str, str]]:
             if key in seen:
                 problems.append((f"{label}[{index}].id", f"duplicate id {key!r}"))
             seen.add(key)
+    for i, rule in enumerate(spec.rules):
+        for j, pattern in enumerate(rule.params.get("patterns", [])):
+            try:
+                re.compile(pattern)
+            except (re.error, TypeError) as exc:
+                problems.append((f"rules[{i}].params.patterns[{j}]", f"not a valid pattern: {exc}"))
     return problems
 
 

@@ -38,6 +38,11 @@ def sign_in_link(
     return f"{public_url}/review/signin/{token}?next={next_path}"
 
 
+def link_is_valid(session: Session, token: str, *, now: datetime) -> bool:
+    found = session.get(ApproverCredential, _hash(token))
+    return bool(found and found.kind == "link" and not found.used_at and found.expires_at > now)
+
+
 def redeem_link(session: Session, token: str, *, now: datetime) -> tuple[str, str] | None:
     """Use a sign-in link once: (email, new session secret), or None if unknown, used or old."""
     found = session.get(ApproverCredential, _hash(token))

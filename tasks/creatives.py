@@ -80,7 +80,8 @@ def facts_for(
     spec: CampaignSpec, member: RosterMember, creator: Creator, s: Submission
 ) -> DraftFacts:
     tier = spec.tiers.get(member.tier or "")
-    sponsored = bool(member.rate_cents or (tier and tier.rate))
+    # Sponsored: the creator is paid for it, or it runs as a paid placement.
+    sponsored = bool(member.rate_cents or (tier and tier.rate) or s.paid)
     return DraftFacts(
         caption=s.caption,
         script=s.script,
@@ -182,6 +183,7 @@ def submit(
         _tell_creator(session, creator, draft, blocking)
     else:
         tiers = route(policy, facts, findings, f"{campaign.slug}:{creative.id}")
+        tiers = tiers or policy.spec.tiers[:1]  # every creative gets at least the first tier
         result.tiers = [t.id for t in tiers]
         draft.status = creative.status = CreativeStatus.IN_REVIEW
         tasks = [

@@ -43,10 +43,15 @@ def _lower(text: str) -> str:
     return " ".join(text.lower().split())
 
 
+def _find(text: str, marker: str) -> int:
+    """Where `marker` first stands as a whole word or tag (`#ad`, not `#adventure`), or -1."""
+    match = re.search(rf"(?<![\w#]){re.escape(marker.lower())}(?![\w])", text.lower())
+    return match.start() if match else -1
+
+
 def disclosure(d: DraftFacts, params: dict[str, Any]) -> tuple[bool, str]:
-    caption = d.caption.lower()
-    found = [(caption.find(m.lower()), m) for m in params.get("markers", ["#ad"])]
-    found = [(at, m) for at, m in found if at >= 0 and _whole(caption, at, m)]
+    found = [(_find(d.caption, m), m) for m in params.get("markers", ["#ad"])]
+    found = [(at, m) for at, m in found if at >= 0]
     if not found:
         return False, "no sponsorship disclosure: start the caption with #ad or #sponsored"
     at, marker = min(found)
@@ -56,15 +61,10 @@ def disclosure(d: DraftFacts, params: dict[str, Any]) -> tuple[bool, str]:
     return True, f"{marker} is up front"
 
 
-def _whole(text: str, at: int, marker: str) -> bool:
-    """`#ad` must not match inside `#adventure`."""
-    end = at + len(marker)
-    return end >= len(text) or not (text[end].isalnum() or text[end] == "_")
-
-
 def paid_for_by(d: DraftFacts, params: dict[str, Any]) -> tuple[bool, str]:
     committee = d.committee_name or ""
-    if f"paid for by {committee.lower()}" in _lower(d.caption):
+    said = rf"paid for by:? (the )?{re.escape(committee.lower())}(?![\w])"
+    if re.search(said, _lower(d.caption)):
         return True, f'"Paid for by {committee}" is in the caption'
     return False, f'the caption must say "Paid for by {committee}"'
 
@@ -78,7 +78,7 @@ def platform_ban(d: DraftFacts, params: dict[str, Any]) -> tuple[bool, str]:
 
 def prohibited_claims(d: DraftFacts, params: dict[str, Any]) -> tuple[bool, str]:
     text = _lower(f"{d.caption} {d.script}")
-    hits = [p for p in params.get("phrases", []) if p.lower() in text]
+    hits = [p for p in params.get("phrases", []) if _find(text, p) >= 0]
     hits += [m.group(0) for p in params.get("patterns", []) if (m := re.search(p, text))]
     if hits:
         return False, "prohibited claim: " + "; ".join(f'"{h}"' for h in hits)
@@ -86,8 +86,7 @@ def prohibited_claims(d: DraftFacts, params: dict[str, Any]) -> tuple[bool, str]
 
 
 def synthetic_label(d: DraftFacts, params: dict[str, Any]) -> tuple[bool, str]:
-    caption = d.caption.lower()
-    if any(m.lower() in caption for m in params.get("markers", ["#aigenerated"])):
+    if any(_find(d.caption, m) >= 0 for m in params.get("markers", ["#aigenerated"])):
         return True, "AI-generated media is labelled"
     return False, "AI-generated media needs a label: turn on the AI label or add #AIgenerated"
 

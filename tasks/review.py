@@ -23,6 +23,7 @@ from store.models import (
     CreativeDraft,
     CreativeStatus,
     Creator,
+    PolicyFinding,
     ReviewStatus,
     ReviewTask,
     RosterMember,
@@ -167,8 +168,25 @@ def _context(session: Session, task: ReviewTask) -> tuple[CreativeDraft, Creativ
     return draft, creative, CampaignSpec.model_validate(campaign.spec)
 
 
+def _authors(session: Session, creative: Creative) -> set[str]:
+    """Everyone who made this creative: its creator (by roster email) and every submitter."""
+    member = session.get(RosterMember, creative.member_id)
+    creator = session.get(Creator, member.creator_id) if member else None
+    submitters = session.exec(
+        select(CreativeDraft.submitted_by).where(CreativeDraft.creative_id == creative.id)
+    ).all()
+    return {s.lower() for s in submitters} | (
+        {creator.email.lower()} if creator and creator.email else set()
+    )
+
+
 def _check_may_decide(
-    task: ReviewTask, draft: CreativeDraft, creative: Creative, spec: CampaignSpec, **ask: Any
+    session: Session,
+    task: ReviewTask,
+    draft: CreativeDraft,
+    creative: Creative,
+    spec: CampaignSpec,
+    **ask: Any,
 ) -> None:
     approver, version = ask["approver"], ask["version"]
     allowed = group_members(spec, task.approver_group)
@@ -178,8 +196,22 @@ def _check_may_decide(
         raise ReviewRefused(
             f"{approver} is not in the {task.approver_group} group, which decides task {task.id}"
         )
-    if approver == draft.submitted_by.lower():
-        raise ReviewRefused(f"{approver} submitted this draft: someone else must review it")
+    if approver in _authors(session, creative):
+        raise ReviewRefused(
+            f"{approver} made or submitted this creative: someone else must review it"
+        )
+    other_tier = session.exec(
+        select(ReviewTask.tier).where(
+            ReviewTask.draft_id == draft.id,
+            ReviewTask.id != task.id,
+            ReviewTask.decided_by == approver,
+        )
+    ).first()
+    if other_tier is not None:
+        raise ReviewRefused(
+            f"{approver} already decided the {other_tier} review of this version: "
+            "each tier needs a different approver"
+        )
     current = creative.current_version
     if draft.version != current:
         raise ReviewRefused(
@@ -226,7 +258,7 @@ def decide(
         raise ReviewRefused(
             f"task {task.id} was already decided: {task.status} by {task.decided_by}"
         )
-    _check_may_decide(task, draft, creative, spec, approver=approver, version=version)
+    _check_may_decide(session, task, draft, creative, spec, approver=approver, version=version)
     checklist = checklist or {}
     unchecked = [i.id for i in policy.spec.checklist if not checklist.get(i.id)]
     if decision == "approve" and unchecked and not note.strip():
@@ -257,6 +289,14 @@ def decide(
         "note": task.note,
         "checklist": checklist,
         "policy_version": policy.version,
+        "findings_seen": [
+            f"{rule_id}:{'pass' if passed else 'fail'}"
+            for rule_id, passed in session.exec(
+                select(PolicyFinding.rule_id, PolicyFinding.passed).where(
+                    PolicyFinding.draft_id == draft.id
+                )
+            )
+        ],
         "next_tier": result.next_tier,
     }
     record(
@@ -308,7 +348,12 @@ def _advance(
         .order_by(col(ReviewTask.position))
     ).first()
     if waiting is not None:
-        tier = next(t for t in policy.spec.tiers if t.id == waiting.tier)
+        tier = next((t for t in policy.spec.tiers if t.id == waiting.tier), None) or TierSpec(
+            id=waiting.tier,
+            name=f"{waiting.tier} review",
+            group=waiting.approver_group,
+            when=["always"],
+        )  # the policy changed since this draft was routed: the tier still runs as routed
         open_task(session, waiting, tier, spec, now=now, public_url=public_url)
         return waiting.tier
     draft.status = creative.status = CreativeStatus.APPROVED

@@ -2,7 +2,7 @@
 submit drafts, and the approvers' review pages (`web.review`).
 
 The token in the link is the creator's only credential, so pages never leak it: no referrer
-leaves the page, nothing is cached or indexed, and an unknown or expired token gets the same
+leaves the site, nothing is cached or indexed, and an unknown or expired token gets the same
 plain 404 as any other missing page.
 """
 
@@ -30,7 +30,9 @@ from web.review import add_review_routes
 
 TEMPLATES = Jinja2Templates(directory=Path(__file__).parent / "templates")
 HEADERS = {
-    "Referrer-Policy": "no-referrer",
+    # Links carry tokens: no other site ever sees them. (Same-origin requests keep their
+    # Origin header, which the review forms check.)
+    "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
     "X-Robots-Tag": "noindex, nofollow",
     "X-Content-Type-Options": "nosniff",

@@ -10,10 +10,11 @@ from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import Engine
 
+from config.campaign import CampaignSpec
 from config.settings import Settings
 from store.db import transaction
 from store.models import Campaign, Creative, CreativeDraft, ReviewTask
-from tasks.approver_auth import redeem_link, who
+from tasks.approver_auth import link_is_valid, redeem_link, who
 from tasks.creatives import policy_for
 from tasks.review import ReviewRefused, decide
 from tasks.review_views import history, review_queue, task_view
@@ -35,8 +36,25 @@ def add_review_routes(
     def signed_out(request: Request) -> Response:
         return page_response(request, "signed_out.html", {}, status_code=401)
 
+    def same_origin(request: Request) -> bool:
+        """Forms are only taken from Rally's own pages (with SameSite cookies, against CSRF)."""
+        origin = request.headers.get("origin")
+        return origin is None or origin in (settings.public_url, str(request.base_url).rstrip("/"))
+
     @app.get("/review/signin/{token}")
-    def sign_in(request: Request, token: str, next: str = "/review") -> Response:
+    def sign_in_page(request: Request, token: str, next: str = "/review") -> Response:
+        """A button, not an automatic sign-in: mail scanners that fetch links spend nothing."""
+        with transaction(engine, write=False) as session:
+            valid = link_is_valid(session, token, now=clock())
+        if not valid:
+            return page_response(request, "signed_out.html", {"expired": True}, status_code=401)
+        return page_response(request, "sign_in.html", {"token": token, "next": next})
+
+    @app.post("/review/signin/{token}")
+    async def sign_in(request: Request, token: str) -> Response:
+        if not same_origin(request):
+            return page_response(request, "not_found.html", {}, status_code=403)
+        next = str((await request.form()).get("next", "/review"))
         with transaction(engine) as session:
             redeemed = redeem_link(session, token, now=clock())
         if redeemed is None:
@@ -69,6 +87,8 @@ def add_review_routes(
         email = approver(request)
         if email is None:
             return signed_out(request)
+        if not same_origin(request):
+            return page_response(request, "not_found.html", {}, status_code=403)
         form = await request.form()
         decision = str(form.get("decision", ""))
         if decision not in ("approve", "request_changes", "reject"):
@@ -98,7 +118,9 @@ def add_review_routes(
         request: Request, task_id: int, email: str, *, error: str | None, status_code: int = 200
     ) -> Response:
         with transaction(engine, write=False) as session:
-            if session.get(ReviewTask, task_id) is None:
+            if session.get(ReviewTask, task_id) is None or not _approver_of(
+                session, task_id, email
+            ):
                 return page_response(request, "not_found.html", {}, status_code=404)
             view: dict[str, Any] = task_view(session, task_id)
             view["history"] = history(session, view["creative"])
@@ -109,6 +131,18 @@ def add_review_routes(
             "done": request.query_params.get("done"),
         }
         return page_response(request, "review_task.html", context, status_code=status_code)
+
+
+def _approver_of(session: Any, task_id: int, email: str) -> bool:
+    """Whether `email` is one of the approvers of the campaign this task belongs to."""
+    task = session.get(ReviewTask, task_id)
+    draft = session.get(CreativeDraft, task.draft_id) if task else None
+    creative = session.get(Creative, draft.creative_id) if draft else None
+    campaign = session.get(Campaign, creative.campaign_id) if creative else None
+    if campaign is None:
+        return False
+    approvers = CampaignSpec.model_validate(campaign.spec).approvers
+    return any(email in members for members in approvers.values())
 
 
 def policy_of_task(session: Any, task_id: int) -> Any:

@@ -61,6 +61,7 @@ def test_change_request_resubmission_and_two_tiers_of_approval(
     internal = tabs()
     link = latest_link(engine, INTERNAL)
     internal.page.goto(link)
+    internal.page.click("#sign-in")
     body = internal.page.inner_text("body")
     assert "Internal review of creative 1, version 1" in body
     assert "tracking_link" in body and "mention your own link or promo code" in body
@@ -80,6 +81,7 @@ def test_change_request_resubmission_and_two_tiers_of_approval(
     assert "version 2" in creator.page.inner_text("#drafts")
 
     internal.page.goto(latest_link(engine, INTERNAL))
+    internal.page.click("#sign-in")
     assert "Internal review of creative 1, version 2" in internal.page.inner_text("h1")
     for box in internal.page.locator("input[type=checkbox]").all():
         box.check()
@@ -88,6 +90,7 @@ def test_change_request_resubmission_and_two_tiers_of_approval(
 
     legal = tabs()
     legal.page.goto(latest_link(engine, LEGAL))
+    legal.page.click("#sign-in")
     assert "Legal review of creative 1, version 2" in legal.page.inner_text("h1")
     legal.page.click("#approve")  # nothing checked and no note: refused, with the reason
     assert "confirm the checklist" in legal.page.inner_text("#refused")

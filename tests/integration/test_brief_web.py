@@ -26,7 +26,7 @@ def test_the_page_keeps_its_link_private_and_refuses_odd_forms(settings, engine,
 
     page = client.get(f"/briefs/{token}")
     assert page.status_code == 200 and "Maya" in page.text
-    assert page.headers["referrer-policy"] == "no-referrer"  # the token never leaks onward
+    assert page.headers["referrer-policy"] == "same-origin"  # the token never leaves the site
     assert page.headers["cache-control"] == "no-store"
     assert "noindex" in page.headers["x-robots-tag"]
 

@@ -107,7 +107,9 @@ def test_the_four_refusals(engine, applied):
     (task,) = open_tasks(engine)
     with pytest.raises(ReviewRefused, match="is not in the internal group"):
         rule(engine, task.id, "approve", COUNSEL)
-    with pytest.raises(ReviewRefused, match="submitted this draft: someone else must review it"):
+    with pytest.raises(
+        ReviewRefused, match="made or submitted this creative: someone else must review it"
+    ):
         rule(engine, task.id, "approve", DANA)
     with pytest.raises(ReviewRefused, match="version 2 is not the one in review"):
         rule(engine, task.id, "approve", LI, version=2)
@@ -200,5 +202,24 @@ def test_the_cli_queue_show_and_decide(engine, applied, rally):
     assert all(f["explanation"] for f in shown["findings"])
     refused = rally("review", "approve", task, "--as", COUNSEL)
     assert refused.code == 1 and "is not in the internal group" in refused.err
-    ok = rally("review", "approve", task, "--as", DANA)
+    unconfirmed = rally("review", "approve", task, "--as", DANA)
+    assert unconfirmed.code == 1 and "confirm the checklist" in unconfirmed.err
+    ok = rally("review", "approve", task, "--as", DANA, "--confirm", "all")
     assert ok.code == 0 and "the legal review is open now" in ok.out
+
+
+def test_no_one_reviews_their_own_work_or_two_tiers_of_one_version(engine, example, rally):
+    campaign = example / "campaign.yaml"
+    text = campaign.read_text()
+    text = text.replace("internal: [dana", "internal: [maya.thompson@example.org, dana")
+    campaign.write_text(text.replace("legal: [counsel", f"legal: [{DANA}, counsel"))
+    assert rally("campaign", "apply", campaign).code == 0
+    send(engine)  # submitted on her brief page, so as creator:@maya.votes.pa
+    (task,) = open_tasks(engine)
+    with pytest.raises(ReviewRefused, match="made or submitted this creative"):
+        rule(engine, task.id, "approve", "maya.thompson@example.org")
+    rule(engine, task.id, "approve", DANA)
+    (legal,) = open_tasks(engine)
+    with pytest.raises(ReviewRefused, match="already decided the internal review"):
+        rule(engine, legal.id, "approve", DANA)
+    assert rule(engine, legal.id, "approve", COUNSEL).creative.status == "approved"

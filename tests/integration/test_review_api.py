@@ -7,7 +7,7 @@ from fastapi.testclient import TestClient
 from sqlmodel import select
 
 from store.db import transaction
-from store.models import AuditEvent
+from store.models import AuditEvent, OutboxMessage
 from tests.conftest import SLUG
 from tests.helpers import generate
 from web.app import create_app
@@ -63,3 +63,39 @@ def test_submit_and_decide_over_http(settings, engine, rally, running):
     assert sorted(e.entity_id for e in issued) == sorted([LEGAL, INTERNAL])
     secrets = [wrong["Authorization"][7:], right["Authorization"][7:]]
     assert not any(s in json.dumps(e.changes) + e.summary for e in issued for s in secrets)
+
+
+def test_review_pages_sign_in_once_by_button_and_show_tasks_to_their_campaign_only(
+    settings, engine, rally, running
+):
+    submitted = rally(
+        "creatives", "submit", SLUG, "maya.votes.pa", "--caption", CAPTION, "--duration", "20"
+    )
+    assert submitted.code == 0
+    with transaction(engine, write=False) as session:
+        texts = [m.payload["text"] for m in session.exec(select(OutboxMessage))]
+    link = next(t for t in texts if "/review/signin/" in t).split("signs you in once): ")[1]
+    path = link.split()[0].removeprefix(settings.public_url)
+    client = TestClient(create_app(settings))
+
+    assert client.get(path).status_code == 200  # a mail scanner's fetch spends nothing
+    assert client.get(path).status_code == 200
+    token = path.split("/")[3].split("?")[0]
+    forged = client.post(
+        f"/review/signin/{token}",
+        data={"next": "/review"},
+        headers={"Origin": "https://evil.example"},
+    )
+    assert forged.status_code == 403
+    signed = client.post(f"/review/signin/{token}", data={"next": "/review/tasks/1"})
+    assert signed.status_code == 200 and "Internal review of creative 1" in signed.text
+    assert client.post(f"/review/signin/{token}", data={}).status_code == 401  # used up
+
+    stranger = TestClient(create_app(settings))
+    assert stranger.get("/review/tasks/1").status_code == 401
+    cross = client.post(
+        "/review/tasks/1/decide",
+        data={"decision": "approve", "version": "1"},
+        headers={"Origin": "https://evil.example"},
+    )
+    assert cross.status_code == 403

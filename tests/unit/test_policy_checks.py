@@ -60,6 +60,13 @@ def test_a_good_draft_passes_every_rule_that_applies():
         ),
         ("sponsorship_disclosure", {"caption": "#adventure time " + GOOD[4:]}, "no sponsorship"),
         ("paid_for_by", {"caption": GOOD.replace("Keystone Youth Vote Fund", "KYVF")}, "must say"),
+        ("paid_for_by", {"caption": GOOD.replace("Fund.", "Fundraisers LLC.")}, "must say"),
+        (
+            "synthetic_media_label",
+            {"ai_generated": True, "caption": GOOD + " #madewithaiart"},
+            "label",
+        ),
+        ("prohibited_claims", {"caption": GOOD + " vote via text message"}, "vote via text"),
         ("platform_political_ban", {"paid": True}, "does not allow paid political"),
         ("prohibited_claims", {"caption": GOOD + " You can vote by text!"}, '"vote by text"'),
         ("prohibited_claims", {"script": "just vote on twitter this year"}, "vote on twitter"),
