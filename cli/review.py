@@ -1,5 +1,7 @@
 """`rally review`: the review queue and an approver's decisions."""
 
+import os
+
 import typer
 
 from cli.common import JSON_OPTION, console, print_json, store
@@ -8,12 +10,15 @@ from store.audit import Change, record
 from store.db import transaction
 from store.models import Campaign, Creative, CreativeDraft, ReviewTask
 from store.types import utcnow
+from tasks.approver_auth import who
 from tasks.creatives import policy_for
 from tasks.review import decide
 from tasks.review_views import review_queue, task_view
 
 app = typer.Typer(help="Review creatives: the queue, one task, decisions.", no_args_is_help=True)
-AS = typer.Option(..., "--as", help="Your email, as listed in the campaign's approvers.")
+AS = typer.Option(
+    ..., "--as", help="Your email, as listed in the campaign's approvers (and your API token)."
+)
 NOTE = typer.Option("", "--note", help="What must change, or anything unchecked and why.")
 
 
@@ -66,6 +71,14 @@ def show_command(task: int, json_output: bool = JSON_OPTION) -> None:
 def _decide(task: int, decision: str, approver: str, note: str, confirmed: list[str]) -> None:
     settings, engine = store()
     with transaction(engine) as session:
+        owner = who(session, os.environ.get("RALLY_REVIEW_TOKEN"), kinds=("api",), now=utcnow())
+        if owner is None:
+            raise RallyError(
+                "decisions need your API token in RALLY_REVIEW_TOKEN "
+                "(campaign staff issue one with `rally review token EMAIL`)"
+            )
+        if owner != approver.strip().lower():
+            raise RallyError(f"your API token is {owner}'s, not {approver}'s")
         row = session.get(ReviewTask, task)
         draft = session.get(CreativeDraft, row.draft_id) if row else None
         creative = session.get(Creative, draft.creative_id) if draft else None

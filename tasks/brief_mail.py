@@ -6,6 +6,7 @@ the creator still has not acknowledged, the reminder email is queued; both go ou
 outbox like every other side effect.
 """
 
+import re
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from email.errors import HeaderParseError
@@ -50,6 +51,14 @@ def _brief_and_handle(session: Session, brief_id: int) -> tuple[Brief, str, Camp
 
 def on_sent(session: Session, message: OutboxMessage, at: datetime) -> None:
     """Record what a delivered message means, in the transaction that marks it sent."""
+    if message.subject_type == "review" and "/review/signin/" in message.payload.get("text", ""):
+        # The email holds the approver's sign-in link; the store keeps no usable copy of it.
+        text = re.sub(r"\S+/review/signin/\S+", "[sign-in link sent]", message.payload["text"])
+        session.execute(
+            update(OutboxMessage)
+            .where(col(OutboxMessage.id) == message.id)
+            .values(payload={**message.payload, "text": text})
+        )
     if message.subject_type not in ("brief", "brief_reminder"):
         return
     brief, handle, campaign = _brief_and_handle(session, int(message.subject_id))

@@ -110,7 +110,7 @@ def caption_limits(d: DraftFacts, params: dict[str, Any]) -> tuple[bool, str]:
 
 def duration(d: DraftFacts, params: dict[str, Any]) -> tuple[bool, str]:
     low, _, high = d.deliverable_length.rstrip("s ").partition("-")
-    shortest, longest = float(low), float(high or low)
+    shortest, longest = (float(low), float(high)) if high else (0.0, float(low))  # "60s": up to 60
     if d.duration_seconds is None:
         return False, f"give the video's duration (the brief asks for {d.deliverable_length})"
     if not shortest <= d.duration_seconds <= longest:

@@ -3,10 +3,13 @@ a clock the test controls, change requests and new versions, and the chain of cu
 
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from sqlmodel import col, select
 
+import config.policy as policy_module
+from config.policy import load_policy
 from store.db import transaction
 from store.models import OutboxMessage, ReviewTask
 from tasks.campaigns import get_campaign
@@ -179,7 +182,7 @@ def test_posting_before_approval_is_recorded_and_flagged(engine, applied, rally)
     assert "BEFORE APPROVAL" in chain["audit"][-1]["summary"]
 
 
-def test_the_cli_queue_show_and_decide(engine, applied, rally):
+def test_the_cli_queue_show_and_decide(engine, applied, rally, monkeypatch):
     submitted = rally(
         "creatives",
         "submit",
@@ -200,8 +203,15 @@ def test_the_cli_queue_show_and_decide(engine, applied, rally):
     shown = json.loads(rally("review", "show", task, "--json").out)
     assert {f["rule"] for f in shown["findings"]} >= {"sponsorship_disclosure", "paid_for_by"}
     assert all(f["explanation"] for f in shown["findings"])
+    untokened = rally("review", "approve", task, "--as", DANA, "--confirm", "all")
+    assert untokened.code == 1 and "API token in RALLY_REVIEW_TOKEN" in untokened.err
+    counsel = rally("review", "token", COUNSEL).out.strip().splitlines()[-1]
+    monkeypatch.setenv("RALLY_REVIEW_TOKEN", counsel)
+    posing = rally("review", "approve", task, "--as", DANA, "--confirm", "all")
+    assert posing.code == 1 and f"your API token is {COUNSEL}'s" in posing.err
     refused = rally("review", "approve", task, "--as", COUNSEL)
     assert refused.code == 1 and "is not in the internal group" in refused.err
+    monkeypatch.setenv("RALLY_REVIEW_TOKEN", rally("review", "token", DANA).out.splitlines()[-1])
     unconfirmed = rally("review", "approve", task, "--as", DANA)
     assert unconfirmed.code == 1 and "confirm the checklist" in unconfirmed.err
     ok = rally("review", "approve", task, "--as", DANA, "--confirm", "all")
@@ -223,3 +233,22 @@ def test_no_one_reviews_their_own_work_or_two_tiers_of_one_version(engine, examp
     with pytest.raises(ReviewRefused, match="already decided the internal review"):
         rule(engine, legal.id, "approve", DANA)
     assert rule(engine, legal.id, "approve", COUNSEL).creative.status == "approved"
+
+
+def test_a_campaign_may_bring_its_own_policy(engine, example, rally):
+    own = example / "strict-policy.yaml"
+    text = (Path(policy_module.__file__).parent / "policies" / "default.yaml").read_text()
+    own.write_text(
+        text.replace('phrases: ["vote by text",', 'phrases: ["register today", "vote by text",')
+    )
+    campaign = example / "campaign.yaml"
+    campaign.write_text(
+        campaign.read_text().replace("policy: default", "policy: strict-policy.yaml")
+    )
+    assert rally("campaign", "apply", campaign).code == 0
+    result = send(engine, GOOD + " Register today!")
+    assert result.blocked
+    assert [f.message for f in result.findings if not f.passed] == [
+        'prohibited claim: "register today"'
+    ]
+    assert result.policy_version != load_policy("default", base=None).version

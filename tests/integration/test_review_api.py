@@ -8,6 +8,8 @@ from sqlmodel import select
 
 from store.db import transaction
 from store.models import AuditEvent, OutboxMessage
+from store.types import utcnow
+from tasks.brief_mail import deliver_email
 from tests.conftest import SLUG
 from tests.helpers import generate
 from web.app import create_app
@@ -99,3 +101,9 @@ def test_review_pages_sign_in_once_by_button_and_show_tasks_to_their_campaign_on
         headers={"Origin": "https://evil.example"},
     )
     assert cross.status_code == 403
+
+    deliver_email(engine, settings, now=utcnow)  # once mailed, the store keeps no usable link
+    with transaction(engine, write=False) as session:
+        kept = [m.payload["text"] for m in session.exec(select(OutboxMessage))]
+    assert not any("/review/signin/" in text for text in kept)
+    assert any("[sign-in link sent]" in text for text in kept)
