@@ -8,11 +8,10 @@ from cli.common import JSON_OPTION, console, print_json, store
 from config.errors import RallyError
 from store.audit import Change, record
 from store.db import transaction
-from store.models import Campaign, Creative, CreativeDraft, ReviewTask
 from store.types import utcnow
 from tasks.approver_auth import who
 from tasks.creatives import policy_for
-from tasks.review import decide
+from tasks.review import campaign_of_task, decide
 from tasks.review_views import review_queue, task_view
 
 app = typer.Typer(help="Review creatives: the queue, one task, decisions.", no_args_is_help=True)
@@ -79,10 +78,7 @@ def _decide(task: int, decision: str, approver: str, note: str, confirmed: list[
             )
         if owner != approver.strip().lower():
             raise RallyError(f"your API token is {owner}'s, not {approver}'s")
-        row = session.get(ReviewTask, task)
-        draft = session.get(CreativeDraft, row.draft_id) if row else None
-        creative = session.get(Creative, draft.creative_id) if draft else None
-        campaign = session.get(Campaign, creative.campaign_id) if creative else None
+        campaign = campaign_of_task(session, task)
         if campaign is None:
             raise RallyError(f"no review task {task}")
         policy = policy_for(campaign)

@@ -30,7 +30,7 @@ from store.models import (
 from tasks.briefs import latest_briefs
 from tasks.campaigns import get_campaign
 from tasks.policy_checks import DraftFacts, Finding, evaluate
-from tasks.review import cancel_tasks, notify, open_task, route
+from tasks.review import cancel_tasks, notify_creator, open_task, route
 
 
 def policy_for(campaign: Campaign) -> Policy:
@@ -180,7 +180,7 @@ def submit(
     )
     if blocking:
         draft.status = creative.status = CreativeStatus.CHANGES_REQUESTED
-        _tell_creator(session, creator, draft, blocking)
+        _tell_creator(session, member, draft, blocking)
     else:
         tiers = route(policy, facts, findings, f"{campaign.slug}:{creative.id}")
         tiers = tiers or policy.spec.tiers[:1]  # every creative gets at least the first tier
@@ -216,17 +216,15 @@ def _current_draft(session: Session, creative: Creative) -> CreativeDraft | None
 
 
 def _tell_creator(
-    session: Session, creator: Creator, draft: CreativeDraft, blocking: list[Finding]
+    session: Session, member: RosterMember, draft: CreativeDraft, blocking: list[Finding]
 ) -> None:
-    if not creator.email:
-        return
     reasons = "\n".join(f"- {f.message} ({f.rule_id})" for f in blocking)
-    notify(
+    notify_creator(
         session,
-        [creator.email],
+        member.id or 0,
         key=f"draft:{draft.id}:returned",
         subject=f"Your draft (version {draft.version}) needs changes before review",
-        text=f"Hi @{creator.handle}, please fix these and submit again:\n{reasons}\n",
+        text=f" please fix these and submit again:\n{reasons}\n",
     )
 
 

@@ -158,6 +158,14 @@ class Decision:
     next_tier: str | None = None
 
 
+def campaign_of_task(session: Session, task_id: int) -> Campaign | None:
+    """The campaign a review task belongs to (None for an unknown task)."""
+    task = session.get(ReviewTask, task_id)
+    draft = session.get(CreativeDraft, task.draft_id) if task else None
+    creative = session.get(Creative, draft.creative_id) if draft else None
+    return session.get(Campaign, creative.campaign_id) if creative else None
+
+
 def _context(session: Session, task: ReviewTask) -> tuple[CreativeDraft, Creative, CampaignSpec]:
     draft = session.get(CreativeDraft, task.draft_id)
     assert draft is not None
@@ -310,10 +318,6 @@ def _tell_creator(
     session: Session, creative: Creative, draft: CreativeDraft, task: ReviewTask
 ) -> None:
     """The creator hears the outcome: cleared to post, changes wanted (with the notes), or no."""
-    member = session.get(RosterMember, creative.member_id)
-    creator = session.get(Creator, member.creator_id) if member else None
-    if creator is None or not creator.email:
-        return
     said = {
         ReviewStatus.APPROVED: ("is approved: you may post it as submitted", ""),
         ReviewStatus.CHANGES_REQUESTED: (
@@ -323,13 +327,23 @@ def _tell_creator(
         ReviewStatus.REJECTED: ("was not approved and will not run", ""),
     }[ReviewStatus(task.status)]
     note = f"\nNotes from the {task.tier} review:\n{task.note}\n" if task.note else ""
-    notify(
+    notify_creator(
         session,
-        [creator.email],
+        creative.member_id,
         key=f"draft:{draft.id}:{task.status}",
         subject=f"Your draft (creative {creative.id}, version {draft.version}) {said[0]}",
-        text=f"Hi @{creator.handle},{note}\n{said[1]}\n",
+        text=f"{note}\n{said[1]}\n",
     )
+
+
+def notify_creator(session: Session, member_id: int, *, key: str, subject: str, text: str) -> None:
+    """Email a creator (by their roster address), greeting them by handle."""
+    member = session.get(RosterMember, member_id)
+    creator = session.get(Creator, member.creator_id) if member else None
+    if creator is not None and creator.email:
+        notify(
+            session, [creator.email], key=key, subject=subject, text=f"Hi @{creator.handle},{text}"
+        )
 
 
 def _advance(

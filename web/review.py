@@ -13,10 +13,10 @@ from sqlalchemy import Engine
 from config.campaign import CampaignSpec
 from config.settings import Settings
 from store.db import transaction
-from store.models import Campaign, Creative, CreativeDraft, ReviewTask
+from store.models import ReviewTask
 from tasks.approver_auth import link_is_valid, redeem_link, who
 from tasks.creatives import policy_for
-from tasks.review import ReviewRefused, decide
+from tasks.review import ReviewRefused, campaign_of_task, decide
 from tasks.review_views import history, review_queue, task_view
 
 COOKIE = "rally_review"
@@ -135,10 +135,7 @@ def add_review_routes(
 
 def _approver_of(session: Any, task_id: int, email: str) -> bool:
     """Whether `email` is one of the approvers of the campaign this task belongs to."""
-    task = session.get(ReviewTask, task_id)
-    draft = session.get(CreativeDraft, task.draft_id) if task else None
-    creative = session.get(Creative, draft.creative_id) if draft else None
-    campaign = session.get(Campaign, creative.campaign_id) if creative else None
+    campaign = campaign_of_task(session, task_id)
     if campaign is None:
         return False
     approvers = CampaignSpec.model_validate(campaign.spec).approvers
@@ -146,10 +143,7 @@ def _approver_of(session: Any, task_id: int, email: str) -> bool:
 
 
 def policy_of_task(session: Any, task_id: int) -> Any:
-    task = session.get(ReviewTask, task_id)
-    draft = session.get(CreativeDraft, task.draft_id) if task else None
-    creative = session.get(Creative, draft.creative_id) if draft else None
-    campaign = session.get(Campaign, creative.campaign_id) if creative else None
+    campaign = campaign_of_task(session, task_id)
     if campaign is None:
         raise ReviewRefused(f"no review task {task_id}")
     return policy_for(campaign)
