@@ -13,9 +13,6 @@ from rich.table import Table
 from cli.common import JSON_OPTION, console, print_json, store
 from config.errors import RallyError
 from store.db import transaction
-from tasks.brief_status import brief_diff, brief_status, find_brief
-from tasks.briefs import prepare, select_members
-from tasks.formats import html_to_text
 
 app = typer.Typer(
     help="Creators' briefs: generate and send them, see who acknowledged, compare versions.",
@@ -34,6 +31,8 @@ def generate_command(
     json_output: bool = JSON_OPTION,
 ) -> None:
     """Render every creator's brief; a new version only where the campaign or creator changed."""
+    from tasks.briefs import prepare, select_members
+
     settings, engine = store()
     with transaction(engine, write=False) as session:  # mistakes are named before Prefect starts
         run = prepare(session, slug, public_url=settings.public_url)
@@ -100,6 +99,9 @@ def show_command(
     version: int | None = typer.Option(None, "--version", help="An earlier version."),
 ) -> None:
     """Print a creator's brief as it was rendered and stored."""
+    from tasks.brief_status import find_brief
+    from tasks.formats import html_to_text
+
     if format not in FORMATS:
         raise RallyError(f"--format must be one of {', '.join(FORMATS)} (got {format!r})")
     _, engine = store()
@@ -112,6 +114,8 @@ def show_command(
 @app.command("status")
 def status_command(slug: str, json_output: bool = JSON_OPTION) -> None:
     """Per creator: brief version, email, acknowledgement and reminder."""
+    from tasks.brief_status import brief_status
+
     settings, engine = store()
     with transaction(engine, write=False) as session:
         rows = brief_status(session, slug, public_url=settings.public_url)
@@ -149,6 +153,8 @@ def diff_command(
     json_output: bool = JSON_OPTION,
 ) -> None:
     """What changed in a creator's brief between two versions: inputs, then the text."""
+    from tasks.brief_status import brief_diff
+
     _, engine = store()
     with transaction(engine, write=False) as session:
         diff = brief_diff(session, slug, handle, old=old, new=new)

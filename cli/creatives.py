@@ -7,8 +7,6 @@ import typer
 from cli.common import JSON_OPTION, console, print_json, store
 from store.db import transaction
 from store.types import utcnow
-from tasks.creatives import Submission, posted, submit
-from tasks.review_views import history
 
 app = typer.Typer(
     help="Creatives: submit a draft (checked, then routed to review), record its post.",
@@ -32,6 +30,8 @@ def submit_command(
     json_output: bool = JSON_OPTION,
 ) -> None:
     """Submit a draft: the policy checks it, then it goes to review or back to the creator."""
+    from tasks.creatives import Submission, submit
+
     settings, engine = store()
     draft = Submission(caption, script, video, duration, paid, ai, title)
     with transaction(engine) as session:
@@ -68,6 +68,8 @@ def submit_command(
 @app.command("posted")
 def posted_command(creative: int, url: str) -> None:
     """Record where a creative was posted (flagged if it was not approved)."""
+    from tasks.creatives import posted
+
     settings, engine = store()
     with transaction(engine) as session:
         approved = posted(
@@ -83,6 +85,8 @@ def posted_command(creative: int, url: str) -> None:
 @app.command("history")
 def history_command(creative: int, json_output: bool = JSON_OPTION) -> None:
     """The chain of custody: brief, every draft, findings, decisions, post."""
+    from tasks.review_views import history
+
     _, engine = store()
     with transaction(engine, write=False) as session:
         chain = history(session, creative)

@@ -9,10 +9,6 @@ from config.errors import RallyError
 from store.audit import Change, record
 from store.db import transaction
 from store.types import utcnow
-from tasks.approver_auth import who
-from tasks.creatives import policy_for
-from tasks.review import campaign_of_task, decide
-from tasks.review_views import review_queue, task_view
 
 app = typer.Typer(help="Review creatives: the queue, one task, decisions.", no_args_is_help=True)
 AS = typer.Option(
@@ -29,6 +25,8 @@ def queue_command(
     json_output: bool = JSON_OPTION,
 ) -> None:
     """Open review tasks, overdue first."""
+    from tasks.review_views import review_queue
+
     _, engine = store()
     with transaction(engine, write=False) as session:
         rows = review_queue(session, approver=approver, tier=tier, overdue=overdue, now=utcnow())
@@ -49,6 +47,8 @@ def queue_command(
 @app.command("show")
 def show_command(task: int, json_output: bool = JSON_OPTION) -> None:
     """A review task: the draft, its findings with the rules' explanations, the checklist."""
+    from tasks.review_views import task_view
+
     _, engine = store()
     with transaction(engine, write=False) as session:
         data = task_view(session, task)
@@ -68,6 +68,10 @@ def show_command(task: int, json_output: bool = JSON_OPTION) -> None:
 
 
 def _decide(task: int, decision: str, approver: str, note: str, confirmed: list[str]) -> None:
+    from tasks.approver_auth import who
+    from tasks.creatives import policy_for
+    from tasks.review import campaign_of_task, decide
+
     settings, engine = store()
     with transaction(engine) as session:
         owner = who(session, os.environ.get("RALLY_REVIEW_TOKEN"), kinds=("api",), now=utcnow())
