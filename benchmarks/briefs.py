@@ -117,8 +117,8 @@ def rally_render(run: BriefRun, contexts: list[dict[str, Any]]) -> float:
     prepared = [{"campaign": run.campaign_context, **run.creator_part.context(c)} for c in contexts]
     start = time.perf_counter()
     for context in prepared:
-        for name in BRIEF_TEMPLATES:
-            run.templates.render(name, context)
+        run.templates.render("brief.md.j2", context)
+        run.templates.render("brief.html.j2", {**context, "campaign": run.campaign_context_html})
     return time.perf_counter() - start
 
 

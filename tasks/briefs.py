@@ -14,7 +14,7 @@ from typing import Any
 
 from jinja2 import TemplateError, TemplateNotFound, TemplateSyntaxError
 from jinja2.sandbox import SecurityError
-from markupsafe import Markup
+from markupsafe import Markup, escape
 from sqlalchemy import func, insert
 from sqlmodel import Session, col, select
 
@@ -113,6 +113,7 @@ class BriefRun:
     campaign_inputs: dict[str, Any]
     campaign_digest: str
     campaign_context: Fields
+    campaign_context_html: Fields  # the same, escaped for HTML once per run, not per creator
     creator_part: CreatorParts
     fingerprint: str
     public_url: str
@@ -131,11 +132,21 @@ def prepare(session: Session, slug: str, *, public_url: str) -> BriefRun:
         campaign_inputs=part,
         campaign_digest=campaign_digest(part),
         campaign_context=as_context(part, "campaign"),
+        campaign_context_html=as_context(escaped(part), "campaign"),
         creator_part=CreatorParts(spec, public_url=public_url),
         fingerprint=templates.fingerprint(),
         public_url=public_url,
         expires_at=campaign_end(spec),
     )
+
+
+def escaped(value: Any) -> Any:
+    """Every text in `value` escaped for HTML (Markup), so autoescaping leaves it as it is."""
+    if isinstance(value, dict):
+        return {k: escaped(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [escaped(v) for v in value]
+    return escape(value) if isinstance(value, str) else value
 
 
 def select_members(session: Session, campaign: Campaign, handles: Sequence[str] = ()) -> list[int]:
@@ -209,7 +220,9 @@ def generate_batch(
             continue
         try:
             markdown = run.templates.render("brief.md.j2", context)
-            page = run.templates.render("brief.html.j2", context)
+            page = run.templates.render(
+                "brief.html.j2", {**context, "campaign": run.campaign_context_html}
+            )
         except RENDER_ERRORS as exc:
             report.failed.append(_problem(handle, exc))
             continue
