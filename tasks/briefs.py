@@ -191,32 +191,32 @@ def _problem(handle: str, exc: Exception) -> BriefProblem:
     return BriefProblem(handle, "template", f"{type(exc).__name__}: {exc}")
 
 
-def generate_batch(
-    session: Session,
-    run: BriefRun,
-    member_ids: Sequence[int],
-    *,
-    actor: str,
-    send: bool,
-    now: datetime,
-) -> GenerationReport:
-    """Render and store the briefs of `member_ids` (one batch, one transaction, one audit
-    entry listing each new version with the hash of its inputs)."""
-    report = GenerationReport()
-    rows = creator_rows(session, col(RosterMember.id).in_(member_ids))
+@dataclass
+class RenderedBatch:
+    """A batch rendered in a read transaction, ready to be stored in a write transaction."""
+
+    member_ids: list[int]
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    made: list[dict[str, Any]] = field(default_factory=list)
+    contexts: dict[int, dict[str, Any]] = field(default_factory=dict)
+    report: GenerationReport = field(default_factory=GenerationReport)
+
+
+def render_batch(
+    session: Session, run: BriefRun, member_ids: Sequence[int], *, now: datetime
+) -> RenderedBatch:
+    """Render the briefs of `member_ids` whose inputs changed since their newest version."""
+    batch = RenderedBatch(list(member_ids))
     latest = latest_briefs(session, member_ids)
-    new_rows: list[dict[str, Any]] = []
-    contexts: dict[int, dict[str, Any]] = {}
-    made: list[dict[str, Any]] = []
-    for row in rows:
+    for row in creator_rows(session, col(RosterMember.id).in_(member_ids)):
         member_id, handle = row.member_id, row.handle
         part = run.creator_part(row)
         digest = inputs_hash(run.campaign_digest, part, run.fingerprint)
         context = {"campaign": run.campaign_context, **run.creator_part.context(part)}
         previous = latest.get(member_id)
         if previous is not None and previous.inputs_hash == digest:
-            report.unchanged += 1
-            contexts[member_id] = context
+            batch.report.unchanged += 1
+            batch.contexts[member_id] = context
             continue
         try:
             markdown = run.templates.render("brief.md.j2", context)
@@ -224,12 +224,12 @@ def generate_batch(
                 "brief.html.j2", {**context, "campaign": run.campaign_context_html}
             )
         except RENDER_ERRORS as exc:
-            report.failed.append(_problem(handle, exc))
+            batch.report.failed.append(_problem(handle, exc))
             continue
         inputs = {"campaign_digest": run.campaign_digest, **part, "templates": run.fingerprint}
         version = previous.version + 1 if previous else 1
-        contexts[member_id] = context
-        made.append(
+        batch.contexts[member_id] = context
+        batch.made.append(
             {"handle": handle, "version": version, "inputs_hash": digest}
             | (
                 {"changed": changed_fields(session, previous.inputs, inputs, run.campaign_inputs)}
@@ -237,7 +237,7 @@ def generate_batch(
                 else {}
             )
         )
-        new_rows.append(
+        batch.rows.append(
             {
                 "campaign_id": run.campaign.id,
                 "member_id": member_id,
@@ -251,10 +251,32 @@ def generate_batch(
                 "created_at": now,
             }
         )
-    if new_rows:
+    return batch
+
+
+def store_batch(
+    session: Session, run: BriefRun, batch: RenderedBatch, *, actor: str, send: bool
+) -> GenerationReport:
+    """Store a rendered batch (one audit entry listing each new version and its hash). A brief
+    that another run versioned since this batch was rendered is left out and reported."""
+    report = batch.report
+    latest = latest_briefs(session, batch.member_ids)
+    rows, made = [], []
+    for row, entry in zip(batch.rows, batch.made, strict=True):
+        newest = latest.get(row["member_id"])
+        if (newest.version if newest else 0) != row["version"] - 1:
+            report.failed.append(
+                BriefProblem(
+                    entry["handle"], "version", "changed by another run meanwhile: generate again"
+                )
+            )
+            continue
+        rows.append(row)
+        made.append(entry)
+    if rows:
         keep_campaign_inputs(session, run)
-        session.execute(insert(Brief.__table__), new_rows)  # type: ignore[attr-defined]
-        report.rendered = len(new_rows)
+        session.execute(insert(Brief.__table__), rows)  # type: ignore[attr-defined]
+        report.rendered = len(rows)
         summary = f"{len(made)} brief version(s) generated on {run.campaign.slug}"
         details = {"campaign_digest": run.campaign_digest, "briefs": made}
         record(
@@ -262,9 +284,23 @@ def generate_batch(
             [Change(actor, "briefs.generated", "campaign", run.campaign.slug, summary, details)],
         )
     if send:
-        report.queued, problems = queue_emails(session, run, member_ids, contexts)
+        report.queued, problems = queue_emails(session, run, batch.member_ids, batch.contexts)
         report.failed += problems
     return report
+
+
+def generate_batch(
+    session: Session,
+    run: BriefRun,
+    member_ids: Sequence[int],
+    *,
+    actor: str,
+    send: bool,
+    now: datetime,
+) -> GenerationReport:
+    """Render and store the briefs of `member_ids` in one transaction."""
+    batch = render_batch(session, run, member_ids, now=now)
+    return store_batch(session, run, batch, actor=actor, send=send)
 
 
 def keep_campaign_inputs(session: Session, run: BriefRun) -> None:
