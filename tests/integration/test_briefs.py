@@ -13,6 +13,7 @@ from store.db import transaction
 from store.models import AuditEvent, Brief, OutboxMessage, Timer
 from store.types import utcnow
 from tasks.brief_mail import deliver_email, send_reminders
+from tasks.briefs import prepare, render_batch, select_members, store_batch
 from tests.conftest import SLUG
 from tests.helpers import generate
 
@@ -303,3 +304,18 @@ def test_a_reminder_that_cannot_render_is_recorded_and_the_others_go(
     assert len(outcomes) == 50 and len(failed) == 1
     assert "creator.name" in failed[0]["error"]
     assert send_reminders(engine, settings, now=due + timedelta(days=1)) == 0
+
+
+def test_a_batch_rendered_before_another_run_stored_is_not_stored_twice(
+    settings, engine, rally, applied
+):
+    with transaction(engine, write=False) as session:
+        run = prepare(session, SLUG, public_url=settings.public_url)
+        ids = select_members(session, run.campaign, ["maya.votes.pa"])
+        stale = render_batch(session, run, ids, now=utcnow())
+    assert generate(settings, engine, SLUG, handles=["maya.votes.pa"]).rendered == 1
+    with transaction(engine) as session:
+        report = store_batch(session, run, stale, actor="staff:test", send=False)
+    assert report.rendered == 0
+    assert [(p.handle, p.field) for p in report.failed] == [("maya.votes.pa", "version")]
+    assert [b.version for b in briefs(engine)] == [1]
