@@ -13,6 +13,17 @@ from config.campaign import CampaignSpec, Model
 from config.errors import RallyError
 
 
+def repeated(label: str, keys: list[str], message: str, suffix: str = "") -> list[tuple[str, str]]:
+    """A problem for each key seen before in `keys`, named by its place in the list."""
+    seen: set[str] = set()
+    problems = []
+    for index, key in enumerate(keys):
+        if key in seen:
+            problems.append((f"{label}[{index}]{suffix}", message.format(repr(key))))
+        seen.add(key)
+    return problems
+
+
 def _cross_checks(spec: CampaignSpec) -> list[tuple[str, str]]:
     """Rules that span fields; each names the field to fix."""
     problems: list[tuple[str, str]] = []
@@ -26,15 +37,10 @@ def _cross_checks(spec: CampaignSpec) -> list[tuple[str, str]]:
     total = split.creators + split.paid + split.production + split.tools
     if abs(total - 1) > 0.001:
         problems.append(("budget.split", f"shares must add up to 1 (they add up to {total:g})"))
-    for label, keys in (
-        ("segments", [s.id for s in spec.segments]),
-        ("destinations", [d.name for d in spec.destinations]),
-    ):
-        seen: set[str] = set()
-        for index, key in enumerate(keys):
-            if key in seen:
-                problems.append((f"{label}[{index}]", f"duplicate {label[:-1]} {key!r}"))
-            seen.add(key)
+    problems += repeated("segments", [s.id for s in spec.segments], "duplicate segment {}")
+    problems += repeated(
+        "destinations", [d.name for d in spec.destinations], "duplicate destination {}"
+    )
     weeks = spec.sprint.weeks
     week_fields: list[tuple[str, int]] = [
         ("brief.draft_due_week", spec.brief.draft_due_week),

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, ValidationError
 
 from config.campaign import Identifier, Model, Share, Text
-from config.campaign_file import CampaignFileError, read_yaml, validation_problems
+from config.campaign_file import CampaignFileError, read_yaml, repeated, validation_problems
 
 BUILTIN_POLICIES = Path(__file__).parent / "policies"
 
@@ -88,16 +88,8 @@ class Policy:
 
 
 def _cross_checks(spec: PolicySpec) -> list[tuple[str, str]]:
-    problems = []
-    for label, keys in (
-        ("rules", [r.id for r in spec.rules]),
-        ("tiers", [t.id for t in spec.tiers]),
-    ):
-        seen: set[str] = set()
-        for index, key in enumerate(keys):
-            if key in seen:
-                problems.append((f"{label}[{index}].id", f"duplicate id {key!r}"))
-            seen.add(key)
+    problems = repeated("rules", [r.id for r in spec.rules], "duplicate id {}", ".id")
+    problems += repeated("tiers", [t.id for t in spec.tiers], "duplicate id {}", ".id")
     for i, rule in enumerate(spec.rules):
         for j, pattern in enumerate(rule.params.get("patterns", [])):
             try:
