@@ -163,3 +163,21 @@ def test_a_policy_file_with_mistakes_names_each_one():
     text = str(caught.value)
     assert "policy.yaml: rules[0].severity: must be one of 'block' or 'warn'" in text
     assert "rules[1].check: must be one of" in text and "tiers: must have at least 1" in text
+
+
+def test_a_policy_with_a_repeated_id_or_a_broken_pattern_is_refused_by_name():
+    rule = {"id": "a", "description": "d", "severity": "block", "check": "prohibited_claims"}
+    tier = {"id": "internal", "name": "Internal", "group": "internal", "when": ["always"]}
+    with pytest.raises(CampaignFileError) as caught:
+        parse_policy(
+            {
+                "name": "x",
+                "rules": [rule, {**rule, "params": {"patterns": ["(unclosed"]}}],
+                "tiers": [tier, tier],
+            },
+            file="policy.yaml",
+        )
+    text = str(caught.value)
+    assert "policy.yaml: rules[1].id: duplicate id 'a'" in text
+    assert "policy.yaml: tiers[1].id: duplicate id 'internal'" in text
+    assert "rules[1].params.patterns[0]: not a valid pattern" in text
