@@ -15,8 +15,7 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import formatdate, parseaddr
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Protocol, Self
+from typing import Any, Protocol
 
 from config.settings import Settings
 from integrations.errors import PermanentError, TransientError, UnavailableError
@@ -63,12 +62,6 @@ class MailboxSender:
 
     def close(self) -> None:
         pass
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 class SmtpSender:
@@ -139,14 +132,6 @@ class SmtpSender:
                 self._smtp.quit()
             self._smtp = None
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
 
 def _loopback(host: str) -> bool:
     if host == "localhost":
@@ -163,7 +148,7 @@ def _by_code(code: int, text: bytes | str) -> Exception:
     return TransientError(message) if 400 <= code < 500 else PermanentError(message)
 
 
-def sender_for(settings: Settings) -> MailboxSender | SmtpSender:
+def sender_for(settings: Settings) -> EmailSender:
     """SMTP when `RALLY_SMTP_HOST` is set, else the mailbox folder under `RALLY_HOME`."""
     if not settings.smtp_host:
         return MailboxSender(settings.mailbox)

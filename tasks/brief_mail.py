@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import Engine, insert, update
 from sqlmodel import Session, col, select
 
+from briefs.environment import BriefTemplates
 from config.campaign import CampaignSpec
 from config.errors import RallyError
 from config.settings import Settings
@@ -115,6 +116,7 @@ def queue_due_reminders(session: Session, *, now: datetime, public_url: str) -> 
     }
     latest = latest_briefs(session, list({b.member_id for b in briefs.values()}))
     messages: list[dict[str, Any]] = []
+    templates: dict[int, BriefTemplates] = {}  # each campaign's templates, read once per call
     for timer in timers:
         timer.fired_at = now
         brief = briefs.get(timer.entity_id)
@@ -124,20 +126,26 @@ def queue_due_reminders(session: Session, *, now: datetime, public_url: str) -> 
             timer.payload = {"outcome": "a newer version replaced this brief"}
         else:
             try:
-                messages.append(_reminder(session, brief, public_url))
+                messages.append(_reminder(session, brief, public_url, templates))
                 timer.payload = {"outcome": "reminder queued"}
             except (*RENDER_ERRORS, RallyError) as exc:
                 timer.payload = {"outcome": "failed", "error": f"{type(exc).__name__}: {exc}"}
     return enqueue(session, messages)
 
 
-def _reminder(session: Session, brief: Brief, public_url: str) -> dict[str, Any]:
-    campaign = session.get(Campaign, brief.campaign_id)
-    assert campaign is not None
-    templates = campaign_templates(campaign, CampaignSpec.model_validate(campaign.spec))
+def _reminder(
+    session: Session, brief: Brief, public_url: str, templates: dict[int, BriefTemplates]
+) -> dict[str, Any]:
+    if brief.campaign_id not in templates:
+        campaign = session.get(Campaign, brief.campaign_id)
+        assert campaign is not None
+        spec = CampaignSpec.model_validate(campaign.spec)
+        templates[brief.campaign_id] = campaign_templates(campaign, spec)
     inputs = full_inputs(session, brief)
     context = {key: as_context(value, key) for key, value in inputs.items()}
-    payload = email_payload(templates, REMINDER_TEMPLATES, context, brief, public_url=public_url)
+    payload = email_payload(
+        templates[brief.campaign_id], REMINDER_TEMPLATES, context, brief, public_url=public_url
+    )
     return {
         "channel": "email",
         "destination": "creator",
@@ -152,20 +160,23 @@ def deliver_email(
     engine: Engine, settings: Settings, *, now: Callable[[], datetime], limit: int | None = None
 ) -> DrainReport:
     """Send every ready email in the outbox over the configured sender."""
-    with sender_for(settings) as sender:
+    sender = sender_for(settings)
 
-        def deliver(message: OutboxMessage) -> str:
-            try:
-                email = build_message(
-                    message.payload, sender=settings.mail_from, key=message.idempotency_key
-                )
-            except (ValueError, TypeError, KeyError, HeaderParseError) as exc:
-                raise PermanentError(f"cannot make an email of it: {exc}") from None
-            return sender.send(email)
+    def deliver(message: OutboxMessage) -> str:
+        try:
+            email = build_message(
+                message.payload, sender=settings.mail_from, key=message.idempotency_key
+            )
+        except (ValueError, TypeError, KeyError, HeaderParseError) as exc:
+            raise PermanentError(f"cannot make an email of it: {exc}") from None
+        return sender.send(email)
 
+    try:
         return drain(
             engine, channel="email", deliver=deliver, on_sent=on_sent, now=now, limit=limit
         )
+    finally:
+        sender.close()
 
 
 def send_reminders(engine: Engine, settings: Settings, *, now: datetime) -> int:

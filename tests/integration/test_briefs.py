@@ -36,6 +36,16 @@ def audit_actions(engine) -> list[str]:
         return list(session.exec(select(AuditEvent.action).order_by(col(AuditEvent.seq))))
 
 
+def template_folder(campaign_folder: Path, files: dict[str, str] | None = None) -> Path:
+    """Point the campaign at its own template folder, holding `files` (name -> source)."""
+    folder = campaign_folder / "brief-templates"
+    folder.mkdir()
+    for name, source in (files or {}).items():
+        (folder / name).write_text(source)
+    edit(campaign_folder / "campaign.yaml", "template: default", "template: brief-templates")
+    return folder
+
+
 def edit(path: Path, old: str, new: str) -> None:
     text = path.read_text()
     assert old in text, f"{old!r} not in {path}"
@@ -145,10 +155,9 @@ def test_same_inputs_make_nothing_new_and_changes_make_a_new_version(
 
 
 def test_an_edited_template_makes_new_versions(settings, engine, rally, applied):
-    folder = applied / "brief-templates"
-    folder.mkdir()
-    edit(applied / "campaign.yaml", "template: default", "template: brief-templates")
-    (folder / "brief.md.j2").write_text("# {{ campaign.name }} for @{{ creator.handle }}\n")
+    folder = template_folder(
+        applied, {"brief.md.j2": "# {{ campaign.name }} for @{{ creator.handle }}\n"}
+    )
     assert rally("campaign", "apply", applied / "campaign.yaml").code == 0
     generate(settings, engine, SLUG)
     md = rally("briefs", "show", SLUG, "maya.votes.pa").out
@@ -211,9 +220,7 @@ def test_text_from_people_is_printed_never_run(settings, engine, rally, applied,
 def test_templates_cannot_reach_outside_their_folder_or_into_python(
     settings, engine, rally, applied, tmp_path
 ):
-    folder = applied / "brief-templates"
-    folder.mkdir()
-    edit(applied / "campaign.yaml", "template: default", "template: brief-templates")
+    folder = template_folder(applied)
     assert rally("campaign", "apply", applied / "campaign.yaml").code == 0
     secret = tmp_path / "secret.txt"
     secret.write_text("TOP SECRET")
@@ -252,10 +259,7 @@ def test_a_template_folder_must_sit_with_the_campaign(rally, applied):
 def test_an_email_that_cannot_render_spares_the_brief_and_the_other_emails(
     settings, engine, rally, example
 ):
-    folder = example / "brief-templates"
-    folder.mkdir()
-    (folder / "email_subject.txt.j2").write_text("{{ creator.name }}, your brief")
-    edit(example / "campaign.yaml", "template: default", "template: brief-templates")
+    template_folder(example, {"email_subject.txt.j2": "{{ creator.name }}, your brief"})
     edit(example / "roster.csv", "Maya Thompson", "")
     assert rally("campaign", "apply", example / "campaign.yaml").code == 0
     report = generate(settings, engine, SLUG, send=True)
@@ -285,10 +289,7 @@ def test_a_newer_version_withdraws_the_older_email_still_waiting(settings, engin
 def test_a_reminder_that_cannot_render_is_recorded_and_the_others_go(
     settings, engine, rally, example
 ):
-    folder = example / "brief-templates"
-    folder.mkdir()
-    (folder / "reminder_subject.txt.j2").write_text("{{ creator.name }}, a reminder")
-    edit(example / "campaign.yaml", "template: default", "template: brief-templates")
+    template_folder(example, {"reminder_subject.txt.j2": "{{ creator.name }}, a reminder"})
     edit(example / "roster.csv", "Maya Thompson", "")
     assert rally("campaign", "apply", example / "campaign.yaml").code == 0
     generate(settings, engine, SLUG, send=True)
