@@ -204,3 +204,8 @@ def load_templates(custom_folder: Path | None = None) -> BriefTemplates:
     if key not in _loaded:
         _loaded[key] = BriefTemplates(custom_folder)
     return _loaded[key]
+
+
+def message_sandbox() -> BriefSandbox:
+    """The sandbox for short message templates kept in rule files (follow-up texts)."""
+    return BriefSandbox(undefined=MissingValue, autoescape=False, keep_trailing_newline=False)

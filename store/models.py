@@ -327,6 +327,7 @@ class Contact(SQLModel, table=True):
     """A lead: one person, deduplicated on normalized email and phone, with first/last touch."""
 
     __tablename__ = "contacts"
+    __table_args__ = (Index("ux_contacts_platform_handle", "platform", "handle", unique=True),)
 
     id: int | None = Field(default=None, primary_key=True)
     email: str | None = None
@@ -343,6 +344,7 @@ class Contact(SQLModel, table=True):
     last_source_code: str | None = None
     first_member_id: int | None = Field(default=None, foreign_key="roster_members.id")
     last_member_id: int | None = Field(default=None, foreign_key="roster_members.id")
+    tags: list[str] = Field(default_factory=list, sa_type=JSON)
     created_at: datetime = _created()
     updated_at: datetime = _created()
     erased_at: datetime | None = _when()
@@ -369,9 +371,11 @@ class ContactConsent(SQLModel, table=True):
 
 class FollowUpStatus(StrEnum):
     SCHEDULED = "scheduled"
-    QUEUED = "queued"
-    WITHHELD = "withheld"
-    CANCELLED = "cancelled"
+    QUEUED = "queued"  # in the outbox, to go at `due_at`
+    SENT = "sent"
+    DONE = "done"  # an action with nothing to send (a tag)
+    WITHHELD = "withheld"  # `reason` says why
+    CANCELLED = "cancelled"  # withdrawn before it went (the person opted out meanwhile)
 
 
 class FollowUp(SQLModel, table=True):
@@ -394,6 +398,17 @@ class FollowUp(SQLModel, table=True):
     due_at: datetime = Field(sa_type=UTCDateTime)
     outbox_id: int | None = Field(default=None, foreign_key="outbox.id")
     created_at: datetime = _created()
+    updated_at: datetime = _created()
+
+
+class PollCursor(SQLModel, table=True):
+    """Where polling a remote list (a video's comments) left off, so a restart resumes there."""
+
+    __tablename__ = "poll_cursors"
+
+    source: str = Field(primary_key=True, max_length=32)
+    key: str = Field(primary_key=True, max_length=128)
+    cursor: str
     updated_at: datetime = _created()
 
 

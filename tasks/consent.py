@@ -1,0 +1,61 @@
+"""Consent on each channel: what a channel needs before Rally may use it, and STOP / START.
+
+"STOP", "unsubscribe", "stop messaging me" and their variants, as the whole of a reply, DM or
+text, opt the person out of that channel at once; "START" opts them back in. Each change gets
+one confirmation on that channel, and anything still waiting to go to them there is withdrawn.
+"""
+
+import re
+
+from store.models import ConsentStatus
+
+STOP = re.compile(
+    r"^\W*(?:please\s+)?(?:stop(?:\s+all)?|unsubscribe|opt\s*-?\s*out|cancel|end|quit"
+    r"|stop\s+(?:messaging|texting|dming|dm'?ing|contacting|replying\s+to|sending)(?:\s+me)?"
+    r"|remove\s+me(?:\s+from\s+(?:this|your)\s+list)?|leave\s+me\s+alone|no\s+more\s+messages)"
+    r"(?:\s+(?:please|now|thanks|thank\s+you))?\W*$",
+    re.IGNORECASE,
+)
+START = re.compile(
+    r"^\W*(?:start|unstop|resubscribe|subscribe|opt\s*-?\s*in)(?:\s+(?:please|again))?\W*$",
+    re.IGNORECASE,
+)
+
+# Channels whose messages need a recorded yes; a public reply needs only no STOP, and a DM may
+# answer someone who wrote to us first.
+NEEDS_GRANT = {"email", "sms"}
+
+
+def command(text: str | None) -> ConsentStatus | None:
+    """REVOKED for a STOP message, GRANTED for START, None for anything else."""
+    if not text or len(text) > 80:
+        return None
+    if STOP.match(text):
+        return ConsentStatus.REVOKED
+    if START.match(text):
+        return ConsentStatus.GRANTED
+    return None
+
+
+def event_channel(source: str, kind: str) -> str | None:
+    """The channel a person used, where STOP on it means that channel."""
+    if source == "sms":
+        return "sms"
+    if source == "email":
+        return "email"
+    if kind == "dm":
+        return "dm"
+    if kind in ("comment", "reply", "mention"):
+        return "reply"
+    return None
+
+
+def withheld_for(channel: str, status: str | None, *, they_wrote_first: bool) -> str | None:
+    """Why a message on `channel` may not go, given the person's consent there, or None."""
+    if status == ConsentStatus.REVOKED:
+        return f"opted out of {channel}"
+    if channel in NEEDS_GRANT and status != ConsentStatus.GRANTED:
+        return f"no consent for {channel}"
+    if channel == "dm" and status != ConsentStatus.GRANTED and not they_wrote_first:
+        return "no consent for dm: they have not written to us"
+    return None

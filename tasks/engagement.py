@@ -1,0 +1,544 @@
+"""Processing engagement: new events in batches, each batch one transaction that applies the
+rules, records consent changes, writes follow-ups and their outbox rows, and marks the events
+processed, so a crash loses nothing and nothing is decided twice.
+"""
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Engine, update
+from sqlalchemy import select as sa_select
+from sqlmodel import Session, col, select
+
+from config.campaign import CampaignSpec
+from config.followups import Rule, load_followups
+from store.bulk import insert_rows
+from store.db import transaction
+from store.models import (
+    Campaign,
+    ConsentStatus,
+    Contact,
+    Creator,
+    EngagementEvent,
+    FollowUp,
+    FollowUpStatus,
+    OutboxMessage,
+    RosterMember,
+)
+from tasks import consent as consent_rules
+from tasks.contacts import (
+    Person,
+    consent_flags,
+    consents,
+    contacts_by_handle,
+    find_or_create,
+    normalize_email,
+    normalize_phone,
+    set_consent,
+    touch,
+)
+from tasks.followups import (
+    RENDER_ERRORS,
+    CampaignRules,
+    Event,
+    MemberInfo,
+    Sent,
+    due_at,
+    greeting,
+)
+from tasks.outbox import cancel
+
+SOCIAL = {"tiktok", "instagram", "youtube"}
+OUTBOX_CHANNEL = {"reply": "tiktok_reply", "dm": "tiktok_dm", "email": "email", "sms": "sms"}
+EVENT_COLUMNS: tuple[Any, ...] = (
+    EngagementEvent.id,
+    EngagementEvent.source,
+    EngagementEvent.external_id,
+    EngagementEvent.type,
+    EngagementEvent.campaign_id,
+    EngagementEvent.member_id,
+    EngagementEvent.actor,
+    EngagementEvent.video_id,
+    EngagementEvent.text,
+    EngagementEvent.occurred_at,
+    EngagementEvent.payload,
+)
+
+
+@dataclass
+class ProcessReport:
+    events: int = 0
+    outcomes: Counter[str] = field(default_factory=Counter)  # queued, delayed, withheld reasons
+    by_rule: Counter[str] = field(default_factory=Counter)
+    opted_out: int = 0
+    opted_in: int = 0
+
+    def add(self, other: "ProcessReport") -> None:
+        self.events += other.events
+        self.outcomes.update(other.outcomes)
+        self.by_rule.update(other.by_rule)
+        self.opted_out += other.opted_out
+        self.opted_in += other.opted_in
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "events": self.events,
+            "outcomes": dict(self.outcomes),
+            "by_rule": dict(self.by_rule),
+            "opted_out": self.opted_out,
+            "opted_in": self.opted_in,
+        }
+
+
+def campaign_rules(session: Session, campaign_id: int, *, public_url: str) -> CampaignRules:
+    campaign = session.get(Campaign, campaign_id)
+    assert campaign is not None
+    spec = CampaignSpec.model_validate(campaign.spec)
+    base = Path(campaign.source_path).parent if campaign.source_path else None
+    query = (
+        sa_select(
+            col(RosterMember.id),
+            col(Creator.handle),
+            col(RosterMember.segment),
+            col(RosterMember.holdout),
+            col(RosterMember.tracking_code),
+        )
+        .join(Creator, col(Creator.id) == col(RosterMember.creator_id))
+        .where(col(RosterMember.campaign_id) == campaign_id)
+    )
+    members = {
+        member_id: MemberInfo(handle, segment, holdout, f"{public_url}/t/{code}")
+        for member_id, handle, segment, holdout, code in session.execute(query)
+        if member_id is not None
+    }
+    followups = load_followups(spec.followups, base=base)
+    return CampaignRules(campaign_id, spec, followups, members, public_url)
+
+
+def process_pending(
+    engine: Engine, *, now: datetime, public_url: str, batch: int = 1000, limit: int | None = None
+) -> ProcessReport:
+    """Process every unprocessed event, `batch` at a time, each batch one transaction."""
+    report = ProcessReport()
+    rules: dict[int, CampaignRules] = {}
+    while limit is None or report.events < limit:
+        postgres = engine.dialect.name == "postgresql"
+        with transaction(engine, write=not postgres) as session:
+            query = (
+                sa_select(*EVENT_COLUMNS)
+                .where(col(EngagementEvent.processed_at).is_(None))
+                .order_by(col(EngagementEvent.id))
+                .limit(batch)
+            )
+            if postgres:  # another processor's batch is skipped, never taken twice
+                query = query.with_for_update(skip_locked=True)
+            events = [Event(*row) for row in session.execute(query)]
+            if not events:
+                break
+            for campaign_id in {e.campaign_id for e in events} - set(rules) - {None}:
+                rules[campaign_id or 0] = campaign_rules(
+                    session, campaign_id or 0, public_url=public_url
+                )
+            report.add(Batch(session, rules, now).run(events))
+    return report
+
+
+class Batch:
+    """One batch of events, decided and written in the caller's transaction."""
+
+    def __init__(self, session: Session, rules: dict[int, CampaignRules], now: datetime) -> None:
+        self.session, self.rules, self.now = session, rules, now
+        self.report = ProcessReport()
+        self.outbox: list[dict[str, Any]] = []
+        self.followups: list[dict[str, Any]] = []
+        self.reopened: list[dict[str, Any]] = []
+        self.event_contacts: dict[int, int] = {}
+
+    def run(self, events: list[Event]) -> ProcessReport:
+        self.report.events = len(events)
+        fired = {e.id: self.rules[e.campaign_id].matching(e) for e in events if e.campaign_id}
+        commands = {
+            e.id: cmd
+            for e in events
+            if consent_rules.event_channel(e.source, e.type)
+            and (cmd := consent_rules.command(e.text))
+        }
+        contacts = self._contacts([e for e in events if fired.get(e.id) or e.id in commands])
+        self._load_state(set(contacts.values()))
+        for event in events:
+            contact_id = contacts.get(event.id)
+            if contact_id is None:
+                continue
+            self.event_contacts[event.id] = contact_id
+            if event.id in commands:
+                self._consent(event, contact_id, commands[event.id])
+                continue
+            for rule in fired.get(event.id, []):
+                self._decide(event, rule, contact_id)
+        self._write([e.id for e in events])
+        return self.report
+
+    # --- loading -------------------------------------------------------------------------
+
+    def _contacts(self, events: list[Event]) -> dict[int, int]:
+        """The contact of each event's actor: from the signup form, or by platform handle."""
+        found: dict[int, int] = {}
+        social: dict[str, list[Event]] = {}
+        for event in events:
+            person = event.payload.get("contact")
+            if isinstance(person, dict):
+                contact_id = self._signup(event, person)
+                if contact_id is not None:
+                    found[event.id] = contact_id
+            elif event.actor and event.source in SOCIAL:
+                social.setdefault(event.source, []).append(event)
+        for platform, group in social.items():
+            ids = contacts_by_handle(
+                self.session, platform, {e.actor for e in group if e.actor}, now=self.now
+            )
+            found |= {e.id: ids[e.actor] for e in group if e.actor in ids}
+        return found
+
+    def _signup(self, event: Event, values: dict[str, Any]) -> int | None:
+        """A signup's contact, with its consents (a form never undoes someone's STOP)."""
+        try:
+            name = str(values.get("name") or "").split()
+            person = Person(
+                email=normalize_email(values.get("email")),
+                phone=normalize_phone(values.get("phone")),
+                given_name=values.get("given_name") or (name[0] if name else None),
+                family_name=values.get("family_name") or (" ".join(name[1:]) or None),
+                postal_code=values.get("zip") or values.get("postal_code"),
+                platform=event.source if event.source in SOCIAL else None,
+                handle=event.actor if event.source in SOCIAL else None,
+            )
+        except ValueError as exc:
+            self.report.outcomes[f"unusable contact: {exc}"] += 1
+            return None
+        if not (person.email or person.phone or person.handle):
+            return None
+        contact = find_or_create(self.session, person, now=self.now)
+        assert contact.id is not None
+        for channel, granted in consent_flags(values.get("consent") or {}).items():
+            if granted:
+                set_consent(
+                    self.session,
+                    contact.id,
+                    channel,
+                    ConsentStatus.GRANTED,
+                    source=f"{event.source}:{event.external_id}",
+                    now=self.now,
+                    keep_revoked=True,
+                )
+        touch(
+            self.session,
+            contact.id,
+            source_code=values.get("source_code"),
+            member_id=event.member_id,
+            now=self.now,
+        )
+        return contact.id
+
+    def _load_state(self, contact_ids: set[int]) -> None:
+        self.consent = consents(self.session, contact_ids)
+        self.people = {
+            c.id: c
+            for c in self.session.exec(select(Contact).where(col(Contact.id).in_(contact_ids)))
+        }
+        rows = self.session.execute(
+            sa_select(
+                col(FollowUp.campaign_id),
+                col(FollowUp.rule_id),
+                col(FollowUp.contact_id),
+                col(FollowUp.status),
+                col(FollowUp.channel),
+                col(FollowUp.due_at),
+                col(FollowUp.id),
+            ).where(col(FollowUp.contact_id).in_(contact_ids))
+        ).all()
+        self.decided = {(c, r, p): (s, i) for c, r, p, s, _, _, i in rows}
+        self.sent = Sent()
+        horizon = self.now - timedelta(days=8)
+        for _, _, contact_id, status, channel, due, _ in rows:
+            if status in (FollowUpStatus.QUEUED, FollowUpStatus.SENT) and due > horizon:
+                self.sent.add(contact_id, channel, due)
+
+    # --- deciding ------------------------------------------------------------------------
+
+    def _actor(self, event: Event, contact_id: int) -> dict[str, Any]:
+        person = self.people.get(contact_id)
+        name = " ".join(filter(None, (person.given_name, person.family_name))) if person else ""
+        handle = event.actor or (person.handle if person else None)
+        return {"handle": handle or "", "name": name, "greeting": greeting(name, handle)}
+
+    def _decide(self, event: Event, rule: Rule, contact_id: int) -> None:
+        rules = self.rules[event.campaign_id or 0]
+        key = (rules.campaign_id, rule.id, contact_id)
+        previous = self.decided.get(key)
+        if previous and previous[0] != FollowUpStatus.WITHHELD:
+            self.report.outcomes["already followed up"] += 1
+            return
+        channel = (
+            rule.action
+            if rule.action in OUTBOX_CHANNEL
+            else ("staff" if rule.action == "notify_staff" else "tag")
+        )
+        status, reason, due, message = self._verdict(event, rule, channel, contact_id, rules)
+        row = {
+            "campaign_id": rules.campaign_id,
+            "rule_id": rule.id,
+            "event_id": event.id,
+            "contact_id": contact_id,
+            "channel": channel,
+            "status": status,
+            "reason": reason,
+            "due_at": due,
+            "outbox_id": None,
+            "created_at": self.now,
+            "updated_at": self.now,
+        }
+        if message is not None:
+            row["_messages"] = [m | {"available_at": due} for m in message]
+        (self.reopened if previous else self.followups).append(
+            row | {"_id": previous and previous[1]}
+        )
+        self.decided[key] = (status, previous[1] if previous else 0)
+        outcome = (
+            (reason or "withheld")
+            if status == FollowUpStatus.WITHHELD
+            else ("delayed" if due > self.now + timedelta(minutes=1) else str(status))
+        )
+        self.report.outcomes[_outcome_kind(outcome)] += 1
+        self.report.by_rule[rule.id] += 1
+
+    def _verdict(
+        self, event: Event, rule: Rule, channel: str, contact_id: int, rules: CampaignRules
+    ) -> tuple[str, str | None, datetime, list[dict[str, Any]] | None]:
+        """(status, reason, due, outbox messages) of one rule firing for one person."""
+        member = rules.members.get(event.member_id or 0)
+        if channel == "tag":
+            from tasks.contacts import add_tags
+
+            add_tags(self.session, contact_id, rule.tags, now=self.now)
+            return FollowUpStatus.DONE, None, self.now, None
+        if channel != "staff" and member is not None and member.holdout:
+            return (
+                FollowUpStatus.WITHHELD,
+                "holdout: this creator's audience gets no follow-ups",
+                self.now,
+                None,
+            )
+        person = self.people.get(contact_id)
+        if channel != "staff":
+            why = consent_rules.withheld_for(
+                channel,
+                self.consent.get((contact_id, channel)),
+                they_wrote_first=event.type == "dm",
+            ) or _no_address(channel, event, person)
+            if why:
+                return FollowUpStatus.WITHHELD, why, self.now, None
+        zone = ZoneInfo(person.timezone) if person and person.timezone else None
+        due = due_at(rules, rule, channel, event, self.sent, now=self.now, zone=zone)
+        if channel != "staff" and (
+            cap := self.sent.cap_reason(rules.followups, contact_id, channel, due)
+        ):
+            return FollowUpStatus.WITHHELD, cap, self.now, None
+        actor = self._actor(event, contact_id)
+        try:
+            text = rules.render(f"{rule.id}.message", event, actor)
+            subject = rules.render(f"{rule.id}.subject", event, actor) if rule.subject else ""
+        except RENDER_ERRORS as exc:
+            return FollowUpStatus.WITHHELD, f"cannot render: {exc}", self.now, None
+        messages = _messages(rule, channel, event, person, rules, text, subject)
+        if not messages:
+            return (
+                FollowUpStatus.WITHHELD,
+                "no staff to notify: the approver group is empty",
+                self.now,
+                None,
+            )
+        if channel != "staff":
+            self.sent.add(contact_id, channel, due)
+        return FollowUpStatus.QUEUED, None, due, messages
+
+    def _consent(self, event: Event, contact_id: int, status: ConsentStatus) -> None:
+        channel = consent_rules.event_channel(event.source, event.type)
+        assert channel is not None
+        changed = set_consent(
+            self.session,
+            contact_id,
+            channel,
+            status,
+            source=f"{event.source}:{event.external_id}",
+            now=self.now,
+        )
+        self.consent[(contact_id, channel)] = status
+        if not changed:
+            return
+        if status == ConsentStatus.REVOKED:
+            self.report.opted_out += 1
+            self._withdraw(contact_id, channel)
+        else:
+            self.report.opted_in += 1
+        rules = self.rules.get(event.campaign_id or 0)
+        kind = "stop" if status == ConsentStatus.REVOKED else "start"
+        if rules is None or f"{kind}.{channel}" not in rules.templates:
+            return
+        try:
+            text = rules.render(f"{kind}.{channel}", event, self._actor(event, contact_id))
+        except RENDER_ERRORS:
+            return
+        person = self.people.get(contact_id)
+        for message in _channel_messages(channel, event, person, text, ""):
+            self.outbox.append(
+                message
+                | {
+                    "idempotency_key": f"consent:{event.source}:{event.external_id}",
+                    "subject_type": "consent",
+                    "subject_id": str(contact_id),
+                    "available_at": self.now,
+                }
+            )
+
+    def _withdraw(self, contact_id: int, channel: str) -> None:
+        """Cancel what is still waiting to go to this person on this channel, both decided in
+        this batch and stored before."""
+        for row in self.followups + self.reopened:
+            mine = row["contact_id"] == contact_id and row["channel"] == channel
+            if mine and row["status"] == FollowUpStatus.QUEUED:
+                row.update(status=FollowUpStatus.CANCELLED, reason=f"opted out of {channel}")
+                row.pop("_messages", None)
+        rows = self.session.exec(
+            select(FollowUp.id, FollowUp.outbox_id).where(
+                FollowUp.contact_id == contact_id,
+                FollowUp.channel == channel,
+                FollowUp.status == FollowUpStatus.QUEUED,
+            )
+        ).all()
+        if not rows:
+            return
+        cancel(self.session, [o for _, o in rows if o], f"opted out of {channel}")
+        self.session.execute(
+            update(FollowUp)
+            .where(col(FollowUp.id).in_([i for i, _ in rows]))
+            .where(
+                col(FollowUp.outbox_id).in_(
+                    select(OutboxMessage.id).where(OutboxMessage.status == "cancelled")
+                )
+            )
+            .values(
+                status=FollowUpStatus.CANCELLED,
+                reason=f"opted out of {channel}",
+                updated_at=self.now,
+            )
+        )
+
+    # --- writing -------------------------------------------------------------------------
+
+    def _write(self, event_ids: list[int]) -> None:
+        rows = self.followups + self.reopened
+        messages = [m for row in rows for m in row.get("_messages") or []]
+        ids = insert_rows(
+            self.session, OutboxMessage, self.outbox + messages, key=("idempotency_key",)
+        )
+        for row in rows:
+            first = (row.get("_messages") or [None])[0]
+            row["outbox_id"] = ids.get((first["idempotency_key"],)) if first else None
+        clean = [{k: v for k, v in r.items() if not k.startswith("_")} for r in self.followups]
+        if clean:
+            insert_rows(self.session, FollowUp, clean, key=("rule_id", "contact_id"))
+        for row in self.reopened:
+            values = {k: v for k, v in row.items() if not k.startswith("_") and k != "created_at"}
+            self.session.execute(
+                update(FollowUp).where(col(FollowUp.id) == row["_id"]).values(**values)
+            )
+        by_contact: dict[int, list[int]] = {}
+        for event_id, contact_id in self.event_contacts.items():
+            by_contact.setdefault(contact_id, []).append(event_id)
+        for contact_id, ids_ in by_contact.items():
+            self.session.execute(
+                update(EngagementEvent)
+                .where(col(EngagementEvent.id).in_(ids_))
+                .values(contact_id=contact_id)
+            )
+        for i in range(0, len(event_ids), 1000):
+            self.session.execute(
+                update(EngagementEvent)
+                .where(col(EngagementEvent.id).in_(event_ids[i : i + 1000]))
+                .values(processed_at=self.now)
+            )
+
+
+def _outcome_kind(outcome: str) -> str:
+    """`capped: at most 1 dm a day per person` -> `capped`; the full reason stays stored."""
+    return outcome.split(":")[0]
+
+
+def _no_address(channel: str, event: Event, person: Contact | None) -> str | None:
+    if channel == "email" and not (person and person.email):
+        return "no address: no email for this person"
+    if channel == "sms" and not (person and person.phone):
+        return "no address: no phone number for this person"
+    if channel == "reply" and not (event.video_id and event.type in ("comment", "reply")):
+        return "no address: not a comment on a video"
+    if channel == "dm" and not event.actor:
+        return "no address: no handle to write to"
+    return None
+
+
+def _channel_messages(
+    channel: str, event: Event, person: Contact | None, text: str, subject: str
+) -> list[dict[str, Any]]:
+    base = {"channel": OUTBOX_CHANNEL[channel], "destination": "public"}
+    if channel == "reply":
+        payload = {
+            "to": f"@{event.actor}",
+            "video_id": event.video_id,
+            "comment_id": event.external_id,
+            "text": text,
+        }
+    elif channel == "dm":
+        payload = {"to": f"@{event.actor}", "recipient": event.actor, "text": text}
+    elif channel == "sms":
+        payload = {"to": person.phone if person else None, "text": text}
+    else:
+        payload = {
+            "to": person.email if person else None,
+            "to_name": person.given_name if person else "",
+            "subject": subject,
+            "text": text,
+        }
+    return [base | {"payload": payload}]
+
+
+def _messages(
+    rule: Rule,
+    channel: str,
+    event: Event,
+    person: Contact | None,
+    rules: CampaignRules,
+    text: str,
+    subject: str,
+) -> list[dict[str, Any]]:
+    key = f"followup:{rules.campaign_id}:{rule.id}:{person.id if person else event.id}"
+    common = {"subject_type": "followup", "subject_id": key}
+    if channel == "staff":
+        staff = rules.spec.approvers.get(rule.staff_group, [])
+        return [
+            {
+                "channel": "email",
+                "destination": "staff",
+                "idempotency_key": f"{key}:{email}",
+                "payload": {"to": email, "to_name": "", "subject": subject, "text": text},
+            }
+            | common
+            for email in staff
+        ]
+    return [
+        m | common | {"idempotency_key": key}
+        for m in _channel_messages(channel, event, person, text, subject)
+    ]

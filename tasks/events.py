@@ -1,0 +1,237 @@
+"""Engagement events: one shape for every source, stored once per (source, external id).
+
+A record from a webhook, a poll, a file or the simulator becomes a row here; a redelivery of a
+record already stored only counts (`deliveries`) and is never processed twice. A record that
+cannot be used is an `EventError` naming the record and the field; the rest of its batch goes on.
+"""
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session, col, select
+
+from config.followups import EVENT_TYPES
+from store.models import Campaign, Creative, Creator, EngagementEvent, RosterMember
+
+FIELDS = ("source", "external_id", "type", "actor", "creator", "video", "text", "time")
+
+
+class EventError(ValueError):
+    """A record that cannot be an event; `where` names the record, `field` the field."""
+
+    def __init__(self, where: str, field: str, message: str) -> None:
+        super().__init__(f"{where}: {field}: {message}")
+        self.where, self.field, self.message = where, field, message
+
+
+@dataclass(frozen=True)
+class Member:
+    campaign_id: int
+    member_id: int
+
+
+class Resolver:
+    """Finds an event's campaign and roster member from its campaign slug, creator handle or
+    video id; the lookups are loaded once per ingest."""
+
+    def __init__(self, session: Session) -> None:
+        self.campaigns = dict(session.exec(select(Campaign.slug, Campaign.id)).all())
+        self.by_handle: dict[str, list[Member]] = {}
+        query = select(Creator.handle, RosterMember.campaign_id, RosterMember.id).join(
+            Creator, col(Creator.id) == col(RosterMember.creator_id)
+        )
+        for handle, campaign_id, member_id in session.exec(query):
+            self.by_handle.setdefault(handle.lower(), []).append(
+                Member(campaign_id, member_id or 0)
+            )
+        self.by_video = {
+            video: Member(campaign_id, member_id)
+            for video, campaign_id, member_id in session.exec(
+                select(Creative.platform_video_id, Creative.campaign_id, Creative.member_id).where(
+                    col(Creative.platform_video_id).is_not(None)
+                )
+            )
+        }
+
+    def member(self, record: Mapping[str, Any], where: str) -> tuple[int | None, int | None]:
+        slug = record.get("campaign")
+        campaign_id = self.campaigns.get(slug) if slug else None
+        if slug and campaign_id is None:
+            raise EventError(where, "campaign", f"no campaign {slug!r}")
+        video = record.get("video")
+        if video and str(video) in self.by_video:
+            found = self.by_video[str(video)]
+            return found.campaign_id, found.member_id
+        handle = str(record.get("creator") or "").removeprefix("@").lower()
+        if not handle:
+            if campaign_id is None:
+                raise EventError(where, "creator", "give the creator's handle or the campaign")
+            return campaign_id, None
+        members = [
+            m for m in self.by_handle.get(handle, []) if campaign_id in (None, m.campaign_id)
+        ]
+        if not members:
+            raise EventError(where, "creator", f"@{handle} is on no campaign's roster")
+        if len(members) > 1:
+            raise EventError(where, "campaign", f"@{handle} is on several campaigns: name one")
+        return members[0].campaign_id, members[0].member_id
+
+
+def parse_time(value: Any, where: str) -> datetime:
+    """ISO 8601 with a zone (`2027-02-03T18:04:05Z`) or unix seconds."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return datetime.fromtimestamp(value, UTC)
+    if isinstance(value, str) and value.strip():
+        text = value.strip()
+        if text.isdigit():
+            return datetime.fromtimestamp(int(text), UTC)
+        try:
+            moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            raise EventError(where, "time", f"not a time: {value!r}") from None
+        if moment.tzinfo is None:
+            raise EventError(where, "time", f"give a time zone (Z or +hh:mm): {value!r}")
+        return moment.astimezone(UTC)
+    raise EventError(where, "time", "missing")
+
+
+def _text(record: Mapping[str, Any], name: str, where: str, *, required: bool = False) -> Any:
+    value = record.get(name)
+    if value is None or value == "":
+        if required:
+            raise EventError(where, name, "missing")
+        return None
+    if not isinstance(value, str | int):
+        raise EventError(where, name, f"must be text, not {type(value).__name__}")
+    return str(value)
+
+
+def event_row(
+    record: Mapping[str, Any], where: str, resolver: Resolver, *, now: datetime
+) -> dict[str, Any]:
+    """The `engagement_events` row of one record, or an `EventError`."""
+    if not isinstance(record, Mapping):
+        raise EventError(where, "record", "must be an object of event fields")
+    kind = _text(record, "type", where, required=True)
+    if kind not in EVENT_TYPES:
+        raise EventError(where, "type", f"{kind!r} is not one of {', '.join(EVENT_TYPES)}")
+    campaign_id, member_id = resolver.member(record, where)
+    payload = record.get("payload")
+    return {
+        "source": _text(record, "source", where, required=True),
+        "external_id": _text(record, "external_id", where, required=True),
+        "type": kind,
+        "campaign_id": campaign_id,
+        "member_id": member_id,
+        "contact_id": None,
+        "actor": (_text(record, "actor", where) or "").removeprefix("@") or None,
+        "video_id": _text(record, "video", where),
+        "text": _text(record, "text", where),
+        "occurred_at": parse_time(record.get("time"), where),
+        "received_at": now,
+        "deliveries": 1,
+        "payload": dict(payload) if isinstance(payload, Mapping) else dict(record),
+        "processed_at": None,
+    }
+
+
+@dataclass
+class IngestReport:
+    received: int = 0
+    stored: int = 0
+    repeated: int = 0  # redeliveries of events already stored: counted, not processed again
+    errors: list[EventError] = field(default_factory=list)
+
+    def add(self, other: "IngestReport") -> None:
+        self.received += other.received
+        self.stored += other.stored
+        self.repeated += other.repeated
+        self.errors += other.errors
+
+
+def store_events(session: Session, rows: Sequence[dict[str, Any]]) -> tuple[int, int]:
+    """Insert rows new on (source, external id); a repeat adds to the stored row's
+    `deliveries`. One statement per batch. Returns (new, repeated)."""
+    unique: dict[tuple[str, str], dict[str, Any]] = {}
+    for row in rows:
+        key = (row["source"], row["external_id"])
+        if key in unique:
+            unique[key]["deliveries"] += 1
+        else:
+            unique[key] = dict(row)
+    if not unique:
+        return 0, 0
+    keys = list(unique)
+    before = _known(session, keys)
+    table = EngagementEvent.__table__  # type: ignore[attr-defined]
+    dialect = session.get_bind().dialect.name
+    make = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = make(table)
+    statement = statement.on_conflict_do_update(
+        index_elements=["source", "external_id"],
+        set_={"deliveries": table.c.deliveries + statement.excluded.deliveries},
+    )
+    session.execute(statement, list(unique.values()))
+    new = len(keys) - before
+    return new, len(rows) - new
+
+
+def _known(session: Session, keys: list[tuple[str, str]]) -> int:
+    """How many of `keys` are stored already (one query per source)."""
+    count = 0
+    by_source: dict[str, list[str]] = {}
+    for source, external_id in keys:
+        by_source.setdefault(source, []).append(external_id)
+    for source, ids in by_source.items():
+        for i in range(0, len(ids), 5000):
+            count += len(
+                session.exec(
+                    select(EngagementEvent.id).where(
+                        EngagementEvent.source == source,
+                        col(EngagementEvent.external_id).in_(ids[i : i + 5000]),
+                    )
+                ).all()
+            )
+    return count
+
+
+def ingest(
+    engine: Engine,
+    records: Iterable[tuple[str, Any]],
+    *,
+    now: datetime,
+    batch: int = 2000,
+) -> IngestReport:
+    """Store `(where, record)` pairs in batches, each its own transaction; bad records are
+    reported and the good ones kept."""
+    from store.db import transaction
+
+    report = IngestReport()
+    with transaction(engine, write=False) as session:
+        resolver = Resolver(session)
+    rows: list[dict[str, Any]] = []
+
+    def flush() -> None:
+        with transaction(engine) as session:
+            new, repeated = store_events(session, rows)
+        report.stored += new
+        report.repeated += repeated
+        rows.clear()
+
+    for where, record in records:
+        report.received += 1
+        try:
+            if isinstance(record, EventError):
+                raise record
+            rows.append(event_row(record, where, resolver, now=now))
+        except EventError as exc:
+            report.errors.append(exc)
+        if len(rows) >= batch:
+            flush()
+    if rows:
+        flush()
+    return report
