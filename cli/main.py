@@ -5,7 +5,7 @@ import traceback
 
 import typer
 
-from cli import audit, briefs, campaign, creatives, creators, db, review, serve
+from cli import audit, briefs, campaign, creatives, creators, db, events, review, serve
 from config.errors import RallyError
 
 app = typer.Typer(
@@ -20,6 +20,8 @@ app.add_typer(creators.app, name="creators")
 app.add_typer(briefs.app, name="briefs")
 app.add_typer(creatives.app, name="creatives")
 app.add_typer(review.app, name="review")
+app.add_typer(events.app, name="events")
+app.add_typer(events.rules_app, name="rules")
 app.add_typer(audit.app, name="audit")
 app.add_typer(db.app, name="db")
 app.command("serve")(serve.serve_command)

@@ -45,6 +45,27 @@ class Settings(BaseSettings):
         "", description="CA bundle to trust for the SMTP server; empty uses the system's"
     )
 
+    tiktok_client_key: str = Field("", description="TikTok app's client key (webhooks)")
+    tiktok_client_secret: SecretStr = Field(
+        SecretStr(""), description="TikTok app's client secret: signs its webhooks"
+    )
+    tiktok_api_url: str = Field(
+        "https://business-api.tiktok.com/open_api/v1.3", description="TikTok API for Business"
+    )
+    tiktok_access_token: SecretStr = Field(
+        SecretStr(""),
+        description="TikTok Business access token; empty writes replies and DMs "
+        "to home/outbox instead of sending them",
+    )
+    tiktok_business_id: str = Field("", description="The TikTok business account's id")
+
+    sms_api_url: str = Field(
+        "", description="SMS provider (Twilio-style API); empty writes texts to home/outbox"
+    )
+    sms_account_sid: str = Field("", description="SMS provider account id")
+    sms_auth_token: SecretStr = Field(SecretStr(""), description="SMS provider auth token")
+    sms_from: str = Field("", description="The number texts come from, E.164 (+12155550100)")
+
     @model_validator(mode="after")
     def _derive_defaults(self) -> "Settings":
         self.home = self.home.expanduser().resolve()
@@ -62,6 +83,11 @@ class Settings(BaseSettings):
     @property
     def mailbox(self) -> Path:
         return self.home / "mailbox"
+
+    @property
+    def local_outbox(self) -> Path:
+        """Where replies, DMs and texts are written when no provider is configured."""
+        return self.home / "outbox"
 
     @property
     def prefect_home(self) -> Path:

@@ -34,6 +34,7 @@ from tasks.briefs import (
     full_inputs,
     latest_briefs,
 )
+from tasks.followup_delivery import mark_sent
 from tasks.outbox import DrainReport, drain, enqueue
 
 REMINDER = "brief.reminder"
@@ -60,6 +61,8 @@ def on_sent(session: Session, message: OutboxMessage, at: datetime) -> None:
             .where(col(OutboxMessage.id) == message.id)
             .values(payload={**message.payload, "text": text})
         )
+    if message.subject_type == "followup":
+        mark_sent(session, message, at)
     if message.subject_type not in ("brief", "brief_reminder"):
         return
     brief, handle, campaign = _brief_and_handle(session, int(message.subject_id))

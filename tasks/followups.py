@@ -91,15 +91,14 @@ class CampaignRules:
         return [rule for rule in rules if self._holds(rule, event, member)]
 
     def _holds(self, rule: Rule, event: Event, member: MemberInfo | None) -> bool:
-        when = rule.when
-        if when.creators and (member is None or member.handle not in when.creators):
-            return False
-        if when.segments and (member is None or member.segment not in when.segments):
-            return False
-        if when.videos and event.video_id not in when.videos:
-            return False
-        pattern = self.followups.patterns.get(rule.id)
-        return pattern is None or bool(event.text and pattern.search(event.text))
+        return rule_holds(
+            self.followups,
+            rule,
+            text=event.text,
+            creator=member.handle if member else None,
+            segment=member.segment if member else None,
+            video=event.video_id,
+        )
 
     def render(self, key: str, event: Event, actor: dict[str, Any]) -> str:
         """A message template filled for this event; raises `MissingField` or TemplateError."""
@@ -117,6 +116,27 @@ class CampaignRules:
             "links": Fields("links", {"join": f"{self.public_url}/join/{self.spec.slug}"}),
         }
         return self.templates[key].render(context).strip()
+
+
+def rule_holds(
+    followups: Followups,
+    rule: Rule,
+    *,
+    text: str | None,
+    creator: str | None,
+    segment: str | None,
+    video: str | None,
+) -> bool:
+    """Whether a rule's conditions other than the event type hold."""
+    when = rule.when
+    if when.creators and creator not in when.creators:
+        return False
+    if when.segments and segment not in when.segments:
+        return False
+    if when.videos and video not in when.videos:
+        return False
+    pattern = followups.patterns.get(rule.id)
+    return pattern is None or bool(text and pattern.search(text))
 
 
 RENDER_ERRORS = (MissingField, TemplateError, ArithmeticError, TypeError, ValueError)

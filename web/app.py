@@ -26,6 +26,7 @@ from tasks.brief_status import BriefPage, acknowledge, open_brief
 from tasks.creatives import Submission, submit
 from tasks.review_views import creator_drafts
 from web.api import add_api_routes
+from web.engagement import add_engagement_routes
 from web.review import add_review_routes
 
 TEMPLATES = Jinja2Templates(directory=Path(__file__).parent / "templates")
@@ -125,6 +126,7 @@ def create_app(
 
     add_review_routes(app, engine, settings, clock)
     add_api_routes(app, engine, settings, clock)
+    add_engagement_routes(app, engine, settings, clock, page_response)
     return app
 
 

@@ -1,0 +1,129 @@
+"""Delivering follow-ups from the outbox: replies and DMs on TikTok, texts over the SMS
+provider (email goes with the rest of Rally's email). With no provider configured, each message
+is written as a JSON file into `$RALLY_HOME/outbox/<channel>/`, the embedded default.
+"""
+
+import json
+import os
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import Engine, update
+from sqlmodel import Session, col
+
+from config.settings import Settings
+from integrations.errors import PermanentError
+from store.models import FollowUp, FollowUpStatus, OutboxMessage
+from tasks.outbox import Deliver, DrainReport, drain
+
+CHANNELS = ("tiktok_reply", "tiktok_dm", "sms")
+
+
+def mark_sent(session: Session, message: OutboxMessage, at: datetime) -> None:
+    """A delivered follow-up is `sent` (in the transaction that marks its message sent)."""
+    if message.subject_type != "followup":
+        return
+    session.execute(
+        update(FollowUp)
+        .where(col(FollowUp.outbox_id) == message.id)
+        .values(status=FollowUpStatus.SENT, updated_at=at)
+    )
+
+
+class FolderChannel:
+    """Writes each message as `<idempotency key>.json`: a repeat rewrites the same file."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def __call__(self, message: OutboxMessage) -> str:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        name = message.idempotency_key.replace(":", "_").replace("/", "_") + ".json"
+        target = self.folder / name
+        partial = target.with_suffix(".partial")
+        body = {"channel": message.channel, **message.payload}
+        partial.write_text(json.dumps(body, ensure_ascii=False, indent=2))
+        os.replace(partial, target)
+        return name
+
+
+def _need(payload: dict[str, Any], *keys: str) -> list[Any]:
+    missing = [k for k in keys if not payload.get(k)]
+    if missing:
+        raise PermanentError(f"the message lacks {', '.join(missing)}")
+    return [payload[k] for k in keys]
+
+
+def deliverer(channel: str, settings: Settings, client: httpx.Client) -> Deliver:
+    """How to send one message of `channel` with these settings."""
+    token = settings.tiktok_access_token.get_secret_value()
+    if channel in ("tiktok_reply", "tiktok_dm") and token:
+        from integrations.tiktok import TikTokBusiness
+
+        tiktok = TikTokBusiness(
+            client,
+            access_token=token,
+            business_id=settings.tiktok_business_id,
+            base_url=settings.tiktok_api_url,
+        )
+        if channel == "tiktok_reply":
+
+            def reply(message: OutboxMessage) -> str:
+                video, comment, text = _need(message.payload, "video_id", "comment_id", "text")
+                return tiktok.reply(video_id=video, comment_id=comment, text=text)
+
+            return reply
+
+        def dm(message: OutboxMessage) -> str:
+            recipient, text = _need(message.payload, "recipient", "text")
+            return tiktok.send_dm(recipient=recipient, text=text)
+
+        return dm
+    if channel == "sms" and settings.sms_api_url:
+        from integrations.sms import SmsGateway
+
+        gateway = SmsGateway(
+            client,
+            api_url=settings.sms_api_url,
+            account_sid=settings.sms_account_sid,
+            auth_token=settings.sms_auth_token.get_secret_value(),
+            sender=settings.sms_from,
+        )
+
+        def text(message: OutboxMessage) -> str:
+            to, body = _need(message.payload, "to", "text")
+            return gateway.send(to=to, body=body)
+
+        return text
+    return FolderChannel(settings.local_outbox / channel)
+
+
+def deliver_followups(
+    engine: Engine,
+    settings: Settings,
+    *,
+    now: Callable[[], datetime],
+    client: httpx.Client | None = None,
+    limit: int | None = None,
+) -> dict[str, DrainReport]:
+    """Send every ready reply, DM and text; email follow-ups go with `deliver_email`."""
+    own = client is None
+    http = client or httpx.Client(timeout=httpx.Timeout(10.0, connect=5.0))
+    try:
+        return {
+            channel: drain(
+                engine,
+                channel=channel,
+                deliver=deliverer(channel, settings, http),
+                on_sent=mark_sent,
+                now=now,
+                limit=limit,
+            )
+            for channel in CHANNELS
+        }
+    finally:
+        if own:
+            http.close()
