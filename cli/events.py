@@ -166,7 +166,7 @@ def rules_test_command(
     from tasks.followups import rule_holds
 
     followups = parse_followups(read_yaml(rules), file=str(rules))
-    results = []
+    results: list[dict[str, Any]] = []
     for where, record in read_events(events):
         if not isinstance(record, dict):
             results.append({"event": where, "error": str(record)})
@@ -202,5 +202,5 @@ def rules_test_command(
         fires = r.get("error") or r.get("consent") or ", ".join(r["fires"]) or "-"
         table.add_row(r["event"], str(r.get("type") or ""), (r.get("text") or "")[:50], fires)
     console.print(table)
-    fired = sum(1 for r in results if r.get("fires"))
-    console.print(f"{fired:,} of {len(results):,} event(s) fire a rule; nothing was sent.")
+    firing = sum(1 for r in results if r.get("fires"))
+    console.print(f"{firing:,} of {len(results):,} event(s) fire a rule; nothing was sent.")

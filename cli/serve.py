@@ -9,17 +9,22 @@ from cli.common import console, store
 
 
 def tick() -> None:
-    """Fire due timers (brief reminders) and deliver what the outbox holds."""
+    """Fire due timers (brief reminders, reviews), apply the follow-up rules to new events, and
+    deliver what the outbox holds."""
     from store.types import utcnow
     from tasks.brief_mail import deliver_email, send_reminders
+    from tasks.engagement import process_pending
+    from tasks.followup_delivery import deliver_followups
     from tasks.review_sweep import sweep_reviews
 
     settings, engine = store()
     try:
         reminders = send_reminders(engine, settings, now=utcnow())
         sweep_reviews(engine, now=utcnow(), public_url=settings.public_url)
+        process_pending(engine, now=utcnow(), public_url=settings.public_url)
     finally:  # whatever happened to the timers, what is queued still goes out
         email = deliver_email(engine, settings, now=utcnow)
+        deliver_followups(engine, settings, now=utcnow)
     if reminders or email.sent or email.errors:
         console.print(
             f"{utcnow():%H:%M:%S} {reminders} reminder(s) queued; email: {email.sent} sent, "
