@@ -14,24 +14,36 @@ def tick() -> None:
     from store.types import utcnow
     from tasks.brief_mail import deliver_email, send_reminders
     from tasks.engagement import process_pending
+    from tasks.engagement_poll import poll_tiktok
     from tasks.followup_delivery import deliver_followups
     from tasks.review_sweep import sweep_reviews
 
     settings, engine = store()
+    polled, processed = None, None
     try:
         reminders = send_reminders(engine, settings, now=utcnow())
         sweep_reviews(engine, now=utcnow(), public_url=settings.public_url)
-        process_pending(engine, now=utcnow(), public_url=settings.public_url)
+        polled = poll_tiktok(engine, settings, now=utcnow)
+        processed = process_pending(engine, now=utcnow(), public_url=settings.public_url)
     finally:  # whatever happened to the timers, what is queued still goes out
         email = deliver_email(engine, settings, now=utcnow)
-        deliver_followups(engine, settings, now=utcnow)
+        others = deliver_followups(engine, settings, now=utcnow)
+    said = []
     if reminders or email.sent or email.errors:
-        console.print(
-            f"{utcnow():%H:%M:%S} {reminders} reminder(s) queued; email: {email.sent} sent, "
+        said.append(
+            f"{reminders} reminder(s) queued; email: {email.sent} sent, "
             f"{email.retrying} to retry, {email.dead} failed"
-            + (f" ({email.stopped})" if email.stopped else ""),
-            markup=False,
+            + (f" ({email.stopped})" if email.stopped else "")
         )
+    if processed and processed.events:
+        said.append(f"{processed.events} event(s) through the rules")
+    for channel, report in others.items():
+        if report.sent or report.errors:
+            said.append(f"{channel}: {report.sent} sent, {report.dead} failed")
+    if polled and polled.errors:
+        said.append("TikTok polling: " + "; ".join(polled.errors[:3]))
+    for line in said:
+        console.print(f"{utcnow():%H:%M:%S} {line}", markup=False)
 
 
 def serve_command(

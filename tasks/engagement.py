@@ -502,7 +502,10 @@ def _channel_messages(
             "text": text,
         }
     elif channel == "dm":
-        payload = {"to": f"@{event.actor}", "recipient": event.actor, "text": text}
+        # A business writes into the conversation the person opened (its id comes with their
+        # DM); the handle stands in for sources that give none.
+        conversation = event.payload.get("conversation_id") if event.type == "dm" else None
+        payload = {"to": f"@{event.actor}", "recipient": conversation or event.actor, "text": text}
     elif channel == "sms":
         payload = {"to": person.phone if person else None, "text": text}
     else:
