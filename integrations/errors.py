@@ -6,7 +6,12 @@ class IntegrationError(Exception):
 
 
 class TransientError(IntegrationError):
-    """Worth retrying: a timeout, a 429 or 5xx, a temporary refusal (SMTP 4xx)."""
+    """Worth retrying: a timeout, a 429 or 5xx, a temporary refusal (SMTP 4xx). `retry_after` is
+    how many seconds the remote asked us to wait (its Retry-After), when it said."""
+
+    def __init__(self, *args: object, retry_after: float | None = None) -> None:
+        super().__init__(*args)
+        self.retry_after = retry_after
 
 
 class UnavailableError(TransientError):
