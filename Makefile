@@ -13,11 +13,14 @@ $(STAMP): pyproject.toml
 	@$(BIN)/python -m pip install -qq --disable-pip-version-check -e '.[dev]'
 	@touch $(STAMP)
 
-## demo: apply the example campaign, show it, then generate and send its creators' briefs
+## demo: apply the example campaign, show it, send its creators' briefs, rehearse two weeks of engagement
 demo: $(STAMP)
 	@$(BIN)/rally campaign apply $(EXAMPLE)/campaign.yaml
 	@$(BIN)/rally campaign show first-vote-pa-2027
 	@$(BIN)/rally briefs generate first-vote-pa-2027 --send
+	@$(BIN)/rally events simulate first-vote-pa-2027 --days 14 --seed 7 --out "$${RALLY_HOME:-.rally}/demo-events.jsonl"
+	@$(BIN)/rally events ingest "$${RALLY_HOME:-.rally}/demo-events.jsonl"
+	@$(BIN)/rally events status first-vote-pa-2027
 	@echo "Brief pages: run '$(BIN)/rally serve' and open a link from '$(BIN)/rally briefs status first-vote-pa-2027 --json'."
 
 ## test: lint, type-check and run the whole test suite

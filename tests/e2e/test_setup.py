@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -102,7 +103,13 @@ def test_make_demo_applies_the_example_and_briefs_its_creators_then_changes_noth
     assert "@maya.votes.pa" in first.stdout and "Keystone Youth Vote Fund" in first.stdout
     assert "50 new or updated, 0 unchanged, 0 failed, 50 queued to send." in first.stdout
     assert "Email: 50 sent" in first.stdout and len(list((home / "mailbox").glob("*.eml"))) == 50
+    assert "0 with errors" in first.stdout and "Processed" in first.stdout
+    new_events = re.search(r"([\d,]+) line\(s\): ([\d,]+) new event\(s\)", first.stdout)
+    assert new_events and new_events[1] == new_events[2] and new_events[1] != "0"
     second = run(["make", "-s", "demo"], env)
+    assert f"{new_events[1]} line(s): 0 new event(s), {new_events[1]} already stored" in (
+        second.stdout
+    )
     assert "Nothing changed: the store already matches these files." in second.stdout
     assert "0 new or updated, 50 unchanged, 0 failed, 0 queued to send." in second.stdout
     assert len(list((home / "mailbox").glob("*.eml"))) == 50
