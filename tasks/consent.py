@@ -10,8 +10,9 @@ import re
 from store.models import ConsentStatus
 
 STOP = re.compile(
-    r"^\W*(?:please\s+)?(?:stop(?:\s+all)?|unsubscribe|opt\s*-?\s*out|cancel|end|quit"
-    r"|stop\s+(?:messaging|texting|dming|dm'?ing|contacting|replying\s+to|sending)(?:\s+me)?"
+    r"^\W*(?:please\s+)?(?:stop(?:\s*all)?|unsubscribe(?:\s+me)?|revoke|opt\s*-?\s*out|cancel"
+    r"|end|quit|stop\s+(?:messaging|texting|dming|dm'?ing|contacting|replying\s+to|sending)"
+    r"(?:\s+me)?(?:\s+(?:messages|texts|dms))?"
     r"|remove\s+me(?:\s+from\s+(?:this|your)\s+list)?|leave\s+me\s+alone|no\s+more\s+messages)"
     r"(?:\s+(?:please|now|thanks|thank\s+you))?\W*$",
     re.IGNORECASE,
@@ -48,6 +49,14 @@ def event_channel(source: str, kind: str) -> str | None:
     if kind in ("comment", "reply", "mention"):
         return "reply"
     return None
+
+
+OUTCOMES = ("capped", "opted out", "no consent", "no address", "holdout", "cannot render")
+
+
+def outcome_kind(reason: str) -> str:
+    """`no consent for sms` -> `no consent`: the kind a report counts; the reason stays whole."""
+    return next((kind for kind in OUTCOMES if reason.startswith(kind)), reason.split(":")[0])
 
 
 def withheld_for(channel: str, status: str | None, *, they_wrote_first: bool) -> str | None:

@@ -312,7 +312,7 @@ class Batch:
             if status == FollowUpStatus.WITHHELD
             else ("delayed" if due > self.now + timedelta(minutes=1) else str(status))
         )
-        self.report.outcomes[_outcome_kind(outcome)] += 1
+        self.report.outcomes[consent_rules.outcome_kind(outcome)] += 1
         self.report.by_rule[rule.id] += 1
 
     def _verdict(
@@ -471,11 +471,6 @@ class Batch:
                 .where(col(EngagementEvent.id).in_(event_ids[i : i + 1000]))
                 .values(processed_at=self.now)
             )
-
-
-def _outcome_kind(outcome: str) -> str:
-    """`capped: at most 1 dm a day per person` -> `capped`; the full reason stays stored."""
-    return outcome.split(":")[0]
 
 
 def _no_address(channel: str, event: Event, person: Contact | None) -> str | None:

@@ -11,11 +11,12 @@ from sqlmodel import Session, col
 
 from store.models import EngagementEvent, FollowUp, FollowUpStatus
 from tasks.campaigns import get_campaign
+from tasks.consent import outcome_kind
 
 
 def outcome(status: str, reason: str | None, due_at: datetime, now: datetime) -> str:
     if status == FollowUpStatus.WITHHELD:
-        return (reason or "withheld").split(":")[0]
+        return outcome_kind(reason or "withheld")
     if status == FollowUpStatus.QUEUED and due_at > now:
         return "delayed"
     if status == FollowUpStatus.CANCELLED:

@@ -21,8 +21,7 @@ from config.campaign import CampaignSpec
 from config.settings import Settings
 from integrations.tiktok import SignatureError, verify_signature
 from store.db import transaction
-from store.models import Campaign, Creator, RosterMember
-from store.models import ConsentStatus
+from store.models import Campaign, ConsentStatus, Creator, RosterMember
 from tasks.contacts import (
     ContactError,
     Person,

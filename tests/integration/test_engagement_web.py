@@ -1,0 +1,227 @@
+"""The public's ways in, over HTTP: TikTok's signed webhooks (accepted, forged, stale, replayed),
+creators' `/t/<code>` tracking links and the campaign signup page `/join/<slug>`."""
+
+import json
+import time
+from datetime import UTC, datetime
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from fastapi.testclient import TestClient
+from pydantic import SecretStr
+from sqlmodel import col, select
+
+from integrations.tiktok import sign
+from store.db import transaction
+from store.models import (
+    ConsentStatus,
+    Contact,
+    ContactConsent,
+    Creator,
+    EngagementEvent,
+    RosterMember,
+)
+from tests.conftest import SLUG
+from web.app import create_app
+
+SECRET = "webhook-secret"
+CLIENT_KEY = "rally-app"
+T0 = datetime(2027, 2, 3, 17, 0, tzinfo=UTC)
+BODY = json.dumps(
+    {
+        "client_key": CLIENT_KEY,
+        "event": "comment.create",
+        "create_time": 1801587600,
+        "user_openid": "open-123",
+        "content": json.dumps({"username": "fan", "video_id": "7001", "text": "Love it"}),
+    }
+).encode()
+
+
+def signature(body: bytes, t: int, secret: str = SECRET) -> str:
+    return sign(body, secret, t)
+
+
+def now() -> int:
+    return int(time.time())
+
+
+def webhook(client: TestClient, body: bytes = BODY, *, header: str | None = "sign", t=None):
+    if header == "sign":
+        header = signature(body, now() if t is None else t)
+    headers = {"TikTok-Signature": header} if header is not None else {}
+    return client.post("/webhooks/tiktok", content=body, headers=headers)
+
+
+def tiktok_events(engine) -> list[EngagementEvent]:
+    with transaction(engine, write=False) as session:
+        return list(session.exec(select(EngagementEvent).where(EngagementEvent.source == "tiktok")))
+
+
+@pytest.fixture
+def hooked(settings) -> TestClient:
+    """An app with TikTok's client secret set, on real time (signatures are checked on it)."""
+    configured = settings.model_copy(
+        update={"tiktok_client_secret": SecretStr(SECRET), "tiktok_client_key": CLIENT_KEY}
+    )
+    return TestClient(create_app(configured, clock=lambda: datetime.now(UTC)))
+
+
+@pytest.fixture
+def web(settings, applied) -> TestClient:
+    return TestClient(create_app(settings, clock=lambda: T0))
+
+
+def maya(engine) -> RosterMember:
+    with transaction(engine, write=False) as session:
+        return session.exec(
+            select(RosterMember)
+            .join(Creator, col(Creator.id) == col(RosterMember.creator_id))
+            .where(Creator.handle == "maya.votes.pa")
+        ).one()
+
+
+def test_a_signed_webhook_is_stored_and_answered_200(hooked, engine):
+    answer = webhook(hooked)
+    assert answer.status_code == 200, answer.text
+    [stored] = tiktok_events(engine)
+    assert (stored.type, stored.actor, stored.video_id, stored.text) == (
+        "comment",
+        "fan",
+        "7001",
+        "Love it",
+    )
+    assert stored.deliveries == 1 and stored.processed_at is None
+
+
+BAD_HEADERS = {  # name -> the TikTok-Signature header sent, given the time now
+    "another-secret": lambda t: signature(BODY, t, "not-our-secret"),
+    "another-body": lambda t: signature(b'{"event": "comment.create"}', t),
+    "missing": lambda t: None,
+    "empty": lambda t: "",
+    "malformed": lambda t: f"t={t},s=xyz",
+}
+
+
+@pytest.mark.parametrize("bad", BAD_HEADERS)
+def test_a_webhook_without_a_good_signature_is_refused_401(hooked, engine, bad):
+    answer = webhook(hooked, header=BAD_HEADERS[bad](now()))
+    assert answer.status_code == 401
+    assert tiktok_events(engine) == []
+
+
+@pytest.mark.parametrize("offset", [-301, -3600, 301, 3600], ids=["stale", "old", "ahead", "far"])
+def test_a_webhook_signed_outside_five_minutes_is_refused_401(hooked, engine, offset):
+    answer = webhook(hooked, t=now() + offset)
+    assert answer.status_code == 401
+    assert tiktok_events(engine) == []
+
+
+def test_a_webhook_signed_within_five_minutes_is_accepted(hooked, engine):
+    assert webhook(hooked, t=now() - 240).status_code == 200
+    assert len(tiktok_events(engine)) == 1
+
+
+def test_without_a_client_secret_webhooks_answer_503(settings, engine):
+    client = TestClient(create_app(settings, clock=lambda: datetime.now(UTC)))
+    assert webhook(client).status_code == 503
+    assert tiktok_events(engine) == []
+
+
+def test_a_replayed_webhook_is_stored_once_and_counted(hooked, engine):
+    assert webhook(hooked, t=now() - 10).status_code == 200
+    assert webhook(hooked).status_code == 200  # the same body, signed afresh
+    [stored] = tiktok_events(engine)
+    assert stored.deliveries == 2
+
+
+def test_a_signed_body_that_is_not_json_is_refused_400(hooked, engine):
+    answer = webhook(hooked, b"{not json")
+    assert answer.status_code == 400
+    assert tiktok_events(engine) == []
+
+
+def test_a_tracking_link_records_the_click_and_redirects_with_utm_tags(web, engine):
+    member = maya(engine)
+    answer = web.get(
+        f"/t/{member.tracking_code}?utm_source=tiktok&utm_term=bio&other=x",
+        follow_redirects=False,
+    )
+    assert answer.status_code == 302
+    target = urlsplit(answer.headers["location"])
+    assert f"{target.scheme}://{target.netloc}{target.path}" == (
+        "https://firstvotepa.example.org/register"
+    )
+    tags = {k: v[0] for k, v in parse_qs(target.query).items()}
+    assert tags["utm_campaign"] == SLUG and tags["utm_content"] == "maya.votes.pa"
+    assert tags["utm_source"] == "tiktok"
+
+    with transaction(engine, write=False) as session:
+        [click] = session.exec(select(EngagementEvent)).all()
+    assert (click.type, click.member_id, click.occurred_at) == ("link_click", member.id, T0)
+    assert click.payload["utm_source"] == "tiktok" and click.payload["utm_term"] == "bio"
+    assert "other" not in click.payload
+
+
+def test_an_unknown_tracking_code_is_404(web, engine):
+    assert web.get("/t/nosuchcode", follow_redirects=False).status_code == 404
+    with transaction(engine, write=False) as session:
+        assert session.exec(select(EngagementEvent)).all() == []
+
+
+SIGNUP = {
+    "name": "Pat  Lee",
+    "email": " Pat.Lee@Example.ORG ",
+    "phone": "(215) 555-0123",
+    "zip": "19121",
+    "consent_email": "yes",
+}
+
+
+def test_the_signup_page_shows_its_form(web):
+    page = web.get(f"/join/{SLUG}")
+    assert page.status_code == 200
+    for field in ("name", "email", "phone", "zip", "consent_email", "consent_sms"):
+        assert f'name="{field}"' in page.text
+
+
+def test_a_signup_creates_one_lead_with_its_consent_and_source(web, engine):
+    member = maya(engine)
+    for _ in range(2):  # the same person signing up twice is one lead
+        answer = web.post(f"/join/{SLUG}", data=SIGNUP | {"code": member.source_code.lower()})
+        assert answer.status_code == 200, answer.text
+
+    with transaction(engine, write=False) as session:
+        [lead] = session.exec(select(Contact)).all()
+        consent = dict(
+            session.exec(
+                select(ContactConsent.channel, ContactConsent.status).where(
+                    ContactConsent.contact_id == lead.id
+                )
+            ).all()
+        )
+        signups = session.exec(select(EngagementEvent)).all()
+    assert (lead.email_normalized, lead.phone_normalized) == ("pat.lee@example.org", "+12155550123")
+    assert (lead.given_name, lead.family_name, lead.postal_code) == ("Pat", "Lee", "19121")
+    assert consent == {"email": ConsentStatus.GRANTED}
+    assert lead.first_source_code == lead.last_source_code == member.source_code
+    assert lead.first_member_id == lead.last_member_id == member.id
+    assert [(e.type, e.member_id, e.contact_id) for e in signups] == [
+        ("signup", member.id, lead.id)
+    ] * 2
+
+
+def test_a_signup_with_a_bad_email_shows_the_problem_beside_it(web, engine):
+    answer = web.post(f"/join/{SLUG}", data=SIGNUP | {"email": "pat@nowhere"})
+    assert answer.status_code == 400
+    text = answer.text
+    problem = text.index("That does not look like an email address.")
+    assert text.index('name="email"') < problem < text.index('name="phone"')
+    assert 'value="pat@nowhere"' in text  # what they typed stays in the form
+    with transaction(engine, write=False) as session:
+        assert session.exec(select(Contact)).all() == []
+
+
+def test_an_unknown_campaign_has_no_signup_page(web):
+    assert web.get("/join/no-such-campaign").status_code == 404
+    assert web.post("/join/no-such-campaign", data=SIGNUP).status_code == 404
