@@ -10,6 +10,8 @@ from sqlmodel import Session, col, select
 from config.campaign import CampaignSpec
 from config.campaign_file import CampaignFileError
 from config.errors import RallyError
+from config.followups import load_followups
+from config.policy import load_policy
 from store.audit import Change, record
 from store.models import Campaign, Creator, Milestone, RosterMember, RosterStatus, SprintPhase
 from store.types import utcnow
@@ -45,6 +47,21 @@ def check_references(spec: CampaignSpec, base: Path, *, file: str) -> None:
             problems.append((path, f"no such {kind}: {value} (looked in {target.parent})"))
     if problems:
         raise CampaignFileError(file, problems)
+    load_policy(spec.policy, base=base)  # a broken policy or rules file is named now, not later
+    followups = load_followups(spec.followups, base=base)
+    for i, rule in enumerate(followups.spec.rules):
+        unknown = sorted(set(rule.when.segments) - spec.segment_ids())
+        if unknown:
+            problems.append((f"rules[{i}].when.segments", f"no such segment: {', '.join(unknown)}"))
+        if rule.action == "notify_staff" and not spec.approvers.get(rule.staff_group):
+            problems.append(
+                (
+                    f"rules[{i}].staff_group",
+                    f"the campaign's approvers have no {rule.staff_group!r}",
+                )
+            )
+    if problems:
+        raise CampaignFileError(followups.source, problems)
 
 
 def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:

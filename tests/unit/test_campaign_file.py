@@ -7,6 +7,7 @@ import yaml
 
 from config.campaign_file import CampaignFileError, load_campaign
 from config.errors import RallyError
+from config.policy import BUILTIN_POLICIES
 from tasks.campaigns import check_references
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "youth-vote" / "campaign.yaml"
@@ -132,7 +133,7 @@ def test_a_file_that_is_not_a_mapping_is_refused(tmp_path: Path) -> None:
 
 
 def test_referenced_files_must_exist_next_to_the_campaign_file(tmp_path: Path) -> None:
-    (tmp_path / "policy.yaml").write_text("rules: []\n")
+    (tmp_path / "policy.yaml").write_text((BUILTIN_POLICIES / "default.yaml").read_text())
     path = write(
         tmp_path, {"policy": "policy.yaml", "followups": "rules/missing.yaml"}, drop=("roster",)
     )
@@ -145,6 +146,24 @@ def test_referenced_files_must_exist_next_to_the_campaign_file(tmp_path: Path) -
     spec = load_campaign(ok)
     check_references(spec, tmp_path, file=str(ok))
     assert spec.policy == "policy.yaml", "kept as written, so another checkout is the same campaign"
+
+
+def test_referenced_policy_and_rules_files_are_checked_when_applied(tmp_path: Path) -> None:
+    (tmp_path / "policy.yaml").write_text("rules: []\n")
+    path = write(tmp_path, {"policy": "policy.yaml"}, drop=("roster",))
+    with pytest.raises(CampaignFileError) as caught:
+        check_references(load_campaign(path), tmp_path, file=str(path))
+    assert str(caught.value).startswith(f"{tmp_path / 'policy.yaml'}: name: required")
+    (tmp_path / "rules.yaml").write_text(
+        "name: Ours\nrules:\n  - {id: gen_z_dm, when: {types: [dm], segments: [nobody]},"
+        " action: tag, tags: [x]}\n"
+    )
+    path = write(tmp_path, {"followups": "rules.yaml"}, drop=("roster",))
+    with pytest.raises(CampaignFileError) as caught:
+        check_references(load_campaign(path), tmp_path, file=str(path))
+    assert str(caught.value) == (
+        f"{tmp_path / 'rules.yaml'}: rules[0].when.segments: no such segment: nobody"
+    )
 
 
 @pytest.mark.parametrize(
