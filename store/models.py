@@ -375,6 +375,7 @@ class FollowUpStatus(StrEnum):
     SENT = "sent"
     DONE = "done"  # an action with nothing to send (a tag)
     WITHHELD = "withheld"  # `reason` says why
+    FAILED = "failed"  # the provider refused it for good; `reason` has its words
     CANCELLED = "cancelled"  # withdrawn before it went (the person opted out meanwhile)
 
 

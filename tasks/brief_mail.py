@@ -34,7 +34,7 @@ from tasks.briefs import (
     full_inputs,
     latest_briefs,
 )
-from tasks.followup_delivery import mark_sent
+from tasks.followup_delivery import mark_failed, mark_sent
 from tasks.outbox import DrainReport, drain, enqueue
 
 REMINDER = "brief.reminder"
@@ -176,7 +176,13 @@ def deliver_email(
 
     try:
         return drain(
-            engine, channel="email", deliver=deliver, on_sent=on_sent, now=now, limit=limit
+            engine,
+            channel="email",
+            deliver=deliver,
+            on_sent=on_sent,
+            on_dead=mark_failed,
+            now=now,
+            limit=limit,
         )
     finally:
         sender.close()

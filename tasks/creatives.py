@@ -5,6 +5,7 @@ A blocking finding sends a draft straight back to its creator with the reasons, 
 spends time on it. A resubmission is the creative's next version and starts at the first tier.
 """
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -258,6 +259,13 @@ def _audit_submission(
     )
 
 
+def video_id(url: str) -> str | None:
+    """The platform's id of a posted video, from its URL (`tiktok.com/@someone/video/<id>`):
+    the key its comments and metrics are polled by."""
+    found = re.search(r"tiktok\.com/@[^/?#]+/video/(\d+)", url)
+    return found[1] if found else None
+
+
 def posted(session: Session, *, creative_id: int, url: str, actor: str, now: datetime) -> bool:
     """Record where and when a creative was posted; False (and flagged) if not yet approved."""
     creative = session.get(Creative, creative_id)
@@ -265,6 +273,7 @@ def posted(session: Session, *, creative_id: int, url: str, actor: str, now: dat
         raise RallyError(f"no creative {creative_id}")
     approved = creative.status in (CreativeStatus.APPROVED, CreativeStatus.POSTED)
     creative.posted_url, creative.posted_at, creative.updated_at = url, now, now
+    creative.platform_video_id = video_id(url) or creative.platform_video_id
     if approved:
         creative.status = CreativeStatus.POSTED
     session.add(creative)

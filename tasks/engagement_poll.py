@@ -19,11 +19,12 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_expo
 from tenacity.wait import wait_base
 
 from config.settings import Settings
-from integrations.errors import TransientError, UnavailableError
+from integrations.errors import PermanentError, TransientError, UnavailableError
 from integrations.tiktok import Comment, CommentPage, TikTokBusiness
 from store.db import transaction
 from store.models import Creative, MetricSnapshot, PollCursor
 from tasks.events import store_events
+from tasks.outbox import wait_for_remote
 
 SOURCE = "tiktok_comments"
 MAX_PAGES = 50  # per video and poll: one busy video cannot starve the others
@@ -40,25 +41,13 @@ class PollReport:
     stopped: str | None = None
 
 
-class _wait_for_remote(wait_base):
-    """Retry-After when the remote gave one, else exponential backoff with jitter."""
-
-    def __init__(self, fallback: wait_base) -> None:
-        self.fallback = fallback
-
-    def __call__(self, retry_state: Any) -> float:
-        exc = retry_state.outcome.exception() if retry_state.outcome else None
-        after = getattr(exc, "retry_after", None)
-        return float(after) if after is not None else float(self.fallback(retry_state))
-
-
 def _retrying(wait: wait_base | None) -> Retrying:
     return Retrying(
         retry=retry_if_exception(
             lambda e: isinstance(e, TransientError) and not isinstance(e, UnavailableError)
         ),
         stop=stop_after_attempt(5),
-        wait=_wait_for_remote(wait or wait_exponential_jitter(initial=1, max=30)),
+        wait=wait_for_remote(wait or wait_exponential_jitter(initial=1, max=30)),
         reraise=True,
     )
 
@@ -93,6 +82,8 @@ def poll_comments(
             break
         except TransientError as exc:
             report.errors.append(f"video {video_id}: {exc} (left for the next poll)")
+        except PermanentError as exc:  # this video only (deleted, say): the others go on
+            report.errors.append(f"video {video_id}: {exc}")
     return report
 
 

@@ -15,6 +15,8 @@ from tasks.consent import outcome_kind
 
 
 def outcome(status: str, reason: str | None, due_at: datetime, now: datetime) -> str:
+    if status == FollowUpStatus.FAILED:
+        return "failed"
     if status == FollowUpStatus.WITHHELD:
         return outcome_kind(reason or "withheld")
     if status == FollowUpStatus.QUEUED and due_at > now:

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 from sqlalchemy import Engine, update
 from sqlmodel import Session, col
+from tenacity.wait import wait_base
 
 from config.settings import Settings
 from integrations.errors import PermanentError
@@ -30,6 +31,17 @@ def mark_sent(session: Session, message: OutboxMessage, at: datetime) -> None:
         update(FollowUp)
         .where(col(FollowUp.outbox_id) == message.id)
         .values(status=FollowUpStatus.SENT, updated_at=at)
+    )
+
+
+def mark_failed(session: Session, message: OutboxMessage, error: str, at: datetime) -> None:
+    """A follow-up its provider refused for good is `failed`, with the provider's words."""
+    if message.subject_type != "followup":
+        return
+    session.execute(
+        update(FollowUp)
+        .where(col(FollowUp.outbox_id) == message.id)
+        .values(status=FollowUpStatus.FAILED, reason=f"failed: {error}"[:1000], updated_at=at)
     )
 
 
@@ -108,6 +120,7 @@ def deliver_followups(
     now: Callable[[], datetime],
     client: httpx.Client | None = None,
     limit: int | None = None,
+    wait: wait_base | None = None,
 ) -> dict[str, DrainReport]:
     """Send every ready reply, DM and text; email follow-ups go with `deliver_email`."""
     own = client is None
@@ -119,8 +132,10 @@ def deliver_followups(
                 channel=channel,
                 deliver=deliverer(channel, settings, http),
                 on_sent=mark_sent,
+                on_dead=mark_failed,
                 now=now,
                 limit=limit,
+                wait=wait,
             )
             for channel in CHANNELS
         }

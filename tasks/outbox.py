@@ -31,6 +31,20 @@ LEASE = timedelta(minutes=5)
 
 Deliver = Callable[[OutboxMessage], str | None]
 OnSent = Callable[[Session, OutboxMessage, datetime], None]
+OnDead = Callable[[Session, OutboxMessage, str, datetime], None]
+
+
+class wait_for_remote(wait_base):
+    """Wait as long as the remote asked (`retry_after` of the error, from Retry-After), else
+    as `fallback` says."""
+
+    def __init__(self, fallback: wait_base) -> None:
+        self.fallback = fallback
+
+    def __call__(self, retry_state: Any) -> float:
+        exc = retry_state.outcome.exception() if retry_state.outcome else None
+        after = getattr(exc, "retry_after", None)
+        return float(after) if after is not None else float(self.fallback(retry_state))
 
 
 def enqueue(session: Session, messages: Sequence[Mapping[str, Any]]) -> int:
@@ -117,8 +131,10 @@ def drain(
     batch: int = 100,
     limit: int | None = None,
     wait: wait_base | None = None,
+    on_dead: OnDead | None = None,
 ) -> DrainReport:
-    """Deliver ready messages of `channel` until none are left (or `limit` were tried)."""
+    """Deliver ready messages of `channel` until none are left (or `limit` were tried).
+    `on_dead` records what a message given up on means, in the transaction that parks it."""
     report = DrainReport()
     tried = 0
     while limit is None or tried < limit:
@@ -128,7 +144,9 @@ def drain(
             break
         tried += len(rows)
         report.add(
-            deliver_claimed(engine, rows, deliver=deliver, on_sent=on_sent, now=now, wait=wait)
+            deliver_claimed(
+                engine, rows, deliver=deliver, on_sent=on_sent, now=now, wait=wait, on_dead=on_dead
+            )
         )
         if report.stopped:
             break
@@ -143,11 +161,12 @@ def deliver_claimed(
     on_sent: OnSent,
     now: Callable[[], datetime],
     wait: wait_base | None = None,
+    on_dead: OnDead | None = None,
 ) -> DrainReport:
     """Deliver messages this drain claimed, one by one, each only while its lease holds."""
     report = DrainReport()
     for index, row in enumerate(rows):
-        outcome = _deliver_one(engine, row, deliver, on_sent, now, wait)
+        outcome = _deliver_one(engine, row, deliver, on_sent, now, wait, on_dead)
         report.add(outcome)
         if outcome.stopped:
             _release(engine, rows[index:])
@@ -179,6 +198,7 @@ def _deliver_one(
     on_sent: OnSent,
     now: Callable[[], datetime],
     wait: wait_base | None,
+    on_dead: OnDead | None = None,
 ) -> DrainReport:
     # Renew the lease right before sending: a message whose lease ran out while earlier ones
     # were slow to send may have been taken by another drain, and then this one leaves it.
@@ -189,7 +209,7 @@ def _deliver_one(
     retrying = Retrying(
         retry=retry_if_exception(_worth_retrying_now),
         stop=stop_after_attempt(3),
-        wait=wait or wait_exponential_jitter(multiplier=0.5, max=5, jitter=0.5),
+        wait=wait_for_remote(wait or wait_exponential_jitter(multiplier=0.5, max=5, jitter=0.5)),
         reraise=True,
     )
     who = f"message {row.id} to {row.payload.get('to') or row.destination}"
@@ -200,11 +220,12 @@ def _deliver_one(
         # with the rest of the pass, its attempts untouched.
         return DrainReport(errors=[f"{row.destination}: {exc}"], stopped=str(exc))
     except PermanentError as exc:
-        _fail(engine, row, f"{exc}", now(), dead=True)
+        _fail(engine, row, f"{exc}", now(), dead=True, on_dead=on_dead)
         return DrainReport(dead=1, errors=[f"{who}: {exc}"])
     except TransientError as exc:
         dead = row.attempts + 1 >= MAX_ATTEMPTS
-        _fail(engine, row, f"{exc}", now(), dead=dead)
+        later = timedelta(seconds=exc.retry_after or 0)
+        _fail(engine, row, f"{exc}", now(), dead=dead, on_dead=on_dead, not_before=later)
         return DrainReport(
             retrying=0 if dead else 1, dead=1 if dead else 0, errors=[f"{who}: {exc}"]
         )
@@ -227,7 +248,16 @@ def _deliver_one(
     return DrainReport(sent=1)
 
 
-def _fail(engine: Engine, row: OutboxMessage, error: str, at: datetime, *, dead: bool) -> None:
+def _fail(
+    engine: Engine,
+    row: OutboxMessage,
+    error: str,
+    at: datetime,
+    *,
+    dead: bool,
+    on_dead: OnDead | None = None,
+    not_before: timedelta = timedelta(0),
+) -> None:
     attempts = row.attempts + 1
     values: dict[str, Any] = {
         "attempts": attempts,
@@ -237,8 +267,12 @@ def _fail(engine: Engine, row: OutboxMessage, error: str, at: datetime, *, dead:
     if dead:
         values["status"] = OutboxStatus.DEAD
     else:
-        values["available_at"] = at + retry_delay(attempts)
-    _update_held(engine, row, **values)
+        values["available_at"] = at + max(retry_delay(attempts), not_before)
+    postgres = engine.dialect.name == "postgresql"
+    with transaction(engine, write=not postgres) as session:
+        result = session.execute(update(OutboxMessage).where(_held(row)).values(**values))
+        if dead and on_dead is not None and result.rowcount:  # type: ignore[attr-defined]
+            on_dead(session, row, error, at)
 
 
 def _release(engine: Engine, rows: list[OutboxMessage]) -> None:
