@@ -12,7 +12,7 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Index, UniqueConstraint
+from sqlalchemy import JSON, Index, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from store.types import UTCDateTime, utcnow
@@ -304,6 +304,12 @@ class EngagementEvent(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("source", "external_id"),
         Index("ix_engagement_events_campaign_time", "campaign_id", "occurred_at"),
+        Index(  # the rules' queue: only events still waiting, in order
+            "ix_engagement_events_waiting",
+            "id",
+            postgresql_where=text("processed_at IS NULL"),
+            sqlite_where=text("processed_at IS NULL"),
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)

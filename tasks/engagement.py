@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Engine, update
+from sqlalchemy import Engine, bindparam, update
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
@@ -456,14 +456,13 @@ class Batch:
             self.session.execute(
                 update(FollowUp).where(col(FollowUp.id) == row["_id"]).values(**values)
             )
-        by_contact: dict[int, list[int]] = {}
-        for event_id, contact_id in self.event_contacts.items():
-            by_contact.setdefault(contact_id, []).append(event_id)
-        for contact_id, ids_ in by_contact.items():
+        if self.event_contacts:
+            table = EngagementEvent.__table__  # type: ignore[attr-defined]
             self.session.execute(
-                update(EngagementEvent)
-                .where(col(EngagementEvent.id).in_(ids_))
-                .values(contact_id=contact_id)
+                update(table)
+                .where(table.c.id == bindparam("event"))
+                .values(contact_id=bindparam("contact")),
+                [{"event": e, "contact": c} for e, c in self.event_contacts.items()],
             )
         for i in range(0, len(event_ids), 1000):
             self.session.execute(

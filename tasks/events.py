@@ -165,38 +165,18 @@ def store_events(session: Session, rows: Sequence[dict[str, Any]]) -> tuple[int,
             unique[key] = dict(row)
     if not unique:
         return 0, 0
-    keys = list(unique)
-    before = _known(session, keys)
     table = EngagementEvent.__table__  # type: ignore[attr-defined]
     dialect = session.get_bind().dialect.name
     make = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = make(table)
-    statement = statement.on_conflict_do_update(
+    insert = make(table)
+    statement = insert.on_conflict_do_update(
         index_elements=["source", "external_id"],
-        set_={"deliveries": table.c.deliveries + statement.excluded.deliveries},
-    )
-    session.execute(statement, list(unique.values()))
-    new = len(keys) - before
+        set_={"deliveries": table.c.deliveries + insert.excluded.deliveries},
+    ).returning(table.c.source, table.c.external_id, table.c.deliveries)
+    # A row is new when its count is just what this batch brought.
+    result = session.execute(statement, list(unique.values()))
+    new = sum(1 for s, e, n in result if n == unique[(s, e)]["deliveries"])
     return new, len(rows) - new
-
-
-def _known(session: Session, keys: list[tuple[str, str]]) -> int:
-    """How many of `keys` are stored already (one query per source)."""
-    count = 0
-    by_source: dict[str, list[str]] = {}
-    for source, external_id in keys:
-        by_source.setdefault(source, []).append(external_id)
-    for source, ids in by_source.items():
-        for i in range(0, len(ids), 5000):
-            count += len(
-                session.exec(
-                    select(EngagementEvent.id).where(
-                        EngagementEvent.source == source,
-                        col(EngagementEvent.external_id).in_(ids[i : i + 5000]),
-                    )
-                ).all()
-            )
-    return count
 
 
 def ingest(

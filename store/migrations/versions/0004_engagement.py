@@ -1,4 +1,4 @@
-"""engagement: contact tags, one contact per platform handle, polling cursors
+"""engagement: contact tags, one contact per platform handle, the rules' queue, polling cursors
 
 Revision ID: 0004
 Revises: 0003
@@ -20,6 +20,13 @@ def upgrade() -> None:
     op.create_index(
         "ux_contacts_platform_handle", "contacts", ["platform", "handle"], unique=True
     )
+    op.create_index(
+        "ix_engagement_events_waiting",
+        "engagement_events",
+        ["id"],
+        postgresql_where=sa.text("processed_at IS NULL"),
+        sqlite_where=sa.text("processed_at IS NULL"),
+    )
     op.create_table(
         "poll_cursors",
         sa.Column("source", sa.String(length=32), nullable=False),
@@ -32,6 +39,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("poll_cursors")
+    op.drop_index("ix_engagement_events_waiting", "engagement_events")
     op.drop_index("ux_contacts_platform_handle", "contacts")
     with op.batch_alter_table("contacts") as batch:
         batch.drop_column("tags")
