@@ -10,8 +10,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, any_, func
+from sqlalchemy import select as sa_select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import array
 from sqlmodel import Session, col, select
 
 from config.followups import EVENT_TYPES
@@ -166,17 +168,44 @@ def store_events(session: Session, rows: Sequence[dict[str, Any]]) -> tuple[int,
     if not unique:
         return 0, 0
     table = EngagementEvent.__table__  # type: ignore[attr-defined]
-    dialect = session.get_bind().dialect.name
-    make = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    insert = make(table)
-    statement = insert.on_conflict_do_update(
+    if session.get_bind().dialect.name == "postgresql":
+        # psycopg pipelines a plain executemany; RETURNING would send it row by row.
+        before = _stored(session, list(unique))
+        insert = postgresql.insert(table)
+        session.execute(
+            insert.on_conflict_do_update(
+                index_elements=["source", "external_id"],
+                set_={"deliveries": table.c.deliveries + insert.excluded.deliveries},
+            ),
+            list(unique.values()),
+        )
+        new = len(unique) - before
+        return new, len(rows) - new
+    upsert = sqlite.insert(table)
+    statement = upsert.on_conflict_do_update(
         index_elements=["source", "external_id"],
-        set_={"deliveries": table.c.deliveries + insert.excluded.deliveries},
+        set_={"deliveries": table.c.deliveries + upsert.excluded.deliveries},
     ).returning(table.c.source, table.c.external_id, table.c.deliveries)
     # A row is new when its count is just what this batch brought.
     result = session.execute(statement, list(unique.values()))
     new = sum(1 for s, e, n in result if n == unique[(s, e)]["deliveries"])
     return new, len(rows) - new
+
+
+def _stored(session: Session, keys: list[tuple[str, str]]) -> int:
+    """How many of `keys` are stored already: one query per source, ids as one array."""
+    by_source: dict[str, list[str]] = {}
+    for source, external_id in keys:
+        by_source.setdefault(source, []).append(external_id)
+    table = EngagementEvent.__table__  # type: ignore[attr-defined]
+    return sum(
+        session.execute(
+            sa_select(func.count()).where(
+                table.c.source == source, table.c.external_id == any_(array(ids))
+            )
+        ).scalar_one()
+        for source, ids in by_source.items()
+    )
 
 
 def ingest(
