@@ -7,13 +7,12 @@ error bodies carry `code` and `message` (21211 an invalid number, 21610 a recipi
 STOP, 20429 too many requests), which go into the error's text for the dead-letter record.
 """
 
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
 
 from integrations.errors import PermanentError, TransientError, UnavailableError
+from integrations.http import json_object, retry_after
 
 
 class SmsGateway:
@@ -43,7 +42,7 @@ class SmsGateway:
             raise TransientError(f"{where}: connection failed ({type(exc).__name__})") from None
         except httpx.HTTPError as exc:
             raise UnavailableError(f"{where}: cannot send ({type(exc).__name__})") from None
-        answer = _json(response)
+        answer = json_object(response)
         if response.is_success:
             sid = answer.get("sid")
             if not sid:
@@ -60,33 +59,7 @@ class SmsGateway:
         code = answer.get("code")
         detail = f"{message} (HTTP {status}" + (f", code {code})" if code is not None else ")")
         if status == 429 or status >= 500:
-            return TransientError(f"SMS provider: {detail}", retry_after=_retry_after(response))
+            return TransientError(f"SMS provider: {detail}", retry_after=retry_after(response))
         if status == 401:
             return UnavailableError(f"SMS provider refuses our credentials: {detail}")
         return PermanentError(f"SMS provider refused the message: {detail}")
-
-
-def _json(response: httpx.Response) -> dict[str, Any]:
-    try:
-        body = response.json()
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    """Retry-After in seconds, from either of its forms (seconds, or an HTTP date)."""
-    value = response.headers.get("Retry-After", "").strip()
-    if not value:
-        return None
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max((when - datetime.now(UTC)).total_seconds(), 0.0)

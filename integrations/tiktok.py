@@ -26,12 +26,12 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
 
 from integrations.errors import PermanentError, TransientError, UnavailableError
+from integrations.http import json_object, retry_after
 
 DEFAULT_API_URL = "https://business-api.tiktok.com/open_api/v1.3"
 SIGNATURE_HEADER = "TikTok-Signature"
@@ -180,12 +180,12 @@ class TikTokBusiness:
             raise TransientError(f"{where}: connection failed ({type(exc).__name__})") from None
         except httpx.HTTPError as exc:
             raise UnavailableError(f"{where}: cannot send ({type(exc).__name__})") from None
-        envelope = _envelope(response)
+        envelope = json_object(response)
         code, message = envelope.get("code"), self._scrub(str(envelope.get("message") or ""))
         detail = f"{message or response.reason_phrase} (HTTP {response.status_code}"
         detail += f", code {code})" if code is not None else ")"
         if response.status_code == 429 or response.status_code >= 500:
-            raise TransientError(f"{where}: {detail}", retry_after=_retry_after(response))
+            raise TransientError(f"{where}: {detail}", retry_after=retry_after(response))
         if response.status_code in (401, 403):
             raise UnavailableError(f"{where} refuses our access token: {detail}")
         if not response.is_success:
@@ -205,32 +205,6 @@ class TikTokBusiness:
     def _scrub(self, text: str) -> str:
         """TikTok's own words, never with our token in them."""
         return text.replace(self._token, "[access token]") if self._token else text
-
-
-def _envelope(response: httpx.Response) -> dict[str, Any]:
-    try:
-        body = response.json()
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    """Retry-After in seconds, from either of its forms (seconds, or an HTTP date)."""
-    value = response.headers.get("Retry-After", "").strip()
-    if not value:
-        return None
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max((when - datetime.now(UTC)).total_seconds(), 0.0)
 
 
 def _required_id(value: object, endpoint: str, name: str) -> str:

@@ -1,0 +1,34 @@
+"""What every HTTP adapter reads the same way: a JSON object body and Retry-After."""
+
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx
+
+
+def json_object(response: httpx.Response) -> dict[str, Any]:
+    """The body as a JSON object, or {} when it is not one (an HTML error page, say)."""
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def retry_after(response: httpx.Response) -> float | None:
+    """Retry-After in seconds, from either of its forms (seconds, or an HTTP date)."""
+    value = response.headers.get("Retry-After", "").strip()
+    if not value:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max((when - datetime.now(UTC)).total_seconds(), 0.0)
