@@ -244,3 +244,46 @@ def consent_flags(values: Mapping[str, Any]) -> dict[str, bool]:
         for channel, value in values.items()
         if channel in CHANNELS
     }
+
+
+def record_person(
+    session: Session,
+    values: Mapping[str, Any],
+    *,
+    source: str,
+    member_id: int | None,
+    now: datetime,
+    platform: str | None = None,
+    handle: str | None = None,
+) -> int | None:
+    """The contact a signup form describes (`name`, `email`, `phone`, `zip`, `source_code`,
+    `consent` per channel), found or created, with the consents it grants (never undoing a
+    STOP) and its touch. None when it gives no way to reach the person; a bad email or phone
+    raises `ContactError`."""
+    name = str(values.get("name") or "").split()
+    person = Person(
+        email=normalize_email(values.get("email")),
+        phone=normalize_phone(values.get("phone")),
+        given_name=values.get("given_name") or (name[0] if name else None),
+        family_name=values.get("family_name") or (" ".join(name[1:]) or None),
+        postal_code=values.get("zip") or values.get("postal_code"),
+        platform=platform,
+        handle=handle,
+    )
+    if not (person.email or person.phone or person.handle):
+        return None
+    contact = find_or_create(session, person, now=now)
+    assert contact.id is not None
+    for channel, granted in consent_flags(values.get("consent") or {}).items():
+        if granted:
+            set_consent(
+                session,
+                contact.id,
+                channel,
+                ConsentStatus.GRANTED,
+                source=source,
+                now=now,
+                keep_revoked=True,
+            )
+    touch(session, contact.id, source_code=values.get("source_code"), member_id=member_id, now=now)
+    return contact.id

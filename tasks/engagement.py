@@ -27,19 +27,17 @@ from store.models import (
     FollowUp,
     FollowUpStatus,
     OutboxMessage,
+    OutboxStatus,
     RosterMember,
 )
 from tasks import consent as consent_rules
 from tasks.contacts import (
-    Person,
-    consent_flags,
+    ContactError,
+    add_tags,
     consents,
     contacts_by_handle,
-    find_or_create,
-    normalize_email,
-    normalize_phone,
+    record_person,
     set_consent,
-    touch,
 )
 from tasks.followups import (
     RENDER_ERRORS,
@@ -125,8 +123,8 @@ def process_pending(
     """Process every unprocessed event, `batch` at a time, each batch one transaction."""
     report = ProcessReport()
     rules: dict[int, CampaignRules] = {}
+    postgres = engine.dialect.name == "postgresql"
     while limit is None or report.events < limit:
-        postgres = engine.dialect.name == "postgresql"
         with transaction(engine, write=not postgres) as session:
             query = (
                 sa_select(*EVENT_COLUMNS)
@@ -139,10 +137,8 @@ def process_pending(
             events = [Event(*row) for row in session.execute(query)]
             if not events:
                 break
-            for campaign_id in {e.campaign_id for e in events} - set(rules) - {None}:
-                rules[campaign_id or 0] = campaign_rules(
-                    session, campaign_id or 0, public_url=public_url
-                )
+            for campaign_id in {e.campaign_id for e in events if e.campaign_id} - set(rules):
+                rules[campaign_id] = campaign_rules(session, campaign_id, public_url=public_url)
             report.add(Batch(session, rules, now).run(events))
     return report
 
@@ -205,43 +201,20 @@ class Batch:
 
     def _signup(self, event: Event, values: dict[str, Any]) -> int | None:
         """A signup's contact, with its consents (a form never undoes someone's STOP)."""
+        social = event.source in SOCIAL
         try:
-            name = str(values.get("name") or "").split()
-            person = Person(
-                email=normalize_email(values.get("email")),
-                phone=normalize_phone(values.get("phone")),
-                given_name=values.get("given_name") or (name[0] if name else None),
-                family_name=values.get("family_name") or (" ".join(name[1:]) or None),
-                postal_code=values.get("zip") or values.get("postal_code"),
-                platform=event.source if event.source in SOCIAL else None,
-                handle=event.actor if event.source in SOCIAL else None,
+            return record_person(
+                self.session,
+                values,
+                source=f"{event.source}:{event.external_id}",
+                member_id=event.member_id,
+                now=self.now,
+                platform=event.source if social else None,
+                handle=event.actor if social else None,
             )
-        except ValueError as exc:
+        except ContactError as exc:
             self.report.outcomes[f"unusable contact: {exc}"] += 1
             return None
-        if not (person.email or person.phone or person.handle):
-            return None
-        contact = find_or_create(self.session, person, now=self.now)
-        assert contact.id is not None
-        for channel, granted in consent_flags(values.get("consent") or {}).items():
-            if granted:
-                set_consent(
-                    self.session,
-                    contact.id,
-                    channel,
-                    ConsentStatus.GRANTED,
-                    source=f"{event.source}:{event.external_id}",
-                    now=self.now,
-                    keep_revoked=True,
-                )
-        touch(
-            self.session,
-            contact.id,
-            source_code=values.get("source_code"),
-            member_id=event.member_id,
-            now=self.now,
-        )
-        return contact.id
 
     def _load_state(self, contact_ids: set[int]) -> None:
         self.consent = consents(self.session, contact_ids)
@@ -321,8 +294,6 @@ class Batch:
         """(status, reason, due, outbox messages) of one rule firing for one person."""
         member = rules.members.get(event.member_id or 0)
         if channel == "tag":
-            from tasks.contacts import add_tags
-
             add_tags(self.session, contact_id, rule.tags, now=self.now)
             return FollowUpStatus.DONE, None, self.now, None
         if channel != "staff" and member is not None and member.holdout:
@@ -427,7 +398,7 @@ class Batch:
             .where(col(FollowUp.id).in_([i for i, _ in rows]))
             .where(
                 col(FollowUp.outbox_id).in_(
-                    select(OutboxMessage.id).where(OutboxMessage.status == "cancelled")
+                    select(OutboxMessage.id).where(OutboxMessage.status == OutboxStatus.CANCELLED)
                 )
             )
             .values(

@@ -23,8 +23,8 @@ from integrations.errors import PermanentError, TransientError, UnavailableError
 from integrations.tiktok import Comment, CommentPage, TikTokBusiness
 from store.db import transaction
 from store.models import Creative, MetricSnapshot, PollCursor
-from tasks.events import store_events
-from tasks.outbox import wait_for_remote
+from tasks.events import new_event, store_events
+from tasks.outbox import wait_for_remote, worth_retrying_now
 
 SOURCE = "tiktok_comments"
 MAX_PAGES = 50  # per video and poll: one busy video cannot starve the others
@@ -43,9 +43,7 @@ class PollReport:
 
 def _retrying(wait: wait_base | None) -> Retrying:
     return Retrying(
-        retry=retry_if_exception(
-            lambda e: isinstance(e, TransientError) and not isinstance(e, UnavailableError)
-        ),
+        retry=retry_if_exception(worth_retrying_now),
         stop=stop_after_attempt(5),
         wait=wait_for_remote(wait or wait_exponential_jitter(initial=1, max=30)),
         reraise=True,
@@ -120,22 +118,19 @@ def _poll_video(
 def _comment_row(
     comment: Comment, campaign_id: int, member_id: int, at: datetime
 ) -> dict[str, Any]:
-    return {
-        "source": "tiktok",
-        "external_id": comment.comment_id,
-        "type": "reply" if comment.parent_comment_id else "comment",
-        "campaign_id": campaign_id,
-        "member_id": member_id,
-        "contact_id": None,
-        "actor": comment.username or None,
-        "video_id": comment.video_id,
-        "text": comment.text,
-        "occurred_at": comment.created_at,
-        "received_at": at,
-        "deliveries": 1,
-        "payload": comment.raw,
-        "processed_at": None,
-    }
+    return new_event(
+        source="tiktok",
+        external_id=comment.comment_id,
+        type="reply" if comment.parent_comment_id else "comment",
+        occurred_at=comment.created_at,
+        received_at=at,
+        campaign_id=campaign_id,
+        member_id=member_id,
+        actor=comment.username or None,
+        video_id=comment.video_id,
+        text=comment.text,
+        payload=comment.raw,
+    )
 
 
 def poll_metrics(

@@ -110,7 +110,7 @@ class DrainReport:
         self.stopped = other.stopped or self.stopped
 
 
-def _worth_retrying_now(exc: BaseException) -> bool:
+def worth_retrying_now(exc: BaseException) -> bool:
     """A passing failure of one message; not a service that is down or refuses our login."""
     return isinstance(exc, TransientError) and not isinstance(exc, UnavailableError)
 
@@ -207,7 +207,7 @@ def _deliver_one(
         return DrainReport()
     row.locked_until = lease
     retrying = Retrying(
-        retry=retry_if_exception(_worth_retrying_now),
+        retry=retry_if_exception(worth_retrying_now),
         stop=stop_after_attempt(3),
         wait=wait_for_remote(wait or wait_exponential_jitter(multiplier=0.5, max=5, jitter=0.5)),
         reraise=True,

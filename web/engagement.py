@@ -21,18 +21,10 @@ from config.campaign import CampaignSpec
 from config.settings import Settings
 from integrations.tiktok import SignatureError, verify_signature
 from store.db import transaction
-from store.models import Campaign, ConsentStatus, Creator, RosterMember
-from tasks.contacts import (
-    ContactError,
-    Person,
-    find_or_create,
-    normalize_email,
-    normalize_phone,
-    set_consent,
-    touch,
-)
+from store.models import Campaign, Creator, RosterMember
+from tasks.contacts import ContactError, normalize_email, normalize_phone, record_person
 from tasks.event_writer import EventWriter
-from tasks.events import store_events
+from tasks.events import new_event, store_events
 from tasks.tracking import tracking_url
 
 WEBHOOK_TYPES = {  # TikTok event -> Rally's event type; anything else is kept as "platform"
@@ -82,22 +74,16 @@ def add_engagement_routes(
         query = {k: v for k, v in request.query_params.items() if k in UTM}
         now = clock()
         await stored(
-            {
-                "source": "rally",
-                "external_id": uuid.uuid4().hex,
-                "type": "link_click",
-                "campaign_id": campaign_id,
-                "member_id": member_id,
-                "contact_id": None,
-                "actor": None,
-                "video_id": None,
-                "text": None,
-                "occurred_at": now,
-                "received_at": now,
-                "deliveries": 1,
-                "payload": {"code": code, **query},
-                "processed_at": None,
-            }
+            new_event(
+                source="rally",
+                external_id=uuid.uuid4().hex,
+                type="link_click",
+                occurred_at=now,
+                received_at=now,
+                campaign_id=campaign_id,
+                member_id=member_id,
+                payload={"code": code, **query},
+            )
         )
         return RedirectResponse(tracking_url(spec, platform, handle), status_code=302)
 
@@ -128,14 +114,27 @@ def add_engagement_routes(
 def _campaign_spec(engine: Engine, slug: str) -> CampaignSpec | None:
     with transaction(engine, write=False) as session:
         campaign = session.exec(select(Campaign).where(Campaign.slug == slug)).first()
-    return CampaignSpec.model_validate(campaign.spec) if campaign else None
+    return _parsed(campaign) if campaign else None
+
+
+_specs: dict[str, CampaignSpec] = {}
+
+
+def _parsed(campaign: Campaign) -> CampaignSpec:
+    """The campaign's spec, validated once per version rather than on every click."""
+    spec = _specs.get(campaign.spec_hash)
+    if spec is None:
+        if len(_specs) > 64:
+            _specs.clear()
+        spec = _specs[campaign.spec_hash] = CampaignSpec.model_validate(campaign.spec)
+    return spec
 
 
 def record_signup(
     engine: Engine, slug: str, values: dict[str, Any], code: str, now: datetime
-) -> int:
+) -> int | None:
     """The signup's lead (with its consents and source code) and its event, in one
-    transaction; returns the contact's id."""
+    transaction; returns the contact's id (the form has made sure there is a way to reach them)."""
     with transaction(engine) as session:
         campaign = session.exec(select(Campaign).where(Campaign.slug == slug)).one()
         code = code.strip().upper()[:32]
@@ -148,51 +147,34 @@ def record_signup(
             if code
             else None
         )
-        name = values["name"].split()
-        person = Person(
-            email=values.get("email"),
-            phone=values.get("phone"),
-            given_name=name[0] if name else None,
-            family_name=" ".join(name[1:]) or None,
-            postal_code=values.get("zip"),
+        person = {**values, "source_code": code or None}
+        contact_id = record_person(
+            session,
+            person,
+            source=f"join:{slug}",
+            member_id=member_id,
+            now=now,
         )
-        contact = find_or_create(session, person, now=now)
-        assert contact.id is not None
-        for channel, granted in values["consent"].items():
-            if granted:
-                set_consent(
-                    session,
-                    contact.id,
-                    channel,
-                    ConsentStatus.GRANTED,
-                    source=f"join:{slug}",
-                    now=now,
-                    keep_revoked=True,
-                )
-        touch(session, contact.id, source_code=code or None, member_id=member_id, now=now)
-        contact_fields = {**values, "source_code": code or None}
         store_events(
             session,
             [
-                {
-                    "source": "web",
-                    "external_id": uuid.uuid4().hex,
-                    "type": "signup",
-                    "campaign_id": campaign.id,
-                    "member_id": member_id,
-                    "contact_id": contact.id,
-                    "actor": None,
-                    "video_id": None,
-                    "text": None,
-                    "occurred_at": now,
-                    "received_at": now,
-                    "deliveries": 1,
-                    "payload": {"form": f"/join/{slug}", "contact": contact_fields},
-                    "processed_at": None,
-                }
+                new_event(
+                    source="web",
+                    external_id=uuid.uuid4().hex,
+                    type="signup",
+                    occurred_at=now,
+                    received_at=now,
+                    campaign_id=campaign.id,
+                    member_id=member_id,
+                    contact_id=contact_id,
+                    payload={
+                        "form": f"/join/{slug}",
+                        "contact": {**values, "source_code": code or None},
+                    },
+                )
             ],
         )
-        return contact.id
+        return contact_id
 
 
 def webhook_row(body: bytes, client_key: str, *, now: datetime) -> dict[str, Any]:
@@ -217,22 +199,17 @@ def webhook_row(body: bytes, client_key: str, *, now: datetime) -> dict[str, Any
     occurred = (
         datetime.fromtimestamp(created, now.tzinfo) if isinstance(created, int | float) else now
     )
-    return {
-        "source": "tiktok",
-        "external_id": "webhook:" + hashlib.sha256(body).hexdigest()[:40],
-        "type": WEBHOOK_TYPES.get(str(data["event"]), "platform"),
-        "campaign_id": None,
-        "member_id": None,
-        "contact_id": None,
-        "actor": content.get("username") or data.get("user_openid"),
-        "video_id": content.get("video_id"),
-        "text": content.get("text"),
-        "occurred_at": occurred,
-        "received_at": now,
-        "deliveries": 1,
-        "payload": {**data, "content": content},
-        "processed_at": None,
-    }
+    return new_event(
+        source="tiktok",
+        external_id="webhook:" + hashlib.sha256(body).hexdigest()[:40],
+        type=WEBHOOK_TYPES.get(str(data["event"]), "platform"),
+        occurred_at=occurred,
+        received_at=now,
+        actor=content.get("username") or data.get("user_openid"),
+        video_id=content.get("video_id"),
+        text=content.get("text"),
+        payload={**data, "content": content},
+    )
 
 
 def _member_by_code(engine: Engine, code: str) -> tuple[CampaignSpec, int, int, str, str] | None:
@@ -246,8 +223,7 @@ def _member_by_code(engine: Engine, code: str) -> tuple[CampaignSpec, int, int, 
     if row is None:
         return None
     campaign, member_id, platform, handle = row
-    spec = CampaignSpec.model_validate(campaign.spec)
-    return spec, campaign.id or 0, member_id or 0, platform, handle
+    return _parsed(campaign), campaign.id or 0, member_id or 0, platform, handle
 
 
 def signup_values(form: dict[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
