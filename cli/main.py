@@ -5,7 +5,7 @@ import traceback
 
 import typer
 
-from cli import audit, briefs, campaign, creatives, creators, db, events, review, serve
+from cli import audit, briefs, campaign, creatives, creators, db, events, leads, review, serve
 from config.errors import RallyError
 
 app = typer.Typer(
@@ -22,6 +22,7 @@ app.add_typer(creatives.app, name="creatives")
 app.add_typer(review.app, name="review")
 app.add_typer(events.app, name="events")
 app.add_typer(events.rules_app, name="rules")
+app.add_typer(leads.app, name="leads")
 app.add_typer(audit.app, name="audit")
 app.add_typer(db.app, name="db")
 app.command("serve")(serve.serve_command)

@@ -47,6 +47,27 @@ def tick() -> None:
         console.print(f"{utcnow():%H:%M:%S} {line}", markup=False)
 
 
+def lead_tick() -> None:
+    """Sync queued leads and purge those past retention: a job of its own, as a large sync
+    paced by a CRM's rate limit may take longer than a tick."""
+    from store.types import utcnow
+    from tasks.lead_sync import sync_leads
+    from tasks.leads import purge_expired
+
+    settings, engine = store()
+    for label, report in sync_leads(engine, settings, now=utcnow).items():
+        if report.sent or report.errors:
+            console.print(
+                f"{utcnow():%H:%M:%S} leads to {label}: {report.sent} sent, "
+                f"{report.retrying} to retry, {report.dead} dead"
+                + (f" ({report.stopped})" if report.stopped else ""),
+                markup=False,
+            )
+    purged = purge_expired(engine, now=utcnow())
+    if purged:
+        console.print(f"{utcnow():%H:%M:%S} {purged} lead(s) past retention erased")
+
+
 def serve_command(
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
     port: int = typer.Option(8000, help="Port to listen on."),
@@ -61,14 +82,15 @@ def serve_command(
     settings, _ = store()
     web = create_app(settings)
     scheduler = BackgroundScheduler(timezone="UTC")
-    scheduler.add_job(
-        tick,
-        "interval",
-        seconds=every,
-        max_instances=1,
-        coalesce=True,
-        next_run_time=datetime.now(UTC),  # catch up at once on what came due while stopped
-    )
+    for job in (tick, lead_tick):
+        scheduler.add_job(
+            job,
+            "interval",
+            seconds=every,
+            max_instances=1,
+            coalesce=True,
+            next_run_time=datetime.now(UTC),  # catch up at once on what came due while stopped
+        )
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     console.print(f"Rally serving on http://{host}:{port} (links use {settings.public_url})")
     scheduler.start()

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 # --- field types ----------------------------------------------------------------------------
 
@@ -188,13 +188,63 @@ DestinationType = Literal[
 ]
 
 
+LEAD_FIELDS = (
+    "email",
+    "phone",
+    "given_name",
+    "family_name",
+    "postal_code",
+    "source_code",
+    "first_source_code",
+    "creator",
+    "segment",
+    "campaign",
+    "tags",
+    "first_seen",
+)
+TagSource = Literal["source", "segment", "creator"]
+
+
+def _lead_mapping(value: dict[str, str]) -> dict[str, str]:
+    unknown = sorted(set(value) - set(LEAD_FIELDS))
+    if unknown:
+        raise ValueError(
+            f"unknown lead field(s) {', '.join(unknown)}; known: {', '.join(LEAD_FIELDS)}"
+        )
+    return value
+
+
+class RateSpec(Model):
+    requests: Annotated[int, Field(ge=1)]
+    per_seconds: Annotated[float, Field(gt=0)]
+
+
 class Destination(Model):
+    """Where leads go. `mapping` names the remote field for a Rally lead field (custom fields);
+    `tags` go on every lead, beside the tags the rules gave and those `tag_by` derives."""
+
     name: Identifier
     type: DestinationType
     enabled: bool = True
-    mapping: dict[str, str] = {}
-    tags: list[str] = []
+    mapping: Annotated[dict[str, str], AfterValidator(_lead_mapping)] = {}
+    tags: list[Text] = []
+    tag_by: list[TagSource] = []
+    batch_size: Annotated[int, Field(ge=1, le=10_000)] | None = None
+    rate: RateSpec | None = None
     options: dict[str, Any] = {}
+
+    @model_validator(mode="after")
+    def _needed_options(self) -> "Destination":
+        missing = [o for o in NEEDED_OPTIONS.get(self.type, ()) if not self.options.get(o)]
+        if missing:
+            raise ValueError(f"a {self.type} destination needs options: {', '.join(missing)}")
+        return self
+
+
+NEEDED_OPTIONS = {
+    "webhook": ("url",),
+    "mobilize": ("organization_id", "event_id", "timeslot_ids"),
+}
 
 
 class CampaignSpec(Model):
@@ -217,7 +267,16 @@ class CampaignSpec(Model):
     approvers: dict[Identifier, list[Email]] = {}  # approver group -> its members' emails
     followups: Text = "default"
     destinations: list[Destination] = [Destination(name="export", type="csv")]
+    retention_days: Annotated[int, Field(ge=0)] | None = None  # purge leads this long after
     roster: str | None = None
+
+    @model_validator(mode="after")
+    def _unique_destinations(self) -> "CampaignSpec":
+        names = [d.name for d in self.destinations]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"destinations: each name once ({', '.join(twice)} repeated)")
+        return self
 
     def segment_ids(self) -> set[str]:
         return {segment.id for segment in self.segments}

@@ -66,6 +66,33 @@ class Settings(BaseSettings):
     sms_auth_token: SecretStr = Field(SecretStr(""), description="SMS provider auth token")
     sms_from: str = Field("", description="The number texts come from, E.164 (+12155550100)")
 
+    hubspot_api_url: str = Field("https://api.hubapi.com", description="HubSpot API")
+    hubspot_token: SecretStr = Field(SecretStr(""), description="HubSpot private app token")
+    action_network_api_url: str = Field(
+        "https://actionnetwork.org", description="Action Network API"
+    )
+    action_network_token: SecretStr = Field(
+        SecretStr(""), description="Action Network API key (OSDI-API-Token)"
+    )
+    mobilize_api_url: str = Field("https://api.mobilize.us", description="Mobilize API")
+    mobilize_token: SecretStr = Field(SecretStr(""), description="Mobilize API token")
+    nationbuilder_api_url: str = Field(
+        "", description="Your nation's NationBuilder URL (https://<nation>.nationbuilder.com)"
+    )
+    nationbuilder_token: SecretStr = Field(
+        SecretStr(""), description="NationBuilder OAuth access token"
+    )
+    ngpvan_api_url: str = Field("https://api.securevan.com", description="NGP VAN API")
+    ngpvan_app_name: str = Field("", description="NGP VAN application name")
+    ngpvan_api_key: SecretStr = Field(SecretStr(""), description="NGP VAN API key")
+    ngpvan_mode: int = Field(1, description="NGP VAN database: 0 MyVoters, 1 MyCampaign")
+    lead_webhook_secret: SecretStr = Field(
+        SecretStr(""), description="Signs lead webhooks (Rally-Signature header)"
+    )
+    outbox_lease_seconds: float = Field(
+        300, description="How long a drain holds messages it took before others may take them"
+    )
+
     @model_validator(mode="after")
     def _derive_defaults(self) -> "Settings":
         self.home = self.home.expanduser().resolve()
@@ -88,6 +115,11 @@ class Settings(BaseSettings):
     def local_outbox(self) -> Path:
         """Where replies, DMs and texts are written when no provider is configured."""
         return self.home / "outbox"
+
+    @property
+    def exports(self) -> Path:
+        """Where CSV and JSONL lead exports are written."""
+        return self.home / "exports"
 
     @property
     def prefect_home(self) -> Path:

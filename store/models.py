@@ -437,7 +437,10 @@ class OutboxMessage(SQLModel, table=True):
     """
 
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_ready", "status", "channel", "available_at"),)
+    __table_args__ = (
+        Index("ix_outbox_ready", "status", "channel", "available_at"),
+        Index("ix_outbox_subject", "subject_type", "subject_id"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     channel: str = Field(max_length=32)

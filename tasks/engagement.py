@@ -48,6 +48,7 @@ from tasks.followups import (
     due_at,
     greeting,
 )
+from tasks.leads import queue_sync
 from tasks.outbox import cancel
 
 SOCIAL = {"tiktok", "instagram", "youtube"}
@@ -153,6 +154,7 @@ class Batch:
         self.followups: list[dict[str, Any]] = []
         self.reopened: list[dict[str, Any]] = []
         self.event_contacts: dict[int, int] = {}
+        self.leads: dict[int, set[int]] = {}  # campaign -> people whose lead record changed
 
     def run(self, events: list[Event]) -> ProcessReport:
         self.report.events = len(events)
@@ -190,6 +192,7 @@ class Batch:
                 contact_id = self._signup(event, person)
                 if contact_id is not None:
                     found[event.id] = contact_id
+                    self._lead_changed(event, contact_id)
             elif event.actor and event.source in SOCIAL:
                 social.setdefault(event.source, []).append(event)
         for platform, group in social.items():
@@ -294,7 +297,8 @@ class Batch:
         """(status, reason, due, outbox messages) of one rule firing for one person."""
         member = rules.members.get(event.member_id or 0)
         if channel == "tag":
-            add_tags(self.session, contact_id, rule.tags, now=self.now)
+            if add_tags(self.session, contact_id, rule.tags, now=self.now):
+                self._lead_changed(event, contact_id)
             return FollowUpStatus.DONE, None, self.now, None
         if channel != "staff" and member is not None and member.holdout:
             return (
@@ -350,6 +354,7 @@ class Batch:
         self.consent[(contact_id, channel)] = status
         if not changed:
             return
+        self._lead_changed(event, contact_id)
         if status == ConsentStatus.REVOKED:
             self.report.opted_out += 1
             self._withdraw(contact_id, channel)
@@ -408,9 +413,16 @@ class Batch:
             )
         )
 
+    def _lead_changed(self, event: Event, contact_id: int) -> None:
+        if event.campaign_id:
+            self.leads.setdefault(event.campaign_id, set()).add(contact_id)
+
     # --- writing -------------------------------------------------------------------------
 
     def _write(self, event_ids: list[int]) -> None:
+        for campaign_id, people in self.leads.items():
+            destinations = self.rules[campaign_id].spec.destinations
+            queue_sync(self.session, campaign_id, destinations, people, now=self.now)
         rows = self.followups + self.reopened
         messages = [m for row in rows for m in row.get("_messages") or []]
         ids = insert_rows(

@@ -21,7 +21,12 @@ from sqlmodel import Session, col, select
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 from tenacity.wait import wait_base
 
-from integrations.errors import PermanentError, TransientError, UnavailableError
+from integrations.errors import (
+    IntegrationError,
+    PermanentError,
+    TransientError,
+    UnavailableError,
+)
 from store.bulk import with_defaults
 from store.db import transaction
 from store.models import OutboxMessage, OutboxStatus
@@ -30,6 +35,8 @@ MAX_ATTEMPTS = 8
 LEASE = timedelta(minutes=5)
 
 Deliver = Callable[[OutboxMessage], str | None]
+# Several messages in one call: per message id, its remote id (sent) or the error that kept it.
+DeliverBatch = Callable[[list[OutboxMessage]], Mapping[int, str | IntegrationError | None]]
 OnSent = Callable[[Session, OutboxMessage, datetime], None]
 OnDead = Callable[[Session, OutboxMessage, str, datetime], None]
 
@@ -67,7 +74,15 @@ def enqueue(session: Session, messages: Sequence[Mapping[str, Any]]) -> int:
     return len(fresh)
 
 
-def claim(engine: Engine, *, channel: str, limit: int, now: datetime) -> list[OutboxMessage]:
+def claim(
+    engine: Engine,
+    *,
+    channel: str,
+    limit: int,
+    now: datetime,
+    destination: str | None = None,
+    lease: timedelta = LEASE,
+) -> list[OutboxMessage]:
     """Lease up to `limit` ready messages. On PostgreSQL, rows another drain holds are skipped;
     on SQLite the write lock taken up front makes drains take turns."""
     postgres = engine.dialect.name == "postgresql"
@@ -86,11 +101,13 @@ def claim(engine: Engine, *, channel: str, limit: int, now: datetime) -> list[Ou
             .order_by(col(OutboxMessage.id))
             .limit(limit)
         )
+        if destination is not None:
+            query = query.where(OutboxMessage.destination == destination)
         if postgres:
             query = query.with_for_update(skip_locked=True)
         rows = list(session.exec(query))
         for row in rows:
-            row.locked_until = now + LEASE
+            row.locked_until = now + lease
     return rows
 
 
@@ -273,6 +290,143 @@ def _fail(
         result = session.execute(update(OutboxMessage).where(_held(row)).values(**values))
         if dead and on_dead is not None and result.rowcount:  # type: ignore[attr-defined]
             on_dead(session, row, error, at)
+
+
+def drain_batches(
+    engine: Engine,
+    *,
+    channel: str,
+    destination: str,
+    deliver: DeliverBatch,
+    batch: int,
+    now: Callable[[], datetime],
+    on_dead: OnDead | None = None,
+    limit: int | None = None,
+    lease: timedelta = LEASE,
+    wait: wait_base | None = None,
+    progress: Callable[[DrainReport], None] | None = None,
+) -> DrainReport:
+    """Deliver the ready messages of one destination `batch` at a time, for remotes that take
+    many in one call and answer per message. A batch the remote refuses as a whole is tried
+    message by message, so one bad message does not hold back the others."""
+    report = DrainReport()
+    tried = 0
+    while limit is None or tried < limit:
+        size = batch if limit is None else min(batch, limit - tried)
+        rows = claim(
+            engine, channel=channel, destination=destination, limit=size, now=now(), lease=lease
+        )
+        if not rows:
+            break
+        tried += len(rows)
+        report.add(_deliver_batch(engine, rows, deliver, now, lease, wait, on_dead))
+        if progress is not None:
+            progress(report)
+        if report.stopped:
+            break
+    return report
+
+
+def _deliver_batch(
+    engine: Engine,
+    rows: list[OutboxMessage],
+    deliver: DeliverBatch,
+    now: Callable[[], datetime],
+    lease: timedelta,
+    wait: wait_base | None,
+    on_dead: OnDead | None,
+) -> DrainReport:
+    rows = _renew(engine, rows, now() + lease)
+    if not rows:
+        return DrainReport()
+    retrying = Retrying(
+        retry=retry_if_exception(worth_retrying_now),
+        stop=stop_after_attempt(3),
+        wait=wait_for_remote(wait or wait_exponential_jitter(multiplier=0.5, max=5, jitter=0.5)),
+        reraise=True,
+    )
+    results: Mapping[int, str | IntegrationError | None]
+    try:
+        results = retrying(deliver, rows)
+    except UnavailableError as exc:
+        _release(engine, rows)
+        return DrainReport(errors=[f"{rows[0].destination}: {exc}"], stopped=str(exc))
+    except PermanentError as exc:
+        if len(rows) == 1:
+            results = {rows[0].id or 0: exc}
+        else:
+            report = DrainReport()
+            for index, row in enumerate(rows):
+                report.add(_deliver_batch(engine, [row], deliver, now, lease, wait, on_dead))
+                if report.stopped:
+                    _release(engine, rows[index + 1 :])
+                    break
+            return report
+    except TransientError as exc:
+        results = {row.id or 0: exc for row in rows}
+    return _complete(engine, rows, results, now(), on_dead)
+
+
+def _renew(engine: Engine, rows: list[OutboxMessage], lease: datetime) -> list[OutboxMessage]:
+    """Extend this drain's lease right before sending; rows another drain took over after the
+    lease ran out are dropped from the batch."""
+    held = []
+    postgres = engine.dialect.name == "postgresql"
+    with transaction(engine, write=not postgres) as session:
+        for row in rows:
+            done = session.execute(
+                update(OutboxMessage).where(_held(row)).values(locked_until=lease)
+            )
+            if done.rowcount:  # type: ignore[attr-defined]
+                row.locked_until = lease
+                held.append(row)
+    return held
+
+
+def _complete(
+    engine: Engine,
+    rows: list[OutboxMessage],
+    results: Mapping[int, str | IntegrationError | None],
+    at: datetime,
+    on_dead: OnDead | None,
+) -> DrainReport:
+    """Record a batch's outcomes in one transaction."""
+    report = DrainReport()
+    postgres = engine.dialect.name == "postgresql"
+    with transaction(engine, write=not postgres) as session:
+        for row in rows:
+            result = results.get(row.id or 0, TransientError("no answer for this message"))
+            attempts = row.attempts + 1
+            values: dict[str, Any] = {"attempts": attempts, "locked_until": None}
+            if not isinstance(result, IntegrationError):
+                values |= {
+                    "status": OutboxStatus.SENT,
+                    "sent_at": at,
+                    "remote_id": result,
+                    "last_error": None,
+                }
+            else:
+                dead = isinstance(result, PermanentError) or attempts >= MAX_ATTEMPTS
+                values["last_error"] = str(result)[:1000]
+                if dead:
+                    values["status"] = OutboxStatus.DEAD
+                else:
+                    later = timedelta(seconds=getattr(result, "retry_after", None) or 0)
+                    values["available_at"] = at + max(retry_delay(attempts), later)
+            done = session.execute(update(OutboxMessage).where(_held(row)).values(**values))
+            if not done.rowcount:  # type: ignore[attr-defined]
+                continue
+            if values.get("status") == OutboxStatus.SENT:
+                report.sent += 1
+            elif values.get("status") == OutboxStatus.DEAD:
+                report.dead += 1
+                report.errors.append(f"message {row.id}: {result}")
+                if on_dead is not None:
+                    on_dead(session, row, str(result), at)
+            else:
+                report.retrying += 1
+                report.errors.append(f"message {row.id}: {result}")
+    return report
 
 
 def _release(engine: Engine, rows: list[OutboxMessage]) -> None:

@@ -25,6 +25,7 @@ from store.models import Campaign, Creator, RosterMember
 from tasks.contacts import ContactError, normalize_email, normalize_phone, record_person
 from tasks.event_writer import EventWriter
 from tasks.events import new_event, store_events
+from tasks.leads import queue_sync
 from tasks.tracking import tracking_url
 
 WEBHOOK_TYPES = {  # TikTok event -> Rally's event type; anything else is kept as "platform"
@@ -174,6 +175,9 @@ def record_signup(
                 )
             ],
         )
+        if contact_id is not None and campaign.id is not None:
+            destinations = _parsed(campaign).destinations
+            queue_sync(session, campaign.id, destinations, [contact_id], now=now)
         return contact_id
 
 

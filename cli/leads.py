@@ -1,0 +1,154 @@
+"""`rally leads`: the people a campaign gathered, their sync to CRMs and volunteer systems, and
+forgetting someone on request."""
+
+import sys
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from cli.common import JSON_OPTION, console, print_json, store
+from config.errors import RallyError
+
+app = typer.Typer(help="Leads: list, sync, status, retry, forget.", no_args_is_help=True)
+
+
+@app.command("list")
+def list_command(slug: str, json_output: bool = JSON_OPTION) -> None:
+    """Every lead of a campaign: contact, consent, source code and creator, sync state."""
+    from store.db import transaction
+    from tasks.campaigns import get_campaign
+    from tasks.leads import list_leads
+
+    _, engine = store()
+    with transaction(engine, write=False) as session:
+        leads = list_leads(session, get_campaign(session, slug))
+    if json_output:
+        print_json(leads)
+        return
+    table = Table("id", "email", "phone", "name", "source", "consent", "sync", box=None)
+    for lead in leads:
+        table.add_row(
+            str(lead["id"]),
+            lead["email"] or "",
+            lead["phone"] or "",
+            lead["name"] or "",
+            lead["last_source_code"] or "",
+            ", ".join(f"{c} {s}" for c, s in sorted(lead["consent"].items())),
+            ", ".join(f"{d} {s}" for d, s in sorted(lead["sync"].items())),
+        )
+    console.print(table)
+    console.print(f"{len(leads):,} lead(s)")
+
+
+@app.command("sync")
+def sync_command(
+    destination: str = typer.Option(None, "--destination", help="Only this destination."),
+    campaign: str = typer.Option(None, "--campaign", help="Only this campaign's destinations."),
+    json_output: bool = JSON_OPTION,
+) -> None:
+    """Send queued leads to each destination now, within its rate limit (the served process
+    does this every minute)."""
+    from store.types import utcnow
+    from tasks.lead_sync import sync_leads
+    from tasks.progress import listening
+
+    settings, engine = store()
+    quiet = json_output or not sys.stderr.isatty()
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True, highlight=False),
+        transient=True,
+        disable=quiet,
+    )
+    tasks: dict[str, Any] = {}
+
+    def show(what: str, done: int, total: int) -> None:
+        if what not in tasks:
+            tasks[what] = bar.add_task(what.capitalize(), total=total)
+        bar.update(tasks[what], completed=done, total=total)
+
+    with bar, listening(show):
+        reports = sync_leads(
+            engine, settings, now=utcnow, campaign=campaign, destination=destination
+        )
+    result = {label: vars(report) for label, report in reports.items()}
+    if json_output:
+        print_json(result)
+    else:
+        if not result:
+            console.print("Nothing to sync.")
+        for label, r in result.items():
+            console.print(
+                f"{label}: {r['sent']:,} sent, {r['retrying']:,} to retry, {r['dead']:,} dead"
+                + (f" (stopped: {r['stopped']})" if r["stopped"] else ""),
+                markup=False,
+            )
+            for error in r["errors"][:5]:
+                console.print(f"  {error}", markup=False)
+    if any(r["stopped"] for r in result.values()):
+        raise typer.Exit(1)
+
+
+@app.command("status")
+def status_command(json_output: bool = JSON_OPTION) -> None:
+    """Per destination: leads pending, failed (to retry), sent and dead."""
+    from store.db import transaction
+    from tasks.leads import dead_letters, sync_status
+
+    _, engine = store()
+    with transaction(engine, write=False) as session:
+        rows = sync_status(session)
+        dead = [(m.destination, m.subject_id, m.last_error) for m in dead_letters(session)[:10]]
+    if json_output:
+        print_json(rows)
+        return
+    table = Table("campaign", "destination", "pending", "failed", "sent", "dead", box=None)
+    for row in rows:
+        table.add_row(
+            row["campaign"],
+            row["destination"],
+            *(f"{row[k]:,}" for k in ("pending", "failed", "sent", "dead")),
+        )
+    console.print(table if rows else "No leads queued for any destination yet.")
+    for destination, contact, error in dead:
+        console.print(f"  dead: lead {contact} to {destination.partition(':')[2]}: {error}")
+
+
+@app.command("retry")
+def retry_command(
+    dead: bool = typer.Option(False, "--dead", help="Queue the dead letters again."),
+    destination: str = typer.Option(None, "--destination", help="Only this destination."),
+) -> None:
+    """Send dead letters again after fixing what the remote refused (then `rally leads sync`)."""
+    from store.types import utcnow
+    from tasks.leads import retry_dead
+
+    if not dead:
+        raise RallyError("say what to retry: `rally leads retry --dead`")
+    _, engine = store()
+    count = retry_dead(engine, now=utcnow(), destination=destination)
+    console.print(f"{count:,} dead letter(s) queued again; `rally leads sync` sends them.")
+
+
+@app.command("forget")
+def forget_command(who: str = typer.Argument(..., help="The person's email or phone.")) -> None:
+    """Erase a person's data here (a tombstone stays) and ask each destination that holds them
+    to delete them."""
+    from store.types import utcnow
+    from tasks.leads import forget
+
+    settings, engine = store()
+    result = forget(engine, who, actor=settings.actor, now=utcnow())
+    console.print(f"Forgot lead {result.contact_id}: their personal data is erased here.")
+    if result.deletions:
+        console.print(
+            "Deletion queued at: "
+            + ", ".join(d.partition(":")[2] for d in result.deletions)
+            + " (`rally leads sync` sends it; `rally leads status` shows where it cannot)."
+        )

@@ -1,0 +1,196 @@
+"""What every lead destination shares: the lead as Rally hands it over, the outcome per person,
+the connector protocol, a client-side rate limit, and the mapping of HTTP answers onto the
+error tree.
+
+A connector upserts a batch of leads and reports one `Outcome` per lead it was given. A failure
+of the whole call (the remote down, a 429 or 5xx, a refused token, a batch it rejects as a
+whole) is raised instead, as an `integrations.errors` exception; the drain decides what to do.
+Connectors never retry by themselves: the drain is the one retry layer.
+"""
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import httpx
+
+from integrations.errors import (
+    IntegrationError,
+    PermanentError,
+    TransientError,
+    UnavailableError,
+)
+from integrations.http import json_object, retry_after
+
+
+@dataclass(frozen=True)
+class Lead:
+    """One person as a destination receives them. `key` is Rally's id for the person, stable
+    across syncs. Consent is True (granted), False (revoked: send as unsubscribed, never as
+    subscribed) or None (nothing on record: leave the remote's own status alone). `custom_fields`
+    are already under the remote's names, from the destination's mapping. `sync_id` is unique to
+    this sync of this person (an idempotency key for remotes that take one)."""
+
+    key: str
+    contact_id: int
+    campaign: str
+    sync_id: str = ""
+    email: str | None = None
+    phone: str | None = None
+    given_name: str | None = None
+    family_name: str | None = None
+    postal_code: str | None = None
+    tags: tuple[str, ...] = ()
+    email_consent: bool | None = None
+    sms_consent: bool | None = None
+    source_code: str | None = None
+    first_source_code: str | None = None
+    creator: str | None = None
+    utm: Mapping[str, str] = field(default_factory=dict)
+    custom_fields: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one lead: its id at the remote, or the error that keeps it out."""
+
+    key: str
+    remote_id: str | None = None
+    error: IntegrationError | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class Connector(Protocol):
+    """One destination. `batch_size` is how many leads one `upsert` call may take."""
+
+    name: str
+    batch_size: int
+
+    def upsert(self, leads: Sequence[Lead]) -> list[Outcome]:
+        """Create or update these people; one outcome per lead, in any order."""
+        ...
+
+    def forget(self, remote_id: str) -> None:
+        """Delete the person the remote knows by `remote_id`, or raise `PermanentError` where
+        the remote has no such call."""
+        ...
+
+
+class RateLimit:
+    """At most `requests` calls in any `per` seconds, on the client's side, plus pauses the
+    server asks for. Thread-safe, so several workers of one process share one budget.
+
+    A small margin over `per` keeps requests that leave on time from arriving early at a server
+    that counts by arrival."""
+
+    def __init__(
+        self,
+        requests: int,
+        per: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if requests < 1 or per <= 0:
+            raise ValueError("a rate limit needs at least one request per a positive time")
+        self.requests, self.per = requests, per
+        self.window = per + 0.03 + 0.005 * per
+        self.clock, self.sleep = clock, sleep
+        self._sent: deque[float] = deque()
+        self._paused_until = 0.0
+        self._lock = threading.Lock()
+        self.waited = 0.0
+
+    def acquire(self) -> None:
+        """Wait until one more request may go, and count it."""
+        while True:
+            with self._lock:
+                now = self.clock()
+                while self._sent and self._sent[0] <= now - self.window:
+                    self._sent.popleft()
+                wait = self._paused_until - now
+                if len(self._sent) >= self.requests:
+                    wait = max(wait, self._sent[0] + self.window - now)
+                if wait <= 0:
+                    self._sent.append(now)
+                    return
+            self.waited += wait
+            self.sleep(wait)
+
+    def pause(self, seconds: float) -> None:
+        """The server asked for a pause (Retry-After, or a budget it says is spent)."""
+        with self._lock:
+            self._paused_until = max(self._paused_until, self.clock() + max(seconds, 0.0))
+
+
+def send(
+    client: httpx.Client,
+    limit: RateLimit | None,
+    method: str,
+    url: str,
+    *,
+    where: str,
+    **kwargs: Any,
+) -> httpx.Response:
+    """One HTTP call within the rate limit; transport failures become `TransientError` (worth
+    trying again) and anything else httpx raises `UnavailableError`."""
+    if limit is not None:
+        limit.acquire()
+    try:
+        return client.request(method, url, **kwargs)
+    except httpx.TimeoutException:
+        raise TransientError(f"{where}: timed out") from None
+    except (httpx.NetworkError, httpx.RemoteProtocolError) as exc:
+        raise TransientError(f"{where}: connection failed ({type(exc).__name__})") from None
+    except httpx.HTTPError as exc:
+        raise UnavailableError(f"{where}: cannot reach it ({type(exc).__name__})") from None
+
+
+def refusal(
+    response: httpx.Response,
+    where: str,
+    message: str | None = None,
+    *,
+    limit: RateLimit | None = None,
+    secrets: Sequence[str] = (),
+) -> IntegrationError:
+    """The error for a non-success answer: 429 and 5xx are transient (and pause `limit` for
+    as long as the server asked), 401 and 403 mean the whole destination is unusable, any other
+    4xx is this request's own fault. `message` is the remote's words (else its reason phrase);
+    `secrets` are scrubbed from it."""
+    status = response.status_code
+    text = message or _message(json_object(response)) or response.reason_phrase
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "[secret]")
+    detail = f"{where}: {text} (HTTP {status})"
+    if status == 429 or status >= 500:
+        wait = retry_after(response)
+        if limit is not None and status == 429:
+            limit.pause(wait if wait is not None else limit.per)
+        return TransientError(detail, retry_after=wait)
+    if status in (401, 403):
+        return UnavailableError(f"{detail}; check the destination's credentials")
+    return PermanentError(detail)
+
+
+def _message(body: Mapping[str, Any]) -> str:
+    """The human part of the common error bodies (`message`, `error`, `errors[0].detail` ...)."""
+    for key in ("message", "error", "detail", "title"):
+        value = body.get(key)
+        if isinstance(value, str) and value:
+            return value
+    errors = body.get("errors")
+    if isinstance(errors, list) and errors:
+        first = errors[0]
+        if isinstance(first, str):
+            return first
+        if isinstance(first, Mapping):
+            return _message(first) or str(first)
+    return ""

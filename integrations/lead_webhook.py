@@ -1,0 +1,72 @@
+"""A generic destination: leads POSTed as signed JSON to a URL the organizer runs.
+
+Body `{"type": "leads.upserted", "leads": [<record>, ...]}` (records as in the file export) or
+`{"type": "lead.forgotten", "key": "<key>"}`. Header `Rally-Signature: t=<unix time>,s=<hex>`
+with `s = HMAC-SHA256(secret, t + "." + body)`, the same scheme TikTok uses, so a receiver can
+reject stale or forged calls; `Idempotency-Key` lets it recognise a repeat after a crash.
+"""
+
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import httpx
+
+from integrations.crm import Lead, Outcome, RateLimit, refusal, send
+from integrations.lead_files import lead_record
+
+BATCH_SIZE = 100
+RATE = (10, 1.0)
+
+
+def signature(secret: str, body: bytes, at: int) -> str:
+    digest = hmac.new(secret.encode(), f"{at}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={at},s={digest}"
+
+
+class LeadWebhook:
+    def __init__(
+        self,
+        client: httpx.Client,
+        *,
+        name: str,
+        url: str,
+        secret: str,
+        limit: RateLimit | None = None,
+        batch_size: int = 0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.client, self.name, self.url, self.limit = client, name, url, limit
+        self.batch_size = batch_size or BATCH_SIZE
+        self._secret, self._clock = secret, clock
+
+    def upsert(self, leads: Sequence[Lead]) -> list[Outcome]:
+        body = {"type": "leads.upserted", "leads": [lead_record(lead) for lead in leads]}
+        key = hashlib.sha256("\n".join(lead.sync_id for lead in leads).encode()).hexdigest()
+        self._post(body, key)
+        return [Outcome(lead.key, remote_id=lead.key) for lead in leads]
+
+    def forget(self, remote_id: str) -> None:
+        self._post({"type": "lead.forgotten", "key": remote_id}, f"forget:{remote_id}")
+
+    def _post(self, body: dict[str, Any], idempotency_key: str) -> None:
+        raw = json.dumps(body, ensure_ascii=False, default=str).encode()
+        where = f"webhook {self.name}"
+        response = send(
+            self.client,
+            self.limit,
+            "POST",
+            self.url,
+            where=where,
+            content=raw,
+            headers={
+                "Content-Type": "application/json",
+                "Rally-Signature": signature(self._secret, raw, int(self._clock())),
+                "Idempotency-Key": idempotency_key,
+            },
+        )
+        if not response.is_success:
+            raise refusal(response, where, limit=self.limit, secrets=[self._secret])
