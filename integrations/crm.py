@@ -129,6 +129,25 @@ class RateLimit:
             self._paused_until = max(self._paused_until, self.clock() + max(seconds, 0.0))
 
 
+def one_by_one(leads: Sequence[Lead], upsert_one: Callable[[Lead], Outcome]) -> list[Outcome]:
+    """Outcomes of APIs that take one person per request. A failure of the whole destination
+    is raised when it comes first; after that, the leads not yet sent get it as their outcome,
+    so the work already done is kept."""
+    outcomes: list[Outcome] = []
+    for index, lead in enumerate(leads):
+        try:
+            outcomes.append(upsert_one(lead))
+        except TransientError as exc:
+            if not outcomes:
+                raise
+            outcomes += [
+                Outcome(rest.key, error=type(exc)(str(exc), retry_after=exc.retry_after))
+                for rest in leads[index:]
+            ]
+            break
+    return outcomes
+
+
 def send(
     client: httpx.Client,
     limit: RateLimit | None,

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, and_, insert, or_, update
+from sqlalchemy import Engine, and_, bindparam, insert, or_, update
 from sqlmodel import Session, col, select
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 from tenacity.wait import wait_base
@@ -370,17 +370,33 @@ def _deliver_batch(
 def _renew(engine: Engine, rows: list[OutboxMessage], lease: datetime) -> list[OutboxMessage]:
     """Extend this drain's lease right before sending; rows another drain took over after the
     lease ran out are dropped from the batch."""
-    held = []
     postgres = engine.dialect.name == "postgresql"
+    table = OutboxMessage.__table__  # type: ignore[attr-defined]
     with transaction(engine, write=not postgres) as session:
-        for row in rows:
-            done = session.execute(
-                update(OutboxMessage).where(_held(row)).values(locked_until=lease)
+        held = _still_held(session, rows)
+        if held:
+            session.execute(
+                update(table)
+                .where(table.c.id == bindparam("b_id"), table.c.locked_until == bindparam("b_old"))
+                .values(locked_until=lease),
+                [{"b_id": row.id, "b_old": row.locked_until} for row in held],
             )
-            if done.rowcount:  # type: ignore[attr-defined]
-                row.locked_until = lease
-                held.append(row)
+    for row in held:
+        row.locked_until = lease
     return held
+
+
+def _still_held(session: Session, rows: list[OutboxMessage]) -> list[OutboxMessage]:
+    """The rows still pending under the lease this drain holds (locked, on PostgreSQL, until
+    the transaction ends)."""
+    query = select(OutboxMessage.id, OutboxMessage.locked_until).where(
+        col(OutboxMessage.id).in_([row.id for row in rows]),
+        OutboxMessage.status == OutboxStatus.PENDING,
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update()
+    leases = dict(session.exec(query).all())
+    return [row for row in rows if row.id in leases and leases[row.id] == row.locked_until]
 
 
 def _complete(
@@ -390,43 +406,56 @@ def _complete(
     at: datetime,
     on_dead: OnDead | None,
 ) -> DrainReport:
-    """Record a batch's outcomes in one transaction."""
+    """Record a batch's outcomes in one transaction: the sent rows in one statement."""
     report = DrainReport()
     postgres = engine.dialect.name == "postgresql"
+    table = OutboxMessage.__table__  # type: ignore[attr-defined]
     with transaction(engine, write=not postgres) as session:
-        for row in rows:
-            result = results.get(row.id or 0, TransientError("no answer for this message"))
-            attempts = row.attempts + 1
-            values: dict[str, Any] = {"attempts": attempts, "locked_until": None}
+        held = _still_held(session, rows)
+        sent = [r for r in held if not isinstance(results.get(r.id or 0, _NO_ANSWER), Exception)]
+        if sent:
+            session.execute(
+                update(table)
+                .where(table.c.id == bindparam("b_id"))
+                .values(
+                    status=OutboxStatus.SENT,
+                    sent_at=at,
+                    remote_id=bindparam("b_remote"),
+                    attempts=bindparam("b_attempts"),
+                    locked_until=None,
+                    last_error=None,
+                ),
+                [
+                    {"b_id": r.id, "b_remote": results.get(r.id or 0), "b_attempts": r.attempts + 1}
+                    for r in sent
+                ],
+            )
+            report.sent = len(sent)
+        for row in held:
+            result = results.get(row.id or 0, _NO_ANSWER)
             if not isinstance(result, IntegrationError):
-                values |= {
-                    "status": OutboxStatus.SENT,
-                    "sent_at": at,
-                    "remote_id": result,
-                    "last_error": None,
-                }
-            else:
-                dead = isinstance(result, PermanentError) or attempts >= MAX_ATTEMPTS
-                values["last_error"] = str(result)[:1000]
-                if dead:
-                    values["status"] = OutboxStatus.DEAD
-                else:
-                    later = timedelta(seconds=getattr(result, "retry_after", None) or 0)
-                    values["available_at"] = at + max(retry_delay(attempts), later)
-            done = session.execute(update(OutboxMessage).where(_held(row)).values(**values))
-            if not done.rowcount:  # type: ignore[attr-defined]
                 continue
-            if values.get("status") == OutboxStatus.SENT:
-                report.sent += 1
-            elif values.get("status") == OutboxStatus.DEAD:
+            attempts = row.attempts + 1
+            values: dict[str, Any] = {
+                "attempts": attempts,
+                "locked_until": None,
+                "last_error": str(result)[:1000],
+            }
+            report.errors.append(f"message {row.id}: {result}")
+            if isinstance(result, PermanentError) or attempts >= MAX_ATTEMPTS:
+                values["status"] = OutboxStatus.DEAD
                 report.dead += 1
-                report.errors.append(f"message {row.id}: {result}")
                 if on_dead is not None:
                     on_dead(session, row, str(result), at)
             else:
+                later = timedelta(seconds=getattr(result, "retry_after", None) or 0)
+                values["available_at"] = at + max(retry_delay(attempts), later)
                 report.retrying += 1
-                report.errors.append(f"message {row.id}: {result}")
+            session.execute(update(table).where(table.c.id == row.id).values(**values))
     return report
+
+
+_NO_ANSWER = TransientError("no answer for this message")
 
 
 def _release(engine: Engine, rows: list[OutboxMessage]) -> None:

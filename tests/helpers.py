@@ -38,3 +38,45 @@ def start_this_week(campaign_folder: Path) -> None:
     text = campaign.read_text()
     assert "start: 2027-02-01" in text
     campaign.write_text(text.replace("start: 2027-02-01", f"start: {monday.isoformat()}"))
+
+
+def make_leads(
+    engine: Engine,
+    slug: str,
+    count: int,
+    *,
+    destinations: Sequence[str] = (),
+    prefix: str = "lead",
+    now: datetime | None = None,
+) -> list[int]:
+    """`count` new people with an email each, queued for the campaign's destinations (or the
+    named ones), as signups would queue them; their contact ids."""
+    from sqlmodel import select
+
+    from config.campaign import CampaignSpec
+    from store.bulk import insert_rows
+    from store.models import Campaign, Contact
+    from tasks.leads import queue_sync
+
+    at = now or utcnow()
+    with transaction(engine) as session:
+        campaign = session.exec(select(Campaign).where(Campaign.slug == slug)).one()
+        assert campaign.id is not None
+        rows = [
+            {
+                "email": f"{prefix}{i}@example.org",
+                "email_normalized": f"{prefix}{i}@example.org",
+                "given_name": f"Lead{i}",
+                "family_name": "Tester",
+                "postal_code": "19104",
+                "created_at": at,
+                "updated_at": at,
+            }
+            for i in range(count)
+        ]
+        ids = insert_rows(session, Contact, rows, key=("email_normalized",))
+        spec = CampaignSpec.model_validate(campaign.spec)
+        chosen = [d for d in spec.destinations if not destinations or d.name in destinations]
+        contact_ids = sorted(ids.values())
+        queue_sync(session, campaign.id, chosen, contact_ids, now=at)
+        return contact_ids

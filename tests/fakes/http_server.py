@@ -61,6 +61,7 @@ class RecordedRequest:
     form: dict[str, str] = field(default_factory=dict)
     path_params: dict[str, str] = field(default_factory=dict)
     status: int | None = None
+    at: float = 0.0  # when it arrived, on the fake's clock
 
 
 @dataclass
@@ -273,7 +274,7 @@ class FakeHttpServer:
         return f"http://{host!s}:{port}"
 
     def start(self) -> Self:
-        server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        server = _Server(("127.0.0.1", 0), _Handler)
         server.daemon_threads = True
         server.fake = self  # type: ignore[attr-defined]
         self._server = server
@@ -312,6 +313,7 @@ class FakeHttpServer:
 
     def _serve(self, handler: "_Handler") -> None:
         request = _parse(handler)
+        request.at = self.clock()
         with self._changed:
             self._requests.append(request)
             fault = self._faults.popleft() if self._faults else None
@@ -368,6 +370,14 @@ def serving(fake: F) -> Iterator[F]:
         yield fake
 
 
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away mid-request (killed, timed out) is no error of the fake's."""
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as the real services and httpx use it
     timeout = 60  # an idle kept-alive connection ends after a minute
@@ -377,6 +387,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
+        # Answers leave at once: headers and body are written apart, and with Nagle's
+        # algorithm a kept-alive connection would wait ~40 ms for each answer's delayed ACK.
+        with contextlib.suppress(OSError):
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._fake()._track(self.connection, True)
 
     def finish(self) -> None:

@@ -1,0 +1,189 @@
+"""Lead sync against rate-limited fakes of HubSpot and Action Network, over loopback.
+
+20,000 leads go to a HubSpot fake that allows 100 requests per rolling 10 s (batches of 100:
+200 calls), and 200 leads to an Action Network fake that allows 4 requests a second (one call
+each). Before the HubSpot sync starts, another app on the same account spends part of the
+window's budget, as happens on a real account: Rally's limiter does not know, meets 429s in
+the first window, and must adapt to the server's answers without any 429 after it.
+
+The ceiling is the fastest the remote's limit allows: N calls at L per W seconds need
+(ceil(N / L) - 1) * W seconds from the first call to the last (a window's worth at a time),
+the other app's calls included. The
+achieved share is that ideal time over the time taken. The same run also syncs the 20,000
+leads to an unlimited HubSpot fake: Rally's own cost, which must be far below the ceiling's.
+Goal: at least 0.9 of each ceiling, and no 429 after the first window.
+
+    .venv/bin/python benchmarks/sync.py [--hubspot 20000] [--action-network 200]
+"""
+
+import argparse
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+GOAL_SHARE = 0.9
+SLUG = "first-vote-pa-2027"
+
+
+def campaign_file(folder: Path) -> Path:
+    """The example campaign with three destinations: two HubSpot accounts and Action Network."""
+    import shutil
+
+    shutil.copytree(ROOT / "examples" / "youth-vote", folder)
+    campaign = folder / "campaign.yaml"
+    text = campaign.read_text()
+    start, end = text.index("destinations:"), text.index("roster:")
+    block = (
+        "destinations:\n"
+        "  - name: hubspot\n    type: hubspot\n"
+        "  - name: hubspot_unlimited\n    type: hubspot\n"
+        "    rate: {requests: 100000, per_seconds: 1}\n"
+        "  - name: action_network\n    type: action_network\n"
+    )
+    campaign.write_text(text[:start] + block + text[end:])
+    return campaign
+
+
+def timed_sync(engine, settings, destination: str) -> tuple[float, object]:
+    from store.types import utcnow
+    from tasks.lead_sync import sync_leads
+
+    started = time.perf_counter()
+    reports = sync_leads(engine, settings, now=utcnow, destination=destination)
+    return time.perf_counter() - started, reports[f"{SLUG}/{destination}"]
+
+
+def ceiling_seconds(calls: int, limit: int, per: float) -> float:
+    """The least time from the first of `calls` to the last under `limit` per `per` s."""
+    return (math.ceil(calls / limit) - 1) * per
+
+
+def late_429s(requests: list, window: float) -> int:
+    """429s answered after the first `window` seconds of the run."""
+    if not requests:
+        return 0
+    start = requests[0].at
+    return sum(1 for r in requests if r.status == 429 and r.at - start > window)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--hubspot", type=int, default=20_000)
+    parser.add_argument("--action-network", type=int, default=200)
+    parser.add_argument("--spent", type=int, default=40, help="calls another app makes first")
+    args = parser.parse_args()
+
+    import httpx
+
+    from tests.fakes.action_network_api import FakeActionNetwork
+    from tests.fakes.hubspot_api import FakeHubSpot
+
+    home = Path(tempfile.mkdtemp(prefix="rally-bench-sync-"))
+    hubspot = FakeHubSpot(rate=(100, 10.0), sliding=True).start()
+    unlimited = FakeHubSpot(rate=None).start()
+    action_network = FakeActionNetwork(rate=(4, 1.0)).start()
+    os.environ.update(
+        {
+            "RALLY_HOME": str(home / "home"),
+            "RALLY_DATABASE_URL": "",
+            "RALLY_HUBSPOT_TOKEN": hubspot.token,
+            "RALLY_ACTION_NETWORK_API_URL": action_network.url,
+            "RALLY_ACTION_NETWORK_TOKEN": action_network.token,
+        }
+    )
+    from cli.main import main as rally
+    from config.settings import get_settings
+    from store.db import open_store
+    from tests.helpers import make_leads
+
+    try:
+        rally(["campaign", "apply", str(campaign_file(home / "campaign"))])
+    except SystemExit as exit_:
+        if exit_.code:
+            raise
+    settings = get_settings()
+    engine = open_store(settings)
+    print(f"Queueing {args.hubspot:,} leads for HubSpot, {args.action_network} for Action Network")
+    make_leads(engine, SLUG, args.hubspot, destinations=["hubspot", "hubspot_unlimited"])
+    make_leads(engine, SLUG, args.action_network, destinations=["action_network"], prefix="an")
+
+    def against(fake: object, name: str, run: Callable[[], None] | None = None):
+        settings.hubspot_api_url = fake.url  # type: ignore[attr-defined]
+        if run:
+            run()
+        return timed_sync(engine, settings, name)
+
+    own_seconds, own = against(unlimited, "hubspot_unlimited")
+    own_rate = args.hubspot / own_seconds
+    print(
+        f"Unlimited HubSpot fake: {args.hubspot:,} leads in {own_seconds:.1f} s ({own_rate:,.0f}/s)"
+    )
+
+    def other_app() -> None:
+        with httpx.Client() as client:
+            for _ in range(args.spent):
+                client.post(
+                    f"{hubspot.url}/crm/v3/objects/contacts/batch/upsert",
+                    json={"inputs": []},
+                    headers={"Authorization": f"Bearer {hubspot.token}"},
+                )
+
+    hub_seconds, hub = against(hubspot, "hubspot", other_app)
+    hub_calls = sum(1 for r in hubspot.requests if r.status != 429) - args.spent
+    hub_ideal = ceiling_seconds(hub_calls + args.spent, 100, 10.0)
+    hub_share = hub_ideal / hub_seconds if hub_seconds else 0.0
+    hub_429 = sum(1 for r in hubspot.requests if r.status == 429)
+    hub_late = late_429s(hubspot.requests, 10.0)
+    print(
+        f"HubSpot at 100 per 10 s: {hub.sent:,} sent in {hub_seconds:.1f} s over "  # type: ignore[attr-defined]
+        f"{hub_calls} calls; ceiling {hub_ideal:.1f} s: {hub_share:.2f} of it; "
+        f"429s {hub_429} ({hub_late} after the first window)"
+    )
+
+    an_seconds, an = timed_sync(engine, settings, "action_network")
+    an_calls = sum(1 for r in action_network.requests if r.status != 429)
+    an_ideal = ceiling_seconds(an_calls, 4, 1.0)
+    an_share = an_ideal / an_seconds if an_seconds else 0.0
+    an_late = late_429s(action_network.requests, 1.0)
+    print(
+        f"Action Network at 4/s: {an.sent:,} sent in {an_seconds:.1f} s; "  # type: ignore[attr-defined]
+        f"ceiling {an_ideal:.1f} s: {an_share:.2f} of it; 429s after the first window {an_late}"
+    )
+    everyone = (
+        hub.sent == args.hubspot  # type: ignore[attr-defined]
+        and an.sent == args.action_network  # type: ignore[attr-defined]
+        and own.sent == args.hubspot  # type: ignore[attr-defined]
+    )
+    met = everyone and hub_share >= GOAL_SHARE and an_share >= GOAL_SHARE
+    met = met and hub_late == 0 and an_late == 0
+    print(
+        f"Goal: at least {GOAL_SHARE} of each ceiling, no 429 after the first window: "
+        f"{'met' if met else 'MISSED'}"
+    )
+    figures = {
+        "hubspot_leads": args.hubspot,
+        "hubspot_seconds": round(hub_seconds, 2),
+        "hubspot_share_of_ceiling": round(hub_share, 3),
+        "hubspot_429s": hub_429,
+        "hubspot_429s_after_first_window": hub_late,
+        "action_network_leads": args.action_network,
+        "action_network_seconds": round(an_seconds, 2),
+        "action_network_share_of_ceiling": round(an_share, 3),
+        "action_network_429s_after_first_window": an_late,
+        "unlimited_leads_per_second": round(own_rate),
+    }
+    goal = {"share_of_ceiling_at_least": GOAL_SHARE, "429s_after_first_window": 0}
+    for fake in (hubspot, unlimited, action_network):
+        fake.stop()
+    print(json.dumps({"benchmark": "sync", **figures, "goal": goal, "met": met}))
+
+
+if __name__ == "__main__":
+    main()

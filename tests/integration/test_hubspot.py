@@ -1,0 +1,548 @@
+"""The HubSpot connector over real HTTP against a local fake of an account's CRM v3 contacts API:
+what a lead becomes, upserts without duplicates, per-contact refusals in a 207, leads that never
+go, the account's rate limit (its headers, its 429s, pacing 100 requests per 10 seconds),
+whole-call failures and forget."""
+
+import traceback
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from integrations.crm import Lead, RateLimit
+from integrations.errors import PermanentError, TransientError, UnavailableError
+from integrations.hubspot import BATCH_SIZE, RATE, HubSpot
+from tests.fakes.http_server import ManualClock, serving
+from tests.fakes.hubspot_api import GDPR_DELETE, UPSERT, FakeHubSpot
+
+RATE_HEADERS = {
+    "X-HubSpot-RateLimit-Max": "100",
+    "X-HubSpot-RateLimit-Interval-Milliseconds": "10000",
+}
+TOO_MANY = {
+    "status": "error",
+    "message": "You have reached your ten_secondly_rolling limit.",
+    "errorType": "RATE_LIMIT",
+    "correlationId": "c0ffee00-0000-4000-8000-000000000000",
+    "policyName": "TEN_SECONDLY_ROLLING",
+    "groupName": "publicapi:private-app-api-ten-secondly",
+}
+
+
+def lead(n: int = 1, **changes: Any) -> Lead:
+    fields: dict[str, Any] = {
+        "key": f"lead-{n}",
+        "contact_id": n,
+        "campaign": "first-vote-pa-2027",
+        "email": f"voter{n}@example.org",
+        "phone": f"+1215555010{n}",
+        "given_name": "Ada",
+        "family_name": f"Voter{n}",
+        "postal_code": "19104",
+        "tags": ("first-vote", "creator-maya"),
+        "email_consent": True,
+        "sms_consent": False,
+        "source_code": "maya-tt-01",
+        "first_source_code": "maya-tt-00",
+        "creator": "maya",
+        "custom_fields": {"rally_shirt_size": "M"},
+    }
+    return Lead(**{**fields, **changes})
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(start=0)
+
+
+@pytest.fixture
+def account(clock: ManualClock) -> Iterator[FakeHubSpot]:
+    yield from serving(FakeHubSpot(clock=clock))
+
+
+@pytest.fixture
+def http() -> Iterator[httpx.Client]:
+    with httpx.Client(timeout=5) as client:
+        yield client
+
+
+@pytest.fixture
+def limit(clock: ManualClock) -> RateLimit:
+    return RateLimit(*RATE, clock=clock, sleep=clock.advance)
+
+
+def connector(
+    account: FakeHubSpot, http: httpx.Client, limit: RateLimit | None, **changes: Any
+) -> HubSpot:
+    settings: dict[str, Any] = {
+        "name": "pa-hubspot",
+        "api_url": account.url,
+        "token": account.token,
+        "limit": limit,
+        **changes,
+    }
+    return HubSpot(http, **settings)
+
+
+@pytest.fixture
+def hubspot(account: FakeHubSpot, http: httpx.Client, limit: RateLimit) -> HubSpot:
+    return connector(account, http, limit)
+
+
+def one(**changes: Any) -> dict[str, Any]:
+    """One input as HubSpot takes it, sent straight to the fake."""
+    return {"id": "a@example.org", "idProperty": "email", "properties": {}, **changes}
+
+
+def said(error: BaseException) -> str:
+    return f"{error} {error.args!r}" + "".join(traceback.format_exception(error))
+
+
+def test_a_batch_is_upserted_by_email_with_its_properties_and_ids_returned(account, hubspot):
+    outcomes = hubspot.upsert([lead(1), lead(2, tags=(), email_consent=False, sms_consent=True)])
+
+    assert [o.key for o in outcomes] == ["lead-1", "lead-2"] and all(o.ok for o in outcomes)
+    assert set(account.contacts) == {"voter1@example.org", "voter2@example.org"}
+    first, second = account.contact("voter1@example.org"), account.contact("voter2@example.org")
+    assert first is not None and second is not None
+    assert [o.remote_id for o in outcomes] == [first["id"], second["id"]]
+    assert first["id"] != second["id"]
+    assert first["properties"] == {
+        "email": "voter1@example.org",
+        "firstname": "Ada",
+        "lastname": "Voter1",
+        "phone": "+12155550101",
+        "zip": "19104",
+        "rally_tags": "first-vote;creator-maya",
+        "rally_email_consent": "granted",
+        "rally_sms_consent": "revoked",
+        "rally_source_code": "maya-tt-01",
+        "rally_first_source_code": "maya-tt-00",
+        "rally_creator": "maya",
+        "rally_campaign": "first-vote-pa-2027",
+        "rally_shirt_size": "M",
+    }
+    assert "rally_tags" not in second["properties"]
+    assert (
+        second["properties"]["rally_email_consent"],
+        second["properties"]["rally_sms_consent"],
+    ) == (
+        "revoked",
+        "granted",
+    )
+    (request,) = account.requests
+    assert (request.method, request.path, request.status) == ("POST", UPSERT, 200)
+    assert request.headers["authorization"] == f"Bearer {account.token}"
+    assert request.headers["content-type"] == "application/json"
+    assert [(i["id"], i["idProperty"]) for i in request.json["inputs"]] == [
+        ("voter1@example.org", "email"),
+        ("voter2@example.org", "email"),
+    ]
+    assert request.json["inputs"][0]["properties"] == first["properties"]
+    assert dict(account.created) == {"voter1@example.org": 1, "voter2@example.org": 1}
+
+
+def test_repeating_a_batch_updates_the_same_contacts_and_creates_none(account, hubspot):
+    first = hubspot.upsert([lead(1), lead(2)])
+    again = hubspot.upsert([lead(1, postal_code="19103"), lead(2)])
+
+    assert [o.remote_id for o in again] == [o.remote_id for o in first]
+    assert len(account.contacts) == 2
+    assert dict(account.created) == {"voter1@example.org": 1, "voter2@example.org": 1}
+    assert dict(account.updated) == {"voter1@example.org": 1, "voter2@example.org": 1}
+    contact = account.contact("voter1@example.org")
+    assert contact is not None and contact["properties"]["zip"] == "19103"
+
+
+def test_results_are_matched_to_leads_by_email_whatever_its_case(account, hubspot) -> None:
+    (outcome,) = hubspot.upsert([lead(1, email="Ada.Voter@Example.ORG")])
+
+    contact = account.contact("ada.voter@example.org")
+    assert contact is not None and outcome.ok and outcome.remote_id == contact["id"]
+    assert account.requests[0].json["inputs"][0]["id"] == "Ada.Voter@Example.ORG"
+
+
+def test_unknown_consent_and_missing_fields_are_left_out_and_values_sent_as_text(
+    account, hubspot
+) -> None:
+    bare = lead(
+        phone=None,
+        given_name=None,
+        family_name=None,
+        postal_code=None,
+        tags=(),
+        email_consent=None,
+        sms_consent=None,
+        source_code=None,
+        first_source_code=None,
+        creator=None,
+        custom_fields={
+            "rally_ward": None,
+            "rally_note": "",
+            "rally_volunteer": True,
+            "rally_age": 19,
+        },
+    )
+
+    (outcome,) = hubspot.upsert([bare])
+
+    assert outcome.ok
+    assert account.requests[0].json["inputs"][0]["properties"] == {
+        "email": "voter1@example.org",
+        "rally_campaign": "first-vote-pa-2027",
+        "rally_volunteer": "true",
+        "rally_age": "19",
+    }
+
+
+def test_custom_fields_cannot_override_the_email_or_a_consent(account, hubspot) -> None:
+    custom = {"email": "other@example.org", "rally_email_consent": "granted", "lastname": "X"}
+
+    hubspot.upsert([lead(1, email_consent=False, family_name=None, custom_fields=custom)])
+
+    properties = account.requests[0].json["inputs"][0]["properties"]
+    assert properties["email"] == "voter1@example.org"
+    assert properties["rally_email_consent"] == "revoked"
+    assert properties["lastname"] == "X"
+
+
+def test_the_property_names_for_tags_and_consent_can_be_set(http, limit, clock) -> None:
+    names = {"email", "campaign_tags", "email_ok", "sms_ok", "rally_campaign"}
+    with FakeHubSpot(properties=names, clock=clock) as account:
+        options = {
+            "tags_property": "campaign_tags",
+            "email_consent_property": "email_ok",
+            "sms_consent_property": "sms_ok",
+        }
+        hubspot = connector(account, http, limit, options=options)
+        only = {"email", "campaign_tags", "email_ok", "sms_ok", "rally_campaign"}
+        plain = lead(
+            phone=None,
+            given_name=None,
+            family_name=None,
+            postal_code=None,
+            source_code=None,
+            first_source_code=None,
+            creator=None,
+            custom_fields={},
+        )
+
+        (outcome,) = hubspot.upsert([plain])
+
+        assert outcome.ok
+        contact = account.contact("voter1@example.org")
+        assert contact is not None and set(contact["properties"]) == only
+        assert contact["properties"]["campaign_tags"] == "first-vote;creator-maya"
+        assert (contact["properties"]["email_ok"], contact["properties"]["sms_ok"]) == (
+            "granted",
+            "revoked",
+        )
+
+
+def test_a_property_the_account_lacks_fails_that_lead_alone_in_hubspots_words(
+    account, hubspot
+) -> None:
+    outcomes = hubspot.upsert([lead(1), lead(2, custom_fields={"shoe_size": "9"}), lead(3)])
+
+    assert outcomes[0].ok and outcomes[2].ok
+    error = outcomes[1].error
+    assert isinstance(error, PermanentError) and outcomes[1].remote_id is None
+    assert "does not exist" in str(error) and "shoe_size" in str(error)
+    assert "PROPERTY_DOESNT_EXIST" in str(error) and "VALIDATION_ERROR" in str(error)
+    assert account.requests[0].status == 207
+    assert set(account.contacts) == {"voter1@example.org", "voter3@example.org"}
+
+
+def test_in_a_207_exactly_the_failed_leads_get_errors_and_can_be_retried_once_fixed(
+    account, hubspot
+) -> None:
+    account.reject_email("voter3@example.org", "Email address is on the blocked list")
+    batch = [lead(1), lead(2, email="not-an-email"), lead(3, email="Voter3@Example.org"), lead(4)]
+
+    outcomes = {o.key: o for o in hubspot.upsert(batch)}
+
+    assert outcomes["lead-1"].ok and outcomes["lead-4"].ok
+    assert "Email address not-an-email is invalid" in str(outcomes["lead-2"].error)
+    assert "Email address is on the blocked list (VALIDATION_ERROR)" in str(
+        outcomes["lead-3"].error
+    )
+    assert all(isinstance(outcomes[k].error, PermanentError) for k in ("lead-2", "lead-3"))
+    assert account.requests[0].status == 207 and len(account.requests) == 1
+    assert set(account.contacts) == {"voter1@example.org", "voter4@example.org"}
+
+    account.accept_email("voter3@example.org")
+    (retried,) = hubspot.upsert([lead(3)])
+    assert retried.ok and account.created["voter3@example.org"] == 1
+
+
+def test_a_lead_without_email_never_reaches_hubspot(account, hubspot) -> None:
+    outcomes = hubspot.upsert([lead(1, email=None), lead(2)])
+
+    error = outcomes[0].error
+    assert isinstance(error, PermanentError)
+    assert "no email address: HubSpot upserts contacts by email" in str(error)
+    assert outcomes[1].ok
+    assert [i["id"] for i in account.requests[0].json["inputs"]] == ["voter2@example.org"]
+
+    (alone,) = hubspot.upsert([lead(3, email="")])
+    assert isinstance(alone.error, PermanentError) and len(account.requests) == 1
+
+
+def test_a_second_lead_with_the_same_email_waits_for_a_later_batch(account, hubspot) -> None:
+    outcomes = hubspot.upsert([lead(1), lead(2, email="VOTER1@example.org")])
+
+    assert outcomes[0].ok
+    assert type(outcomes[1].error) is TransientError and "same email" in str(outcomes[1].error)
+    assert len(account.requests[0].json["inputs"]) == 1 and account.requests[0].status == 200
+
+
+def test_a_lead_missing_from_hubspots_answer_is_transient(account, hubspot) -> None:
+    result = {"id": "77", "properties": {"email": "voter1@example.org"}}
+    account.fail_next(1, status=200, body={"status": "COMPLETE", "results": [result]})
+
+    outcomes = hubspot.upsert([lead(1), lead(2)])
+
+    assert outcomes[0].remote_id == "77"
+    assert type(outcomes[1].error) is TransientError
+    assert "not in HubSpot's answer" in str(outcomes[1].error)
+
+
+def test_a_batch_hubspot_refuses_as_a_whole_is_raised_as_permanent(account, hubspot) -> None:
+    account.fail_next(
+        1,
+        status=400,
+        body={"status": "error", "message": "Duplicate IDs found", "category": "VALIDATION_ERROR"},
+    )
+    with pytest.raises(PermanentError, match=r"Duplicate IDs found \(VALIDATION_ERROR\)"):
+        hubspot.upsert([lead(1)])
+
+
+def test_the_batch_size_is_capped_at_100_and_unknown_options_are_refused(account, http, limit):
+    assert BATCH_SIZE == 100
+    assert connector(account, http, limit).batch_size == 100
+    assert connector(account, http, limit, options={"batch_size": 7}).batch_size == 7
+    assert connector(account, http, limit, options={"batch_size": 5000}).batch_size == 100
+    with pytest.raises(ValueError, match="tags"):
+        connector(account, http, limit, options={"tags": "x"})
+    with pytest.raises(ValueError, match="at most 100"):
+        connector(account, http, limit).upsert([lead(n) for n in range(101)])
+    assert account.requests == []
+
+
+def test_a_full_batch_of_100_goes_in_one_call(account, hubspot) -> None:
+    outcomes = hubspot.upsert([lead(n, email=f"person{n}@example.org") for n in range(100)])
+
+    assert all(o.ok for o in outcomes) and len({o.remote_id for o in outcomes}) == 100
+    assert len(account.requests) == 1 and len(account.contacts) == 100
+
+
+def test_the_accounts_429_is_transient_with_retry_after_and_pauses_the_limit(
+    clock, http, limit
+) -> None:
+    with FakeHubSpot(rate=(2, 10.0), clock=clock) as account:
+        other = {"Authorization": f"Bearer {account.token}"}  # another app spends the budget
+        for _ in range(2):
+            http.post(account.url + UPSERT, json={"inputs": [one()]}, headers=other)
+        clock.advance(4)
+        hubspot = connector(account, http, limit)
+
+        with pytest.raises(TransientError, match="ten_secondly_rolling") as caught:
+            hubspot.upsert([lead(1)])
+        assert caught.value.retry_after == 6 and not isinstance(caught.value, UnavailableError)
+        assert "RATE_LIMIT" in str(caught.value) and "HTTP 429" in str(caught.value)
+
+        (outcome,) = hubspot.upsert([lead(1)])
+        assert outcome.ok and limit.waited == pytest.approx(6)
+        assert [r.status for r in account.requests] == [200, 200, 429, 200]
+        assert account.requests[-1].at == pytest.approx(10)
+
+
+def test_a_429_without_retry_after_asks_to_wait_for_the_interval(account, hubspot, limit):
+    account.fail_next(1, status=429, body=TOO_MANY, headers=RATE_HEADERS)
+
+    with pytest.raises(TransientError) as caught:
+        hubspot.upsert([lead(1)])
+    assert caught.value.retry_after == 10
+
+    assert hubspot.upsert([lead(1)])[0].ok
+    assert limit.waited == pytest.approx(10)
+
+
+def test_a_budget_another_app_spent_costs_one_429_then_the_limit_waits_it_out(
+    clock, http, limit
+) -> None:
+    with FakeHubSpot(rate=(2, 10.0), clock=clock) as account:
+        hubspot = connector(account, http, limit)
+        clock.advance(3)
+        for n in (1, 2):  # the account's budget is 2; Rally's own limit does not know
+            assert hubspot.upsert([lead(n)])[0].ok
+        assert account.requests[-1].headers  # answered with Remaining 0: no pause on that alone
+        assert limit.waited == 0
+
+        with pytest.raises(TransientError) as caught:
+            hubspot.upsert([lead(3)])
+        assert caught.value.retry_after == 10
+        assert hubspot.upsert([lead(3)])[0].ok
+
+        assert [r.status for r in account.requests] == [200, 200, 429, 200]
+        assert limit.waited == pytest.approx(10) and account.requests[3].at == pytest.approx(13)
+
+
+def test_the_rate_limit_paces_100_requests_per_10_seconds_without_a_429(clock, account, limit):
+    with httpx.Client(timeout=5) as http:
+        hubspot = connector(account, http, limit)
+        for n in range(250):
+            (outcome,) = hubspot.upsert([lead(n, email=f"person{n}@example.org")])
+            assert outcome.ok
+
+    arrived = [r.at for r in account.requests]
+    assert account.rate_limited == 0 and len(arrived) == 250
+    for i in range(100, 250):
+        assert arrived[i] - arrived[i - 100] >= 10
+    assert 20 <= clock() <= 21
+
+
+def test_without_the_limit_the_fake_refuses_the_101st_request_in_10_seconds(account, http):
+    hubspot = connector(account, http, None)
+    for n in range(100):
+        hubspot.upsert([lead(n)])
+
+    with pytest.raises(TransientError):
+        hubspot.upsert([lead(100)])
+    assert account.rate_limited == 1
+
+
+@pytest.mark.parametrize("fault", ["503", "500", "502-html", "timeout", "drop"])
+def test_a_failure_of_hubspot_is_raised_as_transient(account, limit, fault) -> None:
+    if fault == "timeout":
+        account.timeout_next(1)
+    elif fault == "drop":
+        account.drop_next(1)
+    elif fault == "502-html":
+        account.fail_next(1, status=502, body="<html>Bad Gateway</html>")
+    else:
+        account.fail_next(
+            1, status=int(fault), body={"status": "error", "message": "internal error"}
+        )
+
+    with httpx.Client(timeout=0.5) as quick, pytest.raises(TransientError) as caught:
+        connector(account, quick, limit).upsert([lead(1), lead(2)])
+
+    assert not isinstance(caught.value, UnavailableError)
+    assert len(account.requests) == 1 and account.contacts == {}
+
+
+def test_a_refused_token_makes_hubspot_unavailable_without_showing_it(account, http, limit):
+    wrong = "pat-na1-wrong-0000-0000"
+
+    with pytest.raises(UnavailableError, match="Authentication credentials not found") as caught:
+        connector(account, http, limit, token=wrong).upsert([lead(1)])
+
+    assert "INVALID_AUTHENTICATION" in str(caught.value) and "HTTP 401" in str(caught.value)
+    assert wrong not in said(caught.value) and account.token not in said(caught.value)
+    assert account.contacts == {}
+
+
+def test_the_token_is_blanked_out_of_hubspots_words(account, hubspot) -> None:
+    account.fail_next(1, status=400, body={"message": f"bad header Bearer {account.token}"})
+    with pytest.raises(PermanentError) as caught:
+        hubspot.upsert([lead(1)])
+    assert account.token not in said(caught.value) and "[secret]" in str(caught.value)
+
+    account.fail_next(
+        1,
+        status=207,
+        body={
+            "status": "COMPLETE",
+            "results": [],
+            "errors": [
+                {"message": f"odd {account.token}", "context": {"ids": ["voter1@example.org"]}}
+            ],
+        },
+    )
+    (outcome,) = hubspot.upsert([lead(1)])
+    assert outcome.error is not None and account.token not in said(outcome.error)
+
+
+def test_forget_gdpr_deletes_the_contact_and_a_gone_one_is_fine(account, hubspot) -> None:
+    (outcome,) = hubspot.upsert([lead(1)])
+    assert outcome.remote_id is not None
+
+    hubspot.forget(outcome.remote_id)
+    hubspot.forget(outcome.remote_id)
+
+    assert account.contacts == {}
+    deletes = account.requests_to(GDPR_DELETE)
+    assert [(r.json, r.status) for r in deletes] == [
+        ({"objectId": outcome.remote_id}, 204),
+        ({"objectId": outcome.remote_id}, 404),
+    ]
+    assert deletes[0].headers["authorization"] == f"Bearer {account.token}"
+
+
+def test_forget_raises_when_hubspot_fails_or_refuses_the_token(account, hubspot, http, limit):
+    (outcome,) = hubspot.upsert([lead(1)])
+    assert outcome.remote_id is not None
+    account.fail_next(1, status=503, body={"status": "error", "message": "unavailable"})
+    with pytest.raises(TransientError):
+        hubspot.forget(outcome.remote_id)
+    with pytest.raises(UnavailableError):
+        connector(account, http, limit, token="wrong").forget(outcome.remote_id)
+    assert "voter1@example.org" in account.contacts
+
+
+def test_the_fake_refuses_what_hubspot_does_and_sends_its_rate_limit_headers(account, http):
+    auth = {"Authorization": f"Bearer {account.token}"}
+    url = account.url + UPSERT
+
+    answers = [
+        http.post(url, json={"inputs": [one()]}, headers=auth),
+        http.post(url, json={"inputs": []}, headers=auth),
+        http.post(
+            url, json={"inputs": [one(id=f"p{n}@example.org") for n in range(101)]}, headers=auth
+        ),
+        http.post(url, json={"records": [one()]}, headers=auth),
+        http.post(url, content=b"{not json", headers={**auth, "Content-Type": "application/json"}),
+        http.post(url, json={"inputs": [one(idProperty="firstname")]}, headers=auth),
+        http.post(url, json={"inputs": [one(), one(id="A@example.org")]}, headers=auth),
+        http.post(url, json={"inputs": [one()]}),
+        http.get(url, headers=auth),
+    ]
+
+    assert [a.status_code for a in answers] == [200, 400, 400, 400, 400, 400, 400, 401, 405]
+    assert all(a.json()["category"] == "VALIDATION_ERROR" for a in answers[1:7])
+    assert answers[7].json()["category"] == "INVALID_AUTHENTICATION"
+    assert [a.headers["X-HubSpot-RateLimit-Remaining"] for a in answers] == [
+        str(99 - i) for i in range(9)
+    ]
+    assert all(a.headers["X-HubSpot-RateLimit-Max"] == "100" for a in answers)
+    assert all(a.headers["X-HubSpot-RateLimit-Interval-Milliseconds"] == "10000" for a in answers)
+    assert set(account.contacts) == {"a@example.org"}
+
+
+def test_the_fake_answers_a_mixed_batch_with_207_and_hubspots_shapes(account, http) -> None:
+    auth = {"Authorization": f"Bearer {account.token}"}
+    inputs = [
+        {"id": "a@example.org", "idProperty": "email", "properties": {"firstname": "A"}},
+        {"id": "b@example.org", "idProperty": "email", "properties": {"nickname": "B"}},
+        {"id": "c@example.org", "idProperty": "email", "properties": {"email": "d@example.org"}},
+    ]
+
+    answer = http.post(account.url + UPSERT, json={"inputs": inputs}, headers=auth)
+
+    assert answer.status_code == 207
+    body = answer.json()
+    assert body["status"] == "COMPLETE" and body["numErrors"] == 2
+    assert {"startedAt", "completedAt"} <= set(body)
+    (result,) = body["results"]
+    assert result["properties"]["email"] == "a@example.org" and result["new"] is True
+    assert result["archived"] is False and result["id"] == account.contacts["a@example.org"]["id"]
+    assert [e["context"] for e in body["errors"]] == [
+        {"ids": ["b@example.org"]},
+        {"ids": ["c@example.org"]},
+    ]
+    assert all(
+        e["status"] == "error" and e["category"] == "VALIDATION_ERROR" for e in body["errors"]
+    )
+    assert 'Property \\"nickname\\" does not exist' in body["errors"][0]["message"]
