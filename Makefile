@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	@$(BIN)/python -m pip install -qq --disable-pip-version-check -e '.[dev]'
 	@touch $(STAMP)
 
-## demo: apply the example campaign, show it, send its creators' briefs, rehearse two weeks of engagement
+## demo: apply the example campaign, show it, send its creators' briefs, rehearse two weeks of engagement, sync its leads to the export
 demo: $(STAMP)
 	@$(BIN)/rally campaign apply $(EXAMPLE)/campaign.yaml
 	@$(BIN)/rally campaign show first-vote-pa-2027
@@ -21,6 +21,8 @@ demo: $(STAMP)
 	@$(BIN)/rally events simulate first-vote-pa-2027 --days 14 --seed 7 --out "$${RALLY_HOME:-.rally}/demo-events.jsonl"
 	@$(BIN)/rally events ingest "$${RALLY_HOME:-.rally}/demo-events.jsonl"
 	@$(BIN)/rally events status first-vote-pa-2027
+	@$(BIN)/rally leads sync
+	@$(BIN)/rally leads status
 	@echo "Brief pages: run '$(BIN)/rally serve' and open a link from '$(BIN)/rally briefs status first-vote-pa-2027 --json'."
 
 ## test: lint, type-check and run the whole test suite

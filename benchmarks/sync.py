@@ -25,6 +25,15 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from config.settings import Settings
+    from tasks.outbox import DrainReport
+
+    Timed = tuple[float, DrainReport]
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -51,7 +60,7 @@ def campaign_file(folder: Path) -> Path:
     return campaign
 
 
-def timed_sync(engine, settings, destination: str) -> tuple[float, object]:
+def timed_sync(engine: "Engine", settings: "Settings", destination: str) -> "Timed":
     from store.types import utcnow
     from tasks.lead_sync import sync_leads
 
@@ -114,8 +123,8 @@ def main() -> None:
     make_leads(engine, SLUG, args.hubspot, destinations=["hubspot", "hubspot_unlimited"])
     make_leads(engine, SLUG, args.action_network, destinations=["action_network"], prefix="an")
 
-    def against(fake: object, name: str, run: Callable[[], None] | None = None):
-        settings.hubspot_api_url = fake.url  # type: ignore[attr-defined]
+    def against(fake: FakeHubSpot, name: str, run: Callable[[], None] | None = None) -> "Timed":
+        settings.hubspot_api_url = fake.url
         if run:
             run()
         return timed_sync(engine, settings, name)
@@ -142,7 +151,7 @@ def main() -> None:
     hub_429 = sum(1 for r in hubspot.requests if r.status == 429)
     hub_late = late_429s(hubspot.requests, 10.0)
     print(
-        f"HubSpot at 100 per 10 s: {hub.sent:,} sent in {hub_seconds:.1f} s over "  # type: ignore[attr-defined]
+        f"HubSpot at 100 per 10 s: {hub.sent:,} sent in {hub_seconds:.1f} s over "
         f"{hub_calls} calls; ceiling {hub_ideal:.1f} s: {hub_share:.2f} of it; "
         f"429s {hub_429} ({hub_late} after the first window)"
     )
@@ -153,13 +162,11 @@ def main() -> None:
     an_share = an_ideal / an_seconds if an_seconds else 0.0
     an_late = late_429s(action_network.requests, 1.0)
     print(
-        f"Action Network at 4/s: {an.sent:,} sent in {an_seconds:.1f} s; "  # type: ignore[attr-defined]
+        f"Action Network at 4/s: {an.sent:,} sent in {an_seconds:.1f} s; "
         f"ceiling {an_ideal:.1f} s: {an_share:.2f} of it; 429s after the first window {an_late}"
     )
     everyone = (
-        hub.sent == args.hubspot  # type: ignore[attr-defined]
-        and an.sent == args.action_network  # type: ignore[attr-defined]
-        and own.sent == args.hubspot  # type: ignore[attr-defined]
+        hub.sent == args.hubspot and an.sent == args.action_network and own.sent == args.hubspot
     )
     met = everyone and hub_share >= GOAL_SHARE and an_share >= GOAL_SHARE
     met = met and hub_late == 0 and an_late == 0

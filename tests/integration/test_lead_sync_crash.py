@@ -3,8 +3,8 @@ the HubSpot fake over loopback: killed at random points it loses no lead and cre
 two drains at once on PostgreSQL send nothing twice."""
 
 import os
-import re
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -121,7 +121,9 @@ def test_two_drains_at_once_on_postgresql_send_nothing_twice(
     for drain in drains:
         out, err = drain.communicate(timeout=300)
         assert drain.returncode == 0, err
-        shares.append(int(re.search(r"hub: ([\d,]+) sent", out)[1].replace(",", "")))
+        said = re.search(r"hub: ([\d,]+) sent", out)
+        assert said, out
+        shares.append(int(said[1].replace(",", "")))
     assert sum(shares) == LEADS and min(shares) > 0  # both drains did part of the work
     assert statuses(engine) == {"sent": LEADS}
     assert len(to_hubspot.contacts) == LEADS
