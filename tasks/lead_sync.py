@@ -34,22 +34,23 @@ from tasks import progress
 from tasks.leads import CHANNEL, FORGET, destination_key, lead_for, load_people
 from tasks.outbox import DrainReport, drain_batches
 
-_limits: dict[tuple[str, str], RateLimit] = {}
+_limits: dict[tuple[str, str], RateLimit] = {}  # (type, account) -> its limit
 
 
 class NotConfigured(RallyError):
     """A destination lacks a credential or option it needs."""
 
 
-def rate_limit(key: str, destination: Destination, default: tuple[int, float]) -> RateLimit:
-    """The destination's limit (from the campaign file, else the API's documented one), kept
-    for the life of the process."""
+def rate_limit(account: str, destination: Destination, default: tuple[int, float]) -> RateLimit:
+    """The limit of one remote account (from the campaign file, else the API's documented one),
+    kept for the life of the process. Credentials are per system, not per campaign, so every
+    campaign's destination of one type shares the account's one budget."""
     rate = default
     if destination.rate is not None:
         rate = (destination.rate.requests, destination.rate.per_seconds)
-    limit = _limits.get((key, destination.type))
+    limit = _limits.get((destination.type, account))
     if limit is None or (limit.requests, limit.per) != rate:
-        limit = _limits[(key, destination.type)] = RateLimit(*rate)
+        limit = _limits[(destination.type, account)] = RateLimit(*rate)
     return limit
 
 
@@ -75,9 +76,9 @@ def connector_for(
             path, name=destination.name, format=kind, batch_size=destination.batch_size or 0
         )
     module = import_module(f"integrations.{kind.replace('webhook', 'lead_webhook')}")
-    key = destination_key(campaign.id or 0, destination.name)
-    limit = rate_limit(key, destination, module.RATE)
     options = dict(destination.options)
+    account = str(options.get("url", "")) if kind == "webhook" else ""
+    limit = rate_limit(account, destination, module.RATE)
     if destination.batch_size:
         options["batch_size"] = destination.batch_size
     common: dict[str, Any] = {"name": destination.name, "limit": limit, "options": options}
