@@ -51,12 +51,9 @@ class ActionNetwork:
         limit: RateLimit | None = None,
         options: Mapping[str, Any] | None = None,
     ) -> None:
-        options = dict(options or {})
-        unknown = sorted(set(options) - OPTIONS)
-        if unknown:
-            raise ValueError(f"unknown Action Network options: {', '.join(unknown)}")
+        options = crm.check_options(options, OPTIONS, "Action Network")
         self.name = name
-        self.batch_size = int(options.get("batch_size") or BATCH_SIZE)
+        self.batch_size = crm.batch_size(options, BATCH_SIZE)
         self.client = client
         self.limit = limit
         self.where = f"Action Network {name}"
@@ -111,10 +108,10 @@ class ActionNetwork:
             headers=self._headers,
         )
         if not response.is_success:
-            error = crm.refusal(response, self.where, limit=self.limit, secrets=(self._token,))
-            if isinstance(error, TransientError):
-                raise error
-            return Outcome(lead.key, error=error)
+            return crm.refused(
+                lead.key,
+                crm.refusal(response, self.where, limit=self.limit, secrets=(self._token,)),
+            )
         identifiers = json_object(response).get("identifiers")
         ours = [
             i

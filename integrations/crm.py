@@ -11,7 +11,7 @@ Connectors never retry by themselves: the drain is the one retry layer.
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -80,6 +80,30 @@ class Connector(Protocol):
         """Delete the person the remote knows by `remote_id`, or raise `PermanentError` where
         the remote has no such call."""
         ...
+
+
+def check_options(
+    options: Mapping[str, Any] | None, allowed: Iterable[str], service: str
+) -> dict[str, Any]:
+    """The destination's options as a dict; any `allowed` does not name is a `ValueError`."""
+    options = dict(options or {})
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ValueError(f"unknown {service} options: {', '.join(unknown)}")
+    return options
+
+
+def batch_size(options: Mapping[str, Any], default: int) -> int:
+    """The `batch_size` option as a number, else `default`."""
+    return int(options.get("batch_size") or default)
+
+
+def refused(key: str, error: IntegrationError) -> Outcome:
+    """The outcome of a refusal of one person; a transient one is the whole destination's, and
+    is raised."""
+    if isinstance(error, TransientError):
+        raise error
+    return Outcome(key, error=error)
 
 
 class RateLimit:

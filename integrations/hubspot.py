@@ -66,12 +66,9 @@ class HubSpot:
         limit: RateLimit | None = None,
         options: Mapping[str, Any] | None = None,
     ) -> None:
-        options = dict(options or {})
-        unknown = sorted(set(options) - OPTIONS)
-        if unknown:
-            raise ValueError(f"unknown HubSpot options: {', '.join(unknown)}")
+        options = crm.check_options(options, OPTIONS, "HubSpot")
         self.name = name
-        self.batch_size = max(1, min(int(options.get("batch_size") or BATCH_SIZE), BATCH_SIZE))
+        self.batch_size = max(1, min(crm.batch_size(options, BATCH_SIZE), BATCH_SIZE))
         self.client = client
         self.limit = limit
         self.tags_property = str(options.get("tags_property") or "rally_tags")

@@ -61,13 +61,10 @@ class Mobilize:
         limit: RateLimit | None = None,
         options: Mapping[str, Any] | None = None,
     ) -> None:
-        options = dict(options or {})
-        missing = [o for o in REQUIRED if options.get(o) in (None, "", [], ())]
+        missing = [o for o in REQUIRED if (options or {}).get(o) in (None, "", [], ())]
         if missing:
             raise ValueError(f"a Mobilize destination needs options: {', '.join(missing)}")
-        unknown = sorted(set(options) - OPTIONS)
-        if unknown:
-            raise ValueError(f"unknown Mobilize options: {', '.join(unknown)}")
+        options = crm.check_options(options, OPTIONS, "Mobilize")
         timeslots = options["timeslot_ids"]
         if not isinstance(timeslots, (list, tuple)):
             raise ValueError("the Mobilize option timeslot_ids is a list of timeslot ids")
@@ -75,7 +72,7 @@ class Mobilize:
         self.event_id = _whole(options["event_id"], "event_id")
         self.timeslot_ids = [_whole(t, "timeslot_ids") for t in timeslots]
         self.name = name
-        self.batch_size = int(options.get("batch_size") or BATCH_SIZE)
+        self.batch_size = crm.batch_size(options, BATCH_SIZE)
         self.client = client
         self.limit = limit
         self.where = f"Mobilize {name}"
@@ -133,10 +130,7 @@ class Mobilize:
         )
         answer = json_object(response)
         if not response.is_success:
-            error = self._refusal(response, answer)
-            if isinstance(error, TransientError):
-                raise error
-            return Outcome(lead.key, error=error)
+            return crm.refused(lead.key, self._refusal(response, answer))
         data = answer.get("data")
         first = data[0] if isinstance(data, list) and data else data
         person = first.get("person") if isinstance(first, dict) else None

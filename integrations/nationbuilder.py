@@ -8,8 +8,10 @@ What is sent, under `data.attributes` of a `signups` resource: `external_id`, `e
 `first_name`, `last_name`, `mobile_number`, the postal code as `home_address_attributes.zip`
 (which patches the home address, other parts kept), the custom fields as `custom_values`, and the
 consents as `email_opt_in` and `mobile_opt_in`: true only for a consent granted, false for one
-revoked, left out when Rally has none on record. NationBuilder's own default for a person it
-creates is opted in, so a new person with no consent on record is created opted in. Fields Rally
+revoked. NationBuilder opts in a person it creates unless told otherwise, so with no SMS consent
+on record `mobile_opt_in` is sent as false (texts need a recorded yes; this may also clear an
+opt-in the nation got elsewhere, the safer mistake); with no email consent on record
+`email_opt_in` is left out, as email needs only a way to opt out. Fields Rally
 does not have are left out, never sent as null. Tags are not sent: v2 tags a signup by a separate
 call (`signup_taggings`) per tag.
 
@@ -56,12 +58,9 @@ class NationBuilder:
         limit: RateLimit | None = None,
         options: Mapping[str, Any] | None = None,
     ) -> None:
-        options = dict(options or {})
-        unknown = sorted(set(options) - OPTIONS)
-        if unknown:
-            raise ValueError(f"unknown NationBuilder options: {', '.join(unknown)}")
+        options = crm.check_options(options, OPTIONS, "NationBuilder")
         self.name = name
-        self.batch_size = int(options.get("batch_size") or BATCH_SIZE)
+        self.batch_size = crm.batch_size(options, BATCH_SIZE)
         self.client = client
         self.limit = limit
         self.send_external_id = bool(options.get("external_id", True))
@@ -98,8 +97,8 @@ class NationBuilder:
             attributes["home_address_attributes"] = {"zip": lead.postal_code}
         if lead.email_consent is not None:
             attributes["email_opt_in"] = lead.email_consent
-        if lead.sms_consent is not None:
-            attributes["mobile_opt_in"] = lead.sms_consent
+        if lead.sms_consent is not None or lead.phone:
+            attributes["mobile_opt_in"] = bool(lead.sms_consent)
         if lead.custom_fields:
             attributes["custom_values"] = dict(lead.custom_fields)
         return attributes
@@ -108,10 +107,7 @@ class NationBuilder:
         body = {"data": {"type": "signups", "attributes": self.attributes(lead)}}
         response = self._call("PATCH", f"{self._base}/push", json=body)
         if not response.is_success:
-            error = self._refusal(response)
-            if isinstance(error, TransientError):
-                raise error
-            return Outcome(lead.key, error=error)
+            return crm.refused(lead.key, self._refusal(response))
         data = json_object(response).get("data")
         signup_id = data.get("id") if isinstance(data, dict) else None
         if not signup_id:

@@ -57,12 +57,9 @@ class NgpVan:
     ) -> None:
         if mode not in MODES:
             raise ValueError("the NGP VAN mode is 0 (MyVoters) or 1 (MyCampaign)")
-        options = dict(options or {})
-        unknown = sorted(set(options) - OPTIONS)
-        if unknown:
-            raise ValueError(f"unknown NGP VAN options: {', '.join(unknown)}")
+        options = crm.check_options(options, OPTIONS, "NGP VAN")
         self.name = name
-        self.batch_size = int(options.get("batch_size") or BATCH_SIZE)
+        self.batch_size = crm.batch_size(options, BATCH_SIZE)
         self.client = client
         self.limit = limit
         self.where = f"NGP VAN {name}"
@@ -127,10 +124,7 @@ class NgpVan:
         )
         answer = json_object(response)
         if not response.is_success:
-            error = self._refusal(response, answer)
-            if isinstance(error, TransientError):
-                raise error
-            return Outcome(lead.key, error=error)
+            return crm.refused(lead.key, self._refusal(response, answer))
         van_id = answer.get("vanId")
         if not van_id:
             return Outcome(

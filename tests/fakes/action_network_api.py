@@ -24,6 +24,7 @@ from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
+from tests.fakes.crm_people import Rejections
 from tests.fakes.http_server import Clock, FakeHttpServer, RecordedRequest, Response
 
 PATH = "/api/v2/people/"
@@ -31,7 +32,7 @@ EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 STATUSES = ("subscribed", "unsubscribed")
 
 
-class FakeActionNetwork(FakeHttpServer):
+class FakeActionNetwork(Rejections, FakeHttpServer):
     """The group's people in `people` (id to resource fields), their tags in `tagged`; `creates`
     and `updates` count the signups per person id."""
 
@@ -74,15 +75,6 @@ class FakeActionNetwork(FakeHttpServer):
             if person_id is None:
                 return None
             return {"id": person_id, "tags": set(self.tagged[person_id]), **self.people[person_id]}
-
-    def reject(self, email: str, message: str) -> None:
-        """Signups with this email fail with a 400 saying `message`, until `accept`."""
-        with self._lock:
-            self.rejected[email.lower()] = message
-
-    def accept(self, email: str) -> None:
-        with self._lock:
-            self.rejected.pop(email.lower(), None)
 
     # -- the API -------------------------------------------------------------------------------
 

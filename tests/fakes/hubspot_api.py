@@ -24,6 +24,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
+from tests.fakes.crm_people import Rejections
 from tests.fakes.http_server import Clock, FakeHttpServer, RecordedRequest, Response
 
 UPSERT = "/crm/v3/objects/contacts/batch/upsert"
@@ -33,7 +34,7 @@ PROPERTIES = frozenset({"email", "firstname", "lastname", "phone", "zip"})
 MAX_INPUTS = 100
 
 
-class FakeHubSpot(FakeHttpServer):
+class FakeHubSpot(Rejections, FakeHttpServer):
     """The account's contacts in `contacts` (lowercase email to `{"id", "properties"}`);
     `created` and `updated` count the upserts per email."""
 
@@ -69,14 +70,8 @@ class FakeHubSpot(FakeHttpServer):
         the standard ones and any `rally_*`."""
         return name in self.properties or (self.any_rally_property and name.startswith("rally_"))
 
-    def reject_email(self, email: str, message: str) -> None:
-        """Inputs for this email fail validation with `message` until `accept_email`."""
-        with self._lock:
-            self.rejected[email.lower()] = message
-
-    def accept_email(self, email: str) -> None:
-        with self._lock:
-            self.rejected.pop(email.lower(), None)
+    # `reject_email(email, message)` fails that input with `message` until `accept_email(email)`
+    reject_email, accept_email = Rejections.reject, Rejections.accept
 
     def contact(self, email: str) -> dict[str, Any] | None:
         """A copy of the contact with this email, if any."""

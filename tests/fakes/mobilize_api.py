@@ -27,6 +27,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from tests.fakes.crm_people import Rejections
 from tests.fakes.http_server import Clock, FakeHttpServer, RecordedRequest, Response
 
 PATH = "/v1/organizations/{organization_id}/events/{event_id}/attendances"
@@ -36,7 +37,7 @@ CHOICES = ("OPT_IN", "UNSPECIFIED")
 REFERRER = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content", "url")
 
 
-class FakeMobilize(FakeHttpServer):
+class FakeMobilize(Rejections, FakeHttpServer):
     """The organization's people by email in `people`, their sign-ups by (email, timeslot id) in
     `attendances`; `creates` and `updates` count the posts per email, `signups` the attendances
     created per (email, timeslot id)."""
@@ -80,16 +81,6 @@ class FakeMobilize(FakeHttpServer):
         with self._lock:
             person = self.people.get(email.lower())
             return dict(person) if person is not None else None
-
-    def reject(self, email: str, message: str) -> None:
-        """Sign-ups with this email fail with a 400 on the email saying `message`, until
-        `accept`."""
-        with self._lock:
-            self.rejected[email.lower()] = message
-
-    def accept(self, email: str) -> None:
-        with self._lock:
-            self.rejected.pop(email.lower(), None)
 
     # -- the API -------------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
+from tests.fakes.crm_people import Rejections
 from tests.fakes.http_server import Clock, FakeHttpServer, RecordedRequest, Response
 
 EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
@@ -57,7 +58,7 @@ ADDRESS = frozenset({"address1", "address2", "address3", "city", "state", "zip",
 OPTED_IN_BY_DEFAULT = ("email_opt_in", "mobile_opt_in")
 
 
-class FakeNationBuilder(FakeHttpServer):
+class FakeNationBuilder(Rejections, FakeHttpServer):
     """The nation's signups in `signups` (id to attributes, the home address under
     `home_address`); `creates` and `updates` count the pushes per signup id."""
 
@@ -94,15 +95,6 @@ class FakeNationBuilder(FakeHttpServer):
                 if str(signup.get("email", "")).lower() == email.lower():
                     return {"id": signup_id, **signup}
         return None
-
-    def reject(self, email: str, message: str) -> None:
-        """Pushes for this email fail validation (422) with `message` until `accept`."""
-        with self._lock:
-            self.rejected[email.lower()] = message
-
-    def accept(self, email: str) -> None:
-        with self._lock:
-            self.rejected.pop(email.lower(), None)
 
     # -- the API -------------------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ import time
 from collections import Counter
 from typing import Any
 
+from tests.fakes.crm_people import Rejections
 from tests.fakes.http_server import Clock, FakeHttpServer, RecordedRequest, Response
 
 EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
@@ -29,7 +30,7 @@ PHONE_TYPES = frozenset({"H", "W", "C", "M", "F"})
 OPT_IN_STATUSES = frozenset({"I", "U", "O"})
 
 
-class FakeNgpVan(FakeHttpServer):
+class FakeNgpVan(Rejections, FakeHttpServer):
     """The database's people in `people` (vanId to person); `creates` and `updates` count the
     calls that stored or matched each vanId."""
 
@@ -66,15 +67,6 @@ class FakeNgpVan(FakeHttpServer):
         with self._lock:
             van_id = self._with_email(email)
             return _copy(self.people[van_id]) if van_id is not None else None
-
-    def reject(self, email: str, message: str) -> None:
-        """Calls for this email are refused (400) with `message` until `accept`."""
-        with self._lock:
-            self.rejected[email.lower()] = message
-
-    def accept(self, email: str) -> None:
-        with self._lock:
-            self.rejected.pop(email.lower(), None)
 
     # -- the API -------------------------------------------------------------------------------
 

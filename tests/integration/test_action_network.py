@@ -3,57 +3,29 @@ helper: what a lead becomes, matching without duplicates, consent as subscriptio
 tags the group lacks, per-person refusals, the 4-a-second limit, whole-destination failures
 (raised first, outcomes later in a batch) and forget."""
 
-import traceback
 from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any
 
 import httpx
 import pytest
 
 from integrations.action_network import BATCH_SIZE, RATE, ActionNetwork
-from integrations.crm import Lead, RateLimit
+from integrations.crm import RateLimit
 from integrations.errors import PermanentError, TransientError, UnavailableError
+from tests.fakes import crm_people
 from tests.fakes.action_network_api import PATH, FakeActionNetwork
+from tests.fakes.crm_people import after_first_answer, said
 from tests.fakes.http_server import ManualClock, serving
 
-
-def lead(n: int = 1, **changes: Any) -> Lead:
-    fields: dict[str, Any] = {
-        "key": f"lead-{n}",
-        "contact_id": n,
-        "campaign": "first-vote-pa-2027",
-        "email": f"voter{n}@example.org",
-        "phone": f"+1215555010{n}",
-        "given_name": "Ada",
-        "family_name": f"Voter{n}",
-        "postal_code": "19104",
-        "tags": ("volunteer",),
-        "email_consent": True,
-        "sms_consent": True,
-        "custom_fields": {"shirt_size": "M"},
-    }
-    return Lead(**{**fields, **changes})
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock(start=0)
+lead = partial(crm_people.lead, tags=("volunteer",), custom_fields={"shirt_size": "M"})
+clock, http = crm_people.clock, crm_people.http
+limit = crm_people.limit_at(RATE)
 
 
 @pytest.fixture
 def group(clock: ManualClock) -> Iterator[FakeActionNetwork]:
     yield from serving(FakeActionNetwork(clock=clock))
-
-
-@pytest.fixture
-def http() -> Iterator[httpx.Client]:
-    with httpx.Client(timeout=5) as client:
-        yield client
-
-
-@pytest.fixture
-def limit(clock: ManualClock) -> RateLimit:
-    return RateLimit(*RATE, clock=clock, sleep=clock.advance)
 
 
 def connector(
@@ -72,22 +44,6 @@ def connector(
 @pytest.fixture
 def an(group: FakeActionNetwork, http: httpx.Client, limit: RateLimit) -> ActionNetwork:
     return connector(group, http, limit)
-
-
-def after_first_answer(http: httpx.Client, arm: Callable[[], None]) -> None:
-    """Call `arm` once the first answer arrives, so a fault meets the second request."""
-    armed: list[bool] = []
-
-    def hook(response: httpx.Response) -> None:
-        if not armed:
-            armed.append(True)
-            arm()
-
-    http.event_hooks = {"response": [hook]}
-
-
-def said(error: BaseException) -> str:
-    return f"{error} {error.args!r}" + "".join(traceback.format_exception(error))
 
 
 def test_a_lead_is_signed_up_as_a_person_and_their_identifier_returned(group, an) -> None:

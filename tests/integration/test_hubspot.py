@@ -3,16 +3,18 @@ what a lead becomes, upserts without duplicates, per-contact refusals in a 207, 
 go, the account's rate limit (its headers, its 429s, pacing 100 requests per 10 seconds),
 whole-call failures and forget."""
 
-import traceback
 from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 import httpx
 import pytest
 
-from integrations.crm import Lead, RateLimit
+from integrations.crm import RateLimit
 from integrations.errors import PermanentError, TransientError, UnavailableError
 from integrations.hubspot import BATCH_SIZE, RATE, HubSpot
+from tests.fakes import crm_people
+from tests.fakes.crm_people import said
 from tests.fakes.http_server import ManualClock, serving
 from tests.fakes.hubspot_api import GDPR_DELETE, UPSERT, FakeHubSpot
 
@@ -29,47 +31,22 @@ TOO_MANY = {
     "groupName": "publicapi:private-app-api-ten-secondly",
 }
 
-
-def lead(n: int = 1, **changes: Any) -> Lead:
-    fields: dict[str, Any] = {
-        "key": f"lead-{n}",
-        "contact_id": n,
-        "campaign": "first-vote-pa-2027",
-        "email": f"voter{n}@example.org",
-        "phone": f"+1215555010{n}",
-        "given_name": "Ada",
-        "family_name": f"Voter{n}",
-        "postal_code": "19104",
-        "tags": ("first-vote", "creator-maya"),
-        "email_consent": True,
-        "sms_consent": False,
-        "source_code": "maya-tt-01",
-        "first_source_code": "maya-tt-00",
-        "creator": "maya",
-        "custom_fields": {"rally_shirt_size": "M"},
-    }
-    return Lead(**{**fields, **changes})
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock(start=0)
+lead = partial(
+    crm_people.lead,
+    tags=("first-vote", "creator-maya"),
+    sms_consent=False,
+    source_code="maya-tt-01",
+    first_source_code="maya-tt-00",
+    creator="maya",
+    custom_fields={"rally_shirt_size": "M"},
+)
+clock, http = crm_people.clock, crm_people.http
+limit = crm_people.limit_at(RATE)
 
 
 @pytest.fixture
 def account(clock: ManualClock) -> Iterator[FakeHubSpot]:
     yield from serving(FakeHubSpot(clock=clock))
-
-
-@pytest.fixture
-def http() -> Iterator[httpx.Client]:
-    with httpx.Client(timeout=5) as client:
-        yield client
-
-
-@pytest.fixture
-def limit(clock: ManualClock) -> RateLimit:
-    return RateLimit(*RATE, clock=clock, sleep=clock.advance)
 
 
 def connector(
@@ -93,10 +70,6 @@ def hubspot(account: FakeHubSpot, http: httpx.Client, limit: RateLimit) -> HubSp
 def one(**changes: Any) -> dict[str, Any]:
     """One input as HubSpot takes it, sent straight to the fake."""
     return {"id": "a@example.org", "idProperty": "email", "properties": {}, **changes}
-
-
-def said(error: BaseException) -> str:
-    return f"{error} {error.args!r}" + "".join(traceback.format_exception(error))
 
 
 def test_a_batch_is_upserted_by_email_with_its_properties_and_ids_returned(account, hubspot):

@@ -3,16 +3,18 @@ lead becomes, one sign-up per person and timeslot however often it is sent, SMS 
 opt-in choices, leads Mobilize cannot take, its options, the 5-a-second write limit,
 whole-destination failures (raised first, outcomes later in a batch) and forget."""
 
-import traceback
 from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any
 
 import httpx
 import pytest
 
-from integrations.crm import Lead, RateLimit
+from integrations.crm import RateLimit
 from integrations.errors import PermanentError, TransientError, UnavailableError
 from integrations.mobilize import BATCH_SIZE, RATE, Mobilize
+from tests.fakes import crm_people
+from tests.fakes.crm_people import after_first_answer, said
 from tests.fakes.http_server import ManualClock, serving
 from tests.fakes.mobilize_api import FakeMobilize
 
@@ -25,43 +27,14 @@ UTM = {
     "utm_content": "MAYAVOTES",
 }
 
-
-def lead(n: int = 1, **changes: Any) -> Lead:
-    fields: dict[str, Any] = {
-        "key": f"lead-{n}",
-        "contact_id": n,
-        "campaign": "first-vote-pa-2027",
-        "email": f"voter{n}@example.org",
-        "phone": f"+1215555010{n}",
-        "given_name": "Ada",
-        "family_name": f"Voter{n}",
-        "postal_code": "19104",
-        "email_consent": True,
-        "sms_consent": True,
-        "utm": UTM,
-    }
-    return Lead(**{**fields, **changes})
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock(start=0)
+lead = partial(crm_people.lead, utm=UTM)
+clock, http = crm_people.clock, crm_people.http
+limit = crm_people.limit_at(RATE)
 
 
 @pytest.fixture
 def org(clock: ManualClock) -> Iterator[FakeMobilize]:
     yield from serving(FakeMobilize(organization_id=ORG, events={EVENT: SLOTS}, clock=clock))
-
-
-@pytest.fixture
-def http() -> Iterator[httpx.Client]:
-    with httpx.Client(timeout=5) as client:
-        yield client
-
-
-@pytest.fixture
-def limit(clock: ManualClock) -> RateLimit:
-    return RateLimit(*RATE, clock=clock, sleep=clock.advance)
 
 
 OPTIONS = {"organization_id": ORG, "event_id": EVENT, "timeslot_ids": SLOTS}
@@ -84,22 +57,6 @@ def connector(
 @pytest.fixture
 def mobilize(org: FakeMobilize, http: httpx.Client, limit: RateLimit) -> Mobilize:
     return connector(org, http, limit)
-
-
-def after_first_answer(http: httpx.Client, arm: Callable[[], None]) -> None:
-    """Call `arm` once the first answer arrives, so a fault meets the second request."""
-    armed: list[bool] = []
-
-    def hook(response: httpx.Response) -> None:
-        if not armed:
-            armed.append(True)
-            arm()
-
-    http.event_hooks = {"response": [hook]}
-
-
-def said(error: BaseException) -> str:
-    return f"{error} {error.args!r}" + "".join(traceback.format_exception(error))
 
 
 def test_a_lead_signs_up_for_each_timeslot_and_the_person_id_is_returned(org, mobilize) -> None:

@@ -3,58 +3,32 @@ what a lead becomes, matching without duplicates, consent, per-person refusals, 
 limit headers, whole-destination failures (raised first, outcomes later in a batch) and forget."""
 
 import time
-import traceback
 from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any
 
 import httpx
 import pytest
 
-from integrations.crm import Lead, RateLimit
+from integrations.crm import RateLimit
 from integrations.errors import PermanentError, TransientError, UnavailableError
 from integrations.nationbuilder import BATCH_SIZE, RATE, NationBuilder
+from tests.fakes import crm_people
+from tests.fakes.crm_people import after_first_answer, said
 from tests.fakes.http_server import ManualClock, serving
 from tests.fakes.nationbuilder_api import FakeNationBuilder
 
 PUSH = "/api/v2/signups/push"
 
 
-def lead(n: int = 1, **changes: Any) -> Lead:
-    fields: dict[str, Any] = {
-        "key": f"lead-{n}",
-        "contact_id": n,
-        "campaign": "first-vote-pa-2027",
-        "email": f"voter{n}@example.org",
-        "phone": f"+1215555010{n}",
-        "given_name": "Ada",
-        "family_name": f"Voter{n}",
-        "postal_code": "19104",
-        "email_consent": True,
-        "sms_consent": True,
-        "custom_fields": {"shirt_size": "M"},
-    }
-    return Lead(**{**fields, **changes})
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock(start=0)
+lead = partial(crm_people.lead, custom_fields={"shirt_size": "M"})
+clock, http = crm_people.clock, crm_people.http
+limit = crm_people.limit_at(RATE)
 
 
 @pytest.fixture
 def nation(clock: ManualClock) -> Iterator[FakeNationBuilder]:
     yield from serving(FakeNationBuilder(clock=clock))
-
-
-@pytest.fixture
-def http() -> Iterator[httpx.Client]:
-    with httpx.Client(timeout=5) as client:
-        yield client
-
-
-@pytest.fixture
-def limit(clock: ManualClock) -> RateLimit:
-    return RateLimit(*RATE, clock=clock, sleep=clock.advance)
 
 
 def connector(
@@ -73,18 +47,6 @@ def connector(
 @pytest.fixture
 def nb(nation: FakeNationBuilder, http: httpx.Client, limit: RateLimit) -> NationBuilder:
     return connector(nation, http, limit)
-
-
-def after_first_answer(http: httpx.Client, arm: Callable[[], None]) -> None:
-    """Call `arm` once the first answer arrives, so a fault meets the second request."""
-    armed: list[bool] = []
-
-    def hook(response: httpx.Response) -> None:
-        if not armed:
-            armed.append(True)
-            arm()
-
-    http.event_hooks = {"response": [hook]}
 
 
 def test_a_lead_is_pushed_as_a_signup_and_its_id_returned(nation, nb) -> None:
@@ -179,17 +141,20 @@ def test_revoked_consent_is_sent_as_opted_out(nation, nb) -> None:
     )
 
 
-def test_unknown_consent_sends_nothing_and_leaves_the_nations_status_alone(nation, nb) -> None:
+def test_unknown_email_consent_is_left_alone_but_texts_need_a_recorded_yes(nation, nb) -> None:
     known = nation.add(email="voter1@example.org", email_opt_in=False, mobile_opt_in=True)
 
     nb.upsert([lead(email_consent=None, sms_consent=None)])
+    nb.upsert([lead(2, email="new@example.org", email_consent=None, sms_consent=None)])
 
     attributes = nation.requests[0].json["data"]["attributes"]
-    assert "email_opt_in" not in attributes and "mobile_opt_in" not in attributes
+    assert "email_opt_in" not in attributes and attributes["mobile_opt_in"] is False
     assert (nation.signups[known]["email_opt_in"], nation.signups[known]["mobile_opt_in"]) == (
         False,
-        True,
+        False,
     )
+    created = nation.signup("new@example.org")
+    assert created is not None and created["mobile_opt_in"] is False
 
 
 def test_fields_rally_lacks_are_left_out_not_sent_as_null(nation, nb) -> None:
@@ -327,10 +292,6 @@ def test_a_failure_of_the_nation_later_in_a_batch_keeps_the_done_work(nation, li
     for outcome in outcomes[1:]:
         assert type(outcome.error) is TransientError
     assert len(nation.requests) == 2 and len(nation.signups) == 1
-
-
-def said(error: BaseException) -> str:
-    return f"{error} {error.args!r}" + "".join(traceback.format_exception(error))
 
 
 def test_a_refused_token_makes_the_nation_unavailable_without_showing_it(nation, http, limit):

@@ -4,57 +4,31 @@ consent, per-person refusals, rate limits, whole-destination failures (raised fi
 later in a batch) and forget."""
 
 import base64
-import traceback
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
 import pytest
 
-from integrations.crm import Lead, RateLimit
+from integrations.crm import RateLimit
 from integrations.errors import PermanentError, TransientError, UnavailableError
 from integrations.ngpvan import BATCH_SIZE, RATE, NgpVan
+from tests.fakes import crm_people
+from tests.fakes.crm_people import after_first_answer, said
 from tests.fakes.http_server import ManualClock, serving
 from tests.fakes.ngpvan_api import FakeNgpVan
 
 PATH = "/v4/people/findOrCreate"
 
 
-def lead(n: int = 1, **changes: Any) -> Lead:
-    fields: dict[str, Any] = {
-        "key": f"lead-{n}",
-        "contact_id": n,
-        "campaign": "first-vote-pa-2027",
-        "email": f"voter{n}@example.org",
-        "phone": f"+1215555010{n}",
-        "given_name": "Ada",
-        "family_name": f"Voter{n}",
-        "postal_code": "19104",
-        "email_consent": True,
-        "sms_consent": True,
-    }
-    return Lead(**{**fields, **changes})
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock(start=0)
+lead = crm_people.lead
+clock, http = crm_people.clock, crm_people.http
+limit = crm_people.limit_at(RATE)
 
 
 @pytest.fixture
 def van(clock: ManualClock) -> Iterator[FakeNgpVan]:
     yield from serving(FakeNgpVan(clock=clock))
-
-
-@pytest.fixture
-def http() -> Iterator[httpx.Client]:
-    with httpx.Client(timeout=5) as client:
-        yield client
-
-
-@pytest.fixture
-def limit(clock: ManualClock) -> RateLimit:
-    return RateLimit(*RATE, clock=clock, sleep=clock.advance)
 
 
 def connector(
@@ -74,18 +48,6 @@ def connector(
 @pytest.fixture
 def ngp(van: FakeNgpVan, http: httpx.Client, limit: RateLimit) -> NgpVan:
     return connector(van, http, limit)
-
-
-def after_first_answer(http: httpx.Client, arm: Callable[[], None]) -> None:
-    """Call `arm` once the first answer arrives, so a fault meets the second request."""
-    armed: list[bool] = []
-
-    def hook(response: httpx.Response) -> None:
-        if not armed:
-            armed.append(True)
-            arm()
-
-    http.event_hooks = {"response": [hook]}
 
 
 def test_a_lead_is_found_or_created_and_its_van_id_returned(van, ngp) -> None:
@@ -302,10 +264,6 @@ def test_a_failure_of_van_later_in_a_batch_keeps_the_done_work(van, limit, fault
     assert [o.key for o in outcomes[1:]] == ["lead-2", "lead-3"]
     assert all(type(o.error) is TransientError for o in outcomes[1:])
     assert len(van.requests) == 2 and len(van.people) == 1
-
-
-def said(error: BaseException) -> str:
-    return f"{error} {error.args!r}" + "".join(traceback.format_exception(error))
 
 
 def test_refused_credentials_make_van_unavailable_without_showing_the_key(van, http, limit):
