@@ -234,3 +234,64 @@ def scorecards(
         tier: Literal["A", "B", "C"] = "A" if quarter < 0.25 else ("C" if quarter >= 0.75 else "B")
         cards.append(Scorecard(creator, index + 1, kpi, trend, kpi.cpa, tier))
     return cards
+
+
+# --- budget ---------------------------------------------------------------------------------
+
+ORGANIC_CPA = 8.0  # a cost per signup this low says organic creator partnerships pay
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """A suggestion for the next weeks' split, with the numbers behind it; staff decide."""
+
+    action: str
+    split: dict[str, float]
+    because: list[str]
+    kind: str = "recommendation"
+
+
+def recommend_budget(
+    kpi: Kpi, *, target_cpa: float | None, split: Mapping[str, float]
+) -> Recommendation:
+    """The decision table: a low cost per signup (under $8 and within target) moves a tenth of
+    the paid budget to creator partnerships; a cost over twice the target pivots a quarter of
+    it there and asks for an audit; anything else keeps the split."""
+    current = {k: float(v) for k, v in split.items()}
+    if kpi.cpa is None or kpi.signups == 0:
+        return Recommendation(
+            "Hold the split: too few signups yet to judge the cost of one",
+            current,
+            [f"{kpi.signups} signup(s) so far"],
+        )
+    reasons = [f"cost per signup ${kpi.cpa:,.2f}"]
+    if target_cpa is not None:
+        reasons.append(f"target ${target_cpa:,.2f}")
+    within = target_cpa is None or kpi.cpa <= target_cpa
+    if kpi.cpa < ORGANIC_CPA and within:
+        return Recommendation(
+            "Move a tenth of the paid budget to organic creator partnerships",
+            _shift(current, 0.10),
+            [*reasons, f"under ${ORGANIC_CPA:,.0f}: organic partnerships pay"],
+        )
+    if target_cpa is not None and kpi.cpa > 2 * target_cpa:
+        return Recommendation(
+            "Pivot a quarter of the paid budget to creator partnerships and audit content, "
+            "targeting and tracking",
+            _shift(current, 0.25),
+            [*reasons, "more than twice the target"],
+        )
+    return Recommendation(
+        "Hold the split; give the top-tier creators more of the creators' budget",
+        current,
+        reasons,
+    )
+
+
+def _shift(split: dict[str, float], share_of_paid: float) -> dict[str, float]:
+    moved = split.get("paid", 0.0) * share_of_paid
+    return {
+        **split,
+        "paid": round(split.get("paid", 0.0) - moved, 4),
+        "creators": round(split.get("creators", 0.0) + moved, 4),
+    }

@@ -15,6 +15,7 @@ from tasks.measurement import (
     attribute,
     kpis,
     lift,
+    recommend_budget,
     scorecards,
 )
 
@@ -147,3 +148,30 @@ def test_scorecards_rank_by_signups_then_engagement_with_trend_and_tiers():
     assert maya.trend == pytest.approx(0.03) and maya.cost_per_result == pytest.approx(80 / 5)
     assert cards[1].trend == pytest.approx(-0.03)
     assert cards[3].trend is None  # one week: no trend yet
+
+
+SPLIT = {"creators": 0.5, "paid": 0.3, "production": 0.1, "tools": 0.1}
+
+
+def test_a_low_cost_per_signup_moves_paid_budget_to_creators():
+    cheap = kpis(Totals(views=1000, clicks=100, signups=50, spend=300.0))  # $6 a signup
+    advice = recommend_budget(cheap, target_cpa=10.0, split=SPLIT)
+    assert advice.kind == "recommendation" and "organic creator partnerships" in advice.action
+    assert advice.split == {"creators": 0.53, "paid": 0.27, "production": 0.1, "tools": 0.1}
+    assert "cost per signup $6.00" in advice.because
+
+
+def test_a_cost_over_twice_the_target_pivots_and_asks_for_an_audit():
+    dear = kpis(Totals(views=1000, clicks=100, signups=10, spend=250.0))  # $25 a signup
+    advice = recommend_budget(dear, target_cpa=10.0, split=SPLIT)
+    assert "audit" in advice.action
+    assert advice.split["paid"] == pytest.approx(0.225)
+    assert advice.split["creators"] == pytest.approx(0.575)
+    assert sum(advice.split.values()) == pytest.approx(1.0)
+
+
+def test_middling_costs_and_no_signups_keep_the_split():
+    middling = kpis(Totals(views=1000, clicks=100, signups=10, spend=120.0))  # $12 a signup
+    assert recommend_budget(middling, target_cpa=10.0, split=SPLIT).split == SPLIT
+    early = recommend_budget(kpis(Totals(views=1000, spend=50.0)), target_cpa=10.0, split=SPLIT)
+    assert early.split == SPLIT and "too few signups" in early.action
