@@ -99,7 +99,7 @@ def sync_command(
 def status_command(json_output: bool = JSON_OPTION) -> None:
     """Per destination: leads pending, failed (to retry), sent and dead."""
     from store.db import transaction
-    from tasks.leads import dead_letters, sync_status
+    from tasks.leads import dead_letters, destination_name, sync_status
 
     _, engine = store()
     with transaction(engine, write=False) as session:
@@ -117,7 +117,7 @@ def status_command(json_output: bool = JSON_OPTION) -> None:
         )
     console.print(table if rows else "No leads queued for any destination yet.")
     for destination, contact, error in dead:
-        console.print(f"  dead: lead {contact} to {destination.partition(':')[2]}: {error}")
+        console.print(f"  dead: lead {contact} to {destination_name(destination)}: {error}")
 
 
 @app.command("retry")
@@ -141,7 +141,7 @@ def forget_command(who: str = typer.Argument(..., help="The person's email or ph
     """Erase a person's data here (a tombstone stays) and ask each destination that holds them
     to delete them."""
     from store.types import utcnow
-    from tasks.leads import forget
+    from tasks.leads import destination_name, forget
 
     settings, engine = store()
     result = forget(engine, who, actor=settings.actor, now=utcnow())
@@ -149,6 +149,6 @@ def forget_command(who: str = typer.Argument(..., help="The person's email or ph
     if result.deletions:
         console.print(
             "Deletion queued at: "
-            + ", ".join(d.partition(":")[2] for d in result.deletions)
+            + ", ".join(destination_name(d) for d in result.deletions)
             + " (`rally leads sync` sends it; `rally leads status` shows where it cannot)."
         )

@@ -23,7 +23,7 @@ from integrations.errors import (
     TransientError,
     UnavailableError,
 )
-from integrations.http import json_object, retry_after
+from integrations.http import json_object, request, retry_after
 
 
 @dataclass(frozen=True)
@@ -181,18 +181,10 @@ def send(
     where: str,
     **kwargs: Any,
 ) -> httpx.Response:
-    """One HTTP call within the rate limit; transport failures become `TransientError` (worth
-    trying again) and anything else httpx raises `UnavailableError`."""
+    """One HTTP call within the rate limit (see `integrations.http.request` for failures)."""
     if limit is not None:
         limit.acquire()
-    try:
-        return client.request(method, url, **kwargs)
-    except httpx.TimeoutException:
-        raise TransientError(f"{where}: timed out") from None
-    except (httpx.NetworkError, httpx.RemoteProtocolError) as exc:
-        raise TransientError(f"{where}: connection failed ({type(exc).__name__})") from None
-    except httpx.HTTPError as exc:
-        raise UnavailableError(f"{where}: cannot reach it ({type(exc).__name__})") from None
+    return request(client, method, url, where=where, **kwargs)
 
 
 def refusal(

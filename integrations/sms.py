@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 
 from integrations.errors import PermanentError, TransientError, UnavailableError
-from integrations.http import json_object, retry_after
+from integrations.http import json_object, request, retry_after
 
 
 class SmsGateway:
@@ -30,18 +30,14 @@ class SmsGateway:
     def send(self, *, to: str, body: str) -> str:
         """Hand one text to the provider; the provider's message sid."""
         where = "SMS provider"
-        try:
-            response = self.client.post(
-                self.url,
-                data={"To": to, "From": self.sender, "Body": body},
-                auth=(self.account_sid, self._token),
-            )
-        except httpx.TimeoutException:
-            raise TransientError(f"{where}: timed out") from None
-        except (httpx.NetworkError, httpx.RemoteProtocolError) as exc:
-            raise TransientError(f"{where}: connection failed ({type(exc).__name__})") from None
-        except httpx.HTTPError as exc:
-            raise UnavailableError(f"{where}: cannot send ({type(exc).__name__})") from None
+        response = request(
+            self.client,
+            "POST",
+            self.url,
+            where=where,
+            data={"To": to, "From": self.sender, "Body": body},
+            auth=(self.account_sid, self._token),
+        )
         answer = json_object(response)
         if response.is_success:
             sid = answer.get("sid")

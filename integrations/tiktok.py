@@ -31,7 +31,7 @@ from typing import Any
 import httpx
 
 from integrations.errors import PermanentError, TransientError, UnavailableError
-from integrations.http import json_object, retry_after
+from integrations.http import json_object, request, retry_after
 
 DEFAULT_API_URL = "https://business-api.tiktok.com/open_api/v1.3"
 SIGNATURE_HEADER = "TikTok-Signature"
@@ -170,16 +170,14 @@ class TikTokBusiness:
     def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         """One request, its failures mapped to the error tree; the envelope's `data`."""
         where = f"TikTok {path.strip('/')}"
-        try:
-            response = self.client.request(
-                method, self.base_url + path, headers={"Access-Token": self._token}, **kwargs
-            )
-        except httpx.TimeoutException:
-            raise TransientError(f"{where}: timed out") from None
-        except (httpx.NetworkError, httpx.RemoteProtocolError) as exc:
-            raise TransientError(f"{where}: connection failed ({type(exc).__name__})") from None
-        except httpx.HTTPError as exc:
-            raise UnavailableError(f"{where}: cannot send ({type(exc).__name__})") from None
+        response = request(
+            self.client,
+            method,
+            self.base_url + path,
+            where=where,
+            headers={"Access-Token": self._token},
+            **kwargs,
+        )
         envelope = json_object(response)
         code, message = envelope.get("code"), self._scrub(str(envelope.get("message") or ""))
         detail = f"{message or response.reason_phrase} (HTTP {response.status_code}"

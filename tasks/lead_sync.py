@@ -3,7 +3,7 @@ batch size, within its rate limit, through its connector.
 
 The connector for a destination comes from its type, the settings (credentials and API URLs,
 from the environment) and the campaign file (batch size, rate, options). A process keeps one
-rate limit per destination, so successive passes of `rally serve` share one budget.
+rate limit per remote account, so successive passes of `rally serve` share one budget.
 """
 
 from collections.abc import Callable, Mapping
@@ -216,11 +216,13 @@ def sync_leads(
     own = client is None
     http = client or httpx.Client(timeout=httpx.Timeout(30.0, connect=5.0))
     reports: dict[str, DrainReport] = {}
+    named = False  # whether any campaign has the destination asked for
     lease = timedelta(seconds=settings.outbox_lease_seconds)
     try:
         for row in campaigns:
             spec = CampaignSpec.model_validate(row.spec)
             for dest in spec.destinations:
+                named = named or dest.name == destination
                 if not dest.enabled or (destination and dest.name != destination):
                     continue
                 label = f"{row.slug}/{dest.name}"
@@ -252,14 +254,6 @@ def sync_leads(
     finally:
         if own:
             http.close()
-    if (
-        destination
-        and not reports
-        and not any(
-            d.name == destination
-            for r in campaigns
-            for d in CampaignSpec.model_validate(r.spec).destinations
-        )
-    ):
+    if destination and not named:
         raise RallyError(f"no destination {destination!r} in any campaign")
     return reports

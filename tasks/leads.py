@@ -47,6 +47,19 @@ def destination_key(campaign_id: int, name: str) -> str:
     return f"{campaign_id}:{name}"
 
 
+def destination_name(key: str) -> str:
+    """The destination's own name, from the outbox's (`destination_key`)."""
+    return key.partition(":")[2]
+
+
+def _syncable() -> Any:
+    """A contact a destination can take: not forgotten, with an email or a phone."""
+    return and_(
+        col(Contact.erased_at).is_(None),
+        or_(col(Contact.email).is_not(None), col(Contact.phone).is_not(None)),
+    )
+
+
 def queue_sync(
     session: Session,
     campaign_id: int,
@@ -67,11 +80,7 @@ def queue_sync(
     reachable = [
         i
         for (i,) in session.execute(
-            sa_select(col(Contact.id)).where(
-                col(Contact.id).in_(ids),
-                col(Contact.erased_at).is_(None),
-                or_(col(Contact.email).is_not(None), col(Contact.phone).is_not(None)),
-            )
+            sa_select(col(Contact.id)).where(col(Contact.id).in_(ids), _syncable())
         )
     ]
     added = 0
@@ -235,8 +244,7 @@ def campaign_contacts(session: Session, campaign_id: int) -> list[int]:
     )
     members = sa_select(col(RosterMember.id)).where(col(RosterMember.campaign_id) == campaign_id)
     query = sa_select(col(Contact.id)).where(
-        col(Contact.erased_at).is_(None),
-        or_(col(Contact.email).is_not(None), col(Contact.phone).is_not(None)),
+        _syncable(),
         or_(
             col(Contact.id).in_(through_events),
             col(Contact.first_member_id).in_(members),
@@ -281,7 +289,7 @@ def list_leads(session: Session, campaign: Campaign) -> list[dict[str, Any]]:
             col(OutboxMessage.status),
         ).where(col(OutboxMessage.id).in_(last_ids))
     ):
-        sync.setdefault(int(subject), {})[destination[len(prefix) :]] = status
+        sync.setdefault(int(subject), {})[destination_name(destination)] = status
     leads = []
     for contact_id in ids:
         person = people[contact_id]
@@ -326,7 +334,7 @@ def sync_status(session: Session) -> list[dict[str, Any]]:
     )
     table: dict[str, dict[str, Any]] = {}
     for destination, status, tried, count in rows:
-        campaign_id, _, name = destination.partition(":")
+        campaign_id, _, name = destination.partition(":")  # destination_key's parts
         entry = table.setdefault(
             destination,
             {

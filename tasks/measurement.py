@@ -63,18 +63,17 @@ class Kpi:
 
 def kpis(totals: Totals) -> Kpi:
     t = totals
-    per_thousand = _ratio(t.shares * 1000, t.views)
     return Kpi(
         views=t.views,
         reach=t.reach,
         engagement_rate=_ratio(t.engagements, t.views),
         watch_through_rate=_ratio(t.full_watches, t.views),
-        virality=per_thousand,
+        virality=_ratio(t.shares * 1000, t.views),
         click_through_rate=_ratio(t.clicks, t.views),
         conversion_rate=_ratio(t.signups, t.clicks),
         signups=t.signups,
-        cpa=_ratio(t.spend, t.signups) if t.signups else None,
-        cost_per_engaged_user=_ratio(t.spend, t.engagements) if t.engagements else None,
+        cpa=_ratio(t.spend, t.signups),
+        cost_per_engaged_user=_ratio(t.spend, t.engagements),
     )
 
 
@@ -209,8 +208,11 @@ class Scorecard:
     rank: int
     kpi: Kpi
     trend: float | None  # change in engagement rate, last week against the one before
-    cost_per_result: float | None
     tier: Literal["A", "B", "C"]
+
+    @property
+    def cost_per_result(self) -> float | None:
+        return self.kpi.cpa
 
 
 def scorecards(
@@ -232,7 +234,7 @@ def scorecards(
     for index, (creator, kpi, trend) in enumerate(rows):
         quarter = index / count if count else 0
         tier: Literal["A", "B", "C"] = "A" if quarter < 0.25 else ("C" if quarter >= 0.75 else "B")
-        cards.append(Scorecard(creator, index + 1, kpi, trend, kpi.cpa, tier))
+        cards.append(Scorecard(creator, index + 1, kpi, trend, tier))
     return cards
 
 

@@ -132,6 +132,16 @@ def worth_retrying_now(exc: BaseException) -> bool:
     return isinstance(exc, TransientError) and not isinstance(exc, UnavailableError)
 
 
+def _retrying(wait: wait_base | None) -> Retrying:
+    """A few tries at once for a passing failure, as long apart as the remote asks."""
+    return Retrying(
+        retry=retry_if_exception(worth_retrying_now),
+        stop=stop_after_attempt(3),
+        wait=wait_for_remote(wait or wait_exponential_jitter(multiplier=0.5, max=5, jitter=0.5)),
+        reraise=True,
+    )
+
+
 def retry_delay(attempts: int) -> timedelta:
     """1, 2, 4 ... minutes up to an hour, with jitter so retries do not arrive together."""
     minutes = min(60.0, 2.0 ** (attempts - 1))
@@ -223,12 +233,7 @@ def _deliver_one(
     if not _update_held(engine, row, locked_until=lease):
         return DrainReport()
     row.locked_until = lease
-    retrying = Retrying(
-        retry=retry_if_exception(worth_retrying_now),
-        stop=stop_after_attempt(3),
-        wait=wait_for_remote(wait or wait_exponential_jitter(multiplier=0.5, max=5, jitter=0.5)),
-        reraise=True,
-    )
+    retrying = _retrying(wait)
     who = f"message {row.id} to {row.payload.get('to') or row.destination}"
     try:
         remote_id = retrying(deliver, row)
@@ -275,6 +280,19 @@ def _fail(
     on_dead: OnDead | None = None,
     not_before: timedelta = timedelta(0),
 ) -> None:
+    values = _failure(row, error, at, dead=dead, not_before=not_before)
+    postgres = engine.dialect.name == "postgresql"
+    with transaction(engine, write=not postgres) as session:
+        result = session.execute(update(OutboxMessage).where(_held(row)).values(**values))
+        if dead and on_dead is not None and result.rowcount:  # type: ignore[attr-defined]
+            on_dead(session, row, error, at)
+
+
+def _failure(
+    row: OutboxMessage, error: str, at: datetime, *, dead: bool, not_before: timedelta
+) -> dict[str, Any]:
+    """A failed try's column values: parked as dead, or back in the queue after a growing
+    delay (at least as long as the remote asked)."""
     attempts = row.attempts + 1
     values: dict[str, Any] = {
         "attempts": attempts,
@@ -285,11 +303,7 @@ def _fail(
         values["status"] = OutboxStatus.DEAD
     else:
         values["available_at"] = at + max(retry_delay(attempts), not_before)
-    postgres = engine.dialect.name == "postgresql"
-    with transaction(engine, write=not postgres) as session:
-        result = session.execute(update(OutboxMessage).where(_held(row)).values(**values))
-        if dead and on_dead is not None and result.rowcount:  # type: ignore[attr-defined]
-            on_dead(session, row, error, at)
+    return values
 
 
 def drain_batches(
@@ -339,12 +353,7 @@ def _deliver_batch(
     rows = _renew(engine, rows, now() + lease)
     if not rows:
         return DrainReport()
-    retrying = Retrying(
-        retry=retry_if_exception(worth_retrying_now),
-        stop=stop_after_attempt(3),
-        wait=wait_for_remote(wait or wait_exponential_jitter(multiplier=0.5, max=5, jitter=0.5)),
-        reraise=True,
-    )
+    retrying = _retrying(wait)
     results: Mapping[int, str | IntegrationError | None]
     try:
         results = retrying(deliver, rows)
@@ -412,7 +421,9 @@ def _complete(
     table = OutboxMessage.__table__  # type: ignore[attr-defined]
     with transaction(engine, write=not postgres) as session:
         held = _still_held(session, rows)
-        sent = [r for r in held if not isinstance(results.get(r.id or 0, _NO_ANSWER), Exception)]
+        sent = [
+            r for r in held if not isinstance(results.get(r.id or 0, _NO_ANSWER), IntegrationError)
+        ]
         if sent:
             session.execute(
                 update(table)
@@ -435,21 +446,15 @@ def _complete(
             result = results.get(row.id or 0, _NO_ANSWER)
             if not isinstance(result, IntegrationError):
                 continue
-            attempts = row.attempts + 1
-            values: dict[str, Any] = {
-                "attempts": attempts,
-                "locked_until": None,
-                "last_error": str(result)[:1000],
-            }
+            dead = isinstance(result, PermanentError) or row.attempts + 1 >= MAX_ATTEMPTS
+            later = timedelta(seconds=getattr(result, "retry_after", None) or 0)
+            values = _failure(row, str(result), at, dead=dead, not_before=later)
             report.errors.append(f"message {row.id}: {result}")
-            if isinstance(result, PermanentError) or attempts >= MAX_ATTEMPTS:
-                values["status"] = OutboxStatus.DEAD
+            if dead:
                 report.dead += 1
                 if on_dead is not None:
                     on_dead(session, row, str(result), at)
             else:
-                later = timedelta(seconds=getattr(result, "retry_after", None) or 0)
-                values["available_at"] = at + max(retry_delay(attempts), later)
                 report.retrying += 1
             session.execute(update(table).where(table.c.id == row.id).values(**values))
     return report
