@@ -3,7 +3,6 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
-EXAMPLE := examples/youth-vote
 
 .PHONY: demo test lint fmt bench clean browser
 
@@ -13,17 +12,9 @@ $(STAMP): pyproject.toml
 	@$(BIN)/python -m pip install -qq --disable-pip-version-check -e '.[dev]'
 	@touch $(STAMP)
 
-## demo: apply the example campaign, show it, send its creators' briefs, rehearse two weeks of engagement, sync its leads to the export
+## demo: rehearse the example campaign's 12-week sprint (simulated creators, approvers, audience) and report it
 demo: $(STAMP)
-	@$(BIN)/rally campaign apply $(EXAMPLE)/campaign.yaml
-	@$(BIN)/rally campaign show first-vote-pa-2027
-	@$(BIN)/rally briefs generate first-vote-pa-2027 --send
-	@$(BIN)/rally events simulate first-vote-pa-2027 --days 14 --seed 7 --out "$${RALLY_HOME:-.rally}/demo-events.jsonl"
-	@$(BIN)/rally events ingest "$${RALLY_HOME:-.rally}/demo-events.jsonl"
-	@$(BIN)/rally events status first-vote-pa-2027
-	@$(BIN)/rally leads sync
-	@$(BIN)/rally leads status
-	@echo "Brief pages: run '$(BIN)/rally serve' and open a link from '$(BIN)/rally briefs status first-vote-pa-2027 --json'."
+	@$(BIN)/rally demo
 
 ## test: lint, type-check and run the whole test suite
 test: $(STAMP) lint browser

@@ -5,12 +5,27 @@ import traceback
 
 import typer
 
-from cli import audit, briefs, campaign, creatives, creators, db, events, leads, review, serve
+from cli import (
+    audit,
+    briefs,
+    campaign,
+    creatives,
+    creators,
+    db,
+    events,
+    leads,
+    review,
+    serve,
+    sprint,
+)
 from config.errors import RallyError
 
 app = typer.Typer(
     name="rally",
-    help="Rally runs creator campaigns: briefs, compliance review, follow-ups, lead sync, reports.",
+    help=(
+        "Rally runs creator campaigns: the sprint, briefs, compliance review, follow-ups, "
+        "lead sync, reports."
+    ),
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -23,6 +38,9 @@ app.add_typer(review.app, name="review")
 app.add_typer(events.app, name="events")
 app.add_typer(events.rules_app, name="rules")
 app.add_typer(leads.app, name="leads")
+app.add_typer(sprint.app, name="sprint")
+app.command("report")(sprint.report_command)
+app.command("demo")(sprint.demo_command)
 app.add_typer(audit.app, name="audit")
 app.add_typer(db.app, name="db")
 app.command("serve")(serve.serve_command)

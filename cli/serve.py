@@ -68,12 +68,29 @@ def lead_tick() -> None:
         console.print(f"{utcnow():%H:%M:%S} {purged} lead(s) past retention erased")
 
 
+def sprint_tick() -> None:
+    """Close and report each live sprint's weeks that have ended, through the `sprint-day`
+    Prefect flow; Prefect only starts when a week is due."""
+    from store.types import utcnow
+    from tasks.sprint_week import weeks_to_close
+
+    _, engine = store()
+    if not weeks_to_close(engine, now=utcnow()):
+        return
+    from flows.sprint import sprint_day
+
+    for slug, weeks in sprint_day().items():
+        shown = ", ".join(str(w) for w in weeks)
+        console.print(f"{utcnow():%H:%M:%S} {slug}: week {shown} closed and reported", markup=False)
+
+
 def serve_command(
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
     port: int = typer.Option(8000, help="Port to listen on."),
     every: int = typer.Option(60, "--every", help="Seconds between timer and outbox ticks."),
 ) -> None:
-    """Serve brief pages and run the timers and outbox (reminders, email) every minute."""
+    """Serve the web pages; run the timers, rules and outbox every minute, and close each live
+    sprint's week (milestones, weekly report) when it ends."""
     import uvicorn
     from apscheduler.schedulers.background import BackgroundScheduler
 
@@ -82,11 +99,11 @@ def serve_command(
     settings, _ = store()
     web = create_app(settings)
     scheduler = BackgroundScheduler(timezone="UTC")
-    for job in (tick, lead_tick):
+    for job, seconds in ((tick, every), (lead_tick, every), (sprint_tick, 3600)):
         scheduler.add_job(
             job,
             "interval",
-            seconds=every,
+            seconds=seconds,
             max_instances=1,
             coalesce=True,
             next_run_time=datetime.now(UTC),  # catch up at once on what came due while stopped

@@ -247,6 +247,13 @@ NEEDED_OPTIONS = {
 }
 
 
+class HoldoutSpec(Model):
+    """A share of creators drawn at random when the sprint starts, whose audiences get no
+    follow-ups: the report measures the follow-ups' lift against them."""
+
+    share: Annotated[float, Field(gt=0, lt=1)] = 0.1
+
+
 class CampaignSpec(Model):
     name: Text
     slug: Slug
@@ -267,6 +274,7 @@ class CampaignSpec(Model):
     approvers: dict[Identifier, list[Email]] = {}  # approver group -> its members' emails
     followups: Text = "default"
     destinations: list[Destination] = [Destination(name="export", type="csv")]
+    holdout: HoldoutSpec | None = None
     retention_days: Annotated[int, Field(ge=0)] | None = None  # purge leads this long after
     roster: str | None = None
 

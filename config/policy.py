@@ -9,6 +9,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -117,4 +118,14 @@ def load_policy(reference: str, *, base: Path | None) -> Policy:
     path = BUILTIN_POLICIES / f"{reference}.yaml"
     if not path.is_file():
         path = (base or Path.cwd()) / reference
-    return parse_policy(read_yaml(path), file=str(path))
+    try:
+        stat = path.stat()
+    except OSError:
+        return parse_policy(read_yaml(path), file=str(path))  # says what is wrong with it
+    return _parsed(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+@lru_cache(maxsize=32)
+def _parsed(path: str, mtime_ns: int, size: int) -> Policy:
+    """A policy file parsed once per version of it: every draft is checked against it."""
+    return parse_policy(read_yaml(Path(path)), file=path)

@@ -403,7 +403,7 @@ class FollowUp(SQLModel, table=True):
     status: str = Field(default=FollowUpStatus.SCHEDULED, max_length=16)
     reason: str | None = None
     due_at: datetime = Field(sa_type=UTCDateTime)
-    outbox_id: int | None = Field(default=None, foreign_key="outbox.id")
+    outbox_id: int | None = Field(default=None, foreign_key="outbox.id", index=True)
     created_at: datetime = _created()
     updated_at: datetime = _created()
 
@@ -500,6 +500,23 @@ class MetricSnapshot(SQLModel, table=True):
     full_watch_rate: float | None = None
     average_watch_seconds: float | None = None
     spend_cents: int = 0
+
+
+class SprintRun(SQLModel, table=True):
+    """A campaign's sprint once started: on the real calendar (`live`) or as a rehearsal with
+    simulated creators, approvers and audience (`rehearsal`), and the last week it finished."""
+
+    __tablename__ = "sprint_runs"
+
+    id: int | None = Field(default=None, primary_key=True)
+    campaign_id: int = Field(foreign_key="campaigns.id", unique=True)
+    mode: str = Field(max_length=16)
+    seed: int | None = None
+    sample: float = 1.0  # a rehearsal's share of the audience simulated person by person
+    holdout: list[str] = Field(default_factory=list, sa_type=JSON)  # handles held out
+    weeks_done: int = 0
+    started_at: datetime = Field(sa_type=UTCDateTime)
+    finished_at: datetime | None = _when()
 
 
 class AuditEvent(SQLModel, table=True):

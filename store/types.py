@@ -1,5 +1,6 @@
 """Column types shared by the tables."""
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -10,6 +11,11 @@ from sqlalchemy.types import TypeDecorator
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def clock(at: datetime | None) -> Callable[[], datetime]:
+    """The time now, or a fixed moment: a rehearsal runs its flows on its simulated clock."""
+    return (lambda: at) if at is not None else utcnow
 
 
 class UTCDateTime(TypeDecorator[datetime]):

@@ -19,7 +19,7 @@ from briefs.environment import BriefTemplates
 from config.campaign import CampaignSpec
 from config.errors import RallyError
 from config.settings import Settings
-from integrations.email import build_message, sender_for
+from integrations.email import MailboxSender, build_message, sender_for
 from integrations.errors import PermanentError
 from store.audit import Change, record
 from store.bulk import with_defaults
@@ -183,6 +183,7 @@ def deliver_email(
             on_dead=mark_failed,
             now=now,
             limit=limit,
+            repeat_safe=isinstance(sender, MailboxSender),
         )
     finally:
         sender.close()

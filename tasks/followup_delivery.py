@@ -126,19 +126,21 @@ def deliver_followups(
     own = client is None
     http = client or httpx.Client(timeout=httpx.Timeout(10.0, connect=5.0))
     try:
-        return {
-            channel: drain(
+        reports = {}
+        for channel in CHANNELS:
+            deliver = deliverer(channel, settings, http)
+            reports[channel] = drain(
                 engine,
                 channel=channel,
-                deliver=deliverer(channel, settings, http),
+                deliver=deliver,
                 on_sent=mark_sent,
                 on_dead=mark_failed,
                 now=now,
                 limit=limit,
                 wait=wait,
+                repeat_safe=isinstance(deliver, FolderChannel),
             )
-            for channel in CHANNELS
-        }
+        return reports
     finally:
         if own:
             http.close()

@@ -124,6 +124,7 @@ class Signup:
     person: str
     at: datetime
     creator: str | None = None  # the source code the form carried, as a creator
+    video: str | None = None  # the video the form's link came from, when known
 
 
 UNATTRIBUTED = "(unattributed)"
@@ -147,7 +148,7 @@ def attribute(
     for signup in signups:
         before = [t for t in by_person.get(signup.person, []) if t.at <= signup.at]
         if signup.creator:
-            before.append(Touch(signup.person, signup.at, signup.creator))
+            before.append(Touch(signup.person, signup.at, signup.creator, signup.video))
         keys = [(t.video or UNATTRIBUTED) if by == "video" else t.creator for t in before]
         if not keys:
             credit[UNATTRIBUTED] += 1.0

@@ -159,9 +159,18 @@ def drain(
     limit: int | None = None,
     wait: wait_base | None = None,
     on_dead: OnDead | None = None,
+    repeat_safe: bool = False,
 ) -> DrainReport:
     """Deliver ready messages of `channel` until none are left (or `limit` were tried).
-    `on_dead` records what a message given up on means, in the transaction that parks it."""
+    `on_dead` records what a message given up on means, in the transaction that parks it.
+
+    A sender whose repeat is harmless (a file rewritten under the same name) is `repeat_safe`:
+    its messages are recorded a batch per transaction instead of one by one."""
+    if repeat_safe:
+        return drain_batches(
+            engine, channel=channel, destination=None, deliver=each(deliver), batch=batch,
+            now=now, on_dead=on_dead, on_sent=on_sent, limit=limit, wait=wait,
+        )  # fmt: skip
     report = DrainReport()
     tried = 0
     while limit is None or tried < limit:
@@ -306,15 +315,33 @@ def _failure(
     return values
 
 
+def each(deliver: Deliver) -> DeliverBatch:
+    """A batch sender made of a one-message sender: each message's failure is its own."""
+
+    def send_all(rows: list[OutboxMessage]) -> dict[int, str | IntegrationError | None]:
+        results: dict[int, str | IntegrationError | None] = {}
+        for row in rows:
+            try:
+                results[row.id or 0] = deliver(row)
+            except UnavailableError:
+                raise
+            except IntegrationError as exc:
+                results[row.id or 0] = exc
+        return results
+
+    return send_all
+
+
 def drain_batches(
     engine: Engine,
     *,
     channel: str,
-    destination: str,
+    destination: str | None,
     deliver: DeliverBatch,
     batch: int,
     now: Callable[[], datetime],
     on_dead: OnDead | None = None,
+    on_sent: OnSent | None = None,
     limit: int | None = None,
     lease: timedelta = LEASE,
     wait: wait_base | None = None,
@@ -333,7 +360,7 @@ def drain_batches(
         if not rows:
             break
         tried += len(rows)
-        report.add(_deliver_batch(engine, rows, deliver, now, lease, wait, on_dead))
+        report.add(_deliver_batch(engine, rows, deliver, now, lease, wait, on_dead, on_sent))
         if progress is not None:
             progress(report)
         if report.stopped:
@@ -349,6 +376,7 @@ def _deliver_batch(
     lease: timedelta,
     wait: wait_base | None,
     on_dead: OnDead | None,
+    on_sent: OnSent | None = None,
 ) -> DrainReport:
     rows = _renew(engine, rows, now() + lease)
     if not rows:
@@ -366,14 +394,16 @@ def _deliver_batch(
         else:
             report = DrainReport()
             for index, row in enumerate(rows):
-                report.add(_deliver_batch(engine, [row], deliver, now, lease, wait, on_dead))
+                report.add(
+                    _deliver_batch(engine, [row], deliver, now, lease, wait, on_dead, on_sent)
+                )
                 if report.stopped:
                     _release(engine, rows[index + 1 :])
                     break
             return report
     except TransientError as exc:
         results = {row.id or 0: exc for row in rows}
-    return _complete(engine, rows, results, now(), on_dead)
+    return _complete(engine, rows, results, now(), on_dead, on_sent)
 
 
 def _renew(engine: Engine, rows: list[OutboxMessage], lease: datetime) -> list[OutboxMessage]:
@@ -414,6 +444,7 @@ def _complete(
     results: Mapping[int, str | IntegrationError | None],
     at: datetime,
     on_dead: OnDead | None,
+    on_sent: OnSent | None = None,
 ) -> DrainReport:
     """Record a batch's outcomes in one transaction: the sent rows in one statement."""
     report = DrainReport()
@@ -442,6 +473,9 @@ def _complete(
                 ],
             )
             report.sent = len(sent)
+            if on_sent is not None:
+                for row in sent:
+                    on_sent(session, row, at)
         for row in held:
             result = results.get(row.id or 0, _NO_ANSWER)
             if not isinstance(result, IntegrationError):

@@ -2,8 +2,8 @@
 
 import json
 import os
-import re
 import shutil
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -91,31 +91,65 @@ def test_prefect_keeps_its_files_under_rally_home_unless_told_otherwise(tmp_path
 
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
-def test_make_demo_applies_the_example_and_briefs_its_creators_then_changes_nothing(
-    tmp_path: Path,
+def test_make_demo_rehearses_the_sprint_and_its_summary_agrees_with_the_store(
+    tmp_path: Path, browser
 ) -> None:
-    home = tmp_path / "demo-home"
-    env = clean_env(tmp_path, RALLY_HOME=str(home), COLUMNS="160")
-    first = run(["make", "-s", "demo"], env)
-    assert first.returncode == 0, first.stdout + first.stderr
-    assert "Campaign first-vote-pa-2027 (First Vote PA 2027): created" in first.stdout
-    assert "50 added" in first.stdout and "Roster (50 creators)" in first.stdout
-    assert "@maya.votes.pa" in first.stdout and "Keystone Youth Vote Fund" in first.stdout
-    assert "50 new or updated, 0 unchanged, 0 failed, 50 queued to send." in first.stdout
-    assert "Email: 50 sent" in first.stdout and len(list((home / "mailbox").glob("*.eml"))) == 50
-    assert "0 with errors" in first.stdout and "Processed" in first.stdout
-    new_events = re.search(r"([\d,]+) line\(s\): ([\d,]+) new event\(s\)", first.stdout)
-    assert new_events and new_events[1] == new_events[2] and new_events[1] != "0"
-    second = run(["make", "-s", "demo"], env)
-    assert f"{new_events[1]} line(s): 0 new event(s), {new_events[1]} already stored" in (
-        second.stdout
+    home = tmp_path / "home"
+    env = clean_env(tmp_path, RALLY_HOME=str(home), COLUMNS="200")
+    shown = run(["make", "-s", "demo"], env)
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    assert "Campaign first-vote-pa-2027 (First Vote PA 2027): created" in shown.stdout
+    assert "Sprint of first-vote-pa-2027 (rehearsal, seed 7): 12 week(s), 50 creators" in (
+        shown.stdout
     )
-    assert "Nothing changed: the store already matches these files." in second.stdout
-    assert "0 new or updated, 50 unchanged, 0 failed, 0 queued to send." in second.stdout
-    assert len(list((home / "mailbox").glob("*.eml"))) == 50
-    assert (tmp_path / "demo-home" / "rally.db").exists()
-    listing = run([str(RALLY), "campaign", "list", "--json"], env)
-    assert [c["creators"] for c in json.loads(listing.stdout)] == [50]
+    report = home / "demo" / "reports" / "first-vote-pa-2027" / "week-12" / "report.html"
+    assert report.exists() and "Report: " in shown.stdout
+
+    again = run([str(RALLY), "demo", "--json"], env)
+    assert again.returncode == 0, again.stderr
+    summary = json.loads(again.stdout.strip().splitlines()[-1])
+    # The same seed gives the same sprint: the human summary said what the JSON says.
+    events = ", ".join(f"{k} {v:,}" for k, v in summary["events"].items())
+    assert f"Events: {events}" in shown.stdout
+    assert f"Leads synced: {summary['leads_synced']}" in shown.stdout
+    assert f"Audit chain: {summary['audit']['entries']} entries, verified" in shown.stdout
+    assert summary["audit"]["verified"] and summary["weeks_done"] == 12
+
+    db = sqlite3.connect(home / "demo" / "rally.db")
+    one = lambda sql: db.execute(sql).fetchone()[0]  # noqa: E731
+    assert summary["briefs"] == {
+        "generated": one("SELECT count(*) FROM briefs"),
+        "sent": one("SELECT count(*) FROM briefs WHERE sent_at IS NOT NULL"),
+        "acknowledged": one("SELECT count(*) FROM briefs WHERE acknowledged_at IS NOT NULL"),
+    }
+    assert summary["drafts"] == one("SELECT count(*) FROM creative_drafts") > 150
+    reviews = db.execute(
+        "SELECT tier || ': ' || status, count(*) FROM review_tasks "
+        "WHERE decided_at IS NOT NULL GROUP BY 1"
+    ).fetchall()
+    assert summary["reviews"] == dict(reviews) and summary["reviews"]["legal: approved"] > 0
+    findings = db.execute(
+        "SELECT rule_id, count(*) FROM policy_findings WHERE passed = 0 GROUP BY 1"
+    ).fetchall()
+    assert summary["findings"] == dict(findings) and "sponsorship_disclosure" in summary["findings"]
+    by_type = db.execute("SELECT type, count(*) FROM engagement_events GROUP BY 1").fetchall()
+    assert summary["events"] == dict(by_type)
+    statuses = db.execute("SELECT status, count(*) FROM followups GROUP BY 1").fetchall()
+    assert summary["followups"] == dict(statuses) and summary["followups"]["sent"] > 0
+    assert sum(summary["withheld"].values()) == summary["followups"]["withheld"]
+    assert summary["withheld"]["holdout"] > 0
+    assert summary["leads_synced"] == one(
+        "SELECT count(DISTINCT subject_id) FROM outbox WHERE channel = 'lead' AND status = 'sent'"
+    )
+    exported = (home / "demo" / "exports").rglob("*.csv")
+    assert sum(len(f.read_text().splitlines()) - 1 for f in exported) == summary["leads_synced"]
+    assert summary["audit"]["entries"] == one("SELECT count(*) FROM audit_events")
+
+    page = browser.new_page()
+    page.goto(report.as_uri())
+    assert "First Vote PA 2027" in page.title() + page.inner_text("h1")
+    assert page.locator("svg").count() >= 3
+    page.close()
 
 
 def test_output_cut_short_by_the_reader_ends_quietly(

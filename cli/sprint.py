@@ -1,0 +1,219 @@
+"""`rally sprint`, `rally report` and `rally demo`: run the sprint, see where it stands, report."""
+
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from cli.common import JSON_OPTION, console, count, percent, print_json, shown_path, store
+from store.db import transaction
+
+app = typer.Typer(
+    help="The sprint: start it (or rehearse it), see where it stands.", no_args_is_help=True
+)
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "youth-vote" / "campaign.yaml"
+DEMO_SLUG = "first-vote-pa-2027"
+
+
+def run_rehearsal(
+    slug: str, seed: int, weeks: int | None, *, quiet: bool, sample: float = 0.1
+) -> dict[str, Any]:
+    """The whole rehearsal in one flow run, with a progress bar by week."""
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    from flows.sprint import run_sprint, without_heartbeats
+    from tasks.progress import listening
+
+    err = Console(stderr=True, highlight=False)
+    if not quiet:
+        err.print("Starting the flow (Prefect's first start on this machine takes ~30 s)...")
+    bar = Progress(
+        TextColumn("Sprint week"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+        disable=quiet,
+    )
+    task = bar.add_task("weeks", total=None)
+
+    def moved(what: str, done: int, total: int) -> None:
+        if what == "week":
+            bar.update(task, completed=done, total=total)
+
+    with bar, listening(moved), without_heartbeats():
+        return run_sprint(slug, simulate=True, seed=seed, weeks=weeks, sample=sample)
+
+
+@app.command("start")
+def start_command(
+    slug: str,
+    simulate: bool = typer.Option(
+        False, "--simulate", help="Rehearse all the weeks now with simulated people."
+    ),
+    seed: int = typer.Option(
+        7, "--seed", help="The rehearsal's seed: the same seed, the same run."
+    ),
+    weeks: int = typer.Option(0, "--weeks", min=0, help="Rehearse only this many weeks (0: all)."),
+    sample: float = typer.Option(
+        0.1,
+        "--sample",
+        min=0.001,
+        max=1.0,
+        help="Share of the simulated audience met one by one as events, follow-ups and leads.",
+    ),
+    json_output: bool = JSON_OPTION,
+) -> None:
+    """Start the sprint on the calendar (`rally serve` then runs it), or rehearse it."""
+    from tasks.campaigns import get_campaign
+
+    settings, engine = store()
+    with transaction(engine, write=False) as session:
+        get_campaign(session, slug)  # a wrong slug is named before Prefect starts
+    if simulate:
+        quiet = json_output or not sys.stderr.isatty()
+        result = run_rehearsal(slug, seed, weeks or None, quiet=quiet, sample=sample)
+        print_json(result) if json_output else print_summary(result)
+        return
+    from store.types import utcnow
+    from tasks.sprint import LIVE, start_sprint
+
+    with transaction(engine) as session:
+        run = start_sprint(session, slug, mode=LIVE, seed=None, now=utcnow(), actor=settings.actor)
+        held = list(run.holdout)
+    if json_output:
+        print_json({"campaign": slug, "mode": LIVE, "holdout": held})
+        return
+    console.print(
+        f"Sprint of {slug} started; {len(held)} creator(s) held out. "
+        "'rally serve' runs it: reminders, reviews, follow-ups and syncs as they come due, "
+        "and each week's report when the week ends.",
+        markup=False,
+    )
+
+
+@app.command("status")
+def status_command(slug: str, json_output: bool = JSON_OPTION) -> None:
+    """Where the sprint stands: its week, phase and milestones."""
+    from store.types import utcnow
+    from tasks.sprint import sprint_status
+
+    _, engine = store()
+    with transaction(engine, write=False) as session:
+        status = sprint_status(session, slug, today=utcnow())
+    if json_output:
+        print_json(status)
+        return
+    if not status["started"]:
+        console.print(f"The sprint of {slug} has not started: 'rally sprint start {slug}'.")
+    else:
+        console.print(
+            f"{slug}: {status['mode']} sprint, week {status['week']} of {status['weeks']}"
+            + (f" ({status['phase']})" if status["phase"] else "")
+            + ("; finished" if status["finished"] else "")
+            + f"; {len(status['holdout'])} creator(s) held out.",
+            markup=False,
+        )
+    table = Table("Week", "Milestone", "Status", title="Milestones", title_justify="left")
+    for m in status["milestones"]:
+        table.add_row(str(m["week"]), m["name"], m["status"])
+    console.print(table)
+
+
+def print_summary(s: dict[str, Any]) -> None:
+    """The sprint in a few lines."""
+    briefs = s["briefs"]
+    lines = [
+        f"Sprint of {s['campaign']} ({s['mode']}, seed {s['seed']}): {s['weeks_done']} week(s), "
+        f"{s['creators']} creators, {s['holdout_creators']} held out",
+        f"Briefs: {briefs['generated']} generated, {briefs['sent']} sent, "
+        f"{briefs['acknowledged']} acknowledged",
+        f"Drafts: {s['drafts']}; reviews: " + _pairs(s["reviews"]),
+        "Findings by rule: " + _pairs(s["findings"]),
+        "Events: " + _pairs(s["events"]),
+        "Follow-ups: " + _pairs(s["followups"]) + "; withheld: " + _pairs(s["withheld"]),
+        f"Leads synced: {s['leads_synced']}",
+        f"Audit chain: {s['audit']['entries']} entries, "
+        + ("verified" if s["audit"]["verified"] else "BROKEN"),
+    ]
+    for line in lines:
+        console.print(line, markup=False)
+    if s.get("report"):
+        console.print(f"Report: {shown_path(Path(s['report']))}", markup=False)
+
+
+def _pairs(counts: dict[str, int]) -> str:
+    return ", ".join(f"{k} {v:,}" for k, v in counts.items()) or "none"
+
+
+def report_command(
+    slug: str,
+    week: int = typer.Option(0, "--week", min=0, help="Up to this week (default: the last done)."),
+    out: Path = typer.Option(None, "--out", help="Folder to write to (default: under RALLY_HOME)."),
+    json_output: bool = JSON_OPTION,
+) -> None:
+    """Write the report: HTML with charts, the numbers as CSV and JSON."""
+    from tasks.report import build_report, write_report
+
+    settings, engine = store()
+    with transaction(engine, write=False) as session:
+        report = build_report(session, slug, week=week or None)
+    folder = out or settings.home / "reports" / slug / f"week-{report['week']:02d}"
+    paths = write_report(report, folder)
+    if json_output:
+        print_json(report)
+        return
+    totals = report["totals"]
+    console.print(
+        f"{report['campaign']['name']}, weeks 1-{report['week']}: {count(totals['views'])} views, "
+        f"engagement {percent(totals['engagement_rate'])}, {totals['signups']:,} signups, "
+        f"cost per signup {_money(totals['cpa'])}",
+        markup=False,
+    )
+    console.print(f"Recommendation: {report['recommendation']['action']}", markup=False)
+    console.print(f"Report: {shown_path(paths['html'])} (and CSV, JSON beside it)", markup=False)
+
+
+def _money(value: float | None) -> str:
+    return "-" if value is None else f"${value:,.2f}"
+
+
+def demo_command(
+    seed: int = typer.Option(
+        7, "--seed", help="The rehearsal's seed: the same seed, the same run."
+    ),
+    json_output: bool = typer.Option(
+        False, "--json", help="End with the summary as one JSON line."
+    ),
+) -> None:
+    """Rehearse the example campaign's 12-week sprint in a fresh demo store and report it."""
+    from config.settings import get_settings
+
+    settings = get_settings()
+    demo_home = settings.home / "demo"
+    shutil.rmtree(demo_home, ignore_errors=True)
+    os.environ["RALLY_HOME"] = str(demo_home)
+    os.environ.pop("RALLY_DATABASE_URL", None)
+    os.environ.setdefault("PREFECT_HOME", str(settings.prefect_home))
+    get_settings.cache_clear()
+    from cli.campaign import apply
+
+    quiet = not sys.stderr.isatty()
+    apply(EXAMPLE, roster_file=None, json_output=False)
+    result = run_rehearsal(DEMO_SLUG, seed, None, quiet=quiet)
+    if not json_output:
+        print_summary(result)
+        console.print(
+            f"The demo's store is in {shown_path(demo_home)}: "
+            f"RALLY_HOME={shown_path(demo_home)} rally sprint status {DEMO_SLUG}",
+            markup=False,
+        )
+        return
+    sys.stdout.write(json.dumps(result, default=str, sort_keys=True) + "\n")
