@@ -6,11 +6,9 @@ from collections import defaultdict
 from typing import Any
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from cli.common import JSON_OPTION, console, print_json, store
+from cli.common import JSON_OPTION, console, flow_progress, print_json, store
 from config.errors import RallyError
 from store.db import transaction
 
@@ -42,18 +40,7 @@ def generate_command(
     from tasks.progress import listening
 
     quiet = json_output or not sys.stderr.isatty()
-    err = Console(stderr=True, highlight=False)
-    if not quiet:
-        err.print("Starting the flow (Prefect's first start on this machine takes ~30 s)...")
-    bar = Progress(
-        TextColumn("Briefs"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err,
-        transient=True,
-        disable=quiet,
-    )
+    bar = flow_progress("Briefs", quiet=quiet)
     task = bar.add_task("briefs", total=None)
     with bar, listening(lambda _what, done, total: bar.update(task, completed=done, total=total)):
         summary = generate_briefs(slug, handles=creators or None, send=send)

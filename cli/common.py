@@ -7,6 +7,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from sqlalchemy import Engine
 
 from config.settings import Settings, get_settings
@@ -20,6 +21,22 @@ def store() -> tuple[Settings, Engine]:
     """Settings and a ready store (an empty store is created on first use)."""
     settings = get_settings()
     return settings, open_store(settings)
+
+
+def flow_progress(label: str, *, quiet: bool) -> Progress:
+    """A progress bar on stderr for a flow run, after a word on Prefect's slow first start."""
+    err = Console(stderr=True, highlight=False)
+    if not quiet:
+        err.print("Starting the flow (Prefect's first start on this machine takes ~30 s)...")
+    return Progress(
+        TextColumn(label),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+        disable=quiet,
+    )
 
 
 def print_json(data: Any) -> None:

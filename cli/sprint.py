@@ -8,11 +8,18 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from cli.common import JSON_OPTION, console, count, percent, print_json, shown_path, store
+from cli.common import (
+    JSON_OPTION,
+    console,
+    count,
+    flow_progress,
+    percent,
+    print_json,
+    shown_path,
+    store,
+)
 from store.db import transaction
 
 app = typer.Typer(
@@ -30,18 +37,7 @@ def run_rehearsal(
     from flows.sprint import run_sprint, without_heartbeats
     from tasks.progress import listening
 
-    err = Console(stderr=True, highlight=False)
-    if not quiet:
-        err.print("Starting the flow (Prefect's first start on this machine takes ~30 s)...")
-    bar = Progress(
-        TextColumn("Sprint week"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err,
-        transient=True,
-        disable=quiet,
-    )
+    bar = flow_progress("Sprint week", quiet=quiet)
     task = bar.add_task("weeks", total=None)
 
     def moved(what: str, done: int, total: int) -> None:
