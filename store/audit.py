@@ -5,16 +5,23 @@ reordering any entry breaks the chain at that entry. The one-row `audit_head` na
 entry: appenders lock it (on PostgreSQL; SQLite has one writer at a time), which keeps the chain
 linear under concurrent writers, and `verify` compares it so that deleting the newest entries
 is caught too.
+
+`record` collects a transaction's entries and they are written when it commits, in one insert:
+a batch of a hundred decisions costs one append, and the head is locked only for the moment of
+the commit. A transaction that rolls back leaves no entries.
 """
 
 import hashlib
 import json
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, TextIO
 
 from pydantic_core import to_jsonable_python
+from sqlalchemy import event as sa_event
 from sqlalchemy import insert, update
+from sqlalchemy.orm import Session as OrmSession
 from sqlmodel import Session, col, select
 
 from config.errors import RallyError
@@ -57,19 +64,37 @@ def entry_hash(entry: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def record(session: Session, changes: Iterable[Change]) -> int:
-    """Append entries for `changes` in the caller's transaction; they commit with it.
+PENDING = "audit.pending"  # the key of a session's unwritten entries in `Session.info`
 
-    Written with one bulk insert, so auditing a batch of ten thousand changes stays cheap.
-    """
+
+def record(session: Session, changes: Iterable[Change]) -> int:
+    """Add entries for `changes` to the caller's transaction; they are written as it commits."""
     pending = list(changes)
-    if not pending:
-        return 0
+    if pending:
+        at = utcnow()
+        session.info.setdefault(PENDING, []).extend((at, change) for change in pending)
+    return len(pending)
+
+
+@sa_event.listens_for(OrmSession, "before_commit")
+def _write_pending(session: OrmSession) -> None:
+    pending = session.info.pop(PENDING, None)
+    if pending:
+        append(session, pending)
+
+
+@sa_event.listens_for(OrmSession, "after_rollback")
+def _drop_pending(session: OrmSession) -> None:
+    session.info.pop(PENDING, None)
+
+
+def append(session: OrmSession, pending: list[tuple[datetime, Change]]) -> None:
+    """Chain `pending` onto the newest entry, holding the head's lock (on PostgreSQL), and
+    write them with one bulk insert."""
     lock = select(AuditHead.seq, AuditHead.hash).where(AuditHead.id == 1).with_for_update()
     seq, prev_hash = session.execute(lock).one()
-    at = utcnow()
     entries = []
-    for change in pending:
+    for at, change in pending:
         seq += 1
         entry = {
             "seq": seq,
@@ -86,7 +111,6 @@ def record(session: Session, changes: Iterable[Change]) -> int:
         entries.append(entry)
     session.execute(insert(AuditEvent.__table__), entries)  # type: ignore[attr-defined]
     session.execute(update(AuditHead).where(col(AuditHead.id) == 1).values(seq=seq, hash=prev_hash))
-    return len(entries)
 
 
 @dataclass(frozen=True)

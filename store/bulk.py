@@ -31,9 +31,10 @@ def insert_rows(
     model: type[SQLModel],
     rows: Sequence[Mapping[str, Any]],
     *,
-    key: tuple[str, ...],
+    key: tuple[str, ...] = (),
 ) -> dict[tuple[Any, ...], int]:
-    """Insert `rows` into `model`'s table in one batch; return their new ids by `key` columns.
+    """Insert `rows` into `model`'s table in one batch; return their new ids by `key` columns
+    (nothing without a key).
 
     Asking for ids by key rather than in row order lets SQLite take the rows in multi-row
     statements instead of one statement per row.
@@ -41,6 +42,9 @@ def insert_rows(
     if not rows:
         return {}
     table = model.__table__  # type: ignore[attr-defined]
+    if not key:
+        session.execute(insert(table), [with_defaults(model, row) for row in rows])
+        return {}
     statement = insert(table).returning(table.c.id, *(table.c[k] for k in key))
     result = session.execute(statement, [with_defaults(model, row) for row in rows])
     return {tuple(found[1:]): found[0] for found in result}

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from email.errors import HeaderParseError
 from typing import Any
 
-from sqlalchemy import Engine, insert, update
+from sqlalchemy import Engine, bindparam, insert, update
 from sqlmodel import Session, col, select
 
 from briefs.environment import BriefTemplates
@@ -51,20 +51,37 @@ def _brief_and_handle(session: Session, brief_id: int) -> tuple[Brief, str, Camp
     return row[0], row[1], row[2]
 
 
-def on_sent(session: Session, message: OutboxMessage, at: datetime) -> None:
-    """Record what a delivered message means, in the transaction that marks it sent."""
-    if message.subject_type == "review" and "/review/signin/" in message.payload.get("text", ""):
-        # The email holds the approver's sign-in link; the store keeps no usable copy of it.
-        text = re.sub(r"\S+/review/signin/\S+", "[sign-in link sent]", message.payload["text"])
+def on_sent(session: Session, messages: list[OutboxMessage], at: datetime) -> None:
+    """Record what delivered messages mean, in the transaction that marks them sent."""
+    _forget_sign_in_links(session, messages)
+    mark_sent(session, messages, at)
+    for message in messages:
+        if message.subject_type in ("brief", "brief_reminder"):
+            _brief_sent(session, message, at)
+
+
+def _forget_sign_in_links(session: Session, messages: list[OutboxMessage]) -> None:
+    """A sent review email held an approver's sign-in link; the store keeps no usable copy."""
+    scrubbed = [
+        {
+            "b_id": m.id,
+            "b_payload": m.payload
+            | {"text": re.sub(r"\S+/review/signin/\S+", "[sign-in link sent]", m.payload["text"])},
+        }
+        for m in messages
+        if m.subject_type == "review" and "/review/signin/" in m.payload.get("text", "")
+    ]
+    if scrubbed:
+        table = OutboxMessage.__table__  # type: ignore[attr-defined]
         session.execute(
-            update(OutboxMessage)
-            .where(col(OutboxMessage.id) == message.id)
-            .values(payload={**message.payload, "text": text})
+            update(table)
+            .where(table.c.id == bindparam("b_id"))
+            .values(payload=bindparam("b_payload")),
+            scrubbed,
         )
-    if message.subject_type == "followup":
-        mark_sent(session, message, at)
-    if message.subject_type not in ("brief", "brief_reminder"):
-        return
+
+
+def _brief_sent(session: Session, message: OutboxMessage, at: datetime) -> None:
     brief, handle, campaign = _brief_and_handle(session, int(message.subject_id))
     who = f"@{handle} on {campaign.slug}"
     if message.subject_type == "brief_reminder":

@@ -17,7 +17,9 @@ from config.campaign import CampaignSpec
 from config.errors import RallyError
 from config.policy import Policy, load_policy
 from store.audit import Change, record
+from store.bulk import insert_rows
 from store.models import (
+    Brief,
     Campaign,
     Creative,
     CreativeDraft,
@@ -28,7 +30,6 @@ from store.models import (
     RosterMember,
     RosterStatus,
 )
-from tasks.briefs import latest_briefs
 from tasks.campaigns import get_campaign
 from tasks.policy_checks import DraftFacts, Finding, evaluate
 from tasks.review import cancel_tasks, notify_creator, open_task, route
@@ -145,11 +146,16 @@ def submit(
             cancel_tasks(session, previous.id or 0, now=now)
     creative.current_version += 1
     creative.updated_at = now
-    brief = latest_briefs(session, [member.id or 0]).get(member.id or 0)
+    brief_id = session.exec(
+        select(Brief.id)
+        .where(Brief.member_id == member.id)
+        .order_by(col(Brief.version).desc())
+        .limit(1)
+    ).first()
     draft = CreativeDraft(
         creative_id=creative.id or 0,
         version=creative.current_version,
-        brief_id=brief.id if brief else None,
+        brief_id=brief_id,
         caption=submission.caption,
         script=submission.script or None,
         video_url=submission.video_url,
@@ -163,17 +169,21 @@ def submit(
     session.flush()
     facts = facts_for(spec, member, creator, submission)
     findings = evaluate(policy, facts)
-    session.add_all(
-        PolicyFinding(
-            draft_id=draft.id or 0,
-            rule_id=f.rule_id,
-            severity=f.severity,
-            passed=f.passed,
-            message=f.message,
-            policy_version=policy.version,
-            created_at=now,
-        )
-        for f in findings
+    insert_rows(
+        session,
+        PolicyFinding,
+        [
+            {
+                "draft_id": draft.id or 0,
+                "rule_id": f.rule_id,
+                "severity": f.severity,
+                "passed": f.passed,
+                "message": f.message,
+                "policy_version": policy.version,
+                "created_at": now,
+            }
+            for f in findings
+        ],
     )
     blocking = [f for f in findings if not f.passed and f.severity == "block"]
     result = Submitted(

@@ -23,15 +23,15 @@ from tasks.outbox import Deliver, DrainReport, drain
 CHANNELS = ("tiktok_reply", "tiktok_dm", "sms")
 
 
-def mark_sent(session: Session, message: OutboxMessage, at: datetime) -> None:
-    """A delivered follow-up is `sent` (in the transaction that marks its message sent)."""
-    if message.subject_type != "followup":
-        return
-    session.execute(
-        update(FollowUp)
-        .where(col(FollowUp.outbox_id) == message.id)
-        .values(status=FollowUpStatus.SENT, updated_at=at)
-    )
+def mark_sent(session: Session, messages: list[OutboxMessage], at: datetime) -> None:
+    """Delivered follow-ups are `sent` (in the transaction that marks their messages sent)."""
+    ids = [m.id for m in messages if m.subject_type == "followup"]
+    if ids:
+        session.execute(
+            update(FollowUp)
+            .where(col(FollowUp.outbox_id).in_(ids))
+            .values(status=FollowUpStatus.SENT, updated_at=at)
+        )
 
 
 def mark_failed(session: Session, message: OutboxMessage, error: str, at: datetime) -> None:

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, and_, bindparam, insert, or_, update
+from sqlalchemy import Engine, and_, bindparam, or_, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 from tenacity.wait import wait_base
@@ -37,7 +38,8 @@ LEASE = timedelta(minutes=5)
 Deliver = Callable[[OutboxMessage], str | None]
 # Several messages in one call: per message id, its remote id (sent) or the error that kept it.
 DeliverBatch = Callable[[list[OutboxMessage]], Mapping[int, str | IntegrationError | None]]
-OnSent = Callable[[Session, OutboxMessage, datetime], None]
+# What delivered messages mean, recorded in the transaction that marks them sent.
+OnSent = Callable[[Session, list[OutboxMessage], datetime], None]
 OnDead = Callable[[Session, OutboxMessage, str, datetime], None]
 
 
@@ -58,20 +60,15 @@ def enqueue(session: Session, messages: Sequence[Mapping[str, Any]]) -> int:
     """Add messages whose idempotency key is new; return how many were added."""
     if not messages:
         return 0
-    keys = [m["idempotency_key"] for m in messages]
-    existing = set(
-        session.exec(
-            select(OutboxMessage.idempotency_key).where(
-                col(OutboxMessage.idempotency_key).in_(keys)
-            )
-        )
+    table = OutboxMessage.__table__  # type: ignore[attr-defined]
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    statement = (
+        dialect.insert(table)
+        .on_conflict_do_nothing(index_elements=["idempotency_key"])
+        .returning(table.c.id)
     )
-    fresh = [
-        with_defaults(OutboxMessage, m) for m in messages if m["idempotency_key"] not in existing
-    ]
-    if fresh:
-        session.execute(insert(OutboxMessage.__table__), fresh)  # type: ignore[attr-defined]
-    return len(fresh)
+    rows = [with_defaults(OutboxMessage, m) for m in messages]
+    return len(session.execute(statement, rows).all())
 
 
 def claim(
@@ -275,7 +272,7 @@ def _deliver_one(
             )
         )
         if done.rowcount:  # type: ignore[attr-defined]
-            on_sent(session, row, at)
+            on_sent(session, [row], at)
     return DrainReport(sent=1)
 
 
@@ -474,8 +471,7 @@ def _complete(
             )
             report.sent = len(sent)
             if on_sent is not None:
-                for row in sent:
-                    on_sent(session, row, at)
+                on_sent(session, sent, at)
         for row in held:
             result = results.get(row.id or 0, _NO_ANSWER)
             if not isinstance(result, IntegrationError):

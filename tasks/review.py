@@ -11,12 +11,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from config.campaign import CampaignSpec
 from config.errors import RallyError
 from config.policy import Policy, TierSpec
 from store.audit import Change, record
+from store.bulk import insert_rows
 from store.models import (
     Campaign,
     Creative,
@@ -86,12 +88,16 @@ def open_task(
     task.status = ReviewStatus.OPEN
     task.due_at = now + timedelta(hours=tier.deadline_hours)
     session.add(task)
-    session.flush()
     reminder_at = task.due_at - timedelta(hours=tier.reminder_before_hours)
-    for kind, due in ((REMINDER, reminder_at), (ESCALATION, task.due_at)):
-        if kind == REMINDER and (tier.reminder_before_hours == 0 or reminder_at <= now):
-            continue
-        session.add(Timer(kind=kind, entity_type="review_task", entity_id=str(task.id), due_at=due))
+    insert_rows(
+        session,
+        Timer,
+        [
+            {"kind": kind, "entity_type": "review_task", "entity_id": str(task.id), "due_at": due}
+            for kind, due in ((REMINDER, reminder_at), (ESCALATION, task.due_at))
+            if kind == ESCALATION or (tier.reminder_before_hours and reminder_at > now)
+        ],
+    )
     notify_approvers(
         session,
         group_members(spec, tier.group),
@@ -107,19 +113,19 @@ def open_task(
 def notify(session: Session, to: list[str], *, key: str, subject: str, text: str) -> int:
     """Queue one plain email per recipient through the outbox (idempotent per key)."""
     return enqueue(
-        session,
-        [
-            {
-                "channel": "email",
-                "destination": "reviewer",
-                "idempotency_key": f"{key}:{address}",
-                "subject_type": "review",
-                "subject_id": key,
-                "payload": {"to": address, "subject": subject, "text": text, "html": ""},
-            }
-            for address in to
-        ],
+        session, [review_email(address, key=key, subject=subject, text=text) for address in to]
     )
+
+
+def review_email(address: str, *, key: str, subject: str, text: str) -> dict[str, Any]:
+    return {
+        "channel": "email",
+        "destination": "reviewer",
+        "idempotency_key": f"{key}:{address}",
+        "subject_type": "review",
+        "subject_id": key,
+        "payload": {"to": address, "subject": subject, "text": text, "html": ""},
+    }
 
 
 def notify_approvers(
@@ -136,6 +142,7 @@ def notify_approvers(
     """One email per approver, each with their own single-use sign-in link to the task."""
     from tasks.approver_auth import sign_in_link
 
+    emails = []
     for address in to:
         how = f"Review it with: rally review show {task.id}"
         if public_url:
@@ -147,7 +154,8 @@ def notify_approvers(
                 next_path=f"/review/tasks/{task.id}",
             )
             how = f"Open it (the link signs you in once): {link}\nOr: rally review show {task.id}"
-        notify(session, [address], key=key, subject=subject, text=f"{text}\n{how}\n")
+        emails.append(review_email(address, key=key, subject=subject, text=f"{text}\n{how}\n"))
+    enqueue(session, emails)
 
 
 @dataclass
@@ -409,15 +417,16 @@ def cancel_tasks(session: Session, draft_id: int, *, now: datetime) -> None:
 
 
 def _close_timers(session: Session, task: ReviewTask, now: datetime) -> None:
-    for timer in session.exec(
-        select(Timer).where(
-            Timer.entity_type == "review_task",
-            Timer.entity_id == str(task.id),
-            col(Timer.fired_at).is_(None),
+    timers = Timer.__table__.c  # type: ignore[attr-defined]
+    session.execute(
+        update(Timer.__table__)  # type: ignore[attr-defined]
+        .where(
+            timers.entity_type == "review_task",
+            timers.entity_id == str(task.id),
+            timers.fired_at.is_(None),
         )
-    ):
-        timer.fired_at, timer.payload = now, {"outcome": f"task {task.status}"}
-        session.add(timer)
+        .values(fired_at=now, payload={"outcome": f"task {task.status}"})
+    )
 
 
 def fire_review_timers(

@@ -44,8 +44,8 @@ class Recorder:
         self.delivered.append(message.payload["to"])
         return f"remote-{len(self.delivered)}"
 
-    def on_sent(self, session, message: OutboxMessage, at) -> None:
-        self.completed.append(message.payload["to"])
+    def on_sent(self, session, messages: list[OutboxMessage], at) -> None:
+        self.completed += [message.payload["to"] for message in messages]
 
 
 def test_a_drain_whose_lease_ran_out_leaves_its_messages_to_the_drain_that_took_them(engine):
