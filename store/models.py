@@ -326,7 +326,7 @@ class EngagementEvent(SQLModel, table=True):
     received_at: datetime = _created()
     deliveries: int = 1
     payload: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
-    processed_at: datetime | None = _when(index=True)
+    processed_at: datetime | None = _when()
 
 
 class Contact(SQLModel, table=True):

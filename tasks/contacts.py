@@ -5,7 +5,7 @@ STOP on a channel stays revoked there until they say START, whatever a later for
 """
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -68,50 +68,74 @@ class Person:
     handle: str | None = None
 
 
-def find_or_create(session: Session, person: Person, *, now: datetime) -> Contact:
-    """The one contact for `person` (matched on email, then phone, then handle), updated with
-    whatever it newly tells us."""
-    clauses = []
-    if person.email:
-        clauses.append(col(Contact.email_normalized) == person.email)
-    if person.phone:
-        clauses.append(col(Contact.phone_normalized) == person.phone)
-    if person.handle and person.platform:
-        clauses.append(
-            (col(Contact.platform) == person.platform) & (col(Contact.handle) == person.handle)
-        )
-    found = list(session.exec(select(Contact).where(or_(*clauses)))) if clauses else []
-    contact = next(
-        (c for key in ("email", "phone", "handle") for c in found if _matches(c, person, key)),
-        None,
-    )
-    if contact is None:
-        contact = Contact(created_at=now, updated_at=now)
-        session.add(contact)
-    taken = {c.id for c in found} - {contact.id}
-    for name, value in _new_fields(contact, person, taken, found).items():
-        setattr(contact, name, value)
-    contact.updated_at = now
-    session.flush()
-    return contact
+class KnownContacts:
+    """The contacts a batch of people may be, loaded in one query and kept up to date as the
+    batch finds and creates them, so that two signups of one person make one contact."""
+
+    def __init__(self, session: Session, people: Iterable[Person]) -> None:
+        emails, phones, handles = set(), set(), set()
+        for person in people:
+            emails.add(person.email)
+            phones.add(person.phone)
+            if person.handle and person.platform:
+                handles.add((person.platform, person.handle))
+        clauses: list[Any] = [col(Contact.email_normalized).in_(emails - {None})]
+        clauses.append(col(Contact.phone_normalized).in_(phones - {None}))
+        clauses += [
+            (col(Contact.platform) == platform) & col(Contact.handle).in_(names)
+            for platform, names in _by_platform(handles).items()
+        ]
+        self.by_key: dict[tuple[str, Any], Contact] = {}
+        if emails - {None} or phones - {None} or handles:
+            for contact in session.exec(select(Contact).where(or_(*clauses))):
+                self._index(contact)
+
+    def _index(self, contact: Contact) -> None:
+        for key in _keys(contact.email_normalized, contact.phone_normalized, contact):
+            self.by_key[key] = contact
+
+    def find_or_add(self, session: Session, person: Person, *, now: datetime) -> Contact:
+        """The one contact for `person` (matched on email, then phone, then handle), updated
+        with whatever it newly tells us; a new one is added to the session, not yet flushed."""
+        found: list[Contact] = []
+        for key in _keys(person.email, person.phone, person):
+            contact = self.by_key.get(key)
+            if contact is not None and all(contact is not c for c in found):
+                found.append(contact)
+        contact = found[0] if found else Contact(created_at=now, updated_at=now)
+        if not found:
+            session.add(contact)
+        others = [c for c in found if c is not contact]
+        for key in _keys(contact.email_normalized, contact.phone_normalized, contact):
+            del self.by_key[key]  # an email or phone it gives up is free for someone else
+        for name, value in _new_fields(contact, person, others).items():
+            setattr(contact, name, value)
+        contact.updated_at = now
+        self._index(contact)
+        return contact
 
 
-def _matches(contact: Contact, person: Person, key: str) -> bool:
-    if key == "email":
-        return bool(person.email) and contact.email_normalized == person.email
-    if key == "phone":
-        return bool(person.phone) and contact.phone_normalized == person.phone
-    return bool(person.handle) and (contact.platform, contact.handle) == (
-        person.platform,
-        person.handle,
-    )
+def _by_platform(handles: Iterable[tuple[str, str]]) -> dict[str, set[str]]:
+    grouped: dict[str, set[str]] = {}
+    for platform, handle in handles:
+        grouped.setdefault(platform, set()).add(handle)
+    return grouped
 
 
-def _new_fields(
-    contact: Contact, person: Person, taken: set[int | None], found: list[Contact]
-) -> dict[str, Any]:
+def _keys(email: str | None, phone: str | None, who: Contact | Person) -> list[tuple[str, Any]]:
+    """A contact's or person's keys, in the order they are matched on."""
+    keys: list[tuple[str, Any]] = []
+    if email:
+        keys.append(("email", email))
+    if phone:
+        keys.append(("phone", phone))
+    if who.handle and who.platform:
+        keys.append(("handle", (who.platform, who.handle)))
+    return keys
+
+
+def _new_fields(contact: Contact, person: Person, others: list[Contact]) -> dict[str, Any]:
     """Fields to set: what `person` adds, except keys another contact already holds."""
-    others = [c for c in found if c.id in taken]
     values: dict[str, Any] = {}
     if person.email and not any(c.email_normalized == person.email for c in others):
         values |= {"email": person.email, "email_normalized": person.email}
@@ -214,18 +238,8 @@ def add_tags(session: Session, contact_id: int, tags: Iterable[str], *, now: dat
     return True
 
 
-def touch(
-    session: Session,
-    contact_id: int,
-    *,
-    source_code: str | None,
-    member_id: int | None,
-    now: datetime,
-) -> None:
+def _touch(contact: Contact, source_code: str | None, member_id: int | None, now: datetime) -> None:
     """Keep first and last touch: the first source code and creator stay, the last move on."""
-    contact = session.get(Contact, contact_id)
-    if contact is None:
-        return
     if source_code:
         contact.first_source_code = contact.first_source_code or source_code
         contact.last_source_code = source_code
@@ -233,7 +247,6 @@ def touch(
         contact.first_member_id = contact.first_member_id or member_id
         contact.last_member_id = member_id
     contact.updated_at = now
-    session.add(contact)
 
 
 def consent_flags(values: Mapping[str, Any]) -> dict[str, bool]:
@@ -246,6 +259,96 @@ def consent_flags(values: Mapping[str, Any]) -> dict[str, bool]:
     }
 
 
+@dataclass(frozen=True)
+class Signup:
+    """A signup form's values (`name`, `email`, `phone`, `zip`, `source_code`, `consent` per
+    channel) and where they came from."""
+
+    values: Mapping[str, Any]
+    source: str
+    member_id: int | None = None
+    platform: str | None = None
+    handle: str | None = None
+
+
+def person_of(signup: Signup) -> Person:
+    """The person a signup describes; a bad email or phone raises `ContactError`."""
+    values = signup.values
+    name = str(values.get("name") or "").split()
+    return Person(
+        email=normalize_email(values.get("email")),
+        phone=normalize_phone(values.get("phone")),
+        given_name=values.get("given_name") or (name[0] if name else None),
+        family_name=values.get("family_name") or (" ".join(name[1:]) or None),
+        postal_code=values.get("zip") or values.get("postal_code"),
+        platform=signup.platform,
+        handle=signup.handle,
+    )
+
+
+def record_people(
+    session: Session, signups: Sequence[Signup], *, now: datetime
+) -> list[int | ContactError | None]:
+    """For each signup in order: its contact's id, found or created, with the consents it
+    grants (never undoing a STOP) and its touch; None when it gives no way to reach the person;
+    or the `ContactError` of a bad email or phone. A batch costs a few statements, not a few
+    per person."""
+    people: list[Person | ContactError | None] = []
+    for signup in signups:
+        try:
+            person = person_of(signup)
+        except ContactError as exc:
+            people.append(exc)
+            continue
+        people.append(person if person.email or person.phone or person.handle else None)
+    known = KnownContacts(session, [p for p in people if isinstance(p, Person)])
+    contacts: list[Contact | ContactError | None] = []
+    for signup, who in zip(signups, people, strict=True):
+        if not isinstance(who, Person):
+            contacts.append(who)
+            continue
+        contact = known.find_or_add(session, who, now=now)
+        _touch(contact, signup.values.get("source_code"), signup.member_id, now)
+        contacts.append(contact)
+    session.flush()
+    _grant(session, signups, contacts, now=now)
+    return [c.id if isinstance(c, Contact) else c for c in contacts]
+
+
+def _grant(
+    session: Session,
+    signups: Sequence[Signup],
+    contacts: Sequence[Contact | ContactError | None],
+    *,
+    now: datetime,
+) -> None:
+    """The consents the signups grant, in bulk. Consent on record stays as it is: granted
+    already, or revoked by the person's STOP, which a form never undoes."""
+    ids = [c.id for c in contacts if isinstance(c, Contact) and c.id is not None]
+    on_record = set(
+        session.exec(
+            select(ContactConsent.contact_id, ContactConsent.channel).where(
+                col(ContactConsent.contact_id).in_(ids)
+            )
+        ).all()
+    )
+    new: dict[tuple[int, str], dict[str, Any]] = {}
+    for signup, contact in zip(signups, contacts, strict=True):
+        if not isinstance(contact, Contact) or contact.id is None:
+            continue
+        for channel, granted in consent_flags(signup.values.get("consent") or {}).items():
+            key = (contact.id, channel)
+            if granted and key not in on_record and key not in new:
+                new[key] = {
+                    "contact_id": contact.id,
+                    "channel": channel,
+                    "status": ConsentStatus.GRANTED,
+                    "source": signup.source,
+                    "changed_at": now,
+                }
+    insert_rows(session, ContactConsent, list(new.values()))
+
+
 def record_person(
     session: Session,
     values: Mapping[str, Any],
@@ -256,34 +359,9 @@ def record_person(
     platform: str | None = None,
     handle: str | None = None,
 ) -> int | None:
-    """The contact a signup form describes (`name`, `email`, `phone`, `zip`, `source_code`,
-    `consent` per channel), found or created, with the consents it grants (never undoing a
-    STOP) and its touch. None when it gives no way to reach the person; a bad email or phone
-    raises `ContactError`."""
-    name = str(values.get("name") or "").split()
-    person = Person(
-        email=normalize_email(values.get("email")),
-        phone=normalize_phone(values.get("phone")),
-        given_name=values.get("given_name") or (name[0] if name else None),
-        family_name=values.get("family_name") or (" ".join(name[1:]) or None),
-        postal_code=values.get("zip") or values.get("postal_code"),
-        platform=platform,
-        handle=handle,
-    )
-    if not (person.email or person.phone or person.handle):
-        return None
-    contact = find_or_create(session, person, now=now)
-    assert contact.id is not None
-    for channel, granted in consent_flags(values.get("consent") or {}).items():
-        if granted:
-            set_consent(
-                session,
-                contact.id,
-                channel,
-                ConsentStatus.GRANTED,
-                source=source,
-                now=now,
-                keep_revoked=True,
-            )
-    touch(session, contact.id, source_code=values.get("source_code"), member_id=member_id, now=now)
-    return contact.id
+    """One signup's contact (see `record_people`); a bad email or phone raises `ContactError`."""
+    signup = Signup(values, source, member_id, platform, handle)
+    (found,) = record_people(session, [signup], now=now)
+    if isinstance(found, ContactError):
+        raise found
+    return found

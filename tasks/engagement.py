@@ -10,8 +10,10 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Engine, bindparam, update
+from sqlalchemy import Engine, Integer, bindparam, func, update
 from sqlalchemy import select as sa_select
+from sqlalchemy import text as sql
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlmodel import Session, col, select
 
 from config.campaign import CampaignSpec
@@ -33,10 +35,11 @@ from store.models import (
 from tasks import consent as consent_rules
 from tasks.contacts import (
     ContactError,
+    Signup,
     add_tags,
     consents,
     contacts_by_handle,
-    record_person,
+    record_people,
     set_consent,
 )
 from tasks.followups import (
@@ -53,18 +56,13 @@ from tasks.outbox import cancel
 
 SOCIAL = {"tiktok", "instagram", "youtube"}
 OUTBOX_CHANNEL = {"reply": "tiktok_reply", "dm": "tiktok_dm", "email": "email", "sms": "sms"}
-EVENT_COLUMNS: tuple[Any, ...] = (
-    EngagementEvent.id,
-    EngagementEvent.source,
-    EngagementEvent.external_id,
-    EngagementEvent.type,
-    EngagementEvent.campaign_id,
-    EngagementEvent.member_id,
-    EngagementEvent.actor,
-    EngagementEvent.video_id,
-    EngagementEvent.text,
-    EngagementEvent.occurred_at,
-    EngagementEvent.payload,
+_EVENTS = EngagementEvent.__table__.c  # type: ignore[attr-defined]
+QUEUE_LOCK = 0x52414C4C59  # "RALLY": the PostgreSQL advisory lock of the events queue
+EVENT_COLUMNS: tuple[Any, ...] = (  # table columns: plain rows, without the ORM's loading
+    *(_EVENTS[name] for name in ("id", "source", "external_id", "type", "campaign_id")),
+    *(_EVENTS[name] for name in ("member_id", "actor", "video_id", "text", "occurred_at")),
+    _EVENTS.payload["contact"],  # only what the rules read, not the whole payload
+    _EVENTS.payload["conversation_id"].as_string(),
 )
 
 
@@ -119,7 +117,7 @@ def campaign_rules(session: Session, campaign_id: int, *, public_url: str) -> Ca
 
 
 def process_pending(
-    engine: Engine, *, now: datetime, public_url: str, batch: int = 1000, limit: int | None = None
+    engine: Engine, *, now: datetime, public_url: str, batch: int = 2000, limit: int | None = None
 ) -> ProcessReport:
     """Process every unprocessed event, `batch` at a time, each batch one transaction."""
     report = ProcessReport()
@@ -129,13 +127,16 @@ def process_pending(
         with transaction(engine, write=not postgres) as session:
             query = (
                 sa_select(*EVENT_COLUMNS)
-                .where(col(EngagementEvent.processed_at).is_(None))
-                .order_by(col(EngagementEvent.id))
+                .where(_EVENTS.processed_at.is_(None))
+                .order_by(_EVENTS.id)
                 .limit(batch)
             )
-            if postgres:  # another processor's batch is skipped, never taken twice
-                query = query.with_for_update(skip_locked=True)
-            events = [Event(*row) for row in session.execute(query)]
+            if postgres:  # processors take turns a batch at a time: none is taken twice
+                session.execute(sa_select(func.pg_advisory_xact_lock(QUEUE_LOCK)))
+                # The waiting index read in order is always the plan; statistics from before
+                # a burst of events would have PostgreSQL read every waiting event per batch.
+                session.execute(sql("SET LOCAL enable_bitmapscan = off"))
+            events = [Event(*row) for row in session.connection().execute(query)]
             if not events:
                 break
             for campaign_id in {e.campaign_id for e in events if e.campaign_id} - set(rules):
@@ -186,38 +187,36 @@ class Batch:
         """The contact of each event's actor: from the signup form, or by platform handle."""
         found: dict[int, int] = {}
         social: dict[str, list[Event]] = {}
+        signups: list[Event] = []
         for event in events:
-            person = event.payload.get("contact")
-            if isinstance(person, dict):
-                contact_id = self._signup(event, person)
-                if contact_id is not None:
-                    found[event.id] = contact_id
-                    self._lead_changed(event, contact_id)
+            if isinstance(event.contact, dict):
+                signups.append(event)
             elif event.actor and event.source in SOCIAL:
                 social.setdefault(event.source, []).append(event)
+        people = [
+            Signup(
+                event.contact,
+                source=f"{event.source}:{event.external_id}",
+                member_id=event.member_id,
+                platform=event.source if event.source in SOCIAL else None,
+                handle=event.actor if event.source in SOCIAL else None,
+            )
+            for event in signups
+        ]
+        for event, contact_id in zip(
+            signups, record_people(self.session, people, now=self.now), strict=True
+        ):
+            if isinstance(contact_id, ContactError):
+                self.report.outcomes[f"unusable contact: {contact_id}"] += 1
+            elif contact_id is not None:
+                found[event.id] = contact_id
+                self._lead_changed(event, contact_id)
         for platform, group in social.items():
             ids = contacts_by_handle(
                 self.session, platform, {e.actor for e in group if e.actor}, now=self.now
             )
             found |= {e.id: ids[e.actor] for e in group if e.actor in ids}
         return found
-
-    def _signup(self, event: Event, values: dict[str, Any]) -> int | None:
-        """A signup's contact, with its consents (a form never undoes someone's STOP)."""
-        social = event.source in SOCIAL
-        try:
-            return record_person(
-                self.session,
-                values,
-                source=f"{event.source}:{event.external_id}",
-                member_id=event.member_id,
-                now=self.now,
-                platform=event.source if social else None,
-                handle=event.actor if social else None,
-            )
-        except ContactError as exc:
-            self.report.outcomes[f"unusable contact: {exc}"] += 1
-            return None
 
     def _load_state(self, contact_ids: set[int]) -> None:
         self.consent = consents(self.session, contact_ids)
@@ -439,18 +438,36 @@ class Batch:
             self.session.execute(
                 update(FollowUp).where(col(FollowUp.id) == row["_id"]).values(**values)
             )
-        if self.event_contacts:
-            table = EngagementEvent.__table__  # type: ignore[attr-defined]
+        self._mark_processed(event_ids)
+
+    def _mark_processed(self, event_ids: list[int]) -> None:
+        """The batch's events are processed, each with its actor's contact."""
+        if self.session.get_bind().dialect.name == "postgresql":  # one statement, two arrays
+            given = func.unnest(
+                bindparam("ids", event_ids, type_=ARRAY(Integer)),
+                bindparam("contacts", [self.event_contacts.get(e) for e in event_ids],
+                          type_=ARRAY(Integer)),
+            ).table_valued("id", "contact").render_derived(name="given")  # fmt: skip
             self.session.execute(
-                update(table)
-                .where(table.c.id == bindparam("event"))
+                update(_EVENTS.id.table)
+                .where(_EVENTS.id == given.c.id)
+                .values(
+                    processed_at=self.now,
+                    contact_id=func.coalesce(given.c.contact, _EVENTS.contact_id),
+                )
+            )
+            return
+        if self.event_contacts:
+            self.session.execute(
+                update(_EVENTS.id.table)
+                .where(_EVENTS.id == bindparam("event"))
                 .values(contact_id=bindparam("contact")),
                 [{"event": e, "contact": c} for e, c in self.event_contacts.items()],
             )
         for i in range(0, len(event_ids), 1000):
             self.session.execute(
-                update(EngagementEvent)
-                .where(col(EngagementEvent.id).in_(event_ids[i : i + 1000]))
+                update(_EVENTS.id.table)
+                .where(_EVENTS.id.in_(event_ids[i : i + 1000]))
                 .values(processed_at=self.now)
             )
 
@@ -481,7 +498,7 @@ def _channel_messages(
     elif channel == "dm":
         # A business writes into the conversation the person opened (its id comes with their
         # DM); the handle stands in for sources that give none.
-        conversation = event.payload.get("conversation_id") if event.type == "dm" else None
+        conversation = event.conversation_id if event.type == "dm" else None
         payload = {"to": f"@{event.actor}", "recipient": conversation or event.actor, "text": text}
     elif channel == "sms":
         payload = {"to": person.phone if person else None, "text": text}

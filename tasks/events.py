@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, any_, func
+from sqlalchemy import Engine, String, any_, bindparam, func
 from sqlalchemy import select as sa_select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.dialects.postgresql import array
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlmodel import Session, col, select
 
 from config.followups import EVENT_TYPES
@@ -201,40 +201,37 @@ def store_events(session: Session, rows: Sequence[dict[str, Any]]) -> tuple[int,
     if not unique:
         return 0, 0
     table = EngagementEvent.__table__  # type: ignore[attr-defined]
-    if session.get_bind().dialect.name == "postgresql":
-        # psycopg pipelines a plain executemany; RETURNING would send it row by row.
-        before = _stored(session, list(unique))
-        insert = postgresql.insert(table)
-        session.execute(
-            insert.on_conflict_do_update(
-                index_elements=["source", "external_id"],
-                set_={"deliveries": table.c.deliveries + insert.excluded.deliveries},
-            ),
-            list(unique.values()),
-        )
-        new = len(unique) - before
-        return new, len(rows) - new
-    upsert = sqlite.insert(table)
-    statement = upsert.on_conflict_do_update(
-        index_elements=["source", "external_id"],
-        set_={"deliveries": table.c.deliveries + upsert.excluded.deliveries},
-    ).returning(table.c.source, table.c.external_id, table.c.deliveries)
-    # A row is new when its count is just what this batch brought.
-    result = session.execute(statement, list(unique.values()))
-    new = sum(1 for s, e, n in result if n == unique[(s, e)]["deliveries"])
+    # A plain executemany (psycopg pipelines it, sqlite3 runs it in C); RETURNING would send
+    # the rows as multi-row statements built in Python, or one by one.
+    before = _stored(session, list(unique))
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    insert = dialect.insert(table)
+    session.execute(
+        insert.on_conflict_do_update(
+            index_elements=["source", "external_id"],
+            set_={"deliveries": table.c.deliveries + insert.excluded.deliveries},
+        ),
+        list(unique.values()),
+    )
+    new = len(unique) - before
     return new, len(rows) - new
 
 
 def _stored(session: Session, keys: list[tuple[str, str]]) -> int:
-    """How many of `keys` are stored already: one query per source, ids as one array."""
+    """How many of `keys` are stored already: one query per source (PostgreSQL takes the ids
+    as one array parameter, SQLite as one expanding list)."""
     by_source: dict[str, list[str]] = {}
     for source, external_id in keys:
         by_source.setdefault(source, []).append(external_id)
     table = EngagementEvent.__table__  # type: ignore[attr-defined]
+    postgres = session.get_bind().dialect.name == "postgresql"
     return sum(
         session.execute(
             sa_select(func.count()).where(
-                table.c.source == source, table.c.external_id == any_(array(ids))
+                table.c.source == source,
+                table.c.external_id == any_(bindparam("ids", ids, type_=ARRAY(String)))
+                if postgres
+                else table.c.external_id.in_(ids),
             )
         ).scalar_one()
         for source, ids in by_source.items()

@@ -31,7 +31,8 @@ class Event:
     video_id: str | None
     text: str | None
     occurred_at: datetime
-    payload: dict[str, Any]
+    contact: Any  # a signup's person, from the payload
+    conversation_id: str | None  # a DM's conversation, from the payload
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,86 @@
+"""Signups in a batch: one contact per person however often they sign up, keys never taken
+from someone else, a bad row named and the rest kept, a STOP never undone by a form."""
+
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import Engine
+from sqlmodel import select
+
+from store.db import transaction
+from store.models import ConsentStatus, Contact, ContactConsent
+from tasks.contacts import ContactError, Signup, record_people, set_consent
+
+NOW = datetime(2027, 3, 1, 12, tzinfo=UTC)
+
+
+def signup(address: str = "", phone: str = "", code: str = "", **consent: bool) -> Signup:
+    values = {"email": address, "phone": phone, "source_code": code, "consent": consent}
+    return Signup({k: v for k, v in values.items() if v}, source="test:form")
+
+
+def contacts(engine: Engine) -> list[Contact]:
+    with transaction(engine, write=False) as session:
+        return list(session.exec(select(Contact).order_by(Contact.id)))  # type: ignore[arg-type]
+
+
+def test_one_person_signing_up_twice_in_a_batch_is_one_contact_with_both_touches(engine):
+    with transaction(engine) as session:
+        ids = record_people(
+            session,
+            [
+                signup("Ana@Example.org", code="FIRST", email=True),
+                signup("ana@example.org", "215-555-0101", code="SECOND", sms=True),
+            ],
+            now=NOW,
+        )
+    assert ids[0] == ids[1] and isinstance(ids[0], int)
+    (ana,) = contacts(engine)
+    assert (ana.email_normalized, ana.phone_normalized) == ("ana@example.org", "+12155550101")
+    assert (ana.first_source_code, ana.last_source_code) == ("FIRST", "SECOND")
+
+
+def test_a_phone_match_does_not_take_an_email_another_contact_holds(engine):
+    with transaction(engine) as session:
+        record_people(session, [signup("bo@example.org"), signup(phone="2155550102")], now=NOW)
+    with transaction(engine) as session:
+        (found,) = record_people(
+            session, [signup("bo@example.org", "2155550102")], now=NOW + timedelta(days=1)
+        )
+    bo, phone_only = contacts(engine)
+    assert found == bo.id  # the email is matched first
+    assert phone_only.email_normalized is None and bo.phone_normalized is None
+
+
+def test_a_bad_email_is_named_and_the_other_signups_are_kept(engine):
+    with transaction(engine) as session:
+        first, bad, last = record_people(
+            session,
+            [signup("cy@example.org"), signup("not-an-address"), signup("di@example.org")],
+            now=NOW,
+        )
+    assert isinstance(bad, ContactError) and bad.field == "email"
+    assert "not-an-address" in str(bad)
+    assert [c.id for c in contacts(engine)] == [first, last]
+
+
+def test_a_signup_without_email_phone_or_handle_makes_no_contact(engine):
+    with transaction(engine) as session:
+        assert record_people(session, [Signup({"name": "Ed"}, source="test:form")], now=NOW) == [
+            None
+        ]
+    assert contacts(engine) == []
+
+
+def test_a_form_grants_consent_once_and_never_undoes_a_stop(engine):
+    with transaction(engine) as session:
+        (fay,) = record_people(session, [signup("fay@example.org", email=True)], now=NOW)
+        assert isinstance(fay, int)
+        set_consent(session, fay, "email", ConsentStatus.REVOKED, source="reply", now=NOW)
+    with transaction(engine) as session:
+        record_people(
+            session,
+            [signup("fay@example.org", email=True, sms=True), signup("fay@example.org", sms=True)],
+            now=NOW + timedelta(days=1),
+        )
+        rows = session.exec(select(ContactConsent.channel, ContactConsent.status)).all()
+    assert sorted(rows) == [("email", ConsentStatus.REVOKED), ("sms", ConsentStatus.GRANTED)]
