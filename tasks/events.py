@@ -5,19 +5,25 @@ record already stored only counts (`deliveries`) and is never processed twice. A
 cannot be used is an `EventError` naming the record and the field; the rest of its batch goes on.
 """
 
+import contextlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import Engine, String, any_, bindparam, func
 from sqlalchemy import select as sa_select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlmodel import Session, col, select
 
-from config.followups import EVENT_TYPES
+from config.campaign import CampaignSpec
+from config.errors import RallyError
+from config.followups import EVENT_TYPES, load_followups
 from store.models import Campaign, Creative, Creator, EngagementEvent, RosterMember
+from tasks import consent
 
 FIELDS = ("source", "external_id", "type", "actor", "creator", "video", "text", "time")
 
@@ -78,6 +84,13 @@ class Resolver:
 
     def __init__(self, session: Session) -> None:
         self.campaigns = dict(session.exec(select(Campaign.slug, Campaign.id)).all())
+        self._specs = {
+            id_: (spec, path)
+            for id_, spec, path in session.exec(
+                select(Campaign.id, Campaign.spec, Campaign.source_path)
+            )
+        }
+        self._listened: dict[int | None, set[str] | None] = {}
         self.by_handle: dict[str, list[Member]] = {}
         query = select(Creator.handle, RosterMember.campaign_id, RosterMember.id).join(
             Creator, col(Creator.id) == col(RosterMember.creator_id)
@@ -94,6 +107,21 @@ class Resolver:
                 )
             )
         }
+
+    def listened(self, campaign_id: int | None) -> set[str] | None:
+        """The event types some follow-up rule of the campaign fires on (None: any type, as
+        when its rules cannot be read, which processing will then report)."""
+        if campaign_id not in self._listened:
+            self._listened[campaign_id] = None
+            if campaign_id in self._specs:
+                spec, path = self._specs[campaign_id]
+                base = Path(path).parent if path else None
+                with contextlib.suppress(RallyError, ValidationError, OSError):
+                    rules = load_followups(CampaignSpec.model_validate(spec).followups, base=base)
+                    self._listened[campaign_id] = {
+                        kind for rule in rules.spec.rules for kind in rule.when.types
+                    }
+        return self._listened[campaign_id]
 
     def member(self, record: Mapping[str, Any], where: str) -> tuple[int | None, int | None]:
         slug = record.get("campaign")
@@ -159,8 +187,10 @@ def event_row(
         raise EventError(where, "type", f"{kind!r} is not one of {', '.join(EVENT_TYPES)}")
     campaign_id, member_id = resolver.member(record, where)
     payload = record.get("payload")
+    source, text = _text(record, "source", where, required=True), _text(record, "text", where)
+    listened = resolver.listened(campaign_id)
     return new_event(
-        source=_text(record, "source", where, required=True),
+        source=source,
         external_id=_text(record, "external_id", where, required=True),
         type=kind,
         occurred_at=parse_time(record.get("time"), where),
@@ -169,9 +199,19 @@ def event_row(
         member_id=member_id,
         actor=(_text(record, "actor", where) or "").removeprefix("@") or None,
         video_id=_text(record, "video", where),
-        text=_text(record, "text", where),
+        text=text,
         payload=dict(payload) if isinstance(payload, Mapping) else dict(record),
+        # Nothing to decide (no rule fires on its type, and it is no STOP or START): stored
+        # processed, so the rules' pass never has to read and mark it.
+        processed_at=None
+        if listened is None or kind in listened or consent_command(source, kind, text)
+        else now,
     )
+
+
+def consent_command(source: str, kind: str, text: str | None) -> bool:
+    """Whether the event is a person's STOP or START on the channel they used."""
+    return bool(consent.event_channel(source, kind) and consent.command(text))
 
 
 @dataclass
@@ -201,11 +241,13 @@ def store_events(session: Session, rows: Sequence[dict[str, Any]]) -> tuple[int,
     if not unique:
         return 0, 0
     table = EngagementEvent.__table__  # type: ignore[attr-defined]
+    postgres = session.get_bind().dialect.name == "postgresql"
+    # SQLite has one writer: the rows new to it are the ones past its newest id.
+    newest = None if postgres else session.execute(sa_select(func.max(table.c.id))).scalar()
+    before = _stored(session, list(unique)) if postgres else 0
+    insert = (postgresql if postgres else sqlite).insert(table)
     # A plain executemany (psycopg pipelines it, sqlite3 runs it in C); RETURNING would send
     # the rows as multi-row statements built in Python, or one by one.
-    before = _stored(session, list(unique))
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    insert = dialect.insert(table)
     session.execute(
         insert.on_conflict_do_update(
             index_elements=["source", "external_id"],
@@ -213,25 +255,25 @@ def store_events(session: Session, rows: Sequence[dict[str, Any]]) -> tuple[int,
         ),
         list(unique.values()),
     )
-    new = len(unique) - before
+    if postgres:
+        new = len(unique) - before
+    else:
+        added = sa_select(func.count()).where(table.c.id > (newest or 0))
+        new = session.execute(added).scalar_one()
     return new, len(rows) - new
 
 
 def _stored(session: Session, keys: list[tuple[str, str]]) -> int:
-    """How many of `keys` are stored already: one query per source (PostgreSQL takes the ids
-    as one array parameter, SQLite as one expanding list)."""
+    """How many of `keys` are stored already: one query per source, the ids as one array."""
     by_source: dict[str, list[str]] = {}
     for source, external_id in keys:
         by_source.setdefault(source, []).append(external_id)
     table = EngagementEvent.__table__  # type: ignore[attr-defined]
-    postgres = session.get_bind().dialect.name == "postgresql"
     return sum(
         session.execute(
             sa_select(func.count()).where(
                 table.c.source == source,
-                table.c.external_id == any_(bindparam("ids", ids, type_=ARRAY(String)))
-                if postgres
-                else table.c.external_id.in_(ids),
+                table.c.external_id == any_(bindparam("ids", ids, type_=ARRAY(String))),
             )
         ).scalar_one()
         for source, ids in by_source.items()

@@ -410,3 +410,37 @@ def test_the_folder_fallback_writes_each_due_reply_and_dm_once(settings, engine,
     assert dm["recipient"] == "pal" and f"{PUBLIC_URL}/join/{SLUG}" in dm["text"]
     sent = {f.rule_id: f.status for f in followups(engine) if f.channel in ("reply", "dm")}
     assert sent == {"thank_commenters": "sent", "volunteer_interest_dm": "sent"}
+
+
+def waiting(engine) -> list[str]:
+    with transaction(engine, write=False) as session:
+        query = select(EngagementEvent.type).where(col(EngagementEvent.processed_at).is_(None))
+        return sorted(session.exec(query.order_by(col(EngagementEvent.id))))
+
+
+def test_an_event_no_rule_fires_on_is_stored_processed(engine, applied):
+    report = push(
+        engine,
+        event("like", text=None),
+        event("link_click", text=None),
+        event("comment"),
+        event("follow", text=None),
+    )
+    assert report.stored == 4
+    assert waiting(engine) == ["comment"]  # the default rules fire on no like, click or follow
+    assert process(engine).events == 1
+
+
+def test_what_the_rules_fire_on_waits_for_them_and_so_does_a_stop(rally, engine, example):
+    with_rules(rally, example, CONDITIONS)  # rules on likes, shares and comments; none on DMs
+    push(
+        engine,
+        event("like", text=None),
+        event("share", text=None),
+        event("link_click"),
+        event("dm", text="hello"),
+        event("dm", text="STOP"),
+    )
+    assert waiting(engine) == ["dm", "like", "share"]
+    process(engine)
+    assert consent_of(engine, "fan") == {"dm": ConsentStatus.REVOKED}
