@@ -2,14 +2,15 @@
 bulk insert of the same rows and beside one Prefect task per event, all in the same run.
 
 The file is the example campaign's simulated engagement (`tasks.simulate`) as JSON Lines, about
-2% of lines delivered twice. Rally reads it (`read_events`), stores each event once (`ingest`)
-and applies the rules (`process_pending`: consent, follow-ups, outbox rows), timed from opening
-the file to the last commit. The bare baseline turns the same lines into the same rows (json.loads
-and a dict of columns; redeliveries skipped with a set, nothing resolved or checked) and inserts
-them with Core executemany, batches of the same size, into a fresh store of the same kind. Both
-rates count the file's lines. Goal: Rally at least half the bare rate on SQLite and PostgreSQL.
-The Prefect baseline runs one task per event (the same calls: store it, process it) on the first
-lines, timed inside one flow run; goal: Rally at least 100 times faster per event.
+2% of lines delivered twice. Rally reads it (`read_events`), stores each event once (`ingest`:
+an event no rule fires on, such as a like under the default rules, is stored processed) and
+applies the rules to the rest (`process_pending`: consent, follow-ups, outbox rows), timed from
+opening the file to the last commit. The bare baseline turns the same lines into the same rows
+(json.loads and a dict of columns; redeliveries skipped with a set, nothing resolved or checked)
+and inserts them with Core executemany, batches of the same size, into a fresh store of the same
+kind. Both rates count the file's lines. Goal: Rally at least half the bare rate on SQLite and
+PostgreSQL. The Prefect baseline runs one task per event (the same calls: store it, process it)
+on the first lines, timed inside one flow run; goal: Rally at least 100 times faster per event.
 
     .venv/bin/python benchmarks/events.py [--events 100000] [--no-postgres] [--prefect-sample 1000]
 """
@@ -166,9 +167,20 @@ def check(engine: Engine, lines: int, unique: int) -> dict[str, Any]:
     return result
 
 
-def measure(make_url: Callable[[], str], path: Path, lines: int, unique: int) -> dict[str, Any]:
-    bare = bare_insert(new_store(make_url()), path)
+def measure(
+    make_url: Callable[[], str],
+    path: Path,
+    lines: int,
+    unique: int,
+    settle: Callable[[], None] = lambda: None,
+) -> dict[str, Any]:
+    """Bare insert, then Rally, each into a fresh store; `settle` runs before each, so that
+    neither pays for writing out what the other left behind."""
+    store = new_store(make_url())
+    settle()
+    bare = bare_insert(store, path)
     engine = new_store(make_url())
+    settle()
     rally = rally_path(engine, path)
     checks = check(engine, lines, unique)
     r = {
@@ -177,7 +189,8 @@ def measure(make_url: Callable[[], str], path: Path, lines: int, unique: int) ->
         "share_of_bare": round(bare / rally["seconds"], 3),
         "rally_ms_per_event": round(rally["seconds"] * 1000 / lines, 4),
         **{k: round(rally[k], 2) for k in ("ingest_s", "process_s")},
-        "checks_ok": checks["ok"] and rally["processed"] == unique,
+        "checks_ok": checks["ok"],
+        "read_by_rules": rally["processed"],
     }
     print(
         f"  Rally {r['rally_events_per_s']:,} events/s ({rally['seconds']:.1f} s: ingest "
@@ -186,6 +199,8 @@ def measure(make_url: Callable[[], str], path: Path, lines: int, unique: int) ->
         f"  stored {checks['stored']:,} events for {unique:,} unique, {checks['deliveries']:,} "
         f"deliveries for {lines:,} lines, {checks['unprocessed']} unprocessed, "
         f"{checks['outbox']:,} outbox rows: {'ok' if r['checks_ok'] else 'WRONG'}\n"
+        f"  the rules read {rally['processed']:,} events; the other "
+        f"{unique - rally['processed']:,} were stored processed (no rule fires on them)\n"
         f"  follow-ups by outcome: {dict(rally['outcomes'])}\n"
         f"  follow-ups stored by status: {checks['followups']}"
     )
@@ -193,8 +208,9 @@ def measure(make_url: Callable[[], str], path: Path, lines: int, unique: int) ->
 
 
 @contextmanager
-def postgres_databases() -> Iterator[Callable[[], str]]:
-    """A maker of throwaway PostgreSQL databases, dropped at the end (as tests/conftest.py)."""
+def postgres_databases() -> Iterator[tuple[Callable[[], str], Callable[[], None]]]:
+    """A maker of throwaway PostgreSQL databases, dropped at the end (as tests/conftest.py),
+    and a checkpoint, which writes out what earlier work left in memory."""
     server = make_url(Settings().test_database_url.get_secret_value())
     admin = psycopg.connect(
         server.set(drivername="postgresql").render_as_string(hide_password=False),
@@ -210,8 +226,11 @@ def postgres_databases() -> Iterator[Callable[[], str]]:
         made[name] = url.render_as_string(hide_password=False)
         return made[name]
 
+    def checkpoint() -> None:
+        admin.execute("CHECKPOINT")
+
     try:
-        yield make
+        yield make, checkpoint
     finally:
         for name, url in made.items():
             engine_for(url).dispose()  # the cached engine's connections
@@ -267,9 +286,9 @@ def prefect_sample(scratch: Path, path: Path, sample: int) -> dict[str, float]:
 
 def postgres(path: Path, lines: int, unique: int) -> dict[str, Any] | str:
     try:
-        with postgres_databases() as make:
+        with postgres_databases() as (make, checkpoint):
             print("PostgreSQL:")
-            return measure(make, path, lines, unique)
+            return measure(make, path, lines, unique, settle=checkpoint)
     except psycopg.OperationalError as exc:
         reason = str(exc).strip().splitlines()[0]
         print(f"PostgreSQL: skipped, no server answers ({reason})")

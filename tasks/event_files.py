@@ -24,11 +24,12 @@ def read_events(path: Path) -> Iterator[tuple[str, Any]]:
 
 
 def _jsonl(path: Path) -> Iterator[tuple[str, Any]]:
+    name = path.name
     with path.open(encoding="utf-8") as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
-            where = f"{path.name}:{number}"
+            where = f"{name}:{number}"
             try:
                 yield where, json.loads(line)
             except json.JSONDecodeError as exc:

@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import Engine, String, any_, bindparam, func
+from sqlalchemy import Engine, String, any_, bindparam, func, insert, update
 from sqlalchemy import select as sa_select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from config.campaign import CampaignSpec
@@ -91,6 +92,7 @@ class Resolver:
             )
         }
         self._listened: dict[int | None, set[str] | None] = {}
+        self._members: dict[tuple[Any, int | None], tuple[int | None, int | None]] = {}
         self.by_handle: dict[str, list[Member]] = {}
         query = select(Creator.handle, RosterMember.campaign_id, RosterMember.id).join(
             Creator, col(Creator.id) == col(RosterMember.creator_id)
@@ -132,7 +134,11 @@ class Resolver:
         if video and str(video) in self.by_video:
             found = self.by_video[str(video)]
             return found.campaign_id, found.member_id
-        handle = str(record.get("creator") or "").removeprefix("@").lower()
+        creator = record.get("creator")
+        known = self._members.get((creator, campaign_id)) if isinstance(creator, str) else None
+        if known is not None:
+            return known
+        handle = str(creator or "").removeprefix("@").lower()
         if not handle:
             if campaign_id is None:
                 raise EventError(where, "creator", "give the creator's handle or the campaign")
@@ -144,7 +150,10 @@ class Resolver:
             raise EventError(where, "creator", f"@{handle} is on no campaign's roster")
         if len(members) > 1:
             raise EventError(where, "campaign", f"@{handle} is on several campaigns: name one")
-        return members[0].campaign_id, members[0].member_id
+        resolved = members[0].campaign_id, members[0].member_id
+        if isinstance(creator, str):
+            self._members[(creator, campaign_id)] = resolved
+        return resolved
 
 
 def parse_time(value: Any, where: str) -> datetime:
@@ -156,17 +165,19 @@ def parse_time(value: Any, where: str) -> datetime:
         if text.isdigit():
             return datetime.fromtimestamp(int(text), UTC)
         try:
-            moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+            moment = datetime.fromisoformat(text)  # takes a trailing Z as UTC
         except ValueError:
             raise EventError(where, "time", f"not a time: {value!r}") from None
         if moment.tzinfo is None:
             raise EventError(where, "time", f"give a time zone (Z or +hh:mm): {value!r}")
-        return moment.astimezone(UTC)
+        return moment if moment.tzinfo is UTC else moment.astimezone(UTC)
     raise EventError(where, "time", "missing")
 
 
 def _text(record: Mapping[str, Any], name: str, where: str, *, required: bool = False) -> Any:
     value = record.get(name)
+    if type(value) is str and value:
+        return value
     if value is None or value == "":
         if required:
             raise EventError(where, name, "missing")
@@ -234,50 +245,74 @@ def store_events(session: Session, rows: Sequence[dict[str, Any]]) -> tuple[int,
     unique: dict[tuple[str, str], dict[str, Any]] = {}
     for row in rows:
         key = (row["source"], row["external_id"])
-        if key in unique:
-            unique[key]["deliveries"] += 1
-        else:
-            unique[key] = dict(row)
+        first = unique.get(key)
+        unique[key] = row if first is None else first | {"deliveries": first["deliveries"] + 1}
     if not unique:
         return 0, 0
     table = EngagementEvent.__table__  # type: ignore[attr-defined]
-    postgres = session.get_bind().dialect.name == "postgresql"
+    if session.get_bind().dialect.name == "postgresql":
+        new = _store_new(session, unique)
+        return new, len(rows) - new
     # SQLite has one writer: the rows new to it are the ones past its newest id.
-    newest = None if postgres else session.execute(sa_select(func.max(table.c.id))).scalar()
-    before = _stored(session, list(unique)) if postgres else 0
-    insert = (postgresql if postgres else sqlite).insert(table)
-    # A plain executemany (psycopg pipelines it, sqlite3 runs it in C); RETURNING would send
-    # the rows as multi-row statements built in Python, or one by one.
-    session.execute(
-        insert.on_conflict_do_update(
-            index_elements=["source", "external_id"],
-            set_={"deliveries": table.c.deliveries + insert.excluded.deliveries},
-        ),
-        list(unique.values()),
-    )
-    if postgres:
-        new = len(unique) - before
-    else:
-        added = sa_select(func.count()).where(table.c.id > (newest or 0))
-        new = session.execute(added).scalar_one()
+    newest = session.execute(sa_select(func.max(table.c.id))).scalar() or 0
+    session.execute(_upsert(sqlite.insert(table)), list(unique.values()))
+    new = session.execute(sa_select(func.count()).where(table.c.id > newest)).scalar_one()
     return new, len(rows) - new
 
 
-def _stored(session: Session, keys: list[tuple[str, str]]) -> int:
-    """How many of `keys` are stored already: one query per source, the ids as one array."""
+def _upsert(statement: Any) -> Any:
+    """The insert that adds a stored event's deliveries instead of a second row."""
+    table = EngagementEvent.__table__  # type: ignore[attr-defined]
+    return statement.on_conflict_do_update(
+        index_elements=["source", "external_id"],
+        set_={"deliveries": table.c.deliveries + statement.excluded.deliveries},
+    )
+
+
+def _store_new(session: Session, unique: dict[tuple[str, str], dict[str, Any]]) -> int:
+    """PostgreSQL: plain inserts for the events not stored yet (an upsert costs each row a
+    speculative insertion) and one update for the redelivered ones; if another writer stored
+    one of them meanwhile, the batch goes again as an upsert. Returns how many were new."""
+    table = EngagementEvent.__table__  # type: ignore[attr-defined]
+    stored = _stored(session, list(unique))
+    fresh = [row for key, row in unique.items() if key not in stored]
+    try:
+        with session.begin_nested():
+            if fresh:
+                session.execute(insert(table), fresh)
+    except IntegrityError:
+        stored = _stored(session, list(unique))
+        session.execute(_upsert(postgresql.insert(table)), list(unique.values()))
+        return len(unique) - len(stored)
+    if stored:
+        session.execute(
+            update(table)
+            .where(
+                table.c.source == bindparam("b_source"),
+                table.c.external_id == bindparam("b_id"),
+            )
+            .values(deliveries=table.c.deliveries + bindparam("b_more")),
+            [{"b_source": s, "b_id": e, "b_more": unique[(s, e)]["deliveries"]} for s, e in stored],
+        )
+    return len(fresh)
+
+
+def _stored(session: Session, keys: list[tuple[str, str]]) -> set[tuple[str, str]]:
+    """Which of `keys` are stored already: one query per source, the ids as one array."""
     by_source: dict[str, list[str]] = {}
     for source, external_id in keys:
         by_source.setdefault(source, []).append(external_id)
     table = EngagementEvent.__table__  # type: ignore[attr-defined]
-    return sum(
-        session.execute(
-            sa_select(func.count()).where(
+    return {
+        (source, external_id)
+        for source, ids in by_source.items()
+        for external_id in session.execute(
+            sa_select(table.c.external_id).where(
                 table.c.source == source,
                 table.c.external_id == any_(bindparam("ids", ids, type_=ARRAY(String))),
             )
-        ).scalar_one()
-        for source, ids in by_source.items()
-    )
+        ).scalars()
+    }
 
 
 def ingest(

@@ -164,6 +164,7 @@ class Sent:
 
     times: dict[tuple[int, str], list[datetime]] = field(default_factory=dict)
     per_minute: Counter[tuple[str, datetime]] = field(default_factory=Counter)
+    full_until: dict[tuple[str, datetime], datetime] = field(default_factory=dict)
 
     def add(self, contact_id: int, channel: str, due: datetime) -> None:
         self.times.setdefault((contact_id, channel), []).append(due)
@@ -185,9 +186,12 @@ class Sent:
         """The first minute from `due` with room under the channel's rate limit."""
         if per_minute_limit is None:
             return due
-        slot = minute(due)
+        first = slot = minute(due)
         while self.per_minute[(channel, slot)] >= per_minute_limit:
-            slot += timedelta(minutes=1)
+            # A run of full minutes is walked once: later messages jump to where it ended.
+            slot = max(slot + timedelta(minutes=1), self.full_until.get((channel, slot), slot))
+        if slot != first:
+            self.full_until[(channel, first)] = slot
         return max(due, slot)
 
 

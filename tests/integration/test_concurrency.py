@@ -5,14 +5,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, text
+import pytest
+from sqlalchemy import Engine, insert, text
 from sqlmodel import select
 
 from config.campaign_file import load_campaign
 from config.settings import Settings
 from store.audit import verify
 from store.db import head_revision, open_store, transaction
-from store.models import AuditEvent
+from store.models import AuditEvent, EngagementEvent
 from tasks.campaigns import apply_campaign
 from tasks.roster import read_roster
 from tasks.roster_import import import_roster
@@ -73,3 +74,45 @@ def test_the_same_new_campaign_applied_at_once_is_created_once(
     assert actions.count("campaign.created") == 2
     assert actions.count("creator.created") == 50, "creators shared by both campaigns, made once"
     assert actions.count("roster.added") == 100
+
+
+def test_an_event_another_writer_stores_meanwhile_is_counted_once_on_postgresql(
+    engine: Engine,
+) -> None:
+    """A webhook and a file can bring the same event at once: the batch that loses the race
+    counts it as a redelivery and keeps the rest of its events."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite has one writer: batches take turns by design")
+    from datetime import UTC, datetime
+
+    from tasks.events import new_event, store_events
+
+    now = datetime(2027, 2, 3, tzinfo=UTC)
+
+    def row(external_id: str) -> dict[str, Any]:
+        return new_event(
+            source="tiktok", external_id=external_id, type="like", occurred_at=now, received_at=now
+        )
+
+    other = engine.connect()
+    other.begin()
+    other.execute(insert(EngagementEvent.__table__), [row("both")])  # type: ignore[attr-defined]
+    result: dict[str, Any] = {}
+
+    def batch() -> None:
+        with transaction(engine) as session:
+            result["counts"] = store_events(session, [row("both"), row("mine")])
+
+    thread = threading.Thread(target=batch, daemon=True)
+    thread.start()
+    with engine.connect() as watcher:  # the batch's insert waits on the other writer's row
+        waiting = text("SELECT count(*) FROM pg_locks WHERE NOT granted")
+        while not watcher.execute(waiting).scalar() and thread.is_alive():
+            watcher.rollback()
+    other.commit()
+    other.close()
+    thread.join(timeout=30)
+    assert result["counts"] == (1, 1)
+    with transaction(engine, write=False) as session:
+        stored = session.exec(select(EngagementEvent.external_id, EngagementEvent.deliveries))
+        assert sorted(stored.all()) == [("both", 2), ("mine", 1)]
