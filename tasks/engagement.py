@@ -7,7 +7,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine, Integer, bindparam, func, update
@@ -64,6 +64,18 @@ EVENT_COLUMNS: tuple[Any, ...] = (  # table columns: plain rows, without the ORM
     _EVENTS.payload["contact"],  # only what the rules read, not the whole payload
     _EVENTS.payload["conversation_id"].as_string(),
 )
+
+
+class Recipient(NamedTuple):
+    """What follow-ups need of a person: how to greet and reach them."""
+
+    id: int
+    given_name: str | None
+    family_name: str | None
+    handle: str | None
+    email: str | None
+    phone: str | None
+    timezone: str | None
 
 
 @dataclass
@@ -221,8 +233,12 @@ class Batch:
     def _load_state(self, contact_ids: set[int]) -> None:
         self.consent = consents(self.session, contact_ids)
         self.people = {
-            c.id: c
-            for c in self.session.exec(select(Contact).where(col(Contact.id).in_(contact_ids)))
+            row[0]: Recipient(*row)
+            for row in self.session.execute(
+                sa_select(*(col(getattr(Contact, name)) for name in Recipient._fields)).where(
+                    col(Contact.id).in_(contact_ids)
+                )
+            )
         }
         rows = self.session.execute(
             sa_select(
@@ -236,6 +252,7 @@ class Batch:
             ).where(col(FollowUp.contact_id).in_(contact_ids))
         ).all()
         self.decided = {(c, r, p): (s, i) for c, r, p, s, _, _, i in rows}
+        self.waiting = {(p, ch) for _, _, p, s, ch, _, _ in rows if s == FollowUpStatus.QUEUED}
         self.sent = Sent()
         horizon = self.now - timedelta(days=8)
         for _, _, contact_id, status, channel, due, _ in rows:
@@ -387,6 +404,8 @@ class Batch:
             if mine and row["status"] == FollowUpStatus.QUEUED:
                 row.update(status=FollowUpStatus.CANCELLED, reason=f"opted out of {channel}")
                 row.pop("_messages", None)
+        if (contact_id, channel) not in self.waiting:  # nothing stored waits for them there
+            return
         rows = self.session.exec(
             select(FollowUp.id, FollowUp.outbox_id).where(
                 FollowUp.contact_id == contact_id,
@@ -472,7 +491,7 @@ class Batch:
             )
 
 
-def _no_address(channel: str, event: Event, person: Contact | None) -> str | None:
+def _no_address(channel: str, event: Event, person: Recipient | None) -> str | None:
     if channel == "email" and not (person and person.email):
         return "no address: no email for this person"
     if channel == "sms" and not (person and person.phone):
@@ -485,7 +504,7 @@ def _no_address(channel: str, event: Event, person: Contact | None) -> str | Non
 
 
 def _channel_messages(
-    channel: str, event: Event, person: Contact | None, text: str, subject: str
+    channel: str, event: Event, person: Recipient | None, text: str, subject: str
 ) -> list[dict[str, Any]]:
     base = {"channel": OUTBOX_CHANNEL[channel], "destination": "public"}
     if channel == "reply":
@@ -516,7 +535,7 @@ def _messages(
     rule: Rule,
     channel: str,
     event: Event,
-    person: Contact | None,
+    person: Recipient | None,
     rules: CampaignRules,
     text: str,
     subject: str,
