@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, or_, update
+from sqlalchemy import bindparam, insert, or_, update
 from sqlmodel import Session, col, select
 
 from store.bulk import insert_rows
@@ -226,16 +226,26 @@ def set_consent(
     return True
 
 
-def add_tags(session: Session, contact_id: int, tags: Iterable[str], *, now: datetime) -> bool:
-    contact = session.get(Contact, contact_id)
-    if contact is None:
-        return False
-    merged = sorted(set(contact.tags) | set(tags))
-    if merged == sorted(contact.tags):
-        return False
-    contact.tags, contact.updated_at = merged, now
-    session.add(contact)
-    return True
+def add_tags(session: Session, tags: Mapping[int, Iterable[str]], *, now: datetime) -> set[int]:
+    """Add tags to contacts (by id), in two statements; the ids whose tags changed."""
+    if not tags:
+        return set()
+    changed = []
+    for contact_id, current in session.execute(
+        select(Contact.id, Contact.tags).where(col(Contact.id).in_(list(tags)))
+    ):
+        merged = sorted(set(current) | set(tags[contact_id or 0]))
+        if merged != sorted(current):
+            changed.append({"b_id": contact_id, "b_tags": merged})
+    if changed:
+        table = Contact.__table__  # type: ignore[attr-defined]
+        session.execute(
+            update(table)
+            .where(table.c.id == bindparam("b_id"))
+            .values(tags=bindparam("b_tags"), updated_at=now),
+            changed,
+        )
+    return {row["b_id"] for row in changed}
 
 
 def _touch(contact: Contact, source_code: str | None, member_id: int | None, now: datetime) -> None:

@@ -168,6 +168,8 @@ class Batch:
         self.reopened: list[dict[str, Any]] = []
         self.event_contacts: dict[int, int] = {}
         self.leads: dict[int, set[int]] = {}  # campaign -> people whose lead record changed
+        self.tags: dict[int, set[str]] = {}  # contact -> tags the rules add
+        self.tagged_on: dict[int, set[int]] = {}  # contact -> campaigns whose rules tagged them
 
     def run(self, events: list[Event]) -> ProcessReport:
         self.report.events = len(events)
@@ -312,9 +314,10 @@ class Batch:
     ) -> tuple[str, str | None, datetime, list[dict[str, Any]] | None]:
         """(status, reason, due, outbox messages) of one rule firing for one person."""
         member = rules.members.get(event.member_id or 0)
-        if channel == "tag":
-            if add_tags(self.session, contact_id, rule.tags, now=self.now):
-                self._lead_changed(event, contact_id)
+        if channel == "tag":  # written with the batch; a lead whose tags change is synced
+            self.tags.setdefault(contact_id, set()).update(rule.tags)
+            if event.campaign_id:
+                self.tagged_on.setdefault(contact_id, set()).add(event.campaign_id)
             return FollowUpStatus.DONE, None, self.now, None
         if channel != "staff" and member is not None and member.holdout:
             return (
@@ -438,6 +441,9 @@ class Batch:
     # --- writing -------------------------------------------------------------------------
 
     def _write(self, event_ids: list[int]) -> None:
+        for contact_id in add_tags(self.session, self.tags, now=self.now):
+            for campaign_id in self.tagged_on.get(contact_id, ()):
+                self.leads.setdefault(campaign_id, set()).add(contact_id)
         for campaign_id, people in self.leads.items():
             destinations = self.rules[campaign_id].spec.destinations
             queue_sync(self.session, campaign_id, destinations, people, now=self.now)
