@@ -1,15 +1,19 @@
 """Bulk inserts for big batches: plain rows instead of one ORM object each.
 
 Building a SQLModel object costs about 0.1 ms; for ten thousand rows that is most of the work.
-`insert_rows` fills each row with the model's own defaults and inserts the batch into the table
-(column types still apply), returning the new ids by a natural key of the caller's choice.
+`insert_rows` fills each row with the model's own defaults and inserts the batch into the table,
+returning the new ids by a natural key of the caller's choice. On PostgreSQL the rows go in by
+COPY, several times faster than one statement a row.
 """
 
+import json
 from collections.abc import Mapping, Sequence
+from enum import Enum
 from typing import Any
 
-from pydantic_core import PydanticUndefined
-from sqlalchemy import func, insert, select
+from psycopg import sql as pg_sql
+from pydantic_core import PydanticUndefined, to_jsonable_python
+from sqlalchemy import JSON, Table, func, insert, select
 from sqlmodel import Session, SQLModel
 
 
@@ -44,18 +48,20 @@ def insert_rows(
     table = model.__table__  # type: ignore[attr-defined]
     values = [with_defaults(model, row) for row in rows]
     if not key:
-        session.execute(insert(table), values)
+        if session.get_bind().dialect.name == "postgresql":
+            copy_rows(session, table, values)
+        else:
+            session.execute(insert(table), values)
         return {}
     if session.get_bind().dialect.name == "postgresql":
-        # Ids drawn from the table's sequence first, then a plain pipelined executemany: with
-        # RETURNING, the rows would go as multi-row statements built in Python, twice as slow.
+        # Ids drawn from the table's sequence first, then COPY.
         sequence = func.pg_get_serial_sequence(table.name, "id")
         ids = session.execute(
             select(func.nextval(sequence)).select_from(func.generate_series(1, len(values)))
         ).scalars()
         for row, id_ in zip(values, ids, strict=True):
             row["id"] = id_
-        session.execute(insert(table), values)
+        copy_rows(session, table, values)
         return {tuple(row[k] for k in key): row["id"] for row in values}
     # SQLite has one writer: the rows past its newest id are these. A plain executemany runs
     # in C; RETURNING would make SQLAlchemy build multi-row statements in Python.
@@ -63,3 +69,25 @@ def insert_rows(
     session.execute(insert(table), values)
     added = select(table.c.id, *(table.c[k] for k in key)).where(table.c.id > newest)
     return {tuple(found[1:]): found[0] for found in session.execute(added)}
+
+
+def copy_rows(session: Session, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Rows into a PostgreSQL table by COPY, in the session's transaction: the columns of the
+    first row, values as stored (times aware, JSON columns as objects, enums by value)."""
+    columns = [c for c in table.c if c.name in rows[0]]
+    names = [c.name for c in columns]
+    json_columns = {c.name for c in columns if isinstance(c.type, JSON)}
+    command = pg_sql.SQL("COPY {} ({}) FROM STDIN").format(
+        pg_sql.Identifier(table.name), pg_sql.SQL(", ").join(map(pg_sql.Identifier, names))
+    )
+
+    def stored(name: str, value: Any) -> Any:
+        if name in json_columns:
+            return json.dumps(value, default=to_jsonable_python)
+        return value.value if isinstance(value, Enum) else value
+
+    raw = session.connection().connection.driver_connection
+    assert raw is not None
+    with raw.cursor() as cursor, cursor.copy(command) as copy:
+        for row in rows:
+            copy.write_row([stored(n, row[n]) for n in names])

@@ -12,8 +12,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from pydantic import ValidationError
-from sqlalchemy import Engine, String, any_, bindparam, func, insert, update
+from sqlalchemy import Engine, String, any_, bindparam, func, update
 from sqlalchemy import select as sa_select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -23,6 +24,7 @@ from sqlmodel import Session, col, select
 from config.campaign import CampaignSpec
 from config.errors import RallyError
 from config.followups import EVENT_TYPES, load_followups
+from store.bulk import copy_rows
 from store.models import Campaign, Creative, Creator, EngagementEvent, RosterMember
 from tasks import consent
 
@@ -270,17 +272,18 @@ def _upsert(statement: Any) -> Any:
 
 
 def _store_new(session: Session, unique: dict[tuple[str, str], dict[str, Any]]) -> int:
-    """PostgreSQL: plain inserts for the events not stored yet (an upsert costs each row a
-    speculative insertion) and one update for the redelivered ones; if another writer stored
-    one of them meanwhile, the batch goes again as an upsert. Returns how many were new."""
+    """PostgreSQL: the events not stored yet go in by COPY (an upsert would cost each row a
+    speculative insertion, and an insert a statement), the redelivered ones are counted with
+    one update; if another writer stored one of them meanwhile, the batch goes again as an
+    upsert. Returns how many were new."""
     table = EngagementEvent.__table__  # type: ignore[attr-defined]
     stored = _stored(session, list(unique))
     fresh = [row for key, row in unique.items() if key not in stored]
     try:
         with session.begin_nested():
             if fresh:
-                session.execute(insert(table), fresh)
-    except IntegrityError:
+                copy_rows(session, table, fresh)
+    except (IntegrityError, psycopg.IntegrityError):
         stored = _stored(session, list(unique))
         session.execute(_upsert(postgresql.insert(table)), list(unique.values()))
         return len(unique) - len(stored)
