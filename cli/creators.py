@@ -7,10 +7,9 @@ import typer
 from rich.table import Table
 
 from cli.common import JSON_OPTION, console, count, print_json, shown_path, store
-from config.campaign import CampaignSpec
 from config.errors import RallyError
 from store.db import transaction
-from tasks.campaigns import get_campaign, roster
+from tasks.campaigns import campaign_spec, get_campaign, roster
 from tasks.formats import money
 from tasks.roster import RowProblem, read_roster
 from tasks.roster_import import RosterChange, import_roster
@@ -63,7 +62,7 @@ def import_command(slug: str, csv_file: Path, json_output: bool = JSON_OPTION) -
     settings, engine = store()
     with transaction(engine) as session:
         campaign = get_campaign(session, slug)
-        spec = CampaignSpec.model_validate(campaign.spec)
+        spec = campaign_spec(campaign)
         rows, problems = read_roster(csv_file, spec)
         change = import_roster(session, campaign, spec, rows, actor=settings.actor)
     report = roster_report(csv_file, change, problems)

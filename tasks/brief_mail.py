@@ -16,7 +16,6 @@ from sqlalchemy import Engine, bindparam, insert, update
 from sqlmodel import Session, col, select
 
 from briefs.environment import BriefTemplates
-from config.campaign import CampaignSpec
 from config.errors import RallyError
 from config.settings import Settings
 from integrations.email import MailboxSender, build_message, sender_for
@@ -34,6 +33,7 @@ from tasks.briefs import (
     full_inputs,
     latest_briefs,
 )
+from tasks.campaigns import campaign_spec
 from tasks.followup_delivery import mark_failed, mark_sent
 from tasks.outbox import DrainReport, drain, enqueue
 
@@ -99,7 +99,7 @@ def _brief_sent(session: Session, message: OutboxMessage, at: datetime) -> None:
 
 def _set_reminder(session: Session, campaign: Campaign, brief: Brief, sent_at: datetime) -> None:
     """One reminder per brief version, `reminder_after_days` after its email went out."""
-    days = CampaignSpec.model_validate(campaign.spec).brief.reminder_after_days
+    days = campaign_spec(campaign).brief.reminder_after_days
     if not days or brief.acknowledged_at is not None:
         return
     exists = session.exec(
@@ -159,7 +159,7 @@ def _reminder(
     if brief.campaign_id not in templates:
         campaign = session.get(Campaign, brief.campaign_id)
         assert campaign is not None
-        spec = CampaignSpec.model_validate(campaign.spec)
+        spec = campaign_spec(campaign)
         templates[brief.campaign_id] = campaign_templates(campaign, spec)
     inputs = full_inputs(session, brief)
     context = {key: as_context(value, key) for key, value in inputs.items()}

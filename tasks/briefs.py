@@ -42,7 +42,7 @@ from tasks.brief_inputs import (
     creator_rows,
     inputs_hash,
 )
-from tasks.campaigns import BUILTIN, get_campaign, spec_changes
+from tasks.campaigns import BUILTIN, campaign_spec, get_campaign, spec_changes
 from tasks.outbox import cancel, enqueue
 
 BRIEF_TEMPLATES = ("brief.md.j2", "brief.html.j2")
@@ -122,7 +122,7 @@ class BriefRun:
 
 def prepare(session: Session, slug: str, *, public_url: str) -> BriefRun:
     campaign = get_campaign(session, slug)
-    spec = CampaignSpec.model_validate(campaign.spec)
+    spec = campaign_spec(campaign)
     templates = campaign_templates(campaign, spec)
     part = campaign_part(spec)
     return BriefRun(

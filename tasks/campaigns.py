@@ -216,9 +216,22 @@ def list_campaigns(session: Session) -> list[dict[str, Any]]:
     ]
 
 
+_specs: dict[str, CampaignSpec] = {}
+
+
+def campaign_spec(campaign: Campaign) -> CampaignSpec:
+    """The campaign's spec, validated once per version (its hash) rather than on every use."""
+    spec = _specs.get(campaign.spec_hash)
+    if spec is None:
+        if len(_specs) > 64:
+            _specs.clear()
+        spec = _specs[campaign.spec_hash] = CampaignSpec.model_validate(campaign.spec)
+    return spec
+
+
 def roster(session: Session, campaign: Campaign, *, public_url: str) -> list[dict[str, Any]]:
     """The campaign's active creators with their terms, codes and links."""
-    spec = CampaignSpec.model_validate(campaign.spec)
+    spec = campaign_spec(campaign)
     query = (
         select(RosterMember, Creator)
         .join(Creator, RosterMember.creator_id == Creator.id)  # type: ignore[arg-type]

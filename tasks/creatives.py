@@ -30,13 +30,13 @@ from store.models import (
     RosterMember,
     RosterStatus,
 )
-from tasks.campaigns import get_campaign
+from tasks.campaigns import campaign_spec, get_campaign
 from tasks.policy_checks import DraftFacts, Finding, evaluate
 from tasks.review import cancel_tasks, notify_creator, open_task, route
 
 
 def policy_for(campaign: Campaign) -> Policy:
-    spec = CampaignSpec.model_validate(campaign.spec)
+    spec = campaign_spec(campaign)
     base = Path(campaign.source_path).parent if campaign.source_path else None
     return load_policy(spec.policy, base=base)
 
@@ -135,7 +135,7 @@ def submit(
 ) -> Submitted:
     """Check a draft against the policy, then route it to review or back to the creator."""
     campaign = get_campaign(session, slug)
-    spec = CampaignSpec.model_validate(campaign.spec)
+    spec = campaign_spec(campaign)
     policy = policy_for(campaign)
     member, creator = _member(session, campaign, handle)
     title = submission.title or f"Video by @{creator.handle}"

@@ -16,7 +16,6 @@ from sqlalchemy import text as sql
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlmodel import Session, col, select
 
-from config.campaign import CampaignSpec
 from config.followups import Rule, load_followups
 from store.bulk import insert_rows
 from store.db import transaction
@@ -33,6 +32,7 @@ from store.models import (
     RosterMember,
 )
 from tasks import consent as consent_rules
+from tasks.campaigns import campaign_spec
 from tasks.contacts import (
     ContactError,
     Signup,
@@ -106,7 +106,7 @@ class ProcessReport:
 def campaign_rules(session: Session, campaign_id: int, *, public_url: str) -> CampaignRules:
     campaign = session.get(Campaign, campaign_id)
     assert campaign is not None
-    spec = CampaignSpec.model_validate(campaign.spec)
+    spec = campaign_spec(campaign)
     base = Path(campaign.source_path).parent if campaign.source_path else None
     query = (
         sa_select(

@@ -18,7 +18,7 @@ from sqlalchemy import Engine, and_, func, literal_column, or_, update
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
-from config.campaign import CampaignSpec, Destination
+from config.campaign import Destination
 from config.errors import RallyError
 from integrations.crm import Lead
 from store.audit import Change, record
@@ -35,6 +35,7 @@ from store.models import (
     OutboxStatus,
     RosterMember,
 )
+from tasks.campaigns import campaign_spec
 from tasks.contacts import ContactError, normalize_email, normalize_phone
 from tasks.outbox import enqueue
 
@@ -521,7 +522,7 @@ def purge_expired(engine: Engine, *, now: datetime) -> int:
         campaigns = list(session.exec(select(Campaign)))
         expired, kept = [], []
         for campaign in campaigns:
-            retention = CampaignSpec.model_validate(campaign.spec).retention_days
+            retention = campaign_spec(campaign).retention_days
             ends = datetime.combine(campaign.start_date, datetime.min.time(), now.tzinfo)
             ends += timedelta(weeks=campaign.weeks)
             if retention is not None and now >= ends + timedelta(days=retention):

@@ -29,7 +29,7 @@ from store.models import (
 )
 from tasks.brief_status import acknowledge
 from tasks.briefs import latest_briefs
-from tasks.campaigns import get_campaign
+from tasks.campaigns import campaign_spec, get_campaign
 from tasks.creatives import Submission, policy_for, posted, submit
 from tasks.review import decide, group_members
 
@@ -104,7 +104,7 @@ def acknowledge_briefs(engine: Engine, slug: str, week: int, seed: int, *, start
 
 
 def spec_of(campaign: Campaign) -> CampaignSpec:
-    return CampaignSpec.model_validate(campaign.spec)
+    return campaign_spec(campaign)
 
 
 def caption(spec: CampaignSpec, person: Person, n: int, *, mistake: str = "") -> str:

@@ -13,7 +13,7 @@ from sqlmodel import Session, col, select
 
 from config.campaign import CampaignSpec
 from store.models import Campaign, Milestone, SprintRun
-from tasks.campaigns import get_campaign
+from tasks.campaigns import campaign_spec, get_campaign
 from tasks.measurement import (
     Kpi,
     Totals,
@@ -49,7 +49,7 @@ def weeks_so_far(session: Session, campaign: Campaign) -> int:
 def build_report(session: Session, slug: str, *, week: int | None = None) -> dict[str, Any]:
     """Everything a report shows, up to the end of `week` (by default the last week done)."""
     campaign = get_campaign(session, slug)
-    spec = CampaignSpec.model_validate(campaign.spec)
+    spec = campaign_spec(campaign)
     weeks = min(week or weeks_so_far(session, campaign), campaign.weeks)
     numbers = read_numbers(session, campaign, weeks=weeks)
     total = kpis(numbers.total)

@@ -31,6 +31,7 @@ from store.models import (
     RosterMember,
     Timer,
 )
+from tasks.campaigns import campaign_spec
 from tasks.outbox import enqueue
 from tasks.policy_checks import DraftFacts, Finding
 
@@ -181,7 +182,7 @@ def _context(session: Session, task: ReviewTask) -> tuple[CreativeDraft, Creativ
     assert creative is not None
     campaign = session.get(Campaign, creative.campaign_id)
     assert campaign is not None
-    return draft, creative, CampaignSpec.model_validate(campaign.spec)
+    return draft, creative, campaign_spec(campaign)
 
 
 def _authors(session: Session, creative: Creative) -> set[str]:

@@ -6,7 +6,6 @@ from typing import Any
 from sqlalchemy import and_, or_
 from sqlmodel import Session, col, select
 
-from config.campaign import CampaignSpec
 from config.errors import RallyError
 from store.models import (
     AuditEvent,
@@ -18,6 +17,7 @@ from store.models import (
     ReviewStatus,
     ReviewTask,
 )
+from tasks.campaigns import campaign_spec
 from tasks.creatives import policy_for
 
 
@@ -160,7 +160,7 @@ def review_queue(
     ).all()
     queue = []
     for task, draft, creative, campaign in rows:
-        spec = CampaignSpec.model_validate(campaign.spec)
+        spec = campaign_spec(campaign)
         groups = {task.approver_group, task.escalated_to}
         if approver and not any(
             approver.lower() in spec.approvers.get(g or "", []) for g in groups

@@ -11,7 +11,6 @@ from sqlalchemy import func
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
-from config.campaign import CampaignSpec
 from config.errors import RallyError
 from store.audit import Change, record, verify
 from store.models import (
@@ -33,7 +32,7 @@ from store.models import (
     RosterStatus,
     SprintRun,
 )
-from tasks.campaigns import get_campaign
+from tasks.campaigns import campaign_spec, get_campaign
 from tasks.leads import CHANNEL as LEAD_CHANNEL
 from tasks.measurement import against_targets, kpis
 from tasks.metrics import read_numbers
@@ -72,7 +71,7 @@ def start_sprint(
         raise SprintError(
             f"the sprint of {slug} has started already: see 'rally sprint status {slug}'"
         )
-    spec = CampaignSpec.model_validate(campaign.spec)
+    spec = campaign_spec(campaign)
     members = session.exec(
         select(RosterMember, Creator)
         .join(Creator, col(Creator.id) == col(RosterMember.creator_id))
@@ -164,7 +163,7 @@ def check_milestone(
         verdict = MilestoneStatus.MET if latest and share >= wanted else MilestoneStatus.MISSED
         return verdict, {"acknowledged": acknowledged, "briefs": len(latest), "share": share}
     if milestone.check == "kpi_progress":
-        spec = CampaignSpec.model_validate(campaign.spec)
+        spec = campaign_spec(campaign)
         numbers = read_numbers(session, campaign, weeks=milestone.week)
         progress = against_targets(kpis(numbers.total), spec.kpis.model_dump())
         wanted = float(params.get("share", 0.8))
@@ -179,7 +178,7 @@ def check_milestone(
 
 def sprint_status(session: Session, slug: str, *, today: datetime) -> dict[str, Any]:
     campaign = get_campaign(session, slug)
-    spec = CampaignSpec.model_validate(campaign.spec)
+    spec = campaign_spec(campaign)
     run = sprint_run(session, campaign)
     week = run.weeks_done if run and run.mode == REHEARSAL else _calendar_week(campaign, today)
     phase = next((p.name for p in plan_phases(spec) if p.first_week <= week <= p.last_week), "")

@@ -22,6 +22,7 @@ from config.settings import Settings
 from integrations.tiktok import SignatureError, verify_signature
 from store.db import transaction
 from store.models import Campaign, Creator, RosterMember
+from tasks.campaigns import campaign_spec
 from tasks.contacts import ContactError, normalize_email, normalize_phone, record_person
 from tasks.event_writer import EventWriter
 from tasks.events import new_event, store_events
@@ -115,20 +116,7 @@ def add_engagement_routes(
 def _campaign_spec(engine: Engine, slug: str) -> CampaignSpec | None:
     with transaction(engine, write=False) as session:
         campaign = session.exec(select(Campaign).where(Campaign.slug == slug)).first()
-    return _parsed(campaign) if campaign else None
-
-
-_specs: dict[str, CampaignSpec] = {}
-
-
-def _parsed(campaign: Campaign) -> CampaignSpec:
-    """The campaign's spec, validated once per version rather than on every click."""
-    spec = _specs.get(campaign.spec_hash)
-    if spec is None:
-        if len(_specs) > 64:
-            _specs.clear()
-        spec = _specs[campaign.spec_hash] = CampaignSpec.model_validate(campaign.spec)
-    return spec
+    return campaign_spec(campaign) if campaign else None
 
 
 def record_signup(
@@ -176,7 +164,7 @@ def record_signup(
             ],
         )
         if contact_id is not None and campaign.id is not None:
-            destinations = _parsed(campaign).destinations
+            destinations = campaign_spec(campaign).destinations
             queue_sync(session, campaign.id, destinations, [contact_id], now=now)
         return contact_id
 
@@ -227,7 +215,7 @@ def _member_by_code(engine: Engine, code: str) -> tuple[CampaignSpec, int, int, 
     if row is None:
         return None
     campaign, member_id, platform, handle = row
-    return _parsed(campaign), campaign.id or 0, member_id or 0, platform, handle
+    return campaign_spec(campaign), campaign.id or 0, member_id or 0, platform, handle
 
 
 def signup_values(form: dict[str, str]) -> tuple[dict[str, Any], dict[str, str]]:

@@ -10,11 +10,11 @@ from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import Engine
 
-from config.campaign import CampaignSpec
 from config.settings import Settings
 from store.db import transaction
 from store.models import ReviewTask
 from tasks.approver_auth import link_is_valid, redeem_link, who
+from tasks.campaigns import campaign_spec
 from tasks.creatives import policy_for
 from tasks.review import ReviewRefused, campaign_of_task, decide
 from tasks.review_views import history, review_queue, task_view
@@ -138,7 +138,7 @@ def _approver_of(session: Any, task_id: int, email: str) -> bool:
     campaign = campaign_of_task(session, task_id)
     if campaign is None:
         return False
-    approvers = CampaignSpec.model_validate(campaign.spec).approvers
+    approvers = campaign_spec(campaign).approvers
     return any(email in members for members in approvers.values())
 
 
