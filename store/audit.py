@@ -80,7 +80,7 @@ def record(session: Session, changes: Iterable[Change]) -> int:
 def _write_pending(session: OrmSession) -> None:
     pending = session.info.pop(PENDING, None)
     if pending:
-        append(session, pending)
+        _append(session, pending)
 
 
 @sa_event.listens_for(OrmSession, "after_rollback")
@@ -88,7 +88,7 @@ def _drop_pending(session: OrmSession) -> None:
     session.info.pop(PENDING, None)
 
 
-def append(session: OrmSession, pending: list[tuple[datetime, Change]]) -> None:
+def _append(session: OrmSession, pending: list[tuple[datetime, Change]]) -> None:
     """Chain `pending` onto the newest entry, holding the head's lock (on PostgreSQL), and
     write them with one bulk insert."""
     lock = select(AuditHead.seq, AuditHead.hash).where(AuditHead.id == 1).with_for_update()
