@@ -40,21 +40,22 @@ def insert_rows(
     """Insert `rows` into `model`'s table in one batch; return their new ids by `key` columns
     (nothing without a key).
 
-    Asking for ids by key rather than in row order lets either database take the rows in one
-    plain executemany.
+    Asking for ids by key rather than in row order lets the rows go in without RETURNING: by
+    COPY on PostgreSQL (ids drawn from the sequence first), by one plain executemany on SQLite
+    (ids read back past the newest one).
     """
     if not rows:
         return {}
     table = model.__table__  # type: ignore[attr-defined]
     values = [with_defaults(model, row) for row in rows]
+    postgres = session.get_bind().dialect.name == "postgresql"
     if not key:
-        if session.get_bind().dialect.name == "postgresql":
+        if postgres:
             copy_rows(session, table, values)
         else:
             session.execute(insert(table), values)
         return {}
-    if session.get_bind().dialect.name == "postgresql":
-        # Ids drawn from the table's sequence first, then COPY.
+    if postgres:
         sequence = func.pg_get_serial_sequence(table.name, "id")
         ids = session.execute(
             select(func.nextval(sequence)).select_from(func.generate_series(1, len(values)))
@@ -63,8 +64,7 @@ def insert_rows(
             row["id"] = id_
         copy_rows(session, table, values)
         return {tuple(row[k] for k in key): row["id"] for row in values}
-    # SQLite has one writer: the rows past its newest id are these. A plain executemany runs
-    # in C; RETURNING would make SQLAlchemy build multi-row statements in Python.
+    # SQLite has one writer: the rows past its newest id are these.
     newest = session.execute(select(func.max(table.c.id))).scalar() or 0
     session.execute(insert(table), values)
     added = select(table.c.id, *(table.c[k] for k in key)).where(table.c.id > newest)

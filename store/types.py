@@ -18,26 +18,35 @@ def clock(at: datetime | None) -> Callable[[], datetime]:
     return (lambda: at) if at is not None else utcnow
 
 
+def _utc(value: datetime) -> datetime:
+    """An aware time in UTC; a naive one is refused."""
+    if value.tzinfo is None:
+        raise ValueError(f"naive datetime {value!r}: Rally stores aware UTC times only")
+    return value if value.tzinfo is UTC else value.astimezone(UTC)
+
+
+def _read_as_utc(value: datetime) -> datetime:
+    """A stored time in UTC: SQLite keeps none, so a time without a zone is UTC."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
 class UTCDateTime(TypeDecorator[datetime]):
     """Aware UTC datetimes in and out, on SQLite (which keeps no zone) and PostgreSQL alike.
 
     Naive datetimes are refused: a wall-clock time without a zone is a bug waiting to happen.
+    On SQLite, times are text in SQLAlchemy's format (`2027-02-03 18:04:05.000000`), written
+    and read here with the C `isoformat`/`fromisoformat`, several times faster than the general
+    DateTime type's formatting and regular expression.
     """
 
     impl = DateTime(timezone=True)
     cache_ok = True
 
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError(f"naive datetime {value!r}: Rally stores aware UTC times only")
-        value = value.astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+        return None if value is None else _utc(value)
 
-    # On SQLite, times are text in SQLAlchemy's format (`2027-02-03 18:04:05.000000`): written
-    # and read here with the C `isoformat`/`fromisoformat`, several times faster than the
-    # general DateTime type's formatting and regular expression.
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        return None if value is None else _read_as_utc(value)
 
     def bind_processor(self, dialect: Dialect) -> Callable[[Any], Any] | None:
         if dialect.name != "sqlite":
@@ -46,11 +55,7 @@ class UTCDateTime(TypeDecorator[datetime]):
         def to_text(value: datetime | None) -> str | None:
             if value is None:
                 return None
-            if value.tzinfo is None:
-                raise ValueError(f"naive datetime {value!r}: Rally stores aware UTC times only")
-            if value.tzinfo is not UTC:
-                value = value.astimezone(UTC)
-            return value.isoformat(sep=" ", timespec="microseconds")[:26]
+            return _utc(value).isoformat(sep=" ", timespec="microseconds")[:26]
 
         return to_text
 
@@ -61,16 +66,8 @@ class UTCDateTime(TypeDecorator[datetime]):
         def from_text(value: Any) -> datetime | None:
             if value is None:
                 return None
-            moment = value if isinstance(value, datetime) else datetime.fromisoformat(value)
-            if moment.tzinfo is None:
-                return moment.replace(tzinfo=UTC)
-            return moment.astimezone(UTC)
+            return _read_as_utc(
+                value if isinstance(value, datetime) else datetime.fromisoformat(value)
+            )
 
         return from_text
-
-    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value.astimezone(UTC)

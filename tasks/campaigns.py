@@ -10,7 +10,7 @@ from sqlmodel import Session, col, select
 from config.campaign import CampaignSpec
 from config.campaign_file import CampaignFileError
 from config.errors import RallyError
-from config.followups import load_followups
+from config.followups import Followups, load_followups
 from config.policy import load_policy
 from store.audit import Change, record
 from store.models import Campaign, Creator, Milestone, RosterMember, RosterStatus, SprintPhase
@@ -227,6 +227,16 @@ def campaign_spec(campaign: Campaign) -> CampaignSpec:
             _specs.clear()
         spec = _specs[campaign.spec_hash] = CampaignSpec.model_validate(campaign.spec)
     return spec
+
+
+def campaign_folder(campaign: Campaign) -> Path | None:
+    """The folder the campaign was applied from: where its own rules and policy files are."""
+    return Path(campaign.source_path).parent if campaign.source_path else None
+
+
+def campaign_followups(campaign: Campaign) -> Followups:
+    """The campaign's follow-up rules (the built-in set or its own file)."""
+    return load_followups(campaign_spec(campaign).followups, base=campaign_folder(campaign))
 
 
 def roster(session: Session, campaign: Campaign, *, public_url: str) -> list[dict[str, Any]]:

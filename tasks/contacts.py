@@ -200,10 +200,9 @@ def set_consent(
     *,
     source: str,
     now: datetime,
-    keep_revoked: bool = False,
 ) -> bool:
-    """Record consent on a channel; return whether it changed. With `keep_revoked` (a form, not
-    the person's own START), a STOP already on record is left as it is."""
+    """Record the person's own consent command (STOP or START) on a channel; return whether it
+    changed. Forms grant consent through `record_people`, which never undoes a STOP."""
     row = session.exec(
         select(ContactConsent).where(
             ContactConsent.contact_id == contact_id, ContactConsent.channel == channel
@@ -216,7 +215,7 @@ def set_consent(
             [{**values, "source": source, "changed_at": now}],
         )
         return True
-    if row.status == status or (keep_revoked and row.status == ConsentStatus.REVOKED):
+    if row.status == status:
         return False
     session.execute(
         update(ContactConsent)

@@ -8,7 +8,6 @@ spends time on it. A resubmission is the creative's next version and starts at t
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from sqlmodel import Session, col, select
@@ -30,15 +29,13 @@ from store.models import (
     RosterMember,
     RosterStatus,
 )
-from tasks.campaigns import campaign_spec, get_campaign
+from tasks.campaigns import campaign_folder, campaign_spec, get_campaign
 from tasks.policy_checks import DraftFacts, Finding, evaluate
 from tasks.review import cancel_tasks, notify_creator, open_task, route
 
 
 def policy_for(campaign: Campaign) -> Policy:
-    spec = campaign_spec(campaign)
-    base = Path(campaign.source_path).parent if campaign.source_path else None
-    return load_policy(spec.policy, base=base)
+    return load_policy(campaign_spec(campaign).policy, base=campaign_folder(campaign))
 
 
 @dataclass(frozen=True)

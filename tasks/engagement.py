@@ -6,7 +6,6 @@ processed, so a crash loses nothing and nothing is decided twice.
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
@@ -16,7 +15,7 @@ from sqlalchemy import text as sql
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlmodel import Session, col, select
 
-from config.followups import Rule, load_followups
+from config.followups import Rule
 from store.bulk import insert_rows
 from store.db import transaction
 from store.models import (
@@ -32,7 +31,7 @@ from store.models import (
     RosterMember,
 )
 from tasks import consent as consent_rules
-from tasks.campaigns import campaign_spec
+from tasks.campaigns import campaign_followups, campaign_spec
 from tasks.contacts import (
     ContactError,
     Signup,
@@ -56,7 +55,8 @@ from tasks.outbox import cancel
 
 SOCIAL = {"tiktok", "instagram", "youtube"}
 OUTBOX_CHANNEL = {"reply": "tiktok_reply", "dm": "tiktok_dm", "email": "email", "sms": "sms"}
-_EVENTS = EngagementEvent.__table__.c  # type: ignore[attr-defined]
+EVENTS = EngagementEvent.__table__  # type: ignore[attr-defined]
+_EVENTS = EVENTS.c
 QUEUE_LOCK = 0x52414C4C59  # "RALLY": the PostgreSQL advisory lock of the events queue
 EVENT_COLUMNS: tuple[Any, ...] = (  # table columns: plain rows, without the ORM's loading
     *(_EVENTS[name] for name in ("id", "source", "external_id", "type", "campaign_id")),
@@ -106,8 +106,6 @@ class ProcessReport:
 def campaign_rules(session: Session, campaign_id: int, *, public_url: str) -> CampaignRules:
     campaign = session.get(Campaign, campaign_id)
     assert campaign is not None
-    spec = campaign_spec(campaign)
-    base = Path(campaign.source_path).parent if campaign.source_path else None
     query = (
         sa_select(
             col(RosterMember.id),
@@ -124,8 +122,8 @@ def campaign_rules(session: Session, campaign_id: int, *, public_url: str) -> Ca
         for member_id, handle, segment, holdout, code in session.execute(query)
         if member_id is not None
     }
-    followups = load_followups(spec.followups, base=base)
-    return CampaignRules(campaign_id, spec, followups, members, public_url)
+    followups = campaign_followups(campaign)
+    return CampaignRules(campaign_id, campaign_spec(campaign), followups, members, public_url)
 
 
 def process_pending(
@@ -474,7 +472,7 @@ class Batch:
                           type_=ARRAY(Integer)),
             ).table_valued("id", "contact").render_derived(name="given")  # fmt: skip
             self.session.execute(
-                update(_EVENTS.id.table)
+                update(EVENTS)
                 .where(_EVENTS.id == given.c.id)
                 .values(
                     processed_at=self.now,
@@ -484,14 +482,14 @@ class Batch:
             return
         if self.event_contacts:
             self.session.execute(
-                update(_EVENTS.id.table)
+                update(EVENTS)
                 .where(_EVENTS.id == bindparam("event"))
                 .values(contact_id=bindparam("contact")),
                 [{"event": e, "contact": c} for e, c in self.event_contacts.items()],
             )
         for i in range(0, len(event_ids), 1000):
             self.session.execute(
-                update(_EVENTS.id.table)
+                update(EVENTS)
                 .where(_EVENTS.id.in_(event_ids[i : i + 1000]))
                 .values(processed_at=self.now)
             )

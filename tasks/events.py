@@ -9,7 +9,6 @@ import contextlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -21,12 +20,12 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from config.campaign import CampaignSpec
 from config.errors import RallyError
-from config.followups import EVENT_TYPES, load_followups
+from config.followups import EVENT_TYPES
 from store.bulk import copy_rows
 from store.models import Campaign, Creative, Creator, EngagementEvent, RosterMember
 from tasks import consent
+from tasks.campaigns import campaign_followups
 
 FIELDS = ("source", "external_id", "type", "actor", "creator", "video", "text", "time")
 
@@ -87,12 +86,7 @@ class Resolver:
 
     def __init__(self, session: Session) -> None:
         self.campaigns = dict(session.exec(select(Campaign.slug, Campaign.id)).all())
-        self._specs = {
-            id_: (spec, path)
-            for id_, spec, path in session.exec(
-                select(Campaign.id, Campaign.spec, Campaign.source_path)
-            )
-        }
+        self._campaigns = {c.id: c for c in session.exec(select(Campaign))}
         self._listened: dict[int | None, set[str] | None] = {}
         self._members: dict[tuple[Any, int | None], tuple[int | None, int | None]] = {}
         self.by_handle: dict[str, list[Member]] = {}
@@ -117,14 +111,11 @@ class Resolver:
         when its rules cannot be read, which processing will then report)."""
         if campaign_id not in self._listened:
             self._listened[campaign_id] = None
-            if campaign_id in self._specs:
-                spec, path = self._specs[campaign_id]
-                base = Path(path).parent if path else None
+            campaign = self._campaigns.get(campaign_id)
+            if campaign is not None:
                 with contextlib.suppress(RallyError, ValidationError, OSError):
-                    rules = load_followups(CampaignSpec.model_validate(spec).followups, base=base)
-                    self._listened[campaign_id] = {
-                        kind for rule in rules.spec.rules for kind in rule.when.types
-                    }
+                    rules = campaign_followups(campaign).spec.rules
+                    self._listened[campaign_id] = {k for rule in rules for k in rule.when.types}
         return self._listened[campaign_id]
 
     def member(self, record: Mapping[str, Any], where: str) -> tuple[int | None, int | None]:
