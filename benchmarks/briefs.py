@@ -32,11 +32,12 @@ from config.campaign_file import load_campaign
 from store.db import engine_for, transaction, upgrade
 from store.models import RosterMember
 from store.types import utcnow
-from tasks.brief_inputs import campaign_part, creator_rows
-from tasks.briefs import BRIEF_TEMPLATES, BriefRun, generate_batch, prepare, select_members
-from tasks.campaigns import apply_campaign
-from tasks.roster import read_roster
-from tasks.roster_import import import_roster
+from tasks.briefs.generate import generate_batch
+from tasks.briefs.inputs import campaign_part, creator_rows
+from tasks.briefs.run import BRIEF_TEMPLATES, BriefRun, prepare, select_members
+from tasks.campaigns.campaign import apply_campaign
+from tasks.campaigns.roster import read_roster
+from tasks.campaigns.roster_import import import_roster
 
 ROOT = Path(__file__).resolve().parents[1]
 GOAL_SHARE = 0.5

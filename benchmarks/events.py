@@ -1,17 +1,17 @@
 """Engagement events from a file through ingest, dedupe, rules and the outbox, beside a bare
 bulk insert of the same rows and beside one Prefect task per event, all in the same run.
 
-The file is the example campaign's simulated engagement (`tasks.simulate`) as JSON Lines, about
-2% of lines delivered twice. Rally reads it (`read_events`), stores each event once (`ingest`:
-an event no rule fires on, such as a like under the default rules, is stored processed) and
-applies the rules to the rest (`process_pending`: consent, follow-ups, outbox rows), timed from
-opening the file to the last commit. The bare baseline turns the same lines into the same rows
-(json.loads and a dict of columns; redeliveries skipped with a set, nothing resolved or checked)
-and inserts them with Core executemany, batches of the same size, into a fresh store of the same
-kind. Both rates count the file's lines, and each side's figure is its median over three runs
-taken in turn. Goal: Rally at least half the bare rate on SQLite and PostgreSQL. The Prefect
-baseline runs one task per event (the same calls: store it, process it) on the first lines,
-timed inside one flow run; goal: Rally at least 100 times faster per event.
+The file is the example campaign's simulated engagement (`tasks.rehearsal.simulate`) as JSON
+Lines, about 2% of lines delivered twice. Rally reads it (`read_events`), stores each event once
+(`ingest`: an event no rule fires on, such as a like under the default rules, is stored
+processed) and applies the rules to the rest (`process_pending`: consent, follow-ups, outbox
+rows), timed from opening the file to the last commit. The bare baseline turns the same lines
+into the same rows (json.loads and a dict of columns; redeliveries skipped with a set, nothing
+resolved or checked) and inserts them with Core executemany, batches of the same size, into a
+fresh store of the same kind. Both rates count the file's lines, and each side's figure is its
+median over three runs taken in turn. Goal: Rally at least half the bare rate on SQLite and
+PostgreSQL. The Prefect baseline runs one task per event (the same calls: store it, process it)
+on the first lines, timed inside one flow run; goal: Rally at least 100 times faster per event.
 
     .venv/bin/python benchmarks/events.py [--events 100000] [--no-postgres] [--rounds 3]
                                           [--prefect-sample 1000]
@@ -46,13 +46,13 @@ from config.campaign_file import load_campaign
 from config.settings import Settings
 from store.db import engine_for, transaction, upgrade
 from store.models import Creator, EngagementEvent, FollowUp, OutboxMessage, RosterMember
-from tasks.campaigns import apply_campaign
-from tasks.engagement import process_pending
-from tasks.event_files import read_events
-from tasks.events import ingest
-from tasks.roster import read_roster
-from tasks.roster_import import import_roster
-from tasks.simulate import SimCreator, simulate
+from tasks.campaigns.campaign import apply_campaign
+from tasks.campaigns.roster import read_roster
+from tasks.campaigns.roster_import import import_roster
+from tasks.engagement.events import ingest
+from tasks.engagement.files import read_events
+from tasks.engagement.processing import process_pending
+from tasks.rehearsal.simulate import SimCreator, simulate
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "youth-vote"
 SLUG = "first-vote-pa-2027"

@@ -26,9 +26,9 @@ from config.settings import Settings
 from store.db import engine_for, transaction, upgrade
 from store.models import Campaign, Creator, RosterMember
 from store.types import utcnow
-from tasks.campaigns import apply_campaign
-from tasks.roster import read_roster
-from tasks.roster_import import import_roster
+from tasks.campaigns.campaign import apply_campaign
+from tasks.campaigns.roster import read_roster
+from tasks.campaigns.roster_import import import_roster
 
 ROOT = Path(__file__).resolve().parents[1]
 GOAL_SHARE = 0.15

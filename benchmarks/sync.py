@@ -62,7 +62,7 @@ def campaign_file(folder: Path) -> Path:
 
 def timed_sync(engine: "Engine", settings: "Settings", destination: str) -> "Timed":
     from store.types import utcnow
-    from tasks.lead_sync import sync_leads
+    from tasks.leads.sync import sync_leads
 
     started = time.perf_counter()
     reports = sync_leads(engine, settings, now=utcnow, destination=destination)

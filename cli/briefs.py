@@ -29,7 +29,7 @@ def generate_command(
     json_output: bool = JSON_OPTION,
 ) -> None:
     """Render every creator's brief; a new version only where the campaign or creator changed."""
-    from tasks.briefs import prepare, select_members
+    from tasks.briefs.run import prepare, select_members
 
     settings, engine = store()
     with transaction(engine, write=False) as session:  # mistakes are named before Prefect starts
@@ -86,7 +86,7 @@ def show_command(
     version: int | None = typer.Option(None, "--version", help="An earlier version."),
 ) -> None:
     """Print a creator's brief as it was rendered and stored."""
-    from tasks.brief_status import find_brief
+    from tasks.briefs.status import find_brief
     from tasks.formats import html_to_text
 
     if format not in FORMATS:
@@ -101,7 +101,7 @@ def show_command(
 @app.command("status")
 def status_command(slug: str, json_output: bool = JSON_OPTION) -> None:
     """Per creator: brief version, email, acknowledgement and reminder."""
-    from tasks.brief_status import brief_status
+    from tasks.briefs.status import brief_status
 
     settings, engine = store()
     with transaction(engine, write=False) as session:
@@ -140,7 +140,7 @@ def diff_command(
     json_output: bool = JSON_OPTION,
 ) -> None:
     """What changed in a creator's brief between two versions: inputs, then the text."""
-    from tasks.brief_status import brief_diff
+    from tasks.briefs.status import brief_diff
 
     _, engine = store()
     with transaction(engine, write=False) as session:

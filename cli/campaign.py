@@ -10,10 +10,15 @@ from cli.common import JSON_OPTION, console, count, percent, print_json, store
 from cli.creators import fail_on_skipped, print_roster_report, roster_report, roster_table
 from config.campaign_file import load_campaign
 from store.db import transaction
-from tasks.campaigns import apply_campaign, campaign_overview, check_references, list_campaigns
+from tasks.campaigns.campaign import (
+    apply_campaign,
+    campaign_overview,
+    check_references,
+    list_campaigns,
+)
+from tasks.campaigns.roster import read_roster
+from tasks.campaigns.roster_import import import_roster
 from tasks.formats import money
-from tasks.roster import read_roster
-from tasks.roster_import import import_roster
 
 app = typer.Typer(
     help="Campaigns as code: apply a campaign.yaml, list, show.", no_args_is_help=True

@@ -30,7 +30,7 @@ def submit_command(
     json_output: bool = JSON_OPTION,
 ) -> None:
     """Submit a draft: the policy checks it, then it goes to review or back to the creator."""
-    from tasks.creatives import Submission, submit
+    from tasks.review.creatives import Submission, submit
 
     settings, engine = store()
     draft = Submission(caption, script, video, duration, paid, ai, title)
@@ -68,7 +68,7 @@ def submit_command(
 @app.command("posted")
 def posted_command(creative: int, url: str) -> None:
     """Record where a creative was posted (flagged if it was not approved)."""
-    from tasks.creatives import posted
+    from tasks.review.creatives import posted
 
     settings, engine = store()
     with transaction(engine) as session:
@@ -85,7 +85,7 @@ def posted_command(creative: int, url: str) -> None:
 @app.command("history")
 def history_command(creative: int, json_output: bool = JSON_OPTION) -> None:
     """The chain of custody: brief, every draft, findings, decisions, post."""
-    from tasks.review_views import history
+    from tasks.review.views import history
 
     _, engine = store()
     with transaction(engine, write=False) as session:

@@ -9,10 +9,10 @@ from rich.table import Table
 from cli.common import JSON_OPTION, console, count, print_json, shown_path, store
 from config.errors import RallyError
 from store.db import transaction
-from tasks.campaigns import campaign_spec, get_campaign, roster
+from tasks.campaigns.campaign import campaign_spec, get_campaign, roster
+from tasks.campaigns.roster import RowProblem, read_roster
+from tasks.campaigns.roster_import import RosterChange, import_roster
 from tasks.formats import money
-from tasks.roster import RowProblem, read_roster
-from tasks.roster_import import RosterChange, import_roster
 
 app = typer.Typer(help="A campaign's creators: import a roster CSV, list it.", no_args_is_help=True)
 

@@ -27,9 +27,9 @@ def ingest_command(
 ) -> None:
     """Store the events of a file (each once); bad lines are reported and the rest kept."""
     from store.types import utcnow
-    from tasks.engagement import process_pending
-    from tasks.event_files import read_events
-    from tasks.events import ingest
+    from tasks.engagement.events import ingest
+    from tasks.engagement.files import read_events
+    from tasks.engagement.processing import process_pending
 
     settings, engine = store()
     report = ingest(engine, read_events(file), now=utcnow())
@@ -71,7 +71,7 @@ def _print_processed(processed: dict[str, Any]) -> None:
 def process_command(json_output: bool = JSON_OPTION) -> None:
     """Apply the rules to every event not processed yet (the served flow does this each minute)."""
     from store.types import utcnow
-    from tasks.engagement import process_pending
+    from tasks.engagement.processing import process_pending
 
     settings, engine = store()
     processed = process_pending(engine, now=utcnow(), public_url=settings.public_url).as_dict()
@@ -94,8 +94,8 @@ def simulate_command(
 
     from store.db import transaction
     from store.models import Creator, RosterMember, RosterStatus
-    from tasks.campaigns import get_campaign
-    from tasks.simulate import SimCreator, simulate
+    from tasks.campaigns.campaign import get_campaign
+    from tasks.rehearsal.simulate import SimCreator, simulate
 
     _, engine = store()
     with transaction(engine, write=False) as session:
@@ -133,7 +133,7 @@ def status_command(slug: str, json_output: bool = JSON_OPTION) -> None:
     """Events by type, and follow-ups by rule and outcome (sent, delayed, capped, opted out...)."""
     from store.db import transaction
     from store.types import utcnow
-    from tasks.engagement_status import engagement_status
+    from tasks.engagement.status import engagement_status
 
     _, engine = store()
     with transaction(engine, write=False) as session:
@@ -161,9 +161,9 @@ def rules_test_command(
     """Show which rules would fire for which events. Sends nothing and stores nothing."""
     from config.campaign_file import read_yaml
     from config.followups import parse_followups
-    from tasks.consent import command, event_channel
-    from tasks.event_files import read_events
-    from tasks.followups import rule_holds
+    from tasks.engagement.consent import command, event_channel
+    from tasks.engagement.files import read_events
+    from tasks.engagement.rules import rule_holds
 
     followups = parse_followups(read_yaml(rules), file=str(rules))
     results: list[dict[str, Any]] = []

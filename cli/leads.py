@@ -19,8 +19,8 @@ app = typer.Typer(help="Leads: list, sync, status, retry, forget.", no_args_is_h
 def list_command(slug: str, json_output: bool = JSON_OPTION) -> None:
     """Every lead of a campaign: contact, consent, source code and creator, sync state."""
     from store.db import transaction
-    from tasks.campaigns import get_campaign
-    from tasks.leads import list_leads
+    from tasks.campaigns.campaign import get_campaign
+    from tasks.leads.status import list_leads
 
     _, engine = store()
     with transaction(engine, write=False) as session:
@@ -52,7 +52,7 @@ def sync_command(
     """Send queued leads to each destination now, within its rate limit (the served process
     does this every minute)."""
     from store.types import utcnow
-    from tasks.lead_sync import sync_leads
+    from tasks.leads.sync import sync_leads
     from tasks.progress import listening
 
     settings, engine = store()
@@ -99,7 +99,8 @@ def sync_command(
 def status_command(json_output: bool = JSON_OPTION) -> None:
     """Per destination: leads pending, failed (to retry), sent and dead."""
     from store.db import transaction
-    from tasks.leads import dead_letters, destination_name, sync_status
+    from tasks.leads.records import destination_name
+    from tasks.leads.status import dead_letters, sync_status
 
     _, engine = store()
     with transaction(engine, write=False) as session:
@@ -127,7 +128,7 @@ def retry_command(
 ) -> None:
     """Send dead letters again after fixing what the remote refused (then `rally leads sync`)."""
     from store.types import utcnow
-    from tasks.leads import retry_dead
+    from tasks.leads.status import retry_dead
 
     if not dead:
         raise RallyError("say what to retry: `rally leads retry --dead`")
@@ -141,7 +142,8 @@ def forget_command(who: str = typer.Argument(..., help="The person's email or ph
     """Erase a person's data here (a tombstone stays) and ask each destination that holds them
     to delete them."""
     from store.types import utcnow
-    from tasks.leads import destination_name, forget
+    from tasks.leads.forget import forget
+    from tasks.leads.records import destination_name
 
     settings, engine = store()
     result = forget(engine, who, actor=settings.actor, now=utcnow())

@@ -25,7 +25,7 @@ def queue_command(
     json_output: bool = JSON_OPTION,
 ) -> None:
     """Open review tasks, overdue first."""
-    from tasks.review_views import review_queue
+    from tasks.review.views import review_queue
 
     _, engine = store()
     with transaction(engine, write=False) as session:
@@ -47,7 +47,7 @@ def queue_command(
 @app.command("show")
 def show_command(task: int, json_output: bool = JSON_OPTION) -> None:
     """A review task: the draft, its findings with the rules' explanations, the checklist."""
-    from tasks.review_views import task_view
+    from tasks.review.views import task_view
 
     _, engine = store()
     with transaction(engine, write=False) as session:
@@ -68,9 +68,8 @@ def show_command(task: int, json_output: bool = JSON_OPTION) -> None:
 
 
 def _decide(task: int, decision: str, approver: str, note: str, confirmed: list[str]) -> None:
-    from tasks.approver_auth import who
-    from tasks.creatives import policy_for
-    from tasks.review import campaign_of_task, decide
+    from tasks.review.approvers import who
+    from tasks.review.decisions import decide
 
     settings, engine = store()
     with transaction(engine) as session:
@@ -82,15 +81,6 @@ def _decide(task: int, decision: str, approver: str, note: str, confirmed: list[
             )
         if owner != approver.strip().lower():
             raise RallyError(f"your API token is {owner}'s, not {approver}'s")
-        campaign = campaign_of_task(session, task)
-        if campaign is None:
-            raise RallyError(f"no review task {task}")
-        policy = policy_for(campaign)
-        items = [i.id for i in policy.spec.checklist]
-        unknown = sorted(set(confirmed) - set(items) - {"all"})
-        if unknown:
-            raise RallyError(f"no checklist item {', '.join(unknown)} (items: {', '.join(items)})")
-        checklist = {i: "all" in confirmed or i in confirmed for i in items}
         result = decide(
             session,
             task_id=task,
@@ -98,8 +88,7 @@ def _decide(task: int, decision: str, approver: str, note: str, confirmed: list[
             approver=approver,
             now=utcnow(),
             note=note,
-            checklist=checklist,
-            policy=policy,
+            confirmed=confirmed,
             public_url=settings.public_url,
         )
     if not result.applied:
@@ -146,7 +135,7 @@ def token_command(
     """Issue an API token for an approver's scripts (shown once; only its hash is kept)."""
     from datetime import timedelta
 
-    from tasks.approver_auth import issue
+    from tasks.review.approvers import issue
 
     settings, engine = store()
     with transaction(engine) as session:

@@ -13,11 +13,11 @@ def tick() -> None:
     """Fire due timers (brief reminders, reviews), apply the follow-up rules to new events, and
     deliver what the outbox holds."""
     from store.types import utcnow
-    from tasks.brief_mail import deliver_email, send_reminders
-    from tasks.engagement import process_pending
-    from tasks.engagement_poll import poll_tiktok
-    from tasks.followup_delivery import deliver_followups
-    from tasks.review_sweep import sweep_reviews
+    from tasks.briefs.reminders import deliver_email, send_reminders
+    from tasks.engagement.delivery import deliver_followups
+    from tasks.engagement.poll import poll_tiktok
+    from tasks.engagement.processing import process_pending
+    from tasks.review.deadlines import sweep_reviews
 
     settings, engine = store()
     polled, processed = None, None
@@ -51,8 +51,8 @@ def lead_tick() -> None:
     """Sync queued leads and purge those past retention: a job of its own, as a large sync
     paced by a CRM's rate limit may take longer than a tick."""
     from store.types import utcnow
-    from tasks.lead_sync import sync_leads
-    from tasks.leads import purge_expired
+    from tasks.leads.forget import purge_expired
+    from tasks.leads.sync import sync_leads
 
     settings, engine = store()
     for label, report in sync_leads(engine, settings, now=utcnow).items():
@@ -72,7 +72,7 @@ def sprint_tick() -> None:
     """Close and report each live sprint's weeks that have ended, through the `sprint-day`
     Prefect flow; Prefect only starts when a week is due."""
     from store.types import utcnow
-    from tasks.sprint_week import weeks_to_close
+    from tasks.sprint.week import weeks_to_close
 
     _, engine = store()
     if not weeks_to_close(engine, now=utcnow()):

@@ -68,7 +68,7 @@ def start_command(
     json_output: bool = JSON_OPTION,
 ) -> None:
     """Start the sprint on the calendar (`rally serve` then runs it), or rehearse it."""
-    from tasks.campaigns import get_campaign
+    from tasks.campaigns.campaign import get_campaign
 
     settings, engine = store()
     with transaction(engine, write=False) as session:
@@ -79,7 +79,7 @@ def start_command(
         print_json(result) if json_output else print_summary(result)
         return
     from store.types import utcnow
-    from tasks.sprint import LIVE, start_sprint
+    from tasks.sprint.state import LIVE, start_sprint
 
     with transaction(engine) as session:
         run = start_sprint(session, slug, mode=LIVE, seed=None, now=utcnow(), actor=settings.actor)
@@ -99,7 +99,7 @@ def start_command(
 def status_command(slug: str, json_output: bool = JSON_OPTION) -> None:
     """Where the sprint stands: its week, phase and milestones."""
     from store.types import utcnow
-    from tasks.sprint import sprint_status
+    from tasks.sprint.state import sprint_status
 
     _, engine = store()
     with transaction(engine, write=False) as session:
@@ -156,7 +156,7 @@ def report_command(
     json_output: bool = JSON_OPTION,
 ) -> None:
     """Write the report: HTML with charts, the numbers as CSV and JSON."""
-    from tasks.report import build_report, write_report
+    from tasks.reporting.report import build_report, write_report
 
     settings, engine = store()
     with transaction(engine, write=False) as session:

@@ -10,8 +10,9 @@ from config.settings import get_settings
 from store.db import open_store, transaction
 from store.types import clock
 from tasks import progress
-from tasks.brief_mail import deliver_email
-from tasks.briefs import GenerationReport, generate_batch, prepare, select_members
+from tasks.briefs.generate import generate_batch
+from tasks.briefs.reminders import deliver_email
+from tasks.briefs.run import GenerationReport, prepare, select_members
 from tasks.outbox import DrainReport
 
 BATCH = 500

@@ -9,7 +9,7 @@ from prefect import flow, task
 from config.settings import get_settings
 from store.db import open_store
 from store.types import clock
-from tasks.lead_sync import sync_leads as drain_destinations
+from tasks.leads.sync import sync_leads as drain_destinations
 
 
 @task(name="drain-destinations")

@@ -12,8 +12,8 @@ from prefect import flow, task
 from config.settings import get_settings
 from store.db import open_store
 from store.types import clock
-from tasks.brief_mail import deliver_email
-from tasks.review_sweep import sweep_reviews
+from tasks.briefs.reminders import deliver_email
+from tasks.review.deadlines import sweep_reviews
 
 
 @task(name="fire-review-timers")

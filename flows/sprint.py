@@ -23,10 +23,10 @@ from flows.review import review_sweep
 from store.db import open_store, transaction
 from store.types import utcnow
 from tasks import progress
-from tasks.campaigns import get_campaign
-from tasks.report import build_report, write_report
-from tasks.sprint import LIVE, REHEARSAL, finish_week, sprint_run, start_sprint, summary
-from tasks.sprint_week import rehearse_week, week_bounds, weeks_to_close
+from tasks.campaigns.campaign import get_campaign
+from tasks.reporting.report import build_report, write_report
+from tasks.sprint.state import LIVE, REHEARSAL, finish_week, sprint_run, start_sprint, summary
+from tasks.sprint.week import rehearse_week, week_bounds, weeks_to_close
 
 SAMPLE = 0.1
 

@@ -1,1 +1,20 @@
-"""The service layer: plain functions taking their collaborators (session, settings, clock)."""
+"""The service layer: plain functions taking their collaborators (session, engine, settings,
+clock) as arguments, testable without Prefect. The CLI, the web and the flows call them; nothing
+here imports `web`, `cli` or `flows`.
+
+One package per capability, each importing only the ones listed before it (and the plumbing):
+
+- plumbing: `formats` (numbers and text as people read them), `progress` (progress of long
+  work), `outbox` (side effects written with their change, delivered by a drain);
+- `campaigns`: a campaign applied from its files, its roster, plan and tracking links;
+- `briefs`: each creator's brief generated, versioned, emailed, acknowledged, reminded;
+- `review`: a creative's drafts, the policy checks, tiered review, deadlines, posting;
+- `leads`: contacts, the leads of a campaign, their sync to each destination, forgetting;
+- `engagement`: events from every source, the follow-up rules, consent, delivery;
+- `reporting`: the campaign's numbers, KPIs, attribution, lift and the report;
+- `rehearsal`: the simulated creators, approvers and audience of a rehearsal;
+- `sprint`: the sprint's start, weeks, milestones and summary;
+- `mail`: the one email drain, with the handler each capability gives for its messages.
+
+`tests/unit/test_layout.py` holds this order.
+"""

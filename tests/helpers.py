@@ -9,7 +9,8 @@ from sqlalchemy import Engine
 from config.settings import Settings
 from store.db import transaction
 from store.types import utcnow
-from tasks.briefs import GenerationReport, generate_batch, prepare, select_members
+from tasks.briefs.generate import generate_batch
+from tasks.briefs.run import GenerationReport, prepare, select_members
 
 
 def generate(
@@ -56,7 +57,7 @@ def make_leads(
     from config.campaign import CampaignSpec
     from store.bulk import insert_rows
     from store.models import Campaign, Contact
-    from tasks.leads import queue_sync
+    from tasks.leads.records import queue_sync
 
     at = now or utcnow()
     with transaction(engine) as session:

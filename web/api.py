@@ -14,11 +14,10 @@ from sqlalchemy import Engine
 from config.errors import RallyError
 from config.settings import Settings
 from store.db import transaction
-from tasks.approver_auth import who
-from tasks.brief_status import open_brief
-from tasks.creatives import Submission, submit
-from tasks.review import decide
-from web.review import policy_of_task
+from tasks.briefs.status import open_brief
+from tasks.review.approvers import who
+from tasks.review.creatives import Submission, submit
+from tasks.review.decisions import decide
 
 
 class DraftIn(BaseModel):
@@ -101,9 +100,8 @@ def add_api_routes(
                     approver=approver,
                     now=clock(),
                     note=body.note,
-                    checklist=body.checklist,
+                    confirmed=[item for item, done in body.checklist.items() if done],
                     version=body.version,
-                    policy=policy_of_task(session, task_id),
                     public_url=settings.public_url,
                 )
         except RallyError as exc:

@@ -22,9 +22,9 @@ from config.errors import RallyError
 from config.settings import Settings, get_settings
 from store.db import open_store, transaction
 from store.types import utcnow
-from tasks.brief_status import BriefPage, acknowledge, open_brief
-from tasks.creatives import Submission, submit
-from tasks.review_views import creator_drafts
+from tasks.briefs.status import BriefPage, acknowledge, open_brief
+from tasks.review.creatives import Submission, submit
+from tasks.review.views import creator_drafts
 from web.api import add_api_routes
 from web.engagement import add_engagement_routes
 from web.review import add_review_routes

@@ -1,6 +1,6 @@
 """The public's ways in: TikTok's signed webhooks, creators' `/t/<code>` tracking links and the
 campaign signup page `/join/<slug>`. Each stores its event before answering (see
-`tasks.event_writer`); rules and follow-ups run later, in batches.
+`tasks.engagement.writer`); rules and follow-ups run later, in batches.
 """
 
 import asyncio
@@ -22,12 +22,12 @@ from config.settings import Settings
 from integrations.tiktok import SignatureError, verify_signature
 from store.db import transaction
 from store.models import Campaign, Creator, RosterMember
-from tasks.campaigns import campaign_spec
-from tasks.contacts import ContactError, normalize_email, normalize_phone, record_person
-from tasks.event_writer import EventWriter
-from tasks.events import new_event, store_events
-from tasks.leads import queue_sync
-from tasks.tracking import tracking_url
+from tasks.campaigns.campaign import campaign_spec
+from tasks.campaigns.tracking import tracking_url
+from tasks.engagement.events import new_event, store_events
+from tasks.engagement.writer import EventWriter
+from tasks.leads.contacts import ContactError, normalize_email, normalize_phone, record_person
+from tasks.leads.records import queue_sync
 
 WEBHOOK_TYPES = {  # TikTok event -> Rally's event type; anything else is kept as "platform"
     "comment.create": "comment",

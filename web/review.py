@@ -13,11 +13,11 @@ from sqlalchemy import Engine
 from config.settings import Settings
 from store.db import transaction
 from store.models import ReviewTask
-from tasks.approver_auth import link_is_valid, redeem_link, who
-from tasks.campaigns import campaign_spec
-from tasks.creatives import policy_for
-from tasks.review import ReviewRefused, campaign_of_task, decide
-from tasks.review_views import history, review_queue, task_view
+from tasks.campaigns.campaign import campaign_spec
+from tasks.review.approvers import link_is_valid, redeem_link, who
+from tasks.review.decisions import campaign_of_task, decide
+from tasks.review.routing import ReviewRefused
+from tasks.review.views import history, review_queue, task_view
 
 COOKIE = "rally_review"
 
@@ -96,8 +96,6 @@ def add_review_routes(
         try:
             version = int(str(form.get("version", "")))
             with transaction(engine) as session:
-                policy = policy_of_task(session, task_id)
-                checklist = {i.id: f"check_{i.id}" in form for i in policy.spec.checklist}
                 decide(
                     session,
                     task_id=task_id,
@@ -105,9 +103,10 @@ def add_review_routes(
                     approver=email,
                     now=clock(),
                     note=str(form.get("note", ""))[:5000],
-                    checklist=checklist,
+                    confirmed=[
+                        str(k).removeprefix("check_") for k in form if k.startswith("check_")
+                    ],
                     version=version,
-                    policy=policy,
                     public_url=settings.public_url,
                 )
         except (ReviewRefused, ValueError) as exc:
@@ -140,10 +139,3 @@ def _approver_of(session: Any, task_id: int, email: str) -> bool:
         return False
     approvers = campaign_spec(campaign).approvers
     return any(email in members for members in approvers.values())
-
-
-def policy_of_task(session: Any, task_id: int) -> Any:
-    campaign = campaign_of_task(session, task_id)
-    if campaign is None:
-        raise ReviewRefused(f"no review task {task_id}")
-    return policy_for(campaign)

@@ -62,7 +62,7 @@ def test_the_review_sweep_flow_escalates_what_is_overdue(rally, applied, engine)
     from flows.review import review_sweep
     from store.db import transaction
     from store.types import utcnow
-    from tasks.creatives import Submission, submit
+    from tasks.review.creatives import Submission, submit
 
     caption = "#ad Paid for by Keystone Youth Vote Fund. Register now, code MAYAVOTESPA"
     with transaction(engine) as session:  # submitted two days ago: the 24 h deadline has passed

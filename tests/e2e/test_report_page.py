@@ -1,7 +1,7 @@
-"""The campaign report page (tasks/report_html.py) opened from a file:// URL in a real browser.
+"""The campaign report page (tasks/reporting/page.py) opened from a file:// URL in a real browser.
 
-The reports are built here from `tasks.measurement` over a few hand-checkable totals: three
-weeks (the first without views), 10,000 views, 100 signups and $1,944 of spend, so the cost
+The reports are built here from `tasks.reporting.measurement` over a few hand-checkable totals:
+three weeks (the first without views), 10,000 views, 100 signups and $1,944 of spend, so the cost
 per signup is $19.44 against a target of $8.00.
 """
 
@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from tasks.measurement import (
+from tasks.reporting.charts import bar_chart
+from tasks.reporting.measurement import (
     Totals,
     against_targets,
     kpis,
@@ -19,8 +20,7 @@ from tasks.measurement import (
     recommend_budget,
     scorecards,
 )
-from tasks.report_charts import bar_chart
-from tasks.report_html import render_html
+from tasks.reporting.page import render_html
 
 CAMPAIGN_NAME = "First Vote PA 2027"
 DASH = "\N{EN DASH}"  # what the page shows for "not measurable yet"
@@ -63,7 +63,7 @@ def kpi_row(totals: Totals) -> dict[str, Any]:
 def make_report(
     creators: dict[str, list[Totals]], *, weeks: int, holdout: tuple[int, int] = (0, 0)
 ) -> dict[str, Any]:
-    """A report shaped like `tasks.report.build_report`'s, from creators' weekly totals."""
+    """A report shaped like `build_report`'s, from creators' weekly totals."""
     by_week = [sum((c[w] for c in creators.values()), Totals()) for w in range(weeks)]
     total = sum(by_week, Totals())
     kpi = kpis(total)

@@ -12,8 +12,9 @@ from config.errors import RallyError
 from store.db import transaction
 from store.models import AuditEvent, Brief, OutboxMessage, Timer
 from store.types import utcnow
-from tasks.brief_mail import deliver_email, send_reminders
-from tasks.briefs import prepare, render_batch, select_members, store_batch
+from tasks.briefs.generate import render_batch, store_batch
+from tasks.briefs.reminders import deliver_email, send_reminders
+from tasks.briefs.run import prepare, select_members
 from tests.conftest import SLUG
 from tests.helpers import generate
 

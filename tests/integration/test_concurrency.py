@@ -14,9 +14,9 @@ from config.settings import Settings
 from store.audit import verify
 from store.db import head_revision, open_store, transaction
 from store.models import AuditEvent, EngagementEvent
-from tasks.campaigns import apply_campaign
-from tasks.roster import read_roster
-from tasks.roster_import import import_roster
+from tasks.campaigns.campaign import apply_campaign
+from tasks.campaigns.roster import read_roster
+from tasks.campaigns.roster_import import import_roster
 
 
 def at_once(work: list[Callable[[], Any]]) -> list[Any]:
@@ -85,7 +85,7 @@ def test_an_event_another_writer_stores_meanwhile_is_counted_once_on_postgresql(
         pytest.skip("SQLite has one writer: batches take turns by design")
     from datetime import UTC, datetime
 
-    from tasks.events import new_event, store_events
+    from tasks.engagement.events import new_event, store_events
 
     now = datetime(2027, 2, 3, tzinfo=UTC)
 

@@ -8,7 +8,7 @@ from sqlmodel import select
 
 from store.db import transaction
 from store.models import ConsentStatus, Contact, ContactConsent
-from tasks.contacts import ContactError, Signup, record_people, set_consent
+from tasks.leads.contacts import ContactError, Signup, record_people, set_consent
 
 NOW = datetime(2027, 3, 1, 12, tzinfo=UTC)
 

@@ -22,9 +22,9 @@ from store.models import (
     OutboxMessage,
     RosterMember,
 )
-from tasks.engagement import ProcessReport, process_pending
-from tasks.events import IngestReport, ingest
-from tasks.followup_delivery import deliver_followups
+from tasks.engagement.delivery import deliver_followups
+from tasks.engagement.events import IngestReport, ingest
+from tasks.engagement.processing import ProcessReport, process_pending
 from tests.conftest import SLUG
 
 T0 = datetime(2027, 2, 3, 17, 0, tzinfo=UTC)  # noon in New York, the campaign's time zone

@@ -33,12 +33,12 @@ from store.models import (
     PollCursor,
     RosterMember,
 )
-from tasks.creatives import posted
-from tasks.engagement import process_pending
-from tasks.engagement_poll import SOURCE, PollReport, poll_comments, poll_metrics
-from tasks.events import ingest
-from tasks.followup_delivery import deliver_followups
+from tasks.engagement.delivery import deliver_followups
+from tasks.engagement.events import ingest
+from tasks.engagement.poll import SOURCE, PollReport, poll_comments, poll_metrics
+from tasks.engagement.processing import process_pending
 from tasks.outbox import DrainReport
+from tasks.review.creatives import posted
 from tests.conftest import SLUG
 from tests.fakes.http_server import ManualClock, serving
 from tests.fakes.sms_api import FakeSms

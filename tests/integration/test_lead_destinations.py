@@ -11,7 +11,7 @@ import pytest
 
 from config.settings import get_settings
 from store.types import utcnow
-from tasks.lead_sync import sync_leads
+from tasks.leads.sync import sync_leads
 from tests.conftest import SLUG
 from tests.fakes.action_network_api import FakeActionNetwork
 from tests.fakes.http_server import FakeHttpServer, serving

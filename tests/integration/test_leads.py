@@ -18,10 +18,10 @@ from store.audit import verify
 from store.db import transaction
 from store.models import AuditEvent, Contact, EngagementEvent, OutboxMessage
 from store.types import utcnow
-from tasks.engagement import process_pending
-from tasks.events import ingest
-from tasks.lead_sync import sync_leads
-from tasks.leads import purge_expired
+from tasks.engagement.events import ingest
+from tasks.engagement.processing import process_pending
+from tasks.leads.forget import purge_expired
+from tasks.leads.sync import sync_leads
 from tests.conftest import SLUG
 from tests.fakes.http_server import serving
 from tests.fakes.lead_receiver import FakeLeadReceiver

@@ -11,7 +11,7 @@ from integrations.errors import UnavailableError
 from store.db import transaction
 from store.models import OutboxMessage
 from store.types import utcnow
-from tasks.brief_mail import deliver_email
+from tasks.briefs.reminders import deliver_email
 from tasks.outbox import claim, deliver_claimed, drain, enqueue
 
 

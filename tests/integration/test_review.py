@@ -12,10 +12,10 @@ import config.policy as policy_module
 from config.policy import load_policy
 from store.db import transaction
 from store.models import OutboxMessage, ReviewTask
-from tasks.campaigns import get_campaign
-from tasks.creatives import Submission, policy_for, submit
-from tasks.review import ReviewRefused, decide
-from tasks.review_sweep import sweep_reviews
+from tasks.review.creatives import Submission, submit
+from tasks.review.deadlines import sweep_reviews
+from tasks.review.decisions import decide
+from tasks.review.routing import ReviewRefused
 from tests.conftest import SLUG
 
 T0 = datetime(2027, 2, 15, 14, 0, tzinfo=UTC)
@@ -50,8 +50,6 @@ def open_tasks(engine) -> list[ReviewTask]:
 
 def rule(engine, task_id, decision, who, *, at=T0, note="", version=None, checked=True):
     with transaction(engine) as session:
-        policy = policy_for(get_campaign(session, SLUG))
-        checklist = {i.id: checked for i in policy.spec.checklist}
         return decide(
             session,
             task_id=task_id,
@@ -59,9 +57,8 @@ def rule(engine, task_id, decision, who, *, at=T0, note="", version=None, checke
             approver=who,
             now=at,
             note=note,
-            checklist=checklist,
+            confirmed=["all"] if checked else [],
             version=version,
-            policy=policy,
         )
 
 

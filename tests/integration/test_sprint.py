@@ -9,11 +9,11 @@ from sqlmodel import col, select
 
 from store.db import transaction
 from store.models import Campaign, MetricSnapshot, Milestone, RosterMember
-from tasks.events import store_events
-from tasks.metrics import read_numbers, week_of
-from tasks.report import build_report, write_report
-from tasks.sprint import finish_week, in_holdout
-from tasks.sprint_week import weeks_to_close
+from tasks.engagement.events import store_events
+from tasks.reporting.metrics import read_numbers, week_of
+from tasks.reporting.report import build_report, write_report
+from tasks.sprint.state import finish_week, in_holdout
+from tasks.sprint.week import weeks_to_close
 from tests.conftest import SLUG
 
 START = datetime(2027, 2, 1, tzinfo=UTC)  # the example campaign's first day
@@ -133,7 +133,7 @@ def test_the_numbers_come_from_snapshots_and_rallys_own_events(rally, applied, e
 
 
 def _event(campaign, key, kind, member_id, video, actor, at):
-    from tasks.events import new_event
+    from tasks.engagement.events import new_event
 
     return new_event(
         source="rally" if kind != "comment" else "tiktok", external_id=key, type=kind,

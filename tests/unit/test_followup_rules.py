@@ -9,8 +9,8 @@ import pytest
 from config.campaign_file import CampaignFileError
 from config.followups import QuietHours, parse_followups
 from store.models import ConsentStatus
-from tasks.consent import command
-from tasks.followups import quiet_until
+from tasks.engagement.consent import command
+from tasks.engagement.rules import quiet_until
 
 NEW_YORK = ZoneInfo("America/New_York")
 NIGHT = QuietHours(start=time(21), end=time(8))

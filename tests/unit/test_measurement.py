@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tasks.measurement import (
+from tasks.reporting.measurement import (
     UNATTRIBUTED,
     Signup,
     Totals,

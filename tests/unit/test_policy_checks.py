@@ -7,8 +7,8 @@ import pytest
 
 from config.campaign_file import CampaignFileError
 from config.policy import load_policy, parse_policy
-from tasks.policy_checks import DraftFacts, evaluate
-from tasks.review import in_sample, route
+from tasks.review.checks import DraftFacts, evaluate
+from tasks.review.routing import in_sample, route
 
 POLICY = load_policy("default", base=None)
 GOOD = (

@@ -7,8 +7,8 @@ import pytest
 from config.campaign import CampaignSpec
 from config.campaign_file import load_campaign
 from config.errors import RallyError
-from tasks.roster import parse_roster, read_roster
-from tasks.tracking import tracking_code, tracking_url
+from tasks.campaigns.roster import parse_roster, read_roster
+from tasks.campaigns.tracking import tracking_code, tracking_url
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "youth-vote"
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from config.campaign import CampaignSpec
 from config.campaign_file import load_campaign
-from tasks.sprint_plan import plan_milestones, plan_phases
+from tasks.campaigns.plan import plan_milestones, plan_phases
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "youth-vote" / "campaign.yaml"
 

@@ -1,0 +1,211 @@
+"""Delivering brief emails and reminders, and what a delivery changes in the store.
+
+When a brief's email is sent, the brief is marked sent, the send is audited, and a reminder
+timer is set for `brief.reminder_after_days` later (one per creator). When the timer fires and
+the creator still has not acknowledged, the reminder email is queued; both go out through the
+outbox like every other side effect.
+"""
+
+import re
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from email.errors import HeaderParseError
+from typing import Any
+
+from sqlalchemy import Engine, bindparam, insert, update
+from sqlmodel import Session, col, select
+
+from briefs.environment import BriefTemplates
+from config.errors import RallyError
+from config.settings import Settings
+from integrations.email import MailboxSender, build_message, sender_for
+from integrations.errors import PermanentError
+from store.audit import Change, record
+from store.bulk import with_defaults
+from store.db import transaction
+from store.models import Brief, Campaign, Creator, OutboxMessage, RosterMember, Timer
+from tasks.briefs.emails import email_payload
+from tasks.briefs.inputs import as_context
+from tasks.briefs.run import (
+    REMINDER_TEMPLATES,
+    RENDER_ERRORS,
+    campaign_templates,
+    full_inputs,
+    latest_briefs,
+)
+from tasks.campaigns.campaign import campaign_spec
+from tasks.engagement.delivery import mark_failed, mark_sent
+from tasks.outbox import DrainReport, drain, enqueue
+
+REMINDER = "brief.reminder"
+
+
+def _brief_and_handle(session: Session, brief_id: int) -> tuple[Brief, str, Campaign]:
+    row = session.exec(
+        select(Brief, Creator.handle, Campaign)
+        .join(RosterMember, col(RosterMember.id) == col(Brief.member_id))
+        .join(Creator, col(Creator.id) == col(RosterMember.creator_id))
+        .join(Campaign, col(Campaign.id) == col(Brief.campaign_id))
+        .where(Brief.id == brief_id)
+    ).one()
+    return row[0], row[1], row[2]
+
+
+def on_sent(session: Session, messages: list[OutboxMessage], at: datetime) -> None:
+    """Record what delivered messages mean, in the transaction that marks them sent."""
+    _forget_sign_in_links(session, messages)
+    mark_sent(session, messages, at)
+    for message in messages:
+        if message.subject_type in ("brief", "brief_reminder"):
+            _brief_sent(session, message, at)
+
+
+def _forget_sign_in_links(session: Session, messages: list[OutboxMessage]) -> None:
+    """A sent review email held an approver's sign-in link; the store keeps no usable copy."""
+    scrubbed = [
+        {
+            "b_id": m.id,
+            "b_payload": m.payload
+            | {"text": re.sub(r"\S+/review/signin/\S+", "[sign-in link sent]", m.payload["text"])},
+        }
+        for m in messages
+        if m.subject_type == "review" and "/review/signin/" in m.payload.get("text", "")
+    ]
+    if scrubbed:
+        table = OutboxMessage.__table__  # type: ignore[attr-defined]
+        session.execute(
+            update(table)
+            .where(table.c.id == bindparam("b_id"))
+            .values(payload=bindparam("b_payload")),
+            scrubbed,
+        )
+
+
+def _brief_sent(session: Session, message: OutboxMessage, at: datetime) -> None:
+    brief, handle, campaign = _brief_and_handle(session, int(message.subject_id))
+    who = f"@{handle} on {campaign.slug}"
+    if message.subject_type == "brief_reminder":
+        session.execute(update(Brief).where(col(Brief.id) == brief.id).values(reminder_sent_at=at))
+        summary = f"reminder to acknowledge brief v{brief.version} sent to {who}"
+        action = "brief.reminded"
+    else:
+        session.execute(update(Brief).where(col(Brief.id) == brief.id).values(sent_at=at))
+        summary = f"brief v{brief.version} emailed to {who}"
+        action = "brief.sent"
+        _set_reminder(session, campaign, brief, at)
+    details = {"to": message.payload.get("to"), "message_id": message.remote_id}
+    record(session, [Change("rally", action, "brief", brief.id or 0, summary, details)])
+
+
+def _set_reminder(session: Session, campaign: Campaign, brief: Brief, sent_at: datetime) -> None:
+    """One reminder per brief version, `reminder_after_days` after its email went out."""
+    days = campaign_spec(campaign).brief.reminder_after_days
+    if not days or brief.acknowledged_at is not None:
+        return
+    exists = session.exec(
+        select(Timer.id).where(
+            Timer.kind == REMINDER, Timer.entity_type == "brief", Timer.entity_id == str(brief.id)
+        )
+    ).first()
+    if exists is None:
+        row = {
+            "kind": REMINDER,
+            "entity_type": "brief",
+            "entity_id": str(brief.id),
+            "due_at": sent_at + timedelta(days=days),
+        }
+        session.execute(insert(Timer.__table__), [with_defaults(Timer, row)])  # type: ignore[attr-defined]
+
+
+def queue_due_reminders(session: Session, *, now: datetime, public_url: str) -> int:
+    """Fire due reminder timers: queue a reminder for each brief not yet acknowledged. Each
+    timer's outcome (queued, acknowledged, superseded, or why it failed) is kept on it."""
+    timers = list(
+        session.exec(
+            select(Timer)
+            .where(Timer.kind == REMINDER, col(Timer.fired_at).is_(None), col(Timer.due_at) <= now)
+            .order_by(col(Timer.due_at))
+            .limit(500)
+        )
+    )
+    briefs = {
+        str(b.id): b
+        for b in session.exec(
+            select(Brief).where(col(Brief.id).in_([int(t.entity_id) for t in timers]))
+        )
+    }
+    latest = latest_briefs(session, list({b.member_id for b in briefs.values()}))
+    messages: list[dict[str, Any]] = []
+    templates: dict[int, BriefTemplates] = {}  # each campaign's templates, read once per call
+    for timer in timers:
+        timer.fired_at = now
+        brief = briefs.get(timer.entity_id)
+        if brief is None or brief.acknowledged_at is not None:
+            timer.payload = {"outcome": "acknowledged before the reminder"}
+        elif latest[brief.member_id].id != brief.id:
+            timer.payload = {"outcome": "a newer version replaced this brief"}
+        else:
+            try:
+                messages.append(_reminder(session, brief, public_url, templates))
+                timer.payload = {"outcome": "reminder queued"}
+            except (*RENDER_ERRORS, RallyError) as exc:
+                timer.payload = {"outcome": "failed", "error": f"{type(exc).__name__}: {exc}"}
+    return enqueue(session, messages)
+
+
+def _reminder(
+    session: Session, brief: Brief, public_url: str, templates: dict[int, BriefTemplates]
+) -> dict[str, Any]:
+    if brief.campaign_id not in templates:
+        campaign = session.get(Campaign, brief.campaign_id)
+        assert campaign is not None
+        spec = campaign_spec(campaign)
+        templates[brief.campaign_id] = campaign_templates(campaign, spec)
+    inputs = full_inputs(session, brief)
+    context = {key: as_context(value, key) for key, value in inputs.items()}
+    payload = email_payload(
+        templates[brief.campaign_id], REMINDER_TEMPLATES, context, brief, public_url=public_url
+    )
+    return {
+        "channel": "email",
+        "destination": "creator",
+        "idempotency_key": f"brief-reminder:{brief.id}",
+        "subject_type": "brief_reminder",
+        "subject_id": str(brief.id),
+        "payload": payload,
+    }
+
+
+def deliver_email(
+    engine: Engine, settings: Settings, *, now: Callable[[], datetime], limit: int | None = None
+) -> DrainReport:
+    """Send every ready email in the outbox over the configured sender."""
+    sender = sender_for(settings)
+
+    def deliver(message: OutboxMessage) -> str:
+        try:
+            email = build_message(
+                message.payload, sender=settings.mail_from, key=message.idempotency_key
+            )
+        except (ValueError, TypeError, KeyError, HeaderParseError) as exc:
+            raise PermanentError(f"cannot make an email of it: {exc}") from None
+        return sender.send(email)
+
+    try:
+        return drain(
+            engine,
+            channel="email",
+            deliver=deliver,
+            on_sent=on_sent,
+            on_dead=mark_failed,
+            now=now,
+            limit=limit,
+            repeat_safe=isinstance(sender, MailboxSender),
+        )
+    finally:
+        sender.close()
+
+
+def send_reminders(engine: Engine, settings: Settings, *, now: datetime) -> int:
+    with transaction(engine) as session:
+        return queue_due_reminders(session, now=now, public_url=settings.public_url)

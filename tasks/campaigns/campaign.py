@@ -1,0 +1,307 @@
+"""Applying a campaign file to the store, and reading campaigns back for people and scripts."""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+
+from config.campaign import CampaignSpec
+from config.campaign_file import CampaignFileError
+from config.errors import RallyError
+from config.followups import Followups, load_followups
+from config.policy import load_policy
+from store.audit import Change, record
+from store.models import Campaign, Creator, Milestone, RosterMember, RosterStatus, SprintPhase
+from store.types import utcnow
+from tasks.campaigns.plan import plan_milestones, plan_phases
+from tasks.campaigns.tracking import tracking_url
+
+BUILTIN = "default"
+
+
+def check_references(spec: CampaignSpec, base: Path, *, file: str) -> None:
+    """Check that the files the campaign names (template, policy, rules, roster) exist.
+
+    The spec keeps them as written, relative to the campaign file, so the same files applied
+    from another checkout are the same campaign.
+    """
+    problems: list[tuple[str, str]] = []
+    for path, value, kind in (
+        ("brief.template", spec.brief.template, "folder"),
+        ("policy", spec.policy, "file"),
+        ("followups", spec.followups, "file"),
+        ("roster", spec.roster, "file"),
+    ):
+        if value is None or value == BUILTIN:
+            continue
+        target = (base / value).resolve()
+        if kind == "folder" and (
+            target == base.resolve() or not target.is_relative_to(base.resolve())
+        ):
+            problems.append(
+                (path, f"must be a folder inside the campaign's folder (got {value!r})")
+            )
+        elif not (target.is_dir() if kind == "folder" else target.is_file()):
+            problems.append((path, f"no such {kind}: {value} (looked in {target.parent})"))
+    if problems:
+        raise CampaignFileError(file, problems)
+    load_policy(spec.policy, base=base)  # a broken policy or rules file is named now, not later
+    followups = load_followups(spec.followups, base=base)
+    for i, rule in enumerate(followups.spec.rules):
+        unknown = sorted(set(rule.when.segments) - spec.segment_ids())
+        if unknown:
+            problems.append((f"rules[{i}].when.segments", f"no such segment: {', '.join(unknown)}"))
+        if rule.action == "notify_staff" and not spec.approvers.get(rule.staff_group):
+            problems.append(
+                (
+                    f"rules[{i}].staff_group",
+                    f"the campaign's approvers have no {rule.staff_group!r}",
+                )
+            )
+    if problems:
+        raise CampaignFileError(followups.source, problems)
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    """{"a": {"b": [1]}} -> {"a.b[0]": 1}: the field paths a person would name."""
+    if isinstance(value, dict) and value:
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            out.update(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    if isinstance(value, list) and value:
+        out = {}
+        for index, item in enumerate(value):
+            out.update(_flatten(item, f"{prefix}[{index}]"))
+        return out
+    return {prefix: value}
+
+
+def spec_changes(old: dict[str, Any], new: dict[str, Any]) -> dict[str, list[Any]]:
+    before, after = _flatten(old), _flatten(new)
+    return {
+        p: [before.get(p), after.get(p)]
+        for p in sorted(before.keys() | after.keys())
+        if before.get(p) != after.get(p)
+    }
+
+
+@dataclass
+class CampaignChange:
+    campaign: Campaign
+    outcome: Literal["created", "updated", "unchanged"]
+    changed: list[str] = field(default_factory=list)
+    plan_changed: bool = False
+
+
+def _columns(spec: CampaignSpec, source_path: str | None) -> dict[str, Any]:
+    committee = spec.committee
+    return {
+        "name": spec.name,
+        "objective": spec.objective,
+        "political": spec.political,
+        "paid": spec.paid,
+        "committee_name": committee.name if committee else None,
+        "paid_for_by": committee.paid_for_by if committee else None,
+        "jurisdiction": spec.jurisdiction,
+        "timezone": spec.timezone,
+        "start_date": spec.sprint.start,
+        "weeks": spec.sprint.weeks,
+        "spec": spec.model_dump(mode="json"),
+        "spec_hash": spec.spec_hash(),
+        "source_path": source_path,
+    }
+
+
+def apply_campaign(
+    session: Session, spec: CampaignSpec, *, source_path: str | None, actor: str
+) -> CampaignChange:
+    """Create or update the campaign named by `spec.slug`; an identical file changes nothing."""
+    campaign = session.exec(select(Campaign).where(Campaign.slug == spec.slug)).first()
+    values = _columns(spec, source_path)
+    if campaign is None:
+        campaign = Campaign(slug=spec.slug, **values)
+        session.add(campaign)
+        session.flush()
+        summary = f"created campaign {spec.slug}: {spec.name}"
+        created = {"spec": values["spec"]}
+        record(
+            session, [Change(actor, "campaign.created", "campaign", spec.slug, summary, created)]
+        )
+        result = CampaignChange(campaign, "created")
+    elif campaign.spec_hash == values["spec_hash"] and campaign.source_path == source_path:
+        result = CampaignChange(campaign, "unchanged")
+    else:
+        diff = spec_changes(campaign.spec, values["spec"])
+        if campaign.source_path != source_path:
+            diff["source_path"] = [campaign.source_path, source_path]
+        for key, value in values.items():
+            setattr(campaign, key, value)
+        campaign.updated_at = utcnow()
+        summary = f"updated campaign {spec.slug}: {', '.join(diff)}"
+        record(session, [Change(actor, "campaign.updated", "campaign", spec.slug, summary, diff)])
+        result = CampaignChange(campaign, "updated", list(diff))
+    result.plan_changed = _sync_plan(session, campaign, spec, actor)
+    return result
+
+
+def _sync_plan(session: Session, campaign: Campaign, spec: CampaignSpec, actor: str) -> bool:
+    """Lay the phases and milestones on the calendar; keep milestone outcomes already recorded."""
+    cid = campaign.id
+    assert cid is not None
+    changed: dict[str, list[str]] = {"added": [], "changed": [], "removed": []}
+    plans: tuple[tuple[type[SprintPhase] | type[Milestone], list[Any]], ...] = (
+        (SprintPhase, plan_phases(spec)),
+        (Milestone, plan_milestones(spec)),
+    )
+    for model, planned in plans:
+        query = select(model).where(model.campaign_id == cid)
+        rows: list[Any] = list(session.exec(query))
+        existing = {row.key: row for row in rows}
+        for item in planned:
+            fields = {k: v for k, v in vars(item).items() if k != "key"}
+            row = existing.pop(item.key, None)
+            if row is None:
+                session.add(model(campaign_id=cid, key=item.key, **fields))
+                changed["added"].append(item.key)
+            elif any(getattr(row, k) != v for k, v in fields.items()):
+                for k, v in fields.items():
+                    setattr(row, k, v)
+                changed["changed"].append(item.key)
+        for key, row in existing.items():
+            session.delete(row)
+            changed["removed"].append(key)
+    if not any(changed.values()):
+        return False
+    parts = [f"{verb} {', '.join(keys)}" for verb, keys in changed.items() if keys]
+    summary = f"sprint plan of {spec.slug} from {spec.sprint.start}: {'; '.join(parts)}"
+    record(session, [Change(actor, "sprint_plan.updated", "campaign", spec.slug, summary, changed)])
+    return True
+
+
+# --- reading --------------------------------------------------------------------------------
+
+
+def get_campaign(session: Session, slug: str) -> Campaign:
+    campaign = session.exec(select(Campaign).where(Campaign.slug == slug)).first()
+    if campaign is None:
+        known = ", ".join(session.exec(select(Campaign.slug).order_by(Campaign.slug))) or "none yet"
+        raise RallyError(f"no campaign {slug!r} (campaigns: {known})")
+    return campaign
+
+
+def list_campaigns(session: Session) -> list[dict[str, Any]]:
+    active = RosterMember.status == RosterStatus.ACTIVE
+    counts = dict(
+        session.exec(
+            select(RosterMember.campaign_id, func.count())
+            .where(active)
+            .group_by(col(RosterMember.campaign_id))
+        ).all()
+    )
+    return [
+        {
+            "slug": c.slug,
+            "name": c.name,
+            "political": c.political,
+            "paid": c.paid,
+            "start_date": c.start_date.isoformat(),
+            "weeks": c.weeks,
+            "creators": counts.get(c.id or 0, 0),
+            "updated_at": c.updated_at.isoformat(),
+        }
+        for c in session.exec(select(Campaign).order_by(Campaign.slug))
+    ]
+
+
+_specs: dict[str, CampaignSpec] = {}
+
+
+def campaign_spec(campaign: Campaign) -> CampaignSpec:
+    """The campaign's spec, validated once per version (its hash) rather than on every use."""
+    spec = _specs.get(campaign.spec_hash)
+    if spec is None:
+        if len(_specs) > 64:
+            _specs.clear()
+        spec = _specs[campaign.spec_hash] = CampaignSpec.model_validate(campaign.spec)
+    return spec
+
+
+def campaign_folder(campaign: Campaign) -> Path | None:
+    """The folder the campaign was applied from: where its own rules and policy files are."""
+    return Path(campaign.source_path).parent if campaign.source_path else None
+
+
+def campaign_followups(campaign: Campaign) -> Followups:
+    """The campaign's follow-up rules (the built-in set or its own file)."""
+    return load_followups(campaign_spec(campaign).followups, base=campaign_folder(campaign))
+
+
+def roster(session: Session, campaign: Campaign, *, public_url: str) -> list[dict[str, Any]]:
+    """The campaign's active creators with their terms, codes and links."""
+    spec = campaign_spec(campaign)
+    query = (
+        select(RosterMember, Creator)
+        .join(Creator, RosterMember.creator_id == Creator.id)  # type: ignore[arg-type]
+        .where(RosterMember.campaign_id == campaign.id, RosterMember.status == RosterStatus.ACTIVE)
+        .order_by(Creator.handle)
+    )
+    rows = []
+    for member, creator in session.exec(query):
+        tier = spec.tiers.get(member.tier or "")
+        rate = (
+            member.rate_cents
+            if member.rate_cents is not None
+            else (round(tier.rate * 100) if tier else None)
+        )
+        rows.append(
+            {
+                "handle": creator.handle,
+                "platform": creator.platform,
+                "name": creator.name,
+                "email": creator.email,
+                "followers": creator.followers,
+                "segment": member.segment,
+                "tier": member.tier,
+                "rate_cents": rate,
+                "rate_from": "roster" if member.rate_cents is not None else "tier",
+                "source_code": member.source_code,
+                "tracking_link": f"{public_url}/t/{member.tracking_code}",
+                "tracking_url": tracking_url(spec, creator.platform, creator.handle),
+                "holdout": member.holdout,
+                "attributes": creator.attributes,
+            }
+        )
+    return rows
+
+
+def campaign_overview(session: Session, slug: str, *, public_url: str) -> dict[str, Any]:
+    """Everything `rally campaign show` prints, as plain data."""
+    campaign = get_campaign(session, slug)
+    phases = session.exec(
+        select(SprintPhase)
+        .where(SprintPhase.campaign_id == campaign.id)
+        .order_by(col(SprintPhase.first_week))
+    )
+    milestones = session.exec(
+        select(Milestone)
+        .where(Milestone.campaign_id == campaign.id)
+        .order_by(col(Milestone.week), col(Milestone.key))
+    )
+    return {
+        "campaign": {
+            **campaign.spec,
+            "updated_at": campaign.updated_at.isoformat(),
+            "source_path": campaign.source_path,
+        },
+        "plan": {
+            "phases": [p.model_dump(mode="json", exclude={"id", "campaign_id"}) for p in phases],
+            "milestones": [
+                m.model_dump(mode="json", exclude={"id", "campaign_id"}) for m in milestones
+            ],
+        },
+        "roster": roster(session, campaign, public_url=public_url),
+        "public_url": public_url,
+    }

@@ -1,0 +1,417 @@
+"""One batch of engagement events decided and written in the caller's transaction: the
+people behind the events, consent commands (STOP / START), each rule that fires, its verdict
+(queued, delayed or withheld and why), the follow-ups and their outbox rows, the leads whose
+record changed, and the events marked processed.
+"""
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Integer, bindparam, func, update
+from sqlalchemy import select as sa_select
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlmodel import Session, col, select
+
+from config.followups import Rule
+from store.bulk import insert_rows
+from store.models import (
+    ConsentStatus,
+    Contact,
+    EngagementEvent,
+    FollowUp,
+    FollowUpStatus,
+    OutboxMessage,
+    OutboxStatus,
+)
+from tasks.engagement import consent as consent_rules
+from tasks.engagement.messages import (
+    OUTBOX_CHANNEL,
+    Recipient,
+    channel_messages,
+    followup_messages,
+    no_address,
+)
+from tasks.engagement.rules import RENDER_ERRORS, CampaignRules, Event, Sent, due_at, greeting
+from tasks.leads.contacts import (
+    ContactError,
+    Signup,
+    add_tags,
+    consents,
+    contacts_by_handle,
+    record_people,
+    set_consent,
+)
+from tasks.leads.records import queue_sync
+from tasks.outbox import cancel
+
+SOCIAL = {"tiktok", "instagram", "youtube"}
+EVENTS = EngagementEvent.__table__  # type: ignore[attr-defined]
+_EVENTS = EVENTS.c
+
+
+@dataclass
+class ProcessReport:
+    events: int = 0
+    outcomes: Counter[str] = field(default_factory=Counter)  # queued, delayed, withheld reasons
+    by_rule: Counter[str] = field(default_factory=Counter)
+    opted_out: int = 0
+    opted_in: int = 0
+
+    def add(self, other: "ProcessReport") -> None:
+        self.events += other.events
+        self.outcomes.update(other.outcomes)
+        self.by_rule.update(other.by_rule)
+        self.opted_out += other.opted_out
+        self.opted_in += other.opted_in
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "events": self.events,
+            "outcomes": dict(self.outcomes),
+            "by_rule": dict(self.by_rule),
+            "opted_out": self.opted_out,
+            "opted_in": self.opted_in,
+        }
+
+
+class Batch:
+    """One batch of events, decided and written in the caller's transaction."""
+
+    def __init__(self, session: Session, rules: dict[int, CampaignRules], now: datetime) -> None:
+        self.session, self.rules, self.now = session, rules, now
+        self.report = ProcessReport()
+        self.outbox: list[dict[str, Any]] = []
+        self.followups: list[dict[str, Any]] = []
+        self.reopened: list[dict[str, Any]] = []
+        self.event_contacts: dict[int, int] = {}
+        self.leads: dict[int, set[int]] = {}  # campaign -> people whose lead record changed
+        self.tags: dict[int, set[str]] = {}  # contact -> tags the rules add
+        self.tagged_on: dict[int, set[int]] = {}  # contact -> campaigns whose rules tagged them
+
+    def run(self, events: list[Event]) -> ProcessReport:
+        self.report.events = len(events)
+        fired = {e.id: self.rules[e.campaign_id].matching(e) for e in events if e.campaign_id}
+        commands = {
+            e.id: cmd
+            for e in events
+            if consent_rules.event_channel(e.source, e.type)
+            and (cmd := consent_rules.command(e.text))
+        }
+        contacts = self._contacts([e for e in events if fired.get(e.id) or e.id in commands])
+        self._load_state(set(contacts.values()))
+        for event in events:
+            contact_id = contacts.get(event.id)
+            if contact_id is None:
+                continue
+            self.event_contacts[event.id] = contact_id
+            if event.id in commands:
+                self._consent(event, contact_id, commands[event.id])
+                continue
+            for rule in fired.get(event.id, []):
+                self._decide(event, rule, contact_id)
+        self._write([e.id for e in events])
+        return self.report
+
+    # --- loading -------------------------------------------------------------------------
+
+    def _contacts(self, events: list[Event]) -> dict[int, int]:
+        """The contact of each event's actor: from the signup form, or by platform handle."""
+        found: dict[int, int] = {}
+        social: dict[str, list[Event]] = {}
+        signups: list[Event] = []
+        for event in events:
+            if isinstance(event.contact, dict):
+                signups.append(event)
+            elif event.actor and event.source in SOCIAL:
+                social.setdefault(event.source, []).append(event)
+        people = [
+            Signup(
+                event.contact,
+                source=f"{event.source}:{event.external_id}",
+                member_id=event.member_id,
+                platform=event.source if event.source in SOCIAL else None,
+                handle=event.actor if event.source in SOCIAL else None,
+            )
+            for event in signups
+        ]
+        for event, contact_id in zip(
+            signups, record_people(self.session, people, now=self.now), strict=True
+        ):
+            if isinstance(contact_id, ContactError):
+                self.report.outcomes[f"unusable contact: {contact_id}"] += 1
+            elif contact_id is not None:
+                found[event.id] = contact_id
+                self._lead_changed(event, contact_id)
+        for platform, group in social.items():
+            ids = contacts_by_handle(
+                self.session, platform, {e.actor for e in group if e.actor}, now=self.now
+            )
+            found |= {e.id: ids[e.actor] for e in group if e.actor in ids}
+        return found
+
+    def _load_state(self, contact_ids: set[int]) -> None:
+        self.consent = consents(self.session, contact_ids)
+        self.people = {
+            row[0]: Recipient(*row)
+            for row in self.session.execute(
+                sa_select(*(col(getattr(Contact, name)) for name in Recipient._fields)).where(
+                    col(Contact.id).in_(contact_ids)
+                )
+            )
+        }
+        rows = self.session.execute(
+            sa_select(
+                col(FollowUp.campaign_id),
+                col(FollowUp.rule_id),
+                col(FollowUp.contact_id),
+                col(FollowUp.status),
+                col(FollowUp.channel),
+                col(FollowUp.due_at),
+                col(FollowUp.id),
+            ).where(col(FollowUp.contact_id).in_(contact_ids))
+        ).all()
+        self.decided = {(c, r, p): (s, i) for c, r, p, s, _, _, i in rows}
+        self.waiting = {(p, ch) for _, _, p, s, ch, _, _ in rows if s == FollowUpStatus.QUEUED}
+        self.sent = Sent()
+        horizon = self.now - timedelta(days=8)
+        for _, _, contact_id, status, channel, due, _ in rows:
+            if status in (FollowUpStatus.QUEUED, FollowUpStatus.SENT) and due > horizon:
+                self.sent.add(contact_id, channel, due)
+
+    # --- deciding ------------------------------------------------------------------------
+
+    def _actor(self, event: Event, contact_id: int) -> dict[str, Any]:
+        person = self.people.get(contact_id)
+        name = " ".join(filter(None, (person.given_name, person.family_name))) if person else ""
+        handle = event.actor or (person.handle if person else None)
+        return {"handle": handle or "", "name": name, "greeting": greeting(name, handle)}
+
+    def _decide(self, event: Event, rule: Rule, contact_id: int) -> None:
+        rules = self.rules[event.campaign_id or 0]
+        key = (rules.campaign_id, rule.id, contact_id)
+        previous = self.decided.get(key)
+        if previous and previous[0] != FollowUpStatus.WITHHELD:
+            self.report.outcomes["already followed up"] += 1
+            return
+        channel = (
+            rule.action
+            if rule.action in OUTBOX_CHANNEL
+            else ("staff" if rule.action == "notify_staff" else "tag")
+        )
+        status, reason, due, message = self._verdict(event, rule, channel, contact_id, rules)
+        row = {
+            "campaign_id": rules.campaign_id,
+            "rule_id": rule.id,
+            "event_id": event.id,
+            "contact_id": contact_id,
+            "channel": channel,
+            "status": status,
+            "reason": reason,
+            "due_at": due,
+            "outbox_id": None,
+            "created_at": self.now,
+            "updated_at": self.now,
+        }
+        if message is not None:
+            row["_messages"] = [m | {"available_at": due} for m in message]
+        (self.reopened if previous else self.followups).append(
+            row | {"_id": previous and previous[1]}
+        )
+        self.decided[key] = (status, previous[1] if previous else 0)
+        outcome = (
+            (reason or "withheld")
+            if status == FollowUpStatus.WITHHELD
+            else ("delayed" if due > self.now + timedelta(minutes=1) else str(status))
+        )
+        self.report.outcomes[consent_rules.outcome_kind(outcome)] += 1
+        self.report.by_rule[rule.id] += 1
+
+    def _verdict(
+        self, event: Event, rule: Rule, channel: str, contact_id: int, rules: CampaignRules
+    ) -> tuple[str, str | None, datetime, list[dict[str, Any]] | None]:
+        """(status, reason, due, outbox messages) of one rule firing for one person."""
+        member = rules.members.get(event.member_id or 0)
+        if channel == "tag":  # written with the batch; a lead whose tags change is synced
+            self.tags.setdefault(contact_id, set()).update(rule.tags)
+            if event.campaign_id:
+                self.tagged_on.setdefault(contact_id, set()).add(event.campaign_id)
+            return FollowUpStatus.DONE, None, self.now, None
+        if channel != "staff" and member is not None and member.holdout:
+            return (
+                FollowUpStatus.WITHHELD,
+                "holdout: this creator's audience gets no follow-ups",
+                self.now,
+                None,
+            )
+        person = self.people.get(contact_id)
+        if channel != "staff":
+            why = consent_rules.withheld_for(
+                channel,
+                self.consent.get((contact_id, channel)),
+                they_wrote_first=event.type == "dm",
+            ) or no_address(channel, event, person)
+            if why:
+                return FollowUpStatus.WITHHELD, why, self.now, None
+        zone = ZoneInfo(person.timezone) if person and person.timezone else None
+        due = due_at(rules, rule, channel, event, self.sent, now=self.now, zone=zone)
+        if channel != "staff" and (
+            cap := self.sent.cap_reason(rules.followups, contact_id, channel, due)
+        ):
+            return FollowUpStatus.WITHHELD, cap, self.now, None
+        actor = self._actor(event, contact_id)
+        try:
+            text = rules.render(f"{rule.id}.message", event, actor)
+            subject = rules.render(f"{rule.id}.subject", event, actor) if rule.subject else ""
+        except RENDER_ERRORS as exc:
+            return FollowUpStatus.WITHHELD, f"cannot render: {exc}", self.now, None
+        messages = followup_messages(rule, channel, event, person, rules, text, subject)
+        if not messages:
+            return (
+                FollowUpStatus.WITHHELD,
+                "no staff to notify: the approver group is empty",
+                self.now,
+                None,
+            )
+        if channel != "staff":
+            self.sent.add(contact_id, channel, due)
+        return FollowUpStatus.QUEUED, None, due, messages
+
+    def _consent(self, event: Event, contact_id: int, status: ConsentStatus) -> None:
+        channel = consent_rules.event_channel(event.source, event.type)
+        assert channel is not None
+        changed = set_consent(
+            self.session,
+            contact_id,
+            channel,
+            status,
+            source=f"{event.source}:{event.external_id}",
+            now=self.now,
+        )
+        self.consent[(contact_id, channel)] = status
+        if not changed:
+            return
+        self._lead_changed(event, contact_id)
+        if status == ConsentStatus.REVOKED:
+            self.report.opted_out += 1
+            self._withdraw(contact_id, channel)
+        else:
+            self.report.opted_in += 1
+        rules = self.rules.get(event.campaign_id or 0)
+        kind = "stop" if status == ConsentStatus.REVOKED else "start"
+        if rules is None or f"{kind}.{channel}" not in rules.templates:
+            return
+        try:
+            text = rules.render(f"{kind}.{channel}", event, self._actor(event, contact_id))
+        except RENDER_ERRORS:
+            return
+        person = self.people.get(contact_id)
+        for message in channel_messages(channel, event, person, text, ""):
+            self.outbox.append(
+                message
+                | {
+                    "idempotency_key": f"consent:{event.source}:{event.external_id}",
+                    "subject_type": "consent",
+                    "subject_id": str(contact_id),
+                    "available_at": self.now,
+                }
+            )
+
+    def _withdraw(self, contact_id: int, channel: str) -> None:
+        """Cancel what is still waiting to go to this person on this channel, both decided in
+        this batch and stored before."""
+        for row in self.followups + self.reopened:
+            mine = row["contact_id"] == contact_id and row["channel"] == channel
+            if mine and row["status"] == FollowUpStatus.QUEUED:
+                row.update(status=FollowUpStatus.CANCELLED, reason=f"opted out of {channel}")
+                row.pop("_messages", None)
+        if (contact_id, channel) not in self.waiting:  # nothing stored waits for them there
+            return
+        rows = self.session.exec(
+            select(FollowUp.id, FollowUp.outbox_id).where(
+                FollowUp.contact_id == contact_id,
+                FollowUp.channel == channel,
+                FollowUp.status == FollowUpStatus.QUEUED,
+            )
+        ).all()
+        if not rows:
+            return
+        cancel(self.session, [o for _, o in rows if o], f"opted out of {channel}")
+        self.session.execute(
+            update(FollowUp)
+            .where(col(FollowUp.id).in_([i for i, _ in rows]))
+            .where(
+                col(FollowUp.outbox_id).in_(
+                    select(OutboxMessage.id).where(OutboxMessage.status == OutboxStatus.CANCELLED)
+                )
+            )
+            .values(
+                status=FollowUpStatus.CANCELLED,
+                reason=f"opted out of {channel}",
+                updated_at=self.now,
+            )
+        )
+
+    def _lead_changed(self, event: Event, contact_id: int) -> None:
+        if event.campaign_id:
+            self.leads.setdefault(event.campaign_id, set()).add(contact_id)
+
+    # --- writing -------------------------------------------------------------------------
+
+    def _write(self, event_ids: list[int]) -> None:
+        for contact_id in add_tags(self.session, self.tags, now=self.now):
+            for campaign_id in self.tagged_on.get(contact_id, ()):
+                self.leads.setdefault(campaign_id, set()).add(contact_id)
+        for campaign_id, people in self.leads.items():
+            destinations = self.rules[campaign_id].spec.destinations
+            queue_sync(self.session, campaign_id, destinations, people, now=self.now)
+        rows = self.followups + self.reopened
+        messages = [m for row in rows for m in row.get("_messages") or []]
+        ids = insert_rows(
+            self.session, OutboxMessage, self.outbox + messages, key=("idempotency_key",)
+        )
+        for row in rows:
+            first = (row.get("_messages") or [None])[0]
+            row["outbox_id"] = ids.get((first["idempotency_key"],)) if first else None
+        clean = [{k: v for k, v in r.items() if not k.startswith("_")} for r in self.followups]
+        if clean:
+            insert_rows(self.session, FollowUp, clean, key=("rule_id", "contact_id"))
+        for row in self.reopened:
+            values = {k: v for k, v in row.items() if not k.startswith("_") and k != "created_at"}
+            self.session.execute(
+                update(FollowUp).where(col(FollowUp.id) == row["_id"]).values(**values)
+            )
+        self._mark_processed(event_ids)
+
+    def _mark_processed(self, event_ids: list[int]) -> None:
+        """The batch's events are processed, each with its actor's contact."""
+        if self.session.get_bind().dialect.name == "postgresql":  # one statement, two arrays
+            given = func.unnest(
+                bindparam("ids", event_ids, type_=ARRAY(Integer)),
+                bindparam("contacts", [self.event_contacts.get(e) for e in event_ids],
+                          type_=ARRAY(Integer)),
+            ).table_valued("id", "contact").render_derived(name="given")  # fmt: skip
+            self.session.execute(
+                update(EVENTS)
+                .where(_EVENTS.id == given.c.id)
+                .values(
+                    processed_at=self.now,
+                    contact_id=func.coalesce(given.c.contact, _EVENTS.contact_id),
+                )
+            )
+            return
+        if self.event_contacts:
+            self.session.execute(
+                update(EVENTS)
+                .where(_EVENTS.id == bindparam("event"))
+                .values(contact_id=bindparam("contact")),
+                [{"event": e, "contact": c} for e, c in self.event_contacts.items()],
+            )
+        for i in range(0, len(event_ids), 1000):
+            self.session.execute(
+                update(EVENTS)
+                .where(_EVENTS.id.in_(event_ids[i : i + 1000]))
+                .values(processed_at=self.now)
+            )

@@ -1,0 +1,80 @@
+"""Processing engagement: new events in batches, each batch one transaction that applies the
+rules, records consent changes, writes follow-ups and their outbox rows, and marks the events
+processed, so a crash loses nothing and nothing is decided twice (`batch.Batch` decides one).
+"""
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, func
+from sqlalchemy import select as sa_select
+from sqlalchemy import text as sql
+from sqlmodel import Session, col
+
+from store.db import transaction
+from store.models import Campaign, Creator, RosterMember
+from tasks.campaigns.campaign import campaign_followups, campaign_spec
+from tasks.engagement.batch import _EVENTS, Batch, ProcessReport
+from tasks.engagement.rules import CampaignRules, Event, MemberInfo
+
+QUEUE_LOCK = 0x52414C4C59  # "RALLY": the PostgreSQL advisory lock of the events queue
+EVENT_COLUMNS: tuple[Any, ...] = (  # table columns: plain rows, without the ORM's loading
+    *(_EVENTS[name] for name in ("id", "source", "external_id", "type", "campaign_id")),
+    *(_EVENTS[name] for name in ("member_id", "actor", "video_id", "text", "occurred_at")),
+    _EVENTS.payload["contact"],  # only what the rules read, not the whole payload
+    _EVENTS.payload["conversation_id"].as_string(),
+)
+
+__all__ = ["ProcessReport", "campaign_rules", "process_pending"]
+
+
+def campaign_rules(session: Session, campaign_id: int, *, public_url: str) -> CampaignRules:
+    campaign = session.get(Campaign, campaign_id)
+    assert campaign is not None
+    query = (
+        sa_select(
+            col(RosterMember.id),
+            col(Creator.handle),
+            col(RosterMember.segment),
+            col(RosterMember.holdout),
+            col(RosterMember.tracking_code),
+        )
+        .join(Creator, col(Creator.id) == col(RosterMember.creator_id))
+        .where(col(RosterMember.campaign_id) == campaign_id)
+    )
+    members = {
+        member_id: MemberInfo(handle, segment, holdout, f"{public_url}/t/{code}")
+        for member_id, handle, segment, holdout, code in session.execute(query)
+        if member_id is not None
+    }
+    followups = campaign_followups(campaign)
+    return CampaignRules(campaign_id, campaign_spec(campaign), followups, members, public_url)
+
+
+def process_pending(
+    engine: Engine, *, now: datetime, public_url: str, batch: int = 2000, limit: int | None = None
+) -> ProcessReport:
+    """Process every unprocessed event, `batch` at a time, each batch one transaction."""
+    report = ProcessReport()
+    rules: dict[int, CampaignRules] = {}
+    postgres = engine.dialect.name == "postgresql"
+    while limit is None or report.events < limit:
+        with transaction(engine, write=not postgres) as session:
+            query = (
+                sa_select(*EVENT_COLUMNS)
+                .where(_EVENTS.processed_at.is_(None))
+                .order_by(_EVENTS.id)
+                .limit(batch)
+            )
+            if postgres:  # processors take turns a batch at a time: none is taken twice
+                session.execute(sa_select(func.pg_advisory_xact_lock(QUEUE_LOCK)))
+                # The waiting index read in order is always the plan; statistics from before
+                # a burst of events would have PostgreSQL read every waiting event per batch.
+                session.execute(sql("SET LOCAL enable_bitmapscan = off"))
+            events = [Event(*row) for row in session.connection().execute(query)]
+            if not events:
+                break
+            for campaign_id in {e.campaign_id for e in events if e.campaign_id} - set(rules):
+                rules[campaign_id] = campaign_rules(session, campaign_id, public_url=public_url)
+            report.add(Batch(session, rules, now).run(events))
+    return report

@@ -1,0 +1,198 @@
+"""Forgetting people: a person's data erased here on request (and deletions queued at the
+destinations that know them), and every lead of a campaign erased once its retention ends.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import Engine, and_, or_, update
+from sqlalchemy import select as sa_select
+from sqlmodel import Session, col, select
+
+from config.errors import RallyError
+from store.audit import Change, record
+from store.db import transaction
+from store.models import (
+    Campaign,
+    Contact,
+    EngagementEvent,
+    FollowUp,
+    OutboxMessage,
+    OutboxStatus,
+)
+from tasks.campaigns.campaign import campaign_spec
+from tasks.leads.contacts import ContactError, normalize_email, normalize_phone
+from tasks.leads.records import CHANNEL, FORGET, UPSERT, sync_message
+from tasks.leads.status import campaign_contacts
+from tasks.outbox import enqueue
+
+
+@dataclass
+class Forgotten:
+    contact_id: int
+    deletions: list[str]  # destinations asked to delete the person
+
+
+def find_contact(session: Session, who: str) -> Contact:
+    """The contact with this email or phone; a clear error when there is none."""
+    try:
+        email = normalize_email(who) if "@" in who else None
+        phone = None if email else normalize_phone(who)
+    except ContactError as exc:
+        raise RallyError(f"{who!r}: {exc}") from None
+    clause = (
+        col(Contact.email_normalized) == email if email else col(Contact.phone_normalized) == phone
+    )
+    contact = session.exec(select(Contact).where(clause)).first()
+    if contact is None:
+        raise RallyError(f"no lead with {'email' if email else 'phone'} {who!r}")
+    return contact
+
+
+def forget(engine: Engine, who: str, *, actor: str, now: datetime) -> Forgotten:
+    """Erase a person's data here, keep a tombstone, and queue their deletion at every
+    destination that holds them (where the remote cannot delete, the message says so)."""
+    with transaction(engine) as session:
+        contact = find_contact(session, who)
+        assert contact.id is not None
+        deletions = _queue_deletions(session, contact.id, now=now)
+        erase(session, [contact.id], now=now)
+        record(
+            session,
+            [
+                Change(
+                    actor,
+                    "lead.forgotten",
+                    "contact",
+                    contact.id,
+                    f"forgot contact {contact.id}; deletion asked of "
+                    + (", ".join(deletions) or "no destination"),
+                    {"deletions": deletions},
+                )
+            ],
+        )
+    return Forgotten(contact.id, deletions)
+
+
+def _queue_deletions(session: Session, contact_id: int, *, now: datetime) -> list[str]:
+    """A deletion for each destination the person reached (by the remote id it gave us)."""
+    sent = session.execute(
+        sa_select(col(OutboxMessage.destination), col(OutboxMessage.remote_id))
+        .where(
+            col(OutboxMessage.subject_type) == "contact",
+            col(OutboxMessage.subject_id) == str(contact_id),
+            col(OutboxMessage.channel) == CHANNEL,
+            col(OutboxMessage.status) == OutboxStatus.SENT,
+            col(OutboxMessage.remote_id).is_not(None),
+        )
+        .order_by(col(OutboxMessage.id))
+    )
+    remote = {destination: remote_id for destination, remote_id in sent}
+    enqueue(
+        session,
+        [
+            sync_message(destination, contact_id, {"action": FORGET, "remote_id": rid}, now=now)
+            for destination, rid in remote.items()
+        ],
+    )
+    return sorted(remote)
+
+
+def erase(session: Session, contact_ids: Sequence[int], *, now: datetime) -> None:
+    """Remove personal data of these people: the contact keeps only its id and when it was
+    erased; their events lose text and payload; messages still waiting to reach them are
+    withdrawn and the contents of their messages are blanked."""
+    if not contact_ids:
+        return
+    ids = list(contact_ids)
+    session.execute(
+        update(Contact)
+        .where(col(Contact.id).in_(ids))
+        .values(
+            email=None,
+            email_normalized=None,
+            phone=None,
+            phone_normalized=None,
+            given_name=None,
+            family_name=None,
+            postal_code=None,
+            platform=None,
+            handle=None,
+            timezone=None,
+            tags=[],
+            erased_at=now,
+            updated_at=now,
+        )
+    )
+    session.execute(
+        update(EngagementEvent)
+        .where(col(EngagementEvent.contact_id).in_(ids))
+        .values(actor=None, text=None, payload={})
+    )
+    followup_messages = sa_select(col(FollowUp.outbox_id)).where(
+        col(FollowUp.contact_id).in_(ids), col(FollowUp.outbox_id).is_not(None)
+    )
+    theirs = or_(
+        col(OutboxMessage.id).in_(followup_messages),
+        and_(
+            col(OutboxMessage.subject_type).in_(["contact", "consent"]),
+            col(OutboxMessage.subject_id).in_([str(i) for i in ids]),
+            col(OutboxMessage.channel) != CHANNEL,
+        ),
+        and_(
+            col(OutboxMessage.channel) == CHANNEL,
+            col(OutboxMessage.subject_id).in_([str(i) for i in ids]),
+            col(OutboxMessage.status) == OutboxStatus.PENDING,
+            col(OutboxMessage.payload)["action"].as_string() == UPSERT,
+        ),
+    )
+    session.execute(
+        update(OutboxMessage)
+        .where(theirs, col(OutboxMessage.status) == OutboxStatus.PENDING)
+        .values(status=OutboxStatus.CANCELLED, last_error="the person was forgotten")
+    )
+    session.execute(
+        update(OutboxMessage)
+        .where(theirs, col(OutboxMessage.channel) != CHANNEL)
+        .values(payload={"erased": True})
+    )
+
+
+def purge_expired(engine: Engine, *, now: datetime) -> int:
+    """Erase the people whose every campaign ended more than its `retention_days` ago; return
+    how many. Campaigns without a retention setting keep their people."""
+    with transaction(engine) as session:
+        campaigns = list(session.exec(select(Campaign)))
+        expired, kept = [], []
+        for campaign in campaigns:
+            retention = campaign_spec(campaign).retention_days
+            ends = datetime.combine(campaign.start_date, datetime.min.time(), now.tzinfo)
+            ends += timedelta(weeks=campaign.weeks)
+            if retention is not None and now >= ends + timedelta(days=retention):
+                expired.append(campaign.id)
+            else:
+                kept.append(campaign.id)
+        if not expired:
+            return 0
+        people = {
+            cid: set(campaign_contacts(session, cid)) for cid in expired + kept if cid is not None
+        }
+        gone = set().union(*(people[c] for c in expired if c is not None))
+        gone -= set().union(*(people[c] for c in kept if c is not None))
+        if gone:
+            erase(session, sorted(gone), now=now)
+            record(
+                session,
+                [
+                    Change(
+                        "rally",
+                        "lead.purged",
+                        "contact",
+                        "retention",
+                        f"purged {len(gone)} lead(s) past their campaigns' retention",
+                        {"contacts": sorted(gone)},
+                    )
+                ],
+            )
+        return len(gone)

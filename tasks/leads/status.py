@@ -1,0 +1,166 @@
+"""A campaign's leads as staff read them: who they are, where each destination's sync stands,
+the messages given up on, and putting those back in the queue.
+"""
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, func, literal_column, or_, update
+from sqlalchemy import select as sa_select
+from sqlmodel import Session, col, select
+
+from store.db import transaction
+from store.models import (
+    Campaign,
+    Contact,
+    EngagementEvent,
+    FollowUp,
+    OutboxMessage,
+    OutboxStatus,
+    RosterMember,
+)
+from tasks.leads.records import CHANNEL, destination_name, load_people, syncable
+
+
+def campaign_contacts(session: Session, campaign_id: int) -> list[int]:
+    """The people who reached this campaign: through its events or as its creators' source."""
+    through_events = sa_select(col(EngagementEvent.contact_id)).where(
+        col(EngagementEvent.campaign_id) == campaign_id,
+        col(EngagementEvent.contact_id).is_not(None),
+    )
+    members = sa_select(col(RosterMember.id)).where(col(RosterMember.campaign_id) == campaign_id)
+    query = sa_select(col(Contact.id)).where(
+        syncable(),
+        or_(
+            col(Contact.id).in_(through_events),
+            col(Contact.first_member_id).in_(members),
+            col(Contact.last_member_id).in_(members),
+        ),
+    )
+    return [i for (i,) in session.execute(query.order_by(col(Contact.id)))]
+
+
+def list_leads(session: Session, campaign: Campaign) -> list[dict[str, Any]]:
+    """Each lead with their consent, source and where each destination stands."""
+    assert campaign.id is not None
+    ids = campaign_contacts(session, campaign.id)
+    people = load_people(session, ids)
+    rules: dict[int, list[str]] = {}
+    for contact_id, rule_id in session.execute(
+        sa_select(col(FollowUp.contact_id), col(FollowUp.rule_id))
+        .where(col(FollowUp.campaign_id) == campaign.id, col(FollowUp.contact_id).in_(ids))
+        .distinct()
+    ):
+        rules.setdefault(contact_id, []).append(rule_id)
+    prefix = f"{campaign.id}:"
+    sync: dict[int, dict[str, str]] = {}
+    latest = (
+        sa_select(
+            col(OutboxMessage.subject_id),
+            col(OutboxMessage.destination),
+            func.max(col(OutboxMessage.id)),
+        )
+        .where(
+            col(OutboxMessage.channel) == CHANNEL,
+            col(OutboxMessage.destination).startswith(prefix),
+            col(OutboxMessage.subject_id).in_([str(i) for i in ids]),
+        )
+        .group_by(col(OutboxMessage.subject_id), col(OutboxMessage.destination))
+    )
+    last_ids = [row[2] for row in session.execute(latest)]
+    for subject, destination, status in session.execute(
+        sa_select(
+            col(OutboxMessage.subject_id),
+            col(OutboxMessage.destination),
+            col(OutboxMessage.status),
+        ).where(col(OutboxMessage.id).in_(last_ids))
+    ):
+        sync.setdefault(int(subject), {})[destination_name(destination)] = status
+    leads = []
+    for contact_id in ids:
+        person = people[contact_id]
+        c = person.contact
+        leads.append(
+            {
+                "id": contact_id,
+                "email": c.email,
+                "phone": c.phone,
+                "name": " ".join(filter(None, (c.given_name, c.family_name))) or None,
+                "postal_code": c.postal_code,
+                "first_source_code": c.first_source_code,
+                "last_source_code": c.last_source_code,
+                "creator": person.creator,
+                "rules": sorted(rules.get(contact_id, [])),
+                "tags": list(c.tags),
+                "consent": person.consents,
+                "sync": sync.get(contact_id, {}),
+                "first_seen": c.created_at,
+            }
+        )
+    return leads
+
+
+def sync_status(session: Session) -> list[dict[str, Any]]:
+    """Per campaign destination: messages waiting, retrying after a failure, sent, dead."""
+    campaigns = session.execute(sa_select(col(Campaign.id), col(Campaign.slug)))
+    slugs: dict[int, str] = {cid: slug for cid, slug in campaigns}
+    rows = session.execute(
+        sa_select(
+            col(OutboxMessage.destination),
+            col(OutboxMessage.status),
+            col(OutboxMessage.attempts) > literal_column("0"),
+            func.count(),
+        )
+        .where(col(OutboxMessage.channel) == CHANNEL)
+        .group_by(
+            col(OutboxMessage.destination),
+            col(OutboxMessage.status),
+            col(OutboxMessage.attempts) > literal_column("0"),
+        )
+    )
+    table: dict[str, dict[str, Any]] = {}
+    for destination, status, tried, count in rows:
+        campaign_id, _, name = destination.partition(":")  # destination_key's parts
+        entry = table.setdefault(
+            destination,
+            {
+                "campaign": slugs.get(int(campaign_id), campaign_id),
+                "destination": name,
+                "pending": 0,
+                "failed": 0,
+                "sent": 0,
+                "dead": 0,
+                "cancelled": 0,
+            },
+        )
+        kind = "failed" if status == OutboxStatus.PENDING and tried else str(status)
+        entry[kind] = entry.get(kind, 0) + count
+    return sorted(table.values(), key=lambda e: (e["campaign"], e["destination"]))
+
+
+def dead_letters(session: Session, *, destination: str | None = None) -> list[OutboxMessage]:
+    query = select(OutboxMessage).where(
+        OutboxMessage.channel == CHANNEL, OutboxMessage.status == OutboxStatus.DEAD
+    )
+    if destination:
+        query = query.where(col(OutboxMessage.destination).endswith(f":{destination}"))
+    return list(session.exec(query.order_by(col(OutboxMessage.id))))
+
+
+def retry_dead(engine: Engine, *, now: datetime, destination: str | None = None) -> int:
+    """Put dead lead messages back in the queue, their attempts counted afresh."""
+    with transaction(engine) as session:
+        ids = [m.id for m in dead_letters(session, destination=destination)]
+        if not ids:
+            return 0
+        session.execute(
+            update(OutboxMessage)
+            .where(col(OutboxMessage.id).in_(ids))
+            .values(
+                status=OutboxStatus.PENDING,
+                attempts=0,
+                available_at=now,
+                locked_until=None,
+            )
+        )
+        return len(ids)

@@ -1,0 +1,297 @@
+"""Creatives: a creator's drafts, checked by the campaign's policy and routed to review, then
+posted; and the chain of custody from brief to post.
+
+A blocking finding sends a draft straight back to its creator with the reasons, so no reviewer
+spends time on it. A resubmission is the creative's next version and starts at the first tier.
+"""
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from config.campaign import CampaignSpec
+from config.errors import RallyError
+from store.audit import Change, record
+from store.bulk import insert_rows
+from store.models import (
+    Brief,
+    Campaign,
+    Creative,
+    CreativeDraft,
+    CreativeStatus,
+    Creator,
+    PolicyFinding,
+    ReviewTask,
+    RosterMember,
+    RosterStatus,
+)
+from tasks.campaigns.campaign import campaign_spec, get_campaign
+from tasks.review.checks import DraftFacts, Finding, evaluate
+from tasks.review.routing import cancel_tasks, notify_creator, open_task, policy_for, route
+
+
+@dataclass(frozen=True)
+class Submission:
+    caption: str
+    script: str = ""
+    video_url: str | None = None
+    duration_seconds: float | None = None
+    paid: bool = False
+    ai_generated: bool = False
+    title: str | None = None
+
+
+@dataclass
+class Submitted:
+    creative_id: int
+    version: int
+    findings: list[Finding]
+    blocked: bool
+    tiers: list[str] = field(default_factory=list)
+    policy_version: str = ""
+    open_task: int | None = None  # the first tier's task, now open
+
+
+def _member(session: Session, campaign: Campaign, handle: str) -> tuple[RosterMember, Creator]:
+    row = session.exec(
+        select(RosterMember, Creator)
+        .join(Creator, col(Creator.id) == col(RosterMember.creator_id))
+        .where(
+            RosterMember.campaign_id == campaign.id,
+            Creator.handle == handle.removeprefix("@"),
+            RosterMember.status == RosterStatus.ACTIVE,
+        )
+    ).first()
+    if row is None:
+        raise RallyError(f"@{handle.removeprefix('@')} is not on the roster of {campaign.slug}")
+    return row[0], row[1]
+
+
+def facts_for(
+    spec: CampaignSpec, member: RosterMember, creator: Creator, s: Submission
+) -> DraftFacts:
+    tier = spec.tiers.get(member.tier or "")
+    # Sponsored: the creator is paid for it, or it runs as a paid placement.
+    sponsored = bool(member.rate_cents or (tier and tier.rate) or s.paid)
+    return DraftFacts(
+        caption=s.caption,
+        script=s.script,
+        duration_seconds=s.duration_seconds,
+        paid=s.paid,
+        ai_generated=s.ai_generated,
+        sponsored=sponsored,
+        political=spec.political,
+        platform=creator.platform,
+        committee_name=spec.committee.name if spec.committee else None,
+        tracking_markers=(
+            member.tracking_code,
+            member.source_code,
+            f"utm_content={creator.handle}",
+        ),
+        deliverable_length=spec.brief.deliverables.length,
+    )
+
+
+def _creative(
+    session: Session, campaign: Campaign, member: RosterMember, creative_id: int | None, title: str
+) -> Creative:
+    if creative_id is None:
+        creative = Creative(campaign_id=campaign.id or 0, member_id=member.id or 0, title=title)
+        session.add(creative)
+        session.flush()
+        return creative
+    found = session.get(Creative, creative_id)
+    if found is None or found.member_id != member.id:
+        raise RallyError(f"no creative {creative_id} of this creator on {campaign.slug}")
+    creative = found
+    if creative.status in (CreativeStatus.APPROVED, CreativeStatus.REJECTED, CreativeStatus.POSTED):
+        raise RallyError(
+            f"creative {creative_id} is {creative.status}: submit a new creative instead"
+        )
+    return creative
+
+
+def submit(
+    session: Session,
+    *,
+    slug: str,
+    handle: str,
+    submission: Submission,
+    submitted_by: str,
+    now: datetime,
+    creative_id: int | None = None,
+    public_url: str = "",
+) -> Submitted:
+    """Check a draft against the policy, then route it to review or back to the creator."""
+    campaign = get_campaign(session, slug)
+    spec = campaign_spec(campaign)
+    policy = policy_for(campaign)
+    member, creator = _member(session, campaign, handle)
+    title = submission.title or f"Video by @{creator.handle}"
+    creative = _creative(session, campaign, member, creative_id, title)
+    if creative.status == CreativeStatus.IN_REVIEW:  # superseded mid-review
+        previous = _current_draft(session, creative)
+        if previous is not None:
+            cancel_tasks(session, previous.id or 0, now=now)
+    creative.current_version += 1
+    creative.updated_at = now
+    brief_id = session.exec(
+        select(Brief.id)
+        .where(Brief.member_id == member.id)
+        .order_by(col(Brief.version).desc())
+        .limit(1)
+    ).first()
+    draft = CreativeDraft(
+        creative_id=creative.id or 0,
+        version=creative.current_version,
+        brief_id=brief_id,
+        caption=submission.caption,
+        script=submission.script or None,
+        video_url=submission.video_url,
+        duration_seconds=submission.duration_seconds,
+        paid=submission.paid,
+        ai_generated=submission.ai_generated,
+        submitted_by=submitted_by.strip().lower(),
+        submitted_at=now,
+    )
+    session.add(draft)
+    session.flush()
+    facts = facts_for(spec, member, creator, submission)
+    findings = evaluate(policy, facts)
+    insert_rows(
+        session,
+        PolicyFinding,
+        [
+            {
+                "draft_id": draft.id or 0,
+                "rule_id": f.rule_id,
+                "severity": f.severity,
+                "passed": f.passed,
+                "message": f.message,
+                "policy_version": policy.version,
+                "created_at": now,
+            }
+            for f in findings
+        ],
+    )
+    blocking = [f for f in findings if not f.passed and f.severity == "block"]
+    result = Submitted(
+        creative.id or 0, draft.version, findings, bool(blocking), [], policy.version
+    )
+    if blocking:
+        draft.status = creative.status = CreativeStatus.CHANGES_REQUESTED
+        _tell_creator(session, member, draft, blocking)
+    else:
+        tiers = route(policy, facts, findings, f"{campaign.slug}:{creative.id}")
+        tiers = tiers or policy.spec.tiers[:1]  # every creative gets at least the first tier
+        result.tiers = [t.id for t in tiers]
+        draft.status = creative.status = CreativeStatus.IN_REVIEW
+        tasks = [
+            ReviewTask(
+                draft_id=draft.id or 0,
+                tier=tier.id,
+                position=i,
+                approver_group=tier.group,
+                policy_version=policy.version,
+                created_at=now,
+            )
+            for i, tier in enumerate(tiers)
+        ]
+        session.add_all(tasks)
+        session.flush()
+        open_task(session, tasks[0], tiers[0], spec, now=now, public_url=public_url)
+        result.open_task = tasks[0].id
+    session.add_all([draft, creative])
+    _audit_submission(session, campaign, creator, draft, creative, result, submitted_by)
+    return result
+
+
+def _current_draft(session: Session, creative: Creative) -> CreativeDraft | None:
+    return session.exec(
+        select(CreativeDraft).where(
+            CreativeDraft.creative_id == creative.id,
+            CreativeDraft.version == creative.current_version,
+        )
+    ).first()
+
+
+def _tell_creator(
+    session: Session, member: RosterMember, draft: CreativeDraft, blocking: list[Finding]
+) -> None:
+    reasons = "\n".join(f"- {f.message} ({f.rule_id})" for f in blocking)
+    notify_creator(
+        session,
+        member.id or 0,
+        key=f"draft:{draft.id}:returned",
+        subject=f"Your draft (version {draft.version}) needs changes before review",
+        text=f" please fix these and submit again:\n{reasons}\n",
+    )
+
+
+def _audit_submission(
+    session: Session,
+    campaign: Campaign,
+    creator: Creator,
+    draft: CreativeDraft,
+    creative: Creative,
+    result: Submitted,
+    actor: str,
+) -> None:
+    failed = [f.rule_id for f in result.findings if not f.passed]
+    outcome = "sent back to the creator" if result.blocked else f"to {', '.join(result.tiers)}"
+    summary = (
+        f"@{creator.handle} submitted creative {creative.id} v{draft.version} on "
+        f"{campaign.slug}: {outcome}"
+    )
+    details: dict[str, Any] = {
+        "version": draft.version,
+        "brief_id": draft.brief_id,
+        "caption": draft.caption,
+        "video_url": draft.video_url,
+        "policy_version": result.policy_version,
+        "failed_rules": failed,
+        "tiers": result.tiers,
+    }
+    record(
+        session,
+        [Change(actor, "creative.submitted", "creative", creative.id or 0, summary, details)],
+    )
+
+
+def video_id(url: str) -> str | None:
+    """The platform's id of a posted video, from its URL (`tiktok.com/@someone/video/<id>`):
+    the key its comments and metrics are polled by."""
+    found = re.search(r"tiktok\.com/@[^/?#]+/video/(\d+)", url)
+    return found[1] if found else None
+
+
+def posted(session: Session, *, creative_id: int, url: str, actor: str, now: datetime) -> bool:
+    """Record where and when a creative was posted; False (and flagged) if not yet approved."""
+    creative = session.get(Creative, creative_id)
+    if creative is None:
+        raise RallyError(f"no creative {creative_id}")
+    approved = creative.status in (CreativeStatus.APPROVED, CreativeStatus.POSTED)
+    creative.posted_url, creative.posted_at, creative.updated_at = url, now, now
+    creative.platform_video_id = video_id(url) or creative.platform_video_id
+    if approved:
+        creative.status = CreativeStatus.POSTED
+    session.add(creative)
+    action = "creative.posted" if approved else "creative.posted_before_approval"
+    summary = f"creative {creative_id} posted at {url}" + ("" if approved else " BEFORE APPROVAL")
+    record(
+        session,
+        [
+            Change(
+                actor,
+                action,
+                "creative",
+                creative_id,
+                summary,
+                {"url": url, "status": creative.status},
+            )
+        ],
+    )
+    return approved

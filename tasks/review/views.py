@@ -1,0 +1,230 @@
+"""Reading reviews back: the queue, one task as an approver sees it, a creative's history."""
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, or_
+from sqlmodel import Session, col, select
+
+from config.errors import RallyError
+from store.models import (
+    AuditEvent,
+    Brief,
+    Campaign,
+    Creative,
+    CreativeDraft,
+    PolicyFinding,
+    ReviewStatus,
+    ReviewTask,
+)
+from tasks.campaigns.campaign import campaign_spec
+from tasks.review.routing import policy_for
+
+
+def task_view(session: Session, task_id: int) -> dict[str, Any]:
+    """A review task: the draft, its findings with the rules' explanations, the checklist."""
+    task = session.get(ReviewTask, task_id)
+    if task is None:
+        raise RallyError(f"no review task {task_id}")
+    draft = session.get(CreativeDraft, task.draft_id)
+    creative = session.get(Creative, draft.creative_id) if draft else None
+    campaign = session.get(Campaign, creative.campaign_id) if creative else None
+    assert draft is not None and creative is not None and campaign is not None
+    policy = policy_for(campaign)
+    findings = session.exec(select(PolicyFinding).where(PolicyFinding.draft_id == draft.id)).all()
+    return {
+        "task": task.model_dump(mode="json"),
+        "campaign": campaign.slug,
+        "creative": creative.id,
+        "version": draft.version,
+        "current_version": creative.current_version,
+        "caption": draft.caption,
+        "script": draft.script,
+        "video_url": draft.video_url,
+        "findings": [
+            {
+                "rule": f.rule_id,
+                "severity": f.severity,
+                "passed": f.passed,
+                "message": f.message,
+                "explanation": (r.description if (r := policy.rule(f.rule_id)) else None),
+            }
+            for f in findings
+        ],
+        "checklist": [item.model_dump() for item in policy.spec.checklist],
+    }
+
+
+def history(session: Session, creative_id: int) -> dict[str, Any]:
+    """The chain of custody: the brief version, every draft with its findings and decisions,
+    the post, and the audit entries that recorded each step."""
+    creative = session.get(Creative, creative_id)
+    if creative is None:
+        raise RallyError(f"no creative {creative_id}")
+    drafts = session.exec(
+        select(CreativeDraft)
+        .where(CreativeDraft.creative_id == creative_id)
+        .order_by(col(CreativeDraft.version))
+    ).all()
+    versions = []
+    task_ids: list[str] = []
+    for draft in drafts:
+        findings = session.exec(
+            select(PolicyFinding).where(PolicyFinding.draft_id == draft.id)
+        ).all()
+        tasks = session.exec(
+            select(ReviewTask)
+            .where(ReviewTask.draft_id == draft.id)
+            .order_by(col(ReviewTask.position))
+        ).all()
+        task_ids += [str(t.id) for t in tasks]
+        brief = session.get(Brief, draft.brief_id) if draft.brief_id else None
+        versions.append(
+            {
+                "version": draft.version,
+                "submitted_by": draft.submitted_by,
+                "submitted_at": draft.submitted_at.isoformat(),
+                "status": draft.status,
+                "caption": draft.caption,
+                "brief_version": brief.version if brief else None,
+                "findings": [
+                    {
+                        "rule": f.rule_id,
+                        "severity": f.severity,
+                        "passed": f.passed,
+                        "message": f.message,
+                        "policy_version": f.policy_version,
+                    }
+                    for f in findings
+                ],
+                "reviews": [
+                    {
+                        "task": t.id,
+                        "tier": t.tier,
+                        "status": t.status,
+                        "decided_by": t.decided_by,
+                        "decided_at": t.decided_at.isoformat() if t.decided_at else None,
+                        "note": t.note,
+                        "escalated_to": t.escalated_to,
+                    }
+                    for t in tasks
+                ],
+            }
+        )
+    entries = session.exec(
+        select(AuditEvent)
+        .where(
+            or_(
+                and_(
+                    col(AuditEvent.entity_type) == "creative",
+                    col(AuditEvent.entity_id) == str(creative_id),
+                ),
+                and_(
+                    col(AuditEvent.entity_type) == "review_task",
+                    col(AuditEvent.entity_id).in_(task_ids),
+                ),
+            )
+        )
+        .order_by(col(AuditEvent.seq))
+    ).all()
+    return {
+        "creative": creative_id,
+        "title": creative.title,
+        "status": creative.status,
+        "posted_url": creative.posted_url,
+        "posted_at": creative.posted_at.isoformat() if creative.posted_at else None,
+        "versions": versions,
+        "audit": [
+            {"seq": e.seq, "at": e.at.isoformat(), "actor": e.actor, "summary": e.summary}
+            for e in entries
+        ],
+    }
+
+
+def review_queue(
+    session: Session,
+    *,
+    approver: str | None = None,
+    tier: str | None = None,
+    overdue: bool = False,
+    now: datetime,
+) -> list[dict[str, Any]]:
+    """Open review tasks, overdue first, then by due time; only an approver's groups if given."""
+    rows = session.exec(
+        select(ReviewTask, CreativeDraft, Creative, Campaign)
+        .join(CreativeDraft, col(CreativeDraft.id) == col(ReviewTask.draft_id))
+        .join(Creative, col(Creative.id) == col(CreativeDraft.creative_id))
+        .join(Campaign, col(Campaign.id) == col(Creative.campaign_id))
+        .where(ReviewTask.status == ReviewStatus.OPEN)
+        .order_by(col(ReviewTask.due_at))
+    ).all()
+    queue = []
+    for task, draft, creative, campaign in rows:
+        spec = campaign_spec(campaign)
+        groups = {task.approver_group, task.escalated_to}
+        if approver and not any(
+            approver.lower() in spec.approvers.get(g or "", []) for g in groups
+        ):
+            continue
+        late = task.due_at is not None and task.due_at <= now
+        if (tier and task.tier != tier) or (overdue and not late):
+            continue
+        queue.append(
+            {
+                "task": task.id,
+                "campaign": campaign.slug,
+                "creative": creative.id,
+                "version": draft.version,
+                "tier": task.tier,
+                "group": task.approver_group,
+                "escalated_to": task.escalated_to,
+                "due_at": task.due_at.isoformat() if task.due_at else None,
+                "overdue": late,
+                "caption": draft.caption,
+            }
+        )
+    return sorted(queue, key=lambda r: (not r["overdue"], r["due_at"] or ""))
+
+
+def creator_drafts(session: Session, member_id: int) -> list[dict[str, Any]]:
+    """A creator's creatives, newest first, as their brief page shows them: the latest version,
+    where it stands, what the checks found and what reviewers asked for."""
+    creatives = session.exec(
+        select(Creative).where(Creative.member_id == member_id).order_by(col(Creative.id).desc())
+    ).all()
+    shown = []
+    for creative in creatives:
+        draft = session.exec(
+            select(CreativeDraft).where(
+                CreativeDraft.creative_id == creative.id,
+                CreativeDraft.version == creative.current_version,
+            )
+        ).first()
+        if draft is None:
+            continue
+        failed = session.exec(
+            select(PolicyFinding).where(
+                PolicyFinding.draft_id == draft.id, col(PolicyFinding.passed).is_(False)
+            )
+        ).all()
+        notes = session.exec(
+            select(ReviewTask.tier, ReviewTask.note).where(
+                ReviewTask.draft_id == draft.id, col(ReviewTask.note).is_not(None)
+            )
+        ).all()
+        shown.append(
+            {
+                "id": creative.id,
+                "title": creative.title,
+                "status": creative.status,
+                "version": draft.version,
+                "caption": draft.caption,
+                "problems": [
+                    {"rule": f.rule_id, "severity": f.severity, "message": f.message}
+                    for f in failed
+                ],
+                "notes": [{"tier": tier, "note": note} for tier, note in notes],
+                "may_resubmit": creative.status in ("changes_requested", "in_review", "draft"),
+            }
+        )
+    return shown

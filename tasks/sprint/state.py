@@ -1,0 +1,294 @@
+"""A campaign's sprint: starting it (the holdout is drawn then, before anyone is followed up),
+recording each finished week and its milestones, and where it stands.
+"""
+
+import hashlib
+from collections import Counter
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func
+from sqlalchemy import select as sa_select
+from sqlmodel import Session, col, select
+
+from config.errors import RallyError
+from store.audit import Change, record, verify
+from store.models import (
+    Brief,
+    Campaign,
+    Creative,
+    CreativeDraft,
+    Creator,
+    EngagementEvent,
+    FollowUp,
+    FollowUpStatus,
+    Milestone,
+    MilestoneStatus,
+    OutboxMessage,
+    OutboxStatus,
+    PolicyFinding,
+    ReviewTask,
+    RosterMember,
+    RosterStatus,
+    SprintRun,
+)
+from tasks.campaigns.campaign import campaign_spec, get_campaign
+from tasks.campaigns.plan import plan_phases
+from tasks.leads.records import CHANNEL as LEAD_CHANNEL
+from tasks.reporting.measurement import against_targets, kpis
+from tasks.reporting.metrics import read_numbers
+
+LIVE, REHEARSAL = "live", "rehearsal"
+
+
+class SprintError(RallyError):
+    pass
+
+
+def sprint_run(session: Session, campaign: Campaign) -> SprintRun | None:
+    return session.exec(select(SprintRun).where(SprintRun.campaign_id == campaign.id)).first()
+
+
+def in_holdout(slug: str, handle: str, seed: int, share: float) -> bool:
+    """A stable draw per creator: the same seed always holds out the same creators."""
+    digest = hashlib.sha256(f"{seed}:{slug}:{handle}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < share
+
+
+def start_sprint(
+    session: Session,
+    slug: str,
+    *,
+    mode: str,
+    seed: int | None,
+    now: datetime,
+    actor: str,
+    sample: float = 1.0,
+) -> SprintRun:
+    """Record the sprint's start and declare its holdout. A sprint starts once."""
+    campaign = get_campaign(session, slug)
+    if sprint_run(session, campaign) is not None:
+        raise SprintError(
+            f"the sprint of {slug} has started already: see 'rally sprint status {slug}'"
+        )
+    spec = campaign_spec(campaign)
+    members = session.exec(
+        select(RosterMember, Creator)
+        .join(Creator, col(Creator.id) == col(RosterMember.creator_id))
+        .where(RosterMember.campaign_id == campaign.id, RosterMember.status == RosterStatus.ACTIVE)
+    ).all()
+    share = spec.holdout.share if spec.holdout else 0.0
+    held = []
+    for member, creator in members:
+        member.holdout = in_holdout(slug, creator.handle, seed or 0, share)
+        session.add(member)
+        if member.holdout:
+            held.append(creator.handle)
+    run = SprintRun(
+        campaign_id=campaign.id or 0,
+        mode=mode,
+        seed=seed,
+        sample=sample,
+        holdout=sorted(held),
+        started_at=now,
+    )
+    session.add(run)
+    summary = (
+        f"{mode} sprint of {slug} started"
+        + (f" with seed {seed}" if seed is not None else "")
+        + f"; {len(held)} of {len(members)} creators held out"
+    )
+    record(
+        session,
+        [Change(actor, "sprint.started", "campaign", slug, summary, {"holdout": sorted(held)})],
+    )
+    session.flush()
+    return run
+
+
+def finish_week(
+    session: Session, slug: str, week: int, *, now: datetime, actor: str
+) -> list[dict[str, Any]]:
+    """Evaluate the milestones due this week and record the week as done."""
+    campaign = get_campaign(session, slug)
+    run = sprint_run(session, campaign)
+    if run is None:
+        raise SprintError(f"the sprint of {slug} has not started: 'rally sprint start {slug}'")
+    outcomes = []
+    due = session.exec(
+        select(Milestone).where(Milestone.campaign_id == campaign.id, Milestone.week == week)
+    ).all()
+    for milestone in due:
+        status, outcome = check_milestone(session, campaign, milestone, run)
+        if status == MilestoneStatus.PENDING:
+            continue
+        milestone.status, milestone.outcome, milestone.evaluated_at = status, outcome, now
+        session.add(milestone)
+        outcomes.append({"key": milestone.key, "status": status, **outcome})
+        record(
+            session,
+            [
+                Change(
+                    actor,
+                    f"milestone.{status}",
+                    "campaign",
+                    slug,
+                    f"milestone {milestone.key} of {slug}: {status}",
+                    outcome,
+                )
+            ],
+        )
+    run.weeks_done = max(run.weeks_done, week)
+    if week >= campaign.weeks:
+        run.finished_at = now
+    session.add(run)
+    return outcomes
+
+
+def check_milestone(
+    session: Session, campaign: Campaign, milestone: Milestone, run: SprintRun
+) -> tuple[str, dict[str, Any]]:
+    """A check's verdict: met or missed with its numbers. A manual milestone is for staff to
+    mark; a rehearsal marks it met, as its simulated team would."""
+    params = milestone.params or {}
+    if milestone.check == "briefs_acknowledged":
+        latest = session.exec(
+            select(Brief.member_id, func.max(Brief.version), func.max(Brief.acknowledged_at))
+            .where(Brief.campaign_id == campaign.id)
+            .group_by(col(Brief.member_id))
+        ).all()
+        acknowledged = sum(1 for _, _, at in latest if at is not None)
+        share = acknowledged / len(latest) if latest else 0.0
+        wanted = float(params.get("share", 1.0))
+        verdict = MilestoneStatus.MET if latest and share >= wanted else MilestoneStatus.MISSED
+        return verdict, {"acknowledged": acknowledged, "briefs": len(latest), "share": share}
+    if milestone.check == "kpi_progress":
+        spec = campaign_spec(campaign)
+        numbers = read_numbers(session, campaign, weeks=milestone.week)
+        progress = against_targets(kpis(numbers.total), spec.kpis.model_dump())
+        wanted = float(params.get("share", 0.8))
+        shares = {k: p.share for k, p in progress.items()}
+        behind = sorted(k for k, s in shares.items() if s is None or s < wanted)
+        verdict = MilestoneStatus.MISSED if behind else MilestoneStatus.MET
+        return verdict, {"shares": shares, "behind": behind, "wanted": wanted}
+    if run.mode == REHEARSAL:
+        return MilestoneStatus.MET, {"note": "marked by the rehearsal's simulated team"}
+    return MilestoneStatus.PENDING, {}
+
+
+def sprint_status(session: Session, slug: str, *, today: datetime) -> dict[str, Any]:
+    campaign = get_campaign(session, slug)
+    spec = campaign_spec(campaign)
+    run = sprint_run(session, campaign)
+    week = run.weeks_done if run and run.mode == REHEARSAL else _calendar_week(campaign, today)
+    phase = next((p.name for p in plan_phases(spec) if p.first_week <= week <= p.last_week), "")
+    milestones = session.exec(
+        select(Milestone).where(Milestone.campaign_id == campaign.id).order_by(col(Milestone.week))
+    ).all()
+    return {
+        "campaign": slug,
+        "started": run is not None,
+        "mode": run.mode if run else None,
+        "seed": run.seed if run else None,
+        "week": week,
+        "weeks": campaign.weeks,
+        "weeks_done": run.weeks_done if run else 0,
+        "finished": bool(run and run.finished_at),
+        "phase": phase,
+        "holdout": run.holdout if run else [],
+        "milestones": [
+            {"key": m.key, "name": m.name, "week": m.week, "status": m.status} for m in milestones
+        ],
+    }
+
+
+def _calendar_week(campaign: Campaign, today: datetime) -> int:
+    days = (today.date() - campaign.start_date).days
+    return min(max(days // 7 + 1, 0), campaign.weeks)
+
+
+def summary(session: Session, slug: str) -> dict[str, Any]:
+    """The sprint in counts, every one read from the store."""
+    campaign = get_campaign(session, slug)
+    cid = campaign.id
+    run = sprint_run(session, campaign)
+
+    def count(query: Any) -> int:
+        return int(session.execute(query).scalar_one())
+
+    briefs = session.execute(
+        sa_select(
+            func.count(), func.count(col(Brief.sent_at)), func.count(col(Brief.acknowledged_at))
+        ).where(col(Brief.campaign_id) == cid)
+    ).one()
+    in_campaign = (
+        sa_select(col(CreativeDraft.id))
+        .join(Creative, col(Creative.id) == col(CreativeDraft.creative_id))
+        .where(col(Creative.campaign_id) == cid)
+    )
+    decisions = Counter(
+        f"{tier}: {status}"
+        for tier, status in session.execute(
+            sa_select(col(ReviewTask.tier), col(ReviewTask.status)).where(
+                col(ReviewTask.draft_id).in_(in_campaign),
+                col(ReviewTask.decided_at).is_not(None),
+            )
+        )
+    )
+    findings = Counter(
+        rule
+        for (rule,) in session.execute(
+            sa_select(col(PolicyFinding.rule_id)).where(
+                col(PolicyFinding.draft_id).in_(in_campaign), col(PolicyFinding.passed).is_(False)
+            )
+        )
+    )
+    events = dict(
+        session.execute(
+            sa_select(col(EngagementEvent.type), func.count())
+            .where(col(EngagementEvent.campaign_id) == cid)
+            .group_by(col(EngagementEvent.type))
+        ).all()
+    )
+    followups = session.execute(
+        sa_select(col(FollowUp.status), col(FollowUp.reason), func.count())
+        .where(col(FollowUp.campaign_id) == cid)
+        .group_by(col(FollowUp.status), col(FollowUp.reason))
+    ).all()
+    withheld: Counter[str] = Counter()
+    by_status: Counter[str] = Counter()
+    for status, reason, n in followups:
+        by_status[status] += n
+        if status == FollowUpStatus.WITHHELD:
+            withheld[(reason or "").split(":")[0]] += n
+    synced = count(
+        sa_select(func.count(func.distinct(col(OutboxMessage.subject_id)))).where(
+            col(OutboxMessage.channel) == LEAD_CHANNEL,
+            col(OutboxMessage.status) == OutboxStatus.SENT,
+            col(OutboxMessage.destination).like(f"{campaign.id}:%"),
+        )
+    )
+    verification = verify(session)
+    return {
+        "campaign": slug,
+        "mode": run.mode if run else None,
+        "seed": run.seed if run else None,
+        "sample": run.sample if run else None,
+        "weeks_done": run.weeks_done if run else 0,
+        "creators": count(
+            sa_select(func.count()).where(
+                col(RosterMember.campaign_id) == cid,
+                col(RosterMember.status) == RosterStatus.ACTIVE,
+            )
+        ),
+        "holdout_creators": len(run.holdout) if run else 0,
+        "briefs": {"generated": briefs[0], "sent": briefs[1], "acknowledged": briefs[2]},
+        "drafts": count(sa_select(func.count()).select_from(in_campaign.subquery())),
+        "reviews": dict(sorted(decisions.items())),
+        "findings": dict(sorted(findings.items())),
+        "events": dict(sorted(events.items())),
+        "followups": dict(sorted(by_status.items())),
+        "withheld": dict(sorted(withheld.items())),
+        "leads_synced": synced,
+        "audit": {"entries": verification.entries, "verified": verification.ok},
+    }
