@@ -8,6 +8,7 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from enum import IntEnum
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,19 @@ from config.errors import RallyError
 from config.settings import Settings, get_settings, normalize_database_url
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-MIGRATION_LOCK = 0x52414C4C59  # PostgreSQL advisory lock key held while migrating ("RALLY")
+
+
+class Lock(IntEnum):
+    """PostgreSQL advisory lock keys, one per purpose ("RALLY" and a number)."""
+
+    MIGRATION = 0x52414C4C59  # one migrator at a time
+    WRITERS = 0x52414C4C5901  # changes take turns (see `transaction`)
+    EVENTS_QUEUE = 0x52414C4C5902  # rule processors take the events queue a batch at a time
+
+
+def advisory_lock(connection: Connection | Session, lock: Lock) -> None:
+    """Hold `lock` until the transaction ends (PostgreSQL only)."""
+    connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": int(lock)})
 
 
 def masked(url: str) -> str:
@@ -66,18 +79,25 @@ def _sqlite_begin(connection: Connection) -> None:
 
 
 @contextmanager
-def transaction(engine: Engine, *, write: bool = True) -> Iterator[Session]:
+def transaction(
+    engine: Engine, *, write: bool = True, take_turns: bool = True
+) -> Iterator[Session]:
     """A session whose work commits on success and rolls back on any error.
 
-    Writers take turns from their first statement: SQLite's write lock (BEGIN IMMEDIATE), and
-    on PostgreSQL the audit head row that every audited change locks anyway. So a writer never
-    acts on what it read before another writer's commit. Pass `write=False` for read-only work,
-    which never waits.
+    A change (the default) takes turns with other changes from its first statement: SQLite's
+    write lock (BEGIN IMMEDIATE), and on PostgreSQL the `WRITERS` advisory lock. So a change
+    never acts on what it read before another change's commit.
+
+    `take_turns=False` is for queue work that locks only the rows it takes (an outbox claim with
+    SKIP LOCKED, the events queue's own lock), so that it never waits behind people's changes
+    on PostgreSQL; SQLite has one writer, so there it still takes the write lock. `write=False`
+    is for reading only, which never waits. Either way the audit head is locked only while a
+    transaction that recorded entries commits (`store.audit`).
     """
     bind = engine.execution_options(rally_write=write)
     with Session(bind, expire_on_commit=False) as session, session.begin():
-        if write and engine.dialect.name == "postgresql":
-            session.execute(text("SELECT 1 FROM audit_head WHERE id = 1 FOR UPDATE"))
+        if write and take_turns and engine.dialect.name == "postgresql":
+            advisory_lock(session, Lock.WRITERS)
         yield session
 
 
@@ -118,7 +138,7 @@ def upgrade(engine: Engine) -> Upgrade:
     config.set_main_option("script_location", str(MIGRATIONS))
     with engine.execution_options(rally_write=True).begin() as conn:
         if conn.dialect.name == "postgresql":  # one migrator at a time; SQLite: BEGIN IMMEDIATE
-            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
+            advisory_lock(conn, Lock.MIGRATION)
         before = _revision(conn)
         config.attributes["connection"] = conn
         command.upgrade(config, "head")

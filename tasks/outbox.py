@@ -83,7 +83,7 @@ def claim(
     """Lease up to `limit` ready messages. On PostgreSQL, rows another drain holds are skipped;
     on SQLite the write lock taken up front makes drains take turns."""
     postgres = engine.dialect.name == "postgresql"
-    with transaction(engine, write=not postgres) as session:
+    with transaction(engine, take_turns=False) as session:
         query = (
             select(OutboxMessage)
             .where(
@@ -218,8 +218,7 @@ def _held(row: OutboxMessage) -> Any:
 
 
 def _update_held(engine: Engine, row: OutboxMessage, **values: Any) -> bool:
-    postgres = engine.dialect.name == "postgresql"
-    with transaction(engine, write=not postgres) as session:
+    with transaction(engine, take_turns=False) as session:
         result = session.execute(update(OutboxMessage).where(_held(row)).values(**values))
         return bool(result.rowcount)  # type: ignore[attr-defined]
 
@@ -287,8 +286,7 @@ def _fail(
     not_before: timedelta = timedelta(0),
 ) -> None:
     values = _failure(row, error, at, dead=dead, not_before=not_before)
-    postgres = engine.dialect.name == "postgresql"
-    with transaction(engine, write=not postgres) as session:
+    with transaction(engine, take_turns=False) as session:
         result = session.execute(update(OutboxMessage).where(_held(row)).values(**values))
         if dead and on_dead is not None and result.rowcount:  # type: ignore[attr-defined]
             on_dead(session, row, error, at)
@@ -406,9 +404,8 @@ def _deliver_batch(
 def _renew(engine: Engine, rows: list[OutboxMessage], lease: datetime) -> list[OutboxMessage]:
     """Extend this drain's lease right before sending; rows another drain took over after the
     lease ran out are dropped from the batch."""
-    postgres = engine.dialect.name == "postgresql"
     table = OutboxMessage.__table__  # type: ignore[attr-defined]
-    with transaction(engine, write=not postgres) as session:
+    with transaction(engine, take_turns=False) as session:
         held = _still_held(session, rows)
         if held:
             session.execute(
@@ -445,9 +442,8 @@ def _complete(
 ) -> DrainReport:
     """Record a batch's outcomes in one transaction: the sent rows in one statement."""
     report = DrainReport()
-    postgres = engine.dialect.name == "postgresql"
     table = OutboxMessage.__table__  # type: ignore[attr-defined]
-    with transaction(engine, write=not postgres) as session:
+    with transaction(engine, take_turns=False) as session:
         held = _still_held(session, rows)
         sent = [
             r for r in held if not isinstance(results.get(r.id or 0, _NO_ANSWER), IntegrationError)

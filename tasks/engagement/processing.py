@@ -6,18 +6,17 @@ processed, so a crash loses nothing and nothing is decided twice (`batch.Batch` 
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, func
+from sqlalchemy import Engine
 from sqlalchemy import select as sa_select
 from sqlalchemy import text as sql
 from sqlmodel import Session, col
 
-from store.db import transaction
+from store.db import Lock, advisory_lock, transaction
 from store.models import Campaign, Creator, RosterMember
 from tasks.campaigns.campaign import campaign_followups, campaign_spec
 from tasks.engagement.batch import _EVENTS, Batch, ProcessReport
 from tasks.engagement.rules import CampaignRules, Event, MemberInfo
 
-QUEUE_LOCK = 0x52414C4C59  # "RALLY": the PostgreSQL advisory lock of the events queue
 EVENT_COLUMNS: tuple[Any, ...] = (  # table columns: plain rows, without the ORM's loading
     *(_EVENTS[name] for name in ("id", "source", "external_id", "type", "campaign_id")),
     *(_EVENTS[name] for name in ("member_id", "actor", "video_id", "text", "occurred_at")),
@@ -59,7 +58,7 @@ def process_pending(
     rules: dict[int, CampaignRules] = {}
     postgres = engine.dialect.name == "postgresql"
     while limit is None or report.events < limit:
-        with transaction(engine, write=not postgres) as session:
+        with transaction(engine, take_turns=False) as session:
             query = (
                 sa_select(*EVENT_COLUMNS)
                 .where(_EVENTS.processed_at.is_(None))
@@ -67,7 +66,7 @@ def process_pending(
                 .limit(batch)
             )
             if postgres:  # processors take turns a batch at a time: none is taken twice
-                session.execute(sa_select(func.pg_advisory_xact_lock(QUEUE_LOCK)))
+                advisory_lock(session, Lock.EVENTS_QUEUE)
                 # The waiting index read in order is always the plan; statistics from before
                 # a burst of events would have PostgreSQL read every waiting event per batch.
                 session.execute(sql("SET LOCAL enable_bitmapscan = off"))
