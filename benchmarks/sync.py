@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine
 
     from config.settings import Settings
-    from tasks.outbox import DrainReport
+    from tasks.drain import DrainReport
 
     Timed = tuple[float, DrainReport]
 
@@ -109,6 +109,7 @@ def main() -> None:
     )
     from cli.main import main as rally
     from config.settings import get_settings
+    from integrations.hubspot import HubSpotSettings
     from store.db import open_store
     from tests.helpers import make_leads
 
@@ -124,7 +125,7 @@ def main() -> None:
     make_leads(engine, SLUG, args.action_network, destinations=["action_network"], prefix="an")
 
     def against(fake: FakeHubSpot, name: str, run: Callable[[], None] | None = None) -> "Timed":
-        settings.hubspot_api_url = fake.url
+        settings.section(HubSpotSettings).api_url = fake.url
         if run:
             run()
         return timed_sync(engine, settings, name)

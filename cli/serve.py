@@ -13,10 +13,11 @@ def tick() -> None:
     """Fire due timers (brief reminders, reviews), apply the follow-up rules to new events, and
     deliver what the outbox holds."""
     from store.types import utcnow
-    from tasks.briefs.reminders import deliver_email, send_reminders
+    from tasks.briefs.reminders import send_reminders
     from tasks.engagement.delivery import deliver_followups
     from tasks.engagement.poll import poll_tiktok
     from tasks.engagement.processing import process_pending
+    from tasks.mail import deliver_email
     from tasks.review.deadlines import sweep_reviews
 
     settings, engine = store()

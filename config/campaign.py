@@ -183,11 +183,6 @@ class Tracking(Model):
     utm_medium: Text = "creator"
 
 
-DestinationType = Literal[
-    "csv", "jsonl", "webhook", "action_network", "hubspot", "mobilize", "nationbuilder", "ngpvan"
-]
-
-
 LEAD_FIELDS = (
     "email",
     "phone",
@@ -224,7 +219,7 @@ class Destination(Model):
     `tags` go on every lead, beside the tags the rules gave and those `tag_by` derives."""
 
     name: Identifier
-    type: DestinationType
+    type: Identifier  # one of `integrations.destinations.DESTINATIONS`, checked when applied
     enabled: bool = True
     mapping: Annotated[dict[str, str], AfterValidator(_lead_mapping)] = {}
     tags: list[Text] = []
@@ -232,19 +227,6 @@ class Destination(Model):
     batch_size: Annotated[int, Field(ge=1, le=10_000)] | None = None
     rate: RateSpec | None = None
     options: dict[str, Any] = {}
-
-    @model_validator(mode="after")
-    def _needed_options(self) -> "Destination":
-        missing = [o for o in NEEDED_OPTIONS.get(self.type, ()) if not self.options.get(o)]
-        if missing:
-            raise ValueError(f"a {self.type} destination needs options: {', '.join(missing)}")
-        return self
-
-
-NEEDED_OPTIONS = {
-    "webhook": ("url",),
-    "mobilize": ("organization_id", "event_id", "timeslot_ids"),
-}
 
 
 class HoldoutSpec(Model):

@@ -1,22 +1,34 @@
 """Settings: one object read from the environment and `.env`, built on first use.
 
-Every setting is named ``RALLY_<FIELD>`` in the environment; `.env.example` lists them.
+Every setting is named ``RALLY_<FIELD>`` in the environment; `.env.example` lists them. A module
+may declare settings of its own beside its code (a lead destination's credentials, see
+`integrations.crm.ConnectorSettings`): they are read the same way, through `Settings.section`.
 """
 
 import getpass
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, PrivateAttr, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
-class Settings(BaseSettings):
+class RallySettings(BaseSettings):
+    """How every Rally setting is read: `RALLY_<NAME>` from the environment, else from `.env`
+    in the working folder (the environment wins). The one place `.env` is read."""
+
     model_config = SettingsConfigDict(
         env_prefix="RALLY_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
     )
+
+
+SectionT = TypeVar("SectionT", bound=RallySettings)
+
+
+class Settings(RallySettings):
+    """Rally's own settings; a lead destination's credentials are its connector's section."""
 
     home: Path = Field(Path(".rally"), description="Folder for the local store, mail, exports")
     database_url: SecretStr = Field(
@@ -66,32 +78,10 @@ class Settings(BaseSettings):
     sms_auth_token: SecretStr = Field(SecretStr(""), description="SMS provider auth token")
     sms_from: str = Field("", description="The number texts come from, E.164 (+12155550100)")
 
-    hubspot_api_url: str = Field("https://api.hubapi.com", description="HubSpot API")
-    hubspot_token: SecretStr = Field(SecretStr(""), description="HubSpot private app token")
-    action_network_api_url: str = Field(
-        "https://actionnetwork.org", description="Action Network API"
-    )
-    action_network_token: SecretStr = Field(
-        SecretStr(""), description="Action Network API key (OSDI-API-Token)"
-    )
-    mobilize_api_url: str = Field("https://api.mobilize.us", description="Mobilize API")
-    mobilize_token: SecretStr = Field(SecretStr(""), description="Mobilize API token")
-    nationbuilder_api_url: str = Field(
-        "", description="Your nation's NationBuilder URL (https://<nation>.nationbuilder.com)"
-    )
-    nationbuilder_token: SecretStr = Field(
-        SecretStr(""), description="NationBuilder OAuth access token"
-    )
-    ngpvan_api_url: str = Field("https://api.securevan.com", description="NGP VAN API")
-    ngpvan_app_name: str = Field("", description="NGP VAN application name")
-    ngpvan_api_key: SecretStr = Field(SecretStr(""), description="NGP VAN API key")
-    ngpvan_mode: int = Field(1, description="NGP VAN database: 0 MyVoters, 1 MyCampaign")
-    lead_webhook_secret: SecretStr = Field(
-        SecretStr(""), description="Signs lead webhooks (Rally-Signature header)"
-    )
     outbox_lease_seconds: float = Field(
         300, description="How long a drain holds messages it took before others may take them"
     )
+    _sections: dict[type[RallySettings], RallySettings] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="after")
     def _derive_defaults(self) -> "Settings":
@@ -102,6 +92,14 @@ class Settings(BaseSettings):
             self.actor = f"cli:{_login_name()}"
         self.public_url = self.public_url.rstrip("/")
         return self
+
+    def section(self, kind: type[SectionT]) -> SectionT:
+        """The settings a module declares beside its code, read like these on first use and
+        kept with them, so one Settings object answers from one reading of the environment."""
+        found = self._sections.get(kind)
+        if not isinstance(found, kind):
+            found = self._sections[kind] = kind()
+        return found
 
     @property
     def store_url(self) -> str:

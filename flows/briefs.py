@@ -11,9 +11,9 @@ from store.db import open_store, transaction
 from store.types import clock
 from tasks import progress
 from tasks.briefs.generate import generate_batch
-from tasks.briefs.reminders import deliver_email
 from tasks.briefs.run import GenerationReport, prepare, select_members
-from tasks.outbox import DrainReport
+from tasks.drain import DrainReport
+from tasks.mail import deliver_email
 
 BATCH = 500
 

@@ -9,9 +9,9 @@ from prefect import flow, task
 from config.settings import get_settings
 from store.db import open_store
 from store.types import clock
-from tasks.briefs.reminders import deliver_email
 from tasks.engagement.delivery import deliver_followups
 from tasks.engagement.processing import ProcessReport, process_pending
+from tasks.mail import deliver_email
 
 BATCH = 5000
 

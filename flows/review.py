@@ -12,7 +12,7 @@ from prefect import flow, task
 from config.settings import get_settings
 from store.db import open_store
 from store.types import clock
-from tasks.briefs.reminders import deliver_email
+from tasks.mail import deliver_email
 from tasks.review.deadlines import sweep_reviews
 
 

@@ -25,9 +25,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import httpx
+from pydantic import Field, SecretStr
+from pydantic_settings import SettingsConfigDict
 
 from integrations import crm
-from integrations.crm import Lead, Outcome, RateLimit
+from integrations.crm import ConnectorSettings, Lead, Outcome, RateLimit
 from integrations.errors import PermanentError, TransientError
 from integrations.http import json_object
 
@@ -36,6 +38,16 @@ BATCH_SIZE = 10
 RATE = (4, 1.0)
 OPTIONS = frozenset({"batch_size"})
 PREFIX = "action_network:"
+
+
+class ActionNetworkSettings(ConnectorSettings):
+    """`RALLY_ACTION_NETWORK_*`: the API and the group's API key."""
+
+    model_config = SettingsConfigDict(env_prefix="RALLY_ACTION_NETWORK_")
+    required = ("token",)
+
+    api_url: str = Field(API_URL, description="Action Network API")
+    token: SecretStr = Field(SecretStr(""), description="Action Network API key (OSDI-API-Token)")
 
 
 class ActionNetwork:

@@ -1,6 +1,6 @@
 """What every lead destination shares: the lead as Rally hands it over, the outcome per person,
-the connector protocol, a client-side rate limit, and the mapping of HTTP answers onto the
-error tree.
+the connector protocol, the settings a connector reads, a client-side rate limit, and the
+mapping of HTTP answers onto the error tree.
 
 A connector upserts a batch of leads and reports one `Outcome` per lead it was given. A failure
 of the whole call (the remote down, a 429 or 5xx, a refused token, a batch it rejects as a
@@ -13,10 +13,12 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import httpx
+from pydantic import SecretStr
 
+from config.settings import RallySettings
 from integrations.errors import (
     IntegrationError,
     PermanentError,
@@ -80,6 +82,39 @@ class Connector(Protocol):
         """Delete the person the remote knows by `remote_id`, or raise `PermanentError` where
         the remote has no such call."""
         ...
+
+
+class ConnectorSettings(RallySettings):
+    """A destination type's own settings, declared beside its connector and read like every
+    Rally setting. Each field is a keyword argument of the connector's constructor, set by
+    `<env_prefix><FIELD>` (a subclass sets `env_prefix`, `RALLY_HUBSPOT_` say); `required`
+    names the fields a destination of this type cannot work without, in the order they are
+    asked for."""
+
+    required: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def variable(cls, field: str) -> str:
+        """The environment variable that sets `field` (`RALLY_HUBSPOT_TOKEN`)."""
+        return f"{cls.model_config.get('env_prefix', '')}{field}".upper()
+
+    @classmethod
+    def variables(cls) -> list[str]:
+        """Every variable these settings read, for the documentation to list."""
+        return [cls.variable(field) for field in cls.model_fields]
+
+    def arguments(self) -> dict[str, Any]:
+        """The fields as the connector's constructor takes them, secrets revealed."""
+        values = {field: getattr(self, field) for field in type(self).model_fields}
+        return {
+            field: value.get_secret_value() if isinstance(value, SecretStr) else value
+            for field, value in values.items()
+        }
+
+    def missing(self) -> list[str]:
+        """The variables of the required fields that are not set."""
+        arguments = self.arguments()
+        return [self.variable(field) for field in self.required if not arguments[field]]
 
 
 def check_options(

@@ -34,9 +34,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import httpx
+from pydantic import Field, SecretStr
+from pydantic_settings import SettingsConfigDict
 
 from integrations import crm
-from integrations.crm import Lead, Outcome, RateLimit
+from integrations.crm import ConnectorSettings, Lead, Outcome, RateLimit
 from integrations.errors import IntegrationError, PermanentError, TransientError
 from integrations.http import json_object
 
@@ -51,6 +53,16 @@ SOURCE_PROPERTIES = {
     "creator": "rally_creator",
     "campaign": "rally_campaign",
 }
+
+
+class HubSpotSettings(ConnectorSettings):
+    """`RALLY_HUBSPOT_*`: the account's API and its private app token."""
+
+    model_config = SettingsConfigDict(env_prefix="RALLY_HUBSPOT_")
+    required = ("token",)
+
+    api_url: str = Field("https://api.hubapi.com", description="HubSpot API")
+    token: SecretStr = Field(SecretStr(""), description="HubSpot private app token")
 
 
 class HubSpot:

@@ -4,17 +4,19 @@ per person, as they were last synced.
 The file is rewritten whole (to a temporary file, then renamed over the old one), so a crash
 leaves either the old file or the new one, never half of one; syncing the same person again
 replaces their line, and forgetting them removes it.
+
+Options: `batch_size` (default `BATCH_SIZE`), how many leads one rewrite takes.
 """
 
 import csv
 import io
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from integrations.crm import Lead, Outcome
+from integrations.crm import Lead, Outcome, batch_size
 
 BATCH_SIZE = 5000
 COLUMNS = (
@@ -74,10 +76,15 @@ class FileExport:
     """Leads of one destination in `path`, keyed by the lead's key (also its remote id)."""
 
     def __init__(
-        self, path: Path, *, name: str, format: Literal["csv", "jsonl"], batch_size: int = 0
+        self,
+        path: Path,
+        *,
+        name: str,
+        format: Literal["csv", "jsonl"],
+        options: Mapping[str, Any] | None = None,
     ) -> None:
         self.path, self.name, self.format = path, name, format
-        self.batch_size = batch_size or BATCH_SIZE
+        self.batch_size = batch_size(options or {}, BATCH_SIZE)
 
     def upsert(self, leads: Sequence[Lead]) -> list[Outcome]:
         rows = self._read()

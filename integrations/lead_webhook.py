@@ -4,18 +4,24 @@ Body `{"type": "leads.upserted", "leads": [<record>, ...]}` (records as in the f
 `{"type": "lead.forgotten", "key": "<key>"}`. Header `Rally-Signature: t=<unix time>,s=<hex>`
 with `s = HMAC-SHA256(secret, t + "." + body)`, the same scheme TikTok uses, so a receiver can
 reject stale or forged calls; `Idempotency-Key` lets it recognise a repeat after a crash.
+
+Options: `url` (required), where the leads go, and `batch_size` (default `BATCH_SIZE`). The
+secret is `RALLY_LEAD_WEBHOOK_SECRET`, one for every webhook destination.
 """
 
 import hashlib
 import hmac
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import httpx
+from pydantic import Field, SecretStr
+from pydantic_settings import SettingsConfigDict
 
-from integrations.crm import Lead, Outcome, RateLimit, refusal, send
+from integrations import crm
+from integrations.crm import ConnectorSettings, Lead, Outcome, RateLimit, refusal, send
 from integrations.lead_files import lead_record
 
 BATCH_SIZE = 100
@@ -23,24 +29,40 @@ RATE = (10, 1.0)
 
 
 def signature(secret: str, body: bytes, at: int) -> str:
+    """The `Rally-Signature` header of `body` sent at Unix time `at`."""
     digest = hmac.new(secret.encode(), f"{at}.".encode() + body, hashlib.sha256).hexdigest()
     return f"t={at},s={digest}"
 
 
+class LeadWebhookSettings(ConnectorSettings):
+    """`RALLY_LEAD_WEBHOOK_SECRET`: the key every lead webhook is signed with."""
+
+    model_config = SettingsConfigDict(env_prefix="RALLY_LEAD_WEBHOOK_")
+    required = ("secret",)
+
+    secret: SecretStr = Field(
+        SecretStr(""), description="Signs lead webhooks (Rally-Signature header)"
+    )
+
+
 class LeadWebhook:
+    """One receiver's URL, called with signed batches of leads."""
+
     def __init__(
         self,
         client: httpx.Client,
         *,
         name: str,
-        url: str,
         secret: str,
         limit: RateLimit | None = None,
-        batch_size: int = 0,
+        options: Mapping[str, Any] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.client, self.name, self.url, self.limit = client, name, url, limit
-        self.batch_size = batch_size or BATCH_SIZE
+        options = dict(options or {})
+        if not options.get("url"):
+            raise ValueError("options.url is not set")
+        self.client, self.name, self.url, self.limit = client, name, str(options["url"]), limit
+        self.batch_size = crm.batch_size(options, BATCH_SIZE)
         self._secret, self._clock = secret, clock
 
     def upsert(self, leads: Sequence[Lead]) -> list[Outcome]:

@@ -31,9 +31,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import httpx
+from pydantic import Field, SecretStr
+from pydantic_settings import SettingsConfigDict
 
 from integrations import crm
-from integrations.crm import Lead, Outcome, RateLimit
+from integrations.crm import ConnectorSettings, Lead, Outcome, RateLimit
 from integrations.errors import IntegrationError, PermanentError, TransientError, UnavailableError
 from integrations.http import json_object
 
@@ -46,6 +48,16 @@ REFERRER = ("utm_source", "utm_medium", "utm_campaign", "utm_content", "utm_term
 DESTINATION_FIELDS = frozenset(
     {"organization", "organization_id", "event", "event_id", "timeslots", "timeslot_id"}
 )
+
+
+class MobilizeSettings(ConnectorSettings):
+    """`RALLY_MOBILIZE_*`: the API and the organization's API token."""
+
+    model_config = SettingsConfigDict(env_prefix="RALLY_MOBILIZE_")
+    required = ("token",)
+
+    api_url: str = Field(API_URL, description="Mobilize API")
+    token: SecretStr = Field(SecretStr(""), description="Mobilize API token")
 
 
 class Mobilize:

@@ -34,15 +34,29 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
+from pydantic import Field, SecretStr
+from pydantic_settings import SettingsConfigDict
 
 from integrations import crm
-from integrations.crm import Lead, Outcome, RateLimit
+from integrations.crm import ConnectorSettings, Lead, Outcome, RateLimit
 from integrations.errors import IntegrationError, TransientError
 from integrations.http import json_object
 
 BATCH_SIZE = 50
 RATE = (250, 10.0)
 OPTIONS = frozenset({"batch_size", "external_id"})
+
+
+class NationBuilderSettings(ConnectorSettings):
+    """`RALLY_NATIONBUILDER_*`: the nation's address and an access token."""
+
+    model_config = SettingsConfigDict(env_prefix="RALLY_NATIONBUILDER_")
+    required = ("api_url", "token")
+
+    api_url: str = Field(
+        "", description="Your nation's NationBuilder URL (https://<nation>.nationbuilder.com)"
+    )
+    token: SecretStr = Field(SecretStr(""), description="NationBuilder OAuth access token")
 
 
 class NationBuilder:

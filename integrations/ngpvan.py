@@ -27,9 +27,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import httpx
+from pydantic import Field, SecretStr
+from pydantic_settings import SettingsConfigDict
 
 from integrations import crm
-from integrations.crm import Lead, Outcome, RateLimit
+from integrations.crm import ConnectorSettings, Lead, Outcome, RateLimit
 from integrations.errors import IntegrationError, PermanentError, TransientError
 from integrations.http import json_object
 
@@ -38,6 +40,18 @@ BATCH_SIZE = 20
 RATE = (10, 1.0)
 MODES = (0, 1)
 OPTIONS = frozenset({"batch_size"})
+
+
+class NgpVanSettings(ConnectorSettings):
+    """`RALLY_NGPVAN_*`: the API, the application and its key, and which database."""
+
+    model_config = SettingsConfigDict(env_prefix="RALLY_NGPVAN_")
+    required = ("app_name", "api_key")
+
+    api_url: str = Field(API_URL, description="NGP VAN API")
+    app_name: str = Field("", description="NGP VAN application name")
+    api_key: SecretStr = Field(SecretStr(""), description="NGP VAN API key")
+    mode: int = Field(1, description="NGP VAN database: 0 MyVoters, 1 MyCampaign")
 
 
 class NgpVan:

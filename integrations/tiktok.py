@@ -1,5 +1,5 @@
 """TikTok API for Business (v1.3): read comments and video metrics on the campaign's business
-account, reply to comments, send direct messages; and check the signatures on TikTok webhooks.
+account, reply to comments, send direct messages; and check and read TikTok's webhooks.
 
 The client never retries: every failure becomes one of the errors in `integrations.errors`, and
 the callers' one retry layer (tenacity, honouring `retry_after`) decides. The Business API answers
@@ -35,6 +35,13 @@ from integrations.http import json_object, request, retry_after
 
 DEFAULT_API_URL = "https://business-api.tiktok.com/open_api/v1.3"
 SIGNATURE_HEADER = "TikTok-Signature"
+WEBHOOK_TYPES = {  # TikTok event -> Rally's event type; anything else is kept as "platform"
+    "comment.create": "comment",
+    "comment.reply": "reply",
+    "direct_message.receive": "dm",
+    "message.receive": "dm",
+    "mention.create": "mention",
+}
 
 THROTTLED = 40100
 # The app's id/secret invalid, the token expired, empty, or wrong/revoked; 40001: no permission
@@ -278,3 +285,55 @@ def verify_signature(
 
 def _digest(body: bytes, secret: str, timestamp: int) -> str:
     return hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+
+
+@dataclass(frozen=True)
+class WebhookNotification:
+    """What one webhook tells: Rally's type for TikTok's event, who and what it is about, when
+    it happened, and an id from the body's hash, so a redelivered notification is recognised."""
+
+    external_id: str
+    type: str
+    occurred_at: datetime
+    actor: str | None
+    video_id: str | None
+    text: str | None
+    payload: dict[str, Any]  # the body, its `content` parsed
+
+
+def parse_webhook(body: bytes, client_key: str, *, now: datetime) -> WebhookNotification:
+    """Read a webhook body; ValueError when it is not JSON, names no event, or is addressed to
+    another app than `client_key`. Without a `create_time` it happened `now`."""
+    try:
+        data = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ValueError("the body is not JSON") from None
+    if not isinstance(data, dict) or "event" not in data:
+        raise ValueError("the body has no event")
+    if client_key and data.get("client_key") not in (None, client_key):
+        raise ValueError("the notification is for another app")
+    content = _webhook_content(data.get("content"))
+    created = data.get("create_time")
+    occurred = (
+        datetime.fromtimestamp(created, now.tzinfo) if isinstance(created, int | float) else now
+    )
+    return WebhookNotification(
+        external_id="webhook:" + hashlib.sha256(body).hexdigest()[:40],
+        type=WEBHOOK_TYPES.get(str(data["event"]), "platform"),
+        occurred_at=occurred,
+        actor=content.get("username") or data.get("user_openid"),
+        video_id=content.get("video_id"),
+        text=content.get("text"),
+        payload={**data, "content": content},
+    )
+
+
+def _webhook_content(content: object) -> dict[str, Any]:
+    """A notification's `content`: TikTok sends it as a JSON string; plain text is kept as
+    the text, anything else as nothing."""
+    if isinstance(content, str):
+        try:
+            content = json.loads(content)
+        except json.JSONDecodeError:
+            content = {"text": content}
+    return content if isinstance(content, dict) else {}

@@ -5,7 +5,9 @@ here imports `web`, `cli` or `flows`.
 One package per capability, each importing only the ones listed before it (and the plumbing):
 
 - plumbing: `formats` (numbers and text as people read them), `progress` (progress of long
-  work), `outbox` (side effects written with their change, delivered by a drain);
+  work), `outbox` (side effects written with their change, leased to drains, and the retry
+  policy), `drain` (the one delivery path: a group of one or a batch per call, outcomes
+  recorded with what they mean);
 - `campaigns`: a campaign applied from its files, its roster, plan and tracking links;
 - `briefs`: each creator's brief generated, versioned, emailed, acknowledged, reminded;
 - `review`: a creative's drafts, the policy checks, tiered review, deadlines, posting;
@@ -15,6 +17,9 @@ One package per capability, each importing only the ones listed before it (and t
 - `rehearsal`: the simulated creators, approvers and audience of a rehearsal;
 - `sprint`: the sprint's start, weeks, milestones and summary;
 - `mail`: the one email drain, with the handler each capability gives for its messages.
+
+Adapters to the outside (`integrations`) sit below this layer; the connector for a lead
+destination comes from `integrations.destinations`.
 
 `tests/unit/test_layout.py` holds this order.
 """

@@ -2,22 +2,21 @@
 an approver's decision with an API token (`rally review token EMAIL`). JSON in and out; errors
 are `{"error": "..."}` with a 4xx status."""
 
-from collections.abc import Callable
-from datetime import datetime
 from typing import Literal
 
-from fastapi import FastAPI, Header, Request
+from fastapi import APIRouter, Header
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
-from sqlalchemy import Engine
 
 from config.errors import RallyError
-from config.settings import Settings
 from store.db import transaction
 from tasks.briefs.status import open_brief
 from tasks.review.approvers import who
 from tasks.review.creatives import Submission, submit
 from tasks.review.decisions import decide
+from web.deps import AppSettings, Clock, Store
+
+router = APIRouter(prefix="/api")
 
 
 class DraftIn(BaseModel):
@@ -39,79 +38,88 @@ class DecisionIn(BaseModel):
 
 
 def _error(message: str, status: int) -> JSONResponse:
+    """The API's answer to a request it refuses: `{"error": message}`."""
     return JSONResponse({"error": message}, status_code=status)
 
 
-def add_api_routes(
-    app: FastAPI, engine: Engine, settings: Settings, clock: Callable[[], datetime]
-) -> None:
-    @app.post("/api/briefs/{token}/drafts")
-    def api_submit(token: str, draft: DraftIn) -> JSONResponse:
-        try:
-            with transaction(engine) as session:
-                page = open_brief(session, token, now=clock())
-                if page is None:
-                    return _error("not found", 404)
-                result = submit(
-                    session,
-                    slug=page.campaign_slug,
-                    handle=page.handle,
-                    submission=Submission(
-                        draft.caption,
-                        draft.script,
-                        draft.video_url,
-                        draft.duration_seconds,
-                        draft.paid,
-                        draft.ai_generated,
-                        draft.title,
-                    ),
-                    submitted_by=f"creator:@{page.handle}",
-                    now=clock(),
-                    creative_id=draft.creative,
-                    public_url=settings.public_url,
-                )
-        except RallyError as exc:
-            return _error(str(exc), 409)
-        return JSONResponse(
-            {
-                "creative": result.creative_id,
-                "version": result.version,
-                "outcome": "changes_requested" if result.blocked else "in_review",
-                "tiers": result.tiers,
-                "findings": [vars(f) for f in result.findings],
-            },
-            status_code=201,
-        )
+@router.post("/briefs/{token}/drafts")
+def submit_draft(
+    token: str, draft: DraftIn, engine: Store, settings: AppSettings, clock: Clock
+) -> JSONResponse:
+    """A creator's draft, with their brief link's token; the checks run at once."""
+    submission = Submission(
+        draft.caption,
+        draft.script,
+        draft.video_url,
+        draft.duration_seconds,
+        draft.paid,
+        draft.ai_generated,
+        draft.title,
+    )
+    try:
+        with transaction(engine) as session:
+            page = open_brief(session, token, now=clock())
+            if page is None:
+                return _error("not found", 404)
+            result = submit(
+                session,
+                slug=page.campaign_slug,
+                handle=page.handle,
+                submission=submission,
+                submitted_by=f"creator:@{page.handle}",
+                now=clock(),
+                creative_id=draft.creative,
+                public_url=settings.public_url,
+            )
+    except RallyError as exc:
+        return _error(str(exc), 409)
+    return JSONResponse(
+        {
+            "creative": result.creative_id,
+            "version": result.version,
+            "outcome": "changes_requested" if result.blocked else "in_review",
+            "tiers": result.tiers,
+            "findings": [vars(f) for f in result.findings],
+        },
+        status_code=201,
+    )
 
-    @app.post("/api/review/tasks/{task_id}/decisions")
-    def api_decide(
-        request: Request, task_id: int, body: DecisionIn, authorization: str = Header("")
-    ) -> JSONResponse:
-        token = authorization.removeprefix("Bearer ").strip()
-        try:
-            with transaction(engine) as session:
-                approver = who(session, token, kinds=("api",), now=clock())
-                if approver is None:
-                    return _error("a valid API token is required (rally review token EMAIL)", 401)
-                result = decide(
-                    session,
-                    task_id=task_id,
-                    decision=body.decision,
-                    approver=approver,
-                    now=clock(),
-                    note=body.note,
-                    confirmed=[item for item, done in body.checklist.items() if done],
-                    version=body.version,
-                    public_url=settings.public_url,
-                )
-        except RallyError as exc:
-            return _error(str(exc), 409)
-        return JSONResponse(
-            {
-                "task": task_id,
-                "status": result.task.status,
-                "applied": result.applied,
-                "next_tier": result.next_tier,
-                "creative_status": result.creative.status,
-            }
-        )
+
+@router.post("/review/tasks/{task_id}/decisions")
+def record_decision(
+    task_id: int,
+    body: DecisionIn,
+    engine: Store,
+    settings: AppSettings,
+    clock: Clock,
+    authorization: str = Header(""),
+) -> JSONResponse:
+    """An approver's decision, with their API token as `Authorization: Bearer <token>`."""
+    token = authorization.removeprefix("Bearer ").strip()
+    try:
+        with transaction(engine) as session:
+            approver = who(session, token, kinds=("api",), now=clock())
+            if approver is None:
+                return _error("a valid API token is required (rally review token EMAIL)", 401)
+            result = decide(
+                session,
+                task_id=task_id,
+                decision=body.decision,
+                approver=approver,
+                now=clock(),
+                note=body.note,
+                confirmed=[item for item, done in body.checklist.items() if done],
+                version=body.version,
+                public_url=settings.public_url,
+            )
+    except RallyError as exc:
+        return _error(str(exc), 409)
+    return JSONResponse(
+        {
+            "task": task_id,
+            "status": result.task.status,
+            "applied": result.applied,
+            "next_tier": result.next_tier,
+            "creative_status": result.creative.status,
+        }
+    )

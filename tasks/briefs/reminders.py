@@ -1,25 +1,20 @@
-"""Delivering brief emails and reminders, and what a delivery changes in the store.
+"""Brief reminders, and what a brief's email or reminder going out changes in the store.
 
 When a brief's email is sent, the brief is marked sent, the send is audited, and a reminder
 timer is set for `brief.reminder_after_days` later (one per creator). When the timer fires and
 the creator still has not acknowledged, the reminder email is queued; both go out through the
-outbox like every other side effect.
+outbox like every other side effect (`tasks.mail` sends them and calls the handlers here).
 """
 
-import re
-from collections.abc import Callable
 from datetime import datetime, timedelta
-from email.errors import HeaderParseError
 from typing import Any
 
-from sqlalchemy import Engine, bindparam, insert, update
+from sqlalchemy import Engine, insert, update
 from sqlmodel import Session, col, select
 
 from briefs.environment import BriefTemplates
 from config.errors import RallyError
 from config.settings import Settings
-from integrations.email import MailboxSender, build_message, sender_for
-from integrations.errors import PermanentError
 from store.audit import Change, record
 from store.bulk import with_defaults
 from store.db import transaction
@@ -34,8 +29,8 @@ from tasks.briefs.run import (
     latest_briefs,
 )
 from tasks.campaigns.campaign import campaign_spec
-from tasks.engagement.delivery import mark_failed, mark_sent
-from tasks.outbox import DrainReport, drain, enqueue
+from tasks.drain import Handler
+from tasks.outbox import enqueue
 
 REMINDER = "brief.reminder"
 
@@ -51,48 +46,34 @@ def _brief_and_handle(session: Session, brief_id: int) -> tuple[Brief, str, Camp
     return row[0], row[1], row[2]
 
 
-def on_sent(session: Session, messages: list[OutboxMessage], at: datetime) -> None:
-    """Record what delivered messages mean, in the transaction that marks them sent."""
-    _forget_sign_in_links(session, messages)
-    mark_sent(session, messages, at)
+def briefs_sent(session: Session, messages: list[OutboxMessage], at: datetime) -> None:
+    """Briefs emailed: each marked sent and audited, and its reminder timer set."""
     for message in messages:
-        if message.subject_type in ("brief", "brief_reminder"):
-            _brief_sent(session, message, at)
-
-
-def _forget_sign_in_links(session: Session, messages: list[OutboxMessage]) -> None:
-    """A sent review email held an approver's sign-in link; the store keeps no usable copy."""
-    scrubbed = [
-        {
-            "b_id": m.id,
-            "b_payload": m.payload
-            | {"text": re.sub(r"\S+/review/signin/\S+", "[sign-in link sent]", m.payload["text"])},
-        }
-        for m in messages
-        if m.subject_type == "review" and "/review/signin/" in m.payload.get("text", "")
-    ]
-    if scrubbed:
-        table = OutboxMessage.__table__  # type: ignore[attr-defined]
-        session.execute(
-            update(table)
-            .where(table.c.id == bindparam("b_id"))
-            .values(payload=bindparam("b_payload")),
-            scrubbed,
-        )
-
-
-def _brief_sent(session: Session, message: OutboxMessage, at: datetime) -> None:
-    brief, handle, campaign = _brief_and_handle(session, int(message.subject_id))
-    who = f"@{handle} on {campaign.slug}"
-    if message.subject_type == "brief_reminder":
-        session.execute(update(Brief).where(col(Brief.id) == brief.id).values(reminder_sent_at=at))
-        summary = f"reminder to acknowledge brief v{brief.version} sent to {who}"
-        action = "brief.reminded"
-    else:
+        brief, handle, campaign = _brief_and_handle(session, int(message.subject_id))
         session.execute(update(Brief).where(col(Brief.id) == brief.id).values(sent_at=at))
-        summary = f"brief v{brief.version} emailed to {who}"
-        action = "brief.sent"
+        summary = f"brief v{brief.version} emailed to @{handle} on {campaign.slug}"
+        _audit(session, message, brief, "brief.sent", summary)
         _set_reminder(session, campaign, brief, at)
+
+
+def reminders_sent(session: Session, messages: list[OutboxMessage], at: datetime) -> None:
+    """Reminders emailed: each brief's reminder marked sent and audited."""
+    for message in messages:
+        brief, handle, campaign = _brief_and_handle(session, int(message.subject_id))
+        session.execute(update(Brief).where(col(Brief.id) == brief.id).values(reminder_sent_at=at))
+        summary = (
+            f"reminder to acknowledge brief v{brief.version} sent to @{handle} on {campaign.slug}"
+        )
+        _audit(session, message, brief, "brief.reminded", summary)
+
+
+BRIEF_EMAIL = Handler(sent=briefs_sent)
+REMINDER_EMAIL = Handler(sent=reminders_sent)
+
+
+def _audit(
+    session: Session, message: OutboxMessage, brief: Brief, action: str, summary: str
+) -> None:
     details = {"to": message.payload.get("to"), "message_id": message.remote_id}
     record(session, [Change("rally", action, "brief", brief.id or 0, summary, details)])
 
@@ -176,36 +157,7 @@ def _reminder(
     }
 
 
-def deliver_email(
-    engine: Engine, settings: Settings, *, now: Callable[[], datetime], limit: int | None = None
-) -> DrainReport:
-    """Send every ready email in the outbox over the configured sender."""
-    sender = sender_for(settings)
-
-    def deliver(message: OutboxMessage) -> str:
-        try:
-            email = build_message(
-                message.payload, sender=settings.mail_from, key=message.idempotency_key
-            )
-        except (ValueError, TypeError, KeyError, HeaderParseError) as exc:
-            raise PermanentError(f"cannot make an email of it: {exc}") from None
-        return sender.send(email)
-
-    try:
-        return drain(
-            engine,
-            channel="email",
-            deliver=deliver,
-            on_sent=on_sent,
-            on_dead=mark_failed,
-            now=now,
-            limit=limit,
-            repeat_safe=isinstance(sender, MailboxSender),
-        )
-    finally:
-        sender.close()
-
-
 def send_reminders(engine: Engine, settings: Settings, *, now: datetime) -> int:
+    """Queue the reminders that are due (`queue_due_reminders`) in a transaction of their own."""
     with transaction(engine) as session:
         return queue_due_reminders(session, now=now, public_url=settings.public_url)

@@ -12,6 +12,7 @@ from config.campaign_file import CampaignFileError
 from config.errors import RallyError
 from config.followups import Followups, load_followups
 from config.policy import load_policy
+from integrations.destinations import DESTINATIONS
 from store.audit import Change, record
 from store.models import Campaign, Creator, Milestone, RosterMember, RosterStatus, SprintPhase
 from store.types import utcnow
@@ -45,6 +46,7 @@ def check_references(spec: CampaignSpec, base: Path, *, file: str) -> None:
             )
         elif not (target.is_dir() if kind == "folder" else target.is_file()):
             problems.append((path, f"no such {kind}: {value} (looked in {target.parent})"))
+    problems += _destination_problems(spec)
     if problems:
         raise CampaignFileError(file, problems)
     load_policy(spec.policy, base=base)  # a broken policy or rules file is named now, not later
@@ -62,6 +64,22 @@ def check_references(spec: CampaignSpec, base: Path, *, file: str) -> None:
             )
     if problems:
         raise CampaignFileError(followups.source, problems)
+
+
+def _destination_problems(spec: CampaignSpec) -> list[tuple[str, str]]:
+    """Destinations of a type Rally has no connector for, or without the options it needs."""
+    problems = []
+    for i, destination in enumerate(spec.destinations):
+        kind = DESTINATIONS.get(destination.type)
+        if kind is None:
+            known = ", ".join(repr(name) for name in DESTINATIONS)
+            problems.append((f"destinations[{i}].type", f"must be one of {known}"))
+            continue
+        missing = [o for o in kind.needs if not destination.options.get(o)]
+        if missing:
+            needed = f"a {destination.type} destination needs options: {', '.join(missing)}"
+            problems.append((f"destinations[{i}]", needed))
+    return problems
 
 
 def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:

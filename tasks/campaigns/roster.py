@@ -6,7 +6,7 @@ Columns beyond the known ones are kept on the creator as `attributes` for templa
 
 import csv
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from email.errors import HeaderParseError
@@ -66,6 +66,10 @@ class RowProblem:
 
 MAX_FOLLOWERS = 2_000_000_000  # the store keeps 32-bit integers
 MAX_RATE_CENTS = 2_000_000_000  # $20 million
+_FOLLOWERS_EXPECTED = "must be a whole number from 0 to 2 billion, such as 12300 or 12.3K"
+_RATE_EXPECTED = "must be an amount up to 20 million, such as 400 or 1,250.50"
+
+_Report = Callable[[str, str], None]  # reports a problem of the row: (column, message)
 
 
 def _count(text: str) -> int:
@@ -99,6 +103,7 @@ def _sendable(email: str) -> bool:
 def _parse_row(
     number: int, raw: Mapping[str, str], spec: CampaignSpec, segments: list[str]
 ) -> tuple[RosterRow | None, list[RowProblem]]:
+    """One record checked field by field: its row, or every problem found in it."""
     values = {k: (v or "").strip() for k, v in raw.items() if k}
     handle = values.get("handle", "").lstrip("@").lower()
     problems: list[RowProblem] = []
@@ -106,54 +111,21 @@ def _parse_row(
     def bad(column: str, message: str) -> None:
         problems.append(RowProblem(number, handle or None, column, message))
 
-    for column, value in values.items():
-        if control := re.search(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]", value):
-            bad(column, f"contains a control character ({control.group()!r})")
+    _control_characters(values, bad)
     if problems:
         return None, problems
 
-    if not handle:
-        bad("handle", "required")
-    elif not re.fullmatch(r"[a-z0-9._-]{2,30}", handle):
-        bad("handle", f"must be 2-30 letters, digits, dots, dashes or underscores (got {handle!r})")
-    platform = values.get("platform", "").lower() or "tiktok"
-    if platform not in PLATFORMS:
-        bad("platform", f"must be one of {', '.join(PLATFORMS)} (got {platform!r})")
-    email = values.get("email", "")
-    if not email:
-        bad("email", "required")
-    elif not _sendable(email):
-        bad("email", f"not an email address Rally can send to (got {email!r})")
+    _check_handle(handle, bad)
+    platform = _platform(values, bad)
+    email = _email(values, bad)
     segment = values.get("segment") or None
-    if segment not in segments:
-        bad(
-            "segment",
-            f"must be one of {', '.join(segments)}" + (f" (got {segment!r})" if segment else ""),
-        )
+    _one_of("segment", segment, segments, bad)
     tier = values.get("tier") or None
-    if spec.tiers and tier not in spec.tiers:
-        bad(
-            "tier", f"must be one of {', '.join(spec.tiers)}" + (f" (got {tier!r})" if tier else "")
-        )
-    followers = rate = None
-    try:
-        followers = _count(values["followers"]) if values.get("followers") else None
-    except (InvalidOperation, ValueError):
-        bad(
-            "followers",
-            f"must be a whole number from 0 to 2 billion, such as 12300 or 12.3K "
-            f"(got {values['followers']!r})",
-        )
-    try:
-        rate = _cents(values["rate"]) if values.get("rate") else None
-    except (InvalidOperation, ValueError):
-        bad(
-            "rate",
-            f"must be an amount up to 20 million, such as 400 or 1,250.50 (got {values['rate']!r})",
-        )
-    code = values.get("source_code", "").upper() or None
-    if code and not re.fullmatch(r"[A-Z0-9_-]{3,32}", code):
-        bad("source_code", f"must be 3-32 letters, digits, dashes or underscores (got {code!r})")
+    if spec.tiers:
+        _one_of("tier", tier, spec.tiers, bad)
+    followers = _amount(values, "followers", _count, _FOLLOWERS_EXPECTED, bad)
+    rate = _amount(values, "rate", _cents, _RATE_EXPECTED, bad)
+    code = _source_code(values, bad)
     if problems:
         return None, problems
     extra = {k: v for k, v in values.items() if k not in KNOWN_COLUMNS and v}
@@ -171,6 +143,72 @@ def _parse_row(
         source_code=code,
         attributes=extra,
     ), []
+
+
+def _control_characters(values: Mapping[str, str], bad: _Report) -> None:
+    """Report every cell holding a control character: such a row is reported for these alone,
+    its fields left unchecked."""
+    for column, value in values.items():
+        if control := re.search(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]", value):
+            bad(column, f"contains a control character ({control.group()!r})")
+
+
+def _check_handle(handle: str, bad: _Report) -> None:
+    if not handle:
+        bad("handle", "required")
+    elif not re.fullmatch(r"[a-z0-9._-]{2,30}", handle):
+        bad("handle", f"must be 2-30 letters, digits, dots, dashes or underscores (got {handle!r})")
+
+
+def _platform(values: Mapping[str, str], bad: _Report) -> str:
+    """The row's platform, TikTok when the cell is empty or the column missing."""
+    platform = values.get("platform", "").lower() or "tiktok"
+    if platform not in PLATFORMS:
+        bad("platform", f"must be one of {', '.join(PLATFORMS)} (got {platform!r})")
+    return platform
+
+
+def _email(values: Mapping[str, str], bad: _Report) -> str:
+    email = values.get("email", "")
+    if not email:
+        bad("email", "required")
+    elif not _sendable(email):
+        bad("email", f"not an email address Rally can send to (got {email!r})")
+    return email
+
+
+def _one_of(column: str, value: str | None, choices: Collection[str], bad: _Report) -> None:
+    """A value the campaign defines (a segment, a tier); an empty cell is reported too."""
+    if value not in choices:
+        bad(
+            column,
+            f"must be one of {', '.join(choices)}" + (f" (got {value!r})" if value else ""),
+        )
+
+
+def _amount(
+    values: Mapping[str, str],
+    column: str,
+    parse: Callable[[str], int],
+    expected: str,
+    bad: _Report,
+) -> int | None:
+    """A number parsed from its cell, None when the cell is empty."""
+    text = values.get(column)
+    if not text:
+        return None
+    try:
+        return parse(text)
+    except (InvalidOperation, ValueError):
+        bad(column, f"{expected} (got {text!r})")
+        return None
+
+
+def _source_code(values: Mapping[str, str], bad: _Report) -> str | None:
+    code = values.get("source_code", "").upper() or None
+    if code and not re.fullmatch(r"[A-Z0-9_-]{3,32}", code):
+        bad("source_code", f"must be 3-32 letters, digits, dashes or underscores (got {code!r})")
+    return code
 
 
 def parse_roster(

@@ -35,15 +35,8 @@ from tasks.engagement.messages import (
     no_address,
 )
 from tasks.engagement.rules import RENDER_ERRORS, CampaignRules, Event, Sent, due_at, greeting
-from tasks.leads.contacts import (
-    ContactError,
-    Signup,
-    add_tags,
-    consents,
-    contacts_by_handle,
-    record_people,
-    set_consent,
-)
+from tasks.engagement.signups import CampaignSignup, record_signups
+from tasks.leads.contacts import ContactError, add_tags, consents, contacts_by_handle, set_consent
 from tasks.leads.records import queue_sync
 from tasks.outbox import cancel
 
@@ -77,6 +70,20 @@ class ProcessReport:
         }
 
 
+def _signup(event: Event) -> CampaignSignup:
+    """The signup an event carries (its payload's `contact`), from a social account or not."""
+    social = event.source in SOCIAL
+    return CampaignSignup(
+        event.campaign_id,
+        event.contact,
+        event.contact.get("source_code"),
+        f"{event.source}:{event.external_id}",
+        member_id=event.member_id,
+        platform=event.source if social else None,
+        handle=event.actor if social else None,
+    )
+
+
 class Batch:
     """One batch of events, decided and written in the caller's transaction."""
 
@@ -87,7 +94,7 @@ class Batch:
         self.followups: list[dict[str, Any]] = []
         self.reopened: list[dict[str, Any]] = []
         self.event_contacts: dict[int, int] = {}
-        self.leads: dict[int, set[int]] = {}  # campaign -> people whose lead record changed
+        self.leads: dict[int, set[int]] = {}  # campaign -> people whose consent or tags changed
         self.tags: dict[int, set[str]] = {}  # contact -> tags the rules add
         self.tagged_on: dict[int, set[int]] = {}  # contact -> campaigns whose rules tagged them
 
@@ -118,7 +125,8 @@ class Batch:
     # --- loading -------------------------------------------------------------------------
 
     def _contacts(self, events: list[Event]) -> dict[int, int]:
-        """The contact of each event's actor: from the signup form, or by platform handle."""
+        """The contact of each event's actor: by platform handle, or from the signup form it
+        carries, which makes them a lead of the event's campaign (`record_signups`)."""
         found: dict[int, int] = {}
         social: dict[str, list[Event]] = {}
         signups: list[Event] = []
@@ -127,24 +135,12 @@ class Batch:
                 signups.append(event)
             elif event.actor and event.source in SOCIAL:
                 social.setdefault(event.source, []).append(event)
-        people = [
-            Signup(
-                event.contact,
-                source=f"{event.source}:{event.external_id}",
-                member_id=event.member_id,
-                platform=event.source if event.source in SOCIAL else None,
-                handle=event.actor if event.source in SOCIAL else None,
-            )
-            for event in signups
-        ]
-        for event, contact_id in zip(
-            signups, record_people(self.session, people, now=self.now), strict=True
-        ):
+        recorded = record_signups(self.session, [_signup(e) for e in signups], now=self.now)
+        for event, contact_id in zip(signups, recorded, strict=True):
             if isinstance(contact_id, ContactError):
                 self.report.outcomes[f"unusable contact: {contact_id}"] += 1
             elif contact_id is not None:
                 found[event.id] = contact_id
-                self._lead_changed(event, contact_id)
         for platform, group in social.items():
             ids = contacts_by_handle(
                 self.session, platform, {e.actor for e in group if e.actor}, now=self.now

@@ -1,6 +1,7 @@
 """Delivering follow-ups from the outbox: replies and DMs on TikTok, texts over the SMS
-provider (email goes with the rest of Rally's email). With no provider configured, each message
-is written as a JSON file into `$RALLY_HOME/outbox/<channel>/`, the embedded default.
+provider (email goes with the rest of Rally's email, `tasks.mail`). With no provider configured,
+each message is written as a JSON file into `$RALLY_HOME/outbox/<channel>/`, the embedded default.
+A follow-up's status follows its message: `sent`, or `failed` once given up on (`FOLLOWUP`).
 """
 
 import json
@@ -18,12 +19,12 @@ from tenacity.wait import wait_base
 from config.settings import Settings
 from integrations.errors import PermanentError
 from store.models import FollowUp, FollowUpStatus, OutboxMessage
-from tasks.outbox import Deliver, DrainReport, drain
+from tasks.drain import Deliver, DrainReport, Handler, drain, one_at_a_time, repeat_safe
 
 CHANNELS = ("tiktok_reply", "tiktok_dm", "sms")
 
 
-def mark_sent(session: Session, messages: list[OutboxMessage], at: datetime) -> None:
+def followups_sent(session: Session, messages: list[OutboxMessage], at: datetime) -> None:
     """Delivered follow-ups are `sent` (in the transaction that marks their messages sent)."""
     ids = [m.id for m in messages if m.subject_type == "followup"]
     if ids:
@@ -34,7 +35,7 @@ def mark_sent(session: Session, messages: list[OutboxMessage], at: datetime) -> 
         )
 
 
-def mark_failed(session: Session, message: OutboxMessage, error: str, at: datetime) -> None:
+def followup_failed(session: Session, message: OutboxMessage, error: str, at: datetime) -> None:
     """A follow-up its provider refused for good is `failed`, with the provider's words."""
     if message.subject_type != "followup":
         return
@@ -43,6 +44,10 @@ def mark_failed(session: Session, message: OutboxMessage, error: str, at: dateti
         .where(col(FollowUp.outbox_id) == message.id)
         .values(status=FollowUpStatus.FAILED, reason=f"failed: {error}"[:1000], updated_at=at)
     )
+
+
+# A handler for a whole channel: messages of other kinds (a consent change confirmed) it leaves be.
+FOLLOWUP = Handler(sent=followups_sent, dead=followup_failed)
 
 
 class FolderChannel:
@@ -122,23 +127,22 @@ def deliver_followups(
     limit: int | None = None,
     wait: wait_base | None = None,
 ) -> dict[str, DrainReport]:
-    """Send every ready reply, DM and text; email follow-ups go with `deliver_email`."""
+    """Send every ready reply, DM and text; email follow-ups go with `tasks.mail`."""
     own = client is None
     http = client or httpx.Client(timeout=httpx.Timeout(10.0, connect=5.0))
     try:
         reports = {}
         for channel in CHANNELS:
             deliver = deliverer(channel, settings, http)
+            folder = isinstance(deliver, FolderChannel)  # a repeat rewrites the same file
             reports[channel] = drain(
                 engine,
                 channel=channel,
-                deliver=deliver,
-                on_sent=mark_sent,
-                on_dead=mark_failed,
+                sender=repeat_safe(deliver) if folder else one_at_a_time(deliver),
+                handler=FOLLOWUP,
                 now=now,
                 limit=limit,
                 wait=wait,
-                repeat_safe=isinstance(deliver, FolderChannel),
             )
         return reports
     finally:

@@ -1,17 +1,18 @@
 """Syncing leads: each campaign destination's queued messages, drained in the destination's
 batch size, within its rate limit, through its connector.
 
-The connector for a destination comes from its type, the settings (credentials and API URLs,
-from the environment) and the campaign file (batch size, rate, options). A process keeps one
-rate limit per remote account, so successive passes of `rally serve` share one budget.
+The connector for a destination comes from its type's entry in `integrations.destinations`, its
+settings (credentials and API URLs, from the environment) and the campaign file (batch size,
+rate, options). A process keeps one rate limit per remote account, so successive passes of
+`rally serve` share one budget.
 """
 
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime, timedelta
-from importlib import import_module
-from typing import Any
 
 import httpx
+from pydantic import ValidationError
 from sqlalchemy import Engine, func
 from sqlalchemy import select as sa_select
 from sqlmodel import col, select
@@ -20,21 +21,22 @@ from tenacity.wait import wait_base
 from config.campaign import CampaignSpec, Destination
 from config.errors import RallyError
 from config.settings import Settings
-from integrations.crm import Connector, Lead, RateLimit
+from integrations.crm import Connector, ConnectorSettings, Lead, RateLimit
+from integrations.destinations import DESTINATIONS, DestinationType, Wiring
 from integrations.errors import (
     IntegrationError,
     PermanentError,
     TransientError,
     UnavailableError,
 )
-from integrations.lead_files import FileExport
 from store.db import transaction
 from store.models import Campaign, OutboxMessage, OutboxStatus
 from tasks import progress
+from tasks.drain import DrainReport, drain_batches
 from tasks.leads.records import CHANNEL, FORGET, destination_key, lead_for, load_people
-from tasks.outbox import DrainReport, drain_batches
 
 _limits: dict[tuple[str, str], RateLimit] = {}  # (type, account) -> its limit
+_TIMEOUT = httpx.Timeout(30.0, connect=5.0)
 
 
 class NotConfigured(RallyError):
@@ -54,13 +56,6 @@ def rate_limit(account: str, destination: Destination, default: tuple[int, float
     return limit
 
 
-def _secret(value: Any, variable: str, destination: Destination) -> str:
-    text = value.get_secret_value() if hasattr(value, "get_secret_value") else str(value or "")
-    if not text:
-        raise NotConfigured(f"destination {destination.name}: set {variable} to sync leads to it")
-    return str(text)
-
-
 def connector_for(
     destination: Destination,
     campaign: Campaign,
@@ -69,66 +64,54 @@ def connector_for(
 ) -> Connector:
     """The connector for one of a campaign's destinations; `NotConfigured` names what is
     missing."""
-    kind = destination.type
-    if kind in ("csv", "jsonl"):
-        path = settings.exports / campaign.slug / f"{destination.name}.{kind}"
-        return FileExport(
-            path, name=destination.name, format=kind, batch_size=destination.batch_size or 0
-        )
-    module = import_module(f"integrations.{kind.replace('webhook', 'lead_webhook')}")
+    kind = DESTINATIONS.get(destination.type)
+    if kind is None:
+        raise NotConfigured(f"destination {destination.name}: unknown type {destination.type!r}")
     options = dict(destination.options)
-    account = str(options.get("url", "")) if kind == "webhook" else ""
-    limit = rate_limit(account, destination, module.RATE)
     if destination.batch_size:
         options["batch_size"] = destination.batch_size
-    common: dict[str, Any] = {"name": destination.name, "limit": limit, "options": options}
-    if kind == "webhook":
-        url = options.get("url")
-        if not url:
-            raise NotConfigured(f"destination {destination.name}: options.url is not set")
-        secret = _secret(settings.lead_webhook_secret, "RALLY_LEAD_WEBHOOK_SECRET", destination)
-        return module.LeadWebhook(
-            client,
-            name=destination.name,
-            url=str(url),
-            secret=secret,
-            limit=limit,
-            batch_size=destination.batch_size or 0,
-        )
+    account = _account(kind, destination)
+    credentials = _credentials(kind, destination, settings)
+    wiring = Wiring(
+        name=destination.name,
+        options=options,
+        client=client,
+        limit=rate_limit(account, destination, kind.rate) if kind.rate else None,
+        exports=settings.exports / campaign.slug,
+    )
     try:
-        if kind == "hubspot":
-            token = _secret(settings.hubspot_token, "RALLY_HUBSPOT_TOKEN", destination)
-            return module.HubSpot(client, api_url=settings.hubspot_api_url, token=token, **common)
-        if kind == "action_network":
-            token = _secret(
-                settings.action_network_token, "RALLY_ACTION_NETWORK_TOKEN", destination
-            )
-            return module.ActionNetwork(
-                client, api_url=settings.action_network_api_url, token=token, **common
-            )
-        if kind == "mobilize":
-            token = _secret(settings.mobilize_token, "RALLY_MOBILIZE_TOKEN", destination)
-            return module.Mobilize(client, api_url=settings.mobilize_api_url, token=token, **common)
-        if kind == "nationbuilder":
-            url = _secret(
-                settings.nationbuilder_api_url, "RALLY_NATIONBUILDER_API_URL", destination
-            )
-            token = _secret(settings.nationbuilder_token, "RALLY_NATIONBUILDER_TOKEN", destination)
-            return module.NationBuilder(client, api_url=url, token=token, **common)
-        if kind == "ngpvan":
-            app = _secret(settings.ngpvan_app_name, "RALLY_NGPVAN_APP_NAME", destination)
-            api_key = _secret(settings.ngpvan_api_key, "RALLY_NGPVAN_API_KEY", destination)
-            return module.NgpVan(
-                client,
-                api_url=settings.ngpvan_api_url,
-                app_name=app,
-                api_key=api_key,
-                mode=settings.ngpvan_mode,
-                **common,
-            )
+        return kind.connect(wiring, credentials)
     except ValueError as exc:  # a connector refusing its options
         raise NotConfigured(f"destination {destination.name}: {exc}") from None
-    raise NotConfigured(f"destination {destination.name}: unknown type {kind!r}")
+
+
+def _account(kind: DestinationType, destination: Destination) -> str:
+    """Which remote account the destination reaches, when its options say ("" when the type
+    has one account for all)."""
+    if kind.account_option is None:
+        return ""
+    account = destination.options.get(kind.account_option)
+    if not account:
+        raise NotConfigured(
+            f"destination {destination.name}: options.{kind.account_option} is not set"
+        )
+    return str(account)
+
+
+def _credentials(
+    kind: DestinationType, destination: Destination, settings: Settings
+) -> ConnectorSettings:
+    """The settings of the destination's type, every required one set."""
+    try:
+        credentials = settings.section(kind.settings)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        variable = kind.settings.variable(str(error["loc"][0]))
+        raise NotConfigured(f"destination {destination.name}: {variable}: {error['msg']}") from None
+    missing = credentials.missing()
+    if missing:
+        raise NotConfigured(f"destination {destination.name}: set {missing[0]} to sync leads to it")
+    return credentials
 
 
 def deliverer(
@@ -179,6 +162,7 @@ def deliverer(
 
 
 def waiting(engine: Engine, key: str, now: datetime) -> int:
+    """How many of a destination's messages are due now."""
     with transaction(engine, write=False) as session:
         return int(
             session.execute(
@@ -206,54 +190,76 @@ def sync_leads(
     """Drain every enabled destination (of one campaign, or one destination by name), as
     `"<campaign>/<destination>"` -> what happened. A destination that is not configured is
     reported and its leads wait; the others go on."""
-    with transaction(engine, write=False) as session:
-        query = select(Campaign).order_by(col(Campaign.slug))
-        if campaign:
-            query = query.where(Campaign.slug == campaign)
-        campaigns = list(session.exec(query))
-    if campaign and not campaigns:
-        raise RallyError(f"no campaign {campaign!r}; `rally campaign list` shows them")
-    own = client is None
-    http = client or httpx.Client(timeout=httpx.Timeout(30.0, connect=5.0))
+    campaigns = _campaigns(engine, campaign)
     reports: dict[str, DrainReport] = {}
     named = False  # whether any campaign has the destination asked for
-    lease = timedelta(seconds=settings.outbox_lease_seconds)
-    try:
+    opened: AbstractContextManager[httpx.Client] = (
+        nullcontext(client) if client is not None else httpx.Client(timeout=_TIMEOUT)
+    )
+    with opened as http:
         for row in campaigns:
-            spec = CampaignSpec.model_validate(row.spec)
-            for dest in spec.destinations:
+            for dest in CampaignSpec.model_validate(row.spec).destinations:
                 named = named or dest.name == destination
                 if not dest.enabled or (destination and dest.name != destination):
                     continue
-                label = f"{row.slug}/{dest.name}"
-                key = destination_key(row.id or 0, dest.name)
-                try:
-                    connector = connector_for(dest, row, settings, http)
-                except NotConfigured as exc:
-                    if waiting(engine, key, now()):
-                        reports[label] = DrainReport(errors=[str(exc)], stopped=str(exc))
-                    continue
-                total = waiting(engine, key, now())
-
-                def tell(report: DrainReport, label: str = label, total: int = total) -> None:
-                    done = report.sent + report.dead + report.retrying
-                    progress.report(f"leads to {label}", min(done, total), total)
-
-                reports[label] = drain_batches(
-                    engine,
-                    channel=CHANNEL,
-                    destination=key,
-                    deliver=deliverer(engine, connector, dest, row.slug),
-                    batch=connector.batch_size,
-                    now=now,
-                    limit=limit,
-                    lease=lease,
-                    wait=wait,
-                    progress=tell,
+                report = _sync_destination(
+                    engine, settings, row, dest, http, now=now, limit=limit, wait=wait
                 )
-    finally:
-        if own:
-            http.close()
+                if report is not None:
+                    reports[f"{row.slug}/{dest.name}"] = report
     if destination and not named:
         raise RallyError(f"no destination {destination!r} in any campaign")
     return reports
+
+
+def _campaigns(engine: Engine, slug: str | None) -> list[Campaign]:
+    """Every campaign, or the one named (which must exist)."""
+    with transaction(engine, write=False) as session:
+        query = select(Campaign).order_by(col(Campaign.slug))
+        if slug:
+            query = query.where(Campaign.slug == slug)
+        campaigns = list(session.exec(query))
+    if slug and not campaigns:
+        raise RallyError(f"no campaign {slug!r}; `rally campaign list` shows them")
+    return campaigns
+
+
+def _sync_destination(
+    engine: Engine,
+    settings: Settings,
+    campaign: Campaign,
+    destination: Destination,
+    client: httpx.Client,
+    *,
+    now: Callable[[], datetime],
+    limit: int | None,
+    wait: wait_base | None,
+) -> DrainReport | None:
+    """Drain one destination of a campaign. One that is not configured is reported only when
+    leads wait for it (None otherwise)."""
+    label = f"{campaign.slug}/{destination.name}"
+    key = destination_key(campaign.id or 0, destination.name)
+    try:
+        connector = connector_for(destination, campaign, settings, client)
+    except NotConfigured as exc:
+        if waiting(engine, key, now()):
+            return DrainReport(errors=[str(exc)], stopped=str(exc))
+        return None
+    total = waiting(engine, key, now())
+
+    def tell(report: DrainReport) -> None:
+        done = report.sent + report.dead + report.retrying
+        progress.report(f"leads to {label}", min(done, total), total)
+
+    return drain_batches(
+        engine,
+        channel=CHANNEL,
+        destination=key,
+        deliver=deliverer(engine, connector, destination, campaign.slug),
+        batch=connector.batch_size,
+        now=now,
+        limit=limit,
+        lease=timedelta(seconds=settings.outbox_lease_seconds),
+        wait=wait,
+        progress=tell,
+    )

@@ -1,13 +1,15 @@
-"""Approvers' credentials: a sign-in link (single use, expiring) sent by email, the browser
-session it opens, and API tokens. Only a SHA-256 of each secret is stored."""
+"""Approvers: their credentials (a sign-in link, single use and expiring, sent by email; the
+browser session it opens; API tokens, of each only a SHA-256 stored), and which review tasks
+are theirs to see."""
 
 import hashlib
 import secrets
 from datetime import datetime, timedelta
 
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
-from store.models import ApproverCredential
+from store.models import ApproverCredential, Campaign, Creative, CreativeDraft, ReviewTask
+from tasks.campaigns.campaign import campaign_spec
 
 LINK_LIFETIME = timedelta(hours=72)
 SESSION_LIFETIME = timedelta(hours=12)
@@ -65,3 +67,18 @@ def who(
     if found is None or found.kind not in kinds or found.expires_at <= now:
         return None
     return found.email
+
+
+def is_approver_of_task(session: Session, task_id: int, email: str) -> bool:
+    """Whether `email` is one of the approvers of the campaign this review task belongs to
+    (False for an unknown task): only they may see the task and its creative."""
+    campaign = session.exec(
+        select(Campaign)
+        .join(Creative, col(Creative.campaign_id) == col(Campaign.id))
+        .join(CreativeDraft, col(CreativeDraft.creative_id) == col(Creative.id))
+        .join(ReviewTask, col(ReviewTask.draft_id) == col(CreativeDraft.id))
+        .where(ReviewTask.id == task_id)
+    ).first()
+    if campaign is None:
+        return False
+    return any(email in members for members in campaign_spec(campaign).approvers.values())

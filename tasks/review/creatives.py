@@ -14,6 +14,7 @@ from sqlmodel import Session, col, select
 
 from config.campaign import CampaignSpec
 from config.errors import RallyError
+from config.policy import TierSpec
 from store.audit import Change, record
 from store.bulk import insert_rows
 from store.models import (
@@ -132,51 +133,10 @@ def submit(
     member, creator = _member(session, campaign, handle)
     title = submission.title or f"Video by @{creator.handle}"
     creative = _creative(session, campaign, member, creative_id, title)
-    if creative.status == CreativeStatus.IN_REVIEW:  # superseded mid-review
-        previous = _current_draft(session, creative)
-        if previous is not None:
-            cancel_tasks(session, previous.id or 0, now=now)
-    creative.current_version += 1
-    creative.updated_at = now
-    brief_id = session.exec(
-        select(Brief.id)
-        .where(Brief.member_id == member.id)
-        .order_by(col(Brief.version).desc())
-        .limit(1)
-    ).first()
-    draft = CreativeDraft(
-        creative_id=creative.id or 0,
-        version=creative.current_version,
-        brief_id=brief_id,
-        caption=submission.caption,
-        script=submission.script or None,
-        video_url=submission.video_url,
-        duration_seconds=submission.duration_seconds,
-        paid=submission.paid,
-        ai_generated=submission.ai_generated,
-        submitted_by=submitted_by.strip().lower(),
-        submitted_at=now,
-    )
-    session.add(draft)
-    session.flush()
+    draft = _next_draft(session, creative, member, submission, submitted_by, now)
     facts = facts_for(spec, member, creator, submission)
     findings = evaluate(policy, facts)
-    insert_rows(
-        session,
-        PolicyFinding,
-        [
-            {
-                "draft_id": draft.id or 0,
-                "rule_id": f.rule_id,
-                "severity": f.severity,
-                "passed": f.passed,
-                "message": f.message,
-                "policy_version": policy.version,
-                "created_at": now,
-            }
-            for f in findings
-        ],
-    )
+    _store_findings(session, draft, findings, policy.version, now)
     blocking = [f for f in findings if not f.passed and f.severity == "block"]
     result = Submitted(
         creative.id or 0, draft.version, findings, bool(blocking), [], policy.version
@@ -189,24 +149,109 @@ def submit(
         tiers = tiers or policy.spec.tiers[:1]  # every creative gets at least the first tier
         result.tiers = [t.id for t in tiers]
         draft.status = creative.status = CreativeStatus.IN_REVIEW
-        tasks = [
-            ReviewTask(
-                draft_id=draft.id or 0,
-                tier=tier.id,
-                position=i,
-                approver_group=tier.group,
-                policy_version=policy.version,
-                created_at=now,
-            )
-            for i, tier in enumerate(tiers)
-        ]
-        session.add_all(tasks)
-        session.flush()
-        open_task(session, tasks[0], tiers[0], spec, now=now, public_url=public_url)
-        result.open_task = tasks[0].id
+        result.open_task = _open_review(
+            session, draft, tiers, policy.version, spec, now, public_url
+        )
     session.add_all([draft, creative])
     _audit_submission(session, campaign, creator, draft, creative, result, submitted_by)
     return result
+
+
+def _next_draft(
+    session: Session,
+    creative: Creative,
+    member: RosterMember,
+    submission: Submission,
+    submitted_by: str,
+    now: datetime,
+) -> CreativeDraft:
+    """The creative's next version, stored against the creator's latest brief. A version
+    submitted while the previous one is in review supersedes it: that review's tasks close."""
+    if creative.status == CreativeStatus.IN_REVIEW:
+        previous = _current_draft(session, creative)
+        if previous is not None:
+            cancel_tasks(session, previous.id or 0, now=now)
+    creative.current_version += 1
+    creative.updated_at = now
+    draft = CreativeDraft(
+        creative_id=creative.id or 0,
+        version=creative.current_version,
+        brief_id=_latest_brief_id(session, member),
+        caption=submission.caption,
+        script=submission.script or None,
+        video_url=submission.video_url,
+        duration_seconds=submission.duration_seconds,
+        paid=submission.paid,
+        ai_generated=submission.ai_generated,
+        submitted_by=submitted_by.strip().lower(),
+        submitted_at=now,
+    )
+    session.add(draft)
+    session.flush()
+    return draft
+
+
+def _latest_brief_id(session: Session, member: RosterMember) -> int | None:
+    """The brief the draft answers: the creator's latest version, for the chain of custody."""
+    return session.exec(
+        select(Brief.id)
+        .where(Brief.member_id == member.id)
+        .order_by(col(Brief.version).desc())
+        .limit(1)
+    ).first()
+
+
+def _store_findings(
+    session: Session,
+    draft: CreativeDraft,
+    findings: list[Finding],
+    policy_version: str,
+    now: datetime,
+) -> None:
+    insert_rows(
+        session,
+        PolicyFinding,
+        [
+            {
+                "draft_id": draft.id or 0,
+                "rule_id": f.rule_id,
+                "severity": f.severity,
+                "passed": f.passed,
+                "message": f.message,
+                "policy_version": policy_version,
+                "created_at": now,
+            }
+            for f in findings
+        ],
+    )
+
+
+def _open_review(
+    session: Session,
+    draft: CreativeDraft,
+    tiers: list[TierSpec],
+    policy_version: str,
+    spec: CampaignSpec,
+    now: datetime,
+    public_url: str,
+) -> int | None:
+    """A task per tier, in order; only the first opens now (its timers, its emails), the
+    others wait for the tier before them. Returns the open task's id."""
+    tasks = [
+        ReviewTask(
+            draft_id=draft.id or 0,
+            tier=tier.id,
+            position=i,
+            approver_group=tier.group,
+            policy_version=policy_version,
+            created_at=now,
+        )
+        for i, tier in enumerate(tiers)
+    ]
+    session.add_all(tasks)
+    session.flush()
+    open_task(session, tasks[0], tiers[0], spec, now=now, public_url=public_url)
+    return tasks[0].id
 
 
 def _current_draft(session: Session, creative: Creative) -> CreativeDraft | None:

@@ -1,16 +1,17 @@
 """Routing a checked draft through its review: the tiers the campaign's policy asks for, each
-tier's task opened with its reminder and escalation timers, its approvers emailed, and tasks
-closed when a newer version replaces the draft.
+tier's task opened with its reminder and escalation timers, its approvers emailed (their sign-in
+links scrubbed from the store once sent), and tasks closed when a newer version replaces the draft.
 
 A review is a state machine in the store: each tier of a draft is a `ReviewTask` that waits,
 opens, and is decided (`decisions`); nothing sits blocked waiting for a person.
 """
 
 import hashlib
+import re
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import bindparam, update
 from sqlmodel import Session, col, select
 
 from config.campaign import CampaignSpec
@@ -22,12 +23,14 @@ from store.models import (
     Creative,
     CreativeDraft,
     Creator,
+    OutboxMessage,
     ReviewStatus,
     ReviewTask,
     RosterMember,
     Timer,
 )
 from tasks.campaigns.campaign import campaign_folder, campaign_spec
+from tasks.drain import Handler
 from tasks.outbox import enqueue
 from tasks.review.checks import DraftFacts, Finding
 
@@ -153,6 +156,31 @@ def notify_approvers(
             how = f"Open it (the link signs you in once): {link}\nOr: rally review show {task.id}"
         emails.append(review_email(address, key=key, subject=subject, text=f"{text}\n{how}\n"))
     enqueue(session, emails)
+
+
+def forget_sign_in_links(session: Session, messages: list[OutboxMessage], _at: datetime) -> None:
+    """Review emails sent: the approvers' sign-in links they held are scrubbed, so the store
+    keeps no usable copy."""
+    scrubbed = [
+        {
+            "b_id": m.id,
+            "b_payload": m.payload
+            | {"text": re.sub(r"\S+/review/signin/\S+", "[sign-in link sent]", m.payload["text"])},
+        }
+        for m in messages
+        if "/review/signin/" in m.payload.get("text", "")
+    ]
+    if scrubbed:
+        table = OutboxMessage.__table__  # type: ignore[attr-defined]
+        session.execute(
+            update(table)
+            .where(table.c.id == bindparam("b_id"))
+            .values(payload=bindparam("b_payload")),
+            scrubbed,
+        )
+
+
+REVIEW_EMAIL = Handler(sent=forget_sign_in_links)
 
 
 def notify_creator(session: Session, member_id: int, *, key: str, subject: str, text: str) -> None:

@@ -1,5 +1,6 @@
 """Reading reviews back: the queue, one task as an approver sees it, a creative's history."""
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -61,6 +62,25 @@ def history(session: Session, creative_id: int) -> dict[str, Any]:
     creative = session.get(Creative, creative_id)
     if creative is None:
         raise RallyError(f"no creative {creative_id}")
+    versions, task_ids = _versions(session, creative_id)
+    entries = _audit_entries(session, creative_id, task_ids)
+    return {
+        "creative": creative_id,
+        "title": creative.title,
+        "status": creative.status,
+        "posted_url": creative.posted_url,
+        "posted_at": creative.posted_at.isoformat() if creative.posted_at else None,
+        "versions": versions,
+        "audit": [
+            {"seq": e.seq, "at": e.at.isoformat(), "actor": e.actor, "summary": e.summary}
+            for e in entries
+        ],
+    }
+
+
+def _versions(session: Session, creative_id: int) -> tuple[list[dict[str, Any]], list[str]]:
+    """Every draft of a creative, oldest first, as the history shows it; and the ids of all
+    their review tasks, whose audit entries belong to the history too."""
     drafts = session.exec(
         select(CreativeDraft)
         .where(CreativeDraft.creative_id == creative_id)
@@ -79,39 +99,51 @@ def history(session: Session, creative_id: int) -> dict[str, Any]:
         ).all()
         task_ids += [str(t.id) for t in tasks]
         brief = session.get(Brief, draft.brief_id) if draft.brief_id else None
-        versions.append(
+        versions.append(_version(draft, brief, findings, tasks))
+    return versions, task_ids
+
+
+def _version(
+    draft: CreativeDraft,
+    brief: Brief | None,
+    findings: Sequence[PolicyFinding],
+    tasks: Sequence[ReviewTask],
+) -> dict[str, Any]:
+    return {
+        "version": draft.version,
+        "submitted_by": draft.submitted_by,
+        "submitted_at": draft.submitted_at.isoformat(),
+        "status": draft.status,
+        "caption": draft.caption,
+        "brief_version": brief.version if brief else None,
+        "findings": [
             {
-                "version": draft.version,
-                "submitted_by": draft.submitted_by,
-                "submitted_at": draft.submitted_at.isoformat(),
-                "status": draft.status,
-                "caption": draft.caption,
-                "brief_version": brief.version if brief else None,
-                "findings": [
-                    {
-                        "rule": f.rule_id,
-                        "severity": f.severity,
-                        "passed": f.passed,
-                        "message": f.message,
-                        "policy_version": f.policy_version,
-                    }
-                    for f in findings
-                ],
-                "reviews": [
-                    {
-                        "task": t.id,
-                        "tier": t.tier,
-                        "status": t.status,
-                        "decided_by": t.decided_by,
-                        "decided_at": t.decided_at.isoformat() if t.decided_at else None,
-                        "note": t.note,
-                        "escalated_to": t.escalated_to,
-                    }
-                    for t in tasks
-                ],
+                "rule": f.rule_id,
+                "severity": f.severity,
+                "passed": f.passed,
+                "message": f.message,
+                "policy_version": f.policy_version,
             }
-        )
-    entries = session.exec(
+            for f in findings
+        ],
+        "reviews": [
+            {
+                "task": t.id,
+                "tier": t.tier,
+                "status": t.status,
+                "decided_by": t.decided_by,
+                "decided_at": t.decided_at.isoformat() if t.decided_at else None,
+                "note": t.note,
+                "escalated_to": t.escalated_to,
+            }
+            for t in tasks
+        ],
+    }
+
+
+def _audit_entries(session: Session, creative_id: int, task_ids: list[str]) -> Sequence[AuditEvent]:
+    """The audit entries of the creative and of its review tasks, in the order recorded."""
+    return session.exec(
         select(AuditEvent)
         .where(
             or_(
@@ -127,18 +159,6 @@ def history(session: Session, creative_id: int) -> dict[str, Any]:
         )
         .order_by(col(AuditEvent.seq))
     ).all()
-    return {
-        "creative": creative_id,
-        "title": creative.title,
-        "status": creative.status,
-        "posted_url": creative.posted_url,
-        "posted_at": creative.posted_at.isoformat() if creative.posted_at else None,
-        "versions": versions,
-        "audit": [
-            {"seq": e.seq, "at": e.at.isoformat(), "actor": e.actor, "summary": e.summary}
-            for e in entries
-        ],
-    }
 
 
 def review_queue(

@@ -7,7 +7,7 @@ from collections import Counter
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import Select, func
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
@@ -212,20 +212,65 @@ def summary(session: Session, slug: str) -> dict[str, Any]:
     campaign = get_campaign(session, slug)
     cid = campaign.id
     run = sprint_run(session, campaign)
+    briefs = _brief_counts(session, cid)
+    in_campaign = _drafts_in(cid)
+    reviews = _review_decisions(session, in_campaign)
+    findings = _failed_rules(session, in_campaign)
+    events = _event_counts(session, cid)
+    followups, withheld = _followup_counts(session, cid)
+    synced = _leads_synced(session, campaign)
+    verification = verify(session)
+    return {
+        "campaign": slug,
+        "mode": run.mode if run else None,
+        "seed": run.seed if run else None,
+        "sample": run.sample if run else None,
+        "weeks_done": run.weeks_done if run else 0,
+        "creators": _count(
+            session,
+            sa_select(func.count()).where(
+                col(RosterMember.campaign_id) == cid,
+                col(RosterMember.status) == RosterStatus.ACTIVE,
+            ),
+        ),
+        "holdout_creators": len(run.holdout) if run else 0,
+        "briefs": briefs,
+        "drafts": _count(session, sa_select(func.count()).select_from(in_campaign.subquery())),
+        "reviews": reviews,
+        "findings": findings,
+        "events": events,
+        "followups": followups,
+        "withheld": withheld,
+        "leads_synced": synced,
+        "audit": {"entries": verification.entries, "verified": verification.ok},
+    }
 
-    def count(query: Any) -> int:
-        return int(session.execute(query).scalar_one())
 
+def _count(session: Session, query: Any) -> int:
+    return int(session.execute(query).scalar_one())
+
+
+def _brief_counts(session: Session, cid: int | None) -> dict[str, int]:
+    """Briefs generated, sent and acknowledged, counted in one query."""
     briefs = session.execute(
         sa_select(
             func.count(), func.count(col(Brief.sent_at)), func.count(col(Brief.acknowledged_at))
         ).where(col(Brief.campaign_id) == cid)
     ).one()
-    in_campaign = (
+    return {"generated": briefs[0], "sent": briefs[1], "acknowledged": briefs[2]}
+
+
+def _drafts_in(cid: int | None) -> Select[Any]:
+    """The ids of the campaign's drafts, as a subquery the counts below filter by."""
+    return (
         sa_select(col(CreativeDraft.id))
         .join(Creative, col(Creative.id) == col(CreativeDraft.creative_id))
         .where(col(Creative.campaign_id) == cid)
     )
+
+
+def _review_decisions(session: Session, in_campaign: Select[Any]) -> dict[str, int]:
+    """Decided review tasks by "tier: status"."""
     decisions = Counter(
         f"{tier}: {status}"
         for tier, status in session.execute(
@@ -235,6 +280,11 @@ def summary(session: Session, slug: str) -> dict[str, Any]:
             )
         )
     )
+    return dict(sorted(decisions.items()))
+
+
+def _failed_rules(session: Session, in_campaign: Select[Any]) -> dict[str, int]:
+    """Failed policy findings by rule."""
     findings = Counter(
         rule
         for (rule,) in session.execute(
@@ -243,6 +293,10 @@ def summary(session: Session, slug: str) -> dict[str, Any]:
             )
         )
     )
+    return dict(sorted(findings.items()))
+
+
+def _event_counts(session: Session, cid: int | None) -> dict[str, int]:
     events = dict(
         session.execute(
             sa_select(col(EngagementEvent.type), func.count())
@@ -250,6 +304,12 @@ def summary(session: Session, slug: str) -> dict[str, Any]:
             .group_by(col(EngagementEvent.type))
         ).all()
     )
+    return dict(sorted(events.items()))
+
+
+def _followup_counts(session: Session, cid: int | None) -> tuple[dict[str, int], dict[str, int]]:
+    """Follow-ups by status, and the withheld ones by the kind of reason (the part of the
+    reason before its first colon), from one grouped query."""
     followups = session.execute(
         sa_select(col(FollowUp.status), col(FollowUp.reason), func.count())
         .where(col(FollowUp.campaign_id) == cid)
@@ -261,34 +321,16 @@ def summary(session: Session, slug: str) -> dict[str, Any]:
         by_status[status] += n
         if status == FollowUpStatus.WITHHELD:
             withheld[(reason or "").split(":")[0]] += n
-    synced = count(
+    return dict(sorted(by_status.items())), dict(sorted(withheld.items()))
+
+
+def _leads_synced(session: Session, campaign: Campaign) -> int:
+    """Contacts sent to at least one of the campaign's lead destinations."""
+    return _count(
+        session,
         sa_select(func.count(func.distinct(col(OutboxMessage.subject_id)))).where(
             col(OutboxMessage.channel) == LEAD_CHANNEL,
             col(OutboxMessage.status) == OutboxStatus.SENT,
             col(OutboxMessage.destination).like(f"{campaign.id}:%"),
-        )
-    )
-    verification = verify(session)
-    return {
-        "campaign": slug,
-        "mode": run.mode if run else None,
-        "seed": run.seed if run else None,
-        "sample": run.sample if run else None,
-        "weeks_done": run.weeks_done if run else 0,
-        "creators": count(
-            sa_select(func.count()).where(
-                col(RosterMember.campaign_id) == cid,
-                col(RosterMember.status) == RosterStatus.ACTIVE,
-            )
         ),
-        "holdout_creators": len(run.holdout) if run else 0,
-        "briefs": {"generated": briefs[0], "sent": briefs[1], "acknowledged": briefs[2]},
-        "drafts": count(sa_select(func.count()).select_from(in_campaign.subquery())),
-        "reviews": dict(sorted(decisions.items())),
-        "findings": dict(sorted(findings.items())),
-        "events": dict(sorted(events.items())),
-        "followups": dict(sorted(by_status.items())),
-        "withheld": dict(sorted(withheld.items())),
-        "leads_synced": synced,
-        "audit": {"entries": verification.entries, "verified": verification.ok},
-    }
+    )

@@ -12,7 +12,7 @@ import pytest
 
 from config.settings import get_settings
 from store.types import utcnow
-from tasks.briefs.reminders import deliver_email
+from tasks.mail import deliver_email
 from tests.conftest import SLUG
 from tests.e2e.conftest import Server
 from tests.helpers import generate

@@ -13,8 +13,9 @@ from store.db import transaction
 from store.models import AuditEvent, Brief, OutboxMessage, Timer
 from store.types import utcnow
 from tasks.briefs.generate import render_batch, store_batch
-from tasks.briefs.reminders import deliver_email, send_reminders
+from tasks.briefs.reminders import send_reminders
 from tasks.briefs.run import prepare, select_members
+from tasks.mail import deliver_email
 from tests.conftest import SLUG
 from tests.helpers import generate
 

@@ -36,8 +36,9 @@ from config.settings import Settings, get_settings
 from store.db import open_store, transaction
 from store.models import AuditEvent, Campaign
 from store.types import utcnow
-from tasks.briefs.reminders import deliver_email, send_reminders
+from tasks.briefs.reminders import send_reminders
 from tasks.briefs.status import acknowledge, brief_status
+from tasks.mail import deliver_email
 from tests.conftest import SLUG
 from tests.helpers import generate
 

@@ -33,11 +33,11 @@ from store.models import (
     PollCursor,
     RosterMember,
 )
+from tasks.drain import DrainReport
 from tasks.engagement.delivery import deliver_followups
 from tasks.engagement.events import ingest
 from tasks.engagement.poll import SOURCE, PollReport, poll_comments, poll_metrics
 from tasks.engagement.processing import process_pending
-from tasks.outbox import DrainReport
 from tasks.review.creatives import posted
 from tests.conftest import SLUG
 from tests.fakes.http_server import ManualClock, serving

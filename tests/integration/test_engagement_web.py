@@ -2,7 +2,6 @@
 creators' `/t/<code>` tracking links and the campaign signup page `/join/<slug>`."""
 
 import json
-import time
 from datetime import UTC, datetime
 from urllib.parse import parse_qs, urlsplit
 
@@ -19,8 +18,10 @@ from store.models import (
     ContactConsent,
     Creator,
     EngagementEvent,
+    OutboxMessage,
     RosterMember,
 )
+from tasks.engagement.processing import process_pending
 from tests.conftest import SLUG
 from web.app import create_app
 
@@ -43,7 +44,8 @@ def signature(body: bytes, t: int, secret: str = SECRET) -> str:
 
 
 def now() -> int:
-    return int(time.time())
+    """The app's time in the `hooked` app: signatures are checked on the app's clock."""
+    return int(T0.timestamp())
 
 
 def webhook(client: TestClient, body: bytes = BODY, *, header: str | None = "sign", t=None):
@@ -60,11 +62,11 @@ def tiktok_events(engine) -> list[EngagementEvent]:
 
 @pytest.fixture
 def hooked(settings) -> TestClient:
-    """An app with TikTok's client secret set, on real time (signatures are checked on it)."""
+    """An app with TikTok's client secret set, on a clock that stands still at T0."""
     configured = settings.model_copy(
         update={"tiktok_client_secret": SecretStr(SECRET), "tiktok_client_key": CLIENT_KEY}
     )
-    return TestClient(create_app(configured, clock=lambda: datetime.now(UTC)))
+    return TestClient(create_app(configured, clock=lambda: T0))
 
 
 @pytest.fixture
@@ -139,6 +141,26 @@ def test_a_signed_body_that_is_not_json_is_refused_400(hooked, engine):
     answer = webhook(hooked, b"{not json")
     assert answer.status_code == 400
     assert tiktok_events(engine) == []
+
+
+def test_a_notification_for_another_app_is_refused_400(hooked, engine):
+    body = json.dumps({"client_key": "someone-else", "event": "comment.create"}).encode()
+    answer = webhook(hooked, body)
+    assert (answer.status_code, answer.json()) == (
+        400,
+        {"error": "the notification is for another app"},
+    )
+    assert tiktok_events(engine) == []
+
+
+def test_a_notification_of_another_kind_is_kept_with_its_plain_text(hooked, engine):
+    body = json.dumps(
+        {"event": "video.publish", "user_openid": "open-9", "content": "just words"}
+    ).encode()
+    assert webhook(hooked, body).status_code == 200
+    [stored] = tiktok_events(engine)
+    assert (stored.type, stored.actor, stored.text) == ("platform", "open-9", "just words")
+    assert stored.payload["content"] == {"text": "just words"}
 
 
 def test_a_tracking_link_records_the_click_and_redirects_with_utm_tags(web, engine):
@@ -225,3 +247,16 @@ def test_a_signup_with_a_bad_email_shows_the_problem_beside_it(web, engine):
 def test_an_unknown_campaign_has_no_signup_page(web):
     assert web.get("/join/no-such-campaign").status_code == 404
     assert web.post("/join/no-such-campaign", data=SIGNUP).status_code == 404
+
+
+def test_a_signup_queues_its_lead_once_also_when_the_rules_see_it(web, engine):
+    assert web.post(f"/join/{SLUG}", data=SIGNUP).status_code == 200
+    process_pending(engine, now=T0, public_url="https://rally.example.org")
+    with transaction(engine, write=False) as session:
+        [lead] = session.exec(select(Contact)).all()
+        [signup] = session.exec(select(EngagementEvent)).all()
+        queued = session.exec(select(OutboxMessage).where(OutboxMessage.channel == "lead")).all()
+    assert signup.processed_at is not None and signup.contact_id == lead.id
+    assert [(m.destination.split(":")[1], m.subject_id, m.status) for m in queued] == [
+        ("export", str(lead.id), "pending")
+    ]

@@ -1,17 +1,25 @@
 """Each CRM and volunteer system through the whole sync path (queue, drain, connector, fake
 over loopback): a 5xx and a 429 are retried and end delivered, a person the remote refuses is
 a dead letter with the remote's words while the others go, and after the fix `rally leads retry
---dead` sends them."""
+--dead` sends them. The registry builds every type the campaign file takes, from settings in
+the environment or `.env`, and names the setting a destination lacks."""
 
+import inspect
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
-from config.settings import get_settings
+from config.campaign import Destination
+from config.settings import Settings, get_settings
+from integrations.destinations import DESTINATIONS, Api
+from integrations.lead_files import FileExport
+from store.models import Campaign
 from store.types import utcnow
-from tasks.leads.sync import sync_leads
+from tasks.leads.sync import NotConfigured, connector_for, sync_leads
 from tests.conftest import SLUG
 from tests.fakes.action_network_api import FakeActionNetwork
 from tests.fakes.http_server import FakeHttpServer, serving
@@ -114,3 +122,84 @@ def test_retries_end_delivered_and_a_refused_person_is_redriven_after_the_fix(
     report = sync(engine)
     assert (report.sent, report.dead) == (1, 0)
     assert all(holds(fake, e) for e in emails)
+
+
+def test_every_registered_type_gives_its_connector_what_it_takes():
+    for kind in DESTINATIONS.values():
+        fields = set(kind.settings.model_fields)
+        assert set(kind.settings.required) <= fields
+        if isinstance(kind, Api):
+            taken = set(inspect.signature(kind.connector).parameters)
+            assert {"name", "limit", "options", *fields} <= taken, kind.connector
+
+
+NEEDS = {
+    "webhook": "RALLY_LEAD_WEBHOOK_SECRET",
+    "action_network": "RALLY_ACTION_NETWORK_TOKEN",
+    "hubspot": "RALLY_HUBSPOT_TOKEN",
+    "mobilize": "RALLY_MOBILIZE_TOKEN",
+    "nationbuilder": "RALLY_NATIONBUILDER_API_URL",
+    "ngpvan": "RALLY_NGPVAN_APP_NAME",
+}
+OPTIONS: dict[str, dict[str, Any]] = {
+    "webhook": {"url": "http://127.0.0.1:9/leads"},
+    "mobilize": {"organization_id": 1, "event_id": 2, "timeslot_ids": [3]},
+}
+
+
+@pytest.fixture
+def bare(tmp_path: Path, monkeypatch) -> Settings:
+    """Settings with no destination configured: no `.env`, no destination variables."""
+    monkeypatch.chdir(tmp_path)
+    for kind in DESTINATIONS.values():
+        for name in kind.settings.variables():
+            monkeypatch.delenv(name, raising=False)
+    return Settings(home=tmp_path / "home", _env_file=None)
+
+
+def build(settings: Settings, kind: str, **fields: Any):
+    """The connector of destination `crm` of type `kind` (as stored, not checked again)."""
+    destination = Destination.model_construct(**{"name": "crm", "type": kind, **fields})
+    stored: dict[str, Any] = {"slug": SLUG}  # all that building a connector reads
+    with httpx.Client() as client:
+        return connector_for(destination, Campaign.model_construct(**stored), settings, client)
+
+
+@pytest.mark.parametrize("kind", sorted(NEEDS))
+def test_a_destination_without_its_settings_names_the_variable_to_set(bare, kind):
+    with pytest.raises(NotConfigured) as caught:
+        build(bare, kind, options=OPTIONS.get(kind, {}))
+    assert str(caught.value) == f"destination crm: set {NEEDS[kind]} to sync leads to it"
+
+
+def test_what_a_destination_lacks_or_gets_wrong_is_named(bare, monkeypatch):
+    with pytest.raises(NotConfigured, match=r"^destination crm: options\.url is not set$"):
+        build(bare, "webhook")
+    monkeypatch.setenv("RALLY_MOBILIZE_TOKEN", "t")
+    with pytest.raises(NotConfigured, match="needs options: organization_id"):
+        build(Settings(_env_file=None), "mobilize")
+    monkeypatch.setenv("RALLY_NGPVAN_MODE", "many")
+    with pytest.raises(NotConfigured, match=r"^destination crm: RALLY_NGPVAN_MODE: Input should"):
+        build(Settings(_env_file=None), "ngpvan")
+
+
+def test_file_exports_need_no_settings_and_write_under_the_campaigns_folder(bare):
+    for kind in ("csv", "jsonl"):
+        export = build(bare, kind, batch_size=7)
+        assert isinstance(export, FileExport) and export.batch_size == 7
+        assert export.path == bare.exports / SLUG / f"crm.{kind}"
+
+
+def test_a_crms_credentials_can_come_from_dotenv(engine, rally, applied, monkeypatch):
+    for fake in serving(FakeHubSpot()):
+        monkeypatch.delenv("RALLY_HUBSPOT_API_URL", raising=False)
+        monkeypatch.delenv("RALLY_HUBSPOT_TOKEN", raising=False)
+        Path(".env").write_text(
+            f"RALLY_HUBSPOT_API_URL={fake.url}\nRALLY_HUBSPOT_TOKEN={fake.token}\n"
+        )
+        set_destinations(rally, applied, "destinations:\n  - name: crm\n    type: hubspot\n")
+        get_settings.cache_clear()
+        make_leads(engine, SLUG, 2, prefix="dotenv-")
+        report = sync(engine)
+        assert (report.sent, report.dead) == (2, 0), report.errors
+        assert "dotenv-0@example.org" in fake.contacts

@@ -9,7 +9,7 @@ from sqlmodel import select
 from store.db import transaction
 from store.models import AuditEvent, OutboxMessage
 from store.types import utcnow
-from tasks.briefs.reminders import deliver_email
+from tasks.mail import deliver_email
 from tests.conftest import SLUG
 from tests.helpers import generate
 from web.app import create_app

@@ -8,12 +8,13 @@ from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, text
-from sqlmodel import SQLModel, select
+from sqlmodel import SQLModel, col, select
 
 from config.errors import RallyError
 from config.settings import Settings
-from store.db import MIGRATIONS, engine_for, head_revision, open_store, transaction
-from store.models import Campaign, Timer
+from store.audit import Change, record, verify
+from store.db import MIGRATIONS, Lock, engine_for, head_revision, open_store, transaction
+from store.models import AuditEvent, Campaign, Timer
 
 
 def test_the_migrations_build_exactly_the_models(engine: Engine) -> None:
@@ -91,3 +92,35 @@ def test_a_failed_transaction_leaves_nothing_behind(engine: Engine) -> None:
     with transaction(engine, write=False) as session:
         assert session.exec(select(Timer)).all() == []
         assert session.exec(select(Campaign)).all() == []
+
+
+def test_on_postgresql_changes_take_turns_but_queue_work_and_reading_never_wait(
+    engine: Engine,
+) -> None:
+    """A change in progress holds the writers' lock, not the audit head: queue work (which locks
+    only its own rows) commits audit entries meanwhile, and the chain stays whole."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite has one writer: every write waits for the one before it by design")
+    with transaction(engine) as change:
+        change.add(Timer(kind="k", entity_type="e", entity_id="1", due_at=datetime.now(UTC)))
+        change.flush()
+        record(change, [Change("staff", "timer.set", "timer", 1, "a change in progress")])
+        with engine.connect() as other:
+            taken = other.execute(
+                text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": int(Lock.WRITERS)}
+            ).scalar()
+            other.rollback()
+        assert taken is False, "another change must wait for this one"
+        with transaction(engine, take_turns=False) as queue:
+            queue.execute(text("SET LOCAL lock_timeout = '2s'"))  # fail, not hang, if locked
+            record(queue, [Change("rally", "message.sent", "outbox", 1, "queue work")])
+        with transaction(engine, write=False) as reading:
+            assert reading.exec(select(AuditEvent)).all()[0].summary == "queue work"
+    with transaction(engine, write=False) as session:
+        assert [
+            e.summary for e in session.exec(select(AuditEvent).order_by(col(AuditEvent.seq)))
+        ] == [
+            "queue work",
+            "a change in progress",
+        ]
+        assert verify(session).ok

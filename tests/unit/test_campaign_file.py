@@ -105,11 +105,6 @@ def test_a_misspelt_field_is_unknown_and_the_right_name_is_suggested(tmp_path: P
             (),
             "tracking.landing_url: must be a full http(s) URL",
         ),
-        (
-            {"destinations": [{"name": "crm", "type": "salesforce"}]},
-            (),
-            "destinations[0].type: must be one of",
-        ),
     ],
 )
 def test_rules_across_fields_name_the_field_to_fix(
@@ -195,3 +190,26 @@ def test_a_file_in_another_encoding_is_a_clear_error(tmp_path: Path) -> None:
     path.write_text(EXAMPLE.read_text(), encoding="utf-16")
     with pytest.raises(RallyError, match="not UTF-8 text"):
         load_campaign(path)
+
+
+@pytest.mark.parametrize(
+    ("destination", "expected"),
+    [
+        ({"name": "crm", "type": "salesforce"}, "destinations[0].type: must be one of 'csv'"),
+        (
+            {"name": "hook", "type": "webhook"},
+            "destinations[0]: a webhook destination needs options: url",
+        ),
+        (
+            {"name": "events", "type": "mobilize", "options": {"organization_id": 1}},
+            "destinations[0]: a mobilize destination needs options: event_id, timeslot_ids",
+        ),
+    ],
+)
+def test_a_destination_rally_cannot_sync_to_is_named_when_applied(
+    tmp_path: Path, destination: dict, expected: str
+) -> None:
+    path = write(tmp_path, {"destinations": [destination]}, drop=("roster",))
+    with pytest.raises(CampaignFileError) as caught:
+        check_references(load_campaign(path), tmp_path, file=str(path))
+    assert str(caught.value).startswith(f"{path}: {expected}")

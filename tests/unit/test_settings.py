@@ -1,9 +1,15 @@
-"""Settings: documented, derived sensibly, and secrets kept out of text."""
+"""Settings: documented, derived sensibly, read from `.env` and the environment (Rally's own
+and each lead destination's), and secrets kept out of text."""
 
 import re
 from pathlib import Path
 
+import pytest
+
 from config.settings import Settings, normalize_database_url
+from integrations.destinations import DESTINATIONS
+from integrations.hubspot import HubSpotSettings
+from integrations.ngpvan import NgpVanSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -12,7 +18,30 @@ def test_every_setting_is_documented_in_env_example() -> None:
     text = (ROOT / ".env.example").read_text()
     documented = set(re.findall(r"^#? ?(RALLY_[A-Z_]+)=", text, re.M))
     fields = {f"RALLY_{name.upper()}" for name in Settings.model_fields}
+    fields |= {name for kind in DESTINATIONS.values() for name in kind.settings.variables()}
     assert fields <= documented, f"add to .env.example: {sorted(fields - documented)}"
+
+
+def test_a_destinations_settings_come_from_dotenv_and_the_environment_wins(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / ".env").write_text(
+        "RALLY_HUBSPOT_TOKEN=from-dotenv\nRALLY_HUBSPOT_API_URL=http://dotenv.test\n"
+        "RALLY_NGPVAN_APP_NAME=rally\nRALLY_NGPVAN_MODE=0\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    for kind in (HubSpotSettings, NgpVanSettings):
+        for name in kind.variables():
+            monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("RALLY_HUBSPOT_API_URL", "http://environment.test")
+    settings = Settings()
+    hubspot = settings.section(HubSpotSettings)
+    assert hubspot.arguments() == {"api_url": "http://environment.test", "token": "from-dotenv"}
+    assert hubspot.missing() == [] and settings.section(HubSpotSettings) is hubspot
+    ngpvan = settings.section(NgpVanSettings)
+    assert (ngpvan.app_name, ngpvan.mode) == ("rally", 0)
+    assert ngpvan.missing() == ["RALLY_NGPVAN_API_KEY"]
+    assert "from-dotenv" not in repr(hubspot)
 
 
 def test_the_default_store_is_sqlite_inside_rally_home(tmp_path: Path) -> None:

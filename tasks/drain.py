@@ -1,0 +1,335 @@
+"""Draining the outbox: ready messages claimed with a lease and delivered in groups: one message
+per call for senders that take one at a time (SMTP, TikTok, SMS), the whole claimed batch per
+call for remotes that take many and for senders whose repeat is harmless (the mailbox folder,
+the local JSON folder). Each group's lease is renewed right before it is sent; its outcomes are
+recorded, for the messages this drain still holds, in one transaction with the change they
+imply (a `Handler`). Transient failures are retried a few times at once (tenacity), then later
+with a growing delay; permanent ones are parked as `dead` with the remote's message, ready to
+redrive; a service that is unavailable stops the pass and leaves the rest as they were.
+
+A crash loses nothing: what a crashed drain had claimed is taken again once its lease ends. So a
+message the remote accepted just before a crash, before its completion committed (or whose send
+outlasted its lease), is delivered a second time, the one repeat allowed: email carries a stable
+Message-ID so that mail systems recognise it, the folders rewrite the same file, and a lead
+upsert finds the person it made.
+"""
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import Engine, bindparam, update
+from sqlmodel import Session, col
+from tenacity.wait import wait_base
+
+from integrations.errors import IntegrationError, PermanentError, TransientError, UnavailableError
+from store.db import transaction
+from store.models import OutboxMessage, OutboxStatus
+from tasks.outbox import (
+    LEASE,
+    MAX_ATTEMPTS,
+    claim,
+    release,
+    renew,
+    retry_delay,
+    retrying,
+    still_held,
+)
+
+# A message's answer: its remote id (sent), or the error that kept it.
+Answer = str | IntegrationError | None
+Deliver = Callable[[OutboxMessage], str | None]
+# Several messages in one call, answered per message id.
+DeliverBatch = Callable[[list[OutboxMessage]], Mapping[int, Answer]]
+# What delivered messages mean, recorded in the transaction that marks them sent.
+OnSent = Callable[[Session, list[OutboxMessage], datetime], None]
+# What a message given up on means, recorded in the transaction that parks it.
+OnDead = Callable[[Session, OutboxMessage, str, datetime], None]
+
+
+@dataclass(frozen=True)
+class Handler:
+    """What the outcome of a kind of message means in the store: `sent` for messages delivered,
+    `dead` for one given up on, each run in the transaction that marks them."""
+
+    sent: OnSent | None = None
+    dead: OnDead | None = None
+
+
+@dataclass(frozen=True)
+class Sender:
+    """How a drain hands messages to a remote: `deliver` takes a group and answers per message;
+    a group is the `whole_batch` a drain claimed, else one message."""
+
+    deliver: DeliverBatch
+    whole_batch: bool = True
+
+
+def one_at_a_time(deliver: Deliver) -> Sender:
+    """A sender of one message per call (SMTP, TikTok, SMS): each message is renewed, sent and
+    completed on its own, so a crash repeats at most the one in flight."""
+
+    def deliver_one(rows: list[OutboxMessage]) -> dict[int, Answer]:
+        [row] = rows
+        return {row.id or 0: deliver(row)}
+
+    return Sender(deliver_one, whole_batch=False)
+
+
+def repeat_safe(deliver: Deliver) -> Sender:
+    """A sender whose repeat is harmless (a file rewritten under the same name): a claimed batch
+    is sent in one go and recorded in one transaction, each message's failure its own."""
+
+    def send_all(rows: list[OutboxMessage]) -> dict[int, Answer]:
+        answers: dict[int, Answer] = {}
+        for row in rows:
+            try:
+                answers[row.id or 0] = deliver(row)
+            except UnavailableError:
+                raise
+            except IntegrationError as exc:
+                answers[row.id or 0] = exc
+        return answers
+
+    return Sender(send_all)
+
+
+@dataclass
+class DrainReport:
+    """What a drain did: messages sent, back in the queue, dead; why it stopped, if it did."""
+
+    sent: int = 0
+    retrying: int = 0
+    dead: int = 0
+    errors: list[str] = field(default_factory=list)
+    stopped: str | None = None
+
+    def add(self, other: "DrainReport") -> None:
+        self.sent += other.sent
+        self.retrying += other.retrying
+        self.dead += other.dead
+        self.errors += other.errors
+        self.stopped = other.stopped or self.stopped
+
+
+def drain(
+    engine: Engine,
+    *,
+    channel: str,
+    sender: Sender,
+    now: Callable[[], datetime],
+    destination: str | None = None,
+    batch: int = 100,
+    limit: int | None = None,
+    lease: timedelta = LEASE,
+    wait: wait_base | None = None,
+    handler: Handler = Handler(),
+    progress: Callable[[DrainReport], None] | None = None,
+) -> DrainReport:
+    """Deliver the ready messages of `channel` (and `destination`, if given), `batch` claimed at
+    a time, until none are left, `limit` were tried, or the service is unavailable. `wait` paces
+    the tries at once of a passing failure; `progress` hears the report after each batch."""
+    report = DrainReport()
+    tried = 0
+    while limit is None or tried < limit:
+        size = batch if limit is None else min(batch, limit - tried)
+        rows = claim(
+            engine, channel=channel, destination=destination, limit=size, now=now(), lease=lease
+        )
+        if not rows:
+            break
+        tried += len(rows)
+        report.add(
+            deliver_claimed(
+                engine, rows, sender=sender, now=now, lease=lease, wait=wait, handler=handler
+            )
+        )
+        if progress is not None:
+            progress(report)
+        if report.stopped:
+            break
+    return report
+
+
+def drain_batches(
+    engine: Engine,
+    *,
+    channel: str,
+    destination: str | None,
+    deliver: DeliverBatch,
+    batch: int,
+    now: Callable[[], datetime],
+    limit: int | None = None,
+    lease: timedelta = LEASE,
+    wait: wait_base | None = None,
+    progress: Callable[[DrainReport], None] | None = None,
+) -> DrainReport:
+    """`drain` for a remote that takes many messages in one call and answers per message (the
+    lead destinations)."""
+    return drain(
+        engine, channel=channel, sender=Sender(deliver), now=now, destination=destination,
+        batch=batch, limit=limit, lease=lease, wait=wait, progress=progress,
+    )  # fmt: skip
+
+
+def deliver_claimed(
+    engine: Engine,
+    rows: list[OutboxMessage],
+    *,
+    sender: Sender,
+    now: Callable[[], datetime],
+    lease: timedelta = LEASE,
+    wait: wait_base | None = None,
+    handler: Handler = Handler(),
+) -> DrainReport:
+    """Deliver messages this drain claimed, a group at a time (one message, or all of them), each
+    group only while its lease holds. A stopped pass releases the groups it did not reach."""
+    report = DrainReport()
+    size = max(1, len(rows)) if sender.whole_batch else 1
+    for start in range(0, len(rows), size):
+        outcome = _deliver_group(
+            engine, rows[start : start + size], sender, now, lease, wait, handler
+        )
+        report.add(outcome)
+        if outcome.stopped:
+            release(engine, rows[start + size :])
+            break
+    return report
+
+
+def _deliver_group(
+    engine: Engine,
+    rows: list[OutboxMessage],
+    sender: Sender,
+    now: Callable[[], datetime],
+    lease: timedelta,
+    wait: wait_base | None,
+    handler: Handler,
+) -> DrainReport:
+    """Renew a group's lease, send it, and record what the remote answered. A service that is
+    unavailable stops the pass and releases the group untouched; a group refused as a whole is
+    tried message by message, so one bad message does not hold back the others."""
+    # A message whose lease ran out while earlier ones were slow to send may have been taken by
+    # another drain; then this one leaves it.
+    rows = renew(engine, rows, now() + lease)
+    if not rows:
+        return DrainReport()
+    try:
+        answers = retrying(wait)(sender.deliver, rows)
+    except IntegrationError as exc:
+        verdict = classify(exc, call=len(rows))
+        if verdict is Verdict.STOP:
+            release(engine, rows)
+            return DrainReport(errors=[f"{rows[0].destination}: {exc}"], stopped=str(exc))
+        if verdict is Verdict.ONE_BY_ONE:
+            singly = Sender(sender.deliver, whole_batch=False)
+            return deliver_claimed(
+                engine, rows, sender=singly, now=now, lease=lease, wait=wait, handler=handler
+            )
+        answers = {row.id or 0: exc for row in rows}
+    return record_outcomes(engine, rows, answers, at=now(), handler=handler)
+
+
+class Verdict(StrEnum):
+    """What a failure means for the messages it kept."""
+
+    STOP = "stop"  # the service is down or refuses our login: no fault of these messages
+    ONE_BY_ONE = "one by one"  # a group refused as a whole: find the message at fault
+    DEAD = "dead"  # never deliverable as it is, or out of attempts
+    RETRY = "retry"  # later, after a growing delay
+
+
+def classify(error: IntegrationError, *, attempts: int = 0, call: int = 0) -> Verdict:
+    """What `error` means. `call` is how many messages the call that raised it carried (0 for an
+    error the remote answered for one message, tried `attempts` times before): an error raised
+    by a call that neither stops the pass nor splits the group is each message's answer."""
+    if call and isinstance(error, UnavailableError):
+        return Verdict.STOP
+    if isinstance(error, PermanentError):
+        return Verdict.ONE_BY_ONE if call > 1 else Verdict.DEAD
+    return Verdict.DEAD if attempts + 1 >= MAX_ATTEMPTS else Verdict.RETRY
+
+
+def record_outcomes(
+    engine: Engine,
+    rows: list[OutboxMessage],
+    answers: Mapping[int, Answer],
+    *,
+    at: datetime,
+    handler: Handler = Handler(),
+) -> DrainReport:
+    """Mark the messages this drain still holds sent, back in the queue or dead, as the remote
+    answered, in one transaction with what that means in the store (`handler`). A message the
+    remote did not answer for is tried again."""
+    report = DrainReport()
+    # A handler changes the store beyond these rows, so it takes turns with other changes.
+    changes = handler.sent is not None or handler.dead is not None
+    with transaction(engine, take_turns=changes) as session:
+        held = still_held(session, rows)
+        outcomes = {row.id: answers.get(row.id or 0, _NO_ANSWER) for row in held}
+        sent = [row for row in held if not isinstance(outcomes[row.id], IntegrationError)]
+        if sent:
+            _mark_sent(session, sent, outcomes, at)
+            if handler.sent is not None:
+                handler.sent(session, sent, at)
+        for row in held:
+            error = outcomes[row.id]
+            if isinstance(error, IntegrationError):
+                report.add(_mark_failed(session, row, error, at, handler))
+    report.sent = len(sent)
+    return report
+
+
+_NO_ANSWER = TransientError("no answer for this message")
+
+
+def _mark_sent(
+    session: Session, rows: list[OutboxMessage], answers: Mapping[Any, Answer], at: datetime
+) -> None:
+    """Sent rows in one statement; the objects show it too, for the handler."""
+    table = OutboxMessage.__table__  # type: ignore[attr-defined]
+    for row in rows:
+        remote_id = answers.get(row.id)
+        row.remote_id = None if remote_id is None else str(remote_id)
+        row.status, row.sent_at, row.attempts = OutboxStatus.SENT, at, row.attempts + 1
+        row.locked_until, row.last_error = None, None
+    session.execute(
+        update(table)
+        .where(table.c.id == bindparam("b_id"))
+        .values(
+            status=OutboxStatus.SENT,
+            sent_at=at,
+            remote_id=bindparam("b_remote"),
+            attempts=bindparam("b_attempts"),
+            locked_until=None,
+            last_error=None,
+        ),
+        [{"b_id": r.id, "b_remote": r.remote_id, "b_attempts": r.attempts} for r in rows],
+    )
+
+
+def _mark_failed(
+    session: Session, row: OutboxMessage, error: IntegrationError, at: datetime, handler: Handler
+) -> DrainReport:
+    """Park a failed message as dead (with what that means, `handler.dead`), or put it back
+    after a growing delay at least as long as the remote asked (Retry-After)."""
+    dead = classify(error, attempts=row.attempts) is Verdict.DEAD
+    values: dict[str, Any] = {
+        "attempts": row.attempts + 1,
+        "last_error": str(error)[:1000],
+        "locked_until": None,
+    }
+    if dead:
+        values["status"] = OutboxStatus.DEAD
+    else:
+        asked = timedelta(seconds=getattr(error, "retry_after", None) or 0)
+        values["available_at"] = at + max(retry_delay(row.attempts + 1), asked)
+    session.execute(update(OutboxMessage).where(col(OutboxMessage.id) == row.id).values(**values))
+    if dead and handler.dead is not None:
+        handler.dead(session, row, str(error), at)
+    to = f" to {row.payload['to']}" if row.payload.get("to") else ""
+    return DrainReport(
+        retrying=int(not dead), dead=int(dead), errors=[f"message {row.id}{to}: {error}"]
+    )

@@ -1,0 +1,114 @@
+"""Signups: people who give a campaign a way to reach them, on its `/join/<slug>` page or in
+an event that carries a signup form's contact (from a file, another form, the simulator).
+
+Every signup becomes a lead the same way, `record_signups`: its contact found or created with
+the consents it grants (never undoing a STOP) and its touch (source code, creator), and the
+lead queued for sync to each destination of its campaign, all in the caller's transaction.
+"""
+
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from config.campaign import CampaignSpec
+from store.models import Campaign, RosterMember
+from tasks.campaigns.campaign import campaign_spec
+from tasks.engagement.events import new_event, store_events
+from tasks.leads.contacts import ContactError, Signup, record_people
+from tasks.leads.records import queue_sync
+
+
+@dataclass(frozen=True)
+class CampaignSignup:
+    """One signup: its campaign, the form's values (`name`, `email`, `phone`, `zip`, `consent`
+    per channel), the source code given, where it came from, and the creator it credits."""
+
+    campaign_id: int | None
+    values: Mapping[str, Any]
+    source_code: str | None
+    source: str  # `join:<slug>` for the signup page, `<source>:<external id>` for an event
+    member_id: int | None = None
+    platform: str | None = None  # with `handle`: the social account the signup came from
+    handle: str | None = None
+
+
+def record_signups(
+    session: Session, signups: Sequence[CampaignSignup], *, now: datetime
+) -> list[int | ContactError | None]:
+    """For each signup in order: its contact's id, None when it gives no way to reach the
+    person, or the `ContactError` of a bad email or phone (see `record_people`). Each lead
+    found is queued for sync to every enabled destination of its campaign."""
+    people = [
+        Signup(
+            {**signup.values, "source_code": signup.source_code},
+            source=signup.source,
+            member_id=signup.member_id,
+            platform=signup.platform,
+            handle=signup.handle,
+        )
+        for signup in signups
+    ]
+    found = record_people(session, people, now=now)
+    leads: dict[int, set[int]] = {}
+    for signup, contact_id in zip(signups, found, strict=True):
+        if isinstance(contact_id, int) and signup.campaign_id:
+            leads.setdefault(signup.campaign_id, set()).add(contact_id)
+    _queue_leads(session, leads, now=now)
+    return found
+
+
+def _queue_leads(session: Session, leads: Mapping[int, set[int]], *, now: datetime) -> None:
+    """Queue each campaign's new or changed leads for its destinations."""
+    if not leads:
+        return
+    for campaign in session.exec(select(Campaign).where(col(Campaign.id).in_(list(leads)))):
+        if campaign.id is not None:
+            destinations = campaign_spec(campaign).destinations
+            queue_sync(session, campaign.id, destinations, leads[campaign.id], now=now)
+
+
+def signup_page_campaign(session: Session, slug: str) -> CampaignSpec | None:
+    """The campaign whose signup page is `/join/<slug>`; None when there is no such campaign."""
+    campaign = session.exec(select(Campaign).where(Campaign.slug == slug)).first()
+    return campaign_spec(campaign) if campaign else None
+
+
+def sign_up(
+    session: Session, slug: str, values: Mapping[str, Any], code: str, *, now: datetime
+) -> int | None:
+    """A signup on the campaign's `/join/<slug>` page, crediting the creator whose source code
+    it gives: its lead (`record_signups`) and its signup event, which the rules then follow
+    up. Returns the contact's id; a bad email or phone raises `ContactError`."""
+    campaign = session.exec(select(Campaign).where(Campaign.slug == slug)).one()
+    code = code.strip().upper()[:32]
+    member_id = _member_with_source_code(session, campaign.id, code) if code else None
+    signup = CampaignSignup(campaign.id, values, code or None, f"join:{slug}", member_id)
+    (contact_id,) = record_signups(session, [signup], now=now)
+    if isinstance(contact_id, ContactError):
+        raise contact_id
+    event = new_event(
+        source="web",
+        external_id=uuid.uuid4().hex,
+        type="signup",
+        occurred_at=now,
+        received_at=now,
+        campaign_id=campaign.id,
+        member_id=member_id,
+        contact_id=contact_id,
+        payload={"form": f"/join/{slug}", "contact": {**values, "source_code": code or None}},
+    )
+    store_events(session, [event])
+    return contact_id
+
+
+def _member_with_source_code(session: Session, campaign_id: int | None, code: str) -> int | None:
+    """The roster member of the campaign whose promo code this is, if any."""
+    return session.exec(
+        select(RosterMember.id).where(
+            RosterMember.campaign_id == campaign_id, RosterMember.source_code == code
+        )
+    ).first()

@@ -1,0 +1,75 @@
+"""What routes are given through `Depends`: the store, settings, clock and event writer the app
+was built with (kept on `app.state` by `web.app.create_app`), and the signed-in approver.
+
+The readers of `app.state` are `async` so that FastAPI calls them on the event loop, not in a
+worker thread: they cost next to nothing on every webhook.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy import Engine
+
+from config.settings import Settings
+from store.db import transaction
+from tasks.engagement.writer import EventWriter
+from tasks.review.approvers import who
+
+SESSION_COOKIE = "rally_review"  # the approver's browser session (`tasks.review.approvers`)
+
+
+@dataclass(frozen=True)
+class AppState:
+    """What one app serves with; `create_app` puts it on `app.state.rally`."""
+
+    engine: Engine
+    settings: Settings
+    clock: Callable[[], datetime]
+    writer: EventWriter  # one per app: it groups the commits of every request's event
+
+
+class SignedOut(Exception):
+    """No approver is signed in on this browser (or their session has expired)."""
+
+
+def _state(request: Request) -> AppState:
+    state: AppState = request.app.state.rally
+    return state
+
+
+async def store_engine(request: Request) -> Engine:
+    return _state(request).engine
+
+
+async def app_settings(request: Request) -> Settings:
+    return _state(request).settings
+
+
+async def app_clock(request: Request) -> Callable[[], datetime]:
+    return _state(request).clock
+
+
+async def event_writer(request: Request) -> EventWriter:
+    return _state(request).writer
+
+
+Store = Annotated[Engine, Depends(store_engine)]
+AppSettings = Annotated[Settings, Depends(app_settings)]
+Clock = Annotated[Callable[[], datetime], Depends(app_clock)]
+Writer = Annotated[EventWriter, Depends(event_writer)]
+
+
+def signed_in_approver(request: Request, engine: Store, clock: Clock) -> str:
+    """The email of the approver whose session cookie this browser sends; raises `SignedOut`,
+    which the app answers with the page that says to sign in again."""
+    with transaction(engine, write=False) as session:
+        email = who(session, request.cookies.get(SESSION_COOKIE), kinds=("session",), now=clock())
+    if email is None:
+        raise SignedOut
+    return email
+
+
+Approver = Annotated[str, Depends(signed_in_approver)]

@@ -1,0 +1,61 @@
+"""How Rally's pages are answered: its Jinja templates, and the headers every response carries.
+
+Links carry tokens (a creator's brief, an approver's sign-in), so no response leaks them: no
+referrer leaves the site, nothing is cached or indexed, and pages load nothing from elsewhere.
+"""
+
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import Response
+from fastapi.templating import Jinja2Templates
+
+TEMPLATES = Jinja2Templates(directory=Path(__file__).parent / "templates")
+HEADERS = {
+    # Links carry tokens: no other site ever sees them. (Same-origin requests keep their
+    # Origin header, which the review forms check.)
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+    "X-Robots-Tag": "noindex, nofollow",
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
+    "img-src https: data:; form-action 'self'; frame-ancestors 'none'",
+}
+
+
+class PrivateHeaders:
+    """Adds `HEADERS` to every response: a plain ASGI middleware, which costs a fraction of
+    Starlette's `@app.middleware("http")` on every webhook and page."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.raw = [(k.lower().encode(), v.encode()) for k, v in HEADERS.items()]
+        self.names = {name for name, _ in self.raw}
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                headers = message.get("headers", [])
+                kept = [(n, v) for n, v in headers if n.lower() not in self.names]
+                message = {**message, "headers": kept + self.raw}
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
+def page_response(
+    request: Request, name: str, context: dict[str, Any], *, status_code: int = 200
+) -> Response:
+    """The template `name` rendered with `context`, as an HTML response."""
+    return TEMPLATES.TemplateResponse(request, name, context, status_code=status_code)
+
+
+def not_found(request: Request, *, status_code: int = 404) -> Response:
+    """The plain "not found" page: what an unknown link, a stranger's task or a refused form
+    gets alike, so none of them tells what exists."""
+    return page_response(request, "not_found.html", {}, status_code=status_code)

@@ -1,0 +1,188 @@
+"""The public's ways in: TikTok's signed webhooks, creators' `/t/<code>` tracking links and the
+campaign signup page `/join/<slug>` (and `/healthz` for whatever watches the server). Each
+stores its event before answering (see `tasks.engagement.writer`); rules and follow-ups run
+later, in batches.
+"""
+
+import asyncio
+import uuid
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from sqlalchemy import Engine
+from sqlmodel import col, select
+
+from config.campaign import CampaignSpec
+from integrations.tiktok import (
+    SIGNATURE_HEADER,
+    SignatureError,
+    WebhookNotification,
+    parse_webhook,
+    verify_signature,
+)
+from store.db import transaction
+from store.models import Campaign, Creator, RosterMember
+from tasks.campaigns.campaign import campaign_spec
+from tasks.campaigns.tracking import tracking_url
+from tasks.engagement.events import new_event
+from tasks.engagement.signups import sign_up, signup_page_campaign
+from tasks.engagement.writer import EventWriter
+from tasks.leads.contacts import ContactError, normalize_email, normalize_phone
+from web.deps import AppSettings, Clock, Store, Writer
+from web.pages import not_found, page_response
+
+router = APIRouter()
+UTM = ("utm_source", "utm_medium", "utm_campaign", "utm_content", "utm_term")
+
+
+@router.get("/healthz")
+def health() -> dict[str, str]:
+    """Answers while the server runs, for whatever checks that it is up."""
+    return {"status": "ok"}
+
+
+@router.post("/webhooks/tiktok")
+async def tiktok_webhook(
+    request: Request, settings: AppSettings, clock: Clock, writer: Writer
+) -> Response:
+    """A notification TikTok signed with our client secret, stored as an event (a redelivery
+    is only counted); 401 for a bad or stale signature, 400 for a body Rally cannot read."""
+    body = await request.body()
+    secret = settings.tiktok_client_secret.get_secret_value()
+    if not secret:
+        return JSONResponse({"error": "webhooks are not configured"}, status_code=503)
+    now = clock()
+    try:
+        verify_signature(
+            request.headers.get(SIGNATURE_HEADER), body, secret, now=clock().timestamp()
+        )
+        notification = parse_webhook(body, settings.tiktok_client_key, now=now)
+    except SignatureError as exc:
+        return JSONResponse({"error": f"signature: {exc}"}, status_code=401)
+    except ValueError as exc:
+        return JSONResponse({"error": str(exc)}, status_code=400)
+    await _stored(writer, _webhook_event(notification, received_at=now))
+    return JSONResponse({"ok": True})
+
+
+@router.get("/t/{code}")
+async def tracking_link(
+    request: Request, code: str, engine: Store, clock: Clock, writer: Writer
+) -> Response:
+    """A creator's short link: the click is stored, then the landing page with their UTM tags."""
+    found = await asyncio.to_thread(_member_by_code, engine, code)
+    if found is None:
+        return not_found(request)
+    spec, campaign_id, member_id, platform, handle = found
+    query = {k: v for k, v in request.query_params.items() if k in UTM}
+    now = clock()
+    click = new_event(
+        source="rally",
+        external_id=uuid.uuid4().hex,
+        type="link_click",
+        occurred_at=now,
+        received_at=now,
+        campaign_id=campaign_id,
+        member_id=member_id,
+        payload={"code": code, **query},
+    )
+    await _stored(writer, click)
+    return RedirectResponse(tracking_url(spec, platform, handle), status_code=302)
+
+
+@router.get("/join/{slug}")
+def join_page(request: Request, slug: str, engine: Store, code: str = "") -> Response:
+    """The campaign's signup form; `code` (a creator's promo code) comes filled in."""
+    spec = _signup_page_spec(engine, slug)
+    if spec is None:
+        return not_found(request)
+    form = {"code": code[:32]}
+    return page_response(request, "join.html", {"spec": spec, "form": form, "problems": {}})
+
+
+@router.post("/join/{slug}")
+async def join(request: Request, slug: str, engine: Store, clock: Clock) -> Response:
+    """A signup from the page: the problems shown beside their fields, or the person recorded
+    as a lead with their consents and the creator whose code they gave."""
+    spec = await asyncio.to_thread(_signup_page_spec, engine, slug)
+    if spec is None:
+        return not_found(request)
+    form = {k: str(v) for k, v in (await request.form()).items()}
+    values, problems = signup_values(form)
+    if problems:
+        context = {"spec": spec, "form": form, "problems": problems}
+        return page_response(request, "join.html", context, status_code=400)
+    await asyncio.to_thread(_sign_up, engine, slug, values, form.get("code", ""), clock())
+    return page_response(request, "joined.html", {"spec": spec})
+
+
+def signup_values(form: dict[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """The signup form's contact, or the problems by field (shown beside each field)."""
+    problems: dict[str, str] = {}
+    values: dict[str, Any] = {"name": " ".join(form.get("name", "").split())[:200]}
+    try:
+        values["email"] = normalize_email(form.get("email"))
+    except ContactError:
+        problems["email"] = "That does not look like an email address."
+    try:
+        values["phone"] = normalize_phone(form.get("phone"))
+    except ContactError:
+        problems["phone"] = "That does not look like a phone number."
+    if not values.get("email") and not values.get("phone") and not problems:
+        problems["email"] = "Give an email address or a phone number so we can reach you."
+    if not values["name"]:
+        problems["name"] = "Tell us your name."
+    values["zip"] = form.get("zip", "").strip()[:10] or None
+    values["consent"] = {
+        channel: form.get(f"consent_{channel}") == "yes" for channel in ("email", "sms")
+    }
+    if values["consent"]["sms"] and not values.get("phone"):
+        problems["phone"] = "Give a phone number to get texts, or untick texts."
+    return values, problems
+
+
+async def _stored(writer: EventWriter, row: dict[str, Any]) -> None:
+    """Wait until the writer has committed this event row."""
+    await asyncio.wrap_future(writer.submit(row))
+
+
+def _webhook_event(notification: WebhookNotification, *, received_at: datetime) -> dict[str, Any]:
+    """The `engagement_events` row of a TikTok notification."""
+    return new_event(
+        source="tiktok",
+        external_id=notification.external_id,
+        type=notification.type,
+        occurred_at=notification.occurred_at,
+        received_at=received_at,
+        actor=notification.actor,
+        video_id=notification.video_id,
+        text=notification.text,
+        payload=notification.payload,
+    )
+
+
+def _signup_page_spec(engine: Engine, slug: str) -> CampaignSpec | None:
+    with transaction(engine, write=False) as session:
+        return signup_page_campaign(session, slug)
+
+
+def _sign_up(engine: Engine, slug: str, values: dict[str, Any], code: str, now: datetime) -> None:
+    with transaction(engine) as session:
+        sign_up(session, slug, values, code, now=now)
+
+
+def _member_by_code(engine: Engine, code: str) -> tuple[CampaignSpec, int, int, str, str] | None:
+    """The campaign, roster member, platform and handle of a tracking code; None if unknown."""
+    with transaction(engine, write=False) as session:
+        row = session.exec(
+            select(Campaign, RosterMember.id, Creator.platform, Creator.handle)
+            .join(RosterMember, col(RosterMember.campaign_id) == col(Campaign.id))
+            .join(Creator, col(Creator.id) == col(RosterMember.creator_id))
+            .where(RosterMember.tracking_code == code)
+        ).first()
+    if row is None:
+        return None
+    campaign, member_id, platform, handle = row
+    return campaign_spec(campaign), campaign.id or 0, member_id or 0, platform, handle
