@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tests.fakes.crm_people import Rejections
-from tests.fakes.http_server import Clock, FakeHttpServer, RecordedRequest, Response
+from tests.fakes.http_server import Clock, FakeHttpServer, RecordedRequest, Remote, Response
 
 PATH = "/api/v2/people/"
 EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
@@ -227,3 +227,11 @@ def _key(entry: dict[str, Any]) -> str:
 
 def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+REMOTE = Remote(
+    FakeActionNetwork,
+    lambda f: {"RALLY_ACTION_NETWORK_API_URL": f.url, "RALLY_ACTION_NETWORK_TOKEN": f.token},
+    lambda f: "",
+    lambda f, email: f.person(email) is not None,
+)

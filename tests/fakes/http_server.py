@@ -452,3 +452,15 @@ def _send(handler: BaseHTTPRequestHandler, response: Response) -> None:
     handler.end_headers()
     if handler.command != "HEAD":
         handler.wfile.write(body)
+
+
+@dataclass(frozen=True)
+class Remote:
+    """How the shared sync test reaches a CRM's fake: the fake, the `RALLY_*` settings that
+    point a destination at it, the campaign file's `options` lines, and whether it holds a
+    person by email. Each fake module of a registered destination type gives one as `REMOTE`."""
+
+    fake: Callable[[], FakeHttpServer]
+    env: Callable[[Any], dict[str, str]]
+    options: Callable[[Any], str]
+    holds: Callable[[Any, str], bool]

@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tests.fakes.crm_people import Rejections
-from tests.fakes.http_server import Clock, FakeHttpServer, RecordedRequest, Response
+from tests.fakes.http_server import Clock, FakeHttpServer, RecordedRequest, Remote, Response
 
 UPSERT = "/crm/v3/objects/contacts/batch/upsert"
 GDPR_DELETE = "/crm/v3/objects/contacts/gdpr-delete"
@@ -295,3 +295,11 @@ def _stored(value: Any) -> str:
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+REMOTE = Remote(
+    FakeHubSpot,
+    lambda f: {"RALLY_HUBSPOT_API_URL": f.url, "RALLY_HUBSPOT_TOKEN": f.token},
+    lambda f: "",
+    lambda f, email: email in f.contacts,
+)

@@ -28,7 +28,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from tests.fakes.crm_people import Rejections
-from tests.fakes.http_server import Clock, FakeHttpServer, RecordedRequest, Response
+from tests.fakes.http_server import Clock, FakeHttpServer, RecordedRequest, Remote, Response
 
 PATH = "/v1/organizations/{organization_id}/events/{event_id}/attendances"
 EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
@@ -256,3 +256,14 @@ def _problem(person: dict[str, Any], name: str) -> str | None:
     if name == "email_address" and not EMAIL.fullmatch(value):
         return "Enter a valid email address."
     return None
+
+
+REMOTE = Remote(
+    FakeMobilize,
+    lambda f: {"RALLY_MOBILIZE_API_URL": f.url, "RALLY_MOBILIZE_TOKEN": f.token},
+    lambda f: (
+        f"    options: {{organization_id: {f.organization_id}, event_id: 7001, "
+        "timeslot_ids: [90001]}\n"
+    ),
+    lambda f, email: f.person(email) is not None,
+)

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tests.fakes.crm_people import Rejections
-from tests.fakes.http_server import Clock, FakeHttpServer, RecordedRequest, Response
+from tests.fakes.http_server import Clock, FakeHttpServer, RecordedRequest, Remote, Response
 
 EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 ATTRIBUTES = frozenset(
@@ -275,3 +275,11 @@ def invalid(attribute: str, detail: str) -> Response:
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+REMOTE = Remote(
+    FakeNationBuilder,
+    lambda f: {"RALLY_NATIONBUILDER_API_URL": f.url, "RALLY_NATIONBUILDER_TOKEN": f.token},
+    lambda f: "",
+    lambda f, email: f.signup(email) is not None,
+)

@@ -23,7 +23,7 @@ from collections import Counter
 from typing import Any
 
 from tests.fakes.crm_people import Rejections
-from tests.fakes.http_server import Clock, FakeHttpServer, RecordedRequest, Response
+from tests.fakes.http_server import Clock, FakeHttpServer, RecordedRequest, Remote, Response
 
 EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 PHONE_TYPES = frozenset({"H", "W", "C", "M", "F"})
@@ -217,3 +217,16 @@ def _basic_auth(request: RecordedRequest) -> tuple[str, str] | None:
     except ValueError:
         return None
     return user, password
+
+
+REMOTE = Remote(
+    FakeNgpVan,
+    lambda f: {
+        "RALLY_NGPVAN_API_URL": f.url,
+        "RALLY_NGPVAN_APP_NAME": f.app_name,
+        "RALLY_NGPVAN_API_KEY": f.api_key,
+        "RALLY_NGPVAN_MODE": str(f.mode),
+    },
+    lambda f: "",
+    lambda f, email: f.person(email) is not None,
+)

@@ -5,8 +5,8 @@ a dead letter with the remote's words while the others go, and after the fix `ra
 the environment or `.env`, and names the setting a destination lacks."""
 
 import inspect
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
+from importlib import import_module
 from pathlib import Path
 from typing import Any
 
@@ -21,64 +21,23 @@ from store.models import Campaign
 from store.types import utcnow
 from tasks.leads.sync import NotConfigured, connector_for, sync_leads
 from tests.conftest import SLUG
-from tests.fakes.action_network_api import FakeActionNetwork
-from tests.fakes.http_server import FakeHttpServer, serving
+from tests.fakes.http_server import Remote, serving
 from tests.fakes.hubspot_api import FakeHubSpot
-from tests.fakes.mobilize_api import FakeMobilize
-from tests.fakes.nationbuilder_api import FakeNationBuilder
-from tests.fakes.ngpvan_api import FakeNgpVan
 from tests.helpers import make_leads
 from tests.integration.test_leads import set_destinations
 
 
-@dataclass
-class Remote:
-    fake: Callable[[], FakeHttpServer]
-    env: Callable[[Any], dict[str, str]]
-    options: Callable[[Any], str]
-    holds: Callable[[Any, str], bool]
+def remotes() -> dict[str, Remote]:
+    """Every registered API destination type's fake (`tests/fakes/<type>_api.py`, its `REMOTE`);
+    the lead webhook has a receiver of its own (`tests/integration/test_leads.py`)."""
+    return {
+        kind: import_module(f"tests.fakes.{kind}_api").REMOTE
+        for kind, entry in DESTINATIONS.items()
+        if isinstance(entry, Api) and kind != "webhook"
+    }
 
 
-REMOTES = {
-    "hubspot": Remote(
-        FakeHubSpot,
-        lambda f: {"RALLY_HUBSPOT_API_URL": f.url, "RALLY_HUBSPOT_TOKEN": f.token},
-        lambda f: "",
-        lambda f, email: email in f.contacts,
-    ),
-    "action_network": Remote(
-        FakeActionNetwork,
-        lambda f: {"RALLY_ACTION_NETWORK_API_URL": f.url, "RALLY_ACTION_NETWORK_TOKEN": f.token},
-        lambda f: "",
-        lambda f, email: f.person(email) is not None,
-    ),
-    "mobilize": Remote(
-        FakeMobilize,
-        lambda f: {"RALLY_MOBILIZE_API_URL": f.url, "RALLY_MOBILIZE_TOKEN": f.token},
-        lambda f: (
-            f"    options: {{organization_id: {f.organization_id}, event_id: 7001, "
-            "timeslot_ids: [90001]}\n"
-        ),
-        lambda f, email: f.person(email) is not None,
-    ),
-    "nationbuilder": Remote(
-        FakeNationBuilder,
-        lambda f: {"RALLY_NATIONBUILDER_API_URL": f.url, "RALLY_NATIONBUILDER_TOKEN": f.token},
-        lambda f: "",
-        lambda f, email: f.signup(email) is not None,
-    ),
-    "ngpvan": Remote(
-        FakeNgpVan,
-        lambda f: {
-            "RALLY_NGPVAN_API_URL": f.url,
-            "RALLY_NGPVAN_APP_NAME": f.app_name,
-            "RALLY_NGPVAN_API_KEY": f.api_key,
-            "RALLY_NGPVAN_MODE": str(f.mode),
-        },
-        lambda f: "",
-        lambda f, email: f.person(email) is not None,
-    ),
-}
+REMOTES = remotes()
 
 
 @pytest.fixture(params=sorted(REMOTES))
