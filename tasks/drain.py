@@ -153,27 +153,6 @@ def drain(
     return report
 
 
-def drain_batches(
-    engine: Engine,
-    *,
-    channel: str,
-    destination: str | None,
-    deliver: DeliverBatch,
-    batch: int,
-    now: Callable[[], datetime],
-    limit: int | None = None,
-    lease: timedelta = LEASE,
-    wait: wait_base | None = None,
-    progress: Callable[[DrainReport], None] | None = None,
-) -> DrainReport:
-    """`drain` for a remote that takes many messages in one call and answers per message (the
-    lead destinations)."""
-    return drain(
-        engine, channel=channel, sender=Sender(deliver), now=now, destination=destination,
-        batch=batch, limit=limit, lease=lease, wait=wait, progress=progress,
-    )  # fmt: skip
-
-
 def deliver_claimed(
     engine: Engine,
     rows: list[OutboxMessage],

@@ -32,7 +32,7 @@ from integrations.errors import (
 from store.db import transaction
 from store.models import Campaign, OutboxMessage, OutboxStatus
 from tasks import progress
-from tasks.drain import DrainReport, drain_batches
+from tasks.drain import DrainReport, Sender, drain
 from tasks.leads.records import CHANNEL, FORGET, destination_key, lead_for, load_people
 
 _limits: dict[tuple[str, str], RateLimit] = {}  # (type, account) -> its limit
@@ -251,11 +251,11 @@ def _sync_destination(
         done = report.sent + report.dead + report.retrying
         progress.report(f"leads to {label}", min(done, total), total)
 
-    return drain_batches(
+    return drain(
         engine,
         channel=CHANNEL,
         destination=key,
-        deliver=deliverer(engine, connector, destination, campaign.slug),
+        sender=Sender(deliverer(engine, connector, destination, campaign.slug)),
         batch=connector.batch_size,
         now=now,
         limit=limit,
