@@ -12,7 +12,6 @@ from config.campaign_file import CampaignFileError
 from config.errors import RallyError
 from config.followups import Followups, load_followups
 from config.policy import load_policy
-from integrations.destinations import DESTINATIONS
 from store.audit import Change, record
 from store.models import Campaign, Creator, Milestone, RosterMember, RosterStatus, SprintPhase
 from store.types import utcnow
@@ -67,7 +66,11 @@ def check_references(spec: CampaignSpec, base: Path, *, file: str) -> None:
 
 
 def _destination_problems(spec: CampaignSpec) -> list[tuple[str, str]]:
-    """Destinations of a type Rally has no connector for, or without the options it needs."""
+    """Destinations of a type Rally has no connector for, or without the options it needs.
+    (The registry is imported here, not at the top: it loads every connector and httpx, which
+    the commands that only read a campaign never need.)"""
+    from integrations.destinations import DESTINATIONS
+
     problems = []
     for i, destination in enumerate(spec.destinations):
         kind = DESTINATIONS.get(destination.type)

@@ -27,7 +27,7 @@ def run(args: list[str], env: dict[str, str], cwd: Path = ROOT) -> subprocess.Co
     return subprocess.run(args, env=env, cwd=cwd, capture_output=True, text=True, timeout=300)
 
 
-def test_store_commands_never_load_prefect_or_alembic(
+def test_store_commands_never_load_prefect_alembic_or_http_clients(
     rally, example: Path, settings: Settings, tmp_path: Path
 ) -> None:
     assert rally("campaign", "apply", example / "campaign.yaml").code == 0
@@ -37,7 +37,7 @@ def test_store_commands_never_load_prefect_or_alembic(
         "with contextlib.redirect_stdout(io.StringIO()):\n"
         "    try: main(['campaign', 'show', 'first-vote-pa-2027', '--json'])\n"
         "    except SystemExit as e: assert e.code in (0, None), e.code\n"
-        "print(sorted(m for m in ('prefect', 'alembic') if m in sys.modules))\n"
+        "print(sorted(m for m in ('prefect', 'alembic', 'httpx') if m in sys.modules))\n"
     )
     env = clean_env(tmp_path, RALLY_HOME=str(settings.home), RALLY_DATABASE_URL=settings.store_url)
     result = run([sys.executable, "-c", probe], env)
