@@ -37,7 +37,7 @@ def create_app(
     app.state.rally = AppState(engine, settings, clock, EventWriter(engine))
     app.add_middleware(PrivateHeaders)
     _answer_errors(app)
-    for module in (briefs, review, api, public):
+    for module in (public, briefs, review, api):  # the public first: webhooks are the busiest
         app.include_router(module.router)
     return app
 

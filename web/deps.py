@@ -35,25 +35,26 @@ class SignedOut(Exception):
     """No approver is signed in on this browser (or their session has expired)."""
 
 
-def _state(request: Request) -> AppState:
+def app_state_of(request: Request) -> AppState:
+    """What the app was built with."""
     state: AppState = request.app.state.rally
     return state
 
 
 async def store_engine(request: Request) -> Engine:
-    return _state(request).engine
+    return app_state_of(request).engine
 
 
 async def app_settings(request: Request) -> Settings:
-    return _state(request).settings
+    return app_state_of(request).settings
 
 
 async def app_clock(request: Request) -> Callable[[], datetime]:
-    return _state(request).clock
+    return app_state_of(request).clock
 
 
 async def event_writer(request: Request) -> EventWriter:
-    return _state(request).writer
+    return app_state_of(request).writer
 
 
 Store = Annotated[Engine, Depends(store_engine)]
