@@ -252,6 +252,9 @@ def record_outcomes(
         if sent:
             _mark_sent(session, sent, outcomes, at)
             if handler.sent is not None:
+                for row in sent:  # the handler records the remote's id (a Message-ID, say)
+                    answer = outcomes[row.id]
+                    row.remote_id = None if answer is None else str(answer)
                 handler.sent(session, sent, at)
         for row in held:
             error = outcomes[row.id]
@@ -267,13 +270,9 @@ _NO_ANSWER = TransientError("no answer for this message")
 def _mark_sent(
     session: Session, rows: list[OutboxMessage], answers: Mapping[Any, Answer], at: datetime
 ) -> None:
-    """Sent rows in one statement; the objects show it too, for the handler."""
+    """Sent rows in one statement (the ORM objects are left alone: setting their attributes
+    costs more than the statement, for a batch of thousands)."""
     table = OutboxMessage.__table__  # type: ignore[attr-defined]
-    for row in rows:
-        remote_id = answers.get(row.id)
-        row.remote_id = None if remote_id is None else str(remote_id)
-        row.status, row.sent_at, row.attempts = OutboxStatus.SENT, at, row.attempts + 1
-        row.locked_until, row.last_error = None, None
     session.execute(
         update(table)
         .where(table.c.id == bindparam("b_id"))
@@ -285,7 +284,14 @@ def _mark_sent(
             locked_until=None,
             last_error=None,
         ),
-        [{"b_id": r.id, "b_remote": r.remote_id, "b_attempts": r.attempts} for r in rows],
+        [
+            {
+                "b_id": row.id,
+                "b_remote": None if answers.get(row.id) is None else str(answers.get(row.id)),
+                "b_attempts": row.attempts + 1,
+            }
+            for row in rows
+        ],
     )
 
 
