@@ -249,12 +249,12 @@ def record_outcomes(
         held = still_held(session, rows)
         outcomes = {row.id: answers.get(row.id or 0, _NO_ANSWER) for row in held}
         sent = [row for row in held if not isinstance(outcomes[row.id], IntegrationError)]
+        remote_ids = {row.id: _remote_id(outcomes[row.id]) for row in sent}
         if sent:
-            _mark_sent(session, sent, outcomes, at)
+            _mark_sent(session, sent, remote_ids, at)
             if handler.sent is not None:
                 for row in sent:  # the handler records the remote's id (a Message-ID, say)
-                    answer = outcomes[row.id]
-                    row.remote_id = None if answer is None else str(answer)
+                    row.remote_id = remote_ids[row.id]
                 handler.sent(session, sent, at)
         for row in held:
             error = outcomes[row.id]
@@ -267,8 +267,12 @@ def record_outcomes(
 _NO_ANSWER = TransientError("no answer for this message")
 
 
+def _remote_id(answer: Answer) -> str | None:
+    return None if answer is None else str(answer)
+
+
 def _mark_sent(
-    session: Session, rows: list[OutboxMessage], answers: Mapping[Any, Answer], at: datetime
+    session: Session, rows: list[OutboxMessage], remote_ids: Mapping[Any, str | None], at: datetime
 ) -> None:
     """Sent rows in one statement (the ORM objects are left alone: setting their attributes
     costs more than the statement, for a batch of thousands)."""
@@ -287,7 +291,7 @@ def _mark_sent(
         [
             {
                 "b_id": row.id,
-                "b_remote": None if answers.get(row.id) is None else str(answers.get(row.id)),
+                "b_remote": remote_ids[row.id],
                 "b_attempts": row.attempts + 1,
             }
             for row in rows

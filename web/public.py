@@ -5,28 +5,22 @@ later, in batches.
 """
 
 import asyncio
-import uuid
 from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from sqlalchemy import Engine
-from sqlmodel import col, select
 
 from config.campaign import CampaignSpec
 from integrations.tiktok import (
     SIGNATURE_HEADER,
     SignatureError,
-    WebhookNotification,
     parse_webhook,
     verify_signature,
 )
 from store.db import transaction
-from store.models import Campaign, Creator, RosterMember
-from tasks.campaigns.campaign import campaign_spec
-from tasks.campaigns.tracking import tracking_url
-from tasks.engagement.events import new_event
+from tasks.engagement.inbound import LinkTarget, click_event, link_target, webhook_event
 from tasks.engagement.signups import sign_up, signup_page_campaign
 from tasks.engagement.writer import EventWriter
 from tasks.leads.contacts import ContactError, normalize_email, normalize_phone
@@ -34,7 +28,6 @@ from web.deps import Clock, Store, Writer, app_state_of
 from web.pages import not_found, page_response
 
 router = APIRouter()
-UTM = ("utm_source", "utm_medium", "utm_campaign", "utm_content", "utm_term")
 
 
 @router.get("/healthz")
@@ -61,7 +54,7 @@ async def tiktok_webhook(request: Request) -> Response:
         return JSONResponse({"error": f"signature: {exc}"}, status_code=401)
     except ValueError as exc:
         return JSONResponse({"error": str(exc)}, status_code=400)
-    await _stored(writer, _webhook_event(notification, received_at=now))
+    await _stored(writer, webhook_event(notification, received_at=now))
     return JSONResponse({"ok": True})
 
 
@@ -70,24 +63,11 @@ async def tracking_link(
     request: Request, code: str, engine: Store, clock: Clock, writer: Writer
 ) -> Response:
     """A creator's short link: the click is stored, then the landing page with their UTM tags."""
-    found = await asyncio.to_thread(_member_by_code, engine, code)
-    if found is None:
+    target = await asyncio.to_thread(_link_target, engine, code)
+    if target is None:
         return not_found(request)
-    spec, campaign_id, member_id, platform, handle = found
-    query = {k: v for k, v in request.query_params.items() if k in UTM}
-    now = clock()
-    click = new_event(
-        source="rally",
-        external_id=uuid.uuid4().hex,
-        type="link_click",
-        occurred_at=now,
-        received_at=now,
-        campaign_id=campaign_id,
-        member_id=member_id,
-        payload={"code": code, **query},
-    )
-    await _stored(writer, click)
-    return RedirectResponse(tracking_url(spec, platform, handle), status_code=302)
+    await _stored(writer, click_event(target, code, request.query_params, now=clock()))
+    return RedirectResponse(target.landing_url, status_code=302)
 
 
 @router.get("/join/{slug}")
@@ -146,21 +126,6 @@ async def _stored(writer: EventWriter, row: dict[str, Any]) -> None:
     await asyncio.wrap_future(writer.submit(row))
 
 
-def _webhook_event(notification: WebhookNotification, *, received_at: datetime) -> dict[str, Any]:
-    """The `engagement_events` row of a TikTok notification."""
-    return new_event(
-        source="tiktok",
-        external_id=notification.external_id,
-        type=notification.type,
-        occurred_at=notification.occurred_at,
-        received_at=received_at,
-        actor=notification.actor,
-        video_id=notification.video_id,
-        text=notification.text,
-        payload=notification.payload,
-    )
-
-
 def _signup_page_spec(engine: Engine, slug: str) -> CampaignSpec | None:
     with transaction(engine, write=False) as session:
         return signup_page_campaign(session, slug)
@@ -171,16 +136,6 @@ def _sign_up(engine: Engine, slug: str, values: dict[str, Any], code: str, now: 
         sign_up(session, slug, values, code, now=now)
 
 
-def _member_by_code(engine: Engine, code: str) -> tuple[CampaignSpec, int, int, str, str] | None:
-    """The campaign, roster member, platform and handle of a tracking code; None if unknown."""
+def _link_target(engine: Engine, code: str) -> LinkTarget | None:
     with transaction(engine, write=False) as session:
-        row = session.exec(
-            select(Campaign, RosterMember.id, Creator.platform, Creator.handle)
-            .join(RosterMember, col(RosterMember.campaign_id) == col(Campaign.id))
-            .join(Creator, col(Creator.id) == col(RosterMember.creator_id))
-            .where(RosterMember.tracking_code == code)
-        ).first()
-    if row is None:
-        return None
-    campaign, member_id, platform, handle = row
-    return campaign_spec(campaign), campaign.id or 0, member_id or 0, platform, handle
+        return link_target(session, code)

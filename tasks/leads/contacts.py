@@ -356,21 +356,3 @@ def _grant(
                     "changed_at": now,
                 }
     insert_rows(session, ContactConsent, list(new.values()))
-
-
-def record_person(
-    session: Session,
-    values: Mapping[str, Any],
-    *,
-    source: str,
-    member_id: int | None,
-    now: datetime,
-    platform: str | None = None,
-    handle: str | None = None,
-) -> int | None:
-    """One signup's contact (see `record_people`); a bad email or phone raises `ContactError`."""
-    signup = Signup(values, source, member_id, platform, handle)
-    (found,) = record_people(session, [signup], now=now)
-    if isinstance(found, ContactError):
-        raise found
-    return found

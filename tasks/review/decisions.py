@@ -50,14 +50,6 @@ class Decision:
     next_tier: str | None = None
 
 
-def campaign_of_task(session: Session, task_id: int) -> Campaign | None:
-    """The campaign a review task belongs to (None for an unknown task)."""
-    task = session.get(ReviewTask, task_id)
-    draft = session.get(CreativeDraft, task.draft_id) if task else None
-    creative = session.get(Creative, draft.creative_id) if draft else None
-    return session.get(Campaign, creative.campaign_id) if creative else None
-
-
 def _authors(session: Session, creative: Creative) -> set[str]:
     """Everyone who made this creative: its creator (by roster email) and every submitter."""
     member = session.get(RosterMember, creative.member_id)
