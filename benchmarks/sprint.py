@@ -72,14 +72,16 @@ def child(home: Path, campaign: Path, seed: int) -> dict[str, Any]:
     began = time.perf_counter()
     from prefect import Task
 
-    import flows.briefs
+    import flows.briefing
+    import flows.delivery
     import flows.engagement
     import flows.leads
     import flows.review
     import flows.sprint
 
     inside: dict[str, float] = defaultdict(float)
-    for module in (flows.briefs, flows.engagement, flows.leads, flows.review, flows.sprint):
+    modules = (flows.briefing, flows.delivery, flows.engagement, flows.leads, flows.review)
+    for module in (*modules, flows.sprint):
         for task in vars(module).values():
             if isinstance(task, Task):
                 task.fn = _timed(task.fn, task.name, inside)

@@ -36,7 +36,7 @@ def generate_command(
         run = prepare(session, slug, public_url=settings.public_url)
         select_members(session, run.campaign, creators)
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-    from flows.briefs import generate_briefs
+    from flows.briefing import generate_briefs
     from tasks.progress import listening
 
     quiet = json_output or not sys.stderr.isatty()

@@ -12,6 +12,7 @@ from cli import (
     creatives,
     creators,
     db,
+    deploy,
     events,
     leads,
     review,
@@ -44,6 +45,7 @@ app.command("demo")(sprint.demo_command)
 app.add_typer(audit.app, name="audit")
 app.add_typer(db.app, name="db")
 app.command("serve")(serve.serve_command)
+app.command("deploy")(deploy.deploy_command)
 
 _debug = False
 

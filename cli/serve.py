@@ -1,122 +1,133 @@
-"""`rally serve`: the long-running process: web pages, and the timers and outbox on a tick."""
+"""`rally serve`: the web pages and, unless `--web-only`, the recurring flows on a local timer."""
 
 import gc
 import logging
+import os
+import socket
 from datetime import UTC, datetime
+from typing import Any
 
 import typer
 
 from cli.common import console, store
+from config.errors import RallyError
 
 
-def tick() -> None:
-    """Fire due timers (brief reminders, reviews), apply the follow-up rules to new events, and
-    deliver what the outbox holds."""
-    from store.types import utcnow
-    from tasks.briefs.reminders import send_reminders
-    from tasks.engagement.delivery import deliver_followups
-    from tasks.engagement.poll import poll_tiktok
-    from tasks.engagement.processing import process_pending
-    from tasks.mail import deliver_email
-    from tasks.review.deadlines import sweep_reviews
+def summary(result: Any) -> str:
+    """What a flow run did, in a few words: the non-zero counts of its result, by name."""
+    parts: list[str] = []
 
-    settings, engine = store()
-    polled, processed = None, None
+    def walk(value: Any, path: tuple[str, ...]) -> None:
+        if isinstance(value, dict):
+            for key, inner in value.items():
+                walk(inner, (*path, str(key)))
+        elif isinstance(value, bool):
+            return
+        elif isinstance(value, int) and value:
+            parts.append(f"{' '.join(path)} {value}")
+        elif isinstance(value, list) and value and path[-1:] in (("errors",), ("failed",)):
+            parts.append(f"{' '.join(path)}: {'; '.join(map(str, value[:3]))}")
+        elif isinstance(value, str) and path[-1:] == ("stopped",):
+            parts.append(f"{' '.join(path)}: {value}")
+
+    walk(result, ())
+    return ", ".join(parts)
+
+
+def run_job(name: str) -> None:
+    """One run of a recurring flow, as a Prefect flow run; a failure is said and the timer
+    goes on (the next run picks up whatever is still due)."""
+    from flows.deployments import DEPLOYMENTS
+    from flows.sprint import without_heartbeats
+
+    deployment = next(d for d in DEPLOYMENTS if d.name == name)
     try:
-        reminders = send_reminders(engine, settings, now=utcnow())
-        sweep_reviews(engine, now=utcnow(), public_url=settings.public_url)
-        polled = poll_tiktok(engine, settings, now=utcnow)
-        processed = process_pending(engine, now=utcnow(), public_url=settings.public_url)
-    finally:  # whatever happened to the timers, what is queued still goes out
-        email = deliver_email(engine, settings, now=utcnow)
-        others = deliver_followups(engine, settings, now=utcnow)
-    said = []
-    if reminders or email.sent or email.errors:
-        said.append(
-            f"{reminders} reminder(s) queued; email: {email.sent} sent, "
-            f"{email.retrying} to retry, {email.dead} failed"
-            + (f" ({email.stopped})" if email.stopped else "")
-        )
-    if processed and processed.events:
-        said.append(f"{processed.events} event(s) through the rules")
-    for channel, report in others.items():
-        if report.sent or report.errors:
-            said.append(f"{channel}: {report.sent} sent, {report.dead} failed")
-    if polled and polled.errors:
-        said.append("TikTok polling: " + "; ".join(polled.errors[:3]))
-    for line in said:
-        console.print(f"{utcnow():%H:%M:%S} {line}", markup=False)
+        with without_heartbeats():
+            said = summary(deployment.load()())
+    except Exception as exc:  # said, and tried again at the next tick
+        said = f"failed: {type(exc).__name__}: {exc}"
+    if said:
+        console.print(f"{datetime.now(UTC):%H:%M:%S} {name}: {said}", markup=False)
 
 
-def lead_tick() -> None:
-    """Sync queued leads and purge those past retention: a job of its own, as a large sync
-    paced by a CRM's rate limit may take longer than a tick."""
-    from store.types import utcnow
-    from tasks.leads.forget import purge_expired
-    from tasks.leads.sync import sync_leads
-
-    settings, engine = store()
-    for label, report in sync_leads(engine, settings, now=utcnow).items():
-        if report.sent or report.errors:
-            console.print(
-                f"{utcnow():%H:%M:%S} leads to {label}: {report.sent} sent, "
-                f"{report.retrying} to retry, {report.dead} dead"
-                + (f" ({report.stopped})" if report.stopped else ""),
-                markup=False,
-            )
-    purged = purge_expired(engine, now=utcnow())
-    if purged:
-        console.print(f"{utcnow():%H:%M:%S} {purged} lead(s) past retention erased")
-
-
-def sprint_tick() -> None:
-    """Close and report each live sprint's weeks that have ended, through the `sprint-day`
-    Prefect flow; Prefect only starts when a week is due."""
-    from store.types import utcnow
-    from tasks.sprint.week import weeks_to_close
-
-    _, engine = store()
-    if not weeks_to_close(engine, now=utcnow()):
-        return
-    from flows.sprint import sprint_day
-
-    for slug, weeks in sprint_day().items():
-        shown = ", ".join(str(w) for w in weeks)
-        console.print(f"{utcnow():%H:%M:%S} {slug}: week {shown} closed and reported", markup=False)
+def listening_socket(host: str, port: int) -> socket.socket:
+    """The server's socket, bound before anything else starts: a port in use stops `serve`
+    before its timers run anything."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise RallyError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
 
 
 def serve_command(
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
     port: int = typer.Option(8000, help="Port to listen on."),
-    every: int = typer.Option(60, "--every", help="Seconds between timer and outbox ticks."),
+    every: int = typer.Option(
+        60, "--every", min=1, help="Seconds between runs of the every-minute flows."
+    ),
+    web_only: bool = typer.Option(
+        False,
+        "--web-only",
+        help="Serve the pages only: Prefect deployments and workers run the flows.",
+    ),
 ) -> None:
-    """Serve the web pages; run the timers, rules and outbox every minute, and close each live
-    sprint's week (milestones, weekly report) when it ends."""
+    """Serve the web pages and run the recurring flows on a local timer: delivery, the
+    follow-up rules, review deadlines and lead sync every minute, brief reminders and TikTok
+    polling every five, the weekly close hourly, the retention purge daily."""
     import uvicorn
-    from apscheduler.schedulers.background import BackgroundScheduler
 
     from web.app import create_app
 
     settings, _ = store()
+    sock = listening_socket(host, port)
     web = create_app(settings)
-    scheduler = BackgroundScheduler(timezone="UTC")
-    for job, seconds in ((tick, every), (lead_tick, every), (sprint_tick, 3600)):
+    scheduler = None if web_only else _timers(every)
+    mode = "pages only" if web_only else "pages and recurring flows"
+    console.print(
+        f"Rally serving on http://{host}:{port} ({mode}; links use {settings.public_url})"
+    )
+    # Everything loaded so far lives as long as the process: keep the collector from walking
+    # it again and again (full collections otherwise pause every request for tens of ms).
+    gc.collect()
+    gc.freeze()
+    server = uvicorn.Server(uvicorn.Config(web, log_level="warning"))
+    try:
+        if scheduler is not None:
+            scheduler.start()
+        server.run(sockets=[sock])
+    finally:
+        if scheduler is not None:
+            scheduler.shutdown(wait=False)
+        sock.close()
+
+
+def _timers(every: int) -> Any:
+    from apscheduler.executors.pool import ThreadPoolExecutor
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    from flows.deployments import RECURRING
+
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    scheduler = BackgroundScheduler(
+        timezone="UTC", executors={"default": ThreadPoolExecutor(max_workers=4)}
+    )
+    for deployment in RECURRING:
         scheduler.add_job(
-            job,
+            run_job,
             "interval",
-            seconds=seconds,
+            args=[deployment.name],
+            id=deployment.name,
+            seconds=every if deployment.every_minute else deployment.seconds,
             max_instances=1,
             coalesce=True,
             next_run_time=datetime.now(UTC),  # catch up at once on what came due while stopped
         )
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
-    console.print(f"Rally serving on http://{host}:{port} (links use {settings.public_url})")
-    scheduler.start()
-    # Everything loaded so far lives as long as the process: keep the collector from walking
-    # it again and again (full collections otherwise pause every request for tens of ms).
-    gc.collect()
-    gc.freeze()
-    try:
-        uvicorn.run(web, host=host, port=port, log_level="warning")
-    finally:
-        scheduler.shutdown(wait=False)
+    return scheduler

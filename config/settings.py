@@ -7,9 +7,10 @@ may declare settings of its own beside its code (a lead destination's credential
 
 import getpass
 import os
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import Field, PrivateAttr, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -145,16 +146,78 @@ def get_settings() -> Settings:
     return Settings()
 
 
-def use_rally_prefect_home(settings: Settings | None = None) -> Path:
-    """Point Prefect at ``$RALLY_HOME/prefect`` unless the user already chose a PREFECT_HOME.
+PREFECT_CHOICES = ("PREFECT_API_URL", "PREFECT_HOME", "PREFECT_PROFILES_PATH", "PREFECT_PROFILE")
+
+
+@dataclass(frozen=True)
+class PrefectChoice:
+    """Which Prefect the user configured: `source` says where (None: nowhere, so Rally keeps
+    Prefect's files in its own home), `api_url` is the server or Cloud workspace (None: a
+    temporary local server per process)."""
+
+    source: str | None = None
+    api_url: str | None = None
+
+
+def prefect_choice() -> PrefectChoice:
+    """Read the way Prefect itself does, without importing it: the environment, then `.env`,
+    then `prefect.toml` in the working folder, then the active profile."""
+    chosen = {name: value for name in PREFECT_CHOICES if (value := os.environ.get(name))}
+    where = dict.fromkeys(chosen, "the environment")
+    env_file = Path(".env")
+    if env_file.is_file():
+        for line in env_file.read_text(encoding="utf-8", errors="replace").splitlines():
+            name, equals, value = line.removeprefix("export ").partition("=")
+            name, value = name.strip(), value.strip().strip("'\"")
+            if equals and name in PREFECT_CHOICES and value and name not in chosen:
+                chosen[name], where[name] = value, ".env"
+    if "PREFECT_API_URL" in chosen:
+        return PrefectChoice(
+            f"PREFECT_API_URL in {where['PREFECT_API_URL']}", chosen["PREFECT_API_URL"]
+        )
+    toml = Path("prefect.toml")
+    if toml.is_file():
+        url = _toml(toml).get("api", {}).get("url")
+        return PrefectChoice("prefect.toml", str(url) if url else None)
+    home = Path(chosen.get("PREFECT_HOME", "~/.prefect")).expanduser()
+    profiles = Path(chosen.get("PREFECT_PROFILES_PATH", home / "profiles.toml")).expanduser()
+    if profiles.is_file():
+        data = _toml(profiles)
+        active = chosen.get("PREFECT_PROFILE") or str(data.get("active") or "ephemeral")
+        url = (data.get("profiles") or {}).get(active, {}).get("PREFECT_API_URL")
+        if url:
+            return PrefectChoice(f"profile {active!r} in {profiles}", str(url))
+    for name in PREFECT_CHOICES:
+        if name in chosen:
+            return PrefectChoice(f"{name} in {where[name]}")
+    return PrefectChoice()
+
+
+def _toml(path: Path) -> dict[str, Any]:
+    import tomllib
+
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError):
+        return {}  # Prefect itself names a broken file when it reads it
+
+
+def use_rally_prefect_home(settings: Settings | None = None) -> Path | None:
+    """Point Prefect at ``$RALLY_HOME/prefect`` when the user has configured no Prefect of
+    their own (`prefect_choice`); the home in use, or None when Prefect's own configuration
+    decides.
 
     Must run before `prefect` is imported: Prefect reads its home when it loads.
     """
-    default = (settings or get_settings()).prefect_home
-    home = Path(os.environ.setdefault("PREFECT_HOME", str(default)))
     # A fresh local home takes about 35 s to migrate on first start; Prefect gives up at 20 s.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     # No usage telemetry from campaign machines (it also races the local server's SQLite).
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    if prefect_choice().source is not None:
+        if chosen := os.environ.get("PREFECT_HOME"):  # Prefect creates only the last folder
+            Path(chosen).expanduser().mkdir(parents=True, exist_ok=True)
+        return None
+    home = (settings or get_settings()).prefect_home
+    os.environ["PREFECT_HOME"] = str(home)
     home.mkdir(parents=True, exist_ok=True)
     return home

@@ -1,17 +1,18 @@
-"""`process_engagement`: new events through the rules in batches, then the follow-ups that are
-due out of the outbox. One task run per batch of events, never one per event."""
+"""Engagement: `tiktok-poll` fetches new comments (and, hourly, video metrics);
+`follow-up-rules` puts new events through the campaign rules, `batch_size` per task run,
+never one task per event. What the rules queue goes out with `deliver`."""
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from prefect import flow, task
+from pydantic import Field
 
 from config.settings import get_settings
-from store.db import open_store
-from store.types import clock
-from tasks.engagement.delivery import deliver_followups
+from store.db import Lock, only_one, open_store
+from store.types import clock, utcnow
+from tasks.engagement.poll import poll_tiktok
 from tasks.engagement.processing import ProcessReport, process_pending
-from tasks.mail import deliver_email
 
 BATCH = 5000
 
@@ -24,24 +25,40 @@ def apply_rules(limit: int, at: datetime | None = None) -> ProcessReport:
     )
 
 
-@task(name="deliver-followups")
-def deliver(at: datetime | None = None) -> dict[str, Any]:
-    settings = get_settings()
-    engine = open_store(settings)
-    sent = {k: vars(v) for k, v in deliver_followups(engine, settings, now=clock(at)).items()}
-    sent["email"] = vars(deliver_email(engine, settings, now=clock(at)))
-    return sent
-
-
-@flow(name="process-engagement")
-def process_engagement(
-    batch_size: int = BATCH, send: bool = True, at: datetime | None = None
-) -> dict[str, Any]:
-    """Apply the rules to every new event, `batch_size` per task run; then deliver."""
+def apply_all(batch_size: int = BATCH, at: datetime | None = None) -> ProcessReport:
+    """Every waiting event through the rules, as tasks of the calling flow."""
     total = ProcessReport()
     while True:
         report = apply_rules(batch_size, at)
         total.add(report)
         if report.events < batch_size:
-            break
-    return {"processed": total.as_dict(), "delivered": deliver(at) if send else {}}
+            return total
+
+
+@flow(name="follow-up-rules")
+def follow_up_rules(batch_size: Annotated[int, Field(ge=1, le=50_000)] = BATCH) -> dict[str, Any]:
+    """Apply each campaign's follow-up rules to every new comment, click and signup, and queue
+    the replies, DMs, emails, texts and CRM tags they call for (consent, opt-outs and rate
+    limits respected).
+
+    Args:
+        batch_size: Events per task run.
+    """
+    return apply_all(batch_size).as_dict()
+
+
+@task(name="poll-tiktok")
+def poll() -> dict[str, Any]:
+    settings = get_settings()
+    engine = open_store(settings)
+    with only_one(engine, Lock.TIKTOK_POLL) as mine:
+        if not mine:
+            return {"skipped": "another poll is running"}
+        return vars(poll_tiktok(engine, settings, now=utcnow))
+
+
+@flow(name="tiktok-poll")
+def tiktok_poll() -> dict[str, Any]:
+    """Fetch new comments on the campaigns' posted videos and, at most hourly, their metrics.
+    One poll at a time across every machine; nothing happens without a TikTok token."""
+    return poll()

@@ -1,30 +1,32 @@
-"""The sprint: each week's work through the other flows, the milestones, the weekly report.
+"""The sprint: `sprint` starts a campaign's sprint on the calendar or rehearses it;
+`weekly-close` closes each live sprint's ended weeks (milestones, weekly report); `report`
+reports a campaign up to a week, by hand.
 
-`run_sprint(simulate=True)` rehearses all twelve weeks in one flow run on a simulated clock:
-per week one task for the simulated people, then the review sweep, engagement and lead sync
-flows, then the week's close and report. A live sprint runs on the calendar instead:
-`rally serve` looks hourly for a week that has ended and runs `sprint_day`, which closes it
-and reports it (the sweeps, rules and syncs run on the serve process's own tick).
+A rehearsal runs all twelve weeks in one flow run on a simulated clock: per week one task for
+the simulated people, then the same tasks the recurring flows run (review deadlines, the
+rules, delivery, lead sync), then the week's close and report.
 """
 
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from prefect import flow, task
+from pydantic import Field
 
 from config.settings import get_settings
-from flows.briefs import generate_briefs
-from flows.engagement import process_engagement
-from flows.leads import sync_leads
-from flows.review import review_sweep
-from store.db import open_store, transaction
+from flows.briefing import generate
+from flows.delivery import deliver_all, deliver_email_task
+from flows.engagement import apply_all
+from flows.leads import drain
+from flows.review import fire_timers
+from store.db import Lock, only_one, open_store, transaction
 from store.types import utcnow
 from tasks import progress
 from tasks.campaigns.campaign import get_campaign
-from tasks.reporting.report import build_report, write_report
+from tasks.reporting.report import build_report, weeks_so_far, write_report
 from tasks.sprint.state import LIVE, REHEARSAL, finish_week, sprint_run, start_sprint, summary
 from tasks.sprint.week import rehearse_week, week_bounds, weeks_to_close
 
@@ -34,7 +36,7 @@ SAMPLE = 0.1
 @contextmanager
 def without_heartbeats() -> Iterator[None]:
     """Sync flow runs wait about a second on their heartbeat thread when they end; a rehearsal
-    runs dozens of short ones, so it turns heartbeats off for its own run."""
+    or a local timer runs many short ones, so they turn heartbeats off for their own runs."""
     from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
     with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
@@ -95,11 +97,21 @@ def run_sprint(
     slug: str,
     simulate: bool = False,
     seed: int = 0,
-    weeks: int | None = None,
-    sample: float = SAMPLE,
+    weeks: Annotated[int | None, Field(ge=1, le=52)] = None,
+    sample: Annotated[float, Field(gt=0, le=1)] = SAMPLE,
 ) -> dict[str, Any]:
-    """Rehearse the sprint of `slug` week by week (`simulate`), or start it on the calendar.
-    A rehearsal meets `sample` of its simulated audience one by one."""
+    """Start the campaign's sprint on the calendar (the recurring flows then run it week by
+    week), or, with `simulate`, rehearse every week now with simulated creators, approvers
+    and audience in the campaign's store.
+
+    Args:
+        slug: The campaign's slug, as in its campaign.yaml.
+        simulate: Rehearse the sprint now instead of starting it live.
+        seed: The rehearsal's seed: the same seed, the same run.
+        weeks: Rehearse only this many weeks; empty means all of them.
+        sample: Share of the simulated audience met one by one as events, follow-ups and
+            leads (the rest is counted in aggregate).
+    """
     settings = get_settings()
     with transaction(open_store(settings), write=False) as session:
         campaign = get_campaign(session, slug)
@@ -116,11 +128,13 @@ def run_sprint(
         begins, ends = week_bounds(campaign.start_date, week)
         progress.report("week", week - 1, last)
         if week == 1:
-            generate_briefs(slug, send=True, at=begins)
+            generate(slug, send=True, at=begins)
         rehearse(slug, week, seed)
-        review_sweep(at=ends)
-        process_engagement(at=ends)
-        sync_leads(campaign=slug, at=ends)
+        fire_timers(at=ends)
+        deliver_email_task(at=ends)
+        apply_all(at=ends)
+        deliver_all(at=ends)
+        drain(slug, None, at=ends)
         close_week(slug, week, ends)
         report = weekly_report(slug, week, publish=week == last)
         progress.report("week", week, last)
@@ -128,14 +142,35 @@ def run_sprint(
         return {**summary(session, slug), "report": report}
 
 
-@flow(name="sprint-day")
-def sprint_day(at: datetime | None = None) -> dict[str, Any]:
-    """For every live sprint, close and report each week that has ended since the last."""
-    now = at or utcnow()
+@flow(name="weekly-close")
+def weekly_close() -> dict[str, list[int]]:
+    """For every live sprint, close each week that has ended since the last close (its
+    milestones met or missed) and write its weekly report. One close at a time across every
+    machine, and a week closed already is left alone."""
+    engine = open_store(get_settings())
     closed: dict[str, list[int]] = {}
-    for slug, weeks in weeks_to_close(open_store(get_settings()), now=now).items():
-        for week in weeks:
-            close_week(slug, week, now)
-            weekly_report(slug, week)
-        closed[slug] = weeks
+    with only_one(engine, Lock.WEEKLY_CLOSE) as mine:
+        if not mine:
+            return closed
+        now = utcnow()
+        for slug, weeks in weeks_to_close(engine, now=now).items():
+            for week in weeks:
+                close_week(slug, week, now)
+                weekly_report(slug, week)
+            closed[slug] = weeks
     return closed
+
+
+@flow(name="report")
+def report(slug: str, week: Annotated[int | None, Field(ge=1, le=52)] = None) -> dict[str, Any]:
+    """Write the campaign's report (KPIs by week, scorecards, attribution, holdout lift, the
+    milestones) as HTML, JSON and CSV files, and publish its weekly table as an artifact.
+
+    Args:
+        slug: The campaign's slug, as in its campaign.yaml.
+        week: Report up to this week; empty means the weeks so far.
+    """
+    if week is None:
+        with transaction(open_store(get_settings()), write=False) as session:
+            week = weeks_so_far(session, get_campaign(session, slug))
+    return {"campaign": slug, "week": week, "html": weekly_report(slug, week)}

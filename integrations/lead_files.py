@@ -3,16 +3,21 @@ per person, as they were last synced.
 
 The file is rewritten whole (to a temporary file, then renamed over the old one), so a crash
 leaves either the old file or the new one, never half of one; syncing the same person again
-replaces their line, and forgetting them removes it.
+replaces their line, and forgetting them removes it. Each rewrite holds a lock on a `.lock`
+file beside the export, so syncs running at once (two workers, a sync by hand during a
+scheduled one) take turns and none loses another's lines.
 
 Options: `batch_size` (default `BATCH_SIZE`), how many leads one rewrite takes.
 """
 
 import csv
+import fcntl
 import io
 import json
 import os
-from collections.abc import Mapping, Sequence
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -87,16 +92,29 @@ class FileExport:
         self.batch_size = batch_size(options or {}, BATCH_SIZE)
 
     def upsert(self, leads: Sequence[Lead]) -> list[Outcome]:
-        rows = self._read()
-        for lead in leads:
-            rows[lead.key] = lead_record(lead)
-        self._write(rows)
+        with self._turn():
+            rows = self._read()
+            for lead in leads:
+                rows[lead.key] = lead_record(lead)
+            self._write(rows)
         return [Outcome(lead.key, remote_id=lead.key) for lead in leads]
 
     def forget(self, remote_id: str) -> None:
-        rows = self._read()
-        if rows.pop(remote_id, None) is not None:
-            self._write(rows)
+        with self._turn():
+            rows = self._read()
+            if rows.pop(remote_id, None) is not None:
+                self._write(rows)
+
+    @contextmanager
+    def _turn(self) -> Iterator[None]:
+        """Hold the export's lock from reading it to renaming the new file over it."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.with_name(self.path.name + ".lock").open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
 
     def _read(self) -> dict[str, dict[str, Any]]:
         if not self.path.exists():
@@ -109,7 +127,6 @@ class FileExport:
         return {str(r["key"]): r for r in records}
 
     def _write(self, rows: dict[str, dict[str, Any]]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         if self.format == "jsonl":
             text = "".join(
                 json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in rows.values()
@@ -121,12 +138,20 @@ class FileExport:
             writer.writeheader()
             writer.writerows({k: safe_cell(v) for k, v in r.items()} for r in rows.values())
             text = out.getvalue()
-        partial = self.path.with_name(self.path.name + ".partial")
-        with partial.open("w", encoding="utf-8", newline="") as file:
-            file.write(text)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(partial, self.path)
+        # A name of its own, so a process that crashed mid-write never shares one with another;
+        # readable by its owner only, as it holds people's contact details.
+        fd, partial = tempfile.mkstemp(
+            dir=self.path.parent, prefix=self.path.name + ".", suffix=".partial"
+        )
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8", newline="") as file:
+                file.write(text)
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(partial, self.path)
+        except BaseException:
+            Path(partial).unlink(missing_ok=True)
+            raise
 
 
 def _unsafe(value: str | None) -> str | None:

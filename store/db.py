@@ -4,6 +4,7 @@ The check reads the store's revision with one plain query and compares it with t
 migration file's name, so a command that only reads the store never imports alembic.
 """
 
+import fcntl
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -30,11 +31,51 @@ class Lock(IntEnum):
     MIGRATION = 0x52414C4C59  # one migrator at a time
     WRITERS = 0x52414C4C5901  # changes take turns (see `transaction`)
     EVENTS_QUEUE = 0x52414C4C5902  # rule processors take the events queue a batch at a time
+    WEEKLY_CLOSE = 0x52414C4C5903  # one weekly close at a time (`only_one`)
+    TIKTOK_POLL = 0x52414C4C5904  # one TikTok poll at a time (`only_one`)
 
 
 def advisory_lock(connection: Connection | Session, lock: Lock) -> None:
     """Hold `lock` until the transaction ends (PostgreSQL only)."""
     connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": int(lock)})
+
+
+@contextmanager
+def only_one(engine: Engine, lock: Lock) -> Iterator[bool]:
+    """Whether this process is the one running `lock`'s job: False while another holds it.
+
+    For a job that must not run twice at once on any machine (the weekly close, polling a rate-
+    limited API): PostgreSQL's session advisory lock, or, for a SQLite store, a lock file beside
+    it (its processes share one machine). The lock goes with the process if it dies.
+    """
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            key = {"key": int(lock)}
+            held = bool(conn.execute(text("SELECT pg_try_advisory_lock(:key)"), key).scalar())
+            conn.commit()
+            try:
+                yield held
+            finally:
+                if held:
+                    conn.execute(text("SELECT pg_advisory_unlock(:key)"), key)
+                    conn.commit()
+        return
+    database = make_url(str(engine.url)).database
+    if not database or database == ":memory:":
+        yield True
+        return
+    path = Path(database).with_name(f"{Path(database).name}.{lock.name.lower()}.lock")
+    with path.open("a") as file:
+        try:
+            fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            held = True
+        except BlockingIOError:
+            held = False
+        try:
+            yield held
+        finally:
+            if held:
+                fcntl.flock(file, fcntl.LOCK_UN)
 
 
 def masked(url: str) -> str:

@@ -109,11 +109,14 @@ def start_sprint(
 def finish_week(
     session: Session, slug: str, week: int, *, now: datetime, actor: str
 ) -> list[dict[str, Any]]:
-    """Evaluate the milestones due this week and record the week as done."""
+    """Evaluate the milestones due this week and record the week as done. A week already
+    closed (by another machine, or before a crash) is left as it is: nothing is audited twice."""
     campaign = get_campaign(session, slug)
     run = sprint_run(session, campaign)
     if run is None:
         raise SprintError(f"the sprint of {slug} has not started: 'rally sprint start {slug}'")
+    if week <= run.weeks_done:
+        return []
     outcomes = []
     due = session.exec(
         select(Milestone).where(Milestone.campaign_id == campaign.id, Milestone.week == week)

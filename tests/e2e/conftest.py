@@ -79,7 +79,8 @@ def _free_port() -> int:
 
 @pytest.fixture
 def server(settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Server]:
-    """`rally serve` on a free port and this test's store; briefs made afterwards link to it.
+    """`rally serve --web-only` on a free port and this test's store; briefs made afterwards
+    link to it.
 
     It starts without waiting (it takes a second or two to import): tests ask for it before
     the campaign, which is applied meanwhile, and opening a tab waits until it answers.
@@ -92,7 +93,7 @@ def server(settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterato
     log = tmp_path / "serve.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "cli.main", "serve", "--port", str(port), "--every", "3600"],
+            [sys.executable, "-m", "cli.main", "serve", "--port", str(port), "--web-only"],
             cwd=tmp_path,
             env={**os.environ, "PYTHONPATH": os.pathsep.join(path)},
             stdout=out,

@@ -56,10 +56,11 @@ def test_generate_send_again_and_fail_by_name(rally, applied, settings):
     assert f"{len(unpriced)} brief(s) not generated" in failed.err
 
 
-def test_the_review_sweep_flow_escalates_what_is_overdue(rally, applied, engine):
+def test_the_review_deadlines_flow_escalates_what_is_overdue(rally, applied, engine):
     from datetime import timedelta
 
-    from flows.review import review_sweep
+    from flows.delivery import deliver
+    from flows.review import review_deadlines
     from store.db import transaction
     from store.types import utcnow
     from tasks.review.creatives import Submission, submit
@@ -74,8 +75,7 @@ def test_the_review_sweep_flow_escalates_what_is_overdue(rally, applied, engine)
             submitted_by="creator:@maya.votes.pa",
             now=utcnow() - timedelta(days=2),
         )
-    summary = review_sweep()
-    assert summary["timers"] == {"reminded": 1, "escalated": 1, "closed": 0}
-    assert summary["email"]["sent"] >= 3  # the group's reminder and escalation emails
+    assert review_deadlines() == {"reminded": 1, "escalated": 1, "closed": 0}
+    assert deliver()["email"]["sent"] >= 3  # the group's reminder and escalation emails
     queue = json.loads(rally("review", "queue", "--overdue", "--json").out)
     assert [(t["tier"], t["escalated_to"]) for t in queue] == [("internal", "internal_backup")]
