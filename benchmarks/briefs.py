@@ -36,6 +36,7 @@ from tasks.briefs.generate import generate_batch
 from tasks.briefs.inputs import campaign_part, creator_rows
 from tasks.briefs.run import BRIEF_TEMPLATES, BriefRun, prepare, select_members
 from tasks.campaigns.campaign import apply_campaign
+from tasks.campaigns.configs import read_configs
 from tasks.campaigns.roster import read_roster
 from tasks.campaigns.roster_import import import_roster
 
@@ -66,8 +67,10 @@ def store_with_roster(url: str, roster: Path) -> Engine:
     spec = load_campaign(ROOT / "examples" / "youth-vote" / "campaign.yaml").model_copy(
         update={"roster": None}
     )
+    configs = read_configs(spec, ROOT / "examples" / "youth-vote", file="campaign.yaml")
     with transaction(engine) as session:
-        campaign = apply_campaign(session, spec, source_path=None, actor="bench").campaign
+        change = apply_campaign(session, spec, configs=configs, source_path=None, actor="bench")
+        campaign = change.campaign
         rows, _ = read_roster(roster, spec)
         import_roster(session, campaign, spec, rows, actor="bench")
     return engine

@@ -47,6 +47,7 @@ from config.settings import Settings
 from store.db import engine_for, transaction, upgrade
 from store.models import Creator, EngagementEvent, FollowUp, OutboxMessage, RosterMember
 from tasks.campaigns.campaign import apply_campaign
+from tasks.campaigns.configs import read_configs
 from tasks.campaigns.roster import read_roster
 from tasks.campaigns.roster_import import import_roster
 from tasks.engagement.events import ingest
@@ -76,7 +77,10 @@ def new_store(url: str) -> Engine:
     spec = load_campaign(EXAMPLE / "campaign.yaml")
     with transaction(engine) as session:
         source = str(EXAMPLE / "campaign.yaml")
-        campaign = apply_campaign(session, spec, source_path=source, actor="bench").campaign
+        configs = read_configs(spec, EXAMPLE, file=source)
+        campaign = apply_campaign(
+            session, spec, configs=configs, source_path=source, actor="bench"
+        ).campaign
         rows, _ = read_roster(EXAMPLE / "roster.csv", spec)
         import_roster(session, campaign, spec, rows, actor="bench")
     return engine

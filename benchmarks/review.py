@@ -29,6 +29,7 @@ from config.campaign_file import load_campaign
 from config.policy import load_policy
 from store.db import engine_for, transaction, upgrade
 from tasks.campaigns.campaign import apply_campaign
+from tasks.campaigns.configs import read_configs
 from tasks.campaigns.roster import read_roster
 from tasks.campaigns.roster_import import import_roster
 from tasks.review.checks import DraftFacts, evaluate
@@ -98,8 +99,10 @@ def measure_decisions(scratch: Path, count: int) -> dict[str, float]:
     upgrade(engine)
     spec = load_campaign(EXAMPLE / "campaign.yaml")
     with transaction(engine) as session:
+        file = str(EXAMPLE / "campaign.yaml")
+        configs = read_configs(spec, EXAMPLE, file=file)
         campaign = apply_campaign(
-            session, spec, source_path=str(EXAMPLE / "campaign.yaml"), actor="bench"
+            session, spec, configs=configs, source_path=file, actor="bench"
         ).campaign
         rows, _ = read_roster(EXAMPLE / "roster.csv", spec)
         import_roster(session, campaign, spec, rows, actor="bench")

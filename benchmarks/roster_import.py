@@ -27,6 +27,7 @@ from store.db import engine_for, transaction, upgrade
 from store.models import Campaign, Creator, RosterMember
 from store.types import utcnow
 from tasks.campaigns.campaign import apply_campaign
+from tasks.campaigns.configs import read_configs
 from tasks.campaigns.roster import read_roster
 from tasks.campaigns.roster_import import import_roster
 
@@ -72,8 +73,10 @@ def example_campaign(engine: Engine) -> tuple[CampaignSpec, Campaign]:
     spec = load_campaign(ROOT / "examples" / "youth-vote" / "campaign.yaml").model_copy(
         update={"roster": None}
     )
+    configs = read_configs(spec, ROOT / "examples" / "youth-vote", file="campaign.yaml")
     with transaction(engine) as session:
-        return spec, apply_campaign(session, spec, source_path=None, actor="bench").campaign
+        change = apply_campaign(session, spec, configs=configs, source_path=None, actor="bench")
+        return spec, change.campaign
 
 
 def rally_import(engine: Engine, roster: Path) -> tuple[float, int, int]:

@@ -60,6 +60,7 @@ def child(home: Path, campaign: Path, seed: int) -> dict[str, Any]:
     from config.settings import get_settings
     from store.db import open_store, transaction
     from tasks.campaigns.campaign import apply_campaign
+    from tasks.campaigns.configs import read_configs
     from tasks.campaigns.roster import read_roster
     from tasks.campaigns.roster_import import import_roster
 
@@ -67,7 +68,10 @@ def child(home: Path, campaign: Path, seed: int) -> dict[str, Any]:
     spec = load_campaign(campaign)
     rows, _ = read_roster(campaign.parent / "roster.csv", spec)
     with transaction(open_store(settings)) as session:
-        change = apply_campaign(session, spec, source_path=str(campaign), actor="benchmark")
+        configs = read_configs(spec, campaign.parent, file=str(campaign))
+        change = apply_campaign(
+            session, spec, configs=configs, source_path=str(campaign), actor="benchmark"
+        )
         import_roster(session, change.campaign, spec, rows, actor="benchmark")
     began = time.perf_counter()
     from prefect import Task

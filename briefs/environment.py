@@ -1,7 +1,7 @@
 """The sandbox briefs render in: Jinja's immutable sandbox, strict about missing values.
 
 Templates (`*.j2` files) come from the built-in folder and, file by file, from a campaign's own
-folder.
+folder, read once when the campaign is applied; runs render them from the store's copy.
 Values (names, captions, campaign text) are only ever data in a context, never template source,
 so `{{ ... }}` inside a creator's name prints as written. A template cannot read files outside
 its folders (symlinks included), reach private attributes, or ask for huge ranges or powers.
@@ -9,14 +9,13 @@ its folders (symlinks included), reach private attributes, or ask for huge range
 
 import hashlib
 import operator
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from jinja2 import (
-    ChoiceLoader,
+    BaseLoader,
     Environment,
-    FileSystemLoader,
     StrictUndefined,
     Template,
     TemplateNotFound,
@@ -24,6 +23,8 @@ from jinja2 import (
 )
 from jinja2.runtime import missing
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+
+from config.errors import RallyError
 
 BUILTIN_TEMPLATES = Path(__file__).parent / "templates" / "default"
 MAX_EXPONENT = 64
@@ -76,22 +77,20 @@ class MissingValue(StrictUndefined):
         return f"{type(parent).__name__}.{self._undefined_name}"
 
 
-class FolderLoader(FileSystemLoader):
-    """A FileSystemLoader that refuses files whose real path lies outside its folder."""
+class SourceLoader(BaseLoader):
+    """Templates from a mapping of name to text (as the campaign was applied with them): `.j2`
+    names only, never a file (so never `{% include ".env" %}`)."""
 
-    def __init__(self, folder: Path) -> None:
-        super().__init__(str(folder))
-        self.folder = folder.resolve()
+    def __init__(self, sources: Mapping[str, str], filenames: Mapping[str, str]) -> None:
+        self.sources, self.filenames = sources, filenames
 
     def get_source(
         self, environment: Environment, template: str
     ) -> tuple[str, str, Callable[[], bool]]:
-        if not template.endswith(".j2"):  # templates only: never `{% include ".env" %}`
+        source = self.sources.get(template) if template.endswith(".j2") else None
+        if source is None:
             raise TemplateNotFound(template)
-        source, filename, uptodate = super().get_source(environment, template)
-        if not Path(filename).resolve().is_relative_to(self.folder):
-            raise SecurityError(f"template {template!r} points outside {self.folder}")
-        return source, filename, uptodate
+        return source, self.filenames.get(template, template), lambda: True
 
 
 def _multiply(left: Any, right: Any) -> Any:
@@ -139,13 +138,16 @@ def _autoescape(name: str | None) -> bool:
 
 
 class BriefTemplates:
-    """The templates of one campaign: its own folder (if any) over the built-in defaults."""
+    """A campaign's templates (name -> text): its own folder's over the built-in defaults.
+    `version` is their hash, part of every brief's inputs, so editing one makes new versions."""
 
-    def __init__(self, custom_folder: Path | None = None) -> None:
-        folders = [custom_folder, BUILTIN_TEMPLATES] if custom_folder else [BUILTIN_TEMPLATES]
-        self.folders = folders
+    def __init__(
+        self, sources: Mapping[str, str], *, filenames: Mapping[str, str] | None = None
+    ) -> None:
+        self.sources = dict(sources)
+        self.version = templates_version(self.sources)
         self.environment = BriefSandbox(
-            loader=ChoiceLoader([FolderLoader(f) for f in folders]),
+            loader=SourceLoader(self.sources, filenames or {}),
             undefined=MissingValue,
             autoescape=_autoescape,
             trim_blocks=True,
@@ -154,6 +156,13 @@ class BriefTemplates:
             auto_reload=False,
         )
         self._cache: dict[str, Template] = {}
+
+    @classmethod
+    def from_folder(cls, custom_folder: Path | None = None) -> "BriefTemplates":
+        """The templates in effect for a folder (each error names the file it is in)."""
+        files = template_files(custom_folder)
+        sources = {name: read_template(path) for name, path in files.items()}
+        return cls(sources, filenames={name: str(path) for name, path in files.items()})
 
     def get(self, name: str) -> Template:
         template = self._cache.get(name)
@@ -164,46 +173,41 @@ class BriefTemplates:
     def render(self, name: str, context: Mapping[str, Any]) -> str:
         return self.get(name).render(context)
 
-    def fingerprint(self) -> str:
-        """A hash of every template in effect, so that editing one makes new brief versions."""
-        return fingerprint(self.folders)
-
-    def check(self, names: tuple[str, ...]) -> None:
-        """Load (and so compile) every template up front: a syntax error is reported once,
-        with its file and line, before any creator's brief is attempted."""
+    def check(self, names: Iterable[str]) -> None:
+        """Load (and so compile) the templates up front: a syntax error is reported once, with
+        its file and line, before any creator's brief is attempted."""
         for name in names:
-            try:
-                self.get(name)
-            except TemplateNotFound as exc:
-                raise TemplateNotFound(f"{exc.name} (looked in {self._where()})") from exc
-
-    def _where(self) -> str:
-        return ", ".join(str(folder) for folder in self.folders)
+            self.get(name)
 
 
-def fingerprint(folders: list[Path]) -> str:
-    """A hash of the templates in effect: each name from the first folder that has it."""
+def template_files(custom_folder: Path | None) -> dict[str, Path]:
+    """The templates in effect by name: the campaign's folder's, else the built-in one. A file
+    whose real path lies outside its folder (a symlink out) is refused."""
     effective: dict[str, Path] = {}
-    for folder in reversed(folders):
+    for folder in [BUILTIN_TEMPLATES, custom_folder] if custom_folder else [BUILTIN_TEMPLATES]:
+        root = folder.resolve()
         for path in folder.rglob("*.j2"):
+            name = path.relative_to(folder).as_posix()
+            if not path.resolve().is_relative_to(root):
+                raise SecurityError(f"template {name!r} points outside {root}")
             if path.is_file():
-                effective[path.relative_to(folder).as_posix()] = path
+                effective[name] = path
+    return effective
+
+
+def read_template(path: Path) -> str:
+    try:
+        return path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        raise RallyError(f"{path}: cannot read: not UTF-8 text (save it as UTF-8)") from None
+
+
+def templates_version(sources: Mapping[str, str]) -> str:
+    """A hash of a template set: each name with its text, in name order."""
     digest = hashlib.sha256()
-    for name in sorted(effective):
-        digest.update(name.encode() + b"\0" + effective[name].read_bytes() + b"\0")
+    for name in sorted(sources):
+        digest.update(name.encode() + b"\0" + sources[name].encode() + b"\0")
     return digest.hexdigest()[:16]
-
-
-_loaded: dict[tuple[Path | None, str], BriefTemplates] = {}
-
-
-def load_templates(custom_folder: Path | None = None) -> BriefTemplates:
-    """The templates of a folder, compiled once per process for as long as no file changes."""
-    folders = [custom_folder, BUILTIN_TEMPLATES] if custom_folder else [BUILTIN_TEMPLATES]
-    key = (custom_folder, fingerprint(folders))
-    if key not in _loaded:
-        _loaded[key] = BriefTemplates(custom_folder)
-    return _loaded[key]
 
 
 def message_sandbox() -> BriefSandbox:

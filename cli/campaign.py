@@ -35,13 +35,13 @@ def apply(
 ) -> None:
     """Create or update a campaign from its file; applying the same files again changes nothing."""
     spec = load_campaign(file)
-    check_references(spec, file.parent, file=str(file))
+    configs = check_references(spec, file.parent, file=str(file))
     roster_path = roster_file or (file.parent / spec.roster if spec.roster else None)
     rows, problems = read_roster(roster_path, spec) if roster_path else ([], [])
     settings, engine = store()
     with transaction(engine) as session:
         change = apply_campaign(
-            session, spec, source_path=str(file.resolve()), actor=settings.actor
+            session, spec, configs=configs, source_path=str(file.resolve()), actor=settings.actor
         )
         imported = (
             import_roster(session, change.campaign, spec, rows, actor=settings.actor)

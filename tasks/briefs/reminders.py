@@ -140,8 +140,7 @@ def _reminder(
     if brief.campaign_id not in templates:
         campaign = session.get(Campaign, brief.campaign_id)
         assert campaign is not None
-        spec = campaign_spec(campaign)
-        templates[brief.campaign_id] = campaign_templates(campaign, spec)
+        templates[brief.campaign_id] = campaign_templates(session, campaign)
     inputs = full_inputs(session, brief)
     context = {key: as_context(value, key) for key, value in inputs.items()}
     payload = email_payload(

@@ -6,16 +6,14 @@ field when a brief cannot be made.
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
-from jinja2 import TemplateError, TemplateNotFound, TemplateSyntaxError
-from jinja2.sandbox import SecurityError
+from jinja2 import TemplateError, TemplateNotFound
 from markupsafe import escape
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from briefs.environment import BriefTemplates, Fields, MissingField, load_templates
+from briefs.environment import BriefTemplates, Fields, MissingField
 from config.campaign import CampaignSpec
 from config.errors import RallyError
 from store.models import (
@@ -34,7 +32,8 @@ from tasks.briefs.inputs import (
     campaign_end,
     campaign_part,
 )
-from tasks.campaigns.campaign import BUILTIN, campaign_spec, get_campaign
+from tasks.campaigns.campaign import campaign_spec, get_campaign
+from tasks.campaigns.configs import stored_templates
 
 BRIEF_TEMPLATES = ("brief.md.j2", "brief.html.j2")
 EMAIL_TEMPLATES = ("email_subject.txt.j2", "email.txt.j2", "email.html.j2")
@@ -65,31 +64,17 @@ class GenerationReport:
         return {**asdict(self), "failed": [asdict(p) for p in self.failed]}
 
 
-def campaign_templates(campaign: Campaign, spec: CampaignSpec) -> BriefTemplates:
-    """The campaign's templates, checked: its folder (relative to its file) over the defaults."""
-    folder: Path | None = None
-    if spec.brief.template != BUILTIN:
-        base = (Path(campaign.source_path).parent if campaign.source_path else Path.cwd()).resolve()
-        folder = (base / spec.brief.template).resolve()
-        if not folder.is_relative_to(base) or folder == base:
-            raise RallyError(
-                f"campaign {campaign.slug}: brief.template must be a folder inside {base} "
-                f"(got {spec.brief.template!r})"
-            )
-        if not folder.is_dir():
-            raise RallyError(
-                f"campaign {campaign.slug}: brief.template: no such folder {folder} "
-                "(re-apply the campaign from where its files are)"
-            )
-    templates = load_templates(folder)
+def campaign_templates(session: Session, campaign: Campaign) -> BriefTemplates:
+    """The templates the campaign was applied with, checked to hold every one a run renders
+    (a set applied by an older Rally may lack a newer one)."""
+    templates = stored_templates(session, campaign)
     try:
         templates.check(BRIEF_TEMPLATES + EMAIL_TEMPLATES + REMINDER_TEMPLATES)
-    except TemplateSyntaxError as exc:
-        where = exc.filename or exc.name or "template"
-        raise RallyError(f"{where}:{exc.lineno}: {exc.message}") from None
     except TemplateNotFound as exc:
-        raise RallyError(f"brief template not found: {exc.message}") from None
-    except SecurityError as exc:
+        raise RallyError(
+            f"campaign {campaign.slug} has no brief template {exc.message}: apply it again"
+        ) from None
+    except TemplateError as exc:
         raise RallyError(f"brief templates of {campaign.slug}: {exc}") from None
     return templates
 
@@ -123,7 +108,7 @@ def escaped(value: Any) -> Any:
 def prepare(session: Session, slug: str, *, public_url: str) -> BriefRun:
     campaign = get_campaign(session, slug)
     spec = campaign_spec(campaign)
-    templates = campaign_templates(campaign, spec)
+    templates = campaign_templates(session, campaign)
     part = campaign_part(spec)
     return BriefRun(
         campaign=campaign,
@@ -134,7 +119,7 @@ def prepare(session: Session, slug: str, *, public_url: str) -> BriefRun:
         campaign_context=as_context(part, "campaign"),
         campaign_context_html=as_context(escaped(part), "campaign"),
         creator_part=CreatorParts(spec, public_url=public_url),
-        fingerprint=templates.fingerprint(),
+        fingerprint=templates.version,
         public_url=public_url,
         expires_at=campaign_end(spec),
     )

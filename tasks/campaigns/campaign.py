@@ -10,19 +10,17 @@ from sqlmodel import Session, col, select
 from config.campaign import CampaignSpec
 from config.campaign_file import CampaignFileError
 from config.errors import RallyError
-from config.followups import Followups, load_followups
-from config.policy import load_policy
 from store.audit import Change, record
 from store.models import Campaign, Creator, Milestone, RosterMember, RosterStatus, SprintPhase
 from store.types import utcnow
+from tasks.campaigns.configs import BUILTIN, Configs, applied_with, read_configs, store_configs
 from tasks.campaigns.plan import plan_milestones, plan_phases
 from tasks.campaigns.tracking import tracking_url
 
-BUILTIN = "default"
 
-
-def check_references(spec: CampaignSpec, base: Path, *, file: str) -> None:
-    """Check that the files the campaign names (template, policy, rules, roster) exist.
+def check_references(spec: CampaignSpec, base: Path, *, file: str) -> Configs:
+    """Check the files the campaign names (template, policy, rules, roster) and read the ones
+    it is applied with, for `apply_campaign` to store.
 
     The spec keeps them as written, relative to the campaign file, so the same files applied
     from another checkout are the same campaign.
@@ -48,8 +46,8 @@ def check_references(spec: CampaignSpec, base: Path, *, file: str) -> None:
     problems += _destination_problems(spec)
     if problems:
         raise CampaignFileError(file, problems)
-    load_policy(spec.policy, base=base)  # a broken policy or rules file is named now, not later
-    followups = load_followups(spec.followups, base=base)
+    configs = read_configs(spec, base, file=file)
+    followups = configs.followups
     for i, rule in enumerate(followups.spec.rules):
         unknown = sorted(set(rule.when.segments) - spec.segment_ids())
         if unknown:
@@ -63,6 +61,7 @@ def check_references(spec: CampaignSpec, base: Path, *, file: str) -> None:
             )
     if problems:
         raise CampaignFileError(followups.source, problems)
+    return configs
 
 
 def _destination_problems(spec: CampaignSpec) -> list[tuple[str, str]]:
@@ -137,9 +136,16 @@ def _columns(spec: CampaignSpec, source_path: str | None) -> dict[str, Any]:
 
 
 def apply_campaign(
-    session: Session, spec: CampaignSpec, *, source_path: str | None, actor: str
+    session: Session,
+    spec: CampaignSpec,
+    *,
+    configs: Configs,
+    source_path: str | None,
+    actor: str,
 ) -> CampaignChange:
-    """Create or update the campaign named by `spec.slug`; an identical file changes nothing."""
+    """Create or update the campaign named by `spec.slug` with the policy, rules and templates
+    read for it (`check_references`); identical files change nothing. A changed policy, rules
+    or template set is a change like any other, audited with its old and new hash."""
     campaign = session.exec(select(Campaign).where(Campaign.slug == spec.slug)).first()
     values = _columns(spec, source_path)
     if campaign is None:
@@ -148,16 +154,24 @@ def apply_campaign(
         session.flush()
         summary = f"created campaign {spec.slug}: {spec.name}"
         created = {"spec": values["spec"]}
+        created.update(
+            {k: new for k, (_, new) in store_configs(session, campaign, configs).items()}
+        )
         record(
             session, [Change(actor, "campaign.created", "campaign", spec.slug, summary, created)]
         )
         result = CampaignChange(campaign, "created")
-    elif campaign.spec_hash == values["spec_hash"] and campaign.source_path == source_path:
+    elif (
+        campaign.spec_hash == values["spec_hash"]
+        and campaign.source_path == source_path
+        and applied_with(campaign, configs)
+    ):
         result = CampaignChange(campaign, "unchanged")
     else:
         diff = spec_changes(campaign.spec, values["spec"])
         if campaign.source_path != source_path:
             diff["source_path"] = [campaign.source_path, source_path]
+        diff.update(store_configs(session, campaign, configs))
         for key, value in values.items():
             setattr(campaign, key, value)
         campaign.updated_at = utcnow()
@@ -250,16 +264,6 @@ def campaign_spec(campaign: Campaign) -> CampaignSpec:
     return spec
 
 
-def campaign_folder(campaign: Campaign) -> Path | None:
-    """The folder the campaign was applied from: where its own rules and policy files are."""
-    return Path(campaign.source_path).parent if campaign.source_path else None
-
-
-def campaign_followups(campaign: Campaign) -> Followups:
-    """The campaign's follow-up rules (the built-in set or its own file)."""
-    return load_followups(campaign_spec(campaign).followups, base=campaign_folder(campaign))
-
-
 def roster(session: Session, campaign: Campaign, *, public_url: str) -> list[dict[str, Any]]:
     """The campaign's active creators with their terms, codes and links."""
     spec = campaign_spec(campaign)
@@ -316,6 +320,9 @@ def campaign_overview(session: Session, slug: str, *, public_url: str) -> dict[s
             **campaign.spec,
             "updated_at": campaign.updated_at.isoformat(),
             "source_path": campaign.source_path,
+            "policy_hash": campaign.policy_hash,
+            "followups_hash": campaign.followups_hash,
+            "templates_hash": campaign.templates_hash,
         },
         "plan": {
             "phases": [p.model_dump(mode="json", exclude={"id", "campaign_id"}) for p in phases],

@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
-from pydantic import ValidationError
 from sqlalchemy import Engine, String, any_, bindparam, func, update
 from sqlalchemy import select as sa_select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -24,7 +23,7 @@ from config.errors import RallyError
 from config.followups import EVENT_TYPES
 from store.bulk import copy_rows
 from store.models import Campaign, Creative, Creator, EngagementEvent, RosterMember
-from tasks.campaigns.campaign import campaign_followups
+from tasks.campaigns.configs import campaign_followups
 from tasks.engagement import consent
 
 FIELDS = ("source", "external_id", "type", "actor", "creator", "video", "text", "time")
@@ -86,8 +85,11 @@ class Resolver:
 
     def __init__(self, session: Session) -> None:
         self.campaigns = dict(session.exec(select(Campaign.slug, Campaign.id)).all())
-        self._campaigns = {c.id: c for c in session.exec(select(Campaign))}
         self._listened: dict[int | None, set[str] | None] = {}
+        for campaign in session.exec(select(Campaign)):
+            with contextlib.suppress(RallyError):  # processing will report it
+                rules = campaign_followups(session, campaign).spec.rules
+                self._listened[campaign.id] = {k for rule in rules for k in rule.when.types}
         self._members: dict[tuple[Any, int | None], tuple[int | None, int | None]] = {}
         self.by_handle: dict[str, list[Member]] = {}
         query = select(Creator.handle, RosterMember.campaign_id, RosterMember.id).join(
@@ -109,14 +111,7 @@ class Resolver:
     def listened(self, campaign_id: int | None) -> set[str] | None:
         """The event types some follow-up rule of the campaign fires on (None: any type, as
         when its rules cannot be read, which processing will then report)."""
-        if campaign_id not in self._listened:
-            self._listened[campaign_id] = None
-            campaign = self._campaigns.get(campaign_id)
-            if campaign is not None:
-                with contextlib.suppress(RallyError, ValidationError, OSError):
-                    rules = campaign_followups(campaign).spec.rules
-                    self._listened[campaign_id] = {k for rule in rules for k in rule.when.types}
-        return self._listened[campaign_id]
+        return self._listened.get(campaign_id)
 
     def member(self, record: Mapping[str, Any], where: str) -> tuple[int | None, int | None]:
         slug = record.get("campaign")

@@ -13,7 +13,8 @@ from sqlmodel import Session, col
 
 from store.db import Lock, advisory_lock, transaction
 from store.models import Campaign, Creator, RosterMember
-from tasks.campaigns.campaign import campaign_followups, campaign_spec
+from tasks.campaigns.campaign import campaign_spec
+from tasks.campaigns.configs import campaign_followups
 from tasks.engagement.batch import _EVENTS, Batch, ProcessReport
 from tasks.engagement.rules import CampaignRules, Event, MemberInfo
 
@@ -46,7 +47,7 @@ def campaign_rules(session: Session, campaign_id: int, *, public_url: str) -> Ca
         for member_id, handle, segment, holdout, code in session.execute(query)
         if member_id is not None
     }
-    followups = campaign_followups(campaign)
+    followups = campaign_followups(session, campaign)
     return CampaignRules(campaign_id, campaign_spec(campaign), followups, members, public_url)
 
 

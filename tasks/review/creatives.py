@@ -30,8 +30,9 @@ from store.models import (
     RosterStatus,
 )
 from tasks.campaigns.campaign import campaign_spec, get_campaign
+from tasks.campaigns.configs import campaign_policy
 from tasks.review.checks import DraftFacts, Finding, evaluate
-from tasks.review.routing import cancel_tasks, notify_creator, open_task, policy_for, route
+from tasks.review.routing import cancel_tasks, notify_creator, open_task, route
 
 
 @dataclass(frozen=True)
@@ -129,7 +130,7 @@ def submit(
     """Check a draft against the policy, then route it to review or back to the creator."""
     campaign = get_campaign(session, slug)
     spec = campaign_spec(campaign)
-    policy = policy_for(campaign)
+    policy = campaign_policy(session, campaign)
     member, creator = _member(session, campaign, handle)
     title = submission.title or f"Video by @{creator.handle}"
     creative = _creative(session, campaign, member, creative_id, title)

@@ -22,12 +22,12 @@ from store.models import (
     ReviewTask,
     Timer,
 )
+from tasks.campaigns.configs import campaign_policy
 from tasks.review.routing import (
     ESCALATION,
     REMINDER,
     group_members,
     notify_approvers,
-    policy_for,
     task_context,
 )
 
@@ -130,7 +130,7 @@ def sweep_reviews(engine: Engine, *, now: datetime, public_url: str = "") -> dic
             def policy_of(campaign_id: int) -> Policy:
                 campaign = session.get(Campaign, campaign_id)
                 assert campaign is not None
-                return policy_for(campaign)
+                return campaign_policy(session, campaign)
 
             def policy_for_task(task: ReviewTask) -> Policy:
                 draft = session.get(CreativeDraft, task.draft_id)

@@ -24,6 +24,7 @@ from store.models import (
     ReviewTask,
     RosterMember,
 )
+from tasks.campaigns.configs import campaign_policy
 from tasks.review.routing import (
     ReviewRefused,
     cancel_tasks,
@@ -31,7 +32,6 @@ from tasks.review.routing import (
     group_members,
     notify_creator,
     open_task,
-    policy_for,
     task_context,
 )
 
@@ -135,7 +135,7 @@ def decide(
     _check_may_decide(session, task, draft, creative, spec, approver=approver, version=version)
     campaign = session.get(Campaign, creative.campaign_id)
     assert campaign is not None
-    policy = policy_for(campaign)
+    policy = campaign_policy(session, campaign)
     checklist = _checklist(policy, confirmed, decision=decision, note=note)
     task.status, task.decided_by, task.decided_at = wanted, approver, now
     task.note, task.checklist = note.strip() or None, checklist

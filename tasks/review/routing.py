@@ -16,7 +16,7 @@ from sqlmodel import Session, col, select
 
 from config.campaign import CampaignSpec
 from config.errors import RallyError
-from config.policy import Policy, TierSpec, load_policy
+from config.policy import Policy, TierSpec
 from store.bulk import insert_rows
 from store.models import (
     Campaign,
@@ -29,7 +29,7 @@ from store.models import (
     RosterMember,
     Timer,
 )
-from tasks.campaigns.campaign import campaign_folder, campaign_spec
+from tasks.campaigns.campaign import campaign_spec
 from tasks.drain import Handler
 from tasks.outbox import enqueue
 from tasks.review.checks import DraftFacts, Finding
@@ -39,11 +39,6 @@ REMINDER, ESCALATION = "review.reminder", "review.escalation"
 
 class ReviewRefused(RallyError):
     """A decision Rally will not record, with the reason the approver needs."""
-
-
-def policy_for(campaign: Campaign) -> Policy:
-    """The policy a campaign was applied with (parsed once per file version)."""
-    return load_policy(campaign_spec(campaign).policy, base=campaign_folder(campaign))
 
 
 def in_sample(policy: Policy, key: str, rate: float) -> bool:

@@ -19,7 +19,7 @@ from store.models import (
     ReviewTask,
 )
 from tasks.campaigns.campaign import campaign_spec
-from tasks.review.routing import policy_for
+from tasks.campaigns.configs import campaign_policy
 
 
 def task_view(session: Session, task_id: int) -> dict[str, Any]:
@@ -31,7 +31,7 @@ def task_view(session: Session, task_id: int) -> dict[str, Any]:
     creative = session.get(Creative, draft.creative_id) if draft else None
     campaign = session.get(Campaign, creative.campaign_id) if creative else None
     assert draft is not None and creative is not None and campaign is not None
-    policy = policy_for(campaign)
+    policy = campaign_policy(session, campaign)
     findings = session.exec(select(PolicyFinding).where(PolicyFinding.draft_id == draft.id)).all()
     return {
         "task": task.model_dump(mode="json"),

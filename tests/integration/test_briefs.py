@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 from sqlmodel import col, select
 
-from config.errors import RallyError
 from store.db import transaction
 from store.models import AuditEvent, Brief, OutboxMessage, Timer
 from store.types import utcnow
@@ -167,6 +166,8 @@ def test_an_edited_template_makes_new_versions(settings, engine, rally, applied)
     assert md == "# First Vote PA 2027 for @maya.votes.pa\n"
     assert "Contract clauses" in html  # files the campaign does not override come from the defaults
     (folder / "brief.md.j2").write_text("# {{ campaign.name }}, @{{ creator.handle }}\n")
+    assert generate(settings, engine, SLUG).unchanged == 50, "runs use the applied templates"
+    assert rally("campaign", "apply", applied / "campaign.yaml").code == 0
     assert generate(settings, engine, SLUG).rendered == 50
 
 
@@ -228,8 +229,8 @@ def test_templates_cannot_reach_outside_their_folder_or_into_python(
     secret.write_text("TOP SECRET")
 
     (folder / "brief.md.j2").symlink_to(secret)
-    with pytest.raises(RallyError, match="points outside"):
-        generate(settings, engine, SLUG)
+    refused = rally("campaign", "apply", applied / "campaign.yaml")
+    assert refused.code == 1 and "points outside" in refused.err
 
     (folder / "brief.md.j2").unlink()
     for source, says in (
@@ -241,14 +242,15 @@ def test_templates_cannot_reach_outside_their_folder_or_into_python(
         ("{{ 'x' * 100000000 }}", "repeating"),
     ):
         (folder / "brief.md.j2").write_text(source)
+        assert rally("campaign", "apply", applied / "campaign.yaml").code == 0
         report = generate(settings, engine, SLUG, handles=["maya.votes.pa"])
         assert report.rendered == 0 and len(report.failed) == 1, source
         assert says in report.failed[0].message, (source, report.failed[0].message)
         assert "TOP SECRET" not in report.failed[0].message
 
     (folder / "brief.md.j2").write_text("{% if %}")
-    with pytest.raises(RallyError, match=r"brief\.md\.j2:1: "):
-        generate(settings, engine, SLUG)
+    broken = rally("campaign", "apply", applied / "campaign.yaml")
+    assert broken.code == 1 and f"{folder / 'brief.md.j2'}:1: " in broken.err
 
 
 def test_a_template_folder_must_sit_with_the_campaign(rally, applied):

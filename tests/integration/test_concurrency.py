@@ -15,6 +15,7 @@ from store.audit import verify
 from store.db import head_revision, open_store, transaction
 from store.models import AuditEvent, EngagementEvent
 from tasks.campaigns.campaign import apply_campaign
+from tasks.campaigns.configs import read_configs
 from tasks.campaigns.roster import read_roster
 from tasks.campaigns.roster_import import import_roster
 
@@ -59,10 +60,13 @@ def test_the_same_new_campaign_applied_at_once_is_created_once(
     spec = load_campaign(example / "campaign.yaml")
     rows, _ = read_roster(example / "roster.csv", spec)
     fall = spec.model_copy(update={"slug": "first-vote-pa-fall"})
+    configs = read_configs(spec, example, file="campaign.yaml")
 
     def apply(which: Any) -> str:
         with transaction(engine) as session:
-            change = apply_campaign(session, which, source_path=None, actor="staff:test")
+            change = apply_campaign(
+                session, which, configs=configs, source_path=None, actor="staff:test"
+            )
             import_roster(session, change.campaign, which, rows, actor="staff:test")
             return change.outcome
 

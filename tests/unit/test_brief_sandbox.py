@@ -10,7 +10,7 @@ from briefs.environment import BriefTemplates, Fields, MissingField
 
 def render(tmp_path: Path, source: str, **context: object) -> str:
     (tmp_path / "probe.md.j2").write_text(source)
-    return BriefTemplates(tmp_path).render("probe.md.j2", context)
+    return BriefTemplates.from_folder(tmp_path).render("probe.md.j2", context)
 
 
 def test_fields_read_as_data_and_missing_ones_name_their_path(tmp_path):
