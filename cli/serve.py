@@ -25,6 +25,8 @@ def summary(result: Any) -> str:
             return
         elif isinstance(value, int) and value:
             parts.append(f"{' '.join(path)} {value}")
+        elif isinstance(value, list) and value and all(type(v) is int for v in value):
+            parts.append(f"{' '.join(path)} {', '.join(map(str, value))}")
         elif isinstance(value, list) and value and path[-1:] in (("errors",), ("failed",)):
             parts.append(f"{' '.join(path)}: {'; '.join(map(str, value[:3]))}")
         elif isinstance(value, str) and path[-1:] == ("stopped",):
@@ -115,8 +117,12 @@ def _timers(every: int) -> Any:
     from flows.deployments import RECURRING
 
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    # A thread per flow, so a long sync never holds up delivery; a run that could not start
+    # on time (all threads busy) still runs once rather than waiting for its next interval.
     scheduler = BackgroundScheduler(
-        timezone="UTC", executors={"default": ThreadPoolExecutor(max_workers=4)}
+        timezone="UTC",
+        executors={"default": ThreadPoolExecutor(max_workers=len(RECURRING))},
+        job_defaults={"misfire_grace_time": None, "coalesce": True, "max_instances": 1},
     )
     for deployment in RECURRING:
         scheduler.add_job(
@@ -125,9 +131,7 @@ def _timers(every: int) -> Any:
             args=[deployment.name],
             id=deployment.name,
             seconds=every if deployment.every_minute else deployment.seconds,
-            max_instances=1,
-            coalesce=True,
             next_run_time=datetime.now(UTC),  # catch up at once on what came due while stopped
         )
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    logging.getLogger("apscheduler").setLevel(logging.ERROR)  # not "skipped: still running"
     return scheduler

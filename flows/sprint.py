@@ -143,7 +143,7 @@ def run_sprint(
 
 
 @flow(name="weekly-close")
-def weekly_close() -> dict[str, list[int]]:
+def weekly_close() -> dict[str, dict[str, list[int]]]:
     """For every live sprint, close each week that has ended since the last close (its
     milestones met or missed) and write its weekly report. One close at a time across every
     machine, and a week closed already is left alone."""
@@ -151,14 +151,14 @@ def weekly_close() -> dict[str, list[int]]:
     closed: dict[str, list[int]] = {}
     with only_one(engine, Lock.WEEKLY_CLOSE) as mine:
         if not mine:
-            return closed
+            return {"closed": closed}
         now = utcnow()
         for slug, weeks in weeks_to_close(engine, now=now).items():
             for week in weeks:
                 close_week(slug, week, now)
                 weekly_report(slug, week)
             closed[slug] = weeks
-    return closed
+    return {"closed": closed}
 
 
 @flow(name="report")

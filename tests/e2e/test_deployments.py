@@ -2,6 +2,7 @@
 workers on one PostgreSQL store; runs started through Prefect's API, as the UI starts them."""
 
 import csv
+import email
 import json
 import os
 import shutil
@@ -9,21 +10,20 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from sqlmodel import col
 
 from store.db import engine_for, transaction
 from tests.conftest import ROOT, SLUG
 from tests.e2e.conftest import _free_port
 from tests.helpers import make_leads
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.parametrize("store_url", ["postgresql"], indirect=True),
-]
+pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
 WEEKS = 2
 
@@ -108,6 +108,7 @@ def run_deployment(api: str, name: str, parameters: dict[str, Any]) -> dict[str,
     pytest.fail(f"the run of {name} did not finish in 10 minutes")
 
 
+@pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)
 def test_a_rehearsal_through_deployments_and_two_workers_matches_the_embedded_one(
     rally, applied, settings, engine, postgres_server, prefect_api, tmp_path
 ) -> None:
@@ -221,3 +222,94 @@ def test_a_prefect_profile_is_used_when_rally_has_no_prefect_setting(tmp_path: P
         [str(BIN / "rally"), "db", "status"], env=env, capture_output=True, text=True, cwd=tmp_path
     )
     assert "a temporary local server per process" in status.stdout
+
+
+class Inbox:
+    """An SMTP server's handler that keeps the Message-ID of everything it accepts."""
+
+    def __init__(self) -> None:
+        self.message_ids: list[str] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        message = email.message_from_bytes(envelope.original_content)
+        self.message_ids.append(str(message["Message-ID"]))
+        return "250 OK"
+
+
+@pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)
+def test_two_serves_on_one_store_close_each_week_and_send_each_message_once(
+    rally, example, settings, engine, prefect_api, tmp_path
+) -> None:
+    """Two full `rally serve`s (pages and timers) on one store, as two machines would run them,
+    sharing the exports folder; their flow runs report to one Prefect server."""
+    from aiosmtpd.controller import Controller
+    from sqlmodel import func, select
+
+    from store.audit import verify
+    from store.models import AuditEvent, OutboxMessage, SprintRun
+    from tests.helpers import generate
+
+    campaign = example / "campaign.yaml"
+    three_weeks_ago = date.today() - timedelta(days=date.today().weekday() + 21)
+    campaign.write_text(
+        campaign.read_text().replace("start: 2027-02-01", f"start: {three_weeks_ago}")
+    )
+    assert rally("campaign", "apply", campaign).code == 0
+    assert rally("sprint", "start", SLUG).code == 0
+    assert generate(settings, engine, SLUG, send=True).queued == 50
+    make_leads(engine, SLUG, 40, prefix="served")
+
+    inbox = Inbox()
+    port = _free_port()
+    smtp = Controller(inbox, hostname="127.0.0.1", port=port)
+    smtp.start()
+    shared = tmp_path / "shared-home"
+    env = clean_env(
+        PREFECT_API_URL=prefect_api,
+        RALLY_DATABASE_URL=settings.store_url,
+        RALLY_HOME=str(shared),
+        RALLY_SMTP_HOST="127.0.0.1",
+        RALLY_SMTP_PORT=str(port),
+        RALLY_SMTP_SECURITY="none",
+    )
+    serves = [
+        Process(
+            [str(BIN / "rally"), "serve", "--port", str(_free_port()), "--every", "1"],
+            env,
+            tmp_path / f"serve{i}.log",
+            tmp_path,
+        )
+        for i in (1, 2)
+    ]
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            with transaction(engine, write=False) as session:
+                waiting = session.exec(
+                    select(func.count()).where(OutboxMessage.status != "sent")
+                ).one()
+                weeks = session.exec(select(SprintRun.weeks_done)).one()
+            if not waiting and weeks == 3:
+                break
+            assert all(s.process.poll() is None for s in serves), serves[0].output()
+            time.sleep(0.5)
+        else:
+            pytest.fail(
+                f"{waiting} message(s) unsent, {weeks} week(s) closed:\n"
+                + "\n".join(s.output()[-3000:] for s in serves)
+            )
+    finally:
+        for serve in serves:
+            serve.stop()
+        smtp.stop()
+    assert all("Rally serving on" in s.output() for s in serves)
+    assert len(inbox.message_ids) == 50 == len(set(inbox.message_ids))
+    with (shared / "exports" / SLUG / "export.csv").open(newline="") as file:
+        emails = [row["email"] for row in csv.DictReader(file)]
+    assert sorted(emails) == sorted(f"served{i}@example.org" for i in range(40))
+    with transaction(engine, write=False) as session:
+        closes = session.exec(
+            select(AuditEvent.summary).where(col(AuditEvent.action).startswith("milestone."))
+        ).all()
+        assert verify(session).ok
+    assert closes and len(closes) == len(set(closes))  # no milestone judged twice
