@@ -125,6 +125,14 @@ def test_a_rehearsal_through_deployments_and_two_workers_matches_the_embedded_on
     assert shown.returncode == 0, shown.stdout + shown.stderr
     assert f"Deployed to {prefect_api}" in shown.stdout
     assert "sprint/sprint" in shown.stdout and "prefect worker start --pool rally" in shown.stdout
+    listed = subprocess.run(  # Prefect's own client against a server run from Rally's pins
+        [str(BIN / "prefect"), "deployment", "ls"],
+        env=clean_env(PREFECT_API_URL=prefect_api, PREFECT_HOME=str(tmp_path / "cli")),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert listed.returncode == 0 and "sprint/sprint" in listed.stdout, listed.stderr
     deployments = httpx.post(f"{prefect_api}/deployments/filter", json={}, timeout=10).json()
     by_name = {d["name"]: d for d in deployments}
     assert by_name["deliver"]["schedules"][0]["schedule"]["interval"] == 60
@@ -313,3 +321,47 @@ def test_two_serves_on_one_store_close_each_week_and_send_each_message_once(
         ).all()
         assert verify(session).ok
     assert closes and len(closes) == len(set(closes))  # no milestone judged twice
+
+
+def test_prefect_yaml_deploys_what_rally_deploy_does() -> None:
+    """`prefect deploy --all` from the checkout and `rally deploy` register the same things."""
+    import yaml
+
+    from flows.deployments import DEPLOYMENTS, POOL
+
+    listed = yaml.safe_load((ROOT / "prefect.yaml").read_text())["deployments"]
+    assert [(d["name"], d["entrypoint"]) for d in listed] == [
+        (d.name, d.entrypoint) for d in DEPLOYMENTS
+    ]
+    for entry, deployment in zip(listed, DEPLOYMENTS, strict=True):
+        assert entry["work_pool"]["name"] == POOL
+        intervals = [s["interval"] for s in entry.get("schedules", [])]
+        assert intervals == ([deployment.seconds] if deployment.seconds else [])
+        assert ("concurrency_limit" in entry) == bool(deployment.seconds)
+
+
+def test_every_flow_loads_by_its_file_path_too() -> None:
+    """What `prefect deploy flows/x.py:f` does: Prefect puts flows/ first on sys.path, where no
+    module may shadow one of Rally's packages."""
+    from flows.deployments import DEPLOYMENTS
+
+    packages = {p.name for p in ROOT.iterdir() if (p / "__init__.py").exists()}
+    assert not packages & {p.stem for p in (ROOT / "flows").glob("*.py")}
+    entrypoints = [
+        f"{d.entrypoint.split(':')[0].replace('.', '/')}.py:{d.entrypoint.split(':')[1]}"
+        for d in DEPLOYMENTS
+    ]
+    code = (
+        "import sys\nfrom prefect.flows import load_flow_from_entrypoint\n"
+        "for e in sys.argv[1:]:\n    print(load_flow_from_entrypoint(e, False).name)"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", code, *entrypoints],
+        env=clean_env(PREFECT_HOME=os.environ["PREFECT_HOME"]),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert loaded.returncode == 0, loaded.stderr
+    assert len(loaded.stdout.split()) == len(DEPLOYMENTS)
