@@ -122,7 +122,8 @@ def store_configs(
 # --- reading --------------------------------------------------------------------------------
 
 T = TypeVar("T", Policy, Followups, "BriefTemplates")
-_parsed: dict[tuple[str, str], Any] = {}
+_parsed: dict[tuple[str, str], Any] = {}  # (kind, hash) -> parsed: three for each campaign
+PARSED_LIMIT = 300
 
 
 def campaign_policy(session: Session, campaign: Campaign) -> Policy:
@@ -166,7 +167,7 @@ def _stored(
                 f"campaign {campaign.slug}: its stored {kind} {version} does not match its "
                 "hash (changed in the store after apply): apply the campaign again"
             )
-        if len(_parsed) > 64:
+        if len(_parsed) >= PARSED_LIMIT:
             _parsed.clear()
         _parsed[kind, version] = parsed
     return parsed
