@@ -32,6 +32,10 @@ def deploy_command(
     try:
         registered = deploy_all(pool=pool, paused=paused)
     except Exception as exc:  # Prefect's client errors name the URL and the reason
+        import httpx
+
+        if isinstance(exc, httpx.TransportError):
+            raise RallyError(f"cannot reach Prefect at {choice.api_url}: {exc}") from exc
         if type(exc).__module__.startswith(("httpx", "prefect")):
             raise RallyError(f"Prefect at {choice.api_url} refused the deployments: {exc}") from exc
         raise
