@@ -155,14 +155,17 @@ def report_command(
     out: Path = typer.Option(None, "--out", help="Folder to write to (default: under RALLY_HOME)."),
     json_output: bool = JSON_OPTION,
 ) -> None:
-    """Write the report: HTML with charts, the numbers as CSV and JSON."""
-    from tasks.reporting.report import build_report, write_report
+    """Write the report (HTML with charts, the numbers as CSV and JSON) and store it for
+    `rally serve`'s report pages."""
+    from store.types import utcnow
+    from tasks.reporting.report import build_report
+    from tasks.reporting.stored import keep_report
 
     settings, engine = store()
     with transaction(engine, write=False) as session:
         report = build_report(session, slug, week=week or None)
     folder = out or settings.home / "reports" / slug / f"week-{report['week']:02d}"
-    paths = write_report(report, folder)
+    paths = keep_report(engine, report, folder, now=utcnow())
     if json_output:
         print_json(report)
         return
@@ -175,6 +178,8 @@ def report_command(
     )
     console.print(f"Recommendation: {report['recommendation']['action']}", markup=False)
     console.print(f"Report: {shown_path(paths['html'])} (and CSV, JSON beside it)", markup=False)
+    page = f"{settings.public_url}/reports/{slug}/week-{report['week']}"
+    console.print(f"Staff read it on 'rally serve': {page}", markup=False)
 
 
 def _money(value: float | None) -> str:

@@ -26,7 +26,8 @@ from store.db import Lock, only_one, open_store, transaction
 from store.types import utcnow
 from tasks import progress
 from tasks.campaigns.campaign import get_campaign
-from tasks.reporting.report import build_report, weeks_so_far, write_report
+from tasks.reporting.report import build_report, weeks_so_far
+from tasks.reporting.stored import keep_report
 from tasks.sprint.state import LIVE, REHEARSAL, finish_week, sprint_run, start_sprint, summary
 from tasks.sprint.week import rehearse_week, week_bounds, weeks_to_close
 
@@ -72,10 +73,12 @@ def close_week(slug: str, week: int, at: datetime) -> list[dict[str, Any]]:
 
 @task(name="weekly-report")
 def weekly_report(slug: str, week: int, publish: bool = True) -> str:
-    """The report up to `week`, written to files; its weekly table also as a Prefect artifact."""
-    with transaction(open_store(get_settings()), write=False) as session:
+    """The report up to `week`, stored (staff read it on Rally's pages) and written to files;
+    its weekly table also as a Prefect artifact."""
+    engine = open_store(get_settings())
+    with transaction(engine, write=False) as session:
         report = build_report(session, slug, week=week)
-    paths = write_report(report, report_folder(slug, week))
+    paths = keep_report(engine, report, report_folder(slug, week), now=utcnow())
     if publish:
         _publish(slug, week, report)
     return str(paths["html"])
@@ -163,8 +166,9 @@ def weekly_close() -> dict[str, dict[str, list[int]]]:
 
 @flow(name="report")
 def report(slug: str, week: Annotated[int | None, Field(ge=1, le=52)] = None) -> dict[str, Any]:
-    """Write the campaign's report (KPIs by week, scorecards, attribution, holdout lift, the
-    milestones) as HTML, JSON and CSV files, and publish its weekly table as an artifact.
+    """Store the campaign's report (KPIs by week, scorecards, attribution, holdout lift, the
+    milestones) for Rally's pages, write it as HTML, JSON and CSV files, and publish its
+    weekly table as an artifact.
 
     Args:
         slug: The campaign's slug, as in its campaign.yaml.

@@ -2,7 +2,8 @@
 
 campaign -> roster (creators) -> sprint plan -> briefs -> creatives and drafts -> policy findings
 and review tasks -> engagement events -> contacts and consent -> follow-ups -> outbox ->
-metric snapshots; timers and the hash-chained audit log sit beside them all.
+metric snapshots -> sprint runs and reports; timers and the hash-chained audit log sit beside
+them all.
 
 Conventions: times are aware UTC (`UTCDateTime`); money is integer cents; status and kind
 columns are plain strings whose values are the `StrEnum`s below; free-form structure is JSON.
@@ -545,6 +546,22 @@ class SprintRun(SQLModel, table=True):
     weeks_done: int = 0
     started_at: datetime = Field(sa_type=UTCDateTime)
     finished_at: datetime | None = _when()
+
+
+class Report(SQLModel, table=True):
+    """A campaign's report up to a week, as it was made: its numbers (the report as JSON) and
+    its page, so staff read it from the store whichever machine made it. A week reported
+    again replaces its report."""
+
+    __tablename__ = "reports"
+    __table_args__ = (UniqueConstraint("campaign_id", "week"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    campaign_id: int = Field(foreign_key="campaigns.id")
+    week: int
+    data: dict[str, Any] = Field(sa_type=JSON)
+    html: str
+    made_at: datetime = Field(sa_type=UTCDateTime)
 
 
 class AuditEvent(SQLModel, table=True):

@@ -1,6 +1,7 @@
 """Rally's web app, assembled: the creator's brief pages (`web.briefs`), the approvers' review
-pages (`web.review`), the JSON API (`web.api`) and the public's ways in (`web.public`), with
-the private headers on every response and the answers to errors.
+pages (`web.review`), the campaign reports for staff (`web.reports`), the JSON API (`web.api`)
+and the public's ways in (`web.public`), with the private headers on every response and the
+answers to errors.
 
 A request Rally does not understand gets a plain answer that repeats nothing of what was sent,
 and a missing page the same 404 whatever was asked for.
@@ -19,7 +20,7 @@ from config.settings import Settings, get_settings
 from store.db import open_store
 from store.types import utcnow
 from tasks.engagement.writer import EventWriter
-from web import api, briefs, public, review
+from web import api, briefs, public, reports, review
 from web.deps import AppState, SignedOut
 from web.pages import PrivateHeaders, not_found, page_response
 
@@ -37,7 +38,8 @@ def create_app(
     app.state.rally = AppState(engine, settings, clock, EventWriter(engine))
     app.add_middleware(PrivateHeaders)
     _answer_errors(app)
-    for module in (public, briefs, review, api):  # the public first: webhooks are the busiest
+    # The public first: webhooks are the busiest.
+    for module in (public, briefs, review, reports, api):
         app.include_router(module.router)
     return app
 

@@ -198,8 +198,9 @@ def _milestones(session: Session, campaign: Campaign) -> list[dict[str, Any]]:
 # --- writing ---------------------------------------------------------------------------------
 
 
-def write_report(report: dict[str, Any], out: Path) -> dict[str, Path]:
-    """report.json, weekly.csv, scorecards.csv, attribution.csv and report.html in `out`."""
+def write_report(report: dict[str, Any], out: Path, *, html: str | None = None) -> dict[str, Path]:
+    """report.json, weekly.csv, scorecards.csv, attribution.csv and report.html in `out`
+    (`html`: the page, when it is rendered already)."""
     from tasks.reporting.page import render_html
 
     out.mkdir(parents=True, exist_ok=True)
@@ -214,7 +215,7 @@ def write_report(report: dict[str, Any], out: Path) -> dict[str, Path]:
     _csv(paths["weekly"], report["weekly"])
     _csv(paths["scorecards"], report["scorecards"])
     _csv(paths["attribution"], report["attribution"]["by_creator"])
-    paths["html"].write_text(render_html(report))
+    paths["html"].write_text(render_html(report) if html is None else html)
     return paths
 
 
