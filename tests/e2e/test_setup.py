@@ -144,6 +144,8 @@ def test_make_demo_rehearses_the_sprint_and_its_summary_agrees_with_the_store(
     exported = (home / "demo" / "exports").rglob("*.csv")
     assert sum(len(f.read_text().splitlines()) - 1 for f in exported) == summary["leads_synced"]
     assert summary["audit"]["entries"] == one("SELECT count(*) FROM audit_events")
+    weeks = db.execute("SELECT week FROM reports ORDER BY week").fetchall()
+    assert [w for (w,) in weeks] == list(range(1, 13))  # every week's report in the store too
 
     page = browser.new_page()
     page.goto(report.as_uri())
