@@ -21,12 +21,12 @@ from tasks.reporting.report import write_report
 def keep_report(
     engine: Engine, report: dict[str, Any], folder: Path, *, now: datetime
 ) -> dict[str, Path]:
-    """The report written as files in `folder` and stored, its page rendered once for both."""
+    """The report stored, then written as files in `folder` (a copy on this machine), its
+    page rendered once for both."""
     html = render_html(report)
-    paths = write_report(report, folder, html=html)
     with transaction(engine) as session:
         store_report(session, report, html, now=now)
-    return paths
+    return write_report(report, folder, html=html)
 
 
 def store_report(session: Session, report: dict[str, Any], html: str, *, now: datetime) -> Report:
