@@ -143,7 +143,8 @@ def refused(key: str, error: IntegrationError) -> Outcome:
 
 class RateLimit:
     """At most `requests` calls in any `per` seconds, on the client's side, plus pauses the
-    server asks for. Thread-safe, so several workers of one process share one budget.
+    server asks for. Thread-safe, so several workers of one process share one budget (lead sync
+    shares it further, with every process on one store: `tasks.rate_limits`).
 
     A small margin over `per` keeps requests that leave on time from arriving early at a server
     that counts by arrival."""
@@ -186,6 +187,10 @@ class RateLimit:
         """The server asked for a pause (Retry-After, or a budget it says is spent)."""
         with self._lock:
             self._paused_until = max(self._paused_until, self.clock() + max(seconds, 0.0))
+
+    def release(self) -> None:
+        """Give back what this limit holds that others could use (a limit of this process's
+        own holds nothing)."""
 
 
 def one_by_one(leads: Sequence[Lead], upsert_one: Callable[[Lead], Outcome]) -> list[Outcome]:

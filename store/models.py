@@ -488,6 +488,20 @@ class OutboxMessage(SQLModel, table=True):
     sent_at: datetime | None = _when()
 
 
+class RateWindow(SQLModel, table=True):
+    """One remote account's rate limit as every process on this store shares it
+    (`tasks.rate_limits`): the slots granted in its current window, as `[ends_ms, count]` pairs
+    (when they stop counting, in milliseconds on the store's clock), and until when the remote
+    asked everyone to pause (seconds on that clock)."""
+
+    __tablename__ = "rate_windows"
+
+    kind: str = Field(primary_key=True, max_length=32)
+    account: str = Field(primary_key=True)
+    slots: list[list[int]] = Field(default_factory=list, sa_type=JSON)
+    paused_until: float = 0.0
+
+
 class Timer(SQLModel, table=True):
     """A persisted deadline (review SLA, follow-up delay, brief reminder); survives restarts."""
 

@@ -7,7 +7,8 @@ One package per capability, each importing only the ones listed before it (and t
 - plumbing: `formats` (numbers and text as people read them), `progress` (progress of long
   work), `outbox` (side effects written with their change, leased to drains, and the retry
   policy), `drain` (the one delivery path: a group of one or a batch per call, outcomes
-  recorded with what they mean);
+  recorded with what they mean), `rate_limits` (a remote account's rate limit shared by every
+  process on the store);
 - `campaigns`: a campaign applied from its files, its roster, plan and tracking links;
 - `briefs`: each creator's brief generated, versioned, emailed, acknowledged, reminded;
 - `review`: a creative's drafts, the policy checks, tiered review, deadlines, posting;

@@ -3,8 +3,9 @@ batch size, within its rate limit, through its connector.
 
 The connector for a destination comes from its type's entry in `integrations.destinations`, its
 settings (credentials and API URLs, from the environment) and the campaign file (batch size,
-rate, options). A process keeps one rate limit per remote account, so successive passes of
-`rally serve` share one budget.
+rate, options). A remote account's rate limit is shared through the store by every process
+syncing to it (`tasks.rate_limits`), so workers on many machines stay within it together; a
+process keeps its side of each limit between passes.
 """
 
 from collections.abc import Callable, Mapping
@@ -34,8 +35,9 @@ from store.models import Campaign, OutboxMessage, OutboxStatus
 from tasks import progress
 from tasks.drain import DrainReport, Sender, drain
 from tasks.leads.records import CHANNEL, FORGET, destination_key, lead_for, load_people
+from tasks.rate_limits import SharedRateLimit
 
-_limits: dict[tuple[str, str], RateLimit] = {}  # (type, account) -> its limit
+_limits: dict[tuple[str, str, str], RateLimit] = {}  # (store, type, account) -> its limit
 _TIMEOUT = httpx.Timeout(30.0, connect=5.0)
 
 
@@ -43,17 +45,31 @@ class NotConfigured(RallyError):
     """A destination lacks a credential or option it needs."""
 
 
-def rate_limit(account: str, destination: Destination, default: tuple[int, float]) -> RateLimit:
+def rate_limit(
+    account: str, destination: Destination, default: tuple[int, float], engine: Engine | None
+) -> RateLimit:
     """The limit of one remote account (from the campaign file, else the API's documented one),
-    kept for the life of the process. Credentials are per system, not per campaign, so every
-    campaign's destination of one type shares the account's one budget."""
+    shared through `engine`'s store (this process's own without one) and kept for the life of
+    the process. Credentials are per system, not per campaign, so every campaign's destination
+    of one type shares the account's one budget."""
     rate = default
     if destination.rate is not None:
         rate = (destination.rate.requests, destination.rate.per_seconds)
-    limit = _limits.get((destination.type, account))
+    if engine is None:
+        return RateLimit(*rate)
+    key = (str(engine.url), destination.type, account)
+    limit = _limits.get(key)
     if limit is None or (limit.requests, limit.per) != rate:
-        limit = _limits[(destination.type, account)] = RateLimit(*rate)
+        limit = _limits[key] = SharedRateLimit(engine, destination.type, account, *rate)
     return limit
+
+
+def release_limits(engine: Engine) -> None:
+    """Give back the slots this process holds on `engine`'s store that it did not spend, so
+    other processes need not wait for them to expire."""
+    for (store, _, _), limit in list(_limits.items()):
+        if store == str(engine.url):
+            limit.release()
 
 
 def connector_for(
@@ -61,9 +77,11 @@ def connector_for(
     campaign: Campaign,
     settings: Settings,
     client: httpx.Client,
+    *,
+    engine: Engine | None = None,
 ) -> Connector:
-    """The connector for one of a campaign's destinations; `NotConfigured` names what is
-    missing."""
+    """The connector for one of a campaign's destinations, within the account's rate limit
+    shared through `engine`'s store; `NotConfigured` names what is missing."""
     kind = DESTINATIONS.get(destination.type)
     if kind is None:
         raise NotConfigured(f"destination {destination.name}: unknown type {destination.type!r}")
@@ -76,7 +94,7 @@ def connector_for(
         name=destination.name,
         options=options,
         client=client,
-        limit=rate_limit(account, destination, kind.rate) if kind.rate else None,
+        limit=rate_limit(account, destination, kind.rate, engine) if kind.rate else None,
         exports=settings.exports / campaign.slug,
     )
     try:
@@ -197,16 +215,19 @@ def sync_leads(
         nullcontext(client) if client is not None else httpx.Client(timeout=_TIMEOUT)
     )
     with opened as http:
-        for row in campaigns:
-            for dest in CampaignSpec.model_validate(row.spec).destinations:
-                named = named or dest.name == destination
-                if not dest.enabled or (destination and dest.name != destination):
-                    continue
-                report = _sync_destination(
-                    engine, settings, row, dest, http, now=now, limit=limit, wait=wait
-                )
-                if report is not None:
-                    reports[f"{row.slug}/{dest.name}"] = report
+        try:
+            for row in campaigns:
+                for dest in CampaignSpec.model_validate(row.spec).destinations:
+                    named = named or dest.name == destination
+                    if not dest.enabled or (destination and dest.name != destination):
+                        continue
+                    report = _sync_destination(
+                        engine, settings, row, dest, http, now=now, limit=limit, wait=wait
+                    )
+                    if report is not None:
+                        reports[f"{row.slug}/{dest.name}"] = report
+        finally:
+            release_limits(engine)
     if destination and not named:
         raise RallyError(f"no destination {destination!r} in any campaign")
     return reports
@@ -240,7 +261,7 @@ def _sync_destination(
     label = f"{campaign.slug}/{destination.name}"
     key = destination_key(campaign.id or 0, destination.name)
     try:
-        connector = connector_for(destination, campaign, settings, client)
+        connector = connector_for(destination, campaign, settings, client, engine=engine)
     except NotConfigured as exc:
         if waiting(engine, key, now()):
             return DrainReport(errors=[str(exc)], stopped=str(exc))

@@ -20,7 +20,7 @@ LAYERS = {  # top-level package -> the packages it may import
     "web": {"config", "integrations", "store", "tasks"},
     "cli": {"config", "integrations", "store", "tasks", "flows", "web"},
 }
-PLUMBING = {"formats", "progress", "outbox", "drain"}
+PLUMBING = {"formats", "progress", "outbox", "drain", "rate_limits"}
 CAPABILITIES = {  # tasks' package -> the packages before it that it may import
     "campaigns": set(),
     "briefs": {"campaigns"},

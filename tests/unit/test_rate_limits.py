@@ -1,0 +1,96 @@
+"""The arithmetic of a rate limit shared through the store (`tasks.rate_limits.grant`): slots are
+granted up to the limit, spent ones count from when they were spent, unspent ones come back, a
+crashed holder's grant expires, and however holders spend and report, no window of `window`
+seconds ever holds more than `requests` calls."""
+
+import random
+
+import pytest
+
+from tasks.rate_limits import Grant, Spent, grant
+
+
+def take(
+    slots: list[list[int]], now: float, want: int, spent: Spent | None = None
+) -> tuple[list[list[int]], Grant]:
+    """`grant` for 10 requests a second, each slot held for at most 0.1 s."""
+    return grant(slots, now=now, requests=10, window=1.0, hold=0.1, want=want, spent=spent)
+
+
+def test_up_to_the_limit_is_granted_then_the_wait_is_until_the_first_slot_ends():
+    slots, first = take([], 100.0, 6)
+    slots, second = take(slots, 100.2, 6)
+    slots, third = take(slots, 100.3, 6)
+
+    assert (first.count, second.count, third.count) == (6, 4, 0)
+    assert third.wait == pytest.approx(100.0 + 0.1 + 1.0 - 100.3, abs=0.01)
+    _, fourth = take(slots, 101.11, 6)
+    assert fourth.count == 6
+
+
+def test_spent_slots_count_from_when_they_were_spent_and_the_rest_come_back():
+    slots, first = take([], 100.0, 10)
+    spent = Spent(first.key, first.count, [100.0 + 0.01 + 1.0, 100.0 + 0.02 + 1.0])
+    slots, second = take(slots, 100.05, 10, spent)
+
+    assert second.count == 8  # the 8 unspent came back
+    _, third = take(slots, 101.025, 10)
+    assert third.count == 2  # the two spent ones left the window as soon as they could
+
+
+def test_a_grant_never_reported_stops_counting_after_its_hold_and_the_window():
+    slots, first = take([], 100.0, 10)
+    _, during = take(slots, 101.0, 1)
+    _, after = take(slots, 101.11, 1)
+
+    assert first.count == 10 and during.count == 0 and after.count == 1
+
+
+def test_a_report_that_comes_after_its_grant_expired_changes_nothing():
+    slots, first = take([], 100.0, 10)
+    late = Spent(first.key, first.count, [100.05 + 1.0])
+    slots, second = take(slots, 102.0, 10, late)
+
+    assert second.count == 10 and sum(count for _, count in slots) == 10
+
+
+def test_wanting_nothing_gives_back_without_taking():
+    slots, first = take([], 100.0, 4)
+    slots, none = take(slots, 100.01, 0, Spent(first.key, 4, []))
+
+    assert none == Grant(at=100.01, key=0, count=0) and slots == []
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_however_holders_spend_and_report_no_window_holds_more_than_the_limit(seed):
+    chooser = random.Random(seed)
+    requests, window, hold = 7, 1.0, 0.2
+    slots: list[list[int]] = []
+    holders: list[tuple[Grant, list[float]]] = [(Grant(0.0, 0, 0), []) for _ in range(3)]
+    calls: list[float] = []
+    now = 100.0
+    for _ in range(3000):
+        now += chooser.expovariate(40)
+        who = chooser.randrange(len(holders))
+        held, used = holders[who]
+        if len(used) < held.count and now - held.at < hold and chooser.random() < 0.8:
+            used.append(now)  # a call at `now`, within the grant's hold
+            calls.append(now)
+            continue
+        spent = None
+        if held.count and chooser.random() < 0.9:  # else the holder crashed: no report
+            spent = Spent(held.key, held.count, [t + window for t in used])
+        slots, made = grant(
+            slots,
+            now=now,
+            requests=requests,
+            window=window,
+            hold=hold,
+            want=chooser.randint(1, 4),
+            spent=spent,
+        )
+        holders[who] = (made, [])
+    assert len(calls) > 300  # about 75 s at 7 a second, less what crashed holders kept
+    for i, start in enumerate(calls):
+        inside = sum(1 for t in calls[i : i + requests + 1] if t < start + window)
+        assert inside <= requests, f"{inside} calls in the window from {start}"
