@@ -108,6 +108,7 @@ class Batch:
             and (cmd := consent_rules.command(e.text))
         }
         contacts = self._contacts([e for e in events if fired.get(e.id) or e.id in commands])
+        self._lock_people(set(contacts.values()))
         self._load_state(set(contacts.values()))
         for event in events:
             contact_id = contacts.get(event.id)
@@ -147,6 +148,18 @@ class Batch:
             )
             found |= {e.id: ids[e.actor] for e in group if e.actor in ids}
         return found
+
+    def _lock_people(self, contact_ids: set[int]) -> None:
+        """Hold the people's rows until the batch commits, in id order (so two batches never
+        wait on each other in a circle): what another batch decides for them meanwhile is
+        read after it commits. SQLite's one writer needs no such lock."""
+        if contact_ids and self.session.get_bind().dialect.name == "postgresql":
+            self.session.execute(
+                sa_select(col(Contact.id))
+                .where(col(Contact.id).in_(sorted(contact_ids)))
+                .order_by(col(Contact.id))
+                .with_for_update()
+            ).all()
 
     def _load_state(self, contact_ids: set[int]) -> None:
         self.consent = consents(self.session, contact_ids)

@@ -9,9 +9,10 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlalchemy import select as sa_select
 from sqlalchemy import text as sql
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session, col
 
-from store.db import Lock, advisory_lock, transaction
+from store.db import transaction
 from store.models import Campaign, Creator, RosterMember
 from tasks.campaigns.campaign import campaign_spec
 from tasks.campaigns.configs import campaign_followups
@@ -26,6 +27,7 @@ EVENT_COLUMNS: tuple[Any, ...] = (  # table columns: plain rows, without the ORM
 )
 
 __all__ = ["ProcessReport", "campaign_rules", "process_pending"]
+COLLISION_RETRIES = 5
 
 
 def campaign_rules(session: Session, campaign_id: int, *, public_url: str) -> CampaignRules:
@@ -54,27 +56,50 @@ def campaign_rules(session: Session, campaign_id: int, *, public_url: str) -> Ca
 def process_pending(
     engine: Engine, *, now: datetime, public_url: str, batch: int = 2000, limit: int | None = None
 ) -> ProcessReport:
-    """Process every unprocessed event, `batch` at a time, each batch one transaction."""
+    """Process every unprocessed event, `batch` at a time, each batch one transaction.
+
+    On PostgreSQL several processors (workers on other machines) share the queue: each batch
+    claims its events with SKIP LOCKED and locks the people behind them (`Batch`), so batches
+    about different people run side by side and two never decide for one person at once. A
+    batch that collides with another on a new person's row is rolled back and taken again.
+    """
     report = ProcessReport()
     rules: dict[int, CampaignRules] = {}
     postgres = engine.dialect.name == "postgresql"
+    query = (
+        sa_select(*EVENT_COLUMNS)
+        .where(_EVENTS.processed_at.is_(None))
+        .order_by(_EVENTS.id)
+        .limit(batch)
+    )
+    if postgres:
+        query = query.with_for_update(skip_locked=True, of=_EVENTS.id.table)
     while limit is None or report.events < limit:
-        with transaction(engine, take_turns=False) as session:
-            query = (
-                sa_select(*EVENT_COLUMNS)
-                .where(_EVENTS.processed_at.is_(None))
-                .order_by(_EVENTS.id)
-                .limit(batch)
-            )
-            if postgres:  # processors take turns a batch at a time: none is taken twice
-                advisory_lock(session, Lock.EVENTS_QUEUE)
-                # The waiting index read in order is always the plan; statistics from before
-                # a burst of events would have PostgreSQL read every waiting event per batch.
-                session.execute(sql("SET LOCAL enable_bitmapscan = off"))
-            events = [Event(*row) for row in session.connection().execute(query)]
-            if not events:
+        for attempt in range(1, COLLISION_RETRIES + 1):
+            try:
+                with transaction(engine, take_turns=False) as session:
+                    if postgres:
+                        # The waiting index read in order is always the plan; statistics from
+                        # before a burst would have PostgreSQL read every waiting event per batch.
+                        session.execute(sql("SET LOCAL enable_bitmapscan = off"))
+                    events = [Event(*row) for row in session.connection().execute(query)]
+                    if not events:
+                        return report
+                    new = {e.campaign_id for e in events if e.campaign_id} - set(rules)
+                    for campaign_id in new:
+                        rules[campaign_id] = campaign_rules(
+                            session, campaign_id, public_url=public_url
+                        )
+                    done = Batch(session, rules, now).run(events)
                 break
-            for campaign_id in {e.campaign_id for e in events if e.campaign_id} - set(rules):
-                rules[campaign_id] = campaign_rules(session, campaign_id, public_url=public_url)
-            report.add(Batch(session, rules, now).run(events))
+            except (IntegrityError, OperationalError) as exc:
+                if not (postgres and collided(exc)) or attempt == COLLISION_RETRIES:
+                    raise
+        report.add(done)
     return report
+
+
+def collided(exc: IntegrityError | OperationalError) -> bool:
+    """Whether a batch lost a race with another on the same new row (or a deadlock): worth
+    taking again, when the other has committed."""
+    return getattr(exc.orig, "sqlstate", None) in ("23505", "40P01")

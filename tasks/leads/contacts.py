@@ -11,9 +11,10 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, insert, or_, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlmodel import Session, col, select
 
-from store.bulk import insert_rows
+from store.bulk import insert_rows, with_defaults
 from store.models import ConsentStatus, Contact, ContactConsent
 
 CHANNELS = ("reply", "dm", "email", "sms")
@@ -174,8 +175,24 @@ def contacts_by_handle(
             {"platform": platform, "handle": h, "created_at": now, "updated_at": now}
             for h in missing
         ]
-        made = insert_rows(session, Contact, rows, key=("handle",))
-        found |= {handle: id_ for (handle,), id_ in made.items()}
+        if session.get_bind().dialect.name == "postgresql":
+            # Another batch may be adding the same people right now: wait for it and keep
+            # its rows (in handle order, so two batches never wait on each other in a circle).
+            session.execute(
+                pg_insert(Contact)
+                .values([with_defaults(Contact, r) for r in rows])
+                .on_conflict_do_nothing(index_elements=["platform", "handle"])
+            )
+            found |= dict(
+                session.exec(
+                    select(Contact.handle, Contact.id).where(
+                        col(Contact.platform) == platform, col(Contact.handle).in_(missing)
+                    )
+                ).all()
+            )
+        else:
+            made = insert_rows(session, Contact, rows, key=("handle",))
+            found |= {handle: id_ for (handle,), id_ in made.items()}
     return {h: i for h, i in found.items() if h is not None and i is not None}
 
 

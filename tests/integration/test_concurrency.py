@@ -120,3 +120,76 @@ def test_an_event_another_writer_stores_meanwhile_is_counted_once_on_postgresql(
     with transaction(engine, write=False) as session:
         stored = session.exec(select(EngagementEvent.external_id, EngagementEvent.deliveries))
         assert sorted(stored.all()) == [("both", 2), ("mine", 1)]
+
+
+def test_two_rule_processors_at_once_decide_as_one_does_on_postgresql(
+    engine: Engine, postgres_server: Callable[[], str] | None, example: Path, tmp_path: Path
+) -> None:
+    """Workers on two machines share the events queue: every event is processed once, and
+    each person gets the follow-ups a single processor would have decided, no more."""
+    if engine.dialect.name != "postgresql" or postgres_server is None:
+        pytest.skip("SQLite has one writer: batches take turns by design")
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import func
+
+    from store.db import engine_for, upgrade
+    from store.models import Creator, FollowUp, OutboxMessage, RosterMember
+    from tasks.engagement.events import ingest
+    from tasks.engagement.processing import process_pending
+    from tasks.rehearsal.simulate import SimCreator, simulate
+
+    start = datetime(2027, 2, 1, tzinfo=UTC)
+    now = start + timedelta(days=30)
+
+    def prepared(target: Engine) -> Engine:
+        spec = load_campaign(example / "campaign.yaml")
+        rows, _ = read_roster(example / "roster.csv", spec)
+        configs = read_configs(spec, example, file="campaign.yaml")
+        with transaction(target) as session:
+            change = apply_campaign(
+                session, spec, configs=configs, source_path=None, actor="staff:test"
+            )
+            import_roster(session, change.campaign, spec, rows, actor="staff:test")
+        with transaction(target, write=False) as session:
+            creators = [
+                SimCreator(handle, followers or 10_000, code)
+                for handle, followers, code in session.exec(
+                    select(Creator.handle, Creator.followers, RosterMember.source_code).join(
+                        RosterMember, RosterMember.creator_id == Creator.id
+                    )
+                )
+            ]
+        events = simulate(spec.slug, creators, start=start, days=30, seed=11, scale=0.02)
+        assert not ingest(target, ((f"line {i}", e) for i, e in enumerate(events)), now=now).errors
+        return target
+
+    second = engine_for(postgres_server())
+    upgrade(second)
+    alone, together = prepared(engine), prepared(second)
+    one = process_pending(alone, now=now, public_url="https://rally.example.org", batch=150)
+    two = at_once(
+        [
+            lambda: process_pending(
+                together, now=now, public_url="https://rally.example.org", batch=150
+            )
+        ]
+        * 2
+    )
+    assert one.events > 800 and sum(r.events for r in two) == one.events
+
+    def decided(target: Engine) -> tuple[Any, ...]:
+        with transaction(target, write=False) as session:
+            pairs = session.exec(select(FollowUp.rule_id, FollowUp.contact_id)).all()
+            by_status = session.exec(
+                select(FollowUp.status, func.count()).group_by(FollowUp.status)
+            ).all()
+            outbox = session.exec(select(func.count()).select_from(OutboxMessage)).one()
+            waiting = session.exec(
+                select(func.count())
+                .select_from(EngagementEvent)
+                .where(EngagementEvent.processed_at == None)  # noqa: E711
+            ).one()
+        return len(pairs), len(set(pairs)), sorted(by_status), outbox, waiting
+
+    assert decided(together) == decided(alone)
