@@ -32,7 +32,7 @@ from integrations.crm import RateLimit
 from store.db import transaction
 from store.models import RateWindow
 
-BUCKETS = 128  # a window's slots are kept in at most this many groups by when they end
+BUCKETS = 512  # slots are grouped by when they end, rounded up to a 512th of the window
 
 
 @dataclass(frozen=True)
