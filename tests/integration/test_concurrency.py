@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Engine, insert, text
-from sqlmodel import select
+from sqlmodel import col, select
 
 from config.campaign_file import load_campaign
 from config.settings import Settings
@@ -156,7 +156,7 @@ def test_two_rule_processors_at_once_decide_as_one_does_on_postgresql(
                 SimCreator(handle, followers or 10_000, code)
                 for handle, followers, code in session.exec(
                     select(Creator.handle, Creator.followers, RosterMember.source_code).join(
-                        RosterMember, RosterMember.creator_id == Creator.id
+                        RosterMember, col(RosterMember.creator_id) == col(Creator.id)
                     )
                 )
             ]
