@@ -37,19 +37,41 @@ def summary(result: Any) -> str:
 
 
 def run_job(name: str) -> None:
-    """One run of a recurring flow, as a Prefect flow run; a failure is said and the timer
-    goes on (the next run picks up whatever is still due)."""
+    """One run of a recurring flow, as a Prefect flow run when it has work (`tasks.due`); a
+    failure is said and the timer goes on (the next run picks up whatever is still due)."""
     from flows.deployments import DEPLOYMENTS
     from flows.sprint import without_heartbeats
+    from tasks.due import has_work
 
     deployment = next(d for d in DEPLOYMENTS if d.name == name)
     try:
+        _, engine = store()
+        if not has_work(name, engine, datetime.now(UTC)):
+            return
         with without_heartbeats():
             said = summary(deployment.load()())
     except Exception as exc:  # said, and tried again at the next tick
         said = f"failed: {type(exc).__name__}: {exc}"
     if said:
         console.print(f"{datetime.now(UTC):%H:%M:%S} {name}: {said}", markup=False)
+
+
+def start_timers(scheduler: Any, every: int) -> None:
+    """Run the first recurring flow alone (it starts Prefect's temporary local server when no
+    Prefect is configured, which the others would otherwise race to start), then schedule
+    every recurring flow, due at once to catch up on what came due while stopped."""
+    from flows.deployments import RECURRING
+
+    run_job(RECURRING[-1].name)
+    for deployment in RECURRING:
+        scheduler.add_job(
+            run_job,
+            "interval",
+            args=[deployment.name],
+            id=deployment.name,
+            seconds=every if deployment.every_minute else deployment.seconds,
+            next_run_time=datetime.now(UTC),
+        )
 
 
 def listening_socket(host: str, port: int) -> socket.socket:
@@ -124,14 +146,6 @@ def _timers(every: int) -> Any:
         executors={"default": ThreadPoolExecutor(max_workers=len(RECURRING))},
         job_defaults={"misfire_grace_time": None, "coalesce": True, "max_instances": 1},
     )
-    for deployment in RECURRING:
-        scheduler.add_job(
-            run_job,
-            "interval",
-            args=[deployment.name],
-            id=deployment.name,
-            seconds=every if deployment.every_minute else deployment.seconds,
-            next_run_time=datetime.now(UTC),  # catch up at once on what came due while stopped
-        )
+    scheduler.add_job(start_timers, args=[scheduler, every], id="start")
     logging.getLogger("apscheduler").setLevel(logging.ERROR)  # not "skipped: still running"
     return scheduler

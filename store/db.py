@@ -30,7 +30,6 @@ class Lock(IntEnum):
 
     MIGRATION = 0x52414C4C59  # one migrator at a time
     WRITERS = 0x52414C4C5901  # changes take turns (see `transaction`)
-    EVENTS_QUEUE = 0x52414C4C5902  # rule processors take the events queue a batch at a time
     WEEKLY_CLOSE = 0x52414C4C5903  # one weekly close at a time (`only_one`)
     TIKTOK_POLL = 0x52414C4C5904  # one TikTok poll at a time (`only_one`)
 

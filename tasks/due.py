@@ -1,0 +1,79 @@
+"""Whether a recurring job has anything to do now, in one cheap query each, so that a local
+timer starts a flow run (and Prefect records one) only when there is work: a `rally serve`
+that ticks every minute for twelve weeks would otherwise fill Prefect's local database with
+runs that did nothing.
+
+Timer kinds and the lead channel are spelled here as the capabilities store them
+(`tasks.briefs.reminders`, `tasks.review.routing`, `tasks.leads.records`).
+"""
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, Select, exists, select
+from sqlmodel import col
+
+from config.settings import get_settings
+from store.db import transaction
+from store.models import EngagementEvent, OutboxMessage, OutboxStatus, Timer
+
+LEAD_CHANNEL = "lead"
+BRIEF_TIMERS = ("brief.reminder",)
+REVIEW_TIMERS = ("review.reminder", "review.escalation")
+
+
+def _any(engine: Engine, query: Select[Any]) -> bool:
+    with transaction(engine, write=False) as session:
+        return bool(session.execute(select(exists(query))).scalar())
+
+
+def outbox_due(engine: Engine, now: datetime, *, leads: bool) -> bool:
+    lead = col(OutboxMessage.channel) == LEAD_CHANNEL
+    return _any(
+        engine,
+        select(col(OutboxMessage.id)).where(
+            col(OutboxMessage.status) == OutboxStatus.PENDING,
+            col(OutboxMessage.available_at) <= now,
+            lead if leads else ~lead,
+        ),
+    )
+
+
+def events_waiting(engine: Engine, now: datetime) -> bool:
+    return _any(
+        engine,
+        select(col(EngagementEvent.id)).where(col(EngagementEvent.processed_at).is_(None)),
+    )
+
+
+def timers_due(kinds: tuple[str, ...]) -> Callable[[Engine, datetime], bool]:
+    def due(engine: Engine, now: datetime) -> bool:
+        return _any(
+            engine,
+            select(col(Timer.id)).where(
+                col(Timer.kind).in_(kinds), col(Timer.fired_at).is_(None), col(Timer.due_at) <= now
+            ),
+        )
+
+    return due
+
+
+def tiktok_connected(engine: Engine, now: datetime) -> bool:
+    return bool(get_settings().tiktok_access_token.get_secret_value())
+
+
+CHECKS: dict[str, Callable[[Engine, datetime], bool]] = {
+    "deliver": lambda engine, now: outbox_due(engine, now, leads=False),
+    "sync-leads": lambda engine, now: outbox_due(engine, now, leads=True),
+    "follow-up-rules": events_waiting,
+    "review-deadlines": timers_due(REVIEW_TIMERS),
+    "brief-reminders": timers_due(BRIEF_TIMERS),
+    "tiktok-poll": tiktok_connected,
+}
+
+
+def has_work(name: str, engine: Engine, now: datetime) -> bool:
+    """Whether the recurring job `name` has work now; True for jobs without a check."""
+    check = CHECKS.get(name)
+    return check is None or check(engine, now)
