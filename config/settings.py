@@ -13,16 +13,89 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from pydantic import Field, PrivateAttr, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 
 class RallySettings(BaseSettings):
     """How every Rally setting is read: `RALLY_<NAME>` from the environment, else from `.env`
-    in the working folder (the environment wins). The one place `.env` is read."""
+    in the working folder (the environment wins), else, for a secret in a process running
+    Prefect flows, from a Prefect Secret block (`PrefectSecrets`). The one place `.env` is
+    read."""
 
     model_config = SettingsConfigDict(
         env_prefix="RALLY_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
     )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (
+            init_settings,
+            env_settings,
+            dotenv_settings,
+            file_secret_settings,
+            PrefectSecrets(settings_cls),
+        )
+
+
+class PrefectSecrets(PydanticBaseSettingsSource):
+    """Secrets kept as Prefect Secret blocks, for workers whose environment holds no
+    credentials: the block `rally-smtp-password` sets `RALLY_SMTP_PASSWORD`, and so on (the
+    variable's name, lowercase, dashes for underscores). Read only where Prefect is already
+    loaded and an API is configured (a flow run on a worker), and only for secret fields."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # everything is read at once in __call__
+
+    def __call__(self) -> dict[str, Any]:
+        import sys
+
+        if "prefect" not in sys.modules or prefect_choice().api_url is None:
+            return {}
+        prefix = str(self.settings_cls.model_config.get("env_prefix", ""))
+        wanted = {
+            f"{prefix}{name}".lower().replace("_", "-"): name
+            for name, field in self.settings_cls.model_fields.items()
+            if field.annotation is SecretStr
+        }
+        found = {}
+        for block, value in _secret_blocks().items():
+            if block in wanted:
+                found[wanted[block]] = value
+        return found
+
+
+def _secret_blocks() -> dict[str, str]:
+    """Every Secret block whose name starts with `rally-`, by name (one API call a process)."""
+    global _blocks
+    if _blocks is None:
+        from prefect.blocks.system import Secret
+        from prefect.client.orchestration import get_client
+
+        try:
+            with get_client(sync_client=True) as client:
+                documents = client.read_block_documents_by_type("secret")
+            _blocks = {
+                str(doc.name): str(Secret.model_validate(doc.data).get())
+                for doc in documents
+                if doc.name and doc.name.startswith("rally-")
+            }
+        except Exception as exc:  # settings still load; the environment's values stand
+            import warnings
+
+            warnings.warn(f"Prefect Secret blocks not read: {type(exc).__name__}", stacklevel=2)
+            _blocks = {}
+    return _blocks
+
+
+_blocks: dict[str, str] | None = None
 
 
 SectionT = TypeVar("SectionT", bound=RallySettings)

@@ -365,3 +365,48 @@ def test_every_flow_loads_by_its_file_path_too() -> None:
     )
     assert loaded.returncode == 0, loaded.stderr
     assert len(loaded.stdout.split()) == len(DEPLOYMENTS)
+
+
+def test_a_worker_takes_secrets_from_prefect_secret_blocks(prefect_api, tmp_path) -> None:
+    """A worker whose environment holds no credentials reads them from Secret blocks; a
+    variable in the environment still wins."""
+    env = clean_env(
+        PREFECT_API_URL=prefect_api,
+        PREFECT_HOME=str(tmp_path / "prefect"),
+        RALLY_HOME=str(tmp_path / "home"),
+    )
+    save = (
+        "from prefect.blocks.system import Secret\n"
+        "Secret(value='from-the-block').save('rally-smtp-password', overwrite=True)\n"
+        "Secret(value='hub-token').save('rally-hubspot-token', overwrite=True)\n"
+    )
+    saved = subprocess.run([sys.executable, "-c", save], env=env, capture_output=True, text=True)
+    assert saved.returncode == 0, saved.stderr
+    read = (  # as a flow run on a worker starts: Prefect's engine, then Rally's flows
+        "import prefect.engine, flows\n"
+        "from config.settings import get_settings\n"
+        "from integrations.hubspot import HubSpotSettings\n"
+        "s = get_settings()\n"
+        "hub = s.section(HubSpotSettings).token\n"
+        "print(s.smtp_password.get_secret_value(), hub.get_secret_value())\n"
+    )
+    try:
+        shown = subprocess.run(
+            [sys.executable, "-c", read], env=env, capture_output=True, text=True
+        )
+        assert shown.stdout.split() == ["from-the-block", "hub-token"], shown.stderr
+        shown = subprocess.run(
+            [sys.executable, "-c", read],
+            env=env | {"RALLY_SMTP_PASSWORD": "from-the-environment"},
+            capture_output=True,
+            text=True,
+        )
+        assert shown.stdout.split() == ["from-the-environment", "hub-token"], shown.stderr
+    finally:  # the server is shared with this module's other tests
+        forget = (
+            "from prefect.client.orchestration import get_client\n"
+            "with get_client(sync_client=True) as c:\n"
+            "    for name in ('rally-smtp-password', 'rally-hubspot-token'):\n"
+            "        c.delete_block_document(c.read_block_document_by_name(name, 'secret').id)\n"
+        )
+        subprocess.run([sys.executable, "-c", forget], env=env, check=True, capture_output=True)
