@@ -410,3 +410,23 @@ def test_a_worker_takes_secrets_from_prefect_secret_blocks(prefect_api, tmp_path
             "        c.delete_block_document(c.read_block_document_by_name(name, 'secret').id)\n"
         )
         subprocess.run([sys.executable, "-c", forget], env=env, check=True, capture_output=True)
+
+
+def test_a_serve_that_cannot_listen_stops_before_its_timers_run_anything(tmp_path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        home = tmp_path / "home"
+        result = subprocess.run(
+            [str(BIN / "rally"), "serve", "--port", str(port)],
+            env=clean_env(RALLY_HOME=str(home)),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert result.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert not (home / "prefect").exists()  # no flow ran: Prefect never started
