@@ -13,8 +13,8 @@ process at least 1.5 times the events per second of one.
 Leads: queued leads to a HubSpot fake by one worker and by two at once, each from a copy of
 one prepared database: to an unlimited fake (leads per second, printed), and to a fake that
 allows 100 requests per rolling 10 s, where the two workers share one budget through the store.
-Goal there: no 429 after the first window and at least 0.9 of the fastest the limit allows
-((calls / 100 - 1) windows of 10 s).
+Goal there: no 429 after the first window, and in each whole 10 s window from the first call
+at least 0.9 of the limit's 100 calls answered (on average).
 
 Deployment: a Prefect server (`prefect server start`), `rally deploy --paused`, one process
 worker; the `retention-purge` deployment (nothing to purge) is triggered through the API, timed
@@ -27,7 +27,6 @@ against the same server. Figures only, no goal (a worker polls every `--poll` se
 
 import argparse
 import json
-import math
 import multiprocessing
 import os
 import statistics
@@ -292,21 +291,26 @@ def leads_side(unlimited_leads: int, limited_leads: int) -> dict[str, Any]:
         unlimited_fake.stop()
         fake = FakeHubSpot(rate=(100, 10.0), sliding=True).start()
         sent, seconds = sync_workers(copy_of(limited), fake, 2, tmp)
-        calls = sum(1 for r in fake.requests if r.status != 429)
-        ideal = (math.ceil(calls / 100) - 1) * 10.0
+        answered = sorted(r.at for r in fake.requests if r.status != 429)
+        calls, spread = len(answered), answered[-1] - answered[0]
+        full = int(spread // 10.0)  # whole windows from the first call
+        per_window = [
+            sum(1 for a in answered if k * 10.0 <= a - answered[0] < (k + 1) * 10.0)
+            for k in range(full)
+        ]
         late = sum(1 for r in fake.requests if r.status == 429 and r.at - fake.requests[0].at > 10)
         fake.stop()
-        share = ideal / seconds if seconds else 0.0
+        share = statistics.mean(per_window) / 100 if per_window else 0.0
         print(
             f"Leads to HubSpot at 100 per 10 s, 2 workers: {sent:,} in {seconds:.1f} s over "
-            f"{calls} calls; {share:.2f} of the fastest the limit allows; "
-            f"429s after the first window: {late}"
+            f"{calls} calls; calls answered in each whole 10 s window {per_window}: "
+            f"{share:.2f} of the limit; 429s after the first window: {late}"
         )
         result = {
             "unlimited_per_second": {str(k): round(v) for k, v in rates.items()},
             "unlimited_two_over_one": round(rates[2] / rates[1], 2),
             "limited_sent": sent,
-            "limited_share_of_ceiling": round(share, 3),
+            "limited_share_of_limit": round(share, 3),
             "limited_429s_after_first_window": late,
             "limited_all_sent": sent == limited_leads,
         }
@@ -421,7 +425,7 @@ def main() -> None:
     parser.add_argument("--poll", type=float, default=2.0)
     parser.add_argument("--no-deploy", action="store_true")
     parser.add_argument("--leads", type=int, default=20_000, help="to the unlimited fake")
-    parser.add_argument("--limited-leads", type=int, default=15_000, help="to 100 per 10 s")
+    parser.add_argument("--limited-leads", type=int, default=25_000, help="to 100 per 10 s")
     args = parser.parse_args()
     print(f"This machine: {os.cpu_count()} cores")
     r: dict[str, Any] = {"benchmark": "scale", "cores": os.cpu_count()}
@@ -432,13 +436,13 @@ def main() -> None:
     leads = r["leads"]
     met = r["events"]["speedup"] >= GOAL_SPEEDUP and r["events"]["same_outcome"]
     met = met and leads["limited_all_sent"] and leads["limited_429s_after_first_window"] == 0
-    met = met and leads["limited_share_of_ceiling"] >= GOAL_CEILING
+    met = met and leads["limited_share_of_limit"] >= GOAL_CEILING
     print(
         f"Goal: two workers at least {GOAL_SPEEDUP}x one on events with the same outcome; "
         f"HubSpot's limit held across two workers (no 429 after the first window, at least "
-        f"{GOAL_CEILING} of the ceiling): {'met' if met else 'MISSED'}"
+        f"{GOAL_CEILING} of the limit in each whole window): {'met' if met else 'MISSED'}"
     )
-    r["goal"] = {"events_speedup": GOAL_SPEEDUP, "hubspot_share_of_ceiling": GOAL_CEILING}
+    r["goal"] = {"events_speedup": GOAL_SPEEDUP, "hubspot_share_of_limit": GOAL_CEILING}
     print(json.dumps({**r, "met": met}, default=str))
 
 
