@@ -229,7 +229,7 @@ def measure(
 
 
 @contextmanager
-def postgres_databases() -> Iterator[tuple[Callable[[], str], Callable[[], None]]]:
+def postgres_databases() -> Iterator[tuple[Callable[..., str], Callable[[], None]]]:
     """A maker of throwaway PostgreSQL databases, dropped at the end (as tests/conftest.py),
     and a checkpoint, which writes out what earlier work left in memory."""
     server = make_url(Settings().test_database_url.get_secret_value())
@@ -240,9 +240,11 @@ def postgres_databases() -> Iterator[tuple[Callable[[], str], Callable[[], None]
     )
     made: dict[str, str] = {}
 
-    def make() -> str:
+    def make(template: str | None = None) -> str:
+        """A new database, empty or a copy of the `template` database (its URL)."""
         name = f"rally_bench_{uuid.uuid4().hex[:10]}"
-        admin.execute(f'CREATE DATABASE "{name}"')
+        copying = f' TEMPLATE "{make_url(template).database}"' if template else ""
+        admin.execute(f'CREATE DATABASE "{name}"{copying}')
         url = server.set(drivername="postgresql+psycopg", database=name)
         made[name] = url.render_as_string(hide_password=False)
         return made[name]

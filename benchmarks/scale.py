@@ -34,7 +34,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -43,13 +42,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import httpx
-import psycopg
 from sqlalchemy import func, select
-from sqlalchemy.engine import make_url
 from sqlmodel import col
 
 from benchmarks.events import NOW, PUBLIC_URL, new_store, postgres_databases, write_events
-from config.settings import Settings
 from store.db import engine_for, transaction
 from store.models import EngagementEvent, FollowUp, OutboxMessage
 from tasks.engagement.events import ingest
@@ -133,11 +129,6 @@ def outcome(url: str) -> dict[str, Any]:
 
 
 def events_side(count: int, rounds: int) -> dict[str, Any]:
-    server = make_url(Settings().test_database_url.get_secret_value())
-    admin = psycopg.connect(
-        server.set(drivername="postgresql").render_as_string(hide_password=False),
-        autocommit=True,
-    )
     with tempfile.TemporaryDirectory() as tmp, postgres_databases() as (make, checkpoint):
         path = Path(tmp) / "events.jsonl"
         _, unique = write_events(new_store(f"sqlite:///{tmp}/sim.db"), path, count)
@@ -153,29 +144,21 @@ def events_side(count: int, rounds: int) -> dict[str, Any]:
             f"Events: {unique:,} stored ({ingested.repeated:,} redelivered), "
             f"{pending:,} waiting for the rules"
         )
-        template_name = make_url(template).database
         runs: dict[int, list[dict[str, Any]]] = {1: [], 2: []}
         ends: dict[int, dict[str, Any]] = {}
         for _ in range(rounds):
             for workers in (1, 2):
-                name = f"rally_bench_{uuid.uuid4().hex[:10]}"
-                admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_name}"')
-                url = server.set(drivername="postgresql+psycopg", database=name)
-                copy = url.render_as_string(hide_password=False)
+                copy = make(template)
                 checkpoint()
-                try:
-                    result = run_workers(copy, workers)
-                    ends[workers] = outcome(copy)
-                finally:
-                    engine_for(copy).dispose()
-                    admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+                result = run_workers(copy, workers)
+                ends[workers] = outcome(copy)
+                engine_for(copy).dispose()
                 runs[workers].append(result)
                 print(
                     f"  {workers} worker(s): {result['events']:,} events in {result['seconds']} s, "
                     f"{result['per_second']:,}/s (by worker {result['by_worker']}); "
                     f"PostgreSQL took {result['postgres_cpu_share']:.0%} of the CPU"
                 )
-    admin.close()
     one = statistics.median(r["per_second"] for r in runs[1])
     two = statistics.median(r["per_second"] for r in runs[2])
     same = ends[1] == ends[2] and ends[1]["waiting"] == 0
@@ -239,12 +222,6 @@ def leads_side(unlimited_leads: int, limited_leads: int) -> dict[str, Any]:
     from tests.fakes.hubspot_api import FakeHubSpot
     from tests.helpers import make_leads
 
-    server = make_url(Settings().test_database_url.get_secret_value())
-    admin = psycopg.connect(
-        server.set(drivername="postgresql").render_as_string(hide_password=False),
-        autocommit=True,
-    )
-    result: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp, postgres_databases() as (make, checkpoint):
         folder = Path(tmp) / "campaign"
         shutil.copytree(ROOT / "examples" / "youth-vote", folder)
@@ -256,25 +233,15 @@ def leads_side(unlimited_leads: int, limited_leads: int) -> dict[str, Any]:
             block = f"destinations:\n  - name: hub\n    type: hubspot\n{rate}"
             campaign.write_text(text[:start] + block + text[end:])
             url = make()
-            os.environ["RALLY_DATABASE_URL"] = url
-            from config.settings import get_settings
-
-            get_settings.cache_clear()
             subprocess.run(
                 [sys.executable, "-m", "cli.main", "campaign", "apply", str(campaign)],
-                env=os.environ | {"PYTHONPATH": str(ROOT)},
+                env=os.environ | {"PYTHONPATH": str(ROOT), "RALLY_DATABASE_URL": url},
                 check=True,
                 capture_output=True,
             )
             make_leads(engine_for(url), "first-vote-pa-2027", leads)
             engine_for(url).dispose()
-            return str(make_url(url).database)
-
-        def copy_of(template: str) -> str:
-            name = f"rally_bench_{uuid.uuid4().hex[:10]}"
-            admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
-            url = server.set(drivername="postgresql+psycopg", database=name)
-            return url.render_as_string(hide_password=False)
+            return url
 
         fast = prepared("    rate: {requests: 100000, per_seconds: 1}\n", unlimited_leads)
         limited = prepared("", limited_leads)
@@ -282,7 +249,7 @@ def leads_side(unlimited_leads: int, limited_leads: int) -> dict[str, Any]:
         rates = {}
         for workers in (1, 2):
             checkpoint()
-            sent, seconds = sync_workers(copy_of(fast), unlimited_fake, workers, tmp)
+            sent, seconds = sync_workers(make(fast), unlimited_fake, workers, tmp)
             rates[workers] = sent / seconds
             print(
                 f"Leads to an unlimited HubSpot fake, {workers} worker(s): {sent:,} in "
@@ -290,7 +257,7 @@ def leads_side(unlimited_leads: int, limited_leads: int) -> dict[str, Any]:
             )
         unlimited_fake.stop()
         fake = FakeHubSpot(rate=(100, 10.0), sliding=True).start()
-        sent, seconds = sync_workers(copy_of(limited), fake, 2, tmp)
+        sent, seconds = sync_workers(make(limited), fake, 2, tmp)
         answered = sorted(r.at for r in fake.requests if r.status != 429)
         calls, spread = len(answered), answered[-1] - answered[0]
         full = int(spread // 10.0)  # whole windows from the first call
@@ -306,7 +273,7 @@ def leads_side(unlimited_leads: int, limited_leads: int) -> dict[str, Any]:
             f"{calls} calls; calls answered in each whole 10 s window {per_window}: "
             f"{share:.2f} of the limit; 429s after the first window: {late}"
         )
-        result = {
+        return {
             "unlimited_per_second": {str(k): round(v) for k, v in rates.items()},
             "unlimited_two_over_one": round(rates[2] / rates[1], 2),
             "limited_sent": sent,
@@ -314,8 +281,6 @@ def leads_side(unlimited_leads: int, limited_leads: int) -> dict[str, Any]:
             "limited_429s_after_first_window": late,
             "limited_all_sent": sent == limited_leads,
         }
-    admin.close()
-    return result
 
 
 def deploy_side(poll: float) -> dict[str, Any]:

@@ -20,8 +20,8 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 class RallySettings(BaseSettings):
     """How every Rally setting is read: `RALLY_<NAME>` from the environment, else from `.env`
     in the working folder (the environment wins), else, for a secret in a process running
-    Prefect flows, from a Prefect Secret block (`PrefectSecrets`). The one place `.env` is
-    read."""
+    Prefect flows, from a Prefect Secret block (`PrefectSecrets`). The one way `.env` is read
+    (`PrefectEnvironment` reads Prefect's own variables with this configuration)."""
 
     model_config = SettingsConfigDict(
         env_prefix="RALLY_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
@@ -219,7 +219,16 @@ def get_settings() -> Settings:
     return Settings()
 
 
-PREFECT_CHOICES = ("PREFECT_API_URL", "PREFECT_HOME", "PREFECT_PROFILES_PATH", "PREFECT_PROFILE")
+class PrefectEnvironment(BaseSettings):
+    """Prefect's own variables that say which Prefect to use, read as Rally's are (the
+    environment, else `.env`)."""
+
+    model_config = RallySettings.model_config | SettingsConfigDict(env_prefix="PREFECT_")
+
+    api_url: str = ""
+    home: str = ""
+    profiles_path: str = ""
+    profile: str = ""
 
 
 @dataclass(frozen=True)
@@ -235,15 +244,9 @@ class PrefectChoice:
 def prefect_choice() -> PrefectChoice:
     """Read the way Prefect itself does, without importing it: the environment, then `.env`,
     then `prefect.toml` in the working folder, then the active profile."""
-    chosen = {name: value for name in PREFECT_CHOICES if (value := os.environ.get(name))}
-    where = dict.fromkeys(chosen, "the environment")
-    env_file = Path(".env")
-    if env_file.is_file():
-        for line in env_file.read_text(encoding="utf-8", errors="replace").splitlines():
-            name, equals, value = line.removeprefix("export ").partition("=")
-            name, value = name.strip(), value.strip().strip("'\"")
-            if equals and name in PREFECT_CHOICES and value and name not in chosen:
-                chosen[name], where[name] = value, ".env"
+    given = PrefectEnvironment().model_dump()
+    chosen = {f"PREFECT_{name.upper()}": value for name, value in given.items() if value}
+    where = {name: "the environment" if os.environ.get(name) else ".env" for name in chosen}
     if "PREFECT_API_URL" in chosen:
         return PrefectChoice(
             f"PREFECT_API_URL in {where['PREFECT_API_URL']}", chosen["PREFECT_API_URL"]
@@ -260,9 +263,9 @@ def prefect_choice() -> PrefectChoice:
         url = (data.get("profiles") or {}).get(active, {}).get("PREFECT_API_URL")
         if url:
             return PrefectChoice(f"profile {active!r} in {profiles}", str(url))
-    for name in PREFECT_CHOICES:
-        if name in chosen:
-            return PrefectChoice(f"{name} in {where[name]}")
+    if chosen:  # a home or profile of the user's own, with no API in it: a local server
+        name = next(iter(chosen))
+        return PrefectChoice(f"{name} in {where[name]}")
     return PrefectChoice()
 
 

@@ -21,7 +21,11 @@ class Deployment:
     name: str
     entrypoint: str  # module path
     seconds: int | None = None  # the interval of a recurring flow
-    every_minute: bool = False  # follows `rally serve --every`
+
+    @property
+    def every_minute(self) -> bool:
+        """Whether `rally serve --every` sets its interval."""
+        return self.seconds == 60
 
     def load(self) -> Any:
         from prefect.flows import load_flow_from_entrypoint
@@ -35,10 +39,10 @@ DEPLOYMENTS = (
     Deployment("generate-briefs", "flows.briefing:generate_briefs"),
     Deployment("report", "flows.sprint:report"),
     # recurring (sync-leads is also started by hand, for one campaign or destination)
-    Deployment("deliver", "flows.delivery:deliver", 60, every_minute=True),
-    Deployment("follow-up-rules", "flows.engagement:follow_up_rules", 60, every_minute=True),
-    Deployment("review-deadlines", "flows.review:review_deadlines", 60, every_minute=True),
-    Deployment("sync-leads", "flows.leads:sync_leads", 60, every_minute=True),
+    Deployment("deliver", "flows.delivery:deliver", 60),
+    Deployment("follow-up-rules", "flows.engagement:follow_up_rules", 60),
+    Deployment("review-deadlines", "flows.review:review_deadlines", 60),
+    Deployment("sync-leads", "flows.leads:sync_leads", 60),
     Deployment("brief-reminders", "flows.briefing:brief_reminders", 300),
     Deployment("tiktok-poll", "flows.engagement:tiktok_poll", 300),
     Deployment("weekly-close", "flows.sprint:weekly_close", 3600),
@@ -53,9 +57,7 @@ class Registered:
     schedule: str
 
 
-def deploy_all(
-    *, pool: str = POOL, job_variables: dict[str, Any] | None = None, paused: bool = False
-) -> list[Registered]:
+def deploy_all(*, pool: str = POOL, paused: bool = False) -> list[Registered]:
     """Create the process work pool if missing, then create or update every deployment.
     Recurring deployments run one at a time: a run due while the last is still going is
     cancelled rather than queued behind it. `paused` registers the schedules switched off
@@ -86,7 +88,6 @@ def deploy_all(
             else None,
             tags=TAGS,
             work_pool_name=pool,
-            job_variables=job_variables or {},
             entrypoint_type=EntrypointType.MODULE_PATH,
             concurrency_limit=(
                 ConcurrencyLimitConfig(limit=1, collision_strategy="CANCEL_NEW")

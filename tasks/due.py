@@ -1,10 +1,8 @@
 """Whether a recurring job has anything to do now, in one cheap query each, so that a local
 timer starts a flow run (and Prefect records one) only when there is work: a `rally serve`
 that ticks every minute for twelve weeks would otherwise fill Prefect's local database with
-runs that did nothing.
-
-Timer kinds and the lead channel are spelled here as the capabilities store them
-(`tasks.briefs.reminders`, `tasks.review.routing`, `tasks.leads.records`).
+runs that did nothing. Like `tasks.mail`, it stands beside the capabilities whose queues it
+looks at.
 """
 
 from collections.abc import Callable
@@ -17,10 +15,10 @@ from sqlmodel import col
 from config.settings import get_settings
 from store.db import transaction
 from store.models import EngagementEvent, OutboxMessage, OutboxStatus, Timer
-
-LEAD_CHANNEL = "lead"
-BRIEF_TIMERS = ("brief.reminder",)
-REVIEW_TIMERS = ("review.reminder", "review.escalation")
+from tasks.briefs.reminders import REMINDER as BRIEF_REMINDER
+from tasks.leads.records import CHANNEL as LEAD_CHANNEL
+from tasks.review.routing import ESCALATION as REVIEW_ESCALATION
+from tasks.review.routing import REMINDER as REVIEW_REMINDER
 
 
 def _any(engine: Engine, query: Select[Any]) -> bool:
@@ -67,8 +65,8 @@ CHECKS: dict[str, Callable[[Engine, datetime], bool]] = {
     "deliver": lambda engine, now: outbox_due(engine, now, leads=False),
     "sync-leads": lambda engine, now: outbox_due(engine, now, leads=True),
     "follow-up-rules": events_waiting,
-    "review-deadlines": timers_due(REVIEW_TIMERS),
-    "brief-reminders": timers_due(BRIEF_TIMERS),
+    "review-deadlines": timers_due((REVIEW_REMINDER, REVIEW_ESCALATION)),
+    "brief-reminders": timers_due((BRIEF_REMINDER,)),
     "tiktok-poll": tiktok_connected,
 }
 

@@ -264,6 +264,11 @@ def campaign_spec(campaign: Campaign) -> CampaignSpec:
     return spec
 
 
+def is_staff(campaign: Campaign, email: str) -> bool:
+    """Whether `email` is in one of the campaign's approver groups."""
+    return any(email in members for members in campaign_spec(campaign).approvers.values())
+
+
 def roster(session: Session, campaign: Campaign, *, public_url: str) -> list[dict[str, Any]]:
     """The campaign's active creators with their terms, codes and links."""
     spec = campaign_spec(campaign)

@@ -13,7 +13,7 @@ from sqlmodel import Session, col, select
 
 from store.db import transaction
 from store.models import Campaign, Report
-from tasks.campaigns.campaign import campaign_spec, get_campaign
+from tasks.campaigns.campaign import get_campaign, is_staff
 from tasks.reporting.page import render_html
 from tasks.reporting.report import write_report
 
@@ -43,11 +43,6 @@ def store_report(session: Session, report: dict[str, Any], html: str, *, now: da
         row.data, row.html, row.made_at = data, html, now
     session.add(row)
     return row
-
-
-def is_staff(campaign: Campaign, email: str) -> bool:
-    """Whether `email` is in one of the campaign's approver groups."""
-    return any(email in members for members in campaign_spec(campaign).approvers.values())
 
 
 def reports_of(session: Session, *, reader: str, slug: str | None = None) -> list[dict[str, Any]]:

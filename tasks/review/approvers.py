@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from sqlmodel import Session, col, select
 
 from store.models import ApproverCredential, Campaign, Creative, CreativeDraft, ReviewTask
-from tasks.campaigns.campaign import campaign_spec
+from tasks.campaigns.campaign import is_staff
 
 LINK_LIFETIME = timedelta(hours=72)
 SESSION_LIFETIME = timedelta(hours=12)
@@ -79,6 +79,4 @@ def is_approver_of_task(session: Session, task_id: int, email: str) -> bool:
         .join(ReviewTask, col(ReviewTask.draft_id) == col(CreativeDraft.id))
         .where(ReviewTask.id == task_id)
     ).first()
-    if campaign is None:
-        return False
-    return any(email in members for members in campaign_spec(campaign).approvers.values())
+    return campaign is not None and is_staff(campaign, email)
