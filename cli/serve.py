@@ -92,7 +92,7 @@ def listening_socket(host: str, port: int) -> socket.socket:
 
 def serve_command(
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
-    port: int = typer.Option(8000, help="Port to listen on."),
+    port: int = typer.Option(8000, min=1, max=65535, help="Port to listen on."),
     every: int = typer.Option(
         60, "--every", min=1, help="Seconds between runs of the every-minute flows."
     ),
