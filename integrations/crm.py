@@ -8,6 +8,7 @@ whole) is raised instead, as an `integrations.errors` exception; the drain decid
 Connectors never retry by themselves: the drain is the one retry layer.
 """
 
+import itertools
 import threading
 import time
 from collections import deque
@@ -146,8 +147,10 @@ class RateLimit:
     server asks for. Thread-safe, so several workers of one process share one budget (lead sync
     shares it further, with every process on one store: `tasks.rate_limits`).
 
-    A small margin over `per` keeps requests that leave on time from arriving early at a server
-    that counts by arrival."""
+    A call counts from when its answer came back (`answered`), not from when it left: a server
+    that counts calls as they arrive has seen it by then at the latest, however late a busy
+    machine or network delivered it. So calls a whole window apart on this side are a whole
+    window apart on the server's too; the small margin over `per` covers the two clocks."""
 
     def __init__(
         self,
@@ -160,28 +163,41 @@ class RateLimit:
         if requests < 1 or per <= 0:
             raise ValueError("a rate limit needs at least one request per a positive time")
         self.requests, self.per = requests, per
-        self.window = per + 0.03 + 0.005 * per
+        self.window = per * 1.001 + 0.01
         self.clock, self.sleep = clock, sleep
-        self._sent: deque[float] = deque()
+        self._sent: deque[tuple[float, int]] = deque()  # (when it counts from, ticket)
+        self._tickets = itertools.count(1)
         self._paused_until = 0.0
         self._lock = threading.Lock()
         self.waited = 0.0
 
-    def acquire(self) -> None:
-        """Wait until one more request may go, and count it."""
+    def acquire(self) -> int:
+        """Wait until one more call may go, and count it from now: the ticket it returns, given
+        to `answered` once the call is answered, counts it from then instead."""
         while True:
             with self._lock:
                 now = self.clock()
-                while self._sent and self._sent[0] <= now - self.window:
+                while self._sent and self._sent[0][0] <= now - self.window:
                     self._sent.popleft()
                 wait = self._paused_until - now
                 if len(self._sent) >= self.requests:
-                    wait = max(wait, self._sent[0] + self.window - now)
+                    wait = max(wait, self._sent[0][0] + self.window - now)
                 if wait <= 0:
-                    self._sent.append(now)
-                    return
+                    ticket = next(self._tickets)
+                    self._sent.append((now, ticket))
+                    return ticket
             self.waited += wait
             self.sleep(wait)
+
+    def answered(self, ticket: int) -> None:
+        """The call of `ticket` was answered (or failed): it counts from now."""
+        with self._lock:
+            now = self.clock()
+            for entry in self._sent:
+                if entry[1] == ticket:
+                    self._sent.remove(entry)
+                    break
+            self._sent.append((now, ticket))  # every other entry counts from earlier: in order
 
     def pause(self, seconds: float) -> None:
         """The server asked for a pause (Retry-After, or a budget it says is spent)."""
@@ -222,9 +238,13 @@ def send(
     **kwargs: Any,
 ) -> httpx.Response:
     """One HTTP call within the rate limit (see `integrations.http.request` for failures)."""
-    if limit is not None:
-        limit.acquire()
-    return request(client, method, url, where=where, **kwargs)
+    if limit is None:
+        return request(client, method, url, where=where, **kwargs)
+    ticket = limit.acquire()
+    try:
+        return request(client, method, url, where=where, **kwargs)
+    finally:
+        limit.answered(ticket)
 
 
 def refusal(

@@ -4,10 +4,12 @@ account (workers on many machines, two `rally serve`s on one store) stays within
 The account's row (`RateWindow`) keeps the slots granted in its window: how many stop counting
 when, on the store's clock. A process takes slots a batch at a time in a short transaction on
 that row alone (locked: FOR UPDATE on PostgreSQL, the write lock on SQLite), spends them without
-asking again, and on its next visit says when it spent each and gives back the rest:
+asking again, and on its next visit says when each spent one was answered (from then it counts,
+as `RateLimit` counts a call) and gives back the rest:
 
-- a slot granted at `at` may be spent until `at + hold`; until its holder says when, it counts
-  as spent at the last moment (until `at + hold + window`), and from then on as it was spent;
+- a slot granted at `at` may be spent until `at + hold`; until its holder says when it was
+  answered, it counts until `at + hold + window`, and from then on as it was answered (a call
+  still unanswered when its holder visits, from another thread, counts as it left);
 - a slot is granted only while fewer than `requests` count, so no window ever holds more than
   `requests` calls, whichever process made them and whenever within their hold;
 - so a crashed process's unspent slots count for at most `hold + window`.
@@ -178,10 +180,12 @@ class SharedRateLimit(RateLimit):
         self._want = 1
         self._grant = Grant(at=0.0, key=0, count=0)
         self._asked = 0.0  # the local clock just before the grant was asked for
-        self._after: list[float] = []  # when each slot of it was spent, after `_asked`
+        self._after: list[float] = []  # when each slot of it counts from, after `_asked`
+        self._slots: dict[int, int] = {}  # ticket -> its slot's place in `_after`
 
-    def acquire(self) -> None:
-        """Wait until one more request may go, and count it."""
+    def acquire(self) -> int:
+        """Wait until one more call may go, and count it from now (from its answer, once
+        `answered` is told)."""
         while True:
             with self._lock:
                 now = self.clock()
@@ -189,12 +193,21 @@ class SharedRateLimit(RateLimit):
                 if wait <= 0:
                     after = now - self._asked
                     if len(self._after) < self._grant.count and after < self.hold:
+                        ticket = next(self._tickets)
+                        self._slots[ticket] = len(self._after)
                         self._after.append(after)
-                        return
+                        return ticket
                     wait = self._visit()
             if wait > 0:
                 self.waited += wait
                 self.sleep(wait)
+
+    def answered(self, ticket: int) -> None:
+        """The call of `ticket` was answered: its slot counts from now."""
+        with self._lock:
+            place = self._slots.pop(ticket, None)
+            if place is not None:
+                self._after[place] = self.clock() - self._asked
 
     def pause(self, seconds: float) -> None:
         """The server asked for a pause: this process and every other one wait it out."""
@@ -213,7 +226,7 @@ class SharedRateLimit(RateLimit):
         spent = None
         if self._grant.count:
             # The grant was asked for at `_asked` on this clock, at `at` or earlier on the
-            # store's: so each slot was spent at most `after` past `at`.
+            # store's: so each slot's call was answered at most `after` past `at`.
             ends = [self._grant.at + after + self.window for after in self._after]
             spent = Spent(self._grant.key, self._grant.count, ends)
             self._want = max(1, min(self.most, 2 * len(self._after)))
@@ -228,7 +241,7 @@ class SharedRateLimit(RateLimit):
             want=self._want if want is None else want,
             spent=spent,
         )
-        self._after = []
+        self._after, self._slots = [], {}
         self.visits += 1
         if self._grant.count:
             return 0.0

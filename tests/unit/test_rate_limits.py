@@ -1,13 +1,54 @@
 """The arithmetic of a rate limit shared through the store (`tasks.rate_limits.grant`): slots are
 granted up to the limit, spent ones count from when they were spent, unspent ones come back, a
 crashed holder's grant expires, and however holders spend and report, no window of `window`
-seconds ever holds more than `requests` calls."""
+seconds ever holds more than `requests` calls. And a process's own limit (`RateLimit`) counts a
+call from its answer, so a call that reached the server late still leaves it a whole window."""
 
 import random
 
 import pytest
 
+from integrations.crm import RateLimit
 from tasks.rate_limits import Grant, Spent, grant
+
+
+class Clock:
+    """A clock that only the limit's own sleeps (and the test) move."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def test_a_call_counts_from_its_answer_so_a_slow_one_delays_the_next_by_its_whole_window():
+    clock = Clock()
+    limit = RateLimit(1, 10.0, clock=clock, sleep=clock.sleep)
+    ticket = limit.acquire()
+    clock.now += 3.0  # the call took 3 s: the server may have seen it at any time in them
+    limit.answered(ticket)
+    limit.acquire()
+
+    assert clock.now >= 100.0 + 3.0 + 10.0
+
+
+def test_calls_answered_out_of_order_each_count_from_their_own_answer():
+    clock = Clock()
+    limit = RateLimit(2, 10.0, clock=clock, sleep=clock.sleep)
+    slow, quick = limit.acquire(), limit.acquire()
+    clock.now += 1.0
+    limit.answered(quick)
+    clock.now += 4.0
+    limit.answered(slow)  # answered at 105, the other at 101
+
+    limit.acquire()
+    assert 111.0 <= clock.now < 112.0  # the quick one's slot came free first
+    limit.acquire()
+    assert clock.now >= 115.0
 
 
 def take(
