@@ -103,8 +103,8 @@ def serve_command(
     ),
 ) -> None:
     """Serve the web pages and run the recurring flows on a local timer: delivery, the
-    follow-up rules, review deadlines and lead sync every minute, brief reminders and TikTok
-    polling every five, the weekly close hourly, the retention purge daily."""
+    follow-up rules, review deadlines and lead sync every minute, brief reminders, TikTok
+    polling and the sprints' calendar every five, the retention purge daily."""
     import uvicorn
 
     from web.app import create_app

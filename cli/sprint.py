@@ -121,6 +121,75 @@ def status_command(slug: str, json_output: bool = JSON_OPTION) -> None:
     for m in status["milestones"]:
         table.add_row(str(m["week"]), m["name"], m["status"])
     console.print(table)
+    steps = Table("Due (UTC)", "Step", "Key", "Status", title="Calendar", title_justify="left")
+    for step in status["steps"]:
+        steps.add_row(
+            step["due"][:16].replace("T", " "), step["title"], step["key"], step["status"]
+        )
+    console.print(steps)
+
+
+@app.command("approve")
+def approve_command(
+    slug: str, step: str = typer.Argument("briefs", help="The step's key.")
+) -> None:
+    """Give the go-ahead for a step that waits for one (the briefs, before they are sent)."""
+    from store.types import utcnow
+    from tasks.sprint.calendar import give_go_ahead
+
+    settings, engine = store()
+    with transaction(engine) as session:
+        give_go_ahead(session, slug, step, actor=settings.actor, now=utcnow())
+    console.print(
+        f"Go-ahead given for {step} of {slug}: the sprint's calendar does it on its next pass "
+        "(within five minutes under 'rally serve').",
+        markup=False,
+    )
+
+
+def _set_state(slug: str, state: str, said: str) -> None:
+    from store.types import utcnow
+    from tasks.sprint.calendar import set_state
+
+    settings, engine = store()
+    with transaction(engine) as session:
+        set_state(session, slug, state, actor=settings.actor, now=utcnow())
+    console.print(said, markup=False)
+
+
+@app.command("pause")
+def pause_command(slug: str) -> None:
+    """Pause a live sprint's calendar: its steps wait, and are caught up on when it resumes."""
+    _set_state(slug, "paused", f"Sprint of {slug} paused: 'rally sprint resume {slug}' goes on.")
+
+
+@app.command("resume")
+def resume_command(slug: str) -> None:
+    """Resume a paused sprint: the steps that came due meanwhile run in order, once each."""
+    _set_state(slug, "running", f"Sprint of {slug} resumed.")
+
+
+@app.command("stop")
+def stop_command(slug: str) -> None:
+    """Stop a live sprint for good: no more briefs, reminders, digests or closes."""
+    _set_state(slug, "stopped", f"Sprint of {slug} stopped.")
+
+
+@app.command("milestone")
+def milestone_command(
+    slug: str,
+    key: str,
+    status: str = typer.Argument(..., help="met or missed"),
+    note: str = typer.Option("", "--note", help="What was decided, for the record."),
+) -> None:
+    """Mark a milestone that people judge (the strategy, the reviews, the postmortem)."""
+    from store.types import utcnow
+    from tasks.sprint.state import mark_milestone
+
+    settings, engine = store()
+    with transaction(engine) as session:
+        mark_milestone(session, slug, key, status, actor=settings.actor, now=utcnow(), note=note)
+    console.print(f"Milestone {key} of {slug}: {status}.", markup=False)
 
 
 def print_summary(s: dict[str, Any]) -> None:

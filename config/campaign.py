@@ -105,6 +105,7 @@ class MilestoneSpec(Model):
     week: Week
     check: Identifier = "manual"
     params: dict[str, Any] = {}
+    owner: Email | None = None  # who is asked to mark a manual milestone (else the staff)
 
 
 class Sprint(Model):
@@ -176,6 +177,7 @@ class BriefSpec(Model):
     draft_due_week: Week = 3
     posting_weeks: tuple[Week, Week] = (4, 9)
     reminder_after_days: Annotated[int, Field(ge=0, le=60)] = 3  # 0: no reminder
+    draft_reminder_days: Annotated[int, Field(ge=0, le=14)] = 2  # before drafts are due; 0: none
 
 
 class Tracking(Model):
@@ -254,6 +256,7 @@ class CampaignSpec(Model):
     tracking: Tracking
     policy: Text = "default"
     approvers: dict[Identifier, list[Email]] = {}  # approver group -> its members' emails
+    staff: list[Email] = []  # the sprint's digests and prompts (else the internal reviewers)
     followups: Text = "default"
     destinations: list[Destination] = [Destination(name="export", type="csv")]
     holdout: HoldoutSpec | None = None

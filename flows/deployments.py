@@ -38,6 +38,7 @@ DEPLOYMENTS = (
     Deployment("sprint", "flows.sprint:run_sprint"),
     Deployment("generate-briefs", "flows.briefing:generate_briefs"),
     Deployment("report", "flows.sprint:report"),
+    Deployment("sprint-go-ahead", "flows.sprint:go_ahead"),
     # recurring (sync-leads is also started by hand, for one campaign or destination)
     Deployment("deliver", "flows.delivery:deliver", 60),
     Deployment("follow-up-rules", "flows.engagement:follow_up_rules", 60),
@@ -45,7 +46,7 @@ DEPLOYMENTS = (
     Deployment("sync-leads", "flows.leads:sync_leads", 60),
     Deployment("brief-reminders", "flows.briefing:brief_reminders", 300),
     Deployment("tiktok-poll", "flows.engagement:tiktok_poll", 300),
-    Deployment("weekly-close", "flows.sprint:weekly_close", 3600),
+    Deployment("sprint-calendar", "flows.sprint:sprint_calendar", 300),
     Deployment("retention-purge", "flows.leads:retention_purge", 86400),
 )
 RECURRING = tuple(d for d in DEPLOYMENTS if d.seconds)

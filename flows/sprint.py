@@ -1,10 +1,13 @@
 """The sprint: `sprint` starts a campaign's sprint on the calendar or rehearses it;
-`weekly-close` closes each live sprint's ended weeks (milestones, weekly report); `report`
-reports a campaign up to a week, by hand.
+`sprint-calendar` does each live sprint's steps as they come due (`tasks.sprint.calendar`:
+briefs on the go-ahead, reminders, prompts, each week's close, report and digest);
+`sprint-go-ahead` gives staff's go-ahead from the Prefect UI; `report` reports a campaign up to
+a week, by hand.
 
-A rehearsal runs all twelve weeks in one flow run on a simulated clock: per week one task for
-the simulated people, then the same tasks the recurring flows run (review deadlines, the
-rules, delivery, lead sync), then the week's close and report.
+A rehearsal runs the same calendar in one flow run on a simulated clock, each step at its own
+moment and the go-ahead given by a simulated staff member: per week the steps due by its start,
+one task for the simulated people, the same tasks the recurring flows run (review deadlines,
+the rules, delivery, lead sync), then the steps due by its end (the week's close).
 """
 
 from collections.abc import Iterator
@@ -15,6 +18,7 @@ from typing import Annotated, Any
 
 from prefect import flow, task
 from pydantic import Field
+from sqlalchemy import Engine
 
 from config.settings import get_settings
 from flows.briefing import generate
@@ -23,13 +27,30 @@ from flows.engagement import apply_all
 from flows.leads import drain
 from flows.review import fire_timers
 from store.db import Lock, only_one, open_store, transaction
-from store.types import utcnow
+from store.types import clock, utcnow
 from tasks import progress
-from tasks.campaigns.campaign import get_campaign
+from tasks.campaigns.campaign import campaign_spec, get_campaign
 from tasks.reporting.report import build_report, weeks_so_far
 from tasks.reporting.stored import keep_report
+from tasks.sprint.calendar import (
+    BRIEFS,
+    EMAIL_STEPS,
+    Kind,
+    Step,
+    StepStatus,
+    ask_go_ahead,
+    digest,
+    give_go_ahead,
+    live_sprints,
+    mark,
+    recorded,
+    staff,
+    step_named,
+    steps_due,
+)
+from tasks.sprint.next_plan import write_next_plan
 from tasks.sprint.state import LIVE, REHEARSAL, finish_week, sprint_run, start_sprint, summary
-from tasks.sprint.week import rehearse_week, week_bounds, weeks_to_close
+from tasks.sprint.week import rehearse_week, week_bounds
 
 SAMPLE = 0.1
 
@@ -64,13 +85,6 @@ def rehearse(slug: str, week: int, seed: int) -> dict[str, Any]:
     return rehearse_week(open_store(settings), slug, week, seed, public_url=settings.public_url)
 
 
-@task(name="close-week")
-def close_week(slug: str, week: int, at: datetime) -> list[dict[str, Any]]:
-    settings = get_settings()
-    with transaction(open_store(settings)) as session:
-        return finish_week(session, slug, week, now=at, actor=settings.actor)
-
-
 @task(name="weekly-report")
 def weekly_report(slug: str, week: int, publish: bool = True) -> str:
     """The report up to `week`, stored (staff read it on Rally's pages) and written to files;
@@ -78,10 +92,16 @@ def weekly_report(slug: str, week: int, publish: bool = True) -> str:
     engine = open_store(get_settings())
     with transaction(engine, write=False) as session:
         report = build_report(session, slug, week=week)
+    return str(_keep(engine, slug, week, report, publish)["html"])
+
+
+def _keep(
+    engine: Engine, slug: str, week: int, report: dict[str, Any], publish: bool
+) -> dict[str, Path]:
     paths = keep_report(engine, report, report_folder(slug, week), now=utcnow())
     if publish:
         _publish(slug, week, report)
-    return str(paths["html"])
+    return paths
 
 
 def _publish(slug: str, week: int, report: dict[str, Any]) -> None:
@@ -95,6 +115,83 @@ def _publish(slug: str, week: int, report: dict[str, Any]) -> None:
     )
 
 
+@task(name="sprint-step")
+def sprint_step(slug: str, key: str, at: datetime, publish: bool = True) -> dict[str, Any]:
+    """One step of the sprint's calendar other than the briefs (see `tasks.sprint.calendar`):
+    its work and the record that it was done commit together."""
+    settings = get_settings()
+    engine = open_store(settings)
+    with transaction(engine, write=False) as session:
+        step = step_named(get_campaign(session, slug), key)
+    outcome: dict[str, Any] = {}
+    if step.kind == Kind.CLOSE:
+        with transaction(engine) as session:
+            outcome["milestones"] = finish_week(
+                session, slug, step.week, now=at, actor=settings.actor
+            )
+        with transaction(engine, write=False) as session:
+            report = build_report(session, slug, week=step.week)
+        paths = _keep(engine, slug, step.week, report, publish)
+        outcome["report"] = str(paths["html"])
+        if step.week >= report["campaign"]["weeks"]:
+            plan = paths["html"].parent / "next-plan.yaml"
+            with transaction(engine, write=False) as session:
+                write_next_plan(session, slug, report, plan)
+            outcome["next_plan"] = str(plan)
+    with transaction(engine) as session:
+        campaign = get_campaign(session, slug)
+        if step.kind == Kind.CLOSE:
+            outcome |= digest(session, campaign, step, report, public_url=settings.public_url)
+        else:
+            outcome |= EMAIL_STEPS[step.kind](
+                session, campaign, step, public_url=settings.public_url
+            )
+        mark(session, campaign, step, StepStatus.DONE, now=at, outcome=outcome)
+    return outcome
+
+
+def briefs_step(slug: str, step: Step, at: datetime, simulated_staff: str | None) -> dict[str, Any]:
+    """The briefs, generated when the sprint starts with staff asked for the go-ahead, and
+    sent once it is given (a rehearsal's simulated staff give it at once)."""
+    settings = get_settings()
+    engine = open_store(settings)
+    with transaction(engine, write=False) as session:
+        waiting = recorded(session, get_campaign(session, slug)).get(step.key)
+    if waiting is None:
+        made = generate(slug, send=False, at=at)
+        with transaction(engine) as session:
+            campaign = get_campaign(session, slug)
+            ask_go_ahead(session, campaign, step, made, now=at, public_url=settings.public_url)
+        if simulated_staff is None:
+            return {"waiting": "go-ahead", **made}
+        with transaction(engine) as session:
+            give_go_ahead(session, slug, step.key, actor=simulated_staff, now=at)
+    sent = generate(slug, send=True, at=at)
+    with transaction(engine) as session:
+        mark(session, get_campaign(session, slug), step, StepStatus.DONE, now=at, outcome=sent)
+    return sent
+
+
+def run_calendar(
+    slug: str, *, until: datetime, simulated_staff: str | None = None
+) -> dict[str, Any]:
+    """Every step of the sprint due by `until` and not done, in order, each once: on the
+    calendar at `until` (now), in a rehearsal each at its own moment with `simulated_staff`
+    giving the go-aheads. A failing step stops the sprint's pass; the next pass retries it."""
+    engine = open_store(get_settings())
+    with transaction(engine, write=False) as session:
+        due = steps_due(session, get_campaign(session, slug), now=until)
+    done: dict[str, Any] = {}
+    for step in due:
+        at = step.due if simulated_staff is not None else until
+        if step.kind == Kind.BRIEFS:
+            done[step.key] = briefs_step(slug, step, at, simulated_staff)
+        else:
+            named = sprint_step.with_options(task_run_name=f"{slug}: {step.title}")
+            done[step.key] = named(slug, step.key, at, publish=simulated_staff is None)
+    return done
+
+
 @flow(name="sprint")
 def run_sprint(
     slug: str,
@@ -103,9 +200,9 @@ def run_sprint(
     weeks: Annotated[int | None, Field(ge=1, le=52)] = None,
     sample: Annotated[float, Field(gt=0, le=1)] = SAMPLE,
 ) -> dict[str, Any]:
-    """Start the campaign's sprint on the calendar (the recurring flows then run it week by
-    week), or, with `simulate`, rehearse every week now with simulated creators, approvers
-    and audience in the campaign's store.
+    """Start the campaign's sprint on the calendar (`sprint-calendar` then runs its steps as
+    they come due, and the recurring flows the rest), or, with `simulate`, rehearse every
+    week now with simulated creators, approvers, staff and audience in the campaign's store.
 
     Args:
         slug: The campaign's slug, as in its campaign.yaml.
@@ -119,6 +216,7 @@ def run_sprint(
     with transaction(open_store(settings), write=False) as session:
         campaign = get_campaign(session, slug)
         total_weeks, already = campaign.weeks, sprint_run(session, campaign)
+        simulated_staff = (staff(campaign_spec(campaign)) or [settings.actor])[0]
     first, _ = week_bounds(campaign.start_date, 1)
     if not simulate:
         start(slug, LIVE, None, utcnow())
@@ -130,38 +228,65 @@ def run_sprint(
     for week in range((already.weeks_done if already else 0) + 1, last + 1):
         begins, ends = week_bounds(campaign.start_date, week)
         progress.report("week", week - 1, last)
-        if week == 1:
-            generate(slug, send=True, at=begins)
+        run_calendar(slug, until=begins, simulated_staff=simulated_staff)
         rehearse(slug, week, seed)
         fire_timers(at=ends)
         deliver_email_task(at=ends)
         apply_all(at=ends)
         deliver_all(at=ends)
         drain(slug, None, at=ends)
-        close_week(slug, week, ends)
-        report = weekly_report(slug, week, publish=week == last)
+        done = run_calendar(slug, until=ends, simulated_staff=simulated_staff)
+        report = done.get(f"close-w{week:02d}", {}).get("report", report)
         progress.report("week", week, last)
+    if report:
+        with transaction(open_store(settings), write=False) as session:
+            _publish(slug, last, build_report(session, slug, week=last))
     with transaction(open_store(settings), write=False) as session:
         return {**summary(session, slug), "report": report}
 
 
-@flow(name="weekly-close")
-def weekly_close() -> dict[str, dict[str, list[int]]]:
-    """For every live sprint, close each week that has ended since the last close (its
-    milestones met or missed) and write its weekly report. One close at a time across every
-    machine, and a week closed already is left alone."""
+@flow(name="sprint-calendar")
+def sprint_calendar(at: datetime | None = None) -> dict[str, Any]:
+    """Every live sprint's steps that have come due (briefs, reminders, prompts, each week's
+    close, report and digest), each once and in order, catching up on any missed while Rally
+    was stopped. One pass at a time across every machine.
+
+    Args:
+        at: Run as if it were this moment (a rehearsal of the calendar); empty means now.
+    """
     engine = open_store(get_settings())
-    closed: dict[str, list[int]] = {}
-    with only_one(engine, Lock.WEEKLY_CLOSE) as mine:
+    now = clock(at)()
+    done: dict[str, Any] = {}
+    failed: list[str] = []
+    with only_one(engine, Lock.SPRINT_CALENDAR) as mine:
         if not mine:
-            return {"closed": closed}
-        now = utcnow()
-        for slug, weeks in weeks_to_close(engine, now=now).items():
-            for week in weeks:
-                close_week(slug, week, now)
-                weekly_report(slug, week)
-            closed[slug] = weeks
-    return {"closed": closed}
+            return {"steps": done}
+        with transaction(engine, write=False) as session:
+            slugs = live_sprints(session)
+        for slug in slugs:
+            try:
+                steps = run_calendar(slug, until=now)
+            except Exception as exc:  # the other sprints go on; this one is retried next pass
+                failed.append(f"{slug}: {type(exc).__name__}: {exc}")
+                continue
+            if steps:
+                done[slug] = list(steps)
+    return {"steps": done, "failed": failed}
+
+
+@flow(name="sprint-go-ahead")
+def go_ahead(slug: str, step: str = BRIEFS, by: str = "staff") -> dict[str, Any]:
+    """Give staff's go-ahead for a step of the sprint that waits for one (the briefs, once
+    generated, wait for it before they are sent); the next pass of `sprint-calendar` does it.
+
+    Args:
+        slug: The campaign's slug, as in its campaign.yaml.
+        step: The step's key, as the go-ahead email and `rally sprint status` name it.
+        by: Who gives it (kept in the audit log).
+    """
+    with transaction(open_store(get_settings())) as session:
+        give_go_ahead(session, slug, step, actor=by, now=utcnow())
+    return {"campaign": slug, "step": step, "go_ahead": by}
 
 
 @flow(name="report")

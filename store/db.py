@@ -30,7 +30,7 @@ class Lock(IntEnum):
 
     MIGRATION = 0x52414C4C59  # one migrator at a time
     WRITERS = 0x52414C4C5901  # changes take turns (see `transaction`)
-    WEEKLY_CLOSE = 0x52414C4C5903  # one weekly close at a time (`only_one`)
+    SPRINT_CALENDAR = 0x52414C4C5903  # one pass of the sprints' calendar at a time (`only_one`)
     TIKTOK_POLL = 0x52414C4C5904  # one TikTok poll at a time (`only_one`)
 
 
@@ -43,7 +43,7 @@ def advisory_lock(connection: Connection | Session, lock: Lock) -> None:
 def only_one(engine: Engine, lock: Lock) -> Iterator[bool]:
     """Whether this process is the one running `lock`'s job: False while another holds it.
 
-    For a job that must not run twice at once on any machine (the weekly close, polling a rate-
+    For a job that must not run twice at once on any machine (the sprints' calendar, polling a rate-
     limited API): PostgreSQL's session advisory lock, or, for a SQLite store, a lock file beside
     it (its processes share one machine). The lock goes with the process if it dies.
     """

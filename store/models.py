@@ -558,8 +558,25 @@ class SprintRun(SQLModel, table=True):
     sample: float = 1.0  # a rehearsal's share of the audience simulated person by person
     holdout: list[str] = Field(default_factory=list, sa_type=JSON)  # handles held out
     weeks_done: int = 0
+    state: str = Field(default="running", max_length=16)  # running, paused or stopped
     started_at: datetime = Field(sa_type=UTCDateTime)
     finished_at: datetime | None = _when()
+
+
+class SprintStep(SQLModel, table=True):
+    """A step of a sprint's calendar (`tasks.sprint.calendar`) that was done, or that waits
+    for staff's go-ahead; a step without a row is still to come."""
+
+    __tablename__ = "sprint_steps"
+
+    campaign_id: int = Field(foreign_key="campaigns.id", primary_key=True)
+    key: str = Field(max_length=48, primary_key=True)
+    due_at: datetime = Field(sa_type=UTCDateTime)
+    status: str = Field(max_length=16)  # waiting or done
+    done_at: datetime | None = _when()  # when it was done, or began to wait
+    outcome: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    go_ahead_by: str | None = None
+    go_ahead_at: datetime | None = _when()
 
 
 class Report(SQLModel, table=True):

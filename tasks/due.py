@@ -57,6 +57,17 @@ def timers_due(kinds: tuple[str, ...]) -> Callable[[Engine, datetime], bool]:
     return due
 
 
+def sprint_steps_due(engine: Engine, now: datetime) -> bool:
+    from tasks.campaigns.campaign import get_campaign
+    from tasks.sprint.calendar import live_sprints, steps_due
+
+    with transaction(engine, write=False) as session:
+        return any(
+            steps_due(session, get_campaign(session, slug), now=now)
+            for slug in live_sprints(session)
+        )
+
+
 def tiktok_connected(engine: Engine, now: datetime) -> bool:
     return bool(get_settings().tiktok_access_token.get_secret_value())
 
@@ -68,6 +79,7 @@ CHECKS: dict[str, Callable[[Engine, datetime], bool]] = {
     "review-deadlines": timers_due((REVIEW_REMINDER, REVIEW_ESCALATION)),
     "brief-reminders": timers_due((BRIEF_REMINDER,)),
     "tiktok-poll": tiktok_connected,
+    "sprint-calendar": sprint_steps_due,
 }
 
 

@@ -196,7 +196,7 @@ def _sync_plan(session: Session, campaign: Campaign, spec: CampaignSpec, actor: 
         rows: list[Any] = list(session.exec(query))
         existing = {row.key: row for row in rows}
         for item in planned:
-            fields = {k: v for k, v in vars(item).items() if k != "key"}
+            fields = {k: v for k, v in vars(item).items() if k in model.model_fields and k != "key"}
             row = existing.pop(item.key, None)
             if row is None:
                 session.add(model(campaign_id=cid, key=item.key, **fields))

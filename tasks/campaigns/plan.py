@@ -46,6 +46,7 @@ class PlannedMilestone:
     due_on: date
     check: str
     params: dict[str, Any]
+    owner: str | None = None
 
 
 def week_start(start: date, week: int) -> date:
@@ -80,10 +81,13 @@ def plan_phases(spec: CampaignSpec) -> list[PlannedPhase]:
 def plan_milestones(spec: CampaignSpec) -> list[PlannedMilestone]:
     start, weeks = spec.sprint.start, spec.sprint.weeks
     if spec.sprint.milestones:
-        rows = [(m.key, m.name, m.week, m.check, dict(m.params)) for m in spec.sprint.milestones]
+        rows = [
+            (m.key, m.name, m.week, m.check, dict(m.params), m.owner)
+            for m in spec.sprint.milestones
+        ]
     else:
-        rows = [(k, n, _scaled(w, weeks), c, dict(p)) for k, n, w, c, p in DEFAULT_MILESTONES]
+        rows = [(k, n, _scaled(w, weeks), c, dict(p), None) for k, n, w, c, p in DEFAULT_MILESTONES]
     return [
-        PlannedMilestone(key, name, week, week_end(start, week), check, params)
-        for key, name, week, check, params in rows
+        PlannedMilestone(key, name, week, week_end(start, week), check, params, owner)
+        for key, name, week, check, params, owner in rows
     ]

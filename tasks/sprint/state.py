@@ -148,6 +148,28 @@ def finish_week(
     return outcomes
 
 
+def mark_milestone(
+    session: Session, slug: str, key: str, status: str, *, actor: str, now: datetime, note: str = ""
+) -> Milestone:
+    """Staff mark a milestone met or missed (those that people judge: the strategy, the reviews,
+    the postmortem), with an optional note; marking it again changes the verdict, audited."""
+    if status not in (MilestoneStatus.MET, MilestoneStatus.MISSED):
+        raise SprintError(f"a milestone is marked met or missed (got {status!r})")
+    campaign = get_campaign(session, slug)
+    milestone = session.exec(
+        select(Milestone).where(Milestone.campaign_id == campaign.id, Milestone.key == key)
+    ).first()
+    if milestone is None:
+        keys = session.exec(select(Milestone.key).where(Milestone.campaign_id == campaign.id))
+        raise SprintError(f"{slug} has no milestone {key!r} (its milestones: {', '.join(keys)})")
+    outcome = {"marked_by": actor, **({"note": note} if note else {})}
+    milestone.status, milestone.outcome, milestone.evaluated_at = status, outcome, now
+    session.add(milestone)
+    summary = f"milestone {key} of {slug}: {status}, marked by {actor}"
+    record(session, [Change(actor, f"milestone.{status}", "campaign", slug, summary, outcome)])
+    return milestone
+
+
 def check_milestone(
     session: Session, campaign: Campaign, milestone: Milestone, run: SprintRun
 ) -> tuple[str, dict[str, Any]]:
@@ -199,10 +221,38 @@ def sprint_status(session: Session, slug: str, *, today: datetime) -> dict[str, 
         "finished": bool(run and run.finished_at),
         "phase": phase,
         "holdout": run.holdout if run else [],
+        "state": run.state if run else None,
         "milestones": [
             {"key": m.key, "name": m.name, "week": m.week, "status": m.status} for m in milestones
         ],
+        "steps": calendar_status(session, campaign),
     }
+
+
+def calendar_status(session: Session, campaign: Campaign) -> list[dict[str, Any]]:
+    """Each step of the sprint's calendar: when it is due, and whether it was done (and when)
+    or waits for a go-ahead."""
+    from tasks.sprint.calendar import calendar, recorded
+
+    rows = recorded(session, campaign)
+    steps = []
+    for step in calendar(campaign_spec(campaign)):
+        row = rows.get(step.key)
+        status = "to come"
+        if row is not None:
+            status = row.status
+            if row.status == "waiting" and row.go_ahead_at is not None:
+                status = f"go-ahead from {row.go_ahead_by}"
+        steps.append(
+            {
+                "key": step.key,
+                "title": step.title,
+                "due": step.due.isoformat(),
+                "status": status,
+                "done_at": row.done_at.isoformat() if row and row.done_at else None,
+            }
+        )
+    return steps
 
 
 def _calendar_week(campaign: Campaign, today: datetime) -> int:

@@ -1,13 +1,11 @@
-"""One week of a sprint: what the rehearsal's people do in it, and which live weeks are over."""
+"""One week of a sprint: its bounds, and what the rehearsal's people do in it."""
 
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine
-from sqlmodel import select
 
 from store.db import transaction
-from store.models import Campaign, SprintRun
 from tasks.campaigns.campaign import get_campaign
 from tasks.campaigns.plan import week_start
 from tasks.rehearsal.audience import audience_week
@@ -58,23 +56,3 @@ def rehearse_week(
     done["posted"] = post_approved(engine, slug, week, seed, start=begins)
     done |= audience_week(engine, slug, week, seed, start=begins, end=ends)
     return done
-
-
-def weeks_to_close(engine: Engine, *, now: datetime) -> dict[str, list[int]]:
-    """Each live sprint's weeks that have ended and are not yet closed."""
-    due: dict[str, list[int]] = {}
-    with transaction(engine, write=False) as session:
-        runs = session.exec(
-            select(SprintRun, Campaign)
-            .join(Campaign)
-            .where(SprintRun.mode == "live", SprintRun.finished_at == None)  # noqa: E711
-        ).all()
-        for run, campaign in runs:
-            weeks = [
-                w
-                for w in range(run.weeks_done + 1, campaign.weeks + 1)
-                if week_bounds(campaign.start_date, w)[1] <= now
-            ]
-            if weeks:
-                due[campaign.slug] = weeks
-    return due

@@ -311,7 +311,18 @@ def test_two_serves_on_one_store_close_each_week_and_send_each_message_once(
             serve.stop()
         smtp.stop()
     assert all("Rally serving on" in s.output() for s in serves)
-    assert len(inbox.message_ids) == 50 == len(set(inbox.message_ids))
+    assert len(inbox.message_ids) == len(set(inbox.message_ids))
+    with transaction(engine, write=False) as session:
+        emailed = dict(
+            session.exec(
+                select(OutboxMessage.subject_type, func.count())
+                .where(OutboxMessage.channel == "email")
+                .group_by(col(OutboxMessage.subject_type))
+            ).all()
+        )
+    # The briefs, and the sprint calendar's go-ahead request, prompts and weekly digests.
+    assert emailed["brief"] == 50 and emailed["sprint"] >= 2 * 3
+    assert sum(emailed.values()) == len(inbox.message_ids)
     with (shared / "exports" / SLUG / "export.csv").open(newline="") as file:
         emails = [row["email"] for row in csv.DictReader(file)]
     assert sorted(emails) == sorted(f"served{i}@example.org" for i in range(40))

@@ -29,9 +29,9 @@ CAPABILITIES = {  # tasks' package -> the packages before it that it may import
     "engagement": {"campaigns", "leads"},
     "reporting": {"campaigns"},
     "rehearsal": {"campaigns", "briefs", "review", "engagement"},
-    "sprint": {"campaigns", "leads", "reporting", "rehearsal"},
+    "sprint": {"campaigns", "briefs", "leads", "reporting", "rehearsal"},
     "mail": {"briefs", "review", "engagement"},
-    "due": {"briefs", "review", "leads"},
+    "due": {"campaigns", "briefs", "review", "leads", "sprint"},
 }
 
 

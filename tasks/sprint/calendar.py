@@ -1,0 +1,540 @@
+"""The sprint's calendar: what Rally does by itself, week by week, and what it has done.
+
+The steps come from the campaign's plan (its start, draft-due and posting weeks, milestones),
+so a campaign file applied again mid-sprint changes the steps still to come. Each step is done
+once: its work and the row that says it was done (`SprintStep`) commit together, so a step
+interrupted by a crash is done again in full on the next pass, and a sprint whose process was
+down catches up on every missed step in order. The same steps run in a rehearsal, on its
+simulated clock, and on the calendar (the `sprint-calendar` flow); only who acts differs.
+
+Steps that need people say so by email (the outbox, like every other message):
+- `briefs` (the sprint's first day): the briefs are generated and staff are asked for the
+  go-ahead; once given (`rally sprint approve SLUG briefs`, or the `sprint-go-ahead` flow from
+  the Prefect UI), they are sent;
+- `draft-reminders` (days before the drafts are due): creators with a brief and no draft;
+- `drafts-missing` (when they are due): staff, with the creators still missing;
+- `posting-reminders-wNN` (each posting week): creators with an approved video not posted;
+- `milestone-KEY` (a milestone people judge, at its week's start): its owner, with the data;
+- `close-wNN` (each week's end): the week closed (milestones checked), its report stored and
+  a digest to staff; the last week's adds the postmortem and a draft of the next plan.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+
+from config.campaign import CampaignSpec
+from config.errors import RallyError
+from store.audit import Change, record
+from store.models import (
+    Brief,
+    Campaign,
+    Creative,
+    CreativeStatus,
+    Creator,
+    Milestone,
+    MilestoneStatus,
+    RosterMember,
+    RosterStatus,
+    SprintRun,
+    SprintStep,
+)
+from tasks.briefs.emails import brief_link
+from tasks.campaigns.campaign import campaign_spec, get_campaign
+from tasks.campaigns.plan import plan_milestones, plan_phases
+from tasks.outbox import enqueue
+from tasks.sprint.week import week_bounds
+
+BRIEFS = "briefs"
+RUNNING, PAUSED, STOPPED = "running", "paused", "stopped"
+
+
+class Kind(StrEnum):
+    BRIEFS = "briefs"
+    DRAFT_REMINDERS = "draft-reminders"
+    DRAFTS_MISSING = "drafts-missing"
+    POSTING_REMINDERS = "posting-reminders"
+    MILESTONE_PROMPT = "milestone"
+    CLOSE = "close"
+
+
+class StepStatus(StrEnum):
+    WAITING = "waiting"  # for staff's go-ahead
+    DONE = "done"
+
+
+class CalendarError(RallyError):
+    pass
+
+
+@dataclass(frozen=True)
+class Step:
+    key: str
+    kind: Kind
+    week: int
+    due: datetime
+    title: str
+    milestone: str = ""  # a milestone prompt's milestone key
+
+    @property
+    def needs_go_ahead(self) -> bool:
+        return self.kind == Kind.BRIEFS
+
+
+def calendar(spec: CampaignSpec) -> list[Step]:
+    """Every step of the sprint, in the order they come due (a week's close before the next
+    week's steps)."""
+    start, weeks = spec.sprint.start, spec.sprint.weeks
+    first, _ = week_bounds(start, 1)
+    steps = [Step(BRIEFS, Kind.BRIEFS, 1, first, "Briefs: generated, then sent on the go-ahead")]
+    draft_week = min(spec.brief.draft_due_week, weeks)
+    _, drafts_due = week_bounds(start, draft_week)
+    reminder_days = spec.brief.draft_reminder_days
+    if reminder_days:
+        steps.append(
+            Step(
+                "draft-reminders",
+                Kind.DRAFT_REMINDERS,
+                draft_week,
+                max(drafts_due - timedelta(days=reminder_days), first),
+                f"Draft reminders ({reminder_days} day(s) before drafts are due)",
+            )
+        )
+    steps.append(
+        Step("drafts-missing", Kind.DRAFTS_MISSING, draft_week, drafts_due, "Missing drafts")
+    )
+    posting_first, posting_last = spec.brief.posting_weeks
+    for week in range(posting_first, min(posting_last, weeks) + 1):
+        steps.append(
+            Step(
+                f"posting-reminders-w{week:02d}",
+                Kind.POSTING_REMINDERS,
+                week,
+                week_bounds(start, week)[0],
+                f"Week {week}: reminders to post approved videos",
+            )
+        )
+    for milestone in plan_milestones(spec):
+        if milestone.check == "manual":
+            steps.append(
+                Step(
+                    f"milestone-{milestone.key}",
+                    Kind.MILESTONE_PROMPT,
+                    milestone.week,
+                    week_bounds(start, milestone.week)[0],
+                    f"Milestone due: {milestone.name}",
+                    milestone=milestone.key,
+                )
+            )
+    for week in range(1, weeks + 1):
+        steps.append(
+            Step(
+                f"close-w{week:02d}",
+                Kind.CLOSE,
+                week,
+                week_bounds(start, week)[1],
+                f"Week {week}: close, report and digest",
+            )
+        )
+    order = {Kind.CLOSE: 0}
+    return sorted(steps, key=lambda s: (s.due, order.get(s.kind, 1)))
+
+
+def step_named(campaign: Campaign, key: str) -> Step:
+    steps = calendar(campaign_spec(campaign))
+    step = next((s for s in steps if s.key == key), None)
+    if step is None:
+        raise CalendarError(
+            f"{campaign.slug} has no step {key!r} (its steps: {', '.join(s.key for s in steps)})"
+        )
+    return step
+
+
+def recorded(session: Session, campaign: Campaign) -> dict[str, SprintStep]:
+    rows = session.exec(select(SprintStep).where(SprintStep.campaign_id == campaign.id)).all()
+    return {row.key: row for row in rows}
+
+
+def steps_due(session: Session, campaign: Campaign, *, now: datetime) -> list[Step]:
+    """The steps due by `now` and not done, in order; a step waiting for its go-ahead is among
+    them once the go-ahead is given."""
+    done = recorded(session, campaign)
+    due = []
+    for step in calendar(campaign_spec(campaign)):
+        if step.due > now:
+            break
+        row = done.get(step.key)
+        if row is None or (row.status == StepStatus.WAITING and row.go_ahead_at is not None):
+            due.append(step)
+    return due
+
+
+def live_sprints(session: Session) -> list[str]:
+    """The slugs of the live sprints that are running (not paused, stopped or finished)."""
+    return list(
+        session.exec(
+            select(Campaign.slug)
+            .join(SprintRun, col(SprintRun.campaign_id) == col(Campaign.id))
+            .where(
+                SprintRun.mode == "live",
+                col(SprintRun.finished_at).is_(None),
+                SprintRun.state == RUNNING,
+            )
+            .order_by(col(Campaign.slug))
+        ).all()
+    )
+
+
+def mark(
+    session: Session,
+    campaign: Campaign,
+    step: Step,
+    status: StepStatus,
+    *,
+    now: datetime,
+    outcome: dict[str, Any],
+) -> None:
+    """Record the step's new status in the caller's transaction (with the work it did)."""
+    row = session.get(SprintStep, (campaign.id, step.key))
+    if row is None:
+        row = SprintStep(campaign_id=campaign.id or 0, key=step.key, due_at=step.due, status=status)
+    row.status, row.done_at, row.outcome = status, now, outcome
+    session.add(row)
+
+
+def ask_go_ahead(
+    session: Session,
+    campaign: Campaign,
+    step: Step,
+    made: dict[str, Any],
+    *,
+    now: datetime,
+    public_url: str,
+) -> None:
+    """The step waits for staff's go-ahead, and staff are asked for it."""
+    spec = campaign_spec(campaign)
+    mark(session, campaign, step, StepStatus.WAITING, now=now, outcome=made)
+    text = (
+        f"The briefs of {spec.name} are generated for {made.get('creators', 0)} creator(s) and "
+        "wait for your go-ahead before they are sent.\n\n"
+        f"Read them: rally briefs show {campaign.slug} HANDLE (or each creator's brief page)\n"
+        f"To change something, edit the campaign file and apply it again; the briefs are made "
+        "again when they are sent.\n\n"
+        f"Give the go-ahead: rally sprint approve {campaign.slug} {step.key}\n"
+        "(or run the sprint-go-ahead flow from the Prefect UI)\n"
+    )
+    enqueue(
+        session,
+        to_staff(campaign, spec, step, f"{spec.name}: briefs wait for your go-ahead", text),
+    )
+
+
+def give_go_ahead(session: Session, slug: str, key: str, *, actor: str, now: datetime) -> None:
+    """Staff's go-ahead for a step that waits for one; the next pass of the calendar does it."""
+    campaign = get_campaign(session, slug)
+    step = next((s for s in calendar(campaign_spec(campaign)) if s.key == key), None)
+    if step is None or not step.needs_go_ahead:
+        waits = ", ".join(s.key for s in calendar(campaign_spec(campaign)) if s.needs_go_ahead)
+        raise CalendarError(
+            f"{slug} has no step {key!r} that waits for a go-ahead (those: {waits})"
+        )
+    row = session.get(SprintStep, (campaign.id, key))
+    if row is None:
+        raise CalendarError(
+            f"{slug}'s step {key!r} is not ready yet: it comes due {step.due:%Y-%m-%d}"
+        )
+    if row.status == StepStatus.DONE:
+        raise CalendarError(f"{slug}'s step {key!r} is done already")
+    if row.go_ahead_at is not None:
+        return
+    row.go_ahead_by, row.go_ahead_at = actor, now
+    session.add(row)
+    record(
+        session,
+        [Change(actor, "sprint.go_ahead", "campaign", slug, f"go-ahead for {key} of {slug}")],
+    )
+
+
+def set_state(session: Session, slug: str, state: str, *, actor: str, now: datetime) -> SprintRun:
+    """Pause, resume or stop a live sprint. A paused sprint's steps wait and are caught up on,
+    in order, when it resumes; a stopped one does nothing more."""
+    campaign = get_campaign(session, slug)
+    run = session.exec(select(SprintRun).where(SprintRun.campaign_id == campaign.id)).first()
+    if run is None:
+        raise CalendarError(f"the sprint of {slug} has not started: 'rally sprint start {slug}'")
+    if run.state == STOPPED or run.finished_at is not None:
+        raise CalendarError(f"the sprint of {slug} is over: it cannot be {state} now")
+    if run.state != state:
+        run.state = state
+        if state == STOPPED:
+            run.finished_at = now
+        session.add(run)
+        record(
+            session,
+            [Change(actor, f"sprint.{state}", "campaign", slug, f"sprint of {slug} {state}")],
+        )
+    return run
+
+
+# -- who is told, and what ---------------------------------------------------------------------
+
+
+def staff(spec: CampaignSpec) -> list[str]:
+    """Who gets the sprint's digests and prompts: the campaign's `staff`, else its internal
+    reviewers."""
+    return list(spec.staff or spec.approvers.get("internal", []))
+
+
+def email(to: str, subject: str, text: str, key: str) -> dict[str, Any]:
+    return {
+        "channel": "email",
+        "destination": "sprint",
+        "idempotency_key": key,
+        "subject_type": "sprint",
+        "subject_id": key.split(":")[1],
+        "payload": {"to": to, "subject": subject, "text": text},
+    }
+
+
+def to_staff(
+    campaign: Campaign, spec: CampaignSpec, step: Step, subject: str, text: str
+) -> list[dict[str, Any]]:
+    return [
+        email(person, subject, text, f"sprint:{campaign.id}:{step.key}:{person}")
+        for person in staff(spec)
+    ]
+
+
+def _creators_with_briefs(session: Session, campaign: Campaign) -> list[tuple[int, Creator, Brief]]:
+    """Active members with a sent brief: the member's id, the creator and the latest brief."""
+    latest = (
+        select(Brief.member_id, func.max(Brief.version).label("version"))
+        .where(Brief.campaign_id == campaign.id, col(Brief.sent_at).is_not(None))
+        .group_by(col(Brief.member_id))
+        .subquery()
+    )
+    rows = session.exec(
+        select(RosterMember.id, Creator, Brief)
+        .join(Creator, col(Creator.id) == col(RosterMember.creator_id))
+        .join(latest, latest.c.member_id == col(RosterMember.id))
+        .join(
+            Brief,
+            (col(Brief.member_id) == latest.c.member_id) & (col(Brief.version) == latest.c.version),
+        )
+        .where(RosterMember.campaign_id == campaign.id, RosterMember.status == RosterStatus.ACTIVE)
+        .order_by(col(Creator.handle))
+    ).all()
+    return [(int(member_id or 0), creator, brief) for member_id, creator, brief in rows]
+
+
+def _members_with_drafts(session: Session, campaign: Campaign) -> set[int]:
+    return set(
+        session.exec(
+            select(Creative.member_id).where(
+                Creative.campaign_id == campaign.id, Creative.current_version >= 1
+            )
+        ).all()
+    )
+
+
+def remind_drafts(
+    session: Session, campaign: Campaign, step: Step, *, public_url: str
+) -> dict[str, Any]:
+    spec = campaign_spec(campaign)
+    _, due = week_bounds(spec.sprint.start, step.week)
+    drafted = _members_with_drafts(session, campaign)
+    messages = []
+    for member_id, creator, brief in _creators_with_briefs(session, campaign):
+        if member_id in drafted or not creator.email:
+            continue
+        text = (
+            f"Hi {creator.name or '@' + creator.handle},\n\n"
+            f"Your first draft for {spec.name} is due by {due - timedelta(days=1):%A %B %d}. "
+            "Your brief, and the place to upload the draft, are here:\n"
+            f"{brief_link(public_url, brief.token)}\n\n"
+            "Reply to this email if anything is in the way.\n"
+        )
+        messages.append(
+            email(
+                creator.email,
+                f"{spec.name}: your draft is due {due - timedelta(days=1):%b %d}",
+                text,
+                f"sprint:{campaign.id}:{step.key}:{member_id}",
+            )
+        )
+    return {"reminded": enqueue(session, messages)}
+
+
+def report_missing_drafts(
+    session: Session, campaign: Campaign, step: Step, *, public_url: str
+) -> dict[str, Any]:
+    spec = campaign_spec(campaign)
+    drafted = _members_with_drafts(session, campaign)
+    missing = [
+        creator.handle
+        for member_id, creator, _ in _creators_with_briefs(session, campaign)
+        if member_id not in drafted
+    ]
+    if not missing:
+        return {"missing": []}
+    text = (
+        f"{len(missing)} creator(s) on {spec.name} have no first draft in, and drafts were due "
+        f"this week:\n\n" + "\n".join(f"- @{h}" for h in missing) + "\n"
+    )
+    enqueue(
+        session,
+        to_staff(campaign, spec, step, f"{spec.name}: {len(missing)} draft(s) missing", text),
+    )
+    return {"missing": missing}
+
+
+def remind_posting(
+    session: Session, campaign: Campaign, step: Step, *, public_url: str
+) -> dict[str, Any]:
+    spec = campaign_spec(campaign)
+    approved = session.exec(
+        select(Creative, Creator)
+        .join(RosterMember, col(RosterMember.id) == col(Creative.member_id))
+        .join(Creator, col(Creator.id) == col(RosterMember.creator_id))
+        .where(Creative.campaign_id == campaign.id, Creative.status == CreativeStatus.APPROVED)
+        .order_by(col(Creative.id))
+    ).all()
+    messages = []
+    for creative, creator in approved:
+        if not creator.email:
+            continue
+        text = (
+            f"Hi {creator.name or '@' + creator.handle},\n\n"
+            f'"{creative.title}" was approved for {spec.name} and is not posted yet. '
+            f"Please post it this week (posting runs through week {spec.brief.posting_weeks[1]}), "
+            "with the disclosure exactly as approved.\n"
+        )
+        messages.append(
+            email(
+                creator.email,
+                f"{spec.name}: your approved video is ready to post",
+                text,
+                f"sprint:{campaign.id}:{step.key}:{creative.id}",
+            )
+        )
+    return {"reminded": enqueue(session, messages)}
+
+
+def prompt_milestone(
+    session: Session, campaign: Campaign, step: Step, *, public_url: str
+) -> dict[str, Any]:
+    spec = campaign_spec(campaign)
+    planned = next(m for m in plan_milestones(spec) if m.key == step.milestone)
+    owners = [planned.owner] if planned.owner else staff(spec)
+    text = (
+        f'The milestone "{planned.name}" of {spec.name} is due by {planned.due_on:%A %B %d} '
+        f"(week {planned.week}).\n\nThe numbers so far: {public_url}/reports/{campaign.slug}\n\n"
+        f"When it is done, mark it: rally sprint milestone {campaign.slug} {planned.key} met\n"
+    )
+    messages = [
+        email(
+            owner,
+            f"{spec.name}: {planned.name} is due",
+            text,
+            f"sprint:{campaign.id}:{step.key}:{owner}",
+        )
+        for owner in owners
+    ]
+    return {"prompted": owners, "queued": enqueue(session, messages)}
+
+
+def digest(
+    session: Session, campaign: Campaign, step: Step, report: dict[str, Any], *, public_url: str
+) -> dict[str, Any]:
+    """The week's digest to staff: the numbers, what needs a decision, where to read more."""
+    spec = campaign_spec(campaign)
+    phase = next(
+        (p.name for p in plan_phases(spec) if p.first_week <= step.week <= p.last_week), ""
+    )
+    lines = [
+        f"{spec.name}, week {step.week} of {campaign.weeks}" + (f" ({phase})" if phase else ""),
+        "",
+    ]
+    lines.append("The numbers so far:")
+    for name, progress in report["progress"].items():
+        share = progress.get("share")
+        actual = progress.get("value")
+        shown = [_figure(name, v) for v in (actual, progress.get("target"))]
+        lines.append(
+            f"- {name.replace('_', ' ')}: {shown[0]} of {shown[1]}"
+            + (f" ({share:.0%} of the target)" if share is not None else "")
+        )
+    decisions = needs_decision(session, campaign, week=step.week)
+    lines += ["", "Needs a decision:" if decisions else "Nothing needs a decision this week."]
+    lines += [f"- {item}" for item in decisions]
+    milestones = session.exec(
+        select(Milestone).where(Milestone.campaign_id == campaign.id, Milestone.week == step.week)
+    ).all()
+    for m in milestones:
+        lines.append(f"Milestone {m.name}: {m.status}")
+    recommendation = report.get("recommendation")
+    if recommendation and any(m.check == "kpi_progress" for m in milestones):
+        lines += [
+            "",
+            f"Budget: {recommendation['action']} ({'; '.join(recommendation['because'])})",
+        ]
+    lines += ["", f"The week's report: {public_url}/reports/{campaign.slug}/week-{step.week}"]
+    subject = f"{spec.name}: week {step.week} digest"
+    if step.week >= campaign.weeks:
+        subject = f"{spec.name}: the sprint is over: postmortem and next plan"
+        lines.append(
+            "The postmortem is the final report above; the next sprint's plan draft is beside it."
+        )
+    return {
+        "digest": enqueue(session, to_staff(campaign, spec, step, subject, "\n".join(lines) + "\n"))
+    }
+
+
+EMAIL_STEPS = {
+    Kind.DRAFT_REMINDERS: remind_drafts,
+    Kind.DRAFTS_MISSING: report_missing_drafts,
+    Kind.POSTING_REMINDERS: remind_posting,
+    Kind.MILESTONE_PROMPT: prompt_milestone,
+}
+
+
+def needs_decision(session: Session, campaign: Campaign, *, week: int) -> list[str]:
+    items = []
+    waiting = session.exec(
+        select(SprintStep).where(
+            SprintStep.campaign_id == campaign.id,
+            SprintStep.status == StepStatus.WAITING,
+            col(SprintStep.go_ahead_at).is_(None),
+        )
+    ).all()
+    items += [
+        f"the go-ahead for {row.key}: rally sprint approve {campaign.slug} {row.key}"
+        for row in waiting
+    ]
+    pending = session.exec(
+        select(Milestone).where(
+            Milestone.campaign_id == campaign.id,
+            Milestone.week <= week,
+            Milestone.status == MilestoneStatus.PENDING,
+        )
+    ).all()
+    items += [
+        f"milestone {m.name} (week {m.week}): rally sprint milestone {campaign.slug} {m.key} met"
+        for m in pending
+    ]
+    return items
+
+
+def _figure(name: str, value: Any) -> str:
+    """A KPI's value as staff read it: rates in percent, costs in money, counts with commas."""
+    if value is None:
+        return "-"
+    if name.endswith("_rate"):
+        return f"{value:.1%}"
+    if name in ("cpa", "cost_per_engaged_user"):
+        return f"${value:,.2f}"
+    return f"{value:,.0f}"
