@@ -12,6 +12,8 @@ import typer
 from cli.common import console, store
 from config.errors import RallyError
 
+NAMED_LISTS = (("errors",), ("failed",), ("taken_down",))  # lists of words a summary names
+
 
 def summary(result: Any) -> str:
     """What a flow run did, in a few words: the non-zero counts of its result, by name."""
@@ -27,7 +29,7 @@ def summary(result: Any) -> str:
             parts.append(f"{' '.join(path)} {value}")
         elif isinstance(value, list) and value and all(type(v) is int for v in value):
             parts.append(f"{' '.join(path)} {', '.join(map(str, value))}")
-        elif isinstance(value, list) and value and path[-1:] in (("errors",), ("failed",)):
+        elif isinstance(value, list) and value and path[-1:] in NAMED_LISTS:
             parts.append(f"{' '.join(path)}: {'; '.join(map(str, value[:3]))}")
         elif isinstance(value, str) and path[-1:] == ("stopped",):
             parts.append(f"{' '.join(path)}: {value}")

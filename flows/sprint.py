@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from prefect import flow, task
+from prefect.input import RunInput
 from pydantic import Field
 from sqlalchemy import Engine
 
@@ -29,22 +30,25 @@ from flows.review import fire_timers
 from store.db import Lock, only_one, open_store, transaction
 from store.types import clock, utcnow
 from tasks import progress
-from tasks.campaigns.campaign import campaign_spec, get_campaign
+from tasks.campaigns.campaign import campaign_spec, get_campaign, staff
 from tasks.reporting.report import build_report, weeks_so_far
 from tasks.reporting.stored import keep_report
 from tasks.sprint.calendar import (
     BRIEFS,
     EMAIL_STEPS,
+    CalendarError,
     Kind,
     Step,
     StepStatus,
     ask_go_ahead,
+    briefs_to_send,
     digest,
     give_go_ahead,
     live_sprints,
     mark,
+    needs_new_briefs,
+    note_outcome,
     recorded,
-    staff,
     step_named,
     steps_due,
 )
@@ -158,18 +162,82 @@ def briefs_step(slug: str, step: Step, at: datetime, simulated_staff: str | None
     with transaction(engine, write=False) as session:
         waiting = recorded(session, get_campaign(session, slug)).get(step.key)
     if waiting is None:
-        made = generate(slug, send=False, at=at)
+        with transaction(engine, write=False) as session:
+            campaign = get_campaign(session, slug)
+            new = step.key == BRIEFS or needs_new_briefs(session, campaign)
+        made = generate(slug, send=False, at=at) if new else {}
+        with transaction(engine, write=False) as session:
+            campaign = get_campaign(session, slug)
+            made["to_send"] = briefs_to_send(session, campaign) if new else []
+        if not made["to_send"]:
+            with transaction(engine) as session:
+                campaign = get_campaign(session, slug)
+                done = {"sent": 0, "spec_hash": campaign.spec_hash}
+                mark(session, campaign, step, StepStatus.DONE, now=at, outcome=done)
+            return done
         with transaction(engine) as session:
             campaign = get_campaign(session, slug)
             ask_go_ahead(session, campaign, step, made, now=at, public_url=settings.public_url)
         if simulated_staff is None:
-            return {"waiting": "go-ahead", **made}
+            run = start_go_ahead_run(slug, step)
+            with transaction(engine) as session:
+                note_outcome(session, get_campaign(session, slug), step.key, go_ahead_run=run)
+            return {"waiting": "go-ahead", "go_ahead_run": run, **made}
         with transaction(engine) as session:
             give_go_ahead(session, slug, step.key, actor=simulated_staff, now=at)
     sent = generate(slug, send=True, at=at)
     with transaction(engine) as session:
-        mark(session, get_campaign(session, slug), step, StepStatus.DONE, now=at, outcome=sent)
+        campaign = get_campaign(session, slug)
+        sent["spec_hash"] = campaign.spec_hash
+        mark(session, campaign, step, StepStatus.DONE, now=at, outcome=sent)
+    if waiting is not None and waiting.outcome.get("go_ahead_run"):
+        end_go_ahead_run(waiting.outcome["go_ahead_run"])
     return sent
+
+
+GO_AHEAD = "sprint-go-ahead/sprint-go-ahead"
+
+
+def start_go_ahead_run(slug: str, step: Step) -> str:
+    """A `sprint-go-ahead` run that waits, suspended, for staff to resume it from the Prefect
+    UI: its id, or why there is none (Rally's deployments are not registered when it runs
+    embedded, and then the CLI gives the go-ahead)."""
+    from prefect.client.schemas.objects import FlowRun
+    from prefect.deployments import run_deployment
+    from prefect.exceptions import ObjectNotFound
+
+    try:
+        run = run_deployment(
+            GO_AHEAD,
+            parameters={"slug": slug, "step": step.key},
+            timeout=0,
+            as_subflow=False,
+            flow_run_name=f"{slug}: go-ahead for {step.key}",
+        )
+    except ObjectNotFound:
+        return "none: the sprint-go-ahead deployment is not registered ('rally deploy')"
+    assert isinstance(run, FlowRun)  # from sync code, the run itself (not a coroutine)
+    return str(run.id)
+
+
+def end_go_ahead_run(run_id: str) -> None:
+    """Cancel the go-ahead run still waiting once the go-ahead came another way (the CLI), so
+    that the Prefect UI shows no question that was answered already."""
+    from uuid import UUID
+
+    from prefect.client.orchestration import get_client
+    from prefect.states import Cancelled
+
+    try:
+        flow_run_id = UUID(run_id)
+    except ValueError:
+        return
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(flow_run_id)
+        if run.state is not None and not run.state.is_final():
+            client.set_flow_run_state(
+                flow_run_id, Cancelled(message="the go-ahead was given another way"), force=True
+            )
 
 
 def run_calendar(
@@ -274,19 +342,39 @@ def sprint_calendar(at: datetime | None = None) -> dict[str, Any]:
     return {"steps": done, "failed": failed}
 
 
+class GoAhead(RunInput):
+    """The Prefect UI's Resume form of a go-ahead run."""
+
+    by: str = Field(description="Who gives the go-ahead (your email), for the audit log.")
+    note: str = Field("", description="Anything to keep with it (what was checked).")
+
+
 @flow(name="sprint-go-ahead")
-def go_ahead(slug: str, step: str = BRIEFS, by: str = "staff") -> dict[str, Any]:
-    """Give staff's go-ahead for a step of the sprint that waits for one (the briefs, once
-    generated, wait for it before they are sent); the next pass of `sprint-calendar` does it.
+def go_ahead(slug: str, step: str = BRIEFS, by: str = "", note: str = "") -> dict[str, Any]:
+    """Staff's go-ahead for a step of the sprint that waits for one: the briefs, once generated,
+    wait for it before they are sent, and the next pass of `sprint-calendar` sends them.
+
+    Rally starts this run when the step comes due, without `by`: it waits, suspended (holding
+    no worker), until staff resume it from the Prefect UI and give their name. Run by hand with
+    `by`, it gives the go-ahead at once.
 
     Args:
         slug: The campaign's slug, as in its campaign.yaml.
         step: The step's key, as the go-ahead email and `rally sprint status` name it.
-        by: Who gives it (kept in the audit log).
+        by: Who gives it (kept in the audit log); empty waits for the Prefect UI's Resume.
+        note: Anything to keep with it.
     """
+    if not by:
+        from prefect.flow_runs import suspend_flow_run
+
+        answer = suspend_flow_run(wait_for_input=GoAhead, key="go-ahead")
+        by, note = f"{answer.by} (Prefect UI)", answer.note
     with transaction(open_store(get_settings())) as session:
-        give_go_ahead(session, slug, step, actor=by, now=utcnow())
-    return {"campaign": slug, "step": step, "go_ahead": by}
+        try:
+            given = give_go_ahead(session, slug, step, actor=by, now=utcnow(), note=note)
+        except CalendarError as exc:
+            return {"campaign": slug, "step": step, "go_ahead": None, "why": str(exc)}
+    return {"campaign": slug, "step": step, "go_ahead": by if given else "given already"}
 
 
 @flow(name="report")

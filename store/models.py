@@ -212,6 +212,7 @@ class CreativeStatus(StrEnum):
     APPROVED = "approved"
     REJECTED = "rejected"
     POSTED = "posted"
+    TAKEN_DOWN = "taken_down"  # posted, then gone from TikTok
 
 
 class Creative(SQLModel, table=True):

@@ -264,6 +264,12 @@ def campaign_spec(campaign: Campaign) -> CampaignSpec:
     return spec
 
 
+def staff(spec: CampaignSpec) -> list[str]:
+    """Who gets the sprint's digests, prompts and alerts: the campaign's `staff`, else its
+    internal reviewers."""
+    return list(spec.staff or spec.approvers.get("internal", []))
+
+
 def is_staff(campaign: Campaign, email: str) -> bool:
     """Whether `email` is in one of the campaign's approver groups."""
     return any(email in members for members in campaign_spec(campaign).approvers.values())

@@ -14,17 +14,27 @@ from typing import Any
 
 import httpx
 from sqlalchemy import Engine, func
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 from tenacity.wait import wait_base
 
 from config.settings import Settings
 from integrations.errors import PermanentError, TransientError, UnavailableError
 from integrations.tiktok import Comment, CommentPage, TikTokBusiness
+from store.audit import Change, record
 from store.db import transaction
-from store.models import Creative, MetricSnapshot, PollCursor
+from store.models import (
+    Campaign,
+    Creative,
+    CreativeStatus,
+    Creator,
+    MetricSnapshot,
+    PollCursor,
+    RosterMember,
+)
+from tasks.campaigns.campaign import campaign_spec, staff
 from tasks.engagement.events import new_event, store_events
-from tasks.outbox import wait_for_remote, worth_retrying_now
+from tasks.outbox import enqueue, wait_for_remote, worth_retrying_now
 
 SOURCE = "tiktok_comments"
 MAX_PAGES = 50  # per video and poll: one busy video cannot starve the others
@@ -37,6 +47,7 @@ class PollReport:
     comments: int = 0
     new: int = 0
     snapshots: int = 0
+    taken_down: list[str] = field(default_factory=list)  # posted videos gone from TikTok
     errors: list[str] = field(default_factory=list)
     stopped: str | None = None
 
@@ -167,8 +178,75 @@ def poll_metrics(
                 )
             )
             report.snapshots += 1
+        returned = {m.video_id for m in metrics}
+        report.taken_down = takedowns(session, videos, returned, now=now)
     report.videos = len(videos)
     return report
+
+
+def takedowns(
+    session: Session,
+    videos: dict[str, tuple[int, int, int | None]],
+    returned: set[str],
+    *,
+    now: datetime,
+) -> list[str]:
+    """Posted videos TikTok no longer returns are marked taken down, audited, and the campaign's
+    staff emailed, once per takedown; one that is back is marked posted again. The videos newly
+    taken down."""
+    ids = [creative for _, _, creative in videos.values() if creative is not None]
+    rows = session.exec(
+        select(Creative, Creator, Campaign)
+        .join(RosterMember, col(RosterMember.id) == col(Creative.member_id))
+        .join(Creator, col(Creator.id) == col(RosterMember.creator_id))
+        .join(Campaign, col(Campaign.id) == col(Creative.campaign_id))
+        .where(
+            col(Creative.id).in_(ids),
+            col(Creative.status).in_([CreativeStatus.POSTED, CreativeStatus.TAKEN_DOWN]),
+        )
+    ).all()
+    gone = []
+    for creative, creator, campaign in rows:
+        video = creative.platform_video_id or ""
+        here = video in returned
+        if here == (creative.status == CreativeStatus.POSTED):
+            continue
+        creative.status = CreativeStatus.POSTED if here else CreativeStatus.TAKEN_DOWN
+        creative.updated_at = now
+        session.add(creative)
+        what = "is back on TikTok" if here else "is no longer on TikTok"
+        summary = f"video {video} of @{creator.handle} on {campaign.slug} {what}"
+        action = "creative.restored" if here else "creative.taken_down"
+        record(session, [Change("rally", action, "creative", creative.id or 0, summary)])
+        if here:
+            continue
+        gone.append(video)
+        text = (
+            f'The video "{creative.title}" by @{creator.handle} for {campaign.name} is no longer '
+            f"on TikTok (first missed at {now:%Y-%m-%d %H:%M} UTC): taken down by TikTok, or "
+            f"deleted or made private by the creator.\n\nIt was at {creative.posted_url or video}. "
+            "Ask the creator what happened; if it goes up again, record the new link with "
+            f"'rally creatives posted {creative.id} URL'.\n"
+        )
+        enqueue(
+            session,
+            [
+                {
+                    "channel": "email",
+                    "destination": "staff",
+                    "idempotency_key": f"takedown:{creative.id}:{now:%Y%m%dT%H%M%S}:{person}",
+                    "subject_type": "takedown",
+                    "subject_id": str(creative.id),
+                    "payload": {
+                        "to": person,
+                        "subject": f"{campaign.name}: @{creator.handle}'s video is gone",
+                        "text": text,
+                    },
+                }
+                for person in staff(campaign_spec(campaign))
+            ],
+        )
+    return gone
 
 
 METRICS_EVERY = timedelta(hours=1)

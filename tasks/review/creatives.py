@@ -109,7 +109,12 @@ def _creative(
     if found is None or found.member_id != member.id:
         raise RallyError(f"no creative {creative_id} of this creator on {campaign.slug}")
     creative = found
-    if creative.status in (CreativeStatus.APPROVED, CreativeStatus.REJECTED, CreativeStatus.POSTED):
+    if creative.status in (
+        CreativeStatus.APPROVED,
+        CreativeStatus.REJECTED,
+        CreativeStatus.POSTED,
+        CreativeStatus.TAKEN_DOWN,
+    ):
         raise RallyError(
             f"creative {creative_id} is {creative.status}: submit a new creative instead"
         )
@@ -319,7 +324,11 @@ def posted(session: Session, *, creative_id: int, url: str, actor: str, now: dat
     creative = session.get(Creative, creative_id)
     if creative is None:
         raise RallyError(f"no creative {creative_id}")
-    approved = creative.status in (CreativeStatus.APPROVED, CreativeStatus.POSTED)
+    approved = creative.status in (
+        CreativeStatus.APPROVED,
+        CreativeStatus.POSTED,
+        CreativeStatus.TAKEN_DOWN,  # posted again
+    )
     creative.posted_url, creative.posted_at, creative.updated_at = url, now, now
     creative.platform_video_id = video_id(url) or creative.platform_video_id
     if approved:

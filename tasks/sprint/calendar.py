@@ -11,6 +11,8 @@ Steps that need people say so by email (the outbox, like every other message):
 - `briefs` (the sprint's first day): the briefs are generated and staff are asked for the
   go-ahead; once given (`rally sprint approve SLUG briefs`, or the `sprint-go-ahead` flow from
   the Prefect UI), they are sent;
+- `briefs-wNN` (each later week's start): the same for creators added to the roster, or briefs
+  changed by a campaign applied again, since; nothing to ask when there are none;
 - `draft-reminders` (days before the drafts are due): creators with a brief and no draft;
 - `drafts-missing` (when they are due): staff, with the creators still missing;
 - `posting-reminders-wNN` (each posting week): creators with an approved video not posted;
@@ -44,7 +46,7 @@ from store.models import (
     SprintStep,
 )
 from tasks.briefs.emails import brief_link
-from tasks.campaigns.campaign import campaign_spec, get_campaign
+from tasks.campaigns.campaign import campaign_spec, get_campaign, staff
 from tasks.campaigns.plan import plan_milestones, plan_phases
 from tasks.outbox import enqueue
 from tasks.sprint.week import week_bounds
@@ -91,6 +93,16 @@ def calendar(spec: CampaignSpec) -> list[Step]:
     start, weeks = spec.sprint.start, spec.sprint.weeks
     first, _ = week_bounds(start, 1)
     steps = [Step(BRIEFS, Kind.BRIEFS, 1, first, "Briefs: generated, then sent on the go-ahead")]
+    for week in range(2, weeks + 1):
+        steps.append(
+            Step(
+                f"briefs-w{week:02d}",
+                Kind.BRIEFS,
+                week,
+                week_bounds(start, week)[0],
+                f"Week {week}: briefs for creators added, or a campaign changed, since",
+            )
+        )
     draft_week = min(spec.brief.draft_due_week, weeks)
     _, drafts_due = week_bounds(start, draft_week)
     reminder_days = spec.brief.draft_reminder_days
@@ -173,6 +185,63 @@ def steps_due(session: Session, campaign: Campaign, *, now: datetime) -> list[St
     return due
 
 
+def needs_new_briefs(session: Session, campaign: Campaign) -> bool:
+    """Whether a creator has no brief yet, or the campaign changed since briefs were last sent
+    (so that generating them may make new versions): cheap, so a week with neither asks
+    nothing."""
+    last = session.exec(
+        select(SprintStep)
+        .where(
+            SprintStep.campaign_id == campaign.id,
+            col(SprintStep.key).startswith(BRIEFS),
+            SprintStep.status == StepStatus.DONE,
+        )
+        .order_by(col(SprintStep.due_at).desc())
+    ).first()
+    if last is None or last.outcome.get("spec_hash") != campaign.spec_hash:
+        return True
+    briefed = select(Brief.member_id).where(Brief.campaign_id == campaign.id)
+    return (
+        session.exec(
+            select(RosterMember.id).where(
+                RosterMember.campaign_id == campaign.id,
+                RosterMember.status == RosterStatus.ACTIVE,
+                col(RosterMember.id).not_in(briefed),
+            )
+        ).first()
+        is not None
+    )
+
+
+def briefs_to_send(session: Session, campaign: Campaign) -> list[str]:
+    """Handles of active creators whose latest brief has not been sent: new creators, or a new
+    version after the campaign changed."""
+    latest = (
+        select(Brief.member_id, func.max(Brief.version).label("version"))
+        .where(Brief.campaign_id == campaign.id)
+        .group_by(col(Brief.member_id))
+        .subquery()
+    )
+    return list(
+        session.exec(
+            select(Creator.handle)
+            .join(RosterMember, col(RosterMember.creator_id) == col(Creator.id))
+            .join(latest, latest.c.member_id == col(RosterMember.id))
+            .join(
+                Brief,
+                (col(Brief.member_id) == latest.c.member_id)
+                & (col(Brief.version) == latest.c.version),
+            )
+            .where(
+                RosterMember.campaign_id == campaign.id,
+                RosterMember.status == RosterStatus.ACTIVE,
+                col(Brief.sent_at).is_(None),
+            )
+            .order_by(col(Creator.handle))
+        ).all()
+    )
+
+
 def live_sprints(session: Session) -> list[str]:
     """The slugs of the live sprints that are running (not paused, stopped or finished)."""
     return list(
@@ -218,9 +287,15 @@ def ask_go_ahead(
     """The step waits for staff's go-ahead, and staff are asked for it."""
     spec = campaign_spec(campaign)
     mark(session, campaign, step, StepStatus.WAITING, now=now, outcome=made)
+    waiting = made.get("to_send", [])
+    who = f"{len(waiting)} creator(s)"
+    if step.key != BRIEFS:
+        who += " (added, or whose brief changed with the campaign): " + ", ".join(
+            f"@{h}" for h in waiting[:20]
+        )
     text = (
-        f"The briefs of {spec.name} are generated for {made.get('creators', 0)} creator(s) and "
-        "wait for your go-ahead before they are sent.\n\n"
+        f"The briefs of {spec.name} are generated for {who}, and wait for your go-ahead "
+        "before they are sent.\n\n"
         f"Read them: rally briefs show {campaign.slug} HANDLE (or each creator's brief page)\n"
         f"To change something, edit the campaign file and apply it again; the briefs are made "
         "again when they are sent.\n\n"
@@ -233,8 +308,11 @@ def ask_go_ahead(
     )
 
 
-def give_go_ahead(session: Session, slug: str, key: str, *, actor: str, now: datetime) -> None:
-    """Staff's go-ahead for a step that waits for one; the next pass of the calendar does it."""
+def give_go_ahead(
+    session: Session, slug: str, key: str, *, actor: str, now: datetime, note: str = ""
+) -> bool:
+    """Staff's go-ahead for a step that waits for one (the next pass of the calendar does it);
+    False when it was given already."""
     campaign = get_campaign(session, slug)
     step = next((s for s in calendar(campaign_spec(campaign)) if s.key == key), None)
     if step is None or not step.needs_go_ahead:
@@ -250,13 +328,21 @@ def give_go_ahead(session: Session, slug: str, key: str, *, actor: str, now: dat
     if row.status == StepStatus.DONE:
         raise CalendarError(f"{slug}'s step {key!r} is done already")
     if row.go_ahead_at is not None:
-        return
+        return False
     row.go_ahead_by, row.go_ahead_at = actor, now
     session.add(row)
-    record(
-        session,
-        [Change(actor, "sprint.go_ahead", "campaign", slug, f"go-ahead for {key} of {slug}")],
-    )
+    summary = f"go-ahead for {key} of {slug}" + (f": {note}" if note else "")
+    details = {"note": note} if note else {}
+    record(session, [Change(actor, "sprint.go_ahead", "campaign", slug, summary, details)])
+    return True
+
+
+def note_outcome(session: Session, campaign: Campaign, key: str, **more: Any) -> None:
+    """Add to what a recorded step keeps of its outcome."""
+    row = session.get(SprintStep, (campaign.id, key))
+    if row is not None:
+        row.outcome = {**row.outcome, **more}
+        session.add(row)
 
 
 def set_state(session: Session, slug: str, state: str, *, actor: str, now: datetime) -> SprintRun:
@@ -281,12 +367,6 @@ def set_state(session: Session, slug: str, state: str, *, actor: str, now: datet
 
 
 # -- who is told, and what ---------------------------------------------------------------------
-
-
-def staff(spec: CampaignSpec) -> list[str]:
-    """Who gets the sprint's digests and prompts: the campaign's `staff`, else its internal
-    reviewers."""
-    return list(spec.staff or spec.approvers.get("internal", []))
 
 
 def email(to: str, subject: str, text: str, key: str) -> dict[str, Any]:

@@ -334,6 +334,102 @@ def test_two_serves_on_one_store_close_each_week_and_send_each_message_once(
     assert closes and len(closes) == len(set(closes))  # no milestone judged twice
 
 
+def _wait_for_state(api: str, run_id: str, wanted: set[str], workers: list[Process]) -> dict:
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        run = httpx.get(f"{api}/flow_runs/{run_id}", timeout=10).json()
+        if run["state_type"] in wanted:
+            return run
+        assert run["state_type"] not in ("FAILED", "CRASHED"), "\n".join(
+            w.output() for w in workers
+        )
+        time.sleep(0.5)
+    pytest.fail(f"run {run_id} never reached {wanted}:\n" + "\n".join(w.output() for w in workers))
+
+
+@pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)
+def test_the_briefs_wait_for_a_go_ahead_staff_give_by_resuming_a_run_in_the_prefect_ui(
+    rally, example, settings, engine, prefect_api, tmp_path
+) -> None:
+    from sqlmodel import func, select
+
+    from store.models import AuditEvent, OutboxMessage, SprintStep
+
+    campaign = example / "campaign.yaml"
+    monday = date.today() - timedelta(days=date.today().weekday())
+    campaign.write_text(campaign.read_text().replace("start: 2027-02-01", f"start: {monday}"))
+    assert rally("campaign", "apply", campaign).code == 0
+    assert rally("sprint", "start", SLUG).code == 0
+    deployed = subprocess.run(
+        [str(BIN / "rally"), "deploy", "--paused"],
+        env=clean_env(PREFECT_API_URL=prefect_api, RALLY_HOME=str(tmp_path / "staff")),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+    worker = Process(
+        [str(BIN / "prefect"), "worker", "start", "--pool", "rally", "--name", "go-ahead"],
+        clean_env(
+            PREFECT_API_URL=prefect_api,
+            PREFECT_HOME=str(tmp_path / "worker"),
+            PREFECT_WORKER_QUERY_SECONDS="1",
+            RALLY_DATABASE_URL=settings.store_url,
+            RALLY_HOME=str(tmp_path / "worker-home"),
+        ),
+        tmp_path / "worker.log",
+        tmp_path,
+    )
+    try:
+        # The calendar's pass makes the briefs and starts a go-ahead run, which suspends.
+        first = run_deployment(prefect_api, "sprint-calendar/sprint-calendar", {})
+        assert first["state_type"] == "COMPLETED", worker.output()
+        with transaction(engine, write=False) as session:
+            step = session.exec(select(SprintStep).where(SprintStep.key == "briefs")).one()
+        assert step.status == "waiting" and step.go_ahead_at is None
+        run_id = step.outcome["go_ahead_run"]
+        waiting = _wait_for_state(prefect_api, run_id, {"PAUSED"}, [worker])
+        assert waiting["state_name"] == "Suspended"
+        assert waiting["name"] == f"{SLUG}: go-ahead for briefs"
+        form = waiting["state"]["state_details"]["run_input_keyset"]["schema"]
+        deadline = time.monotonic() + 60  # the run stores its form just after it suspends
+        while httpx.get(f"{prefect_api}/flow_runs/{run_id}/input/{form}").status_code != 200:
+            assert time.monotonic() < deadline, worker.output()
+            time.sleep(0.2)
+
+        # Staff resume it in the UI with the form's answers (a form without a name is refused);
+        # the rerun records the go-ahead.
+        nameless = httpx.post(
+            f"{prefect_api}/flow_runs/{run_id}/resume", json={"run_input": {"note": "ok"}}
+        )
+        assert nameless.json()["status"] == "REJECT" and "by" in nameless.text
+        resumed = httpx.post(
+            f"{prefect_api}/flow_runs/{run_id}/resume",
+            json={"run_input": {"by": "dana.okafor@keystoneyouthvote.example.org", "note": "ok"}},
+            timeout=10,
+        )
+        assert resumed.is_success and resumed.json()["status"] == "ACCEPT", resumed.text
+        _wait_for_state(prefect_api, run_id, {"COMPLETED"}, [worker])
+        with transaction(engine, write=False) as session:
+            step = session.exec(select(SprintStep).where(SprintStep.key == "briefs")).one()
+            assert step.go_ahead_by == "dana.okafor@keystoneyouthvote.example.org (Prefect UI)"
+            assert session.exec(
+                select(AuditEvent).where(AuditEvent.action == "sprint.go_ahead")
+            ).one()
+
+        # The next pass sends the briefs, once.
+        second = run_deployment(prefect_api, "sprint-calendar/sprint-calendar", {})
+        assert second["state_type"] == "COMPLETED", worker.output()
+        with transaction(engine, write=False) as session:
+            briefs = session.exec(
+                select(func.count()).where(OutboxMessage.subject_type == "brief")
+            ).one()
+            step = session.exec(select(SprintStep).where(SprintStep.key == "briefs")).one()
+        assert briefs == 50 and step.status == "done"
+    finally:
+        worker.stop()
+
+
 def test_prefect_yaml_deploys_what_rally_deploy_does() -> None:
     """`prefect deploy --all` from the checkout and `rally deploy` register the same things."""
     import yaml

@@ -295,6 +295,32 @@ def test_metrics_are_one_snapshot_per_posted_video_with_tiktoks_numbers(rig: Rig
         assert (s.campaign_id, s.member_id, s.creative_id) == astuple(video)[1:4]
 
 
+def test_a_posted_video_gone_from_tiktok_is_flagged_to_staff_once_and_restored_when_back(
+    rig: Rig,
+) -> None:
+    del rig.api.videos[OTHER]  # taken down, or deleted or made private by its creator
+
+    first = poll_metrics(rig.engine, rig.tiktok, now=NOW, wait=NO_WAIT)
+    again = poll_metrics(rig.engine, rig.tiktok, now=NOW + timedelta(hours=1), wait=NO_WAIT)
+
+    assert (first.taken_down, again.taken_down, first.errors) == ([OTHER], [], [])
+    statuses = {c.platform_video_id: c.status for c in rig.rows(Creative)}
+    assert statuses == {VIDEO: CreativeStatus.POSTED, OTHER: CreativeStatus.TAKEN_DOWN}
+    alerts = [m for m in rig.rows(OutboxMessage) if m.subject_type == "takedown"]
+    assert sorted(m.payload["to"] for m in alerts) == [
+        "dana.okafor@keystoneyouthvote.example.org",
+        "li.chen@keystoneyouthvote.example.org",
+    ]  # the campaign's staff (its internal reviewers), each once
+    handle = next(v.handle for v in rig.videos if v.video_id == OTHER)
+    assert f"@{handle}" in alerts[0].payload["text"]
+
+    rig.api.add_video(OTHER, video_views=5)  # made public again
+    back = poll_metrics(rig.engine, rig.tiktok, now=NOW + timedelta(hours=2), wait=NO_WAIT)
+    assert back.taken_down == [] and back.snapshots == 2
+    assert {c.status for c in rig.rows(Creative)} == {CreativeStatus.POSTED}
+    assert len([m for m in rig.rows(OutboxMessage) if m.subject_type == "takedown"]) == 2
+
+
 # -- delivery ----------------------------------------------------------------------------------
 
 

@@ -22,9 +22,9 @@ from store.models import (
     RosterMember,
     SprintStep,
 )
-from tasks.campaigns.campaign import campaign_spec
+from tasks.campaigns.campaign import campaign_spec, staff
 from tasks.due import has_work
-from tasks.sprint.calendar import calendar, staff
+from tasks.sprint.calendar import calendar
 from tests.conftest import SLUG
 
 START = datetime(2027, 2, 1, tzinfo=UTC)  # the example campaign's first day
@@ -99,6 +99,10 @@ def test_a_live_sprint_runs_its_calendar_once_each_step_on_time(rally, applied: 
         made = session.exec(select(Brief)).all()
     assert len(made) == 50 and all(b.sent_at is None for b in made)
     assert rally("sprint", "status", SLUG).out.count("waiting") == 1
+    with transaction(engine, write=False) as session:
+        waiting = session.exec(select(SprintStep).where(SprintStep.key == "briefs")).one()
+    # Embedded, with no deployments registered, there is no Prefect run to resume: the CLI it is.
+    assert waiting.outcome["go_ahead_run"].startswith("none: the sprint-go-ahead deployment")
 
     # Without the go-ahead the briefs stay unsent, however many passes run.
     for hours in (13, 25, 37):
@@ -113,16 +117,23 @@ def test_a_live_sprint_runs_its_calendar_once_each_step_on_time(rally, applied: 
     assert len(_briefs_sent(engine)) == 50
     drafted, approved = creators_at_work(engine)
 
-    # The rest of the sprint, a pass every twelve hours, with Rally down for two weeks.
+    # The rest of the sprint, a pass every twelve hours, with Rally down for two weeks; in week
+    # 3 a creator joins (the campaign applied again), and their brief waits for a go-ahead too.
     caught_up: list[str] = []
+    joined = False
     while clock < START + timedelta(weeks=12, days=1):
         clock += PASS
         if DOWN[0] <= clock < DOWN[1]:
             continue
+        if not joined and clock >= START + timedelta(weeks=2, days=3):
+            join(rally, applied)
+            joined = True
         ran = tick(engine, clock)
         if clock - PASS < DOWN[1] <= clock:
             caught_up = ran
         assert tick(engine, clock) == []  # a second pass at the same moment repeats nothing
+        if "briefs-w04" in ran and not _briefs_sent(engine)[50:]:  # waiting: staff approve
+            assert rally("sprint", "approve", SLUG, "briefs-w04").code == 0
 
     with transaction(engine, write=False) as session:
         rows = {row.key: row for row in session.exec(select(SprintStep)).all()}
@@ -132,9 +143,15 @@ def test_a_live_sprint_runs_its_calendar_once_each_step_on_time(rally, applied: 
     for step in steps:
         done = rows[step.key].done_at
         assert done is not None and done >= step.due, step.key
-        if step.key not in missed and step.key != "briefs":
+        if step.key not in missed and step.key not in ("briefs", "briefs-w04"):  # go-aheads
             assert done - step.due <= PASS, f"{step.key} was {done - step.due} late"
 
+    # The new creator's brief went on the go-ahead; nobody else's went twice.
+    assert len(_briefs_sent(engine)) == 51
+    assert rows["briefs-w04"].outcome["queued"] == 1 and rows["briefs-w04"].go_ahead_at
+    assert rows["briefs-w03"].outcome["sent"] == rows["briefs-w05"].outcome["sent"] == 0
+    asked_again = [m for m in sprint_emails(engine) if "briefs-w04" in m.idempotency_key]
+    assert len(asked_again) == 2 and "@newvoice.pa" in asked_again[0].payload["text"]
     sent = sprint_emails(engine)
     assert len({m.idempotency_key for m in sent}) == len(sent)
     by_step = Counter(m.idempotency_key.split(":")[2] for m in sent)
@@ -174,6 +191,15 @@ def test_a_live_sprint_runs_its_calendar_once_each_step_on_time(rally, applied: 
     assert '"finished": true' in status
 
 
+def join(rally, folder: Path) -> None:
+    """A creator added to the roster, and the campaign applied again, mid-sprint."""
+    roster = folder / "roster.csv"
+    row = "newvoice.pa,tiktok,New Voice,new.voice@example.org,12000,gen_z,micro,,Erie,16501\n"
+    roster.write_text(roster.read_text() + row)
+    applied = rally("campaign", "apply", folder / "campaign.yaml")
+    assert applied.code == 0, applied.err
+
+
 def _briefs_sent(engine) -> list[OutboxMessage]:
     with transaction(engine, write=False) as session:
         return list(
@@ -187,7 +213,12 @@ def test_a_paused_sprint_waits_and_catches_up_and_a_stopped_one_ends(rally, appl
     assert not has_work("sprint-calendar", engine, START + timedelta(days=3))
 
     assert rally("sprint", "resume", SLUG).code == 0
-    assert tick(engine, START + timedelta(days=8)) == ["briefs", "milestone-strategy", "close-w01"]
+    assert tick(engine, START + timedelta(days=8)) == [
+        "briefs",
+        "milestone-strategy",
+        "close-w01",
+        "briefs-w02",
+    ]
     assert rally("sprint", "stop", SLUG).code == 0
     assert not has_work("sprint-calendar", engine, START + timedelta(weeks=13))
     resumed = rally("sprint", "resume", SLUG)
