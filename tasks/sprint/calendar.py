@@ -49,6 +49,7 @@ from tasks.briefs.emails import brief_link
 from tasks.campaigns.campaign import campaign_spec, get_campaign, staff
 from tasks.campaigns.plan import plan_milestones, plan_phases
 from tasks.outbox import enqueue
+from tasks.reporting.report import build_report
 from tasks.sprint.week import week_bounds
 
 BRIEFS = "briefs"
@@ -510,11 +511,19 @@ def prompt_milestone(
     spec = campaign_spec(campaign)
     planned = next(m for m in plan_milestones(spec) if m.key == step.milestone)
     owners = [planned.owner] if planned.owner else staff(spec)
-    text = (
+    lines = [
         f'The milestone "{planned.name}" of {spec.name} is due by {planned.due_on:%A %B %d} '
-        f"(week {planned.week}).\n\nThe numbers so far: {public_url}/reports/{campaign.slug}\n\n"
-        f"When it is done, mark it: rally sprint milestone {campaign.slug} {planned.key} met\n"
+        f"(week {planned.week}).",
+        "",
+    ]
+    if step.week > 1:
+        lines += numbers(build_report(session, campaign.slug, week=step.week - 1))
+        lines += ["", f"The report: {public_url}/reports/{campaign.slug}/week-{step.week - 1}", ""]
+    lines.append(
+        f"When it is done, mark it: rally sprint milestone {campaign.slug} {planned.key} met "
+        "(or missed, with --note saying what was decided)"
     )
+    text = "\n".join(lines) + "\n"
     messages = [
         email(
             owner,
@@ -539,15 +548,7 @@ def digest(
         f"{spec.name}, week {step.week} of {campaign.weeks}" + (f" ({phase})" if phase else ""),
         "",
     ]
-    lines.append("The numbers so far:")
-    for name, progress in report["progress"].items():
-        share = progress.get("share")
-        actual = progress.get("value")
-        shown = [_figure(name, v) for v in (actual, progress.get("target"))]
-        lines.append(
-            f"- {name.replace('_', ' ')}: {shown[0]} of {shown[1]}"
-            + (f" ({share:.0%} of the target)" if share is not None else "")
-        )
+    lines += numbers(report)
     decisions = needs_decision(session, campaign, week=step.week)
     lines += ["", "Needs a decision:" if decisions else "Nothing needs a decision this week."]
     lines += [f"- {item}" for item in decisions]
@@ -580,6 +581,19 @@ EMAIL_STEPS = {
     Kind.POSTING_REMINDERS: remind_posting,
     Kind.MILESTONE_PROMPT: prompt_milestone,
 }
+
+
+def numbers(report: dict[str, Any]) -> list[str]:
+    """The KPIs against their targets, a line each."""
+    lines = [f"The numbers up to week {report['week']}:"]
+    for name, progress in report["progress"].items():
+        share = progress.get("share")
+        shown = [_figure(name, v) for v in (progress.get("value"), progress.get("target"))]
+        lines.append(
+            f"- {name.replace('_', ' ')}: {shown[0]} of {shown[1]}"
+            + (f" ({share:.0%} of the target)" if share is not None else "")
+        )
+    return lines
 
 
 def needs_decision(session: Session, campaign: Campaign, *, week: int) -> list[str]:

@@ -146,6 +146,16 @@ def test_make_demo_rehearses_the_sprint_and_its_summary_agrees_with_the_store(
     assert summary["audit"]["entries"] == one("SELECT count(*) FROM audit_events")
     weeks = db.execute("SELECT week FROM reports ORDER BY week").fetchall()
     assert [w for (w,) in weeks] == list(range(1, 13))  # every week's report in the store too
+    # The rehearsal ran the live sprint's calendar: every step once, at its own moment, the
+    # go-ahead given by a simulated staff member.
+    steps = db.execute("SELECT key, status, due_at, done_at, go_ahead_by FROM sprint_steps")
+    rows = {key: rest for key, *rest in steps.fetchall()}
+    assert len(rows) == 1 + 11 + 12 + 2 + 7 + 3  # briefs, later briefs, closes, drafts, posting,
+    # milestone prompts
+    assert all(status == "done" and due == done for status, due, done, _ in rows.values())
+    assert rows["briefs"][3] == "dana.okafor@keystoneyouthvote.example.org"
+    digests = one("SELECT count(*) FROM outbox WHERE idempotency_key LIKE 'sprint:%:close-w%'")
+    assert digests == 12 * 2  # a digest a week to each of the two staff
 
     page = browser.new_page()
     page.goto(report.as_uri())
