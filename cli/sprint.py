@@ -89,8 +89,10 @@ def start_command(
         return
     console.print(
         f"Sprint of {slug} started; {len(held)} creator(s) held out. "
-        "'rally serve' runs it: reminders, reviews, follow-ups and syncs as they come due, "
-        "and each week's report when the week ends.",
+        "'rally serve' (or Prefect's workers) run it: on its first day the briefs are made and "
+        f"staff are asked for the go-ahead ('rally sprint approve {slug} briefs'); then "
+        "reminders, reviews, follow-ups, syncs and each week's close, report and digest as "
+        f"they come due. 'rally sprint status {slug}' shows its calendar.",
         markup=False,
     )
 

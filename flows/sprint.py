@@ -16,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
-from prefect import flow, task
+from prefect import flow, get_run_logger, task
 from prefect.input import RunInput
 from pydantic import Field
 from sqlalchemy import Engine
@@ -313,6 +313,13 @@ def run_sprint(
         return {**summary(session, slug), "report": report}
 
 
+@flow(name="sprint-steps", flow_run_name="{slug}: sprint steps")
+def sprint_steps(slug: str, until: datetime) -> dict[str, Any]:
+    """One live sprint's steps due by `until`: a run of its own under the calendar's pass,
+    named after the campaign, so the Prefect UI lists each sprint's steps together."""
+    return run_calendar(slug, until=until)
+
+
 @flow(name="sprint-calendar")
 def sprint_calendar(at: datetime | None = None) -> dict[str, Any]:
     """Every live sprint's steps that have come due (briefs, reminders, prompts, each week's
@@ -333,7 +340,7 @@ def sprint_calendar(at: datetime | None = None) -> dict[str, Any]:
             slugs = live_sprints(session)
         for slug in slugs:
             try:
-                steps = run_calendar(slug, until=now)
+                steps = sprint_steps(slug, now)
             except Exception as exc:  # the other sprints go on; this one is retried next pass
                 failed.append(f"{slug}: {type(exc).__name__}: {exc}")
                 continue
@@ -364,16 +371,32 @@ def go_ahead(slug: str, step: str = BRIEFS, by: str = "", note: str = "") -> dic
         by: Who gives it (kept in the audit log); empty waits for the Prefect UI's Resume.
         note: Anything to keep with it.
     """
+    logger = get_run_logger()
     if not by:
         from prefect.flow_runs import suspend_flow_run
 
+        logger.info(
+            "%s of %s waits for a go-ahead. Read the briefs on their pages or with 'rally briefs "
+            "show %s HANDLE'; to change them, edit the campaign file and apply it again. Then "
+            "press Resume and give your name.",
+            step,
+            slug,
+            slug,
+        )
         answer = suspend_flow_run(wait_for_input=GoAhead, key="go-ahead")
         by, note = f"{answer.by} (Prefect UI)", answer.note
     with transaction(open_store(get_settings())) as session:
         try:
             given = give_go_ahead(session, slug, step, actor=by, now=utcnow(), note=note)
         except CalendarError as exc:
+            logger.warning("No go-ahead recorded: %s", exc)
             return {"campaign": slug, "step": step, "go_ahead": None, "why": str(exc)}
+    logger.info(
+        "Go-ahead for %s of %s %s; the next sprint-calendar pass does it.",
+        step,
+        slug,
+        f"given by {by}" if given else "was given already",
+    )
     return {"campaign": slug, "step": step, "go_ahead": by if given else "given already"}
 
 
