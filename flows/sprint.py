@@ -145,10 +145,12 @@ def sprint_step(slug: str, key: str, at: datetime, publish: bool = True) -> dict
     with transaction(engine) as session:
         campaign = get_campaign(session, slug)
         if step.kind == Kind.CLOSE:
-            outcome |= digest(session, campaign, step, report, public_url=settings.public_url)
+            outcome |= digest(
+                session, campaign, step, report, public_url=settings.public_url, now=at
+            )
         else:
             outcome |= EMAIL_STEPS[step.kind](
-                session, campaign, step, public_url=settings.public_url
+                session, campaign, step, public_url=settings.public_url, now=at
             )
         mark(session, campaign, step, StepStatus.DONE, now=at, outcome=outcome)
     return outcome

@@ -28,6 +28,7 @@ HANDLERS: Mapping[str, Handler] = {
     "brief_reminder": REMINDER_EMAIL,  # the brief's reminder marked sent and audited
     "review": REVIEW_EMAIL,  # the approver's sign-in link scrubbed from the store
     "followup": FOLLOWUP,  # the follow-up marked sent, or failed when given up on
+    "sprint": REVIEW_EMAIL,  # the staff member's sign-in link scrubbed from the store
 }
 
 

@@ -20,7 +20,7 @@ from config.settings import Settings, get_settings
 from store.db import open_store
 from store.types import utcnow
 from tasks.engagement.writer import EventWriter
-from web import api, briefs, public, reports, review
+from web import api, briefs, public, reports, review, sprint
 from web.deps import AppState, SignedOut
 from web.pages import PrivateHeaders, not_found, page_response
 
@@ -39,7 +39,7 @@ def create_app(
     app.add_middleware(PrivateHeaders)
     _answer_errors(app)
     # The public first: webhooks are the busiest.
-    for module in (public, briefs, review, reports, api):
+    for module in (public, briefs, review, reports, sprint, api):
         app.include_router(module.router)
     return app
 

@@ -52,7 +52,7 @@ async def sign_in(
         redeemed = redeem_link(session, token, now=clock())
     if redeemed is None:
         return page_response(request, "signed_out.html", {"expired": True}, status_code=401)
-    kept = next.startswith(("/review", "/reports")) and "//" not in next
+    kept = next.startswith(("/review", "/reports", "/sprint/")) and "//" not in next
     target = next if kept else "/review"
     response = RedirectResponse(target, status_code=303)
     response.set_cookie(

@@ -271,8 +271,9 @@ def staff(spec: CampaignSpec) -> list[str]:
 
 
 def is_staff(campaign: Campaign, email: str) -> bool:
-    """Whether `email` is in one of the campaign's approver groups."""
-    return any(email in members for members in campaign_spec(campaign).approvers.values())
+    """Whether `email` is on the campaign's staff or in one of its approver groups."""
+    spec = campaign_spec(campaign)
+    return email in spec.staff or any(email in members for members in spec.approvers.values())
 
 
 def roster(session: Session, campaign: Campaign, *, public_url: str) -> list[dict[str, Any]]:

@@ -21,7 +21,7 @@ Steps that need people say so by email (the outbox, like every other message):
   a digest to staff; the last week's adds the postmortem and a draft of the next plan.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -50,6 +50,7 @@ from tasks.campaigns.campaign import campaign_spec, get_campaign, staff
 from tasks.campaigns.plan import plan_milestones, plan_phases
 from tasks.outbox import enqueue
 from tasks.reporting.report import build_report
+from tasks.review.approvers import sign_in_link
 from tasks.sprint.week import week_bounds
 
 BRIEFS = "briefs"
@@ -139,7 +140,7 @@ def calendar(spec: CampaignSpec) -> list[Step]:
                     Kind.MILESTONE_PROMPT,
                     milestone.week,
                     week_bounds(start, milestone.week)[0],
-                    f"Milestone due: {milestone.name}",
+                    f"{milestone.name}: its owner asked to mark it",
                     milestone=milestone.key,
                 )
             )
@@ -305,7 +306,15 @@ def ask_go_ahead(
     )
     enqueue(
         session,
-        to_staff(campaign, spec, step, f"{spec.name}: briefs wait for your go-ahead", text),
+        to_staff(
+            session,
+            campaign,
+            step,
+            f"{spec.name}: briefs wait for your go-ahead",
+            text,
+            public_url=public_url,
+            now=now,
+        ),
     )
 
 
@@ -382,12 +391,25 @@ def email(to: str, subject: str, text: str, key: str) -> dict[str, Any]:
 
 
 def to_staff(
-    campaign: Campaign, spec: CampaignSpec, step: Step, subject: str, text: str
+    session: Session,
+    campaign: Campaign,
+    step: Step,
+    subject: str,
+    text: str,
+    *,
+    public_url: str,
+    now: datetime,
 ) -> list[dict[str, Any]]:
-    return [
-        email(person, subject, text, f"sprint:{campaign.id}:{step.key}:{person}")
-        for person in staff(spec)
-    ]
+    """One email to each staff member, ending with a sign-in link of their own to the sprint's
+    page (single use, 72 hours; scrubbed from the store once sent, like reviewers' links)."""
+    messages = []
+    for person in staff(campaign_spec(campaign)):
+        link = sign_in_link(
+            session, person, public_url=public_url, now=now, next_path=f"/sprint/{campaign.slug}"
+        )
+        signed = f"{text}\nThe sprint's page, signed in as you (one use, 72 hours):\n{link}\n"
+        messages.append(email(person, subject, signed, f"sprint:{campaign.id}:{step.key}:{person}"))
+    return messages
 
 
 def _creators_with_briefs(session: Session, campaign: Campaign) -> list[tuple[int, Creator, Brief]]:
@@ -423,7 +445,7 @@ def _members_with_drafts(session: Session, campaign: Campaign) -> set[int]:
 
 
 def remind_drafts(
-    session: Session, campaign: Campaign, step: Step, *, public_url: str
+    session: Session, campaign: Campaign, step: Step, *, public_url: str, now: datetime
 ) -> dict[str, Any]:
     spec = campaign_spec(campaign)
     _, due = week_bounds(spec.sprint.start, step.week)
@@ -451,7 +473,7 @@ def remind_drafts(
 
 
 def report_missing_drafts(
-    session: Session, campaign: Campaign, step: Step, *, public_url: str
+    session: Session, campaign: Campaign, step: Step, *, public_url: str, now: datetime
 ) -> dict[str, Any]:
     spec = campaign_spec(campaign)
     drafted = _members_with_drafts(session, campaign)
@@ -468,13 +490,21 @@ def report_missing_drafts(
     )
     enqueue(
         session,
-        to_staff(campaign, spec, step, f"{spec.name}: {len(missing)} draft(s) missing", text),
+        to_staff(
+            session,
+            campaign,
+            step,
+            f"{spec.name}: {len(missing)} draft(s) missing",
+            text,
+            public_url=public_url,
+            now=now,
+        ),
     )
     return {"missing": missing}
 
 
 def remind_posting(
-    session: Session, campaign: Campaign, step: Step, *, public_url: str
+    session: Session, campaign: Campaign, step: Step, *, public_url: str, now: datetime
 ) -> dict[str, Any]:
     spec = campaign_spec(campaign)
     approved = session.exec(
@@ -506,7 +536,7 @@ def remind_posting(
 
 
 def prompt_milestone(
-    session: Session, campaign: Campaign, step: Step, *, public_url: str
+    session: Session, campaign: Campaign, step: Step, *, public_url: str, now: datetime
 ) -> dict[str, Any]:
     spec = campaign_spec(campaign)
     planned = next(m for m in plan_milestones(spec) if m.key == step.milestone)
@@ -537,7 +567,13 @@ def prompt_milestone(
 
 
 def digest(
-    session: Session, campaign: Campaign, step: Step, report: dict[str, Any], *, public_url: str
+    session: Session,
+    campaign: Campaign,
+    step: Step,
+    report: dict[str, Any],
+    *,
+    public_url: str,
+    now: datetime,
 ) -> dict[str, Any]:
     """The week's digest to staff: the numbers, what needs a decision, where to read more."""
     spec = campaign_spec(campaign)
@@ -571,7 +607,18 @@ def digest(
             "The postmortem is the final report above; the next sprint's plan draft is beside it."
         )
     return {
-        "digest": enqueue(session, to_staff(campaign, spec, step, subject, "\n".join(lines) + "\n"))
+        "digest": enqueue(
+            session,
+            to_staff(
+                session,
+                campaign,
+                step,
+                subject,
+                "\n".join(lines) + "\n",
+                public_url=public_url,
+                now=now,
+            ),
+        )
     }
 
 
@@ -596,31 +643,64 @@ def numbers(report: dict[str, Any]) -> list[str]:
     return lines
 
 
-def needs_decision(session: Session, campaign: Campaign, *, week: int) -> list[str]:
-    items = []
+@dataclass(frozen=True)
+class Decision:
+    """Something staff are waiting on: a step's go-ahead, or a milestone to mark."""
+
+    kind: str  # "go-ahead" or "milestone"
+    key: str  # the step's or the milestone's
+    title: str
+    since: datetime | None = None  # a go-ahead's: when the step began to wait
+    detail: list[str] = field(default_factory=list)  # a go-ahead's: the creators it sends to
+
+
+def open_decisions(session: Session, campaign: Campaign, *, week: int) -> list[Decision]:
+    """The go-aheads steps wait for, then the milestones people judge that are due by `week`
+    and not yet marked."""
+    titles = {s.key: s.title for s in calendar(campaign_spec(campaign))}
     waiting = session.exec(
-        select(SprintStep).where(
+        select(SprintStep)
+        .where(
             SprintStep.campaign_id == campaign.id,
             SprintStep.status == StepStatus.WAITING,
             col(SprintStep.go_ahead_at).is_(None),
         )
+        .order_by(col(SprintStep.due_at))
     ).all()
-    items += [
-        f"the go-ahead for {row.key}: rally sprint approve {campaign.slug} {row.key}"
-        for row in waiting
-    ]
     pending = session.exec(
-        select(Milestone).where(
+        select(Milestone)
+        .where(
             Milestone.campaign_id == campaign.id,
             Milestone.week <= week,
             Milestone.status == MilestoneStatus.PENDING,
         )
+        .order_by(col(Milestone.week))
     ).all()
-    items += [
-        f"milestone {m.name} (week {m.week}): rally sprint milestone {campaign.slug} {m.key} met"
-        for m in pending
-    ]
-    return items
+    return [
+        Decision(
+            "go-ahead",
+            row.key,
+            titles.get(row.key, row.key),
+            row.done_at,
+            list(row.outcome.get("to_send", [])),
+        )
+        for row in waiting
+    ] + [Decision("milestone", m.key, f"{m.name} (week {m.week})") for m in pending]
+
+
+def needs_decision(session: Session, campaign: Campaign, *, week: int) -> list[str]:
+    """`open_decisions` as lines of a digest, each with the command that settles it."""
+    lines = []
+    for item in open_decisions(session, campaign, week=week):
+        if item.kind == "go-ahead":
+            lines.append(
+                f"the go-ahead for {item.key}: rally sprint approve {campaign.slug} {item.key}"
+            )
+        else:
+            lines.append(
+                f"milestone {item.title}: rally sprint milestone {campaign.slug} {item.key} met"
+            )
+    return lines
 
 
 def _figure(name: str, value: Any) -> str:

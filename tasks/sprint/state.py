@@ -232,7 +232,7 @@ def sprint_status(session: Session, slug: str, *, today: datetime) -> dict[str, 
 def calendar_status(session: Session, campaign: Campaign) -> list[dict[str, Any]]:
     """Each step of the sprint's calendar: when it is due, and whether it was done (and when)
     or waits for a go-ahead."""
-    from tasks.sprint.calendar import calendar, recorded
+    from tasks.sprint.calendar import BRIEFS, calendar, recorded
 
     rows = recorded(session, campaign)
     steps = []
@@ -242,14 +242,19 @@ def calendar_status(session: Session, campaign: Campaign) -> list[dict[str, Any]
         if row is not None:
             status = row.status
             if row.status == "waiting" and row.go_ahead_at is not None:
-                status = f"go-ahead from {row.go_ahead_by}"
+                status = "go-ahead given"
+        # The weekly look for new or changed briefs matters only when it found some.
+        quiet = step.key.startswith(f"{BRIEFS}-w") and (row is None or row.outcome.get("sent") == 0)
         steps.append(
             {
                 "key": step.key,
                 "title": step.title,
                 "due": step.due.isoformat(),
+                "when": f"{step.due:%a %b} {step.due.day}",
                 "status": status,
                 "done_at": row.done_at.isoformat() if row and row.done_at else None,
+                "go_ahead_by": row.go_ahead_by if row else None,
+                "quiet": quiet,
             }
         )
     return steps

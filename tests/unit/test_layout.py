@@ -29,7 +29,7 @@ CAPABILITIES = {  # tasks' package -> the packages before it that it may import
     "engagement": {"campaigns", "leads"},
     "reporting": {"campaigns"},
     "rehearsal": {"campaigns", "briefs", "review", "engagement"},
-    "sprint": {"campaigns", "briefs", "leads", "reporting", "rehearsal"},
+    "sprint": {"campaigns", "briefs", "review", "leads", "reporting", "rehearsal"},
     "mail": {"briefs", "review", "engagement"},
     "due": {"campaigns", "briefs", "review", "leads", "sprint"},
 }

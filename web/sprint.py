@@ -1,0 +1,99 @@
+"""The sprint's page for its staff: where it stands, what waits on them (a go-ahead, a milestone
+to mark) with the button that settles it, and its calendar of steps. Staff are the campaign's
+`staff`, else its approvers; anyone else, like a campaign that is not there, gets "not found".
+"""
+
+from fastapi import APIRouter, Request
+from fastapi.responses import RedirectResponse, Response
+from sqlmodel import Session, select
+
+from config.errors import RallyError
+from store.db import transaction
+from store.models import Campaign
+from tasks.campaigns.campaign import is_staff
+from tasks.sprint.calendar import give_go_ahead, open_decisions
+from tasks.sprint.state import mark_milestone, sprint_status
+from web.deps import Approver, AppSettings, Clock, Store
+from web.pages import not_found, page_response
+from web.review import same_origin
+
+router = APIRouter()
+NOTE_LIMIT = 2000
+
+
+def _staff_campaign(session: Session, slug: str, email: str) -> Campaign | None:
+    """The campaign, if `email` is on its staff."""
+    campaign = session.exec(select(Campaign).where(Campaign.slug == slug)).first()
+    return campaign if campaign is not None and is_staff(campaign, email) else None
+
+
+@router.get("/sprint/{slug}")
+def sprint_page(
+    request: Request, slug: str, email: Approver, engine: Store, clock: Clock
+) -> Response:
+    """Where the sprint stands and what waits on its staff."""
+    with transaction(engine, write=False) as session:
+        campaign = _staff_campaign(session, slug, email)
+        if campaign is None:
+            return not_found(request)
+        status = sprint_status(session, slug, today=clock())
+        decisions = open_decisions(session, campaign, week=status["week"])
+    context = {
+        "email": email,
+        "name": campaign.name,
+        "status": status,
+        "decisions": decisions,
+        "done": request.query_params.get("done"),
+        "error": request.query_params.get("error"),
+    }
+    return page_response(request, "sprint.html", context)
+
+
+@router.post("/sprint/{slug}/go-ahead")
+async def go_ahead_form(
+    request: Request, slug: str, email: Approver, engine: Store, settings: AppSettings, clock: Clock
+) -> Response:
+    """A staff member's go-ahead for a step that waits for one."""
+    if not same_origin(request, settings):
+        return not_found(request, status_code=403)
+    form = await request.form()
+    step, note = str(form.get("step", "")), str(form.get("note", ""))[:NOTE_LIMIT]
+    with transaction(engine) as session:
+        if _staff_campaign(session, slug, email) is None:
+            return not_found(request)
+        try:
+            give_go_ahead(session, slug, step, actor=email, now=clock(), note=note)
+        except RallyError as exc:
+            return _back(slug, error=str(exc))
+    return _back(slug, done=f"Go-ahead given for {step}: it is done at the next pass.")
+
+
+@router.post("/sprint/{slug}/milestones/{key}")
+async def milestone_form(
+    request: Request,
+    slug: str,
+    key: str,
+    email: Approver,
+    engine: Store,
+    settings: AppSettings,
+    clock: Clock,
+) -> Response:
+    """A staff member marks a milestone people judge, met or missed."""
+    if not same_origin(request, settings):
+        return not_found(request, status_code=403)
+    form = await request.form()
+    verdict, note = str(form.get("status", "")), str(form.get("note", ""))[:NOTE_LIMIT]
+    with transaction(engine) as session:
+        if _staff_campaign(session, slug, email) is None:
+            return not_found(request)
+        try:
+            mark_milestone(session, slug, key, verdict, actor=email, now=clock(), note=note)
+        except RallyError as exc:
+            return _back(slug, error=str(exc))
+    return _back(slug, done=f"Milestone marked {verdict}.")
+
+
+def _back(slug: str, **said: str) -> Response:
+    from urllib.parse import urlencode
+
+    return RedirectResponse(f"/sprint/{slug}?{urlencode(said)}#top", status_code=303)
