@@ -190,6 +190,7 @@ def test_a_live_sprint_runs_its_calendar_once_each_step_on_time(rally, applied: 
     assert "start: '2027-04-26'" in plan.read_text()
     applied_plan = rally("campaign", "apply", plan)
     assert applied_plan.code == 0, applied_plan.err  # a campaign file staff can apply as it is
+    assert "next-roster.csv: 51 added" in applied_plan.out  # with every creator, the new one too
     status = rally("sprint", "status", SLUG, "--json").out
     assert '"finished": true' in status
 

@@ -62,3 +62,28 @@ def test_the_campaign_file_may_set_its_own_phases_and_milestones() -> None:
     )
     assert [(p.key, p.ends_on) for p in plan_phases(spec)] == [("launch", date(2027, 2, 28))]
     assert [(m.key, m.week) for m in plan_milestones(spec)] == [("wrap", 4)]
+
+
+def test_the_next_plan_raises_met_targets_keeps_missed_ones_and_moves_tiers_up_by_rate() -> None:
+    from tasks.sprint.next_plan import next_targets, next_tier
+
+    targets = {"views": 1000, "signups": 100, "engagement_rate": 0.06, "cpa": 8.0}
+    progress = {
+        "views": {"value": 1500, "met": True},
+        "signups": {"value": 80, "met": False},
+        "engagement_rate": {"value": 0.0712345, "met": True},
+        "cpa": {"value": 6.5, "met": True},
+    }
+    assert next_targets(targets, progress) == {
+        "views": 1650,  # a count met: a tenth over what was reached
+        "signups": 100,  # missed: kept
+        "engagement_rate": 0.0712,
+        "cpa": 6.5,
+    }
+    spec = with_sprint(start=date(2027, 2, 1), weeks=12)  # micro $300, mid $800, macro $2,000
+    assert [next_tier(spec, t) for t in ("micro", "mid", "macro", None)] == [
+        "mid",
+        "macro",
+        None,
+        None,
+    ]
