@@ -68,7 +68,7 @@ def test_the_next_plan_raises_met_targets_keeps_missed_ones_and_moves_tiers_up_b
     from tasks.sprint.next_plan import next_targets, next_tier
 
     targets = {"views": 1000, "signups": 100, "engagement_rate": 0.06, "cpa": 8.0}
-    progress = {
+    progress: dict[str, dict[str, object]] = {
         "views": {"value": 1500, "met": True},
         "signups": {"value": 80, "met": False},
         "engagement_rate": {"value": 0.0712345, "met": True},
