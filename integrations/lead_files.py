@@ -15,6 +15,7 @@ import fcntl
 import io
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -67,12 +68,16 @@ def lead_record(lead: Lead) -> dict[str, Any]:
     return record
 
 
+PLAIN_NUMBER = re.compile(r"[+-]\d[\d .()-]*")
+
+
 def safe_cell(value: Any) -> str:
     """A CSV cell a spreadsheet will not run as a formula: text from public forms that starts
-    like one (`=`, `@`, or a sign not followed by a digit) gets a leading apostrophe."""
+    like one (`=`, `@`, a tab or return, or a sign) gets a leading apostrophe, unless a sign
+    leads a plain number or phone number (`+1 215-555-0100`, `-12.5`)."""
     text = "" if value is None else str(value)
     risky = text[:1] in ("=", "@", "\t", "\r") or (
-        text[:1] in ("+", "-") and not text[1:2].isdigit()
+        text[:1] in ("+", "-") and not PLAIN_NUMBER.fullmatch(text)
     )
     return "'" + text if risky else text
 

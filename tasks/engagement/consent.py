@@ -6,11 +6,12 @@ one confirmation on that channel, and anything still waiting to go to them there
 """
 
 import re
+import unicodedata
 
 from store.models import ConsentStatus
 
 STOP = re.compile(
-    r"^\W*(?:please\s+)?(?:stop(?:\s*all)?|unsubscribe(?:\s+me)?|revoke|opt\s*-?\s*out|cancel"
+    r"^\W*(?:please\s+)?(?:stop(?:\W+stop){0,2}(?:\s*all)?(?:\s+it)?|unsubscribe(?:\s+me)?|revoke|opt\s*-?\s*out|cancel"
     r"|end|quit|stop\s+(?:messaging|texting|dming|dm'?ing|contacting|replying\s+to|sending)"
     r"(?:\s+me)?(?:\s+(?:messages|texts|dms))?"
     r"|remove\s+me(?:\s+from\s+(?:this|your)\s+list)?|leave\s+me\s+alone|no\s+more\s+messages)"
@@ -31,6 +32,7 @@ def command(text: str | None) -> ConsentStatus | None:
     """REVOKED for a STOP message, GRANTED for START, None for anything else."""
     if not text or len(text) > 80:
         return None
+    text = unicodedata.normalize("NFKC", text)  # full-width letters read as plain ones
     if STOP.match(text):
         return ConsentStatus.REVOKED
     if START.match(text):

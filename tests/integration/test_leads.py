@@ -158,6 +158,17 @@ def test_a_form_value_that_looks_like_a_formula_is_not_a_formula_in_the_csv(
     assert "''=" not in path.read_text()  # rewriting the file keeps one apostrophe
 
 
+@pytest.mark.parametrize("name", ["-1+1|cmd /c calc", "+1+cmd|' /C calc'!A0", "-HYPERLINK()"])
+def test_a_sign_that_leads_a_formula_is_escaped_and_one_that_leads_a_number_is_not(
+    engine, settings, applied, now, name
+):
+    signup(engine, now, name=name, email="y@example.org", phone="+1 215-555-0143")
+    sync(engine, settings, now)
+    row = export(settings)["y@example.org"]
+    assert row["given_name"] + " " + row["family_name"] in (f"'{name}", f"'{name} ")
+    assert row["phone"] in ("+12155550143", "+1 215-555-0143")  # a number, as it was
+
+
 @pytest.fixture
 def receiver(monkeypatch) -> Iterator[FakeLeadReceiver]:
     fake = FakeLeadReceiver()

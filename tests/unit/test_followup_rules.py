@@ -39,6 +39,10 @@ STOPS = [
     "remove me from this list",
     "leave me alone",
     "no more messages",
+    "\uff33\uff34\uff2f\uff30",  # STOP in full-width letters, as some keyboards type it
+    "stop it",
+    "STOP STOP",
+    "Stop, stop!",
 ]
 STARTS = ["START", "start", "Start please", "unstop", "resubscribe", "opt in", "opt-in"]
 NEITHER = [
