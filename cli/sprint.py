@@ -69,10 +69,13 @@ def start_command(
 ) -> None:
     """Start the sprint on the calendar (`rally serve` then runs it), or rehearse it."""
     from tasks.campaigns.campaign import get_campaign
+    from tasks.sprint.state import refuse_rehearsal
 
     settings, engine = store()
     with transaction(engine, write=False) as session:
         get_campaign(session, slug)  # a wrong slug is named before Prefect starts
+        if simulate:
+            refuse_rehearsal(session, slug)  # never beside real activity
     if simulate:
         quiet = json_output or not sys.stderr.isatty()
         result = run_rehearsal(slug, seed, weeks or None, quiet=quiet, sample=sample)

@@ -53,7 +53,15 @@ from tasks.sprint.calendar import (
     steps_due,
 )
 from tasks.sprint.next_plan import write_next_plan
-from tasks.sprint.state import LIVE, REHEARSAL, finish_week, sprint_run, start_sprint, summary
+from tasks.sprint.state import (
+    LIVE,
+    REHEARSAL,
+    finish_week,
+    refuse_rehearsal,
+    sprint_run,
+    start_sprint,
+    summary,
+)
 from tasks.sprint.week import rehearse_week, week_bounds
 
 SAMPLE = 0.1
@@ -286,6 +294,8 @@ def run_sprint(
     with transaction(open_store(settings), write=False) as session:
         campaign = get_campaign(session, slug)
         total_weeks, already = campaign.weeks, sprint_run(session, campaign)
+        if simulate:
+            refuse_rehearsal(session, slug)
         simulated_staff = (staff(campaign_spec(campaign)) or [settings.actor])[0]
     first, _ = week_bounds(campaign.start_date, 1)
     if not simulate:

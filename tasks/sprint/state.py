@@ -106,6 +106,40 @@ def start_sprint(
     return run
 
 
+def real_activity(session: Session, campaign: Campaign) -> str | None:
+    """What in the store says the campaign is run for real (a live sprint, briefs, drafts,
+    engagement): a rehearsal there would write simulated drafts, approvals, emails and leads
+    beside the real ones, so it is refused. None when the campaign has none."""
+    run = sprint_run(session, campaign)
+    if run is not None and run.mode == LIVE:
+        return f"its sprint is live (started {run.started_at:%Y-%m-%d})"
+    if run is not None:
+        return None  # a rehearsal's own store: it goes on
+    cid = campaign.id
+    found = (
+        ("brief(s)", sa_select(func.count()).where(col(Brief.campaign_id) == cid)),
+        ("creative(s)", sa_select(func.count()).where(col(Creative.campaign_id) == cid)),
+        ("event(s)", sa_select(func.count()).where(col(EngagementEvent.campaign_id) == cid)),
+    )
+    for what, query in found:
+        count = _count(session, query)
+        if count:
+            return f"it has {count} {what} already"
+    return None
+
+
+def refuse_rehearsal(session: Session, slug: str) -> None:
+    """SprintError, saying why and what to do instead, when `slug` is run for real."""
+    why = real_activity(session, get_campaign(session, slug))
+    if why is not None:
+        raise SprintError(
+            f"no rehearsal of {slug} here: {why}, and a rehearsal would write simulated drafts, "
+            "approvals, emails and leads beside the real ones. Rehearse in a store of its own: "
+            f"RALLY_HOME=/tmp/rehearsal rally campaign apply CAMPAIGN.yaml, then "
+            f"RALLY_HOME=/tmp/rehearsal rally sprint start {slug} --simulate (or 'rally demo')"
+        )
+
+
 def finish_week(
     session: Session, slug: str, week: int, *, now: datetime, actor: str
 ) -> list[dict[str, Any]]:

@@ -5,15 +5,25 @@ figures worked by hand."""
 import json
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlmodel import col, select
 
+from flows.sprint import run_sprint, without_heartbeats
 from store.db import transaction
-from store.models import Campaign, MetricSnapshot, Milestone, RosterMember
+from store.models import (
+    Brief,
+    Campaign,
+    CreativeDraft,
+    MetricSnapshot,
+    Milestone,
+    RosterMember,
+    SprintRun,
+)
 from tasks.engagement.events import store_events
 from tasks.reporting.metrics import read_numbers, week_of
 from tasks.reporting.report import build_report, write_report
 from tasks.sprint.calendar import steps_due
-from tasks.sprint.state import finish_week, in_holdout
+from tasks.sprint.state import SprintError, finish_week, in_holdout
 from tests.conftest import SLUG
 
 START = datetime(2027, 2, 1, tzinfo=UTC)  # the example campaign's first day
@@ -146,3 +156,25 @@ def _event(campaign, key, kind, member_id, video, actor, at):
         occurred_at=at, received_at=at, campaign_id=campaign, member_id=member_id,
         video_id=video, actor=actor,
     )  # fmt: skip
+
+
+def test_a_rehearsal_is_refused_beside_a_live_sprint_or_real_briefs_and_nothing_is_written(
+    rally, applied, engine
+):
+    assert rally("briefs", "generate", SLUG).code == 0  # real briefs, before any sprint
+    refused = rally("sprint", "start", SLUG, "--simulate", "--weeks", "1")
+    assert refused.code == 1 and "it has 50 brief(s) already" in refused.err
+    assert "Rehearse in a store of its own" in refused.err
+
+    assert rally("sprint", "start", SLUG).code == 0
+    refused = rally("sprint", "start", SLUG, "--simulate", "--weeks", "1")
+    assert refused.code == 1 and "its sprint is live" in refused.err
+    with transaction(engine, write=False) as session:
+        (run,) = session.exec(select(SprintRun)).all()
+        assert run.mode == "live" and run.weeks_done == 0 and run.finished_at is None
+        assert session.exec(select(CreativeDraft)).all() == []
+        assert all(b.sent_at is None for b in session.exec(select(Brief)).all())
+
+    # The flow itself refuses too (a deployment run from the Prefect UI's form).
+    with pytest.raises(SprintError, match="its sprint is live"), without_heartbeats():
+        run_sprint(SLUG, simulate=True, weeks=1)
