@@ -82,6 +82,55 @@ def posted_command(creative: int, url: str) -> None:
         raise typer.Exit(1)
 
 
+@app.command("list")
+def list_command(
+    slug: str,
+    status: str | None = typer.Option(
+        None,
+        "--status",
+        help="Only these: draft, in_review, changes_requested, approved, "
+        "rejected, posted or taken_down.",
+    ),
+    json_output: bool = JSON_OPTION,
+) -> None:
+    """The campaign's creatives, newest first: creator, status, version, the review tier each
+    waits on, and where it was posted."""
+    from rich.table import Table
+
+    from store.models import CreativeStatus
+    from tasks.campaigns.campaign import get_campaign
+    from tasks.review.views import creatives_of
+
+    if status is not None and status not in set(CreativeStatus):
+        known = ", ".join(CreativeStatus)
+        raise typer.BadParameter(
+            f"{status!r} is not a status (one of {known})", param_hint="--status"
+        )
+    _, engine = store()
+    with transaction(engine, write=False) as session:
+        rows = creatives_of(session, get_campaign(session, slug), status=status)
+    if json_output:
+        print_json(rows)
+        return
+    if not rows:
+        console.print(f"No creatives on {slug}" + (f" with status {status}." if status else "."))
+        return
+    table = Table()
+    for name in ("Id", "Creator", "Title", "Status", "Version", "Waits on", "Posted at"):
+        table.add_column(name, no_wrap=name in ("Creator", "Status"))
+    for r in rows:
+        table.add_row(
+            str(r["id"]),
+            f"@{r['creator']}",
+            r["title"],
+            r["status"],
+            str(r["version"]),
+            r["waiting_on"] or "",
+            r["posted_url"] or "",
+        )
+    console.print(table)
+
+
 @app.command("history")
 def history_command(creative: int, json_output: bool = JSON_OPTION) -> None:
     """The chain of custody: brief, every draft, findings, decisions, post."""

@@ -122,9 +122,9 @@ def status_command(slug: str, json_output: bool = JSON_OPTION) -> None:
             + f"; {len(status['holdout'])} creator(s) held out.",
             markup=False,
         )
-    table = Table("Week", "Milestone", "Status", title="Milestones", title_justify="left")
+    table = Table("Week", "Milestone", "Status", "Why", title="Milestones", title_justify="left")
     for m in status["milestones"]:
-        table.add_row(str(m["week"]), m["name"], m["status"])
+        table.add_row(str(m["week"]), m["name"], m["status"], m["why"])
     console.print(table)
     steps = Table("Due (UTC)", "Step", "Key", "Status", title="Calendar", title_justify="left")
     for step in status["steps"]:

@@ -14,9 +14,11 @@ from store.models import (
     Campaign,
     Creative,
     CreativeDraft,
+    Creator,
     PolicyFinding,
     ReviewStatus,
     ReviewTask,
+    RosterMember,
 )
 from tasks.campaigns.campaign import campaign_spec
 from tasks.campaigns.configs import campaign_policy
@@ -248,3 +250,48 @@ def creator_drafts(session: Session, member_id: int) -> list[dict[str, Any]]:
             }
         )
     return shown
+
+
+def creatives_of(
+    session: Session, campaign: Campaign, *, status: str | None = None
+) -> list[dict[str, Any]]:
+    """The campaign's creatives, newest first: who made each, its status and version, the
+    review tier its current draft waits on, and where it was posted."""
+    query = (
+        select(Creative, Creator.handle, CreativeDraft.id)
+        .join(RosterMember, col(RosterMember.id) == col(Creative.member_id))
+        .join(Creator, col(Creator.id) == col(RosterMember.creator_id))
+        .outerjoin(
+            CreativeDraft,
+            and_(
+                col(CreativeDraft.creative_id) == col(Creative.id),
+                col(CreativeDraft.version) == col(Creative.current_version),
+            ),
+        )
+        .where(Creative.campaign_id == campaign.id)
+        .order_by(col(Creative.updated_at).desc(), col(Creative.id).desc())
+    )
+    if status:
+        query = query.where(Creative.status == status)
+    rows = session.exec(query).all()
+    open_tier = dict(
+        session.exec(
+            select(ReviewTask.draft_id, ReviewTask.tier).where(
+                col(ReviewTask.draft_id).in_([draft for _, _, draft in rows if draft]),
+                ReviewTask.status == ReviewStatus.OPEN,
+            )
+        ).all()
+    )
+    return [
+        {
+            "id": creative.id,
+            "creator": handle,
+            "title": creative.title,
+            "status": creative.status,
+            "version": creative.current_version,
+            "waiting_on": open_tier.get(draft) if draft else None,
+            "posted_url": creative.posted_url,
+            "updated_at": creative.updated_at.isoformat(),
+        }
+        for creative, handle, draft in rows
+    ]

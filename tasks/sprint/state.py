@@ -257,10 +257,31 @@ def sprint_status(session: Session, slug: str, *, today: datetime) -> dict[str, 
         "holdout": run.holdout if run else [],
         "state": run.state if run else None,
         "milestones": [
-            {"key": m.key, "name": m.name, "week": m.week, "status": m.status} for m in milestones
+            {"key": m.key, "name": m.name, "week": m.week, "status": m.status, "why": why(m)}
+            for m in milestones
         ],
         "steps": calendar_status(session, campaign),
     }
+
+
+def why(milestone: Milestone) -> str:
+    """A milestone's verdict in words, from the numbers kept with it."""
+    outcome = milestone.outcome or {}
+    if milestone.status == MilestoneStatus.PENDING:
+        return "waits for staff to mark it" if milestone.check == "manual" else "not checked yet"
+    if "acknowledged" in outcome:
+        return (
+            f"{outcome['acknowledged']} of {outcome['briefs']} briefs acknowledged "
+            f"({outcome['share']:.0%}; {float((milestone.params or {}).get('share', 1.0)):.0%} "
+            "wanted)"
+        )
+    if "behind" in outcome:
+        wanted = f"{float(outcome.get('wanted', 0.8)):.0%} of each target wanted"
+        behind = ", ".join(k.replace("_", " ") for k in outcome["behind"])
+        return f"behind on {behind} ({wanted})" if behind else f"every KPI on track ({wanted})"
+    said = f"marked by {outcome['marked_by']}" if "marked_by" in outcome else ""
+    note = outcome.get("note") or ""
+    return "; ".join(part for part in (said, note) if part)
 
 
 def calendar_status(session: Session, campaign: Campaign) -> list[dict[str, Any]]:

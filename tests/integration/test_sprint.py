@@ -61,6 +61,12 @@ def test_a_live_sprint_starts_once_with_its_holdout_and_closes_ended_weeks(rally
     with transaction(engine, write=False) as session:
         strategy = session.exec(select(Milestone).where(Milestone.key == "strategy")).one()
     assert strategy.status == "pending"
+    said = {
+        m["key"]: m for m in json.loads(rally("sprint", "status", SLUG, "--json").out)["milestones"]
+    }
+    assert said["briefs_acknowledged"]["why"] == "0 of 0 briefs acknowledged (0%; 100% wanted)"
+    assert said["strategy"]["why"] == "waits for staff to mark it"
+    assert "0 of 0 briefs acknowledged" in rally("sprint", "status", SLUG).out  # the table too
 
 
 def closes_due(engine, now: datetime) -> list[str]:
@@ -178,3 +184,20 @@ def test_a_rehearsal_is_refused_beside_a_live_sprint_or_real_briefs_and_nothing_
     # The flow itself refuses too (a deployment run from the Prefect UI's form).
     with pytest.raises(SprintError, match="its sprint is live"), without_heartbeats():
         run_sprint(SLUG, simulate=True, weeks=1)
+
+
+def test_staff_list_a_campaigns_creatives_with_what_each_waits_on(rally, applied):
+    caption = "Registering takes two minutes #ad Paid for by Keystone Youth Vote Fund"
+    made = rally("creatives", "submit", SLUG, "maya.votes.pa", "--caption", caption, "--json")
+    assert made.code == 0, made.err
+    listed = json.loads(rally("creatives", "list", SLUG, "--json").out)
+    assert [(c["creator"], c["status"], c["version"]) for c in listed] == [
+        ("maya.votes.pa", "in_review", 1)
+    ]
+    assert listed[0]["waiting_on"] == "internal"
+    shown = rally("creatives", "list", SLUG)
+    assert "@maya.votes.pa" in shown.out and "internal" in shown.out
+    none = rally("creatives", "list", SLUG, "--status", "posted")
+    assert none.code == 0 and "No creatives on first-vote-pa-2027 with status posted." in none.out
+    wrong = rally("creatives", "list", SLUG, "--status", "live")
+    assert wrong.code == 2 and "'live' is not a status" in wrong.err
