@@ -10,7 +10,7 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from integrations.tiktok import WebhookNotification
-from store.models import Campaign, Creator, RosterMember
+from store.models import Campaign, Creative, Creator, RosterMember, SprintRun
 from tasks.campaigns.campaign import campaign_spec
 from tasks.campaigns.tracking import tracking_url
 from tasks.engagement.events import new_event
@@ -57,6 +57,45 @@ def click_event(
         member_id=target.member_id,
         payload={"code": code, **{k: v for k, v in query.items() if k in UTM}},
     )
+
+
+def attribute(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Give TikTok's notifications their campaign, which TikTok does not name: a comment's is
+    the posted creative's whose video it is on (and its creator's place on the roster); a
+    message names no video, so it goes to the one live sprint when only one is running, and
+    stays unattributed (stored, but no rule fires) when there are several or none. One query
+    per group of rows, and none when every row knows its campaign."""
+    loose = [r for r in rows if r.get("source") == "tiktok" and r.get("campaign_id") is None]
+    if not loose:
+        return
+    videos = {str(r["video_id"]) for r in loose if r.get("video_id")}
+    posted: dict[str, tuple[int, int]] = {}
+    if videos:
+        posted = {
+            str(video): (campaign_id, member_id)
+            for video, campaign_id, member_id in session.exec(
+                select(Creative.platform_video_id, Creative.campaign_id, Creative.member_id).where(
+                    col(Creative.platform_video_id).in_(videos)
+                )
+            )
+        }
+    live: list[int] = []
+    if any(not r.get("video_id") for r in loose):
+        live = list(
+            session.exec(
+                select(SprintRun.campaign_id).where(
+                    SprintRun.mode == "live",
+                    col(SprintRun.finished_at).is_(None),
+                    SprintRun.state == "running",
+                )
+            ).all()
+        )
+    for row in loose:
+        found = posted.get(str(row.get("video_id") or ""))
+        if found is not None:
+            row["campaign_id"], row["member_id"] = found
+        elif not row.get("video_id") and len(live) == 1:
+            row["campaign_id"] = live[0]
 
 
 def webhook_event(notification: WebhookNotification, *, received_at: datetime) -> dict[str, Any]:

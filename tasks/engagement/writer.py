@@ -16,6 +16,7 @@ from sqlalchemy import Engine
 
 from store.db import transaction
 from tasks.engagement.events import store_events
+from tasks.engagement.inbound import attribute
 
 log = logging.getLogger(__name__)
 MAX_GROUP = 1000
@@ -47,7 +48,9 @@ class EventWriter:
     def _commit(self, group: list[tuple[dict[str, Any], "Future[bool]"]]) -> None:
         try:
             with transaction(self.engine) as session:
-                store_events(session, [row for row, _ in group])
+                rows = [row for row, _ in group]
+                attribute(session, rows)
+                store_events(session, rows)
         except Exception as exc:  # every waiting request learns of it and answers 5xx
             log.exception("storing %d event(s) failed", len(group))
             for _, done in group:

@@ -16,8 +16,11 @@ from store.models import (
     ConsentStatus,
     Contact,
     ContactConsent,
+    Creative,
+    CreativeStatus,
     Creator,
     EngagementEvent,
+    FollowUp,
     OutboxMessage,
     RosterMember,
 )
@@ -260,3 +263,60 @@ def test_a_signup_queues_its_lead_once_also_when_the_rules_see_it(web, engine):
     assert [(m.destination.split(":")[1], m.subject_id, m.status) for m in queued] == [
         ("export", str(lead.id), "pending")
     ]
+
+
+def notification(event: str, n: int, **content: object) -> bytes:
+    return json.dumps(
+        {
+            "client_key": CLIENT_KEY,
+            "event": event,
+            "create_time": 1801587600 + n,
+            "user_openid": "business-account",
+            "content": json.dumps(content),
+        }
+    ).encode()
+
+
+def test_live_comments_and_dms_reach_the_campaigns_rules(hooked, rally, applied, engine):
+    member = maya(engine)
+    with transaction(engine) as session:  # maya's approved video, posted: its id is known
+        session.add(
+            Creative(
+                campaign_id=member.campaign_id,
+                member_id=member.id or 0,
+                title="Two minutes",
+                status=CreativeStatus.POSTED,
+                platform_video_id="7301",
+            )
+        )
+    comment = notification("comment.create", 1, username="fan1", video_id="7301", text="Love it!")
+    elsewhere = notification("comment.create", 2, username="fan2", video_id="9999", text="hi")
+    dm = notification("direct_message.receive", 3, username="fan3", text="How can I volunteer?")
+    assert all(webhook(hooked, body).status_code == 200 for body in (comment, elsewhere, dm))
+    by_actor = {e.actor: e for e in tiktok_events(engine)}
+    assert (by_actor["fan1"].campaign_id, by_actor["fan1"].member_id) == (
+        member.campaign_id,
+        member.id,
+    )
+    assert by_actor["fan2"].campaign_id is None  # a video no campaign posted
+    assert by_actor["fan3"].campaign_id is None  # no live sprint: no campaign to give a DM to
+
+    assert rally("sprint", "start", SLUG).code == 0
+    again = notification("direct_message.receive", 4, username="fan4", text="How can I help?")
+    assert webhook(hooked, again).status_code == 200
+    assert {e.actor: e for e in tiktok_events(engine)}["fan4"].campaign_id == member.campaign_id
+
+    process_pending(engine, now=T0, public_url="https://rally.example.org")
+    with transaction(engine, write=False) as session:
+        fired = session.exec(select(FollowUp.event_id, FollowUp.rule_id)).all()
+    rules_for = {
+        actor: {r for e, r in fired if e == by_actor_id}
+        for actor, by_actor_id in (
+            ("fan1", by_actor["fan1"].id),
+            ("fan2", by_actor["fan2"].id),
+            ("fan4", {e.actor: e for e in tiktok_events(engine)}["fan4"].id),
+        )
+    }
+    assert "thank_commenters" in rules_for["fan1"]  # the live comment fired the rules
+    assert "volunteer_interest_dm" in rules_for["fan4"]  # and so did the live DM
+    assert rules_for["fan2"] == set()  # nothing for a video no campaign posted
