@@ -28,14 +28,16 @@ def list_command(slug: str, json_output: bool = JSON_OPTION) -> None:
     if json_output:
         print_json(leads)
         return
+    from tasks.formats import plain_text
+
     table = Table("id", "email", "phone", "name", "source", "consent", "sync", box=None)
-    for lead in leads:
+    for lead in leads:  # text stored before it was cleaned is printed clean too
         table.add_row(
             str(lead["id"]),
-            lead["email"] or "",
-            lead["phone"] or "",
-            lead["name"] or "",
-            lead["last_source_code"] or "",
+            plain_text(lead["email"] or ""),
+            plain_text(lead["phone"] or ""),
+            plain_text(lead["name"] or ""),
+            plain_text(lead["last_source_code"] or ""),
             ", ".join(f"{c} {s}" for c, s in sorted(lead["consent"].items())),
             ", ".join(f"{d} {s}" for d, s in sorted(lead["sync"].items())),
         )

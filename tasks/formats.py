@@ -2,6 +2,7 @@
 
 import html
 import re
+import unicodedata
 
 
 def money(cents: int | None, currency: str = "USD") -> str:
@@ -28,3 +29,9 @@ def html_to_text(markup: str) -> str:
     while "\n\n\n" in text:
         text = text.replace("\n\n\n", "\n\n")
     return text.strip() + "\n"
+
+
+def plain_text(value: str) -> str:
+    """`value` without control and format characters (NUL, ESC sequences' ESC, BEL, bidi
+    overrides): what a stranger types is stored, exported and printed as the text it shows."""
+    return "".join(ch for ch in value if unicodedata.category(ch) not in ("Cc", "Cf", "Cs", "Co"))

@@ -23,6 +23,7 @@ from store.db import transaction
 from tasks.engagement.inbound import LinkTarget, click_event, link_target, webhook_event
 from tasks.engagement.signups import sign_up, signup_page_campaign
 from tasks.engagement.writer import EventWriter
+from tasks.formats import plain_text
 from tasks.leads.contacts import ContactError, normalize_email, normalize_phone
 from web.deps import Clock, Store, Writer, app_state_of
 from web.pages import not_found, page_response
@@ -99,7 +100,7 @@ async def join(request: Request, slug: str, engine: Store, clock: Clock) -> Resp
 def signup_values(form: dict[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
     """The signup form's contact, or the problems by field (shown beside each field)."""
     problems: dict[str, str] = {}
-    values: dict[str, Any] = {"name": " ".join(form.get("name", "").split())[:200]}
+    values: dict[str, Any] = {"name": " ".join(plain_text(form.get("name", "")).split())[:200]}
     try:
         values["email"] = normalize_email(form.get("email"))
     except ContactError:
@@ -112,7 +113,7 @@ def signup_values(form: dict[str, str]) -> tuple[dict[str, Any], dict[str, str]]
         problems["email"] = "Give an email address or a phone number so we can reach you."
     if not values["name"]:
         problems["name"] = "Tell us your name."
-    values["zip"] = form.get("zip", "").strip()[:10] or None
+    values["zip"] = plain_text(form.get("zip", "")).strip()[:10] or None
     values["consent"] = {
         channel: form.get(f"consent_{channel}") == "yes" for channel in ("email", "sms")
     }

@@ -236,6 +236,17 @@ def test_a_signup_creates_one_lead_with_its_consent_and_source(web, engine):
     ] * 2
 
 
+def test_control_characters_from_the_form_are_neither_stored_nor_printed(web, engine, rally):
+    name = "Pat\x00 \x1b[31mLee\x07\u202e"
+    answer = web.post(f"/join/{SLUG}", data=SIGNUP | {"name": name, "zip": "191\x0021"})
+    assert answer.status_code == 200, answer.text
+    with transaction(engine, write=False) as session:
+        [lead] = session.exec(select(Contact)).all()
+    assert (lead.given_name, lead.family_name, lead.postal_code) == ("Pat", "[31mLee", "19121")
+    listed = rally("leads", "list", SLUG)
+    assert listed.code == 0 and not any(ch in listed.out for ch in "\x00\x1b\x07\u202e")
+
+
 def test_a_signup_with_a_bad_email_shows_the_problem_beside_it(web, engine):
     answer = web.post(f"/join/{SLUG}", data=SIGNUP | {"email": "pat@nowhere"})
     assert answer.status_code == 400
