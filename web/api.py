@@ -14,7 +14,7 @@ from tasks.briefs.status import open_brief
 from tasks.review.approvers import who
 from tasks.review.creatives import Submission, submit
 from tasks.review.decisions import decide
-from web.deps import AppSettings, Clock, Store
+from web.deps import AppSettings, Clock, RowId, Store
 
 router = APIRouter(prefix="/api")
 
@@ -26,7 +26,7 @@ class DraftIn(BaseModel):
     duration_seconds: float | None = Field(None, ge=0, le=3600)
     paid: bool = False
     ai_generated: bool = False
-    creative: int | None = None
+    creative: int | None = Field(None, ge=1, le=2**31 - 1)
     title: str | None = Field(None, max_length=200)
 
 
@@ -87,7 +87,7 @@ def submit_draft(
 
 @router.post("/review/tasks/{task_id}/decisions")
 def record_decision(
-    task_id: int,
+    task_id: RowId,
     body: DecisionIn,
     engine: Store,
     settings: AppSettings,

@@ -2,12 +2,13 @@
 there. The token in the link is their only credential: an unknown or expired one gets the same
 plain 404 as any other missing page."""
 
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from markupsafe import Markup
 
+from config.errors import RallyError
 from store.db import transaction
 from tasks.briefs.status import BriefPage, acknowledge, open_brief
 from tasks.review.creatives import Submission, submit
@@ -47,7 +48,7 @@ def submit_draft(
         page = open_brief(session, token, now=clock())
         if page is None:
             return _brief(request, None, [])
-        seconds = float(duration) if duration.strip() else None
+        seconds = _number("duration", duration, float)
         draft = Submission(caption, script, video_url or None, seconds, paid, ai_generated)
         submit(
             session,
@@ -56,7 +57,7 @@ def submit_draft(
             submission=draft,
             submitted_by=f"creator:@{page.handle}",
             now=clock(),
-            creative_id=int(creative) if creative.strip() else None,
+            creative_id=_number("creative", creative, int),
             public_url=settings.public_url,
         )
     return RedirectResponse(f"/briefs/{token}#drafts", status_code=303)
@@ -72,6 +73,19 @@ def acknowledge_brief(
     if page is None:
         return _brief(request, None, [])
     return RedirectResponse(f"/briefs/{token}", status_code=303)
+
+
+Number = TypeVar("Number", int, float)
+
+
+def _number(field: str, text: str, kind: type[Number]) -> Number | None:
+    """A form's number, or None when left empty; RallyError naming the field otherwise."""
+    if not text.strip():
+        return None
+    try:
+        return kind(text)
+    except ValueError:
+        raise RallyError(f"{field}: a number, please (got {text.strip()[:12]!r})") from None
 
 
 def _brief(request: Request, page: BriefPage | None, drafts: list[dict[str, Any]]) -> Response:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 from sqlalchemy import Engine
 
 from config.settings import Settings
@@ -58,6 +58,7 @@ async def event_writer(request: Request) -> EventWriter:
 
 
 Store = Annotated[Engine, Depends(store_engine)]
+RowId = Annotated[int, Path(ge=1, le=2**31 - 1)]  # an id in a path: the store's are 32-bit
 AppSettings = Annotated[Settings, Depends(app_settings)]
 Clock = Annotated[Callable[[], datetime], Depends(app_clock)]
 Writer = Annotated[EventWriter, Depends(event_writer)]

@@ -14,7 +14,7 @@ from tasks.review.approvers import is_approver_of_task, link_is_valid, redeem_li
 from tasks.review.decisions import decide
 from tasks.review.routing import ReviewRefused
 from tasks.review.views import history, review_queue, task_view
-from web.deps import SESSION_COOKIE, Approver, AppSettings, Clock, Store
+from web.deps import SESSION_COOKIE, Approver, AppSettings, Clock, RowId, Store
 from web.pages import not_found, page_response
 
 router = APIRouter()
@@ -75,7 +75,7 @@ def queue(request: Request, email: Approver, engine: Store, clock: Clock) -> Res
 
 
 @router.get("/review/tasks/{task_id}")
-def task_page(request: Request, task_id: int, email: Approver, engine: Store) -> Response:
+def task_page(request: Request, task_id: RowId, email: Approver, engine: Store) -> Response:
     """A review task with its creative, findings, checklist and decisions."""
     return _task_page(request, engine, task_id, email, error=None)
 
@@ -83,7 +83,7 @@ def task_page(request: Request, task_id: int, email: Approver, engine: Store) ->
 @router.post("/review/tasks/{task_id}/decide")
 async def decide_page(
     request: Request,
-    task_id: int,
+    task_id: RowId,
     email: Approver,
     engine: Store,
     settings: AppSettings,

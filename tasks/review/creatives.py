@@ -5,6 +5,7 @@ A blocking finding sends a draft straight back to its creator with the reasons, 
 spends time on it. A resubmission is the creative's next version and starts at the first tier.
 """
 
+import math
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -33,6 +34,9 @@ from tasks.campaigns.campaign import campaign_spec, get_campaign
 from tasks.campaigns.configs import campaign_policy
 from tasks.review.checks import DraftFacts, Finding, evaluate
 from tasks.review.routing import cancel_tasks, notify_creator, open_task, route
+
+MAX_SECONDS = 3600
+MAX_ID = 2**31 - 1  # the store's ids are 32-bit
 
 
 @dataclass(frozen=True)
@@ -133,6 +137,14 @@ def submit(
     public_url: str = "",
 ) -> Submitted:
     """Check a draft against the policy, then route it to review or back to the creator."""
+    seconds = submission.duration_seconds
+    if seconds is not None and not (math.isfinite(seconds) and 0 < seconds <= MAX_SECONDS):
+        raise RallyError(
+            f"duration: a video's length in seconds, more than 0 and at most {MAX_SECONDS} "
+            f"(got {seconds})"
+        )
+    if creative_id is not None and not 0 < creative_id <= MAX_ID:
+        raise RallyError(f"creative: no creative {creative_id}")
     campaign = get_campaign(session, slug)
     spec = campaign_spec(campaign)
     policy = campaign_policy(session, campaign)

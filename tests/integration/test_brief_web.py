@@ -5,12 +5,13 @@ import json
 
 from fastapi.testclient import TestClient
 from sqlalchemy import update
-from sqlmodel import col
+from sqlmodel import col, select
 
 from store.db import transaction
-from store.models import Brief
+from store.models import Brief, CreativeDraft
 from tests.conftest import SLUG
 from tests.helpers import generate
+from tests.integration.test_report_web import STAFF, signed_in
 from web.app import create_app
 
 
@@ -55,3 +56,28 @@ def test_an_old_link_closes_when_the_newest_brief_has_expired(settings, engine, 
             update(Brief).where(col(Brief.version) == 2).values(token_expires_at=Brief.created_at)
         )
     assert client.get(f"/briefs/{old}").status_code == 404
+
+
+def test_odd_numbers_in_a_draft_or_an_address_are_named_not_a_server_error(
+    settings, engine, rally, running
+):
+    generate(settings, engine, SLUG)
+    token = links(rally)["maya.votes.pa"]
+    client = TestClient(create_app(settings))
+    draft = {"caption": "Two minutes #ad Paid for by Keystone Youth Vote Fund"}
+    for duration, said in (
+        ("nan", "length in seconds, more than 0"),
+        ("inf", "length in seconds, more than 0"),
+        ("-5", "length in seconds, more than 0"),
+        ("abc", "duration: a number, please"),
+    ):
+        answer = client.post(f"/briefs/{token}/drafts", data=draft | {"duration": duration})
+        assert answer.status_code == 409 and said in answer.text, duration
+    huge = client.post(f"/briefs/{token}/drafts", data=draft | {"creative": "999999999999"})
+    assert huge.status_code == 409 and "no creative 999999999999" in huge.text
+    with transaction(engine, write=False) as session:
+        assert session.exec(select(CreativeDraft)).all() == []  # nothing half-stored
+
+    staff = signed_in(settings, engine, STAFF)
+    for address in ("/review/tasks/99999999999999999999", "/review/tasks/0"):
+        assert staff.get(address).status_code == 400, address
