@@ -66,14 +66,23 @@ def submit_command(
 
 
 @app.command("posted")
-def posted_command(creative: int, url: str) -> None:
+def posted_command(
+    creative: int,
+    url: str,
+    force: bool = typer.Option(False, "--force", help="Replace an address recorded already."),
+) -> None:
     """Record where a creative was posted (flagged if it was not approved)."""
     from tasks.review.creatives import posted
 
     settings, engine = store()
     with transaction(engine) as session:
         approved = posted(
-            session, creative_id=creative, url=url, actor=settings.actor, now=utcnow()
+            session,
+            creative_id=creative,
+            url=url,
+            actor=settings.actor,
+            now=utcnow(),
+            force=force,
         )
     if approved:
         console.print(f"Creative {creative} posted at {url}.")

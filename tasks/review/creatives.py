@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlmodel import Session, col, select
 
@@ -331,11 +332,51 @@ def video_id(url: str) -> str | None:
     return found[1] if found else None
 
 
-def posted(session: Session, *, creative_id: int, url: str, actor: str, now: datetime) -> bool:
-    """Record where and when a creative was posted; False (and flagged) if not yet approved."""
-    creative = session.get(Creative, creative_id)
+def check_post_url(url: str, creator: Creator) -> None:
+    """RallyError unless `url` is a web address, and for a TikTok creator a video of their own
+    account (`https://www.tiktok.com/@HANDLE/video/ID`: a short link hides the account)."""
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise RallyError(f"url: a web address of the posted video, please (got {url!r})")
+    if creator.platform != "tiktok":
+        return
+    found = re.fullmatch(r"/@([^/?#]+)/video/(\d+)/?", parts.path)
+    if not parts.hostname.endswith("tiktok.com") or found is None:
+        raise RallyError(
+            f"url: a TikTok video's address, https://www.tiktok.com/@{creator.handle}/video/ID "
+            f"(got {url!r}; a short link hides whose video it is)"
+        )
+    if found[1].lower() != creator.handle.lower():
+        raise RallyError(
+            f"url: that video is @{found[1]}'s, not @{creator.handle}'s (got {url!r})"
+        )
+
+
+def posted(
+    session: Session,
+    *,
+    creative_id: int,
+    url: str,
+    actor: str,
+    now: datetime,
+    force: bool = False,
+) -> bool:
+    """Record where and when a creative was posted; False (and flagged) if not yet approved.
+    The address must be the creator's own video; one already recorded is replaced only with
+    `force`."""
+    creative = session.get(Creative, creative_id) if 0 < creative_id <= MAX_ID else None
     if creative is None:
         raise RallyError(f"no creative {creative_id}")
+    member = session.get(RosterMember, creative.member_id)
+    creator = session.get(Creator, member.creator_id) if member else None
+    if creator is not None:
+        check_post_url(url, creator)
+    url = url.strip()
+    if creative.posted_url and creative.posted_url != url and not force:
+        raise RallyError(
+            f"creative {creative_id} is recorded as posted at {creative.posted_url} already; "
+            "give --force to replace it"
+        )
     approved = creative.status in (
         CreativeStatus.APPROVED,
         CreativeStatus.POSTED,

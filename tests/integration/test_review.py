@@ -91,13 +91,16 @@ def test_internal_then_legal_approve_and_the_creative_is_cleared(engine, applied
     done = rule(engine, legal.id, "approve", COUNSEL)
     assert done.next_tier is None and done.creative.status == "approved"
 
-    posted = rally("creatives", "posted", result.creative_id, "https://tiktok.com/@maya/video/1")
+    posted = rally(
+        "creatives", "posted", result.creative_id, "https://www.tiktok.com/@maya.votes.pa/video/1"
+    )
     assert posted.code == 0
     chain = json.loads(rally("creatives", "history", result.creative_id, "--json").out)
     summaries = [e["summary"] for e in chain["audit"]]
     assert "submitted creative" in summaries[0] and "approved by " + DANA in summaries[1]
     assert (
-        "approved by " + COUNSEL in summaries[2] and "posted at https://tiktok.com" in summaries[3]
+        "approved by " + COUNSEL in summaries[2]
+        and "posted at https://www.tiktok.com" in summaries[3]
     )
     assert chain["versions"][0]["brief_version"] is None  # no brief was generated in this test
 
@@ -172,7 +175,9 @@ def test_deadlines_remind_then_escalate_and_never_approve(engine, applied):
 
 def test_posting_before_approval_is_recorded_and_flagged(engine, applied, rally):
     result = send(engine)
-    run = rally("creatives", "posted", result.creative_id, "https://tiktok.com/@maya/video/9")
+    run = rally(
+        "creatives", "posted", result.creative_id, "https://www.tiktok.com/@maya.votes.pa/video/9"
+    )
     assert run.code == 1 and "BEFORE APPROVAL" in run.out
     chain = json.loads(rally("creatives", "history", result.creative_id, "--json").out)
     assert chain["status"] == "in_review" and chain["posted_url"].endswith("/9")
@@ -249,3 +254,28 @@ def test_a_campaign_may_bring_its_own_policy(engine, example, rally):
         'prohibited claim: "register today"'
     ]
     assert result.policy_version != load_policy("default", base=None).version
+
+
+def test_a_post_must_be_the_creators_own_video_and_is_replaced_only_with_force(
+    engine, applied, rally
+):
+    result = send(engine)
+    for url, said in (
+        ("not-a-url", "url: a web address of the posted video"),
+        ("https://vm.tiktok.com/ZMabc/", "a short link hides whose video it is"),
+        ("https://www.tiktok.com/@someone.else/video/7", "that video is @someone.else's"),
+    ):
+        refused = rally("creatives", "posted", result.creative_id, url)
+        assert refused.code == 1 and said in refused.err, url
+    first = "https://www.tiktok.com/@maya.votes.pa/video/7311"
+    assert rally("creatives", "posted", result.creative_id, first).code == 1  # before approval
+    again = rally("creatives", "posted", result.creative_id, first.replace("7311", "7312"))
+    assert again.code == 1 and "give --force to replace it" in again.err
+    chain = json.loads(rally("creatives", "history", result.creative_id, "--json").out)
+    assert chain["posted_url"] == first  # the valid address was kept
+    forced = rally(
+        "creatives", "posted", result.creative_id, first.replace("7311", "7312"), "--force"
+    )
+    assert "BEFORE APPROVAL" in forced.out
+    chain = json.loads(rally("creatives", "history", result.creative_id, "--json").out)
+    assert chain["posted_url"].endswith("/7312")
