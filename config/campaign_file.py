@@ -164,12 +164,34 @@ def parse_campaign(data: Any, *, file: str) -> CampaignSpec:
 
 
 def _loader() -> type:
-    """YAML's safe loader, except that dates stay text for the schema to check: PyYAML would
-    fail on `2027-02-30` with an error that names no field."""
+    """YAML's safe loader, except that dates stay text for the schema to check (PyYAML would
+    fail on `2027-02-30` with an error that names no field), and that aliases are refused: a
+    few lines of `*alias` can stand for billions of values (a "billion laughs" file), or for
+    a value that contains itself."""
     import yaml
 
     class CampaignLoader(yaml.SafeLoader):
-        pass
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            if self.check_event(yaml.events.AliasEvent):
+                event = self.peek_event()
+                raise yaml.composer.ComposerError(
+                    None,
+                    None,
+                    f"an alias (*{event.anchor}) stands for another value: write the value "
+                    "out instead (aliases are not taken in Rally's files)",
+                    event.start_mark,
+                )
+            return super().compose_node(parent, index)
+
+        def construct_yaml_int(self, node: Any) -> Any:
+            try:
+                return super().construct_yaml_int(node)
+            except ValueError:  # more digits than Python reads (4,300)
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"a number of {len(node.value):,} digits", node.start_mark
+                ) from None
+
+    CampaignLoader.add_constructor("tag:yaml.org,2002:int", CampaignLoader.construct_yaml_int)
 
     CampaignLoader.yaml_implicit_resolvers = {
         first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
@@ -196,6 +218,10 @@ def read_yaml(path: Path) -> Any:
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise CampaignFileError(file, [("", f"{where}not valid YAML: {problem}")]) from None
+    except RecursionError:
+        raise CampaignFileError(file, [("", "not valid YAML: nested too deeply")]) from None
+    except ValueError as exc:  # a number with more digits than Python reads (4,300)
+        raise CampaignFileError(file, [("", f"not a value Rally reads: {exc}")]) from None
     return data
 
 

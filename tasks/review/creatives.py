@@ -347,9 +347,7 @@ def check_post_url(url: str, creator: Creator) -> None:
             f"(got {url!r}; a short link hides whose video it is)"
         )
     if found[1].lower() != creator.handle.lower():
-        raise RallyError(
-            f"url: that video is @{found[1]}'s, not @{creator.handle}'s (got {url!r})"
-        )
+        raise RallyError(f"url: that video is @{found[1]}'s, not @{creator.handle}'s (got {url!r})")
 
 
 def posted(

@@ -213,3 +213,25 @@ def test_a_destination_rally_cannot_sync_to_is_named_when_applied(
     with pytest.raises(CampaignFileError) as caught:
         check_references(load_campaign(path), tmp_path, file=str(path))
     assert str(caught.value).startswith(f"{path}: {expected}")
+
+
+LAUGHS = "a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
+    f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 9)}]\n" for i in range(8)
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        (LAUGHS, "line 2, column 8: not valid YAML: an alias (*a) stands for another value"),
+        ("a: &a [*a]\n", "line 1, column 8: not valid YAML: an alias (*a)"),
+        ("name: " + "[" * 50_000 + "]" * 50_000 + "\n", "not valid YAML: nested too deeply"),
+        ("budget: {total: " + "9" * 5000 + "}\n", "not valid YAML: a number of 5,000 digits"),
+    ],
+    ids=["billion-laughs", "recursive-alias", "deep", "long-number"],
+)
+def test_a_campaign_file_that_would_blow_up_is_refused_at_once_and_named(tmp_path, text, said):
+    path = tmp_path / "campaign.yaml"
+    path.write_text(text)
+    (line,) = problems(path)
+    assert line.startswith(str(path)) and said in line
