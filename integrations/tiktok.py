@@ -308,24 +308,45 @@ def parse_webhook(body: bytes, client_key: str, *, now: datetime) -> WebhookNoti
         data = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise ValueError("the body is not JSON") from None
+    except RecursionError:
+        raise ValueError("the body is nested too deeply") from None
     if not isinstance(data, dict) or "event" not in data:
         raise ValueError("the body has no event")
     if client_key and data.get("client_key") not in (None, client_key):
         raise ValueError("the notification is for another app")
     content = _webhook_content(data.get("content"))
-    created = data.get("create_time")
-    occurred = (
-        datetime.fromtimestamp(created, now.tzinfo) if isinstance(created, int | float) else now
-    )
     return WebhookNotification(
         external_id="webhook:" + hashlib.sha256(body).hexdigest()[:40],
         type=WEBHOOK_TYPES.get(str(data["event"]), "platform"),
-        occurred_at=occurred,
-        actor=content.get("username") or data.get("user_openid"),
-        video_id=content.get("video_id"),
-        text=content.get("text"),
+        occurred_at=_moment(data.get("create_time"), now),
+        actor=_text(content, "username") or _text(data, "user_openid"),
+        video_id=_text(content, "video_id", numbers=True),
+        text=_text(content, "text"),
         payload={**data, "content": content},
     )
+
+
+def _text(fields: dict[str, Any], name: str, *, numbers: bool = False) -> str | None:
+    """A field that must be text (or, with `numbers`, a whole number TikTok sends as JSON);
+    ValueError naming it otherwise."""
+    value = fields.get(name)
+    if value is None or isinstance(value, str):
+        return value
+    if numbers and isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    raise ValueError(f"{name}: text expected, got {type(value).__name__}")
+
+
+def _moment(created: object, now: datetime) -> datetime:
+    """When the event happened: `create_time` in unix seconds (or milliseconds), else now."""
+    if created is None:
+        return now
+    if not isinstance(created, int | float) or isinstance(created, bool):
+        raise ValueError(f"create_time: a unix time expected, got {type(created).__name__}")
+    seconds = created / 1000 if created > 10**11 else created  # milliseconds
+    if not 0 <= seconds < 10**10:
+        raise ValueError(f"create_time: {created} is no time Rally can read")
+    return datetime.fromtimestamp(seconds, now.tzinfo)
 
 
 def _webhook_content(content: object) -> dict[str, Any]:

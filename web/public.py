@@ -29,6 +29,7 @@ from web.deps import Clock, Store, Writer, app_state_of
 from web.pages import not_found, page_response
 
 router = APIRouter()
+MAX_WEBHOOK_BYTES = 64 * 1024  # TikTok's notifications are a few hundred bytes
 
 
 @router.get("/healthz")
@@ -43,7 +44,9 @@ async def tiktok_webhook(request: Request) -> Response:
     is only counted); 401 for a bad or stale signature, 400 for a body Rally cannot read."""
     state = app_state_of(request)  # read directly: the busiest route, spared Depends' cost
     settings, clock, writer = state.settings, state.clock, state.writer
-    body = await request.body()
+    body = await bounded_body(request, MAX_WEBHOOK_BYTES)
+    if body is None:
+        return JSONResponse({"error": "the body is too large"}, status_code=413)
     secret = settings.tiktok_client_secret.get_secret_value()
     if not secret:
         return JSONResponse({"error": "webhooks are not configured"}, status_code=503)
@@ -57,6 +60,20 @@ async def tiktok_webhook(request: Request) -> Response:
         return JSONResponse({"error": str(exc)}, status_code=400)
     await _stored(writer, webhook_event(notification, received_at=now))
     return JSONResponse({"ok": True})
+
+
+async def bounded_body(request: Request, limit: int) -> bytes | None:
+    """The request's body, or None as soon as it says or proves to be over `limit` bytes (it
+    is never read, or kept, past that)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return None
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            return None
+    return bytes(body)
 
 
 @router.get("/t/{code}")

@@ -46,15 +46,20 @@ class EventWriter:
             self._commit(group)
 
     def _commit(self, group: list[tuple[dict[str, Any], "Future[bool]"]]) -> None:
+        """Commit the group in one transaction; if that fails, each row in one of its own, so
+        that one bad row costs only its own request (answered 5xx) and the rest are stored."""
         try:
             with transaction(self.engine) as session:
                 rows = [row for row, _ in group]
                 attribute(session, rows)
                 store_events(session, rows)
-        except Exception as exc:  # every waiting request learns of it and answers 5xx
-            log.exception("storing %d event(s) failed", len(group))
-            for _, done in group:
-                done.set_exception(exc)
+        except Exception as exc:
+            if len(group) > 1:
+                for one in group:
+                    self._commit([one])
+                return
+            log.exception("storing an event failed")
+            group[0][1].set_exception(exc)
             return
         for _, done in group:
             done.set_result(True)

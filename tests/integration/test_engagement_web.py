@@ -2,6 +2,7 @@
 creators' `/t/<code>` tracking links and the campaign signup page `/join/<slug>`."""
 
 import json
+from concurrent.futures import Future
 from datetime import UTC, datetime
 from urllib.parse import parse_qs, urlsplit
 
@@ -24,7 +25,9 @@ from store.models import (
     OutboxMessage,
     RosterMember,
 )
+from tasks.engagement.events import new_event
 from tasks.engagement.processing import process_pending
+from tasks.engagement.writer import EventWriter
 from tests.conftest import SLUG
 from web.app import create_app
 
@@ -331,3 +334,56 @@ def test_live_comments_and_dms_reach_the_campaigns_rules(hooked, rally, applied,
     assert "thank_commenters" in rules_for["fan1"]  # the live comment fired the rules
     assert "volunteer_interest_dm" in rules_for["fan4"]  # and so did the live DM
     assert rules_for["fan2"] == set()  # nothing for a video no campaign posted
+
+
+@pytest.mark.parametrize(
+    ("content", "said"),
+    [
+        ({"username": "fan", "video_id": "7001", "text": {"a": 1}}, "text: text expected"),
+        ({"username": "fan", "video_id": {"id": 1}, "text": "hi"}, "video_id: text expected"),
+        ({"username": ["fan"], "text": "hi"}, "username: text expected"),
+    ],
+)
+def test_a_signed_body_with_a_field_of_the_wrong_kind_is_refused_400(hooked, engine, content, said):
+    body = json.dumps({"client_key": CLIENT_KEY, "event": "comment.create",
+                       "content": json.dumps(content)}).encode()  # fmt: skip
+    answer = webhook(hooked, body)
+    assert answer.status_code == 400 and said in answer.text
+    assert tiktok_events(engine) == []
+
+
+def test_an_impossible_time_or_a_deep_body_is_refused_400_and_a_huge_one_413(hooked, engine):
+    late = json.dumps({"event": "comment.create", "create_time": 1e20, "content": "{}"}).encode()
+    assert webhook(hooked, late).status_code == 400
+    deep = b'{"event": "x", "content": ' + b"[" * 20_000 + b"]" * 20_000 + b"}"
+    assert webhook(hooked, deep).status_code == 400
+    huge = json.dumps({"event": "comment.create", "content": "x" * 100_000}).encode()
+    assert webhook(hooked, huge).status_code == 413
+    content = json.dumps({"username": "fan", "text": "hi"})
+    ms = json.dumps({"event": "comment.create", "create_time": 1801587600123, "content": content})
+    assert webhook(hooked, ms.encode()).status_code == 200  # milliseconds, as TikTok's ping sends
+    assert [e.occurred_at.year for e in tiktok_events(engine)] == [2027]
+
+
+def test_a_bad_row_in_a_group_commit_costs_only_its_own_request(settings, applied, engine):
+    writer = EventWriter(engine)
+    rows = [
+        new_event(
+            source="rally",
+            external_id=f"click-{n}",
+            type="link_click",
+            occurred_at=T0,
+            received_at=T0,
+            payload={},
+        )
+        for n in range(3)
+    ]
+    bad = rows[1] | {"external_id": None}  # refused by the store
+    group: list[tuple[dict, Future[bool]]] = [(row, Future()) for row in (rows[0], bad, rows[2])]
+    writer._commit(group)  # one group, as a burst of requests makes it
+
+    assert group[0][1].result() and group[2][1].result()
+    assert group[1][1].exception() is not None
+    with transaction(engine, write=False) as session:
+        stored = session.exec(select(EngagementEvent.external_id)).all()
+    assert sorted(stored) == ["click-0", "click-2"]
