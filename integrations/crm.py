@@ -272,6 +272,8 @@ def refusal(
         return TransientError(detail, retry_after=wait)
     if status in (401, 403):
         return UnavailableError(f"{detail}; check the destination's credentials")
+    if status in (406, 415):  # the API refuses how Rally speaks to it: no lead would fare better
+        return UnavailableError(f"{detail}; the destination refuses Rally's requests as sent")
     return PermanentError(detail)
 
 

@@ -28,6 +28,7 @@ errors document (`errors[].detail`), other refusals as `{"code", "message"}`; 40
 is refused.
 """
 
+import json
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -42,6 +43,7 @@ from integrations.crm import ConnectorSettings, Lead, Outcome, RateLimit
 from integrations.errors import IntegrationError, TransientError
 from integrations.http import json_object
 
+JSON_API = "application/vnd.api+json"
 BATCH_SIZE = 50
 RATE = (250, 10.0)
 OPTIONS = frozenset({"batch_size", "external_id"})
@@ -81,9 +83,10 @@ class NationBuilder:
         self.where = f"NationBuilder {name}"
         self._base = api_url.rstrip("/") + "/api/v2/signups"
         self._token = token
-        self._headers = {
+        self._headers = {  # the v2 API speaks JSON:API, and answers 406 or 415 to plain JSON
             "Authorization": f"Bearer {token}",
-            "Accept": "application/json",
+            "Accept": JSON_API,
+            "Content-Type": JSON_API,
         }
 
     def upsert(self, leads: Sequence[Lead]) -> list[Outcome]:
@@ -119,7 +122,7 @@ class NationBuilder:
 
     def _push(self, lead: Lead) -> Outcome:
         body = {"data": {"type": "signups", "attributes": self.attributes(lead)}}
-        response = self._call("PATCH", f"{self._base}/push", json=body)
+        response = self._call("PATCH", f"{self._base}/push", content=json.dumps(body).encode())
         if not response.is_success:
             return crm.refused(lead.key, self._refusal(response))
         data = json_object(response).get("data")

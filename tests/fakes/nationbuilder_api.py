@@ -56,6 +56,7 @@ BOOLEANS = frozenset(
 )
 ADDRESS = frozenset({"address1", "address2", "address3", "city", "state", "zip", "country_code"})
 OPTED_IN_BY_DEFAULT = ("email_opt_in", "mobile_opt_in")
+JSON_API = "application/vnd.api+json"
 
 
 class FakeNationBuilder(Rejections, FakeHttpServer):
@@ -166,8 +167,16 @@ class FakeNationBuilder(Rejections, FakeHttpServer):
                     "to grant access.",
                 )
             )
+        # JSON:API's media type, as a spec-driven server insists on it.
+        accept = request.headers.get("accept", "")
+        if accept and not any(
+            kind.split(";")[0].strip() in (JSON_API, "*/*") for kind in accept.split(",")
+        ):
+            return self._headed(
+                error(406, "not_acceptable", f"Cannot answer in {accept!r}: ask for {JSON_API}")
+            )
         content_type = request.headers.get("content-type", "").split(";")[0].strip()
-        if body and content_type not in ("application/json", "application/vnd.api+json"):
+        if body and content_type != JSON_API:
             return self._headed(
                 error(415, "unsupported_media_type", f"Unsupported content type {content_type!r}")
             )

@@ -69,7 +69,8 @@ def test_a_lead_is_pushed_as_a_signup_and_its_id_returned(nation, nb) -> None:
     (request,) = nation.requests
     assert (request.method, request.path, request.status) == ("PATCH", PUSH, 201)
     assert request.headers["authorization"] == f"Bearer {nation.token}"
-    assert request.headers["content-type"] == "application/json"
+    assert request.headers["content-type"] == "application/vnd.api+json"  # JSON:API
+    assert request.headers["accept"] == "application/vnd.api+json"
     assert request.json == {
         "data": {
             "type": "signups",
@@ -351,7 +352,7 @@ def test_forget_raises_when_the_nation_fails_or_refuses_the_token(nation, nb, ht
 def test_the_fake_answers_with_rate_limit_headers_and_refuses_what_nationbuilder_does(
     nation, http
 ) -> None:
-    auth = {"Authorization": f"Bearer {nation.token}"}
+    auth = {"Authorization": f"Bearer {nation.token}", "Content-Type": "application/vnd.api+json"}
     body = {"data": {"type": "signups", "attributes": {"email": "a@example.org"}}}
     answers = [
         http.patch(nation.url + PUSH, json=body, headers=auth),
@@ -366,7 +367,11 @@ def test_the_fake_answers_with_rate_limit_headers_and_refuses_what_nationbuilder
             json={"data": {"type": "signups", "attributes": {"email_opt_in": "yes"}}},
             headers=auth,
         ),
-        http.patch(nation.url + PUSH, content=b"email=a@example.org", headers=auth),
+        http.patch(
+            nation.url + PUSH,
+            content=b"email=a@example.org",
+            headers=auth | {"Content-Type": "application/x-www-form-urlencoded"},
+        ),
         http.patch(nation.url + PUSH, json=body),
         http.get(nation.url + PUSH, headers=auth),
     ]
@@ -375,3 +380,19 @@ def test_the_fake_answers_with_rate_limit_headers_and_refuses_what_nationbuilder
     assert [a.headers["RateLimit-Remaining"] for a in answers] == [str(249 - i) for i in range(7)]
     assert all(a.headers["RateLimit-Limit"] == "250" for a in answers)
     assert all(a.headers["RateLimit-Reset"] == "10" for a in answers)
+
+
+def test_the_nation_refusing_how_rally_speaks_stops_the_destination_with_its_reason(
+    nation, http
+) -> None:
+    plain = {"Authorization": f"Bearer {nation.token}", "Accept": "application/json"}
+    body = {"data": {"type": "signups", "attributes": {"email": "a@example.org"}}}
+    assert http.patch(nation.url + PUSH, json=body, headers=plain).status_code == 406
+    assert (
+        http.patch(nation.url + PUSH, json=body, headers=plain | {"Accept": "*/*"}).status_code
+        == 415
+    )
+
+    nation.fail_next(1, status=406, body={"code": "not_acceptable", "message": "no"})
+    with pytest.raises(UnavailableError, match="refuses Rally's requests as sent"):
+        connector(nation, http, None).upsert([lead(1), lead(2)])
