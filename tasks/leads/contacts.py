@@ -14,6 +14,7 @@ from sqlalchemy import bindparam, insert, or_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlmodel import Session, col, select
 
+from store.audit import Change, record
 from store.bulk import insert_rows, with_defaults
 from store.models import ConsentStatus, Contact, ContactConsent
 
@@ -109,8 +110,16 @@ class KnownContacts:
         others = [c for c in found if c is not contact]
         for key in _keys(contact.email_normalized, contact.phone_normalized, contact):
             del self.by_key[key]  # an email or phone it gives up is free for someone else
-        for name, value in _new_fields(contact, person, others).items():
+        values, withheld = _new_fields(contact, person, others)
+        for name, value in values.items():
             setattr(contact, name, value)
+        if withheld and contact.id is not None:
+            summary = (
+                f"contact {contact.id}: a signup gave another {', '.join(withheld)}; the ones "
+                "given before are kept (the signup's own values stay with its event)"
+            )
+            record(session, [Change("public form", "contact.change_withheld", "contact",
+                                    contact.id, summary, {"fields": withheld})])  # fmt: skip
         contact.updated_at = now
         self._index(contact)
         return contact
@@ -135,8 +144,13 @@ def _keys(email: str | None, phone: str | None, who: Contact | Person) -> list[t
     return keys
 
 
-def _new_fields(contact: Contact, person: Person, others: list[Contact]) -> dict[str, Any]:
-    """Fields to set: what `person` adds, except keys another contact already holds."""
+def _new_fields(
+    contact: Contact, person: Person, others: list[Contact]
+) -> tuple[dict[str, Any], list[str]]:
+    """Fields to set, and the names of those withheld. A form is not verified: it fills what
+    the contact lacks, and never replaces what the person gave before (else anyone could move
+    someone's texts to their own phone by signing up with their email); keys another contact
+    already holds are left to it."""
     values: dict[str, Any] = {}
     if person.email and not any(c.email_normalized == person.email for c in others):
         values |= {"email": person.email, "email_normalized": person.email}
@@ -152,7 +166,9 @@ def _new_fields(contact: Contact, person: Person, others: list[Contact]) -> dict
     for name in ("given_name", "family_name", "postal_code"):
         if getattr(person, name):
             values[name] = getattr(person, name)
-    return values
+    kept = {k: v for k, v in values.items() if getattr(contact, k) in (None, "", v)}
+    withheld = sorted({k.removesuffix("_normalized") for k in values.keys() - kept.keys()})
+    return kept, withheld
 
 
 def contacts_by_handle(
@@ -275,6 +291,19 @@ def _touch(contact: Contact, source_code: str | None, member_id: int | None, now
     contact.updated_at = now
 
 
+def _own(signup: "Signup", contact: Contact, channel: str) -> bool:
+    """Whether the signup gave the very address the consent is for: a form with someone's email
+    and another phone grants no texts to the phone on record."""
+    try:
+        if channel == "email":
+            return normalize_email(signup.values.get("email")) == contact.email_normalized
+        if channel == "sms":
+            return normalize_phone(signup.values.get("phone")) == contact.phone_normalized
+    except ContactError:
+        return False
+    return True
+
+
 def consent_flags(values: Mapping[str, Any]) -> dict[str, bool]:
     """`{"email": true, "sms": "yes"}` -> channel -> bool, for the channels Rally knows."""
     truthy = {"1", "true", "yes", "on", "y"}
@@ -364,7 +393,12 @@ def _grant(
             continue
         for channel, granted in consent_flags(signup.values.get("consent") or {}).items():
             key = (contact.id, channel)
-            if granted and key not in on_record and key not in new:
+            if (
+                granted
+                and key not in on_record
+                and key not in new
+                and _own(signup, contact, channel)
+            ):
                 new[key] = {
                     "contact_id": contact.id,
                     "channel": channel,

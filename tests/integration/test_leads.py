@@ -16,7 +16,7 @@ from tenacity import wait_none
 
 from store.audit import verify
 from store.db import transaction
-from store.models import AuditEvent, Contact, EngagementEvent, OutboxMessage
+from store.models import AuditEvent, Contact, ContactConsent, EngagementEvent, OutboxMessage
 from store.types import utcnow
 from tasks.engagement.events import ingest
 from tasks.engagement.processing import process_pending
@@ -110,11 +110,9 @@ def test_a_signup_queues_its_sync_and_later_changes_share_the_waiting_message(
     report = sync(engine, settings, now)
     assert report[f"{SLUG}/export"].sent == 1
     ana = export(settings)["ana@example.org"]
-    assert (ana["given_name"], ana["family_name"], ana["postal_code"]) == (
-        "Ana",
-        "M. Diaz",
-        "19104",
-    )
+    # The later form filled the ZIP she had not given, but did not rename her: a form is not
+    # verified, so what a person gave before stays (and the difference is audited).
+    assert (ana["given_name"], ana["family_name"], ana["postal_code"]) == ("Ana", "Diaz", "19104")
     assert ana["email_status"] == "subscribed" and ana["sms_status"] == ""
     assert ana["campaign"] == SLUG and ana["creator"] == "maya.votes.pa"
 
@@ -333,3 +331,25 @@ def test_an_unknown_lead_field_in_a_mapping_is_named_when_applying(rally, applie
     run = rally("campaign", "apply", campaign)
     assert run.code != 0
     assert "zipcode" in run.err and "postal_code" in run.err
+
+
+def test_a_form_with_someones_email_changes_none_of_their_details_nor_their_texts(
+    engine, settings, applied, now
+):
+    signup(engine, now, name="Pat Lee", email="pat@example.org", phone="2155550150", zip="19121")
+    signup(engine, now, name="Mallory X", email="PAT@example.org", phone="2155550199",
+           zip="10001", consent={"sms": "yes"})  # fmt: skip
+    with transaction(engine, write=False) as session:
+        (pat,) = session.exec(select(Contact)).all()
+        consents = session.exec(select(ContactConsent)).all()
+        withheld = session.exec(
+            select(AuditEvent).where(AuditEvent.action == "contact.change_withheld")
+        ).all()
+    assert (pat.given_name, pat.family_name, pat.phone_normalized, pat.postal_code) == (
+        "Pat", "Lee", "+12155550150", "19121"
+    )  # fmt: skip
+    assert consents == []  # no texts granted to the phone on record by someone else's form
+    assert len(withheld) == 1 and withheld[0].changes == {
+        "fields": ["family_name", "given_name", "phone", "postal_code"]
+    }
+    assert "2155550199" not in withheld[0].summary  # the audit names fields, not values
