@@ -253,7 +253,12 @@ def read_roster(path: Path, spec: CampaignSpec) -> tuple[list[RosterRow], list[R
                     f"{path}: missing column {', '.join(missing)} (columns found: {found})"
                 )
             reader.fieldnames = header
-            return parse_roster(reader, spec)
+            try:
+                return parse_roster(reader, spec)
+            except csv.Error as exc:  # a cell past the reader's limit (131,072 characters)
+                raise RallyError(
+                    f"{path}: line {reader.line_num + 1}: cannot read this row: {exc}"
+                ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise RallyError(f"{path}: cannot read: {exc}") from None
 

@@ -12,6 +12,7 @@ from typing import Any
 from tasks.engagement.events import EventError
 
 CONTACT_COLUMNS = ("email", "phone", "name", "zip", "source_code")
+MAX_LINE = 1_000_000  # an event is a few hundred characters
 
 
 def read_events(path: Path) -> Iterator[tuple[str, Any]]:
@@ -30,10 +31,15 @@ def _jsonl(path: Path) -> Iterator[tuple[str, Any]]:
             if not line.strip():
                 continue
             where = f"{name}:{number}"
+            if len(line) > MAX_LINE:
+                yield where, EventError(where, "line", f"longer than {MAX_LINE:,} characters")
+                continue
             try:
                 yield where, json.loads(line)
             except json.JSONDecodeError as exc:
                 yield where, EventError(where, "line", f"not JSON: {exc.msg}")
+            except RecursionError:
+                yield where, EventError(where, "line", "nested too deeply to be an event")
 
 
 def _csv(path: Path) -> Iterator[tuple[str, Any]]:

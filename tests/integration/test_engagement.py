@@ -351,6 +351,7 @@ def test_a_jsonl_file_keeps_its_good_lines_and_names_each_bad_one(rally, engine,
             event(external_id="good-1"),
             event("like", external_id="good-2"),
             '{"type": "comment", "text": oops}',
+            "[" * 50_000 + "]" * 50_000,  # nested past what a JSON reader goes into
             event("poke", external_id="bad-type"),
             event(creator="nobody.here", external_id="bad-creator"),
             event("share", external_id="good-3"),
@@ -359,11 +360,12 @@ def test_a_jsonl_file_keeps_its_good_lines_and_names_each_bad_one(rally, engine,
     run = rally("events", "ingest", path, "--no-process", "--json")
     assert run.code == 0, run.err
     report = json.loads(run.out)
-    assert (report["received"], report["stored"]) == (6, 3)
+    assert (report["received"], report["stored"]) == (7, 3)
     assert [e.split(": ")[:2] for e in report["errors"]] == [
         ["events.jsonl:3", "line"],
-        ["events.jsonl:4", "type"],
-        ["events.jsonl:5", "creator"],
+        ["events.jsonl:4", "line"],
+        ["events.jsonl:5", "type"],
+        ["events.jsonl:6", "creator"],
     ]
     with transaction(engine, write=False) as session:
         stored = set(session.exec(select(EngagementEvent.external_id)))

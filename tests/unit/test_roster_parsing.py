@@ -166,3 +166,17 @@ def test_tracking_links_carry_the_creator_in_utm_content(spec: CampaignSpec) -> 
     assert tracking_code(spec.slug, "tiktok", "maya.votes") != tracking_code(
         spec.slug, "youtube", "maya.votes"
     )
+
+
+def test_a_cell_too_large_to_read_names_the_file_and_the_line(spec: CampaignSpec, tmp_path):
+    path = tmp_path / "roster.csv"
+    header = "handle,platform,name,email,segment\n"
+    path.write_text(
+        header
+        + "ok,tiktok,Ok,ok@example.org,gen_z\n"
+        + "big,tiktok,"
+        + "x" * 200_000
+        + ",big@example.org,gen_z\n"
+    )
+    with pytest.raises(RallyError, match=r"roster.csv: line 3: cannot read this row: field larger"):
+        read_roster(path, spec)
