@@ -157,12 +157,14 @@ def history_command(creative: int, json_output: bool = JSON_OPTION) -> None:
         console.print(
             f"  v{v['version']} by {v['submitted_by']} ({brief}): {v['status']}", markup=False
         )
+        console.print(f"    caption: {v['caption']}", markup=False)
         for f in v["findings"]:
             if not f["passed"]:
                 console.print(f"    {f['severity']} {f['rule']}: {f['message']}", markup=False)
         for r in v["reviews"]:
             who = f" by {r['decided_by']}" if r["decided_by"] else ""
-            console.print(f"    {r['tier']}: {r['status']}{who}", markup=False)
+            note = f": {r['note']}" if r["note"] else ""
+            console.print(f"    {r['tier']}: {r['status']}{who}{note}", markup=False)
     if chain["posted_url"]:
         console.print(f"  posted {chain['posted_at']} at {chain['posted_url']}", markup=False)
     console.print("Audit log:")

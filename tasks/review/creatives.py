@@ -36,6 +36,7 @@ from tasks.campaigns.configs import campaign_policy
 from tasks.review.checks import DraftFacts, Finding, evaluate
 from tasks.review.routing import cancel_tasks, notify_creator, open_task, route
 
+SUPERSEDED = "superseded"  # a draft's status once a newer version replaced it in review
 MAX_SECONDS = 3600
 MAX_ID = 2**31 - 1  # the store's ids are 32-bit
 
@@ -190,6 +191,8 @@ def _next_draft(
         previous = _current_draft(session, creative)
         if previous is not None:
             cancel_tasks(session, previous.id or 0, now=now)
+            previous.status = SUPERSEDED  # no longer what is reviewed
+            session.add(previous)
     creative.current_version += 1
     creative.updated_at = now
     draft = CreativeDraft(

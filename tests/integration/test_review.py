@@ -279,3 +279,24 @@ def test_a_post_must_be_the_creators_own_video_and_is_replaced_only_with_force(
     assert "BEFORE APPROVAL" in forced.out
     chain = json.loads(rally("creatives", "history", result.creative_id, "--json").out)
     assert chain["posted_url"].endswith("/7312")
+
+
+def test_a_version_replaced_in_review_says_so_and_the_history_shows_captions_and_notes(
+    engine, applied, rally
+):
+    first = send(engine)
+    (internal,) = open_tasks(engine)
+    rule(engine, internal.id, "request_changes", DANA, note="Say the deadline out loud")
+    second = send(engine, GOOD + " Register by May 3.", creative=first.creative_id)
+    third = send(engine, GOOD + " Register by May 3!", creative=first.creative_id)
+    assert second.version == 2 and third.version == 3
+    chain = json.loads(rally("creatives", "history", first.creative_id, "--json").out)
+    assert [v["status"] for v in chain["versions"]] == [
+        "changes_requested",
+        "superseded",
+        "in_review",
+    ]
+
+    shown = rally("creatives", "history", first.creative_id).out
+    assert f"caption: {GOOD} Register by May 3!" in shown
+    assert f"internal: changes_requested by {DANA}: Say the deadline out loud" in shown
