@@ -50,10 +50,24 @@ app.command("deploy")(deploy.deploy_command)
 _debug = False
 
 
+def _version(shown: bool) -> None:
+    if shown:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            print(f"rally {version('rally')}")
+        except PackageNotFoundError:  # run from a checkout that is not installed
+            print("rally (not installed)")
+        raise typer.Exit()
+
+
 @app.callback()
 def _root(
     debug: bool = typer.Option(
         False, "--debug", help="Show the full traceback when something fails."
+    ),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print Rally's version."
     ),
 ) -> None:
     global _debug

@@ -1,6 +1,7 @@
 """The `rally` command as staff use it: output for people and scripts, and clear failures."""
 
 import json
+import re
 import sqlite3
 from pathlib import Path
 
@@ -169,3 +170,8 @@ def test_db_status_and_upgrade_report_the_revision(rally, settings: Settings) ->
     status = json.loads(rally("db", "status", "--json").out)
     assert status["current"] is True and status["revision"] == status["head"]
     assert "is up to date" in rally("db", "upgrade").out
+
+
+def test_rally_says_its_version_without_a_store(rally) -> None:
+    shown = rally("--version")
+    assert shown.code == 0 and re.fullmatch(r"rally \d+\.\d+\.\d+\n", shown.out)
