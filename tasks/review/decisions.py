@@ -14,6 +14,7 @@ from config.campaign import CampaignSpec
 from config.policy import Policy, TierSpec
 from store.audit import Change, record
 from store.models import (
+    Brief,
     Campaign,
     Creative,
     CreativeDraft,
@@ -148,7 +149,7 @@ def decide(
     else:
         _stop(session, draft, creative, wanted, now=now)
     if result.next_tier is None:
-        _tell_creator(session, creative, draft, task)
+        _tell_creator(session, creative, draft, task, spec, public_url=public_url)
     _audit(session, result, draft, policy)
     return result
 
@@ -223,9 +224,16 @@ def _audit(session: Session, result: Decision, draft: CreativeDraft, policy: Pol
 
 
 def _tell_creator(
-    session: Session, creative: Creative, draft: CreativeDraft, task: ReviewTask
+    session: Session,
+    creative: Creative,
+    draft: CreativeDraft,
+    task: ReviewTask,
+    spec: CampaignSpec,
+    *,
+    public_url: str,
 ) -> None:
-    """The creator hears the outcome: cleared to post, changes wanted (with the notes), or no."""
+    """The creator hears the outcome: cleared to post, changes wanted (with the notes and the
+    link to their brief page, where the new version goes), or no."""
     said = {
         ReviewStatus.APPROVED: ("is approved: you may post it as submitted", ""),
         ReviewStatus.CHANGES_REQUESTED: (
@@ -235,12 +243,16 @@ def _tell_creator(
         ReviewStatus.REJECTED: ("was not approved and will not run", ""),
     }[ReviewStatus(task.status)]
     note = f"\nNotes from the {task.tier} review:\n{task.note}\n" if task.note else ""
+    where = ""
+    brief = session.get(Brief, draft.brief_id) if draft.brief_id else None
+    if task.status == ReviewStatus.CHANGES_REQUESTED and brief is not None and public_url:
+        where = f"Your brief, where the new version goes: {public_url}/briefs/{brief.token}\n"
     notify_creator(
         session,
         creative.member_id,
         key=f"draft:{draft.id}:{task.status}",
-        subject=f"Your draft (creative {creative.id}, version {draft.version}) {said[0]}",
-        text=f"{note}\n{said[1]}\n",
+        subject=f'{spec.name}: your draft "{creative.title}" (version {draft.version}) {said[0]}',
+        text=f"{note}\n{said[1]}\n{where}",
     )
 
 

@@ -10,6 +10,7 @@ import hashlib
 import re
 from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import bindparam, update
 from sqlmodel import Session, col, select
@@ -93,16 +94,37 @@ def open_task(
             if kind == ESCALATION or (tier.reminder_before_hours and reminder_at > now)
         ],
     )
+    creative, handle = _about(session, task)
+    due = local_time(task.due_at, spec)
     notify_approvers(
         session,
         group_members(spec, tier.group),
         task,
         key=f"review:{task.id}:assigned",
-        subject=f"Review needed: {tier.name} of creative {task.draft_id}",
-        text=f"A draft waits for your {tier.name.lower()}, due {task.due_at:%Y-%m-%d %H:%M} UTC.",
+        subject=f'{spec.name}: {tier.name} of @{handle}\'s "{creative.title}" '
+        f"(creative {creative.id}, version {creative.current_version})",
+        text=f"A draft by @{handle} for {spec.name} waits for your {tier.name.lower()}, due {due}.",
         now=now,
         public_url=public_url,
     )
+
+
+def local_time(moment: datetime, spec: CampaignSpec) -> str:
+    """A moment as the campaign's staff read it: in the campaign's time zone, named."""
+    local = moment.astimezone(ZoneInfo(spec.timezone))
+    return f"{local:%a %b} {local.day}, {local:%H:%M} {local.tzname()}"
+
+
+def _about(session: Session, task: ReviewTask) -> tuple[Creative, str]:
+    """The creative a task reviews, and its creator's handle."""
+    row = session.exec(
+        select(Creative, Creator.handle)
+        .join(CreativeDraft, col(CreativeDraft.creative_id) == col(Creative.id))
+        .join(RosterMember, col(RosterMember.id) == col(Creative.member_id))
+        .join(Creator, col(Creator.id) == col(RosterMember.creator_id))
+        .where(CreativeDraft.id == task.draft_id)
+    ).one()
+    return row[0], row[1]
 
 
 def notify(session: Session, to: list[str], *, key: str, subject: str, text: str) -> int:

@@ -17,6 +17,7 @@ from tasks.review.deadlines import sweep_reviews
 from tasks.review.decisions import decide
 from tasks.review.routing import ReviewRefused
 from tests.conftest import SLUG
+from tests.helpers import generate
 
 T0 = datetime(2027, 2, 15, 14, 0, tzinfo=UTC)
 DANA = "dana.okafor@keystoneyouthvote.example.org"  # internal
@@ -300,3 +301,42 @@ def test_a_version_replaced_in_review_says_so_and_the_history_shows_captions_and
     shown = rally("creatives", "history", first.creative_id).out
     assert f"caption: {GOOD} Register by May 3!" in shown
     assert f"internal: changes_requested by {DANA}: Say the deadline out loud" in shown
+
+
+def test_review_emails_name_the_campaign_creator_and_creative_and_give_local_deadlines(
+    engine, settings, applied
+):
+    generate(settings, engine, SLUG, handles=["maya.votes.pa"])  # her brief, as she has one
+    site = "https://rally.example.org"
+    with transaction(engine) as session:
+        first = submit(
+            session,
+            slug=SLUG,
+            handle="maya.votes.pa",
+            submission=Submission(GOOD, duration_seconds=20),
+            submitted_by="creator:@maya.votes.pa",
+            now=T0,
+            public_url=site,
+        )
+    (asked,) = payloads_to(engine, DANA)
+    assert asked["subject"] == (
+        'First Vote PA 2027: Internal review of @maya.votes.pa\'s "Video by @maya.votes.pa" '
+        f"(creative {first.creative_id}, version 1)"
+    )
+    assert "due Tue Feb 16, 09:00 EST" in asked["text"]  # 24 h after 14:00 UTC, in Philadelphia
+
+    (internal,) = open_tasks(engine)
+    with transaction(engine) as session:
+        decide(session, task_id=internal.id or 0, decision="request_changes", approver=DANA,
+               now=T0, note="Say the deadline", public_url=site)  # fmt: skip
+    (told,) = [
+        p for p in payloads_to(engine, "maya.thompson@example.org") if "needs" in p["subject"]
+    ]
+    assert told["subject"].startswith('First Vote PA 2027: your draft "Video by @maya.votes.pa"')
+    assert f"{site}/briefs/" in told["text"] and "Say the deadline" in told["text"]
+
+
+def payloads_to(engine, address: str) -> list[dict]:
+    with transaction(engine, write=False) as session:
+        rows = session.exec(select(OutboxMessage).where(OutboxMessage.channel == "email"))
+        return [m.payload for m in rows if m.payload["to"] == address]
