@@ -20,12 +20,19 @@ router = APIRouter()
 
 
 @router.get("/briefs/{token}", response_class=HTMLResponse)
-def brief_page(request: Request, token: str, engine: Store, clock: Clock) -> Response:
-    """The creator's brief with their drafts and what the checks found in each."""
+def brief_page(
+    request: Request, token: str, engine: Store, clock: Clock, fix: str = ""
+) -> Response:
+    """The creator's brief with their drafts and what the checks found in each. The draft form
+    starts as the next version of the creative being fixed (`fix`, else the newest one that was
+    sent back), its caption and details filled in, so a fix is an edit, not a retyping."""
     with transaction(engine, write=False) as session:
         page = open_brief(session, token, now=clock())
         drafts = creator_drafts(session, page.brief.member_id) if page else []
-    return _brief(request, page, drafts)
+    chosen = [d for d in drafts if d["may_resubmit"] and str(d["id"]) == fix]
+    sent_back = [d for d in drafts if d["needs_fixing"]]
+    fixing = (chosen or sent_back)[0] if chosen or sent_back else None
+    return _brief(request, page, drafts, fixing)
 
 
 @router.post("/briefs/{token}/drafts")
@@ -88,12 +95,18 @@ def _number(field: str, text: str, kind: type[Number]) -> Number | None:
         raise RallyError(f"{field}: a number, please (got {text.strip()[:12]!r})") from None
 
 
-def _brief(request: Request, page: BriefPage | None, drafts: list[dict[str, Any]]) -> Response:
+def _brief(
+    request: Request,
+    page: BriefPage | None,
+    drafts: list[dict[str, Any]],
+    fixing: dict[str, Any] | None = None,
+) -> Response:
     if page is None:
         return not_found(request)
     context = {
         "page": page,
         "drafts": drafts,
+        "fixing": fixing,
         "brief": page.brief,
         "content": Markup(page.brief.content_html),  # rendered by the sandbox, autoescaped
     }

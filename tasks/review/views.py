@@ -241,12 +241,16 @@ def creator_drafts(session: Session, member_id: int) -> list[dict[str, Any]]:
                 "status": creative.status,
                 "version": draft.version,
                 "caption": draft.caption,
+                "script": draft.script or "",
+                "video_url": draft.video_url or "",
+                "duration_seconds": draft.duration_seconds,
                 "problems": [
                     {"rule": f.rule_id, "severity": f.severity, "message": f.message}
                     for f in failed
                 ],
                 "notes": [{"tier": tier, "note": note} for tier, note in notes],
                 "may_resubmit": creative.status in ("changes_requested", "in_review", "draft"),
+                "needs_fixing": creative.status in ("changes_requested", "draft"),
             }
         )
     return shown

@@ -74,9 +74,14 @@ def test_change_request_resubmission_and_two_tiers_of_approval(
 
     creator.page.reload()
     assert "Add your promo code so we can credit you." in creator.page.inner_text("#drafts")
-    creator.page.fill("#caption", CAPTION + " Code MAYAVOTESPA")
-    creator.page.fill("#duration", "22")
-    creator.page.select_option("#creative", "1")
+    # The form is already the next version of the draft sent back, its caption kept to edit.
+    assert creator.page.input_value("#creative") == "1"
+    assert creator.page.input_value("#caption") == CAPTION
+    assert creator.page.input_value("#duration") == "22"
+    assert "The next version of" in creator.page.inner_text("#fixing")
+    creator.page.set_viewport_size({"width": 390, "height": 844})  # a phone: nothing wider
+    assert creator.page.evaluate("document.documentElement.scrollWidth") <= 390
+    creator.page.fill("#caption", creator.page.input_value("#caption") + " Code MAYAVOTESPA")
     creator.page.click("#submit")
     assert "version 2" in creator.page.inner_text("#drafts")
 
