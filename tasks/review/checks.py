@@ -79,7 +79,10 @@ def platform_ban(d: DraftFacts, params: dict[str, Any]) -> tuple[bool, str]:
 def prohibited_claims(d: DraftFacts, params: dict[str, Any]) -> tuple[bool, str]:
     text = _lower(f"{d.caption} {d.script}")
     hits = [p for p in params.get("phrases", []) if _find(text, p) >= 0]
-    hits += [m.group(0) for p in params.get("patterns", []) if (m := re.search(p, text))]
+    for pattern in params.get("patterns", []):  # a claim a phrase found already is said once
+        found = re.search(pattern, text)
+        if found and not any(h in found.group(0) or found.group(0) in h for h in hits):
+            hits.append(found.group(0))
     if hits:
         return False, "prohibited claim: " + "; ".join(f'"{h}"' for h in hits)
     return True, "no prohibited claims"

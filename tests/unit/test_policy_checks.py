@@ -181,3 +181,10 @@ def test_a_policy_with_a_repeated_id_or_a_broken_pattern_is_refused_by_name():
     assert "policy.yaml: rules[1].id: duplicate id 'a'" in text
     assert "policy.yaml: tiers[1].id: duplicate id 'internal'" in text
     assert "rules[1].params.patterns[0]: not a valid pattern" in text
+
+
+def test_a_claim_a_phrase_and_a_pattern_both_find_is_reported_once():
+    passed, message = outcome(
+        replace(BASE, caption=GOOD + " You can vote by text!"), "prohibited_claims"
+    ) or (True, "")
+    assert not passed and message.count("vote by text") == 1, message
