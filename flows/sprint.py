@@ -251,11 +251,12 @@ def end_go_ahead_run(run_id: str) -> None:
 
 
 def run_calendar(
-    slug: str, *, until: datetime, simulated_staff: str | None = None
+    slug: str, *, until: datetime, simulated_staff: str | None = None, publish: bool = True
 ) -> dict[str, Any]:
     """Every step of the sprint due by `until` and not done, in order, each once: on the
     calendar at `until` (now), in a rehearsal each at its own moment with `simulated_staff`
-    giving the go-aheads. A failing step stops the sprint's pass; the next pass retries it."""
+    giving the go-aheads. A week's close publishes its table as an artifact with `publish`.
+    A failing step stops the sprint's pass; the next pass retries it."""
     engine = open_store(get_settings())
     with transaction(engine, write=False) as session:
         due = steps_due(session, get_campaign(session, slug), now=until)
@@ -266,7 +267,7 @@ def run_calendar(
             done[step.key] = briefs_step(slug, step, at, simulated_staff)
         else:
             named = sprint_step.with_options(task_run_name=f"{slug}: {step.title}")
-            done[step.key] = named(slug, step.key, at, publish=simulated_staff is None)
+            done[step.key] = named(slug, step.key, at, publish=publish)
     return done
 
 
@@ -308,19 +309,16 @@ def run_sprint(
     for week in range((already.weeks_done if already else 0) + 1, last + 1):
         begins, ends = week_bounds(campaign.start_date, week)
         progress.report("week", week - 1, last)
-        run_calendar(slug, until=begins, simulated_staff=simulated_staff)
+        run_calendar(slug, until=begins, simulated_staff=simulated_staff, publish=False)
         rehearse(slug, week, seed)
         fire_timers(at=ends)
         deliver_email_task(at=ends)
         apply_all(at=ends)
         deliver_all(at=ends)
         drain(slug, None, at=ends)
-        done = run_calendar(slug, until=ends, simulated_staff=simulated_staff)
+        done = run_calendar(slug, until=ends, simulated_staff=simulated_staff, publish=week == last)
         report = done.get(f"close-w{week:02d}", {}).get("report", report)
         progress.report("week", week, last)
-    if report:
-        with transaction(open_store(settings), write=False) as session:
-            _publish(slug, last, build_report(session, slug, week=last))
     with transaction(open_store(settings), write=False) as session:
         return {**summary(session, slug), "report": report}
 

@@ -546,6 +546,12 @@ class MetricSnapshot(SQLModel, table=True):
     spend_cents: int = 0
 
 
+class SprintState(StrEnum):
+    RUNNING = "running"
+    PAUSED = "paused"  # its calendar's steps wait, and are caught up on when it resumes
+    STOPPED = "stopped"
+
+
 class SprintRun(SQLModel, table=True):
     """A campaign's sprint once started: on the real calendar (`live`) or as a rehearsal with
     simulated creators, approvers and audience (`rehearsal`), and the last week it finished."""
@@ -559,7 +565,7 @@ class SprintRun(SQLModel, table=True):
     sample: float = 1.0  # a rehearsal's share of the audience simulated person by person
     holdout: list[str] = Field(default_factory=list, sa_type=JSON)  # handles held out
     weeks_done: int = 0
-    state: str = Field(default="running", max_length=16)  # running, paused or stopped
+    state: str = Field(default=SprintState.RUNNING, max_length=16)
     started_at: datetime = Field(sa_type=UTCDateTime)
     finished_at: datetime | None = _when()
 

@@ -16,9 +16,11 @@ from config.settings import get_settings
 from store.db import transaction
 from store.models import EngagementEvent, OutboxMessage, OutboxStatus, Timer
 from tasks.briefs.reminders import REMINDER as BRIEF_REMINDER
+from tasks.campaigns.campaign import get_campaign
 from tasks.leads.records import CHANNEL as LEAD_CHANNEL
 from tasks.review.routing import ESCALATION as REVIEW_ESCALATION
 from tasks.review.routing import REMINDER as REVIEW_REMINDER
+from tasks.sprint.calendar import live_sprints, steps_due
 
 
 def _any(engine: Engine, query: Select[Any]) -> bool:
@@ -58,9 +60,6 @@ def timers_due(kinds: tuple[str, ...]) -> Callable[[Engine, datetime], bool]:
 
 
 def sprint_steps_due(engine: Engine, now: datetime) -> bool:
-    from tasks.campaigns.campaign import get_campaign
-    from tasks.sprint.calendar import live_sprints, steps_due
-
     with transaction(engine, write=False) as session:
         return any(
             steps_due(session, get_campaign(session, slug), now=now)

@@ -3,11 +3,16 @@ to mark) with the button that settles it, and its calendar of steps. Staff are t
 `staff`, else its approvers; anyone else, like a campaign that is not there, gets "not found".
 """
 
+from collections.abc import Callable
+from urllib.parse import urlencode
+
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
+from sqlalchemy import Engine
 from sqlmodel import Session, select
 
 from config.errors import RallyError
+from config.settings import Settings
 from store.db import transaction
 from store.models import Campaign
 from tasks.campaigns.campaign import is_staff
@@ -54,18 +59,13 @@ async def go_ahead_form(
     request: Request, slug: str, email: Approver, engine: Store, settings: AppSettings, clock: Clock
 ) -> Response:
     """A staff member's go-ahead for a step that waits for one."""
-    if not same_origin(request, settings):
-        return not_found(request, status_code=403)
-    form = await request.form()
-    step, note = str(form.get("step", "")), str(form.get("note", ""))[:NOTE_LIMIT]
-    with transaction(engine) as session:
-        if _staff_campaign(session, slug, email) is None:
-            return not_found(request)
-        try:
-            give_go_ahead(session, slug, step, actor=email, now=clock(), note=note)
-        except RallyError as exc:
-            return _back(slug, error=str(exc))
-    return _back(slug, done=f"Go-ahead given for {step}: it is done at the next pass.")
+
+    def give(session: Session, form: dict[str, str], note: str) -> str:
+        step = form.get("step", "")
+        give_go_ahead(session, slug, step, actor=email, now=clock(), note=note)
+        return f"Go-ahead given for {step}: it is done at the next pass."
+
+    return await _settle(request, slug, email, engine, settings, give)
 
 
 @router.post("/sprint/{slug}/milestones/{key}")
@@ -79,21 +79,38 @@ async def milestone_form(
     clock: Clock,
 ) -> Response:
     """A staff member marks a milestone people judge, met or missed."""
+
+    def mark(session: Session, form: dict[str, str], note: str) -> str:
+        verdict = form.get("status", "")
+        mark_milestone(session, slug, key, verdict, actor=email, now=clock(), note=note)
+        return f"Milestone marked {verdict}."
+
+    return await _settle(request, slug, email, engine, settings, mark)
+
+
+async def _settle(
+    request: Request,
+    slug: str,
+    email: str,
+    engine: Engine,
+    settings: Settings,
+    act: Callable[[Session, dict[str, str], str], str],
+) -> Response:
+    """A staff form from the sprint's page: refused from another site or for anyone not on the
+    campaign's staff; else `act` (given the form and its note) in one transaction, and back to
+    the page saying what was done, or why not."""
     if not same_origin(request, settings):
         return not_found(request, status_code=403)
-    form = await request.form()
-    verdict, note = str(form.get("status", "")), str(form.get("note", ""))[:NOTE_LIMIT]
+    form = {k: str(v) for k, v in (await request.form()).items()}
     with transaction(engine) as session:
         if _staff_campaign(session, slug, email) is None:
             return not_found(request)
         try:
-            mark_milestone(session, slug, key, verdict, actor=email, now=clock(), note=note)
+            done = act(session, form, form.get("note", "")[:NOTE_LIMIT])
         except RallyError as exc:
             return _back(slug, error=str(exc))
-    return _back(slug, done=f"Milestone marked {verdict}.")
+    return _back(slug, done=done)
 
 
 def _back(slug: str, **said: str) -> Response:
-    from urllib.parse import urlencode
-
     return RedirectResponse(f"/sprint/{slug}?{urlencode(said)}#top", status_code=303)

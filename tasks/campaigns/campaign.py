@@ -11,7 +11,16 @@ from config.campaign import CampaignSpec
 from config.campaign_file import CampaignFileError
 from config.errors import RallyError
 from store.audit import Change, record
-from store.models import Campaign, Creator, Milestone, RosterMember, RosterStatus, SprintPhase
+from store.models import (
+    Campaign,
+    Creator,
+    Milestone,
+    RosterMember,
+    RosterStatus,
+    SprintPhase,
+    SprintRun,
+    SprintState,
+)
 from store.types import utcnow
 from tasks.campaigns.configs import BUILTIN, Configs, applied_with, read_configs, store_configs
 from tasks.campaigns.plan import plan_milestones, plan_phases
@@ -262,6 +271,22 @@ def campaign_spec(campaign: Campaign) -> CampaignSpec:
             _specs.clear()
         spec = _specs[campaign.spec_hash] = CampaignSpec.model_validate(campaign.spec)
     return spec
+
+
+def running_live_sprints(session: Session) -> list[tuple[int, str]]:
+    """(campaign id, slug) of each campaign whose live sprint is running: started on the
+    calendar, not paused, stopped or finished."""
+    rows = session.exec(
+        select(Campaign.id, Campaign.slug)
+        .join(SprintRun, col(SprintRun.campaign_id) == col(Campaign.id))
+        .where(
+            SprintRun.mode == "live",
+            col(SprintRun.finished_at).is_(None),
+            SprintRun.state == SprintState.RUNNING,
+        )
+        .order_by(col(Campaign.slug))
+    ).all()
+    return [(campaign_id or 0, slug) for campaign_id, slug in rows]
 
 
 def staff(spec: CampaignSpec) -> list[str]:

@@ -10,8 +10,8 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from integrations.tiktok import WebhookNotification
-from store.models import Campaign, Creative, Creator, RosterMember, SprintRun
-from tasks.campaigns.campaign import campaign_spec
+from store.models import Campaign, Creative, Creator, RosterMember
+from tasks.campaigns.campaign import campaign_spec, running_live_sprints
 from tasks.campaigns.tracking import tracking_url
 from tasks.engagement.events import new_event
 
@@ -81,15 +81,7 @@ def attribute(session: Session, rows: list[dict[str, Any]]) -> None:
         }
     live: list[int] = []
     if any(not r.get("video_id") for r in loose):
-        live = list(
-            session.exec(
-                select(SprintRun.campaign_id).where(
-                    SprintRun.mode == "live",
-                    col(SprintRun.finished_at).is_(None),
-                    SprintRun.state == "running",
-                )
-            ).all()
-        )
+        live = [campaign_id for campaign_id, _ in running_live_sprints(session)]
     for row in loose:
         found = posted.get(str(row.get("video_id") or ""))
         if found is not None:

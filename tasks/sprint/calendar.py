@@ -43,10 +43,12 @@ from store.models import (
     RosterMember,
     RosterStatus,
     SprintRun,
+    SprintState,
     SprintStep,
 )
 from tasks.briefs.emails import brief_link
-from tasks.campaigns.campaign import campaign_spec, get_campaign, staff
+from tasks.briefs.run import latest_briefs
+from tasks.campaigns.campaign import campaign_spec, get_campaign, running_live_sprints, staff
 from tasks.campaigns.plan import plan_milestones, plan_phases
 from tasks.outbox import enqueue
 from tasks.reporting.report import build_report
@@ -54,7 +56,7 @@ from tasks.review.approvers import sign_in_link
 from tasks.sprint.week import week_bounds
 
 BRIEFS = "briefs"
-RUNNING, PAUSED, STOPPED = "running", "paused", "stopped"
+RUNNING, PAUSED, STOPPED = SprintState.RUNNING, SprintState.PAUSED, SprintState.STOPPED
 
 
 class Kind(StrEnum):
@@ -218,46 +220,23 @@ def needs_new_briefs(session: Session, campaign: Campaign) -> bool:
 def briefs_to_send(session: Session, campaign: Campaign) -> list[str]:
     """Handles of active creators whose latest brief has not been sent: new creators, or a new
     version after the campaign changed."""
-    latest = (
-        select(Brief.member_id, func.max(Brief.version).label("version"))
-        .where(Brief.campaign_id == campaign.id)
-        .group_by(col(Brief.member_id))
-        .subquery()
-    )
-    return list(
+    handles = dict(
         session.exec(
-            select(Creator.handle)
-            .join(RosterMember, col(RosterMember.creator_id) == col(Creator.id))
-            .join(latest, latest.c.member_id == col(RosterMember.id))
-            .join(
-                Brief,
-                (col(Brief.member_id) == latest.c.member_id)
-                & (col(Brief.version) == latest.c.version),
-            )
+            select(RosterMember.id, Creator.handle)
+            .join(Creator, col(Creator.id) == col(RosterMember.creator_id))
             .where(
                 RosterMember.campaign_id == campaign.id,
                 RosterMember.status == RosterStatus.ACTIVE,
-                col(Brief.sent_at).is_(None),
             )
-            .order_by(col(Creator.handle))
         ).all()
     )
+    latest = latest_briefs(session, [m for m in handles if m is not None])
+    return sorted(handles[m] for m, brief in latest.items() if brief.sent_at is None)
 
 
 def live_sprints(session: Session) -> list[str]:
     """The slugs of the live sprints that are running (not paused, stopped or finished)."""
-    return list(
-        session.exec(
-            select(Campaign.slug)
-            .join(SprintRun, col(SprintRun.campaign_id) == col(Campaign.id))
-            .where(
-                SprintRun.mode == "live",
-                col(SprintRun.finished_at).is_(None),
-                SprintRun.state == RUNNING,
-            )
-            .order_by(col(Campaign.slug))
-        ).all()
-    )
+    return [slug for _, slug in running_live_sprints(session)]
 
 
 def mark(
@@ -304,18 +283,8 @@ def ask_go_ahead(
         f"Give the go-ahead: rally sprint approve {campaign.slug} {step.key}\n"
         "(or run the sprint-go-ahead flow from the Prefect UI)\n"
     )
-    enqueue(
-        session,
-        to_staff(
-            session,
-            campaign,
-            step,
-            f"{spec.name}: briefs wait for your go-ahead",
-            text,
-            public_url=public_url,
-            now=now,
-        ),
-    )
+    subject = f"{spec.name}: briefs wait for your go-ahead"
+    tell_staff(session, campaign, step, subject, text, public_url=public_url, now=now)
 
 
 def give_go_ahead(
@@ -324,9 +293,10 @@ def give_go_ahead(
     """Staff's go-ahead for a step that waits for one (the next pass of the calendar does it);
     False when it was given already."""
     campaign = get_campaign(session, slug)
-    step = next((s for s in calendar(campaign_spec(campaign)) if s.key == key), None)
+    steps = calendar(campaign_spec(campaign))
+    step = next((s for s in steps if s.key == key), None)
     if step is None or not step.needs_go_ahead:
-        waits = ", ".join(s.key for s in calendar(campaign_spec(campaign)) if s.needs_go_ahead)
+        waits = ", ".join(s.key for s in steps if s.needs_go_ahead)
         raise CalendarError(
             f"{slug} has no step {key!r} that waits for a go-ahead (those: {waits})"
         )
@@ -390,7 +360,7 @@ def email(to: str, subject: str, text: str, key: str) -> dict[str, Any]:
     }
 
 
-def to_staff(
+def tell_staff(
     session: Session,
     campaign: Campaign,
     step: Step,
@@ -399,9 +369,10 @@ def to_staff(
     *,
     public_url: str,
     now: datetime,
-) -> list[dict[str, Any]]:
-    """One email to each staff member, ending with a sign-in link of their own to the sprint's
-    page (single use, 72 hours; scrubbed from the store once sent, like reviewers' links)."""
+) -> int:
+    """Queue one email to each staff member, ending with a sign-in link of their own to the
+    sprint's page (single use, 72 hours; scrubbed from the store once sent, like reviewers'
+    links); how many were new."""
     messages = []
     for person in staff(campaign_spec(campaign)):
         link = sign_in_link(
@@ -409,7 +380,14 @@ def to_staff(
         )
         signed = f"{text}\nThe sprint's page, signed in as you (one use, 72 hours):\n{link}\n"
         messages.append(email(person, subject, signed, f"sprint:{campaign.id}:{step.key}:{person}"))
-    return messages
+    return enqueue(session, messages)
+
+
+def to_creator(creator: Creator, subject: str, body: str, key: str) -> dict[str, Any]:
+    """An email to a creator (who has an address), greeting them by name."""
+    assert creator.email is not None
+    greeting = f"Hi {creator.name or '@' + creator.handle},\n\n"
+    return email(creator.email, subject, greeting + body, key)
 
 
 def _creators_with_briefs(session: Session, campaign: Campaign) -> list[tuple[int, Creator, Brief]]:
@@ -454,21 +432,15 @@ def remind_drafts(
     for member_id, creator, brief in _creators_with_briefs(session, campaign):
         if member_id in drafted or not creator.email:
             continue
-        text = (
-            f"Hi {creator.name or '@' + creator.handle},\n\n"
+        body = (
             f"Your first draft for {spec.name} is due by {due - timedelta(days=1):%A %B %d}. "
             "Your brief, and the place to upload the draft, are here:\n"
             f"{brief_link(public_url, brief.token)}\n\n"
             "Reply to this email if anything is in the way.\n"
         )
-        messages.append(
-            email(
-                creator.email,
-                f"{spec.name}: your draft is due {due - timedelta(days=1):%b %d}",
-                text,
-                f"sprint:{campaign.id}:{step.key}:{member_id}",
-            )
-        )
+        subject = f"{spec.name}: your draft is due {due - timedelta(days=1):%b %d}"
+        key = f"sprint:{campaign.id}:{step.key}:{member_id}"
+        messages.append(to_creator(creator, subject, body, key))
     return {"reminded": enqueue(session, messages)}
 
 
@@ -488,18 +460,8 @@ def report_missing_drafts(
         f"{len(missing)} creator(s) on {spec.name} have no first draft in, and drafts were due "
         f"this week:\n\n" + "\n".join(f"- @{h}" for h in missing) + "\n"
     )
-    enqueue(
-        session,
-        to_staff(
-            session,
-            campaign,
-            step,
-            f"{spec.name}: {len(missing)} draft(s) missing",
-            text,
-            public_url=public_url,
-            now=now,
-        ),
-    )
+    subject = f"{spec.name}: {len(missing)} draft(s) missing"
+    tell_staff(session, campaign, step, subject, text, public_url=public_url, now=now)
     return {"missing": missing}
 
 
@@ -518,20 +480,14 @@ def remind_posting(
     for creative, creator in approved:
         if not creator.email:
             continue
-        text = (
-            f"Hi {creator.name or '@' + creator.handle},\n\n"
+        body = (
             f'"{creative.title}" was approved for {spec.name} and is not posted yet. '
             f"Please post it this week (posting runs through week {spec.brief.posting_weeks[1]}), "
             "with the disclosure exactly as approved.\n"
         )
-        messages.append(
-            email(
-                creator.email,
-                f"{spec.name}: your approved video is ready to post",
-                text,
-                f"sprint:{campaign.id}:{step.key}:{creative.id}",
-            )
-        )
+        subject = f"{spec.name}: your approved video is ready to post"
+        key = f"sprint:{campaign.id}:{step.key}:{creative.id}"
+        messages.append(to_creator(creator, subject, body, key))
     return {"reminded": enqueue(session, messages)}
 
 
@@ -607,17 +563,14 @@ def digest(
             "The postmortem is the final report above; the next sprint's plan draft is beside it."
         )
     return {
-        "digest": enqueue(
+        "digest": tell_staff(
             session,
-            to_staff(
-                session,
-                campaign,
-                step,
-                subject,
-                "\n".join(lines) + "\n",
-                public_url=public_url,
-                now=now,
-            ),
+            campaign,
+            step,
+            subject,
+            "\n".join(lines) + "\n",
+            public_url=public_url,
+            now=now,
         )
     }
 

@@ -37,6 +37,7 @@ from tasks.campaigns.plan import plan_phases
 from tasks.leads.records import CHANNEL as LEAD_CHANNEL
 from tasks.reporting.measurement import against_targets, kpis
 from tasks.reporting.metrics import read_numbers
+from tasks.sprint.calendar import BRIEFS, calendar, recorded
 
 LIVE, REHEARSAL = "live", "rehearsal"
 
@@ -287,8 +288,6 @@ def why(milestone: Milestone) -> str:
 def calendar_status(session: Session, campaign: Campaign) -> list[dict[str, Any]]:
     """Each step of the sprint's calendar: when it is due, and whether it was done (and when)
     or waits for a go-ahead."""
-    from tasks.sprint.calendar import BRIEFS, calendar, recorded
-
     rows = recorded(session, campaign)
     steps = []
     for step in calendar(campaign_spec(campaign)):
