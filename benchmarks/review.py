@@ -43,6 +43,7 @@ APPROVER = "dana.okafor@keystoneyouthvote.example.org"
 PIECES = (
     "#ad",
     "Paid for by Keystone Youth Vote Fund.",
+    "Not authorized by any candidate.",
     "Register in two minutes",
     "link in bio",
     "code MAYAVOTES",
@@ -71,6 +72,7 @@ def measure_checks(count: int) -> dict[str, float]:
         political=True,
         platform="tiktok",
         committee_name="Keystone Youth Vote Fund",
+        disclaimer="Paid for by Keystone Youth Vote Fund. Not authorized by any candidate.",
         tracking_markers=("k6ffnoipnb", "MAYAVOTES", "utm_content=maya"),
         deliverable_length="15-30s",
     )
@@ -107,7 +109,10 @@ def measure_decisions(scratch: Path, count: int) -> dict[str, float]:
         rows, _ = read_roster(EXAMPLE / "roster.csv", spec)
         import_roster(session, campaign, spec, rows, actor="bench")
     now = datetime(2027, 2, 15, 14, tzinfo=UTC)
-    caption = "#ad Paid for by Keystone Youth Vote Fund. Register now, code MAYAVOTESPA"
+    caption = (
+        "#ad Paid for by Keystone Youth Vote Fund. Register now, code MAYAVOTESPA."
+        " Not authorized by any candidate or candidate's committee."
+    )
     tasks = []
     for _ in range(count):
         with transaction(engine) as session:

@@ -27,6 +27,7 @@ class DraftFacts:
     political: bool
     platform: str
     committee_name: str | None
+    disclaimer: str | None  # the committee's whole "Paid for by ..." text, as the campaign wrote it
     tracking_markers: tuple[str, ...]  # the creator's short link code, promo code, UTM handle
     deliverable_length: str  # "15-30s"
 
@@ -61,12 +62,28 @@ def disclosure(d: DraftFacts, params: dict[str, Any]) -> tuple[bool, str]:
     return True, f"{marker} is up front"
 
 
+def _plain(text: str) -> str:
+    """Lower case, one space between words, straight quotes: how two wordings are compared."""
+    return _lower(text.replace("\u2019", "'").replace("\u2018", "'"))
+
+
+def further_sentences(disclaimer: str | None) -> list[str]:
+    """The disclaimer's sentences after its "Paid for by ..." one (such as "Not authorized by
+    any candidate or candidate's committee."), each of which a caption must carry as written."""
+    sentences = re.split(r"(?<=[.!?])\s+", " ".join((disclaimer or "").split()))
+    return [s for s in sentences if s and "paid for by" not in s.lower()]
+
+
 def paid_for_by(d: DraftFacts, params: dict[str, Any]) -> tuple[bool, str]:
     committee = d.committee_name or ""
     said = rf"paid for by:? (the )?{re.escape(committee.lower())}(?![\w])"
-    if re.search(said, _lower(d.caption)):
-        return True, f'"Paid for by {committee}" is in the caption'
-    return False, f'the caption must say "Paid for by {committee}"'
+    caption = _plain(d.caption)
+    if not re.search(said, caption):
+        return False, f'the caption must say "Paid for by {committee}"'
+    missing = [s for s in further_sentences(d.disclaimer) if _plain(s) not in caption]
+    if missing:
+        return False, "the disclaimer is incomplete: add " + " ".join(f'"{s}"' for s in missing)
+    return True, f'"Paid for by {committee}" and the rest of the disclaimer are in the caption'
 
 
 def platform_ban(d: DraftFacts, params: dict[str, Any]) -> tuple[bool, str]:

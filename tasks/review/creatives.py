@@ -94,6 +94,7 @@ def facts_for(
         political=spec.political,
         platform=creator.platform,
         committee_name=spec.committee.name if spec.committee else None,
+        disclaimer=spec.committee.paid_for_by if spec.committee else None,
         tracking_markers=(
             member.tracking_code,
             member.source_code,

@@ -65,7 +65,10 @@ def test_the_review_deadlines_flow_escalates_what_is_overdue(rally, applied, eng
     from store.types import utcnow
     from tasks.review.creatives import Submission, submit
 
-    caption = "#ad Paid for by Keystone Youth Vote Fund. Register now, code MAYAVOTESPA"
+    caption = (
+        "#ad Paid for by Keystone Youth Vote Fund. Register now, code MAYAVOTESPA."
+        " Not authorized by any candidate or candidate's committee."
+    )
     with transaction(engine) as session:  # submitted two days ago: the 24 h deadline has passed
         submit(
             session,

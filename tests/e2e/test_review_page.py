@@ -25,7 +25,10 @@ pytestmark = [
 CREATOR = "maya.votes.pa"
 INTERNAL = "dana.okafor@keystoneyouthvote.example.org"
 LEGAL = "counsel@keystoneyouthvote.example.org"
-CAPTION = "#ad Paid for by Keystone Youth Vote Fund. Registering takes two minutes! #FirstVotePA"
+CAPTION = (
+    "#ad Paid for by Keystone Youth Vote Fund. Registering takes two minutes! #FirstVotePA"
+    " Not authorized by any candidate or candidate's committee."
+)
 
 
 def latest_link(engine, to: str) -> str:

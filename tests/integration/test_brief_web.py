@@ -64,7 +64,7 @@ def test_odd_numbers_in_a_draft_or_an_address_are_named_not_a_server_error(
     generate(settings, engine, SLUG)
     token = links(rally)["maya.votes.pa"]
     client = TestClient(create_app(settings))
-    draft = {"caption": "Two minutes #ad Paid for by Keystone Youth Vote Fund"}
+    draft = {"caption": "Two minutes #ad Paid for by Keystone Youth Vote Fund."}
     for duration, said in (
         ("nan", "length in seconds, more than 0"),
         ("inf", "length in seconds, more than 0"),

@@ -24,7 +24,10 @@ DANA = "dana.okafor@keystoneyouthvote.example.org"  # internal
 LI = "li.chen@keystoneyouthvote.example.org"  # internal
 COUNSEL = "counsel@keystoneyouthvote.example.org"  # legal
 OUTSIDE = "outside.counsel@lawfirm.example.com"  # legal's backup
-GOOD = "#ad Paid for by Keystone Youth Vote Fund. Register in two minutes, code MAYAVOTESPA"
+GOOD = (
+    "#ad Paid for by Keystone Youth Vote Fund. Register in two minutes, code MAYAVOTESPA."
+    " Not authorized by any candidate or candidate's committee."
+)
 
 
 def send(engine, caption=GOOD, *, creative=None, by="creator:@maya.votes.pa", at=T0, **extra):

@@ -16,7 +16,10 @@ from web.app import create_app
 
 INTERNAL = "dana.okafor@keystoneyouthvote.example.org"
 LEGAL = "counsel@keystoneyouthvote.example.org"
-CAPTION = "#ad Paid for by Keystone Youth Vote Fund. Register now, code MAYAVOTESPA"
+CAPTION = (
+    "#ad Paid for by Keystone Youth Vote Fund. Register now, code MAYAVOTESPA."
+    " Not authorized by any candidate or candidate's committee."
+)
 
 
 def token_for(rally, email: str) -> str:

@@ -187,7 +187,10 @@ def test_a_rehearsal_is_refused_beside_a_live_sprint_or_real_briefs_and_nothing_
 
 
 def test_staff_list_a_campaigns_creatives_with_what_each_waits_on(rally, applied):
-    caption = "Registering takes two minutes #ad Paid for by Keystone Youth Vote Fund"
+    caption = (
+        "Registering takes two minutes #ad Paid for by Keystone Youth Vote Fund."
+        " Not authorized by any candidate or candidate's committee."
+    )
     made = rally("creatives", "submit", SLUG, "maya.votes.pa", "--caption", caption, "--json")
     assert made.code == 0, made.err
     listed = json.loads(rally("creatives", "list", SLUG, "--json").out)

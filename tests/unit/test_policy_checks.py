@@ -11,9 +11,10 @@ from tasks.review.checks import DraftFacts, evaluate
 from tasks.review.routing import in_sample, route
 
 POLICY = load_policy("default", base=None)
+NOT_AUTHORIZED = "Not authorized by any candidate or candidate's committee."
 GOOD = (
     "#ad Paid for by Keystone Youth Vote Fund. Registering takes two minutes: "
-    "link in bio, code MAYAVOTES #FirstVotePA #RegisterToVote"
+    f"link in bio, code MAYAVOTES #FirstVotePA #RegisterToVote {NOT_AUTHORIZED}"
 )
 BASE = DraftFacts(
     caption=GOOD,
@@ -25,6 +26,8 @@ BASE = DraftFacts(
     political=True,
     platform="tiktok",
     committee_name="Keystone Youth Vote Fund",
+    disclaimer="Paid for by Keystone Youth Vote Fund (keystoneyouthvote.example.org). "
+    + NOT_AUTHORIZED,
     tracking_markers=("k6ffnoipnb", "MAYAVOTES", "utm_content=maya.votes.pa"),
     deliverable_length="15-30s",
 )
@@ -62,6 +65,12 @@ def test_a_good_draft_passes_every_rule_that_applies():
         ("paid_for_by", {"caption": GOOD.replace("Keystone Youth Vote Fund", "KYVF")}, "must say"),
         ("paid_for_by", {"caption": GOOD.replace("Fund.", "Fundraisers LLC.")}, "must say"),
         (
+            "paid_for_by",
+            {"caption": GOOD.replace(NOT_AUTHORIZED, "")},
+            f'disclaimer is incomplete: add "{NOT_AUTHORIZED}"',
+        ),
+        ("paid_for_by", {"caption": GOOD.replace("any candidate", "a candidate")}, "incomplete"),
+        (
             "synthetic_media_label",
             {"ai_generated": True, "caption": GOOD + " #madewithaiart"},
             "label",
@@ -92,6 +101,8 @@ def test_each_rule_fails_a_draft_that_breaks_it(rule, change, says):
             "sponsorship_disclosure",
             {"caption": "#vote Paid partnership with the campaign " + GOOD[4:]},
         ),
+        ("paid_for_by", {"caption": GOOD.replace("candidate's", "candidate\u2019s")}),
+        ("paid_for_by", {"caption": GOOD.replace("Not authorized", "not  authorized")}),
     ],
 )
 def test_each_rule_passes_a_draft_that_keeps_it(rule, change):
