@@ -72,6 +72,14 @@ class Posted:
     fee_cents: int  # the creator's fee for this video: their rate over their deliverables
 
 
+def fee_share(fee_cents: int, videos: int, nth: int) -> int:
+    """The creator's fee for their `nth` video of `videos`: whole cents that add up to the fee
+    exactly over all of them (nothing for a video beyond the deliverables)."""
+    if nth > videos:
+        return 0
+    return fee_cents * nth // videos - fee_cents * (nth - 1) // videos
+
+
 def audience_week(
     engine: Engine, slug: str, week: int, seed: int, *, start: datetime, end: datetime
 ) -> dict[str, int]:
@@ -91,17 +99,16 @@ def audience_week(
             )
             .order_by(col(Creative.id))
         ).all()
-        videos = [
-            Posted(
-                people[c.member_id],
-                c.platform_video_id or "",
-                c.id or 0,
-                c.posted_at,
-                round(people[c.member_id].rate * 100 / per_video),
+        videos: list[Posted] = []
+        posted_by: dict[int, int] = {}  # member -> their videos so far, to split the fee
+        for c in rows:
+            if c.member_id not in people or c.posted_at is None:
+                continue
+            nth = posted_by[c.member_id] = posted_by.get(c.member_id, 0) + 1
+            fee = fee_share(round(people[c.member_id].rate * 100), per_video, nth)
+            videos.append(
+                Posted(people[c.member_id], c.platform_video_id or "", c.id or 0, c.posted_at, fee)
             )
-            for c in rows
-            if c.member_id in people and c.posted_at is not None
-        ]
         campaign_id = campaign.id or 0
         run = session.exec(select(SprintRun).where(SprintRun.campaign_id == campaign_id)).one()
         sample = run.sample

@@ -259,8 +259,10 @@ def recommend_budget(
 ) -> Recommendation:
     """The decision table: a low cost per signup (under $8 and within target) moves a tenth of
     the paid budget to creator partnerships; a cost over twice the target pivots a quarter of
-    it there and asks for an audit; anything else keeps the split."""
+    it there and asks for an audit; anything else keeps the split. A campaign with no paid
+    budget (organic only) is never told to move one: its advice is about the creators' budget."""
     current = {k: float(v) for k, v in split.items()}
+    organic = current.get("paid", 0.0) <= 0
     if kpi.cpa is None or kpi.signups == 0:
         return Recommendation(
             "Hold the split: too few signups yet to judge the cost of one",
@@ -271,6 +273,8 @@ def recommend_budget(
     if target_cpa is not None:
         reasons.append(f"target ${target_cpa:,.2f}")
     within = target_cpa is None or kpi.cpa <= target_cpa
+    if organic:
+        return _organic_advice(kpi, target_cpa, current, reasons)
     if kpi.cpa < ORGANIC_CPA and within:
         return Recommendation(
             "Move a tenth of the paid budget to organic creator partnerships",
@@ -288,6 +292,22 @@ def recommend_budget(
         "Hold the split; give the top-tier creators more of the creators' budget",
         current,
         reasons,
+    )
+
+
+def _organic_advice(
+    kpi: Kpi, target_cpa: float | None, split: dict[str, float], reasons: list[str]
+) -> Recommendation:
+    reasons = [*reasons, "no paid budget: organic posting only"]
+    if target_cpa is not None and kpi.cpa is not None and kpi.cpa > 2 * target_cpa:
+        return Recommendation(
+            "Hold the split; audit content, targeting and tracking, and give the top-tier "
+            "creators more of the creators' budget",
+            split,
+            [*reasons, "more than twice the target"],
+        )
+    return Recommendation(
+        "Hold the split; give the top-tier creators more of the creators' budget", split, reasons
     )
 
 

@@ -63,6 +63,7 @@ def build_report(session: Session, slug: str, *, week: int | None = None) -> dic
             "start": spec.sprint.start.isoformat(),
             "weeks": campaign.weeks,
             "mode": run.mode if run else "not started",
+            "sample": run.sample if run else None,  # the share of the audience met one by one
         },
         "week": weeks,
         "targets": {k: v for k, v in targets.items() if v is not None},

@@ -94,6 +94,7 @@ def make_report(
             "objective": "Register first-time voters.",
             "weeks": 12,
             "mode": "rehearsal",
+            "sample": 0.1,
         },
         "week": weeks,
         "targets": TARGETS,
@@ -277,3 +278,15 @@ def test_text_in_a_chart_is_escaped():
     svg = str(bar_chart(["<b>1</b>"], [5], label="a <i>chart</i>", y_label="views", fmt=str))
     assert "<b>" not in svg and "<i>" not in svg
     assert "&lt;b&gt;1&lt;/b&gt;" in svg
+
+
+def test_attribution_says_why_it_counts_fewer_signups_than_the_kpis():
+    report = full_report()
+    report["attribution"]["signups"] = 13
+    said = " ".join(render_html(report).split())
+    assert "13 of the 100 signups can be attributed: a rehearsal meets only a 10% sample" in said
+    report["campaign"]["mode"] = "live"
+    said = " ".join(render_html(report).split())
+    assert "13 of the 100 signups came through Rally's signup page and can be attributed" in said
+    report["attribution"]["signups"] = 100
+    assert "100 signups in all." in " ".join(render_html(report).split())

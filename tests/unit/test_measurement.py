@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from tasks.rehearsal.audience import fee_share
 from tasks.reporting.measurement import (
     UNATTRIBUTED,
     Signup,
@@ -175,3 +176,20 @@ def test_middling_costs_and_no_signups_keep_the_split():
     assert recommend_budget(middling, target_cpa=10.0, split=SPLIT).split == SPLIT
     early = recommend_budget(kpis(Totals(views=1000, spend=50.0)), target_cpa=10.0, split=SPLIT)
     assert early.split == SPLIT and "too few signups" in early.action
+
+
+@pytest.mark.parametrize("spend", [300.0, 250.0])  # $6 and $25 a signup
+def test_an_organic_campaign_is_never_told_to_move_a_paid_budget(spend):
+    organic = {"creators": 0.7, "paid": 0.0, "production": 0.18, "tools": 0.12}
+    signups = 50 if spend == 300.0 else 10
+    k = kpis(Totals(views=1000, clicks=100, signups=signups, spend=spend))
+    advice = recommend_budget(k, target_cpa=10.0, split=organic)
+    assert "paid budget" not in advice.action and advice.split == organic
+    assert "no paid budget: organic posting only" in advice.because
+
+
+@pytest.mark.parametrize(("fee_cents", "videos"), [(32500, 3), (10000, 3), (99999, 7), (1, 2)])
+def test_a_creators_fee_spread_over_their_videos_adds_up_to_the_cent(fee_cents, videos):
+    shares = [fee_share(fee_cents, videos, nth) for nth in range(1, videos + 2)]
+    assert sum(shares) == fee_cents and shares[-1] == 0  # nothing for a video beyond them
+    assert max(shares) - min(shares[:-1]) <= 1
