@@ -2,27 +2,89 @@
 
 import sys
 import traceback
+from importlib import import_module
+from typing import Any
 
 import typer
+import typer.main
+from typer.core import TyperCommand, TyperGroup
 
-from cli import (
-    audit,
-    briefs,
-    campaign,
-    creatives,
-    creators,
-    db,
-    deploy,
-    events,
-    leads,
-    review,
-    serve,
-    sprint,
-)
 from config.errors import RallyError
+
+# Each command, where it lives, and its one line of help. A command's module (and with it the
+# store, Prefect or httpx) is imported only when that command runs, so `rally --help` and
+# `rally --version` answer without loading any of them.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "campaign": ("cli.campaign:app", "Campaigns as code: apply a campaign.yaml, list, show."),
+    "creators": ("cli.creators:app", "A campaign's creators: import a roster CSV, list it."),
+    "briefs": (
+        "cli.briefs:app",
+        "Creators' briefs: generate and send them, see who acknowledged, compare versions.",
+    ),
+    "creatives": (
+        "cli.creatives:app",
+        "Creatives: submit a draft (checked, then routed to review), record its post.",
+    ),
+    "review": ("cli.review:app", "Review creatives: the queue, one task, decisions."),
+    "events": ("cli.events:app", "Engagement events: ingest, rehearse, process, status."),
+    "rules": ("cli.events:rules_app", "Follow-up rules: try them on events."),
+    "leads": ("cli.leads:app", "Leads: list, sync, status, retry, forget."),
+    "sprint": ("cli.sprint:app", "The sprint: start it (or rehearse it), see where it stands."),
+    "report": (
+        "cli.sprint:report_command",
+        "Write the report (HTML with charts, the numbers as CSV and JSON) and store it for "
+        "`rally serve`'s report pages.",
+    ),
+    "demo": (
+        "cli.sprint:demo_command",
+        "Rehearse the example campaign's 12-week sprint in a fresh demo store and report it.",
+    ),
+    "audit": ("cli.audit:app", "The audit log: verify the chain, export it."),
+    "db": ("cli.db:app", "The store's schema: status and upgrades."),
+    "serve": (
+        "cli.serve:serve_command",
+        "Serve the web pages and run the recurring flows on a local timer.",
+    ),
+    "deploy": (
+        "cli.deploy:deploy_command",
+        "Register every flow as a deployment (schedules for the recurring ones) with the "
+        "Prefect server or Cloud workspace configured here, and say how to start workers.",
+    ),
+}
+
+
+class LazyCommand(TyperCommand):
+    """A command listed by name and help, its module imported when it is run."""
+
+    def __init__(self, name: str, target: str, help_text: str) -> None:
+        super().__init__(name=name, help=help_text, add_help_option=False)
+        self.target = target
+
+    def load(self) -> Any:
+        module, _, attribute = self.target.partition(":")
+        found = getattr(import_module(module), attribute)
+        outer = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+        if isinstance(found, typer.Typer):  # a group, even of one command (`rally rules try`)
+            outer.add_typer(found, name=self.name)
+        else:
+            outer.command(self.name)(found)
+            outer.callback()(lambda: None)  # keeps `outer` a group, so the command is found
+        group = typer.main.get_command(outer)
+        assert isinstance(group, TyperGroup)
+        return group.commands[self.name]
+
+
+class LazyGroup(TyperGroup):
+    def resolve_command(self, ctx: Any, args: list[str]) -> tuple[str | None, Any, list[str]]:
+        name, command, rest = super().resolve_command(ctx, args)
+        if isinstance(command, LazyCommand) and name is not None:
+            command = self.commands[name] = command.load()
+        return name, command, rest
+
 
 app = typer.Typer(
     name="rally",
+    cls=LazyGroup,
     help=(
         "Rally runs creator campaigns: the sprint, briefs, compliance review, follow-ups, "
         "lead sync, reports."
@@ -31,21 +93,16 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-app.add_typer(campaign.app, name="campaign")
-app.add_typer(creators.app, name="creators")
-app.add_typer(briefs.app, name="briefs")
-app.add_typer(creatives.app, name="creatives")
-app.add_typer(review.app, name="review")
-app.add_typer(events.app, name="events")
-app.add_typer(events.rules_app, name="rules")
-app.add_typer(leads.app, name="leads")
-app.add_typer(sprint.app, name="sprint")
-app.command("report")(sprint.report_command)
-app.command("demo")(sprint.demo_command)
-app.add_typer(audit.app, name="audit")
-app.add_typer(db.app, name="db")
-app.command("serve")(serve.serve_command)
-app.command("deploy")(deploy.deploy_command)
+
+
+def command_group() -> LazyGroup:
+    """The `rally` command with every subcommand listed, none of them imported yet."""
+    group = typer.main.get_command(app)
+    assert isinstance(group, LazyGroup)
+    for name, (target, help_text) in COMMANDS.items():
+        group.add_command(LazyCommand(name, target, help_text))
+    return group
+
 
 _debug = False
 
@@ -78,7 +135,7 @@ def main(argv: list[str] | None = None) -> None:
     global _debug
     _debug = False
     try:
-        app(args=argv, prog_name="rally")
+        command_group().main(args=argv, prog_name="rally")
     except RallyError as exc:
         if _debug:
             traceback.print_exc()

@@ -45,6 +45,31 @@ def test_store_commands_never_load_prefect_alembic_or_http_clients(
     assert result.stdout.strip() == "[]"
 
 
+def test_help_and_version_load_no_store_and_list_every_command_as_it_describes_itself(
+    tmp_path: Path,
+) -> None:
+    probe = (
+        "import sys, io, contextlib\n"
+        "from cli.main import main\n"
+        "for argv in (['--help'], ['--version']):\n"
+        "    with contextlib.redirect_stdout(io.StringIO()):\n"
+        "        try: main(argv)\n"
+        "        except SystemExit as e: assert e.code in (0, None), e.code\n"
+        "print(sorted(m for m in ('sqlalchemy', 'sqlmodel', 'prefect', 'httpx', 'config.settings')"
+        " if m in sys.modules))\n"
+    )
+    result = run([sys.executable, "-c", probe], clean_env(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+    from cli.main import COMMANDS, LazyCommand
+
+    for name, (target, help_text) in COMMANDS.items():
+        loaded = LazyCommand(name, target, help_text).load()
+        assert loaded.name == name
+        assert " ".join((loaded.help or "").split()).startswith(help_text.rstrip(".")), name
+
+
 def test_settings_come_from_dotenv_and_the_environment_wins(tmp_path: Path) -> None:
     project = tmp_path / "project"
     project.mkdir()
