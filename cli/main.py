@@ -1,5 +1,6 @@
 """`rally`: the entry point. Errors are one clear line and a non-zero exit; --debug shows more."""
 
+import os
 import sys
 import traceback
 from importlib import import_module
@@ -129,6 +130,8 @@ def _root(
 ) -> None:
     global _debug
     _debug = debug
+    if not debug:  # a failing flow is said once, in one line, below (and in Prefect's run logs)
+        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -14,6 +14,7 @@ from config.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 RALLY = Path(sys.executable).parent / "rally"
+SLUG = "first-vote-pa-2027"
 
 
 def clean_env(tmp_path: Path, **extra: str) -> dict[str, str]:
@@ -43,6 +44,30 @@ def test_store_commands_never_load_prefect_alembic_or_http_clients(
     result = run([sys.executable, "-c", probe], env)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
+def test_a_flow_that_fails_is_one_line_with_no_sql_or_personal_data(
+    rally, example: Path, settings: Settings, tmp_path: Path
+) -> None:
+    assert rally("campaign", "apply", example / "campaign.yaml").code == 0
+    probe = (  # the store fails under the flow's first task, as a full disk would
+        "import sys, sqlalchemy.exc, tasks.briefs.generate as generate\n"
+        "def broken(*args, **kwargs):\n"
+        "    raise sqlalchemy.exc.OperationalError(\n"
+        "        'SELECT email FROM creators WHERE email = ?', ('ana@example.org',),\n"
+        "        Exception('disk I/O error'))\n"
+        "generate.render_batch = broken\n"
+        "from cli.main import main\n"
+        "main(sys.argv[1:])\n"
+    )
+    env = clean_env(tmp_path, RALLY_HOME=str(settings.home), RALLY_DATABASE_URL=settings.store_url)
+    result = run([sys.executable, "-c", probe, "briefs", "generate", SLUG], env)
+    assert result.returncode == 1
+    assert result.stderr == "error: database error: disk I/O error (run with --debug for details)\n"
+    debugged = run([sys.executable, "-c", probe, "--debug", "briefs", "generate", SLUG], env)
+    assert "Task run failed" in debugged.stderr  # --debug still shows Prefect's logs
 
 
 def test_help_and_version_load_no_store_and_list_every_command_as_it_describes_itself(
