@@ -44,7 +44,7 @@ def verify(json_output: bool = JSON_OPTION) -> None:
 @app.command("export")
 def export(
     output: Path | None = typer.Option(
-        None, "--output", "-o", help="Write to this file instead of stdout."
+        None, "--out", "--output", "-o", help="Write to this file instead of stdout."
     ),
     since: int = typer.Option(0, "--since", help="Only entries after this sequence number."),
 ) -> None:

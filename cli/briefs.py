@@ -84,6 +84,7 @@ def show_command(
     handle: str,
     format: str = typer.Option("md", "--format", help="md, html or text."),
     version: int | None = typer.Option(None, "--version", help="An earlier version."),
+    json_output: bool = JSON_OPTION,
 ) -> None:
     """Print a creator's brief as it was rendered and stored."""
     from tasks.briefs.status import find_brief
@@ -95,7 +96,22 @@ def show_command(
     with transaction(engine, write=False) as session:
         brief = find_brief(session, slug, handle, version)
     shown = {"md": brief.content_markdown, "html": brief.content_html}
-    sys.stdout.write(shown[format] if format in shown else html_to_text(brief.content_html))
+    content = shown[format] if format in shown else html_to_text(brief.content_html)
+    if json_output:
+        print_json(
+            {
+                "campaign": slug,
+                "creator": handle.lstrip("@"),
+                "version": brief.version,
+                "created_at": brief.created_at,
+                "sent_at": brief.sent_at,
+                "acknowledged_at": brief.acknowledged_at,
+                "format": format,
+                "content": content,
+            }
+        )
+    else:
+        sys.stdout.write(content)
 
 
 @app.command("status")

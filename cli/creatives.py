@@ -26,7 +26,7 @@ def submit_command(
     ai: bool = typer.Option(False, "--ai", help="Contains AI-generated or altered media."),
     creative: int | None = typer.Option(None, "--creative", help="Resubmit this creative."),
     title: str | None = typer.Option(None, "--title", help="A name for a new creative."),
-    by: str | None = typer.Option(None, "--by", help="Who submits (default: the creator)."),
+    by: str | None = typer.Option(None, "--as", "--by", help="Who submits (default: the creator)."),
     json_output: bool = JSON_OPTION,
 ) -> None:
     """Submit a draft: the policy checks it, then it goes to review or back to the creator."""
@@ -70,6 +70,7 @@ def posted_command(
     creative: int,
     url: str,
     force: bool = typer.Option(False, "--force", help="Replace an address recorded already."),
+    json_output: bool = JSON_OPTION,
 ) -> None:
     """Record where a creative was posted (flagged if it was not approved)."""
     from tasks.review.creatives import posted
@@ -84,10 +85,13 @@ def posted_command(
             now=utcnow(),
             force=force,
         )
-    if approved:
+    if json_output:
+        print_json({"creative": creative, "url": url, "approved": approved})
+    elif approved:
         console.print(f"Creative {creative} posted at {url}.")
     else:
         console.print(f"Creative {creative} was posted BEFORE APPROVAL; recorded and flagged.")
+    if not approved:
         raise typer.Exit(1)
 
 

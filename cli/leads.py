@@ -127,6 +127,7 @@ def status_command(json_output: bool = JSON_OPTION) -> None:
 def retry_command(
     dead: bool = typer.Option(False, "--dead", help="Queue the dead letters again."),
     destination: str = typer.Option(None, "--destination", help="Only this destination."),
+    json_output: bool = JSON_OPTION,
 ) -> None:
     """Send dead letters again after fixing what the remote refused (then `rally leads sync`)."""
     from store.types import utcnow
@@ -136,11 +137,16 @@ def retry_command(
         raise RallyError("say what to retry: `rally leads retry --dead`")
     _, engine = store()
     count = retry_dead(engine, now=utcnow(), destination=destination)
+    if json_output:
+        return print_json({"queued": count})
     console.print(f"{count:,} dead letter(s) queued again; `rally leads sync` sends them.")
 
 
 @app.command("forget")
-def forget_command(who: str = typer.Argument(..., help="The person's email or phone.")) -> None:
+def forget_command(
+    who: str = typer.Argument(..., help="The person's email or phone."),
+    json_output: bool = JSON_OPTION,
+) -> None:
     """Erase a person's data here (a tombstone stays) and ask each destination that holds them
     to delete them."""
     from store.types import utcnow
@@ -149,6 +155,9 @@ def forget_command(who: str = typer.Argument(..., help="The person's email or ph
 
     settings, engine = store()
     result = forget(engine, who, actor=settings.actor, now=utcnow())
+    if json_output:
+        names = [destination_name(d) for d in result.deletions]
+        return print_json({"contact": result.contact_id, "deletions_queued": names})
     console.print(f"Forgot lead {result.contact_id}: their personal data is erased here.")
     if result.deletions:
         console.print(

@@ -59,20 +59,20 @@ class LazyCommand(TyperCommand):
 
     def __init__(self, name: str, target: str, help_text: str) -> None:
         super().__init__(name=name, help=help_text, add_help_option=False)
-        self.target = target
+        self.command_name, self.target = name, target
 
     def load(self) -> Any:
         module, _, attribute = self.target.partition(":")
         found = getattr(import_module(module), attribute)
         outer = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
-        if isinstance(found, typer.Typer):  # a group, even of one command (`rally rules try`)
-            outer.add_typer(found, name=self.name)
+        if isinstance(found, typer.Typer):  # a group, even of one command (`rally rules test`)
+            outer.add_typer(found, name=self.command_name)
         else:
-            outer.command(self.name)(found)
+            outer.command(self.command_name)(found)
             outer.callback()(lambda: None)  # keeps `outer` a group, so the command is found
         group = typer.main.get_command(outer)
         assert isinstance(group, TyperGroup)
-        return group.commands[self.name]
+        return group.commands[self.command_name]
 
 
 class LazyGroup(TyperGroup):

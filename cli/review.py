@@ -67,7 +67,9 @@ def show_command(task: int, json_output: bool = JSON_OPTION) -> None:
     console.print("Checklist: " + ", ".join(i["id"] for i in data["checklist"]))
 
 
-def _decide(task: int, decision: str, approver: str, note: str, confirmed: list[str]) -> None:
+def _decide(
+    task: int, decision: str, approver: str, note: str, confirmed: list[str], json_output: bool
+) -> None:
     from tasks.review.approvers import who
     from tasks.review.decisions import decide
 
@@ -91,7 +93,19 @@ def _decide(task: int, decision: str, approver: str, note: str, confirmed: list[
             confirmed=confirmed,
             public_url=settings.public_url,
         )
-    if not result.applied:
+    if json_output:
+        print_json(
+            {
+                "task": task,
+                "decision": decision,
+                "applied": result.applied,
+                "status": result.task.status,
+                "next_tier": result.next_tier,
+                "creative": result.creative.id,
+                "creative_status": result.creative.status,
+            }
+        )
+    elif not result.applied:
         console.print(f"Task {task} already had this decision; nothing changed.")
     elif result.next_tier:
         console.print(f"Task {task}: approved; the {result.next_tier} review is open now.")
@@ -110,21 +124,26 @@ def approve_command(
     confirm: list[str] = typer.Option(
         [], "--confirm", help="A checklist item you confirm (repeat), or 'all'."
     ),
+    json_output: bool = JSON_OPTION,
 ) -> None:
     """Approve: the next tier opens, or the creative is approved for posting."""
-    _decide(task, "approve", approver, note, confirm)
+    _decide(task, "approve", approver, note, confirm, json_output)
 
 
 @app.command("request-changes")
-def request_changes_command(task: int, approver: str = AS, note: str = NOTE) -> None:
+def request_changes_command(
+    task: int, approver: str = AS, note: str = NOTE, json_output: bool = JSON_OPTION
+) -> None:
     """Send the draft back with notes; the next version starts at the first tier."""
-    _decide(task, "request_changes", approver, note, [])
+    _decide(task, "request_changes", approver, note, [], json_output)
 
 
 @app.command("reject")
-def reject_command(task: int, approver: str = AS, note: str = NOTE) -> None:
+def reject_command(
+    task: int, approver: str = AS, note: str = NOTE, json_output: bool = JSON_OPTION
+) -> None:
     """Reject the creative for good."""
-    _decide(task, "reject", approver, note, [])
+    _decide(task, "reject", approver, note, [], json_output)
 
 
 @app.command("token")
@@ -135,10 +154,15 @@ def token_command(
     """Issue an API token for an approver's scripts (shown once; only its hash is kept)."""
     from datetime import timedelta
 
-    from tasks.review.approvers import issue
+    from tasks.review.approvers import issue, reviews_anything
 
     settings, engine = store()
     with transaction(engine) as session:
+        if not reviews_anything(session, email.strip().lower()):
+            raise RallyError(
+                f"{email} is not an approver or staff of any campaign: add them to a campaign "
+                "file's `approvers:` (or `staff:`) and apply it, then issue the token"
+            )
         secret = issue(session, email, kind="api", lifetime=timedelta(days=days), now=utcnow())
         record(
             session,

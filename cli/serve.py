@@ -92,6 +92,38 @@ def listening_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
+
+
+def public_url_warnings(public_url: str, host: str, port: int) -> list[str]:
+    """What is wrong with the address Rally puts in every link (briefs, sign-in, tracking)
+    for a server listening on `host:port`: empty, not a web address, or pointing elsewhere."""
+    from urllib.parse import urlsplit
+
+    if not public_url:
+        return ["RALLY_PUBLIC_URL is empty: links in emails and pages would lead nowhere"]
+    try:
+        parts = urlsplit(public_url)
+        linked_port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        parts, linked_port = None, 0
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        return [f"RALLY_PUBLIC_URL {public_url!r} is not a web address (http://... or https://...)"]
+    if parts.hostname not in LOOPBACK:
+        return []  # a public name: a proxy in front may well use another port
+    if linked_port != port:
+        return [
+            f"links use {public_url}, but this server listens on port {port}: set "
+            "RALLY_PUBLIC_URL to the address people reach it at"
+        ]
+    if host not in LOOPBACK:
+        return [
+            f"links use {public_url}, which only this machine can open: set RALLY_PUBLIC_URL "
+            "to the address creators and approvers reach this server at"
+        ]
+    return []
+
+
 def serve_command(
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
     port: int = typer.Option(8000, min=1, max=65535, help="Port to listen on."),
@@ -112,6 +144,8 @@ def serve_command(
     from web.app import create_app
 
     settings, _ = store()
+    for warning in public_url_warnings(settings.public_url, host, port):
+        console.print(f"warning: {warning}", markup=False, style="yellow")
     sock = listening_socket(host, port)
     web = create_app(settings)
     scheduler = None if web_only else _timers(every)

@@ -226,7 +226,9 @@ def _pairs(counts: dict[str, int]) -> str:
 def report_command(
     slug: str,
     week: int = typer.Option(0, "--week", min=0, help="Up to this week (default: the last done)."),
-    out: Path = typer.Option(None, "--out", help="Folder to write to (default: under RALLY_HOME)."),
+    out: Path = typer.Option(
+        None, "--out", "--output", "-o", help="Folder to write to (default: under RALLY_HOME)."
+    ),
     json_output: bool = JSON_OPTION,
 ) -> None:
     """Write the report (HTML with charts, the numbers as CSV and JSON) and store it for

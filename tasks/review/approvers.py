@@ -69,6 +69,11 @@ def who(
     return found.email
 
 
+def reviews_anything(session: Session, email: str) -> bool:
+    """Whether `email` is staff or an approver of any campaign: only they get credentials."""
+    return any(is_staff(campaign, email) for campaign in session.exec(select(Campaign)))
+
+
 def is_approver_of_task(session: Session, task_id: int, email: str) -> bool:
     """Whether `email` is one of the approvers of the campaign this review task belongs to
     (False for an unknown task): only they may see the task and its creative."""

@@ -164,6 +164,9 @@ def test_audit_export_writes_json_lines(rally, applied: Path, tmp_path: Path) ->
     target = tmp_path / "audit.jsonl"
     assert rally("audit", "export", "--since", "100", "--output", target).code == 0
     assert [json.loads(line)["seq"] for line in target.read_text().splitlines()] == [101, 102]
+    # --out, as `rally report` names it, works here too
+    assert rally("audit", "export", "--since", "101", "--out", target).code == 0
+    assert [json.loads(line)["seq"] for line in target.read_text().splitlines()] == [102]
 
 
 def test_db_status_and_upgrade_report_the_revision(rally, settings: Settings) -> None:

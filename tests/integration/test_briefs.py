@@ -98,6 +98,9 @@ def test_the_three_formats_say_the_same_thing(settings, engine, rally, applied):
     for fmt in ("md", "html", "text"):
         out = rally("briefs", "show", SLUG, "maya.votes.pa", "--format", fmt).out
         assert "Keystone Youth Vote Fund" in out and "MAYAVOTESPA" in out
+    shown = json.loads(rally("briefs", "show", SLUG, "maya.votes.pa", "--json").out)
+    assert (shown["creator"], shown["version"], shown["format"]) == ("maya.votes.pa", 1, "md")
+    assert shown["content"] == rally("briefs", "show", SLUG, "maya.votes.pa").out
     wrong = rally("briefs", "show", SLUG, "maya.votes.pa", "--format", "pdf")
     assert wrong.code == 1 and "--format must be one of md, html, text" in wrong.err
 

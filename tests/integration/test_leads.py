@@ -237,7 +237,7 @@ def test_a_5xx_is_retried_and_a_refused_lead_is_dead_until_fixed_and_retried(
     assert "email domain is blocked" in (dead.last_error or "")
 
     del hooked.refused["q1@example.org"]
-    assert rally("leads", "retry", "--dead").code == 0
+    assert json.loads(rally("leads", "retry", "--dead", "--json").out) == {"queued": 1}
     report = sync(engine, get_settings(), utcnow())[f"{SLUG}/crm_hook"]
     assert report.sent == 1
     assert len(hooked.leads) == 3
@@ -253,9 +253,9 @@ def test_forget_erases_the_person_here_and_deletes_them_where_they_were_synced(
     sync(engine, get_settings(), now)
     assert len(hooked.leads) == 2
 
-    run = rally("leads", "forget", "SAM@example.org")
+    run = rally("leads", "forget", "SAM@example.org", "--json")
     assert run.code == 0, run.err
-    assert "crm_hook" in run.out
+    assert json.loads(run.out)["deletions_queued"] == ["crm_hook"]
     with transaction(engine, write=False) as session:
         sam = session.exec(select(Contact).where(col(Contact.erased_at).is_not(None))).one()
         assert (sam.email, sam.phone, sam.given_name, sam.handle) == (None, None, None, None)

@@ -222,6 +222,23 @@ def test_the_cli_queue_show_and_decide(engine, applied, rally, monkeypatch):
     assert unconfirmed.code == 1 and "confirm the checklist" in unconfirmed.err
     ok = rally("review", "approve", task, "--as", DANA, "--confirm", "all")
     assert ok.code == 0 and "the legal review is open now" in ok.out
+    (legal,) = json.loads(rally("review", "queue", "--as", COUNSEL, "--json").out)
+    monkeypatch.setenv("RALLY_REVIEW_TOKEN", counsel)
+    sent_back = rally(
+        "review", "request-changes", legal["task"], "--as", COUNSEL, "--note", "Cut 0:05", "--json"
+    )
+    assert sent_back.code == 0, sent_back.err
+    assert json.loads(sent_back.out) == {
+        "task": legal["task"],
+        "decision": "request_changes",
+        "applied": True,
+        "status": "changes_requested",
+        "next_tier": None,
+        "creative": shown["creative"],
+        "creative_status": "changes_requested",
+    }
+    stranger = rally("review", "token", "someone@example.org")
+    assert stranger.code == 1 and "not an approver or staff of any campaign" in stranger.err
 
 
 def test_no_one_reviews_their_own_work_or_two_tiers_of_one_version(engine, example, rally):
@@ -272,7 +289,13 @@ def test_a_post_must_be_the_creators_own_video_and_is_replaced_only_with_force(
         refused = rally("creatives", "posted", result.creative_id, url)
         assert refused.code == 1 and said in refused.err, url
     first = "https://www.tiktok.com/@maya.votes.pa/video/7311"
-    assert rally("creatives", "posted", result.creative_id, first).code == 1  # before approval
+    early = rally("creatives", "posted", result.creative_id, first, "--json")
+    assert early.code == 1  # before approval: recorded and flagged
+    assert json.loads(early.out) == {
+        "creative": result.creative_id,
+        "url": first,
+        "approved": False,
+    }
     again = rally("creatives", "posted", result.creative_id, first.replace("7311", "7312"))
     assert again.code == 1 and "give --force to replace it" in again.err
     chain = json.loads(rally("creatives", "history", result.creative_id, "--json").out)

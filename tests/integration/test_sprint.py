@@ -191,8 +191,13 @@ def test_staff_list_a_campaigns_creatives_with_what_each_waits_on(rally, applied
         "Registering takes two minutes #ad Paid for by Keystone Youth Vote Fund."
         " Not authorized by any candidate or candidate's committee."
     )
-    made = rally("creatives", "submit", SLUG, "maya.votes.pa", "--caption", caption, "--json")
+    made = rally(
+        "creatives", "submit", SLUG, "maya.votes.pa", "--caption", caption,
+        "--as", "producer@example.org", "--json",
+    )  # fmt: skip
     assert made.code == 0, made.err
+    history = rally("creatives", "history", json.loads(made.out)["creative"], "--json").out
+    assert "producer@example.org" in json.dumps(json.loads(history)["audit"][0])
     listed = json.loads(rally("creatives", "list", SLUG, "--json").out)
     assert [(c["creator"], c["status"], c["version"]) for c in listed] == [
         ("maya.votes.pa", "in_review", 1)

@@ -60,3 +60,33 @@ def test_plain_postgresql_urls_use_the_bundled_driver() -> None:
 def test_the_store_url_is_hidden_when_settings_are_printed() -> None:
     settings = Settings(database_url="postgresql://rally:hunter2@db/rally", _env_file=None)
     assert "hunter2" not in repr(settings) and "hunter2" not in str(settings.model_dump())
+
+
+@pytest.mark.parametrize(
+    ("public_url", "host", "port", "says"),
+    [
+        ("", "127.0.0.1", 8000, "RALLY_PUBLIC_URL is empty"),
+        ("rally.example.org", "127.0.0.1", 8000, "is not a web address"),
+        ("http://127.0.0.1:8000", "127.0.0.1", 9000, "listens on port 9000"),
+        ("http://localhost:8000", "0.0.0.0", 8000, "only this machine can open"),
+    ],
+)
+def test_serve_warns_when_links_would_not_reach_it(public_url, host, port, says):
+    from cli.serve import public_url_warnings
+
+    (warning,) = public_url_warnings(public_url, host, port)
+    assert says in warning
+
+
+@pytest.mark.parametrize(
+    ("public_url", "host", "port"),
+    [
+        ("http://127.0.0.1:8000", "127.0.0.1", 8000),
+        ("https://rally.example.org", "0.0.0.0", 8000),  # behind a proxy on another port
+        ("http://[::1]:8080", "::1", 8080),
+    ],
+)
+def test_serve_says_nothing_when_links_reach_it(public_url, host, port):
+    from cli.serve import public_url_warnings
+
+    assert public_url_warnings(public_url, host, port) == []
