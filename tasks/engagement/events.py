@@ -9,6 +9,7 @@ import contextlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 
 import psycopg
@@ -243,14 +244,18 @@ def store_events(session: Session, rows: Sequence[dict[str, Any]]) -> tuple[int,
         return new, len(rows) - new
     # SQLite has one writer: the rows new to it are the ones past its newest id.
     newest = session.execute(sa_select(func.max(table.c.id))).scalar() or 0
-    session.execute(_upsert(sqlite.insert(table)), list(unique.values()))
+    session.execute(_upsert(sqlite), list(unique.values()))
     new = session.execute(sa_select(func.count()).where(table.c.id > newest)).scalar_one()
     return new, len(rows) - new
 
 
-def _upsert(statement: Any) -> Any:
-    """The insert that adds a stored event's deliveries instead of a second row."""
+@cache
+def _upsert(dialect: Any) -> Any:
+    """The insert that adds a stored event's deliveries instead of a second row, built once
+    per dialect: building `excluded` copies the whole table's columns, which cost the busiest
+    writer more than the insert itself."""
     table = EngagementEvent.__table__  # type: ignore[attr-defined]
+    statement = dialect.insert(table)
     return statement.on_conflict_do_update(
         index_elements=["source", "external_id"],
         set_={"deliveries": table.c.deliveries + statement.excluded.deliveries},
@@ -271,7 +276,7 @@ def _store_new(session: Session, unique: dict[tuple[str, str], dict[str, Any]]) 
                 copy_rows(session, table, fresh)
     except (IntegrityError, psycopg.IntegrityError):
         stored = _stored(session, list(unique))
-        session.execute(_upsert(postgresql.insert(table)), list(unique.values()))
+        session.execute(_upsert(postgresql), list(unique.values()))
         return len(unique) - len(stored)
     if stored:
         session.execute(
