@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlmodel import Session
 
 from config.errors import RallyError
@@ -139,6 +139,12 @@ def transaction(
         if write and take_turns and engine.dialect.name == "postgresql":
             advisory_lock(session, Lock.WRITERS)
         yield session
+
+
+def connection_dropped(exc: BaseException) -> bool:
+    """Whether `exc` is the database dropping Rally's connection (a restart, a failover,
+    pg_terminate_backend): work that is safe to repeat may go again on a fresh connection."""
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
 
 def head_revision() -> str:

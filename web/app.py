@@ -22,7 +22,7 @@ from store.types import utcnow
 from tasks.engagement.writer import EventWriter
 from web import api, briefs, public, reports, review, sprint
 from web.deps import AppState, SignedOut
-from web.pages import PrivateHeaders, not_found, page_response
+from web.pages import PrivateHeaders, RetryDroppedConnection, not_found, page_response
 
 NOT_UNDERSTOOD = "This request is not one Rally understands."
 
@@ -36,6 +36,7 @@ def create_app(
     engine = open_store(settings)
     app = FastAPI(title="Rally", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.rally = AppState(engine, settings, clock, EventWriter(engine))
+    app.add_middleware(RetryDroppedConnection)
     app.add_middleware(PrivateHeaders)
     _answer_errors(app)
     # The public first: webhooks are the busiest.

@@ -11,6 +11,8 @@ from fastapi import Request
 from fastapi.responses import Response
 from fastapi.templating import Jinja2Templates
 
+from store.db import connection_dropped
+
 TEMPLATES = Jinja2Templates(directory=Path(__file__).parent / "templates")
 HEADERS = {
     # Links carry tokens: no other site ever sees them. (Same-origin requests keep their
@@ -46,6 +48,34 @@ class PrivateHeaders:
             await send(message)
 
         await self.app(scope, receive, with_headers)
+
+
+class RetryDroppedConnection:
+    """A page or link read (GET, HEAD) that failed because the database dropped its
+    connection goes once more, on a fresh one, before anything was answered: a failover costs
+    the person nothing. Other requests are not repeated here (the event writer repeats its own
+    group, which is safe to repeat)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] not in ("GET", "HEAD"):
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watched(message: Any) -> None:
+            nonlocal started
+            started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watched)
+        except Exception as exc:
+            if started or not connection_dropped(exc):
+                raise
+            await self.app(scope, receive, send)
 
 
 def page_response(

@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from store.db import transaction
+from store.db import connection_dropped, transaction
 from tasks.engagement.events import store_events
 from tasks.engagement.inbound import attribute
 
@@ -49,10 +49,7 @@ class EventWriter:
         """Commit the group in one transaction; if that fails, each row in one of its own, so
         that one bad row costs only its own request (answered 5xx) and the rest are stored."""
         try:
-            with transaction(self.engine) as session:
-                rows = [row for row, _ in group]
-                attribute(session, rows)
-                store_events(session, rows)
+            self._store([row for row, _ in group])
         except Exception as exc:
             if len(group) > 1:
                 for one in group:
@@ -63,3 +60,16 @@ class EventWriter:
             return
         for _, done in group:
             done.set_result(True)
+
+    def _store(self, rows: list[dict[str, Any]]) -> None:
+        """Store the rows; if the database dropped the connection, once more on a fresh one
+        (events are keyed by source and id, so a second try stores nothing twice)."""
+        for attempt in range(2):
+            try:
+                with transaction(self.engine) as session:
+                    attribute(session, rows)
+                    store_events(session, rows)
+                return
+            except Exception as exc:
+                if attempt or not connection_dropped(exc):
+                    raise
