@@ -153,7 +153,10 @@ class Settings(RallySettings):
     sms_from: str = Field("", description="The number texts come from, E.164 (+12155550100)")
 
     outbox_lease_seconds: float = Field(
-        300, description="How long a drain holds messages it took before others may take them"
+        30,
+        gt=0,
+        description="How long messages a drain took stay its own after it stops renewing "
+        "them (it renews while it works): a crashed drain's messages go out this much later",
     )
     _sections: dict[type[RallySettings], RallySettings] = PrivateAttr(default_factory=dict)
 

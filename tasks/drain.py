@@ -7,14 +7,19 @@ imply (a `Handler`). Transient failures are retried a few times at once (tenacit
 with a growing delay; permanent ones are parked as `dead` with the remote's message, ready to
 redrive; a service that is unavailable stops the pass and leaves the rest as they were.
 
-A crash loses nothing: what a crashed drain had claimed is taken again once its lease ends. So a
-message the remote accepted just before a crash, before its completion committed (or whose send
-outlasted its lease), is delivered a second time, the one repeat allowed: email carries a stable
+A crash loses nothing: what a crashed drain had claimed is taken again once its lease ends. The
+lease is short (`LEASE`) and kept alive while the drain works (`LeaseKeeper`), so a drain that
+dies frees its messages within one lease while a slow send is never taken over. A message the
+remote accepted just before a crash, before its completion committed, is delivered a second
+time, the one repeat allowed: email carries a stable
 Message-ID so that mail systems recognise it, the folders rewrite the same file, and a lead
 upsert finds the person it made.
 """
 
+import logging
+import threading
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -37,6 +42,8 @@ from tasks.outbox import (
     retrying,
     still_held,
 )
+
+log = logging.getLogger(__name__)
 
 # A message's answer: its remote id (sent), or the error that kept it.
 Answer = str | IntegrationError | None
@@ -141,16 +148,60 @@ def drain(
         if not rows:
             break
         tried += len(rows)
-        report.add(
-            deliver_claimed(
-                engine, rows, sender=sender, now=now, lease=lease, wait=wait, handler=handler
+        with LeaseKeeper(engine, rows, lease=lease, now=now) as keeper:
+            report.add(
+                deliver_claimed(
+                    engine,
+                    rows,
+                    sender=sender,
+                    now=now,
+                    lease=lease,
+                    wait=wait,
+                    handler=handler,
+                    guard=keeper.lock,
+                )
             )
-        )
         if progress is not None:
             progress(report)
         if report.stopped:
             break
     return report
+
+
+class LeaseKeeper:
+    """Keeps this drain's lease on the messages it took alive while it works on them: every
+    third of the lease, those it still holds are renewed from a thread of their own, even
+    while one slow send blocks the drain. `lock` is held by every other change to their lease
+    (renewal before a send, release, recording outcomes), which compare the lease as a token."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        rows: list[OutboxMessage],
+        *,
+        lease: timedelta,
+        now: Callable[[], datetime],
+    ) -> None:
+        self.engine, self.rows, self.lease, self.now = engine, rows, lease, now
+        self.lock = threading.Lock()
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._keep, name="outbox-lease", daemon=True)
+
+    def __enter__(self) -> "LeaseKeeper":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._done.set()
+        self._thread.join()
+
+    def _keep(self) -> None:
+        while not self._done.wait(self.lease.total_seconds() / 3):
+            with self.lock:
+                try:
+                    renew(self.engine, self.rows, self.now() + self.lease)
+                except Exception:  # the lease then runs out, and another drain takes over
+                    log.warning("renewing the outbox lease failed", exc_info=True)
 
 
 def deliver_claimed(
@@ -162,18 +213,22 @@ def deliver_claimed(
     lease: timedelta = LEASE,
     wait: wait_base | None = None,
     handler: Handler = Handler(),
+    guard: AbstractContextManager[Any] | None = None,
 ) -> DrainReport:
     """Deliver messages this drain claimed, a group at a time (one message, or all of them), each
-    group only while its lease holds. A stopped pass releases the groups it did not reach."""
+    group only while its lease holds. A stopped pass releases the groups it did not reach.
+    `guard` is held around each change to the lease (a `LeaseKeeper`'s lock)."""
+    guard = guard or nullcontext()
     report = DrainReport()
     size = max(1, len(rows)) if sender.whole_batch else 1
     for start in range(0, len(rows), size):
         outcome = _deliver_group(
-            engine, rows[start : start + size], sender, now, lease, wait, handler
+            engine, rows[start : start + size], sender, now, lease, wait, handler, guard
         )
         report.add(outcome)
         if outcome.stopped:
-            release(engine, rows[start + size :])
+            with guard:
+                release(engine, rows[start + size :])
             break
     return report
 
@@ -186,13 +241,15 @@ def _deliver_group(
     lease: timedelta,
     wait: wait_base | None,
     handler: Handler,
+    guard: AbstractContextManager[Any],
 ) -> DrainReport:
     """Renew a group's lease, send it, and record what the remote answered. A service that is
     unavailable stops the pass and releases the group untouched; a group refused as a whole is
     tried message by message, so one bad message does not hold back the others."""
     # A message whose lease ran out while earlier ones were slow to send may have been taken by
     # another drain; then this one leaves it.
-    rows = renew(engine, rows, now() + lease)
+    with guard:
+        rows = renew(engine, rows, now() + lease)
     if not rows:
         return DrainReport()
     try:
@@ -200,15 +257,24 @@ def _deliver_group(
     except IntegrationError as exc:
         verdict = classify(exc, call=len(rows))
         if verdict is Verdict.STOP:
-            release(engine, rows)
+            with guard:
+                release(engine, rows)
             return DrainReport(errors=[f"{rows[0].destination}: {exc}"], stopped=str(exc))
         if verdict is Verdict.ONE_BY_ONE:
             singly = Sender(sender.deliver, whole_batch=False)
             return deliver_claimed(
-                engine, rows, sender=singly, now=now, lease=lease, wait=wait, handler=handler
+                engine,
+                rows,
+                sender=singly,
+                now=now,
+                lease=lease,
+                wait=wait,
+                handler=handler,
+                guard=guard,
             )
         answers = {row.id or 0: exc for row in rows}
-    return record_outcomes(engine, rows, answers, at=now(), handler=handler)
+    with guard:
+        return record_outcomes(engine, rows, answers, at=now(), handler=handler)
 
 
 class Verdict(StrEnum):

@@ -7,7 +7,7 @@ knows them all. A message of a kind without a handler is sent and marked sent, n
 """
 
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from email.errors import HeaderParseError
 
 from sqlalchemy import Engine
@@ -77,6 +77,7 @@ def deliver_email(
             handler=by_kind(HANDLERS),
             now=now,
             limit=limit,
+            lease=timedelta(seconds=settings.outbox_lease_seconds),
         )
     finally:
         mailer.close()

@@ -21,7 +21,7 @@ from store.db import transaction
 from store.models import OutboxMessage, OutboxStatus
 
 MAX_ATTEMPTS = 8
-LEASE = timedelta(minutes=5)
+LEASE = timedelta(seconds=30)  # kept alive while a drain works (`tasks.drain.LeaseKeeper`)
 
 
 def enqueue(session: Session, messages: Sequence[Mapping[str, Any]]) -> int:

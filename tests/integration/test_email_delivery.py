@@ -5,13 +5,18 @@ to trust through `RALLY_SMTP_CA_FILE`, so the TLS check is the real one. Its han
 told to refuse an address (temporarily or for good) to see what the outbox does with that.
 """
 
+import asyncio
 import email
 import email.policy
 import html
 import json
+import os
 import re
 import socket
 import ssl
+import subprocess
+import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -39,7 +44,8 @@ from store.types import utcnow
 from tasks.briefs.reminders import send_reminders
 from tasks.briefs.status import acknowledge, brief_status
 from tasks.mail import deliver_email
-from tests.conftest import SLUG
+from tasks.outbox import enqueue
+from tests.conftest import ROOT, SLUG
 from tests.helpers import generate
 
 USER, PASSWORD = "rally-mailer", "s3cret-app-password"
@@ -67,6 +73,7 @@ class Inbox:
     always: dict[tuple[str, str], str] = field(default_factory=dict)
     tried: list[tuple[str, str]] = field(default_factory=list)
     logins: list[bool] = field(default_factory=list)
+    delay: float = 0.0  # seconds each message takes to be accepted, as a slow server's do
 
     def refuse(self, stage: str, address: str, reply: str, *, times: int | None = None) -> None:
         if times is None:
@@ -103,6 +110,8 @@ class Inbox:
         return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if self.delay:
+            await asyncio.sleep(self.delay)
         for address in envelope.rcpt_tos:
             refusal = self._refusal("DATA", address)
             if refusal:
@@ -266,6 +275,61 @@ def test_each_creator_gets_their_own_brief_email_once_over_starttls(
     sent = audited(engine, "brief.sent")
     assert sorted(e.changes["to"] for e in sent) == sorted(c["email"] for c in creators)
     assert len({e.entity_id for e in sent}) == 50
+
+
+DRAIN = (
+    "from config.settings import get_settings\n"
+    "from store.db import open_store\n"
+    "from store.types import utcnow\n"
+    "from tasks.mail import deliver_email\n"
+    "settings = get_settings()\n"
+    "deliver_email(open_store(settings), settings, now=utcnow)\n"
+)
+
+
+@pytest.mark.slow
+def test_what_a_killed_drain_held_goes_out_within_a_lease_of_its_death_once(
+    smtp: SmtpServer, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RALLY_OUTBOX_LEASE_SECONDS", "2")
+    get_settings.cache_clear()
+    settings, inbox = get_settings(), smtp.inbox
+    fans = [f"fan{n}@example.org" for n in range(30)]
+    with transaction(engine) as session:
+        enqueue(
+            session,
+            [
+                {
+                    "channel": "email",
+                    "destination": "fan",
+                    "idempotency_key": f"welcome:{fan}",
+                    "subject_type": "test",
+                    "subject_id": fan,
+                    "payload": {"to": fan, "subject": "Welcome", "text": "Hi", "html": ""},
+                }
+                for fan in fans
+            ],
+        )
+    inbox.delay = 0.1
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    first = subprocess.Popen([sys.executable, "-c", DRAIN], env=env, cwd=ROOT)
+    deadline = time.monotonic() + 120
+    while len(inbox.received) < 5 and first.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    first.kill()  # kill -9 in the middle of its batch: it holds every message it took
+    first.wait()
+    killed_at = time.monotonic()
+    assert 5 <= len(inbox.received) < len(fans)
+
+    inbox.delay = 0.0
+    while len({r.rcpt_tos[0] for r in inbox.received}) < len(fans):
+        assert time.monotonic() - killed_at < 60, "what the killed drain held is still waiting"
+        if deliver_email(engine, settings, now=utcnow).sent == 0:
+            time.sleep(0.1)  # its lease runs out by itself: nothing to wait on but the clock
+    ids = [r.message["Message-ID"] for r in inbox.received]
+    assert sorted({r.rcpt_tos[0] for r in inbox.received}) == sorted(fans)
+    # Only the message in flight at the kill may go twice, under the same Message-ID.
+    assert len(ids) - len(set(ids)) <= 1 and len(set(ids)) == len(fans)
 
 
 @pytest.mark.parametrize("stage", ["RCPT", "DATA"])

@@ -2,6 +2,7 @@
 message that can never be delivered parked without holding up the rest, and one delivery path
 for senders of one message per call and of many."""
 
+import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -83,6 +84,42 @@ def test_a_drain_whose_lease_ran_out_leaves_its_messages_to_the_drain_that_took_
         == sorted(b.completed)
         == ["a@example.org", "b@example.org", "c@example.org"]
     )
+
+
+def test_a_send_that_outlasts_the_lease_is_never_taken_over_while_its_drain_lives(engine):
+    queue(engine, "slow@example.org")
+    lease = timedelta(seconds=0.3)
+    started, finish = threading.Event(), threading.Event()
+    a = Recorder()
+
+    def slow(message: OutboxMessage) -> str:
+        started.set()
+        finish.wait(timeout=30)  # a remote taking its time, many leases long
+        return a.deliver(message)
+
+    drain_a = threading.Thread(
+        target=drain,
+        kwargs={
+            "engine": engine,
+            "channel": "email",
+            "sender": one_at_a_time(slow),
+            "handler": a.handler,
+            "now": utcnow,
+            "lease": lease,
+        },
+    )
+    drain_a.start()
+    assert started.wait(timeout=30)
+    with transaction(engine, write=False) as session:
+        first = session.exec(select(OutboxMessage)).one().locked_until
+    while utcnow() <= first + 2 * lease:  # the lease A took at first has long run out
+        finish.wait(0.05)
+    b = Recorder()
+    taken = drain(engine, channel="email", sender=one_at_a_time(b.deliver), now=utcnow, lease=lease)
+    finish.set()
+    drain_a.join(timeout=30)
+    assert (taken.sent, b.delivered) == (0, [])  # A kept renewing its lease while it sent
+    assert a.delivered == a.completed == ["slow@example.org"]
 
 
 def test_an_address_no_email_can_carry_is_parked_and_the_rest_go_out(settings, engine):
