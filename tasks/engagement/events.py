@@ -200,7 +200,7 @@ def event_row(
         video_id=_text(record, "video", where),
         text=text,
         payload=dict(payload) if isinstance(payload, Mapping) else dict(record),
-        # Nothing to decide (no rule fires on its type, and it is no STOP or START): stored
+        # Nothing to decide (no rule fires on its type, and it is no STOP, START or YES): stored
         # processed, so the rules' pass never has to read and mark it.
         processed_at=None
         if listened is None or kind in listened or consent_command(source, kind, text)
@@ -209,8 +209,9 @@ def event_row(
 
 
 def consent_command(source: str, kind: str, text: str | None) -> bool:
-    """Whether the event is a person's STOP or START on the channel they used."""
-    return bool(consent.event_channel(source, kind) and consent.command(text))
+    """Whether the event is a person's STOP, START or YES on the channel they used."""
+    channel = consent.event_channel(source, kind)
+    return bool(channel and (consent.command(text) or consent.confirms(text, channel)))
 
 
 @dataclass
