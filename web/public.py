@@ -179,11 +179,11 @@ def client_address(request: Request) -> str:
 
 def too_many(refused: TooMany) -> str:
     """What the page says to a signup over the limits, in plain words."""
-    minutes = max(1, math.ceil(refused.retry_after / 60))
+    minutes = max(1, round(refused.retry_after / 60))
     if refused.what == "client":
         wait = f"{minutes} minute{'s' if minutes > 1 else ''}"
         return f"Too many signups from this connection. Please try again in {wait}."
-    hours = max(1, math.ceil(refused.retry_after / 3600))
+    hours = max(1, round(refused.retry_after / 3600))
     wait = f"{hours} hour{'s' if hours > 1 else ''}"
     return f"Too many signups for this email or phone today. Please try again in {wait}."
 
@@ -192,16 +192,19 @@ def thanks(spec: CampaignSpec, values: dict[str, Any]) -> dict[str, Any]:
     """What the thank-you page says: only what this form asked for, never what Rally knows of
     the address (a stranger may have typed it)."""
     consent = values.get("consent") or {}
-    website = spec.signup.website
     return {
         "spec": spec,
         "name": str(values.get("name") or "").split(" ")[0],
         "email": values.get("email") if consent.get("email") else None,
         "phone": readable_phone(values.get("phone")) if consent.get("sms") else None,
         "days": LINK_LIFETIME.days,
-        "website": website,
-        "website_name": urlsplit(website).netloc if website else None,
-    }
+    } | next_step(spec)
+
+
+def next_step(spec: CampaignSpec) -> dict[str, str | None]:
+    """Where the pages send people next: the campaign's public site, named by its host."""
+    website = spec.signup.website
+    return {"website": website, "website_name": urlsplit(website).netloc if website else None}
 
 
 def readable_phone(phone: str | None) -> str | None:
@@ -262,6 +265,7 @@ def confirm_email(request: Request, slug: str, token: str, engine: Store, clock:
 
 def _confirm_response(request: Request, spec: CampaignSpec, state: str, token: str) -> Response:
     context = {"spec": spec, "state": state, "token": token, "days": LINK_LIFETIME.days}
+    context |= next_step(spec)
     return page_response(request, "confirm.html", context, status_code=CONFIRM_STATUS[state])
 
 

@@ -23,7 +23,7 @@ STOP = re.compile(
     re.IGNORECASE,
 )
 YES = re.compile(
-    r"^\W*(?:yes|y|yes\s+please|confirm|i\s+confirm)(?:\s+(?:please|thanks|thank\s+you))?\W*$",
+    r"^\W*(?:yes|y|confirm|i\s+confirm)(?:[\s,.!]+(?:please|thanks|thank\s+you))?\W*$",
     re.IGNORECASE,
 )
 START = re.compile(
