@@ -28,7 +28,7 @@ from store.models import (
     OutboxStatus,
 )
 from tasks.engagement import consent as consent_rules
-from tasks.engagement.confirm import confirm, subscribed_text
+from tasks.engagement.confirm import confirm, help_text, last_asked_by, subscribed_text
 from tasks.engagement.messages import (
     OUTBOX_CHANNEL,
     Recipient,
@@ -111,13 +111,15 @@ class Batch:
             if consent_rules.event_channel(e.source, e.type)
             and (cmd := consent_rules.command(e.text))
         }
-        yes = {
-            e.id
-            for e in events
-            if consent_rules.confirms(e.text, consent_rules.event_channel(e.source, e.type))
-        }
+        yes, helps = set(), set()
+        for e in events:
+            channel = consent_rules.event_channel(e.source, e.type)
+            if consent_rules.confirms(e.text, channel):
+                yes.add(e.id)
+            elif consent_rules.asks_for_help(e.text, channel):
+                helps.add(e.id)
         contacts = self._contacts(
-            [e for e in events if fired.get(e.id) or e.id in commands or e.id in yes]
+            [e for e in events if fired.get(e.id) or e.id in commands or e.id in yes | helps]
         )
         self._lock_people(set(contacts.values()))
         self._load_state(set(contacts.values()))
@@ -131,6 +133,9 @@ class Batch:
                 continue
             if event.id in yes and self._confirm(event, contact_id):
                 continue  # a YES to anything else is a message like any other
+            if event.id in helps:
+                self._help(event, contact_id)
+                continue
             for rule in fired.get(event.id, []):
                 self._decide(event, rule, contact_id)
         self._write([e.id for e in events])
@@ -321,18 +326,32 @@ class Batch:
         self.report.opted_in += 1
         if spec is None or channel != "sms":
             return True
+        self._answer(event, contact_id, subscribed_text(spec))
+        return True
+
+    def _help(self, event: Event, contact_id: int) -> None:
+        """Answer HELP by text, as the carriers require, whatever the person's consent: for
+        the event's campaign, else the one that last asked them to confirm."""
+        rules = self.rules.get(event.campaign_id or 0)
+        spec = rules.spec if rules else last_asked_by(self.session, contact_id)
+        if spec is not None:
+            self._answer(event, contact_id, help_text(spec))
+
+    def _answer(self, event: Event, contact_id: int, text: str) -> None:
+        """Answer a person's consent command on the channel they used, once per command."""
+        channel = consent_rules.event_channel(event.source, event.type)
+        assert channel is not None
         person = self.people.get(contact_id)
-        for message in channel_messages(channel, event, person, subscribed_text(spec), ""):
+        for message in channel_messages(channel, event, person, text, ""):
             self.outbox.append(
                 message
                 | {
-                    "idempotency_key": f"consent:{source}",
+                    "idempotency_key": f"consent:{event.source}:{event.external_id}",
                     "subject_type": "consent",
                     "subject_id": str(contact_id),
                     "available_at": self.now,
                 }
             )
-        return True
 
     def _consent(self, event: Event, contact_id: int, status: ConsentStatus) -> None:
         channel = consent_rules.event_channel(event.source, event.type)
@@ -365,17 +384,7 @@ class Batch:
             text = rules.render(f"{kind}.{channel}", event, self._actor(event, contact_id))
         except RENDER_ERRORS:
             return
-        person = self.people.get(contact_id)
-        for message in channel_messages(channel, event, person, text, ""):
-            self.outbox.append(
-                message
-                | {
-                    "idempotency_key": f"consent:{event.source}:{event.external_id}",
-                    "subject_type": "consent",
-                    "subject_id": str(contact_id),
-                    "available_at": self.now,
-                }
-            )
+        self._answer(event, contact_id, text)
 
     def _withdraw(self, contact_id: int, channel: str) -> None:
         """Cancel what is still waiting to go to this person on this channel, both decided in

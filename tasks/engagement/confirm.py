@@ -153,6 +153,27 @@ def sms_text(spec: CampaignSpec) -> str:
     return f"Reply YES to get our texts. {disclosure(spec)}"
 
 
+def help_text(spec: CampaignSpec) -> str:
+    """The answer to HELP: who is texting, how often, and where to find help."""
+    where = spec.signup.website or spec.signup.privacy_url
+    frequency = spec.signup.message_frequency.rstrip(".")
+    help = f" For help, visit {where}." if where else ""
+    return (
+        f"{spec.sms_program}:{help} {frequency}. Msg & data rates may apply. Reply STOP to cancel."
+    )
+
+
+def last_asked_by(session: Session, contact_id: int) -> CampaignSpec | None:
+    """The campaign that last asked the person to confirm a consent, if any."""
+    campaign = session.exec(
+        select(Campaign)
+        .join(ConsentRequest, col(ConsentRequest.campaign_id) == col(Campaign.id))
+        .where(ConsentRequest.contact_id == contact_id)
+        .order_by(col(ConsentRequest.id).desc())
+    ).first()
+    return campaign_spec(campaign) if campaign else None
+
+
 def subscribed_text(spec: CampaignSpec) -> str:
     """The text that answers a YES: the opt-in confirmation the carriers ask for."""
     return f"{spec.sms_program}: You're subscribed. {disclosure(spec)}"
@@ -198,9 +219,11 @@ def confirm(
         col(FollowUp.status) == FollowUpStatus.WITHHELD,
         col(FollowUp.reason).startswith(f"unconfirmed {channel}"),
     )
-    session.execute(
+    session.execute(  # one still waiting is decided with the consent as it is by then
         update(EngagementEvent)
-        .where(col(EngagementEvent.id).in_(withheld))
+        .where(
+            col(EngagementEvent.id).in_(withheld), col(EngagementEvent.processed_at).is_not(None)
+        )
         .values(processed_at=None)
     )
     last = campaigns.get(requests[0].campaign_id) if requests else None

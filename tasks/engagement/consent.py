@@ -6,7 +6,8 @@ text, opt the person out of that channel at once; "START" opts them back in. Eac
 one confirmation on that channel, and anything still waiting to go to them there is withdrawn.
 Consent given on the signup page is pending until the person confirms it (`confirm`): "YES"
 (or "START") as the whole of a text confirms their texts; until then nothing but the request
-to confirm goes to them on that channel.
+to confirm goes to them on that channel. "HELP" by text is answered with who is texting, how
+often, and where to find help, whatever their consent.
 """
 
 import re
@@ -26,6 +27,7 @@ YES = re.compile(
     r"^\W*(?:yes|y|confirm|i\s+confirm)(?:[\s,.!]+(?:please|thanks|thank\s+you))?\W*$",
     re.IGNORECASE,
 )
+HELP = re.compile(r"^\W*(?:help|info)\W*$", re.IGNORECASE)
 START = re.compile(
     r"^\W*(?:start|unstop|resubscribe|subscribe|opt\s*-?\s*in)(?:\s+(?:please|again))?\W*$",
     re.IGNORECASE,
@@ -61,6 +63,12 @@ def confirms(text: str | None, channel: str | None) -> bool:
     email's sender proves nothing; email is confirmed by its link)."""
     text = _plain(text)
     return channel == "sms" and text is not None and bool(YES.match(text))
+
+
+def asks_for_help(text: str | None, channel: str | None) -> bool:
+    """Whether a text is HELP (or INFO), which the carriers require an answer to."""
+    text = _plain(text)
+    return channel == "sms" and text is not None and bool(HELP.match(text))
 
 
 def event_channel(source: str, kind: str) -> str | None:

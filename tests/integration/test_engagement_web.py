@@ -3,6 +3,7 @@ creators' `/t/<code>` tracking links and the campaign signup page `/join/<slug>`
 
 import csv
 import html
+import itertools
 import json
 import re
 import secrets
@@ -408,6 +409,7 @@ def test_a_bad_row_in_a_group_commit_costs_only_its_own_request(settings, applie
 PAT = "pat.lee@example.org"
 PAT_PHONE = "+12155550123"
 MIN = timedelta(minutes=1)
+_texts = itertools.count(1)
 
 
 class Clock:
@@ -478,12 +480,12 @@ def decided(engine) -> dict[str, tuple[str, str | None]]:
     return {rule: (status, reason) for rule, status, reason in rows}
 
 
-def text_in(engine, phone: str, text: str, at: datetime, n: list[int] = [0]) -> None:  # noqa: B006
-    """A text in from `phone` to the campaign's number, then the rules' pass."""
-    n[0] += 1
+def text_in(engine, phone: str, text: str, at: datetime, *, then_rules: bool = True) -> None:
+    """A text in from `phone` to the campaign's number, then (unless told not to) the rules'
+    pass."""
     record = {
         "source": "sms",
-        "external_id": f"sms-in-{n[0]}",
+        "external_id": f"sms-in-{next(_texts)}",
         "type": "dm",
         "campaign": SLUG,
         "text": text,
@@ -491,7 +493,8 @@ def text_in(engine, phone: str, text: str, at: datetime, n: list[int] = [0]) -> 
         "payload": {"contact": {"phone": phone}},
     }
     assert ingest(engine, [("sms", record)], now=at).errors == []
-    process_pending(engine, now=at, public_url="https://rally.example.org")
+    if then_rules:
+        process_pending(engine, now=at, public_url="https://rally.example.org")
 
 
 def process(engine, at: datetime) -> None:
@@ -651,6 +654,37 @@ def test_yes_or_start_from_the_phone_confirms_texts_and_a_yes_from_anyone_else_d
     assert all(a["text"].startswith("First Vote PA: You're subscribed.") for a in answers)
 
 
+def test_a_yes_the_rules_see_with_the_signup_itself_still_lets_the_welcome_text_go(app, engine):
+    form = {"name": "Jo", "phone": "2155550150", "consent_sms": "yes"}
+    assert visitor(app, "198.51.100.50").post(f"/join/{SLUG}", data=form).status_code == 200
+    text_in(engine, "+12155550150", "YES", T0, then_rules=False)
+    process(engine, T0)  # one pass: the signup is withheld, then the YES confirms
+
+    assert consent_by_channel(engine, None, "+12155550150") == {"sms": "granted"}
+    assert decided(engine)["welcome_signup_sms"][0] == "queued"
+
+
+def test_help_by_text_is_answered_with_who_texts_and_where_to_find_help(app, engine):
+    form = {"name": "Lee", "phone": "2155550140", "consent_sms": "yes"}
+    assert visitor(app, "198.51.100.40").post(f"/join/{SLUG}", data=form).status_code == 200
+    text_in(engine, "+12155550140", "Help", T0 + MIN)
+    text_in(engine, "+12155550141", "HELP?", T0 + MIN)  # no signup: the campaign it texted
+    text_in(engine, "+12155550142", "help me register", T0 + MIN)  # a question, not HELP
+
+    with transaction(engine, write=False) as session:
+        answers = session.exec(
+            select(OutboxMessage.payload).where(
+                col(OutboxMessage.idempotency_key).startswith("consent:sms")
+            )
+        ).all()
+    assert {a["to"]: a["text"] for a in answers} == {
+        phone: "First Vote PA: For help, visit https://firstvotepa.example.org. "
+        "Up to 4 msgs/month. Msg & data rates may apply. Reply STOP to cancel."
+        for phone in ("+12155550140", "+12155550141")
+    }
+    assert consent_by_channel(engine, None, "+12155550140") == {"sms": "pending"}
+
+
 def test_a_pending_lead_syncs_without_consent_and_as_subscribed_once_confirmed(
     page, engine, settings
 ):
@@ -688,6 +722,15 @@ def test_signups_past_the_limit_from_one_client_get_429_and_send_nothing(app, en
 
     other = visitor(app, "203.0.113.8").post(f"/join/{SLUG}", data=SIGNUP)
     assert other.status_code == 200  # another network address has its own count
+
+
+def test_ipv6_visitors_count_by_their_64_block(app, engine):
+    for i in range(1, 7):  # one household's or phone's block hands out many addresses
+        form = {"name": "V", "email": f"v{i}@example.org", "consent_email": "yes"}
+        answer = visitor(app, f"2001:db8:0:1::{i}").post(f"/join/{SLUG}", data=form)
+        assert answer.status_code == (200 if i <= 5 else 429), i
+    form = {"name": "W", "email": "w@example.org", "consent_email": "yes"}
+    assert visitor(app, "2001:db8:0:2::1").post(f"/join/{SLUG}", data=form).status_code == 200
 
 
 def test_one_address_is_asked_to_confirm_once_a_day_and_signs_up_three_times(app, engine, clock):

@@ -9,7 +9,7 @@ import pytest
 from config.campaign_file import CampaignFileError
 from config.followups import QuietHours, parse_followups
 from store.models import ConsentStatus
-from tasks.engagement.consent import command, confirms
+from tasks.engagement.consent import asks_for_help, command, confirms
 from tasks.engagement.rules import quiet_until
 
 NEW_YORK = ZoneInfo("America/New_York")
@@ -90,6 +90,21 @@ def test_a_text_that_only_says_yes_in_passing_confirms_nothing(text):
 @pytest.mark.parametrize("channel", ["email", "dm", "reply", None])
 def test_yes_confirms_only_by_text(channel):
     assert not confirms("YES", channel)
+
+
+@pytest.mark.parametrize(
+    ("text", "channel", "asks"),
+    [
+        ("HELP", "sms", True),
+        ("help?", "sms", True),
+        ("Info", "sms", True),
+        ("help me register", "sms", False),
+        ("HELP", "dm", False),
+        (None, "sms", False),
+    ],
+)
+def test_help_by_text_asks_for_help(text, channel, asks):
+    assert asks_for_help(text, channel) is asks
 
 
 def new_york(day: int, hour: int, minute: int = 0) -> datetime:
