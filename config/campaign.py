@@ -238,6 +238,27 @@ class HoldoutSpec(Model):
     share: Annotated[float, Field(gt=0, lt=1)] = 0.1
 
 
+class SignupLimits(Model):
+    """How many signups the page takes before it answers "too many" (429)."""
+
+    per_client: Annotated[int, Field(ge=1, le=10_000)] = 5  # from one network address, 10 min
+    per_address: Annotated[int, Field(ge=1, le=100)] = 3  # for one email or phone, a day
+
+
+class SignupPage(Model):
+    """What the public signup page `/join/<slug>` says, in the campaign's own words: its
+    `intro`, what the emails are `email_about`, the texting program's name and how often it
+    texts (for the carriers' disclosure), the privacy policy and the campaign's public site."""
+
+    intro: Annotated[str, Field(min_length=1, max_length=2000)] | None = None
+    email_about: Annotated[str, Field(min_length=1, max_length=200)] = "news and ways to help"
+    sms_program: Annotated[str, Field(min_length=1, max_length=40)] | None = None
+    message_frequency: Annotated[str, Field(min_length=1, max_length=60)] = "Msg frequency varies"
+    privacy_url: Annotated[str, AfterValidator(_web_url)] | None = None
+    website: Annotated[str, AfterValidator(_web_url)] | None = None
+    limits: SignupLimits = SignupLimits()
+
+
 class CampaignSpec(Model):
     name: Text
     slug: Slug
@@ -261,7 +282,13 @@ class CampaignSpec(Model):
     destinations: list[Destination] = [Destination(name="export", type="csv")]
     holdout: HoldoutSpec | None = None
     retention_days: Annotated[int, Field(ge=0)] | None = None  # purge leads this long after
+    signup: SignupPage = SignupPage()
     roster: str | None = None
+
+    @property
+    def sms_program(self) -> str:
+        """The name texts go out under: the signup page's `sms_program`, else the campaign's."""
+        return self.signup.sms_program or self.name
 
     @model_validator(mode="after")
     def _unique_destinations(self) -> "CampaignSpec":

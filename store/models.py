@@ -389,6 +389,7 @@ class Contact(SQLModel, table=True):
 class ConsentStatus(StrEnum):
     GRANTED = "granted"
     REVOKED = "revoked"
+    PENDING = "pending"  # asked for on the signup page, not yet confirmed by the person
 
 
 class ContactConsent(SQLModel, table=True):
@@ -403,6 +404,22 @@ class ContactConsent(SQLModel, table=True):
     status: str = Field(max_length=16)
     source: str
     changed_at: datetime = _created()
+
+
+class ConsentRequest(SQLModel, table=True):
+    """A pending consent's request to confirm it, sent to the person: an email with a link
+    (only a hash of its secret is kept; single use, expiring) or a text asking for YES."""
+
+    __tablename__ = "consent_requests"
+
+    id: int | None = Field(default=None, primary_key=True)
+    contact_id: int = Field(foreign_key="contacts.id", index=True)
+    campaign_id: int = Field(foreign_key="campaigns.id")
+    channel: str = Field(max_length=16)
+    secret_hash: str | None = Field(default=None, unique=True, max_length=64)
+    created_at: datetime = _created()
+    expires_at: datetime = Field(sa_type=UTCDateTime)
+    confirmed_at: datetime | None = _when()
 
 
 class FollowUpStatus(StrEnum):
@@ -493,14 +510,17 @@ class RateWindow(SQLModel, table=True):
     """One remote account's rate limit as every process on this store shares it
     (`tasks.rate_limits`): the slots granted in its current window, as `[ends_ms, count]` pairs
     (when they stop counting, in milliseconds on the store's clock), and until when the remote
-    asked everyone to pause (seconds on that clock)."""
+    asked everyone to pause (seconds on that clock). From `idle_at` (seconds) the row holds
+    nothing: no slot counts and no pause lasts, so it may go."""
 
     __tablename__ = "rate_windows"
+    __table_args__ = (Index("ix_rate_windows_idle", "kind", "idle_at"),)
 
     kind: str = Field(primary_key=True, max_length=32)
     account: str = Field(primary_key=True)
     slots: list[list[int]] = Field(default_factory=list, sa_type=JSON)
     paused_until: float = 0.0
+    idle_at: float = 0.0
 
 
 class Timer(SQLModel, table=True):

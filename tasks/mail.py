@@ -19,6 +19,7 @@ from integrations.errors import PermanentError
 from store.models import OutboxMessage
 from tasks.briefs.reminders import BRIEF_EMAIL, REMINDER_EMAIL
 from tasks.drain import DrainReport, Handler, drain, one_at_a_time, repeat_safe
+from tasks.engagement.confirm import CONSENT_EMAIL
 from tasks.engagement.delivery import FOLLOWUP
 from tasks.review.routing import REVIEW_EMAIL
 
@@ -28,6 +29,7 @@ HANDLERS: Mapping[str, Handler] = {
     "brief_reminder": REMINDER_EMAIL,  # the brief's reminder marked sent and audited
     "review": REVIEW_EMAIL,  # the approver's sign-in link scrubbed from the store
     "followup": FOLLOWUP,  # the follow-up marked sent, or failed when given up on
+    "consent": CONSENT_EMAIL,  # a signup's confirmation link scrubbed from the store
     "sprint": REVIEW_EMAIL,  # the staff member's sign-in link scrubbed from the store
 }
 

@@ -18,6 +18,10 @@ A process asks for twice what it spent of its last grant (at most a quarter of t
 sync sending hundreds of requests a second visits the row about once per hold, and a slow one
 holds few slots that others could use. A pause the remote asked for (a 429's Retry-After) is
 kept in the row as well, and every process waits it out.
+
+The same rows count what strangers may do a few times only (signups per network address, per
+email), one use at a time (`admit`), in the transaction of the use itself; such rows go once
+idle (`forget_idle`).
 """
 
 import math
@@ -26,7 +30,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, delete, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
@@ -112,12 +116,39 @@ def _locked(session: Session, kind: str, account: str) -> RateWindow:
         dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
         session.execute(
             dialect.insert(RateWindow)
-            .values(kind=kind, account=account, slots=[], paused_until=0.0)
+            .values(kind=kind, account=account, slots=[], paused_until=0.0, idle_at=0.0)
             .on_conflict_do_nothing()
         )
         row = session.get(RateWindow, (kind, account), with_for_update=True)
         assert row is not None
     return row
+
+
+def _idle_at(row: RateWindow) -> float:
+    """When the row holds nothing any more: its last slot has stopped counting and its pause
+    has ended (seconds on the store's clock)."""
+    last = max((end for end, _ in row.slots), default=0) / 1000
+    return max(last, row.paused_until)
+
+
+def admit(session: Session, kind: str, account: str, *, requests: int, window: float) -> float:
+    """Count one use by `account` against at most `requests` uses per `window` seconds, in the
+    caller's transaction (which holds the account's row until it ends, so uses counted by
+    other processes at the same moment are counted one after the other): 0.0 when the use is
+    admitted, else the seconds until one would be."""
+    row = _locked(session, kind, account)
+    now = _store_time(session)
+    row.slots, made = grant(row.slots, now=now, requests=requests, window=window, hold=0.0, want=1)
+    row.idle_at = _idle_at(row)
+    return 0.0 if made.count else max(made.wait, 0.001)
+
+
+def forget_idle(session: Session, kind: str) -> None:
+    """Delete the rows of `kind` that hold nothing any more (by their `idle_at`)."""
+    table = RateWindow.__table__  # type: ignore[attr-defined]
+    session.execute(
+        delete(table).where(table.c.kind == kind, table.c.idle_at < _store_time(session))
+    )
 
 
 def take(
@@ -146,6 +177,7 @@ def take(
             want=want if paused <= 0 else 0,
             spent=spent,
         )
+        row.idle_at = _idle_at(row)
         return made if paused <= 0 else Grant(at=now, key=0, count=0, wait=paused)
 
 
@@ -154,6 +186,7 @@ def pause(engine: Engine, kind: str, account: str, seconds: float) -> None:
     with transaction(engine, take_turns=False) as session:
         row = _locked(session, kind, account)
         row.paused_until = max(row.paused_until, _store_time(session) + max(seconds, 0.0))
+        row.idle_at = _idle_at(row)
 
 
 class SharedRateLimit(RateLimit):

@@ -1,5 +1,6 @@
 """One batch of engagement events decided and written in the caller's transaction: the
-people behind the events, consent commands (STOP / START), each rule that fires, its verdict
+people behind the events, consent commands (STOP / START, and YES to confirm), each rule that
+fires, its verdict
 (queued, delayed or withheld and why), the follow-ups and their outbox rows, the leads whose
 record changed, and the events marked processed.
 """
@@ -27,6 +28,7 @@ from store.models import (
     OutboxStatus,
 )
 from tasks.engagement import consent as consent_rules
+from tasks.engagement.confirm import confirm, help_text, last_asked_by, subscribed_text
 from tasks.engagement.messages import (
     OUTBOX_CHANNEL,
     Recipient,
@@ -81,6 +83,7 @@ def _signup(event: Event) -> CampaignSignup:
         member_id=event.member_id,
         platform=event.source if social else None,
         handle=event.actor if social else None,
+        confirmed=event.contact.get("confirmed") is not False,  # the signup page's wait
     )
 
 
@@ -97,6 +100,7 @@ class Batch:
         self.leads: dict[int, set[int]] = {}  # campaign -> people whose consent or tags changed
         self.tags: dict[int, set[str]] = {}  # contact -> tags the rules add
         self.tagged_on: dict[int, set[int]] = {}  # contact -> campaigns whose rules tagged them
+        self.again: set[int] = set()  # events withheld here for a consent confirmed since
 
     def run(self, events: list[Event]) -> ProcessReport:
         self.report.events = len(events)
@@ -107,7 +111,16 @@ class Batch:
             if consent_rules.event_channel(e.source, e.type)
             and (cmd := consent_rules.command(e.text))
         }
-        contacts = self._contacts([e for e in events if fired.get(e.id) or e.id in commands])
+        yes, helps = set(), set()
+        for e in events:
+            channel = consent_rules.event_channel(e.source, e.type)
+            if consent_rules.confirms(e.text, channel):
+                yes.add(e.id)
+            elif consent_rules.asks_for_help(e.text, channel):
+                helps.add(e.id)
+        contacts = self._contacts(
+            [e for e in events if fired.get(e.id) or e.id in commands or e.id in yes | helps]
+        )
         self._lock_people(set(contacts.values()))
         self._load_state(set(contacts.values()))
         for event in events:
@@ -117,6 +130,11 @@ class Batch:
             self.event_contacts[event.id] = contact_id
             if event.id in commands:
                 self._consent(event, contact_id, commands[event.id])
+                continue
+            if event.id in yes and self._confirm(event, contact_id):
+                continue  # a YES to anything else is a message like any other
+            if event.id in helps:
+                self._help(event, contact_id)
                 continue
             for rule in fired.get(event.id, []):
                 self._decide(event, rule, contact_id)
@@ -288,9 +306,59 @@ class Batch:
             self.sent.add(contact_id, channel, due)
         return FollowUpStatus.QUEUED, None, due, messages
 
+    def _confirm(self, event: Event, contact_id: int) -> bool:
+        """The person's YES (or START) to the text asking them to confirm: their pending consent
+        on the channel is granted (`confirm`), answered with the carriers' opt-in confirmation
+        on SMS. False when nothing there was pending."""
+        channel = consent_rules.event_channel(event.source, event.type)
+        if channel is None or self.consent.get((contact_id, channel)) != ConsentStatus.PENDING:
+            return False
+        source = f"{event.source}:{event.external_id}"
+        spec = confirm(self.session, contact_id, channel, source=source, now=self.now)
+        self.consent[(contact_id, channel)] = ConsentStatus.GRANTED
+        self.again |= {
+            row["event_id"]
+            for row in self.followups + self.reopened
+            if (row["contact_id"], row["channel"]) == (contact_id, channel)
+            and (row["reason"] or "").startswith(f"unconfirmed {channel}")
+        }
+        self._lead_changed(event, contact_id)
+        self.report.opted_in += 1
+        if spec is None or channel != "sms":
+            return True
+        self._answer(event, contact_id, subscribed_text(spec))
+        return True
+
+    def _help(self, event: Event, contact_id: int) -> None:
+        """Answer HELP by text, as the carriers require, whatever the person's consent: for
+        the event's campaign, else the one that last asked them to confirm."""
+        rules = self.rules.get(event.campaign_id or 0)
+        spec = rules.spec if rules else last_asked_by(self.session, contact_id)
+        if spec is not None:
+            self._answer(event, contact_id, help_text(spec))
+
+    def _answer(self, event: Event, contact_id: int, text: str) -> None:
+        """Answer a person's consent command on the channel they used, once per command."""
+        channel = consent_rules.event_channel(event.source, event.type)
+        assert channel is not None
+        person = self.people.get(contact_id)
+        for message in channel_messages(channel, event, person, text, ""):
+            self.outbox.append(
+                message
+                | {
+                    "idempotency_key": f"consent:{event.source}:{event.external_id}",
+                    "subject_type": "consent",
+                    "subject_id": str(contact_id),
+                    "available_at": self.now,
+                }
+            )
+
     def _consent(self, event: Event, contact_id: int, status: ConsentStatus) -> None:
         channel = consent_rules.event_channel(event.source, event.type)
         assert channel is not None
+        pending = self.consent.get((contact_id, channel)) == ConsentStatus.PENDING
+        if status == ConsentStatus.GRANTED and pending and self._confirm(event, contact_id):
+            return
         changed = set_consent(
             self.session,
             contact_id,
@@ -316,17 +384,7 @@ class Batch:
             text = rules.render(f"{kind}.{channel}", event, self._actor(event, contact_id))
         except RENDER_ERRORS:
             return
-        person = self.people.get(contact_id)
-        for message in channel_messages(channel, event, person, text, ""):
-            self.outbox.append(
-                message
-                | {
-                    "idempotency_key": f"consent:{event.source}:{event.external_id}",
-                    "subject_type": "consent",
-                    "subject_id": str(contact_id),
-                    "available_at": self.now,
-                }
-            )
+        self._answer(event, contact_id, text)
 
     def _withdraw(self, contact_id: int, channel: str) -> None:
         """Cancel what is still waiting to go to this person on this channel, both decided in
@@ -393,6 +451,10 @@ class Batch:
                 update(FollowUp).where(col(FollowUp.id) == row["_id"]).values(**values)
             )
         self._mark_processed(event_ids)
+        if self.again:  # decided again by the next batch, now that the consent is confirmed
+            self.session.execute(
+                update(EVENTS).where(_EVENTS.id.in_(sorted(self.again))).values(processed_at=None)
+            )
 
     def _mark_processed(self, event_ids: list[int]) -> None:
         """The batch's events are processed, each with its actor's contact."""

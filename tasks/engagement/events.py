@@ -201,8 +201,8 @@ def event_row(
         video_id=_text(record, "video", where),
         text=text,
         payload=dict(payload) if isinstance(payload, Mapping) else dict(record),
-        # Nothing to decide (no rule fires on its type, and it is no STOP or START): stored
-        # processed, so the rules' pass never has to read and mark it.
+        # Nothing to decide (no rule fires on its type, and it is no STOP, START, YES or HELP):
+        # stored processed, so the rules' pass never has to read and mark it.
         processed_at=None
         if listened is None or kind in listened or consent_command(source, kind, text)
         else now,
@@ -210,8 +210,16 @@ def event_row(
 
 
 def consent_command(source: str, kind: str, text: str | None) -> bool:
-    """Whether the event is a person's STOP or START on the channel they used."""
-    return bool(consent.event_channel(source, kind) and consent.command(text))
+    """Whether the event is a person's STOP, START, YES or HELP on the channel they used."""
+    channel = consent.event_channel(source, kind)
+    return bool(
+        channel
+        and (
+            consent.command(text)
+            or consent.confirms(text, channel)
+            or consent.asks_for_help(text, channel)
+        )
+    )
 
 
 @dataclass

@@ -4,8 +4,14 @@ an event that carries a signup form's contact (from a file, another form, the si
 Every signup becomes a lead the same way, `record_signups`: its contact found or created with
 the consents it grants (never undoing a STOP) and its touch (source code, creator), and the
 lead queued for sync to each destination of its campaign, all in the caller's transaction.
+
+The signup page is open to anyone, so what it is sent proves nothing: the consents it asks for
+are pending until the person confirms them (`tasks.engagement.confirm`), and it takes a few
+signups per network address and per email or phone only (`SignupLimits`), counted in the store
+so that every process serving the page counts together.
 """
 
+import hashlib
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -14,12 +20,17 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from config.campaign import CampaignSpec
+from config.campaign import CampaignSpec, SignupLimits
 from store.models import Campaign, RosterMember
 from tasks.campaigns.campaign import campaign_spec
+from tasks.engagement.confirm import ask_to_confirm
 from tasks.engagement.events import new_event, store_events
 from tasks.leads.contacts import ContactError, Signup, record_people
 from tasks.leads.records import queue_sync
+from tasks.rate_limits import admit, forget_idle
+
+CLIENT_WINDOW = 10 * 60.0  # seconds: `limits.per_client` signups from one network address
+ADDRESS_WINDOW = 24 * 3600.0  # seconds: `limits.per_address` signups for one email or phone
 
 
 @dataclass(frozen=True)
@@ -34,6 +45,7 @@ class CampaignSignup:
     member_id: int | None = None
     platform: str | None = None  # with `handle`: the social account the signup came from
     handle: str | None = None
+    confirmed: bool = True  # False: the consents it grants wait for the person to confirm
 
 
 def record_signups(
@@ -49,6 +61,7 @@ def record_signups(
             member_id=signup.member_id,
             platform=signup.platform,
             handle=signup.handle,
+            confirmed=signup.confirmed,
         )
         for signup in signups
     ]
@@ -77,19 +90,85 @@ def signup_page_campaign(session: Session, slug: str) -> CampaignSpec | None:
     return campaign_spec(campaign) if campaign else None
 
 
+@dataclass(frozen=True)
+class TooMany:
+    """A signup the page refused: too many from one network address (`client`) or for one
+    email or phone (`address`); one may be tried again after `retry_after` seconds."""
+
+    what: str
+    retry_after: float
+
+
+def _account(value: str) -> str:
+    """How a network address, email or phone is kept in the rate windows: hashed."""
+    return hashlib.sha256(value.encode()).hexdigest()[:32]
+
+
+def too_many(
+    session: Session, limits: SignupLimits, client: str, addresses: Sequence[str | None]
+) -> TooMany | None:
+    """Count this signup against the page's limits, in the signup's transaction (so every
+    process serving the page counts together); None when it is within them."""
+    forget_idle(session, "signup client")
+    forget_idle(session, "signup address")
+    account = _account(client)
+    wait = admit(
+        session, "signup client", account, requests=limits.per_client, window=CLIENT_WINDOW
+    )
+    if wait:
+        return TooMany("client", wait)
+    for address in sorted({a for a in addresses if a}):
+        wait = admit(
+            session,
+            "signup address",
+            _account(address),
+            requests=limits.per_address,
+            window=ADDRESS_WINDOW,
+        )
+        if wait:
+            return TooMany("address", wait)
+    return None
+
+
 def sign_up(
-    session: Session, slug: str, values: Mapping[str, Any], code: str, *, now: datetime
-) -> int | None:
-    """A signup on the campaign's `/join/<slug>` page, crediting the creator whose source code
-    it gives: its lead (`record_signups`) and its signup event, which the rules then follow
-    up. Returns the contact's id; a bad email or phone raises `ContactError`."""
+    session: Session,
+    slug: str,
+    values: Mapping[str, Any],
+    code: str,
+    *,
+    client: str,
+    public_url: str,
+    now: datetime,
+) -> TooMany | None:
+    """A signup on the campaign's `/join/<slug>` page from `client` (its network address),
+    crediting the creator whose source code it gives: counted against the page's limits, then
+    its lead (`record_signups`) with the consents it asks for pending, the requests to confirm
+    them, and its signup event, which the rules then follow up. A signup over the limits
+    (`TooMany`) records nothing else; a bad email or phone raises `ContactError`."""
     campaign = session.exec(select(Campaign).where(Campaign.slug == slug)).one()
+    spec = campaign_spec(campaign)
+    refused = too_many(
+        session, spec.signup.limits, client, [values.get("email"), values.get("phone")]
+    )
+    if refused is not None:
+        return refused
     code = code.strip().upper()[:32]
     member_id = _member_with_source_code(session, campaign.id, code) if code else None
-    signup = CampaignSignup(campaign.id, values, code or None, f"join:{slug}", member_id)
+    signup = CampaignSignup(
+        campaign.id, values, code or None, f"join:{slug}", member_id, confirmed=False
+    )
     (contact_id,) = record_signups(session, [signup], now=now)
     if isinstance(contact_id, ContactError):
         raise contact_id
+    if contact_id is None:
+        return None
+    consent = values.get("consent") or {}
+    wanted = {
+        "email": values.get("email") if consent.get("email") else None,
+        "sms": values.get("phone") if consent.get("sms") else None,
+    }
+    ask_to_confirm(session, contact_id, campaign, wanted, public_url=public_url, now=now)
+    contact = {**values, "source_code": code or None, "confirmed": False}
     event = new_event(
         source="web",
         external_id=uuid.uuid4().hex,
@@ -99,10 +178,10 @@ def sign_up(
         campaign_id=campaign.id,
         member_id=member_id,
         contact_id=contact_id,
-        payload={"form": f"/join/{slug}", "contact": {**values, "source_code": code or None}},
+        payload={"form": f"/join/{slug}", "contact": contact},
     )
     store_events(session, [event])
-    return contact_id
+    return None
 
 
 def _member_with_source_code(session: Session, campaign_id: int | None, code: str) -> int | None:

@@ -1,7 +1,9 @@
 """Contacts (leads): one row per person, found by normalized email, phone or platform handle.
 
 Consent is kept per channel in `contact_consents`; no row means no consent. A person who said
-STOP on a channel stays revoked there until they say START, whatever a later form says.
+STOP on a channel stays revoked there until they say START, whatever a later form says. A form
+that is not itself proof of the person (the public signup page) records the consent it asks
+for as pending, until the person confirms it.
 """
 
 import re
@@ -234,8 +236,9 @@ def set_consent(
     source: str,
     now: datetime,
 ) -> bool:
-    """Record the person's own consent command (STOP or START) on a channel; return whether it
-    changed. Forms grant consent through `record_people`, which never undoes a STOP."""
+    """Record the person's own consent command (STOP or START) or confirmation on a channel;
+    return whether it changed. Forms grant consent through `record_people`, which never undoes
+    a STOP."""
     row = session.exec(
         select(ContactConsent).where(
             ContactConsent.contact_id == contact_id, ContactConsent.channel == channel
@@ -317,13 +320,15 @@ def consent_flags(values: Mapping[str, Any]) -> dict[str, bool]:
 @dataclass(frozen=True)
 class Signup:
     """A signup form's values (`name`, `email`, `phone`, `zip`, `source_code`, `consent` per
-    channel) and where they came from."""
+    channel) and where they came from; `confirmed` False records the consents it grants as
+    pending, to be confirmed by the person."""
 
     values: Mapping[str, Any]
     source: str
     member_id: int | None = None
     platform: str | None = None
     handle: str | None = None
+    confirmed: bool = True
 
 
 def person_of(signup: Signup) -> Person:
@@ -377,8 +382,9 @@ def _grant(
     *,
     now: datetime,
 ) -> None:
-    """The consents the signups grant, in bulk. Consent on record stays as it is: granted
-    already, or revoked by the person's STOP, which a form never undoes."""
+    """The consents the signups grant (pending, for a signup still to be confirmed), in bulk.
+    Consent on record stays as it is: granted already, pending, or revoked by the person's
+    STOP, which a form never undoes."""
     ids = [c.id for c in contacts if isinstance(c, Contact) and c.id is not None]
     on_record = set(
         session.exec(
@@ -402,7 +408,7 @@ def _grant(
                 new[key] = {
                     "contact_id": contact.id,
                     "channel": channel,
-                    "status": ConsentStatus.GRANTED,
+                    "status": ConsentStatus.GRANTED if signup.confirmed else ConsentStatus.PENDING,
                     "source": signup.source,
                     "changed_at": now,
                 }

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, and_, or_, update
+from sqlalchemy import Engine, and_, delete, or_, update
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
@@ -15,6 +15,7 @@ from store.audit import Change, record
 from store.db import transaction
 from store.models import (
     Campaign,
+    ConsentRequest,
     Contact,
     EngagementEvent,
     FollowUp,
@@ -101,8 +102,9 @@ def _queue_deletions(session: Session, contact_id: int, *, now: datetime) -> lis
 
 def erase(session: Session, contact_ids: Sequence[int], *, now: datetime) -> None:
     """Remove personal data of these people: the contact keeps only its id and when it was
-    erased; their events lose text and payload; messages still waiting to reach them are
-    withdrawn and the contents of their messages are blanked."""
+    erased; their events lose text and payload; their requests to confirm a consent go;
+    messages still waiting to reach them are withdrawn and the contents of their messages are
+    blanked."""
     if not contact_ids:
         return
     ids = list(contact_ids)
@@ -130,6 +132,7 @@ def erase(session: Session, contact_ids: Sequence[int], *, now: datetime) -> Non
         .where(col(EngagementEvent.contact_id).in_(ids))
         .values(actor=None, text=None, payload={})
     )
+    session.execute(delete(ConsentRequest).where(col(ConsentRequest.contact_id).in_(ids)))
     followup_messages = sa_select(col(FollowUp.outbox_id)).where(
         col(FollowUp.contact_id).in_(ids), col(FollowUp.outbox_id).is_not(None)
     )

@@ -77,6 +77,32 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def start_server(folder: Path, port: int) -> Server:
+    """`rally serve --web-only` on `port` and the store the environment names, started in
+    `folder` without waiting for it (`Server.ready` waits)."""
+    url = f"http://127.0.0.1:{port}"
+    path = [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
+    log = folder / f"serve-{port}.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "cli.main", "serve", "--port", str(port), "--web-only"],
+            cwd=folder,
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(path)},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    return Server(url, process, log)
+
+
+def stop_server(server: Server) -> None:
+    server.process.terminate()
+    try:
+        server.process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+        server.process.wait()
+
+
 @pytest.fixture
 def server(settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Server]:
     """`rally serve --web-only` on a free port and this test's store; briefs made afterwards
@@ -86,26 +112,19 @@ def server(settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterato
     the campaign, which is applied meanwhile, and opening a tab waits until it answers.
     """
     port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    monkeypatch.setenv("RALLY_PUBLIC_URL", url)
+    monkeypatch.setenv("RALLY_PUBLIC_URL", f"http://127.0.0.1:{port}")
     get_settings.cache_clear()
-    path = [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
-    log = tmp_path / "serve.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "cli.main", "serve", "--port", str(port), "--web-only"],
-            cwd=tmp_path,
-            env={**os.environ, "PYTHONPATH": os.pathsep.join(path)},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    yield Server(url, process, log)
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+    started = start_server(tmp_path, port)
+    yield started
+    stop_server(started)
+
+
+@pytest.fixture
+def second_server(server: Server, tmp_path: Path) -> Iterator[Server]:
+    """Another `rally serve --web-only` on the same store, as a second machine would run."""
+    started = start_server(tmp_path, _free_port())
+    yield started
+    stop_server(started)
 
 
 class Tab:

@@ -1,15 +1,22 @@
 """The public's ways in, over HTTP: TikTok's signed webhooks (accepted, forged, stale, replayed),
 creators' `/t/<code>` tracking links and the campaign signup page `/join/<slug>`."""
 
+import csv
+import html
+import itertools
 import json
+import re
+import secrets
+from collections.abc import Iterator
 from concurrent.futures import Future
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 from sqlmodel import col, select
+from tenacity import wait_none
 
 from integrations.tiktok import sign
 from store.db import transaction
@@ -23,14 +30,22 @@ from store.models import (
     EngagementEvent,
     FollowUp,
     OutboxMessage,
+    RateWindow,
     RosterMember,
 )
-from tasks.engagement.events import new_event
+from tasks.engagement.delivery import deliver_followups
+from tasks.engagement.events import ingest, new_event
 from tasks.engagement.processing import process_pending
 from tasks.engagement.writer import EventWriter
+from tasks.leads.sync import sync_leads
+from tasks.mail import deliver_email
 from tests.conftest import SLUG
+from tests.fakes.http_server import serving
+from tests.fakes.sms_api import FakeSms
+from tests.integration import test_email_delivery
 from web.app import create_app
 
+smtp = test_email_delivery.smtp  # a real SMTP server (aiosmtpd), for the confirmation email
 SECRET = "webhook-secret"
 CLIENT_KEY = "rally-app"
 T0 = datetime(2027, 2, 3, 17, 0, tzinfo=UTC)
@@ -231,7 +246,7 @@ def test_a_signup_creates_one_lead_with_its_consent_and_source(web, engine):
         signups = session.exec(select(EngagementEvent)).all()
     assert (lead.email_normalized, lead.phone_normalized) == ("pat.lee@example.org", "+12155550123")
     assert (lead.given_name, lead.family_name, lead.postal_code) == ("Pat", "Lee", "19121")
-    assert consent == {"email": ConsentStatus.GRANTED}
+    assert consent == {"email": ConsentStatus.PENDING}  # until they confirm it
     assert lead.first_source_code == lead.last_source_code == member.source_code
     assert lead.first_member_id == lead.last_member_id == member.id
     assert [(e.type, e.member_id, e.contact_id) for e in signups] == [
@@ -387,3 +402,411 @@ def test_a_bad_row_in_a_group_commit_costs_only_its_own_request(settings, applie
     with transaction(engine, write=False) as session:
         stored = session.exec(select(EngagementEvent.external_id)).all()
     assert sorted(stored) == ["click-0", "click-2"]
+
+
+# --- the signup page: double opt-in, limits, the hidden field, its copy -----------------------
+
+PAT = "pat.lee@example.org"
+PAT_PHONE = "+12155550123"
+MIN = timedelta(minutes=1)
+_texts = itertools.count(1)
+
+
+class Clock:
+    """The app's clock, which a test moves."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock(T0)
+
+
+@pytest.fixture
+def app(settings, applied, clock):
+    return create_app(settings, clock=clock)
+
+
+@pytest.fixture
+def page(app) -> TestClient:
+    return TestClient(app)
+
+
+def visitor(app, address: str) -> TestClient:
+    """A browser at another network address."""
+    return TestClient(app, client=(address, 40000))
+
+
+def requests_to_confirm(engine, channel: str | None = None) -> list[OutboxMessage]:
+    with transaction(engine, write=False) as session:
+        query = select(OutboxMessage).where(
+            OutboxMessage.subject_type == "consent",
+            col(OutboxMessage.idempotency_key).startswith("confirm:"),
+        )
+        if channel:
+            query = query.where(OutboxMessage.channel == channel)
+        return list(session.exec(query.order_by(col(OutboxMessage.id))))
+
+
+def confirm_path(text: str) -> str:
+    found = re.search(r"https?://\S+(/join/\S+/confirm/\S+)", text)
+    assert found is not None, text
+    return found[1]
+
+
+def consent_by_channel(engine, email: str | None = PAT, phone: str | None = None) -> dict:
+    with transaction(engine, write=False) as session:
+        found = Contact.email_normalized == email if email else Contact.phone_normalized == phone
+        contact = session.exec(select(Contact).where(found)).first()
+        if contact is None:
+            return {}
+        return dict(
+            session.exec(
+                select(ContactConsent.channel, ContactConsent.status).where(
+                    ContactConsent.contact_id == contact.id
+                )
+            ).all()
+        )
+
+
+def decided(engine) -> dict[str, tuple[str, str | None]]:
+    with transaction(engine, write=False) as session:
+        rows = session.exec(select(FollowUp.rule_id, FollowUp.status, FollowUp.reason)).all()
+    return {rule: (status, reason) for rule, status, reason in rows}
+
+
+def text_in(engine, phone: str, text: str, at: datetime, *, then_rules: bool = True) -> None:
+    """A text in from `phone` to the campaign's number, then (unless told not to) the rules'
+    pass."""
+    record = {
+        "source": "sms",
+        "external_id": f"sms-in-{next(_texts)}",
+        "type": "dm",
+        "campaign": SLUG,
+        "text": text,
+        "time": at.isoformat(),
+        "payload": {"contact": {"phone": phone}},
+    }
+    assert ingest(engine, [("sms", record)], now=at).errors == []
+    if then_rules:
+        process_pending(engine, now=at, public_url="https://rally.example.org")
+
+
+def process(engine, at: datetime) -> None:
+    process_pending(engine, now=at, public_url="https://rally.example.org")
+
+
+@pytest.fixture
+def provider() -> Iterator[FakeSms]:
+    yield from serving(FakeSms())
+
+
+def with_sms(settings, sms: FakeSms):
+    return settings.model_copy(
+        update={
+            "sms_api_url": sms.url,
+            "sms_account_sid": sms.account_sid,
+            "sms_auth_token": SecretStr(sms.auth_token),
+            "sms_from": next(iter(sms.senders)),
+        }
+    )
+
+
+def test_consent_from_the_page_waits_for_the_person_and_only_the_requests_to_confirm_go(
+    page, engine, clock, smtp, provider
+):
+    assert page.post(f"/join/{SLUG}", data=SIGNUP | {"consent_sms": "yes"}).status_code == 200
+    assert consent_by_channel(engine) == {"email": "pending", "sms": "pending"}
+    process(engine, T0)
+    welcome = decided(engine)
+    assert welcome["welcome_signup_email"][0] == welcome["welcome_signup_sms"][0] == "withheld"
+    assert str(welcome["welcome_signup_email"][1]).startswith("unconfirmed email")
+    assert str(welcome["welcome_signup_sms"][1]).startswith("unconfirmed sms")
+
+    sms_settings = with_sms(smtp.settings, provider)
+    later = T0 + 10 * MIN
+    assert deliver_email(engine, smtp.settings, now=lambda: later).sent == 1
+    assert deliver_followups(engine, sms_settings, now=lambda: later)["sms"].sent == 1
+    [asked] = smtp.inbox.to(PAT)
+    assert asked["Subject"] == "Confirm your email for First Vote PA 2027"
+    body = asked.get_body(("plain",)).get_content()
+    assert "registration deadlines, voting reminders and volunteer shifts" in body
+    [text] = provider.messages
+    assert text["to"] == PAT_PHONE
+    assert text["body"] == (
+        "First Vote PA: Reply YES to get our texts. Up to 4 msgs/month. "
+        "Msg & data rates may apply. Reply HELP for help, STOP to cancel."
+    )
+    [stored] = requests_to_confirm(engine, "email")
+    assert "/confirm/" not in stored.payload["text"]  # the store keeps no usable link
+
+    path = confirm_path(body)
+    assert "Confirm my email" in page.get(path).text  # opening the link confirms nothing
+    assert consent_by_channel(engine)["email"] == "pending"
+    assert "Your email is confirmed" in page.post(path).text
+    assert consent_by_channel(engine) == {"email": "granted", "sms": "pending"}
+
+    process(engine, later)  # the welcome email is decided again, and goes
+    assert decided(engine)["welcome_signup_email"][0] == "queued"
+    assert decided(engine)["welcome_signup_sms"][0] == "withheld"
+    assert deliver_email(engine, smtp.settings, now=lambda: later).sent == 1
+    assert [m["Subject"] for m in smtp.inbox.to(PAT)][1:] == ["Welcome to First Vote PA 2027"]
+    assert deliver_followups(engine, sms_settings, now=lambda: later)["sms"].sent == 0
+
+    yes_at = later + MIN
+    text_in(engine, PAT_PHONE, "Yes!", yes_at)
+    assert consent_by_channel(engine) == {"email": "granted", "sms": "granted"}
+    assert decided(engine)["welcome_signup_sms"][0] == "queued"
+    deliver_followups(engine, sms_settings, now=lambda: yes_at + 10 * MIN)
+    assert [m["body"] for m in provider.messages][1:] == [
+        "First Vote PA: You're subscribed. Up to 4 msgs/month. Msg & data rates may apply. "
+        "Reply HELP for help, STOP to cancel.",
+        "First Vote PA 2027: thanks for signing up, Pat! Reply STOP to opt out.",
+    ]
+    assert len(smtp.inbox.to(PAT)) == 2 and len(provider.messages) == 3  # nothing twice
+
+
+def test_a_confirmation_link_confirms_only_when_posted_and_only_once(page, engine, clock):
+    assert page.post(f"/join/{SLUG}", data=SIGNUP).status_code == 200
+    [asked] = requests_to_confirm(engine)
+    path = confirm_path(asked.payload["text"])
+    for _ in range(2):
+        shown = page.get(path)
+        assert shown.status_code == 200 and 'id="confirm"' in shown.text
+    assert consent_by_channel(engine) == {"email": "pending"}
+
+    assert page.post(path).status_code == 200
+    assert consent_by_channel(engine) == {"email": "granted"}
+    stop = {
+        "source": "email",
+        "external_id": "reply-1",
+        "type": "reply",
+        "campaign": SLUG,
+        "text": "unsubscribe",
+        "time": T0.isoformat(),
+        "payload": {"contact": {"email": PAT}},
+    }
+    assert ingest(engine, [("email", stop)], now=T0).errors == []
+    process(engine, T0)
+    assert consent_by_channel(engine) == {"email": "revoked"}
+
+    again = page.post(path)  # the link is spent: it never undoes the STOP
+    assert again.status_code == 200 and "Already confirmed" in again.text
+    assert consent_by_channel(engine) == {"email": "revoked"}
+    assert "Already confirmed" in page.get(path).text
+
+
+def test_an_expired_or_forged_link_is_refused_with_a_page_that_says_so(page, engine, clock):
+    assert page.post(f"/join/{SLUG}", data=SIGNUP).status_code == 200
+    [asked] = requests_to_confirm(engine)
+    path = confirm_path(asked.payload["text"])
+    token = path.rsplit("/", 1)[1]
+
+    forged = path.replace(token, secrets.token_urlsafe(32))
+    for answer in (page.get(forged), page.post(forged)):
+        assert answer.status_code == 404 and "This link doesn't work" in answer.text
+    elsewhere = path.replace(f"/join/{SLUG}/", "/join/no-such-campaign/")
+    assert page.post(elsewhere).status_code == 404
+    assert page.post(path.replace(token, "x" * 5000)).status_code == 404
+
+    clock.now = T0 + timedelta(days=7, minutes=1)
+    for answer in (page.get(path), page.post(path)):
+        assert answer.status_code == 410 and "This link has expired" in answer.text
+        assert f'href="/join/{SLUG}"' in answer.text  # where to get a new one
+    assert consent_by_channel(engine) == {"email": "pending"}
+
+
+def test_yes_or_start_from_the_phone_confirms_texts_and_a_yes_from_anyone_else_does_not(
+    app, engine
+):
+    phones = {
+        "+12155550101": "\uff39\uff25\uff33",  # YES in full-width letters
+        "+12155550102": "start",
+        "+12155550103": "yes I'll come",
+    }
+    for i, phone in enumerate(phones):
+        form = {"name": f"Person {i}", "phone": phone, "consent_sms": "yes"}
+        assert visitor(app, f"198.51.100.{i}").post(f"/join/{SLUG}", data=form).status_code == 200
+    for phone, said in phones.items():
+        text_in(engine, phone, said, T0 + MIN)
+    text_in(engine, "+12155550199", "YES", T0 + MIN)  # no signup behind it
+
+    status = {p: consent_by_channel(engine, None, p) for p in phones}
+    assert status == {
+        "+12155550101": {"sms": "granted"},
+        "+12155550102": {"sms": "granted"},
+        "+12155550103": {"sms": "pending"},  # a sentence is no YES
+    }
+    assert consent_by_channel(engine, None, "+12155550199") == {}
+    with transaction(engine, write=False) as session:
+        answers = session.exec(
+            select(OutboxMessage.payload).where(
+                OutboxMessage.subject_type == "consent",
+                col(OutboxMessage.idempotency_key).startswith("consent:"),
+            )
+        ).all()
+    assert sorted(a["to"] for a in answers) == ["+12155550101", "+12155550102"]
+    assert all(a["text"].startswith("First Vote PA: You're subscribed.") for a in answers)
+
+
+def test_a_yes_the_rules_see_with_the_signup_itself_still_lets_the_welcome_text_go(app, engine):
+    form = {"name": "Jo", "phone": "2155550150", "consent_sms": "yes"}
+    assert visitor(app, "198.51.100.50").post(f"/join/{SLUG}", data=form).status_code == 200
+    text_in(engine, "+12155550150", "YES", T0, then_rules=False)
+    process(engine, T0)  # one pass: the signup is withheld, then the YES confirms
+
+    assert consent_by_channel(engine, None, "+12155550150") == {"sms": "granted"}
+    assert decided(engine)["welcome_signup_sms"][0] == "queued"
+
+
+def test_help_by_text_is_answered_with_who_texts_and_where_to_find_help(app, engine):
+    form = {"name": "Lee", "phone": "2155550140", "consent_sms": "yes"}
+    assert visitor(app, "198.51.100.40").post(f"/join/{SLUG}", data=form).status_code == 200
+    text_in(engine, "+12155550140", "Help", T0 + MIN)
+    text_in(engine, "+12155550141", "HELP?", T0 + MIN)  # no signup: the campaign it texted
+    text_in(engine, "+12155550142", "help me register", T0 + MIN)  # a question, not HELP
+
+    with transaction(engine, write=False) as session:
+        answers = session.exec(
+            select(OutboxMessage.payload).where(
+                col(OutboxMessage.idempotency_key).startswith("consent:sms")
+            )
+        ).all()
+    assert {a["to"]: a["text"] for a in answers} == {
+        phone: "First Vote PA: For help, visit https://firstvotepa.example.org. "
+        "Up to 4 msgs/month. Msg & data rates may apply. Reply STOP to cancel."
+        for phone in ("+12155550140", "+12155550141")
+    }
+    assert consent_by_channel(engine, None, "+12155550140") == {"sms": "pending"}
+
+
+def test_a_pending_lead_syncs_without_consent_and_as_subscribed_once_confirmed(
+    page, engine, settings
+):
+    assert page.post(f"/join/{SLUG}", data=SIGNUP).status_code == 200
+
+    def exported() -> dict[str, str]:
+        sync_leads(engine, settings, now=lambda: T0 + MIN, wait=wait_none())
+        with (settings.exports / SLUG / "export.csv").open(newline="") as file:
+            [row] = list(csv.DictReader(file))
+        return row
+
+    assert exported()["email_status"] == ""  # pending is not subscribed
+    [asked] = requests_to_confirm(engine)
+    assert page.post(confirm_path(asked.payload["text"])).status_code == 200
+    assert exported()["email_status"] == "subscribed"
+
+
+def test_signups_past_the_limit_from_one_client_get_429_and_send_nothing(app, engine):
+    page = visitor(app, "203.0.113.7")
+    for i in range(5):
+        form = SIGNUP | {"email": f"p{i}@example.org", "phone": ""}
+        answer = page.post(f"/join/{SLUG}", data=form)
+        assert answer.status_code == 200, answer.text
+    refused = page.post(f"/join/{SLUG}", data=SIGNUP | {"email": "p5@example.org", "phone": ""})
+    assert refused.status_code == 429
+    assert "Too many signups from this connection" in refused.text
+    assert 590 < int(refused.headers["Retry-After"]) <= 602  # 10 minutes, to the window's 512th
+    assert 'value="p5@example.org"' in refused.text  # what they typed stays in the form
+
+    with transaction(engine, write=False) as session:
+        emails = session.exec(select(Contact.email_normalized)).all()
+        events = session.exec(select(EngagementEvent)).all()
+    assert sorted(map(str, emails)) == [f"p{i}@example.org" for i in range(5)]
+    assert len(events) == 5 and len(requests_to_confirm(engine)) == 5
+
+    other = visitor(app, "203.0.113.8").post(f"/join/{SLUG}", data=SIGNUP)
+    assert other.status_code == 200  # another network address has its own count
+
+
+def test_ipv6_visitors_count_by_their_64_block(app, engine):
+    for i in range(1, 7):  # one household's or phone's block hands out many addresses
+        form = {"name": "V", "email": f"v{i}@example.org", "consent_email": "yes"}
+        answer = visitor(app, f"2001:db8:0:1::{i}").post(f"/join/{SLUG}", data=form)
+        assert answer.status_code == (200 if i <= 5 else 429), i
+    form = {"name": "W", "email": "w@example.org", "consent_email": "yes"}
+    assert visitor(app, "2001:db8:0:2::1").post(f"/join/{SLUG}", data=form).status_code == 200
+
+
+def test_one_address_is_asked_to_confirm_once_a_day_and_signs_up_three_times(app, engine, clock):
+    for i in range(2):
+        answer = visitor(app, f"192.0.2.{i}").post(f"/join/{SLUG}", data=SIGNUP)
+        assert answer.status_code == 200
+    assert len(requests_to_confirm(engine)) == 1  # the repeat asks nothing again
+
+    clock.now = T0 + timedelta(days=1, minutes=1)
+    assert visitor(app, "192.0.2.2").post(f"/join/{SLUG}", data=SIGNUP).status_code == 200
+    assert len(requests_to_confirm(engine)) == 2  # a day later: a fresh link
+
+    refused = visitor(app, "192.0.2.3").post(f"/join/{SLUG}", data=SIGNUP)
+    assert refused.status_code == 429
+    assert "Too many signups for this email or phone" in refused.text
+    by_phone = visitor(app, "192.0.2.4").post(
+        f"/join/{SLUG}", data=SIGNUP | {"email": "someone.else@example.org"}
+    )
+    assert by_phone.status_code == 429  # the same phone, with another email
+    assert len(requests_to_confirm(engine)) == 2
+
+
+def test_a_form_that_fills_the_hidden_field_is_thanked_and_recorded_nowhere(page, engine):
+    answer = page.post(f"/join/{SLUG}", data=SIGNUP | {"website": "http://spam.example"})
+    assert answer.status_code == 200 and "Check your email" in answer.text
+    with transaction(engine, write=False) as session:
+        for model in (Contact, ContactConsent, EngagementEvent, OutboxMessage, RateWindow):
+            assert session.exec(select(model)).all() == [], model.__name__
+
+
+def test_a_form_too_large_or_with_too_many_fields_is_refused(page, engine):
+    assert page.post(f"/join/{SLUG}", data=SIGNUP | {"name": "x" * 10_000}).status_code == 413
+    many = SIGNUP | {f"extra{i}": "x" for i in range(30)}
+    assert page.post(f"/join/{SLUG}", data=many).status_code == 400
+    with transaction(engine, write=False) as session:
+        assert session.exec(select(Contact)).all() == []
+
+
+def test_the_signup_page_shows_the_public_intro_and_the_carriers_disclosure(page):
+    text = html.unescape(page.get(f"/join/{SLUG}").text)
+    assert "Your first vote counts. Sign up and we'll remind you of the deadlines" in text
+    assert "Register 4,000 first-time voters" not in text  # the objective is for staff
+    sms = text[text.index('name="consent_sms"') : text.index("</fieldset>")]
+    for words in (
+        "recurring automated text messages from First Vote PA",
+        "Up to 4 msgs/month.",
+        "Msg & data rates may apply.",
+        "Reply HELP for help, STOP to cancel.",
+        '<a href="https://firstvotepa.example.org/privacy">Privacy policy</a>',
+    ):
+        assert words in sms, words
+    assert "Email me about registration deadlines, voting reminders and volunteer shifts" in text
+    trap = re.search(r'<div class="hp" aria-hidden="true">.*?</div>', text)
+    assert trap is not None
+    assert all(a in trap[0] for a in ('name="website"', 'tabindex="-1"', 'autocomplete="off"'))
+
+
+def test_without_public_copy_the_page_names_the_campaign_and_never_its_objective(
+    rally, engine, example, settings
+):
+    campaign = example / "campaign.yaml"
+    text = campaign.read_text()
+    start = text.index("signup:")
+    campaign.write_text(text[:start] + text[text.index("policy:", start) :])
+    assert rally("campaign", "apply", campaign).code == 0
+    page = TestClient(create_app(settings, clock=lambda: T0)).get(f"/join/{SLUG}").text
+    assert "Sign up to hear from First Vote PA 2027." in page
+    assert "Register 4,000" not in page
+    assert "messages from First Vote PA 2027" in page and "Msg frequency varies." in page
+    assert "Privacy policy" not in page
+
+
+def test_the_thank_you_page_says_what_to_do_next(page):
+    both = page.post(f"/join/{SLUG}", data=SIGNUP | {"consent_sms": "yes"}).text
+    assert "Check your email" in both and f"We sent a link to <strong>{PAT}</strong>" in both
+    assert "Reply YES to our text" in both and "(215) 555-0123" in both
+    assert '<a href="https://firstvotepa.example.org">firstvotepa.example.org</a>' in both
+    neither = page.post(f"/join/{SLUG}", data={"name": "Kim", "email": "kim@example.org"}).text
+    assert "Check your email" not in neither and "You're signed up" in neither

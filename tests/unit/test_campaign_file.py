@@ -43,6 +43,15 @@ def test_the_example_campaign_is_valid_and_uses_the_defaults() -> None:
     assert spec.sprint.weeks == 12
     assert spec.brief.deliverables.length == "15-30s"
     assert {s.id for s in spec.segments} == {"gen_z", "suburban", "recruitment"}
+    assert spec.signup.intro and spec.signup.intro.startswith("Your first vote counts.")
+    assert (spec.sms_program, spec.signup.limits.per_client) == ("First Vote PA", 5)
+
+
+def test_without_a_signup_section_the_page_uses_plain_defaults(tmp_path: Path) -> None:
+    spec = load_campaign(write(tmp_path, drop=("signup",)))
+    assert spec.signup.intro is None and spec.signup.privacy_url is None
+    assert spec.sms_program == spec.name
+    assert (spec.signup.limits.per_client, spec.signup.limits.per_address) == (5, 3)
 
 
 def test_a_rate_out_of_range_names_the_file_and_the_field_path(tmp_path: Path) -> None:
@@ -105,6 +114,14 @@ def test_a_misspelt_field_is_unknown_and_the_right_name_is_suggested(tmp_path: P
             (),
             "tracking.landing_url: must be a full http(s) URL",
         ),
+        (
+            {"signup.privacy_url": "firstvotepa.example.org/privacy"},
+            (),
+            "signup.privacy_url: must be a full http(s) URL",
+        ),
+        ({"signup.limits.per_client": 0}, (), "signup.limits.per_client: must be at least 1"),
+        ({"signup.sms_program": "x" * 41}, (), "signup.sms_program: "),
+        ({"signup.intro": ""}, (), "signup.intro: "),
     ],
 )
 def test_rules_across_fields_name_the_field_to_fix(

@@ -9,7 +9,7 @@ import pytest
 from config.campaign_file import CampaignFileError
 from config.followups import QuietHours, parse_followups
 from store.models import ConsentStatus
-from tasks.engagement.consent import command
+from tasks.engagement.consent import asks_for_help, command, confirms
 from tasks.engagement.rules import quiet_until
 
 NEW_YORK = ZoneInfo("America/New_York")
@@ -71,6 +71,40 @@ def test_start_and_its_variants_opt_back_in(text):
 @pytest.mark.parametrize("text", NEITHER)
 def test_a_message_that_only_mentions_stop_or_start_changes_nothing(text):
     assert command(text) is None
+
+
+YESES = ["YES", "yes", "Yes!", " y ", "Yes please", "yes, thanks", "CONFIRM", "\uff39\uff25\uff33"]
+NOT_YES = [None, "", "yes I'll be there", "yesterday", "yes? what is this", "no", "yes " * 30]
+
+
+@pytest.mark.parametrize("text", YESES)
+def test_yes_by_text_confirms(text):
+    assert confirms(text, "sms") and command(text) is None
+
+
+@pytest.mark.parametrize("text", NOT_YES)
+def test_a_text_that_only_says_yes_in_passing_confirms_nothing(text):
+    assert not confirms(text, "sms")
+
+
+@pytest.mark.parametrize("channel", ["email", "dm", "reply", None])
+def test_yes_confirms_only_by_text(channel):
+    assert not confirms("YES", channel)
+
+
+@pytest.mark.parametrize(
+    ("text", "channel", "asks"),
+    [
+        ("HELP", "sms", True),
+        ("help?", "sms", True),
+        ("Info", "sms", True),
+        ("help me register", "sms", False),
+        ("HELP", "dm", False),
+        (None, "sms", False),
+    ],
+)
+def test_help_by_text_asks_for_help(text, channel, asks):
+    assert asks_for_help(text, channel) is asks
 
 
 def new_york(day: int, hour: int, minute: int = 0) -> datetime:
