@@ -112,6 +112,7 @@ def test_a_send_that_outlasts_the_lease_is_never_taken_over_while_its_drain_live
     assert started.wait(timeout=30)
     with transaction(engine, write=False) as session:
         first = session.exec(select(OutboxMessage)).one().locked_until
+    assert first is not None
     while utcnow() <= first + 2 * lease:  # the lease A took at first has long run out
         finish.wait(0.05)
     b = Recorder()
