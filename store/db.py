@@ -32,6 +32,7 @@ class Lock(IntEnum):
     WRITERS = 0x52414C4C5901  # changes take turns (see `transaction`)
     SPRINT_CALENDAR = 0x52414C4C5903  # one pass of the sprints' calendar at a time (`only_one`)
     TIKTOK_POLL = 0x52414C4C5904  # one TikTok poll at a time (`only_one`)
+    FOLLOWUP_SLOTS = 0x52414C4C5905  # one batch at a time places follow-ups under rate limits
 
 
 def advisory_lock(connection: Connection | Session, lock: Lock) -> None:

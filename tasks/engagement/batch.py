@@ -18,6 +18,7 @@ from sqlmodel import Session, col, select
 
 from config.followups import Rule
 from store.bulk import insert_rows
+from store.db import Lock, advisory_lock
 from store.models import (
     ConsentStatus,
     Contact,
@@ -36,7 +37,15 @@ from tasks.engagement.messages import (
     followup_messages,
     no_address,
 )
-from tasks.engagement.rules import RENDER_ERRORS, CampaignRules, Event, Sent, due_at, greeting
+from tasks.engagement.rules import (
+    RENDER_ERRORS,
+    CampaignRules,
+    Event,
+    Sent,
+    due_at,
+    greeting,
+    minute,
+)
 from tasks.engagement.signups import CampaignSignup, record_signups
 from tasks.leads.contacts import ContactError, add_tags, consents, contacts_by_handle, set_consent
 from tasks.leads.records import queue_sync
@@ -206,7 +215,34 @@ class Batch:
         horizon = self.now - timedelta(days=8)
         for _, _, contact_id, status, channel, due, _ in rows:
             if status in (FollowUpStatus.QUEUED, FollowUpStatus.SENT) and due > horizon:
-                self.sent.add(contact_id, channel, due)
+                self.sent.remember(contact_id, channel, due)
+        self._count_slots()
+
+    def _count_slots(self) -> None:
+        """Every follow-up queued or sent from this minute on in the batch's campaigns, so that
+        their rate limits hold across batches; on PostgreSQL one batch at a time counts and
+        places its own (the lock is held until the batch commits), so they hold across
+        processes too. SQLite's one writer already takes turns."""
+        limited = {
+            (rules.campaign_id, channel)
+            for rules in self.rules.values()
+            for channel in rules.followups.spec.rate_limits
+        }
+        if not limited:
+            return
+        if self.session.get_bind().dialect.name == "postgresql":
+            advisory_lock(self.session, Lock.FOLLOWUP_SLOTS)
+        campaigns = {campaign_id for campaign_id, _ in limited}
+        rows = self.session.execute(
+            sa_select(col(FollowUp.campaign_id), col(FollowUp.channel), col(FollowUp.due_at)).where(
+                col(FollowUp.status).in_((FollowUpStatus.QUEUED, FollowUpStatus.SENT)),
+                col(FollowUp.due_at) >= minute(self.now),
+                col(FollowUp.campaign_id).in_(campaigns),
+            )
+        )
+        for campaign_id, channel, due in rows:
+            if (campaign_id, channel) in limited:
+                self.sent.count(campaign_id, channel, due)
 
     # --- deciding ------------------------------------------------------------------------
 
@@ -303,7 +339,7 @@ class Batch:
                 None,
             )
         if channel != "staff":
-            self.sent.add(contact_id, channel, due)
+            self.sent.add(rules.campaign_id, contact_id, channel, due)
         return FollowUpStatus.QUEUED, None, due, messages
 
     def _confirm(self, event: Event, contact_id: int) -> bool:

@@ -157,18 +157,30 @@ def quiet_until(moment: datetime, quiet: QuietHours | None, zone: ZoneInfo) -> d
     return datetime.combine(day, end, zone).astimezone(moment.tzinfo)
 
 
+Slot = tuple[int, str, datetime]  # a campaign's channel in one minute
+
+
 @dataclass
 class Sent:
-    """Follow-ups already queued or sent, for caps (per person and channel) and rate limits
-    (per channel and minute); decisions in this batch are added as they are made."""
+    """Follow-ups already queued or sent: a batch's people's own, for caps (per person and
+    channel), and everyone's, for a campaign's rate limits (per channel and minute); decisions
+    in this batch are added as they are made."""
 
     times: dict[tuple[int, str], list[datetime]] = field(default_factory=dict)
-    per_minute: Counter[tuple[str, datetime]] = field(default_factory=Counter)
-    full_until: dict[tuple[str, datetime], datetime] = field(default_factory=dict)
+    per_minute: Counter[Slot] = field(default_factory=Counter)
+    full_until: dict[Slot, datetime] = field(default_factory=dict)
 
-    def add(self, contact_id: int, channel: str, due: datetime) -> None:
+    def remember(self, contact_id: int, channel: str, due: datetime) -> None:
+        """One of this person's follow-ups, for their caps."""
         self.times.setdefault((contact_id, channel), []).append(due)
-        self.per_minute[(channel, minute(due))] += 1
+
+    def count(self, campaign_id: int, channel: str, due: datetime) -> None:
+        """One of the campaign's follow-ups on `channel`, for its rate limit."""
+        self.per_minute[(campaign_id, channel, minute(due))] += 1
+
+    def add(self, campaign_id: int, contact_id: int, channel: str, due: datetime) -> None:
+        self.remember(contact_id, channel, due)
+        self.count(campaign_id, channel, due)
 
     def cap_reason(
         self, followups: Followups, contact_id: int, channel: str, due: datetime
@@ -182,16 +194,19 @@ class Sent:
                 return f"capped: at most {limit} {channel} a {word} per person"
         return None
 
-    def next_slot(self, channel: str, due: datetime, per_minute_limit: int | None) -> datetime:
-        """The first minute from `due` with room under the channel's rate limit."""
+    def next_slot(
+        self, campaign_id: int, channel: str, due: datetime, per_minute_limit: int | None
+    ) -> datetime:
+        """The first minute from `due` with room under the campaign's rate limit on `channel`."""
         if per_minute_limit is None:
             return due
         first = slot = minute(due)
-        while self.per_minute[(channel, slot)] >= per_minute_limit:
+        while self.per_minute[(campaign_id, channel, slot)] >= per_minute_limit:
             # A run of full minutes is walked once: later messages jump to where it ended.
-            slot = max(slot + timedelta(minutes=1), self.full_until.get((channel, slot), slot))
+            ended = self.full_until.get((campaign_id, channel, slot), slot)
+            slot = max(slot + timedelta(minutes=1), ended)
         if slot != first:
-            self.full_until[(channel, first)] = slot
+            self.full_until[(campaign_id, channel, first)] = slot
         return max(due, slot)
 
 
@@ -216,7 +231,10 @@ def due_at(
     limit = spec.rate_limits.get(channel)  # type: ignore[call-overload]
     for _ in range(10_000):
         moved = sent.next_slot(
-            channel, quiet_until(due, spec.quiet_hours, zone or rules.zone), limit
+            rules.campaign_id,
+            channel,
+            quiet_until(due, spec.quiet_hours, zone or rules.zone),
+            limit,
         )
         if moved == due:
             return due

@@ -4,10 +4,14 @@ consent, holdouts, file ingest with per-line errors, and the local folder delive
 
 import itertools
 import json
+import os
+import subprocess
+import sys
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from sqlalchemy import update
 from sqlmodel import col, select
 
@@ -25,7 +29,7 @@ from store.models import (
 from tasks.engagement.delivery import deliver_followups
 from tasks.engagement.events import IngestReport, ingest
 from tasks.engagement.processing import ProcessReport, process_pending
-from tests.conftest import SLUG
+from tests.conftest import ROOT, SLUG
 
 T0 = datetime(2027, 2, 3, 17, 0, tzinfo=UTC)  # noon in New York, the campaign's time zone
 MIN = timedelta(minutes=1)
@@ -224,6 +228,33 @@ def test_the_rate_limit_moves_the_31st_reply_in_a_minute_to_the_next(engine, app
 
     due = Counter(f.due_at for f in followups(engine, "thank_commenters"))
     assert due == {T0 + 2 * MIN: 30, T0 + 3 * MIN: 1}
+
+
+RULES_PASS = (
+    "import sys\n"
+    "from datetime import datetime\n"
+    "from config.settings import get_settings\n"
+    "from store.db import open_store\n"
+    "from tasks.engagement.processing import process_pending\n"
+    "process_pending(open_store(get_settings()), now=datetime.fromisoformat(sys.argv[1]),\n"
+    "                public_url='https://rally.example.org', batch=15)\n"
+)
+
+
+@pytest.mark.slow
+def test_a_burst_far_above_the_rate_limit_holds_it_every_minute_across_batches_and_processes(
+    engine, applied
+):
+    push(engine, *[event(actor=f"fan{i}") for i in range(300)])  # ten minutes of replies
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    other = subprocess.Popen([sys.executable, "-c", RULES_PASS, T0.isoformat()], env=env)
+    process_pending(engine, now=T0, public_url=PUBLIC_URL, batch=15)
+    assert other.wait(timeout=300) == 0
+    replies = followups(engine, "thank_commenters")
+    assert len(replies) == 300 and {f.status for f in replies} == {"queued"}
+    per_minute = Counter(f.due_at.replace(second=0, microsecond=0) for f in replies)
+    assert max(per_minute.values()) == 30  # the campaign's replies a minute, never more
+    assert len(per_minute) == 10
 
 
 def test_stop_cancels_what_waits_withholds_later_dms_and_start_lets_them_flow(
