@@ -122,7 +122,9 @@ class ActionNetwork:
         if not response.is_success:
             return crm.refused(
                 lead.key,
-                crm.refusal(response, self.where, limit=self.limit, secrets=(self._token,)),
+                crm.refusal(
+                    response, self.where, route=True, limit=self.limit, secrets=(self._token,)
+                ),
             )
         identifiers = json_object(response).get("identifiers")
         ours = [

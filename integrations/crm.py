@@ -3,8 +3,9 @@ the connector protocol, the settings a connector reads, a client-side rate limit
 mapping of HTTP answers onto the error tree.
 
 A connector upserts a batch of leads and reports one `Outcome` per lead it was given. A failure
-of the whole call (the remote down, a 429 or 5xx, a refused token, a batch it rejects as a
-whole) is raised instead, as an `integrations.errors` exception; the drain decides what to do.
+of the whole call (the remote down, a 429 or 5xx, a refused token, a 404 from the upsert endpoint
+itself, which means the API is not at the configured address, a batch it rejects as a whole) is
+raised instead, as an `integrations.errors` exception; the drain decides what to do.
 Connectors never retry by themselves: the drain is the one retry layer.
 """
 
@@ -252,13 +253,19 @@ def refusal(
     where: str,
     message: str | None = None,
     *,
+    route: bool,
     limit: RateLimit | None = None,
     secrets: Sequence[str] = (),
 ) -> IntegrationError:
     """The error for a non-success answer: 429 and 5xx are transient (and pause `limit` for
     as long as the server asked), 401 and 403 mean the whole destination is unusable, any other
     4xx is this request's own fault. `message` is the remote's words (else its reason phrase);
-    `secrets` are scrubbed from it."""
+    `secrets` are scrubbed from it.
+
+    `route` says what the call's URL names, as the caller knows it: the API's own endpoint (an
+    upsert, a collection, a read that checks the credentials), where a 404 means the API is not
+    at that address (a wrong API URL or version) and the whole destination is unusable; or one
+    record (`route=False`), where a 404 is that record's own (a person already gone)."""
     status = response.status_code
     text = message or _message(json_object(response)) or response.reason_phrase
     for secret in secrets:
@@ -274,7 +281,16 @@ def refusal(
         return UnavailableError(f"{detail}; check the destination's credentials")
     if status in (406, 415):  # the API refuses how Rally speaks to it: no lead would fare better
         return UnavailableError(f"{detail}; the destination refuses Rally's requests as sent")
+    if status == 404 and route:
+        return UnavailableError(f"{detail}; {_endpoint(response)} is not there: check the API URL")
     return PermanentError(detail)
+
+
+def _endpoint(response: httpx.Response) -> str:
+    """The method and URL the answer was for, without its query or any user and password in it
+    (`POST https://actionnetwork.org/api/v2/people/`)."""
+    request = response.request
+    return f"{request.method} {request.url.copy_with(query=None, fragment=None, userinfo=b'')}"
 
 
 def _message(body: Mapping[str, Any]) -> str:

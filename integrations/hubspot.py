@@ -118,7 +118,7 @@ class HubSpot:
             ]
             response = self._call("POST", f"{self._base}/batch/upsert", json={"inputs": inputs})
             if not response.is_success:
-                raise self._refusal(response)
+                raise self._refusal(response, route=True)
             answer = json_object(response)
         done, failed = self._results(answer), self._errors(answer)
         outcomes = []
@@ -136,10 +136,13 @@ class HubSpot:
         return outcomes
 
     def forget(self, remote_id: str) -> None:
-        """GDPR-delete the contact; one that is already gone is fine."""
+        """GDPR-delete the contact; one that is already gone is fine. The call names the contact
+        in its body, not its URL, so a 404 is the contact's own only when HubSpot says so
+        (`OBJECT_NOT_FOUND`); any other 404 is the route's."""
         response = self._call("POST", f"{self._base}/gdpr-delete", json={"objectId": remote_id})
-        if not response.is_success and response.status_code != 404:
-            raise self._refusal(response)
+        if response.is_success or _category(response) == "OBJECT_NOT_FOUND":
+            return
+        raise self._refusal(response, route=True)
 
     def properties(self, lead: Lead) -> dict[str, str]:
         """The contact's properties for this lead."""
@@ -190,17 +193,18 @@ class HubSpot:
             self.client, self.limit, method, url, where=self.where, headers=self._headers, **kwargs
         )
 
-    def _refusal(self, response: httpx.Response) -> IntegrationError:
+    def _refusal(self, response: httpx.Response, *, route: bool) -> IntegrationError:
         """`crm.refusal` with HubSpot's category beside its message; a 429 without Retry-After
         asks to wait for the rate limit's interval (and the limit pauses for its own `per`)."""
         body = json_object(response)
-        message, category = body.get("message"), body.get("category") or body.get("errorType")
+        message, category = body.get("message"), _category(response)
         if isinstance(message, str) and message and category:
             message = f"{message} ({category})"
         error = crm.refusal(
             response,
             self.where,
             message if isinstance(message, str) else None,
+            route=route,
             limit=self.limit,
             secrets=(self._token,),
         )
@@ -212,6 +216,13 @@ class HubSpot:
 
     def _scrub(self, text: str) -> str:
         return text.replace(self._token, "[secret]") if self._token else text
+
+
+def _category(response: httpx.Response) -> str | None:
+    """HubSpot's name for the kind of error (`VALIDATION_ERROR`, `OBJECT_NOT_FOUND` ...)."""
+    body = json_object(response)
+    category = body.get("category") or body.get("errorType")
+    return category if isinstance(category, str) else None
 
 
 def _consent(consent: bool | None) -> str | None:

@@ -91,4 +91,5 @@ class LeadWebhook:
             },
         )
         if not response.is_success:
-            raise refusal(response, where, limit=self.limit, secrets=[self._secret])
+            # One URL takes every call, forgets too: a 404 means it is not the receiver's.
+            raise refusal(response, where, route=True, limit=self.limit, secrets=[self._secret])

@@ -157,7 +157,7 @@ class Mobilize:
         error = answer.get("error", answer)
         message = "; ".join(_words(error)) or None
         refusal = crm.refusal(
-            response, self.where, message, limit=self.limit, secrets=(self._token,)
+            response, self.where, message, route=True, limit=self.limit, secrets=(self._token,)
         )
         status = response.status_code
         if status == 404 or (

@@ -96,7 +96,7 @@ class NationBuilder:
         """Delete the signup; one that is already gone is fine."""
         response = self._call("DELETE", f"{self._base}/{quote(remote_id, safe='')}")
         if not response.is_success and response.status_code != 404:
-            raise self._refusal(response)
+            raise self._refusal(response, route=False)
 
     def attributes(self, lead: Lead) -> dict[str, Any]:
         """The signup's attributes for this lead."""
@@ -124,7 +124,7 @@ class NationBuilder:
         body = {"data": {"type": "signups", "attributes": self.attributes(lead)}}
         response = self._call("PATCH", f"{self._base}/push", content=json.dumps(body).encode())
         if not response.is_success:
-            return crm.refused(lead.key, self._refusal(response))
+            return crm.refused(lead.key, self._refusal(response, route=True))
         data = json_object(response).get("data")
         signup_id = data.get("id") if isinstance(data, dict) else None
         if not signup_id:
@@ -158,5 +158,7 @@ class NationBuilder:
             reset -= time.time()
         self.limit.pause(reset)
 
-    def _refusal(self, response: httpx.Response) -> IntegrationError:
-        return crm.refusal(response, self.where, limit=self.limit, secrets=(self._token,))
+    def _refusal(self, response: httpx.Response, *, route: bool) -> IntegrationError:
+        return crm.refusal(
+            response, self.where, route=route, limit=self.limit, secrets=(self._token,)
+        )

@@ -151,6 +151,7 @@ class NgpVan:
             response,
             self.where,
             _message(answer),
+            route=True,  # findOrCreate is the one call, and names no record in its URL
             limit=self.limit,
             secrets=(self._api_key,),
         )

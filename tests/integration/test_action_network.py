@@ -330,3 +330,15 @@ def requests_of_each_kind(group: FakeActionNetwork, http: httpx.Client) -> list[
         http.post(url, json=person()),
         http.get(url, headers=key),
     ]
+
+
+def test_a_404_from_the_signup_route_means_a_wrong_address_and_stops_the_destination(
+    group, http, limit
+) -> None:
+    wrong = connector(group, http, limit, api_url=group.url + "/osdi")
+
+    with pytest.raises(UnavailableError, match="Action Network pa-group") as caught:
+        wrong.upsert([lead(1), lead(2)])
+
+    assert "HTTP 404" in str(caught.value) and "API URL" in str(caught.value)
+    assert len(group.requests) == 1 and not group.people

@@ -519,3 +519,17 @@ def test_the_fake_answers_a_mixed_batch_with_207_and_hubspots_shapes(account, ht
         e["status"] == "error" and e["category"] == "VALIDATION_ERROR" for e in body["errors"]
     )
     assert 'Property \\"nickname\\" does not exist' in body["errors"][0]["message"]
+
+
+def test_a_404_from_hubspots_routes_means_a_wrong_address_and_stops_the_destination(
+    account, http, limit
+) -> None:
+    wrong = connector(account, http, limit, api_url=account.url + "/hubapi")
+
+    with pytest.raises(UnavailableError, match="HubSpot pa-hubspot") as caught:
+        wrong.upsert([lead(1), lead(2)])
+    assert "HTTP 404" in str(caught.value) and "API URL" in str(caught.value)
+    with pytest.raises(UnavailableError, match="API URL"):
+        wrong.forget("1001")  # not taken for a contact that is already gone
+
+    assert [r.status for r in account.requests] == [404, 404] and account.contacts == {}

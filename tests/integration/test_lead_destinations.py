@@ -5,6 +5,7 @@ a dead letter with the remote's words while the others go, and after the fix `ra
 the environment or `.env`, and names the setting a destination lacks."""
 
 import inspect
+import json
 from collections.abc import Iterator
 from importlib import import_module
 from pathlib import Path
@@ -81,6 +82,26 @@ def test_retries_end_delivered_and_a_refused_person_is_redriven_after_the_fix(
     report = sync(engine)
     assert (report.sent, report.dead) == (1, 0)
     assert all(holds(fake, e) for e in emails)
+
+
+def test_a_destination_at_a_wrong_api_address_stops_with_its_reason_and_nobody_is_dead(
+    engine, rally, remote, monkeypatch
+):
+    kind, fake = remote
+    for name, value in REMOTES[kind].env(fake).items():
+        if name.endswith("_API_URL"):  # a base the API has no such route under
+            monkeypatch.setenv(name, value + "/api/v9")
+    get_settings.cache_clear()
+    make_leads(engine, SLUG, 3, prefix=f"{kind}-")
+
+    report = sync(engine)
+
+    assert report.stopped is not None and " crm" in report.stopped, report.errors
+    assert "HTTP 404" in report.stopped and "API URL" in report.stopped
+    assert (report.sent, report.dead, report.retrying) == (0, 0, 0)
+    run = rally("leads", "status", "--json")
+    [row] = json.loads(run.out)
+    assert (row["pending"], row["failed"], row["dead"]) == (3, 0, 0)
 
 
 def test_every_registered_type_gives_its_connector_what_it_takes():

@@ -243,6 +243,30 @@ def test_a_5xx_is_retried_and_a_refused_lead_is_dead_until_fixed_and_retried(
     assert len(hooked.leads) == 3
 
 
+def test_a_webhook_url_the_receiver_does_not_have_stops_it_and_nobody_is_dead(
+    engine, rally, applied, receiver, now
+):
+    from config.settings import get_settings
+
+    block = f"""
+destinations:
+  - name: crm_hook
+    type: webhook
+    options: {{url: "{receiver.url}/hooks/elsewhere"}}
+"""
+    set_destinations(rally, applied, block)
+    get_settings.cache_clear()
+    for i in range(2):
+        signup(engine, now, email=f"w{i}@example.org")
+
+    report = sync(engine, get_settings(), now)[f"{SLUG}/crm_hook"]
+
+    assert report.stopped is not None and "webhook crm_hook" in report.stopped
+    assert "HTTP 404" in report.stopped
+    assert (report.sent, report.dead) == (0, 0)
+    assert [r.status for r in lead_rows(engine)] == ["pending", "pending"]
+
+
 def test_forget_erases_the_person_here_and_deletes_them_where_they_were_synced(
     engine, settings, hooked, now, rally
 ):

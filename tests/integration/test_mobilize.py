@@ -355,3 +355,13 @@ def test_the_fake_refuses_what_mobilize_does(http) -> None:
         "person": {"postal_code": ["This field may not be blank."]}
     }
     assert org.people["a@example.org"]["transactional_sms_opt_in_status"] == "OPT_IN"
+
+
+def test_a_404_from_a_wrong_api_address_names_the_api_url_too(org, http, limit) -> None:
+    wrong = connector(org, http, limit, api_url=org.url + "/api")
+
+    with pytest.raises(UnavailableError, match="Mobilize pa-canvass") as caught:
+        wrong.upsert([lead(1), lead(2)])
+
+    assert "HTTP 404" in str(caught.value) and "API URL" in str(caught.value)
+    assert len(org.requests) == 1 and not org.attendances
