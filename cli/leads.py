@@ -17,7 +17,8 @@ app = typer.Typer(help="Leads: list, sync, status, retry, forget.", no_args_is_h
 
 @app.command("list")
 def list_command(slug: str, json_output: bool = JSON_OPTION) -> None:
-    """Every lead of a campaign: contact, consent, source code and creator, sync state."""
+    """Every lead of a campaign: contact, consent, source code and creator, sync state (and
+    their subscription status at a destination that says)."""
     from store.db import transaction
     from tasks.campaigns.campaign import get_campaign
     from tasks.leads.status import list_leads
@@ -30,7 +31,8 @@ def list_command(slug: str, json_output: bool = JSON_OPTION) -> None:
         return
     from tasks.formats import plain_text
 
-    table = Table("id", "email", "phone", "name", "source", "consent", "sync", box=None)
+    table = Table("id", "email", "phone", "name", "source", "consent", box=None)
+    table.add_column("sync", no_wrap=True)  # a destination's state and status there, whole
     for lead in leads:  # text stored before it was cleaned is printed clean too
         table.add_row(
             str(lead["id"]),
@@ -39,10 +41,20 @@ def list_command(slug: str, json_output: bool = JSON_OPTION) -> None:
             plain_text(lead["name"] or ""),
             plain_text(lead["last_source_code"] or ""),
             ", ".join(f"{c} {s}" for c, s in sorted(lead["consent"].items())),
-            ", ".join(f"{d} {s}" for d, s in sorted(lead["sync"].items())),
+            ", ".join(
+                f"{d} {s}" + _held(lead["subscriptions"].get(d, {}))
+                for d, s in sorted(lead["sync"].items())
+            ),
         )
     console.print(table)
     console.print(f"{len(leads):,} lead(s)")
+
+
+def _held(subscriptions: dict[str, str]) -> str:
+    """What a destination holds of a person's subscriptions, ` (email unsubscribed)`."""
+    if not subscriptions:
+        return ""
+    return " (" + ", ".join(f"{c} {s}" for c, s in sorted(subscriptions.items())) + ")"
 
 
 @app.command("sync")
@@ -99,7 +111,8 @@ def sync_command(
 
 @app.command("status")
 def status_command(json_output: bool = JSON_OPTION) -> None:
-    """Per destination: leads pending, failed (to retry), sent and dead."""
+    """Per destination: leads pending, failed (to retry), sent and dead, and how many it holds
+    as subscribed or not, where it says."""
     from store.db import transaction
     from tasks.leads.records import destination_name
     from tasks.leads.status import dead_letters, sync_status
@@ -119,6 +132,14 @@ def status_command(json_output: bool = JSON_OPTION) -> None:
             *(f"{row[k]:,}" for k in ("pending", "failed", "sent", "dead")),
         )
     console.print(table if rows else "No leads queued for any destination yet.")
+    for row in rows:
+        if row["subscriptions"]:
+            held = "; ".join(
+                f"{channel}: "
+                + ", ".join(f"{n:,} {status}" for status, n in sorted(counts.items()))
+                for channel, counts in sorted(row["subscriptions"].items())
+            )
+            console.print(f"  {row['destination']} holds them as {held}", markup=False)
     for destination, contact, error in dead:
         console.print(f"  dead: lead {contact} to {destination_name(destination)}: {error}")
 

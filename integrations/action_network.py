@@ -13,6 +13,11 @@ their status, and a new one gets its defaults: subscribed to email, not to texts
 does not have are left out. Tags must already exist in the group: Action Network silently
 ignores a tag it does not have.
 
+Action Network answers with the person as it holds them, their statuses included: each
+outcome carries them (`subscriptions`), so Rally records what Action Network holds, which
+differs from what was sent when it keeps an earlier status (a person sent without one keeps
+theirs: unsubscribed, bouncing, a spam complaint ...).
+
 Action Network allows 4 requests a second per key. Refusals come as `{"error": "..."}`: 400 for
 a body it will not take (a person with neither an email nor a phone), 401 or 403 for a refused
 key, whose text may repeat the key (it is blanked out). There is no API call that deletes a
@@ -126,7 +131,8 @@ class ActionNetwork:
                     response, self.where, route=True, limit=self.limit, secrets=(self._token,)
                 ),
             )
-        identifiers = json_object(response).get("identifiers")
+        person = json_object(response)
+        identifiers = person.get("identifiers")
         ours = [
             i
             for i in (identifiers if isinstance(identifiers, list) else [])
@@ -137,7 +143,20 @@ class ActionNetwork:
                 lead.key,
                 error=TransientError(f"{self.where}: answered without an {PREFIX} identifier"),
             )
-        return Outcome(lead.key, remote_id=ours[0])
+        return Outcome(lead.key, remote_id=ours[0], subscriptions=subscriptions(person))
+
+
+def subscriptions(person: Mapping[str, Any]) -> dict[str, str]:
+    """The person's email and mobile subscription statuses as Action Network holds them (the
+    primary address's and number's, else the first's)."""
+    found = {}
+    for channel, field in (("email", "email_addresses"), ("sms", "phone_numbers")):
+        entries = [e for e in person.get(field) or [] if isinstance(e, dict)]
+        entry = next((e for e in entries if e.get("primary")), entries[0] if entries else {})
+        status = entry.get("status")
+        if isinstance(status, str) and status:
+            found[channel] = status
+    return found
 
 
 def _status(consent: bool) -> str:

@@ -59,11 +59,15 @@ class Lead:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What became of one lead: its id at the remote, or the error that keeps it out."""
+    """What became of one lead: its id at the remote, or the error that keeps it out; and, from
+    a remote that answers with it, the person's subscription status there per channel (`email`,
+    `sms`) in the remote's words (`subscribed`, `unsubscribed`, `bouncing` ...), which may
+    differ from the consent Rally sent."""
 
     key: str
     remote_id: str | None = None
     error: IntegrationError | None = None
+    subscriptions: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:

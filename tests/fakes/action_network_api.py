@@ -113,7 +113,7 @@ class FakeActionNetwork(Rejections, FakeHttpServer):
                     self.tagged[person_id].add(tag)
                 else:
                     self.ignored_tags.append(tag)
-            resource = self._resource(person_id)
+            resource = self.resource(person_id)
         return Response(200, json=resource, headers={"Content-Type": "application/hal+json"})
 
     def throttled(self, request: RecordedRequest, retry_after: float) -> Response:
@@ -184,7 +184,8 @@ class FakeActionNetwork(Rejections, FakeHttpServer):
         known["custom_fields"] = {**known["custom_fields"], **posted.get("custom_fields", {})}
         known["modified_date"] = _now()
 
-    def _resource(self, person_id: str) -> dict[str, Any]:
+    def resource(self, person_id: str) -> dict[str, Any]:
+        """The person as Action Network answers with them: a HAL resource."""
         href = f"{self.url}/api/v2/people/{person_id}"
         return {
             "identifiers": [f"action_network:{person_id}"],

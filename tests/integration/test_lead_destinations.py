@@ -13,19 +13,23 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlmodel import select
 
 from config.campaign import Destination
 from config.settings import Settings, get_settings
 from integrations.destinations import DESTINATIONS, Api
 from integrations.lead_files import FileExport
-from store.models import Campaign
+from store.audit import verify
+from store.db import transaction
+from store.models import AuditEvent, Campaign, Contact
 from store.types import utcnow
 from tasks.leads.sync import NotConfigured, connector_for, sync_leads
 from tests.conftest import SLUG
+from tests.fakes.action_network_api import FakeActionNetwork
 from tests.fakes.http_server import Remote, serving
 from tests.fakes.hubspot_api import FakeHubSpot
 from tests.helpers import make_leads
-from tests.integration.test_leads import set_destinations
+from tests.integration.test_leads import set_destinations, signup
 
 
 def remotes() -> dict[str, Remote]:
@@ -183,3 +187,61 @@ def test_a_crms_credentials_can_come_from_dotenv(engine, rally, applied, monkeyp
         report = sync(engine)
         assert (report.sent, report.dead) == (2, 0), report.errors
         assert "dotenv-0@example.org" in fake.contacts
+
+
+HAL = "application/hal+json"
+
+
+@pytest.fixture
+def to_action_network(rally, applied, monkeypatch) -> Iterator[FakeActionNetwork]:
+    for fake in serving(FakeActionNetwork(rate=None)):
+        monkeypatch.setenv("RALLY_ACTION_NETWORK_API_URL", fake.url)
+        monkeypatch.setenv("RALLY_ACTION_NETWORK_TOKEN", fake.token)
+        get_settings.cache_clear()
+        set_destinations(rally, applied, "destinations:\n  - name: crm\n    type: action_network\n")
+        yield fake
+
+
+def test_action_networks_own_status_is_recorded_and_a_difference_from_what_was_sent_audited(
+    engine, rally, to_action_network
+):
+    group, now = to_action_network, utcnow()
+    kim = group.add(email_addresses=[{"address": "kim@example.org", "status": "unsubscribed"}])
+    group.add(email_addresses=[{"address": "lee@example.org", "status": "unsubscribed"}])
+    signup(engine, now, email="kim@example.org", consent={"email": "yes"})
+    # Whatever keeps her so there, Action Network answers that Kim is unsubscribed although
+    # Rally sent her as subscribed: Rally believes the answer.
+    group.fail_next(1, body=group.resource(kim), status=200, headers={"Content-Type": HAL})
+    assert sync(engine).sent == 1
+    assert group.requests[-1].json["person"]["email_addresses"][0]["status"] == "subscribed"
+    signup(engine, now, email="lee@example.org")  # no consent on record: no status sent
+    assert sync(engine).sent == 1
+
+    leads = json.loads(rally("leads", "list", SLUG, "--json").out)
+    listed = {lead["email"]: lead for lead in leads}
+    assert listed["kim@example.org"]["subscriptions"] == {"crm": {"email": "unsubscribed"}}
+    assert listed["lee@example.org"]["subscriptions"] == {"crm": {"email": "unsubscribed"}}
+    assert listed["kim@example.org"]["sync"] == {"crm": "sent"}
+    shown = rally("leads", "list", SLUG).out
+    assert "crm sent (email unsubscribed)" in shown and "(email subscribed)" not in shown
+    [row] = json.loads(rally("leads", "status", "--json").out)
+    assert row["subscriptions"] == {"email": {"unsubscribed": 2}}
+    assert "email: 2 unsubscribed" in rally("leads", "status").out
+
+    with transaction(engine, write=False) as session:
+        entries = session.exec(
+            select(AuditEvent).where(AuditEvent.action == "lead.subscription_differs")
+        ).all()
+        [contact_id] = [
+            c.id for c in session.exec(select(Contact).where(Contact.email == "kim@example.org"))
+        ]
+        assert verify(session).ok
+    [entry] = entries  # Lee was sent no status: nothing differs from what Rally sent
+    assert entry.entity_id == str(contact_id)
+    assert entry.changes == {
+        "destination": "crm",
+        "channel": "email",
+        "sent": "subscribed",
+        "there": "unsubscribed",
+    }
+    assert "crm" in entry.summary and "unsubscribed" in entry.summary
