@@ -12,7 +12,7 @@ from rich.table import Table
 from cli.common import JSON_OPTION, console, print_json, store
 from config.errors import RallyError
 
-app = typer.Typer(help="Leads: list, sync, status, retry, forget.", no_args_is_help=True)
+app = typer.Typer(help="Leads: list, check, sync, status, retry, forget.", no_args_is_help=True)
 
 
 @app.command("list")
@@ -106,6 +106,49 @@ def sync_command(
             for error in r["errors"][:5]:
                 console.print(f"  {error}", markup=False)
     if any(r["stopped"] for r in result.values()):
+        raise typer.Exit(1)
+
+
+@app.command("check")
+def check_command(
+    slug: str,
+    create_missing: bool = typer.Option(
+        False,
+        "--create-missing",
+        help="Create what a destination lacks that Rally writes (HubSpot's contact properties).",
+    ),
+    json_output: bool = JSON_OPTION,
+) -> None:
+    """Check each of a campaign's destinations before leads go: its settings, its credentials
+    (one read that changes nothing) and what the remote must hold first. Exits 1 when one is
+    not ready, saying why."""
+    from tasks.leads.check import check_destinations
+
+    settings, engine = store()
+    checks = check_destinations(engine, settings, slug, create_missing=create_missing)
+    if json_output:
+        print_json([{**vars(c), "ready": c.ready} for c in checks])
+    else:
+        for c in checks:
+            head = f"{c.destination} ({c.type})"
+            if not c.enabled:
+                console.print(f"{head}: disabled, not checked", markup=False)
+                continue
+            for problem in c.problems:
+                console.print(f"{head}: {problem}", markup=False)
+            if c.created:
+                console.print(f"{head}: created {', '.join(c.created)}", markup=False)
+            if c.missing:
+                console.print(
+                    f"{head}: {len(c.missing)} missing that Rally writes there; "
+                    f"`rally leads check {slug} --create-missing` would create:",
+                    markup=False,
+                )
+                for missing in c.missing:
+                    console.print(f"  {missing}", markup=False)
+            if c.ready:
+                console.print(f"{head}: ready ({'; '.join(c.verified)})", markup=False)
+    if not all(c.ready for c in checks):
         raise typer.Exit(1)
 
 

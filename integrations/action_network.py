@@ -21,7 +21,8 @@ theirs: unsubscribed, bouncing, a spam complaint ...).
 Action Network allows 4 requests a second per key. Refusals come as `{"error": "..."}`: 400 for
 a body it will not take (a person with neither an email nor a phone), 401 or 403 for a refused
 key, whose text may repeat the key (it is blanked out). There is no API call that deletes a
-person, so `forget` raises `PermanentError`.
+person, so `forget` raises `PermanentError`. `check` reads the group's tags (`GET
+{api_url}/api/v2/tags/`), which takes the key and changes nothing.
 
 Options: `batch_size`, how many leads one `upsert` call takes (each is still its own request).
 """
@@ -34,7 +35,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from integrations import crm
-from integrations.crm import ConnectorSettings, Lead, Outcome, RateLimit
+from integrations.crm import Connector, ConnectorSettings, Lead, Outcome, RateLimit
 from integrations.errors import PermanentError, TransientError
 from integrations.http import json_object
 
@@ -55,7 +56,7 @@ class ActionNetworkSettings(ConnectorSettings):
     token: SecretStr = Field(SecretStr(""), description="Action Network API key (OSDI-API-Token)")
 
 
-class ActionNetwork:
+class ActionNetwork(Connector):
     """One Action Network group, reached with the group's API key."""
 
     def __init__(
@@ -75,11 +76,23 @@ class ActionNetwork:
         self.limit = limit
         self.where = f"Action Network {name}"
         self.url = api_url.rstrip("/") + "/api/v2/people/"
+        self.tags_url = api_url.rstrip("/") + "/api/v2/tags/"
         self._token = token
         self._headers = {"OSDI-API-Token": token, "Accept": "application/hal+json"}
 
     def upsert(self, leads: Sequence[Lead]) -> list[Outcome]:
         return crm.one_by_one(leads, self._signup)
+
+    def verify(self) -> str:
+        """Read the group's tags (the key is the group's: a wrong one is refused)."""
+        response = crm.send(
+            self.client, self.limit, "GET", self.tags_url, where=self.where, headers=self._headers
+        )
+        if not response.is_success:
+            raise crm.refusal(
+                response, self.where, route=True, limit=self.limit, secrets=(self._token,)
+            )
+        return "API key accepted"
 
     def forget(self, remote_id: str) -> None:
         raise PermanentError(

@@ -13,7 +13,7 @@ import itertools
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
@@ -74,8 +74,25 @@ class Outcome:
         return self.error is None
 
 
+@dataclass(frozen=True)
+class Readiness:
+    """What `Connector.check` found: what it verified, what the remote lacks that Rally writes
+    (`missing`, each saying what creating it would make), what it created, and anything else
+    that stands in the way (`problems`)."""
+
+    verified: tuple[str, ...] = ()
+    missing: tuple[str, ...] = ()
+    created: tuple[str, ...] = ()
+    problems: tuple[str, ...] = ()
+
+    @property
+    def ready(self) -> bool:
+        return not (self.missing or self.problems)
+
+
 class Connector(Protocol):
-    """One destination. `batch_size` is how many leads one `upsert` call may take."""
+    """One destination. `batch_size` is how many leads one `upsert` call may take. A
+    connector names this class as its base to take the default `check`."""
 
     name: str
     batch_size: int
@@ -88,6 +105,19 @@ class Connector(Protocol):
         """Delete the person the remote knows by `remote_id`, or raise `PermanentError` where
         the remote has no such call."""
         ...
+
+    def verify(self) -> str:
+        """Try the credentials with one cheap read (one that changes nothing there) and say
+        what was verified; a refusal is raised as `upsert` raises it (a refused credential or
+        a wrong API URL as `UnavailableError`)."""
+        ...
+
+    def check(self, *, create_missing: bool = False, fields: Collection[str] = ()) -> Readiness:
+        """Whether the destination can take Rally's leads before any is sent: its credentials
+        and whatever the remote must already hold (`fields` are the remote names the
+        destination's mapping writes); with `create_missing`, what it lacks is created. The
+        default only verifies the credentials."""
+        return Readiness(verified=(self.verify(),))
 
 
 class ConnectorSettings(RallySettings):

@@ -272,7 +272,7 @@ def sync_leads(
     """Drain every enabled destination (of one campaign, or one destination by name), as
     `"<campaign>/<destination>"` -> what happened. A destination that is not configured is
     reported and its leads wait; the others go on."""
-    campaigns = _campaigns(engine, campaign)
+    rows = campaigns(engine, campaign)
     reports: dict[str, DrainReport] = {}
     named = False  # whether any campaign has the destination asked for
     opened: AbstractContextManager[httpx.Client] = (
@@ -280,7 +280,7 @@ def sync_leads(
     )
     with opened as http:
         try:
-            for row in campaigns:
+            for row in rows:
                 for dest in CampaignSpec.model_validate(row.spec).destinations:
                     named = named or dest.name == destination
                     if not dest.enabled or (destination and dest.name != destination):
@@ -297,7 +297,7 @@ def sync_leads(
     return reports
 
 
-def _campaigns(engine: Engine, slug: str | None) -> list[Campaign]:
+def campaigns(engine: Engine, slug: str | None) -> list[Campaign]:
     """Every campaign, or the one named (which must exist)."""
     with transaction(engine, write=False) as session:
         query = select(Campaign).order_by(col(Campaign.slug))

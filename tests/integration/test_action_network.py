@@ -380,3 +380,16 @@ def test_a_404_from_the_signup_route_means_a_wrong_address_and_stops_the_destina
 
     assert "HTTP 404" in str(caught.value) and "API URL" in str(caught.value)
     assert len(group.requests) == 1 and not group.people
+
+
+def test_check_verifies_the_key_with_one_read_of_the_groups_tags(group, http) -> None:
+    readiness = connector(group, http, None).check()
+
+    assert readiness.ready and readiness.verified and readiness.created == ()
+    [request] = group.requests
+    assert (request.method, request.path, request.status) == ("GET", "/api/v2/tags/", 200)
+    assert request.headers["osdi-api-token"] == group.token
+    wrong = "an-wrong-key-0000"
+    with pytest.raises(UnavailableError, match="API Key invalid") as caught:
+        connector(group, http, None, token=wrong).check()
+    assert wrong not in said(caught.value)

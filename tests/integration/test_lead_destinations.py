@@ -55,6 +55,8 @@ def remote(request, rally, applied, monkeypatch) -> Iterator[tuple[str, Any]]:
         get_settings.cache_clear()
         block = f"destinations:\n  - name: crm\n    type: {kind}\n" + spec.options(fake)
         set_destinations(rally, applied, block)
+        run = rally("leads", "check", SLUG, "--create-missing")  # HubSpot's properties, say
+        assert run.code == 0, run.out + run.err
         yield kind, fake
 
 
@@ -106,6 +108,29 @@ def test_a_destination_at_a_wrong_api_address_stops_with_its_reason_and_nobody_i
     run = rally("leads", "status", "--json")
     [row] = json.loads(run.out)
     assert (row["pending"], row["failed"], row["dead"]) == (3, 0, 0)
+
+
+def test_leads_check_reads_each_destination_once_and_names_refused_credentials(
+    rally, remote, monkeypatch
+):
+    kind, fake = remote
+    seen = len(fake.requests)
+    run = rally("leads", "check", SLUG)
+    assert run.code == 0, run.out + run.err
+    assert f"crm ({kind}): ready" in run.out
+    assert {r.method for r in fake.requests[seen:]} == {"GET"}
+
+    secrets = [name for name in REMOTES[kind].env(fake) if name.endswith(("_TOKEN", "_API_KEY"))]
+    for name in secrets:
+        monkeypatch.setenv(name, "wrong-secret-0000")
+    get_settings.cache_clear()
+    run = rally("leads", "check", SLUG)
+    assert run.code == 1
+    [line] = [line for line in run.out.splitlines() if line.startswith(f"crm ({kind}): ")]
+    assert "credentials" in line and "wrong-secret-0000" not in run.out
+    [checked] = json.loads(rally("leads", "check", SLUG, "--json").out)
+    assert (checked["destination"], checked["type"], checked["ready"]) == ("crm", kind, False)
+    assert "credentials" in checked["problems"][0]
 
 
 def test_every_registered_type_gives_its_connector_what_it_takes():
@@ -183,6 +208,7 @@ def test_a_crms_credentials_can_come_from_dotenv(engine, rally, applied, monkeyp
         )
         set_destinations(rally, applied, "destinations:\n  - name: crm\n    type: hubspot\n")
         get_settings.cache_clear()
+        assert rally("leads", "check", SLUG, "--create-missing").code == 0
         make_leads(engine, SLUG, 2, prefix="dotenv-")
         report = sync(engine)
         assert (report.sent, report.dead) == (2, 0), report.errors
@@ -245,3 +271,43 @@ def test_action_networks_own_status_is_recorded_and_a_difference_from_what_was_s
         "there": "unsubscribed",
     }
     assert "crm" in entry.summary and "unsubscribed" in entry.summary
+
+
+@pytest.fixture
+def new_hubspot(rally, applied, monkeypatch) -> Iterator[FakeHubSpot]:
+    """A HubSpot account with its own contact properties only, as a campaign's destination."""
+    for fake in serving(FakeHubSpot(rate=None)):
+        monkeypatch.setenv("RALLY_HUBSPOT_API_URL", fake.url)
+        monkeypatch.setenv("RALLY_HUBSPOT_TOKEN", fake.token)
+        get_settings.cache_clear()
+        block = (
+            "destinations:\n  - name: crm\n    type: hubspot\n"
+            "    mapping: {segment: rally_segment}\n"
+        )
+        set_destinations(rally, applied, block)
+        yield fake
+
+
+def test_a_hubspot_account_lacking_rallys_properties_is_named_by_the_check_and_waits(
+    engine, rally, new_hubspot
+):
+    run = rally("leads", "check", SLUG)
+    assert run.code == 1
+    assert "crm (hubspot)" in run.out and "--create-missing" in run.out
+    for name in ("rally_tags", "rally_email_consent", "rally_campaign", "rally_segment"):
+        assert name in run.out
+    assert new_hubspot.property("rally_tags") is None
+
+    make_leads(engine, SLUG, 2, prefix="hub-")
+    report = sync(engine)
+    assert report.stopped is not None and "PROPERTY_DOESNT_EXIST" in report.stopped
+    assert (report.sent, report.dead) == (0, 0) and new_hubspot.contacts == {}
+
+    run = rally("leads", "check", SLUG, "--create-missing")
+    assert run.code == 0, run.out
+    assert "created" in run.out and "rally_segment" in run.out
+    assert rally("leads", "check", SLUG).code == 0
+    report = sync(engine)
+    assert (report.sent, report.dead) == (2, 0), report.errors
+    contact = new_hubspot.contact("hub-0@example.org")
+    assert contact is not None and contact["properties"]["rally_campaign"] == SLUG

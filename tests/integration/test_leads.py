@@ -268,6 +268,45 @@ destinations:
     assert [r.status for r in lead_rows(engine)] == ["pending", "pending"]
 
 
+def test_leads_check_says_what_it_verified_for_an_export_and_a_webhook(
+    rally, applied, receiver, settings
+):
+    from config.settings import get_settings
+
+    block = f"""
+destinations:
+  - name: export
+    type: csv
+  - name: crm_hook
+    type: webhook
+    options: {{url: "{receiver.url}{receiver.path}"}}
+  - name: later
+    type: jsonl
+    enabled: false
+"""
+    set_destinations(rally, applied, block)
+    get_settings.cache_clear()
+
+    run = rally("leads", "check", SLUG)
+
+    assert run.code == 0, run.out
+    lines = run.out.splitlines()
+    assert any(line.startswith("export (csv): ready") and "exports" in line for line in lines)
+    assert any(line.startswith("crm_hook (webhook): ready") for line in lines)
+    assert any(line.startswith("later (jsonl): disabled") for line in lines)
+    assert receiver.requests == []  # a webhook has no call that only reads: nothing is sent
+    assert (settings.exports / SLUG).is_dir()
+
+    settings.exports.mkdir(parents=True, exist_ok=True)
+    (settings.exports / SLUG).rmdir()
+    (settings.exports / SLUG).write_text("not a folder")
+    run = rally("leads", "check", SLUG)
+    assert run.code == 1 and any(
+        line.startswith("export (csv): ") and "cannot write" in line
+        for line in run.out.splitlines()
+    )
+
+
 def test_forget_erases_the_person_here_and_deletes_them_where_they_were_synced(
     engine, settings, hooked, now, rally
 ):
