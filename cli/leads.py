@@ -41,9 +41,11 @@ def list_command(slug: str, json_output: bool = JSON_OPTION) -> None:
             plain_text(lead["name"] or ""),
             plain_text(lead["last_source_code"] or ""),
             ", ".join(f"{c} {s}" for c, s in sorted(lead["consent"].items())),
-            ", ".join(
-                f"{d} {s}" + _held(lead["subscriptions"].get(d, {}))
-                for d, s in sorted(lead["sync"].items())
+            plain_text(
+                ", ".join(
+                    f"{d} {s}" + _held(lead["subscriptions"].get(d, {}))
+                    for d, s in sorted(lead["sync"].items())
+                )
             ),
         )
     console.print(table)

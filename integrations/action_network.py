@@ -167,8 +167,8 @@ def subscriptions(person: Mapping[str, Any]) -> dict[str, str]:
         entries = [e for e in person.get(field) or [] if isinstance(e, dict)]
         entry = next((e for e in entries if e.get("primary")), entries[0] if entries else {})
         status = entry.get("status")
-        if isinstance(status, str) and status:
-            found[channel] = status
+        if isinstance(status, str) and status and len(status) <= 40 and status.isprintable():
+            found[channel] = status  # a word or two as Action Network names them, kept as said
     return found
 
 

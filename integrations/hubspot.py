@@ -161,6 +161,7 @@ class HubSpot(Connector):
         raise self._refusal(response, route=True)
 
     def verify(self) -> str:
+        """Read the account's contact properties."""
         self._existing()
         return "token accepted"
 

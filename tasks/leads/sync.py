@@ -212,35 +212,41 @@ def subscriptions_noted(destination: Destination) -> Handler:
                 ).where(col(ContactConsent.contact_id).in_(there))
             )
         }
-        changes = []
-        for contact_id, state in sorted(there.items()):
-            for channel, status in sorted(state.items()):
-                sent_as = consent_status(consent_of(consents.get((contact_id, channel))))
-                if sent_as and status != sent_as:
-                    summary = (
-                        f"contact {contact_id}: {destination.name} ({destination.type}) holds "
-                        f"their {channel} as {status}, not {sent_as} as Rally sent it; Rally "
-                        f"records {status} there"
-                    )
-                    details = {
-                        "destination": destination.name,
-                        "channel": channel,
-                        "sent": sent_as,
-                        "there": status,
-                    }
-                    changes.append(
-                        Change(
-                            "rally",
-                            "lead.subscription_differs",
-                            "contact",
-                            contact_id,
-                            summary,
-                            details,
-                        )
-                    )
-        record(session, changes)
+        record(
+            session,
+            [
+                change
+                for contact_id, state in sorted(there.items())
+                for channel, status in sorted(state.items())
+                if (change := _differs(destination, contact_id, channel, status, consents))
+            ],
+        )
 
     return Handler(sent=sent, take_turns=False)
+
+
+def _differs(
+    destination: Destination,
+    contact_id: int,
+    channel: str,
+    status: str,
+    consents: Mapping[tuple[int, str], str],
+) -> Change | None:
+    """The audit entry for a status there other than the one Rally sent, if it is."""
+    sent_as = consent_status(consent_of(consents.get((contact_id, channel))))
+    if not sent_as or status == sent_as:
+        return None
+    summary = (
+        f"contact {contact_id}: {destination.name} ({destination.type}) holds their {channel} "
+        f"as {status}, not {sent_as} as Rally sent it; Rally records {status} there"
+    )
+    details = {
+        "destination": destination.name,
+        "channel": channel,
+        "sent": sent_as,
+        "there": status,
+    }
+    return Change("rally", "lead.subscription_differs", "contact", contact_id, summary, details)
 
 
 def waiting(engine: Engine, key: str, now: datetime) -> int:
