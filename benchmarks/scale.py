@@ -220,7 +220,7 @@ def leads_side(unlimited_leads: int, limited_leads: int) -> dict[str, Any]:
     import shutil
 
     from tests.fakes.hubspot_api import FakeHubSpot
-    from tests.helpers import make_leads
+    from tests.helpers import HUBSPOT_PROPERTIES, make_leads
 
     with tempfile.TemporaryDirectory() as tmp, postgres_databases() as (make, checkpoint):
         folder = Path(tmp) / "campaign"
@@ -245,7 +245,8 @@ def leads_side(unlimited_leads: int, limited_leads: int) -> dict[str, Any]:
 
         fast = prepared("    rate: {requests: 100000, per_seconds: 1}\n", unlimited_leads)
         limited = prepared("", limited_leads)
-        unlimited_fake = FakeHubSpot(rate=None).start()
+        # accounts where `rally leads check --create-missing` made Rally's properties
+        unlimited_fake = FakeHubSpot(rate=None, properties=HUBSPOT_PROPERTIES).start()
         rates = {}
         for workers in (1, 2):
             checkpoint()
@@ -256,7 +257,7 @@ def leads_side(unlimited_leads: int, limited_leads: int) -> dict[str, Any]:
                 f"{seconds:.1f} s ({rates[workers]:,.0f}/s)"
             )
         unlimited_fake.stop()
-        fake = FakeHubSpot(rate=(100, 10.0), sliding=True).start()
+        fake = FakeHubSpot(rate=(100, 10.0), sliding=True, properties=HUBSPOT_PROPERTIES).start()
         sent, seconds = sync_workers(make(limited), fake, 2, tmp)
         answered = sorted(r.at for r in fake.requests if r.status != 429)
         calls, spread = len(answered), answered[-1] - answered[0]

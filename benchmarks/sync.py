@@ -95,8 +95,11 @@ def main() -> None:
     from tests.fakes.hubspot_api import FakeHubSpot
 
     home = Path(tempfile.mkdtemp(prefix="rally-bench-sync-"))
-    hubspot = FakeHubSpot(rate=(100, 10.0), sliding=True).start()
-    unlimited = FakeHubSpot(rate=None).start()
+    from tests.helpers import HUBSPOT_PROPERTIES
+
+    # accounts where `rally leads check --create-missing` made Rally's properties
+    hubspot = FakeHubSpot(rate=(100, 10.0), sliding=True, properties=HUBSPOT_PROPERTIES).start()
+    unlimited = FakeHubSpot(rate=None, properties=HUBSPOT_PROPERTIES).start()
     action_network = FakeActionNetwork(rate=(4, 1.0)).start()
     os.environ.update(
         {

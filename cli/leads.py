@@ -12,12 +12,13 @@ from rich.table import Table
 from cli.common import JSON_OPTION, console, print_json, store
 from config.errors import RallyError
 
-app = typer.Typer(help="Leads: list, sync, status, retry, forget.", no_args_is_help=True)
+app = typer.Typer(help="Leads: list, check, sync, status, retry, forget.", no_args_is_help=True)
 
 
 @app.command("list")
 def list_command(slug: str, json_output: bool = JSON_OPTION) -> None:
-    """Every lead of a campaign: contact, consent, source code and creator, sync state."""
+    """Every lead of a campaign: contact, consent, source code and creator, sync state (and
+    their subscription status at a destination that says)."""
     from store.db import transaction
     from tasks.campaigns.campaign import get_campaign
     from tasks.leads.status import list_leads
@@ -30,7 +31,8 @@ def list_command(slug: str, json_output: bool = JSON_OPTION) -> None:
         return
     from tasks.formats import plain_text
 
-    table = Table("id", "email", "phone", "name", "source", "consent", "sync", box=None)
+    table = Table("id", "email", "phone", "name", "source", "consent", box=None)
+    table.add_column("sync", no_wrap=True)  # a destination's state and status there, whole
     for lead in leads:  # text stored before it was cleaned is printed clean too
         table.add_row(
             str(lead["id"]),
@@ -39,10 +41,22 @@ def list_command(slug: str, json_output: bool = JSON_OPTION) -> None:
             plain_text(lead["name"] or ""),
             plain_text(lead["last_source_code"] or ""),
             ", ".join(f"{c} {s}" for c, s in sorted(lead["consent"].items())),
-            ", ".join(f"{d} {s}" for d, s in sorted(lead["sync"].items())),
+            plain_text(
+                ", ".join(
+                    f"{d} {s}" + _held(lead["subscriptions"].get(d, {}))
+                    for d, s in sorted(lead["sync"].items())
+                )
+            ),
         )
     console.print(table)
     console.print(f"{len(leads):,} lead(s)")
+
+
+def _held(subscriptions: dict[str, str]) -> str:
+    """What a destination holds of a person's subscriptions, ` (email unsubscribed)`."""
+    if not subscriptions:
+        return ""
+    return " (" + ", ".join(f"{c} {s}" for c, s in sorted(subscriptions.items())) + ")"
 
 
 @app.command("sync")
@@ -97,9 +111,53 @@ def sync_command(
         raise typer.Exit(1)
 
 
+@app.command("check")
+def check_command(
+    slug: str,
+    create_missing: bool = typer.Option(
+        False,
+        "--create-missing",
+        help="Create what a destination lacks that Rally writes (HubSpot's contact properties).",
+    ),
+    json_output: bool = JSON_OPTION,
+) -> None:
+    """Check each of a campaign's destinations before leads go: its settings, its credentials
+    (one read that changes nothing) and what the remote must hold first. Exits 1 when one is
+    not ready, saying why."""
+    from tasks.leads.check import check_destinations
+
+    settings, engine = store()
+    checks = check_destinations(engine, settings, slug, create_missing=create_missing)
+    if json_output:
+        print_json([{**vars(c), "ready": c.ready} for c in checks])
+    else:
+        for c in checks:
+            head = f"{c.destination} ({c.type})"
+            if not c.enabled:
+                console.print(f"{head}: disabled, not checked", markup=False)
+                continue
+            for problem in c.problems:
+                console.print(f"{head}: {problem}", markup=False)
+            if c.created:
+                console.print(f"{head}: created {', '.join(c.created)}", markup=False)
+            if c.missing:
+                console.print(
+                    f"{head}: {len(c.missing)} missing that Rally writes there; "
+                    f"`rally leads check {slug} --create-missing` would create:",
+                    markup=False,
+                )
+                for missing in c.missing:
+                    console.print(f"  {missing}", markup=False)
+            if c.ready:
+                console.print(f"{head}: ready ({'; '.join(c.verified)})", markup=False)
+    if not all(c.ready for c in checks):
+        raise typer.Exit(1)
+
+
 @app.command("status")
 def status_command(json_output: bool = JSON_OPTION) -> None:
-    """Per destination: leads pending, failed (to retry), sent and dead."""
+    """Per destination: leads pending, failed (to retry), sent and dead, and how many it holds
+    as subscribed or not, where it says."""
     from store.db import transaction
     from tasks.leads.records import destination_name
     from tasks.leads.status import dead_letters, sync_status
@@ -119,6 +177,14 @@ def status_command(json_output: bool = JSON_OPTION) -> None:
             *(f"{row[k]:,}" for k in ("pending", "failed", "sent", "dead")),
         )
     console.print(table if rows else "No leads queued for any destination yet.")
+    for row in rows:
+        if row["subscriptions"]:
+            held = "; ".join(
+                f"{channel}: "
+                + ", ".join(f"{n:,} {status}" for status, n in sorted(counts.items()))
+                for channel, counts in sorted(row["subscriptions"].items())
+            )
+            console.print(f"  {row['destination']} holds them as {held}", markup=False)
     for destination, contact, error in dead:
         console.print(f"  dead: lead {contact} to {destination_name(destination)}: {error}")
 

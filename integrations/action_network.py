@@ -13,10 +13,16 @@ their status, and a new one gets its defaults: subscribed to email, not to texts
 does not have are left out. Tags must already exist in the group: Action Network silently
 ignores a tag it does not have.
 
+Action Network answers with the person as it holds them, their statuses included: each
+outcome carries them (`subscriptions`), so Rally records what Action Network holds, which
+differs from what was sent when it keeps an earlier status (a person sent without one keeps
+theirs: unsubscribed, bouncing, a spam complaint ...).
+
 Action Network allows 4 requests a second per key. Refusals come as `{"error": "..."}`: 400 for
 a body it will not take (a person with neither an email nor a phone), 401 or 403 for a refused
 key, whose text may repeat the key (it is blanked out). There is no API call that deletes a
-person, so `forget` raises `PermanentError`.
+person, so `forget` raises `PermanentError`. `check` reads the group's tags (`GET
+{api_url}/api/v2/tags/`), which takes the key and changes nothing.
 
 Options: `batch_size`, how many leads one `upsert` call takes (each is still its own request).
 """
@@ -29,7 +35,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from integrations import crm
-from integrations.crm import ConnectorSettings, Lead, Outcome, RateLimit
+from integrations.crm import Connector, ConnectorSettings, Lead, Outcome, RateLimit
 from integrations.errors import PermanentError, TransientError
 from integrations.http import json_object
 
@@ -50,7 +56,7 @@ class ActionNetworkSettings(ConnectorSettings):
     token: SecretStr = Field(SecretStr(""), description="Action Network API key (OSDI-API-Token)")
 
 
-class ActionNetwork:
+class ActionNetwork(Connector):
     """One Action Network group, reached with the group's API key."""
 
     def __init__(
@@ -70,11 +76,23 @@ class ActionNetwork:
         self.limit = limit
         self.where = f"Action Network {name}"
         self.url = api_url.rstrip("/") + "/api/v2/people/"
+        self.tags_url = api_url.rstrip("/") + "/api/v2/tags/"
         self._token = token
         self._headers = {"OSDI-API-Token": token, "Accept": "application/hal+json"}
 
     def upsert(self, leads: Sequence[Lead]) -> list[Outcome]:
         return crm.one_by_one(leads, self._signup)
+
+    def verify(self) -> str:
+        """Read the group's tags (the key is the group's: a wrong one is refused)."""
+        response = crm.send(
+            self.client, self.limit, "GET", self.tags_url, where=self.where, headers=self._headers
+        )
+        if not response.is_success:
+            raise crm.refusal(
+                response, self.where, route=True, limit=self.limit, secrets=(self._token,)
+            )
+        return "API key accepted"
 
     def forget(self, remote_id: str) -> None:
         raise PermanentError(
@@ -122,9 +140,12 @@ class ActionNetwork:
         if not response.is_success:
             return crm.refused(
                 lead.key,
-                crm.refusal(response, self.where, limit=self.limit, secrets=(self._token,)),
+                crm.refusal(
+                    response, self.where, route=True, limit=self.limit, secrets=(self._token,)
+                ),
             )
-        identifiers = json_object(response).get("identifiers")
+        person = json_object(response)
+        identifiers = person.get("identifiers")
         ours = [
             i
             for i in (identifiers if isinstance(identifiers, list) else [])
@@ -135,7 +156,20 @@ class ActionNetwork:
                 lead.key,
                 error=TransientError(f"{self.where}: answered without an {PREFIX} identifier"),
             )
-        return Outcome(lead.key, remote_id=ours[0])
+        return Outcome(lead.key, remote_id=ours[0], subscriptions=subscriptions(person))
+
+
+def subscriptions(person: Mapping[str, Any]) -> dict[str, str]:
+    """The person's email and mobile subscription statuses as Action Network holds them (the
+    primary address's and number's, else the first's)."""
+    found = {}
+    for channel, field in (("email", "email_addresses"), ("sms", "phone_numbers")):
+        entries = [e for e in person.get(field) or [] if isinstance(e, dict)]
+        entry = next((e for e in entries if e.get("primary")), entries[0] if entries else {})
+        status = entry.get("status")
+        if isinstance(status, str) and status and len(status) <= 40 and status.isprintable():
+            found[channel] = status  # a word or two as Action Network names them, kept as said
+    return found
 
 
 def _status(consent: bool) -> str:

@@ -3,8 +3,9 @@ the connector protocol, the settings a connector reads, a client-side rate limit
 mapping of HTTP answers onto the error tree.
 
 A connector upserts a batch of leads and reports one `Outcome` per lead it was given. A failure
-of the whole call (the remote down, a 429 or 5xx, a refused token, a batch it rejects as a
-whole) is raised instead, as an `integrations.errors` exception; the drain decides what to do.
+of the whole call (the remote down, a 429 or 5xx, a refused token, a 404 from the upsert endpoint
+itself, which means the API is not at the configured address, a batch it rejects as a whole) is
+raised instead, as an `integrations.errors` exception; the drain decides what to do.
 Connectors never retry by themselves: the drain is the one retry layer.
 """
 
@@ -12,7 +13,7 @@ import itertools
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
@@ -58,19 +59,40 @@ class Lead:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What became of one lead: its id at the remote, or the error that keeps it out."""
+    """What became of one lead: its id at the remote, or the error that keeps it out; and, from
+    a remote that answers with it, the person's subscription status there per channel (`email`,
+    `sms`) in the remote's words (`subscribed`, `unsubscribed`, `bouncing` ...), which may
+    differ from the consent Rally sent."""
 
     key: str
     remote_id: str | None = None
     error: IntegrationError | None = None
+    subscriptions: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
         return self.error is None
 
 
+@dataclass(frozen=True)
+class Readiness:
+    """What `Connector.check` found: what it verified, what the remote lacks that Rally writes
+    (`missing`, each saying what creating it would make), what it created, and anything else
+    that stands in the way (`problems`)."""
+
+    verified: tuple[str, ...] = ()
+    missing: tuple[str, ...] = ()
+    created: tuple[str, ...] = ()
+    problems: tuple[str, ...] = ()
+
+    @property
+    def ready(self) -> bool:
+        return not (self.missing or self.problems)
+
+
 class Connector(Protocol):
-    """One destination. `batch_size` is how many leads one `upsert` call may take."""
+    """One destination. `batch_size` is how many leads one `upsert` call may take. A
+    connector names this class as its base to take the default `check`."""
 
     name: str
     batch_size: int
@@ -83,6 +105,19 @@ class Connector(Protocol):
         """Delete the person the remote knows by `remote_id`, or raise `PermanentError` where
         the remote has no such call."""
         ...
+
+    def verify(self) -> str:
+        """Try the credentials with one cheap read (one that changes nothing there) and say
+        what was verified; a refusal is raised as `upsert` raises it (a refused credential or
+        a wrong API URL as `UnavailableError`)."""
+        ...
+
+    def check(self, *, create_missing: bool = False, fields: Collection[str] = ()) -> Readiness:
+        """Whether the destination can take Rally's leads before any is sent: its credentials
+        and whatever the remote must already hold (`fields` are the remote names the
+        destination's mapping writes); with `create_missing`, what it lacks is created. The
+        default only verifies the credentials."""
+        return Readiness(verified=(self.verify(),))
 
 
 class ConnectorSettings(RallySettings):
@@ -252,13 +287,19 @@ def refusal(
     where: str,
     message: str | None = None,
     *,
+    route: bool,
     limit: RateLimit | None = None,
     secrets: Sequence[str] = (),
 ) -> IntegrationError:
     """The error for a non-success answer: 429 and 5xx are transient (and pause `limit` for
     as long as the server asked), 401 and 403 mean the whole destination is unusable, any other
     4xx is this request's own fault. `message` is the remote's words (else its reason phrase);
-    `secrets` are scrubbed from it."""
+    `secrets` are scrubbed from it.
+
+    `route` says what the call's URL names, as the caller knows it: the API's own endpoint (an
+    upsert, a collection, a read that checks the credentials), where a 404 means the API is not
+    at that address (a wrong API URL or version) and the whole destination is unusable; or one
+    record (`route=False`), where a 404 is that record's own (a person already gone)."""
     status = response.status_code
     text = message or _message(json_object(response)) or response.reason_phrase
     for secret in secrets:
@@ -274,7 +315,16 @@ def refusal(
         return UnavailableError(f"{detail}; check the destination's credentials")
     if status in (406, 415):  # the API refuses how Rally speaks to it: no lead would fare better
         return UnavailableError(f"{detail}; the destination refuses Rally's requests as sent")
+    if status == 404 and route:
+        return UnavailableError(f"{detail}; {_endpoint(response)} is not there: check the API URL")
     return PermanentError(detail)
+
+
+def _endpoint(response: httpx.Response) -> str:
+    """The method and URL the answer was for, without its query or any user and password in it
+    (`POST https://actionnetwork.org/api/v2/people/`)."""
+    request = response.request
+    return f"{request.method} {request.url.copy_with(query=None, fragment=None, userinfo=b'')}"
 
 
 def _message(body: Mapping[str, Any]) -> str:

@@ -22,7 +22,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
-from integrations.crm import Lead, Outcome, batch_size
+from integrations.crm import Connector, Lead, Outcome, batch_size
+from integrations.errors import UnavailableError
 
 BATCH_SIZE = 5000
 COLUMNS = (
@@ -82,7 +83,7 @@ def safe_cell(value: Any) -> str:
     return "'" + text if risky else text
 
 
-class FileExport:
+class FileExport(Connector):
     """Leads of one destination in `path`, keyed by the lead's key (also its remote id)."""
 
     def __init__(
@@ -103,6 +104,17 @@ class FileExport:
                 rows[lead.key] = lead_record(lead)
             self._write(rows)
         return [Outcome(lead.key, remote_id=lead.key) for lead in leads]
+
+    def verify(self) -> str:
+        """The export's folder exists, or is made, and can be written."""
+        folder = self.path.parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UnavailableError(f"export {self.name}: cannot write {folder}: {exc}") from None
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise UnavailableError(f"export {self.name}: cannot write {folder}")
+        return f"writes {self.path}"
 
     def forget(self, remote_id: str) -> None:
         with self._turn():

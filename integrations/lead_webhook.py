@@ -21,7 +21,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from integrations import crm
-from integrations.crm import ConnectorSettings, Lead, Outcome, RateLimit, refusal, send
+from integrations.crm import Connector, ConnectorSettings, Lead, Outcome, RateLimit, refusal, send
 from integrations.lead_files import lead_record
 
 BATCH_SIZE = 100
@@ -45,7 +45,7 @@ class LeadWebhookSettings(ConnectorSettings):
     )
 
 
-class LeadWebhook:
+class LeadWebhook(Connector):
     """One receiver's URL, called with signed batches of leads."""
 
     def __init__(
@@ -71,6 +71,11 @@ class LeadWebhook:
         self._post(body, key)
         return [Outcome(lead.key, remote_id=lead.key) for lead in leads]
 
+    def verify(self) -> str:
+        """Nothing to read: a receiver takes only Rally's signed posts, and a post would be a
+        delivery."""
+        return "its secret is set; a receiver has no call that only reads, so nothing was sent"
+
     def forget(self, remote_id: str) -> None:
         self._post({"type": "lead.forgotten", "key": remote_id}, f"forget:{remote_id}")
 
@@ -91,4 +96,5 @@ class LeadWebhook:
             },
         )
         if not response.is_success:
-            raise refusal(response, where, limit=self.limit, secrets=[self._secret])
+            # One URL takes every call, forgets too: a 404 means it is not the receiver's.
+            raise refusal(response, where, route=True, limit=self.limit, secrets=[self._secret])

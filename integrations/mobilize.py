@@ -21,12 +21,15 @@ valid email address."]}}`) or a `detail`. 403 means the token is refused or the 
 not enabled the write endpoints. An event, organization or timeslot Mobilize does not know (404,
 or a 400 naming them) is the destination's fault rather than the person's, so it is raised as
 `UnavailableError` like a refused token. Mobilize has no API call that deletes a person, so
-`forget` raises `PermanentError`.
+`forget` raises `PermanentError`. `check` tries the token on the organization's people list
+(`GET {api_url}/v1/organizations/{organization_id}/people`), asking only for people changed from
+now on.
 
 Options: `organization_id`, `event_id` and `timeslot_ids` (a list), all required, and
 `batch_size`, how many leads one `upsert` call takes (each is still its own request).
 """
 
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -35,7 +38,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from integrations import crm
-from integrations.crm import ConnectorSettings, Lead, Outcome, RateLimit
+from integrations.crm import Connector, ConnectorSettings, Lead, Outcome, RateLimit
 from integrations.errors import IntegrationError, PermanentError, TransientError, UnavailableError
 from integrations.http import json_object
 
@@ -60,7 +63,7 @@ class MobilizeSettings(ConnectorSettings):
     token: SecretStr = Field(SecretStr(""), description="Mobilize API token")
 
 
-class Mobilize:
+class Mobilize(Connector):
     """One event's timeslots in one Mobilize organization, reached with one API token."""
 
     def __init__(
@@ -88,15 +91,30 @@ class Mobilize:
         self.client = client
         self.limit = limit
         self.where = f"Mobilize {name}"
-        self.url = (
-            f"{api_url.rstrip('/')}/v1/organizations/{self.organization_id}"
-            f"/events/{self.event_id}/attendances"
-        )
+        organization = f"{api_url.rstrip('/')}/v1/organizations/{self.organization_id}"
+        self.url = f"{organization}/events/{self.event_id}/attendances"
+        self.people_url = f"{organization}/people"
         self._token = token
         self._headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
 
     def upsert(self, leads: Sequence[Lead]) -> list[Outcome]:
         return crm.one_by_one(leads, self._attend)
+
+    def verify(self) -> str:
+        """List the organization's people changed from now on (the list needs the token, and
+        asking for the newest keeps everyone's data where it is)."""
+        response = crm.send(
+            self.client,
+            self.limit,
+            "GET",
+            self.people_url,
+            where=self.where,
+            params={"updated_since": str(int(time.time())), "per_page": "1"},
+            headers=self._headers,
+        )
+        if not response.is_success:
+            raise self._refusal(response, json_object(response))
+        return "token accepted"
 
     def forget(self, remote_id: str) -> None:
         raise PermanentError(
@@ -157,7 +175,7 @@ class Mobilize:
         error = answer.get("error", answer)
         message = "; ".join(_words(error)) or None
         refusal = crm.refusal(
-            response, self.where, message, limit=self.limit, secrets=(self._token,)
+            response, self.where, message, route=True, limit=self.limit, secrets=(self._token,)
         )
         status = response.status_code
         if status == 404 or (

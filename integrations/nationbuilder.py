@@ -25,7 +25,7 @@ The nation allows 250 requests per 10 seconds per token. Every answer carries `R
 as a Unix time is taken as one); when Remaining reaches 0 the client's limit pauses until the
 reset, and a 429 pauses it for its Retry-After. Validation failures come back as 422 with a JSON:API
 errors document (`errors[].detail`), other refusals as `{"code", "message"}`; 401 means the token
-is refused.
+is refused. `check` reads a page of one signup (`GET {api_url}/api/v2/signups?page[size]=1`).
 """
 
 import json
@@ -39,7 +39,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from integrations import crm
-from integrations.crm import ConnectorSettings, Lead, Outcome, RateLimit
+from integrations.crm import Connector, ConnectorSettings, Lead, Outcome, RateLimit
 from integrations.errors import IntegrationError, TransientError
 from integrations.http import json_object
 
@@ -61,7 +61,7 @@ class NationBuilderSettings(ConnectorSettings):
     token: SecretStr = Field(SecretStr(""), description="NationBuilder OAuth access token")
 
 
-class NationBuilder:
+class NationBuilder(Connector):
     """One nation, reached with one API token."""
 
     def __init__(
@@ -92,11 +92,18 @@ class NationBuilder:
     def upsert(self, leads: Sequence[Lead]) -> list[Outcome]:
         return crm.one_by_one(leads, self._push)
 
+    def verify(self) -> str:
+        """Read one signup, the smallest page the token can be tried with."""
+        response = self._call("GET", self._base, params={"page[size]": "1"})
+        if not response.is_success:
+            raise self._refusal(response, route=True)
+        return "token accepted"
+
     def forget(self, remote_id: str) -> None:
         """Delete the signup; one that is already gone is fine."""
         response = self._call("DELETE", f"{self._base}/{quote(remote_id, safe='')}")
         if not response.is_success and response.status_code != 404:
-            raise self._refusal(response)
+            raise self._refusal(response, route=False)
 
     def attributes(self, lead: Lead) -> dict[str, Any]:
         """The signup's attributes for this lead."""
@@ -124,7 +131,7 @@ class NationBuilder:
         body = {"data": {"type": "signups", "attributes": self.attributes(lead)}}
         response = self._call("PATCH", f"{self._base}/push", content=json.dumps(body).encode())
         if not response.is_success:
-            return crm.refused(lead.key, self._refusal(response))
+            return crm.refused(lead.key, self._refusal(response, route=True))
         data = json_object(response).get("data")
         signup_id = data.get("id") if isinstance(data, dict) else None
         if not signup_id:
@@ -158,5 +165,7 @@ class NationBuilder:
             reset -= time.time()
         self.limit.pause(reset)
 
-    def _refusal(self, response: httpx.Response) -> IntegrationError:
-        return crm.refusal(response, self.where, limit=self.limit, secrets=(self._token,))
+    def _refusal(self, response: httpx.Response, *, route: bool) -> IntegrationError:
+        return crm.refusal(
+            response, self.where, route=route, limit=self.limit, secrets=(self._token,)
+        )

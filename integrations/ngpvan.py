@@ -20,7 +20,8 @@ VAN's rate limits depend on the API key's tier and are not published as one numb
 conservative 10 requests a second. The one option, `batch_size` (default `BATCH_SIZE`), is how
 many leads one `upsert` takes. Refusals come as `{"errors": [{"code", "text", "properties"}]}`
 (400 `INVALID_PARAMETER` for a field it rejects); 401 means the credentials are refused. VAN has
-no API call that deletes a person, so `forget` raises `PermanentError`.
+no API call that deletes a person, so `forget` raises `PermanentError`. `check` reads the API
+key's own profile (`GET {api_url}/v4/apiKeyProfiles`).
 """
 
 from collections.abc import Mapping, Sequence
@@ -31,7 +32,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from integrations import crm
-from integrations.crm import ConnectorSettings, Lead, Outcome, RateLimit
+from integrations.crm import Connector, ConnectorSettings, Lead, Outcome, RateLimit
 from integrations.errors import IntegrationError, PermanentError, TransientError
 from integrations.http import json_object
 
@@ -54,7 +55,7 @@ class NgpVanSettings(ConnectorSettings):
     mode: int = Field(1, description="NGP VAN database: 0 MyVoters, 1 MyCampaign")
 
 
-class NgpVan:
+class NgpVan(Connector):
     """One VAN committee or EveryAction database, reached with one application's API key."""
 
     def __init__(
@@ -78,11 +79,27 @@ class NgpVan:
         self.limit = limit
         self.where = f"NGP VAN {name}"
         self.url = api_url.rstrip("/") + "/v4/people/findOrCreate"
+        self.profiles_url = api_url.rstrip("/") + "/v4/apiKeyProfiles"
         self._api_key = api_key
         self._auth = (app_name, f"{api_key}|{mode}")
 
     def upsert(self, leads: Sequence[Lead]) -> list[Outcome]:
         return crm.one_by_one(leads, self._find_or_create)
+
+    def verify(self) -> str:
+        """Read the API key's own profile."""
+        response = crm.send(
+            self.client,
+            self.limit,
+            "GET",
+            self.profiles_url,
+            where=self.where,
+            auth=self._auth,
+            headers={"Accept": "application/json"},
+        )
+        if not response.is_success:
+            raise self._refusal(response, json_object(response))
+        return "API key accepted"
 
     def forget(self, remote_id: str) -> None:
         raise PermanentError(
@@ -151,6 +168,7 @@ class NgpVan:
             response,
             self.where,
             _message(answer),
+            route=True,  # neither call names a record in its URL
             limit=self.limit,
             secrets=(self._api_key,),
         )

@@ -481,6 +481,8 @@ class OutboxMessage(SQLModel, table=True):
 
     `idempotency_key` makes a second enqueue of the same effect a no-op; the drain delivers,
     records `remote_id`, and parks permanent failures as `dead` with the remote's message.
+    `remote_state` is what the remote said of the subject beyond its id, when it said more: for
+    a lead, their subscription status there per channel (`{"email": "unsubscribed"}`).
     """
 
     __tablename__ = "outbox"
@@ -502,6 +504,7 @@ class OutboxMessage(SQLModel, table=True):
     locked_until: datetime | None = _when()
     last_error: str | None = None
     remote_id: str | None = None
+    remote_state: dict[str, Any] | None = Field(default=None, sa_type=JSON(none_as_null=True))
     created_at: datetime = _created()
     sent_at: datetime | None = _when()
 

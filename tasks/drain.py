@@ -45,8 +45,18 @@ from tasks.outbox import (
 
 log = logging.getLogger(__name__)
 
-# A message's answer: its remote id (sent), or the error that kept it.
-Answer = str | IntegrationError | None
+
+@dataclass(frozen=True)
+class Delivered:
+    """A message sent, answered with more than the remote's id: what the remote said of the
+    message's subject (a lead's subscription status there), kept as its `remote_state`."""
+
+    remote_id: str | None
+    state: Mapping[str, Any]
+
+
+# A message's answer: its remote id (sent), more (`Delivered`), or the error that kept it.
+Answer = str | Delivered | IntegrationError | None
 Deliver = Callable[[OutboxMessage], str | None]
 # Several messages in one call, answered per message id.
 DeliverBatch = Callable[[list[OutboxMessage]], Mapping[int, Answer]]
@@ -59,10 +69,13 @@ OnDead = Callable[[Session, OutboxMessage, str, datetime], None]
 @dataclass(frozen=True)
 class Handler:
     """What the outcome of a kind of message means in the store: `sent` for messages delivered,
-    `dead` for one given up on, each run in the transaction that marks them."""
+    `dead` for one given up on, each run in the transaction that marks them. That transaction
+    takes turns with other changes (`store.db.transaction`) unless `take_turns` is off, for a
+    handler that only reads and adds to the audit log (which keeps its own order)."""
 
     sent: OnSent | None = None
     dead: OnDead | None = None
+    take_turns: bool = True
 
 
 @dataclass(frozen=True)
@@ -310,17 +323,18 @@ def record_outcomes(
     remote did not answer for is tried again."""
     report = DrainReport()
     # A handler changes the store beyond these rows, so it takes turns with other changes.
-    changes = handler.sent is not None or handler.dead is not None
+    changes = handler.take_turns and (handler.sent is not None or handler.dead is not None)
     with transaction(engine, take_turns=changes) as session:
         held = still_held(session, rows)
         outcomes = {row.id: answers.get(row.id or 0, _NO_ANSWER) for row in held}
         sent = [row for row in held if not isinstance(outcomes[row.id], IntegrationError)]
         remote_ids = {row.id: _remote_id(outcomes[row.id]) for row in sent}
+        states = {row.id: _remote_state(outcomes[row.id]) for row in sent}
         if sent:
-            _mark_sent(session, sent, remote_ids, at)
+            _mark_sent(session, sent, remote_ids, states, at)
             if handler.sent is not None:
                 for row in sent:  # the handler records the remote's id (a Message-ID, say)
-                    row.remote_id = remote_ids[row.id]
+                    row.remote_id, row.remote_state = remote_ids[row.id], states[row.id]
                 handler.sent(session, sent, at)
         for row in held:
             error = outcomes[row.id]
@@ -334,11 +348,21 @@ _NO_ANSWER = TransientError("no answer for this message")
 
 
 def _remote_id(answer: Answer) -> str | None:
+    if isinstance(answer, Delivered):
+        return answer.remote_id
     return None if answer is None else str(answer)
 
 
+def _remote_state(answer: Answer) -> dict[str, Any] | None:
+    return dict(answer.state) if isinstance(answer, Delivered) and answer.state else None
+
+
 def _mark_sent(
-    session: Session, rows: list[OutboxMessage], remote_ids: Mapping[Any, str | None], at: datetime
+    session: Session,
+    rows: list[OutboxMessage],
+    remote_ids: Mapping[Any, str | None],
+    states: Mapping[Any, dict[str, Any] | None],
+    at: datetime,
 ) -> None:
     """Sent rows in one statement (the ORM objects are left alone: setting their attributes
     costs more than the statement, for a batch of thousands)."""
@@ -350,6 +374,7 @@ def _mark_sent(
             status=OutboxStatus.SENT,
             sent_at=at,
             remote_id=bindparam("b_remote"),
+            remote_state=bindparam("b_state", type_=table.c.remote_state.type),
             attempts=bindparam("b_attempts"),
             locked_until=None,
             last_error=None,
@@ -358,6 +383,7 @@ def _mark_sent(
             {
                 "b_id": row.id,
                 "b_remote": remote_ids[row.id],
+                "b_state": states[row.id],
                 "b_attempts": row.attempts + 1,
             }
             for row in rows

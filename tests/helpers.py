@@ -31,6 +31,19 @@ def generate(
         )
 
 
+# The contact properties Rally writes to HubSpot by default: a HubSpot fake given them is an
+# account where `rally leads check --create-missing` already ran.
+HUBSPOT_PROPERTIES = (
+    "rally_tags",
+    "rally_email_consent",
+    "rally_sms_consent",
+    "rally_source_code",
+    "rally_first_source_code",
+    "rally_creator",
+    "rally_campaign",
+)
+
+
 def start_this_week(campaign_folder: Path) -> None:
     """Move the example campaign's sprint to start this Monday, so its brief links are live
     whatever today's date (they expire when the campaign ends)."""

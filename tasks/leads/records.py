@@ -165,7 +165,8 @@ def load_people(session: Session, contact_ids: Iterable[int]) -> dict[int, LeadR
     }
 
 
-def _consent(status: str | None) -> bool | None:
+def consent_of(status: str | None) -> bool | None:
+    """A consent as a lead carries it: granted True, revoked False, none on record None."""
     if status == ConsentStatus.GRANTED:
         return True
     if status == ConsentStatus.REVOKED:
@@ -211,8 +212,8 @@ def lead_for(record: LeadRecord, destination: Destination, campaign: str, sync_i
         family_name=c.family_name,
         postal_code=c.postal_code,
         tags=tuple(tags),
-        email_consent=_consent(record.consents.get("email")),
-        sms_consent=_consent(record.consents.get("sms")),
+        email_consent=consent_of(record.consents.get("email")),
+        sms_consent=consent_of(record.consents.get("sms")),
         source_code=c.last_source_code,
         first_source_code=c.first_source_code,
         creator=record.creator,

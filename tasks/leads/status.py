@@ -1,7 +1,9 @@
-"""A campaign's leads as staff read them: who they are, where each destination's sync stands,
-the messages given up on, and putting those back in the queue.
+"""A campaign's leads as staff read them: who they are, where each destination's sync stands
+(and, where a destination says, whether it holds them as subscribed), the messages given up on,
+and putting those back in the queue.
 """
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -76,6 +78,9 @@ def list_leads(session: Session, campaign: Campaign) -> list[dict[str, Any]]:
         ).where(col(OutboxMessage.id).in_(last_ids))
     ):
         sync.setdefault(int(subject), {})[destination_name(destination)] = status
+    there: dict[int, dict[str, dict[str, str]]] = {}
+    for subject, destination, state in held_there(session, prefix, ids):
+        there.setdefault(subject, {})[destination_name(destination)] = state
     leads = []
     for contact_id in ids:
         person = people[contact_id]
@@ -94,14 +99,42 @@ def list_leads(session: Session, campaign: Campaign) -> list[dict[str, Any]]:
                 "tags": list(c.tags),
                 "consent": person.consents,
                 "sync": sync.get(contact_id, {}),
+                "subscriptions": there.get(contact_id, {}),
                 "first_seen": c.created_at,
             }
         )
     return leads
 
 
+def held_there(
+    session: Session, prefix: str = "", contact_ids: Sequence[int] | None = None
+) -> list[tuple[int, str, dict[str, str]]]:
+    """Each person's subscription status per channel as each destination last answered with
+    it (`(contact id, destination key, {"email": "unsubscribed"})`), for the destinations whose
+    key starts with `prefix` and, if given, these people only."""
+    latest = sa_select(func.max(col(OutboxMessage.id))).where(
+        col(OutboxMessage.channel) == CHANNEL,
+        col(OutboxMessage.status) == OutboxStatus.SENT,
+        col(OutboxMessage.remote_state).is_not(None),
+        col(OutboxMessage.destination).startswith(prefix),
+    )
+    if contact_ids is not None:
+        latest = latest.where(col(OutboxMessage.subject_id).in_([str(i) for i in contact_ids]))
+    latest = latest.group_by(col(OutboxMessage.subject_id), col(OutboxMessage.destination))
+    rows = session.execute(
+        sa_select(
+            col(OutboxMessage.subject_id),
+            col(OutboxMessage.destination),
+            col(OutboxMessage.remote_state),
+        ).where(col(OutboxMessage.id).in_(latest))
+    )
+    return [(int(subject), destination, dict(state)) for subject, destination, state in rows]
+
+
 def sync_status(session: Session) -> list[dict[str, Any]]:
-    """Per campaign destination: messages waiting, retrying after a failure, sent, dead."""
+    """Per campaign destination: messages waiting, retrying after a failure, sent, dead; and,
+    where the destination answers with them, how many people it holds as subscribed,
+    unsubscribed ... per channel."""
     campaigns = session.execute(sa_select(col(Campaign.id), col(Campaign.slug)))
     slugs: dict[int, str] = {cid: slug for cid, slug in campaigns}
     rows = session.execute(
@@ -131,10 +164,16 @@ def sync_status(session: Session) -> list[dict[str, Any]]:
                 "sent": 0,
                 "dead": 0,
                 "cancelled": 0,
+                "subscriptions": {},
             },
         )
         kind = "failed" if status == OutboxStatus.PENDING and tried else str(status)
         entry[kind] = entry.get(kind, 0) + count
+    for _, destination, state in held_there(session):
+        counts = table[destination]["subscriptions"]
+        for channel, held in state.items():
+            counts.setdefault(channel, {})
+            counts[channel][held] = counts[channel].get(held, 0) + 1
     return sorted(table.values(), key=lambda e: (e["campaign"], e["destination"]))
 
 

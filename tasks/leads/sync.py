@@ -16,7 +16,7 @@ import httpx
 from pydantic import ValidationError
 from sqlalchemy import Engine, func
 from sqlalchemy import select as sa_select
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 from tenacity.wait import wait_base
 
 from config.campaign import CampaignSpec, Destination
@@ -30,11 +30,20 @@ from integrations.errors import (
     TransientError,
     UnavailableError,
 )
+from integrations.lead_files import consent_status
+from store.audit import Change, record
 from store.db import transaction
-from store.models import Campaign, OutboxMessage, OutboxStatus
+from store.models import Campaign, ContactConsent, OutboxMessage, OutboxStatus
 from tasks import progress
-from tasks.drain import DrainReport, Sender, drain
-from tasks.leads.records import CHANNEL, FORGET, destination_key, lead_for, load_people
+from tasks.drain import Answer, Delivered, DrainReport, Handler, Sender, drain
+from tasks.leads.records import (
+    CHANNEL,
+    FORGET,
+    consent_of,
+    destination_key,
+    lead_for,
+    load_people,
+)
 from tasks.rate_limits import SharedRateLimit
 
 _limits: dict[tuple[str, str, str], RateLimit] = {}  # (store, type, account) -> its limit
@@ -134,12 +143,13 @@ def _credentials(
 
 def deliverer(
     engine: Engine, connector: Connector, destination: Destination, campaign: str
-) -> Callable[[list[OutboxMessage]], Mapping[int, str | IntegrationError | None]]:
+) -> Callable[[list[OutboxMessage]], Mapping[int, Answer]]:
     """Reads the people of a claimed batch as they are now and hands them to the connector;
-    two messages for one person in a batch send them once."""
+    two messages for one person in a batch send them once. A person's subscription status at
+    the remote, when it answers with one, goes with the remote id (`Delivered`)."""
 
-    def deliver(rows: list[OutboxMessage]) -> dict[int, str | IntegrationError | None]:
-        results: dict[int, str | IntegrationError | None] = {}
+    def deliver(rows: list[OutboxMessage]) -> dict[int, Answer]:
+        results: dict[int, Answer] = {}
         upserts = [r for r in rows if r.payload.get("action") != FORGET]
         with transaction(engine, write=False) as session:
             people = load_people(session, {int(r.subject_id) for r in upserts})
@@ -163,8 +173,10 @@ def deliverer(
                 outcome = outcomes.get(lead.key)
                 if outcome is None:
                     results[row.id or 0] = TransientError(f"{destination.name}: no answer")
-                else:
+                elif outcome.error is not None or not outcome.subscriptions:
                     results[row.id or 0] = outcome.error or outcome.remote_id
+                else:
+                    results[row.id or 0] = Delivered(outcome.remote_id, outcome.subscriptions)
         for row in rows:
             if row.payload.get("action") == FORGET:
                 try:
@@ -177,6 +189,64 @@ def deliverer(
         return results
 
     return deliver
+
+
+def subscriptions_noted(destination: Destination) -> Handler:
+    """What a destination's answers mean beyond the sync: where the remote holds a person's
+    subscription as other than Rally sent it (Rally's consent, granted as subscribed, revoked
+    as unsubscribed; none sends nothing), an audit entry says so. The remote's status is what
+    the sync record keeps (`remote_state`), so Rally never shows someone as subscribed there
+    who is not."""
+
+    def sent(session: Session, rows: list[OutboxMessage], at: datetime) -> None:
+        there = {int(r.subject_id): r.remote_state for r in rows if r.remote_state}
+        if not there:
+            return
+        consents = {
+            (contact_id, channel): status
+            for contact_id, channel, status in session.execute(
+                sa_select(
+                    col(ContactConsent.contact_id),
+                    col(ContactConsent.channel),
+                    col(ContactConsent.status),
+                ).where(col(ContactConsent.contact_id).in_(there))
+            )
+        }
+        record(
+            session,
+            [
+                change
+                for contact_id, state in sorted(there.items())
+                for channel, status in sorted(state.items())
+                if (change := _differs(destination, contact_id, channel, status, consents))
+            ],
+        )
+
+    return Handler(sent=sent, take_turns=False)
+
+
+def _differs(
+    destination: Destination,
+    contact_id: int,
+    channel: str,
+    status: str,
+    consents: Mapping[tuple[int, str], str],
+) -> Change | None:
+    """The audit entry for a status there other than the one Rally sent, if it is."""
+    sent_as = consent_status(consent_of(consents.get((contact_id, channel))))
+    if not sent_as or status == sent_as:
+        return None
+    summary = (
+        f"contact {contact_id}: {destination.name} ({destination.type}) holds their {channel} "
+        f"as {status}, not {sent_as} as Rally sent it; Rally records {status} there"
+    )
+    details = {
+        "destination": destination.name,
+        "channel": channel,
+        "sent": sent_as,
+        "there": status,
+    }
+    return Change("rally", "lead.subscription_differs", "contact", contact_id, summary, details)
 
 
 def waiting(engine: Engine, key: str, now: datetime) -> int:
@@ -208,7 +278,7 @@ def sync_leads(
     """Drain every enabled destination (of one campaign, or one destination by name), as
     `"<campaign>/<destination>"` -> what happened. A destination that is not configured is
     reported and its leads wait; the others go on."""
-    campaigns = _campaigns(engine, campaign)
+    rows = campaigns(engine, campaign)
     reports: dict[str, DrainReport] = {}
     named = False  # whether any campaign has the destination asked for
     opened: AbstractContextManager[httpx.Client] = (
@@ -216,7 +286,7 @@ def sync_leads(
     )
     with opened as http:
         try:
-            for row in campaigns:
+            for row in rows:
                 for dest in CampaignSpec.model_validate(row.spec).destinations:
                     named = named or dest.name == destination
                     if not dest.enabled or (destination and dest.name != destination):
@@ -233,7 +303,7 @@ def sync_leads(
     return reports
 
 
-def _campaigns(engine: Engine, slug: str | None) -> list[Campaign]:
+def campaigns(engine: Engine, slug: str | None) -> list[Campaign]:
     """Every campaign, or the one named (which must exist)."""
     with transaction(engine, write=False) as session:
         query = select(Campaign).order_by(col(Campaign.slug))
@@ -277,6 +347,7 @@ def _sync_destination(
         channel=CHANNEL,
         destination=key,
         sender=Sender(deliverer(engine, connector, destination, campaign.slug)),
+        handler=subscriptions_noted(destination),
         batch=connector.batch_size,
         now=now,
         limit=limit,

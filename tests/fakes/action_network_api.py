@@ -1,5 +1,7 @@
 """A fake of one Action Network group's person signup helper: `POST /api/v2/people/` with the
-group's key in `OSDI-API-Token` and a JSON body `{"person": {...}, "add_tags": [...]}`.
+group's key in `OSDI-API-Token` and a JSON body `{"person": {...}, "add_tags": [...]}`; and the
+group's tags, `GET /api/v2/tags/`, an OSDI collection (one page, the tags under
+`_embedded["osdi:tags"]`).
 
 As Action Network does, it matches the person by email, then by phone, and updates them, or else
 creates them, answering 200 with the person as a HAL resource (`identifiers`, the fields, and
@@ -28,6 +30,7 @@ from tests.fakes.crm_people import Rejections
 from tests.fakes.http_server import Clock, FakeHttpServer, RecordedRequest, Remote, Response
 
 PATH = "/api/v2/people/"
+TAGS = "/api/v2/tags/"
 EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 STATUSES = ("subscribed", "unsubscribed")
 
@@ -57,6 +60,7 @@ class FakeActionNetwork(Rejections, FakeHttpServer):
         if rate is not None:
             self.rate_limit(rate[0], per=rate[1])
         self.route("POST", PATH, self.signup)
+        self.route("GET", TAGS, self.list_tags)
 
     # -- for tests -----------------------------------------------------------------------------
 
@@ -113,8 +117,39 @@ class FakeActionNetwork(Rejections, FakeHttpServer):
                     self.tagged[person_id].add(tag)
                 else:
                     self.ignored_tags.append(tag)
-            resource = self._resource(person_id)
+            resource = self.resource(person_id)
         return Response(200, json=resource, headers={"Content-Type": "application/hal+json"})
+
+    def list_tags(self, request: RecordedRequest) -> Response:
+        key = request.headers.get("osdi-api-token", "")
+        if key != self.token:
+            return an_error(401, f"API Key invalid or not present {key}".strip())
+        base = f"{self.url}/api/v2/tags"
+        tags: list[dict[str, Any]] = [
+            {
+                "name": name,
+                "identifiers": [f"action_network:{_tag_id(name)}"],
+                "created_date": "2026-01-05T15:00:00Z",
+                "modified_date": "2026-01-05T15:00:00Z",
+                "_links": {
+                    "self": {"href": f"{base}/{_tag_id(name)}"},
+                    "osdi:taggings": {"href": f"{base}/{_tag_id(name)}/taggings"},
+                },
+            }
+            for name in sorted(self.tags)
+        ]
+        body = {
+            "total_pages": 1,
+            "per_page": 25,
+            "page": 1,
+            "total_records": len(tags),
+            "_links": {
+                "self": {"href": base},
+                "osdi:tags": [{"href": f"{base}/{_tag_id(tag['name'])}"} for tag in tags],
+            },
+            "_embedded": {"osdi:tags": tags},
+        }
+        return Response(200, json=body, headers={"Content-Type": "application/hal+json"})
 
     def throttled(self, request: RecordedRequest, retry_after: float) -> Response:
         response = an_error(429, "Too many requests")
@@ -184,7 +219,8 @@ class FakeActionNetwork(Rejections, FakeHttpServer):
         known["custom_fields"] = {**known["custom_fields"], **posted.get("custom_fields", {})}
         known["modified_date"] = _now()
 
-    def _resource(self, person_id: str) -> dict[str, Any]:
+    def resource(self, person_id: str) -> dict[str, Any]:
+        """The person as Action Network answers with them: a HAL resource."""
         href = f"{self.url}/api/v2/people/{person_id}"
         return {
             "identifiers": [f"action_network:{person_id}"],
@@ -223,6 +259,10 @@ def _key(entry: dict[str, Any]) -> str:
         return str(entry["address"] or "").strip().lower()
     digits = re.sub(r"\D", "", str(entry.get("number") or ""))
     return "1" + digits if len(digits) == 10 else digits
+
+
+def _tag_id(name: str) -> uuid.UUID:
+    return uuid.uuid5(uuid.NAMESPACE_URL, f"tag:{name}")
 
 
 def _now() -> str:

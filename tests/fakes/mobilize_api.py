@@ -31,6 +31,7 @@ from tests.fakes.crm_people import Rejections
 from tests.fakes.http_server import Clock, FakeHttpServer, RecordedRequest, Remote, Response
 
 PATH = "/v1/organizations/{organization_id}/events/{event_id}/attendances"
+PEOPLE = "/v1/organizations/{organization_id}/people"
 EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 PERSON = ("given_name", "family_name", "email_address", "phone_number", "postal_code")
 CHOICES = ("OPT_IN", "UNSPECIFIED")
@@ -67,6 +68,7 @@ class FakeMobilize(Rejections, FakeHttpServer):
         if rate is not None:
             self.rate_limit(rate[0], per=rate[1], applies=lambda r: r.method != "GET")
         self.route("POST", PATH, self.attend)
+        self.route("GET", PEOPLE, self.list_people)
 
     # -- for tests -----------------------------------------------------------------------------
 
@@ -107,6 +109,44 @@ class FakeMobilize(Rejections, FakeHttpServer):
             if errors:
                 return failure(400, errors)
             return Response(201, json={"data": self._save(body, int(event)), "error": None})
+
+    def list_people(self, request: RecordedRequest) -> Response:
+        """The organization's people changed since `updated_since` (a Unix time), a page of
+        `per_page` (default 25) at a time; it needs the token."""
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if not token:
+            return failure(403, {"detail": "Authentication credentials were not provided."})
+        if scheme != "Bearer" or token != self.token:
+            return failure(403, {"detail": "Invalid token."})
+        if request.path_params["organization_id"] != str(self.organization_id):
+            return failure(403, {"detail": "You do not have permission to perform this action."})
+        since, per_page = (
+            request.query.get("updated_since", "0"),
+            request.query.get("per_page", "25"),
+        )
+        if not since.isdigit() or not per_page.isdigit() or int(per_page) < 1:
+            return failure(400, {"updated_since": ["A valid integer is required."]})
+        with self._lock:
+            people = [
+                {
+                    "id": p["id"],
+                    "created_date": p["created_date"],
+                    "modified_date": p.get("modified_date", p["created_date"]),
+                    "given_name": p.get("given_name", ""),
+                    "family_name": p.get("family_name", ""),
+                    "email_addresses": [{"primary": True, "address": p["email_address"]}],
+                }
+                for p in self.people.values()
+                if p.get("modified_date", p["created_date"]) >= int(since)
+            ]
+        page = people[: int(per_page)]
+        following = None
+        if len(people) > len(page):
+            following = f"{self.url}{request.path}?per_page={per_page}&page=2"
+        return Response(
+            200,
+            json={"count": len(people), "next": following, "previous": None, "data": page},
+        )
 
     def throttled(self, request: RecordedRequest, retry_after: float) -> Response:
         wait = math.ceil(retry_after)

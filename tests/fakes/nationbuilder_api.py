@@ -1,7 +1,7 @@
 """A fake of one NationBuilder nation's v2 signups API: `PATCH /api/v2/signups/push` (match by
 `external_id`, then email; update with 200 or create with 201, answering the signup as a JSON:API
-document) and `DELETE /api/v2/signups/{id}` (200 with `{"meta": {}}`, 404 when there is none),
-with a Bearer token.
+document), `DELETE /api/v2/signups/{id}` (200 with `{"meta": {}}`, 404 when there is none) and
+`GET /api/v2/signups` (a page of `page[size]`, default 20, with `links`), with a Bearer token.
 
 Refusals take NationBuilder's shapes: 422 with a JSON:API errors document for a failed validation
 (an email that is not one, or a person `reject`ed), `{"code", "message"}` for the rest (400 for a
@@ -81,6 +81,7 @@ class FakeNationBuilder(Rejections, FakeHttpServer):
         self.window = self.rate_limit(rate[0], per=rate[1]) if rate is not None else None
         self.route("PATCH", "/api/v2/signups/push", self.push)
         self.route("DELETE", "/api/v2/signups/{signup_id}", self.delete)
+        self.route("GET", "/api/v2/signups", self.index)
 
     # -- for tests -----------------------------------------------------------------------------
 
@@ -138,6 +139,29 @@ class FakeNationBuilder(Rejections, FakeHttpServer):
         if gone is None:
             return self._headed(error(404, "not_found", "Record not found"))
         return self._headed(Response(200, json={"meta": {}}))
+
+    def index(self, request: RecordedRequest) -> Response:
+        refused = self._refused(request, body=False)
+        if refused is not None:
+            return refused
+        size = request.query.get("page[size]", "20")
+        if not size.isdigit() or not 1 <= int(size) <= 100:
+            return self._headed(error(400, "bad_request", f"Invalid page size {size!r}"))
+        with self._lock:
+            page = list(self.signups.items())[: int(size)]
+            data = [
+                {
+                    "id": signup_id,
+                    "type": "signups",
+                    "attributes": {k: v for k, v in signup.items() if k != "home_address"},
+                }
+                for signup_id, signup in page
+            ]
+        base = f"{self.url}/api/v2/signups?page[size]={size}"
+        links = {"self": base + "&page[number]=1", "next": base + "&page[number]=2"}
+        return self._headed(
+            Response(200, json={"data": data, "links": links}, headers={"Content-Type": JSON_API})
+        )
 
     def throttled(self, request: RecordedRequest, retry_after: float) -> Response:
         response = Response(

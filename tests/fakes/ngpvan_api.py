@@ -54,6 +54,7 @@ class FakeNgpVan(Rejections, FakeHttpServer):
         if rate is not None:
             self.rate_limit(rate[0], per=rate[1])
         self.route("POST", "/v4/people/findOrCreate", self.find_or_create)
+        self.route("GET", "/v4/apiKeyProfiles", self.api_key_profiles)
 
     # -- for tests -----------------------------------------------------------------------------
 
@@ -95,6 +96,21 @@ class FakeNgpVan(Rejections, FakeHttpServer):
             self._merge(self.people[van_id], body)
             self.updates[van_id] += 1
         return Response(200, json={"vanId": van_id, "status": "Matched"})
+
+    def api_key_profiles(self, request: RecordedRequest) -> Response:
+        """The key's own profile: its database and application, the key itself hashed."""
+        if _basic_auth(request) != (self.app_name, f"{self.api_key}|{self.mode}"):
+            return van_error(401, "UNAUTHORIZED", "Authorization has been denied for this request.")
+        profile = {
+            "databaseName": "MyCampaign" if self.mode == 1 else "MyVoters",
+            "hashedApiKey": "*" * 8 + self.api_key[-4:],
+            "apiKeyTypeName": "Custom Integration",
+            "userFirstName": "Rally",
+            "userLastName": "Sync",
+            "committeeName": "First Vote PA",
+            "keyReference": self.api_key[-4:],
+        }
+        return Response(200, json={"items": [profile], "nextPageLink": None, "count": 1})
 
     def throttled(self, request: RecordedRequest, retry_after: float) -> Response:
         response = van_error(429, "TOO_MANY_REQUESTS", "API rate limit exceeded.")

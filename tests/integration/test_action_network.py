@@ -145,6 +145,44 @@ def test_unknown_consent_sends_no_status_and_leaves_the_groups_alone(group, an) 
     assert new["phone_numbers"][0]["status"] == "unsubscribed"
 
 
+def test_each_outcome_carries_the_status_action_network_holds_for_the_person(group, an) -> None:
+    group.add(
+        email_addresses=[{"address": "voter1@example.org", "status": "unsubscribed"}],
+        phone_numbers=[{"number": "+12155550101", "status": "subscribed"}],
+    )
+    group.add(email_addresses=[{"address": "voter2@example.org", "status": "bouncing"}])
+
+    first, second, third = an.upsert(
+        [
+            lead(1, email_consent=None, sms_consent=None),
+            lead(2, phone=None, email_consent=None),
+            lead(3, sms_consent=None),
+        ]
+    )
+
+    assert first.subscriptions == {"email": "unsubscribed", "sms": "subscribed"}
+    assert second.subscriptions == {"email": "bouncing"}  # sent without a status: kept
+    assert third.subscriptions == {"email": "subscribed", "sms": "unsubscribed"}  # new: defaults
+    assert all(o.ok for o in (first, second, third))
+
+
+def test_the_fake_keeps_a_status_on_a_re_signup_without_one_as_action_network_does(
+    group, http
+) -> None:
+    url, key = group.url + PATH, {"OSDI-API-Token": group.token}
+    for status in ("unsubscribed", "bouncing", "spam complaint"):
+        address = f"{status.replace(' ', '-')}@example.org"
+        group.add(email_addresses=[{"address": address, "status": status}])
+        answer = http.post(
+            url, json={"person": {"email_addresses": [{"address": address}]}}, headers=key
+        )
+        assert answer.status_code == 200
+        assert answer.headers["content-type"].startswith("application/hal+json")
+        assert answer.json()["email_addresses"] == [
+            {"address": address, "status": status, "primary": True}
+        ]
+
+
 def test_tags_the_group_lacks_are_ignored_as_action_network_does(group, an) -> None:
     (outcome,) = an.upsert([lead(tags=("volunteer", "tiktok-2027"))])
 
@@ -330,3 +368,28 @@ def requests_of_each_kind(group: FakeActionNetwork, http: httpx.Client) -> list[
         http.post(url, json=person()),
         http.get(url, headers=key),
     ]
+
+
+def test_a_404_from_the_signup_route_means_a_wrong_address_and_stops_the_destination(
+    group, http, limit
+) -> None:
+    wrong = connector(group, http, limit, api_url=group.url + "/osdi")
+
+    with pytest.raises(UnavailableError, match="Action Network pa-group") as caught:
+        wrong.upsert([lead(1), lead(2)])
+
+    assert "HTTP 404" in str(caught.value) and "API URL" in str(caught.value)
+    assert len(group.requests) == 1 and not group.people
+
+
+def test_check_verifies_the_key_with_one_read_of_the_groups_tags(group, http) -> None:
+    readiness = connector(group, http, None).check()
+
+    assert readiness.ready and readiness.verified and readiness.created == ()
+    [request] = group.requests
+    assert (request.method, request.path, request.status) == ("GET", "/api/v2/tags/", 200)
+    assert request.headers["osdi-api-token"] == group.token
+    wrong = "an-wrong-key-0000"
+    with pytest.raises(UnavailableError, match="API Key invalid") as caught:
+        connector(group, http, None, token=wrong).check()
+    assert wrong not in said(caught.value)

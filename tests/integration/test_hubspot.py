@@ -3,6 +3,7 @@ what a lead becomes, upserts without duplicates, per-contact refusals in a 207, 
 go, the account's rate limit (its headers, its 429s, pacing 100 requests per 10 seconds),
 whole-call failures and forget."""
 
+import json
 from collections.abc import Iterator
 from functools import partial
 from typing import Any
@@ -16,7 +17,8 @@ from integrations.hubspot import BATCH_SIZE, RATE, HubSpot
 from tests.fakes import crm_people
 from tests.fakes.crm_people import said
 from tests.fakes.http_server import ManualClock, serving
-from tests.fakes.hubspot_api import GDPR_DELETE, UPSERT, FakeHubSpot
+from tests.fakes.hubspot_api import GDPR_DELETE, GROUPS, PROPERTIES, UPSERT, FakeHubSpot
+from tests.helpers import HUBSPOT_PROPERTIES
 
 RATE_HEADERS = {
     "X-HubSpot-RateLimit-Max": "100",
@@ -44,8 +46,19 @@ clock, http = crm_people.clock, crm_people.http
 limit = crm_people.limit_at(RATE)
 
 
+WRITTEN = HUBSPOT_PROPERTIES  # the contact properties Rally writes by default
+MAPPED = ("rally_shirt_size", "rally_ward", "rally_note", "rally_volunteer", "rally_age")
+
+
 @pytest.fixture
 def account(clock: ManualClock) -> Iterator[FakeHubSpot]:
+    """An account where Rally's properties were created before (see the check's tests)."""
+    yield from serving(FakeHubSpot(clock=clock, properties=WRITTEN + MAPPED))
+
+
+@pytest.fixture
+def bare(clock: ManualClock) -> Iterator[FakeHubSpot]:
+    """A new account: HubSpot's own contact properties only."""
     yield from serving(FakeHubSpot(clock=clock))
 
 
@@ -213,18 +226,17 @@ def test_the_property_names_for_tags_and_consent_can_be_set(http, limit, clock) 
         )
 
 
-def test_a_property_the_account_lacks_fails_that_lead_alone_in_hubspots_words(
+def test_a_property_the_account_lacks_stops_the_destination_in_hubspots_words(
     account, hubspot
 ) -> None:
-    outcomes = hubspot.upsert([lead(1), lead(2, custom_fields={"shoe_size": "9"}), lead(3)])
+    with pytest.raises(UnavailableError) as caught:
+        hubspot.upsert([lead(1), lead(2, custom_fields={"shoe_size": "9"}), lead(3)])
 
-    assert outcomes[0].ok and outcomes[2].ok
-    error = outcomes[1].error
-    assert isinstance(error, PermanentError) and outcomes[1].remote_id is None
-    assert "does not exist" in str(error) and "shoe_size" in str(error)
-    assert "PROPERTY_DOESNT_EXIST" in str(error) and "VALIDATION_ERROR" in str(error)
-    assert account.requests[0].status == 207
-    assert set(account.contacts) == {"voter1@example.org", "voter3@example.org"}
+    error = str(caught.value)
+    assert "does not exist" in error and "shoe_size" in error
+    assert "PROPERTY_DOESNT_EXIST" in error and "VALIDATION_ERROR" in error
+    assert "rally leads check" in error and "--create-missing" in error
+    assert account.requests[0].status == 400 and account.contacts == {}
 
 
 def test_in_a_207_exactly_the_failed_leads_get_errors_and_can_be_retried_once_fixed(
@@ -313,7 +325,7 @@ def test_a_full_batch_of_100_goes_in_one_call(account, hubspot) -> None:
 def test_the_accounts_429_is_transient_with_retry_after_and_pauses_the_limit(
     clock, http, limit
 ) -> None:
-    with FakeHubSpot(rate=(2, 10.0), clock=clock) as account:
+    with FakeHubSpot(rate=(2, 10.0), clock=clock, properties=WRITTEN + MAPPED) as account:
         other = {"Authorization": f"Bearer {account.token}"}  # another app spends the budget
         for _ in range(2):
             http.post(account.url + UPSERT, json={"inputs": [one()]}, headers=other)
@@ -345,7 +357,7 @@ def test_a_429_without_retry_after_asks_to_wait_for_the_interval(account, hubspo
 def test_a_budget_another_app_spent_costs_one_429_then_the_limit_waits_it_out(
     clock, http, limit
 ) -> None:
-    with FakeHubSpot(rate=(2, 10.0), clock=clock) as account:
+    with FakeHubSpot(rate=(2, 10.0), clock=clock, properties=WRITTEN + MAPPED) as account:
         hubspot = connector(account, http, limit)
         clock.advance(3)
         for n in (1, 2):  # the account's budget is 2; Rally's own limit does not know
@@ -498,7 +510,7 @@ def test_the_fake_answers_a_mixed_batch_with_207_and_hubspots_shapes(account, ht
     auth = {"Authorization": f"Bearer {account.token}"}
     inputs = [
         {"id": "a@example.org", "idProperty": "email", "properties": {"firstname": "A"}},
-        {"id": "b@example.org", "idProperty": "email", "properties": {"nickname": "B"}},
+        {"id": "b@example", "idProperty": "email", "properties": {"firstname": "B"}},
         {"id": "c@example.org", "idProperty": "email", "properties": {"email": "d@example.org"}},
     ]
 
@@ -512,10 +524,176 @@ def test_the_fake_answers_a_mixed_batch_with_207_and_hubspots_shapes(account, ht
     assert result["properties"]["email"] == "a@example.org" and result["new"] is True
     assert result["archived"] is False and result["id"] == account.contacts["a@example.org"]["id"]
     assert [e["context"] for e in body["errors"]] == [
-        {"ids": ["b@example.org"]},
+        {"ids": ["b@example"]},
         {"ids": ["c@example.org"]},
     ]
     assert all(
         e["status"] == "error" and e["category"] == "VALIDATION_ERROR" for e in body["errors"]
     )
-    assert 'Property \\"nickname\\" does not exist' in body["errors"][0]["message"]
+    assert "INVALID_EMAIL" in body["errors"][0]["message"]
+
+
+def test_a_404_from_hubspots_routes_means_a_wrong_address_and_stops_the_destination(
+    account, http, limit
+) -> None:
+    wrong = connector(account, http, limit, api_url=account.url + "/hubapi")
+
+    with pytest.raises(UnavailableError, match="HubSpot pa-hubspot") as caught:
+        wrong.upsert([lead(1), lead(2)])
+    assert "HTTP 404" in str(caught.value) and "API URL" in str(caught.value)
+    with pytest.raises(UnavailableError, match="API URL"):
+        wrong.forget("1001")  # not taken for a contact that is already gone
+
+    assert [r.status for r in account.requests] == [404, 404] and account.contacts == {}
+
+
+def test_a_new_account_has_hubspots_own_properties_and_refuses_a_batch_naming_others(
+    bare, http
+) -> None:
+    auth = {"Authorization": f"Bearer {bare.token}"}
+    listed = http.get(bare.url + PROPERTIES, headers=auth)
+    assert listed.status_code == 200
+    names = {p["name"] for p in listed.json()["results"]}
+    assert {"email", "firstname", "lastname", "phone", "zip", "city"} <= names
+    assert not any(name.startswith("rally_") for name in names)
+    assert all(p["hubspotDefined"] for p in listed.json()["results"])
+
+    inputs = [
+        one(properties={"firstname": "A", "rally_tags": "x", "rally_creator": "maya"}),
+        one(id="b@example.org", properties={"rally_tags": "y"}),
+    ]
+    answer = http.post(bare.url + UPSERT, json={"inputs": inputs}, headers=auth)
+
+    assert answer.status_code == 400 and answer.json()["category"] == "VALIDATION_ERROR"
+    message = answer.json()["message"]
+    assert message.startswith("Property values were not valid: ")
+    details = json.loads(message.removeprefix("Property values were not valid: "))
+    assert [(d["name"], d["error"]) for d in details] == [
+        ("rally_tags", "PROPERTY_DOESNT_EXIST"),
+        ("rally_creator", "PROPERTY_DOESNT_EXIST"),
+    ]
+    assert details[0]["message"] == 'Property "rally_tags" does not exist'
+    assert bare.contacts == {}
+
+
+def test_check_names_each_property_rally_writes_that_the_account_lacks_and_creates_none(
+    bare, http
+) -> None:
+    hubspot = connector(bare, http, None)
+
+    readiness = hubspot.check(fields=["rally_shirt_size", "city"])  # city is HubSpot's own
+
+    assert not readiness.ready and readiness.created == () and readiness.problems == ()
+    assert [m.split(" ")[0] for m in readiness.missing] == [*WRITTEN, "rally_shirt_size"]
+    consent = next(m for m in readiness.missing if m.startswith("rally_email_consent"))
+    assert "granted" in consent and "revoked" in consent and "rally" in consent
+    assert [(r.method, r.path) for r in bare.requests] == [("GET", PROPERTIES)]
+    assert bare.property("rally_tags") is None
+
+
+def test_check_with_create_missing_creates_them_in_a_rally_group_and_leads_go_in(
+    bare, http, limit
+) -> None:
+    hubspot = connector(bare, http, limit)
+    with pytest.raises(UnavailableError, match="PROPERTY_DOESNT_EXIST"):
+        hubspot.upsert([lead(1)])
+
+    readiness = hubspot.check(create_missing=True, fields=["rally_shirt_size"])
+
+    assert readiness.ready and readiness.missing == () and readiness.problems == ()
+    assert list(readiness.created) == [*WRITTEN, "rally_shirt_size"]
+    assert bare.groups["rally"]["label"] == "Rally"
+    consent = bare.property("rally_email_consent")
+    assert consent is not None
+    assert (consent["type"], consent["fieldType"], consent["groupName"]) == (
+        "enumeration",
+        "select",
+        "rally",
+    )
+    assert [o["value"] for o in consent["options"]] == ["granted", "revoked"]
+    tags = bare.property("rally_tags")
+    assert tags is not None and (tags["type"], tags["fieldType"]) == ("string", "text")
+    assert not tags["hubspotDefined"]
+
+    (outcome,) = hubspot.upsert([lead(1)])
+    assert outcome.ok
+    contact = bare.contact("voter1@example.org")
+    assert contact is not None and contact["properties"]["rally_sms_consent"] == "revoked"
+
+    again = hubspot.check(create_missing=True, fields=["rally_shirt_size"])
+    assert again.ready and again.created == ()
+    assert len(bare.requests_to(PROPERTIES, "POST")) == 8  # each created once
+    assert len(bare.requests_to(GROUPS, "POST")) == 1
+
+
+def test_check_reports_a_consent_property_whose_type_refuses_rallys_values(bare, http) -> None:
+    yes_no = {
+        "name": "rally_email_consent",
+        "label": "Email OK",
+        "type": "bool",
+        "fieldType": "booleancheckbox",
+        "groupName": "contactinformation",
+        "options": [
+            {"label": "Yes", "value": "true", "displayOrder": 0},
+            {"label": "No", "value": "false", "displayOrder": 1},
+        ],
+    }
+    auth = {"Authorization": f"Bearer {bare.token}"}
+    assert http.post(bare.url + PROPERTIES, json=yes_no, headers=auth).status_code == 201
+    answer = http.post(
+        bare.url + UPSERT,
+        json={"inputs": [one(properties={"rally_email_consent": "granted"})]},
+        headers=auth,
+    )
+    assert answer.status_code == 400 and "INVALID_OPTION" in answer.json()["message"]
+
+    readiness = connector(bare, http, None).check(create_missing=True)
+
+    [problem] = readiness.problems
+    assert "rally_email_consent" in problem and "granted" in problem
+    assert not readiness.ready and "rally_email_consent" not in readiness.created
+    assert "rally_tags" in readiness.created
+
+
+def test_check_raises_a_refused_token_and_a_missing_scope_in_hubspots_words(bare, http):
+    wrong = "pat-na1-wrong-0000-0000"
+    with pytest.raises(UnavailableError, match="INVALID_AUTHENTICATION") as caught:
+        connector(bare, http, None, token=wrong).check()
+    assert "HTTP 401" in str(caught.value) and wrong not in said(caught.value)
+
+    bare.schema_writable = False
+    with pytest.raises(UnavailableError, match="MISSING_SCOPES"):
+        connector(bare, http, None).check(create_missing=True)
+    assert bare.property("rally_tags") is None
+
+
+def test_the_fake_refuses_properties_as_hubspot_does(bare, http) -> None:
+    auth = {"Authorization": f"Bearer {bare.token}"}
+
+    def prop(**changes: Any) -> dict[str, Any]:
+        return {
+            "name": "rally_note",
+            "label": "Rally note",
+            "type": "string",
+            "fieldType": "text",
+            "groupName": "contactinformation",
+            **changes,
+        }
+
+    answers = [
+        http.post(bare.url + PROPERTIES, json=prop(), headers=auth),
+        http.post(bare.url + PROPERTIES, json=prop(), headers=auth),
+        http.post(bare.url + PROPERTIES, json=prop(name="Rally Note"), headers=auth),
+        http.post(bare.url + PROPERTIES, json=prop(name="x", fieldType="select"), headers=auth),
+        http.post(bare.url + PROPERTIES, json=prop(name="y", groupName="nowhere"), headers=auth),
+        http.post(bare.url + PROPERTIES, json=prop(name="z", type="enumeration"), headers=auth),
+        http.post(bare.url + PROPERTIES, json=prop(name="w")),
+        http.get(bare.url + GROUPS + "/rally", headers=auth),
+        http.post(bare.url + GROUPS, json={"name": "rally", "label": "Rally"}, headers=auth),
+        http.get(bare.url + GROUPS + "/rally", headers=auth),
+    ]
+
+    assert [a.status_code for a in answers] == [201, 409, 400, 400, 400, 400, 401, 404, 201, 200]
+    assert answers[1].json()["category"] == "OBJECT_ALREADY_EXISTS"
+    assert all(a.json()["category"] == "VALIDATION_ERROR" for a in answers[2:6])
+    assert answers[0].json()["name"] == "rally_note" and answers[9].json()["name"] == "rally"

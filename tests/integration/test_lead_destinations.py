@@ -5,6 +5,7 @@ a dead letter with the remote's words while the others go, and after the fix `ra
 the environment or `.env`, and names the setting a destination lacks."""
 
 import inspect
+import json
 from collections.abc import Iterator
 from importlib import import_module
 from pathlib import Path
@@ -12,19 +13,23 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlmodel import select
 
 from config.campaign import Destination
 from config.settings import Settings, get_settings
 from integrations.destinations import DESTINATIONS, Api
 from integrations.lead_files import FileExport
-from store.models import Campaign
+from store.audit import verify
+from store.db import transaction
+from store.models import AuditEvent, Campaign, Contact
 from store.types import utcnow
 from tasks.leads.sync import NotConfigured, connector_for, sync_leads
 from tests.conftest import SLUG
+from tests.fakes.action_network_api import FakeActionNetwork
 from tests.fakes.http_server import Remote, serving
 from tests.fakes.hubspot_api import FakeHubSpot
 from tests.helpers import make_leads
-from tests.integration.test_leads import set_destinations
+from tests.integration.test_leads import set_destinations, signup
 
 
 def remotes() -> dict[str, Remote]:
@@ -50,6 +55,8 @@ def remote(request, rally, applied, monkeypatch) -> Iterator[tuple[str, Any]]:
         get_settings.cache_clear()
         block = f"destinations:\n  - name: crm\n    type: {kind}\n" + spec.options(fake)
         set_destinations(rally, applied, block)
+        run = rally("leads", "check", SLUG, "--create-missing")  # HubSpot's properties, say
+        assert run.code == 0, run.out + run.err
         yield kind, fake
 
 
@@ -81,6 +88,49 @@ def test_retries_end_delivered_and_a_refused_person_is_redriven_after_the_fix(
     report = sync(engine)
     assert (report.sent, report.dead) == (1, 0)
     assert all(holds(fake, e) for e in emails)
+
+
+def test_a_destination_at_a_wrong_api_address_stops_with_its_reason_and_nobody_is_dead(
+    engine, rally, remote, monkeypatch
+):
+    kind, fake = remote
+    for name, value in REMOTES[kind].env(fake).items():
+        if name.endswith("_API_URL"):  # a base the API has no such route under
+            monkeypatch.setenv(name, value + "/api/v9")
+    get_settings.cache_clear()
+    make_leads(engine, SLUG, 3, prefix=f"{kind}-")
+
+    report = sync(engine)
+
+    assert report.stopped is not None and " crm" in report.stopped, report.errors
+    assert "HTTP 404" in report.stopped and "API URL" in report.stopped
+    assert (report.sent, report.dead, report.retrying) == (0, 0, 0)
+    run = rally("leads", "status", "--json")
+    [row] = json.loads(run.out)
+    assert (row["pending"], row["failed"], row["dead"]) == (3, 0, 0)
+
+
+def test_leads_check_reads_each_destination_once_and_names_refused_credentials(
+    rally, remote, monkeypatch
+):
+    kind, fake = remote
+    seen = len(fake.requests)
+    run = rally("leads", "check", SLUG)
+    assert run.code == 0, run.out + run.err
+    assert f"crm ({kind}): ready" in run.out
+    assert {r.method for r in fake.requests[seen:]} == {"GET"}
+
+    secrets = [name for name in REMOTES[kind].env(fake) if name.endswith(("_TOKEN", "_API_KEY"))]
+    for name in secrets:
+        monkeypatch.setenv(name, "wrong-secret-0000")
+    get_settings.cache_clear()
+    run = rally("leads", "check", SLUG)
+    assert run.code == 1
+    [line] = [line for line in run.out.splitlines() if line.startswith(f"crm ({kind}): ")]
+    assert "credentials" in line and "wrong-secret-0000" not in run.out
+    [checked] = json.loads(rally("leads", "check", SLUG, "--json").out)
+    assert (checked["destination"], checked["type"], checked["ready"]) == ("crm", kind, False)
+    assert "credentials" in checked["problems"][0]
 
 
 def test_every_registered_type_gives_its_connector_what_it_takes():
@@ -158,7 +208,106 @@ def test_a_crms_credentials_can_come_from_dotenv(engine, rally, applied, monkeyp
         )
         set_destinations(rally, applied, "destinations:\n  - name: crm\n    type: hubspot\n")
         get_settings.cache_clear()
+        assert rally("leads", "check", SLUG, "--create-missing").code == 0
         make_leads(engine, SLUG, 2, prefix="dotenv-")
         report = sync(engine)
         assert (report.sent, report.dead) == (2, 0), report.errors
         assert "dotenv-0@example.org" in fake.contacts
+
+
+HAL = "application/hal+json"
+
+
+@pytest.fixture
+def to_action_network(rally, applied, monkeypatch) -> Iterator[FakeActionNetwork]:
+    for fake in serving(FakeActionNetwork(rate=None)):
+        monkeypatch.setenv("RALLY_ACTION_NETWORK_API_URL", fake.url)
+        monkeypatch.setenv("RALLY_ACTION_NETWORK_TOKEN", fake.token)
+        get_settings.cache_clear()
+        set_destinations(rally, applied, "destinations:\n  - name: crm\n    type: action_network\n")
+        yield fake
+
+
+def test_action_networks_own_status_is_recorded_and_a_difference_from_what_was_sent_audited(
+    engine, rally, to_action_network
+):
+    group, now = to_action_network, utcnow()
+    kim = group.add(email_addresses=[{"address": "kim@example.org", "status": "unsubscribed"}])
+    group.add(email_addresses=[{"address": "lee@example.org", "status": "unsubscribed"}])
+    signup(engine, now, email="kim@example.org", consent={"email": "yes"})
+    # Whatever keeps her so there, Action Network answers that Kim is unsubscribed although
+    # Rally sent her as subscribed: Rally believes the answer.
+    group.fail_next(1, body=group.resource(kim), status=200, headers={"Content-Type": HAL})
+    assert sync(engine).sent == 1
+    assert group.requests[-1].json["person"]["email_addresses"][0]["status"] == "subscribed"
+    signup(engine, now, email="lee@example.org")  # no consent on record: no status sent
+    assert sync(engine).sent == 1
+
+    leads = json.loads(rally("leads", "list", SLUG, "--json").out)
+    listed = {lead["email"]: lead for lead in leads}
+    assert listed["kim@example.org"]["subscriptions"] == {"crm": {"email": "unsubscribed"}}
+    assert listed["lee@example.org"]["subscriptions"] == {"crm": {"email": "unsubscribed"}}
+    assert listed["kim@example.org"]["sync"] == {"crm": "sent"}
+    shown = rally("leads", "list", SLUG).out
+    assert "crm sent (email unsubscribed)" in shown and "(email subscribed)" not in shown
+    [row] = json.loads(rally("leads", "status", "--json").out)
+    assert row["subscriptions"] == {"email": {"unsubscribed": 2}}
+    assert "email: 2 unsubscribed" in rally("leads", "status").out
+
+    with transaction(engine, write=False) as session:
+        entries = session.exec(
+            select(AuditEvent).where(AuditEvent.action == "lead.subscription_differs")
+        ).all()
+        [contact_id] = [
+            c.id for c in session.exec(select(Contact).where(Contact.email == "kim@example.org"))
+        ]
+        assert verify(session).ok
+    [entry] = entries  # Lee was sent no status: nothing differs from what Rally sent
+    assert entry.entity_id == str(contact_id)
+    assert entry.changes == {
+        "destination": "crm",
+        "channel": "email",
+        "sent": "subscribed",
+        "there": "unsubscribed",
+    }
+    assert "crm" in entry.summary and "unsubscribed" in entry.summary
+
+
+@pytest.fixture
+def new_hubspot(rally, applied, monkeypatch) -> Iterator[FakeHubSpot]:
+    """A HubSpot account with its own contact properties only, as a campaign's destination."""
+    for fake in serving(FakeHubSpot(rate=None)):
+        monkeypatch.setenv("RALLY_HUBSPOT_API_URL", fake.url)
+        monkeypatch.setenv("RALLY_HUBSPOT_TOKEN", fake.token)
+        get_settings.cache_clear()
+        block = (
+            "destinations:\n  - name: crm\n    type: hubspot\n"
+            "    mapping: {segment: rally_segment}\n"
+        )
+        set_destinations(rally, applied, block)
+        yield fake
+
+
+def test_a_hubspot_account_lacking_rallys_properties_is_named_by_the_check_and_waits(
+    engine, rally, new_hubspot
+):
+    run = rally("leads", "check", SLUG)
+    assert run.code == 1
+    assert "crm (hubspot)" in run.out and "--create-missing" in run.out
+    for name in ("rally_tags", "rally_email_consent", "rally_campaign", "rally_segment"):
+        assert name in run.out
+    assert new_hubspot.property("rally_tags") is None
+
+    make_leads(engine, SLUG, 2, prefix="hub-")
+    report = sync(engine)
+    assert report.stopped is not None and "PROPERTY_DOESNT_EXIST" in report.stopped
+    assert (report.sent, report.dead) == (0, 0) and new_hubspot.contacts == {}
+
+    run = rally("leads", "check", SLUG, "--create-missing")
+    assert run.code == 0, run.out
+    assert "created" in run.out and "rally_segment" in run.out
+    assert rally("leads", "check", SLUG).code == 0
+    report = sync(engine)
+    assert (report.sent, report.dead) == (2, 0), report.errors
+    contact = new_hubspot.contact("hub-0@example.org")
+    assert contact is not None and contact["properties"]["rally_campaign"] == SLUG

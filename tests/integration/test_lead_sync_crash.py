@@ -16,11 +16,12 @@ from sqlalchemy import func
 from sqlalchemy import select as sa_select
 from sqlmodel import col
 
+from config.settings import get_settings
 from store.db import transaction
 from store.models import OutboxMessage
 from tests.conftest import ROOT, SLUG
 from tests.fakes.http_server import serving
-from tests.fakes.hubspot_api import FakeHubSpot
+from tests.fakes.hubspot_api import UPSERT, FakeHubSpot
 from tests.helpers import make_leads
 
 LEADS = 2000
@@ -33,7 +34,7 @@ def hubspot() -> Iterator[FakeHubSpot]:
 
 
 @pytest.fixture
-def to_hubspot(rally, applied: Path, hubspot: FakeHubSpot, settings) -> FakeHubSpot:
+def to_hubspot(rally, applied: Path, hubspot: FakeHubSpot, settings, monkeypatch) -> FakeHubSpot:
     campaign = applied / "campaign.yaml"
     text = campaign.read_text()
     start, end = text.index("destinations:"), text.index("roster:")
@@ -43,6 +44,11 @@ def to_hubspot(rally, applied: Path, hubspot: FakeHubSpot, settings) -> FakeHubS
     )
     campaign.write_text(text[:start] + block + text[end:])
     assert rally("campaign", "apply", campaign).code == 0
+    monkeypatch.setenv("RALLY_HUBSPOT_API_URL", hubspot.url)
+    monkeypatch.setenv("RALLY_HUBSPOT_TOKEN", hubspot.token)
+    get_settings.cache_clear()
+    run = rally("leads", "check", SLUG, "--create-missing")  # the properties Rally writes
+    assert run.code == 0, run.out
     return hubspot
 
 
@@ -131,5 +137,5 @@ def test_two_drains_at_once_on_postgresql_send_nothing_twice(
     assert statuses(engine) == {"sent": LEADS}
     assert len(to_hubspot.contacts) == LEADS
     assert sum(to_hubspot.updated.values()) == 0  # each person sent exactly once
-    sent = [r.json["inputs"] for r in to_hubspot.requests if r.status == 200]
+    sent = [r.json["inputs"] for r in to_hubspot.requests_to(UPSERT) if r.status == 200]
     assert sum(len(batch) for batch in sent) == LEADS

@@ -231,6 +231,7 @@ def test_a_5xx_is_retried_and_a_refused_lead_is_dead_until_fixed_and_retried(
             "sent": 2,
             "dead": 1,
             "cancelled": 0,
+            "subscriptions": {},  # a webhook does not answer with a status
         }
     ]
     [dead] = [r for r in lead_rows(engine) if r.status == "dead"]
@@ -241,6 +242,69 @@ def test_a_5xx_is_retried_and_a_refused_lead_is_dead_until_fixed_and_retried(
     report = sync(engine, get_settings(), utcnow())[f"{SLUG}/crm_hook"]
     assert report.sent == 1
     assert len(hooked.leads) == 3
+
+
+def test_a_webhook_url_the_receiver_does_not_have_stops_it_and_nobody_is_dead(
+    engine, rally, applied, receiver, now
+):
+    from config.settings import get_settings
+
+    block = f"""
+destinations:
+  - name: crm_hook
+    type: webhook
+    options: {{url: "{receiver.url}/hooks/elsewhere"}}
+"""
+    set_destinations(rally, applied, block)
+    get_settings.cache_clear()
+    for i in range(2):
+        signup(engine, now, email=f"w{i}@example.org")
+
+    report = sync(engine, get_settings(), now)[f"{SLUG}/crm_hook"]
+
+    assert report.stopped is not None and "webhook crm_hook" in report.stopped
+    assert "HTTP 404" in report.stopped
+    assert (report.sent, report.dead) == (0, 0)
+    assert [r.status for r in lead_rows(engine)] == ["pending", "pending"]
+
+
+def test_leads_check_says_what_it_verified_for_an_export_and_a_webhook(
+    rally, applied, receiver, settings
+):
+    from config.settings import get_settings
+
+    block = f"""
+destinations:
+  - name: export
+    type: csv
+  - name: crm_hook
+    type: webhook
+    options: {{url: "{receiver.url}{receiver.path}"}}
+  - name: later
+    type: jsonl
+    enabled: false
+"""
+    set_destinations(rally, applied, block)
+    get_settings.cache_clear()
+
+    run = rally("leads", "check", SLUG)
+
+    assert run.code == 0, run.out
+    lines = run.out.splitlines()
+    assert any(line.startswith("export (csv): ready") and "exports" in line for line in lines)
+    assert any(line.startswith("crm_hook (webhook): ready") for line in lines)
+    assert any(line.startswith("later (jsonl): disabled") for line in lines)
+    assert receiver.requests == []  # a webhook has no call that only reads: nothing is sent
+    assert (settings.exports / SLUG).is_dir()
+
+    settings.exports.mkdir(parents=True, exist_ok=True)
+    (settings.exports / SLUG).rmdir()
+    (settings.exports / SLUG).write_text("not a folder")
+    run = rally("leads", "check", SLUG)
+    assert run.code == 1 and any(
+        line.startswith("export (csv): ") and "cannot write" in line
+        for line in run.out.splitlines()
+    )
 
 
 def test_forget_erases_the_person_here_and_deletes_them_where_they_were_synced(

@@ -355,3 +355,31 @@ def test_the_fake_refuses_what_mobilize_does(http) -> None:
         "person": {"postal_code": ["This field may not be blank."]}
     }
     assert org.people["a@example.org"]["transactional_sms_opt_in_status"] == "OPT_IN"
+
+
+def test_a_404_from_a_wrong_api_address_names_the_api_url_too(org, http, limit) -> None:
+    wrong = connector(org, http, limit, api_url=org.url + "/api")
+
+    with pytest.raises(UnavailableError, match="Mobilize pa-canvass") as caught:
+        wrong.upsert([lead(1), lead(2)])
+
+    assert "HTTP 404" in str(caught.value) and "API URL" in str(caught.value)
+    assert len(org.requests) == 1 and not org.attendances
+
+
+def test_check_verifies_the_token_with_one_read_of_people_changed_from_now_on(org, http) -> None:
+    org.add("known@example.org")
+
+    readiness = connector(org, http, None).check()
+
+    assert readiness.ready and readiness.verified and readiness.created == ()
+    [request] = org.requests
+    assert (request.method, request.path, request.status) == (
+        "GET",
+        f"/v1/organizations/{ORG}/people",
+        200,
+    )
+    assert request.query["per_page"] == "1" and int(request.query["updated_since"]) > 0
+    assert request.headers["authorization"] == f"Bearer {org.token}"
+    with pytest.raises(UnavailableError, match="Invalid token"):
+        connector(org, http, None, token="mobilize-wrong").check()

@@ -396,3 +396,28 @@ def test_the_nation_refusing_how_rally_speaks_stops_the_destination_with_its_rea
     nation.fail_next(1, status=406, body={"code": "not_acceptable", "message": "no"})
     with pytest.raises(UnavailableError, match="refuses Rally's requests as sent"):
         connector(nation, http, None).upsert([lead(1), lead(2)])
+
+
+def test_a_404_from_the_push_route_means_a_wrong_address_and_stops_the_destination(
+    nation, http, limit
+) -> None:
+    wrong = connector(nation, http, limit, api_url=nation.url + "/nation")
+
+    with pytest.raises(UnavailableError, match="NationBuilder pa-nation") as caught:
+        wrong.upsert([lead(1), lead(2)])
+
+    assert "HTTP 404" in str(caught.value) and "API URL" in str(caught.value)
+    assert len(nation.requests) == 1 and not nation.signups
+
+
+def test_check_verifies_the_token_with_one_read_of_a_single_signup(nation, http) -> None:
+    nation.add(email="known@example.org")
+
+    readiness = connector(nation, http, None).check()
+
+    assert readiness.ready and readiness.verified and readiness.created == ()
+    [request] = nation.requests
+    assert (request.method, request.path, request.status) == ("GET", "/api/v2/signups", 200)
+    assert request.query == {"page[size]": "1"}
+    with pytest.raises(UnavailableError, match="not authorized"):
+        connector(nation, http, None, token="nb-wrong").check()

@@ -323,3 +323,27 @@ def test_the_fake_refuses_what_van_does(van, http) -> None:
     assert [a.status_code for a in answers] == [415, 400, 400, 400, 400, 401, 405]
     assert answers[3].json()["errors"][0]["properties"] == ["phones[0].phoneType"]
     assert van.people == {}
+
+
+def test_a_404_from_the_find_or_create_route_means_a_wrong_address_and_stops_van(
+    van, http, limit
+) -> None:
+    wrong = connector(van, http, limit, api_url=van.url + "/api")
+
+    with pytest.raises(UnavailableError, match="NGP VAN pa-committee") as caught:
+        wrong.upsert([lead(1), lead(2)])
+
+    assert "HTTP 404" in str(caught.value) and "API URL" in str(caught.value)
+    assert len(van.requests) == 1 and not van.people
+
+
+def test_check_verifies_the_key_by_reading_its_own_profile(van, http) -> None:
+    readiness = connector(van, http, None).check()
+
+    assert readiness.ready and readiness.verified and readiness.created == ()
+    [request] = van.requests
+    assert (request.method, request.path, request.status) == ("GET", "/v4/apiKeyProfiles", 200)
+    wrong = "van-wrong-key-0000"
+    with pytest.raises(UnavailableError, match="Authorization has been denied") as caught:
+        connector(van, http, None, api_key=wrong).check()
+    assert wrong not in said(caught.value)

@@ -15,7 +15,15 @@ from integrations.errors import IntegrationError, PermanentError, TransientError
 from store.db import transaction
 from store.models import OutboxMessage
 from store.types import utcnow
-from tasks.drain import Answer, Handler, Sender, deliver_claimed, drain, one_at_a_time
+from tasks.drain import (
+    Answer,
+    Delivered,
+    Handler,
+    Sender,
+    deliver_claimed,
+    drain,
+    one_at_a_time,
+)
 from tasks.mail import by_kind, deliver_email
 from tasks.outbox import MAX_ATTEMPTS, claim, enqueue
 
@@ -168,6 +176,7 @@ class Remote:
         answer = self.deliver_batch([message])[message.id or 0]
         if isinstance(answer, IntegrationError):
             raise answer
+        assert not isinstance(answer, Delivered)  # this fake answers with ids only
         return answer
 
     def deliver_batch(self, rows: list[OutboxMessage]) -> dict[int, Answer]:

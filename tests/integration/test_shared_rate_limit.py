@@ -31,7 +31,7 @@ from tests.conftest import ROOT, SLUG
 from tests.fakes import crm_people
 from tests.fakes.http_server import serving
 from tests.fakes.hubspot_api import FakeHubSpot
-from tests.helpers import make_leads
+from tests.helpers import HUBSPOT_PROPERTIES, make_leads
 from tests.integration.test_leads import set_destinations
 
 LIMIT, PER = 20, 2.0  # the account's limit: small, so that a test spans a few windows quickly
@@ -39,7 +39,7 @@ LIMIT, PER = 20, 2.0  # the account's limit: small, so that a test spans a few w
 
 @pytest.fixture
 def account() -> Iterator[FakeHubSpot]:
-    yield from serving(FakeHubSpot(rate=(LIMIT, PER), sliding=True))
+    yield from serving(FakeHubSpot(rate=(LIMIT, PER), sliding=True, properties=HUBSPOT_PROPERTIES))
 
 
 def ceiling_share(fake: FakeHubSpot) -> float:
@@ -212,7 +212,9 @@ def test_two_sync_processes_at_once_stay_within_the_accounts_limit(
     )
     set_destinations(rally, applied, block)
     make_leads(engine, SLUG, windows * limit)
-    for account in serving(FakeHubSpot(rate=(limit, per), sliding=True)):
+    for account in serving(
+        FakeHubSpot(rate=(limit, per), sliding=True, properties=HUBSPOT_PROPERTIES)
+    ):
         processes = [sync_process(settings, account) for _ in range(2)]
         sent = []
         for process in processes:

@@ -3,7 +3,7 @@ confirm it (a link by email, YES by text), and the signup page's limits per clie
 address are counted in the rate windows, whose idle rows may go
 
 Revision ID: 0013
-Revises: 0011
+Revises: 0012
 Create Date: 2026-12-05
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0013"
-down_revision = "0011"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 
