@@ -270,7 +270,15 @@ class Accounts:
 
     def token(self, business_id: str, *, stale: str | None = None) -> str:
         """A usable access token of the account: the stored one, unless it is `stale` (TikTok
-        said it expired) or about to expire, when it is refreshed first."""
+        said it expired) or about to expire, when it is refreshed first. Rally set up so that
+        it cannot use its tokens (the secret key changed, the app's key gone) makes TikTok
+        unavailable: the messages waiting wait, rather than fail for no fault of theirs."""
+        try:
+            return self._token(business_id, stale)
+        except RallyError as exc:
+            raise UnavailableError(f"TikTok account {business_id}: {exc}") from None
+
+    def _token(self, business_id: str, stale: str | None) -> str:
         seal = self._seal = self._seal or sealer(self.settings)
         row = self._read(business_id)
         token = seal.open(row.access_token, f"TikTok account {business_id}'s access token")

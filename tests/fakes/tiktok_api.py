@@ -73,7 +73,8 @@ class Grant:
 class FakeTikTok(FakeHttpServer):
     """`api_url` is the base URL to give the client; seed with `add_video` / `add_comment`;
     `authorize()` is the account's owner granting the app, answering the code TikTok would
-    send to the redirect URI."""
+    send to the redirect URI. Other business accounts (creators' own) have their videos added
+    with `add_video(..., business_id=...)` and authorize with `authorize(business_id=...)`."""
 
     def __init__(
         self,
@@ -95,13 +96,14 @@ class FakeTikTok(FakeHttpServer):
         self.throttle_mode = throttle_mode
         self.token_lifetime = token_lifetime
         self.videos: dict[str, dict[str, Any]] = {}
+        self.owners: dict[str, str] = {}  # video id -> the business account it is on
         self.comments: dict[str, list[dict[str, Any]]] = {}
         self.replies: list[dict[str, Any]] = []
         self.messages: list[dict[str, Any]] = []
         self.conversations: dict[str, dict[str, Any]] = {}  # id -> fan, last_inbound
         self.grants: dict[str, Grant] = {}  # access token -> whose, until when
         self.refresh_tokens: dict[str, Grant] = {}
-        self.codes: dict[str, tuple[str, ...]] = {}
+        self.codes: dict[str, tuple[str, tuple[str, ...]]] = {}  # code -> whose, scopes
         self.webhooks: dict[str, str] = {}  # event type -> callback URL
         self._expire_in_requests: int | None = None
         self._ids = itertools.count(7_300_000_000_000_000_001)
@@ -125,9 +127,13 @@ class FakeTikTok(FakeHttpServer):
 
     # -- seeding -----------------------------------------------------------------------------
 
-    def add_video(self, video_id: str | None = None, **metrics: Any) -> str:
-        """A video of the account; `metrics` are video/list fields (video_views=1200, ...)."""
+    def add_video(
+        self, video_id: str | None = None, *, business_id: str | None = None, **metrics: Any
+    ) -> str:
+        """A video of the account (or of `business_id`'s); `metrics` are video/list fields
+        (video_views=1200, ...)."""
         video_id = video_id or str(next(self._ids))
+        self.owners[video_id] = business_id or self.owners.get(video_id, self.business_id)
         unknown = set(metrics) - VIDEO_FIELDS
         assert not unknown, f"not video/list fields: {unknown}"
         video = {field: 0 for field in ("video_views", "likes", "comments", "shares", "reach")}
@@ -165,7 +171,7 @@ class FakeTikTok(FakeHttpServer):
             "text": text,
             "likes": likes,
             "replies": 0,
-            "owner": uid == self.business_id,
+            "owner": uid == self.owners[video_id],
             "liked": False,
             "pinned": False,
             "status": "PUBLIC",
@@ -186,11 +192,13 @@ class FakeTikTok(FakeHttpServer):
         """Someone wrote to the business: it may answer in this conversation for 48 hours."""
         self.conversations[conversation_id] = {"fan": fan, "last_inbound": self.clock()}
 
-    def authorize(self, scopes: tuple[str, ...] | None = None) -> str:
+    def authorize(
+        self, scopes: tuple[str, ...] | None = None, *, business_id: str | None = None
+    ) -> str:
         """The account's owner grants the app `scopes` (all it asks by default): the code
         TikTok sends to the redirect URI, good for one exchange."""
         code = "auth-" + secrets.token_urlsafe(12)
-        self.codes[code] = scopes or ALL_SCOPES
+        self.codes[code] = (business_id or self.business_id, scopes or ALL_SCOPES)
         return code
 
     def expire_access_tokens(self, after_requests: int = 0) -> None:
@@ -203,13 +211,15 @@ class FakeTikTok(FakeHttpServer):
 
     # -- webhook bodies, as TikTok sends them ------------------------------------------------
 
-    def envelope(self, event: str, content: dict[str, Any], at: int) -> bytes:
+    def envelope(
+        self, event: str, content: dict[str, Any], at: int, business_id: str | None = None
+    ) -> bytes:
         return json.dumps(
             {
                 "client_key": self.client_key,
                 "event": event,
                 "create_time": at,
-                "user_openid": self.business_id,
+                "user_openid": business_id or self.business_id,
                 "content": json.dumps(content),
             }
         ).encode()
@@ -227,7 +237,8 @@ class FakeTikTok(FakeHttpServer):
         }
         if "parent_comment_id" in c:
             content["parent_comment_id"] = int(c["parent_comment_id"])
-        return self.envelope("comment.update", content, c["create_time"])
+        owner = self.owners[c["video_id"]]
+        return self.envelope("comment.update", content, c["create_time"], owner)
 
     def message_received(
         self, conversation_id: str, text: str, fan: str, *, at: int, message_id: str | None = None
@@ -271,7 +282,7 @@ class FakeTikTok(FakeHttpServer):
         if refused:
             return refused
         video_id = q.get("video_id", "")
-        if video_id not in self.videos:
+        if video_id not in self.videos or self.owners.get(video_id) != q.get("business_id"):
             return error(40002, f"video_id is invalid: no video {video_id!r} on this account")
         top = [c for c in self.comments[video_id] if "parent_comment_id" not in c]
         if q.get("sort_field") == "create_time":
@@ -286,7 +297,7 @@ class FakeTikTok(FakeHttpServer):
         if refused:
             return refused
         video_id, comment_id = q.get("video_id", ""), q.get("comment_id", "")
-        if video_id not in self.videos:
+        if video_id not in self.videos or self.owners.get(video_id) != q.get("business_id"):
             return error(40002, f"video_id is invalid: no video {video_id!r} on this account")
         replies = [c for c in self.comments[video_id] if c.get("parent_comment_id") == comment_id]
         return self._page(q, replies)
@@ -315,7 +326,8 @@ class FakeTikTok(FakeHttpServer):
         cursor, max_count = _integer(q, "cursor", 0), _integer(q, "max_count", 20)
         if cursor is None or cursor < 0 or max_count is None or not 1 <= max_count <= 20:
             return error(40002, "cursor must be >= 0 and max_count between 1 and 20")
-        chosen = [v for v in self.videos.values() if ids is None or v["item_id"] in ids]
+        mine = [v for k, v in self.videos.items() if self.owners.get(k) == q.get("business_id")]
+        chosen = [v for v in mine if ids is None or v["item_id"] in ids]
         page = chosen[cursor : cursor + max_count]
         videos = [{k: v for k, v in video.items() if k in {*fields, "item_id"}} for video in page]
         end = cursor + len(page)
@@ -333,7 +345,7 @@ class FakeTikTok(FakeHttpServer):
         parent = next(
             (c for c in self.comments.get(video_id, []) if c["comment_id"] == comment_id), None
         )
-        if parent is None:
+        if parent is None or self.owners.get(video_id) != body["business_id"]:
             return error(40002, f"comment_id is invalid: no comment {comment_id} on that video")
         if not 1 <= len(text) <= 150:
             return error(40002, "text must be 1 to 150 characters")
@@ -341,7 +353,7 @@ class FakeTikTok(FakeHttpServer):
             video_id,
             text,
             "campaign.account",
-            author=self.business_id,
+            author=body["business_id"],
             parent_comment_id=comment_id,
         )
         self.replies.append({**body, "reply_id": new_id})
@@ -383,10 +395,10 @@ class FakeTikTok(FakeHttpServer):
             body, "auth_code", "redirect_uri"
         ):
             return error(40002, "grant_type authorization_code, auth_code and redirect_uri")
-        scopes = self.codes.pop(body["auth_code"], None)
-        if scopes is None:
+        granted = self.codes.pop(body["auth_code"], None)
+        if granted is None:
             return error(40007, "auth_code is invalid or has been used")
-        return ok(self._issue(tuple(scopes)))
+        return ok(self._issue(*granted))
 
     def refresh(self, request: RecordedRequest) -> Response:
         body = request.json if isinstance(request.json, dict) else {}
@@ -398,18 +410,18 @@ class FakeTikTok(FakeHttpServer):
         grant = self.refresh_tokens.pop(body["refresh_token"], None)
         if grant is None or grant.expires_at <= self.clock():
             return error(40107, "refresh_token is invalid or expired")
-        return ok(self._issue(grant.scopes))
+        return ok(self._issue(grant.business_id, grant.scopes))
 
-    def _issue(self, scopes: tuple[str, ...]) -> dict[str, Any]:
-        """New tokens for the account (a refresh token is used once, then replaced)."""
+    def _issue(self, business_id: str, scopes: tuple[str, ...]) -> dict[str, Any]:
+        """New tokens for an account (a refresh token is used once, then replaced)."""
         access, refresh = "act." + secrets.token_urlsafe(24), "rft." + secrets.token_urlsafe(24)
         now = self.clock()
-        self.grants[access] = Grant(self.business_id, now + self.token_lifetime, scopes)
-        self.refresh_tokens[refresh] = Grant(self.business_id, now + YEAR, scopes)
+        self.grants[access] = Grant(business_id, now + self.token_lifetime, scopes)
+        self.refresh_tokens[refresh] = Grant(business_id, now + YEAR, scopes)
         return {
             "access_token": access,
             "expires_in": int(self.token_lifetime),
-            "open_id": self.business_id,
+            "open_id": business_id,
             "refresh_token": refresh,
             "refresh_token_expires_in": YEAR,
             "scope": ",".join(scopes),

@@ -304,7 +304,9 @@ def test_a_refused_token_stops_the_pass_and_keeps_the_cursor(rig: Rig) -> None:
 def test_metrics_are_one_snapshot_per_posted_video_with_tiktoks_numbers(rig: Rig) -> None:
     numbers = {VIDEO: (12_300, 810, 42, 17, 9_900), OTHER: (5_000, 300, 9, 4, 4_100)}
     for video_id, (views, likes, comments, shares, reach) in numbers.items():
-        counts = dict(video_views=views, likes=likes, comments=comments, shares=shares)
+        counts: dict[str, Any] = dict(
+            video_views=views, likes=likes, comments=comments, shares=shares
+        )
         rig.api.add_video(
             video_id, **counts, reach=reach, average_time_watched=8.25, full_video_watched_rate=0.31
         )
@@ -741,3 +743,53 @@ def test_a_dm_whose_48_hours_ran_out_in_the_outbox_is_not_sent(rig: Rig, web: An
     assert reports["tiktok_dm"].dead == 1 and api.messages == []
     (late,) = rig.rows(FollowUp, FollowUp.rule_id == "volunteer_interest_dm")
     assert late.status == "failed" and "window closed" in (late.reason or "")
+
+
+# -- several accounts --------------------------------------------------------------------------
+
+MAYA_BUSINESS = "biz-open-id-maya"
+
+
+def test_a_creator_who_connected_their_own_account_is_read_and_answered_with_it(
+    rig: Rig, web: Any
+) -> None:
+    api, (campaigns, creators) = rig.api, rig.videos
+    api.add_video(creators.video_id, business_id=MAYA_BUSINESS)  # the creator's own account
+    own = api.authorize(business_id=MAYA_BUSINESS)
+    connect(rig.engine, rig.settings, rig.http, own, now=NOW, actor="staff:t", campaign=SLUG,
+            creator=creators.handle)  # fmt: skip
+    first = api.add_comment(campaigns.video_id, "on the campaign's", "fan1")
+    second = api.add_comment(creators.video_id, "on the creator's", "fan2")
+
+    report = poll_tiktok(rig.engine, rig.settings, now=lambda: NOW)
+    hook(web, rig, api.comment_update(api.add_comment(creators.video_id, "live", "fan3")))
+    process_pending(rig.engine, now=NOW, public_url=rig.settings.public_url)
+    rig.deliver()
+
+    assert (report.errors, report.new, report.snapshots) == ([], 2, 2)
+    assert rig.comments()[:2] == [first, second]
+    whose = {r.query["video_id"]: r.query["business_id"] for r in api.requests_to(LIST)}
+    assert whose == {campaigns.video_id: api.business_id, creators.video_id: MAYA_BUSINESS}
+    tokens = {t: g.business_id for t, g in api.grants.items()}
+    answered = {
+        r.json["comment_id"]: (r.json["business_id"], tokens[r.headers["access-token"]])
+        for r in api.requests_to(REPLY)
+    }
+    assert len(answered) == 3
+    assert answered[first] == (api.business_id, api.business_id)
+    assert {answered[c] for c in answered if c != first} == {(MAYA_BUSINESS, MAYA_BUSINESS)}
+
+
+def test_tokens_rally_cannot_open_leave_the_messages_waiting(rig: Rig) -> None:
+    rig.api.add_comment(VIDEO, "hi", "fan")
+    rig.poll_and_process()
+    rig.settings = rig.settings.model_copy(
+        update={"secret_key": SecretStr("another-secret-key-than-the-one-that-sealed")}
+    )
+
+    report = rig.deliver()["tiktok_reply"]
+
+    assert (report.sent, report.dead) == (0, 0)
+    assert report.stopped is not None and "RALLY_SECRET_KEY" in report.stopped
+    assert [m.status for m in rig.rows(OutboxMessage)] == ["pending"]
+    assert rig.api.requests_to(REPLY) == []
