@@ -18,6 +18,7 @@ import tenacity
 import tenacity.nap
 from pydantic import SecretStr
 from sqlalchemy import Engine
+from sqlalchemy import select as sa_select
 from sqlmodel import SQLModel, col, select
 from tenacity.wait import wait_base
 
@@ -793,3 +794,45 @@ def test_tokens_rally_cannot_open_leave_the_messages_waiting(rig: Rig) -> None:
     assert report.stopped is not None and "RALLY_SECRET_KEY" in report.stopped
     assert [m.status for m in rig.rows(OutboxMessage)] == ["pending"]
     assert rig.api.requests_to(REPLY) == []
+
+
+def test_comments_polled_before_the_upgrade_keep_counting_once_with_their_webhooks(
+    empty_store_url: str,
+) -> None:
+    """A store upgraded to 0014: a comment the poll stored under its bare id takes the id its
+    comment.update webhook gives it; nothing else is renamed."""
+    from alembic import command
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from store.db import MIGRATIONS, engine_for, upgrade
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    before = ScriptDirectory.from_config(config).get_revision("0014").down_revision
+    engine = engine_for(empty_store_url)
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, str(before))
+    rows = [  # (source, external id, type, payload)
+        ("tiktok", "7301", "comment", {"comment_id": "7301"}),  # polled
+        ("tiktok", "7302", "reply", {"comment_id": "7302", "parent_comment_id": "7301"}),
+        ("tiktok", "ev-1", "comment", {"comment_id": "7303"}),  # from a file, its own id
+        ("tiktok", "msg-1", "dm", {"conversation_id": "c"}),
+        ("rally", "7304", "comment", {"comment_id": "7304"}),
+    ]
+    table = EngagementEvent.__table__  # type: ignore[attr-defined]
+    with engine.begin() as conn:
+        conn.execute(
+            table.insert(),
+            [
+                {"source": s, "external_id": e, "type": t, "payload": p, "deliveries": 1,
+                 "occurred_at": NOW, "received_at": NOW}
+                for s, e, t, p in rows
+            ],
+        )  # fmt: skip
+    upgrade(engine)
+    with engine.connect() as conn:
+        ids = conn.execute(sa_select(table.c.external_id).order_by(table.c.id)).scalars().all()
+    assert ids == ["7301:insert", "7302:insert", "ev-1", "msg-1", "7304"]
+    engine.dispose()

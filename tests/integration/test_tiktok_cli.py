@@ -14,6 +14,8 @@ from config.errors import RallyError
 from config.settings import get_settings
 from store.db import transaction
 from store.models import AuditEvent, TikTokAccount
+from store.types import utcnow
+from tasks.due import has_work
 from tasks.engagement.accounts import code_from
 from tests.conftest import SLUG
 from tests.fakes.http_server import serving
@@ -51,6 +53,7 @@ def test_connecting_prints_where_to_authorize_and_keeps_the_accounts_tokens_seal
     rally, applied, engine, api, tiktok_env, monkeypatch
 ) -> None:
     monkeypatch.setattr("sys.stdin", io.StringIO(api.authorize() + "\n"))
+    assert not has_work("tiktok-poll", engine, utcnow())  # `rally serve` polls nothing yet
 
     run = rally("tiktok", "connect", "--campaign", SLUG, "--creator", "maya.votes.pa",
                 "--region", "us")  # fmt: skip
@@ -67,6 +70,7 @@ def test_connecting_prints_where_to_authorize_and_keeps_the_accounts_tokens_seal
     with transaction(engine, write=False) as session:
         actions = session.exec(select(AuditEvent.action)).all()
     assert "tiktok.connected" in actions
+    assert has_work("tiktok-poll", engine, utcnow())
 
     status = json.loads(rally("tiktok", "status", "--json").out)
     (shown,) = status["accounts"]
