@@ -23,6 +23,7 @@ small asyncio HTTP/1.1 client sends the load; bodies and signatures are made as 
 
 import argparse
 import asyncio
+import base64
 import hashlib
 import hmac
 import json
@@ -48,14 +49,22 @@ REPLAYS = 100
 
 
 def signed_request(port: int, n: int, signed_at: int) -> bytes:
-    """The raw HTTP request of comment `n`, signed as TikTok signs it."""
-    content = {"video_id": "v1", "comment_id": f"c{n}", "text": "hi", "username": f"fan{n}"}
+    """The raw HTTP request of comment `n` (a `comment.update` insert, as TikTok sends it: ids
+    as JSON numbers, the fan as a unique_identifier), signed as TikTok signs it."""
+    content = {
+        "comment_id": 7_300_000_000_000_000_000 + n,
+        "video_id": 7_311_111_111_111_111_111,
+        "comment_type": "comment",
+        "comment_action": "insert",
+        "unique_identifier": base64.b64encode(hashlib.sha256(b"%d" % n).digest()).decode(),
+        "timestamp": signed_at,
+    }
     body = json.dumps(
         {
             "client_key": CLIENT_KEY,
-            "event": "comment.create",
+            "event": "comment.update",
             "create_time": signed_at,
-            "user_openid": f"open-{n}",
+            "user_openid": "bench-business-account",
             "content": json.dumps(content),
         }
     ).encode()

@@ -40,6 +40,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "cli.sprint:demo_command",
         "Rehearse the example campaign's 12-week sprint in a fresh demo store and report it.",
     ),
+    "tiktok": (
+        "cli.tiktok:app",
+        "TikTok: connect a business account, subscribe to its webhooks, see their state.",
+    ),
     "audit": ("cli.audit:app", "The audit log: verify the chain, export it."),
     "db": ("cli.db:app", "The store's schema: status and upgrades."),
     "serve": (

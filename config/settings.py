@@ -131,19 +131,25 @@ class Settings(RallySettings):
         "", description="CA bundle to trust for the SMTP server; empty uses the system's"
     )
 
-    tiktok_client_key: str = Field("", description="TikTok app's client key (webhooks)")
+    secret_key: SecretStr = Field(
+        SecretStr(""),
+        description="Seals the tokens Rally keeps (TikTok's); 32 random characters or more",
+    )
+
+    tiktok_client_key: str = Field(
+        "", description="TikTok app's client key (its app id on the API for Business)"
+    )
     tiktok_client_secret: SecretStr = Field(
         SecretStr(""), description="TikTok app's client secret: signs its webhooks"
     )
     tiktok_api_url: str = Field(
         "https://business-api.tiktok.com/open_api/v1.3", description="TikTok API for Business"
     )
-    tiktok_access_token: SecretStr = Field(
-        SecretStr(""),
-        description="TikTok Business access token; empty writes replies and DMs "
-        "to home/outbox instead of sending them",
+    tiktok_redirect_uri: str = Field(
+        "",
+        description="The redirect URI registered for the TikTok app, where TikTok sends the "
+        "code of `rally tiktok connect`",
     )
-    tiktok_business_id: str = Field("", description="The TikTok business account's id")
 
     sms_api_url: str = Field(
         "", description="SMS provider (Twilio-style API); empty writes texts to home/outbox"

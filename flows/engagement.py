@@ -59,6 +59,7 @@ def poll() -> dict[str, Any]:
 
 @flow(name="tiktok-poll")
 def tiktok_poll() -> dict[str, Any]:
-    """Fetch new comments on the campaigns' posted videos and, at most hourly, their metrics.
-    One poll at a time across every machine; nothing happens without a TikTok token."""
+    """Fetch new comments (and their threads' replies) on the campaigns' posted videos and, at
+    most hourly, their metrics, each with the TikTok account the video is on. One poll at a
+    time across every machine; nothing happens with no TikTok account connected."""
     return poll()

@@ -466,6 +466,37 @@ class PollCursor(SQLModel, table=True):
     updated_at: datetime = _created()
 
 
+class TikTokAccount(SQLModel, table=True):
+    """A TikTok business account Rally acts for: a campaign's own, or a creator's who
+    authorized theirs (`member_id`), with its OAuth tokens sealed with `RALLY_SECRET_KEY`."""
+
+    __tablename__ = "tiktok_accounts"
+
+    business_id: str = Field(primary_key=True, max_length=128)  # TikTok's open_id for it
+    campaign_id: int | None = Field(default=None, foreign_key="campaigns.id")
+    member_id: int | None = Field(default=None, foreign_key="roster_members.id")
+    region: str | None = Field(default=None, max_length=2)  # where it is registered (ISO 3166)
+    scopes: list[str] = Field(default_factory=list, sa_type=JSON)
+    access_token: str  # sealed
+    access_expires_at: datetime = Field(sa_type=UTCDateTime)
+    refresh_token: str  # sealed
+    refresh_expires_at: datetime = Field(sa_type=UTCDateTime)
+    connected_at: datetime = _created()
+    refreshed_at: datetime | None = _when()
+
+
+class TikTokConversation(SQLModel, table=True):
+    """A DM conversation's campaign, from the first of its messages Rally could attribute, so
+    that the later ones go to the same campaign."""
+
+    __tablename__ = "tiktok_conversations"
+
+    conversation_id: str = Field(primary_key=True, max_length=128)
+    campaign_id: int = Field(foreign_key="campaigns.id")
+    member_id: int | None = Field(default=None, foreign_key="roster_members.id")
+    created_at: datetime = _created()
+
+
 # --- side effects, time and measurement -----------------------------------------------------
 
 

@@ -12,9 +12,8 @@ from typing import Any
 from sqlalchemy import Engine, Select, exists, select
 from sqlmodel import col
 
-from config.settings import get_settings
 from store.db import transaction
-from store.models import EngagementEvent, OutboxMessage, OutboxStatus, Timer
+from store.models import EngagementEvent, OutboxMessage, OutboxStatus, TikTokAccount, Timer
 from tasks.briefs.reminders import REMINDER as BRIEF_REMINDER
 from tasks.campaigns.campaign import get_campaign
 from tasks.leads.records import CHANNEL as LEAD_CHANNEL
@@ -68,7 +67,7 @@ def sprint_steps_due(engine: Engine, now: datetime) -> bool:
 
 
 def tiktok_connected(engine: Engine, now: datetime) -> bool:
-    return bool(get_settings().tiktok_access_token.get_secret_value())
+    return _any(engine, select(col(TikTokAccount.business_id)))
 
 
 CHECKS: dict[str, Callable[[Engine, datetime], bool]] = {

@@ -57,7 +57,9 @@ def health() -> dict[str, str]:
 @router.post("/webhooks/tiktok")
 async def tiktok_webhook(request: Request) -> Response:
     """A notification TikTok signed with our client secret, stored as an event (a redelivery
-    is only counted); 401 for a bad or stale signature, 400 for a body Rally cannot read."""
+    is only counted; the account's own comments and messages echoed back and read receipts are
+    answered and not stored); 401 for a bad or stale signature, 400 for a body Rally cannot
+    read."""
     state = app_state_of(request)  # read directly: the busiest route, spared Depends' cost
     settings, clock, writer = state.settings, state.clock, state.writer
     body = await bounded_body(request, MAX_WEBHOOK_BYTES)
@@ -74,6 +76,8 @@ async def tiktok_webhook(request: Request) -> Response:
         return JSONResponse({"error": f"signature: {exc}"}, status_code=401)
     except ValueError as exc:
         return JSONResponse({"error": str(exc)}, status_code=400)
+    if notification.ignored:  # the account's own comment or message echoed, a read receipt
+        return JSONResponse({"ok": True, "ignored": notification.ignored})
     await _stored(writer, webhook_event(notification, received_at=now))
     return JSONResponse({"ok": True})
 

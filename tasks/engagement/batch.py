@@ -36,6 +36,7 @@ from tasks.engagement.messages import (
     channel_messages,
     followup_messages,
     no_address,
+    platform_limit,
 )
 from tasks.engagement.rules import (
     RENDER_ERRORS,
@@ -45,6 +46,7 @@ from tasks.engagement.rules import (
     due_at,
     greeting,
     minute,
+    public_handle,
 )
 from tasks.engagement.signups import CampaignSignup, record_signups
 from tasks.leads.contacts import ContactError, add_tags, consents, contacts_by_handle, set_consent
@@ -249,7 +251,11 @@ class Batch:
     def _actor(self, event: Event, contact_id: int) -> dict[str, Any]:
         person = self.people.get(contact_id)
         name = " ".join(filter(None, (person.given_name, person.family_name))) if person else ""
-        handle = event.actor or (person.handle if person else None)
+        handle = (
+            event.handle
+            or public_handle(event.actor)
+            or public_handle(person.handle if person else None)
+        )
         return {"handle": handle or "", "name": name, "greeting": greeting(name, handle)}
 
     def _decide(self, event: Event, rule: Rule, contact_id: int) -> None:
@@ -330,6 +336,8 @@ class Batch:
             subject = rules.render(f"{rule.id}.subject", event, actor) if rule.subject else ""
         except RENDER_ERRORS as exc:
             return FollowUpStatus.WITHHELD, f"cannot render: {exc}", self.now, None
+        if channel != "staff" and (why := platform_limit(channel, event, text, due)):
+            return FollowUpStatus.WITHHELD, why, self.now, None
         messages = followup_messages(rule, channel, event, person, rules, text, subject)
         if not messages:
             return (

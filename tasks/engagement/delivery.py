@@ -1,6 +1,7 @@
-"""Delivering follow-ups from the outbox: replies and DMs on TikTok, texts over the SMS
-provider (email goes with the rest of Rally's email, `tasks.mail`). With no provider configured,
-each message is written as a JSON file into `$RALLY_HOME/outbox/<channel>/`, the embedded default.
+"""Delivering follow-ups from the outbox: replies and DMs on TikTok (with the connected
+accounts, `tasks.engagement.accounts`), texts over the SMS provider (email goes with the rest
+of Rally's email, `tasks.mail`). With no account connected or no provider configured, each
+message is written as a JSON file into `$RALLY_HOME/outbox/<channel>/`, the embedded default.
 A follow-up's status follows its message: `sent`, or `failed` once given up on (`FOLLOWUP`).
 """
 
@@ -16,10 +17,14 @@ from sqlalchemy import Engine, update
 from sqlmodel import Session, col
 from tenacity.wait import wait_base
 
+from config.errors import RallyError
 from config.settings import Settings
 from integrations.errors import PermanentError
+from integrations.tiktok import TikTokBusiness
 from store.models import FollowUp, FollowUpStatus, OutboxMessage
+from store.types import utcnow
 from tasks.drain import Deliver, DrainReport, Handler, drain, one_at_a_time, repeat_safe
+from tasks.engagement.accounts import Accounts
 
 CHANNELS = ("tiktok_reply", "tiktok_dm", "sms")
 
@@ -74,31 +79,16 @@ def _need(payload: dict[str, Any], *keys: str) -> list[Any]:
     return [payload[k] for k in keys]
 
 
-def deliverer(channel: str, settings: Settings, client: httpx.Client) -> Deliver:
-    """How to send one message of `channel` with these settings."""
-    token = settings.tiktok_access_token.get_secret_value()
-    if channel in ("tiktok_reply", "tiktok_dm") and token:
-        from integrations.tiktok import TikTokBusiness
-
-        tiktok = TikTokBusiness(
-            client,
-            access_token=token,
-            business_id=settings.tiktok_business_id,
-            base_url=settings.tiktok_api_url,
-        )
-        if channel == "tiktok_reply":
-
-            def reply(message: OutboxMessage) -> str:
-                video, comment, text = _need(message.payload, "video_id", "comment_id", "text")
-                return tiktok.reply(video_id=video, comment_id=comment, text=text)
-
-            return reply
-
-        def dm(message: OutboxMessage) -> str:
-            recipient, text = _need(message.payload, "recipient", "text")
-            return tiktok.send_dm(recipient=recipient, text=text)
-
-        return dm
+def deliverer(
+    channel: str,
+    settings: Settings,
+    client: httpx.Client,
+    accounts: Accounts | None = None,
+    now: Callable[[], datetime] = utcnow,
+) -> Deliver:
+    """How to send one message of `channel` with these settings (and connected accounts)."""
+    if channel in ("tiktok_reply", "tiktok_dm") and accounts:
+        return _tiktok(channel, accounts, now)
     if channel == "sms" and settings.sms_api_url:
         from integrations.sms import SmsGateway
 
@@ -118,6 +108,38 @@ def deliverer(channel: str, settings: Settings, client: httpx.Client) -> Deliver
     return FolderChannel(settings.local_outbox / channel)
 
 
+def _tiktok(channel: str, accounts: Accounts, now: Callable[[], datetime]) -> Deliver:
+    """Replies and DMs from the account the comment or DM came to (the one account connected,
+    for messages that name none). A DM past the 48 hours TikTok allows for an answer is refused
+    here, before it is sent."""
+
+    def sender(message: OutboxMessage) -> TikTokBusiness:
+        try:
+            return accounts.client(message.payload.get("business_id"))
+        except RallyError as exc:
+            raise PermanentError(f"not sent: {exc}") from None
+
+    if channel == "tiktok_reply":
+
+        def reply(message: OutboxMessage) -> str:
+            video, comment, text = _need(message.payload, "video_id", "comment_id", "text")
+            return sender(message).reply(video_id=video, comment_id=comment, text=text)
+
+        return reply
+
+    def dm(message: OutboxMessage) -> str:
+        recipient, text = _need(message.payload, "recipient", "text")
+        ends = message.payload.get("window_ends")
+        if ends and now() > datetime.fromisoformat(ends):
+            raise PermanentError(
+                "not sent: TikTok lets a business answer a DM only within 48 hours of the "
+                f"person's message, and that window closed at {ends}"
+            )
+        return sender(message).send_dm(recipient=recipient, text=text)
+
+    return dm
+
+
 def deliver_followups(
     engine: Engine,
     settings: Settings,
@@ -132,8 +154,9 @@ def deliver_followups(
     http = client or httpx.Client(timeout=httpx.Timeout(10.0, connect=5.0))
     try:
         reports = {}
+        accounts = Accounts(engine, settings, http, now=now)
         for channel in CHANNELS:
-            deliver = deliverer(channel, settings, http)
+            deliver = deliverer(channel, settings, http, accounts, now)
             folder = isinstance(deliver, FolderChannel)  # a repeat rewrites the same file
             reports[channel] = drain(
                 engine,

@@ -1,5 +1,6 @@
 """What the public sends in one request at a time, as event rows for the event writer: a click
-on a creator's `/t/<code>` link and a TikTok webhook notification."""
+on a creator's `/t/<code>` link and a TikTok webhook notification (and the campaign each
+notification is about, found by the writer for a whole group at once: `attribute`)."""
 
 import uuid
 from collections.abc import Mapping
@@ -7,10 +8,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
 from integrations.tiktok import WebhookNotification
-from store.models import Campaign, Creative, Creator, RosterMember
+from store.bulk import with_defaults
+from store.models import (
+    Campaign,
+    Creative,
+    Creator,
+    RosterMember,
+    TikTokAccount,
+    TikTokConversation,
+)
 from tasks.campaigns.campaign import campaign_spec, running_live_sprints
 from tasks.campaigns.tracking import tracking_url
 from tasks.engagement.events import new_event
@@ -60,16 +70,18 @@ def click_event(
 
 
 def attribute(session: Session, rows: list[dict[str, Any]]) -> None:
-    """Give TikTok's notifications their campaign, which TikTok does not name: a comment's is
-    the posted creative's whose video it is on (and its creator's place on the roster); a
-    message names no video, so it goes to the one live sprint when only one is running, and
-    stays unattributed (stored, but no rule fires) when there are several or none. One query
-    per group of rows, and none when every row knows its campaign."""
+    """Give TikTok's notifications their campaign, which TikTok does not name. A comment's is
+    the posted creative's whose video it is on (and its creator's place on the roster). A
+    message names no video: it goes to its conversation's campaign if an earlier message of it
+    had one, else to the campaign (and creator) whose TikTok account received it, else to the
+    one live sprint when only one is running; otherwise it stays unattributed (stored, but no
+    rule fires). A conversation keeps the campaign its first attributed message found. A few
+    queries per group of rows, and none when every row knows its campaign."""
     loose = [r for r in rows if r.get("source") == "tiktok" and r.get("campaign_id") is None]
     if not loose:
         return
     videos = {str(r["video_id"]) for r in loose if r.get("video_id")}
-    posted: dict[str, tuple[int, int]] = {}
+    posted: dict[str, tuple[int, int | None]] = {}
     if videos:
         posted = {
             str(video): (campaign_id, member_id)
@@ -79,15 +91,75 @@ def attribute(session: Session, rows: list[dict[str, Any]]) -> None:
                 )
             )
         }
-    live: list[int] = []
-    if any(not r.get("video_id") for r in loose):
-        live = [campaign_id for campaign_id, _ in running_live_sprints(session)]
     for row in loose:
         found = posted.get(str(row.get("video_id") or ""))
         if found is not None:
             row["campaign_id"], row["member_id"] = found
-        elif not row.get("video_id") and len(live) == 1:
-            row["campaign_id"] = live[0]
+    messages = [r for r in loose if not r.get("video_id")]
+    if messages:
+        _attribute_messages(session, messages)
+
+
+def _attribute_messages(session: Session, rows: list[dict[str, Any]]) -> None:
+    def payload(row: dict[str, Any], name: str) -> str | None:
+        value = (row.get("payload") or {}).get(name)
+        return str(value) if value else None
+
+    conversations = {c for r in rows if (c := payload(r, "conversation_id"))}
+    known: dict[str, tuple[int, int | None]] = {}
+    if conversations:
+        known = {
+            c: (campaign_id, member_id)
+            for c, campaign_id, member_id in session.exec(
+                select(
+                    TikTokConversation.conversation_id,
+                    TikTokConversation.campaign_id,
+                    TikTokConversation.member_id,
+                ).where(col(TikTokConversation.conversation_id).in_(conversations))
+            )
+        }
+    accounts = {b for r in rows if (b := payload(r, "business_id"))}
+    owners: dict[str, tuple[int, int | None]] = {}
+    if accounts:
+        owners = {
+            business: (campaign_id, member_id)
+            for business, campaign_id, member_id in session.exec(
+                select(
+                    TikTokAccount.business_id, TikTokAccount.campaign_id, TikTokAccount.member_id
+                ).where(
+                    col(TikTokAccount.business_id).in_(accounts),
+                    col(TikTokAccount.campaign_id).is_not(None),
+                )
+            )
+            if campaign_id is not None
+        }
+    live: list[int] | None = None
+    new: dict[str, tuple[int, int | None]] = {}
+    for row in rows:
+        conversation = payload(row, "conversation_id")
+        found = known.get(conversation or "") or new.get(conversation or "")
+        found = found or owners.get(payload(row, "business_id") or "")
+        if found is None:
+            if live is None:
+                live = [campaign_id for campaign_id, _ in running_live_sprints(session)]
+            found = (live[0], None) if len(live) == 1 else None
+        if found is None:
+            continue
+        row["campaign_id"], row["member_id"] = found
+        if conversation and conversation not in known:
+            new[conversation] = found
+    if new:  # another writer may be keeping the same conversation right now: first one wins
+        dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+        table = TikTokConversation.__table__  # type: ignore[attr-defined]
+        values = [
+            with_defaults(
+                TikTokConversation,
+                {"conversation_id": c, "campaign_id": campaign, "member_id": member},
+            )
+            for c, (campaign, member) in new.items()
+        ]
+        insert = dialect.insert(table).on_conflict_do_nothing(index_elements=["conversation_id"])
+        session.execute(insert, values)
 
 
 def webhook_event(notification: WebhookNotification, *, received_at: datetime) -> dict[str, Any]:

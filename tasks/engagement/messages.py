@@ -1,11 +1,13 @@
 """What a follow-up sends: the outbox messages of a rule firing for one person, on each
-channel (a public reply, a DM, an email, a text, or staff notified), and why there may be no
-address to send it to."""
+channel (a public reply, a DM, an email, a text, or staff notified), why there may be no
+address to send it to, and why TikTok would refuse it as it is."""
 
+from datetime import datetime
 from typing import Any, NamedTuple
 
 from config.followups import Rule
-from tasks.engagement.rules import CampaignRules, Event
+from integrations.tiktok import DM_WINDOW, MAX_DM_CHARS, MAX_REPLY_CHARS
+from tasks.engagement.rules import CampaignRules, Event, public_handle
 
 OUTBOX_CHANNEL = {"reply": "tiktok_reply", "dm": "tiktok_dm", "email": "email", "sms": "sms"}
 
@@ -34,22 +36,51 @@ def no_address(channel: str, event: Event, person: Recipient | None) -> str | No
     return None
 
 
+def platform_limit(channel: str, event: Event, text: str, due: datetime) -> str | None:
+    """Why TikTok would refuse this reply or DM as it is, or None: a reply is at most 150
+    characters, a DM 6,000, and a DM answers only within 48 hours of the person's message."""
+    if channel == "reply" and len(text) > MAX_REPLY_CHARS:
+        return (
+            f"too long: a TikTok reply takes at most {MAX_REPLY_CHARS} characters "
+            f"(this one has {len(text)})"
+        )
+    if channel == "dm" and len(text) > MAX_DM_CHARS:
+        return (
+            f"too long: a TikTok DM takes at most {MAX_DM_CHARS:,} characters "
+            f"(this one has {len(text):,})"
+        )
+    answering = channel == "dm" and event.source == "tiktok" and event.type == "dm"
+    if answering and due > event.occurred_at + DM_WINDOW:
+        return (
+            "too late: TikTok lets a business answer a DM only within 48 hours "
+            f"(they wrote at {event.occurred_at:%Y-%m-%d %H:%M} UTC, "
+            f"this would go at {due:%Y-%m-%d %H:%M} UTC)"
+        )
+    return None
+
+
 def channel_messages(
     channel: str, event: Event, person: Recipient | None, text: str, subject: str
 ) -> list[dict[str, Any]]:
     base = {"channel": OUTBOX_CHANNEL[channel], "destination": "public"}
+    payload: dict[str, Any]
+    shown = f"@{event.handle or public_handle(event.actor) or event.actor}"
+    account: dict[str, Any] = {"business_id": event.business_id} if event.business_id else {}
     if channel == "reply":
         payload = {
-            "to": f"@{event.actor}",
+            "to": shown,
             "video_id": event.video_id,
-            "comment_id": event.external_id,
+            "comment_id": event.comment_id or event.external_id,
             "text": text,
-        }
+        } | account
     elif channel == "dm":
         # A business writes into the conversation the person opened (its id comes with their
-        # DM); the handle stands in for sources that give none.
+        # DM), within 48 hours of their message; the handle stands in for sources that give
+        # no conversation.
         conversation = event.conversation_id if event.type == "dm" else None
-        payload = {"to": f"@{event.actor}", "recipient": conversation or event.actor, "text": text}
+        payload = {"to": shown, "recipient": conversation or event.actor, "text": text} | account
+        if conversation and event.source == "tiktok":
+            payload["window_ends"] = (event.occurred_at + DM_WINDOW).isoformat()
     elif channel == "sms":
         payload = {"to": person.phone if person else None, "text": text}
     else:

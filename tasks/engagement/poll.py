@@ -1,10 +1,16 @@
-"""Polling TikTok for what has no webhook: comments on the campaign's posted videos (from a
-persisted cursor, so a restart resumes where the last poll stopped) and video metrics.
+"""Polling TikTok for what webhooks miss or leave out: comments on the campaigns' posted
+videos and the replies to them (from a persisted cursor, so a restart resumes where the last
+poll stopped), and video metrics. Each video is read with the account it is on (its creator's,
+its campaign's, or the one for every campaign: `Accounts.for_video`).
 
 Each page of comments is stored with its cursor in one transaction: a crash repeats at most a
-page, whose comments are then counted as redeliveries. Throttling (429, or HTTP 200 with code
-40100) and passing failures are retried with backoff, honouring Retry-After when TikTok gives
-one; a video that keeps failing is left for the next poll, and a refused token stops the pass.
+page, whose comments are then counted as redeliveries. A comment is stored under the id its
+`comment.update` webhook gives it (`<comment_id>:insert`), so the two count once; the webhook
+carries no text, so a comment it brought first gets its text here, and the rules look at it
+again. The account's own comments (Rally's replies) are not events. Throttling (429, or HTTP
+200 with a throttling code) and passing failures are retried with backoff, honouring
+Retry-After when TikTok gives one; a video that keeps failing is left for the next poll, and a
+refused token stops the pass.
 """
 
 from collections.abc import Callable
@@ -13,14 +19,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import Engine, func
+from sqlalchemy import Engine, bindparam, func, update
 from sqlmodel import Session, col, select
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 from tenacity.wait import wait_base
 
 from config.settings import Settings
 from integrations.errors import PermanentError, TransientError, UnavailableError
-from integrations.tiktok import Comment, CommentPage, TikTokBusiness
+from integrations.tiktok import Comment, CommentPage, TikTokBusiness, VideoMetrics
 from store.audit import Change, record
 from store.db import transaction
 from store.models import (
@@ -28,16 +34,21 @@ from store.models import (
     Creative,
     CreativeStatus,
     Creator,
+    EngagementEvent,
     MetricSnapshot,
     PollCursor,
     RosterMember,
 )
 from tasks.campaigns.campaign import campaign_spec, staff
+from tasks.engagement.accounts import Accounts
 from tasks.engagement.events import new_event, store_events
 from tasks.outbox import enqueue, wait_for_remote, worth_retrying_now
 
 SOURCE = "tiktok_comments"
 MAX_PAGES = 50  # per video and poll: one busy video cannot starve the others
+MAX_REPLY_PAGES = 10  # per comment and poll
+# The client of the account a posted video (campaign id, member id) is on; None: no account.
+Clients = Callable[[int, int], TikTokBusiness | None]
 
 
 @dataclass
@@ -72,19 +83,31 @@ def posted_videos(engine: Engine) -> list[tuple[str, int, int, int | None]]:
     return [(str(v), c, m, i) for v, c, m, i in rows if v]
 
 
+def clients_of(tiktok: TikTokBusiness | Clients) -> Clients:
+    """One account for every video, or the given choice per video."""
+    if isinstance(tiktok, TikTokBusiness):
+        return lambda campaign_id, member_id: tiktok
+    return tiktok
+
+
 def poll_comments(
     engine: Engine,
-    tiktok: TikTokBusiness,
+    tiktok: TikTokBusiness | Clients,
     *,
     now: Callable[[], datetime],
     wait: wait_base | None = None,
 ) -> PollReport:
     report = PollReport()
     retrying = _retrying(wait)
+    clients = clients_of(tiktok)
     for video_id, campaign_id, member_id, _ in posted_videos(engine):
         report.videos += 1
         try:
-            _poll_video(engine, tiktok, retrying, video_id, campaign_id, member_id, now, report)
+            client = clients(campaign_id, member_id)
+            if client is None:
+                report.errors.append(f"video {video_id}: no connected TikTok account is its")
+                continue
+            _poll_video(engine, client, retrying, video_id, campaign_id, member_id, now, report)
         except UnavailableError as exc:
             report.errors.append(str(exc))
             report.stopped = str(exc)
@@ -111,10 +134,19 @@ def _poll_video(
     cursor = int(kept.cursor) if kept else 0
     for _ in range(MAX_PAGES):
         page: CommentPage = retrying(tiktok.comments, video_id, cursor=cursor)
+        found = list(page.comments)
+        for comment in page.comments:
+            if comment.replies:
+                found += _replies(tiktok, retrying, video_id, comment.comment_id)
         at = now()
-        rows = [_comment_row(c, campaign_id, member_id, at) for c in page.comments]
+        rows = [
+            _comment_row(c, campaign_id, member_id, tiktok.business_id, at)
+            for c in found
+            if not (c.owner or c.author == tiktok.business_id)  # the account's own
+        ]
         with transaction(engine) as session:
             new, _ = store_events(session, rows)
+            _fill_text(session, rows)
             session.merge(
                 PollCursor(source=SOURCE, key=video_id, cursor=str(page.cursor), updated_at=at)
             )
@@ -126,38 +158,97 @@ def _poll_video(
         cursor = page.cursor
 
 
+def _replies(
+    tiktok: TikTokBusiness, retrying: Retrying, video_id: str, comment_id: str
+) -> list[Comment]:
+    """Every reply to one comment (the comment list has none of them)."""
+    found: list[Comment] = []
+    cursor = 0
+    for _ in range(MAX_REPLY_PAGES):
+        page: CommentPage = retrying(tiktok.replies, video_id, comment_id, cursor=cursor)
+        found += page.comments
+        if not page.has_more or page.cursor == cursor:
+            break
+        cursor = page.cursor
+    return found
+
+
 def _comment_row(
-    comment: Comment, campaign_id: int, member_id: int, at: datetime
+    comment: Comment, campaign_id: int, member_id: int, business_id: str, at: datetime
 ) -> dict[str, Any]:
     return new_event(
         source="tiktok",
-        external_id=comment.comment_id,
+        external_id=f"{comment.comment_id}:insert",
         type="reply" if comment.parent_comment_id else "comment",
         occurred_at=comment.created_at,
         received_at=at,
         campaign_id=campaign_id,
         member_id=member_id,
-        actor=comment.username or None,
+        actor=comment.author or comment.username or None,
         video_id=comment.video_id,
         text=comment.text,
-        payload=comment.raw,
+        payload=comment.raw
+        | {"comment_id": comment.comment_id, "business_id": business_id}
+        | {"handle": comment.username or None},
+    )
+
+
+def _fill_text(session: Session, rows: list[dict[str, Any]]) -> None:
+    """A comment its webhook brought first has no text: it gets the poll's (and the poll's
+    record of it), and waits for the rules again, which now can read it."""
+    texts = [r for r in rows if r["text"]]
+    if not texts:
+        return
+    table = EngagementEvent.__table__  # type: ignore[attr-defined]
+    session.execute(
+        update(table)
+        .where(
+            table.c.source == "tiktok",
+            table.c.external_id == bindparam("b_id"),
+            table.c.text.is_(None),
+        )
+        .values(text=bindparam("b_text"), payload=bindparam("b_payload"), processed_at=None),
+        [{"b_id": r["external_id"], "b_text": r["text"], "b_payload": r["payload"]} for r in texts],
     )
 
 
 def poll_metrics(
-    engine: Engine, tiktok: TikTokBusiness, *, now: datetime, wait: wait_base | None = None
+    engine: Engine,
+    tiktok: TikTokBusiness | Clients,
+    *,
+    now: datetime,
+    wait: wait_base | None = None,
 ) -> PollReport:
-    """A snapshot of every posted video's counters (for KPIs and scorecards)."""
+    """A snapshot of every posted video's counters (for KPIs and scorecards), asked of the
+    account each video is on. A video its account no longer returns is taken down; videos of
+    an account that could not be asked are left as they were."""
     report = PollReport()
     videos = {v: (c, m, i) for v, c, m, i in posted_videos(engine)}
     if not videos:
         return report
-    try:
-        metrics = _retrying(wait)(tiktok.videos, list(videos))
-    except TransientError as exc:
-        report.errors.append(str(exc))
-        report.stopped = str(exc)
-        return report
+    clients = clients_of(tiktok)
+    by_account: dict[str, tuple[TikTokBusiness, list[str]]] = {}
+    for video, (campaign_id, member_id, _) in videos.items():
+        try:
+            client = clients(campaign_id, member_id)
+        except UnavailableError as exc:  # its token cannot be refreshed: nothing is measured
+            report.errors.append(str(exc))
+            report.stopped = str(exc)
+            return report
+        if client is None:
+            report.errors.append(f"video {video}: no connected TikTok account is its")
+            continue
+        by_account.setdefault(client.business_id, (client, []))[1].append(video)
+    metrics: list[VideoMetrics] = []
+    asked: dict[str, tuple[int, int, int | None]] = {}
+    for client, ids in by_account.values():
+        try:
+            metrics += _retrying(wait)(client.videos, ids)
+        except TransientError as exc:
+            report.errors.append(str(exc))
+            report.stopped = str(exc)
+            continue
+        asked |= {v: videos[v] for v in ids}
     with transaction(engine) as session:
         for m in metrics:
             campaign_id, member_id, creative_id = videos[m.video_id]
@@ -179,7 +270,7 @@ def poll_metrics(
             )
             report.snapshots += 1
         returned = {m.video_id for m in metrics}
-        report.taken_down = takedowns(session, videos, returned, now=now)
+        report.taken_down = takedowns(session, asked, returned, now=now)
     report.videos = len(videos)
     return report
 
@@ -253,21 +344,21 @@ METRICS_EVERY = timedelta(hours=1)
 
 
 def poll_tiktok(engine: Engine, settings: Settings, *, now: Callable[[], datetime]) -> PollReport:
-    """Comments each time, metrics at most hourly; nothing when no TikTok token is set."""
-    token = settings.tiktok_access_token.get_secret_value()
-    if not token:
-        return PollReport()
-    with httpx.Client(timeout=httpx.Timeout(15.0, connect=5.0)) as client:
-        tiktok = TikTokBusiness(
-            client,
-            access_token=token,
-            business_id=settings.tiktok_business_id,
-            base_url=settings.tiktok_api_url,
-        )
-        report = poll_comments(engine, tiktok, now=now)
+    """Comments each time, metrics at most hourly, with each connected account; nothing when
+    none is connected."""
+    with httpx.Client(timeout=httpx.Timeout(15.0, connect=5.0)) as http:
+        accounts = Accounts(engine, settings, http, now=now)
+        if not accounts:
+            return PollReport()
+
+        def clients(campaign_id: int, member_id: int) -> TikTokBusiness | None:
+            business_id = accounts.for_video(campaign_id, member_id)
+            return accounts.client(business_id) if business_id else None
+
+        report = poll_comments(engine, clients, now=now)
         with transaction(engine, write=False) as session:
             last = session.exec(select(func.max(MetricSnapshot.captured_at))).one()
         if report.stopped is None and (last is None or now() - last >= METRICS_EVERY):
-            metrics = poll_metrics(engine, tiktok, now=now())
+            metrics = poll_metrics(engine, clients, now=now())
             report.snapshots, report.errors = metrics.snapshots, report.errors + metrics.errors
     return report

@@ -19,11 +19,12 @@ from tasks.campaigns.configs import campaign_followups
 from tasks.engagement.batch import _EVENTS, Batch, ProcessReport
 from tasks.engagement.rules import CampaignRules, Event, MemberInfo
 
+PAYLOAD_TEXT = ("conversation_id", "comment_id", "business_id", "handle")  # as Event has them
 EVENT_COLUMNS: tuple[Any, ...] = (  # table columns: plain rows, without the ORM's loading
     *(_EVENTS[name] for name in ("id", "source", "external_id", "type", "campaign_id")),
     *(_EVENTS[name] for name in ("member_id", "actor", "video_id", "text", "occurred_at")),
     _EVENTS.payload["contact"],  # only what the rules read, not the whole payload
-    _EVENTS.payload["conversation_id"].as_string(),
+    *(_EVENTS.payload[name].as_string() for name in PAYLOAD_TEXT),
 )
 
 __all__ = ["ProcessReport", "campaign_rules", "process_pending"]

@@ -4,6 +4,7 @@ Pure functions over what the caller loaded: the campaign's rules, the person's c
 they were already sent. `tasks.engagement.processing` loads and stores; this module only decides.
 """
 
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -33,6 +34,9 @@ class Event:
     occurred_at: datetime
     contact: Any  # a signup's person, from the payload
     conversation_id: str | None  # a DM's conversation, from the payload
+    comment_id: str | None  # the comment to reply to, when its id is not the event's
+    business_id: str | None  # the TikTok account it came to, which answers it
+    handle: str | None  # the person's handle, when the actor is an id that is none
 
 
 @dataclass(frozen=True)
@@ -240,6 +244,15 @@ def due_at(
             return due
         due = moved
     return due
+
+
+HANDLE = re.compile(r"@?[\w.]{1,30}")
+
+
+def public_handle(value: str | None) -> str | None:
+    """`value` without its @ when it reads as a social handle; None for an opaque id (TikTok's
+    unique_identifier, 44 characters and more) that must never be shown as one."""
+    return value.lstrip("@") if value and HANDLE.fullmatch(value) else None
 
 
 def greeting(name: str | None, handle: str | None) -> str:

@@ -1,7 +1,10 @@
-"""Engagement over real HTTP against the local TikTok and SMS fakes: comments polled from a stored
-cursor through throttling and failures, video metrics, and follow-ups delivered as comment
-replies, DMs and texts, each exactly once. Retries never really sleep: tenacity's naps are
-recorded and move the fake's manual clock instead."""
+"""Engagement over real HTTP against the local TikTok and SMS fakes: a business account connected
+by OAuth (its tokens sealed, refreshed before they expire and when TikTok says they have),
+comments and replies polled from a stored cursor through throttling and failures, TikTok's
+webhooks through the signed endpoint to the campaign's rules, video metrics, and follow-ups
+delivered as comment replies, DMs and texts, each exactly once and within TikTok's limits.
+Retries never really sleep: tenacity's naps are recorded and move the fake's manual clock
+instead."""
 
 from collections.abc import Iterator
 from dataclasses import astuple, dataclass
@@ -15,11 +18,12 @@ import tenacity
 import tenacity.nap
 from pydantic import SecretStr
 from sqlalchemy import Engine
+from sqlalchemy import select as sa_select
 from sqlmodel import SQLModel, col, select
 from tenacity.wait import wait_base
 
 from config.settings import Settings
-from integrations.tiktok import TikTokBusiness
+from integrations.tiktok import TikTokBusiness, sign
 from store.db import transaction
 from store.models import (
     Campaign,
@@ -32,17 +36,20 @@ from store.models import (
     OutboxMessage,
     PollCursor,
     RosterMember,
+    TikTokAccount,
 )
 from tasks.drain import DrainReport
+from tasks.engagement.accounts import connect
 from tasks.engagement.delivery import deliver_followups
 from tasks.engagement.events import ingest
-from tasks.engagement.poll import SOURCE, PollReport, poll_comments, poll_metrics
+from tasks.engagement.poll import SOURCE, PollReport, poll_comments, poll_metrics, poll_tiktok
 from tasks.engagement.processing import process_pending
 from tasks.review.creatives import posted
 from tests.conftest import SLUG
 from tests.fakes.http_server import ManualClock, serving
 from tests.fakes.sms_api import FakeSms
-from tests.fakes.tiktok_api import FakeTikTok
+from tests.fakes.tiktok_api import FakeTikTok, unique_identifier
+from web.app import create_app
 
 NOW = datetime(2027, 2, 10, 17, 0, tzinfo=UTC)  # noon in Philadelphia: no quiet hours
 LATER = NOW + timedelta(minutes=10)  # past every default rule's delay (2 min reply, 5 min sms)
@@ -50,6 +57,8 @@ VIDEO, OTHER = "7311111111111111111", "7322222222222222222"
 LIST = "/open_api/v1.3/business/comment/list/"
 REPLY = "/open_api/v1.3/business/comment/reply/create/"
 CTA = "Tap the link in my bio and register in two minutes."
+REDIRECT = "https://rally.example.org/tiktok/connected"
+SECRET_KEY = "test-secret-key-for-sealing-tokens-0123"
 NO_WAIT = tenacity.wait_none()
 M = TypeVar("M", bound=SQLModel)
 
@@ -79,13 +88,14 @@ def members(engine: Engine, count: int) -> list[tuple[int, int, str]]:
 
 @dataclass
 class Rig:
-    """The example campaign with two posted videos, the fake TikTok, and shortcuts."""
+    """The example campaign with two posted videos, the fake TikTok with the campaign's
+    account connected to Rally (by OAuth, at NOW), and shortcuts."""
 
     engine: Engine
-    settings: Settings
+    settings: Settings  # with the fake's app, its redirect URI and a secret key
     api: FakeTikTok
     http: httpx.Client
-    tiktok: TikTokBusiness
+    tiktok: TikTokBusiness  # the account, with the token the fake issued at its start
     videos: list[Video]
 
     def poll(self, tiktok: TikTokBusiness | None = None, wait: wait_base = NO_WAIT) -> PollReport:
@@ -97,20 +107,17 @@ class Rig:
         process_pending(self.engine, now=NOW, public_url=self.settings.public_url)
 
     def deliver(self, at: datetime = LATER, sms: FakeSms | None = None) -> dict[str, DrainReport]:
-        """Deliver with credentials for the fakes (SMS through `sms` when given)."""
-        changes: dict[str, Any] = {
-            "tiktok_access_token": SecretStr(self.api.access_token),
-            "tiktok_business_id": self.api.business_id,
-            "tiktok_api_url": self.api.api_url,
-        }
+        """Deliver with the connected account (and SMS through `sms` when given)."""
+        live = self.settings
         if sms is not None:
-            changes |= {
-                "sms_api_url": sms.url,
-                "sms_account_sid": sms.account_sid,
-                "sms_auth_token": SecretStr(sms.auth_token),
-                "sms_from": next(iter(sms.senders)),
-            }
-        live = self.settings.model_copy(update=changes)
+            live = live.model_copy(
+                update={
+                    "sms_api_url": sms.url,
+                    "sms_account_sid": sms.account_sid,
+                    "sms_auth_token": SecretStr(sms.auth_token),
+                    "sms_from": next(iter(sms.senders)),
+                }
+            )
         return deliver_followups(self.engine, live, now=lambda: at, client=self.http)
 
     def rows(self, model: type[M], *where: Any) -> list[M]:
@@ -119,8 +126,8 @@ class Rig:
             return list(session.exec(select(model).where(*where).order_by(*key)))
 
     def comments(self) -> list[str]:
-        """The external ids of the stored events, in the order they were stored."""
-        return [e.external_id for e in self.rows(EngagementEvent)]
+        """The comment ids of the stored events, in the order they were stored."""
+        return [e.external_id.removesuffix(":insert") for e in self.rows(EngagementEvent)]
 
     def cursor(self, video_id: str) -> str | None:
         with transaction(self.engine, write=False) as session:
@@ -146,6 +153,19 @@ def provider() -> Iterator[FakeSms]:
     yield from serving(FakeSms())
 
 
+def tiktok_settings(settings: Settings, api: FakeTikTok) -> Settings:
+    return settings.model_copy(
+        update={
+            "secret_key": SecretStr(SECRET_KEY),
+            "tiktok_client_key": api.client_key,
+            "tiktok_client_secret": SecretStr(api.client_secret),
+            "tiktok_api_url": api.api_url,
+            "tiktok_redirect_uri": REDIRECT,
+            "public_url": "https://rally.example.org",
+        }
+    )
+
+
 @pytest.fixture
 def rig(applied: Any, engine: Engine, settings: Settings, api: FakeTikTok) -> Iterator[Rig]:
     """Two posted creatives are inserted as Creative rows with their video ids set: the review
@@ -169,11 +189,13 @@ def rig(applied: Any, engine: Engine, settings: Settings, api: FakeTikTok) -> It
             session.flush()
             made.append(Video(video_id, campaign_id, member_id, creative.id or 0, handle))
             api.add_video(video_id)
+    live = tiktok_settings(settings, api)
     with httpx.Client(timeout=5) as http:
+        connect(engine, live, http, api.authorize(), now=NOW, actor="staff:t", campaign=SLUG)
         tiktok = TikTokBusiness(
             http, access_token=api.access_token, business_id=api.business_id, base_url=api.api_url
         )
-        yield Rig(engine, settings, api, http, tiktok, made)
+        yield Rig(engine, live, api, http, tiktok, made)
 
 
 @pytest.fixture
@@ -200,11 +222,17 @@ def test_comments_are_stored_once_and_polled_again_from_the_stored_cursor(rig: R
 
     assert (report.videos, report.pages, report.new, report.stopped) == (2, 4, 65, None)
     assert rig.comments() == first
-    pages = [r.query["cursor"] for r in api.requests_to(LIST) if r.query["video_id"] == VIDEO]
-    assert pages == ["0", "30", "60"]
+    videos = [r for r in api.requests_to(LIST) if r.query["video_id"] == VIDEO]
+    assert [r.query.get("cursor", "0") for r in videos] == ["0", "30", "60"]
     assert rig.cursor(VIDEO) == "65"
     e, video = rig.rows(EngagementEvent)[7], rig.videos[0]
-    assert (e.type, e.actor, e.text, e.video_id) == ("comment", "fan7", "comment 7", VIDEO)
+    assert (e.external_id, e.type, e.text, e.video_id) == (
+        f"{first[7]}:insert",  # the id its comment.update webhook gives it
+        "comment",
+        "comment 7",
+        VIDEO,
+    )
+    assert (e.actor, e.payload["handle"]) == (unique_identifier("fan7"), "fan7")
     assert (e.campaign_id, e.member_id, e.deliveries) == (video.campaign_id, video.member_id, 1)
 
     seen = len(api.requests)
@@ -277,7 +305,9 @@ def test_a_refused_token_stops_the_pass_and_keeps_the_cursor(rig: Rig) -> None:
 def test_metrics_are_one_snapshot_per_posted_video_with_tiktoks_numbers(rig: Rig) -> None:
     numbers = {VIDEO: (12_300, 810, 42, 17, 9_900), OTHER: (5_000, 300, 9, 4, 4_100)}
     for video_id, (views, likes, comments, shares, reach) in numbers.items():
-        counts = dict(video_views=views, likes=likes, comments=comments, shares=shares)
+        counts: dict[str, Any] = dict(
+            video_views=views, likes=likes, comments=comments, shares=shares
+        )
         rig.api.add_video(
             video_id, **counts, reach=reach, average_time_watched=8.25, full_video_watched_rate=0.31
         )
@@ -343,6 +373,7 @@ def test_every_commenter_gets_one_reply_on_tiktok_and_never_a_second(rig: Rig) -
     rig.poll_and_process()  # our own replies are no new comments
     assert rig.deliver(LATER + timedelta(hours=1))["tiktok_reply"].sent == 0
     assert len(api.requests_to(REPLY)) == 3
+    assert {r.headers["access-token"] for r in api.requests_to(REPLY)} != {api.access_token}
 
 
 def test_a_dm_about_volunteering_is_answered_in_that_conversation(rig: Rig) -> None:
@@ -479,3 +510,329 @@ def test_a_creative_posted_with_its_tiktok_url_has_its_comments_polled(rig: Rig)
 
     assert video_id in {r.query["video_id"] for r in rig.api.requests_to(LIST)}
     assert rig.comments() == [comment]
+
+
+# -- tokens ------------------------------------------------------------------------------------
+
+TOKEN = "/open_api/v1.3/tt_user/oauth2/refresh_token/"
+
+
+def account(rig: Rig) -> TikTokAccount:
+    (row,) = rig.rows(TikTokAccount)
+    return row
+
+
+def test_the_connected_accounts_tokens_are_kept_sealed(rig: Rig) -> None:
+    row = account(rig)
+    issued = [token for token, grant in rig.api.grants.items() if token != rig.api.access_token]
+    assert len(issued) == 1 and len(rig.api.refresh_tokens) == 1
+    stored = repr(row.model_dump())
+    assert issued[0] not in stored and next(iter(rig.api.refresh_tokens)) not in stored
+    assert (row.business_id, row.access_expires_at) == (
+        rig.api.business_id,
+        NOW + timedelta(days=1),
+    )
+    assert row.refresh_expires_at == NOW + timedelta(days=365)
+    assert "comment.list.manage" in row.scopes
+
+
+def test_a_token_that_expires_mid_poll_is_refreshed_and_the_poll_finishes(rig: Rig) -> None:
+    api = rig.api
+    ids = [api.add_comment(VIDEO, f"comment {i}", f"fan{i}") for i in range(65)]
+    other = api.add_comment(OTHER, "and here", "other.fan")
+    api.expire_access_tokens(after_requests=2)  # TikTok's day ends after two pages
+    before = account(rig)
+
+    report = poll_tiktok(rig.engine, rig.settings, now=lambda: NOW + timedelta(hours=1))
+
+    assert (report.stopped, report.errors, report.new) == (None, [], 66)
+    assert rig.comments() == [*ids, other]
+    assert len(api.requests_to(TOKEN)) == 1
+    codes = [r.status for r in api.requests if r.path == LIST]
+    assert len(codes) == 5  # 3 pages + 1 refused as expired and asked again, + the other video
+    after = account(rig)
+    assert after.access_token != before.access_token and after.refresh_token != before.refresh_token
+    assert after.refreshed_at == NOW + timedelta(hours=1)
+    assert after.access_expires_at == NOW + timedelta(hours=1, days=1)
+    assert report.snapshots == 2  # and the metrics after, with the new token
+
+
+def test_a_token_about_to_expire_is_refreshed_before_it_is_used(rig: Rig) -> None:
+    rig.api.add_comment(VIDEO, "hi", "fan")
+    almost = NOW + timedelta(hours=23, minutes=55)
+
+    report = poll_tiktok(rig.engine, rig.settings, now=lambda: almost)
+
+    assert (report.errors, report.new) == ([], 1)
+    assert [r.path for r in rig.api.requests][-4:-2] == [TOKEN, LIST]  # refreshed first
+    assert all(r.status == 200 for r in rig.api.requests_to(LIST))
+    assert account(rig).access_expires_at == almost + timedelta(days=1)
+
+
+def test_a_refresh_token_tiktok_refuses_stops_the_pass_saying_to_connect_again(rig: Rig) -> None:
+    rig.api.refresh_tokens.clear()  # revoked, say
+    rig.api.expire_access_tokens()
+    rig.api.add_comment(VIDEO, "hi", "fan")
+
+    report = poll_tiktok(rig.engine, rig.settings, now=lambda: NOW + timedelta(hours=2))
+
+    assert report.stopped is not None and "rally tiktok connect" in report.stopped
+    assert "40107" in report.stopped and rig.comments() == []
+
+
+# -- webhooks to the rules ---------------------------------------------------------------------
+
+T_NOW = int(NOW.timestamp())
+
+
+@pytest.fixture
+def web(rig: Rig) -> Iterator[Any]:
+    from fastapi.testclient import TestClient
+
+    with TestClient(create_app(rig.settings, clock=lambda: NOW)) as client:
+        yield client
+
+
+def hook(web: Any, rig: Rig, body: bytes, *, signed_at: int = T_NOW) -> dict[str, Any]:
+    secret = rig.settings.tiktok_client_secret.get_secret_value()
+    answer = web.post(
+        "/webhooks/tiktok",
+        content=body,
+        headers={"TikTok-Signature": sign(body, secret, signed_at)},
+    )
+    assert answer.status_code == 200, answer.text
+    return dict(answer.json())
+
+
+def test_live_webhooks_fire_the_rules_and_the_answers_reach_tiktok_once(rig: Rig, web: Any) -> None:
+    api = rig.api
+    comment = api.add_comment(VIDEO, "love this", "ana.votes")  # on TikTok, then its webhook
+    dm = api.message_received("conv-hana", "How can I volunteer?", "hana.helps", at=T_NOW - 60)
+    for body in (api.comment_update(comment), dm):
+        assert hook(web, rig, body) == {"ok": True}
+    assert hook(web, rig, dm, signed_at=T_NOW - 30) == {"ok": True}  # redelivered, signed anew
+
+    stored = {e.type: e for e in rig.rows(EngagementEvent)}
+    assert set(stored) == {"comment", "dm"} and stored["dm"].deliveries == 2
+    assert (stored["comment"].campaign_id, stored["comment"].member_id) == astuple(rig.videos[0])[
+        1:3
+    ]
+    assert stored["dm"].campaign_id == rig.videos[0].campaign_id  # the account is the campaign's
+    process_pending(rig.engine, now=NOW, public_url=rig.settings.public_url)
+    reports = rig.deliver()
+
+    assert (reports["tiktok_reply"].sent, reports["tiktok_dm"].sent) == (1, 1)
+    (reply,) = api.replies
+    assert (reply["video_id"], reply["comment_id"]) == (VIDEO, comment)
+    assert reply["text"] == f"Thank you! 💙 {CTA}"  # the webhook names no handle: no @id
+    (message,) = api.messages
+    assert message["recipient"] == "conv-hana"
+    assert message["text"]["body"].startswith("Thanks for wanting to help, @hana.helps!")
+
+    echoes = [api.comment_update(reply["reply_id"]), api.message_echo(message, at=T_NOW + 700)]
+    for echo in echoes:  # Rally's own reply and DM, as TikTok sends them back
+        assert hook(web, rig, echo)["ignored"].startswith("the account's own")
+    read = api.envelope("im_mark_read_msg", {"conversation_id": "conv-hana"}, T_NOW + 800)
+    assert hook(web, rig, read) == {"ok": True, "ignored": "a read receipt"}
+    assert len(rig.rows(EngagementEvent)) == 2
+    process_pending(rig.engine, now=LATER, public_url=rig.settings.public_url)
+    again = rig.deliver(LATER + timedelta(hours=1))
+    assert (again["tiktok_reply"].sent, again["tiktok_dm"].sent) == (0, 0)
+    assert len(rig.rows(FollowUp)) == len({(f.rule_id, f.contact_id) for f in rig.rows(FollowUp)})
+
+
+KEYWORD_REPLY = """
+name: Keyword replies
+rules:
+  - {id: helpers, when: {types: [comment], keywords: [volunteer]}, action: reply,
+     message: "Thanks {{ actor.greeting }}, sign up at {{ links.join }}"}
+"""
+
+
+def test_a_comment_its_webhook_brought_without_text_gets_it_from_the_poll_and_the_rules_look_again(
+    rig: Rig, web: Any, rally: Any, example: Any
+) -> None:
+    (example / "rules.yaml").write_text(KEYWORD_REPLY)
+    campaign = example / "campaign.yaml"
+    campaign.write_text(campaign.read_text().replace("followups: default", "followups: rules.yaml"))
+    assert rally("campaign", "apply", campaign).code == 0
+    comment = rig.api.add_comment(VIDEO, "I want to volunteer!", "vol.unteer")
+    hook(web, rig, rig.api.comment_update(comment))
+    process_pending(rig.engine, now=NOW, public_url=rig.settings.public_url)
+    assert rig.rows(FollowUp) == []  # no text yet: the keyword cannot match
+
+    rig.poll_and_process()
+
+    (event,) = rig.rows(EngagementEvent)
+    assert (event.external_id, event.text, event.deliveries) == (
+        f"{comment}:insert",
+        "I want to volunteer!",
+        2,
+    )
+    assert rig.statuses("helpers") == ["queued"]
+    rig.deliver()
+    assert rig.api.replies[0]["text"].startswith("Thanks @vol.unteer, sign up at")
+
+
+def test_polling_reads_the_replies_in_each_thread_but_not_the_accounts_own(rig: Rig) -> None:
+    api = rig.api
+    top = api.add_comment(VIDEO, "who else is registering?", "asker")
+    fan = api.add_comment(VIDEO, "me! just did", "answerer", parent_comment_id=top)
+    api.add_comment(VIDEO, "Love to see it", "campaign.account", parent_comment_id=top,
+                    author=api.business_id)  # fmt: skip
+
+    report = rig.poll()
+
+    assert rig.comments() == [top, fan]
+    assert [e.type for e in rig.rows(EngagementEvent)] == ["comment", "reply"]
+    assert report.comments == 2
+    assert len(api.requests_to("/open_api/v1.3/business/comment/reply/list/")) == 1
+
+
+# -- TikTok's limits ---------------------------------------------------------------------------
+
+LIMITS = """
+name: Limits
+rules:
+  - {id: long_reply, when: {types: [comment]}, action: reply,
+     message: "{{ campaign.call_to_action }} {{ campaign.call_to_action }}
+       {{ campaign.call_to_action }}"}
+  - {id: slow_dm, when: {types: [dm], keywords: [late]}, action: dm, delay_minutes: 2890,
+     message: "Sorry for the wait!"}
+  - {id: quick_dm, when: {types: [dm], keywords: [soon]}, action: dm, message: "Hello!"}
+"""
+
+
+def test_what_tiktok_would_refuse_is_withheld_or_failed_with_the_reason(
+    rig: Rig, web: Any, rally: Any, example: Any
+) -> None:
+    (example / "rules.yaml").write_text(LIMITS)
+    campaign = example / "campaign.yaml"
+    campaign.write_text(campaign.read_text().replace("followups: default", "followups: rules.yaml"))
+    assert rally("campaign", "apply", campaign).code == 0
+    api = rig.api
+    hook(web, rig, api.comment_update(api.add_comment(VIDEO, "hi", "fan1")))
+    hook(web, rig, api.message_received("conv-1", "reply when you're late", "fan2", at=T_NOW))
+    hook(web, rig, api.message_received("conv-2", "answer soon", "fan3", at=T_NOW - 10))
+    process_pending(rig.engine, now=NOW, public_url=rig.settings.public_url)
+
+    (long,) = rig.rows(FollowUp, FollowUp.rule_id == "long_reply")
+    assert (long.status, long.reason) == (
+        "withheld",
+        f"too long: a TikTok reply takes at most 150 characters (this one has {3 * len(CTA) + 2})",
+    )
+    (slow,) = rig.rows(FollowUp, FollowUp.rule_id == "slow_dm")
+    assert slow.status == "withheld" and (slow.reason or "").startswith(
+        "too late: TikTok lets a business answer a DM only within 48 hours"
+    )
+    with transaction(rig.engine) as session:  # the account turns out to be registered in Germany
+        session.get(TikTokAccount, api.business_id).region = "DE"  # type: ignore[union-attr]
+    assert rig.deliver()["tiktok_dm"].dead == 1
+    (quick,) = rig.rows(FollowUp, FollowUp.rule_id == "quick_dm")
+    assert quick.status == "failed"
+    assert "EEA, Switzerland or the UK (this account: DE)" in (quick.reason or "")
+    assert api.requests_to("/open_api/v1.3/business/message/send/") == []
+
+
+def test_a_dm_whose_48_hours_ran_out_in_the_outbox_is_not_sent(rig: Rig, web: Any) -> None:
+    api = rig.api
+    hook(web, rig, api.message_received("conv-1", "how can I help", "fan2", at=T_NOW - 60))
+    process_pending(rig.engine, now=NOW, public_url=rig.settings.public_url)
+
+    reports = rig.deliver(at=NOW + timedelta(hours=49))  # the delivery was down two days
+
+    assert reports["tiktok_dm"].dead == 1 and api.messages == []
+    (late,) = rig.rows(FollowUp, FollowUp.rule_id == "volunteer_interest_dm")
+    assert late.status == "failed" and "window closed" in (late.reason or "")
+
+
+# -- several accounts --------------------------------------------------------------------------
+
+MAYA_BUSINESS = "biz-open-id-maya"
+
+
+def test_a_creator_who_connected_their_own_account_is_read_and_answered_with_it(
+    rig: Rig, web: Any
+) -> None:
+    api, (campaigns, creators) = rig.api, rig.videos
+    api.add_video(creators.video_id, business_id=MAYA_BUSINESS)  # the creator's own account
+    own = api.authorize(business_id=MAYA_BUSINESS)
+    connect(rig.engine, rig.settings, rig.http, own, now=NOW, actor="staff:t", campaign=SLUG,
+            creator=creators.handle)  # fmt: skip
+    first = api.add_comment(campaigns.video_id, "on the campaign's", "fan1")
+    second = api.add_comment(creators.video_id, "on the creator's", "fan2")
+
+    report = poll_tiktok(rig.engine, rig.settings, now=lambda: NOW)
+    hook(web, rig, api.comment_update(api.add_comment(creators.video_id, "live", "fan3")))
+    process_pending(rig.engine, now=NOW, public_url=rig.settings.public_url)
+    rig.deliver()
+
+    assert (report.errors, report.new, report.snapshots) == ([], 2, 2)
+    assert rig.comments()[:2] == [first, second]
+    whose = {r.query["video_id"]: r.query["business_id"] for r in api.requests_to(LIST)}
+    assert whose == {campaigns.video_id: api.business_id, creators.video_id: MAYA_BUSINESS}
+    tokens = {t: g.business_id for t, g in api.grants.items()}
+    answered = {
+        r.json["comment_id"]: (r.json["business_id"], tokens[r.headers["access-token"]])
+        for r in api.requests_to(REPLY)
+    }
+    assert len(answered) == 3
+    assert answered[first] == (api.business_id, api.business_id)
+    assert {answered[c] for c in answered if c != first} == {(MAYA_BUSINESS, MAYA_BUSINESS)}
+
+
+def test_tokens_rally_cannot_open_leave_the_messages_waiting(rig: Rig) -> None:
+    rig.api.add_comment(VIDEO, "hi", "fan")
+    rig.poll_and_process()
+    rig.settings = rig.settings.model_copy(
+        update={"secret_key": SecretStr("another-secret-key-than-the-one-that-sealed")}
+    )
+
+    report = rig.deliver()["tiktok_reply"]
+
+    assert (report.sent, report.dead) == (0, 0)
+    assert report.stopped is not None and "RALLY_SECRET_KEY" in report.stopped
+    assert [m.status for m in rig.rows(OutboxMessage)] == ["pending"]
+    assert rig.api.requests_to(REPLY) == []
+
+
+def test_comments_polled_before_the_upgrade_keep_counting_once_with_their_webhooks(
+    empty_store_url: str,
+) -> None:
+    """A store upgraded to 0014: a comment the poll stored under its bare id takes the id its
+    comment.update webhook gives it; nothing else is renamed."""
+    from alembic import command
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from store.db import MIGRATIONS, engine_for, upgrade
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    before = ScriptDirectory.from_config(config).get_revision("0014").down_revision
+    engine = engine_for(empty_store_url)
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, str(before))
+    rows = [  # (source, external id, type, payload)
+        ("tiktok", "7301", "comment", {"comment_id": "7301"}),  # polled
+        ("tiktok", "7302", "reply", {"comment_id": "7302", "parent_comment_id": "7301"}),
+        ("tiktok", "ev-1", "comment", {"comment_id": "7303"}),  # from a file, its own id
+        ("tiktok", "msg-1", "dm", {"conversation_id": "c"}),
+        ("rally", "7304", "comment", {"comment_id": "7304"}),
+    ]
+    table = EngagementEvent.__table__  # type: ignore[attr-defined]
+    with engine.begin() as conn:
+        conn.execute(
+            table.insert(),
+            [
+                {"source": s, "external_id": e, "type": t, "payload": p, "deliveries": 1,
+                 "occurred_at": NOW, "received_at": NOW}
+                for s, e, t, p in rows
+            ],
+        )  # fmt: skip
+    upgrade(engine)
+    with engine.connect() as conn:
+        ids = conn.execute(sa_select(table.c.external_id).order_by(table.c.id)).scalars().all()
+    assert ids == ["7301:insert", "7302:insert", "ev-1", "msg-1", "7304"]
+    engine.dispose()

@@ -1,5 +1,6 @@
-"""The public's ways in, over HTTP: TikTok's signed webhooks (accepted, forged, stale, replayed),
-creators' `/t/<code>` tracking links and the campaign signup page `/join/<slug>`."""
+"""The public's ways in, over HTTP: TikTok's signed webhooks in the shapes TikTok sends them
+(accepted, forged, stale, replayed, the account's own echoes, attributed to campaigns), creators'
+`/t/<code>` tracking links and the campaign signup page `/join/<slug>`."""
 
 import csv
 import html
@@ -32,6 +33,7 @@ from store.models import (
     OutboxMessage,
     RateWindow,
     RosterMember,
+    TikTokAccount,
 )
 from tasks.engagement.delivery import deliver_followups
 from tasks.engagement.events import ingest, new_event
@@ -49,15 +51,32 @@ smtp = test_email_delivery.smtp  # a real SMTP server (aiosmtpd), for the confir
 SECRET = "webhook-secret"
 CLIENT_KEY = "rally-app"
 T0 = datetime(2027, 2, 3, 17, 0, tzinfo=UTC)
-BODY = json.dumps(
-    {
-        "client_key": CLIENT_KEY,
-        "event": "comment.create",
-        "create_time": 1801587600,
-        "user_openid": "open-123",
-        "content": json.dumps({"username": "fan", "video_id": "7001", "text": "Love it"}),
+BUSINESS = "-000bizOpenId7Qx"  # the business account the webhooks are about
+FAN = "Vd1cZ3bq8Cw7kd0n5ZpY2gC2c1x8Z3m+Q0Qk1lW4q2E="  # a fan's unique_identifier
+
+
+def comment_update(comment_id: int, video_id: object = 7001, **content: object) -> bytes:
+    """A `comment.update` body as TikTok sends it: ids as JSON numbers, `content` a JSON string."""
+    fields = {
+        "comment_id": comment_id,
+        "video_id": video_id,
+        "comment_type": "comment",
+        "comment_action": "insert",
+        "unique_identifier": FAN,
+        "timestamp": 1801587590,
     }
-).encode()
+    return json.dumps(
+        {
+            "client_key": CLIENT_KEY,
+            "event": "comment.update",
+            "create_time": 1801587600,
+            "user_openid": BUSINESS,
+            "content": json.dumps(fields | content),
+        }
+    ).encode()
+
+
+BODY = comment_update(7301234567890123456)
 
 
 def signature(body: bytes, t: int, secret: str = SECRET) -> str:
@@ -108,18 +127,20 @@ def test_a_signed_webhook_is_stored_and_answered_200(hooked, engine):
     answer = webhook(hooked)
     assert answer.status_code == 200, answer.text
     [stored] = tiktok_events(engine)
-    assert (stored.type, stored.actor, stored.video_id, stored.text) == (
+    assert (stored.external_id, stored.type, stored.actor, stored.video_id, stored.text) == (
+        "7301234567890123456:insert",
         "comment",
-        "fan",
+        FAN,  # the fan, not the business account the envelope names
         "7001",
-        "Love it",
+        None,
     )
+    assert stored.payload["comment_id"] == "7301234567890123456"
     assert stored.deliveries == 1 and stored.processed_at is None
 
 
 BAD_HEADERS = {  # name -> the TikTok-Signature header sent, given the time now
     "another-secret": lambda t: signature(BODY, t, "not-our-secret"),
-    "another-body": lambda t: signature(b'{"event": "comment.create"}', t),
+    "another-body": lambda t: signature(comment_update(1), t),
     "missing": lambda t: None,
     "empty": lambda t: "",
     "malformed": lambda t: f"t={t},s=xyz",
@@ -154,8 +175,10 @@ def test_without_a_client_secret_webhooks_answer_503(settings, engine):
 def test_a_replayed_webhook_is_stored_once_and_counted(hooked, engine):
     assert webhook(hooked, t=now() - 10).status_code == 200
     assert webhook(hooked).status_code == 200  # the same body, signed afresh
+    later = json.dumps(json.loads(BODY) | {"create_time": 1801590000}).encode()
+    assert webhook(hooked, later, t=now() - 5).status_code == 200  # a retry with its own time
     [stored] = tiktok_events(engine)
-    assert stored.deliveries == 2
+    assert stored.deliveries == 3
 
 
 def test_a_signed_body_that_is_not_json_is_refused_400(hooked, engine):
@@ -165,7 +188,7 @@ def test_a_signed_body_that_is_not_json_is_refused_400(hooked, engine):
 
 
 def test_a_notification_for_another_app_is_refused_400(hooked, engine):
-    body = json.dumps({"client_key": "someone-else", "event": "comment.create"}).encode()
+    body = json.dumps(json.loads(BODY) | {"client_key": "someone-else"}).encode()
     answer = webhook(hooked, body)
     assert (answer.status_code, answer.json()) == (
         400,
@@ -180,8 +203,21 @@ def test_a_notification_of_another_kind_is_kept_with_its_plain_text(hooked, engi
     ).encode()
     assert webhook(hooked, body).status_code == 200
     [stored] = tiktok_events(engine)
-    assert (stored.type, stored.actor, stored.text) == ("platform", "open-9", "just words")
+    assert (stored.type, stored.actor, stored.text) == ("platform", None, "just words")
     assert stored.payload["content"] == {"text": "just words"}
+    assert stored.payload["business_id"] == "open-9"
+
+
+def test_the_accounts_own_comments_echoes_and_read_receipts_are_answered_and_not_stored(
+    hooked, engine
+):
+    own = comment_update(7301, unique_identifier=BUSINESS)  # Rally's reply, sent back
+    sent = message_event("im_send_msg", 1, "Thanks!", sender=BUSINESS, role="BUSINESS_ACCOUNT")
+    read = message_event("im_mark_read_msg", 2, "")
+    for body in (own, sent, read):
+        answer = webhook(hooked, body)
+        assert answer.status_code == 200 and "ignored" in answer.json()
+    assert tiktok_events(engine) == []
 
 
 def test_a_tracking_link_records_the_click_and_redirects_with_utm_tags(web, engine):
@@ -294,13 +330,28 @@ def test_a_signup_queues_its_lead_once_also_when_the_rules_see_it(web, engine):
     ]
 
 
-def notification(event: str, n: int, **content: object) -> bytes:
+def message_event(
+    event: str, n: int, body: str, *, sender: str = FAN, role: str = "PERSONAL_ACCOUNT",
+    conversation: str = "conv-1", handle: str = "fan", **fields: object,
+) -> bytes:  # fmt: skip
+    """An `im_*` body as TikTok sends it: the message's content a JSON string, times in ms."""
+    content: dict[str, object] = {
+        "conversation_id": conversation,
+        "message_id": f"msg-{n}",
+        "type": "text",
+        "text": {"body": body},
+        "from": handle,
+        "from_user": {"id": sender, "role": role},
+        "to": "campaign.account",
+        "to_user": {"id": BUSINESS, "role": "BUSINESS_ACCOUNT"},
+        "timestamp": (1801587600 + n) * 1000,
+    } | fields
     return json.dumps(
         {
             "client_key": CLIENT_KEY,
             "event": event,
             "create_time": 1801587600 + n,
-            "user_openid": "business-account",
+            "user_openid": BUSINESS,
             "content": json.dumps(content),
         }
     ).encode()
@@ -318,66 +369,101 @@ def test_live_comments_and_dms_reach_the_campaigns_rules(hooked, rally, applied,
                 platform_video_id="7301",
             )
         )
-    comment = notification("comment.create", 1, username="fan1", video_id="7301", text="Love it!")
-    elsewhere = notification("comment.create", 2, username="fan2", video_id="9999", text="hi")
-    dm = notification("direct_message.receive", 3, username="fan3", text="How can I volunteer?")
+    comment = comment_update(7311, video_id=7301)
+    elsewhere = comment_update(7312, video_id=9999, unique_identifier="other-fan-" + "x" * 40)
+    dm = message_event("im_receive_msg", 3, "How can I volunteer?", sender="fan3-" + "y" * 40)
     assert all(webhook(hooked, body).status_code == 200 for body in (comment, elsewhere, dm))
-    by_actor = {e.actor: e for e in tiktok_events(engine)}
-    assert (by_actor["fan1"].campaign_id, by_actor["fan1"].member_id) == (
-        member.campaign_id,
-        member.id,
-    )
-    assert by_actor["fan2"].campaign_id is None  # a video no campaign posted
-    assert by_actor["fan3"].campaign_id is None  # no live sprint: no campaign to give a DM to
+    by_id = {e.external_id: e for e in tiktok_events(engine)}
+    on_video = by_id["7311:insert"]
+    assert (on_video.campaign_id, on_video.member_id) == (member.campaign_id, member.id)
+    assert by_id["7312:insert"].campaign_id is None  # a video no campaign posted
+    assert by_id["msg-3"].campaign_id is None  # no live sprint: no campaign to give a DM to
 
     assert rally("sprint", "start", SLUG).code == 0
-    again = notification("direct_message.receive", 4, username="fan4", text="How can I help?")
+    again = message_event(
+        "im_receive_msg", 4, "How can I help?", sender="fan4-" + "z" * 40, conversation="conv-4"
+    )
     assert webhook(hooked, again).status_code == 200
-    assert {e.actor: e for e in tiktok_events(engine)}["fan4"].campaign_id == member.campaign_id
+    assert {e.external_id: e for e in tiktok_events(engine)}["msg-4"].campaign_id == (
+        member.campaign_id
+    )
 
     process_pending(engine, now=T0, public_url="https://rally.example.org")
     with transaction(engine, write=False) as session:
         fired = session.exec(select(FollowUp.event_id, FollowUp.rule_id)).all()
-    rules_for = {
-        actor: {r for e, r in fired if e == by_actor_id}
-        for actor, by_actor_id in (
-            ("fan1", by_actor["fan1"].id),
-            ("fan2", by_actor["fan2"].id),
-            ("fan4", {e.actor: e for e in tiktok_events(engine)}["fan4"].id),
+    events = {e.external_id: e.id for e in tiktok_events(engine)}
+    rules_for = {key: {r for e, r in fired if e == events[key]} for key in events}
+    assert "thank_commenters" in rules_for["7311:insert"]  # the live comment fired the rules
+    assert "volunteer_interest_dm" in rules_for["msg-4"]  # and so did the live DM
+    assert rules_for["7312:insert"] == set()  # nothing for a video no campaign posted
+    with transaction(engine, write=False) as session:
+        [queued] = session.exec(
+            select(OutboxMessage).where(OutboxMessage.channel == "tiktok_dm")
+        ).all()
+    assert queued.payload["recipient"] == "conv-4"  # answered in the conversation they opened
+    assert queued.payload["business_id"] == BUSINESS
+
+
+def test_a_dm_goes_to_its_conversations_campaign_then_its_accounts(hooked, rally, engine, applied):
+    """The account a DM came to names its campaign (and the creator, for a creator's own
+    account); a conversation keeps the campaign its first message got."""
+    member = maya(engine)
+    with transaction(engine) as session:
+        session.add(
+            TikTokAccount(
+                business_id=BUSINESS,
+                campaign_id=member.campaign_id,
+                member_id=member.id,
+                access_token="sealed",
+                refresh_token="sealed",
+                access_expires_at=T0,
+                refresh_expires_at=T0,
+            )
         )
+    first = message_event("im_receive_msg", 1, "hi", conversation="conv-m")
+    assert webhook(hooked, first).status_code == 200
+    with transaction(engine) as session:  # the account is handed to no campaign any more
+        account = session.get(TikTokAccount, BUSINESS)
+        assert account is not None
+        account.campaign_id = account.member_id = None
+    later = message_event("im_receive_msg", 2, "still there?", conversation="conv-m")
+    other = message_event("im_receive_msg", 3, "hello", conversation="conv-n")
+    assert all(webhook(hooked, body).status_code == 200 for body in (later, other))
+
+    places = {e.external_id: (e.campaign_id, e.member_id) for e in tiktok_events(engine)}
+    assert places == {
+        "msg-1": (member.campaign_id, member.id),  # the creator's own account
+        "msg-2": (member.campaign_id, member.id),  # the conversation's
+        "msg-3": (None, None),  # neither, and no live sprint
     }
-    assert "thank_commenters" in rules_for["fan1"]  # the live comment fired the rules
-    assert "volunteer_interest_dm" in rules_for["fan4"]  # and so did the live DM
-    assert rules_for["fan2"] == set()  # nothing for a video no campaign posted
 
 
 @pytest.mark.parametrize(
-    ("content", "said"),
+    ("body", "said"),
     [
-        ({"username": "fan", "video_id": "7001", "text": {"a": 1}}, "text: text expected"),
-        ({"username": "fan", "video_id": {"id": 1}, "text": "hi"}, "video_id: text expected"),
-        ({"username": ["fan"], "text": "hi"}, "username: text expected"),
+        (comment_update(1, video_id={"id": 1}), "content.video_id: an id expected"),
+        (comment_update(1, unique_identifier=["fan"]), "content.unique_identifier: text"),
+        (comment_update(1, comment_action=None), "content.comment_action: not an action"),
+        (message_event("im_receive_msg", 1, "", text={"body": 7}), "content.text.body: text"),
     ],
 )
-def test_a_signed_body_with_a_field_of_the_wrong_kind_is_refused_400(hooked, engine, content, said):
-    body = json.dumps({"client_key": CLIENT_KEY, "event": "comment.create",
-                       "content": json.dumps(content)}).encode()  # fmt: skip
+def test_a_signed_body_with_a_field_of_the_wrong_kind_is_refused_400(hooked, engine, body, said):
     answer = webhook(hooked, body)
     assert answer.status_code == 400 and said in answer.text
     assert tiktok_events(engine) == []
 
 
 def test_an_impossible_time_or_a_deep_body_is_refused_400_and_a_huge_one_413(hooked, engine):
-    late = json.dumps({"event": "comment.create", "create_time": 1e20, "content": "{}"}).encode()
+    late = comment_update(1, timestamp=1e20)
     assert webhook(hooked, late).status_code == 400
     deep = b'{"event": "x", "content": ' + b"[" * 20_000 + b"]" * 20_000 + b"}"
     assert webhook(hooked, deep).status_code == 400
-    huge = json.dumps({"event": "comment.create", "content": "x" * 100_000}).encode()
+    huge = json.dumps({"event": "comment.update", "content": "x" * 100_000}).encode()
     assert webhook(hooked, huge).status_code == 413
-    content = json.dumps({"username": "fan", "text": "hi"})
-    ms = json.dumps({"event": "comment.create", "create_time": 1801587600123, "content": content})
-    assert webhook(hooked, ms.encode()).status_code == 200  # milliseconds, as TikTok's ping sends
-    assert [e.occurred_at.year for e in tiktok_events(engine)] == [2027]
+    seconds = comment_update(2, timestamp=1801587600)
+    ms = comment_update(3, timestamp=1801587600123)  # milliseconds, as messages have them
+    assert webhook(hooked, seconds).status_code == webhook(hooked, ms).status_code == 200
+    assert [e.occurred_at.year for e in tiktok_events(engine)] == [2027, 2027]
 
 
 def test_a_bad_row_in_a_group_commit_costs_only_its_own_request(settings, applied, engine):

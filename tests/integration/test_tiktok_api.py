@@ -1,12 +1,17 @@
-"""The TikTok Business API adapter over real HTTP against a local fake: comments paged by cursor,
-replies, DMs and video metrics; every failure mapped onto the error tree without ever showing the
-access token; and the webhook signature check."""
+"""The TikTok Business API adapter over real HTTP against a local fake: comments and replies paged
+by cursor, comment replies, DMs and video metrics with TikTok's limits checked before sending;
+tokens granted, refreshed and renewed on expiry; webhooks registered; every failure mapped onto
+the error tree without ever showing a token or the app's secret; and the webhook signature
+check."""
 
 import hashlib
 import hmac
+import json
 import traceback
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
@@ -15,12 +20,16 @@ from integrations.errors import PermanentError, TransientError, UnavailableError
 from integrations.tiktok import (
     Comment,
     SignatureError,
+    TikTokApp,
     TikTokBusiness,
+    TokenExpired,
+    authorization_url,
+    parse_webhook,
     sign,
     verify_signature,
 )
 from tests.fakes.http_server import ManualClock, serving
-from tests.fakes.tiktok_api import FakeTikTok
+from tests.fakes.tiktok_api import FakeTikTok, unique_identifier
 
 VIDEO = "7311111111111111111"
 
@@ -41,12 +50,15 @@ def http() -> Iterator[httpx.Client]:
         yield client
 
 
-def adapter(api: FakeTikTok, http: httpx.Client, token: str | None = None) -> TikTokBusiness:
+def adapter(
+    api: FakeTikTok, http: httpx.Client, token: str | None = None, **options: Any
+) -> TikTokBusiness:
     return TikTokBusiness(
         http,
         access_token=api.access_token if token is None else token,
         business_id=api.business_id,
         base_url=api.api_url,
+        **options,
     )
 
 
@@ -63,8 +75,10 @@ def everything_said(exc: BaseException) -> str:
 # -- reading and writing -----------------------------------------------------------------------
 
 
-def test_comments_are_paged_by_cursor_until_has_more_is_false(api, tiktok) -> None:
+def test_comments_are_paged_by_cursor_oldest_first_until_has_more_is_false(api, tiktok) -> None:
     texts = [f"comment {i}" for i in range(7)]
+    # More likes on later comments: TikTok's own order (most liked first) would page them
+    # backwards, and a comment liked between two pages would be seen twice or never.
     ids = [api.add_comment(VIDEO, text, f"fan{i}", likes=i) for i, text in enumerate(texts)]
     api.add_comment(VIDEO, "a reply, not a top-level comment", "fan9", parent_comment_id=ids[0])
 
@@ -82,17 +96,36 @@ def test_comments_are_paged_by_cursor_until_has_more_is_false(api, tiktok) -> No
     assert [c.comment_id for c in seen] == ids
     assert pages == 3
     sent = api.requests_to("/open_api/v1.3/business/comment/list/", "GET")
-    assert [r.query["cursor"] for r in sent] == ["0", "3", "6"]
-    assert {(r.query["business_id"], r.query["video_id"], r.query["max_count"]) for r in sent} == {
-        (api.business_id, VIDEO, "3")
-    }
+    assert [r.query.get("cursor") for r in sent] == [None, "3", "6"]
+    assert {
+        (r.query["business_id"], r.query["video_id"], r.query["max_count"], r.query["sort_field"])
+        for r in sent
+    } == {(api.business_id, VIDEO, "3", "create_time")}
     assert all(r.headers["access-token"] == api.access_token for r in sent)
     raw = api.comments[VIDEO][2]
     third = seen[2]
-    assert (third.username, third.user_id, third.likes) == ("fan2", raw["user_id"], 2)
+    assert (third.username, third.author, third.likes) == ("fan2", raw["unique_identifier"], 2)
+    assert third.author == unique_identifier("fan2") and len(third.author) == 44
     assert third.created_at == datetime.fromtimestamp(raw["create_time"], tz=UTC)
-    assert third.parent_comment_id is None  # top level, though TikTok names the video as parent
+    assert "parent_comment_id" not in raw and third.parent_comment_id is None
     assert third.video_id == VIDEO and third.raw == raw
+    assert seen[0].replies == 1 and not seen[0].owner
+
+
+def test_the_replies_to_a_comment_come_from_the_reply_list(api, tiktok) -> None:
+    first = api.add_comment(VIDEO, "how do I register?", "asker")
+    replies = [api.add_comment(VIDEO, f"answer {i}", f"helper{i}", parent_comment_id=first)
+               for i in range(4)]  # fmt: skip
+    api.add_comment(VIDEO, "another thread", "other")
+
+    page = tiktok.replies(VIDEO, first, max_count=3)
+    rest = tiktok.replies(VIDEO, first, cursor=page.cursor, max_count=3)
+
+    assert [c.comment_id for c in page.comments + rest.comments] == replies
+    assert (page.has_more, rest.has_more) == (True, False)
+    assert {c.parent_comment_id for c in page.comments} == {first}
+    (request, _) = api.requests_to("/open_api/v1.3/business/comment/reply/list/", "GET")
+    assert (request.query["video_id"], request.query["comment_id"]) == (VIDEO, first)
 
 
 def test_a_page_size_beyond_the_api_bound_is_refused_before_any_request(api, tiktok) -> None:
@@ -129,15 +162,22 @@ def test_a_reply_lands_on_the_fake_with_the_documented_body(api, tiktok) -> None
     (request,) = api.requests_to("/open_api/v1.3/business/comment/reply/create/", "POST")
     assert request.headers["content-type"] == "application/json"
     assert request.headers["access-token"] == api.access_token
-    stored = [c for c in api.comments[VIDEO] if c["comment_id"] == reply_id]
-    assert stored and stored[0]["parent_comment_id"] == comment
+    stored = api.comment(reply_id)
+    assert stored["parent_comment_id"] == comment and stored["owner"] is True
+    assert stored["unique_identifier"] == api.business_id  # the account's own
 
 
-def test_a_reply_too_long_for_tiktok_is_a_permanent_error(api, tiktok) -> None:
+@pytest.mark.parametrize(("length", "sent"), [(150, True), (151, False)])
+def test_a_reply_longer_than_150_characters_is_refused_before_it_is_sent(
+    api, tiktok, length: int, sent: bool
+) -> None:
     comment = api.add_comment(VIDEO, "hi", "fan")
-    with pytest.raises(PermanentError, match="150 characters"):
-        tiktok.reply(video_id=VIDEO, comment_id=comment, text="x" * 151)
-    assert api.replies == []
+    if sent:
+        assert tiktok.reply(video_id=VIDEO, comment_id=comment, text="x" * length)
+    else:
+        with pytest.raises(PermanentError, match=r"1 to 150 characters \(this one has 151\)"):
+            tiktok.reply(video_id=VIDEO, comment_id=comment, text="x" * length)
+    assert len(api.requests_to("/open_api/v1.3/business/comment/reply/create/")) == int(sent)
 
 
 def test_a_dm_lands_on_the_fake_with_the_business_messaging_body(api, tiktok) -> None:
@@ -162,6 +202,35 @@ def test_a_dm_to_someone_who_never_wrote_is_a_permanent_error(api, tiktok) -> No
         tiktok.send_dm(recipient="conv-never-opened", text="hello")
     assert not isinstance(caught.value, TransientError)
     assert api.messages == []
+
+
+def test_a_dm_48_hours_after_their_message_is_blocked_by_tiktok(http, clock) -> None:
+    with FakeTikTok(clock=clock, token_lifetime=7 * 86_400) as api:
+        tiktok = adapter(api, http)
+        api.open_conversation("conv-1")
+        clock.advance(47 * 3600)
+        tiktok.send_dm(recipient="conv-1", text="still in time")
+        clock.advance(2 * 3600)
+        with pytest.raises(PermanentError, match="direct message rules"):
+            tiktok.send_dm(recipient="conv-1", text="too late")
+        assert len(api.messages) == 1
+
+
+def test_dms_too_long_or_from_an_account_in_the_eea_are_refused_before_they_are_sent(
+    api, http
+) -> None:
+    api.open_conversation("conv-1")
+    with pytest.raises(PermanentError, match=r"6,000 characters \(this one has 6,001\)"):
+        adapter(api, http).send_dm(recipient="conv-1", text="x" * 6001)
+    for region in ("DE", "CH", "gb"):
+        said = rf"EEA, Switzerland or the UK \(this account: {region.upper()}\)"
+        with pytest.raises(PermanentError, match=said):
+            adapter(api, http, region=region).send_dm(recipient="conv-1", text="hi")
+    assert api.requests == []
+    assert adapter(api, http, region="US").send_dm(recipient="conv-1", text="x" * 6000)
+    api.region = "FR"  # the fake refuses as TikTok would, should Rally not know the region
+    with pytest.raises(PermanentError, match="direct message rules"):
+        adapter(api, http).send_dm(recipient="conv-1", text="hi")
 
 
 def test_video_metrics_are_parsed_and_asked_for_twenty_ids_at_a_time(api, tiktok) -> None:
@@ -202,6 +271,21 @@ def test_no_video_ids_means_no_request(api, tiktok) -> None:
     assert api.requests == []
 
 
+def test_the_video_list_is_found_at_either_of_its_paths_and_remembered(http) -> None:
+    with FakeTikTok(video_list_path="videos") as api:
+        video = api.add_video(video_views=7)
+        tiktok = adapter(api, http)
+
+        assert [m.views for m in tiktok.videos([video])] == [7]
+        assert [m.views for m in tiktok.videos([video])] == [7]
+
+        assert [(r.path.split("/")[-3], r.status) for r in api.requests] == [
+            ("video", 404),  # the first path tried answers HTTP 404 here
+            ("videos", 200),
+            ("videos", 200),  # and the one that answered is kept
+        ]
+
+
 # -- failures ----------------------------------------------------------------------------------
 
 
@@ -221,6 +305,42 @@ def test_http_429_is_transient_with_retry_after(api, tiktok, clock) -> None:
     assert api.rate_limited == 1
     clock.advance(0.6)
     assert tiktok.comments(VIDEO).comments == []
+
+
+@pytest.mark.parametrize("code", [40016, 40133])
+def test_tiktoks_other_throttling_codes_are_transient(api, tiktok, code: int) -> None:
+    api.fail_next(1, status=200, body={"code": code, "message": "Too many requests", "data": {}})
+    with pytest.raises(TransientError, match="throttled") as caught:
+        tiktok.comments(VIDEO)
+    assert not isinstance(caught.value, UnavailableError)
+
+
+@pytest.mark.parametrize("code", [40103, 40106, 40107])
+def test_tiktoks_other_token_codes_make_the_service_unavailable(api, tiktok, code: int) -> None:
+    api.fail_next(1, status=200, body={"code": code, "message": "token invalid", "data": {}})
+    with pytest.raises(UnavailableError, match="refuses our access token"):
+        tiktok.comments(VIDEO)
+
+
+def test_an_expired_token_is_refreshed_once_and_the_call_made_again(api, http) -> None:
+    api.add_video(VIDEO)
+    api.add_comment(VIDEO, "hi", "fan")
+    api.expire_access_tokens()
+    grant = TikTokApp(
+        http, client_key=api.client_key, client_secret=api.client_secret, base_url=api.api_url
+    ).exchange_code(api.authorize(), redirect_uri="https://rally.example.org/tiktok")
+    asked: list[str] = []
+
+    def refresh(stale: str) -> str:
+        asked.append(stale)
+        return grant.access_token
+
+    assert [c.text for c in adapter(api, http, refresh=refresh).comments(VIDEO).comments] == ["hi"]
+    assert asked == [api.access_token]
+    codes = [r.status for r in api.requests_to("/open_api/v1.3/business/comment/list/")]
+    assert len(codes) == 2
+    with pytest.raises(TokenExpired, match="40102"):  # without a way to refresh: unavailable
+        adapter(api, http).comments(VIDEO)
 
 
 def test_http_200_with_code_40100_is_transient_without_retry_after(api, tiktok) -> None:
@@ -359,6 +479,98 @@ def test_the_access_token_never_appears_in_any_error(api, http) -> None:
     assert "[access token]" in said[0]  # TikTok's own words kept, the token blanked out
 
 
+# -- the app: tokens and webhooks --------------------------------------------------------------
+
+REDIRECT = "https://rally.example.org/tiktok/connected"
+
+
+@pytest.fixture
+def app(api: FakeTikTok, http: httpx.Client) -> TikTokApp:
+    return TikTokApp(
+        http, client_key=api.client_key, client_secret=api.client_secret, base_url=api.api_url
+    )
+
+
+def test_the_authorization_url_asks_the_scopes_rally_needs() -> None:
+    url = authorization_url("ck-1", redirect_uri=REDIRECT, state="s-1")
+    assert url.startswith("https://www.tiktok.com/v2/auth/authorize/?")
+    query = {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
+    assert query["client_key"] == "ck-1" and query["response_type"] == "code"
+    assert (query["redirect_uri"], query["state"]) == (REDIRECT, "s-1")
+    assert set(query["scope"].split(",")) >= {
+        "video.list", "video.insights", "comment.list", "comment.list.manage",
+        "message.list.read", "message.list.send",
+    }  # fmt: skip
+
+
+def test_a_code_is_exchanged_for_tokens_once_and_the_refresh_token_renews_them(
+    api, app, http, clock
+) -> None:
+    code = api.authorize()
+    grant = app.exchange_code(code, redirect_uri=REDIRECT)
+
+    assert grant.business_id == api.business_id
+    assert (grant.expires_in, grant.refresh_expires_in) == (86_400, 31_536_000)
+    assert "comment.list.manage" in grant.scopes
+    (sent,) = api.requests_to("/open_api/v1.3/tt_user/oauth2/token/")
+    assert sent.json == {
+        "client_id": api.client_key,
+        "client_secret": api.client_secret,
+        "grant_type": "authorization_code",
+        "auth_code": code,
+        "redirect_uri": REDIRECT,
+    }
+    with pytest.raises(PermanentError, match="auth_code is invalid") as used:
+        app.exchange_code(code, redirect_uri=REDIRECT)
+    assert code not in everything_said(used.value)
+
+    clock.advance(86_400)  # a day later the access token is refused as expired
+    api.add_video(VIDEO)
+    with pytest.raises(TokenExpired):
+        adapter(api, http, grant.access_token).comments(VIDEO)
+    renewed = app.refresh(grant.refresh_token)
+    assert renewed.access_token != grant.access_token
+    assert adapter(api, http, renewed.access_token).comments(VIDEO).comments == []
+    with pytest.raises(UnavailableError, match="40107") as reused:  # replaced: used once
+        app.refresh(grant.refresh_token)
+    assert grant.refresh_token not in everything_said(reused.value)
+
+
+def test_webhooks_are_registered_per_event_type_and_read_back(api, app) -> None:
+    url = "https://rally.example.org/webhooks/tiktok"
+    assert app.subscription("COMMENT").callback_url is None
+
+    done = [app.subscribe(kind, url) for kind in ("COMMENT", "DIRECT_MESSAGE")]
+
+    assert [(s.event_type, s.callback_url) for s in done] == [
+        ("COMMENT", url),
+        ("DIRECT_MESSAGE", url),
+    ]
+    assert api.webhooks == {"COMMENT": url, "DIRECT_MESSAGE": url}
+    assert app.subscription("DIRECT_MESSAGE").callback_url == url
+    (sent, _) = api.requests_to("/open_api/v1.3/business/webhook/update/")
+    assert sent.json == {
+        "app_id": api.client_key,
+        "secret": api.client_secret,
+        "event_type": "COMMENT",
+        "callback_url": url,
+    }
+
+
+def test_the_apps_secret_never_appears_in_an_error(api, http) -> None:
+    wrong = TikTokApp(http, client_key=api.client_key, client_secret="s3cr3t-value",
+                      base_url=api.api_url)  # fmt: skip
+    echo = {"code": 40002, "message": "bad secret s3cr3t-value", "data": {}}
+    api.fail_next(1, status=200, body=echo)
+    with pytest.raises(PermanentError) as echoed:
+        wrong.subscription("COMMENT")
+    with pytest.raises(UnavailableError) as refused:
+        wrong.subscribe("COMMENT", "https://rally.example.org/webhooks/tiktok")
+    for caught in (echoed, refused):
+        assert "s3cr3t-value" not in everything_said(caught.value)
+    assert "[client secret]" in str(echoed.value)
+
+
 # -- webhook signatures ------------------------------------------------------------------------
 
 SECRET = "client-secret-0f9e8d"
@@ -395,3 +607,132 @@ def test_a_signature_that_does_not_prove_tiktok_sent_it_now_is_refused(
 ) -> None:
     with pytest.raises(SignatureError, match=reason):
         verify_signature(header, body, SECRET, now=now)
+
+
+# -- webhook bodies ----------------------------------------------------------------------------
+
+NOW = datetime(2027, 2, 10, 17, 0, tzinfo=UTC)
+FAN = "Vd1cZ3bq8Cw7kd0n5ZpY2gC2c1x8Z3m+Q0Qk1lW4q2E="  # a unique_identifier, shaped as TikTok's
+
+
+def body(event: str, content: dict[str, Any], **envelope: Any) -> bytes:
+    """A webhook body as TikTok sends it: `content` a JSON string inside the JSON."""
+    return json.dumps(
+        {"client_key": "ck", "event": event, "create_time": 1801587600,
+         "user_openid": "biz-open-id-1", "content": json.dumps(content)} | envelope
+    ).encode()  # fmt: skip
+
+
+def comment(action: str = "insert", **fields: Any) -> dict[str, Any]:
+    return {
+        "comment_id": 7301234567890123456,
+        "video_id": 7311111111111111111,
+        "comment_type": "comment",
+        "comment_action": action,
+        "unique_identifier": FAN,
+        "timestamp": 1801587590,
+    } | fields
+
+
+def message(**fields: Any) -> dict[str, Any]:
+    return {
+        "conversation_id": "conv+7Xn2==",
+        "message_id": "msg-7Q2x",
+        "type": "text",
+        "text": {"body": "How can I volunteer?"},
+        "from": "hana.helps",
+        "from_user": {"id": FAN, "role": "PERSONAL_ACCOUNT"},
+        "to": "campaign.account",
+        "to_user": {"id": "biz-open-id-1", "role": "BUSINESS_ACCOUNT"},
+        "timestamp": 1801587590123,
+    } | fields
+
+
+def test_a_comment_insert_is_a_comment_by_its_author_on_its_video() -> None:
+    seen = parse_webhook(body("comment.update", comment()), "ck", now=NOW)
+
+    assert seen.ignored is None
+    assert (seen.external_id, seen.type, seen.actor) == (
+        "7301234567890123456:insert",
+        "comment",
+        FAN,
+    )
+    assert (seen.video_id, seen.text) == ("7311111111111111111", None)  # no text in the webhook
+    assert seen.occurred_at == datetime.fromtimestamp(1801587590, UTC)
+    assert seen.payload["comment_id"] == "7301234567890123456"
+    assert seen.payload["business_id"] == "biz-open-id-1"
+    assert seen.payload["content"]["comment_action"] == "insert"
+
+
+def test_a_reply_is_a_reply_and_other_actions_are_platform_events_of_their_own() -> None:
+    reply = comment(comment_type="reply", parent_comment_id=7301234567890000000)
+    assert parse_webhook(body("comment.update", reply), "ck", now=NOW).type == "reply"
+    for action in ("delete", "set_to_hidden", "set_to_public"):
+        seen = parse_webhook(body("comment.update", comment(action)), "ck", now=NOW)
+        assert (seen.type, seen.external_id) == ("platform", f"7301234567890123456:{action}")
+        assert seen.ignored is None
+
+
+def test_the_accounts_own_comments_and_messages_and_read_receipts_are_ignored() -> None:
+    own = comment(unique_identifier="biz-open-id-1")
+    echo = message(from_user={"id": "biz-open-id-1", "role": "BUSINESS_ACCOUNT"})
+    said = {
+        "own comment": parse_webhook(body("comment.update", own), "ck", now=NOW),
+        "sent": parse_webhook(body("im_send_msg", message()), "ck", now=NOW),
+        "business sender": parse_webhook(body("im_receive_msg", echo), "ck", now=NOW),
+        "read": parse_webhook(body("im_mark_read_msg", {"conversation_id": "c"}), "ck", now=NOW),
+    }
+    assert {k: v.ignored for k, v in said.items()} == {
+        "own comment": "the account's own comment",
+        "sent": "the account's own message",
+        "business sender": "the account's own message",
+        "read": "a read receipt",
+    }
+    hidden = parse_webhook(
+        body("comment.update", comment("set_to_hidden", unique_identifier="biz-open-id-1")),
+        "ck",
+        now=NOW,
+    )
+    assert hidden.ignored is None  # the account hiding a comment is still worth keeping
+
+
+def test_a_received_message_is_a_dm_in_its_conversation_with_its_text_body() -> None:
+    seen = parse_webhook(body("im_receive_msg", message()), "ck", now=NOW)
+
+    assert (seen.external_id, seen.type, seen.actor) == ("msg-7Q2x", "dm", FAN)
+    assert seen.text == "How can I volunteer?"
+    assert seen.occurred_at == datetime.fromtimestamp(1801587590.123, UTC)  # milliseconds
+    assert seen.payload["conversation_id"] == "conv+7Xn2=="
+    assert (seen.payload["handle"], seen.payload["business_id"]) == ("hana.helps", "biz-open-id-1")
+    sticker = parse_webhook(body("im_receive_msg", message(type="sticker", text=None)), "ck",
+                            now=NOW)  # fmt: skip
+    assert (sticker.type, sticker.text) == ("dm", None)
+
+
+def test_a_redelivery_has_the_same_id_whatever_its_body() -> None:
+    first = body("comment.update", comment())
+    again = json.dumps(json.loads(first) | {"create_time": 1801590000}, indent=1).encode()
+    dm = body("im_receive_msg", message())
+    dm_again = body("im_receive_msg", message(), create_time=1801599999)
+    ids = [parse_webhook(b, "ck", now=NOW).external_id for b in (first, again, dm, dm_again)]
+    assert ids[0] == ids[1] and ids[2] == ids[3] and ids[0] != ids[2]
+
+
+@pytest.mark.parametrize(
+    ("event", "content", "said"),
+    [
+        ("comment.update", comment(comment_id={"id": 1}), "content.comment_id: an id expected"),
+        ("comment.update", comment(comment_id=None), "content.comment_id: missing"),
+        ("comment.update", comment(video_id=[7]), "content.video_id: an id expected"),
+        ("comment.update", comment(unique_identifier=5), "content.unique_identifier: text"),
+        ("comment.update", comment("DROP TABLE"), "content.comment_action: not an action"),
+        ("comment.update", comment(timestamp="noon"), "timestamp: a unix time expected"),
+        ("im_receive_msg", message(text={"body": 7}), "content.text.body: text expected"),
+        ("im_receive_msg", message(conversation_id=None), "content.conversation_id: missing"),
+        ("im_receive_msg", message(message_id="x" * 101), "content.message_id: an id expected"),
+        ("im_receive_msg", message(from_user={"id": ["x"]}), "content.from_user.id: text"),
+    ],
+)
+def test_a_field_of_the_wrong_kind_is_named(event: str, content: dict[str, Any], said: str) -> None:
+    with pytest.raises(ValueError, match=said):
+        parse_webhook(body(event, content), "ck", now=NOW)
