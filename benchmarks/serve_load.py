@@ -154,9 +154,10 @@ def store_counts(url: str) -> dict[str, int]:
         counted = dict(
             db.execute("SELECT type, count(*) FROM engagement_events GROUP BY type").fetchall()
         )
-        counted["deliveries"] = db.execute(
+        (deliveries,) = db.execute(
             "SELECT coalesce(sum(deliveries), 0) FROM engagement_events WHERE source = 'tiktok'"
-        ).fetchone()[0]
+        ).fetchall()[0]
+        counted["deliveries"] = deliveries
     return {k: int(v) for k, v in counted.items()}
 
 
