@@ -219,11 +219,15 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start(command: list[str], home: Path, port: int, health: str) -> subprocess.Popen[bytes]:
+def start(
+    command: list[str], home: Path, port: int, health: str, store_url: str = ""
+) -> subprocess.Popen[bytes]:
+    """`command` (a server on `port`) with a fresh store under `home` (or `store_url`), once
+    `health` answers."""
     env = {
         **os.environ,
         "RALLY_HOME": str(home),
-        "RALLY_DATABASE_URL": "",
+        "RALLY_DATABASE_URL": store_url,
         "RALLY_TIKTOK_CLIENT_SECRET": SECRET,
         "RALLY_TIKTOK_CLIENT_KEY": CLIENT_KEY,
         "PYTHONPATH": str(ROOT),

@@ -3,7 +3,11 @@
 import gc
 import logging
 import os
+import signal
 import socket
+import subprocess
+import sys
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -135,10 +139,14 @@ def serve_command(
         "--web-only",
         help="Serve the pages only: Prefect deployments and workers run the flows.",
     ),
+    timers_only: bool = typer.Option(False, "--timers-only", hidden=True),
 ) -> None:
     """Serve the web pages and run the recurring flows on a local timer: delivery, the
     follow-up rules, review deadlines and lead sync every minute, brief reminders, TikTok
-    polling and the sprints' calendar every five, the retention purge daily."""
+    polling and the sprints' calendar every five, the retention purge daily. The timers run in
+    a process of their own, so pages and webhooks never wait behind them."""
+    if timers_only:
+        return run_timers(every)
     import uvicorn
 
     from web.app import create_app
@@ -148,7 +156,7 @@ def serve_command(
         console.print(f"warning: {warning}", markup=False, style="yellow")
     sock = listening_socket(host, port)
     web = create_app(settings)
-    scheduler = None if web_only else _timers(every)
+    timers = None if web_only else start_timer_process(every)
     mode = "pages only" if web_only else "pages and recurring flows"
     console.print(
         f"Rally serving on http://{host}:{port} ({mode}; links use {settings.public_url})"
@@ -159,13 +167,37 @@ def serve_command(
     gc.freeze()
     server = uvicorn.Server(uvicorn.Config(web, log_level="warning"))
     try:
-        if scheduler is not None:
-            scheduler.start()
         server.run(sockets=[sock])
     finally:
-        if scheduler is not None:
-            scheduler.shutdown(wait=False)
+        if timers is not None:
+            timers.terminate()
+            try:
+                timers.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                timers.kill()
         sock.close()
+
+
+def start_timer_process(every: int) -> "subprocess.Popen[bytes]":
+    """The recurring flows' timers in a process of their own (its lines go to this one's
+    output): a flow's work then never takes the web's interpreter from a page or a webhook."""
+    command = [sys.executable, "-m", "cli.main", "serve", "--timers-only", "--every", str(every)]
+    return subprocess.Popen(command)
+
+
+def run_timers(every: int) -> None:
+    """Run the timers until the `rally serve` that started this process is gone."""
+    parent = os.getppid()
+    # Stopped like any process (SIGTERM), it exits as Python does, so Prefect's temporary
+    # server, if a flow started one, is stopped with it rather than left behind.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    scheduler = _timers(every)
+    scheduler.start()
+    try:
+        while os.getppid() == parent:
+            time.sleep(1)  # a serve killed outright leaves no one to stop its timers
+    finally:
+        scheduler.shutdown(wait=False)
 
 
 def _timers(every: int) -> Any:
