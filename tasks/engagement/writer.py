@@ -71,7 +71,7 @@ class EventWriter:
                 # rules pass or a drain.
                 with transaction(self.engine, take_turns=False) as session:
                     attribute(session, rows)
-                    store_events(session, rows)
+                    store_events(session, rows, count=False)
                 return
             except Exception as exc:
                 if attempt or not connection_dropped(exc):
