@@ -47,15 +47,22 @@ def export(
         None, "--out", "--output", "-o", help="Write to this file instead of stdout."
     ),
     since: int = typer.Option(0, "--since", help="Only entries after this sequence number."),
+    consent: bool = typer.Option(
+        False, "--consent", help="The consent records instead: each consent given or withdrawn."
+    ),
 ) -> None:
-    """Write the audit log as JSON lines (one entry per line, oldest first)."""
+    """Write the audit log as JSON lines (one entry per line, oldest first), or with
+    --consent its companion: every consent given, confirmed or withdrawn, with its source,
+    wording and origin."""
+    from tasks.leads.consent_records import export_consent_records
+
+    write = export_consent_records if consent else audit.export
     _, engine = store()
     with transaction(engine, write=False) as session:
         if output is None:
-            written = audit.export(session, sys.stdout, since=since)
+            written = write(session, sys.stdout, since=since)
         else:
             with output.open("w", encoding="utf-8") as out:
-                written = audit.export(session, out, since=since)
-    print(
-        f"{written} audit entries exported" + (f" to {output}" if output else ""), file=sys.stderr
-    )
+                written = write(session, out, since=since)
+    what = "consent records" if consent else "audit entries"
+    print(f"{written} {what} exported" + (f" to {output}" if output else ""), file=sys.stderr)

@@ -12,7 +12,9 @@ from rich.table import Table
 from cli.common import JSON_OPTION, console, print_json, store
 from config.errors import RallyError
 
-app = typer.Typer(help="Leads: list, check, sync, status, retry, forget.", no_args_is_help=True)
+app = typer.Typer(
+    help="Leads: list, show, check, sync, status, retry, forget.", no_args_is_help=True
+)
 
 
 @app.command("list")
@@ -206,6 +208,34 @@ def retry_command(
     if json_output:
         return print_json({"queued": count})
     console.print(f"{count:,} dead letter(s) queued again; `rally leads sync` sends them.")
+
+
+@app.command("show")
+def show_command(
+    who: str = typer.Argument(..., help="The person's email or phone."),
+    json_output: bool = JSON_OPTION,
+) -> None:
+    """One person: who they are here, their consent per channel, and its whole record (when
+    and how each consent was given, confirmed or withdrawn)."""
+    from store.db import transaction
+    from tasks.leads.consent_records import lead_view
+
+    _, engine = store()
+    with transaction(engine, write=False) as session:
+        lead = lead_view(session, who)
+    if json_output:
+        return print_json(lead)
+    name = lead["name"] or lead["handle"] or "(no name)"
+    console.print(f"Lead {lead['contact']}: {name} <{lead['email'] or '-'}> {lead['phone'] or ''}")
+    consent = ", ".join(f"{k} {v}" for k, v in sorted(lead["consent"].items())) or "none"
+    console.print(f"Consent now: {consent}", markup=False)
+    for r in lead["consent_record"]:
+        console.print(
+            f"  {r['at'][:19]}  {r['channel']:<5} {r['status']:<8} {r['source']}"
+            + (f" from {r['origin']}" if r["origin"] else "")
+            + (f": {r['wording']!r}" if r["wording"] else ""),
+            markup=False,
+        )
 
 
 @app.command("forget")

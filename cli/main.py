@@ -29,7 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "review": ("cli.review:app", "Review creatives: the queue, one task, decisions."),
     "events": ("cli.events:app", "Engagement events: ingest, rehearse, process, status."),
     "rules": ("cli.events:rules_app", "Follow-up rules: try them on events."),
-    "leads": ("cli.leads:app", "Leads: list, check, sync, status, retry, forget."),
+    "leads": ("cli.leads:app", "Leads: list, show, check, sync, status, retry, forget."),
     "sprint": ("cli.sprint:app", "The sprint: start it (or rehearse it), see where it stands."),
     "report": (
         "cli.sprint:report_command",

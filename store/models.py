@@ -406,6 +406,25 @@ class ContactConsent(SQLModel, table=True):
     changed_at: datetime = _created()
 
 
+class ConsentRecord(SQLModel, table=True):
+    """One consent given, confirmed or withdrawn, as it happened: append-only, so a campaign can
+    show for each person and channel when and how (TCPA, CAN-SPAM). `source` is where it came
+    from (the signup page, a file, a reply), `wording` the words the person saw or wrote,
+    `origin` the network address or sender it came from (blanked when the person is
+    forgotten)."""
+
+    __tablename__ = "consent_records"
+
+    id: int | None = Field(default=None, primary_key=True)
+    contact_id: int = Field(foreign_key="contacts.id", index=True)
+    channel: str = Field(max_length=16)
+    status: str = Field(max_length=16)
+    source: str
+    wording: str | None = None
+    origin: str | None = None
+    recorded_at: datetime = _created()
+
+
 class ConsentRequest(SQLModel, table=True):
     """A pending consent's request to confirm it, sent to the person: an email with a link
     (only a hash of its secret is kept; single use, expiring) or a text asking for YES."""

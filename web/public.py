@@ -31,12 +31,12 @@ from integrations.tiktok import (
 from store.db import transaction
 from tasks.engagement.confirm import LINK_LIFETIME, check_link, confirm_link
 from tasks.engagement.inbound import LinkTarget, click_event, link_target, webhook_event
-from tasks.engagement.signups import TooMany, sign_up, signup_page_campaign
+from tasks.engagement.signups import TooMany, consent_wording, sign_up, signup_page_campaign
 from tasks.engagement.writer import EventWriter
 from tasks.formats import plain_text
 from tasks.leads.contacts import ContactError, normalize_email, normalize_phone
 from web.deps import AppSettings, Clock, Store, Writer, app_state_of
-from web.pages import not_found, page_response
+from web.pages import TEMPLATES, not_found, page_response
 
 router = APIRouter()
 MAX_WEBHOOK_BYTES = 64 * 1024  # TikTok's notifications are a few hundred bytes
@@ -46,6 +46,7 @@ MAX_FIELD_CHARS = 500
 HONEYPOT = "website"  # the field hidden from people: only a machine fills it in
 CONFIRM_STATUS = {"ready": 200, "used": 200, "confirmed": 200, "opted out": 200,
                   "expired": 410, "unknown": 404}  # fmt: skip
+TEMPLATES.env.globals["consent_wording"] = consent_wording  # the words the records keep
 
 
 @router.get("/healthz")
@@ -263,7 +264,7 @@ def confirm_email(request: Request, slug: str, token: str, engine: Store, clock:
         spec = signup_page_campaign(session, slug)
         if spec is None:
             return not_found(request)
-        state = confirm_link(session, slug, token, now=clock())
+        state = confirm_link(session, slug, token, now=clock(), origin=client_address(request))
     return _confirm_response(request, spec, state, token)
 
 

@@ -358,7 +358,15 @@ class Batch:
         if channel is None or self.consent.get((contact_id, channel)) != ConsentStatus.PENDING:
             return False
         source = f"{event.source}:{event.external_id}"
-        spec = confirm(self.session, contact_id, channel, source=source, now=self.now)
+        spec = confirm(
+            self.session,
+            contact_id,
+            channel,
+            source=source,
+            now=self.now,
+            wording=event.text,
+            origin=self._sender(event, contact_id, channel),
+        )
         self.consent[(contact_id, channel)] = ConsentStatus.GRANTED
         self.again |= {
             row["event_id"]
@@ -397,6 +405,14 @@ class Batch:
                 }
             )
 
+    def _sender(self, event: Event, contact_id: int, channel: str) -> str | None:
+        """Who a STOP, START or YES came from, for its consent record: the handle that wrote,
+        else the phone or address it came from."""
+        person = self.people.get(contact_id)
+        if event.actor or person is None:
+            return event.actor
+        return person.phone if channel == "sms" else person.email
+
     def _consent(self, event: Event, contact_id: int, status: ConsentStatus) -> None:
         channel = consent_rules.event_channel(event.source, event.type)
         assert channel is not None
@@ -410,6 +426,8 @@ class Batch:
             status,
             source=f"{event.source}:{event.external_id}",
             now=self.now,
+            wording=event.text,
+            origin=self._sender(event, contact_id, channel),
         )
         self.consent[(contact_id, channel)] = status
         if not changed:

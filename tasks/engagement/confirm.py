@@ -180,7 +180,14 @@ def subscribed_text(spec: CampaignSpec) -> str:
 
 
 def confirm(
-    session: Session, contact_id: int, channel: str, *, source: str, now: datetime
+    session: Session,
+    contact_id: int,
+    channel: str,
+    *,
+    source: str,
+    now: datetime,
+    wording: str | None = None,
+    origin: str | None = None,
 ) -> CampaignSpec | None:
     """The person confirmed their pending consent on `channel`: it is granted, their requests
     to confirm it are done, their lead is queued again for each campaign that asked, and the
@@ -194,7 +201,16 @@ def confirm(
         ).all()
     if consents(session, [contact_id]).get((contact_id, channel)) != ConsentStatus.PENDING:
         return None
-    set_consent(session, contact_id, channel, ConsentStatus.GRANTED, source=source, now=now)
+    set_consent(
+        session,
+        contact_id,
+        channel,
+        ConsentStatus.GRANTED,
+        source=source,
+        now=now,
+        wording=wording,
+        origin=origin,
+    )
     requests = session.exec(
         select(ConsentRequest)
         .where(ConsentRequest.contact_id == contact_id, ConsentRequest.channel == channel)
@@ -256,14 +272,24 @@ def check_link(session: Session, slug: str, token: str, *, now: datetime) -> Lin
     return LinkCheck("ready", request)
 
 
-def confirm_link(session: Session, slug: str, token: str, *, now: datetime) -> str:
+def confirm_link(
+    session: Session, slug: str, token: str, *, now: datetime, origin: str | None = None
+) -> str:
     """Use a confirmation link once: `confirmed`, `opted out` (the person unsubscribed since:
     the link changes nothing), or what `check_link` says of a link that cannot be used."""
     found = check_link(session, slug, token, now=now)
     if found.state != "ready" or found.request is None:
         return found.state
     request = found.request
-    confirm(session, request.contact_id, "email", source="email link", now=now)
+    confirm(
+        session,
+        request.contact_id,
+        "email",
+        source="email link",
+        now=now,
+        wording="Pressed Confirm on the page the emailed link opened.",
+        origin=origin,
+    )
     if request.confirmed_at is None:  # not pending any more: the link is spent all the same
         request.confirmed_at = now
         session.add(request)

@@ -25,7 +25,13 @@ from store.models import Campaign, RosterMember
 from tasks.campaigns.campaign import campaign_spec
 from tasks.engagement.confirm import ask_to_confirm
 from tasks.engagement.events import new_event, store_events
-from tasks.leads.contacts import ContactError, Signup, record_people
+from tasks.leads.contacts import (
+    CONSENT_ORIGIN,
+    CONSENT_WORDING,
+    ContactError,
+    Signup,
+    record_people,
+)
 from tasks.leads.records import queue_sync
 from tasks.rate_limits import admit, forget_idle
 
@@ -154,8 +160,14 @@ def sign_up(
         return refused
     code = code.strip().upper()[:32]
     member_id = _member_with_source_code(session, campaign.id, code) if code else None
+    said = consent_wording(spec)
+    recorded = {
+        **values,
+        CONSENT_WORDING: {"email": said["email"], "sms": said["sms"]},
+        CONSENT_ORIGIN: client,
+    }
     signup = CampaignSignup(
-        campaign.id, values, code or None, f"join:{slug}", member_id, confirmed=False
+        campaign.id, recorded, code or None, f"join:{slug}", member_id, confirmed=False
     )
     (contact_id,) = record_signups(session, [signup], now=now)
     if isinstance(contact_id, ContactError):
@@ -182,6 +194,29 @@ def sign_up(
     )
     store_events(session, [event])
     return None
+
+
+def consent_wording(spec: CampaignSpec) -> dict[str, str]:
+    """What the signup page's consent boxes say, word for word: the page shows these and each
+    consent record keeps them. `*_label` and `*_terms` are the parts the page sets apart;
+    `email` and `sms` the whole of each (with the privacy policy's address)."""
+    signup = spec.signup
+    words = {
+        "email_label": f"Email me about {signup.email_about}.",
+        "email_terms": "We'll email you a link to confirm first. Unsubscribe any time.",
+        "sms_label": f"Text me from {spec.sms_program}.",
+        "sms_terms": (
+            f"By checking this box, you agree to receive recurring automated text messages "
+            f"from {spec.sms_program} at the number you gave; we'll text you to confirm "
+            f"first. Consent is not a condition of signing up. "
+            f"{signup.message_frequency.rstrip('.')}. Msg & data rates may apply. Reply HELP "
+            "for help, STOP to cancel."
+        ),
+    }
+    privacy = f" Privacy policy: {signup.privacy_url}" if signup.privacy_url else ""
+    words["email"] = f"{words['email_label']} {words['email_terms']}{privacy}"
+    words["sms"] = f"{words['sms_label']} {words['sms_terms']}{privacy}"
+    return words
 
 
 def _member_with_source_code(session: Session, campaign_id: int | None, code: str) -> int | None:

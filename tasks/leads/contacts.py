@@ -18,10 +18,15 @@ from sqlmodel import Session, col, select
 
 from store.audit import Change, record
 from store.bulk import insert_rows, with_defaults
-from store.models import ConsentStatus, Contact, ContactConsent
+from store.models import ConsentRecord, ConsentStatus, Contact, ContactConsent
 
 CHANNELS = ("reply", "dm", "email", "sms")
 EMAIL = re.compile(r"[^@\s,;<>]+@[^@\s,;<>]+\.[^@\s,;<>]+")
+
+# A signup's values may carry, beside the form's fields, what each consent box said and the
+# network address the form came from, for the consent records (never stored with the event).
+CONSENT_WORDING = "_consent_wording"
+CONSENT_ORIGIN = "_consent_origin"
 
 
 class ContactError(ValueError):
@@ -235,30 +240,53 @@ def set_consent(
     *,
     source: str,
     now: datetime,
+    wording: str | None = None,
+    origin: str | None = None,
 ) -> bool:
-    """Record the person's own consent command (STOP or START) or confirmation on a channel;
-    return whether it changed. Forms grant consent through `record_people`, which never undoes
-    a STOP."""
+    """Record the person's own consent command (STOP or START) or confirmation on a channel,
+    and, when it changes, its `ConsentRecord` (`wording`: what they wrote or were shown;
+    `origin`: where it came from); return whether it changed. Forms grant consent through
+    `record_consents`, which never undoes a STOP."""
     row = session.exec(
         select(ContactConsent).where(
             ContactConsent.contact_id == contact_id, ContactConsent.channel == channel
         )
     ).first()
+    if row is not None and row.status == status:
+        return False
     if row is None:
         values = {"contact_id": contact_id, "channel": channel, "status": status}
         session.execute(
             insert(ContactConsent.__table__),  # type: ignore[attr-defined]
             [{**values, "source": source, "changed_at": now}],
         )
-        return True
-    if row.status == status:
-        return False
-    session.execute(
-        update(ContactConsent)
-        .where(col(ContactConsent.id) == row.id)
-        .values(status=status, source=source, changed_at=now)
+    else:
+        session.execute(
+            update(ContactConsent)
+            .where(col(ContactConsent.id) == row.id)
+            .values(status=status, source=source, changed_at=now)
+        )
+    keep_consent_records(
+        session,
+        [
+            {
+                "contact_id": contact_id,
+                "channel": channel,
+                "status": status,
+                "source": source,
+                "wording": wording,
+                "origin": origin,
+                "recorded_at": now,
+            }
+        ],
     )
     return True
+
+
+def keep_consent_records(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Append consent records (one statement for all of them)."""
+    if rows:
+        session.execute(insert(ConsentRecord.__table__), rows)  # type: ignore[attr-defined]
 
 
 def add_tags(session: Session, tags: Mapping[int, Iterable[str]], *, now: datetime) -> set[int]:
@@ -394,6 +422,7 @@ def _grant(
         ).all()
     )
     new: dict[tuple[int, str], dict[str, Any]] = {}
+    records: list[dict[str, Any]] = []
     for signup, contact in zip(signups, contacts, strict=True):
         if not isinstance(contact, Contact) or contact.id is None:
             continue
@@ -412,4 +441,16 @@ def _grant(
                     "source": signup.source,
                     "changed_at": now,
                 }
+                wording = (signup.values.get(CONSENT_WORDING) or {}).get(channel)
+                records.append(
+                    {
+                        **new[key],
+                        "wording": wording,
+                        "origin": signup.values.get(CONSENT_ORIGIN),
+                        "recorded_at": now,
+                    }
+                )
     insert_rows(session, ContactConsent, list(new.values()))
+    keep_consent_records(
+        session, [{k: v for k, v in r.items() if k != "changed_at"} for r in records]
+    )

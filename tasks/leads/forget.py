@@ -15,6 +15,7 @@ from store.audit import Change, record
 from store.db import transaction
 from store.models import (
     Campaign,
+    ConsentRecord,
     ConsentRequest,
     Contact,
     EngagementEvent,
@@ -102,7 +103,8 @@ def _queue_deletions(session: Session, contact_id: int, *, now: datetime) -> lis
 
 def erase(session: Session, contact_ids: Sequence[int], *, now: datetime) -> None:
     """Remove personal data of these people: the contact keeps only its id and when it was
-    erased; their events lose text and payload; their requests to confirm a consent go;
+    erased; their events lose text and payload; their requests to confirm a consent go, and
+    their consent records where it came from;
     messages still waiting to reach them are withdrawn and the contents of their messages are
     blanked."""
     if not contact_ids:
@@ -133,6 +135,15 @@ def erase(session: Session, contact_ids: Sequence[int], *, now: datetime) -> Non
         .values(actor=None, text=None, payload={})
     )
     session.execute(delete(ConsentRequest).where(col(ConsentRequest.contact_id).in_(ids)))
+    # Their consent records stay (when and how consent was given or withdrawn), without where
+    # it came from or the words they wrote themselves; the page's own words are kept.
+    records = col(ConsentRecord.contact_id).in_(ids)
+    session.execute(update(ConsentRecord).where(records).values(origin=None))
+    session.execute(
+        update(ConsentRecord)
+        .where(records, col(ConsentRecord.source).not_like("join:%"))
+        .values(wording=None)
+    )
     followup_messages = sa_select(col(FollowUp.outbox_id)).where(
         col(FollowUp.contact_id).in_(ids), col(FollowUp.outbox_id).is_not(None)
     )

@@ -22,6 +22,7 @@ from tenacity import wait_none
 from integrations.tiktok import sign
 from store.db import transaction
 from store.models import (
+    ConsentRecord,
     ConsentStatus,
     Contact,
     ContactConsent,
@@ -896,3 +897,93 @@ def test_the_thank_you_page_says_what_to_do_next(page):
     assert '<a href="https://firstvotepa.example.org">firstvotepa.example.org</a>' in both
     neither = page.post(f"/join/{SLUG}", data={"name": "Kim", "email": "kim@example.org"}).text
     assert "Check your email" not in neither and "You're signed up" in neither
+
+
+def consent_record(rally, who: str) -> list[dict]:
+    shown = rally("leads", "show", who, "--json")
+    assert shown.code == 0, shown.err
+    return [
+        {k: r[k] for k in ("channel", "status", "source", "wording", "origin")}
+        for r in json.loads(shown.out)["consent_record"]
+    ]
+
+
+def test_each_consent_is_on_the_record_with_its_words_source_and_origin(
+    app, engine, clock, rally, tmp_path
+):
+    form = SIGNUP | {"phone": "+12155550123", "consent_sms": "yes"}
+    assert visitor(app, "203.0.113.7").post(f"/join/{SLUG}", data=form).status_code == 200
+    shown = re.sub(r"<[^>]+>", " ", visitor(app, "203.0.113.7").get(f"/join/{SLUG}").text)
+    page_text = " ".join(html.unescape(shown).split())
+    [link] = requests_to_confirm(engine, "email")
+    assert visitor(app, "203.0.113.9").post(confirm_path(link.payload["text"])).status_code == 200
+    text_in(engine, "+12155550123", "YES", T0 + MIN)
+    text_in(engine, "+12155550123", "STOP texting me", T0 + 2 * MIN)
+
+    record = consent_record(rally, PAT)
+    assert [(r["channel"], r["status"], r["source"]) for r in record] == [
+        ("email", "pending", f"join:{SLUG}"),
+        ("sms", "pending", f"join:{SLUG}"),
+        ("email", "granted", "email link"),
+        ("sms", "granted", record[3]["source"]),
+        ("sms", "revoked", record[4]["source"]),
+    ]
+    assert {r["origin"] for r in record[:2]} == {"203.0.113.7"}  # the form's network address
+    assert record[2]["origin"] == "203.0.113.9"
+    assert record[3]["source"].startswith("sms:") and record[3]["wording"] == "YES"
+    assert record[4]["wording"] == "STOP texting me" and record[4]["origin"] == "+12155550123"
+    # The words kept are the words the page showed beside each box.
+    for said in (record[0]["wording"], record[1]["wording"]):
+        assert said.split(" Privacy policy: ")[0] in page_text
+    assert (
+        "Msg & data rates may apply. Reply HELP for help, STOP to cancel." in record[1]["wording"]
+    )
+
+    exported = tmp_path / "consent.jsonl"
+    run = rally("audit", "export", "--consent", "--out", exported)
+    assert run.code == 0 and run.err == f"5 consent records exported to {exported}\n"
+    lines = [json.loads(line) for line in exported.read_text().splitlines()]
+    assert [(line["channel"], line["status"]) for line in lines] == [
+        (r["channel"], r["status"]) for r in record
+    ]
+
+    assert (
+        rally("leads", "forget", PAT).code == 0
+    )  # what came from them goes; the page's words stay
+    with transaction(engine, write=False) as session:
+        kept = session.exec(select(ConsentRecord).order_by(col(ConsentRecord.id))).all()
+    assert {r.origin for r in kept} == {None}
+    assert [r.wording is not None for r in kept] == [True, True, False, False, False]
+
+
+def test_a_stop_by_dm_and_a_file_import_are_on_the_record_too(hooked, rally, engine, applied):
+    signup = {
+        "source": "import",
+        "external_id": "crm-row-1",
+        "type": "signup",
+        "campaign": SLUG,
+        "time": T0.isoformat(),
+        "payload": {"contact": {"name": "Lee Park", "email": "lee@example.org",
+                                "consent": {"email": True}}},
+    }  # fmt: skip
+    assert ingest(engine, [("contacts.jsonl", signup)], now=T0).errors == []
+    process(engine, T0)
+    [imported] = consent_record(rally, "lee@example.org")
+    assert (imported["channel"], imported["status"], imported["source"]) == (
+        "email", "granted", "import:crm-row-1",
+    )  # fmt: skip
+    stop = {
+        "source": "tiktok",
+        "external_id": "dm-stop-1",
+        "type": "dm",
+        "campaign": SLUG,
+        "actor": "fan9",
+        "text": "STOP",
+        "time": T0.isoformat(),
+    }
+    assert ingest(engine, [("dms.jsonl", stop)], now=T0).errors == []
+    process(engine, T0)
+    with transaction(engine, write=False) as session:
+        by_dm = session.exec(select(ConsentRecord).where(ConsentRecord.channel == "dm")).one()
+    assert (by_dm.status, by_dm.wording, by_dm.origin) == ("revoked", "STOP", "fan9")
+    assert by_dm.source == "tiktok:dm-stop-1"
