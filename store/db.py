@@ -32,12 +32,14 @@ class Lock(IntEnum):
     WRITERS = 0x52414C4C5901  # changes take turns (see `transaction`)
     SPRINT_CALENDAR = 0x52414C4C5903  # one pass of the sprints' calendar at a time (`only_one`)
     TIKTOK_POLL = 0x52414C4C5904  # one TikTok poll at a time (`only_one`)
-    FOLLOWUP_SLOTS = 0x52414C4C5905  # one batch at a time places follow-ups under rate limits
+    FOLLOWUP_SLOTS = 0x52414C4C5905  # per campaign: one batch at a time places its follow-ups
 
 
-def advisory_lock(connection: Connection | Session, lock: Lock) -> None:
-    """Hold `lock` until the transaction ends (PostgreSQL only)."""
-    connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": int(lock)})
+def advisory_lock(connection: Connection | Session, lock: Lock, part: int | None = None) -> None:
+    """Hold `lock` (or its `part`, such as one campaign's) until the transaction ends
+    (PostgreSQL only)."""
+    key = int(lock) if part is None else (int(lock) << 16) | (part & 0xFFFF)
+    connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
 
 
 @contextmanager

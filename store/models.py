@@ -552,6 +552,7 @@ class OutboxMessage(SQLModel, table=True):
     attempts: int = 0
     available_at: datetime = _created()
     locked_until: datetime | None = _when()
+    lease_id: str | None = Field(default=None, max_length=32)  # the drain holding it
     last_error: str | None = None
     remote_id: str | None = None
     remote_state: dict[str, Any] | None = Field(default=None, sa_type=JSON(none_as_null=True))

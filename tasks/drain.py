@@ -19,7 +19,6 @@ upsert finds the person it made.
 import logging
 import threading
 from collections.abc import Callable, Mapping
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -36,6 +35,7 @@ from tasks.outbox import (
     LEASE,
     MAX_ATTEMPTS,
     claim,
+    keep_lease,
     release,
     renew,
     retry_delay,
@@ -161,17 +161,10 @@ def drain(
         if not rows:
             break
         tried += len(rows)
-        with LeaseKeeper(engine, rows, lease=lease, now=now) as keeper:
+        with LeaseKeeper(engine, rows, lease=lease, now=now):
             report.add(
                 deliver_claimed(
-                    engine,
-                    rows,
-                    sender=sender,
-                    now=now,
-                    lease=lease,
-                    wait=wait,
-                    handler=handler,
-                    guard=keeper.lock,
+                    engine, rows, sender=sender, now=now, lease=lease, wait=wait, handler=handler
                 )
             )
         if progress is not None:
@@ -183,9 +176,8 @@ def drain(
 
 class LeaseKeeper:
     """Keeps this drain's lease on the messages it took alive while it works on them: every
-    third of the lease, those it still holds are renewed from a thread of their own, even
-    while one slow send blocks the drain. `lock` is held by every other change to their lease
-    (renewal before a send, release, recording outcomes), which compare the lease as a token."""
+    third of the lease, those it still holds (by their `lease_id`, which renewing leaves as it
+    is) are renewed from a thread of their own, even while one slow send blocks the drain."""
 
     def __init__(
         self,
@@ -196,7 +188,6 @@ class LeaseKeeper:
         now: Callable[[], datetime],
     ) -> None:
         self.engine, self.rows, self.lease, self.now = engine, rows, lease, now
-        self.lock = threading.Lock()
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._keep, name="outbox-lease", daemon=True)
 
@@ -210,11 +201,11 @@ class LeaseKeeper:
 
     def _keep(self) -> None:
         while not self._done.wait(self.lease.total_seconds() / 3):
-            with self.lock:
-                try:
-                    renew(self.engine, self.rows, self.now() + self.lease)
-                except Exception:  # the lease then runs out, and another drain takes over
-                    log.warning("renewing the outbox lease failed", exc_info=True)
+            try:
+                with transaction(self.engine, take_turns=False) as session:
+                    keep_lease(session, self.rows[0].lease_id, self.now() + self.lease)
+            except Exception:  # the lease then runs out, and another drain takes over
+                log.warning("renewing the outbox lease failed", exc_info=True)
 
 
 def deliver_claimed(
@@ -226,22 +217,18 @@ def deliver_claimed(
     lease: timedelta = LEASE,
     wait: wait_base | None = None,
     handler: Handler = Handler(),
-    guard: AbstractContextManager[Any] | None = None,
 ) -> DrainReport:
     """Deliver messages this drain claimed, a group at a time (one message, or all of them), each
-    group only while its lease holds. A stopped pass releases the groups it did not reach.
-    `guard` is held around each change to the lease (a `LeaseKeeper`'s lock)."""
-    guard = guard or nullcontext()
+    group only while its lease holds. A stopped pass releases the groups it did not reach."""
     report = DrainReport()
     size = max(1, len(rows)) if sender.whole_batch else 1
     for start in range(0, len(rows), size):
         outcome = _deliver_group(
-            engine, rows[start : start + size], sender, now, lease, wait, handler, guard
+            engine, rows[start : start + size], sender, now, lease, wait, handler
         )
         report.add(outcome)
         if outcome.stopped:
-            with guard:
-                release(engine, rows[start + size :])
+            release(engine, rows[start + size :])
             break
     return report
 
@@ -254,15 +241,13 @@ def _deliver_group(
     lease: timedelta,
     wait: wait_base | None,
     handler: Handler,
-    guard: AbstractContextManager[Any],
 ) -> DrainReport:
     """Renew a group's lease, send it, and record what the remote answered. A service that is
     unavailable stops the pass and releases the group untouched; a group refused as a whole is
     tried message by message, so one bad message does not hold back the others."""
     # A message whose lease ran out while earlier ones were slow to send may have been taken by
     # another drain; then this one leaves it.
-    with guard:
-        rows = renew(engine, rows, now() + lease)
+    rows = renew(engine, rows, now() + lease)
     if not rows:
         return DrainReport()
     try:
@@ -270,8 +255,7 @@ def _deliver_group(
     except IntegrationError as exc:
         verdict = classify(exc, call=len(rows))
         if verdict is Verdict.STOP:
-            with guard:
-                release(engine, rows)
+            release(engine, rows)
             return DrainReport(errors=[f"{rows[0].destination}: {exc}"], stopped=str(exc))
         if verdict is Verdict.ONE_BY_ONE:
             singly = Sender(sender.deliver, whole_batch=False)
@@ -283,11 +267,9 @@ def _deliver_group(
                 lease=lease,
                 wait=wait,
                 handler=handler,
-                guard=guard,
             )
         answers = {row.id or 0: exc for row in rows}
-    with guard:
-        return record_outcomes(engine, rows, answers, at=now(), handler=handler)
+    return record_outcomes(engine, rows, answers, at=now(), handler=handler)
 
 
 class Verdict(StrEnum):
@@ -377,6 +359,7 @@ def _mark_sent(
             remote_state=bindparam("b_state", type_=table.c.remote_state.type),
             attempts=bindparam("b_attempts"),
             locked_until=None,
+            lease_id=None,
             last_error=None,
         ),
         [
@@ -401,6 +384,7 @@ def _mark_failed(
         "attempts": row.attempts + 1,
         "last_error": str(error)[:1000],
         "locked_until": None,
+        "lease_id": None,
     }
     if dead:
         values["status"] = OutboxStatus.DEAD

@@ -5,11 +5,13 @@ its lease ends. Also the retry policy every caller of a remote shares.
 """
 
 import random
+import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, bindparam, or_, update
+from sqlalchemy import select as sa_select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
@@ -71,8 +73,9 @@ def claim(
         if postgres:
             query = query.with_for_update(skip_locked=True)
         rows = list(session.exec(query))
+        token = uuid.uuid4().hex
         for row in rows:
-            row.locked_until = now + lease
+            row.locked_until, row.lease_id = now + lease, token
     return rows
 
 
@@ -84,7 +87,7 @@ def cancel(session: Session, ids: Sequence[int], reason: str) -> int:
     result = session.execute(
         update(OutboxMessage)
         .where(col(OutboxMessage.id).in_(ids), col(OutboxMessage.status) == OutboxStatus.PENDING)
-        .values(status=OutboxStatus.CANCELLED, last_error=reason, locked_until=None)
+        .values(status=OutboxStatus.CANCELLED, last_error=reason, locked_until=None, lease_id=None)
     )
     return int(result.rowcount)  # type: ignore[attr-defined]
 
@@ -110,29 +113,44 @@ def set_lease(session: Session, rows: list[OutboxMessage], until: datetime | Non
     """Move the lease of the rows this drain holds to `until` (None frees them)."""
     if rows:
         table = OutboxMessage.__table__  # type: ignore[attr-defined]
+        freed = {"lease_id": None} if until is None else {}
         session.execute(
             update(table)
             .where(
                 table.c.id == bindparam("b_id"),
                 table.c.status == OutboxStatus.PENDING,
-                table.c.locked_until == bindparam("b_held"),
+                table.c.lease_id == bindparam("b_lease"),
             )
-            .values(locked_until=until),
-            [{"b_id": row.id, "b_held": row.locked_until} for row in rows],
+            .values(locked_until=until, **freed),
+            [{"b_id": row.id, "b_lease": row.lease_id} for row in rows],
         )
 
 
+def keep_lease(session: Session, lease_id: str | None, until: datetime) -> None:
+    """Extend to `until` the lease `lease_id` on the messages still pending under it; on
+    PostgreSQL the ones a transaction is recording right now are skipped (they are done, or
+    renewed with their group)."""
+    table = OutboxMessage.__table__  # type: ignore[attr-defined]
+    held = sa_select(table.c.id).where(
+        table.c.lease_id == lease_id, table.c.status == OutboxStatus.PENDING
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        held = held.with_for_update(skip_locked=True)
+    session.execute(update(table).where(table.c.id.in_(held)).values(locked_until=until))
+
+
 def still_held(session: Session, rows: list[OutboxMessage]) -> list[OutboxMessage]:
-    """The rows still pending under the lease this drain holds (`locked_until` is the lease's
-    token; on PostgreSQL they stay locked until the transaction ends)."""
-    query = select(OutboxMessage.id, OutboxMessage.locked_until).where(
+    """The rows still pending under the lease this drain holds (`lease_id` names it; a drain
+    that took a message over gave it a new one; on PostgreSQL the rows stay locked until the
+    transaction ends)."""
+    query = select(OutboxMessage.id, OutboxMessage.lease_id).where(
         col(OutboxMessage.id).in_([row.id for row in rows]),
         OutboxMessage.status == OutboxStatus.PENDING,
     )
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update()
     leases = dict(session.exec(query).all())
-    return [row for row in rows if row.id in leases and leases[row.id] == row.locked_until]
+    return [row for row in rows if row.id in leases and leases[row.id] == row.lease_id]
 
 
 def worth_retrying_now(exc: BaseException) -> bool:

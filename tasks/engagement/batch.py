@@ -86,9 +86,12 @@ class ProcessReport:
 def _signup(event: Event) -> CampaignSignup:
     """The signup an event carries (its payload's `contact`), from a social account or not."""
     social = event.source in SOCIAL
+    # What the consent records keep of a page's signup comes only from the page itself, never
+    # from an event's payload (a file could claim any words or address).
+    values = {k: v for k, v in event.contact.items() if not str(k).startswith("_")}
     return CampaignSignup(
         event.campaign_id,
-        event.contact,
+        values,
         event.contact.get("source_code"),
         f"{event.source}:{event.external_id}",
         member_id=event.member_id,
@@ -103,6 +106,7 @@ class Batch:
 
     def __init__(self, session: Session, rules: dict[int, CampaignRules], now: datetime) -> None:
         self.session, self.rules, self.now = session, rules, now
+        self.campaigns: set[int] = set()  # whose rules fired on this batch's events
         self.report = ProcessReport()
         self.outbox: list[dict[str, Any]] = []
         self.followups: list[dict[str, Any]] = []
@@ -116,6 +120,7 @@ class Batch:
     def run(self, events: list[Event]) -> ProcessReport:
         self.report.events = len(events)
         fired = {e.id: self.rules[e.campaign_id].matching(e) for e in events if e.campaign_id}
+        self.campaigns = {e.campaign_id for e in events if e.campaign_id and fired.get(e.id)}
         commands = {
             e.id: cmd
             for e in events
@@ -221,20 +226,22 @@ class Batch:
         self._count_slots()
 
     def _count_slots(self) -> None:
-        """Every follow-up queued or sent from this minute on in the batch's campaigns, so that
-        their rate limits hold across batches; on PostgreSQL one batch at a time counts and
-        places its own (the lock is held until the batch commits), so they hold across
-        processes too. SQLite's one writer already takes turns."""
+        """Every follow-up queued or sent from this minute on in the campaigns whose rules fired
+        on this batch (everyone's, not only its own people's), so that their rate limits hold
+        across batches; on PostgreSQL one batch at a time per campaign counts and places its own
+        (the lock is held until the batch commits), so they hold across processes too. SQLite's
+        one writer already takes turns."""
         limited = {
-            (rules.campaign_id, channel)
-            for rules in self.rules.values()
-            for channel in rules.followups.spec.rate_limits
+            (campaign_id, channel)
+            for campaign_id in self.campaigns
+            for channel in self.rules[campaign_id].followups.spec.rate_limits
         }
         if not limited:
             return
+        campaigns = sorted({campaign_id for campaign_id, _ in limited})
         if self.session.get_bind().dialect.name == "postgresql":
-            advisory_lock(self.session, Lock.FOLLOWUP_SLOTS)
-        campaigns = {campaign_id for campaign_id, _ in limited}
+            for campaign_id in campaigns:  # in order, so two batches never wait in a circle
+                advisory_lock(self.session, Lock.FOLLOWUP_SLOTS, part=campaign_id)
         rows = self.session.execute(
             sa_select(col(FollowUp.campaign_id), col(FollowUp.channel), col(FollowUp.due_at)).where(
                 col(FollowUp.status).in_((FollowUpStatus.QUEUED, FollowUpStatus.SENT)),

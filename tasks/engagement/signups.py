@@ -214,7 +214,7 @@ def consent_wording(spec: CampaignSpec) -> dict[str, str]:
         ),
     }
     privacy = f" Privacy policy: {signup.privacy_url}" if signup.privacy_url else ""
-    words["email"] = f"{words['email_label']} {words['email_terms']}{privacy}"
+    words["email"] = f"{words['email_label']} {words['email_terms']}"
     words["sms"] = f"{words['sms_label']} {words['sms_terms']}{privacy}"
     return words
 

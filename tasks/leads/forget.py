@@ -141,7 +141,11 @@ def erase(session: Session, contact_ids: Sequence[int], *, now: datetime) -> Non
     session.execute(update(ConsentRecord).where(records).values(origin=None))
     session.execute(
         update(ConsentRecord)
-        .where(records, col(ConsentRecord.source).not_like("join:%"))
+        .where(
+            records,
+            col(ConsentRecord.source).not_like("join:%"),
+            col(ConsentRecord.source) != "email link",
+        )
         .values(wording=None)
     )
     followup_messages = sa_select(col(FollowUp.outbox_id)).where(

@@ -200,6 +200,7 @@ def retry_dead(engine: Engine, *, now: datetime, destination: str | None = None)
                 attempts=0,
                 available_at=now,
                 locked_until=None,
+                lease_id=None,
             )
         )
         return len(ids)

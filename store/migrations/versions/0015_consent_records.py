@@ -28,6 +28,12 @@ def upgrade() -> None:
         sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
     )
     op.create_index("ix_consent_records_contact_id", "consent_records", ["contact_id"])
+    # The consents on record before: one entry each, as they stand (no words, no origin).
+    op.execute(
+        "INSERT INTO consent_records (contact_id, channel, status, source, recorded_at) "
+        "SELECT contact_id, channel, status, source, changed_at FROM contact_consents "
+        "ORDER BY changed_at, id"
+    )
 
 
 def downgrade() -> None:
