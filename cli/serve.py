@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -156,7 +157,7 @@ def serve_command(
         console.print(f"warning: {warning}", markup=False, style="yellow")
     sock = listening_socket(host, port)
     web = create_app(settings)
-    timers = None if web_only else start_timer_process(every)
+    timers = None if web_only else TimerProcess(every)
     mode = "pages only" if web_only else "pages and recurring flows"
     console.print(
         f"Rally serving on http://{host}:{port} ({mode}; links use {settings.public_url})"
@@ -170,19 +171,39 @@ def serve_command(
         server.run(sockets=[sock])
     finally:
         if timers is not None:
-            timers.terminate()
-            try:
-                timers.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                timers.kill()
+            timers.stop()
         sock.close()
 
 
-def start_timer_process(every: int) -> "subprocess.Popen[bytes]":
+class TimerProcess:
     """The recurring flows' timers in a process of their own (its lines go to this one's
-    output): a flow's work then never takes the web's interpreter from a page or a webhook."""
-    command = [sys.executable, "-m", "cli.main", "serve", "--timers-only", "--every", str(every)]
-    return subprocess.Popen(command)
+    output), so a flow's work never takes the web's interpreter from a page or a webhook;
+    started again if it dies, so delivery and the rules never stop while the pages go on."""
+
+    def __init__(self, every: int) -> None:
+        self.command = [
+            *(sys.executable, "-m", "cli.main", "serve", "--timers-only", "--every", str(every))
+        ]
+        self.stopping = threading.Event()
+        self.process = subprocess.Popen(self.command)
+        self.watch = threading.Thread(target=self._watch, name="timers-watch", daemon=True)
+        self.watch.start()
+
+    def _watch(self) -> None:
+        while not self.stopping.is_set():
+            code = self.process.wait()
+            if self.stopping.wait(1):
+                return
+            console.print(f"the timers' process ended ({code}): starting it again", markup=False)
+            self.process = subprocess.Popen(self.command)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=30)  # a flow under way finishes first
+        except subprocess.TimeoutExpired:
+            self.process.kill()
 
 
 def run_timers(every: int) -> None:
