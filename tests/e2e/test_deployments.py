@@ -87,21 +87,28 @@ def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     server.stop()
 
 
+def prefect_call(method: str, url: str, **kwargs: Any) -> httpx.Response:
+    """One call to the Prefect server, tried again after a 503 or 429 as Prefect's own client
+    does (its SQLite database answers "busy" with 503 on a loaded machine)."""
+    for attempt in range(6):
+        answer = httpx.request(method, url, timeout=10, **kwargs)
+        if answer.status_code not in (429, 503) or attempt == 5:
+            return answer.raise_for_status()
+        time.sleep(0.5 * 2**attempt)
+    raise AssertionError("unreachable")
+
+
 def run_deployment(api: str, name: str, parameters: dict[str, Any]) -> dict[str, Any]:
     """Start a run of deployment `name` as the UI's run form does; its final flow run."""
-    deployment = httpx.get(f"{api}/deployments/name/{name}", timeout=10).raise_for_status().json()
-    run = (
-        httpx.post(
-            f"{api}/deployments/{deployment['id']}/create_flow_run",
-            json={"parameters": parameters},
-            timeout=10,
-        )
-        .raise_for_status()
-        .json()
-    )
+    deployment = prefect_call("GET", f"{api}/deployments/name/{name}").json()
+    run = prefect_call(
+        "POST",
+        f"{api}/deployments/{deployment['id']}/create_flow_run",
+        json={"parameters": parameters},
+    ).json()
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
-        state = httpx.get(f"{api}/flow_runs/{run['id']}", timeout=10).json()
+        state = prefect_call("GET", f"{api}/flow_runs/{run['id']}").json()
         if state["state_type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
             return state
         time.sleep(0.5)
@@ -337,7 +344,7 @@ def test_two_serves_on_one_store_close_each_week_and_send_each_message_once(
 def _wait_for_state(api: str, run_id: str, wanted: set[str], workers: list[Process]) -> dict:
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
-        run = httpx.get(f"{api}/flow_runs/{run_id}", timeout=10).json()
+        run = prefect_call("GET", f"{api}/flow_runs/{run_id}").json()
         if run["state_type"] in wanted:
             return run
         assert run["state_type"] not in ("FAILED", "CRASHED"), "\n".join(
@@ -403,10 +410,10 @@ def test_the_briefs_wait_for_a_go_ahead_staff_give_by_resuming_a_run_in_the_pref
             f"{prefect_api}/flow_runs/{run_id}/resume", json={"run_input": {"note": "ok"}}
         )
         assert nameless.json()["status"] == "REJECT" and "by" in nameless.text
-        resumed = httpx.post(
+        resumed = prefect_call(
+            "POST",
             f"{prefect_api}/flow_runs/{run_id}/resume",
             json={"run_input": {"by": "dana.okafor@keystoneyouthvote.example.org", "note": "ok"}},
-            timeout=10,
         )
         assert resumed.is_success and resumed.json()["status"] == "ACCEPT", resumed.text
         _wait_for_state(prefect_api, run_id, {"COMPLETED"}, [worker])
