@@ -31,13 +31,18 @@ BLOCK = 16  # then pieces counted at a time, and loop items between checks of th
 
 @dataclass(frozen=True)
 class RenderBudget:
+    unnamed: str  # what errors call a template without a name of its own
     seconds: float
     output: int  # characters of the output, and of any one value a template builds
     built: int  # characters of all the text a render builds (what it writes into macros too)
 
 
-BRIEF_BUDGET = RenderBudget(BRIEF_SECONDS, BRIEF_OUTPUT, BRIEF_OUTPUT * BUILT_PER_OUTPUT)
-MESSAGE_BUDGET = RenderBudget(MESSAGE_SECONDS, MESSAGE_OUTPUT, MESSAGE_OUTPUT * BUILT_PER_OUTPUT)
+BRIEF_BUDGET = RenderBudget(
+    "template", BRIEF_SECONDS, BRIEF_OUTPUT, BRIEF_OUTPUT * BUILT_PER_OUTPUT
+)
+MESSAGE_BUDGET = RenderBudget(
+    "message", MESSAGE_SECONDS, MESSAGE_OUTPUT, MESSAGE_OUTPUT * BUILT_PER_OUTPUT
+)
 
 
 class RenderBudgetExceeded(SecurityError):

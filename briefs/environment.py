@@ -196,7 +196,8 @@ class MeteredTemplate(Template):
     environment: "BriefSandbox"
 
     def render(self, *args: Any, **kwargs: Any) -> str:
-        meter = Meter(self.environment.budget, self.name or self.environment.unnamed)
+        budget = self.environment.budget
+        meter = Meter(budget, self.name or budget.unnamed)
         token = METER.set(meter)
         try:
             context = self.new_context(dict(*args, **kwargs))
@@ -232,11 +233,12 @@ class BriefSandbox(ImmutableSandboxedEnvironment):
     code_generator_class = MeteredCodeGenerator
     template_class = MeteredTemplate
 
-    def __init__(
-        self, *, budget: RenderBudget = BRIEF_BUDGET, unnamed: str = "template", **options: Any
-    ) -> None:
+    budget = BRIEF_BUDGET
+
+    def __init__(self, *, budget: RenderBudget | None = None, **options: Any) -> None:
         super().__init__(**options)
-        self.budget, self.unnamed = budget, unnamed
+        if budget is not None:  # else the class's: 30 attributes on an environment would cost
+            self.budget = budget  # CPython's quick attribute reads, a few percent of a render
         self.globals.pop("lipsum", None)
         self.filters.update(bounded_filters(self.filters))
         self.policies["json.dumps_function"] = dumps
@@ -318,7 +320,7 @@ class BriefTemplates:
         sources: Mapping[str, str],
         *,
         filenames: Mapping[str, str] | None = None,
-        budget: RenderBudget = BRIEF_BUDGET,
+        budget: RenderBudget | None = None,
     ) -> None:
         self.sources = dict(sources)
         self.version = templates_version(self.sources)
@@ -391,7 +393,6 @@ def message_sandbox() -> BriefSandbox:
     """The sandbox for short message templates kept in rule files (follow-up texts)."""
     return BriefSandbox(
         budget=MESSAGE_BUDGET,
-        unnamed="message",
         undefined=MissingValue,
         autoescape=False,
         keep_trailing_newline=False,
