@@ -1,5 +1,6 @@
 """Briefs as creators and staff meet them: complete, correct per creator, versioned, and never
-silently wrong (a missing value names the creator and field; user text stays data)."""
+silently wrong (a missing value names the creator and field; user text stays data; a template
+over its budget names the creator and the budget, and spares everyone else's brief)."""
 
 import json
 from datetime import timedelta
@@ -8,6 +9,7 @@ from pathlib import Path
 import pytest
 from sqlmodel import col, select
 
+from briefs.environment import BUILTIN_TEMPLATES
 from store.db import transaction
 from store.models import AuditEvent, Brief, OutboxMessage, Timer
 from store.types import utcnow
@@ -327,3 +329,56 @@ def test_a_batch_rendered_before_another_run_stored_is_not_stored_twice(
     assert report.rendered == 0
     assert [(p.handle, p.field) for p in report.failed] == [("maya.votes.pa", "version")]
     assert [b.version for b in briefs(engine)] == [1]
+
+
+OVER_BUDGET = {  # creator -> what their part of a campaign's brief template does
+    "maya.votes.pa": "{{ '%0900000000d' % 1 }}",
+    "aaliyahbrooks": "{% macro again() %}{{ again() }}{% endmacro %}{{ again() }}",
+    "sofi.on.campus": "{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}"
+    "{% endfor %}",
+}
+
+
+def test_a_brief_over_its_budget_names_the_creator_and_the_budget_and_spares_the_rest(
+    rally, applied
+):
+    default = (BUILTIN_TEMPLATES / "brief.md.j2").read_text()
+    branches = "".join(
+        f"{{% if creator.handle == {handle!r} %}}{attack}{{% endif %}}"
+        for handle, attack in OVER_BUDGET.items()
+    )
+    template_folder(applied, {"brief.md.j2": branches + default})
+    assert rally("campaign", "apply", applied / "campaign.yaml").code == 0
+
+    run = rally("briefs", "generate", SLUG)
+    assert run.code == 1
+    assert "47 new or updated, 0 unchanged, 3 failed" in run.out
+    problems = [line.strip() for line in run.out.splitlines() if "@" in line]
+    assert sorted(problems) == [
+        "RenderBudgetExceeded: brief.md.j2: a width or precision above 1000 in % formatting: "
+        "@maya.votes.pa",
+        "RenderBudgetExceeded: brief.md.j2: macros or includes nested too deep (one calls "
+        "itself?): @aaliyahbrooks",
+        "RenderBudgetExceeded: brief.md.j2: rendering took longer than 2 s: @sofi.on.campus",
+    ]
+    assert "Traceback" not in run.out + run.err and "RecursionError" not in run.out + run.err
+    status = {r["handle"]: r for r in json.loads(rally("briefs", "status", SLUG, "--json").out)}
+    assert [h for h, row in status.items() if row["version"] is None] == sorted(OVER_BUDGET)
+    assert sum(row["version"] == 1 for row in status.values()) == 47
+
+
+def test_an_email_that_calls_itself_spares_its_brief_and_the_other_emails(
+    settings, engine, rally, example
+):
+    again = "{% macro again() %}{{ again() }}{% endmacro %}"
+    subject = again + "{% if creator.handle == 'maya.votes.pa' %}{{ again() }}{% endif %}Brief"
+    template_folder(example, {"email_subject.txt.j2": subject})
+    assert rally("campaign", "apply", example / "campaign.yaml").code == 0
+    report = generate(settings, engine, SLUG, send=True)
+    assert (report.rendered, report.queued) == (50, 49)
+    (problem,) = report.failed
+    assert (problem.handle, problem.field) == ("maya.votes.pa", "template")
+    assert problem.message == (
+        "email: RenderBudgetExceeded: email_subject.txt.j2: macros or includes nested too deep "
+        "(one calls itself?)"
+    )

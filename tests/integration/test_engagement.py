@@ -477,3 +477,37 @@ def test_what_the_rules_fire_on_waits_for_them_and_so_does_a_stop(rally, engine,
     assert waiting(engine) == ["dm", "like", "share"]
     process(engine)
     assert consent_of(engine, "fan") == {"dm": ConsentStatus.REVOKED}
+
+
+OVER_BUDGET_RULES = """
+name: DM rules, two of them over their budget
+rules:
+  - {id: dm_again, when: {types: [dm], keywords: [again]}, action: dm,
+     message: "{% macro again() %}{{ again() }}{% endmacro %}{{ again() }}"}
+  - {id: dm_long, when: {types: [dm], keywords: [long]}, action: dm,
+     message: "{% for i in range(500) %}{{ links.join }} {% endfor %}"}
+  - {id: dm_register, when: {types: [dm], keywords: [register]}, action: dm,
+     message: "Register here: {{ links.join }}"}
+"""
+
+
+def test_a_message_over_its_budget_is_withheld_saying_why_and_the_others_go(rally, engine, example):
+    with_rules(rally, example, OVER_BUDGET_RULES)
+    push(
+        engine,
+        event("dm", "ana", "again please"),
+        event("dm", "bo", "a long one"),
+        event("dm", "cy", "how do I register?"),
+    )
+    report = process(engine)
+    assert report.events == 3
+    reasons = {f.rule_id: (f.status, f.reason) for f in followups(engine)}
+    assert reasons == {
+        "dm_again": (
+            "withheld",
+            "cannot render: message: macros or includes nested too deep (one calls itself?)",
+        ),
+        "dm_long": ("withheld", "cannot render: message: output larger than 20 KB"),
+        "dm_register": ("queued", None),
+    }
+    assert [m.channel for m in outbox(engine)] == ["tiktok_dm"]
