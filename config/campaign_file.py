@@ -165,8 +165,9 @@ def parse_campaign(data: Any, *, file: str) -> CampaignSpec:
 
 def _loader() -> type:
     """YAML's safe loader, except that dates stay text for the schema to check (PyYAML would
-    fail on `2027-02-30` with an error that names no field), and that aliases are refused: a
-    few lines of `*alias` can stand for billions of values (a "billion laughs" file), or for
+    fail on `2027-02-30` with an error that names no field), that a key given twice in one
+    mapping is refused (YAML would keep the later one silently), and that aliases are refused:
+    a few lines of `*alias` can stand for billions of values (a "billion laughs" file), or for
     a value that contains itself."""
     import yaml
 
@@ -182,6 +183,21 @@ def _loader() -> type:
                     event.start_mark,
                 )
             return super().compose_node(parent, index)
+
+        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+            seen: dict[Any, Any] = {}
+            for key_node, _ in node.value:
+                key = getattr(key_node, "value", None)
+                if isinstance(key, str) and key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None,
+                        None,
+                        f"{key!r} is given twice here (first on line "
+                        f"{seen[key].start_mark.line + 1}): keep one",
+                        key_node.start_mark,
+                    )
+                seen[key] = key_node
+            return super().construct_mapping(node, deep=deep)
 
         def construct_yaml_int(self, node: Any) -> Any:
             try:

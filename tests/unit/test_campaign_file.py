@@ -252,3 +252,14 @@ def test_a_campaign_file_that_would_blow_up_is_refused_at_once_and_named(tmp_pat
     path.write_text(text)
     (line,) = problems(path)
     assert line.startswith(str(path)) and said in line
+
+
+def test_a_key_given_twice_is_refused_with_both_lines(tmp_path):
+    path = tmp_path / "campaign.yaml"
+    path.write_text(
+        "signup:\n  limits: {per_client: 10000}\n  intro: Hi\n  limits:\n    per_client: 5\n"
+    )
+    (line,) = problems(path)
+    assert (
+        "line 4, column 3: not valid YAML: 'limits' is given twice here (first on line 2)" in line
+    )
