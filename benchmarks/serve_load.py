@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.webhooks import (
     Load,
-    exchange,
+    answer,
     free_port,
     percentile,
     saturate,
@@ -105,14 +105,8 @@ async def open_loop(
         conn = await asyncio.open_connection("127.0.0.1", port)
         while (item := await queue.get()) is not None:
             due, offset, kind, request = item
-            try:
-                status, open_ = await asyncio.wait_for(exchange(conn, request), timeout=30)
-            except (OSError, asyncio.IncompleteReadError, TimeoutError, ValueError):
-                status, open_ = 0, False
+            status, _, conn = await answer(port, conn, request, timeout=30)
             results.append((offset, kind, status, time.perf_counter() - due))
-            if not open_:
-                conn[1].close()
-                conn = await asyncio.open_connection("127.0.0.1", port)
         conn[1].close()
 
     workers = [asyncio.create_task(worker()) for _ in range(connections)]
@@ -137,14 +131,8 @@ async def saturate_mix(
     async def worker() -> None:
         conn = await asyncio.open_connection("127.0.0.1", port)
         while time.perf_counter() - begin < seconds and (item := next(items, None)):
-            try:
-                status, open_ = await asyncio.wait_for(exchange(conn, item[1]), timeout=30)
-            except (OSError, asyncio.IncompleteReadError, TimeoutError, ValueError):
-                status, open_ = 0, False
+            status, _, conn = await answer(port, conn, item[1], timeout=30)
             load.statuses[status] = load.statuses.get(status, 0) + 1
-            if not open_:
-                conn[1].close()
-                conn = await asyncio.open_connection("127.0.0.1", port)
         conn[1].close()
 
     await asyncio.gather(*(worker() for _ in range(connections)))

@@ -91,9 +91,10 @@ class Load:
         return self.statuses.get(200, 0)
 
 
-async def exchange(
-    conn: tuple[asyncio.StreamReader, asyncio.StreamWriter], request: bytes
-) -> tuple[int, bool]:
+Connection = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+
+
+async def exchange(conn: Connection, request: bytes) -> tuple[int, bool]:
     """Send one request and read its answer; returns (status, connection still open)."""
     reader, writer = conn
     writer.write(request)
@@ -103,6 +104,31 @@ async def exchange(
     headers = dict(line.lower().split(": ", 1) for line in lines[1:] if ": " in line)
     await reader.readexactly(int(headers.get("content-length", "0")))
     return status, headers.get("connection") != "close"
+
+
+async def answer(
+    port: int, conn: Connection, request: bytes, timeout: float = 10
+) -> tuple[int, str | None, Connection]:
+    """Send one request on `conn`: (status, error, the connection to use next). A failure is
+    status 0 with the error; a connection the server closed (or that failed) is replaced."""
+    error = None
+    try:
+        status, open_ = await asyncio.wait_for(exchange(conn, request), timeout=timeout)
+    except (OSError, asyncio.IncompleteReadError, TimeoutError, ValueError) as exc:
+        status, open_, error = 0, False, f"{type(exc).__name__}: {exc}"
+    if not open_:
+        conn[1].close()
+        conn = await asyncio.open_connection("127.0.0.1", port)
+    return status, error, conn
+
+
+def count(load: "Load", status: int, error: str | None, since: float) -> None:
+    """One answer (or failure) and its latency from `since`."""
+    if error is None:
+        load.statuses[status] = load.statuses.get(status, 0) + 1
+    else:
+        load.errors.append(error)
+    load.latencies.append(time.perf_counter() - since)
 
 
 async def run_load(port: int, requests: list[bytes], rate: float, connections: int) -> Load:
@@ -115,16 +141,8 @@ async def run_load(port: int, requests: list[bytes], rate: float, connections: i
         conn = await asyncio.open_connection("127.0.0.1", port)
         while (item := await queue.get()) is not None:
             due, request = item
-            try:
-                status, open_ = await asyncio.wait_for(exchange(conn, request), timeout=10)
-                load.statuses[status] = load.statuses.get(status, 0) + 1
-            except (OSError, asyncio.IncompleteReadError, TimeoutError, ValueError) as exc:
-                load.errors.append(f"{type(exc).__name__}: {exc}")
-                open_ = False
-            load.latencies.append(time.perf_counter() - due)
-            if not open_:
-                conn[1].close()
-                conn = await asyncio.open_connection("127.0.0.1", port)
+            status, error, conn = await answer(port, conn, request)
+            count(load, status, error, due)
         conn[1].close()
 
     workers = [asyncio.create_task(worker()) for _ in range(connections)]
@@ -153,17 +171,9 @@ async def saturate(port: int, seconds: float, connections: int, first: int) -> L
     async def worker() -> None:
         conn = await asyncio.open_connection("127.0.0.1", port)
         while (sent := time.perf_counter()) < deadline:
-            try:
-                request = signed_request(port, next(numbers), signed_at)
-                status, open_ = await asyncio.wait_for(exchange(conn, request), timeout=10)
-                load.statuses[status] = load.statuses.get(status, 0) + 1
-            except (OSError, asyncio.IncompleteReadError, TimeoutError, ValueError) as exc:
-                load.errors.append(f"{type(exc).__name__}: {exc}")
-                open_ = False
-            load.latencies.append(time.perf_counter() - sent)
-            if not open_:
-                conn[1].close()
-                conn = await asyncio.open_connection("127.0.0.1", port)
+            request = signed_request(port, next(numbers), signed_at)
+            status, error, conn = await answer(port, conn, request)
+            count(load, status, error, sent)
         conn[1].close()
 
     cpu = time.process_time()

@@ -181,9 +181,8 @@ class TimerProcess:
     started again if it dies, so delivery and the rules never stop while the pages go on."""
 
     def __init__(self, every: int) -> None:
-        self.command = [
-            *(sys.executable, "-m", "cli.main", "serve", "--timers-only", "--every", str(every))
-        ]
+        self.command = [sys.executable, "-m", "cli.main", "serve", "--timers-only"]
+        self.command += ["--every", str(every)]
         self.stopping = threading.Event()
         self.process = subprocess.Popen(self.command)
         self.watch = threading.Thread(target=self._watch, name="timers-watch", daemon=True)

@@ -161,7 +161,7 @@ def drain(
         if not rows:
             break
         tried += len(rows)
-        with LeaseKeeper(engine, rows, lease=lease, now=now):
+        with LeaseKeeper(engine, rows[0].lease_id, lease=lease, now=now):
             report.add(
                 deliver_claimed(
                     engine, rows, sender=sender, now=now, lease=lease, wait=wait, handler=handler
@@ -175,19 +175,19 @@ def drain(
 
 
 class LeaseKeeper:
-    """Keeps this drain's lease on the messages it took alive while it works on them: every
-    third of the lease, those it still holds (by their `lease_id`, which renewing leaves as it
-    is) are renewed from a thread of their own, even while one slow send blocks the drain."""
+    """Keeps this drain's lease `lease_id` on the messages it took alive while it works on them:
+    every third of the lease, those still pending under it are renewed from a thread of their
+    own (renewing leaves the id as it is), even while one slow send blocks the drain."""
 
     def __init__(
         self,
         engine: Engine,
-        rows: list[OutboxMessage],
+        lease_id: str | None,
         *,
         lease: timedelta,
         now: Callable[[], datetime],
     ) -> None:
-        self.engine, self.rows, self.lease, self.now = engine, rows, lease, now
+        self.engine, self.lease_id, self.lease, self.now = engine, lease_id, lease, now
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._keep, name="outbox-lease", daemon=True)
 
@@ -203,7 +203,7 @@ class LeaseKeeper:
         while not self._done.wait(self.lease.total_seconds() / 3):
             try:
                 with transaction(self.engine, take_turns=False) as session:
-                    keep_lease(session, self.rows[0].lease_id, self.now() + self.lease)
+                    keep_lease(session, self.lease_id, self.now() + self.lease)
             except Exception:  # the lease then runs out, and another drain takes over
                 log.warning("renewing the outbox lease failed", exc_info=True)
 

@@ -5,6 +5,7 @@ its lease ends. Also the retry policy every caller of a remote shares.
 """
 
 import random
+import re
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
@@ -77,6 +78,26 @@ def claim(
         for row in rows:
             row.locked_until, row.lease_id = now + lease, token
     return rows
+
+
+def scrub_links(
+    session: Session, messages: Sequence[OutboxMessage], link: "re.Pattern[str]", said: str
+) -> None:
+    """Replace the links `link` finds in sent messages' text with `said`, so the store keeps
+    no usable copy of a one-time link once it went out."""
+    scrubbed = [
+        {"b_id": m.id, "b_payload": m.payload | {"text": link.sub(said, m.payload["text"])}}
+        for m in messages
+        if link.search(m.payload.get("text", ""))
+    ]
+    if scrubbed:
+        table = OutboxMessage.__table__  # type: ignore[attr-defined]
+        session.execute(
+            update(table)
+            .where(table.c.id == bindparam("b_id"))
+            .values(payload=bindparam("b_payload")),
+            scrubbed,
+        )
 
 
 def cancel(session: Session, ids: Sequence[int], reason: str) -> int:

@@ -21,8 +21,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, update
 from sqlalchemy import select as sa_select
+from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from config.campaign import CampaignSpec
@@ -41,7 +41,7 @@ from tasks.drain import Handler
 from tasks.engagement.rules import greeting
 from tasks.leads.contacts import consents, set_consent
 from tasks.leads.records import queue_sync
-from tasks.outbox import enqueue
+from tasks.outbox import enqueue, scrub_links
 
 LINK_LIFETIME = timedelta(days=7)
 ASK_AGAIN_AFTER = timedelta(days=1)
@@ -302,23 +302,7 @@ def forget_confirmation_links(
 ) -> None:
     """Confirmation emails sent: the links they held are scrubbed, so the store keeps no usable
     copy."""
-    scrubbed = [
-        {
-            "b_id": m.id,
-            "b_payload": m.payload
-            | {"text": LINK.sub("[confirmation link sent]", m.payload["text"])},
-        }
-        for m in messages
-        if "/confirm/" in m.payload.get("text", "")
-    ]
-    if scrubbed:
-        table = OutboxMessage.__table__  # type: ignore[attr-defined]
-        session.execute(
-            update(table)
-            .where(table.c.id == bindparam("b_id"))
-            .values(payload=bindparam("b_payload")),
-            scrubbed,
-        )
+    scrub_links(session, messages, LINK, "[confirmation link sent]")
 
 
 CONSENT_EMAIL = Handler(sent=forget_confirmation_links)

@@ -33,9 +33,10 @@ from integrations.errors import (
 from integrations.lead_files import consent_status
 from store.audit import Change, record
 from store.db import transaction
-from store.models import Campaign, ContactConsent, OutboxMessage, OutboxStatus
+from store.models import Campaign, OutboxMessage, OutboxStatus
 from tasks import progress
 from tasks.drain import Answer, Delivered, DrainReport, Handler, Sender, drain
+from tasks.leads.contacts import consents
 from tasks.leads.records import (
     CHANNEL,
     FORGET,
@@ -202,23 +203,14 @@ def subscriptions_noted(destination: Destination) -> Handler:
         there = {int(r.subject_id): r.remote_state for r in rows if r.remote_state}
         if not there:
             return
-        consents = {
-            (contact_id, channel): status
-            for contact_id, channel, status in session.execute(
-                sa_select(
-                    col(ContactConsent.contact_id),
-                    col(ContactConsent.channel),
-                    col(ContactConsent.status),
-                ).where(col(ContactConsent.contact_id).in_(there))
-            )
-        }
+        on_record = consents(session, there)
         record(
             session,
             [
                 change
                 for contact_id, state in sorted(there.items())
                 for channel, status in sorted(state.items())
-                if (change := _differs(destination, contact_id, channel, status, consents))
+                if (change := _differs(destination, contact_id, channel, status, on_record))
             ],
         )
 

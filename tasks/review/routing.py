@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import bindparam, update
+from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from config.campaign import CampaignSpec
@@ -32,7 +32,7 @@ from store.models import (
 )
 from tasks.campaigns.campaign import campaign_spec
 from tasks.drain import Handler
-from tasks.outbox import enqueue
+from tasks.outbox import enqueue, scrub_links
 from tasks.review.checks import DraftFacts, Finding
 
 REMINDER, ESCALATION = "review.reminder", "review.escalation"
@@ -175,26 +175,13 @@ def notify_approvers(
     enqueue(session, emails)
 
 
+SIGN_IN_LINK = re.compile(r"\S+/review/signin/\S+")
+
+
 def forget_sign_in_links(session: Session, messages: list[OutboxMessage], _at: datetime) -> None:
     """Review emails sent: the approvers' sign-in links they held are scrubbed, so the store
     keeps no usable copy."""
-    scrubbed = [
-        {
-            "b_id": m.id,
-            "b_payload": m.payload
-            | {"text": re.sub(r"\S+/review/signin/\S+", "[sign-in link sent]", m.payload["text"])},
-        }
-        for m in messages
-        if "/review/signin/" in m.payload.get("text", "")
-    ]
-    if scrubbed:
-        table = OutboxMessage.__table__  # type: ignore[attr-defined]
-        session.execute(
-            update(table)
-            .where(table.c.id == bindparam("b_id"))
-            .values(payload=bindparam("b_payload")),
-            scrubbed,
-        )
+    scrub_links(session, messages, SIGN_IN_LINK, "[sign-in link sent]")
 
 
 REVIEW_EMAIL = Handler(sent=forget_sign_in_links)
