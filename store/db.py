@@ -6,7 +6,7 @@ migration file's name, so a command that only reads the store never imports alem
 
 import fcntl
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from enum import IntEnum
@@ -33,6 +33,7 @@ class Lock(IntEnum):
     SPRINT_CALENDAR = 0x52414C4C5903  # one pass of the sprints' calendar at a time (`only_one`)
     TIKTOK_POLL = 0x52414C4C5904  # one TikTok poll at a time (`only_one`)
     FOLLOWUP_SLOTS = 0x52414C4C5905  # per campaign: one batch at a time places its follow-ups
+    PEOPLE = 0x52414C4C5906  # per bucket of emails, phones and handles: one adder at a time
 
 
 def advisory_lock(connection: Connection | Session, lock: Lock, part: int | None = None) -> None:
@@ -40,6 +41,17 @@ def advisory_lock(connection: Connection | Session, lock: Lock, part: int | None
     (PostgreSQL only)."""
     key = int(lock) if part is None else (int(lock) << 16) | (part & 0xFFFF)
     connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+
+
+def advisory_locks(session: Session, lock: Lock, parts: Iterable[int]) -> None:
+    """Hold `lock`'s `parts` until the transaction ends (PostgreSQL only), in one statement and
+    in ascending order, so two transactions taking overlapping sets never deadlock."""
+    keys = sorted({(int(lock) << 16) | (part & 0xFFFF) for part in parts})
+    if keys:
+        session.execute(
+            text("SELECT count(pg_advisory_xact_lock(k)) FROM unnest(CAST(:keys AS bigint[])) k"),
+            {"keys": keys},
+        )
 
 
 @contextmanager

@@ -31,7 +31,13 @@ from integrations.tiktok import (
 from store.db import transaction
 from tasks.engagement.confirm import LINK_LIFETIME, check_link, confirm_link
 from tasks.engagement.inbound import LinkTarget, click_event, link_target, webhook_event
-from tasks.engagement.signups import TooMany, consent_wording, sign_up, signup_page_campaign
+from tasks.engagement.signups import (
+    TooMany,
+    consent_wording,
+    count_signup,
+    sign_up,
+    signup_page_campaign,
+)
 from tasks.engagement.writer import EventWriter
 from tasks.formats import plain_text
 from tasks.leads.contacts import ContactError, normalize_email, normalize_phone
@@ -294,8 +300,14 @@ def _sign_up(
     public_url: str,
     now: datetime,
 ) -> TooMany | None:
-    with transaction(engine) as session:
-        return sign_up(session, slug, values, code, client=client, public_url=public_url, now=now)
+    """Count the signup, then record it; neither takes turns with other changes."""
+    addresses = [values.get("email"), values.get("phone")]
+    with transaction(engine, take_turns=False) as session:
+        refused = count_signup(session, slug, client, addresses)
+    if refused is None:
+        with transaction(engine, take_turns=False) as session:
+            sign_up(session, slug, values, code, client=client, public_url=public_url, now=now)
+    return refused
 
 
 def _link_target(engine: Engine, code: str) -> LinkTarget | None:

@@ -20,7 +20,7 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from config.campaign import CampaignSpec, SignupLimits
+from config.campaign import CampaignSpec
 from store.models import Campaign, RosterMember
 from tasks.campaigns.campaign import campaign_spec
 from tasks.engagement.confirm import ask_to_confirm
@@ -110,11 +110,15 @@ def _account(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()[:32]
 
 
-def too_many(
-    session: Session, limits: SignupLimits, client: str, addresses: Sequence[str | None]
+def count_signup(
+    session: Session, slug: str, client: str, addresses: Sequence[str | None]
 ) -> TooMany | None:
-    """Count this signup against the page's limits, in the signup's transaction (so every
-    process serving the page counts together); None when it is within them."""
+    """Count a signup on `/join/<slug>` from `client` for these emails and phones against the
+    page's limits, in a short transaction of its own (its rows are locked until it ends, so
+    every process serving the page counts together); None when it is within them. Every try
+    counts, whether or not its signup is then recorded."""
+    campaign = session.exec(select(Campaign).where(Campaign.slug == slug)).one()
+    limits = campaign_spec(campaign).signup.limits
     forget_idle(session, "signup client")
     forget_idle(session, "signup address")
     account = _account(client)
@@ -145,19 +149,18 @@ def sign_up(
     client: str,
     public_url: str,
     now: datetime,
-) -> TooMany | None:
+) -> None:
     """A signup on the campaign's `/join/<slug>` page from `client` (its network address),
-    crediting the creator whose source code it gives: counted against the page's limits, then
-    its lead (`record_signups`) with the consents it asks for pending, the requests to confirm
-    them, and its signup event, which the rules then follow up. A signup over the limits
-    (`TooMany`) records nothing else; a bad email or phone raises `ContactError`."""
+    counted already (`count_signup`), crediting the creator whose source code it gives: its
+    lead (`record_signups`) with the consents it asks for pending, the requests to confirm
+    them, and its signup event, which the rules then follow up. A bad email or phone raises
+    `ContactError`.
+
+    It need not take turns with other changes (`store.db.transaction`): the rows it adds are
+    its person's, whom `record_signups` locks, so the page never waits behind a drain or an
+    import."""
     campaign = session.exec(select(Campaign).where(Campaign.slug == slug)).one()
     spec = campaign_spec(campaign)
-    refused = too_many(
-        session, spec.signup.limits, client, [values.get("email"), values.get("phone")]
-    )
-    if refused is not None:
-        return refused
     code = code.strip().upper()[:32]
     member_id = _member_with_source_code(session, campaign.id, code) if code else None
     said = consent_wording(spec)
@@ -173,7 +176,7 @@ def sign_up(
     if isinstance(contact_id, ContactError):
         raise contact_id
     if contact_id is None:
-        return None
+        return
     consent = values.get("consent") or {}
     wanted = {
         "email": values.get("email") if consent.get("email") else None,
@@ -193,7 +196,6 @@ def sign_up(
         payload={"form": f"/join/{slug}", "contact": contact},
     )
     store_events(session, [event])
-    return None
 
 
 def consent_wording(spec: CampaignSpec) -> dict[str, str]:

@@ -7,6 +7,7 @@ for as pending, until the person confirms it.
 """
 
 import re
+import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,6 +19,7 @@ from sqlmodel import Session, col, select
 
 from store.audit import Change, record
 from store.bulk import insert_rows, with_defaults
+from store.db import Lock, advisory_locks
 from store.models import ConsentRecord, ConsentStatus, Contact, ContactConsent
 
 CHANNELS = ("reply", "dm", "email", "sms")
@@ -77,9 +79,18 @@ class Person:
     handle: str | None = None
 
 
+PEOPLE_BUCKETS = 256  # a batch of any size takes at most this many of `Lock.PEOPLE`'s parts
+
+
 class KnownContacts:
     """The contacts a batch of people may be, loaded in one query and kept up to date as the
-    batch finds and creates them, so that two signups of one person make one contact."""
+    batch finds and creates them, so that two signups of one person make one contact.
+
+    Signups do not take turns with every other change (the public page would wait behind
+    imports and drains), so on PostgreSQL the batch first takes the locks of its people's
+    emails, phones and handles (hashed into `PEOPLE_BUCKETS`), which keeps two transactions
+    from both adding one person, and locks the contacts it loads, which keeps a change made
+    meanwhile (a STOP, an erasure) from being written over."""
 
     def __init__(self, session: Session, people: Iterable[Person]) -> None:
         emails, phones, handles = set(), set(), set()
@@ -88,6 +99,12 @@ class KnownContacts:
             phones.add(person.phone)
             if person.handle and person.platform:
                 handles.add((person.platform, person.handle))
+        postgresql = session.get_bind().dialect.name == "postgresql"
+        if postgresql:
+            keys = [f"e:{e}" for e in emails - {None}] + [f"p:{p}" for p in phones - {None}]
+            keys += [f"h:{platform}:{handle}" for platform, handle in handles]
+            buckets = {zlib.crc32(key.encode()) % PEOPLE_BUCKETS for key in keys}
+            advisory_locks(session, Lock.PEOPLE, buckets)
         clauses: list[Any] = [col(Contact.email_normalized).in_(emails - {None})]
         clauses.append(col(Contact.phone_normalized).in_(phones - {None}))
         clauses += [
@@ -96,7 +113,8 @@ class KnownContacts:
         ]
         self.by_key: dict[tuple[str, Any], Contact] = {}
         if emails - {None} or phones - {None} or handles:
-            for contact in session.exec(select(Contact).where(or_(*clauses))):
+            query = select(Contact).where(or_(*clauses)).order_by(col(Contact.id))
+            for contact in session.exec(query.with_for_update() if postgresql else query):
                 self._index(contact)
 
     def _index(self, contact: Contact) -> None:

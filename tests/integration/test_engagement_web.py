@@ -8,8 +8,9 @@ import itertools
 import json
 import re
 import secrets
+import threading
 from collections.abc import Iterator
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
@@ -838,6 +839,31 @@ def test_one_address_is_asked_to_confirm_once_a_day_and_signs_up_three_times(app
     )
     assert by_phone.status_code == 429  # the same phone, with another email
     assert len(requests_to_confirm(engine)) == 2
+
+
+def test_one_person_signing_up_from_many_places_at_once_is_one_contact_counted_once_each(
+    app, engine
+):
+    """Signups take no turns with other changes: what keeps them apart is their person's own
+    lock and the limit's own row, which this checks with a dozen at the same moment."""
+    start = threading.Barrier(12)
+
+    def sign_up_from(i: int) -> int:
+        page = visitor(app, f"198.51.100.{i}")
+        start.wait()
+        return page.post(f"/join/{SLUG}", data=SIGNUP).status_code
+
+    with ThreadPoolExecutor(12) as pool:
+        statuses = sorted(pool.map(sign_up_from, range(12)))
+    assert statuses == [200] * 3 + [429] * 9  # three a day for one email or phone
+    with transaction(engine, write=False) as session:
+        contacts = session.exec(select(Contact)).all()
+        signups = session.exec(select(EngagementEvent).where(EngagementEvent.type == "signup"))
+        consents = session.exec(select(ContactConsent)).all()
+        assert len(list(signups)) == 3
+    assert [c.email_normalized for c in contacts] == [PAT]
+    assert [(c.channel, c.status) for c in consents] == [("email", "pending")]
+    assert len(requests_to_confirm(engine)) == 1
 
 
 def test_a_form_that_fills_the_hidden_field_is_thanked_and_recorded_nowhere(page, engine):
