@@ -20,8 +20,10 @@ demo: $(STAMP)
 test: $(STAMP) lint browser
 	@$(BIN)/pytest
 
-## browser: Debian's chromium for the brief page tests (Playwright cannot download browsers)
-browser:
+## browser: Debian's chromium for the page tests (Playwright cannot download browsers) and
+## axe-core from the npm registry for their accessibility checks
+AXE := $(VENV)/axe/node_modules/axe-core/axe.min.js
+browser: $(AXE)
 	@command -v chromium >/dev/null 2>&1 || { \
 	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
 	    echo "Installing Debian's chromium for the browser tests (once)..."; \
@@ -30,6 +32,10 @@ browser:
 	  else \
 	    echo "chromium not found: browser tests will skip (install Debian's chromium)"; \
 	  fi; }
+
+$(AXE):
+	@mkdir -p $(VENV)/axe
+	@npm install --silent --no-audit --no-fund --prefix $(VENV)/axe axe-core@4.10.3
 
 lint: $(STAMP)
 	@$(BIN)/ruff check .

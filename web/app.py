@@ -9,11 +9,13 @@ and a missing page the same 404 whatever was asked for.
 
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import PlainTextResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.staticfiles import StaticFiles
 
 from config.errors import RallyError
 from config.settings import Settings, get_settings
@@ -24,6 +26,7 @@ from web import api, briefs, public, reports, review, sprint
 from web.deps import AppState, SignedOut
 from web.pages import PrivateHeaders, RetryDroppedConnection, not_found, page_response
 
+STATIC = Path(__file__).parent / "static"  # the stylesheet and the copy buttons' script
 NOT_UNDERSTOOD = "This request is not one Rally understands."
 
 
@@ -42,6 +45,7 @@ def create_app(
     # The public first: webhooks are the busiest.
     for module in (public, briefs, review, reports, sprint, api):
         app.include_router(module.router)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
 
 

@@ -17,6 +17,7 @@ from store.db import transaction
 from store.models import ConsentStatus, Contact, ContactConsent, EngagementEvent, OutboxMessage
 from tests.conftest import SLUG
 from tests.e2e.conftest import Server
+from tests.e2e.pages import assert_page_fits
 
 BURST = 40
 
@@ -65,31 +66,18 @@ def test_a_burst_from_one_address_on_two_servers_gets_the_limit_and_no_more(
     assert proxied.status_code == 200
 
 
-def fits(page, width: int) -> None:
-    page.set_viewport_size({"width": width, "height": 900})
-    assert page.evaluate("document.documentElement.scrollWidth") <= width, width
-
-
-def shoot(page, folder: Path, name: str) -> None:
-    for width in (390, 1280):
-        fits(page, width)
-        page.screenshot(path=str(folder / f"{name}-{width}.png"), full_page=True)
-
-
 @pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
 def test_a_person_signs_up_on_a_phone_and_confirms_by_the_emailed_link(
     server: Server, applied, engine, tabs, tmp_path: Path
 ):
-    shots = tmp_path / "screenshots"
-    shots.mkdir()
     tab = tabs()
     page = tab.page
     page.goto(f"{server.url}/join/{SLUG}")
     assert page.locator("h1").inner_text() == "Join First Vote PA 2027"
     assert page.locator("#intro").inner_text().startswith("Your first vote counts.")
-    shoot(page, shots, "join")
+    assert_page_fits(page, "join")
 
-    fits(page, 390)
+    page.set_viewport_size({"width": 390, "height": 844})
     trap = page.locator("input[name=website]").bounding_box()
     assert trap is not None and trap["x"] + trap["width"] <= 0  # off-screen: people never see it
     size = page.evaluate("getComputedStyle(document.querySelector('input[name=email]')).fontSize")
@@ -105,17 +93,16 @@ def test_a_person_signs_up_on_a_phone_and_confirms_by_the_emailed_link(
     assert "pat.lee@example.org" in page.locator("#check-email").inner_text()
     assert "(215) 555-0123" in page.locator("#reply-yes").inner_text()
     assert page.locator("#next a").get_attribute("href") == "https://firstvotepa.example.org"
-    shoot(page, shots, "joined")
+    assert_page_fits(page, "joined")
 
     [email] = [m for m in confirmations(engine) if m.channel == "email"]
     link = re.search(r"http\S+/confirm/\S+", email.payload["text"])
     assert link is not None
     page.goto(link[0])
-    shoot(page, shots, "confirm")
-    fits(page, 390)
+    assert_page_fits(page, "confirm")
     page.get_by_role("button", name="Confirm my email").click()
     assert "Thank you" in page.locator("[role=status]").inner_text()
-    shoot(page, shots, "confirmed")
+    assert_page_fits(page, "confirmed")
     assert tab.dialogs == []
     with transaction(engine, write=False) as session:
         status = dict(session.exec(select(ContactConsent.channel, ContactConsent.status)).all())

@@ -1,0 +1,17 @@
+// Copy buttons: <button data-copy="text">. The page works without this script; it only adds
+// the convenience of copying with one tap.
+document.addEventListener("click", async (event) => {
+  const button = event.target.closest("button[data-copy]");
+  if (!button) return;
+  event.preventDefault();
+  const said = button.textContent;
+  try {
+    await navigator.clipboard.writeText(button.dataset.copy);
+    button.textContent = "Copied";
+  } catch {
+    button.textContent = "Select and copy";
+  }
+  setTimeout(() => { button.textContent = said; }, 2000);
+});
+// Without this script the buttons would do nothing: they are hidden until it runs.
+for (const button of document.querySelectorAll("button[data-copy]")) button.hidden = false;
