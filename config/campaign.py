@@ -245,12 +245,23 @@ class SignupLimits(Model):
     per_address: Annotated[int, Field(ge=1, le=100)] = 3  # for one email or phone, a day
 
 
+class NextStep(Model):
+    """The one thing a person who just signed up should do next, as a button: its words and
+    where it goes (registering to vote, say)."""
+
+    label: Annotated[str, Field(min_length=1, max_length=80)]
+    url: Annotated[str, AfterValidator(_web_url)]
+
+
 class SignupPage(Model):
     """What the public signup page `/join/<slug>` says, in the campaign's own words: its
-    `intro`, what the emails are `email_about`, the texting program's name and how often it
-    texts (for the carriers' disclosure), the privacy policy and the campaign's public site."""
+    `intro`, the thank-you page's `thanks` and `next_step`, what the emails are `email_about`,
+    the texting program's name and how often it texts (for the carriers' disclosure), the
+    privacy policy and the campaign's public site."""
 
     intro: Annotated[str, Field(min_length=1, max_length=2000)] | None = None
+    thanks: Annotated[str, Field(min_length=1, max_length=2000)] | None = None
+    next_step: NextStep | None = None
     email_about: Annotated[str, Field(min_length=1, max_length=200)] = "news and ways to help"
     sms_program: Annotated[str, Field(min_length=1, max_length=40)] | None = None
     message_frequency: Annotated[str, Field(min_length=1, max_length=60)] = "Msg frequency varies"

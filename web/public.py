@@ -109,8 +109,8 @@ async def tracking_link(
 ) -> Response:
     """A creator's short link: the click is stored, then the landing page with their UTM tags."""
     target = await asyncio.to_thread(_link_target, engine, code)
-    if target is None:
-        return not_found(request)
+    if target is None:  # the public never saw a brief: no word of expired brief links here
+        return page_response(request, "unknown_link.html", {}, status_code=404)
     await _stored(writer, click_event(target, code, request.query_params, now=clock()))
     return RedirectResponse(target.landing_url, status_code=302)
 

@@ -93,6 +93,8 @@ def test_a_person_signs_up_on_a_phone_and_confirms_by_the_emailed_link(
     assert "pat.lee@example.org" in page.locator("#check-email").inner_text()
     assert "(215) 555-0123" in page.locator("#reply-yes").inner_text()
     assert page.locator("#next a").get_attribute("href") == "https://firstvotepa.example.org"
+    register = page.get_by_role("link", name="Register to vote (2 minutes)")
+    assert register.get_attribute("href", timeout=1000).startswith("https://www.pavoterservices")
     assert_page_fits(page, "joined")
 
     [email] = [m for m in confirmations(engine) if m.channel == "email"]
@@ -107,3 +109,7 @@ def test_a_person_signs_up_on_a_phone_and_confirms_by_the_emailed_link(
     with transaction(engine, write=False) as session:
         status = dict(session.exec(select(ContactConsent.channel, ContactConsent.status)).all())
     assert status == {"email": ConsentStatus.GRANTED, "sms": ConsentStatus.PENDING}
+
+    page.goto(f"{server.url}/t/NO-SUCH-CODE")  # a creator's link mistyped by a fan
+    assert page.locator("h1").inner_text() == "This link doesn't lead anywhere"
+    assert_page_fits(page, "unknown-link")

@@ -244,8 +244,11 @@ def test_a_tracking_link_records_the_click_and_redirects_with_utm_tags(web, engi
     assert "other" not in click.payload
 
 
-def test_an_unknown_tracking_code_is_404(web, engine):
-    assert web.get("/t/nosuchcode", follow_redirects=False).status_code == 404
+def test_an_unknown_tracking_code_is_404_with_a_page_for_the_public(web, engine):
+    answer = web.get("/t/nosuchcode", follow_redirects=False)
+    assert answer.status_code == 404
+    assert "This link doesn't lead anywhere" in answer.text
+    assert "brief" not in answer.text  # whoever clicked it never saw one
     with transaction(engine, write=False) as session:
         assert session.exec(select(EngagementEvent)).all() == []
 
@@ -921,6 +924,10 @@ def test_the_thank_you_page_says_what_to_do_next(page):
     assert "Check your email" in both and f"We sent a link to <strong>{PAT}</strong>" in both
     assert "Reply YES to our text" in both and "(215) 555-0123" in both
     assert '<a href="https://firstvotepa.example.org">firstvotepa.example.org</a>' in both
+    assert "You're in. Every week until the deadline" in html.unescape(both)  # its own words
+    register = "https://www.pavoterservices.pa.gov/pages/VoterRegistrationApplication.aspx"
+    assert f'<a class="button" href="{register}">Register to vote (2 minutes)</a>' in both
+    assert 'href="https://firstvotepa.example.org/privacy"' in both
     neither = page.post(f"/join/{SLUG}", data={"name": "Kim", "email": "kim@example.org"}).text
     assert "Check your email" not in neither and "You're signed up" in neither
 
