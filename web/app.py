@@ -1,7 +1,7 @@
 """Rally's web app, assembled: the creator's brief pages (`web.briefs`), the approvers' review
 pages (`web.review`), the campaign reports for staff (`web.reports`), the JSON API (`web.api`)
-and the public's ways in (`web.public`), with the private headers on every response and the
-answers to errors.
+and the public's ways in (`web.public`, and TikTok's webhooks in `web.webhooks`), with the
+private headers on every response and the answers to errors.
 
 A request Rally does not understand gets a plain answer that repeats nothing of what was sent,
 and a missing page the same 404 whatever was asked for.
@@ -25,6 +25,7 @@ from tasks.engagement.writer import EventWriter
 from web import api, briefs, public, reports, review, sprint
 from web.deps import AppState, SignedOut
 from web.pages import PrivateHeaders, RetryDroppedConnection, not_found, page_response
+from web.webhooks import TikTokWebhooks
 
 STATIC = Path(__file__).parent / "static"  # the stylesheet and the copy buttons' script
 NOT_UNDERSTOOD = "This request is not one Rally understands."
@@ -41,6 +42,7 @@ def create_app(
     app.state.rally = AppState(engine, settings, clock, EventWriter(engine))
     app.add_middleware(RetryDroppedConnection)
     app.add_middleware(PrivateHeaders)
+    app.add_middleware(TikTokWebhooks, state=app.state.rally)  # outermost: the busiest route
     _answer_errors(app)
     # The public first: webhooks are the busiest.
     for module in (public, briefs, review, reports, sprint, api):

@@ -27,13 +27,16 @@ HEADERS = {
 }
 
 
+PRIVATE_HEADERS = [(name.lower().encode(), value.encode()) for name, value in HEADERS.items()]
+
+
 class PrivateHeaders:
     """Adds `HEADERS` to every response: a plain ASGI middleware, which costs a fraction of
     Starlette's `@app.middleware("http")` on every webhook and page."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
-        self.raw = [(k.lower().encode(), v.encode()) for k, v in HEADERS.items()]
+        self.raw = PRIVATE_HEADERS
         self.names = {name for name, _ in self.raw}
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
@@ -90,3 +93,21 @@ def not_found(request: Request, *, status_code: int = 404) -> Response:
     """The plain "not found" page: what an unknown link, a stranger's task or a refused form
     gets alike, so none of them tells what exists."""
     return page_response(request, "not_found.html", {}, status_code=status_code)
+
+
+async def bounded_body(headers: dict[bytes, bytes], receive: Any, limit: int) -> bytes | None:
+    """The request's body, or None as soon as it says or proves to be over `limit` bytes (it
+    is never read, or kept, past that)."""
+    declared = headers.get(b"content-length", b"")
+    if declared.isdigit() and int(declared) > limit:
+        return None
+    body = bytearray()
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return bytes(body)  # the sender went away; whatever is answered reaches no one
+        body += message.get("body", b"")
+        if len(body) > limit:
+            return None
+        if not message.get("more_body", False):
+            return bytes(body)

@@ -1,7 +1,7 @@
-"""The public's ways in: TikTok's signed webhooks, creators' `/t/<code>` tracking links and the
-campaign signup page `/join/<slug>` with its confirmation links (and `/healthz` for whatever
-watches the server). Each stores its event before answering (see `tasks.engagement.writer`);
-rules and follow-ups run later, in batches.
+"""The public's ways in: creators' `/t/<code>` tracking links and the campaign signup page
+`/join/<slug>` with its confirmation links (and `/healthz` for whatever watches the server);
+TikTok's webhooks are `web.webhooks`. Each stores its event before answering (see
+`tasks.engagement.writer`); rules and follow-ups run later, in batches.
 
 The signup page takes a few signups per network address and per email or phone (429 past
 them), and a form that fills the field hidden from people is answered as a success but
@@ -18,19 +18,13 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
+from fastapi.responses import PlainTextResponse, RedirectResponse, Response
 from sqlalchemy import Engine
 
 from config.campaign import CampaignSpec
-from integrations.tiktok import (
-    SIGNATURE_HEADER,
-    SignatureError,
-    parse_webhook,
-    verify_signature,
-)
 from store.db import transaction
 from tasks.engagement.confirm import LINK_LIFETIME, check_link, confirm_link
-from tasks.engagement.inbound import LinkTarget, click_event, link_target, webhook_event
+from tasks.engagement.inbound import LinkTarget, click_event, link_target
 from tasks.engagement.signups import (
     TooMany,
     consent_wording,
@@ -41,11 +35,10 @@ from tasks.engagement.signups import (
 from tasks.engagement.writer import EventWriter
 from tasks.formats import plain_text
 from tasks.leads.contacts import ContactError, normalize_email, normalize_phone
-from web.deps import AppSettings, Clock, Store, Writer, app_state_of
-from web.pages import TEMPLATES, not_found, page_response
+from web.deps import AppSettings, Clock, Store, Writer
+from web.pages import TEMPLATES, bounded_body, not_found, page_response
 
 router = APIRouter()
-MAX_WEBHOOK_BYTES = 64 * 1024  # TikTok's notifications are a few hundred bytes
 MAX_FORM_BYTES = 8 * 1024  # the signup form's fields, filled, are a few hundred bytes
 MAX_FORM_FIELDS = 20
 MAX_FIELD_CHARS = 500
@@ -59,48 +52,6 @@ TEMPLATES.env.globals["consent_wording"] = consent_wording  # the words the reco
 def health() -> dict[str, str]:
     """Answers while the server runs, for whatever checks that it is up."""
     return {"status": "ok"}
-
-
-@router.post("/webhooks/tiktok")
-async def tiktok_webhook(request: Request) -> Response:
-    """A notification TikTok signed with our client secret, stored as an event (a redelivery
-    is only counted; the account's own comments and messages echoed back and read receipts are
-    answered and not stored); 401 for a bad or stale signature, 400 for a body Rally cannot
-    read."""
-    state = app_state_of(request)  # read directly: the busiest route, spared Depends' cost
-    settings, clock, writer = state.settings, state.clock, state.writer
-    body = await bounded_body(request, MAX_WEBHOOK_BYTES)
-    if body is None:
-        return JSONResponse({"error": "the body is too large"}, status_code=413)
-    secret = settings.tiktok_client_secret.get_secret_value()
-    if not secret:
-        return JSONResponse({"error": "webhooks are not configured"}, status_code=503)
-    now = clock()
-    try:
-        verify_signature(request.headers.get(SIGNATURE_HEADER), body, secret, now=now.timestamp())
-        notification = parse_webhook(body, settings.tiktok_client_key, now=now)
-    except SignatureError as exc:
-        return JSONResponse({"error": f"signature: {exc}"}, status_code=401)
-    except ValueError as exc:
-        return JSONResponse({"error": str(exc)}, status_code=400)
-    if notification.ignored:  # the account's own comment or message echoed, a read receipt
-        return JSONResponse({"ok": True, "ignored": notification.ignored})
-    await _stored(writer, webhook_event(notification, received_at=now))
-    return JSONResponse({"ok": True})
-
-
-async def bounded_body(request: Request, limit: int) -> bytes | None:
-    """The request's body, or None as soon as it says or proves to be over `limit` bytes (it
-    is never read, or kept, past that)."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        return None
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            return None
-    return bytes(body)
 
 
 @router.get("/t/{code}")
@@ -135,7 +86,7 @@ async def join(
     spec = await asyncio.to_thread(_signup_page_spec, engine, slug)
     if spec is None:
         return not_found(request)
-    body = await bounded_body(request, MAX_FORM_BYTES)
+    body = await bounded_body(dict(request.scope["headers"]), request.receive, MAX_FORM_BYTES)
     if body is None:
         return PlainTextResponse("The form is too large.", status_code=413)
     form = form_fields(body)
