@@ -17,6 +17,7 @@ import typer
 from cli.common import console, store
 from config.errors import RallyError
 
+TIMERS_NICENESS = 5  # how far the timers' process yields the CPU to the web's
 NAMED_LISTS = (("errors",), ("failed",), ("taken_down",))  # lists of words a summary names
 
 
@@ -208,6 +209,9 @@ class TimerProcess:
 def run_timers(every: int) -> None:
     """Run the timers until the `rally serve` that started this process is gone."""
     parent = os.getppid()
+    # The pages come first: when the machine is busy, the flows wait for a free core rather
+    # than the people on the pages and TikTok's webhooks.
+    os.nice(TIMERS_NICENESS)
     # Stopped like any process (SIGTERM), it exits as Python does, so Prefect's temporary
     # server, if a flow started one, is stopped with it rather than left behind.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))

@@ -18,6 +18,7 @@ import httpx
 import pytest
 from sqlmodel import col
 
+from cli.serve import TIMERS_NICENESS
 from store.db import engine_for, transaction
 from tests.conftest import ROOT, SLUG
 from tests.e2e.conftest import _free_port
@@ -251,6 +252,10 @@ class Inbox:
         return "250 OK"
 
 
+def niceness(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+
+
 @pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)
 def test_two_serves_on_one_store_close_each_week_and_send_each_message_once(
     rally, example, settings, engine, prefect_api, tmp_path
@@ -313,6 +318,10 @@ def test_two_serves_on_one_store_close_each_week_and_send_each_message_once(
                 f"{waiting} message(s) unsent, {weeks} week(s) closed:\n"
                 + "\n".join(s.output()[-3000:] for s in serves)
             )
+        for serve in serves:  # the pages come first: the timers yield the CPU to them
+            web = serve.process.pid
+            [timers] = Path(f"/proc/{web}/task/{web}/children").read_text().split()
+            assert niceness(int(timers)) == niceness(web) + TIMERS_NICENESS
     finally:
         for serve in serves:
             serve.stop()
