@@ -54,6 +54,7 @@ def claim(
     """Lease up to `limit` ready messages. On PostgreSQL, rows another drain holds are skipped;
     on SQLite the write lock taken up front makes drains take turns."""
     postgres = engine.dialect.name == "postgresql"
+    token = uuid.uuid4().hex
     with transaction(engine, take_turns=False) as session:
         query = (
             select(OutboxMessage)
@@ -74,9 +75,15 @@ def claim(
         if postgres:
             query = query.with_for_update(skip_locked=True)
         rows = list(session.exec(query))
-        token = uuid.uuid4().hex
-        for row in rows:
-            row.locked_until, row.lease_id = now + lease, token
+        if rows:  # one statement for the batch, not one per message as the session would
+            table = OutboxMessage.__table__  # type: ignore[attr-defined]
+            session.execute(
+                update(table)
+                .where(table.c.id.in_([row.id for row in rows]))
+                .values(locked_until=now + lease, lease_id=token)
+            )
+    for row in rows:  # the session is closed: this changes only the objects the drain holds
+        row.locked_until, row.lease_id = now + lease, token
     return rows
 
 
