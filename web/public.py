@@ -20,6 +20,7 @@ from urllib.parse import parse_qsl, urlsplit
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, RedirectResponse, Response
 from sqlalchemy import Engine
+from starlette.concurrency import run_in_threadpool
 
 from config.campaign import CampaignSpec
 from store.db import transaction
@@ -59,7 +60,7 @@ async def tracking_link(
     request: Request, code: str, engine: Store, clock: Clock, writer: Writer
 ) -> Response:
     """A creator's short link: the click is stored, then the landing page with their UTM tags."""
-    target = await asyncio.to_thread(_link_target, engine, code)
+    target = await run_in_threadpool(_link_target, engine, code)
     if target is None:  # the public never saw a brief: no word of expired brief links here
         return page_response(request, "unknown_link.html", {}, status_code=404)
     await _stored(writer, click_event(target, code, request.query_params, now=clock()))
@@ -83,7 +84,7 @@ async def join(
     """A signup from the page: the problems shown beside their fields, "too many" (429), or the
     person recorded as a lead with the consents they ask for pending and asked to confirm, and
     the creator whose code they gave; then the page that says what to do next."""
-    spec = await asyncio.to_thread(_signup_page_spec, engine, slug)
+    spec = await run_in_threadpool(_signup_page_spec, engine, slug)
     if spec is None:
         return not_found(request)
     body = await bounded_body(dict(request.scope["headers"]), request.receive, MAX_FORM_BYTES)
@@ -96,7 +97,7 @@ async def join(
     if problems:
         context = {"spec": spec, "form": form, "problems": problems}
         return page_response(request, "join.html", context, status_code=400)
-    refused = await asyncio.to_thread(
+    refused = await run_in_threadpool(
         _sign_up,
         engine,
         slug,
