@@ -125,6 +125,11 @@ def test_an_approver_signs_in_filters_the_queue_comments_at_a_time_and_decides(
     assert "Your comment is added" in page.inner_text("#commented")
     seek = page.locator("#comment-list button[data-seek='12']")  # the script made it a button
     assert seek.inner_text() == "0:12"
+    seek.focus()
+    page.keyboard.press("Enter")  # the player is set to that moment
+    assert page.evaluate("document.getElementById('player').currentTime") == 12
+    page.click("text=Use the player's time")  # and a new comment can take the same moment
+    assert page.input_value("#at") == "0:12"
     assert "The code is on screen too briefly." in page.inner_text("#comment-list")
     assert_page_fits(page, "review-task")
 
@@ -147,6 +152,8 @@ def test_an_approver_signs_in_filters_the_queue_comments_at_a_time_and_decides(
     page.focus("#approve")
     page.keyboard.press("Enter")
     assert "Recorded: approve" in page.inner_text("#decided")
+    assert "Approved by " + DANA in page.inner_text("#status")
+    assert_page_fits(page, "review-task-decided")
     page.click("text=← Your queue")
     assert page.locator("[data-filter='state:decided'] .count").inner_text() == "3"
 
