@@ -702,3 +702,21 @@ class AuditHead(SQLModel, table=True):
     id: int = Field(default=1, primary_key=True, sa_column_kwargs={"autoincrement": False})
     seq: int
     hash: str = Field(max_length=64)
+
+
+# --- review comments ------------------------------------------------------------------------
+
+
+class ReviewComment(SQLModel, table=True):
+    """An approver's comment on the version a review task is for, optionally at a moment of
+    its video (`at_seconds`); the task's other approvers see it beside that version."""
+
+    __tablename__ = "review_comments"
+
+    id: int | None = Field(default=None, primary_key=True)
+    task_id: int = Field(foreign_key="review_tasks.id", index=True)
+    draft_id: int = Field(foreign_key="creative_drafts.id", index=True)
+    author: str = Field(max_length=254)
+    at_seconds: int | None = None
+    body: str
+    created_at: datetime = _created()

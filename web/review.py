@@ -1,31 +1,62 @@
-"""The approvers' pages: sign-in by emailed link, the review queue (overdue first), and a task's
-page with the creative, its versions, the findings, the checklist and the three decisions. A
+"""The approvers' pages: sign-in by emailed link (and a form that emails a new one), the review
+queue with its filters, and a task's page: the video, the caption against the previous
+version's, comments at moments of the video, the findings, the checklist and the decisions. A
 decision takes effect at once, as from the CLI."""
 
+import asyncio
+import math
+import re
 from typing import Any
+from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import PlainTextResponse, RedirectResponse, Response
 from sqlalchemy import Engine
 
 from config.settings import Settings
 from store.db import transaction
 from tasks.review.approvers import is_approver_of_task, link_is_valid, redeem_link
+from tasks.review.comments import CommentRefused, add_comment
 from tasks.review.decisions import decide
+from tasks.review.new_links import count_link_request, email_new_link
 from tasks.review.routing import ReviewRefused
-from tasks.review.views import history, review_queue, task_view
+from tasks.review.views import STATES, approver_queue, review_page
 from web.deps import SESSION_COOKIE, Approver, AppSettings, Clock, RowId, Store
 from web.pages import not_found, page_response
+from web.public import bounded_body, client_address
 
 router = APIRouter()
 DECISIONS = ("approve", "request_changes", "reject")
 SESSION_SECONDS = 12 * 3600
+MAX_FORM_BYTES = 64 * 1024  # a comment or note of a few thousand characters, encoded
+MAX_FORM_FIELDS = 100
+EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]+\.[^@\s]+")
 
 
 def same_origin(request: Request, settings: Settings) -> bool:
     """Forms are only taken from Rally's own pages (with SameSite cookies, against CSRF)."""
     origin = request.headers.get("origin")
     return origin is None or origin in (settings.public_url, str(request.base_url).rstrip("/"))
+
+
+def safe_next(path: str) -> str:
+    """Where a sign-in may lead: one of Rally's signed-in pages, else the review queue."""
+    kept = path.startswith(("/review", "/reports", "/sprint/")) and "//" not in path
+    return path if kept else "/review"
+
+
+async def form_of(request: Request) -> dict[str, str] | None:
+    """A form-encoded body's fields (the first of each name), None when too large."""
+    body = await bounded_body(request, MAX_FORM_BYTES)
+    if body is None:
+        return None
+    pairs = parse_qsl(
+        body.decode("utf-8", "replace"), keep_blank_values=True, max_num_fields=MAX_FORM_FIELDS
+    )
+    form: dict[str, str] = {}
+    for name, value in pairs:
+        form.setdefault(name, value)
+    return form
 
 
 @router.get("/review/signin/{token}")
@@ -36,7 +67,8 @@ def sign_in_page(
     with transaction(engine, write=False) as session:
         valid = link_is_valid(session, token, now=clock())
     if not valid:
-        return page_response(request, "signed_out.html", {"expired": True}, status_code=401)
+        context = {"expired": True, "next": safe_next(next)}
+        return page_response(request, "signed_out.html", context, status_code=401)
     return page_response(request, "sign_in.html", {"token": token, "next": next})
 
 
@@ -47,14 +79,13 @@ async def sign_in(
     """Spend the sign-in link and open a browser session, then go where the link pointed."""
     if not same_origin(request, settings):
         return not_found(request, status_code=403)
-    next = str((await request.form()).get("next", "/review"))
+    next = safe_next(str((await request.form()).get("next", "/review")))
     with transaction(engine) as session:
         redeemed = redeem_link(session, token, now=clock())
     if redeemed is None:
-        return page_response(request, "signed_out.html", {"expired": True}, status_code=401)
-    kept = next.startswith(("/review", "/reports", "/sprint/")) and "//" not in next
-    target = next if kept else "/review"
-    response = RedirectResponse(target, status_code=303)
+        context = {"expired": True, "next": next}
+        return page_response(request, "signed_out.html", context, status_code=401)
+    response = RedirectResponse(next, status_code=303)
     response.set_cookie(
         SESSION_COOKIE,
         redeemed[1],
@@ -66,18 +97,81 @@ async def sign_in(
     return response
 
 
+@router.post("/review/new-link")
+async def new_link(
+    request: Request, engine: Store, settings: AppSettings, clock: Clock
+) -> Response:
+    """ "Email me a new sign-in link": the same answer whether or not the address is an
+    approver's (only an approver's gets the email), counted per address and network address."""
+    if not same_origin(request, settings):
+        return not_found(request, status_code=403)
+    form = await form_of(request)
+    if form is None:
+        return PlainTextResponse("The form is too large.", status_code=413)
+    email = form.get("email", "").strip()[:254]
+    context: dict[str, Any] = {"email": email, "next": safe_next(form.get("next", "/review"))}
+    if not EMAIL.fullmatch(email):
+        context["problem"] = "Email: enter your work email address, like name@example.org"
+        return page_response(request, "signed_out.html", context, status_code=400)
+    wait = await asyncio.to_thread(
+        _send_new_link, engine, settings, email, client_address(request), context["next"], clock
+    )
+    if wait:
+        minutes = max(1, math.ceil(wait / 60))
+        context["too_many"] = (
+            f"Too many sign-in links were asked for just now. Try again in {minutes} "
+            f"minute{'s' if minutes != 1 else ''}."
+        )
+        response = page_response(request, "signed_out.html", context, status_code=429)
+        response.headers["Retry-After"] = str(math.ceil(wait))
+        return response
+    return page_response(request, "signed_out.html", context | {"sent": True})
+
+
+def _send_new_link(
+    engine: Engine, settings: Settings, email: str, client: str, next_path: str, clock: Any
+) -> float:
+    """Count the request in a short transaction of its own; within the limits, email the link
+    if the address is an approver's. The seconds to wait when over them, else 0.0."""
+    with transaction(engine, take_turns=False) as session:
+        wait = count_link_request(session, email=email, client=client)
+    if wait:
+        return wait
+    with transaction(engine) as session:
+        email_new_link(
+            session, email, public_url=settings.public_url, now=clock(), next_path=next_path
+        )
+    return 0.0
+
+
 @router.get("/review")
-def queue(request: Request, email: Approver, engine: Store, clock: Clock) -> Response:
-    """The approver's open review tasks, overdue first."""
+def queue(
+    request: Request,
+    email: Approver,
+    engine: Store,
+    clock: Clock,
+    state: str = "open",
+    campaign: str = "",
+    tier: str = "",
+) -> Response:
+    """The approver's review tasks, soonest deadline first, by state, campaign and tier."""
+    state = state if state in STATES else ""
     with transaction(engine, write=False) as session:
-        tasks = review_queue(session, approver=email, now=clock())
-    return page_response(request, "review_queue.html", {"email": email, "tasks": tasks})
+        found = approver_queue(
+            session,
+            approver=email,
+            now=clock(),
+            state=state,
+            campaign=campaign[:64],
+            tier=tier[:64],
+        )
+    return page_response(request, "review_queue.html", {"email": email, "queue": found})
 
 
 @router.get("/review/tasks/{task_id}")
 def task_page(request: Request, task_id: RowId, email: Approver, engine: Store) -> Response:
-    """A review task with its creative, findings, checklist and decisions."""
-    return _task_page(request, engine, task_id, email, error=None)
+    """A review task with its creative, comments, findings, checklist and decisions."""
+    return _task_page(request, engine, task_id, email)
 
 
 @router.post("/review/tasks/{task_id}/decide")
@@ -89,15 +183,20 @@ async def decide_page(
     settings: AppSettings,
     clock: Clock,
 ) -> Response:
-    """An approver's decision from the task's page; a refusal shows the page again, saying why."""
+    """An approver's decision from the task's page; a refusal shows the page again, saying why,
+    with what they had written and checked."""
     if not same_origin(request, settings):
         return not_found(request, status_code=403)
-    form = await request.form()
-    decision = str(form.get("decision", ""))
+    form = await form_of(request)
+    if form is None:
+        return PlainTextResponse("The form is too large.", status_code=413)
+    decision = form.get("decision", "")
     if decision not in DECISIONS:
         return not_found(request, status_code=400)
+    note = form.get("note", "")[:5000]
+    confirmed = [k.removeprefix("check_") for k in form if k.startswith("check_")]
     try:
-        version = int(str(form.get("version", "")))
+        version = int(form.get("version", ""))
         with transaction(engine) as session:
             decide(
                 session,
@@ -105,14 +204,44 @@ async def decide_page(
                 decision=decision,
                 approver=email,
                 now=clock(),
-                note=str(form.get("note", ""))[:5000],
-                confirmed=[str(k).removeprefix("check_") for k in form if k.startswith("check_")],
+                note=note,
+                confirmed=confirmed,
                 version=version,
                 public_url=settings.public_url,
             )
     except (ReviewRefused, ValueError) as exc:
-        return _task_page(request, engine, task_id, email, error=str(exc), status_code=409)
+        kept = {"note": note, "checked": confirmed, "decision": decision}
+        return _task_page(
+            request, engine, task_id, email, error=str(exc), kept=kept, status_code=409
+        )
     return RedirectResponse(f"/review/tasks/{task_id}?done={decision}", status_code=303)
+
+
+@router.post("/review/tasks/{task_id}/comments")
+async def comment(
+    request: Request,
+    task_id: RowId,
+    email: Approver,
+    engine: Store,
+    settings: AppSettings,
+    clock: Clock,
+) -> Response:
+    """A comment on the version under review, at a moment of its video if a time is given."""
+    if not same_origin(request, settings):
+        return not_found(request, status_code=403)
+    form = await form_of(request)
+    if form is None:
+        return PlainTextResponse("The form is too large.", status_code=413)
+    body, at = form.get("comment", ""), form.get("at", "")[:32]
+    try:
+        with transaction(engine) as session:
+            if not is_approver_of_task(session, task_id, email):
+                return not_found(request)
+            add_comment(session, task_id=task_id, author=email, body=body, at=at, now=clock())
+    except CommentRefused as exc:
+        problem = {"field": exc.field, "message": str(exc), "comment": body[:20_000], "at": at}
+        return _task_page(request, engine, task_id, email, comment=problem, status_code=400)
+    return RedirectResponse(f"/review/tasks/{task_id}?commented=1#comments", status_code=303)
 
 
 def _task_page(
@@ -121,19 +250,24 @@ def _task_page(
     task_id: int,
     email: str,
     *,
-    error: str | None,
+    error: str | None = None,
+    kept: dict[str, Any] | None = None,
+    comment: dict[str, str] | None = None,
     status_code: int = 200,
 ) -> Response:
     """The task's page, for one of its campaign's approvers; anyone else gets "not found"."""
     with transaction(engine, write=False) as session:
         if not is_approver_of_task(session, task_id, email):
             return not_found(request)
-        view: dict[str, Any] = task_view(session, task_id)
-        view["history"] = history(session, view["creative"])
+        view = review_page(session, task_id)
+    done = request.query_params.get("done")
     context = {
         "email": email,
         "view": view,
         "error": error,
-        "done": request.query_params.get("done"),
+        "kept": kept or {"note": "", "checked": [], "decision": ""},
+        "comment": comment,
+        "done": done.replace("_", " ") if done in DECISIONS else None,
+        "commented": request.query_params.get("commented") == "1",
     }
     return page_response(request, "review_task.html", context, status_code=status_code)

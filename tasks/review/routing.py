@@ -170,7 +170,7 @@ def notify_approvers(
                 now=now,
                 next_path=f"/review/tasks/{task.id}",
             )
-            how = f"Open it (the link signs you in once): {link}\nOr: rally review show {task.id}"
+            how = f"Open it (the link signs you in once): {link}"
         emails.append(review_email(address, key=key, subject=subject, text=f"{text}\n{how}\n"))
     enqueue(session, emails)
 

@@ -1,5 +1,7 @@
 """Reading reviews back: the queue, one task as an approver sees it, a creative's history."""
 
+import re
+from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -7,6 +9,7 @@ from typing import Any
 from sqlalchemy import and_, or_
 from sqlmodel import Session, col, select
 
+from config.campaign import CampaignSpec
 from config.errors import RallyError
 from store.models import (
     AuditEvent,
@@ -22,6 +25,14 @@ from store.models import (
 )
 from tasks.campaigns.campaign import campaign_spec
 from tasks.campaigns.configs import campaign_policy
+from tasks.review.comments import MAX_COMMENT_CHARS, clock_time, comments_on
+from tasks.review.compare import word_diff
+from tasks.review.routing import local_time
+
+DECIDED = (ReviewStatus.APPROVED, ReviewStatus.CHANGES_REQUESTED, ReviewStatus.REJECTED)
+STATES = {"open": "Open", "overdue": "Overdue", "decided": "Decided"}
+QUEUE_ROWS = 200  # the most one queue page lists; the counts cover every task
+UPLOAD = re.compile(r"/uploads/[A-Za-z0-9._~/-]+")
 
 
 def task_view(session: Session, task_id: int) -> dict[str, Any]:
@@ -299,3 +310,176 @@ def creatives_of(
         }
         for creative, handle, draft in rows
     ]
+
+
+def video_of(url: str | None) -> dict[str, str] | None:
+    """How the page shows a draft's video: a player for a file Rally serves (`/uploads/...`),
+    a link for one hosted elsewhere (https), the address as text for anything else."""
+    if not url:
+        return None
+    if UPLOAD.fullmatch(url) and ".." not in url and "//" not in url:
+        return {"kind": "file", "url": url}
+    if url.startswith("https://"):
+        return {"kind": "link", "url": url}
+    return {"kind": "text", "url": url}
+
+
+def review_page(session: Session, task_id: int) -> dict[str, Any]:
+    """A review task as its page shows it: `task_view` and the creative's history, with who
+    made it for which campaign, the deadline and every time in the campaign's time zone, the
+    video, the caption compared with the previous version's, and the approvers' comments."""
+    view = task_view(session, task_id)
+    task = session.get(ReviewTask, task_id)
+    assert task is not None
+    draft = session.get(CreativeDraft, task.draft_id)
+    assert draft is not None
+    creative = session.get(Creative, draft.creative_id)
+    campaign = session.get(Campaign, creative.campaign_id) if creative else None
+    member = session.get(RosterMember, creative.member_id) if creative else None
+    creator = session.get(Creator, member.creator_id) if member else None
+    assert creative is not None and campaign is not None and creator is not None
+    spec = campaign_spec(campaign)
+    previous = session.exec(
+        select(CreativeDraft).where(
+            CreativeDraft.creative_id == creative.id, CreativeDraft.version == draft.version - 1
+        )
+    ).first()
+    view |= {
+        "findings": sorted(view["findings"], key=_worst_first),
+        "creator": creator.handle,
+        "title": creative.title,
+        "campaign_name": spec.name,
+        "tier_name": task.tier.replace("_", " "),
+        "due": local_time(task.due_at, spec) if task.due_at else None,
+        "decided": local_time(task.decided_at, spec) if task.decided_at else None,
+        "zone": spec.timezone,
+        "duration": clock_time(draft.duration_seconds) if draft.duration_seconds else None,
+        "video": video_of(draft.video_url),
+        "previous_version": previous.version if previous else None,
+        "caption_diff": word_diff(previous.caption, draft.caption) if previous else None,
+        "comments": comments_on(session, draft.id or 0, spec),
+        "earlier_comments": {
+            d.version: comments_on(session, d.id or 0, spec)
+            for d in session.exec(
+                select(CreativeDraft).where(
+                    CreativeDraft.creative_id == creative.id,
+                    CreativeDraft.version != draft.version,
+                )
+            )
+        },
+        "max_comment": MAX_COMMENT_CHARS,
+        "history": _local_history(history(session, creative.id or 0), spec),
+    }
+    return view
+
+
+def _worst_first(finding: dict[str, Any]) -> int:
+    """What blocks, then what warns, then what passed."""
+    return 2 if finding["passed"] else (0 if finding["severity"] == "block" else 1)
+
+
+def _local_history(chain: dict[str, Any], spec: CampaignSpec) -> dict[str, Any]:
+    """The history's times in the campaign's time zone, named, for people to read."""
+    for entry in chain["audit"]:
+        entry["local"] = local_time(datetime.fromisoformat(entry["at"]), spec)
+    for version in chain["versions"]:
+        version["submitted"] = local_time(datetime.fromisoformat(version["submitted_at"]), spec)
+    return chain
+
+
+def approver_queue(
+    session: Session,
+    *,
+    approver: str,
+    now: datetime,
+    state: str = "open",
+    campaign: str = "",
+    tier: str = "",
+) -> dict[str, Any]:
+    """An approver's review tasks (their groups', escalations included) in one state (open,
+    overdue, decided), campaign and tier, soonest deadline first; and for each choice of each
+    filter, how many tasks it would show with the other filters as they are."""
+    rows = session.exec(
+        select(ReviewTask, CreativeDraft, Creative, Creator.handle)
+        .join(CreativeDraft, col(CreativeDraft.id) == col(ReviewTask.draft_id))
+        .join(Creative, col(Creative.id) == col(CreativeDraft.creative_id))
+        .join(RosterMember, col(RosterMember.id) == col(Creative.member_id))
+        .join(Creator, col(Creator.id) == col(RosterMember.creator_id))
+        .where(col(ReviewTask.status).in_((ReviewStatus.OPEN, *DECIDED)))
+        .order_by(col(ReviewTask.due_at), col(ReviewTask.id))
+    ).all()
+    campaigns = {c.id: (c, campaign_spec(c)) for c in session.exec(select(Campaign))}
+    mine = []
+    for task, draft, creative, handle in rows:
+        camp, spec = campaigns[creative.campaign_id]
+        groups = {task.approver_group, task.escalated_to}
+        if any(approver.lower() in spec.approvers.get(g or "", []) for g in groups):
+            mine.append(_queue_row(task, draft, creative, camp, handle, spec, now))
+    wanted = {"state": state, "campaign": campaign, "tier": tier}
+
+    def shown(row: dict[str, Any], *, but: str = "") -> bool:
+        return all(
+            not value or key == but or value in row["facets"][key] for key, value in wanted.items()
+        )
+
+    facets: dict[str, list[dict[str, Any]]] = {}
+    for key in wanted:
+        counts = Counter(v for row in mine if shown(row, but=key) for v in row["facets"][key])
+        names = {v: n for row in mine for v, n in row["facets"][key].items()}
+        if key == "state":
+            names = dict(STATES)
+        facets[key] = [
+            {
+                "value": "",
+                "label": "All",
+                "count": sum(1 for row in mine if shown(row, but=key)),
+                "selected": not wanted[key],
+            }
+        ] + [
+            {"value": v, "label": n, "count": counts[v], "selected": wanted[key] == v}
+            for v, n in (names.items() if key == "state" else sorted(names.items(), key=_second))
+        ]
+    listed = [row for row in mine if shown(row)]
+    return {"rows": listed[:QUEUE_ROWS], "total": len(listed), "facets": facets, **wanted}
+
+
+def _second(item: tuple[str, str]) -> str:
+    return item[1]
+
+
+def _queue_row(
+    task: ReviewTask,
+    draft: CreativeDraft,
+    creative: Creative,
+    campaign: Campaign,
+    handle: str,
+    spec: CampaignSpec,
+    now: datetime,
+) -> dict[str, Any]:
+    late = task.status == ReviewStatus.OPEN and task.due_at is not None and task.due_at <= now
+    states = (
+        {"open": "Open", "overdue": "Overdue"}
+        if late
+        else ({"open": "Open"} if task.status == ReviewStatus.OPEN else {"decided": "Decided"})
+    )
+    return {
+        "task": task.id,
+        "campaign": campaign.slug,
+        "campaign_name": spec.name,
+        "creative": creative.id,
+        "title": creative.title,
+        "creator": handle,
+        "version": draft.version,
+        "tier": task.tier,
+        "tier_name": task.tier.replace("_", " ").capitalize(),
+        "due": local_time(task.due_at, spec) if task.due_at else "no deadline",
+        "overdue": late,
+        "status": "overdue" if late else task.status.replace("_", " "),
+        "decided_by": task.decided_by,
+        "escalated_to": task.escalated_to,
+        "facets": {
+            "state": states,
+            "campaign": {campaign.slug: spec.name},
+            "tier": {task.tier: task.tier.replace("_", " ").capitalize()},
+        },
+    }

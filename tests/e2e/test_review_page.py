@@ -67,7 +67,7 @@ def test_change_request_resubmission_and_two_tiers_of_approval(
     internal.page.click("#sign-in")
     body = internal.page.inner_text("body")
     assert "Internal review of creative 1, version 1" in body
-    assert "tracking_link" in body and "mention your own link or promo code" in body
+    assert "Warning" in body and "mention your own link or promo code" in body  # plain words
     internal.page.fill("#note", "Add your promo code so we can credit you.")
     internal.page.click("#request_changes")
     assert "Recorded: request changes" in internal.page.inner_text("#decided")

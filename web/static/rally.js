@@ -15,3 +15,35 @@ document.addEventListener("click", async (event) => {
 });
 // Without this script the buttons would do nothing: they are hidden until it runs.
 for (const button of document.querySelectorAll("button[data-copy]")) button.hidden = false;
+
+// Review room: a comment's time (<span data-seek="12">0:12</span>) becomes a button that plays
+// the video from that moment, and "Use the player's time" fills in the comment's time. Without
+// this script the times are plain text and the time field is typed in.
+{
+  const player = document.getElementById("player");
+  if (player) {
+    for (const at of document.querySelectorAll("span[data-seek]")) {
+      const button = document.createElement("button");
+      button.type = "button";
+      button.className = "secondary small comment-at";
+      button.dataset.seek = at.dataset.seek;
+      button.textContent = at.textContent;
+      button.setAttribute("aria-label", `Play the video from ${at.textContent}`);
+      at.replaceWith(button);
+    }
+    document.addEventListener("click", (event) => {
+      const seek = event.target.closest("button[data-seek]");
+      if (seek) {
+        player.currentTime = Number(seek.dataset.seek);
+        player.scrollIntoView({ block: "nearest" });
+        player.play().catch(() => {});
+        return;
+      }
+      if (event.target.closest("button[data-player-time]")) {
+        const whole = Math.floor(player.currentTime);
+        document.getElementById("at").value = `${Math.floor(whole / 60)}:${String(whole % 60).padStart(2, "0")}`;
+      }
+    });
+    for (const button of document.querySelectorAll("button[data-player-time]")) button.hidden = false;
+  }
+}
