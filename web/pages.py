@@ -95,6 +95,11 @@ def not_found(request: Request, *, status_code: int = 404) -> Response:
     return page_response(request, "not_found.html", {}, status_code=status_code)
 
 
+async def request_body(request: Request, limit: int) -> bytes | None:
+    """A page's request body, or None past `limit` bytes (see `bounded_body`)."""
+    return await bounded_body(dict(request.scope["headers"]), request.receive, limit)
+
+
 async def bounded_body(headers: dict[bytes, bytes], receive: Any, limit: int) -> bytes | None:
     """The request's body, or None as soon as it says or proves to be over `limit` bytes (it
     is never read, or kept, past that)."""

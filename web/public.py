@@ -37,7 +37,7 @@ from tasks.engagement.writer import EventWriter
 from tasks.formats import plain_text
 from tasks.leads.contacts import ContactError, normalize_email, normalize_phone
 from web.deps import AppSettings, Clock, Store, Writer
-from web.pages import TEMPLATES, bounded_body, not_found, page_response
+from web.pages import TEMPLATES, not_found, page_response, request_body
 
 router = APIRouter()
 MAX_FORM_BYTES = 8 * 1024  # the signup form's fields, filled, are a few hundred bytes
@@ -87,7 +87,7 @@ async def join(
     spec = await run_in_threadpool(_signup_page_spec, engine, slug)
     if spec is None:
         return not_found(request)
-    body = await bounded_body(dict(request.scope["headers"]), request.receive, MAX_FORM_BYTES)
+    body = await request_body(request, MAX_FORM_BYTES)
     if body is None:
         return PlainTextResponse("The form is too large.", status_code=413)
     form = form_fields(body)

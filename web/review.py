@@ -22,8 +22,8 @@ from tasks.review.new_links import count_link_request, email_new_link
 from tasks.review.routing import ReviewRefused
 from tasks.review.views import STATES, approver_queue, review_page
 from web.deps import SESSION_COOKIE, Approver, AppSettings, Clock, RowId, Store
-from web.pages import not_found, page_response
-from web.public import bounded_body, client_address
+from web.pages import not_found, page_response, request_body
+from web.public import client_address
 
 router = APIRouter()
 DECISIONS = ("approve", "request_changes", "reject")
@@ -47,7 +47,7 @@ def safe_next(path: str) -> str:
 
 async def form_of(request: Request) -> dict[str, str] | None:
     """A form-encoded body's fields (the first of each name), None when too large."""
-    body = await bounded_body(request, MAX_FORM_BYTES)
+    body = await request_body(request, MAX_FORM_BYTES)
     if body is None:
         return None
     pairs = parse_qsl(
