@@ -10,7 +10,12 @@ from sqlalchemy import Engine
 
 from config.settings import Settings
 from store.db import transaction
-from tasks.review.approvers import is_approver_of_task, link_is_valid, redeem_link
+from tasks.review.approvers import (
+    is_approver_of_task,
+    link_is_valid,
+    page_after_sign_in,
+    redeem_link,
+)
 from tasks.review.decisions import decide
 from tasks.review.routing import ReviewRefused
 from tasks.review.views import history, review_queue, task_view
@@ -52,9 +57,7 @@ async def sign_in(
         redeemed = redeem_link(session, token, now=clock())
     if redeemed is None:
         return page_response(request, "signed_out.html", {"expired": True}, status_code=401)
-    kept = next.startswith(("/review", "/reports", "/sprint/")) and "//" not in next
-    target = next if kept else "/review"
-    response = RedirectResponse(target, status_code=303)
+    response = RedirectResponse(page_after_sign_in(next), status_code=303)
     response.set_cookie(
         SESSION_COOKIE,
         redeemed[1],

@@ -1,0 +1,70 @@
+"""The staff console on `rally serve`, in a real browser: a staff member signs in with the link
+`rally staff link` gives them, opens their campaign, starts a rehearsal of its sprint (run on
+the server in a process of its own), follows it to its end, and reads the follow-ups it sent,
+searching for one person."""
+
+import time
+
+import pytest
+
+from tests.conftest import SLUG
+from tests.e2e.conftest import Server
+from tests.e2e.pages import assert_page_fits
+
+pytestmark = [pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)]
+
+STAFF = "dana.okafor@keystoneyouthvote.example.org"
+REHEARSAL_SECONDS = 240  # Prefect's local start and five simulated weeks, with room to spare
+
+
+def test_staff_rehearse_the_sprint_and_read_its_follow_ups(server: Server, rally, applied, tabs):
+    printed = rally("staff", "link", STAFF, "--print")
+    assert printed.code == 0, printed.err
+    link = printed.out.strip().splitlines()[-1]
+    assert link.startswith(f"{server.url}/staff/signin/")
+
+    tab = tabs()
+    page = tab.page
+    page.goto(link)
+    assert page.locator("h1").inner_text() == "Sign in to the staff console"
+    page.click("#sign-in")
+    assert page.url == f"{server.url}/staff"
+    assert_page_fits(page, "staff-campaigns")
+
+    page.get_by_role("link", name="First Vote PA 2027").first.click()
+    assert page.url == f"{server.url}/staff/campaigns/{SLUG}"
+    assert "The sprint has not started" in page.inner_text("main")
+    assert_page_fits(page, "staff-campaign")
+
+    page.select_option("#weeks", "5")
+    page.get_by_role("button", name="Start the rehearsal").click()
+    assert "/runs/" in page.url
+    assert "Running on this server" in page.inner_text("#state")
+    assert_page_fits(page, "staff-run")
+    deadline = time.monotonic() + REHEARSAL_SECONDS
+    while "Running" in page.inner_text("#state") and time.monotonic() < deadline:
+        time.sleep(1)  # polling the run's page, as a person reloads it
+        page.reload()
+    assert "Finished" in page.inner_text("#state"), page.inner_text("main")
+    assert "Sprint of first-vote-pa-2027 (rehearsal, seed 7): 5 week(s)" in page.inner_text(
+        ".staff-output"
+    )
+
+    page.get_by_role("link", name="Back to First Vote PA 2027").click()
+    main = page.inner_text("main")
+    assert "Week 5 of 12" in main and "This was a rehearsal with simulated people." in main
+    assert page.locator("figure svg.chart").count() >= 2  # the report's charts
+    assert_page_fits(page, "staff-campaign-rehearsed")
+
+    page.get_by_role("link", name="Follow-up log").click()
+    entries = page.locator(".staff-entry")
+    assert entries.count() == 50
+    assert_page_fits(page, "staff-followups")
+    person = entries.first.locator("strong").inner_text()
+    page.fill("#person", person)
+    page.get_by_role("button", name="Search").click()
+    found = page.locator(".staff-entry strong").all_inner_texts()
+    assert found and set(found) == {person}
+    assert page.locator(".staff-entry").first.locator(".staff-text, .fine-print").count() >= 1
+    assert_page_fits(page, "staff-followups-search")
+    assert tab.dialogs == []
