@@ -16,6 +16,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import Engine
 from sqlmodel import Session, select
+from starlette.concurrency import run_in_threadpool
 
 from config.errors import RallyError
 from config.settings import Settings
@@ -309,25 +310,44 @@ async def start_form(
     if not same_origin(request, settings):
         return not_found(request, status_code=403)
     form = {k: str(v) for k, v in (await request.form()).items()}
-    what = form.get("action", "")
-    weeks = int(form.get("weeks") or 0) if form.get("weeks", "0").isdigit() else 0
-    with transaction(engine) as session:
+    weeks = form.get("weeks", "0")
+    work = (form.get("action", ""), int(weeks) if weeks.isdigit() else 0)
+    # Prefect's client and the process start block: off the event loop, like any sync route.
+    return await run_in_threadpool(
+        _start_work, request, slug, email, engine, settings, clock, *work
+    )
+
+
+def _start_work(
+    request: Request,
+    slug: str,
+    email: str,
+    engine: Engine,
+    settings: Settings,
+    clock: Callable[[], datetime],
+    what: str,
+    weeks: int,
+) -> Response:
+    """The sprint started at once; other work started as a run, no transaction held meanwhile,
+    then audited."""
+    with transaction(engine, write=what == "sprint") as session:
         campaign = _theirs(session, slug, email)
         if campaign is None:
             return not_found(request)
+        action = staff_runs.actions(slug, weeks=min(weeks, campaign.weeks)).get(what)
         try:
             if what == "sprint":
                 start_sprint(session, slug, mode=LIVE, seed=None, now=clock(), actor=email)
                 return _back(slug, done="The sprint has started on its calendar.")
-            action = staff_runs.actions(slug, weeks=min(weeks, campaign.weeks)).get(what)
-            if action is None:
-                return not_found(request, status_code=400)
-            if what == "rehearsal" and (why := real_activity(session, campaign)):
-                return _back(slug, error=f"No rehearsal here: {why}. {ELSEWHERE}")
-            run = staff_runs.start(action, slug=slug, by=email, now=clock(), settings=settings)
-            record(session, [_started(email, slug, action, run)])
         except RallyError as exc:
             return _back(slug, error=str(exc))
+        if action is None:
+            return not_found(request, status_code=400)
+        if what == "rehearsal" and (why := real_activity(session, campaign)):
+            return _back(slug, error=f"No rehearsal here: {why}. {ELSEWHERE}")
+    run = staff_runs.start(action, slug=slug, by=email, now=clock(), settings=settings)
+    with transaction(engine) as session:
+        record(session, [_started(email, slug, action, run)])
     return RedirectResponse(f"/staff/campaigns/{slug}/runs/{run.id}", status_code=303)
 
 

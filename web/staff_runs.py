@@ -98,7 +98,8 @@ def start(action: Action, *, slug: str, by: str, now: datetime, settings: Settin
     """Start `action` as a deployment run if Rally's deployments are registered, else as a
     process here, with `by` as the actor its audit entries name."""
     run = Run(secrets.token_hex(8), slug, action.title, by, now)
-    deployed = _deployment_run(action) if prefect_choice().api_url else None
+    api_url = prefect_choice().api_url
+    deployed = _deployment_run(action, api_url) if api_url else None
     if deployed is not None:
         run.flow_run, run.link = deployed
     else:
@@ -109,22 +110,24 @@ def start(action: Action, *, slug: str, by: str, now: datetime, settings: Settin
     return run
 
 
-def _deployment_run(action: Action) -> tuple[str, str] | None:
-    """(flow run id, its page in the Prefect UI), or None when the deployment is not there."""
+def _deployment_run(action: Action, api_url: str) -> tuple[str, str] | None:
+    """(flow run id, its page in the Prefect UI) on the Prefect API configured (as `rally
+    deploy` found it), or None when the deployment is not registered there."""
     from prefect.client.schemas.objects import FlowRun
     from prefect.deployments import run_deployment
     from prefect.exceptions import ObjectNotFound
-    from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL
+    from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL, temporary_settings
 
-    try:
-        flow_run = run_deployment(
-            action.deployment, parameters=action.parameters, timeout=0, as_subflow=False
-        )
-    except ObjectNotFound:
-        return None
+    with temporary_settings(updates={PREFECT_API_URL: api_url}):
+        try:
+            flow_run = run_deployment(
+                action.deployment, parameters=action.parameters, timeout=0, as_subflow=False
+            )
+        except ObjectNotFound:
+            return None
+        ui = PREFECT_UI_URL.value() or api_url.removesuffix("/api")
     assert isinstance(flow_run, FlowRun)
-    ui = PREFECT_UI_URL.value() or str(PREFECT_API_URL.value() or "").removesuffix("/api")
-    return str(flow_run.id), f"{ui.rstrip('/')}/runs/flow-run/{flow_run.id}"
+    return str(flow_run.id), f"{str(ui).rstrip('/')}/runs/flow-run/{flow_run.id}"
 
 
 def _process(run: Run, action: Action, settings: Settings) -> None:
