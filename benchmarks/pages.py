@@ -313,16 +313,24 @@ def main() -> None:
         with transaction(engine) as session:
             secret = issue(session, STAFF, kind="session", lifetime=timedelta(days=1), now=NOW)
         client.cookies.set(SESSION_COOKIE, secret)
-        pages = {
-            "healthz (floor)": "/healthz",
-            "staff campaign list": "/staff",
-            "staff campaign page": f"/staff/campaigns/{SLUG}",
-            "staff follow-ups (search)": f"/staff/campaigns/{SLUG}/followups?person=ana",
-            "staff audit log": f"/staff/campaigns/{SLUG}/audit",
-            "review queue": "/review",
+        pages = {  # key in the JSON line: (what it is, its address)
+            "healthz": ("healthz (the floor)", "/healthz"),
+            "staff_list": ("staff campaign list", "/staff"),
+            "staff_campaign": ("staff campaign page", f"/staff/campaigns/{SLUG}"),
+            "staff_followups": (
+                "follow-ups, searched",
+                f"/staff/campaigns/{SLUG}/followups?person=ana",
+            ),
+            "staff_audit": ("audit log", f"/staff/campaigns/{SLUG}/audit"),
+            "staff_audit_checked": (
+                "audit log, chain walked",
+                f"/staff/campaigns/{SLUG}/audit?check=true",
+            ),
+            "review_queue": ("review queue", "/review"),
         }
         figures = {
-            name: statistics.median(timed(client, path, args.runs)) for name, path in pages.items()
+            key: statistics.median(timed(client, path, args.runs))
+            for key, (_, path) in pages.items()
         }
     store_kind = "PostgreSQL" if args.database_url else "SQLite"
     print(
@@ -330,22 +338,20 @@ def main() -> None:
         f"{20 * args.creators:,} follow-ups) on {store_kind}, built in {built_s:.1f} s; "
         f"median of {args.runs} requests, server side:"
     )
-    floor = figures["healthz (floor)"]
-    for name, ms in figures.items():
-        print(f"  {name:<28} {ms:8.1f} ms  ({ms / floor:6.1f} x the floor)")
-    console, queue = figures["staff campaign page"], figures["review queue"]
+    floor = figures["healthz"]
+    for key, ms in figures.items():
+        print(f"  {pages[key][0]:<26} {ms:8.1f} ms  ({ms / floor:6.1f} x the floor)")
+    console, queue = figures["staff_campaign"], figures["review_queue"]
     met = console < GOAL_CONSOLE_MS and queue < GOAL_QUEUE_MS
     result = {
         "benchmark": "pages",
         "store": store_kind,
         "creators": args.creators,
         "runs": args.runs,
-        **{
-            name.split(" (")[0].replace(" ", "_") + "_ms": round(ms, 1)
-            for name, ms in figures.items()
-        },
+        **{f"{key}_ms": round(ms, 1) for key, ms in figures.items()},
         "console_of_floor": round(console / floor, 1),
-        "goal": {"staff_campaign_page_ms": GOAL_CONSOLE_MS, "review_queue_ms": GOAL_QUEUE_MS},
+        "queue_of_floor": round(queue / floor, 1),
+        "goal": {"staff_campaign_ms": GOAL_CONSOLE_MS, "review_queue_ms": GOAL_QUEUE_MS},
         "met": met,
     }
     print(json.dumps(result))

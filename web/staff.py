@@ -22,7 +22,7 @@ from config.errors import RallyError
 from config.settings import Settings
 from store.audit import Change, record
 from store.db import transaction
-from store.models import Campaign, Milestone
+from store.models import Campaign
 from tasks.campaigns.configs import campaign_followups
 from tasks.leads.status import requeue_dead
 from tasks.reporting.page import kpi, label, page_charts, percent
@@ -36,6 +36,7 @@ from tasks.staff.console import (
     followup_log,
     latest_report,
     lead_health,
+    manual_milestones,
     pipeline,
 )
 from web import staff_runs
@@ -111,7 +112,7 @@ def campaign_page(
         context = {
             "campaign": campaign,
             "status": status,
-            "manual": _manual_milestones(session, campaign),
+            "manual": manual_milestones(session, campaign),
             "pipeline": pipeline(session, campaign, now=now),
             "report": report,
             "leads": lead_health(session, campaign),
@@ -128,14 +129,6 @@ def campaign_page(
         "error": request.query_params.get("error", "")[:SAID_LIMIT],
     }
     return page_response(request, "staff_campaign.html", context)
-
-
-def _manual_milestones(session: Session, campaign: Campaign) -> set[str]:
-    """The keys of the milestones people judge (the others Rally checks itself)."""
-    query = select(Milestone.key).where(
-        Milestone.campaign_id == campaign.id, Milestone.check == "manual"
-    )
-    return set(session.exec(query))
 
 
 def _kpis(report: dict[str, Any]) -> list[dict[str, str]]:

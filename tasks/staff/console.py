@@ -21,6 +21,7 @@ from store.models import (
     Creative,
     CreativeDraft,
     FollowUp,
+    Milestone,
     OutboxMessage,
     OutboxStatus,
     Report,
@@ -95,6 +96,14 @@ def pipeline(session: Session, campaign: Campaign, *, now: datetime) -> dict[str
         "overdue": [{"task": t, "tier": tier, "due_at": due} for t, tier, due in overdue],
         "overdue_count": overdue_count,
     }
+
+
+def manual_milestones(session: Session, campaign: Campaign) -> set[str]:
+    """The keys of the milestones people judge (the others Rally checks itself)."""
+    query = select(Milestone.key).where(
+        Milestone.campaign_id == campaign.id, Milestone.check == "manual"
+    )
+    return set(session.exec(query))
 
 
 def latest_report(session: Session, campaign: Campaign) -> Report | None:

@@ -239,6 +239,27 @@ def test_the_audit_log_pages_and_says_whether_its_chain_holds(settings, engine, 
     assert "the log's chain is broken at entry 1" in again.text
 
 
+def test_no_rehearsal_beside_real_activity(settings, engine, applied):
+    from benchmarks.pages import seed_pipeline
+
+    with transaction(engine) as session:
+        seed_pipeline(session, campaign_id(engine), now=utcnow(), per_creator=1)
+    staff = signed_in(settings, engine, STAFF)
+    page = staff.get(f"/staff/campaigns/{SLUG}")
+    assert "Start the rehearsal" not in page.text
+    assert "No rehearsal here: it has 50 brief(s) already" in page.text
+    refused = staff.post(
+        f"/staff/campaigns/{SLUG}/start",
+        data={"action": "rehearsal", "weeks": "2"},
+        headers={"Origin": settings.public_url},
+    )
+    assert "No rehearsal here: it has 50 brief(s) already." in refused.text
+    assert not (settings.home / "runs").exists()  # nothing was started
+    assert "50 of 50 creators sent their brief" in " ".join(page.text.split()).replace(
+        '<span class="stat">', ""
+    ).replace("</span>", "")
+
+
 @pytest.mark.parametrize("action", ["nothing", "sprint"])
 def test_starting_work_from_the_console(settings, engine, applied, action):
     staff = signed_in(settings, engine, STAFF)
