@@ -7,7 +7,10 @@ import subprocess
 import time
 
 import pytest
+from sqlmodel import col, select
 
+from store.db import transaction
+from store.models import AuditEvent
 from tests.conftest import SLUG
 from tests.e2e.conftest import Server
 from tests.e2e.pages import assert_page_fits
@@ -21,7 +24,9 @@ STAFF = "dana.okafor@keystoneyouthvote.example.org"
 REHEARSAL_SECONDS = 240  # Prefect's local start and five simulated weeks, with room to spare
 
 
-def test_staff_rehearse_the_sprint_and_read_its_follow_ups(server: Server, rally, applied, tabs):
+def test_staff_rehearse_the_sprint_and_read_its_follow_ups(
+    server: Server, rally, applied, engine, tabs
+):
     printed = rally("staff", "link", STAFF, "--print")
     assert printed.code == 0, printed.err
     link = printed.out.strip().splitlines()[-1]
@@ -56,6 +61,14 @@ def test_staff_rehearse_the_sprint_and_read_its_follow_ups(server: Server, rally
     assert "Sprint of first-vote-pa-2027 (rehearsal, seed 7): 5 week(s)" in page.inner_text(
         ".staff-output"
     )
+
+    with transaction(engine, write=False) as session:  # the rehearsal's changes are the staff's
+        started = session.exec(
+            select(AuditEvent.actor).where(
+                col(AuditEvent.action).in_(["staff.started", "sprint.started"])
+            )
+        ).all()
+    assert started == [STAFF, STAFF]
 
     with page.expect_navigation():
         page.get_by_role("link", name="Back to First Vote PA 2027").click()
