@@ -1,7 +1,7 @@
 """Rally's web app, assembled: the creator's brief pages (`web.briefs`), the approvers' review
 pages (`web.review`), the campaign reports for staff (`web.reports`), the staff console
-(`web.staff`), the JSON API (`web.api`) and the public's ways in (`web.public`), with the
-private headers on every response and the answers to errors.
+(`web.staff`, `web.staff_actions`), the JSON API (`web.api`) and the public's ways in
+(`web.public`), with the private headers on every response and the answers to errors.
 
 A request Rally does not understand gets a plain answer that repeats nothing of what was sent,
 and a missing page the same 404 whatever was asked for.
@@ -22,7 +22,7 @@ from config.settings import Settings, get_settings
 from store.db import open_store
 from store.types import utcnow
 from tasks.engagement.writer import EventWriter
-from web import api, briefs, public, reports, review, sprint, staff
+from web import api, briefs, public, reports, review, sprint, staff, staff_actions
 from web.deps import AppState, SignedOut
 from web.pages import PrivateHeaders, RetryDroppedConnection, not_found, page_response
 
@@ -43,7 +43,7 @@ def create_app(
     app.add_middleware(PrivateHeaders)
     _answer_errors(app)
     # The public first: webhooks are the busiest.
-    for module in (public, briefs, review, reports, sprint, staff, api):
+    for module in (public, briefs, review, reports, sprint, staff, staff_actions, api):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
