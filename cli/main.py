@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Creatives: submit a draft (checked, then routed to review), record its post.",
     ),
     "review": ("cli.review:app", "Review creatives: the queue, one task, decisions."),
+    "staff": ("cli.staff:app", "The staff console: a staff member's sign-in link."),
     "events": ("cli.events:app", "Engagement events: ingest, rehearse, process, status."),
     "rules": ("cli.events:rules_app", "Follow-up rules: try them on events."),
     "leads": ("cli.leads:app", "Leads: list, show, check, sync, status, retry, forget."),

@@ -288,7 +288,7 @@ class CampaignSpec(Model):
     tracking: Tracking
     policy: Text = "default"
     approvers: dict[Identifier, list[Email]] = {}  # approver group -> its members' emails
-    staff: list[Email] = []  # the sprint's digests and prompts (else the internal reviewers)
+    staff: list[Email] = []  # the staff console; the sprint's digests (else the internal reviewers)
     followups: Text = "default"
     destinations: list[Destination] = [Destination(name="export", type="csv")]
     holdout: HoldoutSpec | None = None

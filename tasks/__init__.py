@@ -17,7 +17,8 @@ One package per capability, each importing only the ones listed before it (and t
 - `reporting`: the campaign's numbers, KPIs, attribution, lift and the report;
 - `rehearsal`: the simulated creators, approvers and audience of a rehearsal;
 - `sprint`: the sprint's start, weeks, milestones and summary;
-- `mail`: the one email drain, with the handler each capability gives for its messages.
+- `mail`: the one email drain, with the handler each capability gives for its messages;
+- `staff`: what the staff console reads of a campaign (pipeline, lead sync, the logs).
 
 Adapters to the outside (`integrations`) sit below this layer; the connector for a lead
 destination comes from `integrations.destinations`.

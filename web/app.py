@@ -1,7 +1,8 @@
 """Rally's web app, assembled: the creator's brief pages (`web.briefs`), the approvers' review
-pages (`web.review`), the campaign reports for staff (`web.reports`), the JSON API (`web.api`)
-and the public's ways in (`web.public`, and TikTok's webhooks in `web.webhooks`), with the
-private headers on every response and the answers to errors.
+pages (`web.review`), the campaign reports for staff (`web.reports`), the staff console
+(`web.staff`, `web.staff_actions`), the JSON API (`web.api`) and the public's ways in
+(`web.public`, and TikTok's webhooks in `web.webhooks`), with the private headers on every
+response and the answers to errors.
 
 A request Rally does not understand gets a plain answer that repeats nothing of what was sent,
 and a missing page the same 404 whatever was asked for.
@@ -22,7 +23,7 @@ from config.settings import Settings, get_settings
 from store.db import open_store
 from store.types import utcnow
 from tasks.engagement.writer import EventWriter
-from web import api, briefs, public, reports, review, sprint
+from web import api, briefs, public, reports, review, sprint, staff, staff_actions
 from web.deps import AppState, SignedOut
 from web.pages import PrivateHeaders, RetryDroppedConnection, not_found, page_response
 from web.webhooks import TikTokWebhooks
@@ -45,7 +46,7 @@ def create_app(
     app.add_middleware(TikTokWebhooks, state=app.state.rally)  # outermost: the busiest route
     _answer_errors(app)
     # The public first: webhooks are the busiest.
-    for module in (public, briefs, review, reports, sprint, api):
+    for module in (public, briefs, review, reports, sprint, staff, staff_actions, api):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
@@ -73,5 +74,6 @@ def _answer_errors(app: FastAPI) -> None:
 
     @app.exception_handler(SignedOut)
     async def signed_out(request: Request, exc: SignedOut) -> Response:
-        """An approver's page without a valid session: the page that says to sign in again."""
-        return page_response(request, "signed_out.html", {}, status_code=401)
+        """A signed-in page without a valid session: the page that says to sign in again."""
+        page = "staff_signed_out.html" if exc.staff else "signed_out.html"
+        return page_response(request, page, {}, status_code=401)

@@ -1,5 +1,6 @@
 """What routes are given through `Depends`: the store, settings, clock and event writer the app
-was built with (kept on `app.state` by `web.app.create_app`), and the signed-in approver.
+was built with (kept on `app.state` by `web.app.create_app`), and who is signed in: one sign-in
+(`tasks.review.approvers`) serves approvers and staff alike.
 
 The readers of `app.state` are `async` so that FastAPI calls them on the event loop, not in a
 worker thread: they cost next to nothing on every webhook.
@@ -18,7 +19,7 @@ from store.db import transaction
 from tasks.engagement.writer import EventWriter
 from tasks.review.approvers import who
 
-SESSION_COOKIE = "rally_review"  # the approver's browser session (`tasks.review.approvers`)
+SESSION_COOKIE = "rally_review"  # the signed-in browser session (`tasks.review.approvers`)
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,12 @@ class AppState:
 
 
 class SignedOut(Exception):
-    """No approver is signed in on this browser (or their session has expired)."""
+    """No one is signed in on this browser (or their session has expired); `staff` when it
+    was a staff console page, which says how staff get a new link."""
+
+    def __init__(self, *, staff: bool = False) -> None:
+        super().__init__("signed out")
+        self.staff = staff
 
 
 def app_state_of(request: Request) -> AppState:
@@ -64,14 +70,29 @@ Clock = Annotated[Callable[[], datetime], Depends(app_clock)]
 Writer = Annotated[EventWriter, Depends(event_writer)]
 
 
+def signed_in_email(request: Request, engine: Engine, clock: Callable[[], datetime]) -> str | None:
+    """The email whose session cookie this browser sends, while the session is valid."""
+    with transaction(engine, write=False) as session:
+        return who(session, request.cookies.get(SESSION_COOKIE), kinds=("session",), now=clock())
+
+
 def signed_in_approver(request: Request, engine: Store, clock: Clock) -> str:
     """The email of the approver whose session cookie this browser sends; raises `SignedOut`,
     which the app answers with the page that says to sign in again."""
-    with transaction(engine, write=False) as session:
-        email = who(session, request.cookies.get(SESSION_COOKIE), kinds=("session",), now=clock())
+    email = signed_in_email(request, engine, clock)
     if email is None:
         raise SignedOut
     return email
 
 
+def signed_in_staff(request: Request, engine: Store, clock: Clock) -> str:
+    """The same sign-in, for the staff console: its pages then show only the campaigns that
+    list this email under `staff:`."""
+    email = signed_in_email(request, engine, clock)
+    if email is None:
+        raise SignedOut(staff=True)
+    return email
+
+
 Approver = Annotated[str, Depends(signed_in_approver)]
+StaffMember = Annotated[str, Depends(signed_in_staff)]

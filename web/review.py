@@ -15,7 +15,12 @@ from sqlalchemy import Engine
 
 from config.settings import Settings
 from store.db import transaction
-from tasks.review.approvers import is_approver_of_task, link_is_valid, redeem_link
+from tasks.review.approvers import (
+    is_approver_of_task,
+    link_is_valid,
+    page_after_sign_in,
+    redeem_link,
+)
 from tasks.review.comments import CommentRefused, add_comment
 from tasks.review.decisions import decide
 from tasks.review.new_links import count_link_request, email_new_link
@@ -37,12 +42,6 @@ def same_origin(request: Request, settings: Settings) -> bool:
     """Forms are only taken from Rally's own pages (with SameSite cookies, against CSRF)."""
     origin = request.headers.get("origin")
     return origin is None or origin in (settings.public_url, str(request.base_url).rstrip("/"))
-
-
-def safe_next(path: str) -> str:
-    """Where a sign-in may lead: one of Rally's signed-in pages, else the review queue."""
-    kept = path.startswith(("/review", "/reports", "/sprint/")) and "//" not in path
-    return path if kept else "/review"
 
 
 async def form_of(request: Request) -> dict[str, str] | None:
@@ -67,7 +66,7 @@ def sign_in_page(
     with transaction(engine, write=False) as session:
         valid = link_is_valid(session, token, now=clock())
     if not valid:
-        context = {"expired": True, "next": safe_next(next)}
+        context = {"expired": True, "next": page_after_sign_in(next)}
         return page_response(request, "signed_out.html", context, status_code=401)
     return page_response(request, "sign_in.html", {"token": token, "next": next})
 
@@ -79,7 +78,7 @@ async def sign_in(
     """Spend the sign-in link and open a browser session, then go where the link pointed."""
     if not same_origin(request, settings):
         return not_found(request, status_code=403)
-    next = safe_next(str((await request.form()).get("next", "/review")))
+    next = page_after_sign_in(str((await request.form()).get("next", "/review")))
     with transaction(engine) as session:
         redeemed = redeem_link(session, token, now=clock())
     if redeemed is None:
@@ -109,7 +108,10 @@ async def new_link(
     if form is None:
         return PlainTextResponse("The form is too large.", status_code=413)
     email = form.get("email", "").strip()[:254]
-    context: dict[str, Any] = {"email": email, "next": safe_next(form.get("next", "/review"))}
+    context: dict[str, Any] = {
+        "email": email,
+        "next": page_after_sign_in(form.get("next", "/review")),
+    }
     if not EMAIL.fullmatch(email):
         context["problem"] = "Email: enter your work email address, like name@example.org"
         return page_response(request, "signed_out.html", context, status_code=400)

@@ -177,30 +177,48 @@ def sync_status(session: Session) -> list[dict[str, Any]]:
     return sorted(table.values(), key=lambda e: (e["campaign"], e["destination"]))
 
 
-def dead_letters(session: Session, *, destination: str | None = None) -> list[OutboxMessage]:
+def dead_letters(
+    session: Session, *, destination: str | None = None, campaign_id: int | None = None
+) -> list[OutboxMessage]:
+    """Lead messages given up on: to a destination of that name, of one campaign, if given."""
     query = select(OutboxMessage).where(
         OutboxMessage.channel == CHANNEL, OutboxMessage.status == OutboxStatus.DEAD
     )
     if destination:
         query = query.where(col(OutboxMessage.destination).endswith(f":{destination}"))
+    if campaign_id is not None:
+        query = query.where(col(OutboxMessage.destination).startswith(f"{campaign_id}:"))
     return list(session.exec(query.order_by(col(OutboxMessage.id))))
 
 
-def retry_dead(engine: Engine, *, now: datetime, destination: str | None = None) -> int:
+def retry_dead(
+    engine: Engine, *, now: datetime, destination: str | None = None, campaign_id: int | None = None
+) -> int:
     """Put dead lead messages back in the queue, their attempts counted afresh."""
     with transaction(engine) as session:
-        ids = [m.id for m in dead_letters(session, destination=destination)]
-        if not ids:
-            return 0
-        session.execute(
-            update(OutboxMessage)
-            .where(col(OutboxMessage.id).in_(ids))
-            .values(
-                status=OutboxStatus.PENDING,
-                attempts=0,
-                available_at=now,
-                locked_until=None,
-                lease_id=None,
-            )
+        return requeue_dead(session, now=now, destination=destination, campaign_id=campaign_id)
+
+
+def requeue_dead(
+    session: Session,
+    *,
+    now: datetime,
+    destination: str | None = None,
+    campaign_id: int | None = None,
+) -> int:
+    """`retry_dead` in the caller's transaction (which audits who asked for it)."""
+    ids = [m.id for m in dead_letters(session, destination=destination, campaign_id=campaign_id)]
+    if not ids:
+        return 0
+    session.execute(
+        update(OutboxMessage)
+        .where(col(OutboxMessage.id).in_(ids))
+        .values(
+            status=OutboxStatus.PENDING,
+            attempts=0,
+            available_at=now,
+            locked_until=None,
+            lease_id=None,
         )
-        return len(ids)
+    )
+    return len(ids)

@@ -1,6 +1,7 @@
-"""Approvers: their credentials (a sign-in link, single use and expiring, sent by email; the
-browser session it opens; API tokens, of each only a SHA-256 stored), and which review tasks
-are theirs to see."""
+"""Approvers' and staff's credentials (a sign-in link, single use and expiring, sent by email;
+the browser session it opens; API tokens, of each only a SHA-256 stored), and which review
+tasks are theirs to see. One sign-in serves both: the session it opens is the same for the
+review pages and the staff console; each page checks what the person may see."""
 
 import hashlib
 import secrets
@@ -9,7 +10,7 @@ from datetime import datetime, timedelta
 from sqlmodel import Session, col, select
 
 from store.models import ApproverCredential, Campaign, Creative, CreativeDraft, ReviewTask
-from tasks.campaigns.campaign import is_staff
+from tasks.campaigns.campaign import campaign_spec, is_staff
 
 LINK_LIFETIME = timedelta(hours=72)
 SESSION_LIFETIME = timedelta(hours=12)
@@ -36,8 +37,21 @@ def issue(session: Session, email: str, *, kind: str, lifetime: timedelta, now: 
 def sign_in_link(
     session: Session, email: str, *, public_url: str, now: datetime, next_path: str
 ) -> str:
+    """A single-use link that signs `email` in and goes on to `next_path`: staff's links open
+    on the staff console's sign-in page, approvers' on the review pages' (the same sign-in)."""
     token = issue(session, email, kind="link", lifetime=LINK_LIFETIME, now=now)
-    return f"{public_url}/review/signin/{token}?next={next_path}"
+    door = "staff" if next_path.startswith(STAFF_PAGES) else "review"
+    return f"{public_url}/{door}/signin/{token}?next={next_path}"
+
+
+STAFF_PAGES = "/staff"  # the staff console's pages
+SIGNED_IN_PAGES = ("/review", "/reports", "/sprint/", STAFF_PAGES)  # where a sign-in may go on to
+
+
+def page_after_sign_in(next_path: str, default: str = "/review") -> str:
+    """Where a sign-in goes on to: one of Rally's own signed-in pages, never another site."""
+    kept = next_path.startswith(SIGNED_IN_PAGES) and "//" not in next_path
+    return next_path if kept else default
 
 
 def link_is_valid(session: Session, token: str, *, now: datetime) -> bool:
@@ -67,6 +81,19 @@ def who(
     if found is None or found.kind not in kinds or found.expires_at <= now:
         return None
     return found.email
+
+
+def staff_campaigns(session: Session, email: str) -> list[Campaign]:
+    """The campaigns whose file lists `email` under `staff:`: the staff console shows these
+    and no others."""
+    email = email.strip().lower()
+    campaigns = session.exec(select(Campaign).order_by(col(Campaign.name))).all()
+    return [c for c in campaigns if is_listed_staff(c, email)]
+
+
+def is_listed_staff(campaign: Campaign, email: str) -> bool:
+    """Whether the campaign file lists `email` under `staff:` (approvers alone are not)."""
+    return email.strip().lower() in campaign_spec(campaign).staff
 
 
 def reviews_anything(session: Session, email: str) -> bool:

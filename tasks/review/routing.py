@@ -175,7 +175,7 @@ def notify_approvers(
     enqueue(session, emails)
 
 
-SIGN_IN_LINK = re.compile(r"\S+/review/signin/\S+")
+SIGN_IN_LINK = re.compile(r"\S+/(?:review|staff)/signin/\S+")
 
 
 def forget_sign_in_links(session: Session, messages: list[OutboxMessage], _at: datetime) -> None:

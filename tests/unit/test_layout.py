@@ -32,6 +32,7 @@ CAPABILITIES = {  # tasks' package -> the packages before it that it may import
     "sprint": {"campaigns", "briefs", "review", "leads", "reporting", "rehearsal"},
     "mail": {"briefs", "review", "engagement"},
     "due": {"campaigns", "briefs", "review", "leads", "sprint"},
+    "staff": {"campaigns", "review", "leads"},
 }
 
 

@@ -1,0 +1,134 @@
+"""The staff console on `rally serve`, in a real browser: a staff member signs in with the link
+`rally staff link` gives them, opens their campaign, starts a rehearsal of its sprint (run on
+the server in a process of its own), follows it to its end, and reads the follow-ups it sent,
+searching for one person."""
+
+import subprocess
+import time
+
+import pytest
+from sqlmodel import col, select
+
+from store.db import transaction
+from store.models import AuditEvent
+from tests.conftest import SLUG
+from tests.e2e.conftest import Server
+from tests.e2e.pages import assert_page_fits
+from tests.e2e.test_deployments import BIN, clean_env, prefect_api, prefect_call
+
+__all__ = ["prefect_api"]  # the Prefect server fixture, shared with the deployments' tests
+
+pytestmark = [pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)]
+
+STAFF = "dana.okafor@keystoneyouthvote.example.org"
+REHEARSAL_SECONDS = 240  # Prefect's local start and five simulated weeks, with room to spare
+
+
+def test_staff_rehearse_the_sprint_and_read_its_follow_ups(
+    server: Server, rally, applied, engine, tabs
+):
+    printed = rally("staff", "link", STAFF, "--print")
+    assert printed.code == 0, printed.err
+    link = printed.out.strip().splitlines()[-1]
+    assert link.startswith(f"{server.url}/staff/signin/")
+
+    tab = tabs()
+    page = tab.page
+    page.goto(link)
+    assert page.locator("h1").inner_text() == "Sign in to the staff console"
+    with page.expect_navigation():
+        page.click("#sign-in")
+    assert page.url == f"{server.url}/staff"
+    assert_page_fits(page, "staff-campaigns")
+
+    with page.expect_navigation():
+        page.get_by_role("link", name="First Vote PA 2027").first.click()
+    assert page.url == f"{server.url}/staff/campaigns/{SLUG}"
+    assert "The sprint has not started" in page.inner_text("main")
+    assert_page_fits(page, "staff-campaign")
+
+    page.select_option("#weeks", "5")
+    with page.expect_navigation():
+        page.get_by_role("button", name="Start the rehearsal").click()
+    assert "/runs/" in page.url
+    assert "Running on this server" in page.inner_text("#state")
+    assert_page_fits(page, "staff-run")
+    deadline = time.monotonic() + REHEARSAL_SECONDS
+    while "Running" in page.inner_text("#state") and time.monotonic() < deadline:
+        time.sleep(1)  # polling the run's page, as a person reloads it
+        page.reload()
+    assert "Finished" in page.inner_text("#state"), page.inner_text("main")
+    assert "Sprint of first-vote-pa-2027 (rehearsal, seed 7): 5 week(s)" in page.inner_text(
+        ".staff-output"
+    )
+
+    with transaction(engine, write=False) as session:  # the rehearsal's changes are the staff's
+        started = session.exec(
+            select(AuditEvent.actor).where(
+                col(AuditEvent.action).in_(["staff.started", "sprint.started"])
+            )
+        ).all()
+    assert started == [STAFF, STAFF]
+
+    with page.expect_navigation():
+        page.get_by_role("link", name="Back to First Vote PA 2027").click()
+    main = page.inner_text("main")
+    assert "Week 5 of 12" in main and "This was a rehearsal with simulated people." in main
+    assert page.locator("figure svg.chart").count() >= 2  # the report's charts
+    assert_page_fits(page, "staff-campaign-rehearsed")
+
+    with page.expect_navigation():
+        page.get_by_role("link", name="Follow-up log").click()
+    entries = page.locator(".staff-entry")
+    assert entries.count() == 50
+    assert_page_fits(page, "staff-followups")
+    person = entries.first.locator("strong").inner_text()
+    page.fill("#person", person)
+    with page.expect_navigation():
+        page.get_by_role("button", name="Search").click()
+    found = page.locator(".staff-entry strong").all_inner_texts()
+    assert found and set(found) == {person}
+    assert page.locator(".staff-entry").first.locator(".staff-text, .fine-print").count() >= 1
+    assert_page_fits(page, "staff-followups-search")
+    assert tab.dialogs == []
+
+
+@pytest.fixture
+def prefect_configured(prefect_api: str, monkeypatch: pytest.MonkeyPatch, tmp_path) -> str:
+    """Rally's deployments registered on a Prefect server of its own, whose API the web server
+    started next is pointed at (as `rally serve --web-only` beside workers runs)."""
+    shown = subprocess.run(
+        [str(BIN / "rally"), "deploy", "--paused"],
+        env=clean_env(PREFECT_API_URL=prefect_api, RALLY_HOME=str(tmp_path / "deployer")),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    monkeypatch.setenv("PREFECT_API_URL", prefect_api)
+    return prefect_api
+
+
+@pytest.mark.slow
+def test_where_deployments_exist_the_console_starts_a_deployment_run(
+    prefect_configured: str, server: Server, rally, applied, tabs
+):
+    printed = rally("staff", "link", STAFF, "--print")
+    tab = tabs()
+    page = tab.page
+    page.goto(printed.out.strip().splitlines()[-1])
+    with page.expect_navigation():
+        page.click("#sign-in")
+    page.goto(f"{server.url}/staff/campaigns/{SLUG}")
+    with page.expect_navigation(timeout=60_000):  # the first run loads Prefect's client
+        page.get_by_role("button", name="Make the report").click()
+    assert "Started as a Prefect flow run" in page.inner_text("#state"), server.output()
+    link = page.get_by_role("link", name="Follow it in the Prefect UI").get_attribute("href")
+    assert link is not None
+    ui = prefect_configured.removesuffix("/api")
+    assert link.startswith(f"{ui}/runs/flow-run/")
+    run = prefect_call("GET", f"{prefect_configured}/flow_runs/{link.rsplit('/', 1)[1]}").json()
+    deployment = prefect_call("GET", f"{prefect_configured}/deployments/{run['deployment_id']}")
+    assert deployment.json()["name"] == "report" and run["parameters"] == {"slug": SLUG}
+    assert_page_fits(page, "staff-run-deployed")

@@ -1,0 +1,234 @@
+"""The staff console: the campaigns that list the signed-in person under `staff:`, and per
+campaign the sprint's timeline (with the milestones people judge to mark), the pipeline, the
+KPIs of the latest report with its charts, each lead destination's sync health (with a button
+that sends the dead letters again), buttons that start work, the follow-up log and the audit
+log; its forms are answered by `web.staff_actions`. Anyone else, like a campaign that is not
+there, gets "not found".
+"""
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Annotated, Any
+from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
+from sqlmodel import Session, select
+
+from store.db import transaction
+from store.models import Campaign
+from tasks.campaigns.configs import campaign_followups
+from tasks.reporting.page import kpi, label, page_charts, percent
+from tasks.review.approvers import is_listed_staff, link_is_valid, staff_campaigns
+from tasks.sprint.state import real_activity, sprint_status
+from tasks.staff.console import (
+    MAX_PAGE,
+    SEARCH_LIMIT,
+    audit_log,
+    chain_check,
+    followup_log,
+    latest_report,
+    lead_health,
+    manual_milestones,
+    pipeline,
+)
+from web import staff_runs
+from web.deps import Clock, StaffMember, Store
+from web.pages import not_found, page_response
+
+router = APIRouter()
+SAID_LIMIT = 300  # characters of a message carried back to the page after a form
+CHANNELS = {"reply": "Public reply", "dm": "Direct message", "email": "Email", "sms": "Text"}
+CHANNELS |= {"staff": "Staff told", "tag": "Tagged"}
+PageNumber = Annotated[int, Query(ge=1, le=MAX_PAGE)]
+Search = Annotated[str, Query(max_length=SEARCH_LIMIT)]
+
+
+def theirs(session: Session, slug: str, email: str) -> Campaign | None:
+    """The campaign, if its file lists `email` under `staff:`."""
+    campaign = session.exec(select(Campaign).where(Campaign.slug == slug)).first()
+    return campaign if campaign is not None and is_listed_staff(campaign, email) else None
+
+
+def local_clock(campaign: Campaign) -> Callable[[datetime | None], str]:
+    """How the campaign's pages show a moment: in its time zone, named ("Mon Feb 1, 09:00 EST")."""
+    zone = ZoneInfo(campaign.timezone)
+
+    def shown(moment: datetime | None) -> str:
+        if moment is None:
+            return "-"
+        local = moment.astimezone(zone)
+        return f"{local:%a %b} {local.day}, {local:%H:%M} {local.tzname()}"
+
+    return shown
+
+
+@router.get("/staff/signin/{token}")
+def sign_in_page(
+    request: Request, token: str, engine: Store, clock: Clock, next: str = "/staff"
+) -> Response:
+    """The staff's door to the one sign-in: a button (mail scanners that fetch links spend
+    nothing) that posts to the review pages' sign-in, which opens the session for both."""
+    with transaction(engine, write=False) as session:
+        valid = link_is_valid(session, token, now=clock())
+    if not valid:
+        return page_response(request, "staff_signed_out.html", {"expired": True}, status_code=401)
+    return page_response(request, "staff_sign_in.html", {"token": token, "next": next[:200]})
+
+
+@router.get("/staff")
+def campaign_list(request: Request, email: StaffMember, engine: Store, clock: Clock) -> Response:
+    """The campaigns whose staff the signed-in person is, each with where its sprint stands."""
+    with transaction(engine, write=False) as session:
+        shown = [
+            {"campaign": c, "status": sprint_status(session, c.slug, today=clock())}
+            for c in staff_campaigns(session, email)
+        ]
+    return page_response(request, "staff_list.html", {"email": email, "campaigns": shown})
+
+
+@router.get("/staff/campaigns/{slug}")
+def campaign_page(
+    request: Request, slug: str, email: StaffMember, engine: Store, clock: Clock
+) -> Response:
+    """One campaign's console."""
+    now = clock()
+    with transaction(engine, write=False) as session:
+        campaign = theirs(session, slug, email)
+        if campaign is None:
+            return not_found(request)
+        status = sprint_status(session, slug, today=now)
+        report = latest_report(session, campaign)
+        context = {
+            "campaign": campaign,
+            "status": status,
+            "manual": manual_milestones(session, campaign),
+            "pipeline": pipeline(session, campaign, now=now),
+            "report": report,
+            "leads": lead_health(session, campaign),
+            "rehearsal_refused": real_activity(session, campaign),
+        }
+    data = report.data if report is not None else None
+    context |= {
+        "email": email,
+        "local": local_clock(campaign),
+        "kpis": _kpis(data) if data else [],
+        "charts": page_charts(data) if data else {},
+        "runs": [r for r in reversed(staff_runs.RUNS.values()) if r.slug == slug][:5],
+        "done": request.query_params.get("done", "")[:SAID_LIMIT],
+        "error": request.query_params.get("error", "")[:SAID_LIMIT],
+    }
+    return page_response(request, "staff_campaign.html", context)
+
+
+def _kpis(report: dict[str, Any]) -> list[dict[str, str]]:
+    """The report's KPIs to date against their targets, as people read them."""
+    return [
+        {
+            "name": label(name),
+            "value": kpi(name, p["value"]),
+            "target": kpi(name, p["target"]),
+            "share": percent(p["share"], 0),
+            "state": "not measurable yet"
+            if p["value"] is None
+            else "met"
+            if p["met"]
+            else "behind",
+        }
+        for name, p in report["progress"].items()
+    ]
+
+
+@router.get("/staff/campaigns/{slug}/followups")
+def followups_page(
+    request: Request,
+    slug: str,
+    email: StaffMember,
+    engine: Store,
+    person: Search = "",
+    rule: Search = "",
+    channel: Search = "",
+    page: PageNumber = 1,
+) -> Response:
+    """The follow-up log: who was sent what, on which channel, by which rule; searchable."""
+    with transaction(engine, write=False) as session:
+        campaign = theirs(session, slug, email)
+        if campaign is None:
+            return not_found(request)
+        found = followup_log(
+            session, campaign, person=person, rule=rule, channel=channel, page=page
+        )
+        rules = {r.id: r for r in campaign_followups(session, campaign).spec.rules}
+    query = {"person": person, "rule": rule, "channel": channel}
+    context = {
+        "email": email,
+        "campaign": campaign,
+        "local": local_clock(campaign),
+        "log": found,
+        "query": query,
+        "rules": {key: _rule_name(r.id, r.description) for key, r in rules.items()},
+        "channels": CHANNELS,
+        "pages": _pages(f"/staff/campaigns/{slug}/followups", query, found.number, found.more),
+    }
+    return page_response(request, "staff_followups.html", context)
+
+
+def _rule_name(rule_id: str, description: str) -> str:
+    return description if description.strip("- ") else rule_id.replace("_", " ").capitalize()
+
+
+def _pages(path: str, query: dict[str, str], number: int, more: bool) -> dict[str, str | None]:
+    """Links to the page before and after this one, keeping the search."""
+    kept = {k: v for k, v in query.items() if v}
+
+    def link(n: int) -> str:
+        return f"{path}?{urlencode({**kept, 'page': n})}"
+
+    return {
+        "previous": link(number - 1) if number > 1 else None,
+        "next": link(number + 1) if more and number < MAX_PAGE else None,
+    }
+
+
+@router.get("/staff/campaigns/{slug}/audit")
+def audit_page(
+    request: Request,
+    slug: str,
+    email: StaffMember,
+    engine: Store,
+    clock: Clock,
+    page: PageNumber = 1,
+    check: bool = False,
+) -> Response:
+    """The campaign's entries of the audit log, newest first, and whether the chain holds
+    (checked again on asking)."""
+    with transaction(engine, write=False) as session:
+        campaign = theirs(session, slug, email)
+        if campaign is None:
+            return not_found(request)
+        found = audit_log(session, campaign, page=page)
+        checked = chain_check(session, now=clock(), again=check)
+    context = {
+        "email": email,
+        "campaign": campaign,
+        "local": local_clock(campaign),
+        "log": found,
+        "checked": checked,
+        "pages": _pages(f"/staff/campaigns/{slug}/audit", {}, found.number, found.more),
+    }
+    return page_response(request, "staff_audit.html", context)
+
+
+@router.get("/staff/campaigns/{slug}/runs/{run_id}")
+def run_page(
+    request: Request, slug: str, run_id: str, email: StaffMember, engine: Store
+) -> Response:
+    """Where a piece of work started from the console stands, and what it printed."""
+    run = staff_runs.RUNS.get(run_id[:32])
+    with transaction(engine, write=False) as session:
+        campaign = theirs(session, slug, email)
+    if campaign is None or run is None or run.slug != slug:
+        return not_found(request)
+    context = {"email": email, "campaign": campaign, "run": run, "local": local_clock(campaign)}
+    return page_response(request, "staff_run.html", context)

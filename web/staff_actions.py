@@ -1,0 +1,166 @@
+"""What staff do from the console (`web.staff`): mark a milestone, send a destination's dead
+letters again, start the sprint or a piece of work (`web.staff_runs`). Each form is refused
+from another site and for anyone the campaign file does not list under `staff:`; each change is
+audited with the staff member's email; the page then says what was done, or why not.
+"""
+
+from collections.abc import Callable
+from datetime import datetime
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Request
+from fastapi.responses import RedirectResponse, Response
+from sqlalchemy import Engine
+from sqlmodel import Session
+from starlette.concurrency import run_in_threadpool
+
+from config.errors import RallyError
+from config.settings import Settings
+from store.audit import Change, record
+from store.db import transaction
+from store.models import Campaign
+from tasks.leads.status import requeue_dead
+from tasks.sprint.state import LIVE, mark_milestone, real_activity, start_sprint
+from web import staff_runs
+from web.deps import AppSettings, Clock, StaffMember, Store
+from web.pages import not_found
+from web.review import same_origin
+from web.staff import theirs
+
+router = APIRouter()
+NOTE_LIMIT = 2000
+ELSEWHERE = "A rehearsal runs in a store of its own: see 'rally sprint start --help'."
+
+
+@router.post("/staff/campaigns/{slug}/milestones/{key}")
+async def milestone_form(
+    request: Request,
+    slug: str,
+    key: str,
+    email: StaffMember,
+    engine: Store,
+    settings: AppSettings,
+    clock: Clock,
+) -> Response:
+    """Mark a milestone people judge met or missed, with a note."""
+
+    def mark(session: Session, campaign: Campaign, form: dict[str, str]) -> str:
+        verdict = form.get("status", "")
+        note = form.get("note", "")[:NOTE_LIMIT]
+        milestone = mark_milestone(session, slug, key, verdict, actor=email, now=clock(), note=note)
+        return f"{milestone.name}: marked {verdict}."
+
+    return await _act(request, slug, email, engine, settings, mark)
+
+
+@router.post("/staff/campaigns/{slug}/leads/retry")
+async def retry_form(
+    request: Request,
+    slug: str,
+    email: StaffMember,
+    engine: Store,
+    settings: AppSettings,
+    clock: Clock,
+) -> Response:
+    """Send a destination's dead letters again (after what the remote refused was fixed)."""
+
+    def retry(session: Session, campaign: Campaign, form: dict[str, str]) -> str:
+        name = form.get("destination", "")[:64]
+        count = requeue_dead(session, now=clock(), destination=name, campaign_id=campaign.id)
+        summary = f"{count} dead lead message(s) to {name} of {slug} queued again by {email}"
+        details = {"destination": name, "queued": count}
+        record(session, [Change(email, "leads.retried", "campaign", slug, summary, details)])
+        return f"{count:,} lead(s) queued again for {name}; the next sync sends them."
+
+    return await _act(request, slug, email, engine, settings, retry)
+
+
+@router.post("/staff/campaigns/{slug}/start")
+async def start_form(
+    request: Request,
+    slug: str,
+    email: StaffMember,
+    engine: Store,
+    settings: AppSettings,
+    clock: Clock,
+) -> Response:
+    """Start the sprint on the calendar, or start a rehearsal, the briefs, a sync or a report
+    (`web.staff_runs`), then go to where it can be followed."""
+    if not same_origin(request, settings):
+        return not_found(request, status_code=403)
+    form = {k: str(v) for k, v in (await request.form()).items()}
+    weeks = form.get("weeks", "0")
+    work = (form.get("action", ""), int(weeks) if weeks.isdigit() else 0)
+    # Prefect's client and the process start block: off the event loop, like any sync route.
+    return await run_in_threadpool(
+        _start_work, request, slug, email, engine, settings, clock, *work
+    )
+
+
+def _start_work(
+    request: Request,
+    slug: str,
+    email: str,
+    engine: Engine,
+    settings: Settings,
+    clock: Callable[[], datetime],
+    what: str,
+    weeks: int,
+) -> Response:
+    """The sprint started at once; other work started as a run, no transaction held meanwhile,
+    then audited."""
+    with transaction(engine, write=what == "sprint") as session:
+        campaign = theirs(session, slug, email)
+        if campaign is None:
+            return not_found(request)
+        action = staff_runs.actions(slug, weeks=min(weeks, campaign.weeks)).get(what)
+        try:
+            if what == "sprint":
+                start_sprint(session, slug, mode=LIVE, seed=None, now=clock(), actor=email)
+                return _back(slug, done="The sprint has started on its calendar.")
+        except RallyError as exc:
+            return _back(slug, error=str(exc))
+        if action is None:
+            return not_found(request, status_code=400)
+        if what == "rehearsal" and (why := real_activity(session, campaign)):
+            return _back(slug, error=f"No rehearsal here: {why}. {ELSEWHERE}")
+    run = staff_runs.start(action, slug=slug, by=email, now=clock(), settings=settings)
+    with transaction(engine) as session:
+        record(session, [_started(email, slug, action, run)])
+    return RedirectResponse(f"/staff/campaigns/{slug}/runs/{run.id}", status_code=303)
+
+
+def _started(email: str, slug: str, action: staff_runs.Action, run: staff_runs.Run) -> Change:
+    where = f"Prefect flow run {run.flow_run}" if run.flow_run else "a process on this server"
+    summary = f"{action.title} of {slug} started by {email} as {where}"
+    details = {"command": action.command, "run": run.flow_run or run.id}
+    return Change(email, "staff.started", "campaign", slug, summary, details)
+
+
+async def _act(
+    request: Request,
+    slug: str,
+    email: str,
+    engine: Engine,
+    settings: Settings,
+    act: Callable[[Session, Campaign, dict[str, str]], str],
+) -> Response:
+    """A form from the console: refused from another site or for anyone not on the campaign's
+    staff; else `act` in one transaction, and back to the page saying what was done, or why
+    not."""
+    if not same_origin(request, settings):
+        return not_found(request, status_code=403)
+    form = {k: str(v) for k, v in (await request.form()).items()}
+    with transaction(engine) as session:
+        campaign = theirs(session, slug, email)
+        if campaign is None:
+            return not_found(request)
+        try:
+            done = act(session, campaign, form)
+        except RallyError as exc:
+            return _back(slug, error=str(exc))
+    return _back(slug, done=done)
+
+
+def _back(slug: str, **said: str) -> Response:
+    return RedirectResponse(f"/staff/campaigns/{slug}?{urlencode(said)}#said", status_code=303)
