@@ -22,7 +22,7 @@ from config.settings import Settings, get_settings
 from store.db import open_store
 from store.types import utcnow
 from tasks.engagement.writer import EventWriter
-from web import api, briefs, public, reports, review, sprint
+from web import api, briefs, public, reports, review, sprint, uploads
 from web.deps import AppState, SignedOut
 from web.pages import PrivateHeaders, RetryDroppedConnection, not_found, page_response
 
@@ -43,7 +43,7 @@ def create_app(
     app.add_middleware(PrivateHeaders)
     _answer_errors(app)
     # The public first: webhooks are the busiest.
-    for module in (public, briefs, review, reports, sprint, api):
+    for module in (public, briefs, review, reports, sprint, uploads, api):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
