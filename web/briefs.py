@@ -252,6 +252,7 @@ def _brief(
         "form": _form(portal.creatives, fix, sent),
         "error": error,
         "upload_mb": settings.section(UploadSettings).max_upload_mb,
+        "too_large": too_large(settings.section(UploadSettings).max_upload_mb),
     }
     prelude, sections = brief_sections(page.brief.content_html)
     # The brief was rendered by the sandbox with autoescaping: its HTML is Rally's own.
