@@ -304,6 +304,7 @@ def _version(draft: CreativeDraft, previous: CreativeDraft | None, seen: _Seen) 
                 "who": seen.tiers.get(t.tier, "The reviewers"),
                 "said": DECISION_WORDS[ReviewStatus(t.status)],
                 "note": t.note,
+                "badge": "ok" if t.status == ReviewStatus.APPROVED else "bad",
             }
             for t in seen.decided
             if t.draft_id == draft.id and (t.note or t.status != ReviewStatus.APPROVED)
