@@ -119,9 +119,8 @@ async def submit_draft(
         return await run_in_threadpool(
             _brief, request, engine, settings, token, clock, error=too_large(limit_mb), status=413
         )
-    with transaction(engine, write=False) as session:  # before reading a byte of the body
-        if open_brief(session, token, now=clock()) is None:
-            return not_found(request)
+    if not await run_in_threadpool(_live, engine, token, clock):  # before reading the body
+        return not_found(request)
     async with request.form(
         max_files=1, max_fields=len(LIMITS) + 3, max_part_size=128 * 1024
     ) as form:
@@ -142,6 +141,11 @@ async def submit_draft(
                 sent=draft,
             )
     return RedirectResponse(f"/briefs/{token}#drafts", status_code=303)
+
+
+def _live(engine: Engine, token: str, clock: Any) -> bool:
+    with transaction(engine, write=False) as session:
+        return open_brief(session, token, now=clock()) is not None
 
 
 def _submit(
