@@ -270,6 +270,20 @@ class SignupPage(Model):
     limits: SignupLimits = SignupLimits()
 
 
+def _phone(value: str) -> str:
+    if not re.fullmatch(r"\+?[0-9][0-9 ().-]{5,24}", value):
+        raise ValueError("must be a phone number such as +1 215 555 0100")
+    return value
+
+
+class Contact(Model):
+    """The person creators ask about their brief, shown on their brief page."""
+
+    name: Annotated[str, Field(min_length=1, max_length=100)]
+    email: Email
+    phone: Annotated[str, AfterValidator(_phone)] | None = None
+
+
 class CampaignSpec(Model):
     name: Text
     slug: Slug
@@ -289,6 +303,7 @@ class CampaignSpec(Model):
     policy: Text = "default"
     approvers: dict[Identifier, list[Email]] = {}  # approver group -> its members' emails
     staff: list[Email] = []  # the staff console; the sprint's digests (else the internal reviewers)
+    contact: Contact | None = None  # whom creators ask (their brief page shows it)
     followups: Text = "default"
     destinations: list[Destination] = [Destination(name="export", type="csv")]
     holdout: HoldoutSpec | None = None

@@ -252,6 +252,9 @@ class CreativeDraft(SQLModel, table=True):
     submitted_by: str
     submitted_at: datetime = _created()
     status: str = Field(default=CreativeStatus.IN_REVIEW, max_length=24)
+    # A video the creator uploaded with this version: `<sha256>.<ext>` under
+    # RALLY_HOME/uploads/<campaign slug>/ (`tasks.review.uploads`).
+    video_file: str | None = Field(default=None, max_length=80)
 
 
 class Severity(StrEnum):

@@ -23,7 +23,7 @@ from config.settings import Settings, get_settings
 from store.db import open_store
 from store.types import utcnow
 from tasks.engagement.writer import EventWriter
-from web import api, briefs, public, reports, review, sprint, staff, staff_actions
+from web import api, briefs, public, reports, review, sprint, staff, staff_actions, uploads
 from web.deps import AppState, SignedOut
 from web.pages import PrivateHeaders, RetryDroppedConnection, not_found, page_response
 from web.webhooks import TikTokWebhooks
@@ -46,7 +46,7 @@ def create_app(
     app.add_middleware(TikTokWebhooks, state=app.state.rally)  # outermost: the busiest route
     _answer_errors(app)
     # The public first: webhooks are the busiest.
-    for module in (public, briefs, review, reports, sprint, staff, staff_actions, api):
+    for module in (public, briefs, review, reports, sprint, staff, staff_actions, uploads, api):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app

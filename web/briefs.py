@@ -1,85 +1,222 @@
-"""The creator's brief at `/briefs/<token>`: they read it, acknowledge it and submit drafts
-there. The token in the link is their only credential: an unknown or expired one gets the same
-plain 404 as any other missing page."""
+"""The creator's brief at `/briefs/<token>`: they read it, acknowledge it, follow their drafts
+and send new ones (with a video file if they like). The token in the link is their only
+credential: an unknown or expired one gets the same plain 404 as any other missing page."""
 
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from fastapi import APIRouter, Form, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from markupsafe import Markup
+from sqlalchemy import Engine
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData, UploadFile
 
 from config.errors import RallyError
+from config.settings import Settings
 from store.db import transaction
-from tasks.briefs.status import BriefPage, acknowledge, open_brief
+from tasks.briefs.portal import brief_sections, creator_portal
+from tasks.briefs.status import acknowledge, open_brief
 from tasks.review.creatives import Submission, submit
-from tasks.review.views import creator_drafts
+from tasks.review.uploads import (
+    FORM_ROOM,
+    UploadRefused,
+    UploadSettings,
+    attach_video,
+    forget_video,
+    keep_previous_video,
+    media_type,
+    member_has_video,
+    store_video,
+    too_large,
+    video_file,
+)
 from web.deps import AppSettings, Clock, Store
 from web.pages import not_found, page_response
 
 router = APIRouter()
+LIMITS = {"caption": 5000, "script": 20000, "video_url": 2000, "duration": 12, "creative": 12}
 
 
 @router.get("/briefs/{token}", response_class=HTMLResponse)
 def brief_page(
-    request: Request, token: str, engine: Store, clock: Clock, fix: str = ""
+    request: Request, token: str, engine: Store, settings: AppSettings, clock: Clock, fix: str = ""
 ) -> Response:
-    """The creator's brief with their drafts and what the checks found in each. The draft form
-    starts as the next version of the creative being fixed (`fix`, else the newest one that was
-    sent back), its caption and details filled in, so a fix is an edit, not a retyping."""
-    with transaction(engine, write=False) as session:
-        page = open_brief(session, token, now=clock())
-        drafts = creator_drafts(session, page.brief.member_id) if page else []
-    chosen = [d for d in drafts if d["may_resubmit"] and str(d["id"]) == fix]
-    sent_back = [d for d in drafts if d["needs_fixing"]]
-    fixing = (chosen or sent_back)[0] if chosen or sent_back else None
-    return _brief(request, page, drafts, fixing)
+    """The creator's brief, their deliverables and drafts. The draft form starts as the next
+    version of the creative being fixed (`fix`, else the first one sent back), its caption and
+    details kept, so a fix is an edit, not a retyping; `fix=new` starts a new video."""
+    return _brief(request, engine, settings, token, clock, fix=fix)
 
 
-@router.post("/briefs/{token}/drafts")
-def submit_draft(
+@router.post("/briefs/{token}/acknowledge")
+def acknowledge_brief(
     request: Request,
     token: str,
     engine: Store,
     settings: AppSettings,
     clock: Clock,
-    caption: str = Form(..., min_length=1, max_length=5000),
-    script: str = Form("", max_length=20000),
-    video_url: str = Form("", max_length=2000),
-    duration: str = Form("", max_length=12),
-    paid: bool = Form(False),
-    ai_generated: bool = Form(False),
-    creative: str = Form("", max_length=12),
+    version: int = Form(...),
 ) -> Response:
-    """A creator submits a draft from their brief page; the checks run at once."""
-    with transaction(engine) as session:
-        page = open_brief(session, token, now=clock())
-        if page is None:
-            return _brief(request, None, [])
-        seconds = _number("duration", duration, float)
-        draft = Submission(caption, script, video_url or None, seconds, paid, ai_generated)
-        submit(
-            session,
-            slug=page.campaign_slug,
-            handle=page.handle,
-            submission=draft,
-            submitted_by=f"creator:@{page.handle}",
-            now=clock(),
-            creative_id=_number("creative", creative, int),
-            public_url=settings.public_url,
-        )
-    return RedirectResponse(f"/briefs/{token}#drafts", status_code=303)
-
-
-@router.post("/briefs/{token}/acknowledge")
-def acknowledge_brief(
-    request: Request, token: str, engine: Store, clock: Clock, version: int = Form(...)
-) -> Response:
-    """The creator confirms they have read this version of the brief."""
+    """The creator confirms they have read this version of the brief; the page comes back at
+    the confirmation, where they clicked."""
     with transaction(engine) as session:
         page = acknowledge(session, token, version=version, now=clock())
     if page is None:
-        return _brief(request, None, [])
-    return RedirectResponse(f"/briefs/{token}", status_code=303)
+        return not_found(request)
+    if page.brief.version != version:  # a newer version came meanwhile: that one is shown
+        return RedirectResponse(f"/briefs/{token}#acknowledge-form", status_code=303)
+    return RedirectResponse(f"/briefs/{token}#acknowledged", status_code=303)
+
+
+@dataclass(frozen=True)
+class DraftForm:
+    caption: str
+    script: str
+    video_url: str
+    duration: str
+    creative: str
+    paid: bool
+    ai_generated: bool
+    keep_video: bool  # the previous version's video file, when no new one is chosen
+    video: UploadFile | None
+
+
+def read_draft_form(form: FormData) -> DraftForm:
+    """The draft form's fields; ValueError (a plain 400) for a form not as the page sends it."""
+    text = {}
+    for field, most in LIMITS.items():
+        value = form.get(field, "")
+        if not isinstance(value, str) or len(value) > most:
+            raise ValueError(field)
+        text[field] = value
+    if not text["caption"].strip():
+        raise ValueError("caption")
+    video = form.get("video")
+    if isinstance(video, str) and video:
+        raise ValueError("video")
+    chosen = video if isinstance(video, UploadFile) and (video.filename or video.size) else None
+    return DraftForm(
+        **text,
+        paid=form.get("paid") == "true",
+        ai_generated=form.get("ai_generated") == "true",
+        keep_video=form.get("keep_video") == "true",
+        video=chosen,
+    )
+
+
+@router.post("/briefs/{token}/drafts")
+async def submit_draft(
+    request: Request, token: str, engine: Store, settings: AppSettings, clock: Clock
+) -> Response:
+    """A creator sends a draft from their brief page, with a video link or file or neither;
+    the checks run at once. The body is bounded before it is read (a video of at most
+    RALLY_MAX_UPLOAD_MB, and room for the text), and only for a live brief link."""
+    limit_mb = settings.section(UploadSettings).max_upload_mb
+    length = request.headers.get("content-length", "")
+    if not length.isdigit():
+        return Response("A form's length, please.", status_code=411)
+    if int(length) > limit_mb * 1024 * 1024 + FORM_ROOM:
+        return await run_in_threadpool(
+            _brief, request, engine, settings, token, clock, error=too_large(limit_mb), status=413
+        )
+    if not await run_in_threadpool(_live, engine, token, clock):  # before reading the body
+        return not_found(request)
+    async with request.form(
+        max_files=1, max_fields=len(LIMITS) + 3, max_part_size=128 * 1024
+    ) as form:
+        draft = read_draft_form(form)
+        try:
+            await run_in_threadpool(_submit, engine, settings, token, clock, draft, limit_mb)
+        except RallyError as exc:
+            status = exc.status if isinstance(exc, UploadRefused) else 409
+            return await run_in_threadpool(
+                _brief,
+                request,
+                engine,
+                settings,
+                token,
+                clock,
+                error=str(exc),
+                status=status,
+                sent=draft,
+            )
+    return RedirectResponse(f"/briefs/{token}#drafts", status_code=303)
+
+
+def _live(engine: Engine, token: str, clock: Any) -> bool:
+    with transaction(engine, write=False) as session:
+        return open_brief(session, token, now=clock()) is not None
+
+
+def _submit(
+    engine: Engine, settings: Settings, token: str, clock: Any, form: DraftForm, limit_mb: int
+) -> None:
+    with transaction(engine) as session:
+        page = open_brief(session, token, now=clock())
+        if page is None:
+            raise RallyError("this brief link has expired")
+        seconds = _number("duration", form.duration, float)
+        creative_id = _number("creative", form.creative, int)
+        stored = None
+        if form.video is not None:
+            stored = store_video(
+                settings.home, page.campaign_slug, form.video.file, limit_mb=limit_mb
+            )
+        actor = f"creator:@{page.handle}"
+        draft = Submission(
+            form.caption,
+            form.script,
+            form.video_url.strip() or None,
+            seconds,
+            form.paid,
+            form.ai_generated,
+        )
+        try:
+            result = submit(
+                session,
+                slug=page.campaign_slug,
+                handle=page.handle,
+                submission=draft,
+                submitted_by=actor,
+                now=clock(),
+                creative_id=creative_id,
+                public_url=settings.public_url,
+            )
+            if stored is not None:
+                attach_video(
+                    session,
+                    creative_id=result.creative_id,
+                    version=result.version,
+                    video=stored,
+                    actor=actor,
+                )
+            elif form.keep_video:
+                keep_previous_video(
+                    session,
+                    settings.home,
+                    creative_id=result.creative_id,
+                    version=result.version,
+                    actor=actor,
+                )
+        except BaseException:
+            if stored is not None:
+                forget_video(settings.home, page.campaign_slug, stored)
+            raise
+
+
+@router.get("/briefs/{token}/videos/{name}")
+def creator_video(
+    request: Request, token: str, name: str, engine: Store, settings: AppSettings, clock: Clock
+) -> Response:
+    """A video the creator uploaded, for them to watch again with their brief link."""
+    with transaction(engine, write=False) as session:
+        page = open_brief(session, token, now=clock())
+        if page is None or not member_has_video(session, page.brief.member_id, name):
+            return not_found(request)
+    path = video_file(settings.home, page.campaign_slug, name)
+    if path is None:
+        return not_found(request)
+    return FileResponse(path, media_type=media_type(name), content_disposition_type="inline")
 
 
 Number = TypeVar("Number", int, float)
@@ -97,17 +234,66 @@ def _number(field: str, text: str, kind: type[Number]) -> Number | None:
 
 def _brief(
     request: Request,
-    page: BriefPage | None,
-    drafts: list[dict[str, Any]],
-    fixing: dict[str, Any] | None = None,
+    engine: Engine,
+    settings: Settings,
+    token: str,
+    clock: Any,
+    *,
+    fix: str = "",
+    error: str | None = None,
+    status: int = 200,
+    sent: DraftForm | None = None,
 ) -> Response:
-    if page is None:
-        return not_found(request)
+    with transaction(engine, write=False) as session:
+        page = open_brief(session, token, now=clock())
+        if page is None:
+            return not_found(request)
+        portal = creator_portal(session, page, token=token, public_url=settings.public_url)
     context = {
         "page": page,
-        "drafts": drafts,
-        "fixing": fixing,
         "brief": page.brief,
-        "content": Markup(page.brief.content_html),  # rendered by the sandbox, autoescaped
+        "portal": portal,
+        "form": _form(portal.creatives, fix, sent),
+        "error": error,
+        "upload_mb": settings.section(UploadSettings).max_upload_mb,
+        "too_large": too_large(settings.section(UploadSettings).max_upload_mb),
     }
-    return page_response(request, "brief.html", context)
+    prelude, sections = brief_sections(page.brief.content_html)
+    # The brief was rendered by the sandbox with autoescaping: its HTML is Rally's own.
+    context["prelude"] = Markup(prelude)
+    context["sections"] = [(s, Markup(s.title), Markup(s.body)) for s in sections]
+    return page_response(request, "brief.html", context, status_code=status)
+
+
+def _form(creatives: list[dict[str, Any]], fix: str, sent: DraftForm | None) -> dict[str, Any]:
+    """What the draft form starts with: what was just sent (when it was refused), else the
+    creative being fixed with its last version's details, else an empty new video."""
+    if sent is not None:
+        fixing = next((c for c in creatives if str(c["id"]) == sent.creative), None)
+        return {
+            "fixing": fixing,
+            "creative": sent.creative,
+            "caption": sent.caption,
+            "script": sent.script,
+            "video_url": sent.video_url,
+            "duration": sent.duration,
+            "paid": sent.paid,
+            "ai_generated": sent.ai_generated,
+        }
+    chosen = [c for c in creatives if c["may_resubmit"] and str(c["id"]) == fix]
+    sent_back = [c for c in creatives if c["needs_fixing"]] if fix != "new" else []
+    if not (chosen or sent_back):
+        empty = {"caption": "", "script": "", "video_url": "", "duration": "", "creative": ""}
+        return {"fixing": None, "paid": False, "ai_generated": False, **empty}
+    fixing = (chosen or sent_back)[0]
+    seconds = fixing["duration_seconds"]
+    return {
+        "fixing": fixing,
+        "creative": str(fixing["id"]),
+        "caption": fixing["caption"],
+        "script": fixing["script"],
+        "video_url": fixing["video_url"],
+        "duration": f"{seconds:g}" if seconds else "",
+        "paid": fixing["paid"],
+        "ai_generated": fixing["ai_generated"],
+    }

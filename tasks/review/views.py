@@ -1,6 +1,5 @@
 """Reading reviews back: the queue, one task as an approver sees it, a creative's history."""
 
-import re
 from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime
@@ -29,11 +28,11 @@ from tasks.campaigns.configs import campaign_policy
 from tasks.review.comments import MAX_COMMENT_CHARS, clock_time, comments_on
 from tasks.review.compare import word_diff
 from tasks.review.routing import local_time
+from tasks.review.uploads import upload_url
 
 DECIDED = (ReviewStatus.APPROVED, ReviewStatus.CHANGES_REQUESTED, ReviewStatus.REJECTED)
 STATES = {"open": "Open", "overdue": "Overdue", "decided": "Decided"}
 QUEUE_ROWS = 200  # the most one queue page lists; the counts cover every task
-UPLOAD = re.compile(r"/uploads/[A-Za-z0-9._~/-]+")
 
 
 def task_view(session: Session, task_id: int) -> dict[str, Any]:
@@ -327,13 +326,15 @@ def creatives_of(
     ]
 
 
-def video_of(url: str | None) -> dict[str, str] | None:
-    """How the page shows a draft's video: a player for a file Rally serves (`/uploads/...`),
-    a link for one hosted elsewhere (https), the address as text for anything else."""
+def video_of(draft: CreativeDraft) -> dict[str, str] | None:
+    """How the page shows a draft's video: a player for the file its creator uploaded (which
+    Rally serves to the campaign's approvers), a link for one hosted elsewhere (https), the
+    address as text for anything else."""
+    if uploaded := upload_url(draft):
+        return {"kind": "file", "url": uploaded}
+    url = draft.video_url
     if not url:
         return None
-    if UPLOAD.fullmatch(url) and ".." not in url and "//" not in url:
-        return {"kind": "file", "url": url}
     if url.startswith("https://"):
         return {"kind": "link", "url": url}
     return {"kind": "text", "url": url}
@@ -369,7 +370,7 @@ def review_page(session: Session, task_id: int) -> dict[str, Any]:
         "decided": local_time(task.decided_at, spec) if task.decided_at else None,
         "zone": spec.timezone,
         "duration": clock_time(draft.duration_seconds) if draft.duration_seconds else None,
-        "video": video_of(draft.video_url),
+        "video": video_of(draft),
         "previous_version": previous.version if previous else None,
         "caption_diff": word_diff(previous.caption, draft.caption) if previous else None,
         "comments": comments_on(session, draft.id or 0, spec),

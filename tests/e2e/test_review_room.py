@@ -4,9 +4,12 @@ which campaign and when it is due, the player, the caption against the previous 
 comment at a moment of the video, and decisions made from the keyboard; then the signed-out
 page, where a new sign-in link is a form away."""
 
+import io
+import re
 from datetime import timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 
 from config.settings import get_settings
@@ -14,6 +17,7 @@ from store.db import transaction
 from store.types import utcnow
 from tasks.review.creatives import Submission, submit
 from tasks.review.decisions import decide
+from tasks.review.uploads import attach_video, store_video
 from tests.conftest import SLUG
 from tests.e2e.conftest import Server
 from tests.e2e.pages import assert_page_fits
@@ -32,26 +36,42 @@ DISCLAIMER = (
 )
 
 
+# The first bytes of an MP4 file (an ISO box `ftyp`), then filler: enough for Rally to take it.
+MP4 = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom" + bytes(4096)
+
+
 def submitted(engine, handle: str, said: str, video: str, *, creative=None, hours_ago=0.0):
+    """A draft from `handle`; `video` is a hosted video's address, or UPLOADED for a file sent
+    with the draft as the brief page sends one."""
+    hosted = None if video == UPLOADED else video
     with transaction(engine) as session:
         made = submit(
             session,
             slug=SLUG,
             handle=handle,
-            submission=Submission(DISCLAIMER.format(said), video_url=video, duration_seconds=22),
+            submission=Submission(DISCLAIMER.format(said), video_url=hosted, duration_seconds=22),
             submitted_by=f"creator:@{handle}",
             now=utcnow() - timedelta(hours=hours_ago),
             creative_id=creative,
             public_url=get_settings().public_url,
         )
+        if video == UPLOADED:
+            stored = store_video(
+                get_settings().home, SLUG, io.BytesIO(MP4 + said.encode()), limit_mb=5
+            )
+            attach_video(session, creative_id=made.creative_id, version=made.version,
+                         video=stored, actor=f"creator:@{handle}")  # fmt: skip
     return made
+
+
+UPLOADED = "uploaded"
 
 
 def test_an_approver_signs_in_filters_the_queue_comments_at_a_time_and_decides(
     server: Server, engine, running: Path, tabs
 ):
     # Maya's first version went back with a note; her second waits for internal review.
-    first = submitted(engine, "maya.votes.pa", "Register now!", "/uploads/maya-v1.mp4")
+    first = submitted(engine, "maya.votes.pa", "Register now!", UPLOADED)
     with transaction(engine) as session:
         decide(
             session,
@@ -73,7 +93,7 @@ def test_an_approver_signs_in_filters_the_queue_comments_at_a_time_and_decides(
         engine,
         "maya.votes.pa",
         "Register today, code MAYAVOTESPA!",
-        "/uploads/maya-v2.mp4",
+        UPLOADED,
         creative=first.creative_id,
     )
 
@@ -109,7 +129,10 @@ def test_an_approver_signs_in_filters_the_queue_comments_at_a_time_and_decides(
     assert "@maya.votes.pa" in heading and "First Vote PA 2027" in heading
     assert "due " in heading and ("EST" in heading or "EDT" in heading)
     assert "maya.votes.pa" in page.title() and "First Vote PA 2027" in page.title()
-    assert page.get_attribute("video#player", "src") == "/uploads/maya-v2.mp4"
+    src = page.get_attribute("video#player", "src")
+    assert src is not None and re.fullmatch(r"/review/videos/\d+/[0-9a-f]{64}\.mp4", src)
+    assert page.request.get(server.url + src).status == 200  # the signed-in approver's to watch
+    assert httpx.get(server.url + src).status_code == 401  # and no one else's
     assert page.text_content("#caption-diff ins") == "added: today, code MAYAVOTESPA! "
     assert page.text_content("#caption-diff del") == "removed: now! "
 

@@ -81,3 +81,25 @@ def test_odd_numbers_in_a_draft_or_an_address_are_named_not_a_server_error(
     staff = signed_in(settings, engine, STAFF)
     for address in ("/review/tasks/99999999999999999999", "/review/tasks/0"):
         assert staff.get(address).status_code == 400, address
+
+
+def test_a_draft_the_checks_send_back_says_what_to_fix_in_plain_words(
+    settings, engine, rally, running
+):
+    generate(settings, engine, SLUG)
+    token = links(rally)["maya.votes.pa"]
+    client = TestClient(create_app(settings))
+    sent = client.post(
+        f"/briefs/{token}/drafts",
+        data={"caption": "Register now! #FirstVotePA", "duration": "20"},  # no disclosure
+        follow_redirects=False,
+    )
+    assert sent.status_code == 303 and sent.headers["location"] == f"/briefs/{token}#drafts"
+    page = client.get(f"/briefs/{token}").text
+    assert "Changes requested" in page and "Your version 1 needs changes" in page
+    assert "Must fix before review: " in page
+    assert "block:" not in page and "changes_requested" not in page  # no internal words
+    assert "1 with changes requested" in page and "0 of 3 approved, 0 posted" in page
+    # The form is the next version of that video, its caption kept.
+    assert '<option value="1" selected>a new version of Video 1' in page
+    assert ">Register now! #FirstVotePA</textarea>" in page

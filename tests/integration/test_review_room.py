@@ -3,6 +3,7 @@ kept, audited, seen by the task's other approvers), the queue's filters and coun
 "email me a new sign-in link" form (one answer for everyone, a link only for approvers, and
 its limits)."""
 
+import io
 import re
 from datetime import UTC, datetime, timedelta
 
@@ -17,6 +18,7 @@ from tasks.campaigns.campaign import campaign_spec, get_campaign
 from tasks.review.approvers import SESSION_LIFETIME, issue
 from tasks.review.comments import CommentRefused, add_comment, comments_on
 from tasks.review.creatives import Submission, submit
+from tasks.review.uploads import attach_video, store_video
 from tasks.review.views import approver_queue
 from tests.conftest import SLUG
 from tests.integration.test_review import COUNSEL, DANA, GOOD, LI, open_tasks, rule, send
@@ -40,6 +42,19 @@ def comment(engine, task: int | None, who: str, text: str, at: str = "") -> None
         add_comment(session, task_id=task or 0, author=who, body=text, at=at, now=utcnow())
 
 
+# The first bytes of an MP4 file (an ISO box `ftyp`), then filler: enough for Rally to take it.
+MP4 = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom" + bytes(4096)
+
+
+def send_with_video(settings, engine) -> None:
+    """A draft sent with a video file, as the brief page sends one."""
+    made = send(engine)
+    with transaction(engine) as session:
+        stored = store_video(settings.home, SLUG, io.BytesIO(MP4), limit_mb=5)
+        attach_video(session, creative_id=made.creative_id, version=made.version,
+                     video=stored, actor="creator:@maya.votes.pa")  # fmt: skip
+
+
 @pytest.mark.parametrize(
     ("at", "text", "field", "said"),
     [
@@ -51,9 +66,9 @@ def comment(engine, task: int | None, who: str, text: str, at: str = "") -> None
     ],
 )
 def test_a_comment_with_a_bad_time_or_text_is_refused_naming_the_field(
-    engine, applied, at, text, field, said
+    settings, engine, applied, at, text, field, said
 ):
-    send(engine, video_url="/uploads/maya-1.mp4")
+    send_with_video(settings, engine)
     task = open_tasks(engine)[0].id
     with pytest.raises(CommentRefused) as refused:
         comment(engine, task, DANA, text, at)
@@ -65,7 +80,7 @@ def test_a_comment_with_a_bad_time_or_text_is_refused_naming_the_field(
 def test_comments_are_kept_in_the_videos_order_audited_and_seen_by_the_other_approvers(
     settings, engine, applied
 ):
-    send(engine, video_url="/uploads/maya-1.mp4")
+    send_with_video(settings, engine)
     task = open_tasks(engine)[0].id
     comment(engine, task, DANA, "The logo is too small to read.", "0:12")
     comment(engine, task, LI, "Music is licensed, fine.")
@@ -102,7 +117,7 @@ def test_comments_are_kept_in_the_videos_order_audited_and_seen_by_the_other_app
 def test_a_comment_from_the_page_says_what_is_wrong_and_keeps_what_was_typed(
     settings, engine, applied
 ):
-    send(engine, video_url="/uploads/maya-1.mp4")
+    send_with_video(settings, engine)
     task = open_tasks(engine)[0].id
     dana = signed_in(settings, engine, DANA)
     wrong = dana.post(

@@ -47,3 +47,15 @@ for (const button of document.querySelectorAll("button[data-copy]")) button.hidd
     for (const button of document.querySelectorAll("button[data-player-time]")) button.hidden = false;
   }
 }
+
+// Creator portal: a video file larger than the brief page takes is refused as soon as it is
+// chosen, with the server's own words, instead of after a long upload (the server refuses it
+// too). <input type=file data-max-bytes="..." data-too-large="...">
+for (const input of document.querySelectorAll("input[type=file][data-max-bytes]")) {
+  input.addEventListener("change", () => {
+    const file = input.files && input.files[0];
+    const tooLarge = file && file.size > Number(input.dataset.maxBytes);
+    input.setCustomValidity(tooLarge ? input.dataset.tooLarge : "");
+    if (tooLarge) input.reportValidity();
+  });
+}
