@@ -46,7 +46,8 @@ def problems_at(page, width: int) -> list[str]:
 
 def assert_page_fits(page, name: str | None = None) -> None:
     """The page as it stands fits a phone and a laptop and passes axe at both widths; with
-    `RALLY_SCREENSHOTS` set, it is photographed at each width as `<name>-<width>.png`."""
+    `RALLY_SCREENSHOTS` set, it is photographed at each width as `<name>-<width>.png`, and as
+    a phone's first screen as `<name>-390-screen.png`."""
     found: list[str] = []
     for width in WIDTHS:
         found += problems_at(page, width)
@@ -54,5 +55,7 @@ def assert_page_fits(page, name: str | None = None) -> None:
         if folder and name:
             Path(folder).mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(Path(folder) / f"{name}-{width}.png"), full_page=True)
+            if width == 390:
+                page.screenshot(path=str(Path(folder) / f"{name}-390-screen.png"))
     page.set_viewport_size({"width": 1280, "height": 800})
     assert not found, "\n".join(found)
