@@ -111,7 +111,8 @@ def test_a_creator_from_the_email_to_a_posted_video(
     # Confirming brings the page back at the confirmation, in view.
     page.set_viewport_size(PHONE)
     page.focus("#acknowledge")
-    page.keyboard.press("Enter")  # by keyboard: the page's buttons are real buttons
+    with page.expect_navigation():
+        page.keyboard.press("Enter")  # by keyboard: the page's buttons are real buttons
     page.locator("#acknowledged").wait_for()
     assert page.url.endswith("#acknowledged")
     assert page.locator("#acknowledged").is_visible()
@@ -176,7 +177,8 @@ def test_a_creator_from_the_email_to_a_posted_video(
 
     page.fill("#caption", f"{caption} Code {creator['source_code']}")
     page.focus("#submit")
-    page.keyboard.press("Space")  # the fixed version, sent by keyboard
+    with page.expect_navigation():
+        page.keyboard.press("Space")  # the fixed version, sent by keyboard
     page.locator("#drafts .draft").wait_for()
     draft = page.locator("#drafts .draft").first
     assert "Waiting for review" in draft.locator("h3").inner_text()

@@ -88,7 +88,8 @@ def test_a_person_signs_up_on_a_phone_and_confirms_by_the_emailed_link(
     page.check("input[name=consent_email]")
     page.check("input[name=consent_sms]")
     page.get_by_role("button", name="Sign up").focus()
-    page.keyboard.press("Enter")  # the form works by keyboard
+    with page.expect_navigation():
+        page.keyboard.press("Enter")  # the form works by keyboard
 
     assert page.locator("h1").inner_text() == "Thanks, Pat!"
     assert "pat.lee@example.org" in page.locator("#check-email").inner_text()
