@@ -6,6 +6,7 @@ referrer leaves the site, nothing is cached or indexed, and pages load nothing f
 
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl
 
 from fastapi import Request
 from fastapi.responses import Response
@@ -93,6 +94,18 @@ def not_found(request: Request, *, status_code: int = 404) -> Response:
     """The plain "not found" page: what an unknown link, a stranger's task or a refused form
     gets alike, so none of them tells what exists."""
     return page_response(request, "not_found.html", {}, status_code=status_code)
+
+
+def form_fields(body: bytes, *, max_fields: int, max_chars: int | None = None) -> dict[str, str]:
+    """A form-encoded body's fields (the first of each name, each cut to `max_chars` if
+    given); more than `max_fields` is a ValueError, answered 400."""
+    pairs = parse_qsl(
+        body.decode("utf-8", "replace"), keep_blank_values=True, max_num_fields=max_fields
+    )
+    form: dict[str, str] = {}
+    for name, value in pairs:
+        form.setdefault(name, value[:max_chars])
+    return form
 
 
 async def request_body(request: Request, limit: int) -> bytes | None:

@@ -15,7 +15,7 @@ import ipaddress
 import math
 from datetime import datetime
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, RedirectResponse, Response
@@ -37,7 +37,7 @@ from tasks.engagement.writer import EventWriter
 from tasks.formats import plain_text
 from tasks.leads.contacts import ContactError, normalize_email, normalize_phone
 from web.deps import AppSettings, Clock, Store, Writer
-from web.pages import TEMPLATES, not_found, page_response, request_body
+from web.pages import TEMPLATES, form_fields, not_found, page_response, request_body
 
 router = APIRouter()
 MAX_FORM_BYTES = 8 * 1024  # the signup form's fields, filled, are a few hundred bytes
@@ -90,7 +90,7 @@ async def join(
     body = await request_body(request, MAX_FORM_BYTES)
     if body is None:
         return PlainTextResponse("The form is too large.", status_code=413)
-    form = form_fields(body)
+    form = form_fields(body, max_fields=MAX_FORM_FIELDS, max_chars=MAX_FIELD_CHARS)
     values, problems = signup_values(form)
     if form.get(HONEYPOT):
         return page_response(request, "joined.html", thanks(spec, values))
@@ -113,18 +113,6 @@ async def join(
         response.headers["Retry-After"] = str(math.ceil(refused.retry_after))
         return response
     return page_response(request, "joined.html", thanks(spec, values))
-
-
-def form_fields(body: bytes) -> dict[str, str]:
-    """A form-encoded body's fields (the first of each name), each cut to `MAX_FIELD_CHARS`;
-    too many fields is a ValueError, answered 400."""
-    pairs = parse_qsl(
-        body.decode("utf-8", "replace"), keep_blank_values=True, max_num_fields=MAX_FORM_FIELDS
-    )
-    form: dict[str, str] = {}
-    for name, value in pairs:
-        form.setdefault(name, value[:MAX_FIELD_CHARS])
-    return form
 
 
 def client_address(request: Request) -> str:

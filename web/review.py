@@ -7,7 +7,6 @@ import asyncio
 import math
 import re
 from typing import Any
-from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, RedirectResponse, Response
@@ -27,7 +26,7 @@ from tasks.review.new_links import count_link_request, email_new_link
 from tasks.review.routing import ReviewRefused
 from tasks.review.views import STATES, approver_queue, review_page
 from web.deps import SESSION_COOKIE, Approver, AppSettings, Clock, RowId, Store
-from web.pages import not_found, page_response, request_body
+from web.pages import form_fields, not_found, page_response, request_body
 from web.public import client_address
 
 router = APIRouter()
@@ -47,15 +46,7 @@ def same_origin(request: Request, settings: Settings) -> bool:
 async def form_of(request: Request) -> dict[str, str] | None:
     """A form-encoded body's fields (the first of each name), None when too large."""
     body = await request_body(request, MAX_FORM_BYTES)
-    if body is None:
-        return None
-    pairs = parse_qsl(
-        body.decode("utf-8", "replace"), keep_blank_values=True, max_num_fields=MAX_FORM_FIELDS
-    )
-    form: dict[str, str] = {}
-    for name, value in pairs:
-        form.setdefault(name, value)
-    return form
+    return None if body is None else form_fields(body, max_fields=MAX_FORM_FIELDS)
 
 
 @router.get("/review/signin/{token}")

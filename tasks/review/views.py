@@ -233,54 +233,6 @@ def review_queue(
     return sorted(queue, key=lambda r: (not r["overdue"], r["due_at"] or ""))
 
 
-def creator_drafts(session: Session, member_id: int) -> list[dict[str, Any]]:
-    """A creator's creatives, newest first, as their brief page shows them: the latest version,
-    where it stands, what the checks found and what reviewers asked for."""
-    creatives = session.exec(
-        select(Creative).where(Creative.member_id == member_id).order_by(col(Creative.id).desc())
-    ).all()
-    shown = []
-    for creative in creatives:
-        draft = session.exec(
-            select(CreativeDraft).where(
-                CreativeDraft.creative_id == creative.id,
-                CreativeDraft.version == creative.current_version,
-            )
-        ).first()
-        if draft is None:
-            continue
-        failed = session.exec(
-            select(PolicyFinding).where(
-                PolicyFinding.draft_id == draft.id, col(PolicyFinding.passed).is_(False)
-            )
-        ).all()
-        notes = session.exec(
-            select(ReviewTask.tier, ReviewTask.note).where(
-                ReviewTask.draft_id == draft.id, col(ReviewTask.note).is_not(None)
-            )
-        ).all()
-        shown.append(
-            {
-                "id": creative.id,
-                "title": creative.title,
-                "status": creative.status,
-                "version": draft.version,
-                "caption": draft.caption,
-                "script": draft.script or "",
-                "video_url": draft.video_url or "",
-                "duration_seconds": draft.duration_seconds,
-                "problems": [
-                    {"rule": f.rule_id, "severity": f.severity, "message": f.message}
-                    for f in failed
-                ],
-                "notes": [{"tier": tier, "note": note} for tier, note in notes],
-                "may_resubmit": creative.status in ("changes_requested", "in_review", "draft"),
-                "needs_fixing": creative.status in ("changes_requested", "draft"),
-            }
-        )
-    return shown
-
-
 def creatives_of(
     session: Session, campaign: Campaign, *, status: str | None = None
 ) -> list[dict[str, Any]]:
