@@ -22,6 +22,7 @@ import store.models  # noqa: F401
 from config.settings import Settings, get_settings
 from store.audit import GENESIS
 from store.db import engine_for, head_revision, open_store, upgrade
+from tests.fakes.s3_api import FakeS3
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "youth-vote"
@@ -203,3 +204,15 @@ def running(rally, example: Path) -> Path:
     run = rally("campaign", "apply", example / "campaign.yaml")
     assert run.code == 0, run.err
     return example
+
+
+@pytest.fixture
+def bucket(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeS3]:
+    """Uploaded videos kept in a local S3-compatible bucket (`RALLY_S3_*` point at it); ask
+    for it before `settings` or `server`, so both see it."""
+    with FakeS3() as fake:
+        for name, value in fake.env().items():
+            monkeypatch.setenv(name, value)
+        get_settings.cache_clear()
+        yield fake
+    get_settings.cache_clear()

@@ -23,6 +23,7 @@ from config.settings import Settings, get_settings
 from store.db import open_store
 from store.types import utcnow
 from tasks.engagement.writer import EventWriter
+from tasks.review.uploads import video_shelf
 from web import api, briefs, public, reports, review, sprint, staff, staff_actions, uploads
 from web.deps import AppState, SignedOut
 from web.pages import PrivateHeaders, RetryDroppedConnection, not_found, page_response
@@ -40,9 +41,10 @@ def create_app(
     settings = settings or get_settings()
     engine = open_store(settings)
     app = FastAPI(title="Rally", docs_url=None, redoc_url=None, openapi_url=None)
-    app.state.rally = AppState(engine, settings, clock, EventWriter(engine))
+    shelf = video_shelf(settings)
+    app.state.rally = AppState(engine, settings, clock, EventWriter(engine), shelf)
     app.add_middleware(RetryDroppedConnection)
-    app.add_middleware(PrivateHeaders)
+    app.add_middleware(PrivateHeaders, media=shelf.bucket.origin if shelf.bucket else "")
     app.add_middleware(TikTokWebhooks, state=app.state.rally)  # outermost: the busiest route
     _answer_errors(app)
     # The public first: webhooks are the busiest.

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from fastapi import APIRouter, Form, Request
-from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from markupsafe import Markup
 from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
@@ -20,19 +20,21 @@ from tasks.briefs.status import acknowledge, open_brief
 from tasks.review.creatives import Submission, submit
 from tasks.review.uploads import (
     FORM_ROOM,
+    Shelf,
+    StoredVideo,
     UploadRefused,
     UploadSettings,
     attach_video,
     forget_video,
     keep_previous_video,
-    media_type,
     member_has_video,
     store_video,
     too_large,
-    video_file,
+    video_place,
 )
-from web.deps import AppSettings, Clock, Store
+from web.deps import AppSettings, Clock, Store, VideoShelf
 from web.pages import not_found, page_response
+from web.uploads import video_response
 
 router = APIRouter()
 LIMITS = {"caption": 5000, "script": 20000, "video_url": 2000, "duration": 12, "creative": 12}
@@ -106,7 +108,12 @@ def read_draft_form(form: FormData) -> DraftForm:
 
 @router.post("/briefs/{token}/drafts")
 async def submit_draft(
-    request: Request, token: str, engine: Store, settings: AppSettings, clock: Clock
+    request: Request,
+    token: str,
+    engine: Store,
+    settings: AppSettings,
+    shelf: VideoShelf,
+    clock: Clock,
 ) -> Response:
     """A creator sends a draft from their brief page, with a video link or file or neither;
     the checks run at once. The body is bounded before it is read (a video of at most
@@ -119,14 +126,17 @@ async def submit_draft(
         return await run_in_threadpool(
             _brief, request, engine, settings, token, clock, error=too_large(limit_mb), status=413
         )
-    if not await run_in_threadpool(_live, engine, token, clock):  # before reading the body
+    slug = await run_in_threadpool(_live_campaign, engine, token, clock)
+    if slug is None:  # before reading the body
         return not_found(request)
     async with request.form(
         max_files=1, max_fields=len(LIMITS) + 3, max_part_size=128 * 1024
     ) as form:
         draft = read_draft_form(form)
         try:
-            await run_in_threadpool(_submit, engine, settings, token, clock, draft, limit_mb)
+            await run_in_threadpool(
+                _submit, engine, shelf, slug, token, clock, draft, limit_mb, settings.public_url
+            )
         except RallyError as exc:
             status = exc.status if isinstance(exc, UploadRefused) else 409
             return await run_in_threadpool(
@@ -143,13 +153,44 @@ async def submit_draft(
     return RedirectResponse(f"/briefs/{token}#drafts", status_code=303)
 
 
-def _live(engine: Engine, token: str, clock: Any) -> bool:
+def _live_campaign(engine: Engine, token: str, clock: Any) -> str | None:
+    """The campaign of a live brief link, or None."""
     with transaction(engine, write=False) as session:
-        return open_brief(session, token, now=clock()) is not None
+        page = open_brief(session, token, now=clock())
+        return page.campaign_slug if page is not None else None
 
 
 def _submit(
-    engine: Engine, settings: Settings, token: str, clock: Any, form: DraftForm, limit_mb: int
+    engine: Engine,
+    shelf: Shelf,
+    slug: str,
+    token: str,
+    clock: Any,
+    form: DraftForm,
+    limit_mb: int,
+    public_url: str,
+) -> None:
+    """Keep the video first (a bucket may take seconds; no transaction waits on it), then
+    record the draft; a draft refused after its video was kept leaves no new file behind."""
+    stored = None
+    if form.video is not None:
+        stored = store_video(shelf, slug, form.video.file, limit_mb=limit_mb)
+    try:
+        _record_draft(engine, shelf, token, clock, form, stored, public_url)
+    except BaseException:
+        if stored is not None:
+            forget_video(shelf, slug, stored)
+        raise
+
+
+def _record_draft(
+    engine: Engine,
+    shelf: Shelf,
+    token: str,
+    clock: Any,
+    form: DraftForm,
+    stored: StoredVideo | None,
+    public_url: str,
 ) -> None:
     with transaction(engine) as session:
         page = open_brief(session, token, now=clock())
@@ -157,11 +198,6 @@ def _submit(
             raise RallyError("this brief link has expired")
         seconds = _number("duration", form.duration, float)
         creative_id = _number("creative", form.creative, int)
-        stored = None
-        if form.video is not None:
-            stored = store_video(
-                settings.home, page.campaign_slug, form.video.file, limit_mb=limit_mb
-            )
         actor = f"creator:@{page.handle}"
         draft = Submission(
             form.caption,
@@ -171,52 +207,44 @@ def _submit(
             form.paid,
             form.ai_generated,
         )
-        try:
-            result = submit(
+        result = submit(
+            session,
+            slug=page.campaign_slug,
+            handle=page.handle,
+            submission=draft,
+            submitted_by=actor,
+            now=clock(),
+            creative_id=creative_id,
+            public_url=public_url,
+        )
+        if stored is not None:
+            attach_video(
                 session,
-                slug=page.campaign_slug,
-                handle=page.handle,
-                submission=draft,
-                submitted_by=actor,
-                now=clock(),
-                creative_id=creative_id,
-                public_url=settings.public_url,
+                creative_id=result.creative_id,
+                version=result.version,
+                video=stored,
+                actor=actor,
             )
-            if stored is not None:
-                attach_video(
-                    session,
-                    creative_id=result.creative_id,
-                    version=result.version,
-                    video=stored,
-                    actor=actor,
-                )
-            elif form.keep_video:
-                keep_previous_video(
-                    session,
-                    settings.home,
-                    creative_id=result.creative_id,
-                    version=result.version,
-                    actor=actor,
-                )
-        except BaseException:
-            if stored is not None:
-                forget_video(settings.home, page.campaign_slug, stored)
-            raise
+        elif form.keep_video:
+            keep_previous_video(
+                session,
+                shelf,
+                creative_id=result.creative_id,
+                version=result.version,
+                actor=actor,
+            )
 
 
 @router.get("/briefs/{token}/videos/{name}")
 def creator_video(
-    request: Request, token: str, name: str, engine: Store, settings: AppSettings, clock: Clock
+    request: Request, token: str, name: str, engine: Store, shelf: VideoShelf, clock: Clock
 ) -> Response:
     """A video the creator uploaded, for them to watch again with their brief link."""
     with transaction(engine, write=False) as session:
         page = open_brief(session, token, now=clock())
         if page is None or not member_has_video(session, page.brief.member_id, name):
             return not_found(request)
-    path = video_file(settings.home, page.campaign_slug, name)
-    if path is None:
-        return not_found(request)
-    return FileResponse(path, media_type=media_type(name), content_disposition_type="inline")
+    return video_response(request, video_place(shelf, page.campaign_slug, name), name)
 
 
 Number = TypeVar("Number", int, float)

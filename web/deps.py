@@ -18,6 +18,7 @@ from config.settings import Settings
 from store.db import transaction
 from tasks.engagement.writer import EventWriter
 from tasks.review.approvers import who
+from tasks.review.uploads import Shelf
 
 SESSION_COOKIE = "rally_review"  # the signed-in browser session (`tasks.review.approvers`)
 
@@ -30,6 +31,7 @@ class AppState:
     settings: Settings
     clock: Callable[[], datetime]
     writer: EventWriter  # one per app: it groups the commits of every request's event
+    shelf: Shelf  # where uploaded videos are kept (a folder, or a bucket and its connections)
 
 
 class SignedOut(Exception):
@@ -55,6 +57,10 @@ async def app_settings(request: Request) -> Settings:
     return app_state_of(request).settings
 
 
+async def video_shelf_of(request: Request) -> Shelf:
+    return app_state_of(request).shelf
+
+
 async def app_clock(request: Request) -> Callable[[], datetime]:
     return app_state_of(request).clock
 
@@ -67,6 +73,7 @@ Store = Annotated[Engine, Depends(store_engine)]
 RowId = Annotated[int, Path(ge=1, le=2**31 - 1)]  # an id in a path: the store's are 32-bit
 AppSettings = Annotated[Settings, Depends(app_settings)]
 Clock = Annotated[Callable[[], datetime], Depends(app_clock)]
+VideoShelf = Annotated[Shelf, Depends(video_shelf_of)]
 Writer = Annotated[EventWriter, Depends(event_writer)]
 
 

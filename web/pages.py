@@ -35,9 +35,18 @@ class PrivateHeaders:
     """Adds `HEADERS` to every response: a plain ASGI middleware, which costs a fraction of
     Starlette's `@app.middleware("http")` on every webhook and page."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, media: str = "") -> None:
+        """`media`: one more origin pages may play video from (the uploads' bucket)."""
         self.app = app
         self.raw = PRIVATE_HEADERS
+        if media:
+            policy = HEADERS["Content-Security-Policy"].replace(
+                "media-src 'self' https:", f"media-src 'self' https: {media}"
+            )
+            self.raw = [
+                (name, policy.encode() if name == b"content-security-policy" else value)
+                for name, value in PRIVATE_HEADERS
+            ]
         self.names = {name for name, _ in self.raw}
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:

@@ -1,7 +1,8 @@
 """Videos creators upload with a draft: checked to be a common video type (by their first bytes,
 not the name or type the browser gave), bounded in size (RALLY_MAX_UPLOAD_MB), stored under
-RALLY_HOME/uploads/<campaign slug>/<sha256>.<ext> (a name Rally makes, never one the sender
-chose), and served only to those who may see the draft:
+RALLY_HOME/uploads/<campaign slug>/<sha256>.<ext>, or in an S3-compatible bucket when
+RALLY_S3_BUCKET is set (a name Rally makes, never one the sender chose), and served only to
+those who may see the draft:
 
 - its creator, with their brief link (`tasks.briefs.portal.creator_video_url`);
 - the campaign's approvers and staff, signed in: `upload_url(draft)` (the review room's).
@@ -10,6 +11,7 @@ Both addresses carry the file's hash, so they cannot be guessed either.
 """
 
 import hashlib
+import logging
 import os
 import re
 import tempfile
@@ -21,7 +23,9 @@ from pydantic import Field
 from sqlmodel import Session, col, select
 
 from config.errors import RallyError
-from config.settings import RallySettings
+from config.settings import RallySettings, Settings
+from integrations.errors import IntegrationError
+from integrations.s3 import Bucket, BucketSettings
 from store.audit import Change, record
 from store.models import Campaign, Creative, CreativeDraft
 from tasks.campaigns.campaign import is_staff
@@ -30,6 +34,7 @@ VIDEO_TYPES = {"mp4": "video/mp4", "mov": "video/quicktime", "webm": "video/webm
 NAME = re.compile(r"[0-9a-f]{64}\.(?:mp4|mov|webm)")
 CHUNK = 1024 * 1024
 FORM_ROOM = 64 * 1024  # room in a draft's form for its text fields, beside the video
+log = logging.getLogger(__name__)
 
 
 class UploadSettings(RallySettings):
@@ -63,6 +68,12 @@ NOT_A_VIDEO = (
 )
 
 
+NOT_STORED = (
+    "video: the file could not be stored just now; please send the draft again in a few "
+    "minutes (nothing was sent)"
+)
+
+
 def sniff(head: bytes) -> str | None:
     """The extension of a video by its first bytes: MP4 and QuickTime share the ISO box
     layout (`ftyp`, QuickTime's brand `qt  `), WebM is EBML. None for anything else."""
@@ -75,21 +86,95 @@ def sniff(head: bytes) -> str | None:
     return None
 
 
-def uploads_folder(home: Path, slug: str) -> Path:
-    return home / "uploads" / slug
+class FolderShelf:
+    """Uploads kept on this machine: RALLY_HOME/uploads/<campaign slug>/<name>."""
+
+    bucket = None
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+
+    def folder(self, slug: str) -> Path:
+        return self.home / "uploads" / slug
+
+    def incoming(self, slug: str) -> Path:
+        """Where an upload is written while it is checked: beside its final place, so keeping
+        it is a rename."""
+        return self.folder(slug)
+
+    def keep(self, slug: str, incoming: Path, name: str) -> bool:
+        """Move the checked file in place; whether no earlier draft had sent this file."""
+        target = self.folder(slug) / name
+        new = not target.exists()
+        os.replace(incoming, target)  # the same video twice is one file
+        return new
+
+    def size(self, slug: str, name: str) -> int | None:
+        path = self.folder(slug) / name
+        return path.stat().st_size if path.is_file() else None
+
+    def forget(self, slug: str, name: str) -> None:
+        (self.folder(slug) / name).unlink(missing_ok=True)
+
+    def place(self, slug: str, name: str) -> Path | str | None:
+        """The file to stream, if it is there."""
+        path = self.folder(slug) / name
+        return path if path.is_file() else None
 
 
-def store_video(home: Path, slug: str, source: BinaryIO, *, limit_mb: int) -> StoredVideo:
-    """Copy an uploaded file into the campaign's uploads, named by its hash; `UploadRefused`
-    if it is not a video of a known type or larger than `limit_mb`."""
+class BucketShelf:
+    """Uploads kept in an S3-compatible bucket (`RALLY_S3_BUCKET`), as uploads/<slug>/<name>;
+    pages play them from a presigned link, so video bytes never pass through Rally."""
+
+    def __init__(self, bucket: Bucket, home: Path) -> None:
+        self.bucket, self.home = bucket, home
+
+    def incoming(self, slug: str) -> Path:
+        return self.home / "uploads" / ".incoming"
+
+    def keep(self, slug: str, incoming: Path, name: str) -> bool:
+        key = f"uploads/{slug}/{name}"
+        new = self.bucket.size(key) is None
+        if new:
+            sha256_hex = name.split(".", 1)[0]
+            self.bucket.put(key, incoming, sha256_hex=sha256_hex, content_type=media_type(name))
+        incoming.unlink(missing_ok=True)
+        return new
+
+    def size(self, slug: str, name: str) -> int | None:
+        return self.bucket.size(f"uploads/{slug}/{name}")
+
+    def forget(self, slug: str, name: str) -> None:
+        self.bucket.delete(f"uploads/{slug}/{name}")
+
+    def place(self, slug: str, name: str) -> Path | str | None:
+        """A link to the object, valid for RALLY_S3_LINK_MINUTES (no call to the bucket)."""
+        return self.bucket.link(f"uploads/{slug}/{name}", content_type=media_type(name))
+
+
+Shelf = FolderShelf | BucketShelf
+
+
+def video_shelf(settings: Settings) -> Shelf:
+    """Where this installation keeps uploaded videos: the bucket when one is configured."""
+    bucket = settings.section(BucketSettings)
+    if bucket.s3_bucket:
+        return BucketShelf(Bucket(bucket), settings.home)
+    return FolderShelf(settings.home)
+
+
+def store_video(shelf: Shelf, slug: str, source: BinaryIO, *, limit_mb: int) -> StoredVideo:
+    """Check an uploaded file, name it by its hash and keep it on `shelf`; `UploadRefused` if
+    it is not a video of a known type, larger than `limit_mb`, or the bucket cannot take it
+    now. The file is first copied to local disk, hashed and measured on the way."""
     head = source.read(64)
     kind = sniff(head)
     if kind is None:
         raise UploadRefused(NOT_A_VIDEO, 415)
-    folder = uploads_folder(home, slug)
-    folder.mkdir(parents=True, exist_ok=True)
+    incoming_folder = shelf.incoming(slug)
+    incoming_folder.mkdir(parents=True, exist_ok=True)
     digest, size, limit = hashlib.sha256(head), len(head), limit_mb * 1024 * 1024
-    handle, temporary = tempfile.mkstemp(dir=folder, prefix=".incoming-")
+    handle, temporary = tempfile.mkstemp(dir=incoming_folder, prefix=".incoming-")
     try:
         with os.fdopen(handle, "wb") as out:
             out.write(head)
@@ -100,19 +185,23 @@ def store_video(home: Path, slug: str, source: BinaryIO, *, limit_mb: int) -> St
                 digest.update(chunk)
                 out.write(chunk)
         name = f"{digest.hexdigest()}.{kind}"
-        new = not (folder / name).exists()
-        os.replace(temporary, folder / name)  # the same video twice is one file
-    except BaseException:
+        new = shelf.keep(slug, Path(temporary), name)
+    except IntegrationError as exc:
+        log.warning("an uploaded video could not be stored: %s", exc)
+        raise UploadRefused(NOT_STORED, 503) from None
+    finally:
         Path(temporary).unlink(missing_ok=True)
-        raise
     return StoredVideo(name, size, new)
 
 
-def forget_video(home: Path, slug: str, video: StoredVideo) -> None:
+def forget_video(shelf: Shelf, slug: str, video: StoredVideo) -> None:
     """Remove a video stored for a draft that was then refused, unless an earlier draft has
     the same file."""
     if video.new:
-        (uploads_folder(home, slug) / video.name).unlink(missing_ok=True)
+        try:
+            shelf.forget(slug, video.name)
+        except IntegrationError as exc:  # the draft's refusal matters more than the leftover
+            log.warning("a refused draft's video stays in the bucket: %s", exc)
 
 
 def attach_video(
@@ -136,7 +225,7 @@ def attach_video(
 
 
 def keep_previous_video(
-    session: Session, home: Path, *, creative_id: int, version: int, actor: str
+    session: Session, shelf: Shelf, *, creative_id: int, version: int, actor: str
 ) -> None:
     """Carry the video file of the version before `version` over to it (a fix to the caption
     alone needs no new upload)."""
@@ -146,18 +235,17 @@ def keep_previous_video(
         .join(Campaign, col(Campaign.id) == col(Creative.campaign_id))
         .where(CreativeDraft.creative_id == creative_id, CreativeDraft.version == version - 1)
     ).first()
-    path = video_file(home, previous[1], previous[0] or "") if previous else None
-    if path is not None:
-        video = StoredVideo(path.name, path.stat().st_size, new=False)
+    name, slug = (previous[0] or "", previous[1]) if previous else ("", "")
+    size = shelf.size(slug, name) if NAME.fullmatch(name) else None
+    if size is not None:
+        video = StoredVideo(name, size, new=False)
         attach_video(session, creative_id=creative_id, version=version, video=video, actor=actor)
 
 
-def video_file(home: Path, slug: str, name: str) -> Path | None:
-    """The stored file named `name`, if the name is one Rally makes and the file is there."""
-    if not NAME.fullmatch(name):
-        return None
-    path = uploads_folder(home, slug) / name
-    return path if path.is_file() else None
+def video_place(shelf: Shelf, slug: str, name: str) -> Path | str | None:
+    """Where the stored video named `name` is (a file, or a link to the bucket), if the name
+    is one Rally makes."""
+    return shelf.place(slug, name) if NAME.fullmatch(name) else None
 
 
 def media_type(name: str) -> str:

@@ -128,11 +128,14 @@ def second_server(server: Server, tmp_path: Path) -> Iterator[Server]:
 
 
 class Tab:
-    """A browser tab that records every dialog (alert, confirm) a page tried to open."""
+    """A browser tab that records every dialog (alert, confirm) a page tried to open, and its
+    console."""
 
     def __init__(self, context) -> None:
         self.page = context.new_page()
         self.dialogs: list[str] = []
+        self.console: list[str] = []  # what pages wrote to the console (CSP refusals among it)
+        self.page.on("console", lambda message: self.console.append(message.text))
 
         def seen(dialog) -> None:
             self.dialogs.append(dialog.message)

@@ -258,3 +258,35 @@ def test_the_brief_page_works_without_javascript(
         assert "1 waiting for review" in page.inner_text("#tracker-details")
     finally:
         context.close()
+
+
+def test_a_video_kept_in_a_bucket_plays_on_the_creators_page_from_the_bucket(
+    bucket, server: Server, rally, running: Path, engine, tabs
+) -> None:
+    assert not generate(get_settings(), engine, SLUG, handles=[HANDLE]).failed
+    rows = json.loads(rally("briefs", "status", SLUG, "--json").out)
+    link = next(r["link"] for r in rows if r["handle"] == HANDLE)
+    tab = tabs()
+    page = tab.page
+    page.set_viewport_size(PHONE)
+    page.goto(link)
+    page.fill("#caption", f"{page.inner_text('#disclosure')} Register in two minutes!")
+    page.set_input_files(
+        "#video", files=[{"name": "take.mp4", "mimeType": "video/mp4", "buffer": MP4}]
+    )
+    with page.expect_navigation():
+        page.click("#submit")
+    (key,) = bucket.objects
+    assert bucket.objects[key].body == MP4
+
+    # The page's player asks Rally, which sends it to the bucket: the browser's own request
+    # arrives there, signed, and the page's Content-Security-Policy let it through.
+    page.wait_for_function(  # fetched, or given up on (these bytes are no real film)
+        "(v => v && (v.readyState > 0 || v.error !== null))"
+        "(document.querySelector('#drafts .draft video'))"
+    )
+    fetched = [r for r in bucket.requests if r.method == "GET" and "X-Amz-Signature" in r.query]
+    assert fetched and fetched[0].path == f"/{bucket.bucket}/{key}"
+    assert "Chrome" in fetched[0].headers.get("user-agent", "")
+    assert fetched[0].status in (200, 206)
+    assert not [m for m in tab.console if "Content Security Policy" in m]

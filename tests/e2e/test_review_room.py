@@ -17,7 +17,7 @@ from store.db import transaction
 from store.types import utcnow
 from tasks.review.creatives import Submission, submit
 from tasks.review.decisions import decide
-from tasks.review.uploads import attach_video, store_video
+from tasks.review.uploads import attach_video, store_video, video_shelf
 from tests.conftest import SLUG
 from tests.e2e.conftest import Server
 from tests.e2e.pages import assert_page_fits
@@ -56,9 +56,8 @@ def submitted(engine, handle: str, said: str, video: str, *, creative=None, hour
             public_url=get_settings().public_url,
         )
         if video == UPLOADED:
-            stored = store_video(
-                get_settings().home, SLUG, io.BytesIO(MP4 + said.encode()), limit_mb=5
-            )
+            shelf = video_shelf(get_settings())
+            stored = store_video(shelf, SLUG, io.BytesIO(MP4 + said.encode()), limit_mb=5)
             attach_video(session, creative_id=made.creative_id, version=made.version,
                          video=stored, actor=f"creator:@{handle}")  # fmt: skip
     return made

@@ -171,8 +171,10 @@ class FakeHttpServer:
     # -- set-up ------------------------------------------------------------------------------
 
     def route(self, method: str, pattern: str, handler: Handler) -> None:
-        """Answer `method` on paths matching `pattern`, where `{name}` matches one segment."""
-        regex = re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(pattern))
+        """Answer `method` on paths matching `pattern`, where `{name}` matches one segment and
+        `{name:path}` the rest of the path."""
+        regex = re.sub(r"\\\{(\w+):path\\\}", r"(?P<\1>.+)", re.escape(pattern))
+        regex = re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", regex)
         self._routes.append((method.upper(), re.compile(regex + r"\Z"), handler))
 
     def rate_limit(
@@ -448,7 +450,8 @@ def _send(handler: BaseHTTPRequestHandler, response: Response) -> None:
     handler.send_response(response.status)
     for name, value in headers.items():
         handler.send_header(name, value)
-    handler.send_header("Content-Length", str(len(body)))
+    if "Content-Length" not in headers:  # a HEAD's answer names the length it would have
+        handler.send_header("Content-Length", str(len(body)))
     handler.end_headers()
     if handler.command != "HEAD":
         handler.wfile.write(body)

@@ -18,7 +18,7 @@ from tasks.campaigns.campaign import campaign_spec, get_campaign
 from tasks.review.approvers import SESSION_LIFETIME, issue
 from tasks.review.comments import CommentRefused, add_comment, comments_on
 from tasks.review.creatives import Submission, submit
-from tasks.review.uploads import attach_video, store_video
+from tasks.review.uploads import attach_video, store_video, video_shelf
 from tasks.review.views import approver_queue
 from tests.conftest import SLUG
 from tests.integration.test_review import COUNSEL, DANA, GOOD, LI, open_tasks, rule, send
@@ -50,7 +50,7 @@ def send_with_video(settings, engine) -> None:
     """A draft sent with a video file, as the brief page sends one."""
     made = send(engine)
     with transaction(engine) as session:
-        stored = store_video(settings.home, SLUG, io.BytesIO(MP4), limit_mb=5)
+        stored = store_video(video_shelf(settings), SLUG, io.BytesIO(MP4), limit_mb=5)
         attach_video(session, creative_id=made.creative_id, version=made.version,
                      video=stored, actor="creator:@maya.votes.pa")  # fmt: skip
 

@@ -1,10 +1,13 @@
 """Videos uploaded with a draft from the brief page: bounded in size, only video types, kept
-under RALLY_HOME by their hash, and served to the creator (by their brief link) and the
-campaign's approvers only. On SQLite and PostgreSQL, through the real app."""
+by their hash under RALLY_HOME or in an S3-compatible bucket (a local fake that checks
+signatures as S3 does), and served to the creator (by their brief link) and the campaign's
+approvers only. On SQLite and PostgreSQL, through the real app."""
 
 import hashlib
 import json
+from datetime import timedelta
 
+import httpx
 from fastapi.testclient import TestClient
 from markupsafe import escape
 from sqlmodel import col, select
@@ -152,3 +155,96 @@ def test_a_file_too_large_or_not_a_video_is_refused_by_name_and_nothing_is_kept(
     assert drafts(engine) == []
     assert stored_files(small) == []
     assert client.post("/briefs/nobody/drafts", data={"caption": "x"}).status_code == 404
+
+
+def test_with_a_bucket_videos_go_to_it_and_pages_play_them_from_a_short_lived_link(
+    bucket, engine, rally, running
+):
+    settings = get_settings()
+    generate(settings, engine, SLUG)
+    tokens = links(rally)
+    client = TestClient(create_app(settings))
+    token = tokens["maya.votes.pa"]
+
+    answer = send(client, token, ("take 1.mp4", MP4, "video/mp4"))
+    assert answer.status_code == 303, answer.text
+    name = f"{hashlib.sha256(MP4).hexdigest()}.mp4"
+    key = f"uploads/{SLUG}/{name}"
+    assert list(bucket.objects) == [key]
+    assert bucket.objects[key].body == MP4 and bucket.objects[key].content_type == "video/mp4"
+    assert stored_files(settings) == []  # nothing kept on this machine
+    (draft,) = drafts(engine)
+    assert draft.video_file == name
+
+    # The page may play video from the bucket; its address sends the browser there.
+    page = client.get(f"/briefs/{token}")
+    assert f"media-src 'self' https: {bucket.url};" in page.headers["content-security-policy"]
+    own = client.get(f"/briefs/{token}/videos/{name}", follow_redirects=False)
+    assert own.status_code == 302
+    link = own.headers["location"]
+    assert link.startswith(f"{bucket.url}/{bucket.bucket}/{key}?")
+    played = httpx.get(link)
+    assert played.status_code == 200 and played.content == MP4
+    assert played.headers["content-type"] == "video/mp4"
+    part = httpx.get(link, headers={"Range": "bytes=16-31"})
+    assert part.status_code == 206 and part.content == MP4[16:32]
+    tampered = link.replace(name, f"{'0' * 64}.mp4")
+    assert httpx.get(tampered).status_code == 403  # the link is for this object only
+
+    # Approvers get a link too; strangers get nothing.
+    staff = signed_in(settings, engine, STAFF)
+    seen = staff.get(upload_url(draft) or "", follow_redirects=False)
+    assert seen.status_code == 302 and httpx.get(seen.headers["location"]).content == MP4
+    assert signed_in(settings, engine, STRANGER).get(upload_url(draft) or "").status_code == 404
+
+    # A link stops working once its hour is over.
+    bucket.ahead = timedelta(minutes=61)
+    expired = httpx.get(link)
+    assert expired.status_code == 403 and "Request has expired" in expired.text
+    bucket.ahead = timedelta(0)
+
+    # A caption fix keeps the video (found in the bucket); the same file again is one object.
+    fixed = send(client, token, None, caption=CAPTION + " #FirstVotePA",
+                 creative=str(draft.creative_id), keep_video="true")  # fmt: skip
+    assert fixed.status_code == 303, fixed.text
+    assert send(client, token, ("again.mp4", MP4, "video/mp4")).status_code == 303
+    assert [d.video_file for d in drafts(engine)] == [name, name, name]
+    assert list(bucket.objects) == [key]
+    puts = [r for r in bucket.requests if r.method == "PUT"]
+    assert len(puts) == 1  # the second upload found the object there and sent nothing
+
+
+def test_a_bucket_that_fails_or_refuses_loses_the_draft_nothing_and_says_try_again(
+    bucket, engine, rally, running, monkeypatch, caplog
+):
+    settings = get_settings()
+    generate(settings, engine, SLUG)
+    token = links(rally)["maya.votes.pa"]
+    client = TestClient(create_app(settings))
+
+    # Down for a moment: three tries, then the creator is asked to send again, form kept.
+    slow_down = "<Error><Code>SlowDown</Code><Message>Reduce your rate</Message></Error>"
+    bucket.fail_next(3, 503, body=slow_down)
+    answer = send(client, token, ("take.mp4", MP4, "video/mp4"))
+    assert answer.status_code == 503
+    assert "video: the file could not be stored just now" in answer.text
+    assert f">{escape(CAPTION)}</textarea>" in answer.text
+    assert drafts(engine) == [] and bucket.objects == {}
+
+    # A draft refused after its video was kept leaves no object behind.
+    answer = send(client, token, ("take.mp4", MP4, "video/mp4"), duration="-5")
+    assert answer.status_code == 409
+    assert bucket.objects == {} and drafts(engine) == []
+
+    # Wrong credentials: the creator sees the same plain words, staff's log says what to fix.
+    monkeypatch.setenv("RALLY_S3_SECRET_ACCESS_KEY", "not-the-secret")
+    get_settings.cache_clear()
+    wrong = TestClient(create_app(get_settings()))
+    answer = send(wrong, token, ("take.mp4", MP4, "video/mp4"))
+    assert answer.status_code == 503 and "could not be stored just now" in answer.text
+    assert "refused (403); check RALLY_S3_* settings" in caplog.text  # a HEAD's 403 says no more
+    assert "not-the-secret" not in caplog.text
+
+    # Back up: the same draft goes through.
+    assert send(client, token, ("take.mp4", MP4, "video/mp4")).status_code == 303
+    assert len(drafts(engine)) == 1 and len(bucket.objects) == 1
