@@ -723,3 +723,27 @@ class ReviewComment(SQLModel, table=True):
     at_seconds: int | None = None
     body: str
     created_at: datetime = _created()
+
+
+class StaffRun(SQLModel, table=True):
+    """A piece of work staff started from the console: a Prefect deployment run
+    (`flow_run_id`, `link`), or a `rally` command in a process on `host` (`pid`), which records
+    how it ended (`exit_code`, the end of its output) itself. Every web process sees it."""
+
+    __tablename__ = "staff_runs"
+
+    id: str = Field(primary_key=True, max_length=32)
+    campaign_id: int = Field(foreign_key="campaigns.id", index=True)
+    action: str = Field(max_length=32)
+    title: str = Field(max_length=120)
+    started_by: str = Field(max_length=254)
+    started_at: datetime = Field(sa_type=UTCDateTime)
+    command: list[str] = Field(default_factory=list, sa_type=JSON)
+    host: str = Field(default="", max_length=255)
+    pid: int | None = None
+    log_path: str | None = Field(default=None, max_length=1000)
+    flow_run_id: str | None = Field(default=None, max_length=64)
+    link: str | None = Field(default=None, max_length=1000)
+    finished_at: datetime | None = _when()
+    exit_code: int | None = None
+    output_tail: str = ""

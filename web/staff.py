@@ -33,7 +33,7 @@ from tasks.staff.console import (
     manual_milestones,
     pipeline,
 )
-from web import staff_runs
+from tasks.staff.runs import find_run, recent_runs
 from web.deps import Clock, StaffMember, Store
 from web.pages import not_found, page_response
 
@@ -108,6 +108,7 @@ def campaign_page(
             "report": report,
             "leads": lead_health(session, campaign),
             "rehearsal_refused": real_activity(session, campaign),
+            "runs": recent_runs(session, campaign.id or 0),
         }
     data = report.data if report is not None else None
     context |= {
@@ -115,7 +116,6 @@ def campaign_page(
         "local": local_clock(campaign),
         "kpis": _kpis(data) if data else [],
         "charts": page_charts(data) if data else {},
-        "runs": [r for r in reversed(staff_runs.RUNS.values()) if r.slug == slug][:5],
         "done": request.query_params.get("done", "")[:SAID_LIMIT],
         "error": request.query_params.get("error", "")[:SAID_LIMIT],
     }
@@ -225,10 +225,10 @@ def run_page(
     request: Request, slug: str, run_id: str, email: StaffMember, engine: Store
 ) -> Response:
     """Where a piece of work started from the console stands, and what it printed."""
-    run = staff_runs.RUNS.get(run_id[:32])
     with transaction(engine, write=False) as session:
         campaign = theirs(session, slug, email)
-    if campaign is None or run is None or run.slug != slug:
+        run = find_run(session, campaign.id or 0, run_id) if campaign else None
+    if campaign is None or run is None:
         return not_found(request)
     context = {"email": email, "campaign": campaign, "run": run, "local": local_clock(campaign)}
     return page_response(request, "staff_run.html", context)

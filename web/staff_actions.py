@@ -18,7 +18,7 @@ from config.errors import RallyError
 from config.settings import Settings
 from store.audit import Change, record
 from store.db import transaction
-from store.models import Campaign
+from store.models import Campaign, StaffRun
 from tasks.leads.status import requeue_dead
 from tasks.sprint.state import LIVE, mark_milestone, real_activity, start_sprint
 from web import staff_runs
@@ -124,16 +124,25 @@ def _start_work(
             return not_found(request, status_code=400)
         if what == "rehearsal" and (why := real_activity(session, campaign)):
             return _back(slug, error=f"No rehearsal here: {why}. {ELSEWHERE}")
-    run = staff_runs.start(action, slug=slug, by=email, now=clock(), settings=settings)
+        campaign_id = campaign.id or 0
+    run = staff_runs.start(
+        engine,
+        action,
+        campaign_id=campaign_id,
+        slug=slug,
+        by=email,
+        now=clock(),
+        settings=settings,
+    )
     with transaction(engine) as session:
         record(session, [_started(email, slug, action, run)])
     return RedirectResponse(f"/staff/campaigns/{slug}/runs/{run.id}", status_code=303)
 
 
-def _started(email: str, slug: str, action: staff_runs.Action, run: staff_runs.Run) -> Change:
-    where = f"Prefect flow run {run.flow_run}" if run.flow_run else "a process on this server"
+def _started(email: str, slug: str, action: staff_runs.Action, run: StaffRun) -> Change:
+    where = f"Prefect flow run {run.flow_run_id}" if run.flow_run_id else f"a process on {run.host}"
     summary = f"{action.title} of {slug} started by {email} as {where}"
-    details = {"command": action.command, "run": run.flow_run or run.id}
+    details = {"command": action.command, "run": run.flow_run_id or run.id}
     return Change(email, "staff.started", "campaign", slug, summary, details)
 
 

@@ -3,23 +3,28 @@ sync, a report. Where Rally's deployments are registered on a Prefect API, each 
 deployment run (and the page links to it in the Prefect UI); otherwise the same `rally`
 command runs in a process of its own, so the page answers at once and the web server's
 interpreter never carries the work. Its output goes to a file under RALLY_HOME/runs, which the
-run's page shows.
+run's page shows. Runs are kept in the store (`tasks.staff.runs`), so every web process and
+machine lists them.
 """
 
 import os
 import secrets
 import subprocess
 import sys
-from dataclasses import dataclass, field
+import threading
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import Engine
+
 from config.settings import Settings, prefect_choice
+from store.db import transaction
+from store.models import StaffRun
+from tasks.staff.runs import HERE
 
 ROOT = Path(__file__).resolve().parents[1]
-OUTPUT_SHOWN = 6000  # characters of a run's output shown on its page (its end)
-KEPT_RUNS = 200  # runs this process remembers
 
 
 @dataclass(frozen=True)
@@ -59,55 +64,47 @@ def actions(slug: str, *, weeks: int = 0) -> dict[str, Action]:
     }
 
 
-@dataclass
-class Run:
-    """One start of an action: as a deployment run (`flow_run`, `link`) or here (`process`)."""
-
-    id: str
-    slug: str
-    title: str
-    by: str
-    started_at: datetime
-    command: list[str] = field(default_factory=list)
-    log: Path | None = None
-    process: subprocess.Popen[bytes] | None = None
-    flow_run: str | None = None
-    link: str | None = None
-
-    @property
-    def state(self) -> str:
-        """ "running", "finished", "failed", or "started" (a deployment run: see Prefect)."""
-        if self.process is None:
-            return "started"
-        code = self.process.poll()
-        return "running" if code is None else ("finished" if code == 0 else "failed")
-
-    def output(self) -> str:
-        """The end of what the command printed so far."""
-        if self.log is None or not self.log.exists():
-            return ""
-        with self.log.open("rb") as file:
-            file.seek(max(file.seek(0, os.SEEK_END) - OUTPUT_SHOWN, 0))
-            return file.read().decode("utf-8", errors="replace")
-
-
-RUNS: dict[str, Run] = {}
-
-
-def start(action: Action, *, slug: str, by: str, now: datetime, settings: Settings) -> Run:
+def start(
+    engine: Engine,
+    action: Action,
+    *,
+    campaign_id: int,
+    slug: str,
+    by: str,
+    now: datetime,
+    settings: Settings,
+) -> StaffRun:
     """Start `action` as a deployment run if Rally's deployments are registered, else as a
-    process here, with `by` as the actor its audit entries name."""
-    run = Run(secrets.token_hex(8), slug, action.title, by, now)
+    process here, with `by` as the actor its audit entries name; kept in the store either way."""
+    run = StaffRun(
+        id=secrets.token_hex(8),
+        campaign_id=campaign_id,
+        action=action.deployment,
+        title=action.title,
+        started_by=by,
+        started_at=now,
+        command=["rally", *action.command],
+        host=HERE,
+    )
     api_url = prefect_choice().api_url
     deployed = _deployment_run(action, api_url) if api_url else None
     if deployed is not None:
-        run.flow_run, run.link = deployed
-    else:
-        _process(run, action, settings)
-    while len(RUNS) >= KEPT_RUNS:
-        RUNS.pop(next(iter(RUNS)))
-    RUNS[run.id] = run
+        run.flow_run_id, run.link = deployed
+        _save(engine, run)
+        return run
+    folder = settings.home / "runs"
+    folder.mkdir(parents=True, exist_ok=True)
+    log = folder / f"{now:%Y%m%d-%H%M%S}-{slug}-{run.id}.log"
+    run.log_path = str(log)
+    _save(engine, run)  # before the process starts: it records its end on this row
+    run.pid = _process(run.id, action, by, log)
+    _save(engine, run)
     return run
+
+
+def _save(engine: Engine, run: StaffRun) -> None:
+    with transaction(engine) as session:
+        session.merge(run)
 
 
 def _deployment_run(action: Action, api_url: str) -> tuple[str, str] | None:
@@ -130,20 +127,20 @@ def _deployment_run(action: Action, api_url: str) -> tuple[str, str] | None:
     return str(flow_run.id), f"{str(ui).rstrip('/')}/runs/flow-run/{flow_run.id}"
 
 
-def _process(run: Run, action: Action, settings: Settings) -> None:
-    """The `rally` command in a process of its own, its output in RALLY_HOME/runs."""
-    folder = settings.home / "runs"
-    folder.mkdir(parents=True, exist_ok=True)
-    run.log = folder / f"{run.started_at:%Y%m%d-%H%M%S}-{run.slug}-{run.id}.log"
-    run.command = ["rally", *action.command]
+def _process(run_id: str, action: Action, by: str, log: Path) -> int:
+    """`rally` with the action's arguments in a process of its own (`tasks.staff.runs`, which
+    records how it ended), its output in `log`; its id. A thread here waits for it, so it
+    leaves no zombie behind."""
     path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-    env = {**os.environ, "RALLY_ACTOR": run.by, "PYTHONPATH": path}
-    with run.log.open("wb") as out:
-        run.process = subprocess.Popen(
-            [sys.executable, "-m", "cli.main", *action.command],
+    env = {**os.environ, "RALLY_ACTOR": by, "PYTHONPATH": path}
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tasks.staff.runs", run_id, *action.command],
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
             env=env,
             start_new_session=True,
         )
+    threading.Thread(target=process.wait, name=f"run-{run_id}", daemon=True).start()
+    return process.pid

@@ -11,6 +11,7 @@ from sqlmodel import col, select
 
 from store.db import transaction
 from store.models import AuditEvent
+from tasks.staff.runs import HERE
 from tests.conftest import SLUG
 from tests.e2e.conftest import Server
 from tests.e2e.pages import assert_page_fits
@@ -52,7 +53,7 @@ def test_staff_rehearse_the_sprint_and_read_its_follow_ups(
     with page.expect_navigation():
         page.keyboard.press("Enter")  # by keyboard, as everything on the console works
     assert "/runs/" in page.url
-    assert "Running on this server" in page.inner_text("#state")
+    assert f"Running on {HERE}" in page.inner_text("#state")
     assert_page_fits(page, "staff-run")
     deadline = time.monotonic() + REHEARSAL_SECONDS
     while "Running" in page.inner_text("#state") and time.monotonic() < deadline:

@@ -4,19 +4,23 @@ person, rule and channel, a page at a time) and the audit log, each change audit
 email, on SQLite and PostgreSQL."""
 
 import re
+import subprocess
+import time
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from markupsafe import escape
 from sqlmodel import col, select
 
 from benchmarks.pages import apply_example, seed_engagement
 from store.db import transaction
-from store.models import AuditEvent, Campaign, Milestone, OutboxMessage
+from store.models import AuditEvent, Campaign, Milestone, OutboxMessage, StaffRun
 from store.types import utcnow
 from tasks.review.approvers import issue
 from tasks.staff.access import staff_sign_in
+from tasks.staff.runs import HERE
 from tests.conftest import SLUG
 from web.app import create_app
 from web.deps import SESSION_COOKIE
@@ -278,3 +282,64 @@ def test_starting_work_from_the_console(settings, engine, applied, action):
             select(AuditEvent.actor).where(AuditEvent.action == "sprint.started")
         ).all()
     assert actors == [STAFF]
+
+
+def test_work_started_here_is_seen_from_every_web_process_with_how_it_ended(
+    settings, engine, applied
+):
+    first, second = signed_in(settings, engine, STAFF), signed_in(settings, engine, STAFF)
+    started = first.post(
+        f"/staff/campaigns/{SLUG}/start",
+        data={"action": "report"},
+        headers={"Origin": settings.public_url},
+        follow_redirects=False,
+    )
+    assert started.status_code == 303
+    address = started.headers["location"]
+    run_id = address.rsplit("/", 1)[1]
+    deadline = time.monotonic() + 120
+    while (run := ended(engine, run_id)) is None and time.monotonic() < deadline:
+        time.sleep(0.2)  # the command runs in a process of its own; it records its own end
+    assert run is not None and run.exit_code == 0, run and run.output_tail
+
+    # Another web process (nothing shared but the store) lists it and shows its output.
+    shown = second.get(address)
+    assert "Finished." in shown.text and "Make the report" in shown.text
+    assert "report" in shown.text.lower() and run.output_tail.strip()
+    assert str(escape(run.output_tail.strip().splitlines()[-1])) in shown.text
+    listing = second.get(f"/staff/campaigns/{SLUG}").text
+    assert f"/runs/{run_id}" in listing and ": finished</li>" in listing
+
+
+def test_a_run_whose_process_vanished_or_runs_elsewhere_says_so(settings, engine, applied):
+    gone = subprocess.Popen(["true"])  # a process that has ended, as a killed one
+    gone.wait()
+    with transaction(engine) as session:
+        for run_id, host, pid in (("vanished", HERE, gone.pid), ("away", "worker-7", 4242)):
+            session.add(
+                StaffRun(
+                    id=run_id,
+                    campaign_id=campaign_id(engine),
+                    action="sync-leads/sync-leads",
+                    title="Sync the leads",
+                    started_by=STAFF,
+                    started_at=utcnow(),
+                    command=["rally", "leads", "sync"],
+                    host=host,
+                    pid=pid,
+                    log_path=f"/nowhere/{run_id}.log",
+                )
+            )
+    staff = signed_in(settings, engine, STAFF)
+    vanished = staff.get(f"/staff/campaigns/{SLUG}/runs/vanished").text
+    assert "It stopped without finishing" in vanished and "start it again" in vanished
+    away = staff.get(f"/staff/campaigns/{SLUG}/runs/away").text
+    assert "Running on worker-7" in away
+    assert "It runs on worker-7: what it prints shows here when it ends." in away
+    assert staff.get(f"/staff/campaigns/{SLUG}/runs/unknown").status_code == 404
+
+
+def ended(engine, run_id: str) -> StaffRun | None:
+    with transaction(engine, write=False) as session:
+        run = session.get(StaffRun, run_id)
+        return run if run is not None and run.exit_code is not None else None
