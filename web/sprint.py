@@ -1,6 +1,7 @@
 """The sprint's page for its staff: where it stands, what waits on them (a go-ahead, a milestone
 to mark) with the button that settles it, and its calendar of steps. Staff are the campaign's
-`staff`, else its approvers; anyone else, like a campaign that is not there, gets "not found".
+`staff`, else its internal reviewers (`tasks.campaigns.campaign.runs_sprint`); anyone else,
+approvers of other tiers included, gets "not found", as for a campaign that is not there.
 """
 
 from collections.abc import Callable
@@ -15,7 +16,7 @@ from config.errors import RallyError
 from config.settings import Settings
 from store.db import transaction
 from store.models import Campaign
-from tasks.campaigns.campaign import is_staff
+from tasks.campaigns.campaign import runs_sprint
 from tasks.sprint.calendar import give_go_ahead, open_decisions
 from tasks.sprint.state import mark_milestone, sprint_status
 from web.deps import Approver, AppSettings, Clock, Store
@@ -29,7 +30,7 @@ NOTE_LIMIT = 2000
 def _staff_campaign(session: Session, slug: str, email: str) -> Campaign | None:
     """The campaign, if `email` is on its staff."""
     campaign = session.exec(select(Campaign).where(Campaign.slug == slug)).first()
-    return campaign if campaign is not None and is_staff(campaign, email) else None
+    return campaign if campaign is not None and runs_sprint(campaign, email) else None
 
 
 @router.get("/sprint/{slug}")

@@ -295,10 +295,17 @@ def staff(spec: CampaignSpec) -> list[str]:
     return list(spec.staff or spec.approvers.get("internal", []))
 
 
-def is_staff(campaign: Campaign, email: str) -> bool:
-    """Whether `email` is on the campaign's staff or in one of its approver groups."""
+def on_team(campaign: Campaign, email: str) -> bool:
+    """Whether `email` is on the campaign's staff or in one of its approver groups: they may
+    read its reports and watch its drafts' videos."""
     spec = campaign_spec(campaign)
     return email in spec.staff or any(email in members for members in spec.approvers.values())
+
+
+def runs_sprint(campaign: Campaign, email: str) -> bool:
+    """Whether `email` is one of the people `staff` names: they see the sprint's page and act
+    on it (go-aheads, milestones), as the console's staff do; an approver alone does not."""
+    return email in staff(campaign_spec(campaign))
 
 
 def roster(session: Session, campaign: Campaign, *, public_url: str) -> list[dict[str, Any]]:

@@ -13,7 +13,7 @@ from sqlmodel import Session, col, select
 
 from store.db import transaction
 from store.models import Campaign, Report
-from tasks.campaigns.campaign import get_campaign, is_staff
+from tasks.campaigns.campaign import get_campaign, on_team
 from tasks.reporting.page import render_html
 from tasks.reporting.report import write_report
 
@@ -51,7 +51,7 @@ def reports_of(session: Session, *, reader: str, slug: str | None = None) -> lis
     query = select(Campaign).order_by(col(Campaign.slug))
     if slug is not None:
         query = query.where(Campaign.slug == slug)
-    campaigns = {c.id: c for c in session.exec(query) if is_staff(c, reader)}
+    campaigns = {c.id: c for c in session.exec(query) if on_team(c, reader)}
     rows = session.exec(
         select(Report.campaign_id, Report.week, Report.made_at)
         .where(col(Report.campaign_id).in_(list(campaigns)))
@@ -77,6 +77,6 @@ def report_page(session: Session, slug: str, week: int, *, reader: str) -> str |
         .join(Report, col(Report.campaign_id) == col(Campaign.id))
         .where(Campaign.slug == slug, Report.week == week)
     ).first()
-    if found is None or not is_staff(found[0], reader):
+    if found is None or not on_team(found[0], reader):
         return None
     return found[1]

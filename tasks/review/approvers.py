@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from sqlmodel import Session, col, select
 
 from store.models import ApproverCredential, Campaign, Creative, CreativeDraft, ReviewTask
-from tasks.campaigns.campaign import campaign_spec, is_staff
+from tasks.campaigns.campaign import campaign_spec, on_team
 
 LINK_LIFETIME = timedelta(hours=72)
 SESSION_LIFETIME = timedelta(hours=12)
@@ -98,7 +98,7 @@ def is_listed_staff(campaign: Campaign, email: str) -> bool:
 
 def reviews_anything(session: Session, email: str) -> bool:
     """Whether `email` is staff or an approver of any campaign: only they get credentials."""
-    return any(is_staff(campaign, email) for campaign in session.exec(select(Campaign)))
+    return any(on_team(campaign, email) for campaign in session.exec(select(Campaign)))
 
 
 def is_approver_of_task(session: Session, task_id: int, email: str) -> bool:
@@ -111,4 +111,4 @@ def is_approver_of_task(session: Session, task_id: int, email: str) -> bool:
         .join(ReviewTask, col(ReviewTask.draft_id) == col(CreativeDraft.id))
         .where(ReviewTask.id == task_id)
     ).first()
-    return campaign is not None and is_staff(campaign, email)
+    return campaign is not None and on_team(campaign, email)

@@ -28,7 +28,7 @@ from integrations.errors import IntegrationError
 from integrations.s3 import Bucket, BucketSettings
 from store.audit import Change, record
 from store.models import Campaign, Creative, CreativeDraft
-from tasks.campaigns.campaign import is_staff
+from tasks.campaigns.campaign import on_team
 
 VIDEO_TYPES = {"mp4": "video/mp4", "mov": "video/quicktime", "webm": "video/webm"}
 NAME = re.compile(r"[0-9a-f]{64}\.(?:mp4|mov|webm)")
@@ -274,7 +274,7 @@ def video_for_approver(
         .join(Campaign, col(Campaign.id) == col(Creative.campaign_id))
         .where(CreativeDraft.id == draft_id)
     ).first()
-    if row is None or row[0] != name or not is_staff(row[1], email):
+    if row is None or row[0] != name or not on_team(row[1], email):
         return None
     return row[1].slug, name
 

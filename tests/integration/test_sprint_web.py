@@ -14,6 +14,7 @@ from store.models import AuditEvent, Milestone, OutboxMessage, SprintStep
 from tasks.mail import deliver_email
 from tests.conftest import SLUG
 from tests.integration.test_report_web import STAFF, STRANGER, signed_in
+from tests.integration.test_staff_console import LEGAL
 from web.app import create_app
 
 START = datetime(2027, 2, 1, tzinfo=UTC)
@@ -104,6 +105,15 @@ def test_nobody_else_sees_a_sprints_page(settings, engine, rally, applied):
     assert stranger.get(f"/sprint/{SLUG}").status_code == 404
     refused = stranger.post(f"/sprint/{SLUG}/go-ahead", data={"step": "briefs"})
     assert refused.status_code == 404
+    # Legal counsel reviews the campaign's drafts but does not run its sprint (as on the console).
+    counsel = signed_in(settings, engine, LEGAL)
+    assert counsel.get(f"/sprint/{SLUG}").status_code == 404
+    marked = counsel.post(
+        f"/sprint/{SLUG}/milestones/strategy",
+        data={"status": "met"},
+        headers={"Origin": settings.public_url},
+    )
+    assert marked.status_code == 404
     assert signed_in(settings, engine, STAFF).get("/sprint/no-such-campaign").status_code == 404
     signed_out = TestClient(create_app(settings))
     assert signed_out.get(f"/sprint/{SLUG}").status_code == 401
