@@ -5,8 +5,8 @@ credential: an unknown or expired one gets the same plain 404 as any other missi
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from fastapi import APIRouter, Form, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from markupsafe import Markup
 from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
@@ -34,6 +34,7 @@ from tasks.review.uploads import (
 )
 from web.deps import AppSettings, Clock, Store, VideoShelf
 from web.pages import not_found, page_response
+from web.review import form_of, form_too_large
 from web.uploads import video_response
 
 router = APIRouter()
@@ -51,16 +52,23 @@ def brief_page(
 
 
 @router.post("/briefs/{token}/acknowledge")
-def acknowledge_brief(
-    request: Request,
-    token: str,
-    engine: Store,
-    settings: AppSettings,
-    clock: Clock,
-    version: int = Form(...),
+async def acknowledge_brief(
+    request: Request, token: str, engine: Store, settings: AppSettings, clock: Clock
 ) -> Response:
     """The creator confirms they have read this version of the brief; the page comes back at
-    the confirmation, where they clicked."""
+    the confirmation, where they clicked. The form is read bounded: anyone may post here."""
+    form = await form_of(request)
+    if form is None:
+        return form_too_large()
+    number = form.get("version", "")
+    if not number.isdigit() or len(number) > 9:
+        return PlainTextResponse("version: a version number, please.", status_code=400)
+    return await run_in_threadpool(_acknowledge, request, engine, token, int(number), clock)
+
+
+def _acknowledge(
+    request: Request, engine: Engine, token: str, version: int, clock: Any
+) -> Response:
     with transaction(engine) as session:
         page = acknowledge(session, token, version=version, now=clock())
     if page is None:

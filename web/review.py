@@ -43,6 +43,10 @@ def same_origin(request: Request, settings: Settings) -> bool:
     return origin is None or origin in (settings.public_url, str(request.base_url).rstrip("/"))
 
 
+def form_too_large() -> Response:
+    return PlainTextResponse("The form is too large.", status_code=413)
+
+
 async def form_of(request: Request) -> dict[str, str] | None:
     """A form-encoded body's fields (the first of each name), None when too large."""
     body = await request_body(request, MAX_FORM_BYTES)
@@ -69,7 +73,10 @@ async def sign_in(
     """Spend the sign-in link and open a browser session, then go where the link pointed."""
     if not same_origin(request, settings):
         return not_found(request, status_code=403)
-    next = page_after_sign_in(str((await request.form()).get("next", "/review")))
+    form = await form_of(request)  # bounded: anyone may post here, a token in hand or not
+    if form is None:
+        return form_too_large()
+    next = page_after_sign_in(form.get("next", "/review"))
     with transaction(engine) as session:
         redeemed = redeem_link(session, token, now=clock())
     if redeemed is None:
@@ -97,7 +104,7 @@ async def new_link(
         return not_found(request, status_code=403)
     form = await form_of(request)
     if form is None:
-        return PlainTextResponse("The form is too large.", status_code=413)
+        return form_too_large()
     email = form.get("email", "").strip()[:254]
     context: dict[str, Any] = {
         "email": email,
@@ -182,7 +189,7 @@ async def decide_page(
         return not_found(request, status_code=403)
     form = await form_of(request)
     if form is None:
-        return PlainTextResponse("The form is too large.", status_code=413)
+        return form_too_large()
     decision = form.get("decision", "")
     if decision not in DECISIONS:
         return not_found(request, status_code=400)
@@ -224,7 +231,7 @@ async def comment(
         return not_found(request, status_code=403)
     form = await form_of(request)
     if form is None:
-        return PlainTextResponse("The form is too large.", status_code=413)
+        return form_too_large()
     body, at = form.get("comment", ""), form.get("at", "")[:32]
     try:
         with transaction(engine) as session:

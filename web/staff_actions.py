@@ -24,7 +24,7 @@ from tasks.sprint.state import LIVE, mark_milestone, real_activity, start_sprint
 from web import staff_runs
 from web.deps import AppSettings, Clock, StaffMember, Store
 from web.pages import not_found
-from web.review import same_origin
+from web.review import form_of, form_too_large, same_origin
 from web.staff import theirs
 
 router = APIRouter()
@@ -88,7 +88,9 @@ async def start_form(
     (`web.staff_runs`), then go to where it can be followed."""
     if not same_origin(request, settings):
         return not_found(request, status_code=403)
-    form = {k: str(v) for k, v in (await request.form()).items()}
+    form = await form_of(request)
+    if form is None:
+        return form_too_large()
     weeks = form.get("weeks", "0")
     work = (form.get("action", ""), int(weeks) if weeks.isdigit() else 0)
     # Prefect's client and the process start block: off the event loop, like any sync route.
@@ -159,7 +161,9 @@ async def _act(
     not."""
     if not same_origin(request, settings):
         return not_found(request, status_code=403)
-    form = {k: str(v) for k, v in (await request.form()).items()}
+    form = await form_of(request)
+    if form is None:
+        return form_too_large()
     with transaction(engine) as session:
         campaign = theirs(session, slug, email)
         if campaign is None:

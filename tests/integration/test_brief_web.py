@@ -103,3 +103,33 @@ def test_a_draft_the_checks_send_back_says_what_to_fix_in_plain_words(
     # The form is the next version of that video, its caption kept.
     assert '<option value="1" selected>a new version of Video 1' in page
     assert ">Register now! #FirstVotePA</textarea>" in page
+
+
+def test_forms_anyone_can_post_are_refused_unread_past_their_size(settings, engine, rally, running):
+    """The acknowledgement, the sign-in button and the console's forms read at most a small
+    form's bytes: a stranger's megabytes are refused (413) before they are read or parsed."""
+    generate(settings, engine, SLUG)
+    token = links(rally)["maya.votes.pa"]
+    client = TestClient(create_app(settings))
+    origin = {"Origin": settings.public_url}
+    huge = {"version": "1", "padding": "x" * (2 * 1024 * 1024)}
+
+    assert client.post(f"/briefs/{token}/acknowledge", data=huge).status_code == 413
+    upload = client.post(
+        f"/briefs/{token}/acknowledge",
+        data={"version": "1"},
+        files={"junk": ("junk.bin", b"\0" * (2 * 1024 * 1024), "application/octet-stream")},
+    )
+    assert upload.status_code == 413
+    assert client.post("/review/signin/whatever", data=huge, headers=origin).status_code == 413
+    staff = signed_in(settings, engine, STAFF)
+    for form in ("start", "milestones/strategy"):
+        answer = staff.post(f"/staff/campaigns/{SLUG}/{form}", data=huge, headers=origin)
+        assert answer.status_code == 413, form
+    assert json.loads(rally("briefs", "status", SLUG, "--json").out)[0]["acknowledged_at"] is None
+
+    # The forms as the pages send them still work.
+    done = client.post(
+        f"/briefs/{token}/acknowledge", data={"version": "1"}, follow_redirects=False
+    )
+    assert done.status_code == 303 and done.headers["location"].endswith("#acknowledged")
