@@ -78,4 +78,5 @@ def _answer_errors(app: FastAPI) -> None:
     async def signed_out(request: Request, exc: SignedOut) -> Response:
         """A signed-in page without a valid session: the page that says to sign in again."""
         page = "staff_signed_out.html" if exc.staff else "signed_out.html"
-        return page_response(request, page, {}, status_code=401)
+        context = {"next": request.url.path} if exc.staff else {}
+        return page_response(request, page, context, status_code=401)

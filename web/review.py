@@ -15,6 +15,7 @@ from sqlalchemy import Engine
 from config.settings import Settings
 from store.db import transaction
 from tasks.review.approvers import (
+    STAFF_PAGES,
     is_approver_of_task,
     link_is_valid,
     page_after_sign_in,
@@ -43,6 +44,12 @@ def same_origin(request: Request, settings: Settings) -> bool:
     return origin is None or origin in (settings.public_url, str(request.base_url).rstrip("/"))
 
 
+def signed_out_page(next_path: str) -> str:
+    """The signed-out page for where the person was going: the staff console's, or the review
+    pages'. Both offer "email me a new sign-in link"."""
+    return "staff_signed_out.html" if next_path.startswith(STAFF_PAGES) else "signed_out.html"
+
+
 def form_too_large() -> Response:
     return PlainTextResponse("The form is too large.", status_code=413)
 
@@ -61,8 +68,9 @@ def sign_in_page(
     with transaction(engine, write=False) as session:
         valid = link_is_valid(session, token, now=clock())
     if not valid:
-        context = {"expired": True, "next": page_after_sign_in(next)}
-        return page_response(request, "signed_out.html", context, status_code=401)
+        back = page_after_sign_in(next)
+        context = {"expired": True, "next": back}
+        return page_response(request, signed_out_page(back), context, status_code=401)
     return page_response(request, "sign_in.html", {"token": token, "next": next})
 
 
@@ -81,7 +89,7 @@ async def sign_in(
         redeemed = redeem_link(session, token, now=clock())
     if redeemed is None:
         context = {"expired": True, "next": next}
-        return page_response(request, "signed_out.html", context, status_code=401)
+        return page_response(request, signed_out_page(next), context, status_code=401)
     response = RedirectResponse(next, status_code=303)
     response.set_cookie(
         SESSION_COOKIE,
@@ -112,7 +120,7 @@ async def new_link(
     }
     if not EMAIL.fullmatch(email):
         context["problem"] = "Email: enter your work email address, like name@example.org"
-        return page_response(request, "signed_out.html", context, status_code=400)
+        return page_response(request, signed_out_page(context["next"]), context, status_code=400)
     wait = await asyncio.to_thread(
         _send_new_link, engine, settings, email, client_address(request), context["next"], clock
     )
@@ -122,10 +130,12 @@ async def new_link(
             f"Too many sign-in links were asked for just now. Try again in {minutes} "
             f"minute{'s' if minutes != 1 else ''}."
         )
-        response = page_response(request, "signed_out.html", context, status_code=429)
+        response = page_response(
+            request, signed_out_page(context["next"]), context, status_code=429
+        )
         response.headers["Retry-After"] = str(math.ceil(wait))
         return response
-    return page_response(request, "signed_out.html", context | {"sent": True})
+    return page_response(request, signed_out_page(context["next"]), context | {"sent": True})
 
 
 def _send_new_link(

@@ -20,7 +20,13 @@ from store.db import transaction
 from store.models import Campaign
 from tasks.campaigns.configs import campaign_followups
 from tasks.reporting.page import kpi, label, page_charts, percent
-from tasks.review.approvers import is_listed_staff, link_is_valid, staff_campaigns
+from tasks.review.approvers import (
+    STAFF_PAGES,
+    is_listed_staff,
+    link_is_valid,
+    page_after_sign_in,
+    staff_campaigns,
+)
 from tasks.sprint.state import real_activity, sprint_status
 from tasks.staff.console import (
     MAX_PAGE,
@@ -73,7 +79,8 @@ def sign_in_page(
     with transaction(engine, write=False) as session:
         valid = link_is_valid(session, token, now=clock())
     if not valid:
-        return page_response(request, "staff_signed_out.html", {"expired": True}, status_code=401)
+        context = {"expired": True, "next": page_after_sign_in(next, STAFF_PAGES)}
+        return page_response(request, "staff_signed_out.html", context, status_code=401)
     return page_response(request, "staff_sign_in.html", {"token": token, "next": next[:200]})
 
 

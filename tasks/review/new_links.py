@@ -10,7 +10,7 @@ from sqlmodel import Session
 
 from tasks.outbox import enqueue
 from tasks.rate_limits import admit, forget_idle
-from tasks.review.approvers import LINK_LIFETIME, reviews_anything, sign_in_link
+from tasks.review.approvers import LINK_LIFETIME, STAFF_PAGES, reviews_anything, sign_in_link
 from tasks.review.routing import review_email
 
 LINK_REQUESTS_PER_CLIENT, CLIENT_WINDOW = 10, 15 * 60.0
@@ -56,8 +56,9 @@ def email_new_link(
     if not reviews_anything(session, address):
         return False
     link = sign_in_link(session, address, public_url=public_url, now=now, next_path=next_path)
+    pages = "staff console" if next_path.startswith(STAFF_PAGES) else "review pages"
     text = (
-        "You asked for a new link to sign in to Rally's review pages.\n"
+        f"You asked for a new link to sign in to Rally's {pages}.\n"
         f"Open it (the link signs you in once, within {LINK_LIFETIME.days} days): {link}\n"
         "If you did not ask for it, ignore this email: nothing happens without the link.\n"
     )

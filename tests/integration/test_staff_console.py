@@ -85,7 +85,7 @@ def test_only_listed_staff_get_in_and_only_to_their_campaigns(
 
     nobody = TestClient(create_app(settings))
     out = nobody.get(f"/staff/campaigns/{SLUG}")
-    assert out.status_code == 401 and "rally staff link" in out.text
+    assert out.status_code == 401 and "Email me a new sign-in link" in out.text
 
     # The CLI gives staff a link (and nobody else); it opens the same sign-in as approvers'.
     assert rally("staff", "link", LEGAL, "--print").code == 1
@@ -343,3 +343,34 @@ def ended(engine, run_id: str) -> StaffRun | None:
     with transaction(engine, write=False) as session:
         run = session.get(StaffRun, run_id)
         return run if run is not None and run.exit_code is not None else None
+
+
+def test_signed_out_staff_ask_for_a_new_link_that_opens_the_console(settings, engine, applied):
+    browser = TestClient(create_app(settings))
+    signed_out = browser.get(f"/staff/campaigns/{SLUG}")
+    assert signed_out.status_code == 401
+    assert "Email me a new sign-in link" in signed_out.text and "rally " not in signed_out.text
+    back = re.search(r'name="next" value="([^"]+)"', signed_out.text)
+    assert back is not None and back[1] == f"/staff/campaigns/{SLUG}"
+
+    sent = browser.post("/review/new-link", data={"email": STAFF, "next": back[1]})
+    assert sent.status_code == 200 and "staff console is on its way" in sent.text
+    with transaction(engine, write=False) as session:
+        (text,) = [
+            m.payload["text"]
+            for m in session.exec(select(OutboxMessage).where(OutboxMessage.channel == "email"))
+            if m.payload["to"] == STAFF
+        ]
+    assert "sign in to Rally's staff console" in text
+    link = re.findall(r"\S+/signin/\S+", text)[0].removeprefix(settings.public_url)
+    button = browser.get(link)
+    assert button.status_code == 200
+    form = re.search(r'action="([^"]+)"', button.text)
+    hidden = re.search(r'name="next" value="([^"]+)"', button.text)
+    assert form is not None and hidden is not None
+    opened = browser.post(form[1], data={"next": hidden[1]}, follow_redirects=False)
+    assert opened.status_code == 303 and opened.headers["location"] == f"/staff/campaigns/{SLUG}"
+    assert "Pipeline" in browser.get(opened.headers["location"]).text
+    used = browser.get(link)  # once only; the page offers a new one again, for the console
+    assert used.status_code == 401 and "on a campaign's staff" not in used.text
+    assert 'name="next" value="/staff' in used.text
