@@ -27,9 +27,11 @@ from tasks.review.approvers import (
     page_after_sign_in,
     staff_campaigns,
 )
+from tasks.review.views import creatives_of
 from tasks.sprint.state import real_activity, sprint_status
 from tasks.staff.console import (
     MAX_PAGE,
+    PAGE_SIZE,
     SEARCH_LIMIT,
     audit_log,
     chain_check,
@@ -196,6 +198,56 @@ def _pages(path: str, query: dict[str, str], number: int, more: bool) -> dict[st
         "previous": link(number - 1) if number > 1 else None,
         "next": link(number + 1) if more and number < MAX_PAGE else None,
     }
+
+
+CREATIVE_STATES = {
+    "": "Any state",
+    "draft": "Draft",
+    "in_review": "In review",
+    "changes_requested": "Sent back for changes",
+    "approved": "Approved, not posted yet",
+    "posted": "Posted",
+    "rejected": "Rejected",
+    "taken_down": "Taken down",
+}
+
+
+@router.get("/staff/campaigns/{slug}/creatives")
+def creatives_page(
+    request: Request,
+    slug: str,
+    email: StaffMember,
+    engine: Store,
+    state: Search = "",
+    page: PageNumber = 1,
+) -> Response:
+    """The campaign's creatives, newest first, by state; an approved one's post is recorded
+    here (as `rally creatives posted` does)."""
+    status = state if state in CREATIVE_STATES else ""
+    with transaction(engine, write=False) as session:
+        campaign = theirs(session, slug, email)
+        if campaign is None:
+            return not_found(request)
+        rows = creatives_of(
+            session,
+            campaign,
+            status=status or None,
+            limit=PAGE_SIZE + 1,
+            offset=(page - 1) * PAGE_SIZE,
+        )
+    more = len(rows) > PAGE_SIZE
+    context = {
+        "email": email,
+        "campaign": campaign,
+        "rows": rows[:PAGE_SIZE],
+        "number": page,
+        "state": status,
+        "states": CREATIVE_STATES,
+        "done": request.query_params.get("done", "")[:SAID_LIMIT],
+        "error": request.query_params.get("error", "")[:SAID_LIMIT],
+        "pages": _pages(f"/staff/campaigns/{slug}/creatives", {"state": status}, page, more),
+    }
+    return page_response(request, "staff_creatives.html", context)
 
 
 @router.get("/staff/campaigns/{slug}/audit")

@@ -1,5 +1,6 @@
 """What staff do from the console (`web.staff`): mark a milestone, send a destination's dead
-letters again, start the sprint or a piece of work (`web.staff_runs`). Each form is refused
+letters again, record a creative's post, start the sprint or a piece of work
+(`web.staff_runs`). Each form is refused
 from another site and for anyone the campaign file does not list under `staff:`; each change is
 audited with the staff member's email; the page then says what was done, or why not.
 """
@@ -18,17 +19,19 @@ from config.errors import RallyError
 from config.settings import Settings
 from store.audit import Change, record
 from store.db import transaction
-from store.models import Campaign, StaffRun
+from store.models import Campaign, Creative, StaffRun
 from tasks.leads.status import requeue_dead
+from tasks.review.creatives import posted
 from tasks.sprint.state import LIVE, mark_milestone, real_activity, start_sprint
 from web import staff_runs
-from web.deps import AppSettings, Clock, StaffMember, Store
+from web.deps import AppSettings, Clock, RowId, StaffMember, Store
 from web.pages import not_found
 from web.review import form_of, form_too_large, same_origin
 from web.staff import theirs
 
 router = APIRouter()
 NOTE_LIMIT = 2000
+URL_LIMIT = 500
 ELSEWHERE = "A rehearsal runs in a store of its own: see 'rally sprint start --help'."
 
 
@@ -73,6 +76,30 @@ async def retry_form(
         return f"{count:,} lead(s) queued again for {name}; the next sync sends them."
 
     return await _act(request, slug, email, engine, settings, retry)
+
+
+@router.post("/staff/campaigns/{slug}/creatives/{creative_id}/posted")
+async def posted_form(
+    request: Request,
+    slug: str,
+    creative_id: RowId,
+    email: StaffMember,
+    engine: Store,
+    settings: AppSettings,
+    clock: Clock,
+) -> Response:
+    """Record where an approved creative was posted (its creator's own video address)."""
+
+    def record_post(session: Session, campaign: Campaign, form: dict[str, str]) -> str:
+        creative = session.get(Creative, creative_id)
+        if creative is None or creative.campaign_id != campaign.id:
+            raise RallyError(f"creative {creative_id} is not one of {campaign.name}'s")
+        url = form.get("url", "")[:URL_LIMIT]
+        if not posted(session, creative_id=creative_id, url=url, actor=email, now=clock()):
+            return f"Creative {creative_id} recorded as posted BEFORE APPROVAL, and flagged."
+        return f"Creative {creative_id} recorded as posted."
+
+    return await _act(request, slug, email, engine, settings, record_post, page="/creatives")
 
 
 @router.post("/staff/campaigns/{slug}/start")
@@ -155,10 +182,12 @@ async def _act(
     engine: Engine,
     settings: Settings,
     act: Callable[[Session, Campaign, dict[str, str]], str],
+    *,
+    page: str = "",
 ) -> Response:
     """A form from the console: refused from another site or for anyone not on the campaign's
-    staff; else `act` in one transaction, and back to the page saying what was done, or why
-    not."""
+    staff; else `act` in one transaction, and back to the campaign's page (or its `page`)
+    saying what was done, or why not."""
     if not same_origin(request, settings):
         return not_found(request, status_code=403)
     form = await form_of(request)
@@ -171,9 +200,10 @@ async def _act(
         try:
             done = act(session, campaign, form)
         except RallyError as exc:
-            return _back(slug, error=str(exc))
-    return _back(slug, done=done)
+            return _back(slug, page=page, error=str(exc))
+    return _back(slug, page=page, done=done)
 
 
-def _back(slug: str, **said: str) -> Response:
-    return RedirectResponse(f"/staff/campaigns/{slug}?{urlencode(said)}#said", status_code=303)
+def _back(slug: str, *, page: str = "", **said: str) -> Response:
+    address = f"/staff/campaigns/{slug}{page}?{urlencode(said)}#said"
+    return RedirectResponse(address, status_code=303)

@@ -234,10 +234,16 @@ def review_queue(
 
 
 def creatives_of(
-    session: Session, campaign: Campaign, *, status: str | None = None
+    session: Session,
+    campaign: Campaign,
+    *,
+    status: str | None = None,
+    limit: int | None = None,
+    offset: int = 0,
 ) -> list[dict[str, Any]]:
-    """The campaign's creatives, newest first: who made each, its status and version, the
-    review tier its current draft waits on, and where it was posted."""
+    """The campaign's creatives, newest first (`limit` of them from `offset`, or all): who
+    made each, its status and version, the review tier its current draft waits on, and where
+    it was posted."""
     query = (
         select(Creative, Creator.handle, CreativeDraft.id)
         .join(RosterMember, col(RosterMember.id) == col(Creative.member_id))
@@ -254,7 +260,7 @@ def creatives_of(
     )
     if status:
         query = query.where(Creative.status == status)
-    rows = session.exec(query).all()
+    rows = session.exec(query.offset(offset).limit(limit)).all()
     open_tier = dict(
         session.exec(
             select(ReviewTask.draft_id, ReviewTask.tier).where(

@@ -20,6 +20,7 @@ from store.models import (
     Contact,
     Creative,
     CreativeDraft,
+    Creator,
     FollowUp,
     Milestone,
     OutboxMessage,
@@ -74,9 +75,13 @@ def pipeline(session: Session, campaign: Campaign, *, now: datetime) -> dict[str
         ).all()
     )
     overdue_query = (
-        sa_select(col(ReviewTask.id), col(ReviewTask.tier), col(ReviewTask.due_at))
+        sa_select(
+            col(ReviewTask.id), col(ReviewTask.tier), col(ReviewTask.due_at), col(Creator.handle)
+        )
         .join(CreativeDraft, col(CreativeDraft.id) == col(ReviewTask.draft_id))
         .join(Creative, col(Creative.id) == col(CreativeDraft.creative_id))
+        .join(RosterMember, col(RosterMember.id) == col(Creative.member_id))
+        .join(Creator, col(Creator.id) == col(RosterMember.creator_id))
         .where(
             col(Creative.campaign_id) == cid,
             col(ReviewTask.status) == ReviewStatus.OPEN,
@@ -93,7 +98,10 @@ def pipeline(session: Session, campaign: Campaign, *, now: datetime) -> dict[str
         "briefs": {"made": made, "sent": sent, "acknowledged": acknowledged},
         "creatives": dict(sorted(states.items())),
         "posted": states.get("posted", 0),
-        "overdue": [{"task": t, "tier": tier, "due_at": due} for t, tier, due in overdue],
+        "overdue": [
+            {"task": t, "tier": tier, "due_at": due, "creator": handle}
+            for t, tier, due, handle in overdue
+        ],
         "overdue_count": overdue_count,
     }
 

@@ -16,7 +16,17 @@ from sqlmodel import col, select
 
 from benchmarks.pages import apply_example, seed_engagement
 from store.db import transaction
-from store.models import AuditEvent, Campaign, Milestone, OutboxMessage, StaffRun
+from store.models import (
+    AuditEvent,
+    Campaign,
+    Creative,
+    CreativeStatus,
+    Creator,
+    Milestone,
+    OutboxMessage,
+    RosterMember,
+    StaffRun,
+)
 from store.types import utcnow
 from tasks.review.approvers import issue
 from tasks.staff.access import staff_sign_in
@@ -374,3 +384,55 @@ def test_signed_out_staff_ask_for_a_new_link_that_opens_the_console(settings, en
     used = browser.get(link)  # once only; the page offers a new one again, for the console
     assert used.status_code == 401 and "on a campaign's staff" not in used.text
     assert 'name="next" value="/staff' in used.text
+
+
+def test_staff_list_creatives_by_state_and_record_a_post(
+    settings, engine, applied, tmp_path, example
+):
+    from benchmarks.pages import seed_pipeline
+
+    with transaction(engine) as session:
+        seed_pipeline(session, campaign_id(engine), now=utcnow(), per_creator=1)
+        for creative in session.exec(select(Creative).limit(2)):  # approved, not posted yet
+            creative.status, creative.posted_url = CreativeStatus.APPROVED, None
+            session.add(creative)
+    staff = signed_in(settings, engine, STAFF)
+    origin = {"Origin": settings.public_url}
+    page = staff.get(f"/staff/campaigns/{SLUG}/creatives", params={"state": "approved"})
+    assert page.status_code == 200
+    approved = re.findall(r'id="creative-(\d+)"', page.text)
+    assert approved and "Record the post" in page.text
+    creative = int(approved[0])
+    with transaction(engine, write=False) as session:
+        handle = session.exec(
+            select(Creator.handle)
+            .join(RosterMember, col(RosterMember.creator_id) == col(Creator.id))
+            .join(Creative, col(Creative.member_id) == col(RosterMember.id))
+            .where(Creative.id == creative)
+        ).one()
+    address = f"/staff/campaigns/{SLUG}/creatives/{creative}/posted"
+
+    # Someone else's video, or no video address at all: refused, named, nothing recorded.
+    for url, said in (
+        ("https://www.tiktok.com/@someone.else/video/7301234567890123456", "not @" + handle),
+        ("not-a-url", "url: a web address"),
+    ):
+        refused = staff.post(address, data={"url": url}, headers=origin)
+        assert said in refused.text and refused.url.path.endswith("/creatives"), url
+    url = f"https://www.tiktok.com/@{handle}/video/7301234567890123456"
+    done = staff.post(address, data={"url": url}, headers=origin)
+    assert f"Creative {creative} recorded as posted." in done.text
+    posted_page = staff.get(f"/staff/campaigns/{SLUG}/creatives", params={"state": "posted"})
+    assert f'id="creative-{creative}"' in posted_page.text and url in posted_page.text
+    with transaction(engine, write=False) as session:
+        entry = session.exec(select(AuditEvent).where(AuditEvent.action == "creative.posted")).one()
+    assert entry.actor == STAFF
+
+    # Another campaign's creative is not theirs to record.
+    other_campaign(engine, example, tmp_path)
+    foreign = staff.post(
+        f"/staff/campaigns/{OTHER}/creatives/{creative}/posted", data={"url": url}, headers=origin
+    )
+    assert foreign.status_code == 404
+    counsel = signed_in(settings, engine, LEGAL)
+    assert counsel.get(f"/staff/campaigns/{SLUG}/creatives").status_code == 404
