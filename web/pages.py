@@ -15,6 +15,8 @@ from fastapi.templating import Jinja2Templates
 from store.db import connection_dropped
 
 TEMPLATES = Jinja2Templates(directory=Path(__file__).parent / "templates")
+# blob: is the file a creator has chosen, played in the page before it is sent.
+MEDIA_SRC = "media-src 'self' https: blob:"
 HEADERS = {
     # Links carry tokens: no other site ever sees them. (Same-origin requests keep their
     # Origin header, which the review forms check.)
@@ -23,7 +25,7 @@ HEADERS = {
     "X-Robots-Tag": "noindex, nofollow",
     "X-Content-Type-Options": "nosniff",
     "Content-Security-Policy": "default-src 'none'; style-src 'self' 'unsafe-inline'; "
-    "script-src 'self'; img-src 'self' https: data:; media-src 'self' https:; "
+    f"script-src 'self'; img-src 'self' https: data:; {MEDIA_SRC}; "
     "form-action 'self'; frame-ancestors 'none'",
 }
 
@@ -40,9 +42,7 @@ class PrivateHeaders:
         self.app = app
         self.raw = PRIVATE_HEADERS
         if media:
-            policy = HEADERS["Content-Security-Policy"].replace(
-                "media-src 'self' https:", f"media-src 'self' https: {media}"
-            )
+            policy = HEADERS["Content-Security-Policy"].replace(MEDIA_SRC, f"{MEDIA_SRC} {media}")
             self.raw = [
                 (name, policy.encode() if name == b"content-security-policy" else value)
                 for name, value in PRIVATE_HEADERS

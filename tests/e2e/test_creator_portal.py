@@ -226,6 +226,51 @@ def test_a_creator_from_the_email_to_a_posted_video(
     assert tab.dialogs == []
 
 
+def test_a_chosen_video_plays_in_the_page_before_it_is_sent(
+    server: Server, rally, running: Path, engine, tabs
+) -> None:
+    assert not generate(get_settings(), engine, SLUG, handles=[HANDLE]).failed
+    rows = json.loads(rally("briefs", "status", SLUG, "--json").out)
+    link = next(r["link"] for r in rows if r["handle"] == HANDLE)
+    tab = tabs()
+    page = tab.page
+    page.set_viewport_size(PHONE)
+    page.goto(link)
+    preview = page.locator("#video-preview")
+    player = preview.locator("video")
+    assert preview.is_hidden()
+
+    page.set_input_files(
+        "#video", files=[{"name": "take1.mp4", "mimeType": "video/mp4", "buffer": MP4}]
+    )
+    assert preview.is_visible()
+    first = player.get_attribute("src") or ""
+    assert first.startswith("blob:")
+    page.wait_for_function(  # loaded, or given up on (these bytes are no real film)
+        "(v => v.readyState > 0 || v.error !== null)"
+        "(document.querySelector('#video-preview video'))"
+    )
+    assert not [m for m in tab.console if "Content Security Policy" in m]
+    # This browser cannot play these bytes, and says so rather than leave an empty player.
+    assert preview.locator("[data-unplayable]").is_visible()
+    assert_page_fits(page, "creator-video-preview")
+
+    # Another file replaces it; clearing the choice or a file too large hides the preview.
+    page.set_input_files(
+        "#video", files=[{"name": "take2.mp4", "mimeType": "video/mp4", "buffer": MP4 + b"2"}]
+    )
+    second = player.get_attribute("src") or ""
+    assert second.startswith("blob:") and second != first
+    page.set_input_files("#video", files=[])
+    assert preview.is_hidden() and player.get_attribute("src") is None
+    page.evaluate(f"document.querySelector('#video').dataset.maxBytes = '{len(MP4) - 1}'")
+    page.set_input_files(
+        "#video", files=[{"name": "take1.mp4", "mimeType": "video/mp4", "buffer": MP4}]
+    )
+    assert preview.is_hidden() and player.get_attribute("src") is None
+    assert tab.dialogs == []
+
+
 def test_the_brief_page_works_without_javascript(
     server: Server, rally, running: Path, engine, browser
 ) -> None:
@@ -251,6 +296,7 @@ def test_the_brief_page_works_without_javascript(
         page.set_input_files(
             "#video", files=[{"name": "take.mp4", "mimeType": "video/mp4", "buffer": MP4}]
         )
+        assert page.locator("#video-preview").is_hidden()  # the preview needs the script
         page.click("#submit")
         page.locator("#drafts .draft").wait_for()
         assert "Waiting for review" in page.locator("#drafts .draft h3").inner_text()

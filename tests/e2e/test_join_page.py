@@ -77,6 +77,15 @@ def test_a_person_signs_up_on_a_phone_and_confirms_by_the_emailed_link(
     assert page.locator("#intro").inner_text().startswith("Your first vote counts.")
     assert_page_fits(page, "join")
 
+    # A mistake comes back beside its field, with what was typed kept.
+    page.fill("input[name=name]", "Pat Lee")
+    page.fill("input[name=email]", "pat.lee@")
+    with page.expect_navigation():
+        page.get_by_role("button", name="Sign up").click()
+    assert page.locator(".problem").inner_text() == "That does not look like an email address."
+    assert page.input_value("input[name=name]") == "Pat Lee"
+    assert_page_fits(page, "join-problems")
+
     page.set_viewport_size({"width": 390, "height": 844})
     trap = page.locator("input[name=website]").bounding_box()
     assert trap is not None and trap["x"] + trap["width"] <= 0  # off-screen: people never see it
@@ -115,3 +124,8 @@ def test_a_person_signs_up_on_a_phone_and_confirms_by_the_emailed_link(
     page.goto(f"{server.url}/t/NO-SUCH-CODE")  # a creator's link mistyped by a fan
     assert page.locator("h1").inner_text() == "This link doesn't lead anywhere"
     assert_page_fits(page, "unknown-link")
+
+    page.goto(f"{server.url}/join/no-such-campaign")  # a signup link from an old flyer
+    assert page.locator("h1").inner_text() == "Not found"
+    assert "brief" not in page.locator("main").inner_text()  # words for anyone, not creators
+    assert_page_fits(page, "not-found")

@@ -178,7 +178,7 @@ def test_with_a_bucket_videos_go_to_it_and_pages_play_them_from_a_short_lived_li
 
     # The page may play video from the bucket; its address sends the browser there.
     page = client.get(f"/briefs/{token}")
-    assert f"media-src 'self' https: {bucket.url};" in page.headers["content-security-policy"]
+    assert f"media-src 'self' https: blob: {bucket.url};" in page.headers["content-security-policy"]
     own = client.get(f"/briefs/{token}/videos/{name}", follow_redirects=False)
     assert own.status_code == 302
     link = own.headers["location"]

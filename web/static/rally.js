@@ -50,12 +50,31 @@ for (const button of document.querySelectorAll("button[data-copy]")) button.hidd
 
 // Creator portal: a video file larger than the brief page takes is refused as soon as it is
 // chosen, with the server's own words, instead of after a long upload (the server refuses it
-// too). <input type=file data-max-bytes="..." data-too-large="...">
+// too). <input type=file data-max-bytes="..." data-too-large="...">. With data-preview="id",
+// the chosen file plays in that hidden element's <video> before it is sent; without this
+// script the preview stays hidden and the file is sent all the same.
 for (const input of document.querySelectorAll("input[type=file][data-max-bytes]")) {
+  const preview = document.getElementById(input.dataset.preview || "");
   input.addEventListener("change", () => {
     const file = input.files && input.files[0];
     const tooLarge = file && file.size > Number(input.dataset.maxBytes);
     input.setCustomValidity(tooLarge ? input.dataset.tooLarge : "");
     if (tooLarge) input.reportValidity();
+    if (preview) showPreview(preview, tooLarge ? null : file);
   });
+}
+
+// Plays `file` in the preview's <video> (nothing shown for no file), letting go of the file
+// shown before; a file the browser cannot play says so.
+function showPreview(preview, file) {
+  const player = preview.querySelector("video");
+  const unplayable = preview.querySelector("[data-unplayable]");
+  if (player.src.startsWith("blob:")) URL.revokeObjectURL(player.src);
+  player.removeAttribute("src");
+  player.load();
+  unplayable.hidden = true;
+  preview.hidden = !file;
+  if (!file) return;
+  player.addEventListener("error", () => { unplayable.hidden = false; }, { once: true });
+  player.src = URL.createObjectURL(file);
 }
