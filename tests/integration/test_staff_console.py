@@ -393,9 +393,9 @@ def test_staff_list_creatives_by_state_and_record_a_post(
 
     with transaction(engine) as session:
         seed_pipeline(session, campaign_id(engine), now=utcnow(), per_creator=1)
-        for creative in session.exec(select(Creative).limit(2)):  # approved, not posted yet
-            creative.status, creative.posted_url = CreativeStatus.APPROVED, None
-            session.add(creative)
+        for seeded in session.exec(select(Creative).limit(2)):  # approved, not posted yet
+            seeded.status, seeded.posted_url = CreativeStatus.APPROVED, None
+            session.add(seeded)
     staff = signed_in(settings, engine, STAFF)
     origin = {"Origin": settings.public_url}
     page = staff.get(f"/staff/campaigns/{SLUG}/creatives", params={"state": "approved"})
