@@ -208,11 +208,24 @@ def test_a_creator_from_the_email_to_a_posted_video(
     assert "2 still to send" in page.inner_text("#tracker-details")
     assert_page_fits(page, "creator-approved")
 
-    # Staff record the post.
+    # Staff record the post from their console, in a tab of their own, by keyboard.
     creative = draft.get_attribute("data-creative")
     url = f"https://www.tiktok.com/@{HANDLE}/video/7301234567890123456"
-    posted = rally("creatives", "posted", creative, url)
-    assert posted.code == 0, posted.err
+    staff = tabs().page
+    staff.goto(rally("staff", "link", INTERNAL, "--print").out.strip().splitlines()[-1])
+    with staff.expect_navigation():
+        staff.click("#sign-in")
+    staff.goto(f"{server.url}/staff/campaigns/{SLUG}")
+    with staff.expect_navigation():
+        staff.click("#all-creatives")
+    staff.select_option("#state", "approved")
+    with staff.expect_navigation():
+        staff.click("button:text('Show')")
+    assert_page_fits(staff, "staff-creatives")
+    staff.fill(f"#url-{creative}", url)
+    with staff.expect_navigation():
+        staff.press(f"#url-{creative}", "Enter")
+    assert f"Creative {creative} recorded as posted." in staff.inner_text("#said")
     page.reload()
     draft = page.locator("#drafts .draft").first
     assert "Posted" in draft.locator("h3").inner_text()
