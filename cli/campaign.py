@@ -7,17 +7,8 @@ import typer
 from rich.table import Table
 
 from cli.common import JSON_OPTION, console, count, percent, print_json, store
-from cli.creators import fail_on_skipped, print_roster_report, roster_report, roster_table
-from config.campaign_file import load_campaign
 from store.db import transaction
-from tasks.campaigns.campaign import (
-    apply_campaign,
-    campaign_overview,
-    check_references,
-    list_campaigns,
-)
-from tasks.campaigns.roster import read_roster
-from tasks.campaigns.roster_import import import_roster
+from tasks.campaigns.campaign import campaign_overview, list_campaigns
 from tasks.formats import money
 
 app = typer.Typer(
@@ -34,6 +25,13 @@ def apply(
     json_output: bool = JSON_OPTION,
 ) -> None:
     """Create or update a campaign from its file; applying the same files again changes nothing."""
+    # Here, not at the top: the read commands (show, list) do without the roster's import.
+    from cli.creators import fail_on_skipped, roster_report
+    from config.campaign_file import load_campaign
+    from tasks.campaigns.campaign import apply_campaign, check_references
+    from tasks.campaigns.roster import read_roster
+    from tasks.campaigns.roster_import import import_roster
+
     spec = load_campaign(file)
     configs = check_references(spec, file.parent, file=str(file))
     roster_path = roster_file or (file.parent / spec.roster if spec.roster else None)
@@ -73,6 +71,8 @@ def _print_apply(report: dict[str, Any], name: str, sprint: str) -> None:
         line += f" ({', '.join(shown)}{f' and {more} more' if more > 0 else ''})"
     console.print(f"{line}; {sprint}.", markup=False)
     if "roster" in report:
+        from cli.creators import print_roster_report
+
         print_roster_report(report["roster"])
     roster_changed = "roster" in report and (
         report["roster"]["added"] or report["roster"]["updated"]
@@ -172,4 +172,6 @@ def _print_overview(overview: dict[str, Any]) -> None:
     for m in overview["plan"]["milestones"]:
         milestones.add_row(str(m["week"]), m["due_on"], m["name"], m["status"])
     console.print(milestones)
+    from cli.creators import roster_table
+
     console.print(roster_table(overview["roster"], currency, overview["public_url"]))

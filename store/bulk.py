@@ -11,7 +11,6 @@ from collections.abc import Mapping, Sequence
 from enum import Enum
 from typing import Any
 
-from psycopg import sql as pg_sql
 from pydantic_core import PydanticUndefined, to_jsonable_python
 from sqlalchemy import JSON, Table, func, insert, select
 from sqlmodel import Session, SQLModel
@@ -77,6 +76,8 @@ def copy_rows(session: Session, table: Table, rows: Sequence[Mapping[str, Any]])
     columns = [c for c in table.c if c.name in rows[0]]
     names = [c.name for c in columns]
     json_columns = {c.name for c in columns if isinstance(c.type, JSON)}
+    from psycopg import sql as pg_sql  # PostgreSQL's own: SQLite stores never load it
+
     command = pg_sql.SQL("COPY {} ({}) FROM STDIN").format(
         pg_sql.Identifier(table.name), pg_sql.SQL(", ").join(map(pg_sql.Identifier, names))
     )

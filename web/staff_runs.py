@@ -128,14 +128,14 @@ def _deployment_run(action: Action, api_url: str) -> tuple[str, str] | None:
 
 
 def _process(run_id: str, action: Action, by: str, log: Path) -> int:
-    """`rally` with the action's arguments in a process of its own (`tasks.staff.runs`, which
+    """`rally` with the action's arguments in a process of its own (`cli.staff_run`, which
     records how it ended), its output in `log`; its id. A thread here waits for it, so it
     leaves no zombie behind."""
     path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     env = {**os.environ, "RALLY_ACTOR": by, "PYTHONPATH": path}
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "tasks.staff.runs", run_id, *action.command],
+            [sys.executable, "-m", "cli.staff_run", run_id, *action.command],
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,

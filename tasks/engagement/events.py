@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
-import psycopg
 from sqlalchemy import Engine, String, any_, bindparam, func, update
 from sqlalchemy import select as sa_select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -282,6 +281,8 @@ def _store_new(session: Session, unique: dict[tuple[str, str], dict[str, Any]]) 
     speculative insertion, and an insert a statement), the redelivered ones are counted with
     one update; if another writer stored one of them meanwhile, the batch goes again as an
     upsert. Returns how many were new."""
+    import psycopg  # PostgreSQL only: SQLite stores never load it
+
     table = EngagementEvent.__table__  # type: ignore[attr-defined]
     stored = _stored(session, list(unique))
     fresh = [row for key, row in unique.items() if key not in stored]

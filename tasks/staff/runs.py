@@ -1,14 +1,11 @@
 """Work started from the staff console, kept in the store (`StaffRun`) so that every web
 process, on any machine, lists it and shows how it stands. A deployment run is followed in
-Prefect's UI; a `rally` command run here records its own end (`run_command`), and one whose
+Prefect's UI; a `rally` command run here records its own end (`cli.staff_run`), and one whose
 process vanished without doing so is shown as stopped, not running forever.
-
-`python -m tasks.staff.runs RUN_ID ARGS...` runs `rally ARGS...` as that run.
 """
 
 import os
 import socket
-import sys
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -16,7 +13,6 @@ from pathlib import Path
 from sqlmodel import Session, col, select
 
 from store.models import StaffRun
-from store.types import utcnow
 
 OUTPUT_SHOWN = 6000  # characters of a run's output shown on its page (its end)
 HERE = socket.gethostname()
@@ -112,30 +108,3 @@ def record_end(session: Session, run_id: str, *, code: int, now: datetime) -> No
     run.exit_code, run.finished_at = code, now
     run.output_tail = tail(Path(run.log_path)) if run.log_path else ""
     session.add(run)
-
-
-def run_command(run_id: str, args: list[str]) -> int:
-    """Run `rally ARGS` (its output goes wherever this process's goes: the run's file), then
-    record how it ended. The exit code is the command's."""
-    from cli.main import main
-    from config.settings import get_settings
-    from store.db import open_store, transaction
-
-    code: int = 0
-    try:
-        main(args)
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
-    try:
-        with transaction(open_store(get_settings())) as session:
-            record_end(session, run_id, code=code, now=utcnow())
-    except Exception as exc:  # the command's own result stands; the page will show "vanished"
-        print(f"error: how this run ended was not recorded ({type(exc).__name__})", file=sys.stderr)
-    return code
-
-
-if __name__ == "__main__":
-    raise SystemExit(run_command(sys.argv[1], sys.argv[2:]))
