@@ -9,15 +9,19 @@ from store.db import transaction
 from tasks.reporting.stored import report_page, reports_of
 from web.deps import Approver, Store
 from web.pages import not_found, page_response
+from web.staff import local_clock
 
 router = APIRouter()
 
 
 @router.get("/reports")
 def report_list(request: Request, email: Approver, engine: Store) -> Response:
-    """The campaigns the signed-in approver is staff of, with their stored reports."""
+    """The campaigns the signed-in approver is staff of, with their stored reports and when
+    each was made, in the campaign's time zone."""
     with transaction(engine, write=False) as session:
-        campaigns = reports_of(session, reader=email)
+        campaigns = [
+            {**c, "local": local_clock(c["campaign"])} for c in reports_of(session, reader=email)
+        ]
     return page_response(request, "reports.html", {"email": email, "campaigns": campaigns})
 
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import PlainTextResponse, RedirectResponse, Response
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
@@ -20,11 +20,14 @@ from tasks.campaigns.campaign import runs_sprint
 from tasks.sprint.calendar import give_go_ahead, open_decisions
 from tasks.sprint.state import mark_milestone, sprint_status
 from web.deps import Approver, AppSettings, Clock, Store
-from web.pages import not_found, page_response
+from web.pages import form_fields, not_found, page_response, request_body
 from web.review import same_origin
+from web.staff import local_clock
 
 router = APIRouter()
 NOTE_LIMIT = 2000
+MAX_FORM_BYTES = 32 * 1024  # a note of NOTE_LIMIT characters in any script, encoded
+MAX_FORM_FIELDS = 10
 
 
 def _staff_campaign(session: Session, slug: str, email: str) -> Campaign | None:
@@ -49,6 +52,7 @@ def sprint_page(
         "name": campaign.name,
         "status": status,
         "decisions": decisions,
+        "local": local_clock(campaign),
         "done": request.query_params.get("done"),
         "error": request.query_params.get("error"),
     }
@@ -98,16 +102,20 @@ async def _settle(
     act: Callable[[Session, dict[str, str], str], str],
 ) -> Response:
     """A staff form from the sprint's page: refused from another site or for anyone not on the
-    campaign's staff; else `act` (given the form and its note) in one transaction, and back to
-    the page saying what was done, or why not."""
+    campaign's staff; a body too large to be one of its forms, 413 (never read past the limit);
+    else `act` (given the form and its note) in one transaction, and back to the page saying
+    what was done, or why not."""
     if not same_origin(request, settings):
         return not_found(request, status_code=403)
-    form = {k: str(v) for k, v in (await request.form()).items()}
+    body = await request_body(request, MAX_FORM_BYTES)
+    if body is None:
+        return PlainTextResponse("The form is too large.", status_code=413)
+    form = form_fields(body, max_fields=MAX_FORM_FIELDS, max_chars=NOTE_LIMIT)
     with transaction(engine) as session:
         if _staff_campaign(session, slug, email) is None:
             return not_found(request)
         try:
-            done = act(session, form, form.get("note", "")[:NOTE_LIMIT])
+            done = act(session, form, form.get("note", ""))
         except RallyError as exc:
             return _back(slug, error=str(exc))
     return _back(slug, done=done)

@@ -46,8 +46,8 @@ def store_report(session: Session, report: dict[str, Any], html: str, *, now: da
 
 
 def reports_of(session: Session, *, reader: str, slug: str | None = None) -> list[dict[str, Any]]:
-    """The campaigns `reader` is staff of (or only `slug`), each with its stored weeks, newest
-    first, and when each report was made."""
+    """The campaigns `reader` is staff of (or only `slug`), each (its row as `campaign`) with
+    its stored weeks, newest first, and when each report was made."""
     query = select(Campaign).order_by(col(Campaign.slug))
     if slug is not None:
         query = query.where(Campaign.slug == slug)
@@ -59,6 +59,7 @@ def reports_of(session: Session, *, reader: str, slug: str | None = None) -> lis
     ).all()
     return [
         {
+            "campaign": c,
             "slug": c.slug,
             "name": c.name,
             "weeks": [

@@ -1,7 +1,8 @@
 """What every page must be, checked in the browser: laid out within a 390 px phone and a
-1280 px laptop (no sideways scroll) and free of serious or critical accessibility problems as
-axe-core finds them (from the npm registry, installed by `make browser`). Pages checked this
-way can also be photographed for the README (`RALLY_SCREENSHOTS=folder`)."""
+1280 px laptop (no sideways scroll), its buttons and navigation links 44 px touch targets, and
+free of serious or critical accessibility problems as axe-core finds them (from the npm
+registry, installed by `make browser`). Pages checked this way can also be photographed for
+the README (`RALLY_SCREENSHOTS=folder`)."""
 
 import os
 from pathlib import Path
@@ -22,8 +23,9 @@ def axe_source() -> str:
 
 
 def problems_at(page, width: int) -> list[str]:
-    """What is wrong with the page as it stands, at `width` px: sideways scroll and axe's
-    serious and critical findings, each in a line that names the element."""
+    """What is wrong with the page as it stands, at `width` px: sideways scroll, buttons and
+    navigation links shorter than a 44 px touch target, and axe's serious and critical
+    findings, each in a line that names the element."""
     page.set_viewport_size({"width": width, "height": HEIGHT.get(width, 800)})
     found = []
     scroll, inner = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
@@ -34,6 +36,14 @@ def problems_at(page, width: int) -> list[str]:
                 .slice(0, 3).map(e => e.outerHTML.slice(0, 120))"""
         )
         found.append(f"{width} px: the page is {scroll} px wide; widest: {wide}")
+    small = page.evaluate(
+        """() => [...document.querySelectorAll('button, .button, nav a')]
+            .filter(e => { const box = e.getBoundingClientRect();
+                           return box.width > 0 && box.height < 43.5; })
+            .slice(0, 3).map(e => e.outerHTML.slice(0, 120))"""
+    )
+    if small:
+        found.append(f"{width} px: buttons or links in a nav under 44 px tall: {small}")
     if not page.evaluate("typeof window.axe !== 'undefined'"):
         page.evaluate(axe_source())  # not a script tag: the pages' policy allows none inline
     result = page.evaluate("async () => await axe.run(document, {resultTypes: ['violations']})")
@@ -45,9 +55,9 @@ def problems_at(page, width: int) -> list[str]:
 
 
 def assert_page_fits(page, name: str | None = None) -> None:
-    """The page as it stands fits a phone and a laptop and passes axe at both widths; with
-    `RALLY_SCREENSHOTS` set, it is photographed at each width as `<name>-<width>.png`, and as
-    a phone's first screen as `<name>-390-screen.png`."""
+    """The page as it stands fits a phone and a laptop, with 44 px touch targets, and passes
+    axe at both widths; with `RALLY_SCREENSHOTS` set, it is photographed at each width as
+    `<name>-<width>.png`, and as a phone's first screen as `<name>-390-screen.png`."""
     found: list[str] = []
     for width in WIDTHS:
         found += problems_at(page, width)

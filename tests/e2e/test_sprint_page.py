@@ -11,6 +11,7 @@ from store.db import transaction
 from store.models import OutboxMessage, SprintStep
 from tests.conftest import SLUG
 from tests.e2e.conftest import Server
+from tests.e2e.pages import assert_page_fits
 
 pytestmark = [pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)]
 
@@ -39,9 +40,7 @@ def test_staff_give_the_go_ahead_from_their_phone(server: Server, rally, running
     tab.page.click("#sign-in")
     assert tab.page.url == f"{server.url}/sprint/{SLUG}"
     assert tab.page.locator("h1").inner_text() == "First Vote PA 2027"
-    for width in (390, 1280):
-        tab.page.set_viewport_size({"width": width, "height": 844})
-        assert tab.page.evaluate("document.documentElement.scrollWidth") <= width, width
+    assert_page_fits(tab.page, "sprint")
     tab.page.set_viewport_size({"width": 390, "height": 844})
     size = tab.page.evaluate("getComputedStyle(document.querySelector('textarea')).fontSize")
     assert float(size.removesuffix("px")) >= 16  # no zoom on focus on a phone

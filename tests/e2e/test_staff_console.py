@@ -47,6 +47,11 @@ def test_staff_rehearse_the_sprint_and_read_its_follow_ups(
     assert page.url == f"{server.url}/staff/campaigns/{SLUG}"
     assert "The sprint has not started" in page.inner_text("main")
     assert_page_fits(page, "staff-campaign")
+    page.set_viewport_size({"width": 390, "height": 844})
+    for name in ("Follow-up log", "Audit log", "The sprint's page"):  # thumb-sized on a phone
+        box = page.get_by_role("link", name=name).bounding_box()
+        assert box is not None and box["height"] >= 44, name
+    page.set_viewport_size({"width": 1280, "height": 800})
 
     page.select_option("#weeks", "5")
     page.get_by_role("button", name="Start the rehearsal").focus()

@@ -3,7 +3,7 @@ report task store them as well as writing the files, a week reported again repla
 report, and `/reports/...` shows them to the campaign's approvers once signed in, to no one
 else."""
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from fastapi.testclient import TestClient
@@ -102,3 +102,11 @@ def test_a_campaign_without_reports_yet_is_listed_without_weeks(settings, engine
     staff = signed_in(settings, engine, STAFF)
     assert "No report yet" in staff.get("/reports").text
     assert staff.get(f"/reports/{SLUG}").status_code == 404
+
+
+def test_the_list_says_when_each_report_was_made_in_the_campaigns_time_zone(
+    settings, engine, applied
+):
+    report_week(settings, engine, 1, now=datetime(2027, 2, 8, 17, 30, tzinfo=UTC))
+    listed = signed_in(settings, engine, STAFF).get("/reports")
+    assert "made Mon Feb 8, 12:30 EST" in listed.text  # New York's time, as the campaign's

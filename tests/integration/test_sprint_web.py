@@ -49,6 +49,7 @@ def test_staff_follow_the_link_in_their_email_and_give_the_go_ahead(
         and "Briefs: generated, then sent on the go-ahead" in page.text
     )
     assert "for 50 creator(s)" in page.text and "Give the go-ahead" in page.text
+    assert "Ready since Sun Jan 31, 20:00 EST" in page.text  # the campaign's time, not UTC
     assert "Strategy agreed (week 1)" in page.text  # a milestone people judge, due this week
 
     # A form from another site is refused; from the page it is taken, and said.
@@ -117,3 +118,20 @@ def test_nobody_else_sees_a_sprints_page(settings, engine, rally, applied):
     assert signed_in(settings, engine, STAFF).get("/sprint/no-such-campaign").status_code == 404
     signed_out = TestClient(create_app(settings))
     assert signed_out.get(f"/sprint/{SLUG}").status_code == 401
+
+
+def test_an_oversized_form_is_refused_and_changes_nothing(settings, engine, rally, applied):
+    assert rally("sprint", "start", SLUG).code == 0
+    first_pass(engine)
+    staff = signed_in(settings, engine, STAFF)
+    refused = staff.post(
+        f"/sprint/{SLUG}/go-ahead",
+        data={"step": "briefs", "note": "x" * 100_000},
+        headers={"Origin": settings.public_url},
+    )
+    assert refused.status_code == 413
+    with transaction(engine, write=False) as session:
+        step = session.exec(select(SprintStep).where(SprintStep.key == "briefs")).one()
+        given = session.exec(select(AuditEvent).where(AuditEvent.action == "sprint.go_ahead"))
+        assert step.go_ahead_by is None and given.all() == []
+    assert "Give the go-ahead" in staff.get(f"/sprint/{SLUG}").text  # it still waits
