@@ -254,13 +254,51 @@ def store_events(
         new = _store_new(session, unique)
         return new, len(rows) - new
     if not count:
-        session.execute(_upsert(sqlite), list(unique.values()))
+        _upsert_in_one_statement(session, list(unique.values()))
         return 0, 0
     # SQLite has one writer: the rows new to it are the ones past its newest id.
     newest = session.execute(sa_select(func.max(table.c.id))).scalar() or 0
     session.execute(_upsert(sqlite), list(unique.values()))
     new = session.execute(sa_select(func.count()).where(table.c.id > newest)).scalar_one()
     return new, len(rows) - new
+
+
+SQLITE_ROWS_PER_STATEMENT = 500  # well inside SQLite's 32,766 bound values per statement
+
+
+def _upsert_in_one_statement(session: Session, rows: list[dict[str, Any]]) -> None:
+    """SQLite: the rows (`new_event`'s, every column each) as one multi-row INSERT (per 500)
+    instead of one step per row. The webhooks' writer thread gives up the GIL at each SQLite
+    call and may wait for the event loop to hand it back; one call a group keeps a commit from
+    queueing behind the requests."""
+    table = EngagementEvent.__table__  # type: ignore[attr-defined]
+    names = tuple(rows[0])
+    processors = [_bind_processor(table.c[name]) for name in names]
+    for start in range(0, len(rows), SQLITE_ROWS_PER_STATEMENT):
+        chunk = rows[start : start + SQLITE_ROWS_PER_STATEMENT]
+        values = [
+            process(row[name]) if process else row[name]
+            for row in chunk
+            for name, process in zip(names, processors, strict=True)
+        ]
+        session.connection().exec_driver_sql(_multi_row_upsert(names, len(chunk)), tuple(values))
+
+
+@cache
+def _multi_row_upsert(names: tuple[str, ...], count: int) -> str:
+    one = "(" + ", ".join("?" * len(names)) + ")"
+    return (
+        f"INSERT INTO engagement_events ({', '.join(names)}) VALUES "
+        + ", ".join([one] * count)
+        + " ON CONFLICT (source, external_id) DO UPDATE"
+        " SET deliveries = engagement_events.deliveries + excluded.deliveries"
+    )
+
+
+@cache
+def _bind_processor(column: Any) -> Any:
+    """How SQLAlchemy turns a Python value into SQLite's for this column (JSON, times)."""
+    return column.type.bind_processor(sqlite.dialect())
 
 
 @cache
