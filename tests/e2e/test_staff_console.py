@@ -35,8 +35,12 @@ def test_staff_rehearse_the_sprint_and_read_its_follow_ups(
 
     tab = tabs()
     page = tab.page
+    page.goto(f"{server.url}/staff")  # signed out: the page offers a new link by email
+    assert page.locator("#new-link").is_visible()
+    assert_page_fits(page, "staff-signed-out")
     page.goto(link)
     assert page.locator("h1").inner_text() == "Sign in to the staff console"
+    assert_page_fits(page, "staff-sign-in")
     with page.expect_navigation():
         page.click("#sign-in")
     assert page.url == f"{server.url}/staff"
