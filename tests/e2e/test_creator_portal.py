@@ -48,6 +48,13 @@ def brief_email(settings, to: str) -> tuple[str, str]:
     raise AssertionError(f"no brief mailed to {to}")
 
 
+def brief_link(rally, engine) -> str:
+    """The brief made for HANDLE just now: the link its email carries."""
+    assert not generate(get_settings(), engine, SLUG, handles=[HANDLE]).failed
+    rows = json.loads(rally("briefs", "status", SLUG, "--json").out)
+    return str(next(r["link"] for r in rows if r["handle"] == HANDLE))
+
+
 def open_task(engine) -> int:
     with transaction(engine, write=False) as session:
         (task,) = review_queue(session, now=utcnow())
@@ -242,9 +249,7 @@ def test_a_creator_from_the_email_to_a_posted_video(
 def test_a_chosen_video_plays_in_the_page_before_it_is_sent(
     server: Server, rally, running: Path, engine, tabs
 ) -> None:
-    assert not generate(get_settings(), engine, SLUG, handles=[HANDLE]).failed
-    rows = json.loads(rally("briefs", "status", SLUG, "--json").out)
-    link = next(r["link"] for r in rows if r["handle"] == HANDLE)
+    link = brief_link(rally, engine)
     tab = tabs()
     page = tab.page
     page.set_viewport_size(PHONE)
@@ -287,9 +292,7 @@ def test_a_chosen_video_plays_in_the_page_before_it_is_sent(
 def test_the_brief_page_works_without_javascript(
     server: Server, rally, running: Path, engine, browser
 ) -> None:
-    assert not generate(get_settings(), engine, SLUG, handles=[HANDLE]).failed
-    rows = json.loads(rally("briefs", "status", SLUG, "--json").out)
-    link = next(r["link"] for r in rows if r["handle"] == HANDLE)
+    link = brief_link(rally, engine)
     server.ready()
     context = browser.new_context(java_script_enabled=False, viewport=PHONE)
     try:
@@ -322,9 +325,7 @@ def test_the_brief_page_works_without_javascript(
 def test_a_video_kept_in_a_bucket_plays_on_the_creators_page_from_the_bucket(
     bucket, server: Server, rally, running: Path, engine, tabs
 ) -> None:
-    assert not generate(get_settings(), engine, SLUG, handles=[HANDLE]).failed
-    rows = json.loads(rally("briefs", "status", SLUG, "--json").out)
-    link = next(r["link"] for r in rows if r["handle"] == HANDLE)
+    link = brief_link(rally, engine)
     tab = tabs()
     page = tab.page
     page.set_viewport_size(PHONE)
