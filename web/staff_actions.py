@@ -186,21 +186,33 @@ async def _act(
     page: str = "",
 ) -> Response:
     """A form from the console: refused from another site or for anyone not on the campaign's
-    staff; else `act` in one transaction, and back to the campaign's page (or its `page`)
-    saying what was done, or why not."""
+    staff; else `act` in one transaction (off the event loop; rolled back if `act` refuses),
+    and back to the campaign's page (or its `page`) saying what was done, or why not."""
     if not same_origin(request, settings):
         return not_found(request, status_code=403)
     form = await form_of(request)
     if form is None:
         return form_too_large()
-    with transaction(engine) as session:
-        campaign = theirs(session, slug, email)
-        if campaign is None:
-            return not_found(request)
-        try:
+    return await run_in_threadpool(_act_in_store, request, slug, email, engine, act, form, page)
+
+
+def _act_in_store(
+    request: Request,
+    slug: str,
+    email: str,
+    engine: Engine,
+    act: Callable[[Session, Campaign, dict[str, str]], str],
+    form: dict[str, str],
+    page: str,
+) -> Response:
+    try:
+        with transaction(engine) as session:
+            campaign = theirs(session, slug, email)
+            if campaign is None:
+                return not_found(request)
             done = act(session, campaign, form)
-        except RallyError as exc:
-            return _back(slug, page=page, error=str(exc))
+    except RallyError as exc:
+        return _back(slug, page=page, error=str(exc))
     return _back(slug, page=page, done=done)
 
 
