@@ -121,14 +121,9 @@ class Bucket:
             self.base, self.prefix = settings.s3_endpoint.rstrip("/"), f"/{bucket}/"
         else:
             self.base, self.prefix = f"https://{bucket}.s3.{region}.amazonaws.com", "/"
-        self.host = urlsplit(self.base).netloc
-        self.base_path = urlsplit(self.base).path
-
-    @property
-    def origin(self) -> str:
-        """Where links point, for the pages' Content-Security-Policy (`media-src`)."""
         parts = urlsplit(self.base)
-        return f"{parts.scheme}://{parts.netloc}"
+        self.host, self.base_path = parts.netloc, parts.path
+        self.origin = f"{parts.scheme}://{parts.netloc}"  # for the pages' CSP (`media-src`)
 
     def _path(self, key: str) -> str:
         return f"{self.base_path}{self.prefix}{key}"
@@ -245,9 +240,6 @@ class Bucket:
         )
         encoded = "&".join(f"{_encode(k)}={_encode(v)}" for k, v in query)
         return self._url(path, f"{encoded}&X-Amz-Signature={signed}")
-
-    def close(self) -> None:
-        self.client.close()
 
 
 class _Missing(PermanentError):

@@ -138,8 +138,7 @@ class BucketShelf:
         if new:
             sha256_hex = name.split(".", 1)[0]
             self.bucket.put(key, incoming, sha256_hex=sha256_hex, content_type=media_type(name))
-        incoming.unlink(missing_ok=True)
-        return new
+        return new  # `store_video` removes the local copy either way
 
     def size(self, slug: str, name: str) -> int | None:
         return self.bucket.size(f"uploads/{slug}/{name}")

@@ -52,8 +52,8 @@ def state_of(run: StaffRun) -> str:
         return "started"
     if run.exit_code is not None:
         return "finished" if run.exit_code == 0 else "failed"
-    if run.host == HERE and (run.pid is None or not alive(run.pid)):
-        return "vanished" if run.pid is not None else "running"
+    if run.host == HERE and run.pid is not None and not alive(run.pid):
+        return "vanished"
     return "running"
 
 
@@ -68,7 +68,7 @@ def tail(path: Path) -> str:
 
 def view(run: StaffRun) -> RunView:
     state = state_of(run)
-    live = run.host == HERE and run.log_path and state == "running"
+    follow_file = run.log_path if run.host == HERE and state == "running" else None
     return RunView(
         id=run.id,
         title=run.title,
@@ -80,7 +80,7 @@ def view(run: StaffRun) -> RunView:
         host=run.host,
         elsewhere=run.host != HERE,
         log=run.log_path,
-        output=tail(Path(run.log_path)) if live and run.log_path else run.output_tail,
+        output=tail(Path(follow_file)) if follow_file else run.output_tail,
     )
 
 

@@ -55,6 +55,13 @@ def brief_link(rally, engine) -> str:
     return str(next(r["link"] for r in rows if r["handle"] == HANDLE))
 
 
+def on_phone(page, link: str):
+    """`page` at a phone's width, on `link`."""
+    page.set_viewport_size(PHONE)
+    page.goto(link)
+    return page
+
+
 def open_task(engine) -> int:
     with transaction(engine, write=False) as session:
         (task,) = review_queue(session, now=utcnow())
@@ -249,11 +256,8 @@ def test_a_creator_from_the_email_to_a_posted_video(
 def test_a_chosen_video_plays_in_the_page_before_it_is_sent(
     server: Server, rally, running: Path, engine, tabs
 ) -> None:
-    link = brief_link(rally, engine)
     tab = tabs()
-    page = tab.page
-    page.set_viewport_size(PHONE)
-    page.goto(link)
+    page = on_phone(tab.page, brief_link(rally, engine))
     preview = page.locator("#video-preview")
     player = preview.locator("video")
     assert preview.is_hidden()
@@ -325,11 +329,8 @@ def test_the_brief_page_works_without_javascript(
 def test_a_video_kept_in_a_bucket_plays_on_the_creators_page_from_the_bucket(
     bucket, server: Server, rally, running: Path, engine, tabs
 ) -> None:
-    link = brief_link(rally, engine)
     tab = tabs()
-    page = tab.page
-    page.set_viewport_size(PHONE)
-    page.goto(link)
+    page = on_phone(tab.page, brief_link(rally, engine))
     page.fill("#caption", f"{page.inner_text('#disclosure')} Register in two minutes!")
     page.set_input_files(
         "#video", files=[{"name": "take.mp4", "mimeType": "video/mp4", "buffer": MP4}]
