@@ -163,12 +163,22 @@ def main(argv: list[str] | None = None) -> None:
 def describe(exc: Exception) -> str:
     """One line for an unexpected failure. A database error shows the database's own first
     line only: the full text repeats the SQL and its parameters, which may be personal data."""
+    from pydantic import ValidationError
     from sqlalchemy.exc import DBAPIError
 
     if isinstance(exc, DBAPIError):
         first = (str(exc.orig).strip().splitlines() or [type(exc.orig).__name__])[0]
         return f"database error: {first}"
+    if isinstance(exc, ValidationError) and exc.title.endswith("Settings"):
+        return "; ".join(_setting_problem(error) for error in exc.errors())
     return f"{type(exc).__name__}: {exc}"
+
+
+def _setting_problem(error: Any) -> str:
+    """A bad setting by the name its user set it by: `RALLY_SMTP_PORT: Input should be a valid
+    integer, ...`. The value is left out: it may be a secret."""
+    name = "RALLY_" + "_".join(str(part) for part in error["loc"]).upper()
+    return f"setting {name}: {error['msg']}"
 
 
 if __name__ == "__main__":

@@ -90,3 +90,27 @@ def test_serve_says_nothing_when_links_reach_it(public_url, host, port):
     from cli.serve import public_url_warnings
 
     assert public_url_warnings(public_url, host, port) == []
+
+
+def test_a_bad_setting_is_named_as_it_was_set_and_its_value_not_shown(
+    monkeypatch, tmp_path, capsys
+):
+    from cli.main import describe, main
+    from config.settings import get_settings
+    from integrations.s3 import BucketSettings
+
+    monkeypatch.setenv("RALLY_HOME", str(tmp_path))
+    monkeypatch.setenv("RALLY_SMTP_PORT", "abc")
+    get_settings.cache_clear()
+    with pytest.raises(SystemExit):
+        main(["campaign", "list"])
+    err = capsys.readouterr().err
+    get_settings.cache_clear()
+    assert "error: setting RALLY_SMTP_PORT: Input should be a valid integer" in err
+    assert "abc" not in err and "pydantic" not in err
+
+    monkeypatch.setenv("RALLY_S3_LINK_MINUTES", "0")  # a section's settings, read on first use
+    with pytest.raises(ValueError) as refused:
+        BucketSettings()
+    said = describe(refused.value)
+    assert said == "setting RALLY_S3_LINK_MINUTES: Input should be greater than or equal to 1"
