@@ -35,7 +35,7 @@ from store.types import utcnow
 from tasks.briefs.generate import generate_batch
 from tasks.briefs.inputs import campaign_part, creator_rows
 from tasks.briefs.run import BRIEF_TEMPLATES, BriefRun, prepare, select_members
-from tasks.campaigns.campaign import apply_campaign
+from tasks.campaigns.apply import apply_campaign
 from tasks.campaigns.configs import read_configs
 from tasks.campaigns.roster import read_roster
 from tasks.campaigns.roster_import import import_roster

@@ -46,7 +46,7 @@ from config.campaign_file import load_campaign
 from config.settings import Settings
 from store.db import engine_for, transaction, upgrade
 from store.models import Creator, EngagementEvent, FollowUp, OutboxMessage, RosterMember
-from tasks.campaigns.campaign import apply_campaign
+from tasks.campaigns.apply import apply_campaign
 from tasks.campaigns.configs import read_configs
 from tasks.campaigns.roster import read_roster
 from tasks.campaigns.roster_import import import_roster

@@ -43,7 +43,7 @@ from store.models import (
     ReviewTask,
     RosterMember,
 )
-from tasks.campaigns.campaign import apply_campaign
+from tasks.campaigns.apply import apply_campaign
 from tasks.campaigns.configs import read_configs
 from tasks.campaigns.roster import read_roster
 from tasks.campaigns.roster_import import import_roster

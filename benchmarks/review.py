@@ -28,7 +28,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 from config.campaign_file import load_campaign
 from config.policy import load_policy
 from store.db import engine_for, transaction, upgrade
-from tasks.campaigns.campaign import apply_campaign
+from tasks.campaigns.apply import apply_campaign
 from tasks.campaigns.configs import read_configs
 from tasks.campaigns.roster import read_roster
 from tasks.campaigns.roster_import import import_roster

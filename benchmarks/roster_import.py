@@ -26,7 +26,7 @@ from config.settings import Settings
 from store.db import engine_for, transaction, upgrade
 from store.models import Campaign, Creator, RosterMember
 from store.types import utcnow
-from tasks.campaigns.campaign import apply_campaign
+from tasks.campaigns.apply import apply_campaign
 from tasks.campaigns.configs import read_configs
 from tasks.campaigns.roster import read_roster
 from tasks.campaigns.roster_import import import_roster

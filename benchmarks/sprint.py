@@ -59,7 +59,7 @@ def child(home: Path, campaign: Path, seed: int) -> dict[str, Any]:
     from config.campaign_file import load_campaign
     from config.settings import get_settings
     from store.db import open_store, transaction
-    from tasks.campaigns.campaign import apply_campaign
+    from tasks.campaigns.apply import apply_campaign
     from tasks.campaigns.configs import read_configs
     from tasks.campaigns.roster import read_roster
     from tasks.campaigns.roster_import import import_roster

@@ -4,7 +4,6 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.table import Table
 
 from cli.common import JSON_OPTION, console, count, percent, print_json, store
 from store.db import transaction
@@ -28,7 +27,7 @@ def apply(
     # Here, not at the top: the read commands (show, list) do without the roster's import.
     from cli.creators import fail_on_skipped, roster_report
     from config.campaign_file import load_campaign
-    from tasks.campaigns.campaign import apply_campaign, check_references
+    from tasks.campaigns.apply import apply_campaign, check_references
     from tasks.campaigns.roster import read_roster
     from tasks.campaigns.roster_import import import_roster
 
@@ -90,6 +89,8 @@ def list_command(json_output: bool = JSON_OPTION) -> None:
     if json_output:
         print_json(campaigns)
         return
+    from rich.table import Table
+
     if not campaigns:
         console.print("No campaigns yet: `rally campaign apply campaign.yaml` adds one.")
         return
@@ -123,6 +124,8 @@ def show(slug: str, json_output: bool = JSON_OPTION) -> None:
 
 
 def _print_overview(overview: dict[str, Any]) -> None:
+    from rich.table import Table
+
     c = overview["campaign"]
     currency = c["budget"]["currency"]
     console.rule(f"[bold]{c['name']}[/] ({c['slug']})", align="left")

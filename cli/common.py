@@ -3,17 +3,34 @@
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from sqlalchemy import Engine
 
 from config.settings import Settings, get_settings
 from store.db import open_store
 
-console = Console(highlight=False, soft_wrap=True)
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress
+
+
+class _Console:
+    """rich's console for people at a terminal, made on first use: a command asked for
+    `--json` prints with `print_json` and never loads rich."""
+
+    _made: "Console | None" = None
+
+    def __getattr__(self, name: str) -> Any:
+        if _Console._made is None:
+            from rich.console import Console
+
+            _Console._made = Console(highlight=False, soft_wrap=True)
+        return getattr(_Console._made, name)
+
+
+console: "Console" = _Console()  # type: ignore[assignment]
 JSON_OPTION = typer.Option(False, "--json", help="Print JSON for scripts instead of tables.")
 
 
@@ -23,8 +40,11 @@ def store() -> tuple[Settings, Engine]:
     return settings, open_store(settings)
 
 
-def flow_progress(label: str, *, quiet: bool) -> Progress:
+def flow_progress(label: str, *, quiet: bool) -> "Progress":
     """A progress bar on stderr for a flow run, after a word on Prefect's slow first start."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     err = Console(stderr=True, highlight=False)
     if not quiet:
         err.print("Starting the flow (Prefect's first start on this machine takes ~30 s)...")

@@ -71,3 +71,17 @@ class UTCDateTime(TypeDecorator[datetime]):
             )
 
         return from_text
+
+
+def created_time() -> Any:
+    """A column for when the row was made: now, in UTC."""
+    from sqlmodel import Field
+
+    return Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+def optional_time(*, index: bool = False) -> Any:
+    """A column for a moment that may not have come yet (None until it does)."""
+    from sqlmodel import Field
+
+    return Field(default=None, sa_type=UTCDateTime, index=index)

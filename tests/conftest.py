@@ -18,10 +18,10 @@ from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 from sqlmodel import SQLModel
 
-import store.models  # noqa: F401
 from config.settings import Settings, get_settings
 from store.audit import GENESIS
 from store.db import engine_for, head_revision, open_store, upgrade
+from store.models import load_all
 from tests.fakes.s3_api import FakeS3
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,6 +33,9 @@ os.environ.setdefault("PREFECT_HOME", str(ROOT / ".pytest_cache" / "rally-prefec
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 os.environ.setdefault("PREFECT_LOGGING_TO_API_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+
+load_all()  # every table on SQLModel.metadata, for the fixtures that empty them
 
 
 def _server_url() -> str:

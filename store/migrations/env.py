@@ -3,8 +3,9 @@
 from alembic import context
 from sqlmodel import SQLModel
 
-import store.models  # noqa: F401  (registers every table on SQLModel.metadata)
+from store.models import load_all
 
+load_all()  # every table on SQLModel.metadata, for autogenerate's comparison
 connection = context.config.attributes["connection"]
 context.configure(
     connection=connection,

@@ -34,7 +34,7 @@ from tasks.briefs.run import (
     keep_campaign_inputs,
     latest_briefs,
 )
-from tasks.campaigns.campaign import spec_changes
+from tasks.campaigns.apply import spec_changes
 
 
 @dataclass

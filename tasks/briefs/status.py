@@ -12,7 +12,8 @@ from store.audit import Change, record
 from store.models import Brief, Campaign, Creator, OutboxMessage, RosterMember, RosterStatus
 from tasks.briefs.emails import brief_link
 from tasks.briefs.run import full_inputs, latest_briefs
-from tasks.campaigns.campaign import get_campaign, spec_changes
+from tasks.campaigns.apply import spec_changes
+from tasks.campaigns.campaign import get_campaign
 
 
 def _email_state(message: OutboxMessage | None) -> str:

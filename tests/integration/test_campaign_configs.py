@@ -17,7 +17,7 @@ from config.policy import BUILTIN_POLICIES
 from store.db import MIGRATIONS, engine_for, transaction, upgrade
 from store.models import AuditEvent, Campaign, CampaignConfig
 from tasks.briefs.run import prepare
-from tasks.campaigns.campaign import _columns, apply_campaign, check_references
+from tasks.campaigns.apply import _columns, apply_campaign, check_references
 from tasks.campaigns.roster import read_roster
 from tasks.campaigns.roster_import import import_roster
 from tasks.review.deadlines import sweep_reviews

@@ -14,7 +14,7 @@ from config.settings import Settings
 from store.audit import verify
 from store.db import head_revision, open_store, transaction
 from store.models import AuditEvent, EngagementEvent
-from tasks.campaigns.campaign import apply_campaign
+from tasks.campaigns.apply import apply_campaign
 from tasks.campaigns.configs import read_configs
 from tasks.campaigns.roster import read_roster
 from tasks.campaigns.roster_import import import_roster

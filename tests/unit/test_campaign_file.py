@@ -8,7 +8,7 @@ import yaml
 from config.campaign_file import CampaignFileError, load_campaign
 from config.errors import RallyError
 from config.policy import BUILTIN_POLICIES
-from tasks.campaigns.campaign import check_references
+from tasks.campaigns.apply import check_references
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "youth-vote" / "campaign.yaml"
 
