@@ -2,15 +2,19 @@
 campaign show` prints, and who is on a campaign's team. Applying a campaign file is in
 `tasks.campaigns.apply`."""
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from config.campaign import CampaignSpec
 from config.errors import RallyError
 from store.models import Campaign, Creator, Milestone, RosterMember, RosterStatus, SprintPhase
-from tasks.campaigns.tracking import tracking_url
+from tasks.campaigns.tracking import tagged_url
+
+if TYPE_CHECKING:
+    # Validating a spec needs its classes; reading a campaign back (`campaign_overview`) does
+    # not, and `rally campaign show` starts faster without them.
+    from config.campaign import CampaignSpec
 
 
 def get_campaign(session: Session, slug: str) -> Campaign:
@@ -45,11 +49,13 @@ def list_campaigns(session: Session) -> list[dict[str, Any]]:
     ]
 
 
-_specs: dict[str, CampaignSpec] = {}
+_specs: dict[str, "CampaignSpec"] = {}
 
 
-def campaign_spec(campaign: Campaign) -> CampaignSpec:
+def campaign_spec(campaign: Campaign) -> "CampaignSpec":
     """The campaign's spec, validated once per version (its hash) rather than on every use."""
+    from config.campaign import CampaignSpec
+
     spec = _specs.get(campaign.spec_hash)
     if spec is None:
         if len(_specs) > 64:
@@ -76,7 +82,7 @@ def running_live_sprints(session: Session) -> list[tuple[int, str]]:
     return [(campaign_id or 0, slug) for campaign_id, slug in rows]
 
 
-def staff(spec: CampaignSpec) -> list[str]:
+def staff(spec: "CampaignSpec") -> list[str]:
     """Who gets the sprint's digests, prompts and alerts: the campaign's `staff`, else its
     internal reviewers."""
     return list(spec.staff or spec.approvers.get("internal", []))
@@ -96,8 +102,9 @@ def runs_sprint(campaign: Campaign, email: str) -> bool:
 
 
 def roster(session: Session, campaign: Campaign, *, public_url: str) -> list[dict[str, Any]]:
-    """The campaign's active creators with their terms, codes and links."""
-    spec = campaign_spec(campaign)
+    """The campaign's active creators with their terms, codes and links (read from the spec as
+    stored, the validated file's JSON)."""
+    tiers, tracking = campaign.spec.get("tiers") or {}, campaign.spec["tracking"]
     query = (
         select(RosterMember, Creator)
         .join(Creator, RosterMember.creator_id == Creator.id)  # type: ignore[arg-type]
@@ -106,11 +113,11 @@ def roster(session: Session, campaign: Campaign, *, public_url: str) -> list[dic
     )
     rows = []
     for member, creator in session.exec(query):
-        tier = spec.tiers.get(member.tier or "")
+        tier = tiers.get(member.tier or "")
         rate = (
             member.rate_cents
             if member.rate_cents is not None
-            else (round(tier.rate * 100) if tier else None)
+            else (round(tier["rate"] * 100) if tier else None)
         )
         rows.append(
             {
@@ -125,7 +132,13 @@ def roster(session: Session, campaign: Campaign, *, public_url: str) -> list[dic
                 "rate_from": "roster" if member.rate_cents is not None else "tier",
                 "source_code": member.source_code,
                 "tracking_link": f"{public_url}/t/{member.tracking_code}",
-                "tracking_url": tracking_url(spec, creator.platform, creator.handle),
+                "tracking_url": tagged_url(
+                    tracking["landing_url"],
+                    tracking["utm_medium"],
+                    campaign.slug,
+                    creator.platform,
+                    creator.handle,
+                ),
                 "holdout": member.holdout,
                 "attributes": creator.attributes,
             }

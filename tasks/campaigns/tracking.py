@@ -4,9 +4,11 @@ import base64
 import hashlib
 import re
 from collections.abc import Container
+from typing import TYPE_CHECKING
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
-from config.campaign import CampaignSpec
+if TYPE_CHECKING:
+    from config.campaign import CampaignSpec
 
 
 def tracking_code(slug: str, platform: str, handle: str) -> str:
@@ -15,13 +17,20 @@ def tracking_code(slug: str, platform: str, handle: str) -> str:
     return base64.b32encode(digest).decode()[:10].lower()
 
 
-def tracking_url(spec: CampaignSpec, platform: str, handle: str) -> str:
+def tracking_url(spec: "CampaignSpec", platform: str, handle: str) -> str:
     """The landing page with the creator's UTM tags (content = their handle)."""
-    parts = urlsplit(spec.tracking.landing_url)
+    return tagged_url(
+        spec.tracking.landing_url, spec.tracking.utm_medium, spec.slug, platform, handle
+    )
+
+
+def tagged_url(landing_url: str, medium: str, slug: str, platform: str, handle: str) -> str:
+    """`landing_url` with UTM tags: source = platform, campaign = slug, content = handle."""
+    parts = urlsplit(landing_url)
     tags = {
         "utm_source": platform,
-        "utm_medium": spec.tracking.utm_medium,
-        "utm_campaign": spec.slug,
+        "utm_medium": medium,
+        "utm_campaign": slug,
         "utm_content": handle,
     }
     query = f"{parts.query}&{urlencode(tags)}" if parts.query else urlencode(tags)
