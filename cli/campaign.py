@@ -8,7 +8,6 @@ import typer
 from cli.common import JSON_OPTION, console, count, percent, print_json, store
 from store.db import transaction
 from tasks.campaigns.campaign import campaign_overview, list_campaigns
-from tasks.formats import money
 
 app = typer.Typer(
     help="Campaigns as code: apply a campaign.yaml, list, show.", no_args_is_help=True
@@ -125,6 +124,8 @@ def show(slug: str, json_output: bool = JSON_OPTION) -> None:
 
 def _print_overview(overview: dict[str, Any]) -> None:
     from rich.table import Table
+
+    from tasks.formats import money
 
     c = overview["campaign"]
     currency = c["budget"]["currency"]

@@ -8,11 +8,11 @@ them all.
 Conventions: times are aware UTC (`UTCDateTime`); money is integer cents; status and kind
 columns are plain strings whose values are the `StrEnum`s beside them; free-form structure is JSON.
 
-The tables live in one module per part of the sprint (campaigns, review, engagement, delivery,
-sprint, audit). `from store.models import Campaign` loads only the module that defines it: a
-command that reads a campaign does not build the other thirty tables' classes, which costs a
-short command most of its start-up. Whatever needs every table (migrations, tests that compare
-the store with the models) calls `load_all()` first.
+The tables live in one module per part of the sprint (campaigns, configs, review, engagement,
+delivery, sprint, audit). `from store.models import Campaign` loads only the module that
+defines it: a command that reads a campaign does not build the other thirty tables' classes,
+which would cost a short command most of its start-up. Whatever needs every table (migrations,
+tests that compare the store with the models) calls `load_all()` first.
 """
 
 from importlib import import_module
@@ -21,8 +21,6 @@ from typing import TYPE_CHECKING, Any
 MODULES: dict[str, tuple[str, ...]] = {
     "campaigns": (
         "Campaign",
-        "ConfigKind",
-        "CampaignConfig",
         "Creator",
         "RosterStatus",
         "RosterMember",
@@ -30,6 +28,7 @@ MODULES: dict[str, tuple[str, ...]] = {
         "MilestoneStatus",
         "Milestone",
     ),
+    "configs": ("ConfigKind", "CampaignConfig"),
     "review": (
         "BriefCampaignInputs",
         "Brief",
@@ -81,6 +80,7 @@ def load_all() -> None:
 if TYPE_CHECKING:  # the names, for type checkers; at run time __getattr__ loads them
     from store.models.audit import *  # noqa: F403
     from store.models.campaigns import *  # noqa: F403
+    from store.models.configs import *  # noqa: F403
     from store.models.delivery import *  # noqa: F403
     from store.models.engagement import *  # noqa: F403
     from store.models.review import *  # noqa: F403
