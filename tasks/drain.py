@@ -1,11 +1,12 @@
 """Draining the outbox: ready messages claimed with a lease and delivered in groups: one message
 per call for senders that take one at a time (SMTP, TikTok, SMS), the whole claimed batch per
 call for remotes that take many and for senders whose repeat is harmless (the mailbox folder,
-the local JSON folder). Each group's lease is renewed right before it is sent; its outcomes are
-recorded, for the messages this drain still holds, in one transaction with the change they
-imply (a `Handler`). Transient failures are retried a few times at once (tenacity), then later
-with a growing delay; permanent ones are parked as `dead` with the remote's message, ready to
-redrive; a service that is unavailable stops the pass and leaves the rest as they were.
+the local JSON folder). Each group's lease is renewed before it is sent, unless it was taken
+moments ago; its outcomes are recorded, for the messages this drain still holds, in one
+transaction with the change they imply (a `Handler`). Transient failures are retried a few times
+at once (tenacity), then later with a growing delay; permanent ones are parked as `dead` with
+the remote's message, ready to redrive; a service that is unavailable stops the pass and leaves
+the rest as they were.
 
 A crash loses nothing: what a crashed drain had claimed is taken again once its lease ends. The
 lease is short (`LEASE`) and kept alive while the drain works (`LeaseKeeper`), so a drain that
@@ -35,6 +36,7 @@ from tasks.outbox import (
     LEASE,
     MAX_ATTEMPTS,
     claim,
+    keep,
     keep_lease,
     release,
     renew,
@@ -153,41 +155,38 @@ def drain(
     the tries at once of a passing failure; `progress` hears the report after each batch."""
     report = DrainReport()
     tried = 0
-    while limit is None or tried < limit:
-        size = batch if limit is None else min(batch, limit - tried)
-        rows = claim(
-            engine, channel=channel, destination=destination, limit=size, now=now(), lease=lease
-        )
-        if not rows:
-            break
-        tried += len(rows)
-        with LeaseKeeper(engine, rows[0].lease_id, lease=lease, now=now):
+    with LeaseKeeper(engine, lease=lease, now=now) as keeper:
+        while limit is None or tried < limit:
+            size = batch if limit is None else min(batch, limit - tried)
+            rows = claim(
+                engine, channel=channel, destination=destination, limit=size, now=now(), lease=lease
+            )
+            if not rows:
+                break
+            tried += len(rows)
+            keeper.lease_id = rows[0].lease_id
             report.add(
                 deliver_claimed(
                     engine, rows, sender=sender, now=now, lease=lease, wait=wait, handler=handler
                 )
             )
-        if progress is not None:
-            progress(report)
-        if report.stopped:
-            break
+            keeper.lease_id = None
+            if progress is not None:
+                progress(report)
+            if report.stopped:
+                break
     return report
 
 
 class LeaseKeeper:
-    """Keeps this drain's lease `lease_id` on the messages it took alive while it works on them:
-    every third of the lease, those still pending under it are renewed from a thread of their
-    own (renewing leaves the id as it is), even while one slow send blocks the drain."""
+    """Keeps the drain's lease on the messages it took alive while it works on them: every third
+    of the lease, those still pending under `lease_id` (the batch at hand's) are renewed from a
+    thread of their own (renewing leaves the id as it is), even while one slow send blocks the
+    drain."""
 
-    def __init__(
-        self,
-        engine: Engine,
-        lease_id: str | None,
-        *,
-        lease: timedelta,
-        now: Callable[[], datetime],
-    ) -> None:
-        self.engine, self.lease_id, self.lease, self.now = engine, lease_id, lease, now
+    def __init__(self, engine: Engine, *, lease: timedelta, now: Callable[[], datetime]) -> None:
+        self.engine, self.lease, self.now = engine, lease, now
+        self.lease_id: str | None = None
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._keep, name="outbox-lease", daemon=True)
 
@@ -201,9 +200,12 @@ class LeaseKeeper:
 
     def _keep(self) -> None:
         while not self._done.wait(self.lease.total_seconds() / 3):
+            lease_id = self.lease_id
+            if lease_id is None:
+                continue
             try:
                 with transaction(self.engine, take_turns=False) as session:
-                    keep_lease(session, self.lease_id, self.now() + self.lease)
+                    keep_lease(session, lease_id, self.now() + self.lease)
             except Exception:  # the lease then runs out, and another drain takes over
                 log.warning("renewing the outbox lease failed", exc_info=True)
 
@@ -246,10 +248,13 @@ def _deliver_group(
     unavailable stops the pass and releases the group untouched; a group refused as a whole is
     tried message by message, so one bad message does not hold back the others."""
     # A message whose lease ran out while earlier ones were slow to send may have been taken by
-    # another drain; then this one leaves it.
-    rows = renew(engine, rows, now() + lease)
-    if not rows:
-        return DrainReport()
+    # another drain; then this one leaves it. A lease taken less than a third of it ago cannot
+    # have run out (and `LeaseKeeper` keeps it alive): that group goes as it is.
+    at = now()
+    if any(row.locked_until is None or row.locked_until - at < lease * 2 / 3 for row in rows):
+        rows = renew(engine, rows, at + lease)
+        if not rows:
+            return DrainReport()
     try:
         answers = retrying(wait)(sender.deliver, rows)
     except IntegrationError as exc:
@@ -310,13 +315,15 @@ def record_outcomes(
         held = still_held(session, rows)
         outcomes = {row.id: answers.get(row.id or 0, _NO_ANSWER) for row in held}
         sent = [row for row in held if not isinstance(outcomes[row.id], IntegrationError)]
-        remote_ids = {row.id: _remote_id(outcomes[row.id]) for row in sent}
-        states = {row.id: _remote_state(outcomes[row.id]) for row in sent}
         if sent:
-            _mark_sent(session, sent, remote_ids, states, at)
+            for row in sent:  # what the remote said, for the handler (a Message-ID, say)
+                answer = outcomes[row.id]
+                if isinstance(answer, Delivered):
+                    keep(row, remote_id=answer.remote_id, remote_state=dict(answer.state) or None)
+                elif answer is not None:
+                    keep(row, remote_id=str(answer))
+            _mark_sent(session, sent, at)
             if handler.sent is not None:
-                for row in sent:  # the handler records the remote's id (a Message-ID, say)
-                    row.remote_id, row.remote_state = remote_ids[row.id], states[row.id]
                 handler.sent(session, sent, at)
         for row in held:
             error = outcomes[row.id]
@@ -329,49 +336,42 @@ def record_outcomes(
 _NO_ANSWER = TransientError("no answer for this message")
 
 
-def _remote_id(answer: Answer) -> str | None:
-    if isinstance(answer, Delivered):
-        return answer.remote_id
-    return None if answer is None else str(answer)
+def _mark_sent(session: Session, rows: list[OutboxMessage], at: datetime) -> None:
+    """Sent rows, with the remote's id and state the rows now carry: what they share in one
+    statement, and each one's own in another run for them all (cheaper than one run of the
+    whole row for each: the store's driver handles every value of every row)."""
+    session.execute(_SENT, {"b_ids": [row.id for row in rows], "b_at": at})
+    answered = [
+        {"b_id": row.id, "b_remote": row.remote_id, "b_state": row.remote_state}
+        for row in rows
+        if row.remote_id is not None or row.remote_state is not None
+    ]
+    if answered:
+        session.execute(_ANSWERED, answered)
 
 
-def _remote_state(answer: Answer) -> dict[str, Any] | None:
-    return dict(answer.state) if isinstance(answer, Delivered) and answer.state else None
-
-
-def _mark_sent(
-    session: Session,
-    rows: list[OutboxMessage],
-    remote_ids: Mapping[Any, str | None],
-    states: Mapping[Any, dict[str, Any] | None],
-    at: datetime,
-) -> None:
-    """Sent rows in one statement (the ORM objects are left alone: setting their attributes
-    costs more than the statement, for a batch of thousands)."""
-    table = OutboxMessage.__table__  # type: ignore[attr-defined]
-    session.execute(
-        update(table)
-        .where(table.c.id == bindparam("b_id"))
-        .values(
-            status=OutboxStatus.SENT,
-            sent_at=at,
-            remote_id=bindparam("b_remote"),
-            remote_state=bindparam("b_state", type_=table.c.remote_state.type),
-            attempts=bindparam("b_attempts"),
-            locked_until=None,
-            lease_id=None,
-            last_error=None,
-        ),
-        [
-            {
-                "b_id": row.id,
-                "b_remote": remote_ids[row.id],
-                "b_state": states[row.id],
-                "b_attempts": row.attempts + 1,
-            }
-            for row in rows
-        ],
+_table = OutboxMessage.__table__  # type: ignore[attr-defined]
+# Built once: building them costs about as much as running them, for a batch of a hundred.
+_SENT = (
+    update(_table)
+    .where(_table.c.id.in_(bindparam("b_ids", expanding=True)))
+    .values(
+        status=OutboxStatus.SENT,
+        sent_at=bindparam("b_at", type_=_table.c.sent_at.type),
+        attempts=_table.c.attempts + 1,
+        locked_until=None,
+        lease_id=None,
+        last_error=None,
     )
+)
+_ANSWERED = (
+    update(_table)
+    .where(_table.c.id == bindparam("b_id"))
+    .values(
+        remote_id=bindparam("b_remote"),
+        remote_state=bindparam("b_state", type_=_table.c.remote_state.type),
+    )
+)
 
 
 def _mark_failed(

@@ -4,7 +4,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Index, UniqueConstraint
+from sqlalchemy import JSON, Index, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from store.types import UTCDateTime, created_time, optional_time
@@ -29,6 +29,16 @@ class OutboxMessage(SQLModel, table=True):
     __tablename__ = "outbox"
     __table_args__ = (
         Index("ix_outbox_ready", "status", "channel", "available_at"),
+        # A destination's pending messages in the order drains take them (`tasks.outbox.claim`)
+        Index(
+            "ix_outbox_claim",
+            "channel",
+            "destination",
+            "available_at",
+            "id",
+            sqlite_where=text("status = 'pending'"),
+            postgresql_where=text("status = 'pending'"),
+        ),
         Index("ix_outbox_subject", "subject_type", "subject_id"),
     )
 

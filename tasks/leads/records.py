@@ -11,11 +11,12 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from functools import cache
+from typing import Any, NamedTuple
 
-from sqlalchemy import and_, or_
+from sqlalchemy import and_, bindparam, or_
 from sqlalchemy import select as sa_select
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col
 
 from config.campaign import Destination
 from integrations.crm import Lead
@@ -123,46 +124,74 @@ def sync_message(
 # --- building what a destination receives ---------------------------------------------------
 
 
+class ContactFields(NamedTuple):
+    """The columns of a contact that its leads are made of, read as plain rows: for a batch of
+    a hundred, a fraction of what loading the contacts as models costs."""
+
+    id: int
+    email: str | None
+    phone: str | None
+    given_name: str | None
+    family_name: str | None
+    postal_code: str | None
+    first_source_code: str | None
+    last_source_code: str | None
+    tags: list[str]
+    created_at: datetime
+    erased_at: datetime | None
+
+
 @dataclass(frozen=True)
 class LeadRecord:
     """A contact as the store has it, with what the campaign knows of their source."""
 
-    contact: Contact
+    contact: ContactFields
     consents: dict[str, str]
     creator: str | None
     segment: str | None
 
 
 def load_people(session: Session, contact_ids: Iterable[int]) -> dict[int, LeadRecord]:
+    """The people of `contact_ids` as leads are made of them, in two queries."""
     ids = sorted(set(contact_ids))
     if not ids:
         return {}
-    contacts = list(session.exec(select(Contact).where(col(Contact.id).in_(ids))))
+    people, consents_query = _people_queries()
     consents: dict[int, dict[str, str]] = {}
-    for contact_id, channel, status in session.execute(
-        sa_select(
-            col(ContactConsent.contact_id), col(ContactConsent.channel), col(ContactConsent.status)
-        ).where(col(ContactConsent.contact_id).in_(ids))
-    ):
+    for contact_id, channel, status in session.execute(consents_query, {"b_ids": ids}).all():
         consents.setdefault(contact_id, {})[channel] = status
-    member_ids = {c.last_member_id for c in contacts if c.last_member_id}
-    members = {
-        member_id: (handle, segment)
-        for member_id, handle, segment in session.execute(
-            sa_select(col(RosterMember.id), col(Creator.handle), col(RosterMember.segment))
-            .join(Creator, col(Creator.id) == col(RosterMember.creator_id))
-            .where(col(RosterMember.id).in_(member_ids))
-        )
-    }
     return {
-        c.id: LeadRecord(
-            c,
-            consents.get(c.id, {}),
-            *members.get(c.last_member_id or 0, (None, None)),
-        )
-        for c in contacts
-        if c.id is not None
+        row[0]: LeadRecord(ContactFields._make(row[:-2]), consents.get(row[0], {}), *row[-2:])
+        for row in session.execute(people, {"b_ids": ids}).all()
     }
+
+
+@cache
+def _people_queries() -> tuple[Any, Any]:
+    """The contacts with their source, and their consents (built once: for a batch of a
+    hundred, building them costs about as much as running them)."""
+    contacts = Contact.__table__  # type: ignore[attr-defined]
+    members = RosterMember.__table__  # type: ignore[attr-defined]
+    creators = Creator.__table__  # type: ignore[attr-defined]
+    consents = ContactConsent.__table__  # type: ignore[attr-defined]
+    ids: Any = bindparam("b_ids", expanding=True)
+    people = (
+        sa_select(
+            *(contacts.c[name] for name in ContactFields._fields),
+            creators.c.handle,
+            members.c.segment,
+        )
+        .select_from(
+            contacts.outerjoin(members, members.c.id == contacts.c.last_member_id).outerjoin(
+                creators, creators.c.id == members.c.creator_id
+            )
+        )
+        .where(contacts.c.id.in_(ids))
+    )
+    said = sa_select(consents.c.contact_id, consents.c.channel, consents.c.status).where(
+        consents.c.contact_id.in_(ids)
+    )
+    return people, said
 
 
 def consent_of(status: str | None) -> bool | None:
@@ -177,33 +206,42 @@ def consent_of(status: str | None) -> bool | None:
 def lead_for(record: LeadRecord, destination: Destination, campaign: str, sync_id: str) -> Lead:
     """What `destination` receives for this person: mapped fields, tags and consent."""
     c = record.contact
-    tags = list(destination.tags) + list(c.tags)
-    derived = {"source": c.last_source_code, "segment": record.segment, "creator": record.creator}
-    tags += [value for kind in destination.tag_by if (value := derived.get(kind))]
+    tags = [*destination.tags, *c.tags]
+    if destination.tag_by:
+        derived = {
+            "source": c.last_source_code,
+            "segment": record.segment,
+            "creator": record.creator,
+        }
+        tags += [value for kind in destination.tag_by if (value := derived.get(kind))]
     tags = list(dict.fromkeys(tags))  # each once, in order
-    fields: dict[str, Any] = {
-        "email": c.email,
-        "phone": c.phone,
-        "given_name": c.given_name,
-        "family_name": c.family_name,
-        "postal_code": c.postal_code,
-        "source_code": c.last_source_code,
-        "first_source_code": c.first_source_code,
-        "creator": record.creator,
-        "segment": record.segment,
-        "campaign": campaign,
-        "tags": ";".join(tags),
-        "first_seen": c.created_at.isoformat() if c.created_at else None,
-    }
-    utm = {
-        "utm_source": "tiktok",
-        "utm_medium": "creator",
-        "utm_campaign": campaign,
-        "utm_content": c.last_source_code or "",
-    }
+    custom_fields: dict[str, Any] = {}
+    if destination.mapping:
+        fields: dict[str, Any] = {
+            "email": c.email,
+            "phone": c.phone,
+            "given_name": c.given_name,
+            "family_name": c.family_name,
+            "postal_code": c.postal_code,
+            "source_code": c.last_source_code,
+            "first_source_code": c.first_source_code,
+            "creator": record.creator,
+            "segment": record.segment,
+            "campaign": campaign,
+            "tags": ";".join(tags),
+            "first_seen": c.created_at.isoformat() if c.created_at else None,
+        }
+        custom_fields = {
+            remote: fields[name]
+            for name, remote in destination.mapping.items()
+            if fields.get(name) is not None
+        }
+    utm = {"utm_source": "tiktok", "utm_medium": "creator", "utm_campaign": campaign}
+    if c.last_source_code:
+        utm["utm_content"] = c.last_source_code
     return Lead(
         key=f"rally-{c.id}",
-        contact_id=c.id or 0,
+        contact_id=c.id,
         campaign=campaign,
         sync_id=sync_id,
         email=c.email,
@@ -218,9 +256,5 @@ def lead_for(record: LeadRecord, destination: Destination, campaign: str, sync_i
         first_source_code=c.first_source_code,
         creator=record.creator,
         utm={k: v for k, v in utm.items() if v},
-        custom_fields={
-            remote: fields[name]
-            for name, remote in destination.mapping.items()
-            if fields.get(name) is not None
-        },
+        custom_fields=custom_fields,
     )

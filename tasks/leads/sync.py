@@ -162,7 +162,7 @@ def deliverer(
             elif not (person.contact.email or person.contact.phone):
                 results[row.id or 0] = PermanentError("no email or phone to sync")
             elif person.contact.id not in leads:
-                leads[person.contact.id or 0] = lead_for(
+                leads[person.contact.id] = lead_for(
                     person, destination, campaign, row.idempotency_key
                 )
         if leads:
