@@ -3,6 +3,9 @@
 PostgreSQL tests use the server at RALLY_TEST_DATABASE_URL (default: 127.0.0.1:5432, user
 postgres) and a throwaway database per test session. When no server answers they are skipped,
 unless RALLY_REQUIRE_POSTGRES=1 (as in CI), which turns the skip into a failure.
+
+Each test's store is laid from one prepared earlier in the session, empty or with the example
+applied (`tests.stores`), rather than migrated or applied again.
 """
 
 import os
@@ -14,15 +17,13 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
-from sqlmodel import SQLModel
 
 from config.settings import Settings, get_settings
-from store.audit import GENESIS
-from store.db import engine_for, head_revision, open_store, upgrade
-from store.models import load_all
+from store.db import engine_for, open_store, upgrade
 from tests.fakes.s3_api import FakeS3
+from tests.stores import PreparedStores, database_name, drop_leftovers
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "youth-vote"
@@ -35,16 +36,15 @@ os.environ.setdefault("PREFECT_LOGGING_TO_API_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 
-load_all()  # every table on SQLModel.metadata, for the fixtures that empty them
-
-
 def _server_url() -> str:
     return Settings().test_database_url.get_secret_value()
 
 
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[Callable[[], str] | None]:
-    """A maker of throwaway PostgreSQL databases (dropped at the end); None if no server."""
+    """A maker of throwaway PostgreSQL databases (dropped at the end); None if no server.
+
+    Databases that a killed session left behind are dropped first (`tests.stores`)."""
     server = make_url(_server_url()).set(drivername="postgresql")
     try:
         admin = psycopg.connect(
@@ -55,10 +55,11 @@ def postgres_server() -> Iterator[Callable[[], str] | None]:
             pytest.fail(f"PostgreSQL required but not reachable at {server}: {exc}")
         yield None
         return
+    drop_leftovers(admin)
     made: list[str] = []
 
     def make() -> str:
-        name = f"rally_test_{uuid.uuid4().hex[:10]}"
+        name = database_name(uuid.uuid4().hex[:8])
         admin.execute(f'CREATE DATABASE "{name}"')
         made.append(name)
         url = server.set(drivername="postgresql+psycopg", database=name)
@@ -98,42 +99,36 @@ def empty_store_url(
 
 
 @pytest.fixture(scope="session")
-def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A migrated SQLite store that each test copies (faster than migrating each time)."""
-    path = tmp_path_factory.mktemp("template") / "rally.db"
-    engine = engine_for(f"sqlite:///{path}")
+def prepared(
+    tmp_path_factory: pytest.TempPathFactory, postgres_url: str | None
+) -> Iterator[PreparedStores]:
+    """Stores made once and copied into each test's (`tests.stores`): faster than migrating,
+    or applying the example, each time."""
+    folder = tmp_path_factory.mktemp("prepared")
+    empty = folder / "empty.db"
+    engine = engine_for(f"sqlite:///{empty}")
     upgrade(engine)
     engine.dispose()
-    return path
-
-
-def _empty_postgres(url: str) -> None:
-    tables = ", ".join(f'"{t.name}"' for t in SQLModel.metadata.sorted_tables)
-    with engine_for(url).begin() as conn:
-        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
-        conn.execute(
-            text("INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, :h)"), {"h": GENESIS}
-        )
-        conn.execute(text("UPDATE alembic_version SET version_num = :r"), {"r": head_revision()})
+    stores = PreparedStores(folder, empty, postgres_url)
+    yield stores
+    stores.close()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store_url(
-    request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path, postgres_url: str | None
+    request: pytest.FixtureRequest, tmp_path: Path, prepared: PreparedStores
 ) -> Iterator[str]:
     """The URL of an empty, migrated store: once on SQLite, once on PostgreSQL."""
     if request.param == "sqlite":
-        path = tmp_path / "store" / "rally.db"
-        path.parent.mkdir()
-        shutil.copy(sqlite_template, path)
-        url = f"sqlite:///{path}"
+        url = f"sqlite:///{tmp_path / 'store' / 'rally.db'}"
+        prepared.lay_empty(url)
         yield url
         engine_for(url).dispose()
         return
-    if postgres_url is None:
+    if prepared.postgres_url is None:
         pytest.skip("no PostgreSQL server at RALLY_TEST_DATABASE_URL")
-    _empty_postgres(postgres_url)
-    yield postgres_url
+    prepared.lay_empty(prepared.postgres_url)
+    yield prepared.postgres_url
 
 
 @pytest.fixture
@@ -189,23 +184,31 @@ def example(tmp_path: Path) -> Path:
 SLUG = "first-vote-pa-2027"
 
 
+def apply_prepared(rally, settings: Settings, prepared: PreparedStores, folder: Path) -> None:
+    """`rally campaign apply` of `folder`'s campaign, or the copy of a store it left before."""
+
+    def apply() -> None:
+        run = rally("campaign", "apply", folder / "campaign.yaml")
+        assert run.code == 0, run.err
+
+    prepared.apply(settings.store_url, folder, apply)
+
+
 @pytest.fixture
-def applied(rally, example: Path) -> Path:
+def applied(rally, settings: Settings, prepared: PreparedStores, example: Path) -> Path:
     """The example campaign (50 creators) applied to this test's store; its folder."""
-    run = rally("campaign", "apply", example / "campaign.yaml")
-    assert run.code == 0, run.err
+    apply_prepared(rally, settings, prepared, example)
     return example
 
 
 @pytest.fixture
-def running(rally, example: Path) -> Path:
+def running(rally, settings: Settings, prepared: PreparedStores, example: Path) -> Path:
     """The example campaign moved to start this week, so its links are live whatever today's
     date: for tests of what creators do with real time (opening and acknowledging briefs)."""
     from tests.helpers import start_this_week
 
     start_this_week(example)
-    run = rally("campaign", "apply", example / "campaign.yaml")
-    assert run.code == 0, run.err
+    apply_prepared(rally, settings, prepared, example)
     return example
 
 
