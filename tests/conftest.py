@@ -34,6 +34,13 @@ os.environ.setdefault("PREFECT_HOME", str(ROOT / ".pytest_cache" / "rally-prefec
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 os.environ.setdefault("PREFECT_LOGGING_TO_API_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# Every httpx client loads a whole bundle of certificates (SSL_CERT_FILE's, else certifi's), 50 ms
+# of CPU, hundreds of times a run and again in every process the tests start; a folder of them
+# (SSL_CERT_DIR) is read only when a certificate is checked. The tests talk plain HTTP on
+# loopback only, so they take the system's folder.
+if Path("/etc/ssl/certs").is_dir():
+    os.environ.pop("SSL_CERT_FILE", None)
+    os.environ["SSL_CERT_DIR"] = "/etc/ssl/certs"
 
 
 def _server_url() -> str:

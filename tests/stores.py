@@ -190,10 +190,18 @@ class PreparedStores:
             self.postgres[""] = (take(self._postgres()), "")
 
     def _postgres(self) -> psycopg.Connection:
-        if self._conn is None or self._conn.closed:
-            assert self.postgres_url
-            plain = make_url(self.postgres_url).set(drivername="postgresql")
-            self._conn = psycopg.connect(plain.render_as_string(hide_password=False))
+        """The session's own connection to the store; a new one after a test dropped it (as
+        the tests of dropped connections do to every connection)."""
+        if self._conn is not None and not self._conn.closed:
+            try:
+                self._conn.execute("SELECT 1")
+                self._conn.rollback()
+                return self._conn
+            except psycopg.OperationalError:
+                self._conn.close()
+        assert self.postgres_url
+        plain = make_url(self.postgres_url).set(drivername="postgresql")
+        self._conn = psycopg.connect(plain.render_as_string(hide_password=False))
         return self._conn
 
     def close(self) -> None:

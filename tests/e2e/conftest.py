@@ -1,5 +1,5 @@
-"""What the browser tests share: Debian's chromium through Playwright, and `rally serve` in
-its own process on this test's store.
+"""What the browser tests share: Debian's chromium through Playwright (one browser for the
+session, a fresh profile per test), and `rally serve` in its own process on this test's store.
 
 Without chromium these tests are skipped, unless RALLY_REQUIRE_BROWSER=1 (as in CI), which
 turns the skip into a failure.
@@ -32,7 +32,7 @@ CHROMIUM_ARGS = [
 # --- the browser and the server ---------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def browser():
     if not CHROMIUM.exists():
         message = f"no Chromium at {CHROMIUM}: apt-get install chromium"

@@ -1,5 +1,6 @@
 """Rally on Prefect for real: a Prefect server, `rally deploy`, a process work pool and two
-workers on one PostgreSQL store; runs started through Prefect's API, as the UI starts them."""
+workers on one PostgreSQL store; runs started through Prefect's API, as the UI starts them, and
+from the staff console."""
 
 import csv
 import email
@@ -21,7 +22,9 @@ from sqlmodel import col
 from cli.serve import TIMERS_NICENESS
 from store.db import engine_for, transaction
 from tests.conftest import ROOT, SLUG
-from tests.e2e.conftest import _free_port
+from tests.e2e.conftest import Server, _free_port
+from tests.e2e.pages import assert_page_fits
+from tests.e2e.test_staff_console import STAFF
 from tests.helpers import make_leads
 
 pytestmark = pytest.mark.slow
@@ -444,6 +447,50 @@ def test_the_briefs_wait_for_a_go_ahead_staff_give_by_resuming_a_run_in_the_pref
         assert briefs == 50 and step.status == "done"
     finally:
         worker.stop()
+
+
+# --- the staff console where deployments exist (here, to share this module's Prefect server) ---
+
+
+@pytest.fixture
+def prefect_configured(prefect_api: str, monkeypatch: pytest.MonkeyPatch, tmp_path) -> str:
+    """Rally's deployments registered on a Prefect server of its own, whose API the web server
+    started next is pointed at (as `rally serve --web-only` beside workers runs)."""
+    shown = subprocess.run(
+        [str(BIN / "rally"), "deploy", "--paused"],
+        env=clean_env(PREFECT_API_URL=prefect_api, RALLY_HOME=str(tmp_path / "deployer")),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    monkeypatch.setenv("PREFECT_API_URL", prefect_api)
+    return prefect_api
+
+
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
+def test_where_deployments_exist_the_console_starts_a_deployment_run(
+    prefect_configured: str, server: Server, rally, applied, tabs
+):
+    printed = rally("staff", "link", STAFF, "--print")
+    tab = tabs()
+    page = tab.page
+    page.goto(printed.out.strip().splitlines()[-1])
+    with page.expect_navigation():
+        page.click("#sign-in")
+    page.goto(f"{server.url}/staff/campaigns/{SLUG}")
+    with page.expect_navigation(timeout=60_000):  # the first run loads Prefect's client
+        page.get_by_role("button", name="Make the report").click()
+    assert "Started as a Prefect flow run" in page.inner_text("#state"), server.output()
+    link = page.get_by_role("link", name="Follow it in the Prefect UI").get_attribute("href")
+    assert link is not None
+    ui = prefect_configured.removesuffix("/api")
+    assert link.startswith(f"{ui}/runs/flow-run/")
+    run = prefect_call("GET", f"{prefect_configured}/flow_runs/{link.rsplit('/', 1)[1]}").json()
+    deployment = prefect_call("GET", f"{prefect_configured}/deployments/{run['deployment_id']}")
+    assert deployment.json()["name"] == "report" and run["parameters"] == {"slug": SLUG}
+    assert_page_fits(page, "staff-run-deployed")
 
 
 def test_prefect_yaml_deploys_what_rally_deploy_does() -> None:

@@ -3,7 +3,6 @@
 the server in a process of its own), follows it to its end, and reads the follow-ups it sent,
 searching for one person."""
 
-import subprocess
 import time
 
 import pytest
@@ -15,9 +14,6 @@ from tasks.staff.runs import HERE
 from tests.conftest import SLUG
 from tests.e2e.conftest import Server
 from tests.e2e.pages import assert_page_fits
-from tests.e2e.test_deployments import BIN, clean_env, prefect_api, prefect_call
-
-__all__ = ["prefect_api"]  # the Prefect server fixture, shared with the deployments' tests
 
 pytestmark = [pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)]
 
@@ -107,44 +103,3 @@ def test_staff_rehearse_the_sprint_and_read_its_follow_ups(
     assert page.locator("main li, main tr").count() > 10  # the rehearsal's entries
     assert_page_fits(page, "staff-audit")
     assert tab.dialogs == []
-
-
-@pytest.fixture
-def prefect_configured(prefect_api: str, monkeypatch: pytest.MonkeyPatch, tmp_path) -> str:
-    """Rally's deployments registered on a Prefect server of its own, whose API the web server
-    started next is pointed at (as `rally serve --web-only` beside workers runs)."""
-    shown = subprocess.run(
-        [str(BIN / "rally"), "deploy", "--paused"],
-        env=clean_env(PREFECT_API_URL=prefect_api, RALLY_HOME=str(tmp_path / "deployer")),
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert shown.returncode == 0, shown.stdout + shown.stderr
-    monkeypatch.setenv("PREFECT_API_URL", prefect_api)
-    return prefect_api
-
-
-@pytest.mark.slow
-def test_where_deployments_exist_the_console_starts_a_deployment_run(
-    prefect_configured: str, server: Server, rally, applied, tabs
-):
-    printed = rally("staff", "link", STAFF, "--print")
-    tab = tabs()
-    page = tab.page
-    page.goto(printed.out.strip().splitlines()[-1])
-    with page.expect_navigation():
-        page.click("#sign-in")
-    page.goto(f"{server.url}/staff/campaigns/{SLUG}")
-    with page.expect_navigation(timeout=60_000):  # the first run loads Prefect's client
-        page.get_by_role("button", name="Make the report").click()
-    assert "Started as a Prefect flow run" in page.inner_text("#state"), server.output()
-    link = page.get_by_role("link", name="Follow it in the Prefect UI").get_attribute("href")
-    assert link is not None
-    ui = prefect_configured.removesuffix("/api")
-    assert link.startswith(f"{ui}/runs/flow-run/")
-    run = prefect_call("GET", f"{prefect_configured}/flow_runs/{link.rsplit('/', 1)[1]}").json()
-    deployment = prefect_call("GET", f"{prefect_configured}/deployments/{run['deployment_id']}")
-    assert deployment.json()["name"] == "report" and run["parameters"] == {"slug": SLUG}
-    assert_page_fits(page, "staff-run-deployed")
