@@ -229,3 +229,18 @@ def bucket(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeS3]:
         get_settings.cache_clear()
         yield fake
     get_settings.cache_clear()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The session's CPU time, pytest and every process it waited for (servers, browsers,
+    `rally` runs): what the suite costs a shared machine, which its wall time hides."""
+    import resource
+
+    spent = sum(
+        usage.ru_utime + usage.ru_stime
+        for usage in (
+            resource.getrusage(resource.RUSAGE_SELF),
+            resource.getrusage(resource.RUSAGE_CHILDREN),
+        )
+    )
+    terminalreporter.write_line(f"CPU time: {spent:.0f} s ({spent / 60:.1f} CPU-minutes)")
