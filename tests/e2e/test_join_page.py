@@ -19,6 +19,8 @@ from tests.conftest import SLUG
 from tests.e2e.conftest import Server
 from tests.e2e.pages import assert_page_fits
 
+pytestmark = pytest.mark.slow
+
 BURST = 40
 
 

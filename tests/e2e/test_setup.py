@@ -12,6 +12,8 @@ import pytest
 
 from config.settings import Settings
 
+pytestmark = pytest.mark.slow  # every test here starts a process, as a newcomer would
+
 ROOT = Path(__file__).resolve().parents[2]
 RALLY = Path(sys.executable).parent / "rally"
 SLUG = "first-vote-pa-2027"
@@ -46,7 +48,6 @@ def test_store_commands_never_load_prefect_alembic_or_http_clients(
     assert result.stdout.strip() == "[]"
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
 def test_a_flow_that_fails_is_one_line_with_no_sql_or_personal_data(
     rally, example: Path, settings: Settings, tmp_path: Path
@@ -123,7 +124,6 @@ def test_secrets_in_the_store_url_are_never_printed(tmp_path: Path) -> None:
     assert "hunter2" not in result.stderr + result.stdout
 
 
-@pytest.mark.slow
 def test_prefect_keeps_its_files_under_rally_home_unless_told_otherwise(tmp_path: Path) -> None:
     code = (
         "import flows\n"
@@ -139,7 +139,6 @@ def test_prefect_keeps_its_files_under_rally_home_unless_told_otherwise(tmp_path
     assert result.stdout.strip() == str(chosen), result.stderr
 
 
-@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
 def test_make_demo_rehearses_the_sprint_and_its_summary_agrees_with_the_store(
     tmp_path: Path, browser

@@ -13,7 +13,7 @@ from tests.conftest import SLUG
 from tests.e2e.conftest import Server
 from tests.e2e.pages import assert_page_fits
 
-pytestmark = [pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)]
+pytestmark = [pytest.mark.slow, pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)]
 
 STAFF = "dana.okafor@keystoneyouthvote.example.org"
 

@@ -5,6 +5,8 @@ import csv
 import multiprocessing
 from pathlib import Path
 
+import pytest
+
 from integrations.crm import Lead
 from integrations.lead_files import FileExport
 
@@ -21,6 +23,7 @@ def _sync(path: str, writer: int) -> None:
         export.upsert(leads)
 
 
+@pytest.mark.slow
 def test_syncs_at_once_lose_no_lead(tmp_path: Path) -> None:
     path = tmp_path / "exports" / "export.csv"
     spawn = multiprocessing.get_context("spawn")

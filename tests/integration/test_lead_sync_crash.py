@@ -24,6 +24,8 @@ from tests.fakes.http_server import serving
 from tests.fakes.hubspot_api import UPSERT, FakeHubSpot
 from tests.helpers import make_leads
 
+pytestmark = pytest.mark.slow
+
 LEADS = 2000
 BATCH = 20
 

@@ -200,6 +200,7 @@ def sync_process(settings, account: FakeHubSpot) -> subprocess.Popen[str]:
     )
 
 
+@pytest.mark.slow
 def test_two_sync_processes_at_once_stay_within_the_accounts_limit(
     engine, settings, rally, applied: Path
 ):

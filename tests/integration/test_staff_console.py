@@ -294,6 +294,7 @@ def test_starting_work_from_the_console(settings, engine, applied, action):
     assert actors == [STAFF]
 
 
+@pytest.mark.slow
 def test_work_started_here_is_seen_from_every_web_process_with_how_it_ended(
     settings, engine, applied
 ):
