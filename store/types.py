@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import DateTime
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field
 
 
 def utcnow() -> datetime:
@@ -75,13 +76,9 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 def created_time() -> Any:
     """A column for when the row was made: now, in UTC."""
-    from sqlmodel import Field
-
     return Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
 def optional_time(*, index: bool = False) -> Any:
     """A column for a moment that may not have come yet (None until it does)."""
-    from sqlmodel import Field
-
     return Field(default=None, sa_type=UTCDateTime, index=index)

@@ -27,6 +27,7 @@ from sqlmodel import SQLModel
 
 from store.db import engine_for
 from store.models import load_all
+from tasks.staff.runs import alive
 
 # Databases of a test session are named after its process, so a later session can tell which
 # ones a killed session left behind.
@@ -49,7 +50,7 @@ def drop_leftovers(admin: psycopg.Connection) -> list[str]:
     for name in names:
         match = re.fullmatch(rf"{PREFIX}(\d+)_\w+", name)
         if match:
-            left = not _alive(int(match[1]))
+            left = not alive(int(match[1]))
         elif LEGACY.fullmatch(name):
             left = _older_than(admin, name, OLD)
         else:
@@ -58,16 +59,6 @@ def drop_leftovers(admin: psycopg.Connection) -> list[str]:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             dropped.append(name)
     return dropped
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _older_than(admin: psycopg.Connection, name: str, age: timedelta) -> bool:
@@ -102,24 +93,25 @@ def _sqlite_path(url: str) -> Path:
     return Path(database)
 
 
+def _copy_sqlite(source: Path, target: Path) -> None:
+    """A SQLite file and, when a connection elsewhere still holds one, its WAL beside it."""
+    for suffix in ("-wal", "-shm"):
+        Path(f"{target}{suffix}").unlink(missing_ok=True)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(source, target)
+    if Path(f"{source}-wal").exists():
+        shutil.copy(f"{source}-wal", f"{target}-wal")
+
+
 def save_sqlite(url: str, target: Path) -> None:
     """Copy the store at `url` to `target`, its pending WAL written into the file first."""
     engine_for(url).dispose()  # the last connection to close checkpoints the WAL
-    source = _sqlite_path(url)
-    shutil.copy(source, target)
-    if Path(f"{source}-wal").exists():  # a connection still open elsewhere: take both
-        shutil.copy(f"{source}-wal", f"{target}-wal")
+    _copy_sqlite(_sqlite_path(url), target)
 
 
 def lay_sqlite(template: Path, url: str) -> None:
     engine_for(url).dispose()
-    path = _sqlite_path(url)
-    for suffix in ("-wal", "-shm"):
-        Path(f"{path}{suffix}").unlink(missing_ok=True)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copy(template, path)
-    if Path(f"{template}-wal").exists():
-        shutil.copy(f"{template}-wal", f"{path}-wal")
+    _copy_sqlite(template, _sqlite_path(url))
 
 
 # --- PostgreSQL: a snapshot of each table ----------------------------------------------------

@@ -236,9 +236,12 @@ def lead_for(record: LeadRecord, destination: Destination, campaign: str, sync_i
             for name, remote in destination.mapping.items()
             if fields.get(name) is not None
         }
-    utm = {"utm_source": "tiktok", "utm_medium": "creator", "utm_campaign": campaign}
-    if c.last_source_code:
-        utm["utm_content"] = c.last_source_code
+    utm = {
+        "utm_source": "tiktok",
+        "utm_medium": "creator",
+        "utm_campaign": campaign,
+        "utm_content": c.last_source_code or "",
+    }
     return Lead(
         key=f"rally-{c.id}",
         contact_id=c.id,

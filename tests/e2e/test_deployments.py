@@ -119,20 +119,26 @@ def run_deployment(api: str, name: str, parameters: dict[str, Any]) -> dict[str,
     pytest.fail(f"the run of {name} did not finish in 10 minutes")
 
 
+def deploy_paused(prefect_api: str, folder: Path, home: str) -> "subprocess.CompletedProcess[str]":
+    """`rally deploy --paused` against the server at `prefect_api`, as staff run it from
+    `folder` with a Rally home of their own (`home`, inside it)."""
+    return subprocess.run(
+        [str(BIN / "rally"), "deploy", "--paused"],
+        env=clean_env(PREFECT_API_URL=prefect_api, RALLY_HOME=str(folder / home)),
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
 @pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)
 def test_a_rehearsal_through_deployments_and_two_workers_matches_the_embedded_one(
     rally, applied, settings, engine, postgres_server, prefect_api, tmp_path
 ) -> None:
     # Staff register the flows with the server; the recurring schedules stay off here, so
     # that only the runs this test starts touch the store.
-    shown = subprocess.run(
-        [str(BIN / "rally"), "deploy", "--paused"],
-        env=clean_env(PREFECT_API_URL=prefect_api, RALLY_HOME=str(tmp_path / "staff")),
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    shown = deploy_paused(prefect_api, tmp_path, "staff")
     assert shown.returncode == 0, shown.stdout + shown.stderr
     assert f"Deployed to {prefect_api}" in shown.stdout
     assert "sprint/sprint" in shown.stdout and "prefect worker start --pool rally" in shown.stdout
@@ -456,14 +462,7 @@ def test_the_briefs_wait_for_a_go_ahead_staff_give_by_resuming_a_run_in_the_pref
 def prefect_configured(prefect_api: str, monkeypatch: pytest.MonkeyPatch, tmp_path) -> str:
     """Rally's deployments registered on a Prefect server of its own, whose API the web server
     started next is pointed at (as `rally serve --web-only` beside workers runs)."""
-    shown = subprocess.run(
-        [str(BIN / "rally"), "deploy", "--paused"],
-        env=clean_env(PREFECT_API_URL=prefect_api, RALLY_HOME=str(tmp_path / "deployer")),
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    shown = deploy_paused(prefect_api, tmp_path, "deployer")
     assert shown.returncode == 0, shown.stdout + shown.stderr
     monkeypatch.setenv("PREFECT_API_URL", prefect_api)
     return prefect_api
