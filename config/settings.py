@@ -10,66 +10,68 @@ import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
-from pydantic import Field, PrivateAttr, SecretStr, model_validator
-from pydantic.fields import FieldInfo
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, model_validator
 
 
-class RallySettings(BaseSettings):
-    """How every Rally setting is read: `RALLY_<NAME>` from the environment, else from `.env`
-    in the working folder (the environment wins), else, for a secret in a process running
-    Prefect flows, from a Prefect Secret block (`PrefectSecrets`). The one way `.env` is read
-    (`PrefectEnvironment` reads Prefect's own variables with this configuration)."""
+class RallySettings(BaseModel):
+    """How every Rally setting is read: `<env_prefix><NAME>` (any case) from the environment,
+    else from `.env` in the working folder (the environment wins), else, for a secret in a
+    process running Prefect flows, from a Prefect Secret block (`prefect_secrets`). Values
+    given as keyword arguments win over all three. The one way `.env` is read
+    (`PrefectEnvironment` reads Prefect's own variables with it)."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="RALLY_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
-    )
+    model_config = ConfigDict(extra="ignore")
+    env_prefix: ClassVar[str] = "RALLY_"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_environment(cls, given: Any) -> Any:
+        if not isinstance(given, dict):
+            return given
+        return cls.read_environment() | given
 
     @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (
-            init_settings,
-            env_settings,
-            dotenv_settings,
-            file_secret_settings,
-            PrefectSecrets(settings_cls),
-        )
+    def read_environment(cls) -> dict[str, Any]:
+        """This class's fields as the environment, `.env` and Prefect's secrets set them."""
+        names = {f"{cls.env_prefix}{name}".lower(): name for name in cls.model_fields}
+        found: dict[str, Any] = {}
+        for variables in (os.environ, _dotenv()):
+            for variable, value in variables.items():
+                name = names.get(variable.lower())
+                if name is not None and name not in found and value is not None:
+                    found[name] = value
+        secrets = [
+            name
+            for name, field in cls.model_fields.items()
+            if field.annotation is SecretStr and name not in found
+        ]
+        return found | prefect_secrets(cls.env_prefix, secrets) if secrets else found
 
 
-class PrefectSecrets(PydanticBaseSettingsSource):
+def _dotenv() -> dict[str, str | None]:
+    """`.env` in the working folder, read with python-dotenv (loaded only when there is one)."""
+    path = Path(".env")
+    if not path.is_file():
+        return {}
+    from dotenv import dotenv_values
+
+    return dotenv_values(path, encoding="utf-8")
+
+
+def prefect_secrets(prefix: str, names: list[str]) -> dict[str, str]:
     """Secrets kept as Prefect Secret blocks, for workers whose environment holds no
     credentials: the block `rally-smtp-password` sets `RALLY_SMTP_PASSWORD`, and so on (the
     variable's name, lowercase, dashes for underscores). Read only where Prefect is already
-    loaded and an API is configured (a flow run on a worker), and only for secret fields."""
+    loaded and an API is configured (a flow run on a worker)."""
+    import sys
 
-    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
-        return None, field_name, False  # everything is read at once in __call__
-
-    def __call__(self) -> dict[str, Any]:
-        import sys
-
-        if "prefect" not in sys.modules or prefect_choice().api_url is None:
-            return {}
-        prefix = str(self.settings_cls.model_config.get("env_prefix", ""))
-        wanted = {
-            f"{prefix}{name}".lower().replace("_", "-"): name
-            for name, field in self.settings_cls.model_fields.items()
-            if field.annotation is SecretStr
-        }
-        found = {}
-        for block, value in _secret_blocks().items():
-            if block in wanted:
-                found[wanted[block]] = value
-        return found
+    if "prefect" not in sys.modules or prefect_choice().api_url is None:
+        return {}
+    blocks = _secret_blocks()
+    wanted = {name: f"{prefix}{name}".lower().replace("_", "-") for name in names}
+    return {name: blocks[block] for name, block in wanted.items() if block in blocks}
 
 
 def _secret_blocks() -> dict[str, str]:
@@ -228,11 +230,11 @@ def get_settings() -> Settings:
     return Settings()
 
 
-class PrefectEnvironment(BaseSettings):
+class PrefectEnvironment(RallySettings):
     """Prefect's own variables that say which Prefect to use, read as Rally's are (the
     environment, else `.env`)."""
 
-    model_config = RallySettings.model_config | SettingsConfigDict(env_prefix="PREFECT_")
+    env_prefix = "PREFECT_"
 
     api_url: str = ""
     home: str = ""

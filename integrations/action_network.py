@@ -32,7 +32,6 @@ from typing import Any
 
 import httpx
 from pydantic import Field, SecretStr
-from pydantic_settings import SettingsConfigDict
 
 from integrations import crm
 from integrations.crm import Connector, ConnectorSettings, Lead, Outcome, RateLimit
@@ -49,7 +48,7 @@ PREFIX = "action_network:"
 class ActionNetworkSettings(ConnectorSettings):
     """`RALLY_ACTION_NETWORK_*`: the API and the group's API key."""
 
-    model_config = SettingsConfigDict(env_prefix="RALLY_ACTION_NETWORK_")
+    env_prefix = "RALLY_ACTION_NETWORK_"
     required = ("token",)
 
     api_url: str = Field(API_URL, description="Action Network API")

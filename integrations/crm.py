@@ -132,7 +132,7 @@ class ConnectorSettings(RallySettings):
     @classmethod
     def variable(cls, field: str) -> str:
         """The environment variable that sets `field` (`RALLY_HUBSPOT_TOKEN`)."""
-        return f"{cls.model_config.get('env_prefix', '')}{field}".upper()
+        return f"{cls.env_prefix}{field}".upper()
 
     @classmethod
     def variables(cls) -> list[str]:

@@ -42,7 +42,6 @@ from typing import Any
 
 import httpx
 from pydantic import Field, SecretStr
-from pydantic_settings import SettingsConfigDict
 
 from integrations import crm
 from integrations.crm import Connector, ConnectorSettings, Lead, Outcome, RateLimit, Readiness
@@ -73,7 +72,7 @@ STANDARD = frozenset({"email", "firstname", "lastname", "phone", "zip"})  # ever
 class HubSpotSettings(ConnectorSettings):
     """`RALLY_HUBSPOT_*`: the account's API and its private app token."""
 
-    model_config = SettingsConfigDict(env_prefix="RALLY_HUBSPOT_")
+    env_prefix = "RALLY_HUBSPOT_"
     required = ("token",)
 
     api_url: str = Field("https://api.hubapi.com", description="HubSpot API")

@@ -18,7 +18,6 @@ from typing import Any
 
 import httpx
 from pydantic import Field, SecretStr
-from pydantic_settings import SettingsConfigDict
 
 from integrations import crm
 from integrations.crm import Connector, ConnectorSettings, Lead, Outcome, RateLimit, refusal, send
@@ -37,7 +36,7 @@ def signature(secret: str, body: bytes, at: int) -> str:
 class LeadWebhookSettings(ConnectorSettings):
     """`RALLY_LEAD_WEBHOOK_SECRET`: the key every lead webhook is signed with."""
 
-    model_config = SettingsConfigDict(env_prefix="RALLY_LEAD_WEBHOOK_")
+    env_prefix = "RALLY_LEAD_WEBHOOK_"
     required = ("secret",)
 
     secret: SecretStr = Field(

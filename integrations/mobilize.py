@@ -35,7 +35,6 @@ from typing import Any
 
 import httpx
 from pydantic import Field, SecretStr
-from pydantic_settings import SettingsConfigDict
 
 from integrations import crm
 from integrations.crm import Connector, ConnectorSettings, Lead, Outcome, RateLimit
@@ -56,7 +55,7 @@ DESTINATION_FIELDS = frozenset(
 class MobilizeSettings(ConnectorSettings):
     """`RALLY_MOBILIZE_*`: the API and the organization's API token."""
 
-    model_config = SettingsConfigDict(env_prefix="RALLY_MOBILIZE_")
+    env_prefix = "RALLY_MOBILIZE_"
     required = ("token",)
 
     api_url: str = Field(API_URL, description="Mobilize API")

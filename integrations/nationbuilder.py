@@ -36,7 +36,6 @@ from urllib.parse import quote
 
 import httpx
 from pydantic import Field, SecretStr
-from pydantic_settings import SettingsConfigDict
 
 from integrations import crm
 from integrations.crm import Connector, ConnectorSettings, Lead, Outcome, RateLimit
@@ -52,7 +51,7 @@ OPTIONS = frozenset({"batch_size", "external_id"})
 class NationBuilderSettings(ConnectorSettings):
     """`RALLY_NATIONBUILDER_*`: the nation's address and an access token."""
 
-    model_config = SettingsConfigDict(env_prefix="RALLY_NATIONBUILDER_")
+    env_prefix = "RALLY_NATIONBUILDER_"
     required = ("api_url", "token")
 
     api_url: str = Field(

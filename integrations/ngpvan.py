@@ -29,7 +29,6 @@ from typing import Any
 
 import httpx
 from pydantic import Field, SecretStr
-from pydantic_settings import SettingsConfigDict
 
 from integrations import crm
 from integrations.crm import Connector, ConnectorSettings, Lead, Outcome, RateLimit
@@ -46,7 +45,7 @@ OPTIONS = frozenset({"batch_size"})
 class NgpVanSettings(ConnectorSettings):
     """`RALLY_NGPVAN_*`: the API, the application and its key, and which database."""
 
-    model_config = SettingsConfigDict(env_prefix="RALLY_NGPVAN_")
+    env_prefix = "RALLY_NGPVAN_"
     required = ("app_name", "api_key")
 
     api_url: str = Field(API_URL, description="NGP VAN API")
