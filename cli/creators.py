@@ -1,23 +1,27 @@
 """`rally creators`: import and list a campaign's roster."""
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.table import Table
 
 from cli.common import JSON_OPTION, console, count, print_json, shown_path, store
 from config.errors import RallyError
 from store.db import transaction
 from tasks.campaigns.campaign import campaign_spec, get_campaign, roster
-from tasks.campaigns.roster import RowProblem, read_roster
-from tasks.campaigns.roster_import import RosterChange, import_roster
-from tasks.formats import money
+
+if TYPE_CHECKING:  # what import needs is loaded by import alone; list reads and prints
+    from rich.table import Table
+
+    from tasks.campaigns.roster import RowProblem
+    from tasks.campaigns.roster_import import RosterChange
 
 app = typer.Typer(help="A campaign's creators: import a roster CSV, list it.", no_args_is_help=True)
 
 
-def roster_report(file: Path, change: RosterChange, problems: list[RowProblem]) -> dict[str, Any]:
+def roster_report(
+    file: Path, change: "RosterChange", problems: "list[RowProblem]"
+) -> dict[str, Any]:
     """Print what an import did; fail (after the good rows are saved) if any row was skipped."""
     skipped = problems + change.problems
     return {
@@ -59,6 +63,9 @@ def fail_on_skipped(report: dict[str, Any]) -> None:
 @app.command("import")
 def import_command(slug: str, csv_file: Path, json_output: bool = JSON_OPTION) -> None:
     """Add or update creators from a roster CSV (an upsert on platform and handle)."""
+    from tasks.campaigns.roster import read_roster
+    from tasks.campaigns.roster_import import import_roster
+
     settings, engine = store()
     with transaction(engine) as session:
         campaign = get_campaign(session, slug)
@@ -84,7 +91,11 @@ def list_command(slug: str, json_output: bool = JSON_OPTION) -> None:
     console.print(roster_table(rows, currency, settings.public_url))
 
 
-def roster_table(rows: list[dict[str, Any]], currency: str, public_url: str) -> Table:
+def roster_table(rows: list[dict[str, Any]], currency: str, public_url: str) -> "Table":
+    from rich.table import Table
+
+    from tasks.formats import money
+
     table = Table(
         title=f"Roster ({len(rows)} creators)",
         title_justify="left",

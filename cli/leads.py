@@ -5,9 +5,6 @@ import sys
 from typing import Any
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from cli.common import JSON_OPTION, console, print_json, store
 from config.errors import RallyError
@@ -31,6 +28,8 @@ def list_command(slug: str, json_output: bool = JSON_OPTION) -> None:
     if json_output:
         print_json(leads)
         return
+    from rich.table import Table
+
     from tasks.formats import plain_text
 
     table = Table("id", "email", "phone", "name", "source", "consent", box=None)
@@ -69,6 +68,15 @@ def sync_command(
 ) -> None:
     """Send queued leads to each destination now, within its rate limit (the served process
     does this every minute)."""
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
     from store.types import utcnow
     from tasks.leads.sync import sync_leads
     from tasks.progress import listening
@@ -171,6 +179,8 @@ def status_command(json_output: bool = JSON_OPTION) -> None:
     if json_output:
         print_json(rows)
         return
+    from rich.table import Table
+
     table = Table("campaign", "destination", "pending", "failed", "sent", "dead", box=None)
     for row in rows:
         table.add_row(

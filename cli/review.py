@@ -6,7 +6,6 @@ import typer
 
 from cli.common import JSON_OPTION, console, print_json, store
 from config.errors import RallyError
-from store.audit import Change, record
 from store.db import transaction
 from store.types import utcnow
 
@@ -25,7 +24,7 @@ def queue_command(
     json_output: bool = JSON_OPTION,
 ) -> None:
     """Open review tasks, overdue first."""
-    from tasks.review.views import review_queue
+    from tasks.review.queue import review_queue
 
     _, engine = store()
     with transaction(engine, write=False) as session:
@@ -154,6 +153,7 @@ def token_command(
     """Issue an API token for an approver's scripts (shown once; only its hash is kept)."""
     from datetime import timedelta
 
+    from store.audit import Change, record
     from tasks.review.approvers import issue, reviews_anything
 
     settings, engine = store()

@@ -12,14 +12,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sqlalchemy import and_, bindparam, or_
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col
 
-from config.campaign import Destination
-from integrations.crm import Lead
 from store.models import (
     ConsentStatus,
     Contact,
@@ -29,7 +27,10 @@ from store.models import (
     OutboxStatus,
     RosterMember,
 )
-from tasks.outbox import enqueue
+
+if TYPE_CHECKING:  # `leads status` reads with this module; only a sync loads the connectors
+    from config.campaign import Destination
+    from integrations.crm import Lead
 
 CHANNEL = "lead"
 UPSERT, FORGET = "upsert", "forget"
@@ -56,7 +57,7 @@ def syncable() -> Any:
 def queue_sync(
     session: Session,
     campaign_id: int,
-    destinations: Sequence[Destination],
+    destinations: "Sequence[Destination]",
     contact_ids: Iterable[int],
     *,
     now: datetime,
@@ -67,6 +68,8 @@ def queue_sync(
     are when it goes); one a drain holds may carry what they were before this change, so a new
     one is added. On PostgreSQL the waiting rows are locked until this transaction ends, so a
     drain cannot take one in between and miss the change."""
+    from tasks.outbox import enqueue
+
     ids = sorted(set(contact_ids))
     if not ids:
         return 0
@@ -203,8 +206,10 @@ def consent_of(status: str | None) -> bool | None:
     return None
 
 
-def lead_for(record: LeadRecord, destination: Destination, campaign: str, sync_id: str) -> Lead:
+def lead_for(record: LeadRecord, destination: "Destination", campaign: str, sync_id: str) -> "Lead":
     """What `destination` receives for this person: mapped fields, tags and consent."""
+    from integrations.crm import Lead
+
     c = record.contact
     tags = [*destination.tags, *c.tags]
     if destination.tag_by:

@@ -1,4 +1,5 @@
-"""Reading reviews back: the queue, one task as an approver sees it, a creative's history."""
+"""Reading reviews back: one task as an approver sees it, an approver's queue page, a
+creative's history (the CLI's list of open tasks is `tasks.review.queue`)."""
 
 from collections import Counter
 from collections.abc import Sequence
@@ -172,65 +173,6 @@ def _audit_entries(session: Session, creative_id: int, task_ids: list[str]) -> S
         )
         .order_by(col(AuditEvent.seq))
     ).all()
-
-
-def review_queue(
-    session: Session,
-    *,
-    approver: str | None = None,
-    tier: str | None = None,
-    overdue: bool = False,
-    now: datetime,
-) -> list[dict[str, Any]]:
-    """Open review tasks, overdue first, then by due time; only an approver's groups if given.
-    One query of plain columns (no objects: a queue of thousands stays quick), and each
-    campaign read once."""
-    rows = session.execute(
-        sa_select(
-            col(ReviewTask.id),
-            col(ReviewTask.tier),
-            col(ReviewTask.approver_group),
-            col(ReviewTask.escalated_to),
-            col(ReviewTask.due_at),
-            col(CreativeDraft.version),
-            col(CreativeDraft.caption),
-            col(Creative.id).label("creative"),
-            col(Creative.campaign_id),
-        )
-        .join(CreativeDraft, col(CreativeDraft.id) == col(ReviewTask.draft_id))
-        .join(Creative, col(Creative.id) == col(CreativeDraft.creative_id))
-        .where(col(ReviewTask.status) == ReviewStatus.OPEN)
-        .order_by(col(ReviewTask.due_at))
-    ).all()
-    ids = {row.campaign_id for row in rows}
-    campaigns = {c.id: c for c in session.exec(select(Campaign).where(col(Campaign.id).in_(ids)))}
-    queue = []
-    for row in rows:
-        campaign = campaigns[row.campaign_id]
-        spec = campaign_spec(campaign)
-        groups = {row.approver_group, row.escalated_to}
-        if approver and not any(
-            approver.lower() in spec.approvers.get(g or "", []) for g in groups
-        ):
-            continue
-        late = row.due_at is not None and row.due_at <= now
-        if (tier and row.tier != tier) or (overdue and not late):
-            continue
-        queue.append(
-            {
-                "task": row.id,
-                "campaign": campaign.slug,
-                "creative": row.creative,
-                "version": row.version,
-                "tier": row.tier,
-                "group": row.approver_group,
-                "escalated_to": row.escalated_to,
-                "due_at": row.due_at.isoformat() if row.due_at else None,
-                "overdue": late,
-                "caption": row.caption,
-            }
-        )
-    return sorted(queue, key=lambda r: (not r["overdue"], r["due_at"] or ""))
 
 
 def creatives_of(

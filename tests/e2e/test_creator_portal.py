@@ -19,7 +19,7 @@ from store.types import utcnow
 from tasks.briefs.portal import local_time
 from tasks.mail import deliver_email
 from tasks.review.decisions import decide
-from tasks.review.views import review_queue
+from tasks.review.queue import review_queue
 from tests.conftest import SLUG
 from tests.e2e.conftest import Server
 from tests.e2e.pages import assert_page_fits
