@@ -46,6 +46,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "TikTok: connect a business account, subscribe to its webhooks, see their state.",
     ),
     "audit": ("cli.audit:app", "The audit log: verify the chain, export it."),
+    "tokens": (
+        "cli.tokens:app",
+        "API tokens: create (shown once), list, revoke; end a person's sign-ins.",
+    ),
     "db": ("cli.db:app", "The store's schema: status and upgrades."),
     "serve": (
         "cli.serve:serve_command",

@@ -25,6 +25,7 @@ from store.types import utcnow
 from tasks.engagement.writer import EventWriter
 from tasks.review.uploads import video_shelf
 from web import api, briefs, public, reports, review, sprint, staff, staff_actions, uploads
+from web.api_v1 import create_api
 from web.deps import AppState, SignedOut
 from web.pages import PrivateHeaders, RetryDroppedConnection, not_found, page_response
 from web.webhooks import TikTokWebhooks
@@ -51,6 +52,9 @@ def create_app(
     for module in (public, briefs, review, reports, sprint, staff, staff_actions, uploads, api):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    rest = create_api()  # its own app: its own OpenAPI document and problem-details errors
+    rest.state.rally = app.state.rally
+    app.mount("/api/v1", rest)
     return app
 
 

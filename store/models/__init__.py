@@ -9,7 +9,7 @@ Conventions: times are aware UTC (`UTCDateTime`); money is integer cents; status
 columns are plain strings whose values are the `StrEnum`s beside them; free-form structure is JSON.
 
 The tables live in one module per part of the sprint (campaigns, configs, review, engagement,
-delivery, sprint, audit). `from store.models import Campaign` loads only the module that
+delivery, sprint, audit, api). `from store.models import Campaign` loads only the module that
 defines it: a command that reads a campaign does not build the other thirty tables' classes,
 which would cost a short command most of its start-up. Whatever needs every table (migrations,
 tests that compare the store with the models) calls `load_all()` first.
@@ -58,6 +58,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "delivery": ("OutboxStatus", "OutboxMessage", "RateWindow", "Timer"),
     "sprint": ("MetricSnapshot", "SprintState", "SprintRun", "SprintStep", "Report", "StaffRun"),
     "audit": ("AuditEvent", "AuditHead"),
+    "api": ("ApiToken",),
 }
 _MODULE_OF = {name: module for module, names in MODULES.items() for name in names}
 
@@ -78,6 +79,7 @@ def load_all() -> None:
 
 
 if TYPE_CHECKING:  # the names, for type checkers; at run time __getattr__ loads them
+    from store.models.api import *  # noqa: F403
     from store.models.audit import *  # noqa: F403
     from store.models.campaigns import *  # noqa: F403
     from store.models.configs import *  # noqa: F403

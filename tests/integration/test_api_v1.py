@@ -1,0 +1,87 @@
+"""The REST API's first resources: campaigns, read with a scoped token, answered as the CLI
+answers, refused as RFC 9457 problem details."""
+
+import json
+
+from fastapi.testclient import TestClient
+
+from tests.conftest import SLUG
+from web.app import create_app
+
+
+def token(rally, *args: str) -> dict[str, str]:
+    run = rally("tokens", "create", "test", *args, "--json")
+    assert run.code == 0, run.err
+    return {"Authorization": f"Bearer {json.loads(run.out)['secret']}"}
+
+
+def test_a_campaign_reads_as_the_cli_shows_it(rally, applied, settings) -> None:
+    client = TestClient(create_app(settings))
+    auth = token(rally, "--scope", "campaign:read", "--campaign", SLUG)
+
+    answer = client.get(f"/api/v1/campaigns/{SLUG}", headers=auth)
+    assert answer.status_code == 200
+    assert answer.json() == json.loads(rally("campaign", "show", SLUG, "--json").out)
+
+    listed = client.get("/api/v1/campaigns", headers=auth).json()
+    assert [c["slug"] for c in listed["data"]] == [SLUG] and listed["next_cursor"] is None
+
+
+def test_refusals_are_problem_details_naming_why(rally, applied, settings) -> None:
+    client = TestClient(create_app(settings))
+    leads_only = token(rally, "--scope", "leads:read", "--campaign", SLUG)
+
+    missing = client.get(f"/api/v1/campaigns/{SLUG}")
+    assert missing.status_code == 401
+    assert missing.headers["content-type"] == "application/problem+json"
+    assert missing.headers["www-authenticate"].startswith("Bearer")
+    assert missing.json()["status"] == 401
+
+    lacking = client.get(f"/api/v1/campaigns/{SLUG}", headers=leads_only)
+    assert lacking.status_code == 403 and "campaign:read" in lacking.json()["detail"]
+    assert client.get("/api/v1/campaigns", headers=leads_only).status_code == 403
+
+    unknown = client.get("/api/v1/campaigns/no-such", headers=leads_only)
+    assert unknown.status_code == 403  # without the scope, not even whether it exists
+    reader = token(rally, "--scope", "campaign:read", "--campaign", SLUG)
+    unknown = client.get("/api/v1/campaigns/no-such", headers=reader)
+    assert unknown.status_code == 404 and unknown.json()["title"] == "Not Found"
+
+    bad = client.get("/api/v1/campaigns?limit=0", headers=leads_only)
+    assert bad.status_code == 400
+    assert bad.json()["errors"][0]["field"] == "limit"
+
+
+def test_the_list_pages_by_cursor_and_a_campaign_token_sees_its_own(
+    rally, applied, settings, tmp_path
+) -> None:
+    second = tmp_path / "second"
+    second.mkdir()
+    text = (applied / "campaign.yaml").read_text().replace(f"slug: {SLUG}", "slug: aa-second")
+    (second / "campaign.yaml").write_text(text)
+    (second / "roster.csv").write_text((applied / "roster.csv").read_text())
+    assert rally("campaign", "apply", second / "campaign.yaml").code == 0
+    client = TestClient(create_app(settings))
+    every = token(rally, "--scope", "campaign:read", "--all-campaigns")
+
+    first = client.get("/api/v1/campaigns?limit=1", headers=every).json()
+    assert [c["slug"] for c in first["data"]] == ["aa-second"] and first["next_cursor"]
+    rest = client.get(f"/api/v1/campaigns?limit=1&cursor={first['next_cursor']}", headers=every)
+    assert [c["slug"] for c in rest.json()["data"]] == [SLUG]
+    assert rest.json()["next_cursor"] is None
+    assert client.get("/api/v1/campaigns?cursor=%25%25", headers=every).status_code == 400
+
+    own = token(rally, "--scope", "campaign:read", "--campaign", SLUG)
+    assert [c["slug"] for c in client.get("/api/v1/campaigns", headers=own).json()["data"]] == [
+        SLUG
+    ]
+    assert client.get("/api/v1/campaigns/aa-second", headers=own).status_code == 403
+
+
+def test_the_openapi_document_names_every_operations_security(settings, applied) -> None:
+    client = TestClient(create_app(settings))
+    document = client.get("/api/v1/openapi.json").json()
+    assert document["info"]["title"] == "Rally API"
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            assert operation.get("security"), f"{method} {path} declares no security"
