@@ -11,12 +11,16 @@ campaign show SLUG --json` give the same data.
 
 import base64
 import binascii
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, Field
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -25,7 +29,7 @@ from config.errors import RallyError
 from store.db import transaction
 from store.models import Campaign
 from tasks.api.tokens import Granted, TokenRefused, authenticate
-from tasks.campaigns.campaign import campaign_overview, list_campaigns
+from tasks.campaigns.campaign import campaign_overview, list_campaigns, roster
 from web.deps import app_state_of
 
 PROBLEM = "application/problem+json"
@@ -86,11 +90,25 @@ def engine_of(request: Request) -> Engine:
     return app_state_of(request).engine
 
 
-def campaign_id_of(session: Session, slug: str) -> int:
-    found = session.exec(select(col(Campaign.id)).where(col(Campaign.slug) == slug)).first()
-    if found is None:
-        raise Refused(404, f"no campaign {slug!r}")
-    return int(found)
+def public_url(request: Request) -> str:
+    return app_state_of(request).settings.public_url
+
+
+@contextmanager
+def reading(
+    request: Request,
+    credentials: HTTPAuthorizationCredentials | None,
+    scope: str,
+    slug: str,
+) -> Iterator[tuple[Session, Campaign]]:
+    """A read-only session and the campaign `slug`, once the token allows `scope` on it."""
+    grant = granted(request, credentials, scope, None, listing=True)
+    with transaction(engine_of(request), write=False) as session:
+        found = session.exec(select(Campaign).where(col(Campaign.slug) == slug)).first()
+        if found is None:
+            raise Refused(404, f"no campaign {slug!r}")
+        permitted(grant, found.id or 0)
+        yield session, found
 
 
 def create_api() -> FastAPI:
@@ -126,24 +144,15 @@ def create_api() -> FastAPI:
         return problem(exc.status_code, str(exc.detail))
 
     @api.get("/campaigns", tags=["campaigns"], summary="List campaigns (scope campaign:read)")
-    def campaigns(
-        request: Request,
-        credentials: Credentials,
-        limit: Annotated[int, Query(ge=1, le=200)] = 50,
-        cursor: Annotated[str | None, Query(max_length=200)] = None,
-    ) -> dict[str, Any]:
-        """The campaigns this token may read, by slug; `next_cursor` fetches the next page."""
+    def campaigns(request: Request, credentials: Credentials, paging: Paging) -> Page:
+        """The campaigns this token may read, by slug."""
         grant = granted(request, credentials, "campaign:read", None, listing=True)
-        after = _decode(cursor)
         with transaction(engine_of(request), write=False) as session:
             rows = list_campaigns(session)
             if grant.campaign_id is not None:  # a campaign's own token: that campaign only
                 own = session.get(Campaign, grant.campaign_id)
                 rows = [r for r in rows if own is not None and r["slug"] == own.slug]
-        rows = [r for r in rows if after is None or r["slug"] > after]
-        page = rows[:limit]
-        more = len(rows) > limit
-        return {"data": page, "next_cursor": _encode(page[-1]["slug"]) if more else None}
+        return paged(rows, lambda r: r["slug"], paging)
 
     @api.get(
         "/campaigns/{slug}",
@@ -152,24 +161,92 @@ def create_api() -> FastAPI:
     )
     def campaign(request: Request, credentials: Credentials, slug: str) -> dict[str, Any]:
         """What `rally campaign show SLUG --json` prints."""
-        grant = granted(request, credentials, "campaign:read", None, listing=True)
-        state = app_state_of(request)
-        with transaction(state.engine, write=False) as session:
-            permitted(grant, campaign_id_of(session, slug))
-            return campaign_overview(session, slug, public_url=state.settings.public_url)
+        with reading(request, credentials, "campaign:read", slug) as (session, found):
+            return campaign_overview(session, found.slug, public_url=public_url(request))
+
+    @api.get(
+        "/campaigns/{slug}/creators",
+        tags=["creators"],
+        summary="A campaign's active creators (scope creators:read)",
+    )
+    def creators(request: Request, credentials: Credentials, slug: str, paging: Paging) -> Page:
+        """Each creator's terms, codes and tracking link, by handle (`rally creators list`)."""
+        with reading(request, credentials, "creators:read", slug) as (session, found):
+            rows = roster(session, found, public_url=public_url(request))
+        return paged(rows, lambda r: [r["handle"], r["platform"]], paging)
+
+    @api.get(
+        "/campaigns/{slug}/review-tasks",
+        tags=["reviews"],
+        summary="A campaign's open review tasks (scope reviews:read)",
+    )
+    def review_tasks(request: Request, credentials: Credentials, slug: str, paging: Paging) -> Page:
+        """Open tasks by id, each with its tier, group, deadline and whether it is overdue."""
+        from tasks.review.queue import review_queue
+
+        with reading(request, credentials, "reviews:read", slug) as (session, found):
+            rows = review_queue(session, now=app_state_of(request).clock())
+        rows = [r for r in rows if r["campaign"] == found.slug]
+        return paged(rows, lambda r: r["task"], paging)
+
+    @api.get(
+        "/campaigns/{slug}/leads",
+        tags=["leads"],
+        summary="A campaign's leads with consent and sync state (scope leads:read)",
+    )
+    def leads(request: Request, credentials: Credentials, slug: str, paging: Paging) -> Page:
+        """Each lead by id: contact details, consent, source, and each destination's state."""
+        from tasks.leads.status import list_leads
+
+        with reading(request, credentials, "leads:read", slug) as (session, found):
+            rows = list_leads(session, found)
+        return paged(rows, lambda r: r["id"], paging)
 
     return api
 
 
-def _encode(slug: str) -> str:
-    return base64.urlsafe_b64encode(slug.encode()).decode().rstrip("=")
+class PageQuery(BaseModel):
+    """A list's page: at most `limit` items after the one `cursor` names."""
+
+    limit: int = Field(50, ge=1, le=200, description="How many items at most")
+    cursor: str | None = Field(
+        None, max_length=400, description="The `next_cursor` of the page before"
+    )
 
 
-def _decode(cursor: str | None) -> str | None:
+Paging = Annotated[PageQuery, Query()]
+
+
+class Page(BaseModel):
+    data: list[dict[str, Any]]
+    next_cursor: str | None = Field(description="Fetches the next page; null on the last")
+
+
+def paged(
+    rows: list[dict[str, Any]], key: Callable[[dict[str, Any]], Any], paging: PageQuery
+) -> Page:
+    """One page of `rows` in `key` order; the cursor carries the last key given."""
+    after = _decode(paging.cursor)
+    ordered = sorted(rows, key=key)
+    if after is not None:
+        try:
+            ordered = [r for r in ordered if key(r) > after]
+        except TypeError:
+            raise Refused(400, "cursor is not one this list gave") from None
+    page = ordered[: paging.limit]
+    more = len(ordered) > paging.limit
+    return Page(data=page, next_cursor=_encode(key(page[-1])) if more else None)
+
+
+def _encode(key: Any) -> str:
+    return base64.urlsafe_b64encode(json.dumps(key).encode()).decode().rstrip("=")
+
+
+def _decode(cursor: str | None) -> Any:
     if cursor is None:
         return None
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
-        return base64.b64decode(padded, altchars=b"-_", validate=True).decode()
-    except (binascii.Error, UnicodeDecodeError):
+        return json.loads(base64.b64decode(padded, altchars=b"-_", validate=True))
+    except (binascii.Error, ValueError):
         raise Refused(400, "cursor is not one this API gave") from None

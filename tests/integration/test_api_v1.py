@@ -6,6 +6,7 @@ import json
 from fastapi.testclient import TestClient
 
 from tests.conftest import SLUG
+from tests.integration.test_review_api import CAPTION
 from web.app import create_app
 
 
@@ -85,3 +86,43 @@ def test_the_openapi_document_names_every_operations_security(settings, applied)
     for path, operations in document["paths"].items():
         for method, operation in operations.items():
             assert operation.get("security"), f"{method} {path} declares no security"
+
+
+def every_page(client: TestClient, path: str, auth: dict[str, str], limit: int) -> list[dict]:
+    items, cursor = [], None
+    while True:
+        query = f"?limit={limit}" + (f"&cursor={cursor}" if cursor else "")
+        answer = client.get(path + query, headers=auth)
+        assert answer.status_code == 200, answer.text
+        items += answer.json()["data"]
+        assert len(answer.json()["data"]) <= limit
+        if not (cursor := answer.json()["next_cursor"]):
+            return items
+
+
+def test_creators_leads_and_review_tasks_read_as_the_cli_lists_them(
+    rally, running, settings
+) -> None:
+    submitted = rally("creatives", "submit", SLUG, "maya.votes.pa", "--caption", CAPTION)
+    assert submitted.code == 0, submitted.err
+    client = TestClient(create_app(settings))
+    auth = token(
+        rally, "--campaign", SLUG,
+        "--scope", "creators:read", "--scope", "leads:read", "--scope", "reviews:read",
+    )  # fmt: skip
+
+    creators = every_page(client, f"/api/v1/campaigns/{SLUG}/creators", auth, limit=20)
+    listed = json.loads(rally("creators", "list", SLUG, "--json").out)
+    assert len(creators) == 50
+    assert creators == sorted(listed, key=lambda r: (r["handle"], r["platform"]))
+
+    tasks = every_page(client, f"/api/v1/campaigns/{SLUG}/review-tasks", auth, limit=1)
+    assert tasks == json.loads(rally("review", "queue", "--json").out) and len(tasks) == 1
+
+    leads = every_page(client, f"/api/v1/campaigns/{SLUG}/leads", auth, limit=50)
+    assert leads == json.loads(rally("leads", "list", SLUG, "--json").out)
+
+    creators_only = token(rally, "--campaign", SLUG, "--scope", "creators:read")
+    for path in ("leads", "review-tasks"):
+        refused = client.get(f"/api/v1/campaigns/{SLUG}/{path}", headers=creators_only)
+        assert refused.status_code == 403, path
