@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -28,12 +28,22 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from config.errors import RallyError
 from store.db import transaction
 from store.models import Campaign
+from tasks.api.idempotency import Answer, KeyRefused, abandon, begin, finish, request_hash
 from tasks.api.tokens import Granted, TokenRefused, authenticate
 from tasks.campaigns.campaign import campaign_overview, list_campaigns, roster
 from web.deps import app_state_of
+from web.pages import bounded_body
 
 PROBLEM = "application/problem+json"
-TITLES = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found"}
+TITLES = {
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    409: "Conflict",
+    413: "Content Too Large",
+    422: "Unprocessable Content",
+}
 bearer = HTTPBearer(auto_error=False, description="An API token from `rally tokens create`")
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 
@@ -100,15 +110,16 @@ def reading(
     credentials: HTTPAuthorizationCredentials | None,
     scope: str,
     slug: str,
-) -> Iterator[tuple[Session, Campaign]]:
-    """A read-only session and the campaign `slug`, once the token allows `scope` on it."""
+) -> Iterator[tuple[Session, Campaign, Granted]]:
+    """A read-only session, the campaign `slug` and the token's grant, once the token allows
+    `scope` on that campaign."""
     grant = granted(request, credentials, scope, None, listing=True)
     with transaction(engine_of(request), write=False) as session:
         found = session.exec(select(Campaign).where(col(Campaign.slug) == slug)).first()
         if found is None:
             raise Refused(404, f"no campaign {slug!r}")
         permitted(grant, found.id or 0)
-        yield session, found
+        yield session, found, grant
 
 
 def create_api() -> FastAPI:
@@ -121,6 +132,7 @@ def create_api() -> FastAPI:
         redoc_url=None,
         openapi_url="/openapi.json",
     )
+    api.add_middleware(BoundedBody)
 
     @api.exception_handler(Refused)
     async def refused(request: Request, exc: Refused) -> JSONResponse:
@@ -161,7 +173,7 @@ def create_api() -> FastAPI:
     )
     def campaign(request: Request, credentials: Credentials, slug: str) -> dict[str, Any]:
         """What `rally campaign show SLUG --json` prints."""
-        with reading(request, credentials, "campaign:read", slug) as (session, found):
+        with reading(request, credentials, "campaign:read", slug) as (session, found, _):
             return campaign_overview(session, found.slug, public_url=public_url(request))
 
     @api.get(
@@ -171,7 +183,7 @@ def create_api() -> FastAPI:
     )
     def creators(request: Request, credentials: Credentials, slug: str, paging: Paging) -> Page:
         """Each creator's terms, codes and tracking link, by handle (`rally creators list`)."""
-        with reading(request, credentials, "creators:read", slug) as (session, found):
+        with reading(request, credentials, "creators:read", slug) as (session, found, _):
             rows = roster(session, found, public_url=public_url(request))
         return paged(rows, lambda r: [r["handle"], r["platform"]], paging)
 
@@ -184,7 +196,7 @@ def create_api() -> FastAPI:
         """Open tasks by id, each with its tier, group, deadline and whether it is overdue."""
         from tasks.review.queue import review_queue
 
-        with reading(request, credentials, "reviews:read", slug) as (session, found):
+        with reading(request, credentials, "reviews:read", slug) as (session, found, _):
             rows = review_queue(session, now=app_state_of(request).clock())
         rows = [r for r in rows if r["campaign"] == found.slug]
         return paged(rows, lambda r: r["task"], paging)
@@ -198,11 +210,132 @@ def create_api() -> FastAPI:
         """Each lead by id: contact details, consent, source, and each destination's state."""
         from tasks.leads.status import list_leads
 
-        with reading(request, credentials, "leads:read", slug) as (session, found):
+        with reading(request, credentials, "leads:read", slug) as (session, found, _):
             rows = list_leads(session, found)
         return paged(rows, lambda r: r["id"], paging)
 
+    @api.post(
+        "/campaigns/{slug}/events",
+        tags=["events"],
+        summary="Send engagement events (scope events:write)",
+        responses={400: {"description": "Not valid (problem details)"}},
+    )
+    def ingest_events(
+        request: Request,
+        credentials: Credentials,
+        slug: str,
+        body: EventsIn,
+        idempotency_key: IdempotencyKey = None,
+    ) -> JSONResponse:
+        """Store the campaign's events, each once (by `source` and `external_id`, so a
+        redelivered event is counted as repeated, not stored again). Bad records are listed by
+        their place and field and the rest kept. The rules run on them in their next pass
+        (every minute under `rally serve`). Records are those of `rally events ingest`."""
+        from tasks.engagement.events import ingest
+
+        with reading(request, credentials, "events:write", slug) as (_, found, grant):
+            campaign_id = found.id
+
+        def work() -> Answer:
+            records = (
+                (f"event {i + 1}", {"campaign": slug, **r}) for i, r in enumerate(body.events)
+            )
+            state = app_state_of(request)
+            report = ingest(state.engine, records, now=state.clock(), campaign_id=campaign_id)
+            return Answer(
+                200,
+                {
+                    "received": report.received,
+                    "stored": report.stored,
+                    "repeated": report.repeated,
+                    "errors": [
+                        {"record": e.where, "field": e.field, "detail": e.message}
+                        for e in report.errors
+                    ],
+                },
+            )
+
+        payload = body.model_dump(mode="json")
+        return idempotently(request, grant, idempotency_key, payload, work)
+
     return api
+
+
+MAX_EVENTS = 500
+MAX_BODY_BYTES = 1_000_000
+
+
+class EventsIn(BaseModel):
+    events: list[dict[str, Any]] = Field(
+        min_length=1, max_length=MAX_EVENTS, description="Event records, at most 500"
+    )
+
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        max_length=255,
+        description="Makes a retry of this POST safe: the same key gets the same answer",
+    ),
+]
+
+
+def idempotently(
+    request: Request,
+    grant: Granted,
+    key: str | None,
+    payload: Any,
+    work: Callable[[], Answer],
+) -> JSONResponse:
+    """Do `work` once per Idempotency-Key; a retry gets the first answer again."""
+    if key is None:
+        answer = work()
+        return JSONResponse(answer.body, status_code=answer.status)
+    state = app_state_of(request)
+    digest = request_hash(request.method, request.url.path, payload)
+    try:
+        before = begin(state.engine, grant.token_id, key, digest, now=state.clock())
+    except KeyRefused as refused:
+        raise Refused(refused.status, refused.detail) from None
+    if before is not None:
+        return JSONResponse(
+            before.body, status_code=before.status, headers={"Idempotent-Replayed": "true"}
+        )
+    try:
+        answer = work()
+    except BaseException:
+        abandon(state.engine, grant.token_id, key)
+        raise
+    finish(state.engine, grant.token_id, key, answer)
+    return JSONResponse(answer.body, status_code=answer.status)
+
+
+class BoundedBody:
+    """Refuses a request body over `MAX_BODY_BYTES` with 413, never reading past it."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
+            await self.app(scope, receive, send)
+            return
+        body = await bounded_body(dict(scope["headers"]), receive, MAX_BODY_BYTES)
+        if body is None:
+            answer = problem(413, f"the body is over {MAX_BODY_BYTES:,} bytes")
+            await answer(scope, receive, send)
+            return
+        given = False
+
+        async def replay() -> dict[str, Any]:
+            nonlocal given
+            if given:
+                return await receive()
+            given = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
 
 
 class PageQuery(BaseModel):

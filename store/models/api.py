@@ -1,6 +1,7 @@
 """Tokens for Rally's REST API: what other systems (n8n, Zapier, a data team's scripts) present."""
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import JSON
 from sqlmodel import Field, SQLModel
@@ -26,3 +27,18 @@ class ApiToken(SQLModel, table=True):
     last_used_at: datetime | None = optional_time()
     revoked_at: datetime | None = optional_time()
     revoked_by: str | None = Field(default=None, max_length=254)
+
+
+class ApiIdempotencyKey(SQLModel, table=True):
+    """A POST's `Idempotency-Key` and the answer it got, kept a day so that a client retrying
+    after a lost answer gets the same answer and the work is not done twice. `status` is None
+    while the first request is still being answered."""
+
+    __tablename__ = "api_idempotency_keys"
+
+    token_id: int = Field(foreign_key="api_tokens.id", primary_key=True)
+    key: str = Field(max_length=255, primary_key=True)
+    request_hash: str = Field(max_length=64)
+    status: int | None = None
+    body: dict[str, Any] | None = Field(default=None, sa_type=JSON)
+    created_at: datetime = created_time()

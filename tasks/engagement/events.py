@@ -369,9 +369,11 @@ def ingest(
     *,
     now: datetime,
     batch: int = 2000,
+    campaign_id: int | None = None,
 ) -> IngestReport:
     """Store `(where, record)` pairs in batches, each its own transaction; bad records are
-    reported and the good ones kept."""
+    reported and the good ones kept. With `campaign_id`, an event of any other campaign is
+    one of the bad records (the API's campaign-scoped ingest)."""
     from store.db import transaction
 
     report = IngestReport()
@@ -391,7 +393,10 @@ def ingest(
         try:
             if isinstance(record, EventError):
                 raise record
-            rows.append(event_row(record, where, resolver, now=now))
+            row = event_row(record, where, resolver, now=now)
+            if campaign_id is not None and row["campaign_id"] != campaign_id:
+                raise EventError(where, "campaign", "the event is another campaign's")
+            rows.append(row)
         except EventError as exc:
             report.errors.append(exc)
         if len(rows) >= batch:

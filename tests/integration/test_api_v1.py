@@ -3,7 +3,9 @@ answers, refused as RFC 9457 problem details."""
 
 import json
 
+import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import text
 
 from tests.conftest import SLUG
 from tests.integration.test_review_api import CAPTION
@@ -126,3 +128,91 @@ def test_creators_leads_and_review_tasks_read_as_the_cli_lists_them(
     for path in ("leads", "review-tasks"):
         refused = client.get(f"/api/v1/campaigns/{SLUG}/{path}", headers=creators_only)
         assert refused.status_code == 403, path
+
+
+def comment(number: int, **fields) -> dict:
+    return {
+        "source": "tiktok",
+        "external_id": f"api-{number}",
+        "type": "comment",
+        "actor": "fan",
+        "creator": "maya.votes.pa",
+        "text": "Love this!",
+        "time": "2027-02-03T12:00:00Z",
+    } | fields
+
+
+def stored_events(engine) -> int:
+    with engine.connect() as conn:
+        return conn.execute(text("SELECT count(*) FROM engagement_events")).scalar_one()
+
+
+def test_events_are_stored_once_and_a_retried_post_is_answered_the_same(
+    rally, applied, settings, engine
+) -> None:
+    client = TestClient(create_app(settings))
+    auth = token(rally, "--scope", "events:write", "--campaign", SLUG)
+    batch = {"events": [comment(1), comment(2), comment(3, type="shout")]}
+    keyed = auth | {"Idempotency-Key": "batch-1"}
+
+    first = client.post(f"/api/v1/campaigns/{SLUG}/events", json=batch, headers=keyed)
+    assert first.status_code == 200, first.text
+    assert (first.json()["stored"], first.json()["repeated"]) == (2, 0)
+    (error,) = first.json()["errors"]
+    assert (error["record"], error["field"]) == ("event 3", "type")
+    assert stored_events(engine) == 2
+
+    again = client.post(f"/api/v1/campaigns/{SLUG}/events", json=batch, headers=keyed)
+    assert again.json() == first.json() and again.headers["idempotent-replayed"] == "true"
+    other = {"events": [comment(4)]}
+    reused = client.post(f"/api/v1/campaigns/{SLUG}/events", json=other, headers=keyed)
+    assert reused.status_code == 422 and "different request" in reused.json()["detail"]
+
+    unkeyed = client.post(f"/api/v1/campaigns/{SLUG}/events", json=batch, headers=auth)
+    assert (unkeyed.json()["stored"], unkeyed.json()["repeated"]) == (0, 2)  # each event once
+    assert stored_events(engine) == 2
+
+
+def test_event_posts_are_bounded_and_kept_to_their_campaign(rally, applied, settings) -> None:
+    client = TestClient(create_app(settings))
+    auth = token(rally, "--scope", "events:write", "--campaign", SLUG)
+    path = f"/api/v1/campaigns/{SLUG}/events"
+
+    elsewhere = client.post(path, json={"events": [comment(5, campaign="other")]}, headers=auth)
+    assert elsewhere.json()["errors"][0]["field"] == "campaign"
+
+    huge = client.post(path, content=b'{"events": [' + b" " * 1_000_001 + b"]}", headers=auth)
+    assert huge.status_code == 413 and huge.json()["status"] == 413
+    many = client.post(path, json={"events": [comment(i) for i in range(501)]}, headers=auth)
+    assert many.status_code == 400 and many.json()["errors"][0]["field"] == "events"
+    empty = client.post(path, json={"events": []}, headers=auth)
+    assert empty.status_code == 400
+
+    reader = token(rally, "--scope", "events:read", "--campaign", SLUG)
+    assert client.post(path, json={"events": [comment(6)]}, headers=reader).status_code == 403
+
+
+def test_a_key_being_answered_is_refused_until_its_request_ends_or_dies(
+    rally, applied, settings, engine
+) -> None:
+    from datetime import timedelta
+
+    from store.types import utcnow
+    from tasks.api.idempotency import Answer, KeyRefused, begin, finish
+
+    token(rally, "--scope", "events:write", "--campaign", SLUG)
+    token_id = _token_id(engine)
+    now = utcnow()
+    assert begin(engine, token_id, "k", "h", now=now) is None  # a request takes the key
+    with pytest.raises(KeyRefused) as busy:
+        begin(engine, token_id, "k", "h", now=now + timedelta(seconds=1))
+    assert busy.value.status == 409
+    later = now + timedelta(minutes=6)  # its request died without answering: a retry does it
+    assert begin(engine, token_id, "k", "h", now=later) is None
+    finish(engine, token_id, "k", Answer(200, {"stored": 1}))
+    assert begin(engine, token_id, "k", "h", now=later) == Answer(200, {"stored": 1})
+
+
+def _token_id(engine) -> int:
+    with engine.connect() as conn:
+        return conn.execute(text("SELECT max(id) FROM api_tokens")).scalar_one()

@@ -1,5 +1,6 @@
 """api tokens: scoped, expiring, revocable tokens for Rally's REST API, of each only a hash of
-its secret
+its secret; and the answers to its POSTs by Idempotency-Key, so a retried POST is answered the
+same and done once
 
 Revision ID: 0021
 Revises: 0020
@@ -34,8 +35,20 @@ def upgrade() -> None:
         sa.UniqueConstraint("secret_hash"),
     )
     op.create_index("ix_api_tokens_campaign_id", "api_tokens", ["campaign_id"])
+    op.create_table(
+        "api_idempotency_keys",
+        sa.Column("token_id", sa.Integer(), nullable=False),
+        sa.Column("key", sa.String(length=255), nullable=False),
+        sa.Column("request_hash", sa.String(length=64), nullable=False),
+        sa.Column("status", sa.Integer(), nullable=True),
+        sa.Column("body", sa.JSON(), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(["token_id"], ["api_tokens.id"]),
+        sa.PrimaryKeyConstraint("token_id", "key"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("api_idempotency_keys")
     op.drop_index("ix_api_tokens_campaign_id", table_name="api_tokens")
     op.drop_table("api_tokens")
