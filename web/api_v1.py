@@ -20,7 +20,7 @@ from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -34,6 +34,7 @@ from tasks.campaigns.campaign import campaign_overview, list_campaigns, roster
 from web.deps import app_state_of
 from web.pages import bounded_body
 
+API_PREFIX = "/api/v1"
 PROBLEM = "application/problem+json"
 TITLES = {
     400: "Bad Request",
@@ -133,6 +134,7 @@ def create_api() -> FastAPI:
         openapi_url="/openapi.json",
     )
     api.add_middleware(BoundedBody)
+    api.openapi = lambda: document(api)  # type: ignore[method-assign]
 
     @api.exception_handler(Refused)
     async def refused(request: Request, exc: Refused) -> JSONResponse:
@@ -155,7 +157,7 @@ def create_api() -> FastAPI:
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         return problem(exc.status_code, str(exc.detail))
 
-    @api.get("/campaigns", tags=["campaigns"], summary="List campaigns (scope campaign:read)")
+    @api.get("/campaigns", **operation("campaign:read", "campaigns", "List campaigns"))
     def campaigns(request: Request, credentials: Credentials, paging: Paging) -> Page:
         """The campaigns this token may read, by slug."""
         grant = granted(request, credentials, "campaign:read", None, listing=True)
@@ -168,8 +170,9 @@ def create_api() -> FastAPI:
 
     @api.get(
         "/campaigns/{slug}",
-        tags=["campaigns"],
-        summary="One campaign: terms, KPI targets, budget, plan, roster (scope campaign:read)",
+        **operation(
+            "campaign:read", "campaigns", "One campaign: terms, KPIs, budget, plan, roster"
+        ),
     )
     def campaign(request: Request, credentials: Credentials, slug: str) -> dict[str, Any]:
         """What `rally campaign show SLUG --json` prints."""
@@ -178,8 +181,7 @@ def create_api() -> FastAPI:
 
     @api.get(
         "/campaigns/{slug}/creators",
-        tags=["creators"],
-        summary="A campaign's active creators (scope creators:read)",
+        **operation("creators:read", "creators", "A campaign's active creators"),
     )
     def creators(request: Request, credentials: Credentials, slug: str, paging: Paging) -> Page:
         """Each creator's terms, codes and tracking link, by handle (`rally creators list`)."""
@@ -189,8 +191,7 @@ def create_api() -> FastAPI:
 
     @api.get(
         "/campaigns/{slug}/review-tasks",
-        tags=["reviews"],
-        summary="A campaign's open review tasks (scope reviews:read)",
+        **operation("reviews:read", "reviews", "A campaign's open review tasks"),
     )
     def review_tasks(request: Request, credentials: Credentials, slug: str, paging: Paging) -> Page:
         """Open tasks by id, each with its tier, group, deadline and whether it is overdue."""
@@ -203,8 +204,7 @@ def create_api() -> FastAPI:
 
     @api.get(
         "/campaigns/{slug}/leads",
-        tags=["leads"],
-        summary="A campaign's leads with consent and sync state (scope leads:read)",
+        **operation("leads:read", "leads", "A campaign's leads with consent and sync state"),
     )
     def leads(request: Request, credentials: Credentials, slug: str, paging: Paging) -> Page:
         """Each lead by id: contact details, consent, source, and each destination's state."""
@@ -216,9 +216,7 @@ def create_api() -> FastAPI:
 
     @api.post(
         "/campaigns/{slug}/events",
-        tags=["events"],
-        summary="Send engagement events (scope events:write)",
-        responses={400: {"description": "Not valid (problem details)"}},
+        **operation("events:write", "events", "Send a campaign's engagement events"),
     )
     def ingest_events(
         request: Request,
@@ -259,6 +257,85 @@ def create_api() -> FastAPI:
         return idempotently(request, grant, idempotency_key, payload, work)
 
     return api
+
+
+def operation(scope: str, tag: str, summary: str) -> dict[str, Any]:
+    """An operation's tag, summary and the scope it needs (`x-rally-scope` in the document)."""
+    return {
+        "tags": [tag],
+        "summary": f"{summary} (scope {scope})",
+        "openapi_extra": {"x-rally-scope": scope},
+    }
+
+
+PROBLEMS = {
+    "400": "Not valid: `errors` names each field at fault",
+    "401": "No valid API token (missing, unknown, expired or revoked)",
+    "403": "The token lacks the scope, or is for another campaign",
+    "404": "No such campaign",
+}
+POST_PROBLEMS = {
+    "409": "A request with this Idempotency-Key is still being answered",
+    "413": "The body is over 1 MB",
+    "422": "This Idempotency-Key was used for a different request",
+}
+
+
+def document(api: FastAPI) -> dict[str, Any]:
+    """The OpenAPI document, with the errors as this API answers them: problem details (RFC
+    9457), 400 for a request not valid (FastAPI would say 422)."""
+    if api.openapi_schema:
+        return api.openapi_schema
+    from fastapi.openapi.utils import get_openapi
+
+    schema = get_openapi(
+        title=api.title, version=api.version, summary=api.summary, routes=api.routes
+    )
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    for name in ("HTTPValidationError", "ValidationError"):
+        components.pop(name, None)
+    components["Problem"] = {
+        "type": "object",
+        "required": ["type", "title", "status", "detail"],
+        "properties": {
+            "type": {"type": "string"},
+            "title": {"type": "string"},
+            "status": {"type": "integer"},
+            "detail": {"type": "string"},
+            "errors": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {"field": {"type": "string"}, "detail": {"type": "string"}},
+                },
+            },
+        },
+    }
+    problem_content = {PROBLEM: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    for operations in schema.get("paths", {}).values():
+        for method, spec in operations.items():
+            responses = spec.setdefault("responses", {})
+            responses.pop("422", None)
+            wanted = PROBLEMS | (POST_PROBLEMS if method == "post" else {})
+            for status, description in wanted.items():
+                responses[status] = {"description": description, "content": problem_content}
+    _link_campaign_list(schema["paths"])
+    api.openapi_schema = schema
+    return schema
+
+
+def _link_campaign_list(paths: dict[str, Any]) -> None:
+    """Links from the campaign list to what each listed campaign has (OpenAPI links): how a
+    client, or a test that follows them, goes from one answer to the next request."""
+    listed = paths["/campaigns"]["get"]["responses"]["200"]
+    links = listed.setdefault("links", {})
+    for path, operations in paths.items():
+        if path.startswith("/campaigns/{slug}"):
+            for spec in operations.values():
+                links[spec["operationId"]] = {
+                    "operationId": spec["operationId"],
+                    "parameters": {"slug": "$response.body#/data/0/slug"},
+                }
 
 
 MAX_EVENTS = 500
@@ -339,7 +416,10 @@ class BoundedBody:
 
 
 class PageQuery(BaseModel):
-    """A list's page: at most `limit` items after the one `cursor` names."""
+    """A list's page: at most `limit` items after the one `cursor` names. Other query
+    parameters are refused, so a misspelt one is not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
 
     limit: int = Field(50, ge=1, le=200, description="How many items at most")
     cursor: str | None = Field(

@@ -25,7 +25,7 @@ from store.types import utcnow
 from tasks.engagement.writer import EventWriter
 from tasks.review.uploads import video_shelf
 from web import api, briefs, public, reports, review, sprint, staff, staff_actions, uploads
-from web.api_v1 import create_api
+from web.api_v1 import API_PREFIX, create_api, problem
 from web.deps import AppState, SignedOut
 from web.pages import PrivateHeaders, RetryDroppedConnection, not_found, page_response
 from web.webhooks import TikTokWebhooks
@@ -54,13 +54,15 @@ def create_app(
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     rest = create_api()  # its own app: its own OpenAPI document and problem-details errors
     rest.state.rally = app.state.rally
-    app.mount("/api/v1", rest)
+    app.mount(API_PREFIX, rest)
     return app
 
 
 def _answer_errors(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def plain_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if request.url.path.startswith(API_PREFIX):  # a path the API's mount cannot route
+            return problem(exc.status_code, "no such resource" if exc.status_code == 404 else "")
         if exc.status_code == 404:
             return not_found(request)
         return PlainTextResponse(str(exc.detail), status_code=exc.status_code)

@@ -216,3 +216,27 @@ def test_a_key_being_answered_is_refused_until_its_request_ends_or_dies(
 def _token_id(engine) -> int:
     with engine.connect() as conn:
         return conn.execute(text("SELECT max(id) FROM api_tokens")).scalar_one()
+
+
+def test_no_operation_is_reachable_without_the_scope_it_documents(rally, applied, settings):
+    from tasks.api.tokens import SCOPES, allows
+
+    client = TestClient(create_app(settings))
+    document = client.get("/api/v1/openapi.json").json()
+    requests = {"post": {"events": [comment(99)]}}
+    checked = 0
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            scope = operation["x-rally-scope"]
+            url = "/api/v1" + path.replace("{slug}", SLUG)
+            body = requests.get(method)
+            others = [s for s in SCOPES if not allows([s], scope)]
+            without = token(rally, "--campaign", SLUG, *[a for s in others for a in ("--scope", s)])
+            refused = client.request(method, url, json=body, headers=without)
+            assert refused.status_code == 403, f"{method} {path} without {scope}"
+            alone = client.request(
+                method, url, json=body, headers=token(rally, "--campaign", SLUG, "--scope", scope)
+            )
+            assert alone.status_code == 200, f"{method} {path} with {scope}: {alone.text}"
+            checked += 1
+    assert checked == 6
