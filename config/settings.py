@@ -160,6 +160,9 @@ class Settings(RallySettings):
     sms_auth_token: SecretStr = Field(SecretStr(""), description="SMS provider auth token")
     sms_from: str = Field("", description="The number texts come from, E.164 (+12155550100)")
 
+    api_requests_per_minute: int = Field(
+        600, ge=1, description="Requests each API token may make a minute (per web process)"
+    )
     outbox_lease_seconds: float = Field(
         30,
         gt=0,

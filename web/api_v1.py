@@ -29,6 +29,7 @@ from config.errors import RallyError
 from store.db import transaction
 from store.models import Campaign
 from tasks.api.idempotency import Answer, KeyRefused, abandon, begin, finish, request_hash
+from tasks.api.limits import TokenLimits
 from tasks.api.tokens import Granted, TokenRefused, authenticate
 from tasks.campaigns.campaign import campaign_overview, list_campaigns, roster
 from web.deps import app_state_of
@@ -42,6 +43,7 @@ TITLES = {
     403: "Forbidden",
     404: "Not Found",
     409: "Conflict",
+    429: "Too Many Requests",
     413: "Content Too Large",
     422: "Unprocessable Content",
 }
@@ -49,18 +51,22 @@ bearer = HTTPBearer(auto_error=False, description="An API token from `rally toke
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 
 
-def problem(status: int, detail: str, **extra: Any) -> JSONResponse:
+def problem(
+    status: int, detail: str, headers: dict[str, str] | None = None, **extra: Any
+) -> JSONResponse:
     """An RFC 9457 problem details answer."""
     body = {"type": "about:blank", "title": TITLES.get(status, "Error"), "status": status}
     body |= {"detail": detail, **extra}
-    headers = {"WWW-Authenticate": 'Bearer realm="rally"'} if status == 401 else None
+    headers = dict(headers or {})
+    if status == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="rally"'
     return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
 
 
 class Refused(Exception):
-    def __init__(self, status: int, detail: str) -> None:
+    def __init__(self, status: int, detail: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(detail)
-        self.status, self.detail = status, detail
+        self.status, self.detail, self.headers = status, detail, headers
 
 
 def granted(
@@ -74,18 +80,21 @@ def granted(
     """What the request's token allows for `scope` on `campaign_id`, or a refusal."""
     state = app_state_of(request)
     secret = credentials.credentials if credentials else None
+    now = state.clock()
     try:
         with transaction(state.engine) as session:
-            return authenticate(
-                session,
-                secret,
-                scope=scope,
-                campaign_id=campaign_id,
-                now=state.clock(),
-                listing=listing,
+            grant = authenticate(
+                session, secret, scope=scope, campaign_id=campaign_id, now=now, listing=listing
             )
     except TokenRefused as refused:
         raise Refused(refused.status, str(refused)) from None
+    limits: TokenLimits = request.app.state.limits
+    quota = limits.take(grant.token_id, now.timestamp())
+    request.state.quota = quota
+    if not quota.allowed:
+        headers = quota.headers() | {"Retry-After": str(quota.reset_seconds)}
+        raise Refused(429, f"over {quota.limit} requests a minute for this token", headers)
+    return grant
 
 
 def permitted(grant: Granted, campaign_id: int) -> None:
@@ -123,8 +132,9 @@ def reading(
         yield session, found, grant
 
 
-def create_api() -> FastAPI:
-    """The API as its own app, mounted at `/api/v1` by `web.app.create_app`."""
+def create_api(requests_per_minute: int) -> FastAPI:
+    """The API as its own app, mounted at `/api/v1` by `web.app.create_app`; each token may
+    make `requests_per_minute` requests a minute."""
     api = FastAPI(
         title="Rally API",
         version="1",
@@ -134,11 +144,22 @@ def create_api() -> FastAPI:
         openapi_url="/openapi.json",
     )
     api.add_middleware(BoundedBody)
+    api.state.limits = TokenLimits(requests_per_minute)
+
+    @api.middleware("http")
+    async def rate_headers(request: Request, call_next: Any) -> Any:
+        """Every answer to a token's request says how much of its rate is left."""
+        response = await call_next(request)
+        quota = getattr(request.state, "quota", None)
+        if quota is not None:
+            response.headers.update(quota.headers())
+        return response
+
     api.openapi = lambda: document(api)  # type: ignore[method-assign]
 
     @api.exception_handler(Refused)
     async def refused(request: Request, exc: Refused) -> JSONResponse:
-        return problem(exc.status, exc.detail)
+        return problem(exc.status, exc.detail, exc.headers)
 
     @api.exception_handler(RallyError)
     async def rally_error(request: Request, exc: RallyError) -> JSONResponse:
@@ -273,6 +294,7 @@ PROBLEMS = {
     "401": "No valid API token (missing, unknown, expired or revoked)",
     "403": "The token lacks the scope, or is for another campaign",
     "404": "No such campaign",
+    "429": "Over the token's requests a minute: `Retry-After` says when to try again",
 }
 POST_PROBLEMS = {
     "409": "A request with this Idempotency-Key is still being answered",

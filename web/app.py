@@ -52,7 +52,9 @@ def create_app(
     for module in (public, briefs, review, reports, sprint, staff, staff_actions, uploads, api):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    rest = create_api()  # its own app: its own OpenAPI document and problem-details errors
+    rest = create_api(
+        settings.api_requests_per_minute
+    )  # its own app: its own OpenAPI document and problem-details errors
     rest.state.rally = app.state.rally
     app.mount(API_PREFIX, rest)
     return app

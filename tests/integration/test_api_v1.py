@@ -240,3 +240,26 @@ def test_no_operation_is_reachable_without_the_scope_it_documents(rally, applied
             assert alone.status_code == 200, f"{method} {path} with {scope}: {alone.text}"
             checked += 1
     assert checked == 6
+
+
+def test_each_token_has_its_rate_and_is_told_what_is_left(
+    rally, applied, settings, monkeypatch
+) -> None:
+    monkeypatch.setenv("RALLY_API_REQUESTS_PER_MINUTE", "3")
+    from config.settings import get_settings
+
+    get_settings.cache_clear()
+    from store.types import utcnow
+
+    half_past = utcnow().replace(second=30, microsecond=0)  # no window ends mid-test
+    client = TestClient(create_app(get_settings(), clock=lambda: half_past))
+    busy = token(rally, "--scope", "campaign:read", "--campaign", SLUG)
+    other = token(rally, "--scope", "campaign:read", "--campaign", SLUG)
+    path = f"/api/v1/campaigns/{SLUG}"
+
+    answers = [client.get(path, headers=busy) for _ in range(4)]
+    assert [a.status_code for a in answers] == [200, 200, 200, 429]
+    assert answers[0].headers["ratelimit-policy"] == '"per-token";q=3;w=60'
+    assert answers[2].headers["ratelimit"].startswith('"per-token";r=0;t=')
+    assert answers[3].headers["retry-after"] == "30" and answers[3].json()["status"] == 429
+    assert client.get(path, headers=other).status_code == 200  # another token's own rate
