@@ -311,7 +311,11 @@ def document(api: FastAPI) -> dict[str, Any]:
     from fastapi.openapi.utils import get_openapi
 
     schema = get_openapi(
-        title=api.title, version=api.version, summary=api.summary, routes=api.routes
+        title=api.title,
+        version=api.version,
+        summary=api.summary,
+        routes=api.routes,
+        servers=[{"url": API_PREFIX}],
     )
     components = schema.setdefault("components", {}).setdefault("schemas", {})
     for name in ("HTTPValidationError", "ValidationError"):
