@@ -59,10 +59,10 @@ class Claimed:
     payload: dict[str, Any]
     attempts: int
     available_at: datetime
-    locked_until: datetime | None
-    lease_id: str | None
     remote_id: str | None
     remote_state: dict[str, Any] | None
+    locked_until: datetime | None  # the last two as the claim set them, not read back
+    lease_id: str | None
 
 
 def claim(
@@ -79,16 +79,19 @@ def claim(
     another drain holds are skipped; on SQLite the write lock taken up front makes drains take
     turns."""
     statement = _claiming(engine.dialect.name, by_destination=destination is not None)
+    until, lease_id = now + lease, uuid.uuid4().hex
     values = {
         "b_channel": channel,
         "b_destination": destination,
         "b_now": now,
         "b_limit": limit,
-        "b_until": now + lease,
-        "b_lease": uuid.uuid4().hex,
+        "b_until": until,
+        "b_lease": lease_id,
     }
     with transaction(engine, take_turns=False) as session:
-        rows = [Claimed(*row) for row in session.execute(statement, values)]
+        rows = [
+            Claimed(*[*row, until, lease_id]) for row in session.execute(statement, values).all()
+        ]
     return sorted(rows, key=lambda row: (row.available_at, row.id))
 
 
@@ -120,7 +123,7 @@ def _claiming(dialect: str, *, by_destination: bool) -> Any:
         update(table)
         .where(table.c.id.in_(ready.scalar_subquery()))
         .values(locked_until=bindparam("b_until"), lease_id=bindparam("b_lease"))
-        .returning(*(table.c[f.name] for f in fields(Claimed)))
+        .returning(*(table.c[f.name] for f in fields(Claimed)[:-2]))
     )
 
 
