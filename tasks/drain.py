@@ -17,15 +17,17 @@ Message-ID so that mail systems recognise it, the folders rewrite the same file,
 upsert finds the person it made.
 """
 
+import json
 import logging
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
+from functools import cache
 from typing import Any
 
-from sqlalchemy import Engine, bindparam, update
+from sqlalchemy import Engine, bindparam, text, update
 from sqlmodel import Session, col
 from tenacity.wait import wait_base
 
@@ -35,6 +37,7 @@ from store.models import OutboxMessage, OutboxStatus
 from tasks.outbox import (
     LEASE,
     MAX_ATTEMPTS,
+    Claimed,
     claim,
     keep,
     keep_lease,
@@ -59,13 +62,13 @@ class Delivered:
 
 # A message's answer: its remote id (sent), more (`Delivered`), or the error that kept it.
 Answer = str | Delivered | IntegrationError | None
-Deliver = Callable[[OutboxMessage], str | None]
+Deliver = Callable[[Claimed], str | None]
 # Several messages in one call, answered per message id.
-DeliverBatch = Callable[[list[OutboxMessage]], Mapping[int, Answer]]
+DeliverBatch = Callable[[list[Claimed]], Mapping[int, Answer]]
 # What delivered messages mean, recorded in the transaction that marks them sent.
-OnSent = Callable[[Session, list[OutboxMessage], datetime], None]
+OnSent = Callable[[Session, list[Claimed], datetime], None]
 # What a message given up on means, recorded in the transaction that parks it.
-OnDead = Callable[[Session, OutboxMessage, str, datetime], None]
+OnDead = Callable[[Session, Claimed, str, datetime], None]
 
 
 @dataclass(frozen=True)
@@ -93,7 +96,7 @@ def one_at_a_time(deliver: Deliver) -> Sender:
     """A sender of one message per call (SMTP, TikTok, SMS): each message is renewed, sent and
     completed on its own, so a crash repeats at most the one in flight."""
 
-    def deliver_one(rows: list[OutboxMessage]) -> dict[int, Answer]:
+    def deliver_one(rows: list[Claimed]) -> dict[int, Answer]:
         [row] = rows
         return {row.id or 0: deliver(row)}
 
@@ -104,7 +107,7 @@ def repeat_safe(deliver: Deliver) -> Sender:
     """A sender whose repeat is harmless (a file rewritten under the same name): a claimed batch
     is sent in one go and recorded in one transaction, each message's failure its own."""
 
-    def send_all(rows: list[OutboxMessage]) -> dict[int, Answer]:
+    def send_all(rows: list[Claimed]) -> dict[int, Answer]:
         answers: dict[int, Answer] = {}
         for row in rows:
             try:
@@ -212,7 +215,7 @@ class LeaseKeeper:
 
 def deliver_claimed(
     engine: Engine,
-    rows: list[OutboxMessage],
+    rows: list[Claimed],
     *,
     sender: Sender,
     now: Callable[[], datetime],
@@ -237,7 +240,7 @@ def deliver_claimed(
 
 def _deliver_group(
     engine: Engine,
-    rows: list[OutboxMessage],
+    rows: list[Claimed],
     sender: Sender,
     now: Callable[[], datetime],
     lease: timedelta,
@@ -299,7 +302,7 @@ def classify(error: IntegrationError, *, attempts: int = 0, call: int = 0) -> Ve
 
 def record_outcomes(
     engine: Engine,
-    rows: list[OutboxMessage],
+    rows: list[Claimed],
     answers: Mapping[int, Answer],
     *,
     at: datetime,
@@ -309,23 +312,22 @@ def record_outcomes(
     answered, in one transaction with what that means in the store (`handler`). A message the
     remote did not answer for is tried again."""
     report = DrainReport()
+    outcomes = {row.id: answers.get(row.id, _NO_ANSWER) for row in rows}
+    delivered = [row for row in rows if not isinstance(outcomes[row.id], IntegrationError)]
+    for row in delivered:  # what the remote said, for the handler (a Message-ID, say)
+        answer = outcomes[row.id]
+        if isinstance(answer, Delivered):
+            keep(row, remote_id=answer.remote_id, remote_state=dict(answer.state) or None)
+        elif answer is not None:
+            keep(row, remote_id=str(answer))
+    failed = [row for row in rows if isinstance(outcomes[row.id], IntegrationError)]
     # A handler changes the store beyond these rows, so it takes turns with other changes.
     changes = handler.take_turns and (handler.sent is not None or handler.dead is not None)
     with transaction(engine, take_turns=changes) as session:
-        held = still_held(session, rows)
-        outcomes = {row.id: answers.get(row.id or 0, _NO_ANSWER) for row in held}
-        sent = [row for row in held if not isinstance(outcomes[row.id], IntegrationError)]
-        if sent:
-            for row in sent:  # what the remote said, for the handler (a Message-ID, say)
-                answer = outcomes[row.id]
-                if isinstance(answer, Delivered):
-                    keep(row, remote_id=answer.remote_id, remote_state=dict(answer.state) or None)
-                elif answer is not None:
-                    keep(row, remote_id=str(answer))
-            _mark_sent(session, sent, at)
-            if handler.sent is not None:
-                handler.sent(session, sent, at)
-        for row in held:
+        sent = _mark_sent(session, delivered, at)
+        if sent and handler.sent is not None:
+            handler.sent(session, sent, at)
+        for row in still_held(session, failed) if failed else []:
             error = outcomes[row.id]
             if isinstance(error, IntegrationError):
                 report.add(_mark_failed(session, row, error, at, handler))
@@ -336,46 +338,51 @@ def record_outcomes(
 _NO_ANSWER = TransientError("no answer for this message")
 
 
-def _mark_sent(session: Session, rows: list[OutboxMessage], at: datetime) -> None:
-    """Sent rows, with the remote's id and state the rows now carry: what they share in one
-    statement, and each one's own in another run for them all (cheaper than one run of the
-    whole row for each: the store's driver handles every value of every row)."""
-    session.execute(_SENT, {"b_ids": [row.id for row in rows], "b_at": at})
-    answered = [
-        {"b_id": row.id, "b_remote": row.remote_id, "b_state": row.remote_state}
-        for row in rows
-        if row.remote_id is not None or row.remote_state is not None
-    ]
-    if answered:
-        session.execute(_ANSWERED, answered)
+def _mark_sent(session: Session, rows: list[Claimed], at: datetime) -> list[Claimed]:
+    """Mark sent, with the remote's id and state the rows now carry, the rows still pending
+    under this drain's lease, and return them: one statement per 250 rows, which checks each
+    row's lease and writes it once (on PostgreSQL it locks them as a check apart would)."""
+    held: set[int] = set()
+    dialect = session.get_bind().dialect.name
+    for start in range(0, len(rows), 250):
+        part = rows[start : start + 250]
+        values: dict[str, Any] = {"b_at": at}
+        for i, row in enumerate(part):
+            state = None if row.remote_state is None else json.dumps(row.remote_state)
+            values.update(
+                {f"i{i}": row.id, f"l{i}": row.lease_id, f"r{i}": row.remote_id, f"s{i}": state}
+            )
+        held.update(id_ for (id_,) in session.execute(_sending(dialect, len(part)), values))
+    return [row for row in rows if row.id in held]
+
+
+@cache
+def _sending(dialect: str, count: int) -> Any:
+    """`_mark_sent`'s statement for `count` rows (built once per size: a batch's is rendered
+    and compiled once, then only run)."""
+    cast = "CAST({} AS integer)", "CAST({} AS text)", "CAST({} AS text)", "CAST({} AS json)"
+    if dialect != "postgresql":
+        cast = ("{}",) * 4
+    rows = ", ".join(
+        "({})".format(", ".join(c.format(f":{p}{i}") for c, p in zip(cast, "ilrs", strict=True)))
+        for i in range(count)
+    )
+    sql = (
+        f"UPDATE outbox SET status = '{OutboxStatus.SENT.value}', sent_at = :b_at, "
+        "attempts = outbox.attempts + 1, locked_until = NULL, lease_id = NULL, "
+        "last_error = NULL, remote_id = v.column3, remote_state = v.column4 "
+        f"FROM (VALUES {rows}) AS v "
+        "WHERE outbox.id = v.column1 AND outbox.lease_id = v.column2 "
+        f"AND outbox.status = '{OutboxStatus.PENDING.value}' RETURNING outbox.id"
+    )
+    return text(sql).bindparams(bindparam("b_at", type_=_table.c.sent_at.type))
 
 
 _table = OutboxMessage.__table__  # type: ignore[attr-defined]
-# Built once: building them costs about as much as running them, for a batch of a hundred.
-_SENT = (
-    update(_table)
-    .where(_table.c.id.in_(bindparam("b_ids", expanding=True)))
-    .values(
-        status=OutboxStatus.SENT,
-        sent_at=bindparam("b_at", type_=_table.c.sent_at.type),
-        attempts=_table.c.attempts + 1,
-        locked_until=None,
-        lease_id=None,
-        last_error=None,
-    )
-)
-_ANSWERED = (
-    update(_table)
-    .where(_table.c.id == bindparam("b_id"))
-    .values(
-        remote_id=bindparam("b_remote"),
-        remote_state=bindparam("b_state", type_=_table.c.remote_state.type),
-    )
-)
 
 
 def _mark_failed(
-    session: Session, row: OutboxMessage, error: IntegrationError, at: datetime, handler: Handler
+    session: Session, row: Claimed, error: IntegrationError, at: datetime, handler: Handler
 ) -> DrainReport:
     """Park a failed message as dead (with what that means, `handler.dead`), or put it back
     after a growing delay at least as long as the remote asked (Retry-After)."""

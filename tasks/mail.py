@@ -16,11 +16,11 @@ from sqlmodel import Session
 from config.settings import Settings
 from integrations.email import MailboxSender, build_message, sender_for
 from integrations.errors import PermanentError
-from store.models import OutboxMessage
 from tasks.briefs.reminders import BRIEF_EMAIL, REMINDER_EMAIL
 from tasks.drain import DrainReport, Handler, drain, one_at_a_time, repeat_safe
 from tasks.engagement.confirm import CONSENT_EMAIL
 from tasks.engagement.delivery import FOLLOWUP
+from tasks.outbox import Claimed
 from tasks.review.routing import REVIEW_EMAIL
 
 # Each kind of email (`subject_type`) and what its outcome means.
@@ -37,8 +37,8 @@ HANDLERS: Mapping[str, Handler] = {
 def by_kind(handlers: Mapping[str, Handler]) -> Handler:
     """One handler that hands each message to the handler of its kind (`subject_type`)."""
 
-    def sent(session: Session, messages: list[OutboxMessage], at: datetime) -> None:
-        kinds: dict[str, list[OutboxMessage]] = {}
+    def sent(session: Session, messages: list[Claimed], at: datetime) -> None:
+        kinds: dict[str, list[Claimed]] = {}
         for message in messages:
             kinds.setdefault(message.subject_type, []).append(message)
         for kind, group in kinds.items():
@@ -46,7 +46,7 @@ def by_kind(handlers: Mapping[str, Handler]) -> Handler:
             if handler is not None and handler.sent is not None:
                 handler.sent(session, group, at)
 
-    def dead(session: Session, message: OutboxMessage, error: str, at: datetime) -> None:
+    def dead(session: Session, message: Claimed, error: str, at: datetime) -> None:
         handler = handlers.get(message.subject_type)
         if handler is not None and handler.dead is not None:
             handler.dead(session, message, error, at)
@@ -61,7 +61,7 @@ def deliver_email(
     SMTP, a batch at a time into the mailbox folder (where a repeat rewrites the same file)."""
     mailer = sender_for(settings)
 
-    def deliver(message: OutboxMessage) -> str:
+    def deliver(message: Claimed) -> str:
         try:
             email = build_message(
                 message.payload, sender=settings.mail_from, key=message.idempotency_key

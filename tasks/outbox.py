@@ -8,6 +8,7 @@ import random
 import re
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
@@ -15,7 +16,6 @@ from typing import Any
 from sqlalchemy import Engine, Integer, bindparam, literal, or_, update
 from sqlalchemy import select as sa_select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 from tenacity.wait import wait_base
@@ -44,6 +44,27 @@ def enqueue(session: Session, messages: Sequence[Mapping[str, Any]]) -> int:
     return len(session.execute(statement, rows).all())
 
 
+@dataclass(slots=True)
+class Claimed:
+    """A message a drain holds, as the claim returned it: plain values, not a model, since
+    for a batch of a hundred, loading models and reading their tracked attributes costs more
+    than the claim itself. Senders and handlers read it as they would the stored message."""
+
+    id: int
+    channel: str
+    destination: str
+    idempotency_key: str
+    subject_type: str
+    subject_id: str
+    payload: dict[str, Any]
+    attempts: int
+    available_at: datetime
+    remote_id: str | None
+    remote_state: dict[str, Any] | None
+    locked_until: datetime | None  # the last two as the claim set them, not read back
+    lease_id: str | None
+
+
 def claim(
     engine: Engine,
     *,
@@ -52,23 +73,26 @@ def claim(
     now: datetime,
     destination: str | None = None,
     lease: timedelta = LEASE,
-) -> list[OutboxMessage]:
+) -> list[Claimed]:
     """Lease up to `limit` ready messages, the longest ready first (`ix_outbox_claim` holds a
     destination's in that order, so a claim reads no more than it takes). On PostgreSQL, rows
     another drain holds are skipped; on SQLite the write lock taken up front makes drains take
     turns."""
     statement = _claiming(engine.dialect.name, by_destination=destination is not None)
+    until, lease_id = now + lease, uuid.uuid4().hex
     values = {
         "b_channel": channel,
         "b_destination": destination,
         "b_now": now,
         "b_limit": limit,
-        "b_until": now + lease,
-        "b_lease": uuid.uuid4().hex,
+        "b_until": until,
+        "b_lease": lease_id,
     }
     with transaction(engine, take_turns=False) as session:
-        rows = session.scalars(statement, values).all()
-    return sorted(rows, key=lambda row: (row.available_at, row.id or 0))
+        rows = [
+            Claimed(*[*row, until, lease_id]) for row in session.execute(statement, values).all()
+        ]
+    return sorted(rows, key=lambda row: (row.available_at, row.id))
 
 
 @cache
@@ -96,16 +120,15 @@ def _claiming(dialect: str, *, by_destination: bool) -> Any:
     if dialect == "postgresql":
         ready = ready.with_for_update(skip_locked=True)
     return (
-        update(OutboxMessage)
-        .where(col(OutboxMessage.id).in_(ready.scalar_subquery()))
+        update(table)
+        .where(table.c.id.in_(ready.scalar_subquery()))
         .values(locked_until=bindparam("b_until"), lease_id=bindparam("b_lease"))
-        .returning(OutboxMessage)
-        .execution_options(synchronize_session=False)
+        .returning(*(table.c[f.name] for f in fields(Claimed)[:-2]))
     )
 
 
 def scrub_links(
-    session: Session, messages: Sequence[OutboxMessage], link: "re.Pattern[str]", said: str
+    session: Session, messages: Sequence[Claimed], link: "re.Pattern[str]", said: str
 ) -> None:
     """Replace the links `link` finds in sent messages' text with `said`, so the store keeps
     no usable copy of a one-time link once it went out."""
@@ -137,7 +160,7 @@ def cancel(session: Session, ids: Sequence[int], reason: str) -> int:
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
-def renew(engine: Engine, rows: list[OutboxMessage], until: datetime) -> list[OutboxMessage]:
+def renew(engine: Engine, rows: list[Claimed], until: datetime) -> list[Claimed]:
     """Extend this drain's lease on `rows` to `until`, right before sending them; the rows
     another drain took over after the lease ran out are dropped."""
     with transaction(engine, take_turns=False) as session:
@@ -148,13 +171,13 @@ def renew(engine: Engine, rows: list[OutboxMessage], until: datetime) -> list[Ou
     return held
 
 
-def release(engine: Engine, rows: list[OutboxMessage]) -> None:
+def release(engine: Engine, rows: list[Claimed]) -> None:
     """Give back messages this drain holds but did not try, as they were."""
     with transaction(engine, take_turns=False) as session:
         set_lease(session, rows, None)
 
 
-def set_lease(session: Session, rows: list[OutboxMessage], until: datetime | None) -> None:
+def set_lease(session: Session, rows: list[Claimed], until: datetime | None) -> None:
     """Move the lease of the rows this drain holds to `until` (None frees them)."""
     if rows:
         table = OutboxMessage.__table__  # type: ignore[attr-defined]
@@ -184,15 +207,14 @@ def keep_lease(session: Session, lease_id: str | None, until: datetime) -> None:
     session.execute(update(table).where(table.c.id.in_(held)).values(locked_until=until))
 
 
-def keep(row: OutboxMessage, **values: Any) -> None:
+def keep(row: Claimed, **values: Any) -> None:
     """Set on a row a drain holds what the store now has (or is about to have, in the
-    transaction at hand), without the model's change tracking: the row is detached, and a
-    batch of a hundred would spend longer on that than on writing them."""
+    transaction at hand)."""
     for name, value in values.items():
-        set_committed_value(row, name, value)
+        setattr(row, name, value)
 
 
-def still_held(session: Session, rows: list[OutboxMessage]) -> list[OutboxMessage]:
+def still_held(session: Session, rows: list[Claimed]) -> list[Claimed]:
     """The rows still pending under the lease this drain holds (`lease_id` names it; a drain
     that took a message over gave it a new one; on PostgreSQL the rows stay locked until the
     transaction ends)."""

@@ -18,7 +18,7 @@ from config.settings import Settings
 from store.audit import Change, record
 from store.bulk import with_defaults
 from store.db import transaction
-from store.models import Brief, Campaign, Creator, OutboxMessage, RosterMember, Timer
+from store.models import Brief, Campaign, Creator, RosterMember, Timer
 from tasks.briefs.emails import email_payload
 from tasks.briefs.inputs import as_context
 from tasks.briefs.run import (
@@ -30,7 +30,7 @@ from tasks.briefs.run import (
 )
 from tasks.campaigns.campaign import campaign_spec
 from tasks.drain import Handler
-from tasks.outbox import enqueue
+from tasks.outbox import Claimed, enqueue
 
 REMINDER = "brief.reminder"
 
@@ -46,7 +46,7 @@ def _brief_and_handle(session: Session, brief_id: int) -> tuple[Brief, str, Camp
     return row[0], row[1], row[2]
 
 
-def briefs_sent(session: Session, messages: list[OutboxMessage], at: datetime) -> None:
+def briefs_sent(session: Session, messages: list[Claimed], at: datetime) -> None:
     """Briefs emailed: each marked sent and audited, and its reminder timer set."""
     for message in messages:
         brief, handle, campaign = _brief_and_handle(session, int(message.subject_id))
@@ -56,7 +56,7 @@ def briefs_sent(session: Session, messages: list[OutboxMessage], at: datetime) -
         _set_reminder(session, campaign, brief, at)
 
 
-def reminders_sent(session: Session, messages: list[OutboxMessage], at: datetime) -> None:
+def reminders_sent(session: Session, messages: list[Claimed], at: datetime) -> None:
     """Reminders emailed: each brief's reminder marked sent and audited."""
     for message in messages:
         brief, handle, campaign = _brief_and_handle(session, int(message.subject_id))
@@ -71,9 +71,7 @@ BRIEF_EMAIL = Handler(sent=briefs_sent)
 REMINDER_EMAIL = Handler(sent=reminders_sent)
 
 
-def _audit(
-    session: Session, message: OutboxMessage, brief: Brief, action: str, summary: str
-) -> None:
+def _audit(session: Session, message: Claimed, brief: Brief, action: str, summary: str) -> None:
     details = {"to": message.payload.get("to"), "message_id": message.remote_id}
     record(session, [Change("rally", action, "brief", brief.id or 0, summary, details)])
 

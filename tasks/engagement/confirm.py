@@ -34,14 +34,13 @@ from store.models import (
     EngagementEvent,
     FollowUp,
     FollowUpStatus,
-    OutboxMessage,
 )
 from tasks.campaigns.campaign import campaign_spec
 from tasks.drain import Handler
 from tasks.engagement.rules import greeting
 from tasks.leads.contacts import consents, set_consent
 from tasks.leads.records import queue_sync
-from tasks.outbox import enqueue, scrub_links
+from tasks.outbox import Claimed, enqueue, scrub_links
 
 LINK_LIFETIME = timedelta(days=7)
 ASK_AGAIN_AFTER = timedelta(days=1)
@@ -297,9 +296,7 @@ def confirm_link(
     return "confirmed" if status == ConsentStatus.GRANTED else "opted out"
 
 
-def forget_confirmation_links(
-    session: Session, messages: list[OutboxMessage], _at: datetime
-) -> None:
+def forget_confirmation_links(session: Session, messages: list[Claimed], _at: datetime) -> None:
     """Confirmation emails sent: the links they held are scrubbed, so the store keeps no usable
     copy."""
     scrub_links(session, messages, LINK, "[confirmation link sent]")

@@ -21,15 +21,16 @@ from config.errors import RallyError
 from config.settings import Settings
 from integrations.errors import PermanentError
 from integrations.tiktok import TikTokBusiness
-from store.models import FollowUp, FollowUpStatus, OutboxMessage
+from store.models import FollowUp, FollowUpStatus
 from store.types import utcnow
 from tasks.drain import Deliver, DrainReport, Handler, drain, one_at_a_time, repeat_safe
 from tasks.engagement.accounts import Accounts
+from tasks.outbox import Claimed
 
 CHANNELS = ("tiktok_reply", "tiktok_dm", "sms")
 
 
-def followups_sent(session: Session, messages: list[OutboxMessage], at: datetime) -> None:
+def followups_sent(session: Session, messages: list[Claimed], at: datetime) -> None:
     """Delivered follow-ups are `sent` (in the transaction that marks their messages sent)."""
     ids = [m.id for m in messages if m.subject_type == "followup"]
     if ids:
@@ -40,7 +41,7 @@ def followups_sent(session: Session, messages: list[OutboxMessage], at: datetime
         )
 
 
-def followup_failed(session: Session, message: OutboxMessage, error: str, at: datetime) -> None:
+def followup_failed(session: Session, message: Claimed, error: str, at: datetime) -> None:
     """A follow-up its provider refused for good is `failed`, with the provider's words."""
     if message.subject_type != "followup":
         return
@@ -61,7 +62,7 @@ class FolderChannel:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
 
-    def __call__(self, message: OutboxMessage) -> str:
+    def __call__(self, message: Claimed) -> str:
         self.folder.mkdir(parents=True, exist_ok=True)
         name = message.idempotency_key.replace(":", "_").replace("/", "_") + ".json"
         target = self.folder / name
@@ -100,7 +101,7 @@ def deliverer(
             sender=settings.sms_from,
         )
 
-        def text(message: OutboxMessage) -> str:
+        def text(message: Claimed) -> str:
             to, body = _need(message.payload, "to", "text")
             return gateway.send(to=to, body=body)
 
@@ -113,7 +114,7 @@ def _tiktok(channel: str, accounts: Accounts, now: Callable[[], datetime]) -> De
     for messages that name none). A DM past the 48 hours TikTok allows for an answer is refused
     here, before it is sent."""
 
-    def sender(message: OutboxMessage) -> TikTokBusiness:
+    def sender(message: Claimed) -> TikTokBusiness:
         try:
             return accounts.client(message.payload.get("business_id"))
         except RallyError as exc:
@@ -121,13 +122,13 @@ def _tiktok(channel: str, accounts: Accounts, now: Callable[[], datetime]) -> De
 
     if channel == "tiktok_reply":
 
-        def reply(message: OutboxMessage) -> str:
+        def reply(message: Claimed) -> str:
             video, comment, text = _need(message.payload, "video_id", "comment_id", "text")
             return sender(message).reply(video_id=video, comment_id=comment, text=text)
 
         return reply
 
-    def dm(message: OutboxMessage) -> str:
+    def dm(message: Claimed) -> str:
         recipient, text = _need(message.payload, "recipient", "text")
         ends = message.payload.get("window_ends")
         if ends and now() > datetime.fromisoformat(ends):

@@ -45,6 +45,7 @@ from tasks.leads.records import (
     lead_for,
     load_people,
 )
+from tasks.outbox import Claimed
 from tasks.rate_limits import SharedRateLimit
 
 _limits: dict[tuple[str, str, str], RateLimit] = {}  # (store, type, account) -> its limit
@@ -144,12 +145,12 @@ def _credentials(
 
 def deliverer(
     engine: Engine, connector: Connector, destination: Destination, campaign: str
-) -> Callable[[list[OutboxMessage]], Mapping[int, Answer]]:
+) -> Callable[[list[Claimed]], Mapping[int, Answer]]:
     """Reads the people of a claimed batch as they are now and hands them to the connector;
     two messages for one person in a batch send them once. A person's subscription status at
     the remote, when it answers with one, goes with the remote id (`Delivered`)."""
 
-    def deliver(rows: list[OutboxMessage]) -> dict[int, Answer]:
+    def deliver(rows: list[Claimed]) -> dict[int, Answer]:
         results: dict[int, Answer] = {}
         upserts = [r for r in rows if r.payload.get("action") != FORGET]
         with transaction(engine, write=False) as session:
@@ -199,7 +200,7 @@ def subscriptions_noted(destination: Destination) -> Handler:
     the sync record keeps (`remote_state`), so Rally never shows someone as subscribed there
     who is not."""
 
-    def sent(session: Session, rows: list[OutboxMessage], at: datetime) -> None:
+    def sent(session: Session, rows: list[Claimed], at: datetime) -> None:
         there = {int(r.subject_id): r.remote_state for r in rows if r.remote_state}
         if not there:
             return

@@ -24,7 +24,6 @@ from store.models import (
     Creative,
     CreativeDraft,
     Creator,
-    OutboxMessage,
     ReviewStatus,
     ReviewTask,
     RosterMember,
@@ -32,7 +31,7 @@ from store.models import (
 )
 from tasks.campaigns.campaign import campaign_spec
 from tasks.drain import Handler
-from tasks.outbox import enqueue, scrub_links
+from tasks.outbox import Claimed, enqueue, scrub_links
 from tasks.review.checks import DraftFacts, Finding
 
 REMINDER, ESCALATION = "review.reminder", "review.escalation"
@@ -178,7 +177,7 @@ def notify_approvers(
 SIGN_IN_LINK = re.compile(r"\S+/(?:review|staff)/signin/\S+")
 
 
-def forget_sign_in_links(session: Session, messages: list[OutboxMessage], _at: datetime) -> None:
+def forget_sign_in_links(session: Session, messages: list[Claimed], _at: datetime) -> None:
     """Review emails sent: the approvers' sign-in links they held are scrubbed, so the store
     keeps no usable copy."""
     scrub_links(session, messages, SIGN_IN_LINK, "[sign-in link sent]")

@@ -25,7 +25,7 @@ from tasks.drain import (
     one_at_a_time,
 )
 from tasks.mail import by_kind, deliver_email
-from tasks.outbox import MAX_ATTEMPTS, claim, enqueue
+from tasks.outbox import MAX_ATTEMPTS, Claimed, claim, enqueue
 
 
 def queue(engine, *addresses: str, kind: str = "test") -> None:
@@ -53,11 +53,11 @@ class Recorder:
         self.delivered: list[str] = []
         self.completed: list[str] = []
 
-    def deliver(self, message: OutboxMessage) -> str:
+    def deliver(self, message: Claimed) -> str:
         self.delivered.append(message.payload["to"])
         return f"remote-{len(self.delivered)}"
 
-    def on_sent(self, session, messages: list[OutboxMessage], at) -> None:
+    def on_sent(self, session, messages: list[Claimed], at) -> None:
         self.completed += [message.payload["to"] for message in messages]
 
     @property
@@ -100,7 +100,7 @@ def test_a_send_that_outlasts_the_lease_is_never_taken_over_while_its_drain_live
     started, finish = threading.Event(), threading.Event()
     a = Recorder()
 
-    def slow(message: OutboxMessage) -> str:
+    def slow(message: Claimed) -> str:
         started.set()
         finish.wait(timeout=30)  # a remote taking its time, many leases long
         return a.deliver(message)
@@ -172,14 +172,14 @@ class Remote:
         self.remote_ids: list[str | None] = []  # as the handler saw them
         self.given_up: list[str] = []
 
-    def deliver(self, message: OutboxMessage) -> str | None:
+    def deliver(self, message: Claimed) -> str | None:
         answer = self.deliver_batch([message])[message.id or 0]
         if isinstance(answer, IntegrationError):
             raise answer
         assert not isinstance(answer, Delivered)  # this fake answers with ids only
         return answer
 
-    def deliver_batch(self, rows: list[OutboxMessage]) -> dict[int, Answer]:
+    def deliver_batch(self, rows: list[Claimed]) -> dict[int, Answer]:
         to = [row.payload["to"] for row in rows]
         self.calls.append(to)
         if self.down or "down@example.org" in to:
@@ -190,11 +190,11 @@ class Remote:
             raise refused[0]
         return {row.id or 0: self.refuse.get(row.payload["to"], f"remote-{row.id}") for row in rows}
 
-    def on_sent(self, session, messages: list[OutboxMessage], at) -> None:
+    def on_sent(self, session, messages: list[Claimed], at) -> None:
         self.completed.append([message.payload["to"] for message in messages])
         self.remote_ids += [message.remote_id for message in messages]
 
-    def on_dead(self, session, message: OutboxMessage, error: str, at) -> None:
+    def on_dead(self, session, message: Claimed, error: str, at) -> None:
         self.given_up.append(message.payload["to"])
 
     @property
@@ -281,9 +281,9 @@ def test_an_outcome_is_recorded_only_while_this_drain_still_holds_the_lease(engi
     queue(engine, "a@example.org")
     start = utcnow()
     later = start + timedelta(minutes=6)
-    taken: list[OutboxMessage] = []
+    taken: list[Claimed] = []
 
-    def slow(message: OutboxMessage) -> str:
+    def slow(message: Claimed) -> str:
         # While this drain sends, its lease runs out and another drain takes the message over.
         taken.extend(claim(engine, channel="email", limit=10, now=later))
         if answer == "refused":
