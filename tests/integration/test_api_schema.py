@@ -33,7 +33,8 @@ def api(rally, applied, settings):
 @pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
 def test_every_operation_answers_as_documented(api) -> None:
     schema, auth = api
-    failures, answered = [], collections.Counter()
+    failures: list[str] = []
+    answered: collections.Counter[str] = collections.Counter()
     for result in schema.get_all_operations():
         operation = result.ok()
 
