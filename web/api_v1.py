@@ -191,14 +191,15 @@ def create_api(requests_per_minute: int) -> FastAPI:
 
     @api.get(
         "/campaigns/{slug}",
-        **operation(
-            "campaign:read", "campaigns", "One campaign: terms, KPIs, budget, plan, roster"
-        ),
+        **operation("campaign:read", "campaigns", "One campaign: terms, KPIs, budget, sprint plan"),
     )
     def campaign(request: Request, credentials: Credentials, slug: str) -> dict[str, Any]:
-        """What `rally campaign show SLUG --json` prints."""
+        """What `rally campaign show SLUG --json` prints but its roster, which
+        `/campaigns/{slug}/creators` pages through."""
         with reading(request, credentials, "campaign:read", slug) as (session, found, _):
-            return campaign_overview(session, found.slug, public_url=public_url(request))
+            return campaign_overview(
+                session, found.slug, public_url=public_url(request), with_roster=False
+            )
 
     @api.get(
         "/campaigns/{slug}/creators",
@@ -206,9 +207,16 @@ def create_api(requests_per_minute: int) -> FastAPI:
     )
     def creators(request: Request, credentials: Credentials, slug: str, paging: Paging) -> Page:
         """Each creator's terms, codes and tracking link, by handle (`rally creators list`)."""
+        after = cursor_of(paging, lambda k: isinstance(k, list) and len(k) == 2)
         with reading(request, credentials, "creators:read", slug) as (session, found, _):
-            rows = roster(session, found, public_url=public_url(request))
-        return paged(rows, lambda r: [r["handle"], r["platform"]], paging)
+            rows = roster(
+                session,
+                found,
+                public_url=public_url(request),
+                after=(str(after[0]), str(after[1])) if after else None,
+                limit=paging.limit + 1,
+            )
+        return page_of(rows, lambda r: [r["handle"], r["platform"]], paging.limit)
 
     @api.get(
         "/campaigns/{slug}/review-tasks",
@@ -219,8 +227,7 @@ def create_api(requests_per_minute: int) -> FastAPI:
         from tasks.review.queue import review_queue
 
         with reading(request, credentials, "reviews:read", slug) as (session, found, _):
-            rows = review_queue(session, now=app_state_of(request).clock())
-        rows = [r for r in rows if r["campaign"] == found.slug]
+            rows = review_queue(session, now=app_state_of(request).clock(), campaign_id=found.id)
         return paged(rows, lambda r: r["task"], paging)
 
     @api.get(
@@ -231,9 +238,10 @@ def create_api(requests_per_minute: int) -> FastAPI:
         """Each lead by id: contact details, consent, source, and each destination's state."""
         from tasks.leads.status import list_leads
 
+        after = cursor_of(paging, lambda k: isinstance(k, int))
         with reading(request, credentials, "leads:read", slug) as (session, found, _):
-            rows = list_leads(session, found)
-        return paged(rows, lambda r: r["id"], paging)
+            rows = list_leads(session, found, after=after, limit=paging.limit + 1)
+        return page_of(rows, lambda r: r["id"], paging.limit)
 
     @api.post(
         "/campaigns/{slug}/events",
@@ -472,8 +480,23 @@ def paged(
             ordered = [r for r in ordered if key(r) > after]
         except TypeError:
             raise Refused(400, "cursor is not one this list gave") from None
-    page = ordered[: paging.limit]
-    more = len(ordered) > paging.limit
+    return page_of(ordered, key, paging.limit)
+
+
+def cursor_of(paging: PageQuery, fits: Callable[[Any], bool]) -> Any:
+    """The key a cursor carries, for a list that pages in its query; a refusal if it is not
+    one of this list's keys."""
+    after = _decode(paging.cursor)
+    if after is not None and not fits(after):
+        raise Refused(400, "cursor is not one this list gave")
+    return after
+
+
+def page_of(rows: list[dict[str, Any]], key: Callable[[dict[str, Any]], Any], limit: int) -> Page:
+    """A page from rows read in key order after the cursor, one more than `limit` if more
+    follow."""
+    page = rows[:limit]
+    more = len(rows) > limit
     return Page(data=page, next_cursor=_encode(key(page[-1])) if more else None)
 
 

@@ -4,7 +4,7 @@ campaign show` prints, and who is on a campaign's team. Applying a campaign file
 
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func
+from sqlalchemy import func, tuple_
 from sqlmodel import Session, col, select
 
 from config.errors import RallyError
@@ -101,16 +101,27 @@ def runs_sprint(campaign: Campaign, email: str) -> bool:
     return email in staff(campaign_spec(campaign))
 
 
-def roster(session: Session, campaign: Campaign, *, public_url: str) -> list[dict[str, Any]]:
+def roster(
+    session: Session,
+    campaign: Campaign,
+    *,
+    public_url: str,
+    after: tuple[str, str] | None = None,
+    limit: int | None = None,
+) -> list[dict[str, Any]]:
     """The campaign's active creators with their terms, codes and links (read from the spec as
-    stored, the validated file's JSON)."""
+    stored, the validated file's JSON), by handle and platform; with `after` (a handle and
+    platform) and `limit`, one page of them."""
     tiers, tracking = campaign.spec.get("tiers") or {}, campaign.spec["tracking"]
     query = (
         select(RosterMember, Creator)
         .join(Creator, RosterMember.creator_id == Creator.id)  # type: ignore[arg-type]
         .where(RosterMember.campaign_id == campaign.id, RosterMember.status == RosterStatus.ACTIVE)
-        .order_by(Creator.handle)
+        .order_by(col(Creator.handle), col(Creator.platform))
+        .limit(limit)
     )
+    if after is not None:
+        query = query.where(tuple_(col(Creator.handle), col(Creator.platform)) > tuple_(*after))
     rows = []
     for member, creator in session.exec(query):
         tier = tiers.get(member.tier or "")
@@ -146,8 +157,11 @@ def roster(session: Session, campaign: Campaign, *, public_url: str) -> list[dic
     return rows
 
 
-def campaign_overview(session: Session, slug: str, *, public_url: str) -> dict[str, Any]:
-    """Everything `rally campaign show` prints, as plain data."""
+def campaign_overview(
+    session: Session, slug: str, *, public_url: str, with_roster: bool = True
+) -> dict[str, Any]:
+    """Everything `rally campaign show` prints, as plain data (the roster left out where a
+    caller pages through it on its own: the API's campaign)."""
     campaign = get_campaign(session, slug)
     phases = session.exec(
         select(SprintPhase)
@@ -174,6 +188,6 @@ def campaign_overview(session: Session, slug: str, *, public_url: str) -> dict[s
                 m.model_dump(mode="json", exclude={"id", "campaign_id"}) for m in milestones
             ],
         },
-        "roster": roster(session, campaign, public_url=public_url),
+        **({"roster": roster(session, campaign, public_url=public_url)} if with_roster else {}),
         "public_url": public_url,
     }

@@ -24,8 +24,11 @@ from store.models import (
 from tasks.leads.records import CHANNEL, destination_name, load_people, syncable
 
 
-def campaign_contacts(session: Session, campaign_id: int) -> list[int]:
-    """The people who reached this campaign: through its events or as its creators' source."""
+def campaign_contacts(
+    session: Session, campaign_id: int, *, after: int | None = None, limit: int | None = None
+) -> list[int]:
+    """The people who reached this campaign: through its events or as its creators' source;
+    by id, and with `after` and `limit` a page of them."""
     through_events = sa_select(col(EngagementEvent.contact_id)).where(
         col(EngagementEvent.campaign_id) == campaign_id,
         col(EngagementEvent.contact_id).is_not(None),
@@ -39,13 +42,18 @@ def campaign_contacts(session: Session, campaign_id: int) -> list[int]:
             col(Contact.last_member_id).in_(members),
         ),
     )
-    return [i for (i,) in session.execute(query.order_by(col(Contact.id)))]
+    if after is not None:
+        query = query.where(col(Contact.id) > after)
+    return [i for (i,) in session.execute(query.order_by(col(Contact.id)).limit(limit))]
 
 
-def list_leads(session: Session, campaign: Campaign) -> list[dict[str, Any]]:
-    """Each lead with their consent, source and where each destination stands."""
+def list_leads(
+    session: Session, campaign: Campaign, *, after: int | None = None, limit: int | None = None
+) -> list[dict[str, Any]]:
+    """Each lead with their consent, source and where each destination stands, by id; with
+    `after` and `limit`, one page of them, read for that page alone."""
     assert campaign.id is not None
-    ids = campaign_contacts(session, campaign.id)
+    ids = campaign_contacts(session, campaign.id, after=after, limit=limit)
     people = load_people(session, ids)
     rules: dict[int, list[str]] = {}
     for contact_id, rule_id in session.execute(

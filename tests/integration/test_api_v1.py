@@ -24,7 +24,8 @@ def test_a_campaign_reads_as_the_cli_shows_it(rally, applied, settings) -> None:
 
     answer = client.get(f"/api/v1/campaigns/{SLUG}", headers=auth)
     assert answer.status_code == 200
-    assert answer.json() == json.loads(rally("campaign", "show", SLUG, "--json").out)
+    shown = json.loads(rally("campaign", "show", SLUG, "--json").out)
+    assert answer.json() == {k: v for k, v in shown.items() if k != "roster"}
 
     listed = client.get("/api/v1/campaigns", headers=auth).json()
     assert [c["slug"] for c in listed["data"]] == [SLUG] and listed["next_cursor"] is None

@@ -1,0 +1,148 @@
+"""How fast the REST API reads a 1,000-creator campaign under concurrent clients.
+
+The store is built as `benchmarks/pages.py` builds it (1,000 creators with three creatives
+each, their reviews, 20,000 people's engagement, 40,000 lead messages), a token with every
+read scope is made, and `rally serve --web-only` answers on loopback. 32 clients at once, each
+on its own keep-alive connection, ask in turn for the campaign, the first page of its
+creators, of its open review tasks and of its leads, and the campaign list, until `--requests`
+are answered. The floor, in the same run and the same way: `/healthz` of the same server, the
+least any request through the app costs at that concurrency.
+
+Goal (issue 20): p99 of the reads under 50 ms, on SQLite and on PostgreSQL (`--database-url`);
+the floor's p99 is printed beside it, and each read's own p50 and p99.
+
+    .venv/bin/python benchmarks/api.py [--creators 1000] [--requests 1600] [--database-url URL]
+"""
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent.resolve()]
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import httpx  # noqa: E402
+
+from benchmarks.pages import NOW, SLUG, build  # noqa: E402
+from benchmarks.webhooks import free_port, percentile, start, stop  # noqa: E402
+
+GOAL_P99_MS = 50.0
+CONCURRENCY = 32
+READ_SCOPES = ["campaign:read", "creators:read", "reviews:read", "leads:read"]
+
+
+async def load(port: int, paths: list[str], token: str, total: int) -> dict[str, list[float]]:
+    """`total` requests by `CONCURRENCY` clients, each taking the next path in turn."""
+    timings: dict[str, list[float]] = {path: [] for path in paths}
+    issued = iter(range(total))
+    headers = {"Authorization": f"Bearer {token}"}
+
+    async def client() -> None:
+        limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{port}", headers=headers, limits=limits, timeout=30
+        ) as http:
+            for n in issued:
+                path = paths[n % len(paths)]
+                started = time.perf_counter()
+                answer = await http.get(path)
+                timings[path].append((time.perf_counter() - started) * 1000)
+                if answer.status_code != 200:
+                    raise SystemExit(f"{path}: {answer.status_code} {answer.text[:200]}")
+
+    await asyncio.gather(*(client() for _ in range(CONCURRENCY)))
+    return timings
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--creators", type=int, default=1000)
+    parser.add_argument("--requests", type=int, default=1600)
+    parser.add_argument("--database-url", default="", help="A PostgreSQL store (default: SQLite)")
+    args = parser.parse_args()
+    from store.db import engine_for, transaction, upgrade
+    from store.models import Campaign
+    from tasks.api.tokens import create_token
+
+    with tempfile.TemporaryDirectory() as folder:
+        scratch = Path(folder)
+        url = args.database_url or f"sqlite:///{scratch / 'rally.db'}"
+        engine = engine_for(url)
+        upgrade(engine)
+        campaign = build(engine, scratch, args.creators)
+        with transaction(engine) as session:
+            found = session.get(Campaign, campaign.id)
+            _, token = create_token(
+                session,
+                name="benchmark",
+                scopes=READ_SCOPES,
+                campaign=found,
+                days=1,
+                actor="bench",
+                now=NOW,
+            )
+        engine.dispose()
+        port = free_port()
+        server = start(
+            [
+                str(Path(sys.executable).parent / "rally"),
+                "serve",
+                "--web-only",
+                "--port",
+                str(port),
+            ],
+            scratch / "home",
+            port,
+            "/healthz",
+            url,
+        )
+        try:
+            base = f"/api/v1/campaigns/{SLUG}"
+            reads = [base, f"{base}/creators", f"{base}/review-tasks", f"{base}/leads"]
+            reads.append("/api/v1/campaigns")
+            asyncio.run(load(port, reads, token, CONCURRENCY * 2))  # warm up
+            floor = asyncio.run(load(port, ["/healthz"], token, args.requests // 2))["/healthz"]
+            timings = asyncio.run(load(port, reads, token, args.requests))
+        finally:
+            stop(server)
+    every = [t for values in timings.values() for t in values]
+    p99, floor_p99 = percentile(every, 0.99), percentile(floor, 0.99)
+    store = "PostgreSQL" if args.database_url else "SQLite"
+    print(f"{args.creators:,} creators on {store}; {CONCURRENCY} clients at once:")
+    for path, values in timings.items():
+        print(
+            f"  {path:<48} p50 {statistics.median(values):6.1f} ms  "
+            f"p99 {percentile(values, 0.99):6.1f} ms"
+        )
+    print(f"  every read                                       p99 {p99:6.1f} ms")
+    print(f"  /healthz (floor)                                 p99 {floor_p99:6.1f} ms")
+    met = p99 < GOAL_P99_MS
+    print(f"Goal: p99 of the reads under {GOAL_P99_MS:.0f} ms: " + ("met" if met else "MISSED"))
+    figures = {
+        "store": store,
+        "creators": args.creators,
+        "concurrency": CONCURRENCY,
+        "requests": len(every),
+        "p99_ms": round(p99, 1),
+        "floor_p99_ms": round(floor_p99, 1),
+        "of_floor": round(p99 / floor_p99, 2),
+        "reads": {
+            path: {
+                "p50_ms": round(statistics.median(v), 1),
+                "p99_ms": round(percentile(v, 0.99), 1),
+            }
+            for path, v in timings.items()
+        },
+    }
+    goal = {"p99_ms_under": GOAL_P99_MS}
+    print(json.dumps({"benchmark": "api", **figures, "goal": goal, "met": met}))
+
+
+if __name__ == "__main__":
+    main()
