@@ -6,7 +6,8 @@ read scope is made, and `rally serve --web-only` answers on loopback. 32 clients
 on its own keep-alive connection, ask in turn for the campaign, the first page of its
 creators, of its open review tasks and of its leads, and the campaign list, until `--requests`
 are answered. The floor, in the same run and the same way: `/healthz` of the same server, the
-least any request through the app costs at that concurrency.
+least any request through the app costs at that concurrency. The token's rate limit is lifted
+for the run: this measures speed, not the limit.
 
 Goal (issue 20): p99 of the reads under 50 ms, on SQLite and on PostgreSQL (`--database-url`);
 the floor's p99 is printed beside it, and each read's own p50 and p99.
@@ -17,6 +18,7 @@ the floor's p99 is printed beside it, and each read's own p50 and p99.
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -88,6 +90,7 @@ def main() -> None:
                 now=NOW,
             )
         engine.dispose()
+        os.environ["RALLY_API_REQUESTS_PER_MINUTE"] = "10000000"  # speed, not the token's rate
         port = free_port()
         server = start(
             [
