@@ -97,6 +97,16 @@ def granted(
     return grant
 
 
+def needs(scope: str) -> Any:
+    """The dependency that checks the request's token for `scope` before anything else of the
+    request is read (a request without a good token is 401 or 403 whatever else is wrong)."""
+
+    def grant_for(request: Request, credentials: Credentials) -> Granted:
+        return granted(request, credentials, scope, None, listing=True)
+
+    return Depends(grant_for)
+
+
 def permitted(grant: Granted, campaign_id: int) -> None:
     """Refuse a campaign's token another campaign (found after the token was checked, so
     that no one learns which campaigns exist without a valid token)."""
@@ -115,21 +125,14 @@ def public_url(request: Request) -> str:
 
 
 @contextmanager
-def reading(
-    request: Request,
-    credentials: HTTPAuthorizationCredentials | None,
-    scope: str,
-    slug: str,
-) -> Iterator[tuple[Session, Campaign, Granted]]:
-    """A read-only session, the campaign `slug` and the token's grant, once the token allows
-    `scope` on that campaign."""
-    grant = granted(request, credentials, scope, None, listing=True)
+def reading(request: Request, grant: Granted, slug: str) -> Iterator[tuple[Session, Campaign]]:
+    """A read-only session and the campaign `slug`, once the grant covers that campaign."""
     with transaction(engine_of(request), write=False) as session:
         found = session.exec(select(Campaign).where(col(Campaign.slug) == slug)).first()
         if found is None:
             raise Refused(404, f"no campaign {slug!r}")
         permitted(grant, found.id or 0)
-        yield session, found, grant
+        yield session, found
 
 
 def create_api(requests_per_minute: int) -> FastAPI:
@@ -179,9 +182,10 @@ def create_api(requests_per_minute: int) -> FastAPI:
         return problem(exc.status_code, str(exc.detail))
 
     @api.get("/campaigns", **operation("campaign:read", "campaigns", "List campaigns"))
-    def campaigns(request: Request, credentials: Credentials, paging: Paging) -> Page:
+    def campaigns(
+        request: Request, grant: Annotated[Granted, needs("campaign:read")], paging: Paging
+    ) -> Page:
         """The campaigns this token may read, by slug."""
-        grant = granted(request, credentials, "campaign:read", None, listing=True)
         with transaction(engine_of(request), write=False) as session:
             rows = list_campaigns(session)
             if grant.campaign_id is not None:  # a campaign's own token: that campaign only
@@ -193,10 +197,12 @@ def create_api(requests_per_minute: int) -> FastAPI:
         "/campaigns/{slug}",
         **operation("campaign:read", "campaigns", "One campaign: terms, KPIs, budget, sprint plan"),
     )
-    def campaign(request: Request, credentials: Credentials, slug: str) -> dict[str, Any]:
+    def campaign(
+        request: Request, grant: Annotated[Granted, needs("campaign:read")], slug: str
+    ) -> dict[str, Any]:
         """What `rally campaign show SLUG --json` prints but its roster, which
         `/campaigns/{slug}/creators` pages through."""
-        with reading(request, credentials, "campaign:read", slug) as (session, found, _):
+        with reading(request, grant, slug) as (session, found):
             return campaign_overview(
                 session, found.slug, public_url=public_url(request), with_roster=False
             )
@@ -205,10 +211,15 @@ def create_api(requests_per_minute: int) -> FastAPI:
         "/campaigns/{slug}/creators",
         **operation("creators:read", "creators", "A campaign's active creators"),
     )
-    def creators(request: Request, credentials: Credentials, slug: str, paging: Paging) -> Page:
+    def creators(
+        request: Request,
+        grant: Annotated[Granted, needs("creators:read")],
+        slug: str,
+        paging: Paging,
+    ) -> Page:
         """Each creator's terms, codes and tracking link, by handle (`rally creators list`)."""
         after = cursor_of(paging, lambda k: isinstance(k, list) and len(k) == 2)
-        with reading(request, credentials, "creators:read", slug) as (session, found, _):
+        with reading(request, grant, slug) as (session, found):
             rows = roster(
                 session,
                 found,
@@ -222,11 +233,16 @@ def create_api(requests_per_minute: int) -> FastAPI:
         "/campaigns/{slug}/review-tasks",
         **operation("reviews:read", "reviews", "A campaign's open review tasks"),
     )
-    def review_tasks(request: Request, credentials: Credentials, slug: str, paging: Paging) -> Page:
+    def review_tasks(
+        request: Request,
+        grant: Annotated[Granted, needs("reviews:read")],
+        slug: str,
+        paging: Paging,
+    ) -> Page:
         """Open tasks by id, each with its tier, group, deadline and whether it is overdue."""
         from tasks.review.queue import review_queue
 
-        with reading(request, credentials, "reviews:read", slug) as (session, found, _):
+        with reading(request, grant, slug) as (session, found):
             rows = review_queue(session, now=app_state_of(request).clock(), campaign_id=found.id)
         return paged(rows, lambda r: r["task"], paging)
 
@@ -234,12 +250,14 @@ def create_api(requests_per_minute: int) -> FastAPI:
         "/campaigns/{slug}/leads",
         **operation("leads:read", "leads", "A campaign's leads with consent and sync state"),
     )
-    def leads(request: Request, credentials: Credentials, slug: str, paging: Paging) -> Page:
+    def leads(
+        request: Request, grant: Annotated[Granted, needs("leads:read")], slug: str, paging: Paging
+    ) -> Page:
         """Each lead by id: contact details, consent, source, and each destination's state."""
         from tasks.leads.status import list_leads
 
         after = cursor_of(paging, lambda k: isinstance(k, int))
-        with reading(request, credentials, "leads:read", slug) as (session, found, _):
+        with reading(request, grant, slug) as (session, found):
             rows = list_leads(session, found, after=after, limit=paging.limit + 1)
         return page_of(rows, lambda r: r["id"], paging.limit)
 
@@ -249,7 +267,7 @@ def create_api(requests_per_minute: int) -> FastAPI:
     )
     def ingest_events(
         request: Request,
-        credentials: Credentials,
+        grant: Annotated[Granted, needs("events:write")],
         slug: str,
         body: EventsIn,
         idempotency_key: IdempotencyKey = None,
@@ -260,7 +278,7 @@ def create_api(requests_per_minute: int) -> FastAPI:
         (every minute under `rally serve`). Records are those of `rally events ingest`."""
         from tasks.engagement.events import ingest
 
-        with reading(request, credentials, "events:write", slug) as (_, found, grant):
+        with reading(request, grant, slug) as (_, found):
             campaign_id = found.id
 
         def work() -> Answer:
@@ -285,7 +303,44 @@ def create_api(requests_per_minute: int) -> FastAPI:
         payload = body.model_dump(mode="json")
         return idempotently(request, grant, idempotency_key, payload, work)
 
+    @api.post(
+        "/campaigns/{slug}/forget-requests",
+        **operation("leads:write", "leads", "Forget a lead: erase them here and everywhere"),
+    )
+    def forget_lead(
+        request: Request,
+        grant: Annotated[Granted, needs("leads:write")],
+        slug: str,
+        body: ForgetIn,
+        idempotency_key: IdempotencyKey = None,
+    ) -> JSONResponse:
+        """Erase a person's data here (a tombstone stays) and queue their deletion at each
+        destination that holds them, as `rally leads forget` does; the audit log names the
+        token. Only a lead of this campaign can be forgotten with its token."""
+        from tasks.leads.forget import find_contact, forget
+        from tasks.leads.records import destination_name
+        from tasks.leads.status import campaign_contacts
+
+        with reading(request, grant, slug) as (session, found):
+            contact = find_contact(session, body.who)
+            assert contact.id is not None and found.id is not None
+            ours = campaign_contacts(session, found.id, after=contact.id - 1, limit=1)
+            if ours != [contact.id]:
+                raise Refused(404, "no lead of this campaign with that email or phone")
+
+        def work() -> Answer:
+            state = app_state_of(request)
+            done = forget(state.engine, body.who, actor=grant.actor, now=state.clock())
+            queued = [destination_name(d) for d in done.deletions]
+            return Answer(200, {"contact": done.contact_id, "deletions_queued": queued})
+
+        return idempotently(request, grant, idempotency_key, body.model_dump(), work)
+
     return api
+
+
+class ForgetIn(BaseModel):
+    who: str = Field(min_length=3, max_length=254, description="The person's email or phone")
 
 
 def operation(scope: str, tag: str, summary: str) -> dict[str, Any]:

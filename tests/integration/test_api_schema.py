@@ -60,7 +60,11 @@ def test_every_operation_answers_as_documented(api) -> None:
         except Exception as exc:  # every operation's failure, not the first
             failures.append(f"{operation.label}: {exc}")
     assert not failures, "\n\n".join(failures)
-    labels = {r.ok().label for r in schema.get_all_operations()}
+    # Forgetting succeeds only for a real lead's email, which random text is not: its success
+    # is tested in test_api_v1 with leads sent as signups.
+    labels = {r.ok().label for r in schema.get_all_operations()} - {
+        "POST /campaigns/{slug}/forget-requests"
+    }
     assert {label for label in labels if answered[label]} == labels, answered
 
 
