@@ -11,6 +11,7 @@ campaign show SLUG --json` give the same data.
 
 import base64
 import binascii
+import hashlib
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -18,7 +19,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Engine
@@ -97,6 +98,17 @@ def granted(
     return grant
 
 
+async def _with_etag(request: Request, response: Any) -> Response:
+    """The answer with a weak ETag of its body, or 304 when the client holds that body."""
+    body = b"".join([chunk async for chunk in response.body_iterator])
+    tag = f'W/"{hashlib.sha256(body).hexdigest()[:32]}"'
+    held = {t.strip() for t in request.headers.get("if-none-match", "").split(",")}
+    if tag in held or "*" in held:
+        return Response(status_code=304, headers={"ETag": tag})
+    headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
+    return Response(body, status_code=200, headers=headers | {"ETag": tag})
+
+
 def needs(scope: str) -> Any:
     """The dependency that checks the request's token for `scope` before anything else of the
     request is read (a request without a good token is 401 or 403 whatever else is wrong)."""
@@ -150,9 +162,12 @@ def create_api(requests_per_minute: int) -> FastAPI:
     api.state.limits = TokenLimits(requests_per_minute)
 
     @api.middleware("http")
-    async def rate_headers(request: Request, call_next: Any) -> Any:
-        """Every answer to a token's request says how much of its rate is left."""
+    async def rate_and_validators(request: Request, call_next: Any) -> Any:
+        """Every answer to a token's request says how much of its rate is left; a read carries
+        an ETag, and one asked for `If-None-Match` that tag again is 304 without a body."""
         response = await call_next(request)
+        if request.method == "GET" and response.status_code == 200:
+            response = await _with_etag(request, response)
         quota = getattr(request.state, "quota", None)
         if quota is not None:
             response.headers.update(quota.headers())

@@ -320,3 +320,25 @@ def test_leads_sent_as_signups_page_and_one_is_forgotten_by_its_token(
             text("SELECT actor FROM audit_events WHERE action = 'lead.forgotten'")
         ).scalar_one()
     assert actor.startswith("token:") and actor.endswith(":test")
+
+
+def test_a_client_polling_a_read_that_has_not_changed_gets_304(rally, applied, settings) -> None:
+    client = TestClient(create_app(settings))
+    auth = token(rally, "--scope", "campaign:read", "--campaign", SLUG)
+    path = f"/api/v1/campaigns/{SLUG}"
+    first = client.get(path, headers=auth)
+    tag = first.headers["etag"]
+    assert tag.startswith('W/"')
+
+    unchanged = client.get(path, headers=auth | {"If-None-Match": tag})
+    assert unchanged.status_code == 304 and unchanged.content == b""
+    assert unchanged.headers["etag"] == tag and "ratelimit" in unchanged.headers
+
+    text = (applied / "campaign.yaml").read_text()
+    (applied / "campaign.yaml").write_text(
+        text.replace("name: First Vote PA 2027", "name: First Vote PA")
+    )
+    assert rally("campaign", "apply", applied / "campaign.yaml").code == 0
+    changed = client.get(path, headers=auth | {"If-None-Match": tag})
+    assert changed.status_code == 200 and changed.headers["etag"] != tag
+    assert changed.json()["campaign"]["name"] == "First Vote PA"
