@@ -223,6 +223,20 @@ def create_api(requests_per_minute: int) -> FastAPI:
             )
 
     @api.get(
+        "/campaigns/{slug}/sprint",
+        **operation("campaign:read", "campaigns", "Where the sprint stands: week, milestones"),
+    )
+    def sprint(
+        request: Request, grant: Annotated[Granted, needs("campaign:read")], slug: str
+    ) -> dict[str, Any]:
+        """What `rally sprint status SLUG --json` prints: the week and phase, the milestones
+        with their status and why, the calendar of steps, who is held out."""
+        from tasks.sprint.state import sprint_status
+
+        with reading(request, grant, slug) as (session, found):
+            return sprint_status(session, found.slug, today=app_state_of(request).clock())
+
+    @api.get(
         "/campaigns/{slug}/creators",
         **operation("creators:read", "creators", "A campaign's active creators"),
     )

@@ -245,7 +245,7 @@ def test_no_operation_is_reachable_without_the_scope_it_documents(rally, applied
             unsigned = client.request(method, url, json={"not": "valid"})
             assert unsigned.status_code == 401, f"{method} {path}: the token is checked first"
             checked += 1
-    assert checked == 7
+    assert checked == 8
 
 
 def test_each_token_has_its_rate_and_is_told_what_is_left(
@@ -342,3 +342,13 @@ def test_a_client_polling_a_read_that_has_not_changed_gets_304(rally, applied, s
     changed = client.get(path, headers=auth | {"If-None-Match": tag})
     assert changed.status_code == 200 and changed.headers["etag"] != tag
     assert changed.json()["campaign"]["name"] == "First Vote PA"
+
+
+def test_the_sprint_reads_as_the_cli_shows_it(rally, running, settings) -> None:
+    assert rally("sprint", "start", SLUG).code == 0
+    client = TestClient(create_app(settings))
+    auth = token(rally, "--scope", "campaign:read", "--campaign", SLUG)
+    answer = client.get(f"/api/v1/campaigns/{SLUG}/sprint", headers=auth)
+    assert answer.status_code == 200, answer.text
+    shown = json.loads(rally("sprint", "status", SLUG, "--json").out)
+    assert answer.json() == shown and answer.json()["started"] is True
