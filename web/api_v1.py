@@ -259,6 +259,26 @@ def create_api(requests_per_minute: int) -> FastAPI:
         return page_of(rows, lambda r: [r["handle"], r["platform"]], paging.limit)
 
     @api.get(
+        "/campaigns/{slug}/briefs",
+        **operation("briefs:read", "briefs", "Each creator's newest brief and its delivery"),
+    )
+    def briefs(
+        request: Request,
+        grant: Annotated[Granted, needs("briefs:read")],
+        slug: str,
+        paging: Paging,
+    ) -> Page:
+        """Per active creator, by handle: the newest brief's version, its email's state, when it
+        was sent, acknowledged and reminded (`rally briefs status`). The brief's link is left
+        out: it is the creator's own key to their page."""
+        from tasks.briefs.status import brief_status
+
+        with reading(request, grant, slug) as (session, found):
+            rows = brief_status(session, found.slug, public_url=public_url(request))
+        rows = [{k: v for k, v in row.items() if k != "link"} for row in rows]
+        return paged(rows, lambda r: r["handle"], paging)
+
+    @api.get(
         "/campaigns/{slug}/review-tasks",
         **operation("reviews:read", "reviews", "A campaign's open review tasks"),
     )
