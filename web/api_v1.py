@@ -28,7 +28,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from config.errors import RallyError
 from store.db import transaction
-from store.models import Campaign
+from store.models import Campaign, CreativeStatus
 from tasks.api.idempotency import Answer, KeyRefused, abandon, begin, finish, request_hash
 from tasks.api.limits import TokenLimits
 from tasks.api.tokens import Granted, TokenRefused, authenticate
@@ -277,6 +277,24 @@ def create_api(requests_per_minute: int) -> FastAPI:
             rows = brief_status(session, found.slug, public_url=public_url(request))
         rows = [{k: v for k, v in row.items() if k != "link"} for row in rows]
         return paged(rows, lambda r: r["handle"], paging)
+
+    @api.get(
+        "/campaigns/{slug}/creatives",
+        **operation("creatives:read", "creatives", "A campaign's creatives"),
+    )
+    def creatives(
+        request: Request,
+        grant: Annotated[Granted, needs("creatives:read")],
+        slug: str,
+        query: Annotated[CreativesQuery, Query()],
+    ) -> Page:
+        """Each creative by id: its creator, status, version, the review tier it waits on and
+        where it was posted (`rally creatives list`); `status` keeps one status."""
+        from tasks.review.views import creatives_of
+
+        with reading(request, grant, slug) as (session, found):
+            rows = creatives_of(session, found, status=query.status)
+        return paged(rows, lambda r: r["id"], query)
 
     @api.get(
         "/campaigns/{slug}/review-tasks",
@@ -566,6 +584,10 @@ class PageQuery(BaseModel):
 
 
 Paging = Annotated[PageQuery, Query()]
+
+
+class CreativesQuery(PageQuery):
+    status: CreativeStatus | None = Field(None, description="Only creatives with this status")
 
 
 class Page(BaseModel):

@@ -18,6 +18,7 @@ from web.app import create_app
 ALL_SCOPES = [
     "--scope", "campaign:read", "--scope", "creators:read", "--scope", "reviews:read",
     "--scope", "leads:read", "--scope", "events:write", "--scope", "briefs:read",
+    "--scope", "creatives:read",
 ]  # fmt: skip
 
 

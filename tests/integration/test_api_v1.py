@@ -95,7 +95,8 @@ def test_the_openapi_document_names_every_operations_security(settings, applied)
 def every_page(client: TestClient, path: str, auth: dict[str, str], limit: int) -> list[dict]:
     items, cursor = [], None
     while True:
-        query = f"?limit={limit}" + (f"&cursor={cursor}" if cursor else "")
+        query = ("&" if "?" in path else "?") + f"limit={limit}"
+        query += f"&cursor={cursor}" if cursor else ""
         answer = client.get(path + query, headers=auth)
         assert answer.status_code == 200, answer.text
         items += answer.json()["data"]
@@ -119,6 +120,13 @@ def test_creators_leads_and_review_tasks_read_as_the_cli_lists_them(
     listed = json.loads(rally("creators", "list", SLUG, "--json").out)
     assert len(creators) == 50
     assert creators == sorted(listed, key=lambda r: (r["handle"], r["platform"]))
+
+    made = token(rally, "--campaign", SLUG, "--scope", "creatives:read")
+    path = f"/api/v1/campaigns/{SLUG}/creatives"
+    listed_creatives = json.loads(rally("creatives", "list", SLUG, "--json").out)
+    assert every_page(client, path, made, limit=1) == listed_creatives and listed_creatives
+    assert every_page(client, path + "?status=approved", made, limit=5) == []
+    assert client.get(path + "?status=lost", headers=made).json()["errors"][0]["field"] == "status"
 
     tasks = every_page(client, f"/api/v1/campaigns/{SLUG}/review-tasks", auth, limit=1)
     assert tasks == json.loads(rally("review", "queue", "--json").out) and len(tasks) == 1
@@ -245,7 +253,7 @@ def test_no_operation_is_reachable_without_the_scope_it_documents(rally, applied
             unsigned = client.request(method, url, json={"not": "valid"})
             assert unsigned.status_code == 401, f"{method} {path}: the token is checked first"
             checked += 1
-    assert checked == 9
+    assert checked == 10
 
 
 def test_each_token_has_its_rate_and_is_told_what_is_left(
