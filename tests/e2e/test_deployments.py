@@ -471,6 +471,7 @@ def prefect_configured(prefect_api: str, deployed, monkeypatch: pytest.MonkeyPat
     return prefect_api
 
 
+@pytest.mark.serve_process
 @pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
 def test_where_deployments_exist_the_console_starts_a_deployment_run(
     prefect_configured: str, server: Server, rally, applied, tabs
