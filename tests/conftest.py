@@ -273,7 +273,8 @@ def migrated_prefect(
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """The session's CPU time, pytest and every process it waited for (servers, browsers,
-    `rally` runs): what the suite costs a shared machine, which its wall time hides."""
+    `rally` runs), and the session's local Prefect server, which is still running then: what
+    the suite costs a shared machine, which its wall time hides."""
     import resource
 
     spent = sum(
@@ -283,4 +284,27 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
             resource.getrusage(resource.RUSAGE_CHILDREN),
         )
     )
-    terminalreporter.write_line(f"CPU time: {spent:.0f} s ({spent / 60:.1f} CPU-minutes)")
+    prefect = _local_prefect_cpu()
+    terminalreporter.write_line(
+        f"CPU time: {spent + prefect:.0f} s ({(spent + prefect) / 60:.1f} CPU-minutes), "
+        f"the local Prefect server's {prefect:.0f} s included"
+    )
+
+
+def _local_prefect_cpu() -> float:
+    """CPU seconds of the local Prefect server this process started, if any (stopped only
+    as the process exits, so not yet among the processes waited for)."""
+    import sys
+
+    if "prefect.server.api.server" not in sys.modules:
+        return 0.0
+    from prefect.server.api.server import SubprocessASGIServer
+
+    process = SubprocessASGIServer().server_process
+    if process is None:
+        return 0.0
+    try:  # utime, stime, and those of the processes it waited for
+        fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
