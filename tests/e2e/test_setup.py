@@ -147,7 +147,7 @@ def test_prefect_keeps_its_files_under_rally_home_unless_told_otherwise(tmp_path
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
 def test_make_demo_rehearses_the_sprint_and_its_summary_agrees_with_the_store(
-    tmp_path: Path, browser, migrated_prefect
+    tmp_path: Path, browser, migrated_prefect, local_prefect: str
 ) -> None:
     home = tmp_path / "home"
     # Prefect's local home as any first run leaves it: migrated (which costs 10 to 30
@@ -163,7 +163,8 @@ def test_make_demo_rehearses_the_sprint_and_its_summary_agrees_with_the_store(
     report = home / "demo" / "reports" / "first-vote-pa-2027" / "week-12" / "report.html"
     assert report.exists() and "Report: " in shown.stdout
 
-    again = run([str(RALLY), "demo", "--json"], env)
+    # The same rehearsal again, reporting to the suite's Prefect server rather than starting one.
+    again = run([str(RALLY), "demo", "--json"], {**env, "PREFECT_API_URL": local_prefect})
     assert again.returncode == 0, again.stderr
     summary = json.loads(again.stdout.strip().splitlines()[-1])
     # The same seed gives the same sprint: the human summary said what the JSON says.
