@@ -548,13 +548,13 @@ def test_a_worker_takes_secrets_from_prefect_secret_blocks(prefect_api, tmp_path
         PREFECT_HOME=str(tmp_path / "prefect"),
         RALLY_HOME=str(tmp_path / "home"),
     )
-    from prefect.blocks.system import Secret
-    from prefect.client.orchestration import get_client
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    with temporary_settings(updates={PREFECT_API_URL: prefect_api}):  # as staff save them
-        Secret(value="from-the-block").save("rally-smtp-password", overwrite=True)
-        Secret(value="hub-token").save("rally-hubspot-token", overwrite=True)
+    save = (
+        "from prefect.blocks.system import Secret\n"
+        "Secret(value='from-the-block').save('rally-smtp-password', overwrite=True)\n"
+        "Secret(value='hub-token').save('rally-hubspot-token', overwrite=True)\n"
+    )
+    saved = subprocess.run([sys.executable, "-c", save], env=env, capture_output=True, text=True)
+    assert saved.returncode == 0, saved.stderr
     read = (  # as a flow run on a worker starts: Prefect's engine, then Rally's flows
         "import prefect.engine, flows\n"
         "from config.settings import get_settings\n"
@@ -576,12 +576,13 @@ def test_a_worker_takes_secrets_from_prefect_secret_blocks(prefect_api, tmp_path
         )
         assert shown.stdout.split() == ["from-the-environment", "hub-token"], shown.stderr
     finally:  # the server is shared with this module's other tests
-        with (
-            temporary_settings(updates={PREFECT_API_URL: prefect_api}),
-            get_client(sync_client=True) as client,
-        ):
-            for name in ("rally-smtp-password", "rally-hubspot-token"):
-                client.delete_block_document(client.read_block_document_by_name(name, "secret").id)
+        forget = (
+            "from prefect.client.orchestration import get_client\n"
+            "with get_client(sync_client=True) as c:\n"
+            "    for name in ('rally-smtp-password', 'rally-hubspot-token'):\n"
+            "        c.delete_block_document(c.read_block_document_by_name(name, 'secret').id)\n"
+        )
+        subprocess.run([sys.executable, "-c", forget], env=env, check=True, capture_output=True)
 
 
 def test_a_serve_that_cannot_listen_stops_before_its_timers_run_anything(tmp_path) -> None:
