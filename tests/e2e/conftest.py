@@ -1,5 +1,8 @@
 """What the browser tests share: Debian's chromium through Playwright (one browser for the
-session, a fresh profile per test), and `rally serve` in its own process on this test's store.
+session, a fresh profile per test), and Rally's web app on this test's store: served from this
+process (uvicorn on a thread, as `rally serve --web-only` serves it), or, for tests marked
+`serve_process` (about the server itself: several of them, faults, the runs it starts),
+`rally serve --web-only` in its own process.
 
 Without chromium these tests are skipped, unless RALLY_REQUIRE_BROWSER=1 (as in CI), which
 turns the skip into a failure.
@@ -10,6 +13,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -71,6 +75,49 @@ class Server:
         return self.log.read_text(encoding="utf-8", errors="replace")
 
 
+class ServedHere(Server):
+    """Rally's web app served by uvicorn on a thread of this process: a process start (two
+    CPU-seconds of imports) saved where the server's process is not what a test is about."""
+
+    def __init__(self, url: str, log: Path) -> None:
+        import uvicorn
+
+        from cli.serve import listening_socket
+        from web.app import create_app
+
+        port = int(url.rsplit(":", 1)[1])
+        self.sock = listening_socket("127.0.0.1", port)
+        self.uvicorn = uvicorn.Server(uvicorn.Config(create_app(), log_level="warning"))
+        self.thread = threading.Thread(
+            target=self.uvicorn.run, kwargs={"sockets": [self.sock]}, daemon=True
+        )
+        self.url, self.log, self.up = url, log, False
+        self.thread.start()
+
+    def ready(self) -> str:
+        deadline = time.monotonic() + 30
+        while not self.uvicorn.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                pytest.fail("the web app did not start serving")
+            time.sleep(0.01)
+        self.up = True
+        return self.url
+
+    def output(self) -> str:
+        return ""  # its lines go to this process's output, which pytest shows on a failure
+
+    def stop(self) -> None:
+        self.uvicorn.should_exit = True
+        self.thread.join(timeout=10)
+        self.sock.close()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "serve_process: the test's server is `rally serve` in its own process"
+    )
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -95,6 +142,9 @@ def start_server(folder: Path, port: int) -> Server:
 
 
 def stop_server(server: Server) -> None:
+    if isinstance(server, ServedHere):
+        server.stop()
+        return
     server.process.terminate()
     try:
         server.process.wait(timeout=10)
@@ -104,17 +154,22 @@ def stop_server(server: Server) -> None:
 
 
 @pytest.fixture
-def server(settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Server]:
-    """`rally serve --web-only` on a free port and this test's store; briefs made afterwards
-    link to it.
+def server(
+    request: pytest.FixtureRequest, settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> Iterator[Server]:
+    """Rally's web app on a free port and this test's store (`rally serve --web-only` in its
+    own process for tests marked `serve_process`); briefs made afterwards link to it.
 
-    It starts without waiting (it takes a second or two to import): tests ask for it before
-    the campaign, which is applied meanwhile, and opening a tab waits until it answers.
+    A process starts without waiting (it takes a second or two to import): tests ask for it
+    before the campaign, which is applied meanwhile, and opening a tab waits until it answers.
     """
     port = _free_port()
     monkeypatch.setenv("RALLY_PUBLIC_URL", f"http://127.0.0.1:{port}")
     get_settings.cache_clear()
-    started = start_server(tmp_path, port)
+    if request.node.get_closest_marker("serve_process"):
+        started = start_server(tmp_path, port)
+    else:
+        started = ServedHere(f"http://127.0.0.1:{port}", tmp_path / f"serve-{port}.log")
     yield started
     stop_server(started)
 

@@ -10,7 +10,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ import pytest
 from sqlmodel import col
 
 from cli.serve import TIMERS_NICENESS
+from config.settings import get_settings
 from store.db import engine_for, transaction
 from tests.conftest import ROOT, SLUG
 from tests.e2e.conftest import Server, _free_port
@@ -65,9 +66,11 @@ class Process:
 
 
 @pytest.fixture(scope="module")
-def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def prefect_api(
+    tmp_path_factory: pytest.TempPathFactory, migrated_prefect: Callable[[Path], Path]
+) -> Iterator[str]:
     """A Prefect server of its own (`prefect server start`), its API URL."""
-    home = tmp_path_factory.mktemp("prefect-server")
+    home = migrated_prefect(tmp_path_factory.mktemp("prefect-server"))
     port = _free_port()
     server = Process(
         [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
@@ -132,14 +135,22 @@ def deploy_paused(prefect_api: str, folder: Path, home: str) -> "subprocess.Comp
     )
 
 
+@pytest.fixture(scope="module")
+def deployed(
+    prefect_api: str, tmp_path_factory: pytest.TempPathFactory
+) -> "subprocess.CompletedProcess[str]":
+    """Staff register the flows with the module's server once, for every test here; the
+    recurring schedules stay off, so that only the runs a test starts touch its store."""
+    shown = deploy_paused(prefect_api, tmp_path_factory.mktemp("deployer"), "staff")
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    return shown
+
+
 @pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)
 def test_a_rehearsal_through_deployments_and_two_workers_matches_the_embedded_one(
-    rally, applied, settings, engine, postgres_server, prefect_api, tmp_path
+    rally, applied, settings, engine, postgres_server, prefect_api, deployed, tmp_path
 ) -> None:
-    # Staff register the flows with the server; the recurring schedules stay off here, so
-    # that only the runs this test starts touch the store.
-    shown = deploy_paused(prefect_api, tmp_path, "staff")
-    assert shown.returncode == 0, shown.stdout + shown.stderr
+    shown = deployed
     assert f"Deployed to {prefect_api}" in shown.stdout
     assert "sprint/sprint" in shown.stdout and "prefect worker start --pool rally" in shown.stdout
     listed = subprocess.run(  # Prefect's own client against a server run from Rally's pins
@@ -180,18 +191,20 @@ def test_a_rehearsal_through_deployments_and_two_workers_matches_the_embedded_on
         logs = "\n".join(w.output() for w in workers)
         assert run["state_type"] == "COMPLETED", logs
 
-        # The same rehearsal, embedded (in-process, local Prefect), on a store of its own.
+        # The same rehearsal, embedded (in-process, the suite's local Prefect), on a store of
+        # its own.
         embedded = postgres_server()
-        env = clean_env(RALLY_DATABASE_URL=embedded, RALLY_HOME=str(tmp_path / "embedded"))
-        env["PREFECT_HOME"] = os.environ["PREFECT_HOME"]  # the suite's, already migrated
-        for args in (
-            ["campaign", "apply", str(applied / "campaign.yaml")],
-            ["sprint", "start", SLUG, "--simulate", "--seed", "7", "--weeks", str(WEEKS)],
-        ):
-            done = subprocess.run(
-                [str(BIN / "rally"), *args], env=env, capture_output=True, text=True, timeout=600
-            )
-            assert done.returncode == 0, done.stderr
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("RALLY_DATABASE_URL", embedded)
+            patch.setenv("RALLY_HOME", str(tmp_path / "embedded"))
+            get_settings.cache_clear()
+            for args in (
+                ["campaign", "apply", str(applied / "campaign.yaml")],
+                ["sprint", "start", SLUG, "--simulate", "--seed", "7", "--weeks", str(WEEKS)],
+            ):
+                done = rally(*args)
+                assert done.code == 0, done.err
+        get_settings.cache_clear()
         assert _counts(engine) == _counts(engine_for(embedded))
 
         # A recurring deployment started by hand does its work: leads out to the export.
@@ -374,7 +387,7 @@ def _wait_for_state(api: str, run_id: str, wanted: set[str], workers: list[Proce
 
 @pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)
 def test_the_briefs_wait_for_a_go_ahead_staff_give_by_resuming_a_run_in_the_prefect_ui(
-    rally, example, settings, engine, prefect_api, tmp_path
+    rally, example, settings, engine, prefect_api, deployed, tmp_path
 ) -> None:
     from sqlmodel import func, select
 
@@ -385,14 +398,6 @@ def test_the_briefs_wait_for_a_go_ahead_staff_give_by_resuming_a_run_in_the_pref
     campaign.write_text(campaign.read_text().replace("start: 2027-02-01", f"start: {monday}"))
     assert rally("campaign", "apply", campaign).code == 0
     assert rally("sprint", "start", SLUG).code == 0
-    deployed = subprocess.run(
-        [str(BIN / "rally"), "deploy", "--paused"],
-        env=clean_env(PREFECT_API_URL=prefect_api, RALLY_HOME=str(tmp_path / "staff")),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert deployed.returncode == 0, deployed.stdout + deployed.stderr
     worker = Process(
         [str(BIN / "prefect"), "worker", "start", "--pool", "rally", "--name", "go-ahead"],
         clean_env(
@@ -459,15 +464,14 @@ def test_the_briefs_wait_for_a_go_ahead_staff_give_by_resuming_a_run_in_the_pref
 
 
 @pytest.fixture
-def prefect_configured(prefect_api: str, monkeypatch: pytest.MonkeyPatch, tmp_path) -> str:
+def prefect_configured(prefect_api: str, deployed, monkeypatch: pytest.MonkeyPatch) -> str:
     """Rally's deployments registered on a Prefect server of its own, whose API the web server
     started next is pointed at (as `rally serve --web-only` beside workers runs)."""
-    shown = deploy_paused(prefect_api, tmp_path, "deployer")
-    assert shown.returncode == 0, shown.stdout + shown.stderr
     monkeypatch.setenv("PREFECT_API_URL", prefect_api)
     return prefect_api
 
 
+@pytest.mark.serve_process
 @pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
 def test_where_deployments_exist_the_console_starts_a_deployment_run(
     prefect_configured: str, server: Server, rally, applied, tabs

@@ -14,6 +14,7 @@ from store.models import EngagementEvent, RosterMember
 
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.serve_process,
     pytest.mark.parametrize("store_url", ["postgresql"], indirect=True),
 ]
 

@@ -36,6 +36,7 @@ def confirmations(engine) -> list[OutboxMessage]:
 
 
 @pytest.mark.parametrize("store_url", ["sqlite", "postgresql"], indirect=True)
+@pytest.mark.serve_process
 def test_a_burst_from_one_address_on_two_servers_gets_the_limit_and_no_more(
     server: Server, second_server: Server, applied, engine
 ):

@@ -50,7 +50,7 @@ def test_store_commands_never_load_prefect_alembic_or_http_clients(
 
 @pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
 def test_a_flow_that_fails_is_one_line_with_no_sql_or_personal_data(
-    rally, example: Path, settings: Settings, tmp_path: Path
+    rally, example: Path, settings: Settings, tmp_path: Path, local_prefect: str
 ) -> None:
     assert rally("campaign", "apply", example / "campaign.yaml").code == 0
     probe = (  # the store fails under the flow's first task, as a full disk would
@@ -63,7 +63,13 @@ def test_a_flow_that_fails_is_one_line_with_no_sql_or_personal_data(
         "from cli.main import main\n"
         "main(sys.argv[1:])\n"
     )
-    env = clean_env(tmp_path, RALLY_HOME=str(settings.home), RALLY_DATABASE_URL=settings.store_url)
+    (tmp_path / "user-home").mkdir()
+    env = clean_env(
+        tmp_path,
+        RALLY_HOME=str(settings.home),
+        RALLY_DATABASE_URL=settings.store_url,
+        PREFECT_API_URL=local_prefect,  # the suite's server, rather than one started per run
+    )
     result = run([sys.executable, "-c", probe, "briefs", "generate", SLUG], env)
     assert result.returncode == 1
     assert result.stderr == "error: database error: disk I/O error (run with --debug for details)\n"
@@ -141,9 +147,12 @@ def test_prefect_keeps_its_files_under_rally_home_unless_told_otherwise(tmp_path
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
 def test_make_demo_rehearses_the_sprint_and_its_summary_agrees_with_the_store(
-    tmp_path: Path, browser
+    tmp_path: Path, browser, migrated_prefect, local_prefect: str
 ) -> None:
     home = tmp_path / "home"
+    # Prefect's local home as any first run leaves it: migrated (which costs 10 to 30
+    # CPU-seconds once, and is tested wherever the suite first starts Prefect).
+    migrated_prefect(home / "prefect")
     env = clean_env(tmp_path, RALLY_HOME=str(home), COLUMNS="200")
     shown = run(["make", "-s", "demo"], env)
     assert shown.returncode == 0, shown.stdout + shown.stderr
@@ -154,7 +163,8 @@ def test_make_demo_rehearses_the_sprint_and_its_summary_agrees_with_the_store(
     report = home / "demo" / "reports" / "first-vote-pa-2027" / "week-12" / "report.html"
     assert report.exists() and "Report: " in shown.stdout
 
-    again = run([str(RALLY), "demo", "--json"], env)
+    # The same rehearsal again, reporting to the suite's Prefect server rather than starting one.
+    again = run([str(RALLY), "demo", "--json"], {**env, "PREFECT_API_URL": local_prefect})
     assert again.returncode == 0, again.stderr
     summary = json.loads(again.stdout.strip().splitlines()[-1])
     # The same seed gives the same sprint: the human summary said what the JSON says.

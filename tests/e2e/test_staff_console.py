@@ -15,7 +15,11 @@ from tests.conftest import SLUG
 from tests.e2e.conftest import Server
 from tests.e2e.pages import assert_page_fits
 
-pytestmark = [pytest.mark.slow, pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.serve_process,  # the server starts the rehearsal's process
+    pytest.mark.parametrize("store_url", ["sqlite"], indirect=True),
+]
 
 STAFF = "dana.okafor@keystoneyouthvote.example.org"
 REHEARSAL_SECONDS = 240  # Prefect's local start and five simulated weeks, with room to spare
