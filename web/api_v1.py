@@ -31,7 +31,7 @@ from store.db import transaction
 from store.models import Campaign, CreativeStatus
 from tasks.api.idempotency import Answer, KeyRefused, abandon, begin, finish, request_hash
 from tasks.api.limits import TokenLimits
-from tasks.api.tokens import Granted, TokenRefused, authenticate
+from tasks.api.tokens import Granted, TokenRefused, authenticate, record_use
 from tasks.campaigns.campaign import campaign_overview, list_campaigns, roster
 from web.deps import app_state_of
 from web.pages import bounded_body
@@ -71,24 +71,16 @@ class Refused(Exception):
 
 
 def granted(
-    request: Request,
-    credentials: HTTPAuthorizationCredentials | None,
-    scope: str,
-    campaign_id: int | None,
-    *,
-    listing: bool = False,
+    request: Request, credentials: HTTPAuthorizationCredentials | None, scope: str
 ) -> Granted:
-    """What the request's token allows for `scope` on `campaign_id`, or a refusal."""
+    """What the request's token allows for `scope` (any campaign yet: `reading` keeps a
+    campaign's token to its own), within the token's rate, or a refusal."""
     state = app_state_of(request)
     secret = credentials.credentials if credentials else None
     now = state.clock()
-    try:
-        with transaction(state.engine) as session:
-            grant = authenticate(
-                session, secret, scope=scope, campaign_id=campaign_id, now=now, listing=listing
-            )
-    except TokenRefused as refused:
-        raise Refused(refused.status, str(refused)) from None
+    with transaction(state.engine, write=False) as session:
+        grant = authenticate(session, secret, scope=scope, now=now)
+    record_use(state.engine, grant, now)
     limits: TokenLimits = request.app.state.limits
     quota = limits.take(grant.token_id, now.timestamp())
     request.state.quota = quota
@@ -114,18 +106,9 @@ def needs(scope: str) -> Any:
     request is read (a request without a good token is 401 or 403 whatever else is wrong)."""
 
     def grant_for(request: Request, credentials: Credentials) -> Granted:
-        return granted(request, credentials, scope, None, listing=True)
+        return granted(request, credentials, scope)
 
     return Depends(grant_for)
-
-
-def permitted(grant: Granted, campaign_id: int) -> None:
-    """Refuse a campaign's token another campaign (found after the token was checked, so
-    that no one learns which campaigns exist without a valid token)."""
-    try:
-        grant.check_campaign(campaign_id)
-    except TokenRefused as refused:
-        raise Refused(refused.status, str(refused)) from None
 
 
 def engine_of(request: Request) -> Engine:
@@ -138,12 +121,13 @@ def public_url(request: Request) -> str:
 
 @contextmanager
 def reading(request: Request, grant: Granted, slug: str) -> Iterator[tuple[Session, Campaign]]:
-    """A read-only session and the campaign `slug`, once the grant covers that campaign."""
+    """A read-only session and the campaign `slug`, once the grant covers that campaign (looked
+    up after the token was checked, so no one learns which campaigns exist without one)."""
     with transaction(engine_of(request), write=False) as session:
         found = session.exec(select(Campaign).where(col(Campaign.slug) == slug)).first()
         if found is None:
             raise Refused(404, f"no campaign {slug!r}")
-        permitted(grant, found.id or 0)
+        grant.check_campaign(found.id)
         yield session, found
 
 
@@ -178,6 +162,14 @@ def create_api(requests_per_minute: int) -> FastAPI:
     @api.exception_handler(Refused)
     async def refused(request: Request, exc: Refused) -> JSONResponse:
         return problem(exc.status, exc.detail, exc.headers)
+
+    @api.exception_handler(TokenRefused)
+    async def token_refused(request: Request, exc: TokenRefused) -> JSONResponse:
+        return problem(exc.status, str(exc))
+
+    @api.exception_handler(KeyRefused)
+    async def key_refused(request: Request, exc: KeyRefused) -> JSONResponse:
+        return problem(exc.status, exc.detail)
 
     @api.exception_handler(RallyError)
     async def rally_error(request: Request, exc: RallyError) -> JSONResponse:
@@ -527,10 +519,7 @@ def idempotently(
         return JSONResponse(answer.body, status_code=answer.status)
     state = app_state_of(request)
     digest = request_hash(request.method, request.url.path, payload)
-    try:
-        before = begin(state.engine, grant.token_id, key, digest, now=state.clock())
-    except KeyRefused as refused:
-        raise Refused(refused.status, refused.detail) from None
+    before = begin(state.engine, grant.token_id, key, digest, now=state.clock())
     if before is not None:
         return JSONResponse(
             before.body, status_code=before.status, headers={"Idempotent-Replayed": "true"}

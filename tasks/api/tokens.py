@@ -12,11 +12,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import Engine, update
 from sqlmodel import Session, col, select
 
 from config.errors import RallyError
 from store.audit import Change, record
+from store.db import transaction
 from store.models import ApiToken, ApproverCredential, Campaign
 
 RESOURCES = {
@@ -55,6 +56,7 @@ class Granted:
     name: str
     scopes: frozenset[str]
     campaign_id: int | None
+    use_to_record: bool = False  # the token's last use is due to be written (`record_use`)
 
     def check_campaign(self, campaign_id: int | None) -> None:
         """Refuse a campaign's token anything about another campaign, or about none."""
@@ -213,21 +215,13 @@ def _state(token: ApiToken, now: datetime) -> str:
     return "expired" if token.expires_at <= now else "active"
 
 
-def authenticate(
-    session: Session,
-    secret: str | None,
-    *,
-    scope: str,
-    campaign_id: int | None,
-    now: datetime,
-    listing: bool = False,
-) -> Granted:
-    """What `secret` allows for a request needing `scope` on `campaign_id` (None: a request
-    about no one campaign), or `TokenRefused` saying why not. A `listing` spans campaigns
-    and is let through with any token that has the scope: the caller lists only what
-    `Granted.campaign_id` allows.
+def authenticate(session: Session, secret: str | None, *, scope: str, now: datetime) -> Granted:
+    """What `secret` allows for a request needing `scope`, or `TokenRefused` saying why not.
+    A campaign's token is kept to its campaign by `Granted.check_campaign`, once the request's
+    campaign is known.
 
-    Read on every request, so a revocation or expiry takes effect at once."""
+    Read on every request (revocation and expiry take effect at once), in a reading
+    transaction: the last use is written apart, at most once a minute (`record_use`)."""
     if scope not in SCOPES:
         raise ValueError(f"unknown scope {scope!r}")
     token = session.exec(
@@ -242,13 +236,17 @@ def authenticate(
     if not allows(token.scopes, scope):
         raise TokenRefused(f"this API token lacks the scope {scope}", 403)
     assert token.id is not None
-    grant = Granted(token.id, token.name, frozenset(token.scopes), token.campaign_id)
-    if not listing:
-        grant.check_campaign(campaign_id)
-    if token.last_used_at is None or now - token.last_used_at >= USE_RECORDED_EVERY:
-        token.last_used_at = now
-        session.add(token)
-    return grant
+    used = token.last_used_at is None or now - token.last_used_at >= USE_RECORDED_EVERY
+    return Granted(token.id, token.name, frozenset(token.scopes), token.campaign_id, used)
+
+
+def record_use(engine: Engine, grant: Granted, now: datetime) -> None:
+    """Note when the token was last used, if `authenticate` found the note a minute old."""
+    if grant.use_to_record:
+        with transaction(engine, take_turns=False) as session:
+            session.execute(
+                update(ApiToken).where(col(ApiToken.id) == grant.token_id).values(last_used_at=now)
+            )
 
 
 def allows(scopes: list[str] | frozenset[str], scope: str) -> bool:

@@ -22,10 +22,11 @@ def made(rally, *args: str) -> dict:
 
 
 def check(engine: Engine, secret: str | None, scope: str, campaign_id: int | None, *, later=None):
-    with transaction(engine) as session:
-        return authenticate(
-            session, secret, scope=scope, campaign_id=campaign_id, now=later or utcnow()
-        )
+    """What the API does with a request's token for `scope` on `campaign_id`."""
+    with transaction(engine, write=False) as session:
+        granted = authenticate(session, secret, scope=scope, now=later or utcnow())
+    granted.check_campaign(campaign_id)
+    return granted
 
 
 def campaign_id(engine: Engine) -> int:
