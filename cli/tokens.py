@@ -30,7 +30,9 @@ def create_command(
     from tasks.api.tokens import create_token
     from tasks.campaigns.campaign import get_campaign
 
-    if bool(campaign) == all_campaigns:
+    if campaign and all_campaigns:
+        raise RallyError("give --campaign SLUG or --all-campaigns, not both")
+    if not campaign and not all_campaigns:
         raise RallyError(
             "name the campaign it is for with --campaign SLUG, or give --all-campaigns"
         )

@@ -101,6 +101,14 @@ async def _with_etag(request: Request, response: Any) -> Response:
     return Response(body, status_code=200, headers=headers | {"ETag": tag})
 
 
+def _field(error: dict[str, Any]) -> str:
+    """The field a validation error is about, as the client named it (`body` for a body that
+    is not JSON at all)."""
+    if error.get("type") == "json_invalid":
+        return "body"
+    return ".".join(str(part) for part in error["loc"][1:]) or str(error["loc"][0])
+
+
 def needs(scope: str) -> Any:
     """The dependency that checks the request's token for `scope` before anything else of the
     request is read (a request without a good token is 401 or 403 whatever else is wrong)."""
@@ -177,10 +185,7 @@ def create_api(requests_per_minute: int) -> FastAPI:
 
     @api.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [
-            {"field": ".".join(str(p) for p in e["loc"][1:]), "detail": e["msg"]}
-            for e in exc.errors()
-        ]
+        errors = [{"field": _field(e), "detail": e["msg"]} for e in exc.errors()]
         fields = ", ".join(e["field"] for e in errors)
         return problem(400, f"not valid: {fields}", errors=errors)
 

@@ -160,6 +160,8 @@ def revoke_sign_ins(session: Session, email: str, *, actor: str, now: datetime) 
     """End a person's sign-ins: their browser sessions, unused sign-in links and approver API
     tokens stop working at once. Returns how many were ended."""
     email = email.strip().lower()
+    if "@" not in email:
+        raise RallyError(f"{email!r} is not an email address: give the person's email")
     ended: int = session.execute(  # type: ignore[attr-defined]  # an UPDATE's CursorResult
         update(ApproverCredential)
         .where(

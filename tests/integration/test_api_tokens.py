@@ -139,3 +139,10 @@ def test_ending_a_persons_sign_ins_logs_them_out_at_once(rally, applied, engine)
     assert ended.code == 0 and "1 sign-in(s)" in ended.out
     with transaction(engine) as session:
         assert who(session, cookie, kinds=("session",), now=utcnow()) is None
+
+
+def test_ending_sign_ins_and_making_tokens_refuse_what_is_not_meant(rally, applied) -> None:
+    assert "not an email address" in rally("tokens", "end-sign-ins", " ").err
+    both = rally("tokens", "create", "x", "--scope", "leads:read", "--campaign", SLUG,
+                 "--all-campaigns")  # fmt: skip
+    assert both.code != 0 and "not both" in both.err

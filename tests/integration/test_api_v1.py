@@ -360,3 +360,14 @@ def test_the_sprint_reads_as_the_cli_shows_it(rally, running, settings) -> None:
     assert answer.status_code == 200, answer.text
     shown = json.loads(rally("sprint", "status", SLUG, "--json").out)
     assert answer.json() == shown and answer.json()["started"] is True
+
+
+def test_a_body_that_is_not_json_is_named_as_the_body(rally, applied, settings) -> None:
+    client = TestClient(create_app(settings))
+    auth = token(rally, "--scope", "events:write", "--campaign", SLUG)
+    answer = client.post(
+        f"/api/v1/campaigns/{SLUG}/events",
+        content=b"not json",
+        headers=auth | {"Content-Type": "application/json"},
+    )
+    assert answer.status_code == 400 and answer.json()["errors"][0]["field"] == "body"
