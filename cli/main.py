@@ -50,6 +50,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "cli.tokens:app",
         "API tokens: create (shown once), list, revoke; end a person's sign-ins.",
     ),
+    "webhooks": (
+        "cli.webhooks:app",
+        "Outgoing webhooks: add a subscription, list, test, replay, enable, remove.",
+    ),
     "db": ("cli.db:app", "The store's schema: status and upgrades."),
     "serve": (
         "cli.serve:serve_command",

@@ -163,6 +163,12 @@ class Settings(RallySettings):
     api_requests_per_minute: int = Field(
         600, ge=1, description="Requests each API token may make a minute (per web process)"
     )
+    webhook_disable_after_hours: float = Field(
+        72,
+        gt=0,
+        description="A webhook subscription whose receiver has failed this long without a "
+        "success is disabled, and the campaign's staff are emailed",
+    )
     outbox_lease_seconds: float = Field(
         30,
         gt=0,

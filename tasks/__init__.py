@@ -10,6 +10,8 @@ One package per capability, each importing only the ones listed before it (and t
   recorded with what they mean), `rate_limits` (a remote account's rate limit shared by every
   process on the store);
 - `campaigns`: a campaign applied from its files, its roster, plan and tracking links;
+- `webhooks`: a campaign's webhook subscriptions, the events every capability emits to them,
+  and their signed, ordered delivery;
 - `briefs`: each creator's brief generated, versioned, emailed, acknowledged, reminded;
 - `review`: a creative's drafts, the policy checks, tiered review, deadlines, posting;
 - `leads`: contacts, the leads of a campaign, their sync to each destination, forgetting;
@@ -18,7 +20,8 @@ One package per capability, each importing only the ones listed before it (and t
 - `rehearsal`: the simulated creators, approvers and audience of a rehearsal;
 - `sprint`: the sprint's start, weeks, milestones and summary;
 - `mail`: the one email drain, with the handler each capability gives for its messages;
-- `staff`: what the staff console reads of a campaign (pipeline, lead sync, the logs).
+- `staff`: what the staff console reads of a campaign (pipeline, lead sync, the logs);
+- `api`: the REST API's tokens, idempotency and rate limits, over every capability it serves.
 
 Adapters to the outside (`integrations`) sit below this layer; the connector for a lead
 destination comes from `integrations.destinations`.

@@ -20,6 +20,8 @@ from tasks.leads.records import CHANNEL as LEAD_CHANNEL
 from tasks.review.routing import ESCALATION as REVIEW_ESCALATION
 from tasks.review.routing import REMINDER as REVIEW_REMINDER
 from tasks.sprint.calendar import live_sprints, steps_due
+from tasks.webhooks.deliver import webhooks_due
+from tasks.webhooks.events import CHANNEL as WEBHOOKS
 
 
 def _any(engine: Engine, query: Select[Any]) -> bool:
@@ -28,15 +30,21 @@ def _any(engine: Engine, query: Select[Any]) -> bool:
 
 
 def outbox_due(engine: Engine, now: datetime, *, leads: bool) -> bool:
-    lead = col(OutboxMessage.channel) == LEAD_CHANNEL
+    """Lead sync's messages (`leads`), or every other channel's but webhooks', which wait
+    with their subscription (`webhooks_due`)."""
+    channel = col(OutboxMessage.channel)
     return _any(
         engine,
         select(col(OutboxMessage.id)).where(
             col(OutboxMessage.status) == OutboxStatus.PENDING,
             col(OutboxMessage.available_at) <= now,
-            lead if leads else ~lead,
+            channel == LEAD_CHANNEL if leads else channel.not_in((LEAD_CHANNEL, WEBHOOKS)),
         ),
     )
+
+
+def delivery_due(engine: Engine, now: datetime) -> bool:
+    return outbox_due(engine, now, leads=False) or webhooks_due(engine, now)
 
 
 def events_waiting(engine: Engine, now: datetime) -> bool:
@@ -71,7 +79,7 @@ def tiktok_connected(engine: Engine, now: datetime) -> bool:
 
 
 CHECKS: dict[str, Callable[[Engine, datetime], bool]] = {
-    "deliver": lambda engine, now: outbox_due(engine, now, leads=False),
+    "deliver": delivery_due,
     "sync-leads": lambda engine, now: outbox_due(engine, now, leads=True),
     "follow-up-rules": events_waiting,
     "review-deadlines": timers_due((REVIEW_REMINDER, REVIEW_ESCALATION)),

@@ -58,7 +58,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "delivery": ("OutboxStatus", "OutboxMessage", "RateWindow", "Timer"),
     "sprint": ("MetricSnapshot", "SprintState", "SprintRun", "SprintStep", "Report", "StaffRun"),
     "audit": ("AuditEvent", "AuditHead"),
-    "api": ("ApiToken", "ApiIdempotencyKey"),
+    "api": ("ApiToken", "ApiIdempotencyKey", "WebhookSubscription"),
 }
 _MODULE_OF = {name: module for module, names in MODULES.items() for name in names}
 

@@ -42,3 +42,31 @@ class ApiIdempotencyKey(SQLModel, table=True):
     status: int | None = None
     body: dict[str, Any] | None = Field(default=None, sa_type=JSON)
     created_at: datetime = created_time()
+
+
+class WebhookSubscription(SQLModel, table=True):
+    """Where a campaign's events are posted (`tasks.webhooks`): a URL, the event types it takes
+    and its signing secret, sealed with `RALLY_SECRET_KEY`. Its deliveries are outbox messages
+    (destination `webhook:<id>`), sent in order, one deliverer at a time (`locked_until`,
+    `lease_id`). While the receiver fails, `failures` counts the tries in a row, `retry_at` is
+    the next one and `failing_since` the first; failing for days disables it (`disabled_at`)."""
+
+    __tablename__ = "webhook_subscriptions"
+
+    id: int | None = Field(default=None, primary_key=True)
+    campaign_id: int = Field(foreign_key="campaigns.id", index=True)
+    url: str = Field(max_length=2000)
+    event_types: list[str] = Field(default_factory=list, sa_type=JSON)
+    secret_sealed: str
+    description: str = Field(default="", max_length=200)
+    created_by: str = Field(max_length=254)
+    created_at: datetime = created_time()
+    failures: int = 0
+    failing_since: datetime | None = optional_time()
+    retry_at: datetime | None = optional_time()
+    last_error: str | None = None
+    last_success_at: datetime | None = optional_time()
+    locked_until: datetime | None = optional_time()
+    lease_id: str | None = Field(default=None, max_length=32)
+    disabled_at: datetime | None = optional_time()
+    disabled_reason: str | None = None

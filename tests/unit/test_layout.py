@@ -23,18 +23,28 @@ LAYERS = {  # top-level package -> the packages it may import
 PLUMBING = {"formats", "progress", "outbox", "drain", "rate_limits"}
 CAPABILITIES = {  # tasks' package -> the packages before it that it may import
     "campaigns": set(),
-    "briefs": {"campaigns"},
-    "review": {"campaigns"},
-    "leads": {"campaigns"},
-    "engagement": {"campaigns", "leads"},
+    "webhooks": {"campaigns"},
+    "briefs": {"campaigns", "webhooks"},
+    "review": {"campaigns", "webhooks"},
+    "leads": {"campaigns", "webhooks"},
+    "engagement": {"campaigns", "leads", "webhooks"},
     "reporting": {"campaigns"},
     "rehearsal": {"campaigns", "briefs", "review", "engagement"},
-    "sprint": {"campaigns", "briefs", "review", "leads", "reporting", "rehearsal"},
+    "sprint": {"campaigns", "briefs", "review", "leads", "reporting", "rehearsal", "webhooks"},
     "mail": {"briefs", "review", "engagement"},
-    "due": {"campaigns", "briefs", "review", "leads", "sprint"},
+    "due": {"campaigns", "briefs", "review", "leads", "sprint", "webhooks"},
     "staff": {"campaigns", "review", "leads"},
     # the REST API's tokens and, as it grows, its resources: over every capability it serves
-    "api": {"campaigns", "briefs", "review", "leads", "engagement", "reporting", "sprint"},
+    "api": {
+        "campaigns",
+        "briefs",
+        "review",
+        "leads",
+        "engagement",
+        "reporting",
+        "sprint",
+        "webhooks",
+    },
 }
 
 

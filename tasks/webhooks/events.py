@@ -1,0 +1,100 @@
+"""What a campaign's webhook subscriptions hear: each event a service emits, in the transaction
+of the change behind it, becomes one outbox message per subscription that takes its type
+(`tasks.webhooks.deliver` posts them). With no subscription, emitting costs one small query.
+
+A payload carries ids, the campaign's slug and a link into the API, and no more personal data
+than a token with the event type's scope would read there: a lead's email and name for the
+`leads:read` events, a creator's public handle for the rest.
+"""
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlmodel import Session, col
+
+from store.models import Campaign, WebhookSubscription
+from tasks.outbox import enqueue
+
+CHANNEL = "webhook"
+API_PREFIX = "/api/v1"
+
+# Each event type: the scope a token needs to read what it tells, and what it means.
+EVENT_TYPES: dict[str, tuple[str, str]] = {
+    "brief.acknowledged": ("briefs:read", "a creator acknowledged their brief"),
+    "creative.submitted": ("creatives:read", "a creator submitted a draft for review"),
+    "creative.approved": ("creatives:read", "a creative passed every review tier"),
+    "creative.rejected": ("creatives:read", "a reviewer rejected a creative"),
+    "creative.posted": ("creatives:read", "an approved creative was posted"),
+    "lead.created": ("leads:read", "a new lead signed up or was imported"),
+    "lead.synced": ("leads:read", "a lead reached a CRM or volunteer system"),
+    "consent.changed": ("leads:read", "a contact gave or withdrew consent"),
+    "followup.sent": ("followups:read", "a follow-up (DM, email, text, tag) went out"),
+    "sprint.week_closed": ("campaign:read", "a sprint week was closed"),
+    "milestone.missed": ("campaign:read", "a sprint milestone passed without being met"),
+    "webhook.test": ("webhooks:read", "a test delivery asked for by staff"),
+}
+
+
+@dataclass(frozen=True)
+class Event:
+    """One thing that happened. `key` names this occurrence (a retried change emits it once);
+    `subject` ("creative:12") is what deliveries keep in order for; `collection` is the API
+    path under the campaign that lists it (`creatives`)."""
+
+    type: str
+    key: str
+    subject: str
+    collection: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+def emit(session: Session, campaign_id: int, events: Sequence[Event], *, at: datetime) -> int:
+    """Queue `events` for each enabled subscription of the campaign that takes their type, in
+    the caller's transaction; return how many deliveries were queued."""
+    if not events:
+        return 0
+    subscriptions = session.execute(
+        select(WebhookSubscription.id, WebhookSubscription.event_types, Campaign.slug)  # type: ignore[call-overload]
+        .join(Campaign, col(Campaign.id) == col(WebhookSubscription.campaign_id))
+        .where(
+            col(WebhookSubscription.campaign_id) == campaign_id,
+            col(WebhookSubscription.disabled_at).is_(None),
+        )
+    ).all()
+    messages = [
+        delivery(subscription_id, slug, event, at)
+        for subscription_id, types, slug in subscriptions
+        for event in events
+        if event.type in types
+    ]
+    return enqueue(session, messages)
+
+
+def delivery(subscription_id: int, slug: str, event: Event, at: datetime) -> dict[str, Any]:
+    """The outbox message that takes `event` to one subscription. Its `webhook-id` is made from
+    the subscription and the occurrence, so every try and every replay carries the same one."""
+    key = f"webhook:{subscription_id}:{event.key}"
+    subject_type, _, subject_id = event.subject.partition(":")
+    links = {"collection": f"{API_PREFIX}/campaigns/{slug}/{event.collection}".rstrip("/")}
+    return {
+        "channel": CHANNEL,
+        "destination": f"webhook:{subscription_id}",
+        "idempotency_key": key,
+        "subject_type": subject_type[:32],
+        "subject_id": subject_id[:64],
+        "available_at": at,
+        "payload": {
+            "id": message_id(key),
+            "type": event.type,
+            "timestamp": at.isoformat().replace("+00:00", "Z"),
+            "data": {"campaign": slug, **event.data, "links": links},
+        },
+    }
+
+
+def message_id(key: str) -> str:
+    return "msg_" + hashlib.sha256(key.encode()).hexdigest()[:32]
