@@ -72,24 +72,14 @@ def list_command(
 ) -> None:
     """Subscriptions: URL, event types, state, and deliveries waiting or given up on."""
     from tasks.campaigns.campaign import get_campaign
-    from tasks.webhooks.subscriptions import subscriptions_of
+    from tasks.webhooks.subscriptions import shown, subscriptions_of
 
     _, engine = store()
     with transaction(engine, write=False) as session:
         campaign_id = get_campaign(session, campaign).id if campaign else None
         rows: list[dict[str, Any]] = [
-            {
-                "id": s.id,
-                "campaign": slug,
-                "url": s.url,
-                "event_types": s.event_types,
-                "state": state_of(s.disabled_reason, s.failing_since, s.retry_at),
-                "waiting": counts.get("pending", 0),
-                "given_up": counts.get("dead", 0),
-                "delivered": counts.get("sent", 0),
-                "last_error": s.last_error,
-                "last_success_at": s.last_success_at.isoformat() if s.last_success_at else None,
-            }
+            shown(s, slug, counts)
+            | {"state": state_of(s.disabled_reason, s.failing_since, s.retry_at)}
             for s, slug, counts in subscriptions_of(session, campaign_id)
         ]
     if json_output:

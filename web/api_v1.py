@@ -44,6 +44,7 @@ TITLES = {
     403: "Forbidden",
     404: "Not Found",
     409: "Conflict",
+    412: "Precondition Failed",
     429: "Too Many Requests",
     413: "Content Too Large",
     422: "Unprocessable Content",

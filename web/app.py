@@ -26,6 +26,7 @@ from tasks.engagement.writer import EventWriter
 from tasks.review.uploads import video_shelf
 from web import api, briefs, public, reports, review, sprint, staff, staff_actions, uploads
 from web.api_v1 import API_PREFIX, create_api, problem
+from web.api_webhooks import add_webhook_routes
 from web.deps import AppState, SignedOut
 from web.pages import PrivateHeaders, RetryDroppedConnection, not_found, page_response
 from web.webhooks import TikTokWebhooks
@@ -52,9 +53,9 @@ def create_app(
     for module in (public, briefs, review, reports, sprint, staff, staff_actions, uploads, api):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    rest = create_api(
-        settings.api_requests_per_minute
-    )  # its own app: its own OpenAPI document and problem-details errors
+    # The API is its own app: its own OpenAPI document and problem-details errors.
+    rest = create_api(settings.api_requests_per_minute)
+    add_webhook_routes(rest)
     rest.state.rally = app.state.rally
     app.mount(API_PREFIX, rest)
     return app

@@ -271,3 +271,78 @@ def send_test(
     message = delivery(subscription_id, campaign.slug if campaign else "", event, now)
     enqueue(session, [message])
     return dict(message["payload"])
+
+
+def update_subscription(
+    session: Session,
+    subscription_id: int,
+    *,
+    url: str | None = None,
+    event_types: Sequence[str] | None = None,
+    description: str | None = None,
+    enabled: bool | None = None,
+    actor: str,
+    now: datetime,
+) -> WebhookSubscription:
+    """Change what a subscription posts and where, or turn it off and on again; audited."""
+    from integrations.webhooks import check_url
+
+    found = subscription(session, subscription_id)
+    changes: dict[str, Any] = {}
+    if url is not None and url != found.url:
+        changes["url"] = [found.url, check_url(url)]
+        found.url = changes["url"][1]
+    if event_types is not None and list(event_types) != found.event_types:
+        changes["event_types"] = [found.event_types, list(event_types)]
+        found.event_types = list(event_types)
+    if description is not None and description.strip() != found.description:
+        changes["description"] = [found.description, description.strip()[:200]]
+        found.description = changes["description"][1]
+    if enabled is not None and enabled != (found.disabled_at is None):
+        changes["enabled"] = [not enabled, enabled]
+        if enabled:
+            found.disabled_at = found.disabled_reason = found.failing_since = None
+            found.retry_at, found.failures = None, 0
+        else:
+            found.disabled_at, found.disabled_reason = now, f"turned off by {actor}"
+    if changes:
+        session.add(found)
+        record(
+            session,
+            [
+                Change(
+                    actor,
+                    "webhook.changed",
+                    "webhook_subscription",
+                    subscription_id,
+                    f"{found.url}: {', '.join(changes)} changed",
+                    changes,
+                )
+            ],
+        )
+    return found
+
+
+def shown(found: WebhookSubscription, slug: str, counts: dict[str, int]) -> dict[str, Any]:
+    """A subscription as the CLI's `--json` and the API show it (never its secret)."""
+    return {
+        "id": found.id,
+        "campaign": slug,
+        "url": found.url,
+        "event_types": found.event_types,
+        "description": found.description,
+        "enabled": found.disabled_at is None,
+        "disabled_reason": found.disabled_reason,
+        "failing_since": _iso(found.failing_since),
+        "next_try_at": _iso(found.retry_at) if found.failing_since else None,
+        "last_error": found.last_error,
+        "last_success_at": _iso(found.last_success_at),
+        "waiting": counts.get("pending", 0),
+        "given_up": counts.get("dead", 0),
+        "delivered": counts.get("sent", 0),
+        "created_at": _iso(found.created_at),
+    }
+
+
+def _iso(at: datetime | None) -> str | None:
+    return at.isoformat().replace("+00:00", "Z") if at is not None else None

@@ -1,0 +1,334 @@
+"""The API's webhook subscriptions, `/campaigns/{slug}/webhooks`: what `rally webhooks` does,
+for a token with `webhooks:read` or `webhooks:write`. A token may subscribe only to event types
+whose scope it holds (`lead.created` needs `leads:read`), so a subscription never carries more
+than its maker could read. A new subscription's secret is in the first answer only; a retry with
+the same Idempotency-Key gets that answer without it. A change takes `If-Match` with the ETag
+its GET gave: a subscription changed since is 412, and nothing is changed.
+"""
+
+import hashlib
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import FastAPI, Header, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from sqlmodel import Session
+
+from config.errors import RallyError
+from store.crypto import Sealer
+from store.db import transaction
+from store.models import Campaign, WebhookSubscription
+from tasks.api.idempotency import Answer, begin, finish, request_hash
+from tasks.api.tokens import Granted
+from web.api_v1 import (
+    IdempotencyKey,
+    Page,
+    Paging,
+    Refused,
+    idempotently,
+    needs,
+    operation,
+    paged,
+    reading,
+)
+from web.deps import app_state_of
+
+MAX_TYPES = 20
+
+
+class SubscriptionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(
+        min_length=8, max_length=2000, description="https, or http to Rally's machine only"
+    )
+    event_types: list[str] = Field(
+        default_factory=list,
+        max_length=MAX_TYPES,
+        description="Event types to post; none: every type this token's scopes can read",
+    )
+    description: str = Field("", max_length=200, description="What it is for")
+
+
+class SubscriptionChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: str | None = Field(None, min_length=8, max_length=2000)
+    event_types: list[str] | None = Field(None, min_length=1, max_length=MAX_TYPES)
+    description: str | None = Field(None, max_length=200)
+    enabled: bool | None = Field(None, description="false turns it off; true on again")
+
+
+class ReplayIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    since: AwareDatetime | None = Field(
+        None, description="Also post again what was delivered since then"
+    )
+
+
+IfMatch = Annotated[
+    str | None,
+    Header(
+        alias="If-Match",
+        max_length=200,
+        description="The ETag of the subscription as last read: refused (412) if it changed",
+    ),
+]
+
+
+def add_webhook_routes(api: FastAPI) -> None:
+    """The subscription endpoints, on the API app `api`."""
+
+    @api.get(
+        "/campaigns/{slug}/webhooks",
+        **operation("webhooks:read", "webhooks", "A campaign's webhook subscriptions"),
+    )
+    def webhooks(
+        request: Request,
+        grant: Annotated[Granted, needs("webhooks:read")],
+        slug: str,
+        paging: Paging,
+    ) -> Page:
+        """Each subscription by id: URL, event types, state, deliveries waiting and given up
+        on (never its secret)."""
+        from tasks.webhooks.subscriptions import shown, subscriptions_of
+
+        with reading(request, grant, slug) as (session, found):
+            rows = [shown(s, found.slug, c) for s, _, c in subscriptions_of(session, found.id)]
+        return paged(rows, lambda r: r["id"], paging)
+
+    @api.get(
+        "/campaigns/{slug}/webhooks/{subscription_id}",
+        **operation("webhooks:read", "webhooks", "One webhook subscription"),
+    )
+    def webhook(
+        request: Request,
+        grant: Annotated[Granted, needs("webhooks:read")],
+        slug: str,
+        subscription_id: int,
+    ) -> dict[str, Any]:
+        """One subscription's settings; its ETag is what a change's If-Match names."""
+        with reading(request, grant, slug) as (session, found):
+            return _shown(session, found, subscription_id)
+
+    @api.post(
+        "/campaigns/{slug}/webhooks",
+        status_code=201,
+        **operation("webhooks:write", "webhooks", "Subscribe a URL to a campaign's events"),
+    )
+    def subscribe(
+        request: Request,
+        grant: Annotated[Granted, needs("webhooks:write")],
+        slug: str,
+        body: SubscriptionIn,
+        idempotency_key: IdempotencyKey = None,
+    ) -> JSONResponse:
+        """A new subscription, posted events signed per the Standard Webhooks specification
+        with the `secret` in this answer, shown this once."""
+        from tasks.webhooks.subscriptions import add_subscription, check_event_types, shown
+
+        with reading(request, grant, slug) as (_, found):
+            campaign_id = found.id
+        types = check_event_types(body.event_types, grant.scopes)
+        state = app_state_of(request)
+
+        def work() -> Answer:
+            sealer = _sealer(state.settings.secret_key.get_secret_value())
+            with transaction(state.engine) as session:
+                campaign = session.get(Campaign, campaign_id)
+                assert campaign is not None
+                made = add_subscription(
+                    session,
+                    campaign,
+                    url=body.url,
+                    event_types=types,
+                    description=body.description,
+                    sealer=sealer,
+                    actor=grant.actor,
+                    now=state.clock(),
+                )
+                return Answer(201, shown(made.subscription, slug, {}) | {"secret": made.secret})
+
+        if idempotency_key is None:
+            answer = work()
+            return JSONResponse(answer.body, status_code=201)
+        digest = request_hash(request.method, request.url.path, body.model_dump())
+        before = begin(state.engine, grant.token_id, idempotency_key, digest, now=state.clock())
+        if before is not None:
+            return JSONResponse(
+                before.body, status_code=before.status, headers={"Idempotent-Replayed": "true"}
+            )
+        answer = work()
+        kept = answer.body | {"secret": None}  # the secret is not kept, even for a day
+        finish(state.engine, grant.token_id, idempotency_key, Answer(answer.status, kept))
+        return JSONResponse(answer.body, status_code=201)
+
+    @api.patch(
+        "/campaigns/{slug}/webhooks/{subscription_id}",
+        **operation("webhooks:write", "webhooks", "Change a subscription, or turn it off and on"),
+    )
+    def change(
+        request: Request,
+        grant: Annotated[Granted, needs("webhooks:write")],
+        slug: str,
+        subscription_id: int,
+        body: SubscriptionChange,
+        if_match: IfMatch = None,
+    ) -> JSONResponse:
+        """Change the URL, event types or description, or `enabled`; what waited for a
+        subscription turned on again goes out, oldest first."""
+        from tasks.webhooks.subscriptions import check_event_types, update_subscription
+
+        with reading(request, grant, slug) as (_, found):
+            campaign_id = found.id
+        types = None
+        if body.event_types is not None:
+            types = check_event_types(body.event_types, grant.scopes)
+        state = app_state_of(request)
+        with transaction(state.engine) as session:
+            campaign = session.get(Campaign, campaign_id)
+            assert campaign is not None
+            now_shown = _shown(session, campaign, subscription_id)
+            if if_match is not None and not {etag_of(now_shown), "*"} & _tags(if_match):
+                raise Refused(
+                    412, "the subscription changed since it was read: read it again (GET)"
+                )
+            update_subscription(
+                session,
+                subscription_id,
+                url=body.url,
+                event_types=types,
+                description=body.description,
+                enabled=body.enabled,
+                actor=grant.actor,
+                now=state.clock(),
+            )
+            session.flush()
+            after = _shown(session, campaign, subscription_id)
+        return JSONResponse(after, headers={"ETag": etag_of(after)})
+
+    @api.delete(
+        "/campaigns/{slug}/webhooks/{subscription_id}",
+        status_code=204,
+        **operation("webhooks:write", "webhooks", "Remove a subscription for good"),
+    )
+    def remove(
+        request: Request,
+        grant: Annotated[Granted, needs("webhooks:write")],
+        slug: str,
+        subscription_id: int,
+    ) -> Response:
+        """Nothing more is posted to it; deliveries waiting for it are withdrawn."""
+        from tasks.webhooks.subscriptions import remove_subscription
+
+        with reading(request, grant, slug) as (session, found):
+            _owned(session, found, subscription_id)
+        state = app_state_of(request)
+        with transaction(state.engine) as session:
+            remove_subscription(session, subscription_id, actor=grant.actor, now=state.clock())
+        return Response(status_code=204)
+
+    @api.post(
+        "/campaigns/{slug}/webhooks/{subscription_id}/replays",
+        **operation("webhooks:write", "webhooks", "Post again what a subscription missed"),
+    )
+    def replay_deliveries(
+        request: Request,
+        grant: Annotated[Granted, needs("webhooks:write")],
+        slug: str,
+        subscription_id: int,
+        body: ReplayIn,
+        idempotency_key: IdempotencyKey = None,
+    ) -> JSONResponse:
+        """Queue again the deliveries given up on, and those delivered since `since`, each
+        with its first webhook-id (`rally webhooks replay`)."""
+        from tasks.webhooks.subscriptions import replay
+
+        with reading(request, grant, slug) as (session, found):
+            _owned(session, found, subscription_id)
+        state = app_state_of(request)
+
+        def work() -> Answer:
+            since: datetime | None = body.since
+            with transaction(state.engine) as session:
+                queued = replay(
+                    session, subscription_id, since=since, actor=grant.actor, now=state.clock()
+                )
+            return Answer(200, {"queued_again": queued})
+
+        payload = body.model_dump(mode="json")
+        return idempotently(request, grant, idempotency_key, payload, work)
+
+    @api.post(
+        "/campaigns/{slug}/webhooks/{subscription_id}/tests",
+        status_code=202,
+        **operation("webhooks:write", "webhooks", "Queue a test delivery"),
+    )
+    def test_delivery(
+        request: Request,
+        grant: Annotated[Granted, needs("webhooks:write")],
+        slug: str,
+        subscription_id: int,
+        idempotency_key: IdempotencyKey = None,
+    ) -> JSONResponse:
+        """A `webhook.test` delivery, posted with the next delivery run (within a minute
+        under `rally serve`)."""
+        from tasks.webhooks.subscriptions import send_test
+
+        with reading(request, grant, slug) as (session, found):
+            _owned(session, found, subscription_id)
+        state = app_state_of(request)
+
+        def work() -> Answer:
+            with transaction(state.engine) as session:
+                payload = send_test(session, subscription_id, actor=grant.actor, now=state.clock())
+            return Answer(202, {"webhook_id": payload["id"], "type": payload["type"]})
+
+        return idempotently(request, grant, idempotency_key, {}, work)
+
+
+def _owned(session: Session, campaign: Campaign, subscription_id: int) -> WebhookSubscription:
+    """The campaign's subscription `subscription_id`, or 404 (another campaign's too)."""
+    from tasks.webhooks.subscriptions import subscription
+
+    try:
+        found = subscription(session, subscription_id)
+    except RallyError:
+        found = None
+    if found is None or found.campaign_id != campaign.id:
+        raise Refused(404, f"no webhook subscription {subscription_id} in this campaign")
+    return found
+
+
+SETTINGS = ("id", "campaign", "url", "event_types", "description", "enabled", "disabled_reason")
+
+
+def _shown(session: Session, campaign: Campaign, subscription_id: int) -> dict[str, Any]:
+    """The subscription's settings: what a change sets, and so what its ETag stands for (not
+    its deliveries, which move on by themselves; the list shows those)."""
+    from tasks.webhooks.subscriptions import shown
+
+    found = _owned(session, campaign, subscription_id)
+    whole = shown(found, campaign.slug, {})
+    return {name: whole[name] for name in SETTINGS} | {"created_at": whole["created_at"]}
+
+
+def etag_of(body: dict[str, Any]) -> str:
+    """The ETag a GET of `body` carries (the API's weak tag of the JSON it sends)."""
+    rendered = JSONResponse(body).body
+    return f'W/"{hashlib.sha256(rendered).hexdigest()[:32]}"'
+
+
+def _tags(header: str) -> set[str]:
+    return {tag.strip() for tag in header.split(",")}
+
+
+def _sealer(key: str) -> Sealer:
+    try:
+        return Sealer(key)
+    except RallyError:
+        raise Refused(
+            503, "webhooks are not set up on this Rally: its RALLY_SECRET_KEY is not set"
+        ) from None
