@@ -98,9 +98,10 @@ class WebhookPoster:
         }
         try:
             with self.client.stream("POST", url, content=body, headers=headers) as answer:
+                # read (a little of) the answer, so that its connection is kept for the next
+                text = _start_of(answer)
                 if answer.is_success:
                     return
-                text = _start_of(answer)
         except httpx.HTTPError as exc:
             raise TransientError(f"{url}: {type(exc).__name__} {exc}".strip()) from None
         said = f"{url} answered {answer.status_code}: {text}".strip()
@@ -115,8 +116,8 @@ class WebhookPoster:
 
 
 def _start_of(answer: httpx.Response) -> str:
-    """The first characters of a refusal's body, read no further (a receiver's error page may
-    be large)."""
+    """The first characters of an answer's body, read no further (a receiver's page may be
+    large: then its connection is closed rather than kept)."""
     start = b""
     for chunk in answer.iter_bytes():
         start += chunk
