@@ -135,7 +135,7 @@ class Settings(RallySettings):
 
     secret_key: SecretStr = Field(
         SecretStr(""),
-        description="Seals the tokens Rally keeps (TikTok's); 32 random characters or more",
+        description="Seals the secrets Rally keeps (TikTok's tokens, webhook secrets); 32+ characters",
     )
 
     tiktok_client_key: str = Field(
