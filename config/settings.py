@@ -135,7 +135,7 @@ class Settings(RallySettings):
 
     secret_key: SecretStr = Field(
         SecretStr(""),
-        description="Seals the secrets Rally keeps (TikTok's tokens, webhook secrets); 32+ characters",
+        description="Seals the secrets Rally keeps (TikTok tokens, webhook secrets); 32+ chars",
     )
 
     tiktok_client_key: str = Field(
