@@ -76,6 +76,9 @@ def copy_rows(session: Session, table: Table, rows: Sequence[Mapping[str, Any]])
     columns = [c for c in table.c if c.name in rows[0]]
     names = [c.name for c in columns]
     json_columns = {c.name for c in columns if isinstance(c.type, JSON)}
+    # None in a nullable JSON column is SQL NULL, as an INSERT stores it, not JSON's `null`
+    # (which `IS NULL` does not find)
+    null_json = {c.name for c in columns if isinstance(c.type, JSON) and c.nullable}
     from psycopg import sql as pg_sql  # PostgreSQL's own: SQLite stores never load it
 
     command = pg_sql.SQL("COPY {} ({}) FROM STDIN").format(
@@ -83,6 +86,8 @@ def copy_rows(session: Session, table: Table, rows: Sequence[Mapping[str, Any]])
     )
 
     def stored(name: str, value: Any) -> Any:
+        if value is None and name in null_json:
+            return None
         if name in json_columns:
             return json.dumps(value, default=to_jsonable_python)
         return value.value if isinstance(value, Enum) else value

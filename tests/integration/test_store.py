@@ -124,3 +124,28 @@ def test_on_postgresql_changes_take_turns_but_queue_work_and_reading_never_wait(
             "a change in progress",
         ]
         assert verify(session).ok
+
+
+def test_bulk_rows_keep_an_empty_json_value_as_null_on_every_store(engine: Engine) -> None:
+    from store.bulk import insert_rows
+    from store.models import OutboxMessage
+
+    rows = [
+        {
+            "channel": "lead",
+            "destination": "csv",
+            "idempotency_key": f"k{n}",
+            "subject_type": "contact",
+            "subject_id": str(n),
+            "payload": {"n": n},
+            "remote_state": None if n % 2 else {"email": "subscribed"},
+        }
+        for n in range(6)
+    ]
+    with transaction(engine) as session:
+        insert_rows(session, OutboxMessage, rows)  # COPY on PostgreSQL
+        again = [r | {"idempotency_key": "x" + r["idempotency_key"]} for r in rows]
+        insert_rows(session, OutboxMessage, again, key=("idempotency_key",))
+    with engine.connect() as conn:
+        nulls = conn.execute(text("SELECT count(*) FROM outbox WHERE remote_state IS NULL"))
+        assert nulls.scalar_one() == 6
