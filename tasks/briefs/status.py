@@ -14,6 +14,7 @@ from tasks.briefs.emails import brief_link
 from tasks.briefs.run import full_inputs, latest_briefs
 from tasks.campaigns.apply import spec_changes
 from tasks.campaigns.campaign import get_campaign
+from tasks.webhooks.events import Event, emit, iso
 
 
 def _email_state(message: OutboxMessage | None) -> str:
@@ -170,5 +171,14 @@ def acknowledge(session: Session, token: str, *, version: int, now: datetime) ->
                 {"version": version},
             )
         ],
+    )
+    brief = page.brief
+    data = {"brief": brief.id, "creator": page.handle, "version": version, "at": iso(now)}
+    key, subject = f"brief:{brief.id}:acknowledged", f"brief:{brief.id}"
+    emit(
+        session,
+        campaign.id or 0,
+        [Event("brief.acknowledged", key, subject, "briefs", data)],
+        at=now,
     )
     return page

@@ -35,6 +35,7 @@ from tasks.campaigns.campaign import campaign_spec, get_campaign
 from tasks.campaigns.configs import campaign_policy
 from tasks.review.checks import DraftFacts, Finding, evaluate
 from tasks.review.routing import cancel_tasks, notify_creator, open_task, route
+from tasks.webhooks.events import Event, emit, iso
 
 SUPERSEDED = "superseded"  # a draft's status once a newer version replaced it in review
 MAX_SECONDS = 3600
@@ -175,7 +176,31 @@ def submit(
         )
     session.add_all([draft, creative])
     _audit_submission(session, campaign, creator, draft, creative, result, submitted_by)
+    waiting = result.tiers[0] if result.tiers else None
+    tell(
+        session,
+        creative,
+        "submitted",
+        draft.version,
+        now,
+        version=draft.version,
+        waiting_on=waiting,
+    )
     return result
+
+
+def tell(
+    session: Session, creative: Creative, kind: str, occurrence: object, now: datetime, **data: Any
+) -> None:
+    """Emit `creative.<kind>` to the campaign's webhooks, once per `occurrence` of it: the
+    creative's id, creator and status with `data`."""
+    member = session.get(RosterMember, creative.member_id)
+    creator = session.get(Creator, member.creator_id) if member else None
+    said = {"creative": creative.id, "creator": creator.handle if creator else None}
+    said |= {"title": creative.title, "status": str(creative.status), **data, "at": iso(now)}
+    key, subject = f"creative:{creative.id}:{kind}:{occurrence}", f"creative:{creative.id}"
+    event = Event(f"creative.{kind}", key, subject, "creatives", said)
+    emit(session, creative.campaign_id, [event], at=now)
 
 
 def _next_draft(
@@ -384,6 +409,7 @@ def posted(
         CreativeStatus.POSTED,
         CreativeStatus.TAKEN_DOWN,  # posted again
     )
+    again = creative.status == CreativeStatus.POSTED and creative.posted_url == url
     creative.posted_url, creative.posted_at, creative.updated_at = url, now, now
     creative.platform_video_id = video_id(url) or creative.platform_video_id
     if approved:
@@ -404,4 +430,13 @@ def posted(
             )
         ],
     )
+    if approved and not again:  # the post's address is the creator's to share, not in events
+        tell(
+            session,
+            creative,
+            "posted",
+            f"{now:%Y%m%dT%H%M%S%f}",
+            now,
+            version=creative.current_version,
+        )
     return approved
