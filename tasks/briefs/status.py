@@ -175,10 +175,6 @@ def acknowledge(session: Session, token: str, *, version: int, now: datetime) ->
     brief = page.brief
     data = {"brief": brief.id, "creator": page.handle, "version": version, "at": iso(now)}
     key, subject = f"brief:{brief.id}:acknowledged", f"brief:{brief.id}"
-    emit(
-        session,
-        campaign.id or 0,
-        [Event("brief.acknowledged", key, subject, "briefs", data)],
-        at=now,
-    )
+    event = Event("brief.acknowledged", key, subject, "briefs", data)
+    emit(session, campaign.id or 0, [event], at=now)
     return page

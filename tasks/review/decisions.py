@@ -154,7 +154,7 @@ def decide(
     _audit(session, result, draft, policy)
     if result.next_tier is None and decision in ("approve", "reject"):
         kind = "approved" if decision == "approve" else "rejected"
-        tell(session, creative, kind, draft.version, now, version=draft.version, tier=task.tier)
+        tell(session, creative, kind, now, tier=task.tier)
     return result
 
 

@@ -181,10 +181,13 @@ def finish_week(
     if week >= campaign.weeks:
         run.finished_at = now
     session.add(run)
-    judged = [{"key": o["key"], "status": o["status"]} for o in outcomes]
-    data: dict[str, Any] = {"week": week, "weeks": campaign.weeks}
-    data |= {"finished": run.finished_at is not None}
-    data |= {"milestones": judged, "at": iso(now)}
+    data = {
+        "week": week,
+        "weeks": campaign.weeks,
+        "finished": run.finished_at is not None,
+        "milestones": [{"key": o["key"], "status": o["status"]} for o in outcomes],
+        "at": iso(now),
+    }
     key, subject = f"sprint:{campaign.id}:week:{week}:closed", f"sprint:{campaign.id}"
     closed = Event("sprint.week_closed", key, subject, "sprint", data)
     missed = [missed_event(m, now) for m in due if m.status == MilestoneStatus.MISSED]
@@ -220,13 +223,16 @@ def mark_milestone(
 def missed_event(milestone: Milestone, now: datetime) -> Event:
     """`milestone.missed`, with the numbers an automatic check judged by (what staff wrote
     when marking one stays out)."""
-    data: dict[str, Any] = {"milestone": milestone.key, "name": milestone.name}
-    data["week"] = milestone.week
-    data |= {"due_on": milestone.due_on.isoformat(), "check": milestone.check}
     outcome = milestone.outcome or {}
-    if "marked_by" not in outcome:
-        data["outcome"] = outcome
-    data["at"] = iso(now)
+    data = {
+        "milestone": milestone.key,
+        "name": milestone.name,
+        "week": milestone.week,
+        "due_on": milestone.due_on.isoformat(),
+        "check": milestone.check,
+        **({} if "marked_by" in outcome else {"outcome": outcome}),
+        "at": iso(now),
+    }
     key = f"milestone:{milestone.id}:missed:{now:%Y%m%dT%H%M%S%f}"
     return Event("milestone.missed", key, f"milestone:{milestone.id}", "sprint", data)
 
