@@ -189,9 +189,9 @@ def tell(
     occurrence: str = "",
     **data: Any,
 ) -> None:
-    """Emit `creative.<kind>` to the campaign's webhooks, once per version of the creative (or
-    per `occurrence`, for what may happen more than once to a version): its id, creator, status and
-    version with `data`."""
+    """Emit `creative.<kind>` to the campaign's webhooks, once per version of the creative
+    (or per `occurrence`, for what may happen more than once to a version): its id, creator,
+    status and version with `data`."""
     member = session.get(RosterMember, creative.member_id)
     creator = session.get(Creator, member.creator_id) if member else None
     version = creative.current_version
