@@ -14,6 +14,7 @@ from tasks.briefs.emails import brief_link
 from tasks.briefs.run import full_inputs, latest_briefs
 from tasks.campaigns.apply import spec_changes
 from tasks.campaigns.campaign import get_campaign
+from tasks.webhooks.events import Event, emit, iso
 
 
 def _email_state(message: OutboxMessage | None) -> str:
@@ -171,4 +172,9 @@ def acknowledge(session: Session, token: str, *, version: int, now: datetime) ->
             )
         ],
     )
+    brief = page.brief
+    data = {"brief": brief.id, "creator": page.handle, "version": version, "at": iso(now)}
+    key, subject = f"brief:{brief.id}:acknowledged", f"brief:{brief.id}"
+    event = Event("brief.acknowledged", key, subject, "briefs", data)
+    emit(session, campaign.id or 0, [event], at=now)
     return page

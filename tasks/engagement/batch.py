@@ -49,9 +49,18 @@ from tasks.engagement.rules import (
     public_handle,
 )
 from tasks.engagement.signups import CampaignSignup, record_signups
-from tasks.leads.contacts import ContactError, add_tags, consents, contacts_by_handle, set_consent
+from tasks.leads.contacts import (
+    ContactError,
+    add_tags,
+    consent_changed,
+    consents,
+    contacts_by_handle,
+    set_consent,
+)
 from tasks.leads.records import queue_sync
 from tasks.outbox import cancel
+from tasks.webhooks.events import Event as Happened
+from tasks.webhooks.events import emit
 
 SOCIAL = {"tiktok", "instagram", "youtube"}
 EVENTS = EngagementEvent.__table__  # type: ignore[attr-defined]
@@ -116,6 +125,7 @@ class Batch:
         self.tags: dict[int, set[str]] = {}  # contact -> tags the rules add
         self.tagged_on: dict[int, set[int]] = {}  # contact -> campaigns whose rules tagged them
         self.again: set[int] = set()  # events withheld here for a consent confirmed since
+        self.happened: dict[int, list[Happened]] = {}  # campaign -> its webhook events
 
     def run(self, events: list[Event]) -> ProcessReport:
         self.report.events = len(events)
@@ -426,12 +436,13 @@ class Batch:
         pending = self.consent.get((contact_id, channel)) == ConsentStatus.PENDING
         if status == ConsentStatus.GRANTED and pending and self._confirm(event, contact_id):
             return
+        source = f"{event.source}:{event.external_id}"
         changed = set_consent(
             self.session,
             contact_id,
             channel,
             status,
-            source=f"{event.source}:{event.external_id}",
+            source=source,
             now=self.now,
             wording=event.text,
             origin=self._sender(event, contact_id, channel),
@@ -440,6 +451,12 @@ class Batch:
         if not changed:
             return
         self._lead_changed(event, contact_id)
+        if event.campaign_id:
+            person = self.people.get(contact_id)
+            said = consent_changed(
+                contact_id, channel, status, source=source, now=self.now, person=person
+            )
+            self.happened.setdefault(event.campaign_id, []).append(said)
         if status == ConsentStatus.REVOKED:
             self.report.opted_out += 1
             self._withdraw(contact_id, channel)
@@ -503,6 +520,8 @@ class Batch:
         for campaign_id, people in self.leads.items():
             destinations = self.rules[campaign_id].spec.destinations
             queue_sync(self.session, campaign_id, destinations, people, now=self.now)
+        for campaign_id, happened in self.happened.items():  # a query a campaign, not a person
+            emit(self.session, campaign_id, happened, at=self.now)
         rows = self.followups + self.reopened
         messages = [m for row in rows for m in row.get("_messages") or []]
         ids = insert_rows(

@@ -38,9 +38,10 @@ from store.models import (
 from tasks.campaigns.campaign import campaign_spec
 from tasks.drain import Handler
 from tasks.engagement.rules import greeting
-from tasks.leads.contacts import consents, set_consent
+from tasks.leads.contacts import consent_changed, consents, set_consent
 from tasks.leads.records import queue_sync
 from tasks.outbox import Claimed, enqueue, scrub_links
+from tasks.webhooks.events import emit
 
 LINK_LIFETIME = timedelta(days=7)
 ASK_AGAIN_AFTER = timedelta(days=1)
@@ -224,10 +225,15 @@ def confirm(
             select(Campaign).where(col(Campaign.id).in_({r.campaign_id for r in requests}))
         )
     }
+    person = session.get(Contact, contact_id)
+    said = consent_changed(
+        contact_id, channel, ConsentStatus.GRANTED, source=source, now=now, person=person
+    )
     for campaign_id, campaign in campaigns.items():
         if campaign_id is not None:
             spec = campaign_spec(campaign)
             queue_sync(session, campaign_id, spec.destinations, [contact_id], now=now)
+            emit(session, campaign_id, [said], at=now)
     withheld = sa_select(col(FollowUp.event_id)).where(
         col(FollowUp.contact_id) == contact_id,
         col(FollowUp.channel) == channel,

@@ -26,19 +26,39 @@ from store.types import utcnow
 from tasks.drain import Deliver, DrainReport, Handler, drain, one_at_a_time, repeat_safe
 from tasks.engagement.accounts import Accounts
 from tasks.outbox import Claimed
+from tasks.webhooks.events import Event, emit, iso
 
 CHANNELS = ("tiktok_reply", "tiktok_dm", "sms")
 
 
 def followups_sent(session: Session, messages: list[Claimed], at: datetime) -> None:
-    """Delivered follow-ups are `sent` (in the transaction that marks their messages sent)."""
+    """Delivered follow-ups are `sent` (in the transaction that marks their messages sent),
+    and `followup.sent` to their campaigns' webhooks, a campaign's together."""
     ids = [m.id for m in messages if m.subject_type == "followup"]
-    if ids:
-        session.execute(
-            update(FollowUp)
-            .where(col(FollowUp.outbox_id).in_(ids))
-            .values(status=FollowUpStatus.SENT, updated_at=at)
+    if not ids:
+        return
+    marked = session.execute(
+        update(FollowUp)
+        .where(col(FollowUp.outbox_id).in_(ids))
+        .values(status=FollowUpStatus.SENT, updated_at=at)
+        .returning(
+            col(FollowUp.id),
+            col(FollowUp.campaign_id),
+            col(FollowUp.rule_id),
+            col(FollowUp.channel),
+            col(FollowUp.contact_id),
+            col(FollowUp.event_id),
         )
+    ).all()
+    events: dict[int, list[Event]] = {}
+    for followup, campaign_id, rule, channel, lead, event in marked:
+        data = {"followup": followup, "rule": rule, "channel": channel, "lead": lead}
+        data |= {"event": event, "at": iso(at)}
+        key, subject = f"followup:{followup}:sent", f"followup:{followup}"
+        said = Event("followup.sent", key, subject, "followups", data)
+        events.setdefault(campaign_id, []).append(said)
+    for campaign_id, sent in events.items():
+        emit(session, campaign_id, sent, at=at)
 
 
 def followup_failed(session: Session, message: Claimed, error: str, at: datetime) -> None:

@@ -21,7 +21,7 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from config.campaign import CampaignSpec
-from store.models import Campaign, RosterMember
+from store.models import Campaign, Contact, RosterMember
 from tasks.campaigns.campaign import campaign_spec
 from tasks.engagement.confirm import ask_to_confirm
 from tasks.engagement.events import new_event, store_events
@@ -30,10 +30,13 @@ from tasks.leads.contacts import (
     CONSENT_WORDING,
     ContactError,
     Signup,
-    record_people,
+    consent_changed,
+    lead_created,
+    record_contacts,
 )
 from tasks.leads.records import queue_sync
 from tasks.rate_limits import admit, forget_idle
+from tasks.webhooks.events import Event, emit
 
 CLIENT_WINDOW = 10 * 60.0  # seconds: `limits.per_client` signups from one network address
 ADDRESS_WINDOW = 24 * 3600.0  # seconds: `limits.per_address` signups for one email or phone
@@ -71,13 +74,27 @@ def record_signups(
         )
         for signup in signups
     ]
-    found = record_people(session, people, now=now)
+    recorded = record_contacts(session, people, now=now)
     leads: dict[int, set[int]] = {}
-    for signup, contact_id in zip(signups, found, strict=True):
-        if isinstance(contact_id, int) and signup.campaign_id:
-            leads.setdefault(signup.campaign_id, set()).add(contact_id)
+    events: dict[int, dict[str, Event]] = {}  # campaign -> its webhook events, by key
+    for signup, contact in zip(signups, recorded.contacts, strict=True):
+        if isinstance(contact, Contact) and contact.id and signup.campaign_id:
+            leads.setdefault(signup.campaign_id, set()).add(contact.id)
+            if contact.email or contact.phone:  # a lead: someone a destination can take
+                made = lead_created(contact, source_code=signup.source_code, now=now)
+                events.setdefault(signup.campaign_id, {})[made.key] = made
+    for place, channel, status in recorded.granted:
+        signup, contact = signups[place], recorded.contacts[place]
+        if isinstance(contact, Contact) and contact.id and signup.campaign_id:
+            source = signup.source
+            given = consent_changed(
+                contact.id, channel, status, source=source, now=now, person=contact
+            )
+            events.setdefault(signup.campaign_id, {})[given.key] = given
     _queue_leads(session, leads, now=now)
-    return found
+    for campaign_id, said in events.items():  # one query a campaign, however many signups
+        emit(session, campaign_id, list(said.values()), at=now)
+    return [c.id if isinstance(c, Contact) else c for c in recorded.contacts]
 
 
 def _queue_leads(session: Session, leads: Mapping[int, set[int]], *, now: datetime) -> None:

@@ -11,7 +11,7 @@ import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import bindparam, insert, or_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -21,6 +21,7 @@ from store.audit import Change, record
 from store.bulk import insert_rows, with_defaults
 from store.db import Lock, advisory_locks
 from store.models import ConsentRecord, ConsentStatus, Contact, ContactConsent
+from tasks.webhooks.events import Event, iso, occurrence
 
 CHANNELS = ("reply", "dm", "email", "sms")
 EMAIL = re.compile(r"[^@\s,;<>]+@[^@\s,;<>]+\.[^@\s,;<>]+")
@@ -301,6 +302,49 @@ def set_consent(
     return True
 
 
+def name_of(given_name: str | None, family_name: str | None) -> str | None:
+    return " ".join(filter(None, (given_name, family_name))) or None
+
+
+def lead_created(contact: Contact, *, source_code: str | None, now: datetime) -> Event:
+    """`lead.created` for a person who signed up for a campaign or was imported into it: once
+    per campaign's subscription, whichever signup it first hears of."""
+    data = {"lead": contact.id, "email": contact.email}
+    data |= {"name": name_of(contact.given_name, contact.family_name), "source_code": source_code}
+    data |= {"first_seen": iso(contact.created_at), "at": iso(now)}
+    return Event("lead.created", f"lead:{contact.id}:created", f"lead:{contact.id}", "leads", data)
+
+
+class Named(Protocol):
+    """A contact, or a row of one, with what an event may name them by."""
+
+    @property
+    def email(self) -> str | None: ...
+    @property
+    def given_name(self) -> str | None: ...
+    @property
+    def family_name(self) -> str | None: ...
+
+
+def consent_changed(
+    contact_id: int,
+    channel: str,
+    status: str,
+    *,
+    source: str,
+    now: datetime,
+    person: Named | None,
+) -> Event:
+    """`consent.changed`: the person's consent on `channel` is now `status` (`source`: the
+    signup, message or link that changed it)."""
+    email = person.email if person else None
+    name = name_of(person.given_name, person.family_name) if person else None
+    data = {"lead": contact_id, "email": email, "name": name, "channel": channel}
+    data |= {"status": str(status), "at": iso(now)}
+    key = occurrence("consent", contact_id, channel, status, f"{now:%Y%m%dT%H%M%S%f}", source)
+    return Event("consent.changed", key, f"lead:{contact_id}", "leads", data)
+
+
 def keep_consent_records(session: Session, rows: list[dict[str, Any]]) -> None:
     """Append consent records (one statement for all of them)."""
     if rows:
@@ -399,6 +443,24 @@ def record_people(
     grants (never undoing a STOP) and its touch; None when it gives no way to reach the person;
     or the `ContactError` of a bad email or phone. A batch costs a few statements, not a few
     per person."""
+    return [
+        c.id if isinstance(c, Contact) else c
+        for c in record_contacts(session, signups, now=now).contacts
+    ]
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What `record_contacts` did: each signup's contact (or why there is none, as
+    `record_people` says), and each consent newly on record as (the signup's place, channel,
+    status)."""
+
+    contacts: list[Contact | ContactError | None]
+    granted: list[tuple[int, str, str]]
+
+
+def record_contacts(session: Session, signups: Sequence[Signup], *, now: datetime) -> Recorded:
+    """`record_people`, answered with the contacts themselves and the consents given."""
     people: list[Person | ContactError | None] = []
     for signup in signups:
         try:
@@ -417,8 +479,7 @@ def record_people(
         _touch(contact, signup.values.get("source_code"), signup.member_id, now)
         contacts.append(contact)
     session.flush()
-    _grant(session, signups, contacts, now=now)
-    return [c.id if isinstance(c, Contact) else c for c in contacts]
+    return Recorded(contacts, _grant(session, signups, contacts, now=now))
 
 
 def _grant(
@@ -427,10 +488,10 @@ def _grant(
     contacts: Sequence[Contact | ContactError | None],
     *,
     now: datetime,
-) -> None:
-    """The consents the signups grant (pending, for a signup still to be confirmed), in bulk.
-    Consent on record stays as it is: granted already, pending, or revoked by the person's
-    STOP, which a form never undoes."""
+) -> list[tuple[int, str, str]]:
+    """The consents the signups grant (pending, for a signup still to be confirmed), in bulk,
+    as (the signup's place, channel, status). Consent on record stays as it is: granted
+    already, pending, or revoked by the person's STOP, which a form never undoes."""
     ids = [c.id for c in contacts if isinstance(c, Contact) and c.id is not None]
     on_record = set(
         session.exec(
@@ -441,7 +502,8 @@ def _grant(
     )
     new: dict[tuple[int, str], dict[str, Any]] = {}
     records: list[dict[str, Any]] = []
-    for signup, contact in zip(signups, contacts, strict=True):
+    given: list[tuple[int, str, str]] = []
+    for place, (signup, contact) in enumerate(zip(signups, contacts, strict=True)):
         if not isinstance(contact, Contact) or contact.id is None:
             continue
         for channel, granted in consent_flags(signup.values.get("consent") or {}).items():
@@ -459,6 +521,7 @@ def _grant(
                     "source": signup.source,
                     "changed_at": now,
                 }
+                given.append((place, channel, new[key]["status"]))
                 wording = (signup.values.get(CONSENT_WORDING) or {}).get(channel)
                 records.append(
                     {
@@ -472,3 +535,4 @@ def _grant(
     keep_consent_records(
         session, [{k: v for k, v in r.items() if k != "changed_at"} for r in records]
     )
+    return given

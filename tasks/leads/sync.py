@@ -47,6 +47,7 @@ from tasks.leads.records import (
 )
 from tasks.outbox import Claimed
 from tasks.rate_limits import SharedRateLimit
+from tasks.webhooks.events import Event, emit, iso
 
 _limits: dict[tuple[str, str, str], RateLimit] = {}  # (store, type, account) -> its limit
 _TIMEOUT = httpx.Timeout(30.0, connect=5.0)
@@ -193,14 +194,21 @@ def deliverer(
     return deliver
 
 
-def subscriptions_noted(destination: Destination) -> Handler:
-    """What a destination's answers mean beyond the sync: where the remote holds a person's
-    subscription as other than Rally sent it (Rally's consent, granted as subscribed, revoked
-    as unsubscribed; none sends nothing), an audit entry says so. The remote's status is what
-    the sync record keeps (`remote_state`), so Rally never shows someone as subscribed there
-    who is not."""
+def subscriptions_noted(destination: Destination, campaign_id: int) -> Handler:
+    """What a destination's answers mean beyond the sync: each lead it took is `lead.synced`
+    to the campaign's webhooks (the batch's events together); where the remote holds a
+    person's subscription as other than Rally sent it (Rally's consent, granted as subscribed,
+    revoked as unsubscribed; none sends nothing), an audit entry says so. The remote's status
+    is what the sync record keeps (`remote_state`), so Rally never shows someone as subscribed
+    there who is not."""
 
     def sent(session: Session, rows: list[Claimed], at: datetime) -> None:
+        synced = [
+            synced_event(row, destination, at)
+            for row in rows
+            if row.payload.get("action") != FORGET
+        ]
+        emit(session, campaign_id, synced, at=at)
         there = {int(r.subject_id): r.remote_state for r in rows if r.remote_state}
         if not there:
             return
@@ -216,6 +224,14 @@ def subscriptions_noted(destination: Destination) -> Handler:
         )
 
     return Handler(sent=sent, take_turns=False)
+
+
+def synced_event(row: Claimed, destination: Destination, at: datetime) -> Event:
+    """`lead.synced`: the person of a sync message is at the destination now."""
+    data = {"lead": int(row.subject_id), "destination": destination.name}
+    data |= {"type": destination.type, "remote_id": row.remote_id, "at": iso(at)}
+    key = f"lead:{row.subject_id}:synced:{row.id}"
+    return Event("lead.synced", key, f"lead:{row.subject_id}", "leads", data)
 
 
 def _differs(
@@ -340,7 +356,7 @@ def _sync_destination(
         channel=CHANNEL,
         destination=key,
         sender=Sender(deliverer(engine, connector, destination, campaign.slug)),
-        handler=subscriptions_noted(destination),
+        handler=subscriptions_noted(destination, campaign.id or 0),
         batch=connector.batch_size,
         now=now,
         limit=limit,

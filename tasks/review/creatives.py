@@ -35,6 +35,7 @@ from tasks.campaigns.campaign import campaign_spec, get_campaign
 from tasks.campaigns.configs import campaign_policy
 from tasks.review.checks import DraftFacts, Finding, evaluate
 from tasks.review.routing import cancel_tasks, notify_creator, open_task, route
+from tasks.webhooks.events import Event, emit, iso
 
 SUPERSEDED = "superseded"  # a draft's status once a newer version replaced it in review
 MAX_SECONDS = 3600
@@ -175,7 +176,32 @@ def submit(
         )
     session.add_all([draft, creative])
     _audit_submission(session, campaign, creator, draft, creative, result, submitted_by)
+    tell(session, creative, "submitted", now, waiting_on=result.tiers[0] if result.tiers else None)
     return result
+
+
+def tell(
+    session: Session,
+    creative: Creative,
+    kind: str,
+    now: datetime,
+    *,
+    occurrence: str = "",
+    **data: Any,
+) -> None:
+    """Emit `creative.<kind>` to the campaign's webhooks, once per version of the creative
+    (or per `occurrence`, for what may happen more than once to a version): its id, creator,
+    status and version with `data`."""
+    member = session.get(RosterMember, creative.member_id)
+    creator = session.get(Creator, member.creator_id) if member else None
+    version = creative.current_version
+    said = {"creative": creative.id, "creator": creator.handle if creator else None}
+    said |= {"title": creative.title, "status": str(creative.status), "version": version}
+    said |= {**data, "at": iso(now)}
+    key = f"creative:{creative.id}:{kind}:{version}" + (f":{occurrence}" if occurrence else "")
+    subject = f"creative:{creative.id}"
+    event = Event(f"creative.{kind}", key, subject, "creatives", said)
+    emit(session, creative.campaign_id, [event], at=now)
 
 
 def _next_draft(
@@ -384,6 +410,7 @@ def posted(
         CreativeStatus.POSTED,
         CreativeStatus.TAKEN_DOWN,  # posted again
     )
+    repeated = creative.status == CreativeStatus.POSTED and creative.posted_url == url
     creative.posted_url, creative.posted_at, creative.updated_at = url, now, now
     creative.platform_video_id = video_id(url) or creative.platform_video_id
     if approved:
@@ -404,4 +431,6 @@ def posted(
             )
         ],
     )
+    if approved and not repeated:  # where: for the API to say (events carry no links)
+        tell(session, creative, "posted", now, occurrence=f"{now:%Y%m%dT%H%M%S%f}")
     return approved

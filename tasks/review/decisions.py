@@ -26,6 +26,7 @@ from store.models import (
     RosterMember,
 )
 from tasks.campaigns.configs import campaign_policy
+from tasks.review.creatives import tell
 from tasks.review.routing import (
     ReviewRefused,
     cancel_tasks,
@@ -151,6 +152,9 @@ def decide(
     if result.next_tier is None:
         _tell_creator(session, creative, draft, task, spec, public_url=public_url)
     _audit(session, result, draft, policy)
+    if result.next_tier is None and decision in ("approve", "reject"):
+        kind = "approved" if decision == "approve" else "rejected"
+        tell(session, creative, kind, now, tier=task.tier)
     return result
 
 

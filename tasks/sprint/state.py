@@ -38,6 +38,7 @@ from tasks.leads.records import CHANNEL as LEAD_CHANNEL
 from tasks.reporting.measurement import against_targets, kpis
 from tasks.reporting.metrics import read_numbers
 from tasks.sprint.calendar import BRIEFS, calendar, recorded
+from tasks.webhooks.events import Event, emit, iso
 
 LIVE, REHEARSAL = "live", "rehearsal"
 
@@ -180,6 +181,17 @@ def finish_week(
     if week >= campaign.weeks:
         run.finished_at = now
     session.add(run)
+    data = {
+        "week": week,
+        "weeks": campaign.weeks,
+        "finished": run.finished_at is not None,
+        "milestones": [{"key": o["key"], "status": o["status"]} for o in outcomes],
+        "at": iso(now),
+    }
+    key, subject = f"sprint:{campaign.id}:week:{week}:closed", f"sprint:{campaign.id}"
+    closed = Event("sprint.week_closed", key, subject, "sprint", data)
+    missed = [missed_event(m, now) for m in due if m.status == MilestoneStatus.MISSED]
+    emit(session, campaign.id or 0, [*missed, closed], at=now)
     return outcomes
 
 
@@ -198,11 +210,31 @@ def mark_milestone(
         keys = session.exec(select(Milestone.key).where(Milestone.campaign_id == campaign.id))
         raise SprintError(f"{slug} has no milestone {key!r} (its milestones: {', '.join(keys)})")
     outcome = {"marked_by": actor, **({"note": note} if note else {})}
+    was = milestone.status
     milestone.status, milestone.outcome, milestone.evaluated_at = status, outcome, now
     session.add(milestone)
     summary = f"milestone {key} of {slug}: {status}, marked by {actor}"
     record(session, [Change(actor, f"milestone.{status}", "campaign", slug, summary, outcome)])
+    if status == MilestoneStatus.MISSED and was != MilestoneStatus.MISSED:
+        emit(session, campaign.id or 0, [missed_event(milestone, now)], at=now)
     return milestone
+
+
+def missed_event(milestone: Milestone, now: datetime) -> Event:
+    """`milestone.missed`, with the numbers an automatic check judged by (what staff wrote
+    when marking one stays out)."""
+    outcome = milestone.outcome or {}
+    data = {
+        "milestone": milestone.key,
+        "name": milestone.name,
+        "week": milestone.week,
+        "due_on": milestone.due_on.isoformat(),
+        "check": milestone.check,
+        **({} if "marked_by" in outcome else {"outcome": outcome}),
+        "at": iso(now),
+    }
+    key = f"milestone:{milestone.id}:missed:{now:%Y%m%dT%H%M%S%f}"
+    return Event("milestone.missed", key, f"milestone:{milestone.id}", "sprint", data)
 
 
 def check_milestone(

@@ -10,7 +10,7 @@ than a token with the event type's scope would read there: a lead's email and na
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -50,6 +50,23 @@ class Event:
     subject: str
     collection: str
     data: dict[str, Any] = field(default_factory=dict)
+
+
+MAX_KEY = 150
+
+
+def occurrence(*parts: object) -> str:
+    """An event's `key` from the parts that name its occurrence (`occurrence("creative", 12,
+    "approved")` -> `creative:12:approved`); one too long keeps its start and a hash of all."""
+    key = ":".join(str(part) for part in parts)
+    if len(key) <= MAX_KEY:
+        return key
+    return key[: MAX_KEY - 17] + ":" + hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def iso(at: datetime | None) -> str | None:
+    """A time as events carry it: UTC, ISO 8601, with a Z."""
+    return at.astimezone(UTC).isoformat().replace("+00:00", "Z") if at else None
 
 
 def emit(session: Session, campaign_id: int, events: Sequence[Event], *, at: datetime) -> int:
