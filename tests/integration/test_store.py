@@ -144,7 +144,7 @@ def test_bulk_rows_keep_an_empty_json_value_as_null_on_every_store(engine: Engin
     ]
     with transaction(engine) as session:
         insert_rows(session, OutboxMessage, rows)  # COPY on PostgreSQL
-        again = [r | {"idempotency_key": "x" + r["idempotency_key"]} for r in rows]
+        again = [r | {"idempotency_key": f"x{r['idempotency_key']}"} for r in rows]
         insert_rows(session, OutboxMessage, again, key=("idempotency_key",))
     with engine.connect() as conn:
         nulls = conn.execute(text("SELECT count(*) FROM outbox WHERE remote_state IS NULL"))
