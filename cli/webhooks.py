@@ -88,9 +88,10 @@ def list_command(
     if not rows:
         console.print("No webhook subscriptions (`rally webhooks add SLUG URL` makes one).")
         return
-    from rich.table import Table
+    from rich.table import Column, Table
 
-    table = Table("id", "campaign", "url", "events", "state", "waiting", "given up", box=None)
+    url = Column("url", overflow="fold")  # a receiver's address is no use cut short
+    table = Table("id", "campaign", url, "events", "state", "waiting", "given up", box=None)
     for r in rows:
         table.add_row(
             str(r["id"]),
