@@ -1174,7 +1174,7 @@ def _decode(cursor: str | None) -> Any:
 
 class FollowupsQuery(PageQuery):
     status: FollowUpStatus | None = Field(None, description="Only follow-ups with this status")
-    channel: Literal["email", "sms", "dm", "reply"] | None = Field(
-        None, description="Only those on this channel"
+    channel: Literal["reply", "dm", "email", "sms", "tag", "staff"] | None = Field(
+        None, description="Only those on this channel (`tag` and `staff`: no message to them)"
     )
     rule: str | None = Field(None, max_length=64, description="Only those of this rule")
