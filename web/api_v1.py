@@ -1011,6 +1011,12 @@ def document(api: FastAPI) -> dict[str, Any]:
             for status, description in wanted.items():
                 responses[status] = {"description": description, "content": problem_content}
     _link_campaign_list(schema["paths"])
+    for listing, name, key in (
+        ("/campaigns/{slug}/review-tasks", "task", "task"),
+        ("/campaigns/{slug}/leads", "lead", "id"),
+        ("/campaigns/{slug}/runs", "run", "id"),
+    ):
+        _link_items(schema["paths"], listing, name, key)
     api.openapi_schema = schema
     return schema
 
@@ -1026,6 +1032,22 @@ def _link_campaign_list(paths: dict[str, Any]) -> None:
                 links[spec["operationId"]] = {
                     "operationId": spec["operationId"],
                     "parameters": {"slug": "$response.body#/data/0/slug"},
+                }
+
+
+def _link_items(paths: dict[str, Any], listing: str, name: str, key: str) -> None:
+    """Links from a list to the operations on its first item (`{name}` its `key`)."""
+    listed = paths[listing]["get"]["responses"]["200"]
+    links = listed.setdefault("links", {})
+    for path, operations in paths.items():
+        if path.startswith(f"{listing}/{{{name}}}"):
+            for spec in operations.values():
+                links[spec["operationId"]] = {
+                    "operationId": spec["operationId"],
+                    "parameters": {
+                        "slug": "$request.path.slug",
+                        name: f"$response.body#/data/0/{key}",
+                    },
                 }
 
 
