@@ -15,20 +15,28 @@ import hashlib
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Annotated, Any
+from datetime import datetime
+from typing import Annotated, Any, Literal
 
-from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi import Depends, FastAPI, Header, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from config.errors import RallyError
 from store.db import transaction
-from store.models import Campaign, CreativeStatus
+from store.models import (
+    Campaign,
+    Creative,
+    CreativeDraft,
+    CreativeStatus,
+    FollowUpStatus,
+    ReviewTask,
+)
 from tasks.api.idempotency import Answer, KeyRefused, abandon, begin, finish, request_hash
 from tasks.api.limits import TokenLimits
 from tasks.api.tokens import Granted, TokenRefused, authenticate, record_use
@@ -48,6 +56,7 @@ TITLES = {
     429: "Too Many Requests",
     413: "Content Too Large",
     422: "Unprocessable Content",
+    503: "Service Unavailable",
 }
 bearer = HTTPBearer(auto_error=False, description="An API token from `rally tokens create`")
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
@@ -92,13 +101,18 @@ def granted(
 
 
 async def _with_etag(request: Request, response: Any) -> Response:
-    """The answer with a weak ETag of its body, or 304 when the client holds that body."""
+    """The answer with a weak ETag of its body (or the strong one its route gave it), or 304
+    when the client holds that body."""
     body = b"".join([chunk async for chunk in response.body_iterator])
-    tag = f'W/"{hashlib.sha256(body).hexdigest()[:32]}"'
-    held = {t.strip() for t in request.headers.get("if-none-match", "").split(",")}
-    if tag in held or "*" in held:
+    tag = response.headers.get("etag") or f'W/"{hashlib.sha256(body).hexdigest()[:32]}"'
+    held = {
+        t.strip().removeprefix("W/") for t in request.headers.get("if-none-match", "").split(",")
+    }
+    if tag.removeprefix("W/") in held or "*" in held:
         return Response(status_code=304, headers={"ETag": tag})
-    headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
+    headers = {
+        k: v for k, v in response.headers.items() if k.lower() not in ("content-length", "etag")
+    }
     return Response(body, status_code=200, headers=headers | {"ETag": tag})
 
 
@@ -401,20 +415,542 @@ def create_api(requests_per_minute: int) -> FastAPI:
 
         return idempotently(request, grant, idempotency_key, body.model_dump(), work)
 
+    @api.get(
+        "/campaigns/{slug}/review-tasks/{task}",
+        **operation(
+            "reviews:read",
+            "reviews",
+            "One review task: the draft, its findings, the checklist",
+            problems={"404": "No such campaign, or no such review task in it"},
+        ),
+    )
+    def review_task(
+        request: Request,
+        response: Response,
+        grant: Annotated[Granted, needs("reviews:read")],
+        slug: str,
+        task: TaskId,
+    ) -> dict[str, Any]:
+        """The task as its approvers see it (`rally review show`). Its `ETag` is the task's
+        state: send it back as `If-Match` with a decision, and the decision is refused (412)
+        if the task changed meanwhile."""
+        from tasks.review.views import task_view
+
+        with reading(request, grant, slug) as (session, found):
+            task_in(session, found, task)
+            view = task_view(session, task)
+        response.headers["ETag"] = task_tag(view)
+        return view
+
+    @api.get(
+        "/campaigns/{slug}/review-tasks/{task}/decisions",
+        **operation(
+            "reviews:read",
+            "reviews",
+            "The decisions on a review task's version",
+            problems={"404": "No such campaign, or no such review task in it"},
+        ),
+    )
+    def decisions(
+        request: Request,
+        grant: Annotated[Granted, needs("reviews:read")],
+        slug: str,
+        task: TaskId,
+        paging: Paging,
+    ) -> Page:
+        """Each tier's decision on the version of the creative this task reviews, by task id:
+        approved, changes requested or rejected, by whom, when, the note and the checklist."""
+        from tasks.review.views import decisions_of
+
+        with reading(request, grant, slug) as (session, found):
+            rows = decisions_of(session, task_in(session, found, task))
+        return paged(rows, lambda r: r["task"], paging)
+
+    @api.post(
+        "/campaigns/{slug}/review-tasks/{task}/decisions",
+        response_model=DecisionOut,
+        **operation(
+            "reviews:write",
+            "reviews",
+            "Record an approver's decision on a review task",
+            problems={
+                "404": "No such campaign, or no such review task in it",
+                "409": "The review refused the decision (`detail` says why: not in the "
+                "task's group, an outdated version, decided already), or a request with this "
+                "Idempotency-Key is still being answered",
+                "412": "If-Match is not the task's ETag: the task changed since it was read",
+            },
+        ),
+    )
+    def decide_task(
+        request: Request,
+        grant: Annotated[Granted, needs("reviews:write")],
+        slug: str,
+        task: TaskId,
+        body: DecisionIn,
+        if_match: IfMatch = None,
+        idempotency_key: IdempotencyKey = None,
+    ) -> JSONResponse:
+        """Approve, request changes or reject, for `approver` (who must be in the task's
+        approver group, as on the review pages: not the creative's author, not the approver of
+        another tier of this version). Approval needs the checklist confirmed or a note; the
+        other decisions need a note. As the review pages do, an approval opens the next tier or
+        clears the creative, and the creator hears the outcome. The audit log names the token
+        and the approver. `If-Match` with the task's `ETag` makes it conditional (412 when
+        the task changed); without it the decision is recorded on the task as it stands (the
+        same decision again changes nothing; another one on a decided task is refused)."""
+        from tasks.review.decisions import decide
+        from tasks.review.routing import ReviewRefused
+        from tasks.review.views import task_view
+
+        with reading(request, grant, slug) as (session, found):
+            task_in(session, found, task)
+
+        def work() -> Answer:
+            state = app_state_of(request)
+            try:
+                with transaction(state.engine) as session:
+                    tag = task_tag(task_view(session, task))
+                    if if_match is not None and not matches(if_match, tag):
+                        raise Refused(412, f"task {task} changed since it was read: ETag {tag}")
+                    result = decide(
+                        session,
+                        task_id=task,
+                        decision=body.decision,
+                        approver=body.approver,
+                        now=state.clock(),
+                        note=body.note,
+                        confirmed=[item for item, done in body.checklist.items() if done],
+                        version=body.version,
+                        public_url=state.settings.public_url,
+                        actor=grant.actor,
+                    )
+                    done = {
+                        "task": task,
+                        "status": result.task.status,
+                        "applied": result.applied,
+                        "next_tier": result.next_tier,
+                        "creative": result.creative.id or 0,
+                        "creative_status": result.creative.status,
+                    }
+            except ReviewRefused as exc:
+                raise Refused(409, str(exc)) from exc
+            with transaction(state.engine, write=False) as session:
+                etag = task_tag(task_view(session, task))
+            return Answer(200, DecisionOut(**done, etag=etag).model_dump(mode="json"))
+
+        return idempotently(request, grant, idempotency_key, body.model_dump(), work)
+
+    @api.get(
+        "/campaigns/{slug}/leads/{lead}/consent",
+        **operation(
+            "leads:read",
+            "leads",
+            "A lead's consent per channel and its whole record",
+            problems={"404": "No such campaign, or no such lead of it"},
+        ),
+    )
+    def consent(
+        request: Request, grant: Annotated[Granted, needs("leads:read")], slug: str, lead: LeadId
+    ) -> dict[str, Any]:
+        """Who the lead is, their consent on each channel now (granted, pending, revoked; no
+        channel: none given), and each consent given, confirmed or withdrawn, in order, with
+        its source and wording (`rally leads show`)."""
+        from store.models import Contact
+        from tasks.leads.consent_records import contact_view
+
+        with reading(request, grant, slug) as (session, found):
+            lead_in(session, found, lead)
+            contact = session.get(Contact, lead)
+            assert contact is not None
+            return contact_view(session, contact)
+
+    @api.post(
+        "/campaigns/{slug}/leads/{lead}/opt-outs",
+        response_model=OptOutOut,
+        **operation(
+            "leads:write",
+            "leads",
+            "Opt a lead out of a channel",
+            problems={"404": "No such campaign, or no such lead of it"},
+        ),
+    )
+    def opt_out_lead(
+        request: Request,
+        grant: Annotated[Granted, needs("leads:write")],
+        slug: str,
+        lead: LeadId,
+        body: OptOutIn,
+        idempotency_key: IdempotencyKey = None,
+    ) -> JSONResponse:
+        """The person asked elsewhere (a CRM's unsubscribe, a call) not to be contacted on
+        `channel`: their consent there is revoked, with a consent record naming the token;
+        follow-ups still waiting to go to them there are withdrawn; the campaign's destinations
+        are told; the audit log names the token. Consent can only be withdrawn this way: it is
+        given by the person (the signup page, START, YES)."""
+        from tasks.leads.opt_out import opt_out
+
+        with reading(request, grant, slug) as (session, found):
+            lead_in(session, found, lead)
+            campaign_id = found.id
+
+        def work() -> Answer:
+            state = app_state_of(request)
+            with transaction(state.engine) as session:
+                campaign = session.get(Campaign, campaign_id)
+                assert campaign is not None
+                done = opt_out(
+                    session,
+                    campaign,
+                    lead,
+                    body.channel,
+                    actor=grant.actor,
+                    now=state.clock(),
+                    wording=body.wording,
+                )
+            out = OptOutOut(
+                lead=lead,
+                channel=done.channel,
+                consent="revoked",
+                changed=done.changed,
+                withdrawn=done.withdrawn,
+            )
+            return Answer(200, out.model_dump())
+
+        return idempotently(request, grant, idempotency_key, body.model_dump(), work)
+
+    @api.get(
+        "/campaigns/{slug}/followups",
+        **operation("followups:read", "followups", "A campaign's follow-ups, newest first"),
+    )
+    def followups(
+        request: Request,
+        grant: Annotated[Granted, needs("followups:read")],
+        slug: str,
+        query: Annotated[FollowupsQuery, Query()],
+    ) -> Page:
+        """Each follow-up a rule decided on, newest first: its rule, channel, status (and why
+        one was withheld or cancelled), when it was due and sent, who it went to and what it
+        said (the staff console's follow-up log). `status`, `channel` and `rule` keep those
+        alone."""
+        from tasks.staff.console import followup_log
+
+        before = cursor_of(query, lambda k: isinstance(k, int))
+        with reading(request, grant, slug) as (session, found):
+            log = followup_log(
+                session,
+                found,
+                rule=query.rule or "",
+                channel=query.channel or "",
+                status=query.status or "",
+                before=before,
+                limit=query.limit,
+            )
+        more = log.more and bool(log.rows)
+        return Page(data=log.rows, next_cursor=_encode(log.rows[-1]["id"]) if more else None)
+
+    @api.get(
+        "/campaigns/{slug}/report",
+        **operation("reports:read", "reports", "The campaign's report: KPIs, targets, milestones"),
+    )
+    def report(
+        request: Request,
+        grant: Annotated[Granted, needs("reports:read")],
+        slug: str,
+        query: Annotated[ReportQuery, Query()],
+    ) -> dict[str, Any]:
+        """What `rally report SLUG` writes as report.json: totals and KPIs against their
+        targets, the weeks, segments, creators' scorecards, the funnel, attribution, lift, the
+        budget advice and the sprint's milestones, up to the end of `week` (by default the
+        last week done)."""
+        from tasks.reporting.report import build_report
+
+        with reading(request, grant, slug) as (session, found):
+            return build_report(session, found.slug, week=query.week)
+
+    @api.get(
+        "/campaigns/{slug}/runs",
+        **operation("runs:read", "runs", "A campaign's runs, newest first"),
+    )
+    def runs(
+        request: Request, grant: Annotated[Granted, needs("runs:read")], slug: str, paging: Paging
+    ) -> Page:
+        """The work started for the campaign from the staff console or this API, newest
+        first: what it is, who started it, its state and its link in the Prefect UI."""
+        from tasks.staff.runs import recent_runs
+
+        after = cursor_of(
+            paging,
+            lambda k: isinstance(k, list) and len(k) == 2 and all(isinstance(p, str) for p in k),
+        )
+        try:
+            after_key = (datetime.fromisoformat(after[0]), after[1]) if after else None
+        except ValueError:
+            raise Refused(400, "cursor is not one this list gave") from None
+        with reading(request, grant, slug) as (session, found):
+            rows = recent_runs(session, found.id or 0, limit=paging.limit + 1, after=after_key)
+        data = [run_json(r) for r in rows]
+        return page_of(data, lambda r: [r["started_at"], r["id"]], paging.limit)
+
+    @api.get(
+        "/campaigns/{slug}/runs/{run}",
+        **operation(
+            "runs:read",
+            "runs",
+            "One run and how it stands",
+            problems={"404": "No such campaign, or no such run of it"},
+        ),
+    )
+    def one_run(
+        request: Request,
+        grant: Annotated[Granted, needs("runs:read")],
+        slug: str,
+        run: Annotated[str, Path(max_length=32)],
+    ) -> RunOut:
+        """A run: what it is, who started it, its state (`started` for a deployment run:
+        follow it at `link`), and the end of its output when it ran as a process here."""
+        from tasks.staff.runs import find_run
+
+        with reading(request, grant, slug) as (session, found):
+            found_run = find_run(session, found.id or 0, run)
+        if found_run is None:
+            raise Refused(404, f"no run {run!r} of this campaign")
+        return RunOut.model_validate(run_json(found_run))
+
+    @api.post(
+        "/campaigns/{slug}/runs",
+        status_code=202,
+        response_model=RunOut,
+        **operation(
+            "runs:write",
+            "runs",
+            "Start a run: a rehearsal, the briefs, a lead sync, the report",
+            problems={
+                "409": "A rehearsal was refused (the campaign runs for real), or a request "
+                "with this Idempotency-Key is still being answered",
+                "503": "Runs cannot start: no Prefect API is configured, it does not "
+                "answer, or Rally's deployment is not registered there (`detail` says which)",
+            },
+        ),
+    )
+    def start_run(
+        request: Request,
+        grant: Annotated[Granted, needs("runs:write")],
+        slug: str,
+        body: RunIn,
+        idempotency_key: IdempotencyKey = None,
+    ) -> JSONResponse:
+        """Start what the staff console's buttons start, as a deployment run on the Prefect
+        server where `rally deploy` registered Rally's deployments (never as a process of the
+        web server: 503 says what is missing). Answered at once (202) with the run, whose
+        state and link `GET /campaigns/{slug}/runs/{run}` gives; the audit log names the
+        token."""
+        from store.audit import record
+        from tasks.sprint.state import real_activity
+        from tasks.staff.runs import view
+        from web import staff_runs
+        from web.staff_actions import run_started
+
+        with reading(request, grant, slug) as (session, found):
+            action = staff_runs.actions(found.slug, weeks=min(body.weeks, found.weeks)).get(
+                body.action
+            )
+            assert action is not None
+            if body.action == "rehearsal" and (why := real_activity(session, found)):
+                raise Refused(409, f"no rehearsal here: {why}")
+            campaign_id = found.id or 0
+
+        def work() -> Answer:
+            state = app_state_of(request)
+            try:
+                started = staff_runs.start(
+                    state.engine,
+                    action,
+                    campaign_id=campaign_id,
+                    slug=slug,
+                    by=grant.actor,
+                    now=state.clock(),
+                    settings=state.settings,
+                    here=False,
+                )
+            except staff_runs.NotDeployed as exc:
+                raise Refused(503, str(exc)) from exc
+            with transaction(state.engine) as session:
+                record(session, [run_started(grant.actor, slug, action, started)])
+
+            return Answer(
+                202, RunOut.model_validate(run_json(view(started))).model_dump(mode="json")
+            )
+
+        return idempotently(request, grant, idempotency_key, body.model_dump(), work)
+
     return api
+
+
+TaskId = Annotated[int, Path(ge=1, le=2**31 - 1, description="A review task's id")]
+LeadId = Annotated[int, Path(ge=1, le=2**31 - 1, description="A lead's id (`/leads`)")]
+IfMatch = Annotated[
+    str | None,
+    Header(
+        alias="If-Match",
+        max_length=1000,
+        description="The task's ETag as last read: the decision is refused (412) if it changed",
+    ),
+]
+
+
+def task_tag(view: dict[str, Any]) -> str:
+    """A review task's strong ETag: the digest of the task as `GET .../review-tasks/{task}`
+    answers it, so any change to it (a decision, a new version, an escalation) changes it."""
+    text = json.dumps(view, sort_keys=True, separators=(",", ":"), default=str)
+    return f'"{hashlib.sha256(text.encode()).hexdigest()[:32]}"'
+
+
+def matches(if_match: str, tag: str) -> bool:
+    """Whether an If-Match header holds `tag` (strong comparison: a weak tag never matches)."""
+    held = {t.strip() for t in if_match.split(",")}
+    return "*" in held or tag in held
+
+
+def task_in(session: Session, campaign: Campaign, task_id: int) -> ReviewTask:
+    """The review task `task_id` of `campaign`, or 404 (another campaign's task included)."""
+    task = session.get(ReviewTask, task_id)
+    draft = session.get(CreativeDraft, task.draft_id) if task else None
+    creative = session.get(Creative, draft.creative_id) if draft else None
+    if task is None or creative is None or creative.campaign_id != campaign.id:
+        raise Refused(404, f"no review task {task_id} in this campaign")
+    return task
+
+
+def lead_in(session: Session, campaign: Campaign, lead: int) -> None:
+    """404 unless `lead` is a lead of `campaign` (as `/leads` lists them)."""
+    from tasks.leads.status import campaign_contacts
+
+    assert campaign.id is not None
+    if campaign_contacts(session, campaign.id, after=lead - 1, limit=1) != [lead]:
+        raise Refused(404, f"no lead {lead} of this campaign")
+
+
+class DecisionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    decision: Literal["approve", "request_changes", "reject"]
+    approver: str = Field(
+        min_length=3,
+        max_length=254,
+        pattern=r"^[^@\s]+@[^@\s]+$",
+        description="The email of the approver deciding: one of the task's approver group",
+    )
+    version: int | None = Field(
+        None, ge=1, le=2**31 - 1, description="The version decided on; refused if not the task's"
+    )
+    note: str = Field(
+        "",
+        max_length=5000,
+        validate_default=True,
+        description="Why; needed unless approving with the checklist done",
+    )
+    checklist: dict[Annotated[str, Field(max_length=64)], bool] = Field(
+        default_factory=dict,
+        max_length=100,
+        description="Each checklist item confirmed (true) or not",
+    )
+
+    @field_validator("note")
+    @classmethod
+    def note_when_not_approving(cls, note: str, info: ValidationInfo) -> str:
+        if info.data.get("decision", "approve") != "approve" and not note.strip():
+            raise ValueError("say what must change (or why it is rejected) in a note")
+        return note
+
+
+class DecisionOut(BaseModel):
+    task: int
+    status: str = Field(description="The task's status now")
+    applied: bool = Field(description="False when the same decision was recorded before")
+    next_tier: str | None = Field(description="The tier whose review opened, if one did")
+    creative: int
+    creative_status: str
+    etag: str = Field(description="The task's ETag now")
+
+
+class OptOutIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    channel: Literal["email", "sms", "dm", "reply"] = Field(
+        description="The channel they are not to be contacted on"
+    )
+    wording: str | None = Field(
+        None, max_length=1000, description="What they said, for the consent record"
+    )
+
+
+class OptOutOut(BaseModel):
+    lead: int
+    channel: str
+    consent: Literal["revoked"]
+    changed: bool = Field(description="False when they were opted out of it already")
+    withdrawn: int = Field(description="Follow-ups withdrawn that had not gone yet")
+
+
+class ReportQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    week: int | None = Field(
+        None, ge=1, le=52, description="Up to the end of this week (by default the last done)"
+    )
+
+
+class RunIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    action: Literal["rehearsal", "briefs", "sync", "report"] = Field(
+        description="What to run, as the staff console's buttons: a rehearsal of the sprint, "
+        "the briefs, a lead sync, the report"
+    )
+    weeks: int = Field(0, ge=0, le=52, description="A rehearsal's weeks (0: the whole sprint)")
+
+
+class RunOut(BaseModel):
+    id: str
+    title: str
+    by: str = Field(description="Who started it (a token: `token:ID:NAME`)")
+    started_at: datetime
+    state: str = Field(
+        description="started (a deployment run: see `link`), running, finished, failed, vanished"
+    )
+    command: list[str] = Field(description="The `rally` command that does the same")
+    link: str | None = Field(description="The run in the Prefect UI")
+    output: str = Field(description="The end of its output, when it ran as a process here")
+
+
+def run_json(run: Any) -> dict[str, Any]:
+    """A run as this API shows it (not where its output file is, nor on which machine)."""
+    return {
+        "id": run.id,
+        "title": run.title,
+        "by": run.by,
+        "started_at": run.started_at.isoformat(),
+        "state": run.state,
+        "command": run.command,
+        "link": run.link,
+        "output": run.output,
+    }
 
 
 class ForgetIn(BaseModel):
     who: str = Field(min_length=3, max_length=254, description="The person's email or phone")
 
 
-def operation(scope: str, tag: str, summary: str) -> dict[str, Any]:
-    """An operation's tag, summary and the scope it needs (`x-rally-scope` in the document)."""
-    return {
-        "tags": [tag],
-        "summary": f"{summary} (scope {scope})",
-        "openapi_extra": {"x-rally-scope": scope},
-    }
+def operation(
+    scope: str, tag: str, summary: str, problems: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """An operation's tag, summary and the scope it needs (`x-rally-scope` in the document),
+    and the problems it may answer beyond every operation's (or said otherwise for it)."""
+    extra: dict[str, Any] = {"x-rally-scope": scope}
+    if problems:
+        extra["x-rally-problems"] = problems
+    return {"tags": [tag], "summary": f"{summary} (scope {scope})", "openapi_extra": extra}
 
 
 PROBLEMS = {
@@ -471,9 +1007,16 @@ def document(api: FastAPI) -> dict[str, Any]:
             responses = spec.setdefault("responses", {})
             responses.pop("422", None)
             wanted = PROBLEMS | (POST_PROBLEMS if method == "post" else {})
+            wanted |= spec.pop("x-rally-problems", {})
             for status, description in wanted.items():
                 responses[status] = {"description": description, "content": problem_content}
     _link_campaign_list(schema["paths"])
+    for listing, name, key in (
+        ("/campaigns/{slug}/review-tasks", "task", "task"),
+        ("/campaigns/{slug}/leads", "lead", "id"),
+        ("/campaigns/{slug}/runs", "run", "id"),
+    ):
+        _link_items(schema["paths"], listing, name, key)
     api.openapi_schema = schema
     return schema
 
@@ -489,6 +1032,22 @@ def _link_campaign_list(paths: dict[str, Any]) -> None:
                 links[spec["operationId"]] = {
                     "operationId": spec["operationId"],
                     "parameters": {"slug": "$response.body#/data/0/slug"},
+                }
+
+
+def _link_items(paths: dict[str, Any], listing: str, name: str, key: str) -> None:
+    """Links from a list to the operations on its first item (`{name}` its `key`)."""
+    listed = paths[listing]["get"]["responses"]["200"]
+    links = listed.setdefault("links", {})
+    for path, operations in paths.items():
+        if path.startswith(f"{listing}/{{{name}}}"):
+            for spec in operations.values():
+                links[spec["operationId"]] = {
+                    "operationId": spec["operationId"],
+                    "parameters": {
+                        "slug": "$request.path.slug",
+                        name: f"$response.body#/data/0/{key}",
+                    },
                 }
 
 
@@ -633,3 +1192,11 @@ def _decode(cursor: str | None) -> Any:
         return json.loads(base64.b64decode(padded, altchars=b"-_", validate=True))
     except (binascii.Error, ValueError):
         raise Refused(400, "cursor is not one this API gave") from None
+
+
+class FollowupsQuery(PageQuery):
+    status: FollowUpStatus | None = Field(None, description="Only follow-ups with this status")
+    channel: Literal["reply", "dm", "email", "sms", "tag", "staff"] | None = Field(
+        None, description="Only those on this channel (`tag` and `staff`: no message to them)"
+    )
+    rule: str | None = Field(None, max_length=64, description="Only those of this rule")

@@ -164,11 +164,11 @@ def _start_work(
         settings=settings,
     )
     with transaction(engine) as session:
-        record(session, [_started(email, slug, action, run)])
+        record(session, [run_started(email, slug, action, run)])
     return RedirectResponse(f"/staff/campaigns/{slug}/runs/{run.id}", status_code=303)
 
 
-def _started(email: str, slug: str, action: staff_runs.Action, run: StaffRun) -> Change:
+def run_started(email: str, slug: str, action: staff_runs.Action, run: StaffRun) -> Change:
     where = f"Prefect flow run {run.flow_run_id}" if run.flow_run_id else f"a process on {run.host}"
     summary = f"{action.title} of {slug} started by {email} as {where}"
     details = {"command": action.command, "run": run.flow_run_id or run.id}

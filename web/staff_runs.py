@@ -17,14 +17,20 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 from sqlalchemy import Engine
 
+from config.errors import RallyError
 from config.settings import Settings, prefect_choice
 from store.db import transaction
 from store.models import StaffRun
 from tasks.staff.runs import HERE
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+class NotDeployed(RallyError):
+    """A run that may only start as a deployment run cannot: what is missing."""
 
 
 @dataclass(frozen=True)
@@ -73,9 +79,11 @@ def start(
     by: str,
     now: datetime,
     settings: Settings,
+    here: bool = True,
 ) -> StaffRun:
     """Start `action` as a deployment run if Rally's deployments are registered, else as a
-    process here, with `by` as the actor its audit entries name; kept in the store either way."""
+    process here (unless not `here`: then `NotDeployed` says what is missing), with `by` as the
+    actor its audit entries name; kept in the store either way."""
     run = StaffRun(
         id=secrets.token_hex(8),
         campaign_id=campaign_id,
@@ -87,7 +95,22 @@ def start(
         host=HERE,
     )
     api_url = prefect_choice().api_url
-    deployed = _deployment_run(action, api_url) if api_url else None
+    if not here and not api_url:
+        raise NotDeployed(
+            "no Prefect API is configured (PREFECT_API_URL): runs started this way are "
+            "deployment runs, on the Prefect server where `rally deploy` registered them"
+        )
+    try:
+        deployed = _deployment_run(action, api_url) if api_url else None
+    except (httpx.HTTPError, OSError) as exc:
+        if here:
+            raise
+        raise NotDeployed(f"the Prefect API at {api_url} did not answer ({exc})") from exc
+    if deployed is None and not here:
+        raise NotDeployed(
+            f"the deployment {action.deployment} is not registered on the Prefect API at "
+            f"{api_url} (`rally deploy` registers Rally's deployments)"
+        )
     if deployed is not None:
         run.flow_run_id, run.link = deployed
         _save(engine, run)

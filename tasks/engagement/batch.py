@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Integer, bindparam, func, update
 from sqlalchemy import select as sa_select
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col
 
 from config.followups import Rule
 from store.bulk import insert_rows
@@ -26,7 +26,6 @@ from store.models import (
     FollowUp,
     FollowUpStatus,
     OutboxMessage,
-    OutboxStatus,
 )
 from tasks.engagement import consent as consent_rules
 from tasks.engagement.confirm import confirm, help_text, last_asked_by, subscribed_text
@@ -57,8 +56,8 @@ from tasks.leads.contacts import (
     contacts_by_handle,
     set_consent,
 )
+from tasks.leads.opt_out import withdraw_queued
 from tasks.leads.records import queue_sync
-from tasks.outbox import cancel
 from tasks.webhooks.events import Event as Happened
 from tasks.webhooks.events import emit
 
@@ -482,30 +481,7 @@ class Batch:
                 row.pop("_messages", None)
         if (contact_id, channel) not in self.waiting:  # nothing stored waits for them there
             return
-        rows = self.session.exec(
-            select(FollowUp.id, FollowUp.outbox_id).where(
-                FollowUp.contact_id == contact_id,
-                FollowUp.channel == channel,
-                FollowUp.status == FollowUpStatus.QUEUED,
-            )
-        ).all()
-        if not rows:
-            return
-        cancel(self.session, [o for _, o in rows if o], f"opted out of {channel}")
-        self.session.execute(
-            update(FollowUp)
-            .where(col(FollowUp.id).in_([i for i, _ in rows]))
-            .where(
-                col(FollowUp.outbox_id).in_(
-                    select(OutboxMessage.id).where(OutboxMessage.status == OutboxStatus.CANCELLED)
-                )
-            )
-            .values(
-                status=FollowUpStatus.CANCELLED,
-                reason=f"opted out of {channel}",
-                updated_at=self.now,
-            )
-        )
+        withdraw_queued(self.session, contact_id, channel, now=self.now)
 
     def _lead_changed(self, event: Event, contact_id: int) -> None:
         if event.campaign_id:

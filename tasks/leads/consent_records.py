@@ -7,7 +7,7 @@ from typing import Any, TextIO
 
 from sqlmodel import Session, col, select
 
-from store.models import ConsentRecord, ContactConsent
+from store.models import ConsentRecord, Contact, ContactConsent
 from tasks.leads.forget import find_contact
 
 
@@ -26,7 +26,11 @@ def _row(record: ConsentRecord) -> dict[str, Any]:
 def lead_view(session: Session, who: str) -> dict[str, Any]:
     """The person with this email or phone: who they are here, their consent per channel now,
     and its whole record."""
-    contact = find_contact(session, who)
+    return contact_view(session, find_contact(session, who))
+
+
+def contact_view(session: Session, contact: Contact) -> dict[str, Any]:
+    """A person as `lead_view` shows them."""
     now = session.exec(
         select(ContactConsent.channel, ContactConsent.status).where(
             ContactConsent.contact_id == contact.id

@@ -122,10 +122,12 @@ def decide(
     confirmed: Collection[str] = (),
     version: int | None = None,
     public_url: str = "",
+    actor: str | None = None,
 ) -> Decision:
     """Record what an approver did (the decision, the checklist items they confirmed, "all"
     for every one, and their note) and advance the creative; refusals say why. The policy is
-    the one the campaign was applied with."""
+    the one the campaign was applied with. `actor` is who the audit log names when someone
+    other than the approver records it (an API token); the approver by default."""
     task = session.get(ReviewTask, task_id)
     if task is None:
         raise ReviewRefused(f"no review task {task_id}")
@@ -151,7 +153,7 @@ def decide(
         _stop(session, draft, creative, wanted, now=now)
     if result.next_tier is None:
         _tell_creator(session, creative, draft, task, spec, public_url=public_url)
-    _audit(session, result, draft, policy)
+    _audit(session, result, draft, policy, actor=actor)
     if result.next_tier is None and decision in ("approve", "reject"):
         kind = "approved" if decision == "approve" else "rejected"
         tell(session, creative, kind, now, tier=task.tier)
@@ -196,7 +198,14 @@ def _checklist(
     return checklist
 
 
-def _audit(session: Session, result: Decision, draft: CreativeDraft, policy: Policy) -> None:
+def _audit(
+    session: Session,
+    result: Decision,
+    draft: CreativeDraft,
+    policy: Policy,
+    *,
+    actor: str | None = None,
+) -> None:
     """Who decided what on which version, under which policy, having seen which findings."""
     task, creative = result.task, result.creative
     status = ReviewStatus(task.status)
@@ -221,8 +230,10 @@ def _audit(session: Session, result: Decision, draft: CreativeDraft, policy: Pol
         ],
         "next_tier": result.next_tier,
     }
+    if actor is not None:
+        details["approver"] = approver
     change = Change(
-        approver, f"review.{status.value}", "review_task", task.id or 0, summary, details
+        actor or approver, f"review.{status.value}", "review_task", task.id or 0, summary, details
     )
     record(session, [change])
 

@@ -70,6 +70,28 @@ def task_view(session: Session, task_id: int) -> dict[str, Any]:
     }
 
 
+def decisions_of(session: Session, task: ReviewTask) -> list[dict[str, Any]]:
+    """The decisions on the version `task` reviews: each tier's decided task, in tier order,
+    with who decided, when, the note and the checklist as they confirmed it."""
+    decided = session.exec(
+        select(ReviewTask)
+        .where(ReviewTask.draft_id == task.draft_id, col(ReviewTask.status).in_(DECIDED))
+        .order_by(col(ReviewTask.position))
+    ).all()
+    return [
+        {
+            "task": t.id,
+            "tier": t.tier,
+            "decision": t.status,
+            "decided_by": t.decided_by,
+            "decided_at": t.decided_at.isoformat() if t.decided_at else None,
+            "note": t.note,
+            "checklist": t.checklist,
+        }
+        for t in decided
+    ]
+
+
 def history(session: Session, creative_id: int) -> dict[str, Any]:
     """The chain of custody: the brief version, every draft with its findings and decisions,
     the post, and the audit entries that recorded each step."""

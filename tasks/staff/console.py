@@ -164,11 +164,15 @@ def followup_log(
     person: str = "",
     rule: str = "",
     channel: str = "",
+    status: str = "",
     page: int = 1,
+    before: int | None = None,
+    limit: int = PAGE_SIZE,
 ) -> Page:
     """The campaign's follow-ups, newest first, with who they went to and the text sent; only
-    those of a person (a part of their name, email, handle or phone), a rule or a channel if
-    given. One query per page."""
+    those of a person (a part of their name, email, handle or phone), a rule, a channel or a
+    status if given. One query per page: the `page`-th of `limit`, or the first `limit` older
+    than follow-up `before`."""
     page = _bounded(page)
     query = (
         sa_select(
@@ -194,13 +198,17 @@ def followup_log(
         query = query.where(col(FollowUp.rule_id) == rule[:SEARCH_LIMIT])
     if channel:
         query = query.where(col(FollowUp.channel) == channel[:SEARCH_LIMIT])
+    if status:
+        query = query.where(col(FollowUp.status) == status[:SEARCH_LIMIT])
     if person.strip():
         query = query.where(_matches_person(person))
+    if before is not None:
+        query = query.where(col(FollowUp.id) < before)
     rows = session.execute(
-        query.order_by(col(FollowUp.id).desc()).limit(PAGE_SIZE + 1).offset((page - 1) * PAGE_SIZE)
+        query.order_by(col(FollowUp.id).desc()).limit(limit + 1).offset((page - 1) * limit)
     ).all()
-    shown = [_followup(row) for row in rows[:PAGE_SIZE]]
-    return Page(shown, page, len(rows) > PAGE_SIZE)
+    shown = [_followup(row) for row in rows[:limit]]
+    return Page(shown, page, len(rows) > limit)
 
 
 def _matches_person(person: str) -> Any:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from sqlalchemy import and_, or_
 from sqlmodel import Session, col, select
 
 from store.models import StaffRun
@@ -84,13 +85,26 @@ def view(run: StaffRun) -> RunView:
     )
 
 
-def recent_runs(session: Session, campaign_id: int, *, limit: int = 5) -> list[RunView]:
-    """The campaign's latest runs, newest first."""
+def recent_runs(
+    session: Session,
+    campaign_id: int,
+    *,
+    limit: int = 5,
+    after: tuple[datetime, str] | None = None,
+) -> list[RunView]:
+    """The campaign's latest runs, newest first; with `after` (a run's start and id), those
+    listed after that run."""
+    query = select(StaffRun).where(StaffRun.campaign_id == campaign_id)
+    if after is not None:
+        started, run_id = after
+        query = query.where(
+            or_(
+                col(StaffRun.started_at) < started,
+                and_(col(StaffRun.started_at) == started, col(StaffRun.id) > run_id),
+            )
+        )
     rows = session.exec(
-        select(StaffRun)
-        .where(StaffRun.campaign_id == campaign_id)
-        .order_by(col(StaffRun.started_at).desc(), col(StaffRun.id))
-        .limit(limit)
+        query.order_by(col(StaffRun.started_at).desc(), col(StaffRun.id)).limit(limit)
     ).all()
     return [view(run) for run in rows]
 

@@ -11,21 +11,36 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from schemathesis.checks import positive_data_acceptance
+from sqlmodel import select
 
+from config.settings import PrefectChoice
+from store.db import transaction
+from store.models import Campaign, StaffRun
 from tests.conftest import SLUG
+from tests.integration.test_api_v1 import signup_event
+from tests.integration.test_review_api import CAPTION
+from web import staff_runs
 from web.app import create_app
 
 ALL_SCOPES = [
-    "--scope", "campaign:read", "--scope", "creators:read", "--scope", "reviews:read",
+    "--scope", "campaign:read", "--scope", "creators:read", "--scope", "reviews:write",
     "--scope", "leads:read", "--scope", "events:write", "--scope", "briefs:read",
-    "--scope", "creatives:read", "--scope", "leads:write",
+    "--scope", "creatives:read", "--scope", "leads:write", "--scope", "followups:read",
+    "--scope", "reports:read", "--scope", "runs:write",
 ]  # fmt: skip
+PREFECT = "http://prefect.invalid/api"
+REAL: dict[str, object] = {"slug": SLUG}  # the path parameters of what the store holds
 
 
 @pytest.fixture
-def api(rally, applied, settings):
+def api(rally, running, settings, engine, monkeypatch):
     made = rally("tokens", "create", "schemathesis", *ALL_SCOPES, "--campaign", SLUG, "--json")
     assert made.code == 0, made.err
+    REAL.update(stocked(rally, settings, engine))
+    # Runs start on a Prefect server only: one that has every deployment, as far as the API
+    # can tell (without one, a 503 would stop Schemathesis at a server error each time).
+    monkeypatch.setattr(staff_runs, "prefect_choice", lambda: PrefectChoice("test", PREFECT))
+    monkeypatch.setattr(staff_runs, "_deployment_run", lambda action, url: ("0b1e", PREFECT))
     # The document is under test, not the token's rate: hundreds of requests a minute here,
     # and a 429 midway would make the answers differ when a failure is replayed.
     app = create_app(settings.model_copy(update={"api_requests_per_minute": 10**9}))
@@ -34,6 +49,39 @@ def api(rally, applied, settings):
     # the test's own header would replace, turning a deliberately bad request into a good one.
     schema.config.generation.update(with_security_parameters=False)
     return schema, {"Authorization": f"Bearer {json.loads(made.out)['secret']}"}
+
+
+def stocked(rally, settings, engine) -> dict[str, object]:
+    """A review task, a lead and a run in the store, for the operations about one."""
+    from store.types import utcnow
+    from tasks.engagement.events import ingest
+    from tasks.engagement.processing import process_pending
+
+    submitted = rally(
+        "creatives", "submit", SLUG, "maya.votes.pa", "--caption", CAPTION, "--duration", "20"
+    )
+    assert submitted.code == 0, submitted.err
+    (task,) = json.loads(rally("review", "queue", "--json").out)
+    signup = signup_event(1, "ana@example.org") | {"campaign": SLUG}
+    assert ingest(engine, [("signup", signup)], now=utcnow()).stored == 1
+    process_pending(engine, now=utcnow(), public_url=settings.public_url)
+    (lead,) = json.loads(rally("leads", "list", SLUG, "--json").out)
+    with transaction(engine) as session:
+        campaign = session.exec(select(Campaign).where(Campaign.slug == SLUG)).one()
+        session.add(
+            StaffRun(
+                id="0123abcd",
+                campaign_id=campaign.id or 0,
+                action="report/report",
+                title="Make the report",
+                started_by="staff@example.org",
+                started_at=utcnow(),
+                command=["rally", "report", SLUG],
+                host="elsewhere",
+                exit_code=0,
+            )
+        )
+    return {"task": task["task"], "lead": lead["id"], "run": "0123abcd"}
 
 
 @pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
@@ -51,8 +99,10 @@ def test_every_operation_answers_as_documented(api) -> None:
         )
         @given(case=operation.as_strategy(), real=st.booleans())
         def check(case, real: bool) -> None:
-            if real and "slug" in (case.path_parameters or {}):
-                case.path_parameters = {**case.path_parameters, "slug": SLUG}
+            if real and case.path_parameters:
+                case.path_parameters = {
+                    name: REAL.get(name, value) for name, value in case.path_parameters.items()
+                }
             # Every check but one: a cursor is refused unless this API gave it, though any
             # string of the document's characters is schema-valid.
             response = case.call_and_validate(
@@ -66,10 +116,12 @@ def test_every_operation_answers_as_documented(api) -> None:
         except Exception as exc:  # every operation's failure, not the first
             failures.append(f"{operation.label}: {exc}")
     assert not failures, "\n\n".join(failures)
-    # Forgetting succeeds only for a real lead's email, which random text is not: its success
-    # is tested in test_api_v1 with leads sent as signups.
+    # Forgetting succeeds only for a real lead's email, and a decision only for an approver of
+    # the task's group, which random text is not: their success is tested in test_api_v1 and
+    # test_api_v1_actions.
     labels = {r.ok().label for r in schema.get_all_operations()} - {
-        "POST /campaigns/{slug}/forget-requests"
+        "POST /campaigns/{slug}/forget-requests",
+        "POST /campaigns/{slug}/review-tasks/{task}/decisions",
     }
     assert {label for label in labels if answered[label]} == labels, answered
 
