@@ -439,7 +439,7 @@ def create_api(requests_per_minute: int) -> FastAPI:
         with reading(request, grant, slug) as (session, found):
             task_in(session, found, task)
             view = task_view(session, task)
-        response.headers["ETag"] = task_tag(view)
+        response.headers["ETag"] = strong_tag(view)
         return view
 
     @api.get(
@@ -510,7 +510,7 @@ def create_api(requests_per_minute: int) -> FastAPI:
             state = app_state_of(request)
             try:
                 with transaction(state.engine) as session:
-                    tag = task_tag(task_view(session, task))
+                    tag = strong_tag(task_view(session, task))
                     if if_match is not None and not matches(if_match, tag):
                         raise Refused(412, f"task {task} changed since it was read: ETag {tag}")
                     result = decide(
@@ -536,7 +536,7 @@ def create_api(requests_per_minute: int) -> FastAPI:
             except ReviewRefused as exc:
                 raise Refused(409, str(exc)) from exc
             with transaction(state.engine, write=False) as session:
-                etag = task_tag(task_view(session, task))
+                etag = strong_tag(task_view(session, task))
             return Answer(200, DecisionOut(**done, etag=etag).model_dump(mode="json"))
 
         return idempotently(request, grant, idempotency_key, body.model_dump(), work)
@@ -794,14 +794,14 @@ IfMatch = Annotated[
     Header(
         alias="If-Match",
         max_length=1000,
-        description="The task's ETag as last read: the decision is refused (412) if it changed",
+        description="The ETag as last read: the change is refused (412) if it changed since",
     ),
 ]
 
 
-def task_tag(view: dict[str, Any]) -> str:
-    """A review task's strong ETag: the digest of the task as `GET .../review-tasks/{task}`
-    answers it, so any change to it (a decision, a new version, an escalation) changes it."""
+def strong_tag(view: dict[str, Any]) -> str:
+    """The strong ETag of a resource that takes changes under If-Match (a review task, a webhook
+    subscription): the digest of it as its GET answers it, so any change to it changes it."""
     text = json.dumps(view, sort_keys=True, separators=(",", ":"), default=str)
     return f'"{hashlib.sha256(text.encode()).hexdigest()[:32]}"'
 

@@ -6,11 +6,10 @@ the same Idempotency-Key gets that answer without it. A change takes `If-Match` 
 its GET gave: a subscription changed since is 412, and nothing is changed.
 """
 
-import hashlib
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import FastAPI, Header, Request
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from sqlmodel import Session
@@ -23,25 +22,34 @@ from tasks.api.idempotency import Answer, begin, finish, request_hash
 from tasks.api.tokens import Granted
 from web.api_v1 import (
     IdempotencyKey,
+    IfMatch,
     Page,
     Paging,
     Refused,
     idempotently,
+    matches,
     needs,
     operation,
     paged,
     reading,
+    strong_tag,
 )
 from web.deps import app_state_of
 
 MAX_TYPES = 20
+ONE = {"404": "No such campaign, or no such webhook subscription in it"}
+UNSET = "Webhooks are not set up on this Rally: its RALLY_SECRET_KEY is not set"
+RECEIVER = r"^(https://|http://(localhost|127\.0\.0\.1)[:/])"  # as `check_url` takes them
 
 
 class SubscriptionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     url: str = Field(
-        min_length=8, max_length=2000, description="https, or http to Rally's machine only"
+        min_length=8,
+        max_length=2000,
+        pattern=RECEIVER,
+        description="https, or http to Rally's machine only",
     )
     event_types: list[str] = Field(
         default_factory=list,
@@ -54,7 +62,12 @@ class SubscriptionIn(BaseModel):
 class SubscriptionChange(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    url: str | None = Field(None, min_length=8, max_length=2000)
+    url: str | None = Field(
+        None,
+        min_length=8,
+        max_length=2000,
+        pattern=RECEIVER,
+    )
     event_types: list[str] | None = Field(None, min_length=1, max_length=MAX_TYPES)
     description: str | None = Field(None, max_length=200)
     enabled: bool | None = Field(None, description="false turns it off; true on again")
@@ -66,16 +79,6 @@ class ReplayIn(BaseModel):
     since: AwareDatetime | None = Field(
         None, description="Also post again what was delivered since then"
     )
-
-
-IfMatch = Annotated[
-    str | None,
-    Header(
-        alias="If-Match",
-        max_length=200,
-        description="The ETag of the subscription as last read: refused (412) if it changed",
-    ),
-]
 
 
 def add_webhook_routes(api: FastAPI) -> None:
@@ -101,22 +104,30 @@ def add_webhook_routes(api: FastAPI) -> None:
 
     @api.get(
         "/campaigns/{slug}/webhooks/{subscription_id}",
-        **operation("webhooks:read", "webhooks", "One webhook subscription"),
+        **operation("webhooks:read", "webhooks", "One webhook subscription", problems=ONE),
     )
     def webhook(
         request: Request,
+        response: Response,
         grant: Annotated[Granted, needs("webhooks:read")],
         slug: str,
         subscription_id: int,
     ) -> dict[str, Any]:
         """One subscription's settings; its ETag is what a change's If-Match names."""
         with reading(request, grant, slug) as (session, found):
-            return _shown(session, found, subscription_id)
+            view = _shown(session, found, subscription_id)
+        response.headers["ETag"] = strong_tag(view)
+        return view
 
     @api.post(
         "/campaigns/{slug}/webhooks",
         status_code=201,
-        **operation("webhooks:write", "webhooks", "Subscribe a URL to a campaign's events"),
+        **operation(
+            "webhooks:write",
+            "webhooks",
+            "Subscribe a URL to a campaign's events",
+            problems={"503": UNSET},
+        ),
     )
     def subscribe(
         request: Request,
@@ -167,7 +178,12 @@ def add_webhook_routes(api: FastAPI) -> None:
 
     @api.patch(
         "/campaigns/{slug}/webhooks/{subscription_id}",
-        **operation("webhooks:write", "webhooks", "Change a subscription, or turn it off and on"),
+        **operation(
+            "webhooks:write",
+            "webhooks",
+            "Change a subscription, or turn it off and on",
+            problems=ONE | {"412": "If-Match is not the subscription's ETag: it changed since"},
+        ),
     )
     def change(
         request: Request,
@@ -191,7 +207,7 @@ def add_webhook_routes(api: FastAPI) -> None:
             campaign = session.get(Campaign, campaign_id)
             assert campaign is not None
             now_shown = _shown(session, campaign, subscription_id)
-            if if_match is not None and not {etag_of(now_shown), "*"} & _tags(if_match):
+            if if_match is not None and not matches(if_match, strong_tag(now_shown)):
                 raise Refused(
                     412, "the subscription changed since it was read: read it again (GET)"
                 )
@@ -207,12 +223,12 @@ def add_webhook_routes(api: FastAPI) -> None:
             )
             session.flush()
             after = _shown(session, campaign, subscription_id)
-        return JSONResponse(after, headers={"ETag": etag_of(after)})
+        return JSONResponse(after, headers={"ETag": strong_tag(after)})
 
     @api.delete(
         "/campaigns/{slug}/webhooks/{subscription_id}",
         status_code=204,
-        **operation("webhooks:write", "webhooks", "Remove a subscription for good"),
+        **operation("webhooks:write", "webhooks", "Remove a subscription for good", problems=ONE),
     )
     def remove(
         request: Request,
@@ -232,7 +248,9 @@ def add_webhook_routes(api: FastAPI) -> None:
 
     @api.post(
         "/campaigns/{slug}/webhooks/{subscription_id}/replays",
-        **operation("webhooks:write", "webhooks", "Post again what a subscription missed"),
+        **operation(
+            "webhooks:write", "webhooks", "Post again what a subscription missed", problems=ONE
+        ),
     )
     def replay_deliveries(
         request: Request,
@@ -264,7 +282,7 @@ def add_webhook_routes(api: FastAPI) -> None:
     @api.post(
         "/campaigns/{slug}/webhooks/{subscription_id}/tests",
         status_code=202,
-        **operation("webhooks:write", "webhooks", "Queue a test delivery"),
+        **operation("webhooks:write", "webhooks", "Queue a test delivery", problems=ONE),
     )
     def test_delivery(
         request: Request,
@@ -315,20 +333,8 @@ def _shown(session: Session, campaign: Campaign, subscription_id: int) -> dict[s
     return {name: whole[name] for name in SETTINGS} | {"created_at": whole["created_at"]}
 
 
-def etag_of(body: dict[str, Any]) -> str:
-    """The ETag a GET of `body` carries (the API's weak tag of the JSON it sends)."""
-    rendered = JSONResponse(body).body
-    return f'W/"{hashlib.sha256(rendered).hexdigest()[:32]}"'
-
-
-def _tags(header: str) -> set[str]:
-    return {tag.strip() for tag in header.split(",")}
-
-
 def _sealer(key: str) -> Sealer:
     try:
         return Sealer(key)
     except RallyError:
-        raise Refused(
-            503, "webhooks are not set up on this Rally: its RALLY_SECRET_KEY is not set"
-        ) from None
+        raise Refused(503, UNSET) from None

@@ -48,7 +48,7 @@ def check_event_types(types: Sequence[str], scopes: frozenset[str] | None = None
             needed = sorted({EVENT_TYPES[t][0] for t in refused})
             raise RallyError(f"event type {', '.join(refused)} needs scope {', '.join(needed)}")
     if not wanted:
-        raise RallyError("no event type to subscribe to")
+        raise RallyError("subscribe to at least one event type its maker's scopes can read")
     return wanted
 
 

@@ -10,10 +10,11 @@ import schemathesis
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
+from pydantic import SecretStr
 from schemathesis.checks import positive_data_acceptance
 from sqlmodel import select
 
-from config.settings import PrefectChoice
+from config.settings import PrefectChoice, get_settings
 from store.db import transaction
 from store.models import Campaign, StaffRun
 from tests.conftest import SLUG
@@ -26,14 +27,17 @@ ALL_SCOPES = [
     "--scope", "campaign:read", "--scope", "creators:read", "--scope", "reviews:write",
     "--scope", "leads:read", "--scope", "events:write", "--scope", "briefs:read",
     "--scope", "creatives:read", "--scope", "leads:write", "--scope", "followups:read",
-    "--scope", "reports:read", "--scope", "runs:write",
+    "--scope", "reports:read", "--scope", "runs:write", "--scope", "webhooks:write",
 ]  # fmt: skip
+KEY = "schemathesis-secret-key-0123456789-abcdefgh"
 PREFECT = "http://prefect.invalid/api"
 REAL: dict[str, object] = {"slug": SLUG}  # the path parameters of what the store holds
 
 
 @pytest.fixture
 def api(rally, running, settings, engine, monkeypatch):
+    monkeypatch.setenv("RALLY_SECRET_KEY", KEY)  # webhook subscriptions seal their secrets
+    get_settings.cache_clear()
     made = rally("tokens", "create", "schemathesis", *ALL_SCOPES, "--campaign", SLUG, "--json")
     assert made.code == 0, made.err
     REAL.update(stocked(rally, settings, engine))
@@ -43,7 +47,8 @@ def api(rally, running, settings, engine, monkeypatch):
     monkeypatch.setattr(staff_runs, "_deployment_run", lambda action, url: ("0b1e", PREFECT))
     # The document is under test, not the token's rate: hundreds of requests a minute here,
     # and a 429 midway would make the answers differ when a failure is replayed.
-    app = create_app(settings.model_copy(update={"api_requests_per_minute": 10**9}))
+    fast = {"api_requests_per_minute": 10**9, "secret_key": SecretStr(KEY)}
+    app = create_app(settings.model_copy(update=fast))
     schema = schemathesis.openapi.from_asgi("/api/v1/openapi.json", app)
     # The token is the test's to give (every call carries it): no values made up for it, which
     # the test's own header would replace, turning a deliberately bad request into a good one.
@@ -52,7 +57,8 @@ def api(rally, running, settings, engine, monkeypatch):
 
 
 def stocked(rally, settings, engine) -> dict[str, object]:
-    """A review task, a lead and a run in the store, for the operations about one."""
+    """A review task, a lead, a run and a webhook subscription in the store, for the
+    operations about one."""
     from store.types import utcnow
     from tasks.engagement.events import ingest
     from tasks.engagement.processing import process_pending
@@ -81,11 +87,38 @@ def stocked(rally, settings, engine) -> dict[str, object]:
                 exit_code=0,
             )
         )
-    return {"task": task["task"], "lead": lead["id"], "run": "0123abcd"}
+    hooked = rally("webhooks", "add", SLUG, "https://hooks.example.org/rally", "--json")
+    assert hooked.code == 0, hooked.err
+    subscription = json.loads(hooked.out)["id"]
+    ids = {"task": task["task"], "lead": lead["id"], "run": "0123abcd"}
+    return ids | {"subscription_id": subscription}
+
+
+def restore_subscriptions(engine) -> None:
+    """The stocked webhook subscription as it was, and no other, and no answer kept for an
+    Idempotency-Key: a request may remove it, change it or make more (up to the campaign's
+    most), and a key's kept answer would name a subscription no longer there."""
+    from sqlalchemy import text
+
+    from tasks.webhooks.subscriptions import check_event_types
+
+    kept = {"kept": REAL["subscription_id"], "types": json.dumps(check_event_types([]))}
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM outbox WHERE channel = 'webhook'"))
+        conn.execute(text("DELETE FROM api_idempotency_keys"))
+        conn.execute(text("DELETE FROM webhook_subscriptions WHERE id != :kept"), kept)
+        conn.execute(
+            text(
+                "UPDATE webhook_subscriptions SET disabled_at = NULL, disabled_reason = NULL, "
+                "url = 'https://hooks.example.org/rally', description = '', "
+                "event_types = :types WHERE id = :kept"
+            ),
+            kept,
+        )
 
 
 @pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
-def test_every_operation_answers_as_documented(api) -> None:
+def test_every_operation_answers_as_documented(api, engine) -> None:
     schema, auth = api
     failures: list[str] = []
     answered: collections.Counter[str] = collections.Counter()
@@ -105,9 +138,12 @@ def test_every_operation_answers_as_documented(api) -> None:
                 }
             # Every check but one: a cursor is refused unless this API gave it, though any
             # string of the document's characters is schema-valid.
-            response = case.call_and_validate(
-                headers=auth, excluded_checks=[positive_data_acceptance]
-            )
+            try:
+                response = case.call_and_validate(
+                    headers=auth, excluded_checks=[positive_data_acceptance]
+                )
+            finally:
+                restore_subscriptions(engine)
             if response.status_code < 300:
                 answered[case.operation.label] += 1
 
@@ -129,7 +165,10 @@ def test_every_operation_answers_as_documented(api) -> None:
 @pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
 def test_sequences_that_follow_the_documents_links_answer_as_documented(api) -> None:
     schema, auth = api
-    workflow = schema.as_state_machine()
+    # The webhook subscriptions' operations are left out of the sequences: with them, Hypothesis
+    # stops on "inconsistent data generation" (FlakyStrategyDefinition) even with the store put
+    # back after each sequence. Each is checked on its own above and in test_api_webhooks.
+    workflow = schema.exclude(path_regex="/webhooks").as_state_machine()
 
     class Workflow(workflow):  # type: ignore[misc, valid-type]
         def get_call_kwargs(self, case):

@@ -6,6 +6,7 @@ from datetime import datetime
 
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import SecretStr
 from sqlalchemy import text
 
 from tests.conftest import SLUG
@@ -236,7 +237,8 @@ def test_no_operation_is_reachable_without_the_scope_it_documents(
     from web import staff_runs
 
     monkeypatch.setattr(staff_runs, "prefect_choice", lambda: PrefectChoice())
-    client = TestClient(create_app(settings))
+    keyed = settings.model_copy(update={"secret_key": SecretStr("k" * 40)})
+    client = TestClient(create_app(keyed))
     document = client.get("/api/v1/openapi.json").json()
     bodies = {
         "/campaigns/{slug}/events": {"events": [comment(99)]},
@@ -248,17 +250,27 @@ def test_no_operation_is_reachable_without_the_scope_it_documents(
         },
         "/campaigns/{slug}/leads/{lead}/opt-outs": {"channel": "email"},
         "/campaigns/{slug}/runs": {"action": "report"},
+        "/campaigns/{slug}/webhooks": {"url": "https://hooks.example.org/rally"},
+        "/campaigns/{slug}/webhooks/{subscription_id}": {"description": "the sheet"},
+        "/campaigns/{slug}/webhooks/{subscription_id}/replays": {},
+        "/campaigns/{slug}/webhooks/{subscription_id}/tests": {},
     }
-    # Let in: answered (about a task, lead or run the campaign does not have: not found; a run
-    # with no Prefect to start it on: unavailable).
-    expected = {"/campaigns/{slug}/forget-requests": 404, ("post", "/campaigns/{slug}/runs"): 503}
+    # Let in: answered (about a task, lead, run or subscription the campaign does not have: not
+    # found; a run with no Prefect to start it on: unavailable; a subscription by a token that
+    # can read no event type: refused as such).
+    expected = {
+        "/campaigns/{slug}/forget-requests": 404,
+        ("post", "/campaigns/{slug}/runs"): 503,
+        ("post", "/campaigns/{slug}/webhooks"): 400,
+    }
     checked = 0
     for path, operations in document["paths"].items():
         for method, operation in operations.items():
             scope = operation["x-rally-scope"]
             url = "/api/v1" + path.replace("{slug}", SLUG).replace("{task}", "1")
             url = url.replace("{lead}", "1").replace("{run}", "none")
-            body = bodies[path] if method == "post" else None
+            url = url.replace("{subscription_id}", "999")
+            body = bodies[path] if method in ("post", "patch") else None
             others = [s for s in SCOPES if not allows([s], scope)]
             without = token(rally, "--campaign", SLUG, *[a for s in others for a in ("--scope", s)])
             refused = client.request(method, url, json=body, headers=without)
@@ -268,13 +280,15 @@ def test_no_operation_is_reachable_without_the_scope_it_documents(
             )
             wanted = expected.get((method, path)) or expected.get(path)
             wanted = wanted or (
-                404 if any(p in path for p in ("{task}", "{lead}", "{run}")) else 200
+                404
+                if any(p in path for p in ("{task}", "{lead}", "{run}", "{subscription_id}"))
+                else 200
             )
             assert alone.status_code == wanted, f"{method} {path} with {scope}: {alone.text}"
             unsigned = client.request(method, url, json={"not": "valid"})
             assert unsigned.status_code == 401, f"{method} {path}: the token is checked first"
             checked += 1
-    assert checked == 20
+    assert checked == 27
 
 
 def test_each_token_has_its_rate_and_is_told_what_is_left(
