@@ -150,6 +150,18 @@ def settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, store_url: str) ->
     get_settings.cache_clear()
 
 
+SECRET_KEY = "a-test-secret-key-that-is-long-enough-0123456789"
+
+
+@pytest.fixture
+def keyed(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> Iterator[Settings]:
+    """`settings` with a `RALLY_SECRET_KEY`, which sealed secrets (webhooks, TikTok) need."""
+    monkeypatch.setenv("RALLY_SECRET_KEY", SECRET_KEY)
+    get_settings.cache_clear()
+    yield get_settings()
+    get_settings.cache_clear()
+
+
 @pytest.fixture
 def engine(settings: Settings) -> Engine:
     return open_store(settings)

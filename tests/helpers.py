@@ -94,3 +94,15 @@ def make_leads(
         contact_ids = sorted(ids.values())
         queue_sync(session, campaign.id, chosen, contact_ids, now=at)
         return contact_ids
+
+
+def apply_second_campaign(rally, folder: Path, target: Path, slug: str = "aa-second") -> str:
+    """The campaign of `folder` applied again as another campaign, `slug` (first in slug
+    order): for what one campaign's token must not reach of another's."""
+    target.mkdir()
+    text = (folder / "campaign.yaml").read_text()
+    (target / "campaign.yaml").write_text(text.replace("slug: first-vote-pa-2027", f"slug: {slug}"))
+    (target / "roster.csv").write_text((folder / "roster.csv").read_text())
+    run = rally("campaign", "apply", target / "campaign.yaml")
+    assert run.code == 0, run.err
+    return slug

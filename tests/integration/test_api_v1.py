@@ -10,6 +10,7 @@ from pydantic import SecretStr
 from sqlalchemy import text
 
 from tests.conftest import SLUG
+from tests.helpers import apply_second_campaign
 from tests.integration.test_review_api import CAPTION
 from web.app import create_app
 
@@ -61,12 +62,7 @@ def test_refusals_are_problem_details_naming_why(rally, applied, settings) -> No
 def test_the_list_pages_by_cursor_and_a_campaign_token_sees_its_own(
     rally, applied, settings, tmp_path
 ) -> None:
-    second = tmp_path / "second"
-    second.mkdir()
-    text = (applied / "campaign.yaml").read_text().replace(f"slug: {SLUG}", "slug: aa-second")
-    (second / "campaign.yaml").write_text(text)
-    (second / "roster.csv").write_text((applied / "roster.csv").read_text())
-    assert rally("campaign", "apply", second / "campaign.yaml").code == 0
+    apply_second_campaign(rally, applied, tmp_path / "second")
     client = TestClient(create_app(settings))
     every = token(rally, "--scope", "campaign:read", "--all-campaigns")
 

@@ -12,6 +12,7 @@ from sqlalchemy import text
 from store.db import transaction
 from store.types import utcnow
 from tests.conftest import SLUG
+from tests.helpers import apply_second_campaign
 from tests.integration.test_api_v1 import signup_event, token
 from tests.integration.test_review_api import CAPTION, INTERNAL, LEGAL
 from web.app import create_app
@@ -34,16 +35,6 @@ def open_task(rally) -> int:
     assert submitted.code == 0, submitted.err
     (task,) = json.loads(rally("review", "queue", "--json").out)
     return task["task"]
-
-
-def second_campaign(rally, applied, tmp_path) -> str:
-    folder = tmp_path / "second"
-    folder.mkdir()
-    spec = (applied / "campaign.yaml").read_text().replace(f"slug: {SLUG}", "slug: aa-second")
-    (folder / "campaign.yaml").write_text(spec)
-    (folder / "roster.csv").write_text((applied / "roster.csv").read_text())
-    assert rally("campaign", "apply", folder / "campaign.yaml").code == 0
-    return "aa-second"
 
 
 def test_a_decision_is_recorded_for_its_approver_if_the_task_is_as_read_and_once(
@@ -118,7 +109,7 @@ def test_a_campaigns_token_reaches_nothing_of_another_campaign(
     rally, running, settings, tmp_path
 ) -> None:
     task = open_task(rally)
-    other = second_campaign(rally, running, tmp_path)
+    other = apply_second_campaign(rally, running, tmp_path / "second")
     client = TestClient(create_app(settings))
     scopes = ["reviews:write", "leads:write", "followups:read", "reports:read", "runs:write"]
     theirs = token(rally, "--campaign", other, *[a for s in scopes for a in ("--scope", s)])

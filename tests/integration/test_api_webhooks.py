@@ -4,26 +4,17 @@ the deliveries they get verified by a receiver with the standardwebhooks library
 
 import json
 
-import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
-from config.settings import Settings, get_settings
 from store.types import utcnow
 from tasks.webhooks.deliver import deliver_webhooks
 from tests.conftest import SLUG
 from tests.fakes.webhook_receiver import FakeWebhookReceiver
-from tests.integration.test_webhooks import KEY
+from tests.helpers import apply_second_campaign
 from web.app import create_app
 
 BASE = f"/api/v1/campaigns/{SLUG}/webhooks"
-
-
-@pytest.fixture
-def keyed(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> Settings:
-    monkeypatch.setenv("RALLY_SECRET_KEY", KEY)
-    get_settings.cache_clear()
-    return get_settings()
 
 
 def token(rally, *scopes: str, campaign: str = SLUG) -> dict[str, str]:
@@ -113,12 +104,7 @@ def test_a_change_under_a_stale_if_match_is_refused_and_changes_nothing(
 def test_another_campaigns_token_cannot_see_or_touch_a_subscription(
     rally, applied, keyed, tmp_path
 ) -> None:
-    second = tmp_path / "second"
-    second.mkdir()
-    text = (applied / "campaign.yaml").read_text().replace(f"slug: {SLUG}", "slug: aa-second")
-    (second / "campaign.yaml").write_text(text)
-    (second / "roster.csv").write_text((applied / "roster.csv").read_text())
-    assert rally("campaign", "apply", second / "campaign.yaml").code == 0
+    apply_second_campaign(rally, applied, tmp_path / "second")
     client = TestClient(create_app(keyed))
     own = token(rally, "webhooks:write", "creatives:read")
     made = client.post(BASE, json={"url": "https://hooks.example.org/a"}, headers=own).json()

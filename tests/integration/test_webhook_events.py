@@ -16,7 +16,7 @@ from sqlalchemy import Engine
 from sqlmodel import col, select
 from tenacity import wait_none
 
-from config.settings import Settings, get_settings
+from config.settings import Settings
 from store.db import transaction
 from store.models import CreativeDraft, ReviewTask
 from store.types import utcnow
@@ -34,7 +34,6 @@ from tests.fakes.webhook_receiver import FakeWebhookReceiver
 from tests.helpers import generate
 from web.app import create_app
 
-KEY = "a-test-secret-key-that-is-long-enough-0123456789"
 T0 = utcnow().replace(microsecond=0) - timedelta(days=1)  # before what the CLI does now
 LATER = datetime(2030, 1, 1, tzinfo=UTC)  # after every event these tests make happen
 PUBLIC_URL = "https://rally.example.org"
@@ -48,14 +47,6 @@ CAPTION = (
 )
 EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.")
 _ids = itertools.count(1)
-
-
-@pytest.fixture
-def keyed(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> Iterator[Settings]:
-    monkeypatch.setenv("RALLY_SECRET_KEY", KEY)
-    get_settings.cache_clear()
-    yield get_settings()
-    get_settings.cache_clear()
 
 
 @pytest.fixture

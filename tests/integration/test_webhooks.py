@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 import pytest
 from sqlalchemy import Engine, text
 
-from config.settings import Settings, get_settings
+from config.settings import Settings
 from store.db import transaction
 from store.types import utcnow
 from tasks.due import has_work
@@ -19,8 +19,6 @@ from tasks.webhooks.deliver import deliver_webhooks
 from tasks.webhooks.events import Event, emit
 from tests.conftest import SLUG
 from tests.fakes.webhook_receiver import FakeWebhookReceiver
-
-KEY = "a-test-secret-key-that-is-long-enough-0123456789"
 
 
 class Clock:
@@ -32,14 +30,6 @@ class Clock:
 
     def advance(self, **delta: float) -> None:
         self.now += timedelta(**delta)
-
-
-@pytest.fixture
-def keyed(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> Iterator[Settings]:
-    monkeypatch.setenv("RALLY_SECRET_KEY", KEY)
-    get_settings.cache_clear()
-    yield get_settings()
-    get_settings.cache_clear()
 
 
 @pytest.fixture
