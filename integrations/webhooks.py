@@ -56,12 +56,16 @@ def check_url(url: str) -> str:
     """A receiver's URL, as given, if Rally may post to it: https, or http to this machine
     only (a local n8n, a test receiver), so that event data never crosses a network in the
     clear."""
-    parts = urlsplit(url.strip())
     if len(url) > 2000:
         raise RallyError("the webhook URL is longer than 2,000 characters")
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urlsplit(url.strip())
+        hostname = parts.hostname
+    except ValueError:  # a bracketed host that is no IPv6 address, say
+        raise RallyError(f"the webhook URL {url!r} is not a URL") from None
+    if parts.scheme not in ("http", "https") or not hostname:
         raise RallyError(f"the webhook URL must be an http(s) address, not {url!r}")
-    if parts.scheme == "http" and not _loopback(parts.hostname):
+    if parts.scheme == "http" and not _loopback(hostname):
         raise RallyError(
             f"the webhook URL must use https ({url!r}); plain http is allowed to this "
             "machine only (localhost, 127.0.0.1)"

@@ -9,7 +9,7 @@ its GET gave: a subscription changed since is 412, and nothing is changed.
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Path, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from sqlmodel import Session
@@ -37,6 +37,9 @@ from web.api_v1 import (
 from web.deps import app_state_of
 
 MAX_TYPES = 20
+SubscriptionId = Annotated[
+    int, Path(ge=1, le=2**31 - 1, description="A webhook subscription's id (`/webhooks`)")
+]
 ONE = {"404": "No such campaign, or no such webhook subscription in it"}
 UNSET = "Webhooks are not set up on this Rally: its RALLY_SECRET_KEY is not set"
 RECEIVER = r"^(https://|http://(localhost|127\.0\.0\.1)[:/])"  # as `check_url` takes them
@@ -111,7 +114,7 @@ def add_webhook_routes(api: FastAPI) -> None:
         response: Response,
         grant: Annotated[Granted, needs("webhooks:read")],
         slug: str,
-        subscription_id: int,
+        subscription_id: SubscriptionId,
     ) -> dict[str, Any]:
         """One subscription's settings; its ETag is what a change's If-Match names."""
         with reading(request, grant, slug) as (session, found):
@@ -189,7 +192,7 @@ def add_webhook_routes(api: FastAPI) -> None:
         request: Request,
         grant: Annotated[Granted, needs("webhooks:write")],
         slug: str,
-        subscription_id: int,
+        subscription_id: SubscriptionId,
         body: SubscriptionChange,
         if_match: IfMatch = None,
     ) -> JSONResponse:
@@ -234,7 +237,7 @@ def add_webhook_routes(api: FastAPI) -> None:
         request: Request,
         grant: Annotated[Granted, needs("webhooks:write")],
         slug: str,
-        subscription_id: int,
+        subscription_id: SubscriptionId,
     ) -> Response:
         """Nothing more is posted to it; deliveries waiting for it are withdrawn."""
         from tasks.webhooks.subscriptions import remove_subscription
@@ -256,7 +259,7 @@ def add_webhook_routes(api: FastAPI) -> None:
         request: Request,
         grant: Annotated[Granted, needs("webhooks:write")],
         slug: str,
-        subscription_id: int,
+        subscription_id: SubscriptionId,
         body: ReplayIn,
         idempotency_key: IdempotencyKey = None,
     ) -> JSONResponse:
@@ -288,7 +291,7 @@ def add_webhook_routes(api: FastAPI) -> None:
         request: Request,
         grant: Annotated[Granted, needs("webhooks:write")],
         slug: str,
-        subscription_id: int,
+        subscription_id: SubscriptionId,
         idempotency_key: IdempotencyKey = None,
     ) -> JSONResponse:
         """A `webhook.test` delivery, posted with the next delivery run (within a minute
