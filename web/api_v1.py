@@ -42,7 +42,7 @@ from tasks.api.limits import TokenLimits
 from tasks.api.tokens import Granted, TokenRefused, authenticate, record_use
 from tasks.campaigns.campaign import campaign_overview, list_campaigns, roster
 from web.deps import app_state_of
-from web.pages import bounded_body
+from web.pages import bounded_body, page_response
 
 API_PREFIX = "/api/v1"
 PROBLEM = "application/problem+json"
@@ -181,6 +181,12 @@ def create_api(requests_per_minute: int) -> FastAPI:
         return response
 
     api.openapi = lambda: document(api)  # type: ignore[method-assign]
+
+    @api.get("/docs", include_in_schema=False)
+    def docs(request: Request) -> Response:
+        """The document as a page to read: each operation, its scope, parameters, body and
+        answers, grouped by resource (no script: it is the OpenAPI document, rendered)."""
+        return page_response(request, "api_docs.html", docs_of(document(api)))
 
     @api.exception_handler(Refused)
     async def refused(request: Request, exc: Refused) -> JSONResponse:
@@ -940,6 +946,65 @@ def run_json(run: Any) -> dict[str, Any]:
 
 class ForgetIn(BaseModel):
     who: str = Field(min_length=3, max_length=254, description="The person's email or phone")
+
+
+def docs_of(schema: dict[str, Any]) -> dict[str, Any]:
+    """What the docs page shows of the OpenAPI document `schema`."""
+    tags: dict[str, list[dict[str, Any]]] = {}
+    for path, operations in schema["paths"].items():
+        for method, spec in operations.items():
+            body = spec.get("requestBody", {}).get("content", {}).get("application/json", {})
+            fields = _fields(schema, body.get("schema", {}))
+            tags.setdefault(spec["tags"][0], []).append(
+                {
+                    "id": spec["operationId"],
+                    "method": method.upper(),
+                    "path": path,
+                    "summary": spec["summary"].split(" (scope")[0],
+                    "scope": spec["x-rally-scope"],
+                    "description": _marked(spec.get("description", "")),
+                    "parameters": [
+                        {
+                            "name": p["name"],
+                            "where": p["in"],
+                            "required": p.get("required", False),
+                            "description": _marked(
+                                p.get("description")
+                                or p.get("schema", {}).get("description", "")
+                                or PARAMETERS.get(p["name"], "")
+                            ),
+                        }
+                        for p in spec.get("parameters", [])
+                    ],
+                    "body": fields,
+                    "responses": [
+                        (status, _marked(answer.get("description", "")))
+                        for status, answer in sorted(spec["responses"].items())
+                    ],
+                }
+            )
+    return {
+        "summary": schema["info"].get("summary", ""),
+        "base": API_PREFIX,
+        "tags": [{"name": name, "operations": ops} for name, ops in tags.items()],
+    }
+
+
+PARAMETERS = {"slug": "The campaign's slug (`/campaigns` lists them)"}
+
+
+def _marked(text: str) -> list[tuple[bool, str]]:
+    """Text as (is code, words) runs: what the document puts in `backticks` is code."""
+    runs = " ".join(text.split()).split("`")
+    return [(i % 2 == 1, run) for i, run in enumerate(runs) if run]
+
+
+def _fields(schema: dict[str, Any], body: dict[str, Any]) -> list[str]:
+    """The top-level fields of a request body's schema (following its `$ref`)."""
+    ref = body.get("$ref", "")
+    if ref.startswith("#/components/schemas/"):
+        body = schema["components"]["schemas"].get(ref.rsplit("/", 1)[1], {})
+    return list(body.get("properties", {}))
 
 
 def operation(
