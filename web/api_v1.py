@@ -1142,8 +1142,11 @@ def idempotently(
     key: str | None,
     payload: Any,
     work: Callable[[], Answer],
+    *,
+    kept: Callable[[dict[str, Any]], dict[str, Any]] = lambda body: body,
 ) -> JSONResponse:
-    """Do `work` once per Idempotency-Key; a retry gets the first answer again."""
+    """Do `work` once per Idempotency-Key; a retry gets the first answer again, as `kept`
+    keeps it (without what is shown only once, such as a secret)."""
     if key is None:
         answer = work()
         return JSONResponse(answer.body, status_code=answer.status)
@@ -1159,7 +1162,7 @@ def idempotently(
     except BaseException:
         abandon(state.engine, grant.token_id, key)
         raise
-    finish(state.engine, grant.token_id, key, answer)
+    finish(state.engine, grant.token_id, key, Answer(answer.status, kept(answer.body)))
     return JSONResponse(answer.body, status_code=answer.status)
 
 

@@ -18,7 +18,7 @@ from config.errors import RallyError
 from store.crypto import Sealer
 from store.db import transaction
 from store.models import Campaign, WebhookSubscription
-from tasks.api.idempotency import Answer, begin, finish, request_hash
+from tasks.api.idempotency import Answer
 from tasks.api.tokens import Granted
 from web.api_v1 import (
     IdempotencyKey,
@@ -165,19 +165,11 @@ def add_webhook_routes(api: FastAPI) -> None:
                 )
                 return Answer(201, shown(made.subscription, slug, {}) | {"secret": made.secret})
 
-        if idempotency_key is None:
-            answer = work()
-            return JSONResponse(answer.body, status_code=201)
-        digest = request_hash(request.method, request.url.path, body.model_dump())
-        before = begin(state.engine, grant.token_id, idempotency_key, digest, now=state.clock())
-        if before is not None:
-            return JSONResponse(
-                before.body, status_code=before.status, headers={"Idempotent-Replayed": "true"}
-            )
-        answer = work()
-        kept = answer.body | {"secret": None}  # the secret is not kept, even for a day
-        finish(state.engine, grant.token_id, idempotency_key, Answer(answer.status, kept))
-        return JSONResponse(answer.body, status_code=201)
+        def without_secret(body: dict[str, Any]) -> dict[str, Any]:
+            return body | {"secret": None}  # not kept, even for a day
+
+        payload = body.model_dump()
+        return idempotently(request, grant, idempotency_key, payload, work, kept=without_secret)
 
     @api.patch(
         "/campaigns/{slug}/webhooks/{subscription_id}",

@@ -33,7 +33,7 @@ from store.models import Campaign, OutboxMessage, OutboxStatus, WebhookSubscript
 from store.types import utcnow
 from tasks.drain import DrainReport, Handler, record_outcomes
 from tasks.outbox import Claimed, claim, enqueue, release, still_held
-from tasks.webhooks.events import API_PREFIX, CHANNEL
+from tasks.webhooks.events import API_PREFIX, CHANNEL, DESTINATION_PREFIX, destination_of
 
 BACKOFF = (5, 30, 120, 600, 1800, 3600)  # seconds before the 1st, 2nd ... retry; then hourly
 REFUSALS = 5  # a delivery refused (4xx) this many times is given up on
@@ -50,19 +50,12 @@ def deliver_webhooks(
     """Post what waits for every subscription that is enabled and not waiting out a failure."""
     report = DrainReport()
     with transaction(engine, write=False) as session:
-        due = session.exec(
-            select(WebhookSubscription.id).where(
-                col(WebhookSubscription.disabled_at).is_(None),
-                or_(
-                    col(WebhookSubscription.retry_at).is_(None),
-                    col(WebhookSubscription.retry_at) <= now(),
-                ),
-            )
-        ).all()
+        due = session.exec(select(col(WebhookSubscription.id)).where(*waiting(now()))).all()
     if not due:
         return report
     own = poster is None
     poster = poster or WebhookPoster()
+    sealer = Sealer(settings.secret_key.get_secret_value())
     lease = timedelta(seconds=settings.outbox_lease_seconds)
     try:
         for subscription_id in due:
@@ -71,7 +64,7 @@ def deliver_webhooks(
                     engine,
                     subscription_id or 0,
                     poster=poster,
-                    sealer=Sealer(settings.secret_key.get_secret_value()),
+                    sealer=sealer,
                     public_url=settings.public_url,
                     disable_after=timedelta(hours=settings.webhook_disable_after_hours),
                     now=now,
@@ -86,26 +79,31 @@ def deliver_webhooks(
 
 
 def webhooks_due(engine: Engine, now: datetime) -> bool:
-    """Whether a subscription that is enabled and not waiting out a failure has deliveries
-    waiting (one query; `tasks.due`)."""
+    """Whether any subscription has deliveries to post now (one query; `tasks.due`)."""
+    with transaction(engine, write=False) as session:
+        found = select(col(WebhookSubscription.id)).where(*waiting(now)).limit(1)
+        return session.execute(found).first() is not None
+
+
+def enabled_and_due(at: datetime) -> list[Any]:
+    """The conditions on a subscription that may be posted to at `at`: enabled, and not
+    waiting out a failure."""
     table = WebhookSubscription
-    waiting = select(col(OutboxMessage.id)).where(
+    return [
+        col(table.disabled_at).is_(None),
+        or_(col(table.retry_at).is_(None), col(table.retry_at) <= at),
+    ]
+
+
+def waiting(at: datetime) -> list[Any]:
+    """`enabled_and_due`, with deliveries waiting in the outbox."""
+    queued = select(col(OutboxMessage.id)).where(
         col(OutboxMessage.channel) == CHANNEL,
         col(OutboxMessage.status) == OutboxStatus.PENDING,
-        col(OutboxMessage.destination) == literal("webhook:") + cast(col(table.id), String),
+        col(OutboxMessage.destination)
+        == literal(DESTINATION_PREFIX) + cast(col(WebhookSubscription.id), String),
     )
-    with transaction(engine, write=False) as session:
-        return bool(
-            session.execute(
-                select(col(table.id))
-                .where(
-                    col(table.disabled_at).is_(None),
-                    or_(col(table.retry_at).is_(None), col(table.retry_at) <= now),
-                    exists(waiting),
-                )
-                .limit(1)
-            ).first()
-        )
+    return [*enabled_and_due(at), exists(queued)]
 
 
 def deliver_subscription(
@@ -128,7 +126,7 @@ def deliver_subscription(
         return DrainReport()
     report = DrainReport()
     secret = sealer.open(held.secret_sealed, f"webhook subscription {subscription_id}'s secret")
-    destination = f"webhook:{subscription_id}"
+    destination = destination_of(subscription_id)
     try:
         while True:
             rows = claim(engine, channel=CHANNEL, destination=destination, limit=batch, now=now())
@@ -196,8 +194,7 @@ def _take(
             update(table)
             .where(
                 col(table.id) == subscription_id,
-                col(table.disabled_at).is_(None),
-                or_(col(table.retry_at).is_(None), col(table.retry_at) <= at),
+                *enabled_and_due(at),
                 or_(col(table.locked_until).is_(None), col(table.locked_until) < at),
             )
             .values(locked_until=at + lease, lease_id=lease_id)

@@ -20,6 +20,7 @@ from store.models import Campaign, WebhookSubscription
 from tasks.outbox import enqueue
 
 CHANNEL = "webhook"
+DESTINATION_PREFIX = "webhook:"  # and the subscription's id: `destination_of`
 API_PREFIX = "/api/v1"
 
 # Each event type: the scope a token needs to read what it tells, and what it means.
@@ -99,7 +100,7 @@ def delivery(subscription_id: int, slug: str, event: Event, at: datetime) -> dic
     links = {"collection": f"{API_PREFIX}/campaigns/{slug}/{event.collection}".rstrip("/")}
     return {
         "channel": CHANNEL,
-        "destination": f"webhook:{subscription_id}",
+        "destination": destination_of(subscription_id),
         "idempotency_key": key,
         "subject_type": subject_type[:32],
         "subject_id": subject_id[:64],
@@ -107,10 +108,15 @@ def delivery(subscription_id: int, slug: str, event: Event, at: datetime) -> dic
         "payload": {
             "id": message_id(key),
             "type": event.type,
-            "timestamp": at.isoformat().replace("+00:00", "Z"),
+            "timestamp": iso(at),
             "data": {"campaign": slug, **event.data, "links": links},
         },
     }
+
+
+def destination_of(subscription_id: int | None) -> str:
+    """The outbox destination of a subscription's deliveries."""
+    return f"{DESTINATION_PREFIX}{subscription_id}"
 
 
 def message_id(key: str) -> str:

@@ -17,7 +17,7 @@ from store.audit import Change, record
 from store.crypto import Sealer
 from store.models import Campaign, OutboxMessage, OutboxStatus, WebhookSubscription
 from tasks.outbox import enqueue
-from tasks.webhooks.events import CHANNEL, EVENT_TYPES, Event, delivery
+from tasks.webhooks.events import CHANNEL, EVENT_TYPES, Event, delivery, destination_of, iso
 
 REMOVED = "removed by staff"
 MAX_PER_CAMPAIGN = 20
@@ -112,29 +112,31 @@ def add_subscription(
 
 
 def subscriptions_of(
-    session: Session, campaign_id: int | None = None, *, removed: bool = False
+    session: Session, campaign_id: int | None = None
 ) -> list[tuple[WebhookSubscription, str, dict[str, int]]]:
     """Each subscription (of one campaign, or all), its campaign's slug and its deliveries by
-    status (`pending`, `dead`, `sent`)."""
+    status (`pending`, `dead`, `sent`); removed ones are left out."""
     query = select(WebhookSubscription, Campaign.slug).join(
         Campaign, col(Campaign.id) == col(WebhookSubscription.campaign_id)
     )
     if campaign_id is not None:
         query = query.where(col(WebhookSubscription.campaign_id) == campaign_id)
-    if not removed:
-        query = query.where(
-            (col(WebhookSubscription.disabled_reason).is_(None))
-            | (col(WebhookSubscription.disabled_reason) != REMOVED)
-        )
+    query = query.where(
+        (col(WebhookSubscription.disabled_reason).is_(None))
+        | (col(WebhookSubscription.disabled_reason) != REMOVED)
+    )
     rows = session.exec(query.order_by(col(WebhookSubscription.id))).all()
     counts: dict[str, dict[str, int]] = {}
     for destination, status, count in session.exec(
         select(OutboxMessage.destination, OutboxMessage.status, func.count())
-        .where(col(OutboxMessage.channel) == CHANNEL)
+        .where(
+            col(OutboxMessage.channel) == CHANNEL,
+            col(OutboxMessage.destination).in_([destination_of(s.id) for s, _ in rows]),
+        )
         .group_by(col(OutboxMessage.destination), col(OutboxMessage.status))
     ):
         counts.setdefault(destination, {})[status] = count
-    return [(s, slug, counts.get(f"webhook:{s.id}", {})) for s, slug in rows]
+    return [(s, slug, counts.get(destination_of(s.id), {})) for s, slug in rows]
 
 
 def subscription(session: Session, subscription_id: int) -> WebhookSubscription:
@@ -155,7 +157,7 @@ def remove_subscription(
     session.execute(
         update(OutboxMessage)
         .where(
-            col(OutboxMessage.destination) == f"webhook:{subscription_id}",
+            col(OutboxMessage.destination) == destination_of(subscription_id),
             col(OutboxMessage.status) == OutboxStatus.PENDING,
         )
         .values(status=OutboxStatus.CANCELLED, last_error=REMOVED)
@@ -203,7 +205,7 @@ def replay(
     delivery made since then: each with its first `webhook-id`, so a receiver that had it
     already can tell."""
     found = subscription(session, subscription_id)
-    destination = f"webhook:{subscription_id}"
+    destination = destination_of(subscription_id)
     dead = session.execute(
         update(OutboxMessage)
         .where(
@@ -333,16 +335,12 @@ def shown(found: WebhookSubscription, slug: str, counts: dict[str, int]) -> dict
         "description": found.description,
         "enabled": found.disabled_at is None,
         "disabled_reason": found.disabled_reason,
-        "failing_since": _iso(found.failing_since),
-        "next_try_at": _iso(found.retry_at) if found.failing_since else None,
+        "failing_since": iso(found.failing_since),
+        "next_try_at": iso(found.retry_at) if found.failing_since else None,
         "last_error": found.last_error,
-        "last_success_at": _iso(found.last_success_at),
+        "last_success_at": iso(found.last_success_at),
         "waiting": counts.get("pending", 0),
         "given_up": counts.get("dead", 0),
         "delivered": counts.get("sent", 0),
-        "created_at": _iso(found.created_at),
+        "created_at": iso(found.created_at),
     }
-
-
-def _iso(at: datetime | None) -> str | None:
-    return at.isoformat().replace("+00:00", "Z") if at is not None else None
