@@ -71,15 +71,21 @@ def main() -> None:
     parser.add_argument("--creators", type=int, default=1000)
     parser.add_argument("--requests", type=int, default=1600)
     parser.add_argument("--deliveries", type=int, default=10_000, help="Webhooks to post (0: none)")
-    parser.add_argument("--database-url", default="", help="A PostgreSQL store (default: SQLite)")
+    parser.add_argument(
+        "--database-url",
+        default="",
+        help="A PostgreSQL server, where the benchmark makes and drops its own databases "
+        "(default: SQLite)",
+    )
     args = parser.parse_args()
+    from benchmarks.webhook_delivery import own_database
     from store.db import engine_for, transaction, upgrade
     from store.models import Campaign
     from tasks.api.tokens import create_token
 
-    with tempfile.TemporaryDirectory() as folder:
+    with tempfile.TemporaryDirectory() as folder, own_database(args.database_url) as given:
         scratch = Path(folder)
-        url = args.database_url or f"sqlite:///{scratch / 'rally.db'}"
+        url = given or f"sqlite:///{scratch / 'rally.db'}"
         engine = engine_for(url)
         upgrade(engine)
         campaign = build(engine, scratch, args.creators)

@@ -271,7 +271,12 @@ def main() -> None:
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--deliveries", type=int, default=10_000)
-    parser.add_argument("--database-url", default="", help="A PostgreSQL store (default: SQLite)")
+    parser.add_argument(
+        "--database-url",
+        default="",
+        help="A PostgreSQL server, where the benchmark makes and drops its own database "
+        "(default: SQLite)",
+    )
     args = parser.parse_args()
     figures = measure(args.deliveries, args.database_url)
     report(figures)

@@ -10,12 +10,11 @@ import schemathesis
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
-from pydantic import SecretStr
 from schemathesis.checks import positive_data_acceptance
 from schemathesis.generation.feedback import NO_FEEDBACK
 from sqlmodel import select
 
-from config.settings import PrefectChoice, get_settings
+from config.settings import PrefectChoice
 from store.db import transaction
 from store.models import Campaign, StaffRun
 from tests.conftest import SLUG
@@ -30,15 +29,13 @@ ALL_SCOPES = [
     "--scope", "creatives:read", "--scope", "leads:write", "--scope", "followups:read",
     "--scope", "reports:read", "--scope", "runs:write", "--scope", "webhooks:write",
 ]  # fmt: skip
-KEY = "schemathesis-secret-key-0123456789-abcdefgh"
 PREFECT = "http://prefect.invalid/api"
 REAL: dict[str, object] = {"slug": SLUG}  # the path parameters of what the store holds
 
 
 @pytest.fixture
-def api(rally, running, settings, engine, monkeypatch):
-    monkeypatch.setenv("RALLY_SECRET_KEY", KEY)  # webhook subscriptions seal their secrets
-    get_settings.cache_clear()
+def api(rally, running, keyed, engine, monkeypatch):
+    settings = keyed  # webhook subscriptions seal their secrets
     made = rally("tokens", "create", "schemathesis", *ALL_SCOPES, "--campaign", SLUG, "--json")
     assert made.code == 0, made.err
     REAL.update(stocked(rally, settings, engine))
@@ -48,8 +45,7 @@ def api(rally, running, settings, engine, monkeypatch):
     monkeypatch.setattr(staff_runs, "_deployment_run", lambda action, url: ("0b1e", PREFECT))
     # The document is under test, not the token's rate: hundreds of requests a minute here,
     # and a 429 midway would make the answers differ when a failure is replayed.
-    fast = {"api_requests_per_minute": 10**9, "secret_key": SecretStr(KEY)}
-    app = create_app(settings.model_copy(update=fast))
+    app = create_app(settings.model_copy(update={"api_requests_per_minute": 10**9}))
     schema = schemathesis.openapi.from_asgi("/api/v1/openapi.json", app)
     # The token is the test's to give (every call carries it): no values made up for it, which
     # the test's own header would replace, turning a deliberately bad request into a good one.

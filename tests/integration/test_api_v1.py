@@ -6,7 +6,6 @@ from datetime import datetime
 
 import pytest
 from fastapi.testclient import TestClient
-from pydantic import SecretStr
 from sqlalchemy import text
 
 from tests.conftest import SLUG
@@ -84,9 +83,12 @@ def test_the_openapi_document_names_every_operations_security(settings, applied)
     client = TestClient(create_app(settings))
     document = client.get("/api/v1/openapi.json").json()
     assert document["info"]["title"] == "Rally API"
+    checked = 0
     for path, operations in document["paths"].items():
         for method, operation in operations.items():
             assert operation.get("security"), f"{method} {path} declares no security"
+            checked += 1
+    assert checked > 20
 
 
 def every_page(client: TestClient, path: str, auth: dict[str, str], limit: int) -> list[dict]:
@@ -128,8 +130,7 @@ def test_creators_leads_and_review_tasks_read_as_the_cli_lists_them(
     tasks = every_page(client, f"/api/v1/campaigns/{SLUG}/review-tasks", auth, limit=1)
     assert tasks == json.loads(rally("review", "queue", "--json").out) and len(tasks) == 1
 
-    leads = every_page(client, f"/api/v1/campaigns/{SLUG}/leads", auth, limit=50)
-    assert same_times(leads) == same_times(json.loads(rally("leads", "list", SLUG, "--json").out))
+    # leads against `rally leads list`: with signups, in the test of leads sent as signups
 
     creators_only = token(rally, "--campaign", SLUG, "--scope", "creators:read")
     for path in ("leads", "review-tasks"):
@@ -226,14 +227,13 @@ def _token_id(engine) -> int:
 
 
 def test_no_operation_is_reachable_without_the_scope_it_documents(
-    rally, applied, settings, monkeypatch
+    rally, applied, keyed, monkeypatch
 ):
     from config.settings import PrefectChoice
     from tasks.api.tokens import SCOPES, allows
     from web import staff_runs
 
     monkeypatch.setattr(staff_runs, "prefect_choice", lambda: PrefectChoice())
-    keyed = settings.model_copy(update={"secret_key": SecretStr("k" * 40)})
     client = TestClient(create_app(keyed))
     document = client.get("/api/v1/openapi.json").json()
     bodies = {

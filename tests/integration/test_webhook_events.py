@@ -35,7 +35,7 @@ from tests.helpers import generate
 from web.app import create_app
 
 T0 = utcnow().replace(microsecond=0) - timedelta(days=1)  # before what the CLI does now
-LATER = datetime(2030, 1, 1, tzinfo=UTC)  # after every event these tests make happen
+LATER = utcnow() + timedelta(days=3650)  # after every event these tests make happen
 PUBLIC_URL = "https://rally.example.org"
 MAYA = "maya.votes.pa"
 DANA = "dana.okafor@keystoneyouthvote.example.org"  # internal review
