@@ -26,6 +26,9 @@ def problems_at(page, width: int) -> list[str]:
     """What is wrong with the page as it stands, at `width` px: sideways scroll, buttons and
     navigation links shorter than a 44 px touch target, and axe's serious and critical
     findings, each in a line that names the element."""
+    # A click that navigates returns once the new page commits, before its stylesheet has
+    # loaded: measured then, every button is unstyled and too small.
+    page.wait_for_load_state("load")
     page.set_viewport_size({"width": width, "height": HEIGHT.get(width, 800)})
     found = []
     scroll, inner = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
