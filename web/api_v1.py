@@ -327,9 +327,16 @@ def create_api(requests_per_minute: int) -> FastAPI:
         """Open tasks by id, each with its tier, group, deadline and whether it is overdue."""
         from tasks.review.queue import review_queue
 
+        after = cursor_of(paging, lambda k: isinstance(k, int))
         with reading(request, grant, slug) as (session, found):
-            rows = review_queue(session, now=app_state_of(request).clock(), campaign_id=found.id)
-        return paged(rows, lambda r: r["task"], paging)
+            rows = review_queue(
+                session,
+                now=app_state_of(request).clock(),
+                campaign_id=found.id,
+                after=after,
+                limit=paging.limit + 1,
+            )
+        return page_of(rows, lambda r: r["task"], paging.limit)
 
     @api.get(
         "/campaigns/{slug}/leads",

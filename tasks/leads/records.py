@@ -33,6 +33,7 @@ if TYPE_CHECKING:  # `leads status` reads with this module; only a sync loads th
     from integrations.crm import Lead
 
 CHANNEL = "lead"
+SUBJECT = "contact"  # what every lead message is about: subject_id is the contact's id
 UPSERT, FORGET = "upsert", "forget"
 
 
@@ -85,7 +86,7 @@ def queue_sync(
             continue
         key = destination_key(campaign_id, destination.name)
         query = sa_select(col(OutboxMessage.subject_id)).where(
-            col(OutboxMessage.subject_type) == "contact",
+            col(OutboxMessage.subject_type) == SUBJECT,
             col(OutboxMessage.subject_id).in_([str(i) for i in reachable]),
             col(OutboxMessage.channel) == CHANNEL,
             col(OutboxMessage.destination) == key,
@@ -116,7 +117,7 @@ def sync_message(
         "channel": CHANNEL,
         "destination": destination,
         "idempotency_key": f"lead:{destination}:{contact_id}:{uuid.uuid4().hex}",
-        "subject_type": "contact",
+        "subject_type": SUBJECT,
         "subject_id": str(contact_id),
         "payload": payload,
         "available_at": now,
