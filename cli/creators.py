@@ -8,7 +8,7 @@ import typer
 from cli.common import JSON_OPTION, console, count, print_json, shown_path, store
 from config.errors import RallyError
 from store.db import transaction
-from tasks.campaigns.campaign import campaign_spec, get_campaign, roster
+from tasks.campaigns.campaign import campaign_row, campaign_spec, get_campaign, roster
 
 if TYPE_CHECKING:  # what import needs is loaded by import alone; list reads and prints
     from rich.table import Table
@@ -82,7 +82,7 @@ def list_command(slug: str, json_output: bool = JSON_OPTION) -> None:
     """List a campaign's creators with their terms, codes and links."""
     settings, engine = store()
     with transaction(engine, write=False) as session:
-        campaign = get_campaign(session, slug)
+        campaign = campaign_row(session, slug)
         rows = roster(session, campaign, public_url=settings.public_url)
         currency = campaign.spec["budget"]["currency"]
     if json_output:

@@ -1,37 +1,69 @@
 """Reading campaigns back for people and scripts: one campaign, the list, the overview `rally
 campaign show` prints, and who is on a campaign's team. Applying a campaign file is in
-`tasks.campaigns.apply`."""
+`tasks.campaigns.apply`.
 
-from typing import TYPE_CHECKING, Any
+The list, the overview and the roster read plain rows (`store.tables`): a read command then
+builds none of the campaign's model classes, most of its start-up otherwise."""
 
-from sqlalchemy import func, tuple_
+from typing import TYPE_CHECKING, Any, Protocol
+
+from pydantic_core import to_jsonable_python
+from sqlalchemy import Row, func, tuple_
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from config.errors import RallyError
-from store.models import Campaign, Creator, Milestone, RosterMember, RosterStatus, SprintPhase
+from store.tables import campaigns, creators, milestones, roster_members, sprint_phases
 from tasks.campaigns.tracking import tagged_url
 
 if TYPE_CHECKING:
     # Validating a spec needs its classes; reading a campaign back (`campaign_overview`) does
     # not, and `rally campaign show` starts faster without them.
     from config.campaign import CampaignSpec
+    from store.models import Campaign
+
+ACTIVE = "active"  # RosterStatus.ACTIVE, without loading the roster's model class
 
 
-def get_campaign(session: Session, slug: str) -> Campaign:
+class CampaignRecord(Protocol):
+    """What `roster` reads of a campaign: a `Campaign` or a row of `campaign_row`."""
+
+    @property
+    def id(self) -> int | None: ...
+    @property
+    def slug(self) -> str: ...
+    @property
+    def spec(self) -> dict[str, Any]: ...
+
+
+def get_campaign(session: Session, slug: str) -> "Campaign":
+    from store.models import Campaign
+
     campaign = session.exec(select(Campaign).where(Campaign.slug == slug)).first()
     if campaign is None:
-        known = ", ".join(session.exec(select(Campaign.slug).order_by(Campaign.slug))) or "none yet"
-        raise RallyError(f"no campaign {slug!r} (campaigns: {known})")
+        raise _no_campaign(session, slug)
     return campaign
 
 
+def campaign_row(session: Session, slug: str) -> Row[Any]:
+    """The campaign as a plain row of `store.tables.campaigns`' columns."""
+    row = session.execute(sa_select(campaigns).where(campaigns.c.slug == slug)).first()
+    if row is None:
+        raise _no_campaign(session, slug)
+    return row
+
+
+def _no_campaign(session: Session, slug: str) -> RallyError:
+    slugs = session.execute(sa_select(campaigns.c.slug).order_by(campaigns.c.slug)).scalars()
+    return RallyError(f"no campaign {slug!r} (campaigns: {', '.join(slugs) or 'none yet'})")
+
+
 def list_campaigns(session: Session) -> list[dict[str, Any]]:
-    active = RosterMember.status == RosterStatus.ACTIVE
     counts = dict(
-        session.exec(
-            select(RosterMember.campaign_id, func.count())
-            .where(active)
-            .group_by(col(RosterMember.campaign_id))
+        session.execute(
+            sa_select(roster_members.c.campaign_id, func.count())
+            .where(roster_members.c.status == ACTIVE)
+            .group_by(roster_members.c.campaign_id)
         ).all()
     )
     return [
@@ -45,14 +77,14 @@ def list_campaigns(session: Session) -> list[dict[str, Any]]:
             "creators": counts.get(c.id or 0, 0),
             "updated_at": c.updated_at.isoformat(),
         }
-        for c in session.exec(select(Campaign).order_by(Campaign.slug))
+        for c in session.execute(sa_select(campaigns).order_by(campaigns.c.slug))
     ]
 
 
 _specs: dict[str, "CampaignSpec"] = {}
 
 
-def campaign_spec(campaign: Campaign) -> "CampaignSpec":
+def campaign_spec(campaign: "Campaign") -> "CampaignSpec":
     """The campaign's spec, validated once per version (its hash) rather than on every use."""
     from config.campaign import CampaignSpec
 
@@ -67,7 +99,7 @@ def campaign_spec(campaign: Campaign) -> "CampaignSpec":
 def running_live_sprints(session: Session) -> list[tuple[int, str]]:
     """(campaign id, slug) of each campaign whose live sprint is running: started on the
     calendar, not paused, stopped or finished."""
-    from store.models import SprintRun, SprintState  # the sprint's tables: not for read commands
+    from store.models import Campaign, SprintRun, SprintState
 
     rows = session.exec(
         select(Campaign.id, Campaign.slug)
@@ -88,14 +120,14 @@ def staff(spec: "CampaignSpec") -> list[str]:
     return list(spec.staff or spec.approvers.get("internal", []))
 
 
-def on_team(campaign: Campaign, email: str) -> bool:
+def on_team(campaign: "Campaign", email: str) -> bool:
     """Whether `email` is on the campaign's staff or in one of its approver groups: they may
     read its reports and watch its drafts' videos."""
     spec = campaign_spec(campaign)
     return email in spec.staff or any(email in members for members in spec.approvers.values())
 
 
-def runs_sprint(campaign: Campaign, email: str) -> bool:
+def runs_sprint(campaign: "Campaign", email: str) -> bool:
     """Whether `email` is one of the people `staff` names: they see the sprint's page and act
     on it (go-aheads, milestones), as the console's staff do; an approver alone does not."""
     return email in staff(campaign_spec(campaign))
@@ -103,7 +135,7 @@ def runs_sprint(campaign: Campaign, email: str) -> bool:
 
 def roster(
     session: Session,
-    campaign: Campaign,
+    campaign: CampaignRecord,
     *,
     public_url: str,
     after: tuple[str, str] | None = None,
@@ -113,45 +145,46 @@ def roster(
     stored, the validated file's JSON), by handle and platform; with `after` (a handle and
     platform) and `limit`, one page of them."""
     tiers, tracking = campaign.spec.get("tiers") or {}, campaign.spec["tracking"]
+    member, creator = roster_members.c, creators.c
     query = (
-        select(RosterMember, Creator)
-        .join(Creator, RosterMember.creator_id == Creator.id)  # type: ignore[arg-type]
-        .where(RosterMember.campaign_id == campaign.id, RosterMember.status == RosterStatus.ACTIVE)
-        .order_by(col(Creator.handle), col(Creator.platform))
+        sa_select(roster_members, creators)
+        .join(creators, member.creator_id == creator.id)
+        .where(member.campaign_id == campaign.id, member.status == ACTIVE)
+        .order_by(creator.handle, creator.platform)
         .limit(limit)
     )
     if after is not None:
-        query = query.where(tuple_(col(Creator.handle), col(Creator.platform)) > tuple_(*after))
+        query = query.where(tuple_(creator.handle, creator.platform) > tuple_(*after))
     rows = []
-    for member, creator in session.exec(query):
-        tier = tiers.get(member.tier or "")
+    for row in session.execute(query):
+        tier = tiers.get(row.tier or "")
         rate = (
-            member.rate_cents
-            if member.rate_cents is not None
+            row.rate_cents
+            if row.rate_cents is not None
             else (round(tier["rate"] * 100) if tier else None)
         )
         rows.append(
             {
-                "handle": creator.handle,
-                "platform": creator.platform,
-                "name": creator.name,
-                "email": creator.email,
-                "followers": creator.followers,
-                "segment": member.segment,
-                "tier": member.tier,
+                "handle": row.handle,
+                "platform": row.platform,
+                "name": row.name,
+                "email": row.email,
+                "followers": row.followers,
+                "segment": row.segment,
+                "tier": row.tier,
                 "rate_cents": rate,
-                "rate_from": "roster" if member.rate_cents is not None else "tier",
-                "source_code": member.source_code,
-                "tracking_link": f"{public_url}/t/{member.tracking_code}",
+                "rate_from": "roster" if row.rate_cents is not None else "tier",
+                "source_code": row.source_code,
+                "tracking_link": f"{public_url}/t/{row.tracking_code}",
                 "tracking_url": tagged_url(
                     tracking["landing_url"],
                     tracking["utm_medium"],
                     campaign.slug,
-                    creator.platform,
-                    creator.handle,
+                    row.platform,
+                    row.handle,
                 ),
-                "holdout": member.holdout,
-                "attributes": creator.attributes,
+                "holdout": row.holdout,
+                "attributes": row.attributes,
             }
         )
     return rows
@@ -162,16 +195,17 @@ def campaign_overview(
 ) -> dict[str, Any]:
     """Everything `rally campaign show` prints, as plain data (the roster left out where a
     caller pages through it on its own: the API's campaign)."""
-    campaign = get_campaign(session, slug)
-    phases = session.exec(
-        select(SprintPhase)
-        .where(SprintPhase.campaign_id == campaign.id)
-        .order_by(col(SprintPhase.first_week))
+    campaign = campaign_row(session, slug)
+    phase, milestone = sprint_phases.c, milestones.c
+    phases = session.execute(
+        sa_select(*_shown(sprint_phases))
+        .where(phase.campaign_id == campaign.id)
+        .order_by(phase.first_week)
     )
-    milestones = session.exec(
-        select(Milestone)
-        .where(Milestone.campaign_id == campaign.id)
-        .order_by(col(Milestone.week), col(Milestone.key))
+    plan_milestones = session.execute(
+        sa_select(*_shown(milestones))
+        .where(milestone.campaign_id == campaign.id)
+        .order_by(milestone.week, milestone.key)
     )
     return {
         "campaign": {
@@ -183,11 +217,14 @@ def campaign_overview(
             "templates_hash": campaign.templates_hash,
         },
         "plan": {
-            "phases": [p.model_dump(mode="json", exclude={"id", "campaign_id"}) for p in phases],
-            "milestones": [
-                m.model_dump(mode="json", exclude={"id", "campaign_id"}) for m in milestones
-            ],
+            "phases": [to_jsonable_python(row._asdict()) for row in phases],
+            "milestones": [to_jsonable_python(row._asdict()) for row in plan_milestones],
         },
         **({"roster": roster(session, campaign, public_url=public_url)} if with_roster else {}),
         "public_url": public_url,
     }
+
+
+def _shown(plan_table: Any) -> list[Any]:
+    """A plan table's columns but its keys (`id`, `campaign_id`), as the overview shows a row."""
+    return [c for c in plan_table.c if c.name not in ("id", "campaign_id")]
