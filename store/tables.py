@@ -21,6 +21,7 @@ campaigns = table(
     column("start_date", Date),
     column("weeks", Integer),
     column("spec", JSON),
+    column("spec_hash", String),
     column("source_path", String),
     column("policy_hash", String),
     column("followups_hash", String),
@@ -77,4 +78,29 @@ milestones = table(
     column("status", String),
     column("outcome", JSON),
     column("evaluated_at", UTCDateTime),
+)
+
+creatives = table(
+    "creatives",
+    column("id", Integer),
+    column("campaign_id", Integer),
+)
+
+creative_drafts = table(
+    "creative_drafts",
+    column("id", Integer),
+    column("creative_id", Integer),
+    column("version", Integer),
+    column("caption", String),
+)
+
+review_tasks = table(
+    "review_tasks",
+    column("id", Integer),
+    column("draft_id", Integer),
+    column("tier", String),
+    column("approver_group", String),
+    column("status", String),
+    column("due_at", UTCDateTime),
+    column("escalated_to", String),
 )

@@ -84,7 +84,7 @@ def list_campaigns(session: Session) -> list[dict[str, Any]]:
 _specs: dict[str, "CampaignSpec"] = {}
 
 
-def campaign_spec(campaign: "Campaign") -> "CampaignSpec":
+def campaign_spec(campaign: "Campaign | Row[Any]") -> "CampaignSpec":
     """The campaign's spec, validated once per version (its hash) rather than on every use."""
     from config.campaign import CampaignSpec
 

@@ -1,15 +1,18 @@
-"""The open review tasks as `rally review queue` lists them: plain columns in one query, so it
-loads neither the review pages' helpers nor, unless asked to filter by approver, the campaign
-file's classes."""
+"""The open review tasks as `rally review queue` lists them: plain columns in one query of the
+plain tables (`store.tables`), so it loads neither the review's model classes nor, unless asked
+to filter by approver, the campaign file's classes."""
 
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import Row
 from sqlalchemy import select as sa_select
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
-from store.models import Campaign, Creative, CreativeDraft, ReviewStatus, ReviewTask
+from store.tables import campaigns, creative_drafts, creatives, review_tasks
 from tasks.campaigns.campaign import campaign_spec
+
+OPEN = "open"  # ReviewStatus.OPEN, without loading the review's model classes
 
 
 def review_queue(
@@ -29,39 +32,41 @@ def review_queue(
     One query of plain columns (no objects: a queue of thousands stays quick), and each
     campaign read once."""
     assert limit is None or approver is None, "a page is read in SQL: no approver filter"
+    task, draft, creative = review_tasks.c, creative_drafts.c, creatives.c
     query: Any = (
         sa_select(
-            col(ReviewTask.id),
-            col(ReviewTask.tier),
-            col(ReviewTask.approver_group),
-            col(ReviewTask.escalated_to),
-            col(ReviewTask.due_at),
-            col(CreativeDraft.version),
-            col(CreativeDraft.caption),
-            col(Creative.id).label("creative"),
-            col(Creative.campaign_id),
+            task.id,
+            task.tier,
+            task.approver_group,
+            task.escalated_to,
+            task.due_at,
+            draft.version,
+            draft.caption,
+            creative.id.label("creative"),
+            creative.campaign_id,
         )
-        .join(CreativeDraft, col(CreativeDraft.id) == col(ReviewTask.draft_id))
-        .join(Creative, col(Creative.id) == col(CreativeDraft.creative_id))
-        .where(col(ReviewTask.status) == ReviewStatus.OPEN)
-        .order_by(col(ReviewTask.due_at))
+        .join(creative_drafts, draft.id == task.draft_id)
+        .join(creatives, creative.id == draft.creative_id)
+        .where(task.status == OPEN)
+        .order_by(task.due_at)
     )
     if campaign_id is not None:
-        query = query.where(col(Creative.campaign_id) == campaign_id)
+        query = query.where(creative.campaign_id == campaign_id)
     if tier:
-        query = query.where(col(ReviewTask.tier) == tier)
+        query = query.where(task.tier == tier)
     if overdue:
-        query = query.where(col(ReviewTask.due_at) <= now)
+        query = query.where(task.due_at <= now)
     if limit is not None:
-        query = query.order_by(None).order_by(col(ReviewTask.id)).limit(limit)
+        query = query.order_by(None).order_by(task.id).limit(limit)
         if after is not None:
-            query = query.where(col(ReviewTask.id) > after)
+            query = query.where(task.id > after)
     rows = session.execute(query).all()
     ids = {row.campaign_id for row in rows}
-    campaigns = {c.id: c for c in session.exec(select(Campaign).where(col(Campaign.id).in_(ids)))}
+    found = session.execute(sa_select(campaigns).where(campaigns.c.id.in_(ids)))
+    by_id = {c.id: c for c in found}
     queue = []
     for row in rows:
-        campaign = campaigns[row.campaign_id]
+        campaign = by_id[row.campaign_id]
         if approver and not _may_decide(approver, campaign, {row.approver_group, row.escalated_to}):
             continue
         late = row.due_at is not None and row.due_at <= now
@@ -84,6 +89,6 @@ def review_queue(
     return sorted(queue, key=lambda r: (not r["overdue"], r["due_at"] or ""))
 
 
-def _may_decide(approver: str, campaign: Campaign, groups: set[str | None]) -> bool:
+def _may_decide(approver: str, campaign: Row[Any], groups: set[str | None]) -> bool:
     approvers = campaign_spec(campaign).approvers
     return any(approver.lower() in approvers.get(g or "", []) for g in groups)
