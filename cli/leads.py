@@ -169,8 +169,7 @@ def status_command(json_output: bool = JSON_OPTION) -> None:
     """Per destination: leads pending, failed (to retry), sent and dead, and how many it holds
     as subscribed or not, where it says."""
     from store.db import transaction
-    from tasks.leads.records import destination_name
-    from tasks.leads.status import dead_letters, sync_status
+    from tasks.leads.sync_state import dead_letters, destination_name, sync_status
 
     _, engine = store()
     with transaction(engine, write=False) as session:
@@ -257,7 +256,7 @@ def forget_command(
     to delete them."""
     from store.types import utcnow
     from tasks.leads.forget import forget
-    from tasks.leads.records import destination_name
+    from tasks.leads.sync_state import destination_name
 
     settings, engine = store()
     result = forget(engine, who, actor=settings.actor, now=utcnow())

@@ -104,3 +104,16 @@ review_tasks = table(
     column("due_at", UTCDateTime),
     column("escalated_to", String),
 )
+
+outbox = table(
+    "outbox",
+    column("id", Integer),
+    column("channel", String),
+    column("destination", String),
+    column("subject_type", String),
+    column("subject_id", String),
+    column("status", String),
+    column("attempts", Integer),
+    column("last_error", String),
+    column("remote_state", JSON),
+)

@@ -410,8 +410,8 @@ def create_api(requests_per_minute: int) -> FastAPI:
         destination that holds them, as `rally leads forget` does; the audit log names the
         token. Only a lead of this campaign can be forgotten with its token."""
         from tasks.leads.forget import find_contact, forget
-        from tasks.leads.records import destination_name
         from tasks.leads.status import campaign_contacts
+        from tasks.leads.sync_state import destination_name
 
         with reading(request, grant, slug) as (session, found):
             contact = find_contact(session, body.who)

@@ -27,24 +27,13 @@ from store.models import (
     OutboxStatus,
     RosterMember,
 )
+from tasks.leads.sync_state import CHANNEL, SUBJECT, destination_key
 
 if TYPE_CHECKING:  # `leads status` reads with this module; only a sync loads the connectors
     from config.campaign import Destination
     from integrations.crm import Lead
 
-CHANNEL = "lead"
-SUBJECT = "contact"  # what every lead message is about: subject_id is the contact's id
 UPSERT, FORGET = "upsert", "forget"
-
-
-def destination_key(campaign_id: int, name: str) -> str:
-    """The outbox's name for one campaign's destination."""
-    return f"{campaign_id}:{name}"
-
-
-def destination_name(key: str) -> str:
-    """The destination's own name, from the outbox's (`destination_key`)."""
-    return key.partition(":")[2]
 
 
 def syncable() -> Any:

@@ -3,13 +3,12 @@
 and putting those back in the queue.
 """
 
-from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine, func, literal_column, or_, update
 from sqlalchemy import select as sa_select
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col
 
 from store.db import transaction
 from store.models import (
@@ -21,7 +20,8 @@ from store.models import (
     OutboxStatus,
     RosterMember,
 )
-from tasks.leads.records import CHANNEL, SUBJECT, destination_name, load_people, syncable
+from tasks.leads.records import SUBJECT, load_people, syncable
+from tasks.leads.sync_state import CHANNEL, dead_letters, destination_name, held_there
 
 
 def campaign_contacts(
@@ -122,94 +122,6 @@ def list_leads(
             }
         )
     return leads
-
-
-def held_there(
-    session: Session, prefix: str = "", contact_ids: Sequence[int] | None = None
-) -> list[tuple[int, str, dict[str, str]]]:
-    """Each person's subscription status per channel as each destination last answered with
-    it (`(contact id, destination key, {"email": "unsubscribed"})`), for the destinations whose
-    key starts with `prefix` and, if given, these people only."""
-    latest = sa_select(func.max(col(OutboxMessage.id))).where(
-        col(OutboxMessage.channel) == CHANNEL,
-        col(OutboxMessage.status) == OutboxStatus.SENT,
-        col(OutboxMessage.remote_state).is_not(None),
-        col(OutboxMessage.destination).startswith(prefix),
-    )
-    if contact_ids is not None:
-        latest = latest.where(
-            col(OutboxMessage.subject_type) == SUBJECT,
-            col(OutboxMessage.subject_id).in_([str(i) for i in contact_ids]),
-        )
-    latest = latest.group_by(col(OutboxMessage.subject_id), col(OutboxMessage.destination))
-    rows = session.execute(
-        sa_select(
-            col(OutboxMessage.subject_id),
-            col(OutboxMessage.destination),
-            col(OutboxMessage.remote_state),
-        ).where(col(OutboxMessage.id).in_(latest))
-    )
-    return [(int(subject), destination, dict(state)) for subject, destination, state in rows]
-
-
-def sync_status(session: Session) -> list[dict[str, Any]]:
-    """Per campaign destination: messages waiting, retrying after a failure, sent, dead; and,
-    where the destination answers with them, how many people it holds as subscribed,
-    unsubscribed ... per channel."""
-    campaigns = session.execute(sa_select(col(Campaign.id), col(Campaign.slug)))
-    slugs: dict[int, str] = {cid: slug for cid, slug in campaigns}
-    rows = session.execute(
-        sa_select(
-            col(OutboxMessage.destination),
-            col(OutboxMessage.status),
-            col(OutboxMessage.attempts) > literal_column("0"),
-            func.count(),
-        )
-        .where(col(OutboxMessage.channel) == CHANNEL)
-        .group_by(
-            col(OutboxMessage.destination),
-            col(OutboxMessage.status),
-            col(OutboxMessage.attempts) > literal_column("0"),
-        )
-    )
-    table: dict[str, dict[str, Any]] = {}
-    for destination, status, tried, count in rows:
-        campaign_id, _, name = destination.partition(":")  # destination_key's parts
-        entry = table.setdefault(
-            destination,
-            {
-                "campaign": slugs.get(int(campaign_id), campaign_id),
-                "destination": name,
-                "pending": 0,
-                "failed": 0,
-                "sent": 0,
-                "dead": 0,
-                "cancelled": 0,
-                "subscriptions": {},
-            },
-        )
-        kind = "failed" if status == OutboxStatus.PENDING and tried else str(status)
-        entry[kind] = entry.get(kind, 0) + count
-    for _, destination, state in held_there(session):
-        counts = table[destination]["subscriptions"]
-        for channel, held in state.items():
-            counts.setdefault(channel, {})
-            counts[channel][held] = counts[channel].get(held, 0) + 1
-    return sorted(table.values(), key=lambda e: (e["campaign"], e["destination"]))
-
-
-def dead_letters(
-    session: Session, *, destination: str | None = None, campaign_id: int | None = None
-) -> list[OutboxMessage]:
-    """Lead messages given up on: to a destination of that name, of one campaign, if given."""
-    query = select(OutboxMessage).where(
-        OutboxMessage.channel == CHANNEL, OutboxMessage.status == OutboxStatus.DEAD
-    )
-    if destination:
-        query = query.where(col(OutboxMessage.destination).endswith(f":{destination}"))
-    if campaign_id is not None:
-        query = query.where(col(OutboxMessage.destination).startswith(f"{campaign_id}:"))
-    return list(session.exec(query.order_by(col(OutboxMessage.id))))
 
 
 def retry_dead(

@@ -32,7 +32,7 @@ from store.models import (
     RosterStatus,
 )
 from tasks.leads.records import CHANNEL as LEAD_CHANNEL
-from tasks.leads.records import destination_name
+from tasks.leads.sync_state import destination_name
 
 PAGE_SIZE = 50
 MAX_PAGE = 200  # a page number past this is refused: no query skips more than 10,000 rows
