@@ -69,7 +69,10 @@ def delivered(engine: Engine, settings: Settings, receiver: FakeWebhookReceiver)
         assert payload["data"]["links"]["collection"].startswith(
             f"{settings.public_url}/api/v1/campaigns/{SLUG}/"
         )
-        said = json.dumps({k: v for k, v in payload["data"].items() if k != "links"})
+        # Not the times: "555" of a phone number turns up in a stamp's microseconds.
+        said = json.dumps(
+            {k: v for k, v in payload["data"].items() if k != "links" and not k.endswith("at")}
+        )
         for never in ("555", "+1", "19104", "token", "http", "tiktok.com", "/briefs/"):
             assert never not in said, (payload["type"], never)
         if payload["type"] not in LEADS_READ:
