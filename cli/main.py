@@ -54,6 +54,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "cli.webhooks:app",
         "Outgoing webhooks: add a subscription, list, test, replay, enable, remove.",
     ),
+    "payments": (
+        "cli.payments:app",
+        "Payments: the ledger, what each creator is owed, earnings come due, reversals.",
+    ),
     "db": ("cli.db:app", "The store's schema: status and upgrades."),
     "serve": (
         "cli.serve:serve_command",

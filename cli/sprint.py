@@ -210,6 +210,8 @@ def print_summary(s: dict[str, Any]) -> None:
         "Events: " + _pairs(s["events"]),
         "Follow-ups: " + _pairs(s["followups"]) + "; withheld: " + _pairs(s["withheld"]),
         f"Leads synced: {s['leads_synced']}",
+        f"Payments: {s['payments']['owed_cents'] / 100:,.2f} {s['payments']['currency']} owed "
+        f"to {s['payments']['creators']} creators (rally payments balances {s['campaign']})",
         f"Audit chain: {s['audit']['entries']} entries, "
         + ("verified" if s["audit"]["verified"] else "BROKEN"),
     ]

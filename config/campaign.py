@@ -141,6 +141,49 @@ class Budget(Model):
     split: BudgetSplit
 
 
+class PaymentSplit(Model):
+    """A share of each deliverable's fee, earned when the deliverable is approved, or posted
+    and still up `live_days` later."""
+
+    on: Literal["approved", "posted"]
+    share: Annotated[float, Field(gt=0, le=1)]
+    live_days: Annotated[int, Field(ge=0, le=365)] = 0
+
+    @model_validator(mode="after")
+    def _live_days_for_posts(self) -> "PaymentSplit":
+        if self.on == "approved" and self.live_days:
+            raise ValueError("live_days: only a split `on: posted` waits for the post to stay up")
+        return self
+
+
+class SignupBonus(Model):
+    """So much per signup a creator brought, up to `cap`."""
+
+    per_signup: Annotated[float, Field(gt=0)]
+    cap: Annotated[float, Field(gt=0)]
+
+
+class Payments(Model):
+    """How a creator's fee (their roster rate, else their tier's) is earned: split evenly over
+    the brief's deliverables, each deliverable's part in `splits` (shares adding up to 1)."""
+
+    splits: Annotated[list[PaymentSplit], Field(min_length=1, max_length=2)] = [
+        PaymentSplit(on="approved", share=0.5),
+        PaymentSplit(on="posted", share=0.5, live_days=7),
+    ]
+    signup_bonus: SignupBonus | None = None
+
+    @model_validator(mode="after")
+    def _whole_fee(self) -> "Payments":
+        total = sum(split.share for split in self.splits)
+        if abs(total - 1) > 1e-9:
+            raise ValueError(f"splits: the shares add up to {total:g}, not 1")
+        kinds = [split.on for split in self.splits]
+        if len(set(kinds)) != len(kinds):
+            raise ValueError("splits: one split per `on`")
+        return self
+
+
 class Segment(Model):
     id: Identifier
     name: Text
@@ -309,6 +352,7 @@ class CampaignSpec(Model):
     holdout: HoldoutSpec | None = None
     retention_days: Annotated[int, Field(ge=0)] | None = None  # purge leads this long after
     signup: SignupPage = SignupPage()
+    payments: Payments = Payments()
     roster: str | None = None
 
     @property

@@ -31,6 +31,7 @@ from store.db import Lock, only_one, open_store, transaction
 from store.types import clock, utcnow
 from tasks import progress
 from tasks.campaigns.campaign import campaign_spec, get_campaign, staff
+from tasks.payments.ledger import earn_due
 from tasks.reporting.report import build_report, weeks_so_far
 from tasks.reporting.stored import keep_report
 from tasks.sprint.calendar import (
@@ -153,6 +154,7 @@ def sprint_step(slug: str, key: str, at: datetime, publish: bool = True) -> dict
     with transaction(engine) as session:
         campaign = get_campaign(session, slug)
         if step.kind == Kind.CLOSE:
+            outcome["postings"] = earn_due(session, campaign, actor=settings.actor, now=at)
             outcome |= digest(
                 session, campaign, step, report, public_url=settings.public_url, now=at
             )

@@ -12,6 +12,7 @@ One package per capability, each importing only the ones listed before it (and t
 - `campaigns`: a campaign applied from its files, its roster, plan and tracking links;
 - `webhooks`: a campaign's webhook subscriptions, the events every capability emits to them,
   and their signed, ordered delivery;
+- `payments`: what creators earn under the campaign's payment terms, in a double-entry ledger;
 - `briefs`: each creator's brief generated, versioned, emailed, acknowledged, reminded;
 - `review`: a creative's drafts, the policy checks, tiered review, deadlines, posting;
 - `leads`: contacts, the leads of a campaign, their sync to each destination, forgetting;

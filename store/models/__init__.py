@@ -2,15 +2,15 @@
 
 campaign -> roster (creators) -> sprint plan -> briefs -> creatives and drafts -> policy findings
 and review tasks -> engagement events -> contacts and consent -> follow-ups -> outbox ->
-metric snapshots -> sprint runs and reports; timers and the hash-chained audit log sit beside
-them all.
+metric snapshots -> sprint runs and reports -> the payments ledger; timers and the hash-chained
+audit log sit beside them all.
 
 Conventions: times are aware UTC (`UTCDateTime`); money is integer cents; status and kind
 columns are plain strings whose values are the `StrEnum`s beside them; free-form structure is JSON.
 
 The tables live in one module per part of the sprint (campaigns, configs, review, engagement,
-delivery, sprint, audit, api). `from store.models import Campaign` loads only the module that
-defines it: a command that reads a campaign does not build the other thirty tables' classes,
+delivery, sprint, audit, api, money). `from store.models import Campaign` loads only the module
+that defines it: a command that reads a campaign does not build the other thirty tables' classes,
 which would cost a short command most of its start-up. Whatever needs every table (migrations,
 tests that compare the store with the models) calls `load_all()` first.
 """
@@ -59,6 +59,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "sprint": ("MetricSnapshot", "SprintState", "SprintRun", "SprintStep", "Report", "StaffRun"),
     "audit": ("AuditEvent", "AuditHead"),
     "api": ("ApiToken", "ApiIdempotencyKey", "WebhookSubscription"),
+    "money": ("LedgerEntry",),
 }
 _MODULE_OF = {name: module for module, names in MODULES.items() for name in names}
 
@@ -85,5 +86,6 @@ if TYPE_CHECKING:  # the names, for type checkers; at run time __getattr__ loads
     from store.models.configs import *  # noqa: F403
     from store.models.delivery import *  # noqa: F403
     from store.models.engagement import *  # noqa: F403
+    from store.models.money import *  # noqa: F403
     from store.models.review import *  # noqa: F403
     from store.models.sprint import *  # noqa: F403

@@ -26,6 +26,7 @@ from store.models import (
     RosterMember,
 )
 from tasks.campaigns.configs import campaign_policy
+from tasks.payments.ledger import earn
 from tasks.review.creatives import tell
 from tasks.review.routing import (
     ReviewRefused,
@@ -157,6 +158,8 @@ def decide(
     if result.next_tier is None and decision in ("approve", "reject"):
         kind = "approved" if decision == "approve" else "rejected"
         tell(session, creative, kind, now, tier=task.tier)
+        if decision == "approve":
+            earn(session, campaign, creative, "approved", actor=actor or approver, now=now)
     return result
 
 

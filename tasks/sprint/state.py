@@ -35,6 +35,7 @@ from store.models import (
 from tasks.campaigns.campaign import campaign_spec, get_campaign
 from tasks.campaigns.plan import plan_phases
 from tasks.leads.records import CHANNEL as LEAD_CHANNEL
+from tasks.payments.ledger import balances
 from tasks.reporting.measurement import against_targets, kpis
 from tasks.reporting.metrics import read_numbers
 from tasks.sprint.calendar import BRIEFS, calendar, recorded
@@ -363,6 +364,7 @@ def summary(session: Session, slug: str) -> dict[str, Any]:
     events = _event_counts(session, cid)
     followups, withheld = _followup_counts(session, cid)
     synced = _leads_synced(session, campaign)
+    owed = balances(session, campaign)
     verification = verify(session)
     return {
         "campaign": slug,
@@ -386,6 +388,11 @@ def summary(session: Session, slug: str) -> dict[str, Any]:
         "followups": followups,
         "withheld": withheld,
         "leads_synced": synced,
+        "payments": {
+            "creators": sum(1 for row in owed if row["owed_cents"]),
+            "owed_cents": sum(row["owed_cents"] for row in owed),
+            "currency": campaign_spec(campaign).budget.currency,
+        },
         "audit": {"entries": verification.entries, "verified": verification.ok},
     }
 

@@ -263,3 +263,29 @@ def test_a_key_given_twice_is_refused_with_both_lines(tmp_path):
     assert (
         "line 4, column 3: not valid YAML: 'limits' is given twice here (first on line 2)" in line
     )
+
+
+def test_payment_terms_default_to_half_on_approval_and_half_a_week_after_posting() -> None:
+    splits = load_campaign(EXAMPLE).payments.splits
+    assert [(s.on, s.share, s.live_days) for s in splits] == [
+        ("approved", 0.5, 0),
+        ("posted", 0.5, 7),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("payments", "said"),
+    [
+        ({"splits": [{"on": "approved", "share": 0.5}]}, "the shares add up to 0.5, not 1"),
+        (
+            {"splits": [{"on": "approved", "share": 0.5}, {"on": "approved", "share": 0.5}]},
+            "one split per `on`",
+        ),
+        ({"splits": [{"on": "approved", "share": 1, "live_days": 3}]}, "live_days: only a split"),
+        ({"splits": [{"on": "signed", "share": 1}]}, "payments.splits[0].on: must be one of"),
+        ({"signup_bonus": {"per_signup": 2}}, "payments.signup_bonus.cap"),
+    ],
+)
+def test_payment_terms_that_cannot_be_paid_are_named(tmp_path: Path, payments, said) -> None:
+    found = problems(write(tmp_path, {"payments": payments}))
+    assert any(said in line and "payments" in line for line in found), found
