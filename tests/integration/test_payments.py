@@ -8,7 +8,7 @@ from collections import defaultdict
 from datetime import timedelta
 
 import pytest
-from sqlmodel import select
+from sqlmodel import col, select
 
 from config.errors import RallyError
 from store.db import transaction
@@ -35,7 +35,7 @@ def postings(engine) -> dict[str, dict[str, int]]:
     """Each posting's lines, account -> cents."""
     found: dict[str, dict[str, int]] = defaultdict(dict)
     with transaction(engine, write=False) as session:
-        for entry in session.exec(select(LedgerEntry)):
+        for entry in session.exec(select(LedgerEntry).order_by(col(LedgerEntry.id))):
             found[entry.posting][entry.account] = entry.amount_cents
     return dict(found)
 
@@ -88,7 +88,11 @@ def test_an_approval_earns_half_at_once_and_a_post_still_up_a_week_earns_the_res
     ] * 2
     assert lines[0]["actor"] == COUNSEL and lines[0]["details"]["deliverable"] == 1
     with transaction(engine, write=False) as session:
-        audited = session.exec(select(AuditEvent).where(AuditEvent.action == "ledger.earned")).all()
+        audited = session.exec(
+            select(AuditEvent)
+            .where(AuditEvent.action == "ledger.earned")
+            .order_by(col(AuditEvent.seq))
+        ).all()
     assert [a.entity_id for a in audited] == [
         f"earned:creative:{creative}:approved",
         f"earned:creative:{creative}:posted",
