@@ -136,8 +136,15 @@ def deliverable_of(
     ).one()
     if rate is None or taken >= count:
         return None
-    number = taken + 1
-    return Deliverable(number, rate * number // count - rate * (number - 1) // count)
+    return Deliverable(taken + 1, deliverable_fee(rate, count, taken + 1))
+
+
+def deliverable_fee(rate_cents: int, count: int, number: int) -> int:
+    """The fee of deliverable `number` of `count`: whole cents that add up to the rate
+    exactly over all of them (nothing for one beyond them)."""
+    if number > count:
+        return 0
+    return rate_cents * number // count - rate_cents * (number - 1) // count
 
 
 def split_cents(fee_cents: int, spec: CampaignSpec, on: str) -> int:

@@ -69,15 +69,6 @@ class Posted:
     video_id: str
     creative_id: int
     posted_at: datetime
-    fee_cents: int  # the creator's fee for this video: their rate over their deliverables
-
-
-def fee_share(fee_cents: int, videos: int, nth: int) -> int:
-    """The creator's fee for their `nth` video of `videos`: whole cents that add up to the fee
-    exactly over all of them (nothing for a video beyond the deliverables)."""
-    if nth > videos:
-        return 0
-    return fee_cents * nth // videos - fee_cents * (nth - 1) // videos
 
 
 def audience_week(
@@ -89,7 +80,6 @@ def audience_week(
         campaign = get_campaign(session, slug)
         spec = spec_of(campaign)
         people = {p.member_id: p for p in roster(session, campaign, spec)}
-        per_video = spec.brief.deliverables.count
         rows = session.exec(
             select(Creative)
             .where(
@@ -99,16 +89,11 @@ def audience_week(
             )
             .order_by(col(Creative.id))
         ).all()
-        videos: list[Posted] = []
-        posted_by: dict[int, int] = {}  # member -> their videos so far, to split the fee
-        for c in rows:
-            if c.member_id not in people or c.posted_at is None:
-                continue
-            nth = posted_by[c.member_id] = posted_by.get(c.member_id, 0) + 1
-            fee = fee_share(round(people[c.member_id].rate * 100), per_video, nth)
-            videos.append(
-                Posted(people[c.member_id], c.platform_video_id or "", c.id or 0, c.posted_at, fee)
-            )
+        videos = [
+            Posted(people[c.member_id], c.platform_video_id or "", c.id or 0, c.posted_at)
+            for c in rows
+            if c.member_id in people and c.posted_at is not None
+        ]
         campaign_id = campaign.id or 0
         run = session.exec(select(SprintRun).where(SprintRun.campaign_id == campaign_id)).one()
         sample = run.sample
@@ -161,7 +146,7 @@ def _video_week(
         signups=totals["signups"],
         full_watch_rate=round(video.full_watch_rate, 4),
         average_watch_seconds=round(video.average_watch_seconds, 2),
-        spend_cents=posted.fee_cents,
+        spend_cents=0,  # organic: what the creator earns is spend in the payments ledger
     )
     return events, snapshot
 

@@ -20,10 +20,12 @@ from store.models import (
     Campaign,
     Creator,
     EngagementEvent,
+    LedgerEntry,
     MetricSnapshot,
     RosterMember,
     SprintRun,
 )
+from tasks.payments.ledger import FEES
 from tasks.reporting.measurement import Signup, Totals, Touch
 
 
@@ -51,6 +53,8 @@ class CampaignNumbers:
     # (conversions, size) of commenters on treated and held-out creators' videos
     treated: tuple[int, int] = (0, 0)
     held_out: tuple[int, int] = (0, 0)
+    # where the spend came from: "ledger" (creator fees earned), "platform" (paid media)
+    spend_from: list[str] = field(default_factory=list)
 
     @property
     def total(self) -> Totals:
@@ -72,6 +76,10 @@ def read_numbers(session: Session, campaign: Campaign, *, weeks: int) -> Campaig
     cells: dict[tuple[int, int, str], dict[str, float]] = defaultdict(lambda: defaultdict(float))
     end = datetime.combine(start + timedelta(weeks=weeks), datetime.min.time(), UTC)
     _snapshot_growth(session, campaign.id or 0, start, weeks, end, cells, numbers)
+    if any(cell["spend"] for cell in cells.values()):
+        numbers.spend_from.append("platform")
+    if _ledger_spend(session, campaign.id or 0, start, weeks, end, cells):
+        numbers.spend_from.append("ledger")
     run = session.exec(select(SprintRun).where(SprintRun.campaign_id == campaign.id)).first()
     if run is None or run.mode != "rehearsal":
         _own_counts(session, campaign.id or 0, start, weeks, end, cells)
@@ -165,6 +173,31 @@ def _snapshot_growth(
         cell["clicks"] += own[0] - b[10]
         cell["signups"] += own[1] - b[11]
         previous[video] = row
+
+
+def _ledger_spend(
+    session: Session,
+    campaign_id: int,
+    start: date,
+    weeks: int,
+    end: datetime,
+    cells: dict[tuple[int, int, str], dict[str, float]],
+) -> bool:
+    """What each creator earned by week, from the payments ledger (its `fees` account, net of
+    reversals): the campaign's real spend on creators, not their planned rates. Whether
+    there was any."""
+    e = LedgerEntry
+    day = func.date(e.created_at)
+    rows = session.execute(
+        sa_select(day, col(e.member_id), func.sum(col(e.amount_cents)))
+        .where(col(e.campaign_id) == campaign_id, col(e.account) == FEES, col(e.created_at) < end)
+        .group_by(day, col(e.member_id))
+    ).all()
+    for when, member_id, cents in rows:
+        when = date.fromisoformat(when) if isinstance(when, str) else when
+        week = min(max(week_of(start, when), 1), weeks)  # fees earned before or after: the ends
+        cells[(week, member_id, "")]["spend"] += cents / 100
+    return bool(rows)
 
 
 def _own_counts(

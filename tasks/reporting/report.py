@@ -68,6 +68,7 @@ def build_report(session: Session, slug: str, *, week: int | None = None) -> dic
         "week": weeks,
         "targets": {k: v for k, v in targets.items() if v is not None},
         "totals": _kpi_row(total, numbers.total),
+        "spend_from": numbers.spend_from,
         "progress": {k: asdict(v) for k, v in against_targets(total, targets).items()},
         "weekly": _weekly(numbers),
         "segments": _segments(numbers, spec),

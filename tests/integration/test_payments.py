@@ -179,3 +179,23 @@ def test_a_correction_is_a_reversing_posting_citing_the_one_it_undoes(
     assert missing.code != 0 and "no posting" in missing.err + missing.out
     with transaction(engine) as session, pytest.raises(RallyError, match="say why"):
         reverse(session, key, reason=" ", actor="staff:test", now=T0)
+
+
+def test_the_report_spends_what_creators_earned_in_the_week_they_earned_it(
+    engine, applied, rally
+) -> None:
+    from tasks.reporting.report import build_report
+
+    def report() -> dict:
+        with transaction(engine, write=False) as session:
+            return build_report(session, SLUG, week=4)
+
+    assert report()["spend_from"] == [] and report()["totals"]["spend"] == 0
+    creative = approved(engine)  # on 15 February: the third week of a sprint from 1 February
+    made = report()
+    assert made["spend_from"] == ["ledger"]
+    assert [row["spend"] for row in made["weekly"]] == [0, 0, 400.0, 0]
+    assert made["totals"]["spend"] == 400.0
+
+    rally("payments", "reverse", f"earned:creative:{creative}:approved", "--reason", "error")
+    assert report()["totals"]["spend"] == 0  # the reversal takes it back

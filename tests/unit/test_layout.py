@@ -29,7 +29,7 @@ CAPABILITIES = {  # tasks' package -> the packages before it that it may import
     "review": {"campaigns", "webhooks", "payments"},
     "leads": {"campaigns", "webhooks"},
     "engagement": {"campaigns", "leads", "webhooks"},
-    "reporting": {"campaigns"},
+    "reporting": {"campaigns", "payments"},
     "rehearsal": {"campaigns", "briefs", "review", "engagement"},
     "sprint": {
         "campaigns",

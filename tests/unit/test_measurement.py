@@ -6,7 +6,6 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tasks.rehearsal.audience import fee_share
 from tasks.reporting.measurement import (
     UNATTRIBUTED,
     Signup,
@@ -190,6 +189,8 @@ def test_an_organic_campaign_is_never_told_to_move_a_paid_budget(spend):
 
 @pytest.mark.parametrize(("fee_cents", "videos"), [(32500, 3), (10000, 3), (99999, 7), (1, 2)])
 def test_a_creators_fee_spread_over_their_videos_adds_up_to_the_cent(fee_cents, videos):
-    shares = [fee_share(fee_cents, videos, nth) for nth in range(1, videos + 2)]
+    from tasks.payments.ledger import deliverable_fee
+
+    shares = [deliverable_fee(fee_cents, videos, nth) for nth in range(1, videos + 2)]
     assert sum(shares) == fee_cents and shares[-1] == 0  # nothing for a video beyond them
     assert max(shares) - min(shares[:-1]) <= 1
