@@ -199,3 +199,25 @@ def test_the_report_spends_what_creators_earned_in_the_week_they_earned_it(
 
     rally("payments", "reverse", f"earned:creative:{creative}:approved", "--reason", "error")
     assert report()["totals"]["spend"] == 0  # the reversal takes it back
+
+
+def test_two_runs_at_once_post_what_came_due_once(engine, applied, rally, store_url) -> None:
+    if not store_url.startswith("postgresql"):
+        pytest.skip("SQLite has one writer: runs take turns by design")
+    from tests.integration.test_concurrency import at_once
+
+    creatives = [approved(engine) for _ in range(3)]
+    with transaction(engine) as session:
+        for creative in creatives:
+            row = session.get(Creative, creative)
+            assert row is not None
+            row.status, row.posted_at = "posted", T0
+            session.add(row)
+    # Changes take turns (store.db.transaction): each run sees what the one before it posted.
+    made = at_once([lambda: come_due(engine, T0 + timedelta(days=8))] * 4)
+    assert not [m for m in made if isinstance(m, BaseException)], made
+    assert sum(made) == 3  # each post's split once, whichever run made it
+    assert len([key for key in postings(engine) if key.endswith(":posted")]) == 3
+    with transaction(engine, write=False) as session:
+        audited = session.exec(select(AuditEvent).where(AuditEvent.action == "ledger.earned")).all()
+    assert len(audited) == 6
