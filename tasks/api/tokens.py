@@ -30,6 +30,7 @@ RESOURCES = {
     "leads": "contacts, leads, consent and forget requests",
     "followups": "follow-ups",
     "reports": "reports, KPIs and milestones",
+    "payments": "the payments ledger and what each creator is owed",
     "runs": "flow runs (start one, see its state)",
     "webhooks": "outgoing webhook subscriptions",
 }

@@ -34,6 +34,7 @@ from store.models import (
     RosterMember,
 )
 from tasks.campaigns.campaign import campaign_spec
+from tasks.webhooks.events import Event, emit, occurrence
 
 FEES, PAYABLE = "fees", "payable"
 EARNED, BONUS, REVERSAL = "earned", "bonus", "reversal"
@@ -87,6 +88,10 @@ def post(
         for account, amount in lines
     )
     owed = -sum(amount for account, amount in lines if account == PAYABLE)
+    told = "payment.reversed" if kind == REVERSAL else "payment.earned"
+    data = {"posting": posting, "cause": cause, "owed_cents": owed, "currency": currency}
+    key, subject = occurrence("ledger", posting), f"member:{member_id}"
+    emit(session, campaign.id, [Event(told, key, subject, "payments", data)], at=now)
     record(
         session,
         [
@@ -298,9 +303,17 @@ def reverse(session: Session, posting: str, *, reason: str, actor: str, now: dat
     return -sum(line.amount_cents for line in lines if line.account == PAYABLE)
 
 
-def ledger(session: Session, campaign: Campaign, handle: str | None = None) -> list[dict[str, Any]]:
+def ledger(
+    session: Session,
+    campaign: Campaign,
+    handle: str | None = None,
+    *,
+    after: int | None = None,
+    limit: int | None = None,
+) -> list[dict[str, Any]]:
     """The campaign's postings in the order they were made, one row per line, with the
-    creator's handle; only one creator's with `handle`."""
+    creator's handle; only one creator's with `handle`; with `after` and `limit`, a page by
+    line id."""
     query = (
         select(LedgerEntry, Creator.handle)
         .join(RosterMember, col(RosterMember.id) == col(LedgerEntry.member_id))
@@ -310,8 +323,11 @@ def ledger(session: Session, campaign: Campaign, handle: str | None = None) -> l
     )
     if handle is not None:
         query = query.where(Creator.handle == handle.lstrip("@").lower())
+    if after is not None:
+        query = query.where(col(LedgerEntry.id) > after)
     return [
         {
+            "id": entry.id,
             "posting": entry.posting,
             "creator": creator,
             "account": entry.account,
@@ -324,7 +340,7 @@ def ledger(session: Session, campaign: Campaign, handle: str | None = None) -> l
             "actor": entry.actor,
             "at": entry.created_at.isoformat(),
         }
-        for entry, creator in session.exec(query).all()
+        for entry, creator in session.exec(query.limit(limit)).all()
     ]
 
 

@@ -36,6 +36,8 @@ EVENT_TYPES: dict[str, tuple[str, str]] = {
     "followup.sent": ("followups:read", "a follow-up (DM, email, text, tag) went out"),
     "sprint.week_closed": ("campaign:read", "a sprint week was closed"),
     "milestone.missed": ("campaign:read", "a sprint milestone passed without being met"),
+    "payment.earned": ("payments:read", "a creator earned part of their fee, or a bonus"),
+    "payment.reversed": ("payments:read", "a posting of the payments ledger was reversed"),
     "webhook.test": ("webhooks:read", "a test delivery asked for by staff"),
 }
 

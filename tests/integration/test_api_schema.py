@@ -28,6 +28,7 @@ ALL_SCOPES = [
     "--scope", "leads:read", "--scope", "events:write", "--scope", "briefs:read",
     "--scope", "creatives:read", "--scope", "leads:write", "--scope", "followups:read",
     "--scope", "reports:read", "--scope", "runs:write", "--scope", "webhooks:write",
+    "--scope", "payments:read",
 ]  # fmt: skip
 PREFECT = "http://prefect.invalid/api"
 REAL: dict[str, object] = {"slug": SLUG}  # the path parameters of what the store holds

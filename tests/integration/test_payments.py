@@ -221,3 +221,27 @@ def test_two_runs_at_once_post_what_came_due_once(engine, applied, rally, store_
     with transaction(engine, write=False) as session:
         audited = session.exec(select(AuditEvent).where(AuditEvent.action == "ledger.earned")).all()
     assert len(audited) == 6
+
+
+def test_the_api_reads_the_ledger_and_balances_as_the_cli_shows_them(
+    engine, applied, rally, settings
+) -> None:
+    from starlette.testclient import TestClient
+
+    from tests.integration.test_api_v1 import every_page, token
+    from web.app import create_app
+
+    for _ in range(2):
+        approved(engine)
+    client = TestClient(create_app(settings))
+    auth = token(rally, "--scope", "payments:read", "--campaign", SLUG)
+    lines = every_page(client, f"/api/v1/campaigns/{SLUG}/ledger", auth, limit=3)
+    assert lines == json.loads(rally("payments", "ledger", SLUG, "--json").out)
+    assert len(lines) == 4 and sum(line["amount_cents"] for line in lines) == 0
+    owed = every_page(client, f"/api/v1/campaigns/{SLUG}/payments", auth, limit=1)
+    assert owed == json.loads(rally("payments", "balances", SLUG, "--json").out)
+    assert owed[0]["owed_cents"] == 80_000
+
+    reviews_only = token(rally, "--scope", "reviews:read", "--campaign", SLUG)
+    refused = client.get(f"/api/v1/campaigns/{SLUG}/ledger", headers=reviews_only)
+    assert refused.status_code == 403

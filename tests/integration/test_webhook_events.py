@@ -186,7 +186,12 @@ def test_a_creative_submitted_approved_posted_and_another_rejected(
     second = submitted(engine, later)
     decided(engine, open_task(engine, second), "reject", DANA, later)
 
-    payloads = delivered(engine, keyed, receiver)
+    told = delivered(engine, keyed, receiver)
+    (earned,) = of_type(told, "payment.earned")  # the approval earned half the first fee
+    assert earned["posting"] == f"earned:creative:{first}:approved"
+    assert (earned["owed_cents"], earned["currency"]) == (40_000, "USD")
+    assert earned["links"]["collection"].endswith(f"/campaigns/{SLUG}/payments")
+    payloads = [p for p in told if p["type"].startswith("creative.")]
     order = [(p["type"], p["data"]["creative"]) for p in payloads]
     assert order == [
         ("creative.submitted", first),
@@ -332,5 +337,6 @@ def test_a_change_made_again_or_redelivered_emits_once(applied, keyed, engine, r
         "creative.approved",
         "creative.submitted",
         "lead.created",
+        "payment.earned",  # once, as the approval counted once
     ]
     assert set(receiver.seen.values()) == {1}

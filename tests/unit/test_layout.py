@@ -24,7 +24,7 @@ PLUMBING = {"formats", "progress", "outbox", "drain", "rate_limits"}
 CAPABILITIES = {  # tasks' package -> the packages before it that it may import
     "campaigns": set(),
     "webhooks": {"campaigns"},
-    "payments": {"campaigns"},
+    "payments": {"campaigns", "webhooks"},
     "briefs": {"campaigns", "webhooks"},
     "review": {"campaigns", "webhooks", "payments"},
     "leads": {"campaigns", "webhooks"},
@@ -54,6 +54,7 @@ CAPABILITIES = {  # tasks' package -> the packages before it that it may import
         "reporting",
         "sprint",
         "webhooks",
+        "payments",
     },
 }
 
