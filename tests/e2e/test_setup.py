@@ -32,9 +32,8 @@ def run(args: list[str], env: dict[str, str], cwd: Path = ROOT) -> subprocess.Co
 
 
 def test_store_commands_never_load_prefect_alembic_or_http_clients(
-    rally, example: Path, settings: Settings, tmp_path: Path
+    applied: Path, settings: Settings, tmp_path: Path
 ) -> None:
-    assert rally("campaign", "apply", example / "campaign.yaml").code == 0
     probe = (
         "import sys, io, contextlib\n"
         "from cli.main import main\n"
@@ -51,9 +50,8 @@ def test_store_commands_never_load_prefect_alembic_or_http_clients(
 
 @pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
 def test_a_flow_that_fails_is_one_line_with_no_sql_or_personal_data(
-    rally, example: Path, settings: Settings, tmp_path: Path, local_prefect: str
+    applied: Path, settings: Settings, tmp_path: Path, local_prefect: str
 ) -> None:
-    assert rally("campaign", "apply", example / "campaign.yaml").code == 0
     probe = (  # the store fails under the flow's first task, as a full disk would
         "import sys, sqlalchemy.exc, tasks.briefs.generate as generate\n"
         "def broken(*args, **kwargs):\n"
@@ -227,10 +225,9 @@ def test_make_demo_rehearses_the_sprint_and_its_summary_agrees_with_the_store(
 
 
 def test_output_cut_short_by_the_reader_ends_quietly(
-    rally, example: Path, settings: Settings, tmp_path: Path
+    applied: Path, settings: Settings, tmp_path: Path
 ) -> None:
     """As in `rally ... | head`: the reader is gone before the first write."""
-    assert rally("campaign", "apply", example / "campaign.yaml").code == 0
     env = clean_env(tmp_path, RALLY_HOME=str(settings.home), RALLY_DATABASE_URL=settings.store_url)
     read_end, write_end = os.pipe()
     os.close(read_end)
