@@ -183,6 +183,14 @@ def test_make_demo_rehearses_the_sprint_and_its_summary_agrees_with_the_store(
         "acknowledged": one("SELECT count(*) FROM briefs WHERE acknowledged_at IS NOT NULL"),
     }
     assert summary["drafts"] == one("SELECT count(*) FROM creative_drafts") > 150
+    # What creators earned, as the ledger holds it: every posting balanced.
+    owed = summary["payments"]
+    assert f"Payments: {owed['owed_cents'] / 100:,.2f} USD owed to {owed['creators']} creators" in (
+        shown.stdout
+    )
+    assert owed["owed_cents"] == -one("SELECT sum(amount_cents) FROM ledger_entries "
+                                      "WHERE account = 'payable'") > 0  # fmt: skip
+    assert one("SELECT sum(amount_cents) FROM ledger_entries") == 0
     reviews = db.execute(
         "SELECT tier || ': ' || status, count(*) FROM review_tasks "
         "WHERE decided_at IS NOT NULL GROUP BY 1"
