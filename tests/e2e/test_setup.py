@@ -183,7 +183,7 @@ def test_make_demo_rehearses_the_sprint_and_its_summary_agrees_with_the_store(
         "acknowledged": one("SELECT count(*) FROM briefs WHERE acknowledged_at IS NOT NULL"),
     }
     assert summary["drafts"] == one("SELECT count(*) FROM creative_drafts") > 150
-    # What creators earned, as the ledger holds it: every posting balanced.
+    # What creators earned, as the ledger holds it; its lines balance.
     owed = summary["payments"]
     assert f"Payments: {owed['owed_cents'] / 100:,.2f} USD owed to {owed['creators']} creators" in (
         shown.stdout
