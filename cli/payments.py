@@ -41,7 +41,8 @@ def ledger_command(
         if row["account"] == PAYABLE:
             owed = _money(-row["amount_cents"], row["currency"])
             table.add_row(row["posting"], row["creator"], owed, row["at"][:10])
-    console.print(table if rows else f"No postings for {campaign} yet.")
+    whose = f"@{creator.lstrip('@')} in {campaign}" if creator else campaign
+    console.print(table if rows else f"No postings for {whose} yet.", markup=False)
 
 
 @app.command("balances")
@@ -72,8 +73,7 @@ def balances_command(
 
 @app.command("earn")
 def earn_command(campaign: str = typer.Argument(..., help="The campaign (slug).")) -> None:
-    """Post what has come due: posts still up for the days the terms ask, signup bonuses.
-    Safe to run again: nothing is posted twice. (Approvals are posted as they happen.)"""
+    """Post what has come due (posts still up long enough, signup bonuses); safe to repeat."""
     from tasks.campaigns.campaign import get_campaign
     from tasks.payments.ledger import earn_due
 
@@ -90,8 +90,7 @@ def reverse_command(
     posting: str = typer.Argument(..., help="The posting to undo (its key, from `ledger`)."),
     reason: str = typer.Option(..., "--reason", help="Why: kept with the reversal."),
 ) -> None:
-    """Undo a posting with its opposite, which cites it and the reason; the ledger keeps
-    both."""
+    """Undo a posting with its opposite, citing it and the reason (both are kept)."""
     from tasks.payments.ledger import reverse
 
     settings, engine = store()
