@@ -40,6 +40,16 @@ def postings(engine) -> dict[str, dict[str, int]]:
     return dict(found)
 
 
+def went_up(engine, creatives: list[int], at, status: str = "posted") -> None:
+    """The creatives as posted at `at` (with `status` "taken_down": since gone)."""
+    with transaction(engine) as session:
+        for creative in creatives:
+            row = session.get(Creative, creative)
+            assert row is not None
+            row.status, row.posted_at = status, at
+            session.add(row)
+
+
 def come_due(engine, at) -> int:
     with transaction(engine) as session:
         campaign = session.exec(select(Campaign).where(Campaign.slug == SLUG)).one()
@@ -56,11 +66,7 @@ def test_an_approval_earns_half_at_once_and_a_post_still_up_a_week_earns_the_res
     }
     run = rally("creatives", "posted", creative, "https://www.tiktok.com/@maya.votes.pa/video/1")
     assert run.code == 0, run.out
-    with transaction(engine) as session:  # posted a day after the approval
-        row = session.get(Creative, creative)
-        assert row is not None
-        row.posted_at = T0 + timedelta(days=1)
-        session.add(row)
+    went_up(engine, [creative], T0 + timedelta(days=1))  # a day after the approval
     assert come_due(engine, T0 + timedelta(days=7, hours=23)) == 0  # up six days and 23 hours
     assert come_due(engine, T0 + timedelta(days=8)) == 1
     assert come_due(engine, T0 + timedelta(days=9)) == 0  # never twice
@@ -104,23 +110,14 @@ def test_a_post_taken_down_earns_nothing_more(engine, applied, rally) -> None:
     creative = approved(engine)
     url = "https://www.tiktok.com/@maya.votes.pa/video/2"
     assert rally("creatives", "posted", creative, url).code == 0
-    with transaction(engine) as session:
-        row = session.get(Creative, creative)
-        assert row is not None
-        row.status, row.posted_at = "taken_down", T0  # as polling finds a post gone
-        session.add(row)
+    went_up(engine, [creative], T0, status="taken_down")  # as polling finds a post gone
     assert come_due(engine, T0 + timedelta(days=30)) == 0
     assert list(postings(engine)) == [f"earned:creative:{creative}:approved"]
 
 
 def test_only_the_briefs_deliverables_are_paid_and_they_add_up_to_the_fee(engine, applied) -> None:
     creatives = [approved(engine) for _ in range(4)]
-    with transaction(engine) as session:
-        for creative in creatives:
-            row = session.get(Creative, creative)
-            assert row is not None
-            row.status, row.posted_at = "posted", T0
-            session.add(row)
+    went_up(engine, creatives, T0)
     assert come_due(engine, T0 + timedelta(days=7)) == 3
     made = postings(engine)
     assert not any(str(creatives[3]) in posting for posting in made)  # the fourth: unpaid
@@ -207,12 +204,7 @@ def test_two_runs_at_once_post_what_came_due_once(engine, applied, rally, store_
     from tests.integration.test_concurrency import at_once
 
     creatives = [approved(engine) for _ in range(3)]
-    with transaction(engine) as session:
-        for creative in creatives:
-            row = session.get(Creative, creative)
-            assert row is not None
-            row.status, row.posted_at = "posted", T0
-            session.add(row)
+    went_up(engine, creatives, T0)
     # Changes take turns (store.db.transaction): each run sees what the one before it posted.
     made = at_once([lambda: come_due(engine, T0 + timedelta(days=8))] * 4)
     assert not [m for m in made if isinstance(m, BaseException)], made
