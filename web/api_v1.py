@@ -277,43 +277,6 @@ def create_api(requests_per_minute: int) -> FastAPI:
         return page_of(rows, lambda r: [r["handle"], r["platform"]], paging.limit)
 
     @api.get(
-        "/campaigns/{slug}/payments",
-        **operation("payments:read", "payments", "What the campaign owes each creator"),
-    )
-    def payments(
-        request: Request,
-        grant: Annotated[Granted, needs("payments:read")],
-        slug: str,
-        paging: Paging,
-    ) -> Page:
-        """Each creator with a posting, by handle: earned for deliverables, as bonus, and in
-        all, in cents (`rally payments balances`)."""
-        from tasks.payments.ledger import balances
-
-        with reading(request, grant, slug) as (session, found):
-            rows = balances(session, found)
-        return paged(rows, lambda r: r["creator"], paging)
-
-    @api.get(
-        "/campaigns/{slug}/ledger",
-        **operation("payments:read", "payments", "The payments ledger, line by line"),
-    )
-    def ledger_lines(
-        request: Request,
-        grant: Annotated[Granted, needs("payments:read")],
-        slug: str,
-        paging: Paging,
-    ) -> Page:
-        """Every line of every posting in the order they were made: debits positive, credits
-        negative, in cents, with what earned each (`rally payments ledger --json`)."""
-        from tasks.payments.ledger import ledger
-
-        after = cursor_of(paging, lambda k: isinstance(k, int))
-        with reading(request, grant, slug) as (session, found):
-            rows = ledger(session, found, after=after, limit=paging.limit + 1)
-        return page_of(rows, lambda r: r["id"], paging.limit)
-
-    @api.get(
         "/campaigns/{slug}/briefs",
         **operation("briefs:read", "briefs", "Each creator's newest brief and its delivery"),
     )
@@ -717,6 +680,43 @@ def create_api(requests_per_minute: int) -> FastAPI:
 
         with reading(request, grant, slug) as (session, found):
             return build_report(session, found.slug, week=query.week)
+
+    @api.get(
+        "/campaigns/{slug}/payments",
+        **operation("payments:read", "payments", "What the campaign owes each creator"),
+    )
+    def payments(
+        request: Request,
+        grant: Annotated[Granted, needs("payments:read")],
+        slug: str,
+        paging: Paging,
+    ) -> Page:
+        """Each creator with a posting, by handle: earned for deliverables, as bonus, and in
+        all, in cents (`rally payments balances`)."""
+        from tasks.payments.ledger import balances
+
+        with reading(request, grant, slug) as (session, found):
+            rows = balances(session, found)
+        return paged(rows, lambda r: r["creator"], paging)
+
+    @api.get(
+        "/campaigns/{slug}/ledger",
+        **operation("payments:read", "payments", "The payments ledger, line by line"),
+    )
+    def ledger_lines(
+        request: Request,
+        grant: Annotated[Granted, needs("payments:read")],
+        slug: str,
+        paging: Paging,
+    ) -> Page:
+        """Every line of every posting in the order they were made: debits positive, credits
+        negative, in cents, with what earned each (`rally payments ledger --json`)."""
+        from tasks.payments.ledger import ledger
+
+        after = cursor_of(paging, lambda k: isinstance(k, int))
+        with reading(request, grant, slug) as (session, found):
+            rows = ledger(session, found, after=after, limit=paging.limit + 1)
+        return page_of(rows, lambda r: r["id"], paging.limit)
 
     @api.get(
         "/campaigns/{slug}/runs",
