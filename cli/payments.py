@@ -7,7 +7,7 @@ from store.db import transaction
 from store.types import utcnow
 
 app = typer.Typer(
-    help="Payments: the ledger, what each creator is owed, earnings come due, reversals.",
+    help="Payments: the ledger, what each creator is owed, approvals and payouts.",
     no_args_is_help=True,
 )
 
@@ -50,7 +50,8 @@ def balances_command(
     campaign: str = typer.Argument(..., help="The campaign (slug)."),
     json_output: bool = JSON_OPTION,
 ) -> None:
-    """What the campaign owes each creator: for deliverables, as bonus, in all."""
+    """What each creator earned (for deliverables, as bonus), where it stands (awaiting
+    approval, approved, paid) and what is still owed."""
     from tasks.campaigns.campaign import get_campaign
     from tasks.payments.ledger import balances
 
@@ -62,11 +63,11 @@ def balances_command(
         return
     from rich.table import Table
 
-    table = Table("creator", "fees", "bonus", "owed", box=None)
+    columns = {"fees": "fees_cents", "bonus": "bonus_cents", "to approve": "awaiting_cents"}
+    columns |= {"approved": "approved_cents", "paid": "paid_cents", "owed": "owed_cents"}
+    table = Table("creator", *columns, box=None)
     for row in rows:
-        money = [
-            _money(row[k], row["currency"]) for k in ("fees_cents", "bonus_cents", "owed_cents")
-        ]
+        money = [_money(row[k], row["currency"]) for k in columns.values()]
         table.add_row(row["creator"], *money)
     console.print(table if rows else f"Nothing is owed to {campaign}'s creators yet.")
 
@@ -97,3 +98,138 @@ def reverse_command(
     with transaction(engine) as session:
         cents = reverse(session, posting, reason=reason, actor=settings.actor, now=utcnow())
     console.print(f"Reversed {posting}: {cents / 100:,.2f} no longer owed.", markup=False)
+
+
+@app.command("approve")
+def approve_command(
+    campaign: str = typer.Argument(..., help="The campaign (slug)."),
+    creator: str = typer.Argument(..., help="The creator (handle)."),
+    by: str = typer.Option(..., "--by", help="Who approves (a name or email): kept with it."),
+) -> None:
+    """Approve what a creator has waiting for payment. From the campaign's
+    `payments.second_approval_from` up, a second, different person must approve it too."""
+    from tasks.campaigns.campaign import get_campaign
+    from tasks.payments.approvals import approve
+
+    _, engine = store()
+    with transaction(engine) as session:
+        done = approve(session, get_campaign(session, campaign), creator, by=by, now=utcnow())
+    amount = _money(done.amount_cents, done.currency)
+    if done.posted:
+        console.print(f"{done.creator}: {amount} approved for payment.", markup=False)
+    else:
+        console.print(
+            f"{done.creator}: {amount} approved by {', '.join(done.approvers)}; "
+            f"it needs {done.needed} people: a second must approve it too.",
+            markup=False,
+        )
+
+
+@app.command("approvals")
+def approvals_command(
+    campaign: str = typer.Argument(..., help="The campaign (slug)."),
+    json_output: bool = JSON_OPTION,
+) -> None:
+    """Approvals waiting for a second person."""
+    from tasks.campaigns.campaign import get_campaign
+    from tasks.payments.approvals import waiting_approvals
+
+    _, engine = store()
+    with transaction(engine, write=False) as session:
+        rows = waiting_approvals(session, get_campaign(session, campaign))
+    if json_output:
+        print_json(rows)
+        return
+    for row in rows:
+        console.print(
+            f"@{row['creator']}: {_money(row['amount_cents'], row['currency'])} approved by "
+            f"{', '.join(row['approvers'])}, waiting for a second person since {row['since'][:16]}",
+            markup=False,
+        )
+    if not rows:
+        console.print(f"No approval of {campaign} waits for a second person.", markup=False)
+
+
+@app.command("account")
+def account_command(
+    campaign: str = typer.Argument(..., help="The campaign (slug)."),
+    creator: str = typer.Argument(..., help="The creator (handle)."),
+    account: str = typer.Argument(..., help="Their Stripe connected account id (acct_...)."),
+) -> None:
+    """Record where a creator is paid: their Stripe connected account."""
+    from tasks.campaigns.campaign import get_campaign
+    from tasks.payments.payouts import set_account
+
+    settings, engine = store()
+    with transaction(engine) as session:
+        set_account(
+            session, get_campaign(session, campaign), creator, account,
+            actor=settings.actor, now=utcnow(),
+        )  # fmt: skip
+    console.print(f"@{creator.lstrip('@')} is paid to Stripe account {account}.", markup=False)
+
+
+@app.command("payout")
+def payout_command(
+    campaign: str = typer.Argument(..., help="The campaign (slug)."),
+) -> None:
+    """Pay each creator their approved amount through Stripe, once. Safe to run again after a
+    crash: payouts already on their way are finished, never sent a second time."""
+    from tasks.campaigns.campaign import get_campaign
+    from tasks.payments.payouts import pay, start_payouts
+
+    settings, engine = store()
+    with transaction(engine) as session:
+        the_campaign = get_campaign(session, campaign)
+        started = start_payouts(session, the_campaign, actor=settings.actor, now=utcnow())
+    for handle, why in started.skipped.items():
+        console.print(f"{handle}: not paid: {why}.", markup=False)
+    report = pay(engine, settings, now=utcnow)
+    console.print(
+        f"{report.sent} payout(s) made, {report.dead} refused, {report.retrying} to try again.",
+        markup=False,
+    )
+    for error in report.errors:
+        console.print(f"  {error}", markup=False)
+    if report.stopped:
+        raise typer.Exit(1)
+
+
+@app.command("payouts")
+def payouts_command(
+    campaign: str = typer.Argument(..., help="The campaign (slug)."),
+    json_output: bool = JSON_OPTION,
+) -> None:
+    """The campaign's payouts, newest first: to whom, how much, and what became of each."""
+    from tasks.campaigns.campaign import get_campaign
+    from tasks.payments.payouts import payouts
+
+    _, engine = store()
+    with transaction(engine, write=False) as session:
+        rows = payouts(session, get_campaign(session, campaign))
+    if json_output:
+        print_json(rows)
+        return
+    from rich.table import Column, Table
+
+    table = Table("creator", "amount", "status", Column("transfer or error", overflow="fold"))
+    for row in rows:
+        said = row["transfer"] or row["error"] or ""
+        table.add_row(row["creator"], _money(row["amount_cents"], row["currency"]),
+                      row["status"], said)  # fmt: skip
+    console.print(table if rows else f"No payouts for {campaign} yet.")
+
+
+@app.command("reconcile")
+def reconcile_command() -> None:
+    """Ask Stripe about payouts whose tries ran out without an answer: settle the ones it
+    made, return the others' amounts to approved."""
+    from tasks.payments.payouts import reconcile
+
+    settings, engine = store()
+    counts = reconcile(engine, settings, now=utcnow())
+    console.print(
+        f"{counts['settled']} payout(s) found at Stripe and settled, "
+        f"{counts['returned']} returned to approved.",
+        markup=False,
+    )

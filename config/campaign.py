@@ -165,13 +165,16 @@ class SignupBonus(Model):
 
 class Payments(Model):
     """How a creator's fee (their roster rate, else their tier's) is earned: split evenly over
-    the brief's deliverables, each deliverable's part in `splits` (shares adding up to 1)."""
+    the brief's deliverables, each deliverable's part in `splits` (shares adding up to 1).
+    What a creator is owed is paid once staff approve it: two different people for an amount
+    of `second_approval_from` or more (in the budget's currency; none: one person always)."""
 
     splits: Annotated[list[PaymentSplit], Field(min_length=1, max_length=2)] = [
         PaymentSplit(on="approved", share=0.5),
         PaymentSplit(on="posted", share=0.5, live_days=7),
     ]
     signup_bonus: SignupBonus | None = None
+    second_approval_from: Annotated[float, Field(ge=0)] | None = 1000.0
 
     @model_validator(mode="after")
     def _whole_fee(self) -> "Payments":

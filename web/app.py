@@ -1,8 +1,8 @@
 """Rally's web app, assembled: the creator's brief pages (`web.briefs`), the approvers' review
 pages (`web.review`), the campaign reports for staff (`web.reports`), the staff console
 (`web.staff`, `web.staff_actions`), the JSON API (`web.api`) and the public's ways in
-(`web.public`, and TikTok's webhooks in `web.webhooks`), with the private headers on every
-response and the answers to errors.
+(`web.public`, TikTok's webhooks in `web.webhooks`, Stripe's in `web.stripe_webhooks`), with
+the private headers on every response and the answers to errors.
 
 A request Rally does not understand gets a plain answer that repeats nothing of what was sent,
 and a missing page the same 404 whatever was asked for.
@@ -24,7 +24,18 @@ from store.db import open_store
 from store.types import utcnow
 from tasks.engagement.writer import EventWriter
 from tasks.review.uploads import video_shelf
-from web import api, briefs, public, reports, review, sprint, staff, staff_actions, uploads
+from web import (
+    api,
+    briefs,
+    public,
+    reports,
+    review,
+    sprint,
+    staff,
+    staff_actions,
+    stripe_webhooks,
+    uploads,
+)
 from web.api_v1 import API_PREFIX, create_api, problem
 from web.api_webhooks import add_webhook_routes
 from web.deps import AppState, SignedOut
@@ -50,7 +61,8 @@ def create_app(
     app.add_middleware(TikTokWebhooks, state=app.state.rally)  # outermost: the busiest route
     _answer_errors(app)
     # The public first: webhooks are the busiest.
-    for module in (public, briefs, review, reports, sprint, staff, staff_actions, uploads, api):
+    routers = (public, briefs, review, reports, sprint, staff, staff_actions, uploads, api)
+    for module in (*routers, stripe_webhooks):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     # The API is its own app: its own OpenAPI document and problem-details errors.

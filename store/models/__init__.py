@@ -59,7 +59,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "sprint": ("MetricSnapshot", "SprintState", "SprintRun", "SprintStep", "Report", "StaffRun"),
     "audit": ("AuditEvent", "AuditHead"),
     "api": ("ApiToken", "ApiIdempotencyKey", "WebhookSubscription"),
-    "money": ("LedgerEntry",),
+    "money": ("LedgerEntry", "PaymentApproval", "PayoutAccount", "Payout", "PayoutStatus"),
 }
 _MODULE_OF = {name: module for module, names in MODULES.items() for name in names}
 

@@ -1,12 +1,13 @@
 """The payments ledger: what each creator has earned, as double-entry postings."""
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import JSON, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from store.types import created_time
+from store.types import created_time, optional_time
 
 
 class LedgerEntry(SQLModel, table=True):
@@ -35,3 +36,70 @@ class LedgerEntry(SQLModel, table=True):
     reverses: str | None = Field(default=None, max_length=120)
     actor: str = Field(max_length=254)
     created_at: datetime = created_time()
+
+
+class PaymentApproval(SQLModel, table=True):
+    """Staff approving what a creator is owed before it can be paid: the amount awaiting
+    approval when it was asked (`amount_cents`), approved by `needed` different people (two
+    from the campaign's threshold up), each in `approvers` ({"by", "at"}). Once it has them,
+    the posting `posting` moves the amount from `payable` to `approved`. One overtaken by more
+    earnings before it had them is `superseded`; its successor asks again for the new amount."""
+
+    __tablename__ = "payment_approvals"
+    __table_args__ = (Index("ix_payment_approvals_member", "member_id", "status"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    campaign_id: int = Field(foreign_key="campaigns.id")
+    member_id: int = Field(foreign_key="roster_members.id")
+    amount_cents: int
+    currency: str = Field(max_length=3)
+    needed: int
+    approvers: list[dict[str, Any]] = Field(default_factory=list, sa_type=JSON)
+    status: str = Field(default="waiting", max_length=16)  # waiting, approved, superseded
+    posting: str | None = Field(default=None, max_length=120)
+    created_at: datetime = created_time()
+    decided_at: datetime | None = optional_time()
+
+
+class PayoutAccount(SQLModel, table=True):
+    """Where a creator on a campaign is paid: their account at a payout provider (a Stripe
+    connected account, `acct_...`). Only the provider's id is kept, never bank details."""
+
+    __tablename__ = "payout_accounts"
+
+    id: int | None = Field(default=None, primary_key=True)
+    member_id: int = Field(foreign_key="roster_members.id", unique=True)
+    provider: str = Field(max_length=16)
+    account: str = Field(max_length=254)
+    created_at: datetime = created_time()
+    updated_at: datetime = created_time()
+
+
+class PayoutStatus(StrEnum):
+    SENDING = "sending"  # in the outbox, or sent and not yet answered
+    PAID = "paid"
+    FAILED = "failed"  # refused by the provider: the amount is back in `approved`
+
+
+class Payout(SQLModel, table=True):
+    """One payment of a creator's approved amount through a payout provider, made once: its
+    outbox message carries the provider's idempotency key (`reference`, random), so a repeat after a
+    crash finds the first transfer instead of making a second. `remote_id` is the provider's
+    transfer; `error` the provider's words when it refused."""
+
+    __tablename__ = "payouts"
+    __table_args__ = (Index("ix_payouts_campaign_status", "campaign_id", "status"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    campaign_id: int = Field(foreign_key="campaigns.id")
+    member_id: int = Field(foreign_key="roster_members.id", index=True)
+    provider: str = Field(max_length=16)
+    account: str = Field(max_length=254)
+    amount_cents: int
+    currency: str = Field(max_length=3)
+    status: str = Field(default=PayoutStatus.SENDING, max_length=16)
+    reference: str = Field(max_length=64, unique=True)  # the provider's idempotency key
+    remote_id: str | None = Field(default=None, max_length=120)
+    error: str | None = Field(default=None, max_length=1000)
+    created_at: datetime = created_time()
+    settled_at: datetime | None = optional_time()

@@ -19,6 +19,7 @@ from fractions import Fraction
 from typing import Any
 
 from sqlalchemy import func
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from config.campaign import CampaignSpec
@@ -36,8 +37,28 @@ from store.models import (
 from tasks.campaigns.campaign import campaign_spec
 from tasks.webhooks.events import Event, emit, occurrence
 
-FEES, PAYABLE = "fees", "payable"
+# Accounts: what the campaign spent (`fees`); what it owes a creator, awaiting approval
+# (`payable`), approved (`approved`), in a payout not yet settled (`in_transit`); and what left
+# its balance for them (`paid`).
+FEES, PAYABLE, APPROVED, IN_TRANSIT, PAID = "fees", "payable", "approved", "in_transit", "paid"
 EARNED, BONUS, REVERSAL = "earned", "bonus", "reversal"
+APPROVAL, PAYOUT, SETTLED, RETURNED = "approval", "payout", "settled", "returned"
+EARNINGS = (EARNED, BONUS, REVERSAL)  # the kinds that change what a creator is owed
+# The webhook event each kind of posting is told as, and what a payment posting did.
+TOLD = {
+    EARNED: "payment.earned",
+    BONUS: "payment.earned",
+    REVERSAL: "payment.reversed",
+    APPROVAL: "payment.approved",
+    SETTLED: "payment.paid",
+    RETURNED: "payment.failed",
+}
+DID = {
+    APPROVAL: "approved for payment",
+    PAYOUT: "sent to be paid",
+    SETTLED: "paid",
+    RETURNED: "refused by the payout provider, back to approved",
+}
 
 
 @dataclass(frozen=True)
@@ -87,24 +108,19 @@ def post(
         )
         for account, amount in lines
     )
-    owed = -sum(amount for account, amount in lines if account == PAYABLE)
-    told = "payment.reversed" if kind == REVERSAL else "payment.earned"
-    data = {"posting": posting, "cause": cause, "owed_cents": owed, "currency": currency}
-    key, subject = occurrence("ledger", posting), f"member:{member_id}"
-    emit(session, campaign.id, [Event(told, key, subject, "payments", data)], at=now)
-    record(
-        session,
-        [
-            Change(
-                actor,
-                f"ledger.{kind}",
-                "ledger_posting",
-                posting,
-                f"{kind} {owed / 100:,.2f} {currency} owed for {cause}",
-                {"member_id": member_id, "lines": dict(lines), **details},
-            )
-        ],
-    )
+    data: dict[str, Any] = {"posting": posting, "cause": cause, "currency": currency}
+    if kind in EARNINGS:
+        data["owed_cents"] = owed = -sum(amount for account, amount in lines if account == PAYABLE)
+        summary = f"{kind} {owed / 100:,.2f} {currency} owed for {cause}"
+    else:
+        data["amount_cents"] = moved = sum(amount for _, amount in lines if amount > 0)
+        summary = f"{moved / 100:,.2f} {currency} {DID.get(kind, kind)} ({cause})"
+    told = TOLD.get(kind)
+    if told:
+        key, subject = occurrence("ledger", posting), f"member:{member_id}"
+        emit(session, campaign.id, [Event(told, key, subject, "payments", data)], at=now)
+    details = {"member_id": member_id, "lines": dict(lines), **details}
+    record(session, [Change(actor, f"ledger.{kind}", "ledger_posting", posting, summary, details)])
     return True
 
 
@@ -283,6 +299,11 @@ def reverse(session: Session, posting: str, *, reason: str, actor: str, now: dat
     first = lines[0]
     if first.kind == REVERSAL:
         raise RallyError(f"posting {posting!r} is a reversal: post the earning again instead")
+    if first.kind not in EARNINGS:
+        raise RallyError(
+            f"posting {posting!r} moves money already earned ({first.kind}): only earnings are "
+            "reversed; a payout is settled by what the payout provider answers"
+        )
     campaign = session.get(Campaign, first.campaign_id)
     assert campaign is not None
     made = post(
@@ -345,20 +366,38 @@ def ledger(
 
 
 def balances(session: Session, campaign: Campaign) -> list[dict[str, Any]]:
-    """What the campaign owes each creator it has a posting for, by handle: earned from
-    deliverables, from bonuses, and in all (reversals counted against what they undid)."""
-    rows = session.exec(
-        select(Creator.handle, LedgerEntry.kind, LedgerEntry.cause, LedgerEntry.amount_cents)
+    """Each creator's money in the campaign, by handle: earned from deliverables and from
+    bonuses (reversals counted against what they undid), where it stands (awaiting approval,
+    approved, in a payout, paid), and what is still owed (earned and not paid)."""
+    rows = session.execute(
+        sa_select(
+            col(Creator.handle),
+            col(LedgerEntry.account),
+            col(LedgerEntry.kind),
+            col(LedgerEntry.cause),
+            col(LedgerEntry.amount_cents),
+        )
+        .select_from(LedgerEntry)
         .join(RosterMember, col(RosterMember.id) == col(LedgerEntry.member_id))
         .join(Creator, col(Creator.id) == col(RosterMember.creator_id))
-        .where(LedgerEntry.campaign_id == campaign.id, LedgerEntry.account == PAYABLE)
+        .where(col(LedgerEntry.campaign_id) == campaign.id, col(LedgerEntry.account) != FEES)
     ).all()
+    stands = {PAYABLE: "awaiting_cents", APPROVED: "approved_cents"}
+    stands |= {IN_TRANSIT: "in_transit_cents", PAID: "paid_cents"}
     owed: dict[str, dict[str, Any]] = {}
-    for handle, kind, cause, amount in rows:
-        row = owed.setdefault(handle, {"creator": handle, "fees_cents": 0, "bonus_cents": 0})
-        bonus = kind == BONUS or (kind == REVERSAL and cause.startswith("signups:"))
-        row["bonus_cents" if bonus else "fees_cents"] -= amount
+    for handle, account, kind, cause, amount in rows:
+        row = owed.setdefault(
+            handle,
+            {"creator": handle, "fees_cents": 0, "bonus_cents": 0}
+            | dict.fromkeys(stands.values(), 0),
+        )
+        row[stands[account]] -= amount
+        if account == PAYABLE and kind in EARNINGS:
+            bonus = kind == BONUS or (kind == REVERSAL and cause.startswith("signups:"))
+            row["bonus_cents" if bonus else "fees_cents"] -= amount
+    currency = campaign_spec(campaign).budget.currency
     for row in owed.values():
-        row["owed_cents"] = row["fees_cents"] + row["bonus_cents"]
-        row["currency"] = campaign_spec(campaign).budget.currency
+        row["earned_cents"] = row["fees_cents"] + row["bonus_cents"]
+        row["owed_cents"] = row["earned_cents"] - row["paid_cents"]
+        row["currency"] = currency
     return sorted(owed.values(), key=lambda r: r["creator"])

@@ -38,6 +38,9 @@ EVENT_TYPES: dict[str, tuple[str, str]] = {
     "milestone.missed": ("campaign:read", "a sprint milestone passed without being met"),
     "payment.earned": ("payments:read", "a creator earned part of their fee, or a bonus"),
     "payment.reversed": ("payments:read", "a posting of the payments ledger was reversed"),
+    "payment.approved": ("payments:read", "staff approved what a creator is owed for payment"),
+    "payment.paid": ("payments:read", "a payout reached the creator's account"),
+    "payment.failed": ("payments:read", "the payout provider refused a payout"),
     "webhook.test": ("webhooks:read", "a test delivery asked for by staff"),
 }
 

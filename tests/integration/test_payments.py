@@ -81,6 +81,11 @@ def test_an_approval_earns_half_at_once_and_a_post_still_up_a_week_earns_the_res
             "creator": "maya.votes.pa",
             "fees_cents": 2 * half,
             "bonus_cents": 0,
+            "earned_cents": 2 * half,
+            "awaiting_cents": 2 * half,  # nobody approved it for payment yet
+            "approved_cents": 0,
+            "in_transit_cents": 0,
+            "paid_cents": 0,
             "owed_cents": 2 * half,
             "currency": "USD",
         }

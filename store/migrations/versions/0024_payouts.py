@@ -1,0 +1,78 @@
+"""paying creators: approvals of what they are owed, their payout accounts, and payouts
+
+Revision ID: 0024
+Revises: 0023
+Create Date: 2026-12-04
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0024"
+down_revision = "0023"
+branch_labels = None
+depends_on = None
+
+
+def _owned() -> list[sa.Column]:
+    """The columns every table here has: its id and the roster member it is about."""
+    return [
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("member_id", sa.Integer(), sa.ForeignKey("roster_members.id"), nullable=False),
+    ]
+
+
+def upgrade() -> None:
+    op.create_table(
+        "payment_approvals",
+        *_owned(),
+        sa.Column("campaign_id", sa.Integer(), sa.ForeignKey("campaigns.id"), nullable=False),
+        sa.Column("amount_cents", sa.Integer(), nullable=False),
+        sa.Column("currency", sa.String(length=3), nullable=False),
+        sa.Column("needed", sa.Integer(), nullable=False),
+        sa.Column("approvers", sa.JSON(), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("posting", sa.String(length=120), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("decided_at", sa.DateTime(timezone=True), nullable=True),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    op.create_index("ix_payment_approvals_member", "payment_approvals", ["member_id", "status"])
+    op.create_table(
+        "payout_accounts",
+        *_owned(),
+        sa.Column("provider", sa.String(length=16), nullable=False),
+        sa.Column("account", sa.String(length=254), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("member_id"),
+    )
+    op.create_table(
+        "payouts",
+        *_owned(),
+        sa.Column("campaign_id", sa.Integer(), sa.ForeignKey("campaigns.id"), nullable=False),
+        sa.Column("provider", sa.String(length=16), nullable=False),
+        sa.Column("account", sa.String(length=254), nullable=False),
+        sa.Column("amount_cents", sa.Integer(), nullable=False),
+        sa.Column("currency", sa.String(length=3), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("reference", sa.String(length=64), nullable=False),
+        sa.Column("remote_id", sa.String(length=120), nullable=True),
+        sa.Column("error", sa.String(length=1000), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("settled_at", sa.DateTime(timezone=True), nullable=True),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("reference"),
+    )
+    op.create_index("ix_payouts_campaign_status", "payouts", ["campaign_id", "status"])
+    op.create_index("ix_payouts_member_id", "payouts", ["member_id"])
+
+
+def downgrade() -> None:
+    op.drop_index("ix_payouts_member_id", table_name="payouts")
+    op.drop_index("ix_payouts_campaign_status", table_name="payouts")
+    op.drop_table("payouts")
+    op.drop_table("payout_accounts")
+    op.drop_index("ix_payment_approvals_member", table_name="payment_approvals")
+    op.drop_table("payment_approvals")

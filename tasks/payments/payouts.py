@@ -1,0 +1,436 @@
+"""Paying creators their approved amounts through the payout provider (Stripe Connect), once.
+
+A payout run (`start_payouts`) makes, for each creator with an approved amount and a payout
+account, a payout: its row, its posting (`approved` to `in_transit`) and its outbox message, in
+one transaction, so a run that dies leaves all three or none, and a creator with a payout on
+its way gets no second one. `pay` drains the messages one at a time through the provider, each
+with the idempotency key made with its payout (`reference`): a drain killed after the provider
+moved the money and before Rally recorded it sends the same call again, and the provider answers
+with the first transfer. Nobody is paid twice, and nobody is missed: the message stays in the
+outbox until an answer is recorded.
+
+The provider's answer and its webhook (`transfer.created`, naming the payout in its metadata)
+settle a payout alike, whichever comes first: `in_transit` to `paid`; the other finds it done.
+A refusal (an unknown account, one that cannot take transfers) posts the amount back to
+`approved`, for the next run once the account is fixed. A payout whose tries ran out without any
+answer stays in transit: `reconcile` asks the provider whether its transfer exists, and settles
+the payout, or returns its amount to `approved`.
+"""
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import httpx
+from sqlalchemy import Engine, func
+from sqlmodel import Session, col, select
+from tenacity.wait import wait_base
+
+from config.errors import RallyError
+from config.settings import Settings
+from integrations.stripe import Stripe, StripeSettings
+from store.audit import Change, record
+from store.db import transaction
+from store.models import (
+    Campaign,
+    Creator,
+    LedgerEntry,
+    OutboxMessage,
+    OutboxStatus,
+    Payout,
+    PayoutAccount,
+    PayoutStatus,
+    RosterMember,
+)
+from tasks.campaigns.campaign import campaign_spec
+from tasks.drain import DrainReport, Handler, drain, one_at_a_time
+from tasks.outbox import MAX_ATTEMPTS, Claimed, enqueue
+from tasks.payments.approvals import member_by_handle
+from tasks.payments.ledger import APPROVED, IN_TRANSIT, PAID, PAYOUT, RETURNED, SETTLED, post
+from tasks.rate_limits import SharedRateLimit
+
+CHANNEL = "payout"
+STRIPE = "stripe"
+PROVIDERS = (STRIPE,)
+
+
+class NotConfigured(RallyError):
+    """The payout provider's credentials are not set."""
+
+
+def set_account(
+    session: Session,
+    campaign: Campaign,
+    handle: str,
+    account: str,
+    *,
+    provider: str = STRIPE,
+    actor: str,
+    now: datetime,
+) -> None:
+    """Record where creator `handle` is paid: their connected account at the provider."""
+    account = account.strip()
+    if provider == STRIPE and not (account.startswith("acct_") and 6 <= len(account) <= 254):
+        raise RallyError(f"account: {account!r} is not a Stripe connected account id (acct_...)")
+    member = member_by_handle(session, campaign, handle)
+    row = session.exec(select(PayoutAccount).where(PayoutAccount.member_id == member.id)).first()
+    before = row.account if row else None
+    if row is None:
+        row = PayoutAccount(member_id=member.id or 0, provider=provider, account=account)
+    row.provider, row.account, row.updated_at = provider, account, now
+    session.add(row)
+    if before != account:
+        record(
+            session,
+            [
+                Change(
+                    actor,
+                    "payment.account_set",
+                    "roster_member",
+                    member.id or 0,
+                    f"@{handle.lstrip('@').lower()} is paid to {provider} account {account}",
+                    {"provider": provider, "account": account, "before": before},
+                )
+            ],
+        )
+
+
+@dataclass
+class Started:
+    """What a payout run queued: payouts and their cents; creators it could not pay, and why."""
+
+    payouts: int = 0
+    cents: int = 0
+    skipped: dict[str, str] = field(default_factory=dict)
+
+
+def start_payouts(session: Session, campaign: Campaign, *, actor: str, now: datetime) -> Started:
+    """Queue a payout of each creator's approved amount (see the module)."""
+    assert campaign.id is not None
+    approved = session.exec(
+        select(LedgerEntry.member_id, -func.sum(LedgerEntry.amount_cents))
+        .where(LedgerEntry.campaign_id == campaign.id, LedgerEntry.account == APPROVED)
+        .group_by(col(LedgerEntry.member_id))
+    ).all()
+    handles = dict(
+        session.exec(
+            select(RosterMember.id, Creator.handle)
+            .join(Creator, col(Creator.id) == col(RosterMember.creator_id))
+            .where(RosterMember.campaign_id == campaign.id)
+        ).all()
+    )
+    accounts = {
+        a.member_id: a
+        for a in session.exec(
+            select(PayoutAccount)
+            .join(RosterMember, col(RosterMember.id) == col(PayoutAccount.member_id))
+            .where(RosterMember.campaign_id == campaign.id)
+        ).all()
+    }
+    on_the_way = set(
+        session.exec(
+            select(Payout.member_id).where(
+                Payout.campaign_id == campaign.id, Payout.status == PayoutStatus.SENDING
+            )
+        ).all()
+    )
+    started = Started()
+    for member_id, cents in sorted(approved):
+        handle = f"@{handles.get(member_id, member_id)}"
+        if not cents or cents <= 0:
+            continue
+        account = accounts.get(member_id)
+        if account is None:
+            started.skipped[handle] = "no payout account (`rally payments account`)"
+            continue
+        if member_id in on_the_way:
+            started.skipped[handle] = "a payout to them is on its way"
+            continue
+        _queue(session, campaign, member_id, handle, int(cents), account, actor=actor, now=now)
+        started.payouts += 1
+        started.cents += int(cents)
+    return started
+
+
+def _queue(
+    session: Session,
+    campaign: Campaign,
+    member_id: int,
+    handle: str,
+    cents: int,
+    account: PayoutAccount,
+    *,
+    actor: str,
+    now: datetime,
+) -> None:
+    """One payout: its row, its posting and its outbox message."""
+    currency = campaign_spec(campaign).budget.currency
+    payout = Payout(
+        campaign_id=campaign.id or 0,
+        member_id=member_id,
+        provider=account.provider,
+        account=account.account,
+        amount_cents=cents,
+        currency=currency,
+        reference=f"rally-payout-{uuid.uuid4().hex[:20]}",
+        created_at=now,
+    )
+    session.add(payout)
+    session.flush()
+    post(
+        session,
+        campaign,
+        member_id,
+        posting=f"payout:{payout.id}",
+        kind=PAYOUT,
+        cause=f"payout:{payout.id}",
+        lines=[(APPROVED, cents), (IN_TRANSIT, -cents)],
+        details={"provider": payout.provider, "account": payout.account},
+        actor=actor,
+        now=now,
+    )
+    payload = {
+        "payout": payout.id,
+        "amount_cents": cents,
+        "currency": currency,
+        "account": payout.account,
+        "reference": payout.reference,
+        "campaign": campaign.slug,
+        "creator": handle,
+    }
+    enqueue(
+        session,
+        [
+            {
+                "channel": CHANNEL,
+                "destination": payout.provider,
+                "idempotency_key": payout.reference,
+                "subject_type": "payout",
+                "subject_id": str(payout.id),
+                "payload": payload,
+                "available_at": now,
+                "created_at": now,
+            }
+        ],
+    )
+
+
+def settle(session: Session, payout_id: int, remote_id: str, *, actor: str, now: datetime) -> bool:
+    """The provider moved the payout's money (transfer `remote_id`): post it as paid, once;
+    False when it was settled before."""
+    payout = session.get(Payout, payout_id, with_for_update=True)
+    if payout is None or payout.status == PayoutStatus.PAID:
+        return False
+    # a payout returned to `approved` whose money went after all is paid from there
+    source = APPROVED if payout.status == PayoutStatus.FAILED else IN_TRANSIT
+    payout.status, payout.remote_id, payout.settled_at = PayoutStatus.PAID, remote_id, now
+    session.add(payout)
+    lines = [(source, payout.amount_cents), (PAID, -payout.amount_cents)]
+    return _post(session, payout, SETTLED, lines, {"transfer": remote_id}, actor, now)
+
+
+def refuse(session: Session, payout_id: int, error: str, *, actor: str, now: datetime) -> bool:
+    """The provider refused the payout: its amount goes back to `approved`; False when the
+    payout was settled or returned before."""
+    payout = session.get(Payout, payout_id, with_for_update=True)
+    if payout is None or payout.status != PayoutStatus.SENDING:
+        return False
+    payout.status, payout.error, payout.settled_at = PayoutStatus.FAILED, error[:1000], now
+    session.add(payout)
+    lines = [(IN_TRANSIT, payout.amount_cents), (APPROVED, -payout.amount_cents)]
+    return _post(session, payout, RETURNED, lines, {"error": error[:500]}, actor, now)
+
+
+def _post(
+    session: Session,
+    payout: Payout,
+    kind: str,
+    lines: list[tuple[str, int]],
+    details: dict[str, Any],
+    actor: str,
+    now: datetime,
+) -> bool:
+    campaign = session.get(Campaign, payout.campaign_id)
+    assert campaign is not None
+    return post(
+        session,
+        campaign,
+        payout.member_id,
+        posting=f"{kind}:payout:{payout.id}",
+        kind=kind,
+        cause=f"payout:{payout.id}",
+        lines=lines,
+        details=details,
+        actor=actor,
+        now=now,
+    )
+
+
+def stripe_for(settings: Settings, client: httpx.Client, engine: Engine | None) -> Stripe:
+    """The Stripe adapter, within the key's documented rate limit shared through the store."""
+    stripe = settings.section(StripeSettings)
+    key = stripe.secret_key.get_secret_value()
+    if not key:
+        raise NotConfigured("set RALLY_STRIPE_SECRET_KEY to pay creators through Stripe")
+    limit = SharedRateLimit(engine, STRIPE, "", *stripe.rate) if engine is not None else None
+    return Stripe(client, api_url=stripe.api_url, secret_key=key, limit=limit)
+
+
+def pay(
+    engine: Engine,
+    settings: Settings,
+    *,
+    now: Callable[[], datetime],
+    client: httpx.Client | None = None,
+    limit: int | None = None,
+    wait: wait_base | None = None,
+    progress: Callable[[DrainReport], None] | None = None,
+) -> DrainReport:
+    """Send every queued payout through the provider, one at a time, and settle each as the
+    provider answers (see the module)."""
+    own = client is None
+    http = client or httpx.Client(timeout=httpx.Timeout(30.0, connect=5.0))
+    try:
+        stripe = stripe_for(settings, http, engine)
+
+        def deliver(row: Claimed) -> str:
+            p = row.payload
+            return stripe.transfer(
+                amount_cents=int(p["amount_cents"]),
+                currency=str(p["currency"]),
+                destination=str(p["account"]),
+                key=row.idempotency_key,
+                group=str(p["reference"]),
+                metadata={"rally_payout": str(p["payout"]), "campaign": str(p["campaign"])},
+            )
+
+        report = drain(
+            engine,
+            channel=CHANNEL,
+            destination=STRIPE,
+            sender=one_at_a_time(deliver),
+            handler=Handler(sent=_settled(settings.actor), dead=_given_up(settings.actor)),
+            batch=25,
+            now=now,
+            limit=limit,
+            wait=wait,
+            progress=progress,
+        )
+        if stripe.limit is not None:
+            stripe.limit.release()
+        return report
+    finally:
+        if own:
+            http.close()
+
+
+def _settled(actor: str) -> Callable[[Session, list[Claimed], datetime], None]:
+    def sent(session: Session, rows: list[Claimed], at: datetime) -> None:
+        for row in rows:
+            settle(session, int(row.payload["payout"]), str(row.remote_id), actor=actor, now=at)
+
+    return sent
+
+
+def _given_up(actor: str) -> Callable[[Session, Claimed, str, datetime], None]:
+    def dead(session: Session, row: Claimed, error: str, at: datetime) -> None:
+        payout_id = int(row.payload["payout"])
+        if row.attempts + 1 < MAX_ATTEMPTS:  # a refusal: no transfer was made
+            refuse(session, payout_id, error, actor=actor, now=at)
+            return
+        payout = session.get(Payout, payout_id)
+        if payout is not None and payout.status == PayoutStatus.SENDING:
+            payout.error = f"no answer after {MAX_ATTEMPTS} tries ({error[:300]}); " + (
+                "`rally payments reconcile` asks the provider what became of it"
+            )
+            session.add(payout)
+
+    return dead
+
+
+def reconcile(
+    engine: Engine, settings: Settings, *, now: datetime, client: httpx.Client | None = None
+) -> dict[str, int]:
+    """Ask the provider about each payout still in transit whose message is no longer in the
+    outbox's hands (its tries ran out): settle the ones it made, return the others."""
+    with transaction(engine, write=False) as session:
+        stuck = session.exec(
+            select(Payout)
+            .join(OutboxMessage, col(OutboxMessage.idempotency_key) == col(Payout.reference))
+            .where(
+                Payout.status == PayoutStatus.SENDING,
+                OutboxMessage.status == OutboxStatus.DEAD,
+            )
+        ).all()
+    counts = {"settled": 0, "returned": 0}
+    if not stuck:
+        return counts
+    own = client is None
+    http = client or httpx.Client(timeout=httpx.Timeout(30.0, connect=5.0))
+    try:
+        stripe = stripe_for(settings, http, engine)
+        for payout in stuck:
+            made = [t for t in stripe.transfers_in(payout.reference) if not t.get("reversed")]
+            with transaction(engine) as session:
+                if made:
+                    counts["settled"] += settle(
+                        session, payout.id or 0, str(made[0]["id"]), actor=settings.actor, now=now
+                    )
+                else:
+                    counts["returned"] += refuse(
+                        session,
+                        payout.id or 0,
+                        "the provider has no transfer for it",
+                        actor=settings.actor,
+                        now=now,
+                    )
+        if stripe.limit is not None:
+            stripe.limit.release()
+    finally:
+        if own:
+            http.close()
+    return counts
+
+
+def on_transfer_created(
+    session: Session, transfer: dict[str, Any], *, actor: str, now: datetime
+) -> bool:
+    """Stripe's `transfer.created` for one of our payouts (by metadata and transfer group):
+    settle it; False for a transfer that is not ours, or settled before."""
+    metadata = transfer.get("metadata") if isinstance(transfer.get("metadata"), dict) else {}
+    payout_id = str((metadata or {}).get("rally_payout", ""))
+    if not payout_id.isdigit() or not isinstance(transfer.get("id"), str):
+        return False
+    payout = session.get(Payout, int(payout_id))
+    if payout is None or payout.reference != transfer.get("transfer_group"):
+        return False
+    return settle(session, payout.id or 0, transfer["id"], actor=actor, now=now)
+
+
+def payouts(session: Session, campaign: Campaign) -> list[dict[str, Any]]:
+    """The campaign's payouts, newest first, with their creator."""
+    rows = session.exec(
+        select(Payout, Creator.handle)
+        .join(RosterMember, col(RosterMember.id) == col(Payout.member_id))
+        .join(Creator, col(Creator.id) == col(RosterMember.creator_id))
+        .where(Payout.campaign_id == campaign.id)
+        .order_by(col(Payout.id).desc())
+    ).all()
+    return [
+        {
+            "id": p.id,
+            "creator": handle,
+            "amount_cents": p.amount_cents,
+            "currency": p.currency,
+            "provider": p.provider,
+            "account": p.account,
+            "status": p.status,
+            "transfer": p.remote_id,
+            "error": p.error,
+            "at": p.created_at.isoformat(),
+            "settled_at": p.settled_at.isoformat() if p.settled_at else None,
+        }
+        for p, handle in rows
+    ]

@@ -1,0 +1,282 @@
+"""Paying creators, as staff and the treasurer meet it: what a creator earned waits for staff
+approval (two different people from the campaign's threshold up), and a payout run pays each
+approved amount through Stripe once: through its rate limit and its errors, a refused account,
+a webhook that comes before the API's answer, and a run killed at any point."""
+
+import json
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+
+import httpx
+import pytest
+from sqlmodel import col, select
+from tenacity import wait_none
+
+from config.settings import get_settings
+from store.db import transaction
+from store.models import AuditEvent, Campaign, Creator, LedgerEntry, Payout
+from tasks.drain import DrainReport
+from tasks.payments.approvals import approve
+from tasks.payments.ledger import EARNED, FEES, PAYABLE, post
+from tasks.payments.payouts import pay, set_account, start_payouts
+from tests.conftest import SLUG
+from tests.fakes.stripe_api import FakeStripe, sign
+from tests.integration.test_review import T0
+
+MAYA = "@maya.votes.pa"
+
+
+def earned(engine, cents: int, *, handle: str = MAYA, n: int = 1) -> None:
+    """`cents` earned by the creator, as an approved deliverable posts it (the `n`th such)."""
+    with transaction(engine) as session:
+        campaign = session.exec(select(Campaign).where(Campaign.slug == SLUG)).one()
+        member = _member(session, campaign, handle)
+        post(
+            session, campaign, member, posting=f"earned:test:{handle}:{n}", kind=EARNED,
+            cause=f"creative:{n}", lines=[(FEES, cents), (PAYABLE, -cents)],
+            details={}, actor="staff:test", now=T0,
+        )  # fmt: skip
+
+
+def _member(session, campaign, handle: str) -> int:
+    from tasks.payments.approvals import member_by_handle
+
+    member = member_by_handle(session, campaign, handle)
+    assert member.id is not None
+    return member.id
+
+
+def balance(rally, handle: str = MAYA) -> dict:
+    rows = json.loads(rally("payments", "balances", SLUG, "--json").out)
+    return next(r for r in rows if r["creator"] == handle.lstrip("@"))
+
+
+def lines_add_up(engine) -> None:
+    with transaction(engine, write=False) as session:
+        amounts = session.exec(select(LedgerEntry.amount_cents)).all()
+    assert sum(amounts) == 0
+
+
+def test_one_person_approves_an_amount_under_the_threshold(engine, applied, rally) -> None:
+    earned(engine, 40_000)
+    assert balance(rally)["awaiting_cents"] == 40_000
+    run = rally("payments", "approve", SLUG, MAYA, "--by", "dana")
+    assert run.code == 0, run.err
+    assert "400.00 USD approved for payment" in run.out
+    owed = balance(rally)
+    assert (owed["awaiting_cents"], owed["approved_cents"], owed["owed_cents"]) == (
+        0,
+        40_000,
+        40_000,
+    )
+    again = rally("payments", "approve", SLUG, MAYA, "--by", "dana")
+    assert again.code != 0 and "nothing awaits approval" in again.err
+    lines_add_up(engine)
+    with transaction(engine, write=False) as session:
+        audited = session.exec(
+            select(AuditEvent).where(AuditEvent.action == "ledger.approval")
+        ).one()
+    assert audited.actor == "dana" and "400.00 USD approved for payment" in audited.summary
+
+
+def test_from_the_threshold_up_two_different_people_approve(engine, applied, rally) -> None:
+    campaign = applied / "campaign.yaml"
+    campaign.write_text(campaign.read_text() + "\npayments:\n  second_approval_from: 300\n")
+    assert rally("campaign", "apply", campaign).code == 0
+    earned(engine, 40_000)
+    first = rally("payments", "approve", SLUG, MAYA, "--by", "dana")
+    assert first.code == 0 and "a second must approve it too" in first.out
+    assert balance(rally)["approved_cents"] == 0  # not yet
+    same = rally("payments", "approve", SLUG, MAYA, "--by", "DANA")
+    assert same.code != 0 and "a second person must approve them" in same.err
+    waiting = json.loads(rally("payments", "approvals", SLUG, "--json").out)
+    assert [(w["creator"], w["amount_cents"], w["approvers"]) for w in waiting] == [
+        ("maya.votes.pa", 40_000, ["dana"])
+    ]
+    # More is earned before the second person looks: they approve the new amount, from the start.
+    earned(engine, 20_000, n=2)
+    second = rally("payments", "approve", SLUG, MAYA, "--by", "counsel")
+    assert second.code == 0 and "a second must approve it too" in second.out
+    assert balance(rally)["approved_cents"] == 0
+    third = rally("payments", "approve", SLUG, MAYA, "--by", "dana")
+    assert third.code == 0 and "600.00 USD approved for payment" in third.out
+    assert balance(rally)["approved_cents"] == 60_000
+    with transaction(engine, write=False) as session:
+        (posting,) = session.exec(
+            select(LedgerEntry).where(
+                LedgerEntry.kind == "approval", LedgerEntry.account == "approved"
+            )
+        ).all()
+    assert posting.details["approvers"] == ["counsel", "dana"]
+    assert json.loads(rally("payments", "approvals", SLUG, "--json").out) == []
+    lines_add_up(engine)
+
+
+def test_an_unknown_creator_or_a_missing_name_is_refused(engine, applied, rally) -> None:
+    nobody = rally("payments", "approve", SLUG, "@nobody.here", "--by", "dana")
+    assert nobody.code != 0 and "@nobody.here is not on first-vote-pa-2027's roster" in nobody.err
+    earned(engine, 1_000)
+    blank = rally("payments", "approve", SLUG, MAYA, "--by", "  ")
+    assert blank.code != 0 and "say who approves" in blank.err
+    bad = rally("payments", "account", SLUG, MAYA, "12345")
+    assert bad.code != 0 and "not a Stripe connected account id" in bad.err
+
+
+# --- payouts through the Stripe fake ------------------------------------------------------
+
+
+@pytest.fixture
+def stripe(settings, monkeypatch) -> Iterator[FakeStripe]:
+    """Stripe in test mode (25 requests a second), Rally's key and webhook secret set."""
+    with FakeStripe() as fake:
+        yield use(fake, monkeypatch)
+    get_settings.cache_clear()
+
+
+def use(fake: FakeStripe, monkeypatch) -> FakeStripe:
+    """Rally pointed at `fake`, with its secret key and webhook secret."""
+    monkeypatch.setenv("RALLY_STRIPE_API_URL", fake.url)
+    monkeypatch.setenv("RALLY_STRIPE_SECRET_KEY", fake.secret_key)
+    monkeypatch.setenv("RALLY_STRIPE_WEBHOOK_SECRET", fake.webhook_secret)
+    get_settings.cache_clear()
+    return fake
+
+
+def handles(engine, count: int) -> list[str]:
+    with transaction(engine, write=False) as session:
+        found = session.exec(select(Creator.handle).order_by(col(Creator.handle))).all()
+    return [f"@{h}" for h in found[:count]]
+
+
+def ready_to_pay(engine, stripe: FakeStripe, people: dict[str, int], **accounts) -> dict[str, str]:
+    """Each creator earned and was approved their cents; each has a Stripe account (one that
+    cannot take transfers for those `accounts` marks False): creator -> account."""
+    made = {}
+    with transaction(engine) as session:
+        campaign = session.exec(select(Campaign).where(Campaign.slug == SLUG)).one()
+        for n, (handle, cents) in enumerate(people.items()):
+            member = _member(session, campaign, handle)
+            post(
+                session, campaign, member, posting=f"earned:test:{n}", kind=EARNED,
+                cause=f"creative:{n}", lines=[(FEES, cents), (PAYABLE, -cents)],
+                details={}, actor="staff:test", now=T0,
+            )  # fmt: skip
+            approve(session, campaign, handle, by="dana", now=T0)
+            made[handle] = stripe.add_account(transfers=accounts.get(handle, True))
+            set_account(session, campaign, handle, made[handle], actor="staff:test", now=T0)
+    return made
+
+
+def paid(engine, settings, **options) -> DrainReport:
+    with transaction(engine) as session:
+        campaign = session.exec(select(Campaign).where(Campaign.slug == SLUG)).one()
+        start_payouts(session, campaign, actor="staff:test", now=T0)
+    return pay(engine, get_settings(), now=lambda: T0, wait=wait_none(), **options)
+
+
+def test_a_payout_run_pays_each_approved_creator_once(engine, applied, rally, stripe) -> None:
+    maya, other, unpaid = handles(engine, 3)
+    accounts = ready_to_pay(engine, stripe, {maya: 40_000, other: 12_345})
+    earned(engine, 5_000, handle=unpaid)
+    assert rally("payments", "approve", SLUG, unpaid, "--by", "dana").code == 0
+    run = rally("payments", "payout", SLUG)
+    assert run.code == 0, run.err
+    assert f"{unpaid}: not paid: no payout account" in run.out
+    assert "2 payout(s) made, 0 refused" in run.out
+    assert [t["amount"] for t in stripe.paid_to(accounts[maya])] == [40_000]
+    assert [t["amount"] for t in stripe.paid_to(accounts[other])] == [12_345]
+    assert all(t["currency"] == "usd" for t in stripe.transfers)
+    owed = balance(rally, maya)
+    assert (owed["paid_cents"], owed["approved_cents"], owed["owed_cents"]) == (40_000, 0, 0)
+    assert balance(rally, unpaid)["approved_cents"] == 5_000  # waits for an account
+    again = rally("payments", "payout", SLUG)
+    assert "0 payout(s) made" in again.out and len(stripe.transfers) == 2
+    shown = json.loads(rally("payments", "payouts", SLUG, "--json").out)
+    assert {(p["creator"], p["status"], p["transfer"]) for p in shown} == {
+        (h.lstrip("@"), "paid", stripe.paid_to(accounts[h])[0]["id"]) for h in (maya, other)
+    }
+    lines_add_up(engine)
+
+
+def test_429s_5xx_and_a_lost_answer_are_tried_again_with_the_same_key(
+    engine, applied, stripe
+) -> None:
+    people = dict.fromkeys(handles(engine, 4), 10_000)
+    accounts = ready_to_pay(engine, stripe, people)
+    limited = {"error": {"type": "invalid_request_error", "code": "rate_limit", "message": "x"}}
+    stripe.fail_next(1, status=429, body=limited)
+    stripe.fail_next(2, status=500)  # the first payout's three tries at once all fail
+    stripe.lose_answers(1, status=502)  # the second's transfer is made, its answer lost
+    first = paid(engine, None)
+    assert (first.sent, first.retrying, first.dead) == (3, 1, 0)
+    report = pay(engine, get_settings(), now=lambda: T0 + timedelta(hours=2), wait=wait_none())
+    assert (report.sent, report.dead) == (1, 0)
+    for account in accounts.values():
+        assert len(stripe.paid_to(account)) == 1  # nobody twice, nobody missed
+    keys = [r.headers.get("idempotency-key") for r in stripe.requests if r.method == "POST"]
+    assert len(keys) == 4 + 1 + 2 + 1 and len(set(keys)) == 4  # every try kept its payout's key
+    lines_add_up(engine)
+
+
+def test_a_refused_account_gets_its_amount_back_until_it_is_fixed(
+    engine, applied, rally, stripe
+) -> None:
+    (maya,) = handles(engine, 1)
+    accounts = ready_to_pay(engine, stripe, {maya: 25_000}, **{maya: False})
+    report = paid(engine, None)
+    assert (report.sent, report.dead) == (0, 1)
+    assert "insufficient_capabilities_for_transfer" in report.errors[0]
+    shown = json.loads(rally("payments", "payouts", SLUG, "--json").out)
+    assert shown[0]["status"] == "failed" and "transfers" in shown[0]["error"]
+    assert balance(rally, maya)["approved_cents"] == 25_000  # back, for the next run
+    fixed = stripe.add_account()
+    assert rally("payments", "account", SLUG, maya, fixed).code == 0
+    run = rally("payments", "payout", SLUG)
+    assert "1 payout(s) made" in run.out, run.out
+    assert stripe.paid_to(accounts[maya]) == [] and len(stripe.paid_to(fixed)) == 1
+    assert balance(rally, maya)["paid_cents"] == 25_000
+    lines_add_up(engine)
+
+
+def test_a_webhook_that_comes_before_the_answer_settles_the_payout_once(
+    engine, applied, rally, settings, tmp_path, monkeypatch
+) -> None:
+    from tests.e2e.conftest import ServedHere, _free_port
+
+    stripe = use(FakeStripe(webhook_first=True).start(), monkeypatch)
+    served = ServedHere(f"http://127.0.0.1:{_free_port()}", tmp_path / "web.log")
+    try:
+        url = served.ready()
+        stripe.webhook_url = f"{url}/webhooks/stripe"
+        (maya,) = handles(engine, 1)
+        ready_to_pay(engine, stripe, {maya: 30_000})
+        report = paid(engine, None)
+        assert report.sent == 1
+        (delivery,) = stripe.webhooks_sent
+        assert delivery.status == 200
+        with transaction(engine, write=False) as session:
+            settled = session.exec(
+                select(LedgerEntry).where(
+                    LedgerEntry.kind == "settled", LedgerEntry.account == "paid"
+                )
+            ).all()
+            payout = session.exec(select(Payout)).one()
+        assert len(settled) == 1 and settled[0].actor == "stripe"  # the webhook settled it first
+        assert payout.status == "paid" and payout.remote_id == stripe.transfers[0]["id"]
+        forged = httpx.post(
+            stripe.webhook_url,
+            content=delivery.body,
+            headers={"Stripe-Signature": sign(delivery.body, "whsec_wrong", int(time.time()))},
+        )
+        assert forged.status_code == 401
+        stale = httpx.post(
+            stripe.webhook_url,
+            content=delivery.body,
+            headers={"Stripe-Signature": sign(delivery.body, stripe.webhook_secret, 1_000_000)},
+        )
+        assert stale.status_code == 401 and "ago" in stale.json()["error"]
+        lines_add_up(engine)
+    finally:
+        served.stop()
+        stripe.stop()
