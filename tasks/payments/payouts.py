@@ -20,7 +20,7 @@ the payout, or returns its amount to `approved`.
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -314,6 +314,7 @@ def pay(
             handler=Handler(sent=_settled(settings.actor), dead=_given_up(settings.actor)),
             batch=25,
             now=now,
+            lease=timedelta(seconds=settings.outbox_lease_seconds),
             limit=limit,
             wait=wait,
             progress=progress,

@@ -4,6 +4,11 @@ approved amount through Stripe once: through its rate limit and its errors, a re
 a webhook that comes before the API's answer, and a run killed at any point."""
 
 import json
+import os
+import random
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -15,12 +20,13 @@ from tenacity import wait_none
 
 from config.settings import get_settings
 from store.db import transaction
-from store.models import AuditEvent, Campaign, Creator, LedgerEntry, Payout
+from store.models import AuditEvent, Campaign, Creator, LedgerEntry, OutboxMessage, Payout
+from store.types import utcnow
 from tasks.drain import DrainReport
 from tasks.payments.approvals import approve
 from tasks.payments.ledger import EARNED, FEES, PAYABLE, post
 from tasks.payments.payouts import pay, set_account, start_payouts
-from tests.conftest import SLUG
+from tests.conftest import ROOT, SLUG
 from tests.fakes.stripe_api import FakeStripe, sign
 from tests.integration.test_review import T0
 
@@ -280,3 +286,82 @@ def test_a_webhook_that_comes_before_the_answer_settles_the_payout_once(
     finally:
         served.stop()
         stripe.stop()
+
+
+def payout_process(settings, stripe: FakeStripe) -> subprocess.Popen[str]:
+    """`rally payments payout` in a process of its own, with a one-second outbox lease."""
+    env = {
+        **os.environ,
+        "RALLY_HOME": str(settings.home),
+        "RALLY_DATABASE_URL": settings.database_url.get_secret_value(),
+        "RALLY_STRIPE_API_URL": stripe.url,
+        "RALLY_STRIPE_SECRET_KEY": stripe.secret_key,
+        "RALLY_OUTBOX_LEASE_SECONDS": "1",
+    }
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"from cli.main import main; main(['payments', 'payout', '{SLUG}'])",
+        ],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def leases_over(engine) -> None:
+    """Wait until no payout message is held under a lease (a killed run's end within one)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with transaction(engine, write=False) as session:
+            held = session.exec(
+                select(OutboxMessage.id).where(
+                    OutboxMessage.channel == "payout",
+                    col(OutboxMessage.locked_until) > utcnow(),
+                )
+            ).first()
+        if held is None:
+            return
+        time.sleep(0.1)
+    raise TimeoutError("a killed run's lease did not end")
+
+
+def in_transit(engine) -> int:
+    with transaction(engine, write=False) as session:
+        return len(session.exec(select(Payout.id).where(Payout.status == "sending")).all())
+
+
+@pytest.mark.slow
+def test_a_payout_run_killed_at_random_points_pays_nobody_twice_and_misses_nobody(
+    engine, applied, settings, stripe
+) -> None:
+    people = {handle: 1_000 * (n + 1) for n, handle in enumerate(handles(engine, 30))}
+    accounts = ready_to_pay(engine, stripe, people)
+    chooser = random.Random(20261204)
+    for _ in range(5):
+        seen = len(stripe.requests)
+        run = payout_process(settings, stripe)
+        # Killed at a random transfer of this run, most often while its answer is on the way
+        # back or being recorded: the moment that could pay someone twice.
+        stripe.wait_for_requests(seen + chooser.randint(1, 6), timeout=60)
+        run.send_signal(signal.SIGKILL)
+        run.wait(timeout=30)
+        leases_over(engine)  # else the next run finds every payout held, and has nothing to do
+    for _ in range(5):  # runs to the end, once the killed runs' leases are over
+        finished = payout_process(settings, stripe)
+        _, err = finished.communicate(timeout=120)
+        assert finished.returncode == 0, err
+        if not in_transit(engine):
+            break
+    assert in_transit(engine) == 0
+    for handle, account in accounts.items():
+        assert [t["amount"] for t in stripe.paid_to(account)] == [people[handle]], handle
+    with transaction(engine, write=False) as session:
+        paid_out = session.exec(
+            select(LedgerEntry.amount_cents).where(LedgerEntry.account == "paid")
+        ).all()
+    assert -sum(paid_out) == sum(people.values()) and len(paid_out) == len(people)
+    lines_add_up(engine)
