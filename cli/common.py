@@ -40,13 +40,14 @@ def store() -> tuple[Settings, Engine]:
     return settings, open_store(settings)
 
 
-def flow_progress(label: str, *, quiet: bool) -> "Progress":
-    """A progress bar on stderr for a flow run, after a word on Prefect's slow first start."""
+def flow_progress(label: str, *, quiet: bool, starting: bool = True) -> "Progress":
+    """A progress bar on stderr for a flow run, after a word on Prefect's slow first start
+    (`starting`; other long work has none)."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     err = Console(stderr=True, highlight=False)
-    if not quiet:
+    if not quiet and starting:
         err.print("Starting the flow (Prefect's first start on this machine takes ~30 s)...")
     return Progress(
         TextColumn(label),

@@ -1,8 +1,13 @@
 """`rally payments`: what each creator has earned, from the ledger, and corrections to it."""
 
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
 import typer
 
-from cli.common import JSON_OPTION, console, print_json, store
+from cli.common import JSON_OPTION, console, flow_progress, print_json, store
 from store.db import transaction
 from store.types import utcnow
 
@@ -14,6 +19,24 @@ app = typer.Typer(
 
 def _money(cents: int, currency: str) -> str:
     return f"{cents / 100:,.2f} {currency}"
+
+
+@contextmanager
+def _progress_bar(label: str) -> Iterator[None]:
+    """A progress bar on stderr (a terminal's only) for long work told through
+    `tasks.progress`."""
+    from tasks.progress import listening
+
+    bar = flow_progress(label, quiet=not sys.stderr.isatty(), starting=False)
+    shown: dict[str, Any] = {}
+
+    def show(what: str, done: int, total: int) -> None:
+        if what not in shown:
+            shown[what] = bar.add_task(what, total=total)
+        bar.update(shown[what], completed=done, total=total)
+
+    with bar, listening(show):
+        yield
 
 
 @app.command("ledger")
@@ -65,9 +88,10 @@ def balances_command(
 
     columns = {"fees": "fees_cents", "bonus": "bonus_cents", "to approve": "awaiting_cents"}
     columns |= {"approved": "approved_cents", "paid": "paid_cents", "owed": "owed_cents"}
-    table = Table("creator", *columns, box=None)
+    currency = rows[0]["currency"] if rows else ""
+    table = Table("creator", *columns, box=None, caption=f"Amounts in {currency}.")
     for row in rows:
-        money = [_money(row[k], row["currency"]) for k in columns.values()]
+        money = [f"{row[k] / 100:,.2f}" for k in columns.values()]
         table.add_row(row["creator"], *money)
     console.print(table if rows else f"Nothing is owed to {campaign}'s creators yet.")
 
@@ -184,7 +208,8 @@ def payout_command(
         started = start_payouts(session, the_campaign, actor=settings.actor, now=utcnow())
     for handle, why in started.skipped.items():
         console.print(f"{handle}: not paid: {why}.", markup=False)
-    report = pay(engine, settings, now=utcnow)
+    with _progress_bar("Payouts"):
+        report = pay(engine, settings, now=utcnow)
     console.print(
         f"{report.sent} payout(s) made, {report.dead} refused, {report.retrying} to try again.",
         markup=False,

@@ -16,10 +16,12 @@ deliverable's fee.
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from fractions import Fraction
+from functools import cache
 from typing import Any
 
 from sqlalchemy import func
 from sqlalchemy import select as sa_select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
 from config.campaign import CampaignSpec
@@ -88,26 +90,26 @@ def post(
     assert campaign.id is not None
     if sum(amount for _, amount in lines) != 0:
         raise ValueError(f"posting {posting}: its lines add up to {sum(a for _, a in lines)}")
-    if session.exec(select(LedgerEntry.id).where(LedgerEntry.posting == posting)).first():
-        return False
     currency = campaign_spec(campaign).budget.currency
-    session.add_all(
-        LedgerEntry(
-            campaign_id=campaign.id,
-            member_id=member_id,
-            posting=posting,
-            account=account,
-            amount_cents=amount,
-            currency=currency,
-            kind=kind,
-            cause=cause,
-            details=details,
-            reverses=reverses,
-            actor=actor,
-            created_at=now,
-        )
+    rows = [
+        {
+            "campaign_id": campaign.id,
+            "member_id": member_id,
+            "posting": posting,
+            "account": account,
+            "amount_cents": amount,
+            "currency": currency,
+            "kind": kind,
+            "cause": cause,
+            "details": details,
+            "reverses": reverses,
+            "actor": actor,
+            "created_at": now,
+        }
         for account, amount in lines
-    )
+    ]
+    if not session.execute(_adding(session.get_bind().dialect.name), rows).all():
+        return False  # made before: its lines are there already
     data: dict[str, Any] = {"posting": posting, "cause": cause, "currency": currency}
     if kind in EARNINGS:
         data["owed_cents"] = owed = -sum(amount for account, amount in lines if account == PAYABLE)
@@ -122,6 +124,19 @@ def post(
     details = {"member_id": member_id, "lines": dict(lines), **details}
     record(session, [Change(actor, f"ledger.{kind}", "ledger_posting", posting, summary, details)])
     return True
+
+
+@cache
+def _adding(dialect: str) -> Any:
+    """A posting's lines inserted in one statement, none if the posting was made before (built
+    once)."""
+    table = LedgerEntry.__table__  # type: ignore[attr-defined]
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return (
+        insert(table)
+        .on_conflict_do_nothing(index_elements=["posting", "account"])
+        .returning(table.c.id)
+    )
 
 
 def member_rate_cents(member: RosterMember, spec: CampaignSpec) -> int | None:

@@ -3,11 +3,11 @@
 A payout run (`start_payouts`) makes, for each creator with an approved amount and a payout
 account, a payout: its row, its posting (`approved` to `in_transit`) and its outbox message, in
 one transaction, so a run that dies leaves all three or none, and a creator with a payout on
-its way gets no second one. `pay` drains the messages one at a time through the provider, each
-with the idempotency key made with its payout (`reference`): a drain killed after the provider
-moved the money and before Rally recorded it sends the same call again, and the provider answers
-with the first transfer. Nobody is paid twice, and nobody is missed: the message stays in the
-outbox until an answer is recorded.
+its way gets no second one. `pay` drains the messages through the provider, one call per payout,
+each with the idempotency key made with its payout (`reference`), and records a claimed batch's
+answers together: a drain killed after the provider moved the money and before Rally recorded
+it sends the same calls again, and the provider answers each with its first transfer. Nobody is
+paid twice, and nobody is missed: a message stays in the outbox until its answer is recorded.
 
 The provider's answer and its webhook (`transfer.created`, naming the payout in its metadata)
 settle a payout alike, whichever comes first: `in_transit` to `paid`; the other finds it done.
@@ -44,9 +44,10 @@ from store.models import (
     PayoutStatus,
     RosterMember,
 )
+from tasks import progress
 from tasks.campaigns.campaign import campaign_spec
-from tasks.drain import DrainReport, Handler, drain, one_at_a_time
-from tasks.outbox import MAX_ATTEMPTS, Claimed, enqueue
+from tasks.drain import DrainReport, Handler, drain, repeat_safe
+from tasks.outbox import MAX_ATTEMPTS, Claimed, enqueue, retrying
 from tasks.payments.approvals import member_by_handle
 from tasks.payments.ledger import APPROVED, IN_TRANSIT, PAID, PAYOUT, RETURNED, SETTLED, post
 from tasks.rate_limits import SharedRateLimit
@@ -198,7 +199,7 @@ def _queue(
         "account": payout.account,
         "reference": payout.reference,
         "campaign": campaign.slug,
-        "creator": handle,
+        "to": handle,  # how the drain names the payout in what it reports
     }
     enqueue(
         session,
@@ -286,18 +287,30 @@ def pay(
     client: httpx.Client | None = None,
     limit: int | None = None,
     wait: wait_base | None = None,
-    progress: Callable[[DrainReport], None] | None = None,
 ) -> DrainReport:
-    """Send every queued payout through the provider, one at a time, and settle each as the
-    provider answers (see the module)."""
+    """Send every queued payout through the provider and settle each as the provider answers
+    (see the module); progress is told as `payouts` (`tasks.progress`)."""
     own = client is None
     http = client or httpx.Client(timeout=httpx.Timeout(30.0, connect=5.0))
     try:
         stripe = stripe_for(settings, http, engine)
+        with transaction(engine, write=False) as session:
+            total = session.exec(
+                select(func.count()).where(
+                    OutboxMessage.channel == CHANNEL, OutboxMessage.status == OutboxStatus.PENDING
+                )
+            ).one()
+
+        def tell(report: DrainReport) -> None:
+            done = report.sent + report.dead + report.retrying
+            progress.report("payouts", min(done, total), total)
 
         def deliver(row: Claimed) -> str:
+            """One payout's transfer, tried again at once on a passing failure (the batch's
+            other payouts go on either way)."""
             p = row.payload
-            return stripe.transfer(
+            return retrying(wait)(
+                stripe.transfer,
                 amount_cents=int(p["amount_cents"]),
                 currency=str(p["currency"]),
                 destination=str(p["account"]),
@@ -310,14 +323,14 @@ def pay(
             engine,
             channel=CHANNEL,
             destination=STRIPE,
-            sender=one_at_a_time(deliver),
+            sender=repeat_safe(deliver),
             handler=Handler(sent=_settled(settings.actor), dead=_given_up(settings.actor)),
             batch=25,
             now=now,
             lease=timedelta(seconds=settings.outbox_lease_seconds),
             limit=limit,
             wait=wait,
-            progress=progress,
+            progress=tell,
         )
         if stripe.limit is not None:
             stripe.limit.release()

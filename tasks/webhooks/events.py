@@ -11,10 +11,11 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 
-from sqlalchemy import select
-from sqlmodel import Session, col
+from sqlalchemy import bindparam, select
+from sqlmodel import Session
 
 from store.models import Campaign, WebhookSubscription
 from tasks.outbox import enqueue
@@ -80,14 +81,13 @@ def emit(session: Session, campaign_id: int, events: Sequence[Event], *, at: dat
     the caller's transaction; return how many deliveries were queued."""
     if not events:
         return 0
-    subscriptions = session.execute(
-        select(WebhookSubscription.id, WebhookSubscription.event_types, Campaign.slug)  # type: ignore[call-overload]
-        .join(Campaign, col(Campaign.id) == col(WebhookSubscription.campaign_id))
-        .where(
-            col(WebhookSubscription.campaign_id) == campaign_id,
-            col(WebhookSubscription.disabled_at).is_(None),
-        )
-    ).all()
+    known = session.info.setdefault(SUBSCRIPTIONS, {})
+    subscriptions = known.get(campaign_id)
+    if subscriptions is None:  # read once a transaction: a payout run emits for every creator
+        query = _subscriptions()
+        subscriptions = known[campaign_id] = session.execute(
+            query, {"b_campaign": campaign_id}
+        ).all()
     messages = [
         delivery(subscription_id, slug, event, at)
         for subscription_id, types, slug in subscriptions
@@ -95,6 +95,34 @@ def emit(session: Session, campaign_id: int, events: Sequence[Event], *, at: dat
         if event.type in types
     ]
     return enqueue(session, messages)
+
+
+SUBSCRIPTIONS = "webhooks.subscriptions"  # `Session.info` key: each campaign's, as read
+
+
+def subscriptions_changed(session: Session) -> None:
+    """Forget the subscriptions this transaction read: one was added or changed in it."""
+    session.info.pop(SUBSCRIPTIONS, None)
+
+
+@cache
+def _subscriptions() -> Any:
+    """A campaign's enabled subscriptions, with its slug (built once: every change that emits
+    runs it, and building it costs more than running it)."""
+    subscriptions = WebhookSubscription.__table__.c  # type: ignore[attr-defined]
+    campaigns = Campaign.__table__.c  # type: ignore[attr-defined]
+    return (
+        select(subscriptions.id, subscriptions.event_types, campaigns.slug)
+        .join_from(
+            WebhookSubscription.__table__,  # type: ignore[attr-defined]
+            Campaign.__table__,  # type: ignore[attr-defined]
+            campaigns.id == subscriptions.campaign_id,
+        )
+        .where(
+            subscriptions.campaign_id == bindparam("b_campaign"),
+            subscriptions.disabled_at.is_(None),
+        )
+    )
 
 
 def delivery(subscription_id: int, slug: str, event: Event, at: datetime) -> dict[str, Any]:

@@ -17,7 +17,15 @@ from store.audit import Change, record
 from store.crypto import Sealer
 from store.models import Campaign, OutboxMessage, OutboxStatus, WebhookSubscription
 from tasks.outbox import enqueue
-from tasks.webhooks.events import CHANNEL, EVENT_TYPES, Event, delivery, destination_of, iso
+from tasks.webhooks.events import (
+    CHANNEL,
+    EVENT_TYPES,
+    Event,
+    delivery,
+    destination_of,
+    iso,
+    subscriptions_changed,
+)
 
 REMOVED = "removed by staff"
 MAX_PER_CAMPAIGN = 20
@@ -96,6 +104,7 @@ def add_subscription(
     )
     session.add(subscription)
     session.flush()
+    subscriptions_changed(session)
     record(
         session,
         [
@@ -178,6 +187,7 @@ def enable_subscription(
     found.disabled_at = found.disabled_reason = found.failing_since = found.retry_at = None
     found.failures = 0
     session.add(found)
+    subscriptions_changed(session)
     record(
         session,
         [
@@ -307,6 +317,7 @@ def update_subscription(
             found.retry_at, found.failures = None, 0
         else:
             found.disabled_at, found.disabled_reason = now, f"turned off by {actor}"
+    subscriptions_changed(session)
     if changes:
         session.add(found)
         record(

@@ -340,3 +340,32 @@ def test_a_change_made_again_or_redelivered_emits_once(applied, keyed, engine, r
         "payment.earned",  # once, as the approval counted once
     ]
     assert set(receiver.seen.values()) == {1}
+
+
+def test_a_subscription_added_mid_transaction_hears_what_is_emitted_after_it(
+    applied, keyed, engine
+) -> None:
+    """Emitting reads the campaign's subscriptions once a transaction; adding one in the same
+    transaction makes the next emit read them again."""
+    from store.crypto import Sealer
+    from store.models import Campaign
+    from tasks.webhooks.events import Event, emit
+    from tasks.webhooks.subscriptions import add_subscription, update_subscription
+
+    with transaction(engine) as session:
+        campaign = session.exec(select(Campaign).where(Campaign.slug == SLUG)).one()
+        assert campaign.id is not None
+
+        def told(n: int) -> int:
+            event = Event("lead.created", f"lead:{n}:created", f"lead:{n}", "leads", {"lead": n})
+            return emit(session, campaign.id or 0, [event], at=T0)
+
+        assert told(1) == 0  # nobody listens yet
+        made = add_subscription(
+            session, campaign, url="https://hooks.example.org/rally", event_types=["lead.created"],
+            description="", sealer=Sealer(keyed.secret_key.get_secret_value()),
+            actor="staff:test", now=T0,
+        )  # fmt: skip
+        assert told(2) == 1
+        update_subscription(session, made.subscription.id or 0, enabled=False, actor="t", now=T0)
+        assert told(3) == 0
