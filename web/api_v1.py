@@ -691,8 +691,9 @@ def create_api(requests_per_minute: int) -> FastAPI:
         slug: str,
         paging: Paging,
     ) -> Page:
-        """Each creator with a posting, by handle: earned for deliverables, as bonus, and in
-        all, in cents (`rally payments balances`)."""
+        """Each creator with a posting, by handle, in cents: earned for deliverables and as
+        bonus, where it stands (awaiting approval, approved, in a payout, paid) and what is
+        still owed (`rally payments balances`)."""
         from tasks.payments.ledger import balances
 
         with reading(request, grant, slug) as (session, found):
@@ -717,6 +718,25 @@ def create_api(requests_per_minute: int) -> FastAPI:
         with reading(request, grant, slug) as (session, found):
             rows = ledger(session, found, after=after, limit=paging.limit + 1)
         return page_of(rows, lambda r: r["id"], paging.limit)
+
+    @api.get(
+        "/campaigns/{slug}/payouts",
+        **operation("payments:read", "payments", "A campaign's payouts, newest first"),
+    )
+    def payouts(
+        request: Request,
+        grant: Annotated[Granted, needs("payments:read")],
+        slug: str,
+        paging: Paging,
+    ) -> Page:
+        """Each payout: to whom, how much, through which provider and account, and what became
+        of it (`sending`, `paid` with its transfer, `failed` with the provider's words)
+        (`rally payments payouts --json`)."""
+        from tasks.payments.payouts import payouts
+
+        with reading(request, grant, slug) as (session, found):
+            rows = payouts(session, found)
+        return paged(rows, lambda r: -r["id"], paging)
 
     @api.get(
         "/campaigns/{slug}/runs",

@@ -108,7 +108,9 @@ def post(
         }
         for account, amount in lines
     ]
-    if not session.execute(_adding(session.get_bind().dialect.name), rows).all():
+    dialect = session.get_bind().dialect.name
+    added = session.execute(_adding(dialect), rows)
+    if not (added.all() if dialect == "postgresql" else added.rowcount):  # type: ignore[attr-defined]
         return False  # made before: its lines are there already
     data: dict[str, Any] = {"posting": posting, "cause": cause, "currency": currency}
     if kind in EARNINGS:
@@ -128,15 +130,16 @@ def post(
 
 @cache
 def _adding(dialect: str) -> Any:
-    """A posting's lines inserted in one statement, none if the posting was made before (built
-    once)."""
+    """The insert of a posting's lines, none if the posting was made before (built once). On
+    PostgreSQL it returns the lines it added (its driver's count for many rows is not theirs);
+    SQLite's count is, and is cheaper to ask for."""
     table = LedgerEntry.__table__  # type: ignore[attr-defined]
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    return (
-        insert(table)
-        .on_conflict_do_nothing(index_elements=["posting", "account"])
-        .returning(table.c.id)
-    )
+    if dialect == "postgresql":
+        adding = postgresql.insert(table).on_conflict_do_nothing(
+            index_elements=["posting", "account"]
+        )
+        return adding.returning(table.c.id)
+    return sqlite.insert(table).on_conflict_do_nothing(index_elements=["posting", "account"])
 
 
 def member_rate_cents(member: RosterMember, spec: CampaignSpec) -> int | None:
