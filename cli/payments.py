@@ -258,3 +258,71 @@ def reconcile_command() -> None:
         f"{counts['returned']} returned to approved.",
         markup=False,
     )
+
+
+@app.command("w9")
+def w9_command(
+    creator: str = typer.Argument(..., help="The creator (handle)."),
+    collected_on: str = typer.Option(
+        None, "--collected-on", help="The day it was collected, YYYY-MM-DD (default: today)."
+    ),
+    legal_name: str = typer.Option(None, "--name", help="The name on the form."),
+    tin_last4: str = typer.Option(
+        None, "--tin-last4", help="The last four digits of their taxpayer id (never the whole)."
+    ),
+) -> None:
+    """Record that a creator's W-9 is on file. Only the last four digits of the taxpayer id
+    are kept; Rally refuses a whole one."""
+    from datetime import date
+
+    from tasks.payments.tax import record_w9
+
+    settings, engine = store()
+    now = utcnow()
+    try:
+        day = date.fromisoformat(collected_on) if collected_on else now.date()
+    except ValueError:
+        raise typer.BadParameter(
+            "give the day as YYYY-MM-DD", param_hint="--collected-on"
+        ) from None
+    with transaction(engine) as session:
+        record_w9(
+            session, creator, collected_on=day, legal_name=legal_name, tin_last4=tin_last4,
+            actor=settings.actor, now=now,
+        )  # fmt: skip
+    console.print(f"@{creator.lstrip('@')}: W-9 on file, collected {day}.", markup=False)
+
+
+@app.command("tax-year")
+def tax_year_command(
+    year: int = typer.Argument(..., help="The payment year (2026)."),
+    json_output: bool = JSON_OPTION,
+) -> None:
+    """Who was paid in a year (settled payouts, USD, every campaign), who needs a 1099-NEC
+    (paid at least the year's threshold) and whose W-9 is missing."""
+    from tasks.payments.tax import tax_year
+
+    settings, engine = store()
+    with transaction(engine, write=False) as session:
+        found = tax_year(session, year, override_usd=settings.nec_threshold)
+    if json_output:
+        print_json(found)
+        return
+    from rich.table import Table
+
+    threshold = f"{found['threshold_cents'] / 100:,.2f} {found['currency']}"
+    table = Table("creator", "paid", "1099-NEC", "W-9", box=None)
+    for row in found["creators"]:
+        w9 = row["w9_collected_on"] or ("MISSING" if row["missing_w9"] else "no")
+        table.add_row(
+            row["creator"], f"{row['paid_cents'] / 100:,.2f}",
+            "needed" if row["needs_1099_nec"] else "-", w9,
+        )  # fmt: skip
+    console.print(f"{year}: 1099-NEC threshold {threshold} ({found['threshold']}).", markup=False)
+    if found["creators"]:
+        console.print(table)
+    else:
+        console.print(f"Nobody was paid in {year}.", markup=False)
+    missing = sum(1 for row in found["creators"] if row["missing_w9"])
+    if missing:
+        console.print(f"{missing} creator(s) need a 1099-NEC and have no W-9 on file.")

@@ -175,6 +175,12 @@ class Settings(RallySettings):
         description="How long messages a drain took stay its own after it stops renewing "
         "them (it renews while it works): a crashed drain's messages go out this much later",
     )
+    nec_threshold: float | None = Field(
+        None,
+        gt=0,
+        description="The 1099-NEC threshold in USD for payment years after the last one Rally "
+        "knows (2026's USD 2,000, indexed for inflation from 2027)",
+    )
     _sections: dict[type[RallySettings], RallySettings] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="after")

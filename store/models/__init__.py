@@ -59,7 +59,14 @@ MODULES: dict[str, tuple[str, ...]] = {
     "sprint": ("MetricSnapshot", "SprintState", "SprintRun", "SprintStep", "Report", "StaffRun"),
     "audit": ("AuditEvent", "AuditHead"),
     "api": ("ApiToken", "ApiIdempotencyKey", "WebhookSubscription"),
-    "money": ("LedgerEntry", "PaymentApproval", "PayoutAccount", "Payout", "PayoutStatus"),
+    "money": (
+        "LedgerEntry",
+        "PaymentApproval",
+        "PayoutAccount",
+        "Payout",
+        "PayoutStatus",
+        "TaxForm",
+    ),
 }
 _MODULE_OF = {name: module for module, names in MODULES.items() for name in names}
 

@@ -1,6 +1,6 @@
 """The payments ledger: what each creator has earned, as double-entry postings."""
 
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -103,3 +103,19 @@ class Payout(SQLModel, table=True):
     error: str | None = Field(default=None, max_length=1000)
     created_at: datetime = created_time()
     settled_at: datetime | None = optional_time()
+
+
+class TaxForm(SQLModel, table=True):
+    """A creator's W-9 on file: when it was collected, the name on it, and the last four digits
+    of their taxpayer id. Never the whole number: Rally does not keep one."""
+
+    __tablename__ = "tax_forms"
+
+    id: int | None = Field(default=None, primary_key=True)
+    creator_id: int = Field(foreign_key="creators.id", unique=True)
+    form: str = Field(default="W-9", max_length=8)
+    collected_on: date
+    legal_name: str | None = Field(default=None, max_length=200)
+    tin_last4: str | None = Field(default=None, max_length=4)
+    recorded_by: str = Field(max_length=254)
+    created_at: datetime = created_time()

@@ -168,7 +168,8 @@ def ready_to_pay(engine, stripe: FakeStripe, people: dict[str, int], **accounts)
                 cause=f"creative:{n}", lines=[(FEES, cents), (PAYABLE, -cents)],
                 details={}, actor="staff:test", now=T0,
             )  # fmt: skip
-            approve(session, campaign, handle, by="dana", now=T0)
+            if not approve(session, campaign, handle, by="dana", now=T0).posted:
+                approve(session, campaign, handle, by="lee", now=T0)  # a second person's turn
             made[handle] = stripe.add_account(transfers=accounts.get(handle, True))
             set_account(session, campaign, handle, made[handle], actor="staff:test", now=T0)
     return made
@@ -365,3 +366,38 @@ def test_a_payout_run_killed_at_random_points_pays_nobody_twice_and_misses_nobod
         ).all()
     assert -sum(paid_out) == sum(people.values()) and len(paid_out) == len(people)
     lines_add_up(engine)
+
+
+def test_who_needs_a_1099_nec_for_a_payment_year(
+    engine, applied, rally, stripe, monkeypatch
+) -> None:
+    over, at, under = handles(engine, 3)
+    ready_to_pay(engine, stripe, {over: 250_000, at: 200_000, under: 199_999})
+    assert paid(engine, None).sent == 3  # settled on T0, in 2027
+    refused = rally("payments", "w9", over, "--tin-last4", "123-45-6789")
+    assert refused.code != 0 and "never keeps a whole one" in refused.err
+    run = rally("payments", "w9", over, "--collected-on", "2026-11-30", "--tin-last4", "6789")
+    assert run.code == 0, run.err
+    found = json.loads(rally("payments", "tax-year", "2027", "--json").out)
+    assert found["threshold_cents"] == 200_000 and "set RALLY_NEC_THRESHOLD" in found["threshold"]
+    assert [
+        (r["creator"], r["paid_cents"], r["needs_1099_nec"], r["w9_on_file"], r["missing_w9"])
+        for r in found["creators"]
+    ] == [
+        (over.lstrip("@"), 250_000, True, True, False),
+        (at.lstrip("@"), 200_000, True, False, True),  # the threshold itself needs a form
+        (under.lstrip("@"), 199_999, False, False, False),
+    ]
+    shown = rally("payments", "tax-year", "2027")
+    assert "1 creator(s) need a 1099-NEC and have no W-9 on file" in shown.out
+    monkeypatch.setenv("RALLY_NEC_THRESHOLD", "2050")  # 2027's, once published
+    get_settings.cache_clear()
+    indexed = json.loads(rally("payments", "tax-year", "2027", "--json").out)
+    assert indexed["threshold_cents"] == 205_000
+    assert [r["needs_1099_nec"] for r in indexed["creators"]] == [True, False, False]
+    assert "Nobody was paid in 2026" in rally("payments", "tax-year", "2026").out
+    with transaction(engine, write=False) as session:
+        audited = session.exec(
+            select(AuditEvent).where(AuditEvent.action == "tax.w9_recorded")
+        ).one()
+    assert audited.changes["tin_last4"] == "6789" and "12345" not in json.dumps(audited.changes)

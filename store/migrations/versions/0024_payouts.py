@@ -1,4 +1,4 @@
-"""paying creators: approvals of what they are owed, their payout accounts, and payouts
+"""paying creators: approvals of what they are owed, their payout accounts, payouts, W-9s
 
 Revision ID: 0024
 Revises: 0023
@@ -67,9 +67,23 @@ def upgrade() -> None:
     )
     op.create_index("ix_payouts_campaign_status", "payouts", ["campaign_id", "status"])
     op.create_index("ix_payouts_member_id", "payouts", ["member_id"])
+    op.create_table(
+        "tax_forms",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("creator_id", sa.Integer(), sa.ForeignKey("creators.id"), nullable=False),
+        sa.Column("form", sa.String(length=8), nullable=False),
+        sa.Column("collected_on", sa.Date(), nullable=False),
+        sa.Column("legal_name", sa.String(length=200), nullable=True),
+        sa.Column("tin_last4", sa.String(length=4), nullable=True),
+        sa.Column("recorded_by", sa.String(length=254), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("creator_id"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("tax_forms")
     op.drop_index("ix_payouts_member_id", table_name="payouts")
     op.drop_index("ix_payouts_campaign_status", table_name="payouts")
     op.drop_table("payouts")

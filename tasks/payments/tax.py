@@ -1,0 +1,154 @@
+"""Tax forms: each creator's W-9 on file, and who needs a 1099-NEC for a payment year.
+
+A payer files a 1099-NEC for each payee it paid at least the threshold in force for the year in
+nonemployee compensation: USD 600 for payments through 2025, USD 2,000 for payments made in
+2026, indexed for inflation from 2027. For a year after the last one Rally knows,
+`Settings.nec_threshold` gives the published figure; until it is set, the last known one is
+used, and the list says so. What counts is what left the payer's balance for the creator:
+settled payouts (`paid` postings) in USD, by the day they settled (UTC), across every campaign
+in the store, as one store is one payer.
+
+Only the last four digits of a taxpayer id are kept, to tell forms apart; a whole number is
+refused, so that none is ever in the store, its backups or its audit log.
+"""
+
+import re
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+
+from config.errors import RallyError
+from store.audit import Change, record
+from store.models import Creator, LedgerEntry, RosterMember, TaxForm
+from tasks.payments.ledger import PAID
+
+# The threshold in cents from the first payment year it applies to.
+THRESHOLDS = {2025: 60_000, 2026: 200_000}
+CURRENCY = "USD"
+
+
+def nec_threshold(year: int, override_usd: float | None = None) -> tuple[int, str]:
+    """The 1099-NEC threshold for payments made in `year`, in cents, and where it comes from."""
+    known = [first for first in sorted(THRESHOLDS) if first <= year]
+    if not known:
+        raise RallyError(f"year: Rally knows the 1099-NEC threshold from {min(THRESHOLDS)} on")
+    last = known[-1]
+    if year > max(THRESHOLDS) and override_usd is not None:
+        return round(override_usd * 100), "RALLY_NEC_THRESHOLD"
+    if year > max(THRESHOLDS):
+        return THRESHOLDS[last], (
+            f"{last}'s; {year}'s is indexed for inflation: set RALLY_NEC_THRESHOLD once the IRS "
+            "publishes it"
+        )
+    return THRESHOLDS[last], f"in force for payments made in {year}"
+
+
+def creator_by_handle(session: Session, handle: str) -> Creator:
+    """The creator with this handle (on any platform: the one there is)."""
+    found = session.exec(
+        select(Creator).where(Creator.handle == handle.strip().lstrip("@").lower())
+    ).all()
+    if not found:
+        raise RallyError(f"creator: no creator @{handle.lstrip('@')} on any roster")
+    if len(found) > 1:
+        platforms = ", ".join(sorted(c.platform for c in found))
+        raise RallyError(f"creator: @{handle.lstrip('@')} is on several platforms ({platforms})")
+    return found[0]
+
+
+def record_w9(
+    session: Session,
+    handle: str,
+    *,
+    collected_on: date,
+    legal_name: str | None,
+    tin_last4: str | None,
+    actor: str,
+    now: datetime,
+) -> TaxForm:
+    """Record that the creator's W-9 was collected (replacing an earlier record)."""
+    digits = re.sub(r"[\s-]", "", tin_last4 or "")
+    if digits and not re.fullmatch(r"\d{4}", digits):
+        raise RallyError(
+            "tin_last4: give only the last four digits of the taxpayer id; Rally never keeps "
+            "a whole one"
+        )
+    if collected_on > now.date():
+        raise RallyError(f"collected_on: {collected_on} is in the future")
+    creator = creator_by_handle(session, handle)
+    form = session.exec(select(TaxForm).where(TaxForm.creator_id == creator.id)).first()
+    if form is None:
+        form = TaxForm(creator_id=creator.id or 0, collected_on=collected_on, recorded_by=actor)
+    form.collected_on, form.recorded_by = collected_on, actor
+    form.legal_name = (legal_name or "").strip()[:200] or None
+    form.tin_last4 = digits or None
+    session.add(form)
+    record(
+        session,
+        [
+            Change(
+                actor,
+                "tax.w9_recorded",
+                "creator",
+                creator.id or 0,
+                f"@{creator.handle}: W-9 collected on {collected_on}",
+                {"collected_on": collected_on.isoformat(), "tin_last4": form.tin_last4},
+            )
+        ],
+    )
+    return form
+
+
+def tax_year(session: Session, year: int, *, override_usd: float | None = None) -> dict[str, Any]:
+    """Each creator paid in `year` (USD, settled payouts): the total, whether it reaches the
+    1099-NEC threshold, and their W-9; largest first."""
+    threshold, source = nec_threshold(year, override_usd)
+    start = datetime(year, 1, 1, tzinfo=UTC)
+    end = datetime(year + 1, 1, 1, tzinfo=UTC)
+    paid = session.exec(
+        select(Creator.id, -func.sum(LedgerEntry.amount_cents))
+        .select_from(LedgerEntry)
+        .join(RosterMember, col(RosterMember.id) == col(LedgerEntry.member_id))
+        .join(Creator, col(Creator.id) == col(RosterMember.creator_id))
+        .where(
+            LedgerEntry.account == PAID,
+            LedgerEntry.currency == CURRENCY,
+            col(LedgerEntry.created_at) >= start,
+            col(LedgerEntry.created_at) < end,
+        )
+        .group_by(col(Creator.id))
+    ).all()
+    creators = {
+        c.id or 0: c
+        for c in session.exec(select(Creator).where(col(Creator.id).in_([p[0] for p in paid])))
+    }
+    forms = {
+        f.creator_id: f
+        for f in session.exec(select(TaxForm).where(col(TaxForm.creator_id).in_(list(creators))))
+    }
+    rows: list[dict[str, Any]] = []
+    for creator_id, cents in paid:
+        creator, form = creators[creator_id or 0], forms.get(creator_id or 0)
+        needs = int(cents) >= threshold
+        rows.append(
+            {
+                "creator": creator.handle,
+                "name": (form.legal_name if form else None) or creator.name,
+                "paid_cents": int(cents),
+                "needs_1099_nec": needs,
+                "w9_on_file": form is not None,
+                "w9_collected_on": form.collected_on.isoformat() if form else None,
+                "tin_last4": form.tin_last4 if form else None,
+                "missing_w9": needs and form is None,
+            }
+        )
+    rows.sort(key=lambda r: (-r["paid_cents"], r["creator"]))
+    return {
+        "year": year,
+        "currency": CURRENCY,
+        "threshold_cents": threshold,
+        "threshold": source,
+        "creators": rows,
+    }
