@@ -210,8 +210,7 @@ def print_summary(s: dict[str, Any]) -> None:
         "Events: " + _pairs(s["events"]),
         "Follow-ups: " + _pairs(s["followups"]) + "; withheld: " + _pairs(s["withheld"]),
         f"Leads synced: {s['leads_synced']}",
-        f"Payments: {s['payments']['owed_cents'] / 100:,.2f} {s['payments']['currency']} owed "
-        f"to {s['payments']['creators']} creators (rally payments balances {s['campaign']})",
+        _payments(s["payments"], s["campaign"]),
         f"Audit chain: {s['audit']['entries']} entries, "
         + ("verified" if s["audit"]["verified"] else "BROKEN"),
     ]
@@ -219,6 +218,19 @@ def print_summary(s: dict[str, Any]) -> None:
         console.print(line, markup=False)
     if s.get("report"):
         console.print(f"Report: {shown_path(Path(s['report']))}", markup=False)
+
+
+def _payments(money: dict[str, Any], slug: str) -> str:
+    """What creators earned, what was paid, what is still owed."""
+
+    def amount(key: str) -> str:
+        return f"{money[key] / 100:,.2f}"
+
+    return (
+        f"Payments: {amount('earned_cents')} {money['currency']} earned by {money['creators']} "
+        f"creators, {amount('paid_cents')} paid, {amount('owed_cents')} owed "
+        f"(rally payments balances {slug})"
+    )
 
 
 def _pairs(counts: dict[str, int]) -> str:

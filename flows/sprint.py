@@ -32,6 +32,7 @@ from store.types import clock, utcnow
 from tasks import progress
 from tasks.campaigns.campaign import campaign_spec, get_campaign, staff
 from tasks.payments.ledger import earn_due
+from tasks.payments.payouts import pay, rehearse_payouts
 from tasks.reporting.report import build_report, weeks_so_far
 from tasks.reporting.stored import keep_report
 from tasks.sprint.calendar import (
@@ -96,6 +97,18 @@ def start(slug: str, mode: str, seed: int | None, at: datetime, sample: float = 
 def rehearse(slug: str, week: int, seed: int) -> dict[str, Any]:
     settings = get_settings()
     return rehearse_week(open_store(settings), slug, week, seed, public_url=settings.public_url)
+
+
+@task(name="rehearse-payouts")
+def rehearse_payouts_task(slug: str, approvers: list[str], at: datetime) -> dict[str, int]:
+    """The week's money in a rehearsal: simulated staff approve what each creator earned and
+    it is paid to the rehearsal's payouts folder (`tasks.payments.payouts`)."""
+    settings = get_settings()
+    engine = open_store(settings)
+    with transaction(engine) as session:
+        queued = rehearse_payouts(session, get_campaign(session, slug), approvers, now=at)
+    paid = pay(engine, settings, now=lambda: at)
+    return {"payouts": queued.payouts, "cents": queued.cents, "paid": paid.sent}
 
 
 @task(name="weekly-report")
@@ -299,7 +312,8 @@ def run_sprint(
         total_weeks, already = campaign.weeks, sprint_run(session, campaign)
         if simulate:
             refuse_rehearsal(session, slug)
-        simulated_staff = (staff(campaign_spec(campaign)) or [settings.actor])[0]
+        approvers = staff(campaign_spec(campaign)) or [settings.actor]
+        simulated_staff = approvers[0]
     first, _ = week_bounds(campaign.start_date, 1)
     if not simulate:
         start(slug, LIVE, None, utcnow())
@@ -319,6 +333,7 @@ def run_sprint(
         deliver_all(at=ends)
         drain(slug, None, at=ends)
         done = run_calendar(slug, until=ends, simulated_staff=simulated_staff, publish=week == last)
+        rehearse_payouts_task(slug, approvers, at=ends)
         report = done.get(f"close-w{week:02d}", {}).get("report", report)
         progress.report("week", week, last)
     with transaction(open_store(settings), write=False) as session:

@@ -17,11 +17,13 @@ answer stays in transit: `reconcile` asks the provider whether its transfer exis
 the payout, or returns its amount to `approved`.
 """
 
+import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
 import httpx
 from sqlalchemy import Engine, func
@@ -53,8 +55,8 @@ from tasks.payments.ledger import APPROVED, IN_TRANSIT, PAID, PAYOUT, RETURNED, 
 from tasks.rate_limits import SharedRateLimit
 
 CHANNEL = "payout"
-STRIPE = "stripe"
-PROVIDERS = (STRIPE,)
+STRIPE, REHEARSAL = "stripe", "rehearsal"
+PROVIDERS = (STRIPE, REHEARSAL)
 
 
 class NotConfigured(RallyError):
@@ -107,8 +109,16 @@ class Started:
     skipped: dict[str, str] = field(default_factory=dict)
 
 
-def start_payouts(session: Session, campaign: Campaign, *, actor: str, now: datetime) -> Started:
-    """Queue a payout of each creator's approved amount (see the module)."""
+def start_payouts(
+    session: Session,
+    campaign: Campaign,
+    *,
+    actor: str,
+    now: datetime,
+    provider: str | None = None,
+) -> Started:
+    """Queue a payout of each creator's approved amount (see the module); only to accounts at
+    `provider`, if given."""
     assert campaign.id is not None
     approved = session.exec(
         select(LedgerEntry.member_id, -func.sum(LedgerEntry.amount_cents))
@@ -145,6 +155,8 @@ def start_payouts(session: Session, campaign: Campaign, *, actor: str, now: date
         account = accounts.get(member_id)
         if account is None:
             started.skipped[handle] = "no payout account (`rally payments account`)"
+            continue
+        if provider is not None and account.provider != provider:
             continue
         if member_id in on_the_way:
             started.skipped[handle] = "a payout to them is on its way"
@@ -279,6 +291,47 @@ def stripe_for(settings: Settings, client: httpx.Client, engine: Engine | None) 
     return Stripe(client, api_url=stripe.api_url, secret_key=key, limit=limit)
 
 
+class Transfers(Protocol):
+    """What pays a payout: Stripe, or a rehearsal's folder."""
+
+    def transfer(
+        self,
+        *,
+        amount_cents: int,
+        currency: str,
+        destination: str,
+        key: str,
+        group: str,
+        metadata: Mapping[str, str],
+    ) -> str: ...
+
+
+class RehearsalPayouts:
+    """A rehearsal's payouts: each written to `<folder>/<reference>.json` instead of moving
+    money, as a rehearsal's email goes to the mailbox folder; a repeat rewrites the same file.
+    Only the accounts a rehearsal gives its simulated creators (provider `rehearsal`) are paid
+    this way, so no live payout ever lands in a folder."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def transfer(
+        self,
+        *,
+        amount_cents: int,
+        currency: str,
+        destination: str,
+        key: str,
+        group: str,
+        metadata: Mapping[str, str],
+    ) -> str:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        said = {"amount_cents": amount_cents, "currency": currency, "destination": destination}
+        said |= {"reference": key, "metadata": dict(metadata)}
+        (self.folder / f"{key}.json").write_text(json.dumps(said, indent=2) + "\n")
+        return f"rehearsal_{key}"
+
+
 def pay(
     engine: Engine,
     settings: Settings,
@@ -288,56 +341,83 @@ def pay(
     limit: int | None = None,
     wait: wait_base | None = None,
 ) -> DrainReport:
-    """Send every queued payout through the provider and settle each as the provider answers
+    """Send every queued payout through its provider and settle each as the provider answers
     (see the module); progress is told as `payouts` (`tasks.progress`)."""
+    report = DrainReport()
     own = client is None
     http = client or httpx.Client(timeout=httpx.Timeout(30.0, connect=5.0))
     try:
-        stripe = stripe_for(settings, http, engine)
-        with transaction(engine, write=False) as session:
-            total = session.exec(
-                select(func.count()).where(
-                    OutboxMessage.channel == CHANNEL, OutboxMessage.status == OutboxStatus.PENDING
-                )
-            ).one()
-
-        def tell(report: DrainReport) -> None:
-            done = report.sent + report.dead + report.retrying
-            progress.report("payouts", min(done, total), total)
-
-        def deliver(row: Claimed) -> str:
-            """One payout's transfer, tried again at once on a passing failure (the batch's
-            other payouts go on either way)."""
-            p = row.payload
-            return retrying(wait)(
-                stripe.transfer,
-                amount_cents=int(p["amount_cents"]),
-                currency=str(p["currency"]),
-                destination=str(p["account"]),
-                key=row.idempotency_key,
-                group=str(p["reference"]),
-                metadata={"rally_payout": str(p["payout"]), "campaign": str(p["campaign"])},
-            )
-
-        report = drain(
-            engine,
-            channel=CHANNEL,
-            destination=STRIPE,
-            sender=repeat_safe(deliver),
-            handler=Handler(sent=_settled(settings.actor), dead=_given_up(settings.actor)),
-            batch=25,
-            now=now,
-            lease=timedelta(seconds=settings.outbox_lease_seconds),
-            limit=limit,
-            wait=wait,
-            progress=tell,
-        )
-        if stripe.limit is not None:
-            stripe.limit.release()
+        for provider in PROVIDERS:
+            total = _queued(engine, provider)
+            if not total:
+                continue
+            if provider == REHEARSAL:
+                paying: Transfers = RehearsalPayouts(settings.home / "payouts")
+            else:
+                paying = stripe = stripe_for(settings, http, engine)
+            report.add(_drain(engine, settings, provider, paying, total, now, limit, wait))
+            if provider == STRIPE and stripe.limit is not None:
+                stripe.limit.release()
         return report
     finally:
         if own:
             http.close()
+
+
+def _queued(engine: Engine, provider: str) -> int:
+    with transaction(engine, write=False) as session:
+        return session.exec(
+            select(func.count()).where(
+                OutboxMessage.channel == CHANNEL,
+                OutboxMessage.destination == provider,
+                OutboxMessage.status == OutboxStatus.PENDING,
+            )
+        ).one()
+
+
+def _drain(
+    engine: Engine,
+    settings: Settings,
+    provider: str,
+    paying: Transfers,
+    total: int,
+    now: Callable[[], datetime],
+    limit: int | None,
+    wait: wait_base | None,
+) -> DrainReport:
+    """One provider's queued payouts, a batch at a time."""
+
+    def tell(report: DrainReport) -> None:
+        done = report.sent + report.dead + report.retrying
+        progress.report("payouts", min(done, total), total)
+
+    def deliver(row: Claimed) -> str:
+        """One payout's transfer, tried again at once on a passing failure (the batch's other
+        payouts go on either way)."""
+        p = row.payload
+        return retrying(wait)(
+            paying.transfer,
+            amount_cents=int(p["amount_cents"]),
+            currency=str(p["currency"]),
+            destination=str(p["account"]),
+            key=row.idempotency_key,
+            group=str(p["reference"]),
+            metadata={"rally_payout": str(p["payout"]), "campaign": str(p["campaign"])},
+        )
+
+    return drain(
+        engine,
+        channel=CHANNEL,
+        destination=provider,
+        sender=repeat_safe(deliver),
+        handler=Handler(sent=_settled(settings.actor), dead=_given_up(settings.actor)),
+        batch=25,
+        now=now,
+        lease=timedelta(seconds=settings.outbox_lease_seconds),
+        limit=limit,
+        wait=wait,
+        progress=tell,
+    )
 
 
 def _settled(actor: str) -> Callable[[Session, list[Claimed], datetime], None]:
@@ -374,6 +454,7 @@ def reconcile(
             select(Payout)
             .join(OutboxMessage, col(OutboxMessage.idempotency_key) == col(Payout.reference))
             .where(
+                Payout.provider == STRIPE,
                 Payout.status == PayoutStatus.SENDING,
                 OutboxMessage.status == OutboxStatus.DEAD,
             )
@@ -448,3 +529,40 @@ def payouts(session: Session, campaign: Campaign) -> list[dict[str, Any]]:
         }
         for p, handle in rows
     ]
+
+
+def rehearse_payouts(
+    session: Session, campaign: Campaign, approvers: list[str], *, now: datetime
+) -> Started:
+    """A rehearsal's money: its simulated staff approve what each creator has waiting (a
+    second of them where the amount needs two), each simulated creator has a rehearsal
+    account, and their payouts are queued; `pay` writes them to the payouts folder."""
+    from tasks.payments.approvals import approve
+    from tasks.payments.ledger import PAYABLE
+
+    first = approvers[0]
+    second = next((a for a in approvers[1:] if a.lower() != first.lower()), "rehearsal:approver")
+    waiting = session.exec(
+        select(Creator.handle)
+        .select_from(LedgerEntry)
+        .join(RosterMember, col(RosterMember.id) == col(LedgerEntry.member_id))
+        .join(Creator, col(Creator.id) == col(RosterMember.creator_id))
+        .where(LedgerEntry.campaign_id == campaign.id, LedgerEntry.account == PAYABLE)
+        .group_by(col(Creator.handle))
+        .having(func.sum(LedgerEntry.amount_cents) < 0)
+    ).all()
+    for handle in sorted(waiting):
+        if not approve(session, campaign, handle, by=first, now=now).posted:
+            approve(session, campaign, handle, by=second, now=now)
+    accounts = set(
+        session.exec(
+            select(Creator.handle)
+            .join(RosterMember, col(RosterMember.creator_id) == col(Creator.id))
+            .join(PayoutAccount, col(PayoutAccount.member_id) == col(RosterMember.id))
+            .where(RosterMember.campaign_id == campaign.id)
+        ).all()
+    )
+    for handle in sorted(set(waiting) - accounts):
+        account = f"rehearsal:{handle}"
+        set_account(session, campaign, handle, account, provider=REHEARSAL, actor=first, now=now)
+    return start_payouts(session, campaign, actor=first, now=now, provider=REHEARSAL)

@@ -389,7 +389,9 @@ def summary(session: Session, slug: str) -> dict[str, Any]:
         "withheld": withheld,
         "leads_synced": synced,
         "payments": {
-            "creators": sum(1 for row in owed if row["owed_cents"]),
+            "creators": sum(1 for row in owed if row["earned_cents"]),
+            "earned_cents": sum(row["earned_cents"] for row in owed),
+            "paid_cents": sum(row["paid_cents"] for row in owed),
             "owed_cents": sum(row["owed_cents"] for row in owed),
             "currency": campaign_spec(campaign).budget.currency,
         },

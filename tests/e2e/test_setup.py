@@ -1,5 +1,6 @@
 """Set-up as a newcomer meets it: `make demo`, `.env`, where Prefect keeps its files."""
 
+import json
 import os
 import shutil
 import sqlite3
@@ -183,13 +184,21 @@ def test_make_demo_rehearses_the_sprint_and_its_summary_agrees_with_the_store(
         "acknowledged": one("SELECT count(*) FROM briefs WHERE acknowledged_at IS NOT NULL"),
     }
     assert summary["drafts"] == one("SELECT count(*) FROM creative_drafts") > 150
-    # What creators earned, as the ledger holds it; its lines balance.
-    owed = summary["payments"]
-    assert f"Payments: {owed['owed_cents'] / 100:,.2f} USD owed to {owed['creators']} creators" in (
-        shown.stdout
+    # What creators earned and were paid (simulated staff approve, payouts go to the
+    # rehearsal's folder), as the ledger holds it; its lines balance.
+    money = summary["payments"]
+    earned, paid = money["earned_cents"] / 100, money["paid_cents"] / 100
+    assert (
+        f"Payments: {earned:,.2f} USD earned by {money['creators']} creators, {paid:,.2f} paid"
+        in (shown.stdout)
     )
-    assert owed["owed_cents"] == -one("SELECT sum(amount_cents) FROM ledger_entries "
-                                      "WHERE account = 'payable'") > 0  # fmt: skip
+    assert money["earned_cents"] == one("SELECT sum(amount_cents) FROM ledger_entries "
+                                        "WHERE account = 'fees'") > 0  # fmt: skip
+    assert money["paid_cents"] == -one("SELECT sum(amount_cents) FROM ledger_entries "
+                                       "WHERE account = 'paid'") > 0  # fmt: skip
+    payouts = list((home / "demo" / "payouts").glob("rally-payout-*.json"))
+    assert len(payouts) == one("SELECT count(*) FROM payouts WHERE status = 'paid'")
+    assert sum(json.loads(p.read_text())["amount_cents"] for p in payouts) == money["paid_cents"]
     assert one("SELECT sum(amount_cents) FROM ledger_entries") == 0
     reviews = db.execute(
         "SELECT tier || ': ' || status, count(*) FROM review_tasks "

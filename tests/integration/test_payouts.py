@@ -401,3 +401,30 @@ def test_who_needs_a_1099_nec_for_a_payment_year(
             select(AuditEvent).where(AuditEvent.action == "tax.w9_recorded")
         ).one()
     assert audited.changes["tin_last4"] == "6789" and "12345" not in json.dumps(audited.changes)
+
+
+def test_a_rehearsal_pays_to_its_folder_and_never_through_stripe(
+    engine, applied, settings, stripe
+) -> None:
+    from tasks.payments.payouts import rehearse_payouts
+
+    live, simulated = handles(engine, 2)
+    ready_to_pay(engine, stripe, {live: 10_000})  # a real Stripe account, approved
+    earned(engine, 150_000, handle=simulated)  # over the threshold: two approvers
+    with transaction(engine) as session:
+        campaign = session.exec(select(Campaign).where(Campaign.slug == SLUG)).one()
+        queued = rehearse_payouts(session, campaign, ["dana", "lee"], now=T0)
+    assert (queued.payouts, queued.cents) == (1, 150_000)
+    report = pay(engine, get_settings(), now=lambda: T0)
+    assert report.sent == 1 and stripe.transfers == []
+    (written,) = (settings.home / "payouts").glob("rally-payout-*.json")
+    assert json.loads(written.read_text())["destination"] == f"rehearsal:{simulated.lstrip('@')}"
+    with transaction(engine, write=False) as session:
+        approval = session.exec(
+            select(LedgerEntry).where(
+                LedgerEntry.kind == "approval",
+                LedgerEntry.account == "approved",
+                LedgerEntry.amount_cents == -150_000,
+            )
+        ).one()
+    assert approval.details["approvers"] == ["dana", "lee"]
