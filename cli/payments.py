@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from cli.common import JSON_OPTION, console, flow_progress, print_json, store
+from cli.common import JSON_OPTION, console, flow_progress, print_json, shown_path, store
 from store.db import transaction
 from store.types import utcnow
 
@@ -270,12 +270,21 @@ def w9_command(
     tin_last4: str = typer.Option(
         None, "--tin-last4", help="The last four digits of their taxpayer id (never the whole)."
     ),
+    business: bool = typer.Option(
+        False, "--business", help="The W-9 is a business's: --name is its name."
+    ),
+    street: str = typer.Option(None, "--street", help="The address on the form: street."),
+    street2: str = typer.Option(None, "--street2", help="A second address line."),
+    city: str = typer.Option(None, "--city", help="City."),
+    state: str = typer.Option(None, "--state", help="Two-letter state code."),
+    zip_code: str = typer.Option(None, "--zip", help="ZIP code (12345 or 12345-6789)."),
 ) -> None:
-    """Record that a creator's W-9 is on file. Only the last four digits of the taxpayer id
-    are kept; Rally refuses a whole one."""
+    """Record that a creator's W-9 is on file, with the name and address on it (what
+    disbursement reports itemize). Only the last four digits of the taxpayer id are kept;
+    Rally refuses a whole one."""
     from datetime import date
 
-    from tasks.payments.tax import record_w9
+    from tasks.payments.tax import Address, record_w9
 
     settings, engine = store()
     now = utcnow()
@@ -285,10 +294,12 @@ def w9_command(
         raise typer.BadParameter(
             "give the day as YYYY-MM-DD", param_hint="--collected-on"
         ) from None
+    given = [street, city, state, zip_code]
+    address = Address.checked(street, city, state, zip_code, street2) if any(given) else None
     with transaction(engine) as session:
         record_w9(
             session, creator, collected_on=day, legal_name=legal_name, tin_last4=tin_last4,
-            actor=settings.actor, now=now,
+            actor=settings.actor, now=now, address=address, business=business,
         )  # fmt: skip
     console.print(f"@{creator.lstrip('@')}: W-9 on file, collected {day}.", markup=False)
 
@@ -326,3 +337,56 @@ def tax_year_command(
     missing = sum(1 for row in found["creators"] if row["missing_w9"])
     if missing:
         console.print(f"{missing} creator(s) need a 1099-NEC and have no W-9 on file.")
+
+
+@app.command("disbursements")
+def disbursements_command(
+    campaign: str = typer.Argument(..., help="The campaign (slug): its FEC filing settings."),
+    start: str = typer.Option(..., "--from", help="The period's first day, YYYY-MM-DD."),
+    end: str = typer.Option(..., "--to", help="The period's last day, YYYY-MM-DD."),
+) -> None:
+    """Creators' payments in a period as itemized disbursements: Schedule B records for the
+    FEC (.fec text and CSV of the same fields) and a plain CSV for state filings, written to
+    the exports folder. A payee without a name or address on file is left out and named
+    (exit code 1)."""
+    from datetime import date
+
+    from tasks.campaigns.campaign import get_campaign
+    from tasks.payments.disbursements import (
+        disbursements,
+        fec_csv,
+        fec_text,
+        filing_of,
+        state_csv,
+    )
+
+    settings, engine = store()
+    try:
+        first, last = date.fromisoformat(start), date.fromisoformat(end)
+    except ValueError:
+        raise typer.BadParameter("give days as YYYY-MM-DD", param_hint="--from/--to") from None
+    with transaction(engine, write=False) as session:
+        filing = filing_of(get_campaign(session, campaign))
+        found = disbursements(session, first, last)
+    folder = settings.exports / campaign
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = folder / f"disbursements-{first}-{last}"
+    written = {
+        stem.with_suffix(".fec"): fec_text(found.lines, filing),
+        stem.with_name(stem.name + ".fec.csv"): fec_csv(found.lines, filing),
+        stem.with_suffix(".csv"): state_csv(found.lines, filing),
+    }
+    for path, text in written.items():
+        path.write_text(text, encoding="ascii", errors="replace", newline="")
+    total = sum(line.amount_cents for line in found.lines)
+    console.print(
+        f"{len(found.lines)} itemized disbursement(s), {total / 100:,.2f} USD; "
+        f"{found.unitemized_payments} unitemized, {found.unitemized_cents / 100:,.2f} USD.",
+        markup=False,
+    )
+    for path in written:
+        console.print(f"  {shown_path(path)}", markup=False)
+    for problem in found.problems:
+        console.print(f"Not itemized: {problem}", markup=False)
+    if found.problems:
+        raise typer.Exit(1)

@@ -163,6 +163,23 @@ class SignupBonus(Model):
     cap: Annotated[float, Field(gt=0)]
 
 
+class FecFiling(Model):
+    """How the committee reports creators' payments to the FEC as itemized disbursements
+    (Schedule B): its FEC id, the form line (`SB17` on a candidate committee's Form 3, `SB21B`
+    for a PAC's operating expenditures on Form 3X), the election, and the purpose and category
+    each line carries."""
+
+    committee_id: Annotated[str, Field(pattern=r"^C\d{8}$")]
+    form_type: Literal["SB17", "SB21B"] = "SB21B"
+    election_code: Annotated[str, Field(pattern=r"^[GPRSCEO]\d{4}$")] | None = None
+    purpose: Annotated[str, Field(min_length=1, max_length=100)] = (
+        "Online advertising: creator content"
+    )
+    category: Literal[
+        "001", "002", "003", "004", "005", "006", "007", "008", "009", "010", "011", "012"
+    ] = "004"
+
+
 class Payments(Model):
     """How a creator's fee (their roster rate, else their tier's) is earned: split evenly over
     the brief's deliverables, each deliverable's part in `splits` (shares adding up to 1).
@@ -175,6 +192,7 @@ class Payments(Model):
     ]
     signup_bonus: SignupBonus | None = None
     second_approval_from: Annotated[float, Field(ge=0)] | None = 1000.0
+    fec: FecFiling | None = None
 
     @model_validator(mode="after")
     def _whole_fee(self) -> "Payments":

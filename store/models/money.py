@@ -106,8 +106,9 @@ class Payout(SQLModel, table=True):
 
 
 class TaxForm(SQLModel, table=True):
-    """A creator's W-9 on file: when it was collected, the name on it, and the last four digits
-    of their taxpayer id. Never the whole number: Rally does not keep one."""
+    """A creator's W-9 on file: when it was collected, the name and address on it (a business
+    name for a `business`), and the last four digits of their taxpayer id. Never the whole
+    number: Rally does not keep one. The address is what disbursement reports itemize."""
 
     __tablename__ = "tax_forms"
 
@@ -117,5 +118,11 @@ class TaxForm(SQLModel, table=True):
     collected_on: date
     legal_name: str | None = Field(default=None, max_length=200)
     tin_last4: str | None = Field(default=None, max_length=4)
+    business: bool = False
+    street: str | None = Field(default=None, max_length=34)
+    street2: str | None = Field(default=None, max_length=34)
+    city: str | None = Field(default=None, max_length=30)
+    state: str | None = Field(default=None, max_length=2)
+    zip: str | None = Field(default=None, max_length=9)
     recorded_by: str = Field(max_length=254)
     created_at: datetime = created_time()

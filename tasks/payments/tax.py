@@ -13,6 +13,7 @@ refused, so that none is ever in the store, its backups or its audit log.
 """
 
 import re
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -45,6 +46,40 @@ def nec_threshold(year: int, override_usd: float | None = None) -> tuple[int, st
     return THRESHOLDS[last], f"in force for payments made in {year}"
 
 
+@dataclass(frozen=True)
+class Address:
+    """A payee's address as the FEC's Schedule B takes it; `checked` refuses one it would not."""
+
+    street: str
+    city: str
+    state: str
+    zip: str
+    street2: str | None = None
+
+    @classmethod
+    def checked(
+        cls, street: str, city: str, state: str, zip_code: str, street2: str | None = None
+    ) -> "Address":
+        fields = {"street": street, "city": city, "state": state, "zip": zip_code}
+        fields = {name: (value or "").strip() for name, value in fields.items()}
+        for name, value in fields.items():
+            if not value:
+                raise RallyError(f"{name}: the address needs a {name}")
+        limits = {"street": 34, "city": 30}
+        for name, most in limits.items():
+            if len(fields[name]) > most:
+                raise RallyError(f"{name}: at most {most} characters on Schedule B")
+        if street2 and len(street2.strip()) > 34:
+            raise RallyError("street2: at most 34 characters on Schedule B")
+        state = fields["state"].upper()
+        if not re.fullmatch(r"[A-Z]{2}", state):
+            raise RallyError(f"state: {fields['state']!r} is not a two-letter state code")
+        digits = fields["zip"].replace("-", "")
+        if not re.fullmatch(r"\d{5}(\d{4})?", digits):
+            raise RallyError(f"zip: {fields['zip']!r} is not a ZIP code (12345 or 12345-6789)")
+        return cls(fields["street"], fields["city"], state, digits, (street2 or "").strip() or None)
+
+
 def creator_by_handle(session: Session, handle: str) -> Creator:
     """The creator with this handle (on any platform: the one there is)."""
     found = session.exec(
@@ -67,8 +102,11 @@ def record_w9(
     tin_last4: str | None,
     actor: str,
     now: datetime,
+    address: Address | None = None,
+    business: bool = False,
 ) -> TaxForm:
-    """Record that the creator's W-9 was collected (replacing an earlier record)."""
+    """Record that the creator's W-9 was collected, with the name and address on it
+    (replacing an earlier record)."""
     digits = re.sub(r"[\s-]", "", tin_last4 or "")
     if digits and not re.fullmatch(r"\d{4}", digits):
         raise RallyError(
@@ -84,6 +122,10 @@ def record_w9(
     form.collected_on, form.recorded_by = collected_on, actor
     form.legal_name = (legal_name or "").strip()[:200] or None
     form.tin_last4 = digits or None
+    form.business = business
+    if address is not None:
+        form.street, form.street2, form.city = address.street, address.street2, address.city
+        form.state, form.zip = address.state, address.zip
     session.add(form)
     record(
         session,

@@ -155,13 +155,16 @@ def handles(engine, count: int) -> list[str]:
     return [f"@{h}" for h in found[:count]]
 
 
-def ready_to_pay(engine, stripe: FakeStripe, people: dict[str, int], **accounts) -> dict[str, str]:
-    """Each creator earned and was approved their cents; each has a Stripe account (one that
-    cannot take transfers for those `accounts` marks False): creator -> account."""
+def ready_to_pay(
+    engine, stripe: FakeStripe, people: dict[str, int], *, first: int = 0, **accounts
+) -> dict[str, str]:
+    """Each creator earned and was approved their cents (postings numbered from `first`); each
+    has a Stripe account (one that cannot take transfers for those `accounts` marks False):
+    creator -> account."""
     made = {}
     with transaction(engine) as session:
         campaign = session.exec(select(Campaign).where(Campaign.slug == SLUG)).one()
-        for n, (handle, cents) in enumerate(people.items()):
+        for n, (handle, cents) in enumerate(people.items(), start=first):
             member = _member(session, campaign, handle)
             post(
                 session, campaign, member, posting=f"earned:test:{n}", kind=EARNED,

@@ -1,0 +1,264 @@
+"""Disbursement reports: creators' payments as the FEC's Schedule B itemizes them, and a plain
+CSV of the same for state filings.
+
+A disbursement is a payout that settled (not a rehearsal's): the day it settled (UTC), its
+amount, and its payee, named and addressed as on their W-9 (`tasks.payments.tax`). A payee is
+itemized once their disbursements in the calendar year add up to more than USD 200 (11 CFR
+104.3(b)(3)(i) and (b)(4)(i)): then every one of theirs in the period is a line, with the
+year's total through it; the rest are counted as unitemized. The calendar year is a PAC's
+aggregation period; a candidate committee aggregates per election cycle, which Rally does not
+track, so its figures are by calendar year too. One store is one payer.
+
+The FEC lines are Schedule B records of the electronic filing format (versions 8.0 to 8.5: 44
+fields, in the order of fecgov/fecfile-validate's SchB schema), as `.fec` text (fields
+separated by ASCII 28, records by CRLF) or as CSV of the same fields in the same order. Each
+line's transaction id is `RALLY-PAY-<payout id>`, the same in every export and amendment. A
+payee whose name or address is missing or too long for its field is left out and named, with
+the field, so that nothing incomplete is filed unnoticed.
+"""
+
+import csv
+import io
+import unicodedata
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+
+from sqlmodel import Session, col, select
+
+from config.campaign import FecFiling
+from config.errors import RallyError
+from store.models import Campaign, Creator, Payout, PayoutStatus, RosterMember, TaxForm
+from tasks.campaigns.campaign import campaign_spec
+
+ITEMIZED_OVER_CENTS = 200_00
+SEPARATOR, END = "\x1c", "\r\n"  # the .fec format's field and record separators
+SB_FIELDS = (
+    "form_type",
+    "filer_committee_id_number",
+    "transaction_id",
+    "back_reference_tran_id_number",
+    "back_reference_sched_name",
+    "entity_type",
+    "payee_organization_name",
+    "payee_last_name",
+    "payee_first_name",
+    "payee_middle_name",
+    "payee_prefix",
+    "payee_suffix",
+    "payee_street_1",
+    "payee_street_2",
+    "payee_city",
+    "payee_state",
+    "payee_zip",
+    "election_code",
+    "election_other_description",
+    "expenditure_date",
+    "expenditure_amount",
+    "semi_annual_refunded_bundled_amt",
+    "expenditure_purpose_descrip",
+    "category_code",
+    "beneficiary_committee_fec_id",
+    "beneficiary_committee_name",
+    "beneficiary_candidate_fec_id",
+    "beneficiary_candidate_last_name",
+    "beneficiary_candidate_first_name",
+    "beneficiary_candidate_middle_name",
+    "beneficiary_candidate_prefix",
+    "beneficiary_candidate_suffix",
+    "beneficiary_candidate_office",
+    "beneficiary_candidate_state",
+    "beneficiary_candidate_district",
+    "conduit_name",
+    "conduit_street1",
+    "conduit_street2",
+    "conduit_city",
+    "conduit_state",
+    "conduit_zip",
+    "memo_code",
+    "memo_text_description",
+    "reference_to_si_or_sl_system_code_that_identifies_the_account",
+)
+WIDTHS = {  # the fields Rally fills: at most so many characters
+    "payee_organization_name": 200,
+    "payee_last_name": 30,
+    "payee_first_name": 20,
+    "payee_street_1": 34,
+    "payee_street_2": 34,
+    "payee_city": 30,
+    "payee_state": 2,
+    "payee_zip": 9,
+}
+
+
+@dataclass(frozen=True)
+class Disbursement:
+    """One itemized payment: its payout, payee and the year's total to them through it."""
+
+    payout_id: int
+    creator: str
+    paid_on: date
+    amount_cents: int
+    aggregate_cents: int
+    payee: dict[str, str]  # the SB payee fields, entity type through ZIP
+
+
+@dataclass
+class Disbursements:
+    """A period's itemized lines, what was not itemized, and payees that could not be."""
+
+    lines: list[Disbursement] = field(default_factory=list)
+    unitemized_cents: int = 0
+    unitemized_payments: int = 0
+    problems: list[str] = field(default_factory=list)
+
+
+def disbursements(session: Session, start: date, end: date) -> Disbursements:
+    """Every settled payout from `start` to `end` (both included) as Schedule B itemizes it
+    (see the module)."""
+    if end < start:
+        raise RallyError(f"to: {end} is before {start}")
+    if start.year != end.year:
+        raise RallyError("from, to: a report's period lies within one calendar year")
+    year_start = datetime(start.year, 1, 1, tzinfo=UTC)
+    until = datetime.combine(end + timedelta(days=1), time(), tzinfo=UTC)
+    rows = session.exec(
+        select(Payout, Creator, TaxForm)
+        .join(RosterMember, col(RosterMember.id) == col(Payout.member_id))
+        .join(Creator, col(Creator.id) == col(RosterMember.creator_id))
+        .outerjoin(TaxForm, col(TaxForm.creator_id) == col(Creator.id))
+        .where(
+            Payout.status == PayoutStatus.PAID,
+            Payout.provider != "rehearsal",
+            col(Payout.settled_at) >= year_start,
+            col(Payout.settled_at) < until,
+        )
+        .order_by(col(Payout.settled_at), col(Payout.id))
+    ).all()
+    found = Disbursements()
+    by_payee: dict[int, list[tuple[Payout, int]]] = {}
+    totals: dict[int, int] = {}
+    forms: dict[int, tuple[Creator, TaxForm | None]] = {}
+    for payout, creator, tax_form in rows:
+        key = creator.id or 0
+        totals[key] = totals.get(key, 0) + payout.amount_cents
+        forms[key] = (creator, tax_form)
+        if payout.settled_at is not None and payout.settled_at.date() >= start:
+            by_payee.setdefault(key, []).append((payout, totals[key]))
+    for key, paid in by_payee.items():
+        if totals[key] <= ITEMIZED_OVER_CENTS:
+            found.unitemized_cents += sum(p.amount_cents for p, _ in paid)
+            found.unitemized_payments += len(paid)
+            continue
+        creator, form = forms[key]
+        try:
+            payee = payee_fields(creator, form)
+        except RallyError as exc:
+            found.problems.append(f"@{creator.handle}: {exc}")
+            continue
+        for p, aggregate in paid:
+            paid_on = (p.settled_at or datetime.min).date()
+            line = Disbursement(
+                p.id or 0, creator.handle, paid_on, p.amount_cents, aggregate, payee
+            )
+            found.lines.append(line)
+    found.lines.sort(key=lambda d: (d.paid_on, d.payout_id))
+    return found
+
+
+def payee_fields(creator: Creator, form: TaxForm | None) -> dict[str, str]:
+    """A payee's Schedule B fields from their W-9; RallyError names what is missing."""
+    if form is None or not (form.street and form.city and form.state and form.zip):
+        raise RallyError(
+            "address: none on file (`rally payments w9` with --street, --city, --state, --zip)"
+        )
+    name = (form.legal_name or creator.name or "").strip()
+    if not name:
+        raise RallyError("name: none on file (`rally payments w9 --name`)")
+    fields = {
+        "entity_type": "ORG" if form.business else "IND",
+        "payee_organization_name": name if form.business else "",
+        "payee_last_name": "",
+        "payee_first_name": "",
+        "payee_street_1": form.street,
+        "payee_street_2": form.street2 or "",
+        "payee_city": form.city,
+        "payee_state": form.state,
+        "payee_zip": form.zip,
+    }
+    if not form.business:
+        first, _, last = name.rpartition(" ")
+        if not first:
+            raise RallyError(f"name: {name!r} needs a first and a last name")
+        fields["payee_last_name"], fields["payee_first_name"] = last, first
+    fields = {name_: ascii_text(value) for name_, value in fields.items()}
+    for name_, most in WIDTHS.items():
+        if len(fields.get(name_, "")) > most:
+            raise RallyError(f"{name_}: {fields[name_]!r} is over {most} characters")
+    return fields
+
+
+def ascii_text(text: str) -> str:
+    """Text as the .fec format takes it: printable ASCII, accents dropped (José: Jose)."""
+    plain = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    return "".join(c for c in plain if " " <= c <= "~")
+
+
+def filing_of(campaign: Campaign) -> FecFiling:
+    filing = campaign_spec(campaign).payments.fec
+    if filing is None:
+        raise RallyError(
+            f"payments.fec: {campaign.slug}'s campaign file does not say how it files with "
+            "the FEC (committee_id, form_type, election_code)"
+        )
+    return filing
+
+
+def sb_record(line: Disbursement, filing: FecFiling) -> list[str]:
+    """The 44 fields of the line's Schedule B record, in the format's order."""
+    values = dict.fromkeys(SB_FIELDS, "")
+    values |= line.payee
+    values |= {
+        "form_type": filing.form_type,
+        "filer_committee_id_number": filing.committee_id,
+        "transaction_id": f"RALLY-PAY-{line.payout_id}",
+        "election_code": filing.election_code or "",
+        "expenditure_date": line.paid_on.strftime("%Y%m%d"),
+        "expenditure_amount": f"{line.amount_cents / 100:.2f}",
+        "expenditure_purpose_descrip": filing.purpose,
+        "category_code": filing.category,
+    }
+    return [values[name] for name in SB_FIELDS]
+
+
+def fec_text(lines: list[Disbursement], filing: FecFiling) -> str:
+    """The lines as .fec records: fields separated by ASCII 28, records ended by CRLF."""
+    return "".join(SEPARATOR.join(sb_record(line, filing)) + END for line in lines)
+
+
+def fec_csv(lines: list[Disbursement], filing: FecFiling) -> str:
+    """The lines as CSV: the same 44 fields in the same order, no header."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator=END)
+    writer.writerows(sb_record(line, filing) for line in lines)
+    return out.getvalue()
+
+
+def state_csv(lines: list[Disbursement], filing: FecFiling) -> str:
+    """The lines as a plain CSV with a header, for state filings."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(
+        ["transaction_id", "date", "amount", "payee", "entity_type", "street", "street2",
+         "city", "state", "zip", "purpose", "category", "year_to_date", "creator"]
+    )  # fmt: skip
+    for line in lines:
+        p = line.payee
+        name = p["payee_organization_name"] or f"{p['payee_first_name']} {p['payee_last_name']}"
+        writer.writerow(
+            [f"RALLY-PAY-{line.payout_id}", line.paid_on.isoformat(),
+             f"{line.amount_cents / 100:.2f}", name, p["entity_type"], p["payee_street_1"],
+             p["payee_street_2"], p["payee_city"], p["payee_state"], p["payee_zip"],
+             filing.purpose, filing.category, f"{line.aggregate_cents / 100:.2f}",
+             line.creator]
+        )  # fmt: skip
+    return out.getvalue()

@@ -1,0 +1,157 @@
+"""Disbursement reports as a treasurer files them: creators' settled payouts as Schedule B
+records for the FEC (the format's 44 fields in order, checked against a hand-worked example),
+the same as CSV, and a plain CSV for state filings; payees over USD 200 in the year itemized,
+the rest counted, and a payee without an address named rather than filed incomplete."""
+
+import csv
+import io
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
+
+import pytest
+from sqlmodel import select
+
+from config.settings import get_settings
+from store.db import transaction
+from store.models import Campaign, Payout
+from tasks.payments.disbursements import SB_FIELDS, WIDTHS, disbursements, fec_text
+from tasks.payments.payouts import pay, start_payouts
+from tests.conftest import SLUG
+from tests.fakes.stripe_api import FakeStripe
+from tests.integration.test_payouts import handles, ready_to_pay, use
+
+FILING = """
+payments:
+  fec:
+    committee_id: C00123456
+    form_type: SB21B
+    election_code: G2028
+"""
+PERIOD = ("2027-01-01", "2027-03-31")
+
+
+@pytest.fixture
+def stripe(settings, monkeypatch) -> Iterator[FakeStripe]:
+    with FakeStripe() as fake:
+        yield use(fake, monkeypatch)
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def filing(applied, rally):
+    campaign = applied / "campaign.yaml"
+    campaign.write_text(campaign.read_text() + FILING)
+    assert rally("campaign", "apply", campaign).code == 0
+
+
+def paid_on(engine, stripe, handle: str, cents: int, day: date, n: int) -> int:
+    """`cents` earned, approved and paid to `handle`, settled on `day`; the payout's id."""
+    at = datetime.combine(day, datetime.min.time(), tzinfo=UTC)
+    ready_to_pay(engine, stripe, {handle: cents}, first=n * 100)
+    with transaction(engine) as session:
+        campaign = session.exec(select(Campaign).where(Campaign.slug == SLUG)).one()
+        start_payouts(session, campaign, actor="staff:test", now=at)
+    assert pay(engine, get_settings(), now=lambda: at).sent == 1
+    with transaction(engine, write=False) as session:
+        return max(p or 0 for p in session.exec(select(Payout.id)))
+
+
+def test_a_quarter_of_payouts_as_schedule_b_against_a_hand_worked_example(
+    engine, filing, rally, stripe, settings
+) -> None:
+    maya, reyes, even, nowhere = handles(engine, 4)
+    for handle, name, extra in (
+        (maya, "Maya Thompson", ["--street", "12 Main St", "--city", "Philadelphia",
+                                 "--state", "pa", "--zip", "19104"]),
+        (reyes, "Reyes Media LLC", ["--business", "--street", "400 Market St",
+                                    "--street2", "Ste 2", "--city", "Pittsburgh",
+                                    "--state", "PA", "--zip", "15222-1234"]),
+        (even, "José Ortiz", ["--street", "9 Elm Ave", "--city", "Erie", "--state", "PA",
+                              "--zip", "16501"]),
+    ):  # fmt: skip
+        run = rally(
+            "payments", "w9", handle, "--collected-on", "2026-11-30", "--name", name, *extra
+        )
+        assert run.code == 0, run.err
+    reyes_1 = paid_on(engine, stripe, reyes, 15_000, date(2027, 1, 10), 1)
+    paid_on(engine, stripe, even, 20_000, date(2027, 1, 20), 2)  # 200.00: not over, not itemized
+    maya_1 = paid_on(engine, stripe, maya, 25_000, date(2027, 2, 15), 3)
+    paid_on(engine, stripe, nowhere, 30_000, date(2027, 2, 20), 4)  # no W-9, no address
+    reyes_2 = paid_on(engine, stripe, reyes, 10_000, date(2027, 3, 2), 5)
+    paid_on(engine, stripe, maya, 5_000, date(2027, 4, 1), 6)  # the next quarter
+
+    run = rally("payments", "disbursements", SLUG, "--from", PERIOD[0], "--to", PERIOD[1])
+    assert run.code == 1  # a payee is left out, and said to be
+    assert "3 itemized disbursement(s), 500.00 USD; 1 unitemized, 200.00 USD." in run.out
+    assert f"Not itemized: {nowhere}: address: none on file" in run.out
+    folder = settings.exports / SLUG
+    fec = (folder / "disbursements-2027-01-01-2027-03-31.fec").read_bytes().decode("ascii")
+
+    # By hand: Reyes Media is over USD 200 in the year with its second payment, so both of its
+    # payments are lines (its year's total through each: 150.00, then 250.00).
+    empty_25_to_44 = [""] * 20
+    org = ["ORG", "Reyes Media LLC", "", "", "", "", "", "400 Market St", "Ste 2",
+           "Pittsburgh", "PA", "152221234"]  # fmt: skip
+    ind = ["IND", "", "Thompson", "Maya", "", "", "", "12 Main St", "", "Philadelphia", "PA",
+           "19104"]  # fmt: skip
+    purpose = ["Online advertising: creator content", "004"]
+    expected = [
+        ["SB21B", "C00123456", f"RALLY-PAY-{reyes_1}", "", "", *org, "G2028", "",
+         "20270110", "150.00", "", *purpose, *empty_25_to_44],
+        ["SB21B", "C00123456", f"RALLY-PAY-{maya_1}", "", "", *ind, "G2028", "",
+         "20270215", "250.00", "", *purpose, *empty_25_to_44],
+        ["SB21B", "C00123456", f"RALLY-PAY-{reyes_2}", "", "", *org, "G2028", "",
+         "20270302", "100.00", "", *purpose, *empty_25_to_44],
+    ]  # fmt: skip
+    assert fec == "".join("\x1c".join(record) + "\r\n" for record in expected)
+    assert all(len(record) == len(SB_FIELDS) == 44 for record in expected)
+    by_csv = list(csv.reader(io.StringIO(
+        (folder / "disbursements-2027-01-01-2027-03-31.fec.csv").read_text()
+    )))  # fmt: skip
+    assert by_csv == expected
+    state = list(csv.DictReader(io.StringIO(
+        (folder / "disbursements-2027-01-01-2027-03-31.csv").read_text()
+    )))  # fmt: skip
+    assert [(r["payee"], r["amount"], r["year_to_date"]) for r in state] == [
+        ("Reyes Media LLC", "150.00", "150.00"),
+        ("Maya Thompson", "250.00", "250.00"),
+        ("Reyes Media LLC", "100.00", "250.00"),
+    ]
+
+
+def test_the_format_s_fields_and_widths(engine, filing) -> None:
+    """The record keeps the format's order (fecfile-validate's SchB, 8.x) where Rally fills
+    it, and the widths Rally checks are the format's."""
+    assert SB_FIELDS[:6] == (
+        "form_type", "filer_committee_id_number", "transaction_id",
+        "back_reference_tran_id_number", "back_reference_sched_name", "entity_type",
+    )  # fmt: skip
+    assert SB_FIELDS.index("payee_zip") == 16 and SB_FIELDS.index("expenditure_date") == 19
+    assert SB_FIELDS.index("category_code") == 23 and SB_FIELDS.index("memo_code") == 41
+    assert WIDTHS["payee_last_name"] == 30 and WIDTHS["payee_street_1"] == 34
+    with transaction(engine, write=False) as session:
+        found = disbursements(session, date(2027, 1, 1), date(2027, 3, 31))
+    assert found.lines == [] and fec_text(found.lines, None) == ""  # type: ignore[arg-type]
+
+
+def test_bad_addresses_and_periods_are_refused_naming_the_field(engine, filing, rally) -> None:
+    (maya,) = handles(engine, 1)
+    bad = rally("payments", "w9", maya, "--street", "1 A St", "--city", "X", "--state", "Penn",
+                "--zip", "19104")  # fmt: skip
+    assert bad.code != 0 and "state: 'Penn' is not a two-letter state code" in bad.err
+    zip_ = rally("payments", "w9", maya, "--street", "1 A St", "--city", "X", "--state", "PA",
+                 "--zip", "1910")  # fmt: skip
+    assert zip_.code != 0 and "zip: '1910' is not a ZIP code" in zip_.err
+    partial = rally("payments", "w9", maya, "--street", "1 A St")
+    assert partial.code != 0 and "city: the address needs a city" in partial.err
+    backwards = rally(
+        "payments", "disbursements", SLUG, "--from", "2027-03-31", "--to", "2027-01-01"
+    )
+    assert backwards.code != 0 and "to: 2027-01-01 is before 2027-03-31" in backwards.err
+    across = rally("payments", "disbursements", SLUG, "--from", "2026-12-01", "--to", "2027-01-31")
+    assert across.code != 0 and "within one calendar year" in across.err
+
+
+def test_a_campaign_without_fec_settings_is_told_what_to_add(applied, rally) -> None:
+    run = rally("payments", "disbursements", SLUG, "--from", PERIOD[0], "--to", PERIOD[1])
+    assert run.code != 0 and "payments.fec" in run.err and "committee_id" in run.err
