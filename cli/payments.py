@@ -390,3 +390,45 @@ def disbursements_command(
         console.print(f"Not itemized: {problem}", markup=False)
     if found.problems:
         raise typer.Exit(1)
+
+
+@app.command("disclaimers")
+def disclaimers_command(
+    campaign: str = typer.Argument(..., help="The campaign (slug)."),
+    json_output: bool = JSON_OPTION,
+) -> None:
+    """The disclaimer archive: each posted creative's caption and its "Paid for by" sentence,
+    the reviews that approved it, what it earned and the payouts that paid its creator;
+    written as CSV to the exports folder (`--json`: printed in full)."""
+    import csv
+    import json
+
+    from tasks.campaigns.campaign import get_campaign
+    from tasks.payments.disclaimers import disclaimer_archive
+
+    settings, engine = store()
+    with transaction(engine, write=False) as session:
+        rows = disclaimer_archive(session, get_campaign(session, campaign))
+    if json_output:
+        print_json(rows)
+        return
+    folder = settings.exports / campaign
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "disclaimer-archive.csv"
+    columns = ["creative", "creator", "title", "status", "posted_at", "posted_url"]
+    columns += ["version", "caption", "paid_for_by", "approvals", "earned_cents"]
+    columns += ["creator_payouts"]
+    with path.open("w", newline="", encoding="utf-8") as file:
+        writer = csv.writer(file)
+        writer.writerow(columns)
+        for row in rows:
+            writer.writerow(
+                [json.dumps(row[c]) if isinstance(row[c], list) else row[c] for c in columns]
+            )
+    missing = [row for row in rows if not row["paid_for_by"]]
+    console.print(f"{len(rows)} posted creative(s): {shown_path(path)}", markup=False)
+    for row in missing:
+        console.print(
+            f'creative {row["creative"]} (@{row["creator"]}): no "Paid for by" in its caption',
+            markup=False,
+        )

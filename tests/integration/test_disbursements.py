@@ -1,10 +1,12 @@
 """Disbursement reports as a treasurer files them: creators' settled payouts as Schedule B
 records for the FEC (the format's 44 fields in order, checked against a hand-worked example),
 the same as CSV, and a plain CSV for state filings; payees over USD 200 in the year itemized,
-the rest counted, and a payee without an address named rather than filed incomplete."""
+the rest counted, and a payee without an address named rather than filed incomplete; and the
+disclaimer archive of what was posted."""
 
 import csv
 import io
+import json
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 
@@ -155,3 +157,33 @@ def test_bad_addresses_and_periods_are_refused_naming_the_field(engine, filing, 
 def test_a_campaign_without_fec_settings_is_told_what_to_add(applied, rally) -> None:
     run = rally("payments", "disbursements", SLUG, "--from", PERIOD[0], "--to", PERIOD[1])
     assert run.code != 0 and "payments.fec" in run.err and "committee_id" in run.err
+
+
+def test_the_disclaimer_archive_keeps_what_was_posted_and_what_stands_behind_it(
+    engine, applied, rally, settings
+) -> None:
+    from tests.integration.test_payments import approved
+    from tests.integration.test_review import COUNSEL, DANA, GOOD
+
+    creative = approved(engine)  # through internal and legal review: half its fee earned
+    url = "https://www.tiktok.com/@maya.votes.pa/video/1"
+    assert rally("creatives", "posted", creative, url).code == 0
+    unposted = approved(engine)  # approved, never posted: not in the archive
+    (row,) = json.loads(rally("payments", "disclaimers", SLUG, "--json").out)
+    assert (row["creative"], row["creator"], row["posted_url"]) == (creative, "maya.votes.pa", url)
+    assert row["caption"] == GOOD and unposted != creative
+    assert row["paid_for_by"] and row["paid_for_by"] in GOOD
+    assert row["paid_for_by"].startswith("Paid for by") and row["paid_for_by"].endswith(".")
+    assert [(a["tier"], a["by"]) for a in row["approvals"]] == [
+        ("internal", DANA),
+        ("legal", COUNSEL),
+    ]
+    assert row["earned_cents"] == 40_000 and row["creator_payouts"] == []
+    run = rally("payments", "disclaimers", SLUG)
+    assert "1 posted creative(s)" in run.out
+    written = list(csv.DictReader(io.StringIO(
+        (settings.exports / SLUG / "disclaimer-archive.csv").read_text()
+    )))  # fmt: skip
+    assert [(r["creative"], r["paid_for_by"]) for r in written] == [
+        (str(creative), row["paid_for_by"])
+    ]
