@@ -54,9 +54,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "cli.webhooks:app",
         "Outgoing webhooks: add a subscription, list, test, replay, enable, remove.",
     ),
+    "contracts": (
+        "cli.contracts:app",
+        "Creator contracts: offer them, see who signed, countersign (the PDF is mailed).",
+    ),
     "payments": (
         "cli.payments:app",
-        "Payments: the ledger, what each creator is owed, earnings come due, reversals.",
+        "Payments: the ledger, approvals, payouts, W-9s, tax year, disbursement reports.",
     ),
     "db": ("cli.db:app", "The store's schema: status and upgrades."),
     "serve": (

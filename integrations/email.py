@@ -43,8 +43,11 @@ class _HeaderClasses(HeaderRegistry):
 POLICY = email.policy.default.clone(header_factory=_HeaderClasses())
 
 
-def build_message(payload: dict[str, Any], *, sender: str, key: str) -> EmailMessage:
-    """A multipart/alternative message (text, then HTML) from an outbox payload."""
+def build_message(
+    payload: dict[str, Any], *, sender: str, key: str, files: Path | None = None
+) -> EmailMessage:
+    """A multipart/alternative message (text, then HTML) from an outbox payload, with its
+    `attachments` ({"file": a path under `files`, "filename", "type"}) read at sending."""
     message = EmailMessage(policy=POLICY)
     message["From"] = sender
     to_name = " ".join(str(payload.get("to_name") or "").split())
@@ -56,6 +59,16 @@ def build_message(payload: dict[str, Any], *, sender: str, key: str) -> EmailMes
     message.set_content(payload["text"])
     if payload.get("html"):
         message.add_alternative(payload["html"], subtype="html")
+    for attachment in payload.get("attachments") or []:
+        if files is None:
+            raise ValueError("an attachment, and no folder to read it from")
+        path = (files / attachment["file"]).resolve()
+        if not path.is_relative_to(files.resolve()):
+            raise ValueError(f"attachment {attachment['file']!r} is outside {files}")
+        maintype, _, subtype = str(attachment["type"]).partition("/")
+        message.add_attachment(
+            path.read_bytes(), maintype=maintype, subtype=subtype, filename=attachment["filename"]
+        )
     return message
 
 

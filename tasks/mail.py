@@ -64,9 +64,12 @@ def deliver_email(
     def deliver(message: Claimed) -> str:
         try:
             email = build_message(
-                message.payload, sender=settings.mail_from, key=message.idempotency_key
+                message.payload,
+                sender=settings.mail_from,
+                key=message.idempotency_key,
+                files=settings.home,
             )
-        except (ValueError, TypeError, KeyError, HeaderParseError) as exc:
+        except (ValueError, TypeError, KeyError, HeaderParseError, OSError) as exc:
             raise PermanentError(f"cannot make an email of it: {exc}") from None
         return mailer.send(email)
 

@@ -1,6 +1,7 @@
-"""The creator's brief at `/briefs/<token>`: they read it, acknowledge it, follow their drafts
-and send new ones (with a video file if they like). The token in the link is their only
-credential: an unknown or expired one gets the same plain 404 as any other missing page."""
+"""The creator's brief at `/briefs/<token>`: they read it, acknowledge it, sign their contract,
+follow their drafts and send new ones (with a video file if they like). The token in the link
+is their only credential: an unknown or expired one gets the same plain 404 as any other
+missing page."""
 
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -15,6 +16,8 @@ from starlette.datastructures import FormData, UploadFile
 from config.errors import RallyError
 from config.settings import Settings
 from store.db import transaction
+from tasks.briefs.contracts import MAX_NAME, Signature, contract_html, sign
+from tasks.briefs.contracts import latest as latest_contract
 from tasks.briefs.portal import brief_sections, creator_portal
 from tasks.briefs.status import acknowledge, open_brief
 from tasks.review.creatives import Submission, submit
@@ -76,6 +79,49 @@ def _acknowledge(
     if page.brief.version != version:  # a newer version came meanwhile: that one is shown
         return RedirectResponse(f"/briefs/{token}#acknowledge-form", status_code=303)
     return RedirectResponse(f"/briefs/{token}#acknowledged", status_code=303)
+
+
+@router.post("/briefs/{token}/contract")
+async def sign_contract(
+    request: Request, token: str, engine: Store, settings: AppSettings, clock: Clock
+) -> Response:
+    """The creator signs their contract by typing their name: what the page showed (its
+    version and hash), the name, their consent, their address and browser are kept. The form
+    is read bounded: anyone may post here."""
+    form = await form_of(request)
+    if form is None:
+        return form_too_large()
+    number, text_hash = str(form.get("version", "")), str(form.get("text_hash", ""))
+    if not number.isdigit() or len(number) > 9 or len(text_hash) > 64:
+        return PlainTextResponse("version: the contract's version, please.", status_code=400)
+    signature = Signature(
+        version=int(number),
+        text_hash=text_hash,
+        name=str(form.get("name", ""))[: MAX_NAME * 2],
+        agreed=form.get("agree") == "true",
+        address=request.client.host if request.client else "",
+        user_agent=request.headers.get("user-agent", ""),
+    )
+    return await run_in_threadpool(_sign, request, engine, settings, token, signature, clock)
+
+
+def _sign(
+    request: Request,
+    engine: Engine,
+    settings: Settings,
+    token: str,
+    signature: Signature,
+    clock: Any,
+) -> Response:
+    try:
+        with transaction(engine) as session:
+            page = open_brief(session, token, now=clock())
+            if page is None:
+                return not_found(request)
+            sign(session, page.brief.member_id, signature, now=clock())
+    except RallyError as exc:
+        return _brief(request, engine, settings, token, clock, contract_error=str(exc), status=409)
+    return RedirectResponse(f"/briefs/{token}#contract", status_code=303)
 
 
 @dataclass(frozen=True)
@@ -279,13 +325,18 @@ def _brief(
     error: str | None = None,
     status: int = 200,
     sent: DraftForm | None = None,
+    contract_error: str | None = None,
 ) -> Response:
     with transaction(engine, write=False) as session:
         page = open_brief(session, token, now=clock())
         if page is None:
             return not_found(request)
         portal = creator_portal(session, page, token=token, public_url=settings.public_url)
-    context = {
+        contract = latest_contract(session, page.brief.member_id)
+    context: dict[str, Any] = {
+        "contract": contract,
+        "contract_html": contract_html(contract.text) if contract else None,
+        "contract_error": contract_error,
         "page": page,
         "brief": page.brief,
         "portal": portal,

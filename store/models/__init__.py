@@ -66,6 +66,7 @@ MODULES: dict[str, tuple[str, ...]] = {
         "Payout",
         "PayoutStatus",
         "TaxForm",
+        "Contract",
     ),
 }
 _MODULE_OF = {name: module for module, names in MODULES.items() for name in names}

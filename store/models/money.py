@@ -126,3 +126,30 @@ class TaxForm(SQLModel, table=True):
     zip: str | None = Field(default=None, max_length=9)
     recorded_by: str = Field(max_length=254)
     created_at: datetime = created_time()
+
+
+class Contract(SQLModel, table=True):
+    """One version of a creator's contract for a campaign: its exact text (and that text's
+    SHA-256), made from the brief's clauses and the creator's terms; a new version only when
+    the text changes. The creator signs by typing their name on their brief page: kept as
+    typed, with the moment, the network address and the browser's user agent, as an
+    electronic signature is recorded under ESIGN and UETA. Staff countersign; the signed copy
+    is a PDF under RALLY_HOME (`pdf_file`)."""
+
+    __tablename__ = "contracts"
+    __table_args__ = (UniqueConstraint("member_id", "version"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    campaign_id: int = Field(foreign_key="campaigns.id", index=True)
+    member_id: int = Field(foreign_key="roster_members.id", index=True)
+    version: int
+    text: str
+    text_hash: str = Field(max_length=64)
+    created_at: datetime = created_time()
+    signed_name: str | None = Field(default=None, max_length=200)
+    signed_at: datetime | None = optional_time()
+    signed_address: str | None = Field(default=None, max_length=64)
+    signed_user_agent: str | None = Field(default=None, max_length=500)
+    countersigned_by: str | None = Field(default=None, max_length=254)
+    countersigned_at: datetime | None = optional_time()
+    pdf_file: str | None = Field(default=None, max_length=200)

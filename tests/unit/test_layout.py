@@ -25,7 +25,7 @@ CAPABILITIES = {  # tasks' package -> the packages before it that it may import
     "campaigns": set(),
     "webhooks": {"campaigns"},
     "payments": {"campaigns", "webhooks"},
-    "briefs": {"campaigns", "webhooks"},
+    "briefs": {"campaigns", "webhooks", "payments"},
     "review": {"campaigns", "webhooks", "payments"},
     "leads": {"campaigns", "webhooks"},
     "engagement": {"campaigns", "leads", "webhooks"},

@@ -1,4 +1,4 @@
-"""paying creators: approvals of what they are owed, their payout accounts, payouts, W-9s
+"""paying creators: contracts, approvals of what they are owed, payout accounts, payouts, W-9s
 
 Revision ID: 0024
 Revises: 0023
@@ -88,7 +88,33 @@ def upgrade() -> None:
     )
 
 
+    op.create_table(
+        "contracts",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("campaign_id", sa.Integer(), sa.ForeignKey("campaigns.id"), nullable=False),
+        sa.Column("member_id", sa.Integer(), sa.ForeignKey("roster_members.id"), nullable=False),
+        sa.Column("version", sa.Integer(), nullable=False),
+        sa.Column("text", sa.String(), nullable=False),
+        sa.Column("text_hash", sa.String(length=64), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("signed_name", sa.String(length=200), nullable=True),
+        sa.Column("signed_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("signed_address", sa.String(length=64), nullable=True),
+        sa.Column("signed_user_agent", sa.String(length=500), nullable=True),
+        sa.Column("countersigned_by", sa.String(length=254), nullable=True),
+        sa.Column("countersigned_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("pdf_file", sa.String(length=200), nullable=True),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("member_id", "version"),
+    )
+    op.create_index("ix_contracts_campaign_id", "contracts", ["campaign_id"])
+    op.create_index("ix_contracts_member_id", "contracts", ["member_id"])
+
+
 def downgrade() -> None:
+    op.drop_index("ix_contracts_member_id", table_name="contracts")
+    op.drop_index("ix_contracts_campaign_id", table_name="contracts")
+    op.drop_table("contracts")
     op.drop_table("tax_forms")
     op.drop_index("ix_payouts_member_id", table_name="payouts")
     op.drop_index("ix_payouts_campaign_status", table_name="payouts")
