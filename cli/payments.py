@@ -110,6 +110,28 @@ def earn_command(campaign: str = typer.Argument(..., help="The campaign (slug)."
     console.print(f"{made} new posting(s) for {campaign}.", markup=False)
 
 
+@app.command("kill-fee")
+def kill_fee_command(
+    campaign: str = typer.Argument(..., help="The campaign (slug)."),
+    creator: str = typer.Argument(..., help="The creator (handle)."),
+    reason: str = typer.Option(..., "--reason", help="Why the deliverables are cancelled."),
+) -> None:
+    """Cancel a creator's deliverables not yet approved: they earn the terms' kill fee (the
+    campaign file's `payments.kill_fee` share of each one's fee), once."""
+    from tasks.campaigns.campaign import get_campaign
+    from tasks.payments.approvals import member_by_handle
+    from tasks.payments.ledger import earn_kill_fee
+
+    settings, engine = store()
+    with transaction(engine) as session:
+        found = get_campaign(session, campaign)
+        member = member_by_handle(session, found, creator)
+        cents = earn_kill_fee(
+            session, found, member, reason=reason, actor=settings.actor, now=utcnow()
+        )
+    console.print(f"@{creator.lstrip('@')}: kill fee of {cents / 100:,.2f} earned.", markup=False)
+
+
 @app.command("reverse")
 def reverse_command(
     posting: str = typer.Argument(..., help="The posting to undo (its key, from `ledger`)."),
@@ -178,27 +200,36 @@ def approvals_command(
 def account_command(
     campaign: str = typer.Argument(..., help="The campaign (slug)."),
     creator: str = typer.Argument(..., help="The creator (handle)."),
-    account: str = typer.Argument(..., help="Their Stripe connected account id (acct_...)."),
+    account: str = typer.Argument(
+        ..., help="Their Stripe connected account id (acct_...), or PayPal email or id."
+    ),
+    provider: str = typer.Option(
+        "stripe", "--provider", help="stripe (a connected account) or paypal."
+    ),
 ) -> None:
-    """Record where a creator is paid: their Stripe connected account."""
+    """Record where a creator is paid: their Stripe connected account, or PayPal account."""
     from tasks.campaigns.campaign import get_campaign
-    from tasks.payments.payouts import set_account
+    from tasks.payments.payouts import REHEARSAL, set_account
 
+    if provider == REHEARSAL:
+        raise typer.BadParameter("stripe or paypal", param_hint="--provider")
     settings, engine = store()
     with transaction(engine) as session:
         set_account(
-            session, get_campaign(session, campaign), creator, account,
+            session, get_campaign(session, campaign), creator, account, provider=provider,
             actor=settings.actor, now=utcnow(),
         )  # fmt: skip
-    console.print(f"@{creator.lstrip('@')} is paid to Stripe account {account}.", markup=False)
+    where = "Stripe account" if provider == "stripe" else "PayPal account"
+    console.print(f"@{creator.lstrip('@')} is paid to {where} {account}.", markup=False)
 
 
 @app.command("payout")
 def payout_command(
     campaign: str = typer.Argument(..., help="The campaign (slug)."),
 ) -> None:
-    """Pay each creator their approved amount through Stripe, once. Safe to run again after a
-    crash: payouts already on their way are finished, never sent a second time."""
+    """Pay each creator their approved amount through their account's provider (Stripe,
+    PayPal), once. Safe to run again after a crash: payouts already on their way are finished,
+    never sent a second time. PayPal pays later: its webhook or `reconcile` settles them."""
     from tasks.campaigns.campaign import get_campaign
     from tasks.payments.payouts import pay, start_payouts
 
@@ -247,15 +278,15 @@ def payouts_command(
 
 @app.command("reconcile")
 def reconcile_command() -> None:
-    """Ask Stripe about payouts whose tries ran out without an answer: settle the ones it
-    made, return the others' amounts to approved."""
+    """Ask the providers about payouts in transit: Stripe payouts whose tries ran out without
+    an answer (settled if made, else returned to approved), and PayPal payouts it took (settled
+    or returned as their items stand)."""
     from tasks.payments.payouts import reconcile
 
     settings, engine = store()
     counts = reconcile(engine, settings, now=utcnow())
     console.print(
-        f"{counts['settled']} payout(s) found at Stripe and settled, "
-        f"{counts['returned']} returned to approved.",
+        f"{counts['settled']} payout(s) settled, {counts['returned']} returned to approved.",
         markup=False,
     )
 

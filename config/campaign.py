@@ -184,7 +184,9 @@ class Payments(Model):
     """How a creator's fee (their roster rate, else their tier's) is earned: split evenly over
     the brief's deliverables, each deliverable's part in `splits` (shares adding up to 1).
     What a creator is owed is paid once staff approve it: two different people for an amount
-    of `second_approval_from` or more (in the budget's currency; none: one person always)."""
+    of `second_approval_from` or more (in the budget's currency; none: one person always).
+    A creator whose remaining deliverables the campaign cancels earns `kill_fee`, a share of
+    each of their fees (none: the terms have no kill fee)."""
 
     splits: Annotated[list[PaymentSplit], Field(min_length=1, max_length=2)] = [
         PaymentSplit(on="approved", share=0.5),
@@ -192,6 +194,7 @@ class Payments(Model):
     ]
     signup_bonus: SignupBonus | None = None
     second_approval_from: Annotated[float, Field(ge=0)] | None = 1000.0
+    kill_fee: Annotated[float, Field(gt=0, le=1)] | None = None
     fec: FecFiling | None = None
 
     @model_validator(mode="after")

@@ -1,8 +1,8 @@
 """Rally's web app, assembled: the creator's brief pages (`web.briefs`), the approvers' review
 pages (`web.review`), the campaign reports for staff (`web.reports`), the staff console
 (`web.staff`, `web.staff_actions`), the JSON API (`web.api`) and the public's ways in
-(`web.public`, TikTok's webhooks in `web.webhooks`, Stripe's in `web.stripe_webhooks`), with
-the private headers on every response and the answers to errors.
+(`web.public`, TikTok's webhooks in `web.webhooks`, the payout providers' in
+`web.payout_webhooks`), with the private headers on every response and the answers to errors.
 
 A request Rally does not understand gets a plain answer that repeats nothing of what was sent,
 and a missing page the same 404 whatever was asked for.
@@ -27,13 +27,13 @@ from tasks.review.uploads import video_shelf
 from web import (
     api,
     briefs,
+    payout_webhooks,
     public,
     reports,
     review,
     sprint,
     staff,
     staff_actions,
-    stripe_webhooks,
     uploads,
 )
 from web.api_v1 import API_PREFIX, create_api, problem
@@ -62,7 +62,7 @@ def create_app(
     _answer_errors(app)
     # The public first: webhooks are the busiest.
     routers = (public, briefs, review, reports, sprint, staff, staff_actions, uploads, api)
-    for module in (*routers, stripe_webhooks):
+    for module in (*routers, payout_webhooks):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     # The API is its own app: its own OpenAPI document and problem-details errors.

@@ -43,13 +43,14 @@ from tasks.webhooks.events import Event, emit, occurrence
 # (`payable`), approved (`approved`), in a payout not yet settled (`in_transit`); and what left
 # its balance for them (`paid`).
 FEES, PAYABLE, APPROVED, IN_TRANSIT, PAID = "fees", "payable", "approved", "in_transit", "paid"
-EARNED, BONUS, REVERSAL = "earned", "bonus", "reversal"
+EARNED, BONUS, REVERSAL, KILL_FEE = "earned", "bonus", "reversal", "kill_fee"
 APPROVAL, PAYOUT, SETTLED, RETURNED = "approval", "payout", "settled", "returned"
-EARNINGS = (EARNED, BONUS, REVERSAL)  # the kinds that change what a creator is owed
+EARNINGS = (EARNED, BONUS, REVERSAL, KILL_FEE)  # the kinds that change what a creator is owed
 # The webhook event each kind of posting is told as, and what a payment posting did.
 TOLD = {
     EARNED: "payment.earned",
     BONUS: "payment.earned",
+    KILL_FEE: "payment.earned",
     REVERSAL: "payment.reversed",
     APPROVAL: "payment.approved",
     SETTLED: "payment.paid",
@@ -230,6 +231,50 @@ def earn(
         now=now,
     )
     return cents if made else 0
+
+
+def earn_kill_fee(
+    session: Session, campaign: Campaign, member: RosterMember, *, reason: str, actor: str,
+    now: datetime,
+) -> int:  # fmt: skip
+    """The campaign cancels the creator's deliverables not yet approved: they earn the terms'
+    kill fee, that share of each one's fee, posted once; the cents posted."""
+    spec = campaign_spec(campaign)
+    share = spec.payments.kill_fee
+    if share is None:
+        raise RallyError(f"payments.kill_fee: {campaign.slug}'s terms have no kill fee")
+    if not reason.strip():
+        raise RallyError("reason: say why the deliverables are cancelled")
+    rate = member_rate_cents(member, spec)
+    if rate is None:
+        raise RallyError("the creator has no fee: their roster rate and tier's are empty")
+    count = spec.brief.deliverables.count
+    taken = session.exec(
+        select(func.count(func.distinct(LedgerEntry.cause))).where(
+            LedgerEntry.member_id == member.id,
+            LedgerEntry.kind == EARNED,
+            LedgerEntry.account == PAYABLE,
+        )
+    ).one()
+    cancelled = range(taken + 1, count + 1)
+    cents = sum(int(deliverable_fee(rate, count, n) * Fraction(str(share))) for n in cancelled)
+    if cents <= 0:
+        raise RallyError("nothing to cancel: every deliverable was approved")
+    made = post(
+        session,
+        campaign,
+        member.id or 0,
+        posting=f"kill_fee:member:{member.id}",
+        kind=KILL_FEE,
+        cause=f"kill_fee:{member.id}",
+        lines=[(FEES, cents), (PAYABLE, -cents)],
+        details={"reason": reason.strip(), "deliverables": len(cancelled), "share": share},
+        actor=actor,
+        now=now,
+    )
+    if not made:
+        raise RallyError("their kill fee was posted already")
+    return cents
 
 
 def earn_due(session: Session, campaign: Campaign, *, actor: str, now: datetime) -> int:

@@ -18,6 +18,7 @@ the payout, or returns its amount to `approved`.
 """
 
 import json
+import re
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ from tenacity.wait import wait_base
 
 from config.errors import RallyError
 from config.settings import Settings
+from integrations.paypal import ITEM_NOT_PAID, ITEM_PAID, RATE, PayPal, PayPalSettings
 from integrations.stripe import Stripe, StripeSettings
 from store.audit import Change, record
 from store.db import transaction
@@ -55,8 +57,9 @@ from tasks.payments.ledger import APPROVED, IN_TRANSIT, PAID, PAYOUT, RETURNED, 
 from tasks.rate_limits import SharedRateLimit
 
 CHANNEL = "payout"
-STRIPE, REHEARSAL = "stripe", "rehearsal"
-PROVIDERS = (STRIPE, REHEARSAL)
+STRIPE, PAYPAL, REHEARSAL = "stripe", "paypal", "rehearsal"
+PROVIDERS = (STRIPE, PAYPAL, REHEARSAL)
+PAYPAL_ID = re.compile(r"[A-Z0-9]{13}")
 
 
 class NotConfigured(RallyError):
@@ -77,6 +80,13 @@ def set_account(
     account = account.strip()
     if provider == STRIPE and not (account.startswith("acct_") and 6 <= len(account) <= 254):
         raise RallyError(f"account: {account!r} is not a Stripe connected account id (acct_...)")
+    if provider == PAYPAL and not (
+        PAYPAL_ID.fullmatch(account)
+        or re.fullmatch(r"[^@\s]{1,64}@[^@\s]{1,189}\.[^@\s]+", account)
+    ):
+        raise RallyError(f"account: {account!r} is not a PayPal email address or PayPal id")
+    if provider not in PROVIDERS:
+        raise RallyError(f"provider: {provider!r} is not one of {', '.join(PROVIDERS)}")
     member = member_by_handle(session, campaign, handle)
     row = session.exec(select(PayoutAccount).where(PayoutAccount.member_id == member.id)).first()
     before = row.account if row else None
@@ -351,17 +361,39 @@ def pay(
             total = _queued(engine, provider)
             if not total:
                 continue
-            if provider == REHEARSAL:
-                paying: Transfers = RehearsalPayouts(settings.home / "payouts")
-            else:
-                paying = stripe = stripe_for(settings, http, engine)
+            paying = _provider(provider, settings, http, engine)
             report.add(_drain(engine, settings, provider, paying, total, now, limit, wait))
-            if provider == STRIPE and stripe.limit is not None:
-                stripe.limit.release()
+            held = getattr(paying, "limit", None)
+            if held is not None:
+                held.release()
         return report
     finally:
         if own:
             http.close()
+
+
+def _provider(provider: str, settings: Settings, http: httpx.Client, engine: Engine) -> Transfers:
+    """The adapter that pays through `provider`."""
+    if provider == REHEARSAL:
+        return RehearsalPayouts(settings.home / "payouts")
+    if provider == PAYPAL:
+        return paypal_for(settings, http, engine)
+    return stripe_for(settings, http, engine)
+
+
+def paypal_for(settings: Settings, client: httpx.Client, engine: Engine | None) -> PayPal:
+    """The PayPal adapter, within `integrations.paypal.RATE` shared through the store."""
+    paypal = settings.section(PayPalSettings)
+    secret = paypal.client_secret.get_secret_value()
+    if not (paypal.client_id and secret):
+        raise NotConfigured(
+            "set RALLY_PAYPAL_CLIENT_ID and RALLY_PAYPAL_CLIENT_SECRET to pay creators via PayPal"
+        )
+    limit = SharedRateLimit(engine, PAYPAL, "", *RATE) if engine is not None else None
+    return PayPal(
+        client, api_url=paypal.api_url, client_id=paypal.client_id, client_secret=secret,
+        limit=limit,
+    )  # fmt: skip
 
 
 def _queued(engine: Engine, provider: str) -> int:
@@ -410,7 +442,10 @@ def _drain(
         channel=CHANNEL,
         destination=provider,
         sender=repeat_safe(deliver),
-        handler=Handler(sent=_settled(settings.actor), dead=_given_up(settings.actor)),
+        handler=Handler(
+            sent=_accepted if provider == PAYPAL else _settled(settings.actor),
+            dead=_given_up(settings.actor),
+        ),
         batch=25,
         now=now,
         lease=timedelta(seconds=settings.outbox_lease_seconds),
@@ -426,6 +461,16 @@ def _settled(actor: str) -> Callable[[Session, list[Claimed], datetime], None]:
             settle(session, int(row.payload["payout"]), str(row.remote_id), actor=actor, now=at)
 
     return sent
+
+
+def _accepted(session: Session, rows: list[Claimed], at: datetime) -> None:
+    """PayPal took these payouts (their batch ids): they settle when its items do, by its
+    webhook or `reconcile` (one settled by a webhook meanwhile keeps its transfer's id)."""
+    for row in rows:
+        payout = session.get(Payout, int(row.payload["payout"]))
+        if payout is not None and payout.status == PayoutStatus.SENDING:
+            payout.remote_id = str(row.remote_id)
+            session.add(payout)
 
 
 def _given_up(actor: str) -> Callable[[Session, Claimed, str, datetime], None]:
@@ -447,8 +492,9 @@ def _given_up(actor: str) -> Callable[[Session, Claimed, str, datetime], None]:
 def reconcile(
     engine: Engine, settings: Settings, *, now: datetime, client: httpx.Client | None = None
 ) -> dict[str, int]:
-    """Ask the provider about each payout still in transit whose message is no longer in the
-    outbox's hands (its tries ran out): settle the ones it made, return the others."""
+    """Ask the providers about payouts still in transit: a Stripe payout whose tries ran out
+    without an answer (settled if its transfer exists, else returned), and a PayPal payout it
+    took (its item's state, as its webhook would have told)."""
     with transaction(engine, write=False) as session:
         stuck = session.exec(
             select(Payout)
@@ -459,34 +505,74 @@ def reconcile(
                 OutboxMessage.status == OutboxStatus.DEAD,
             )
         ).all()
+        taken = session.exec(
+            select(Payout).where(
+                Payout.provider == PAYPAL,
+                Payout.status == PayoutStatus.SENDING,
+                col(Payout.remote_id).is_not(None),
+            )
+        ).all()
     counts = {"settled": 0, "returned": 0}
-    if not stuck:
-        return counts
     own = client is None
     http = client or httpx.Client(timeout=httpx.Timeout(30.0, connect=5.0))
     try:
-        stripe = stripe_for(settings, http, engine)
-        for payout in stuck:
-            made = [t for t in stripe.transfers_in(payout.reference) if not t.get("reversed")]
-            with transaction(engine) as session:
-                if made:
-                    counts["settled"] += settle(
-                        session, payout.id or 0, str(made[0]["id"]), actor=settings.actor, now=now
-                    )
-                else:
-                    counts["returned"] += refuse(
-                        session,
-                        payout.id or 0,
-                        "the provider has no transfer for it",
-                        actor=settings.actor,
-                        now=now,
-                    )
-        if stripe.limit is not None:
-            stripe.limit.release()
+        if stuck:
+            stripe = stripe_for(settings, http, engine)
+            for payout in stuck:
+                made = [t for t in stripe.transfers_in(payout.reference) if not t.get("reversed")]
+                with transaction(engine) as session:
+                    if made:
+                        transfer = str(made[0]["id"])
+                        counts["settled"] += settle(
+                            session, payout.id or 0, transfer, actor=settings.actor, now=now
+                        )
+                    else:
+                        counts["returned"] += refuse(
+                            session, payout.id or 0, "the provider has no transfer for it",
+                            actor=settings.actor, now=now,
+                        )  # fmt: skip
+        if taken:
+            paypal = paypal_for(settings, http, engine)
+            for payout in taken:
+                for item in paypal.batch(payout.remote_id or ""):
+                    with transaction(engine) as session:
+                        done = on_paypal_item(session, item, actor=settings.actor, now=now)
+                    if done:
+                        counts[done] += 1
     finally:
         if own:
             http.close()
     return counts
+
+
+def on_paypal_item(
+    session: Session, item: dict[str, Any], *, actor: str, now: datetime
+) -> str | None:
+    """A PayPal payout item as its webhook or a batch read tells it: `settled` when it was
+    paid, `returned` when it will not be (its amount back to approved), None for one still
+    on its way, not ours, or settled before."""
+    paid_item = item.get("payout_item")
+    reference = paid_item.get("sender_item_id") if isinstance(paid_item, dict) else None
+    state = str(item.get("transaction_status") or "")
+    if not isinstance(reference, str):
+        return None
+    payout = session.exec(select(Payout).where(Payout.reference == reference)).first()
+    if payout is None or payout.provider != PAYPAL:
+        return None
+    if state == ITEM_PAID:
+        transaction_id = str(item.get("transaction_id") or item.get("payout_item_id") or "")
+        return (
+            "settled"
+            if settle(session, payout.id or 0, transaction_id, actor=actor, now=now)
+            else None
+        )
+    if state in ITEM_NOT_PAID:
+        errors = item.get("errors") if isinstance(item.get("errors"), dict) else {}
+        why = f"PayPal: {state}" + (
+            f" ({errors.get('name')}: {errors.get('message')})" if errors else ""
+        )
+        return "returned" if refuse(session, payout.id or 0, why, actor=actor, now=now) else None
+    return None
 
 
 def on_transfer_created(

@@ -242,3 +242,25 @@ def test_the_api_reads_the_ledger_and_balances_as_the_cli_shows_them(
     reviews_only = token(rally, "--scope", "reviews:read", "--campaign", SLUG)
     refused = client.get(f"/api/v1/campaigns/{SLUG}/ledger", headers=reviews_only)
     assert refused.status_code == 403
+
+
+def test_a_kill_fee_pays_a_share_of_each_cancelled_deliverable_once(engine, applied, rally) -> None:
+    campaign = applied / "campaign.yaml"
+    assert (
+        "no kill fee" in rally("payments", "kill-fee", SLUG, "@maya.votes.pa", "--reason", "x").err
+    )
+    campaign.write_text(campaign.read_text() + "\npayments:\n  kill_fee: 0.25\n")
+    assert rally("campaign", "apply", campaign).code == 0
+    approved(engine)  # her first deliverable: approved, earned, not cancelled
+    run = rally("payments", "kill-fee", SLUG, "@maya.votes.pa", "--reason", "  ")
+    assert run.code != 0 and "reason: say why" in run.err
+    run = rally("payments", "kill-fee", SLUG, "@maya.votes.pa", "--reason", "campaign paused")
+    assert run.code == 0, run.err
+    # Her two other deliverables, 800.00 each, at a quarter: 400.00.
+    assert "kill fee of 400.00 earned" in run.out
+    killed = {k: v for k, v in postings(engine).items() if k.startswith("kill_fee:member:")}
+    assert list(killed.values()) == [{"fees": 40_000, "payable": -40_000}]
+    again = rally("payments", "kill-fee", SLUG, "@maya.votes.pa", "--reason", "again")
+    assert again.code != 0 and "posted already" in again.err
+    owed = json.loads(rally("payments", "balances", SLUG, "--json").out)[0]
+    assert owed["fees_cents"] == MAYA_FEE // 3 // 2 + 40_000  # half the first, and the kill fee
