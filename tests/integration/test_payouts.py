@@ -19,7 +19,7 @@ from sqlmodel import col, select
 from tenacity import wait_none
 
 from config.settings import get_settings
-from store.db import transaction
+from store.db import open_store, transaction
 from store.models import AuditEvent, Campaign, Creator, LedgerEntry, OutboxMessage, Payout
 from store.types import utcnow
 from tasks.drain import DrainReport
@@ -27,6 +27,7 @@ from tasks.payments.approvals import approve
 from tasks.payments.ledger import EARNED, FEES, PAYABLE, post
 from tasks.payments.payouts import pay, set_account, start_payouts
 from tests.conftest import ROOT, SLUG
+from tests.fakes.paypal_api import FakePayPal
 from tests.fakes.stripe_api import FakeStripe, sign
 from tests.integration.test_review import T0
 
@@ -431,3 +432,146 @@ def test_a_rehearsal_pays_to_its_folder_and_never_through_stripe(
             )
         ).one()
     assert approval.details["approvers"] == ["dana", "lee"]
+
+
+# --- payouts through the PayPal fake --------------------------------------------------------
+
+
+def use_paypal(fake: FakePayPal, monkeypatch) -> FakePayPal:
+    """Rally pointed at `fake`, with its app's credentials and webhook id."""
+    monkeypatch.setenv("RALLY_PAYPAL_API_URL", fake.url)
+    monkeypatch.setenv("RALLY_PAYPAL_CLIENT_ID", fake.client_id)
+    monkeypatch.setenv("RALLY_PAYPAL_CLIENT_SECRET", fake.client_secret)
+    monkeypatch.setenv("RALLY_PAYPAL_WEBHOOK_ID", fake.webhook_id)
+    get_settings.cache_clear()
+    return fake
+
+
+@pytest.fixture
+def served(settings, tmp_path) -> Iterator[str]:
+    """Rally's web app on this test's store, for the providers' webhooks: its URL."""
+    from tests.e2e.conftest import ServedHere, _free_port
+
+    app = ServedHere(f"http://127.0.0.1:{_free_port()}", tmp_path / "web.log")
+    try:
+        yield app.ready()
+    finally:
+        app.stop()
+
+
+def paypal_ready(engine, paypal: FakePayPal, people: dict[str, int], **outcomes) -> dict[str, str]:
+    """Each creator earned and was approved their cents, with a PayPal account whose payouts
+    end as `outcomes` says (SUCCESS by default): creator -> receiver."""
+    made = {}
+    with transaction(engine) as session:
+        campaign = session.exec(select(Campaign).where(Campaign.slug == SLUG)).one()
+        for n, (handle, cents) in enumerate(people.items(), start=500):
+            member = _member(session, campaign, handle)
+            post(
+                session, campaign, member, posting=f"earned:test:{n}", kind=EARNED,
+                cause=f"creative:{n}", lines=[(FEES, cents), (PAYABLE, -cents)],
+                details={}, actor="staff:test", now=T0,
+            )  # fmt: skip
+            if not approve(session, campaign, handle, by="dana", now=T0).posted:
+                approve(session, campaign, handle, by="lee", now=T0)
+            made[handle] = paypal.add_receiver(outcomes.get(handle, "SUCCESS"))
+            set_account(
+                session, campaign, handle, made[handle], provider="paypal",
+                actor="staff:test", now=T0,
+            )  # fmt: skip
+    return made
+
+
+def statuses(engine) -> dict[str, str]:
+    with transaction(engine, write=False) as session:
+        return {p.reference: p.status for p in session.exec(select(Payout))}
+
+
+def test_a_paypal_payout_is_taken_then_settled_by_its_verified_webhook(
+    engine, applied, rally, settings, served, monkeypatch
+) -> None:
+    with FakePayPal(webhook_url=f"{served}/webhooks/paypal") as paypal:
+        use_paypal(paypal, monkeypatch)
+        maya, locked = handles(engine, 2)
+        receivers = paypal_ready(
+            engine, paypal, {maya: 30_000, locked: 20_000}, **{locked: "FAILED"}
+        )
+        run = rally("payments", "payout", SLUG)
+        assert "2 payout(s) made" in run.out, run.out + run.err
+        assert set(statuses(engine).values()) == {"sending"}  # taken, not yet paid
+        paypal.settle()
+        deliveries = paypal.wait_for_webhooks(2)
+        assert [d.status for d in deliveries] == [200, 200]
+        shown = {
+            p["creator"]: p for p in json.loads(rally("payments", "payouts", SLUG, "--json").out)
+        }
+        assert shown[maya.lstrip("@")]["status"] == "paid"
+        assert (
+            shown[maya.lstrip("@")]["transfer"]
+            == paypal.paid_to(receivers[maya])[0]["transaction_id"]
+        )
+        assert shown[locked.lstrip("@")]["status"] == "failed"
+        assert "RECEIVER_ACCOUNT_LOCKED" in shown[locked.lstrip("@")]["error"]
+        assert balance(rally, locked)["approved_cents"] == 20_000  # back, for the next run
+        forged = dict(deliveries[0].headers) | {"PAYPAL-TRANSMISSION-SIG": "forged"}
+        again = httpx.post(f"{served}/webhooks/paypal", content=deliveries[0].body, headers=forged)
+        assert again.status_code == 401
+        lines_add_up(engine)
+
+
+def test_paypal_429s_5xx_a_lost_answer_and_a_webhook_before_the_answer(
+    engine, applied, settings, served, monkeypatch
+) -> None:
+    hook = f"{served}/webhooks/paypal"
+    with FakePayPal(webhook_url=hook, settle_on_create=True, webhook_first=True) as paypal:
+        use_paypal(paypal, monkeypatch)
+        people = dict.fromkeys(handles(engine, 3), 12_500)
+        receivers = paypal_ready(engine, paypal, people)
+        paypal.fail_next(1, status=429)
+        paypal.fail_next(1, status=503)
+        # The first payout's third try: its batch is made (its webhook sent first), the answer
+        # lost. Its three tries at once are spent: it goes again later, with the same request id.
+        paypal.lose_answers(1, status=502)
+        first = paid(engine, None)
+        assert (first.sent, first.retrying, first.dead) == (2, 1, 0)
+        later = pay(engine, get_settings(), now=lambda: T0 + timedelta(hours=2), wait=wait_none())
+        assert (later.sent, later.dead) == (1, 0)
+        for receiver in receivers.values():
+            assert len(paypal.paid_to(receiver)) == 1  # nobody twice, nobody missed
+        assert set(statuses(engine).values()) == {
+            "paid"
+        }  # settled by the webhooks, which came first
+        with transaction(engine, write=False) as session:
+            settled = session.exec(
+                select(LedgerEntry).where(
+                    LedgerEntry.kind == "settled", LedgerEntry.account == "paid"
+                )
+            ).all()
+        assert len(settled) == 3 and {s.actor for s in settled} == {"paypal"}
+        assert rally_reconciles_nothing(settings)
+        lines_add_up(engine)
+
+
+def rally_reconciles_nothing(settings) -> bool:
+    from tasks.payments.payouts import reconcile
+
+    return reconcile(open_store(get_settings()), get_settings(), now=T0) == {
+        "settled": 0,
+        "returned": 0,
+    }
+
+
+def test_paypal_payouts_settled_by_reconcile_when_no_webhook_comes(
+    engine, applied, rally, settings, monkeypatch
+) -> None:
+    with FakePayPal() as paypal:  # no webhook configured at PayPal
+        use_paypal(paypal, monkeypatch)
+        maya, blocked = handles(engine, 2)
+        paypal_ready(engine, paypal, {maya: 10_000, blocked: 10_000}, **{blocked: "BLOCKED"})
+        assert "2 payout(s) made" in rally("payments", "payout", SLUG).out
+        assert "0 payout(s) settled, 0 returned" in rally("payments", "reconcile").out  # pending
+        paypal.settle()
+        assert "1 payout(s) settled, 1 returned" in rally("payments", "reconcile").out
+        assert "0 payout(s) settled, 0 returned" in rally("payments", "reconcile").out
+        assert sorted(statuses(engine).values()) == ["failed", "paid"]
+        lines_add_up(engine)
