@@ -12,7 +12,7 @@ from store.db import transaction
 from store.types import utcnow
 
 app = typer.Typer(
-    help="Payments: the ledger, what each creator is owed, approvals and payouts.",
+    help="Payments: the ledger, approvals, payouts, W-9s, tax year, disbursement reports.",
     no_args_is_help=True,
 )
 

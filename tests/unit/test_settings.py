@@ -10,6 +10,8 @@ from config.settings import Settings, normalize_database_url
 from integrations.destinations import DESTINATIONS
 from integrations.hubspot import HubSpotSettings
 from integrations.ngpvan import NgpVanSettings
+from integrations.paypal import PayPalSettings
+from integrations.stripe import StripeSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -19,6 +21,8 @@ def test_every_setting_is_documented_in_env_example() -> None:
     documented = set(re.findall(r"^#? ?(RALLY_[A-Z_]+)=", text, re.M))
     fields = {f"RALLY_{name.upper()}" for name in Settings.model_fields}
     fields |= {name for kind in DESTINATIONS.values() for name in kind.settings.variables()}
+    for payouts in (StripeSettings, PayPalSettings):
+        fields |= {f"{payouts.env_prefix}{name}".upper() for name in payouts.model_fields}
     assert fields <= documented, f"add to .env.example: {sorted(fields - documented)}"
 
 
