@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Iterator
 from datetime import timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -25,7 +26,7 @@ from store.types import utcnow
 from tasks.drain import DrainReport
 from tasks.payments.approvals import approve
 from tasks.payments.ledger import EARNED, FEES, PAYABLE, post
-from tasks.payments.payouts import pay, set_account, start_payouts
+from tasks.payments.payouts import PAYPAL, STRIPE, pay, set_account, start_payouts
 from tests.conftest import ROOT, SLUG
 from tests.fakes.paypal_api import FakePayPal
 from tests.fakes.stripe_api import FakeStripe, sign
@@ -157,12 +158,18 @@ def handles(engine, count: int) -> list[str]:
 
 
 def ready_to_pay(
-    engine, stripe: FakeStripe, people: dict[str, int], *, first: int = 0, **accounts
+    engine,
+    fake: FakeStripe | FakePayPal,
+    people: dict[str, int],
+    *,
+    first: int = 0,
+    outcomes: dict[str, Any] | None = None,
 ) -> dict[str, str]:
-    """Each creator earned and was approved their cents (postings numbered from `first`); each
-    has a Stripe account (one that cannot take transfers for those `accounts` marks False):
-    creator -> account."""
-    made = {}
+    """Each creator earned and was approved their cents (postings numbered from `first`);
+    each has an account at `fake`'s provider: at Stripe, one that cannot take transfers where
+    `outcomes` says False; at PayPal, one whose payouts end as `outcomes` says (SUCCESS by
+    default). Creator -> account."""
+    made, outcomes = {}, outcomes or {}
     with transaction(engine) as session:
         campaign = session.exec(select(Campaign).where(Campaign.slug == SLUG)).one()
         for n, (handle, cents) in enumerate(people.items(), start=first):
@@ -174,8 +181,14 @@ def ready_to_pay(
             )  # fmt: skip
             if not approve(session, campaign, handle, by="dana", now=T0).posted:
                 approve(session, campaign, handle, by="lee", now=T0)  # a second person's turn
-            made[handle] = stripe.add_account(transfers=accounts.get(handle, True))
-            set_account(session, campaign, handle, made[handle], actor="staff:test", now=T0)
+            if isinstance(fake, FakePayPal):
+                made[handle], provider = fake.add_receiver(outcomes.get(handle, "SUCCESS")), PAYPAL
+            else:
+                made[handle], provider = fake.add_account(outcomes.get(handle, True)), STRIPE
+            set_account(
+                session, campaign, handle, made[handle], provider=provider, actor="staff:test",
+                now=T0,
+            )  # fmt: skip
     return made
 
 
@@ -234,7 +247,7 @@ def test_a_refused_account_gets_its_amount_back_until_it_is_fixed(
     engine, applied, rally, stripe
 ) -> None:
     (maya,) = handles(engine, 1)
-    accounts = ready_to_pay(engine, stripe, {maya: 25_000}, **{maya: False})
+    accounts = ready_to_pay(engine, stripe, {maya: 25_000}, outcomes={maya: False})
     report = paid(engine, None)
     assert (report.sent, report.dead) == (0, 1)
     assert "insufficient_capabilities_for_transfer" in report.errors[0]
@@ -459,29 +472,6 @@ def served(settings, tmp_path) -> Iterator[str]:
         app.stop()
 
 
-def paypal_ready(engine, paypal: FakePayPal, people: dict[str, int], **outcomes) -> dict[str, str]:
-    """Each creator earned and was approved their cents, with a PayPal account whose payouts
-    end as `outcomes` says (SUCCESS by default): creator -> receiver."""
-    made = {}
-    with transaction(engine) as session:
-        campaign = session.exec(select(Campaign).where(Campaign.slug == SLUG)).one()
-        for n, (handle, cents) in enumerate(people.items(), start=500):
-            member = _member(session, campaign, handle)
-            post(
-                session, campaign, member, posting=f"earned:test:{n}", kind=EARNED,
-                cause=f"creative:{n}", lines=[(FEES, cents), (PAYABLE, -cents)],
-                details={}, actor="staff:test", now=T0,
-            )  # fmt: skip
-            if not approve(session, campaign, handle, by="dana", now=T0).posted:
-                approve(session, campaign, handle, by="lee", now=T0)
-            made[handle] = paypal.add_receiver(outcomes.get(handle, "SUCCESS"))
-            set_account(
-                session, campaign, handle, made[handle], provider="paypal",
-                actor="staff:test", now=T0,
-            )  # fmt: skip
-    return made
-
-
 def statuses(engine) -> dict[str, str]:
     with transaction(engine, write=False) as session:
         return {p.reference: p.status for p in session.exec(select(Payout))}
@@ -493,8 +483,8 @@ def test_a_paypal_payout_is_taken_then_settled_by_its_verified_webhook(
     with FakePayPal(webhook_url=f"{served}/webhooks/paypal") as paypal:
         use_paypal(paypal, monkeypatch)
         maya, locked = handles(engine, 2)
-        receivers = paypal_ready(
-            engine, paypal, {maya: 30_000, locked: 20_000}, **{locked: "FAILED"}
+        receivers = ready_to_pay(
+            engine, paypal, {maya: 30_000, locked: 20_000}, outcomes={locked: "FAILED"}
         )
         run = rally("payments", "payout", SLUG)
         assert "2 payout(s) made" in run.out, run.out + run.err
@@ -526,7 +516,7 @@ def test_paypal_429s_5xx_a_lost_answer_and_a_webhook_before_the_answer(
     with FakePayPal(webhook_url=hook, settle_on_create=True, webhook_first=True) as paypal:
         use_paypal(paypal, monkeypatch)
         people = dict.fromkeys(handles(engine, 3), 12_500)
-        receivers = paypal_ready(engine, paypal, people)
+        receivers = ready_to_pay(engine, paypal, people)
         paypal.fail_next(1, status=429)
         paypal.fail_next(1, status=503)
         # The first payout's third try: its batch is made (its webhook sent first), the answer
@@ -567,7 +557,7 @@ def test_paypal_payouts_settled_by_reconcile_when_no_webhook_comes(
     with FakePayPal() as paypal:  # no webhook configured at PayPal
         use_paypal(paypal, monkeypatch)
         maya, blocked = handles(engine, 2)
-        paypal_ready(engine, paypal, {maya: 10_000, blocked: 10_000}, **{blocked: "BLOCKED"})
+        ready_to_pay(engine, paypal, {maya: 10_000, blocked: 10_000}, outcomes={blocked: "BLOCKED"})
         assert "2 payout(s) made" in rally("payments", "payout", SLUG).out
         assert "0 payout(s) settled, 0 returned" in rally("payments", "reconcile").out  # pending
         paypal.settle()
