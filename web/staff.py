@@ -18,6 +18,7 @@ from sqlmodel import Session, select
 
 from store.db import transaction
 from store.models import Campaign
+from tasks.campaigns.campaign import campaign_spec
 from tasks.campaigns.configs import campaign_followups
 from tasks.reporting.page import kpi, label, page_charts, percent
 from tasks.review.approvers import (
@@ -248,6 +249,39 @@ def creatives_page(
         "pages": _pages(f"/staff/campaigns/{slug}/creatives", {"state": status}, page, more),
     }
     return page_response(request, "staff_creatives.html", context)
+
+
+@router.get("/staff/campaigns/{slug}/payments")
+def payments_page(request: Request, slug: str, email: StaffMember, engine: Store) -> Response:
+    """What each creator earned and where it stands, the approvals waiting for a second
+    person, and the latest payouts; staff approve a creator's waiting amount here (as `rally
+    payments approve` does, the signed-in person the approver)."""
+    from tasks.payments.approvals import waiting_approvals
+    from tasks.payments.ledger import balances
+    from tasks.payments.payouts import payouts
+
+    with transaction(engine, write=False) as session:
+        campaign = theirs(session, slug, email)
+        if campaign is None:
+            return not_found(request)
+        rows = balances(session, campaign)
+        waiting = {w["creator"]: w for w in waiting_approvals(session, campaign)}
+        paid = payouts(session, campaign)[:PAGE_SIZE]
+        threshold = campaign_spec(campaign).payments.second_approval_from
+    totals = {k: sum(r[k] for r in rows) for k in ("earned_cents", "paid_cents", "owed_cents")}
+    context = {
+        "email": email,
+        "campaign": campaign,
+        "rows": rows,
+        "waiting": waiting,
+        "payouts": paid,
+        "totals": totals,
+        "currency": campaign_spec(campaign).budget.currency,
+        "threshold": threshold,
+        "done": request.query_params.get("done", "")[:SAID_LIMIT],
+        "error": request.query_params.get("error", "")[:SAID_LIMIT],
+    }
+    return page_response(request, "staff_payments.html", context)
 
 
 @router.get("/staff/campaigns/{slug}/audit")

@@ -1,5 +1,6 @@
 """What staff do from the console (`web.staff`): mark a milestone, send a destination's dead
-letters again, record a creative's post, start the sprint or a piece of work
+letters again, record a creative's post, approve a creator's payment, start the sprint or a
+piece of work
 (`web.staff_runs`). Each form is refused
 from another site and for anyone the campaign file does not list under `staff:`; each change is
 audited with the staff member's email; the page then says what was done, or why not.
@@ -21,6 +22,7 @@ from store.audit import Change, record
 from store.db import transaction
 from store.models import Campaign, Creative, StaffRun
 from tasks.leads.status import requeue_dead
+from tasks.payments.approvals import approve
 from tasks.review.creatives import posted
 from tasks.sprint.state import LIVE, mark_milestone, real_activity, start_sprint
 from web import staff_runs
@@ -100,6 +102,28 @@ async def posted_form(
         return f"Creative {creative_id} recorded as posted."
 
     return await _act(request, slug, email, engine, settings, record_post, page="/creatives")
+
+
+@router.post("/staff/campaigns/{slug}/payments/approve")
+async def approve_form(
+    request: Request,
+    slug: str,
+    email: StaffMember,
+    engine: Store,
+    settings: AppSettings,
+    clock: Clock,
+) -> Response:
+    """Approve what a creator has waiting, as the signed-in staff member (a second, different
+    person from the campaign's threshold up)."""
+
+    def approve_waiting(session: Session, campaign: Campaign, form: dict[str, str]) -> str:
+        done = approve(session, campaign, form.get("creator", "")[:64], by=email, now=clock())
+        amount = f"{done.amount_cents / 100:,.2f} {done.currency}"
+        if done.posted:
+            return f"{done.creator}: {amount} approved for payment."
+        return f"{done.creator}: {amount} approved by you; a second person must approve it too."
+
+    return await _act(request, slug, email, engine, settings, approve_waiting, page="/payments")
 
 
 @router.post("/staff/campaigns/{slug}/start")
