@@ -11,7 +11,7 @@ from store.models import LedgerEntry
 from tests.conftest import SLUG
 from tests.e2e.conftest import Server, Tab
 from tests.e2e.pages import assert_page_fits
-from tests.integration.test_payouts import MAYA, earned
+from tests.integration.test_payouts import earned
 
 pytestmark = [
     pytest.mark.slow,
