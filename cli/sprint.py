@@ -210,6 +210,9 @@ def print_summary(s: dict[str, Any]) -> None:
         "Events: " + _pairs(s["events"]),
         "Follow-ups: " + _pairs(s["followups"]) + "; withheld: " + _pairs(s["withheld"]),
         f"Leads synced: {s['leads_synced']}",
+        "Contracts: {offered} offered, {signed} signed, {countersigned} countersigned".format(
+            **s["contracts"]
+        ),
         _payments(s["payments"], s["campaign"]),
         f"Audit chain: {s['audit']['entries']} entries, "
         + ("verified" if s["audit"]["verified"] else "BROKEN"),

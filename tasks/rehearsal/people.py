@@ -27,6 +27,8 @@ from store.models import (
     RosterMember,
     RosterStatus,
 )
+from tasks.briefs.contracts import Signature, offer, sign
+from tasks.briefs.contracts import latest as latest_contract
 from tasks.briefs.run import latest_briefs
 from tasks.briefs.status import acknowledge
 from tasks.campaigns.campaign import campaign_spec, get_campaign
@@ -88,18 +90,37 @@ def _at(start: datetime, rng: random.Random, days: float = 7.0) -> datetime:
 
 def acknowledge_briefs(engine: Engine, slug: str, week: int, seed: int, *, start: datetime) -> int:
     """Creators open their brief and acknowledge it: most in the first week, nearly all by the
-    end of the second, a few never."""
+    end of the second, a few never. The simulated staff offer the contracts first, and a
+    creator who acknowledges their brief signs their contract on the same visit."""
     share = {1: 0.75, 2: 0.85}.get(week, 0.5)
     done = 0
     with transaction(engine) as session:
         campaign = get_campaign(session, slug)
-        members = [p.member_id for p in roster(session, campaign, spec_of(campaign))]
-        for member_id, brief in latest_briefs(session, members).items():
+        offer(session, campaign, actor="rehearsal:staff", now=start)
+        names = {
+            member or 0: name or f"@{handle}"
+            for member, name, handle in session.exec(
+                select(RosterMember.id, Creator.name, Creator.handle)
+                .join(Creator, col(Creator.id) == col(RosterMember.creator_id))
+                .where(
+                    RosterMember.campaign_id == campaign.id,
+                    RosterMember.status == RosterStatus.ACTIVE,
+                )
+            )
+        }
+        for member_id, brief in latest_briefs(session, list(names)).items():
             rng = stream(seed, "ack", member_id, week)
             if brief.sent_at is None or brief.acknowledged_at is not None or rng.random() > share:
                 continue
             at = max(_at(start, rng), brief.sent_at + timedelta(minutes=5))
             acknowledge(session, brief.token, version=brief.version, now=at)
+            contract = latest_contract(session, member_id)
+            if contract is not None and contract.signed_at is None:
+                signed = Signature(
+                    contract.version, contract.text_hash, names[member_id], True,
+                    "rehearsal", "Rally rehearsal",
+                )  # fmt: skip
+                sign(session, member_id, signed, now=at)
             done += 1
     return done
 

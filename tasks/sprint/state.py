@@ -16,6 +16,7 @@ from store.audit import Change, record, verify
 from store.models import (
     Brief,
     Campaign,
+    Contract,
     Creative,
     CreativeDraft,
     Creator,
@@ -388,6 +389,7 @@ def summary(session: Session, slug: str) -> dict[str, Any]:
         "followups": followups,
         "withheld": withheld,
         "leads_synced": synced,
+        "contracts": _contract_counts(session, cid),
         "payments": {
             "creators": sum(1 for row in owed if row["earned_cents"]),
             "earned_cents": sum(row["earned_cents"] for row in owed),
@@ -397,6 +399,19 @@ def summary(session: Session, slug: str) -> dict[str, Any]:
         },
         "audit": {"entries": verification.entries, "verified": verification.ok},
     }
+
+
+def _contract_counts(session: Session, campaign_id: int | None) -> dict[str, int]:
+    """Creators offered a contract, and how many versions are signed and countersigned."""
+    table = Contract.__table__.c  # type: ignore[attr-defined]
+    offered, signed, countersigned = session.execute(
+        sa_select(
+            func.count(func.distinct(table.member_id)),
+            func.count(table.signed_at),
+            func.count(table.countersigned_at),
+        ).where(table.campaign_id == campaign_id)
+    ).one()
+    return {"offered": offered, "signed": signed, "countersigned": countersigned}
 
 
 def _count(session: Session, query: Any) -> int:

@@ -200,6 +200,13 @@ def test_make_demo_rehearses_the_sprint_and_its_summary_agrees_with_the_store(
     assert len(payouts) == one("SELECT count(*) FROM payouts WHERE status = 'paid'")
     assert sum(json.loads(p.read_text())["amount_cents"] for p in payouts) == money["paid_cents"]
     assert one("SELECT sum(amount_cents) FROM ledger_entries") == 0
+    # Each creator signed their contract when they acknowledged their brief.
+    contracts = summary["contracts"]
+    assert contracts["signed"] == one("SELECT count(*) FROM contracts WHERE signed_at IS NOT NULL")
+    assert (
+        f"Contracts: {contracts['offered']} offered, {contracts['signed']} signed" in shown.stdout
+    )
+    assert contracts["signed"] == summary["briefs"]["acknowledged"] > 0
     reviews = db.execute(
         "SELECT tier || ': ' || status, count(*) FROM review_tasks "
         "WHERE decided_at IS NOT NULL GROUP BY 1"
