@@ -87,7 +87,8 @@ def balances_command(
     from rich.table import Table
 
     columns = {"fees": "fees_cents", "bonus": "bonus_cents", "to approve": "awaiting_cents"}
-    columns |= {"approved": "approved_cents", "paid": "paid_cents", "owed": "owed_cents"}
+    columns |= {"approved": "approved_cents", "in payout": "in_transit_cents"}
+    columns |= {"paid": "paid_cents", "owed": "owed_cents"}
     currency = rows[0]["currency"] if rows else ""
     table = Table("creator", *columns, box=None, caption=f"Amounts in {currency}.")
     for row in rows:
@@ -231,7 +232,7 @@ def payout_command(
     PayPal), once. Safe to run again after a crash: payouts already on their way are finished,
     never sent a second time. PayPal pays later: its webhook or `reconcile` settles them."""
     from tasks.campaigns.campaign import get_campaign
-    from tasks.payments.payouts import pay, start_payouts
+    from tasks.payments.payouts import NotConfigured, pay, start_payouts
 
     settings, engine = store()
     with transaction(engine) as session:
@@ -239,8 +240,20 @@ def payout_command(
         started = start_payouts(session, the_campaign, actor=settings.actor, now=utcnow())
     for handle, why in started.skipped.items():
         console.print(f"{handle}: not paid: {why}.", markup=False)
-    with _progress_bar("Payouts"):
-        report = pay(engine, settings, now=utcnow)
+    if started.payouts:
+        console.print(
+            f"{started.payouts} payout(s) of {started.cents / 100:,.2f} queued.", markup=False
+        )
+    try:
+        with _progress_bar("Payouts"):
+            report = pay(engine, settings, now=utcnow)
+    except NotConfigured as exc:
+        console.print(
+            f"Not sent: {exc}. Queued payouts wait, and go with the next `rally payments "
+            "payout` (none is queued twice).",
+            markup=False,
+        )
+        raise typer.Exit(1) from None
     console.print(
         f"{report.sent} payout(s) made, {report.dead} refused, {report.retrying} to try again.",
         markup=False,

@@ -565,3 +565,22 @@ def test_paypal_payouts_settled_by_reconcile_when_no_webhook_comes(
         assert "0 payout(s) settled, 0 returned" in rally("payments", "reconcile").out
         assert sorted(statuses(engine).values()) == ["failed", "paid"]
         lines_add_up(engine)
+
+
+def test_payouts_queued_without_a_key_wait_and_go_once_it_is_set(
+    engine, applied, rally, settings, monkeypatch
+) -> None:
+    with FakeStripe() as fake:
+        (maya,) = handles(engine, 1)
+        accounts = ready_to_pay(engine, fake, {maya: 15_000})
+        monkeypatch.delenv("RALLY_STRIPE_SECRET_KEY", raising=False)
+        get_settings.cache_clear()
+        run = rally("payments", "payout", SLUG)
+        assert run.code == 1 and "1 payout(s) of 150.00 queued." in run.out
+        assert "Not sent: set RALLY_STRIPE_SECRET_KEY" in run.out and fake.transfers == []
+        assert balance(rally, maya)["in_transit_cents"] == 15_000
+        use(fake, monkeypatch)
+        again = rally("payments", "payout", SLUG)
+        assert again.code == 0 and "1 payout(s) made" in again.out and "queued" not in again.out
+        assert [t["amount"] for t in fake.paid_to(accounts[maya])] == [15_000]
+        lines_add_up(engine)
