@@ -734,9 +734,11 @@ def create_api(requests_per_minute: int) -> FastAPI:
         (`rally payments payouts --json`)."""
         from tasks.payments.payouts import payouts
 
+        after = cursor_of(paging, lambda k: isinstance(k, int) and k < 0)  # newest first: -id
+        before = -after if after is not None else None
         with reading(request, grant, slug) as (session, found):
-            rows = payouts(session, found)
-        return paged(rows, lambda r: -r["id"], paging)
+            rows = payouts(session, found, before=before, limit=paging.limit + 1)
+        return page_of(rows, lambda r: -r["id"], paging.limit)
 
     @api.get(
         "/campaigns/{slug}/runs",

@@ -22,7 +22,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from integrations.errors import IntegrationError
-from integrations.paypal import TRANSMISSION, PayPalSettings
+from integrations.paypal import TRANSMISSION, PayPal, PayPalSettings
 from integrations.stripe import (
     SIGNATURE_HEADER,
     SignatureError,
@@ -87,7 +87,8 @@ async def paypal_webhook(request: Request) -> JSONResponse:
         return JSONResponse({"error": "not a PayPal event"}, status_code=400)
     headers = {name: request.headers.get(name, "") for name in TRANSMISSION}
     try:
-        done = await asyncio.to_thread(_paypal_event, state, headers, event)
+        paypal_api = _paypal_of(request.app.state, state)
+        done = await asyncio.to_thread(_paypal_event, state, paypal_api, headers, event)
     except IntegrationError as exc:  # PayPal could not be asked: it will send the event again
         return JSONResponse({"error": str(exc)}, status_code=503)
     if done is False:
@@ -95,14 +96,23 @@ async def paypal_webhook(request: Request) -> JSONResponse:
     return JSONResponse({"ok": True, "done": done})
 
 
-def _paypal_event(state: AppState, headers: dict[str, str], event: dict[str, Any]) -> Any:
+def _paypal_of(app_state: Any, state: AppState) -> PayPal:
+    """The app's PayPal client, made on the first event and kept, with its access token, for
+    the next ones (a token per event would double PayPal's calls)."""
+    found = getattr(app_state, "paypal", None)
+    if found is None:
+        client = httpx.Client(timeout=httpx.Timeout(10.0, connect=5.0))
+        found = app_state.paypal = paypal_for(state.settings, client, None)
+    return found
+
+
+def _paypal_event(
+    state: AppState, paypal: PayPal, headers: dict[str, str], event: dict[str, Any]
+) -> Any:
     """False for an event PayPal does not vouch for; else what it did to a payout."""
-    settings = state.settings
-    with httpx.Client(timeout=httpx.Timeout(10.0, connect=5.0)) as client:
-        paypal = paypal_for(settings, client, None)
-        webhook_id = settings.section(PayPalSettings).webhook_id
-        if not paypal.verify_webhook(headers, event, webhook_id):
-            return False
+    webhook_id = state.settings.section(PayPalSettings).webhook_id
+    if not paypal.verify_webhook(headers, event, webhook_id):
+        return False
     if not str(event["event_type"]).startswith("PAYMENT.PAYOUTS-ITEM."):
         return None
     with transaction(state.engine) as session:

@@ -266,7 +266,7 @@ def payments_page(request: Request, slug: str, email: StaffMember, engine: Store
             return not_found(request)
         rows = balances(session, campaign)
         waiting = {w["creator"]: w for w in waiting_approvals(session, campaign)}
-        paid = payouts(session, campaign)[:PAGE_SIZE]
+        paid = payouts(session, campaign, limit=PAGE_SIZE)
         threshold = campaign_spec(campaign).payments.second_approval_from
     totals = {k: sum(r[k] for r in rows) for k in ("earned_cents", "paid_cents", "owed_cents")}
     context = {

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     # Validating a spec needs its classes; reading a campaign back (`campaign_overview`) does
     # not, and `rally campaign show` starts faster without them.
     from config.campaign import CampaignSpec
-    from store.models import Campaign
+    from store.models import Campaign, Creator, RosterMember
 
 ACTIVE = "active"  # RosterStatus.ACTIVE, without loading the roster's model class
 
@@ -43,6 +43,24 @@ def get_campaign(session: Session, slug: str) -> "Campaign":
     if campaign is None:
         raise _no_campaign(session, slug)
     return campaign
+
+
+def roster_member(
+    session: Session, campaign: "Campaign", handle: str, *, active: bool = False
+) -> "tuple[RosterMember, Creator] | None":
+    """The campaign's roster member with exactly this handle (no @), and their creator; with
+    `active`, only one still on the roster."""
+    from store.models import Creator, RosterMember
+
+    query = (
+        select(RosterMember, Creator)
+        .join(Creator, col(Creator.id) == col(RosterMember.creator_id))
+        .where(RosterMember.campaign_id == campaign.id, Creator.handle == handle)
+    )
+    if active:
+        query = query.where(RosterMember.status == ACTIVE)
+    found = session.exec(query).first()
+    return (found[0], found[1]) if found else None
 
 
 def campaign_row(session: Session, slug: str) -> Row[Any]:

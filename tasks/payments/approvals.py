@@ -18,7 +18,7 @@ from sqlmodel import Session, col, select
 from config.errors import RallyError
 from store.audit import Change, record
 from store.models import Campaign, Creator, LedgerEntry, PaymentApproval, RosterMember
-from tasks.campaigns.campaign import campaign_spec
+from tasks.campaigns.campaign import campaign_spec, roster_member
 from tasks.payments.ledger import APPROVAL, APPROVED, PAYABLE, post
 
 WAITING, DONE, SUPERSEDED = "waiting", "approved", "superseded"
@@ -38,18 +38,12 @@ class Approved:
 
 
 def member_by_handle(session: Session, campaign: Campaign, handle: str) -> RosterMember:
-    """The campaign's roster member with this handle (with or without @)."""
-    member = session.exec(
-        select(RosterMember)
-        .join(Creator, col(Creator.id) == col(RosterMember.creator_id))
-        .where(
-            RosterMember.campaign_id == campaign.id,
-            Creator.handle == handle.strip().lstrip("@").lower(),
-        )
-    ).first()
-    if member is None:
+    """The campaign's roster member with this handle (with or without @), whether or not
+    still on the roster: a creator taken off it may still be owed."""
+    found = roster_member(session, campaign, handle.strip().lstrip("@").lower())
+    if found is None:
         raise RallyError(f"creator: @{handle.lstrip('@')} is not on {campaign.slug}'s roster")
-    return member
+    return found[0]
 
 
 def balance(session: Session, member_id: int, account: str) -> int:
@@ -76,9 +70,8 @@ def approve(
     waiting = balance(session, member.id, PAYABLE)
     if waiting <= 0:
         raise RallyError(f"{creator}: nothing awaits approval")
-    payments = campaign_spec(campaign).payments
-    currency = campaign_spec(campaign).budget.currency
-    threshold = payments.second_approval_from
+    spec = campaign_spec(campaign)
+    currency, threshold = spec.budget.currency, spec.payments.second_approval_from
     needed = 2 if threshold is not None and waiting >= round(threshold * 100) else 1
     open_ = session.exec(
         select(PaymentApproval).where(

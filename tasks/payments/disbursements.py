@@ -23,12 +23,13 @@ import unicodedata
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from config.campaign import FecFiling
 from config.errors import RallyError
-from store.models import Campaign, Creator, Payout, PayoutStatus, RosterMember, TaxForm
+from store.models import Campaign, Creator, Payout, TaxForm
 from tasks.campaigns.campaign import campaign_spec
+from tasks.payments.payouts import settled_payouts
 
 ITEMIZED_OVER_CENTS = 200_00
 SEPARATOR, END = "\x1c", "\r\n"  # the .fec format's field and record separators
@@ -121,19 +122,7 @@ def disbursements(session: Session, start: date, end: date) -> Disbursements:
         raise RallyError("from, to: a report's period lies within one calendar year")
     year_start = datetime(start.year, 1, 1, tzinfo=UTC)
     until = datetime.combine(end + timedelta(days=1), time(), tzinfo=UTC)
-    rows = session.exec(
-        select(Payout, Creator, TaxForm)
-        .join(RosterMember, col(RosterMember.id) == col(Payout.member_id))
-        .join(Creator, col(Creator.id) == col(RosterMember.creator_id))
-        .outerjoin(TaxForm, col(TaxForm.creator_id) == col(Creator.id))
-        .where(
-            Payout.status == PayoutStatus.PAID,
-            Payout.provider != "rehearsal",
-            col(Payout.settled_at) >= year_start,
-            col(Payout.settled_at) < until,
-        )
-        .order_by(col(Payout.settled_at), col(Payout.id))
-    ).all()
+    rows = settled_payouts(session, year_start, until)
     found = Disbursements()
     by_payee: dict[int, list[tuple[Payout, int]]] = {}
     totals: dict[int, int] = {}

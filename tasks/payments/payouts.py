@@ -1,4 +1,5 @@
-"""Paying creators their approved amounts through the payout provider (Stripe Connect), once.
+"""Paying creators their approved amounts through their account's provider (Stripe Connect,
+PayPal Payouts; a rehearsal's folder), once.
 
 A payout run (`start_payouts`) makes, for each creator with an approved amount and a payout
 account, a payout: its row, its posting (`approved` to `in_transit`) and its outbox message, in
@@ -9,8 +10,10 @@ answers together: a drain killed after the provider moved the money and before R
 it sends the same calls again, and the provider answers each with its first transfer. Nobody is
 paid twice, and nobody is missed: a message stays in the outbox until its answer is recorded.
 
-The provider's answer and its webhook (`transfer.created`, naming the payout in its metadata)
-settle a payout alike, whichever comes first: `in_transit` to `paid`; the other finds it done.
+Stripe's answer and its webhook (`transfer.created`, naming the payout in its metadata) settle
+a payout alike, whichever comes first: `in_transit` to `paid`; the other finds it done. PayPal
+takes a payout and pays later: its item's webhook (or `reconcile`'s read of the batch) settles
+it, or returns it.
 A refusal (an unknown account, one that cannot take transfers) posts the amount back to
 `approved`, for the next run once the account is fixed. A payout whose tries ran out without any
 answer stays in transit: `reconcile` asks the provider whether its transfer exists, and settles
@@ -33,6 +36,7 @@ from tenacity.wait import wait_base
 
 from config.errors import RallyError
 from config.settings import Settings
+from integrations.crm import RateLimit
 from integrations.paypal import ITEM_NOT_PAID, ITEM_PAID, RATE, PayPal, PayPalSettings
 from integrations.stripe import Stripe, StripeSettings
 from store.audit import Change, record
@@ -47,13 +51,23 @@ from store.models import (
     PayoutAccount,
     PayoutStatus,
     RosterMember,
+    TaxForm,
 )
 from tasks import progress
 from tasks.campaigns.campaign import campaign_spec
 from tasks.drain import DrainReport, Handler, drain, repeat_safe
 from tasks.outbox import MAX_ATTEMPTS, Claimed, enqueue, retrying
-from tasks.payments.approvals import member_by_handle
-from tasks.payments.ledger import APPROVED, IN_TRANSIT, PAID, PAYOUT, RETURNED, SETTLED, post
+from tasks.payments.approvals import approve, member_by_handle
+from tasks.payments.ledger import (
+    APPROVED,
+    IN_TRANSIT,
+    PAID,
+    PAYABLE,
+    PAYOUT,
+    RETURNED,
+    SETTLED,
+    post,
+)
 from tasks.rate_limits import SharedRateLimit
 
 CHANNEL = "payout"
@@ -302,7 +316,10 @@ def stripe_for(settings: Settings, client: httpx.Client, engine: Engine | None) 
 
 
 class Transfers(Protocol):
-    """What pays a payout: Stripe, or a rehearsal's folder."""
+    """What pays a payout: Stripe, PayPal, or a rehearsal's folder; `limit` is the rate limit
+    it holds slots of, given back after a run."""
+
+    limit: RateLimit | None
 
     def transfer(
         self,
@@ -324,6 +341,7 @@ class RehearsalPayouts:
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
+        self.limit: RateLimit | None = None  # a folder has no rate limit
 
     def transfer(
         self,
@@ -363,9 +381,8 @@ def pay(
                 continue
             paying = _provider(provider, settings, http, engine)
             report.add(_drain(engine, settings, provider, paying, total, now, limit, wait))
-            held = getattr(paying, "limit", None)
-            if held is not None:
-                held.release()
+            if paying.limit is not None:
+                paying.limit.release()
         return report
     finally:
         if own:
@@ -590,15 +607,21 @@ def on_transfer_created(
     return settle(session, payout.id or 0, transfer["id"], actor=actor, now=now)
 
 
-def payouts(session: Session, campaign: Campaign) -> list[dict[str, Any]]:
-    """The campaign's payouts, newest first, with their creator."""
-    rows = session.exec(
+def payouts(
+    session: Session, campaign: Campaign, *, before: int | None = None, limit: int | None = None
+) -> list[dict[str, Any]]:
+    """The campaign's payouts, newest first, with their creator; with `before` and `limit`, a
+    page of those older than payout `before`."""
+    query = (
         select(Payout, Creator.handle)
         .join(RosterMember, col(RosterMember.id) == col(Payout.member_id))
         .join(Creator, col(Creator.id) == col(RosterMember.creator_id))
         .where(Payout.campaign_id == campaign.id)
         .order_by(col(Payout.id).desc())
-    ).all()
+    )
+    if before is not None:
+        query = query.where(col(Payout.id) < before)
+    rows = session.exec(query.limit(limit)).all()
     return [
         {
             "id": p.id,
@@ -617,15 +640,30 @@ def payouts(session: Session, campaign: Campaign) -> list[dict[str, Any]]:
     ]
 
 
+def settled_payouts(session: Session, since: datetime, until: datetime) -> Any:
+    """The payouts that settled from `since` up to `until` (not a rehearsal's), oldest first,
+    each with its creator and their W-9 (None without one): what left the payer's balance."""
+    return session.exec(
+        select(Payout, Creator, TaxForm)
+        .join(RosterMember, col(RosterMember.id) == col(Payout.member_id))
+        .join(Creator, col(Creator.id) == col(RosterMember.creator_id))
+        .outerjoin(TaxForm, col(TaxForm.creator_id) == col(Creator.id))
+        .where(
+            Payout.status == PayoutStatus.PAID,
+            Payout.provider != REHEARSAL,
+            col(Payout.settled_at) >= since,
+            col(Payout.settled_at) < until,
+        )
+        .order_by(col(Payout.settled_at), col(Payout.id))
+    ).all()
+
+
 def rehearse_payouts(
     session: Session, campaign: Campaign, approvers: list[str], *, now: datetime
 ) -> Started:
     """A rehearsal's money: its simulated staff approve what each creator has waiting (a
     second of them where the amount needs two), each simulated creator has a rehearsal
     account, and their payouts are queued; `pay` writes them to the payouts folder."""
-    from tasks.payments.approvals import approve
-    from tasks.payments.ledger import PAYABLE
-
     first = approvers[0]
     second = next((a for a in approvers[1:] if a.lower() != first.lower()), "rehearsal:approver")
     waiting = session.exec(

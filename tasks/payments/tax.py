@@ -5,8 +5,8 @@ nonemployee compensation: USD 600 for payments through 2025, USD 2,000 for payme
 2026, indexed for inflation from 2027. For a year after the last one Rally knows,
 `Settings.nec_threshold` gives the published figure; until it is set, the last known one is
 used, and the list says so. What counts is what left the payer's balance for the creator:
-settled payouts (`paid` postings) in USD, by the day they settled (UTC), across every campaign
-in the store, as one store is one payer.
+settled payouts in USD (`tasks.payments.payouts.settled_payouts`), by the day they settled
+(UTC), across every campaign in the store, as one store is one payer.
 
 Only the last four digits of a taxpayer id are kept, to tell forms apart; a whole number is
 refused, so that none is ever in the store, its backups or its audit log.
@@ -17,13 +17,12 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import func
-from sqlmodel import Session, col, select
+from sqlmodel import Session, select
 
 from config.errors import RallyError
 from store.audit import Change, record
-from store.models import Creator, LedgerEntry, RosterMember, TaxForm
-from tasks.payments.ledger import PAID
+from store.models import Creator, TaxForm
+from tasks.payments.payouts import settled_payouts
 
 # The threshold in cents from the first payment year it applies to.
 THRESHOLDS = {2025: 60_000, 2026: 200_000}
@@ -149,36 +148,21 @@ def tax_year(session: Session, year: int, *, override_usd: float | None = None) 
     threshold, source = nec_threshold(year, override_usd)
     start = datetime(year, 1, 1, tzinfo=UTC)
     end = datetime(year + 1, 1, 1, tzinfo=UTC)
-    paid = session.exec(
-        select(Creator.id, -func.sum(LedgerEntry.amount_cents))
-        .select_from(LedgerEntry)
-        .join(RosterMember, col(RosterMember.id) == col(LedgerEntry.member_id))
-        .join(Creator, col(Creator.id) == col(RosterMember.creator_id))
-        .where(
-            LedgerEntry.account == PAID,
-            LedgerEntry.currency == CURRENCY,
-            col(LedgerEntry.created_at) >= start,
-            col(LedgerEntry.created_at) < end,
-        )
-        .group_by(col(Creator.id))
-    ).all()
-    creators = {
-        c.id or 0: c
-        for c in session.exec(select(Creator).where(col(Creator.id).in_([p[0] for p in paid])))
-    }
-    forms = {
-        f.creator_id: f
-        for f in session.exec(select(TaxForm).where(col(TaxForm.creator_id).in_(list(creators))))
-    }
+    paid: dict[int, int] = {}
+    creators: dict[int, tuple[Creator, TaxForm | None]] = {}
+    for payout, creator, form in settled_payouts(session, start, end):
+        if payout.currency == CURRENCY:
+            paid[creator.id or 0] = paid.get(creator.id or 0, 0) + payout.amount_cents
+            creators[creator.id or 0] = (creator, form)
     rows: list[dict[str, Any]] = []
-    for creator_id, cents in paid:
-        creator, form = creators[creator_id or 0], forms.get(creator_id or 0)
-        needs = int(cents) >= threshold
+    for creator_id, cents in paid.items():
+        creator, form = creators[creator_id]
+        needs = cents >= threshold
         rows.append(
             {
                 "creator": creator.handle,
                 "name": (form.legal_name if form else None) or creator.name,
-                "paid_cents": int(cents),
+                "paid_cents": cents,
                 "needs_1099_nec": needs,
                 "w9_on_file": form is not None,
                 "w9_collected_on": form.collected_on.isoformat() if form else None,

@@ -29,9 +29,8 @@ from store.models import (
     PolicyFinding,
     ReviewTask,
     RosterMember,
-    RosterStatus,
 )
-from tasks.campaigns.campaign import campaign_spec, get_campaign
+from tasks.campaigns.campaign import campaign_spec, get_campaign, roster_member
 from tasks.campaigns.configs import campaign_policy
 from tasks.review.checks import DraftFacts, Finding, evaluate
 from tasks.review.routing import cancel_tasks, notify_creator, open_task, route
@@ -65,18 +64,10 @@ class Submitted:
 
 
 def _member(session: Session, campaign: Campaign, handle: str) -> tuple[RosterMember, Creator]:
-    row = session.exec(
-        select(RosterMember, Creator)
-        .join(Creator, col(Creator.id) == col(RosterMember.creator_id))
-        .where(
-            RosterMember.campaign_id == campaign.id,
-            Creator.handle == handle.removeprefix("@"),
-            RosterMember.status == RosterStatus.ACTIVE,
-        )
-    ).first()
-    if row is None:
+    found = roster_member(session, campaign, handle.removeprefix("@"), active=True)
+    if found is None:
         raise RallyError(f"@{handle.removeprefix('@')} is not on the roster of {campaign.slug}")
-    return row[0], row[1]
+    return found
 
 
 def facts_for(
