@@ -210,9 +210,9 @@ def account_command(
 ) -> None:
     """Record where a creator is paid: their Stripe connected account, or PayPal account."""
     from tasks.campaigns.campaign import get_campaign
-    from tasks.payments.payouts import REHEARSAL, set_account
+    from tasks.payments.payouts import PAYPAL, STRIPE, set_account
 
-    if provider == REHEARSAL:
+    if provider not in (STRIPE, PAYPAL):  # a rehearsal's accounts are the rehearsal's own
         raise typer.BadParameter("stripe or paypal", param_hint="--provider")
     settings, engine = store()
     with transaction(engine) as session:
