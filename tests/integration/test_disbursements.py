@@ -7,6 +7,7 @@ disclaimer archive of what was posted."""
 import csv
 import io
 import json
+import re
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 
@@ -107,6 +108,8 @@ def test_a_quarter_of_payouts_as_schedule_b_against_a_hand_worked_example(
     ]  # fmt: skip
     assert fec == "".join("\x1c".join(record) + "\r\n" for record in expected)
     assert all(len(record) == len(SB_FIELDS) == 44 for record in expected)
+    widths = [width for _, width in SCHEDULE_B]
+    assert all(len(v) <= w for r in expected for v, w in zip(r, widths, strict=True))
     by_csv = list(csv.reader(io.StringIO(
         (folder / "disbursements-2027-01-01-2027-03-31.fec.csv").read_text()
     )))  # fmt: skip
@@ -121,9 +124,36 @@ def test_a_quarter_of_payouts_as_schedule_b_against_a_hand_worked_example(
     ]
 
 
+# Schedule B's columns in the format's order, with their widths, as fecgov/fecfile-validate's
+# `schema/SchB.json` (spec 8.3.0.1, the layout of 8.0 to 8.5) lists them.
+SCHEDULE_B = [
+    ("FORM TYPE", 8), ("FILER COMMITTEE ID NUMBER", 9), ("TRANSACTION ID", 20),
+    ("BACK REFERENCE TRAN ID NUMBER", 20), ("BACK REFERENCE SCHED NAME", 8), ("ENTITY TYPE", 3),
+    ("PAYEE ORGANIZATION NAME", 200), ("PAYEE LAST NAME", 30), ("PAYEE FIRST NAME", 20),
+    ("PAYEE MIDDLE NAME", 20), ("PAYEE PREFIX", 10), ("PAYEE SUFFIX", 10),
+    ("PAYEE STREET 1", 34), ("PAYEE STREET 2", 34), ("PAYEE CITY", 30), ("PAYEE STATE", 2),
+    ("PAYEE ZIP", 9), ("ELECTION CODE", 5), ("ELECTION OTHER DESCRIPTION", 20),
+    ("EXPENDITURE DATE", 8), ("EXPENDITURE AMOUNT", 12), ("SEMI-ANNUAL REFUNDED BUNDLED AMT", 12),
+    ("EXPENDITURE PURPOSE DESCRIP", 100), ("CATEGORY CODE", 3),
+    ("BENEFICIARY COMMITTEE FEC ID", 9), ("BENEFICIARY COMMITTEE NAME", 200),
+    ("BENEFICIARY CANDIDATE FEC ID", 9), ("BENEFICIARY CANDIDATE LAST NAME", 30),
+    ("BENEFICIARY CANDIDATE FIRST NAME", 20), ("BENEFICIARY CANDIDATE MIDDLE NAME", 20),
+    ("BENEFICIARY CANDIDATE PREFIX", 10), ("BENEFICIARY CANDIDATE SUFFIX", 10),
+    ("BENEFICIARY CANDIDATE OFFICE", 1), ("BENEFICIARY CANDIDATE STATE", 2),
+    ("BENEFICIARY CANDIDATE DISTRICT", 2), ("CONDUIT NAME", 200), ("CONDUIT STREET1", 34),
+    ("CONDUIT STREET2", 34), ("CONDUIT CITY", 30), ("CONDUIT STATE", 2), ("CONDUIT ZIP", 9),
+    ("MEMO CODE", 1), ("MEMO TEXT/DESCRIPTION", 100),
+    ("REFERENCE TO SI OR SL SYSTEM CODE THAT IDENTIFIES THE ACCOUNT", 9),
+]  # fmt: skip
+
+
 def test_the_format_s_fields_and_widths(engine, filing) -> None:
     """The record keeps the format's order (fecfile-validate's SchB, 8.x) where Rally fills
     it, and the widths Rally checks are the format's."""
+    named = [re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_") for name, _ in SCHEDULE_B]
+    assert list(SB_FIELDS) == named  # every column, in the format's order
+    widths = dict(zip(SB_FIELDS, (width for _, width in SCHEDULE_B), strict=True))
+    assert {name: widths[name] for name in WIDTHS} == WIDTHS
     assert SB_FIELDS[:6] == (
         "form_type", "filer_committee_id_number", "transaction_id",
         "back_reference_tran_id_number", "back_reference_sched_name", "entity_type",
