@@ -28,6 +28,7 @@ limits, then the route (404 for an unknown path, 405 for a known path with anoth
 import contextlib
 import json
 import math
+import queue
 import re
 import socket
 import sys
@@ -467,3 +468,53 @@ class Remote:
     env: Callable[[Any], dict[str, str]]
     options: Callable[[Any], str]
     holds: Callable[[Any, str], bool]
+
+
+class AfterAnswer:
+    """Events a fake sends once the answer to the request that made them is written (at once
+    for one made outside a request, such as a test's own call), one at a time from a thread of
+    their own and in the order they were made: a client that acts on an answer never sees the
+    event of its act overtake the answer's."""
+
+    def __init__(self, deliver: Callable[[Any], None], name: str) -> None:
+        self._deliver, self._name = deliver, name
+        self._queue: queue.Queue[tuple[Any, threading.Event] | None] = queue.Queue()
+        self._local = threading.local()
+        self._worker: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._worker = threading.Thread(target=self._run, name=self._name, daemon=True)
+        self._worker.start()
+
+    def stop(self) -> None:
+        if self._worker is not None:
+            self._queue.put(None)
+            self._worker.join(timeout=15)
+            self._worker = None
+
+    def add(self, event: Any) -> None:
+        """Send `event` after the answer being made on this thread (if any) is written."""
+        written = threading.Event()
+        waiting = getattr(self._local, "answers", None)
+        if waiting is None:
+            written.set()
+        else:
+            waiting.append(written)
+        self._queue.put((event, written))
+
+    @contextlib.contextmanager
+    def answering(self) -> Iterator[None]:
+        """Around the writing of one answer: the events made meanwhile wait for its end."""
+        self._local.answers = []
+        try:
+            yield
+        finally:
+            answers, self._local.answers = self._local.answers, None
+            for written in answers:
+                written.set()
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            event, written = item
+            written.wait()
+            self._deliver(event)

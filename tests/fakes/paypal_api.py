@@ -42,7 +42,6 @@ import base64
 import hashlib
 import hmac
 import json
-import queue
 import re
 import secrets
 import string
@@ -61,6 +60,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 
 from tests.fakes.http_server import (
+    AfterAnswer,
     Clock,
     FakeHttpServer,
     RecordedRequest,
@@ -200,9 +200,7 @@ class FakePayPal(FakeHttpServer):
         self._lose: deque[int | None] = deque()
         self._lock = threading.Lock()
         self._sent = threading.Condition()
-        self._local = threading.local()
-        self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue()
-        self._worker: threading.Thread | None = None
+        self._events = AfterAnswer(self._deliver, f"{type(self).__name__}-webhooks")
         self._client: httpx.Client | None = None
         self.window = (
             self.rate_limit(rate[0], per=rate[1], sliding=sliding) if rate is not None else None
@@ -264,7 +262,7 @@ class FakePayPal(FakeHttpServer):
                         moved.append(_copy(item))
                 _complete(batch)
         for event in events:
-            self._queue.put(event)
+            self._events.add(event)
         return moved
 
     def fail_next(
@@ -372,7 +370,7 @@ class FakePayPal(FakeHttpServer):
                     self._saved[request_id].done = True
         else:
             for event in events:
-                self._after_answer(event)
+                self._events.add(event)
         if lost is None:
             raise _AnswerLost
         if lost:
@@ -491,18 +489,12 @@ class FakePayPal(FakeHttpServer):
     def start(self) -> Self:
         super().start()
         self._client = httpx.Client(timeout=10.0, trust_env=False)
-        self._worker = threading.Thread(
-            target=self._deliver_queued, name=f"{type(self).__name__}-webhooks", daemon=True
-        )
-        self._worker.start()
+        self._events.start()
         return self
 
     def stop(self) -> None:
         super().stop()
-        if self._worker is not None:
-            self._queue.put(None)
-            self._worker.join(timeout=15)
-            self._worker = None
+        self._events.stop()
         if self._client is not None:
             self._client.close()
             self._client = None
@@ -515,15 +507,11 @@ class FakePayPal(FakeHttpServer):
         if length.isdigit() and int(length) > self.max_body:
             self._refuse_unread(handler)
             return
-        self._local.events = []
-        try:
-            super()._serve(handler)
-        except _AnswerLost:
-            handler.close_connection = True
-        finally:
-            events, self._local.events = self._local.events, None
-            for event in events:
-                self._queue.put(event)
+        with self._events.answering():
+            try:
+                super()._serve(handler)
+            except _AnswerLost:
+                handler.close_connection = True
 
     def _refuse_unread(self, handler: _Handler) -> None:
         parts = urlsplit(handler.path)
@@ -777,17 +765,6 @@ class FakePayPal(FakeHttpServer):
 
     def _href(self, path: str) -> str:
         return (self.url if self._server is not None else SANDBOX) + path
-
-    def _after_answer(self, event: dict[str, Any]) -> None:
-        pending = getattr(self._local, "events", None)
-        if pending is None:
-            self._queue.put(event)
-        else:
-            pending.append(event)
-
-    def _deliver_queued(self) -> None:
-        while (event := self._queue.get()) is not None:
-            self._deliver(event)
 
     def _deliver(self, event: dict[str, Any]) -> None:
         """POST the event to `webhook_url` with PayPal's transmission headers, and record the

@@ -29,7 +29,6 @@ idempotent answer, then closes the connection (or answers a 5xx) instead of answ
 import hashlib
 import hmac
 import json
-import queue
 import re
 import secrets
 import string
@@ -45,6 +44,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 
 from tests.fakes.http_server import (
+    AfterAnswer,
     Clock,
     FakeHttpServer,
     RecordedRequest,
@@ -128,9 +128,7 @@ class FakeStripe(FakeHttpServer):
         self._lose: deque[int | None] = deque()
         self._lock = threading.Lock()
         self._sent = threading.Condition()
-        self._local = threading.local()
-        self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue()
-        self._worker: threading.Thread | None = None
+        self._events = AfterAnswer(self._deliver, f"{type(self).__name__}-webhooks")
         self._client: httpx.Client | None = None
         self.window = (
             self.rate_limit(rate[0], per=rate[1], sliding=sliding) if rate is not None else None
@@ -181,7 +179,7 @@ class FakeStripe(FakeHttpServer):
             transfer["reversed"] = transfer["amount_reversed"] == transfer["amount"]
             self.balance[transfer["currency"]] += amount
             event = self._event("transfer.reversed", transfer, None, None)
-        self._queue.put(event)
+        self._events.add(event)
         return _copy(transfer)
 
     def fail_next(
@@ -257,7 +255,7 @@ class FakeStripe(FakeHttpServer):
                 if key is not None:
                     self._saved[key].done = True
             else:
-                self._after_answer(event)
+                self._events.add(event)
         if lost is None:
             raise _AnswerLost
         if lost:
@@ -359,18 +357,12 @@ class FakeStripe(FakeHttpServer):
     def start(self) -> Self:
         super().start()
         self._client = httpx.Client(timeout=10.0, trust_env=False)
-        self._worker = threading.Thread(
-            target=self._deliver_queued, name=f"{type(self).__name__}-webhooks", daemon=True
-        )
-        self._worker.start()
+        self._events.start()
         return self
 
     def stop(self) -> None:
         super().stop()
-        if self._worker is not None:
-            self._queue.put(None)
-            self._worker.join(timeout=15)
-            self._worker = None
+        self._events.stop()
         if self._client is not None:
             self._client.close()
             self._client = None
@@ -383,15 +375,11 @@ class FakeStripe(FakeHttpServer):
         if length.isdigit() and int(length) > MAX_BODY:
             self._refuse_unread(handler)
             return
-        self._local.events = []
-        try:
-            super()._serve(handler)
-        except _AnswerLost:
-            handler.close_connection = True
-        finally:
-            events, self._local.events = self._local.events, None
-            for event in events:
-                self._queue.put(event)
+        with self._events.answering():
+            try:
+                super()._serve(handler)
+            except _AnswerLost:
+                handler.close_connection = True
 
     def _refuse_unread(self, handler: _Handler) -> None:
         parts = urlsplit(handler.path)
@@ -525,17 +513,6 @@ class FakeStripe(FakeHttpServer):
         }
         self.events.append(event)
         return event
-
-    def _after_answer(self, event: dict[str, Any]) -> None:
-        pending = getattr(self._local, "events", None)
-        if pending is None:
-            self._queue.put(event)
-        else:
-            pending.append(event)
-
-    def _deliver_queued(self) -> None:
-        while (event := self._queue.get()) is not None:
-            self._deliver(event)
 
     def _deliver(self, event: dict[str, Any]) -> None:
         """POST the event to `webhook_url`, signed, and record the receiver's answer."""
