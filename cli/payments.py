@@ -381,6 +381,13 @@ def tax_year_command(
     missing = sum(1 for row in found["creators"] if row["missing_w9"])
     if missing:
         console.print(f"{missing} creator(s) need a 1099-NEC and have no W-9 on file.")
+    for row in found["agencies"]:
+        needed = "1099-NEC needed" if row["needs_1099_nec"] else "no 1099-NEC"
+        console.print(
+            f"Paid through agency {row['agency']}: {row['paid_cents'] / 100:,.2f} "
+            f"{found['currency']}, {needed} (its W-9 is kept outside Rally).",
+            markup=False,
+        )
 
 
 @app.command("disbursements")
@@ -411,7 +418,7 @@ def disbursements_command(
         raise typer.BadParameter("give days as YYYY-MM-DD", param_hint="--from/--to") from None
     with transaction(engine, write=False) as session:
         filing = filing_of(get_campaign(session, campaign))
-        found = disbursements(session, first, last)
+        found = disbursements(session, first, last, filing)
     folder = settings.exports / campaign
     folder.mkdir(parents=True, exist_ok=True)
     stem = folder / f"disbursements-{first}-{last}"
@@ -422,10 +429,13 @@ def disbursements_command(
     }
     for path, text in written.items():
         path.write_text(text, encoding="ascii", errors="replace", newline="")
-    total = sum(line.amount_cents for line in found.lines)
+    itemized = [line for line in found.lines if not line.memo_of]
+    memos = len(found.lines) - len(itemized)
+    total = sum(line.amount_cents for line in itemized)
     console.print(
-        f"{len(found.lines)} itemized disbursement(s), {total / 100:,.2f} USD; "
-        f"{found.unitemized_payments} unitemized, {found.unitemized_cents / 100:,.2f} USD.",
+        f"{len(itemized)} itemized disbursement(s), {total / 100:,.2f} USD"
+        + (f" (with {memos} memo entries for creators paid through an agency)" if memos else "")
+        + f"; {found.unitemized_payments} unitemized, {found.unitemized_cents / 100:,.2f} USD.",
         markup=False,
     )
     for path in written:

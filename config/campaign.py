@@ -167,17 +167,43 @@ class FecFiling(Model):
     """How the committee reports creators' payments to the FEC as itemized disbursements
     (Schedule B): its FEC id, the form line (`SB17` on a candidate committee's Form 3, `SB21B`
     for a PAC's operating expenditures on Form 3X), the election, and the purpose and category
-    each line carries."""
+    each line carries. A candidate committee aggregates a payee's payments per election cycle,
+    from `cycle_starts` (the day after the previous general election for the seat); a PAC per
+    calendar year."""
 
     committee_id: Annotated[str, Field(pattern=r"^C\d{8}$")]
     form_type: Literal["SB17", "SB21B"] = "SB21B"
     election_code: Annotated[str, Field(pattern=r"^[GPRSCEO]\d{4}$")] | None = None
+    cycle_starts: date | None = None
     purpose: Annotated[str, Field(min_length=1, max_length=100)] = (
         "Online advertising: creator content"
     )
     category: Literal[
         "001", "002", "003", "004", "005", "006", "007", "008", "009", "010", "011", "012"
     ] = "004"
+
+    @model_validator(mode="after")
+    def _cycle_for_candidates(self) -> "FecFiling":
+        if self.form_type == "SB17" and self.cycle_starts is None:
+            raise ValueError(
+                "cycle_starts: a candidate committee (SB17) aggregates per election cycle; "
+                "give the day after the previous general election for the seat"
+            )
+        if self.form_type == "SB21B" and self.cycle_starts is not None:
+            raise ValueError("cycle_starts: a PAC (SB21B) aggregates per calendar year")
+        return self
+
+
+class Agency(Model):
+    """A talent agency or management company some creators are paid through: the payee of
+    their payouts, itemized with a memo entry for each creator it paid (the ultimate payee)."""
+
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    street: Annotated[str, Field(min_length=1, max_length=34)]
+    street2: Annotated[str, Field(max_length=34)] | None = None
+    city: Annotated[str, Field(min_length=1, max_length=30)]
+    state: Annotated[str, Field(pattern=r"^[A-Z]{2}$")]
+    zip: Annotated[str, Field(pattern=r"^\d{5}(-?\d{4})?$")]
 
 
 class Payments(Model):
@@ -186,7 +212,8 @@ class Payments(Model):
     What a creator is owed is paid once staff approve it: two different people for an amount
     of `second_approval_from` or more (in the budget's currency; none: one person always).
     A creator whose remaining deliverables the campaign cancels earns `kill_fee`, a share of
-    each of their fees (none: the terms have no kill fee)."""
+    each of their fees (none: the terms have no kill fee). A roster's `agency` column names one
+    of `agencies` for a creator paid through it."""
 
     splits: Annotated[list[PaymentSplit], Field(min_length=1, max_length=2)] = [
         PaymentSplit(on="approved", share=0.5),
@@ -196,6 +223,7 @@ class Payments(Model):
     second_approval_from: Annotated[float, Field(ge=0)] | None = 1000.0
     kill_fee: Annotated[float, Field(gt=0, le=1)] | None = None
     fec: FecFiling | None = None
+    agencies: dict[Identifier, Agency] = {}
 
     @model_validator(mode="after")
     def _whole_fee(self) -> "Payments":

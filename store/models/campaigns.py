@@ -77,6 +77,7 @@ class RosterMember(SQLModel, table=True):
     segment: str | None = None
     tier: str | None = None
     rate_cents: int | None = None
+    agency: str | None = Field(default=None, max_length=48)  # paid through it (campaign file)
     tracking_code: str = Field(unique=True, max_length=32)
     source_code: str = Field(max_length=32)
     holdout: bool = False

@@ -28,6 +28,7 @@ KNOWN_COLUMNS = {
     "tier",
     "rate",
     "source_code",
+    "agency",
 }
 COLUMN_ALIASES = {"promo_code": "source_code", "username": "handle", "full_name": "name"}
 REQUIRED_COLUMNS = ("handle", "email")
@@ -46,6 +47,7 @@ class RosterRow:
     tier: str | None = None
     rate_cents: int | None = None
     source_code: str | None = None
+    agency: str | None = None  # one of the campaign file's `payments.agencies`, paid through it
     attributes: dict[str, str] = field(default_factory=dict)
 
 
@@ -126,6 +128,9 @@ def _parse_row(
     followers = _amount(values, "followers", _count, _FOLLOWERS_EXPECTED, bad)
     rate = _amount(values, "rate", _cents, _RATE_EXPECTED, bad)
     code = _source_code(values, bad)
+    agency = values.get("agency", "").lower() or None
+    if agency is not None:
+        _one_of("agency", agency, spec.payments.agencies, bad)
     if problems:
         return None, problems
     extra = {k: v for k, v in values.items() if k not in KNOWN_COLUMNS and v}
@@ -141,6 +146,7 @@ def _parse_row(
         tier=tier,
         rate_cents=rate,
         source_code=code,
+        agency=agency,
         attributes=extra,
     ), []
 

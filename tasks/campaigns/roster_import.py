@@ -50,6 +50,7 @@ def _terms(row: RosterRow) -> dict[str, Any]:
     terms: dict[str, Any] = {
         "segment": row.segment,
         "tier": row.tier,
+        "agency": row.agency,
         "status": RosterStatus.ACTIVE.value,
     }
     if row.rate_cents is not None:

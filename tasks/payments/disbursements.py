@@ -3,29 +3,34 @@ CSV of the same for state filings.
 
 A disbursement is a payout that settled (not a rehearsal's): the day it settled (UTC), its
 amount, and its payee, named and addressed as on their W-9 (`tasks.payments.tax`). A payee is
-itemized once their disbursements in the calendar year add up to more than USD 200 (11 CFR
-104.3(b)(3)(i) and (b)(4)(i)): then every one of theirs in the period is a line, with the
-year's total through it; the rest are counted as unitemized. The calendar year is a PAC's
-aggregation period; a candidate committee aggregates per election cycle, which Rally does not
-track, so its figures are by calendar year too. One store is one payer.
+itemized once their disbursements in the aggregation period add up to more than USD 200: the
+calendar year for a PAC (11 CFR 104.3(b)(3)(i)), the election cycle for a candidate committee
+(104.3(b)(4)(i); it starts on the filing's `cycle_starts`). Then every one of their payments in
+the report's period is a line, with their total to date through it; the rest are counted as
+unitemized. One store is one payer.
+
+A creator paid through an agency (the roster's `agency` when the payout was made) is not the
+payee: the agency is, itemized against its own total, and each of its lines is followed by a
+memo entry (memo code X, back-referenced to the agency's line) naming the creator it paid, the
+ultimate payee, with the creator's W-9 name and address.
 
 The FEC lines are Schedule B records of the electronic filing format (versions 8.0 to 8.5: 44
 fields, in the order of fecgov/fecfile-validate's SchB schema), as `.fec` text (fields
 separated by ASCII 28, records by CRLF) or as CSV of the same fields in the same order. Each
-line's transaction id is `RALLY-PAY-<payout id>`, the same in every export and amendment. A
-payee whose name or address is missing or too long for its field is left out and named, with
-the field, so that nothing incomplete is filed unnoticed.
+line's transaction id is `RALLY-PAY-<payout id>` (its memo entry's, with `-M`), the same in
+every export and amendment. A payee whose name or address is missing or too long for its field
+is left out and named, with the field, so that nothing incomplete is filed unnoticed.
 """
 
 import csv
 import io
 import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 
 from sqlmodel import Session
 
-from config.campaign import FecFiling
+from config.campaign import Agency, FecFiling
 from config.errors import RallyError
 from store.models import Campaign, Creator, Payout, TaxForm
 from tasks.campaigns.campaign import campaign_spec
@@ -93,19 +98,23 @@ WIDTHS = {  # the fields Rally fills: at most so many characters
 
 @dataclass(frozen=True)
 class Disbursement:
-    """One itemized payment: its payout, payee and the year's total to them through it."""
+    """One Schedule B line: an itemized payment with the payee's total to date through it, or
+    the memo entry of the creator an agency paid with it (`memo_of`: the agency's line)."""
 
+    transaction_id: str
     payout_id: int
     creator: str
     paid_on: date
     amount_cents: int
     aggregate_cents: int
     payee: dict[str, str]  # the SB payee fields, entity type through ZIP
+    memo_of: str = ""
+    memo_text: str = ""
 
 
 @dataclass
 class Disbursements:
-    """A period's itemized lines, what was not itemized, and payees that could not be."""
+    """A period's lines, what was not itemized, and payees that could not be."""
 
     lines: list[Disbursement] = field(default_factory=list)
     unitemized_cents: int = 0
@@ -113,45 +122,107 @@ class Disbursements:
     problems: list[str] = field(default_factory=list)
 
 
-def disbursements(session: Session, start: date, end: date) -> Disbursements:
-    """Every settled payout from `start` to `end` (both included) as Schedule B itemizes it
-    (see the module)."""
+def aggregation_start(filing: FecFiling, start: date, end: date) -> date:
+    """The first day of the period a payee's total to date counts from: the calendar year, or
+    a candidate committee's election cycle; RallyError if the report's period crosses it."""
     if end < start:
         raise RallyError(f"to: {end} is before {start}")
-    if start.year != end.year:
-        raise RallyError("from, to: a report's period lies within one calendar year")
-    year_start = datetime(start.year, 1, 1, tzinfo=UTC)
+    if filing.cycle_starts is None:
+        if start.year != end.year:
+            raise RallyError("from, to: a report's period lies within one calendar year")
+        return date(start.year, 1, 1)
+    if start < filing.cycle_starts:
+        raise RallyError(
+            f"from: {start} is before the election cycle, which payments.fec.cycle_starts "
+            f"begins on {filing.cycle_starts}"
+        )
+    return filing.cycle_starts
+
+
+def disbursements(session: Session, start: date, end: date, filing: FecFiling) -> Disbursements:
+    """Every settled payout from `start` to `end` (both included) as Schedule B itemizes it
+    (see the module)."""
+    since = datetime.combine(aggregation_start(filing, start, end), time(), tzinfo=UTC)
     until = datetime.combine(end + timedelta(days=1), time(), tzinfo=UTC)
-    rows = settled_payouts(session, year_start, until)
     found = Disbursements()
-    by_payee: dict[int, list[tuple[Payout, int]]] = {}
-    totals: dict[int, int] = {}
-    forms: dict[int, tuple[Creator, TaxForm | None]] = {}
-    for payout, creator, tax_form in rows:
-        key = creator.id or 0
+    agencies: dict[int, dict[str, Agency]] = {}
+    by_payee: dict[str, list[tuple[Payout, Creator, TaxForm | None, int]]] = {}
+    totals: dict[str, int] = {}
+    for payout, creator, form in settled_payouts(session, since, until):
+        if payout.agency is None:
+            key = f"creator:{creator.id}"
+        else:
+            if payout.campaign_id not in agencies:
+                campaign = session.get(Campaign, payout.campaign_id)
+                assert campaign is not None
+                agencies[payout.campaign_id] = campaign_spec(campaign).payments.agencies
+            agency = agencies[payout.campaign_id].get(payout.agency)
+            if agency is None:
+                found.problems.append(
+                    f"@{creator.handle}: agency: {payout.agency!r}, which paid them, is no "
+                    "longer in the campaign file's payments.agencies"
+                )
+                continue
+            key = "agency:" + ascii_text(agency.name).upper()
         totals[key] = totals.get(key, 0) + payout.amount_cents
-        forms[key] = (creator, tax_form)
         if payout.settled_at is not None and payout.settled_at.date() >= start:
-            by_payee.setdefault(key, []).append((payout, totals[key]))
+            by_payee.setdefault(key, []).append((payout, creator, form, totals[key]))
     for key, paid in by_payee.items():
         if totals[key] <= ITEMIZED_OVER_CENTS:
-            found.unitemized_cents += sum(p.amount_cents for p, _ in paid)
+            found.unitemized_cents += sum(p.amount_cents for p, _, _, _ in paid)
             found.unitemized_payments += len(paid)
             continue
-        creator, form = forms[key]
-        try:
-            payee = payee_fields(creator, form)
-        except RallyError as exc:
-            found.problems.append(f"@{creator.handle}: {exc}")
-            continue
-        for p, aggregate in paid:
-            paid_on = (p.settled_at or datetime.min).date()
-            line = Disbursement(
-                p.id or 0, creator.handle, paid_on, p.amount_cents, aggregate, payee
-            )
-            found.lines.append(line)
-    found.lines.sort(key=lambda d: (d.paid_on, d.payout_id))
+        for payout, creator, form, aggregate in paid:
+            try:
+                found.lines += _lines(payout, creator, form, aggregate, agencies)
+            except RallyError as exc:
+                found.problems.append(f"@{creator.handle}: {exc}")
+    found.lines.sort(key=lambda d: (d.paid_on, d.payout_id, d.memo_of != ""))
     return found
+
+
+def _lines(
+    payout: Payout,
+    creator: Creator,
+    form: TaxForm | None,
+    aggregate: int,
+    agencies: dict[int, dict[str, Agency]],
+) -> list[Disbursement]:
+    """An itemized payout's line: to the creator, or to their agency with the creator's memo
+    entry after it. RallyError names a payee's missing or too long field."""
+    paid_on = (payout.settled_at or datetime.min).date()
+    transaction_id = f"RALLY-PAY-{payout.id}"
+    to_creator = payee_fields(creator, form)
+    line = Disbursement(
+        transaction_id, payout.id or 0, creator.handle, paid_on, payout.amount_cents, aggregate,
+        to_creator,
+    )  # fmt: skip
+    if payout.agency is None:
+        return [line]
+    agency = agencies[payout.campaign_id][payout.agency]
+    memo = replace(
+        line,
+        transaction_id=f"{transaction_id}-M",
+        memo_of=transaction_id,
+        memo_text=ascii_text(f"Paid by {agency.name} for creator content")[:100],
+    )
+    return [replace(line, payee=agency_fields(agency)), memo]
+
+
+def agency_fields(agency: Agency) -> dict[str, str]:
+    """An agency's Schedule B payee fields, from the campaign file."""
+    fields = {
+        "entity_type": "ORG",
+        "payee_organization_name": agency.name,
+        "payee_last_name": "",
+        "payee_first_name": "",
+        "payee_street_1": agency.street,
+        "payee_street_2": agency.street2 or "",
+        "payee_city": agency.city,
+        "payee_state": agency.state,
+        "payee_zip": agency.zip.replace("-", ""),
+    }
+    return {name: ascii_text(value) for name, value in fields.items()}
 
 
 def payee_fields(creator: Creator, form: TaxForm | None) -> dict[str, str]:
@@ -209,12 +280,16 @@ def sb_record(line: Disbursement, filing: FecFiling) -> list[str]:
     values |= {
         "form_type": filing.form_type,
         "filer_committee_id_number": filing.committee_id,
-        "transaction_id": f"RALLY-PAY-{line.payout_id}",
+        "transaction_id": line.transaction_id,
+        "back_reference_tran_id_number": line.memo_of,
+        "back_reference_sched_name": filing.form_type if line.memo_of else "",
         "election_code": filing.election_code or "",
         "expenditure_date": line.paid_on.strftime("%Y%m%d"),
         "expenditure_amount": f"{line.amount_cents / 100:.2f}",
         "expenditure_purpose_descrip": filing.purpose,
         "category_code": filing.category,
+        "memo_code": "X" if line.memo_of else "",
+        "memo_text_description": line.memo_text,
     }
     return [values[name] for name in SB_FIELDS]
 
@@ -238,16 +313,17 @@ def state_csv(lines: list[Disbursement], filing: FecFiling) -> str:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(
         ["transaction_id", "date", "amount", "payee", "entity_type", "street", "street2",
-         "city", "state", "zip", "purpose", "category", "year_to_date", "creator"]
+         "city", "state", "zip", "purpose", "category", "to_date", "creator", "memo_of"]
     )  # fmt: skip
     for line in lines:
         p = line.payee
         name = p["payee_organization_name"] or f"{p['payee_first_name']} {p['payee_last_name']}"
         writer.writerow(
-            [f"RALLY-PAY-{line.payout_id}", line.paid_on.isoformat(),
+            [line.transaction_id, line.paid_on.isoformat(),
              f"{line.amount_cents / 100:.2f}", name, p["entity_type"], p["payee_street_1"],
              p["payee_street_2"], p["payee_city"], p["payee_state"], p["payee_zip"],
-             filing.purpose, filing.category, f"{line.aggregate_cents / 100:.2f}",
-             line.creator]
+             filing.purpose, filing.category,
+             "" if line.memo_of else f"{line.aggregate_cents / 100:.2f}", line.creator,
+             line.memo_of]
         )  # fmt: skip
     return out.getvalue()

@@ -110,7 +110,7 @@ def post(
         for account, amount in lines
     ]
     dialect = session.get_bind().dialect.name
-    added = session.execute(_adding(dialect), rows)
+    added = session.connection().execute(_adding(dialect), rows)  # Core: no ORM work to do
     if not (added.all() if dialect == "postgresql" else added.rowcount):  # type: ignore[attr-defined]
         return False  # made before: its lines are there already
     data: dict[str, Any] = {"posting": posting, "cause": cause, "currency": currency}

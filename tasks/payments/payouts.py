@@ -149,13 +149,14 @@ def start_payouts(
         .where(LedgerEntry.campaign_id == campaign.id, LedgerEntry.account == APPROVED)
         .group_by(col(LedgerEntry.member_id))
     ).all()
-    handles = dict(
-        session.exec(
-            select(RosterMember.id, Creator.handle)
+    members = {
+        member_id: (handle, agency)
+        for member_id, handle, agency in session.exec(
+            select(RosterMember.id, Creator.handle, RosterMember.agency)
             .join(Creator, col(Creator.id) == col(RosterMember.creator_id))
             .where(RosterMember.campaign_id == campaign.id)
         ).all()
-    )
+    }
     accounts = {
         a.member_id: a
         for a in session.exec(
@@ -173,7 +174,8 @@ def start_payouts(
     )
     started = Started()
     for member_id, cents in sorted(approved):
-        handle = f"@{handles.get(member_id, member_id)}"
+        handle, agency = members.get(member_id, (str(member_id), None))
+        handle = f"@{handle}"
         if not cents or cents <= 0:
             continue
         account = accounts.get(member_id)
@@ -185,7 +187,10 @@ def start_payouts(
         if member_id in on_the_way:
             started.skipped[handle] = "a payout to them is on its way"
             continue
-        _queue(session, campaign, member_id, handle, int(cents), account, actor=actor, now=now)
+        _queue(
+            session, campaign, member_id, handle, int(cents), account, agency,
+            actor=actor, now=now,
+        )  # fmt: skip
         started.payouts += 1
         started.cents += int(cents)
     return started
@@ -198,11 +203,13 @@ def _queue(
     handle: str,
     cents: int,
     account: PayoutAccount,
+    agency: str | None,
     *,
     actor: str,
     now: datetime,
 ) -> None:
-    """One payout: its row, its posting and its outbox message."""
+    """One payout: its row, its posting and its outbox message. `agency`: the one the roster
+    says the creator is paid through (the payee disbursement reports itemize)."""
     currency = campaign_spec(campaign).budget.currency
     payout = Payout(
         campaign_id=campaign.id or 0,
@@ -212,6 +219,7 @@ def _queue(
         amount_cents=cents,
         currency=currency,
         reference=f"rally-payout-{uuid.uuid4().hex[:20]}",
+        agency=agency,
         created_at=now,
     )
     session.add(payout)

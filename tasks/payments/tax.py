@@ -6,7 +6,8 @@ nonemployee compensation: USD 600 for payments through 2025, USD 2,000 for payme
 `Settings.nec_threshold` gives the published figure; until it is set, the last known one is
 used, and the list says so. What counts is what left the payer's balance for the creator:
 settled payouts in USD (`tasks.payments.payouts.settled_payouts`), by the day they settled
-(UTC), across every campaign in the store, as one store is one payer.
+(UTC), across every campaign in the store, as one store is one payer. What was paid through
+an agency is the agency's (its W-9 is kept outside Rally), listed apart by the agency's id.
 
 Only the last four digits of a taxpayer id are kept, to tell forms apart; a whole number is
 refused, so that none is ever in the store, its backups or its audit log.
@@ -150,8 +151,13 @@ def tax_year(session: Session, year: int, *, override_usd: float | None = None) 
     end = datetime(year + 1, 1, 1, tzinfo=UTC)
     paid: dict[int, int] = {}
     creators: dict[int, tuple[Creator, TaxForm | None]] = {}
+    through: dict[str, int] = {}
     for payout, creator, form in settled_payouts(session, start, end):
-        if payout.currency == CURRENCY:
+        if payout.currency != CURRENCY:
+            continue
+        if payout.agency is not None:  # the agency is the payee, and pays the creator
+            through[payout.agency] = through.get(payout.agency, 0) + payout.amount_cents
+        else:
             paid[creator.id or 0] = paid.get(creator.id or 0, 0) + payout.amount_cents
             creators[creator.id or 0] = (creator, form)
     rows: list[dict[str, Any]] = []
@@ -177,4 +183,8 @@ def tax_year(session: Session, year: int, *, override_usd: float | None = None) 
         "threshold_cents": threshold,
         "threshold": source,
         "creators": rows,
+        "agencies": [
+            {"agency": agency, "paid_cents": cents, "needs_1099_nec": cents >= threshold}
+            for agency, cents in sorted(through.items(), key=lambda a: (-a[1], a[0]))
+        ],
     }

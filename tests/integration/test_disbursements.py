@@ -17,7 +17,7 @@ from sqlmodel import select
 from config.settings import get_settings
 from store.db import transaction
 from store.models import Campaign, Payout
-from tasks.payments.disbursements import SB_FIELDS, WIDTHS, disbursements, fec_text
+from tasks.payments.disbursements import SB_FIELDS, WIDTHS, disbursements, fec_text, filing_of
 from tasks.payments.payouts import pay, start_payouts
 from tests.conftest import SLUG
 from tests.fakes.stripe_api import FakeStripe
@@ -117,11 +117,169 @@ def test_a_quarter_of_payouts_as_schedule_b_against_a_hand_worked_example(
     state = list(csv.DictReader(io.StringIO(
         (folder / "disbursements-2027-01-01-2027-03-31.csv").read_text()
     )))  # fmt: skip
-    assert [(r["payee"], r["amount"], r["year_to_date"]) for r in state] == [
+    assert [(r["payee"], r["amount"], r["to_date"]) for r in state] == [
         ("Reyes Media LLC", "150.00", "150.00"),
         ("Maya Thompson", "250.00", "250.00"),
         ("Reyes Media LLC", "100.00", "250.00"),
     ]
+
+
+AGENCIES = """
+  agencies:
+    northside:
+      name: Northside Talent LLC
+      street: 1 Penn Sq
+      city: Philadelphia
+      state: PA
+      zip: 19107-3001
+"""
+
+
+def through_agency(folder, rally, handles_: list[str]) -> None:
+    """The campaign file names an agency, and the roster says `handles_` are paid through it."""
+    campaign = folder / "campaign.yaml"
+    campaign.write_text(campaign.read_text() + AGENCIES)
+    roster = folder / "roster.csv"
+    rows = list(csv.reader(io.StringIO(roster.read_text())))
+    paid_through = {h.lstrip("@") for h in handles_}
+    rows = [[*rows[0], "agency"]] + [
+        [*r, "northside" if r[0] in paid_through else ""] for r in rows[1:]
+    ]
+    out = io.StringIO()
+    csv.writer(out).writerows(rows)
+    roster.write_text(out.getvalue())
+    run = rally("campaign", "apply", campaign)
+    assert run.code == 0, run.err
+
+
+def test_creators_paid_through_an_agency_are_memo_entries_under_the_agency_s_line(
+    engine, applied, filing, rally, stripe, settings
+) -> None:
+    ana, ben, cal = handles(engine, 3)
+    through_agency(applied, rally, [ana, ben])
+    for handle, name, street in ((ana, "Ana Diaz", "5 Oak St"), (ben, "Ben Okafor", "7 Ash St")):
+        run = rally("payments", "w9", handle, "--collected-on", "2026-11-30", "--name", name,
+                    "--street", street, "--city", "Reading", "--state", "PA",
+                    "--zip", "19601")  # fmt: skip
+        assert run.code == 0, run.err
+    # By hand: neither creator reaches USD 200, but the agency, paid for both, does with the
+    # second payment; so both payments are lines to the agency (150.00, then 300.00 to date),
+    # each followed by its creator's memo entry.
+    ana_1 = paid_on(engine, stripe, ana, 15_000, date(2027, 1, 10), 1)
+    ben_1 = paid_on(engine, stripe, ben, 15_000, date(2027, 2, 10), 2)
+    paid_on(engine, stripe, cal, 5_000, date(2027, 2, 11), 3)  # paid directly, under 200
+
+    run = rally("payments", "disbursements", SLUG, "--from", PERIOD[0], "--to", PERIOD[1])
+    assert run.code == 0, run.out
+    assert (
+        "2 itemized disbursement(s), 300.00 USD (with 2 memo entries for creators paid through "
+        "an agency); 1 unitemized, 50.00 USD." in run.out
+    )  # a memo entry is not a second disbursement
+    folder = settings.exports / SLUG
+    records = [
+        line.split("\x1c")
+        for line in (folder / "disbursements-2027-01-01-2027-03-31.fec")
+        .read_bytes()
+        .decode("ascii")
+        .split("\r\n")
+        if line
+    ]
+    agency = ["ORG", "Northside Talent LLC", "", "", "", "", "", "1 Penn Sq", "",
+              "Philadelphia", "PA", "191073001"]  # fmt: skip
+
+    def person(last: str, first: str, street: str) -> list[str]:
+        return ["IND", "", last, first, "", "", "", street, "", "Reading", "PA", "19601"]
+
+    tail = ["Online advertising: creator content", "004", *[""] * 17]  # through conduit zip
+    memo = ["X", "Paid by Northside Talent LLC for creator content", ""]
+    expected = [
+        ["SB21B", "C00123456", f"RALLY-PAY-{ana_1}", "", "", *agency, "G2028", "",
+         "20270110", "150.00", "", *tail, "", "", ""],
+        ["SB21B", "C00123456", f"RALLY-PAY-{ana_1}-M", f"RALLY-PAY-{ana_1}", "SB21B",
+         *person("Diaz", "Ana", "5 Oak St"), "G2028", "", "20270110", "150.00", "", *tail,
+         *memo],
+        ["SB21B", "C00123456", f"RALLY-PAY-{ben_1}", "", "", *agency, "G2028", "",
+         "20270210", "150.00", "", *tail, "", "", ""],
+        ["SB21B", "C00123456", f"RALLY-PAY-{ben_1}-M", f"RALLY-PAY-{ben_1}", "SB21B",
+         *person("Okafor", "Ben", "7 Ash St"), "G2028", "", "20270210", "150.00", "", *tail,
+         *memo],
+    ]  # fmt: skip
+    assert records == expected
+    assert all(len(r) == 44 for r in records)
+    state = list(csv.DictReader(io.StringIO(
+        (folder / "disbursements-2027-01-01-2027-03-31.csv").read_text()
+    )))  # fmt: skip
+    assert [(r["payee"], r["to_date"], r["memo_of"]) for r in state] == [
+        ("Northside Talent LLC", "150.00", ""),
+        ("Ana Diaz", "", f"RALLY-PAY-{ana_1}"),
+        ("Northside Talent LLC", "300.00", ""),
+        ("Ben Okafor", "", f"RALLY-PAY-{ben_1}"),
+    ]
+    # The agency is the payee for tax too; the creators it paid are not listed as paid.
+    year = json.loads(rally("payments", "tax-year", "2027", "--json").out)
+    assert [row["creator"] for row in year["creators"]] == [cal.lstrip("@")]
+    assert year["agencies"] == [
+        {"agency": "northside", "paid_cents": 30_000, "needs_1099_nec": False}
+    ]
+
+
+def test_an_agency_not_in_the_campaign_file_is_refused_naming_the_row(
+    engine, applied, rally
+) -> None:
+    roster = applied / "roster.csv"
+    rows = roster.read_text().splitlines()
+    rows = [rows[0] + ",agency", rows[1] + ",nobody_we_know", *rows[2:]]
+    roster.write_text("\n".join(rows) + "\n")
+    run = rally("campaign", "apply", applied / "campaign.yaml")
+    assert run.code != 0
+    assert "row 2 (@maya.votes.pa): agency: must be one of" in run.err + run.out
+    assert "nobody_we_know" in run.err + run.out
+
+
+CANDIDATE = """
+payments:
+  fec:
+    committee_id: C00654321
+    form_type: SB17
+    election_code: G2028
+    cycle_starts: 2026-11-04
+"""
+
+
+def test_a_candidate_committee_aggregates_over_the_election_cycle(
+    engine, applied, rally, stripe, settings
+) -> None:
+    campaign = applied / "campaign.yaml"
+    original = campaign.read_text()
+    campaign.write_text(original + CANDIDATE.replace("    cycle_starts: 2026-11-04\n", ""))
+    refused = rally("campaign", "apply", campaign)
+    assert refused.code != 0 and "cycle_starts" in refused.err + refused.out
+    campaign.write_text(original + CANDIDATE)
+    assert rally("campaign", "apply", campaign).code == 0
+    (maya,) = handles(engine, 1)
+    assert rally("payments", "w9", maya, "--collected-on", "2026-11-30", "--name", "Maya Thompson",
+                 "--street", "12 Main St", "--city", "Philadelphia", "--state", "PA",
+                 "--zip", "19104").code == 0  # fmt: skip
+    paid_on(engine, stripe, maya, 15_000, date(2026, 12, 1), 1)  # in the cycle, last year
+    second = paid_on(engine, stripe, maya, 10_000, date(2027, 2, 1), 2)
+
+    # By calendar year Maya would be at 100.00 in 2027, not itemized; over the cycle she is
+    # at 250.00, so her 2027 payment is a line, with the cycle's total through it.
+    run = rally("payments", "disbursements", SLUG, "--from", PERIOD[0], "--to", PERIOD[1])
+    assert run.code == 0, run.out
+    state = list(csv.DictReader(io.StringIO(
+        (settings.exports / SLUG / "disbursements-2027-01-01-2027-03-31.csv").read_text()
+    )))  # fmt: skip
+    assert [(r["transaction_id"], r["amount"], r["to_date"]) for r in state] == [
+        (f"RALLY-PAY-{second}", "100.00", "250.00")
+    ]
+    fec = (settings.exports / SLUG / "disbursements-2027-01-01-2027-03-31.fec").read_text()
+    assert fec.startswith("SB17\x1cC00654321\x1c")
+    # A period across New Year is one report in a cycle; one before the cycle is refused.
+    across = rally("payments", "disbursements", SLUG, "--from", "2026-11-04", "--to", "2027-03-31")
+    assert across.code == 0 and "2 itemized disbursement(s), 250.00 USD" in across.out
+    before = rally("payments", "disbursements", SLUG, "--from", "2026-11-01", "--to", "2026-12-31")
+    assert before.code != 0 and "before the election cycle" in before.err
 
 
 # Schedule B's columns in the format's order, with their widths, as fecgov/fecfile-validate's
@@ -162,8 +320,9 @@ def test_the_format_s_fields_and_widths(engine, filing) -> None:
     assert SB_FIELDS.index("category_code") == 23 and SB_FIELDS.index("memo_code") == 41
     assert WIDTHS["payee_last_name"] == 30 and WIDTHS["payee_street_1"] == 34
     with transaction(engine, write=False) as session:
-        found = disbursements(session, date(2027, 1, 1), date(2027, 3, 31))
-    assert found.lines == [] and fec_text(found.lines, None) == ""  # type: ignore[arg-type]
+        filing = filing_of(session.exec(select(Campaign).where(Campaign.slug == SLUG)).one())
+        found = disbursements(session, date(2027, 1, 1), date(2027, 3, 31), filing)
+    assert found.lines == [] and fec_text(found.lines, filing) == ""
 
 
 def test_bad_addresses_and_periods_are_refused_naming_the_field(engine, filing, rally) -> None:
