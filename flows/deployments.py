@@ -39,6 +39,7 @@ DEPLOYMENTS = (
     Deployment("generate-briefs", "flows.briefing:generate_briefs"),
     Deployment("report", "flows.sprint:report"),
     Deployment("sprint-go-ahead", "flows.sprint:go_ahead"),
+    Deployment("pay-creators", "flows.payments:pay_creators"),
     # recurring (sync-leads is also started by hand, for one campaign or destination)
     Deployment("deliver", "flows.delivery:deliver", 60),
     Deployment("follow-up-rules", "flows.engagement:follow_up_rules", 60),

@@ -255,7 +255,8 @@ def creatives_page(
 def payments_page(request: Request, slug: str, email: StaffMember, engine: Store) -> Response:
     """What each creator earned and where it stands, the approvals waiting for a second
     person, and the latest payouts; staff approve a creator's waiting amount here (as `rally
-    payments approve` does, the signed-in person the approver)."""
+    payments approve` does, the signed-in person the approver) and start a payout run. The
+    creators with nothing waiting are folded: after a few weeks they are most of the roster."""
     from tasks.payments.approvals import waiting_approvals
     from tasks.payments.ledger import balances
     from tasks.payments.payouts import payouts
@@ -269,10 +270,17 @@ def payments_page(request: Request, slug: str, email: StaffMember, engine: Store
         paid = payouts(session, campaign, limit=PAGE_SIZE)
         threshold = campaign_spec(campaign).payments.second_approval_from
     totals = {k: sum(r[k] for r in rows) for k in ("earned_cents", "paid_cents", "owed_cents")}
+    ready = [r for r in rows if r["approved_cents"] > 0]
     context = {
         "email": email,
         "campaign": campaign,
         "rows": rows,
+        "to_approve": [r for r in rows if r["awaiting_cents"] > 0],
+        "settled": [r for r in rows if r["awaiting_cents"] <= 0],
+        "approved": {
+            "cents": sum(r["approved_cents"] for r in ready),
+            "creators": len(ready),
+        },
         "waiting": waiting,
         "payouts": paid,
         "totals": totals,

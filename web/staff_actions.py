@@ -166,7 +166,7 @@ def _start_work(
         campaign = theirs(session, slug, email)
         if campaign is None:
             return not_found(request)
-        action = staff_runs.actions(slug, weeks=min(weeks, campaign.weeks)).get(what)
+        action = staff_runs.actions(slug, weeks=min(weeks, campaign.weeks), by=email).get(what)
         try:
             if what == "sprint":
                 start_sprint(session, slug, mode=LIVE, seed=None, now=clock(), actor=email)

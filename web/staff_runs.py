@@ -1,10 +1,10 @@
 """The staff console's buttons that start work: a rehearsal of the sprint, the briefs, a lead
-sync, a report. Where Rally's deployments are registered on a Prefect API, each starts a
-deployment run (and the page links to it in the Prefect UI); otherwise the same `rally`
-command runs in a process of its own, so the page answers at once and the web server's
-interpreter never carries the work. Its output goes to a file under RALLY_HOME/runs, which the
-run's page shows. Runs are kept in the store (`tasks.staff.runs`), so every web process and
-machine lists them.
+sync, a report, a payout run. Where Rally's deployments are registered on a Prefect API, each
+starts a deployment run (and the page links to it in the Prefect UI); otherwise the same
+`rally` command runs in a process of its own, so the page answers at once and the web
+server's interpreter never carries the work. Its output goes to a file under RALLY_HOME/runs,
+which the run's page shows. Runs are kept in the store (`tasks.staff.runs`), so every web
+process and machine lists them.
 """
 
 import os
@@ -44,8 +44,9 @@ class Action:
     command: list[str]
 
 
-def actions(slug: str, *, weeks: int = 0) -> dict[str, Action]:
-    """The work staff may start for campaign `slug`, by the name its button posts."""
+def actions(slug: str, *, weeks: int = 0, by: str | None = None) -> dict[str, Action]:
+    """The work staff may start for campaign `slug`, by the name its button posts; `by`, who
+    starts it, is named by the payouts' ledger postings."""
     rehearse_weeks = ["--weeks", str(weeks)] if weeks else []
     return {
         "rehearsal": Action(
@@ -67,6 +68,12 @@ def actions(slug: str, *, weeks: int = 0) -> dict[str, Action]:
             ["leads", "sync", "--campaign", slug],
         ),
         "report": Action("Make the report", "report/report", {"slug": slug}, ["report", slug]),
+        "payouts": Action(
+            "Pay approved amounts",
+            "pay-creators/pay-creators",
+            {"slug": slug, **({"by": by} if by else {})},
+            ["payments", "payout", slug],
+        ),
     }
 
 

@@ -111,7 +111,7 @@ def post(
     ]
     dialect = session.get_bind().dialect.name
     added = session.connection().execute(_adding(dialect), rows)  # Core: no ORM work to do
-    if not (added.all() if dialect == "postgresql" else added.rowcount):  # type: ignore[attr-defined]
+    if not (added.all() if dialect == "postgresql" else added.rowcount):
         return False  # made before: its lines are there already
     data: dict[str, Any] = {"posting": posting, "cause": cause, "currency": currency}
     if kind in EARNINGS:

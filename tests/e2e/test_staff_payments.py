@@ -1,17 +1,25 @@
 """Staff approve creators' payments in the console, in a real browser against `rally serve`:
 what each creator earned and where it stands, an amount over the campaign's threshold approved
 by one staff member and then, on their own phone, by a second, the approval posted with both
-names; the page fits a phone and a laptop."""
+names; then the second pays it from the page, through the Stripe fake, once. The page fits a
+phone and a laptop."""
+
+import time
 
 import pytest
 from sqlmodel import select
 
+from config.settings import get_settings
 from store.db import transaction
-from store.models import LedgerEntry
+from store.models import Campaign, LedgerEntry
+from store.types import utcnow
+from tasks.payments.payouts import set_account
 from tests.conftest import SLUG
 from tests.e2e.conftest import Server, Tab
 from tests.e2e.pages import assert_page_fits
-from tests.integration.test_payouts import earned
+from tests.e2e.test_staff_console import finished
+from tests.fakes.stripe_api import FakeStripe
+from tests.integration.test_payouts import earned, use
 
 pytestmark = [
     pytest.mark.slow,
@@ -31,11 +39,23 @@ def signed_in(rally, page, server: Server, email: str) -> None:
     page.goto(f"{server.url}/staff/campaigns/{SLUG}/payments")
 
 
-def test_two_staff_members_approve_a_payment_over_the_threshold(
-    server: Server, rally, applied, engine, tabs, browser
+@pytest.fixture
+def stripe(settings, monkeypatch):
+    """The Stripe fake, its keys in the environment a payout run started from the page gets."""
+    with FakeStripe() as fake:
+        yield use(fake, monkeypatch)
+    get_settings.cache_clear()
+
+
+def test_two_staff_members_approve_a_payment_over_the_threshold_and_pay_it(
+    server: Server, rally, applied, engine, tabs, browser, stripe
 ) -> None:
     earned(engine, 120_000)  # 1,200.00 for Maya: over the 1,000.00 from which two approve
     earned(engine, 30_000, handle="@jordanreyes_phl")
+    account = stripe.add_account(True)
+    with transaction(engine) as session:
+        campaign = session.exec(select(Campaign).where(Campaign.slug == SLUG)).one()
+        set_account(session, campaign, "@maya.votes.pa", account, actor="staff:test", now=utcnow())
     page = tabs().page
     signed_in(rally, page, server, DANA)
     assert "1,500.00 earned, 0.00 paid, 1,500.00 still owed" in page.inner_text("#totals")
@@ -53,10 +73,30 @@ def test_two_staff_members_approve_a_payment_over_the_threshold(
         with phone.expect_navigation():
             phone.get_by_role("button", name="Approve 1,200.00 for @maya.votes.pa").click()
         assert "@maya.votes.pa: 1,200.00 USD approved for payment." in phone.inner_text("#said")
-        assert "nothing waiting" in phone.inner_text("#creator-maya-votes-pa")
+        # Maya has nothing waiting now: folded away with the others, Jordan still to approve.
+        assert "1 creator with nothing waiting" in phone.inner_text("#settled summary")
+        assert phone.locator("#balances tbody tr").count() == 1
+        assert not phone.is_visible("#creator-maya-votes-pa")
+        phone.click("#settled summary")
+        assert "1,200.00" in phone.inner_text("#creator-maya-votes-pa")
+        assert "1,200.00 approved for 1 creator" in phone.inner_text("#pay")
         assert_page_fits(phone, "staff-payments-approved")
+        with phone.expect_navigation():
+            phone.get_by_role("button", name="Pay 1,200.00").click()
+        run_id = phone.url.rsplit("/", 1)[1]
+        deadline = time.monotonic() + 120
+        while not finished(engine, run_id) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        phone.reload()
+        assert "Finished" in phone.inner_text("#state"), phone.inner_text("main")
+        assert "1 payout(s) made, 0 refused" in phone.inner_text(".staff-output")
+        assert_page_fits(phone, "staff-payments-run")
+        phone.goto(f"{server.url}/staff/campaigns/{SLUG}/payments")
+        assert "1,200.00 paid" in phone.inner_text("#totals")
+        assert not phone.is_visible("#pay")  # nothing approved is left to pay
     finally:
         other.close()
+    assert [t["amount"] for t in stripe.paid_to(account)] == [120_000]
     with transaction(engine, write=False) as session:
         (approval,) = session.exec(
             select(LedgerEntry).where(

@@ -199,6 +199,33 @@ def paid(engine, settings, **options) -> DrainReport:
     return pay(engine, get_settings(), now=lambda: T0, wait=wait_none(), **options)
 
 
+def test_the_pay_creators_flow_pays_as_the_staff_member_who_started_it(
+    engine, applied, stripe
+) -> None:
+    """What the console's "Pay" button starts as a deployment run, run here as a flow run."""
+    from flows.payments import pay_creators
+    from flows.sprint import without_heartbeats
+
+    maya, unpaid = handles(engine, 2)
+    accounts = ready_to_pay(engine, stripe, {maya: 40_000})
+    earned(engine, 5_000, handle=unpaid)
+    with transaction(engine) as session:
+        campaign = session.exec(select(Campaign).where(Campaign.slug == SLUG)).one()
+        approve(session, campaign, unpaid, by="dana", now=T0)
+    with without_heartbeats():
+        result = pay_creators(SLUG, by="li@example.org")
+        again = pay_creators(SLUG, by="li@example.org")  # nothing left: nobody paid twice
+    assert (result["queued"], result["paid"], result["refused"]) == (1, 1, 0)
+    assert result["not_paid"] == {unpaid: "no payout account (`rally payments account`)"}
+    assert (again["queued"], again["paid"]) == (0, 0)
+    assert [t["amount"] for t in stripe.paid_to(accounts[maya])] == [40_000]
+    with transaction(engine, write=False) as session:
+        actors = session.exec(
+            select(LedgerEntry.actor).where(LedgerEntry.kind == "payout").distinct()
+        ).all()
+    assert actors == ["li@example.org"]
+
+
 def test_a_payout_run_pays_each_approved_creator_once(engine, applied, rally, stripe) -> None:
     maya, other, unpaid = handles(engine, 3)
     accounts = ready_to_pay(engine, stripe, {maya: 40_000, other: 12_345})
