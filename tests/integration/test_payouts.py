@@ -333,15 +333,23 @@ def test_a_webhook_that_comes_before_the_answer_settles_the_payout_once(
         stripe.stop()
 
 
-def payout_process(settings, stripe: FakeStripe) -> subprocess.Popen[str]:
-    """`rally payments payout` in a process of its own, with a one-second outbox lease."""
+def payout_process(settings, fake: FakeStripe | FakePayPal) -> subprocess.Popen[str]:
+    """`rally payments payout` in a process of its own, pointed at `fake`, with a one-second
+    outbox lease."""
+    if isinstance(fake, FakePayPal):
+        provider = {
+            "RALLY_PAYPAL_API_URL": fake.url,
+            "RALLY_PAYPAL_CLIENT_ID": fake.client_id,
+            "RALLY_PAYPAL_CLIENT_SECRET": fake.client_secret,
+        }
+    else:
+        provider = {"RALLY_STRIPE_API_URL": fake.url, "RALLY_STRIPE_SECRET_KEY": fake.secret_key}
     env = {
         **os.environ,
         "RALLY_HOME": str(settings.home),
         "RALLY_DATABASE_URL": settings.database_url.get_secret_value(),
-        "RALLY_STRIPE_API_URL": stripe.url,
-        "RALLY_STRIPE_SECRET_KEY": stripe.secret_key,
         "RALLY_OUTBOX_LEASE_SECONDS": "1",
+        **provider,
     }
     return subprocess.Popen(
         [
@@ -410,6 +418,58 @@ def test_a_payout_run_killed_at_random_points_pays_nobody_twice_and_misses_nobod
         ).all()
     assert -sum(paid_out) == sum(people.values()) and len(paid_out) == len(people)
     lines_add_up(engine)
+
+
+@pytest.mark.slow
+def test_a_paypal_payout_run_killed_at_random_points_sends_each_payout_once(
+    engine, applied, settings
+) -> None:
+    """PayPal takes a payout and pays later: a run killed between sending and recording has
+    the next run send the same request id and sender batch id, which PayPal answers with the
+    first batch; once PayPal pays, `reconcile` settles every payout once."""
+    with FakePayPal() as paypal:
+        people = {handle: 500 * (n + 1) for n, handle in enumerate(handles(engine, 20))}
+        receivers = ready_to_pay(engine, paypal, people)
+        chooser = random.Random(20261205)
+        for _ in range(4):
+            seen = len(paypal.requests)
+            run = payout_process(settings, paypal)
+            paypal.wait_for_requests(seen + chooser.randint(1, 6), timeout=60)
+            run.send_signal(signal.SIGKILL)
+            run.wait(timeout=30)
+            leases_over(engine)
+        for _ in range(5):
+            finished = payout_process(settings, paypal)
+            _, err = finished.communicate(timeout=120)
+            assert finished.returncode == 0, err
+            with transaction(engine, write=False) as session:
+                unsent = session.exec(
+                    select(OutboxMessage.id).where(
+                        OutboxMessage.channel == "payout", col(OutboxMessage.sent_at).is_(None)
+                    )
+                ).first()
+            if unsent is None:
+                break
+        taken = {
+            handle: [i for i in paypal.items if i["payout_item"]["receiver"] == receiver]
+            for handle, receiver in receivers.items()
+        }
+        assert {h: len(items) for h, items in taken.items()} == dict.fromkeys(people, 1)
+        paypal.settle()
+        with pytest.MonkeyPatch.context() as env:
+            use_paypal(paypal, env)
+            from tasks.payments.payouts import reconcile
+
+            assert reconcile(open_store(get_settings()), get_settings(), now=T0) == {
+                "settled": len(people),
+                "returned": 0,
+            }
+        get_settings.cache_clear()
+        for handle, receiver in receivers.items():
+            assert [int(float(i["payout_item"]["amount"]["value"]) * 100)
+                    for i in paypal.paid_to(receiver)] == [people[handle]], handle  # fmt: skip
+        assert in_transit(engine) == 0
+        lines_add_up(engine)
 
 
 def test_who_needs_a_1099_nec_for_a_payment_year(
