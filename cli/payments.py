@@ -292,8 +292,9 @@ def payouts_command(
 @app.command("reconcile")
 def reconcile_command() -> None:
     """Ask the providers about payouts in transit: Stripe payouts whose tries ran out without
-    an answer (settled if made, else returned to approved), and PayPal payouts it took (settled
-    or returned as their items stand)."""
+    an answer (settled if made, else returned to approved), PayPal payouts whose tries ran out
+    (sent again with the same ids: PayPal answers with the first batch if it made one), and
+    PayPal payouts it took (settled or returned as their items stand)."""
     from tasks.payments.payouts import reconcile
 
     settings, engine = store()

@@ -5,6 +5,10 @@ expires or is refused). Each call carries `PayPal-Request-Id`, PayPal's idempote
 the batch's `sender_batch_id` and the item's `sender_item_id` are the payout's reference, so a
 repeat after a crash is answered with the first batch.
 
+A `sender_batch_id` used before is refused with a link to the first batch (PayPal keeps
+request ids and sender batch ids for 30 days): `transfer` answers with that batch, so a payout
+sent again after its answer was lost is never paid twice.
+
 PayPal takes a payout at once (201, the batch `PENDING`) and pays it later: each item ends
 `SUCCESS`, or `FAILED`, `BLOCKED`, `RETURNED` (the money comes back), or waits as `UNCLAIMED`
 (a receiver without an account, for 30 days). Its webhooks (`PAYMENT.PAYOUTS-ITEM.*`) say so,
@@ -106,7 +110,14 @@ class PayPal:
                 }
             ],
         }
-        response = self._call("POST", "/v1/payments/payouts", json=body, request_id=key)
+        response = self._call(
+            "POST", "/v1/payments/payouts", json=body, request_id=key, answered=(400,)
+        )
+        if response.status_code == 400:
+            made = first_batch(response)
+            if made is None:
+                raise self._error(response)
+            return made  # made before, its answer lost: PayPal names the first batch
         answer = json_object(response)
         header = answer.get("batch_header")
         batch = header.get("payout_batch_id") if isinstance(header, dict) else None
@@ -140,9 +151,16 @@ class PayPal:
         return answer.get("verification_status") == "SUCCESS"
 
     def _call(
-        self, method: str, path: str, *, request_id: str | None = None, **kwargs: Any
+        self,
+        method: str,
+        path: str,
+        *,
+        request_id: str | None = None,
+        answered: tuple[int, ...] = (),
+        **kwargs: Any,
     ) -> httpx.Response:
-        """One call with a current token; a token refused mid-life is fetched again once."""
+        """One call with a current token; a token refused mid-life is fetched again once. An
+        error status is raised as its IntegrationError, except those `answered` returns."""
         for fresh in (False, True):
             headers = {"Authorization": f"Bearer {self._access_token(fresh)}"}
             if request_id:
@@ -153,7 +171,7 @@ class PayPal:
             )  # fmt: skip
             if response.status_code != 401 or fresh:
                 break
-        if not response.is_success:
+        if not response.is_success and response.status_code not in answered:
             raise self._error(response)
         return response
 
@@ -196,6 +214,25 @@ class PayPal:
             return UnavailableError(f"{detail}; add funds to the campaign's PayPal account")
         if name == "USER_BUSINESS_ERROR" and "sender_batch_id" in message.lower():
             # made before, its answer lost past PayPal's memory of the request id: not a
-            # refusal (that could pay twice); the payout waits for staff to reconcile it
+            # refusal (that could pay twice); `transfer` takes the first batch from its link
             return TransientError(detail)
         return PermanentError(detail)
+
+
+def first_batch(response: httpx.Response) -> str | None:
+    """The id of the batch a refused create's `sender_batch_id` was used for: PayPal refuses a
+    `sender_batch_id` used in the last 30 days with a link to the first payout batch."""
+    answer = json_object(response)
+    if answer.get("name") != "USER_BUSINESS_ERROR":
+        return None
+    for detail in answer.get("details") or []:
+        if not isinstance(detail, dict) or str(detail.get("field", "")).upper() != (
+            "SENDER_BATCH_ID"
+        ):
+            continue
+        for link in detail.get("link") or detail.get("links") or []:
+            href = link.get("href") if isinstance(link, dict) else None
+            if isinstance(href, str) and "/v1/payments/payouts/" in href:
+                batch = href.rstrip("/").rsplit("/", 1)[1]
+                return batch or None
+    return None

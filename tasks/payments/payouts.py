@@ -451,16 +451,7 @@ def _drain(
     def deliver(row: Claimed) -> str:
         """One payout's transfer, tried again at once on a passing failure (the batch's other
         payouts go on either way)."""
-        p = row.payload
-        return retrying(wait)(
-            paying.transfer,
-            amount_cents=int(p["amount_cents"]),
-            currency=str(p["currency"]),
-            destination=str(p["account"]),
-            key=row.idempotency_key,
-            group=str(p["reference"]),
-            metadata={"rally_payout": str(p["payout"]), "campaign": str(p["campaign"])},
-        )
+        return retrying(wait)(_transfer, paying, row.payload, row.idempotency_key)
 
     return drain(
         engine,
@@ -480,6 +471,19 @@ def _drain(
     )
 
 
+def _transfer(paying: Transfers, payload: dict[str, Any], key: str) -> str:
+    """A payout's call to its provider, made the same way each time: a repeat must carry the
+    same body for the provider to answer it with the first transfer."""
+    return paying.transfer(
+        amount_cents=int(payload["amount_cents"]),
+        currency=str(payload["currency"]),
+        destination=str(payload["account"]),
+        key=key,
+        group=str(payload["reference"]),
+        metadata={"rally_payout": str(payload["payout"]), "campaign": str(payload["campaign"])},
+    )
+
+
 def _settled(actor: str) -> Callable[[Session, list[Claimed], datetime], None]:
     def sent(session: Session, rows: list[Claimed], at: datetime) -> None:
         for row in rows:
@@ -489,13 +493,19 @@ def _settled(actor: str) -> Callable[[Session, list[Claimed], datetime], None]:
 
 
 def _accepted(session: Session, rows: list[Claimed], at: datetime) -> None:
-    """PayPal took these payouts (their batch ids): they settle when its items do, by its
-    webhook or `reconcile` (one settled by a webhook meanwhile keeps its transfer's id)."""
+    """PayPal took these payouts: see `_taken`."""
     for row in rows:
-        payout = session.get(Payout, int(row.payload["payout"]))
-        if payout is not None and payout.status == PayoutStatus.SENDING:
-            payout.remote_id = str(row.remote_id)
-            session.add(payout)
+        _taken(session, int(row.payload["payout"]), str(row.remote_id))
+
+
+def _taken(session: Session, payout_id: int, batch: str) -> None:
+    """PayPal took the payout as `batch`: it settles when its item does, by PayPal's webhook
+    or `reconcile` (one settled by a webhook meanwhile keeps its transfer's id)."""
+    payout = session.get(Payout, payout_id)
+    if payout is not None and payout.status == PayoutStatus.SENDING:
+        payout.remote_id = batch
+        payout.error = None
+        session.add(payout)
 
 
 def _given_up(actor: str) -> Callable[[Session, Claimed, str, datetime], None]:
@@ -518,9 +528,21 @@ def reconcile(
     engine: Engine, settings: Settings, *, now: datetime, client: httpx.Client | None = None
 ) -> dict[str, int]:
     """Ask the providers about payouts still in transit: a Stripe payout whose tries ran out
-    without an answer (settled if its transfer exists, else returned), and a PayPal payout it
-    took (its item's state, as its webhook would have told)."""
+    without an answer (settled if its transfer exists, else returned); a PayPal payout whose
+    tries ran out (sent again with the same request and sender batch ids, which PayPal answers
+    with the first batch if it made one); and each PayPal payout it took (its item's state, as
+    its webhook would have told)."""
     with transaction(engine, write=False) as session:
+        unanswered = session.exec(
+            select(Payout.id, OutboxMessage.payload, OutboxMessage.idempotency_key)
+            .join(OutboxMessage, col(OutboxMessage.idempotency_key) == col(Payout.reference))
+            .where(
+                Payout.provider == PAYPAL,
+                Payout.status == PayoutStatus.SENDING,
+                col(Payout.remote_id).is_(None),
+                OutboxMessage.status == OutboxStatus.DEAD,
+            )
+        ).all()
         stuck = session.exec(
             select(Payout)
             .join(OutboxMessage, col(OutboxMessage.idempotency_key) == col(Payout.reference))
@@ -531,12 +553,13 @@ def reconcile(
             )
         ).all()
         taken = session.exec(
-            select(Payout).where(
+            select(Payout.remote_id).where(
                 Payout.provider == PAYPAL,
                 Payout.status == PayoutStatus.SENDING,
                 col(Payout.remote_id).is_not(None),
             )
         ).all()
+    batches = [str(batch) for batch in taken]
     counts = {"settled": 0, "returned": 0}
     own = client is None
     http = client or httpx.Client(timeout=httpx.Timeout(30.0, connect=5.0))
@@ -556,10 +579,15 @@ def reconcile(
                             session, payout.id or 0, "the provider has no transfer for it",
                             actor=settings.actor, now=now,
                         )  # fmt: skip
-        if taken:
+        if unanswered or batches:
             paypal = paypal_for(settings, http, engine)
-            for payout in taken:
-                for item in paypal.batch(payout.remote_id or ""):
+            for payout_id, payload, key in unanswered:
+                batch = _transfer(paypal, dict(payload), key)
+                with transaction(engine) as session:
+                    _taken(session, payout_id or 0, batch)
+                batches.append(batch)
+            for batch in batches:
+                for item in paypal.batch(batch):
                     with transaction(engine) as session:
                         done = on_paypal_item(session, item, actor=settings.actor, now=now)
                     if done:

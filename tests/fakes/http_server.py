@@ -238,6 +238,11 @@ class FakeHttpServer:
         """Read the next `count` requests, then close their connections without answering."""
         self._add_faults(count, _Fault("drop"))
 
+    def heal(self) -> None:
+        """Forget the faults not met yet: the remote answers again."""
+        with self._changed:
+            self._faults.clear()
+
     def _add_faults(self, count: int, fault: _Fault) -> None:
         with self._changed:
             self._faults.extend([fault] * count)

@@ -288,6 +288,12 @@ class FakePayPal(FakeHttpServer):
         with self._lock:
             self._lose.extend([status] * count)
 
+    def forget_request_ids(self) -> None:
+        """PayPal keeps `PayPal-Request-Id`s for 30 days: past that, a repeat is no longer
+        answered with the first batch, and only its `sender_batch_id` stops a second one."""
+        with self._lock:
+            self._saved.clear()
+
     def wait_for_webhooks(self, count: int, timeout: float = 5.0) -> list[WebhookDelivery]:
         """Block until at least `count` deliveries were made (answered or not)."""
         with self._sent:

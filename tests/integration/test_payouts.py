@@ -654,6 +654,83 @@ def test_paypal_payouts_settled_by_reconcile_when_no_webhook_comes(
         lines_add_up(engine)
 
 
+def unanswered_until_given_up(engine, fake: FakeStripe | FakePayPal) -> DrainReport:
+    """Payout runs, a day apart, while `fake` answers nothing but 503s, until the payout's
+    tries run out; then the provider answers again."""
+    fake.fail_next(10_000, status=503)
+    try:
+        for day in range(1, 30):
+            report = pay(
+                engine, get_settings(), now=lambda d=day: T0 + timedelta(days=d), wait=wait_none()
+            )
+            if report.dead:
+                return report
+        raise AssertionError("the payout's tries never ran out")
+    finally:
+        fake.heal()
+
+
+def test_payouts_whose_tries_all_went_unanswered_wait_for_reconcile(
+    engine, applied, rally, stripe, monkeypatch
+) -> None:
+    """Without an answer Rally cannot know whether the money moved: the payout stays in
+    transit (never refused, which could pay twice) until `reconcile` asks. Stripe has no
+    transfer for it, so it is returned; PayPal is sent it again with the same ids, and pays
+    it once."""
+    maya, jordan = handles(engine, 2)
+    ready_to_pay(engine, stripe, {maya: 10_000})
+    with transaction(engine) as session:
+        campaign = session.exec(select(Campaign).where(Campaign.slug == SLUG)).one()
+        start_payouts(session, campaign, actor="staff:test", now=T0)
+    assert unanswered_until_given_up(engine, stripe).dead == 1
+    shown = json.loads(rally("payments", "payouts", SLUG, "--json").out)
+    assert shown[0]["status"] == "sending" and "rally payments reconcile" in shown[0]["error"]
+    assert balance(rally, maya)["in_transit_cents"] == 10_000
+    assert "0 payout(s) settled, 1 returned" in rally("payments", "reconcile").out
+    assert balance(rally, maya)["approved_cents"] == 10_000 and stripe.transfers == []
+
+    with FakePayPal() as paypal:
+        use_paypal(paypal, monkeypatch)
+        receivers = ready_to_pay(engine, paypal, {jordan: 20_000}, first=10)
+        with transaction(engine) as session:
+            campaign = session.exec(select(Campaign).where(Campaign.slug == SLUG)).one()
+            start_payouts(session, campaign, actor="staff:test", now=T0, provider="paypal")
+        assert unanswered_until_given_up(engine, paypal).dead == 1
+        assert paypal.items == []  # no try reached PayPal
+        assert "0 payout(s) settled, 0 returned" in rally("payments", "reconcile").out  # taken
+        assert "0 payout(s) settled, 0 returned" in rally("payments", "reconcile").out
+        paypal.settle()
+        assert "1 payout(s) settled, 0 returned" in rally("payments", "reconcile").out
+        assert len(paypal.items) == 1 and len(paypal.paid_to(receivers[jordan])) == 1
+    assert balance(rally, jordan)["paid_cents"] == 20_000
+    lines_add_up(engine)
+
+
+def test_a_paypal_batch_made_before_is_found_by_its_sender_batch_id(monkeypatch) -> None:
+    """Past PayPal's memory of request ids, a payout sent again is refused for its
+    `sender_batch_id` with a link to the first batch: the adapter answers with that batch,
+    so nothing is paid twice."""
+    from integrations.paypal import PayPal
+
+    with FakePayPal() as fake, httpx.Client() as client:
+        paypal = PayPal(
+            client, api_url=fake.url, client_id=fake.client_id, client_secret=fake.client_secret
+        )
+        receiver = fake.add_receiver()
+
+        def send() -> str:
+            return paypal.transfer(
+                amount_cents=5_000, currency="USD", destination=receiver,
+                key="rally-payout-abc", group="rally-payout-abc",
+                metadata={"rally_payout": "7", "campaign": SLUG},
+            )  # fmt: skip
+
+        first = send()
+        fake.forget_request_ids()
+        assert send() == first
+        assert len(fake.items) == 1
+
+
 def test_payouts_queued_without_a_key_wait_and_go_once_it_is_set(
     engine, applied, rally, settings, monkeypatch
 ) -> None:
