@@ -660,9 +660,8 @@ def unanswered_until_given_up(engine, fake: FakeStripe | FakePayPal) -> DrainRep
     fake.fail_next(10_000, status=503)
     try:
         for day in range(1, 30):
-            report = pay(
-                engine, get_settings(), now=lambda d=day: T0 + timedelta(days=d), wait=wait_none()
-            )
+            at = T0 + timedelta(days=day)
+            report = pay(engine, get_settings(), now=lambda: at, wait=wait_none())  # noqa: B023
             if report.dead:
                 return report
         raise AssertionError("the payout's tries never ran out")
