@@ -300,7 +300,9 @@ def reconcile_command() -> None:
     settings, engine = store()
     counts = reconcile(engine, settings, now=utcnow())
     console.print(
-        f"{counts['settled']} payout(s) settled, {counts['returned']} returned to approved.",
+        f"{counts['settled']} payout(s) settled, {counts['returned']} returned to approved"
+        + (f", {counts['taken_back']} taken back after being paid" if counts["taken_back"] else "")
+        + ".",
         markup=False,
     )
 

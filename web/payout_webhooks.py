@@ -2,12 +2,14 @@
 whether they come before or after the provider's answer to the payout itself:
 
 - Stripe's at `/webhooks/stripe`, signed with the endpoint's secret: a `transfer.created` for
-  one of Rally's payouts settles it. A bad or stale signature is 401; without the secret
+  one of Rally's payouts settles it, and a `transfer.reversed` takes back what it reversed (to
+  be approved again). A bad or stale signature is 401; without the secret
   (`RALLY_STRIPE_WEBHOOK_SECRET`), 503.
 - PayPal's at `/webhooks/paypal`, each proved genuine by asking PayPal
   (`/v1/notifications/verify-webhook-signature`): a `PAYMENT.PAYOUTS-ITEM.*` event settles the
-  item's payout, or returns its amount to approved. One PayPal does not vouch for is 401;
-  without the app's credentials and webhook id (`RALLY_PAYPAL_*`), 503.
+  item's payout, returns its amount to approved, or, for one paid and then refunded or
+  returned, takes it back. One PayPal does not vouch for is 401; without the app's credentials
+  and webhook id (`RALLY_PAYPAL_*`), 503.
 
 Every other event is answered 200 and left alone, so that it is not sent again. A body that is
 not an event is 400, and one over `MAX_BYTES` 413.
@@ -31,7 +33,12 @@ from integrations.stripe import (
     verify_signature,
 )
 from store.db import transaction
-from tasks.payments.payouts import on_paypal_item, on_transfer_created, paypal_for
+from tasks.payments.payouts import (
+    on_paypal_item,
+    on_transfer_created,
+    on_transfer_reversed,
+    paypal_for,
+)
 from web.deps import AppState, app_state_of
 from web.pages import bounded_body
 
@@ -58,15 +65,22 @@ async def stripe_webhook(request: Request) -> JSONResponse:
         return JSONResponse({"error": f"signature: {exc}"}, status_code=401)
     except ValueError as exc:
         return JSONResponse({"error": str(exc)}, status_code=400)
-    if kind != "transfer.created":
+    if kind not in STRIPE_HANDLERS:
         return JSONResponse({"ok": True, "ignored": kind})
-    settled = await asyncio.to_thread(_settle, state, found)
-    return JSONResponse({"ok": True, "settled": settled})
+    done = await asyncio.to_thread(_told, state, kind, found)
+    said = "settled" if kind == "transfer.created" else "taken_back"
+    return JSONResponse({"ok": True, said: done})
 
 
-def _settle(state: AppState, transfer: dict[str, Any]) -> bool:
+STRIPE_HANDLERS = {
+    "transfer.created": on_transfer_created,  # settles a payout whose answer has not come
+    "transfer.reversed": on_transfer_reversed,  # takes back what a paid payout lost
+}
+
+
+def _told(state: AppState, kind: str, transfer: dict[str, Any]) -> bool:
     with transaction(state.engine) as session:
-        return on_transfer_created(session, transfer, actor="stripe", now=state.clock())
+        return STRIPE_HANDLERS[kind](session, transfer, actor="stripe", now=state.clock())
 
 
 @router.post(PAYPAL_PATH, include_in_schema=False)

@@ -79,6 +79,7 @@ class PayoutStatus(StrEnum):
     SENDING = "sending"  # in the outbox, or sent and not yet answered
     PAID = "paid"
     FAILED = "failed"  # refused by the provider: the amount is back in `approved`
+    TAKEN_BACK = "taken_back"  # paid, then reversed or refunded: the amount waits for approval
 
 
 class Payout(SQLModel, table=True):

@@ -45,6 +45,7 @@ from tasks.webhooks.events import Event, emit, occurrence
 FEES, PAYABLE, APPROVED, IN_TRANSIT, PAID = "fees", "payable", "approved", "in_transit", "paid"
 EARNED, BONUS, REVERSAL, KILL_FEE = "earned", "bonus", "reversal", "kill_fee"
 APPROVAL, PAYOUT, SETTLED, RETURNED = "approval", "payout", "settled", "returned"
+TAKEN_BACK = "taken_back"  # a paid payout's money came back (reversed, refunded): to approve again
 EARNINGS = (EARNED, BONUS, REVERSAL, KILL_FEE)  # the kinds that change what a creator is owed
 # The webhook event each kind of posting is told as, and what a payment posting did.
 TOLD = {
@@ -55,12 +56,14 @@ TOLD = {
     APPROVAL: "payment.approved",
     SETTLED: "payment.paid",
     RETURNED: "payment.failed",
+    TAKEN_BACK: "payment.failed",
 }
 DID = {
     APPROVAL: "approved for payment",
     PAYOUT: "sent to be paid",
     SETTLED: "paid",
     RETURNED: "refused by the payout provider, back to approved",
+    TAKEN_BACK: "taken back after it was paid, to approve again",
 }
 
 

@@ -66,6 +66,7 @@ from tasks.payments.ledger import (
     PAYOUT,
     RETURNED,
     SETTLED,
+    TAKEN_BACK,
     post,
 )
 from tasks.rate_limits import SharedRateLimit
@@ -266,7 +267,7 @@ def settle(session: Session, payout_id: int, remote_id: str, *, actor: str, now:
     """The provider moved the payout's money (transfer `remote_id`): post it as paid, once;
     False when it was settled before."""
     payout = session.get(Payout, payout_id, with_for_update=True)
-    if payout is None or payout.status == PayoutStatus.PAID:
+    if payout is None or payout.status in (PayoutStatus.PAID, PayoutStatus.TAKEN_BACK):
         return False
     # a payout returned to `approved` whose money went after all is paid from there
     source = APPROVED if payout.status == PayoutStatus.FAILED else IN_TRANSIT
@@ -286,6 +287,48 @@ def refuse(session: Session, payout_id: int, error: str, *, actor: str, now: dat
     session.add(payout)
     lines = [(IN_TRANSIT, payout.amount_cents), (APPROVED, -payout.amount_cents)]
     return _post(session, payout, RETURNED, lines, {"error": error[:500]}, actor, now)
+
+
+def take_back(
+    session: Session, payout_id: int, cents: int, why: str, *, actor: str, now: datetime
+) -> bool:
+    """Money of a paid payout came back (Stripe reversed the transfer, PayPal refunded or
+    returned the item): `cents` of it, counted from the first, goes back to what the creator
+    is owed awaiting approval, since nobody should pay it again unseen; posted once per
+    amount. False when there is nothing new to take back."""
+    payout = session.get(Payout, payout_id, with_for_update=True)
+    if payout is None or payout.status not in (PayoutStatus.PAID, PayoutStatus.TAKEN_BACK):
+        return False
+    cents = min(cents, payout.amount_cents)
+    before = -sum(
+        session.exec(
+            select(LedgerEntry.amount_cents).where(
+                LedgerEntry.cause == f"payout:{payout.id}",
+                LedgerEntry.kind == TAKEN_BACK,
+                LedgerEntry.account == PAYABLE,
+            )
+        ).all()
+    )
+    if cents <= before:
+        return False
+    if cents == payout.amount_cents:
+        payout.status = PayoutStatus.TAKEN_BACK
+    payout.error = f"{cents / 100:,.2f} taken back after it was paid: {why}"[:1000]
+    session.add(payout)
+    campaign = session.get(Campaign, payout.campaign_id)
+    assert campaign is not None
+    return post(
+        session,
+        campaign,
+        payout.member_id,
+        posting=f"{TAKEN_BACK}:payout:{payout.id}:{cents}",
+        kind=TAKEN_BACK,
+        cause=f"payout:{payout.id}",
+        lines=[(PAID, cents - before), (PAYABLE, before - cents)],
+        details={"why": why[:500], "taken_back_cents": cents},
+        actor=actor,
+        now=now,
+    )
 
 
 def _post(
@@ -560,7 +603,7 @@ def reconcile(
             )
         ).all()
     batches = [str(batch) for batch in taken]
-    counts = {"settled": 0, "returned": 0}
+    counts = {"settled": 0, "returned": 0, "taken_back": 0}
     own = client is None
     http = client or httpx.Client(timeout=httpx.Timeout(30.0, connect=5.0))
     try:
@@ -624,6 +667,10 @@ def on_paypal_item(
         why = f"PayPal: {state}" + (
             f" ({errors.get('name')}: {errors.get('message')})" if errors else ""
         )
+        if payout.status in (PayoutStatus.PAID, PayoutStatus.TAKEN_BACK):  # after SUCCESS
+            taken = take_back(session, payout.id or 0, payout.amount_cents, why, actor=actor,
+                              now=now)  # fmt: skip
+            return "taken_back" if taken else None
         return "returned" if refuse(session, payout.id or 0, why, actor=actor, now=now) else None
     return None
 
@@ -641,6 +688,23 @@ def on_transfer_created(
     if payout is None or payout.reference != transfer.get("transfer_group"):
         return False
     return settle(session, payout.id or 0, transfer["id"], actor=actor, now=now)
+
+
+def on_transfer_reversed(
+    session: Session, transfer: dict[str, Any], *, actor: str, now: datetime
+) -> bool:
+    """Stripe's `transfer.reversed` for one of our paid payouts: what it reversed so far goes
+    back to awaiting approval (`take_back`); False for a transfer not ours, or told before."""
+    metadata = transfer.get("metadata") if isinstance(transfer.get("metadata"), dict) else {}
+    payout_id = str((metadata or {}).get("rally_payout", ""))
+    reversed_cents = transfer.get("amount_reversed")
+    if not payout_id.isdigit() or not isinstance(reversed_cents, int) or reversed_cents <= 0:
+        return False
+    payout = session.get(Payout, int(payout_id))
+    if payout is None or payout.reference != transfer.get("transfer_group"):
+        return False
+    why = f"Stripe reversed transfer {transfer.get('id')}"
+    return take_back(session, payout.id or 0, reversed_cents, why, actor=actor, now=now)
 
 
 def payouts(

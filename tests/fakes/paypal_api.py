@@ -99,18 +99,20 @@ EVENT_TYPES = {
     "FAILED": "PAYMENT.PAYOUTS-ITEM.FAILED",
     "UNCLAIMED": "PAYMENT.PAYOUTS-ITEM.UNCLAIMED",
     "BLOCKED": "PAYMENT.PAYOUTS-ITEM.BLOCKED",
+    "REFUNDED": "PAYMENT.PAYOUTS-ITEM.REFUNDED",
 }
 SUMMARIES = {
     "SUCCESS": "Payouts item was successful.",
     "FAILED": "Payouts item has failed.",
     "UNCLAIMED": "Payouts item is unclaimed.",
     "BLOCKED": "Payouts item was blocked.",
+    "REFUNDED": "Payouts item was refunded.",
 }
 ITEM_ERRORS = {
     "FAILED": ("RECEIVER_ACCOUNT_LOCKED", "Receiver's account is locked or inactive."),
     "UNCLAIMED": ("RECEIVER_UNREGISTERED", "Receiver is unregistered."),
 }
-RETURNED = {"FAILED", "BLOCKED"}  # outcomes that credit the money back
+RETURNED = {"FAILED", "BLOCKED", "REFUNDED"}  # outcomes that credit the money back
 
 
 @dataclass
@@ -264,6 +266,20 @@ class FakePayPal(FakeHttpServer):
         for event in events:
             self._events.add(event)
         return moved
+
+    def refund(self, receiver: str) -> dict[str, Any]:
+        """The receiver sends back the item they were paid (SUCCESS to REFUNDED): the money is
+        credited back and an event queued; a copy of the item."""
+        with self._lock:
+            item = next(
+                i
+                for i in self.items
+                if i["transaction_status"] == "SUCCESS"
+                and _same_receiver(i["payout_item"]["receiver"], receiver)
+            )
+            event = self._settle_item(item, "REFUNDED")
+        self._events.add(event)
+        return _copy(item)
 
     def fail_next(
         self,

@@ -463,6 +463,7 @@ def test_a_paypal_payout_run_killed_at_random_points_sends_each_payout_once(
             assert reconcile(open_store(get_settings()), get_settings(), now=T0) == {
                 "settled": len(people),
                 "returned": 0,
+                "taken_back": 0,
             }
         get_settings.cache_clear()
         for handle, receiver in receivers.items():
@@ -596,6 +597,58 @@ def test_a_paypal_payout_is_taken_then_settled_by_its_verified_webhook(
         lines_add_up(engine)
 
 
+def test_money_taken_back_after_it_was_paid_waits_for_approval_again(
+    engine, applied, rally, served, monkeypatch
+) -> None:
+    """Stripe reverses a paid transfer, in part and then the rest; a PayPal receiver refunds
+    a paid item. Each amount goes back to awaiting approval once, with a reversing posting,
+    whatever number of times the webhook comes."""
+    maya, jordan = handles(engine, 2)
+    with FakeStripe(webhook_url=f"{served}/webhooks/stripe") as stripe:
+        use(stripe, monkeypatch)
+        accounts = ready_to_pay(engine, stripe, {maya: 30_000})
+        assert paid(engine, None).sent == 1
+        (transfer,) = stripe.paid_to(accounts[maya])
+        stripe.reverse(transfer["id"], 10_000)
+        stripe.reverse(transfer["id"])  # the other 200.00
+        reversals = [d for d in stripe.wait_for_webhooks(3) if b"transfer.reversed" in d.body]
+        assert [d.status for d in reversals] == [200, 200]
+        again = httpx.post(
+            f"{served}/webhooks/stripe",
+            content=reversals[-1].body,
+            headers={"Stripe-Signature": sign(reversals[-1].body, stripe.webhook_secret,
+                                              int(time.time()))},
+        )  # fmt: skip
+        assert again.json() == {"ok": True, "taken_back": False}  # told before: nothing new
+    owed = balance(rally, maya)
+    assert (owed["paid_cents"], owed["awaiting_cents"], owed["owed_cents"]) == (0, 30_000, 30_000)
+    shown = json.loads(rally("payments", "payouts", SLUG, "--json").out)
+    assert shown[0]["status"] == "taken_back" and "Stripe reversed" in shown[0]["error"]
+    assert rally("payments", "approve", SLUG, maya, "--by", "dana").code == 0  # seen again
+    assert balance(rally, maya)["approved_cents"] == 30_000
+
+    with FakePayPal(webhook_url=f"{served}/webhooks/paypal") as paypal:
+        use_paypal(paypal, monkeypatch)
+        receivers = ready_to_pay(engine, paypal, {jordan: 12_000}, first=10)
+        assert "1 payout(s) made" in rally("payments", "payout", SLUG).out
+        paypal.settle()
+        paypal.wait_for_webhooks(1)
+        assert balance(rally, jordan)["paid_cents"] == 12_000
+        paypal.refund(receivers[jordan])
+        deliveries = paypal.wait_for_webhooks(2)
+        assert deliveries[-1].status == 200
+        nothing = "0 payout(s) settled, 0 returned to approved.\n"
+        assert rally("payments", "reconcile").out == nothing  # the refund is not a payout's end
+    owed = balance(rally, jordan)
+    assert (owed["paid_cents"], owed["awaiting_cents"]) == (0, 12_000)
+    with transaction(engine, write=False) as session:
+        taken = session.exec(
+            select(LedgerEntry.posting).where(LedgerEntry.kind == "taken_back").distinct()
+        ).all()
+    assert len(taken) == 3  # Stripe's two reversals and PayPal's refund, each once
+    lines_add_up(engine)
+
+
 def test_paypal_429s_5xx_a_lost_answer_and_a_webhook_before_the_answer(
     engine, applied, settings, served, monkeypatch
 ) -> None:
@@ -635,6 +688,7 @@ def rally_reconciles_nothing(settings) -> bool:
     return reconcile(open_store(get_settings()), get_settings(), now=T0) == {
         "settled": 0,
         "returned": 0,
+        "taken_back": 0,
     }
 
 
