@@ -112,8 +112,9 @@ def post(
         }
         for account, amount in lines
     ]
-    dialect = session.get_bind().dialect.name
-    added = session.connection().execute(_adding(dialect), rows)  # Core: no ORM work to do
+    connection = session.connection()  # Core: the ORM has nothing to do for these rows
+    dialect = connection.dialect.name
+    added = connection.execute(_adding(dialect), rows)
     if not (added.all() if dialect == "postgresql" else added.rowcount):
         return False  # made before: its lines are there already
     data: dict[str, Any] = {"posting": posting, "cause": cause, "currency": currency}
