@@ -315,20 +315,9 @@ def take_back(
         payout.status = PayoutStatus.TAKEN_BACK
     payout.error = f"{cents / 100:,.2f} taken back after it was paid: {why}"[:1000]
     session.add(payout)
-    campaign = session.get(Campaign, payout.campaign_id)
-    assert campaign is not None
-    return post(
-        session,
-        campaign,
-        payout.member_id,
-        posting=f"{TAKEN_BACK}:payout:{payout.id}:{cents}",
-        kind=TAKEN_BACK,
-        cause=f"payout:{payout.id}",
-        lines=[(PAID, cents - before), (PAYABLE, before - cents)],
-        details={"why": why[:500], "taken_back_cents": cents},
-        actor=actor,
-        now=now,
-    )
+    lines = [(PAID, cents - before), (PAYABLE, before - cents)]
+    details = {"why": why[:500], "taken_back_cents": cents}
+    return _post(session, payout, TAKEN_BACK, lines, details, actor, now, of=f":{cents}")
 
 
 def _post(
@@ -339,14 +328,16 @@ def _post(
     details: dict[str, Any],
     actor: str,
     now: datetime,
+    of: str = "",
 ) -> bool:
+    """The payout's posting of `kind` (keyed by the payout, and `of` where it has several)."""
     campaign = session.get(Campaign, payout.campaign_id)
     assert campaign is not None
     return post(
         session,
         campaign,
         payout.member_id,
-        posting=f"{kind}:payout:{payout.id}",
+        posting=f"{kind}:payout:{payout.id}{of}",
         kind=kind,
         cause=f"payout:{payout.id}",
         lines=lines,

@@ -382,6 +382,22 @@ def leases_over(engine) -> None:
     raise TimeoutError("a killed run's lease did not end")
 
 
+def killed_at_random(
+    engine, settings, fake: FakeStripe | FakePayPal, *, runs: int, seed: int
+) -> None:
+    """`runs` payout runs, each killed with SIGKILL at a random request of its own, most often
+    while an answer is on the way back or being recorded: the moment that could pay someone
+    twice."""
+    chooser = random.Random(seed)
+    for _ in range(runs):
+        seen = len(fake.requests)
+        run = payout_process(settings, fake)
+        fake.wait_for_requests(seen + chooser.randint(1, 6), timeout=60)
+        run.send_signal(signal.SIGKILL)
+        run.wait(timeout=30)
+        leases_over(engine)  # else the next run finds every payout held, and has nothing to do
+
+
 def in_transit(engine) -> int:
     with transaction(engine, write=False) as session:
         return len(session.exec(select(Payout.id).where(Payout.status == "sending")).all())
@@ -393,16 +409,7 @@ def test_a_payout_run_killed_at_random_points_pays_nobody_twice_and_misses_nobod
 ) -> None:
     people = {handle: 1_000 * (n + 1) for n, handle in enumerate(handles(engine, 30))}
     accounts = ready_to_pay(engine, stripe, people)
-    chooser = random.Random(20261204)
-    for _ in range(5):
-        seen = len(stripe.requests)
-        run = payout_process(settings, stripe)
-        # Killed at a random transfer of this run, most often while its answer is on the way
-        # back or being recorded: the moment that could pay someone twice.
-        stripe.wait_for_requests(seen + chooser.randint(1, 6), timeout=60)
-        run.send_signal(signal.SIGKILL)
-        run.wait(timeout=30)
-        leases_over(engine)  # else the next run finds every payout held, and has nothing to do
+    killed_at_random(engine, settings, stripe, runs=5, seed=20261204)
     for _ in range(5):  # runs to the end, once the killed runs' leases are over
         finished = payout_process(settings, stripe)
         _, err = finished.communicate(timeout=120)
@@ -430,14 +437,7 @@ def test_a_paypal_payout_run_killed_at_random_points_sends_each_payout_once(
     with FakePayPal() as paypal:
         people = {handle: 500 * (n + 1) for n, handle in enumerate(handles(engine, 20))}
         receivers = ready_to_pay(engine, paypal, people)
-        chooser = random.Random(20261205)
-        for _ in range(4):
-            seen = len(paypal.requests)
-            run = payout_process(settings, paypal)
-            paypal.wait_for_requests(seen + chooser.randint(1, 6), timeout=60)
-            run.send_signal(signal.SIGKILL)
-            run.wait(timeout=30)
-            leases_over(engine)
+        killed_at_random(engine, settings, paypal, runs=4, seed=20261205)
         for _ in range(5):
             finished = payout_process(settings, paypal)
             _, err = finished.communicate(timeout=120)
