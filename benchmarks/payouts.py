@@ -48,9 +48,17 @@ def ceiling_seconds(calls: int, limit: int, per: float) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--creators", type=int, default=1000)
-    parser.add_argument("--database-url", default="", help="a PostgreSQL store (else SQLite)")
+    parser.add_argument(
+        "--database-url", default="", help="a PostgreSQL server, for a database of its own"
+    )
     args = parser.parse_args()
+    from benchmarks.webhook_delivery import own_database
 
+    with own_database(args.database_url) as database_url:  # PostgreSQL: one of its own
+        measure(args.creators, database_url)
+
+
+def measure(creators: int, database_url: str) -> None:
     home = Path(tempfile.mkdtemp(prefix="rally-bench-payouts-"))
     from tests.fakes.stripe_api import FakeStripe
 
@@ -58,7 +66,7 @@ def main() -> None:
     os.environ.update(
         {
             "RALLY_HOME": str(home / "home"),
-            "RALLY_DATABASE_URL": args.database_url,
+            "RALLY_DATABASE_URL": database_url,
             "RALLY_STRIPE_API_URL": stripe.url,
             "RALLY_STRIPE_SECRET_KEY": stripe.secret_key,
         }
@@ -77,8 +85,8 @@ def main() -> None:
 
     settings = get_settings()
     engine = open_store(settings)
-    print(f"Applying a {args.creators:,}-creator campaign ({engine.dialect.name})")
-    campaign = apply_example(engine, campaign_folder(home, args.creators))
+    print(f"Applying a {creators:,}-creator campaign ({engine.dialect.name})")
+    campaign = apply_example(engine, campaign_folder(home, creators))
     with transaction(engine, write=False) as session:
         members = [
             member or 0
