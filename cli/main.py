@@ -62,6 +62,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "cli.payments:app",
         "Payments: the ledger, approvals, payouts, W-9s, tax year, disbursement reports.",
     ),
+    "boost": (
+        "cli.boost:app",
+        "Spark Ads: posts worth boosting, creators' authorizations, boosts (pause, resume).",
+    ),
     "db": ("cli.db:app", "The store's schema: status and upgrades."),
     "serve": (
         "cli.serve:serve_command",

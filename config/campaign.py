@@ -236,6 +236,21 @@ class Payments(Model):
         return self
 
 
+class Amplification(Model):
+    """Spark Ads: paid reach behind creators' posts that work, with each creator's
+    authorization, through the campaign's TikTok ad account (`advertiser_id`). `budget` caps
+    the paid spend over the campaign (in the budget's currency); each boost spends at most
+    `daily_budget` a day. A post is worth boosting with at least `min_views` views and an
+    engagement and conversion rate each at least `above_median` times the campaign's median.
+    TikTok allows no paid political content: a political campaign is refused by its policy."""
+
+    advertiser_id: Annotated[str, Field(pattern=r"^\d{6,20}$")]
+    budget: Money
+    daily_budget: Annotated[float, Field(ge=20)] = 50.0  # TikTok's least for an ad group
+    min_views: Annotated[int, Field(ge=0)] = 1000
+    above_median: Annotated[float, Field(ge=1)] = 1.5
+
+
 class Segment(Model):
     id: Identifier
     name: Text
@@ -405,6 +420,7 @@ class CampaignSpec(Model):
     retention_days: Annotated[int, Field(ge=0)] | None = None  # purge leads this long after
     signup: SignupPage = SignupPage()
     payments: Payments = Payments()
+    amplification: Amplification | None = None  # Spark Ads (`tasks.amplification`)
     roster: str | None = None
 
     @property

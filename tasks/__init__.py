@@ -18,6 +18,8 @@ One package per capability, each importing only the ones listed before it (and t
 - `leads`: contacts, the leads of a campaign, their sync to each destination, forgetting;
 - `engagement`: events from every source, the follow-up rules, consent, delivery;
 - `reporting`: the campaign's numbers, KPIs, attribution, lift and the report;
+- `amplification`: the posts worth boosting, creators' Spark Ads authorizations, the boosts
+  checked under the paid rules and made on the campaign's TikTok ad account;
 - `rehearsal`: the simulated creators, approvers and audience of a rehearsal;
 - `sprint`: the sprint's start, weeks, milestones and summary;
 - `mail`: the one email drain, with the handler each capability gives for its messages;

@@ -2,17 +2,17 @@
 
 campaign -> roster (creators) -> sprint plan -> briefs -> creatives and drafts -> policy findings
 and review tasks -> engagement events -> contacts and consent -> follow-ups -> outbox ->
-metric snapshots -> sprint runs and reports -> the payments ledger; timers and the hash-chained
-audit log sit beside them all.
+metric snapshots -> sprint runs and reports -> the payments ledger -> Spark Ads; timers and the
+hash-chained audit log sit beside them all.
 
 Conventions: times are aware UTC (`UTCDateTime`); money is integer cents; status and kind
 columns are plain strings whose values are the `StrEnum`s beside them; free-form structure is JSON.
 
 The tables live in one module per part of the sprint (campaigns, configs, review, engagement,
-delivery, sprint, audit, api, money). `from store.models import Campaign` loads only the module
-that defines it: a command that reads a campaign does not build the other thirty tables' classes,
-which would cost a short command most of its start-up. Whatever needs every table (migrations,
-tests that compare the store with the models) calls `load_all()` first.
+delivery, sprint, audit, api, money, amplification). `from store.models import Campaign` loads
+only the module that defines it: a command that reads a campaign does not build the other
+tables' classes, which would cost a short command most of its start-up. Whatever needs every
+table (migrations, tests that compare the store with the models) calls `load_all()` first.
 """
 
 from importlib import import_module
@@ -68,6 +68,7 @@ MODULES: dict[str, tuple[str, ...]] = {
         "TaxForm",
         "Contract",
     ),
+    "amplification": ("SparkAuthorization", "BoostStatus", "Boost"),
 }
 _MODULE_OF = {name: module for module, names in MODULES.items() for name in names}
 
@@ -88,6 +89,7 @@ def load_all() -> None:
 
 
 if TYPE_CHECKING:  # the names, for type checkers; at run time __getattr__ loads them
+    from store.models.amplification import *  # noqa: F403
     from store.models.api import *  # noqa: F403
     from store.models.audit import *  # noqa: F403
     from store.models.campaigns import *  # noqa: F403

@@ -30,6 +30,7 @@ CAPABILITIES = {  # tasks' package -> the packages before it that it may import
     "leads": {"campaigns", "webhooks"},
     "engagement": {"campaigns", "leads", "webhooks"},
     "reporting": {"campaigns", "payments"},
+    "amplification": {"campaigns", "review"},
     "rehearsal": {"campaigns", "briefs", "review", "engagement"},
     "sprint": {
         "campaigns",

@@ -12,6 +12,7 @@ from integrations.hubspot import HubSpotSettings
 from integrations.ngpvan import NgpVanSettings
 from integrations.paypal import PayPalSettings
 from integrations.stripe import StripeSettings
+from integrations.tiktok_ads import TikTokAdsSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -21,8 +22,8 @@ def test_every_setting_is_documented_in_env_example() -> None:
     documented = set(re.findall(r"^#? ?(RALLY_[A-Z_]+)=", text, re.M))
     fields = {f"RALLY_{name.upper()}" for name in Settings.model_fields}
     fields |= {name for kind in DESTINATIONS.values() for name in kind.settings.variables()}
-    for payouts in (StripeSettings, PayPalSettings):
-        fields |= {f"{payouts.env_prefix}{name}".upper() for name in payouts.model_fields}
+    for section in (StripeSettings, PayPalSettings, TikTokAdsSettings):
+        fields |= {f"{section.env_prefix}{name}".upper() for name in section.model_fields}
     assert fields <= documented, f"add to .env.example: {sorted(fields - documented)}"
 
 

@@ -1,0 +1,163 @@
+"""`rally boost`: Spark Ads behind creators' posts that work, with their authorization (not
+for political campaigns: TikTok allows no paid political content)."""
+
+from datetime import date
+
+import typer
+
+from cli.common import JSON_OPTION, console, print_json, store
+from store.db import transaction
+from store.types import utcnow
+
+app = typer.Typer(
+    help="Spark Ads: posts worth boosting, creators' authorizations, boosts (pause, resume).",
+    no_args_is_help=True,
+)
+
+
+@app.command("candidates")
+def candidates_command(
+    campaign: str = typer.Argument(..., help="The campaign (slug)."),
+    json_output: bool = JSON_OPTION,
+) -> None:
+    """A recommendation: the posts still up whose engagement and conversion rates are well
+    above the campaign's medians, on enough views to trust them, best first."""
+    from tasks.amplification.winners import winners
+    from tasks.campaigns.campaign import get_campaign
+
+    _, engine = store()
+    with transaction(engine, write=False) as session:
+        found = winners(session, get_campaign(session, campaign))
+    rows = [
+        {
+            "creative": w.post.creative_id,
+            "creator": w.post.creator,
+            "url": w.post.url,
+            "views": w.post.views,
+            "engagement_rate": round(w.post.engagement_rate, 4),
+            "conversion_rate": round(w.post.conversion_rate, 4),
+            "engagement_multiple": round(w.engagement_multiple, 2),
+            "conversion_multiple": round(w.conversion_multiple, 2),
+        }
+        for w in found.picks
+    ]
+    if json_output:
+        print_json(
+            {
+                "recommendation": rows,
+                "median_engagement_rate": round(found.median_engagement_rate, 4),
+                "median_conversion_rate": round(found.median_conversion_rate, 4),
+                "min_views": found.min_views,
+                "above_median": found.above_median,
+                "posts_considered": found.considered,
+            }
+        )
+        return
+    console.print(
+        f"Recommendation: {len(rows)} of {found.considered} post(s) worth boosting (at least "
+        f"{found.min_views:,} views, engagement and conversion at least {found.above_median:g}x "
+        f"the medians of {found.median_engagement_rate:.2%} and "
+        f"{found.median_conversion_rate:.2%}).",
+        markup=False,
+    )
+    for row in rows:
+        console.print(
+            f"  creative {row['creative']} by @{row['creator']}: {row['views']:,} views, "
+            f"engagement {row['engagement_rate']:.2%} ({row['engagement_multiple']}x), "
+            f"conversion {row['conversion_rate']:.2%} ({row['conversion_multiple']}x)",
+            markup=False,
+        )
+
+
+@app.command("authorize")
+def authorize_command(
+    campaign: str = typer.Argument(..., help="The campaign (slug)."),
+    creative: int = typer.Argument(..., help="The posted creative the creator authorized."),
+    code: str = typer.Option(..., "--code", help="The creator's Spark Ads authorization code."),
+    until: str = typer.Option(..., "--until", help="The last day it covers, YYYY-MM-DD."),
+    starts: str = typer.Option("", "--from", help="Its first day (default: today)."),
+    consent: str = typer.Option(
+        ..., "--consent", help='How the creator consented ("email of 2027-03-02").'
+    ),
+) -> None:
+    """Record a creator's Spark Ads authorization of their post, and how they consented."""
+    from tasks.amplification.boosts import record_authorization
+    from tasks.campaigns.campaign import get_campaign
+
+    settings, engine = store()
+    now = utcnow()
+    try:
+        last = date.fromisoformat(until)
+        first = date.fromisoformat(starts) if starts else now.date()
+    except ValueError:
+        raise typer.BadParameter("give days as YYYY-MM-DD", param_hint="--from/--until") from None
+    with transaction(engine) as session:
+        record_authorization(
+            session, get_campaign(session, campaign), creative, code, starts_on=first,
+            ends_on=last, consent=consent, actor=settings.actor, now=now,
+        )  # fmt: skip
+    console.print(f"Creative {creative}: Spark Ads authorized from {first} to {last}.")
+
+
+@app.command("start")
+def start_command(
+    campaign: str = typer.Argument(..., help="The campaign (slug)."),
+    creative: int = typer.Argument(..., help="The posted creative to boost."),
+    daily: float = typer.Option(0.0, "--daily", help="Its daily budget (default: the terms')."),
+) -> None:
+    """Boost a posted creative: checked under the paid rules, within its authorization's period
+    and the campaign's amplification budget, then made on the ad account. Safe to run again
+    after a failure: it goes on from where it stopped."""
+    import httpx
+
+    from tasks.amplification.boosts import ad_account, start_boost
+    from tasks.campaigns.campaign import get_campaign
+
+    settings, engine = store()
+    with transaction(engine, write=False) as session:
+        found = get_campaign(session, campaign)
+    with httpx.Client(timeout=30) as client:
+        boost = start_boost(
+            engine, campaign, creative, ad_account(settings, client, found),
+            daily_budget_cents=round(daily * 100) or None, actor=settings.actor, now=utcnow(),
+        )  # fmt: skip
+    console.print(
+        f"Boost {boost.id}: creative {creative} runs at {boost.daily_budget_cents / 100:,.2f} a "
+        f"day until {boost.ends_on} (ad {boost.remote_ad_id}).",
+        markup=False,
+    )
+
+
+def _set(campaign: str, boost: int, running: bool) -> None:
+    import httpx
+
+    from tasks.amplification.boosts import ad_account, set_running
+    from tasks.campaigns.campaign import get_campaign
+
+    settings, engine = store()
+    with transaction(engine, write=False) as session:
+        found = get_campaign(session, campaign)
+    with httpx.Client(timeout=30) as client:
+        set_running(
+            engine, campaign, boost, ad_account(settings, client, found), running=running,
+            actor=settings.actor, now=utcnow(),
+        )  # fmt: skip
+    console.print(f"Boost {boost} {'resumed' if running else 'paused'}.")
+
+
+@app.command("pause")
+def pause_command(
+    campaign: str = typer.Argument(..., help="The campaign (slug)."),
+    boost: int = typer.Argument(..., help="The boost."),
+) -> None:
+    """Pause a boost's ad."""
+    _set(campaign, boost, False)
+
+
+@app.command("resume")
+def resume_command(
+    campaign: str = typer.Argument(..., help="The campaign (slug)."),
+    boost: int = typer.Argument(..., help="The boost."),
+) -> None:
+    """Resume a paused boost, within its authorization's period."""
+    _set(campaign, boost, True)

@@ -1,0 +1,1 @@
+"""Amplification: Spark Ads behind creators' posts that work (`winners`, `boosts`)."""

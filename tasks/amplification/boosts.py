@@ -1,0 +1,348 @@
+"""Boosting: a creator's authorization of a post, the compliance gate before any money, and
+the boost itself on the campaign's TikTok ad account (`integrations.tiktok_ads`).
+
+- **Authorization.** The creator gives a Spark Ads authorization code for one of their posted
+  creatives and the period it covers; staff record it with how the creator consented, and it
+  goes in the audit log. A code past its period is refused, never sent.
+- **Compliance before money.** A boost is a paid placement: the creative's approved version is
+  checked again under the campaign's policy as paid content (sponsorship disclosure, and
+  TikTok's ban on paid political content, rule `platform_political_ban`, which refuses every
+  political campaign). A blocking finding refuses the boost, naming its rule.
+- **Budget.** What boosts may spend is each one's daily budget for the days its authorization
+  has left; the running and paused boosts' together, with the new one's, stay within the
+  campaign file's `amplification.budget`.
+- **The boost.** The post is authorized on the ad account with the code, then an ad group
+  with the daily budget and an ad of the post are made, each remembered as it is made: a
+  boost interrupted part way goes on from where it stopped when started again, and its ad
+  is looked up by name before one is made, so that none is made twice. Staff pause and
+  resume it.
+"""
+
+import re
+from datetime import date, datetime
+from typing import Protocol, TypeVar
+
+import httpx
+from sqlalchemy import Engine
+from sqlmodel import Session, col, select
+from tenacity.wait import wait_base
+
+from config.errors import RallyError
+from config.settings import Settings
+from integrations.crm import RateLimit
+from integrations.tiktok_ads import RATE, AuthorizedPost, TikTokAds, TikTokAdsSettings
+from store.audit import Change, record
+from store.db import transaction
+from store.models import (
+    Boost,
+    BoostStatus,
+    Campaign,
+    Creative,
+    CreativeDraft,
+    CreativeStatus,
+    Creator,
+    RosterMember,
+    SparkAuthorization,
+)
+from tasks.amplification.winners import amplification_of
+from tasks.campaigns.campaign import campaign_spec, get_campaign
+from tasks.campaigns.configs import campaign_policy
+from tasks.outbox import retrying
+from tasks.review.checks import evaluate
+from tasks.review.creatives import Submission, facts_for
+
+
+class Refused(RallyError):
+    """A boost that may not run: what stands in its way."""
+
+
+class AdAccount(Protocol):
+    """What boosting needs of the Marketing API (`integrations.tiktok_ads.TikTokAds`)."""
+
+    def authorize(self, code: str) -> AuthorizedPost: ...
+
+    def campaign_named(self, name: str) -> str | None: ...
+
+    def create_campaign(self, name: str) -> str: ...
+
+    def create_adgroup(
+        self, campaign_id: str, name: str, daily_budget_cents: int, start: date, end: date
+    ) -> str: ...
+
+    def ad_named(self, adgroup_id: str, name: str) -> str | None: ...
+
+    def create_ad(self, adgroup_id: str, name: str, post: AuthorizedPost) -> str: ...
+
+    def set_status(self, ad_id: str, *, running: bool) -> None: ...
+
+
+CODE = re.compile(r"[A-Za-z0-9#+/=_.:-]{8,200}")  # Spark codes are printable, without spaces
+
+
+def ad_account(settings: Settings, client: httpx.Client, campaign: Campaign) -> TikTokAds:
+    """The campaign's TikTok ad account, with the advertiser's token from the settings."""
+    found = settings.section(TikTokAdsSettings)
+    return TikTokAds(
+        client,
+        api_url=found.api_url,
+        access_token=found.access_token.get_secret_value(),
+        advertiser_id=amplification_of(campaign).advertiser_id,
+        limit=RateLimit(*RATE),
+    )
+
+
+def record_authorization(
+    session: Session,
+    campaign: Campaign,
+    creative_id: int,
+    code: str,
+    *,
+    starts_on: date,
+    ends_on: date,
+    consent: str,
+    actor: str,
+    now: datetime,
+) -> SparkAuthorization:
+    """Keep the creator's authorization code for their posted creative and the period it
+    covers, with how they consented (audited)."""
+    creative = _posted(session, campaign, creative_id)
+    code = code.strip()
+    if not CODE.fullmatch(code):
+        raise RallyError("code: a Spark Ads authorization code, as TikTok shows it to the creator")
+    if ends_on < starts_on:
+        raise RallyError(f"until: {ends_on} is before {starts_on}")
+    if ends_on < now.date():
+        raise RallyError(f"until: {ends_on} is already past: ask the creator for a new code")
+    if not consent.strip():
+        raise RallyError("consent: say how the creator gave their consent (their email, a form)")
+    found = SparkAuthorization(
+        campaign_id=campaign.id or 0,
+        creative_id=creative.id or 0,
+        code=code,
+        starts_on=starts_on,
+        ends_on=ends_on,
+        consent=consent.strip()[:254],
+        recorded_at=now,
+    )
+    session.add(found)
+    session.flush()
+    summary = (
+        f"creative {creative.id}: its creator authorized Spark Ads from {starts_on} to {ends_on} "
+        f"({consent.strip()[:120]})"
+    )
+    details = {"creative": creative.id, "from": str(starts_on), "until": str(ends_on)}
+    record(session, [Change(actor, "spark.authorized", "creative", creative.id or 0, summary,
+                            details)])  # fmt: skip
+    return found
+
+
+def paid_refusals(session: Session, campaign: Campaign, creative: Creative) -> list[str]:
+    """The campaign policy's blocking findings on the creative's approved version as a paid
+    placement, each as `rule_id: what it found`."""
+    draft = session.exec(
+        select(CreativeDraft)
+        .where(CreativeDraft.creative_id == creative.id)
+        .order_by(col(CreativeDraft.version).desc())
+    ).first()
+    found = session.exec(
+        select(RosterMember, Creator)
+        .join(Creator, col(Creator.id) == col(RosterMember.creator_id))
+        .where(RosterMember.id == creative.member_id)
+    ).first()
+    if draft is None or found is None:
+        return ["creative: it has no approved version to boost"]
+    member, creator = found
+    paid = Submission(
+        caption=draft.caption,
+        script=draft.script or "",
+        duration_seconds=draft.duration_seconds,
+        paid=True,
+        ai_generated=draft.ai_generated,
+    )
+    facts = facts_for(campaign_spec(campaign), member, creator, paid)
+    findings = evaluate(campaign_policy(session, campaign), facts)
+    return [f"{f.rule_id}: {f.message}" for f in findings if f.severity == "block" and not f.passed]
+
+
+def committed_cents(session: Session, campaign: Campaign, today: date) -> int:
+    """What the campaign's running and paused boosts may still spend: each one's daily budget
+    for the days it has left."""
+    boosts = session.exec(
+        select(Boost).where(
+            Boost.campaign_id == campaign.id,
+            col(Boost.status).in_([BoostStatus.RUNNING, BoostStatus.PAUSED]),
+        )
+    ).all()
+    return sum(b.daily_budget_cents * _days(today, b.ends_on) for b in boosts)
+
+
+def prepare_boost(
+    session: Session,
+    campaign: Campaign,
+    creative_id: int,
+    *,
+    daily_budget_cents: int | None,
+    actor: str,
+    now: datetime,
+) -> Boost:
+    """The boost of a creative, checked (compliance, authorization, budget: `Refused` says
+    what stands in the way) and kept, before anything is asked of TikTok; an unfinished one
+    of the creative's is taken up again."""
+    terms = amplification_of(campaign)
+    creative = _posted(session, campaign, creative_id)
+    refusals = paid_refusals(session, campaign, creative)
+    if refusals:
+        raise Refused("policy: " + "; ".join(refusals))
+    unfinished = session.exec(
+        select(Boost).where(Boost.creative_id == creative.id, col(Boost.remote_ad_id).is_(None))
+    ).first()
+    if unfinished is not None:
+        return unfinished
+    running = session.exec(
+        select(Boost.id).where(
+            Boost.creative_id == creative.id, Boost.status == BoostStatus.RUNNING
+        )
+    ).first()
+    if running is not None:
+        raise Refused(f"creative {creative.id}: already boosted (boost {running})")
+    today = now.date()
+    authorization = session.exec(
+        select(SparkAuthorization)
+        .where(SparkAuthorization.creative_id == creative.id)
+        .order_by(col(SparkAuthorization.id).desc())
+    ).first()
+    if authorization is None:
+        raise Refused(f"creative {creative.id}: no Spark Ads authorization from its creator yet")
+    if authorization.ends_on < today:
+        raise Refused(
+            f"authorization: the creator's code covered up to {authorization.ends_on}, which is "
+            "past; ask them for a new one"
+        )
+    if authorization.starts_on > today:
+        raise Refused(f"authorization: the creator's code covers from {authorization.starts_on}")
+    daily = daily_budget_cents or round(terms.daily_budget * 100)
+    if daily < 20_00:
+        raise Refused("daily budget: TikTok's least for an ad group is 20.00 a day")
+    cost = daily * _days(today, authorization.ends_on)
+    committed = committed_cents(session, campaign, today)
+    cap = round(terms.budget * 100)
+    if committed + cost > cap:
+        raise Refused(
+            f"budget: {cost / 100:,.2f} for {_days(today, authorization.ends_on)} day(s) at "
+            f"{daily / 100:,.2f} a day, with {committed / 100:,.2f} committed to other boosts, "
+            f"is over amplification.budget ({cap / 100:,.2f})"
+        )
+    boost = Boost(
+        campaign_id=campaign.id or 0,
+        creative_id=creative.id or 0,
+        authorization_id=authorization.id or 0,
+        daily_budget_cents=daily,
+        ends_on=authorization.ends_on,
+        started_by=actor,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(boost)
+    session.flush()
+    summary = f"creative {creative.id}: boost {boost.id} at {daily / 100:,.2f} a day"
+    record(session, [Change(actor, "boost.started", "creative", creative.id or 0, summary,
+                            {"boost": boost.id, "daily_cents": daily})])  # fmt: skip
+    return boost
+
+
+def start_boost(
+    engine: Engine,
+    slug: str,
+    creative_id: int,
+    account: AdAccount,
+    *,
+    daily_budget_cents: int | None = None,
+    actor: str,
+    now: datetime,
+    wait: wait_base | None = None,
+) -> Boost:
+    """Boost the creative (see the module): checked and kept, then made on the ad account a
+    step at a time, each step's id kept as soon as it is made; a passing failure (TikTok's
+    rate limit) is tried again, `wait` apart."""
+    call = retrying(wait)
+    with transaction(engine) as session:
+        campaign = get_campaign(session, slug)
+        boost = prepare_boost(
+            session, campaign, creative_id, daily_budget_cents=daily_budget_cents, actor=actor,
+            now=now,
+        )  # fmt: skip
+        authorization = session.get(SparkAuthorization, boost.authorization_id)
+        assert authorization is not None
+    if authorization.item_id is None:
+        post = call(account.authorize, authorization.code)
+        with transaction(engine) as session:
+            _keep(session, SparkAuthorization, authorization.id, identity_id=post.identity_id,
+                  item_id=post.item_id)  # fmt: skip
+    else:
+        post = AuthorizedPost(authorization.identity_id or "", "AUTH_CODE", authorization.item_id)
+    if boost.remote_campaign_id is None:
+        name = f"rally-{slug}"
+        remote = call(account.campaign_named, name) or call(account.create_campaign, name)
+        with transaction(engine) as session:
+            boost = _keep(session, Boost, boost.id, remote_campaign_id=remote)
+    if boost.remote_adgroup_id is None:
+        adgroup = call(
+            account.create_adgroup, boost.remote_campaign_id or "", f"rally-boost-{boost.id}",
+            boost.daily_budget_cents, now.date(), boost.ends_on,
+        )  # fmt: skip
+        with transaction(engine) as session:
+            boost = _keep(session, Boost, boost.id, remote_adgroup_id=adgroup)
+    name = f"rally-boost-{boost.id}"
+    adgroup = boost.remote_adgroup_id or ""
+    ad = call(account.ad_named, adgroup, name) or call(account.create_ad, adgroup, name, post)
+    with transaction(engine) as session:
+        return _keep(session, Boost, boost.id, remote_ad_id=ad, updated_at=now)
+
+
+def set_running(
+    engine: Engine, slug: str, boost_id: int, account: AdAccount, *, running: bool, actor: str,
+    now: datetime, wait: wait_base | None = None,
+) -> Boost:  # fmt: skip
+    """Pause a boost's ad, or resume it (within its authorization's period)."""
+    with transaction(engine, write=False) as session:
+        campaign = get_campaign(session, slug)
+        boost = session.get(Boost, boost_id)
+        if boost is None or boost.campaign_id != campaign.id or boost.remote_ad_id is None:
+            raise RallyError(f"boost: no boost {boost_id} running or paused on {slug}")
+    if running and boost.ends_on < now.date():
+        raise Refused(f"boost {boost_id}: its authorization ended on {boost.ends_on}")
+    retrying(wait)(account.set_status, boost.remote_ad_id or "", running=running)
+    status = BoostStatus.RUNNING if running else BoostStatus.PAUSED
+    with transaction(engine) as session:
+        found = _keep(session, Boost, boost_id, status=status, updated_at=now)
+        said = "resumed" if running else "paused"
+        record(session, [Change(actor, f"boost.{said}", "creative", found.creative_id,
+                                f"boost {boost_id} {said}", {"boost": boost_id})])  # fmt: skip
+        return found
+
+
+T = TypeVar("T")
+
+
+def _keep(session: Session, model: type[T], row_id: int | None, **values: object) -> T:
+    """The row with `values` set, under its lock."""
+    row = session.get(model, row_id, with_for_update=True)
+    assert row is not None
+    for name, value in values.items():
+        setattr(row, name, value)
+    session.add(row)
+    return row
+
+
+def _posted(session: Session, campaign: Campaign, creative_id: int) -> Creative:
+    creative = session.get(Creative, creative_id)
+    if creative is None or creative.campaign_id != campaign.id:
+        raise RallyError(f"creative: no creative {creative_id} on {campaign.slug}")
+    if creative.status != CreativeStatus.POSTED:
+        raise RallyError(f"creative {creative_id}: only a post that is up can be boosted")
+    return creative
+
+
+def _days(today: date, last: date) -> int:
+    """The days from today to `last`, both counted (none once it is past)."""
+    return max(0, (last - today).days + 1)
