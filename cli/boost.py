@@ -53,6 +53,9 @@ def candidates_command(
             }
         )
         return
+    if not found.considered:
+        console.print("No post that is up has metrics yet: nothing to weigh.", markup=False)
+        return
     console.print(
         f"Recommendation: {len(rows)} of {found.considered} post(s) worth boosting (at least "
         f"{found.min_views:,} views, engagement and conversion at least {found.above_median:g}x "
