@@ -164,3 +164,56 @@ def resume_command(
 ) -> None:
     """Resume a paused boost, within its authorization's period."""
     _set(campaign, boost, True)
+
+
+@app.command("metrics")
+def metrics_command(
+    campaign: str = typer.Argument(..., help="The campaign (slug)."),
+    pull: bool = typer.Option(False, "--pull", help="Pull the days so far from TikTok first."),
+    json_output: bool = JSON_OPTION,
+) -> None:
+    """Each boost's paid figures beside its post's organic run: spend, CPM, CPC, CTR,
+    conversions and their cost, and the lift paid added (paid plays over organic views)."""
+    from tasks.amplification.metrics import paid_beside_organic
+    from tasks.campaigns.campaign import get_campaign
+
+    settings, engine = store()
+    if pull:
+        import httpx
+
+        from tasks.amplification.boosts import ad_account
+        from tasks.amplification.metrics import pull_paid_metrics
+
+        with transaction(engine, write=False) as session:
+            found = get_campaign(session, campaign)
+        with httpx.Client(timeout=30) as client:
+            written = pull_paid_metrics(
+                engine, campaign, ad_account(settings, client, found), now=utcnow()
+            )
+        if not json_output:
+            console.print(f"{written} day(s) of paid figures pulled.", markup=False)
+    with transaction(engine, write=False) as session:
+        rows = paid_beside_organic(session, get_campaign(session, campaign))
+    if json_output:
+        print_json(rows)
+        return
+    if not rows:
+        console.print("No boosts yet.", markup=False)
+    for row in rows:
+        paid, organic = row["paid"], row["organic"]
+
+        def money(cents: int | None) -> str:
+            return "-" if cents is None else f"{cents / 100:,.2f}"
+
+        console.print(
+            f"Boost {row['boost']} (creative {row['creative']}, @{row['creator']}, "
+            f"{row['status']}): paid {paid['impressions']:,} impressions, {paid['reach']:,} "
+            f"reach, {paid['clicks']:,} clicks, {paid['conversions']:,} conversions for "
+            f"{money(paid['spend_cents'])} (CPM {money(paid['cpm_cents'])}, CPC "
+            f"{money(paid['cpc_cents'])}, per conversion "
+            f"{money(paid['cost_per_conversion_cents'])}); organic {organic['views']:,} views; "
+            f"paid added {row['lift']:.0%} plays"
+            if row["lift"] is not None
+            else f"Boost {row['boost']}: no organic views to weigh paid against.",
+            markup=False,
+        )

@@ -49,6 +49,7 @@ DEPLOYMENTS = (
     Deployment("tiktok-poll", "flows.engagement:tiktok_poll", 300),
     Deployment("sprint-calendar", "flows.sprint:sprint_calendar", 300),
     Deployment("retention-purge", "flows.leads:retention_purge", 86400),
+    Deployment("paid-metrics", "flows.amplification:paid_metrics", 86400),
 )
 RECURRING = tuple(d for d in DEPLOYMENTS if d.seconds)
 

@@ -13,7 +13,14 @@ from sqlalchemy import Engine, Select, exists, select
 from sqlmodel import col
 
 from store.db import transaction
-from store.models import EngagementEvent, OutboxMessage, OutboxStatus, TikTokAccount, Timer
+from store.models import (
+    Boost,
+    EngagementEvent,
+    OutboxMessage,
+    OutboxStatus,
+    TikTokAccount,
+    Timer,
+)
 from tasks.briefs.reminders import REMINDER as BRIEF_REMINDER
 from tasks.campaigns.campaign import get_campaign
 from tasks.leads.records import CHANNEL as LEAD_CHANNEL
@@ -78,6 +85,10 @@ def tiktok_connected(engine: Engine, now: datetime) -> bool:
     return _any(engine, select(col(TikTokAccount.business_id)))
 
 
+def boosts_made(engine: Engine, now: datetime) -> bool:
+    return _any(engine, select(col(Boost.id)).where(col(Boost.remote_ad_id).is_not(None)))
+
+
 CHECKS: dict[str, Callable[[Engine, datetime], bool]] = {
     "deliver": delivery_due,
     "sync-leads": lambda engine, now: outbox_due(engine, now, leads=True),
@@ -86,6 +97,7 @@ CHECKS: dict[str, Callable[[Engine, datetime], bool]] = {
     "brief-reminders": timers_due((BRIEF_REMINDER,)),
     "tiktok-poll": tiktok_connected,
     "sprint-calendar": sprint_steps_due,
+    "paid-metrics": boosts_made,
 }
 
 

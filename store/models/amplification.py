@@ -4,9 +4,10 @@ behind them (`tasks.amplification`)."""
 from datetime import date, datetime
 from enum import StrEnum
 
+from sqlalchemy import UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from store.types import created_time
+from store.types import UTCDateTime, created_time
 
 
 class SparkAuthorization(SQLModel, table=True):
@@ -52,3 +53,30 @@ class Boost(SQLModel, table=True):
     started_by: str = Field(max_length=254)
     created_at: datetime = created_time()
     updated_at: datetime = created_time()
+
+
+class PaidMetrics(SQLModel, table=True):
+    """What one boost's ad did on one day (the ad account's time zone), as TikTok's reporting
+    API gives it: one row a day and boost, replaced by a later pull of the same day (TikTok's
+    figures for a day settle over the days after)."""
+
+    __tablename__ = "paid_metrics"
+    __table_args__ = (UniqueConstraint("boost_id", "day"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    boost_id: int = Field(foreign_key="boosts.id", index=True)
+    day: date
+    impressions: int = 0
+    reach: int = 0
+    clicks: int = 0
+    spend_cents: int = 0
+    conversions: int = 0
+    video_plays: int = 0
+    watched_2s: int = 0
+    watched_6s: int = 0
+    average_play_seconds: float = 0.0
+    watched_25: int = 0
+    watched_50: int = 0
+    watched_75: int = 0
+    watched_100: int = 0
+    pulled_at: datetime = Field(sa_type=UTCDateTime)

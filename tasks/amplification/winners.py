@@ -61,8 +61,10 @@ def amplification_of(campaign: Campaign) -> Amplification:
     return terms
 
 
-def posts(session: Session, campaign: Campaign) -> list[Post]:
-    """The campaign's posts still up, each with its latest snapshot's figures."""
+def posts(session: Session, campaign: Campaign, *, posted_only: bool = True) -> list[Post]:
+    """The campaign's posts still up (with not `posted_only`, those taken down too), each with
+    its latest snapshot's figures."""
+    statuses = [CreativeStatus.POSTED] + ([] if posted_only else [CreativeStatus.TAKEN_DOWN])
     latest = (
         select(MetricSnapshot.creative_id, func.max(MetricSnapshot.captured_at).label("at"))
         .where(
@@ -81,7 +83,7 @@ def posts(session: Session, campaign: Campaign) -> list[Post]:
             (col(MetricSnapshot.creative_id) == col(Creative.id))
             & (col(MetricSnapshot.captured_at) == latest.c.at),
         )
-        .where(Creative.campaign_id == campaign.id, Creative.status == CreativeStatus.POSTED)
+        .where(Creative.campaign_id == campaign.id, col(Creative.status).in_(statuses))
         .order_by(col(Creative.id))
     ).all()
     return [

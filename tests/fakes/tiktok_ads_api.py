@@ -1,6 +1,7 @@
 """A fake of TikTok's Marketing API (TikTok API for Business v1.3) for one advertiser's Spark
 Ads: `/tt_video/authorize/`, `/tt_video/info/`, `/campaign/create/`, `/campaign/get/`,
-`/adgroup/create/`, `/ad/create/`, `/ad/get/` and `/ad/status/update/`, under
+`/adgroup/create/`, `/ad/create/`, `/ad/get/`, `/ad/status/update/` and the daily report
+`/report/integrated/get/` (by ad and day, metric values as strings, paged), under
 `/open_api/v1.3`.
 
 As the API does, it takes the advertiser's token in the `Access-Token` header and answers every
@@ -55,6 +56,7 @@ class FakeTikTokAds(FakeHttpServer):
         self.campaigns: dict[str, dict[str, Any]] = {}
         self.adgroups: dict[str, dict[str, Any]] = {}
         self.ads: dict[str, dict[str, Any]] = {}
+        self.delivered: dict[tuple[str, date], dict[str, str]] = {}  # (ad, day) -> metrics
         self._failing: dict[str, int] = {}
         self._lock = threading.Lock()
         routes = {
@@ -66,6 +68,7 @@ class FakeTikTokAds(FakeHttpServer):
             ("POST", "/ad/create/"): self.create_ad,
             ("GET", "/ad/get/"): self.get_ads,
             ("POST", "/ad/status/update/"): self.update_status,
+            ("GET", "/report/integrated/get/"): self.report,
         }
         for (method, path), handler in routes.items():
             self.route(method, BASE + path, self._checked(path, handler))
@@ -86,6 +89,11 @@ class FakeTikTokAds(FakeHttpServer):
                 "authorized": False,
             }
         return code
+
+    def deliver(self, ad_id: str, day: date, **metrics: float) -> None:
+        """What the ad did that day, as the reporting API will give it (values as strings)."""
+        with self._lock:
+            self.delivered[(ad_id, day)] = {name: str(value) for name, value in metrics.items()}
 
     def fail_at(self, path: str, count: int = 1) -> None:
         """The next `count` calls to `path` (`/ad/create/`) answer `50000`, doing nothing."""
@@ -214,6 +222,41 @@ class FakeTikTokAds(FakeHttpServer):
             for ad_id in body["ad_ids"]:
                 self.ads[ad_id]["operation_status"] = status
         return answer(0, "OK", {"ad_ids": body["ad_ids"], "status": status})
+
+    def report(self, request: RecordedRequest, body: dict[str, Any]) -> Response:
+        q = request.query
+        if (q.get("report_type"), q.get("data_level")) != ("BASIC", "AUCTION_AD"):
+            return answer(40002, "report_type, data_level: BASIC and AUCTION_AD are served here.")
+        try:
+            dimensions = json.loads(q.get("dimensions", "[]"))
+            metrics = json.loads(q.get("metrics", '["spend", "impressions"]'))
+            start, end = date.fromisoformat(q["start_date"]), date.fromisoformat(q["end_date"])
+            page, size = int(q.get("page", "1")), int(q.get("page_size", "10"))
+            filters = json.loads(q.get("filtering", "[]"))
+        except (ValueError, KeyError) as exc:
+            return answer(40002, f"A parameter is malformed or missing: {exc}.")
+        if dimensions != ["ad_id", "stat_time_day"]:
+            return answer(40002, "dimensions: ad_id and stat_time_day are served here.")
+        if end < start or (end - start).days >= 30:
+            return answer(40002, "end_date: At most 30 days with stat_time_day.")
+        if not 1 <= size <= 1000 or page < 1:
+            return answer(40002, "page_size: Must be between 1 and 1000.")
+        ads = None
+        for f in filters if isinstance(filters, list) else []:
+            if isinstance(f, dict) and f.get("field_name") == "ad_ids":
+                ads = set(json.loads(f.get("filter_value", "[]")))
+        with self._lock:
+            rows = [
+                {
+                    "dimensions": {"ad_id": ad_id, "stat_time_day": f"{day} 00:00:00"},
+                    "metrics": {m: values.get(m, "0") for m in metrics},
+                }
+                for (ad_id, day), values in sorted(self.delivered.items())
+                if start <= day <= end and (ads is None or ad_id in ads)
+            ]
+        pages = max(1, -(-len(rows) // size))
+        info = {"page": page, "page_size": size, "total_number": len(rows), "total_page": pages}
+        return answer(0, "OK", {"list": rows[(page - 1) * size : page * size], "page_info": info})
 
     # -- every request ------------------------------------------------------------------------
 

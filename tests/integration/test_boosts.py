@@ -208,3 +208,56 @@ def test_a_boost_through_the_marketing_api_paused_resumed_and_kept_within_budget
     again = boost(engine, second)
     assert again.id == stopped.id and again.remote_ad_id in ads.ads
     assert len(ads.ads) == 2 and len(ads.adgroups) == 2 and len(ads.campaigns) == 1
+
+
+def test_paid_figures_are_kept_once_a_day_and_boost_beside_the_organic_run(
+    engine, applied, rally, ads
+) -> None:
+    from tasks.amplification.metrics import paid_beside_organic, pull_paid_metrics
+
+    (creative,) = posted_with(engine, [(10_000, 2_000, 300, 150)])
+    with_amplification(applied, rally, political=False)
+    authorized(rally, creative, ads.add_post(ends_on=TODAY + timedelta(days=9)),
+               TODAY + timedelta(days=9))  # fmt: skip
+    made = boost(engine, creative)
+    ad = made.remote_ad_id or ""
+    day_1, day_2 = TODAY, TODAY + timedelta(days=1)
+    ads.deliver(ad, day_1, spend="40.00", impressions=20_000, reach=15_000, clicks=400,
+                conversion=20, video_play_actions=12_000, average_video_play="4.2")  # fmt: skip
+    ads.deliver(ad, day_2, spend="30.00", impressions=18_000, reach=12_000, clicks=300,
+                conversion=14, video_play_actions=8_000)  # fmt: skip
+
+    def pull() -> int:
+        import httpx
+
+        with transaction(engine, write=False) as session:
+            campaign = session.exec(select(Campaign).where(Campaign.slug == SLUG)).one()
+        with httpx.Client() as client:
+            account = ad_account(get_settings(), client, campaign)
+            return pull_paid_metrics(engine, SLUG, account, now=T0 + timedelta(days=1))
+
+    assert pull() == 2
+    # TikTok's second day settles a little higher; pulled again, it replaces what was kept.
+    ads.deliver(ad, day_2, spend="35.50", impressions=18_000, reach=12_500, clicks=360,
+                conversion=16, video_play_actions=9_000)  # fmt: skip
+    assert pull() == 2
+    with transaction(engine, write=False) as session:
+        from store.models import PaidMetrics
+
+        kept = session.exec(select(PaidMetrics).order_by(PaidMetrics.day)).all()
+        campaign = session.exec(select(Campaign).where(Campaign.slug == SLUG)).one()
+        (row,) = paid_beside_organic(session, campaign)
+    assert [(k.day, k.spend_cents, k.clicks) for k in kept] == [(day_1, 4_000, 400),
+                                                             (day_2, 3_550, 360)]  # fmt: skip
+    assert kept[0].average_play_seconds == 4.2
+    # By hand: 75.50 spent on 38,000 impressions, 760 clicks, 36 conversions, 21,000 plays.
+    paid = row["paid"]
+    assert (paid["spend_cents"], paid["impressions"], paid["reach"]) == (7_550, 38_000, 27_500)
+    assert paid["cpm_cents"] == 199  # 7,550 x 1,000 / 38,000 = 198.7 cents
+    assert paid["cpc_cents"] == 10  # 7,550 / 760 = 9.9 cents
+    assert paid["ctr"] == 0.02 and paid["cost_per_conversion_cents"] == 210  # 209.7
+    assert row["organic"] == {"views": 10_000, "engagement_rate": 0.2, "conversion_rate": 0.5}
+    assert row["lift"] == 2.1 and row["days"] == 2  # 21,000 paid plays over 10,000 organic views
+    said = rally("boost", "metrics", SLUG).out
+    assert "for 75.50 (CPM 1.99, CPC 0.10, per conversion 2.10)" in said
+    assert "organic 10,000 views; paid added 210% plays" in said

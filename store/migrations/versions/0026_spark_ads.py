@@ -1,4 +1,5 @@
-"""Spark Ads: creators' authorizations of their posts, and the boosts behind them
+"""Spark Ads: creators' authorizations of their posts, the boosts behind them, their daily
+paid metrics
 
 Revision ID: 0026
 Revises: 0025
@@ -59,8 +60,32 @@ def upgrade() -> None:
     )
     op.create_index("ix_boosts_campaign_id", "boosts", ["campaign_id"])
     op.create_index("ix_boosts_creative_id", "boosts", ["creative_id"])
+    op.create_table(
+        "paid_metrics",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("boost_id", sa.Integer(), nullable=False),
+        sa.Column("day", sa.Date(), nullable=False),
+        *[
+            sa.Column(name, sa.Integer(), nullable=False)
+            for name in (
+                "impressions", "reach", "clicks", "spend_cents", "conversions", "video_plays",
+                "watched_2s", "watched_6s",
+            )
+        ],
+        sa.Column("average_play_seconds", sa.Float(), nullable=False),
+        *[
+            sa.Column(name, sa.Integer(), nullable=False)
+            for name in ("watched_25", "watched_50", "watched_75", "watched_100")
+        ],
+        sa.Column("pulled_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(["boost_id"], ["boosts.id"]),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("boost_id", "day"),
+    )
+    op.create_index("ix_paid_metrics_boost_id", "paid_metrics", ["boost_id"])
 
 
 def downgrade() -> None:
+    op.drop_table("paid_metrics")
     op.drop_table("boosts")
     op.drop_table("spark_authorizations")

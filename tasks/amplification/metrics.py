@@ -1,0 +1,119 @@
+"""Paid beside organic: each boost's daily figures pulled from TikTok's reporting API and kept
+once a day and boost (a later pull of a day replaces it, as TikTok's figures settle), and the
+boosted posts' paid figures beside their organic run.
+
+Per boost: impressions, reach, clicks, spend, CPM (spend per thousand impressions), CPC (per
+click), CTR (clicks over impressions), conversions and the cost per conversion, video plays and
+how far they were watched; beside them the post's organic views, engagement and signups (its
+latest snapshot), and the lift paid added over the organic run: paid video plays over organic
+views.
+"""
+
+from datetime import date, datetime, timedelta
+from typing import Any, Protocol
+
+from sqlalchemy import Engine
+from sqlmodel import Session, col, select
+
+from integrations.tiktok_ads import METRICS, REPORT_DAYS
+from store.db import transaction
+from store.models import Boost, Campaign, PaidMetrics
+from tasks.amplification.winners import posts
+from tasks.campaigns.campaign import get_campaign
+from tasks.outbox import retrying
+
+KEPT = tuple(METRICS.values())
+
+
+class Reports(Protocol):
+    def report(self, ad_ids: list[str], start: date, end: date) -> list[dict[str, Any]]: ...
+
+
+def pull_paid_metrics(engine: Engine, slug: str, account: Reports, *, now: datetime) -> int:
+    """Each of the campaign's boosts' figures for every day from its start to today, kept one
+    row a day and boost; how many day rows were written."""
+    with transaction(engine, write=False) as session:
+        campaign = get_campaign(session, slug)
+        boosts = session.exec(
+            select(Boost).where(
+                Boost.campaign_id == campaign.id, col(Boost.remote_ad_id).is_not(None)
+            )
+        ).all()
+    if not boosts:
+        return 0
+    by_ad = {b.remote_ad_id or "": b.id or 0 for b in boosts}
+    first = min(b.created_at.date() for b in boosts)
+    written = 0
+    start = first
+    while start <= now.date():
+        end = min(start + timedelta(days=REPORT_DAYS - 1), now.date())
+        rows = retrying(None)(account.report, list(by_ad), start, end)
+        with transaction(engine) as session:
+            for row in rows:
+                boost_id = by_ad.get(row["ad_id"])
+                if boost_id is not None:
+                    _keep_day(session, boost_id, row, now)
+                    written += 1
+        start = end + timedelta(days=1)
+    return written
+
+
+def _keep_day(session: Session, boost_id: int, row: dict[str, Any], now: datetime) -> None:
+    found = session.exec(
+        select(PaidMetrics).where(PaidMetrics.boost_id == boost_id, PaidMetrics.day == row["day"])
+    ).first()
+    if found is None:
+        found = PaidMetrics(boost_id=boost_id, day=row["day"], pulled_at=now)
+    for name in KEPT:
+        setattr(found, name, row[name])
+    found.pulled_at = now
+    session.add(found)
+
+
+def paid_beside_organic(session: Session, campaign: Campaign) -> list[dict[str, Any]]:
+    """Each boost's paid totals beside its post's organic figures (see the module)."""
+    organic = {p.creative_id: p for p in posts(session, campaign, posted_only=False)}
+    rows = []
+    boosts = session.exec(
+        select(Boost).where(Boost.campaign_id == campaign.id).order_by(col(Boost.id))
+    ).all()
+    for boost in boosts:
+        days = session.exec(select(PaidMetrics).where(PaidMetrics.boost_id == boost.id)).all()
+        paid = {
+            name: sum(getattr(d, name) for d in days)
+            for name in KEPT
+            if name != "average_play_seconds"
+        }
+        post = organic.get(boost.creative_id)
+        views = post.views if post else 0
+        spend = paid["spend_cents"]
+        rows.append(
+            {
+                "boost": boost.id,
+                "creative": boost.creative_id,
+                "creator": post.creator if post else None,
+                "status": boost.status,
+                "days": len(days),
+                "organic": {
+                    "views": views,
+                    "engagement_rate": round(post.engagement_rate, 4) if post else None,
+                    "conversion_rate": round(post.conversion_rate, 4) if post else None,
+                },
+                "paid": paid
+                | {
+                    "cpm_cents": _per(spend * 1000, paid["impressions"]),
+                    "cpc_cents": _per(spend, paid["clicks"]),
+                    "ctr": round(paid["clicks"] / paid["impressions"], 4)
+                    if paid["impressions"]
+                    else None,
+                    "cost_per_conversion_cents": _per(spend, paid["conversions"]),
+                },
+                "lift": round(paid["video_plays"] / views, 4) if views else None,
+            }
+        )
+    return rows
+
+
+def _per(cents: int, count: int) -> int | None:
+    """Cents per one of `count`, rounded to the cent (none without any)."""
+    return round(cents / count) if count else None
