@@ -17,9 +17,9 @@ One package per capability, each importing only the ones listed before it (and t
 - `review`: a creative's drafts, the policy checks, tiered review, deadlines, posting;
 - `leads`: contacts, the leads of a campaign, their sync to each destination, forgetting;
 - `engagement`: events from every source, the follow-up rules, consent, delivery;
-- `reporting`: the campaign's numbers, KPIs, attribution, lift and the report;
 - `amplification`: the posts worth boosting, creators' Spark Ads authorizations, the boosts
-  checked under the paid rules and made on the campaign's TikTok ad account;
+  checked under the paid rules and made on the campaign's TikTok ad account, their paid figures;
+- `reporting`: the campaign's numbers, KPIs, attribution, lift and the report;
 - `rehearsal`: the simulated creators, approvers and audience of a rehearsal;
 - `sprint`: the sprint's start, weeks, milestones and summary;
 - `mail`: the one email drain, with the handler each capability gives for its messages;

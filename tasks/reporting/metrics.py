@@ -17,11 +17,14 @@ from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from store.models import (
+    Boost,
     Campaign,
+    Creative,
     Creator,
     EngagementEvent,
     LedgerEntry,
     MetricSnapshot,
+    PaidMetrics,
     RosterMember,
     SprintRun,
 )
@@ -53,7 +56,8 @@ class CampaignNumbers:
     # (conversions, size) of commenters on treated and held-out creators' videos
     treated: tuple[int, int] = (0, 0)
     held_out: tuple[int, int] = (0, 0)
-    # where the spend came from: "ledger" (creator fees earned), "platform" (paid media)
+    # where the spend came from: "ledger" (creator fees earned), "platform" (paid media in the
+    # platforms' metrics), "boosts" (Spark Ads, from their pulled paid figures)
     spend_from: list[str] = field(default_factory=list)
 
     @property
@@ -80,6 +84,8 @@ def read_numbers(session: Session, campaign: Campaign, *, weeks: int) -> Campaig
         numbers.spend_from.append("platform")
     if _ledger_spend(session, campaign.id or 0, start, weeks, end, cells):
         numbers.spend_from.append("ledger")
+    if _boost_spend(session, campaign.id or 0, start, weeks, end, cells):
+        numbers.spend_from.append("boosts")
     run = session.exec(select(SprintRun).where(SprintRun.campaign_id == campaign.id)).first()
     if run is None or run.mode != "rehearsal":
         _own_counts(session, campaign.id or 0, start, weeks, end, cells)
@@ -196,6 +202,28 @@ def _ledger_spend(
     for when, member_id, cents in rows:
         when = date.fromisoformat(when) if isinstance(when, str) else when
         week = min(max(week_of(start, when), 1), weeks)  # fees earned before or after: the ends
+        cells[(week, member_id, "")]["spend"] += cents / 100
+    return bool(rows)
+
+
+def _boost_spend(
+    session: Session,
+    campaign_id: int,
+    start: date,
+    weeks: int,
+    end: datetime,
+    cells: dict[tuple[int, int, str], dict[str, float]],
+) -> bool:
+    """What Spark Ads boosts spent by day, from their pulled paid figures, counted to the
+    boosted creator's week: paid reach is spend on that creator's work. Whether there was any."""
+    rows = session.execute(
+        sa_select(col(PaidMetrics.day), col(Creative.member_id), col(PaidMetrics.spend_cents))
+        .join(Boost, col(Boost.id) == col(PaidMetrics.boost_id))
+        .join(Creative, col(Creative.id) == col(Boost.creative_id))
+        .where(col(Boost.campaign_id) == campaign_id, col(PaidMetrics.day) < end.date())
+    ).all()
+    for day, member_id, cents in rows:
+        week = min(max(week_of(start, day), 1), weeks)
         cells[(week, member_id, "")]["spend"] += cents / 100
     return bool(rows)
 

@@ -50,6 +50,11 @@ def money(value: float | None) -> str:
     return DASH if value is None else f"${value:,.2f}"
 
 
+def cents(value: int | None) -> str:
+    """Cents as dollars and cents: 7550 is $75.50."""
+    return DASH if value is None else money(value / 100)
+
+
 def percent(value: float | None, digits: int = 2) -> str:
     """A rate as a percentage: 0.0733 is 7.33%."""
     return DASH if value is None else f"{value * 100:,.{digits}f}%"
@@ -205,6 +210,7 @@ def environment() -> Environment:
     env.filters.update(
         count=count,
         money=money,
+        cents=cents,
         percent=percent,
         points=points,
         kpi=kpi,

@@ -13,6 +13,7 @@ from sqlmodel import Session, col, select
 
 from config.campaign import CampaignSpec
 from store.models import Campaign, Milestone, SprintRun
+from tasks.amplification.metrics import paid_beside_organic
 from tasks.campaigns.campaign import campaign_spec, get_campaign
 from tasks.reporting.measurement import (
     Kpi,
@@ -86,6 +87,24 @@ def build_report(session: Session, slug: str, *, week: int | None = None) -> dic
             recommend_budget(total, target_cpa=spec.kpis.cpa, split=spec.budget.split.model_dump())
         ),
         "milestones": _milestones(session, campaign),
+        "paid": _paid(session, campaign),
+    }
+
+
+def _paid(session: Session, campaign: Campaign) -> dict[str, Any]:
+    """The Spark Ads boosts' paid figures beside their posts' organic runs, and their totals
+    (`tasks.amplification.metrics`)."""
+    rows = paid_beside_organic(session, campaign)
+    spend = sum(r["paid"]["spend_cents"] for r in rows)
+    conversions = sum(r["paid"]["conversions"] for r in rows)
+    plays = sum(r["paid"]["video_plays"] for r in rows)
+    views = sum(r["organic"]["views"] for r in rows)
+    return {
+        "boosts": rows,
+        "spend_cents": spend,
+        "conversions": conversions,
+        "cost_per_conversion_cents": round(spend / conversions) if conversions else None,
+        "lift": round(plays / views, 4) if views else None,
     }
 
 

@@ -1,8 +1,10 @@
 """Amplification with Spark Ads as staff meet it: the posts worth boosting against a
 hand-worked example, a political campaign refused by its policy with the rule's id, a
-creator's code past its period never used, and a boost through the Marketing API fake (its
-token header, its QPS limit answered as code 40100, its system errors), paused and resumed,
-taken up again after a failure part way without a second ad, and kept within the budget."""
+creator's code past its period never used, a boost through the Marketing API fake (its token
+header, its QPS limit answered as code 40100, its system errors), paused and resumed, taken up
+again after a failure part way without a second ad, and kept within the budget; its daily paid
+figures kept once a day and boost, and the report's paid section against a hand-worked
+example."""
 
 import json
 from collections.abc import Iterator
@@ -261,3 +263,15 @@ def test_paid_figures_are_kept_once_a_day_and_boost_beside_the_organic_run(
     said = rally("boost", "metrics", SLUG).out
     assert "for 75.50 (CPM 1.99, CPC 0.10, per conversion 2.10)" in said
     assert "organic 10,000 views; paid added 210% plays" in said
+    # The report: boosts' spend counted with the rest, and its paid section, by hand as above.
+    from tasks.reporting.page import render_html
+    from tasks.reporting.report import build_report
+
+    with transaction(engine, write=False) as session:
+        report = build_report(session, SLUG, week=12)
+    assert "boosts" in report["spend_from"]
+    assert (report["paid"]["spend_cents"], report["paid"]["conversions"]) == (7_550, 36)
+    assert report["paid"]["cost_per_conversion_cents"] == 210 and report["paid"]["lift"] == 2.1
+    page = render_html(report)
+    assert "Paid beside organic" in page and "Spark Ads boosts spent $75.50 for 36" in page
+    assert "Spark Ads boosts, from TikTok&#39;s paid figures" in page

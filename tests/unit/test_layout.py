@@ -29,8 +29,8 @@ CAPABILITIES = {  # tasks' package -> the packages before it that it may import
     "review": {"campaigns", "webhooks", "payments"},
     "leads": {"campaigns", "webhooks"},
     "engagement": {"campaigns", "leads", "webhooks"},
-    "reporting": {"campaigns", "payments"},
     "amplification": {"campaigns", "review"},
+    "reporting": {"campaigns", "payments", "amplification"},
     "rehearsal": {"campaigns", "briefs", "review", "engagement"},
     "sprint": {
         "campaigns",
