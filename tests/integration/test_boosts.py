@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from datetime import date, timedelta
 
 import pytest
-from sqlmodel import select
+from sqlmodel import col, select
 from tenacity import wait_none
 
 from config.settings import get_settings
@@ -246,7 +246,7 @@ def test_paid_figures_are_kept_once_a_day_and_boost_beside_the_organic_run(
     with transaction(engine, write=False) as session:
         from store.models import PaidMetrics
 
-        kept = session.exec(select(PaidMetrics).order_by(PaidMetrics.day)).all()
+        kept = session.exec(select(PaidMetrics).order_by(col(PaidMetrics.day))).all()
         campaign = session.exec(select(Campaign).where(Campaign.slug == SLUG)).one()
         (row,) = paid_beside_organic(session, campaign)
     assert [(k.day, k.spend_cents, k.clicks) for k in kept] == [(day_1, 4_000, 400),
