@@ -25,8 +25,13 @@ from store.db import transaction
 app = typer.Typer(
     help="The sprint: start it (or rehearse it), see where it stands.", no_args_is_help=True
 )
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "youth-vote" / "campaign.yaml"
-DEMO_SLUG = "first-vote-pa-2027"
+EXAMPLES_FOLDER = Path(__file__).resolve().parents[1] / "examples"
+EXAMPLES = {  # `rally demo --example NAME`: the folder and the campaign's slug
+    "youth-vote": (EXAMPLES_FOLDER / "youth-vote", "first-vote-pa-2027"),
+    "river-week": (EXAMPLES_FOLDER / "river-week", "river-week-2027"),
+}
+EXAMPLE = EXAMPLES["youth-vote"][0] / "campaign.yaml"
+DEMO_SLUG = EXAMPLES["youth-vote"][1]
 
 
 def run_rehearsal(
@@ -56,6 +61,12 @@ def start_command(
     ),
     seed: int = typer.Option(
         7, "--seed", help="The rehearsal's seed: the same seed, the same run."
+    ),
+    example: str = typer.Option(
+        "youth-vote",
+        "--example",
+        help="Which example: youth-vote (political, organic only) or river-week (a "
+        "nonprofit's creator program with Spark Ads and HubSpot).",
     ),
     weeks: int = typer.Option(0, "--weeks", min=0, help="Rehearse only this many weeks (0: all)."),
     sample: float = typer.Option(
@@ -209,11 +220,15 @@ def print_summary(s: dict[str, Any]) -> None:
         "Findings by rule: " + _pairs(s["findings"]),
         "Events: " + _pairs(s["events"]),
         "Follow-ups: " + _pairs(s["followups"]) + "; withheld: " + _pairs(s["withheld"]),
-        f"Leads synced: {s['leads_synced']}",
+        f"Leads synced: {s['leads_synced']}"
+        + "".join(
+            f"; {n:,} waiting for {name}" for name, n in s.get("leads_waiting", {}).items()
+        ),
         "Contracts: {offered} offered, {signed} signed, {countersigned} countersigned".format(
             **s["contracts"]
         ),
         _payments(s["payments"], s["campaign"]),
+        *_boosts(s.get("boosts"), s["payments"]["currency"]),
         f"Audit chain: {s['audit']['entries']} entries, "
         + ("verified" if s["audit"]["verified"] else "BROKEN"),
     ]
@@ -234,6 +249,16 @@ def _payments(money: dict[str, Any], slug: str) -> str:
         f"creators, {amount('paid_cents')} paid, {amount('owed_cents')} owed "
         f"(rally payments balances {slug})"
     )
+
+
+def _boosts(boosts: dict[str, int] | None, currency: str) -> list[str]:
+    """Spark Ads, for a campaign that boosted anything."""
+    if not boosts or not boosts["boosts"]:
+        return []
+    return [
+        f"Boosts: {boosts['boosts']}, {boosts['spend_cents'] / 100:,.2f} {currency} spent for "
+        f"{boosts['conversions']:,} conversions, as TikTok counts them"
+    ]
 
 
 def _pairs(counts: dict[str, int]) -> str:
@@ -283,12 +308,22 @@ def demo_command(
     seed: int = typer.Option(
         7, "--seed", help="The rehearsal's seed: the same seed, the same run."
     ),
+    example: str = typer.Option(
+        "youth-vote",
+        "--example",
+        help="Which example: youth-vote (political, organic only) or river-week (a "
+        "nonprofit's creator program with Spark Ads and HubSpot).",
+    ),
     json_output: bool = typer.Option(
         False, "--json", help="End with the summary as one JSON line."
     ),
 ) -> None:
-    """Rehearse the example campaign's 12-week sprint in a fresh demo store and report it."""
+    """Rehearse an example campaign's 12-week sprint in a fresh demo store and report it."""
     from config.settings import get_settings
+
+    if example not in EXAMPLES:
+        raise typer.BadParameter(f"one of {', '.join(EXAMPLES)}", param_hint="--example")
+    folder, slug = EXAMPLES[example]
 
     settings = get_settings()
     demo_home = settings.home / "demo"
@@ -300,13 +335,13 @@ def demo_command(
     from cli.campaign import apply
 
     quiet = not sys.stderr.isatty()
-    apply(EXAMPLE, roster_file=None, json_output=False)
-    result = run_rehearsal(DEMO_SLUG, seed, None, quiet=quiet)
+    apply(folder / "campaign.yaml", roster_file=None, json_output=False)
+    result = run_rehearsal(slug, seed, None, quiet=quiet)
     if not json_output:
         print_summary(result)
         console.print(
             f"The demo's store is in {shown_path(demo_home)}: "
-            f"RALLY_HOME={shown_path(demo_home)} rally sprint status {DEMO_SLUG}",
+            f"RALLY_HOME={shown_path(demo_home)} rally sprint status {slug}",
             markup=False,
         )
         return

@@ -12,7 +12,7 @@ the rules, delivery, lead sync), then the steps due by its end (the week's close
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -109,6 +109,15 @@ def rehearse_payouts_task(slug: str, approvers: list[str], at: datetime) -> dict
         queued = rehearse_payouts(session, get_campaign(session, slug), approvers, now=at)
     paid = pay(engine, settings, now=lambda: at)
     return {"payouts": queued.payouts, "cents": queued.cents, "paid": paid.sent}
+
+
+@task(name="rehearse-boosts")
+def rehearse_boosts_task(slug: str, seed: int, at: datetime) -> dict[str, int]:
+    """The week's Spark Ads in a rehearsal (`tasks.rehearsal.boosts`): the posts worth it
+    boosted in the amplification weeks, and the boosts' paid figures so far."""
+    from tasks.rehearsal.boosts import rehearse_boosts
+
+    return rehearse_boosts(open_store(get_settings()), slug, seed, at=at)
 
 
 @task(name="weekly-report")
@@ -332,6 +341,7 @@ def run_sprint(
         apply_all(at=ends)
         deliver_all(at=ends)
         drain(slug, None, at=ends)
+        rehearse_boosts_task(slug, seed, at=ends - timedelta(seconds=1))
         done = run_calendar(slug, until=ends, simulated_staff=simulated_staff, publish=week == last)
         rehearse_payouts_task(slug, approvers, at=ends)
         report = done.get(f"close-w{week:02d}", {}).get("report", report)

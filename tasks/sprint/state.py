@@ -14,6 +14,7 @@ from sqlmodel import Session, col, select
 from config.errors import RallyError
 from store.audit import Change, record, verify
 from store.models import (
+    Boost,
     Brief,
     Campaign,
     Contract,
@@ -27,6 +28,7 @@ from store.models import (
     MilestoneStatus,
     OutboxMessage,
     OutboxStatus,
+    PaidMetrics,
     PolicyFinding,
     ReviewTask,
     RosterMember,
@@ -389,6 +391,7 @@ def summary(session: Session, slug: str) -> dict[str, Any]:
         "followups": followups,
         "withheld": withheld,
         "leads_synced": synced,
+        "leads_waiting": _leads_waiting(session, campaign),
         "contracts": _contract_counts(session, cid),
         "payments": {
             "creators": sum(1 for row in owed if row["earned_cents"]),
@@ -397,8 +400,21 @@ def summary(session: Session, slug: str) -> dict[str, Any]:
             "owed_cents": sum(row["owed_cents"] for row in owed),
             "currency": campaign_spec(campaign).budget.currency,
         },
+        "boosts": _boost_totals(session, cid),
         "audit": {"entries": verification.entries, "verified": verification.ok},
     }
+
+
+def _boost_totals(session: Session, campaign_id: int | None) -> dict[str, int]:
+    """Spark Ads boosts made, and what their pulled paid figures add up to."""
+    boosts = session.exec(select(Boost.id).where(Boost.campaign_id == campaign_id)).all()
+    spend, conversions = session.execute(
+        sa_select(
+            func.coalesce(func.sum(PaidMetrics.spend_cents), 0),
+            func.coalesce(func.sum(PaidMetrics.conversions), 0),
+        ).where(col(PaidMetrics.boost_id).in_(boosts))
+    ).one()
+    return {"boosts": len(boosts), "spend_cents": int(spend), "conversions": int(conversions)}
 
 
 def _contract_counts(session: Session, campaign_id: int | None) -> dict[str, int]:
@@ -490,6 +506,21 @@ def _followup_counts(session: Session, cid: int | None) -> tuple[dict[str, int],
         if status == FollowUpStatus.WITHHELD:
             withheld[(reason or "").split(":")[0]] += n
     return dict(sorted(by_status.items())), dict(sorted(withheld.items()))
+
+
+def _leads_waiting(session: Session, campaign: Campaign) -> dict[str, int]:
+    """Lead messages still queued, by destination name (one not configured here keeps its
+    leads until it is)."""
+    rows = session.execute(
+        sa_select(col(OutboxMessage.destination), func.count())
+        .where(
+            col(OutboxMessage.channel) == LEAD_CHANNEL,
+            col(OutboxMessage.status) == OutboxStatus.PENDING,
+            col(OutboxMessage.destination).like(f"{campaign.id}:%"),
+        )
+        .group_by(col(OutboxMessage.destination))
+    ).all()
+    return {str(key).split(":", 1)[1]: int(n) for key, n in rows}
 
 
 def _leads_synced(session: Session, campaign: Campaign) -> int:

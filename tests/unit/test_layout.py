@@ -31,7 +31,7 @@ CAPABILITIES = {  # tasks' package -> the packages before it that it may import
     "engagement": {"campaigns", "leads", "webhooks"},
     "amplification": {"campaigns", "review"},
     "reporting": {"campaigns", "payments", "amplification"},
-    "rehearsal": {"campaigns", "briefs", "review", "engagement"},
+    "rehearsal": {"campaigns", "briefs", "review", "engagement", "amplification"},
     "sprint": {
         "campaigns",
         "briefs",
