@@ -217,3 +217,22 @@ def metrics_command(
             else f"Boost {row['boost']}: no organic views to weigh paid against.",
             markup=False,
         )
+
+
+@app.command("ask")
+def ask_command(
+    campaign: str = typer.Argument(..., help="The campaign (slug)."),
+    creative: int = typer.Argument(..., help="The posted creative to boost."),
+) -> None:
+    """Ask the creator of a posted creative, by email, for its Spark Ads authorization code,
+    which they give on their brief page (with the day it runs until, and their consent)."""
+    from tasks.amplification.boosts import ask_authorization
+    from tasks.campaigns.campaign import get_campaign
+
+    settings, engine = store()
+    with transaction(engine) as session:
+        link = ask_authorization(
+            session, get_campaign(session, campaign), creative, actor=settings.actor,
+            now=utcnow(), public_url=settings.public_url,
+        )  # fmt: skip
+    console.print(f"Creative {creative}: its creator is asked, on {link}", markup=False)

@@ -221,9 +221,7 @@ def print_summary(s: dict[str, Any]) -> None:
         "Events: " + _pairs(s["events"]),
         "Follow-ups: " + _pairs(s["followups"]) + "; withheld: " + _pairs(s["withheld"]),
         f"Leads synced: {s['leads_synced']}"
-        + "".join(
-            f"; {n:,} waiting for {name}" for name, n in s.get("leads_waiting", {}).items()
-        ),
+        + "".join(f"; {n:,} waiting for {name}" for name, n in s.get("leads_waiting", {}).items()),
         "Contracts: {offered} offered, {signed} signed, {countersigned} countersigned".format(
             **s["contracts"]
         ),

@@ -1,5 +1,6 @@
 """The creator's brief at `/briefs/<token>`: they read it, acknowledge it, sign their contract,
-follow their drafts and send new ones (with a video file if they like). The token in the link
+follow their drafts and send new ones (with a video file if they like), and give the Spark Ads
+authorization of a post staff asked to boost. The token in the link
 is their only credential: an unknown or expired one gets the same plain 404 as any other
 missing page."""
 
@@ -122,6 +123,79 @@ def _sign(
     except RallyError as exc:
         return _brief(request, engine, settings, token, clock, contract_error=str(exc), status=409)
     return RedirectResponse(f"/briefs/{token}#contract", status_code=303)
+
+
+@router.post("/briefs/{token}/spark")
+async def authorize_spark(
+    request: Request, token: str, engine: Store, settings: AppSettings, clock: Clock
+) -> Response:
+    """The creator gives the Spark Ads authorization code of a post staff asked to boost, and
+    the day it runs until; their consent, with their address and browser, goes in the audit
+    log. Bounded: anyone may post here."""
+    form = await form_of(request)
+    if form is None:
+        return form_too_large()
+    creative = str(form.get("creative", ""))
+    if not creative.isdigit() or len(creative) > 9:
+        return PlainTextResponse("creative: which video, please.", status_code=400)
+    given = SparkForm(
+        creative=int(creative),
+        code=str(form.get("code", ""))[:400],
+        until=str(form.get("until", ""))[:20],
+        agreed=form.get("agree") == "true",
+        consent=(
+            "the creator, on their brief page, from "
+            f"{request.client.host if request.client else ''} "
+            f"({request.headers.get('user-agent', '')[:120]})"
+        ),
+    )
+    return await run_in_threadpool(_authorize, request, engine, settings, token, given, clock)
+
+
+@dataclass(frozen=True)
+class SparkForm:
+    creative: int
+    code: str
+    until: str
+    agreed: bool
+    consent: str
+
+
+def _authorize(
+    request: Request, engine: Engine, settings: Settings, token: str, given: SparkForm, clock: Any
+) -> Response:
+    from datetime import date
+
+    from store.models import Campaign, Creator, RosterMember
+    from tasks.amplification.boosts import record_authorization, waiting_authorizations
+
+    now = clock()
+    try:
+        with transaction(engine) as session:
+            page = open_brief(session, token, now=now)
+            if page is None:
+                return not_found(request)
+            member = session.get(RosterMember, page.brief.member_id)
+            assert member is not None
+            asked = waiting_authorizations(session, member.id or 0, now.date())
+            if given.creative not in {c.id for c in asked}:
+                raise RallyError("creative: this video is not waiting for your authorization")
+            if not given.agreed:
+                raise RallyError("consent: tick the box to authorize the boost")
+            try:
+                until = date.fromisoformat(given.until)
+            except ValueError:
+                raise RallyError("until: the last day the code runs, as a date") from None
+            campaign = session.get(Campaign, member.campaign_id)
+            creator = session.get(Creator, member.creator_id)
+            assert campaign is not None and creator is not None
+            record_authorization(
+                session, campaign, given.creative, given.code, starts_on=now.date(),
+                ends_on=until, consent=given.consent, actor=f"creator:@{creator.handle}", now=now,
+            )  # fmt: skip
+    except RallyError as exc:
+        return _brief(request, engine, settings, token, clock, spark_error=str(exc), status=409)
+    return RedirectResponse(f"/briefs/{token}#spark", status_code=303)
 
 
 @dataclass(frozen=True)
@@ -326,14 +400,22 @@ def _brief(
     status: int = 200,
     sent: DraftForm | None = None,
     contract_error: str | None = None,
+    spark_error: str | None = None,
 ) -> Response:
+    from tasks.amplification.boosts import given_authorizations, waiting_authorizations
+
     with transaction(engine, write=False) as session:
         page = open_brief(session, token, now=clock())
         if page is None:
             return not_found(request)
         portal = creator_portal(session, page, token=token, public_url=settings.public_url)
         contract = latest_contract(session, page.brief.member_id)
+        spark = waiting_authorizations(session, page.brief.member_id, clock().date())
+        spark_given = given_authorizations(session, page.brief.member_id, clock().date())
     context: dict[str, Any] = {
+        "spark": spark,
+        "spark_given": spark_given,
+        "spark_error": spark_error,
         "contract": contract,
         "contract_html": contract_html(contract.text) if contract else None,
         "contract_error": contract_error,

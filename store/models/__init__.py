@@ -68,7 +68,13 @@ MODULES: dict[str, tuple[str, ...]] = {
         "TaxForm",
         "Contract",
     ),
-    "amplification": ("SparkAuthorization", "BoostStatus", "Boost", "PaidMetrics"),
+    "amplification": (
+        "SparkAuthorization",
+        "SparkRequest",
+        "BoostStatus",
+        "Boost",
+        "PaidMetrics",
+    ),
 }
 _MODULE_OF = {name: module for module, names in MODULES.items() for name in names}
 

@@ -29,6 +29,19 @@ class SparkAuthorization(SQLModel, table=True):
     recorded_at: datetime = created_time()
 
 
+class SparkRequest(SQLModel, table=True):
+    """Staff asked the creator of a posted creative for its Spark Ads authorization: the
+    creator answers on their brief page."""
+
+    __tablename__ = "spark_requests"
+
+    id: int | None = Field(default=None, primary_key=True)
+    campaign_id: int = Field(foreign_key="campaigns.id", index=True)
+    creative_id: int = Field(foreign_key="creatives.id", unique=True)
+    asked_by: str = Field(max_length=254)
+    asked_at: datetime = created_time()
+
+
 class BoostStatus(StrEnum):
     RUNNING = "running"
     PAUSED = "paused"

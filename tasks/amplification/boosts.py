@@ -36,6 +36,7 @@ from store.db import transaction
 from store.models import (
     Boost,
     BoostStatus,
+    Brief,
     Campaign,
     Creative,
     CreativeDraft,
@@ -43,6 +44,7 @@ from store.models import (
     Creator,
     RosterMember,
     SparkAuthorization,
+    SparkRequest,
 )
 from tasks.amplification.winners import amplification_of
 from tasks.campaigns.campaign import campaign_spec, get_campaign
@@ -50,6 +52,7 @@ from tasks.campaigns.configs import campaign_policy
 from tasks.outbox import retrying
 from tasks.review.checks import evaluate
 from tasks.review.creatives import Submission, facts_for
+from tasks.review.routing import notify_creator
 
 
 class Refused(RallyError):
@@ -134,6 +137,91 @@ def record_authorization(
     record(session, [Change(actor, "spark.authorized", "creative", creative.id or 0, summary,
                             details)])  # fmt: skip
     return found
+
+
+def ask_authorization(
+    session: Session,
+    campaign: Campaign,
+    creative_id: int,
+    *,
+    actor: str,
+    now: datetime,
+    public_url: str,
+) -> str:
+    """Ask the creator of a posted creative for its Spark Ads authorization, by email, to be
+    given on their brief page (once: asking again sends nothing new); the page's link. A
+    boost the policy would refuse (a political campaign) is not asked for."""
+    amplification_of(campaign)
+    creative = _posted(session, campaign, creative_id)
+    refusals = paid_refusals(session, campaign, creative)
+    if refusals:
+        raise Refused("policy: " + "; ".join(refusals))
+    brief = session.exec(
+        select(Brief)
+        .where(Brief.member_id == creative.member_id)
+        .order_by(col(Brief.version).desc())
+    ).first()
+    if brief is None:
+        raise RallyError(f"creative {creative_id}: its creator has no brief page to answer on")
+    link = f"{public_url.rstrip('/')}/briefs/{brief.token}#spark"
+    asked = session.exec(
+        select(SparkRequest).where(SparkRequest.creative_id == creative.id)
+    ).first()
+    if asked is not None:
+        return link
+    session.add(SparkRequest(campaign_id=campaign.id or 0, creative_id=creative.id or 0,
+                             asked_by=actor, asked_at=now))  # fmt: skip
+    notify_creator(
+        session,
+        creative.member_id,
+        key=f"spark:{creative.id}:asked",
+        subject=f"{campaign_spec(campaign).name} would like to boost your video",
+        text=(
+            f' your video "{creative.title}" is doing well, and we would like to put paid '
+            "reach behind it as a Spark Ad. If you agree, create a Spark Ads authorization "
+            "code for it in TikTok (Settings > Creator tools > Ad settings) and give it, "
+            f"with the day it runs until, on your brief page:\n{link}\n"
+        ),
+    )
+    said = f"creative {creative.id}: its creator asked for Spark Ads"
+    record(session, [Change(actor, "spark.asked", "creative", creative.id or 0, said, {})])
+    return link
+
+
+def waiting_authorizations(session: Session, member_id: int, today: date) -> list[Creative]:
+    """The creator's posted creatives staff asked to boost that have no authorization in
+    force: what their brief page asks them for."""
+    asked = session.exec(
+        select(Creative)
+        .join(SparkRequest, col(SparkRequest.creative_id) == col(Creative.id))
+        .where(Creative.member_id == member_id, Creative.status == CreativeStatus.POSTED)
+        .order_by(col(Creative.id))
+    ).all()
+    given = set(
+        session.exec(
+            select(SparkAuthorization.creative_id).where(
+                col(SparkAuthorization.creative_id).in_([c.id for c in asked]),
+                SparkAuthorization.ends_on >= today,
+            )
+        ).all()
+    )
+    return [c for c in asked if c.id not in given]
+
+
+def given_authorizations(
+    session: Session, member_id: int, today: date
+) -> list[tuple[Creative, SparkAuthorization]]:
+    """The creator's authorizations in force, with their creatives: what their brief page
+    says they gave."""
+    return [
+        (creative, authorization)
+        for creative, authorization in session.exec(
+            select(Creative, SparkAuthorization)
+            .join(SparkAuthorization, col(SparkAuthorization.creative_id) == col(Creative.id))
+            .where(Creative.member_id == member_id, SparkAuthorization.ends_on >= today)
+            .order_by(col(SparkAuthorization.id))
+        ).all()
+    ]
 
 
 def paid_refusals(session: Session, campaign: Campaign, creative: Creative) -> list[str]:

@@ -39,6 +39,19 @@ def upgrade() -> None:
         "ix_spark_authorizations_creative_id", "spark_authorizations", ["creative_id"]
     )
     op.create_table(
+        "spark_requests",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("campaign_id", sa.Integer(), nullable=False),
+        sa.Column("creative_id", sa.Integer(), nullable=False),
+        sa.Column("asked_by", sa.String(length=254), nullable=False),
+        sa.Column("asked_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(["campaign_id"], ["campaigns.id"]),
+        sa.ForeignKeyConstraint(["creative_id"], ["creatives.id"]),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("creative_id"),
+    )
+    op.create_index("ix_spark_requests_campaign_id", "spark_requests", ["campaign_id"])
+    op.create_table(
         "boosts",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("campaign_id", sa.Integer(), nullable=False),
@@ -88,4 +101,5 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table("paid_metrics")
     op.drop_table("boosts")
+    op.drop_table("spark_requests")
     op.drop_table("spark_authorizations")
