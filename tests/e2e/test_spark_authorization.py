@@ -77,7 +77,8 @@ def test_a_creator_gives_a_spark_ads_code_on_their_brief_page(
         for p in get_settings().mailbox.glob("*.eml")
     ]
     (ask,) = [m for m in mails if "would like to boost your video" in str(m["subject"])]
-    assert f"{link}#spark" in ask.get_body(preferencelist=("plain",)).get_content()
+    body = ask.get_body(preferencelist=("plain",))
+    assert body is not None and f"{link}#spark" in body.get_content()
 
     page = on_phone(tabs().page, link + "#spark")
     shown = page.inner_text("#spark")
