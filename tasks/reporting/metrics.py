@@ -8,6 +8,7 @@ platform's counters carry the whole audience's clicks and signups instead.
 """
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -199,9 +200,20 @@ def _ledger_spend(
         .where(col(e.campaign_id) == campaign_id, col(e.account) == FEES, col(e.created_at) < end)
         .group_by(day, col(e.member_id))
     ).all()
+    return _spend_by_day(rows, start, weeks, cells)
+
+
+def _spend_by_day(
+    rows: Sequence[Any],
+    start: date,
+    weeks: int,
+    cells: dict[tuple[int, int, str], dict[str, float]],
+) -> bool:
+    """Spend as (day, member, cents) rows counted to each day's week (spend before or after
+    the sprint to its first or last week); whether there was any."""
     for when, member_id, cents in rows:
         when = date.fromisoformat(when) if isinstance(when, str) else when
-        week = min(max(week_of(start, when), 1), weeks)  # fees earned before or after: the ends
+        week = min(max(week_of(start, when), 1), weeks)
         cells[(week, member_id, "")]["spend"] += cents / 100
     return bool(rows)
 
@@ -222,10 +234,7 @@ def _boost_spend(
         .join(Creative, col(Creative.id) == col(Boost.creative_id))
         .where(col(Boost.campaign_id) == campaign_id, col(PaidMetrics.day) < end.date())
     ).all()
-    for day, member_id, cents in rows:
-        week = min(max(week_of(start, day), 1), weeks)
-        cells[(week, member_id, "")]["spend"] += cents / 100
-    return bool(rows)
+    return _spend_by_day(rows, start, weeks, cells)
 
 
 def _own_counts(
