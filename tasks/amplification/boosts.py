@@ -19,7 +19,7 @@ the boost itself on the campaign's TikTok ad account (`integrations.tiktok_ads`)
 """
 
 import re
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Protocol, TypeVar
 
 import httpx
@@ -156,11 +156,7 @@ def ask_authorization(
     refusals = paid_refusals(session, campaign, creative)
     if refusals:
         raise Refused("policy: " + "; ".join(refusals))
-    brief = session.exec(
-        select(Brief)
-        .where(Brief.member_id == creative.member_id)
-        .order_by(col(Brief.version).desc())
-    ).first()
+    brief = _latest_brief(session, creative.member_id)
     if brief is None:
         raise RallyError(f"creative {creative_id}: its creator has no brief page to answer on")
     link = f"{public_url.rstrip('/')}/briefs/{brief.token}#spark"
@@ -188,9 +184,43 @@ def ask_authorization(
     return link
 
 
+REMIND_DAYS = 3  # a creator is asked for a new code this many days before theirs ends
+
+
+def remind_expiring(session: Session, campaign: Campaign, *, today: date, public_url: str) -> int:
+    """Ask the creator of each boost whose authorization ends within `REMIND_DAYS` days for a
+    new code, once per authorization (their brief page asks for it again); how many asked."""
+    rows = session.exec(
+        select(Boost, SparkAuthorization, Creative)
+        .join(SparkAuthorization, col(SparkAuthorization.id) == col(Boost.authorization_id))
+        .join(Creative, col(Creative.id) == col(Boost.creative_id))
+        .where(
+            Boost.campaign_id == campaign.id,
+            col(Boost.status).in_([BoostStatus.RUNNING, BoostStatus.PAUSED]),
+            SparkAuthorization.ends_on >= today,
+            SparkAuthorization.ends_on <= today + timedelta(days=REMIND_DAYS),
+        )
+    ).all()
+    for _, authorization, creative in rows:
+        brief = _latest_brief(session, creative.member_id)
+        link = f"{public_url.rstrip('/')}/briefs/{brief.token}#spark" if brief else ""
+        notify_creator(
+            session,
+            creative.member_id,
+            key=f"spark:{authorization.id}:expiring",
+            subject=f'Your Spark Ads code for "{creative.title}" ends on {authorization.ends_on}',
+            text=(
+                f' the boost of your video "{creative.title}" stops when your code ends on '
+                f"{authorization.ends_on}. To keep it running, give a new code on your brief "
+                f"page:\n{link}\n"
+            ),
+        )
+    return len(rows)
+
+
 def waiting_authorizations(session: Session, member_id: int, today: date) -> list[Creative]:
     """The creator's posted creatives staff asked to boost that have no authorization in
-    force: what their brief page asks them for."""
+    force, or one ending within `REMIND_DAYS` days: what their brief page asks them for."""
     asked = session.exec(
         select(Creative)
         .join(SparkRequest, col(SparkRequest.creative_id) == col(Creative.id))
@@ -201,7 +231,7 @@ def waiting_authorizations(session: Session, member_id: int, today: date) -> lis
         session.exec(
             select(SparkAuthorization.creative_id).where(
                 col(SparkAuthorization.creative_id).in_([c.id for c in asked]),
-                SparkAuthorization.ends_on >= today,
+                SparkAuthorization.ends_on > today + timedelta(days=REMIND_DAYS),
             )
         ).all()
     )
@@ -286,14 +316,16 @@ def prepare_boost(
     ).first()
     if unfinished is not None:
         return unfinished
+    today = now.date()
     running = session.exec(
         select(Boost.id).where(
-            Boost.creative_id == creative.id, Boost.status == BoostStatus.RUNNING
+            Boost.creative_id == creative.id,
+            Boost.status == BoostStatus.RUNNING,
+            Boost.ends_on >= today,  # one past its authorization's end has stopped at TikTok
         )
     ).first()
     if running is not None:
         raise Refused(f"creative {creative.id}: already boosted (boost {running})")
-    today = now.date()
     authorization = session.exec(
         select(SparkAuthorization)
         .where(SparkAuthorization.creative_id == creative.id)
@@ -420,6 +452,12 @@ def _keep(session: Session, model: type[T], row_id: int | None, **values: object
         setattr(row, name, value)
     session.add(row)
     return row
+
+
+def _latest_brief(session: Session, member_id: int) -> Brief | None:
+    return session.exec(
+        select(Brief).where(Brief.member_id == member_id).order_by(col(Brief.version).desc())
+    ).first()
 
 
 def _posted(session: Session, campaign: Campaign, creative_id: int) -> Creative:

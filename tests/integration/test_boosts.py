@@ -275,3 +275,59 @@ def test_paid_figures_are_kept_once_a_day_and_boost_beside_the_organic_run(
     page = render_html(report)
     assert "Paid beside organic" in page and "Spark Ads boosts spent $75.50 for 36" in page
     assert "Spark Ads boosts, from TikTok&#39;s paid figures" in page
+
+
+def test_a_creator_whose_code_ends_soon_is_asked_for_a_new_one_once(
+    engine, applied, rally, ads, settings
+) -> None:
+    from store.models import OutboxMessage
+    from tasks.amplification.boosts import remind_expiring, waiting_authorizations
+    from tests.helpers import generate
+
+    (creative,) = posted_with(engine, [(10_000, 2_000, 300, 150)])
+    with_amplification(applied, rally, political=False)
+    assert not generate(settings, engine, SLUG, handles=["maya.votes.pa"]).failed
+    ends = TODAY + timedelta(days=5)
+    assert rally("boost", "ask", SLUG, str(creative)).code == 0
+    authorized(rally, creative, ads.add_post(ends_on=ends), ends)
+    made = boost(engine, creative)
+    with transaction(engine, write=False) as session:
+        found = session.get(Creative, creative)
+        assert found is not None
+        member = found.member_id
+
+    def remind(today: date) -> int:
+        with transaction(engine) as session:
+            campaign = session.exec(select(Campaign).where(Campaign.slug == SLUG)).one()
+            return remind_expiring(session, campaign, today=today, public_url="https://r.test")
+
+    def asked_on_the_brief_page(today: date) -> list[int]:
+        with transaction(engine, write=False) as session:
+            return [c.id or 0 for c in waiting_authorizations(session, member, today)]
+
+    assert remind(TODAY) == 0 and asked_on_the_brief_page(TODAY) == []  # five days left
+    soon = ends - timedelta(days=3)
+    assert remind(soon) == 1 and remind(soon + timedelta(days=1)) == 1
+    with transaction(engine, write=False) as session:
+        mails = session.exec(
+            select(OutboxMessage).where(col(OutboxMessage.idempotency_key).like("%expiring%"))
+        ).all()
+    assert len(mails) == 1  # asked once, however many days are left
+    assert "https://r.test/briefs/" in str(mails[0].payload)
+    assert asked_on_the_brief_page(soon) == [creative]  # the brief page asks for a new code
+    # Once its code has ended, the boost (stopped at TikTok) no longer stands in the way of
+    # boosting the post again with a new code.
+    later = T0 + timedelta(days=6)
+    with transaction(engine) as session:
+        from tasks.amplification.boosts import record_authorization
+
+        campaign = session.exec(select(Campaign).where(Campaign.slug == SLUG)).one()
+        code = ads.add_post(ends_on=later.date() + timedelta(days=9))
+        ads.today = later.date()
+        record_authorization(
+            session, campaign, creative, code, starts_on=later.date(),
+            ends_on=later.date() + timedelta(days=9), consent="email", actor="staff:test",
+            now=later,
+        )  # fmt: skip
+    again = boost(engine, creative, now=later)
+    assert again.id != made.id and len(ads.ads) == 2
