@@ -70,8 +70,12 @@ def _keep_day(session: Session, boost_id: int, row: dict[str, Any], now: datetim
     session.add(found)
 
 
-def paid_beside_organic(session: Session, campaign: Campaign) -> list[dict[str, Any]]:
-    """Each boost's paid totals beside its post's organic figures (see the module)."""
+def paid_beside_organic(
+    session: Session, campaign: Campaign, *, as_of: date | None = None
+) -> list[dict[str, Any]]:
+    """Each boost's paid totals beside its post's organic figures (see the module); a boost
+    whose code ended before `as_of` (today) shows as ended."""
+    as_of = as_of or date.today()
     organic = {p.creative_id: p for p in posts(session, campaign, posted_only=False)}
     rows = []
     boosts = session.exec(
@@ -92,7 +96,7 @@ def paid_beside_organic(session: Session, campaign: Campaign) -> list[dict[str, 
                 "boost": boost.id,
                 "creative": boost.creative_id,
                 "creator": post.creator if post else None,
-                "status": boost.status,
+                "status": "ended" if boost.ends_on < as_of else boost.status,
                 "days": len(days),
                 "organic": {
                     "views": views,

@@ -6,6 +6,7 @@ written from, so they never disagree.
 import csv
 import json
 from dataclasses import asdict
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -87,14 +88,14 @@ def build_report(session: Session, slug: str, *, week: int | None = None) -> dic
             recommend_budget(total, target_cpa=spec.kpis.cpa, split=spec.budget.split.model_dump())
         ),
         "milestones": _milestones(session, campaign),
-        "paid": _paid(session, campaign),
+        "paid": _paid(session, campaign, campaign.start_date + timedelta(weeks=weeks)),
     }
 
 
-def _paid(session: Session, campaign: Campaign) -> dict[str, Any]:
-    """The Spark Ads boosts' paid figures beside their posts' organic runs, and their totals
-    (`tasks.amplification.metrics`)."""
-    rows = paid_beside_organic(session, campaign)
+def _paid(session: Session, campaign: Campaign, end: date) -> dict[str, Any]:
+    """The Spark Ads boosts' paid figures beside their posts' organic runs up to the report's
+    `end`, and their totals (`tasks.amplification.metrics`)."""
+    rows = paid_beside_organic(session, campaign, as_of=end)
     spend = sum(r["paid"]["spend_cents"] for r in rows)
     conversions = sum(r["paid"]["conversions"] for r in rows)
     plays = sum(r["paid"]["video_plays"] for r in rows)
