@@ -39,7 +39,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "demo": (
         "cli.sprint:demo_command",
-        "Rehearse the example campaign's 12-week sprint in a fresh demo store and report it.",
+        "Rehearse an example campaign's 12-week sprint in a fresh demo store and report it.",
     ),
     "tiktok": (
         "cli.tiktok:app",
