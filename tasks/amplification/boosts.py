@@ -174,9 +174,9 @@ def ask_authorization(
         subject=f"{campaign_spec(campaign).name} would like to boost your video",
         text=(
             f' your video "{creative.title}" is doing well, and we would like to put paid '
-            "reach behind it as a Spark Ad. If you agree, create a Spark Ads authorization "
-            "code for it in TikTok (Settings > Creator tools > Ad settings) and give it, "
-            f"with the day it runs until, on your brief page:\n{link}\n"
+            "reach behind it as a Spark Ad. If you agree, open the video in TikTok, tap the "
+            "three dots, then Ad settings, turn on ad authorization, and give the code it "
+            f"shows, with the day it runs until, on your brief page:\n{link}\n"
         ),
     )
     said = f"creative {creative.id}: its creator asked for Spark Ads"
