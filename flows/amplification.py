@@ -1,6 +1,6 @@
 """Amplification: `paid-metrics` pulls each boost's figures from TikTok's reporting API once a
-day, for every campaign with boosts (`tasks.amplification.metrics`), and asks creators whose
-Spark Ads code ends within three days for a new one."""
+day, for every campaign with boosts, and asks creators whose Spark Ads code ends within three
+days for a new one (`tasks.amplification.metrics.daily_upkeep`)."""
 
 from typing import Any
 
@@ -8,36 +8,20 @@ import httpx
 from prefect import flow, get_run_logger
 
 from config.settings import get_settings
-from store.db import open_store, transaction
-from store.models import Boost, Campaign
+from store.db import open_store
 from store.types import utcnow
-from tasks.amplification.boosts import ad_account, remind_expiring
-from tasks.amplification.metrics import pull_paid_metrics
+from tasks.amplification.metrics import daily_upkeep
 
 
 @flow(name="paid-metrics")
 def paid_metrics() -> dict[str, Any]:
     """Pull the paid figures of every boost, day by day, one row a day and boost; remind the
     creators whose code ends within three days."""
-    from sqlmodel import col, select
-
     settings = get_settings()
-    engine = open_store(settings)
-    with transaction(engine, write=False) as session:
-        campaigns = session.exec(
-            select(Campaign).where(col(Campaign.id).in_(select(Boost.campaign_id).distinct()))
-        ).all()
-    pulled: dict[str, int] = {}
+    logger = get_run_logger()
     with httpx.Client(timeout=30) as client:
-        for campaign in campaigns:
-            account = ad_account(settings, client, campaign)
-            pulled[campaign.slug] = pull_paid_metrics(engine, campaign.slug, account, now=utcnow())
-    with transaction(engine) as session:
-        reminded = sum(
-            remind_expiring(
-                session, session.merge(c), today=utcnow().date(), public_url=settings.public_url
-            )
-            for c in campaigns
+        done = daily_upkeep(
+            open_store(settings), settings, client, now=utcnow(), warn=logger.warning
         )
-    get_run_logger().info("paid figures pulled: %s; %d creator(s) reminded", pulled, reminded)
-    return {**pulled, "reminded": reminded}
+    logger.info("paid figures pulled: %s", done)
+    return done

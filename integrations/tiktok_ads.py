@@ -7,7 +7,8 @@ A creator's authorization code authorizes their post on the ad account (`POST
 the campaign's TikTok campaign (`/campaign/create/`, `/adgroup/create/`) and one ad of the post
 (`/ad/create/`, identity type `AUTH_CODE`, the post as `tiktok_item_id`); `/ad/status/update/`
 pauses and resumes it. Rally names what it makes (`rally-<slug>`, `rally-boost-<id>`) and looks
-it up by name (`/campaign/get/`, `/ad/get/` with `filtering`) before making it again.
+it up by name (`/campaign/get/`, `/adgroup/get/`, `/ad/get/` with `filtering`) before making it
+again.
 
 Every answer is HTTP 200 with `{code, message, request_id, data}`: `code` 0 is success. Rate
 limits (10 requests a second per app on the basic tier) answer `40100` with no Retry-After,
@@ -35,6 +36,7 @@ VERSION = "/open_api/v1.3"
 RATE = (10, 1.0)  # the basic tier: 10 requests a second per app
 PASSING = {40100, 40132, 50000, 50002, 51000, 61000}  # too frequent; TikTok's own failures
 TOKEN = {40102, 40104, 40105}  # expired, missing, revoked
+ALREADY_AUTHORIZED = "has been authorized to this advertiser"
 
 
 # The reporting API's metric names -> what Rally keeps them as (`store.models.PaidMetrics`).
@@ -99,7 +101,11 @@ class TikTokAds:
 
     def authorize(self, code: str) -> AuthorizedPost:
         """Authorize the creator's post with their code; the post as the ad account sees it."""
-        self._call("POST", "/tt_video/authorize/", json={"auth_code": code})
+        try:
+            self._call("POST", "/tt_video/authorize/", json={"auth_code": code})
+        except PermanentError as exc:
+            if ALREADY_AUTHORIZED not in str(exc):
+                raise  # authorized by a try whose answer was lost, or before: go on to the post
         data = self._call("GET", "/tt_video/info/", params={"auth_code": code})
         item, user = data.get("item_info") or {}, data.get("user_info") or {}
         if not item.get("item_id") or not user.get("identity_id"):
@@ -142,6 +148,13 @@ class TikTokAds:
             },
         )
         return str(data["adgroup_id"])
+
+    def adgroup_named(self, campaign_id: str, name: str) -> str | None:
+        found = self._listed(
+            "/adgroup/get/", {"campaign_ids": [campaign_id], "adgroup_name": name},
+            "adgroup_name", name,
+        )  # fmt: skip
+        return str(found["adgroup_id"]) if found else None
 
     def ad_named(self, adgroup_id: str, name: str) -> str | None:
         found = self._listed(
@@ -213,7 +226,9 @@ class TikTokAds:
     ) -> dict[str, Any] | None:
         """The first of a listing whose `field` is `name` exactly (TikTok's filter matches
         names loosely)."""
-        data = self._call("GET", path, params={"filtering": json.dumps(filtering)})
+        data = self._call(
+            "GET", path, params={"filtering": json.dumps(filtering), "page_size": 1000}
+        )
         rows = data.get("list") or []
         return next((r for r in rows if isinstance(r, dict) and r.get(field) == name), None)
 

@@ -8,9 +8,9 @@ the boost itself on the campaign's TikTok ad account (`integrations.tiktok_ads`)
   checked again under the campaign's policy as paid content (sponsorship disclosure, and
   TikTok's ban on paid political content, rule `platform_political_ban`, which refuses every
   political campaign). A blocking finding refuses the boost, naming its rule.
-- **Budget.** What boosts may spend is each one's daily budget for the days its authorization
-  has left; the running and paused boosts' together, with the new one's, stay within the
-  campaign file's `amplification.budget`.
+- **Budget.** What boosts have spent (their pulled paid figures) and may still spend (each
+  running or paused one's daily budget for the days its authorization has left), with the new
+  one's, stays within the campaign file's `amplification.budget`.
 - **The boost.** The post is authorized on the ad account with the code, then an ad group
   with the daily budget and an ad of the post are made, each remembered as it is made: a
   boost interrupted part way goes on from where it stopped when started again, and its ad
@@ -42,6 +42,7 @@ from store.models import (
     CreativeDraft,
     CreativeStatus,
     Creator,
+    PaidMetrics,
     RosterMember,
     SparkAuthorization,
     SparkRequest,
@@ -72,6 +73,8 @@ class AdAccount(Protocol):
         self, campaign_id: str, name: str, daily_budget_cents: int, start: date, end: date
     ) -> str: ...
 
+    def adgroup_named(self, campaign_id: str, name: str) -> str | None: ...
+
     def ad_named(self, adgroup_id: str, name: str) -> str | None: ...
 
     def create_ad(self, adgroup_id: str, name: str, post: AuthorizedPost) -> str: ...
@@ -79,6 +82,7 @@ class AdAccount(Protocol):
     def set_status(self, ad_id: str, *, running: bool) -> None: ...
 
 
+MAX_DAYS = 365  # the longest period TikTok lets a creator authorize a post for
 CODE = re.compile(r"[A-Za-z0-9#+/=_.:-]{8,200}")  # Spark codes are printable, without spaces
 
 
@@ -116,6 +120,8 @@ def record_authorization(
         raise RallyError(f"until: {ends_on} is before {starts_on}")
     if ends_on < now.date():
         raise RallyError(f"until: {ends_on} is already past: ask the creator for a new code")
+    if ends_on > now.date() + timedelta(days=MAX_DAYS):
+        raise RallyError(f"until: {ends_on} is more than {MAX_DAYS} days away (TikTok's longest)")
     if not consent.strip():
         raise RallyError("consent: say how the creator gave their consent (their email, a form)")
     found = SparkAuthorization(
@@ -188,8 +194,9 @@ REMIND_DAYS = 3  # a creator is asked for a new code this many days before their
 
 
 def remind_expiring(session: Session, campaign: Campaign, *, today: date, public_url: str) -> int:
-    """Ask the creator of each boost whose authorization ends within `REMIND_DAYS` days for a
-    new code, once per authorization (their brief page asks for it again); how many asked."""
+    """Ask the creator of each boost whose authorization ends within `REMIND_DAYS` days, and
+    who has not given a newer one, for a new code, by email once per authorization (their
+    brief page asks for it again); how many such boosts there are."""
     rows = session.exec(
         select(Boost, SparkAuthorization, Creative)
         .join(SparkAuthorization, col(SparkAuthorization.id) == col(Boost.authorization_id))
@@ -201,9 +208,19 @@ def remind_expiring(session: Session, campaign: Campaign, *, today: date, public
             SparkAuthorization.ends_on <= today + timedelta(days=REMIND_DAYS),
         )
     ).all()
+    asked = 0
     for _, authorization, creative in rows:
         brief = _latest_brief(session, creative.member_id)
-        link = f"{public_url.rstrip('/')}/briefs/{brief.token}#spark" if brief else ""
+        renewed = session.exec(
+            select(SparkAuthorization.id).where(
+                SparkAuthorization.creative_id == creative.id,
+                SparkAuthorization.ends_on > authorization.ends_on,
+            )
+        ).first()
+        if brief is None or renewed is not None:
+            continue  # nowhere to answer, or a new code was given already
+        link = f"{public_url.rstrip('/')}/briefs/{brief.token}#spark"
+        asked += 1
         notify_creator(
             session,
             creative.member_id,
@@ -215,7 +232,7 @@ def remind_expiring(session: Session, campaign: Campaign, *, today: date, public
                 f"page:\n{link}\n"
             ),
         )
-    return len(rows)
+    return asked
 
 
 def waiting_authorizations(session: Session, member_id: int, today: date) -> list[Creative]:
@@ -283,15 +300,22 @@ def paid_refusals(session: Session, campaign: Campaign, creative: Creative) -> l
 
 
 def committed_cents(session: Session, campaign: Campaign, today: date) -> int:
-    """What the campaign's running and paused boosts may still spend: each one's daily budget
-    for the days it has left."""
-    boosts = session.exec(
-        select(Boost).where(
-            Boost.campaign_id == campaign.id,
-            col(Boost.status).in_([BoostStatus.RUNNING, BoostStatus.PAUSED]),
-        )
-    ).all()
-    return sum(b.daily_budget_cents * _days(today, b.ends_on) for b in boosts)
+    """What the campaign's boosts have spent before today (their pulled paid figures) and may
+    still spend: each running or paused one's daily budget for the days it has left."""
+    boosts = session.exec(select(Boost).where(Boost.campaign_id == campaign.id)).all()
+    spent = sum(
+        session.exec(
+            select(PaidMetrics.spend_cents).where(
+                col(PaidMetrics.boost_id).in_([b.id for b in boosts]), PaidMetrics.day < today
+            )
+        ).all()
+    )
+    left = sum(
+        b.daily_budget_cents * _days(today, b.ends_on)
+        for b in boosts
+        if b.status in (BoostStatus.RUNNING, BoostStatus.PAUSED)
+    )
+    return spent + left
 
 
 def prepare_boost(
@@ -320,7 +344,7 @@ def prepare_boost(
     running = session.exec(
         select(Boost.id).where(
             Boost.creative_id == creative.id,
-            Boost.status == BoostStatus.RUNNING,
+            col(Boost.status).in_([BoostStatus.RUNNING, BoostStatus.PAUSED]),
             Boost.ends_on >= today,  # one past its authorization's end has stopped at TikTok
         )
     ).first()
@@ -400,21 +424,27 @@ def start_boost(
                   item_id=post.item_id)  # fmt: skip
     else:
         post = AuthorizedPost(authorization.identity_id or "", "AUTH_CODE", authorization.item_id)
+    # Each step looks its object up by name and makes it only if missing, tried again as one:
+    # a make whose answer was lost is found by the next try instead of made twice.
     if boost.remote_campaign_id is None:
         name = f"rally-{slug}"
-        remote = call(account.campaign_named, name) or call(account.create_campaign, name)
+        remote = call(lambda: account.campaign_named(name) or account.create_campaign(name))
         with transaction(engine) as session:
             boost = _keep(session, Boost, boost.id, remote_campaign_id=remote)
+    name, campaign_id = f"rally-boost-{boost.id}", boost.remote_campaign_id or ""
     if boost.remote_adgroup_id is None:
         adgroup = call(
-            account.create_adgroup, boost.remote_campaign_id or "", f"rally-boost-{boost.id}",
-            boost.daily_budget_cents, now.date(), boost.ends_on,
-        )  # fmt: skip
+            lambda: (
+                account.adgroup_named(campaign_id, name)
+                or account.create_adgroup(
+                    campaign_id, name, boost.daily_budget_cents, now.date(), boost.ends_on
+                )
+            )
+        )
         with transaction(engine) as session:
             boost = _keep(session, Boost, boost.id, remote_adgroup_id=adgroup)
-    name = f"rally-boost-{boost.id}"
-    adgroup = boost.remote_adgroup_id or ""
-    ad = call(account.ad_named, adgroup, name) or call(account.create_ad, adgroup, name, post)
+    group = boost.remote_adgroup_id or ""
+    ad = call(lambda: account.ad_named(group, name) or account.create_ad(group, name, post))
     with transaction(engine) as session:
         return _keep(session, Boost, boost.id, remote_ad_id=ad, updated_at=now)
 

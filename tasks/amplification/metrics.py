@@ -9,15 +9,21 @@ latest snapshot), and the lift paid added over the organic run: paid video plays
 views.
 """
 
+from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from typing import Any, Protocol
 
+import httpx
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
+from config.errors import RallyError
+from config.settings import Settings
+from integrations.errors import IntegrationError
 from integrations.tiktok_ads import METRICS, REPORT_DAYS
 from store.db import transaction
 from store.models import Boost, Campaign, PaidMetrics
+from tasks.amplification.boosts import ad_account, remind_expiring
 from tasks.amplification.winners import posts
 from tasks.campaigns.campaign import get_campaign
 from tasks.outbox import retrying
@@ -58,6 +64,38 @@ def pull_paid_metrics(engine: Engine, slug: str, account: Reports, *, now: datet
     return written
 
 
+def daily_upkeep(
+    engine: Engine,
+    settings: Settings,
+    client: httpx.Client,
+    *,
+    now: datetime,
+    warn: Callable[..., None],
+) -> dict[str, Any]:
+    """Every campaign with boosts: its paid figures pulled (one campaign's missing token or
+    TikTok's outage stops only its own pull, said through `warn`), and its creators whose code
+    ends soon reminded. Days pulled by campaign, and how many boosts' creators were asked."""
+    with transaction(engine, write=False) as session:
+        campaigns = session.exec(
+            select(Campaign).where(col(Campaign.id).in_(select(Boost.campaign_id).distinct()))
+        ).all()
+    pulled: dict[str, Any] = {}
+    for campaign in campaigns:
+        try:
+            account = ad_account(settings, client, campaign)
+            pulled[campaign.slug] = pull_paid_metrics(engine, campaign.slug, account, now=now)
+        except (RallyError, IntegrationError) as exc:
+            warn("%s: paid figures not pulled: %s", campaign.slug, exc)
+    with transaction(engine) as session:
+        pulled["reminded"] = sum(
+            remind_expiring(
+                session, session.merge(c), today=now.date(), public_url=settings.public_url
+            )
+            for c in campaigns
+        )
+    return pulled
+
+
 def _keep_day(session: Session, boost_id: int, row: dict[str, Any], now: datetime) -> None:
     found = session.exec(
         select(PaidMetrics).where(PaidMetrics.boost_id == boost_id, PaidMetrics.day == row["day"])
@@ -73,8 +111,10 @@ def _keep_day(session: Session, boost_id: int, row: dict[str, Any], now: datetim
 def paid_beside_organic(
     session: Session, campaign: Campaign, *, as_of: date | None = None
 ) -> list[dict[str, Any]]:
-    """Each boost's paid totals beside its post's organic figures (see the module); a boost
-    whose code ended before `as_of` (today) shows as ended."""
+    """Each boost's paid totals beside its post's organic figures (see the module): every day
+    pulled, or, `as_of` a report's end, the days before it; a boost whose code ended before
+    then (today) shows as ended."""
+    until = as_of or date.max
     as_of = as_of or date.today()
     organic = {p.creative_id: p for p in posts(session, campaign, posted_only=False)}
     rows = []
@@ -82,7 +122,9 @@ def paid_beside_organic(
         select(Boost).where(Boost.campaign_id == campaign.id).order_by(col(Boost.id))
     ).all()
     for boost in boosts:
-        days = session.exec(select(PaidMetrics).where(PaidMetrics.boost_id == boost.id)).all()
+        days = session.exec(
+            select(PaidMetrics).where(PaidMetrics.boost_id == boost.id, PaidMetrics.day < until)
+        ).all()
         paid = {
             name: sum(getattr(d, name) for d in days)
             for name in KEPT

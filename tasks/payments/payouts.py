@@ -37,6 +37,7 @@ from tenacity.wait import wait_base
 from config.errors import RallyError
 from config.settings import Settings
 from integrations.crm import RateLimit
+from integrations.errors import IntegrationError, PermanentError
 from integrations.paypal import ITEM_NOT_PAID, ITEM_PAID, RATE, PayPal, PayPalSettings
 from integrations.stripe import Stripe, StripeSettings
 from store.audit import Change, record
@@ -568,7 +569,9 @@ def reconcile(
     its webhook would have told)."""
     with transaction(engine, write=False) as session:
         unanswered = session.exec(
-            select(Payout.id, OutboxMessage.payload, OutboxMessage.idempotency_key)
+            select(
+                Payout.id, Payout.created_at, OutboxMessage.payload, OutboxMessage.idempotency_key
+            )
             .join(OutboxMessage, col(OutboxMessage.idempotency_key) == col(Payout.reference))
             .where(
                 Payout.provider == PAYPAL,
@@ -615,8 +618,21 @@ def reconcile(
                         )  # fmt: skip
         if unanswered or batches:
             paypal = paypal_for(settings, http, engine)
-            for payout_id, payload, key in unanswered:
-                batch = _transfer(paypal, dict(payload), key)
+            for payout_id, created_at, payload, key in unanswered:
+                if now - created_at > RESEND_WITHIN:
+                    with transaction(engine) as session:
+                        _too_old(session, payout_id or 0)
+                    continue
+                try:
+                    batch = _transfer(paypal, dict(payload), key)
+                except PermanentError as exc:  # refused: no batch was made, then or now
+                    with transaction(engine) as session:
+                        counts["returned"] += refuse(
+                            session, payout_id or 0, str(exc), actor=settings.actor, now=now
+                        )
+                    continue
+                except IntegrationError:  # PayPal not answering now either: next time
+                    continue
                 with transaction(engine) as session:
                     _taken(session, payout_id or 0, batch)
                 batches.append(batch)
@@ -630,6 +646,22 @@ def reconcile(
         if own:
             http.close()
     return counts
+
+
+# PayPal keeps request ids and sender batch ids for 30 days: within them, a payout sent again
+# is answered with its first batch; after, it could be paid a second time, so it is not sent.
+RESEND_WITHIN = timedelta(days=28)
+
+
+def _too_old(session: Session, payout_id: int) -> None:
+    """A PayPal payout unanswered past `RESEND_WITHIN`: left in transit for staff, saying why."""
+    payout = session.get(Payout, payout_id)
+    if payout is not None and payout.status == PayoutStatus.SENDING:
+        payout.error = (
+            "no answer from PayPal, and too old to send again safely (PayPal forgets its ids "
+            "after 30 days): look the payout up in the PayPal account by its reference"
+        )
+        session.add(payout)
 
 
 def on_paypal_item(

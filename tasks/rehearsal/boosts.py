@@ -45,6 +45,9 @@ class RehearsalAds:
     ) -> str:
         return f"rehearsal-{name}"
 
+    def adgroup_named(self, campaign_id: str, name: str) -> str | None:
+        return None
+
     def ad_named(self, adgroup_id: str, name: str) -> str | None:
         return None
 

@@ -99,7 +99,7 @@ def _paid(session: Session, campaign: Campaign, end: date) -> dict[str, Any]:
     spend = sum(r["paid"]["spend_cents"] for r in rows)
     conversions = sum(r["paid"]["conversions"] for r in rows)
     plays = sum(r["paid"]["video_plays"] for r in rows)
-    views = sum(r["organic"]["views"] for r in rows)
+    views = sum({r["creative"]: r["organic"]["views"] for r in rows}.values())  # a post once
     return {
         "boosts": rows,
         "spend_cents": spend,

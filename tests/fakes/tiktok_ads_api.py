@@ -1,6 +1,7 @@
 """A fake of TikTok's Marketing API (TikTok API for Business v1.3) for one advertiser's Spark
 Ads: `/tt_video/authorize/`, `/tt_video/info/`, `/campaign/create/`, `/campaign/get/`,
-`/adgroup/create/`, `/ad/create/`, `/ad/get/`, `/ad/status/update/` and the daily report
+`/adgroup/create/`, `/adgroup/get/`, `/ad/create/`, `/ad/get/`, `/ad/status/update/` and the
+daily report
 `/report/integrated/get/` (by ad and day, metric values as strings, paged), under
 `/open_api/v1.3`.
 
@@ -65,6 +66,7 @@ class FakeTikTokAds(FakeHttpServer):
             ("POST", "/campaign/create/"): self.create_campaign,
             ("GET", "/campaign/get/"): self.get_campaigns,
             ("POST", "/adgroup/create/"): self.create_adgroup,
+            ("GET", "/adgroup/get/"): self.get_adgroups,
             ("POST", "/ad/create/"): self.create_ad,
             ("GET", "/ad/get/"): self.get_ads,
             ("POST", "/ad/status/update/"): self.update_status,
@@ -99,6 +101,12 @@ class FakeTikTokAds(FakeHttpServer):
         """The next `count` calls to `path` (`/ad/create/`) answer `50000`, doing nothing."""
         with self._lock:
             self._failing[path] = self._failing.get(path, 0) + count
+
+    def heal(self) -> None:
+        """Forget the failures not met yet, `fail_at`'s too."""
+        super().heal()
+        with self._lock:
+            self._failing.clear()
 
     def throttled(self, request: RecordedRequest, retry_after: float) -> Response:
         return answer(40100, "App reaches the QPS limit.")
@@ -169,6 +177,17 @@ class FakeTikTokAds(FakeHttpServer):
             adgroup_id = _id()
             self.adgroups[adgroup_id] = {"adgroup_id": adgroup_id, **body}
         return answer(0, "OK", {"adgroup_id": adgroup_id})
+
+    def get_adgroups(self, request: RecordedRequest, body: dict[str, Any]) -> Response:
+        filtering = _filtering(request)
+        name, campaigns = filtering.get("adgroup_name"), filtering.get("campaign_ids")
+        with self._lock:
+            rows = [
+                g for g in self.adgroups.values()
+                if (not name or name in g["adgroup_name"])
+                and (not campaigns or g["campaign_id"] in campaigns)
+            ]  # fmt: skip
+        return answer(0, "OK", {"list": rows, "page_info": _page(rows)})
 
     def create_ad(self, request: RecordedRequest, body: dict[str, Any]) -> Response:
         missing = _missing(body, "adgroup_id", "creatives")

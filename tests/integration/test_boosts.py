@@ -15,7 +15,7 @@ from sqlmodel import col, select
 from tenacity import wait_none
 
 from config.settings import get_settings
-from integrations.errors import PermanentError
+from integrations.errors import PermanentError, TransientError
 from store.db import transaction
 from store.models import Boost, Campaign, Creative, MetricSnapshot
 from tasks.amplification.boosts import Refused, ad_account, start_boost
@@ -154,6 +154,11 @@ def test_a_code_past_its_period_cannot_be_used(engine, applied, rally, ads) -> N
         "--from", "2020-01-01", "--until", "2020-01-31", "--consent", "email",
     )  # fmt: skip
     assert past.code != 0 and "until: 2020-01-31 is already past" in past.err
+    far = rally(
+        "boost", "authorize", SLUG, str(creative), "--code", "#abcdefghijk",
+        "--until", str(date.today() + timedelta(days=400)), "--consent", "email",
+    )  # fmt: skip
+    assert far.code != 0 and "is more than 365 days away" in far.err
     code = ads.add_post(ends_on=TODAY + timedelta(days=2))
     authorized(rally, creative, code, TODAY + timedelta(days=2))
     later = T0 + timedelta(days=3)  # the period is over by then
@@ -193,6 +198,8 @@ def test_a_boost_through_the_marketing_api_paused_resumed_and_kept_within_budget
         boost(engine, first)
     assert rally("boost", "pause", SLUG, str(made.id)).code == 0
     assert ad["operation_status"] == "DISABLE"
+    with pytest.raises(Refused, match="already boosted"):  # paused is not over
+        boost(engine, first)
     assert rally("boost", "resume", SLUG, str(made.id)).code == 0
     assert ad["operation_status"] == "ENABLE"
 
@@ -202,8 +209,9 @@ def test_a_boost_through_the_marketing_api_paused_resumed_and_kept_within_budget
     # TikTok fails three times at the ad's making: the boost stops part way, and going on
     # later makes the one ad, in the same ad group, under the same TikTok campaign.
     ads.fail_at("/ad/create/", 3)
-    with pytest.raises(Exception, match=r"System error \(code 50000"):
+    with pytest.raises(TransientError, match=r"\(code (50000|40100)"):  # its tries spent
         boost(engine, second)
+    ads.heal()
     with transaction(engine, write=False) as session:
         stopped = session.exec(select(Boost).where(Boost.creative_id == second)).one()
     assert stopped.remote_adgroup_id and stopped.remote_ad_id is None
@@ -331,3 +339,29 @@ def test_a_creator_whose_code_ends_soon_is_asked_for_a_new_one_once(
         )  # fmt: skip
     again = boost(engine, creative, now=later)
     assert again.id != made.id and len(ads.ads) == 2
+
+
+def test_the_daily_pull_goes_on_past_a_campaign_it_cannot_pull(
+    engine, applied, rally, ads, monkeypatch
+) -> None:
+    import httpx
+
+    from tasks.amplification.metrics import daily_upkeep
+
+    (creative,) = posted_with(engine, [(10_000, 2_000, 300, 150)])
+    with_amplification(applied, rally, political=False)
+    authorized(rally, creative, ads.add_post(ends_on=TODAY + timedelta(days=9)),
+               TODAY + timedelta(days=9))  # fmt: skip
+    boost(engine, creative)
+    monkeypatch.delenv("RALLY_TIKTOK_ADS_ACCESS_TOKEN")
+    get_settings.cache_clear()
+    warned: list[str] = []
+    with httpx.Client() as client:
+        done = daily_upkeep(
+            engine, get_settings(), client, now=T0 + timedelta(days=1),
+            warn=lambda text, *args: warned.append(text % args),
+        )  # fmt: skip
+    assert done == {"reminded": 0}  # nothing pulled, and the reminders still looked at
+    assert warned == [
+        f"{SLUG}: paid figures not pulled: TikTok Marketing API: set RALLY_TIKTOK_ADS_ACCESS_TOKEN"
+    ]

@@ -759,6 +759,29 @@ def test_payouts_whose_tries_all_went_unanswered_wait_for_reconcile(
     lines_add_up(engine)
 
 
+def test_a_paypal_payout_unanswered_past_paypal_s_memory_is_not_sent_again(
+    engine, applied, rally, monkeypatch
+) -> None:
+    """PayPal forgets request and sender batch ids after 30 days: a payout whose tries went
+    unanswered that long ago could be paid twice if sent again, so it is left for staff."""
+    from tasks.payments.payouts import reconcile
+
+    with FakePayPal() as paypal:
+        use_paypal(paypal, monkeypatch)
+        (jordan,) = handles(engine, 1)
+        ready_to_pay(engine, paypal, {jordan: 20_000})
+        with transaction(engine) as session:
+            campaign = session.exec(select(Campaign).where(Campaign.slug == SLUG)).one()
+            start_payouts(session, campaign, actor="staff:test", now=T0, provider="paypal")
+        assert unanswered_until_given_up(engine, paypal).dead == 1
+        later = T0 + timedelta(days=40)
+        counts = reconcile(open_store(get_settings()), get_settings(), now=later)
+        assert counts == {"settled": 0, "returned": 0, "taken_back": 0}
+        assert paypal.items == []  # nothing was sent again
+        shown = json.loads(rally("payments", "payouts", SLUG, "--json").out)
+        assert shown[0]["status"] == "sending" and "too old to send again" in shown[0]["error"]
+
+
 def test_a_paypal_batch_made_before_is_found_by_its_sender_batch_id(monkeypatch) -> None:
     """Past PayPal's memory of request ids, a payout sent again is refused for its
     `sender_batch_id` with a link to the first batch: the adapter answers with that batch,
