@@ -211,10 +211,8 @@ def metrics_command(
             f"reach, {paid['clicks']:,} clicks, {paid['conversions']:,} conversions for "
             f"{money(paid['spend_cents'])} (CPM {money(paid['cpm_cents'])}, CPC "
             f"{money(paid['cpc_cents'])}, per conversion "
-            f"{money(paid['cost_per_conversion_cents'])}); organic {organic['views']:,} views; "
-            f"paid added {row['lift']:.0%} plays"
-            if row["lift"] is not None
-            else f"Boost {row['boost']}: no organic views to weigh paid against.",
+            f"{money(paid['cost_per_conversion_cents'])}); organic {organic['views']:,} views"
+            + (f"; paid added {row['lift']:.0%} plays" if row["lift"] is not None else ""),
             markup=False,
         )
 

@@ -240,8 +240,9 @@ class Amplification(Model):
     """Spark Ads: paid reach behind creators' posts that work, with each creator's
     authorization, through the campaign's TikTok ad account (`advertiser_id`). `budget` caps
     the paid spend over the campaign (in the budget's currency); each boost spends at most
-    `daily_budget` a day. A post is worth boosting with at least `min_views` views and an
-    engagement and conversion rate each at least `above_median` times the campaign's median.
+    `daily_budget` a day (`rally boost start --daily` may set less). A post is worth boosting
+    with at least `min_views` views and an engagement and conversion rate each at least
+    `above_median` times the campaign's median.
     TikTok allows no paid political content: a political campaign is refused by its policy."""
 
     advertiser_id: Annotated[str, Field(pattern=r"^\d{6,20}$")]

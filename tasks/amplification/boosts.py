@@ -364,9 +364,15 @@ def prepare_boost(
         )
     if authorization.starts_on > today:
         raise Refused(f"authorization: the creator's code covers from {authorization.starts_on}")
-    daily = daily_budget_cents or round(terms.daily_budget * 100)
+    most = round(terms.daily_budget * 100)
+    daily = daily_budget_cents or most
     if daily < 20_00:
         raise Refused("daily budget: TikTok's least for an ad group is 20.00 a day")
+    if daily > most:
+        raise Refused(
+            f"daily budget: {daily / 100:,.2f} is over amplification.daily_budget "
+            f"({most / 100:,.2f})"
+        )
     cost = daily * _days(today, authorization.ends_on)
     committed = committed_cents(session, campaign, today)
     cap = round(terms.budget * 100)

@@ -29,7 +29,7 @@ AMPLIFICATION = f"""
 amplification:
   advertiser_id: "{ADVERTISER}"
   budget: 1000
-  daily_budget: 50
+  daily_budget: 100
   min_views: 1000
   above_median: 1.5
 """
@@ -183,7 +183,7 @@ def test_a_boost_through_the_marketing_api_paused_resumed_and_kept_within_budget
     for creative, code in codes.items():
         authorized(rally, creative, code, until)
     ads.fail_next(1)  # TikTok's system error, code 50000: tried again
-    made = boost(engine, first)  # 50.00 a day for ten days: 500.00 of the 1,000.00
+    made = boost(engine, first, daily=50_00)  # 50.00 a day for ten days: 500.00 of 1,000.00
     assert ads.rate_limited > 0  # over 3 calls a second: code 40100, then waited for
     (ad,) = ads.ads.values()
     post = next(p for p in ads.posts.values() if p["item_id"] == ad["tiktok_item_id"])
@@ -204,18 +204,20 @@ def test_a_boost_through_the_marketing_api_paused_resumed_and_kept_within_budget
     assert ad["operation_status"] == "ENABLE"
 
     # Over the budget: 500.00 committed, and 60.00 a day for ten days is 600.00 more.
+    with pytest.raises(Refused, match=r"daily budget: 150.00 is over .*daily_budget \(100.00\)"):
+        boost(engine, second, daily=150_00)
     with pytest.raises(Refused, match=r"budget: 600.00 .* with 500.00 committed .*\(1,000.00\)"):
         boost(engine, second, daily=60_00)
     # TikTok fails three times at the ad's making: the boost stops part way, and going on
     # later makes the one ad, in the same ad group, under the same TikTok campaign.
     ads.fail_at("/ad/create/", 3)
     with pytest.raises(TransientError, match=r"\(code (50000|40100)"):  # its tries spent
-        boost(engine, second)
+        boost(engine, second, daily=50_00)
     ads.heal()
     with transaction(engine, write=False) as session:
         stopped = session.exec(select(Boost).where(Boost.creative_id == second)).one()
     assert stopped.remote_adgroup_id and stopped.remote_ad_id is None
-    again = boost(engine, second)
+    again = boost(engine, second, daily=50_00)
     assert again.id == stopped.id and again.remote_ad_id in ads.ads
     assert len(ads.ads) == 2 and len(ads.adgroups) == 2 and len(ads.campaigns) == 1
 
