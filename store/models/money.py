@@ -101,6 +101,7 @@ class Payout(SQLModel, table=True):
     status: str = Field(default=PayoutStatus.SENDING, max_length=16)
     reference: str = Field(max_length=64, unique=True)  # the provider's idempotency key
     agency: str | None = Field(default=None, max_length=48)  # paid through it, as the roster said
+    taken_back_cents: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     remote_id: str | None = Field(default=None, max_length=120)
     error: str | None = Field(default=None, max_length=1000)
     created_at: datetime = created_time()

@@ -7,7 +7,9 @@ itemized once their disbursements in the aggregation period add up to more than 
 calendar year for a PAC (11 CFR 104.3(b)(3)(i)), the election cycle for a candidate committee
 (104.3(b)(4)(i); it starts on the filing's `cycle_starts`). Then every one of their payments in
 the report's period is a line, with their total to date through it; the rest are counted as
-unitemized. One store is one payer.
+unitemized. One store is one payer. A payout whose money later came back (a reversal, a
+refund) stays a disbursement at its full amount: what came back is an offset the committee
+reports as a receipt, which these files do not hold.
 
 A creator paid through an agency (the roster's `agency` when the payout was made) is not the
 payee: the agency is, itemized against its own total, and each of its lines is followed by a

@@ -312,6 +312,7 @@ def take_back(
     )
     if cents <= before:
         return False
+    payout.taken_back_cents = cents
     if cents == payout.amount_cents:
         payout.status = PayoutStatus.TAKEN_BACK
     payout.error = f"{cents / 100:,.2f} taken back after it was paid: {why}"[:1000]
@@ -765,14 +766,15 @@ def payouts(
 
 def settled_payouts(session: Session, since: datetime, until: datetime) -> Any:
     """The payouts that settled from `since` up to `until` (not a rehearsal's), oldest first,
-    each with its creator and their W-9 (None without one): what left the payer's balance."""
+    each with its creator and their W-9 (None without one): what left the payer's balance,
+    those whose money later came back (in part or in full: `taken_back_cents`) included."""
     return session.exec(
         select(Payout, Creator, TaxForm)
         .join(RosterMember, col(RosterMember.id) == col(Payout.member_id))
         .join(Creator, col(Creator.id) == col(RosterMember.creator_id))
         .outerjoin(TaxForm, col(TaxForm.creator_id) == col(Creator.id))
         .where(
-            Payout.status == PayoutStatus.PAID,
+            col(Payout.status).in_([PayoutStatus.PAID, PayoutStatus.TAKEN_BACK]),
             Payout.provider != REHEARSAL,
             col(Payout.settled_at) >= since,
             col(Payout.settled_at) < until,

@@ -5,9 +5,10 @@ nonemployee compensation: USD 600 for payments through 2025, USD 2,000 for payme
 2026, indexed for inflation from 2027. For a year after the last one Rally knows,
 `Settings.nec_threshold` gives the published figure; until it is set, the last known one is
 used, and the list says so. What counts is what left the payer's balance for the creator:
-settled payouts in USD (`tasks.payments.payouts.settled_payouts`), by the day they settled
-(UTC), across every campaign in the store, as one store is one payer. What was paid through
-an agency is the agency's (its W-9 is kept outside Rally), listed apart by the agency's id.
+settled payouts in USD (`tasks.payments.payouts.settled_payouts`), net of what came back
+(a reversal, a refund), by the day they settled (UTC), across every campaign in the store, as
+one store is one payer. What was paid through an agency is the agency's (its W-9 is kept
+outside Rally), listed apart by the agency's id.
 
 Only the last four digits of a taxpayer id are kept, to tell forms apart; a whole number is
 refused, so that none is ever in the store, its backups or its audit log.
@@ -155,10 +156,11 @@ def tax_year(session: Session, year: int, *, override_usd: float | None = None) 
     for payout, creator, form in settled_payouts(session, start, end):
         if payout.currency != CURRENCY:
             continue
+        cents = payout.amount_cents - payout.taken_back_cents  # what the payee kept
         if payout.agency is not None:  # the agency is the payee, and pays the creator
-            through[payout.agency] = through.get(payout.agency, 0) + payout.amount_cents
+            through[payout.agency] = through.get(payout.agency, 0) + cents
         else:
-            paid[creator.id or 0] = paid.get(creator.id or 0, 0) + payout.amount_cents
+            paid[creator.id or 0] = paid.get(creator.id or 0, 0) + cents
             creators[creator.id or 0] = (creator, form)
     rows: list[dict[str, Any]] = []
     for creator_id, cents in paid.items():

@@ -610,6 +610,12 @@ def test_money_taken_back_after_it_was_paid_waits_for_approval_again(
         assert paid(engine, None).sent == 1
         (transfer,) = stripe.paid_to(accounts[maya])
         stripe.reverse(transfer["id"], 10_000)
+        stripe.wait_for_webhooks(2)
+        # What Maya kept is what counts toward her 1099-NEC: 200.00 of the 300.00.
+        year = json.loads(rally("payments", "tax-year", "2027", "--json").out)
+        assert [(r["creator"], r["paid_cents"]) for r in year["creators"]] == [
+            (maya.lstrip("@"), 20_000)
+        ]
         stripe.reverse(transfer["id"])  # the other 200.00
         reversals = [d for d in stripe.wait_for_webhooks(3) if b"transfer.reversed" in d.body]
         assert [d.status for d in reversals] == [200, 200]
@@ -622,6 +628,8 @@ def test_money_taken_back_after_it_was_paid_waits_for_approval_again(
         assert again.json() == {"ok": True, "taken_back": False}  # told before: nothing new
     owed = balance(rally, maya)
     assert (owed["paid_cents"], owed["awaiting_cents"], owed["owed_cents"]) == (0, 30_000, 30_000)
+    year = json.loads(rally("payments", "tax-year", "2027", "--json").out)
+    assert [(r["creator"], r["paid_cents"]) for r in year["creators"]] == [(maya.lstrip("@"), 0)]
     shown = json.loads(rally("payments", "payouts", SLUG, "--json").out)
     assert shown[0]["status"] == "taken_back" and "Stripe reversed" in shown[0]["error"]
     assert rally("payments", "approve", SLUG, maya, "--by", "dana").code == 0  # seen again
