@@ -1,7 +1,10 @@
 """`rally boost`: Spark Ads behind creators' posts that work, with their authorization (not
 for political campaigns: TikTok allows no paid political content)."""
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
+from typing import Any
 
 import typer
 
@@ -13,6 +16,21 @@ app = typer.Typer(
     help="Spark Ads: posts worth boosting, creators' authorizations, boosts (pause, resume).",
     no_args_is_help=True,
 )
+
+
+@contextmanager
+def _ad_account(campaign: str) -> Iterator[tuple[Any, Any, Any]]:
+    """The settings, the store and the campaign's TikTok ad account, for one command."""
+    import httpx
+
+    from tasks.amplification.boosts import ad_account
+    from tasks.campaigns.campaign import get_campaign
+
+    settings, engine = store()
+    with transaction(engine, write=False) as session:
+        found = get_campaign(session, campaign)
+    with httpx.Client(timeout=30) as client:
+        yield settings, engine, ad_account(settings, client, found)
 
 
 @app.command("candidates")
@@ -111,18 +129,12 @@ def start_command(
     """Boost a posted creative: checked under the paid rules, within its authorization's period
     and the campaign's amplification budget, then made on the ad account. Safe to run again
     after a failure: it goes on from where it stopped."""
-    import httpx
+    from tasks.amplification.boosts import start_boost
 
-    from tasks.amplification.boosts import ad_account, start_boost
-    from tasks.campaigns.campaign import get_campaign
-
-    settings, engine = store()
-    with transaction(engine, write=False) as session:
-        found = get_campaign(session, campaign)
-    with httpx.Client(timeout=30) as client:
+    with _ad_account(campaign) as (settings, engine, account):
         boost = start_boost(
-            engine, campaign, creative, ad_account(settings, client, found),
-            daily_budget_cents=round(daily * 100) or None, actor=settings.actor, now=utcnow(),
+            engine, campaign, creative, account, daily_budget_cents=round(daily * 100) or None,
+            actor=settings.actor, now=utcnow(),
         )  # fmt: skip
     console.print(
         f"Boost {boost.id}: creative {creative} runs at {boost.daily_budget_cents / 100:,.2f} a "
@@ -132,18 +144,12 @@ def start_command(
 
 
 def _set(campaign: str, boost: int, running: bool) -> None:
-    import httpx
+    from tasks.amplification.boosts import set_running
 
-    from tasks.amplification.boosts import ad_account, set_running
-    from tasks.campaigns.campaign import get_campaign
-
-    settings, engine = store()
-    with transaction(engine, write=False) as session:
-        found = get_campaign(session, campaign)
-    with httpx.Client(timeout=30) as client:
+    with _ad_account(campaign) as (settings, engine, account):
         set_running(
-            engine, campaign, boost, ad_account(settings, client, found), running=running,
-            actor=settings.actor, now=utcnow(),
+            engine, campaign, boost, account, running=running, actor=settings.actor,
+            now=utcnow(),
         )  # fmt: skip
     console.print(f"Boost {boost} {'resumed' if running else 'paused'}.")
 
@@ -177,19 +183,12 @@ def metrics_command(
     from tasks.amplification.metrics import paid_beside_organic
     from tasks.campaigns.campaign import get_campaign
 
-    settings, engine = store()
+    _, engine = store()
     if pull:
-        import httpx
-
-        from tasks.amplification.boosts import ad_account
         from tasks.amplification.metrics import pull_paid_metrics
 
-        with transaction(engine, write=False) as session:
-            found = get_campaign(session, campaign)
-        with httpx.Client(timeout=30) as client:
-            written = pull_paid_metrics(
-                engine, campaign, ad_account(settings, client, found), now=utcnow()
-            )
+        with _ad_account(campaign) as (_, _, account):
+            written = pull_paid_metrics(engine, campaign, account, now=utcnow())
         if not json_output:
             console.print(f"{written} day(s) of paid figures pulled.", markup=False)
     with transaction(engine, write=False) as session:

@@ -30,8 +30,6 @@ EXAMPLES = {  # `rally demo --example NAME`: the folder and the campaign's slug
     "youth-vote": (EXAMPLES_FOLDER / "youth-vote", "first-vote-pa-2027"),
     "river-week": (EXAMPLES_FOLDER / "river-week", "river-week-2027"),
 }
-EXAMPLE = EXAMPLES["youth-vote"][0] / "campaign.yaml"
-DEMO_SLUG = EXAMPLES["youth-vote"][1]
 
 
 def run_rehearsal(

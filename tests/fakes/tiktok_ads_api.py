@@ -157,10 +157,7 @@ class FakeTikTokAds(FakeHttpServer):
         return answer(0, "OK", {"campaign_id": campaign_id})
 
     def get_campaigns(self, request: RecordedRequest, body: dict[str, Any]) -> Response:
-        name = _filtering(request).get("campaign_name")
-        with self._lock:
-            rows = [c for c in self.campaigns.values() if not name or name in c["campaign_name"]]
-        return answer(0, "OK", {"list": rows, "page_info": _page(rows)})
+        return self._listing(self.campaigns, request, "campaign_name", "", "")
 
     def create_adgroup(self, request: RecordedRequest, body: dict[str, Any]) -> Response:
         missing = _missing(
@@ -179,15 +176,7 @@ class FakeTikTokAds(FakeHttpServer):
         return answer(0, "OK", {"adgroup_id": adgroup_id})
 
     def get_adgroups(self, request: RecordedRequest, body: dict[str, Any]) -> Response:
-        filtering = _filtering(request)
-        name, campaigns = filtering.get("adgroup_name"), filtering.get("campaign_ids")
-        with self._lock:
-            rows = [
-                g for g in self.adgroups.values()
-                if (not name or name in g["adgroup_name"])
-                and (not campaigns or g["campaign_id"] in campaigns)
-            ]  # fmt: skip
-        return answer(0, "OK", {"list": rows, "page_info": _page(rows)})
+        return self._listing(self.adgroups, request, "adgroup_name", "campaign_id", "campaign_ids")
 
     def create_ad(self, request: RecordedRequest, body: dict[str, Any]) -> Response:
         missing = _missing(body, "adgroup_id", "creatives")
@@ -218,12 +207,21 @@ class FakeTikTokAds(FakeHttpServer):
         return answer(0, "OK", {"ad_ids": made})
 
     def get_ads(self, request: RecordedRequest, body: dict[str, Any]) -> Response:
+        return self._listing(self.ads, request, "ad_name", "adgroup_id", "adgroup_ids")
+
+    def _listing(
+        self, made: dict[str, dict[str, Any]], request: RecordedRequest, name_field: str,
+        parent_field: str, parents_filter: str,
+    ) -> Response:  # fmt: skip
+        """What was made, filtered as the API filters a `/get/` listing: the name loosely (it
+        holds the filter's), the parent by its ids."""
         filtering = _filtering(request)
-        name, groups = filtering.get("ad_name"), filtering.get("adgroup_ids")
+        name, parents = filtering.get(name_field), filtering.get(parents_filter)
         with self._lock:
             rows = [
-                a for a in self.ads.values()
-                if (not name or name in a["ad_name"]) and (not groups or a["adgroup_id"] in groups)
+                row for row in made.values()
+                if (not name or name in row[name_field])
+                and (not parents or row[parent_field] in parents)
             ]  # fmt: skip
         return answer(0, "OK", {"list": rows, "page_info": _page(rows)})
 
