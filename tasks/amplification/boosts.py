@@ -30,6 +30,7 @@ from tenacity.wait import wait_base
 from config.errors import RallyError
 from config.settings import Settings
 from integrations.crm import RateLimit
+from integrations.errors import UnavailableError
 from integrations.tiktok_ads import RATE, AuthorizedPost, TikTokAds, TikTokAdsSettings
 from store.audit import Change, record
 from store.db import transaction
@@ -89,13 +90,16 @@ CODE = re.compile(r"[A-Za-z0-9#+/=_.:-]{8,200}")  # Spark codes are printable, w
 def ad_account(settings: Settings, client: httpx.Client, campaign: Campaign) -> TikTokAds:
     """The campaign's TikTok ad account, with the advertiser's token from the settings."""
     found = settings.section(TikTokAdsSettings)
-    return TikTokAds(
-        client,
-        api_url=found.api_url,
-        access_token=found.access_token.get_secret_value(),
-        advertiser_id=amplification_of(campaign).advertiser_id,
-        limit=RateLimit(*RATE),
-    )
+    try:
+        return TikTokAds(
+            client,
+            api_url=found.api_url,
+            access_token=found.access_token.get_secret_value(),
+            advertiser_id=amplification_of(campaign).advertiser_id,
+            limit=RateLimit(*RATE),
+        )
+    except UnavailableError as exc:  # no token: a setting to give, said as such
+        raise RallyError(str(exc)) from None
 
 
 def record_authorization(
