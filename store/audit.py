@@ -16,11 +16,12 @@ import json
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cache
 from typing import Any, TextIO
 
 from pydantic_core import to_jsonable_python
+from sqlalchemy import bindparam, insert, update
 from sqlalchemy import event as sa_event
-from sqlalchemy import insert, update
 from sqlalchemy.orm import Session as OrmSession
 from sqlmodel import Session, col, select
 
@@ -109,8 +110,20 @@ def _append(session: OrmSession, pending: list[tuple[datetime, Change]]) -> None
         }
         entry["hash"] = prev_hash = entry_hash(entry)
         entries.append(entry)
-    session.execute(insert(AuditEvent.__table__), entries)  # type: ignore[attr-defined]
-    session.execute(update(AuditHead).where(col(AuditHead.id) == 1).values(seq=seq, hash=prev_hash))
+    connection = session.connection()  # Core: the ORM's bulk insert has nothing to add here
+    connection.execute(_adding_entries(), entries)
+    connection.execute(_moving_head(), {"seq": seq, "hash": prev_hash})
+
+
+@cache
+def _adding_entries() -> Any:
+    return insert(AuditEvent.__table__)  # type: ignore[attr-defined]
+
+
+@cache
+def _moving_head() -> Any:
+    head = AuditHead.__table__  # type: ignore[attr-defined]
+    return update(head).where(head.c.id == 1).values(seq=bindparam("seq"), hash=bindparam("hash"))
 
 
 @dataclass(frozen=True)
