@@ -102,7 +102,12 @@ def authorize_command(
     ),
 ) -> None:
     """Record a creator's Spark Ads authorization of their post, and how they consented."""
-    from tasks.amplification.boosts import record_authorization
+    from tasks.amplification.boosts import (
+        Refused,
+        open_paid_review,
+        paid_review_refusal,
+        record_authorization,
+    )
     from tasks.campaigns.campaign import get_campaign
 
     settings, engine = store()
@@ -113,11 +118,22 @@ def authorize_command(
     except ValueError:
         raise typer.BadParameter("give days as YYYY-MM-DD", param_hint="--from/--until") from None
     with transaction(engine) as session:
+        found = get_campaign(session, campaign)
         record_authorization(
-            session, get_campaign(session, campaign), creative, code, starts_on=first,
-            ends_on=last, consent=consent, actor=settings.actor, now=now,
+            session, found, creative, code, starts_on=first, ends_on=last, consent=consent,
+            actor=settings.actor, now=now,
         )  # fmt: skip
+        try:  # sent to review as a paid placement, if `ask` did not already
+            made = open_paid_review(
+                session, found, creative, actor=settings.actor, now=now,
+                public_url=settings.public_url,
+            )  # fmt: skip
+            waiting = paid_review_refusal(session, made)
+        except Refused as refused:
+            waiting = str(refused)
     console.print(f"Creative {creative}: Spark Ads authorized from {first} to {last}.")
+    if waiting:
+        console.print(waiting, markup=False)
 
 
 @app.command("start")
@@ -223,7 +239,8 @@ def ask_command(
 ) -> None:
     """Ask the creator of a posted creative, by email, for its Spark Ads authorization code,
     which they give on their brief page (with the day it runs until, and their consent)."""
-    from tasks.amplification.boosts import ask_authorization
+    from store.models import Creative
+    from tasks.amplification.boosts import ask_authorization, paid_review_refusal
     from tasks.campaigns.campaign import get_campaign
 
     settings, engine = store()
@@ -232,4 +249,7 @@ def ask_command(
             session, get_campaign(session, campaign), creative, actor=settings.actor,
             now=utcnow(), public_url=settings.public_url,
         )  # fmt: skip
+        asked = session.get(Creative, creative)
+        waiting = paid_review_refusal(session, asked) if asked else None
     console.print(f"Creative {creative}: its creator is asked, on {link}", markup=False)
+    console.print(waiting or "Its review as a paid placement approved it.", markup=False)

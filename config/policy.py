@@ -67,8 +67,12 @@ class TierSpec(Model):
 
 
 class ChecklistItem(Model):
+    """What an approver confirms before approving; a `paid_only` item is asked only in the
+    review of a paid placement (a boost of a posted video, or a draft submitted as paid)."""
+
     id: Identifier
     text: Text
+    paid_only: bool = False
 
 
 class PolicySpec(Model):
@@ -83,6 +87,10 @@ class Policy:
     spec: PolicySpec
     version: str  # the first 16 hex digits of the file's canonical hash
     source: str
+
+    def checklist(self, *, paid: bool) -> list[ChecklistItem]:
+        """The checklist of a draft's review: the paid-only items too when it is paid."""
+        return [item for item in self.spec.checklist if paid or not item.paid_only]
 
     def rule(self, rule_id: str) -> Rule | None:
         return next((r for r in self.spec.rules if r.id == rule_id), None)

@@ -7,7 +7,10 @@ the boost itself on the campaign's TikTok ad account (`integrations.tiktok_ads`)
 - **Compliance before money.** A boost is a paid placement: the creative's approved version is
   checked again under the campaign's policy as paid content (sponsorship disclosure, and
   TikTok's ban on paid political content, rule `platform_political_ban`, which refuses every
-  political campaign). A blocking finding refuses the boost, naming its rule.
+  political campaign); a blocking finding refuses the boost, naming its rule. Asking for a
+  boost also sends the posted version back through human review as paid content (the tiers
+  paid content needs, legal in the default policy, with the paid-partnership label on the
+  checklist): no boost starts until that review approves it.
 - **Budget.** What boosts have spent (their pulled paid figures) and may still spend (each
   running or paused one's daily budget for the days its authorization has left), with the new
   one's, stays within the campaign file's `amplification.budget`.
@@ -44,6 +47,8 @@ from store.models import (
     CreativeStatus,
     Creator,
     PaidMetrics,
+    ReviewStatus,
+    ReviewTask,
     RosterMember,
     SparkAuthorization,
     SparkRequest,
@@ -53,7 +58,7 @@ from tasks.campaigns.campaign import campaign_spec, get_campaign
 from tasks.campaigns.configs import campaign_policy
 from tasks.outbox import retrying
 from tasks.review.checks import evaluate
-from tasks.review.creatives import Submission, facts_for
+from tasks.review.creatives import Submission, facts_for, review_as_paid
 from tasks.review.routing import notify_creator
 
 
@@ -159,13 +164,13 @@ def ask_authorization(
     public_url: str,
 ) -> str:
     """Ask the creator of a posted creative for its Spark Ads authorization, by email, to be
-    given on their brief page (once: asking again sends nothing new); the page's link. A
-    boost the policy would refuse (a political campaign) is not asked for."""
+    given on their brief page (once: asking again sends nothing new), and send the post to
+    review as a paid placement; the page's link. A boost the policy would refuse (a political
+    campaign) is not asked for."""
     amplification_of(campaign)
-    creative = _posted(session, campaign, creative_id)
-    refusals = paid_refusals(session, campaign, creative)
-    if refusals:
-        raise Refused("policy: " + "; ".join(refusals))
+    creative = open_paid_review(
+        session, campaign, creative_id, actor=actor, now=now, public_url=public_url
+    )
     brief = _latest_brief(session, creative.member_id)
     if brief is None:
         raise RallyError(f"creative {creative_id}: its creator has no brief page to answer on")
@@ -275,6 +280,57 @@ def given_authorizations(
     ]
 
 
+def open_paid_review(
+    session: Session,
+    campaign: Campaign,
+    creative_id: int,
+    *,
+    actor: str,
+    now: datetime,
+    public_url: str,
+) -> Creative:
+    """Send a posted creative to review as a paid placement, once (`review_as_paid`); the
+    creative. Refused, naming the rule, if the policy refuses it as paid content."""
+    creative = _posted(session, campaign, creative_id)
+    refusals = paid_refusals(session, campaign, creative)
+    if refusals:
+        raise Refused("policy: " + "; ".join(refusals))
+    review_as_paid(session, campaign, creative, submitted_by=actor, now=now, public_url=public_url)
+    return creative
+
+
+def paid_review_refusal(session: Session, creative: Creative) -> str | None:
+    """What stands between the creative and a boost in its review as a paid placement: not
+    sent yet, waiting for a tier, or not approved (with the note); None once approved."""
+    draft = session.exec(
+        select(CreativeDraft).where(
+            CreativeDraft.creative_id == creative.id,
+            CreativeDraft.version == creative.current_version,
+        )
+    ).first()
+    if draft is None or not draft.paid:
+        return (
+            f"creative {creative.id}: not yet reviewed as a paid placement; `rally boost ask` "
+            "sends it to review"
+        )
+    if draft.status == CreativeStatus.APPROVED:
+        return None
+    tasks = session.exec(
+        select(ReviewTask).where(ReviewTask.draft_id == draft.id).order_by(col(ReviewTask.position))
+    ).all()
+    if draft.status == CreativeStatus.IN_REVIEW:
+        waiting = next((t for t in tasks if t.status == ReviewStatus.OPEN), None)
+        return f"creative {creative.id}: its review as a paid placement waits for " + (
+            f"the {waiting.tier} review (task {waiting.id})" if waiting else "its reviewers"
+        )
+    decided = next((t for t in tasks if t.status != ReviewStatus.APPROVED and t.decided_by), None)
+    said = f" by {decided.decided_by}: {decided.note}" if decided and decided.note else ""
+    return (
+        f"creative {creative.id}: its review as a paid placement ended "
+        f"{str(draft.status).replace('_', ' ')}{said}"
+    )
+
+
 def paid_refusals(session: Session, campaign: Campaign, creative: Creative) -> list[str]:
     """The campaign policy's blocking findings on the creative's approved version as a paid
     placement, each as `rule_id: what it found`."""
@@ -339,6 +395,9 @@ def prepare_boost(
     refusals = paid_refusals(session, campaign, creative)
     if refusals:
         raise Refused("policy: " + "; ".join(refusals))
+    in_review = paid_review_refusal(session, creative)
+    if in_review:
+        raise Refused(in_review)
     unfinished = session.exec(
         select(Boost).where(Boost.creative_id == creative.id, col(Boost.remote_ad_id).is_(None))
     ).first()

@@ -1,5 +1,6 @@
 """A rehearsal's Spark Ads: in the amplification weeks, the simulated creators of the posts
-worth boosting authorize them, the simulated staff boost them, and a simulated ad account
+worth boosting authorize them, their simulated legal reviewers approve them as paid
+placements, the simulated staff boost them, and a simulated ad account
 answers as TikTok would, with paid figures drawn from the rehearsal's seed, so that the report
 shows paid beside organic. Nothing is asked of TikTok. A political campaign is never boosted.
 """
@@ -8,17 +9,19 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
+from config.campaign import CampaignSpec
 from config.errors import RallyError
 from integrations.tiktok_ads import AuthorizedPost
 from store.db import transaction
-from store.models import Boost, SprintPhase
-from tasks.amplification.boosts import record_authorization, start_boost
+from store.models import Boost, CreativeDraft, ReviewStatus, ReviewTask, SprintPhase
+from tasks.amplification.boosts import open_paid_review, record_authorization, start_boost
 from tasks.amplification.metrics import pull_paid_metrics
 from tasks.amplification.winners import winners
 from tasks.campaigns.campaign import campaign_spec, get_campaign
-from tasks.rehearsal.people import stream
+from tasks.rehearsal.people import approver_for, stream
+from tasks.review.decisions import decide
 
 BOOSTS_A_WEEK = 3
 DAYS = 14  # the period a simulated creator's code covers
@@ -122,16 +125,38 @@ def rehearse_boosts(engine: Engine, slug: str, seed: int, *, at: datetime) -> di
     if phase is not None and phase.starts_on <= at.date() <= phase.ends_on:
         for creative_id in picks:
             code = f"#rehearsal{creative_id:08d}"
-            with transaction(engine) as session:
-                record_authorization(
-                    session, get_campaign(session, slug), creative_id, code,
-                    starts_on=at.date(), ends_on=at.date() + timedelta(days=DAYS - 1),
-                    consent="rehearsal: a simulated creator", actor="rehearsal:creator", now=at,
-                )  # fmt: skip
             try:
+                with transaction(engine) as session:
+                    campaign = get_campaign(session, slug)
+                    record_authorization(
+                        session, campaign, creative_id, code, starts_on=at.date(),
+                        ends_on=at.date() + timedelta(days=DAYS - 1),
+                        consent="rehearsal: a simulated creator", actor="rehearsal:creator",
+                        now=at,
+                    )  # fmt: skip
+                    open_paid_review(
+                        session, campaign, creative_id, actor="rehearsal:staff", now=at,
+                        public_url="",
+                    )  # fmt: skip
+                    approve_paid_review(session, campaign_spec(campaign), creative_id, at)
                 start_boost(engine, slug, creative_id, account, actor="rehearsal:staff", now=at)
             except RallyError:  # the budget is spent, or the policy refuses: as staff would see
                 continue
             made += 1
     pulled = pull_paid_metrics(engine, slug, account, now=at)
     return {"boosted": made, "days_pulled": pulled}
+
+
+def approve_paid_review(
+    session: Session, spec: CampaignSpec, creative_id: int, at: datetime
+) -> None:
+    """The simulated reviewers approve a creative's review as a paid placement, tier by tier."""
+    while task := session.exec(
+        select(ReviewTask)
+        .join(CreativeDraft, col(CreativeDraft.id) == col(ReviewTask.draft_id))
+        .where(CreativeDraft.creative_id == creative_id, ReviewTask.status == ReviewStatus.OPEN)
+    ).first():
+        decide(
+            session, task_id=task.id or 0, decision="approve",
+            approver=approver_for(session, spec, task), now=at, confirmed=["all"],
+        )  # fmt: skip

@@ -264,7 +264,7 @@ def review_open_tasks(
                     session,
                     task_id=task.id or 0,
                     decision=wanted,
-                    approver=_approver(session, spec, task),
+                    approver=approver_for(session, spec, task),
                     now=at,
                     note="Make the call to action clearer" if wanted != "approve" else "",
                     confirmed=["all"],
@@ -284,7 +284,7 @@ def _opened(session: Session, task: ReviewTask) -> datetime:
     return before or task.created_at
 
 
-def _approver(session: Session, spec: CampaignSpec, task: ReviewTask) -> str:
+def approver_for(session: Session, spec: CampaignSpec, task: ReviewTask) -> str:
     """The first member of the task's group who has not decided another tier of this draft."""
     taken = set(
         session.exec(

@@ -425,3 +425,64 @@ def posted(
     if approved and not repeated:  # where: for the API to say (events carry no links)
         tell(session, creative, "posted", now, occurrence=f"{now:%Y%m%dT%H%M%S%f}")
     return approved
+
+
+def review_as_paid(
+    session: Session,
+    campaign: Campaign,
+    creative: Creative,
+    *,
+    submitted_by: str,
+    now: datetime,
+    public_url: str = "",
+) -> CreativeDraft:
+    """The version of a posted creative that is reviewed as a paid placement (a boost): its
+    latest if that was reviewed as paid already (submitted as paid, or sent here before), else
+    a new version with the same content, checked by the policy as paid content and sent to
+    the tiers paid content needs (those routed for `paid`; every routed one if none is). The
+    creative stays posted (`decisions`). RallyError if the policy blocks it as paid."""
+    latest = _current_draft(session, creative)
+    if latest is None or creative.status not in (CreativeStatus.POSTED, CreativeStatus.TAKEN_DOWN):
+        raise RallyError(f"creative {creative.id}: only a posted creative is boosted")
+    if latest.paid:
+        return latest
+    spec, policy = campaign_spec(campaign), campaign_policy(session, campaign)
+    member = session.get(RosterMember, creative.member_id)
+    creator = session.get(Creator, member.creator_id) if member else None
+    assert member is not None and creator is not None
+    as_paid = Submission(
+        caption=latest.caption, script=latest.script or "", video_url=latest.video_url,
+        duration_seconds=latest.duration_seconds, paid=True, ai_generated=latest.ai_generated,
+    )  # fmt: skip
+    facts = facts_for(spec, member, creator, as_paid)
+    findings = evaluate(policy, facts)
+    blocking = [
+        f"{f.rule_id}: {f.message}" for f in findings if not f.passed and f.severity == "block"
+    ]
+    if blocking:
+        raise RallyError("policy: " + "; ".join(blocking))
+    creative.current_version += 1
+    draft = CreativeDraft(
+        creative_id=creative.id or 0, version=creative.current_version, brief_id=latest.brief_id,
+        caption=latest.caption, script=latest.script, video_url=latest.video_url,
+        duration_seconds=latest.duration_seconds, paid=True, ai_generated=latest.ai_generated,
+        submitted_by=submitted_by.strip().lower(), submitted_at=now, video_file=latest.video_file,
+    )  # fmt: skip
+    session.add_all([draft, creative])
+    session.flush()
+    _store_findings(session, draft, findings, policy.version, now)
+    routed = route(policy, facts, findings, f"{campaign.slug}:{creative.id}")
+    tiers = [t for t in routed if "paid" in t.when] or routed or policy.spec.tiers[:1]
+    _open_review(session, draft, tiers, policy.version, spec, now, public_url)
+    summary = (
+        f"creative {creative.id} v{draft.version}: its posted version sent to "
+        f"{', '.join(t.id for t in tiers)} review as a paid placement"
+    )
+    details = {
+        "version": draft.version,
+        "of_version": latest.version,
+        "tiers": [t.id for t in tiers],
+    }
+    record(session, [Change(submitted_by, "creative.paid_review", "creative", creative.id or 0,
+                            summary, details)])  # fmt: skip
+    return draft

@@ -1,6 +1,10 @@
 """Approvers' decisions: who may decide, what a decision needs (the checklist confirmed, or a
 note), and what it does at once in the caller's transaction: the next tier's task opens and its
 approvers are emailed, or the creator hears what must change.
+
+The review of a paid placement (a posted video to be boosted, `tasks.amplification.boosts`)
+decides its version only: the creative stays posted, nothing is earned and the creator is not
+told; the boost waits on its outcome.
 """
 
 from collections.abc import Collection
@@ -33,6 +37,7 @@ from tasks.review.routing import (
     cancel_tasks,
     close_timers,
     group_members,
+    is_paid_placement,
     notify_creator,
     open_task,
     task_context,
@@ -141,7 +146,7 @@ def decide(
     campaign = session.get(Campaign, creative.campaign_id)
     assert campaign is not None
     policy = campaign_policy(session, campaign)
-    checklist = _checklist(policy, confirmed, decision=decision, note=note)
+    checklist = _checklist(policy, confirmed, paid=draft.paid, decision=decision, note=note)
     task.status, task.decided_by, task.decided_at = wanted, approver, now
     task.note, task.checklist = note.strip() or None, checklist
     close_timers(session, task, now)
@@ -152,9 +157,11 @@ def decide(
         )
     else:
         _stop(session, draft, creative, wanted, now=now)
+    _audit(session, result, draft, policy, actor=actor)
+    if is_paid_placement(creative):
+        return result  # the boost reads the outcome; the post itself is as it was
     if result.next_tier is None:
         _tell_creator(session, creative, draft, task, spec, public_url=public_url)
-    _audit(session, result, draft, policy, actor=actor)
     if result.next_tier is None and decision in ("approve", "reject"):
         kind = "approved" if decision == "approve" else "rejected"
         tell(session, creative, kind, now, tier=task.tier)
@@ -182,11 +189,11 @@ def _decided_already(
 
 
 def _checklist(
-    policy: Policy, confirmed: Collection[str], *, decision: str, note: str
+    policy: Policy, confirmed: Collection[str], *, paid: bool, decision: str, note: str
 ) -> dict[str, bool]:
-    """Every checklist item of the policy, confirmed or not. Approval needs them all or a note
-    saying why not; any other decision needs a note."""
-    items = [i.id for i in policy.spec.checklist]
+    """Every checklist item of the draft's review, confirmed or not. Approval needs them all
+    or a note saying why not; any other decision needs a note."""
+    items = [i.id for i in policy.checklist(paid=paid)]
     unknown = sorted(set(confirmed) - set(items) - {"all"})
     if unknown:
         raise ReviewRefused(f"no checklist item {', '.join(unknown)} (items: {', '.join(items)})")
@@ -298,8 +305,9 @@ def _advance(
         )  # the policy changed since this draft was routed: the tier still runs as routed
         open_task(session, waiting, tier, spec, now=now, public_url=public_url)
         return waiting.tier
-    draft.status = creative.status = CreativeStatus.APPROVED
-    creative.updated_at = now
+    draft.status = CreativeStatus.APPROVED
+    if not is_paid_placement(creative):
+        creative.status, creative.updated_at = CreativeStatus.APPROVED, now
     session.add_all([draft, creative])
     return None
 
@@ -318,7 +326,8 @@ def _stop(
         if outcome == ReviewStatus.REJECTED
         else CreativeStatus.CHANGES_REQUESTED
     )
-    draft.status = creative.status = status
-    creative.updated_at = now
+    draft.status = status
+    if not is_paid_placement(creative):
+        creative.status, creative.updated_at = status, now
     session.add_all([draft, creative])
     cancel_tasks(session, draft.id or 0, now=now)

@@ -23,6 +23,7 @@ from store.models import (
     Campaign,
     Creative,
     CreativeDraft,
+    CreativeStatus,
     Creator,
     ReviewStatus,
     ReviewTask,
@@ -64,6 +65,12 @@ def route(policy: Policy, facts: DraftFacts, findings: list[Finding], key: str) 
         if any(flags.get(reason, False) for reason in tier.when)
         or ("sample" in tier.when and in_sample(policy, key, tier.sample_rate))
     ]
+
+
+def is_paid_placement(creative: Creative) -> bool:
+    """Whether the version in review is a posted creative's, to run as a paid placement: a
+    creative is posted only once approved, and takes no new version after."""
+    return creative.status in (CreativeStatus.POSTED, CreativeStatus.TAKEN_DOWN)
 
 
 def group_members(spec: CampaignSpec, group: str | None) -> list[str]:

@@ -28,7 +28,7 @@ from tasks.campaigns.campaign import campaign_spec
 from tasks.campaigns.configs import campaign_policy
 from tasks.review.comments import MAX_COMMENT_CHARS, clock_time, comments_on
 from tasks.review.compare import word_diff
-from tasks.review.routing import local_time
+from tasks.review.routing import is_paid_placement, local_time
 from tasks.review.uploads import upload_url
 
 DECIDED = (ReviewStatus.APPROVED, ReviewStatus.CHANGES_REQUESTED, ReviewStatus.REJECTED)
@@ -66,7 +66,11 @@ def task_view(session: Session, task_id: int) -> dict[str, Any]:
             }
             for f in findings
         ],
-        "checklist": [item.model_dump() for item in policy.spec.checklist],
+        "checklist": [item.model_dump() for item in policy.checklist(paid=draft.paid)],
+        # A posted video to be boosted: reviewed as the paid placement it would become.
+        "paid_placement": (
+            {"posted_url": creative.posted_url} if is_paid_placement(creative) else None
+        ),
     }
 
 
@@ -149,6 +153,7 @@ def _version(
         "version": draft.version,
         "submitted_by": draft.submitted_by,
         "submitted_at": draft.submitted_at.isoformat(),
+        "paid": draft.paid,
         "status": draft.status,
         "caption": draft.caption,
         "brief_version": brief.version if brief else None,

@@ -268,6 +268,12 @@ def test_the_second_example_rehearses_a_creator_program_with_paid_beside_organic
         one("SELECT sum(conversions) FROM paid_metrics"),
     )
     assert boosts > 0 and one("SELECT count(*) FROM spark_authorizations") == boosts
+    # Each boosted post passed legal review as a paid placement, and is still up as posted.
+    assert one("SELECT count(*) FROM boosts b JOIN creatives c ON c.id = b.creative_id "
+               "JOIN creative_drafts d ON d.creative_id = c.id AND d.version = c.current_version "
+               "JOIN review_tasks t ON t.draft_id = d.id AND t.tier = 'legal' "
+               "WHERE d.paid AND d.status = 'approved' AND t.status = 'approved' "
+               "AND c.status IN ('posted', 'taken_down')") == boosts  # fmt: skip
     assert (
         f"Boosts: {boosts}, {spend / 100:,.2f} USD spent for {conversions:,} conversions"
         in shown.stdout

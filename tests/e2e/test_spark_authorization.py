@@ -1,7 +1,8 @@
 """A creator gives the Spark Ads authorization of a post staff asked to boost, on their brief
 page, on a phone, in a real browser against `rally serve`: the email asks with the page's
 link, a code that is not one is refused naming the field, the code and the day it runs until
-are kept with their consent (their address and browser), audited, and the page thanks them."""
+are kept with their consent (their address and browser), audited, and the page thanks them;
+and legal, asked to review the post as a paid placement, approves the boost on her phone."""
 
 import email
 import email.policy
@@ -20,6 +21,7 @@ from tests.conftest import SLUG
 from tests.e2e.conftest import Server
 from tests.e2e.pages import assert_page_fits
 from tests.e2e.test_creator_portal import HANDLE, brief_link, on_phone
+from tests.e2e.test_review_page import LEGAL, latest_link
 
 pytestmark = [
     pytest.mark.slow,
@@ -115,3 +117,23 @@ def test_a_creator_gives_a_spark_ads_code_on_their_brief_page(
     )
     assert "on their brief page, from 127.0.0.1" in kept.consent and agent[:60] in kept.consent
     assert audited.actor == f"creator:@{HANDLE}"
+
+    # Asking sent the post to legal review as a paid placement: counsel reviews it on her
+    # phone, is told what it is and checks the paid-partnership label, and approves the boost.
+    legal = on_phone(tabs().page, latest_link(engine, LEGAL))
+    legal.click("#sign-in")
+    assert f"Legal review of creative {video}, version 2" in legal.inner_text("h1")
+    notice = legal.inner_text("#paid-placement")
+    assert "already posted" in notice and "paid-partnership label" in notice
+    assert legal.locator("input[name=check_paid_partnership]").count() == 1
+    assert legal.locator("#request_changes").count() == 0  # the post itself cannot change
+    assert_page_fits(legal, "legal-paid-placement")
+    for box in legal.locator("#decision-form input[type=checkbox]").all():
+        box.check()
+    legal.click("#approve")
+    assert "Recorded: approve" in legal.inner_text("#decided")
+    with transaction(engine, write=False) as session:
+        boosted = session.get(Creative, video)
+        assert boosted is not None and boosted.status == "posted"  # still up, as it was
+        paid = session.exec(select(CreativeDraft).where(CreativeDraft.version == 2)).one()
+        assert (paid.paid, paid.status, paid.caption) == (True, "approved", CAPTION)

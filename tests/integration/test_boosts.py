@@ -17,12 +17,12 @@ from tenacity import wait_none
 from config.settings import get_settings
 from integrations.errors import PermanentError, TransientError
 from store.db import transaction
-from store.models import Boost, Campaign, Creative, MetricSnapshot
+from store.models import Boost, Campaign, Creative, CreativeDraft, MetricSnapshot, ReviewTask
 from tasks.amplification.boosts import Refused, ad_account, start_boost
 from tests.conftest import SLUG
 from tests.fakes.tiktok_ads_api import FakeTikTokAds
 from tests.integration.test_payments import approved, went_up
-from tests.integration.test_review import T0
+from tests.integration.test_review import COUNSEL, T0, rule
 
 ADVERTISER = "7000000000000000001"
 AMPLIFICATION = f"""
@@ -80,12 +80,34 @@ def posted_with(engine, figures: list[tuple[int, int, int, int]]) -> list[int]:
     return made
 
 
-def authorized(rally, creative: int, code: str, until: date) -> None:
+def authorized(rally, creative: int, code: str, until: date, *, engine=None) -> str:
+    """The creator's code recorded by staff, which sends the post to legal review as a paid
+    placement; with `engine`, legal approves it there. What the command said."""
     run = rally(
         "boost", "authorize", SLUG, str(creative), "--code", code, "--from", str(TODAY),
         "--until", str(until), "--consent", "email of 2027-02-10",
     )  # fmt: skip
     assert run.code == 0, run.err
+    if engine is not None:
+        (legal,) = paid_review_tasks(engine, creative)
+        rule(engine, legal.id, "approve", COUNSEL)
+    return run.out
+
+
+def paid_review_tasks(engine, creative: int) -> list[ReviewTask]:
+    """The open tasks of the creative's review as a paid placement."""
+    with transaction(engine, write=False) as session:
+        return list(
+            session.exec(
+                select(ReviewTask)
+                .join(CreativeDraft, col(CreativeDraft.id) == col(ReviewTask.draft_id))
+                .where(
+                    CreativeDraft.creative_id == creative,
+                    CreativeDraft.paid == True,  # noqa: E712
+                    ReviewTask.status == "open",
+                )
+            ).all()
+        )
 
 
 def boost(engine, creative: int, *, now=T0, daily: int | None = None) -> Boost:
@@ -145,6 +167,53 @@ def test_a_political_campaign_cannot_boost_by_its_policy(engine, applied, rally,
         assert session.exec(select(Boost)).all() == []
 
 
+def test_a_boost_waits_for_legal_to_approve_the_post_as_a_paid_placement(
+    engine, applied, rally, ads
+) -> None:
+    from store.models import LedgerEntry
+    from tasks.review.decisions import decide
+    from tasks.review.routing import ReviewRefused
+    from tests.integration.test_review import emails_to
+
+    refused, cleared = posted_with(engine, [(10_000, 2_000, 300, 150), (9_000, 1_500, 200, 90)])
+    with_amplification(applied, rally, political=False)
+    with transaction(engine, write=False) as session:
+        earned = len(session.exec(select(LedgerEntry)).all())
+    until = TODAY + timedelta(days=9)
+    said = authorized(rally, refused, ads.add_post(ends_on=until), until)
+    (legal,) = paid_review_tasks(engine, refused)
+    assert f"waits for the legal review (task {legal.id})" in said
+    with pytest.raises(Refused, match=rf"creative {refused}: .* waits for the legal review"):
+        boost(engine, refused)
+    with transaction(engine, write=False) as session:
+        creative = session.get(Creative, refused)
+        draft = session.exec(select(CreativeDraft).where(CreativeDraft.id == legal.draft_id)).one()
+        assert creative is not None and creative.status == "posted"  # still up, as it was
+        assert (draft.version, draft.paid, draft.submitted_by) == (2, True, "staff:test")
+    assert legal.tier == "legal" and any(
+        "Legal review of @maya.votes.pa's" in e and f"(creative {refused}, version 2)" in e
+        for e in emails_to(engine, COUNSEL)
+    )
+    # As an ad, the post needs TikTok's paid-partnership label confirmed too.
+    unpaid_items = ["message_alignment", "disclosures", "fact_checked", "platform_safe",
+                    "kpi_aligned"]  # fmt: skip
+    with transaction(engine) as session, pytest.raises(ReviewRefused, match="paid_partnership"):
+        decide(session, task_id=legal.id or 0, decision="approve", approver=COUNSEL, now=T0,
+               confirmed=unpaid_items)  # fmt: skip
+    rule(engine, legal.id, "request_changes", COUNSEL, note="Too many claims for an ad")
+    with pytest.raises(Refused, match=r"ended changes requested by .*: Too many claims for an ad"):
+        boost(engine, refused)
+    assert ads.requests == []
+
+    authorized(rally, cleared, ads.add_post(ends_on=until), until, engine=engine)
+    made = boost(engine, cleared)
+    assert made.remote_ad_id in ads.ads
+    with transaction(engine, write=False) as session:
+        statuses = [session.get(Creative, c).status for c in (refused, cleared)]  # type: ignore[union-attr]
+        assert statuses == ["posted", "posted"]
+        assert len(session.exec(select(LedgerEntry)).all()) == earned  # no fee earned again
+
+
 def test_a_code_past_its_period_cannot_be_used(engine, applied, rally, ads) -> None:
     (creative,) = posted_with(engine, [(10_000, 2_000, 300, 150)])
     with_amplification(applied, rally, political=False)
@@ -159,7 +228,7 @@ def test_a_code_past_its_period_cannot_be_used(engine, applied, rally, ads) -> N
     )  # fmt: skip
     assert far.code != 0 and "is more than 365 days away" in far.err
     code = ads.add_post(ends_on=TODAY + timedelta(days=2))
-    authorized(rally, creative, code, TODAY + timedelta(days=2))
+    authorized(rally, creative, code, TODAY + timedelta(days=2), engine=engine)
     later = T0 + timedelta(days=3)  # the period is over by then
     with pytest.raises(Refused, match=r"covered up to .* which is past; ask them for a new one"):
         boost(engine, creative, now=later)
@@ -180,7 +249,7 @@ def test_a_boost_through_the_marketing_api_paused_resumed_and_kept_within_budget
     until = TODAY + timedelta(days=9)  # ten days, both counted
     codes = {c: ads.add_post(ends_on=until) for c in (first, second, third)}
     for creative, code in codes.items():
-        authorized(rally, creative, code, until)
+        authorized(rally, creative, code, until, engine=engine)
     ads.fail_next(1)  # TikTok's system error, code 50000: tried again
     made = boost(engine, first, daily=50_00)  # 50.00 a day for ten days: 500.00 of 1,000.00
     assert ads.rate_limited > 0  # over 3 calls a second: code 40100, then waited for
@@ -229,7 +298,7 @@ def test_paid_figures_are_kept_once_a_day_and_boost_beside_the_organic_run(
     (creative,) = posted_with(engine, [(10_000, 2_000, 300, 150)])
     with_amplification(applied, rally, political=False)
     authorized(rally, creative, ads.add_post(ends_on=TODAY + timedelta(days=9)),
-               TODAY + timedelta(days=9))  # fmt: skip
+               TODAY + timedelta(days=9), engine=engine)  # fmt: skip
     made = boost(engine, creative)
     ad = made.remote_ad_id or ""
     day_1, day_2 = TODAY, TODAY + timedelta(days=1)
@@ -298,7 +367,7 @@ def test_a_creator_whose_code_ends_soon_is_asked_for_a_new_one_once(
     assert not generate(settings, engine, SLUG, handles=["maya.votes.pa"]).failed
     ends = TODAY + timedelta(days=5)
     assert rally("boost", "ask", SLUG, str(creative)).code == 0
-    authorized(rally, creative, ads.add_post(ends_on=ends), ends)
+    authorized(rally, creative, ads.add_post(ends_on=ends), ends, engine=engine)
     made = boost(engine, creative)
     with transaction(engine, write=False) as session:
         found = session.get(Creative, creative)
@@ -352,7 +421,7 @@ def test_the_daily_pull_goes_on_past_a_campaign_it_cannot_pull(
     (creative,) = posted_with(engine, [(10_000, 2_000, 300, 150)])
     with_amplification(applied, rally, political=False)
     authorized(rally, creative, ads.add_post(ends_on=TODAY + timedelta(days=9)),
-               TODAY + timedelta(days=9))  # fmt: skip
+               TODAY + timedelta(days=9), engine=engine)  # fmt: skip
     boost(engine, creative)
     monkeypatch.delenv("RALLY_TIKTOK_ADS_ACCESS_TOKEN")
     get_settings.cache_clear()
