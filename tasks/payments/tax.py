@@ -8,7 +8,8 @@ used, and the list says so. What counts is what left the payer's balance for the
 settled payouts in USD (`tasks.payments.payouts.settled_payouts`), net of what came back
 (a reversal, a refund), by the day they settled (UTC), across every campaign in the store, as
 one store is one payer. What was paid through an agency is the agency's (its W-9 is kept
-outside Rally), listed apart by the agency's id.
+outside Rally), listed apart by the agency's name, as the disbursement reports name the payee
+(campaigns of one committee may give the same agency different ids).
 
 Only the last four digits of a taxpayer id are kept, to tell forms apart; a whole number is
 refused, so that none is ever in the store, its backups or its audit log.
@@ -23,7 +24,8 @@ from sqlmodel import Session, select
 
 from config.errors import RallyError
 from store.audit import Change, record
-from store.models import Creator, TaxForm
+from store.models import Campaign, Creator, TaxForm
+from tasks.campaigns.campaign import campaign_spec
 from tasks.payments.payouts import settled_payouts
 
 # The threshold in cents from the first payment year it applies to.
@@ -144,6 +146,14 @@ def record_w9(
     return form
 
 
+def agency_name(session: Session, campaign_id: int, agency: str) -> str:
+    """The name the campaign file gives the agency `agency`; its id if the file no longer
+    has it."""
+    campaign = session.get(Campaign, campaign_id)
+    found = campaign_spec(campaign).payments.agencies.get(agency) if campaign else None
+    return found.name if found else agency
+
+
 def tax_year(session: Session, year: int, *, override_usd: float | None = None) -> dict[str, Any]:
     """Each creator paid in `year` (USD, settled payouts): the total, whether it reaches the
     1099-NEC threshold, and their W-9; largest first."""
@@ -158,7 +168,8 @@ def tax_year(session: Session, year: int, *, override_usd: float | None = None) 
             continue
         cents = payout.amount_cents - payout.taken_back_cents  # what the payee kept
         if payout.agency is not None:  # the agency is the payee, and pays the creator
-            through[payout.agency] = through.get(payout.agency, 0) + cents
+            name = agency_name(session, payout.campaign_id, payout.agency)
+            through[name] = through.get(name, 0) + cents
         else:
             paid[creator.id or 0] = paid.get(creator.id or 0, 0) + cents
             creators[creator.id or 0] = (creator, form)

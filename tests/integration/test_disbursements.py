@@ -219,7 +219,7 @@ def test_creators_paid_through_an_agency_are_memo_entries_under_the_agency_s_lin
     year = json.loads(rally("payments", "tax-year", "2027", "--json").out)
     assert [row["creator"] for row in year["creators"]] == [cal.lstrip("@")]
     assert year["agencies"] == [
-        {"agency": "northside", "paid_cents": 30_000, "needs_1099_nec": False}
+        {"agency": "Northside Talent LLC", "paid_cents": 30_000, "needs_1099_nec": False}
     ]
 
 
