@@ -1,6 +1,7 @@
 """Amplification: `paid-metrics` pulls each boost's figures from TikTok's reporting API once a
-day, for every campaign with boosts, and asks creators whose Spark Ads code ends within three
-days for a new one (`tasks.amplification.metrics.daily_upkeep`)."""
+day, for every campaign with boosts, extends the boosts whose creators renewed their Spark Ads
+code, and asks creators whose code ends within three days for a new one
+(`tasks.amplification.metrics.daily_upkeep`)."""
 
 from typing import Any
 
@@ -15,8 +16,8 @@ from tasks.amplification.metrics import daily_upkeep
 
 @flow(name="paid-metrics")
 def paid_metrics() -> dict[str, Any]:
-    """Pull the paid figures of every boost, day by day, one row a day and boost; remind the
-    creators whose code ends within three days."""
+    """Pull the paid figures of every boost, day by day, one row a day and boost; extend the
+    boosts whose code was renewed; remind the creators whose code ends within three days."""
     settings = get_settings()
     logger = get_run_logger()
     with httpx.Client(timeout=30) as client:

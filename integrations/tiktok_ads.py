@@ -149,6 +149,13 @@ class TikTokAds:
         )
         return str(data["adgroup_id"])
 
+    def extend_adgroup(self, adgroup_id: str, end: date) -> None:
+        """Move the ad group's last day to `end` (a creator's renewed authorization)."""
+        self._call(
+            "POST", "/adgroup/update/",
+            json={"adgroup_id": adgroup_id, "schedule_end_time": f"{end} 23:59:59"},
+        )  # fmt: skip
+
     def adgroup_named(self, campaign_id: str, name: str) -> str | None:
         found = self._listed(
             "/adgroup/get/", {"campaign_ids": [campaign_id], "adgroup_name": name},

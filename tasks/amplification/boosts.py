@@ -18,7 +18,9 @@ the boost itself on the campaign's TikTok ad account (`integrations.tiktok_ads`)
   with the daily budget and an ad of the post are made, each remembered as it is made: a
   boost interrupted part way goes on from where it stopped when started again, and its ad
   is looked up by name before one is made, so that none is made twice. Staff pause and
-  resume it.
+  resume it. A code the creator renews (asked three days before theirs ends) extends the
+  boost: the new code authorized on the ad account and the ad group's end moved to its end,
+  within the budget, by the daily upkeep (`extend_boosts`).
 """
 
 import re
@@ -86,6 +88,8 @@ class AdAccount(Protocol):
     def create_ad(self, adgroup_id: str, name: str, post: AuthorizedPost) -> str: ...
 
     def set_status(self, ad_id: str, *, running: bool) -> None: ...
+
+    def extend_adgroup(self, adgroup_id: str, end: date) -> None: ...
 
 
 MAX_DAYS = 365  # the longest period TikTok lets a creator authorize a post for
@@ -538,6 +542,72 @@ def set_running(
         record(session, [Change(actor, f"boost.{said}", "creative", found.creative_id,
                                 f"boost {boost_id} {said}", {"boost": boost_id})])  # fmt: skip
         return found
+
+
+def extend_boosts(
+    engine: Engine, slug: str, account: AdAccount, *, now: datetime, actor: str = "rally",
+    wait: wait_base | None = None,
+) -> list[str]:  # fmt: skip
+    """Extend each running or paused boost whose creator has since given a code running past
+    its end (see the module): what was done, or what stood in the way, a line a boost."""
+    today, call = now.date(), retrying(wait)
+    with transaction(engine, write=False) as session:
+        campaign = get_campaign(session, slug)
+        boosts = session.exec(
+            select(Boost).where(
+                Boost.campaign_id == campaign.id,
+                col(Boost.status).in_([BoostStatus.RUNNING, BoostStatus.PAUSED]),
+                col(Boost.remote_adgroup_id).is_not(None),
+                Boost.ends_on >= today,
+            )
+        ).all()
+        renewals = [(b, _renewal(session, b)) for b in boosts]
+    said = []
+    for boost, renewal in renewals:
+        if renewal is None:
+            continue
+        with transaction(engine, write=False) as session:
+            extra = boost.daily_budget_cents * (renewal.ends_on - boost.ends_on).days
+            committed = committed_cents(session, get_campaign(session, slug), today)
+            cap = round(amplification_of(get_campaign(session, slug)).budget * 100)
+        if committed + extra > cap:
+            said.append(
+                f"boost {boost.id}: not extended to {renewal.ends_on}: {extra / 100:,.2f} more, "
+                f"with {committed / 100:,.2f} committed, is over amplification.budget "
+                f"({cap / 100:,.2f})"
+            )
+            continue
+        post = call(account.authorize, renewal.code)
+        with transaction(engine) as session:
+            _keep(session, SparkAuthorization, renewal.id, identity_id=post.identity_id,
+                  item_id=post.item_id)  # fmt: skip
+            first = session.get(SparkAuthorization, boost.authorization_id)
+        if first is not None and first.item_id and first.item_id != post.item_id:
+            said.append(f"boost {boost.id}: not extended: the new code is for another video")
+            continue
+        call(account.extend_adgroup, boost.remote_adgroup_id or "", renewal.ends_on)
+        with transaction(engine) as session:
+            _keep(session, Boost, boost.id, ends_on=renewal.ends_on, authorization_id=renewal.id,
+                  updated_at=now)  # fmt: skip
+            summary = f"boost {boost.id}: extended from {boost.ends_on} to {renewal.ends_on}"
+            details = {"boost": boost.id, "until": str(renewal.ends_on)}
+            record(session, [Change(actor, "boost.extended", "creative", boost.creative_id,
+                                    summary, details)])  # fmt: skip
+        said.append(summary)
+    return said
+
+
+def _renewal(session: Session, boost: Boost) -> SparkAuthorization | None:
+    """The creator's newest code for the boosted post, if it runs past the boost's end and
+    starts by the day after it (no gap)."""
+    newest = session.exec(
+        select(SparkAuthorization)
+        .where(SparkAuthorization.creative_id == boost.creative_id)
+        .order_by(col(SparkAuthorization.id).desc())
+    ).first()
+    if newest is None or newest.id == boost.authorization_id or newest.ends_on <= boost.ends_on:
+        return None
+    return newest if newest.starts_on <= boost.ends_on + timedelta(days=1) else None
 
 
 T = TypeVar("T")

@@ -23,7 +23,7 @@ from integrations.errors import IntegrationError
 from integrations.tiktok_ads import METRICS, REPORT_DAYS
 from store.db import transaction
 from store.models import Boost, Campaign, PaidMetrics
-from tasks.amplification.boosts import ad_account, remind_expiring
+from tasks.amplification.boosts import ad_account, extend_boosts, remind_expiring
 from tasks.amplification.winners import posts
 from tasks.campaigns.campaign import get_campaign
 from tasks.outbox import retrying
@@ -72,20 +72,23 @@ def daily_upkeep(
     now: datetime,
     warn: Callable[..., None],
 ) -> dict[str, Any]:
-    """Every campaign with boosts: its paid figures pulled (one campaign's missing token or
-    TikTok's outage stops only its own pull, said through `warn`), and its creators whose code
-    ends soon reminded. Days pulled by campaign, and how many boosts' creators were asked."""
+    """Every campaign with boosts: its paid figures pulled and its boosts whose creators renewed
+    their code extended (one campaign's missing token or TikTok's outage stops only its own,
+    said through `warn`), and its creators whose code ends soon reminded. Days pulled by
+    campaign, what was extended (or why not), and how many boosts' creators were asked."""
     with transaction(engine, write=False) as session:
         campaigns = session.exec(
             select(Campaign).where(col(Campaign.id).in_(select(Boost.campaign_id).distinct()))
         ).all()
     pulled: dict[str, Any] = {}
+    extended: list[str] = []
     for campaign in campaigns:
         try:
             account = ad_account(settings, client, campaign)
             pulled[campaign.slug] = pull_paid_metrics(engine, campaign.slug, account, now=now)
+            extended += extend_boosts(engine, campaign.slug, account, now=now)
         except (RallyError, IntegrationError) as exc:
-            warn("%s: paid figures not pulled: %s", campaign.slug, exc)
+            warn("%s: paid figures not pulled, or boosts not extended: %s", campaign.slug, exc)
     with transaction(engine) as session:
         pulled["reminded"] = sum(
             remind_expiring(
@@ -93,6 +96,7 @@ def daily_upkeep(
             )
             for c in campaigns
         )
+    pulled["extended"] = extended
     return pulled
 
 

@@ -60,6 +60,9 @@ class RehearsalAds:
     def set_status(self, ad_id: str, *, running: bool) -> None:
         return None
 
+    def extend_adgroup(self, adgroup_id: str, end: date) -> None:
+        return None
+
     def report(self, ad_ids: list[str], start: date, end: date) -> list[dict[str, Any]]:
         with transaction(self.engine, write=False) as session:
             boosts = session.exec(select(Boost).where(col(Boost.remote_ad_id).in_(ad_ids))).all()

@@ -1,7 +1,7 @@
 """A fake of TikTok's Marketing API (TikTok API for Business v1.3) for one advertiser's Spark
 Ads: `/tt_video/authorize/`, `/tt_video/info/`, `/campaign/create/`, `/campaign/get/`,
-`/adgroup/create/`, `/adgroup/get/`, `/ad/create/`, `/ad/get/`, `/ad/status/update/` and the
-daily report
+`/adgroup/create/`, `/adgroup/get/`, `/adgroup/update/` (its end), `/ad/create/`, `/ad/get/`,
+`/ad/status/update/` and the daily report
 `/report/integrated/get/` (by ad and day, metric values as strings, paged), under
 `/open_api/v1.3`.
 
@@ -14,7 +14,8 @@ the basic tier's 10 requests a second), `40100` "App reaches the QPS limit." wit
 Retry-After. `fail_next` answers `50000` without doing anything, as `fail_at` does for one path.
 
 Creators' posts are added with `add_post`, which gives the code a creator would paste; a code
-authorizes its post once (again: `40002`, already authorized). `ads` and `adgroups` are what was
+authorizes its post once (again: `40002`, already authorized); `renew` gives the new code a
+creator would paste to authorize the same post for longer. `ads` and `adgroups` are what was
 made, `status` of an ad is `ENABLE` or `DISABLE`.
 """
 
@@ -67,6 +68,7 @@ class FakeTikTokAds(FakeHttpServer):
             ("GET", "/campaign/get/"): self.get_campaigns,
             ("POST", "/adgroup/create/"): self.create_adgroup,
             ("GET", "/adgroup/get/"): self.get_adgroups,
+            ("POST", "/adgroup/update/"): self.update_adgroup,
             ("POST", "/ad/create/"): self.create_ad,
             ("GET", "/ad/get/"): self.get_ads,
             ("POST", "/ad/status/update/"): self.update_status,
@@ -91,6 +93,14 @@ class FakeTikTokAds(FakeHttpServer):
                 "authorized": False,
             }
         return code
+
+    def renew(self, code: str, *, ends_on: date) -> str:
+        """The new code a creator gives to authorize the post of `code` until `ends_on`."""
+        renewed = "#" + secrets.token_urlsafe(24)
+        with self._lock:
+            post = self.posts[code]
+            self.posts[renewed] = post | {"ends_on": ends_on, "authorized": False}
+        return renewed
 
     def deliver(self, ad_id: str, day: date, **metrics: float) -> None:
         """What the ad did that day, as the reporting API will give it (values as strings)."""
@@ -174,6 +184,18 @@ class FakeTikTokAds(FakeHttpServer):
             adgroup_id = _id()
             self.adgroups[adgroup_id] = {"adgroup_id": adgroup_id, **body}
         return answer(0, "OK", {"adgroup_id": adgroup_id})
+
+    def update_adgroup(self, request: RecordedRequest, body: dict[str, Any]) -> Response:
+        missing = _missing(body, "adgroup_id")
+        if missing:
+            return missing
+        with self._lock:
+            group = self.adgroups.get(body["adgroup_id"])
+            if group is None:
+                return answer(40007, "adgroup_id: The ad group does not exist.")
+            if "schedule_end_time" in body:
+                group["schedule_end_time"] = body["schedule_end_time"]
+        return answer(0, "OK", {"adgroup_id": body["adgroup_id"]})
 
     def get_adgroups(self, request: RecordedRequest, body: dict[str, Any]) -> Response:
         return self._listing(self.adgroups, request, "adgroup_name", "campaign_id", "campaign_ids")

@@ -431,7 +431,57 @@ def test_the_daily_pull_goes_on_past_a_campaign_it_cannot_pull(
             engine, get_settings(), client, now=T0 + timedelta(days=1),
             warn=lambda text, *args: warned.append(text % args),
         )  # fmt: skip
-    assert done == {"reminded": 0}  # nothing pulled, and the reminders still looked at
+    assert done == {"reminded": 0, "extended": []}  # nothing pulled; reminders looked at
     assert warned == [
-        f"{SLUG}: paid figures not pulled: TikTok Marketing API: set RALLY_TIKTOK_ADS_ACCESS_TOKEN"
+        f"{SLUG}: paid figures not pulled, or boosts not extended: TikTok Marketing API: set "
+        "RALLY_TIKTOK_ADS_ACCESS_TOKEN"
     ]
+
+
+def test_a_renewed_code_extends_the_running_boost_within_the_budget(
+    engine, applied, rally, ads
+) -> None:
+    import httpx
+
+    from tasks.amplification.metrics import daily_upkeep
+
+    (creative,) = posted_with(engine, [(10_000, 2_000, 300, 150)])
+    with_amplification(applied, rally, political=False)
+    ends = TODAY + timedelta(days=5)
+    code = ads.add_post(ends_on=ends)
+    authorized(rally, creative, code, ends, engine=engine)
+    made = boost(engine, creative, daily=50_00)  # six days at 50.00: 300.00 of 1,000.00
+    (group,) = ads.adgroups.values()
+
+    def upkeep() -> list[str]:
+        with httpx.Client() as client:
+            done = daily_upkeep(
+                engine, get_settings(), client, now=T0 + timedelta(hours=1),
+                warn=lambda text, *args: pytest.fail(text % args),
+            )  # fmt: skip
+        return done["extended"]
+
+    def renewed(new_code: str, until: date) -> None:
+        authorized(rally, creative, new_code, until)
+
+    assert upkeep() == []  # nothing renewed yet
+    # Fifteen more days at 50.00 is 750.00 more: over the budget, and said so.
+    renewed(ads.renew(code, ends_on=TODAY + timedelta(days=20)), TODAY + timedelta(days=20))
+    assert upkeep() == [
+        f"boost {made.id}: not extended to {TODAY + timedelta(days=20)}: 750.00 more, with "
+        "300.00 committed, is over amplification.budget (1,000.00)"
+    ]
+    # A code for some other video of theirs does not extend this one's ad.
+    other = ads.add_post(ends_on=TODAY + timedelta(days=12))
+    renewed(other, TODAY + timedelta(days=12))
+    assert upkeep() == [f"boost {made.id}: not extended: the new code is for another video"]
+    assert group["schedule_end_time"] == f"{ends} 23:59:59"
+    # Ten more days (500.00) fits: the ad group runs to the new code's end, the same ad.
+    until = TODAY + timedelta(days=15)
+    renewed(ads.renew(code, ends_on=until), until)
+    assert upkeep() == [f"boost {made.id}: extended from {ends} to {until}"]
+    assert group["schedule_end_time"] == f"{until} 23:59:59" and len(ads.ads) == 1
+    assert upkeep() == []  # once
+    with transaction(engine, write=False) as session:
+        kept = session.get(Boost, made.id)
+        assert kept is not None and kept.ends_on == until and kept.remote_ad_id == made.remote_ad_id
