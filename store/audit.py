@@ -19,6 +19,7 @@ from datetime import datetime
 from functools import cache
 from typing import Any, TextIO
 
+import orjson
 from pydantic_core import to_jsonable_python
 from sqlalchemy import bindparam, insert, update
 from sqlalchemy import event as sa_event
@@ -58,11 +59,32 @@ HASHED = (
 
 
 def entry_hash(entry: Mapping[str, Any]) -> str:
-    """The hash of an entry: its fields and the previous hash, in canonical JSON."""
+    """The hash of an entry: its fields and the previous hash, in canonical JSON (compact,
+    keys sorted, UTF-8), written by orjson, several times faster than `json` (a payout run
+    hashes an entry per posting). Where orjson cannot write a value (an integer beyond 64
+    bits), it is `legacy_hash`."""
+    body = _body(entry)
+    try:
+        canonical = orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
+    except TypeError:
+        return legacy_hash(entry)
+    return hashlib.sha256(canonical).hexdigest()
+
+
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def legacy_hash(entry: Mapping[str, Any]) -> str:
+    """The hash as Python's `json` writes the canonical JSON: the same bytes as orjson's but
+    for some floats (`1.5e-07`, not `1.5e-7`); how entries written before `entry_hash` used
+    orjson were hashed, and those orjson cannot write."""
+    return hashlib.sha256(_CANONICAL.encode(_body(entry)).encode()).hexdigest()
+
+
+def _body(entry: Mapping[str, Any]) -> list[Any]:
     body = [entry[name] for name in HASHED]
     body[1] = body[1].isoformat()
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return body
 
 
 PENDING = "audit.pending"  # the key of a session's unwritten entries in `Session.info`
@@ -178,7 +200,8 @@ def verify(session: Session) -> Verification:
                 event.seq,
                 f"{what} does not follow the entry before it: replaced or reordered",
             )
-        if entry_hash({name: getattr(event, name) for name in HASHED}) != event.hash:
+        fields = {name: getattr(event, name) for name in HASHED}
+        if entry_hash(fields) != event.hash and legacy_hash(fields) != event.hash:
             return Verification(
                 count, event.seq, f"{what} does not match its hash: edited after it was written"
             )

@@ -37,6 +37,30 @@ def test_an_empty_log_verifies(engine: Engine) -> None:
     assert check(engine).ok
 
 
+def test_floats_huge_numbers_and_entries_hashed_the_older_way_verify(
+    engine: Engine, monkeypatch
+) -> None:
+    """Some floats are written differently by orjson (`1.5e-7`) and `json` (`1.5e-07`):
+    entries hashed with `json`, as all were before, verify beside newer ones, and an edit is
+    still caught."""
+    import store.audit
+
+    odd = {"rate": 1e16, "share": 0.1, "id": 2**70}
+    with transaction(engine) as session:  # an integer beyond 64 bits: the older way
+        record(session, [Change("staff:test", "thing.updated", "thing", 1, "odd", odd)])
+    monkeypatch.setattr(store.audit, "entry_hash", store.audit.legacy_hash)
+    with transaction(engine) as session:  # written as before
+        record(session, [Change("staff:test", "thing.updated", "thing", 3, "odd", {"r": 1.5e-7})])
+    append(engine, 1)
+    monkeypatch.undo()
+    with transaction(engine) as session:
+        record(session, [Change("staff:test", "thing.updated", "thing", 2, "odd", {"r": 1.5e-7})])
+    assert check(engine).ok and check(engine).entries == 4
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE audit_events SET summary = 'even' WHERE seq = 4"))
+    assert check(engine).first_bad == 4
+
+
 def test_an_edited_entry_is_named(engine: Engine) -> None:
     append(engine, 5)
     with engine.begin() as conn:
