@@ -59,6 +59,13 @@ def show_command(task: int, json_output: bool = JSON_OPTION) -> None:
         f"Task {task}: {t['tier']} review of creative {data['creative']} v{data['version']} "
         f"({t['status']})"
     )
+    paid = data.get("paid_placement")
+    if paid:
+        console.print(
+            f"Paid placement: this video is posted ({paid['posted_url'] or 'no address kept'}) "
+            "and is to be boosted as a Spark Ad; the decision is about the boost only",
+            markup=False,
+        )
     console.print(f"Caption: {data['caption']}", markup=False)
     for f in data["findings"]:
         mark = "ok" if f["passed"] else f["severity"]

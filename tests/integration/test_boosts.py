@@ -200,6 +200,8 @@ def test_a_boost_waits_for_legal_to_approve_the_post_as_a_paid_placement(
     with transaction(engine) as session, pytest.raises(ReviewRefused, match="paid_partnership"):
         decide(session, task_id=legal.id or 0, decision="approve", approver=COUNSEL, now=T0,
                confirmed=unpaid_items)  # fmt: skip
+    shown = rally("review", "show", str(legal.id)).out
+    assert "Paid placement: this video is posted" in shown and "paid_partnership" in shown
     rule(engine, legal.id, "request_changes", COUNSEL, note="Too many claims for an ad")
     with pytest.raises(Refused, match=r"ended changes requested by .*: Too many claims for an ad"):
         boost(engine, refused)
