@@ -13,7 +13,8 @@ the boost itself on the campaign's TikTok ad account (`integrations.tiktok_ads`)
   checklist): no boost starts until that review approves it.
 - **Budget.** What boosts have spent (their pulled paid figures) and may still spend (each
   running or paused one's daily budget for the days its authorization has left), with the new
-  one's, stays within the campaign file's `amplification.budget`.
+  one's, stays within the campaign file's `amplification.budget`, and within what its
+  `budget.total` leaves once the creators' fees in the payments ledger are counted.
 - **The boost.** The post is authorized on the ad account with the code, then an ad group
   with the daily budget and an ad of the post are made, each remembered as it is made: a
   boost interrupted part way goes on from where it stopped when started again, and its ad
@@ -28,7 +29,7 @@ from datetime import date, datetime, timedelta
 from typing import Protocol, TypeVar
 
 import httpx
-from sqlalchemy import Engine
+from sqlalchemy import Engine, func
 from sqlmodel import Session, col, select
 from tenacity.wait import wait_base
 
@@ -48,6 +49,7 @@ from store.models import (
     CreativeDraft,
     CreativeStatus,
     Creator,
+    LedgerEntry,
     PaidMetrics,
     ReviewStatus,
     ReviewTask,
@@ -59,6 +61,7 @@ from tasks.amplification.winners import amplification_of
 from tasks.campaigns.campaign import campaign_spec, get_campaign
 from tasks.campaigns.configs import campaign_policy
 from tasks.outbox import retrying
+from tasks.payments.ledger import FEES
 from tasks.review.checks import evaluate
 from tasks.review.creatives import Submission, facts_for, review_as_paid
 from tasks.review.routing import notify_creator
@@ -363,6 +366,26 @@ def paid_refusals(session: Session, campaign: Campaign, creative: Creative) -> l
     return [f"{f.rule_id}: {f.message}" for f in findings if f.severity == "block" and not f.passed]
 
 
+def boost_cap(session: Session, campaign: Campaign) -> tuple[int, str]:
+    """The most the campaign's boosts may commit, in cents, and what sets it, said for a
+    refusal: `amplification.budget`, or what `budget.total` leaves once the creators' fees
+    the ledger holds (net of reversals) are counted, whichever is less."""
+    spec = campaign_spec(campaign)
+    amplification = round(amplification_of(campaign).budget * 100)
+    fees = session.exec(
+        select(func.coalesce(func.sum(LedgerEntry.amount_cents), 0)).where(
+            LedgerEntry.campaign_id == campaign.id, LedgerEntry.account == FEES
+        )
+    ).one()
+    left = round(spec.budget.total * 100) - int(fees)
+    if left < amplification:
+        return left, (
+            f"what budget.total ({spec.budget.total:,.2f}) leaves after the "
+            f"{int(fees) / 100:,.2f} of creators' fees in the ledger ({left / 100:,.2f})"
+        )
+    return amplification, f"amplification.budget ({amplification / 100:,.2f})"
+
+
 def committed_cents(session: Session, campaign: Campaign, today: date) -> int:
     """What the campaign's boosts have spent before today (their pulled paid figures) and may
     still spend: each running or paused one's daily budget for the days it has left."""
@@ -442,12 +465,12 @@ def prepare_boost(
         )
     cost = daily * _days(today, authorization.ends_on)
     committed = committed_cents(session, campaign, today)
-    cap = round(terms.budget * 100)
+    cap, capped_by = boost_cap(session, campaign)
     if committed + cost > cap:
         raise Refused(
             f"budget: {cost / 100:,.2f} for {_days(today, authorization.ends_on)} day(s) at "
             f"{daily / 100:,.2f} a day, with {committed / 100:,.2f} committed to other boosts, "
-            f"is over amplification.budget ({cap / 100:,.2f})"
+            f"is over {capped_by}"
         )
     boost = Boost(
         campaign_id=campaign.id or 0,
@@ -569,12 +592,11 @@ def extend_boosts(
         with transaction(engine, write=False) as session:
             extra = boost.daily_budget_cents * (renewal.ends_on - boost.ends_on).days
             committed = committed_cents(session, get_campaign(session, slug), today)
-            cap = round(amplification_of(get_campaign(session, slug)).budget * 100)
+            cap, capped_by = boost_cap(session, get_campaign(session, slug))
         if committed + extra > cap:
             said.append(
                 f"boost {boost.id}: not extended to {renewal.ends_on}: {extra / 100:,.2f} more, "
-                f"with {committed / 100:,.2f} committed, is over amplification.budget "
-                f"({cap / 100:,.2f})"
+                f"with {committed / 100:,.2f} committed, is over {capped_by}"
             )
             continue
         post = call(account.authorize, renewal.code)

@@ -292,6 +292,31 @@ def test_a_boost_through_the_marketing_api_paused_resumed_and_kept_within_budget
     assert len(ads.ads) == 2 and len(ads.adgroups) == 2 and len(ads.campaigns) == 1
 
 
+def test_boosts_stay_within_what_the_budget_leaves_after_the_ledgers_fees(
+    engine, applied, rally, ads
+) -> None:
+    from tests.integration.test_payments import postings
+
+    (creative,) = posted_with(engine, [(10_000, 2_000, 300, 150)])
+    fees = sum(lines.get("fees", 0) for lines in postings(engine).values())
+    assert fees > 0  # its approval earned the creator part of their fee
+    with_amplification(applied, rally, political=False)
+    campaign = applied / "campaign.yaml"  # 400.00 left for boosts once the fees are counted
+    total = (fees + 400_00) / 100
+    campaign.write_text(campaign.read_text().replace("total: 48000", f"total: {total}"))
+    assert rally("campaign", "apply", campaign).code == 0
+    until = TODAY + timedelta(days=9)
+    authorized(rally, creative, ads.add_post(ends_on=until), until, engine=engine)
+    with pytest.raises(Refused) as refused:  # ten days at 50.00: 500.00
+        boost(engine, creative, daily=50_00)
+    assert str(refused.value) == (
+        "budget: 500.00 for 10 day(s) at 50.00 a day, with 0.00 committed to other boosts, is "
+        f"over what budget.total ({total:,.2f}) leaves after the {fees / 100:,.2f} of creators' "
+        "fees in the ledger (400.00)"
+    )
+    assert boost(engine, creative, daily=40_00).remote_ad_id in ads.ads  # 400.00: it fits
+
+
 def test_paid_figures_are_kept_once_a_day_and_boost_beside_the_organic_run(
     engine, applied, rally, ads
 ) -> None:

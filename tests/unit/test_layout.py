@@ -29,7 +29,7 @@ CAPABILITIES = {  # tasks' package -> the packages before it that it may import
     "review": {"campaigns", "webhooks", "payments"},
     "leads": {"campaigns", "webhooks"},
     "engagement": {"campaigns", "leads", "webhooks"},
-    "amplification": {"campaigns", "review"},
+    "amplification": {"campaigns", "review", "payments"},
     "reporting": {"campaigns", "payments", "amplification"},
     "rehearsal": {"campaigns", "briefs", "review", "engagement", "amplification"},
     "sprint": {
