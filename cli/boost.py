@@ -170,6 +170,26 @@ def _set(campaign: str, boost: int, running: bool) -> None:
     console.print(f"Boost {boost} {'resumed' if running else 'paused'}.")
 
 
+@app.command("cancel")
+def cancel_command(
+    campaign: str = typer.Argument(..., help="The campaign (slug)."),
+    boost: int = typer.Argument(..., help="The boost that stopped before its ad was made."),
+    reason: str = typer.Option(..., "--reason", help="Why it is given up (audited)."),
+) -> None:
+    """Give up a boost TikTok refused part way for good (a withdrawn code, a post gone): it
+    no longer commits budget, and the post may be boosted again with a new code."""
+    from tasks.amplification.boosts import cancel_boost
+    from tasks.campaigns.campaign import get_campaign
+
+    settings, engine = store()
+    with transaction(engine) as session:
+        cancel_boost(
+            session, get_campaign(session, campaign), boost, reason=reason,
+            actor=settings.actor, now=utcnow(),
+        )  # fmt: skip
+    console.print(f"Boost {boost} given up; its post may be boosted again with a new code.")
+
+
 @app.command("pause")
 def pause_command(
     campaign: str = typer.Argument(..., help="The campaign (slug)."),

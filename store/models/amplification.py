@@ -45,6 +45,7 @@ class SparkRequest(SQLModel, table=True):
 class BoostStatus(StrEnum):
     RUNNING = "running"
     PAUSED = "paused"
+    CANCELLED = "cancelled"  # stopped before its ad was made (TikTok refused a step for good)
 
 
 class Boost(SQLModel, table=True):

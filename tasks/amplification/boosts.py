@@ -426,7 +426,11 @@ def prepare_boost(
     if in_review:
         raise Refused(in_review)
     unfinished = session.exec(
-        select(Boost).where(Boost.creative_id == creative.id, col(Boost.remote_ad_id).is_(None))
+        select(Boost).where(
+            Boost.creative_id == creative.id,
+            col(Boost.remote_ad_id).is_(None),
+            Boost.status != BoostStatus.CANCELLED,
+        )
     ).first()
     if unfinished is not None:
         return unfinished
@@ -630,6 +634,30 @@ def _renewal(session: Session, boost: Boost) -> SparkAuthorization | None:
     if newest is None or newest.id == boost.authorization_id or newest.ends_on <= boost.ends_on:
         return None
     return newest if newest.starts_on <= boost.ends_on + timedelta(days=1) else None
+
+
+def cancel_boost(
+    session: Session, campaign: Campaign, boost_id: int, *, reason: str, actor: str,
+    now: datetime,
+) -> Boost:  # fmt: skip
+    """Give up a boost that stopped before its ad was made (TikTok refused a step for good: a
+    withdrawn code, a post gone): it no longer commits budget nor stands in the way of
+    boosting the post again. One with its ad is paused instead."""
+    boost = session.get(Boost, boost_id, with_for_update=True)
+    if boost is None or boost.campaign_id != campaign.id:
+        raise RallyError(f"boost: no boost {boost_id} on {campaign.slug}")
+    if boost.remote_ad_id is not None:
+        raise Refused(f"boost {boost_id}: its ad is made; pause it instead (`rally boost pause`)")
+    if not reason.strip():
+        raise RallyError("reason: say why the boost is given up")
+    if boost.status == BoostStatus.CANCELLED:
+        return boost
+    boost.status, boost.updated_at = BoostStatus.CANCELLED, now
+    session.add(boost)
+    summary = f"boost {boost_id} given up before its ad was made: {reason.strip()[:200]}"
+    record(session, [Change(actor, "boost.cancelled", "creative", boost.creative_id, summary,
+                            {"boost": boost_id, "reason": reason.strip()})])  # fmt: skip
+    return boost
 
 
 T = TypeVar("T")

@@ -122,8 +122,10 @@ def paid_beside_organic(
     as_of = as_of or date.today()
     organic = {p.creative_id: p for p in posts(session, campaign, posted_only=False)}
     rows = []
-    boosts = session.exec(
-        select(Boost).where(Boost.campaign_id == campaign.id).order_by(col(Boost.id))
+    boosts = session.exec(  # those whose ad was made: the others never ran
+        select(Boost)
+        .where(Boost.campaign_id == campaign.id, col(Boost.remote_ad_id).is_not(None))
+        .order_by(col(Boost.id))
     ).all()
     for boost in boosts:
         days = session.exec(

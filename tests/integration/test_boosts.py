@@ -239,6 +239,19 @@ def test_a_code_past_its_period_cannot_be_used(engine, applied, rally, ads) -> N
     ads.posts[code]["ends_on"] = TODAY - timedelta(days=1)
     with pytest.raises(PermanentError, match=r"auth code is invalid or has expired\. \(code 40002"):
         boost(engine, creative)
+    # That boost stopped before anything was made: staff give it up, and a new code boosts
+    # the post (a boost whose ad was made is paused instead).
+    with transaction(engine, write=False) as session:
+        (stuck,) = session.exec(select(Boost)).all()
+    assert rally("boost", "cancel", SLUG, str(stuck.id), "--reason", "").code != 0
+    given_up = rally("boost", "cancel", SLUG, str(stuck.id), "--reason", "code withdrawn")
+    assert given_up.code == 0 and "may be boosted again" in given_up.out
+    renewed = ads.add_post(ends_on=TODAY + timedelta(days=9))
+    authorized(rally, creative, renewed, TODAY + timedelta(days=9))
+    made = boost(engine, creative)
+    assert made.id != stuck.id and made.remote_ad_id in ads.ads
+    refused = rally("boost", "cancel", SLUG, str(made.id), "--reason", "changed our mind")
+    assert refused.code != 0 and "pause it instead" in refused.err
 
 
 def test_a_boost_through_the_marketing_api_paused_resumed_and_kept_within_budget(
