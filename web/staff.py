@@ -292,6 +292,29 @@ def payments_page(request: Request, slug: str, email: StaffMember, engine: Store
     return page_response(request, "staff_payments.html", context)
 
 
+@router.get("/staff/campaigns/{slug}/boosts")
+def boosts_page(
+    request: Request, slug: str, email: StaffMember, engine: Store, clock: Clock
+) -> Response:
+    """The campaign's Spark Ads (`tasks.amplification.overview`): read only, as acting on a
+    boost talks to TikTok with the ad account's token, which `rally boost` holds."""
+    from tasks.amplification.overview import boosts_overview
+    from tasks.sprint.state import campaign_today
+
+    with transaction(engine, write=False) as session:
+        campaign = theirs(session, slug, email)
+        if campaign is None:
+            return not_found(request)
+        today = campaign_today(session, campaign, clock())
+        overview = boosts_overview(session, campaign, today=today)
+    context = {
+        "email": email,
+        "campaign": campaign,
+        "currency": campaign_spec(campaign).budget.currency,
+    }
+    return page_response(request, "staff_boosts.html", context | overview)
+
+
 @router.get("/staff/campaigns/{slug}/audit")
 def audit_page(
     request: Request,

@@ -4,8 +4,9 @@ recording each finished week and its milestones, and where it stands.
 
 import hashlib
 from collections import Counter
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Select, func
 from sqlalchemy import select as sa_select
@@ -270,6 +271,15 @@ def check_milestone(
     if run.mode == REHEARSAL:
         return MilestoneStatus.MET, {"note": "marked by the rehearsal's simulated team"}
     return MilestoneStatus.PENDING, {}
+
+
+def campaign_today(session: Session, campaign: Campaign, now: datetime) -> date:
+    """The day a campaign's pages count from: today in its time zone; for a rehearsal, the
+    day after its last simulated week, as its clock runs on the plan's calendar, not ours."""
+    run = sprint_run(session, campaign)
+    if run is not None and run.mode == REHEARSAL:
+        return campaign.start_date + timedelta(weeks=run.weeks_done)
+    return now.astimezone(ZoneInfo(campaign.timezone)).date()
 
 
 def sprint_status(session: Session, slug: str, *, today: datetime) -> dict[str, Any]:

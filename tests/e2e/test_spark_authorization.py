@@ -2,7 +2,8 @@
 page, on a phone, in a real browser against `rally serve`: the email asks with the page's
 link, a code that is not one is refused naming the field, the code and the day it runs until
 are kept with their consent (their address and browser), audited, and the page thanks them;
-and legal, asked to review the post as a paid placement, approves the boost on her phone."""
+and legal, asked to review the post as a paid placement, approves the boost on her phone, and
+staff see it ready on the console's Boosts page."""
 
 import email
 import email.policy
@@ -22,6 +23,7 @@ from tests.e2e.conftest import Server
 from tests.e2e.pages import assert_page_fits
 from tests.e2e.test_creator_portal import HANDLE, brief_link, on_phone
 from tests.e2e.test_review_page import LEGAL, latest_link
+from tests.e2e.test_staff_payments import DANA, signed_in
 
 pytestmark = [
     pytest.mark.slow,
@@ -137,3 +139,17 @@ def test_a_creator_gives_a_spark_ads_code_on_their_brief_page(
         assert boosted is not None and boosted.status == "posted"  # still up, as it was
         paid = session.exec(select(CreativeDraft).where(CreativeDraft.version == 2)).one()
         assert (paid.paid, paid.status, paid.caption) == (True, "approved", CAPTION)
+
+    # Staff watch it on the console's Boosts page, on a phone: ready, with the next step.
+    staff = tabs().page
+    staff.set_viewport_size({"width": 390, "height": 844})
+    signed_in(rally, staff, server, DANA)
+    staff.goto(f"{server.url}/staff/campaigns/{SLUG}")
+    staff.click("text=Boosts")
+    stands = staff.inner_text(f"#creative-{video}")
+    assert "Approved as a paid placement." in stands
+    assert f"Authorized until {until.strftime('%b')} {until.day}." in stands
+    assert f"Next: rally boost start {SLUG} {video}" in stands
+    assert "Nothing is boosted yet." in staff.inner_text("body")
+    assert "by boosts, of at most 1,000.00" in staff.inner_text("#budget")
+    assert_page_fits(staff, "staff-boosts")

@@ -393,6 +393,17 @@ def test_paid_figures_are_kept_once_a_day_and_boost_beside_the_organic_run(
     page = render_html(report)
     assert "Paid beside organic" in page and "Spark Ads boosts spent $75.50 for 36" in page
     assert "Spark Ads boosts, from TikTok&#39;s paid figures" in page
+    # The staff console's Boosts page: the same row, and the budget it commits: 75.50 spent
+    # before the third day, and 100.00 a day (the terms' daily budget) for its eight left.
+    from tasks.amplification.overview import boosts_overview
+
+    with transaction(engine, write=False) as session:
+        campaign = session.exec(select(Campaign).where(Campaign.slug == SLUG)).one()
+        shown = boosts_overview(session, campaign, today=TODAY + timedelta(days=2))
+    (listed,) = shown["boosts"]
+    assert listed["paid"]["spend_cents"] == 7_550 and listed["lift"] == 2.1
+    assert shown["committed_cents"] == 7_550 + 8 * 100_00 and shown["on_the_way"] == []
+    assert shown["cap_cents"] == 1_000_00 and shown["capped_by"].startswith("amplification.")
 
 
 def test_a_creator_whose_code_ends_soon_is_asked_for_a_new_one_once(
