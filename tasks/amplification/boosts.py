@@ -613,6 +613,8 @@ def extend_boosts(
             continue
         call(account.extend_adgroup, boost.remote_adgroup_id or "", renewal.ends_on)
         with transaction(engine) as session:
+            if _keep(session, Boost, boost.id).ends_on >= renewal.ends_on:
+                continue  # another run extended it meanwhile: it said so
             _keep(session, Boost, boost.id, ends_on=renewal.ends_on, authorization_id=renewal.id,
                   updated_at=now)  # fmt: skip
             summary = f"boost {boost.id}: extended from {boost.ends_on} to {renewal.ends_on}"

@@ -530,7 +530,33 @@ def test_a_renewed_code_extends_the_running_boost_within_the_budget(
     # Ten more days (500.00) fits: the ad group runs to the new code's end, the same ad.
     until = TODAY + timedelta(days=15)
     renewed(ads.renew(code, ends_on=until), until)
-    assert upkeep() == [f"boost {made.id}: extended from {ends} to {until}"]
+    # Two daily runs at once: the second extends it while the first waits on TikTok; the
+    # first then finds it done, and says nothing.
+    from store.models import AuditEvent
+    from tasks.amplification.boosts import extend_boosts
+
+    class MeanwhileAnotherRun:
+        def __init__(self, account) -> None:
+            self.account, self.other_said = account, None
+
+        def __getattr__(self, name: str):
+            return getattr(self.account, name)
+
+        def extend_adgroup(self, adgroup_id: str, end: date) -> None:
+            self.account.extend_adgroup(adgroup_id, end)
+            if self.other_said is None:
+                self.other_said = extend_boosts(engine, SLUG, self.account, now=T0)
+
+    with transaction(engine, write=False) as session:
+        campaign = session.exec(select(Campaign).where(Campaign.slug == SLUG)).one()
+    with httpx.Client() as client:
+        account = MeanwhileAnotherRun(ad_account(get_settings(), client, campaign))
+        first_said = extend_boosts(engine, SLUG, account, now=T0)
+    assert account.other_said == [f"boost {made.id}: extended from {ends} to {until}"]
+    assert first_said == []
+    with transaction(engine, write=False) as session:
+        extended = session.exec(select(AuditEvent).where(AuditEvent.action == "boost.extended"))
+        assert len(extended.all()) == 1
     assert group["schedule_end_time"] == f"{until} 23:59:59" and len(ads.ads) == 1
     assert upkeep() == []  # once
     with transaction(engine, write=False) as session:
