@@ -537,7 +537,8 @@ def test_a_renewed_code_extends_the_running_boost_within_the_budget(
 
     class MeanwhileAnotherRun:
         def __init__(self, account) -> None:
-            self.account, self.other_said = account, None
+            self.account = account
+            self.other_said: list[str] | None = None
 
         def __getattr__(self, name: str):
             return getattr(self.account, name)
