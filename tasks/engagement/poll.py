@@ -73,12 +73,15 @@ def _retrying(wait: wait_base | None) -> Retrying:
 
 
 def posted_videos(engine: Engine) -> list[tuple[str, int, int, int | None]]:
-    """(video id, campaign id, member id, creative id) of every posted creative."""
+    """(video id, campaign id, member id, creative id) of every posted creative, oldest
+    creative first: every poll goes through them in the same order."""
     with transaction(engine, write=False) as session:
         rows = session.exec(
             select(
                 Creative.platform_video_id, Creative.campaign_id, Creative.member_id, Creative.id
-            ).where(col(Creative.platform_video_id).is_not(None))
+            )
+            .where(col(Creative.platform_video_id).is_not(None))
+            .order_by(col(Creative.id))
         ).all()
     return [(str(v), c, m, i) for v, c, m, i in rows if v]
 
