@@ -48,12 +48,10 @@ from store.models import (
     Creative,
     CreativeDraft,
     CreativeStatus,
-    Creator,
     LedgerEntry,
     PaidMetrics,
     ReviewStatus,
     ReviewTask,
-    RosterMember,
     SparkAuthorization,
     SparkRequest,
 )
@@ -63,7 +61,7 @@ from tasks.campaigns.configs import campaign_policy
 from tasks.outbox import retrying
 from tasks.payments.ledger import FEES
 from tasks.review.checks import evaluate
-from tasks.review.creatives import Submission, facts_for, review_as_paid
+from tasks.review.creatives import paid_facts, review_as_paid
 from tasks.review.routing import notify_creator
 
 
@@ -339,29 +337,16 @@ def paid_review_refusal(session: Session, creative: Creative) -> str | None:
 
 
 def paid_refusals(session: Session, campaign: Campaign, creative: Creative) -> list[str]:
-    """The campaign policy's blocking findings on the creative's approved version as a paid
+    """The campaign policy's blocking findings on the creative's latest version as a paid
     placement, each as `rule_id: what it found`."""
     draft = session.exec(
         select(CreativeDraft)
         .where(CreativeDraft.creative_id == creative.id)
         .order_by(col(CreativeDraft.version).desc())
     ).first()
-    found = session.exec(
-        select(RosterMember, Creator)
-        .join(Creator, col(Creator.id) == col(RosterMember.creator_id))
-        .where(RosterMember.id == creative.member_id)
-    ).first()
-    if draft is None or found is None:
+    if draft is None:
         return ["creative: it has no approved version to boost"]
-    member, creator = found
-    paid = Submission(
-        caption=draft.caption,
-        script=draft.script or "",
-        duration_seconds=draft.duration_seconds,
-        paid=True,
-        ai_generated=draft.ai_generated,
-    )
-    facts = facts_for(campaign_spec(campaign), member, creator, paid)
+    facts = paid_facts(session, campaign_spec(campaign), creative, draft)
     findings = evaluate(campaign_policy(session, campaign), facts)
     return [f"{f.rule_id}: {f.message}" for f in findings if f.severity == "block" and not f.passed]
 
@@ -593,10 +578,11 @@ def extend_boosts(
     for boost, renewal in renewals:
         if renewal is None:
             continue
+        extra = boost.daily_budget_cents * (renewal.ends_on - boost.ends_on).days
         with transaction(engine, write=False) as session:
-            extra = boost.daily_budget_cents * (renewal.ends_on - boost.ends_on).days
-            committed = committed_cents(session, get_campaign(session, slug), today)
-            cap, capped_by = boost_cap(session, get_campaign(session, slug))
+            found = get_campaign(session, slug)
+            committed = committed_cents(session, found, today)
+            cap, capped_by = boost_cap(session, found)
         if committed + extra > cap:
             said.append(
                 f"boost {boost.id}: not extended to {renewal.ends_on}: {extra / 100:,.2f} more, "
@@ -613,10 +599,11 @@ def extend_boosts(
             continue
         call(account.extend_adgroup, boost.remote_adgroup_id or "", renewal.ends_on)
         with transaction(engine) as session:
-            if _keep(session, Boost, boost.id).ends_on >= renewal.ends_on:
+            kept = _keep(session, Boost, boost.id)
+            if kept.ends_on >= renewal.ends_on:
                 continue  # another run extended it meanwhile: it said so
-            _keep(session, Boost, boost.id, ends_on=renewal.ends_on, authorization_id=renewal.id,
-                  updated_at=now)  # fmt: skip
+            kept.ends_on, kept.authorization_id = renewal.ends_on, renewal.id or 0
+            kept.updated_at = now
             summary = f"boost {boost.id}: extended from {boost.ends_on} to {renewal.ends_on}"
             details = {"boost": boost.id, "until": str(renewal.ends_on)}
             record(session, [Change(actor, "boost.extended", "creative", boost.creative_id,

@@ -33,11 +33,9 @@ def boosts_overview(session: Session, campaign: Campaign, *, today: date) -> dic
         return {"enabled": spec.amplification is not None, "political": spec.political}
     found = winners(session, campaign)
     picked = {w.post.creative_id: w for w in found.picks}
-    asked = dict(
+    asked = set(
         session.exec(
-            select(SparkRequest.creative_id, SparkRequest.asked_at).where(
-                SparkRequest.campaign_id == campaign.id
-            )
+            select(SparkRequest.creative_id).where(SparkRequest.campaign_id == campaign.id)
         ).all()
     )
     boosted = {
@@ -49,15 +47,17 @@ def boosts_overview(session: Session, campaign: Campaign, *, today: date) -> dic
         )
     }
     unfinished = {c for c, b in boosted.items() if b.remote_ad_id is None}
-    ids = sorted((set(picked) | set(asked)) - set(boosted) | unfinished)
+    ids = sorted((set(picked) | asked) - set(boosted) | unfinished)
     rows = session.exec(
         select(Creative, Creator.handle)
         .join(RosterMember, col(RosterMember.id) == col(Creative.member_id))
         .join(Creator, col(Creator.id) == col(RosterMember.creator_id))
         .where(col(Creative.id).in_(ids))
     ).all()
+    rank = {w.post.creative_id: n for n, w in enumerate(found.picks)}  # best first
     on_the_way = []
-    for creative, handle in sorted(rows, key=lambda r: _rank(r[0].id, found.picks)):
+    # Recommended posts first, best first; then the others asked about, oldest first.
+    for creative, handle in sorted(rows, key=lambda r: _rank(rank, r[0].id or 0)):
         pick = picked.get(creative.id or 0)
         on_the_way.append(
             {
@@ -69,7 +69,12 @@ def boosts_overview(session: Session, campaign: Campaign, *, today: date) -> dic
                 "conversion_multiple": pick.conversion_multiple if pick else None,
                 "recommended": pick is not None,
                 "stands": _stands(
-                    session, campaign, creative, asked, boosted.get(creative.id or 0), today
+                    session,
+                    campaign,
+                    creative,
+                    creative.id in asked,
+                    boosted.get(creative.id or 0),
+                    today,
                 ),
             }
         )
@@ -92,17 +97,15 @@ def boosts_overview(session: Session, campaign: Campaign, *, today: date) -> dic
     }
 
 
-def _rank(creative_id: int | None, picks: list[Any]) -> tuple[int, int]:
-    """Recommended posts first, best first; then the others asked about, oldest first."""
-    order = [w.post.creative_id for w in picks]
-    return (order.index(creative_id), 0) if creative_id in order else (len(order), creative_id or 0)
+def _rank(rank: dict[int, int], creative_id: int) -> tuple[int, int]:
+    return rank.get(creative_id, len(rank)), creative_id
 
 
 def _stands(
     session: Session,
     campaign: Campaign,
     creative: Creative,
-    asked: dict[int, Any],
+    asked: bool,
     unfinished: Boost | None,
     today: date,
 ) -> dict[str, str | None]:
@@ -115,7 +118,7 @@ def _stands(
             f"it up with `rally boost cancel {slug} {unfinished.id} --reason ...`.",
             "next": f"rally boost start {slug} {number}",
         }
-    if creative.id not in asked:
+    if not asked:
         return {"said": "Not asked yet: asking emails its creator and sends it to legal review "
                 "as a paid placement.", "next": f"rally boost ask {slug} {number}"}  # fmt: skip
     waiting = paid_review_refusal(session, creative)

@@ -427,6 +427,20 @@ def posted(
     return approved
 
 
+def paid_facts(
+    session: Session, spec: CampaignSpec, creative: Creative, draft: CreativeDraft
+) -> DraftFacts:
+    """What the policy checks of `draft` run as a paid placement (a boost)."""
+    member = session.get(RosterMember, creative.member_id)
+    creator = session.get(Creator, member.creator_id) if member else None
+    assert member is not None and creator is not None
+    as_paid = Submission(
+        caption=draft.caption, script=draft.script or "", video_url=draft.video_url,
+        duration_seconds=draft.duration_seconds, paid=True, ai_generated=draft.ai_generated,
+    )  # fmt: skip
+    return facts_for(spec, member, creator, as_paid)
+
+
 def review_as_paid(
     session: Session,
     campaign: Campaign,
@@ -447,14 +461,7 @@ def review_as_paid(
     if latest.paid:
         return latest
     spec, policy = campaign_spec(campaign), campaign_policy(session, campaign)
-    member = session.get(RosterMember, creative.member_id)
-    creator = session.get(Creator, member.creator_id) if member else None
-    assert member is not None and creator is not None
-    as_paid = Submission(
-        caption=latest.caption, script=latest.script or "", video_url=latest.video_url,
-        duration_seconds=latest.duration_seconds, paid=True, ai_generated=latest.ai_generated,
-    )  # fmt: skip
-    facts = facts_for(spec, member, creator, as_paid)
+    facts = paid_facts(session, spec, creative, latest)
     findings = evaluate(policy, facts)
     blocking = [
         f"{f.rule_id}: {f.message}" for f in findings if not f.passed and f.severity == "block"
