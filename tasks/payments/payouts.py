@@ -267,15 +267,35 @@ def _queue(
 def settle(session: Session, payout_id: int, remote_id: str, *, actor: str, now: datetime) -> bool:
     """The provider moved the payout's money (transfer `remote_id`): post it as paid, once;
     False when it was settled before."""
-    payout = session.get(Payout, payout_id, with_for_update=True)
-    if payout is None or payout.status in (PayoutStatus.PAID, PayoutStatus.TAKEN_BACK):
-        return False
-    # a payout returned to `approved` whose money went after all is paid from there
-    source = APPROVED if payout.status == PayoutStatus.FAILED else IN_TRANSIT
-    payout.status, payout.remote_id, payout.settled_at = PayoutStatus.PAID, remote_id, now
-    session.add(payout)
-    lines = [(source, payout.amount_cents), (PAID, -payout.amount_cents)]
-    return _post(session, payout, SETTLED, lines, {"transfer": remote_id}, actor, now)
+    return settle_all(session, {payout_id: remote_id}, actor=actor, now=now) == 1
+
+
+def settle_all(session: Session, transfers: Mapping[int, str], *, actor: str, now: datetime) -> int:
+    """`settle` for many payouts (payout id -> transfer id), locked in one statement in id
+    order and posted with their campaigns read once; how many were settled now."""
+    query = (
+        select(Payout)
+        .where(col(Payout.id).in_(sorted(transfers)))
+        .order_by(col(Payout.id))
+        .with_for_update()
+    )
+    campaigns: dict[int, Campaign] = {}
+    settled = 0
+    for payout in session.exec(query).all():
+        if payout.status in (PayoutStatus.PAID, PayoutStatus.TAKEN_BACK):
+            continue
+        remote_id = transfers[payout.id or 0]
+        # a payout returned to `approved` whose money went after all is paid from there
+        source = APPROVED if payout.status == PayoutStatus.FAILED else IN_TRANSIT
+        payout.status, payout.remote_id, payout.settled_at = PayoutStatus.PAID, remote_id, now
+        session.add(payout)
+        lines = [(source, payout.amount_cents), (PAID, -payout.amount_cents)]
+        campaign = campaigns.get(payout.campaign_id)
+        if campaign is None:
+            campaign = campaigns[payout.campaign_id] = _campaign(session, payout)
+        details = {"transfer": remote_id}
+        settled += _post(session, payout, SETTLED, lines, details, actor, now, campaign=campaign)
+    return settled
 
 
 def refuse(session: Session, payout_id: int, error: str, *, actor: str, now: datetime) -> bool:
@@ -331,13 +351,13 @@ def _post(
     actor: str,
     now: datetime,
     of: str = "",
+    *,
+    campaign: Campaign | None = None,
 ) -> bool:
     """The payout's posting of `kind` (keyed by the payout, and `of` where it has several)."""
-    campaign = session.get(Campaign, payout.campaign_id)
-    assert campaign is not None
     return post(
         session,
-        campaign,
+        campaign or _campaign(session, payout),
         payout.member_id,
         posting=f"{kind}:payout:{payout.id}{of}",
         kind=kind,
@@ -347,6 +367,12 @@ def _post(
         actor=actor,
         now=now,
     )
+
+
+def _campaign(session: Session, payout: Payout) -> Campaign:
+    campaign = session.get(Campaign, payout.campaign_id)
+    assert campaign is not None
+    return campaign
 
 
 def stripe_for(settings: Settings, client: httpx.Client, engine: Engine | None) -> Stripe:
@@ -522,8 +548,8 @@ def _transfer(paying: Transfers, payload: dict[str, Any], key: str) -> str:
 
 def _settled(actor: str) -> Callable[[Session, list[Claimed], datetime], None]:
     def sent(session: Session, rows: list[Claimed], at: datetime) -> None:
-        for row in rows:
-            settle(session, int(row.payload["payout"]), str(row.remote_id), actor=actor, now=at)
+        transfers = {int(row.payload["payout"]): str(row.remote_id) for row in rows}
+        settle_all(session, transfers, actor=actor, now=at)
 
     return sent
 
