@@ -401,7 +401,8 @@ def disbursements_command(
 ) -> None:
     """Creators' payments in a period as itemized disbursements: Schedule B records for the
     FEC (.fec text and CSV of the same fields) and a plain CSV for state filings, written to
-    the exports folder. A payee without a name or address on file is left out and named
+    the exports folder; money that came back after a payout was paid, as offsets (Schedule A)
+    in files of their own. A payee without a name or address on file is left out and named
     (exit code 1)."""
     from datetime import date
 
@@ -411,6 +412,10 @@ def disbursements_command(
         fec_csv,
         fec_text,
         filing_of,
+        offsets,
+        offsets_fec_csv,
+        offsets_fec_text,
+        offsets_state_csv,
         state_csv,
     )
 
@@ -422,6 +427,7 @@ def disbursements_command(
     with transaction(engine, write=False) as session:
         filing = filing_of(get_campaign(session, campaign))
         found = disbursements(session, first, last, filing)
+        back = offsets(session, first, last, filing)
     folder = settings.exports / campaign
     folder.mkdir(parents=True, exist_ok=True)
     stem = folder / f"disbursements-{first}-{last}"
@@ -430,6 +436,15 @@ def disbursements_command(
         stem.with_name(stem.name + ".fec.csv"): fec_csv(found.lines, filing),
         stem.with_suffix(".csv"): state_csv(found.lines, filing),
     }
+    offsets_stem = folder / f"offsets-{first}-{last}"
+    if back.lines or back.unitemized_receipts:
+        written |= {
+            offsets_stem.with_suffix(".fec"): offsets_fec_text(back.lines, filing),
+            offsets_stem.with_name(offsets_stem.name + ".fec.csv"): offsets_fec_csv(
+                back.lines, filing
+            ),
+            offsets_stem.with_suffix(".csv"): offsets_state_csv(back.lines),
+        }
     for path, text in written.items():
         path.write_text(text, encoding="ascii", errors="replace", newline="")
     itemized = [line for line in found.lines if not line.memo_of]
@@ -441,11 +456,19 @@ def disbursements_command(
         + f"; {found.unitemized_payments} unitemized, {found.unitemized_cents / 100:,.2f} USD.",
         markup=False,
     )
+    if back.lines or back.unitemized_receipts:
+        console.print(
+            f"Money that came back after it was paid: {len(back.lines)} itemized offset(s), "
+            f"{sum(line.amount_cents for line in back.lines) / 100:,.2f} USD; "
+            f"{back.unitemized_receipts} unitemized, {back.unitemized_cents / 100:,.2f} USD.",
+            markup=False,
+        )
     for path in written:
         console.print(f"  {shown_path(path)}", markup=False)
-    for problem in found.problems:
+    problems = list(dict.fromkeys(found.problems + back.problems))
+    for problem in problems:
         console.print(f"Not itemized: {problem}", markup=False)
-    if found.problems:
+    if problems:
         raise typer.Exit(1)
 
 

@@ -47,7 +47,7 @@ from tasks.leads.records import (
 )
 from tasks.outbox import Claimed
 from tasks.rate_limits import SharedRateLimit
-from tasks.webhooks.events import Event, emit, iso
+from tasks.webhooks.events import Event, emit, iso, listening
 
 _limits: dict[tuple[str, str, str], RateLimit] = {}  # (store, type, account) -> its limit
 _TIMEOUT = httpx.Timeout(30.0, connect=5.0)
@@ -203,12 +203,13 @@ def subscriptions_noted(destination: Destination, campaign_id: int) -> Handler:
     there who is not."""
 
     def sent(session: Session, rows: list[Claimed], at: datetime) -> None:
-        synced = [
-            synced_event(row, destination, at)
-            for row in rows
-            if row.payload.get("action") != FORGET
-        ]
-        emit(session, campaign_id, synced, at=at)
+        if listening(session, campaign_id, "lead.synced"):
+            synced = [
+                synced_event(row, destination, at)
+                for row in rows
+                if row.payload.get("action") != FORGET
+            ]
+            emit(session, campaign_id, synced, at=at)
         there = {int(r.subject_id): r.remote_state for r in rows if r.remote_state}
         if not there:
             return

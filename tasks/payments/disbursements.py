@@ -8,8 +8,9 @@ calendar year for a PAC (11 CFR 104.3(b)(3)(i)), the election cycle for a candid
 (104.3(b)(4)(i); it starts on the filing's `cycle_starts`). Then every one of their payments in
 the report's period is a line, with their total to date through it; the rest are counted as
 unitemized. One store is one payer. A payout whose money later came back (a reversal, a
-refund) stays a disbursement at its full amount: what came back is an offset the committee
-reports as a receipt, which these files do not hold.
+refund) stays a disbursement at its full amount: what came back is an offset to operating
+expenditures, a receipt on Schedule A (Form 3's line 14, Form 3X's line 15; `offsets`), from
+the same payee, itemized once their offsets in the aggregation period are over USD 200.
 
 A creator paid through an agency (the roster's `agency` when the payout was made) is not the
 payee: the agency is, itemized against its own total, and each of its lines is followed by a
@@ -34,9 +35,9 @@ from sqlmodel import Session
 
 from config.campaign import Agency, FecFiling
 from config.errors import RallyError
-from store.models import Campaign, Creator, Payout, TaxForm
+from store.models import Campaign, Creator, LedgerEntry, Payout, TaxForm
 from tasks.campaigns.campaign import campaign_spec
-from tasks.payments.payouts import settled_payouts
+from tasks.payments.payouts import money_back, settled_payouts
 
 ITEMIZED_OVER_CENTS = 200_00
 SEPARATOR, END = "\x1c", "\r\n"  # the .fec format's field and record separators
@@ -98,6 +99,59 @@ WIDTHS = {  # the fields Rally fills: at most so many characters
 }
 
 
+# Schedule A's 45 fields (the format's 8.3.0.1 layout, versions 8.0 to 8.5), for offsets to
+# operating expenditures: money a payee gave back, on Form 3's line 14 or Form 3X's line 15,
+# the form the Schedule B lines go on.
+SA_FIELDS = (
+    "form_type",
+    "filer_committee_id_number",
+    "transaction_id",
+    "back_reference_tran_id_number",
+    "back_reference_sched_name",
+    "entity_type",
+    "contributor_organization_name",
+    "contributor_last_name",
+    "contributor_first_name",
+    "contributor_middle_name",
+    "contributor_prefix",
+    "contributor_suffix",
+    "contributor_street_1",
+    "contributor_street_2",
+    "contributor_city",
+    "contributor_state",
+    "contributor_zip",
+    "election_code",
+    "election_other_description",
+    "contribution_date",
+    "contribution_amount",
+    "contribution_aggregate",
+    "contribution_purpose_descrip",
+    "contributor_employer",
+    "contributor_occupation",
+    "donor_committee_fec_id",
+    "donor_committee_name",
+    "donor_candidate_fec_id",
+    "donor_candidate_last_name",
+    "donor_candidate_first_name",
+    "donor_candidate_middle_name",
+    "donor_candidate_prefix",
+    "donor_candidate_suffix",
+    "donor_candidate_office",
+    "donor_candidate_state",
+    "donor_candidate_district",
+    "conduit_name",
+    "conduit_street1",
+    "conduit_street2",
+    "conduit_city",
+    "conduit_state",
+    "conduit_zip",
+    "memo_code",
+    "memo_text_description",
+    "reference_to_si_or_sl_system_code_that_identifies_the_account",
+)
+OFFSET_FORM = {"SB17": "SA14", "SB21B": "SA15"}
+
+
 @dataclass(frozen=True)
 class Disbursement:
     """One Schedule B line: an itemized payment with the payee's total to date through it, or
@@ -121,6 +175,36 @@ class Disbursements:
     lines: list[Disbursement] = field(default_factory=list)
     unitemized_cents: int = 0
     unitemized_payments: int = 0
+    problems: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Offset:
+    """One Schedule A line: money a payee gave back after a payout was paid (a reversed
+    transfer, a refunded item), with their offsets' total to date through it."""
+
+    transaction_id: str
+    payout_id: int
+    creator: str
+    received_on: date
+    amount_cents: int
+    aggregate_cents: int
+    paid_on: date  # the disbursement it offsets
+    payee: dict[str, str]  # the SB payee fields, as the disbursement named them
+
+    def contributor(self) -> dict[str, str]:
+        """The payee's fields under Schedule A's names."""
+        return {name.replace("payee_", "contributor_"): v for name, v in self.payee.items()}
+
+
+@dataclass
+class Offsets:
+    """A period's offsets: the itemized lines, what was not itemized, payees that could not
+    be."""
+
+    lines: list[Offset] = field(default_factory=list)
+    unitemized_cents: int = 0
+    unitemized_receipts: int = 0
     problems: list[str] = field(default_factory=list)
 
 
@@ -151,21 +235,9 @@ def disbursements(session: Session, start: date, end: date, filing: FecFiling) -
     by_payee: dict[str, list[tuple[Payout, Creator, TaxForm | None, int]]] = {}
     totals: dict[str, int] = {}
     for payout, creator, form in settled_payouts(session, since, until):
-        if payout.agency is None:
-            key = f"creator:{creator.id}"
-        else:
-            if payout.campaign_id not in agencies:
-                campaign = session.get(Campaign, payout.campaign_id)
-                assert campaign is not None
-                agencies[payout.campaign_id] = campaign_spec(campaign).payments.agencies
-            agency = agencies[payout.campaign_id].get(payout.agency)
-            if agency is None:
-                found.problems.append(
-                    f"@{creator.handle}: agency: {payout.agency!r}, which paid them, is no "
-                    "longer in the campaign file's payments.agencies"
-                )
-                continue
-            key = "agency:" + ascii_text(agency.name).upper()
+        key = _payee_key(session, payout, creator, agencies, found.problems)
+        if key is None:
+            continue
         totals[key] = totals.get(key, 0) + payout.amount_cents
         if payout.settled_at is not None and payout.settled_at.date() >= start:
             by_payee.setdefault(key, []).append((payout, creator, form, totals[key]))
@@ -181,6 +253,75 @@ def disbursements(session: Session, start: date, end: date, filing: FecFiling) -
                 found.problems.append(f"@{creator.handle}: {exc}")
     found.lines.sort(key=lambda d: (d.paid_on, d.payout_id, d.memo_of != ""))
     return found
+
+
+def offsets(session: Session, start: date, end: date, filing: FecFiling) -> Offsets:
+    """Money that came back from `start` to `end` (both included) after a payout was paid, as
+    Schedule A itemizes offsets to operating expenditures: from the payee the payout paid
+    (the creator, or their agency), itemized once that payee's offsets in the aggregation
+    period add up to more than USD 200, each saying it refunds the payment of its day."""
+    since = datetime.combine(aggregation_start(filing, start, end), time(), tzinfo=UTC)
+    until = datetime.combine(end + timedelta(days=1), time(), tzinfo=UTC)
+    found = Offsets()
+    agencies: dict[int, dict[str, Agency]] = {}
+    by_payee: dict[str, list[tuple[LedgerEntry, Payout, Creator, TaxForm | None, int]]] = {}
+    totals: dict[str, int] = {}
+    for entry, payout, creator, form in money_back(session, since, until):
+        key = _payee_key(session, payout, creator, agencies, found.problems)
+        if key is None:
+            continue
+        totals[key] = totals.get(key, 0) + entry.amount_cents
+        if entry.created_at.date() >= start:
+            by_payee.setdefault(key, []).append((entry, payout, creator, form, totals[key]))
+    for key, back in by_payee.items():
+        if totals[key] <= ITEMIZED_OVER_CENTS:
+            found.unitemized_cents += sum(entry.amount_cents for entry, *_ in back)
+            found.unitemized_receipts += len(back)
+            continue
+        for entry, payout, creator, form, aggregate in back:
+            try:
+                payee = (
+                    agency_fields(agencies[payout.campaign_id][payout.agency])
+                    if payout.agency is not None
+                    else payee_fields(creator, form)
+                )
+            except RallyError as exc:
+                found.problems.append(f"@{creator.handle}: {exc}")
+                continue
+            line = Offset(
+                f"RALLY-RET-{entry.id}", payout.id or 0, creator.handle, entry.created_at.date(),
+                entry.amount_cents, aggregate, (payout.settled_at or entry.created_at).date(),
+                payee,
+            )  # fmt: skip
+            found.lines.append(line)
+    found.lines.sort(key=lambda o: (o.received_on, o.transaction_id))
+    return found
+
+
+def _payee_key(
+    session: Session,
+    payout: Payout,
+    creator: Creator,
+    agencies: dict[int, dict[str, Agency]],
+    problems: list[str],
+) -> str | None:
+    """Whom a payout paid, as payees are aggregated: the creator, or the agency that was paid
+    for them (read into `agencies` once per campaign); None, with the problem told, when that
+    agency is no longer in the campaign file."""
+    if payout.agency is None:
+        return f"creator:{creator.id}"
+    if payout.campaign_id not in agencies:
+        campaign = session.get(Campaign, payout.campaign_id)
+        assert campaign is not None
+        agencies[payout.campaign_id] = campaign_spec(campaign).payments.agencies
+    agency = agencies[payout.campaign_id].get(payout.agency)
+    if agency is None:
+        problems.append(
+            f"@{creator.handle}: agency: {payout.agency!r}, which paid them, is no "
+            "longer in the campaign file's payments.agencies"
+        )
+        return None
+    return "agency:" + ascii_text(agency.name).upper()
 
 
 def _lines(
@@ -298,14 +439,52 @@ def sb_record(line: Disbursement, filing: FecFiling) -> list[str]:
 
 def fec_text(lines: list[Disbursement], filing: FecFiling) -> str:
     """The lines as .fec records: fields separated by ASCII 28, records ended by CRLF."""
-    return "".join(SEPARATOR.join(sb_record(line, filing)) + END for line in lines)
+    return _fec([sb_record(line, filing) for line in lines])
 
 
 def fec_csv(lines: list[Disbursement], filing: FecFiling) -> str:
     """The lines as CSV: the same 44 fields in the same order, no header."""
+    return _csv([sb_record(line, filing) for line in lines])
+
+
+def sa_record(line: Offset, filing: FecFiling) -> list[str]:
+    """The 45 fields of the offset's Schedule A record, in the format's order."""
+    values = dict.fromkeys(SA_FIELDS, "")
+    values |= line.contributor()
+    values |= {
+        "form_type": OFFSET_FORM[filing.form_type],
+        "filer_committee_id_number": filing.committee_id,
+        "transaction_id": line.transaction_id,
+        "contribution_date": line.received_on.strftime("%Y%m%d"),
+        "contribution_amount": f"{line.amount_cents / 100:.2f}",
+        "contribution_aggregate": f"{line.aggregate_cents / 100:.2f}",
+        "contribution_purpose_descrip": offset_purpose(line),
+    }
+    return [values[name] for name in SA_FIELDS]
+
+
+def offset_purpose(line: Offset) -> str:
+    """What an offset is, as the FEC asks: a refund, and the day of the payment it refunds."""
+    return f"Refund of creator payment of {line.paid_on:%m/%d/%Y}"
+
+
+def offsets_fec_text(lines: list[Offset], filing: FecFiling) -> str:
+    """The offsets as .fec records, as `fec_text` writes disbursements."""
+    return _fec([sa_record(line, filing) for line in lines])
+
+
+def offsets_fec_csv(lines: list[Offset], filing: FecFiling) -> str:
+    """The offsets as CSV: the same 45 fields in the same order, no header."""
+    return _csv([sa_record(line, filing) for line in lines])
+
+
+def _fec(records: list[list[str]]) -> str:
+    return "".join(SEPARATOR.join(record) + END for record in records)
+
+
+def _csv(records: list[list[str]]) -> str:
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator=END)
-    writer.writerows(sb_record(line, filing) for line in lines)
+    csv.writer(out, lineterminator=END).writerows(records)
     return out.getvalue()
 
 
@@ -327,5 +506,27 @@ def state_csv(lines: list[Disbursement], filing: FecFiling) -> str:
              filing.purpose, filing.category,
              "" if line.memo_of else f"{line.aggregate_cents / 100:.2f}", line.creator,
              line.memo_of]
+        )  # fmt: skip
+    return out.getvalue()
+
+
+def offsets_state_csv(lines: list[Offset]) -> str:
+    """The offsets as a plain CSV with a header, for state filings: each names the payment it
+    refunds (`refunds`, the disbursement's transaction id)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(
+        ["transaction_id", "date", "amount", "from", "entity_type", "street", "street2", "city",
+         "state", "zip", "purpose", "to_date", "creator", "refunds"]
+    )  # fmt: skip
+    for line in lines:
+        p = line.payee
+        name = p["payee_organization_name"] or f"{p['payee_first_name']} {p['payee_last_name']}"
+        writer.writerow(
+            [line.transaction_id, line.received_on.isoformat(),
+             f"{line.amount_cents / 100:.2f}", name, p["entity_type"], p["payee_street_1"],
+             p["payee_street_2"], p["payee_city"], p["payee_state"], p["payee_zip"],
+             offset_purpose(line), f"{line.aggregate_cents / 100:.2f}", line.creator,
+             f"RALLY-PAY-{line.payout_id}"]
         )  # fmt: skip
     return out.getvalue()

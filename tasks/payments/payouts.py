@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import httpx
-from sqlalchemy import Engine, func
+from sqlalchemy import Engine, String, cast, func
 from sqlmodel import Session, col, select
 from tenacity.wait import wait_base
 
@@ -806,6 +806,27 @@ def settled_payouts(session: Session, since: datetime, until: datetime) -> Any:
             col(Payout.settled_at) < until,
         )
         .order_by(col(Payout.settled_at), col(Payout.id))
+    ).all()
+
+
+def money_back(session: Session, since: datetime, until: datetime) -> Any:
+    """Money that came back from `since` up to `until` after a payout was paid (a reversed
+    transfer, a refunded item; not a rehearsal's), oldest first: each taken-back amount's
+    `paid` line, with its payout, creator and their W-9 (None without one)."""
+    return session.exec(
+        select(LedgerEntry, Payout, Creator, TaxForm)
+        .join(Payout, col(LedgerEntry.cause) == "payout:" + cast(col(Payout.id), String))
+        .join(RosterMember, col(RosterMember.id) == col(Payout.member_id))
+        .join(Creator, col(Creator.id) == col(RosterMember.creator_id))
+        .outerjoin(TaxForm, col(TaxForm.creator_id) == col(Creator.id))
+        .where(
+            LedgerEntry.kind == TAKEN_BACK,
+            LedgerEntry.account == PAID,
+            Payout.provider != REHEARSAL,
+            col(LedgerEntry.created_at) >= since,
+            col(LedgerEntry.created_at) < until,
+        )
+        .order_by(col(LedgerEntry.created_at), col(LedgerEntry.id))
     ).all()
 
 

@@ -81,20 +81,31 @@ def emit(session: Session, campaign_id: int, events: Sequence[Event], *, at: dat
     the caller's transaction; return how many deliveries were queued."""
     if not events:
         return 0
-    known = session.info.setdefault(SUBSCRIPTIONS, {})
-    subscriptions = known.get(campaign_id)
-    if subscriptions is None:  # read once a transaction: a payout run emits for every creator
-        query = _subscriptions()
-        subscriptions = known[campaign_id] = session.execute(
-            query, {"b_campaign": campaign_id}
-        ).all()
     messages = [
         delivery(subscription_id, slug, event, at)
-        for subscription_id, types, slug in subscriptions
+        for subscription_id, types, slug in _subscribed(session, campaign_id)
         for event in events
         if event.type in types
     ]
     return enqueue(session, messages)
+
+
+def listening(session: Session, campaign_id: int, event_type: str) -> bool:
+    """Whether any enabled subscription of the campaign takes `event_type`: events made by the
+    thousand (`lead.synced`) need not be built for nobody."""
+    return any(event_type in types for _, types, _ in _subscribed(session, campaign_id))
+
+
+def _subscribed(session: Session, campaign_id: int) -> Sequence[Any]:
+    """The campaign's enabled subscriptions (id, event types, campaign slug), read once a
+    transaction: a payout run emits for every creator."""
+    known = session.info.setdefault(SUBSCRIPTIONS, {})
+    subscriptions = known.get(campaign_id)
+    if subscriptions is None:
+        subscriptions = known[campaign_id] = session.execute(
+            _subscriptions(), {"b_campaign": campaign_id}
+        ).all()
+    return subscriptions
 
 
 SUBSCRIPTIONS = "webhooks.subscriptions"  # `Session.info` key: each campaign's, as read

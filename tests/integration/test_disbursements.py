@@ -12,13 +12,20 @@ from collections.abc import Iterator
 from datetime import UTC, date, datetime
 
 import pytest
-from sqlmodel import select
+from sqlmodel import col, select
 
 from config.settings import get_settings
 from store.db import transaction
-from store.models import Campaign, Payout
-from tasks.payments.disbursements import SB_FIELDS, WIDTHS, disbursements, fec_text, filing_of
-from tasks.payments.payouts import pay, start_payouts
+from store.models import Campaign, LedgerEntry, Payout
+from tasks.payments.disbursements import (
+    SA_FIELDS,
+    SB_FIELDS,
+    WIDTHS,
+    disbursements,
+    fec_text,
+    filing_of,
+)
+from tasks.payments.payouts import pay, start_payouts, take_back
 from tests.conftest import SLUG
 from tests.fakes.stripe_api import FakeStripe
 from tests.integration.test_payouts import handles, ready_to_pay, use
@@ -122,6 +129,80 @@ def test_a_quarter_of_payouts_as_schedule_b_against_a_hand_worked_example(
         ("Maya Thompson", "250.00", "250.00"),
         ("Reyes Media LLC", "100.00", "250.00"),
     ]
+
+
+def test_money_that_came_back_is_an_offset_on_schedule_a_against_a_hand_worked_example(
+    engine, filing, rally, stripe, settings
+) -> None:
+    maya, reyes = handles(engine, 2)
+    for handle, name, extra in (
+        (maya, "Maya Thompson", ["--street", "12 Main St", "--city", "Philadelphia",
+                                 "--state", "PA", "--zip", "19104"]),
+        (reyes, "Reyes Media LLC", ["--business", "--street", "400 Market St",
+                                    "--city", "Pittsburgh", "--state", "PA", "--zip", "15222"]),
+    ):  # fmt: skip
+        run = rally(
+            "payments", "w9", handle, "--collected-on", "2026-11-30", "--name", name, *extra
+        )
+        assert run.code == 0, run.err
+    reyes_paid = paid_on(engine, stripe, reyes, 15_000, date(2027, 1, 10), 1)
+    maya_paid = paid_on(engine, stripe, maya, 25_000, date(2027, 2, 15), 2)
+
+    def back(payout: int, cents: int, day: date) -> None:
+        """Of the payout, `cents` in all came back by `day` (a reversal, in part)."""
+        at = datetime.combine(day, datetime.min.time(), tzinfo=UTC)
+        with transaction(engine) as session:
+            assert take_back(session, payout, cents, "reversed", actor="stripe", now=at)
+
+    back(maya_paid, 12_000, date(2027, 2, 20))
+    back(maya_paid, 25_000, date(2027, 3, 5))  # the other 130.00: 250.00 back in the year
+    back(reyes_paid, 5_000, date(2027, 3, 10))  # 50.00 in the year: not over 200, not itemized
+    back(reyes_paid, 15_000, date(2027, 4, 2))  # the next quarter
+    with transaction(engine, write=False) as session:
+        first, second, *_ = session.exec(
+            select(LedgerEntry.id)
+            .where(LedgerEntry.kind == "taken_back", LedgerEntry.account == "paid")
+            .order_by(col(LedgerEntry.id))
+        ).all()
+
+    run = rally("payments", "disbursements", SLUG, "--from", PERIOD[0], "--to", PERIOD[1])
+    assert run.code == 0, run.out + run.err
+    # What came back leaves the disbursements as they were paid, and is a receipt of its own.
+    assert "1 itemized disbursement(s), 250.00 USD; 1 unitemized, 150.00 USD." in run.out
+    assert (
+        "Money that came back after it was paid: 2 itemized offset(s), 250.00 USD; "
+        "1 unitemized, 50.00 USD." in run.out
+    )
+    folder = settings.exports / SLUG
+    fec = (folder / "offsets-2027-01-01-2027-03-31.fec").read_bytes().decode("ascii")
+    # By hand: Form 3X's offsets are line 15; Maya's two refunds, her year's total through each.
+    maya_fields = ["IND", "", "Thompson", "Maya", "", "", "", "12 Main St", "", "Philadelphia",
+                   "PA", "19104", "", ""]  # fmt: skip
+    refund = "Refund of creator payment of 02/15/2027"
+    expected = [
+        ["SA15", "C00123456", f"RALLY-RET-{first}", "", "", *maya_fields, "20270220", "120.00",
+         "120.00", refund, *[""] * 22],
+        ["SA15", "C00123456", f"RALLY-RET-{second}", "", "", *maya_fields, "20270305", "130.00",
+         "250.00", refund, *[""] * 22],
+    ]  # fmt: skip
+    assert fec == "".join("\x1c".join(record) + "\r\n" for record in expected)
+    widths = [width for _, width in SCHEDULE_A]
+    assert all(len(v) <= w for r in expected for v, w in zip(r, widths, strict=True))
+    by_csv = list(csv.reader(io.StringIO(
+        (folder / "offsets-2027-01-01-2027-03-31.fec.csv").read_text()
+    )))  # fmt: skip
+    assert by_csv == expected
+    state = list(csv.DictReader(io.StringIO(
+        (folder / "offsets-2027-01-01-2027-03-31.csv").read_text()
+    )))  # fmt: skip
+    assert [(r["from"], r["amount"], r["to_date"], r["refunds"]) for r in state] == [
+        ("Maya Thompson", "120.00", "120.00", f"RALLY-PAY-{maya_paid}"),
+        ("Maya Thompson", "130.00", "250.00", f"RALLY-PAY-{maya_paid}"),
+    ]
+    # A quarter with nothing back writes no offsets.
+    winter = rally("payments", "disbursements", SLUG, "--from", "2027-10-01", "--to", "2027-12-31")
+    assert winter.code == 0 and "came back" not in winter.out
+    assert not (folder / "offsets-2027-10-01-2027-12-31.fec").exists()
 
 
 AGENCIES = """
@@ -305,11 +386,36 @@ SCHEDULE_B = [
 ]  # fmt: skip
 
 
+# Schedule A's columns in the format's order, with their widths, as the FEC's format
+# specification 8.3.0.1 (fecgov/fecfile-validate's `FEC_Format_v8.3.0.1.xlsx`, "Sch A") lists them.
+SCHEDULE_A = [
+    ("FORM TYPE", 8), ("FILER COMMITTEE ID NUMBER", 9), ("TRANSACTION ID", 20),
+    ("BACK REFERENCE TRAN ID NUMBER", 20), ("BACK REFERENCE SCHED NAME", 8), ("ENTITY TYPE", 3),
+    ("CONTRIBUTOR ORGANIZATION NAME", 200), ("CONTRIBUTOR LAST NAME", 30),
+    ("CONTRIBUTOR FIRST NAME", 20), ("CONTRIBUTOR MIDDLE NAME", 20), ("CONTRIBUTOR PREFIX", 10),
+    ("CONTRIBUTOR SUFFIX", 10), ("CONTRIBUTOR STREET  1", 34), ("CONTRIBUTOR STREET  2", 34),
+    ("CONTRIBUTOR CITY", 30), ("CONTRIBUTOR STATE", 2), ("CONTRIBUTOR ZIP", 9),
+    ("ELECTION CODE", 5), ("ELECTION OTHER DESCRIPTION", 20), ("CONTRIBUTION DATE", 8),
+    ("CONTRIBUTION AMOUNT", 12), ("CONTRIBUTION AGGREGATE", 12),
+    ("CONTRIBUTION PURPOSE DESCRIP", 100), ("CONTRIBUTOR EMPLOYER", 38),
+    ("CONTRIBUTOR OCCUPATION", 38), ("DONOR COMMITTEE FEC ID", 9), ("DONOR COMMITTEE NAME", 200),
+    ("DONOR CANDIDATE FEC ID", 9), ("DONOR CANDIDATE LAST NAME", 30),
+    ("DONOR CANDIDATE FIRST NAME", 20), ("DONOR CANDIDATE MIDDLE NAME", 20),
+    ("DONOR CANDIDATE PREFIX", 10), ("DONOR CANDIDATE SUFFIX", 10), ("DONOR CANDIDATE OFFICE", 1),
+    ("DONOR CANDIDATE STATE", 2), ("DONOR CANDIDATE DISTRICT", 2), ("CONDUIT NAME", 200),
+    ("CONDUIT STREET1", 34), ("CONDUIT STREET2", 34), ("CONDUIT CITY", 30), ("CONDUIT STATE", 2),
+    ("CONDUIT ZIP", 9), ("MEMO CODE", 1), ("MEMO TEXT/DESCRIPTION", 100),
+    ("REFERENCE TO SI OR SL SYSTEM CODE THAT IDENTIFIES THE ACCOUNT", 9),
+]  # fmt: skip
+
+
 def test_the_format_s_fields_and_widths(engine, filing) -> None:
     """The record keeps the format's order (fecfile-validate's SchB, 8.x) where Rally fills
     it, and the widths Rally checks are the format's."""
     named = [re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_") for name, _ in SCHEDULE_B]
     assert list(SB_FIELDS) == named  # every column, in the format's order
+    offsets = [re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_") for name, _ in SCHEDULE_A]
+    assert list(SA_FIELDS) == offsets and len(SA_FIELDS) == 45
     widths = dict(zip(SB_FIELDS, (width for _, width in SCHEDULE_B), strict=True))
     assert {name: widths[name] for name in WIDTHS} == WIDTHS
     assert SB_FIELDS[:6] == (
