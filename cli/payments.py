@@ -407,17 +407,7 @@ def disbursements_command(
     from datetime import date
 
     from tasks.campaigns.campaign import get_campaign
-    from tasks.payments.disbursements import (
-        disbursements,
-        fec_csv,
-        fec_text,
-        filing_of,
-        offsets,
-        offsets_fec_csv,
-        offsets_fec_text,
-        offsets_state_csv,
-        state_csv,
-    )
+    from tasks.payments.disbursements import report
 
     settings, engine = store()
     try:
@@ -425,50 +415,18 @@ def disbursements_command(
     except ValueError:
         raise typer.BadParameter("give days as YYYY-MM-DD", param_hint="--from/--to") from None
     with transaction(engine, write=False) as session:
-        filing = filing_of(get_campaign(session, campaign))
-        found = disbursements(session, first, last, filing)
-        back = offsets(session, first, last, filing)
+        filed = report(session, get_campaign(session, campaign), first, last)
     folder = settings.exports / campaign
     folder.mkdir(parents=True, exist_ok=True)
-    stem = folder / f"disbursements-{first}-{last}"
-    written = {
-        stem.with_suffix(".fec"): fec_text(found.lines, filing),
-        stem.with_name(stem.name + ".fec.csv"): fec_csv(found.lines, filing),
-        stem.with_suffix(".csv"): state_csv(found.lines, filing),
-    }
-    offsets_stem = folder / f"offsets-{first}-{last}"
-    if back.lines or back.unitemized_receipts:
-        written |= {
-            offsets_stem.with_suffix(".fec"): offsets_fec_text(back.lines, filing),
-            offsets_stem.with_name(offsets_stem.name + ".fec.csv"): offsets_fec_csv(
-                back.lines, filing
-            ),
-            offsets_stem.with_suffix(".csv"): offsets_state_csv(back.lines),
-        }
-    for path, text in written.items():
-        path.write_text(text, encoding="ascii", errors="replace", newline="")
-    itemized = [line for line in found.lines if not line.memo_of]
-    memos = len(found.lines) - len(itemized)
-    total = sum(line.amount_cents for line in itemized)
-    console.print(
-        f"{len(itemized)} itemized disbursement(s), {total / 100:,.2f} USD"
-        + (f" (with {memos} memo entries for creators paid through an agency)" if memos else "")
-        + f"; {found.unitemized_payments} unitemized, {found.unitemized_cents / 100:,.2f} USD.",
-        markup=False,
-    )
-    if back.lines or back.unitemized_receipts:
-        console.print(
-            f"Money that came back after it was paid: {len(back.lines)} itemized offset(s), "
-            f"{sum(line.amount_cents for line in back.lines) / 100:,.2f} USD; "
-            f"{back.unitemized_receipts} unitemized, {back.unitemized_cents / 100:,.2f} USD.",
-            markup=False,
-        )
-    for path in written:
-        console.print(f"  {shown_path(path)}", markup=False)
-    problems = list(dict.fromkeys(found.problems + back.problems))
-    for problem in problems:
+    for name, text in filed.files.items():
+        (folder / name).write_text(text, encoding="ascii", errors="replace", newline="")
+    for line in filed.summary:
+        console.print(line, markup=False)
+    for name in filed.files:
+        console.print(f"  {shown_path(folder / name)}", markup=False)
+    for problem in filed.problems:
         console.print(f"Not itemized: {problem}", markup=False)
-    if problems:
+    if filed.problems:
         raise typer.Exit(1)
 
 

@@ -7,7 +7,7 @@ there, gets "not found".
 """
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
@@ -16,6 +16,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from sqlmodel import Session, select
 
+from config.errors import RallyError
 from store.db import transaction
 from store.models import Campaign
 from tasks.campaigns.campaign import campaign_spec
@@ -286,10 +287,110 @@ def payments_page(request: Request, slug: str, email: StaffMember, engine: Store
         "totals": totals,
         "currency": campaign_spec(campaign).budget.currency,
         "threshold": threshold,
+        "files_fec": campaign_spec(campaign).payments.fec is not None,
         "done": request.query_params.get("done", "")[:SAID_LIMIT],
         "error": request.query_params.get("error", "")[:SAID_LIMIT],
     }
     return page_response(request, "staff_payments.html", context)
+
+
+# What each of a report's files is, by how its name begins and ends.
+REPORT_FILES = {
+    ("disbursements", ".fec.csv"): "Schedule B as CSV, the same fields",
+    ("disbursements", ".fec"): "Schedule B, the FEC's import format (.fec)",
+    ("disbursements", ".csv"): "Disbursements for state filings (CSV with a header)",
+    ("offsets", ".fec.csv"): "Offsets, Schedule A as CSV, the same fields",
+    ("offsets", ".fec"): "Offsets, Schedule A in the FEC's import format (.fec)",
+    ("offsets", ".csv"): "Offsets for state filings (CSV with a header)",
+}
+From = Annotated[str, Query(alias="from", max_length=10)]
+To = Annotated[str, Query(alias="to", max_length=10)]
+
+
+def what_file(name: str) -> str:
+    return next(
+        v
+        for (head, tail), v in REPORT_FILES.items()
+        if name.startswith(head) and name.endswith(tail)
+    )
+
+
+@router.get("/staff/campaigns/{slug}/payments/reports")
+def payment_reports_page(
+    request: Request,
+    slug: str,
+    email: StaffMember,
+    engine: Store,
+    clock: Clock,
+    start: From = "",
+    end: To = "",
+) -> Response:
+    """The treasurer's reports for a period (`tasks.payments.disbursements.report`, what `rally
+    payments disbursements` writes): what they hold, the payees left out and why, and each
+    file to download. The period is the current quarter to date until one is asked for."""
+    from tasks.payments.disbursements import filing_of, report
+    from tasks.sprint.state import campaign_today
+
+    context: dict[str, Any] = {"email": email, "error": "", "filed": None}
+    with transaction(engine, write=False) as session:
+        campaign = theirs(session, slug, email)
+        if campaign is None:
+            return not_found(request)
+        context["campaign"] = campaign
+        try:
+            filing = filing_of(campaign)
+        except RallyError as exc:
+            context["not_filing"] = str(exc)
+            return page_response(request, "staff_payment_reports.html", context)
+        today = campaign_today(session, campaign, clock())
+        quarter = date(today.year, 3 * ((today.month - 1) // 3) + 1, 1)
+        context |= {"start": start or str(quarter), "end": end or str(today), "filing": filing}
+        try:
+            first, last = _day("from", context["start"]), _day("to", context["end"])
+            context["filed"] = filed = report(session, campaign, first, last)
+            context["files"] = [(name, what_file(name)) for name in filed.files]
+        except RallyError as exc:
+            context["error"] = str(exc)
+    return page_response(request, "staff_payment_reports.html", context)
+
+
+@router.get("/staff/campaigns/{slug}/payments/reports/{name}")
+def payment_report_file(
+    request: Request,
+    slug: str,
+    name: str,
+    email: StaffMember,
+    engine: Store,
+    start: From = "",
+    end: To = "",
+) -> Response:
+    """One file of the period's report, to download under its name."""
+    from tasks.payments.disbursements import report
+
+    with transaction(engine, write=False) as session:
+        campaign = theirs(session, slug, email)
+        if campaign is None:
+            return not_found(request)
+        try:
+            filed = report(session, campaign, _day("from", start), _day("to", end))
+        except RallyError:
+            return not_found(request)
+    text = filed.files.get(name)
+    if text is None:
+        return not_found(request)
+    kind = "text/csv" if name.endswith(".csv") else "text/plain"
+    return Response(
+        text.encode("ascii", errors="replace"),
+        media_type=f"{kind}; charset=us-ascii",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
+
+
+def _day(field: str, text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise RallyError(f"{field}: {text!r} is not a day (YYYY-MM-DD)") from None
 
 
 @router.get("/staff/campaigns/{slug}/boosts")

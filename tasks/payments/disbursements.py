@@ -530,3 +530,49 @@ def offsets_state_csv(lines: list[Offset]) -> str:
              f"RALLY-PAY-{line.payout_id}"]
         )  # fmt: skip
     return out.getvalue()
+
+
+@dataclass(frozen=True)
+class Report:
+    """A period's report for the treasurer: its files by name (the offsets' only when money
+    came back), what it holds in a sentence or two, and the payees left out, with why."""
+
+    files: dict[str, str]
+    summary: list[str]
+    problems: list[str]
+
+
+def report(session: Session, campaign: Campaign, start: date, end: date) -> Report:
+    """The disbursements from `start` to `end` and the offsets of the money that came back,
+    as the files `rally payments disbursements` writes and the staff console serves."""
+    filing = filing_of(campaign)
+    found = disbursements(session, start, end, filing)
+    back = offsets(session, start, end, filing)
+    stem = f"disbursements-{start}-{end}"
+    files = {
+        f"{stem}.fec": fec_text(found.lines, filing),
+        f"{stem}.fec.csv": fec_csv(found.lines, filing),
+        f"{stem}.csv": state_csv(found.lines, filing),
+    }
+    itemized = [line for line in found.lines if not line.memo_of]
+    memos = len(found.lines) - len(itemized)
+    summary = [
+        f"{len(itemized)} itemized disbursement(s), "
+        f"{sum(line.amount_cents for line in itemized) / 100:,.2f} USD"
+        + (f" (with {memos} memo entries for creators paid through an agency)" if memos else "")
+        + f"; {found.unitemized_payments} unitemized, {found.unitemized_cents / 100:,.2f} USD."
+    ]
+    if back.lines or back.unitemized_receipts:
+        stem = f"offsets-{start}-{end}"
+        files |= {
+            f"{stem}.fec": offsets_fec_text(back.lines, filing),
+            f"{stem}.fec.csv": offsets_fec_csv(back.lines, filing),
+            f"{stem}.csv": offsets_state_csv(back.lines),
+        }
+        summary.append(
+            f"Money that came back after it was paid: {len(back.lines)} itemized offset(s), "
+            f"{sum(line.amount_cents for line in back.lines) / 100:,.2f} USD; "
+            f"{back.unitemized_receipts} unitemized, {back.unitemized_cents / 100:,.2f} USD."
+        )
+    problems = list(dict.fromkeys(found.problems + back.problems))
+    return Report(files, summary, problems)

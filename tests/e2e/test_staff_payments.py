@@ -1,10 +1,13 @@
 """Staff approve creators' payments in the console, in a real browser against `rally serve`:
 what each creator earned and where it stands, an amount over the campaign's threshold approved
 by one staff member and then, on their own phone, by a second, the approval posted with both
-names; then the second pays it from the page, through the Stripe fake, once. The page fits a
-phone and a laptop."""
+names; then the second pays it from the page, through the Stripe fake, once. The treasurer
+prepares a quarter's FEC reports there and downloads them. The pages fit a phone and a
+laptop."""
 
 import time
+from datetime import UTC, date, datetime
+from pathlib import Path
 
 import pytest
 from sqlmodel import select
@@ -13,13 +16,14 @@ from config.settings import get_settings
 from store.db import transaction
 from store.models import Campaign, LedgerEntry
 from store.types import utcnow
-from tasks.payments.payouts import set_account
+from tasks.payments.payouts import set_account, take_back
 from tests.conftest import SLUG
 from tests.e2e.conftest import Server, Tab
 from tests.e2e.pages import assert_page_fits
 from tests.e2e.test_staff_console import finished
 from tests.fakes.stripe_api import FakeStripe
-from tests.integration.test_payouts import earned, use
+from tests.integration.test_disbursements import FILING, paid_on
+from tests.integration.test_payouts import earned, handles, use
 
 pytestmark = [
     pytest.mark.slow,
@@ -104,3 +108,56 @@ def test_two_staff_members_approve_a_payment_over_the_threshold_and_pay_it(
             )
         ).all()
     assert approval.amount_cents == -120_000 and approval.details["approvers"] == [DANA, LI]
+
+
+def test_the_treasurer_prepares_a_quarter_s_reports_and_downloads_what_the_cli_writes(
+    server: Server, rally, applied, engine, tabs, stripe, settings
+) -> None:
+    """Dana prepares the first quarter's disbursements on the console: what they hold, the
+    payee left out for want of an address, the money that came back as an offset, and files
+    that are, byte for byte, what `rally payments disbursements` writes."""
+    campaign = applied / "campaign.yaml"
+    campaign.write_text(campaign.read_text() + FILING)
+    assert rally("campaign", "apply", campaign).code == 0
+    maya, jordan = handles(engine, 2)
+    w9 = rally("payments", "w9", maya, "--collected-on", "2026-11-30", "--name", "Maya Thompson",
+               "--street", "12 Main St", "--city", "Philadelphia", "--state", "PA",
+               "--zip", "19104")  # fmt: skip
+    assert w9.code == 0, w9.err
+    paid = paid_on(engine, stripe, maya, 30_000, date(2027, 2, 15), 1)
+    paid_on(engine, stripe, jordan, 25_000, date(2027, 2, 20), 2)  # no W-9: left out
+    with transaction(engine) as session:
+        at = datetime(2027, 3, 1, tzinfo=UTC)
+        assert take_back(session, paid, 25_000, "reversed", actor="stripe", now=at)
+
+    page = tabs().page
+    signed_in(rally, page, server, DANA)
+    with page.expect_navigation():
+        page.click("#reports-link a")
+    page.fill("#from", "2027-03-31")
+    page.fill("#to", "2027-01-01")
+    with page.expect_navigation():
+        page.get_by_role("button", name="Prepare").click()
+    assert "to: 2027-01-01 is before 2027-03-31" in page.inner_text("#error")
+    page.fill("#from", "2027-01-01")
+    page.fill("#to", "2027-03-31")
+    with page.expect_navigation():
+        page.get_by_role("button", name="Prepare").click()
+    summary = page.inner_text("#summary")
+    assert "1 itemized disbursement(s), 300.00 USD; 0 unitemized, 0.00 USD." in summary
+    assert "1 itemized offset(s), 250.00 USD" in summary
+    assert f"{jordan}: address: none on file" in page.inner_text("#problems")
+    assert_page_fits(page, "staff-payment-reports")
+
+    cli = rally("payments", "disbursements", SLUG, "--from", "2027-01-01", "--to", "2027-03-31")
+    assert cli.code == 1  # the same payee left out, and said to be
+    folder = settings.exports / SLUG
+    names = ["disbursements-2027-01-01-2027-03-31.fec", "offsets-2027-01-01-2027-03-31.fec",
+             "disbursements-2027-01-01-2027-03-31.csv"]  # fmt: skip
+    for name in names:
+        with page.expect_download() as download:
+            page.locator(f"#files a[href*='/{name}?']").click()
+        assert download.value.suggested_filename == name
+        assert Path(download.value.path()).read_bytes() == (folder / name).read_bytes()
+    fec = (folder / names[0]).read_text()
+    assert fec.startswith("SB21B\x1cC00123456\x1cRALLY-PAY-") and "\x1c300.00\x1c" in fec

@@ -482,3 +482,34 @@ def test_the_disclaimer_archive_keeps_what_was_posted_and_what_stands_behind_it(
     assert [(r["creative"], r["paid_for_by"]) for r in written] == [
         (str(creative), row["paid_for_by"])
     ]
+
+
+def test_the_console_serves_a_report_s_files_only_to_the_campaign_s_staff(
+    engine, filing, settings, stripe
+) -> None:
+    """The treasurer's page says what is wrong with a period, serves each file of the report
+    under its name, and nothing else; someone who is not the campaign's staff gets nothing."""
+    from tests.integration.test_staff_console import LEGAL, STAFF, signed_in
+
+    (maya,) = handles(engine, 1)
+    paid_on(engine, stripe, maya, 25_000, date(2027, 2, 15), 1)
+    staff = signed_in(settings, engine, STAFF)
+    reports = f"/staff/campaigns/{SLUG}/payments/reports"
+    bad = staff.get(reports, params={"from": "2027-02-30", "to": "2027-03-31"})
+    assert bad.status_code == 200 and "from: &#39;2027-02-30&#39; is not a day" in bad.text
+    page = staff.get(reports, params={"from": "2027-01-01", "to": "2027-03-31"})
+    assert "0 itemized disbursement(s), 0.00 USD; 0 unitemized" in page.text  # no address yet
+    assert f"{maya}: address: none on file" in page.text
+    name = "disbursements-2027-01-01-2027-03-31.csv"
+    period = {"from": "2027-01-01", "to": "2027-03-31"}
+    got = staff.get(f"{reports}/{name}", params=period)
+    assert got.status_code == 200 and got.headers["content-type"].startswith("text/csv")
+    assert got.headers["content-disposition"] == f'attachment; filename="{name}"'
+    assert got.text.startswith("transaction_id,date,amount,payee")
+    assert (
+        staff.get(f"{reports}/offsets-2027-01-01-2027-03-31.fec", params=period).status_code == 404
+    )
+    assert staff.get(f"{reports}/..%2Frally.db", params=period).status_code == 404
+    stranger = signed_in(settings, engine, LEGAL)  # an approver, not this campaign's staff
+    refused = stranger.get(f"{reports}/{name}", params=period)
+    assert refused.status_code == 404 and "transaction_id" not in refused.text
