@@ -340,40 +340,74 @@ _NO_ANSWER = TransientError("no answer for this message")
 
 def _mark_sent(session: Session, rows: list[Claimed], at: datetime) -> list[Claimed]:
     """Mark sent, with the remote's id and state the rows now carry, the rows still pending
-    under this drain's lease, and return them: one statement per 250 rows, which checks each
-    row's lease and writes it once (on PostgreSQL it locks them as a check apart would)."""
-    held: set[int] = set()
-    dialect = session.get_bind().dialect.name
+    under this drain's lease, and return them, in statements that check each row's lease and
+    write it once (on PostgreSQL it locks them as a check apart would): one for the whole
+    batch on PostgreSQL (its rows as arrays), one per 250 rows on SQLite."""
+    states = [None if row.remote_state is None else json.dumps(row.remote_state) for row in rows]
+    if session.get_bind().dialect.name == "postgresql":
+        values: dict[str, Any] = {
+            "b_at": at,
+            "ids": [row.id for row in rows],
+            "leases": [row.lease_id for row in rows],
+            "remote_ids": [row.remote_id for row in rows],
+            "states": states,
+        }
+        held = {id_ for (id_,) in session.execute(_sending_arrays(), values)}
+        return [row for row in rows if row.id in held]
+    held = set()
     for start in range(0, len(rows), 250):
         part = rows[start : start + 250]
-        values: dict[str, Any] = {"b_at": at}
+        values = {"b_at": at}
         for i, row in enumerate(part):
-            state = None if row.remote_state is None else json.dumps(row.remote_state)
             values.update(
-                {f"i{i}": row.id, f"l{i}": row.lease_id, f"r{i}": row.remote_id, f"s{i}": state}
+                {
+                    f"i{i}": row.id,
+                    f"l{i}": row.lease_id,
+                    f"r{i}": row.remote_id,
+                    f"s{i}": states[start + i],
+                }
             )
-        held.update(id_ for (id_,) in session.execute(_sending(dialect, len(part)), values))
+        held.update(id_ for (id_,) in session.execute(_sending(len(part)), values))
     return [row for row in rows if row.id in held]
 
 
+# `_mark_sent`'s statement, around its rows as `v` (id, lease, remote id, remote state).
+_SENT = (
+    f"UPDATE outbox SET status = '{OutboxStatus.SENT.value}', sent_at = :b_at, "
+    "attempts = outbox.attempts + 1, locked_until = NULL, lease_id = NULL, last_error = NULL, "
+    "remote_id = v.{remote_id}, remote_state = v.{remote_state} FROM {rows} "
+    "WHERE outbox.id = v.{id} AND outbox.lease_id = v.{lease} "
+    f"AND outbox.status = '{OutboxStatus.PENDING.value}' RETURNING outbox.id"
+)
+
+
 @cache
-def _sending(dialect: str, count: int) -> Any:
-    """`_mark_sent`'s statement for `count` rows (built once per size: a batch's is rendered
-    and compiled once, then only run)."""
-    cast = "CAST({} AS integer)", "CAST({} AS text)", "CAST({} AS text)", "CAST({} AS json)"
-    if dialect != "postgresql":
-        cast = ("{}",) * 4
-    rows = ", ".join(
-        "({})".format(", ".join(c.format(f":{p}{i}") for c, p in zip(cast, "ilrs", strict=True)))
-        for i in range(count)
+def _sending(count: int) -> Any:
+    """`_mark_sent`'s statement for `count` rows on SQLite (built once per size: a batch's is
+    rendered and compiled once, then only run)."""
+    rows = ", ".join(f"(:i{i}, :l{i}, :r{i}, :s{i})" for i in range(count))
+    sql = _SENT.format(
+        rows=f"(VALUES {rows}) AS v",
+        id="column1",
+        lease="column2",
+        remote_id="column3",
+        remote_state="column4",
     )
-    sql = (
-        f"UPDATE outbox SET status = '{OutboxStatus.SENT.value}', sent_at = :b_at, "
-        "attempts = outbox.attempts + 1, locked_until = NULL, lease_id = NULL, "
-        "last_error = NULL, remote_id = v.column3, remote_state = v.column4 "
-        f"FROM (VALUES {rows}) AS v "
-        "WHERE outbox.id = v.column1 AND outbox.lease_id = v.column2 "
-        f"AND outbox.status = '{OutboxStatus.PENDING.value}' RETURNING outbox.id"
+    return text(sql).bindparams(bindparam("b_at", type_=_table.c.sent_at.type))
+
+
+@cache
+def _sending_arrays() -> Any:
+    """`_mark_sent`'s statement on PostgreSQL: the same text for every batch (so it is
+    prepared once), which joins its rows to the outbox by primary key whatever the
+    statistics say."""
+    rows = (
+        "unnest(CAST(:ids AS integer[]), CAST(:leases AS text[]), "
+        "CAST(:remote_ids AS text[]), CAST(:states AS json[])) "
+        "AS v(id, lease_id, remote_id, remote_state)"
+    )
+    sql = _SENT.format(
+        rows=rows, id="id", lease="lease_id", remote_id="remote_id", remote_state="remote_state"
     )
     return text(sql).bindparams(bindparam("b_at", type_=_table.c.sent_at.type))
 
