@@ -449,9 +449,16 @@ def test_bad_addresses_and_periods_are_refused_naming_the_field(engine, filing, 
     assert across.code != 0 and "within one calendar year" in across.err
 
 
-def test_a_campaign_without_fec_settings_is_told_what_to_add(applied, rally) -> None:
+def test_a_campaign_without_fec_settings_is_told_what_to_add(
+    applied, rally, settings, engine
+) -> None:
+    from tests.integration.test_staff_console import STAFF, signed_in
+
     run = rally("payments", "disbursements", SLUG, "--from", PERIOD[0], "--to", PERIOD[1])
     assert run.code != 0 and "payments.fec" in run.err and "committee_id" in run.err
+    page = signed_in(settings, engine, STAFF).get(f"/staff/campaigns/{SLUG}/payments/reports")
+    assert page.status_code == 200 and 'id="not-filing"' in page.text
+    assert "committee_id" in page.text and 'id="period"' not in page.text
 
 
 def test_the_disclaimer_archive_keeps_what_was_posted_and_what_stands_behind_it(
