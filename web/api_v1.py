@@ -91,7 +91,7 @@ def granted(
     with transaction(state.engine, write=False) as session:
         grant = authenticate(session, secret, scope=scope, now=now)
     record_use(state.engine, grant, now)
-    limits: TokenLimits = request.app.state.limits
+    limits: TokenLimits = request.scope[LIMITS_KEY]
     quota = limits.take(grant.token_id, now.timestamp())
     request.state.quota = quota
     if not quota.allowed:
@@ -154,9 +154,12 @@ def reading(request: Request, grant: Granted, slug: str) -> Iterator[tuple[Sessi
         yield session, found
 
 
-def create_api(requests_per_minute: int) -> FastAPI:
-    """The API as its own app, mounted at `/api/v1` by `web.app.create_app`; each token may
-    make `requests_per_minute` requests a minute."""
+LIMITS_KEY = "rally.token_limits"  # where a request carries its app's `TokenLimits`
+
+
+def create_api() -> FastAPI:
+    """The API as its own app, mounted at `/api/v1` by `web.app.create_app`, which gives each
+    request the app's state and its tokens' rate limits."""
     api = FastAPI(
         title="Rally API",
         version="1",
@@ -166,7 +169,6 @@ def create_api(requests_per_minute: int) -> FastAPI:
         openapi_url="/openapi.json",
     )
     api.add_middleware(BoundedBody)
-    api.state.limits = TokenLimits(requests_per_minute)
 
     @api.middleware("http")
     async def rate_and_validators(request: Request, call_next: Any) -> Any:

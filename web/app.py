@@ -10,6 +10,7 @@ and a missing page the same 404 whatever was asked for.
 
 from collections.abc import Callable
 from datetime import datetime
+from functools import cache
 from pathlib import Path
 
 from fastapi import FastAPI, Request
@@ -17,11 +18,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import PlainTextResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from config.errors import RallyError
 from config.settings import Settings, get_settings
 from store.db import open_store
 from store.types import utcnow
+from tasks.api.limits import TokenLimits
 from tasks.engagement.writer import EventWriter
 from tasks.review.uploads import video_shelf
 from web import (
@@ -36,9 +39,9 @@ from web import (
     staff_actions,
     uploads,
 )
-from web.api_v1 import API_PREFIX, create_api, problem
+from web.api_v1 import API_PREFIX, LIMITS_KEY, create_api, problem
 from web.api_webhooks import add_webhook_routes
-from web.deps import AppState, SignedOut
+from web.deps import STATE_KEY, AppState, SignedOut
 from web.pages import PrivateHeaders, RetryDroppedConnection, not_found, page_response
 from web.webhooks import TikTokWebhooks
 
@@ -66,11 +69,31 @@ def create_app(
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     # The API is its own app: its own OpenAPI document and problem-details errors.
-    rest = create_api(settings.api_requests_per_minute)
-    add_webhook_routes(rest)
-    rest.state.rally = app.state.rally
-    app.mount(API_PREFIX, rest)
+    limits = TokenLimits(settings.api_requests_per_minute)
+    app.mount(API_PREFIX, WithState(rest_api(), app.state.rally, limits))
     return app
+
+
+@cache
+def rest_api() -> FastAPI:
+    """The REST API's app, built once a process: making its hundred routes costs about 0.1 s,
+    and every web app of the process (a test's, a worker's) mounts the same one, giving it
+    its own state per request (`WithState`)."""
+    rest = create_api()
+    add_webhook_routes(rest)
+    return rest
+
+
+class WithState:
+    """The REST API as one web app mounts it: each request carries that app's state and its
+    tokens' rate limits (`web.deps.app_state_of`, `web.api_v1.needs`)."""
+
+    def __init__(self, api: ASGIApp, state: AppState, limits: TokenLimits) -> None:
+        self.api, self.state, self.limits = api, state, limits
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope[STATE_KEY], scope[LIMITS_KEY] = self.state, self.limits
+        await self.api(scope, receive, send)
 
 
 def _answer_errors(app: FastAPI) -> None:

@@ -43,9 +43,13 @@ class SignedOut(Exception):
         self.staff = staff
 
 
+STATE_KEY = "rally.state"  # where a mounted app's requests carry the state (`web.app`)
+
+
 def app_state_of(request: Request) -> AppState:
-    """What the app was built with."""
-    state: AppState = request.app.state.rally
+    """What the app was built with: on the request, for the REST API, which every app of a
+    process shares; else on the app."""
+    state: AppState = request.scope.get(STATE_KEY) or request.app.state.rally
     return state
 
 
