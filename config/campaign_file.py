@@ -4,6 +4,7 @@
 
 import difflib
 import re
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -163,15 +164,19 @@ def parse_campaign(data: Any, *, file: str) -> CampaignSpec:
     return spec
 
 
-def _loader() -> type:
+@cache
+def _loader(fast: bool) -> type:
     """YAML's safe loader, except that dates stay text for the schema to check (PyYAML would
     fail on `2027-02-30` with an error that names no field), that a key given twice in one
     mapping is refused (YAML would keep the later one silently), and that aliases are refused:
     a few lines of `*alias` can stand for billions of values (a "billion laughs" file), or for
-    a value that contains itself."""
+    a value that contains itself. `fast` parses with libyaml (about five times as fast), for
+    text with no `*` and so no alias; libyaml refuses nesting over 1,000 levels deep."""
     import yaml
 
-    class CampaignLoader(yaml.SafeLoader):
+    base = yaml.CSafeLoader if fast and yaml.__with_libyaml__ else yaml.SafeLoader
+
+    class CampaignLoader(base):  # type: ignore[valid-type,misc]
         def compose_node(self, parent: Any, index: Any) -> Any:
             if self.check_event(yaml.events.AliasEvent):
                 event = self.peek_event()
@@ -228,11 +233,13 @@ def read_yaml(path: Path) -> Any:
     import yaml
 
     try:
-        data = yaml.load(text, Loader=_loader())
+        data = yaml.load(text, Loader=_loader(fast="*" not in text))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
+        if "maximum nesting depth" in problem:  # libyaml's words
+            where, problem = "", "nested too deeply"
         raise CampaignFileError(file, [("", f"{where}not valid YAML: {problem}")]) from None
     except RecursionError:
         raise CampaignFileError(file, [("", "not valid YAML: nested too deeply")]) from None
