@@ -8,6 +8,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cache, lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -47,6 +48,19 @@ class MemberInfo:
     short_link: str
 
 
+@lru_cache(maxsize=1024)
+def message_template(source: str) -> Template:
+    """A follow-up text compiled once a process: compiling one costs about a millisecond, and
+    a campaign's rules are read again for every batch of events. The sandbox keeps nothing
+    between renders, so one compiled template serves every thread."""
+    return _sandbox().from_string(source)
+
+
+@cache
+def _sandbox() -> Any:
+    return message_sandbox()
+
+
 @dataclass
 class CampaignRules:
     """One campaign's rules, compiled once: matchers, message templates, its roster."""
@@ -59,18 +73,17 @@ class CampaignRules:
     templates: dict[str, Template] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        sandbox = message_sandbox()
         spec = self.followups.spec
         for rule in spec.rules:
             for part in ("subject", "message"):
                 if getattr(rule, part):
-                    self.templates[f"{rule.id}.{part}"] = sandbox.from_string(getattr(rule, part))
+                    self.templates[f"{rule.id}.{part}"] = message_template(getattr(rule, part))
         for kind, texts in (
             ("stop", spec.opt_out_confirmation),
             ("start", spec.opt_in_confirmation),
         ):
             for channel, text in texts.items():
-                self.templates[f"{kind}.{channel}"] = sandbox.from_string(text)
+                self.templates[f"{kind}.{channel}"] = message_template(text)
         self.by_type: dict[str, list[Rule]] = {}
         for rule in spec.rules:
             for kind in rule.when.types:
