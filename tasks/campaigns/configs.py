@@ -73,7 +73,10 @@ def read_configs(spec: CampaignSpec, base: Path, *, file: str) -> Configs:
     template = spec.brief.template
     try:
         templates = BriefTemplates.from_folder(None if template == BUILTIN else base / template)
-        templates.check(sorted(templates.sources))
+        if templates.version not in _compiled:  # the same texts compile the same
+            templates.check(sorted(templates.sources))
+            if len(_compiled) < PARSED_LIMIT:
+                _compiled.add(templates.version)
     except SecurityError as exc:
         raise CampaignFileError(file, [("brief.template", str(exc))]) from None
     except TemplateSyntaxError as exc:
@@ -123,6 +126,7 @@ def store_configs(
 
 T = TypeVar("T", Policy, Followups, "BriefTemplates")
 _parsed: dict[tuple[str, str], Any] = {}  # (kind, hash) -> parsed: three for each campaign
+_compiled: set[str] = set()  # versions of template sets that compiled (`read_configs`)
 PARSED_LIMIT = 300
 
 
