@@ -170,8 +170,9 @@ def _loader(fast: bool) -> type:
     fail on `2027-02-30` with an error that names no field), that a key given twice in one
     mapping is refused (YAML would keep the later one silently), and that aliases are refused:
     a few lines of `*alias` can stand for billions of values (a "billion laughs" file), or for
-    a value that contains itself. `fast` parses with libyaml (about five times as fast), for
-    text with no `*` and so no alias; libyaml refuses nesting over 1,000 levels deep."""
+    a value that contains itself. `fast` parses with libyaml (about ten times as fast), for
+    text with no `*` (so no alias) and no tab (which libyaml takes in places PyYAML refuses);
+    libyaml refuses nesting over 1,000 levels deep."""
     import yaml
 
     base = yaml.CSafeLoader if fast and yaml.__with_libyaml__ else yaml.SafeLoader
@@ -233,7 +234,7 @@ def read_yaml(path: Path) -> Any:
     import yaml
 
     try:
-        data = yaml.load(text, Loader=_loader(fast="*" not in text))
+        data = yaml.load(text, Loader=_loader(fast="*" not in text and "\t" not in text))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""

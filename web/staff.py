@@ -16,6 +16,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from sqlmodel import Session, select
 
+from config.campaign import FecFiling
 from config.errors import RallyError
 from store.db import transaction
 from store.models import Campaign
@@ -342,6 +343,10 @@ def payment_reports_page(
         except RallyError as exc:
             context["not_filing"] = str(exc)
             return page_response(request, "staff_payment_reports.html", context)
+        others = _not_theirs(session, filing, email)
+        if others:
+            context["others"] = others
+            return page_response(request, "staff_payment_reports.html", context)
         today = campaign_today(session, campaign, clock())
         quarter = date(today.year, 3 * ((today.month - 1) // 3) + 1, 1)
         context |= {"start": start or str(quarter), "end": end or str(today), "filing": filing}
@@ -365,13 +370,15 @@ def payment_report_file(
     end: To = "",
 ) -> Response:
     """One file of the period's report, to download under its name."""
-    from tasks.payments.disbursements import report
+    from tasks.payments.disbursements import filing_of, report
 
     with transaction(engine, write=False) as session:
         campaign = theirs(session, slug, email)
         if campaign is None:
             return not_found(request)
         try:
+            if _not_theirs(session, filing_of(campaign), email):
+                return not_found(request)
             filed = report(session, campaign, _day("from", start), _day("to", end))
         except RallyError:
             return not_found(request)
@@ -384,6 +391,14 @@ def payment_report_file(
         media_type=f"{kind}; charset=us-ascii",
         headers={"Content-Disposition": f'attachment; filename="{name}"'},
     )
+
+
+def _not_theirs(session: Session, filing: FecFiling, email: str) -> int:
+    """How many of the campaigns the committee's report covers do not list `email` as staff:
+    the report names their creators and addresses, so it is theirs to prepare."""
+    from tasks.payments.disbursements import committee_campaigns
+
+    return sum(1 for c in committee_campaigns(session, filing) if not is_listed_staff(c, email))
 
 
 def _day(field: str, text: str) -> date:

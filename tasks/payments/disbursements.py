@@ -7,7 +7,8 @@ itemized once their disbursements in the aggregation period add up to more than 
 calendar year for a PAC (11 CFR 104.3(b)(3)(i)), the election cycle for a candidate committee
 (104.3(b)(4)(i); it starts on the filing's `cycle_starts`). Then every one of their payments in
 the report's period is a line, with their total to date through it; the rest are counted as
-unitemized. One store is one payer. A payout whose money later came back (a reversal, a
+unitemized. The payer is the committee: its report covers the campaigns whose files name its
+FEC id (`committee_campaigns`). A payout whose money later came back (a reversal, a
 refund) stays a disbursement at its full amount: what came back is an offset to operating
 expenditures, a receipt on Schedule A (Form 3's line 14, Form 3X's line 15; `offsets`), from
 the same payee, itemized once their offsets in the aggregation period are over USD 200.
@@ -28,10 +29,11 @@ is left out and named, with the field, so that nothing incomplete is filed unnot
 import csv
 import io
 import unicodedata
+from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from config.campaign import Agency, FecFiling
 from config.errors import RallyError
@@ -191,6 +193,7 @@ class Offset:
     aggregate_cents: int
     paid_on: date  # the disbursement it offsets
     payee: dict[str, str]  # the SB payee fields, as the disbursement named them
+    ledger_id: int  # its `paid` line's, in the order money came back
 
     def contributor(self) -> dict[str, str]:
         """The payee's fields under Schedule A's names."""
@@ -213,6 +216,8 @@ def aggregation_start(filing: FecFiling, start: date, end: date) -> date:
     a candidate committee's election cycle; RallyError if the report's period crosses it."""
     if end < start:
         raise RallyError(f"to: {end} is before {start}")
+    if end.year > 9000:
+        raise RallyError(f"to: {end} is further ahead than any report")
     if filing.cycle_starts is None:
         if start.year != end.year:
             raise RallyError("from, to: a report's period lies within one calendar year")
@@ -225,7 +230,13 @@ def aggregation_start(filing: FecFiling, start: date, end: date) -> date:
     return filing.cycle_starts
 
 
-def disbursements(session: Session, start: date, end: date, filing: FecFiling) -> Disbursements:
+def disbursements(
+    session: Session,
+    start: date,
+    end: date,
+    filing: FecFiling,
+    campaigns: Collection[int] | None = None,
+) -> Disbursements:
     """Every settled payout from `start` to `end` (both included) as Schedule B itemizes it
     (see the module)."""
     since = datetime.combine(aggregation_start(filing, start, end), time(), tzinfo=UTC)
@@ -234,7 +245,7 @@ def disbursements(session: Session, start: date, end: date, filing: FecFiling) -
     agencies: dict[int, dict[str, Agency]] = {}
     by_payee: dict[str, list[tuple[Payout, Creator, TaxForm | None, int]]] = {}
     totals: dict[str, int] = {}
-    for payout, creator, form in settled_payouts(session, since, until):
+    for payout, creator, form in settled_payouts(session, since, until, campaigns):
         key = _payee_key(session, payout, creator, agencies, found.problems)
         if key is None:
             continue
@@ -255,7 +266,9 @@ def disbursements(session: Session, start: date, end: date, filing: FecFiling) -
     return found
 
 
-def offsets(session: Session, start: date, end: date, filing: FecFiling) -> Offsets:
+def offsets(
+    session: Session, start: date, end: date, filing: FecFiling, campaigns: Collection[int]
+) -> Offsets:
     """Money that came back from `start` to `end` (both included) after a payout was paid, as
     Schedule A itemizes offsets to operating expenditures: from the payee the payout paid
     (the creator, or their agency), itemized once that payee's offsets in the aggregation
@@ -266,7 +279,7 @@ def offsets(session: Session, start: date, end: date, filing: FecFiling) -> Offs
     agencies: dict[int, dict[str, Agency]] = {}
     by_payee: dict[str, list[tuple[LedgerEntry, Payout, Creator, TaxForm | None, int]]] = {}
     totals: dict[str, int] = {}
-    for entry, payout, creator, form in money_back(session, since, until):
+    for entry, payout, creator, form in money_back(session, since, until, campaigns):
         key = _payee_key(session, payout, creator, agencies, found.problems)
         if key is None:
             continue
@@ -291,10 +304,10 @@ def offsets(session: Session, start: date, end: date, filing: FecFiling) -> Offs
             line = Offset(
                 f"RALLY-RET-{entry.id}", payout.id or 0, creator.handle, entry.created_at.date(),
                 entry.amount_cents, aggregate, (payout.settled_at or entry.created_at).date(),
-                payee,
+                payee, entry.id or 0,
             )  # fmt: skip
             found.lines.append(line)
-    found.lines.sort(key=lambda o: (o.received_on, o.transaction_id))
+    found.lines.sort(key=lambda o: (o.received_on, o.ledger_id))
     return found
 
 
@@ -532,6 +545,17 @@ def offsets_state_csv(lines: list[Offset]) -> str:
     return out.getvalue()
 
 
+def committee_campaigns(session: Session, filing: FecFiling) -> list[Campaign]:
+    """The campaigns whose payments the committee of `filing` reports: those whose campaign
+    file names its FEC id (a store may hold more than one committee's)."""
+    found = []
+    for campaign in session.exec(select(Campaign).order_by(col(Campaign.id))):
+        fec = campaign_spec(campaign).payments.fec
+        if fec is not None and fec.committee_id == filing.committee_id:
+            found.append(campaign)
+    return found
+
+
 @dataclass(frozen=True)
 class Report:
     """A period's report for the treasurer: its files by name (the offsets' only when money
@@ -546,8 +570,9 @@ def report(session: Session, campaign: Campaign, start: date, end: date) -> Repo
     """The disbursements from `start` to `end` and the offsets of the money that came back,
     as the files `rally payments disbursements` writes and the staff console serves."""
     filing = filing_of(campaign)
-    found = disbursements(session, start, end, filing)
-    back = offsets(session, start, end, filing)
+    campaigns = [c.id or 0 for c in committee_campaigns(session, filing)]
+    found = disbursements(session, start, end, filing, campaigns)
+    back = offsets(session, start, end, filing, campaigns)
     stem = f"disbursements-{start}-{end}"
     files = {
         f"{stem}.fec": fec_text(found.lines, filing),

@@ -23,7 +23,7 @@ the payout, or returns its amount to `approved`.
 import json
 import re
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -548,7 +548,9 @@ def _transfer(paying: Transfers, payload: dict[str, Any], key: str) -> str:
 
 def _settled(actor: str) -> Callable[[Session, list[Claimed], datetime], None]:
     def sent(session: Session, rows: list[Claimed], at: datetime) -> None:
-        transfers = {int(row.payload["payout"]): str(row.remote_id) for row in rows}
+        transfers: dict[int, str] = {}
+        for row in rows:  # a payout's first answer, should a batch hold it twice
+            transfers.setdefault(int(row.payload["payout"]), str(row.remote_id))
         settle_all(session, transfers, actor=actor, now=at)
 
     return sent
@@ -790,11 +792,14 @@ def payouts(
     ]
 
 
-def settled_payouts(session: Session, since: datetime, until: datetime) -> Any:
-    """The payouts that settled from `since` up to `until` (not a rehearsal's), oldest first,
-    each with its creator and their W-9 (None without one): what left the payer's balance,
-    those whose money later came back (in part or in full: `taken_back_cents`) included."""
-    return session.exec(
+def settled_payouts(
+    session: Session, since: datetime, until: datetime, campaigns: Collection[int] | None = None
+) -> Any:
+    """The payouts that settled from `since` up to `until` (not a rehearsal's; of `campaigns`
+    if given), oldest first, each with its creator and their W-9 (None without one): what left
+    the payer's balance, those whose money later came back (in part or in full:
+    `taken_back_cents`) included."""
+    query = (
         select(Payout, Creator, TaxForm)
         .join(RosterMember, col(RosterMember.id) == col(Payout.member_id))
         .join(Creator, col(Creator.id) == col(RosterMember.creator_id))
@@ -806,13 +811,18 @@ def settled_payouts(session: Session, since: datetime, until: datetime) -> Any:
             col(Payout.settled_at) < until,
         )
         .order_by(col(Payout.settled_at), col(Payout.id))
-    ).all()
+    )
+    if campaigns is not None:
+        query = query.where(col(Payout.campaign_id).in_(campaigns))
+    return session.exec(query).all()
 
 
-def money_back(session: Session, since: datetime, until: datetime) -> Any:
-    """Money that came back from `since` up to `until` after a payout was paid (a reversed
-    transfer, a refunded item; not a rehearsal's), oldest first: each taken-back amount's
-    `paid` line, with its payout, creator and their W-9 (None without one)."""
+def money_back(
+    session: Session, since: datetime, until: datetime, campaigns: Collection[int]
+) -> Any:
+    """Money that came back from `since` up to `until` after a payout of `campaigns` was paid
+    (a reversed transfer, a refunded item; not a rehearsal's), oldest first: each taken-back
+    amount's `paid` line, with its payout, creator and their W-9 (None without one)."""
     return session.exec(
         select(LedgerEntry, Payout, Creator, TaxForm)
         .join(Payout, col(LedgerEntry.cause) == "payout:" + cast(col(Payout.id), String))
@@ -823,6 +833,7 @@ def money_back(session: Session, since: datetime, until: datetime) -> Any:
             LedgerEntry.kind == TAKEN_BACK,
             LedgerEntry.account == PAID,
             Payout.provider != REHEARSAL,
+            col(Payout.campaign_id).in_(campaigns),
             col(LedgerEntry.created_at) >= since,
             col(LedgerEntry.created_at) < until,
         )

@@ -14,6 +14,7 @@ from datetime import UTC, date, datetime
 import pytest
 from sqlmodel import col, select
 
+from benchmarks.pages import apply_example
 from config.settings import get_settings
 from store.db import transaction
 from store.models import Campaign, LedgerEntry, Payout
@@ -21,11 +22,12 @@ from tasks.payments.disbursements import (
     SA_FIELDS,
     SB_FIELDS,
     WIDTHS,
+    committee_campaigns,
     disbursements,
     fec_text,
     filing_of,
 )
-from tasks.payments.payouts import pay, start_payouts, take_back
+from tasks.payments.payouts import pay, settled_payouts, start_payouts, take_back
 from tests.conftest import SLUG
 from tests.fakes.stripe_api import FakeStripe
 from tests.integration.test_payouts import handles, ready_to_pay, use
@@ -520,3 +522,41 @@ def test_the_console_serves_a_report_s_files_only_to_the_campaign_s_staff(
     stranger = signed_in(settings, engine, LEGAL)  # an approver, not this campaign's staff
     refused = stranger.get(f"{reports}/{name}", params=period)
     assert refused.status_code == 404 and "transaction_id" not in refused.text
+
+
+def test_a_committee_s_report_covers_its_own_campaigns_and_only_their_staff_prepare_it(
+    engine, applied, filing, settings, stripe, tmp_path
+) -> None:
+    """A second campaign under the same committee (its staff someone else) shares the report,
+    so the first campaign's staff cannot prepare it on the console; once the second campaign
+    files under another committee, each report holds its own campaign's payments only."""
+    from tests.integration.test_staff_console import STAFF, other_campaign, signed_in
+
+    (maya,) = handles(engine, 1)
+    payout = paid_on(engine, stripe, maya, 25_000, date(2027, 2, 15), 1)
+    other = other_campaign(engine, applied, tmp_path)  # the same campaign file: one committee
+    staff = signed_in(settings, engine, STAFF)
+    reports = f"/staff/campaigns/{SLUG}/payments/reports"
+    period = {"from": "2027-01-01", "to": "2027-03-31"}
+    page = staff.get(reports, params=period)
+    assert 'id="not-theirs"' in page.text and "1 other campaign that you are not" in page.text
+    assert "itemized disbursement" not in page.text
+    name = "disbursements-2027-01-01-2027-03-31.csv"
+    assert staff.get(f"{reports}/{name}", params=period).status_code == 404
+
+    second = tmp_path / "other" / "campaign.yaml"
+    second.write_text(second.read_text().replace("C00123456", "C00999999"))
+    apply_example(engine, second.parent)
+    with transaction(engine, write=False) as session:
+        ours = session.exec(select(Campaign).where(Campaign.slug == SLUG)).one()
+        assert [c.id for c in committee_campaigns(session, filing_of(ours))] == [ours.id]
+        since, until = datetime(2027, 1, 1, tzinfo=UTC), datetime(2027, 4, 1, tzinfo=UTC)
+        assert [p.id for p, *_ in settled_payouts(session, since, until, [ours.id or 0])] == [
+            payout
+        ]
+        assert settled_payouts(session, since, until, [other]) == []
+    page = staff.get(reports, params=period)  # the campaign's own committee again: its staff's
+    assert 'id="not-theirs"' not in page.text
+    assert f"{maya}: address: none on file" in page.text  # Maya's payment, to be itemized
+    far = staff.get(reports, params={"from": "9999-01-01", "to": "9999-12-31"})
+    assert far.status_code == 200 and "further ahead than any report" in far.text

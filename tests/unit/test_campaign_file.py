@@ -289,3 +289,16 @@ def test_payment_terms_default_to_half_on_approval_and_half_a_week_after_posting
 def test_payment_terms_that_cannot_be_paid_are_named(tmp_path: Path, payments, said) -> None:
     found = problems(write(tmp_path, {"payments": payments}))
     assert any(said in line and "payments" in line for line in found), found
+
+
+@pytest.mark.parametrize("text", ["name:\tFirst Vote\n", "budget: {total:\t5}\n", "slug: a\t\n"])
+def test_a_tab_is_refused_as_yaml_refuses_it_whatever_else_the_file_holds(tmp_path, text):
+    """Files are read with libyaml unless they could hold an alias; a tab, which libyaml takes
+    in places PyYAML refuses, gets the same answer either way."""
+    plain, starred = tmp_path / "plain.yaml", tmp_path / "starred.yaml"
+    plain.write_text(text)
+    starred.write_text(text + "# a note with a * in it\n")
+    (said,) = problems(plain)
+    (again,) = problems(starred)
+    assert "not valid YAML" in said and "'\\t'" in said
+    assert said.removeprefix(str(plain)) == again.removeprefix(str(starred))
