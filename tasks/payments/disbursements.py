@@ -32,16 +32,18 @@ import unicodedata
 from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
+from typing import TypeVar
 
 from sqlmodel import Session, col, select
 
 from config.campaign import Agency, FecFiling
 from config.errors import RallyError
-from store.models import Campaign, Creator, LedgerEntry, Payout, TaxForm
+from store.models import Campaign, Creator, Payout, TaxForm
 from tasks.campaigns.campaign import campaign_spec
 from tasks.payments.payouts import money_back, settled_payouts
 
 ITEMIZED_OVER_CENTS = 200_00
+T = TypeVar("T")
 SEPARATOR, END = "\x1c", "\r\n"  # the .fec format's field and record separators
 SB_FIELDS = (
     "form_type",
@@ -239,29 +241,21 @@ def disbursements(
 ) -> Disbursements:
     """Every settled payout from `start` to `end` (both included) as Schedule B itemizes it
     (see the module)."""
-    since = datetime.combine(aggregation_start(filing, start, end), time(), tzinfo=UTC)
-    until = datetime.combine(end + timedelta(days=1), time(), tzinfo=UTC)
+    since, until = _period(filing, start, end)
     found = Disbursements()
     agencies: dict[int, dict[str, Agency]] = {}
-    by_payee: dict[str, list[tuple[Payout, Creator, TaxForm | None, int]]] = {}
-    totals: dict[str, int] = {}
-    for payout, creator, form in settled_payouts(session, since, until, campaigns):
-        key = _payee_key(session, payout, creator, agencies, found.problems)
-        if key is None:
-            continue
-        totals[key] = totals.get(key, 0) + payout.amount_cents
-        if payout.settled_at is not None and payout.settled_at.date() >= start:
-            by_payee.setdefault(key, []).append((payout, creator, form, totals[key]))
-    for key, paid in by_payee.items():
-        if totals[key] <= ITEMIZED_OVER_CENTS:
-            found.unitemized_cents += sum(p.amount_cents for p, _, _, _ in paid)
-            found.unitemized_payments += len(paid)
-            continue
-        for payout, creator, form, aggregate in paid:
-            try:
-                found.lines += _lines(payout, creator, form, aggregate, agencies)
-            except RallyError as exc:
-                found.problems.append(f"@{creator.handle}: {exc}")
+    rows = [
+        ((payout, creator, form), payout, creator, payout.amount_cents, payout.settled_at)
+        for payout, creator, form in settled_payouts(session, since, until, campaigns)
+    ]
+    itemized, rest = _per_payee(session, rows, start, agencies, found.problems)
+    found.unitemized_cents = sum(payout.amount_cents for payout, _, _ in rest)
+    found.unitemized_payments = len(rest)
+    for (payout, creator, form), aggregate in itemized:
+        try:
+            found.lines += _lines(payout, creator, form, aggregate, agencies)
+        except RallyError as exc:
+            found.problems.append(f"@{creator.handle}: {exc}")
     found.lines.sort(key=lambda d: (d.paid_on, d.payout_id, d.memo_of != ""))
     return found
 
@@ -273,42 +267,71 @@ def offsets(
     Schedule A itemizes offsets to operating expenditures: from the payee the payout paid
     (the creator, or their agency), itemized once that payee's offsets in the aggregation
     period add up to more than USD 200, each saying it refunds the payment of its day."""
-    since = datetime.combine(aggregation_start(filing, start, end), time(), tzinfo=UTC)
-    until = datetime.combine(end + timedelta(days=1), time(), tzinfo=UTC)
+    since, until = _period(filing, start, end)
     found = Offsets()
     agencies: dict[int, dict[str, Agency]] = {}
-    by_payee: dict[str, list[tuple[LedgerEntry, Payout, Creator, TaxForm | None, int]]] = {}
-    totals: dict[str, int] = {}
-    for entry, payout, creator, form in money_back(session, since, until, campaigns):
-        key = _payee_key(session, payout, creator, agencies, found.problems)
-        if key is None:
+    rows = [
+        ((entry, payout, creator, form), payout, creator, entry.amount_cents, entry.created_at)
+        for entry, payout, creator, form in money_back(session, since, until, campaigns)
+    ]
+    itemized, rest = _per_payee(session, rows, start, agencies, found.problems)
+    found.unitemized_cents = sum(entry.amount_cents for entry, *_ in rest)
+    found.unitemized_receipts = len(rest)
+    for (entry, payout, creator, form), aggregate in itemized:
+        try:
+            payee = (
+                agency_fields(agencies[payout.campaign_id][payout.agency])
+                if payout.agency is not None
+                else payee_fields(creator, form)
+            )
+        except RallyError as exc:
+            found.problems.append(f"@{creator.handle}: {exc}")
             continue
-        totals[key] = totals.get(key, 0) + entry.amount_cents
-        if entry.created_at.date() >= start:
-            by_payee.setdefault(key, []).append((entry, payout, creator, form, totals[key]))
-    for key, back in by_payee.items():
-        if totals[key] <= ITEMIZED_OVER_CENTS:
-            found.unitemized_cents += sum(entry.amount_cents for entry, *_ in back)
-            found.unitemized_receipts += len(back)
-            continue
-        for entry, payout, creator, form, aggregate in back:
-            try:
-                payee = (
-                    agency_fields(agencies[payout.campaign_id][payout.agency])
-                    if payout.agency is not None
-                    else payee_fields(creator, form)
-                )
-            except RallyError as exc:
-                found.problems.append(f"@{creator.handle}: {exc}")
-                continue
-            line = Offset(
-                f"RALLY-RET-{entry.id}", payout.id or 0, creator.handle, entry.created_at.date(),
-                entry.amount_cents, aggregate, (payout.settled_at or entry.created_at).date(),
-                payee, entry.id or 0,
-            )  # fmt: skip
-            found.lines.append(line)
+        line = Offset(
+            f"RALLY-RET-{entry.id}", payout.id or 0, creator.handle, entry.created_at.date(),
+            entry.amount_cents, aggregate, (payout.settled_at or entry.created_at).date(),
+            payee, entry.id or 0,
+        )  # fmt: skip
+        found.lines.append(line)
     found.lines.sort(key=lambda o: (o.received_on, o.ledger_id))
     return found
+
+
+def _period(filing: FecFiling, start: date, end: date) -> tuple[datetime, datetime]:
+    """The times to read from and up to: the aggregation period's start, the day after `end`."""
+    since = datetime.combine(aggregation_start(filing, start, end), time(), tzinfo=UTC)
+    return since, datetime.combine(end + timedelta(days=1), time(), tzinfo=UTC)
+
+
+def _per_payee(
+    session: Session,
+    rows: list[tuple[T, Payout, Creator, int, datetime | None]],
+    start: date,
+    agencies: dict[int, dict[str, Agency]],
+    problems: list[str],
+) -> tuple[list[tuple[T, int]], list[T]]:
+    """The period's items (from `start`) of the aggregation period's `rows` (item, its payout
+    and creator, its cents, when), by payee: those of payees over the itemization threshold,
+    each with its payee's total to date through it, and the rest."""
+    by_payee: dict[str, list[tuple[T, int]]] = {}
+    totals: dict[str, int] = {}
+    for item, payout, creator, cents, at in rows:
+        key = _payee_key(session, payout, creator, agencies, problems)
+        if key is None:
+            continue
+        totals[key] = totals.get(key, 0) + cents
+        if at is not None and at.date() >= start:
+            by_payee.setdefault(key, []).append((item, totals[key]))
+    itemized = [
+        row for key, rows_ in by_payee.items() if totals[key] > ITEMIZED_OVER_CENTS for row in rows_
+    ]
+    rest = [
+        item
+        for key, rows_ in by_payee.items()
+        if totals[key] <= ITEMIZED_OVER_CENTS
+        for item, _ in rows_
+    ]
+    return itemized, rest
 
 
 def _payee_key(
