@@ -7,6 +7,7 @@ message still waiting (not yet taken by a drain) is shared by later changes inst
 another.
 """
 
+import json
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ from datetime import datetime
 from functools import cache
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from sqlalchemy import ARRAY, Integer, and_, any_, bindparam, or_
+from sqlalchemy import ARRAY, Integer, String, and_, any_, bindparam, func, literal_column, or_
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col
 
@@ -149,13 +150,15 @@ def load_people(session: Session, contact_ids: Iterable[int]) -> dict[int, LeadR
     ids = sorted(set(contact_ids))
     if not ids:
         return {}
-    people, consents_query = _people_queries(session.get_bind().dialect.name)
+    dialect = session.get_bind().dialect.name
+    people, consents_query = _people_queries(dialect)
+    values = {"b_ids": ids if dialect == "postgresql" else json.dumps(ids)}
     consents: dict[int, dict[str, str]] = {}
-    for contact_id, channel, status in session.execute(consents_query, {"b_ids": ids}).all():
+    for contact_id, channel, status in session.execute(consents_query, values).all():
         consents.setdefault(contact_id, {})[channel] = status
     return {
         row[0]: LeadRecord(ContactFields._make(row[:-2]), consents.get(row[0], {}), *row[-2:])
-        for row in session.execute(people, {"b_ids": ids}).all()
+        for row in session.execute(people, values).all()
     }
 
 
@@ -172,7 +175,10 @@ def _people_queries(dialect: str) -> tuple[Any, Any]:
     def among(column: Any) -> Any:
         if dialect == "postgresql":
             return column == any_(bindparam("b_ids", type_=ARRAY(Integer)))
-        return column.in_(bindparam("b_ids", expanding=True))
+        # SQLite's counterpart of an array: the ids as one JSON text, so that the statement is
+        # the same for every batch (an expanding IN is rendered anew for each).
+        ids = func.json_each(bindparam("b_ids", type_=String))
+        return column.in_(sa_select(literal_column("value")).select_from(ids))
 
     people = (
         sa_select(
