@@ -393,6 +393,84 @@ def payment_report_file(
     )
 
 
+W9_FIELDS = ("collected_on", "name", "tin_last4", "street", "street2", "city", "state", "zip")
+
+
+@router.get("/staff/campaigns/{slug}/payments/w9")
+def tax_forms_page(request: Request, slug: str, email: StaffMember, engine: Store) -> Response:
+    """Each creator on the roster with their W-9: on file or not, and whether it holds what
+    the treasurer's reports itemize; each links to its form. The creators who earned nothing
+    yet are folded, as on the payments page."""
+    from tasks.payments.ledger import balances
+    from tasks.payments.tax import roster_forms
+
+    with transaction(engine, write=False) as session:
+        campaign = theirs(session, slug, email)
+        if campaign is None:
+            return not_found(request)
+        roster = roster_forms(session, campaign)
+        earned = {row["creator"]: row["earned_cents"] for row in balances(session, campaign)}
+    context = {
+        "email": email,
+        "campaign": campaign,
+        "earning": [(e, earned[e.creator.handle]) for e in roster if earned.get(e.creator.handle)],
+        "others": [e for e in roster if not earned.get(e.creator.handle)],
+        "currency": campaign_spec(campaign).budget.currency,
+        "ready": sum(1 for e in roster if earned.get(e.creator.handle) and (e.ready or e.agency)),
+        "done": request.query_params.get("done", "")[:SAID_LIMIT],
+    }
+    return page_response(request, "staff_tax_forms.html", context)
+
+
+@router.get("/staff/campaigns/{slug}/payments/w9/{handle}")
+def w9_page(
+    request: Request, slug: str, handle: str, email: StaffMember, engine: Store, clock: Clock
+) -> Response:
+    """The form that records a creator's W-9 (as `rally payments w9` does), filled in with
+    the one on file."""
+    from tasks.payments.tax import roster_forms
+
+    with transaction(engine, write=False) as session:
+        campaign = theirs(session, slug, email)
+        found = roster_forms(session, campaign, handle[:64]) if campaign else []
+        if campaign is None or not found:
+            return not_found(request)
+    form = found[0].form
+    values = {name: "" for name in W9_FIELDS}
+    if form is not None:
+        values |= {
+            "collected_on": form.collected_on.isoformat(),
+            "name": form.legal_name or "",
+            "tin_last4": form.tin_last4 or "",
+            "business": "on" if form.business else "",
+        }
+        values |= {name: getattr(form, name) or "" for name in W9_FIELDS[3:]}
+    else:
+        values["collected_on"] = clock().date().isoformat()
+    return w9_form(request, campaign, found[0], email, values)
+
+
+def w9_form(
+    request: Request,
+    campaign: Campaign,
+    entry: Any,
+    email: str,
+    values: dict[str, str],
+    error: str = "",
+) -> Response:
+    """The W-9 form with `values`; a refusal names its field (`zip: ...`), which is marked."""
+    field = error.split(":", 1)[0] if error else ""
+    context = {
+        "email": email,
+        "campaign": campaign,
+        "entry": entry,
+        "values": values,
+        "error": error,
+        "field": field if field in W9_FIELDS else "",
+    }
+    return page_response(request, "staff_w9.html", context, status_code=400 if error else 200)
+
+
 def _not_theirs(session: Session, filing: FecFiling, email: str) -> int:
     """How many of the campaigns the committee's report covers do not list `email` as staff:
     the report names their creators and addresses, so it is theirs to prepare."""

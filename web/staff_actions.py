@@ -7,7 +7,7 @@ audited with the staff member's email; the page then says what was done, or why 
 """
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import date, datetime
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
@@ -23,13 +23,14 @@ from store.db import transaction
 from store.models import Campaign, Creative, StaffRun
 from tasks.leads.status import requeue_dead
 from tasks.payments.approvals import approve
+from tasks.payments.tax import Address, record_w9, roster_forms
 from tasks.review.creatives import posted
 from tasks.sprint.state import LIVE, mark_milestone, real_activity, start_sprint
 from web import staff_runs
 from web.deps import AppSettings, Clock, RowId, StaffMember, Store
 from web.pages import not_found
 from web.review import form_of, form_too_large, same_origin
-from web.staff import theirs
+from web.staff import W9_FIELDS, theirs, w9_form
 
 router = APIRouter()
 NOTE_LIMIT = 2000
@@ -124,6 +125,77 @@ async def approve_form(
         return f"{done.creator}: {amount} approved by you; a second person must approve it too."
 
     return await _act(request, slug, email, engine, settings, approve_waiting, page="/payments")
+
+
+@router.post("/staff/campaigns/{slug}/payments/w9/{handle}")
+async def w9_form_sent(
+    request: Request,
+    slug: str,
+    handle: str,
+    email: StaffMember,
+    engine: Store,
+    settings: AppSettings,
+    clock: Clock,
+) -> Response:
+    """Record a roster creator's W-9 as the signed-in staff member; a refusal shows the form
+    again as it was sent, the field at fault named."""
+    if not same_origin(request, settings):
+        return not_found(request, status_code=403)
+    form = await form_of(request)
+    if form is None:
+        return form_too_large()
+    values = {name: form.get(name, "")[:200] for name in (*W9_FIELDS, "business")}
+    return await run_in_threadpool(
+        _record_w9, request, slug, handle[:64], email, engine, clock(), values
+    )
+
+
+def _record_w9(
+    request: Request,
+    slug: str,
+    handle: str,
+    email: str,
+    engine: Engine,
+    now: datetime,
+    values: dict[str, str],
+) -> Response:
+    with transaction(engine) as session:
+        campaign = theirs(session, slug, email)
+        found = roster_forms(session, campaign, handle) if campaign else []
+        if campaign is None or not found:
+            return not_found(request)
+        try:
+            day = _w9_recorded(session, found[0].creator.handle, email, now, values)
+        except RallyError as exc:
+            if str(exc).startswith("tin_last4:"):  # never show back what may be a whole TIN
+                values["tin_last4"] = ""
+            return w9_form(request, campaign, found[0], email, values, str(exc))
+    said = urlencode({"done": f"@{found[0].creator.handle}: W-9 on file, collected {day}."})
+    return RedirectResponse(f"/staff/campaigns/{slug}/payments/w9?{said}#said", status_code=303)
+
+
+def _w9_recorded(
+    session: Session, handle: str, email: str, now: datetime, values: dict[str, str]
+) -> date:
+    """Record the W-9 the form describes (a refusal comes before any change); the day it was
+    collected."""
+    try:
+        day = date.fromisoformat(values["collected_on"])
+    except ValueError:
+        raise RallyError("collected_on: give the day the form was collected") from None
+    address = values["street"], values["city"], values["state"], values["zip"]
+    record_w9(
+        session,
+        handle,
+        collected_on=day,
+        legal_name=values["name"],
+        tin_last4=values["tin_last4"],
+        actor=email,
+        now=now,
+        address=Address.checked(*address, values["street2"]) if any(address) else None,
+        business=bool(values["business"]),
+    )
+    return day
 
 
 @router.post("/staff/campaigns/{slug}/start")

@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from config.errors import RallyError
 from store.audit import Change, record
-from store.models import Campaign, Creator, TaxForm
+from store.models import Campaign, Creator, RosterMember, TaxForm
 from tasks.campaigns.campaign import campaign_spec
 from tasks.payments.payouts import settled_payouts
 
@@ -201,3 +201,35 @@ def tax_year(session: Session, year: int, *, override_usd: float | None = None) 
             for agency, cents in sorted(through.items(), key=lambda a: (-a[1], a[0]))
         ],
     }
+
+
+@dataclass(frozen=True)
+class OnRoster:
+    """A creator of a campaign's roster with their W-9, if one is on file. `ready` says
+    whether it holds what a disbursement report itemizes (a name and a whole address); a
+    creator paid through an agency needs none of their own."""
+
+    creator: Creator
+    form: TaxForm | None
+    agency: str | None
+
+    @property
+    def ready(self) -> bool:
+        form = self.form
+        named = bool(form and (form.legal_name or self.creator.name))
+        return named and bool(form and form.street and form.city and form.state and form.zip)
+
+
+def roster_forms(session: Session, campaign: Campaign, handle: str | None = None) -> list[OnRoster]:
+    """The campaign's roster (or its creator `handle`, if on it) with each one's W-9, by
+    handle."""
+    query = (
+        select(Creator, TaxForm, RosterMember.agency)
+        .join(RosterMember, col(RosterMember.creator_id) == Creator.id)
+        .outerjoin(TaxForm, col(TaxForm.creator_id) == Creator.id)
+        .where(RosterMember.campaign_id == campaign.id)
+        .order_by(col(Creator.handle))
+    )
+    if handle is not None:
+        query = query.where(Creator.handle == handle.strip().lstrip("@").lower())
+    return [OnRoster(creator, form, agency) for creator, form, agency in session.exec(query)]

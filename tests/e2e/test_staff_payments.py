@@ -161,3 +161,35 @@ def test_the_treasurer_prepares_a_quarter_s_reports_and_downloads_what_the_cli_w
         assert Path(download.value.path()).read_bytes() == (folder / name).read_bytes()
     fec = (folder / names[0]).read_text()
     assert fec.startswith("SB21B\x1cC00123456\x1cRALLY-PAY-") and "\x1c300.00\x1c" in fec
+
+    # Dana completes Jordan's W-9 from the report's own link, the way a phone would.
+    with page.expect_navigation():
+        page.click("#to-tax-forms")
+    row, filed = (f"#w9-{h.lstrip('@').replace('.', '-')}" for h in (jordan, maya))
+    assert "not on file" in page.inner_text(row)
+    assert "on file collected 2026-11-30" in page.inner_text(filed)
+    assert_page_fits(page, "staff-tax-forms")
+    with page.expect_navigation():
+        page.get_by_role("link", name=f"Record the W-9 of {jordan}").click()
+    page.fill("#collected_on", "2026-11-30")
+    page.fill("#name", "Jordan Reyes")
+    page.fill("#street", "400 Market St")
+    page.fill("#city", "Pittsburgh")
+    page.fill("#state", "PA")
+    page.fill("#zip", "1522")
+    page.fill("#tin_last4", "6789")
+    with page.expect_navigation():
+        page.get_by_role("button", name="Record the W-9").click()
+    assert "zip: '1522' is not a ZIP code" in page.inner_text("#refused")
+    assert page.get_attribute("#zip", "aria-invalid") == "true"
+    assert page.input_value("#street") == "400 Market St"  # nothing else to type again
+    assert page.input_value("#tin_last4") == "6789"
+    assert_page_fits(page, "staff-w9-refused")
+    page.fill("#zip", "15222")
+    with page.expect_navigation():
+        page.get_by_role("button", name="Record the W-9").click()
+    assert f"{jordan}: W-9 on file, collected 2026-11-30." in page.inner_text("#said")
+    assert "on file collected 2026-11-30, TIN ending 6789" in page.inner_text(row)
+    page.goto(f"{server.url}/staff/campaigns/{SLUG}/payments/reports?from=2027-01-01&to=2027-03-31")
+    assert "2 itemized disbursement(s), 550.00 USD" in page.inner_text("#summary")
+    assert page.locator("#problems").count() == 0

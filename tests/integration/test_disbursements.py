@@ -560,3 +560,53 @@ def test_a_committee_s_report_covers_its_own_campaigns_and_only_their_staff_prep
     assert f"{maya}: address: none on file" in page.text  # Maya's payment, to be itemized
     far = staff.get(reports, params={"from": "9999-01-01", "to": "9999-12-31"})
     assert far.status_code == 200 and "further ahead than any report" in far.text
+
+
+def test_the_console_records_a_w9_for_the_campaign_s_own_creators_only(
+    engine, applied, settings, tmp_path
+) -> None:
+    """Staff record a creator's W-9 on the console as `rally payments w9` does; a whole
+    taxpayer id is refused and never shown back; a creator of another campaign's roster only,
+    a stranger and a form from another site get nothing."""
+    from store.models import Creator, RosterMember, TaxForm
+    from tests.integration.test_staff_console import LEGAL, STAFF, other_campaign, signed_in
+
+    (maya,) = handles(engine, 1)
+    other = other_campaign(engine, applied, tmp_path)
+    with transaction(engine) as session:
+        elsewhere = Creator(platform="tiktok", handle="only.elsewhere")
+        session.add(elsewhere)
+        session.flush()
+        session.add(RosterMember(campaign_id=other, creator_id=elsewhere.id or 0,
+                                 tracking_code="elsewhere1", source_code="elsewhere1"))  # fmt: skip
+    staff = signed_in(settings, engine, STAFF)
+    form = f"/staff/campaigns/{SLUG}/payments/w9/{maya.lstrip('@')}"
+    sent = {"collected_on": "2026-11-30", "name": "Maya Thompson", "tin_last4": "123-45-6789",
+            "street": "12 Main St", "city": "Philadelphia", "state": "pa",
+            "zip": "19104"}  # fmt: skip
+    whole = staff.post(form, data=sent)
+    assert whole.status_code == 400 and "tin_last4: give only the last four digits" in whole.text
+    assert "6789" not in whole.text and 'value="12 Main St"' in whole.text
+    kept = staff.post(form, data=sent | {"tin_last4": "6789"}, follow_redirects=False)
+    assert kept.status_code == 303 and kept.headers["location"].startswith(
+        f"/staff/campaigns/{SLUG}/payments/w9?done="
+    )
+    with transaction(engine, write=False) as session:
+        (on_file,) = session.exec(select(TaxForm)).all()
+    assert (on_file.legal_name, on_file.tin_last4, on_file.state) == ("Maya Thompson", "6789", "PA")
+    listed = staff.get(f"/staff/campaigns/{SLUG}/payments/w9")
+    assert "TIN ending 6789" in listed.text and "only.elsewhere" not in listed.text
+    assert 'value="Maya Thompson"' in staff.get(form).text  # the form shows what is on file
+
+    not_ours = f"/staff/campaigns/{SLUG}/payments/w9/only.elsewhere"
+    assert staff.get(not_ours).status_code == 404
+    assert staff.post(not_ours, data=sent | {"tin_last4": "1111"}).status_code == 404
+    assert staff.get(f"/staff/campaigns/{SLUG}/payments/w9/nobody").status_code == 404
+    stranger = signed_in(settings, engine, LEGAL)
+    assert stranger.get(form).status_code == 404
+    assert stranger.post(form, data=sent | {"tin_last4": "2222"}).status_code == 404
+    forged = staff.post(form, data=sent | {"tin_last4": "3333"},
+                        headers={"Origin": "https://elsewhere.example"})  # fmt: skip
+    assert forged.status_code == 403
+    with transaction(engine, write=False) as session:
+        assert [f.tin_last4 for f in session.exec(select(TaxForm))] == ["6789"]
