@@ -46,6 +46,7 @@ from tasks.outbox import (
     retry_delay,
     retrying,
     still_held,
+    up_to_date,
 )
 
 log = logging.getLogger(__name__)
@@ -158,6 +159,7 @@ def drain(
     the tries at once of a passing failure; `progress` hears the report after each batch."""
     report = DrainReport()
     tried = 0
+    up_to_date(engine, channel=channel, destination=destination)
     with LeaseKeeper(engine, lease=lease, now=now) as keeper:
         while limit is None or tried < limit:
             size = batch if limit is None else min(batch, limit - tried)

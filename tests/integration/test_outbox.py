@@ -385,3 +385,32 @@ def test_each_kind_of_message_is_handed_to_the_handler_of_its_kind(engine):
     assert greeting.given_up == ["bad@example.org"]
     assert (notice.completed, notice.given_up) == ([["c@example.org"]], [])
     assert stored(engine)["d@example.org"].status == "sent"  # a kind without a handler
+
+
+@pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)
+def test_after_a_burst_a_drain_first_brings_the_planner_up_to_date(engine):
+    """When PostgreSQL's statistics were taken while nothing waited and thousands of messages
+    wait now, the planner expects almost none (and may read and sort every pending message
+    for each claim); the drain's first step analyzes the outbox, after which the planner
+    expects what waits. Once up to date, nothing more is done."""
+    from sqlalchemy import text
+
+    from tasks.outbox import up_to_date
+
+    queue(engine, *(f"person{i}@example.org" for i in range(3000)))
+    with transaction(engine) as session:  # statistics taken when nothing waited, then a burst
+        session.execute(text("UPDATE outbox SET status = 'sent'"))
+        session.execute(text("ANALYZE outbox"))
+        session.execute(text("UPDATE outbox SET status = 'pending'"))
+    waiting = "SELECT id FROM outbox WHERE status = 'pending' AND destination = 'creator'"
+
+    def expected() -> float:
+        with transaction(engine, write=False) as session:
+            plan = session.execute(text(f"EXPLAIN (FORMAT JSON) {waiting}")).scalar_one()
+        return float(plan[0]["Plan"]["Plan Rows"])
+
+    assert expected() < 300
+    assert up_to_date(engine, channel="email", destination="creator")
+    assert 1500 < expected() < 6000
+    assert not up_to_date(engine, channel="email", destination="creator")
+    assert not up_to_date(engine, channel="sms")  # nothing waits there
