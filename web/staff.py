@@ -8,7 +8,7 @@ there, gets "not found".
 
 from collections.abc import Callable
 from datetime import date, datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
@@ -47,6 +47,9 @@ from tasks.staff.console import (
 from tasks.staff.runs import find_run, recent_runs
 from web.deps import Clock, StaffMember, Store
 from web.pages import not_found, page_response
+
+if TYPE_CHECKING:  # the payments modules load with the pages that use them
+    from tasks.payments.tax import OnRoster
 
 router = APIRouter()
 SAID_LIMIT = 300  # characters of a message carried back to the page after a form
@@ -453,7 +456,7 @@ def w9_page(
 def w9_form(
     request: Request,
     campaign: Campaign,
-    entry: Any,
+    entry: "OnRoster",
     email: str,
     values: dict[str, str],
     error: str = "",
