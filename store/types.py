@@ -31,6 +31,12 @@ def _read_as_utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+def sqlite_time(value: datetime) -> str:
+    """An aware time as SQLite keeps it (`2027-02-03 18:04:05.000000`, UTC), for a statement
+    run by the driver itself."""
+    return _utc(value).isoformat(sep=" ", timespec="microseconds")[:26]
+
+
 class UTCDateTime(TypeDecorator[datetime]):
     """Aware UTC datetimes in and out, on SQLite (which keeps no zone) and PostgreSQL alike.
 
@@ -54,9 +60,7 @@ class UTCDateTime(TypeDecorator[datetime]):
             return super().bind_processor(dialect)
 
         def to_text(value: datetime | None) -> str | None:
-            if value is None:
-                return None
-            return _utc(value).isoformat(sep=" ", timespec="microseconds")[:26]
+            return None if value is None else sqlite_time(value)
 
         return to_text
 

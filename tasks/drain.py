@@ -22,7 +22,7 @@ import logging
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from functools import cache
 from typing import Any
@@ -34,6 +34,7 @@ from tenacity.wait import wait_base
 from integrations.errors import IntegrationError, PermanentError, TransientError, UnavailableError
 from store.db import transaction
 from store.models import OutboxMessage, OutboxStatus
+from store.types import sqlite_time
 from tasks.outbox import (
     LEASE,
     MAX_ATTEMPTS,
@@ -357,7 +358,7 @@ def _mark_sent(session: Session, rows: list[Claimed], at: datetime) -> list[Clai
         held = {id_ for (id_,) in session.execute(_sending_arrays(), values)}
         return [row for row in rows if row.id in held]
     held = set()
-    sent_at = at.astimezone(UTC).isoformat(sep=" ", timespec="microseconds")[:26]
+    sent_at = sqlite_time(at)
     connection = session.connection()
     for start in range(0, len(rows), 250):
         part = rows[start : start + 250]

@@ -396,7 +396,8 @@ def payment_report_file(
     )
 
 
-W9_FIELDS = ("collected_on", "name", "tin_last4", "street", "street2", "city", "state", "zip")
+W9_ADDRESS = ("street", "street2", "city", "state", "zip")
+W9_FIELDS = ("collected_on", "name", "tin_last4", *W9_ADDRESS)
 
 
 @router.get("/staff/campaigns/{slug}/payments/w9")
@@ -413,13 +414,14 @@ def tax_forms_page(request: Request, slug: str, email: StaffMember, engine: Stor
             return not_found(request)
         roster = roster_forms(session, campaign)
         earned = {row["creator"]: row["earned_cents"] for row in balances(session, campaign)}
+    earning = [(e, earned[e.creator.handle]) for e in roster if earned.get(e.creator.handle)]
     context = {
         "email": email,
         "campaign": campaign,
-        "earning": [(e, earned[e.creator.handle]) for e in roster if earned.get(e.creator.handle)],
+        "earning": earning,
         "others": [e for e in roster if not earned.get(e.creator.handle)],
         "currency": campaign_spec(campaign).budget.currency,
-        "ready": sum(1 for e in roster if earned.get(e.creator.handle) and (e.ready or e.agency)),
+        "ready": sum(1 for e, _ in earning if e.agency or e.ready),
         "done": request.query_params.get("done", "")[:SAID_LIMIT],
     }
     return page_response(request, "staff_tax_forms.html", context)
@@ -447,7 +449,7 @@ def w9_page(
             "tin_last4": form.tin_last4 or "",
             "business": "on" if form.business else "",
         }
-        values |= {name: getattr(form, name) or "" for name in W9_FIELDS[3:]}
+        values |= {name: getattr(form, name) or "" for name in W9_ADDRESS}
     else:
         values["collected_on"] = clock().date().isoformat()
     return w9_form(request, campaign, found[0], email, values)

@@ -215,9 +215,13 @@ class OnRoster:
 
     @property
     def ready(self) -> bool:
-        form = self.form
-        named = bool(form and (form.legal_name or self.creator.name))
-        return named and bool(form and form.street and form.city and form.state and form.zip)
+        from tasks.payments.disbursements import payee_fields
+
+        try:
+            payee_fields(self.creator, self.form)
+        except RallyError:
+            return False
+        return True
 
 
 def roster_forms(session: Session, campaign: Campaign, handle: str | None = None) -> list[OnRoster]:
