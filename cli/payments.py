@@ -354,41 +354,56 @@ def w9_command(
 @app.command("tax-year")
 def tax_year_command(
     year: int = typer.Argument(..., help="The payment year (2026)."),
+    payer: str | None = typer.Option(
+        None, "--payer", help="One payer's list (its FEC committee id or the campaign's payer)."
+    ),
     json_output: bool = JSON_OPTION,
 ) -> None:
-    """Who was paid in a year (settled payouts, USD, every campaign), who needs a 1099-NEC
-    (paid at least the year's threshold) and whose W-9 is missing."""
+    """Who was paid in a year (settled payouts, USD), who needs a 1099-NEC (paid at least the
+    year's threshold) and whose W-9 is missing: for each payer the store's campaigns name."""
     from tasks.payments.tax import tax_year
 
     settings, engine = store()
     with transaction(engine, write=False) as session:
-        found = tax_year(session, year, override_usd=settings.nec_threshold)
+        found = tax_year(session, year, override_usd=settings.nec_threshold, payer=payer)
     if json_output:
         print_json(found)
         return
+    threshold = f"{found['threshold_cents'] / 100:,.2f} {found['currency']}"
+    console.print(f"{year}: 1099-NEC threshold {threshold} ({found['threshold']}).", markup=False)
+    if not found["payers"]:
+        console.print(f"Nobody was paid in {year}.", markup=False)
+    named = len(found["payers"]) > 1 or any(p["payer"] for p in found["payers"])
+    for paid in found["payers"]:
+        if named:
+            whose = paid["payer"] or "campaigns that name no payer"
+            console.print(f"\nPaid by {whose} ({', '.join(paid['campaigns'])}):", markup=False)
+        _payer_year(paid, year, found["currency"])
+
+
+def _payer_year(paid: dict, year: int, currency: str) -> None:
+    """One payer's part of `rally payments tax-year`."""
     from rich.table import Table
 
-    threshold = f"{found['threshold_cents'] / 100:,.2f} {found['currency']}"
     table = Table("creator", "paid", "1099-NEC", "W-9", box=None)
-    for row in found["creators"]:
+    for row in paid["creators"]:
         w9 = row["w9_collected_on"] or ("MISSING" if row["missing_w9"] else "no")
         table.add_row(
             row["creator"], f"{row['paid_cents'] / 100:,.2f}",
             "needed" if row["needs_1099_nec"] else "-", w9,
         )  # fmt: skip
-    console.print(f"{year}: 1099-NEC threshold {threshold} ({found['threshold']}).", markup=False)
-    if found["creators"]:
+    if paid["creators"]:
         console.print(table)
-    else:
+    elif not paid["agencies"]:
         console.print(f"Nobody was paid in {year}.", markup=False)
-    missing = sum(1 for row in found["creators"] if row["missing_w9"])
+    missing = sum(1 for row in paid["creators"] if row["missing_w9"])
     if missing:
         console.print(f"{missing} creator(s) need a 1099-NEC and have no W-9 on file.")
-    for row in found["agencies"]:
+    for row in paid["agencies"]:
         needed = "1099-NEC needed" if row["needs_1099_nec"] else "no 1099-NEC"
         console.print(
             f"Paid through agency {row['agency']}: {row['paid_cents'] / 100:,.2f} "
-            f"{found['currency']}, {needed} (its W-9 is kept outside Rally).",
+            f"{currency}, {needed} (its W-9 is kept outside Rally).",
             markup=False,
         )
 

@@ -213,7 +213,9 @@ class Payments(Model):
     of `second_approval_from` or more (in the budget's currency; none: one person always).
     A creator whose remaining deliverables the campaign cancels earns `kill_fee`, a share of
     each of their fees (none: the terms have no kill fee). A roster's `agency` column names one
-    of `agencies` for a creator paid through it."""
+    of `agencies` for a creator paid through it. `payer` names who pays the creators (a legal
+    name or tax id) where one store serves more than one: each payer's 1099-NEC totals are
+    its own; by default the FEC committee (`fec.committee_id`), else the store's one payer."""
 
     splits: Annotated[list[PaymentSplit], Field(min_length=1, max_length=2)] = [
         PaymentSplit(on="approved", share=0.5),
@@ -223,6 +225,7 @@ class Payments(Model):
     second_approval_from: Annotated[float, Field(ge=0)] | None = 1000.0
     kill_fee: Annotated[float, Field(gt=0, le=1)] | None = None
     fec: FecFiling | None = None
+    payer: Annotated[str, Field(min_length=1, max_length=200)] | None = None
     agencies: dict[Identifier, Agency] = {}
 
     @model_validator(mode="after")

@@ -6,17 +6,19 @@ nonemployee compensation: USD 600 for payments through 2025, USD 2,000 for payme
 `Settings.nec_threshold` gives the published figure; until it is set, the last known one is
 used, and the list says so. What counts is what left the payer's balance for the creator:
 settled payouts in USD (`tasks.payments.payouts.settled_payouts`), net of what came back
-(a reversal, a refund), by the day they settled (UTC), across every campaign in the store, as
-one store is one payer. What was paid through an agency is the agency's (its W-9 is kept
-outside Rally), listed apart by the agency's name, as the disbursement reports name the payee
-(campaigns of one committee may give the same agency different ids).
+(a reversal, a refund), by the day they settled (UTC), across the payer's campaigns: a store
+may serve more than one payer (a committee, a brand), each named by its campaigns' files
+(`payer_of`), and each payer's totals are its own. What was paid through an agency is the
+agency's (its W-9 is kept outside Rally), listed apart by the agency's name, as the
+disbursement reports name the payee (campaigns of one committee may give the same agency
+different ids).
 
 Only the last four digits of a taxpayer id are kept, to tell forms apart; a whole number is
 refused, so that none is ever in the store, its backups or its audit log.
 """
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -154,53 +156,95 @@ def agency_name(session: Session, campaign_id: int, agency: str) -> str:
     return found.name if found else agency
 
 
-def tax_year(session: Session, year: int, *, override_usd: float | None = None) -> dict[str, Any]:
-    """Each creator paid in `year` (USD, settled payouts): the total, whether it reaches the
-    1099-NEC threshold, and their W-9; largest first."""
+def payer_of(campaign: Campaign) -> str:
+    """Who pays a campaign's creators: its file's `payments.payer`, else its FEC committee,
+    else "" (the store's one payer, for campaigns that name none)."""
+    payments = campaign_spec(campaign).payments
+    return payments.payer or (payments.fec.committee_id if payments.fec else "")
+
+
+def tax_year(
+    session: Session, year: int, *, override_usd: float | None = None, payer: str | None = None
+) -> dict[str, Any]:
+    """Each payer's creators paid in `year` (USD, settled payouts; of one payer if given):
+    the total, whether it reaches the 1099-NEC threshold, and their W-9; largest first.
+    Payers who paid nobody are left out, unless asked for."""
     threshold, source = nec_threshold(year, override_usd)
+    campaigns = list(session.exec(select(Campaign).order_by(col(Campaign.slug))))
+    payers = {campaign.id or 0: payer_of(campaign) for campaign in campaigns}
+    if payer is not None and payer not in payers.values():
+        named = sorted(p for p in set(payers.values()) if p)
+        raise RallyError(
+            f"--payer: no campaign is paid by {payer!r}; "
+            + (f"the payers are {', '.join(named)}" if named else "no campaign names a payer")
+        )
     start = datetime(year, 1, 1, tzinfo=UTC)
     end = datetime(year + 1, 1, 1, tzinfo=UTC)
-    paid: dict[int, int] = {}
-    creators: dict[int, tuple[Creator, TaxForm | None]] = {}
-    through: dict[str, int] = {}
+    found: dict[str, PayerYear] = {}
+    if payer is not None:
+        found[payer] = PayerYear()
     for payout, creator, form in settled_payouts(session, start, end):
-        if payout.currency != CURRENCY:
+        whose = payers.get(payout.campaign_id, "")
+        if payout.currency != CURRENCY or payer not in (None, whose):
             continue
         cents = payout.amount_cents - payout.taken_back_cents  # what the payee kept
+        paid = found.setdefault(whose, PayerYear())
         if payout.agency is not None:  # the agency is the payee, and pays the creator
             name = agency_name(session, payout.campaign_id, payout.agency)
-            through[name] = through.get(name, 0) + cents
+            paid.through[name] = paid.through.get(name, 0) + cents
         else:
-            paid[creator.id or 0] = paid.get(creator.id or 0, 0) + cents
-            creators[creator.id or 0] = (creator, form)
-    rows: list[dict[str, Any]] = []
-    for creator_id, cents in paid.items():
-        creator, form = creators[creator_id]
-        needs = cents >= threshold
-        rows.append(
-            {
-                "creator": creator.handle,
-                "name": (form.legal_name if form else None) or creator.name,
-                "paid_cents": cents,
-                "needs_1099_nec": needs,
-                "w9_on_file": form is not None,
-                "w9_collected_on": form.collected_on.isoformat() if form else None,
-                "tin_last4": form.tin_last4 if form else None,
-                "missing_w9": needs and form is None,
-            }
-        )
-    rows.sort(key=lambda r: (-r["paid_cents"], r["creator"]))
+            paid.creators[creator.id or 0] = (creator, form)
+            paid.cents[creator.id or 0] = paid.cents.get(creator.id or 0, 0) + cents
     return {
         "year": year,
         "currency": CURRENCY,
         "threshold_cents": threshold,
         "threshold": source,
-        "creators": rows,
-        "agencies": [
-            {"agency": agency, "paid_cents": cents, "needs_1099_nec": cents >= threshold}
-            for agency, cents in sorted(through.items(), key=lambda a: (-a[1], a[0]))
+        "payers": [
+            {
+                "payer": whose or None,
+                "campaigns": [c.slug for c in campaigns if payers[c.id or 0] == whose],
+                **found[whose].listed(threshold),
+            }
+            for whose in sorted(found, key=lambda p: (not p, p))
         ],
     }
+
+
+@dataclass
+class PayerYear:
+    """What one payer paid in a year: USD cents per creator (with their W-9) and per agency."""
+
+    cents: dict[int, int] = field(default_factory=dict)
+    creators: dict[int, tuple[Creator, TaxForm | None]] = field(default_factory=dict)
+    through: dict[str, int] = field(default_factory=dict)
+
+    def listed(self, threshold: int) -> dict[str, list[dict[str, Any]]]:
+        rows: list[dict[str, Any]] = []
+        for creator_id, cents in self.cents.items():
+            creator, form = self.creators[creator_id]
+            needs = cents >= threshold
+            rows.append(
+                {
+                    "creator": creator.handle,
+                    "name": (form.legal_name if form else None) or creator.name,
+                    "paid_cents": cents,
+                    "needs_1099_nec": needs,
+                    "w9_on_file": form is not None,
+                    "w9_collected_on": form.collected_on.isoformat() if form else None,
+                    "tin_last4": form.tin_last4 if form else None,
+                    "missing_w9": needs and form is None,
+                }
+            )
+        rows.sort(key=lambda r: (-r["paid_cents"], r["creator"]))
+        agencies = sorted(self.through.items(), key=lambda a: (-a[1], a[0]))
+        return {
+            "creators": rows,
+            "agencies": [
+                {"agency": agency, "paid_cents": cents, "needs_1099_nec": cents >= threshold}
+                for agency, cents in agencies
+            ],
+        }
 
 
 @dataclass(frozen=True)

@@ -56,12 +56,13 @@ def filing(applied, rally):
     assert rally("campaign", "apply", campaign).code == 0
 
 
-def paid_on(engine, stripe, handle: str, cents: int, day: date, n: int) -> int:
-    """`cents` earned, approved and paid to `handle`, settled on `day`; the payout's id."""
+def paid_on(engine, stripe, handle: str, cents: int, day: date, n: int, *, slug: str = SLUG) -> int:
+    """`cents` earned, approved and paid to `handle` by campaign `slug`, settled on `day`; the
+    payout's id."""
     at = datetime.combine(day, datetime.min.time(), tzinfo=UTC)
-    ready_to_pay(engine, stripe, {handle: cents}, first=n * 100)
+    ready_to_pay(engine, stripe, {handle: cents}, first=n * 100, slug=slug)
     with transaction(engine) as session:
-        campaign = session.exec(select(Campaign).where(Campaign.slug == SLUG)).one()
+        campaign = session.exec(select(Campaign).where(Campaign.slug == slug)).one()
         start_payouts(session, campaign, actor="staff:test", now=at)
     assert pay(engine, get_settings(), now=lambda: at).sent == 1
     with transaction(engine, write=False) as session:
@@ -299,7 +300,8 @@ def test_creators_paid_through_an_agency_are_memo_entries_under_the_agency_s_lin
         ("Ben Okafor", "", f"RALLY-PAY-{ben_1}"),
     ]
     # The agency is the payee for tax too; the creators it paid are not listed as paid.
-    year = json.loads(rally("payments", "tax-year", "2027", "--json").out)
+    [year] = json.loads(rally("payments", "tax-year", "2027", "--json").out)["payers"]
+    assert year["payer"] == "C00123456"  # the committee pays
     assert [row["creator"] for row in year["creators"]] == [cal.lstrip("@")]
     assert year["agencies"] == [
         {"agency": "Northside Talent LLC", "paid_cents": 30_000, "needs_1099_nec": False}
@@ -560,6 +562,45 @@ def test_a_committee_s_report_covers_its_own_campaigns_and_only_their_staff_prep
     assert f"{maya}: address: none on file" in page.text  # Maya's payment, to be itemized
     far = staff.get(reports, params={"from": "9999-01-01", "to": "9999-12-31"})
     assert far.status_code == 200 and "further ahead than any report" in far.text
+
+
+def test_each_payer_s_1099_nec_counts_its_own_payments(
+    engine, applied, filing, stripe, rally, tmp_path
+) -> None:
+    """One creator paid 1,500.00 by each of two campaigns: under one committee that is 3,000.00
+    and a 1099-NEC; once the second campaign files under another committee, each payer paid
+    less than the threshold and neither needs one."""
+    from tests.integration.test_staff_console import OTHER, other_campaign
+
+    (maya,) = handles(engine, 1)
+    other_campaign(engine, applied, tmp_path)  # the same campaign file: one committee
+    paid_on(engine, stripe, maya, 150_000, date(2027, 2, 15), 1)
+    paid_on(engine, stripe, maya, 150_000, date(2027, 3, 15), 2, slug=OTHER)
+
+    def year(*options: str) -> list[tuple[str | None, list[str], list[tuple[str, int, bool]]]]:
+        run = rally("payments", "tax-year", "2027", "--json", *options)
+        assert run.code == 0, run.err
+        return [
+            (payer["payer"], payer["campaigns"],
+             [(r["creator"], r["paid_cents"], r["needs_1099_nec"]) for r in payer["creators"]])
+            for payer in json.loads(run.out)["payers"]
+        ]  # fmt: skip
+
+    creator = maya.lstrip("@")
+    assert year() == [("C00123456", sorted([SLUG, OTHER]), [(creator, 300_000, True)])]
+    second = tmp_path / "other" / "campaign.yaml"
+    second.write_text(second.read_text().replace("C00123456", "C00999999"))
+    apply_example(engine, second.parent)
+    assert year() == [
+        ("C00123456", [SLUG], [(creator, 150_000, False)]),
+        ("C00999999", [OTHER], [(creator, 150_000, False)]),
+    ]
+    assert year("--payer", "C00999999") == [("C00999999", [OTHER], [(creator, 150_000, False)])]
+    shown = rally("payments", "tax-year", "2027")
+    assert f"Paid by C00123456 ({SLUG}):" in shown.out and "needed" not in shown.out
+    unknown = rally("payments", "tax-year", "2027", "--payer", "C00000001")
+    assert unknown.code != 0
+    assert "no campaign is paid by 'C00000001'" in unknown.err and "C00999999" in unknown.err
 
 
 def test_the_console_records_a_w9_for_the_campaign_s_own_creators_only(

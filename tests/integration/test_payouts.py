@@ -164,6 +164,7 @@ def ready_to_pay(
     *,
     first: int = 0,
     outcomes: dict[str, Any] | None = None,
+    slug: str = SLUG,
 ) -> dict[str, str]:
     """Each creator earned and was approved their cents (postings numbered from `first`);
     each has an account at `fake`'s provider: at Stripe, one that cannot take transfers where
@@ -171,7 +172,7 @@ def ready_to_pay(
     default). Creator -> account."""
     made, outcomes = {}, outcomes or {}
     with transaction(engine) as session:
-        campaign = session.exec(select(Campaign).where(Campaign.slug == SLUG)).one()
+        campaign = session.exec(select(Campaign).where(Campaign.slug == slug)).one()
         for n, (handle, cents) in enumerate(people.items(), start=first):
             member = _member(session, campaign, handle)
             post(
@@ -485,9 +486,11 @@ def test_who_needs_a_1099_nec_for_a_payment_year(
     assert run.code == 0, run.err
     found = json.loads(rally("payments", "tax-year", "2027", "--json").out)
     assert found["threshold_cents"] == 200_000 and "set RALLY_NEC_THRESHOLD" in found["threshold"]
+    [paid_by] = found["payers"]  # the example names no payer: the store's one
+    assert (paid_by["payer"], paid_by["campaigns"]) == (None, [SLUG])
     assert [
         (r["creator"], r["paid_cents"], r["needs_1099_nec"], r["w9_on_file"], r["missing_w9"])
-        for r in found["creators"]
+        for r in paid_by["creators"]
     ] == [
         (over.lstrip("@"), 250_000, True, True, False),
         (at.lstrip("@"), 200_000, True, False, True),  # the threshold itself needs a form
@@ -499,7 +502,7 @@ def test_who_needs_a_1099_nec_for_a_payment_year(
     get_settings.cache_clear()
     indexed = json.loads(rally("payments", "tax-year", "2027", "--json").out)
     assert indexed["threshold_cents"] == 205_000
-    assert [r["needs_1099_nec"] for r in indexed["creators"]] == [True, False, False]
+    assert [r["needs_1099_nec"] for r in indexed["payers"][0]["creators"]] == [True, False, False]
     assert "Nobody was paid in 2026" in rally("payments", "tax-year", "2026").out
     with transaction(engine, write=False) as session:
         audited = session.exec(
@@ -613,7 +616,7 @@ def test_money_taken_back_after_it_was_paid_waits_for_approval_again(
         stripe.wait_for_webhooks(2)
         # What Maya kept is what counts toward her 1099-NEC: 200.00 of the 300.00.
         year = json.loads(rally("payments", "tax-year", "2027", "--json").out)
-        assert [(r["creator"], r["paid_cents"]) for r in year["creators"]] == [
+        assert [(r["creator"], r["paid_cents"]) for r in year["payers"][0]["creators"]] == [
             (maya.lstrip("@"), 20_000)
         ]
         stripe.reverse(transfer["id"])  # the other 200.00
@@ -629,7 +632,9 @@ def test_money_taken_back_after_it_was_paid_waits_for_approval_again(
     owed = balance(rally, maya)
     assert (owed["paid_cents"], owed["awaiting_cents"], owed["owed_cents"]) == (0, 30_000, 30_000)
     year = json.loads(rally("payments", "tax-year", "2027", "--json").out)
-    assert [(r["creator"], r["paid_cents"]) for r in year["creators"]] == [(maya.lstrip("@"), 0)]
+    assert [(r["creator"], r["paid_cents"]) for r in year["payers"][0]["creators"]] == [
+        (maya.lstrip("@"), 0)
+    ]
     shown = json.loads(rally("payments", "payouts", SLUG, "--json").out)
     assert shown[0]["status"] == "taken_back" and "Stripe reversed" in shown[0]["error"]
     assert rally("payments", "approve", SLUG, maya, "--by", "dana").code == 0  # seen again
