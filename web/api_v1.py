@@ -267,7 +267,7 @@ def create_api() -> FastAPI:
         paging: Paging,
     ) -> Page:
         """Each creator's terms, codes and tracking link, by handle (`rally creators list`)."""
-        after = cursor_of(paging, lambda k: isinstance(k, list) and len(k) == 2)
+        after = cursor_of(paging, two_texts)
         with reading(request, grant, slug) as (session, found):
             rows = roster(
                 session,
@@ -329,7 +329,7 @@ def create_api() -> FastAPI:
         """Open tasks by id, each with its tier, group, deadline and whether it is overdue."""
         from tasks.review.queue import review_queue
 
-        after = cursor_of(paging, lambda k: isinstance(k, int))
+        after = cursor_of(paging, an_id)
         with reading(request, grant, slug) as (session, found):
             rows = review_queue(
                 session,
@@ -350,7 +350,7 @@ def create_api() -> FastAPI:
         """Each lead by id: contact details, consent, source, and each destination's state."""
         from tasks.leads.status import list_leads
 
-        after = cursor_of(paging, lambda k: isinstance(k, int))
+        after = cursor_of(paging, an_id)
         with reading(request, grant, slug) as (session, found):
             rows = list_leads(session, found, after=after, limit=paging.limit + 1)
         return page_of(rows, lambda r: r["id"], paging.limit)
@@ -411,15 +411,11 @@ def create_api() -> FastAPI:
         """Erase a person's data here (a tombstone stays) and queue their deletion at each
         destination that holds them, as `rally leads forget` does; the audit log names the
         token. Only a lead of this campaign can be forgotten with its token."""
-        from tasks.leads.forget import find_contact, forget
-        from tasks.leads.status import campaign_contacts
+        from tasks.leads.forget import forget
         from tasks.leads.sync_state import destination_name
 
         with reading(request, grant, slug) as (session, found):
-            contact = find_contact(session, body.who)
-            assert contact.id is not None and found.id is not None
-            ours = campaign_contacts(session, found.id, after=contact.id - 1, limit=1)
-            if ours != [contact.id]:
+            if not _campaign_lead(session, found, body.who):
                 raise Refused(404, "no lead of this campaign with that email or phone")
 
         def work() -> Answer:
@@ -650,7 +646,7 @@ def create_api() -> FastAPI:
         alone."""
         from tasks.staff.console import followup_log
 
-        before = cursor_of(query, lambda k: isinstance(k, int))
+        before = cursor_of(query, an_id)
         with reading(request, grant, slug) as (session, found):
             log = followup_log(
                 session,
@@ -716,7 +712,7 @@ def create_api() -> FastAPI:
         negative, in cents, with what earned each (`rally payments ledger --json`)."""
         from tasks.payments.ledger import ledger
 
-        after = cursor_of(paging, lambda k: isinstance(k, int))
+        after = cursor_of(paging, an_id)
         with reading(request, grant, slug) as (session, found):
             rows = ledger(session, found, after=after, limit=paging.limit + 1)
         return page_of(rows, lambda r: r["id"], paging.limit)
@@ -736,7 +732,7 @@ def create_api() -> FastAPI:
         (`rally payments payouts --json`)."""
         from tasks.payments.payouts import payouts
 
-        after = cursor_of(paging, lambda k: isinstance(k, int) and k < 0)  # newest first: -id
+        after = cursor_of(paging, lambda k: an_id(k) and k < 0)  # newest first: -id
         before = -after if after is not None else None
         with reading(request, grant, slug) as (session, found):
             rows = payouts(session, found, before=before, limit=paging.limit + 1)
@@ -753,14 +749,15 @@ def create_api() -> FastAPI:
         first: what it is, who started it, its state and its link in the Prefect UI."""
         from tasks.staff.runs import recent_runs
 
-        after = cursor_of(
-            paging,
-            lambda k: isinstance(k, list) and len(k) == 2 and all(isinstance(p, str) for p in k),
-        )
-        try:
-            after_key = (datetime.fromisoformat(after[0]), after[1]) if after else None
-        except ValueError:
-            raise Refused(400, "cursor is not one this list gave") from None
+        after = cursor_of(paging, two_texts)
+        after_key = None
+        if after:
+            try:
+                after_key = (datetime.fromisoformat(after[0]), after[1])
+            except ValueError:
+                raise Refused(400, "cursor is not one this list gave") from None
+            if after_key[0].tzinfo is None:  # every time this list gives is UTC
+                raise Refused(400, "cursor is not one this list gave")
         with reading(request, grant, slug) as (session, found):
             rows = recent_runs(session, found.id or 0, limit=paging.limit + 1, after=after_key)
         data = [run_json(r) for r in rows]
@@ -1235,18 +1232,29 @@ def idempotently(
 
 
 class BoundedBody:
-    """Refuses a request body over `MAX_BODY_BYTES` with 413, never reading past it."""
+    """Refuses a request body over `MAX_BODY_BYTES` with 413 (`too_large`'s answer, a problem
+    detail by default), never reading past it; of the paths under `under` only, if given."""
 
-    def __init__(self, app: Any) -> None:
-        self.app = app
+    def __init__(
+        self,
+        app: Any,
+        *,
+        under: tuple[str, ...] = ("",),
+        too_large: Callable[[str], Response] = lambda detail: problem(413, detail),
+    ) -> None:
+        self.app, self.under, self.too_large = app, under, too_large
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
+        if (
+            scope["type"] != "http"
+            or scope["method"] not in ("POST", "PUT", "PATCH")
+            or not scope["path"].startswith(self.under)
+        ):
             await self.app(scope, receive, send)
             return
         body = await bounded_body(dict(scope["headers"]), receive, MAX_BODY_BYTES)
         if body is None:
-            answer = problem(413, f"the body is over {MAX_BODY_BYTES:,} bytes")
+            answer = self.too_large(f"the body is over {MAX_BODY_BYTES:,} bytes")
             await answer(scope, receive, send)
             return
         given = False
@@ -1306,6 +1314,32 @@ def cursor_of(paging: PageQuery, fits: Callable[[Any], bool]) -> Any:
     if after is not None and not fits(after):
         raise Refused(400, "cursor is not one this list gave")
     return after
+
+
+def _campaign_lead(session: Session, campaign: Campaign, who: str) -> bool:
+    """Whether `who` (an email or phone) is a lead of `campaign`. Someone only another campaign
+    has is answered as nobody is: whether they are there is that campaign's to say."""
+    from tasks.leads.forget import find_contact
+    from tasks.leads.status import campaign_contacts
+
+    try:
+        contact = find_contact(session, who)
+    except RallyError as exc:
+        if str(exc).startswith("no lead"):
+            return False
+        raise  # not an email or phone: say why
+    assert contact.id is not None and campaign.id is not None
+    return campaign_contacts(session, campaign.id, after=contact.id - 1, limit=1) == [contact.id]
+
+
+def an_id(key: Any) -> bool:
+    """Whether a cursor's key is a row id as this API gives them (not a bool, within range)."""
+    return type(key) is int and abs(key) < 2**62
+
+
+def two_texts(key: Any) -> bool:
+    """Whether a cursor's key is a pair of texts (a handle and platform, a time and id)."""
+    return isinstance(key, list) and len(key) == 2 and all(isinstance(p, str) for p in key)
 
 
 def page_of(rows: list[dict[str, Any]], key: Callable[[dict[str, Any]], Any], limit: int) -> Page:

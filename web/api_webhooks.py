@@ -206,6 +206,8 @@ def add_webhook_routes(api: FastAPI) -> None:
                 raise Refused(
                     412, "the subscription changed since it was read: read it again (GET)"
                 )
+            if types is None:
+                _readable_by(grant, now_shown["event_types"])
             update_subscription(
                 session,
                 subscription_id,
@@ -260,7 +262,7 @@ def add_webhook_routes(api: FastAPI) -> None:
         from tasks.webhooks.subscriptions import replay
 
         with reading(request, grant, slug) as (session, found):
-            _owned(session, found, subscription_id)
+            _readable_by(grant, _owned(session, found, subscription_id).event_types)
         state = app_state_of(request)
 
         def work() -> Answer:
@@ -300,6 +302,19 @@ def add_webhook_routes(api: FastAPI) -> None:
             return Answer(202, {"webhook_id": payload["id"], "type": payload["type"]})
 
         return idempotently(request, grant, idempotency_key, {}, work)
+
+
+def _readable_by(grant: Granted, event_types: list[str]) -> None:
+    """403 unless the token may read every event type a subscription carries: otherwise a
+    token made for webhooks alone could send people's data somewhere else, or again."""
+    from tasks.webhooks.subscriptions import check_event_types
+
+    try:
+        check_event_types(event_types, grant.scopes)
+    except RallyError as exc:
+        raise Refused(
+            403, f"the subscription carries events this token may not read: {exc}"
+        ) from None
 
 
 def _owned(session: Session, campaign: Campaign, subscription_id: int) -> WebhookSubscription:

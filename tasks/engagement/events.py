@@ -147,11 +147,11 @@ class Resolver:
 def parse_time(value: Any, where: str) -> datetime:
     """ISO 8601 with a zone (`2027-02-03T18:04:05Z`) or unix seconds."""
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return datetime.fromtimestamp(value, UTC)
+        return _from_unix(value, where)
     if isinstance(value, str) and value.strip():
         text = value.strip()
-        if text.isdigit():
-            return datetime.fromtimestamp(int(text), UTC)
+        if text.isascii() and text.isdigit():
+            return _from_unix(float(text), where)
         try:
             moment = datetime.fromisoformat(text)  # takes a trailing Z as UTC
         except ValueError:
@@ -160,6 +160,12 @@ def parse_time(value: Any, where: str) -> datetime:
             raise EventError(where, "time", f"give a time zone (Z or +hh:mm): {value!r}")
         return moment if moment.tzinfo is UTC else moment.astimezone(UTC)
     raise EventError(where, "time", "missing")
+
+
+def _from_unix(seconds: float, where: str) -> datetime:
+    if not 0 <= seconds < 253_402_300_800:  # 1970 to the year 9999 (NaN fails too)
+        raise EventError(where, "time", f"unix seconds from 1970 expected, got {seconds!r:.40}")
+    return datetime.fromtimestamp(seconds, UTC)
 
 
 def _text(record: Mapping[str, Any], name: str, where: str, *, required: bool = False) -> Any:
@@ -380,13 +386,22 @@ def ingest(
     with transaction(engine, write=False) as session:
         resolver = Resolver(session)
     rows: list[dict[str, Any]] = []
+    wheres: list[str] = []
+    campaigns: dict[tuple[str, str], int | None] = {}  # this run's keys -> their campaign
 
     def flush() -> None:
         with transaction(engine) as session:
-            new, repeated = store_events(session, rows)
+            theirs = _theirs(session, rows)
+            report.errors.extend(
+                _not_a_repeat(where) for where, row in zip(wheres, rows, strict=True)
+                if (row["source"], row["external_id"]) in theirs
+            )  # fmt: skip
+            ours = [row for row in rows if (row["source"], row["external_id"]) not in theirs]
+            new, repeated = store_events(session, ours)
         report.stored += new
         report.repeated += repeated
         rows.clear()
+        wheres.clear()
 
     for where, record in records:
         report.received += 1
@@ -396,7 +411,11 @@ def ingest(
             row = event_row(record, where, resolver, now=now)
             if campaign_id is not None and row["campaign_id"] != campaign_id:
                 raise EventError(where, "campaign", "the event is another campaign's")
+            first = campaigns.setdefault((row["source"], row["external_id"]), row["campaign_id"])
+            if _apart(first, row["campaign_id"]):
+                raise _not_a_repeat(where)
             rows.append(row)
+            wheres.append(where)
         except EventError as exc:
             report.errors.append(exc)
         if len(rows) >= batch:
@@ -404,3 +423,37 @@ def ingest(
     if rows:
         flush()
     return report
+
+
+def _not_a_repeat(where: str) -> EventError:
+    return EventError(
+        where,
+        "external_id",
+        "another campaign's event has this source and id; ids must differ across campaigns "
+        "(prefix them with the campaign's)",
+    )
+
+
+def _theirs(session: Session, rows: Sequence[dict[str, Any]]) -> set[tuple[str, str]]:
+    """The (source, id) keys of `rows` stored already for another campaign than the row's.
+    A key is stored once in the whole store, so such a row is no repeat: counting it as one
+    would lose it without a word."""
+    by_source: dict[str, dict[str, int | None]] = {}
+    for row in rows:
+        by_source.setdefault(row["source"], {})[row["external_id"]] = row["campaign_id"]
+    table = EngagementEvent.__table__  # type: ignore[attr-defined]
+    found = set()
+    for source, ids in by_source.items():
+        stored = session.execute(
+            sa_select(table.c.external_id, table.c.campaign_id).where(
+                table.c.source == source, table.c.external_id.in_(list(ids))
+            )
+        )
+        found |= {(source, key) for key, campaign in stored if _apart(campaign, ids[key])}
+    return found
+
+
+def _apart(one: int | None, other: int | None) -> bool:
+    """Whether two events' campaigns are two different ones (an event of none may be one
+    whose campaign is known now)."""
+    return one is not None and other is not None and one != other

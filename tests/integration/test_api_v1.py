@@ -79,6 +79,41 @@ def test_the_list_pages_by_cursor_and_a_campaign_token_sees_its_own(
     assert client.get("/api/v1/campaigns/aa-second", headers=own).status_code == 403
 
 
+def test_a_made_up_cursor_is_never_a_server_error(rally, applied, settings) -> None:
+    """Cursors carry row ids, times and handles: one made up (an id too large for the store,
+    true for an id, a time without its zone, objects) is at worst an empty page, and a 400
+    problem from each list that pages in its query."""
+    import base64
+
+    from tasks.api.tokens import SCOPES
+
+    client = TestClient(create_app(settings))
+    auth = token(rally, *[a for s in SCOPES for a in ("--scope", s)], "--campaign", SLUG)
+    document = client.get("/api/v1/openapi.json").json()
+    lists = [
+        "/api/v1" + path.replace("{slug}", SLUG)
+        for path, operations in document["paths"].items()
+        if "{" not in path.replace("{slug}", "")
+        and any(p["name"] == "cursor" for p in operations.get("get", {}).get("parameters", []))
+    ]
+    assert len(lists) >= 8, lists
+
+    def status(path: str, key: object) -> int:
+        cursor = base64.urlsafe_b64encode(json.dumps(key).encode()).decode().rstrip("=")
+        answer = client.get(path, params={"cursor": cursor}, headers=auth)
+        assert answer.status_code < 500, (path, key, answer.text)
+        return answer.status_code
+
+    made_up: list[object] = [10**30, -(10**19), True, [{}, []], {"id": 1}]
+    for path in lists:
+        for key in made_up:
+            status(path, key)
+    for paged_in_sql in ("leads", "followups", "review-tasks", "payouts", "ledger"):
+        path = f"/api/v1/campaigns/{SLUG}/{paged_in_sql}"
+        assert [status(path, key) for key in (10**30, -(10**19), True)] == [400] * 3, path
+    assert status(f"/api/v1/campaigns/{SLUG}/runs", ["2027-01-01T00:00:00", "1"]) == 400
+
+
 def test_the_openapi_document_names_every_operations_security(settings, applied) -> None:
     client = TestClient(create_app(settings))
     document = client.get("/api/v1/openapi.json").json()
@@ -182,6 +217,37 @@ def test_events_are_stored_once_and_a_retried_post_is_answered_the_same(
     unkeyed = client.post(f"/api/v1/campaigns/{SLUG}/events", json=batch, headers=auth)
     assert (unkeyed.json()["stored"], unkeyed.json()["repeated"]) == (0, 2)  # each event once
     assert stored_events(engine) == 2
+
+
+def test_an_event_id_another_campaign_used_is_named_not_counted_as_a_repeat(
+    rally, applied, settings, engine, tmp_path
+) -> None:
+    """Two campaigns' form tools both number their signups: the second campaign's event 1 is
+    not the first's, so it is refused naming the field rather than dropped as a repeat (and
+    the first campaign's event is left as it was)."""
+    apply_second_campaign(rally, applied, tmp_path / "second")
+    client = TestClient(create_app(settings))
+    ours = token(rally, "--scope", "events:write", "--campaign", SLUG)
+    theirs = token(rally, "--scope", "events:write", "--campaign", "aa-second")
+    first = client.post(
+        f"/api/v1/campaigns/{SLUG}/events", json={"events": [comment(1)]}, headers=ours
+    )
+    assert first.json()["stored"] == 1
+    same_id = {"events": [comment(1), comment(2)]}
+    second = client.post("/api/v1/campaigns/aa-second/events", json=same_id, headers=theirs)
+    assert (second.json()["stored"], second.json()["repeated"]) == (1, 0)
+    (error,) = second.json()["errors"]
+    assert (error["record"], error["field"]) == ("event 1", "external_id")
+    assert "another campaign's event has this source and id" in error["detail"]
+    with engine.connect() as conn:
+        deliveries = conn.execute(
+            text("SELECT deliveries FROM engagement_events WHERE external_id = 'api-1'")
+        ).scalar_one()
+    assert deliveries == 1
+    again = client.post(
+        f"/api/v1/campaigns/{SLUG}/events", json={"events": [comment(1)]}, headers=ours
+    )
+    assert (again.json()["repeated"], again.json()["errors"]) == (1, [])  # its own: a repeat
 
 
 def test_event_posts_are_bounded_and_kept_to_their_campaign(rally, applied, settings) -> None:
@@ -330,7 +396,7 @@ def signup_event(number: int, email: str) -> dict:
 
 
 def test_leads_sent_as_signups_page_and_one_is_forgotten_by_its_token(
-    rally, applied, settings, engine
+    rally, applied, settings, engine, tmp_path
 ) -> None:
     from store.types import utcnow
     from tasks.engagement.processing import process_pending
@@ -352,6 +418,19 @@ def test_leads_sent_as_signups_page_and_one_is_forgotten_by_its_token(
     assert client.post(path, json={"who": "sam@example.org"}, headers=reader).status_code == 403
     nobody = client.post(path, json={"who": "nobody@example.org"}, headers=auth)
     assert nobody.status_code == 404 and nobody.json()["title"] == "Not Found"
+    # another campaign's lead is answered as nobody is: whether they are there is not ours
+    apply_second_campaign(rally, applied, tmp_path / "second")
+    theirs = token(rally, "--campaign", "aa-second", "--scope", "events:write")
+    other = {"events": [signup_event(9, "lee@example.org")]}
+    assert (
+        client.post("/api/v1/campaigns/aa-second/events", json=other, headers=theirs).json()[
+            "stored"
+        ]
+        == 1
+    )
+    process_pending(engine, now=utcnow(), public_url=settings.public_url)
+    not_ours = client.post(path, json={"who": "lee@example.org"}, headers=auth)
+    assert not_ours.status_code == 404 and not_ours.json() == nobody.json()
     forgot = client.post(path, json={"who": "SAM@example.org"}, headers=auth)
     assert forgot.status_code == 200, forgot.text
 

@@ -125,3 +125,26 @@ def test_without_a_secret_key_the_api_says_webhooks_are_not_set_up(
     auth = token(rally, "webhooks:write", "creatives:read")
     answer = client.post(BASE, json={"url": "https://hooks.example.org/a"}, headers=auth)
     assert answer.status_code == 503 and "RALLY_SECRET_KEY" in answer.json()["detail"]
+
+
+def test_a_token_may_not_redirect_or_replay_events_its_scopes_cannot_read(
+    rally, applied, keyed
+) -> None:
+    """A subscription to people's data, made by a token that reads leads: a token for webhooks
+    alone may not send those events elsewhere, turn them back on, or post them again."""
+    client = TestClient(create_app(keyed))
+    reader = token(rally, "webhooks:write", "leads:read")
+    body = {"url": "https://hooks.example.org/sheet", "event_types": ["lead.created"]}
+    made = client.post(BASE, json=body, headers=reader).json()
+    item = f"{BASE}/{made['id']}"
+    webhooks_only = token(rally, "webhooks:write")
+    for change in ({"url": "https://elsewhere.example.net/x"}, {"enabled": True}):
+        tag = client.get(item, headers=webhooks_only).headers["etag"]
+        refused = client.patch(item, json=change, headers=webhooks_only | {"If-Match": tag})
+        assert refused.status_code == 403, refused.text
+        assert "needs scope leads:read" in refused.json()["detail"]
+    replay = client.post(f"{item}/replays", json={}, headers=webhooks_only)
+    assert replay.status_code == 403
+    assert client.get(item, headers=reader).json()["url"] == body["url"]
+    moved = client.patch(item, json={"url": "https://hooks.example.org/two"}, headers=reader)
+    assert moved.status_code == 200 and moved.json()["url"].endswith("/two")
