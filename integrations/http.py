@@ -1,6 +1,8 @@
 """What every HTTP adapter does the same way: one call with transport failures mapped onto the
-error tree, a JSON object body, and Retry-After."""
+error tree, a JSON object body, and Retry-After; and a JSON body a stranger sent, read safely."""
 
+import json
+import re
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -32,6 +34,34 @@ def json_object(response: httpx.Response) -> dict[str, Any]:
     except ValueError:
         return {}
     return body if isinstance(body, dict) else {}
+
+
+class NotJSON(ValueError):
+    """A body that does not parse as JSON at all."""
+
+
+_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")  # an escaped UTF-16 surrogate: \ud800 to \udfff
+
+
+def json_body(body: bytes | str) -> Any:
+    """A body someone sent (a webhook, an uploaded line), parsed; ValueError saying why for one
+    that is not JSON, nests too deeply for the parser, or holds a lone UTF-16 surrogate (valid
+    JSON, but no text the store can keep: refusing it keeps the sender from retrying forever)."""
+    raw = body.encode("utf-8", "surrogatepass") if isinstance(body, str) else body
+    try:
+        parsed = json.loads(raw)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+    except json.JSONDecodeError as exc:
+        raise NotJSON(f"not JSON: {exc.msg}") from None
+    except ValueError:  # not UTF-8, or a number of thousands of digits
+        raise NotJSON("not JSON") from None
+    if _SURROGATE.search(raw):  # paired ones make one character; a lone one stays a surrogate
+        try:
+            json.dumps(parsed, ensure_ascii=False).encode()
+        except UnicodeEncodeError:
+            raise ValueError("a text holds a lone UTF-16 surrogate (\\ud800-\\udfff)") from None
+    return parsed
 
 
 def retry_after(response: httpx.Response) -> float | None:

@@ -19,7 +19,6 @@ being rolled); `verify_signature` checks one and its age.
 
 import hashlib
 import hmac
-import json
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -35,7 +34,7 @@ from integrations.errors import (
     TransientError,
     UnavailableError,
 )
-from integrations.http import json_object
+from integrations.http import json_body, json_object
 
 LIVE_RATE, TEST_RATE = (100, 1.0), (25, 1.0)
 SIGNATURE_HEADER = "Stripe-Signature"
@@ -163,9 +162,9 @@ def verify_signature(
 def parse_event(body: bytes) -> tuple[str, dict[str, Any]]:
     """An event's type and its object (`data.object`); ValueError for anything else."""
     try:
-        event = json.loads(body)
-    except ValueError:
-        raise ValueError("the body is not JSON") from None
+        event = json_body(body)
+    except ValueError as exc:
+        raise ValueError(f"the body: {exc}") from None
     data = event.get("data") if isinstance(event, dict) else None
     found = data.get("object") if isinstance(data, dict) else None
     if not isinstance(event.get("type"), str) or not isinstance(found, dict):

@@ -36,7 +36,7 @@ from urllib.parse import urlencode
 import httpx
 
 from integrations.errors import PermanentError, TransientError, UnavailableError
-from integrations.http import json_object, request, retry_after
+from integrations.http import NotJSON, json_body, json_object, request, retry_after
 
 DEFAULT_API_URL = "https://business-api.tiktok.com/open_api/v1.3"
 AUTHORIZE_URL = "https://www.tiktok.com/v2/auth/authorize/"
@@ -554,11 +554,9 @@ def parse_webhook(body: bytes, client_key: str, *, now: datetime) -> WebhookNoti
     is addressed to another app than `client_key`, or has a field of the wrong kind. Without a
     time of its own it happened `now`."""
     try:
-        data = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise ValueError("the body is not JSON") from None
-    except RecursionError:
-        raise ValueError("the body is nested too deeply") from None
+        data = json_body(body)
+    except ValueError as exc:
+        raise ValueError(f"the body: {exc}") from None
     if not isinstance(data, dict) or "event" not in data:
         raise ValueError("the body has no event")
     if client_key and data.get("client_key") not in (None, client_key):
@@ -682,8 +680,10 @@ def _moment(created: object, now: datetime, name: str) -> datetime:
         return now
     if not isinstance(created, int | float) or isinstance(created, bool):
         raise ValueError(f"{name}: a unix time expected, got {type(created).__name__}")
+    if not 0 <= created < 10**13:  # before dividing: a huge integer is no float
+        raise ValueError(f"{name}: {created} is no time Rally can read")
     seconds = created / 1000 if created > 10**11 else created  # milliseconds
-    if not 0 <= seconds < 10**10:
+    if seconds >= 10**10:
         raise ValueError(f"{name}: {created} is no time Rally can read")
     return datetime.fromtimestamp(seconds, now.tzinfo)
 
@@ -693,9 +693,9 @@ def _webhook_content(content: object) -> dict[str, Any]:
     is kept as the text, anything else as nothing."""
     if isinstance(content, str):
         try:
-            content = json.loads(content)
-        except json.JSONDecodeError:
+            content = json_body(content)
+        except NotJSON:
             content = {"text": content}
-        except RecursionError:
-            raise ValueError("content: nested too deeply") from None
+        except ValueError as exc:
+            raise ValueError(f"content: {exc}") from None
     return content if isinstance(content, dict) else {}

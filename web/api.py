@@ -5,6 +5,7 @@ are `{"error": "..."}` with a 4xx status."""
 from typing import Literal
 
 from fastapi import APIRouter, Header
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
@@ -17,6 +18,7 @@ from tasks.review.decisions import decide
 from web.deps import AppSettings, Clock, RowId, Store
 
 router = APIRouter(prefix="/api")
+PATHS = ("/api/briefs/", "/api/review/")  # this API's, apart from the REST API's /api/v1
 
 
 class DraftIn(BaseModel):
@@ -40,6 +42,20 @@ class DecisionIn(BaseModel):
 def _error(message: str, status: int) -> JSONResponse:
     """The API's answer to a request it refuses: `{"error": message}`."""
     return JSONResponse({"error": message}, status_code=status)
+
+
+def too_large(detail: str) -> JSONResponse:
+    return _error(detail, 413)
+
+
+def refusal(exc: RequestValidationError) -> JSONResponse:
+    """A body not as this API takes it: 400, naming the field at fault and why (never
+    repeating what was sent)."""
+    first = exc.errors()[0]
+    if first["type"] == "json_invalid":
+        return _error("the body is not JSON", 400)
+    field = ".".join(str(part) for part in first["loc"] if part != "body") or "the body"
+    return _error(f"{field}: {first['msg']}", 400)
 
 
 @router.post("/briefs/{token}/drafts")

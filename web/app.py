@@ -39,7 +39,7 @@ from web import (
     staff_actions,
     uploads,
 )
-from web.api_v1 import API_PREFIX, LIMITS_KEY, create_api, problem
+from web.api_v1 import API_PREFIX, LIMITS_KEY, BoundedBody, create_api, problem
 from web.api_webhooks import add_webhook_routes
 from web.deps import STATE_KEY, AppState, SignedOut
 from web.pages import PrivateHeaders, RetryDroppedConnection, not_found, page_response
@@ -60,6 +60,7 @@ def create_app(
     shelf = video_shelf(settings)
     app.state.rally = AppState(engine, settings, clock, EventWriter(engine), shelf)
     app.add_middleware(RetryDroppedConnection)
+    app.add_middleware(BoundedBody, under=api.PATHS, too_large=api.too_large)
     app.add_middleware(PrivateHeaders, media=shelf.bucket.origin if shelf.bucket else "")
     app.add_middleware(TikTokWebhooks, state=app.state.rally)  # outermost: the busiest route
     _answer_errors(app)
@@ -107,7 +108,10 @@ def _answer_errors(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def bad_form(request: Request, exc: RequestValidationError) -> Response:
-        """A form not as Rally sent it: a plain answer that repeats nothing of what was sent."""
+        """A form not as Rally sent it: a plain answer that repeats nothing of what was sent
+        (the JSON API's names the field)."""
+        if request.url.path.startswith(api.PATHS):
+            return api.refusal(exc)
         return PlainTextResponse(NOT_UNDERSTOOD, status_code=400)
 
     @app.exception_handler(RallyError)

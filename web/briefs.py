@@ -17,7 +17,7 @@ from starlette.datastructures import FormData, UploadFile
 from config.errors import RallyError
 from config.settings import Settings
 from store.db import transaction
-from tasks.briefs.contracts import MAX_NAME, Signature, contract_html, sign
+from tasks.briefs.contracts import MAX_NAME, Signature, SignedAlready, contract_html, sign
 from tasks.briefs.contracts import latest as latest_contract
 from tasks.briefs.portal import brief_sections, creator_portal
 from tasks.briefs.status import acknowledge, open_brief
@@ -120,6 +120,8 @@ def _sign(
             if page is None:
                 return not_found(request)
             sign(session, page.brief.member_id, signature, now=clock())
+    except SignedAlready:  # a second tap on Sign: the page shows the contract as signed
+        pass
     except RallyError as exc:
         return _brief(request, engine, settings, token, clock, contract_error=str(exc), status=409)
     return RedirectResponse(f"/briefs/{token}#contract", status_code=303)

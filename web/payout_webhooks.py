@@ -16,7 +16,6 @@ not an event is 400, and one over `MAX_BYTES` 413.
 """
 
 import asyncio
-import json
 from typing import Any
 
 import httpx
@@ -24,6 +23,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from integrations.errors import IntegrationError
+from integrations.http import json_body
 from integrations.paypal import TRANSMISSION, PayPal, PayPalSettings
 from integrations.stripe import (
     SIGNATURE_HEADER,
@@ -93,9 +93,9 @@ async def paypal_webhook(request: Request) -> JSONResponse:
     if not (paypal.client_id and paypal.client_secret.get_secret_value() and paypal.webhook_id):
         return JSONResponse({"error": "webhooks are not configured"}, status_code=503)
     try:
-        event = json.loads(body)
-    except ValueError:
-        return JSONResponse({"error": "the body is not JSON"}, status_code=400)
+        event = json_body(body)
+    except ValueError as exc:
+        return JSONResponse({"error": f"the body: {exc}"}, status_code=400)
     resource = event.get("resource") if isinstance(event, dict) else None
     if not isinstance(resource, dict) or not isinstance(event.get("event_type"), str):
         return JSONResponse({"error": "not a PayPal event"}, status_code=400)

@@ -205,8 +205,12 @@ async def decide_page(
         return not_found(request, status_code=400)
     note = form.get("note", "")[:5000]
     confirmed = [k.removeprefix("check_") for k in form if k.startswith("check_")]
+    kept = {"note": note, "checked": confirmed, "decision": decision}
+    version = form.get("version", "")
+    if not (version.isascii() and version.isdigit() and len(version) <= 9):
+        error = "version: the form does not say which version you read; decide on this one"
+        return _task_page(request, engine, task_id, email, error=error, kept=kept, status_code=400)
     try:
-        version = int(form.get("version", ""))
         with transaction(engine) as session:
             decide(
                 session,
@@ -216,11 +220,10 @@ async def decide_page(
                 now=clock(),
                 note=note,
                 confirmed=confirmed,
-                version=version,
+                version=int(version),
                 public_url=settings.public_url,
             )
     except (ReviewRefused, ValueError) as exc:
-        kept = {"note": note, "checked": confirmed, "decision": decision}
         return _task_page(
             request, engine, task_id, email, error=str(exc), kept=kept, status_code=409
         )

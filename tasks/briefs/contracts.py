@@ -201,13 +201,17 @@ class Signature:
     user_agent: str
 
 
+class SignedAlready(RallyError):
+    """The contract version was signed before (a second tap on Sign, say)."""
+
+
 def sign(session: Session, member_id: int, signature: Signature, *, now: datetime) -> Contract:
     """The creator signs their newest contract version (see the module)."""
     contract = latest(session, member_id)
     if contract is None:
         raise RallyError("contract: there is no contract to sign yet")
     if contract.signed_at is not None:
-        raise RallyError(f"contract: version {contract.version} is signed already")
+        raise SignedAlready(f"contract: version {contract.version} is signed already")
     if contract.version != signature.version or contract.text_hash != signature.text_hash:
         raise RallyError("contract: it changed since the page was opened: read the new version")
     name = " ".join(signature.name.split())

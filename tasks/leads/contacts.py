@@ -24,7 +24,9 @@ from store.models import ConsentRecord, ConsentStatus, Contact, ContactConsent
 from tasks.webhooks.events import Event, iso, occurrence
 
 CHANNELS = ("reply", "dm", "email", "sms")
-EMAIL = re.compile(r"[^@\s,;<>]+@[^@\s,;<>]+\.[^@\s,;<>]+")
+# An address mail goes to as written: letters, digits and the few marks addresses use (no
+# comments, quotes or controls, which mail systems read differently), at most 254 characters.
+EMAIL = re.compile(r"(?=.{3,254}$)[\w.!#$%&'*+/=?^`{|}~-]{1,64}@[\w-]+(\.[\w-]+)+")
 
 # A signup's values may carry, beside the form's fields, what each consent box said and the
 # network address the form came from, for the consent records (never stored with the event).

@@ -140,6 +140,9 @@ def submit(
         )
     if creative_id is not None and not 0 < creative_id <= MAX_ID:
         raise RallyError(f"creative: no creative {creative_id}")
+    url = submission.video_url
+    if url and not url.lower().startswith(("https://", "http://")):
+        raise RallyError("video_url: a web address (https://...) of the video, or none")
     campaign = get_campaign(session, slug)
     spec = campaign_spec(campaign)
     policy = campaign_policy(session, campaign)

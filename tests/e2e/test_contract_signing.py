@@ -64,6 +64,11 @@ def test_a_creator_signs_their_contract_and_both_get_the_signed_copy(
     assert signed.signed_user_agent == agent
     assert signed.text_hash == hashlib.sha256(signed.text.encode()).hexdigest()
     assert_page_fits(page, "creator-contract-signed")
+    # A second tap on Sign, its first answer slow on a phone: the contract as signed, once.
+    form = {"version": "1", "text_hash": signed.text_hash, "name": "J R", "agree": "true"}
+    again = page.request.post(f"{link}/contract", form=form)
+    assert again.ok and "You signed version 1 as Jordan Reyes" in again.text()
+    assert contract_of(engine).signed_at == signed.signed_at
     with transaction(engine, write=False) as session:
         audited = session.exec(
             select(AuditEvent).where(AuditEvent.action == "contract.signed")

@@ -837,3 +837,22 @@ def test_payouts_queued_without_a_key_wait_and_go_once_it_is_set(
         assert again.code == 0 and "1 payout(s) made" in again.out and "queued" not in again.out
         assert [t["amount"] for t in fake.paid_to(accounts[maya])] == [15_000]
         lines_add_up(engine)
+
+
+def test_a_webhook_nested_too_deeply_to_read_is_refused_400(
+    engine, applied, served, monkeypatch
+) -> None:
+    """Python's JSON parser recurses: a small body of nested lists must be a 400 the sender
+    sees, not a server error, from either provider's route (Stripe's once signed)."""
+    deep = b'{"a": ' + b"[" * 5_000 + b"]" * 5_000 + b"}"
+    with (
+        FakePayPal(webhook_url=f"{served}/webhooks/paypal") as paypal,
+        FakeStripe(webhook_url=f"{served}/webhooks/stripe") as stripe,
+    ):
+        use_paypal(paypal, monkeypatch)
+        use(stripe, monkeypatch)
+        answer = httpx.post(f"{served}/webhooks/paypal", content=deep)
+        assert answer.status_code == 400 and "nested too deeply" in answer.json()["error"]
+        signed = {"Stripe-Signature": sign(deep, stripe.webhook_secret, int(time.time()))}
+        answer = httpx.post(f"{served}/webhooks/stripe", content=deep, headers=signed)
+        assert answer.status_code == 400 and "nested too deeply" in answer.json()["error"]

@@ -38,7 +38,25 @@ def test_submit_and_decide_over_http(settings, engine, rally, running):
     made = client.post(f"/api/briefs/{brief_token}/drafts", json=draft)
     assert made.status_code == 201 and made.json()["tiers"] == ["internal", "legal"]
     assert client.post("/api/briefs/not-a-token/drafts", json=draft).status_code == 404
-    assert client.post(f"/api/briefs/{brief_token}/drafts", json={"caption": ""}).status_code == 400
+    drafts = f"/api/briefs/{brief_token}/drafts"
+    for bad, said in (
+        ({"caption": ""}, "caption: String should have at least 1 character"),
+        ({"caption": "x", "duration_seconds": 5000}, "duration_seconds: Input should be less"),
+        ({"script": "x"}, "caption: Field required"),
+    ):
+        refused = client.post(drafts, json=bad)
+        assert refused.status_code == 400 and refused.json()["error"].startswith(said), bad
+    script_link = client.post(drafts, json={"caption": CAPTION, "video_url": "javascript:x()"})
+    assert script_link.status_code == 409 and script_link.json()["error"].startswith("video_url:")
+    not_json = client.post(drafts, content=b"{", headers={"Content-Type": "application/json"})
+    assert not_json.json() == {"error": "the body is not JSON"}
+    # a stranger's body is bounded before anything reads it, token or not
+    huge = b'{"caption": "' + b"x" * 1_100_000 + b'"}'
+    for path in ("/api/briefs/not-a-token/drafts", "/api/review/tasks/1/decisions"):
+        too_large = client.post(path, content=huge, headers={"Content-Type": "application/json"})
+        assert (
+            too_large.status_code == 413 and "is over 1,000,000 bytes" in too_large.json()["error"]
+        )
 
     queue = json.loads(rally("review", "queue", "--json").out)
     task = queue[0]["task"]

@@ -261,3 +261,12 @@ def test_a_refused_decision_keeps_what_was_checked_and_a_reject_needs_a_note(
     assert 'name="check_message_alignment" checked' in refused.text
     assert 'id="note" rows="4" aria-invalid="true"' in refused.text
     assert open_tasks(engine)[0].status == "open"
+    for version in ("", "1x", "9" * 5000):  # a page that lost its version, or was tampered with
+        garbled = dana.post(
+            f"/review/tasks/{task}/decide",
+            data={"decision": "approve", "version": version, "note": "fine by me"},
+        )
+        assert garbled.status_code == 400
+        assert "the form does not say which version you read" in garbled.text
+        assert "fine by me" in garbled.text
+    assert open_tasks(engine)[0].status == "open"
