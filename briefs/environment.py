@@ -20,6 +20,7 @@ from jinja2 import (
     Environment,
     StrictUndefined,
     Template,
+    TemplateError,
     TemplateNotFound,
     UndefinedError,
     nodes,
@@ -50,7 +51,9 @@ from briefs.budget import (
     RenderBudgetExceeded,
     current,
 )
+from config.campaign_file import CampaignFileError
 from config.errors import RallyError
+from config.followups import Followups
 
 BUILTIN_TEMPLATES = Path(__file__).parent / "templates" / "default"
 
@@ -387,6 +390,38 @@ def templates_version(sources: Mapping[str, str]) -> str:
     for name in sorted(sources):
         digest.update(name.encode() + b"\0" + sources[name].encode() + b"\0")
     return digest.hexdigest()[:16]
+
+
+_checked: set[str] = set()  # versions of rules files whose texts all compile
+
+
+def check_messages(followups: Followups) -> None:
+    """Compile every text of a rules file now, so that a mistake is named by its rule and
+    field when the file is applied or tested, rather than stopping every later pass of the
+    rules (which compile them)."""
+    if followups.version in _checked:
+        return
+    spec = followups.spec
+    texts = [
+        (f"rules[{i}].{part}", getattr(rule, part))
+        for i, rule in enumerate(spec.rules)
+        for part in ("subject", "message")
+        if getattr(rule, part)
+    ]
+    for name in ("opt_out_confirmation", "opt_in_confirmation"):
+        texts += [(f"{name}.{channel}", text) for channel, text in getattr(spec, name).items()]
+    problems, sandbox = [], message_sandbox()
+    for where, text in texts:
+        try:
+            sandbox.from_string(text)
+        except TemplateError as exc:
+            lineno = getattr(exc, "lineno", None)
+            line = f" (line {lineno})" if lineno else ""
+            problems.append((where, f"not a valid template: {exc.message or exc}{line}"))
+    if problems:
+        raise CampaignFileError(followups.source, problems)
+    if len(_checked) < 256:
+        _checked.add(followups.version)
 
 
 def message_sandbox() -> BriefSandbox:

@@ -46,7 +46,9 @@ def export(
     output: Path | None = typer.Option(
         None, "--out", "--output", "-o", help="Write to this file instead of stdout."
     ),
-    since: int = typer.Option(0, "--since", help="Only entries after this sequence number."),
+    since: int = typer.Option(
+        0, "--since", min=0, max=2**63 - 1, help="Only entries after this sequence number."
+    ),
     consent: bool = typer.Option(
         False, "--consent", help="The consent records instead: each consent given or withdrawn."
     ),

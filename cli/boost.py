@@ -8,7 +8,7 @@ from typing import Any
 
 import typer
 
-from cli.common import JSON_OPTION, console, print_json, store
+from cli.common import JSON_OPTION, console, id_argument, print_json, store
 from store.db import transaction
 from store.types import utcnow
 
@@ -93,7 +93,7 @@ def candidates_command(
 @app.command("authorize")
 def authorize_command(
     campaign: str = typer.Argument(..., help="The campaign (slug)."),
-    creative: int = typer.Argument(..., help="The posted creative the creator authorized."),
+    creative: int = id_argument("The posted creative the creator authorized."),
     code: str = typer.Option(..., "--code", help="The creator's Spark Ads authorization code."),
     until: str = typer.Option(..., "--until", help="The last day it covers, YYYY-MM-DD."),
     starts: str = typer.Option("", "--from", help="Its first day (default: today)."),
@@ -139,7 +139,7 @@ def authorize_command(
 @app.command("start")
 def start_command(
     campaign: str = typer.Argument(..., help="The campaign (slug)."),
-    creative: int = typer.Argument(..., help="The posted creative to boost."),
+    creative: int = id_argument("The posted creative to boost."),
     daily: float = typer.Option(0.0, "--daily", help="Its daily budget (default: the terms')."),
 ) -> None:
     """Boost a posted creative: checked under the paid rules, within its authorization's period
@@ -173,7 +173,7 @@ def _set(campaign: str, boost: int, running: bool) -> None:
 @app.command("cancel")
 def cancel_command(
     campaign: str = typer.Argument(..., help="The campaign (slug)."),
-    boost: int = typer.Argument(..., help="The boost that stopped before its ad was made."),
+    boost: int = id_argument("The boost that stopped before its ad was made."),
     reason: str = typer.Option(..., "--reason", help="Why it is given up (audited)."),
 ) -> None:
     """Give up a boost TikTok refused part way for good (a withdrawn code, a post gone): it
@@ -193,7 +193,7 @@ def cancel_command(
 @app.command("pause")
 def pause_command(
     campaign: str = typer.Argument(..., help="The campaign (slug)."),
-    boost: int = typer.Argument(..., help="The boost."),
+    boost: int = id_argument("The boost."),
 ) -> None:
     """Pause a boost's ad."""
     _set(campaign, boost, False)
@@ -202,7 +202,7 @@ def pause_command(
 @app.command("resume")
 def resume_command(
     campaign: str = typer.Argument(..., help="The campaign (slug)."),
-    boost: int = typer.Argument(..., help="The boost."),
+    boost: int = id_argument("The boost."),
 ) -> None:
     """Resume a paused boost, within its authorization's period."""
     _set(campaign, boost, True)
@@ -255,7 +255,7 @@ def metrics_command(
 @app.command("ask")
 def ask_command(
     campaign: str = typer.Argument(..., help="The campaign (slug)."),
-    creative: int = typer.Argument(..., help="The posted creative to boost."),
+    creative: int = id_argument("The posted creative to boost."),
 ) -> None:
     """Ask the creator of a posted creative, by email, for its Spark Ads authorization code,
     which they give on their brief page (with the day it runs until, and their consent)."""

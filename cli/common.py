@@ -32,6 +32,12 @@ class _Console:
 
 console: "Console" = _Console()  # type: ignore[assignment]
 JSON_OPTION = typer.Option(False, "--json", help="Print JSON for scripts instead of tables.")
+MAX_ID = 2**31 - 1  # the store's row ids; a larger number is refused by name, not by the store
+
+
+def id_argument(help: str) -> Any:
+    """A row id given on the command line: a whole number from 1, within the store's ids."""
+    return typer.Argument(..., min=1, max=MAX_ID, help=help)
 
 
 def store() -> tuple[Settings, Engine]:

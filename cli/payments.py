@@ -353,7 +353,7 @@ def w9_command(
 
 @app.command("tax-year")
 def tax_year_command(
-    year: int = typer.Argument(..., help="The payment year (2026)."),
+    year: int = typer.Argument(..., min=2000, max=2999, help="The payment year (2026)."),
     payer: str | None = typer.Option(
         None, "--payer", help="One payer's list (its FEC committee id or the campaign's payer)."
     ),

@@ -2,7 +2,7 @@
 
 import typer
 
-from cli.common import JSON_OPTION, console, print_json, store
+from cli.common import JSON_OPTION, console, id_argument, print_json, store
 from config.errors import RallyError
 from store.db import transaction
 from store.types import utcnow
@@ -101,7 +101,7 @@ def list_command(json_output: bool = JSON_OPTION) -> None:
 
 @app.command("revoke")
 def revoke_command(
-    token_id: int = typer.Argument(..., help="The token's id (`tokens list`)."),
+    token_id: int = id_argument("The token's id (`tokens list`)."),
 ) -> None:
     """Revoke a token: requests with it are refused from now on."""
     from tasks.api.tokens import revoke_token

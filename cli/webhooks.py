@@ -5,7 +5,7 @@ from typing import Any
 
 import typer
 
-from cli.common import JSON_OPTION, console, print_json, store
+from cli.common import JSON_OPTION, console, id_argument, print_json, store
 from store.db import transaction
 from store.types import utcnow
 
@@ -120,7 +120,7 @@ def state_of(
 
 @app.command("test")
 def test_command(
-    subscription_id: int = typer.Argument(..., help="The subscription's id (`webhooks list`)."),
+    subscription_id: int = id_argument("The subscription's id (`webhooks list`)."),
 ) -> None:
     """Queue a `webhook.test` delivery, posted with the next delivery run."""
     from tasks.webhooks.subscriptions import send_test
@@ -137,7 +137,7 @@ def test_command(
 
 @app.command("replay")
 def replay_command(
-    subscription_id: int = typer.Argument(..., help="The subscription's id (`webhooks list`)."),
+    subscription_id: int = id_argument("The subscription's id (`webhooks list`)."),
     since: datetime | None = typer.Option(
         None, "--since", help="Also send again what was delivered since then (UTC)."
     ),
@@ -161,7 +161,7 @@ def replay_command(
 
 @app.command("enable")
 def enable_command(
-    subscription_id: int = typer.Argument(..., help="The subscription's id (`webhooks list`)."),
+    subscription_id: int = id_argument("The subscription's id (`webhooks list`)."),
 ) -> None:
     """Start a disabled subscription again; what waited for it goes out, oldest first."""
     from tasks.webhooks.subscriptions import enable_subscription
@@ -175,7 +175,7 @@ def enable_command(
 
 @app.command("remove")
 def remove_command(
-    subscription_id: int = typer.Argument(..., help="The subscription's id (`webhooks list`)."),
+    subscription_id: int = id_argument("The subscription's id (`webhooks list`)."),
 ) -> None:
     """Stop a subscription for good; what waited for it is withdrawn."""
     from tasks.webhooks.subscriptions import remove_subscription

@@ -109,7 +109,8 @@ class MilestoneSpec(Model):
 
 
 class Sprint(Model):
-    start: date
+    # a sprint's own dates and what follows it (retention, reports) stay within the calendar
+    start: Annotated[date, Field(ge=date(2000, 1, 1), le=date(2999, 12, 31))]
     weeks: Week = 12
     phases: list[PhaseSpec] | None = None
     milestones: list[MilestoneSpec] | None = None

@@ -115,9 +115,12 @@ def _cross_checks(spec: FollowupsSpec) -> list[tuple[str, str]]:
     for i, rule in enumerate(spec.rules):
         for j, pattern in enumerate(rule.when.patterns):
             try:
-                re.compile(pattern)
+                re.compile(f"(?:{pattern})")  # as `matcher` joins it with the others
             except re.error as exc:
-                problems.append((f"rules[{i}].when.patterns[{j}]", f"not a valid pattern: {exc}"))
+                said = f"not a valid pattern: {exc}"
+                if "global flags" in str(exc):
+                    said += " (patterns match any case already; scope a flag as (?i:...))"
+                problems.append((f"rules[{i}].when.patterns[{j}]", said))
     return problems
 
 

@@ -58,19 +58,30 @@ def check_url(url: str) -> str:
     clear."""
     if len(url) > 2000:
         raise RallyError("the webhook URL is longer than 2,000 characters")
+    url = url.strip()
+    if not url.isascii() or any(c.isspace() or not c.isprintable() for c in url):
+        raise RallyError(
+            f"the webhook URL {url!r} holds spaces or other characters a URL cannot: "
+            "percent-encode them (and give a non-ASCII host in its xn-- form)"
+        )
     try:
-        parts = urlsplit(url.strip())
-        hostname = parts.hostname
+        parts = urlsplit(url)
+        hostname, _ = parts.hostname, parts.port  # a port past 65535 is a ValueError
     except ValueError:  # a bracketed host that is no IPv6 address, say
         raise RallyError(f"the webhook URL {url!r} is not a URL") from None
     if parts.scheme not in ("http", "https") or not hostname:
         raise RallyError(f"the webhook URL must be an http(s) address, not {url!r}")
+    if parts.username is not None or parts.password is not None:
+        raise RallyError(
+            "the webhook URL must not hold a user name or password (it is shown in lists "
+            "and logs): the receiver checks each delivery's signature instead"
+        )
     if parts.scheme == "http" and not _loopback(hostname):
         raise RallyError(
             f"the webhook URL must use https ({url!r}); plain http is allowed to this "
             "machine only (localhost, 127.0.0.1)"
         )
-    return url.strip()
+    return url
 
 
 def _loopback(host: str) -> bool:

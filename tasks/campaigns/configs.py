@@ -66,10 +66,11 @@ def read_configs(spec: CampaignSpec, base: Path, *, file: str) -> Configs:
     from jinja2 import TemplateSyntaxError
     from jinja2.sandbox import SecurityError
 
-    from briefs.environment import BriefTemplates
+    from briefs.environment import BriefTemplates, check_messages
 
     policy = load_policy(spec.policy, base=base)
     followups = load_followups(spec.followups, base=base)
+    check_messages(followups)
     template = spec.brief.template
     try:
         templates = BriefTemplates.from_folder(None if template == BUILTIN else base / template)

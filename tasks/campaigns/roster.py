@@ -113,6 +113,15 @@ def _parse_row(
     def bad(column: str, message: str) -> None:
         problems.append(RowProblem(number, handle or None, column, message))
 
+    extra = raw.get(None)  # type: ignore[call-overload]  # csv's cells past the header's columns
+    if extra:
+        bad(
+            "row",
+            f"{len(extra)} more cell(s) than the header has columns: quote a value that holds "
+            'a comma ("2,400")',
+        )
+        return None, problems
+
     _control_characters(values, bad)
     if problems:
         return None, problems
@@ -205,8 +214,8 @@ def _amount(
         return None
     try:
         return parse(text)
-    except (InvalidOperation, ValueError):
-        bad(column, f"{expected} (got {text!r})")
+    except (ArithmeticError, ValueError):  # decimal's Overflow too, for 1e1000000
+        bad(column, f"{expected} (got {text[:40]!r})")
         return None
 
 
@@ -226,7 +235,8 @@ def parse_roster(
     seen: dict[tuple[str, str], int] = {}
     codes: dict[str, int] = {}
     segments = sorted(spec.segment_ids())
-    for number, record_ in enumerate(records, start=2):
+    for count, record_ in enumerate(records, start=2):
+        number = getattr(records, "line_num", count)  # a file's own line: blank ones skipped
         row, row_problems = _parse_row(number, record_, spec, segments)
         if row is not None:
             if (first := seen.get((row.platform, row.handle))) is not None:

@@ -386,21 +386,31 @@ def test_a_jsonl_file_keeps_its_good_lines_and_names_each_bad_one(rally, engine,
             event("poke", external_id="bad-type"),
             event(creator="nobody.here", external_id="bad-creator"),
             event("share", external_id="good-3"),
+            '{"type": "comment", "n": ' + "9" * 5001 + "}",  # past int's digit limit
+            event(external_id="far", time=1e300),
+            event(external_id="lone", actor="fan\ud800"),  # no text the store can keep
         )
     )
+    with path.open("ab") as file:  # a line that is not UTF-8, then a good one after it
+        file.write(b'{"type": "comment", "text": "caf\xe9"}\n')
+        file.write((json.dumps(event(external_id="good-4")) + "\n").encode())
     run = rally("events", "ingest", path, "--no-process", "--json")
     assert run.code == 0, run.err
     report = json.loads(run.out)
-    assert (report["received"], report["stored"]) == (7, 3)
+    assert (report["received"], report["stored"]) == (12, 4)
     assert [e.split(": ")[:2] for e in report["errors"]] == [
         ["events.jsonl:3", "line"],
         ["events.jsonl:4", "line"],
         ["events.jsonl:5", "type"],
         ["events.jsonl:6", "creator"],
+        ["events.jsonl:8", "line"],
+        ["events.jsonl:9", "time"],
+        ["events.jsonl:10", "line"],
+        ["events.jsonl:11", "line"],
     ]
     with transaction(engine, write=False) as session:
         stored = set(session.exec(select(EngagementEvent.external_id)))
-    assert stored == {"good-1", "good-2", "good-3"}
+    assert stored == {"good-1", "good-2", "good-3", "good-4"}
 
 
 def test_a_csv_file_keeps_its_good_rows_and_names_each_bad_one(rally, engine, applied, tmp_path):
@@ -412,17 +422,27 @@ def test_a_csv_file_keeps_its_good_rows_and_names_each_bad_one(rally, engine, ap
         "tiktok,r4,comment,fan,nobody.here,7001,Hi,2027-02-03T17:00:00Z\n"
         f"tiktok,r5,like,fan,{JORDAN},,,1801587600\n"
         f"tiktok,r6,comment,fan,{MAYA},7001,Hi,yesterday\n"
+        "\n"  # a blank line still counts in the lines named after it
+        f"tiktok,r8,comment,fan,{MAYA},7001,Hi, there,2027-02-03T17:00:00Z\n"  # a comma unquoted
+        f'tiktok,r9,comment,fan,{MAYA},7001,"{"x" * 140_000}",2027-02-03T17:00:00Z\n'
+        f"tiktok,r10,comment,fan,{MAYA},7001,Hi,2027-02-03T17:00:00Z\n"
     )
+    with path.open("ab") as file:
+        file.write(f"tiktok,r11,comment,fan,{MAYA},7001,caf\xe9,1801587600\n".encode("latin-1"))
+        file.write(f"tiktok,r12,comment,fan,{MAYA},7001,Hi,1801587600\n".encode())
     report = json.loads(rally("events", "ingest", path, "--no-process", "--json").out)
-    assert report["stored"] == 2
+    assert report["stored"] == 4
     assert [e.split(": ")[:2] for e in report["errors"]] == [
         ["events.csv:3", "type"],
         ["events.csv:4", "creator"],
         ["events.csv:6", "time"],
+        ["events.csv:8", "row"],
+        ["events.csv:9", "row"],
+        ["events.csv:11", "row"],
     ]
     with transaction(engine, write=False) as session:
         stored = set(session.exec(select(EngagementEvent.external_id)))
-    assert stored == {"r2", "r5"}
+    assert stored == {"r2", "r5", "r10", "r12"}
 
 
 def test_the_folder_fallback_writes_each_due_reply_and_dm_once(settings, engine, applied):

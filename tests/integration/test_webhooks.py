@@ -111,6 +111,9 @@ def test_a_subscription_shows_its_secret_once_and_keeps_it_sealed(
         (["http://hooks.example.org/rally"], "must use https"),
         (["ftp://127.0.0.1/x"], "must be an http(s) address"),
         (["https://[hooks.example.org/x"], "is not a URL"),
+        (["https://hooks.example.org:99999/x"], "is not a URL"),  # no such port
+        (["https://hooks exam.org/x"], "holds spaces or other characters"),
+        (["https://n8n:hunter2@hooks.example.org/x"], "must not hold a user name or password"),
         (["https://hooks.example.org/rally", "--event", "lead.made"], "unknown event type"),
     ],
 )

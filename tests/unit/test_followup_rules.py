@@ -190,3 +190,25 @@ def test_a_valid_file_compiles_with_a_stable_version():
     first = parse_followups(data, file="a.yaml")
     assert first.version == parse_followups(data, file="b.yaml").version
     assert first.rule("thanks") is not None and first.rule("nope") is None
+
+
+def test_a_flag_that_holds_alone_but_not_among_the_others_is_named():
+    """Rally joins a rule's patterns into one expression: a global flag must then fail here,
+    not when the rules first run."""
+    flagged = rule("asks", when={"types": ["comment"], "patterns": ["(?i)register"]})
+    [(where, message)] = problems(flagged)
+    assert where == "rules[0].when.patterns[0]" and "scope a flag as (?i:...)" in message
+
+
+def test_a_message_that_is_no_template_is_named_when_the_file_is_read():
+    """A broken text would stop every pass of the rules; it is refused by its rule and field
+    (the subject too), and a good file's texts pass."""
+    from briefs.environment import check_messages
+
+    good = rule("hi", action="dm", tags=[], message="Thanks {{ actor.handle }}!")
+    broken = rule("oops", action="email", tags=[], subject="Hi {{", message="{{ a | nofilter }}")
+    check_messages(parse_followups({"name": "Test", "rules": [good]}, file="rules.yaml"))
+    with pytest.raises(CampaignFileError) as caught:
+        check_messages(parse_followups({"name": "Test", "rules": [good, broken]}, file="r.yaml"))
+    assert [where for where, _ in caught.value.problems] == ["rules[1].subject", "rules[1].message"]
+    assert all(m.startswith("not a valid template") for _, m in caught.value.problems)

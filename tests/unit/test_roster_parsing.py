@@ -180,3 +180,23 @@ def test_a_cell_too_large_to_read_names_the_file_and_the_line(spec: CampaignSpec
     )
     with pytest.raises(RallyError, match=r"roster.csv: line 3: cannot read this row: field larger"):
         read_roster(path, spec)
+
+
+def test_a_row_with_more_cells_than_columns_is_named_not_shifted(spec, tmp_path) -> None:
+    """An unquoted "2,400" splits into two cells: the row is refused at its own line (a blank
+    line above it counts), not stored with its values moved one column on; and a number too
+    large for any decimal is a bad field, not an error that stops the file."""
+    lines = (EXAMPLE / "roster.csv").read_text().splitlines()
+    header, first, second, third = lines[0], lines[1], lines[2], lines[3]
+    cells = header.split(",")
+    rate = cells.index("rate")
+    shifted = second.split(",")
+    shifted[rate] = "2,400"
+    huge = third.split(",")
+    huge[cells.index("followers")] = "1e1000000"
+    path = tmp_path / "roster.csv"
+    path.write_text("\n".join([header, first, "", ",".join(shifted), ",".join(huge)]) + "\n")
+    rows, problems = read_roster(path, spec)
+    assert len(rows) == 1
+    assert [(p.row, p.field) for p in problems] == [(4, "row"), (5, "followers")]
+    assert "quote a value that holds a comma" in problems[0].message
