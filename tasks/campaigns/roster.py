@@ -262,6 +262,9 @@ def read_roster(path: Path, spec: CampaignSpec) -> tuple[list[RosterRow], list[R
         with path.open(newline="", encoding="utf-8-sig") as handle:
             reader = csv.DictReader(handle)
             header = [_column(name) for name in reader.fieldnames or []]
+            twice = sorted({c for c in header if c and header.count(c) > 1})
+            if twice:
+                raise RallyError(f"{path}: column {', '.join(twice)} given twice in the header")
             missing = [c for c in REQUIRED_COLUMNS if c not in header]
             if missing:
                 found = ", ".join(header) or "none"

@@ -200,3 +200,12 @@ def test_a_row_with_more_cells_than_columns_is_named_not_shifted(spec, tmp_path)
     assert len(rows) == 1
     assert [(p.row, p.field) for p in problems] == [(4, "row"), (5, "followers")]
     assert "quote a value that holds a comma" in problems[0].message
+
+
+def test_a_column_named_twice_is_refused_whole(spec, tmp_path) -> None:
+    """Two `email` columns: which one is meant is not Rally's guess."""
+    lines = (EXAMPLE / "roster.csv").read_text().splitlines()
+    path = tmp_path / "roster.csv"
+    path.write_text("\n".join([lines[0] + ", Email", lines[1] + ",other@example.org"]) + "\n")
+    with pytest.raises(RallyError, match="column email given twice in the header"):
+        read_roster(path, spec)
