@@ -246,7 +246,7 @@ def payout_command(
         )
     try:
         with _progress_bar("Payouts"):
-            report = pay(engine, settings, now=utcnow)
+            report = pay(engine, settings, now=utcnow, campaign_id=the_campaign.id)
     except NotConfigured as exc:
         console.print(
             f"Not sent: {exc}. Queued payouts wait, and go with the next `rally payments "

@@ -30,7 +30,8 @@ def pay_creators(slug: str, by: str | None = None) -> dict[str, Any]:
         started = start_payouts(session, campaign, actor=by or settings.actor, now=utcnow())
     for handle, why in started.skipped.items():
         logger.warning("%s: not paid: %s", handle, why)
-    report = pay(engine, settings, now=utcnow)  # NotConfigured fails the run, saying which key
+    # the campaign's payouts only; NotConfigured fails the run, saying which key
+    report = pay(engine, settings, now=utcnow, campaign_id=campaign.id)
     logger.info(
         "%d payout(s) queued; %d made, %d refused, %d to try again",
         started.payouts, report.sent, report.dead, report.retrying,

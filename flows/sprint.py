@@ -106,8 +106,9 @@ def rehearse_payouts_task(slug: str, approvers: list[str], at: datetime) -> dict
     settings = get_settings()
     engine = open_store(settings)
     with transaction(engine) as session:
-        queued = rehearse_payouts(session, get_campaign(session, slug), approvers, now=at)
-    paid = pay(engine, settings, now=lambda: at)
+        campaign = get_campaign(session, slug)
+        queued = rehearse_payouts(session, campaign, approvers, now=at)
+    paid = pay(engine, settings, now=lambda: at, campaign_id=campaign.id)  # never a live one's
     return {"payouts": queued.payouts, "cents": queued.cents, "paid": paid.sent}
 
 

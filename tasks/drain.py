@@ -1,9 +1,10 @@
 """Draining the outbox: ready messages claimed with a lease and delivered in groups: one message
 per call for senders that take one at a time (SMTP, TikTok, SMS), the whole claimed batch per
 call for remotes that take many and for senders whose repeat is harmless (the mailbox folder,
-the local JSON folder). Each group's lease is renewed before it is sent, unless it was taken
-moments ago; its outcomes are recorded, for the messages this drain still holds, in one
-transaction with the change they imply (a `Handler`). Transient failures are retried a few times
+the local JSON folder). Each group's lease is renewed before it is sent (which finds a message
+withdrawn meanwhile), unless it is a batch taken moments ago; its outcomes are recorded, for
+the messages this drain still holds, in one transaction with the change they imply (a
+`Handler`). Transient failures are retried a few times
 at once (tenacity), then later with a growing delay; permanent ones are parked as `dead` with
 the remote's message, ready to redrive; a service that is unavailable stops the pass and leaves
 the rest as they were.
@@ -255,9 +256,12 @@ def _deliver_group(
     tried message by message, so one bad message does not hold back the others."""
     # A message whose lease ran out while earlier ones were slow to send may have been taken by
     # another drain; then this one leaves it. A lease taken less than a third of it ago cannot
-    # have run out (and `LeaseKeeper` keeps it alive): that group goes as it is.
+    # have run out (and `LeaseKeeper` keeps it alive): such a batch goes as it is. A message
+    # sent on its own (a text, a DM, an email: to a person) is always checked once more right
+    # before it goes, since an opt-out or an erasure may have withdrawn it since the claim.
     at = now()
-    if any(row.locked_until is None or row.locked_until - at < lease * 2 / 3 for row in rows):
+    fresh = all(row.locked_until and row.locked_until - at >= lease * 2 / 3 for row in rows)
+    if not (sender.whole_batch and fresh):
         rows = renew(engine, rows, at + lease)
         if not rows:
             return DrainReport()

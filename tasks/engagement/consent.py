@@ -19,8 +19,9 @@ STOP = re.compile(
     r"^\W*(?:please\s+)?(?:stop(?:\W+stop){0,2}(?:\s*all)?(?:\s+it)?|unsubscribe(?:\s+me)?|revoke|opt\s*-?\s*out|cancel"
     r"|end|quit|stop\s+(?:messaging|texting|dming|dm'?ing|contacting|replying\s+to|sending)"
     r"(?:\s+me)?(?:\s+(?:messages|texts|dms))?"
-    r"|remove\s+me(?:\s+from\s+(?:this|your)\s+list)?|leave\s+me\s+alone|no\s+more\s+messages)"
-    r"(?:\s+(?:please|now|thanks|thank\s+you))?\W*$",
+    r"|remove\s+me(?:\s+from\s+(?:this|your)\s+list)?|leave\s+me\s+alone"
+    r"|no\s+more\s+(?:messages|texts|dms)|unsub)"
+    r"(?:[\s,.!]+(?:please|pls|now|thanks|thx|thank\s+you))?\W*$",
     re.IGNORECASE,
 )
 YES = re.compile(

@@ -252,7 +252,7 @@ def _queue(
         [
             {
                 "channel": CHANNEL,
-                "destination": payout.provider,
+                "destination": payout_destination(campaign.id or 0, payout.provider),
                 "idempotency_key": payout.reference,
                 "subject_type": "payout",
                 "subject_id": str(payout.id),
@@ -430,29 +430,37 @@ class RehearsalPayouts:
         return f"rehearsal_{key}"
 
 
+def payout_destination(campaign_id: int, provider: str) -> str:
+    """A payout message's outbox destination: its campaign's and provider's, so that a run
+    for one campaign (its staff's, a rehearsal's) sends that campaign's payouts only."""
+    return f"{campaign_id}:{provider}"
+
+
 def pay(
     engine: Engine,
     settings: Settings,
     *,
     now: Callable[[], datetime],
+    campaign_id: int | None = None,
     client: httpx.Client | None = None,
     limit: int | None = None,
     wait: wait_base | None = None,
 ) -> DrainReport:
-    """Send every queued payout through its provider and settle each as the provider answers
-    (see the module); progress is told as `payouts` (`tasks.progress`)."""
+    """Send the queued payouts (of one campaign, if given) through their providers and settle
+    each as the provider answers (see the module); progress is told as `payouts`
+    (`tasks.progress`)."""
     report = DrainReport()
     own = client is None
     http = client or httpx.Client(timeout=httpx.Timeout(30.0, connect=5.0))
     try:
         for provider in PROVIDERS:
-            total = _queued(engine, provider)
-            if not total:
-                continue
-            paying = _provider(provider, settings, http, engine)
-            report.add(_drain(engine, settings, provider, paying, total, now, limit, wait))
-            if paying.limit is not None:
-                paying.limit.release()
+            for destination, total in _queued(engine, provider, campaign_id).items():
+                paying = _provider(provider, settings, http, engine)
+                report.add(
+                    _drain(engine, settings, destination, provider, paying, total, now, limit, wait)
+                )
+                if paying.limit is not None:
+                    paying.limit.release()
         return report
     finally:
         if own:
@@ -483,20 +491,27 @@ def paypal_for(settings: Settings, client: httpx.Client, engine: Engine | None) 
     )  # fmt: skip
 
 
-def _queued(engine: Engine, provider: str) -> int:
+def _queued(engine: Engine, provider: str, campaign_id: int | None) -> dict[str, int]:
+    """How many payouts wait for `provider`, by destination (of one campaign, if given)."""
+    pattern = f"%:{provider}" if campaign_id is None else payout_destination(campaign_id, provider)
     with transaction(engine, write=False) as session:
-        return session.exec(
-            select(func.count()).where(
+        counted = session.exec(
+            select(OutboxMessage.destination, func.count())
+            .where(
                 OutboxMessage.channel == CHANNEL,
-                OutboxMessage.destination == provider,
+                col(OutboxMessage.destination).like(pattern),
                 OutboxMessage.status == OutboxStatus.PENDING,
             )
-        ).one()
+            .group_by(col(OutboxMessage.destination))
+            .order_by(col(OutboxMessage.destination))
+        ).all()
+    return dict(counted)
 
 
 def _drain(
     engine: Engine,
     settings: Settings,
+    destination: str,
     provider: str,
     paying: Transfers,
     total: int,
@@ -518,7 +533,7 @@ def _drain(
     return drain(
         engine,
         channel=CHANNEL,
-        destination=provider,
+        destination=destination,
         sender=repeat_safe(deliver),
         handler=Handler(
             sent=_accepted if provider == PAYPAL else _settled(settings.actor),

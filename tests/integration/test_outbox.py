@@ -245,6 +245,29 @@ def test_one_at_a_time_and_batch_senders_go_through_the_same_drain(engine):
     assert batch.remote_ids == [messages[address].remote_id for address in everyone]
 
 
+def test_a_message_to_a_person_withdrawn_after_its_claim_is_not_sent(engine):
+    """Someone texts STOP while a drain sends the batch it claimed moments ago: their message,
+    withdrawn then, stays withdrawn and never reaches them."""
+    from tasks.outbox import cancel
+
+    queue(engine, "a@example.org", "b@example.org", "c@example.org")
+    recorder = Recorder()
+
+    def deliver(message: Claimed) -> str:
+        if message.payload["to"] == "a@example.org":
+            withdrawn = stored(engine)["b@example.org"].id or 0
+            with transaction(engine) as session:
+                assert cancel(session, [withdrawn], "opted out of email") == 1
+        return recorder.deliver(message)
+
+    report = drain(
+        engine, channel="email", sender=one_at_a_time(deliver), handler=recorder.handler, now=utcnow
+    )
+    assert report.sent == 2 and recorder.delivered == ["a@example.org", "c@example.org"]
+    withdrawn = stored(engine)["b@example.org"]
+    assert (withdrawn.status, withdrawn.last_error) == ("cancelled", "opted out of email")
+
+
 @pytest.mark.parametrize("whole_batch", [False, True], ids=["one at a time", "batch"])
 def test_an_unavailable_service_stops_the_pass_and_releases_its_messages_untouched(
     engine, whole_batch: bool

@@ -856,3 +856,28 @@ def test_a_webhook_nested_too_deeply_to_read_is_refused_400(
         signed = {"Stripe-Signature": sign(deep, stripe.webhook_secret, int(time.time()))}
         answer = httpx.post(f"{served}/webhooks/stripe", content=deep, headers=signed)
         assert answer.status_code == 400 and "nested too deeply" in answer.json()["error"]
+
+
+def test_a_campaign_s_payout_run_sends_its_own_payouts_only(
+    engine, applied, stripe, tmp_path
+) -> None:
+    """Another campaign's payouts wait in the same store (queued while Stripe was not set
+    up, say): a run for this campaign (its staff's button, a rehearsal) leaves them as they
+    are, nor names their creators; a run for the other campaign sends them."""
+    from tests.integration.test_staff_console import OTHER, other_campaign
+
+    other_id = other_campaign(engine, applied, tmp_path)
+    ours, theirs = handles(engine, 2)
+    accounts = ready_to_pay(engine, stripe, {ours: 10_000})
+    accounts |= ready_to_pay(engine, stripe, {theirs: 20_000}, first=10, slug=OTHER)
+    with transaction(engine) as session:
+        for slug in (SLUG, OTHER):
+            campaign = session.exec(select(Campaign).where(Campaign.slug == slug)).one()
+            assert start_payouts(session, campaign, actor="staff:test", now=T0).payouts == 1
+            if slug == SLUG:
+                own_id = campaign.id
+    report = pay(engine, get_settings(), now=lambda: T0, campaign_id=own_id, wait=wait_none())
+    assert report.sent == 1 and not any(theirs in e for e in report.errors)
+    assert [len(stripe.paid_to(accounts[h])) for h in (ours, theirs)] == [1, 0]
+    assert pay(engine, get_settings(), now=lambda: T0, campaign_id=other_id).sent == 1
+    assert [len(stripe.paid_to(accounts[h])) for h in (ours, theirs)] == [1, 1]

@@ -43,6 +43,13 @@ STOPS = [
     "stop it",
     "STOP STOP",
     "Stop, stop!",
+    "Stop, please",  # a courtesy after a comma or full stop, as people write
+    "Unsubscribe, thanks",
+    "Stop. Thanks",
+    "Stop texting me, thanks",
+    "stop pls",
+    "unsub",
+    "no more texts",
 ]
 STARTS = ["START", "start", "Start please", "unstop", "resubscribe", "opt in", "opt-in"]
 NEITHER = [
