@@ -20,6 +20,7 @@ from store.models import (
     Contact,
     EngagementEvent,
     FollowUp,
+    FollowUpStatus,
     OutboxMessage,
     OutboxStatus,
 )
@@ -103,13 +104,14 @@ def _queue_deletions(session: Session, contact_id: int, *, now: datetime) -> lis
 
 def erase(session: Session, contact_ids: Sequence[int], *, now: datetime) -> None:
     """Remove personal data of these people: the contact keeps only its id and when it was
-    erased; their events lose text and payload; their requests to confirm a consent go, and
-    their consent records where it came from;
-    messages still waiting to reach them are withdrawn and the contents of their messages are
-    blanked."""
+    erased; their events lose text and payload, those still waiting for the rules too (which
+    would otherwise make the person again and answer them); their requests to confirm a consent
+    go, and their consent records where it came from; messages still waiting to reach them are
+    withdrawn (their follow-ups with them) and the contents of their messages are blanked."""
     if not contact_ids:
         return
     ids = list(contact_ids)
+    waiting = _waiting_events_naming(session, ids)
     session.execute(
         update(Contact)
         .where(col(Contact.id).in_(ids))
@@ -131,7 +133,7 @@ def erase(session: Session, contact_ids: Sequence[int], *, now: datetime) -> Non
     )
     session.execute(
         update(EngagementEvent)
-        .where(col(EngagementEvent.contact_id).in_(ids))
+        .where(or_(col(EngagementEvent.contact_id).in_(ids), col(EngagementEvent.id).in_(waiting)))
         .values(actor=None, text=None, payload={})
     )
     session.execute(delete(ConsentRequest).where(col(ConsentRequest.contact_id).in_(ids)))
@@ -175,6 +177,54 @@ def erase(session: Session, contact_ids: Sequence[int], *, now: datetime) -> Non
         .where(theirs, col(OutboxMessage.channel) != CHANNEL)
         .values(payload={"erased": True})
     )
+    session.execute(
+        update(FollowUp)
+        .where(
+            col(FollowUp.contact_id).in_(ids),
+            col(FollowUp.status).in_([FollowUpStatus.SCHEDULED, FollowUpStatus.QUEUED]),
+        )
+        .values(status=FollowUpStatus.CANCELLED, reason="the person was forgotten")
+    )
+
+
+def _waiting_events_naming(session: Session, contact_ids: list[int]) -> list[int]:
+    """The events not yet through the rules that name one of these people: by their handle,
+    or by the email or phone of a contact the event carries (read as the rules would read
+    them). Such an event has no contact yet, so only what it names can tell."""
+    people = session.execute(
+        sa_select(
+            col(Contact.handle), col(Contact.email_normalized), col(Contact.phone_normalized)
+        ).where(col(Contact.id).in_(contact_ids))
+    ).all()
+    handles = {h.lower() for h, _, _ in people if h}
+    addresses = {a for _, e, p in people for a in (e, p) if a}
+    found = []
+    events = session.execute(
+        sa_select(col(EngagementEvent.id), col(EngagementEvent.actor), col(EngagementEvent.payload))
+        .where(col(EngagementEvent.processed_at).is_(None))
+        .execution_options(yield_per=1000)
+    )
+    for id_, actor, payload in events:
+        contact = payload.get("contact") if isinstance(payload, dict) else None
+        if (actor or "").lower() in handles or _names(contact, addresses):
+            found.append(id_)
+    return found
+
+
+def _names(contact: object, addresses: set[str]) -> bool:
+    """Whether an event's contact has one of these normalized emails or phones."""
+    if not isinstance(contact, dict) or not addresses:
+        return False
+    for value, normalize in (
+        (contact.get("email"), normalize_email),
+        (contact.get("phone"), normalize_phone),
+    ):
+        try:
+            if isinstance(value, str) and normalize(value) in addresses:
+                return True
+        except ContactError:
+            pass
+    return False
 
 
 def purge_expired(engine: Engine, *, now: datetime) -> int:

@@ -342,6 +342,45 @@ def test_forget_erases_the_person_here_and_deletes_them_where_they_were_synced(
     assert [lead["email"] for lead in listed] == ["kim@example.org"]
 
 
+def test_forget_erases_events_still_waiting_for_the_rules_so_none_makes_the_person_again(
+    engine, applied, now, rally
+):
+    """Sam signs up and is forgotten while a text from them and a second signup of theirs
+    wait for the rules: those events lose what they said, and the rules neither make Sam
+    again nor answer them."""
+    signup(engine, now, name="Sam Roe", email="sam@example.org", phone="2155550199")
+    waiting = [
+        {"source": "sms", "external_id": "sms-waiting", "type": "dm", "campaign": SLUG,
+         "text": "I want to volunteer", "time": now.isoformat(),
+         "payload": {"contact": {"phone": "(215) 555-0199"}}},
+        {"source": "web", "external_id": "signup-waiting", "type": "signup",
+         "creator": "maya.votes.pa", "time": now.isoformat(),
+         "payload": {"contact": {"email": "Sam@Example.org", "consent": {"email": True}}}},
+        {"source": "web", "external_id": "someone-else", "type": "signup",
+         "creator": "maya.votes.pa", "time": now.isoformat(),
+         "payload": {"contact": {"email": "kim@example.org", "consent": {}}}},
+    ]  # fmt: skip
+    assert ingest(engine, [(f"w:{i}", r) for i, r in enumerate(waiting)], now=now).errors == []
+    assert rally("leads", "forget", "sam@example.org").code == 0
+    with transaction(engine, write=False) as session:
+        events = {e.external_id: e for e in session.exec(select(EngagementEvent))}
+    assert events["sms-waiting"].payload == events["signup-waiting"].payload == {}
+    assert events["sms-waiting"].text is None
+    assert events["someone-else"].payload["contact"]["email"] == "kim@example.org"
+    queued = len(stored_outbox(engine))
+    process_pending(engine, now=now, public_url="https://rally.example.org")
+    with transaction(engine, write=False) as session:
+        people = session.exec(select(Contact).where(col(Contact.erased_at).is_(None))).all()
+    assert [p.email for p in people] == ["kim@example.org"]  # Sam is not made again
+    assert "sam@example.org" not in json.dumps([m.payload for m in stored_outbox(engine)])
+    assert len(stored_outbox(engine)) > queued  # Kim's welcome, Kim's lead
+
+
+def stored_outbox(engine) -> list[OutboxMessage]:
+    with transaction(engine, write=False) as session:
+        return list(session.exec(select(OutboxMessage)))
+
+
 def test_retention_purges_leads_only_after_the_campaign_ended_plus_its_days(
     engine, settings, applied, rally, now
 ):
