@@ -14,6 +14,11 @@ class TransientError(IntegrationError):
         self.retry_after = retry_after
 
 
+class Deferred(TransientError):
+    """This message may not go yet (the person's quiet hours): back in the queue until
+    `retry_after` seconds from now, neither tried again at once nor counted as a try."""
+
+
 class UnavailableError(TransientError):
     """The system as a whole cannot take messages now (down, or refusing our login): stop this
     pass and leave the remaining messages pending instead of failing each one."""

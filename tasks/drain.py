@@ -32,7 +32,13 @@ from sqlalchemy import Engine, bindparam, text, update
 from sqlmodel import Session, col
 from tenacity.wait import wait_base
 
-from integrations.errors import IntegrationError, PermanentError, TransientError, UnavailableError
+from integrations.errors import (
+    Deferred,
+    IntegrationError,
+    PermanentError,
+    TransientError,
+    UnavailableError,
+)
 from store.db import transaction
 from store.models import OutboxMessage, OutboxStatus
 from store.types import sqlite_time
@@ -302,6 +308,8 @@ def classify(error: IntegrationError, *, attempts: int = 0, call: int = 0) -> Ve
     by a call that neither stops the pass nor splits the group is each message's answer."""
     if call and isinstance(error, UnavailableError):
         return Verdict.STOP
+    if isinstance(error, Deferred):
+        return Verdict.RETRY
     if isinstance(error, PermanentError):
         return Verdict.ONE_BY_ONE if call > 1 else Verdict.DEAD
     return Verdict.DEAD if attempts + 1 >= MAX_ATTEMPTS else Verdict.RETRY
@@ -422,10 +430,12 @@ def _mark_failed(
     session: Session, row: Claimed, error: IntegrationError, at: datetime, handler: Handler
 ) -> DrainReport:
     """Park a failed message as dead (with what that means, `handler.dead`), or put it back
-    after a growing delay at least as long as the remote asked (Retry-After)."""
+    after a growing delay at least as long as the remote asked (Retry-After); one deferred
+    goes back for as long as it was told, without counting a try."""
     dead = classify(error, attempts=row.attempts) is Verdict.DEAD
+    deferred = isinstance(error, Deferred)
     values: dict[str, Any] = {
-        "attempts": row.attempts + 1,
+        "attempts": row.attempts + (0 if deferred else 1),
         "last_error": str(error)[:1000],
         "locked_until": None,
         "lease_id": None,
@@ -434,7 +444,9 @@ def _mark_failed(
         values["status"] = OutboxStatus.DEAD
     else:
         asked = timedelta(seconds=getattr(error, "retry_after", None) or 0)
-        values["available_at"] = at + max(retry_delay(row.attempts + 1), asked)
+        values["available_at"] = at + (
+            asked if deferred else max(retry_delay(row.attempts + 1), asked)
+        )
     session.execute(update(OutboxMessage).where(col(OutboxMessage.id) == row.id).values(**values))
     if dead and handler.dead is not None:
         handler.dead(session, row, str(error), at)

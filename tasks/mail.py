@@ -19,7 +19,7 @@ from integrations.errors import PermanentError
 from tasks.briefs.reminders import BRIEF_EMAIL, REMINDER_EMAIL
 from tasks.drain import DrainReport, Handler, drain, one_at_a_time, repeat_safe
 from tasks.engagement.confirm import CONSENT_EMAIL
-from tasks.engagement.delivery import FOLLOWUP
+from tasks.engagement.delivery import FOLLOWUP, outside_quiet_hours
 from tasks.outbox import Claimed
 from tasks.review.routing import REVIEW_EMAIL
 
@@ -78,7 +78,7 @@ def deliver_email(
         return drain(
             engine,
             channel="email",
-            sender=repeat_safe(deliver) if folder else one_at_a_time(deliver),
+            sender=(repeat_safe if folder else one_at_a_time)(outside_quiet_hours(deliver, now)),
             handler=by_kind(HANDLERS),
             now=now,
             limit=limit,

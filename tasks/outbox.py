@@ -23,7 +23,7 @@ from sqlmodel import Session, col
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 from tenacity.wait import wait_base
 
-from integrations.errors import TransientError, UnavailableError
+from integrations.errors import Deferred, TransientError, UnavailableError
 from store.bulk import with_defaults
 from store.db import transaction
 from store.models import OutboxMessage, OutboxStatus
@@ -289,7 +289,7 @@ def _held_query(dialect: str) -> Any:
 
 def worth_retrying_now(exc: BaseException) -> bool:
     """A passing failure of one message; not a service that is down or refuses our login."""
-    return isinstance(exc, TransientError) and not isinstance(exc, UnavailableError)
+    return isinstance(exc, TransientError) and not isinstance(exc, UnavailableError | Deferred)
 
 
 class wait_for_remote(wait_base):

@@ -46,6 +46,7 @@ from tasks.engagement.rules import (
     greeting,
     minute,
     public_handle,
+    quiet_hours_of,
 )
 from tasks.engagement.signups import CampaignSignup, record_signups
 from tasks.leads.contacts import (
@@ -364,6 +365,9 @@ class Batch:
             )
         if channel != "staff":
             self.sent.add(rules.campaign_id, contact_id, channel, due)
+            kept = quiet_hours_of(rules.followups.spec.quiet_hours, zone or rules.zone)
+            for message in messages if kept else []:
+                message["payload"]["quiet"] = kept
         return FollowUpStatus.QUEUED, None, due, messages
 
     def _confirm(self, event: Event, contact_id: int) -> bool:

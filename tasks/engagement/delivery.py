@@ -19,12 +19,13 @@ from tenacity.wait import wait_base
 
 from config.errors import RallyError
 from config.settings import Settings
-from integrations.errors import PermanentError
+from integrations.errors import Deferred, PermanentError
 from integrations.tiktok import TikTokBusiness
 from store.models import FollowUp, FollowUpStatus
 from store.types import utcnow
 from tasks.drain import Deliver, DrainReport, Handler, drain, one_at_a_time, repeat_safe
 from tasks.engagement.accounts import Accounts
+from tasks.engagement.rules import still_quiet
 from tasks.outbox import Claimed
 from tasks.webhooks.events import Event, emit, iso
 
@@ -161,6 +162,23 @@ def _tiktok(channel: str, accounts: Accounts, now: Callable[[], datetime]) -> De
     return dm
 
 
+def outside_quiet_hours(deliver: Deliver, now: Callable[[], datetime]) -> Deliver:
+    """`deliver`, for a message that keeps the person's quiet hours, only outside them: one
+    still waiting when they start (a retry, a slow drain) goes back until they end."""
+
+    def deliver_outside(message: Claimed) -> str | None:
+        at = now()
+        until = still_quiet(message.payload.get("quiet"), at)
+        if until is not None:
+            raise Deferred(
+                f"quiet hours: not before {until:%H:%M} {until.tzinfo}",
+                retry_after=(until - at).total_seconds(),
+            )
+        return deliver(message)
+
+    return deliver_outside
+
+
 def deliver_followups(
     engine: Engine,
     settings: Settings,
@@ -179,10 +197,11 @@ def deliver_followups(
         for channel in CHANNELS:
             deliver = deliverer(channel, settings, http, accounts, now)
             folder = isinstance(deliver, FolderChannel)  # a repeat rewrites the same file
+            kept = outside_quiet_hours(deliver, now)
             reports[channel] = drain(
                 engine,
                 channel=channel,
-                sender=repeat_safe(deliver) if folder else one_at_a_time(deliver),
+                sender=repeat_safe(kept) if folder else one_at_a_time(kept),
                 handler=FOLLOWUP,
                 now=now,
                 limit=limit,

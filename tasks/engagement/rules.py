@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cache, lru_cache
 from typing import Any
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from jinja2 import Template, TemplateError
 
@@ -172,6 +172,29 @@ def quiet_until(moment: datetime, quiet: QuietHours | None, zone: ZoneInfo) -> d
         return moment
     day = local.date() + timedelta(days=1) if crosses_midnight and now >= start else local.date()
     return datetime.combine(day, end, zone).astimezone(moment.tzinfo)
+
+
+def quiet_hours_of(quiet: QuietHours | None, zone: ZoneInfo) -> dict[str, str] | None:
+    """What a message carries of the quiet hours it keeps (`still_quiet` reads it when it is
+    about to go): their start and end, in the person's zone."""
+    if quiet is None or quiet.start == quiet.end:
+        return None
+    return {"start": quiet.start.isoformat("minutes"), "end": quiet.end.isoformat("minutes"),
+            "zone": zone.key}  # fmt: skip
+
+
+def still_quiet(kept: object, now: datetime) -> datetime | None:
+    """When the quiet hours a message keeps (`quiet_hours_of`) end, in the person's zone, if
+    `now` is within them: a message due before them may still be waiting when they start (a
+    retry, a slow drain)."""
+    if not isinstance(kept, dict):
+        return None
+    try:
+        quiet, zone = QuietHours(start=kept["start"], end=kept["end"]), ZoneInfo(kept["zone"])
+    except (KeyError, ValueError, ZoneInfoNotFoundError):
+        return None
+    until = quiet_until(now, quiet, zone)
+    return until.astimezone(zone) if until > now else None
 
 
 Slot = tuple[int, str, datetime]  # a campaign's channel in one minute

@@ -10,6 +10,7 @@ import sys
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import update
@@ -33,6 +34,7 @@ from tests.conftest import ROOT, SLUG
 
 T0 = datetime(2027, 2, 3, 17, 0, tzinfo=UTC)  # noon in New York, the campaign's time zone
 MIN = timedelta(minutes=1)
+NEW_YORK = ZoneInfo("America/New_York")
 PUBLIC_URL = "https://rally.example.org"
 MAYA, JORDAN, TYLER = "maya.votes.pa", "jordanreyes_phl", "tylerexplainsit"
 _ids = itertools.count(1)
@@ -463,6 +465,33 @@ def test_the_folder_fallback_writes_each_due_reply_and_dm_once(settings, engine,
     assert dm["recipient"] == "pal" and f"{PUBLIC_URL}/join/{SLUG}" in dm["text"]
     sent = {f.rule_id: f.status for f in followups(engine) if f.channel in ("reply", "dm")}
     assert sent == {"thank_commenters": "sent", "volunteer_interest_dm": "sent"}
+
+
+def test_a_message_still_waiting_when_quiet_hours_start_waits_for_morning(
+    settings, engine, applied
+):
+    """A reply due at 8:58 pm New York time, the drain late (a worker down, a retry): at
+    9:02 pm it goes back until 8 am, with no try counted, and goes then."""
+    evening = datetime(2027, 2, 4, 1, 55, tzinfo=UTC)  # 8:55 pm in New York
+    push(engine, event(actor="fan", at=evening), now=evening)
+    process(engine, evening)
+    [message] = outbox(engine)
+    assert message.available_at.astimezone(NEW_YORK).strftime("%H:%M") == "20:57"
+    assert message.payload["quiet"] == {
+        "start": "21:00",
+        "end": "08:00",
+        "zone": "America/New_York",
+    }
+
+    late = deliver_followups(engine, settings, now=lambda: evening + 7 * MIN)["tiktok_reply"]
+    assert (late.sent, late.retrying) == (0, 1)
+    assert "quiet hours: not before 08:00 America/New_York" in late.errors[0]
+    [message] = outbox(engine)
+    assert message.available_at.astimezone(NEW_YORK).strftime("%d %H:%M") == "04 08:00"
+    assert (message.status, message.attempts) == ("pending", 0)
+
+    morning = datetime(2027, 2, 4, 13, 0, 30, tzinfo=UTC)  # 8:00:30 am
+    assert deliver_followups(engine, settings, now=lambda: morning)["tiktok_reply"].sent == 1
 
 
 def waiting(engine) -> list[str]:
