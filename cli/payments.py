@@ -49,11 +49,15 @@ def ledger_command(
     creator is owed. `--json` gives each line of each posting (debits positive, credits
     negative), with what earned it."""
     from tasks.campaigns.campaign import get_campaign
+    from tasks.payments.approvals import member_by_handle
     from tasks.payments.ledger import PAYABLE, ledger
 
     _, engine = store()
     with transaction(engine, write=False) as session:
-        rows = ledger(session, get_campaign(session, campaign), creator)
+        the_campaign = get_campaign(session, campaign)
+        if creator is not None:
+            member_by_handle(session, the_campaign, creator)  # a misspelt handle is named
+        rows = ledger(session, the_campaign, creator)
     if json_output:
         print_json(rows)
         return

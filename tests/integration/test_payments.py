@@ -93,6 +93,8 @@ def test_an_approval_earns_half_at_once_and_a_post_still_up_a_week_earns_the_res
     lines = json.loads(
         rally("payments", "ledger", SLUG, "--creator", "@maya.votes.pa", "--json").out
     )
+    misspelt = rally("payments", "ledger", SLUG, "--creator", "@maya.vote.pa")
+    assert misspelt.code != 0 and "@maya.vote.pa is not on" in misspelt.err
     assert [(r["account"], r["amount_cents"], r["cause"]) for r in lines] == [
         ("fees", half, f"creative:{creative}"),
         ("payable", -half, f"creative:{creative}"),
