@@ -159,12 +159,11 @@ def rules_test_command(
     json_output: bool = JSON_OPTION,
 ) -> None:
     """Show which rules would fire for which events. Sends nothing and stores nothing."""
-    from briefs.environment import check_messages
     from config.campaign_file import read_yaml
     from config.followups import parse_followups
     from tasks.engagement.consent import command, event_channel
     from tasks.engagement.files import read_events
-    from tasks.engagement.rules import rule_holds
+    from tasks.engagement.rules import check_messages, rule_holds
 
     followups = parse_followups(read_yaml(rules), file=str(rules))
     check_messages(followups)

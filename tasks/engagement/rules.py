@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from jinja2 import Template, TemplateError
 
 from briefs.environment import Fields, MissingField, message_sandbox
+from briefs.environment import check_messages as check_messages  # the CLI's way to briefs
 from config.campaign import CampaignSpec
 from config.followups import Followups, QuietHours, Rule
 
