@@ -387,7 +387,7 @@ def ingest(
         resolver = Resolver(session)
     rows: list[dict[str, Any]] = []
     wheres: list[str] = []
-    campaigns: dict[tuple[str, str], int | None] = {}  # this run's keys -> their campaign
+    campaigns: dict[tuple[str, str], int | None] = {}  # this batch's keys -> their campaign
 
     def flush() -> None:
         with transaction(engine) as session:
@@ -402,6 +402,7 @@ def ingest(
         report.repeated += repeated
         rows.clear()
         wheres.clear()
+        campaigns.clear()  # a stored batch's keys are found by `_theirs`
 
     for where, record in records:
         report.received += 1
