@@ -42,7 +42,11 @@ SubscriptionId = Annotated[
 ]
 ONE = {"404": "No such campaign, or no such webhook subscription in it"}
 UNSET = "Webhooks are not set up on this Rally: its RALLY_SECRET_KEY is not set"
-RECEIVER = r"^(https://|http://(localhost|127\.0\.0\.1)[:/])"  # as `check_url` takes them
+# As `check_url` takes them: https, or http to this machine; printable ASCII, no user name.
+RECEIVER = (
+    r"^(https://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])|http://(localhost|127\.0\.0\.1))"
+    r"(:[0-9]{1,5})?([/?#][!-~]*)?$"
+)
 
 
 class SubscriptionIn(BaseModel):
