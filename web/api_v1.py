@@ -1319,15 +1319,13 @@ def cursor_of(paging: PageQuery, fits: Callable[[Any], bool]) -> Any:
 def _campaign_lead(session: Session, campaign: Campaign, who: str) -> bool:
     """Whether `who` (an email or phone) is a lead of `campaign`. Someone only another campaign
     has is answered as nobody is: whether they are there is that campaign's to say."""
-    from tasks.leads.forget import find_contact
+    from tasks.leads.forget import NoSuchLead, find_contact
     from tasks.leads.status import campaign_contacts
 
     try:
-        contact = find_contact(session, who)
-    except RallyError as exc:
-        if str(exc).startswith("no lead"):
-            return False
-        raise  # not an email or phone: say why
+        contact = find_contact(session, who)  # not an email or phone: says why
+    except NoSuchLead:
+        return False
     assert contact.id is not None and campaign.id is not None
     return campaign_contacts(session, campaign.id, after=contact.id - 1, limit=1) == [contact.id]
 

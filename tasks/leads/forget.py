@@ -37,6 +37,10 @@ class Forgotten:
     deletions: list[str]  # destinations asked to delete the person
 
 
+class NoSuchLead(RallyError):
+    """Nobody here has the email or phone given."""
+
+
 def find_contact(session: Session, who: str) -> Contact:
     """The contact with this email or phone; a clear error when there is none."""
     try:
@@ -49,7 +53,7 @@ def find_contact(session: Session, who: str) -> Contact:
     )
     contact = session.exec(select(Contact).where(clause)).first()
     if contact is None:
-        raise RallyError(f"no lead with {'email' if email else 'phone'} {who!r}")
+        raise NoSuchLead(f"no lead with {'email' if email else 'phone'} {who!r}")
     return contact
 
 
