@@ -16,9 +16,9 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	@$(BIN)/rally demo
 
-## test: lint, type-check and run the whole test suite
+## test: lint, type-check and run the whole test suite, on every core (at most four workers)
 test: $(STAMP) lint browser
-	@$(BIN)/pytest
+	@$(BIN)/pytest --numprocesses auto --maxprocesses 4 --dist loadgroup
 
 ## browser: Debian's chromium for the page tests (Playwright cannot download browsers) and
 ## axe-core from the npm registry for their accessibility checks

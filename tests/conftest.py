@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -29,8 +30,11 @@ ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "youth-vote"
 
 # Flows run in-process against one local Prefect home for the whole session (its first start
-# migrates a database for about 30 s; later sessions on this checkout reuse it), quietly.
-os.environ.setdefault("PREFECT_HOME", str(ROOT / ".pytest_cache" / "rally-prefect"))
+# migrates a database for about 30 s; later sessions on this checkout reuse it), quietly. Each
+# of `make test`'s parallel workers (pytest-xdist: gw0, gw1, ...) has a home and server of its own.
+WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+HOME = "rally-prefect" + (f"-{WORKER}" if WORKER else "")
+os.environ.setdefault("PREFECT_HOME", str(ROOT / ".pytest_cache" / HOME))
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 os.environ.setdefault("PREFECT_LOGGING_TO_API_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -283,23 +287,48 @@ def migrated_prefect(
     return lay
 
 
+_workers_cpu: list[tuple[float, float]] = []  # (CPU seconds, Prefect's) of each finished worker
+
+
+def _cpu_spent(*, children: bool) -> float:
+    """CPU seconds of this process, and of every process it waited for when `children`."""
+    import resource
+
+    who = [resource.RUSAGE_SELF] + ([resource.RUSAGE_CHILDREN] if children else [])
+    return sum(u.ru_utime + u.ru_stime for u in map(resource.getrusage, who))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """A parallel worker hands its CPU time (its own, the processes it waited for, its local
+    Prefect server's) to the session that started it, for the summary."""
+    output = getattr(session.config, "workeroutput", None)
+    if output is not None:
+        output["rally_cpu"] = (_cpu_spent(children=True), _local_prefect_cpu())
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    """A parallel worker finished: keep the CPU time it reported."""
+    cpu = getattr(node, "workeroutput", {}).get("rally_cpu")
+    if cpu is not None:
+        _workers_cpu.append(tuple(cpu))
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """The session's CPU time, pytest and every process it waited for (servers, browsers,
     `rally` runs), and the session's local Prefect server, which is still running then: what
-    the suite costs a shared machine, which its wall time hides."""
-    import resource
-
-    spent = sum(
-        usage.ru_utime + usage.ru_stime
-        for usage in (
-            resource.getrusage(resource.RUSAGE_SELF),
-            resource.getrusage(resource.RUSAGE_CHILDREN),
-        )
-    )
-    prefect = _local_prefect_cpu()
+    the suite costs a shared machine, which its wall time hides. With parallel workers, each
+    worker's figure (reported as it finished) and the starting process's own time."""
+    if _workers_cpu:
+        spent = _cpu_spent(children=False) + sum(cpu for cpu, _ in _workers_cpu)
+        prefect = sum(server for _, server in _workers_cpu)
+        where = f", {len(_workers_cpu)} workers"
+    else:
+        spent, prefect, where = _cpu_spent(children=True), _local_prefect_cpu(), ""
     terminalreporter.write_line(
-        f"CPU time: {spent + prefect:.0f} s ({(spent + prefect) / 60:.1f} CPU-minutes), "
-        f"the local Prefect server's {prefect:.0f} s included"
+        f"CPU time: {spent + prefect:.0f} s ({(spent + prefect) / 60:.1f} CPU-minutes{where}), "
+        f"the local Prefect servers' {prefect:.0f} s included"
     )
 
 

@@ -28,7 +28,8 @@ from tests.e2e.pages import assert_page_fits
 from tests.e2e.test_staff_console import STAFF
 from tests.helpers import make_leads
 
-pytestmark = pytest.mark.slow
+# on one parallel worker: the module's one Prefect server and deployments serve them all
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("prefect-server")]
 BIN = Path(sys.executable).parent
 WEEKS = 2
 
