@@ -6,6 +6,14 @@ each). Before the HubSpot sync starts, another app on the same account spends pa
 window's budget, as happens on a real account: Rally's limiter does not know, meets 429s in
 the first window, and must adapt to the server's answers without any 429 after it.
 
+An API across the internet answers in a few hundred ms, where the fakes answer at once; so
+the HubSpot sync runs once more against a fake account that answers each call `--latency`
+seconds after it came (`--far` more leads, 50,000: five windows, nobody else on the account),
+where one call at a time would reach a third of the limit: the destination's calls at once
+must make up for it. Its share of the ceiling is printed beside the others, without a goal of
+its own; calls at once cannot start a window with a burst as the ceiling assumes, but pace it
+as they did the window before, so more windows come nearer the ceiling.
+
 The ceiling is the fastest the remote's limit allows: N calls at L per W seconds need
 (ceil(N / L) - 1) * W seconds from the first call to the last (a window's worth at a time),
 the other app's calls included. The achieved share is that ideal time over the time taken.
@@ -19,6 +27,7 @@ sides. Each side's rate is its median over `--rounds` rounds taken in turn (new 
 round). Goal: Rally's unlimited rate at least half the bare loop's.
 
     .venv/bin/python benchmarks/sync.py [--hubspot 20000] [--action-network 200] [--rounds 3]
+        [--latency 0.3] [--far 50000]
 """
 
 import argparse
@@ -59,8 +68,11 @@ def campaign_file(folder: Path) -> Path:
     block = (
         "destinations:\n"
         "  - name: hubspot\n    type: hubspot\n"
+        "  - name: hubspot_far\n    type: hubspot\n"
         "  - name: hubspot_unlimited\n    type: hubspot\n"
         "    rate: {requests: 100000, per_seconds: 1}\n"
+        # one call at a time, as the bare loop sends them: Rally's own work per lead
+        "    in_flight: 1\n"
         "  - name: action_network\n    type: action_network\n"
     )
     campaign.write_text(text[:start] + block + text[end:])
@@ -108,6 +120,10 @@ def main() -> None:
     parser.add_argument("--action-network", type=int, default=200)
     parser.add_argument("--spent", type=int, default=40, help="calls another app makes first")
     parser.add_argument("--rounds", type=int, default=3, help="unlimited syncs and bare loops")
+    parser.add_argument(
+        "--latency", type=float, default=0.3, help="seconds the far HubSpot fake takes to answer"
+    )
+    parser.add_argument("--far", type=int, default=50_000, help="leads to the far HubSpot fake")
     args = parser.parse_args()
 
     import httpx
@@ -121,6 +137,8 @@ def main() -> None:
     # accounts where `rally leads check --create-missing` made Rally's properties
     hubspot = FakeHubSpot(rate=(100, 10.0), sliding=True, properties=HUBSPOT_PROPERTIES).start()
     unlimited = FakeHubSpot(rate=None, properties=HUBSPOT_PROPERTIES).start()
+    far = FakeHubSpot(rate=(100, 10.0), sliding=True, properties=HUBSPOT_PROPERTIES).start()
+    far.answer_after(args.latency)
     action_network = FakeActionNetwork(rate=(4, 1.0)).start()
     os.environ.update(
         {
@@ -199,6 +217,23 @@ def main() -> None:
         f"429s {hub_429} ({hub_late} after the first window)"
     )
 
+    make_leads(engine, SLUG, args.far, destinations=["hubspot_far"], prefix="far-")
+    from sqlmodel import delete
+
+    from store.db import transaction
+    from store.models import RateWindow
+
+    with transaction(engine) as session:  # another account: its window starts empty
+        session.execute(delete(RateWindow))
+    far_seconds, far_report = against(far, "hubspot_far")
+    far_calls = sum(1 for r in far.requests if r.status != 429)
+    far_share = ceiling_seconds(far_calls, 100, 10.0) / far_seconds if far_seconds else 0.0
+    print(
+        f"HubSpot at 100 per 10 s answering after {args.latency} s: {far_report.sent:,} sent in "
+        f"{far_seconds:.1f} s, {far.most_in_flight} calls at once at most; "
+        f"{far_share:.2f} of the ceiling; 429s {far.rate_limited}"
+    )
+
     an_seconds, an = timed_sync(engine, settings, "action_network")
     an_calls = sum(1 for r in action_network.requests if r.status != 429)
     an_ideal = ceiling_seconds(an_calls, 4, 1.0)
@@ -212,6 +247,7 @@ def main() -> None:
         hub.sent == args.hubspot
         and an.sent == args.action_network
         and own_sent == args.hubspot * args.rounds
+        and far_report.sent == args.far
     )
     met = everyone and hub_share >= GOAL_SHARE and an_share >= GOAL_SHARE
     met = met and hub_late == 0 and an_late == 0 and of_bare >= GOAL_OF_BARE
@@ -229,6 +265,10 @@ def main() -> None:
         "action_network_seconds": round(an_seconds, 2),
         "action_network_share_of_ceiling": round(an_share, 3),
         "action_network_429s_after_first_window": an_late,
+        "far_hubspot_latency_seconds": args.latency,
+        "far_hubspot_share_of_ceiling": round(far_share, 3),
+        "far_hubspot_most_in_flight": far.most_in_flight,
+        "far_hubspot_429s": far.rate_limited,
         "unlimited_leads_per_second": round(own_rate),
         "bare_leads_per_second": round(bare_rate),
         "unlimited_share_of_bare": round(of_bare, 3),
@@ -238,7 +278,7 @@ def main() -> None:
         "429s_after_first_window": 0,
         "unlimited_share_of_bare_at_least": GOAL_OF_BARE,
     }
-    for fake in (hubspot, unlimited, action_network):
+    for fake in (hubspot, unlimited, far, action_network):
         fake.stop()
     print(json.dumps({"benchmark": "sync", **figures, "goal": goal, "met": met}))
 

@@ -343,6 +343,7 @@ class Destination(Model):
     tag_by: list[TagSource] = []
     batch_size: Annotated[int, Field(ge=1, le=10_000)] | None = None
     rate: RateSpec | None = None
+    in_flight: Annotated[int, Field(ge=1, le=16)] | None = None  # calls at once; see sync
     options: dict[str, Any] = {}
 
 

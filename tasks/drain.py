@@ -7,7 +7,8 @@ the messages this drain still holds, in one transaction with the change they imp
 `Handler`). Transient failures are retried a few times
 at once (tenacity), then later with a growing delay; permanent ones are parked as `dead` with
 the remote's message, ready to redrive; a service that is unavailable stops the pass and leaves
-the rest as they were.
+the rest as they were. A drain may work in several lanes at once, each a drain of its own on a
+thread, for a remote whose answers are slow.
 
 A crash loses nothing: what a crashed drain had claimed is taken again once its lease ends. The
 lease is short (`LEASE`) and kept alive while the drain works (`LeaseKeeper`), so a drain that
@@ -18,10 +19,12 @@ Message-ID so that mail systems recognise it, the folders rewrite the same file,
 upsert finds the person it made.
 """
 
+import contextvars
 import json
 import logging
 import threading
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -161,47 +164,109 @@ def drain(
     wait: wait_base | None = None,
     handler: Handler = Handler(),
     progress: Callable[[DrainReport], None] | None = None,
+    lanes: int = 1,
 ) -> DrainReport:
     """Deliver the ready messages of `channel` (and `destination`, if given), `batch` claimed at
     a time, until none are left, `limit` were tried, or the service is unavailable. `wait` paces
-    the tries at once of a passing failure; `progress` hears the report after each batch."""
+    the tries at once of a passing failure; `progress` hears the report after each batch.
+
+    `lanes` batches go at once, each claimed, sent and recorded by a thread of its own as one
+    drain would: for a remote far away, whose answers take longer than Rally's own work on a
+    batch, one call at a time would leave most of its rate limit unused. A lane that finds the
+    service unavailable stops the others (each finishes the batch in hand)."""
     report = DrainReport()
-    tried = 0
     up_to_date(engine, channel=channel, destination=destination)
-    with LeaseKeeper(engine, lease=lease, now=now) as keeper:
-        while limit is None or tried < limit:
-            size = batch if limit is None else min(batch, limit - tried)
+    tries = _Tries(limit)
+    lock = threading.Lock()  # over `report`, and `progress` hears one batch at a time
+    stop = threading.Event()
+
+    def lane(keeper: LeaseKeeper) -> None:
+        while not stop.is_set():
+            size = tries.take(batch)
+            if not size:
+                return
             rows = claim(
                 engine, channel=channel, destination=destination, limit=size, now=now(), lease=lease
             )
+            tries.give_back(size - len(rows))
             if not rows:
-                break
-            tried += len(rows)
-            keeper.lease_id = rows[0].lease_id
-            report.add(
-                deliver_claimed(
+                return
+            keeper.hold(rows[0].lease_id)
+            try:
+                outcome = deliver_claimed(
                     engine, rows, sender=sender, now=now, lease=lease, wait=wait, handler=handler
                 )
-            )
-            keeper.lease_id = None
-            if progress is not None:
-                progress(report)
-            if report.stopped:
-                break
+            finally:
+                keeper.drop(rows[0].lease_id)
+            with lock:
+                report.add(outcome)
+                if progress is not None:
+                    progress(report)
+            if outcome.stopped:
+                stop.set()
+
+    with LeaseKeeper(engine, lease=lease, now=now) as keeper:
+        if lanes <= 1:
+            lane(keeper)
+            return report
+
+        def guarded() -> None:
+            try:
+                lane(keeper)
+            except BaseException:
+                stop.set()  # the other lanes finish their batch and end
+                raise
+
+        with ThreadPoolExecutor(lanes, thread_name_prefix="outbox-lane") as pool:
+            # each lane in a copy of this context: a flow's run context, its logger
+            running = [pool.submit(contextvars.copy_context().run, guarded) for _ in range(lanes)]
+        for done in running:
+            done.result()  # a lane's error is the drain's
     return report
 
 
+class _Tries:
+    """How many more messages a drain may try (`limit`, or no end), shared by its lanes: each
+    takes up to a batch before it claims, and gives back what the claim did not find."""
+
+    def __init__(self, limit: int | None) -> None:
+        self.left = limit
+        self._lock = threading.Lock()
+
+    def take(self, batch: int) -> int:
+        with self._lock:
+            if self.left is None:
+                return batch
+            size = min(batch, self.left)
+            self.left -= size
+            return size
+
+    def give_back(self, count: int) -> None:
+        with self._lock:
+            if self.left is not None:
+                self.left += count
+
+
 class LeaseKeeper:
-    """Keeps the drain's lease on the messages it took alive while it works on them: every third
-    of the lease, those still pending under `lease_id` (the batch at hand's) are renewed from a
-    thread of their own (renewing leaves the id as it is), even while one slow send blocks the
-    drain."""
+    """Keeps the drain's leases on the messages it took alive while it works on them: every
+    third of the lease, those still pending under a lease its lanes hold (the batches at hand;
+    renewing leaves the ids as they are) are renewed from a thread of their own, even while one
+    slow send blocks the drain."""
 
     def __init__(self, engine: Engine, *, lease: timedelta, now: Callable[[], datetime]) -> None:
         self.engine, self.lease, self.now = engine, lease, now
-        self.lease_id: str | None = None
+        self._held: set[str | None] = set()
+        self._lock = threading.Lock()
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._keep, name="outbox-lease", daemon=True)
+
+    def hold(self, lease_id: str | None) -> None:
+        with self._lock:
+            self._held.add(lease_id)
+
+    def drop(self, lease_id: str | None) -> None:
+        with self._lock:
+            self._held.discard(lease_id)
 
     def __enter__(self) -> "LeaseKeeper":
         self._thread.start()
@@ -213,14 +278,14 @@ class LeaseKeeper:
 
     def _keep(self) -> None:
         while not self._done.wait(self.lease.total_seconds() / 3):
-            lease_id = self.lease_id
-            if lease_id is None:
-                continue
-            try:
-                with transaction(self.engine, take_turns=False) as session:
-                    keep_lease(session, lease_id, self.now() + self.lease)
-            except Exception:  # the lease then runs out, and another drain takes over
-                log.warning("renewing the outbox lease failed", exc_info=True)
+            with self._lock:
+                held = sorted(lease for lease in self._held if lease is not None)
+            for lease_id in held:
+                try:
+                    with transaction(self.engine, take_turns=False) as session:
+                        keep_lease(session, lease_id, self.now() + self.lease)
+                except Exception:  # the lease then runs out, and another drain takes over
+                    log.warning("renewing the outbox lease failed", exc_info=True)
 
 
 def deliver_claimed(

@@ -9,7 +9,8 @@ as `RateLimit` counts a call) and gives back the rest:
 
 - a slot granted at `at` may be spent until `at + hold`; until its holder says when it was
   answered, it counts until `at + hold + window`, and from then on as it was answered (a call
-  still unanswered when its holder visits, from another thread, counts as it left);
+  still unanswered when its holder visits, on another thread, keeps counting until
+  `at + hold + window`: the remote may count it from any moment until its answer);
 - a slot is granted only while fewer than `requests` count, so no window ever holds more than
   `requests` calls, whichever process made them and whenever within their hold;
 - so a crashed process's unspent slots count for at most `hold + window`.
@@ -259,8 +260,13 @@ class SharedRateLimit(RateLimit):
         spent = None
         if self._grant.count:
             # The grant was asked for at `_asked` on this clock, at `at` or earlier on the
-            # store's: so each slot's call was answered at most `after` past `at`.
-            ends = [self._grant.at + after + self.window for after in self._after]
+            # store's: so each slot's call was answered at most `after` past `at`. A call still
+            # in flight (another thread's) is answered later: it counts as long as any may.
+            flying = set(self._slots.values())
+            ends = [
+                self._grant.at + (self.hold if i in flying else after) + self.window
+                for i, after in enumerate(self._after)
+            ]
             spent = Spent(self._grant.key, self._grant.count, ends)
             self._want = max(1, min(self.most, 2 * len(self._after)))
         self._asked = self.clock()

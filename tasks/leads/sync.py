@@ -5,9 +5,11 @@ The connector for a destination comes from its type's entry in `integrations.des
 settings (credentials and API URLs, from the environment) and the campaign file (batch size,
 rate, options). A remote account's rate limit is shared through the store by every process
 syncing to it (`tasks.rate_limits`), so workers on many machines stay within it together; a
-process keeps its side of each limit between passes.
+process keeps its side of each limit between passes. A destination's batches go several at
+once (`in_flight`), since a remote's answers take longer than Rally's own work on a batch.
 """
 
+import math
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime, timedelta
@@ -74,6 +76,24 @@ def rate_limit(
     if limit is None or (limit.requests, limit.per) != rate:
         limit = _limits[key] = SharedRateLimit(engine, destination.type, account, *rate)
     return limit
+
+
+LATENCY = 1.0  # seconds: a slow answer from an API across the internet, for `in_flight`
+MOST_IN_FLIGHT = 10
+
+
+def in_flight(destination: Destination, rate: tuple[int, float] | None) -> int:
+    """How many calls to a destination go at once: as its campaign file says, else as many as
+    keep its rate limit busy while each answer takes `LATENCY` (HubSpot's 100 per 10 s: 10;
+    Action Network's 4 a second: 4), at most `MOST_IN_FLIGHT`; one for a file."""
+    if destination.in_flight is not None:
+        return destination.in_flight
+    if destination.rate is not None:
+        rate = (destination.rate.requests, destination.rate.per_seconds)
+    if rate is None:
+        return 1
+    requests, per = rate
+    return max(1, min(MOST_IN_FLIGHT, math.ceil(requests / per * LATENCY)))
 
 
 def release_limits(engine: Engine) -> None:
@@ -359,6 +379,7 @@ def _sync_destination(
         sender=Sender(deliverer(engine, connector, destination, campaign.slug)),
         handler=subscriptions_noted(destination, campaign.id or 0),
         batch=connector.batch_size,
+        lanes=in_flight(destination, DESTINATIONS[destination.type].rate),
         now=now,
         limit=limit,
         lease=timedelta(seconds=settings.outbox_lease_seconds),

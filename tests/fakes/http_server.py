@@ -166,6 +166,9 @@ class FakeHttpServer:
         self._changed = threading.Condition()
         self._release = threading.Event()
         self._connections: set[socket.socket] = set()
+        self.latency = 0.0  # seconds each answer takes (`answer_after`)
+        self.in_flight = self.most_in_flight = 0  # requests being answered: now, at most
+        self._gate = 0  # requests held until this many are in flight (`hold_until_in_flight`)
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -237,6 +240,18 @@ class FakeHttpServer:
     def drop_next(self, count: int = 1) -> None:
         """Read the next `count` requests, then close their connections without answering."""
         self._add_faults(count, _Fault("drop"))
+
+    def answer_after(self, seconds: float) -> None:
+        """Answer each request `seconds` after it arrived, as a remote across the internet
+        does; requests in flight at once wait together, not in turn."""
+        self.latency = seconds
+
+    def hold_until_in_flight(self, count: int) -> None:
+        """Hold the first requests until `count` are in flight at once (or `hold_seconds`
+        passed), then answer them and every later one without waiting: shows a client sends
+        that many at once, with no timing in it."""
+        with self._changed:
+            self._gate = count
 
     def heal(self) -> None:
         """Forget the faults not met yet: the remote answers again."""
@@ -325,17 +340,43 @@ class FakeHttpServer:
         with self._changed:
             self._requests.append(request)
             fault = self._faults.popleft() if self._faults else None
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
             self._changed.notify_all()
+        try:
+            self._wait_in_flight()
+            response = self._response(handler, request, fault)
+        finally:  # out of flight before the client hears: its next call may follow at once
+            with self._changed:
+                self.in_flight -= 1
+        if response is not None:
+            request.status = response.status
+            _send(handler, response)
+
+    def _wait_in_flight(self) -> None:
+        """As `answer_after` and `hold_until_in_flight` say."""
+        with self._changed:
+            if self._gate:
+                gathered = self._changed.wait_for(
+                    lambda: self.in_flight >= self._gate or self._release.is_set(),
+                    self.hold_seconds,
+                )
+                if gathered:
+                    self._gate = 0  # open for good
+        if self.latency:
+            self._release.wait(self.latency)
+
+    def _response(
+        self, handler: "_Handler", request: RecordedRequest, fault: _Fault | None
+    ) -> Response | None:
+        """The answer to `request`, or None for a fault that gives none."""
         if fault is not None and fault.kind != "fail":
             if fault.kind == "hold":
                 self._release.wait(self.hold_seconds)
             handler.close_connection = True
-            return
+            return None
         response = fault.response if fault is not None and fault.response else None
-        if response is None:
-            response = self._limit(request) or self._dispatch(request)
-        request.status = response.status
-        _send(handler, response)
+        return response or self._limit(request) or self._dispatch(request)
 
     def _limit(self, request: RecordedRequest) -> Response | None:
         with self._changed:

@@ -23,12 +23,12 @@ from store.audit import verify
 from store.db import transaction
 from store.models import AuditEvent, Campaign, Contact
 from store.types import utcnow
-from tasks.leads.sync import NotConfigured, connector_for, sync_leads
+from tasks.leads.sync import NotConfigured, connector_for, in_flight, sync_leads
 from tests.conftest import SLUG
 from tests.fakes.action_network_api import FakeActionNetwork
 from tests.fakes.http_server import Remote, serving
 from tests.fakes.hubspot_api import FakeHubSpot
-from tests.helpers import make_leads
+from tests.helpers import HUBSPOT_PROPERTIES, make_leads
 from tests.integration.test_leads import set_destinations, signup
 
 
@@ -311,3 +311,52 @@ def test_a_hubspot_account_lacking_rallys_properties_is_named_by_the_check_and_w
     assert (report.sent, report.dead) == (2, 0), report.errors
     contact = new_hubspot.contact("hub-0@example.org")
     assert contact is not None and contact["properties"]["rally_campaign"] == SLUG
+
+
+@pytest.fixture
+def far_hubspot(rally, applied, monkeypatch) -> Iterator[FakeHubSpot]:
+    """A HubSpot account with Rally's properties, whose calls a test holds in flight."""
+    for fake in serving(FakeHubSpot(rate=None, properties=HUBSPOT_PROPERTIES)):
+        monkeypatch.setenv("RALLY_HUBSPOT_API_URL", fake.url)
+        monkeypatch.setenv("RALLY_HUBSPOT_TOKEN", fake.token)
+        get_settings.cache_clear()
+        yield fake
+
+
+@pytest.mark.parametrize("in_flight", [3, None])
+def test_a_remote_far_away_gets_as_many_calls_at_once_as_the_destination_allows(
+    engine, rally, applied, far_hubspot, in_flight
+):
+    """Each answer takes long across the internet, so one call at a time would leave most of
+    HubSpot's rate unused: the calls the campaign file allows (else as many as keep HubSpot's
+    100 per 10 s busy) go at once, never more, and every lead goes exactly once."""
+    allowed = in_flight or 10
+    block = "destinations:\n  - name: crm\n    type: hubspot\n    batch_size: 10\n"
+    block += f"    in_flight: {in_flight}\n" if in_flight else ""
+    set_destinations(rally, applied, block)
+    far_hubspot.hold_until_in_flight(allowed)  # answers none until that many are in flight
+    make_leads(engine, SLUG, 10 * allowed + 25, prefix="far-")
+
+    report = sync(engine)
+
+    assert (report.sent, report.dead, report.errors) == (10 * allowed + 25, 0, [])
+    assert far_hubspot.most_in_flight == allowed
+    upserts = far_hubspot.requests_to("/crm/v3/objects/contacts/batch/upsert")
+    assert len(upserts) == allowed + 3  # batches of 10, none sent twice
+    assert len(far_hubspot.contacts) == 10 * allowed + 25
+
+
+def test_calls_at_once_follow_the_rate_and_the_campaign_files_say():
+    hubspot = Destination(name="crm", type="hubspot")
+    assert in_flight(hubspot, DESTINATIONS["hubspot"].rate) == 10  # 100 per 10 s, 1 s each
+    assert in_flight(Destination(name="an", type="action_network"), (4, 1.0)) == 4
+    assert in_flight(Destination(name="out", type="csv"), None) == 1
+    fast = Destination.model_validate({"name": "crm", "type": "hubspot", "rate": RATE_1000})
+    assert in_flight(fast, DESTINATIONS["hubspot"].rate) == 10  # never more than ten
+    own = Destination(name="crm", type="hubspot", in_flight=2)
+    assert in_flight(own, DESTINATIONS["hubspot"].rate) == 2
+    with pytest.raises(ValueError, match="in_flight"):
+        Destination(name="crm", type="hubspot", in_flight=0)
+
+
+RATE_1000 = {"requests": 1000, "per_seconds": 1}

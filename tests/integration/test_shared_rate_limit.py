@@ -207,10 +207,11 @@ def test_two_sync_processes_at_once_stay_within_the_accounts_limit(
 ):
     # Each process makes about ten calls a second here (a drain per lead): a window several
     # times what the limit's calls take keeps that pace from counting against the limit's use.
+    # One call at a time each: the fake answers at once, so calls at once would gain nothing.
     limit, per, windows = 10, 4.0, 6
     block = (
         "destinations:\n  - name: hub\n    type: hubspot\n    batch_size: 1\n"
-        f"    rate: {{requests: {limit}, per_seconds: {per}}}\n"
+        f"    rate: {{requests: {limit}, per_seconds: {per}}}\n    in_flight: 1\n"
     )
     set_destinations(rally, applied, block)
     make_leads(engine, SLUG, windows * limit)
