@@ -23,8 +23,9 @@ import contextvars
 import json
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -173,10 +174,13 @@ def drain(
     `lanes` batches go at once, each claimed, sent and recorded by a thread of its own as one
     drain would: for a remote far away, whose answers take longer than Rally's own work on a
     batch, one call at a time would leave most of its rate limit unused. A lane that finds the
-    service unavailable stops the others (each finishes the batch in hand)."""
+    service unavailable stops the others (each finishes the batch in hand); so does an error,
+    or the drain being interrupted. One subject's messages (a person's) go one batch after the
+    other (`_Subjects`)."""
     report = DrainReport()
     up_to_date(engine, channel=channel, destination=destination)
     tries = _Tries(limit)
+    subjects = _Subjects()
     lock = threading.Lock()  # over `report`, and `progress` hears one batch at a time
     stop = threading.Event()
 
@@ -193,9 +197,16 @@ def drain(
                 return
             keeper.hold(rows[0].lease_id)
             try:
-                outcome = deliver_claimed(
-                    engine, rows, sender=sender, now=now, lease=lease, wait=wait, handler=handler
-                )
+                with subjects.sending(rows):
+                    outcome = deliver_claimed(
+                        engine,
+                        rows,
+                        sender=sender,
+                        now=now,
+                        lease=lease,
+                        wait=wait,
+                        handler=handler,
+                    )
             finally:
                 keeper.drop(rows[0].lease_id)
             with lock:
@@ -217,12 +228,45 @@ def drain(
                 stop.set()  # the other lanes finish their batch and end
                 raise
 
-        with ThreadPoolExecutor(lanes, thread_name_prefix="outbox-lane") as pool:
-            # each lane in a copy of this context: a flow's run context, its logger
-            running = [pool.submit(contextvars.copy_context().run, guarded) for _ in range(lanes)]
-        for done in running:
-            done.result()  # a lane's error is the drain's
+        try:
+            with ThreadPoolExecutor(lanes, thread_name_prefix="outbox-lane") as pool:
+                # each lane in a copy of this context: a flow's run context, its logger
+                running = [
+                    pool.submit(contextvars.copy_context().run, guarded) for _ in range(lanes)
+                ]
+        finally:  # interrupted (Ctrl-C): the lanes end with the batch in hand
+            stop.set()
+    failed = [error for done in running if (error := done.exception()) is not None]
+    for error in failed[1:]:
+        log.error("another lane of the drain failed as well", exc_info=error)
+    if failed:
+        raise failed[0]  # a lane's error is the drain's
     return report
+
+
+class _Subjects:
+    """The subjects (people, for a lead sync) of the batches a drain's lanes are sending. A lane
+    whose batch names one another lane is sending waits until that batch is recorded: so one
+    person's messages reach the remote one after the other, each reading the person as they
+    are when it goes, and an erasure is never overtaken by an upsert that left before it. A
+    lane waits only while it holds none, so no two wait on each other."""
+
+    def __init__(self) -> None:
+        self._sending: set[tuple[str, str]] = set()
+        self._changed = threading.Condition()
+
+    @contextmanager
+    def sending(self, rows: list[Claimed]) -> Iterator[None]:
+        mine = {(row.subject_type, row.subject_id) for row in rows}
+        with self._changed:
+            self._changed.wait_for(lambda: self._sending.isdisjoint(mine))
+            self._sending |= mine
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._sending -= mine
+                self._changed.notify_all()
 
 
 class _Tries:

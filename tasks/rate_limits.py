@@ -9,8 +9,9 @@ as `RateLimit` counts a call) and gives back the rest:
 
 - a slot granted at `at` may be spent until `at + hold`; until its holder says when it was
   answered, it counts until `at + hold + window`, and from then on as it was answered (a call
-  still unanswered when its holder visits, on another thread, keeps counting until
-  `at + hold + window`: the remote may count it from any moment until its answer);
+  still unanswered when its holder visits, on another thread, counts as if answered after
+  twice the slowest answer its holder has seen, and not before the visit: the remote may count
+  it from any moment until its answer);
 - a slot is granted only while fewer than `requests` count, so no window ever holds more than
   `requests` calls, whichever process made them and whenever within their hold;
 - so a crashed process's unspent slots count for at most `hold + window`.
@@ -216,6 +217,7 @@ class SharedRateLimit(RateLimit):
         self._asked = 0.0  # the local clock just before the grant was asked for
         self._after: list[float] = []  # when each slot of it counts from, after `_asked`
         self._slots: dict[int, int] = {}  # ticket -> its slot's place in `_after`
+        self._slowest = 0.0  # the longest a call took to be answered, in seconds
 
     def acquire(self) -> int:
         """Wait until one more call may go, and count it from now (from its answer, once
@@ -241,7 +243,9 @@ class SharedRateLimit(RateLimit):
         with self._lock:
             place = self._slots.pop(ticket, None)
             if place is not None:
-                self._after[place] = self.clock() - self._asked
+                answered = self.clock() - self._asked
+                self._slowest = max(self._slowest, answered - self._after[place])
+                self._after[place] = answered
 
     def pause(self, seconds: float) -> None:
         """The server asked for a pause: this process and every other one wait it out."""
@@ -261,10 +265,13 @@ class SharedRateLimit(RateLimit):
         if self._grant.count:
             # The grant was asked for at `_asked` on this clock, at `at` or earlier on the
             # store's: so each slot's call was answered at most `after` past `at`. A call still
-            # in flight (another thread's) is answered later: it counts as long as any may.
-            flying = set(self._slots.values())
+            # in flight (another thread's) will be answered after now, likely within twice the
+            # slowest answer yet.
+            flying, now = set(self._slots.values()), self.clock() - self._asked
             ends = [
-                self._grant.at + (self.hold if i in flying else after) + self.window
+                self._grant.at
+                + (max(now, after + 2 * self._slowest) if i in flying else after)
+                + self.window
                 for i, after in enumerate(self._after)
             ]
             spent = Spent(self._grant.key, self._grant.count, ends)

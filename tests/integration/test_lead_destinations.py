@@ -360,3 +360,32 @@ def test_calls_at_once_follow_the_rate_and_the_campaign_files_say():
 
 
 RATE_1000 = {"requests": 1000, "per_seconds": 1}
+
+
+def test_one_persons_messages_go_one_after_the_other_whatever_the_calls_at_once(
+    engine, rally, applied, far_hubspot
+):
+    """Two lanes that each took a message for the same person do not send them at once: the
+    second waits for the first to be recorded, so it reads the person as the first left them
+    (and an erasure is never overtaken by an upsert that left before it)."""
+    from tasks.leads.records import UPSERT, destination_key, sync_message
+    from tasks.outbox import enqueue
+
+    block = "destinations:\n  - name: crm\n    type: hubspot\n    batch_size: 1\n"
+    set_destinations(rally, applied, block + "    in_flight: 2\n")
+    [person] = make_leads(engine, SLUG, 1, prefix="once-")
+    with transaction(engine) as session:  # a second message, as if the first was being sent
+        campaign = session.exec(select(Campaign).where(Campaign.slug == SLUG)).one()
+        assert campaign.id is not None
+        again = sync_message(
+            destination_key(campaign.id, "crm"), person, {"action": UPSERT}, now=utcnow()
+        )
+        assert enqueue(session, [again]) == 1
+    far_hubspot.hold_seconds = 1.0  # how long the fake waits for a second call at once
+    far_hubspot.hold_until_in_flight(2)
+
+    report = sync(engine)
+
+    assert (report.sent, report.dead) == (2, 0), report.errors
+    assert far_hubspot.most_in_flight == 1  # never both at once
+    assert len(far_hubspot.requests_to("/crm/v3/objects/contacts/batch/upsert")) == 2
