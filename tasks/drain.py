@@ -24,6 +24,7 @@ import json
 import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping
+from concurrent import futures
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -198,6 +199,9 @@ def drain(
             keeper.hold(rows[0].lease_id)
             try:
                 with subjects.sending(rows):
+                    if stop.is_set():  # stopped while it waited: the batch goes back untried
+                        release(engine, rows)
+                        return
                     outcome = deliver_claimed(
                         engine,
                         rows,
@@ -228,14 +232,14 @@ def drain(
                 stop.set()  # the other lanes finish their batch and end
                 raise
 
+        pool = ThreadPoolExecutor(lanes, thread_name_prefix="outbox-lane")
         try:
-            with ThreadPoolExecutor(lanes, thread_name_prefix="outbox-lane") as pool:
-                # each lane in a copy of this context: a flow's run context, its logger
-                running = [
-                    pool.submit(contextvars.copy_context().run, guarded) for _ in range(lanes)
-                ]
-        finally:  # interrupted (Ctrl-C): the lanes end with the batch in hand
+            # each lane in a copy of this context: a flow's run context, its logger
+            running = [pool.submit(contextvars.copy_context().run, guarded) for _ in range(lanes)]
+            futures.wait(running)
+        finally:  # interrupted (Ctrl-C): the lanes end with the batch in hand, leases kept alive
             stop.set()
+            pool.shutdown(wait=True)
     failed = [error for done in running if (error := done.exception()) is not None]
     for error in failed[1:]:
         log.error("another lane of the drain failed as well", exc_info=error)

@@ -10,8 +10,8 @@ as `RateLimit` counts a call) and gives back the rest:
 - a slot granted at `at` may be spent until `at + hold`; until its holder says when it was
   answered, it counts until `at + hold + window`, and from then on as it was answered (a call
   still unanswered when its holder visits, on another thread, counts as if answered after
-  twice the slowest answer its holder has seen, and not before the visit: the remote may count
-  it from any moment until its answer);
+  twice the slowest recent answer its holder has seen, and not before the visit: the remote
+  may count it from any moment until its answer);
 - a slot is granted only while fewer than `requests` count, so no window ever holds more than
   `requests` calls, whichever process made them and whenever within their hold;
 - so a crashed process's unspent slots count for at most `hold + window`.
@@ -217,7 +217,8 @@ class SharedRateLimit(RateLimit):
         self._asked = 0.0  # the local clock just before the grant was asked for
         self._after: list[float] = []  # when each slot of it counts from, after `_asked`
         self._slots: dict[int, int] = {}  # ticket -> its slot's place in `_after`
-        self._slowest = 0.0  # the longest a call took to be answered, in seconds
+        self._left: dict[int, float] = {}  # ticket -> when its call left, on the local clock
+        self._slowest = self.hold  # the longest a recent call took to be answered, in seconds
 
     def acquire(self) -> int:
         """Wait until one more call may go, and count it from now (from its answer, once
@@ -232,6 +233,7 @@ class SharedRateLimit(RateLimit):
                         ticket = next(self._tickets)
                         self._slots[ticket] = len(self._after)
                         self._after.append(after)
+                        self._left[ticket] = now
                         return ticket
                     wait = self._visit()
             if wait > 0:
@@ -241,11 +243,13 @@ class SharedRateLimit(RateLimit):
     def answered(self, ticket: int) -> None:
         """The call of `ticket` was answered: its slot counts from now."""
         with self._lock:
+            now = self.clock()
+            sent = self._left.pop(ticket, None)
+            if sent is not None:  # a slow answer counts at once; a one-off fades (a tenth each)
+                self._slowest = max(now - sent, self._slowest * 0.9)
             place = self._slots.pop(ticket, None)
             if place is not None:
-                answered = self.clock() - self._asked
-                self._slowest = max(self._slowest, answered - self._after[place])
-                self._after[place] = answered
+                self._after[place] = now - self._asked
 
     def pause(self, seconds: float) -> None:
         """The server asked for a pause: this process and every other one wait it out."""
