@@ -13,6 +13,7 @@ import math
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 import httpx
 from pydantic import ValidationError
@@ -51,6 +52,7 @@ from tasks.outbox import Claimed
 from tasks.rate_limits import SharedRateLimit
 from tasks.webhooks.events import Event, emit, iso, listening
 
+R = TypeVar("R", bound=tuple[int, float] | None)
 _limits: dict[tuple[str, str, str], RateLimit] = {}  # (store, type, account) -> its limit
 _TIMEOUT = httpx.Timeout(30.0, connect=5.0)
 
@@ -66,9 +68,7 @@ def rate_limit(
     shared through `engine`'s store (this process's own without one) and kept for the life of
     the process. Credentials are per system, not per campaign, so every campaign's destination
     of one type shares the account's one budget."""
-    rate = default
-    if destination.rate is not None:
-        rate = (destination.rate.requests, destination.rate.per_seconds)
+    rate = rate_of(destination, default)
     if engine is None:
         return RateLimit(*rate)
     key = (str(engine.url), destination.type, account)
@@ -82,14 +82,20 @@ LATENCY = 1.0  # seconds: a slow answer from an API across the internet, for `in
 MOST_IN_FLIGHT = 10
 
 
+def rate_of(destination: Destination, default: R) -> tuple[int, float] | R:
+    """The destination's rate from its campaign file, else `default` (its API's own)."""
+    if destination.rate is not None:
+        return (destination.rate.requests, destination.rate.per_seconds)
+    return default
+
+
 def in_flight(destination: Destination, rate: tuple[int, float] | None) -> int:
     """How many calls to a destination go at once: as its campaign file says, else as many as
     keep its rate limit busy while each answer takes `LATENCY` (HubSpot's 100 per 10 s: 10;
     Action Network's 4 a second: 4), at most `MOST_IN_FLIGHT`; one for a file."""
     if destination.in_flight is not None:
         return destination.in_flight
-    if destination.rate is not None:
-        rate = (destination.rate.requests, destination.rate.per_seconds)
+    rate = rate_of(destination, rate)
     if rate is None:
         return 1
     requests, per = rate

@@ -376,7 +376,9 @@ class FakeHttpServer:
             handler.close_connection = True
             return None
         response = fault.response if fault is not None and fault.response else None
-        return response or self._limit(request) or self._dispatch(request)
+        if response is None:
+            response = self._limit(request) or self._dispatch(request)
+        return response
 
     def _limit(self, request: RecordedRequest) -> Response | None:
         with self._changed:
