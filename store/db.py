@@ -34,6 +34,7 @@ class Lock(IntEnum):
     TIKTOK_POLL = 0x52414C4C5904  # one TikTok poll at a time (`only_one`)
     FOLLOWUP_SLOTS = 0x52414C4C5905  # per campaign: one batch at a time places its follow-ups
     PEOPLE = 0x52414C4C5906  # per bucket of emails, phones and handles: one adder at a time
+    CLAIMS = 0x52414C4C5907  # per outbox channel: one claim that passes over held subjects
 
 
 def advisory_lock(connection: Connection | Session, lock: Lock, part: int | None = None) -> None:

@@ -23,10 +23,9 @@ import contextvars
 import json
 import logging
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from concurrent import futures
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -177,11 +176,10 @@ def drain(
     batch, one call at a time would leave most of its rate limit unused. A lane that finds the
     service unavailable stops the others (each finishes the batch in hand); so does an error,
     or the drain being interrupted. One subject's messages (a person's) go one batch after the
-    other (`_Subjects`)."""
+    other, whichever lane or drain took them: a claim passes over a subject another holds."""
     report = DrainReport()
     up_to_date(engine, channel=channel, destination=destination)
     tries = _Tries(limit)
-    subjects = _Subjects()
     lock = threading.Lock()  # over `report`, and `progress` hears one batch at a time
     stop = threading.Event()
 
@@ -191,26 +189,22 @@ def drain(
             if not size:
                 return
             rows = claim(
-                engine, channel=channel, destination=destination, limit=size, now=now(), lease=lease
+                engine,
+                channel=channel,
+                destination=destination,
+                limit=size,
+                now=now(),
+                lease=lease,
+                one_per_subject=True,
             )
             tries.give_back(size - len(rows))
             if not rows:
                 return
             keeper.hold(rows[0].lease_id)
             try:
-                with subjects.sending(rows):
-                    if stop.is_set():  # stopped while it waited: the batch goes back untried
-                        release(engine, rows)
-                        return
-                    outcome = deliver_claimed(
-                        engine,
-                        rows,
-                        sender=sender,
-                        now=now,
-                        lease=lease,
-                        wait=wait,
-                        handler=handler,
-                    )
+                outcome = deliver_claimed(
+                    engine, rows, sender=sender, now=now, lease=lease, wait=wait, handler=handler
+                )
             finally:
                 keeper.drop(rows[0].lease_id)
             with lock:
@@ -246,31 +240,6 @@ def drain(
     if failed:
         raise failed[0]  # a lane's error is the drain's
     return report
-
-
-class _Subjects:
-    """The subjects (people, for a lead sync) of the batches a drain's lanes are sending. A lane
-    whose batch names one another lane is sending waits until that batch is recorded: so one
-    person's messages reach the remote one after the other, each reading the person as they
-    are when it goes, and an erasure is never overtaken by an upsert that left before it. A
-    lane waits only while it holds none, so no two wait on each other."""
-
-    def __init__(self) -> None:
-        self._sending: set[tuple[str, str]] = set()
-        self._changed = threading.Condition()
-
-    @contextmanager
-    def sending(self, rows: list[Claimed]) -> Iterator[None]:
-        mine = {(row.subject_type, row.subject_id) for row in rows}
-        with self._changed:
-            self._changed.wait_for(lambda: self._sending.isdisjoint(mine))
-            self._sending |= mine
-        try:
-            yield
-        finally:
-            with self._changed:
-                self._sending -= mine
-                self._changed.notify_all()
 
 
 class _Tries:

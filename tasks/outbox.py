@@ -9,13 +9,14 @@ import random
 import re
 import time
 import uuid
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Engine, Integer, bindparam, literal, or_, text, update
+from sqlalchemy import Engine, Integer, bindparam, exists, literal, or_, text, update
 from sqlalchemy import select as sa_select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
@@ -25,7 +26,7 @@ from tenacity.wait import wait_base
 
 from integrations.errors import Deferred, TransientError, UnavailableError
 from store.bulk import with_defaults
-from store.db import transaction
+from store.db import Lock, advisory_lock, transaction
 from store.models import OutboxMessage, OutboxStatus
 
 log = logging.getLogger(__name__)
@@ -77,12 +78,23 @@ def claim(
     now: datetime,
     destination: str | None = None,
     lease: timedelta = LEASE,
+    one_per_subject: bool = False,
 ) -> list[Claimed]:
     """Lease up to `limit` ready messages, the longest ready first (`ix_outbox_claim` holds a
     destination's in that order, so a claim reads no more than it takes). On PostgreSQL, rows
     another drain holds are skipped; on SQLite the write lock taken up front makes drains take
-    turns."""
-    statement = _claiming(engine.dialect.name, by_destination=destination is not None)
+    turns.
+
+    `one_per_subject` passes over a message whose subject (a person) has another message to
+    the same destination that a drain holds right now, on this machine or another: so one
+    person's messages reach the remote one after the other, each reading the person as they
+    are when it goes, and an erasure is never overtaken by an upsert that left before it. Such
+    claims of a channel take turns on PostgreSQL too (a transaction lock): two at once would
+    each see the other's subjects free."""
+    dialect = engine.dialect.name
+    statement = _claiming(
+        dialect, by_destination=destination is not None, one_per_subject=one_per_subject
+    )
     until, lease_id = now + lease, uuid.uuid4().hex
     values = {
         "b_channel": channel,
@@ -93,6 +105,8 @@ def claim(
         "b_lease": lease_id,
     }
     with transaction(engine, take_turns=False) as session:
+        if one_per_subject and dialect == "postgresql":
+            advisory_lock(session, Lock.CLAIMS, zlib.crc32(channel.encode()))
         rows = [
             Claimed(*[*row, until, lease_id]) for row in session.execute(statement, values).all()
         ]
@@ -145,10 +159,11 @@ def up_to_date(engine: Engine, *, channel: str, destination: str | None = None) 
 
 
 @cache
-def _claiming(dialect: str, *, by_destination: bool) -> Any:
+def _claiming(dialect: str, *, by_destination: bool, one_per_subject: bool) -> Any:
     """The claim as one statement, which takes the batch and returns it as taken (built once:
     building it costs more than running it)."""
     table = OutboxMessage.__table__  # type: ignore[attr-defined]
+    held = table.alias("held")
     ready = (
         sa_select(table.c.id)
         .where(
@@ -166,6 +181,17 @@ def _claiming(dialect: str, *, by_destination: bool) -> Any:
     )
     if by_destination:
         ready = ready.where(table.c.destination == bindparam("b_destination"))
+    if one_per_subject:
+        # written out, so that the store sees it matches `ix_outbox_leased`
+        held_now = sa_select(held.c.id).where(
+            held.c.lease_id.is_not(None),
+            held.c.destination == table.c.destination,
+            held.c.subject_type == table.c.subject_type,
+            held.c.subject_id == table.c.subject_id,
+            held.c.status == literal(OutboxStatus.PENDING.value, literal_execute=True),
+            held.c.locked_until >= bindparam("b_now", type_=held.c.locked_until.type),
+        )
+        ready = ready.where(~exists(held_now))
     if dialect == "postgresql":
         ready = ready.with_for_update(skip_locked=True)
     return (

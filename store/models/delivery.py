@@ -40,6 +40,15 @@ class OutboxMessage(SQLModel, table=True):
             postgresql_where=text("status = 'pending'"),
         ),
         Index("ix_outbox_subject", "subject_type", "subject_id"),
+        # The messages drains hold right now, by subject (`claim(..., one_per_subject=True)`)
+        Index(
+            "ix_outbox_leased",
+            "destination",
+            "subject_type",
+            "subject_id",
+            sqlite_where=text("lease_id IS NOT NULL"),
+            postgresql_where=text("lease_id IS NOT NULL"),
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)

@@ -253,6 +253,19 @@ class FakeHttpServer:
         with self._changed:
             self._gate = count
 
+    def open_gate(self) -> None:
+        """Answer at once the requests `hold_until_in_flight` holds, and every later one."""
+        with self._changed:
+            self._gate = 0
+            self._changed.notify_all()
+
+    def wait_for_in_flight(self, count: int, timeout: float = 5.0) -> None:
+        """Block until `count` requests are being answered at once (for clients in other
+        threads)."""
+        with self._changed:
+            if not self._changed.wait_for(lambda: self.in_flight >= count, timeout):
+                raise TimeoutError(f"{self.in_flight} of {count} requests in flight")
+
     def heal(self) -> None:
         """Forget the faults not met yet: the remote answers again."""
         with self._changed:
@@ -349,6 +362,7 @@ class FakeHttpServer:
         finally:  # out of flight before the client hears: its next call may follow at once
             with self._changed:
                 self.in_flight -= 1
+                self._changed.notify_all()
         if response is not None:
             request.status = response.status
             _send(handler, response)
@@ -358,7 +372,9 @@ class FakeHttpServer:
         with self._changed:
             if self._gate:
                 gathered = self._changed.wait_for(
-                    lambda: self.in_flight >= self._gate or self._release.is_set(),
+                    lambda: (
+                        not self._gate or self.in_flight >= self._gate or self._release.is_set()
+                    ),
                     self.hold_seconds,
                 )
                 if gathered:

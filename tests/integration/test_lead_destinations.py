@@ -7,6 +7,7 @@ the environment or `.env`, and names the setting a destination lacks."""
 import inspect
 import json
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from importlib import import_module
 from pathlib import Path
 from typing import Any
@@ -362,25 +363,31 @@ def test_calls_at_once_follow_the_rate_and_the_campaign_files_say():
 RATE_1000 = {"requests": 1000, "per_seconds": 1}
 
 
-def test_one_persons_messages_go_one_after_the_other_whatever_the_calls_at_once(
-    engine, rally, applied, far_hubspot
-):
-    """Two lanes that each took a message for the same person do not send them at once: the
-    second waits for the first to be recorded, so it reads the person as the first left them
-    (and an erasure is never overtaken by an upsert that left before it)."""
+def two_messages_for_one_person(engine, rally, applied, in_flight: int) -> None:
+    """A destination taking one message a call, and a person with two messages waiting, as
+    when they changed again while the first was being sent."""
     from tasks.leads.records import UPSERT, destination_key, sync_message
     from tasks.outbox import enqueue
 
     block = "destinations:\n  - name: crm\n    type: hubspot\n    batch_size: 1\n"
-    set_destinations(rally, applied, block + "    in_flight: 2\n")
+    set_destinations(rally, applied, block + f"    in_flight: {in_flight}\n")
     [person] = make_leads(engine, SLUG, 1, prefix="once-")
-    with transaction(engine) as session:  # a second message, as if the first was being sent
+    with transaction(engine) as session:
         campaign = session.exec(select(Campaign).where(Campaign.slug == SLUG)).one()
         assert campaign.id is not None
         again = sync_message(
             destination_key(campaign.id, "crm"), person, {"action": UPSERT}, now=utcnow()
         )
         assert enqueue(session, [again]) == 1
+
+
+def test_one_persons_messages_go_one_after_the_other_whatever_the_calls_at_once(
+    engine, rally, applied, far_hubspot
+):
+    """Two lanes of a drain never send one person's messages at once: the second is left
+    until the first is recorded, so it reads the person as the first left them (and an
+    erasure is never overtaken by an upsert that left before it)."""
+    two_messages_for_one_person(engine, rally, applied, in_flight=2)
     far_hubspot.hold_seconds = 1.0  # how long the fake waits for a second call at once
     far_hubspot.hold_until_in_flight(2)
 
@@ -388,4 +395,24 @@ def test_one_persons_messages_go_one_after_the_other_whatever_the_calls_at_once(
 
     assert (report.sent, report.dead) == (2, 0), report.errors
     assert far_hubspot.most_in_flight == 1  # never both at once
+    assert len(far_hubspot.requests_to("/crm/v3/objects/contacts/batch/upsert")) == 2
+
+
+def test_a_drain_passes_over_a_person_another_drain_is_sending(engine, rally, applied, far_hubspot):
+    """Two drains at once, as on two machines, share nothing but the store: while one sends a
+    person's message, the other leaves that person's next message alone, and the first sends
+    it once its call is answered."""
+    two_messages_for_one_person(engine, rally, applied, in_flight=1)
+    far_hubspot.hold_until_in_flight(2)  # the first call waits for a second one at once
+
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(sync, engine)
+        far_hubspot.wait_for_in_flight(1)
+        other = sync(engine)
+        far_hubspot.open_gate()
+        report = first.result(timeout=60)
+
+    assert (other.sent, other.dead, other.errors) == (0, 0, [])  # nothing it could take
+    assert (report.sent, report.dead) == (2, 0), report.errors
+    assert far_hubspot.most_in_flight == 1
     assert len(far_hubspot.requests_to("/crm/v3/objects/contacts/batch/upsert")) == 2
