@@ -144,3 +144,32 @@ def test_two_drains_at_once_on_postgresql_send_nothing_twice(
     assert sum(to_hubspot.updated.values()) == 0  # each person sent exactly once
     sent = [r.json["inputs"] for r in to_hubspot.requests_to(UPSERT) if r.status == 200]
     assert sum(len(batch) for batch in sent) == LEADS
+
+
+def test_ctrl_c_ends_each_lane_with_its_batch_recorded_and_a_rerun_sends_the_rest_once(
+    engine, settings, to_hubspot: FakeHubSpot
+):
+    """Ctrl-C on `rally leads sync` while its lanes have calls in flight to a remote far away:
+    each lane finishes the batch in hand and records it, the rest stay queued, and the next
+    sync sends those, nobody twice."""
+    make_leads(engine, SLUG, LEADS)
+    to_hubspot.answer_after(0.2)  # every lane has a call in flight most of the time
+    drain = drain_process(settings, to_hubspot, lease=300)
+    to_hubspot.wait_for_requests(len(to_hubspot.requests) + 15, timeout=60)
+    drain.send_signal(signal.SIGINT)
+    _, err = drain.communicate(timeout=60)
+
+    assert drain.returncode == 130, err
+    assert "Traceback" not in err
+    answered = sum(1 for r in to_hubspot.requests_to(UPSERT) if r.status == 200)
+    left = statuses(engine)
+    assert 0 < left.get("pending", 0) < LEADS  # stopped part of the way
+    assert left.get("sent", 0) == len(to_hubspot.contacts) == answered * BATCH  # all recorded
+
+    to_hubspot.answer_after(0)
+    finished = drain_process(settings, to_hubspot, lease=300)
+    _, err = finished.communicate(timeout=300)
+    assert finished.returncode == 0, err
+    assert statuses(engine) == {"sent": LEADS}
+    assert len(to_hubspot.contacts) == LEADS
+    assert sum(to_hubspot.updated.values()) == 0  # nobody sent twice
