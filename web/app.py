@@ -76,7 +76,9 @@ def create_app(
     reads = settings.api_reads_at_once
     if reads is None:
         reads = SQLITE_READS_AT_ONCE if engine.dialect.name == "sqlite" else 0
-    app.mount(API_PREFIX, WithState(rest_api(), app.state.rally, limits, reads))
+    api_app: ASGIApp = WithState(rest_api(), app.state.rally, limits)
+    app.mount(API_PREFIX, ReadTurns(api_app, reads) if reads else api_app)
+
     return app
 
 
@@ -97,29 +99,33 @@ SQLITE_READS_AT_ONCE = 4
 
 class WithState:
     """The REST API as one web app mounts it: each request carries that app's state and its
-    tokens' rate limits (`web.deps.app_state_of`, `web.api_v1.needs`).
+    tokens' rate limits (`web.deps.app_state_of`, `web.api_v1.needs`)."""
 
-    Reads take turns, `reads_at_once` being worked on at a time until their answer starts:
-    a read is the store's and Python's work, which threads cannot share, and every thread
-    more that wants the interpreter leaves less of it to the event loop that takes requests
-    in and answers go out through. Waiting reads wait on the loop, which costs nothing."""
-
-    def __init__(
-        self, api: ASGIApp, state: AppState, limits: TokenLimits, reads_at_once: int = 0
-    ) -> None:
+    def __init__(self, api: ASGIApp, state: AppState, limits: TokenLimits) -> None:
         self.api, self.state, self.limits = api, state, limits
-        self.reads_at_once = reads_at_once
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope[STATE_KEY], scope[LIMITS_KEY] = self.state, self.limits
+        await self.api(scope, receive, send)
+
+
+class ReadTurns:
+    """Reads (GET and HEAD) take turns, `at_once` being worked on at a time until their
+    answer starts: a read is the store's and Python's work, which threads cannot share, and
+    every thread more that wants the interpreter leaves less of it to the event loop that
+    takes requests in and sends answers out. Waiting reads wait on the loop, which costs
+    nothing; a request with a body (an upload from a slow phone) never holds a turn."""
+
+    def __init__(self, app: ASGIApp, at_once: int) -> None:
+        self.app, self.at_once = app, at_once
         self._turns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore]
         self._turns = weakref.WeakKeyDictionary()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        scope[STATE_KEY], scope[LIMITS_KEY] = self.state, self.limits
-        if not self.reads_at_once or scope.get("method") not in ("GET", "HEAD"):
-            await self.api(scope, receive, send)
+        if not self.at_once or scope.get("method") not in ("GET", "HEAD"):
+            await self.app(scope, receive, send)
             return
-        turns = self._turns.setdefault(
-            asyncio.get_running_loop(), asyncio.Semaphore(self.reads_at_once)
-        )
+        turns = self._turns.setdefault(asyncio.get_running_loop(), asyncio.Semaphore(self.at_once))
         await turns.acquire()
         held = True
 
@@ -131,7 +137,7 @@ class WithState:
             await send(message)
 
         try:
-            await self.api(scope, receive, answering)
+            await self.app(scope, receive, answering)
         finally:
             if held:
                 turns.release()

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from web.app import WithState
+from web.app import ReadTurns
 
 
 class Counting:
@@ -36,8 +36,8 @@ class Counting:
             self.working -= 1
 
 
-def taking_turns(app: Any, at_once: int) -> WithState:
-    return WithState(app, state=None, limits=None, reads_at_once=at_once)  # type: ignore[arg-type]
+def taking_turns(app: Any, at_once: int) -> ReadTurns:
+    return ReadTurns(app, at_once)
 
 
 async def request(app: Any, method: str = "GET") -> list[dict[str, Any]]:
