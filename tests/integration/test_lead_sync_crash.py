@@ -55,7 +55,12 @@ def to_hubspot(rally, applied: Path, hubspot: FakeHubSpot, settings, monkeypatch
     return hubspot
 
 
-def drain_process(settings, hubspot: FakeHubSpot, lease: float) -> subprocess.Popen[str]:
+def drain_process(
+    settings, hubspot: FakeHubSpot, lease: float, *, interruptible: bool = False
+) -> subprocess.Popen[str]:
+    """`rally leads sync` in a process of its own; `interruptible`, it takes SIGINT as Ctrl-C
+    at a terminal does, even where this run was started in the background, whose children
+    ignore it."""
     env = {
         **os.environ,
         "RALLY_HOME": str(settings.home),
@@ -64,8 +69,11 @@ def drain_process(settings, hubspot: FakeHubSpot, lease: float) -> subprocess.Po
         "RALLY_HUBSPOT_TOKEN": hubspot.token,
         "RALLY_OUTBOX_LEASE_SECONDS": str(lease),
     }
+    code = "from cli.main import main; main(['leads', 'sync'])"
+    if interruptible:
+        code = "import signal; signal.signal(signal.SIGINT, signal.default_int_handler); " + code
     return subprocess.Popen(
-        [sys.executable, "-c", "from cli.main import main; main(['leads', 'sync'])"],
+        [sys.executable, "-c", code],
         env=env,
         cwd=ROOT,
         stdout=subprocess.PIPE,
@@ -154,7 +162,7 @@ def test_ctrl_c_ends_each_lane_with_its_batch_recorded_and_a_rerun_sends_the_res
     sync sends those, nobody twice."""
     make_leads(engine, SLUG, LEADS)
     to_hubspot.answer_after(0.2)  # every lane has a call in flight most of the time
-    drain = drain_process(settings, to_hubspot, lease=300)
+    drain = drain_process(settings, to_hubspot, lease=300, interruptible=True)
     to_hubspot.wait_for_requests(len(to_hubspot.requests) + 15, timeout=60)
     drain.send_signal(signal.SIGINT)
     _, err = drain.communicate(timeout=60)
