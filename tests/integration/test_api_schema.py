@@ -135,6 +135,10 @@ def test_every_operation_answers_as_documented(api, engine) -> None:
                 case.path_parameters = {
                     name: REAL.get(name, value) for name, value in case.path_parameters.items()
                 }
+                # A drawn If-Match is never the real resource's ETag, so the change would
+                # always be 412 (tested in test_api_webhooks): without one, it is tried.
+                for name in [n for n in case.headers or {} if n.lower() == "if-match"]:
+                    del case.headers[name]
             # Every check but one: a cursor is refused unless this API gave it, though any
             # string of the document's characters is schema-valid.
             try:
