@@ -50,8 +50,9 @@ TEMPLATES.env.globals["consent_wording"] = consent_wording  # the words the reco
 
 
 @router.get("/healthz")
-def health() -> dict[str, str]:
-    """Answers while the server runs, for whatever checks that it is up."""
+async def health() -> dict[str, str]:
+    """Answers while the server runs, for whatever checks that it is up: from the event loop,
+    so a check is not held up behind pages that have every worker thread busy."""
     return {"status": "ok"}
 
 
