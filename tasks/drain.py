@@ -51,6 +51,7 @@ from tasks.outbox import (
     MAX_ATTEMPTS,
     Claimed,
     claim,
+    free_withdrawn,
     keep,
     keep_lease,
     release,
@@ -428,6 +429,8 @@ def record_outcomes(
             error = outcomes[row.id]
             if isinstance(error, IntegrationError):
                 report.add(_mark_failed(session, row, error, at, handler))
+        if len(sent) < len(rows):
+            free_withdrawn(session, rows)
     report.sent = len(sent)
     return report
 

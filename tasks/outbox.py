@@ -183,12 +183,13 @@ def _claiming(dialect: str, *, by_destination: bool, one_per_subject: bool) -> A
         ready = ready.where(table.c.destination == bindparam("b_destination"))
     if one_per_subject:
         # written out, so that the store sees it matches `ix_outbox_leased`
+        # whatever its status: a message withdrawn while its drain sends it is still on its
+        # way (its drain frees it once recorded, `free_withdrawn`)
         held_now = sa_select(held.c.id).where(
             held.c.lease_id.is_not(None),
             held.c.destination == table.c.destination,
             held.c.subject_type == table.c.subject_type,
             held.c.subject_id == table.c.subject_id,
-            held.c.status == literal(OutboxStatus.PENDING.value, literal_execute=True),
             held.c.locked_until >= bindparam("b_now", type_=held.c.locked_until.type),
         )
         ready = ready.where(~exists(held_now))
@@ -224,13 +225,15 @@ def scrub_links(
 
 def cancel(session: Session, ids: Sequence[int], reason: str) -> int:
     """Withdraw pending messages (a newer one replaces them); one being sent right now is left
-    to its drain, which finds the message no longer pending only if it has not sent it yet."""
+    to its drain, which finds the message no longer pending only if it has not sent it yet, and
+    keeps its lease until that drain is done with it: the subject's next message waits for it
+    (`claim(..., one_per_subject=True)`)."""
     if not ids:
         return 0
     result = session.execute(
         update(OutboxMessage)
         .where(col(OutboxMessage.id).in_(ids), col(OutboxMessage.status) == OutboxStatus.PENDING)
-        .values(status=OutboxStatus.CANCELLED, last_error=reason, locked_until=None, lease_id=None)
+        .values(status=OutboxStatus.CANCELLED, last_error=reason)
     )
     return int(result.rowcount)  # type: ignore[attr-defined]
 
@@ -241,6 +244,7 @@ def renew(engine: Engine, rows: list[Claimed], until: datetime) -> list[Claimed]
     with transaction(engine, take_turns=False) as session:
         held = still_held(session, rows)
         set_lease(session, held, until)
+        free_withdrawn(session, rows)  # those withdrawn meanwhile do not go
     for row in held:
         keep(row, locked_until=until)
     return held
@@ -267,16 +271,33 @@ def set_lease(session: Session, rows: list[Claimed], until: datetime | None) -> 
             .values(locked_until=until, **freed),
             [{"b_id": row.id, "b_lease": row.lease_id} for row in rows],
         )
+        if until is None:
+            free_withdrawn(session, rows)
+
+
+def free_withdrawn(session: Session, rows: list[Claimed]) -> None:
+    """Free this drain's lease on those of `rows` that were withdrawn (cancelled) while it held
+    them, once it is done with them: the lease kept their subject's next message waiting."""
+    if rows:
+        table = OutboxMessage.__table__  # type: ignore[attr-defined]
+        session.execute(
+            update(table)
+            .where(
+                table.c.id == bindparam("b_id"),
+                table.c.status != OutboxStatus.PENDING,
+                table.c.lease_id == bindparam("b_lease"),
+            )
+            .values(locked_until=None, lease_id=None),
+            [{"b_id": row.id, "b_lease": row.lease_id} for row in rows],
+        )
 
 
 def keep_lease(session: Session, lease_id: str | None, until: datetime) -> None:
-    """Extend to `until` the lease `lease_id` on the messages still pending under it; on
-    PostgreSQL the ones a transaction is recording right now are skipped (they are done, or
-    renewed with their group)."""
+    """Extend to `until` the lease `lease_id` on the messages still under it (withdrawn ones
+    too: they may be on their way); on PostgreSQL the ones a transaction is recording right now
+    are skipped (they are done, or renewed with their group)."""
     table = OutboxMessage.__table__  # type: ignore[attr-defined]
-    held = sa_select(table.c.id).where(
-        table.c.lease_id == lease_id, table.c.status == OutboxStatus.PENDING
-    )
+    held = sa_select(table.c.id).where(table.c.lease_id == lease_id)
     if session.get_bind().dialect.name == "postgresql":
         held = held.with_for_update(skip_locked=True)
     session.execute(update(table).where(table.c.id.in_(held)).values(locked_until=until))

@@ -127,7 +127,10 @@ class ReadTurns:
         if not self.at_once or scope.get("method") not in ("GET", "HEAD"):
             await self.app(scope, receive, send)
             return
-        turns = self._turns.setdefault(asyncio.get_running_loop(), asyncio.Semaphore(self.at_once))
+        loop = asyncio.get_running_loop()
+        turns = self._turns.get(loop)
+        if turns is None:
+            turns = self._turns[loop] = asyncio.Semaphore(self.at_once)
         await turns.acquire()
         held = True
 

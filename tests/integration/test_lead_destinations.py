@@ -28,7 +28,7 @@ from tasks.leads.sync import NotConfigured, connector_for, in_flight, sync_leads
 from tests.conftest import SLUG
 from tests.fakes.action_network_api import FakeActionNetwork
 from tests.fakes.http_server import Remote, serving
-from tests.fakes.hubspot_api import FakeHubSpot
+from tests.fakes.hubspot_api import GDPR_DELETE, FakeHubSpot
 from tests.helpers import HUBSPOT_PROPERTIES, make_leads
 from tests.integration.test_leads import set_destinations, signup
 
@@ -416,3 +416,31 @@ def test_a_drain_passes_over_a_person_another_drain_is_sending(engine, rally, ap
     assert (report.sent, report.dead) == (2, 0), report.errors
     assert far_hubspot.most_in_flight == 1
     assert len(far_hubspot.requests_to("/crm/v3/objects/contacts/batch/upsert")) == 2
+
+
+def test_an_erasure_waits_for_the_persons_upsert_already_on_its_way(
+    engine, rally, applied, far_hubspot
+):
+    """A person is forgotten while a change of theirs is being sent: the upsert, withdrawn, is
+    still on its way, so their erasure is not sent beside it by another drain (it could reach
+    HubSpot first and be undone by the upsert); it goes once the upsert is answered."""
+    from tasks.leads.forget import forget
+
+    two_messages_for_one_person(engine, rally, applied, in_flight=1)
+    first = sync_leads(engine, get_settings(), now=utcnow, limit=1)[f"{SLUG}/crm"]
+    assert first.sent == 1  # synced before: HubSpot knows them by id
+    far_hubspot.hold_until_in_flight(2)  # the change waits for a second call at once
+
+    with ThreadPoolExecutor(1) as pool:
+        changing = pool.submit(sync, engine)
+        far_hubspot.wait_for_in_flight(1)
+        forget(engine, "once-0@example.org", actor="staff", now=utcnow())
+        other = sync(engine)
+        far_hubspot.open_gate()
+        report = changing.result(timeout=60)
+
+    assert (other.sent, other.errors) == (0, [])  # it left the erasure alone
+    assert (report.sent, report.errors) == (1, [])  # the erasure, after the upsert's answer
+    assert far_hubspot.most_in_flight == 1
+    paths = [r.path for r in far_hubspot.requests if r.path.startswith("/crm/v3/objects")]
+    assert paths[-2:] == ["/crm/v3/objects/contacts/batch/upsert", GDPR_DELETE]
