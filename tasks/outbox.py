@@ -163,7 +163,6 @@ def _claiming(dialect: str, *, by_destination: bool, one_per_subject: bool) -> A
     """The claim as one statement, which takes the batch and returns it as taken (built once:
     building it costs more than running it)."""
     table = OutboxMessage.__table__  # type: ignore[attr-defined]
-    held = table.alias("held")
     ready = (
         sa_select(table.c.id)
         .where(
@@ -182,9 +181,10 @@ def _claiming(dialect: str, *, by_destination: bool, one_per_subject: bool) -> A
     if by_destination:
         ready = ready.where(table.c.destination == bindparam("b_destination"))
     if one_per_subject:
-        # written out, so that the store sees it matches `ix_outbox_leased`
-        # whatever its status: a message withdrawn while its drain sends it is still on its
-        # way (its drain frees it once recorded, `free_withdrawn`)
+        # A message under a live lease, whatever its status: one withdrawn while its drain
+        # sends it is still on its way (`free_withdrawn`). Written out, so that the store sees
+        # it matches `ix_outbox_leased`.
+        held = table.alias("held")
         held_now = sa_select(held.c.id).where(
             held.c.lease_id.is_not(None),
             held.c.destination == table.c.destination,
@@ -257,37 +257,31 @@ def release(engine: Engine, rows: list[Claimed]) -> None:
 
 
 def set_lease(session: Session, rows: list[Claimed], until: datetime | None) -> None:
-    """Move the lease of the rows this drain holds to `until` (None frees them)."""
-    if rows:
-        table = OutboxMessage.__table__  # type: ignore[attr-defined]
-        freed = {"lease_id": None} if until is None else {}
-        session.execute(
-            update(table)
-            .where(
-                table.c.id == bindparam("b_id"),
-                table.c.status == OutboxStatus.PENDING,
-                table.c.lease_id == bindparam("b_lease"),
-            )
-            .values(locked_until=until, **freed),
-            [{"b_id": row.id, "b_lease": row.lease_id} for row in rows],
-        )
-        if until is None:
-            free_withdrawn(session, rows)
+    """Move the lease of the rows this drain holds to `until` (None frees them, those withdrawn
+    meanwhile too)."""
+    table = OutboxMessage.__table__  # type: ignore[attr-defined]
+    pending = table.c.status == OutboxStatus.PENDING
+    _lease_rows(session, rows, until, only=pending if until is not None else None)
 
 
 def free_withdrawn(session: Session, rows: list[Claimed]) -> None:
     """Free this drain's lease on those of `rows` that were withdrawn (cancelled) while it held
     them, once it is done with them: the lease kept their subject's next message waiting."""
+    table = OutboxMessage.__table__  # type: ignore[attr-defined]
+    _lease_rows(session, rows, None, only=table.c.status != OutboxStatus.PENDING)
+
+
+def _lease_rows(session: Session, rows: list[Claimed], until: datetime | None, only: Any) -> None:
+    """Move to `until` (None: free) this drain's lease on those of `rows` still under it that
+    `only` names (all, if None)."""
     if rows:
         table = OutboxMessage.__table__  # type: ignore[attr-defined]
+        mine = [table.c.id == bindparam("b_id"), table.c.lease_id == bindparam("b_lease")]
+        freed = {"lease_id": None} if until is None else {}
         session.execute(
             update(table)
-            .where(
-                table.c.id == bindparam("b_id"),
-                table.c.status != OutboxStatus.PENDING,
-                table.c.lease_id == bindparam("b_lease"),
-            )
-            .values(locked_until=None, lease_id=None),
+            .where(*mine, *([] if only is None else [only]))
+            .values(locked_until=until, **freed),
             [{"b_id": row.id, "b_lease": row.lease_id} for row in rows],
         )
 

@@ -124,7 +124,7 @@ class ReadTurns:
         self._turns = weakref.WeakKeyDictionary()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if not self.at_once or scope.get("method") not in ("GET", "HEAD"):
+        if scope.get("method") not in ("GET", "HEAD"):
             await self.app(scope, receive, send)
             return
         loop = asyncio.get_running_loop()
