@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Engine, Integer, bindparam, exists, literal, or_, text, update
+from sqlalchemy import Engine, Integer, String, bindparam, exists, func, literal, or_, text, update
 from sqlalchemy import select as sa_select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
@@ -259,30 +259,38 @@ def release(engine: Engine, rows: list[Claimed]) -> None:
 def set_lease(session: Session, rows: list[Claimed], until: datetime | None) -> None:
     """Move the lease of the rows this drain holds to `until` (None frees them, those withdrawn
     meanwhile too)."""
-    table = OutboxMessage.__table__  # type: ignore[attr-defined]
-    pending = table.c.status == OutboxStatus.PENDING
-    _lease_rows(session, rows, until, only=pending if until is not None else None)
+    if rows:
+        table = OutboxMessage.__table__  # type: ignore[attr-defined]
+        mine = [table.c.id == bindparam("b_id"), table.c.lease_id == bindparam("b_lease")]
+        if until is not None:
+            mine.append(table.c.status == OutboxStatus.PENDING)
+        freed = {"lease_id": None} if until is None else {}
+        session.execute(
+            update(table).where(*mine).values(locked_until=until, **freed),
+            [{"b_id": row.id, "b_lease": row.lease_id} for row in rows],
+        )
 
 
 def free_withdrawn(session: Session, rows: list[Claimed]) -> None:
     """Free this drain's lease on those of `rows` that were withdrawn (cancelled) while it held
-    them, once it is done with them: the lease kept their subject's next message waiting."""
-    table = OutboxMessage.__table__  # type: ignore[attr-defined]
-    _lease_rows(session, rows, None, only=table.c.status != OutboxStatus.PENDING)
-
-
-def _lease_rows(session: Session, rows: list[Claimed], until: datetime | None, only: Any) -> None:
-    """Move to `until` (None: free) this drain's lease on those of `rows` still under it that
-    `only` names (all, if None)."""
+    them, once it is done with them: the lease kept their subject's next message waiting. One
+    the remote took all the same keeps the id it got there (`remote_id`, set by the answer), so
+    what undoes it, a person's erasure, can find it."""
     if rows:
         table = OutboxMessage.__table__  # type: ignore[attr-defined]
-        mine = [table.c.id == bindparam("b_id"), table.c.lease_id == bindparam("b_lease")]
-        freed = {"lease_id": None} if until is None else {}
         session.execute(
             update(table)
-            .where(*mine, *([] if only is None else [only]))
-            .values(locked_until=until, **freed),
-            [{"b_id": row.id, "b_lease": row.lease_id} for row in rows],
+            .where(
+                table.c.id == bindparam("b_id"),
+                table.c.lease_id == bindparam("b_lease"),
+                table.c.status != OutboxStatus.PENDING,
+            )
+            .values(
+                locked_until=None,
+                lease_id=None,
+                remote_id=func.coalesce(bindparam("b_remote", type_=String), table.c.remote_id),
+            ),
+            [{"b_id": r.id, "b_lease": r.lease_id, "b_remote": r.remote_id} for r in rows],
         )
 
 

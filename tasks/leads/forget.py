@@ -26,7 +26,7 @@ from store.models import (
 )
 from tasks.campaigns.campaign import campaign_spec
 from tasks.leads.contacts import ContactError, normalize_email, normalize_phone
-from tasks.leads.records import CHANNEL, FORGET, UPSERT, sync_message
+from tasks.leads.records import CHANNEL, FORGET, SUBJECT, UPSERT, sync_message
 from tasks.leads.status import campaign_contacts
 from tasks.outbox import enqueue
 
@@ -83,27 +83,40 @@ def forget(engine: Engine, who: str, *, actor: str, now: datetime) -> Forgotten:
 
 
 def _queue_deletions(session: Session, contact_id: int, *, now: datetime) -> list[str]:
-    """A deletion for each destination the person reached (by the remote id it gave us)."""
-    sent = session.execute(
-        sa_select(col(OutboxMessage.destination), col(OutboxMessage.remote_id))
+    """A deletion for each destination the person reached: one that gave them an id, or one an
+    upsert of theirs is on its way to right now. The deletion waits for that upsert's answer
+    (a drain never sends one person's messages at once) and goes by the newest id the person
+    has there when it is sent. On PostgreSQL their messages are locked first, so a drain cannot
+    take one in between unseen."""
+    query = (
+        sa_select(
+            col(OutboxMessage.destination),
+            col(OutboxMessage.remote_id),
+            col(OutboxMessage.lease_id).is_not(None) & (col(OutboxMessage.locked_until) >= now),
+        )
         .where(
-            col(OutboxMessage.subject_type) == "contact",
+            col(OutboxMessage.subject_type) == SUBJECT,
             col(OutboxMessage.subject_id) == str(contact_id),
             col(OutboxMessage.channel) == CHANNEL,
-            col(OutboxMessage.status) == OutboxStatus.SENT,
-            col(OutboxMessage.remote_id).is_not(None),
         )
         .order_by(col(OutboxMessage.id))
     )
-    remote = {destination: remote_id for destination, remote_id in sent}
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update()
+    reached: dict[str, str | None] = {}
+    for destination, remote_id, on_its_way in session.execute(query):
+        if remote_id is not None:
+            reached[destination] = remote_id
+        elif on_its_way:
+            reached.setdefault(destination, None)
     enqueue(
         session,
         [
             sync_message(destination, contact_id, {"action": FORGET, "remote_id": rid}, now=now)
-            for destination, rid in remote.items()
+            for destination, rid in reached.items()
         ],
     )
-    return sorted(remote)
+    return sorted(reached)
 
 
 def erase(session: Session, contact_ids: Sequence[int], *, now: datetime) -> None:

@@ -115,6 +115,25 @@ def sync_message(
     }
 
 
+def remote_id_at(session: Session, destination: str, contact_id: str) -> str | None:
+    """The id `destination` gave this person, by the newest of their messages it answered with
+    one (an upsert withdrawn on its way too: the remote took it all the same); None when none
+    reached it."""
+    found = session.execute(
+        sa_select(col(OutboxMessage.remote_id))
+        .where(
+            col(OutboxMessage.channel) == CHANNEL,
+            col(OutboxMessage.destination) == destination,
+            col(OutboxMessage.subject_type) == SUBJECT,
+            col(OutboxMessage.subject_id) == contact_id,
+            col(OutboxMessage.remote_id).is_not(None),
+        )
+        .order_by(col(OutboxMessage.id).desc())
+        .limit(1)
+    )
+    return found.scalar()
+
+
 # --- building what a destination receives ---------------------------------------------------
 
 

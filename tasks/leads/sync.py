@@ -47,6 +47,7 @@ from tasks.leads.records import (
     destination_key,
     lead_for,
     load_people,
+    remote_id_at,
 )
 from tasks.outbox import Claimed
 from tasks.rate_limits import SharedRateLimit
@@ -180,8 +181,14 @@ def deliverer(
     def deliver(rows: list[Claimed]) -> dict[int, Answer]:
         results: dict[int, Answer] = {}
         upserts = [r for r in rows if r.payload.get("action") != FORGET]
+        erasures = [r for r in rows if r.payload.get("action") == FORGET]
         with transaction(engine, write=False) as session:
             people = load_people(session, {int(r.subject_id) for r in upserts})
+            known = {
+                r.id: remote_id_at(session, r.destination, r.subject_id)
+                or r.payload.get("remote_id")
+                for r in erasures
+            }
         leads: dict[int, Lead] = {}
         for row in upserts:
             person = people.get(int(row.subject_id))
@@ -206,15 +213,18 @@ def deliverer(
                     results[row.id or 0] = outcome.error or outcome.remote_id
                 else:
                     results[row.id or 0] = Delivered(outcome.remote_id, outcome.subscriptions)
-        for row in rows:
-            if row.payload.get("action") == FORGET:
-                try:
-                    connector.forget(str(row.payload.get("remote_id")))
-                    results[row.id or 0] = row.payload.get("remote_id")
-                except UnavailableError:
-                    raise
-                except IntegrationError as exc:
-                    results[row.id or 0] = exc
+        for row in erasures:
+            remote_id = known[row.id]
+            if remote_id is None:  # their upsert never reached the remote: nothing to delete
+                results[row.id or 0] = None
+                continue
+            try:
+                connector.forget(str(remote_id))
+                results[row.id or 0] = remote_id
+            except UnavailableError:
+                raise
+            except IntegrationError as exc:
+                results[row.id or 0] = exc
         return results
 
     return deliver

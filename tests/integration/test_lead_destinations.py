@@ -444,3 +444,30 @@ def test_an_erasure_waits_for_the_persons_upsert_already_on_its_way(
     assert far_hubspot.most_in_flight == 1
     paths = [r.path for r in far_hubspot.requests if r.path.startswith("/crm/v3/objects")]
     assert paths[-2:] == ["/crm/v3/objects/contacts/batch/upsert", GDPR_DELETE]
+
+
+def test_a_person_forgotten_before_hubspot_answered_their_first_upsert_is_deleted_there(
+    engine, rally, applied, far_hubspot
+):
+    """Forgotten while their first upsert is on its way, a person has no HubSpot id yet: the
+    erasure still goes to HubSpot, once the upsert is answered, and deletes the contact that
+    upsert made, so no erased person stays there."""
+    from tasks.leads.forget import forget
+
+    block = "destinations:\n  - name: crm\n    type: hubspot\n    batch_size: 1\n"
+    set_destinations(rally, applied, block + "    in_flight: 1\n")
+    make_leads(engine, SLUG, 1, prefix="first-")
+    far_hubspot.hold_until_in_flight(2)  # the upsert waits for a second call at once
+
+    with ThreadPoolExecutor(1) as pool:
+        sending = pool.submit(sync, engine)
+        far_hubspot.wait_for_in_flight(1)
+        forgotten = forget(engine, "first-0@example.org", actor="staff", now=utcnow())
+        far_hubspot.open_gate()
+        report = sending.result(timeout=60)
+
+    assert len(forgotten.deletions) == 1  # asked of HubSpot, though it had no id for them yet
+    assert (report.sent, report.errors) == (1, [])  # the erasure, after the upsert's answer
+    assert far_hubspot.contacts == {}
+    assert len(far_hubspot.requests_to(GDPR_DELETE)) == 1
+    assert len(far_hubspot.requests_to("/crm/v3/objects/contacts/batch/upsert")) == 1
