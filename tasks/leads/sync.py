@@ -176,10 +176,12 @@ def deliverer(
 ) -> Callable[[list[Claimed]], Mapping[int, Answer]]:
     """Reads the people of a claimed batch as they are now and hands them to the connector;
     two messages for one person in a batch send them once. A person's subscription status at
-    the remote, when it answers with one, goes with the remote id (`Delivered`)."""
+    the remote, when it answers with one, goes with the remote id (`Delivered`). Erasures go
+    first: a remote that stops the pass (its login refused, say) does so before any upsert has
+    gone, so no answer an upsert brought back is dropped with the batch (an erasure asked
+    again is harmless: a remote finds the person already gone)."""
 
     def deliver(rows: list[Claimed]) -> dict[int, Answer]:
-        results: dict[int, Answer] = {}
         upserts = [r for r in rows if r.payload.get("action") != FORGET]
         erasures = [r for r in rows if r.payload.get("action") == FORGET]
         with transaction(engine, write=False) as session:
@@ -189,6 +191,7 @@ def deliverer(
                 or r.payload.get("remote_id")
                 for r in erasures
             }
+        results = {row.id or 0: erase_there(row, known[row.id]) for row in erasures}
         leads: dict[int, Lead] = {}
         for row in upserts:
             person = people.get(int(row.subject_id))
@@ -213,19 +216,26 @@ def deliverer(
                     results[row.id or 0] = outcome.error or outcome.remote_id
                 else:
                     results[row.id or 0] = Delivered(outcome.remote_id, outcome.subscriptions)
-        for row in erasures:
-            remote_id = known[row.id]
-            if remote_id is None:  # their upsert never reached the remote: nothing to delete
-                results[row.id or 0] = None
-                continue
-            try:
-                connector.forget(str(remote_id))
-                results[row.id or 0] = remote_id
-            except UnavailableError:
-                raise
-            except IntegrationError as exc:
-                results[row.id or 0] = exc
         return results
+
+    def erase_there(row: Claimed, remote_id: str | None) -> Answer:
+        """Delete the person at the remote by the newest id it gave them. With none, an upsert
+        of theirs was on its way when they were forgotten and brought no id back: refused, or
+        its answer lost, so the remote may hold them; staff are told, not left believing
+        they are gone."""
+        if remote_id is None:
+            return PermanentError(
+                f"{destination.name} gave contact {row.subject_id} no id: the upsert on its "
+                "way when they were forgotten brought none back; if it took them, delete "
+                f"them in {destination.name} by hand"
+            )
+        try:
+            connector.forget(str(remote_id))
+        except UnavailableError:
+            raise
+        except IntegrationError as exc:
+            return exc
+        return remote_id
 
     return deliver
 

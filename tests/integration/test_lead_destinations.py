@@ -471,3 +471,59 @@ def test_a_person_forgotten_before_hubspot_answered_their_first_upsert_is_delete
     assert far_hubspot.contacts == {}
     assert len(far_hubspot.requests_to(GDPR_DELETE)) == 1
     assert len(far_hubspot.requests_to("/crm/v3/objects/contacts/batch/upsert")) == 1
+
+
+def test_a_login_refused_on_an_erasure_stops_the_pass_before_any_upsert_goes(
+    engine, rally, applied, far_hubspot
+):
+    """A batch holds one person's erasure and another's first upsert, and HubSpot refuses the
+    token on the erasure: the pass stops before the upsert goes, so no answer HubSpot gave
+    is dropped with the batch (an upsert answered and dropped, of a person forgotten
+    meanwhile, would leave them there with no id to delete them by). The next pass sends
+    both."""
+    from tasks.leads.forget import forget
+
+    block = "destinations:\n  - name: crm\n    type: hubspot\n    batch_size: 2\n"
+    set_destinations(rally, applied, block + "    in_flight: 1\n")
+    make_leads(engine, SLUG, 1, prefix="gone-")
+    assert sync(engine).sent == 1
+    forget(engine, "gone-0@example.org", actor="staff", now=utcnow())
+    make_leads(engine, SLUG, 1, prefix="new-")  # the erasure and this upsert: one batch
+    far_hubspot.fail_next(1, status=401)
+
+    stopped = sync(engine)
+    assert stopped.stopped and stopped.sent == 0
+    assert len(far_hubspot.requests_to("/crm/v3/objects/contacts/batch/upsert")) == 1  # before
+
+    then = sync(engine)
+    assert (then.sent, then.dead) == (2, 0), then.errors
+    assert list(far_hubspot.contacts) == ["new-0@example.org"]
+
+
+def test_an_erasure_whose_persons_upsert_got_no_answer_is_left_for_staff(
+    engine, rally, applied, far_hubspot
+):
+    """Forgotten while their first upsert was on its way, and that upsert's connection lost
+    with no answer: Rally cannot know whether HubSpot took them, or by what id. The erasure
+    is not counted as done: it is a dead letter that says to delete them there by hand."""
+    from tasks.leads.forget import forget
+    from tasks.leads.sync_state import dead_letters
+
+    block = "destinations:\n  - name: crm\n    type: hubspot\n    batch_size: 1\n"
+    set_destinations(rally, applied, block + "    in_flight: 1\n")
+    make_leads(engine, SLUG, 1, prefix="lost-")
+    far_hubspot.hold_until_in_flight(2)  # the upsert waits...
+    far_hubspot.drop_next(1)  # ...then its connection closes without an answer
+
+    with ThreadPoolExecutor(1) as pool:
+        sending = pool.submit(sync, engine)
+        far_hubspot.wait_for_in_flight(1)
+        forget(engine, "lost-0@example.org", actor="staff", now=utcnow())
+        far_hubspot.open_gate()
+        report = sending.result(timeout=60)
+
+    assert (report.sent, report.dead) == (0, 1)
+    assert far_hubspot.requests_to(GDPR_DELETE) == []
+    with transaction(engine, write=False) as session:
+        [letter] = dead_letters(session, destination="crm")
+    assert "no id" in letter.last_error and "by hand" in letter.last_error
