@@ -26,7 +26,9 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from sqlalchemy import Engine, bindparam
 from sqlmodel import Session, col, select
+from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from config.errors import RallyError
 from store.db import transaction
@@ -101,20 +103,55 @@ def granted(
     return grant
 
 
-async def _with_etag(request: Request, response: Any) -> Response:
-    """The answer with a weak ETag of its body (or the strong one its route gave it), or 304
-    when the client holds that body."""
-    body = b"".join([chunk async for chunk in response.body_iterator])
-    tag = response.headers.get("etag") or f'W/"{hashlib.sha256(body).hexdigest()[:32]}"'
-    held = {
-        t.strip().removeprefix("W/") for t in request.headers.get("if-none-match", "").split(",")
-    }
+class RateAndValidators:
+    """Every answer to a token's request says how much of its rate is left; a read's 200
+    carries an ETag of its body (or the strong one its route gave it), and one asked with
+    `If-None-Match` holding that tag is 304 without a body. Plain ASGI: it holds only the
+    read's body, where a `BaseHTTPMiddleware` costs a task and a stream per request."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        held: Message | None = None
+        body: list[bytes] = []
+
+        async def answering(message: Message) -> None:
+            nonlocal held
+            if message["type"] == "http.response.start":
+                quota = scope.get("state", {}).get("quota")
+                if quota is not None:
+                    MutableHeaders(scope=message).update(quota.headers())
+                if scope["method"] == "GET" and message["status"] == 200:
+                    held = message  # sent once the whole body is here, with its tag
+                    return
+            elif held is not None:
+                body.append(message.get("body", b""))
+                if message.get("more_body"):
+                    return
+                start, message = _tagged(scope, held, b"".join(body))
+                await send(start)
+            await send(message)
+
+        await self.app(scope, receive, answering)
+
+
+def _tagged(scope: Scope, start: Message, body: bytes) -> tuple[Message, Message]:
+    """A read's answer (its start and its whole body) with its ETag: 304 and no body, keeping
+    only the rate's headers, when the client's `If-None-Match` holds the tag."""
+    tag = MutableHeaders(scope=start).get("etag") or (
+        f'W/"{hashlib.sha256(body).hexdigest()[:32]}"'
+    )
+    asked = Headers(scope=scope).get("if-none-match", "")
+    held = {t.strip().removeprefix("W/") for t in asked.split(",")}
     if tag.removeprefix("W/") in held or "*" in held:
-        return Response(status_code=304, headers={"ETag": tag})
-    headers = {
-        k: v for k, v in response.headers.items() if k.lower() not in ("content-length", "etag")
-    }
-    return Response(body, status_code=200, headers=headers | {"ETag": tag})
+        kept = [(k, v) for k, v in start["headers"] if k.lower().startswith(b"ratelimit")]
+        start, body = {**start, "status": 304, "headers": kept}, b""
+    MutableHeaders(scope=start)["etag"] = tag
+    return start, {"type": "http.response.body", "body": body}
 
 
 def _field(error: dict[str, Any]) -> str:
@@ -177,17 +214,7 @@ def create_api() -> FastAPI:
     )
     api.add_middleware(BoundedBody)
 
-    @api.middleware("http")
-    async def rate_and_validators(request: Request, call_next: Any) -> Any:
-        """Every answer to a token's request says how much of its rate is left; a read carries
-        an ETag, and one asked for `If-None-Match` that tag again is 304 without a body."""
-        response = await call_next(request)
-        if request.method == "GET" and response.status_code == 200:
-            response = await _with_etag(request, response)
-        quota = getattr(request.state, "quota", None)
-        if quota is not None:
-            response.headers.update(quota.headers())
-        return response
+    api.add_middleware(RateAndValidators)
 
     api.openapi = lambda: document(api)  # type: ignore[method-assign]
 
