@@ -292,6 +292,11 @@ def build(engine: Engine, scratch: Path, creators: int) -> Campaign:
     with transaction(engine) as session:
         report = build_report(session, SLUG, week=5)
         store_report(session, report, render_html(report), now=NOW)
+    if engine.dialect.name == "postgresql":
+        # What autovacuum does within a minute of such a load: planned on the empty tables'
+        # statistics, a page of leads took 80 ms instead of 12, one client at a time.
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql("ANALYZE")
     return campaign
 
 

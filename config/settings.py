@@ -163,12 +163,11 @@ class Settings(RallySettings):
     api_requests_per_minute: int = Field(
         600, ge=1, description="Requests each API token may make a minute (per web process)"
     )
-    api_reads_at_once: int | None = Field(
-        None,
+    api_reads_at_once: int = Field(
+        4,
         ge=0,
         description="API reads a web process works on at a time, the others waiting their "
-        "turn (0: no limit; default: 4 on SQLite, whose reads are the process's own work, no "
-        "limit on PostgreSQL, whose reads wait on the server)",
+        "turn (0: no limit)",
     )
     webhook_disable_after_hours: float = Field(
         72,

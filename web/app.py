@@ -71,8 +71,6 @@ def create_app(
     # their fifty-odd routes (a fifth of a small read's time).
     limits = TokenLimits(settings.api_requests_per_minute)
     reads = settings.api_reads_at_once
-    if reads is None:
-        reads = SQLITE_READS_AT_ONCE if engine.dialect.name == "sqlite" else 0
     api_app: ASGIApp = WithState(rest_api(), app.state.rally, limits)
     app.mount(API_PREFIX, ReadTurns(api_app, reads) if reads else api_app)
     # Then the public: clicks and signups are the busiest pages.
@@ -94,11 +92,6 @@ def rest_api() -> FastAPI:
     return rest
 
 
-# Measured with `benchmarks/api.py` (32 clients at once): p99 636 ms with no limit, 193-201
-# ms with 2 or 4, 235 ms with 6; on PostgreSQL a limit made no difference but slower p50s.
-SQLITE_READS_AT_ONCE = 4
-
-
 class WithState:
     """The REST API as one web app mounts it: each request carries that app's state and its
     tokens' rate limits (`web.deps.app_state_of`, `web.api_v1.needs`)."""
@@ -116,7 +109,11 @@ class ReadTurns:
     answer starts: a read is the store's and Python's work, which threads cannot share, and
     every thread more that wants the interpreter leaves less of it to the event loop that
     takes requests in and sends answers out. Waiting reads wait on the loop, which costs
-    nothing; a request with a body (an upload from a slow phone) never holds a turn."""
+    nothing; a request with a body (an upload from a slow phone) never holds a turn.
+
+    Measured with `benchmarks/api.py` (32 clients at once), p99: on SQLite 530-636 ms with
+    no limit, 193-226 ms with 2 to 4, 235 ms with 6; on PostgreSQL 417-471 ms with none,
+    261-302 ms with 4."""
 
     def __init__(self, app: ASGIApp, at_once: int) -> None:
         self.app, self.at_once = app, at_once
