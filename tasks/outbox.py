@@ -16,7 +16,19 @@ from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Engine, Integer, String, bindparam, exists, func, literal, or_, text, update
+from sqlalchemy import (
+    Engine,
+    Integer,
+    String,
+    and_,
+    bindparam,
+    exists,
+    func,
+    literal,
+    or_,
+    text,
+    update,
+)
 from sqlalchemy import select as sa_select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
@@ -185,14 +197,13 @@ def _claiming(dialect: str, *, by_destination: bool, one_per_subject: bool) -> A
         # sends it is still on its way (`free_withdrawn`). Written out, so that the store sees
         # it matches `ix_outbox_leased`.
         held = table.alias("held")
-        held_now = sa_select(held.c.id).where(
-            held.c.lease_id.is_not(None),
+        taken = sa_select(held.c.id).where(
             held.c.destination == table.c.destination,
             held.c.subject_type == table.c.subject_type,
             held.c.subject_id == table.c.subject_id,
-            held.c.locked_until >= bindparam("b_now", type_=held.c.locked_until.type),
+            held_now(held, bindparam("b_now", type_=held.c.locked_until.type)),
         )
-        ready = ready.where(~exists(held_now))
+        ready = ready.where(~exists(taken))
     if dialect == "postgresql":
         ready = ready.with_for_update(skip_locked=True)
     return (
@@ -201,6 +212,12 @@ def _claiming(dialect: str, *, by_destination: bool, one_per_subject: bool) -> A
         .values(locked_until=bindparam("b_until"), lease_id=bindparam("b_lease"))
         .returning(*(table.c[f.name] for f in fields(Claimed)[:-2]))
     )
+
+
+def held_now(table: Any, now: Any) -> Any:
+    """A message a drain holds right now: under a lease that has not run out, whatever its
+    status (one withdrawn while its drain sends it is still on its way)."""
+    return and_(table.c.lease_id.is_not(None), table.c.locked_until >= now)
 
 
 def scrub_links(

@@ -142,9 +142,7 @@ class RateAndValidators:
 def _tagged(scope: Scope, start: Message, body: bytes) -> tuple[Message, Message]:
     """A read's answer (its start and its whole body) with its ETag: 304 and no body, keeping
     only the rate's headers, when the client's `If-None-Match` holds the tag."""
-    tag = MutableHeaders(scope=start).get("etag") or (
-        f'W/"{hashlib.sha256(body).hexdigest()[:32]}"'
-    )
+    tag = Headers(scope=start).get("etag") or (f'W/"{hashlib.sha256(body).hexdigest()[:32]}"')
     asked = Headers(scope=scope).get("if-none-match", "")
     held = {t.strip().removeprefix("W/") for t in asked.split(",")}
     if tag.removeprefix("W/") in held or "*" in held:

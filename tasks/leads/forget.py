@@ -28,7 +28,7 @@ from tasks.campaigns.campaign import campaign_spec
 from tasks.leads.contacts import ContactError, normalize_email, normalize_phone
 from tasks.leads.records import CHANNEL, FORGET, SUBJECT, UPSERT, sync_message
 from tasks.leads.status import campaign_contacts
-from tasks.outbox import enqueue
+from tasks.outbox import enqueue, held_now
 
 
 @dataclass
@@ -88,35 +88,25 @@ def _queue_deletions(session: Session, contact_id: int, *, now: datetime) -> lis
     (a drain never sends one person's messages at once) and goes by the newest id the person
     has there when it is sent. On PostgreSQL their messages are locked first, so a drain cannot
     take one in between unseen."""
-    query = (
-        sa_select(
-            col(OutboxMessage.destination),
-            col(OutboxMessage.remote_id),
-            col(OutboxMessage.lease_id).is_not(None) & (col(OutboxMessage.locked_until) >= now),
-        )
-        .where(
-            col(OutboxMessage.subject_type) == SUBJECT,
-            col(OutboxMessage.subject_id) == str(contact_id),
-            col(OutboxMessage.channel) == CHANNEL,
-        )
-        .order_by(col(OutboxMessage.id))
+    table = OutboxMessage.__table__  # type: ignore[attr-defined]
+    query = sa_select(
+        table.c.destination, or_(table.c.remote_id.is_not(None), held_now(table, now))
+    ).where(
+        table.c.subject_type == SUBJECT,
+        table.c.subject_id == str(contact_id),
+        table.c.channel == CHANNEL,
     )
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update()
-    reached: dict[str, str | None] = {}
-    for destination, remote_id, on_its_way in session.execute(query):
-        if remote_id is not None:
-            reached[destination] = remote_id
-        elif on_its_way:
-            reached.setdefault(destination, None)
+    reached = sorted({destination for destination, there in session.execute(query) if there})
     enqueue(
         session,
         [
-            sync_message(destination, contact_id, {"action": FORGET, "remote_id": rid}, now=now)
-            for destination, rid in reached.items()
+            sync_message(destination, contact_id, {"action": FORGET}, now=now)
+            for destination in reached
         ],
     )
-    return sorted(reached)
+    return reached
 
 
 def erase(session: Session, contact_ids: Sequence[int], *, now: datetime) -> None:

@@ -186,11 +186,7 @@ def deliverer(
         erasures = [r for r in rows if r.payload.get("action") == FORGET]
         with transaction(engine, write=False) as session:
             people = load_people(session, {int(r.subject_id) for r in upserts})
-            known = {
-                r.id: remote_id_at(session, r.destination, r.subject_id)
-                or r.payload.get("remote_id")
-                for r in erasures
-            }
+            known = {r.id: remote_id_at(session, r.destination, r.subject_id) for r in erasures}
         results = {row.id or 0: erase_there(row, known[row.id]) for row in erasures}
         leads: dict[int, Lead] = {}
         for row in upserts:
@@ -230,7 +226,7 @@ def deliverer(
                 f"them in {destination.name} by hand"
             )
         try:
-            connector.forget(str(remote_id))
+            connector.forget(remote_id)
         except UnavailableError:
             raise
         except IntegrationError as exc:
