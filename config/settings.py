@@ -169,6 +169,12 @@ class Settings(RallySettings):
         description="API reads a web process works on at a time, the others waiting their "
         "turn (0: no limit)",
     )
+    api_kept_reads: int = Field(
+        1000,
+        ge=0,
+        description="Answers to API reads a web process keeps, each given again to the same "
+        "token for the same URL until the store changes (0: none kept)",
+    )
     webhook_disable_after_hours: float = Field(
         72,
         gt=0,

@@ -15,7 +15,7 @@ import hashlib
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import cache
 from typing import Annotated, Any, Literal
 
@@ -41,7 +41,7 @@ from store.models import (
     ReviewTask,
 )
 from tasks.api.idempotency import Answer, KeyRefused, abandon, begin, finish, request_hash
-from tasks.api.limits import TokenLimits
+from tasks.api.limits import Quota, TokenLimits
 from tasks.api.tokens import Granted, TokenRefused, authenticate, record_use
 from tasks.campaigns.campaign import campaign_overview, list_campaigns, roster
 from web.deps import app_state_of
@@ -96,11 +96,22 @@ def granted(
     record_use(state.engine, grant, now)
     limits: TokenLimits = request.scope[LIMITS_KEY]
     quota = limits.take(grant.token_id, now.timestamp())
-    request.state.quota = quota
+    request.state.quota, request.state.grant = quota, grant
     if not quota.allowed:
-        headers = quota.headers() | {"Retry-After": str(quota.reset_seconds)}
-        raise Refused(429, f"over {quota.limit} requests a minute for this token", headers)
+        raise over_rate(quota)
     return grant
+
+
+def over_rate(quota: Quota) -> Refused:
+    headers = quota.headers() | {"Retry-After": str(quota.reset_seconds)}
+    return Refused(429, f"over {quota.limit} requests a minute for this token", headers)
+
+
+def keep_answer(request: Request, until: datetime | None = None) -> None:
+    """Let this read's answer be kept and given again to the same token for the same URL
+    while the store is unchanged (`web.kept_reads`), until `until` if given: for a route
+    whose answer depends on the store alone, or also on the time only up to `until`."""
+    request.state.kept_until = until or datetime.max.replace(tzinfo=UTC)
 
 
 class RateAndValidators:
@@ -253,6 +264,7 @@ def create_api() -> FastAPI:
         request: Request, grant: Annotated[Granted, needs("campaign:read")], paging: Paging
     ) -> Page:
         """The campaigns this token may read, by slug."""
+        keep_answer(request)
         with transaction(engine_of(request), write=False) as session:
             rows = list_campaigns(session)
             if grant.campaign_id is not None:  # a campaign's own token: that campaign only
@@ -269,6 +281,7 @@ def create_api() -> FastAPI:
     ) -> dict[str, Any]:
         """What `rally campaign show SLUG --json` prints but its roster, which
         `/campaigns/{slug}/creators` pages through."""
+        keep_answer(request)
         with reading(request, grant, slug) as (session, found):
             return campaign_overview(
                 session, found.slug, public_url=public_url(request), with_roster=False
@@ -300,6 +313,7 @@ def create_api() -> FastAPI:
     ) -> Page:
         """Each creator's terms, codes and tracking link, by handle (`rally creators list`)."""
         after = cursor_of(paging, two_texts)
+        keep_answer(request)
         with reading(request, grant, slug) as (session, found):
             rows = roster(
                 session,
@@ -325,6 +339,7 @@ def create_api() -> FastAPI:
         out: it is the creator's own key to their page."""
         from tasks.briefs.status import brief_status
 
+        keep_answer(request)
         with reading(request, grant, slug) as (session, found):
             rows = brief_status(session, found.slug, public_url=public_url(request))
         rows = [{k: v for k, v in row.items() if k != "link"} for row in rows]
@@ -344,6 +359,7 @@ def create_api() -> FastAPI:
         where it was posted (`rally creatives list`); `status` keeps one status."""
         from tasks.review.views import creatives_of
 
+        keep_answer(request)
         with reading(request, grant, slug) as (session, found):
             rows = creatives_of(session, found, status=query.status)
         return paged(rows, lambda r: r["id"], query)
@@ -361,15 +377,19 @@ def create_api() -> FastAPI:
         """Open tasks by id, each with its tier, group, deadline and whether it is overdue."""
         from tasks.review.queue import review_queue
 
-        after = cursor_of(paging, an_id)
+        after, now = cursor_of(paging, an_id), app_state_of(request).clock()
         with reading(request, grant, slug) as (session, found):
             rows = review_queue(
                 session,
-                now=app_state_of(request).clock(),
+                now=now,
                 campaign_id=found.id,
                 after=after,
                 limit=paging.limit + 1,
             )
+        due = [
+            datetime.fromisoformat(r["due_at"]) for r in rows if r["due_at"] and not r["overdue"]
+        ]
+        keep_answer(request, until=min(due, default=None))  # until the next task falls overdue
         return page_of(rows, lambda r: r["task"], paging.limit)
 
     @api.get(
@@ -383,6 +403,7 @@ def create_api() -> FastAPI:
         from tasks.leads.status import list_leads
 
         after = cursor_of(paging, an_id)
+        keep_answer(request)
         with reading(request, grant, slug) as (session, found):
             rows = list_leads(session, found, after=after, limit=paging.limit + 1)
         return page_of(rows, lambda r: r["id"], paging.limit)
@@ -679,6 +700,7 @@ def create_api() -> FastAPI:
         from tasks.staff.console import followup_log
 
         before = cursor_of(query, an_id)
+        keep_answer(request)
         with reading(request, grant, slug) as (session, found):
             log = followup_log(
                 session,
@@ -726,6 +748,7 @@ def create_api() -> FastAPI:
         still owed (`rally payments balances`)."""
         from tasks.payments.ledger import balances
 
+        keep_answer(request)
         with reading(request, grant, slug) as (session, found):
             rows = balances(session, found)
         return paged(rows, lambda r: r["creator"], paging)
@@ -745,6 +768,7 @@ def create_api() -> FastAPI:
         from tasks.payments.ledger import ledger
 
         after = cursor_of(paging, an_id)
+        keep_answer(request)
         with reading(request, grant, slug) as (session, found):
             rows = ledger(session, found, after=after, limit=paging.limit + 1)
         return page_of(rows, lambda r: r["id"], paging.limit)
@@ -766,6 +790,7 @@ def create_api() -> FastAPI:
 
         after = cursor_of(paging, lambda k: an_id(k) and k < 0)  # newest first: -id
         before = -after if after is not None else None
+        keep_answer(request)
         with reading(request, grant, slug) as (session, found):
             rows = payouts(session, found, before=before, limit=paging.limit + 1)
         return page_of(rows, lambda r: -r["id"], paging.limit)

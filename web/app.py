@@ -44,6 +44,7 @@ from web import (
 from web.api_v1 import API_PREFIX, LIMITS_KEY, BoundedBody, create_api, problem
 from web.api_webhooks import add_webhook_routes
 from web.deps import STATE_KEY, AppState, SignedOut
+from web.kept_reads import KeptReads
 from web.pages import PrivateHeaders, RetryDroppedConnection, not_found, page_response
 from web.webhooks import TikTokWebhooks
 
@@ -72,7 +73,10 @@ def create_app(
     limits = TokenLimits(settings.api_requests_per_minute)
     reads = settings.api_reads_at_once
     api_app: ASGIApp = WithState(rest_api(), app.state.rally, limits)
-    app.mount(API_PREFIX, ReadTurns(api_app, reads) if reads else api_app)
+    api_app = ReadTurns(api_app, reads) if reads else api_app
+    if settings.api_kept_reads:  # before the turns: giving a kept answer needs no turn
+        api_app = KeptReads(api_app, app.state.rally, limits, settings.api_kept_reads)
+    app.mount(API_PREFIX, api_app)
     # Then the public: clicks and signups are the busiest pages.
     routers = (public, briefs, review, reports, sprint, staff, staff_actions, uploads, api)
     for module in (*routers, payout_webhooks):

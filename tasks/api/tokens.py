@@ -59,6 +59,9 @@ class Granted:
     scopes: frozenset[str]
     campaign_id: int | None
     use_to_record: bool = False  # the token's last use is due to be written (`record_use`)
+    # Until when this grant stands without reading the token again, the store unchanged: its
+    # expiry, or the minute its next use is due to be written (`web.kept_reads`).
+    stands_until: datetime | None = None
 
     def check_campaign(self, campaign_id: int | None) -> None:
         """Refuse a campaign's token anything about another campaign, or about none."""
@@ -238,8 +241,11 @@ def authenticate(session: Session, secret: str | None, *, scope: str, now: datet
     if not allows(token.scopes, scope):
         raise TokenRefused(f"this API token lacks the scope {scope}", 403)
     assert token.id is not None
-    used = token.last_used_at is None or now - token.last_used_at >= USE_RECORDED_EVERY
-    return Granted(token.id, token.name, frozenset(token.scopes), token.campaign_id, used)
+    last = token.last_used_at
+    used = last is None or now - last >= USE_RECORDED_EVERY
+    next_use = (now if used or last is None else last) + USE_RECORDED_EVERY
+    stands = min(token.expires_at, next_use)
+    return Granted(token.id, token.name, frozenset(token.scopes), token.campaign_id, used, stands)
 
 
 @cache

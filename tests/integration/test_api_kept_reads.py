@@ -1,0 +1,135 @@
+"""Answers to API reads are kept and given again while the store is unchanged
+(`web.kept_reads`): a polling client costs the store nothing, yet sees every change committed
+before it asked, and a kept answer is refused to whoever the token check would refuse."""
+
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from httpx import Response
+from sqlalchemy import event
+
+from store.types import utcnow
+from tests.conftest import SLUG
+from tests.helpers import apply_second_campaign
+from tests.integration.test_api_v1 import token
+from tests.integration.test_review_api import CAPTION
+from web.app import create_app
+
+
+@contextmanager
+def statements(app: FastAPI) -> Iterator[list[str]]:
+    """The statements the app's store is asked while in the block."""
+    asked: list[str] = []
+
+    def count(conn, cursor, statement, *args) -> None:  # type: ignore[no-untyped-def]
+        asked.append(statement)
+
+    engine = app.state.rally.engine
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        yield asked
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+
+
+def unasked(app: FastAPI, client: TestClient, path: str, auth: dict[str, str]) -> Response:
+    """A read of `path` answered without asking the store. On PostgreSQL the mark is the
+    server's snapshot, which any write moves, in any of its databases (another test's, in
+    parallel): there, one read of those made in the next few seconds."""
+    deadline = time.monotonic() + 10
+    while True:
+        with statements(app) as asked:
+            answer = client.get(path, headers=auth)
+        if not asked or time.monotonic() > deadline:
+            assert asked == [], "every read asked the store"
+            return answer
+
+
+def test_an_unchanged_read_costs_the_store_nothing_and_a_change_shows_at_once(
+    rally, running, settings
+) -> None:
+    app = create_app(settings)
+    client = TestClient(app)
+    auth = token(rally, "--scope", "creatives:read", "--campaign", SLUG)
+    path = f"/api/v1/campaigns/{SLUG}/creatives"
+
+    first = client.get(path, headers=auth)
+    assert first.status_code == 200 and first.json()["data"] == []
+    client.get(path, headers=auth)  # the first read wrote the token's use: a change
+    again = unasked(app, client, path, auth)
+    assert again.content == first.content
+    assert again.headers["etag"] == first.headers["etag"] and "ratelimit" in again.headers
+
+    # Another connection commits a change (as a worker or a terminal would): the next read
+    # is worked out again and shows it.
+    assert rally("creatives", "submit", SLUG, "maya.votes.pa", "--caption", CAPTION).code == 0
+    with statements(app) as asked:
+        changed = client.get(path, headers=auth)
+    assert asked and [c["creator"] for c in changed.json()["data"]] == ["maya.votes.pa"]
+    assert changed.headers["etag"] != first.headers["etag"]
+
+    unchanged = client.get(path, headers=auth | {"If-None-Match": changed.headers["etag"]})
+    assert unchanged.status_code == 304 and unchanged.content == b""
+
+
+def test_a_kept_answer_is_refused_as_the_token_check_would_refuse_it(
+    rally, applied, settings, tmp_path
+) -> None:
+    apply_second_campaign(rally, applied, tmp_path / "second")
+    client = TestClient(create_app(settings))
+    made = json.loads(
+        rally(
+            "tokens", "create", "poller", "--scope", "campaign:read", "--all-campaigns", "--json"
+        ).out
+    )
+    every = {"Authorization": f"Bearer {made['secret']}"}
+    path = "/api/v1/campaigns/aa-second"
+    assert client.get(path, headers=every).status_code == 200
+    assert client.get(path, headers=every).status_code == 200  # kept
+
+    others = token(rally, "--scope", "campaign:read", "--campaign", SLUG)
+    refused = client.get(path, headers=others)
+    assert refused.status_code == 403 and "another campaign" in refused.json()["detail"]
+    lacking = token(rally, "--scope", "leads:read", "--all-campaigns")
+    assert client.get(path, headers=lacking).status_code == 403
+    listed = client.get("/api/v1/campaigns", headers=every).json()["data"]
+    assert [c["slug"] for c in listed] == ["aa-second", SLUG]
+    own = client.get("/api/v1/campaigns", headers=others).json()["data"]
+    assert [c["slug"] for c in own] == [SLUG]
+
+    assert rally("tokens", "revoke", str(made["id"])).code == 0
+    revoked = client.get(path, headers=every)
+    assert revoked.status_code == 401 and "revoked" in revoked.json()["detail"]
+
+
+def test_a_kept_answer_holds_only_until_a_task_falls_overdue_or_the_token_expires(
+    rally, running, settings
+) -> None:
+    moment = [utcnow()]
+    client = TestClient(create_app(settings, clock=lambda: moment[0]))
+    assert rally("creatives", "submit", SLUG, "maya.votes.pa", "--caption", CAPTION).code == 0
+    made = json.loads(
+        rally(
+            "tokens", "create", "poller", "--scope", "reviews:read", "--campaign", SLUG,
+            "--days", "30", "--json",
+        ).out
+    )  # fmt: skip
+    auth = {"Authorization": f"Bearer {made['secret']}"}
+    path = f"/api/v1/campaigns/{SLUG}/review-tasks"
+
+    (task,) = client.get(path, headers=auth).json()["data"]
+    assert task["overdue"] is False
+    due = datetime.fromisoformat(task["due_at"])
+    moment[0] = due - timedelta(seconds=1)
+    assert client.get(path, headers=auth).json()["data"][0]["overdue"] is False
+    moment[0] = due
+    assert client.get(path, headers=auth).json()["data"][0]["overdue"] is True
+
+    moment[0] = datetime.fromisoformat(made["expires_at"])
+    expired = client.get(path, headers=auth)
+    assert expired.status_code == 401 and "expired" in expired.json()["detail"]

@@ -1,0 +1,227 @@
+"""Answers to API reads, kept until the store changes.
+
+An integration polls: an n8n schedule, a dashboard, a warehouse's loader ask the same few URLs
+again and again, and most times nothing has changed since. Working a read out costs the store
+and Python 2-5 ms of the one process; giving a kept answer again costs a tenth of that.
+
+An answer is kept only where its route says it depends on the store alone (or also on the time,
+up to a moment it names: `web.api_v1.keep_answer`), for the token that asked and the URL it
+asked, and given again only while the store is unchanged. Whether it is changed is read after
+each request arrives, from a mark that moves whenever anyone commits a change, in this process
+or any other: SQLite's `data_version` seen from a connection that never writes, and on
+PostgreSQL the snapshot, which moves whenever a transaction that wrote ends. So no read is
+answered from before a change committed before it was asked.
+
+The token is still checked on every read: revoking it is a change of the store; its expiry,
+and the minute its use is next written, are kept beside the answer; its rate is counted as for
+any other read.
+"""
+
+import asyncio
+import logging
+import threading
+import weakref
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine, event
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from tasks.api.limits import TokenLimits
+from tasks.api.tokens import hash_secret
+from web.api_v1 import _tagged, over_rate, problem
+from web.deps import AppState
+
+log = logging.getLogger(__name__)
+
+LARGEST_KEPT = 1 << 20  # bytes: a bigger answer is worked out each time
+KEPT_BYTES = 64 << 20  # the answers of one web process kept at most
+
+
+class StoreMark:
+    """A value that differs after any change is committed to the store, from any connection.
+
+    Read on its own connection, one read at a time per event loop: a request that arrives while
+    a read is under way waits for the next one, which starts after it arrived, so that a
+    change committed before the request is never missed, and 32 requests at once cost a few
+    reads, not 32."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        postgres = engine.dialect.name == "postgresql"
+        self.statement = "SELECT pg_current_snapshot()::text" if postgres else "PRAGMA data_version"
+        self._connection: Any = None
+        self.failing = False
+        self._lock = threading.Lock()
+        self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Reads]
+        self._loops = weakref.WeakKeyDictionary()
+        event.listen(engine, "engine_disposed", lambda _engine: self.close())
+
+    async def now(self) -> object | None:
+        """The mark as read after this call began; None when it cannot be read."""
+        loop = asyncio.get_running_loop()
+        reads = self._loops.get(loop)
+        if reads is None:
+            reads = self._loops[loop] = _Reads()
+        waiting = reads.waiting
+        if waiting is None:
+            waiting = reads.waiting = loop.create_future()
+            if not reads.under_way:
+                self._begin(loop, reads)
+        return await asyncio.shield(waiting)
+
+    def _begin(self, loop: asyncio.AbstractEventLoop, reads: "_Reads") -> None:
+        answer, reads.waiting, reads.under_way = reads.waiting, None, True
+        assert answer is not None
+
+        def done(read: asyncio.Future[object]) -> None:
+            reads.under_way = False
+            failed = read.exception()
+            if failed is not None and not self.failing:  # once, not on every request
+                log.warning("API reads are not kept: cannot read the store's mark: %s", failed)
+            self.failing = failed is not None
+            answer.set_result(None if failed else read.result())
+            if reads.waiting is not None:
+                self._begin(loop, reads)
+
+        loop.run_in_executor(None, self.read).add_done_callback(done)
+
+    def read(self) -> object:
+        """The mark, read now on the mark's own connection (opened again after a failure)."""
+        with self._lock:
+            try:
+                if self._connection is None:
+                    self._connection = self._connect()
+                cursor = self._connection.cursor()
+                cursor.execute(self.statement)
+                (mark,) = cursor.fetchone()
+                cursor.close()
+                return mark
+            except Exception:
+                self._connection = None  # opened again on the next read
+                raise
+
+    def _connect(self) -> Any:
+        """A connection of the engine's own, out of its pool: it never writes (SQLite counts
+        the commits of every other connection) and holds no transaction open."""
+        pooled = self.engine.raw_connection()
+        connection: Any = pooled.dbapi_connection
+        pooled.detach()
+        if self.engine.dialect.name == "postgresql":
+            connection.rollback()
+            connection.autocommit = True
+        return connection
+
+    def close(self) -> None:
+        with self._lock:
+            if self._connection is not None:
+                try:
+                    self._connection.close()
+                finally:
+                    self._connection = None
+
+
+class _Reads:
+    """One event loop's reads of the mark: the one under way, the next one's waiters."""
+
+    def __init__(self) -> None:
+        self.under_way = False
+        self.waiting: asyncio.Future[object | None] | None = None
+
+
+@dataclass(frozen=True)
+class Kept:
+    mark: object
+    until: Any  # datetime: the route's or the token's, whichever is sooner
+    token_id: int
+    start: Message  # without the rate's headers, which are each request's own
+    body: bytes
+
+
+class KeptReads:
+    """The API's GETs with a token: a kept answer while it holds, else the API's own, kept if
+    its route allows (`web.api_v1.keep_answer`). At most `entries` answers, the least recently
+    given forgotten first; all of them once the store changes."""
+
+    def __init__(self, app: ASGIApp, state: AppState, limits: TokenLimits, entries: int) -> None:
+        self.app, self.state, self.limits, self.entries = app, state, limits, entries
+        self.mark = StoreMark(state.engine)
+        self.kept: OrderedDict[tuple[str, str, bytes], Kept] = OrderedDict()
+        self._last_mark: object = None
+        self.size = 0  # bytes of the answers kept
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        secret = _bearer(scope) if scope["type"] == "http" and scope["method"] == "GET" else ""
+        if not secret:
+            await self.app(scope, receive, send)
+            return
+        mark = await self.mark.now()
+        if mark is None:
+            await self.app(scope, receive, send)
+            return
+        if mark != self._last_mark:
+            self.kept.clear()
+            self.size, self._last_mark = 0, mark
+        key = (hash_secret(secret), scope["path"], scope.get("query_string", b""))
+        now = self.state.clock()
+        kept = self.kept.get(key)
+        if kept is not None and kept.mark == mark and now < kept.until:
+            self.kept.move_to_end(key)
+            await self._give(kept, scope, receive, send, now.timestamp())
+            return
+        answered: list[Message] = []
+
+        async def answering(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                if message["status"] == 200:
+                    answered.append(message)
+            elif answered:
+                answered.append(message)
+            await send(message)
+
+        await self.app(scope, receive, answering)
+        self._keep(key, mark, scope.get("state", {}), answered)
+
+    def _keep(self, key: tuple[str, str, bytes], mark: object, state: Any, answer: list) -> None:
+        until, grant = state.get("kept_until"), state.get("grant")
+        if until is None or grant is None or not answer or answer[-1].get("more_body"):
+            return
+        body = b"".join(m.get("body", b"") for m in answer[1:])
+        if len(body) > LARGEST_KEPT or self.entries <= 0:
+            return
+        start = answer[0]
+        headers = [(k, v) for k, v in start["headers"] if not k.lower().startswith(b"ratelimit")]
+        stands = min(until, grant.stands_until) if grant.stands_until else until
+        self._forget(key)
+        self.kept[key] = Kept(mark, stands, grant.token_id, {**start, "headers": headers}, body)
+        self.size += len(body)
+        while len(self.kept) > self.entries or self.size > KEPT_BYTES:
+            self._forget(next(iter(self.kept)))
+
+    def _forget(self, key: tuple[str, str, bytes]) -> None:
+        gone = self.kept.pop(key, None)
+        if gone is not None:
+            self.size -= len(gone.body)
+
+    async def _give(
+        self, kept: Kept, scope: Scope, receive: Receive, send: Send, now: float
+    ) -> None:
+        quota = self.limits.take(kept.token_id, now)
+        if not quota.allowed:
+            refused = over_rate(quota)
+            await problem(refused.status, refused.detail, refused.headers)(scope, receive, send)
+            return
+        rate = [(k.lower().encode(), v.encode()) for k, v in quota.headers().items()]
+        start, body = _tagged(
+            scope, {**kept.start, "headers": [*kept.start["headers"], *rate]}, kept.body
+        )
+        await send(start)
+        await send(body)
+
+
+def _bearer(scope: Scope) -> str:
+    """The request's bearer token, or ''."""
+    scheme, _, secret = Headers(scope=scope).get("authorization", "").partition(" ")
+    return secret.strip() if scheme.lower() == "bearer" else ""
