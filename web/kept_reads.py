@@ -22,6 +22,7 @@ import logging
 import threading
 import weakref
 from collections import OrderedDict
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,18 +47,29 @@ class StoreMark:
     Read on its own connection, one read at a time per event loop: a request that arrives while
     a read is under way waits for the next one, which starts after it arrived, so that a
     change committed before the request is never missed, and 32 requests at once cost a few
-    reads, not 32."""
+    reads, not 32. SQLite counts `data_version` per connection, from the same start on each:
+    the mark carries which connection read it, so one opened again never repeats a mark."""
 
     def __init__(self, engine: Engine) -> None:
-        self.engine = engine
+        self._engine = weakref.ref(engine)
         postgres = engine.dialect.name == "postgresql"
         self.statement = "SELECT pg_current_snapshot()::text" if postgres else "PRAGMA data_version"
         self._connection: Any = None
+        self._opened = 0  # connections opened so far: the mark's first part
         self.failing = False
         self._lock = threading.Lock()
         self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Reads]
         self._loops = weakref.WeakKeyDictionary()
-        event.listen(engine, "engine_disposed", lambda _engine: self.close())
+
+    @classmethod
+    def of(cls, engine: Engine) -> "StoreMark":
+        """The engine's one mark (apps on one store share its engine, and so its mark's
+        connection), closed with the engine."""
+        mark = _marks.get(engine)
+        if mark is None:
+            mark = _marks[engine] = cls(engine)
+            event.listen(engine, "engine_disposed", _close_mark)
+        return mark
 
     async def now(self) -> object | None:
         """The mark as read after this call began; None when it cannot be read."""
@@ -86,7 +98,11 @@ class StoreMark:
             if reads.waiting is not None:
                 self._begin(loop, reads)
 
-        loop.run_in_executor(None, self.read).add_done_callback(done)
+        try:
+            loop.run_in_executor(None, self.read).add_done_callback(done)
+        except RuntimeError:  # the loop is closing: its requests are worked out
+            reads.under_way = False
+            answer.set_result(None)
 
     def read(self) -> object:
         """The mark, read now on the mark's own connection (opened again after a failure)."""
@@ -94,33 +110,48 @@ class StoreMark:
             try:
                 if self._connection is None:
                     self._connection = self._connect()
+                    self._opened += 1
                 cursor = self._connection.cursor()
                 cursor.execute(self.statement)
                 (mark,) = cursor.fetchone()
                 cursor.close()
-                return mark
+                return (self._opened, mark)
             except Exception:
-                self._connection = None  # opened again on the next read
+                self._drop()  # opened again on the next read
                 raise
 
     def _connect(self) -> Any:
         """A connection of the engine's own, out of its pool: it never writes (SQLite counts
         the commits of every other connection) and holds no transaction open."""
-        pooled = self.engine.raw_connection()
+        engine = self._engine()
+        if engine is None:
+            raise RuntimeError("the store's engine is gone")
+        pooled = engine.raw_connection()
         connection: Any = pooled.dbapi_connection
         pooled.detach()
-        if self.engine.dialect.name == "postgresql":
+        if engine.dialect.name == "postgresql":
             connection.rollback()
             connection.autocommit = True
         return connection
 
     def close(self) -> None:
         with self._lock:
-            if self._connection is not None:
-                try:
-                    self._connection.close()
-                finally:
-                    self._connection = None
+            self._drop()
+
+    def _drop(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            with suppress(Exception):
+                connection.close()
+
+
+_marks: weakref.WeakKeyDictionary[Engine, StoreMark] = weakref.WeakKeyDictionary()
+
+
+def _close_mark(engine: Engine) -> None:
+    mark = _marks.get(engine)
+    if mark is not None:
+        mark.close()
 
 
 class _Reads:
@@ -147,10 +178,11 @@ class KeptReads:
 
     def __init__(self, app: ASGIApp, state: AppState, limits: TokenLimits, entries: int) -> None:
         self.app, self.state, self.limits, self.entries = app, state, limits, entries
-        self.mark = StoreMark(state.engine)
+        self.mark = StoreMark.of(state.engine)
         self.kept: OrderedDict[tuple[str, str, bytes], Kept] = OrderedDict()
         self._last_mark: object = None
-        self.size = 0  # bytes of the answers kept
+        self.size = 0  # bytes of the answers kept, with their URLs
+        self._lock = threading.Lock()  # apps served from several threads (a test's) share it
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         secret = _bearer(scope) if scope["type"] == "http" and scope["method"] == "GET" else ""
@@ -161,14 +193,16 @@ class KeptReads:
         if mark is None:
             await self.app(scope, receive, send)
             return
-        if mark != self._last_mark:
-            self.kept.clear()
-            self.size, self._last_mark = 0, mark
         key = (hash_secret(secret), scope["path"], scope.get("query_string", b""))
         now = self.state.clock()
-        kept = self.kept.get(key)
+        with self._lock:
+            if mark != self._last_mark:
+                self.kept.clear()
+                self.size, self._last_mark = 0, mark
+            kept = self.kept.get(key)
+            if kept is not None:
+                self.kept.move_to_end(key)
         if kept is not None and kept.mark == mark and now < kept.until:
-            self.kept.move_to_end(key)
             await self._give(kept, scope, receive, send, now.timestamp())
             return
         answered: list[Message] = []
@@ -194,16 +228,17 @@ class KeptReads:
         start = answer[0]
         headers = [(k, v) for k, v in start["headers"] if not k.lower().startswith(b"ratelimit")]
         stands = min(until, grant.stands_until) if grant.stands_until else until
-        self._forget(key)
-        self.kept[key] = Kept(mark, stands, grant.token_id, {**start, "headers": headers}, body)
-        self.size += len(body)
-        while len(self.kept) > self.entries or self.size > KEPT_BYTES:
-            self._forget(next(iter(self.kept)))
+        with self._lock:
+            self._forget(key)
+            self.kept[key] = Kept(mark, stands, grant.token_id, {**start, "headers": headers}, body)
+            self.size += _size(key, body)
+            while self.kept and (len(self.kept) > self.entries or self.size > KEPT_BYTES):
+                self._forget(next(iter(self.kept)))
 
     def _forget(self, key: tuple[str, str, bytes]) -> None:
         gone = self.kept.pop(key, None)
         if gone is not None:
-            self.size -= len(gone.body)
+            self.size -= _size(key, gone.body)
 
     async def _give(
         self, kept: Kept, scope: Scope, receive: Receive, send: Send, now: float
@@ -219,6 +254,12 @@ class KeptReads:
         )
         await send(start)
         await send(body)
+
+
+def _size(key: tuple[str, str, bytes], body: bytes) -> int:
+    """What an answer kept under `key` holds of memory, near enough: its body and its URL (a
+    query can be padded to tens of KB)."""
+    return len(body) + len(key[1]) + len(key[2]) + 256
 
 
 def _bearer(scope: Scope) -> str:

@@ -133,3 +133,18 @@ def test_a_kept_answer_holds_only_until_a_task_falls_overdue_or_the_token_expire
     moment[0] = datetime.fromisoformat(made["expires_at"])
     expired = client.get(path, headers=auth)
     assert expired.status_code == 401 and "expired" in expired.json()["detail"]
+
+
+def test_a_change_is_seen_after_the_stores_connections_were_closed(rally, running, settings):
+    """SQLite counts its mark per connection, from the same start on each: a kept answer must
+    not match a mark read on a connection opened after the change."""
+    app = create_app(settings)
+    client = TestClient(app)
+    auth = token(rally, "--scope", "creatives:read", "--campaign", SLUG)
+    path = f"/api/v1/campaigns/{SLUG}/creatives"
+    assert client.get(path, headers=auth).json()["data"] == []
+
+    assert rally("creatives", "submit", SLUG, "maya.votes.pa", "--caption", CAPTION).code == 0
+    app.state.rally.engine.dispose()
+    after = client.get(path, headers=auth)
+    assert [c["creator"] for c in after.json()["data"]] == ["maya.votes.pa"]
