@@ -26,7 +26,7 @@ def statements(app: FastAPI) -> Iterator[list[str]]:
     """The statements the app's store is asked while in the block."""
     asked: list[str] = []
 
-    def count(conn, cursor, statement, *args) -> None:  # type: ignore[no-untyped-def]
+    def count(conn, cursor, statement, *args) -> None:
         asked.append(statement)
 
     engine = app.state.rally.engine
