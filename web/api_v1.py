@@ -143,14 +143,14 @@ class RateAndValidators:
                 body.append(message.get("body", b""))
                 if message.get("more_body"):
                     return
-                start, message = _tagged(scope, held, b"".join(body))
+                start, message = tagged(scope, held, b"".join(body))
                 await send(start)
             await send(message)
 
         await self.app(scope, receive, answering)
 
 
-def _tagged(scope: Scope, start: Message, body: bytes) -> tuple[Message, Message]:
+def tagged(scope: Scope, start: Message, body: bytes) -> tuple[Message, Message]:
     """A read's answer (its start and its whole body) with its ETag: 304 and no body, keeping
     only the rate's headers, when the client's `If-None-Match` holds the tag."""
     tag = Headers(scope=start).get("etag") or (f'W/"{hashlib.sha256(body).hexdigest()[:32]}"')

@@ -9,8 +9,10 @@ up to a moment it names: `web.api_v1.keep_answer`), for the token that asked and
 asked, and given again only while the store is unchanged. Whether it is changed is read after
 each request arrives, from a mark that moves whenever anyone commits a change, in this process
 or any other: SQLite's `data_version` seen from a connection that never writes, and on
-PostgreSQL the snapshot, which moves whenever a transaction that wrote ends. So no read is
-answered from before a change committed before it was asked.
+PostgreSQL the snapshot, which moves whenever a transaction that wrote ends, in any database
+of the server. So no read is answered from before a change committed before it was asked. The
+price of so plain a mark: any change forgets every answer, a token's use (written once a
+minute) too, and a PostgreSQL server shared with a busy Prefect keeps them only moments.
 
 The token is still checked on every read: revoking it is a change of the store; its expiry,
 and the minute its use is next written, are kept beside the answer; its rate is counted as for
@@ -32,7 +34,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tasks.api.limits import TokenLimits
 from tasks.api.tokens import hash_secret
-from web.api_v1 import _tagged, over_rate, problem
+from web.api_v1 import over_rate, problem, tagged
 from web.deps import AppState
 
 log = logging.getLogger(__name__)
@@ -249,7 +251,7 @@ class KeptReads:
             await problem(refused.status, refused.detail, refused.headers)(scope, receive, send)
             return
         rate = [(k.lower().encode(), v.encode()) for k, v in quota.headers().items()]
-        start, body = _tagged(
+        start, body = tagged(
             scope, {**kept.start, "headers": [*kept.start["headers"], *rate]}, kept.body
         )
         await send(start)
