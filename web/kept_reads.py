@@ -176,13 +176,15 @@ class Kept:
 class KeptReads:
     """The API's GETs with a token: a kept answer while it holds, else the API's own, kept if
     its route allows (`web.api_v1.keep_answer`). At most `entries` answers, the least recently
-    given forgotten first; all of them once the store changes."""
+    given forgotten first. One kept before the store changed stays, unused, until its URL is
+    asked again: it says that URL's answers are kept, so that requests for it at once after a
+    change wait for one of them to work it out, instead of each working it out."""
 
     def __init__(self, app: ASGIApp, state: AppState, limits: TokenLimits, entries: int) -> None:
         self.app, self.state, self.limits, self.entries = app, state, limits, entries
         self.mark = StoreMark.of(state.engine)
         self.kept: OrderedDict[tuple[str, str, bytes], Kept] = OrderedDict()
-        self._last_mark: object = None
+        self._working: dict[tuple[tuple[str, str, bytes], object], asyncio.Future[None]] = {}
         self.size = 0  # bytes of the answers kept, with their URLs
         self._lock = threading.Lock()  # apps served from several threads (a test's) share it
 
@@ -197,16 +199,45 @@ class KeptReads:
             return
         key = (hash_secret(secret), scope["path"], scope.get("query_string", b""))
         now = self.state.clock()
-        with self._lock:
-            if mark != self._last_mark:
-                self.kept.clear()
-                self.size, self._last_mark = 0, mark
-            kept = self.kept.get(key)
-            if kept is not None:
-                self.kept.move_to_end(key)
+        kept = self._kept(key)
         if kept is not None and kept.mark == mark and now < kept.until:
             await self._give(kept, scope, receive, send, now.timestamp())
             return
+        if kept is None:  # a URL not kept before (its route may keep none): worked out
+            await self._work_out(key, mark, scope, receive, send)
+            return
+        # Kept before the store changed: one request works it out again, and those asking for
+        # it meanwhile under the same mark wait for its answer (their mark was read after they
+        # arrived, and it has not moved since that request's was read: nothing they must see
+        # was committed after it began).
+        loop = asyncio.get_running_loop()
+        working = self._working.get((key, mark))
+        if working is None or working.get_loop() is not loop:
+            working = self._working[(key, mark)] = loop.create_future()
+            try:
+                await self._work_out(key, mark, scope, receive, send)
+            finally:
+                del self._working[(key, mark)]
+                working.set_result(None)
+            return
+        await asyncio.shield(working)
+        kept = self._kept(key)
+        if kept is not None and kept.mark == mark and now < kept.until:
+            await self._give(kept, scope, receive, send, now.timestamp())
+        else:
+            await self._work_out(key, mark, scope, receive, send)
+
+    def _kept(self, key: tuple[str, str, bytes]) -> Kept | None:
+        with self._lock:
+            kept = self.kept.get(key)
+            if kept is not None:
+                self.kept.move_to_end(key)
+            return kept
+
+    async def _work_out(
+        self, key: tuple[str, str, bytes], mark: object, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        """The API's own answer, kept if its route allows."""
         answered: list[Message] = []
 
         async def answering(message: Message) -> None:

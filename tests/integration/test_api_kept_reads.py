@@ -2,12 +2,17 @@
 (`web.kept_reads`): a polling client costs the store nothing, yet sees every change committed
 before it asked, and a kept answer is refused to whoever the token check would refuse."""
 
+import asyncio
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import datetime, timedelta
+from typing import Any, TypeVar
 
+import httpx
+import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from httpx import Response
@@ -19,6 +24,8 @@ from tests.helpers import apply_second_campaign
 from tests.integration.test_api_v1 import token
 from tests.integration.test_review_api import CAPTION
 from web.app import create_app
+
+T = TypeVar("T")
 
 
 @contextmanager
@@ -148,3 +155,37 @@ def test_a_change_is_seen_after_the_stores_connections_were_closed(rally, runnin
     app.state.rally.engine.dispose()
     after = client.get(path, headers=auth)
     assert [c["creator"] for c in after.json()["data"]] == ["maya.votes.pa"]
+
+
+def test_reads_of_one_url_at_once_after_a_change_are_worked_out_once(rally, running, settings):
+    """After a change, a dashboard's clients all ask again at once: one works the answer out,
+    the others wait for it, instead of each costing the store a read."""
+    if settings.store_url.startswith("postgresql"):
+        pytest.skip("the same on both stores; on PostgreSQL other tests' writes move the mark")
+    app = create_app(settings)
+    auth = token(rally, "--scope", "creatives:read", "--campaign", SLUG)
+    path = f"/api/v1/campaigns/{SLUG}/creatives"
+
+    async def reads(count: int) -> list[Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://rally") as http:
+            return await asyncio.gather(*(http.get(path, headers=auth) for _ in range(count)))
+
+    on_a_loop(reads(1))  # the token's use written: a change
+    on_a_loop(reads(1))  # kept
+    assert rally("creatives", "submit", SLUG, "maya.votes.pa", "--caption", CAPTION).code == 0
+    with statements(app) as once:
+        on_a_loop(reads(1))
+    assert rally("creatives", "submit", SLUG, "jordanreyes_phl", "--caption", CAPTION).code == 0
+    with statements(app) as at_once:
+        answers = on_a_loop(reads(8))
+    assert {a.content for a in answers} == {answers[0].content}
+    assert len(answers[0].json()["data"]) == 2
+    assert len(at_once) == len(once) > 0
+
+
+def on_a_loop(work: Coroutine[Any, Any, T]) -> T:
+    """`work` on an event loop of its own thread (a browser test before it in this process may
+    have left one marked running on this thread)."""
+    with ThreadPoolExecutor(1) as thread:
+        return thread.submit(asyncio.run, work).result()
