@@ -217,7 +217,8 @@ class KeptReads:
             try:
                 await self._work_out(key, mark, scope, receive, send)
             finally:
-                del self._working[(key, mark)]
+                if self._working.get((key, mark)) is working:  # not another loop's, since
+                    del self._working[(key, mark)]
                 working.set_result(None)
             return
         await asyncio.shield(working)
