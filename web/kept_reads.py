@@ -11,7 +11,7 @@ each request arrives, from a mark that moves whenever anyone commits a change, i
 or any other: SQLite's `data_version` seen from a connection that never writes, and on
 PostgreSQL the snapshot, which moves whenever a transaction that wrote ends, in any database
 of the server. So no read is answered from before a change committed before it was asked. The
-price of so plain a mark: any change forgets every answer, a token's use (written once a
+price of so plain a mark: any change leaves every answer stale, a token's use (written once a
 minute) too, and a PostgreSQL server shared with a busy Prefect keeps them only moments.
 
 The token is still checked on every read: revoking it is a change of the store; its expiry,
@@ -39,6 +39,7 @@ from web.deps import AppState
 
 log = logging.getLogger(__name__)
 
+Key = tuple[str, str, bytes]  # a kept answer's: its token's hash, its path, its query
 LARGEST_KEPT = 1 << 20  # bytes: a bigger answer is worked out each time
 KEPT_BYTES = 64 << 20  # the answers of one web process kept at most
 
@@ -183,8 +184,8 @@ class KeptReads:
     def __init__(self, app: ASGIApp, state: AppState, limits: TokenLimits, entries: int) -> None:
         self.app, self.state, self.limits, self.entries = app, state, limits, entries
         self.mark = StoreMark.of(state.engine)
-        self.kept: OrderedDict[tuple[str, str, bytes], Kept] = OrderedDict()
-        self._working: dict[tuple[tuple[str, str, bytes], object], asyncio.Future[None]] = {}
+        self.kept: OrderedDict[Key, Kept] = OrderedDict()
+        self._working: dict[tuple[Key, object], asyncio.Future[None]] = {}
         self.size = 0  # bytes of the answers kept, with their URLs
         self._lock = threading.Lock()  # apps served from several threads (a test's) share it
 
@@ -211,15 +212,14 @@ class KeptReads:
         # arrived, and it has not moved since that request's was read: nothing they must see
         # was committed after it began).
         loop = asyncio.get_running_loop()
-        working = self._working.get((key, mark))
-        if working is None or working.get_loop() is not loop:
-            working = self._working[(key, mark)] = loop.create_future()
-            try:
-                await self._work_out(key, mark, scope, receive, send)
-            finally:
-                if self._working.get((key, mark)) is working:  # not another loop's, since
-                    del self._working[(key, mark)]
-                working.set_result(None)
+        with self._lock:
+            working = self._working.get((key, mark))
+            mine = working is None or working.get_loop() is not loop
+            if mine:
+                working = self._working[(key, mark)] = loop.create_future()
+        assert working is not None
+        if mine:
+            await self._work_out(key, mark, scope, receive, send, working)
             return
         await asyncio.shield(working)
         kept = self._kept(key)
@@ -228,7 +228,7 @@ class KeptReads:
         else:
             await self._work_out(key, mark, scope, receive, send)
 
-    def _kept(self, key: tuple[str, str, bytes]) -> Kept | None:
+    def _kept(self, key: Key) -> Kept | None:
         with self._lock:
             kept = self.kept.get(key)
             if kept is not None:
@@ -236,40 +236,83 @@ class KeptReads:
             return kept
 
     async def _work_out(
-        self, key: tuple[str, str, bytes], mark: object, scope: Scope, receive: Receive, send: Send
+        self,
+        key: Key,
+        mark: object,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        waited_for: "asyncio.Future[None] | None" = None,
     ) -> None:
-        """The API's own answer, kept if its route allows."""
-        answered: list[Message] = []
+        """The API's own answer, kept if its route allows. A 200 is held until it is whole,
+        kept, and only then sent: as 304 when the client's `If-None-Match` holds its tag,
+        which the API is not shown, so that a conditional poll's answer is kept as well. Those
+        waiting for it (`waited_for`) are told once it is kept, or cannot be, before this
+        client has read a byte of it."""
+        headers = [(k, v) for k, v in scope["headers"] if k.lower() != b"if-none-match"]
+        inner = {**scope, "headers": headers}
+        held: list[Message] = []
+
+        def told() -> None:
+            if waited_for is not None and not waited_for.done():
+                waited_for.set_result(None)
+                with self._lock:
+                    if self._working.get((key, mark)) is waited_for:
+                        del self._working[(key, mark)]
 
         async def answering(message: Message) -> None:
+            if message["type"] == "http.response.start" and message["status"] == 200:
+                held.append(message)
+                return
             if message["type"] == "http.response.start":
-                if message["status"] == 200:
-                    answered.append(message)
-            elif answered:
-                answered.append(message)
+                self._keep(key, mark, inner, None, b"")  # refused or gone: nothing to keep
+                told()
+            elif held:
+                held.append(message)
+                if message.get("more_body"):
+                    return
+                body = b"".join(m.get("body", b"") for m in held[1:])
+                self._keep(key, mark, inner, held[0], body)
+                told()
+                start, whole = tagged(scope, held[0], body)
+                await send(start)
+                await send(whole)
+                return
             await send(message)
 
-        await self.app(scope, receive, answering)
-        self._keep(key, mark, scope.get("state", {}), answered)
+        try:
+            await self.app(inner, receive, answering)
+        finally:
+            told()
 
-    def _keep(self, key: tuple[str, str, bytes], mark: object, state: Any, answer: list) -> None:
+    def _keep(
+        self,
+        key: Key,
+        mark: object,
+        scope: Scope,
+        start: Message | None,
+        body: bytes,
+    ) -> None:
+        """Keep a worked-out 200 if its route allows, else forget what was kept for its URL
+        before (an answer refused now, grown too large, or no longer kept)."""
+        state = scope.get("state", {})
         until, grant = state.get("kept_until"), state.get("grant")
-        if until is None or grant is None or not answer or answer[-1].get("more_body"):
-            return
-        body = b"".join(m.get("body", b"") for m in answer[1:])
-        if len(body) > LARGEST_KEPT or self.entries <= 0:
-            return
-        start = answer[0]
-        headers = [(k, v) for k, v in start["headers"] if not k.lower().startswith(b"ratelimit")]
-        stands = min(until, grant.stands_until) if grant.stands_until else until
+        keep = start is not None and until is not None and grant is not None
         with self._lock:
             self._forget(key)
+            if not keep or len(body) > LARGEST_KEPT or self.entries <= 0:
+                return
+            assert start is not None and grant is not None
+            headers = [
+                (k, v) for k, v in start["headers"] if not k.lower().startswith(b"ratelimit")
+            ]
+            stands = min(until, grant.stands_until) if grant.stands_until else until
             self.kept[key] = Kept(mark, stands, grant.token_id, {**start, "headers": headers}, body)
             self.size += _size(key, body)
             while self.kept and (len(self.kept) > self.entries or self.size > KEPT_BYTES):
                 self._forget(next(iter(self.kept)))
 
-    def _forget(self, key: tuple[str, str, bytes]) -> None:
+    def _forget(self, key: Key) -> None:
         gone = self.kept.pop(key, None)
         if gone is not None:
             self.size -= _size(key, gone.body)
@@ -290,7 +333,7 @@ class KeptReads:
         await send(body)
 
 
-def _size(key: tuple[str, str, bytes], body: bytes) -> int:
+def _size(key: Key, body: bytes) -> int:
     """What an answer kept under `key` holds of memory, near enough: its body and its URL (a
     query can be padded to tens of KB)."""
     return len(body) + len(key[1]) + len(key[2]) + 256

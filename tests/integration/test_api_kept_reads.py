@@ -17,6 +17,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from httpx import Response
 from sqlalchemy import event
+from starlette.types import Message
 
 from store.types import utcnow
 from tests.conftest import SLUG
@@ -189,3 +190,102 @@ def on_a_loop(work: Coroutine[Any, Any, T]) -> T:
     have left one marked running on this thread)."""
     with ThreadPoolExecutor(1) as thread:
         return thread.submit(asyncio.run, work).result()
+
+
+def test_conditional_polls_after_a_change_elsewhere_are_worked_out_once_and_kept(
+    rally, running, settings
+):
+    """A poller sends its tag back: when a change elsewhere left this answer as it was, the
+    burst after it is one read of the store, every answer 304, and the next burst none."""
+    if settings.store_url.startswith("postgresql"):
+        pytest.skip("the same on both stores; on PostgreSQL other tests' writes move the mark")
+    app = create_app(settings)
+    auth = token(rally, "--scope", "creatives:read", "--campaign", SLUG)
+    path = f"/api/v1/campaigns/{SLUG}/creatives"
+    on_a_loop(asgi_gets(app, path, auth, 1))  # the token's use written: a change
+    ((_, headers, _),) = on_a_loop(asgi_gets(app, path, auth, 1))  # kept
+    polled = auth | {"If-None-Match": headers["etag"]}
+
+    token(rally, "--scope", "campaign:read", "--campaign", SLUG)  # a change elsewhere
+    with statements(app) as after_the_change:
+        burst = on_a_loop(asgi_gets(app, path, polled, 8))
+    with statements(app) as then:
+        again = on_a_loop(asgi_gets(app, path, polled, 8))
+    assert [status for status, _, _ in burst + again] == [304] * 16
+    assert after_the_change and then == []
+
+
+def test_a_client_slow_to_read_its_answer_holds_up_no_one_waiting_for_it(rally, running, settings):
+    if settings.store_url.startswith("postgresql"):
+        pytest.skip("the same on both stores; on PostgreSQL other tests' writes move the mark")
+    app = create_app(settings)
+    auth = token(rally, "--scope", "creatives:read", "--campaign", SLUG)
+    path = f"/api/v1/campaigns/{SLUG}/creatives"
+    on_a_loop(asgi_gets(app, path, auth, 1))
+    on_a_loop(asgi_gets(app, path, auth, 1))  # kept
+    assert rally("creatives", "submit", SLUG, "maya.votes.pa", "--caption", CAPTION).code == 0
+
+    async def scenario() -> list[tuple[int, dict[str, str], bytes]]:
+        reading, started = asyncio.Event(), asyncio.Event()
+        slow = asyncio.create_task(asgi_get(app, path, auth, reading=reading, started=started))
+        await started.wait()  # its answer is worked out: its client has not read it yet
+        try:
+            others = await asyncio.wait_for(asgi_gets(app, path, auth, 3), timeout=30)
+        finally:
+            reading.set()
+            await slow
+        return others
+
+    others = on_a_loop(scenario())
+    assert [status for status, _, _ in others] == [200] * 3
+    assert {len(json.loads(body)["data"]) for _, _, body in others} == {1}
+
+
+async def asgi_gets(
+    app: FastAPI, path: str, headers: dict[str, str], count: int
+) -> list[tuple[int, dict[str, str], bytes]]:
+    return list(await asyncio.gather(*(asgi_get(app, path, headers) for _ in range(count))))
+
+
+async def asgi_get(
+    app: FastAPI,
+    path: str,
+    headers: dict[str, str],
+    *,
+    reading: asyncio.Event | None = None,
+    started: asyncio.Event | None = None,
+) -> tuple[int, dict[str, str], bytes]:
+    """A GET straight to the ASGI app: status, headers, body. With `reading`, a client that
+    does not read its body until it is set (the server's send waits for it, as uvicorn's
+    does for a full socket); `started` is set when the answer starts."""
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"host", b"rally")]
+        + [(k.lower().encode(), v.encode()) for k, v in headers.items()],
+        "client": ("127.0.0.1", 1),
+        "server": ("rally", 80),
+    }
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        await asyncio.Event().wait()  # the client sends nothing more
+        return {"type": "http.disconnect"}
+
+    async def send(message: Message) -> None:
+        if message["type"] == "http.response.start" and started is not None:
+            started.set()
+        if message["type"] == "http.response.body" and reading is not None:
+            await reading.wait()
+        sent.append(message)
+
+    await app(scope, receive, send)
+    answer = {k.decode(): v.decode() for k, v in sent[0]["headers"]}
+    return sent[0]["status"], answer, b"".join(m.get("body", b"") for m in sent[1:])
