@@ -1,8 +1,11 @@
 """Shortcuts the brief tests share: generating briefs the way the flow's batch task does."""
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import Coroutine, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine
 
@@ -106,3 +109,13 @@ def apply_second_campaign(rally, folder: Path, target: Path, slug: str = "aa-sec
     run = rally("campaign", "apply", target / "campaign.yaml")
     assert run.code == 0, run.err
     return slug
+
+
+T = TypeVar("T")
+
+
+def on_a_loop(work: Coroutine[Any, Any, T]) -> T:
+    """`work` on an event loop of its own thread (a browser test before it in this process may
+    have left one marked running on this thread)."""
+    with ThreadPoolExecutor(1) as thread:
+        return thread.submit(asyncio.run, work).result()

@@ -59,7 +59,7 @@ class StoreMark:
         self.statement = "SELECT pg_current_snapshot()::text" if postgres else "PRAGMA data_version"
         self._connection: Any = None
         self._opened = 0  # connections opened so far: the mark's first part
-        self.failing = False
+        self._failing = False
         self._lock = threading.Lock()
         self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Reads]
         self._loops = weakref.WeakKeyDictionary()
@@ -94,9 +94,9 @@ class StoreMark:
         def done(read: asyncio.Future[object]) -> None:
             reads.under_way = False
             failed = read.exception()
-            if failed is not None and not self.failing:  # once, not on every request
+            if failed is not None and not self._failing:  # once, not on every request
                 log.warning("API reads are not kept: cannot read the store's mark: %s", failed)
-            self.failing = failed is not None
+            self._failing = failed is not None
             answer.set_result(None if failed else read.result())
             if reads.waiting is not None:
                 self._begin(loop, reads)
@@ -265,7 +265,8 @@ class KeptReads:
                 held.append(message)
                 return
             if message["type"] == "http.response.start":
-                self._keep(key, mark, inner, None, b"")  # refused or gone: nothing to keep
+                with self._lock:  # refused or gone now: what was kept for it says nothing
+                    self._forget(key)
                 told()
             elif held:
                 held.append(message)
@@ -285,24 +286,15 @@ class KeptReads:
         finally:
             told()
 
-    def _keep(
-        self,
-        key: Key,
-        mark: object,
-        scope: Scope,
-        start: Message | None,
-        body: bytes,
-    ) -> None:
+    def _keep(self, key: Key, mark: object, scope: Scope, start: Message, body: bytes) -> None:
         """Keep a worked-out 200 if its route allows, else forget what was kept for its URL
-        before (an answer refused now, grown too large, or no longer kept)."""
+        before (an answer grown too large, or no longer kept)."""
         state = scope.get("state", {})
         until, grant = state.get("kept_until"), state.get("grant")
-        keep = start is not None and until is not None and grant is not None
         with self._lock:
             self._forget(key)
-            if not keep or len(body) > LARGEST_KEPT or self.entries <= 0:
+            if until is None or grant is None or len(body) > LARGEST_KEPT or self.entries <= 0:
                 return
-            assert start is not None and grant is not None
             headers = [
                 (k, v) for k, v in start["headers"] if not k.lower().startswith(b"ratelimit")
             ]

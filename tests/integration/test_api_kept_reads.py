@@ -5,11 +5,10 @@ before it asked, and a kept answer is refused to whoever the token check would r
 import asyncio
 import json
 import time
-from collections.abc import Coroutine, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import httpx
 import pytest
@@ -21,7 +20,7 @@ from starlette.types import Message
 
 from store.types import utcnow
 from tests.conftest import SLUG
-from tests.helpers import apply_second_campaign
+from tests.helpers import apply_second_campaign, on_a_loop
 from tests.integration.test_api_v1 import token
 from tests.integration.test_review_api import CAPTION
 from web.app import create_app
@@ -183,13 +182,6 @@ def test_reads_of_one_url_at_once_after_a_change_are_worked_out_once(rally, runn
     assert {a.content for a in answers} == {answers[0].content}
     assert len(answers[0].json()["data"]) == 2
     assert len(at_once) == len(once) > 0
-
-
-def on_a_loop(work: Coroutine[Any, Any, T]) -> T:
-    """`work` on an event loop of its own thread (a browser test before it in this process may
-    have left one marked running on this thread)."""
-    with ThreadPoolExecutor(1) as thread:
-        return thread.submit(asyncio.run, work).result()
 
 
 def test_conditional_polls_after_a_change_elsewhere_are_worked_out_once_and_kept(

@@ -2,11 +2,11 @@
 that have every worker thread busy (which would take a busy server out of rotation)."""
 
 import asyncio
-from concurrent.futures import ThreadPoolExecutor
 
 import anyio.to_thread
 import httpx
 
+from tests.helpers import on_a_loop
 from web.app import create_app
 
 
@@ -30,5 +30,4 @@ def test_health_answers_while_every_worker_thread_is_busy(settings):
             assert (await page).status_code == 404
         assert health.status_code == 200 and health.json() == {"status": "ok"}
 
-    with ThreadPoolExecutor(1) as thread:  # a loop of its own (see tests/unit/test_api_turns.py)
-        thread.submit(asyncio.run, scenario()).result()
+    on_a_loop(scenario())

@@ -2,12 +2,11 @@
 the rest wait on the event loop; a read gives up its turn once its answer starts, or fails."""
 
 import asyncio
-from collections.abc import Coroutine
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 
+from tests.helpers import on_a_loop
 from web.app import ReadTurns
 
 
@@ -53,13 +52,6 @@ async def request(app: Any, method: str = "GET") -> list[dict[str, Any]]:
     return sent
 
 
-def run(scenario: Coroutine[Any, Any, None]) -> None:
-    """`scenario` on an event loop of its own thread (a browser test before it in this process
-    may have left one marked running on this thread)."""
-    with ThreadPoolExecutor(1) as thread:
-        thread.submit(asyncio.run, scenario).result()
-
-
 async def settle() -> None:
     """Let every task that can run, run until it waits."""
     for _ in range(20):
@@ -78,7 +70,7 @@ def test_reads_are_worked_on_a_few_at_a_time_and_every_one_is_answered():
         assert inner.most == 2
         assert [sent[0]["status"] for sent in answers] == [200] * 8
 
-    run(scenario())
+    on_a_loop(scenario())
 
 
 def test_changes_do_not_wait_for_reads_turns():
@@ -91,7 +83,7 @@ def test_changes_do_not_wait_for_reads_turns():
         inner.go.set()
         await asyncio.gather(*posts)
 
-    run(scenario())
+    on_a_loop(scenario())
 
 
 def test_a_read_whose_answer_started_or_failed_gives_its_turn_up():
@@ -114,4 +106,4 @@ def test_a_read_whose_answer_started_or_failed_gives_its_turn_up():
                 await asyncio.wait_for(request(app), timeout=10)  # not left waiting forever
         assert failing.working == 0
 
-    run(scenario())
+    on_a_loop(scenario())
