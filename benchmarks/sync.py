@@ -26,6 +26,13 @@ and nothing read or stored. The fake runs in this process, so its own work count
 sides. Each side's rate is its median over `--rounds` rounds taken in turn (new leads each
 round). Goal: Rally's unlimited rate at least half the bare loop's.
 
+Beside it, what the goal leaves Rally: 20,000 more leads synced by Rally's own statements
+alone (each batch claimed, its people read, marked sent), run on SQLite's driver with nothing
+around them. Those statements are what any sync through the outbox costs the store; Rally's
+time less the bare loop's and theirs is the rest, the Python around them. With no rest at all,
+Rally would reach the bare loop's time over the two floors' sum, printed as the most the goal
+could show.
+
     .venv/bin/python benchmarks/sync.py [--hubspot 20000] [--action-network 200] [--rounds 3]
         [--latency 0.3] [--far 50000]
 """
@@ -34,6 +41,7 @@ import argparse
 import json
 import math
 import os
+import re
 import statistics
 import sys
 import tempfile
@@ -114,6 +122,77 @@ def bare_loop(url: str, token: str, batches: list[Any]) -> float:
     return time.perf_counter() - started
 
 
+def driver_statement(statement: Any) -> tuple[str, Callable[[dict[str, Any]], list[Any]]]:
+    """One of Rally's statements as SQLite's driver takes it: its text (literals inlined) and
+    a maker of its positional parameters from named values (the statement's own for the rest)."""
+    from sqlalchemy.dialects import sqlite
+
+    compiled = statement.compile(dialect=sqlite.dialect())
+    inlined: set[str] = set()
+
+    def inline(match: "re.Match[str]") -> str:
+        inlined.add(match[1])
+        return "'" + str(compiled.binds[match[1]].value).replace("'", "''") + "'"
+
+    sql = re.sub(r"__\[POSTCOMPILE_(\w+)\]", inline, compiled.string)
+    names = [name for name in compiled.positiontup or [] if name not in inlined]
+    return sql, lambda values: [
+        values[name] if name in values else compiled.binds[name].value for name in names
+    ]
+
+
+def store_floor(engine: "Engine", destination: str, batch: int = 100) -> float:
+    """Seconds for Rally's own statements to sync the destination's queued leads, run bare on
+    SQLite's driver: each batch claimed, its people and their consents read, and marked sent,
+    each in a transaction of its own as a drain has them, with nothing built, sent or checked.
+    What the outbox costs the store per lead, whatever Rally does around it."""
+    import sqlite3
+    import uuid
+
+    from store.types import sqlite_time, utcnow
+    from tasks.drain import _sending
+    from tasks.leads.records import _people_queries
+    from tasks.outbox import LEASE, _claiming
+
+    claim, claim_values = driver_statement(
+        _claiming("sqlite", by_destination=True, one_per_subject=True)
+    )
+    reads = [driver_statement(query) for query in _people_queries("sqlite")]
+    connection = sqlite3.connect(str(engine.url.database), isolation_level=None, timeout=30)
+    cursor = connection.cursor()
+    now = utcnow()
+    started = time.perf_counter()
+    while True:
+        lease = uuid.uuid4().hex
+        values = {
+            "b_channel": "lead",
+            "b_destination": destination,
+            "b_now": sqlite_time(now),
+            "b_limit": batch,
+            "b_until": sqlite_time(now + LEASE),
+            "b_lease": lease,
+        }
+        cursor.execute("BEGIN IMMEDIATE")
+        rows = cursor.execute(claim, claim_values(values)).fetchall()
+        cursor.execute("COMMIT")
+        if not rows:
+            break
+        ids = {"b_ids": json.dumps(sorted(int(row[5]) for row in rows))}
+        cursor.execute("BEGIN")
+        for sql, parameters in reads:
+            cursor.execute(sql, parameters(ids)).fetchall()
+        cursor.execute("COMMIT")
+        sent: list[Any] = [sqlite_time(now)]
+        for row in rows:
+            sent += (row[0], lease, "1", None)
+        cursor.execute("BEGIN IMMEDIATE")
+        cursor.execute(_sending(len(rows)), sent).fetchall()
+        cursor.execute("COMMIT")
+    seconds = time.perf_counter() - started
+    connection.close()
+    return seconds
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hubspot", type=int, default=20_000)
@@ -172,7 +251,18 @@ def main() -> None:
             run()
         return timed_sync(engine, settings, name)
 
+    from sqlmodel import select
+
+    from store.db import transaction
+    from store.models import Campaign
+    from tasks.leads.records import destination_key
+
+    with transaction(engine, write=False) as session:
+        campaign_id = session.exec(select(Campaign.id).where(Campaign.slug == SLUG)).one()
+    unlimited_key = destination_key(campaign_id or 0, "hubspot_unlimited")
+
     own_rates, bare_rates, own_sent = [], [], 0
+    own_times, bare_times, store_times = [], [], []
     for round_ in range(args.rounds):
         make_leads(
             engine, SLUG, args.hubspot, destinations=["hubspot_unlimited"], prefix=f"u{round_}-"
@@ -184,16 +274,32 @@ def main() -> None:
         bare_seconds = bare_loop(unlimited.url + UPSERT, unlimited.token, sent)
         own_rates.append(args.hubspot / own_seconds)
         bare_rates.append(sum(len(body["inputs"]) for body in sent) / bare_seconds)
+        make_leads(
+            engine, SLUG, args.hubspot, destinations=["hubspot_unlimited"], prefix=f"s{round_}-"
+        )
+        store_seconds = store_floor(engine, unlimited_key)
+        own_times.append(own_seconds)
+        bare_times.append(bare_seconds)
+        store_times.append(store_seconds)
         print(
             f"Unlimited HubSpot fake, round {round_ + 1}: Rally {args.hubspot:,} leads in "
-            f"{own_seconds:.1f} s ({own_rates[-1]:,.0f}/s); the same {len(sent)} batches bare "
-            f"in {bare_seconds:.1f} s ({bare_rates[-1]:,.0f}/s)"
+            f"{own_seconds:.2f} s ({own_rates[-1]:,.0f}/s); the same {len(sent)} batches bare "
+            f"in {bare_seconds:.2f} s ({bare_rates[-1]:,.0f}/s); Rally's statements for "
+            f"{args.hubspot:,} more, bare on the driver, {store_seconds:.2f} s"
         )
     own_rate, bare_rate = statistics.median(own_rates), statistics.median(bare_rates)
     of_bare = own_rate / bare_rate if bare_rate else 0.0
     print(
         f"Unlimited, median of {args.rounds}: Rally {own_rate:,.0f} leads/s, bare loop "
         f"{bare_rate:,.0f}/s: {of_bare:.2f} of it"
+    )
+    own_s, bare_s = statistics.median(own_times), statistics.median(bare_times)
+    store_s = statistics.median(store_times)
+    no_rest, rest_s = bare_s / (bare_s + store_s), own_s - bare_s - store_s
+    print(
+        f"  of Rally's {own_s:.2f} s (medians): the calls about {bare_s:.2f} s (the bare loop), "
+        f"its statements {store_s:.2f} s (bare on the driver), the rest {rest_s:.2f} s; with "
+        f"no rest at all, Rally would reach {no_rest:.2f} of the bare loop"
     )
 
     def other_app() -> None:
@@ -220,7 +326,6 @@ def main() -> None:
     make_leads(engine, SLUG, args.far, destinations=["hubspot_far"], prefix="far-")
     from sqlmodel import delete
 
-    from store.db import transaction
     from store.models import RateWindow
 
     with transaction(engine) as session:  # another account: its window starts empty
@@ -272,6 +377,10 @@ def main() -> None:
         "unlimited_leads_per_second": round(own_rate),
         "bare_leads_per_second": round(bare_rate),
         "unlimited_share_of_bare": round(of_bare, 3),
+        "unlimited_seconds": round(own_s, 3),
+        "bare_seconds": round(bare_s, 3),
+        "statements_bare_seconds": round(store_s, 3),
+        "share_of_bare_with_nothing_but_the_statements": round(no_rest, 3),
     }
     goal = {
         "share_of_ceiling_at_least": GOAL_SHARE,
