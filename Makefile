@@ -52,6 +52,7 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .rally .mypy_cache .ruff_cache .pytest_cache *.egg-info
+	find . -name __pycache__ -not -path './$(VENV)/*' -prune -exec rm -rf {} +
 
 ## migration: draft the next store migration, e.g. make migration m="add video table"
 migration: $(STAMP)

@@ -326,10 +326,32 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         where = f", {len(_workers_cpu)} workers"
     else:
         spent, prefect, where = _cpu_spent(children=True), _local_prefect_cpu(), ""
+    floor = _floor_cpu()
     terminalreporter.write_line(
         f"CPU time: {spent + prefect:.0f} s ({(spent + prefect) / 60:.1f} CPU-minutes{where}), "
-        f"the local Prefect servers' {prefect:.0f} s included"
+        f"the local Prefect servers' {prefect:.0f} s included; {(spent + prefect) / floor:.0f}"
+        f" times `import sqlmodel` in a new process here now ({floor:.2f} CPU-s)"
     )
+
+
+def _floor_cpu() -> float:
+    """CPU seconds of `import sqlmodel` in a new process, the least of three: the floor
+    `benchmarks/cli_show.py` measures against. This machine's speed drifts by up to 2x between
+    days; the suite's CPU time in units of it compares across them."""
+    import resource
+    import subprocess
+    import sys
+
+    def children() -> float:
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return usage.ru_utime + usage.ru_stime
+
+    times = []
+    for _ in range(3):
+        before = children()
+        subprocess.run([sys.executable, "-c", "import sqlmodel"], check=True)
+        times.append(children() - before)
+    return max(min(times), 0.01)
 
 
 def _local_prefect_cpu() -> float:
