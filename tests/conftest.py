@@ -319,48 +319,17 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """The session's CPU time, pytest and every process it waited for (servers, browsers,
     `rally` runs), and the session's local Prefect server, which is still running then: what
     the suite costs a shared machine, which its wall time hides. With parallel workers, each
-    worker's figure (reported as it finished) and the starting process's own time. A run of a
-    minute or more says it in units of a floor measured then too (`_floor_cpu`)."""
-    if hasattr(terminalreporter.config, "workerinput"):
-        return  # a parallel worker: its starting process says it for all
+    worker's figure (reported as it finished) and the starting process's own time."""
     if _workers_cpu:
         spent = _cpu_spent(children=False) + sum(cpu for cpu, _ in _workers_cpu)
         prefect = sum(server for _, server in _workers_cpu)
         where = f", {len(_workers_cpu)} workers"
     else:
         spent, prefect, where = _cpu_spent(children=True), _local_prefect_cpu(), ""
-    total = spent + prefect
-    line = (
-        f"CPU time: {total:.0f} s ({total / 60:.1f} CPU-minutes{where}), "
+    terminalreporter.write_line(
+        f"CPU time: {spent + prefect:.0f} s ({(spent + prefect) / 60:.1f} CPU-minutes{where}), "
         f"the local Prefect servers' {prefect:.0f} s included"
     )
-    floor = _floor_cpu() if total >= 60 else None
-    if floor:
-        line += f"; {total / floor:.0f} times `import sqlmodel` in a new process ({floor:.2f} s)"
-    terminalreporter.write_line(line)
-
-
-def _floor_cpu() -> float | None:
-    """CPU seconds of `import sqlmodel` in a new process, the least of three (None if it
-    fails): the floor `benchmarks/cli_show.py` measures against. This machine's speed drifts by
-    up to 2x between days; the suite's CPU time in units of it compares across them."""
-    import resource
-    import subprocess
-    import sys
-
-    def children() -> float:
-        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-        return usage.ru_utime + usage.ru_stime
-
-    times = []
-    for _ in range(3):
-        before = children()
-        try:
-            subprocess.run([sys.executable, "-c", "import sqlmodel"], check=True)
-        except (OSError, subprocess.CalledProcessError):
-            return None
-        times.append(children() - before)
-    return max(min(times), 0.01)
 
 
 def _local_prefect_cpu() -> float:
