@@ -151,25 +151,25 @@ def store_floor(engine: "Engine", destination: str, batch: int = 100) -> tuple[f
     import sqlite3
     import uuid
 
+    from store.db import _sqlite_pragmas
     from store.types import sqlite_time, utcnow
     from tasks.drain import _sending
-    from tasks.leads.records import _people_queries
+    from tasks.leads.records import CHANNEL, _people_queries
     from tasks.outbox import LEASE, _claiming
 
     claim, claim_values = driver_statement(
         _claiming("sqlite", by_destination=True, one_per_subject=True)
     )
     reads = [driver_statement(query) for query in _people_queries("sqlite")]
-    connection = sqlite3.connect(str(engine.url.database), isolation_level=None, timeout=30)
+    connection = sqlite3.connect(str(engine.url.database), timeout=30)
+    _sqlite_pragmas(connection, None)  # as the store's engine sets its connections
     cursor = connection.cursor()
-    cursor.execute("PRAGMA synchronous=NORMAL")  # as `store.db` sets its connections
-    cursor.execute("PRAGMA foreign_keys=ON")
     now, marked = utcnow(), 0
     started = time.perf_counter()
     while True:
         lease = uuid.uuid4().hex
         values = {
-            "b_channel": "lead",
+            "b_channel": CHANNEL,
             "b_destination": destination,
             "b_now": sqlite_time(now),
             "b_limit": batch,
@@ -197,16 +197,31 @@ def store_floor(engine: "Engine", destination: str, batch: int = 100) -> tuple[f
     return seconds, marked
 
 
+def at_least_one(text: str) -> int:
+    """A count the run cannot do without: a whole number, 1 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is less than 1")
+    return value
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--hubspot", type=int, default=20_000)
-    parser.add_argument("--action-network", type=int, default=200)
+    parser.add_argument("--hubspot", type=at_least_one, default=20_000)
+    parser.add_argument("--action-network", type=at_least_one, default=200)
     parser.add_argument("--spent", type=int, default=40, help="calls another app makes first")
-    parser.add_argument("--rounds", type=int, default=3, help="unlimited syncs and bare loops")
+    parser.add_argument(
+        "--rounds", type=at_least_one, default=3, help="unlimited syncs and bare loops"
+    )
     parser.add_argument(
         "--latency", type=float, default=0.3, help="seconds the far HubSpot fake takes to answer"
     )
-    parser.add_argument("--far", type=int, default=50_000, help="leads to the far HubSpot fake")
+    parser.add_argument(
+        "--far", type=at_least_one, default=50_000, help="leads to the far HubSpot fake"
+    )
     args = parser.parse_args()
 
     import httpx
