@@ -21,15 +21,14 @@ app = typer.Typer(
 @contextmanager
 def _ad_account(campaign: str) -> Iterator[tuple[Any, Any, Any]]:
     """The settings, the store and the campaign's TikTok ad account, for one command."""
-    import httpx
-
+    from integrations.http import http_client
     from tasks.amplification.boosts import ad_account
     from tasks.campaigns.campaign import get_campaign
 
     settings, engine = store()
     with transaction(engine, write=False) as session:
         found = get_campaign(session, campaign)
-    with httpx.Client(timeout=30) as client:
+    with http_client(timeout=30) as client:
         yield settings, engine, ad_account(settings, client, found)
 
 

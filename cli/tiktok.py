@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from cli.common import JSON_OPTION, console, print_json, store
+from integrations.http import http_client
 
 app = typer.Typer(
     help="TikTok: connect a business account, subscribe to its webhooks, see their state.",
@@ -17,7 +18,7 @@ app = typer.Typer(
 
 
 def _http() -> httpx.Client:
-    return httpx.Client(timeout=httpx.Timeout(15.0, connect=5.0))
+    return http_client(timeout=httpx.Timeout(15.0, connect=5.0))
 
 
 @app.command("connect")

@@ -5,7 +5,6 @@ code, and asks creators whose code ends within three days for a new one
 
 from typing import Any
 
-import httpx
 from prefect import flow, get_run_logger
 
 from config.settings import get_settings
@@ -20,9 +19,6 @@ def paid_metrics() -> dict[str, Any]:
     boosts whose code was renewed; remind the creators whose code ends within three days."""
     settings = get_settings()
     logger = get_run_logger()
-    with httpx.Client(timeout=30) as client:
-        done = daily_upkeep(
-            open_store(settings), settings, client, now=utcnow(), warn=logger.warning
-        )
+    done = daily_upkeep(open_store(settings), settings, now=utcnow(), warn=logger.warning)
     logger.info("paid figures pulled: %s", done)
     return done

@@ -23,7 +23,7 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_expo
 
 from config.settings import RallySettings
 from integrations.errors import PermanentError, TransientError, UnavailableError
-from integrations.http import request, retry_after
+from integrations.http import http_client, request, retry_after
 
 ALGORITHM = "AWS4-HMAC-SHA256"
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
@@ -115,7 +115,7 @@ class Bucket:
         self.settings = settings
         self.clock = clock
         self.tries = tries
-        self.client = client or httpx.Client(timeout=httpx.Timeout(30.0, connect=5.0))
+        self.client = client or http_client(timeout=httpx.Timeout(30.0, connect=5.0))
         bucket, region = settings.s3_bucket, settings.s3_region
         if settings.s3_endpoint:
             self.base, self.prefix = settings.s3_endpoint.rstrip("/"), f"/{bucket}/"

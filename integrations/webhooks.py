@@ -22,7 +22,7 @@ import httpx
 
 from config.errors import RallyError
 from integrations.errors import PermanentError, TransientError
-from integrations.http import retry_after
+from integrations.http import http_client, retry_after
 
 SECRET_PREFIX = "whsec_"
 TIMEOUT = httpx.Timeout(10.0, connect=5.0)
@@ -98,7 +98,7 @@ class WebhookPoster:
     (a receiver that moved is a failure to look at, not a hop to take with the event)."""
 
     def __init__(self, client: httpx.Client | None = None) -> None:
-        self.client = client or httpx.Client(timeout=TIMEOUT, follow_redirects=False)
+        self.client = client or http_client(timeout=TIMEOUT, follow_redirects=False)
         self.headers = {"content-type": "application/json", "user-agent": "Rally-Webhooks/1"}
 
     def post(

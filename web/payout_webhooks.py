@@ -23,7 +23,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from integrations.errors import IntegrationError
-from integrations.http import json_body
+from integrations.http import http_client, json_body
 from integrations.paypal import TRANSMISSION, PayPal, PayPalSettings
 from integrations.stripe import (
     SIGNATURE_HEADER,
@@ -115,7 +115,7 @@ def _paypal_of(app_state: Any, state: AppState) -> PayPal:
     the next ones (a token per event would double PayPal's calls)."""
     found = getattr(app_state, "paypal", None)
     if found is None:
-        client = httpx.Client(timeout=httpx.Timeout(10.0, connect=5.0))
+        client = http_client(timeout=httpx.Timeout(10.0, connect=5.0))
         found = app_state.paypal = paypal_for(state.settings, client, None)
     return found
 

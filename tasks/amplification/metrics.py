@@ -20,6 +20,7 @@ from sqlmodel import Session, col, select
 from config.errors import RallyError
 from config.settings import Settings
 from integrations.errors import IntegrationError
+from integrations.http import http_client
 from integrations.tiktok_ads import METRICS, REPORT_DAYS
 from store.db import transaction
 from store.models import Boost, Campaign, PaidMetrics
@@ -67,7 +68,7 @@ def pull_paid_metrics(engine: Engine, slug: str, account: Reports, *, now: datet
 def daily_upkeep(
     engine: Engine,
     settings: Settings,
-    client: httpx.Client,
+    client: httpx.Client | None = None,
     *,
     now: datetime,
     warn: Callable[..., None],
@@ -75,7 +76,11 @@ def daily_upkeep(
     """Every campaign with boosts: its paid figures pulled and its boosts whose creators renewed
     their code extended (one campaign's missing token or TikTok's outage stops only its own,
     said through `warn`), and its creators whose code ends soon reminded. Days pulled by
-    campaign, what was extended (or why not), and how many boosts' creators were asked."""
+    campaign, what was extended (or why not), and how many boosts' creators were asked.
+    Without a `client`, the calls go through one of its own."""
+    if client is None:
+        with http_client(timeout=30) as own:
+            return daily_upkeep(engine, settings, own, now=now, warn=warn)
     with transaction(engine, write=False) as session:
         campaigns = session.exec(
             select(Campaign).where(col(Campaign.id).in_(select(Boost.campaign_id).distinct()))

@@ -20,6 +20,7 @@ from tenacity.wait import wait_base
 from config.errors import RallyError
 from config.settings import Settings
 from integrations.errors import Deferred, PermanentError
+from integrations.http import http_client
 from integrations.tiktok import TikTokBusiness
 from store.models import FollowUp, FollowUpStatus
 from store.types import utcnow
@@ -190,7 +191,7 @@ def deliver_followups(
 ) -> dict[str, DrainReport]:
     """Send every ready reply, DM and text; email follow-ups go with `tasks.mail`."""
     own = client is None
-    http = client or httpx.Client(timeout=httpx.Timeout(10.0, connect=5.0))
+    http = client or http_client(timeout=httpx.Timeout(10.0, connect=5.0))
     try:
         reports = {}
         accounts = Accounts(engine, settings, http, now=now)

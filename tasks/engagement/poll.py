@@ -26,6 +26,7 @@ from tenacity.wait import wait_base
 
 from config.settings import Settings
 from integrations.errors import PermanentError, TransientError, UnavailableError
+from integrations.http import http_client
 from integrations.tiktok import Comment, CommentPage, TikTokBusiness, VideoMetrics
 from store.audit import Change, record
 from store.db import transaction
@@ -349,7 +350,7 @@ METRICS_EVERY = timedelta(hours=1)
 def poll_tiktok(engine: Engine, settings: Settings, *, now: Callable[[], datetime]) -> PollReport:
     """Comments each time, metrics at most hourly, with each connected account; nothing when
     none is connected."""
-    with httpx.Client(timeout=httpx.Timeout(15.0, connect=5.0)) as http:
+    with http_client(timeout=httpx.Timeout(15.0, connect=5.0)) as http:
         accounts = Accounts(engine, settings, http, now=now)
         if not accounts:
             return PollReport()

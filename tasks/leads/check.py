@@ -12,6 +12,7 @@ from sqlalchemy import Engine
 from config.campaign import CampaignSpec
 from config.settings import Settings
 from integrations.errors import IntegrationError
+from integrations.http import http_client
 from tasks.leads.sync import NotConfigured, campaigns, connector_for, release_limits
 
 _TIMEOUT = httpx.Timeout(30.0, connect=5.0)
@@ -48,7 +49,7 @@ def check_destinations(
     [campaign] = campaigns(engine, slug)
     found = []
     opened: AbstractContextManager[httpx.Client] = (
-        nullcontext(client) if client is not None else httpx.Client(timeout=_TIMEOUT)
+        nullcontext(client) if client is not None else http_client(timeout=_TIMEOUT)
     )
     with opened as http:
         try:

@@ -33,6 +33,7 @@ from integrations.errors import (
     TransientError,
     UnavailableError,
 )
+from integrations.http import http_client
 from integrations.lead_files import consent_status
 from store.audit import Change, record
 from store.db import transaction
@@ -334,7 +335,7 @@ def sync_leads(
     reports: dict[str, DrainReport] = {}
     named = False  # whether any campaign has the destination asked for
     opened: AbstractContextManager[httpx.Client] = (
-        nullcontext(client) if client is not None else httpx.Client(timeout=_TIMEOUT)
+        nullcontext(client) if client is not None else http_client(timeout=_TIMEOUT)
     )
     with opened as http:
         try:

@@ -38,6 +38,7 @@ from config.errors import RallyError
 from config.settings import Settings
 from integrations.crm import RateLimit
 from integrations.errors import IntegrationError, PermanentError
+from integrations.http import http_client
 from integrations.paypal import ITEM_NOT_PAID, ITEM_PAID, RATE, PayPal, PayPalSettings
 from integrations.stripe import Stripe, StripeSettings
 from store.audit import Change, record
@@ -451,7 +452,7 @@ def pay(
     (`tasks.progress`)."""
     report = DrainReport()
     own = client is None
-    http = client or httpx.Client(timeout=httpx.Timeout(30.0, connect=5.0))
+    http = client or http_client(timeout=httpx.Timeout(30.0, connect=5.0))
     try:
         for provider in PROVIDERS:
             for destination, total in _queued(engine, provider, campaign_id).items():
@@ -643,7 +644,7 @@ def reconcile(
     batches = [str(batch) for batch in taken]
     counts = {"settled": 0, "returned": 0, "taken_back": 0}
     own = client is None
-    http = client or httpx.Client(timeout=httpx.Timeout(30.0, connect=5.0))
+    http = client or http_client(timeout=httpx.Timeout(30.0, connect=5.0))
     try:
         if stuck:
             stripe = stripe_for(settings, http, engine)

@@ -1,0 +1,64 @@
+"""Rally's HTTP clients share one TLS context per process, and it still checks certificates
+against the trust the environment names."""
+
+import ssl
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import httpx
+import pytest
+import trustme
+
+from integrations.http import http_client, tls_context
+
+
+class _Hello(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", "5")
+        self.end_headers()
+        self.wfile.write(b"hello")
+
+    def log_message(self, *_: object) -> None:
+        pass
+
+
+@pytest.fixture
+def https_server() -> Iterator[tuple[str, trustme.CA]]:
+    """A real HTTPS server on loopback whose certificate a private CA signed."""
+    ca = trustme.CA()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost").configure_cert(context)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Hello)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"https://localhost:{server.server_address[1]}/", ca
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_clients_share_one_context_that_trusts_the_bundle_the_environment_names(
+    https_server: tuple[str, trustme.CA], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, ca = https_server
+    with http_client() as one, http_client() as other:
+        with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+            one.get(url)  # the system's trust does not know this CA
+        with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+            other.get(url)
+    assert tls_context() is tls_context()
+
+    with ca.cert_pem.tempfile() as bundle:
+        monkeypatch.setenv("SSL_CERT_FILE", bundle)
+        with http_client() as trusting:
+            assert trusting.get(url).text == "hello"
+        trusted = tls_context()
+
+    monkeypatch.delenv("SSL_CERT_FILE")
+    assert tls_context() is not trusted  # the bundle named once does not stay trusted
+    with http_client() as again, pytest.raises(httpx.ConnectError):
+        again.get(url)
