@@ -8,13 +8,8 @@ STAMP  := $(VENV)/.installed-stamp
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	@echo "Installing Rally and its dependencies into $(VENV) (under a minute the first time)..."
-	@# uv installs the same versions pip would, in a third of pip's CPU time; pip takes over
-	@# where uv cannot (an index only pip's own configuration names, say)
-	@$(BIN)/python -m pip install -qq --disable-pip-version-check uv
-	@$(BIN)/uv pip install -q --python $(BIN)/python --compile-bytecode -e '.[dev]' || { \
-	  echo "uv could not install them (above): pip installs them instead..."; \
-	  $(BIN)/python -m pip install -qq --disable-pip-version-check -e '.[dev]'; }
+	@echo "Installing Rally and its dependencies into $(VENV) (about a minute the first time)..."
+	@$(BIN)/python -m pip install -qq --disable-pip-version-check -e '.[dev]'
 	@touch $(STAMP)
 
 ## demo: rehearse the example campaign's 12-week sprint (simulated creators, approvers, audience) and report it
