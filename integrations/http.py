@@ -23,15 +23,22 @@ def http_client(**options: Any) -> httpx.Client:
 
 
 def tls_context() -> ssl.SSLContext:
-    """The TLS context every client of this process shares, as httpx would make it from the
-    environment (`SSL_CERT_FILE`, `SSL_CERT_DIR`, else certifi's bundle); made anew if those
-    change."""
+    """The TLS context every client of this process shares, trusting what httpx would from the
+    environment (`SSL_CERT_FILE`, else `SSL_CERT_DIR`, else certifi's bundle); made anew if
+    those variables change, but a bundle rewritten in place is read again only by a new
+    process."""
     return _tls_context(os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
 
 
 @cache
 def _tls_context(cert_file: str | None, cert_dir: str | None) -> ssl.SSLContext:
-    return httpx.create_ssl_context()
+    if cert_file:
+        return ssl.create_default_context(cafile=cert_file)
+    if cert_dir:
+        return ssl.create_default_context(capath=cert_dir)
+    import certifi
+
+    return ssl.create_default_context(cafile=certifi.where())
 
 
 def request(

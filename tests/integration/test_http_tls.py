@@ -5,12 +5,13 @@ import ssl
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import httpx
 import pytest
 import trustme
 
-from integrations.http import http_client, tls_context
+from integrations.http import _tls_context, http_client, tls_context
 
 
 class _Hello(BaseHTTPRequestHandler):
@@ -45,12 +46,21 @@ def test_clients_share_one_context_that_trusts_the_bundle_the_environment_names(
     https_server: tuple[str, trustme.CA], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     url, ca = https_server
+    made = []  # the contexts made: each loads a whole bundle of certificates
+    create = ssl.create_default_context
+
+    def counted(**options: Any) -> ssl.SSLContext:
+        made.append(options)
+        return create(**options)
+
+    monkeypatch.setattr(ssl, "create_default_context", counted)
+    _tls_context.cache_clear()
     with http_client() as one, http_client() as other:
         with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
             one.get(url)  # the system's trust does not know this CA
         with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
             other.get(url)
-    assert tls_context() is tls_context()
+    assert len(made) == 1  # one for both clients
 
     with ca.cert_pem.tempfile() as bundle:
         monkeypatch.setenv("SSL_CERT_FILE", bundle)
@@ -60,5 +70,6 @@ def test_clients_share_one_context_that_trusts_the_bundle_the_environment_names(
 
     monkeypatch.delenv("SSL_CERT_FILE")
     assert tls_context() is not trusted  # the bundle named once does not stay trusted
-    with http_client() as again, pytest.raises(httpx.ConnectError):
+    with http_client() as again, pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY"):
         again.get(url)
+    assert len(made) == 2  # the trusting one; the first is used again
