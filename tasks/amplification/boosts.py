@@ -97,8 +97,13 @@ MAX_DAYS = 365  # the longest period TikTok lets a creator authorize a post for
 CODE = re.compile(r"[A-Za-z0-9#+/=_.:-]{8,200}")  # Spark codes are printable, without spaces
 
 
+# TikTok counts calls per app, whichever account they are for: the process's one limit per API
+_app_limits: dict[str, RateLimit] = {}
+
+
 def ad_account(settings: Settings, client: httpx.Client, campaign: Campaign) -> TikTokAds:
-    """The campaign's TikTok ad account, with the advertiser's token from the settings."""
+    """The campaign's TikTok ad account, with the advertiser's token from the settings, within
+    the app's rate limit, which every account this process reaches shares."""
     found = settings.section(TikTokAdsSettings)
     try:
         return TikTokAds(
@@ -106,7 +111,7 @@ def ad_account(settings: Settings, client: httpx.Client, campaign: Campaign) -> 
             api_url=found.api_url,
             access_token=found.access_token.get_secret_value(),
             advertiser_id=amplification_of(campaign).advertiser_id,
-            limit=RateLimit(*RATE),
+            limit=_app_limits.setdefault(found.api_url, RateLimit(*RATE)),
         )
     except UnavailableError as exc:  # no token: a setting to give, said as such
         raise RallyError(str(exc)) from None

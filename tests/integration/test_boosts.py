@@ -38,12 +38,15 @@ TODAY = T0.date()
 
 @pytest.fixture
 def ads(settings, monkeypatch) -> Iterator[FakeTikTokAds]:
-    """TikTok's Marketing API at the basic tier's 10 calls a second, which Rally keeps to."""
+    """TikTok's Marketing API at the basic tier's 10 calls a second, which Rally keeps to: a test
+    that adds no stricter limit of its own (another app on the account) meets no QPS refusal."""
     with FakeTikTokAds(advertiser_id=ADVERTISER, today=TODAY) as fake:
         monkeypatch.setenv("RALLY_TIKTOK_ADS_API_URL", fake.url)
         monkeypatch.setenv("RALLY_TIKTOK_ADS_ACCESS_TOKEN", fake.token)
         get_settings.cache_clear()
         yield fake
+        if len(fake.limiters) == 1:
+            assert fake.rate_limited == 0, "Rally went over TikTok's 10 calls a second"
     get_settings.cache_clear()
 
 
@@ -517,6 +520,9 @@ def test_a_renewed_code_extends_the_running_boost_within_the_budget(
     def renewed(new_code: str, until: date) -> None:
         authorized(rally, creative, new_code, until)
 
+    # Another app shares the account from here: the pulls and the extension meet TikTok's
+    # QPS refusal (code 40100) and wait it out, with nothing said through `warn`.
+    ads.rate_limit(3, per=1.0, sliding=True)
     assert upkeep() == []  # nothing renewed yet
     # Fifteen more days at 50.00 is 750.00 more: over the budget, and said so.
     renewed(ads.renew(code, ends_on=TODAY + timedelta(days=20)), TODAY + timedelta(days=20))
@@ -565,3 +571,4 @@ def test_a_renewed_code_extends_the_running_boost_within_the_budget(
     with transaction(engine, write=False) as session:
         kept = session.get(Boost, made.id)
         assert kept is not None and kept.ends_on == until and kept.remote_ad_id == made.remote_ad_id
+    assert ads.rate_limited > 0  # refused for the QPS limit, and waited out
