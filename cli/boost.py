@@ -29,7 +29,7 @@ def _ad_account(campaign: str) -> Iterator[tuple[Any, Any, Any]]:
     with transaction(engine, write=False) as session:
         found = get_campaign(session, campaign)
     with http_client(timeout=30) as client:
-        yield settings, engine, ad_account(settings, client, found)
+        yield settings, engine, ad_account(settings, client, found, engine)
 
 
 @app.command("candidates")

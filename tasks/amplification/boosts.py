@@ -60,6 +60,7 @@ from tasks.campaigns.campaign import campaign_spec, get_campaign
 from tasks.campaigns.configs import campaign_policy
 from tasks.outbox import retrying
 from tasks.payments.ledger import FEES
+from tasks.rate_limits import SharedRateLimit
 from tasks.review.checks import evaluate
 from tasks.review.creatives import paid_facts, review_as_paid
 from tasks.review.routing import notify_creator
@@ -97,21 +98,30 @@ MAX_DAYS = 365  # the longest period TikTok lets a creator authorize a post for
 CODE = re.compile(r"[A-Za-z0-9#+/=_.:-]{8,200}")  # Spark codes are printable, without spaces
 
 
-# TikTok counts calls per app, whichever account they are for: the process's one limit per API
+TIKTOK_ADS = "tiktok_ads"  # the app's rate limit, as the store keeps it
+# Without a store, the process's one limit per API: every account it reaches shares it.
 _app_limits: dict[str, RateLimit] = {}
 
 
-def ad_account(settings: Settings, client: httpx.Client, campaign: Campaign) -> TikTokAds:
+def ad_account(
+    settings: Settings, client: httpx.Client, campaign: Campaign, engine: Engine | None = None
+) -> TikTokAds:
     """The campaign's TikTok ad account, with the advertiser's token from the settings, within
-    the app's rate limit, which every account this process reaches shares."""
+    the app's rate limit as TikTok counts it, per app whichever account a call is for: shared
+    through `engine`'s store by every process (workers, `rally serve`, the CLI), else by every
+    account this process reaches."""
     found = settings.section(TikTokAdsSettings)
+    if engine is not None:
+        limit: RateLimit = SharedRateLimit(engine, TIKTOK_ADS, "", *RATE)
+    else:
+        limit = _app_limits.setdefault(found.api_url, RateLimit(*RATE))
     try:
         return TikTokAds(
             client,
             api_url=found.api_url,
             access_token=found.access_token.get_secret_value(),
             advertiser_id=amplification_of(campaign).advertiser_id,
-            limit=_app_limits.setdefault(found.api_url, RateLimit(*RATE)),
+            limit=limit,
         )
     except UnavailableError as exc:  # no token: a setting to give, said as such
         raise RallyError(str(exc)) from None

@@ -89,7 +89,7 @@ def daily_upkeep(
     extended: list[str] = []
     for campaign in campaigns:
         try:
-            account = ad_account(settings, client, campaign)
+            account = ad_account(settings, client, campaign, engine)
             pulled[campaign.slug] = pull_paid_metrics(engine, campaign.slug, account, now=now)
             extended += extend_boosts(engine, campaign.slug, account, now=now)
         except (RallyError, IntegrationError) as exc:

@@ -120,7 +120,7 @@ def boost(engine, creative: int, *, now=T0, daily: int | None = None) -> Boost:
     with transaction(engine, write=False) as session:
         campaign = session.exec(select(Campaign).where(Campaign.slug == SLUG)).one()
     with httpx.Client() as client:
-        account = ad_account(get_settings(), client, campaign)
+        account = ad_account(get_settings(), client, campaign, engine)
         return start_boost(
             engine, SLUG, creative, account, daily_budget_cents=daily, actor="staff:test",
             now=now, wait=wait_none(),
@@ -358,7 +358,7 @@ def test_paid_figures_are_kept_once_a_day_and_boost_beside_the_organic_run(
         with transaction(engine, write=False) as session:
             campaign = session.exec(select(Campaign).where(Campaign.slug == SLUG)).one()
         with httpx.Client() as client:
-            account = ad_account(get_settings(), client, campaign)
+            account = ad_account(get_settings(), client, campaign, engine)
             return pull_paid_metrics(engine, SLUG, account, now=T0 + timedelta(days=1))
 
     assert pull() == 2
@@ -559,7 +559,7 @@ def test_a_renewed_code_extends_the_running_boost_within_the_budget(
     with transaction(engine, write=False) as session:
         campaign = session.exec(select(Campaign).where(Campaign.slug == SLUG)).one()
     with httpx.Client() as client:
-        account = MeanwhileAnotherRun(ad_account(get_settings(), client, campaign))
+        account = MeanwhileAnotherRun(ad_account(get_settings(), client, campaign, engine))
         first_said = extend_boosts(engine, SLUG, account, now=T0)
     assert account.other_said == [f"boost {made.id}: extended from {ends} to {until}"]
     assert first_said == []
@@ -572,3 +572,38 @@ def test_a_renewed_code_extends_the_running_boost_within_the_budget(
         kept = session.get(Boost, made.id)
         assert kept is not None and kept.ends_on == until and kept.remote_ad_id == made.remote_ad_id
     assert ads.rate_limited > 0  # refused for the QPS limit, and waited out
+
+
+def test_ad_accounts_used_at_once_through_one_store_keep_to_the_apps_limit_together(
+    engine, applied, rally, ads
+) -> None:
+    """TikTok counts calls per app, whichever account and process they come from: two ad
+    accounts opened on one store, each with a limit of its own as two processes would have,
+    make at most 10 calls a second together, through the window the store keeps."""
+    import threading
+
+    import httpx
+
+    from store.models import RateWindow
+    from tasks.amplification.boosts import TIKTOK_ADS
+
+    with_amplification(applied, rally, political=False)
+    with transaction(engine, write=False) as session:
+        campaign = session.exec(select(Campaign).where(Campaign.slug == SLUG)).one()
+    calls, start = 15, threading.Barrier(2)
+
+    def look_up() -> None:
+        with httpx.Client() as client:
+            account = ad_account(get_settings(), client, campaign, engine)
+            start.wait()
+            for n in range(calls):
+                assert account.campaign_named(f"rally-nothing-{n}") is None
+
+    workers = [threading.Thread(target=look_up) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=60)
+    assert len(ads.requests) == 2 * calls  # each answered at once: none refused, none again
+    with transaction(engine, write=False) as session:
+        assert session.get(RateWindow, (TIKTOK_ADS, "")) is not None
