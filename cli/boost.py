@@ -28,8 +28,8 @@ def _ad_account(campaign: str) -> Iterator[tuple[Any, Any, Any]]:
     settings, engine = store()
     with transaction(engine, write=False) as session:
         found = get_campaign(session, campaign)
-    with http_client(timeout=30) as client:
-        yield settings, engine, ad_account(settings, client, found, engine)
+    with http_client(timeout=30) as client, ad_account(settings, client, found, engine) as account:
+        yield settings, engine, account
 
 
 @app.command("candidates")

@@ -25,6 +25,8 @@ the boost itself on the campaign's TikTok ad account (`integrations.tiktok_ads`)
 """
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date, datetime, timedelta
 from typing import Protocol, TypeVar
 
@@ -35,7 +37,6 @@ from tenacity.wait import wait_base
 
 from config.errors import RallyError
 from config.settings import Settings
-from integrations.crm import RateLimit
 from integrations.errors import UnavailableError
 from integrations.tiktok_ads import RATE, AuthorizedPost, TikTokAds, TikTokAdsSettings
 from store.audit import Change, record
@@ -99,24 +100,21 @@ CODE = re.compile(r"[A-Za-z0-9#+/=_.:-]{8,200}")  # Spark codes are printable, w
 
 
 TIKTOK_ADS = "tiktok_ads"  # the app's rate limit, as the store keeps it
-# Without a store, the process's one limit per API: every account it reaches shares it.
-_app_limits: dict[str, RateLimit] = {}
 
 
+@contextmanager
 def ad_account(
-    settings: Settings, client: httpx.Client, campaign: Campaign, engine: Engine | None = None
-) -> TikTokAds:
+    settings: Settings, client: httpx.Client, campaign: Campaign, engine: Engine
+) -> Iterator[TikTokAds]:
     """The campaign's TikTok ad account, with the advertiser's token from the settings, within
     the app's rate limit as TikTok counts it, per app whichever account a call is for: shared
-    through `engine`'s store by every process (workers, `rally serve`, the CLI), else by every
-    account this process reaches."""
+    through `engine`'s store by every process (workers, `rally serve`, the CLI). When done, the
+    slots it holds and did not spend are given back, and its last calls count from their
+    answers, as the other processes then see."""
     found = settings.section(TikTokAdsSettings)
-    if engine is not None:
-        limit: RateLimit = SharedRateLimit(engine, TIKTOK_ADS, "", *RATE)
-    else:
-        limit = _app_limits.setdefault(found.api_url, RateLimit(*RATE))
+    limit = SharedRateLimit(engine, TIKTOK_ADS, "", *RATE)
     try:
-        return TikTokAds(
+        account = TikTokAds(
             client,
             api_url=found.api_url,
             access_token=found.access_token.get_secret_value(),
@@ -125,6 +123,10 @@ def ad_account(
         )
     except UnavailableError as exc:  # no token: a setting to give, said as such
         raise RallyError(str(exc)) from None
+    try:
+        yield account
+    finally:
+        limit.release()
 
 
 def record_authorization(

@@ -89,9 +89,9 @@ def daily_upkeep(
     extended: list[str] = []
     for campaign in campaigns:
         try:
-            account = ad_account(settings, client, campaign, engine)
-            pulled[campaign.slug] = pull_paid_metrics(engine, campaign.slug, account, now=now)
-            extended += extend_boosts(engine, campaign.slug, account, now=now)
+            with ad_account(settings, client, campaign, engine) as account:
+                pulled[campaign.slug] = pull_paid_metrics(engine, campaign.slug, account, now=now)
+                extended += extend_boosts(engine, campaign.slug, account, now=now)
         except (RallyError, IntegrationError) as exc:
             warn("%s: paid figures not pulled, or boosts not extended: %s", campaign.slug, exc)
     with transaction(engine) as session:
