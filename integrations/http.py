@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 
+from config.errors import RallyError
 from integrations.errors import TransientError, UnavailableError
 
 
@@ -33,7 +34,12 @@ def tls_context() -> ssl.SSLContext:
 @cache
 def _tls_context(cert_file: str | None, cert_dir: str | None) -> ssl.SSLContext:
     if cert_file:
-        return ssl.create_default_context(cafile=cert_file)
+        try:
+            return ssl.create_default_context(cafile=cert_file)
+        except ssl.SSLError:
+            raise RallyError(f"SSL_CERT_FILE={cert_file}: holds no certificates (PEM)") from None
+        except OSError as exc:  # missing, unreadable, a folder
+            raise RallyError(f"SSL_CERT_FILE={cert_file}: {exc.strerror or exc}") from None
     if cert_dir:
         return ssl.create_default_context(capath=cert_dir)
     import certifi

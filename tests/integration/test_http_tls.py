@@ -5,12 +5,14 @@ import ssl
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import trustme
 
+from config.errors import RallyError
 from integrations.http import _tls_context, http_client, tls_context
 
 
@@ -73,3 +75,18 @@ def test_clients_share_one_context_that_trusts_the_bundle_the_environment_names(
     with http_client() as again, pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY"):
         again.get(url)
     assert len(made) == 2  # the trusting one; the first is used again
+
+
+def test_a_bundle_that_cannot_be_read_is_named_with_its_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    not_pem = tmp_path / "bundle.txt"
+    not_pem.write_text("not a certificate\n")
+    for bundle, says in [
+        (tmp_path / "missing.pem", "No such file or directory"),
+        (not_pem, "holds no certificates (PEM)"),
+    ]:
+        monkeypatch.setenv("SSL_CERT_FILE", str(bundle))
+        with pytest.raises(RallyError) as raised:
+            http_client()
+        assert str(raised.value) == f"SSL_CERT_FILE={bundle}: {says}"
