@@ -5,6 +5,7 @@ import json
 import os
 import re
 import ssl
+from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from functools import cache
@@ -21,6 +22,14 @@ def http_client(**options: Any) -> httpx.Client:
     context httpx makes loads the whole certificate bundle again, 20-30 ms of CPU, and a
     sprint's tasks open dozens of clients."""
     return httpx.Client(verify=tls_context(), **options)
+
+
+def client_or_own(
+    client: httpx.Client | None, **options: Any
+) -> AbstractContextManager[httpx.Client]:
+    """`client`, left open for whoever gave it, else a client of its own (`http_client`),
+    closed when the block ends."""
+    return nullcontext(client) if client is not None else http_client(**options)
 
 
 def tls_context() -> ssl.SSLContext:

@@ -38,8 +38,9 @@ os.environ.setdefault("PREFECT_HOME", str(ROOT / ".pytest_cache" / HOME))
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 os.environ.setdefault("PREFECT_LOGGING_TO_API_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-# Every httpx client loads a whole bundle of certificates (SSL_CERT_FILE's, else certifi's), 50 ms
-# of CPU, hundreds of times a run and again in every process the tests start; a folder of them
+# Every httpx client the tests make, and the first of Rally's in each process the tests start
+# (Rally's share one context a process), loads a whole bundle of certificates (SSL_CERT_FILE's,
+# else certifi's), 20-50 ms of CPU, hundreds of times a run; a folder of them
 # (SSL_CERT_DIR) is read only when a certificate is checked. The tests talk plain HTTP on
 # loopback only, so they take the system's folder.
 if Path("/etc/ssl/certs").is_dir():

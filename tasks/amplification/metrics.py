@@ -20,7 +20,7 @@ from sqlmodel import Session, col, select
 from config.errors import RallyError
 from config.settings import Settings
 from integrations.errors import IntegrationError
-from integrations.http import http_client
+from integrations.http import client_or_own
 from integrations.tiktok_ads import METRICS, REPORT_DAYS
 from store.db import transaction
 from store.models import Boost, Campaign, PaidMetrics
@@ -78,22 +78,22 @@ def daily_upkeep(
     said through `warn`), and its creators whose code ends soon reminded. Days pulled by
     campaign, what was extended (or why not), and how many boosts' creators were asked.
     Without a `client`, the calls go through one of its own."""
-    if client is None:
-        with http_client(timeout=30) as own:
-            return daily_upkeep(engine, settings, own, now=now, warn=warn)
     with transaction(engine, write=False) as session:
         campaigns = session.exec(
             select(Campaign).where(col(Campaign.id).in_(select(Boost.campaign_id).distinct()))
         ).all()
     pulled: dict[str, Any] = {}
     extended: list[str] = []
-    for campaign in campaigns:
-        try:
-            with ad_account(settings, client, campaign, engine) as account:
-                pulled[campaign.slug] = pull_paid_metrics(engine, campaign.slug, account, now=now)
-                extended += extend_boosts(engine, campaign.slug, account, now=now)
-        except (RallyError, IntegrationError) as exc:
-            warn("%s: paid figures not pulled, or boosts not extended: %s", campaign.slug, exc)
+    with client_or_own(client, timeout=30) as http:
+        for campaign in campaigns:
+            try:
+                with ad_account(settings, http, campaign, engine) as account:
+                    pulled[campaign.slug] = pull_paid_metrics(
+                        engine, campaign.slug, account, now=now
+                    )
+                    extended += extend_boosts(engine, campaign.slug, account, now=now)
+            except (RallyError, IntegrationError) as exc:
+                warn("%s: paid figures not pulled, or boosts not extended: %s", campaign.slug, exc)
     with transaction(engine) as session:
         pulled["reminded"] = sum(
             remind_expiring(

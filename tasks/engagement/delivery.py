@@ -20,7 +20,7 @@ from tenacity.wait import wait_base
 from config.errors import RallyError
 from config.settings import Settings
 from integrations.errors import Deferred, PermanentError
-from integrations.http import http_client
+from integrations.http import client_or_own
 from integrations.tiktok import TikTokBusiness
 from store.models import FollowUp, FollowUpStatus
 from store.types import utcnow
@@ -190,9 +190,7 @@ def deliver_followups(
     wait: wait_base | None = None,
 ) -> dict[str, DrainReport]:
     """Send every ready reply, DM and text; email follow-ups go with `tasks.mail`."""
-    own = client is None
-    http = client or http_client(timeout=httpx.Timeout(10.0, connect=5.0))
-    try:
+    with client_or_own(client, timeout=httpx.Timeout(10.0, connect=5.0)) as http:
         reports = {}
         accounts = Accounts(engine, settings, http, now=now)
         for channel in CHANNELS:
@@ -209,6 +207,3 @@ def deliver_followups(
                 wait=wait,
             )
         return reports
-    finally:
-        if own:
-            http.close()

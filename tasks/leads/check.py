@@ -3,7 +3,6 @@ credentials (one read through its connector that changes nothing) and whatever t
 already hold (HubSpot's contact properties), creating what is missing when asked. A destination
 that fails its check is named with the reason; the others are still checked."""
 
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 
 import httpx
@@ -12,7 +11,7 @@ from sqlalchemy import Engine
 from config.campaign import CampaignSpec
 from config.settings import Settings
 from integrations.errors import IntegrationError
-from integrations.http import http_client
+from integrations.http import client_or_own
 from tasks.leads.sync import NotConfigured, campaigns, connector_for, release_limits
 
 _TIMEOUT = httpx.Timeout(30.0, connect=5.0)
@@ -48,10 +47,7 @@ def check_destinations(
     account's shared rate limit."""
     [campaign] = campaigns(engine, slug)
     found = []
-    opened: AbstractContextManager[httpx.Client] = (
-        nullcontext(client) if client is not None else http_client(timeout=_TIMEOUT)
-    )
-    with opened as http:
+    with client_or_own(client, timeout=_TIMEOUT) as http:
         try:
             for destination in CampaignSpec.model_validate(campaign.spec).destinations:
                 checked = DestinationCheck(destination.name, destination.type)

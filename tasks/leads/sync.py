@@ -11,7 +11,6 @@ once (`in_flight`), since a remote's answers take longer than Rally's own work o
 
 import math
 from collections.abc import Callable, Mapping
-from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime, timedelta
 from typing import TypeVar
 
@@ -33,7 +32,7 @@ from integrations.errors import (
     TransientError,
     UnavailableError,
 )
-from integrations.http import http_client
+from integrations.http import client_or_own
 from integrations.lead_files import consent_status
 from store.audit import Change, record
 from store.db import transaction
@@ -334,10 +333,7 @@ def sync_leads(
     rows = campaigns(engine, campaign)
     reports: dict[str, DrainReport] = {}
     named = False  # whether any campaign has the destination asked for
-    opened: AbstractContextManager[httpx.Client] = (
-        nullcontext(client) if client is not None else http_client(timeout=_TIMEOUT)
-    )
-    with opened as http:
+    with client_or_own(client, timeout=_TIMEOUT) as http:
         try:
             for row in rows:
                 for dest in CampaignSpec.model_validate(row.spec).destinations:

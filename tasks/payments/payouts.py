@@ -38,7 +38,7 @@ from config.errors import RallyError
 from config.settings import Settings
 from integrations.crm import RateLimit
 from integrations.errors import IntegrationError, PermanentError
-from integrations.http import http_client
+from integrations.http import client_or_own
 from integrations.paypal import ITEM_NOT_PAID, ITEM_PAID, RATE, PayPal, PayPalSettings
 from integrations.stripe import Stripe, StripeSettings
 from store.audit import Change, record
@@ -451,9 +451,7 @@ def pay(
     each as the provider answers (see the module); progress is told as `payouts`
     (`tasks.progress`)."""
     report = DrainReport()
-    own = client is None
-    http = client or http_client(timeout=httpx.Timeout(30.0, connect=5.0))
-    try:
+    with client_or_own(client, timeout=httpx.Timeout(30.0, connect=5.0)) as http:
         for provider in PROVIDERS:
             for destination, total in _queued(engine, provider, campaign_id).items():
                 paying = _provider(provider, settings, http, engine)
@@ -463,9 +461,6 @@ def pay(
                 if paying.limit is not None:
                     paying.limit.release()
         return report
-    finally:
-        if own:
-            http.close()
 
 
 def _provider(provider: str, settings: Settings, http: httpx.Client, engine: Engine) -> Transfers:
@@ -643,9 +638,7 @@ def reconcile(
         ).all()
     batches = [str(batch) for batch in taken]
     counts = {"settled": 0, "returned": 0, "taken_back": 0}
-    own = client is None
-    http = client or http_client(timeout=httpx.Timeout(30.0, connect=5.0))
-    try:
+    with client_or_own(client, timeout=httpx.Timeout(30.0, connect=5.0)) as http:
         if stuck:
             stripe = stripe_for(settings, http, engine)
             for payout in stuck:
@@ -687,9 +680,6 @@ def reconcile(
                         done = on_paypal_item(session, item, actor=settings.actor, now=now)
                     if done:
                         counts[done] += 1
-    finally:
-        if own:
-            http.close()
     return counts
 
 
