@@ -268,9 +268,11 @@ def test_a_chosen_video_plays_in_the_page_before_it_is_sent(
     assert preview.is_visible()
     first = player.get_attribute("src") or ""
     assert first.startswith("blob:")
+    # A function, not an expression: Playwright evaluates an expression again on every poll,
+    # which the page's policy (no 'unsafe-eval') refuses once the first check comes out false.
     page.wait_for_function(  # loaded, or given up on (these bytes are no real film)
-        "(v => v.readyState > 0 || v.error !== null)"
-        "(document.querySelector('#video-preview video'))"
+        "() => { const v = document.querySelector('#video-preview video');"
+        " return v.readyState > 0 || v.error !== null; }"
     )
     assert not [m for m in tab.console if "Content Security Policy" in m]
     # This browser cannot play these bytes, and says so rather than leave an empty player.
@@ -343,8 +345,8 @@ def test_a_video_kept_in_a_bucket_plays_on_the_creators_page_from_the_bucket(
     # The page's player asks Rally, which sends it to the bucket: the browser's own request
     # arrives there, signed, and the page's Content-Security-Policy let it through.
     page.wait_for_function(  # fetched, or given up on (these bytes are no real film)
-        "(v => v && (v.readyState > 0 || v.error !== null))"
-        "(document.querySelector('#drafts .draft video'))"
+        "() => { const v = document.querySelector('#drafts .draft video');"
+        " return v && (v.readyState > 0 || v.error !== null); }"
     )
     fetched = [r for r in bucket.requests if r.method == "GET" and "X-Amz-Signature" in r.query]
     assert fetched and fetched[0].path == f"/{bucket.bucket}/{key}"
