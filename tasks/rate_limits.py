@@ -9,9 +9,8 @@ as `RateLimit` counts a call) and gives back the rest:
 
 - a slot granted at `at` may be spent until `at + hold`; until its holder says when it was
   answered, it counts until `at + hold + window`, and from then on as it was answered (a call
-  still unanswered when its holder visits, on another thread, counts as if answered after
-  twice the slowest recent answer its holder has seen, and not before the visit: the remote
-  may count it from any moment until its answer);
+  still unanswered when its holder visits, another thread's, keeps counting so until the
+  holder's first visit after its answer: the remote may count it from any moment until then);
 - a slot is granted only while fewer than `requests` count, so no window ever holds more than
   `requests` calls, whichever process made them and whenever within their hold;
 - so a crashed process's unspent slots count for at most `hold + window`.
@@ -72,7 +71,7 @@ def grant(
     window: float,
     hold: float,
     want: int,
-    spent: Spent | None = None,
+    spent: Sequence[Spent] = (),
 ) -> tuple[list[list[int]], Grant]:
     """The window's slots after `spent` is accounted for and up to `want` slots are granted at
     `now`, and the grant. Ends are rounded up to a `BUCKETS`th of the window, never down."""
@@ -83,10 +82,11 @@ def grant(
 
     now_ms = now * 1000
     ends: Counter[int] = Counter({end: count for end, count in slots if end > now_ms})
-    if spent is not None and spent.key in ends:
-        ends[spent.key] -= spent.count
-        ends.update(bucket(end) for end in spent.ends if end * 1000 > now_ms)
-        ends = +ends  # drops what was given back
+    for each in spent:
+        if each.key in ends:
+            ends[each.key] -= each.count
+            ends.update(bucket(end) for end in each.ends if end * 1000 > now_ms)
+    ends = +ends  # drops what was given back
     free = requests - sum(ends.values())
     count = min(want, free)
     if count > 0:
@@ -162,7 +162,7 @@ def take(
     window: float,
     hold: float,
     want: int,
-    spent: Spent | None = None,
+    spent: Sequence[Spent] = (),
 ) -> Grant:
     """Account for `spent` and grant up to `want` slots (none while the account is paused), in
     one short transaction that never waits behind other changes."""
@@ -216,9 +216,10 @@ class SharedRateLimit(RateLimit):
         self._grant = Grant(at=0.0, key=0, count=0)
         self._asked = 0.0  # the local clock just before the grant was asked for
         self._after: list[float] = []  # when each slot of it counts from, after `_asked`
-        self._slots: dict[int, int] = {}  # ticket -> its slot's place in `_after`
-        self._left: dict[int, float] = {}  # ticket -> when its call left, on the local clock
-        self._slowest = self.hold  # the longest a recent call took to be answered, in seconds
+        self._slots: dict[int, int] = {}  # ticket -> its slot's place in `_after`, unanswered
+        # ticket -> an earlier grant and when it was asked for, of a call unanswered at its report
+        self._flying: dict[int, tuple[Grant, float]] = {}
+        self._late: list[Spent] = []  # those calls answered since, for the next visit to report
 
     def acquire(self) -> int:
         """Wait until one more call may go, and count it from now (from its answer, once
@@ -233,7 +234,6 @@ class SharedRateLimit(RateLimit):
                         ticket = next(self._tickets)
                         self._slots[ticket] = len(self._after)
                         self._after.append(after)
-                        self._left[ticket] = now
                         return ticket
                     wait = self._visit()
             if wait > 0:
@@ -244,12 +244,12 @@ class SharedRateLimit(RateLimit):
         """The call of `ticket` was answered: its slot counts from now."""
         with self._lock:
             now = self.clock()
-            sent = self._left.pop(ticket, None)
-            if sent is not None:  # a slow answer counts at once; a one-off fades (a tenth each)
-                self._slowest = max(now - sent, self._slowest * 0.9)
             place = self._slots.pop(ticket, None)
             if place is not None:
                 self._after[place] = now - self._asked
+            elif ticket in self._flying:
+                earlier, asked = self._flying.pop(ticket)
+                self._late.append(Spent(earlier.key, 1, [earlier.at + now - asked + self.window]))
 
     def pause(self, seconds: float) -> None:
         """The server asked for a pause: this process and every other one wait it out."""
@@ -259,26 +259,26 @@ class SharedRateLimit(RateLimit):
     def release(self) -> None:
         """Say what became of the last grant, giving back what is unspent."""
         with self._lock:
-            if self._grant.count:
+            if self._grant.count or self._late:
                 self._visit(want=0)
 
     def _visit(self, want: int | None = None) -> float:
         """Account for the last grant and take the next (under the lock): how long to wait when
         none is granted, else 0."""
-        spent = None
+        spent, self._late = self._late, []
         if self._grant.count:
             # The grant was asked for at `_asked` on this clock, at `at` or earlier on the
             # store's: so each slot's call was answered at most `after` past `at`. A call still
-            # in flight (another thread's) will be answered after now, likely within twice the
-            # slowest answer yet.
-            flying, now = set(self._slots.values()), self.clock() - self._asked
+            # in flight (another thread's) keeps its slot as granted until a visit after its
+            # answer says when that was: the remote may not have seen it yet.
+            flying = set(self._slots.values())
             ends = [
-                self._grant.at
-                + (max(now, after + 2 * self._slowest) if i in flying else after)
-                + self.window
+                self._grant.at + after + self.window
                 for i, after in enumerate(self._after)
+                if i not in flying
             ]
-            spent = Spent(self._grant.key, self._grant.count, ends)
+            spent.append(Spent(self._grant.key, self._grant.count - len(flying), ends))
+            self._flying.update((ticket, (self._grant, self._asked)) for ticket in self._slots)
             self._want = max(1, min(self.most, 2 * len(self._after)))
         self._asked = self.clock()
         self._grant = take(

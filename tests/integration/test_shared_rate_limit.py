@@ -117,6 +117,30 @@ def test_a_shared_slot_counts_from_its_calls_answer(engine: Engine):
     assert count == 1 and end_ms / 1000 >= started + 3.0 + 10.0 - 0.5
 
 
+def test_a_call_still_in_flight_when_its_holder_takes_more_slots_counts_from_its_answer(
+    engine: Engine,
+):
+    local = [0.0]
+    limit = SharedRateLimit(
+        engine, "hubspot", "", 10, 10.0, clock=lambda: local[0], sleep=lambda s: None
+    )
+    started = time.time()
+    slow = limit.acquire()  # the first grant's one slot
+    quick = limit.acquire()  # the next grant, taken while that call is still on its way
+    local[0] += 0.5
+    limit.answered(quick)
+    local[0] += 2.5  # the first call answered 3 s after it left: the server may have seen it
+    limit.answered(slow)  # at any time until then, so it counts for a window from then
+    limit.release()
+
+    with transaction(engine, write=False) as session:
+        (row,) = session.exec(select(RateWindow)).all()
+    ends = sorted(end / 1000 for end, count in row.slots for _ in range(count))
+    assert len(ends) == 2
+    assert ends[0] >= started + 0.5 + 10.0 - 0.5
+    assert ends[1] >= started + 3.0 + 10.0 - 0.5
+
+
 def test_a_limit_far_above_the_pace_takes_its_slots_a_batch_at_a_time(engine: Engine):
     limit = SharedRateLimit(engine, "hubspot", "", 100_000, 1.0)
     for _ in range(500):

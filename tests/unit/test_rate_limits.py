@@ -55,7 +55,8 @@ def take(
     slots: list[list[int]], now: float, want: int, spent: Spent | None = None
 ) -> tuple[list[list[int]], Grant]:
     """`grant` for 10 requests a second, each slot held for at most 0.1 s."""
-    return grant(slots, now=now, requests=10, window=1.0, hold=0.1, want=want, spent=spent)
+    reports = [spent] if spent else []
+    return grant(slots, now=now, requests=10, window=1.0, hold=0.1, want=want, spent=reports)
 
 
 def test_up_to_the_limit_is_granted_then_the_wait_is_until_the_first_slot_ends():
@@ -118,9 +119,9 @@ def test_however_holders_spend_and_report_no_window_holds_more_than_the_limit(se
             used.append(now)  # a call at `now`, within the grant's hold
             calls.append(now)
             continue
-        spent = None
+        spent = []
         if held.count and chooser.random() < 0.9:  # else the holder crashed: no report
-            spent = Spent(held.key, held.count, [t + window for t in used])
+            spent = [Spent(held.key, held.count, [t + window for t in used])]
         slots, made = grant(
             slots,
             now=now,
