@@ -102,12 +102,14 @@ def ceiling_seconds(calls: int, limit: int, per: float) -> float:
     return (math.ceil(calls / limit) - 1) * per
 
 
+def refused_at(requests: list) -> list[float]:
+    """When each 429 was answered, in seconds from the run's first request."""
+    return [r.at - requests[0].at for r in requests if r.status == 429]
+
+
 def late_429s(requests: list, window: float) -> int:
     """429s answered after the first `window` seconds of the run."""
-    if not requests:
-        return 0
-    start = requests[0].at
-    return sum(1 for r in requests if r.status == 429 and r.at - start > window)
+    return sum(1 for at in refused_at(requests) if at > window)
 
 
 def bare_loop(url: str, token: str, batches: list[Any]) -> float:
@@ -338,10 +340,12 @@ def main() -> None:
     hub_share = hub_ideal / hub_seconds if hub_seconds else 0.0
     hub_429 = sum(1 for r in hubspot.requests if r.status == 429)
     hub_late = late_429s(hubspot.requests, 10.0)
+    hub_when = ", ".join(f"{at:.2f}" for at in refused_at(hubspot.requests))
+    hub_when = f" at {hub_when} s from the first call" if hub_when else ""
     print(
         f"HubSpot at 100 per 10 s: {hub.sent:,} sent in {hub_seconds:.1f} s over "
         f"{hub_calls} calls; ceiling {hub_ideal:.1f} s: {hub_share:.2f} of it; "
-        f"429s {hub_429} ({hub_late} after the first window)"
+        f"429s {hub_429} ({hub_late} after the first window){hub_when}"
     )
 
     make_leads(engine, SLUG, args.far, destinations=["hubspot_far"], prefix="far-")
@@ -387,6 +391,7 @@ def main() -> None:
         "hubspot_share_of_ceiling": round(hub_share, 3),
         "hubspot_429s": hub_429,
         "hubspot_429s_after_first_window": hub_late,
+        "hubspot_429s_at_seconds": [round(at, 2) for at in refused_at(hubspot.requests)],
         "action_network_leads": args.action_network,
         "action_network_seconds": round(an_seconds, 2),
         "action_network_share_of_ceiling": round(an_share, 3),
