@@ -228,7 +228,8 @@ def test_an_old_link_opens_the_updated_brief_and_acknowledges_it(
     assert rows[HANDLE]["version"] == 2 and rows[HANDLE]["link"] != old_link
 
     # Acknowledging version 1 after version 2 exists records nothing: version 2 is shown.
-    stale.page.click("#acknowledge")
+    with stale.page.expect_navigation():  # loaded: the button below the notice is there
+        stale.page.click("#acknowledge")
     stale.page.locator(".notice").wait_for()
     assert "version 2" in stale.page.inner_text(".notice")
     assert stale.page.locator("#acknowledge").count() == 1

@@ -275,8 +275,9 @@ def test_a_chosen_video_plays_in_the_page_before_it_is_sent(
         " return v.readyState > 0 || v.error !== null; }"
     )
     assert not [m for m in tab.console if "Content Security Policy" in m]
-    # This browser cannot play these bytes, and says so rather than leave an empty player.
-    assert preview.locator("[data-unplayable]").is_visible()
+    # This browser cannot play these bytes, and says so rather than leave an empty player
+    # (on the error event, which comes a moment after the player's error is set).
+    preview.locator("[data-unplayable]").wait_for(state="visible")
     assert_page_fits(page, "creator-video-preview")
 
     # Another file replaces it; clearing the choice or a file too large hides the preview.

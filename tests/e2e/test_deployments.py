@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from datetime import date, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -163,7 +163,7 @@ def test_a_rehearsal_through_deployments_and_two_workers_matches_the_embedded_on
         timeout=120,
     )
     assert listed.returncode == 0 and "sprint/sprint" in listed.stdout, listed.stderr
-    deployments = httpx.post(f"{prefect_api}/deployments/filter", json={}, timeout=10).json()
+    deployments = prefect_call("POST", f"{prefect_api}/deployments/filter", json={}).json()
     by_name = {d["name"]: d for d in deployments}
     assert by_name["deliver"]["schedules"][0]["schedule"]["interval"] == 60
     form = by_name["sprint"]["parameter_openapi_schema"]["properties"]
@@ -294,7 +294,8 @@ def test_two_serves_on_one_store_close_each_week_and_send_each_message_once(
     from tests.helpers import generate
 
     campaign = example / "campaign.yaml"
-    three_weeks_ago = date.today() - timedelta(days=date.today().weekday() + 21)
+    today = datetime.now(UTC).date()  # the sprint's weeks end on Mondays in UTC
+    three_weeks_ago = today - timedelta(days=today.weekday() + 21)
     campaign.write_text(
         campaign.read_text().replace("start: 2027-02-01", f"start: {three_weeks_ago}")
     )
@@ -421,14 +422,15 @@ def test_the_briefs_wait_for_a_go_ahead_staff_give_by_resuming_a_run_in_the_pref
         assert waiting["name"] == f"{SLUG}: go-ahead for briefs"
         form = waiting["state"]["state_details"]["run_input_keyset"]["schema"]
         deadline = time.monotonic() + 60  # the run stores its form just after it suspends
-        while httpx.get(f"{prefect_api}/flow_runs/{run_id}/input/{form}").status_code != 200:
+        stored = f"{prefect_api}/flow_runs/{run_id}/input/{form}"
+        while httpx.get(stored, timeout=10).status_code != 200:  # a 503 when busy: asked again
             assert time.monotonic() < deadline, worker.output()
             time.sleep(0.2)
 
         # Staff resume it in the UI with the form's answers (a form without a name is refused);
         # the rerun records the go-ahead.
-        nameless = httpx.post(
-            f"{prefect_api}/flow_runs/{run_id}/resume", json={"run_input": {"note": "ok"}}
+        nameless = prefect_call(  # refused as 200 with REJECT in the body
+            "POST", f"{prefect_api}/flow_runs/{run_id}/resume", json={"run_input": {"note": "ok"}}
         )
         assert nameless.json()["status"] == "REJECT" and "by" in nameless.text
         resumed = prefect_call(

@@ -64,7 +64,8 @@ def test_change_request_resubmission_and_two_tiers_of_approval(
     internal = tabs()
     link = latest_link(engine, INTERNAL)
     internal.page.goto(link)
-    internal.page.click("#sign-in")
+    with internal.page.expect_navigation():  # loaded: the body is read whole
+        internal.page.click("#sign-in")
     body = internal.page.inner_text("body")
     assert "Internal review of creative 1, version 1" in body
     assert "Warning" in body and "mention your own link or promo code" in body  # plain words

@@ -105,7 +105,8 @@ def test_an_approver_signs_in_filters_the_queue_comments_at_a_time_and_decides(
     page.keyboard.press("Enter")
     page.wait_for_url(f"**/review/tasks/{second.open_task}")
 
-    page.click("text=← Your queue")
+    with page.expect_navigation():  # loaded: the table's rows are counted whole
+        page.click("text=← Your queue")
     assert page.locator("[data-filter='state:open'] .count").inner_text() == "2"
     assert page.locator("[data-filter='state:overdue'] .count").inner_text() == "1"
     assert page.locator("[data-filter='state:decided'] .count").inner_text() == "1"

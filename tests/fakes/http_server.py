@@ -259,7 +259,7 @@ class FakeHttpServer:
             self._gate = 0
             self._changed.notify_all()
 
-    def wait_for_in_flight(self, count: int, timeout: float = 5.0) -> None:
+    def wait_for_in_flight(self, count: int, timeout: float = 60.0) -> None:
         """Block until `count` requests are being answered at once (for clients in other
         threads)."""
         with self._changed:

@@ -35,6 +35,10 @@ from tests.helpers import HUBSPOT_PROPERTIES, make_leads
 from tests.integration.test_leads import set_destinations
 
 LIMIT, PER = 20, 2.0  # the account's limit: small, so that a test spans a few windows quickly
+# Most of the account's limit used: 0.95-0.98 of the ceiling on a quiet machine, about 0.9 on a
+# busy one (each window starts a little late by the store's and the fake's work); a limiter that
+# lost track of the other's slots or held them too long would use half or less.
+MOST = 0.8
 
 
 @pytest.fixture
@@ -97,7 +101,7 @@ def test_two_shared_limits_stay_within_the_account_together_and_use_most_of_it(
 
     assert sum(made) == 5 * LIMIT and min(made) > 0, made
     assert account.rate_limited == 0
-    assert ceiling_share(account) >= 0.9
+    assert ceiling_share(account) >= MOST
 
 
 def test_a_shared_slot_counts_from_its_calls_answer(engine: Engine):
@@ -105,10 +109,10 @@ def test_a_shared_slot_counts_from_its_calls_answer(engine: Engine):
     one = SharedRateLimit(
         engine, "hubspot", "", 1, 10.0, clock=lambda: local[0], sleep=lambda s: None
     )
+    started = time.time()
     ticket = one.acquire()
     local[0] += 3.0  # a call answered 3 s after it left
     one.answered(ticket)
-    started = time.time()
     one.release()
 
     with transaction(engine, write=False) as session:
@@ -159,11 +163,11 @@ def test_a_pause_one_limit_is_asked_for_holds_the_other(engine: Engine):
     one, other = (SharedRateLimit(engine, "hubspot", "", LIMIT, PER) for _ in range(2))
     one.acquire()
     before = time.monotonic()
-    one.pause(0.5)
+    one.pause(1.5)  # long enough that the other's visit comes within it on a busy machine
     other.acquire()
 
     assert other.waited > 0  # a pause it never asked for
-    assert time.monotonic() - before >= 0.45  # the store's clock and this one may differ a little
+    assert time.monotonic() - before >= 1.45  # the store's clock and this one may differ a little
 
 
 def counted(engine: Engine) -> int:
@@ -253,4 +257,4 @@ def test_two_sync_processes_at_once_stay_within_the_accounts_limit(
         assert late_429s(account) == 0
         share = ceiling_share(account)
         print(f"two processes: {sent} sent, {share:.2f} of the ceiling")
-        assert share >= 0.9
+        assert share >= MOST
