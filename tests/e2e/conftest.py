@@ -9,6 +9,7 @@ turns the skip into a failure.
 """
 
 import contextlib
+import itertools
 import os
 import socket
 import subprocess
@@ -118,10 +119,32 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
+def _ports() -> Iterator[int]:
+    """Ports for servers that another process binds a moment later: below the ephemeral range,
+    from which `bind(0)` and every outgoing connection (the other workers' too) take theirs, in
+    a block of this test worker's own; else, where the range leaves no room, any free one."""
+    try:
+        lowest = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        lowest = 0
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+    first = 20_000 + 1_000 * worker
+    block = range(first, first + 1_000) if first + 1_000 <= lowest else range(0)
+    for port in itertools.cycle(block or [0]):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:  # in use (or waiting out its last connection): the next
+                continue
+            free = int(sock.getsockname()[1])
+        yield free
+
+
+_port = _ports()
+
+
 def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return next(_port)
 
 
 def start_server(folder: Path, port: int) -> Server:
