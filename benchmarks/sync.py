@@ -103,7 +103,7 @@ def ceiling_seconds(calls: int, limit: int, per: float) -> float:
 
 
 def refused_at(requests: list) -> list[float]:
-    """When each 429 was answered, in seconds from the run's first request."""
+    """When each refused request came, in seconds from the run's first request."""
     return [r.at - requests[0].at for r in requests if r.status == 429]
 
 

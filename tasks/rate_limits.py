@@ -10,7 +10,8 @@ as `RateLimit` counts a call) and gives back the rest:
 - a slot granted at `at` may be spent until `at + hold`; until its holder says when it was
   answered, it counts until `at + hold + window`, and from then on as it was answered (a call
   still unanswered when its holder visits, another thread's, keeps counting so until the
-  holder's first visit after its answer: the remote may count it from any moment until then);
+  holder's first visit after its answer, and from then on as it was answered: the remote may
+  count it from any moment until then);
 - a slot is granted only while fewer than `requests` count, so no window ever holds more than
   `requests` calls, whichever process made them and whenever within their hold;
 - so a crashed process's unspent slots count for at most `hold + window`.
@@ -83,9 +84,9 @@ def grant(
     now_ms = now * 1000
     ends: Counter[int] = Counter({end: count for end, count in slots if end > now_ms})
     for each in spent:
-        if each.key in ends:
+        if each.key in ends:  # else its grant stopped counting: nothing left to give back
             ends[each.key] -= each.count
-            ends.update(bucket(end) for end in each.ends if end * 1000 > now_ms)
+        ends.update(bucket(end) for end in each.ends if end * 1000 > now_ms)
     ends = +ends  # drops what was given back
     free = requests - sum(ends.values())
     count = min(want, free)
@@ -265,7 +266,7 @@ class SharedRateLimit(RateLimit):
     def _visit(self, want: int | None = None) -> float:
         """Account for the last grant and take the next (under the lock): how long to wait when
         none is granted, else 0."""
-        spent, self._late = self._late, []
+        spent = list(self._late)
         if self._grant.count:
             # The grant was asked for at `_asked` on this clock, at `at` or earlier on the
             # store's: so each slot's call was answered at most `after` past `at`. A call still
@@ -278,10 +279,9 @@ class SharedRateLimit(RateLimit):
                 if i not in flying
             ]
             spent.append(Spent(self._grant.key, self._grant.count - len(flying), ends))
-            self._flying.update((ticket, (self._grant, self._asked)) for ticket in self._slots)
             self._want = max(1, min(self.most, 2 * len(self._after)))
-        self._asked = self.clock()
-        self._grant = take(
+        asked = self.clock()
+        made = take(
             self.engine,
             self.kind,
             self.account,
@@ -291,7 +291,10 @@ class SharedRateLimit(RateLimit):
             want=self._want if want is None else want,
             spent=spent,
         )
-        self._after, self._slots = [], {}
+        # Reported: from here on the grant's calls still in flight are reported when answered.
+        self._flying.update((ticket, (self._grant, self._asked)) for ticket in self._slots)
+        self._late, self._after, self._slots = [], [], {}
+        self._grant, self._asked = made, asked
         self.visits += 1
         if self._grant.count:
             return 0.0

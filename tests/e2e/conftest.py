@@ -11,6 +11,7 @@ turns the skip into a failure.
 import contextlib
 import itertools
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -122,20 +123,24 @@ def pytest_configure(config: pytest.Config) -> None:
 def _ports() -> Iterator[int]:
     """Ports for servers that another process binds a moment later: below the ephemeral range,
     from which `bind(0)` and every outgoing connection (the other workers' too) take theirs, in
-    a block of this test worker's own; else, where the range leaves no room, any free one."""
+    a block of this test worker's own; once the block is used, or where the range leaves no
+    room for it, any free one."""
     try:
         lowest = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     except (OSError, ValueError, IndexError):
         lowest = 0
     worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
     first = 20_000 + 1_000 * worker
-    block = range(first, first + 1_000) if first + 1_000 <= lowest else range(0)
-    for port in itertools.cycle(block or [0]):
+    block = list(range(first, first + 1_000)) if first + 1_000 <= lowest else []
+    start = random.randrange(len(block)) if block else 0  # another session on this machine
+    for port in itertools.chain(block[start:], block[:start], itertools.repeat(0)):
         with socket.socket() as sock:
             try:
                 sock.bind(("127.0.0.1", port))
             except OSError:  # in use (or waiting out its last connection): the next
-                continue
+                if port:
+                    continue
+                raise
             free = int(sock.getsockname()[1])
         yield free
 

@@ -96,6 +96,28 @@ def test_a_report_that_comes_after_its_grant_expired_changes_nothing():
     assert second.count == 10 and sum(count for _, count in slots) == 10
 
 
+def test_a_call_answered_after_its_grant_stopped_counting_counts_a_window_from_its_answer():
+    slots, first = take([], 100.0, 1)  # counts until 101.1 unless reported
+    late = Spent(first.key, 1, [101.15 + 1.0])  # in flight until 101.15: reported after that
+    slots, second = take(slots, 101.2, 10, late)
+
+    assert second.count == 9  # the remote may have seen it as late as its answer
+
+
+def test_reports_of_several_grants_in_one_visit_each_count():
+    slots, first = take([], 100.0, 4)
+    slots, second = take(slots, 100.05, 4)
+    reports = [
+        Spent(first.key, 4, [100.5 + 1.0]),
+        Spent(second.key, 4, [100.6 + 1.0, 100.7 + 1.0]),
+    ]
+    slots, third = grant(
+        slots, now=100.8, requests=10, window=1.0, hold=0.1, want=10, spent=reports
+    )
+
+    assert third.count == 7  # the three spent still count; the five unspent came back
+
+
 def test_wanting_nothing_gives_back_without_taking():
     slots, first = take([], 100.0, 4)
     slots, none = take(slots, 100.01, 0, Spent(first.key, 4, []))
