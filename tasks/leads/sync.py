@@ -345,6 +345,7 @@ def sync_leads(
                     )
                     if report is not None:
                         reports[f"{row.slug}/{dest.name}"] = report
+                    release_limits(engine)  # its last calls' answers, before the next one's
         finally:
             release_limits(engine)
     if destination and not named:
