@@ -338,14 +338,14 @@ def main() -> None:
     hub_calls = sum(1 for r in hubspot.requests if r.status != 429) - args.spent
     hub_ideal = ceiling_seconds(hub_calls + args.spent, 100, 10.0)
     hub_share = hub_ideal / hub_seconds if hub_seconds else 0.0
-    hub_429 = sum(1 for r in hubspot.requests if r.status == 429)
-    hub_late = late_429s(hubspot.requests, 10.0)
-    hub_when = ", ".join(f"{at:.2f}" for at in refused_at(hubspot.requests))
-    hub_when = f" at {hub_when} s from the first call" if hub_when else ""
+    hub_refused = refused_at(hubspot.requests)
+    hub_429, hub_late = len(hub_refused), late_429s(hubspot.requests, 10.0)
+    when = ", ".join(f"{at:.2f}" for at in hub_refused)
     print(
         f"HubSpot at 100 per 10 s: {hub.sent:,} sent in {hub_seconds:.1f} s over "
         f"{hub_calls} calls; ceiling {hub_ideal:.1f} s: {hub_share:.2f} of it; "
-        f"429s {hub_429} ({hub_late} after the first window){hub_when}"
+        f"429s {hub_429} ({hub_late} after the first window)"
+        + (f" at {when} s from the first call" if when else "")
     )
 
     make_leads(engine, SLUG, args.far, destinations=["hubspot_far"], prefix="far-")
@@ -391,7 +391,7 @@ def main() -> None:
         "hubspot_share_of_ceiling": round(hub_share, 3),
         "hubspot_429s": hub_429,
         "hubspot_429s_after_first_window": hub_late,
-        "hubspot_429s_at_seconds": [round(at, 2) for at in refused_at(hubspot.requests)],
+        "hubspot_429s_at_seconds": [round(at, 2) for at in hub_refused],
         "action_network_leads": args.action_network,
         "action_network_seconds": round(an_seconds, 2),
         "action_network_share_of_ceiling": round(an_share, 3),
