@@ -11,7 +11,7 @@ applied (`tests.stores`), rather than migrated or applied again.
 import os
 import shutil
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from sqlalchemy.engine import make_url
 from config.settings import Settings, get_settings
 from store.db import engine_for, open_store, upgrade
 from tests.fakes.s3_api import FakeS3
+from tests.processes import RallyProcess, fork_server
 from tests.stores import PreparedStores, database_name, drop_leftovers
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -286,6 +287,17 @@ def migrated_prefect(
         return home
 
     return lay
+
+
+@pytest.fixture(scope="session")
+def forked_rally(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Callable[[list[str], Mapping[str, str]], RallyProcess]]:
+    """`rally` commands in processes forked from one that has Rally loaded, for tests that
+    start one many times (`tests.processes`): `forked_rally(args, env)`."""
+    base = tmp_path_factory.mktemp("rally-processes")
+    with fork_server() as server:
+        yield lambda args, env: RallyProcess(server, base, args, env)
 
 
 _workers_cpu: list[tuple[float, float]] = []  # (CPU seconds, Prefect's) of each finished worker

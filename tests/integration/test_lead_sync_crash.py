@@ -55,13 +55,9 @@ def to_hubspot(rally, applied: Path, hubspot: FakeHubSpot, settings, monkeypatch
     return hubspot
 
 
-def drain_process(
-    settings, hubspot: FakeHubSpot, lease: float, *, interruptible: bool = False
-) -> subprocess.Popen[str]:
-    """`rally leads sync` in a process of its own; `interruptible`, it takes SIGINT as Ctrl-C
-    at a terminal does, even where this run was started in the background, whose children
-    ignore it."""
-    env = {
+def drain_env(settings, hubspot: FakeHubSpot, lease: float) -> dict[str, str]:
+    """The environment of a `rally leads sync` run against `hubspot`, with its outbox lease."""
+    return {
         **os.environ,
         "RALLY_HOME": str(settings.home),
         "RALLY_DATABASE_URL": settings.database_url.get_secret_value(),
@@ -69,12 +65,19 @@ def drain_process(
         "RALLY_HUBSPOT_TOKEN": hubspot.token,
         "RALLY_OUTBOX_LEASE_SECONDS": str(lease),
     }
-    code = "from cli.main import main; main(['leads', 'sync'])"
-    if interruptible:
-        code = "import signal; signal.signal(signal.SIGINT, signal.default_int_handler); " + code
+
+
+def drain_process(settings, hubspot: FakeHubSpot, lease: float) -> subprocess.Popen[str]:
+    """`rally leads sync` in a new interpreter of its own, which takes SIGINT as Ctrl-C at a
+    terminal does, even where this run was started in the background, whose children ignore
+    it."""
+    code = (
+        "import signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+        "from cli.main import main; main(['leads', 'sync'])"
+    )
     return subprocess.Popen(
         [sys.executable, "-c", code],
-        env=env,
+        env=drain_env(settings, hubspot, lease),
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -93,7 +96,7 @@ def statuses(engine) -> dict[str, int]:
 
 
 def test_a_drain_killed_at_random_points_loses_no_lead_and_creates_none_twice(
-    engine, settings, to_hubspot: FakeHubSpot
+    engine, settings, to_hubspot: FakeHubSpot, forked_rally
 ):
     make_leads(engine, SLUG, LEADS)
     chooser = random.Random(20261122)
@@ -101,7 +104,7 @@ def test_a_drain_killed_at_random_points_loses_no_lead_and_creates_none_twice(
     calls = LEADS // BATCH  # requests a full sync takes without crashes
     while kills < 6:
         seen = len(to_hubspot.requests)
-        drain = drain_process(settings, to_hubspot, lease=1.0)
+        drain = forked_rally(["leads", "sync"], drain_env(settings, to_hubspot, lease=1.0))
         # Kill at a random request of this run: most often while the answer is on its way
         # back or being committed, the moment that could send something twice.
         target = seen + chooser.randint(1, max(2, calls // 8))
@@ -110,7 +113,7 @@ def test_a_drain_killed_at_random_points_loses_no_lead_and_creates_none_twice(
         drain.wait(timeout=30)
         kills += 1
     for _ in range(5):  # runs to the end, once leases held by the killed drains run out
-        finished = drain_process(settings, to_hubspot, lease=1.0)
+        finished = forked_rally(["leads", "sync"], drain_env(settings, to_hubspot, lease=1.0))
         _, err = finished.communicate(timeout=300)
         assert finished.returncode == 0, err
         if statuses(engine).get("pending", 0) == 0:
@@ -133,12 +136,13 @@ def test_a_drain_killed_at_random_points_loses_no_lead_and_creates_none_twice(
 
 
 def test_two_drains_at_once_on_postgresql_send_nothing_twice(
-    engine, settings, to_hubspot: FakeHubSpot, store_url
+    engine, settings, to_hubspot: FakeHubSpot, store_url, forked_rally
 ):
     if not store_url.startswith("postgresql"):
         pytest.skip("SQLite has one writer: drains take turns by design")
     make_leads(engine, SLUG, LEADS)
-    drains = [drain_process(settings, to_hubspot, lease=300) for _ in range(2)]
+    env = drain_env(settings, to_hubspot, lease=300)
+    drains = [forked_rally(["leads", "sync"], env) for _ in range(2)]
     shares = []
     for drain in drains:
         out, err = drain.communicate(timeout=300)
@@ -155,14 +159,14 @@ def test_two_drains_at_once_on_postgresql_send_nothing_twice(
 
 
 def test_ctrl_c_ends_each_lane_with_its_batch_recorded_and_a_rerun_sends_the_rest_once(
-    engine, settings, to_hubspot: FakeHubSpot
+    engine, settings, to_hubspot: FakeHubSpot, forked_rally
 ):
     """Ctrl-C on `rally leads sync` while its lanes have calls in flight to a remote far away:
     each lane finishes the batch in hand and records it, the rest stay queued, and the next
     sync sends those, nobody twice."""
     make_leads(engine, SLUG, LEADS)
     to_hubspot.answer_after(0.2)  # every lane has a call in flight most of the time
-    drain = drain_process(settings, to_hubspot, lease=300, interruptible=True)
+    drain = drain_process(settings, to_hubspot, lease=300)
     to_hubspot.wait_for_requests(len(to_hubspot.requests) + 15, timeout=60)
     drain.send_signal(signal.SIGINT)
     _, err = drain.communicate(timeout=60)
@@ -175,7 +179,7 @@ def test_ctrl_c_ends_each_lane_with_its_batch_recorded_and_a_rerun_sends_the_res
     assert left.get("sent", 0) == len(to_hubspot.contacts) == answered * BATCH  # all recorded
 
     to_hubspot.answer_after(0)
-    finished = drain_process(settings, to_hubspot, lease=300)
+    finished = forked_rally(["leads", "sync"], drain_env(settings, to_hubspot, lease=300))
     _, err = finished.communicate(timeout=300)
     assert finished.returncode == 0, err
     assert statuses(engine) == {"sent": LEADS}

@@ -7,8 +7,6 @@ import json
 import os
 import random
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -27,10 +25,11 @@ from tasks.drain import DrainReport
 from tasks.payments.approvals import approve
 from tasks.payments.ledger import EARNED, FEES, PAYABLE, post
 from tasks.payments.payouts import PAYPAL, STRIPE, pay, set_account, start_payouts
-from tests.conftest import ROOT, SLUG
+from tests.conftest import SLUG
 from tests.fakes.paypal_api import FakePayPal
 from tests.fakes.stripe_api import FakeStripe, sign
 from tests.integration.test_review import T0
+from tests.processes import RallyProcess
 
 MAYA = "@maya.votes.pa"
 
@@ -334,7 +333,7 @@ def test_a_webhook_that_comes_before_the_answer_settles_the_payout_once(
         stripe.stop()
 
 
-def payout_process(settings, fake: FakeStripe | FakePayPal) -> subprocess.Popen[str]:
+def payout_process(forked_rally, settings, fake: FakeStripe | FakePayPal) -> RallyProcess:
     """`rally payments payout` in a process of its own, pointed at `fake`, with a one-second
     outbox lease."""
     if isinstance(fake, FakePayPal):
@@ -352,18 +351,7 @@ def payout_process(settings, fake: FakeStripe | FakePayPal) -> subprocess.Popen[
         "RALLY_OUTBOX_LEASE_SECONDS": "1",
         **provider,
     }
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            f"from cli.main import main; main(['payments', 'payout', '{SLUG}'])",
-        ],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    return forked_rally(["payments", "payout", SLUG], env)
 
 
 def leases_over(engine) -> None:
@@ -384,7 +372,7 @@ def leases_over(engine) -> None:
 
 
 def killed_at_random(
-    engine, settings, fake: FakeStripe | FakePayPal, *, runs: int, seed: int
+    engine, forked_rally, settings, fake: FakeStripe | FakePayPal, *, runs: int, seed: int
 ) -> None:
     """`runs` payout runs, each killed with SIGKILL at a random request of its own, most often
     while an answer is on the way back or being recorded: the moment that could pay someone
@@ -392,7 +380,7 @@ def killed_at_random(
     chooser = random.Random(seed)
     for _ in range(runs):
         seen = len(fake.requests)
-        run = payout_process(settings, fake)
+        run = payout_process(forked_rally, settings, fake)
         fake.wait_for_requests(seen + chooser.randint(1, 6), timeout=60)
         run.send_signal(signal.SIGKILL)
         run.wait(timeout=30)
@@ -406,13 +394,13 @@ def in_transit(engine) -> int:
 
 @pytest.mark.slow
 def test_a_payout_run_killed_at_random_points_pays_nobody_twice_and_misses_nobody(
-    engine, applied, settings, stripe
+    engine, applied, settings, stripe, forked_rally
 ) -> None:
     people = {handle: 1_000 * (n + 1) for n, handle in enumerate(handles(engine, 30))}
     accounts = ready_to_pay(engine, stripe, people)
-    killed_at_random(engine, settings, stripe, runs=5, seed=20261204)
+    killed_at_random(engine, forked_rally, settings, stripe, runs=5, seed=20261204)
     for _ in range(5):  # runs to the end, once the killed runs' leases are over
-        finished = payout_process(settings, stripe)
+        finished = payout_process(forked_rally, settings, stripe)
         _, err = finished.communicate(timeout=120)
         assert finished.returncode == 0, err
         if not in_transit(engine):
@@ -430,7 +418,7 @@ def test_a_payout_run_killed_at_random_points_pays_nobody_twice_and_misses_nobod
 
 @pytest.mark.slow
 def test_a_paypal_payout_run_killed_at_random_points_sends_each_payout_once(
-    engine, applied, settings
+    engine, applied, settings, forked_rally
 ) -> None:
     """PayPal takes a payout and pays later: a run killed between sending and recording has
     the next run send the same request id and sender batch id, which PayPal answers with the
@@ -438,9 +426,9 @@ def test_a_paypal_payout_run_killed_at_random_points_sends_each_payout_once(
     with FakePayPal() as paypal:
         people = {handle: 500 * (n + 1) for n, handle in enumerate(handles(engine, 20))}
         receivers = ready_to_pay(engine, paypal, people)
-        killed_at_random(engine, settings, paypal, runs=4, seed=20261205)
+        killed_at_random(engine, forked_rally, settings, paypal, runs=4, seed=20261205)
         for _ in range(5):
-            finished = payout_process(settings, paypal)
+            finished = payout_process(forked_rally, settings, paypal)
             _, err = finished.communicate(timeout=120)
             assert finished.returncode == 0, err
             with transaction(engine, write=False) as session:
