@@ -13,6 +13,7 @@ import shutil
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from multiprocessing.context import ForkServerContext
 from pathlib import Path
 from typing import Any
 
@@ -290,14 +291,32 @@ def migrated_prefect(
 
 
 @pytest.fixture(scope="session")
-def forked_rally(
+def rally_fork_server(
     tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[ForkServerContext, Path]]:
+    """The fork server `forked_rally`'s runs come from, and a folder for their output."""
+    base = tmp_path_factory.mktemp("rally-processes")
+    with fork_server(base / "fork-server.log") as server:
+        yield server, base
+
+
+@pytest.fixture
+def forked_rally(
+    rally_fork_server: tuple[ForkServerContext, Path],
 ) -> Iterator[Callable[[list[str], Mapping[str, str]], RallyProcess]]:
     """`rally` commands in processes forked from one that has Rally loaded, for tests that
-    start one many times (`tests.processes`): `forked_rally(args, env)`."""
-    base = tmp_path_factory.mktemp("rally-processes")
-    with fork_server() as server:
-        yield lambda args, env: RallyProcess(server, base, args, env)
+    start one many times (`tests.processes`): `forked_rally(args, env)`. A run the test left
+    running is killed when it ends (the fork server waits for every run before it stops)."""
+    server, base = rally_fork_server
+    started: list[RallyProcess] = []
+
+    def start(args: list[str], env: Mapping[str, str]) -> RallyProcess:
+        started.append(RallyProcess(server, base, args, env))
+        return started[-1]
+
+    yield start
+    for run in started:
+        run.kill()
 
 
 _workers_cpu: list[tuple[float, float]] = []  # (CPU seconds, Prefect's) of each finished worker

@@ -1,19 +1,20 @@
 """`rally` commands in processes of their own, forked from one that has Rally loaded.
 
 A test that kills a command at random points starts it many times, and a new interpreter
-spends most of a second importing Rally before the command does anything. Forked from a server
-process that imported it once (multiprocessing's fork server, one per test process), a run
-starts in a few milliseconds. Each is still a process of its own, with its own connections and
-environment, killed by SIGKILL as any other; its output goes to files the test reads back.
+spends most of a CPU-second importing Rally before the command does anything. Forked from a
+server process that imported it once (multiprocessing's fork server, one per test process), a
+run starts in a few milliseconds. Each is still a process of its own, with its own connections
+and environment, killed by SIGKILL as any other; its output goes to files the test reads back.
 """
 
 import multiprocessing
 import os
 import signal
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import chdir, contextmanager, suppress
 from multiprocessing import forkserver
 from multiprocessing.context import ForkServerContext
 from pathlib import Path
@@ -25,16 +26,33 @@ PRELOAD = ["tests.processes", "cli.main", "tasks.leads.sync", "tasks.payments.pa
 
 
 @contextmanager
-def fork_server() -> Iterator[ForkServerContext]:
-    """The fork server's context (the server starts with the first process). On the way out
-    the server is stopped and waited for, so that the CPU time of the runs it forked counts
-    among this process's children, as a run started with `subprocess` does."""
+def fork_server(log: Path) -> Iterator[ForkServerContext]:
+    """The fork server's context, its server started now, from the project's folder (it
+    imports the preloaded modules from the folder it starts in: a test's folder could shadow
+    them) with its output in `log`. On the way out it is stopped and waited for, so that the
+    CPU time of the runs it forked counts among this process's children, as a run started
+    with `subprocess` does; runs still alive then must have been killed first, since the
+    server waits for them."""
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(PRELOAD)
+    with chdir(ROOT), open(log, "ab") as output:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        kept = [os.dup(1), os.dup(2)]
+        try:
+            os.dup2(output.fileno(), 1)
+            os.dup2(output.fileno(), 2)
+            forkserver.ensure_running()
+        finally:
+            for fd, saved in zip((1, 2), kept, strict=True):
+                os.dup2(saved, fd)
+                os.close(saved)
     try:
         yield context
     finally:
-        forkserver._forkserver._stop()  # type: ignore[attr-defined]
+        stop = getattr(forkserver._forkserver, "_stop", None)  # CPython's, for its own tests
+        if stop is not None:
+            stop()
 
 
 class RallyProcess:
@@ -58,7 +76,8 @@ class RallyProcess:
 
     def send_signal(self, sig: signal.Signals) -> None:
         if self._process.exitcode is None:
-            os.kill(self._process.pid, sig)
+            with suppress(ProcessLookupError):  # it ended just now
+                os.kill(self._process.pid, sig)
 
     def wait(self, timeout: float) -> int:
         self._process.join(timeout)
@@ -71,6 +90,11 @@ class RallyProcess:
         self.wait(timeout)
         out, err = (path.read_text() if path.exists() else "" for path in (self._out, self._err))
         return out, err
+
+    def kill(self) -> None:
+        """End it now if it is still running (a test that failed left it)."""
+        self.send_signal(signal.SIGKILL)
+        self._process.join(30)
 
 
 def _run(args: list[str], env: dict[str, str], out: str, err: str) -> None:
