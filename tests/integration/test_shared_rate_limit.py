@@ -8,8 +8,6 @@ import contextlib
 import json
 import math
 import os
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -27,12 +25,13 @@ from store.db import transaction
 from store.models import RateWindow, Timer
 from store.types import utcnow
 from tasks.rate_limits import SharedRateLimit
-from tests.conftest import ROOT, SLUG
+from tests.conftest import SLUG
 from tests.fakes import crm_people
 from tests.fakes.http_server import serving
 from tests.fakes.hubspot_api import FakeHubSpot
 from tests.helpers import HUBSPOT_PROPERTIES, make_leads
 from tests.integration.test_leads import set_destinations
+from tests.processes import RallyProcess
 
 LIMIT, PER = 20, 2.0  # the account's limit: small, so that a test spans a few windows quickly
 # Most of the account's limit used: 0.95-0.98 of the ceiling on a quiet machine, about 0.9 on a
@@ -210,7 +209,7 @@ def test_the_limits_transactions_never_wait_behind_a_change(engine: Engine):
         thread.join()
 
 
-def sync_process(settings, account: FakeHubSpot) -> subprocess.Popen[str]:
+def sync_process(forked_rally, settings, account: FakeHubSpot) -> RallyProcess:
     """`rally leads sync --json` in a process of its own, as a worker on another machine."""
     env = {
         **os.environ,
@@ -219,19 +218,12 @@ def sync_process(settings, account: FakeHubSpot) -> subprocess.Popen[str]:
         "RALLY_HUBSPOT_API_URL": account.url,
         "RALLY_HUBSPOT_TOKEN": account.token,
     }
-    return subprocess.Popen(
-        [sys.executable, "-c", "from cli.main import main; main(['leads', 'sync', '--json'])"],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    return forked_rally(["leads", "sync", "--json"], env)
 
 
 @pytest.mark.slow
 def test_two_sync_processes_at_once_stay_within_the_accounts_limit(
-    engine, settings, rally, applied: Path
+    engine, settings, rally, applied: Path, forked_rally
 ):
     # Each process makes about ten calls a second here (a drain per lead): a window several
     # times what the limit's calls take keeps that pace from counting against the limit's use.
@@ -246,7 +238,7 @@ def test_two_sync_processes_at_once_stay_within_the_accounts_limit(
     for account in serving(
         FakeHubSpot(rate=(limit, per), sliding=True, properties=HUBSPOT_PROPERTIES)
     ):
-        processes = [sync_process(settings, account) for _ in range(2)]
+        processes = [sync_process(forked_rally, settings, account) for _ in range(2)]
         sent = []
         for process in processes:
             out, err = process.communicate(timeout=120)
