@@ -25,10 +25,9 @@ from sqlalchemy.engine import make_url
 from config.settings import Settings, get_settings
 from store.db import engine_for, open_store, upgrade
 from tests.fakes.s3_api import FakeS3
-from tests.processes import RallyProcess, fork_server
+from tests.processes import ROOT, RallyProcess, fork_server
 from tests.stores import PreparedStores, database_name, drop_leftovers
 
-ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "youth-vote"
 
 # Flows run in-process against one local Prefect home for the whole session (its first start
