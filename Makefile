@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint fmt bench clean browser
+.PHONY: demo test test-slow lint fmt bench clean browser
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,9 +16,15 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	@$(BIN)/rally demo
 
-## test: lint, type-check and run the whole test suite, on every core (at most four workers)
-test: $(STAMP) lint browser
-	@$(BIN)/pytest --numprocesses auto --maxprocesses 4 --dist loadgroup
+## test: lint, type-check and run the quick tests (all but those marked slow), on every core
+## (at most four workers)
+test: $(STAMP) lint
+	@$(BIN)/pytest --numprocesses auto --maxprocesses 4 --dist loadgroup -m "not slow"
+
+## test-slow: the tests marked slow: those that start processes (rally runs, servers, Prefect's
+## workers and local server, browsers) or draw hundreds of requests; CI runs both
+test-slow: $(STAMP) browser
+	@$(BIN)/pytest --numprocesses auto --maxprocesses 4 --dist loadgroup -m slow
 
 ## browser: Debian's chromium for the page tests (Playwright cannot download browsers) and
 ## axe-core from the npm registry for their accessibility checks

@@ -10,6 +10,7 @@ applied (`tests.stores`), rather than migrated or applied again.
 
 import os
 import shutil
+import sys
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -47,6 +48,38 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 if Path("/etc/ssl/certs").is_dir():
     os.environ.pop("SSL_CERT_FILE", None)
     os.environ["SSL_CERT_DIR"] = "/etc/ssl/certs"
+
+
+# `make test` runs the tests not marked `slow`; `make test-slow` runs those, and CI both. A test
+# outside `slow` that starts a process (a `rally` run, a server, a browser, the local Prefect
+# server a flow run starts) fails, so `make test` stays the quick half: see README, Testing.
+_PROCESS_EVENTS = frozenset(
+    {"subprocess.Popen", "os.fork", "os.forkpty", "os.posix_spawn", "os.spawn", "os.system"}
+)
+_quick_test: list[str] = []  # the node id of the running test that is not marked slow, if any
+
+
+def _refuse_processes(event: str, args: tuple[Any, ...]) -> None:
+    if _quick_test and event in _PROCESS_EVENTS:
+        what = " ".join(map(str, args[1]))[:120] if event == "subprocess.Popen" else event
+        raise RuntimeError(
+            f"{_quick_test[0]} starts a process ({what}); mark it "
+            "@pytest.mark.slow (make test leaves those tests to make test-slow)"
+        )
+
+
+sys.addaudithook(_refuse_processes)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    """Set up, run and tear down a test not marked slow with processes refused."""
+    if item.get_closest_marker("slow") is None:
+        _quick_test.append(item.nodeid)
+    try:
+        yield
+    finally:
+        _quick_test.clear()
 
 
 def _server_url() -> str:
@@ -319,6 +352,11 @@ def forked_rally(
 
 
 _workers_cpu: list[tuple[float, float]] = []  # (CPU seconds, Prefect's) of each finished worker
+_deselected = [0]  # tests left out by -m here, then as each parallel worker counted them
+
+
+def pytest_deselected(items: list[pytest.Item]) -> None:
+    _deselected[0] += len(items)
 
 
 def _cpu_spent(*, children: bool) -> float:
@@ -336,14 +374,16 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     output = getattr(session.config, "workeroutput", None)
     if output is not None:
         output["rally_cpu"] = (_cpu_spent(children=True), _local_prefect_cpu())
+        output["rally_deselected"] = _deselected[0]
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_testnodedown(node: Any, error: object) -> None:
-    """A parallel worker finished: keep the CPU time it reported."""
-    cpu = getattr(node, "workeroutput", {}).get("rally_cpu")
-    if cpu is not None:
-        _workers_cpu.append(tuple(cpu))
+    """A parallel worker finished: keep the CPU time it reported, and how many it left out."""
+    output = getattr(node, "workeroutput", {})
+    if "rally_cpu" in output:
+        _workers_cpu.append(tuple(output["rally_cpu"]))
+    _deselected.append(output.get("rally_deselected", 0))
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
@@ -361,6 +401,11 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         f"CPU time: {spent + prefect:.0f} s ({(spent + prefect) / 60:.1f} CPU-minutes{where}), "
         f"the local Prefect servers' {prefect:.0f} s included"
     )
+    left = max(_deselected)
+    if left and terminalreporter.config.option.markexpr == "not slow":
+        terminalreporter.write_line(
+            f"{left} tests marked slow were left out: `make test-slow` runs them (CI runs both)"
+        )
 
 
 def _local_prefect_cpu() -> float:

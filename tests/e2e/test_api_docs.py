@@ -8,6 +8,7 @@ from tests.e2e.conftest import Server
 from tests.e2e.pages import assert_page_fits
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
 def test_the_docs_page_shows_every_operation_and_its_scope(server: Server, applied, tabs):
     document = httpx.get(f"{server.ready()}/api/v1/openapi.json").json()

@@ -23,6 +23,9 @@ from tests.integration.test_review_api import CAPTION
 from web import staff_runs
 from web.app import create_app
 
+# Hundreds of drawn requests, many seconds of CPU each: `make test-slow` runs them.
+pytestmark = pytest.mark.slow
+
 ALL_SCOPES = [
     "--scope", "campaign:read", "--scope", "creators:read", "--scope", "reviews:write",
     "--scope", "leads:read", "--scope", "events:write", "--scope", "briefs:read",

@@ -338,6 +338,7 @@ OVER_BUDGET = {  # creator -> what their part of a campaign's brief template doe
 }
 
 
+@pytest.mark.slow
 def test_a_brief_over_its_budget_names_the_creator_and_the_budget_and_spares_the_rest(
     rally, applied
 ):

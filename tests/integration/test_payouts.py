@@ -199,6 +199,7 @@ def paid(engine, settings, **options) -> DrainReport:
     return pay(engine, get_settings(), now=lambda: T0, wait=wait_none(), **options)
 
 
+@pytest.mark.slow
 def test_the_pay_creators_flow_pays_as_the_staff_member_who_started_it(
     engine, applied, stripe
 ) -> None:

@@ -164,6 +164,7 @@ def _event(campaign, key, kind, member_id, video, actor, at):
     )  # fmt: skip
 
 
+@pytest.mark.slow
 def test_a_rehearsal_is_refused_beside_a_live_sprint_or_real_briefs_and_nothing_is_written(
     rally, applied, engine
 ):

@@ -8,6 +8,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from sqlmodel import col, select
 
 from flows.sprint import sprint_calendar, without_heartbeats
@@ -79,6 +80,7 @@ def creators_at_work(engine) -> tuple[set[str], set[str]]:
     return drafted, approved
 
 
+@pytest.mark.slow
 def test_a_live_sprint_runs_its_calendar_once_each_step_on_time(rally, applied: Path, engine):
     assert rally("sprint", "start", SLUG).code == 0
     with transaction(engine, write=False) as session:
@@ -211,6 +213,7 @@ def _briefs_sent(engine) -> list[OutboxMessage]:
         )
 
 
+@pytest.mark.slow
 def test_a_paused_sprint_waits_and_catches_up_and_a_stopped_one_ends(rally, applied, engine):
     assert rally("sprint", "start", SLUG).code == 0
     assert rally("sprint", "pause", SLUG).code == 0

@@ -5,6 +5,7 @@ nobody else sees it, and a form from another site is refused."""
 import re
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import select
 
@@ -25,6 +26,7 @@ def first_pass(engine) -> None:
         sprint_calendar(at=START + timedelta(hours=1))
 
 
+@pytest.mark.slow
 def test_staff_follow_the_link_in_their_email_and_give_the_go_ahead(
     settings, engine, rally, applied
 ):
@@ -120,6 +122,7 @@ def test_nobody_else_sees_a_sprints_page(settings, engine, rally, applied):
     assert signed_out.get(f"/sprint/{SLUG}").status_code == 401
 
 
+@pytest.mark.slow
 def test_an_oversized_form_is_refused_and_changes_nothing(settings, engine, rally, applied):
     assert rally("sprint", "start", SLUG).code == 0
     first_pass(engine)

@@ -322,6 +322,7 @@ def test_work_started_here_is_seen_from_every_web_process_with_how_it_ended(
     assert f"/runs/{run_id}" in listing and ": finished</li>" in listing
 
 
+@pytest.mark.slow
 def test_a_run_whose_process_vanished_or_runs_elsewhere_says_so(settings, engine, applied):
     gone = subprocess.Popen(["true"])  # a process that has ended, as a killed one
     gone.wait()
