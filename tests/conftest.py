@@ -11,8 +11,9 @@ applied (`tests.stores`), rather than migrated or applied again.
 import os
 import shutil
 import sys
+import threading
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass
 from multiprocessing.context import ForkServerContext
 from pathlib import Path
@@ -33,7 +34,7 @@ EXAMPLE = ROOT / "examples" / "youth-vote"
 
 # Flows run in-process against one local Prefect home for the whole session (its first start
 # migrates a database for about 30 s; later sessions on this checkout reuse it), quietly. Each
-# of `make test`'s parallel workers (pytest-xdist: gw0, gw1, ...) has a home and server of its own.
+# of the suite's parallel workers (pytest-xdist: gw0, gw1, ...) has a home and server of its own.
 WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
 HOME = "rally-prefect" + (f"-{WORKER}" if WORKER else "")
 os.environ.setdefault("PREFECT_HOME", str(ROOT / ".pytest_cache" / HOME))
@@ -53,19 +54,32 @@ if Path("/etc/ssl/certs").is_dir():
 # `make test` runs the tests not marked `slow`; `make test-slow` runs those, and CI both. A test
 # outside `slow` that starts a process (a `rally` run, a server, a browser, the local Prefect
 # server a flow run starts) fails, so `make test` stays the quick half: see README, Testing.
+# Processes a library starts to look something up (ctypes finding a shared library, as
+# WeasyPrint's import does; `platform` asking `uname`) are let through. Not seen: the spawn
+# and forkserver start methods of multiprocessing, and uvloop's processes (no audit event).
 _PROCESS_EVENTS = frozenset(
     {"subprocess.Popen", "os.fork", "os.forkpty", "os.posix_spawn", "os.spawn", "os.system"}
 )
+_LOOKUPS = frozenset({"ctypes.util", "platform"})
 _quick_test: list[str] = []  # the node id of the running test that is not marked slow, if any
+_refused: list[str] = []  # what the running test was refused, even where its code caught it
 
 
 def _refuse_processes(event: str, args: tuple[Any, ...]) -> None:
-    if _quick_test and event in _PROCESS_EVENTS:
-        what = " ".join(map(str, args[1]))[:120] if event == "subprocess.Popen" else event
-        raise RuntimeError(
-            f"{_quick_test[0]} starts a process ({what}); mark it "
-            "@pytest.mark.slow (make test leaves those tests to make test-slow)"
-        )
+    if not _quick_test or event not in _PROCESS_EVENTS:
+        return
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_globals.get("__name__") in _LOOKUPS:
+            return
+        frame = frame.f_back  # type: ignore[assignment]
+    what = " ".join(map(str, args[1]))[:120] if event == "subprocess.Popen" else event
+    thread = threading.current_thread().name
+    _refused.append(
+        f"{_quick_test[0]} starts a process ({what}, in thread {thread}); mark it "
+        "@pytest.mark.slow (make test leaves those tests to make test-slow)"
+    )
+    raise RuntimeError(_refused[-1])
 
 
 sys.addaudithook(_refuse_processes)
@@ -80,6 +94,20 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
         yield
     finally:
         _quick_test.clear()
+        _refused.clear()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, Any, None]:
+    """A quick test that was refused a process fails, even where its code caught the error."""
+    outcome = yield
+    report = outcome.get_result()
+    if _refused and report.passed:
+        report.outcome = "failed"
+        report.longrepr = "\n".join(_refused)
+        _refused.clear()
 
 
 def _server_url() -> str:
@@ -352,11 +380,11 @@ def forked_rally(
 
 
 _workers_cpu: list[tuple[float, float]] = []  # (CPU seconds, Prefect's) of each finished worker
-_deselected = [0]  # tests left out by -m here, then as each parallel worker counted them
+_deselected = [0]  # slow tests left out here, then as each parallel worker counted them
 
 
 def pytest_deselected(items: list[pytest.Item]) -> None:
-    _deselected[0] += len(items)
+    _deselected[0] += sum(1 for item in items if item.get_closest_marker("slow"))
 
 
 def _cpu_spent(*, children: bool) -> float:
