@@ -18,7 +18,10 @@ from contextlib import chdir, contextmanager, suppress
 from multiprocessing import forkserver
 from multiprocessing.context import ForkServerContext
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from config.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 # What the forked commands import, loaded once by the fork server.
@@ -95,6 +98,17 @@ class RallyProcess:
         """End it now if it is still running (a test that failed left it)."""
         self.send_signal(signal.SIGKILL)
         self._process.join(30)
+
+
+def store_env(settings: "Settings", **variables: str) -> dict[str, str]:
+    """This process's environment, with the test's Rally home and store, and `variables`: what
+    a `rally` run started by a test is given."""
+    return {
+        **os.environ,
+        "RALLY_HOME": str(settings.home),
+        "RALLY_DATABASE_URL": settings.database_url.get_secret_value(),
+        **variables,
+    }
 
 
 def _run(args: list[str], env: dict[str, str], out: str, err: str) -> None:

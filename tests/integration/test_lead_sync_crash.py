@@ -2,7 +2,6 @@
 the HubSpot fake over loopback: killed at random points it loses no lead and creates none twice;
 two drains at once on PostgreSQL send nothing twice."""
 
-import os
 import random
 import re
 import signal
@@ -24,6 +23,7 @@ from tests.conftest import ROOT, SLUG
 from tests.fakes.http_server import serving
 from tests.fakes.hubspot_api import UPSERT, FakeHubSpot
 from tests.helpers import make_leads
+from tests.processes import store_env
 
 pytestmark = pytest.mark.slow
 
@@ -57,14 +57,12 @@ def to_hubspot(rally, applied: Path, hubspot: FakeHubSpot, settings, monkeypatch
 
 def drain_env(settings, hubspot: FakeHubSpot, lease: float) -> dict[str, str]:
     """The environment of a `rally leads sync` run against `hubspot`, with its outbox lease."""
-    return {
-        **os.environ,
-        "RALLY_HOME": str(settings.home),
-        "RALLY_DATABASE_URL": settings.database_url.get_secret_value(),
-        "RALLY_HUBSPOT_API_URL": hubspot.url,
-        "RALLY_HUBSPOT_TOKEN": hubspot.token,
-        "RALLY_OUTBOX_LEASE_SECONDS": str(lease),
-    }
+    return store_env(
+        settings,
+        RALLY_HUBSPOT_API_URL=hubspot.url,
+        RALLY_HUBSPOT_TOKEN=hubspot.token,
+        RALLY_OUTBOX_LEASE_SECONDS=str(lease),
+    )
 
 
 def drain_process(settings, hubspot: FakeHubSpot, lease: float) -> subprocess.Popen[str]:

@@ -4,7 +4,6 @@ approved amount through Stripe once: through its rate limit and its errors, a re
 a webhook that comes before the API's answer, and a run killed at any point."""
 
 import json
-import os
 import random
 import signal
 import time
@@ -29,7 +28,7 @@ from tests.conftest import SLUG
 from tests.fakes.paypal_api import FakePayPal
 from tests.fakes.stripe_api import FakeStripe, sign
 from tests.integration.test_review import T0
-from tests.processes import RallyProcess
+from tests.processes import RallyProcess, store_env
 
 MAYA = "@maya.votes.pa"
 
@@ -345,13 +344,7 @@ def payout_process(forked_rally, settings, fake: FakeStripe | FakePayPal) -> Ral
         }
     else:
         provider = {"RALLY_STRIPE_API_URL": fake.url, "RALLY_STRIPE_SECRET_KEY": fake.secret_key}
-    env = {
-        **os.environ,
-        "RALLY_HOME": str(settings.home),
-        "RALLY_DATABASE_URL": settings.database_url.get_secret_value(),
-        "RALLY_OUTBOX_LEASE_SECONDS": "1",
-        **provider,
-    }
+    env = store_env(settings, RALLY_OUTBOX_LEASE_SECONDS="1", **provider)
     return forked_rally(["payments", "payout", SLUG], env)
 
 

@@ -7,7 +7,6 @@ change; and `rally leads sync` as two processes at once meets no 429 after the f
 import contextlib
 import json
 import math
-import os
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -31,7 +30,7 @@ from tests.fakes.http_server import serving
 from tests.fakes.hubspot_api import FakeHubSpot
 from tests.helpers import HUBSPOT_PROPERTIES, make_leads
 from tests.integration.test_leads import set_destinations
-from tests.processes import RallyProcess
+from tests.processes import RallyProcess, store_env
 
 LIMIT, PER = 20, 2.0  # the account's limit: small, so that a test spans a few windows quickly
 # Most of the account's limit used: 0.95-0.98 of the ceiling on a quiet machine, about 0.9 on a
@@ -211,13 +210,7 @@ def test_the_limits_transactions_never_wait_behind_a_change(engine: Engine):
 
 def sync_process(forked_rally, settings, account: FakeHubSpot) -> RallyProcess:
     """`rally leads sync --json` in a process of its own, as a worker on another machine."""
-    env = {
-        **os.environ,
-        "RALLY_HOME": str(settings.home),
-        "RALLY_DATABASE_URL": settings.database_url.get_secret_value(),
-        "RALLY_HUBSPOT_API_URL": account.url,
-        "RALLY_HUBSPOT_TOKEN": account.token,
-    }
+    env = store_env(settings, RALLY_HUBSPOT_API_URL=account.url, RALLY_HUBSPOT_TOKEN=account.token)
     return forked_rally(["leads", "sync", "--json"], env)
 
 
