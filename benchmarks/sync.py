@@ -14,6 +14,12 @@ must make up for it. Its share of the ceiling is printed beside the others, with
 its own; calls at once cannot start a window with a burst as the ceiling assumes, but pace it
 as they did the window before, so more windows come nearer the ceiling.
 
+The headroom Rally's own speed gives is for a slow day: the HubSpot sync runs once more (20,000
+more leads, another account, the other app first again) while busy processes take the machine's
+cores (`--busy`, by default enough that each runnable process gets half a core). How much
+slower the machine ran for Rally is measured in the same run: a fixed piece of pure Python
+work timed before and while they run. Printed beside the others, without a goal of its own.
+
 The ceiling is the fastest the remote's limit allows: N calls at L per W seconds need
 (ceil(N / L) - 1) * W seconds from the first call to the last (a window's worth at a time),
 the other app's calls included. The achieved share is that ideal time over the time taken.
@@ -42,7 +48,7 @@ too), what is left is printed per lead: all the goal allows for the rest (making
 HubSpot's inputs, reading its answers, the transactions around the statements).
 
     .venv/bin/python benchmarks/sync.py [--hubspot 20000] [--action-network 200] [--rounds 3]
-        [--latency 0.3] [--far 50000]
+        [--latency 0.3] [--far 50000] [--busy N]
 """
 
 import argparse
@@ -51,6 +57,7 @@ import math
 import os
 import re
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -85,6 +92,7 @@ def campaign_file(folder: Path) -> Path:
         "destinations:\n"
         "  - name: hubspot\n    type: hubspot\n"
         "  - name: hubspot_far\n    type: hubspot\n"
+        "  - name: hubspot_busy\n    type: hubspot\n"
         "  - name: hubspot_unlimited\n    type: hubspot\n"
         "    rate: {requests: 100000, per_seconds: 1}\n"
         # one call at a time, as the bare loop sends them: Rally's own work per lead
@@ -206,6 +214,29 @@ def store_floor(engine: "Engine", destination: str, batch: int = 100) -> tuple[f
     return seconds, marked
 
 
+def python_work() -> float:
+    """Wall seconds of a fixed piece of pure Python work on this thread: how fast the machine
+    runs for Rally right now (median of three)."""
+    times = []
+    for _ in range(3):
+        started = time.perf_counter()
+        sum(i * i for i in range(300_000))
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def busy_processes(count: int) -> list[subprocess.Popen[bytes]]:
+    """`count` processes that do nothing but use a core each, until killed; each has started
+    its loop when this returns."""
+    spin = "print('busy', flush=True)\nwhile True: pass"
+    hogs = [
+        subprocess.Popen([sys.executable, "-c", spin], stdout=subprocess.PIPE) for _ in range(count)
+    ]
+    for hog in hogs:
+        assert hog.stdout is not None and hog.stdout.readline() == b"busy\n"
+    return hogs
+
+
 def at_least_one(text: str) -> int:
     """A count the run cannot do without: a whole number, 1 or more."""
     try:
@@ -231,6 +262,12 @@ def main() -> None:
     parser.add_argument(
         "--far", type=at_least_one, default=50_000, help="leads to the far HubSpot fake"
     )
+    parser.add_argument(
+        "--busy",
+        type=at_least_one,
+        default=2 * (os.cpu_count() or 1) - 1,
+        help="busy processes during the slow-day sync (default: each runnable gets half a core)",
+    )
     args = parser.parse_args()
 
     import httpx
@@ -246,6 +283,7 @@ def main() -> None:
     unlimited = FakeHubSpot(rate=None, properties=HUBSPOT_PROPERTIES).start()
     far = FakeHubSpot(rate=(100, 10.0), sliding=True, properties=HUBSPOT_PROPERTIES).start()
     far.answer_after(args.latency)
+    busy = FakeHubSpot(rate=(100, 10.0), sliding=True, properties=HUBSPOT_PROPERTIES).start()
     action_network = FakeActionNetwork(rate=(4, 1.0)).start()
     os.environ.update(
         {
@@ -348,19 +386,28 @@ def main() -> None:
         f"leaves {left * 1e6 / args.hubspot:.1f} µs a lead for the rest"
     )
 
-    def other_app() -> None:
-        with httpx.Client() as client:
-            for _ in range(args.spent):
-                client.post(
-                    f"{hubspot.url}/crm/v3/objects/contacts/batch/upsert",
-                    json={"inputs": []},
-                    headers={"Authorization": f"Bearer {hubspot.token}"},
-                )
+    def other_app(fake: FakeHubSpot) -> Callable[[], None]:
+        def spend() -> None:
+            with httpx.Client() as client:
+                for _ in range(args.spent):
+                    client.post(
+                        f"{fake.url}/crm/v3/objects/contacts/batch/upsert",
+                        json={"inputs": []},
+                        headers={"Authorization": f"Bearer {fake.token}"},
+                    )
 
-    hub_seconds, hub = against(hubspot, "hubspot", other_app)
-    hub_calls = sum(1 for r in hubspot.requests if r.status != 429) - args.spent
+        return spend
+
+    def share(fake: FakeHubSpot, seconds: float) -> tuple[int, float]:
+        """Rally's calls to a paced fake the other app spent from first, and its share of the
+        ceiling (the other app's calls included)."""
+        calls = sum(1 for r in fake.requests if r.status != 429) - args.spent
+        ideal = ceiling_seconds(calls + args.spent, 100, 10.0)
+        return calls, ideal / seconds if seconds else 0.0
+
+    hub_seconds, hub = against(hubspot, "hubspot", other_app(hubspot))
+    hub_calls, hub_share = share(hubspot, hub_seconds)
     hub_ideal = ceiling_seconds(hub_calls + args.spent, 100, 10.0)
-    hub_share = hub_ideal / hub_seconds if hub_seconds else 0.0
     hub_refused = refused_at(hubspot.requests)
     hub_429, hub_late = len(hub_refused), late_429s(hubspot.requests, 10.0)
     when = ", ".join(f"{at:.2f}" for at in hub_refused)
@@ -387,6 +434,28 @@ def main() -> None:
         f"{far_share:.2f} of the ceiling; 429s {far.rate_limited}"
     )
 
+    make_leads(engine, SLUG, args.hubspot, destinations=["hubspot_busy"], prefix="busy-")
+    with transaction(engine) as session:  # another account again
+        session.execute(delete(RateWindow))
+    quiet = python_work()
+    hogs = busy_processes(args.busy)
+    try:
+        before = python_work()
+        busy_seconds, busy_report = against(busy, "hubspot_busy", other_app(busy))
+        slower = (before + python_work()) / 2 / quiet  # before the sync and after it
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
+    busy_calls, busy_share = share(busy, busy_seconds)
+    busy_late = late_429s(busy.requests, 10.0)
+    print(
+        f"HubSpot at 100 per 10 s on a slow day ({args.busy} busy processes: Python ran "
+        f"{slower:.1f}x slower): {busy_report.sent:,} sent in {busy_seconds:.1f} s over "
+        f"{busy_calls} calls; {busy_share:.2f} of the ceiling; 429s {busy.rate_limited} "
+        f"({busy_late} after the first window)"
+    )
+
     an_seconds, an = timed_sync(engine, settings, "action_network")
     an_calls = sum(1 for r in action_network.requests if r.status != 429)
     an_ideal = ceiling_seconds(an_calls, 4, 1.0)
@@ -401,6 +470,7 @@ def main() -> None:
         and an.sent == args.action_network
         and own_sent == args.hubspot * args.rounds
         and far_report.sent == args.far
+        and busy_report.sent == args.hubspot
     )
     met = everyone and hub_share >= GOAL_SHARE and an_share >= GOAL_SHARE
     met = met and hub_late == 0 and an_late == 0 and of_bare >= GOAL_OF_BARE
@@ -423,6 +493,10 @@ def main() -> None:
         "far_hubspot_share_of_ceiling": round(far_share, 3),
         "far_hubspot_most_in_flight": far.most_in_flight,
         "far_hubspot_429s": far.rate_limited,
+        "slow_day_busy_processes": args.busy,
+        "slow_day_python_slower": round(slower, 2),
+        "slow_day_hubspot_share_of_ceiling": round(busy_share, 3),
+        "slow_day_hubspot_429s_after_first_window": busy_late,
         "unlimited_leads_per_second": round(own_rate),
         "bare_leads_per_second": round(bare_rate),
         "unlimited_share_of_bare": round(of_bare, 3),
@@ -440,7 +514,7 @@ def main() -> None:
         "429s_after_first_window": 0,
         "unlimited_share_of_bare_at_least": GOAL_OF_BARE,
     }
-    for fake in (hubspot, unlimited, far, action_network):
+    for fake in (hubspot, unlimited, far, busy, action_network):
         fake.stop()
     print(json.dumps({"benchmark": "sync", **figures, "goal": goal, "met": met}))
 
