@@ -16,7 +16,8 @@ as they did the window before, so more windows come nearer the ceiling.
 
 The headroom Rally's own speed gives is for a slow day: the HubSpot sync runs once more (20,000
 more leads, another account, the other app first again) while busy processes take the machine's
-cores (`--busy`, by default enough that each runnable process gets half a core). How much
+cores (`--busy`, by default enough that each runnable process gets half a core), after Rally
+alone syncs 20,000 more to the unlimited fake beside them, for its own rate that day. How much
 slower the machine ran for Rally is measured in the same run: a fixed piece of pure Python
 work timed before and while they run. Printed beside the others, without a goal of its own.
 
@@ -77,6 +78,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 GOAL_SHARE = 0.9
 GOAL_OF_BARE = 0.5
+CEILING_RATE = 100 * 100 // 10  # HubSpot's: 100 calls of 100 contacts per 10 s
 SLUG = "first-vote-pa-2027"
 
 
@@ -435,12 +437,14 @@ def main() -> None:
     )
 
     make_leads(engine, SLUG, args.hubspot, destinations=["hubspot_busy"], prefix="busy-")
+    make_leads(engine, SLUG, args.hubspot, destinations=["hubspot_unlimited"], prefix="alone-")
     with transaction(engine) as session:  # another account again
         session.execute(delete(RateWindow))
     quiet = python_work()
     hogs = busy_processes(args.busy)
     try:
         before = python_work()
+        alone_seconds, alone = against(unlimited, "hubspot_unlimited")
         busy_seconds, busy_report = against(busy, "hubspot_busy", other_app(busy))
         slower = (before + python_work()) / 2 / quiet  # before the sync and after it
     finally:
@@ -454,6 +458,11 @@ def main() -> None:
         f"{slower:.1f}x slower): {busy_report.sent:,} sent in {busy_seconds:.1f} s over "
         f"{busy_calls} calls; {busy_share:.2f} of the ceiling; 429s {busy.rate_limited} "
         f"({busy_late} after the first window)"
+    )
+    alone_rate = alone.sent / alone_seconds if alone_seconds else 0.0
+    print(
+        f"  Rally's own rate that day, against the unlimited fake: {alone_rate:,.0f} leads/s, "
+        f"{alone_rate / CEILING_RATE:.1f}x HubSpot's ceiling ({CEILING_RATE:,} contacts/s)"
     )
 
     an_seconds, an = timed_sync(engine, settings, "action_network")
@@ -471,6 +480,7 @@ def main() -> None:
         and own_sent == args.hubspot * args.rounds
         and far_report.sent == args.far
         and busy_report.sent == args.hubspot
+        and alone.sent == args.hubspot
     )
     met = everyone and hub_share >= GOAL_SHARE and an_share >= GOAL_SHARE
     met = met and hub_late == 0 and an_late == 0 and of_bare >= GOAL_OF_BARE
@@ -497,6 +507,8 @@ def main() -> None:
         "slow_day_python_slower": round(slower, 2),
         "slow_day_hubspot_share_of_ceiling": round(busy_share, 3),
         "slow_day_hubspot_429s_after_first_window": busy_late,
+        "slow_day_unlimited_leads_per_second": round(alone_rate),
+        "slow_day_unlimited_of_hubspot_ceiling": round(alone_rate / CEILING_RATE, 2),
         "unlimited_leads_per_second": round(own_rate),
         "bare_leads_per_second": round(bare_rate),
         "unlimited_share_of_bare": round(of_bare, 3),
