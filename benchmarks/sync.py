@@ -62,7 +62,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -227,16 +228,23 @@ def python_work() -> float:
     return statistics.median(times)
 
 
-def busy_processes(count: int) -> list[subprocess.Popen[bytes]]:
-    """`count` processes that do nothing but use a core each, until killed; each has started
-    its loop when this returns."""
+@contextmanager
+def busy_processes(count: int) -> Iterator[None]:
+    """`count` processes that do nothing but use a core each while the block runs; each has
+    started its loop when the block begins, and each is gone when it ends."""
     spin = "print('busy', flush=True)\nwhile True: pass"
-    hogs = [
-        subprocess.Popen([sys.executable, "-c", spin], stdout=subprocess.PIPE) for _ in range(count)
-    ]
-    for hog in hogs:
-        assert hog.stdout is not None and hog.stdout.readline() == b"busy\n"
-    return hogs
+    hogs: list[subprocess.Popen[bytes]] = []
+    try:
+        for _ in range(count):
+            hogs.append(subprocess.Popen([sys.executable, "-c", spin], stdout=subprocess.PIPE))
+        for hog in hogs:
+            if hog.stdout is None or hog.stdout.readline() != b"busy\n":
+                raise RuntimeError("a busy process for the slow day did not start")
+        yield
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
 
 
 def at_least_one(text: str) -> int:
@@ -441,16 +449,11 @@ def main() -> None:
     with transaction(engine) as session:  # another account again
         session.execute(delete(RateWindow))
     quiet = python_work()
-    hogs = busy_processes(args.busy)
-    try:
+    with busy_processes(args.busy):
         before = python_work()
         alone_seconds, alone = against(unlimited, "hubspot_unlimited")
         busy_seconds, busy_report = against(busy, "hubspot_busy", other_app(busy))
-        slower = (before + python_work()) / 2 / quiet  # before the sync and after it
-    finally:
-        for hog in hogs:
-            hog.kill()
-            hog.wait()
+        slower = (before + python_work()) / 2 / quiet  # before the syncs and after them
     busy_calls, busy_share = share(busy, busy_seconds)
     busy_late = late_429s(busy.requests, 10.0)
     print(
