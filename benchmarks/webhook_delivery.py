@@ -102,8 +102,14 @@ def own_database(server_url: str) -> Iterator[str]:
     server = make_url(server_url)
     admin_url = server.set(drivername="postgresql", database="postgres")
     name = f"rally_bench_hooks_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(admin_url.render_as_string(hide_password=False), autocommit=True) as db:
-        db.execute(f'CREATE DATABASE "{name}"')
+    try:
+        with psycopg.connect(
+            admin_url.render_as_string(hide_password=False), autocommit=True
+        ) as db:
+            db.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.OperationalError as exc:
+        where = server.render_as_string(hide_password=True)
+        raise SystemExit(f"--database-url {where}: cannot make a database there: {exc}") from None
     try:
         yield server.set(database=name).render_as_string(hide_password=False)
     finally:
