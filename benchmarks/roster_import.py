@@ -14,9 +14,16 @@ import argparse
 import csv
 import json
 import random
+import sys
 import tempfile
 import time
 from pathlib import Path
+
+# Run as a script, this folder comes first on the path, where `briefs.py` would stand in for the
+# `briefs` package that applying a campaign imports.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent.resolve()]
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
 from sqlalchemy import Engine, insert
 
@@ -31,7 +38,6 @@ from tasks.campaigns.configs import read_configs
 from tasks.campaigns.roster import read_roster
 from tasks.campaigns.roster_import import import_roster
 
-ROOT = Path(__file__).resolve().parents[1]
 GOAL_SHARE = 0.15
 BAD_ROWS = 3
 

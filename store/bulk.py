@@ -7,13 +7,24 @@ COPY, several times faster than one statement a row.
 """
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from enum import Enum
 from typing import Any
 
 from pydantic_core import PydanticUndefined, to_jsonable_python
-from sqlalchemy import JSON, Table, func, insert, select
+from sqlalchemy import ARRAY, JSON, ColumnElement, Table, any_, bindparam, func, insert, select
 from sqlmodel import Session, SQLModel
+
+
+def one_of(session: Session, column: Any, values: Iterable[Any]) -> ColumnElement[bool]:
+    """`column` is one of `values`: on PostgreSQL as one array (`= ANY`), whose statement reads
+    the same for any number of values, so the driver parses it once (an IN list of a batch's
+    thousands of values is parsed anew for every batch, which cost more than running it); an
+    IN list elsewhere."""
+    values = list(values)
+    if session.get_bind().dialect.name == "postgresql":
+        return column == any_(bindparam("values", values, type_=ARRAY(column.type), unique=True))
+    return column.in_(values)
 
 
 def with_defaults(model: type[SQLModel], values: Mapping[str, Any]) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from sqlmodel import Session, col, select
 
 from config.errors import RallyError
 from config.followups import EVENT_TYPES
-from store.bulk import copy_rows
+from store.bulk import copy_rows, one_of
 from store.models import Campaign, Creative, Creator, EngagementEvent, RosterMember
 from tasks.campaigns.configs import campaign_followups
 from tasks.engagement import consent
@@ -447,7 +447,7 @@ def _theirs(session: Session, rows: Sequence[dict[str, Any]]) -> set[tuple[str, 
     for source, ids in by_source.items():
         stored = session.execute(
             sa_select(table.c.external_id, table.c.campaign_id).where(
-                table.c.source == source, table.c.external_id.in_(list(ids))
+                table.c.source == source, one_of(session, table.c.external_id, ids)
             )
         )
         found |= {(source, key) for key, campaign in stored if _apart(campaign, ids[key])}

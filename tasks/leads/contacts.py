@@ -11,14 +11,16 @@ import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from typing import Any, Protocol
 
-from sqlalchemy import bindparam, insert, or_, update
+from sqlalchemy import ARRAY, bindparam, func, insert, or_, update
+from sqlalchemy import select as sa_select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlmodel import Session, col, select
 
 from store.audit import Change, record
-from store.bulk import insert_rows, with_defaults
+from store.bulk import insert_rows, one_of
 from store.db import Lock, advisory_locks
 from store.models import ConsentRecord, ConsentStatus, Contact, ContactConsent
 from tasks.webhooks.events import Event, iso, occurrence
@@ -209,7 +211,7 @@ def contacts_by_handle(
     found = dict(
         session.exec(
             select(Contact.handle, Contact.id).where(
-                col(Contact.platform) == platform, col(Contact.handle).in_(wanted)
+                col(Contact.platform) == platform, one_of(session, col(Contact.handle), wanted)
             )
         ).all()
     )
@@ -222,15 +224,13 @@ def contacts_by_handle(
         if session.get_bind().dialect.name == "postgresql":
             # Another batch may be adding the same people right now: wait for it and keep
             # its rows (in handle order, so two batches never wait on each other in a circle).
-            session.execute(
-                pg_insert(Contact)
-                .values([with_defaults(Contact, r) for r in rows])
-                .on_conflict_do_nothing(index_elements=["platform", "handle"])
-            )
+            values = {"platform": platform, "handles": missing, "tags": [], "now": now}
+            session.execute(_adding_handles(), values)
             found |= dict(
                 session.exec(
                     select(Contact.handle, Contact.id).where(
-                        col(Contact.platform) == platform, col(Contact.handle).in_(missing)
+                        col(Contact.platform) == platform,
+                        one_of(session, col(Contact.handle), missing),
                     )
                 ).all()
             )
@@ -238,6 +238,32 @@ def contacts_by_handle(
             made = insert_rows(session, Contact, rows, key=("handle",))
             found |= {handle: id_ for (handle,), id_ in made.items()}
     return {h: i for h, i in found.items() if h is not None and i is not None}
+
+
+@cache
+def _adding_handles() -> Any:
+    """PostgreSQL: a contact for each of the `handles` (in their order) on `platform` that has
+    none yet, as one statement whose text is the same for any number of handles (built once)."""
+    table = Contact.__table__  # type: ignore[attr-defined]
+    handles = (
+        func.unnest(bindparam("handles", type_=ARRAY(table.c.handle.type)))
+        .table_valued("handle", with_ordinality="place")
+        .render_derived()
+    )
+    now = bindparam("now", type_=table.c.created_at.type)
+    rows = sa_select(
+        bindparam("platform", type_=table.c.platform.type),
+        handles.c.handle,
+        bindparam("tags", type_=table.c.tags.type),
+        now,
+        now,
+    ).order_by(handles.c.place)
+    columns = ["platform", "handle", "tags", "created_at", "updated_at"]
+    return (
+        pg_insert(table)
+        .from_select(columns, rows)
+        .on_conflict_do_nothing(index_elements=["platform", "handle"])
+    )
 
 
 def consents(session: Session, contact_ids: Iterable[int]) -> dict[tuple[int, str], str]:

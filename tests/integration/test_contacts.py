@@ -8,7 +8,13 @@ from sqlmodel import select
 
 from store.db import transaction
 from store.models import ConsentStatus, Contact, ContactConsent
-from tasks.leads.contacts import ContactError, Signup, record_people, set_consent
+from tasks.leads.contacts import (
+    ContactError,
+    Signup,
+    contacts_by_handle,
+    record_people,
+    set_consent,
+)
 
 NOW = datetime(2027, 3, 1, 12, tzinfo=UTC)
 
@@ -84,3 +90,22 @@ def test_a_form_grants_consent_once_and_never_undoes_a_stop(engine):
         )
         rows = session.exec(select(ContactConsent.channel, ContactConsent.status)).all()
     assert sorted(rows) == [("email", ConsentStatus.REVOKED), ("sms", ConsentStatus.GRANTED)]
+
+
+def test_fans_by_handle_are_one_contact_each_however_many_come_at_once(engine):
+    """A batch of commenters' handles: each new one becomes a contact once, with no tags, and a
+    fan already known keeps their contact, whatever the batch's size (on PostgreSQL the handles
+    go as one array, whatever their number)."""
+    with transaction(engine) as session:
+        first = contacts_by_handle(session, "tiktok", ["ana", "ben"], now=NOW)
+    fans = [f"fan{i}" for i in range(1500)]
+    with transaction(engine) as session:
+        second = contacts_by_handle(session, "tiktok", ["ben", *fans, "ana"], now=NOW)
+        other_platform = contacts_by_handle(session, "instagram", ["ana"], now=NOW)
+    assert (second["ana"], second["ben"]) == (first["ana"], first["ben"])
+    assert len(set(second.values())) == len(fans) + 2
+    assert other_platform["ana"] not in second.values()
+    stored = contacts(engine)
+    assert len(stored) == len(fans) + 3
+    fan = next(c for c in stored if c.handle == "fan7")
+    assert (fan.platform, fan.tags, fan.created_at) == ("tiktok", [], NOW)
