@@ -21,6 +21,7 @@ class LedgerEntry(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("posting", "account"),
         Index("ix_ledger_entries_campaign_member", "campaign_id", "member_id"),
+        Index("ix_ledger_entries_cause", "cause"),
     )
 
     id: int | None = Field(default=None, primary_key=True)

@@ -171,17 +171,18 @@ def deliverable_of(
         return Deliverable(earlier["deliverable"], earlier["fee_cents"])
     rate = member_rate_cents(member, spec)
     count = spec.brief.deliverables.count
-    taken = deliverables_earned(session, member.id or 0)
+    taken = deliverables_earned(session, member)
     if rate is None or taken >= count:
         return None
     return Deliverable(taken + 1, deliverable_fee(rate, count, taken + 1))
 
 
-def deliverables_earned(session: Session, member_id: int) -> int:
+def deliverables_earned(session: Session, member: RosterMember) -> int:
     """How many of the creator's deliverables have earned part of their fee."""
     return session.exec(
         select(func.count(func.distinct(LedgerEntry.cause))).where(
-            LedgerEntry.member_id == member_id,
+            LedgerEntry.campaign_id == member.campaign_id,  # as the ledger's index has them
+            LedgerEntry.member_id == member.id,
             LedgerEntry.kind == EARNED,
             LedgerEntry.account == PAYABLE,
         )
@@ -258,7 +259,7 @@ def earn_kill_fee(
     if rate is None:
         raise RallyError("the creator has no fee: their roster rate and tier's are empty")
     count = spec.brief.deliverables.count
-    cancelled = range(deliverables_earned(session, member.id or 0) + 1, count + 1)
+    cancelled = range(deliverables_earned(session, member) + 1, count + 1)
     cents = sum(int(deliverable_fee(rate, count, n) * Fraction(str(share))) for n in cancelled)
     if cents <= 0:
         raise RallyError("nothing to cancel: every deliverable was approved")
