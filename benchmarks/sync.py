@@ -408,16 +408,15 @@ def main() -> None:
 
         return spend
 
-    def share(fake: FakeHubSpot, seconds: float) -> tuple[int, float]:
-        """Rally's calls to a paced fake the other app spent from first, and its share of the
-        ceiling (the other app's calls included)."""
+    def share(fake: FakeHubSpot, seconds: float) -> tuple[int, float, float]:
+        """Rally's calls to a paced fake the other app spent from first, the ceiling's seconds
+        (the other app's calls included), and Rally's share of it."""
         calls = sum(1 for r in fake.requests if r.status != 429) - args.spent
         ideal = ceiling_seconds(calls + args.spent, 100, 10.0)
-        return calls, ideal / seconds if seconds else 0.0
+        return calls, ideal, ideal / seconds if seconds else 0.0
 
     hub_seconds, hub = against(hubspot, "hubspot", other_app(hubspot))
-    hub_calls, hub_share = share(hubspot, hub_seconds)
-    hub_ideal = ceiling_seconds(hub_calls + args.spent, 100, 10.0)
+    hub_calls, hub_ideal, hub_share = share(hubspot, hub_seconds)
     hub_refused = refused_at(hubspot.requests)
     hub_429, hub_late = len(hub_refused), late_429s(hubspot.requests, 10.0)
     when = ", ".join(f"{at:.2f}" for at in hub_refused)
@@ -454,7 +453,7 @@ def main() -> None:
             session.execute(delete(RateWindow))
         busy_seconds, busy_report = against(busy, "hubspot_busy", other_app(busy))
         slower = (before + python_work()) / 2 / quiet  # before the syncs and after them
-    busy_calls, busy_share = share(busy, busy_seconds)
+    busy_calls, _, busy_share = share(busy, busy_seconds)
     busy_late = late_429s(busy.requests, 10.0)
     print(
         f"HubSpot at 100 per 10 s on a slow day ({args.busy} busy processes: Python ran "

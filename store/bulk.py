@@ -3,7 +3,8 @@
 Building a SQLModel object costs about 0.1 ms; for ten thousand rows that is most of the work.
 `insert_rows` fills each row with the model's own defaults and inserts the batch into the table,
 returning the new ids by a natural key of the caller's choice. On PostgreSQL the rows go in by
-COPY, several times faster than one statement a row.
+COPY, several times faster than one statement a row. `one_of` looks a batch's values up in one
+statement whose text does not depend on how many there are.
 """
 
 import json

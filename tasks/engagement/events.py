@@ -12,10 +12,9 @@ from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Engine, String, any_, bindparam, func, update
+from sqlalchemy import Engine, bindparam, func, update
 from sqlalchemy import select as sa_select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -363,7 +362,7 @@ def _stored(session: Session, keys: list[tuple[str, str]]) -> set[tuple[str, str
         for external_id in session.execute(
             sa_select(table.c.external_id).where(
                 table.c.source == source,
-                table.c.external_id == any_(bindparam("ids", ids, type_=ARRAY(String))),
+                one_of(session, table.c.external_id, ids),
             )
         ).scalars()
     }

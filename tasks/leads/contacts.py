@@ -217,15 +217,12 @@ def contacts_by_handle(
     )
     missing = sorted(wanted - set(found))
     if missing:
-        rows = [
-            {"platform": platform, "handle": h, "created_at": now, "updated_at": now}
-            for h in missing
-        ]
         if session.get_bind().dialect.name == "postgresql":
             # Another batch may be adding the same people right now: wait for it and keep
             # its rows (in handle order, so two batches never wait on each other in a circle).
-            values = {"platform": platform, "handles": missing, "tags": [], "now": now}
-            session.execute(_adding_handles(), values)
+            session.execute(
+                _adding_handles(), {"platform": platform, "handles": missing, "now": now}
+            )
             found |= dict(
                 session.exec(
                     select(Contact.handle, Contact.id).where(
@@ -235,6 +232,10 @@ def contacts_by_handle(
                 ).all()
             )
         else:
+            rows = [
+                {"platform": platform, "handle": h, "created_at": now, "updated_at": now}
+                for h in missing
+            ]
             made = insert_rows(session, Contact, rows, key=("handle",))
             found |= {handle: id_ for (handle,), id_ in made.items()}
     return {h: i for h, i in found.items() if h is not None and i is not None}
@@ -254,7 +255,7 @@ def _adding_handles() -> Any:
     rows = sa_select(
         bindparam("platform", type_=table.c.platform.type),
         handles.c.handle,
-        bindparam("tags", type_=table.c.tags.type),
+        bindparam("tags", [], type_=table.c.tags.type),  # the model's default: none
         now,
         now,
     ).order_by(handles.c.place)
