@@ -220,7 +220,9 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=3, help="runs of each side, in turn")
     args = parser.parse_args()
-    count, rounds = args.rows, max(1, args.rounds)
+    if args.rounds < 1:
+        parser.error(f"argument --rounds: {args.rounds} is less than 1")
+    count, rounds = args.rows, args.rounds
     results: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory() as scratch:
         roster = Path(scratch) / "roster.csv"
