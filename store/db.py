@@ -6,6 +6,7 @@ migration file's name, so a command that only reads the store never imports alem
 
 import fcntl
 import sqlite3
+import zlib
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -33,7 +34,7 @@ class Lock(IntEnum):
     SPRINT_CALENDAR = 0x52414C4C5903  # one pass of the sprints' calendar at a time (`only_one`)
     TIKTOK_POLL = 0x52414C4C5904  # one TikTok poll at a time (`only_one`)
     FOLLOWUP_SLOTS = 0x52414C4C5905  # per campaign: one batch at a time places its follow-ups
-    PEOPLE = 0x52414C4C5906  # per bucket of emails, phones and handles: one adder at a time
+    PEOPLE = 0x52414C4C5906  # per email, phone and handle: one adder at a time
     CLAIMS = 0x52414C4C5907  # per outbox channel: one claim that passes over held subjects
 
 
@@ -44,15 +45,28 @@ def advisory_lock(connection: Connection | Session, lock: Lock, part: int | None
     connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
 
 
-def advisory_locks(session: Session, lock: Lock, parts: Iterable[int]) -> None:
-    """Hold `lock`'s `parts` until the transaction ends (PostgreSQL only), in one statement and
-    in ascending order, so two transactions taking overlapping sets never deadlock."""
-    keys = sorted({(int(lock) << 16) | (part & 0xFFFF) for part in parts})
-    if keys:
-        session.execute(
-            text("SELECT count(pg_advisory_xact_lock(k)) FROM unnest(CAST(:keys AS bigint[])) k"),
-            {"keys": keys},
-        )
+def advisory_locks_by_name(
+    session: Session, lock: Lock, names: Iterable[str], *, most: int
+) -> None:
+    """Hold `lock` for each of `names` until the transaction ends (PostgreSQL only), so two
+    transactions wait on each other only for a name they share: each name's own part (a 32-bit
+    hash of it) with the whole lock shared. More than `most` names take the whole lock alone
+    instead, which bounds what one transaction holds of the server's shared lock table
+    (`max_locks_per_transaction` for each connection). The parts go in ascending order in one
+    statement after the whole, so overlapping sets never deadlock."""
+    parts = sorted({zlib.crc32(name.encode()) - 2**31 for name in names})
+    if not parts:
+        return
+    if len(parts) > most:
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": int(lock)})
+        return
+    session.execute(text("SELECT pg_advisory_xact_lock_shared(:key)"), {"key": int(lock)})
+    session.execute(
+        text(
+            "SELECT count(pg_advisory_xact_lock(:lock, k)) FROM unnest(CAST(:parts AS integer[])) k"
+        ),
+        {"lock": int(lock) & 0x7FFFFFFF, "parts": parts},
+    )
 
 
 @contextmanager

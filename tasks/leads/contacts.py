@@ -7,7 +7,6 @@ for as pending, until the person confirms it.
 """
 
 import re
-import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,7 +20,7 @@ from sqlmodel import Session, col, select
 
 from store.audit import Change, record
 from store.bulk import insert_rows, one_of
-from store.db import Lock, advisory_locks
+from store.db import Lock, advisory_locks_by_name
 from store.models import ConsentRecord, ConsentStatus, Contact, ContactConsent
 from tasks.webhooks.events import Event, iso, occurrence
 
@@ -84,7 +83,7 @@ class Person:
     handle: str | None = None
 
 
-PEOPLE_BUCKETS = 256  # a batch of any size takes at most this many of `Lock.PEOPLE`'s parts
+MOST_PEOPLE_LOCKS = 512  # a batch with more emails, phones and handles takes all of them
 
 
 class KnownContacts:
@@ -93,9 +92,9 @@ class KnownContacts:
 
     Signups do not take turns with every other change (the public page would wait behind
     imports and drains), so on PostgreSQL the batch first takes the locks of its people's
-    emails, phones and handles (hashed into `PEOPLE_BUCKETS`), which keeps two transactions
-    from both adding one person, and locks the contacts it loads, which keeps a change made
-    meanwhile (a STOP, an erasure) from being written over."""
+    emails, phones and handles (each its own, up to `MOST_PEOPLE_LOCKS`; all of them beyond),
+    which keeps two transactions from both adding one person, and locks the contacts it loads,
+    which keeps a change made meanwhile (a STOP, an erasure) from being written over."""
 
     def __init__(self, session: Session, people: Iterable[Person]) -> None:
         emails, phones, handles = set(), set(), set()
@@ -108,8 +107,7 @@ class KnownContacts:
         if postgresql:
             keys = [f"e:{e}" for e in emails - {None}] + [f"p:{p}" for p in phones - {None}]
             keys += [f"h:{platform}:{handle}" for platform, handle in handles]
-            buckets = {zlib.crc32(key.encode()) % PEOPLE_BUCKETS for key in keys}
-            advisory_locks(session, Lock.PEOPLE, buckets)
+            advisory_locks_by_name(session, Lock.PEOPLE, keys, most=MOST_PEOPLE_LOCKS)
         clauses: list[Any] = [col(Contact.email_normalized).in_(emails - {None})]
         clauses.append(col(Contact.phone_normalized).in_(phones - {None}))
         clauses += [

@@ -3,12 +3,16 @@ from someone else, a bad row named and the rest kept, a STOP never undone by a f
 
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Engine
+import pytest
+from psycopg.errors import LockNotAvailable
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import OperationalError
 from sqlmodel import select
 
 from store.db import transaction
 from store.models import ConsentStatus, Contact, ContactConsent
 from tasks.leads.contacts import (
+    MOST_PEOPLE_LOCKS,
     ContactError,
     Signup,
     contacts_by_handle,
@@ -109,3 +113,36 @@ def test_fans_by_handle_are_one_contact_each_however_many_come_at_once(engine):
     assert len(stored) == len(fans) + 3
     fan = next(c for c in stored if c.handle == "fan7")
     assert (fan.platform, fan.tags, fan.created_at) == ("tiktok", [], NOW)
+
+
+def test_on_postgresql_a_batch_of_signups_holds_up_only_the_people_in_it(engine):
+    """Two batches of signups wait on each other only for someone in both: a signup of someone
+    else goes at once while a batch of 200 is in progress (workers on many machines), one of a
+    person in that batch waits for it, and a batch too big to lock person by person holds
+    everyone's (a bounded share of the server's lock table)."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite has one writer: every batch waits for the one before it by design")
+
+    def signs_up_at_once(*people: Signup) -> bool:
+        """Whether these people's signups go without waiting for the batch in progress."""
+        try:
+            with transaction(engine, take_turns=False) as other:
+                other.execute(text("SET LOCAL lock_timeout = '200ms'"))
+                record_people(other, list(people), now=NOW)
+        except OperationalError as exc:
+            assert isinstance(exc.orig, LockNotAvailable)
+            return False
+        return True
+
+    batch = [signup(f"fan{i}@example.org", f"215555{i:04d}") for i in range(200)]
+    with transaction(engine, take_turns=False) as first:
+        record_people(first, batch, now=NOW)
+        assert signs_up_at_once(signup("ana@example.org"), signup(phone="2155559999"))
+        assert not signs_up_at_once(signup("fan7@example.org"))
+        assert not signs_up_at_once(signup("bo@example.org", "2155550123"))  # fan123's phone
+    assert len(contacts(engine)) == 202
+    crowd = [signup(f"crowd{i}@example.org") for i in range(MOST_PEOPLE_LOCKS + 1)]
+    with transaction(engine, take_turns=False) as big:
+        record_people(big, crowd, now=NOW)
+        assert not signs_up_at_once(signup("cy@example.org"))
+    assert signs_up_at_once(signup("cy@example.org"))
