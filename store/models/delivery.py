@@ -94,6 +94,7 @@ class Timer(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("kind", "entity_type", "entity_id"),
         Index("ix_timers_due", "fired_at", "due_at"),
+        Index("ix_timers_entity", "entity_type", "entity_id"),
     )
 
     id: int | None = Field(default=None, primary_key=True)

@@ -46,11 +46,14 @@ def member_by_handle(session: Session, campaign: Campaign, handle: str) -> Roste
     return found[0]
 
 
-def balance(session: Session, member_id: int, account: str) -> int:
-    """What the ledger holds for the creator in `account`, as cents owed to them."""
+def balance(session: Session, member: RosterMember, account: str) -> int:
+    """What the ledger holds for the creator in `account`, as cents owed to them (found by
+    the ledger's campaign and member index)."""
     total = session.exec(
         select(func.coalesce(func.sum(LedgerEntry.amount_cents), 0)).where(
-            LedgerEntry.member_id == member_id, LedgerEntry.account == account
+            LedgerEntry.campaign_id == member.campaign_id,
+            LedgerEntry.member_id == member.id,
+            LedgerEntry.account == account,
         )
     ).one()
     return -int(total)
@@ -67,7 +70,7 @@ def approve(
     member = member_by_handle(session, campaign, handle)
     assert member.id is not None and campaign.id is not None
     creator = f"@{handle.strip().lstrip('@').lower()}"
-    waiting = balance(session, member.id, PAYABLE)
+    waiting = balance(session, member, PAYABLE)
     if waiting <= 0:
         raise RallyError(f"{creator}: nothing awaits approval")
     spec = campaign_spec(campaign)
