@@ -14,13 +14,13 @@ from typing import Any
 
 from sqlalchemy import Engine, bindparam, func, update
 from sqlalchemy import select as sa_select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from config.errors import RallyError
 from config.followups import EVENT_TYPES
-from store.bulk import copy_rows, one_of
+from store.bulk import copy_rows, one_of, sqlite_insert
 from store.models import Campaign, Creative, Creator, EngagementEvent, RosterMember
 from tasks.campaigns.configs import campaign_followups
 from tasks.engagement import consent
@@ -268,44 +268,20 @@ def store_events(
     return new, len(rows) - new
 
 
-SQLITE_ROWS_PER_STATEMENT = 500  # well inside SQLite's 32,766 bound values per statement
-
-
 def _upsert_in_one_statement(session: Session, rows: list[dict[str, Any]]) -> None:
-    """SQLite: the rows (`new_event`'s, every column each) as one multi-row INSERT (per 500)
-    instead of one step per row, their values made by the columns' own bind processors (JSON,
-    times) without SQLAlchemy's handling of each row, which cost an ingest more than the
-    insert itself. The webhooks' writer thread gives up the GIL at each SQLite call and may
+    """SQLite: the rows (`new_event`'s, every column each) as one multi-row INSERT per 500
+    (`store.bulk.sqlite_insert`), a repeat adding to the stored row's deliveries, instead of
+    one step per row. The webhooks' writer thread gives up the GIL at each SQLite call and may
     wait for the event loop to hand it back; one call a group keeps a commit from queueing
     behind the requests."""
     table = EngagementEvent.__table__  # type: ignore[attr-defined]
-    names = tuple(rows[0])
-    processors = [_bind_processor(table.c[name]) for name in names]
-    for start in range(0, len(rows), SQLITE_ROWS_PER_STATEMENT):
-        chunk = rows[start : start + SQLITE_ROWS_PER_STATEMENT]
-        values = [
-            process(row[name]) if process else row[name]
-            for row in chunk
-            for name, process in zip(names, processors, strict=True)
-        ]
-        session.connection().exec_driver_sql(_multi_row_upsert(names, len(chunk)), tuple(values))
+    sqlite_insert(session, table, rows, then=_ADD_DELIVERIES)
 
 
-@cache
-def _multi_row_upsert(names: tuple[str, ...], count: int) -> str:
-    one = "(" + ", ".join("?" * len(names)) + ")"
-    return (
-        f"INSERT INTO engagement_events ({', '.join(names)}) VALUES "
-        + ", ".join([one] * count)
-        + " ON CONFLICT (source, external_id) DO UPDATE"
-        " SET deliveries = engagement_events.deliveries + excluded.deliveries"
-    )
-
-
-@cache
-def _bind_processor(column: Any) -> Any:
-    """How SQLAlchemy turns a Python value into SQLite's for this column (JSON, times)."""
-    return column.type.bind_processor(sqlite.dialect())
+_ADD_DELIVERIES = (
+    " ON CONFLICT (source, external_id) DO UPDATE"
+    " SET deliveries = engagement_events.deliveries + excluded.deliveries"
+)
 
 
 @cache

@@ -149,3 +149,40 @@ def test_bulk_rows_keep_an_empty_json_value_as_null_on_every_store(engine: Engin
     with engine.connect() as conn:
         nulls = conn.execute(text("SELECT count(*) FROM outbox WHERE remote_state IS NULL"))
         assert nulls.scalar_one() == 6
+
+
+def test_a_big_batch_of_bulk_rows_lands_whole_with_each_value_as_the_orm_reads_it(
+    engine: Engine,
+) -> None:
+    """More rows than one statement takes (SQLite's go 500 at a time), some with a column the
+    others leave to its default: every row gets its id by key, and reads back through the ORM
+    with its JSON, its aware time and its status as given."""
+    from store.bulk import insert_rows
+    from store.models import OutboxMessage, OutboxStatus
+
+    due = datetime(2027, 3, 1, 9, 30, 15, 123456, tzinfo=timezone(timedelta(hours=-5)))
+    rows = [
+        {
+            "channel": "email",
+            "destination": "mail",
+            "idempotency_key": f"bulk-{n}",
+            "subject_type": "contact",
+            "subject_id": str(n),
+            "payload": {"n": n, "to": f"fan{n}@example.org", "tags": ["a", "ü"]},
+            "available_at": due + timedelta(minutes=n),
+        }
+        | ({"status": OutboxStatus.DEAD} if n % 100 == 0 else {})
+        for n in range(1201)
+    ]
+    with transaction(engine) as session:
+        ids = insert_rows(session, OutboxMessage, rows, key=("idempotency_key",))
+    assert len(set(ids.values())) == 1201
+    with transaction(engine, write=False) as session:
+        stored = {m.idempotency_key: m for m in session.exec(select(OutboxMessage))}
+    assert len(stored) == 1201
+    last = stored["bulk-1200"]
+    assert last.id == ids[("bulk-1200",)]
+    assert last.payload == {"n": 1200, "to": "fan1200@example.org", "tags": ["a", "ü"]}
+    assert last.available_at == due + timedelta(minutes=1200)
+    assert last.available_at.tzinfo is not None
+    assert (last.status, stored["bulk-1199"].status) == (OutboxStatus.DEAD, OutboxStatus.PENDING)
