@@ -235,25 +235,21 @@ def main() -> None:
             return {role: f"sqlite:///{scratch}/{role}-{round_}.db" for role in ("rally", "bare")}
 
         results["sqlite"] = measure("SQLite", sqlite, roster, count, rounds)
-        made = [postgres_urls()]
-        if made[0] is None:
+        first = postgres_urls()
+        if first is None:
             print("  PostgreSQL: no server at RALLY_TEST_DATABASE_URL; skipped")
         else:
-
-            def postgres(round_: int) -> dict[str, str]:
-                if round_ >= len(made):
-                    made.append(postgres_urls())
-                urls = made[round_]
-                if urls is None:
-                    raise SystemExit("PostgreSQL went away during the run")
-                return urls
-
+            made = [first]
             try:
-                results["postgresql"] = measure("PostgreSQL", postgres, roster, count, rounds)
+                made += [urls for _ in range(rounds - 1) if (urls := postgres_urls())]
+                if len(made) < rounds:
+                    raise SystemExit("PostgreSQL went away while its databases were made")
+                results["postgresql"] = measure(
+                    "PostgreSQL", made.__getitem__, roster, count, rounds
+                )
             finally:
                 for urls in made:
-                    if urls is not None:
-                        drop_postgres(urls)
+                    drop_postgres(urls)
     met = all(
         r["share_of_bare"] >= GOAL_SHARE and r["added"] == count - BAD_ROWS
         for r in results.values()

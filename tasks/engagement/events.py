@@ -258,24 +258,16 @@ def store_events(
     if session.get_bind().dialect.name == "postgresql":
         new = _store_new(session, unique)
         return new, len(rows) - new
-    if not count:
-        _upsert_in_one_statement(session, list(unique.values()))
-        return 0, 0
     # SQLite has one writer: the rows new to it are the ones past its newest id.
-    newest = session.execute(sa_select(func.max(table.c.id))).scalar() or 0
-    _upsert_in_one_statement(session, list(unique.values()))
+    newest = (session.execute(sa_select(func.max(table.c.id))).scalar() or 0) if count else 0
+    # Multi-row INSERTs (`new_event`'s rows, every column each), not one step per row: the
+    # webhooks' writer thread gives up the GIL at each SQLite call and may wait for the event
+    # loop to hand it back; one call a group keeps a commit from queueing behind the requests.
+    sqlite_insert(session, table, list(unique.values()), then=_ADD_DELIVERIES)
+    if not count:
+        return 0, 0
     new = session.execute(sa_select(func.count()).where(table.c.id > newest)).scalar_one()
     return new, len(rows) - new
-
-
-def _upsert_in_one_statement(session: Session, rows: list[dict[str, Any]]) -> None:
-    """SQLite: the rows (`new_event`'s, every column each) as one multi-row INSERT per 500
-    (`store.bulk.sqlite_insert`), a repeat adding to the stored row's deliveries, instead of
-    one step per row. The webhooks' writer thread gives up the GIL at each SQLite call and may
-    wait for the event loop to hand it back; one call a group keeps a commit from queueing
-    behind the requests."""
-    table = EngagementEvent.__table__  # type: ignore[attr-defined]
-    sqlite_insert(session, table, rows, then=_ADD_DELIVERIES)
 
 
 _ADD_DELIVERIES = (
