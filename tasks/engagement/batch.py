@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Integer, bindparam, func, update
+from sqlalchemy import Integer, String, bindparam, delete, func, update
 from sqlalchemy import select as sa_select
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlmodel import Session, col
@@ -36,12 +36,14 @@ from tasks.engagement.messages import (
     followup_messages,
     no_address,
     platform_limit,
+    too_late,
 )
 from tasks.engagement.rules import (
     RENDER_ERRORS,
     CampaignRules,
     Event,
     Sent,
+    Slot,
     due_at,
     greeting,
     minute,
@@ -65,6 +67,20 @@ from tasks.webhooks.events import emit
 SOCIAL = {"tiktok", "instagram", "youtube"}
 EVENTS = EngagementEvent.__table__  # type: ignore[attr-defined]
 _EVENTS = EVENTS.c
+FOLLOWUPS = FollowUp.__table__  # type: ignore[attr-defined]
+_FOLLOWUPS = FOLLOWUPS.c
+OUTBOX = OutboxMessage.__table__  # type: ignore[attr-defined]
+_OUTBOX = OUTBOX.c
+
+
+def _unnested(*columns: tuple[str, list[Any], Any]) -> Any:
+    """Rows given as one PostgreSQL array a column (`name`, values, element type), to join a
+    table to in one statement whatever their number."""
+    arrays = [
+        bindparam(f"given_{name}", values, type_=ARRAY(kind)) for name, values, kind in columns
+    ]
+    names = [name for name, _, _ in columns]
+    return func.unnest(*arrays).table_valued(*names).render_derived(name="given")
 
 
 @dataclass
@@ -110,6 +126,17 @@ def _signup(event: Event) -> CampaignSignup:
     )
 
 
+@dataclass(frozen=True)
+class Placed:
+    """A follow-up queued under its campaign's rate limit, with what placed it in its minute,
+    to place it again (`Batch._hold_slots`)."""
+
+    row: dict[str, Any]
+    rules: CampaignRules
+    rule: Rule
+    event: Event
+
+
 class Batch:
     """One batch of events, decided and written in the caller's transaction."""
 
@@ -126,6 +153,7 @@ class Batch:
         self.tagged_on: dict[int, set[int]] = {}  # contact -> campaigns whose rules tagged them
         self.again: set[int] = set()  # events withheld here for a consent confirmed since
         self.happened: dict[int, list[Happened]] = {}  # campaign -> its webhook events
+        self.placed: list[Placed] = []  # follow-ups queued under a rate limit, in order
 
     def run(self, events: list[Event]) -> ProcessReport:
         self.report.events = len(events)
@@ -165,6 +193,7 @@ class Batch:
             for rule in fired.get(event.id, []):
                 self._decide(event, rule, contact_id)
         self._write([e.id for e in events])
+        self._hold_slots()
         return self.report
 
     # --- loading -------------------------------------------------------------------------
@@ -238,30 +267,36 @@ class Batch:
     def _count_slots(self) -> None:
         """Every follow-up queued or sent from this minute on in the campaigns whose rules fired
         on this batch (everyone's, not only its own people's), so that their rate limits hold
-        across batches; on PostgreSQL one batch at a time per campaign counts and places its own
-        (the lock is held until the batch commits), so they hold across processes too. SQLite's
-        one writer already takes turns."""
-        limited = {
+        across batches. SQLite's one writer makes these counts exact until the batch commits;
+        on PostgreSQL another worker's batch may take some of the same minutes meanwhile, so
+        there the batch places its follow-ups again at its end (`_hold_slots`)."""
+        limited = self._limited()
+        if limited:
+            self.sent.per_minute.update(self._slots_taken(limited))
+
+    def _limited(self) -> set[tuple[int, str]]:
+        """The (campaign, channel) rate limits of the campaigns whose rules fired."""
+        return {
             (campaign_id, channel)
             for campaign_id in self.campaigns
             for channel in self.rules[campaign_id].followups.spec.rate_limits
         }
-        if not limited:
-            return
-        campaigns = sorted({campaign_id for campaign_id, _ in limited})
-        if self.session.get_bind().dialect.name == "postgresql":
-            for campaign_id in campaigns:  # in order, so two batches never wait in a circle
-                advisory_lock(self.session, Lock.FOLLOWUP_SLOTS, part=campaign_id)
+
+    def _slots_taken(self, limited: set[tuple[int, str]]) -> Counter[Slot]:
+        """How many follow-ups are queued or sent in each minute from this one on, for the
+        `limited` campaigns' channels, as the store has them now."""
         rows = self.session.execute(
             sa_select(col(FollowUp.campaign_id), col(FollowUp.channel), col(FollowUp.due_at)).where(
                 col(FollowUp.status).in_((FollowUpStatus.QUEUED, FollowUpStatus.SENT)),
                 col(FollowUp.due_at) >= minute(self.now),
-                col(FollowUp.campaign_id).in_(campaigns),
+                col(FollowUp.campaign_id).in_(sorted({c for c, _ in limited})),
             )
         )
-        for campaign_id, channel, due in rows:
-            if (campaign_id, channel) in limited:
-                self.sent.count(campaign_id, channel, due)
+        return Counter(
+            (campaign_id, channel, minute(due))
+            for campaign_id, channel, due in rows
+            if (campaign_id, channel) in limited
+        )
 
     # --- deciding ------------------------------------------------------------------------
 
@@ -303,17 +338,24 @@ class Batch:
         }
         if message is not None:
             row["_messages"] = [m | {"available_at": due} for m in message]
-        (self.reopened if previous else self.followups).append(
-            row | {"_id": previous and previous[1]}
-        )
+        row["_id"] = previous and previous[1]  # a new one's once it is written
+        (self.reopened if previous else self.followups).append(row)
         self.decided[key] = (status, previous[1] if previous else 0)
-        outcome = (
-            (reason or "withheld")
-            if status == FollowUpStatus.WITHHELD
-            else ("delayed" if due > self.now + timedelta(minutes=1) else str(status))
-        )
-        self.report.outcomes[consent_rules.outcome_kind(outcome)] += 1
+        self.report.outcomes[self._outcome(status, reason, due)] += 1
         self.report.by_rule[rule.id] += 1
+        limited = channel in rules.followups.spec.rate_limits
+        if status == FollowUpStatus.QUEUED and channel != "staff" and limited:
+            self.placed.append(Placed(row, rules, rule, event))
+
+    def _outcome(self, status: str, reason: str | None, due: datetime) -> str:
+        """What a report counts a verdict as: queued, delayed, or the kind of reason."""
+        if status == FollowUpStatus.WITHHELD:
+            return consent_rules.outcome_kind(reason or "withheld")
+        return "delayed" if due > self.now + timedelta(minutes=1) else str(status)
+
+    def _zone(self, contact_id: int) -> ZoneInfo | None:
+        person = self.people.get(contact_id)
+        return ZoneInfo(person.timezone) if person and person.timezone else None
 
     def _verdict(
         self, event: Event, rule: Rule, channel: str, contact_id: int, rules: CampaignRules
@@ -341,7 +383,7 @@ class Batch:
             ) or no_address(channel, event, person)
             if why:
                 return FollowUpStatus.WITHHELD, why, self.now, None
-        zone = ZoneInfo(person.timezone) if person and person.timezone else None
+        zone = self._zone(contact_id)
         due = due_at(rules, rule, channel, event, self.sent, now=self.now, zone=zone)
         if channel != "staff" and (
             cap := self.sent.cap_reason(rules.followups, contact_id, channel, due)
@@ -511,8 +553,10 @@ class Batch:
             first = (row.get("_messages") or [None])[0]
             row["outbox_id"] = ids.get((first["idempotency_key"],)) if first else None
         clean = [{k: v for k, v in r.items() if not k.startswith("_")} for r in self.followups]
-        if clean:
-            insert_rows(self.session, FollowUp, clean, key=("rule_id", "contact_id"))
+        key = ("campaign_id", "rule_id", "contact_id")
+        made = insert_rows(self.session, FollowUp, clean, key=key) if clean else {}
+        for row in self.followups:
+            row["_id"] = made[tuple(row[k] for k in key)]
         for row in self.reopened:
             values = {k: v for k, v in row.items() if not k.startswith("_") and k != "created_at"}
             self.session.execute(
@@ -524,14 +568,85 @@ class Batch:
                 update(EVENTS).where(_EVENTS.id.in_(sorted(self.again))).values(processed_at=None)
             )
 
+    def _hold_slots(self) -> None:
+        """On PostgreSQL, place the batch's follow-ups under a rate limit again once it holds
+        its campaigns' slots, which it takes last and keeps until it commits: their due times
+        came from counts read before its decisions, and another worker's batch may have taken
+        some of those minutes since. So batches decide and write side by side and take turns
+        only here. A follow-up that moves is updated with its outbox messages; a DM moved past
+        TikTok's 48 hours is withheld instead. Caps were checked at the time first worked out:
+        a cap counts a day or a week, a move is minutes."""
+        placed = [p for p in self.placed if p.row["status"] == FollowUpStatus.QUEUED]
+        if not placed or self.session.get_bind().dialect.name != "postgresql":
+            return
+        limited = {(p.rules.campaign_id, p.row["channel"]) for p in placed}
+        for campaign_id in sorted({c for c, _ in limited}):  # in order: never a circle
+            advisory_lock(self.session, Lock.FOLLOWUP_SLOTS, part=campaign_id)
+        others = self._slots_taken(limited)  # this batch's own included, as first placed
+        others.subtract(
+            (p.rules.campaign_id, p.row["channel"], minute(p.row["due_at"])) for p in placed
+        )
+        sent = Sent(per_minute=others)
+        moved: list[tuple[Placed, datetime]] = []
+        for p in placed:
+            row = p.row
+            zone = self._zone(row["contact_id"])
+            due = due_at(p.rules, p.rule, row["channel"], p.event, sent, now=self.now, zone=zone)
+            if due != row["due_at"]:
+                moved.append((p, due))
+                if too_late(row["channel"], p.event, due):
+                    continue  # withheld below: it takes no slot
+            sent.count(p.rules.campaign_id, row["channel"], due)
+        if moved:
+            self._move(moved)
+
+    def _move(self, moved: list[tuple[Placed, datetime]]) -> None:
+        """Give follow-ups their new due times, theirs and their outbox messages', or withhold
+        those that would then be too late, with their messages gone (this batch made them)."""
+        due_ids, dues, keys, key_dues, late = [], [], [], [], []
+        for p, due in moved:
+            row = p.row
+            self.report.outcomes[self._outcome(row["status"], None, row["due_at"])] -= 1
+            reason = too_late(row["channel"], p.event, due)
+            if reason:
+                late.append((row, reason))
+                self.report.outcomes[self._outcome(FollowUpStatus.WITHHELD, reason, due)] += 1
+                continue
+            self.report.outcomes[self._outcome(row["status"], None, due)] += 1
+            row["due_at"] = due
+            due_ids.append(row["_id"])
+            dues.append(due)
+            for message in row.get("_messages") or []:
+                keys.append(message["idempotency_key"])
+                key_dues.append(due)
+        self.report.outcomes = +self.report.outcomes  # no kind left at zero
+        if due_ids:
+            given = _unnested(("id", due_ids, Integer), ("due", dues, _FOLLOWUPS.due_at.type))
+            self.session.execute(
+                update(FOLLOWUPS).where(_FOLLOWUPS.id == given.c.id).values(due_at=given.c.due)
+            )
+        if keys:
+            given = _unnested(("key", keys, String), ("due", key_dues, _OUTBOX.available_at.type))
+            self.session.execute(
+                update(OUTBOX)
+                .where(_OUTBOX.idempotency_key == given.c.key)
+                .values(available_at=given.c.due)
+            )
+        for row, reason in late:
+            row.update(status=FollowUpStatus.WITHHELD, reason=reason, due_at=self.now)
+            self.session.execute(
+                update(FOLLOWUPS)
+                .where(_FOLLOWUPS.id == row["_id"])
+                .values(status=row["status"], reason=reason, due_at=self.now, outbox_id=None)
+            )
+            made = [m["idempotency_key"] for m in row.pop("_messages", None) or []]
+            self.session.execute(delete(OUTBOX).where(_OUTBOX.idempotency_key.in_(made)))
+
     def _mark_processed(self, event_ids: list[int]) -> None:
         """The batch's events are processed, each with its actor's contact."""
         if self.session.get_bind().dialect.name == "postgresql":  # one statement, two arrays
-            given = func.unnest(
-                bindparam("ids", event_ids, type_=ARRAY(Integer)),
-                bindparam("contacts", [self.event_contacts.get(e) for e in event_ids],
-                          type_=ARRAY(Integer)),
-            ).table_valued("id", "contact").render_derived(name="given")  # fmt: skip
+            contacts = [self.event_contacts.get(e) for e in event_ids]
+            given = _unnested(("id", event_ids, Integer), ("contact", contacts, Integer))
             self.session.execute(
                 update(EVENTS)
                 .where(_EVENTS.id == given.c.id)

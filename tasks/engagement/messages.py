@@ -49,6 +49,12 @@ def platform_limit(channel: str, event: Event, text: str, due: datetime) -> str 
             f"too long: a TikTok DM takes at most {MAX_DM_CHARS:,} characters "
             f"(this one has {len(text):,})"
         )
+    return too_late(channel, event, due)
+
+
+def too_late(channel: str, event: Event, due: datetime) -> str | None:
+    """Why TikTok would refuse this DM when it is due, or None: a DM answers only within 48
+    hours of the person's message."""
     answering = channel == "dm" and event.source == "tiktok" and event.type == "dm"
     if answering and due > event.occurred_at + DM_WINDOW:
         return (

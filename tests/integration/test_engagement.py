@@ -259,6 +259,99 @@ def test_a_burst_far_above_the_rate_limit_holds_it_every_minute_across_batches_a
     assert len(per_minute) == 10
 
 
+def decide_meanwhile(engine, other_worker) -> ProcessReport:
+    """Take the waiting events in one batch on PostgreSQL, as a worker does, and run
+    `other_worker` once the batch has written its follow-ups and before it places them in their
+    minutes for good and commits. The other worker gets a store of its own connections that
+    give up on a lock after five seconds: should it wait for this batch, it fails."""
+    from sqlalchemy import create_engine
+
+    from tasks.engagement.batch import Batch
+    from tasks.engagement.processing import EVENT_COLUMNS, campaign_rules
+    from tasks.engagement.rules import Event
+
+    impatient = create_engine(engine.url, connect_args={"options": "-c lock_timeout=5s"})
+
+    class Overtaken(Batch):
+        def _write(self, event_ids: list[int]) -> None:
+            super()._write(event_ids)
+            other_worker(impatient)
+
+    query = (
+        select(*EVENT_COLUMNS)
+        .where(col(EngagementEvent.processed_at).is_(None))
+        .order_by(col(EngagementEvent.id))
+        .with_for_update(skip_locked=True, of=EngagementEvent)
+    )
+    try:
+        with transaction(engine, take_turns=False) as session:
+            events = [Event(*row) for row in session.connection().execute(query)]
+            campaigns = {e.campaign_id for e in events if e.campaign_id}
+            rules = {c: campaign_rules(session, c, public_url=PUBLIC_URL) for c in campaigns}
+            return Overtaken(session, rules, T0).run(events)
+    finally:
+        impatient.dispose()
+
+
+def test_on_postgresql_replies_a_batch_decided_for_minutes_another_worker_took_meanwhile_move_on(
+    engine, applied
+):
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite's one writer decides one batch at a time")
+    push(engine, *[event(actor=f"late{i}") for i in range(30)])  # a minute of replies
+
+    def other_worker(store) -> None:
+        push(store, *[event(actor=f"early{i}") for i in range(30)])
+        assert process(store).outcomes == {"delayed": 30}  # commits first, 2 minutes on
+
+    report = decide_meanwhile(engine, other_worker)
+
+    due = {
+        f.contact_id: f.due_at
+        for f in followups(engine, "thank_commenters")
+        if f.status == "queued"
+    }
+    with transaction(engine, write=False) as session:
+        handles = dict(session.exec(select(Contact.id, Contact.handle)).all())
+    by_who = Counter((str(handles[c])[:4], at) for c, at in due.items())
+    assert by_who == {("earl", T0 + 2 * MIN): 30, ("late", T0 + 3 * MIN): 30}
+    assert report.outcomes == {"delayed": 30}
+    goes_at = {m.id: m.available_at for m in outbox(engine)}  # each reply's message with it
+    assert {f.outbox_id: f.due_at for f in followups(engine)} == goes_at
+
+
+DM_EVERY_MINUTE = """
+name: One DM a minute
+rate_limits: {dm: 1}
+rules:
+  - {id: dm_help, when: {types: [dm], keywords: [help]}, action: dm,
+     message: "Thanks {{ actor.greeting }}! {{ links.join }}"}
+"""
+
+
+def test_on_postgresql_a_dm_moved_past_tiktoks_48_hours_by_another_workers_batch_is_withheld(
+    rally, engine, example
+):
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite's one writer decides one batch at a time")
+    with_rules(rally, example, DM_EVERY_MINUTE)
+    wrote = T0 - timedelta(hours=48) + 30 * timedelta(seconds=1)  # 47 h 59 m 30 s ago
+    push(engine, event("dm", "sam", "help?", at=wrote))
+
+    def other_worker(store) -> None:
+        push(store, event("dm", "kim", "help me", at=wrote))
+        assert process(store).outcomes == {"queued": 1}  # takes this minute's one DM
+
+    report = decide_meanwhile(engine, other_worker)
+
+    [kim, sam] = sorted(followups(engine), key=lambda f: f.status)
+    assert (kim.status, kim.due_at) == ("queued", T0)
+    assert sam.status == "withheld" and sam.outbox_id is None
+    assert sam.reason is not None and sam.reason.startswith("too late: TikTok lets a business")
+    assert report.outcomes == {"too late": 1}
+    assert [m.payload["to"] for m in outbox(engine)] == ["@kim"]
+
+
 def test_stop_cancels_what_waits_withholds_later_dms_and_start_lets_them_flow(
     rally, engine, example
 ):
