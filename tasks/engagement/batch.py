@@ -7,7 +7,7 @@ record changed, and the events marked processed.
 
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -154,6 +154,7 @@ class Batch:
         self.again: set[int] = set()  # events withheld here for a consent confirmed since
         self.happened: dict[int, list[Happened]] = {}  # campaign -> its webhook events
         self.placed: list[Placed] = []  # follow-ups queued under a rate limit, in order
+        self.counted: Counter[Slot] = Counter()  # others' follow-ups a minute, before deciding
 
     def run(self, events: list[Event]) -> ProcessReport:
         self.report.events = len(events)
@@ -271,8 +272,8 @@ class Batch:
         on PostgreSQL another worker's batch may take some of the same minutes meanwhile, so
         there the batch places its follow-ups again at its end (`_hold_slots`)."""
         limited = self._limited()
-        if limited:
-            self.sent.per_minute.update(self._slots_taken(limited))
+        self.counted = self._slots_taken(limited) if limited else Counter()
+        self.sent.per_minute.update(self.counted)
 
     def _limited(self) -> set[tuple[int, str]]:
         """The (campaign, channel) rate limits of the campaigns whose rules fired."""
@@ -284,19 +285,27 @@ class Batch:
 
     def _slots_taken(self, limited: set[tuple[int, str]]) -> Counter[Slot]:
         """How many follow-ups are queued or sent in each minute from this one on, for the
-        `limited` campaigns' channels, as the store has them now."""
+        `limited` campaigns' channels, as the store has them now (counted by the store: a busy
+        campaign has thousands waiting)."""
+        due = col(FollowUp.due_at)
+        postgres = self.session.get_bind().dialect.name == "postgresql"
+        # SQLite keeps times as text, `2027-02-03 18:04:05.000000` in UTC
+        at = func.date_trunc("minute", due) if postgres else func.substr(due, 1, 16)
         rows = self.session.execute(
-            sa_select(col(FollowUp.campaign_id), col(FollowUp.channel), col(FollowUp.due_at)).where(
+            sa_select(col(FollowUp.campaign_id), col(FollowUp.channel), at, func.count())
+            .where(
                 col(FollowUp.status).in_((FollowUpStatus.QUEUED, FollowUpStatus.SENT)),
-                col(FollowUp.due_at) >= minute(self.now),
+                due >= minute(self.now),
                 col(FollowUp.campaign_id).in_(sorted({c for c, _ in limited})),
             )
+            .group_by(col(FollowUp.campaign_id), col(FollowUp.channel), at)
         )
-        return Counter(
-            (campaign_id, channel, minute(due))
-            for campaign_id, channel, due in rows
-            if (campaign_id, channel) in limited
-        )
+        taken: Counter[Slot] = Counter()
+        for campaign_id, channel, start, count in rows:
+            if (campaign_id, channel) in limited:
+                start = start if postgres else datetime.fromisoformat(start).replace(tzinfo=UTC)
+                taken[(campaign_id, channel, start.astimezone(UTC))] += count
+        return taken
 
     # --- deciding ------------------------------------------------------------------------
 
@@ -586,6 +595,9 @@ class Batch:
         others.subtract(
             (p.rules.campaign_id, p.row["channel"], minute(p.row["due_at"])) for p in placed
         )
+        counted = Counter({slot: n for slot, n in self.counted.items() if slot[:2] in limited})
+        if +others == +counted:
+            return  # nobody took a minute meanwhile: each is where it would go again
         sent = Sent(per_minute=others)
         moved: list[tuple[Placed, datetime]] = []
         for p in placed:
