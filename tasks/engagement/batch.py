@@ -153,6 +153,7 @@ class Batch:
         self.tagged_on: dict[int, set[int]] = {}  # contact -> campaigns whose rules tagged them
         self.again: set[int] = set()  # events withheld here for a consent confirmed since
         self.happened: dict[int, list[Happened]] = {}  # campaign -> its webhook events
+        self.rows: dict[tuple[int, str, int], dict[str, Any]] = {}  # follow-ups decided here
         self.placed: list[Placed] = []  # follow-ups queued under a rate limit, in order
         self.counted: Counter[Slot] = Counter()  # others' follow-ups a minute, before deciding
 
@@ -347,8 +348,15 @@ class Batch:
         }
         if message is not None:
             row["_messages"] = [m | {"available_at": due} for m in message]
-        row["_id"] = previous and previous[1]  # a new one's once it is written
-        (self.reopened if previous else self.followups).append(row)
+        earlier = self.rows.get(key)
+        if earlier is not None:  # withheld for an earlier event of this batch: decided anew
+            earlier.pop("_messages", None)
+            earlier.update({k: v for k, v in row.items() if k != "created_at"})
+            row = earlier
+        else:
+            row["_id"] = previous and previous[1]  # a new one's once it is written
+            (self.reopened if previous else self.followups).append(row)
+            self.rows[key] = row
         self.decided[key] = (status, previous[1] if previous else 0)
         self.report.outcomes[self._outcome(status, reason, due)] += 1
         self.report.by_rule[rule.id] += 1

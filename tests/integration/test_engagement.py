@@ -224,6 +224,23 @@ def test_a_cap_withholds_a_second_dm_the_same_day_and_allows_one_the_next(rally,
     assert [m.channel for m in outbox(engine)] == ["tiktok_dm", "tiktok_dm"]
 
 
+def test_a_dm_too_late_then_one_in_time_from_one_person_in_one_batch_is_queued_once(
+    rally, engine, example
+):
+    with_rules(rally, example, TWO_DM_RULES)
+    push(
+        engine,
+        event("dm", "sam", "help?", at=T0 - timedelta(hours=49)),  # past TikTok's 48 hours
+        event("dm", "sam", "help, anyone?"),
+    )
+    process(engine)  # one batch: the first is withheld, the second decides the rule again
+
+    [dm] = followups(engine, "dm_help")
+    assert (dm.status, dm.reason, dm.due_at) == ("queued", None, T0 + 10 * MIN)
+    [message] = outbox(engine)
+    assert (dm.outbox_id, message.available_at) == (message.id, dm.due_at)
+
+
 def test_the_rate_limit_moves_the_31st_reply_in_a_minute_to_the_next(engine, applied):
     push(engine, *[event(actor=f"fan{i}") for i in range(31)])
     process(engine)  # replies: 30 a minute, 2 minutes after the comment
