@@ -73,6 +73,13 @@ OUTBOX = OutboxMessage.__table__  # type: ignore[attr-defined]
 _OUTBOX = OUTBOX.c
 
 
+def _take_back(counts: Counter[str], kind: str) -> None:
+    """Count one `kind` fewer (a decision made again), none left kept as no entry."""
+    counts[kind] -= 1
+    if counts[kind] <= 0:
+        del counts[kind]
+
+
 def _unnested(*columns: tuple[str, list[Any], Any]) -> Any:
     """Rows given as one PostgreSQL array a column (`name`, values, element type), to join a
     table to in one statement whatever their number."""
@@ -350,6 +357,9 @@ class Batch:
             row["_messages"] = [m | {"available_at": due} for m in message]
         earlier = self.rows.get(key)
         if earlier is not None:  # withheld for an earlier event of this batch: decided anew
+            outcome = self._outcome(earlier["status"], earlier["reason"], earlier["due_at"])
+            _take_back(self.report.outcomes, outcome)
+            _take_back(self.report.by_rule, rule.id)
             earlier.pop("_messages", None)
             earlier.update({k: v for k, v in row.items() if k != "created_at"})
             row = earlier
@@ -590,9 +600,8 @@ class Batch:
         its campaigns' slots, which it takes last and keeps until it commits: their due times
         came from counts read before its decisions, and another worker's batch may have taken
         some of those minutes since. So batches decide and write side by side and take turns
-        only here. A follow-up that moves is updated with its outbox messages; a DM moved past
-        TikTok's 48 hours is withheld instead. Caps were checked at the time first worked out:
-        a cap counts a day or a week, a move is minutes."""
+        only here. A follow-up that moves is checked again at its new time (`_still_goes`)
+        and updated with its outbox messages, or withheld."""
         placed = [p for p in self.placed if p.row["status"] == FollowUpStatus.QUEUED]
         if not placed or self.session.get_bind().dialect.name != "postgresql":
             return
@@ -607,30 +616,44 @@ class Batch:
         if +others == +counted:
             return  # nobody took a minute meanwhile: each is where it would go again
         sent = Sent(per_minute=others)
-        moved: list[tuple[Placed, datetime]] = []
+        moved: list[tuple[Placed, datetime, str | None]] = []
         for p in placed:
             row = p.row
             zone = self._zone(row["contact_id"])
             due = due_at(p.rules, p.rule, row["channel"], p.event, sent, now=self.now, zone=zone)
             if due != row["due_at"]:
-                moved.append((p, due))
-                if too_late(row["channel"], p.event, due):
-                    continue  # withheld below: it takes no slot
+                why = self._still_goes(p, due)
+                moved.append((p, due, why))
+                if why:
+                    continue  # withheld: it takes no slot
             sent.count(p.rules.campaign_id, row["channel"], due)
         if moved:
             self._move(moved)
 
-    def _move(self, moved: list[tuple[Placed, datetime]]) -> None:
+    def _still_goes(self, placed: Placed, due: datetime) -> str | None:
+        """Why a follow-up moved to `due` may no longer go, or None: a DM past TikTok's 48
+        hours, or the person's cap, counted around its new time (their others as they stand
+        in this batch, earlier moves included)."""
+        row = placed.row
+        times = self.sent.times[(row["contact_id"], row["channel"])]
+        times.remove(row["due_at"])  # its own, as first placed
+        why = too_late(row["channel"], placed.event, due) or self.sent.cap_reason(
+            placed.rules.followups, row["contact_id"], row["channel"], due
+        )
+        if why is None:
+            times.append(due)
+        return why
+
+    def _move(self, moved: list[tuple[Placed, datetime, str | None]]) -> None:
         """Give follow-ups their new due times, theirs and their outbox messages', or withhold
-        those that would then be too late, with their messages gone (this batch made them)."""
-        due_ids, dues, keys, key_dues, late = [], [], [], [], []
-        for p, due in moved:
+        those that may no longer go (`why`), with their messages gone (this batch made them)."""
+        due_ids, dues, keys, key_dues = [], [], [], []
+        for p, due, why in moved:
             row = p.row
-            self.report.outcomes[self._outcome(row["status"], None, row["due_at"])] -= 1
-            reason = too_late(row["channel"], p.event, due)
-            if reason:
-                late.append((row, reason))
-                self.report.outcomes[self._outcome(FollowUpStatus.WITHHELD, reason, due)] += 1
+            _take_back(self.report.outcomes, self._outcome(row["status"], None, row["due_at"]))
+            if why:
+                self.report.outcomes[self._outcome(FollowUpStatus.WITHHELD, why, due)] += 1
+                self._withhold(row, why)
                 continue
             self.report.outcomes[self._outcome(row["status"], None, due)] += 1
             row["due_at"] = due
@@ -639,7 +662,6 @@ class Batch:
             for message in row.get("_messages") or []:
                 keys.append(message["idempotency_key"])
                 key_dues.append(due)
-        self.report.outcomes = +self.report.outcomes  # no kind left at zero
         if due_ids:
             given = _unnested(("id", due_ids, Integer), ("due", dues, _FOLLOWUPS.due_at.type))
             self.session.execute(
@@ -652,15 +674,17 @@ class Batch:
                 .where(_OUTBOX.idempotency_key == given.c.key)
                 .values(available_at=given.c.due)
             )
-        for row, reason in late:
-            row.update(status=FollowUpStatus.WITHHELD, reason=reason, due_at=self.now)
-            self.session.execute(
-                update(FOLLOWUPS)
-                .where(_FOLLOWUPS.id == row["_id"])
-                .values(status=row["status"], reason=reason, due_at=self.now, outbox_id=None)
-            )
-            made = [m["idempotency_key"] for m in row.pop("_messages", None) or []]
-            self.session.execute(delete(OUTBOX).where(_OUTBOX.idempotency_key.in_(made)))
+
+    def _withhold(self, row: dict[str, Any], why: str) -> None:
+        """Withhold a follow-up this batch wrote as queued, its outbox messages gone."""
+        row.update(status=FollowUpStatus.WITHHELD, reason=why, due_at=self.now, outbox_id=None)
+        self.session.execute(
+            update(FOLLOWUPS)
+            .where(_FOLLOWUPS.id == row["_id"])
+            .values(status=row["status"], reason=why, due_at=self.now, outbox_id=None)
+        )
+        made = [m["idempotency_key"] for m in row.pop("_messages", None) or []]
+        self.session.execute(delete(OUTBOX).where(_OUTBOX.idempotency_key.in_(made)))
 
     def _mark_processed(self, event_ids: list[int]) -> None:
         """The batch's events are processed, each with its actor's contact."""

@@ -233,7 +233,8 @@ def test_a_dm_too_late_then_one_in_time_from_one_person_in_one_batch_is_queued_o
         event("dm", "sam", "help?", at=T0 - timedelta(hours=49)),  # past TikTok's 48 hours
         event("dm", "sam", "help, anyone?"),
     )
-    process(engine)  # one batch: the first is withheld, the second decides the rule again
+    report = process(engine)  # one batch: the first is withheld, the second decides it anew
+    assert (report.outcomes, report.by_rule) == ({"delayed": 1}, {"dm_help": 1})
 
     [dm] = followups(engine, "dm_help")
     assert (dm.status, dm.reason, dm.due_at) == ("queued", None, T0 + 10 * MIN)
@@ -367,6 +368,42 @@ def test_on_postgresql_a_dm_moved_past_tiktoks_48_hours_by_another_workers_batch
     assert sam.reason is not None and sam.reason.startswith("too late: TikTok lets a business")
     assert report.outcomes == {"too late": 1}
     assert [m.payload["to"] for m in outbox(engine)] == ["@kim"]
+
+
+CAPPED_DMS = """
+name: A DM now and one the next day, one a day per person, one a minute
+caps: {dm: {day: 1}}
+rate_limits: {dm: 1}
+rules:
+  - {id: dm_now, when: {types: [dm], keywords: [help]}, action: dm,
+     message: "Thanks! {{ links.join }}"}
+  - {id: dm_tomorrow, when: {types: [dm], keywords: [register]}, action: dm,
+     delay_minutes: 1440, message: "Registered yet? {{ links.join }}"}
+"""
+
+
+def test_on_postgresql_a_dm_moved_within_a_day_of_the_persons_next_by_another_worker_is_capped(
+    rally, engine, example
+):
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite's one writer decides one batch at a time")
+    with_rules(rally, example, CAPPED_DMS)
+    push(engine, event("dm", "sam", "help me register"))  # now, and exactly a day on: allowed
+
+    def other_worker(store) -> None:
+        push(store, event("dm", "kim", "help"))
+        assert process(store).outcomes == {"queued": 1}  # takes this minute's one DM
+
+    report = decide_meanwhile(engine, other_worker)
+
+    with transaction(engine, write=False) as session:
+        sam = session.exec(select(Contact.id).where(Contact.handle == "sam")).one()
+    mine = {f.rule_id: f for f in followups(engine) if f.contact_id == sam}
+    assert mine["dm_now"].status == "withheld"  # a minute on, 23 h 59 min before the next
+    assert mine["dm_now"].reason == "capped: at most 1 dm a day per person"
+    assert (mine["dm_tomorrow"].status, mine["dm_tomorrow"].due_at) == ("queued", T0 + 1440 * MIN)
+    assert report.outcomes == {"capped": 1, "delayed": 1}
+    assert sorted(m.payload["to"] for m in outbox(engine)) == ["@kim", "@sam"]
 
 
 def test_stop_cancels_what_waits_withholds_later_dms_and_start_lets_them_flow(
