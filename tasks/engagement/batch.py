@@ -606,8 +606,9 @@ class Batch:
         if not placed or self.session.get_bind().dialect.name != "postgresql":
             return
         limited = {(p.rules.campaign_id, p.row["channel"]) for p in placed}
-        for campaign_id in sorted({c for c, _ in limited}):  # in order: never a circle
-            advisory_lock(self.session, Lock.FOLLOWUP_SLOTS, part=campaign_id)
+        # in the order of the locks' own keys (16 bits of the campaign's id): never a circle
+        for part in sorted({campaign_id & 0xFFFF for campaign_id, _ in limited}):
+            advisory_lock(self.session, Lock.FOLLOWUP_SLOTS, part=part)
         others = self._slots_taken(limited)  # this batch's own included, as first placed
         others.subtract(
             (p.rules.campaign_id, p.row["channel"], minute(p.row["due_at"])) for p in placed
