@@ -277,42 +277,33 @@ def test_a_burst_far_above_the_rate_limit_holds_it_every_minute_across_batches_a
     assert len(per_minute) == 10
 
 
-def decide_meanwhile(engine, other_worker) -> ProcessReport:
-    """Take the waiting events in one batch on PostgreSQL, as a worker does, and run
-    `other_worker` once the batch has written its follow-ups and before it places them in their
-    minutes for good and commits. The other worker gets a store of its own connections that
+def decide_meanwhile(engine, other_worker, monkeypatch) -> ProcessReport:
+    """Process the waiting events as a worker does, and run `other_worker` once the first batch
+    has written its follow-ups and before it places them in their minutes for good and
+    commits. The other worker's batches are plain ones, on a store of its own connections that
     give up on a lock after five seconds: should it wait for this batch, it fails."""
     from sqlalchemy import create_engine
 
+    from tasks.engagement import processing
     from tasks.engagement.batch import Batch
-    from tasks.engagement.processing import EVENT_COLUMNS, campaign_rules
-    from tasks.engagement.rules import Event
 
     impatient = create_engine(engine.url, connect_args={"options": "-c lock_timeout=5s"})
 
     class Overtaken(Batch):
         def _write(self, event_ids: list[int]) -> None:
             super()._write(event_ids)
+            monkeypatch.setattr(processing, "Batch", Batch)
             other_worker(impatient)
 
-    query = (
-        select(*EVENT_COLUMNS)
-        .where(col(EngagementEvent.processed_at).is_(None))
-        .order_by(col(EngagementEvent.id))
-        .with_for_update(skip_locked=True, of=EngagementEvent)
-    )
+    monkeypatch.setattr(processing, "Batch", Overtaken)
     try:
-        with transaction(engine, take_turns=False) as session:
-            events = [Event(*row) for row in session.connection().execute(query)]
-            campaigns = {e.campaign_id for e in events if e.campaign_id}
-            rules = {c: campaign_rules(session, c, public_url=PUBLIC_URL) for c in campaigns}
-            return Overtaken(session, rules, T0).run(events)
+        return process(engine)
     finally:
         impatient.dispose()
 
 
 def test_on_postgresql_replies_a_batch_decided_for_minutes_another_worker_took_meanwhile_move_on(
-    engine, applied
+    engine, applied, monkeypatch
 ):
     if engine.dialect.name != "postgresql":
         pytest.skip("SQLite's one writer decides one batch at a time")
@@ -322,7 +313,7 @@ def test_on_postgresql_replies_a_batch_decided_for_minutes_another_worker_took_m
         push(store, *[event(actor=f"early{i}") for i in range(30)])
         assert process(store).outcomes == {"delayed": 30}  # commits first, 2 minutes on
 
-    report = decide_meanwhile(engine, other_worker)
+    report = decide_meanwhile(engine, other_worker, monkeypatch)
 
     due = {
         f.contact_id: f.due_at
@@ -348,7 +339,7 @@ rules:
 
 
 def test_on_postgresql_a_dm_moved_past_tiktoks_48_hours_by_another_workers_batch_is_withheld(
-    rally, engine, example
+    rally, engine, example, monkeypatch
 ):
     if engine.dialect.name != "postgresql":
         pytest.skip("SQLite's one writer decides one batch at a time")
@@ -360,7 +351,7 @@ def test_on_postgresql_a_dm_moved_past_tiktoks_48_hours_by_another_workers_batch
         push(store, event("dm", "kim", "help me", at=wrote))
         assert process(store).outcomes == {"queued": 1}  # takes this minute's one DM
 
-    report = decide_meanwhile(engine, other_worker)
+    report = decide_meanwhile(engine, other_worker, monkeypatch)
 
     [kim, sam] = sorted(followups(engine), key=lambda f: f.status)
     assert (kim.status, kim.due_at) == ("queued", T0)
@@ -383,7 +374,7 @@ rules:
 
 
 def test_on_postgresql_a_dm_moved_within_a_day_of_the_persons_next_by_another_worker_is_capped(
-    rally, engine, example
+    rally, engine, example, monkeypatch
 ):
     if engine.dialect.name != "postgresql":
         pytest.skip("SQLite's one writer decides one batch at a time")
@@ -394,7 +385,7 @@ def test_on_postgresql_a_dm_moved_within_a_day_of_the_persons_next_by_another_wo
         push(store, event("dm", "kim", "help"))
         assert process(store).outcomes == {"queued": 1}  # takes this minute's one DM
 
-    report = decide_meanwhile(engine, other_worker)
+    report = decide_meanwhile(engine, other_worker, monkeypatch)
 
     with transaction(engine, write=False) as session:
         sam = session.exec(select(Contact.id).where(Contact.handle == "sam")).one()
